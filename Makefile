@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh Debian 12 machine:
+#   make demo   boot the default machine and run the main job on it
+#   make test   run the whole test suite (real QEMU under TCG, pytest-xdist)
+# Both install what is missing first (Debian packages, .venv) and do no network work
+# once the stamps under .cache/ are current.
+
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMPS  := .cache/stamps
+JOBS    ?= 2
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages the project needs: QEMU itself (pulls SeaBIOS and iPXE), a C compiler
+# for the interval index, 32-bit multilib for the probe guest, and venv/headers in case
+# the system Python is Debian's own.
+DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev
+
+.PHONY: all setup demo test bench fuzz clean distclean
+all: test
+
+setup: $(STAMPS)/venv
+
+$(STAMPS)/debian: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: $(STAMPS)/debian pyproject.toml setup.py harness/_intervals.c
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	$(BIN)/harness layout configs/machines/default.yaml
+
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) tests
+
+clean:
+	rm -rf build *.egg-info harness/*.so .pytest_cache .hypothesis runs
+
+distclean: clean
+	rm -rf $(VENV) .cache
