@@ -1,0 +1,393 @@
+"""The device catalog: one YAML file per emulated device kind under ``device_models/``.
+
+A device model says which QEMU driver to create and with which properties, which
+resources the device decodes relative to its settings (a 16550 decodes 8 ports from its
+base; an SB16 an interleaved set), which settings the real card offers (its jumpers,
+later the alternatives of an IO_RESOURCE_REQUIREMENTS_LIST) and how to prove the device
+is present by its registers.  The catalog is data; nothing here talks to QEMU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .errors import ConfigError
+from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
+
+MACHINE_KINDS = ("pc", "q35", "isapc")
+BUS_KINDS = ("isa", "pci", "pcie", "floppy")
+BACKENDS = ("none", "chardev", "audiodev", "drive")
+#: Kinds of settable property, with the values QEMU accepts without aborting or
+#: silently truncating (qemu-facts.md §2 "Property validation").
+PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
+    "port": (0, 0xFFFF),
+    "irq": (0, 15),
+    "dma": (0, 7),
+    "int": (-(2**63), 2**64 - 1),
+    "str": None,
+    "bool": None,
+})
+RESOURCE_KINDS = ("port", "memory", "irq", "dma")
+
+
+def default_catalog_dir() -> Path:
+    """``device_models/`` beside the package, unless ``HARNESS_DEVICE_MODELS`` says otherwise."""
+    override = os.environ.get("HARNESS_DEVICE_MODELS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "device_models"
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    name: str
+    kind: str
+    choices: tuple[Any, ...] = ()
+    #: True for properties that place the device (iobase, irq, dma): they take part in
+    #: resource assignment and their choices are the card's jumper settings.
+    setting: bool = False
+
+
+@dataclass(frozen=True)
+class PortDecode:
+    """Ports ``base + offset .. base + offset + length - 1``; ``base`` is a property name."""
+    base: str
+    offset: int
+    length: int
+    #: Property holding the length instead of a fixed one (isa-debug-exit's iosize).
+    length_property: str | None = None
+
+
+@dataclass(frozen=True)
+class FixedRange:
+    kind: str  # "port" or "memory"
+    start: int
+    length: int
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    """One register access, offset relative to the probe base property."""
+    op: str  # "read" or "write"
+    offset: int
+    size: int = 1
+    value: int | None = None  # written value, or the expected read value
+    mask: int = 0xFF
+
+
+@dataclass(frozen=True)
+class Bar:
+    index: int  # 0-5, or 6 for the expansion ROM
+    kind: str  # "io" or "memory"
+    size: int
+    is_64bit: bool = False
+    prefetchable: bool = False
+
+
+@dataclass(frozen=True)
+class PciIdentity:
+    vendor: int
+    device: int
+    class_code: int  # base class << 8 | subclass, as query-pci reports it
+    interrupt_pin: int  # 0 none, 1 INTA .. 4 INTD
+    bars: tuple[Bar, ...]
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    name: str
+    description: str
+    qemu_driver: str
+    bus: str
+    machines: tuple[str, ...]
+    backend: str
+    properties: Mapping[str, PropertySpec]
+    instance_defaults: tuple[Mapping[str, Any], ...]
+    always: Mapping[str, Any]
+    ports: tuple[PortDecode, ...]
+    fixed: tuple[FixedRange, ...]
+    irq_properties: tuple[str, ...]
+    dma_properties: tuple[str, ...]
+    probe_base: str | None
+    probe: tuple[ProbeStep, ...]
+    pci: PciIdentity | None
+    bridge: str | None  # None, "pci-bridge" or "pcie-root-port"
+    source: str = field(compare=False, default="")
+
+    @property
+    def settings(self) -> tuple[PropertySpec, ...]:
+        return tuple(p for p in self.properties.values() if p.setting)
+
+    def defaults_for(self, instance: int) -> Mapping[str, Any]:
+        """QEMU's default settings for the ``instance``-th device of this kind (0-based)."""
+        if not self.instance_defaults:
+            return {}
+        return self.instance_defaults[min(instance, len(self.instance_defaults) - 1)]
+
+    def decoded_resources(self, settings: Mapping[str, Any]) -> list[tuple[str, int, int]]:
+        """The (kind, first, last) ranges the device decodes with ``settings``.
+
+        Port ranges are split exactly as the device registers them, so interleaved
+        layouts (SB16, GUS) compare range by range with QEMU's flat view.
+        """
+        out: list[tuple[str, int, int]] = []
+        for decode in self.ports:
+            base = settings.get(decode.base)
+            if base is None:
+                continue
+            length = decode.length
+            if decode.length_property is not None:
+                length = int(settings.get(decode.length_property, decode.length))
+            start = int(base) + decode.offset
+            out.append(("port", start, start + length - 1))
+        for fixed in self.fixed:
+            out.append((fixed.kind, fixed.start, fixed.start + fixed.length - 1))
+        for prop in self.irq_properties:
+            if settings.get(prop) is not None and int(settings[prop]) >= 0:
+                out.append(("irq", int(settings[prop]), int(settings[prop])))
+        for prop in self.dma_properties:
+            if settings.get(prop) is not None and int(settings[prop]) >= 0:
+                out.append(("dma", int(settings[prop]), int(settings[prop])))
+        return out
+
+
+class Catalog(Mapping[str, DeviceModel]):
+    """All device models of one catalog directory, keyed by model name."""
+
+    def __init__(self, models: dict[str, DeviceModel], directory: Path) -> None:
+        self._models = models
+        self.directory = directory
+
+    def __getitem__(self, name: str) -> DeviceModel:
+        return self._models[name]
+
+    def __iter__(self):
+        return iter(self._models)
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def lookup(self, name: str, node: Node, key: str) -> DeviceModel:
+        """The model ``name``, or a located error listing the known ones."""
+        try:
+            return self._models[name]
+        except KeyError:
+            import difflib
+            close = difflib.get_close_matches(name, sorted(self._models), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise node.error(key, f"unknown device model {name!r}{hint}; "
+                                  f"models are in {self.directory}") from None
+
+
+@lru_cache(maxsize=4)
+def load_catalog(directory: str | Path | None = None) -> Catalog:
+    directory = Path(directory) if directory is not None else default_catalog_dir()
+    if not directory.is_dir():
+        raise ConfigError("device model directory not found", source=str(directory))
+    models: dict[str, DeviceModel] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        model = parse_model(load_file(path), str(path))
+        if model.name in models:
+            raise ConfigError(f"device model {model.name!r} is defined twice "
+                              f"(also in {models[model.name].source})", source=str(path))
+        models[model.name] = model
+    return Catalog(models, directory)
+
+
+_MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
+                         "properties", "instance_defaults", "always", "decodes", "probe",
+                         "pci", "bridge"})
+
+
+def parse_model(doc: Any, source: str) -> DeviceModel:
+    if not isinstance(doc, Node):
+        raise ConfigError("a device model must be a YAML mapping", source=source)
+    doc.check_keys(_MODEL_KEYS, {"name", "qemu_driver", "bus", "machines"})
+    name = get_str(doc, "name")
+    if Path(source).stem != name:
+        raise doc.error("name", f"model name {name!r} must match its file name {Path(source).name!r}")
+    bus = get_str(doc, "bus", choices=BUS_KINDS)
+    machines = tuple(_str_list(doc, "machines", MACHINE_KINDS))
+    properties = _parse_properties(doc)
+    instance_defaults = tuple(_parse_defaults(doc, properties))
+    always = dict(doc.child("always")) if "always" in doc else {}
+    ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
+    probe_base, probe = _parse_probe(doc, properties)
+    pci = _parse_pci(doc) if "pci" in doc else None
+    if bus in ("pci", "pcie") and pci is None:
+        raise doc.error(None, "a PCI device model needs a 'pci' section")
+    return DeviceModel(
+        name=name,
+        description=get_str(doc, "description", default=""),
+        qemu_driver=get_str(doc, "qemu_driver"),
+        bus=bus,
+        machines=machines,
+        backend=get_str(doc, "backend", choices=BACKENDS, default="none"),
+        properties=MappingProxyType(properties),
+        instance_defaults=instance_defaults,
+        always=MappingProxyType(always),
+        ports=ports, fixed=fixed, irq_properties=irqs, dma_properties=dmas,
+        probe_base=probe_base, probe=probe, pci=pci,
+        bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
+        source=source,
+    )
+
+
+def _str_list(node: Node, key: str, choices: tuple[str, ...] | None = None) -> list[str]:
+    items = get_list(node, key)
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or (choices is not None and item not in choices):
+            expected = f"one of {', '.join(choices)}" if choices else "a string"
+            raise node.error(key, f"item {i} is {item!r}; expected {expected}")
+    return items
+
+
+def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
+    out: dict[str, PropertySpec] = {}
+    if "properties" not in doc:
+        return out
+    props = doc.child("properties")
+    for name in props:
+        spec = props.child(name)
+        spec.check_keys({"kind", "choices", "setting"}, {"kind"})
+        kind = get_str(spec, "kind", choices=tuple(PROPERTY_KINDS))
+        choices = tuple(get_list(spec, "choices", default=[]))
+        for value in choices:
+            _check_value(spec, "choices", kind, value)
+        setting = get_bool(spec, "setting", default=kind in ("port", "irq", "dma"))
+        out[name] = PropertySpec(name, kind, choices, setting)
+    return out
+
+
+def _parse_defaults(doc: Node, properties: dict[str, PropertySpec]) -> list[Mapping[str, Any]]:
+    out = []
+    for i, item in enumerate(get_list(doc, "instance_defaults", default=[])):
+        if not isinstance(item, Node):
+            raise doc.error("instance_defaults", f"item {i} must be a mapping of property: value")
+        for prop in item:
+            if prop not in properties:
+                raise item.error(prop, f"unknown property {prop!r}; declare it under 'properties'")
+            _check_value(item, prop, properties[prop].kind, item[prop])
+        out.append(MappingProxyType(dict(item)))
+    return out
+
+
+def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
+    if "decodes" not in doc:
+        return (), (), (), ()
+    dec = doc.child("decodes")
+    dec.check_keys({"ports", "fixed_ports", "fixed_memory", "irq", "dma"})
+    ports = []
+    for i, item in enumerate(get_list(dec, "ports", default=[])):
+        if not isinstance(item, Node):
+            raise dec.error("ports", f"item {i} must be a mapping")
+        item.check_keys({"base", "offset", "length", "length_property"}, {"base", "length"})
+        base = get_str(item, "base")
+        length_property = get_str(item, "length_property", default=None)
+        for prop_key, prop in (("base", base), ("length_property", length_property)):
+            if prop is not None and prop not in properties:
+                raise item.error(prop_key, f"unknown property {prop!r}")
+        ports.append(PortDecode(base, get_int(item, "offset", lo=0, hi=0xFFFF, default=0),
+                                get_int(item, "length", lo=1, hi=0x10000), length_property))
+    fixed = []
+    for key, kind, hi in (("fixed_ports", "port", 0xFFFF), ("fixed_memory", "memory", 2**64 - 1)):
+        for i, item in enumerate(get_list(dec, key, default=[])):
+            if not isinstance(item, Node):
+                raise dec.error(key, f"item {i} must be a mapping with start and length")
+            item.check_keys({"start", "length"}, {"start", "length"})
+            start = get_int(item, "start", lo=0, hi=hi)
+            length = get_int(item, "length", lo=1, hi=hi - start + 1)
+            fixed.append(FixedRange(kind, start, length))
+    irqs = tuple(_str_list(dec, "irq")) if "irq" in dec else ()
+    dmas = tuple(_str_list(dec, "dma")) if "dma" in dec else ()
+    for key, names in (("irq", irqs), ("dma", dmas)):
+        for prop in names:
+            if prop not in properties:
+                raise dec.error(key, f"unknown property {prop!r}")
+    return tuple(ports), tuple(fixed), irqs, dmas
+
+
+def _parse_probe(doc: Node, properties: dict[str, PropertySpec]):
+    if "probe" not in doc:
+        return None, ()
+    probe = doc.child("probe")
+    probe.check_keys({"base", "steps"}, {"base", "steps"})
+    base = get_str(probe, "base")
+    if base not in properties:
+        raise probe.error("base", f"unknown property {base!r}")
+    steps = []
+    for i, item in enumerate(get_list(probe, "steps")):
+        if not isinstance(item, Node):
+            raise probe.error("steps", f"item {i} must be a mapping")
+        item.check_keys({"read", "write", "size", "value", "expect", "mask"})
+        size = get_int(item, "size", default=1)
+        if size not in (1, 2, 4):
+            raise item.error("size", "expected 1, 2 or 4")
+        top = (1 << (8 * size)) - 1
+        if ("read" in item) == ("write" in item):
+            raise item.error(None, "a probe step is either 'read: OFFSET' or 'write: OFFSET'")
+        if "read" in item:
+            steps.append(ProbeStep("read", get_int(item, "read", lo=0, hi=0xFFFF), size,
+                                   get_int(item, "expect", lo=0, hi=top),
+                                   get_int(item, "mask", lo=0, hi=top, default=top)))
+        else:
+            steps.append(ProbeStep("write", get_int(item, "write", lo=0, hi=0xFFFF), size,
+                                   get_int(item, "value", lo=0, hi=top)))
+    return base, tuple(steps)
+
+
+def _parse_pci(doc: Node) -> PciIdentity:
+    pci = doc.child("pci")
+    pci.check_keys({"vendor", "device", "class", "interrupt_pin", "bars"},
+                   {"vendor", "device", "class"})
+    bars = []
+    for i, item in enumerate(get_list(pci, "bars", default=[])):
+        if not isinstance(item, Node):
+            raise pci.error("bars", f"item {i} must be a mapping")
+        item.check_keys({"bar", "kind", "size", "64bit", "prefetchable"}, {"bar", "kind", "size"})
+        size = get_int(item, "size", lo=1)
+        if size & (size - 1):
+            raise item.error("size", f"BAR size {size:#x} is not a power of two")
+        bars.append(Bar(get_int(item, "bar", lo=0, hi=6), get_str(item, "kind", choices=("io", "memory")),
+                        size, get_bool(item, "64bit", default=False),
+                        get_bool(item, "prefetchable", default=False)))
+    return PciIdentity(get_int(pci, "vendor", lo=0, hi=0xFFFF), get_int(pci, "device", lo=0, hi=0xFFFF),
+                       get_int(pci, "class", lo=0, hi=0xFFFF),
+                       get_int(pci, "interrupt_pin", lo=0, hi=4, default=0), tuple(bars))
+
+
+def _check_value(node: Node, key: str, kind: str, value: Any) -> None:
+    bounds = PROPERTY_KINDS[kind]
+    if kind == "str":
+        if not isinstance(value, str):
+            raise node.error(key, f"expected a string, got {value!r}")
+        check_qemu_string(node, key, value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise node.error(key, f"expected true or false, got {value!r}")
+    else:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise node.error(key, f"expected an integer ({kind}), got {value!r}")
+        assert bounds is not None
+        if not bounds[0] <= value <= bounds[1]:
+            raise node.error(key, f"{kind} value {value:#x} out of range {bounds[0]:#x}..{bounds[1]:#x}")
+        if kind == "dma" and value == 4:
+            raise node.error(key, "DMA channel 4 is the cascade between the two 8237s")
+
+
+def check_qemu_string(node: Node, key: str, value: str) -> None:
+    """Refuse strings that could smuggle options into a QEMU ``-device`` argument."""
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9_.:/+-]*", value) or value.startswith("-"):
+        raise node.error(key, f"{value!r} may only contain letters, digits and _.:/+- "
+                              "(commas and '=' would inject QEMU options)")
+
+
+def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:
+    """Validate a configured value of property ``spec`` (type, range, jumper choices)."""
+    _check_value(node, key, spec.kind, value)

@@ -1,0 +1,533 @@
+"""One QEMU process: argv, launch, QMP, firmware, logs, shutdown.
+
+The machine starts paused (``-S``) with QMP on a socketpair (no filesystem path), its
+output and the QMP traffic going to files in a private run folder, and a parent-death
+signal so it can never outlive the Python process.  Every call has a timeout; every
+timeout error says what was waited for and shows the tail of the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable
+
+from qemu.qmp import QMPClient
+from qemu.qmp.error import QMPError
+
+from ..config import MachineSpec
+from ..errors import HarnessError
+from . import loop as hloop
+from .accel import resolve_accel
+from .reaper import OWNER_ENV, owner_tag
+
+QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
+#: Machine kinds pinned to versioned machine types, so a QEMU upgrade that changes the
+#: ``pc``/``q35`` aliases cannot silently change the hardware under test.
+MACHINE_TYPES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "isapc": "isapc"}
+#: Port of SeaBIOS's debug console; its log shows the firmware's PCI assignments.
+FIRMWARE_LOG_PORT = 0x402
+#: Ids the harness gives its own chardevs and devices; configs may not use the prefix.
+RESERVED_ID_PREFIX = "harness"
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
+
+DEFAULT_QMP_TIMEOUT = 10.0
+FIRMWARE_TIMEOUT = {"tcg": 30.0, "kvm": 180.0}  # nested KVM runs SeaBIOS 30-50x slower
+
+
+class QEMUError(HarnessError):
+    """Something went wrong with a QEMU process; carries where its logs are."""
+
+    def __init__(self, message: str, *, machine: "Machine | None" = None, tail: bool = True) -> None:
+        self.machine = machine
+        text = message
+        if machine is not None and tail:
+            text += machine.log_tails()
+        super().__init__(text)
+
+
+class LaunchError(QEMUError):
+    """QEMU did not come up: carries the argv, exit status and the end of its output."""
+
+    def __init__(self, message: str, *, machine: "Machine", returncode: int | None) -> None:
+        self.argv = list(machine.argv)
+        self.returncode = returncode
+        status = f"exit status {returncode}" if returncode is not None else "still running"
+        super().__init__(f"{message} ({status})\n  argv: {shlex.join(machine.argv)}", machine=machine)
+
+
+class QMPTimeout(QEMUError):
+    pass
+
+
+class MachineDied(QEMUError):
+    pass
+
+
+class Machine:
+    """A QEMU machine built from a :class:`MachineSpec`.
+
+    Use as a context manager::
+
+        with Machine(spec) as m:          # launched, paused before the firmware
+            m.run_firmware()              # SeaBIOS done, paused again
+            print(m.hmp("info pic"))
+    """
+
+    _live: "weakref.WeakSet[Machine]" = weakref.WeakSet()
+
+    def __init__(self, spec: MachineSpec, *, run_dir: str | Path | None = None, keep: bool = False,
+                 accel: str | None = None, qmp_timeout: float = DEFAULT_QMP_TIMEOUT,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.spec = spec
+        self.keep = keep
+        self.qmp_timeout = qmp_timeout
+        self.extra_args = tuple(extra_args)
+        self.accel = resolve_accel(accel or spec.accel)
+        self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(spec.name)
+        self._own_run_dir = run_dir is None
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.run_dir, 0o700)
+        self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args)
+        self.phase = "not-started"
+        self.qemu_version: str | None = None
+        self.accel_used: str | None = None
+        self.firmware_seconds: float | None = None
+        self.exit_outcome: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._client: QMPClient | None = None
+        self._events: list[dict[str, Any]] = []
+        self._event_cond: asyncio.Condition | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._qmp_log = None
+        self._token = os.urandom(4).hex()
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ paths and logs
+    @property
+    def qemu_log(self) -> Path:
+        return self.run_dir / "qemu.log"
+
+    @property
+    def qmp_log_path(self) -> Path:
+        return self.run_dir / "qmp.log"
+
+    @property
+    def firmware_log(self) -> Path:
+        return self.run_dir / "firmware.log"
+
+    def chardev_path(self, device_id: str) -> Path:
+        return self.run_dir / f"{device_id}.out"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def log_tails(self, lines: int = 15) -> str:
+        out = []
+        for path in (self.qemu_log, self.qmp_log_path):
+            tail = _tail(path, lines)
+            if tail:
+                out.append(f"\n  --- last lines of {path} ---\n" + "\n".join("  " + t for t in tail))
+        return "".join(out)
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Machine":
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def launch(self, timeout: float = 10.0) -> None:
+        """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails."""
+        if self._proc is not None:
+            raise HarnessError("machine already launched")
+        (self.run_dir / "argv.sh").write_text(
+            "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP on a socketpair.\n"
+            + "exec " + shlex.join(self.argv) + "\n")
+        self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
+        Machine._live.add(self)
+        try:
+            hloop.call(self._launch_async, timeout, lambda: self._launch_failed(
+                f"QEMU did not answer QMP within {timeout:.0f} s"))
+        except BaseException:
+            self._terminate()
+            raise
+        self.phase = "pre-firmware"
+
+    async def _launch_async(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with open(self.qemu_log, "ab") as out:
+            env = dict(os.environ, **{OWNER_ENV: owner_tag(self._token)})
+            argv = [*_pdeathsig_prefix(), *self.argv,
+                    "-chardev", f"socket,id={RESERVED_ID_PREFIX}-qmp,fd={theirs.fileno()}",
+                    "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control"]
+            # Spawned on the loop thread (see loop.py): the death signal follows that thread.
+            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, pass_fds=[theirs.fileno()],
+                                          start_new_session=True, env=env, close_fds=True)
+        theirs.close()
+        self._event_cond = asyncio.Condition()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
+        client = QMPClient(self.spec.name)
+        try:
+            await client.connect(ours)
+        except Exception as exc:
+            await asyncio.sleep(0.2)  # let QEMU finish writing its error
+            raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
+        self._client = client
+        self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
+        version = await client.execute("query-version")
+        q = version["qemu"]
+        self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
+        kvm = await client.execute("query-kvm")
+        self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
+        self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid})
+
+    def _launch_failed(self, message: str) -> LaunchError:
+        rc = self._proc.poll() if self._proc else None
+        if self._proc is not None and rc is None:
+            try:
+                rc = self._proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                rc = None
+        return LaunchError(message, machine=self, returncode=rc)
+
+    async def _watch_process(self) -> None:
+        assert self._proc is not None
+        proc = self._proc
+        while proc.poll() is None:
+            await asyncio.sleep(0.05)
+        self._log_line("exit", {"returncode": proc.returncode})
+        assert self._event_cond is not None
+        async with self._event_cond:
+            self._event_cond.notify_all()
+
+    async def _read_events(self) -> None:
+        assert self._client is not None and self._event_cond is not None
+        try:
+            async for event in self._client.events:
+                self._log_line("event", dict(event))
+                async with self._event_cond:
+                    self._events.append(dict(event))
+                    self._event_cond.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the connection ended
+            self._log_line("event-reader-ended", {"error": repr(exc)})
+
+    def _log_line(self, kind: str, payload: Any) -> None:
+        if self._qmp_log is not None and not self._qmp_log.closed:
+            self._qmp_log.write(json.dumps({"t": round(time.time(), 6), kind: payload}, default=str) + "\n")
+
+    def close(self) -> None:
+        """Shut QEMU down (quit → SIGTERM → SIGKILL, bounded) and clean up the run folder."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._terminate()
+        finally:
+            Machine._live.discard(self)
+            if self._qmp_log is not None:
+                self._qmp_log.close()
+            if self._own_run_dir and not self.keep:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _terminate(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None and self._client is not None:
+            try:
+                hloop.call(lambda: self._client.execute("quit"), 2.0, lambda: TimeoutError())
+            except Exception:  # QEMU may close the socket before answering
+                pass
+        outcome = "not started"
+        if proc is not None:
+            outcome = _wait_or_escalate(proc)
+        self.exit_outcome = outcome
+        self._log_line("shutdown", {"outcome": outcome})
+        try:
+            hloop.call(self._disconnect, 5.0, lambda: TimeoutError())
+        except Exception:
+            pass
+        self.phase = "stopped"
+
+    async def _disconnect(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._client is not None:
+            try:
+                await self._client.disconnect()
+            except Exception:  # after quit qemu.qmp may report EOF
+                pass
+
+    # ------------------------------------------------------------------ QMP and HMP
+    def _require_running(self) -> None:
+        if self._proc is None or self._client is None:
+            raise HarnessError("machine is not launched")
+        if self._proc.poll() is not None:
+            raise MachineDied(f"QEMU exited with status {self._proc.returncode}", machine=self)
+
+    def qmp(self, command: str, arguments: dict[str, Any] | None = None, *,
+            timeout: float | None = None) -> Any:
+        """Execute one QMP command and return its result."""
+        self._require_running()
+        timeout = self.qmp_timeout if timeout is None else timeout
+
+        async def run() -> Any:
+            self._log_line("cmd", {"execute": command, "arguments": arguments})
+            try:
+                result = await self._client.execute(command, arguments)
+            except QMPError as exc:
+                self._log_line("error", {"execute": command, "error": str(exc)})
+                raise
+            self._log_line("ret", result)
+            return result
+
+        try:
+            return hloop.call(run, timeout, lambda: QMPTimeout(
+                f"QMP command {command!r} got no answer within {timeout:g} s", machine=self))
+        except QMPError as exc:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
+                                  machine=self) from None
+            raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
+
+    def hmp(self, command_line: str, *, timeout: float | None = None) -> str:
+        """Run a human-monitor command and return its text output."""
+        return self.qmp("human-monitor-command", {"command-line": command_line}, timeout=timeout)
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._events if name is None or e["event"] == name]
+
+    def wait_event(self, name: str, *, after: int = 0, timeout: float,
+                   match: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Wait for event ``name`` among events numbered ``after`` and later."""
+        self._require_running()
+
+        async def run() -> dict[str, Any]:
+            assert self._event_cond is not None
+            async with self._event_cond:
+                while True:
+                    for event in self._events[after:]:
+                        if event["event"] == name and (match is None or match(event)):
+                            return event
+                    if self._proc is not None and self._proc.poll() is not None:
+                        raise MachineDied(f"QEMU exited (status {self._proc.returncode}) "
+                                          f"while waiting for event {name}", machine=self)
+                    await self._event_cond.wait()
+
+        return hloop.call(run, timeout, lambda: QMPTimeout(
+            f"event {name} did not arrive within {timeout:g} s", machine=self))
+
+    def status(self) -> str:
+        return self.qmp("query-status")["status"]
+
+    # ------------------------------------------------------------------ firmware
+    def run_firmware(self, timeout: float | None = None) -> float:
+        """Run SeaBIOS to its end and leave the machine paused with its state intact.
+
+        With ``-boot reboot-timeout=0 -action reboot=shutdown,shutdown=pause`` the BIOS's
+        "no bootable device" reboot becomes a pause: wait for SHUTDOWN then STOP
+        (qemu-facts.md §4).  A second call re-runs the firmware in the same process.
+        Returns the seconds the firmware took.
+        """
+        timeout = FIRMWARE_TIMEOUT[self.accel_used or self.accel] if timeout is None else timeout
+        if self.phase == "post-firmware":
+            mark = len(self._events)
+            self.qmp("set-action", {"reboot": "reset"})
+            self.qmp("system_reset")
+            self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
+            self.qmp("set-action", {"reboot": "shutdown"})
+        mark = len(self._events)
+        start = time.monotonic()
+        self.qmp("cont")
+        self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
+        self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
+        elapsed = time.monotonic() - start
+        state = self.status()
+        if state != "shutdown":
+            # e.g. internal-error: a KVM failure pauses QEMU forever; end it here.
+            raise QEMUError(f"firmware run ended in state {state!r}, expected 'shutdown'", machine=self)
+        self.phase = "post-firmware"
+        self.firmware_seconds = elapsed
+        return elapsed
+
+
+# ---------------------------------------------------------------------- argv
+def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[str, ...] = ()) -> list[str]:
+    """The QEMU command line for ``spec`` (QMP is added at launch: it is an fd)."""
+    machine_opts = MACHINE_TYPES[spec.machine]
+    accel_opts = accel
+    argv = [QEMU_BINARY, "-name", f"guest={_opt(spec.name)}",
+            "-machine", machine_opts, "-accel", accel_opts,
+            "-m", str(spec.memory_mib), "-nodefaults", "-display", "none", "-S",
+            "-boot", "reboot-timeout=0", "-action", "reboot=shutdown,shutdown=pause"]
+    if accel == "kvm":
+        # HMP port I/O cannot reach the in-kernel PIC (qemu-facts.md §6); split keeps it in QEMU.
+        argv[argv.index(machine_opts)] = machine_opts + ",kernel-irqchip=split"
+        argv += ["-cpu", "qemu64,-pni"]
+    if spec.firmware_log:
+        fw = f"{RESERVED_ID_PREFIX}-fwlog"
+        argv += ["-chardev", f"file,id={fw},path={_opt(str(run_dir / 'firmware.log'))}",
+                 "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
+    if any(d.model.backend == "audiodev" for d in spec.devices):
+        argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
+    for dev in spec.devices:
+        argv += _device_args(dev, run_dir)
+    _check_unix_paths(run_dir)
+    return argv + list(extra_args)
+
+
+def _device_args(dev: Any, run_dir: Path) -> list[str]:
+    model = dev.model
+    opts = [model.qemu_driver, f"id={dev.id}"]
+    args: list[str] = []
+    if model.backend == "chardev":
+        chr_id = f"{RESERVED_ID_PREFIX}-chr-{dev.id}"
+        args += ["-chardev", f"file,id={chr_id},path={_opt(str(run_dir / (dev.id + '.out')))}"]
+        opts.append(f"chardev={chr_id}")
+    elif model.backend == "audiodev":
+        opts.append(f"audiodev={RESERVED_ID_PREFIX}-snd")
+    elif model.backend == "drive":
+        image = run_dir / f"{dev.id}.img"
+        with open(image, "wb") as f:  # a blank 1.44 MB floppy, sparse
+            f.truncate(1474560)
+        drv = f"{RESERVED_ID_PREFIX}-drv-{dev.id}"
+        args += ["-drive", f"if=none,id={drv},file={_opt(str(image))},format=raw"]
+        opts.append(f"drive={drv}")
+    for key, value in model.always.items():
+        opts.append(f"{key}={_value(value)}")
+    # Every resolved setting is passed, defaults included, so QEMU gets exactly what the
+    # spec (and every expectation computed from it) says.
+    for key in sorted(dev.settings):
+        opts.append(f"{key}={_value(dev.settings[key])}")
+    if model.bridge == "pci-bridge":
+        opts.append(f"chassis_nr={_chassis(dev)}")
+    elif model.bridge == "pcie-root-port":
+        opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
+    if dev.bus is not None:
+        opts.append(f"bus={dev.bus}.0")
+    if dev.slot is not None:
+        opts.append(f"addr={dev.slot:#x}.{dev.function}")
+    if dev.multifunction:
+        opts.append("multifunction=on")
+    if dev.unit is not None:
+        opts.append(f"unit={dev.unit}")
+    return args + ["-device", ",".join(opts)]
+
+
+def _chassis(dev: Any) -> int:
+    # Unique per bridge within a machine and stable: derived from the id.
+    import zlib
+    return 1 + zlib.crc32(dev.id.encode()) % 250
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int):
+        return str(value)
+    return _opt(str(value))
+
+
+def _opt(text: str) -> str:
+    """Escape a value for QEMU's option parser (a comma is written twice)."""
+    return text.replace(",", ",,")
+
+
+def _check_unix_paths(run_dir: Path) -> None:
+    # Console sockets live in the run folder; refuse a folder whose paths cannot fit.
+    longest = str(run_dir / "console-XXXXXXXXXXXXXXXX.sock")
+    if len(longest.encode()) > UNIX_PATH_MAX:
+        raise HarnessError(f"run folder {run_dir} is too long for unix sockets "
+                           f"({len(longest.encode())} > {UNIX_PATH_MAX} bytes); set HARNESS_RUN_DIR "
+                           "to a shorter folder")
+
+
+def _pdeathsig_prefix() -> list[str]:
+    """``setpriv --pdeathsig KILL --``: the death signal is armed before QEMU runs.
+
+    preexec_fn would do the same but is unsafe in a threaded process; setpriv is part
+    of util-linux, which every Debian system has.
+    """
+    path = shutil.which("setpriv")
+    if path is None:
+        raise HarnessError("setpriv (util-linux) is required to tie QEMU's life to the harness")
+    return [path, "--pdeathsig", "KILL", "--"]
+
+
+def _wait_or_escalate(proc: subprocess.Popen[bytes]) -> str:
+    for sig, grace, label in ((None, 3.0, "quit"), (signal.SIGTERM, 2.0, "SIGTERM"),
+                              (signal.SIGKILL, 5.0, "SIGKILL")):
+        if sig is not None:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    proc.send_signal(sig)
+                except ProcessLookupError:
+                    pass
+        try:
+            proc.wait(grace)
+            return f"exited after {label} (status {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            continue
+    return "did not exit after SIGKILL"
+
+
+def run_root() -> Path:
+    """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp."""
+    root = Path(os.environ.get("HARNESS_RUN_DIR") or Path(tempfile.gettempdir()) / f"harness-{os.getuid()}")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.stat().st_uid != os.getuid():
+        raise HarnessError(f"run folder root {root} belongs to another user")
+    os.chmod(root, 0o700)
+    return root
+
+
+def _new_run_dir(name: str) -> Path:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return []
+    return data.splitlines()[-lines:]
+
+
+def close_all() -> None:
+    """Shut down every machine still open in this process (atexit, session end)."""
+    for machine in list(Machine._live):
+        try:
+            machine.close()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402  (registered once the module is complete)
+
+atexit.register(close_all)

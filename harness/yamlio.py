@@ -1,0 +1,226 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Every configuration error must name the file, the line and the field, so mappings are
+loaded as :class:`Node` objects that carry the line of each key.  Only the safe loader is
+used: YAML tags that construct Python objects are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+
+class Node(Mapping[str, Any]):
+    """A read-only YAML mapping with the source line of each key.
+
+    ``field`` is the dotted path of this mapping inside its file (``devices[2]``), used to
+    build error messages for the values below it.
+    """
+
+    __slots__ = ("_data", "_lines", "source", "line", "field")
+
+    def __init__(self, data: dict[str, Any], lines: dict[str, int], source: str, line: int,
+                 field: str = "") -> None:
+        self._data = data
+        self._lines = lines
+        self.source = source
+        self.line = line
+        self.field = field
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Node({self._data!r} @ {self.source}:{self.line})"
+
+    def path(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.field}[{key}]"
+        return f"{self.field}.{key}" if self.field else key
+
+    def line_of(self, key: str) -> int:
+        return self._lines.get(key, self.line)
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        """A :class:`ConfigError` pointing at ``key`` of this mapping (or at the mapping)."""
+        if key is None:
+            return ConfigError(message, source=self.source, line=self.line, field=self.field or None)
+        return ConfigError(message, source=self.source, line=self.line_of(key), field=self.path(key))
+
+    def check_keys(self, allowed: set[str] | frozenset[str], required: set[str] | frozenset[str] = frozenset()) -> None:
+        """Refuse unknown keys (with the closest allowed name) and missing required ones."""
+        for key in self._data:
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                raise self.error(key, f"unknown field {key!r}"
+                                 + (f" (did you mean {hint!r}?)" if hint else "")
+                                 + f"; expected one of: {', '.join(sorted(allowed))}")
+        for key in sorted(required):
+            if key not in self._data:
+                raise self.error(None, f"missing required field {key!r}")
+
+    def child(self, key: str) -> "Node":
+        value = self._data[key]
+        if not isinstance(value, Node):
+            raise self.error(key, f"expected a mapping, got {_kind(value)}")
+        return value
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose mappings become :class:`Node` with per-key line numbers."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Node:
+    loader.flatten_mapping(node)
+    data: dict[str, Any] = {}
+    lines: dict[str, int] = {}
+    source = loader.name
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            raise ConfigError(f"mapping keys must be strings, got {_kind(key)} {key!r}",
+                              source=source, line=line)
+        if key in data:
+            raise ConfigError(f"duplicate key {key!r} (first on line {lines[key]})",
+                              source=source, line=line, field=key)
+        data[key] = loader.construct_object(value_node, deep=True)
+        lines[key] = line
+    return Node(data, lines, source, node.start_mark.line + 1)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _set_fields(value: Any, field: str) -> None:
+    """Give every nested mapping its dotted field path, for error messages."""
+    if isinstance(value, Node):
+        value.field = field
+        for key in value:
+            _set_fields(value[key], value.path(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _set_fields(item, f"{field}[{i}]")
+
+
+def load_text(text: str, source: str) -> Any:
+    """Parse YAML text; syntax errors become :class:`ConfigError` with the line."""
+    loader = _Loader(text)
+    loader.name = source
+    try:
+        document = loader.get_single_data()
+    except ConfigError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"YAML syntax error: {problem}", source=source, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML error: {exc}", source=source) from None
+    finally:
+        loader.dispose()
+    _set_fields(document, "")
+    return document
+
+
+def load_file(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", source=str(path)) from None
+    return load_text(text, str(path))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, Node):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+def _closest(name: str, options: set[str] | frozenset[str]) -> str | None:
+    import difflib
+    matches = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+# Typed accessors: each checks one field and raises a located error.
+
+def get_int(node: Node, key: str, *, lo: int | None = None, hi: int | None = None,
+            default: Any = ...) -> Any:
+    if key not in node:
+        if default is ...:
+            raise node.error(None, f"missing required field {key!r}")
+        return default
+    value = node[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise node.error(key, f"expected an integer, got {_kind(value)} {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise node.error(key, f"{value:#x} is out of range; expected {_range_text(lo, hi)}")
+    return value
+
+
+def get_str(node: Node, key: str, *, choices: tuple[str, ...] | None = None, default: Any = ...) -> Any:
+    if key not in node:
+        if default is ...:
+            raise node.error(None, f"missing required field {key!r}")
+        return default
+    value = node[key]
+    if not isinstance(value, str):
+        raise node.error(key, f"expected a string, got {_kind(value)} {value!r}")
+    if choices is not None and value not in choices:
+        raise node.error(key, f"{value!r} is not one of: {', '.join(choices)}")
+    return value
+
+
+def get_bool(node: Node, key: str, *, default: bool) -> bool:
+    if key not in node:
+        return default
+    value = node[key]
+    if not isinstance(value, bool):
+        raise node.error(key, f"expected true or false, got {_kind(value)} {value!r}")
+    return value
+
+
+def get_list(node: Node, key: str, *, default: Any = ...) -> Any:
+    if key not in node:
+        if default is ...:
+            raise node.error(None, f"missing required field {key!r}")
+        return default
+    value = node[key]
+    if not isinstance(value, list):
+        raise node.error(key, f"expected a list, got {_kind(value)}")
+    return value
+
+
+def _range_text(lo: int | None, hi: int | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{lo:#x}..{hi:#x}"
+    if lo is not None:
+        return f">= {lo:#x}"
+    return f"<= {hi:#x}"
