@@ -32,7 +32,8 @@ Decisions (documented here once):
   ``pack(unpack(b)) == b`` whenever ``b``'s padding is zero.
 * Affinity (``Interrupt.affinity``, ``InterruptRequirement.targeted_processors``) is a
   KAFFINITY: ``-1`` means "all processors" and is written as all-ones at the pointer width;
-  reading all-ones gives back ``-1``, so x86 and x64 lists convert into each other.
+  reading all-ones gives back ``-1``, so x86 and x64 lists convert into each other. (Hence
+  an x86 mask of exactly 0xFFFFFFFF reads back as ``-1``: the same bytes, the same meaning.)
 * Zero lengths are valid everywhere: §9.4 makes zero-length claims and requirements cases
   for the arbiter, not malformed input. A range whose end passes the top of its address
   space (Start + Length > 2**64, or > 2**32 for bus numbers, §9.6) is malformed:
@@ -334,9 +335,10 @@ def _check_uint(value: Any, bits: int, cfield: str) -> int:
 
 
 def _check_affinity(value: Any, cfield: str) -> int:
+    """KAFFINITY: -1 (all processors) or a mask; the 64-bit all-ones mask normalises to -1."""
     if isinstance(value, int) and not isinstance(value, bool) and value == -1:
         return -1
-    return _check_uint(value, 64, cfield)
+    return -1 if _check_uint(value, 64, cfield) == _U64_MAX else value
 
 
 def _check_no_wrap(start: int, length: int, bits: int, cfield: str) -> None:
@@ -594,6 +596,12 @@ class Memory(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return cls(start, length, share=share, flags=flags)
 
 
+def _check_large_representable(flags: int, cfield: str, *lengths: int) -> None:
+    if not flags & CM_RESOURCE_MEMORY_LARGE:  # _with_large_flag found no width that fits
+        raise FieldRangeError(f"{lengths[0]:#x} is not representable by any of "
+                              "CM_RESOURCE_MEMORY_LARGE_40/48/64", field=cfield)
+
+
 def _large_shift(flags: int, cfield: str) -> int:
     chosen = [shift for bit, shift in _LARGE_SHIFTS if flags & bit]
     if len(chosen) != 1:
@@ -629,6 +637,7 @@ class MemoryLarge(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         super().__post_init__()
         _check_uint(self.start, 64, self._f("Start"))
         _check_uint(self.length, 64, self._f("Length"))
+        _check_large_representable(self.flags, self._f("Length"), self.length)
         shift = _large_shift(self.flags, "Flags")
         if self.length % (1 << shift) or (self.length >> shift) > _U32_MAX:
             raise FieldRangeError(f"{self.length:#x} is not representable with a {shift}-bit "
@@ -662,7 +671,7 @@ class Interrupt(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         super().__post_init__()
         _check_uint(self.level, 32, self._f("Level"))
         _check_uint(self.vector, 32, self._f("Vector"))
-        _check_affinity(self.affinity, self._f("Affinity"))
+        _set(self, "affinity", _check_affinity(self.affinity, self._f("Affinity")))
 
     def _union_bytes(self, arch: Arch) -> bytes:
         width = arch.affinity_size * 8
@@ -1250,6 +1259,7 @@ class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
             _set(self, "flags", _with_large_flag(self.flags, self.length, self.alignment))
         super().__post_init__()
         self._check_window(64)
+        _check_large_representable(self.flags, self._f("Length"), self.length, self.alignment)
         shift = _large_shift(self.flags, "Flags")
         for name, value in (("Length", self.length), ("Alignment", self.alignment)):
             if value % (1 << shift) or (value >> shift) > _U32_MAX:
@@ -1291,7 +1301,8 @@ class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
         _check_uint(self.affinity_policy, 16, self._f("AffinityPolicy"))
         _check_uint(self.group, 16, self._f("Group"))
         _check_uint(self.priority_policy, 32, self._f("PriorityPolicy"))
-        _check_affinity(self.targeted_processors, self._f("TargetedProcessors"))
+        _set(self, "targeted_processors",
+             _check_affinity(self.targeted_processors, self._f("TargetedProcessors")))
 
     def _union_bytes(self, arch: Arch) -> bytes:
         width = arch.affinity_size * 8
