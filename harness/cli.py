@@ -17,6 +17,7 @@ from .errors import HarnessError
 COMMAND_MODULES = (
     "harness.commands.layout",
     "harness.commands.registry",
+    "harness.commands.reap",
 )
 
 

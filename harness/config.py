@@ -34,6 +34,8 @@ from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
 
 ACCEL_POLICIES = ("tcg", "kvm", "auto")
+#: Prefix of the ids the harness gives its own chardevs and devices.
+RESERVED_ID_PREFIX = "harness"
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log"})
@@ -156,6 +158,9 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if not _ID_RE.fullmatch(dev_id):
             raise item.error("id", f"{dev_id!r} is not a valid id: a letter, then up to 31 "
                                    "letters, digits, '_' or '-'")
+        if dev_id.lower().startswith(RESERVED_ID_PREFIX):
+            raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
+                                   "the harness's own chardevs and devices")
         if dev_id in seen_ids:
             raise item.error("id", f"duplicate id {dev_id!r} (first on line {seen_ids[dev_id]})")
         seen_ids[dev_id] = item.line

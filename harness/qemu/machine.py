@@ -27,7 +27,7 @@ from typing import Any, Callable
 from qemu.qmp import QMPClient
 from qemu.qmp.error import QMPError
 
-from ..config import MachineSpec
+from ..config import RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
@@ -39,8 +39,6 @@ QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
 MACHINE_TYPES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "isapc": "isapc"}
 #: Port of SeaBIOS's debug console; its log shows the firmware's PCI assignments.
 FIRMWARE_LOG_PORT = 0x402
-#: Ids the harness gives its own chardevs and devices; configs may not use the prefix.
-RESERVED_ID_PREFIX = "harness"
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 DEFAULT_QMP_TIMEOUT = 10.0
@@ -303,10 +301,19 @@ class Machine:
             return hloop.call(run, timeout, lambda: QMPTimeout(
                 f"QMP command {command!r} got no answer within {timeout:g} s", machine=self))
         except QMPError as exc:
-            if self._proc is not None and self._proc.poll() is not None:
+            if self._exited_within(1.0):  # a dropped connection usually means QEMU is gone
                 raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
                                   machine=self) from None
             raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
+
+    def _exited_within(self, seconds: float) -> bool:
+        if self._proc is None:
+            return False
+        try:
+            self._proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def hmp(self, command_line: str, *, timeout: float | None = None) -> str:
         """Run a human-monitor command and return its text output."""

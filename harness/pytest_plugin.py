@@ -1,0 +1,28 @@
+"""pytest plugin of the harness (registered through the ``pytest11`` entry point).
+
+Guarantees that no QEMU outlives a test session: machines still open at session end are
+shut down, tagged survivors of this process are killed, and orphans of crashed earlier
+sessions (owner pid gone) are reaped at start.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .qemu.machine import close_all
+from .qemu.reaper import reap_orphans, reap_own
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reap_orphans()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    close_all()
+    survivors = reap_own()
+    if survivors:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"harness: killed {len(survivors)} QEMU process(es) left running: {survivors}",
+                                yellow=True)

@@ -1,0 +1,142 @@
+"""Machine specs and device models: every bad input gets a located, explained error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_machine, parse_machine_text
+from harness.devices import load_catalog, parse_model
+from harness.errors import ConfigError
+from harness.yamlio import load_text
+
+from helpers import CONFIGS
+
+
+def error_of(text: str, source: str = "m.yaml") -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, source)
+    return info.value
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "machines").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_machine_configs_load(path: Path) -> None:
+    spec = load_machine(path)
+    assert spec.devices, "a shipped machine should add devices"
+    # The resolved spec round-trips through its plain form.
+    import yaml
+    again = parse_machine_text(yaml.safe_dump(spec.to_dict()), "<round-trip>")
+    assert again.to_dict() == spec.to_dict()
+    assert again.config_hash() == spec.config_hash()
+
+
+def test_defaults_follow_qemu_instance_order() -> None:
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: a}\n"
+                              "  - {model: isa-serial, id: b}\n")
+    assert dict(spec.device("a").settings) == {"iobase": 0x3F8, "irq": 4}
+    assert dict(spec.device("b").settings) == {"iobase": 0x2F8, "irq": 3}
+    assert spec.device("b").explicit == frozenset()
+    assert spec.device("a").decoded_resources() == [("port", 0x3F8, 0x3FF), ("irq", 4, 4)]
+
+
+@pytest.mark.parametrize("text, line, field, words", [
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a, irq: 16}\n", 3, "devices[0].irq", "out of range"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a, iobase: 0x103f8}\n", 3, "devices[0].iobase", "out of range"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a, irq: '4'}\n", 3, "devices[0].irq", "expected an integer"),
+    ("machine: pc\ndevices:\n  - model: isa-serial\n    id: a\n    iobse: 0x3f8\n", 5, "devices[0].iobse", "did you mean 'iobase'"),
+    ("machine: pc\ndevices:\n  - {model: isa-serail, id: a}\n", 3, "devices[0].model", "did you mean 'isa-serial'"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a}\n  - {model: isa-serial, id: a}\n", 4, "devices[1].id", "duplicate id"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: harness-x}\n", 3, "devices[0].id", "reserved"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: 'a,b'}\n", 3, "devices[0].id", "not a valid id"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a, baudbase: x}\n", 3, "devices[0].baudbase", "expected an integer"),
+    ("machine: pdp11\n", 1, "machine", "not one of"),
+    ("machine: pc\naccel: hvf\n", 2, "accel", "not one of"),
+    ("machine: pc\nmemory: 4\n", 2, "memory", "out of range"),
+    ("machine: pc\nmachien: pc\n", 2, "machien", "unknown field"),
+    ("machine: pc\ndevices:\n  - isa-serial\n", 2, "devices", "must be a mapping"),
+    ("machine: pc\ndevices:\n  - {model: isa-serial}\n", 3, "devices[0]", "missing required field 'id'"),
+    ("machine: pc\nmachine: q35\n", 2, "machine", "duplicate key"),
+])
+def test_bad_machine_files_name_line_and_field(text: str, line: int, field: str, words: str) -> None:
+    err = error_of(text)
+    assert err.source == "m.yaml"
+    assert err.line == line, str(err)
+    assert err.field == field, str(err)
+    assert words in str(err)
+    assert str(err).startswith(f"m.yaml:{line}: {field}: ")
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    err = error_of("machine: pc\ndevices:\n  - {model: isa-serial, id: a\n")
+    assert err.line is not None and err.line >= 3
+    assert "YAML syntax error" in str(err)
+
+
+def test_unsafe_yaml_tags_are_refused() -> None:
+    err = error_of("machine: !!python/object/apply:os.system ['true']\n")
+    assert "YAML" in str(err)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found") as info:
+        load_machine(tmp_path / "nope.yaml")
+    assert str(tmp_path / "nope.yaml") in str(info.value)
+
+
+def test_accel_override_is_validated() -> None:
+    with pytest.raises(ConfigError, match="accel"):
+        parse_machine_text("machine: pc\n", accel="hax")
+    assert parse_machine_text("machine: pc\n", accel="kvm").accel == "kvm"
+
+
+def test_a_config_refers_to_a_catalog_model_that_the_machine_supports(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "only-pc.yaml").write_text(
+        "name: only-pc\nqemu_driver: isa-serial\nbus: isa\nmachines: [pc]\n"
+        "properties:\n  iobase: {kind: port}\n")
+    catalog = load_catalog(models)
+    with pytest.raises(ConfigError, match="not available on machine type 'isapc'"):
+        parse_machine_text("machine: isapc\ndevices:\n  - {model: only-pc, id: x}\n", "m.yaml", catalog)
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: only-pc, id: x, iobase: 0x100}\n",
+                              "m.yaml", catalog)
+    assert spec.device("x").settings["iobase"] == 0x100
+
+
+@pytest.mark.parametrize("body, words", [
+    ("name: other\nqemu_driver: x\nbus: isa\nmachines: [pc]\n", "must match its file name"),
+    ("name: m\nqemu_driver: x\nbus: usb\nmachines: [pc]\n", "not one of"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  irq: {kind: irq, choices: [3, 16]}\n",
+     "out of range"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\ndecodes:\n  ports:\n    - {base: iobase, length: 8}\n",
+     "unknown property 'iobase'"),
+    ("name: m\nqemu_driver: x\nbus: pci\nmachines: [pc]\n", "needs a 'pci' section"),
+    ("name: m\nqemu_driver: x\nbus: pci\nmachines: [pc]\npci: {vendor: 1, device: 2, class: 3, "
+     "bars: [{bar: 0, kind: io, size: 0x30}]}\n", "not a power of two"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  dma: {kind: dma, choices: [4]}\n",
+     "cascade"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: 'a,b=c'}\nproperties:\n"
+     "  romfile: {kind: str, choices: ['a,b']}\n", "inject"),
+])
+def test_bad_device_models_are_refused(tmp_path: Path, body: str, words: str) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError, match=words) as info:
+        parse_model(load_text(body, str(path)), str(path))
+    assert str(path) in str(info.value)
+
+
+def test_pci_topology_is_checked() -> None:
+    err = error_of("machine: isapc\ndevices:\n  - {model: e1000, id: n}\n")
+    assert "isapc" in str(err) and err.line == 3
+    err = error_of("machine: pc\ndevices:\n  - {model: e1000, id: n, bus: br}\n")
+    assert "not the id of a pci-bridge" in str(err)
+    err = error_of("machine: pc\ndevices:\n  - {model: e1000, id: a, addr: 3}\n  - {model: rtl8139, id: b, addr: '0x3'}\n")
+    assert "already used by 'a'" in str(err) and err.line == 4
+    err = error_of("machine: pc\ndevices:\n  - {model: e1000, id: a, addr: 40}\n")
+    assert "out of range" in str(err)
+    err = error_of("machine: pc\ndevices:\n  - {model: isa-serial, id: a, addr: 3}\n")
+    assert "not a PCI device" in str(err)
+    err = error_of("machine: q35\ndevices:\n  - {model: floppy, id: f}\n")
+    assert "no built-in floppy controller" in str(err)

@@ -1,0 +1,179 @@
+"""The layout snapshot against real QEMU (TCG): phases, PCI, PIRQ, ISA, overlaps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.qemu.bus import HmpPorts
+from harness.qemu.layout import Layout, diff, format_text, snapshot
+from harness.qemu.machine import Machine
+from helpers import machine_spec
+
+PC_PCI = """
+machine: pc
+devices:
+  - {model: e1000, id: nic0, addr: 3}
+  - {model: pci-bridge, id: br0, addr: 7}
+  - {model: rtl8139, id: nic1, bus: br0, addr: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def pc_phases() -> tuple[Layout, Layout, Layout]:
+    with Machine(machine_spec(PC_PCI)) as m:
+        before = snapshot(m)
+        m.run_firmware()
+        after = snapshot(m)
+        again = snapshot(m)
+    return before, after, again
+
+
+def test_pre_firmware_pci_is_unprogrammed(pc_phases) -> None:
+    before = pc_phases[0]
+    assert before.phase == "pre-firmware"
+    nic = before.pci_by_id("nic0")
+    assert (nic.bus, nic.slot, nic.function) == (0, 3, 0)
+    assert nic.bars and all(bar.base is None for bar in nic.bars)
+    assert nic.command == 0
+    # Bridges have no bus numbers yet, so nothing behind them is visible.
+    assert not any(fn.qdev_id == "nic1" for fn in before.pci)
+    assert before.pirq is not None and before.pirq.chipset == "piix3"
+    assert before.pirq.raw == {"A": 0x80, "B": 0x80, "C": 0x80, "D": 0x80}
+    assert set(before.pirq.routes.values()) == {None}
+
+
+def test_post_firmware_pci_is_assigned_and_routed(pc_phases) -> None:
+    after = pc_phases[1]
+    nic = after.pci_by_id("nic0")
+    assert all(bar.base is not None for bar in nic.bars if bar.kind != "rom")
+    assert nic.command & 0x3 == 0x3  # I/O and memory decode on
+    io_bar = next(b for b in nic.bars if b.kind == "io")
+    assert io_bar.base >= 0xC000 and io_bar.base % io_bar.size == 0
+    behind = after.pci_by_id("nic1")
+    bridge = after.pci_by_id("br0")
+    assert bridge.header_type == 1 and bridge.bridge.secondary == behind.bus == 1
+    window = bridge.bridge.io
+    io_behind = next(b for b in behind.bars if b.kind == "io")
+    assert window.base <= io_behind.base and io_behind.end <= window.limit
+    assert after.pirq.routes == {"A": 10, "B": 10, "C": 11, "D": 11}
+    assert after.elcr & (1 << 10) and after.elcr & (1 << 11)
+    # The flat view shows the BARs where query-pci says they are, owned by the device.
+    assert any(r.start == io_bar.base and r.end == io_bar.end for r in after.ranges_of("nic0", "io"))
+    mem_bar = next(b for b in nic.bars if b.kind == "memory")
+    assert any(r.start == mem_bar.base and r.end == mem_bar.end for r in after.ranges_of("nic0", "memory"))
+
+
+def test_diff_names_what_the_firmware_changed(pc_phases) -> None:
+    before, after, _ = pc_phases
+    lines = diff(before, after)
+    assert any(line.startswith("pci 00:03.0 BAR0") and "unassigned -> 0x" in line for line in lines)
+    assert "PIRQA: 0x80 -> 0x0a" in lines and "PIRQC: 0x80 -> 0x0b" in lines
+    assert "pci 01:01.0: appeared" in lines
+    assert diff(after, after) == []
+
+
+def test_snapshots_are_stable_and_round_trip(pc_phases) -> None:
+    _, after, again = pc_phases
+    assert after == again, "two snapshots of an unchanged machine must be identical"
+    assert Layout.from_json(after.to_json()) == after
+    data = json.loads(after.to_json())
+    assert data["schema"] == 1 and data["phase"] == "post-firmware"
+    text = format_text(after)
+    assert "00:03.0 8086:100e" in text and "PIRQ (piix3): A=10 B=10 C=11 D=11" in text
+
+
+def test_q35_reads_ich9_pirq_links() -> None:
+    with Machine(machine_spec("machine: q35\n")) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+    assert lay.machine_type == "pc-q35-7.2"
+    assert lay.pirq.chipset == "ich9"
+    assert lay.pirq.routes == {"A": 10, "B": 10, "C": 11, "D": 11, "E": 10, "F": 10, "G": 11, "H": 11}
+    assert any(fn.slot == 0x1F and fn.function == 0 for fn in lay.pci)
+
+
+def test_isapc_has_no_pci_but_its_isa_devices() -> None:
+    with Machine(machine_spec("machine: isapc\ndevices:\n  - {model: isa-serial, id: com1}\n")) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+    assert lay.pci == () and lay.pirq is None
+    com1 = lay.isa_device("com1")
+    assert com1.type == "isa-serial" and com1.properties["iobase"] == 0x3F8 and com1.properties["irq"] == 4
+    assert [(r.start, r.end) for r in lay.ranges_of("com1")] == [(0x3F8, 0x3FF)]
+
+
+def test_two_serials_on_one_base_last_wins_and_the_first_is_shadowed() -> None:
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: isa-serial, id: first, iobase: 0x3f8, irq: 4}
+  - {model: isa-serial, id: second, iobase: 0x3f8, irq: 4}
+""")
+    with Machine(spec) as m:
+        lay = snapshot(m)
+        HmpPorts(m).write_port(0x3F8, ord("Z"))  # THR: lands in the winner's chardev
+        out_first, out_second = m.chardev_path("first"), m.chardev_path("second")
+        written = out_second.read_bytes(), out_first.read_bytes()
+    assert [(r.start, r.end) for r in lay.ranges_of("second")] == [(0x3F8, 0x3FF)]
+    assert lay.ranges_of("first") == []
+    shadow = [s for s in lay.shadowed if s.owner == "first"]
+    assert [(s.start, s.end, s.hidden_by) for s in shadow] == [(0x3F8, 0x3FF, ("second",))]
+    assert written == (b"Z", b"")
+
+
+def test_partial_overlap_is_split_port_by_port() -> None:
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: ne2k_isa, id: ne, iobase: 0x300, irq: 10}
+  - {model: isa-serial, id: com, iobase: 0x310, irq: 4}
+""")
+    with Machine(spec) as m:
+        lay = snapshot(m)
+    assert [(r.start, r.end) for r in lay.ranges_of("ne")] == [(0x300, 0x30F), (0x318, 0x31F)]
+    assert [(r.start, r.end) for r in lay.ranges_of("com")] == [(0x310, 0x317)]
+    assert [(s.start, s.end, s.hidden_by) for s in lay.shadowed if s.owner == "ne"] == [(0x310, 0x317, ("com",))]
+
+
+def test_firmware_bar_hides_an_isa_device_at_runtime() -> None:
+    # SeaBIOS puts the PIIX3 IDE bus-master BAR at 0xc000; PCI BARs have priority 1.
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com, iobase: 0xc000, irq: 4}\n")
+    with Machine(spec) as m:
+        before = snapshot(m)
+        m.run_firmware()
+        after = snapshot(m)
+    assert [(r.start, r.end) for r in before.ranges_of("com")] == [(0xC000, 0xC007)]
+    assert after.ranges_of("com") == []
+    winner = after.owner_at(0xC000)
+    assert winner.owner_type == "piix3-ide" and winner.priority == 1
+    hidden = [s for s in after.shadowed if s.owner == "com"]
+    assert hidden and {s.hidden_by for s in hidden} == {(winner.owner,)}
+    assert min(s.start for s in hidden) == 0xC000
+
+
+# ---------------------------------------------------------------------- recorded layer
+# `info mtree` text captured from QEMU 7.2 (two serials at 0x3f8 and 0x3fc on pc, -S):
+# the parsers are checked without booting anything.
+def test_recorded_mtree_parses_and_yields_the_shadow() -> None:
+    from pathlib import Path
+
+    from harness.qemu.layout import compute_shadowed, parse_mtree_flat, parse_mtree_tree
+    data = Path(__file__).parent / "data"
+    flat = parse_mtree_flat((data / "mtree-flat-serial-overlap.txt").read_text())
+    tree = parse_mtree_tree((data / "mtree-tree-serial-overlap.txt").read_text())
+    io = flat["I/O"]
+    assert flat["memory"] is flat["cpu-memory-0"]  # one FlatView shared by two spaces
+    first = [(r.start, r.end) for r in io if r.owner == "first"]
+    second = [(r.start, r.end) for r in io if r.owner == "second"]
+    assert first == [(0x3F8, 0x3FB)] and second == [(0x3FC, 0x403)]
+    rtc = [r for r in io if r.name.startswith("rtc")]
+    assert {r.owner for r in rtc} == {"/machine/unattached/device[9]"}
+    shadows = {(r.owner, s, e, tuple(w.owner for w in winners))
+               for r, s, e, winners, _ in compute_shadowed(tree["I/O"], io, "io")}
+    assert ("first", 0x3FC, 0x3FF, ("second",)) in shadows
+    # The harness's firmware-log debugcon at 0x402 is inside the second serial's range.
+    assert ("harness-fwlog", 0x402, 0x402, ("second",)) in shadows
+    # rtc-index inside rtc (same owner) is not a shadow.
+    assert not any(owner == "/machine/unattached/device[9]" for owner, *_ in shadows)

@@ -1,0 +1,140 @@
+"""harness.qemu.Machine on a real QEMU (TCG): launch, firmware, failures, no leftovers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.qemu.machine import LaunchError, Machine, MachineDied, QMPTimeout
+from harness.qemu.reaper import OWNER_ENV, reap_own, tagged_processes
+from helpers import REPO, machine_spec, qemu_pids
+
+SERIAL = "machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid not in qemu_pids():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_launch_firmware_rerun_and_clean_shutdown() -> None:
+    with Machine(machine_spec(SERIAL)) as m:
+        assert m.phase == "pre-firmware"
+        assert m.status() == "prelaunch"  # -S: nothing has run yet
+        assert m.accel_used == "tcg" and m.qemu_version.count(".") == 2
+        first = m.run_firmware()
+        assert m.phase == "post-firmware" and m.status() == "shutdown"
+        names = [e["event"] for e in m.events()]
+        # SeaBIOS's reboot became a shutdown, and the shutdown a pause.  (SeaBIOS may try a
+        # second reset method before the pause lands: a trailing SHUTDOWN is harmless.)
+        assert names[:3] == ["RESUME", "SHUTDOWN", "STOP"], names
+        assert m.events("SHUTDOWN")[0]["data"]["reason"] == "guest-reset"
+        second = m.run_firmware()  # re-run the firmware in the same process
+        assert m.events("RESET"), "the re-run must go through a real reset"
+        assert 0 < first < 30 and 0 < second < 30
+        assert b"No bootable device" in m.firmware_log.read_bytes()
+        run_dir, pid = m.run_dir, m.pid
+        argv = (run_dir / "argv.sh").read_text()
+        assert "-nodefaults" in argv and "isa-serial,id=com1" in argv
+        assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
+    assert m.exit_outcome.startswith("exited after quit")
+    assert not run_dir.exists(), "the run folder is removed unless keep=True"
+    assert _wait_gone(pid)
+
+
+def test_qmp_log_records_commands_and_events() -> None:
+    with Machine(machine_spec(SERIAL), keep=True) as m:
+        m.hmp("info pic")
+        m.run_firmware()
+        log = m.qmp_log_path
+    text = log.read_text()
+    assert '"human-monitor-command"' in text and '"event": "STOP"' in text and '"shutdown"' in text
+    import shutil
+    shutil.rmtree(log.parent)
+
+
+def test_launch_failure_carries_argv_status_and_qemu_output() -> None:
+    m = Machine(machine_spec(SERIAL), extra_args=("-device", "no-such-device"))
+    with pytest.raises(LaunchError) as info:
+        m.launch()
+    err = info.value
+    assert err.returncode == 1
+    assert "no-such-device" in str(err)  # QEMU's own message, from the log tail
+    assert "argv: " in str(err) and "qemu-system-x86_64" in str(err)
+    m.close()
+    assert not m.run_dir.exists()
+
+
+def test_timeout_error_says_what_was_awaited_and_shows_the_log() -> None:
+    with Machine(machine_spec(SERIAL)) as m:
+        with pytest.raises(QMPTimeout) as info:
+            m.wait_event("GUEST_PANICKED", timeout=0.3)
+        assert "GUEST_PANICKED" in str(info.value) and "qmp.log" in str(info.value)
+
+
+def test_qemu_killed_from_outside_is_reported_as_death() -> None:
+    with Machine(machine_spec(SERIAL)) as m:
+        os.kill(m.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        with pytest.raises(MachineDied) as info:
+            while time.monotonic() < deadline:
+                m.status()
+                time.sleep(0.05)
+        assert "status -9" in str(info.value) or "exited" in str(info.value)
+    assert "SIGKILL" not in (m.exit_outcome or "")
+
+
+def test_hung_qemu_is_killed_within_bounded_time() -> None:
+    m = Machine(machine_spec(SERIAL))
+    m.launch()
+    os.kill(m.pid, signal.SIGSTOP)  # QEMU hangs: it answers nothing any more
+    start = time.monotonic()
+    m.close()
+    assert time.monotonic() - start < 15
+    assert "SIGKILL" in m.exit_outcome or "SIGTERM" in m.exit_outcome
+    assert _wait_gone(m.pid)
+
+
+def test_qemu_dies_with_its_python_parent_even_on_sigkill(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from harness.config import parse_machine_text
+        from harness.qemu.machine import Machine
+        m = Machine(parse_machine_text({SERIAL!r}))
+        m.launch()
+        print(m.pid, flush=True)
+        time.sleep(60)
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        qemu_pid = int(parent.stdout.readline())
+        assert qemu_pid in qemu_pids()
+        parent.kill()  # SIGKILL: no atexit, no finally
+        parent.wait(10)
+        assert _wait_gone(qemu_pid, 10), "QEMU outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+
+
+def test_every_qemu_is_tagged_with_its_owner_for_the_reaper() -> None:
+    with Machine(machine_spec(SERIAL)) as m:
+        tags = {p.pid: p for p in tagged_processes()}
+        assert m.pid in tags and tags[m.pid].owner_pid == os.getpid()
+        environ = Path(f"/proc/{m.pid}/environ").read_bytes()
+        assert f"{OWNER_ENV}={os.getpid()}:".encode() in environ
+        # The session-end reaper kills survivors of this process.
+        assert m.pid in reap_own()
+        assert _wait_gone(m.pid)
