@@ -42,8 +42,9 @@ $(STAMPS)/venv: $(STAMPS)/debian pyproject.toml setup.py harness/_intervals.c
 demo: setup
 	$(BIN)/harness layout configs/machines/default.yaml
 
+# --dist loadscope keeps a module's shared machines (module-scoped fixtures) on one worker.
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope tests
 
 clean:
 	rm -rf build *.egg-info harness/*.so .pytest_cache .hypothesis runs
