@@ -1,0 +1,680 @@
+r"""The ``\Registry`` of one modelled machine: keys, typed values, SQLite storage.
+
+Implements the registry side of nt-semantics.md §1.10 (value types), §2.4 (what lives
+under ``HARDWARE\RESOURCEMAP``) and §5.1 (the ``HARDWARE\DESCRIPTION`` tree layout):
+
+* Keys are addressed by absolute NT paths such as
+  ``\Registry\Machine\Hardware\ResourceMap\OtherDrivers\Serial``. Names compare
+  case-insensitively (NT upcasing, one character at a time) and keep the case they were
+  created with. Only ``\REGISTRY\MACHINE`` and ``\REGISTRY\USER`` exist at the top, which is
+  what the regedit mapping (:mod:`harness.nt.regfile`) needs. Subkeys enumerate sorted
+  case-insensitively; values enumerate in creation order (NT keeps a value's slot when its
+  data is replaced).
+* Values are stored as ``(type, exact bytes)`` — what ZwQueryValueKey would return — and
+  decoded on read (:attr:`RegistryValue.value`). REG_RESOURCE_LIST,
+  REG_FULL_RESOURCE_DESCRIPTOR and REG_RESOURCE_REQUIREMENTS_LIST hold the packed structures
+  of :mod:`harness.nt.resources` in **the registry's layout** (:attr:`Registry.arch`, x64 by
+  default, fixed when the database is created and recorded in it): one machine has one
+  pointer width, so every list in its registry uses one layout, exactly as on NT.
+  Raw bytes can be stored under any type, so malformed lists (§9.21) can be modelled; they
+  raise a :class:`~harness.nt.errors.ResourceFormatError` only when decoded.
+* Volatile keys (REG_OPTION_VOLATILE; ResourceMap keys are volatile, §1.10) are real
+  rows marked volatile: :meth:`Registry.discard_volatile` is what a reboot does to them,
+  and a non-volatile key cannot be created under a volatile one (as in NT).
+
+Storage and concurrency (one registry per machine):
+
+* An SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``: every
+  mutation runs in one transaction (callers can group several with
+  :meth:`Registry.transaction`), so a process killed at any point — even with SIGKILL in the
+  middle of a claim — leaves the old state or the new one, and a committed transaction
+  survives power loss. ``:memory:`` gives a private in-memory registry for tests.
+* ``locking_mode=EXCLUSIVE`` plus a write at open makes the opening instance hold SQLite's
+  exclusive file lock until :meth:`Registry.close`; a second instance (this process or
+  another) gets :class:`~harness.nt.errors.RegistryLockedError` instead of sharing the file.
+  The lock is an OS file lock, so it disappears with a killed process.
+  :func:`unique_registry_path` names files by pid, xdist worker and a random token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import re
+import secrets
+import sqlite3
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .errors import (InvalidPathError, KeyHasSubkeysError, KeyNotFoundError, RegistryError,
+                     RegistryFileError, RegistryLockedError, RegistryTypeError,
+                     ResourceFormatError, ValueNotFoundError, VolatileParentError)
+from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, Arch,
+                        IO_RESOURCE_REQUIREMENTS_LIST, describe_range, format_flags,
+                        format_option, share_name, type_name)
+from .status import NTSTATUS
+
+
+class RegType(enum.IntEnum):
+    """Registry value types (§1.10)."""
+
+    REG_NONE = 0
+    REG_SZ = 1
+    REG_EXPAND_SZ = 2
+    REG_BINARY = 3
+    REG_DWORD = 4
+    REG_DWORD_BIG_ENDIAN = 5
+    REG_LINK = 6
+    REG_MULTI_SZ = 7
+    REG_RESOURCE_LIST = 8
+    REG_FULL_RESOURCE_DESCRIPTOR = 9
+    REG_RESOURCE_REQUIREMENTS_LIST = 10
+    REG_QWORD = 11
+
+
+globals().update(RegType.__members__)
+
+REG_OPTION_VOLATILE = 1
+
+# Well-known keys (§2.4, §5.1). The default IoReportResourceUsage class key is "Other" in
+# the DDK text and reportedly "OtherDrivers" on real systems (§2.4): the I/O manager picks.
+REGISTRY_ROOT = r"\REGISTRY"
+MACHINE = r"\REGISTRY\MACHINE"
+USER = r"\REGISTRY\USER"
+HARDWARE = MACHINE + r"\HARDWARE"
+RESOURCE_MAP = HARDWARE + r"\RESOURCEMAP"
+DEVICE_MAP = HARDWARE + r"\DEVICEMAP"
+DESCRIPTION_SYSTEM = HARDWARE + r"\DESCRIPTION\System"
+
+_TOP_KEYS = ("MACHINE", "USER")
+MAX_KEY_NAME = 255        # characters, as in NT
+MAX_VALUE_NAME = 16383
+
+_RESOURCE_TYPES = {
+    RegType.REG_RESOURCE_LIST: CM_RESOURCE_LIST,
+    RegType.REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
+    RegType.REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST,
+}
+_STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ)
+
+
+def fold(name: str) -> str:
+    """NT-style case folding: upcase one character at a time, leaving characters whose
+    upper case is not a single character (ß) alone, so lengths never change."""
+    return "".join(u if len(u := c.upper()) == 1 else c for c in name)
+
+
+# ---------------------------------------------------------------------------------------
+# Value encoding
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-le", "surrogatepass")
+
+
+def _from_utf16(data: bytes, what: str) -> str:
+    if len(data) % 2:
+        raise RegistryTypeError(f"{what}: {len(data)} bytes is not whole UTF-16 code units")
+    return data.decode("utf-16-le", "surrogatepass")
+
+
+def encode_value(value: Any, reg_type: int | None = None, arch: Arch = Arch.X64,
+                 ) -> tuple[int, bytes]:
+    """Turn a Python value into ``(type, bytes)`` as NT stores it.
+
+    With ``reg_type`` None the type follows the value: str → REG_SZ, list/tuple of str →
+    REG_MULTI_SZ, int → REG_DWORD (REG_QWORD must be asked for), bytes → REG_BINARY,
+    CM_RESOURCE_LIST / CM_FULL_RESOURCE_DESCRIPTOR / IO_RESOURCE_REQUIREMENTS_LIST → the
+    matching resource type packed in ``arch``. Bytes are accepted for any type and stored
+    as they are.
+    """
+    if reg_type is None:
+        reg_type = _infer_type(value)
+    if isinstance(reg_type, bool) or not isinstance(reg_type, int) or not 0 <= reg_type <= 0xFFFFFFFF:
+        raise RegistryTypeError(f"registry type must be a ULONG, got {reg_type!r}")
+    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return reg_type, bytes(value)
+    name = known.name if known is not None else f"type {reg_type}"
+    if known in _STRING_TYPES and isinstance(value, str):
+        if "\0" in value:
+            raise RegistryTypeError(f"{name} string contains NUL")
+        return reg_type, _utf16(value + "\0")
+    if known is RegType.REG_LINK and isinstance(value, str):
+        return reg_type, _utf16(value)  # symbolic-link targets are stored unterminated
+    if known is RegType.REG_MULTI_SZ and isinstance(value, (list, tuple)):
+        parts = []
+        for i, s in enumerate(value):
+            if not isinstance(s, str):
+                raise RegistryTypeError(f"REG_MULTI_SZ item {i} is {type(s).__name__}, not str")
+            if s == "" or "\0" in s:
+                raise RegistryTypeError(f"REG_MULTI_SZ item {i} is empty or contains NUL "
+                                        "(either would end the list)")
+            parts.append(s + "\0")
+        return reg_type, _utf16("".join(parts) + "\0")
+    if known in (RegType.REG_DWORD, RegType.REG_DWORD_BIG_ENDIAN, RegType.REG_QWORD) \
+            and isinstance(value, int) and not isinstance(value, bool):
+        fmt = {RegType.REG_DWORD: "<I", RegType.REG_DWORD_BIG_ENDIAN: ">I",
+               RegType.REG_QWORD: "<Q"}[known]
+        try:
+            return reg_type, struct.pack(fmt, value)
+        except struct.error:
+            raise RegistryTypeError(f"{value} does not fit {name}") from None
+    if known in _RESOURCE_TYPES and isinstance(value, _RESOURCE_TYPES[known]):
+        return reg_type, value.pack(arch)
+    raise RegistryTypeError(f"cannot store {type(value).__name__} as {name}")
+
+
+def _infer_type(value: Any) -> RegType:
+    if isinstance(value, str):
+        return RegType.REG_SZ
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return RegType.REG_MULTI_SZ
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise RegistryTypeError(f"{value} does not fit REG_DWORD; pass REG_QWORD explicitly")
+        return RegType.REG_DWORD
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return RegType.REG_BINARY
+    for reg_type, cls in _RESOURCE_TYPES.items():
+        if isinstance(value, cls):
+            return reg_type
+    raise RegistryTypeError(f"no registry type for {type(value).__name__}; pass one explicitly")
+
+
+def decode_value(reg_type: int, data: bytes, arch: Arch = Arch.X64) -> Any:
+    """The Python view of stored bytes: str, tuple of str, int, bytes or a resource
+    structure. Raises RegistryTypeError (or ResourceFormatError for resource types) when
+    the bytes do not fit the type."""
+    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    if known in _STRING_TYPES:
+        text = _from_utf16(data, known.name)
+        return text[:-1] if text.endswith("\0") else text  # the terminator is optional
+    if known is RegType.REG_LINK:
+        return _from_utf16(data, "REG_LINK")
+    if known is RegType.REG_MULTI_SZ:
+        text = _from_utf16(data, "REG_MULTI_SZ")
+        text = text[:-1] if text.endswith("\0\0") else text
+        text = text[:-1] if text.endswith("\0") else text
+        return tuple(text.split("\0")) if text else ()
+    if known in (RegType.REG_DWORD, RegType.REG_DWORD_BIG_ENDIAN, RegType.REG_QWORD):
+        size = 8 if known is RegType.REG_QWORD else 4
+        if len(data) != size:
+            raise RegistryTypeError(f"{known.name} needs {size} bytes, has {len(data)}")
+        return int.from_bytes(data, "big" if known is RegType.REG_DWORD_BIG_ENDIAN else "little")
+    if known in _RESOURCE_TYPES:
+        return _RESOURCE_TYPES[known].unpack(data, arch)
+    return bytes(data)
+
+
+def type_label(reg_type: int) -> str:
+    try:
+        return RegType(reg_type).name
+    except ValueError:
+        return f"REG_TYPE_{reg_type:#x}"
+
+
+@dataclass(frozen=True)
+class RegistryValue:
+    """One value: its name (case as created; "" is the default value), type, exact bytes,
+    and the layout resource types are decoded with."""
+
+    name: str
+    type: int
+    data: bytes
+    arch: Arch = Arch.X64
+
+    @property
+    def value(self) -> Any:
+        """Decoded view (see :func:`decode_value`)."""
+        return decode_value(self.type, self.data, self.arch)
+
+    @property
+    def type_name(self) -> str:
+        return type_label(self.type)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    path: str          # canonical path, with the stored case of every component
+    name: str
+    volatile: bool
+    subkey_count: int
+    value_count: int
+
+
+# ---------------------------------------------------------------------------------------
+# Paths
+
+
+def split_path(path: str) -> list[str]:
+    r"""``\Registry\Machine\X`` → ``["MACHINE", "X"]`` (components below \REGISTRY),
+    validating the syntax. Case is kept; comparisons fold later."""
+    if not isinstance(path, str):
+        raise InvalidPathError(f"key path must be a str, got {type(path).__name__}")
+    if not path.startswith("\\"):
+        raise InvalidPathError(f"{path!r} is not an absolute registry path (expected "
+                               r"'\Registry\Machine\...')")
+    parts = path[1:].split("\\")
+    if fold(parts[0]) != "REGISTRY":
+        raise InvalidPathError(f"{path!r} does not start with \\Registry")
+    parts = parts[1:]
+    for p in parts:
+        if p == "":
+            raise InvalidPathError(f"{path!r} has an empty key name (doubled or trailing '\\')",
+                                   NTSTATUS.STATUS_OBJECT_NAME_INVALID)
+        if len(p) > MAX_KEY_NAME or "\0" in p:
+            raise InvalidPathError(f"key name {p[:40]!r}… is longer than {MAX_KEY_NAME} "
+                                   "characters or contains NUL" if len(p) > 40 else
+                                   f"key name {p!r} contains NUL",
+                                   NTSTATUS.STATUS_OBJECT_NAME_INVALID)
+    if parts and fold(parts[0]) not in _TOP_KEYS:
+        raise InvalidPathError(f"{path!r}: only \\Registry\\Machine and \\Registry\\User "
+                               "exist below \\Registry", NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
+    return parts
+
+
+def join_path(*parts: str) -> str:
+    return "\\".join((REGISTRY_ROOT, *parts))
+
+
+def _check_value_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise RegistryTypeError(f"value name must be a str, got {type(name).__name__}")
+    if len(name) > MAX_VALUE_NAME:
+        raise InvalidPathError(f"value name longer than {MAX_VALUE_NAME} characters",
+                               NTSTATUS.STATUS_OBJECT_NAME_INVALID)
+    return name
+
+
+def unique_registry_path(directory: str | os.PathLike | None = None, *,
+                         machine: str = "machine") -> Path:
+    """A registry file path no other run, xdist worker or machine will pick:
+    ``<dir>/<machine>-<pid>-<worker>-<random>.sqlite`` (dir defaults to the temp dir)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", machine) or "machine"
+    base = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    return base / f"{safe}-{os.getpid()}-{worker}-{secrets.token_hex(6)}.sqlite"
+
+
+# ---------------------------------------------------------------------------------------
+# The registry
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS keys (
+    id       INTEGER PRIMARY KEY,
+    parent   INTEGER REFERENCES keys(id) ON DELETE CASCADE,
+    name     TEXT NOT NULL,
+    folded   TEXT NOT NULL,
+    volatile INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (parent, folded)
+);
+CREATE TABLE IF NOT EXISTS reg_values (
+    key_id INTEGER NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+    name   TEXT NOT NULL,
+    folded TEXT NOT NULL,
+    type   INTEGER NOT NULL,
+    data   BLOB NOT NULL,
+    PRIMARY KEY (key_id, folded)
+);
+"""
+_MAGIC = "harness-nt-registry"
+_SCHEMA_VERSION = "1"
+_ROOT_ID = 1
+
+
+class Registry:
+    r"""One machine's registry. ``Registry(":memory:")`` for tests,
+    ``Registry(path)`` for a file (created unless ``create=False``).
+
+    ``arch`` is the layout of resource values; for an existing file it must match the
+    recorded one (None accepts it). Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | os.PathLike = ":memory:", *, arch: Arch | str | None = None,
+                 create: bool = True, timeout: float = 0.5) -> None:
+        self.path = str(path)
+        self._depth = 0
+        in_memory = self.path == ":memory:"
+        if not in_memory and not create and not Path(self.path).exists():
+            raise RegistryFileError(f"registry file {self.path} does not exist",
+                                    NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise RegistryFileError(f"cannot open registry file {self.path}: {e}") from None
+        try:
+            self._configure(in_memory)
+            self.arch = self._initialise(arch)
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- opening ---------------------------------------------------------------------------
+    def _configure(self, in_memory: bool) -> None:
+        try:
+            self._db.execute("PRAGMA foreign_keys=ON")
+            if not in_memory:
+                # Exclusive: hold the file lock from the first write until close.
+                self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise RegistryFileError(f"{self.path}: cannot switch to WAL (got {mode})")
+                self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.OperationalError as e:
+            raise self._map_open_error(e) from None
+        except sqlite3.DatabaseError as e:
+            raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
+
+    def _map_open_error(self, e: sqlite3.Error) -> RegistryError:
+        if "locked" in str(e) or "busy" in str(e):
+            return RegistryLockedError(f"registry file {self.path} is in use by another live "
+                                       "registry instance")
+        return RegistryFileError(f"cannot use registry file {self.path}: {e}")
+
+    def _initialise(self, arch: Arch | str | None) -> Arch:
+        try:
+            with self.transaction():  # a write: takes and keeps the exclusive lock
+                tables = {r[0] for r in self._db.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables and "meta" not in tables:
+                    raise RegistryFileError(f"{self.path} is an SQLite file but not a "
+                                            "harness registry")
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._db.execute(statement)  # (executescript would COMMIT first)
+                meta = dict(self._db.execute("SELECT name, value FROM meta"))
+                if not meta:
+                    chosen = Arch.parse(arch) if arch is not None else Arch.X64
+                    self._db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                        ("magic", _MAGIC), ("schema", _SCHEMA_VERSION), ("arch", chosen.value)])
+                    self._db.execute("INSERT INTO keys (id, parent, name, folded) "
+                                     "VALUES (?, NULL, 'REGISTRY', 'REGISTRY')", (_ROOT_ID,))
+                    for top in _TOP_KEYS:
+                        self._db.execute("INSERT INTO keys (parent, name, folded) VALUES (?,?,?)",
+                                         (_ROOT_ID, top, top))
+                    return chosen
+                if meta.get("magic") != _MAGIC or meta.get("schema") != _SCHEMA_VERSION:
+                    raise RegistryFileError(f"{self.path}: not a harness registry of schema "
+                                            f"{_SCHEMA_VERSION} (meta {meta})")
+                stored = Arch.parse(meta["arch"])
+                if arch is not None and Arch.parse(arch) is not stored:
+                    raise RegistryFileError(f"{self.path} stores {stored.value} resource "
+                                            f"lists, not {Arch.parse(arch).value}")
+                return stored
+        except sqlite3.OperationalError as e:
+            raise self._map_open_error(e) from None
+        except sqlite3.DatabaseError as e:
+            raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
+
+    def close(self) -> None:
+        """Release the file (and its lock). Idempotent."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.path!r}, arch={self.arch.value!r})"
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RegistryError("registry is closed")
+        return self._db
+
+    # -- transactions ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Registry"]:
+        """Group mutations atomically: all of them or none, also across a crash. Nests
+        (inner blocks are savepoints: an exception inside rolls back only that block if
+        the caller catches it)."""
+        db = self._conn
+        depth = self._depth
+        db.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+        self._depth += 1
+        try:
+            yield self
+        except BaseException:
+            self._depth = depth
+            if depth == 0:
+                db.execute("ROLLBACK")
+            else:
+                db.execute(f"ROLLBACK TO sp{depth}")
+                db.execute(f"RELEASE sp{depth}")
+            raise
+        self._depth = depth
+        db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    # -- keys ------------------------------------------------------------------------------
+    def _lookup(self, parts: Sequence[str]) -> list[tuple[int, str, bool]] | None:
+        """Rows (id, stored name, volatile) from the root down, or None if a part is missing."""
+        rows = [(_ROOT_ID, "REGISTRY", False)]
+        for part in parts:
+            row = self._conn.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND "
+                                     "folded=?", (rows[-1][0], fold(part))).fetchone()
+            if row is None:
+                return None
+            rows.append((row[0], row[1], bool(row[2])))
+        return rows
+
+    def _key_id(self, path: str) -> int:
+        rows = self._lookup(split_path(path))
+        if rows is None:
+            raise KeyNotFoundError(f"key {path} does not exist")
+        return rows[-1][0]
+
+    def key_exists(self, path: str) -> bool:
+        return self._lookup(split_path(path)) is not None
+
+    def canonical_path(self, path: str) -> str:
+        """The path with every component in the case it was created with."""
+        rows = self._lookup(split_path(path))
+        if rows is None:
+            raise KeyNotFoundError(f"key {path} does not exist")
+        return join_path(*(name for _, name, _ in rows[1:]))
+
+    def create_key(self, path: str, *, volatile: bool = False) -> str:
+        """Create ``path`` and any missing parents (opening whatever exists, like
+        ZwCreateKey's REG_OPENED_EXISTING_KEY). Returns the canonical path."""
+        parts = split_path(path)
+        with self.transaction():
+            parent, names, parent_volatile = _ROOT_ID, [], False
+            for part in parts:
+                row = self._conn.execute("SELECT id, name, volatile FROM keys WHERE parent=? "
+                                         "AND folded=?", (parent, fold(part))).fetchone()
+                if row is None:
+                    if parent_volatile and not volatile:
+                        raise VolatileParentError(
+                            f"cannot create non-volatile key {part!r} under volatile "
+                            f"{join_path(*names)}")
+                    cur = self._conn.execute("INSERT INTO keys (parent, name, folded, volatile)"
+                                             " VALUES (?,?,?,?)",
+                                             (parent, part, fold(part), int(volatile)))
+                    row = (cur.lastrowid, part, int(volatile))
+                parent, parent_volatile = row[0], bool(row[2])
+                names.append(row[1])
+        return join_path(*names)
+
+    def key_info(self, path: str) -> KeyInfo:
+        rows = self._lookup(split_path(path))
+        if rows is None:
+            raise KeyNotFoundError(f"key {path} does not exist")
+        key_id, name, volatile = rows[-1]
+        (subkeys,) = self._conn.execute("SELECT COUNT(*) FROM keys WHERE parent=?",
+                                        (key_id,)).fetchone()
+        (nvalues,) = self._conn.execute("SELECT COUNT(*) FROM reg_values WHERE key_id=?",
+                                        (key_id,)).fetchone()
+        return KeyInfo(join_path(*(n for _, n, _ in rows[1:])), name, volatile, subkeys, nvalues)
+
+    def subkeys(self, path: str) -> list[str]:
+        """Names of the direct subkeys, sorted case-insensitively (as NT enumerates)."""
+        key_id = self._key_id(path)
+        return [r[0] for r in self._conn.execute(
+            "SELECT name FROM keys WHERE parent=? ORDER BY folded", (key_id,))]
+
+    def delete_key(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a key with its values; subkeys too when ``recursive`` (else a key with
+        subkeys raises KeyHasSubkeysError, as ZwDeleteKey refuses)."""
+        parts = split_path(path)
+        if len(parts) <= 1:
+            raise KeyHasSubkeysError(f"{path} is a root key and cannot be deleted",
+                                     NTSTATUS.STATUS_CANNOT_DELETE)
+        with self.transaction():
+            key_id = self._key_id(path)
+            if not recursive and self._conn.execute(
+                    "SELECT 1 FROM keys WHERE parent=? LIMIT 1", (key_id,)).fetchone():
+                raise KeyHasSubkeysError(f"key {path} has subkeys")
+            self._conn.execute("DELETE FROM keys WHERE id=?", (key_id,))  # cascades
+
+    def discard_volatile(self) -> int:
+        """Drop every volatile key (what a reboot does). Returns how many keys went."""
+        with self.transaction():
+            before = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+            self._conn.execute("DELETE FROM keys WHERE volatile=1")
+            after = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+        return before - after
+
+    # -- values ----------------------------------------------------------------------------
+    def set_value(self, path: str, name: str, value: Any, reg_type: int | None = None) -> None:
+        """Create or replace a value under an existing key (see :func:`encode_value` for
+        how Python values map to types). A replaced value keeps its name's case and slot."""
+        name = _check_value_name(name)
+        reg_type, data = encode_value(value, reg_type, self.arch)
+        with self.transaction():
+            key_id = self._key_id(path)
+            self._conn.execute(
+                "INSERT INTO reg_values (key_id, name, folded, type, data) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (key_id, folded) DO UPDATE SET type=excluded.type, "
+                "data=excluded.data", (key_id, name, fold(name), reg_type, data))
+
+    def get_value(self, path: str, name: str) -> RegistryValue:
+        key_id = self._key_id(path)
+        row = self._conn.execute("SELECT name, type, data FROM reg_values WHERE key_id=? AND "
+                                 "folded=?", (key_id, fold(_check_value_name(name)))).fetchone()
+        if row is None:
+            raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
+        return RegistryValue(row[0], row[1], bytes(row[2]), self.arch)
+
+    _MISSING = object()
+
+    def get(self, path: str, name: str, default: Any = _MISSING) -> Any:
+        """Decoded value; ``default`` (if given) when the key or value is missing."""
+        try:
+            return self.get_value(path, name).value
+        except (KeyNotFoundError, ValueNotFoundError):
+            if default is Registry._MISSING:
+                raise
+            return default
+
+    def values(self, path: str) -> list[RegistryValue]:
+        """Every value of a key, in creation order."""
+        key_id = self._key_id(path)
+        return [RegistryValue(n, t, bytes(d), self.arch) for n, t, d in self._conn.execute(
+            "SELECT name, type, data FROM reg_values WHERE key_id=? ORDER BY rowid", (key_id,))]
+
+    def delete_value(self, path: str, name: str, *, missing_ok: bool = False) -> None:
+        with self.transaction():
+            key_id = self._key_id(path)
+            cur = self._conn.execute("DELETE FROM reg_values WHERE key_id=? AND folded=?",
+                                     (key_id, fold(_check_value_name(name))))
+            if cur.rowcount == 0 and not missing_ok:
+                raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
+
+    def walk(self, path: str = REGISTRY_ROOT) -> Iterator[tuple[str, list[RegistryValue]]]:
+        """Pre-order (key path, values) for ``path`` and everything below it; subkeys in
+        enumeration order. Paths are canonical."""
+        start = self.canonical_path(path)
+        stack = [start]
+        while stack:
+            current = stack.pop()
+            yield current, self.values(current)
+            stack.extend(reversed([f"{current}\\{name}" for name in self.subkeys(current)]))
+
+
+# ---------------------------------------------------------------------------------------
+# Readable tree print
+
+
+def _value_lines(v: RegistryValue) -> list[str]:
+    label = f"{v.name or '(Default)'} : {v.type_name}"
+    try:
+        decoded = v.value
+    except (RegistryTypeError, ResourceFormatError) as e:
+        return [f"{label} <undecodable: {e}>", *_hex_lines(v.data)]
+    if isinstance(decoded, CM_RESOURCE_LIST):
+        lines = [f"{label} ({len(v.data)} bytes, {v.arch.value}, {decoded.count} full "
+                 "descriptor(s))"]
+        for i, full in enumerate(decoded.descriptors):
+            lines += ["    " + s for s in _full_lines(full, f"List[{i}] ")]
+        return lines
+    if isinstance(decoded, CM_FULL_RESOURCE_DESCRIPTOR):
+        return [f"{label} ({len(v.data)} bytes, {v.arch.value})",
+                *("    " + s for s in _full_lines(decoded, ""))]
+    if isinstance(decoded, IO_RESOURCE_REQUIREMENTS_LIST):
+        lines = [f"{label} ({len(v.data)} bytes) {decoded.interface_type.name} bus "
+                 f"{decoded.bus_number} slot {decoded.slot_number:#x}, "
+                 f"{decoded.alternative_lists} alternative list(s)"]
+        for i, lst in enumerate(decoded.lists):
+            lines.append(f"    List[{i}] (version {lst.version}.{lst.revision})")
+            for d in lst.descriptors:
+                lines.append("        " + _row(d.type, describe_range(d), d.share, d.flags)
+                             + f"  {format_option(d.option)}")
+        return lines
+    if isinstance(decoded, str):
+        return [f'{label} "{decoded}"']
+    if isinstance(decoded, tuple):
+        return [f"{label} [{', '.join(repr(s) for s in decoded)}]"]
+    if isinstance(decoded, int):
+        return [f"{label} {decoded:#x} ({decoded})"]
+    return [f"{label} ({len(decoded)} bytes)", *_hex_lines(decoded)]
+
+
+def _full_lines(full: CM_FULL_RESOURCE_DESCRIPTOR, prefix: str) -> list[str]:
+    prl = full.partial_resource_list
+    lines = [f"{prefix}{full.interface_type.name} bus {full.bus_number} "
+             f"(version {prl.version}.{prl.revision}, {prl.count} partial(s))"]
+    for d in prl.descriptors:
+        lines.append("    " + _row(d.type, describe_range(d), d.share, d.flags))
+    return lines
+
+
+def _row(rtype: int, what: str, share: int, flags: int) -> str:
+    return (f"{type_name(rtype):<14} {what:<44} {share_name(share):<16} "
+            f"{format_flags(rtype, flags, short=True)}").rstrip()
+
+
+def _hex_lines(data: bytes) -> list[str]:
+    return [f"    {i:04x}: {data[i:i + 16].hex(' ')}" for i in range(0, len(data), 16)]
+
+
+def format_tree(registry: Registry, path: str = REGISTRY_ROOT) -> str:
+    """Print a subtree like a registry viewer: each key, then its values indented, with
+    resource lists decoded into type / range / share / flags rows."""
+    out = []
+    for key, values in registry.walk(path):
+        info = registry.key_info(key)
+        out.append(key + ("  [volatile]" if info.volatile else ""))
+        for v in values:
+            out.extend("    " + line for line in _value_lines(v))
+    return "\n".join(out) + "\n"
+
+
+__all__ = ["RegType", *RegType.__members__, "REG_OPTION_VOLATILE", "Registry",
+           "RegistryValue", "KeyInfo", "encode_value", "decode_value", "fold", "split_path",
+           "join_path", "unique_registry_path", "format_tree", "type_label", "REGISTRY_ROOT",
+           "MACHINE", "USER", "HARDWARE", "RESOURCE_MAP", "DEVICE_MAP", "DESCRIPTION_SYSTEM"]
