@@ -37,6 +37,7 @@ ACCEL_POLICIES = ("tcg", "kvm", "auto")
 #: Prefix of the ids the harness gives its own chardevs and devices.
 RESERVED_ID_PREFIX = "harness"
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log"})
 _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit"})
@@ -132,7 +133,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         policy = accel
     devices = _parse_devices(doc, machine, catalog)
     return MachineSpec(
-        name=get_str(doc, "name", default=Path(source).stem if source != "<inline>" else "inline"),
+        name=_name(doc, source),
         machine=machine,
         accel=policy,
         memory_mib=get_int(doc, "memory", lo=16, hi=16384, default=128),
@@ -141,6 +142,15 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         description=get_str(doc, "description", default=""),
         source=source,
     )
+
+
+def _name(doc: Node, source: str) -> str:
+    default = "inline" if source.startswith("<") else Path(source).stem
+    name = get_str(doc, "name", default=default)
+    if not _NAME_RE.fullmatch(name):
+        raise doc.error("name", f"{name!r} is not a valid machine name: letters, digits, '_', '.' "
+                                "or '-', at most 64")
+    return name
 
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:

@@ -72,8 +72,8 @@ def test_launch_failure_carries_argv_status_and_qemu_output() -> None:
     assert err.returncode == 1
     assert "no-such-device" in str(err)  # QEMU's own message, from the log tail
     assert "argv: " in str(err) and "qemu-system-x86_64" in str(err)
-    m.close()
-    assert not m.run_dir.exists()
+    assert not m.run_dir.exists(), "a failed launch cleans up after itself"
+    assert m.pid not in qemu_pids()
 
 
 def test_timeout_error_says_what_was_awaited_and_shows_the_log() -> None:
@@ -138,3 +138,30 @@ def test_every_qemu_is_tagged_with_its_owner_for_the_reaper() -> None:
         # The session-end reaper kills survivors of this process.
         assert m.pid in reap_own()
         assert _wait_gone(m.pid)
+
+
+def test_accelerator_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.errors import HarnessError
+    from harness.qemu import accel
+    assert accel.resolve_accel("tcg") == "tcg"
+    with pytest.raises(HarnessError, match="unknown accelerator policy"):
+        accel.resolve_accel("hvf")
+    monkeypatch.setattr(accel, "KVM_DEVICE", str(tmp_path / "no-kvm"))
+    with pytest.raises(accel.AccelUnavailable, match="no-kvm"):
+        accel.resolve_accel("kvm")
+    assert accel.resolve_accel("auto") == "tcg"  # KVM unusable: auto never fails
+
+
+def test_auto_uses_the_cached_calibration_verdict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as _json
+
+    from harness.qemu import accel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(accel, "kvm_usable", lambda: True)
+    monkeypatch.setattr(accel, "host_is_guest", lambda: True)
+    calls = []
+    monkeypatch.setattr(accel, "_firmware_seconds", lambda a: calls.append(a) or {"tcg": 0.1, "kvm": 4.0}[a])
+    assert accel.resolve_accel("auto") == "tcg" and calls == ["tcg", "kvm"]
+    cached = _json.loads((tmp_path / "qemu-nt-harness" / "accel.json").read_text())
+    assert cached["choice"] == "tcg" and cached["seconds"] == {"tcg": 0.1, "kvm": 4.0}
+    assert accel.resolve_accel("auto") == "tcg" and calls == ["tcg", "kvm"]  # no re-measurement

@@ -163,7 +163,7 @@ class Machine:
             hloop.call(self._launch_async, timeout, lambda: self._launch_failed(
                 f"QEMU did not answer QMP within {timeout:.0f} s"))
         except BaseException:
-            self._terminate()
+            self.close()  # the error carries the log tails; keep=True keeps the files
             raise
         self.phase = "pre-firmware"
 
@@ -429,7 +429,8 @@ def _device_args(dev: Any, run_dir: Path) -> list[str]:
     elif model.bridge == "pcie-root-port":
         opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
     if dev.bus is not None:
-        opts.append(f"bus={dev.bus}.0")
+        # A bridge's secondary bus is named after the bridge; a controller's bus gets ".0".
+        opts.append(f"bus={dev.bus}" if model.bus in ("pci", "pcie") else f"bus={dev.bus}.0")
     if dev.slot is not None:
         opts.append(f"addr={dev.slot:#x}.{dev.function}")
     if dev.multifunction:

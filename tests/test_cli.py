@@ -1,0 +1,45 @@
+"""The ``harness`` command line, run as a user would (a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import CONFIGS, REPO
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_layout_json_prints_the_post_firmware_snapshot() -> None:
+    result = harness("layout", str(CONFIGS / "machines" / "default.yaml"), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["phase"] == "post-firmware" and data["machine"] == "default"
+    owners = {r["owner"] for r in data["io"]}
+    assert {"com1", "com2", "lpt1", "ne0", "sb0"} <= owners
+    assert {f["qdev_id"] for f in data["pci"]} >= {"nic0", "nic1", "br0", "nic2"}
+
+
+def test_layout_both_phases_prints_the_firmware_diff() -> None:
+    result = harness("layout", str(CONFIGS / "machines" / "isapc.yaml"), "--phase", "both")
+    assert result.returncode == 0, result.stderr
+    assert "phase pre-firmware" in result.stdout and "phase post-firmware" in result.stdout
+    assert "Changed by the firmware" in result.stdout
+
+
+def test_bad_config_exits_2_with_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("machine: pc\ndevices:\n  - {model: isa-serial, id: c, irq: 99}\n")
+    result = harness("layout", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:3: devices[0].irq:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_arguments_are_refused_by_the_parser() -> None:
+    result = harness("layout", "x.yaml", "--phase", "later")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
