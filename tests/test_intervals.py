@@ -451,3 +451,26 @@ def test_gap_search_any_length_and_alignment(rs, length, align, lo, hi, highest)
     if got is not None:
         assert got % align == 0 and lo <= got and got + length - 1 <= hi
         assert idx.count(got, got + length - 1) == 0
+
+
+def test_gap_inside_partially_covered_leaf_three_levels_deep():
+    """A range in one leaf covers part of the next leaf's internal gap; the gap left over
+    ends right before that leaf's last start.  Only a correct bound for such a child lets
+    the root descend to it (it needs three levels, so LEAF_CAPACITY * 17 ranges)."""
+    from harness._intervals import LEAF_CAPACITY as L
+    n = L * 17
+    starts = [10 * i for i in range(n)]
+    ends = [10 * i + 9 for i in range(n)]
+    a_last, b_last = 3 * L - 1, 4 * L - 1  # last entries of leaves 2 and 3
+    ends[a_last] = 10 * (b_last - 2) + 50  # reaches into leaf 3's gap
+    shift = 1000
+    for i in range(b_last, n):
+        starts[i] += shift
+        ends[i] += shift
+    idx = IntervalIndex.from_arrays(starts, ends)
+    idx._check()
+    free_lo, free_hi = ends[a_last] + 1, starts[b_last] - 1
+    length = free_hi - free_lo + 1
+    assert idx.find_gap(length) == free_lo
+    assert idx.find_gap(length, highest=True, hi=starts[-1]) == free_lo
+    assert idx.find_gap(length + 1) == ends[-1] + 1
