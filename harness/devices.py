@@ -215,7 +215,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
     machines = tuple(_str_list(doc, "machines", MACHINE_KINDS))
     properties = _parse_properties(doc)
     instance_defaults = tuple(_parse_defaults(doc, properties))
-    always = dict(doc.child("always")) if "always" in doc else {}
+    always = _parse_always(doc)
     ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
     probe_base, probe = _parse_probe(doc, properties)
     pci = _parse_pci(doc) if "pci" in doc else None
@@ -262,6 +262,20 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
         setting = get_bool(spec, "setting", default=kind in ("port", "irq", "dma"))
         out[name] = PropertySpec(name, kind, choices, setting)
     return out
+
+
+def _parse_always(doc: Node) -> dict[str, Any]:
+    """Properties passed to QEMU on every instance (e.g. ``romfile: ""``): checked like settings."""
+    if "always" not in doc:
+        return {}
+    node = doc.child("always")
+    for key, value in node.items():
+        check_qemu_string(node, key, key)
+        if isinstance(value, str):
+            check_qemu_string(node, key, value)
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise node.error(key, f"expected a string, integer or boolean, got {value!r}")
+    return dict(node)
 
 
 def _parse_defaults(doc: Node, properties: dict[str, PropertySpec]) -> list[Mapping[str, Any]]:

@@ -116,8 +116,10 @@ def test_a_config_refers_to_a_catalog_model_that_the_machine_supports(tmp_path: 
      "bars: [{bar: 0, kind: io, size: 0x30}]}\n", "not a power of two"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  dma: {kind: dma, choices: [4]}\n",
      "cascade"),
-    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: 'a,b=c'}\nproperties:\n"
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n"
      "  romfile: {kind: str, choices: ['a,b']}\n", "inject"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: 'x,bootindex=1'}\n", "inject"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: [1]}\n", "expected a string"),
 ])
 def test_bad_device_models_are_refused(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "m.yaml"
