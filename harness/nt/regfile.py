@@ -276,8 +276,9 @@ def parse_reg(text: str, source: str = "<reg>") -> list[RegOperation]:
             body = data_text[m.end():]
             while body.rstrip().endswith("\\"):  # continuation line
                 body = body.rstrip()[:-1]
-                if i >= len(lines):
-                    raise RegFileError("file ends inside a hex continuation (expected another "
+                if i >= len(lines) or not lines[i].strip():
+                    where = "file ends" if i >= len(lines) else "blank line"
+                    raise RegFileError(f"{where} inside a hex continuation (expected another "
                                        "line of hex bytes after '\\')", source=source,
                                        line=lineno)
                 body += lines[i].strip()
