@@ -2,19 +2,20 @@
 
 Guarantees that no QEMU outlives a test session: machines still open at session end are
 shut down, tagged survivors of this process are killed, and orphans of crashed earlier
-sessions (owner pid gone) are reaped at start.
+sessions (owner pid gone) are reaped at start, with the run folders they left.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from .qemu.machine import close_all
-from .qemu.reaper import reap_orphans, reap_own
+from .qemu.machine import close_all, run_root
+from .qemu.reaper import reap_orphans, reap_own, sweep_orphan_run_dirs
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     reap_orphans()
+    sweep_orphan_run_dirs(run_root())
 
 
 @pytest.hookimpl(trylast=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.qemu.machine import LaunchError, Machine, MachineDied, QMPTimeout
-from harness.qemu.reaper import OWNER_ENV, reap_own, tagged_processes
+from harness.qemu.reaper import OWNER_ENV, reap_own, sweep_orphan_run_dirs, tagged_processes
 from helpers import REPO, machine_spec, qemu_pids
 
 SERIAL = "machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
@@ -49,6 +49,7 @@ def test_launch_firmware_rerun_and_clean_shutdown() -> None:
         assert "-nodefaults" in argv and "isa-serial,id=com1" in argv
         assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
     assert m.exit_outcome.startswith("exited after quit")
+    assert not (m.run_dir / "keep").exists()
     assert not run_dir.exists(), "the run folder is removed unless keep=True"
     assert _wait_gone(pid)
 
@@ -115,16 +116,21 @@ def test_qemu_dies_with_its_python_parent_even_on_sigkill(tmp_path: Path) -> Non
         from harness.qemu.machine import Machine
         m = Machine(parse_machine_text({SERIAL!r}))
         m.launch()
-        print(m.pid, flush=True)
+        print(m.pid, m.run_dir, flush=True)
         time.sleep(60)
     """))
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
-        qemu_pid = int(parent.stdout.readline())
+        pid_text, run_dir = parent.stdout.readline().split()
+        qemu_pid = int(pid_text)
         assert qemu_pid in qemu_pids()
         parent.kill()  # SIGKILL: no atexit, no finally
         parent.wait(10)
         assert _wait_gone(qemu_pid, 10), "QEMU outlived its SIGKILLed parent"
+        # Nobody could clean its run folder; the sweep (run at session start) does.
+        assert Path(run_dir).is_dir()
+        assert Path(run_dir) in sweep_orphan_run_dirs(Path(run_dir).parent)
+        assert not Path(run_dir).exists()
     finally:
         parent.kill()
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..qemu.reaper import reap_orphans, tagged_processes
+from ..qemu.machine import run_root
+from ..qemu.reaper import reap_orphans, sweep_orphan_run_dirs, tagged_processes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,4 +24,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     killed = reap_orphans()
     print(f"killed {len(killed)} orphaned QEMU process(es)" + (f": {killed}" if killed else ""))
+    swept = sweep_orphan_run_dirs(run_root())
+    print(f"removed {len(swept)} run folder(s) of dead harness processes")
     return 0

@@ -31,7 +31,7 @@ from ..config import RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
-from .reaper import OWNER_ENV, owner_tag
+from .reaper import KEEP_FILE, OWNER_ENV, OWNER_FILE, owner_tag
 
 QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
 #: Machine kinds pinned to versioned machine types, so a QEMU upgrade that changes the
@@ -93,11 +93,15 @@ class Machine:
         self.keep = keep
         self.qmp_timeout = qmp_timeout
         self.extra_args = tuple(extra_args)
+        self._token = os.urandom(4).hex()
         self.accel = resolve_accel(accel or spec.accel)
         self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(spec.name)
         self._own_run_dir = run_dir is None
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
+        (self.run_dir / OWNER_FILE).write_text(owner_tag(self._token))
+        if keep:
+            (self.run_dir / KEEP_FILE).touch()
         self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args)
         self.phase = "not-started"
         self.qemu_version: str | None = None
@@ -110,7 +114,6 @@ class Machine:
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._qmp_log = None
-        self._token = os.urandom(4).hex()
         self._closed = False
         self._lock = threading.Lock()
 

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OWNER_ENV = "HARNESS_OWNER"
+#: File in each run folder naming the owning process ("pid:token"); a folder the user
+#: asked to keep has KEEP_FILE beside it and is never swept.
+OWNER_FILE = "owner"
+KEEP_FILE = "keep"
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,22 @@ def reap_orphans() -> list[int]:
     """Kill tagged QEMUs whose owning Python process no longer exists."""
     return _kill([p.pid for p in tagged_processes()
                   if not _alive(p.owner_pid) and _alive(p.pid)])
+
+
+def sweep_orphan_run_dirs(root: Path) -> list[Path]:
+    """Remove run folders under ``root`` whose owner died without cleaning up (SIGKILL)."""
+    import shutil
+    removed = []
+    if not root.is_dir():
+        return removed
+    for folder in root.iterdir():
+        owner_file = folder / OWNER_FILE
+        try:
+            owner = int(owner_file.read_text().split(":", 1)[0])
+        except (OSError, ValueError):
+            continue  # not a run folder of ours, or still being created
+        if (folder / KEEP_FILE).exists() or _alive(owner):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
