@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from harness.cli import main as cli_main
 from harness.nt.errors import (InvalidPathError, KeyHasSubkeysError, KeyNotFoundError,
                                RegFileError, RegistryError, RegistryFileError,
-                               RegistryLockedError, RegistryTypeError, ResourceFormatError,
-                               TruncatedError, ValueNotFoundError, VolatileParentError)
+                               RegistryLockedError, RegistryTypeError, TruncatedError,
+                               ValueNotFoundError, VolatileParentError)
 from harness.nt.regfile import (HEADER, export_reg, export_text, from_hkey, import_reg,
                                 import_text, parse_reg, to_hkey)
 from harness.nt.registry import (MACHINE, RESOURCE_MAP, RegType, Registry, decode_value,
@@ -229,6 +229,15 @@ def test_malformed_stored_bytes_raise_on_decode_only(reg):
     reg.set_value(key, "custom", b"\1", 0x20)
     assert reg.get_value(key, "custom").type_name == "REG_TYPE_0x20"
     assert reg.get(key, "custom") == b"\1"
+
+
+def test_encode_and_decode_value_functions():
+    assert encode_value(COM1, None, Arch.X86) == (RegType.REG_RESOURCE_LIST, COM1.pack(Arch.X86))
+    assert decode_value(RegType.REG_RESOURCE_LIST, COM1.pack(Arch.X86), Arch.X86) == COM1
+    assert encode_value(7) == (RegType.REG_DWORD, b"\7\0\0\0")
+    assert decode_value(RegType.REG_MULTI_SZ, "a\0b\0".encode("utf-16-le")) == ("a", "b")
+    assert decode_value(RegType.REG_MULTI_SZ, b"") == ()
+    assert decode_value(RegType.REG_DWORD_BIG_ENDIAN, b"\0\0\1\0") == 256
 
 
 @pytest.mark.parametrize("value, reg_type, match", [

@@ -654,7 +654,7 @@ def _full_lines(full: CM_FULL_RESOURCE_DESCRIPTOR, prefix: str) -> list[str]:
 
 
 def _row(rtype: int, what: str, share: int, flags: int) -> str:
-    return (f"{type_name(rtype):<14} {what:<44} {share_name(share):<16} "
+    return (f"{type_name(rtype):<14} {what:<38} {share_name(share):<16} "
             f"{format_flags(rtype, flags, short=True)}").rstrip()
 
 

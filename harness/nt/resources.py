@@ -59,7 +59,7 @@ import dataclasses
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator
 
 from .errors import (FieldRangeError, LayoutRuleError, ResourceFormatError, SizeMismatchError,
                      TruncatedError, UnknownTypeError)
@@ -1791,7 +1791,8 @@ def describe_range(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -
     if isinstance(d, Dma):
         return f"channel {d.channel} port {d.port}"
     if isinstance(d, DeviceSpecific):
-        return f"{len(d.data)} bytes: {d.data.hex(' ')}" if d.data else "0 bytes"
+        shown = d.data[:12].hex(" ") + (" …" if len(d.data) > 12 else "")
+        return f"{len(d.data)} bytes: {shown}" if d.data else "0 bytes"
     if isinstance(d, (DevicePrivate, DevicePrivateRequirement)):
         return "data " + " ".join(f"{w:#x}" for w in d.data)
     if isinstance(d, (PortRequirement, MemoryRequirement, MemoryLargeRequirement)):
