@@ -16,7 +16,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the system Python is Debian's own.
 DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev
 
-.PHONY: all setup demo test bench fuzz clean distclean
+.PHONY: all setup demo test bench fuzz clean distclean fuzz-intervals bench-intervals
 all: test
 
 setup: $(STAMPS)/venv
@@ -51,3 +51,28 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .cache
+
+# ---- interval index (harness/_intervals.c) ----
+# The fuzz driver compiles the index core without Python under ASan+UBSan and checks a
+# seeded random operation stream against a brute-force model.
+FUZZ_OPS    ?= 2000000
+FUZZ_SEED   ?= 20240531
+FUZZ_CFLAGS := -std=c11 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+               -fno-omit-frame-pointer -Wall -Wextra -Werror
+
+fuzz-intervals: $(STAMPS)/debian
+	@mkdir -p build/fuzz
+	gcc $(FUZZ_CFLAGS) -o build/fuzz/fuzz_intervals tests/fuzz/fuzz_intervals.c
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 ./build/fuzz/fuzz_intervals $(FUZZ_OPS) $(FUZZ_SEED)
+
+fuzz: fuzz-intervals
+
+# The peers (superintervals, ailist, ncls, intervaltree) come from the [bench] extra.
+$(STAMPS)/bench: $(STAMPS)/venv
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@touch $@
+
+bench-intervals: $(STAMPS)/bench
+	$(BIN)/python benchmarks/bench_intervals.py
+
+bench: bench-intervals
