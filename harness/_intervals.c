@@ -50,20 +50,24 @@ typedef struct ivx_node {
 typedef struct ivx_leaf {
     ivx_node h;
     struct ivx_leaf *next; /* address-order chain for iteration */
-    /* pm[j] = max(end[0..j]); slots >= n hold UINT64_MAX so the search needs no n. */
-    _Alignas(64) uint64_t pm[IVX_LCAP];
+    uint8_t excl[IVX_LCAP]; /* fills the header line: a leaf is 6 lines, not 7 */
+    /* The first entry whose end >= a is the lowest-start overlap candidate.  ends starts a
+     * cache line and slots >= n hold 0, so that scan needs neither n nor a second array. */
+    _Alignas(64) uint64_t end[IVX_LCAP];
     uint64_t start[IVX_LCAP];
-    uint64_t end[IVX_LCAP];
     uint32_t hd[IVX_LCAP];
-    uint8_t excl[IVX_LCAP];
 } ivx_leaf;
+
+/* What a query descent reads per child, interleaved so the chosen child's pointer sits in
+ * a cache line the max-end scan already loaded (one dependent miss per level, not two). */
+typedef struct {
+    uint64_t maxend; /* 0 in slots >= n */
+    struct ivx_node *child;
+} ivx_hot;
 
 typedef struct ivx_inner {
     ivx_node h;
-    /* pmax[k] = max(maxend[0..k]); slots >= n hold UINT64_MAX. */
-    _Alignas(64) uint64_t pmax[IVX_FAN];
-    ivx_node *child[IVX_FAN];
-    uint64_t maxend[IVX_FAN];
+    _Alignas(64) ivx_hot hot[IVX_FAN];
     uint64_t kstart[IVX_FAN]; /* min key of the child: (kstart, khd) */
     uint32_t khd[IVX_FAN];
     uint64_t maxstart[IVX_FAN];
@@ -132,24 +136,15 @@ static inline void fold_add(ivx_fold *f, uint64_t mins, uint64_t maxs, uint64_t 
 
 static void leaf_refresh(ivx_leaf *l)
 {
-    uint64_t m = 0;
-    int j;
-    for (j = 0; j < l->h.n; j++) {
-        if (l->end[j] > m) m = l->end[j];
-        l->pm[j] = m;
-    }
-    for (; j < IVX_LCAP; j++) l->pm[j] = UINT64_MAX;
+    for (int j = l->h.n; j < IVX_LCAP; j++) l->end[j] = 0;
 }
 
 static void inner_refresh(ivx_inner *in)
 {
-    uint64_t m = 0;
-    int k;
-    for (k = 0; k < in->h.n; k++) {
-        if (in->maxend[k] > m) m = in->maxend[k];
-        in->pmax[k] = m;
+    for (int k = in->h.n; k < IVX_FAN; k++) {
+        in->hot[k].maxend = 0;
+        in->hot[k].child = NULL;
     }
-    for (; k < IVX_FAN; k++) in->pmax[k] = UINT64_MAX;
 }
 
 static void leaf_sum(const ivx_leaf *l, ivx_sum *s)
@@ -159,7 +154,6 @@ static void leaf_sum(const ivx_leaf *l, ivx_sum *s)
     s->kstart = l->start[0];
     s->khd = l->hd[0];
     s->maxstart = l->start[n - 1];
-    s->maxend = l->pm[n - 1];
     s->minx = s->maxsx = 0;
     for (j = 0; j < n; j++) {
         uint64_t st = l->start[j], en = l->end[j];
@@ -170,6 +164,7 @@ static void leaf_sum(const ivx_leaf *l, ivx_sum *s)
             fold_add(&fx, st, st, en, 0);
         }
     }
+    s->maxend = fa.cover;
     s->gap = fa.gap;
     s->hasx = (uint8_t)fx.any;
     s->maxex = fx.any ? fx.cover : 0;
@@ -183,16 +178,16 @@ static void inner_sum(const ivx_inner *in, ivx_sum *s)
     s->kstart = in->kstart[0];
     s->khd = in->khd[0];
     s->maxstart = in->maxstart[n - 1];
-    s->maxend = in->pmax[n - 1];
     s->minx = s->maxsx = 0;
     for (k = 0; k < n; k++) {
-        fold_add(&fa, in->kstart[k], in->maxstart[k], in->maxend[k], in->gap[k]);
+        fold_add(&fa, in->kstart[k], in->maxstart[k], in->hot[k].maxend, in->gap[k]);
         if (in->hasx[k]) {
             if (!fx.any) s->minx = in->minx[k];
             s->maxsx = in->maxsx[k];
             fold_add(&fx, in->minx[k], in->maxsx[k], in->maxex[k], in->gapx[k]);
         }
     }
+    s->maxend = fa.cover;
     s->gap = fa.gap;
     s->hasx = (uint8_t)fx.any;
     s->maxex = fx.any ? fx.cover : 0;
@@ -209,8 +204,8 @@ static void node_sum(const ivx_node *nd, ivx_sum *s)
 
 static void inner_put(ivx_inner *in, int k, const ivx_sum *s, ivx_node *c)
 {
-    in->child[k] = c;
-    in->maxend[k] = s->maxend;
+    in->hot[k].child = c;
+    in->hot[k].maxend = s->maxend;
     in->kstart[k] = s->kstart;
     in->khd[k] = s->khd;
     in->maxstart[k] = s->maxstart;
@@ -224,7 +219,7 @@ static void inner_put(ivx_inner *in, int k, const ivx_sum *s, ivx_node *c)
 
 static void inner_get(const ivx_inner *in, int k, ivx_sum *s)
 {
-    s->maxend = in->maxend[k];
+    s->maxend = in->hot[k].maxend;
     s->kstart = in->kstart[k];
     s->khd = in->khd[k];
     s->maxstart = in->maxstart[k];
@@ -260,8 +255,7 @@ static void inner_move(ivx_inner *d, int di, const ivx_inner *s, int si, int cnt
 {
     if (cnt <= 0) return;
 #define MV(f) memmove(&d->f[di], &s->f[si], (size_t)cnt * sizeof(d->f[0]))
-    MV(child);
-    MV(maxend);
+    MV(hot);
     MV(kstart);
     MV(khd);
     MV(maxstart);
@@ -298,7 +292,7 @@ static void node_free(ivx_node *nd)
     if (!nd) return;
     if (!nd->leaf) {
         ivx_inner *in = (ivx_inner *)nd;
-        for (int k = 0; k < in->h.n; k++) node_free(in->child[k]);
+        for (int k = 0; k < in->h.n; k++) node_free(in->hot[k].child);
     }
     free(nd);
 }
@@ -402,7 +396,7 @@ static int ivx_insert(ivx_tree *t, uint64_t s, uint64_t e, int64_t owner, int sh
         pin[d] = in;
         pk[d] = k;
         d++;
-        nd = in->child[k];
+        nd = in->hot[k].child;
     }
     leaf = (ivx_leaf *)nd;
 
@@ -536,7 +530,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
         pin[d] = in;
         pk[d] = k;
         d++;
-        nd = in->child[k];
+        nd = in->hot[k].child;
     }
     ivx_leaf *leaf = (ivx_leaf *)nd;
     for (j = 0; j < leaf->h.n && (leaf->start[j] != s || leaf->hd[j] != h); j++)
@@ -565,7 +559,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
         }
         /* underflow: borrow from or merge with a sibling (the parent has >= 2 children) */
         int lk = k > 0 ? k - 1 : k, rk = lk + 1;
-        ivx_node *L = in->child[lk], *R = in->child[rk];
+        ivx_node *L = in->hot[lk].child, *R = in->hot[rk].child;
         int cap = cur->leaf ? IVX_LCAP : IVX_FAN;
         if (L->n + R->n <= cap) {
             if (cur->leaf) {
@@ -631,7 +625,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
     /* shrink the root */
     while (!t->root->leaf && t->root->n == 1) {
         ivx_node *old = t->root;
-        t->root = ((ivx_inner *)old)->child[0];
+        t->root = ((ivx_inner *)old)->hot[0].child;
         free(old);
     }
     if (t->root->leaf && t->root->n == 0) {
@@ -691,14 +685,16 @@ static int radix_sort(ivx_kh *a, size_t n)
 }
 
 /* Build the tree over the live slots listed in kh (sorted by (start, handle)).  Nodes are
- * filled evenly so every non-root node meets the minimum fill. */
+ * filled evenly, so every non-root node meets the minimum fill. */
 static int ivx_bulk(ivx_tree *t, const ivx_kh *kh, size_t n)
 {
     node_free(t->root);
     t->root = NULL;
     t->n = n;
     if (n == 0) return 0;
-    size_t nl = (n + IVX_LCAP - 1) / IVX_LCAP, i, pos = 0;
+    /* leaves get one free slot each so the first insert into a leaf does not split it */
+    size_t lfill = n < IVX_LCAP ? IVX_LCAP : IVX_LCAP - 1;
+    size_t nl = (n + lfill - 1) / lfill, i, pos = 0;
     ivx_node **level = malloc(nl * sizeof(ivx_node *));
     if (!level) return -1;
     ivx_leaf *prev = NULL;
@@ -757,32 +753,39 @@ fail_m:
 /* ---------------------------------------------------------------------------------- */
 /* queries                                                                             */
 
-static inline int count_lt(const uint64_t *arr, int len, uint64_t a)
+/* Index of the first slot with value >= a (padding holds 0), or the capacity if none.  A
+ * mask and ctz instead of an early-exit loop: no unpredictable branch per slot. */
+static inline int leaf_first_ge(const ivx_leaf *l, uint64_t a)
 {
-    int c = 0;
-    for (int i = 0; i < len; i++) c += arr[i] < a;
-    return c;
+    uint32_t m = 0;
+    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->end[j] >= a) << j;
+    return m ? __builtin_ctz(m) : IVX_LCAP;
 }
 
-/* Handle of the lowest (start, handle) range overlapping [a, b], or -1. */
+static inline int inner_first_ge(const ivx_inner *in, uint64_t a)
+{
+    uint32_t m = 0;
+    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->hot[k].maxend >= a) << k;
+    return m ? __builtin_ctz(m) : IVX_FAN;
+}
+
+/* Handle of the lowest (start, handle) range overlapping [a, b], or -1: the first range in
+ * key order whose end >= a, provided it starts <= b (every later one starts later). */
 static inline int64_t ivx_first(const ivx_tree *t, uint64_t a, uint64_t b)
 {
     const ivx_node *nd = t->root;
     if (!nd) return -1;
-    if (nd->leaf) {
-        const ivx_leaf *l = (const ivx_leaf *)nd;
-        if (l->pm[l->h.n - 1] < a) return -1;
-    } else {
-        const ivx_inner *in = (const ivx_inner *)nd;
-        if (in->pmax[in->h.n - 1] < a) return -1;
-    }
-    /* below the root every chosen child has max end >= a, so counts stay < n */
     while (!nd->leaf) {
         const ivx_inner *in = (const ivx_inner *)nd;
-        nd = in->child[count_lt(in->pmax, IVX_FAN, a)];
+        int k = inner_first_ge(in, a);
+        /* only the root can fail (a == 0 always matches slot 0): below it the chosen
+         * child's max end is >= a */
+        if (k >= in->h.n) return -1;
+        nd = in->hot[k].child;
     }
     const ivx_leaf *l = (const ivx_leaf *)nd;
-    int j = count_lt(l->pm, IVX_LCAP, a);
+    int j = leaf_first_ge(l, a);
+    if (j >= l->h.n) return -1;
     return l->start[j] <= b ? (int64_t)l->hd[j] : -1;
 }
 
@@ -798,7 +801,7 @@ static int64_t ivx_first_x(const ivx_tree *t, uint64_t a, uint64_t b)
             if (in->hasx[k] && in->maxex[k] >= a) break;
         if (k == in->h.n) return -1;
         if (in->minx[k] > b) return -1;
-        nd = in->child[k];
+        nd = in->hot[k].child;
     }
     const ivx_leaf *l = (const ivx_leaf *)nd;
     for (int j = 0; j < l->h.n; j++)
@@ -854,7 +857,7 @@ static int walk(const ivx_node *nd, ivx_walk *w)
     if (nd->leaf) {
         const ivx_leaf *l = (const ivx_leaf *)nd;
         int n = l->h.n;
-        for (int j = w->x ? 0 : count_lt(l->pm, IVX_LCAP, w->a); j < n; j++) {
+        for (int j = w->x ? 0 : leaf_first_ge(l, w->a); j < n; j++) {
             if (l->start[j] > w->b) return 1;
             if (l->end[j] >= w->a && (!w->x || l->excl[j]) && walk_emit(w, l->hd[j])) return 1;
         }
@@ -862,10 +865,10 @@ static int walk(const ivx_node *nd, ivx_walk *w)
     }
     const ivx_inner *in = (const ivx_inner *)nd;
     int n = in->h.n;
-    for (int k = w->x ? 0 : count_lt(in->pmax, IVX_FAN, w->a); k < n; k++) {
+    for (int k = w->x ? 0 : inner_first_ge(in, w->a); k < n; k++) {
         if (in->kstart[k] > w->b) return 1;
-        if (w->x ? (in->hasx[k] && in->maxex[k] >= w->a) : in->maxend[k] >= w->a)
-            if (walk(in->child[k], w)) return 1;
+        if (w->x ? (in->hasx[k] && in->maxex[k] >= w->a) : in->hot[k].maxend >= w->a)
+            if (walk(in->hot[k].child, w)) return 1;
     }
     return 0;
 }
@@ -947,10 +950,10 @@ static void node_items(const ivx_node *nd, int x, ivx_items *it)
             } else {
                 it->mins[m] = in->kstart[k];
                 it->maxs[m] = in->maxstart[k];
-                it->me[m] = in->maxend[k];
+                it->me[m] = in->hot[k].maxend;
                 it->g[m] = in->gap[k];
             }
-            it->ch[m] = in->child[k];
+            it->ch[m] = in->hot[k].child;
             m++;
         }
     }
@@ -1061,7 +1064,6 @@ static const char *check_node(const ivx_tree *t, const ivx_node *nd, int depth, 
         if (!isroot && l->h.n < IVX_LMIN) return "leaf underfull";
         if (*prevleaf && (*prevleaf)->next != l) return "leaf chain broken";
         *prevleaf = l;
-        uint64_t m = 0;
         for (int j = 0; j < IVX_LCAP; j++) {
             if (j < l->h.n) {
                 const ivx_slot *sl;
@@ -1075,10 +1077,8 @@ static const char *check_node(const ivx_tree *t, const ivx_node *nd, int depth, 
                 *haveprev = 1;
                 *ps = l->start[j];
                 *ph = l->hd[j];
-                if (l->end[j] > m) m = l->end[j];
-                if (l->pm[j] != m) return "leaf prefix max wrong";
                 (*count)++;
-            } else if (l->pm[j] != UINT64_MAX) {
+            } else if (l->end[j] != 0) {
                 return "leaf padding wrong";
             }
         }
@@ -1086,19 +1086,16 @@ static const char *check_node(const ivx_tree *t, const ivx_node *nd, int depth, 
     }
     const ivx_inner *in = (const ivx_inner *)nd;
     if (in->h.n < (isroot ? 2 : IVX_FMIN) || in->h.n > IVX_FAN) return "inner count out of range";
-    uint64_t m = 0;
     for (int k = 0; k < IVX_FAN; k++) {
         if (k < in->h.n) {
             ivx_sum want, have;
-            const char *e = check_node(t, in->child[k], depth + 1, leafdepth, 0, prevleaf, count,
+            const char *e = check_node(t, in->hot[k].child, depth + 1, leafdepth, 0, prevleaf, count,
                                        ps, ph, haveprev);
             if (e) return e;
-            node_sum(in->child[k], &want);
+            node_sum(in->hot[k].child, &want);
             inner_get(in, k, &have);
             if (!sum_eq(&want, &have)) return "stale child summary";
-            if (in->maxend[k] > m) m = in->maxend[k];
-            if (in->pmax[k] != m) return "inner prefix max wrong";
-        } else if (in->pmax[k] != UINT64_MAX) {
+        } else if (in->hot[k].maxend != 0 || in->hot[k].child) {
             return "inner padding wrong";
         }
     }
@@ -2030,7 +2027,7 @@ static PyObject *Index_repr(IndexObject *self)
     PyObject *parts = PyList_New(0), *res = NULL;
     if (!parts) return NULL;
     const ivx_node *nd = self->t.root;
-    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->child[0];
+    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->hot[0].child;
     const ivx_leaf *l = (const ivx_leaf *)nd;
     int shown = 0;
     for (; l && shown < show; l = l->next)
@@ -2074,7 +2071,7 @@ static PyObject *Index_iter(IndexObject *self)
     IterObject *it = PyObject_GC_New(IterObject, g_state.iter_type);
     if (!it) return NULL;
     const ivx_node *nd = self->t.root;
-    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->child[0];
+    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->hot[0].child;
     it->idx = (IndexObject *)Py_NewRef(self);
     it->leaf = (const ivx_leaf *)nd;
     it->pos = 0;
