@@ -50,12 +50,12 @@ typedef struct ivx_node {
 typedef struct ivx_leaf {
     ivx_node h;
     struct ivx_leaf *next; /* address-order chain for iteration */
-    uint8_t excl[IVX_LCAP]; /* fills the header line: a leaf is 6 lines, not 7 */
-    /* The first entry whose end >= a is the lowest-start overlap candidate.  ends starts a
-     * cache line and slots >= n hold 0, so that scan needs neither n nor a second array. */
+    /* The first entry whose end >= a is the lowest-start overlap candidate.  ends comes
+     * first and slots >= n hold 0, so that scan needs neither n nor a second array. */
     _Alignas(64) uint64_t end[IVX_LCAP];
     uint64_t start[IVX_LCAP];
     uint32_t hd[IVX_LCAP];
+    uint8_t excl[IVX_LCAP];
 } ivx_leaf;
 
 /* What a query descent reads per child, interleaved so the chosen child's pointer sits in
@@ -685,16 +685,14 @@ static int radix_sort(ivx_kh *a, size_t n)
 }
 
 /* Build the tree over the live slots listed in kh (sorted by (start, handle)).  Nodes are
- * filled evenly, so every non-root node meets the minimum fill. */
+ * filled evenly so every non-root node meets the minimum fill. */
 static int ivx_bulk(ivx_tree *t, const ivx_kh *kh, size_t n)
 {
     node_free(t->root);
     t->root = NULL;
     t->n = n;
     if (n == 0) return 0;
-    /* leaves get one free slot each so the first insert into a leaf does not split it */
-    size_t lfill = n < IVX_LCAP ? IVX_LCAP : IVX_LCAP - 1;
-    size_t nl = (n + lfill - 1) / lfill, i, pos = 0;
+    size_t nl = (n + IVX_LCAP - 1) / IVX_LCAP, i, pos = 0;
     ivx_node **level = malloc(nl * sizeof(ivx_node *));
     if (!level) return -1;
     ivx_leaf *prev = NULL;
