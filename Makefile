@@ -33,10 +33,15 @@ $(STAMPS)/debian: Makefile
 	fi
 	@touch $@
 
-$(STAMPS)/venv: $(STAMPS)/debian pyproject.toml setup.py harness/_intervals.c
+$(STAMPS)/venv-base: $(STAMPS)/debian
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --upgrade pip 'setuptools>=77' wheel
+	@touch $@
+
+# Without build isolation a rebuild of the C extension (after an edit) needs no network:
+# the build tools are already in the venv.
+$(STAMPS)/venv: $(STAMPS)/venv-base pyproject.toml setup.py harness/_intervals.c
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
 demo: setup
@@ -69,7 +74,7 @@ fuzz: fuzz-intervals
 
 # The peers (superintervals, ailist, ncls, intervaltree) come from the [bench] extra.
 $(STAMPS)/bench: $(STAMPS)/venv
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,bench]'
 	@touch $@
 
 bench-intervals: $(STAMPS)/bench
