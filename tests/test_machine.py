@@ -171,3 +171,10 @@ def test_auto_uses_the_cached_calibration_verdict(tmp_path: Path, monkeypatch: p
     cached = _json.loads((tmp_path / "qemu-nt-harness" / "accel.json").read_text())
     assert cached["choice"] == "tcg" and cached["seconds"] == {"tcg": 0.1, "kvm": 4.0}
     assert accel.resolve_accel("auto") == "tcg" and calls == ["tcg", "kvm"]  # no re-measurement
+
+
+def test_a_run_folder_too_long_for_sockets_is_refused_up_front(tmp_path: Path) -> None:
+    from harness.errors import HarnessError
+    deep = tmp_path / ("d" * 120)
+    with pytest.raises(HarnessError, match="too long for unix sockets"):
+        Machine(machine_spec(SERIAL), run_dir=deep)

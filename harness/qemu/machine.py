@@ -102,7 +102,12 @@ class Machine:
         (self.run_dir / OWNER_FILE).write_text(owner_tag(self._token))
         if keep:
             (self.run_dir / KEEP_FILE).touch()
-        self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args)
+        try:
+            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args)
+        except BaseException:
+            if self._own_run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self.phase = "not-started"
         self.qemu_version: str | None = None
         self.accel_used: str | None = None
