@@ -16,7 +16,14 @@ import enum
 from ..errors import HarnessError
 
 
-class NTSTATUS(enum.IntEnum):
+class _Code(enum.IntEnum):
+    """A 32-bit NT code (no members): prints as ``NAME (0xXXXXXXXX)``, formats as the int."""
+
+    def __str__(self) -> str:
+        return f"{self.name} (0x{self.value:08X})"
+
+
+class NTSTATUS(_Code):
     """NTSTATUS codes as unsigned 32-bit values (nt-semantics.md §1.13)."""
 
     STATUS_SUCCESS = 0x00000000
@@ -41,9 +48,6 @@ class NTSTATUS(enum.IntEnum):
     STATUS_CHILD_MUST_BE_VOLATILE = 0xC0000181
     STATUS_NOT_FOUND = 0xC0000225
 
-    def __str__(self) -> str:
-        return f"{self.name} (0x{self.value:08X})"
-
 
 globals().update(NTSTATUS.__members__)
 
@@ -65,7 +69,7 @@ def NT_ERROR(status: int) -> bool:
     return (int(status) & 0xFFFFFFFF) >> 30 == 3
 
 
-class IoErrorCode(enum.IntEnum):
+class IoErrorCode(_Code):
     """IO_ERROR_LOG_PACKET.ErrorCode values (nt-semantics.md §7; facility IO = 4)."""
 
     IO_ERR_INSUFFICIENT_RESOURCES = 0xC0040002
@@ -80,9 +84,6 @@ class IoErrorCode(enum.IntEnum):
     IO_ERR_INTERRUPT_RESOURCE_CONFLICT = 0xC004001C
     IO_ERR_MEMORY_RESOURCE_CONFLICT = 0xC004001D
     IO_ERR_PORT_RESOURCE_CONFLICT = 0xC004001E
-
-    def __str__(self) -> str:
-        return f"{self.name} (0x{self.value:08X})"
 
 
 globals().update(IoErrorCode.__members__)
