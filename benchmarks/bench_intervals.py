@@ -4,6 +4,8 @@ intervaltree and a numpy searchsorted baseline on the same data and the same que
 
     .venv/bin/python benchmarks/bench_intervals.py            # full run (~3-4 min)
     .venv/bin/python benchmarks/bench_intervals.py --quick    # smoke run
+    .venv/bin/python benchmarks/bench_intervals.py --sizes 1e6 --only first,update --peers superintervals
+                                                              # focused run (does not write the file)
 
 Data (fixed seed): at each N, 40 % port-like ranges (1-32 ports, in one 64 KiB port space
 per simulated machine) and 60 % memory-like ranges: bridge windows (1 MiB-256 MiB, up to
@@ -49,6 +51,20 @@ except ImportError:  # pragma: no cover
 SEED = 20240531
 INTERVALTREE_MAX_N = 100_000  # building it at 1e6 takes minutes and gigabytes
 PEERS = ["superintervals", "ailist", "ncls", "intervaltree", "numpy"]
+BaselineIndex = None  # --baseline: another build of the extension, for A/B runs
+
+
+def load_baseline(path: str):
+    import importlib.machinery
+    import importlib.util
+    loader = importlib.machinery.ExtensionFileLoader("baseline._intervals", path)
+    spec = importlib.util.spec_from_file_location("baseline._intervals", path, loader=loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod.IntervalIndex
+
+
+SECTIONS = ["build", "first", "all", "batch", "update", "gap"]
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -120,6 +136,23 @@ def timeit(fn, calls: int, reps: int) -> float:
     return statistics.median(out)
 
 
+def timeit_rotating(fns: dict, calls: int, reps: int) -> dict:
+    """Like timeit() for several contenders at once, taking turns within every repetition
+    (rotating who goes first), so drift on a noisy machine hits them all alike."""
+    names = list(fns)
+    out = {k: [] for k in names}
+    for r in range(reps):
+        for i in range(len(names)):
+            k = names[(r + i) % len(names)]
+            gc.disable()
+            t0 = time.perf_counter_ns()
+            fns[k]()
+            t1 = time.perf_counter_ns()
+            gc.enable()
+            out[k].append((t1 - t0) / calls)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def timeit_setup(setup, fn, calls: int, reps: int) -> float:
     out = []
     for _ in range(reps):
@@ -151,9 +184,14 @@ def bench_n(n: int, args, notes: set[str]) -> dict[str, dict[str, float]]:
     rs, re_, rqa, rqb = rank_compress(starts, ends, qa, qb)
     rsqa, rsqb = rqa[:q].tolist(), rqb[:q].tolist()
 
+    section = args.only_set.__contains__
+    peers_ok = set(args.peers.split(",")) if args.peers else set(PEERS)
+
     # ---- build ----
-    put("build (ns/range)", "ours", timeit(lambda: IntervalIndex.from_arrays(starts, ends), n, R))
+    if section("build"):
+        put("build (ns/range)", "ours", timeit(lambda: IntervalIndex.from_arrays(starts, ends), n, R))
     idx = IntervalIndex.from_arrays(starts, ends)
+    base = BaselineIndex.from_arrays(starts, ends) if BaselineIndex else None
 
     def np_build():
         order = np.argsort(starts, kind="stable")
@@ -161,20 +199,22 @@ def bench_n(n: int, args, notes: set[str]) -> dict[str, dict[str, float]]:
         runmax = np.maximum.accumulate(ends[order])
         e_sorted = np.sort(ends)
         return order, s_sorted, runmax, e_sorted
-    put("build (ns/range)", "numpy", timeit(np_build, n, R))
+    if section("build"):
+        put("build (ns/range)", "numpy", timeit(np_build, n, R))
     order, s_sorted, runmax, e_sorted = np_build()
 
     si = ail = nc = it = None
-    if IntervalMap:
+    if IntervalMap and "superintervals" in peers_ok:
         rs32, re32 = rs.astype(np.int32), re_.astype(np.int32)
 
         def si_build():
             m = IntervalMap.from_arrays(rs32, re32)
             m.build()
             return m
-        put("build (ns/range)", "superintervals", timeit(si_build, n, R))
+        if section("build"):
+            put("build (ns/range)", "superintervals", timeit(si_build, n, R))
         si = si_build()
-    if AIList:
+    if AIList and "ailist" in peers_ok:
         ids = np.arange(n, dtype=np.int64)
 
         def ail_build():
@@ -182,18 +222,21 @@ def bench_n(n: int, args, notes: set[str]) -> dict[str, dict[str, float]]:
             a.add(rs, re_ + 1, ids)
             a.construct()
             return a
-        put("build (ns/range)", "ailist", timeit(ail_build, n, R))
+        if section("build"):
+            put("build (ns/range)", "ailist", timeit(ail_build, n, R))
         ail = ail_build()
-    if NCLS:
+    if NCLS and "ncls" in peers_ok:
         ids = np.arange(n, dtype=np.int64)
         s64, e64 = starts.astype(np.int64), (ends + 1).astype(np.int64)
-        put("build (ns/range)", "ncls", timeit(lambda: NCLS(s64, e64, ids), n, R))
+        if section("build"):
+            put("build (ns/range)", "ncls", timeit(lambda: NCLS(s64, e64, ids), n, R))
         nc = NCLS(s64, e64, ids)
-    if IntervalTree and n <= INTERVALTREE_MAX_N:
+    if IntervalTree and "intervaltree" in peers_ok and n <= INTERVALTREE_MAX_N:
         tuples = list(zip(starts.tolist(), (ends + 1).tolist(), range(n)))
-        put("build (ns/range)", "intervaltree", timeit(lambda: IntervalTree.from_tuples(tuples), n, 1))
+        if section("build"):
+            put("build (ns/range)", "intervaltree", timeit(lambda: IntervalTree.from_tuples(tuples), n, 1))
         it = IntervalTree.from_tuples(tuples)
-    elif IntervalTree:
+    elif IntervalTree and "intervaltree" in peers_ok:
         notes.add(f"intervaltree is skipped above N={INTERVALTREE_MAX_N:,} (building it takes minutes).")
 
     # ---- sanity: every peer agrees with us on the number of overlaps ----
@@ -210,222 +253,246 @@ def bench_n(n: int, args, notes: set[str]) -> dict[str, dict[str, float]]:
             assert len(it.overlap(a, b + 1)) == want, ("intervaltree", a, b)
 
     # ---- bare call overhead: the same loop around a trivial C call ----
-    is_ = operator.is_
+    if section("first"):
+        is_ = operator.is_
 
-    def bare():
-        for a, b in zip(sqa, sqb):
-            is_(a, b)
-    put("bare call (ns)", "ours", timeit(bare, q, R))
+        def bare():
+            for a, b in zip(sqa, sqb):
+                is_(a, b)
+        put("bare call (ns)", "ours", timeit(bare, q, R))
 
     # ---- first overlap ----
-    f = idx.first_overlap
+    if section("first"):
+        f = idx.first_overlap
 
-    def ours_first():
-        for a, b in zip(sqa, sqb):
-            f(a, b)
-    put("first overlap (ns)", "ours", timeit(ours_first, q, R))
-    if si is not None:
-        g = si.has_overlaps
-
-        def si_first():
-            for a, b in zip(rsqa, rsqb):
-                g(a, b)
-        put("first overlap (ns)", "superintervals", timeit(si_first, q, R))
-    if nc is not None:
-        g2 = nc.has_overlap
-
-        def nc_first():
+        def ours_first():
             for a, b in zip(sqa, sqb):
-                g2(a, b + 1)
-        put("first overlap (ns)", "ncls", timeit(nc_first, q, R))
-    if it is not None:
-        g3 = it.overlaps
-        qi = min(q, 3000)
+                f(a, b)
+        contenders = {"ours": ours_first}
+        if base is not None:
+            fb = base.first_overlap
 
-        def it_first():
-            for a, b in zip(sqa[:qi], sqb[:qi]):
-                g3(a, b + 1)
-        put("first overlap (ns)", "intervaltree", timeit(it_first, qi, R))
-    notes.add("first overlap: superintervals/ncls/intervaltree only offer an any-overlap test "
-              "(has_overlaps / has_overlap / overlaps -> bool), which is what they are timed with; "
-              "ours returns the handle of the lowest overlapping range. ailist has no such call.")
+            def base_first():
+                for a, b in zip(sqa, sqb):
+                    fb(a, b)
+            contenders["baseline"] = base_first
+        if si is not None:
+            g = si.has_overlaps
+
+            def si_first():
+                for a, b in zip(rsqa, rsqb):
+                    g(a, b)
+            contenders["superintervals"] = si_first
+        for who, t in timeit_rotating(contenders, q, R).items():
+            put("first overlap (ns)", who, t)
+        if nc is not None:
+            g2 = nc.has_overlap
+
+            def nc_first():
+                for a, b in zip(sqa, sqb):
+                    g2(a, b + 1)
+            put("first overlap (ns)", "ncls", timeit(nc_first, q, R))
+        if it is not None:
+            g3 = it.overlaps
+            qi = min(q, 3000)
+
+            def it_first():
+                for a, b in zip(sqa[:qi], sqb[:qi]):
+                    g3(a, b + 1)
+            put("first overlap (ns)", "intervaltree", timeit(it_first, qi, R))
+        notes.add("first overlap: superintervals/ncls/intervaltree only offer an any-overlap test "
+                  "(has_overlaps / has_overlap / overlaps -> bool), which is what they are timed with; "
+                  "ours returns the handle of the lowest overlapping range. ailist has no such call.")
 
     # ---- all overlaps ----
-    qa_all = min(q, 10000)
-    g4 = idx.overlaps
+    if section("all"):
+        qa_all = min(q, 10000)
+        g4 = idx.overlaps
 
-    def ours_all():
-        for a, b in zip(sqa[:qa_all], sqb[:qa_all]):
-            g4(a, b)
-    put("all overlaps (ns)", "ours", timeit(ours_all, qa_all, R))
-    if si is not None:
-        g5 = si.search_idxs
-
-        def si_all():
-            for a, b in zip(rsqa[:qa_all], rsqb[:qa_all]):
-                g5(a, b)
-        put("all overlaps (ns)", "superintervals", timeit(si_all, qa_all, R))
-    if ail is not None:
-        g6 = ail.intersect_ids
-
-        def ail_all():
-            for a, b in zip(rsqa[:qa_all], rsqb[:qa_all]):
-                g6(a, b + 1)
-        put("all overlaps (ns)", "ailist", timeit(ail_all, qa_all, R))
-    if nc is not None:
-        g7 = nc.find_overlap
-
-        def nc_all():
+        def ours_all():
             for a, b in zip(sqa[:qa_all], sqb[:qa_all]):
-                list(g7(a, b + 1))
-        put("all overlaps (ns)", "ncls", timeit(nc_all, qa_all, R))
-    if it is not None:
-        g8 = it.overlap
-        qi = min(qa_all, 3000)
+                g4(a, b)
+        put("all overlaps (ns)", "ours", timeit(ours_all, qa_all, R))
+        if si is not None:
+            g5 = si.search_idxs
 
-        def it_all():
-            for a, b in zip(sqa[:qi], sqb[:qi]):
-                g8(a, b + 1)
-        put("all overlaps (ns)", "intervaltree", timeit(it_all, qi, R))
-    notes.add("all overlaps: ours and superintervals return a list of int handles; ailist a numpy "
-              "array of ids; ncls an iterator of (start, end, id) tuples (listed); intervaltree a set "
-              "of Interval objects.")
+            def si_all():
+                for a, b in zip(rsqa[:qa_all], rsqb[:qa_all]):
+                    g5(a, b)
+            put("all overlaps (ns)", "superintervals", timeit(si_all, qa_all, R))
+        if ail is not None:
+            g6 = ail.intersect_ids
+
+            def ail_all():
+                for a, b in zip(rsqa[:qa_all], rsqb[:qa_all]):
+                    g6(a, b + 1)
+            put("all overlaps (ns)", "ailist", timeit(ail_all, qa_all, R))
+        if nc is not None:
+            g7 = nc.find_overlap
+
+            def nc_all():
+                for a, b in zip(sqa[:qa_all], sqb[:qa_all]):
+                    list(g7(a, b + 1))
+            put("all overlaps (ns)", "ncls", timeit(nc_all, qa_all, R))
+        if it is not None:
+            g8 = it.overlap
+            qi = min(qa_all, 3000)
+
+            def it_all():
+                for a, b in zip(sqa[:qi], sqb[:qi]):
+                    g8(a, b + 1)
+            put("all overlaps (ns)", "intervaltree", timeit(it_all, qi, R))
+        notes.add("all overlaps: ours and superintervals return a list of int handles; ailist a numpy "
+                  "array of ids; ncls an iterator of (start, end, id) tuples (listed); intervaltree a set "
+                  "of Interval objects.")
 
     # ---- batch ----
-    nb = len(qa)
-    put("batch first overlap (ns/query)", "ours", timeit(lambda: idx.first_overlap_batch(qa, qb), nb, R))
-    out = np.empty(nb, dtype=np.int64)
-    put("batch first overlap, out= (ns/query)", "ours", timeit(lambda: idx.first_overlap_batch(qa, qb, out=out), nb, R))
-    handles_sorted = order.astype(np.int64)
+    if section("batch"):
+        nb = len(qa)
+        put("batch first overlap (ns/query)", "ours", timeit(lambda: idx.first_overlap_batch(qa, qb), nb, R))
+        out = np.empty(nb, dtype=np.int64)
+        put("batch first overlap, out= (ns/query)", "ours", timeit(lambda: idx.first_overlap_batch(qa, qb, out=out), nb, R))
+        handles_sorted = order.astype(np.int64)
 
-    def np_first():
-        i = np.searchsorted(runmax, qa, "left")
-        ok = i < n
-        i = np.minimum(i, n - 1)
-        ok &= s_sorted[i] <= qb
-        return np.where(ok, handles_sorted[i], -1)
-    put("batch first overlap (ns/query)", "numpy", timeit(np_first, nb, R))
-    put("batch first overlap, out= (ns/query)", "numpy", res["batch first overlap (ns/query)"]["numpy"])
-    assert np.array_equal(np.asarray(idx.first_overlap_batch(qa, qb)), np_first())
-    if nc is not None:
-        qi64, qa64, qb64 = np.arange(nb, dtype=np.int64), qa.astype(np.int64), (qb + 1).astype(np.int64)
-        put("batch first overlap (ns/query)", "ncls", timeit(lambda: nc.first_overlap_both(qa64, qb64, qi64), nb, R))
+        def np_first():
+            i = np.searchsorted(runmax, qa, "left")
+            ok = i < n
+            i = np.minimum(i, n - 1)
+            ok &= s_sorted[i] <= qb
+            return np.where(ok, handles_sorted[i], -1)
+        put("batch first overlap (ns/query)", "numpy", timeit(np_first, nb, R))
+        put("batch first overlap, out= (ns/query)", "numpy", res["batch first overlap (ns/query)"]["numpy"])
+        assert np.array_equal(np.asarray(idx.first_overlap_batch(qa, qb)), np_first())
+        if nc is not None:
+            qi64, qa64, qb64 = np.arange(nb, dtype=np.int64), qa.astype(np.int64), (qb + 1).astype(np.int64)
+            put("batch first overlap (ns/query)", "ncls", timeit(lambda: nc.first_overlap_both(qa64, qb64, qi64), nb, R))
 
-    put("batch count (ns/query)", "ours", timeit(lambda: idx.count_batch(qa, qb, out=out), nb, R))
+        put("batch count (ns/query)", "ours", timeit(lambda: idx.count_batch(qa, qb, out=out), nb, R))
 
-    def np_count():
-        return np.searchsorted(s_sorted, qb, "right") - np.searchsorted(e_sorted, qa, "left")
-    put("batch count (ns/query)", "numpy", timeit(np_count, nb, R))
-    assert np.array_equal(np.asarray(idx.count_batch(qa, qb)), np_count())
-    if si is not None:
-        rqa32, rqb32 = rqa.astype(np.int32), rqb.astype(np.int32)
-        put("batch count (ns/query)", "superintervals", timeit(lambda: si.count_batch(rqa32, rqb32), nb, R))
-    if ail is not None and hasattr(ail, "nhits_from_array"):
-        rqb1 = rqb + 1
-        put("batch count (ns/query)", "ailist", timeit(lambda: ail.nhits_from_array(rqa, rqb1), nb, R))
-    notes.add("batch first overlap numpy baseline: searchsorted on the running max of ends in start "
-              "order (exact for the lowest-start overlap); batch count numpy baseline: "
-              "searchsorted(starts, b) - searchsorted(ends, a). ncls first_overlap_both returns "
-              "only the hits (two arrays).")
+        def np_count():
+            return np.searchsorted(s_sorted, qb, "right") - np.searchsorted(e_sorted, qa, "left")
+        put("batch count (ns/query)", "numpy", timeit(np_count, nb, R))
+        assert np.array_equal(np.asarray(idx.count_batch(qa, qb)), np_count())
+        if si is not None:
+            rqa32, rqb32 = rqa.astype(np.int32), rqb.astype(np.int32)
+            put("batch count (ns/query)", "superintervals", timeit(lambda: si.count_batch(rqa32, rqb32), nb, R))
+        if ail is not None and hasattr(ail, "nhits_from_array"):
+            rqb1 = rqb + 1
+            put("batch count (ns/query)", "ailist", timeit(lambda: ail.nhits_from_array(rqa, rqb1), nb, R))
+        notes.add("batch first overlap numpy baseline: searchsorted on the running max of ends in start "
+                  "order (exact for the lowest-start overlap); batch count numpy baseline: "
+                  "searchsorted(starts, b) - searchsorted(ends, a). ncls first_overlap_both returns "
+                  "only the hits (two arrays).")
 
     # ---- insert / remove ----
-    k = args.updates
-    ins_s = rng.integers(0, 2**48, k, dtype=np.uint64)
-    ins_e = ins_s + rng.integers(0, 2**16, k, dtype=np.uint64)
-    ins = list(zip(ins_s.tolist(), ins_e.tolist()))
+    if section("update"):
+        k = args.updates
+        ins_s = rng.integers(0, 2**48, k, dtype=np.uint64)
+        ins_e = ins_s + rng.integers(0, 2**16, k, dtype=np.uint64)
+        ins = list(zip(ins_s.tolist(), ins_e.tolist()))
 
-    def ins_setup():
-        return IntervalIndex.from_arrays(starts, ends)
+        def ins_setup():
+            return IntervalIndex.from_arrays(starts, ends)
 
-    handles_holder = {}
+        handles_holder = {}
 
-    def do_ins(ix):
-        add = ix.insert
-        handles_holder["h"] = [add(a, b) for a, b in ins]
-        handles_holder["ix"] = ix
-    put("insert (ns/op)", "ours", timeit_setup(ins_setup, do_ins, k, R))
+        def do_ins(ix):
+            add = ix.insert
+            handles_holder["h"] = [add(a, b) for a, b in ins]
+            handles_holder["ix"] = ix
+        put("insert (ns/op)", "ours", timeit_setup(ins_setup, do_ins, k, R))
+        if base is not None:
+            put("insert (ns/op)", "baseline",
+                timeit_setup(lambda: BaselineIndex.from_arrays(starts, ends), do_ins, k, R))
 
-    def rem_setup():
-        ix = IntervalIndex.from_arrays(starts, ends)
-        add = ix.insert
-        return ix, [add(a, b) for a, b in ins]
+        def rem_setup():
+            ix = IntervalIndex.from_arrays(starts, ends)
+            add = ix.insert
+            return ix, [add(a, b) for a, b in ins]
 
-    def do_rem(state):
-        ix, hs = state
-        rm = ix.remove
-        for h in hs:
-            rm(h)
-    put("remove (ns/op)", "ours", timeit_setup(rem_setup, do_rem, k, R))
+        def do_rem(state):
+            ix, hs = state
+            rm = ix.remove
+            for h in hs:
+                rm(h)
+        put("remove (ns/op)", "ours", timeit_setup(rem_setup, do_rem, k, R))
+        if base is not None:
+            def rem_setup_base():
+                ix = BaselineIndex.from_arrays(starts, ends)
+                add = ix.insert
+                return ix, [add(a, b) for a, b in ins]
+            put("remove (ns/op)", "baseline", timeit_setup(rem_setup_base, do_rem, k, R))
 
-    one_s, one_e = np.append(rs, rs[0]), np.append(re_, re_[0])
-    if si is not None:
-        o32s, o32e = one_s.astype(np.int32), one_e.astype(np.int32)
+        one_s, one_e = np.append(rs, rs[0]), np.append(re_, re_[0])
+        if si is not None:
+            o32s, o32e = one_s.astype(np.int32), one_e.astype(np.int32)
 
-        def si_rebuild():
-            m = IntervalMap.from_arrays(o32s, o32e)
-            m.build()
-        t = timeit(si_rebuild, 1, max(1, R // 2))
-        put("insert (ns/op)", "superintervals", t)
-        put("remove (ns/op)", "superintervals", t)
-    if ail is not None:
-        ids1 = np.arange(n + 1, dtype=np.int64)
+            def si_rebuild():
+                m = IntervalMap.from_arrays(o32s, o32e)
+                m.build()
+            t = timeit(si_rebuild, 1, max(1, R // 2))
+            put("insert (ns/op)", "superintervals", t)
+            put("remove (ns/op)", "superintervals", t)
+        if ail is not None:
+            ids1 = np.arange(n + 1, dtype=np.int64)
 
-        def ail_rebuild():
-            a = AIList()
-            a.add(one_s, one_e + 1, ids1)
-            a.construct()
-        t = timeit(ail_rebuild, 1, max(1, R // 2))
-        put("insert (ns/op)", "ailist", t)
-        put("remove (ns/op)", "ailist", t)
-    if nc is not None:
-        ids1 = np.arange(n + 1, dtype=np.int64)
-        s1 = np.append(starts, starts[0]).astype(np.int64)
-        e1 = (np.append(ends, ends[0]) + 1).astype(np.int64)
-        t = timeit(lambda: NCLS(s1, e1, ids1), 1, max(1, R // 2))
-        put("insert (ns/op)", "ncls", t)
-        put("remove (ns/op)", "ncls", t)
-    if it is not None:
-        kk = min(k, 2000)
+            def ail_rebuild():
+                a = AIList()
+                a.add(one_s, one_e + 1, ids1)
+                a.construct()
+            t = timeit(ail_rebuild, 1, max(1, R // 2))
+            put("insert (ns/op)", "ailist", t)
+            put("remove (ns/op)", "ailist", t)
+        if nc is not None:
+            ids1 = np.arange(n + 1, dtype=np.int64)
+            s1 = np.append(starts, starts[0]).astype(np.int64)
+            e1 = (np.append(ends, ends[0]) + 1).astype(np.int64)
+            t = timeit(lambda: NCLS(s1, e1, ids1), 1, max(1, R // 2))
+            put("insert (ns/op)", "ncls", t)
+            put("remove (ns/op)", "ncls", t)
+        if it is not None:
+            kk = min(k, 2000)
 
-        def it_ins():
-            for j, (a, b) in enumerate(ins[:kk]):
-                it.addi(a, b + 1, -1 - j)
+            def it_ins():
+                for j, (a, b) in enumerate(ins[:kk]):
+                    it.addi(a, b + 1, -1 - j)
 
-        def it_rem():
-            for j, (a, b) in enumerate(ins[:kk]):
-                it.removei(a, b + 1, -1 - j)
-        ti, tr = [], []
-        for _ in range(R):
-            t0 = time.perf_counter_ns(); it_ins(); t1 = time.perf_counter_ns(); it_rem(); t2 = time.perf_counter_ns()
-            ti.append((t1 - t0) / kk)
-            tr.append((t2 - t1) / kk)
-        put("insert (ns/op)", "intervaltree", statistics.median(ti))
-        put("remove (ns/op)", "intervaltree", statistics.median(tr))
-    notes.add("insert/remove: superintervals, ailist and ncls are static; their figure is one full "
-              "rebuild from arrays with the range added (or removed).")
+            def it_rem():
+                for j, (a, b) in enumerate(ins[:kk]):
+                    it.removei(a, b + 1, -1 - j)
+            ti, tr = [], []
+            for _ in range(R):
+                t0 = time.perf_counter_ns(); it_ins(); t1 = time.perf_counter_ns(); it_rem(); t2 = time.perf_counter_ns()
+                ti.append((t1 - t0) / kk)
+                tr.append((t2 - t1) / kk)
+            put("insert (ns/op)", "intervaltree", statistics.median(ti))
+            put("remove (ns/op)", "intervaltree", statistics.median(tr))
+        notes.add("insert/remove: superintervals, ailist and ncls are static; their figure is one full "
+                  "rebuild from arrays with the range added (or removed).")
 
     # ---- gap search ----
-    gq = min(q, 20000)
-    sizes = (np.uint64(1) << rng.integers(12, 24, gq, dtype=np.uint64)).tolist()
-    los = rng.integers(0, 2**48, gq, dtype=np.uint64).tolist()
-    g9 = idx.find_gap
+    if section("gap"):
+        gq = min(q, 20000)
+        sizes = (np.uint64(1) << rng.integers(12, 24, gq, dtype=np.uint64)).tolist()
+        los = rng.integers(0, 2**48, gq, dtype=np.uint64).tolist()
+        g9 = idx.find_gap
 
-    def gap_low():
-        for ln, lo in zip(sizes, los):
-            g9(ln, lo, lo + 2**40, align=ln)
+        def gap_low():
+            for ln, lo in zip(sizes, los):
+                g9(ln, lo, lo + 2**40, align=ln)
 
-    def gap_high():
-        for ln, lo in zip(sizes, los):
-            g9(ln, lo, lo + 2**40, align=ln, highest=True)
+        def gap_high():
+            for ln, lo in zip(sizes, los):
+                g9(ln, lo, lo + 2**40, align=ln, highest=True)
 
-    def gap_shared():
-        for ln, lo in zip(sizes, los):
-            g9(ln, lo, lo + 2**40, align=ln, ignore_shared=True)
-    put("gap search lowest (ns)", "ours", timeit(gap_low, gq, R))
-    put("gap search highest (ns)", "ours", timeit(gap_high, gq, R))
-    put("gap search ignore_shared (ns)", "ours", timeit(gap_shared, gq, R))
-    notes.add("gap search: size-aligned requests of 4 KiB-8 MiB in a random 1 TiB window; no peer "
-              "has an aligned free-gap search.")
+        def gap_shared():
+            for ln, lo in zip(sizes, los):
+                g9(ln, lo, lo + 2**40, align=ln, ignore_shared=True)
+        put("gap search lowest (ns)", "ours", timeit(gap_low, gq, R))
+        put("gap search highest (ns)", "ours", timeit(gap_high, gq, R))
+        put("gap search ignore_shared (ns)", "ours", timeit(gap_shared, gq, R))
+        notes.add("gap search: size-aligned requests of 4 KiB-8 MiB in a random 1 TiB window; no peer "
+                  "has an aligned free-gap search.")
     return res
 
 
@@ -494,12 +561,26 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=20000, help="inserts/removes per repetition")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
+    ap.add_argument("--only", default="", metavar="SECTIONS",
+                    help="comma-separated subset of " + ",".join(SECTIONS) + " (default: all)")
+    ap.add_argument("--baseline", default="", metavar="SO",
+                    help="another build of harness/_intervals (.so) to time next to ours as column "
+                         "'baseline' (first overlap, insert, remove): for A/B runs of a change")
+    ap.add_argument("--peers", default="", metavar="PEERS",
+                    help="comma-separated subset of peers to build and time (default: all)")
     ap.add_argument("--write", metavar="FILE", default=str(Path(__file__).with_name("RESULTS-intervals.md")),
                     help="write the markdown table here ('' to skip)")
     args = ap.parse_args()
     if args.quick:
         args.sizes, args.queries, args.batch, args.updates, args.reps = "1000,20000", 2000, 20000, 2000, 3
     sizes = [int(float(s)) for s in args.sizes.split(",")]
+    args.only_set = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if args.baseline:
+        global BaselineIndex
+        BaselineIndex = load_baseline(args.baseline)
+        PEERS.insert(0, "baseline")
+    if args.only or args.peers or args.baseline:
+        args.write = ""  # a partial run never replaces the results file
 
     t0 = time.time()
     notes: set[str] = {

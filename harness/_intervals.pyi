@@ -115,3 +115,7 @@ class IntervalIndex:
         """Rebuild from __reduce__ state (ValueError if it is corrupt)."""
     def _check(self) -> None:
         """Verify internal invariants; AssertionError if broken (for tests)."""
+
+def _set_simd(on: bool, /) -> bool:
+    """Use the AVX-512 node scans (if the CPU has them) or the portable ones; returns the
+    previous setting.  For tests: both give the same answers."""

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from harness._intervals import ADDRESS_MAX, IntervalIndex, Range
+from harness._intervals import ADDRESS_MAX, IntervalIndex, Range, _set_simd
 
 from interval_model import Model
 
@@ -39,13 +39,19 @@ owners = st.integers(-3, 3) | st.sampled_from([-(2**63), 2**63 - 1])
 
 
 def check_all_queries(idx: IntervalIndex, model: Model, qa: int, qb: int) -> None:
-    assert idx.first_overlap(qa, qb) == model.first_overlap(qa, qb)
-    assert idx.overlaps(qa, qb) == model.overlaps(qa, qb)
-    assert idx.count(qa, qb) == model.count(qa, qb)
-    assert idx.stab(qa) == model.overlaps(qa, qa)
-    for shared in (False, True):
-        for excl in (None, 0, 1):
-            assert idx.conflict(qa, qb, shared, excl) == model.conflict(qa, qb, shared, excl)
+    # on the portable node scans and on the AVX-512 ones (where the CPU has them)
+    for simd in (False, True):
+        prev = _set_simd(simd)
+        try:
+            assert idx.first_overlap(qa, qb) == model.first_overlap(qa, qb)
+            assert idx.overlaps(qa, qb) == model.overlaps(qa, qb)
+            assert idx.count(qa, qb) == model.count(qa, qb)
+            assert idx.stab(qa) == model.overlaps(qa, qa)
+            for shared in (False, True):
+                for excl in (None, 0, 1):
+                    assert idx.conflict(qa, qb, shared, excl) == model.conflict(qa, qb, shared, excl)
+        finally:
+            _set_simd(prev)
 
 
 class IndexMachine(RuleBasedStateMachine):
@@ -163,9 +169,14 @@ def test_from_arrays_and_batches_match_model(rs, qs):
     qa = array.array("Q", [q[0] for q in qs])
     qb = array.array("Q", [q[1] for q in qs])
     want_first = [model.first_overlap(a, b) for a, b in qs]
-    assert list(idx.first_overlap_batch(qa, qb)) == [-1 if w is None else w for w in want_first]
-    assert list(idx.count_batch(qa, qb)) == [model.count(a, b) for a, b in qs]
-    assert list(idx.count_batch(qa)) == [model.count(a, a) for a, _ in qs]
+    for simd in (False, True):
+        prev = _set_simd(simd)
+        try:
+            assert list(idx.first_overlap_batch(qa, qb)) == [-1 if w is None else w for w in want_first]
+            assert list(idx.count_batch(qa, qb)) == [model.count(a, b) for a, b in qs]
+            assert list(idx.count_batch(qa)) == [model.count(a, a) for a, _ in qs]
+        finally:
+            _set_simd(prev)
     for a, b in qs:
         check_all_queries(idx, model, a, b)
 
