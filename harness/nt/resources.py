@@ -55,6 +55,7 @@ Decisions (documented here once):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import struct
@@ -407,6 +408,32 @@ def _wrap_errors(path: str, offset: int):
     return _Ctx()
 
 
+@contextlib.contextmanager
+def _packing(path: str) -> Iterator[None]:
+    """Context manager: prefix errors raised while packing a member with its C path."""
+    try:
+        yield
+    except ResourceFormatError as e:
+        raise e.within(path) from None
+
+
+def _pack_items(items: tuple, arch: Any, cfield: str) -> bytes:
+    """``item.pack(arch)`` of each array element, concatenated; errors name ``cfield[i]``."""
+    out = []
+    for i, item in enumerate(items):
+        with _packing(f"{cfield}[{i}]"):
+            out.append(item.pack(arch))
+    return b"".join(out)
+
+
+def _read_items(r: "_Reader", arch: "Arch", read: Any, count: int, item_size: int,
+                count_field: str, cfield: str) -> tuple:
+    """Read a Count-prefixed array with ``read(r, arch, "cfield[i]")``. A Count whose items
+    (``item_size`` bytes each at the least) cannot fit is refused before reading any."""
+    r.need_items(count, item_size, count_field)
+    return tuple(read(r, arch, f"{cfield}[{i}]") for i in range(count))
+
+
 def _finish(data: bytes, end: int, name: str) -> None:
     if end != len(data):
         raise SizeMismatchError(f"{len(data) - end} trailing bytes after the structure "
@@ -459,6 +486,34 @@ class _ReprMixin:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+class _Structure(_ReprMixin):
+    """``unpack``/``unpack_from`` of the structures decoded through a :class:`_Reader`.
+
+    A subclass defines ``_read(r, arch, path)``, which decodes one structure at ``r.pos``
+    and leaves ``r.pos`` after it, and ``_C_NAME``, the C name that roots the field paths
+    of decoding errors (inherited: ``Port.unpack`` reports CM_PARTIAL_RESOURCE_DESCRIPTOR).
+    """
+
+    _C_NAME: ClassVar[str]
+
+    @classmethod
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> Any:
+        obj, end = cls.unpack_from(data, 0, arch)
+        _finish(data, end, cls._C_NAME)
+        return obj
+
+    @classmethod
+    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
+                    ) -> tuple[Any, int]:
+        r = _Reader(bytes(data), offset)
+        obj = cls._read(r, Arch.parse(arch), cls._C_NAME)
+        return obj, r.pos
+
+
 # ---------------------------------------------------------------------------------------
 # CM_PARTIAL_RESOURCE_DESCRIPTOR (§1.2)
 
@@ -468,7 +523,7 @@ _CM_PARTIAL_CLASSES: dict[int, type["CM_PARTIAL_RESOURCE_DESCRIPTOR"]] = {}
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class CM_PARTIAL_RESOURCE_DESCRIPTOR(_ReprMixin):
+class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Structure):
     """Base of the partial descriptors; construct a subclass (:class:`Port`, …).
 
     ``share`` is the ShareDisposition (§1.6), ``flags`` the type-specific Flags (§1.7).
@@ -479,6 +534,7 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_ReprMixin):
 
     type: ClassVar[CmResourceType]
     _union: ClassVar[str] = ""  # C name of the union member, for error paths
+    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_DESCRIPTOR"
 
     def __post_init__(self) -> None:
         if type(self) is CM_PARTIAL_RESOURCE_DESCRIPTOR:
@@ -507,17 +563,16 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_ReprMixin):
         return _CM_HEADER.pack(self.type, self.share, self.flags) + union + self._payload()
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "CM_PARTIAL_RESOURCE_DESCRIPTOR":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "CM_PARTIAL_RESOURCE_DESCRIPTOR")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["CM_PARTIAL_RESOURCE_DESCRIPTOR", int]:
-        r = _Reader(bytes(data), offset)
-        obj = _read_partial(r, Arch.parse(arch), "CM_PARTIAL_RESOURCE_DESCRIPTOR")
-        return obj, r.pos
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_PARTIAL_RESOURCE_DESCRIPTOR":
+        start = r.pos
+        rtype, share, flags = r.unpack(_CM_HEADER, f"{path}.Type")
+        union = r.bytes(arch.partial_descriptor_size - 4, f"{path}.u")
+        with _wrap_errors(path, start):
+            code = _to_enum(CmResourceType, rtype, "Type")
+            kind = _CM_PARTIAL_CLASSES.get(int(code))
+            if kind is None:
+                return GenericPartial(code, union[:_CM_UNION_BYTES], share=share, flags=flags)
+            return kind._from_union(union, arch, share, flags, r, path)
 
     @classmethod
     def _from_union(cls, union: bytes, arch: Arch, share: int, flags: int,
@@ -854,19 +909,7 @@ class GenericPartial(CM_PARTIAL_RESOURCE_DESCRIPTOR):
 
     @classmethod
     def _from_union(cls, union, arch, share, flags, r, path):
-        raise AssertionError("dispatched in _read_partial")
-
-
-def _read_partial(r: _Reader, arch: Arch, path: str) -> CM_PARTIAL_RESOURCE_DESCRIPTOR:
-    start = r.pos
-    rtype, share, flags = r.unpack(_CM_HEADER, f"{path}.Type")
-    union = r.bytes(arch.partial_descriptor_size - 4, f"{path}.u")
-    with _wrap_errors(path, start):
-        code = _to_enum(CmResourceType, rtype, "Type")
-        cls = _CM_PARTIAL_CLASSES.get(int(code))
-        if cls is None:
-            return GenericPartial(code, union[:_CM_UNION_BYTES], share=share, flags=flags)
-        return cls._from_union(union, arch, share, flags, r, path)
+        raise AssertionError("dispatched in CM_PARTIAL_RESOURCE_DESCRIPTOR._read")
 
 
 # ---------------------------------------------------------------------------------------
@@ -890,12 +933,14 @@ def _tuple_of(values: Any, kind: type, cfield: str) -> tuple:
 
 
 @dataclass(frozen=True, repr=False)
-class CM_PARTIAL_RESOURCE_LIST(_ReprMixin):
+class CM_PARTIAL_RESOURCE_LIST(_Structure):
     """Version, Revision and the partial descriptors (Count = len(descriptors))."""
 
     descriptors: tuple[CM_PARTIAL_RESOURCE_DESCRIPTOR, ...] = ()
     version: int = field(default=1, kw_only=True)
     revision: int = field(default=1, kw_only=True)
+
+    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_LIST"
 
     def __post_init__(self) -> None:
         _set(self, "descriptors", _tuple_of(self.descriptors, CM_PARTIAL_RESOURCE_DESCRIPTOR,
@@ -912,43 +957,28 @@ class CM_PARTIAL_RESOURCE_LIST(_ReprMixin):
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
-        out = [_HHI.pack(self.version, self.revision, len(self.descriptors))]
-        for i, d in enumerate(self.descriptors):
-            try:
-                out.append(d.pack(arch))
-            except ResourceFormatError as e:
-                raise e.within(f"PartialDescriptors[{i}]") from None
-        return b"".join(out)
+        return (_HHI.pack(self.version, self.revision, len(self.descriptors))
+                + _pack_items(self.descriptors, arch, "PartialDescriptors"))
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "CM_PARTIAL_RESOURCE_LIST":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "CM_PARTIAL_RESOURCE_LIST")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["CM_PARTIAL_RESOURCE_LIST", int]:
-        r = _Reader(bytes(data), offset)
-        obj = _read_partial_list(r, Arch.parse(arch), "CM_PARTIAL_RESOURCE_LIST")
-        return obj, r.pos
-
-
-def _read_partial_list(r: _Reader, arch: Arch, path: str) -> CM_PARTIAL_RESOURCE_LIST:
-    version, revision, count = r.unpack(_HHI, f"{path}.Version")
-    r.need_items(count, arch.partial_descriptor_size, f"{path}.Count")
-    items = [_read_partial(r, arch, f"{path}.PartialDescriptors[{i}]") for i in range(count)]
-    return CM_PARTIAL_RESOURCE_LIST(tuple(items), version=version, revision=revision)
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_PARTIAL_RESOURCE_LIST":
+        version, revision, count = r.unpack(_HHI, f"{path}.Version")
+        items = _read_items(r, arch, CM_PARTIAL_RESOURCE_DESCRIPTOR._read, count,
+                            arch.partial_descriptor_size, f"{path}.Count",
+                            f"{path}.PartialDescriptors")
+        return cls(items, version=version, revision=revision)
 
 
 @dataclass(frozen=True, repr=False)
-class CM_FULL_RESOURCE_DESCRIPTOR(_ReprMixin):
+class CM_FULL_RESOURCE_DESCRIPTOR(_Structure):
     """One bus's resources: InterfaceType, BusNumber and a CM_PARTIAL_RESOURCE_LIST.
     This is also the whole content of a REG_FULL_RESOURCE_DESCRIPTOR value (§1.10)."""
 
     interface_type: INTERFACE_TYPE
     bus_number: int
     partial_resource_list: CM_PARTIAL_RESOURCE_LIST = CM_PARTIAL_RESOURCE_LIST()
+
+    _C_NAME: ClassVar[str] = "CM_FULL_RESOURCE_DESCRIPTOR"
 
     def __post_init__(self) -> None:
         _set(self, "interface_type", _to_enum(INTERFACE_TYPE, self.interface_type,
@@ -973,37 +1003,22 @@ class CM_FULL_RESOURCE_DESCRIPTOR(_ReprMixin):
         return 8 + self.partial_resource_list.size(arch)
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
-        try:
+        with _packing("PartialResourceList"):
             body = self.partial_resource_list.pack(arch)
-        except ResourceFormatError as e:
-            raise e.within("PartialResourceList") from None
         return _iI.pack(self.interface_type, self.bus_number) + body
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "CM_FULL_RESOURCE_DESCRIPTOR":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "CM_FULL_RESOURCE_DESCRIPTOR")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["CM_FULL_RESOURCE_DESCRIPTOR", int]:
-        r = _Reader(bytes(data), offset)
-        obj = _read_full(r, Arch.parse(arch), "CM_FULL_RESOURCE_DESCRIPTOR")
-        return obj, r.pos
-
-
-def _read_full(r: _Reader, arch: Arch, path: str) -> CM_FULL_RESOURCE_DESCRIPTOR:
-    start = r.pos
-    interface_type, bus_number = r.unpack(_iI, f"{path}.InterfaceType")
-    with _wrap_errors(path, start):
-        interface_type = _to_enum(INTERFACE_TYPE, interface_type, "InterfaceType")
-    prl = _read_partial_list(r, arch, f"{path}.PartialResourceList")
-    return CM_FULL_RESOURCE_DESCRIPTOR(interface_type, bus_number, prl)
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_FULL_RESOURCE_DESCRIPTOR":
+        start = r.pos
+        interface_type, bus_number = r.unpack(_iI, f"{path}.InterfaceType")
+        with _wrap_errors(path, start):
+            interface_type = _to_enum(INTERFACE_TYPE, interface_type, "InterfaceType")
+        prl = CM_PARTIAL_RESOURCE_LIST._read(r, arch, f"{path}.PartialResourceList")
+        return cls(interface_type, bus_number, prl)
 
 
 @dataclass(frozen=True, repr=False)
-class CM_RESOURCE_LIST(_ReprMixin):
+class CM_RESOURCE_LIST(_Structure):
     """A resource list: what IoReportResourceUsage takes and a REG_RESOURCE_LIST holds.
 
     ``descriptors`` are the full descriptors (C ``List[]``, Count = their number);
@@ -1011,6 +1026,8 @@ class CM_RESOURCE_LIST(_ReprMixin):
     """
 
     descriptors: tuple[CM_FULL_RESOURCE_DESCRIPTOR, ...] = ()
+
+    _C_NAME: ClassVar[str] = "CM_RESOURCE_LIST"
 
     def __post_init__(self) -> None:
         _set(self, "descriptors", _tuple_of(self.descriptors, CM_FULL_RESOURCE_DESCRIPTOR,
@@ -1058,32 +1075,24 @@ class CM_RESOURCE_LIST(_ReprMixin):
         """Serialise; ``c_array=True`` additionally enforces :meth:`check_c_array`."""
         if c_array:
             self.check_c_array()
-        out = [_I.pack(len(self.descriptors))]
-        for i, full in enumerate(self.descriptors):
-            try:
-                out.append(full.pack(arch))
-            except ResourceFormatError as e:
-                raise e.within(f"CM_RESOURCE_LIST.List[{i}]") from None
-        return b"".join(out)
+        return _I.pack(len(self.descriptors)) + _pack_items(self.descriptors, arch,
+                                                            "CM_RESOURCE_LIST.List")
 
     @classmethod
     def unpack(cls, data: bytes, arch: Arch = Arch.X64, *, c_array: bool = False,
                ) -> "CM_RESOURCE_LIST":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "CM_RESOURCE_LIST")
+        obj = super().unpack(data, arch)
         if c_array:
             obj.check_c_array()
         return obj
 
     @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["CM_RESOURCE_LIST", int]:
-        arch = Arch.parse(arch)
-        r = _Reader(bytes(data), offset)
-        (count,) = r.unpack(_I, "CM_RESOURCE_LIST.Count")
-        r.need_items(count, 16, "CM_RESOURCE_LIST.Count")
-        fulls = [_read_full(r, arch, f"CM_RESOURCE_LIST.List[{i}]") for i in range(count)]
-        return cls(tuple(fulls)), r.pos
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_RESOURCE_LIST":
+        (count,) = r.unpack(_I, f"{path}.Count")
+        # 16: the smallest full descriptor, InterfaceType + BusNumber + an empty partial list.
+        fulls = _read_items(r, arch, CM_FULL_RESOURCE_DESCRIPTOR._read, count, 16,
+                            f"{path}.Count", f"{path}.List")
+        return cls(fulls)
 
 
 def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
@@ -1109,7 +1118,7 @@ _IO_CLASSES: dict[int, type["IO_RESOURCE_DESCRIPTOR"]] = {}
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class IO_RESOURCE_DESCRIPTOR(_ReprMixin):
+class IO_RESOURCE_DESCRIPTOR(_Structure):
     """Base of the requirement descriptors; construct a subclass (:class:`PortRequirement`…).
 
     ``option`` is IO_RESOURCE_REQUIRED (0) / PREFERRED / ALTERNATIVE / DEFAULT (§1.8).
@@ -1123,6 +1132,7 @@ class IO_RESOURCE_DESCRIPTOR(_ReprMixin):
 
     type: ClassVar[CmResourceType]
     _union: ClassVar[str] = ""
+    _C_NAME: ClassVar[str] = "IO_RESOURCE_DESCRIPTOR"
 
     def __post_init__(self) -> None:
         if type(self) is IO_RESOURCE_DESCRIPTOR:
@@ -1158,16 +1168,17 @@ class IO_RESOURCE_DESCRIPTOR(_ReprMixin):
                                self.spare2) + union
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "IO_RESOURCE_DESCRIPTOR":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "IO_RESOURCE_DESCRIPTOR")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["IO_RESOURCE_DESCRIPTOR", int]:
-        r = _Reader(bytes(data), offset)
-        return _read_io(r, Arch.parse(arch), "IO_RESOURCE_DESCRIPTOR"), r.pos
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_DESCRIPTOR":
+        start = r.pos
+        option, rtype, share, spare1, flags, spare2 = r.unpack(_IO_HEADER, f"{path}.Option")
+        union = r.bytes(_IO_UNION_BYTES, f"{path}.u")
+        common = dict(option=option, share=share, flags=flags, spare1=spare1, spare2=spare2)
+        with _wrap_errors(path, start):
+            code = _to_enum(CmResourceType, rtype, "Type")
+            kind = _IO_CLASSES.get(int(code))
+            if kind is None:
+                return GenericRequirement(code, union, **common)
+            return kind._from_union(union, arch, common)
 
     @classmethod
     def _from_union(cls, union: bytes, arch: Arch, common: dict[str, int],
@@ -1447,30 +1458,19 @@ class GenericRequirement(IO_RESOURCE_DESCRIPTOR):
         return self.data
 
 
-def _read_io(r: _Reader, arch: Arch, path: str) -> IO_RESOURCE_DESCRIPTOR:
-    start = r.pos
-    option, rtype, share, spare1, flags, spare2 = r.unpack(_IO_HEADER, f"{path}.Option")
-    union = r.bytes(_IO_UNION_BYTES, f"{path}.u")
-    common = dict(option=option, share=share, flags=flags, spare1=spare1, spare2=spare2)
-    with _wrap_errors(path, start):
-        code = _to_enum(CmResourceType, rtype, "Type")
-        cls = _IO_CLASSES.get(int(code))
-        if cls is None:
-            return GenericRequirement(code, union, **common)
-        return cls._from_union(union, arch, common)
-
-
 # ---------------------------------------------------------------------------------------
 # IO_RESOURCE_LIST / IO_RESOURCE_REQUIREMENTS_LIST (§1.4)
 
 
 @dataclass(frozen=True, repr=False)
-class IO_RESOURCE_LIST(_ReprMixin):
+class IO_RESOURCE_LIST(_Structure):
     """One alternative configuration: Version (1), Revision (1), descriptors."""
 
     descriptors: tuple[IO_RESOURCE_DESCRIPTOR, ...] = ()
     version: int = field(default=1, kw_only=True)
     revision: int = field(default=1, kw_only=True)
+
+    _C_NAME: ClassVar[str] = "IO_RESOURCE_LIST"
 
     def __post_init__(self) -> None:
         _set(self, "descriptors", _tuple_of(self.descriptors, IO_RESOURCE_DESCRIPTOR,
@@ -1487,39 +1487,22 @@ class IO_RESOURCE_LIST(_ReprMixin):
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
-        out = [_HHI.pack(self.version, self.revision, len(self.descriptors))]
-        for i, d in enumerate(self.descriptors):
-            try:
-                out.append(d.pack(arch))
-            except ResourceFormatError as e:
-                raise e.within(f"Descriptors[{i}]") from None
-        return b"".join(out)
+        return (_HHI.pack(self.version, self.revision, len(self.descriptors))
+                + _pack_items(self.descriptors, arch, "Descriptors"))
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "IO_RESOURCE_LIST":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "IO_RESOURCE_LIST")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["IO_RESOURCE_LIST", int]:
-        r = _Reader(bytes(data), offset)
-        return _read_io_list(r, Arch.parse(arch), "IO_RESOURCE_LIST"), r.pos
-
-
-def _read_io_list(r: _Reader, arch: Arch, path: str) -> IO_RESOURCE_LIST:
-    version, revision, count = r.unpack(_HHI, f"{path}.Version")
-    r.need_items(count, _IO_DESCRIPTOR_SIZE, f"{path}.Count")
-    items = [_read_io(r, arch, f"{path}.Descriptors[{i}]") for i in range(count)]
-    return IO_RESOURCE_LIST(tuple(items), version=version, revision=revision)
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_LIST":
+        version, revision, count = r.unpack(_HHI, f"{path}.Version")
+        items = _read_items(r, arch, IO_RESOURCE_DESCRIPTOR._read, count, _IO_DESCRIPTOR_SIZE,
+                            f"{path}.Count", f"{path}.Descriptors")
+        return cls(items, version=version, revision=revision)
 
 
 _REQ_HEADER = struct.Struct("<IiII3II")  # ListSize, InterfaceType, BusNumber, SlotNumber, Reserved[3], AlternativeLists
 
 
 @dataclass(frozen=True, repr=False)
-class IO_RESOURCE_REQUIREMENTS_LIST(_ReprMixin):
+class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
     """What a device can use: alternative IO_RESOURCE_LISTs for one bus slot.
     ListSize and AlternativeLists are computed (§1.4: 32 + Σ(8 + 32×Count))."""
 
@@ -1528,6 +1511,8 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_ReprMixin):
     slot_number: int = 0
     lists: tuple[IO_RESOURCE_LIST, ...] = ()
     reserved: tuple[int, int, int] = field(default=(0, 0, 0), kw_only=True)
+
+    _C_NAME: ClassVar[str] = "IO_RESOURCE_REQUIREMENTS_LIST"
 
     def __post_init__(self) -> None:
         _set(self, "interface_type", _to_enum(INTERFACE_TYPE, self.interface_type,
@@ -1549,28 +1534,13 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_ReprMixin):
         return self.size()
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
-        out = [_REQ_HEADER.pack(self.size(arch), self.interface_type, self.bus_number,
-                                self.slot_number, *self.reserved, len(self.lists))]
-        for i, lst in enumerate(self.lists):
-            try:
-                out.append(lst.pack(arch))
-            except ResourceFormatError as e:
-                raise e.within(f"IO_RESOURCE_REQUIREMENTS_LIST.List[{i}]") from None
-        return b"".join(out)
+        header = _REQ_HEADER.pack(self.size(arch), self.interface_type, self.bus_number,
+                                  self.slot_number, *self.reserved, len(self.lists))
+        return header + _pack_items(self.lists, arch, "IO_RESOURCE_REQUIREMENTS_LIST.List")
 
     @classmethod
-    def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> "IO_RESOURCE_REQUIREMENTS_LIST":
-        obj, end = cls.unpack_from(data, 0, arch)
-        _finish(data, end, "IO_RESOURCE_REQUIREMENTS_LIST")
-        return obj
-
-    @classmethod
-    def unpack_from(cls, data: bytes, offset: int = 0, arch: Arch = Arch.X64,
-                    ) -> tuple["IO_RESOURCE_REQUIREMENTS_LIST", int]:
-        arch = Arch.parse(arch)
-        data = bytes(data)
-        path = "IO_RESOURCE_REQUIREMENTS_LIST"
-        r = _Reader(data, offset)
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_REQUIREMENTS_LIST":
+        data, offset = r.data, r.pos
         (list_size, interface_type, bus_number, slot, res0, res1, res2,
          alternatives) = r.unpack(_REQ_HEADER, f"{path}.ListSize")
         if list_size < _REQ_HEADER.size:
@@ -1582,15 +1552,17 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_ReprMixin):
                                  f"({len(data) - offset} bytes)", field=f"{path}.ListSize",
                                  offset=offset)
         body = _Reader(data[:offset + list_size], r.pos)
-        body.need_items(alternatives, 8, f"{path}.AlternativeLists")
-        lists = [_read_io_list(body, arch, f"{path}.List[{i}]") for i in range(alternatives)]
+        # 8: the smallest IO_RESOURCE_LIST, Version + Revision + Count with no descriptor.
+        lists = _read_items(body, arch, IO_RESOURCE_LIST._read, alternatives, 8,
+                            f"{path}.AlternativeLists", f"{path}.List")
         if body.pos != offset + list_size:
             raise SizeMismatchError(f"ListSize {list_size} but the lists end after "
                                     f"{body.pos - offset} bytes", field=f"{path}.ListSize",
                                     offset=offset)
         with _wrap_errors(path, offset):
-            obj = cls(interface_type, bus_number, slot, tuple(lists), reserved=(res0, res1, res2))
-        return obj, body.pos
+            obj = cls(interface_type, bus_number, slot, lists, reserved=(res0, res1, res2))
+        r.pos = body.pos
+        return obj
 
 
 # ---------------------------------------------------------------------------------------
