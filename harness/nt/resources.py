@@ -552,9 +552,14 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Structure):
     def _payload(self) -> bytes:
         return b""
 
+    @staticmethod
+    def _fixed_size(arch: Arch) -> int:
+        """sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR), without a DeviceSpecificData payload."""
+        return Arch.parse(arch).partial_descriptor_size
+
     def size(self, arch: Arch = Arch.X64) -> int:
         """Bytes this descriptor occupies, including any DeviceSpecificData payload."""
-        return Arch.parse(arch).partial_descriptor_size + len(self._payload())
+        return self._fixed_size(arch) + len(self._payload())
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
@@ -933,18 +938,20 @@ def _tuple_of(values: Any, kind: type, cfield: str) -> tuple:
 
 
 @dataclass(frozen=True, repr=False)
-class CM_PARTIAL_RESOURCE_LIST(_Structure):
-    """Version, Revision and the partial descriptors (Count = len(descriptors))."""
+class _VersionedList(_Structure):
+    """Version, Revision, Count, then Count descriptors: the layout CM_PARTIAL_RESOURCE_LIST
+    (§1.3) and IO_RESOURCE_LIST (§1.4) share. A subclass names the descriptor base class
+    (``_ITEM``) and the C name of the array (``_ITEMS``)."""
 
-    descriptors: tuple[CM_PARTIAL_RESOURCE_DESCRIPTOR, ...] = ()
+    descriptors: tuple = ()
     version: int = field(default=1, kw_only=True)
     revision: int = field(default=1, kw_only=True)
 
-    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_LIST"
+    _ITEM: ClassVar[type["CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR"]]
+    _ITEMS: ClassVar[str]
 
     def __post_init__(self) -> None:
-        _set(self, "descriptors", _tuple_of(self.descriptors, CM_PARTIAL_RESOURCE_DESCRIPTOR,
-                                            "PartialDescriptors"))
+        _set(self, "descriptors", _tuple_of(self.descriptors, self._ITEM, self._ITEMS))
         _check_uint(self.version, 16, "Version")
         _check_uint(self.revision, 16, "Revision")
 
@@ -953,20 +960,30 @@ class CM_PARTIAL_RESOURCE_LIST(_Structure):
         return len(self.descriptors)
 
     def size(self, arch: Arch = Arch.X64) -> int:
-        return 8 + sum(d.size(arch) for d in self.descriptors)
+        return _HHI.size + sum(d.size(arch) for d in self.descriptors)
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
         return (_HHI.pack(self.version, self.revision, len(self.descriptors))
-                + _pack_items(self.descriptors, arch, "PartialDescriptors"))
+                + _pack_items(self.descriptors, arch, self._ITEMS))
 
     @classmethod
-    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_PARTIAL_RESOURCE_LIST":
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> Any:
         version, revision, count = r.unpack(_HHI, f"{path}.Version")
-        items = _read_items(r, arch, CM_PARTIAL_RESOURCE_DESCRIPTOR._read, count,
-                            arch.partial_descriptor_size, f"{path}.Count",
-                            f"{path}.PartialDescriptors")
+        items = _read_items(r, arch, cls._ITEM._read, count, cls._ITEM._fixed_size(arch),
+                            f"{path}.Count", f"{path}.{cls._ITEMS}")
         return cls(items, version=version, revision=revision)
+
+
+@dataclass(frozen=True, repr=False)
+class CM_PARTIAL_RESOURCE_LIST(_VersionedList):
+    """Version, Revision and the partial descriptors (Count = len(descriptors))."""
+
+    descriptors: tuple[CM_PARTIAL_RESOURCE_DESCRIPTOR, ...] = ()
+
+    _ITEM: ClassVar[type] = CM_PARTIAL_RESOURCE_DESCRIPTOR
+    _ITEMS: ClassVar[str] = "PartialDescriptors"
+    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_LIST"
 
 
 @dataclass(frozen=True, repr=False)
@@ -1157,8 +1174,12 @@ class IO_RESOURCE_DESCRIPTOR(_Structure):
     def _union_bytes(self, arch: Arch) -> bytes:
         raise NotImplementedError
 
+    @staticmethod
+    def _fixed_size(arch: Arch) -> int:
+        return _IO_DESCRIPTOR_SIZE  # the same on x86 and x64 (§1.4)
+
     def size(self, arch: Arch = Arch.X64) -> int:
-        return _IO_DESCRIPTOR_SIZE
+        return self._fixed_size(arch)
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
@@ -1463,39 +1484,14 @@ class GenericRequirement(IO_RESOURCE_DESCRIPTOR):
 
 
 @dataclass(frozen=True, repr=False)
-class IO_RESOURCE_LIST(_Structure):
+class IO_RESOURCE_LIST(_VersionedList):
     """One alternative configuration: Version (1), Revision (1), descriptors."""
 
     descriptors: tuple[IO_RESOURCE_DESCRIPTOR, ...] = ()
-    version: int = field(default=1, kw_only=True)
-    revision: int = field(default=1, kw_only=True)
 
+    _ITEM: ClassVar[type] = IO_RESOURCE_DESCRIPTOR
+    _ITEMS: ClassVar[str] = "Descriptors"
     _C_NAME: ClassVar[str] = "IO_RESOURCE_LIST"
-
-    def __post_init__(self) -> None:
-        _set(self, "descriptors", _tuple_of(self.descriptors, IO_RESOURCE_DESCRIPTOR,
-                                            "Descriptors"))
-        _check_uint(self.version, 16, "Version")
-        _check_uint(self.revision, 16, "Revision")
-
-    @property
-    def count(self) -> int:
-        return len(self.descriptors)
-
-    def size(self, arch: Arch = Arch.X64) -> int:
-        return 8 + _IO_DESCRIPTOR_SIZE * len(self.descriptors)
-
-    def pack(self, arch: Arch = Arch.X64) -> bytes:
-        arch = Arch.parse(arch)
-        return (_HHI.pack(self.version, self.revision, len(self.descriptors))
-                + _pack_items(self.descriptors, arch, "Descriptors"))
-
-    @classmethod
-    def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_LIST":
-        version, revision, count = r.unpack(_HHI, f"{path}.Version")
-        items = _read_items(r, arch, IO_RESOURCE_DESCRIPTOR._read, count, _IO_DESCRIPTOR_SIZE,
-                            f"{path}.Count", f"{path}.Descriptors")
-        return cls(items, version=version, revision=revision)
 
 
 _REQ_HEADER = struct.Struct("<IiII3II")  # ListSize, InterfaceType, BusNumber, SlotNumber, Reserved[3], AlternativeLists
