@@ -38,6 +38,10 @@ static void *fz_malloc(size_t n) { return should_fail() ? NULL : malloc(n); }
 static void *fz_realloc(void *p, size_t n) { return should_fail() ? NULL : realloc(p, n); }
 static void *fz_aligned_alloc(size_t a, size_t n) { return should_fail() ? NULL : aligned_alloc(a, n); }
 
+/* Node allocations fail independently of chunk allocations, and chunks stay small so
+ * trees span many of them. */
+#define IVX_ALLOC_FAULT() should_fail()
+#define IVX_CHUNK_MAX ((size_t)16384)
 #define malloc fz_malloc
 #define realloc fz_realloc
 #define aligned_alloc fz_aligned_alloc
