@@ -1,0 +1,450 @@
+"""The HAL's :class:`~harness.nt.busaccess.BusAccess` over a live, paused QEMU machine.
+
+Every access is a monitor round trip (0.4-0.6 ms, qemu-facts.md §5), so this class reads
+only what it must and never pays twice for the same value in one phase:
+
+* **Configuration space is cached** per function, byte by byte, until a configuration
+  write to that function (or to a bridge or the host bridge, which can change what is
+  reachable), a port write to 0xCF8-0xCFF, or the machine running (``epoch``).  QEMU
+  changes configuration bytes only through configuration writes or a reset, and a reset
+  is a QMP event, so the cache is exact.  Port reads and memory reads are never cached:
+  device registers have read side effects (a UART's LSR, the NE2000 reset port).
+* **query-pci** (one round trip) says which functions exist on every bus the firmware
+  numbered: any other function reads as all 0xFF without asking.  It also gives bytes
+  that are exactly config bytes: vendor/device (0x00), class (0x0A-0x0B), subsystem
+  (0x2C, type-0 headers), InterruptLine/Pin (0x3C-0x3D), a bridge's bus numbers
+  (0x18-0x1A), and every BAR that QEMU has mapped (address | type bits; a BAR QEMU does not
+  list is unimplemented and reads 0).
+* **q35 ECAM**: when the MCH's PCIEXBAR is enabled, one ``xp /64wx`` reads a function's
+  whole 256 bytes (the output is ``ADDR: 0xWORD 0xWORD 0xWORD 0xWORD`` per 16 bytes).
+  HMP has no physical-memory write, so writes always use 0xCF8/0xCFC (qemu-facts.md §4).
+* **0xCF8** is written only when the address it must hold changes.
+
+Writes to configuration space use the natural access width for each piece (see
+:func:`~harness.nt.busaccess.config_write_pieces`) through 0xCFC + (offset & 3).
+
+``round_trips`` counts every monitor command this object issued.  :class:`LiveBus` also
+implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the same text
+:mod:`harness.qemu.layout` parses) plus query-pci.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from ..errors import HarnessError
+from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
+                            check_config_range, check_port_access, config_write_pieces)
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
+from .layout import UNASSIGNED, parse_mtree_flat, parse_mtree_tree
+
+#: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
+Q35_MCH_ID = (0x8086, 0x29C0)
+PCIEXBAR = 0x60
+_XP_LINE = re.compile(r"^\s*([0-9a-fA-F]+):((?:\s+0x[0-9a-fA-F]+)+)\s*$")
+_ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
+
+
+class LiveBusError(BusAccessError):
+    pass
+
+
+class _Counting:
+    """The monitor as HmpPorts sees it: every command is counted on the LiveBus."""
+
+    def __init__(self, bus: "LiveBus") -> None:
+        self._bus = bus
+
+    def hmp(self, command_line: str, *, timeout: float | None = None) -> str:
+        return self._bus._hmp(command_line, timeout=timeout)
+
+
+class _Function:
+    __slots__ = ("data", "known")
+
+    def __init__(self) -> None:
+        self.data = bytearray(b"\xff" * PCI_CONFIG_SIZE)
+        self.known = 0  # bit i set: byte i of data is the device's value
+
+    def put(self, offset: int, value: bytes) -> None:
+        self.data[offset:offset + len(value)] = value
+        self.known |= ((1 << len(value)) - 1) << offset
+
+    def has(self, offset: int, length: int) -> bool:
+        mask = ((1 << length) - 1) << offset
+        return self.known & mask == mask
+
+
+class LiveBus:
+    """BusAccess (and DecodeMap) over a launched, paused :class:`~harness.qemu.machine.Machine`.
+
+    ``use_query_pci`` / ``use_ecam`` / ``cache`` switch the optimisations off one by one
+    (the benchmark compares them); with all three off every configuration dword costs an
+    0xCF8 write and an 0xCFC read.
+    """
+
+    def __init__(self, machine: Any, *, use_query_pci: bool = True, use_ecam: bool = True,
+                 cache: bool = True) -> None:
+        self.machine = machine
+        self.use_query_pci = use_query_pci
+        self.use_ecam = use_ecam
+        self.cache = cache
+        self.round_trips = 0
+        self.ports = HmpPorts(_Counting(self))
+        self._seen_epoch = -1
+        self._reset_state()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _reset_state(self) -> None:
+        self._functions: dict[tuple[int, int, int], _Function] = {}
+        self._present: set[tuple[int, int, int]] | None = None
+        self._bridges: set[tuple[int, int, int]] = set()
+        self._buses: set[int] = set()
+        self._query_pci: list[dict[str, Any]] | None = None
+        self._ecam: tuple[int, int] | None | bool = False  # False: not looked up yet
+        self._cf8: int | None = None
+        self._decoded: list[DecodedSpan] | None = None
+        self._root_windows: dict[str, list[tuple[int, int]]] | None = None
+        self._owner_devfn: dict[str, int | None] = {}
+        self._pci_types: set[str] | None = None
+        self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
+
+    def invalidate(self) -> None:
+        """Forget everything cached (a new phase)."""
+        self._reset_state()
+
+    @property
+    def epoch(self) -> int:
+        """Changes whenever the machine produced a QMP event (it ran, stopped, was reset)."""
+        return len(self.machine.events())
+
+    def _check_epoch(self) -> None:
+        epoch = self.epoch
+        if epoch != self._seen_epoch:
+            self._reset_state()
+            self._seen_epoch = epoch
+
+    def _hmp(self, command_line: str, *, timeout: float | None = None) -> str:
+        self.round_trips += 1
+        return self.machine.hmp(command_line, timeout=timeout)
+
+    def _qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        self.round_trips += 1
+        return self.machine.qmp(command, arguments)
+
+    # ------------------------------------------------------------------ ports
+    def read_port(self, port: int, size: int = 1) -> int:
+        check_port_access(port, size)
+        self._check_epoch()
+        return self.ports.read_port(port, size)
+
+    def write_port(self, port: int, value: int, size: int = 1) -> None:
+        check_port_access(port, size)
+        if not 0 <= value < 1 << (8 * size):
+            raise LiveBusError(f"value {value:#x} does not fit in {size} byte(s)")
+        self._check_epoch()
+        self.ports.write_port(port, value, size)
+        if port <= PCI_CONFIG_DATA + 3 and port + size > PCI_CONFIG_ADDRESS:
+            # Someone drives the configuration mechanism by hand: nothing cached holds.
+            self._reset_state()
+            self._seen_epoch = self.epoch
+            if port == PCI_CONFIG_ADDRESS and size == 4:
+                self._cf8 = value
+
+    # ------------------------------------------------------------------ memory
+    def read_memory(self, address: int, length: int) -> bytes:
+        """Guest-physical bytes through HMP ``xp`` (dwords when aligned, else bytes)."""
+        if length < 0 or address < 0 or address + length > 1 << 64:
+            raise LiveBusError(f"bad memory range {address:#x}+{length:#x}")
+        self._check_epoch()
+        out = bytearray()
+        while len(out) < length:
+            at = address + len(out)
+            left = length - len(out)
+            if at % 4 == 0 and left >= 4:
+                count = min(left // 4, 1024)
+                out += b"".join(v.to_bytes(4, "little") for v in self._xp(at, count, "w"))
+            else:
+                count = min(left, 4 - at % 4 if at % 4 else left, 1024)
+                out += bytes(self._xp(at, count, "b"))
+        return bytes(out)
+
+    def _xp(self, address: int, count: int, unit: str) -> list[int]:
+        text = self._hmp(f"xp /{count}{unit}x {address:#x}")
+        values: list[int] = []
+        for line in text.splitlines():
+            match = _XP_LINE.match(line)
+            if match:
+                values += [int(v, 16) for v in match.group(2).split()]
+            elif line.strip():
+                raise LiveBusError(f"xp {address:#x}: {line.strip()}")
+        if len(values) != count:
+            raise LiveBusError(f"xp /{count}{unit}x {address:#x} gave {len(values)} values: {text!r}")
+        return values
+
+    # ------------------------------------------------------------------ configuration space
+    def read_config(self, bus: int, device: int, function: int, offset: int, length: int) -> bytes:
+        check_config_range(bus, device, function, offset, length)
+        self._check_epoch()
+        key = (bus, device, function)
+        if self.use_query_pci and not self._is_present(key):
+            return b"\xff" * length
+        fn = self._functions.get(key) if self.cache else None
+        if fn is None:
+            fn = _Function()
+            if self.cache:
+                self._functions[key] = fn
+            if self.use_query_pci and key not in self._written:
+                self._seed_from_query_pci(key, fn)
+        if not fn.has(offset, length):
+            ecam = self._ecam_base() if self.use_ecam else None
+            if ecam is not None and bus < ecam[1]:
+                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
+                fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
+            else:
+                for dword in range(offset & ~3, offset + length, 4):
+                    if not fn.has(dword, 4):
+                        fn.put(dword, self._cf8_read(bus, device, function, dword).to_bytes(4, "little"))
+        return bytes(fn.data[offset:offset + length])
+
+    def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
+        data = bytes(data)
+        check_config_range(bus, device, function, offset, len(data))
+        self._check_epoch()
+        key = (bus, device, function)
+        if self.use_query_pci:
+            self.query_pci()
+        # Decide before writing: a bridge (bus numbers, windows) or the host bridge
+        # (PCIEXBAR) changes what every other access reaches.
+        wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
+        for piece, width in config_write_pieces(offset, len(data)):
+            value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
+            self._select(bus, device, function, piece)
+            self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+        if wide:
+            cf8 = self._cf8
+            self._reset_state()
+            self._cf8 = cf8
+        else:
+            self._functions.pop(key, None)
+            self._written.add(key)
+            self._decoded = None
+
+    def _is_bridge_uncached(self, key: tuple[int, int, int]) -> bool:
+        fn = self._functions.get(key)
+        if fn is not None and fn.has(0x0E, 1):
+            return fn.data[0x0E] & 0x7F == 1
+        if self.use_query_pci and self._present is not None:
+            return key in self._bridges
+        return True  # unknown: assume the worst
+
+    def _select(self, bus: int, device: int, function: int, offset: int) -> None:
+        address = HmpPorts.config_address(bus, device, function, offset)
+        if self._cf8 != address or not self.cache:
+            self.ports.write_port(PCI_CONFIG_ADDRESS, address, 4)
+            self._cf8 = address
+
+    def _cf8_read(self, bus: int, device: int, function: int, dword: int) -> int:
+        self._select(bus, device, function, dword)
+        return self.ports.read_port(PCI_CONFIG_DATA, 4)
+
+    # ------------------------------------------------------------------ query-pci
+    def query_pci(self, *, fresh: bool = False) -> list[dict[str, Any]]:
+        """query-pci, asked once per phase (again after a configuration write when
+        ``fresh``: BAR mappings follow the writes, presence does not)."""
+        self._check_epoch()
+        if self._query_pci is None or (fresh and self._written):
+            self._written = set()
+            self._query_pci = self._qmp("query-pci")
+            self._present = set()
+            self._bridges = set()
+            self._buses = set()
+            for bus in self._query_pci:
+                self._buses.add(bus["bus"])
+                for dev in _walk(bus["devices"]):
+                    key = (dev["bus"], dev["slot"], dev["function"])
+                    self._present.add(key)
+                    if dev.get("pci_bridge") is not None:
+                        self._bridges.add(key)
+                        self._buses.add(dev["pci_bridge"]["bus"]["secondary"])
+        return self._query_pci
+
+    def functions(self) -> list[tuple[int, int, int]]:
+        """Every function QEMU lists, as (bus, device, function), in order."""
+        self.query_pci()
+        assert self._present is not None
+        return sorted(self._present)
+
+    def _is_present(self, key: tuple[int, int, int]) -> bool:
+        self.query_pci()
+        assert self._present is not None
+        return key in self._present
+
+    def _seed_from_query_pci(self, key: tuple[int, int, int], fn: _Function) -> None:
+        dev = next((d for b in self.query_pci() for d in _walk(b["devices"])
+                    if (d["bus"], d["slot"], d["function"]) == key), None)
+        if dev is None:
+            return
+        ident = dev["id"]
+        fn.put(0x00, ident["vendor"].to_bytes(2, "little") + ident["device"].to_bytes(2, "little"))
+        fn.put(0x0A, dev["class_info"]["class"].to_bytes(2, "little"))
+        pin = dev.get("irq_pin", 0)
+        fn.put(0x3D, bytes([pin]))
+        if "irq" in dev:
+            fn.put(0x3C, bytes([dev["irq"] & 0xFF]))
+        bridge = dev.get("pci_bridge")
+        if bridge is not None:
+            b = bridge["bus"]
+            fn.put(0x18, bytes([b["number"], b["secondary"], b["subordinate"]]))
+            bar_offsets = {0: 0x10, 1: 0x14}
+        else:
+            if "subsystem-vendor" in ident and "subsystem" in ident:
+                fn.put(0x2C, ident["subsystem-vendor"].to_bytes(2, "little")
+                       + ident["subsystem"].to_bytes(2, "little"))
+            bar_offsets = {i: 0x10 + 4 * i for i in range(6)}
+        listed: dict[int, dict[str, Any]] = {r["bar"]: r for r in dev.get("regions", [])}
+        skip_upper = set()
+        for index, offset in bar_offsets.items():
+            if index in skip_upper:
+                continue
+            region = listed.get(index)
+            if region is None:
+                continue  # may be the upper half of a 64-bit BAR: left to be read
+            address = region["address"]
+            if address in (UNASSIGNED, -1):
+                if region.get("mem_type_64"):
+                    skip_upper.add(index + 1)
+                continue  # programmed or not, QEMU does not say what the register holds
+            if region["type"] == "io":
+                fn.put(offset, (address | 1).to_bytes(4, "little"))
+            else:
+                low = address & 0xFFFFFFF0 | (0x8 if region.get("prefetch") else 0)
+                if region.get("mem_type_64"):
+                    fn.put(offset, (low | 0x4).to_bytes(4, "little"))
+                    if index + 1 in bar_offsets:
+                        fn.put(bar_offsets[index + 1], (address >> 32).to_bytes(4, "little"))
+                    skip_upper.add(index + 1)
+                else:
+                    fn.put(offset, low.to_bytes(4, "little"))
+        # BARs QEMU does not list are unimplemented (read 0), unless they are the upper
+        # half of a listed 64-bit BAR.
+        for index, offset in bar_offsets.items():
+            if index not in listed and index not in skip_upper and not _upper_of_64(listed, index):
+                fn.put(offset, bytes(4))
+
+    # ------------------------------------------------------------------ ECAM
+    def _ecam_base(self) -> tuple[int, int] | None:
+        """(base, bus count) of the q35 MMCONFIG window when the MCH has it enabled."""
+        if self._ecam is False:
+            self._ecam = None
+            host = self._cf8_read(0, 0, 0, 0) if not self.use_query_pci else next(
+                (d["id"]["vendor"] | d["id"]["device"] << 16 for b in self.query_pci()
+                 for d in b["devices"] if (d["bus"], d["slot"], d["function"]) == (0, 0, 0)), None)
+            if host is not None and (host & 0xFFFF, host >> 16) == Q35_MCH_ID:
+                low = self._cf8_read(0, 0, 0, PCIEXBAR)
+                high = self._cf8_read(0, 0, 0, PCIEXBAR + 4)
+                if low & 1:
+                    size_mib = {0: 256, 1: 128, 2: 64}.get(low >> 1 & 3)
+                    if size_mib is not None:
+                        base = (high << 32 | low) & ~(size_mib * (1 << 20) - 1) & ((1 << 36) - 1)
+                        self._ecam = (base, size_mib)
+        return self._ecam or None
+
+    # ------------------------------------------------------------------ DecodeMap
+    def pci_root_windows(self) -> dict[str, list[tuple[int, int]]]:
+        """Where the host bridge forwards to PCI bus 0, from ``info mtree -o``: the I/O
+        space root region, and in system memory the ``pci`` region (QEMU 7.2 maps the whole
+        PCI memory space at priority -1) or, failing that, every alias into it."""
+        self._check_epoch()
+        if self._root_windows is None:
+            tree = parse_mtree_tree(self._hmp("info mtree -o"))
+            io_tree, mem_tree = tree.get("I/O", []), tree.get("memory", [])
+            io = [(r.start, r.end) for r in io_tree[:1]]  # the I/O space's root region
+            top = mem_tree[0].depth if mem_tree else 0
+            memory = [(r.start, r.end) for r in mem_tree
+                      if r.depth == top + 1 and not r.alias and r.name == "pci"]
+            if not memory:
+                memory = [(r.start, r.end) for r in tree.get("memory", [])
+                          if r.alias and re.search(r"@pci\b", r.name)]
+            self._root_windows = {IO_SPACE: io, MEMORY_SPACE: sorted(memory)}
+        return {k: list(v) for k, v in self._root_windows.items()}
+
+    def decoded_ranges(self) -> list[DecodedSpan]:
+        """Everything decoded now (``info mtree -f -o``, the view layout.snapshot reads),
+        PCI functions recognised by their qdev id or, for anonymous devices, by the QOM
+        ``addr`` of the owner on the bus query-pci places it."""
+        self._check_epoch()
+        if self._decoded is None:
+            flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
+            by_id: dict[str, tuple[int, int, int]] = {}
+            anonymous: dict[int, list[tuple[int, int, int]]] = {}
+            for bus in self.query_pci():
+                for dev in _walk(bus["devices"]):
+                    key = (dev["bus"], dev["slot"], dev["function"])
+                    if dev.get("qdev_id"):
+                        by_id[dev["qdev_id"]] = key
+                    else:
+                        anonymous.setdefault(dev["slot"] << 3 | dev["function"], []).append(key)
+            spans = []
+            for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
+                for region in flat.get(view, []):
+                    if region.owner_kind == "obj" and region.name.split(" @")[0] in ("io", "pci"):
+                        continue  # the bus's own background, not a device
+                    owner = region.owner if region.owner_kind == "dev" else None
+                    function = None
+                    if owner is not None:
+                        function = by_id.get(owner)
+                        if function is None and region.owner_ref == "path":
+                            devfn = self._devfn_of(owner)
+                            candidates = anonymous.get(devfn, []) if devfn is not None else []
+                            if len(candidates) == 1:
+                                function = candidates[0]
+                    spans.append(DecodedSpan(space, region.start, region.end,
+                                             owner or region.name, function))
+            self._decoded = spans
+        return list(self._decoded)
+
+    def bar_mappings(self, bus: int, device: int, function: int) -> dict[int, tuple[int, int]]:
+        """Where QEMU maps each BAR of the function now (query-pci's region addresses are
+        the mapped ones: -1 while unmapped), as ``{index: (start, end)}``."""
+        out: dict[int, tuple[int, int]] = {}
+        for b in self.query_pci(fresh=True):
+            for dev in _walk(b["devices"]):
+                if (dev["bus"], dev["slot"], dev["function"]) == (bus, device, function):
+                    for region in dev.get("regions", []):
+                        if region["address"] not in (UNASSIGNED, -1):
+                            out[region["bar"]] = (region["address"], region["address"] + region["size"] - 1)
+        return out
+
+    def _devfn_of(self, path: str) -> int | None:
+        """The PCI devfn (QOM ``addr``) of the device at ``path``; None if it is not a PCI
+        device.  Only properties that exist are asked for: a failing QMP command costs the
+        machine's exit check."""
+        if path not in self._owner_devfn:
+            if self._pci_types is None:
+                self._pci_types = {t["name"] for t in self._qmp(
+                    "qom-list-types", {"implements": "pci-device", "abstract": False})}
+            kind = self._qmp("qom-get", {"path": path, "property": "type"})
+            devfn = None
+            if kind in self._pci_types:
+                value = self._qmp("qom-get", {"path": path, "property": "addr"})
+                devfn = int(value) if isinstance(value, int) and value >= 0 else None
+            self._owner_devfn[path] = devfn
+        return self._owner_devfn[path]
+
+
+def _walk(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    for dev in devices:
+        yield dev
+        bridge = dev.get("pci_bridge")
+        if bridge is not None:
+            yield from _walk(bridge.get("devices", []))
+
+
+def _upper_of_64(listed: dict[int, dict[str, Any]], index: int) -> bool:
+    below = listed.get(index - 1)
+    return below is not None and bool(below.get("mem_type_64"))
+
+
+__all__ = ["LiveBus", "LiveBusError"]
