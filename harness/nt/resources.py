@@ -515,47 +515,56 @@ class _Structure(_ReprMixin):
 
 
 # ---------------------------------------------------------------------------------------
-# CM_PARTIAL_RESOURCE_DESCRIPTOR (§1.2)
-
-_CM_HEADER = struct.Struct("<BBH")        # Type, ShareDisposition, Flags
-_CM_UNION_BYTES = 12                      # union bytes common to both layouts
-_CM_PARTIAL_CLASSES: dict[int, type["CM_PARTIAL_RESOURCE_DESCRIPTOR"]] = {}
+# Descriptors: a header carrying the Type code, then a union selected by Type (§1.2, §1.4)
 
 
-@dataclass(frozen=True, kw_only=True, repr=False)
-class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Structure):
-    """Base of the partial descriptors; construct a subclass (:class:`Port`, …).
+class _Descriptor(_Structure):
+    """What CM_PARTIAL_RESOURCE_DESCRIPTOR and IO_RESOURCE_DESCRIPTOR share.
 
-    ``share`` is the ShareDisposition (§1.6), ``flags`` the type-specific Flags (§1.7).
+    Each of the two bases defines its header (``_pack_header`` / ``_read_header``, which
+    returns the Type code and the other header fields as constructor keywords), its size
+    (``_fixed_size``), ``_CLASSES`` (its concrete classes by Type code, filled by
+    :func:`_kind`) and ``_generic`` (the value for a Type without a concrete class).
+    Each concrete class packs its union member (``_union_bytes``; the rest of the union
+    is written as zero) and is built from it (``_from_union``).
     """
-
-    share: CmResourceShare = CmResourceShare.CmResourceShareDeviceExclusive
-    flags: int = 0
 
     type: ClassVar[CmResourceType]
     _union: ClassVar[str] = ""  # C name of the union member, for error paths
-    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_DESCRIPTOR"
-
-    def __post_init__(self) -> None:
-        if type(self) is CM_PARTIAL_RESOURCE_DESCRIPTOR:
-            raise TypeError("construct a concrete descriptor such as Port or Interrupt")
-        _set(self, "share", _to_enum(CmResourceShare, self.share, "ShareDisposition"))
-        _check_uint(self.flags, 16, "Flags")
+    _CLASSES: ClassVar[dict[int, type["_Descriptor"]]]
+    _HEADER: ClassVar[struct.Struct]
 
     def _f(self, name: str) -> str:
         return f"u.{self._union}.{name}"
 
-    # -- binary ---------------------------------------------------------------------------
+    @staticmethod
+    def _fixed_size(arch: Arch) -> int:
+        raise NotImplementedError
+
+    def _pack_header(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def _read_header(cls, r: _Reader, path: str) -> tuple[int, dict[str, int]]:
+        raise NotImplementedError
+
+    @classmethod
+    def _generic(cls, code: CmResourceType, union: bytes, common: dict[str, int]) -> Any:
+        raise NotImplementedError
+
     def _union_bytes(self, arch: Arch) -> bytes:
         raise NotImplementedError
 
-    def _payload(self) -> bytes:
-        return b""
+    @classmethod
+    def _from_union(cls, union: bytes, arch: Arch, common: dict[str, int], r: _Reader,
+                    path: str) -> Any:
+        """Build from the union bytes; ``r`` is positioned after the descriptor (where a
+        DeviceSpecificData payload starts), ``path`` names the descriptor."""
+        raise NotImplementedError
 
-    @staticmethod
-    def _fixed_size(arch: Arch) -> int:
-        """sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR), without a DeviceSpecificData payload."""
-        return Arch.parse(arch).partial_descriptor_size
+    def _payload(self) -> bytes:
+        """Bytes that follow the descriptor: only DeviceSpecificData has any (§1.2)."""
+        return b""
 
     def size(self, arch: Arch = Arch.X64) -> int:
         """Bytes this descriptor occupies, including any DeviceSpecificData payload."""
@@ -564,34 +573,91 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Structure):
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         arch = Arch.parse(arch)
         union = self._union_bytes(arch)
-        union += bytes(arch.partial_descriptor_size - 4 - len(union))  # x64 union tail
-        return _CM_HEADER.pack(self.type, self.share, self.flags) + union + self._payload()
+        union += bytes(self._fixed_size(arch) - self._HEADER.size - len(union))
+        return self._pack_header() + union + self._payload()
 
     @classmethod
-    def _read(cls, r: _Reader, arch: Arch, path: str) -> "CM_PARTIAL_RESOURCE_DESCRIPTOR":
+    def _read(cls, r: _Reader, arch: Arch, path: str) -> Any:
         start = r.pos
-        rtype, share, flags = r.unpack(_CM_HEADER, f"{path}.Type")
-        union = r.bytes(arch.partial_descriptor_size - 4, f"{path}.u")
+        rtype, common = cls._read_header(r, path)
+        union = r.bytes(cls._fixed_size(arch) - cls._HEADER.size, f"{path}.u")
         with _wrap_errors(path, start):
             code = _to_enum(CmResourceType, rtype, "Type")
-            kind = _CM_PARTIAL_CLASSES.get(int(code))
+            kind = cls._CLASSES.get(int(code))
             if kind is None:
-                return GenericPartial(code, union[:_CM_UNION_BYTES], share=share, flags=flags)
-            return kind._from_union(union, arch, share, flags, r, path)
-
-    @classmethod
-    def _from_union(cls, union: bytes, arch: Arch, share: int, flags: int,
-                    r: _Reader, path: str) -> "CM_PARTIAL_RESOURCE_DESCRIPTOR":
-        raise NotImplementedError
+                return cls._generic(code, union, common)
+            return kind._from_union(union, arch, common, r, path)
 
 
-def _cm_partial(code: CmResourceType, union: str):
+def _kind(code: CmResourceType, union: str):
+    """Class decorator: the concrete descriptor for Type ``code``, union member ``u.<union>``."""
     def register(cls):
         cls.type = code
         cls._union = union
-        _CM_PARTIAL_CLASSES[int(code)] = cls
+        cls._CLASSES[int(code)] = cls
         return cls
     return register
+
+
+def _generic_union(data: Any, size: int) -> bytes:
+    """The verbatim union bytes of a Generic* descriptor."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) != size:
+        raise FieldRangeError(f"expected {size} bytes of union data", field="u.Generic")
+    return bytes(data)
+
+
+def _refuse_dedicated(code: CmResourceType, classes: dict[int, type]) -> None:
+    """A Generic* descriptor is only for a Type without a concrete class."""
+    if int(code) in classes:
+        raise UnknownTypeError(f"{code.name} has a dedicated class "
+                               f"{classes[int(code)].__name__}", field="Type")
+
+
+# ---------------------------------------------------------------------------------------
+# CM_PARTIAL_RESOURCE_DESCRIPTOR (§1.2)
+
+_CM_HEADER = struct.Struct("<BBH")        # Type, ShareDisposition, Flags
+_CM_UNION_BYTES = 12                      # union bytes common to both layouts
+_CM_PARTIAL_CLASSES: dict[int, type["CM_PARTIAL_RESOURCE_DESCRIPTOR"]] = {}
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Descriptor):
+    """Base of the partial descriptors; construct a subclass (:class:`Port`, …).
+
+    ``share`` is the ShareDisposition (§1.6), ``flags`` the type-specific Flags (§1.7).
+    """
+
+    share: CmResourceShare = CmResourceShare.CmResourceShareDeviceExclusive
+    flags: int = 0
+
+    _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_DESCRIPTOR"
+    _CLASSES: ClassVar[dict[int, type[_Descriptor]]] = _CM_PARTIAL_CLASSES
+    _HEADER: ClassVar[struct.Struct] = _CM_HEADER
+
+    def __post_init__(self) -> None:
+        if type(self) is CM_PARTIAL_RESOURCE_DESCRIPTOR:
+            raise TypeError("construct a concrete descriptor such as Port or Interrupt")
+        _set(self, "share", _to_enum(CmResourceShare, self.share, "ShareDisposition"))
+        _check_uint(self.flags, 16, "Flags")
+
+    @staticmethod
+    def _fixed_size(arch: Arch) -> int:
+        """sizeof(CM_PARTIAL_RESOURCE_DESCRIPTOR), without a DeviceSpecificData payload;
+        on x64 the union ends in 4 bytes of padding (only Interrupt's Affinity uses them)."""
+        return Arch.parse(arch).partial_descriptor_size
+
+    def _pack_header(self) -> bytes:
+        return _CM_HEADER.pack(self.type, self.share, self.flags)
+
+    @classmethod
+    def _read_header(cls, r: _Reader, path: str) -> tuple[int, dict[str, int]]:
+        rtype, share, flags = r.unpack(_CM_HEADER, f"{path}.Type")
+        return rtype, dict(share=share, flags=flags)
+
+    @classmethod
+    def _generic(cls, code, union, common):
+        return GenericPartial(code, union[:_CM_UNION_BYTES], **common)
 
 
 _QI = struct.Struct("<QI")
@@ -599,7 +665,7 @@ _III = struct.Struct("<III")
 _II = struct.Struct("<II")
 
 
-@_cm_partial(CmResourceType.CmResourceTypePort, "Port")
+@_kind(CmResourceType.CmResourceTypePort, "Port")
 @dataclass(frozen=True, kw_only=False, repr=False)
 class Port(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """I/O port range [start, start+length). ``flags`` defaults to CM_RESOURCE_PORT_IO:
@@ -624,12 +690,12 @@ class Port(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _QI.pack(self.start, self.length)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
+    def _from_union(cls, union, arch, common, r, path):
         start, length = _QI.unpack_from(union)
-        return cls(start, length, share=share, flags=flags)
+        return cls(start, length, **common)
 
 
-@_cm_partial(CmResourceType.CmResourceTypeMemory, "Memory")
+@_kind(CmResourceType.CmResourceTypeMemory, "Memory")
 @dataclass(frozen=True, repr=False)
 class Memory(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Bus-relative memory range [start, start+length), Length a ULONG."""
@@ -651,9 +717,9 @@ class Memory(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _QI.pack(self.start, self.length)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
+    def _from_union(cls, union, arch, common, r, path):
         start, length = _QI.unpack_from(union)
-        return cls(start, length, share=share, flags=flags)
+        return cls(start, length, **common)
 
 
 def _check_large_representable(flags: int, cfield: str, *lengths: int) -> None:
@@ -681,7 +747,7 @@ def _with_large_flag(flags: int, *lengths: int) -> int:
     return flags  # nothing fits: validation reports it
 
 
-@_cm_partial(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
+@_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
 class MemoryLarge(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge (Vista+): ``length`` is the real length; the stored
@@ -712,12 +778,12 @@ class MemoryLarge(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _QI.pack(self.start, self.length >> _large_shift(self.flags, "Flags"))
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
+    def _from_union(cls, union, arch, common, r, path):
         start, stored = _QI.unpack_from(union)
-        return cls(start, stored << _large_shift(flags, "Flags"), share=share, flags=flags)
+        return cls(start, stored << _large_shift(common["flags"], "Flags"), **common)
 
 
-@_cm_partial(CmResourceType.CmResourceTypeInterrupt, "Interrupt")
+@_kind(CmResourceType.CmResourceTypeInterrupt, "Interrupt")
 @dataclass(frozen=True, repr=False)
 class Interrupt(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Bus-relative interrupt: Level, Vector and KAFFINITY Affinity (-1 = all processors,
@@ -742,14 +808,14 @@ class Interrupt(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _II.pack(self.level, self.vector) + affinity.to_bytes(arch.affinity_size, "little")
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
+    def _from_union(cls, union, arch, common, r, path):
         level, vector = _II.unpack_from(union)
         raw = int.from_bytes(union[8:8 + arch.affinity_size], "little")
         affinity = -1 if raw == (1 << (8 * arch.affinity_size)) - 1 else raw
-        return cls(level, vector, affinity, share=share, flags=flags)
+        return cls(level, vector, affinity, **common)
 
 
-@_cm_partial(CmResourceType.CmResourceTypeDma, "Dma")
+@_kind(CmResourceType.CmResourceTypeDma, "Dma")
 @dataclass(frozen=True, repr=False)
 class Dma(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """DMA channel and port. With CM_RESOURCE_DMA_V3 the same three ULONGs are read as
@@ -777,11 +843,11 @@ class Dma(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _III.pack(self.channel, self.port, self.reserved1)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
-        return cls(*_III.unpack_from(union), share=share, flags=flags)
+    def _from_union(cls, union, arch, common, r, path):
+        return cls(*_III.unpack_from(union), **common)
 
 
-@_cm_partial(CmResourceType.CmResourceTypeBusNumber, "BusNumber")
+@_kind(CmResourceType.CmResourceTypeBusNumber, "BusNumber")
 @dataclass(frozen=True, repr=False)
 class BusNumber(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Bus-number range [start, start+length) in 32-bit space."""
@@ -805,11 +871,11 @@ class BusNumber(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _III.pack(self.start, self.length, self.reserved)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
-        return cls(*_III.unpack_from(union), share=share, flags=flags)
+    def _from_union(cls, union, arch, common, r, path):
+        return cls(*_III.unpack_from(union), **common)
 
 
-@_cm_partial(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
+@_kind(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
 @dataclass(frozen=True, repr=False)
 class DevicePrivate(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Three driver-private ULONGs (Data[3])."""
@@ -824,8 +890,8 @@ class DevicePrivate(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _III.pack(*self.data)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
-        return cls(_III.unpack_from(union), share=share, flags=flags)
+    def _from_union(cls, union, arch, common, r, path):
+        return cls(_III.unpack_from(union), **common)
 
 
 def _three_ulongs(values: Any, cfield: str) -> tuple[int, int, int]:
@@ -840,7 +906,7 @@ def _three_ulongs(values: Any, cfield: str) -> tuple[int, int, int]:
     return items  # type: ignore[return-value]
 
 
-@_cm_partial(CmResourceType.CmResourceTypeDeviceSpecific, "DeviceSpecificData")
+@_kind(CmResourceType.CmResourceTypeDeviceSpecific, "DeviceSpecificData")
 @dataclass(frozen=True, repr=False)
 class DeviceSpecific(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """DeviceSpecificData: DataSize = len(data) bytes of payload follow the descriptor
@@ -876,7 +942,7 @@ class DeviceSpecific(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return _III.pack(len(self.data), self.reserved1, self.reserved2)
 
     @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
+    def _from_union(cls, union, arch, common, r, path):
         size, reserved1, reserved2 = _III.unpack_from(union)
         if size > r.remaining:
             raise TruncatedError(f"DataSize {size} runs past the end of the buffer "
@@ -884,7 +950,7 @@ class DeviceSpecific(CM_PARTIAL_RESOURCE_DESCRIPTOR):
                                  field=f"{path}.u.DeviceSpecificData.DataSize",
                                  offset=r.pos - arch.partial_descriptor_size + 4)
         data = r.bytes(size, f"{path}.DeviceSpecificData")
-        return cls(data, reserved1, reserved2, share=share, flags=flags)
+        return cls(data, reserved1, reserved2, **common)
 
 
 @dataclass(frozen=True, repr=False)
@@ -900,21 +966,12 @@ class GenericPartial(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     def __post_init__(self) -> None:
         super().__post_init__()
         _set(self, "type", _to_enum(CmResourceType, self.type, "Type"))
-        if type(self) is GenericPartial and int(self.type) in _CM_PARTIAL_CLASSES:
-            raise UnknownTypeError(f"{self.type.name} has a dedicated class "
-                                   f"{_CM_PARTIAL_CLASSES[int(self.type)].__name__}",
-                                   field="Type")
-        if not isinstance(self.data, (bytes, bytearray)) or len(self.data) != _CM_UNION_BYTES:
-            raise FieldRangeError(f"expected {_CM_UNION_BYTES} bytes of union data",
-                                  field="u.Generic")
-        _set(self, "data", bytes(self.data))
+        if type(self) is GenericPartial:
+            _refuse_dedicated(self.type, _CM_PARTIAL_CLASSES)
+        _set(self, "data", _generic_union(self.data, _CM_UNION_BYTES))
 
     def _union_bytes(self, arch: Arch) -> bytes:
         return self.data
-
-    @classmethod
-    def _from_union(cls, union, arch, share, flags, r, path):
-        raise AssertionError("dispatched in CM_PARTIAL_RESOURCE_DESCRIPTOR._read")
 
 
 # ---------------------------------------------------------------------------------------
@@ -1135,7 +1192,7 @@ _IO_CLASSES: dict[int, type["IO_RESOURCE_DESCRIPTOR"]] = {}
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class IO_RESOURCE_DESCRIPTOR(_Structure):
+class IO_RESOURCE_DESCRIPTOR(_Descriptor):
     """Base of the requirement descriptors; construct a subclass (:class:`PortRequirement`…).
 
     ``option`` is IO_RESOURCE_REQUIRED (0) / PREFERRED / ALTERNATIVE / DEFAULT (§1.8).
@@ -1147,9 +1204,9 @@ class IO_RESOURCE_DESCRIPTOR(_Structure):
     spare1: int = 0
     spare2: int = 0
 
-    type: ClassVar[CmResourceType]
-    _union: ClassVar[str] = ""
     _C_NAME: ClassVar[str] = "IO_RESOURCE_DESCRIPTOR"
+    _CLASSES: ClassVar[dict[int, type[_Descriptor]]] = _IO_CLASSES
+    _HEADER: ClassVar[struct.Struct] = _IO_HEADER
 
     def __post_init__(self) -> None:
         if type(self) is IO_RESOURCE_DESCRIPTOR:
@@ -1160,9 +1217,6 @@ class IO_RESOURCE_DESCRIPTOR(_Structure):
         _check_uint(self.spare1, 8, "Spare1")
         _check_uint(self.spare2, 16, "Spare2")
 
-    def _f(self, name: str) -> str:
-        return f"u.{self._union}.{name}"
-
     @property
     def is_alternative(self) -> bool:
         return bool(self.option & IO_RESOURCE_ALTERNATIVE)
@@ -1171,49 +1225,23 @@ class IO_RESOURCE_DESCRIPTOR(_Structure):
     def is_preferred(self) -> bool:
         return bool(self.option & IO_RESOURCE_PREFERRED)
 
-    def _union_bytes(self, arch: Arch) -> bytes:
-        raise NotImplementedError
-
     @staticmethod
     def _fixed_size(arch: Arch) -> int:
         return _IO_DESCRIPTOR_SIZE  # the same on x86 and x64 (§1.4)
 
-    def size(self, arch: Arch = Arch.X64) -> int:
-        return self._fixed_size(arch)
-
-    def pack(self, arch: Arch = Arch.X64) -> bytes:
-        arch = Arch.parse(arch)
-        union = self._union_bytes(arch)
-        union += bytes(_IO_UNION_BYTES - len(union))
+    def _pack_header(self) -> bytes:
         return _IO_HEADER.pack(self.option, self.type, self.share, self.spare1, self.flags,
-                               self.spare2) + union
+                               self.spare2)
 
     @classmethod
-    def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_DESCRIPTOR":
-        start = r.pos
+    def _read_header(cls, r: _Reader, path: str) -> tuple[int, dict[str, int]]:
         option, rtype, share, spare1, flags, spare2 = r.unpack(_IO_HEADER, f"{path}.Option")
-        union = r.bytes(_IO_UNION_BYTES, f"{path}.u")
-        common = dict(option=option, share=share, flags=flags, spare1=spare1, spare2=spare2)
-        with _wrap_errors(path, start):
-            code = _to_enum(CmResourceType, rtype, "Type")
-            kind = _IO_CLASSES.get(int(code))
-            if kind is None:
-                return GenericRequirement(code, union, **common)
-            return kind._from_union(union, arch, common)
+        return rtype, dict(option=option, share=share, flags=flags, spare1=spare1,
+                           spare2=spare2)
 
     @classmethod
-    def _from_union(cls, union: bytes, arch: Arch, common: dict[str, int],
-                    ) -> "IO_RESOURCE_DESCRIPTOR":
-        raise NotImplementedError
-
-
-def _io_req(code: CmResourceType, union: str):
-    def register(cls):
-        cls.type = code
-        cls._union = union
-        _IO_CLASSES[int(code)] = cls
-        return cls
-    return register
+    def _generic(cls, code, union, common):
+        return GenericRequirement(code, union, **common)
 
 
 _IIQQ = struct.Struct("<IIQQ")
@@ -1229,7 +1257,7 @@ class _WindowMixin:
         _check_uint(self.maximum_address, 64, self._f("MaximumAddress"))  # type: ignore[attr-defined]
 
 
-@_io_req(CmResourceType.CmResourceTypePort, "Port")
+@_kind(CmResourceType.CmResourceTypePort, "Port")
 @dataclass(frozen=True, repr=False)
 class PortRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     """``length`` ports anywhere in [minimum_address, maximum_address] (inclusive end of
@@ -1249,11 +1277,11 @@ class PortRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
         return _IIQQ.pack(self.length, self.alignment, self.minimum_address, self.maximum_address)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(*_IIQQ.unpack_from(union), **common)
 
 
-@_io_req(CmResourceType.CmResourceTypeMemory, "Memory")
+@_kind(CmResourceType.CmResourceTypeMemory, "Memory")
 @dataclass(frozen=True, repr=False)
 class MemoryRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     """Like :class:`PortRequirement`, for memory."""
@@ -1271,11 +1299,11 @@ class MemoryRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
         return _IIQQ.pack(self.length, self.alignment, self.minimum_address, self.maximum_address)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(*_IIQQ.unpack_from(union), **common)
 
 
-@_io_req(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
+@_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
 class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge requirement: real ``length``/``alignment``, stored shifted
@@ -1304,7 +1332,7 @@ class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
                           self.minimum_address, self.maximum_address)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         length, alignment, lo, hi = _IIQQ.unpack_from(union)
         shift = _large_shift(common["flags"], "Flags")
         return cls(length << shift, alignment << shift, lo, hi, **common)
@@ -1313,7 +1341,7 @@ class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
 _INTR_REQ = struct.Struct("<IIHHI")  # MinimumVector, MaximumVector, AffinityPolicy, Group, PriorityPolicy
 
 
-@_io_req(CmResourceType.CmResourceTypeInterrupt, "Interrupt")
+@_kind(CmResourceType.CmResourceTypeInterrupt, "Interrupt")
 @dataclass(frozen=True, repr=False)
 class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
     """A vector in [minimum_vector, maximum_vector]. The Vista+ policy fields default to
@@ -1347,7 +1375,7 @@ class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
                                   arch.affinity_size, "little")
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         lo, hi, affinity_policy, group, priority = _INTR_REQ.unpack_from(union)
         raw = int.from_bytes(union[16:16 + arch.affinity_size], "little")
         targeted = -1 if raw == (1 << (8 * arch.affinity_size)) - 1 else raw
@@ -1355,7 +1383,7 @@ class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
                    priority_policy=priority, targeted_processors=targeted, **common)
 
 
-@_io_req(CmResourceType.CmResourceTypeDma, "Dma")
+@_kind(CmResourceType.CmResourceTypeDma, "Dma")
 @dataclass(frozen=True, repr=False)
 class DmaRequirement(IO_RESOURCE_DESCRIPTOR):
     """A DMA channel in [minimum_channel, maximum_channel] (the NT4 DDK's "MinumumChannel")."""
@@ -1375,14 +1403,14 @@ class DmaRequirement(IO_RESOURCE_DESCRIPTOR):
         return _II.pack(self.minimum_channel, self.maximum_channel)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(*_II.unpack_from(union), **common)
 
 
 _IIII = struct.Struct("<IIII")
 
 
-@_io_req(CmResourceType.CmResourceTypeBusNumber, "BusNumber")
+@_kind(CmResourceType.CmResourceTypeBusNumber, "BusNumber")
 @dataclass(frozen=True, repr=False)
 class BusNumberRequirement(IO_RESOURCE_DESCRIPTOR):
     """``length`` consecutive bus numbers within [minimum_bus_number, maximum_bus_number]."""
@@ -1404,11 +1432,11 @@ class BusNumberRequirement(IO_RESOURCE_DESCRIPTOR):
                           self.reserved)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(*_IIII.unpack_from(union), **common)
 
 
-@_io_req(CmResourceType.CmResourceTypeConfigData, "ConfigData")
+@_kind(CmResourceType.CmResourceTypeConfigData, "ConfigData")
 @dataclass(frozen=True, repr=False)
 class ConfigDataRequirement(IO_RESOURCE_DESCRIPTOR):
     """CmResourceTypeConfigData: gives its IO_RESOURCE_LIST an LCPRI_* ``priority`` (§6.2)."""
@@ -1427,11 +1455,11 @@ class ConfigDataRequirement(IO_RESOURCE_DESCRIPTOR):
         return _III.pack(self.priority, self.reserved1, self.reserved2)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(*_III.unpack_from(union), **common)
 
 
-@_io_req(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
+@_kind(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
 @dataclass(frozen=True, repr=False)
 class DevicePrivateRequirement(IO_RESOURCE_DESCRIPTOR):
     """Three driver-private ULONGs."""
@@ -1446,7 +1474,7 @@ class DevicePrivateRequirement(IO_RESOURCE_DESCRIPTOR):
         return _III.pack(*self.data)
 
     @classmethod
-    def _from_union(cls, union, arch, common):
+    def _from_union(cls, union, arch, common, r, path):
         return cls(_III.unpack_from(union), **common)
 
 
@@ -1467,13 +1495,8 @@ class GenericRequirement(IO_RESOURCE_DESCRIPTOR):
         if code == CmResourceType.CmResourceTypeDeviceSpecific:
             raise UnknownTypeError("CmResourceTypeDeviceSpecific is not allowed in IO "
                                    "resource lists (§1.5)", field="Type")
-        if int(code) in _IO_CLASSES:
-            raise UnknownTypeError(f"{code.name} has a dedicated class "
-                                   f"{_IO_CLASSES[int(code)].__name__}", field="Type")
-        if not isinstance(self.data, (bytes, bytearray)) or len(self.data) != _IO_UNION_BYTES:
-            raise FieldRangeError(f"expected {_IO_UNION_BYTES} bytes of union data",
-                                  field="u.Generic")
-        _set(self, "data", bytes(self.data))
+        _refuse_dedicated(code, _IO_CLASSES)
+        _set(self, "data", _generic_union(self.data, _IO_UNION_BYTES))
 
     def _union_bytes(self, arch: Arch) -> bytes:
         return self.data
