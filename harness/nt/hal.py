@@ -521,7 +521,8 @@ class Hal:
                         if secondary > bus and secondary not in parent:
                             parent[secondary] = (bus, device, function)
                             todo.append(secondary)
-        topo = _Topology(epoch, highest + 1, functions, parent, bridges)
+        # No function at all on bus 0: the machine has no PCI (isapc), so no PCI bus handler.
+        topo = _Topology(epoch, highest + 1 if functions else 0, functions, parent, bridges)
         for key in functions:
             if key[0] == 0:
                 ident = self.bus.read_config(*key, 0, 4)
@@ -534,7 +535,8 @@ class Hal:
 
     @property
     def no_buses(self) -> int:
-        """PCI_REGISTRY_INFO.NoBuses: buses 0..NoBuses-1 have a bus handler (§1.14)."""
+        """PCI_REGISTRY_INFO.NoBuses: buses 0..NoBuses-1 have a bus handler (§1.14); 0 when
+        the machine has no PCI at all."""
         return self._pci().no_buses
 
     def pci_functions(self) -> list[tuple[int, int, int]]:

@@ -1,0 +1,342 @@
+r"""Hardware detection into ``\Registry\Machine\Hardware\Description\System``.
+
+This plays the part of NT's loader detection (NTDETECT / ReactOS freeldr ``PcHwDetect``):
+it looks at the machine through a :class:`~harness.nt.busaccess.BusAccess` — registers,
+never a configuration file — and writes the Description tree of nt-semantics.md §5.1:
+
+* one ``MultifunctionAdapter\N`` with Identifier ``PCI`` per PCI bus (the first carrying
+  PCI_REGISTRY_INFO as DeviceSpecific data), found by the HAL's enumeration;
+* one ``MultifunctionAdapter\N`` with Identifier ``ISA`` and below it the controllers found
+  by probing the PC/AT standard bases:
+
+  - ``SerialController\k`` (0x3F8, 0x2F8, 0x3E8, 0x2E8): the line status register must not
+    float (0xFF) and the scratch register must hold two patterns; Port length 7 as the
+    loader reports it, DeviceSpecific CM_SERIAL_DEVICE_DATA with the 1.8432 MHz clock;
+  - ``ParallelController\k`` (0x3BC, 0x378, 0x278): the data register must hold two
+    patterns; Port length 3;
+  - ``DiskController\k`` (0x3F0, 0x370): the main status register must show an idle
+    controller (RQM set, DIO clear); the primary one's drives come from CMOS register 0x10
+    as ``FloppyDiskPeripheral\n`` with CM_FLOPPY_DEVICE_DATA (short form, MaxDensity in KB);
+  - ``KeyboardController\0`` with ``KeyboardPeripheral\0`` when the 8042 answers at 0x64.
+
+Interrupts are **probed**, not assumed: the PIC's ELCR puts the lines in level mode for a
+moment, the device is made to request an interrupt (UART: THRE interrupt enable; printer
+port: IRQ enable and an acknowledge cycle; FDC: a controller reset; 8042: a command that
+fills its output buffer), the 8259 interrupt request registers are read with OCW3 while
+the request is up and after it is withdrawn, and the line that followed is the device's.
+Every register touched is restored; the FDC is left reset and its interrupt acknowledged.
+A line that cannot be put in level mode (0-2) is recognised by its rising edge only; the
+keyboard controller falls back to the PC/AT IRQ 1 when its edge was already latched.
+DMA channels cannot be observed without a transfer: the floppy controller gets the PC/AT
+channel 2, as the loader reports.
+
+Probing a base talks to whichever device decodes it, so a device shadowed by a later one
+at the same ports is (correctly) not seen at all: one controller per base, never two.
+
+The tree is written in ReactOS freeldr's layout (§5.1): every node has Identifier (when
+there is one), Configuration Data (a REG_FULL_RESOURCE_DESCRIPTOR naming the enclosing
+bus) and Component Information (16 bytes: Flags, Version, Revision, Key, AffinityMask).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .busaccess import BusAccess
+from .hal import Hal
+from .registry import DESCRIPTION_SYSTEM, REG_BINARY, REG_FULL_RESOURCE_DESCRIPTOR, Registry
+from .resources import (CM_FLOPPY_DEVICE_DATA, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LATCHED,
+                        CM_RESOURCE_PORT_IO, CM_SERIAL_DEVICE_DATA, PCI_REGISTRY_INFO, CmResourceShare,
+                        DeviceSpecific, Dma, Interrupt, Isa, PCIBus, Port)
+
+SERIAL_BASES = (0x3F8, 0x2F8, 0x3E8, 0x2E8)
+PARALLEL_BASES = (0x3BC, 0x378, 0x278)
+FLOPPY_BASES = (0x3F0, 0x370)
+KEYBOARD_DATA, KEYBOARD_STATUS = 0x60, 0x64
+SERIAL_REGISTER_LENGTH = 7      # what the loader reports for a UART (§5.1)
+PARALLEL_REGISTER_LENGTH = 3
+FLOPPY_REGISTER_LENGTH = 8
+UART_CLOCK = 1843200
+FLOPPY_DMA = 2                  # PC/AT convention; cannot be probed without a transfer
+KEYBOARD_IRQ = 1                # PC/AT convention, used only when the probe is inconclusive
+#: CMOS 0x10 drive types -> MaxDensity in KB (AT BIOS table, as freeldr maps them).
+FLOPPY_DENSITY = {1: 360, 2: 1200, 3: 720, 4: 1440, 5: 2880, 6: 2880}
+
+# DEVICE_FLAGS (§5.1)
+FLAG_INPUT, FLAG_OUTPUT, FLAG_CONSOLE_IN = 0x20, 0x40, 0x08
+ELCR = (0x4D0, 0x4D1)
+ELCR_LEVEL_CAPABLE = (0xF8, 0xDE)  # lines 0-2, 8 and 13 are edge-only on a PC
+
+
+@dataclass
+class DetectedPeripheral:
+    kind: str                 # CONFIGURATION_TYPE name, e.g. "FloppyDiskPeripheral"
+    identifier: str
+    device_specific: bytes = b""
+
+
+@dataclass
+class DetectedController:
+    kind: str                 # "SerialController", "ParallelController", ...
+    identifier: str
+    ports: list[tuple[int, int]]
+    irq: int | None = None
+    irq_probed: bool = False
+    dma: int | None = None
+    device_specific: bytes = b""
+    flags: int = 0
+    peripherals: list[DetectedPeripheral] = field(default_factory=list)
+
+    @property
+    def base(self) -> int:
+        return self.ports[0][0]
+
+
+@dataclass
+class Detection:
+    pci_buses: int
+    controllers: list[DetectedController]
+
+    def of_kind(self, kind: str) -> list[DetectedController]:
+        return [c for c in self.controllers if c.kind == kind]
+
+
+class HardwareDetector:
+    """Probe a machine through ``bus`` (see the module docstring)."""
+
+    def __init__(self, bus: BusAccess, hal: Hal | None = None) -> None:
+        self.bus = bus
+        self.hal = hal if hal is not None else Hal(bus)
+
+    # ------------------------------------------------------------------ registers
+    def _in(self, port: int) -> int:
+        return self.bus.read_port(port, 1)
+
+    def _out(self, port: int, value: int) -> None:
+        self.bus.write_port(port, value & 0xFF, 1)
+
+    def _holds(self, port: int) -> bool:
+        """Does a read/write register at ``port`` keep what is written (two patterns)?"""
+        saved = self._in(port)
+        try:
+            for pattern in (0x5A, 0xA5):
+                self._out(port, pattern)
+                if self._in(port) != pattern:
+                    return False
+            return True
+        finally:
+            self._out(port, saved)
+
+    def _irr(self) -> int:
+        self._out(0x20, 0x0A)  # OCW3: read IRR
+        self._out(0xA0, 0x0A)
+        return (self._in(0x20) | self._in(0xA0) << 8) & ~(1 << 2)  # not the cascade
+
+    def probe_irq(self, request: Callable[[], None], withdraw: Callable[[], None]) -> set[int]:
+        """The ISA IRQ lines that follow a device's interrupt request (module docstring)."""
+        saved = (self._in(ELCR[0]), self._in(ELCR[1]))
+        self._out(ELCR[0], ELCR_LEVEL_CAPABLE[0])
+        self._out(ELCR[1], ELCR_LEVEL_CAPABLE[1])
+        try:
+            before = self._irr()
+            request()
+            up = self._irr()
+            withdraw()
+            down = self._irr()
+        finally:
+            self._out(ELCR[0], saved[0])
+            self._out(ELCR[1], saved[1])
+        rose = (up & ~down) | (up & ~before)
+        return {n for n in range(16) if rose >> n & 1}
+
+    @staticmethod
+    def _one(lines: set[int]) -> int | None:
+        return next(iter(lines)) if len(lines) == 1 else None
+
+    # ------------------------------------------------------------------ devices
+    def probe_serial(self, base: int) -> DetectedController | None:
+        if self._in(base + 5) == 0xFF or not self._holds(base + 7):
+            return None
+        lcr = self._in(base + 3)
+        if lcr & 0x80:
+            self._out(base + 3, lcr & 0x7F)  # make +1 the IER, not the divisor latch
+        try:
+            ier, mcr = self._in(base + 1), self._in(base + 4)
+
+            def request() -> None:
+                self._out(base + 4, mcr | 0x08)   # OUT2 gates the IRQ on a PC
+                self._out(base + 1, 0x02)         # THR empty interrupt: pending at once
+
+            def withdraw() -> None:
+                self._out(base + 1, 0x00)
+            irq = self._one(self.probe_irq(request, withdraw))
+            self._out(base + 1, ier)
+            self._out(base + 4, mcr)
+        finally:
+            if lcr & 0x80:
+                self._out(base + 3, lcr)
+        return DetectedController("SerialController", "", [(base, SERIAL_REGISTER_LENGTH)], irq, irq is not None,
+                                  device_specific=CM_SERIAL_DEVICE_DATA(baud_clock=UART_CLOCK).pack(),
+                                  flags=FLAG_INPUT | FLAG_OUTPUT)
+
+    def probe_parallel(self, base: int) -> DetectedController | None:
+        if not self._holds(base):
+            return None
+        control = self._in(base + 2)
+
+        def request() -> None:
+            self._out(base + 2, 0x1C)  # IRQ enable, select, not init
+            self._out(base + 2, 0x1C)  # with IRQ enable already on: the acknowledge interrupt
+
+        def withdraw() -> None:
+            self._in(base + 1)          # reading the status register acknowledges it
+        irq = self._one(self.probe_irq(request, withdraw))
+        self._out(base + 2, control & 0x3F)
+        self._in(base + 1)  # restoring the control word can re-arm it: acknowledge again
+        return DetectedController("ParallelController", "", [(base, PARALLEL_REGISTER_LENGTH)], irq,
+                                  irq is not None, flags=FLAG_OUTPUT)
+
+    def probe_floppy(self, base: int) -> DetectedController | None:
+        if self._in(base + 4) & 0xC0 != 0x80:
+            return None
+        dor = self._in(base + 2)
+
+        def request() -> None:
+            self._out(base + 2, 0x08)  # reset, DMA/IRQ gate on
+            self._out(base + 2, 0x0C)  # out of reset: the controller interrupts
+
+        def withdraw() -> None:
+            for _ in range(4):         # SENSE INTERRUPT STATUS once per drive
+                self._out(base + 5, 0x08)
+                for _ in range(2):
+                    if self._in(base + 4) & 0xC0 == 0xC0:
+                        self._in(base + 5)
+        irq = self._one(self.probe_irq(request, withdraw))
+        self._out(base + 2, dor)
+        return DetectedController("DiskController", "", [(base, FLOPPY_REGISTER_LENGTH)], irq, irq is not None,
+                                  dma=FLOPPY_DMA, flags=FLAG_INPUT | FLAG_OUTPUT)
+
+    def probe_keyboard(self) -> DetectedController | None:
+        if self._in(KEYBOARD_STATUS) == 0xFF:
+            return None
+
+        def request() -> None:
+            self._out(KEYBOARD_STATUS, 0xD2)  # write keyboard output buffer
+            self._out(KEYBOARD_DATA, 0xAA)
+
+        def withdraw() -> None:
+            self._in(KEYBOARD_DATA)
+        lines = self.probe_irq(request, withdraw)
+        irq = self._one(lines)
+        probed = irq is not None
+        controller = DetectedController("KeyboardController", "", [(KEYBOARD_DATA, 1), (KEYBOARD_STATUS, 1)],
+                                        irq if probed else KEYBOARD_IRQ, probed, flags=FLAG_INPUT | FLAG_CONSOLE_IN)
+        controller.peripherals.append(DetectedPeripheral("KeyboardPeripheral", "PCAT_ENHANCED"))
+        return controller
+
+    def floppy_drives(self) -> list[DetectedPeripheral]:
+        """Drives of the primary controller from CMOS 0x10 (high nibble A:, low nibble B:)."""
+        self._out(0x70, 0x10)
+        types = self._in(0x71)
+        drives = []
+        for unit, kind in enumerate((types >> 4, types & 0x0F)):
+            if kind:
+                data = CM_FLOPPY_DEVICE_DATA(max_density=FLOPPY_DENSITY.get(kind, 0)).pack()
+                drives.append(DetectedPeripheral("FloppyDiskPeripheral", f"FLOPPY{unit + 1}", data))
+        return drives
+
+    # ------------------------------------------------------------------ all of it
+    def detect(self) -> Detection:
+        controllers: list[DetectedController] = []
+        serial = [c for c in (self.probe_serial(b) for b in SERIAL_BASES) if c]
+        for i, c in enumerate(serial):
+            c.identifier = f"COM{i + 1}"
+        parallel = [c for c in (self.probe_parallel(b) for b in PARALLEL_BASES) if c]
+        for i, c in enumerate(parallel):
+            c.identifier = f"PARALLEL{i + 1}"
+        floppy = [c for c in (self.probe_floppy(b) for b in FLOPPY_BASES) if c]
+        for c in floppy:
+            if c.base == FLOPPY_BASES[0]:
+                c.peripherals = self.floppy_drives()
+        keyboard = self.probe_keyboard()
+        controllers = [*floppy, *serial, *parallel, *([keyboard] if keyboard else [])]
+        return Detection(self.hal.no_buses, controllers)
+
+
+# ---------------------------------------------------------------------- the tree
+def component_information(flags: int = 0, key: int = 0, version: int = 0, revision: int = 0,
+                          affinity: int = 0xFFFFFFFF) -> bytes:
+    """CM_COMPONENT_INFORMATION: Flags, Version, Revision, Key, AffinityMask (§5.1)."""
+    return struct.pack("<IHHII", flags, version, revision, key, affinity)
+
+
+def _node(registry: Registry, path: str, identifier: str | None, config: CM_FULL_RESOURCE_DESCRIPTOR,
+          *, flags: int = 0, key: int = 0) -> None:
+    registry.create_key(path, volatile=True)
+    registry.set_value(path, "Component Information", component_information(flags, key), REG_BINARY)
+    if identifier:
+        registry.set_value(path, "Identifier", identifier)
+    registry.set_value(path, "Configuration Data", config, REG_FULL_RESOURCE_DESCRIPTOR)
+
+
+def write_description(registry: Registry, detection: Detection, *, mechanism: int = 1) -> list[str]:
+    r"""Write ``detection`` under ``\Registry\Machine\Hardware\Description\System`` (replacing
+    what a previous detection wrote there); return the keys written, in order."""
+    written = []
+    with registry.transaction():
+        if registry.key_exists(DESCRIPTION_SYSTEM):
+            registry.delete_key(DESCRIPTION_SYSTEM, recursive=True)
+        _node(registry, DESCRIPTION_SYSTEM, "AT/AT COMPATIBLE", CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0))
+        written.append(DESCRIPTION_SYSTEM)
+        adapter = 0
+        for bus in range(detection.pci_buses):
+            partials = ()
+            if bus == 0:
+                info = PCI_REGISTRY_INFO(no_buses=detection.pci_buses, hardware_mechanism=mechanism)
+                partials = (DeviceSpecific(info.pack()),)
+            path = f"{DESCRIPTION_SYSTEM}\\MultifunctionAdapter\\{adapter}"
+            _node(registry, path, "PCI", CM_FULL_RESOURCE_DESCRIPTOR.of(PCIBus, bus, *partials), key=adapter)
+            written.append(path)
+            adapter += 1
+        isa = f"{DESCRIPTION_SYSTEM}\\MultifunctionAdapter\\{adapter}"
+        _node(registry, isa, "ISA", CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0), key=adapter)
+        written.append(isa)
+        counts: dict[str, int] = {}
+        for c in detection.controllers:
+            n = counts.get(c.kind, 0)
+            counts[c.kind] = n + 1
+            path = f"{isa}\\{c.kind}\\{n}"
+            partials = [Port(start, length, share=CmResourceShare.CmResourceShareDeviceExclusive,
+                             flags=CM_RESOURCE_PORT_IO) for start, length in c.ports]
+            if c.irq is not None:
+                partials.append(Interrupt(c.irq, c.irq, -1, share=CmResourceShare.CmResourceShareUndetermined,
+                                          flags=CM_RESOURCE_INTERRUPT_LATCHED))
+            if c.dma is not None:
+                partials.append(Dma(c.dma, share=CmResourceShare.CmResourceShareUndetermined))
+            if c.device_specific:
+                partials.append(DeviceSpecific(c.device_specific))
+            _node(registry, path, c.identifier, CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, *partials),
+                  flags=c.flags, key=n)
+            written.append(path)
+            pcounts: dict[str, int] = {}
+            for p in c.peripherals:
+                k = pcounts.get(p.kind, 0)
+                pcounts[p.kind] = k + 1
+                ppath = f"{path}\\{p.kind}\\{k}"
+                extra = (DeviceSpecific(p.device_specific),) if p.device_specific else ()
+                _node(registry, ppath, p.identifier, CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, *extra), key=k)
+                written.append(ppath)
+    return written
+
+
+def detect_hardware(bus: BusAccess, registry: Registry, hal: Hal | None = None) -> Detection:
+    """Probe the machine and write its Description tree; returns what was found."""
+    detection = HardwareDetector(bus, hal).detect()
+    write_description(registry, detection)
+    return detection
+
+
+__all__ = ["HardwareDetector", "Detection", "DetectedController", "DetectedPeripheral", "detect_hardware",
+           "write_description", "component_information", "SERIAL_BASES", "PARALLEL_BASES", "FLOPPY_BASES"]

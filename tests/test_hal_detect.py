@@ -1,0 +1,244 @@
+"""Hardware detection (harness.nt.detect) and IoQueryDeviceDescription (harness.nt.description).
+
+Detection runs on real QEMU machines and is checked against what QEMU itself reports
+(QOM properties of the ISA devices, via layout.snapshot), never against the YAML the
+machine was built from.  The IoQueryDeviceDescription filtering rules are checked on the
+tree a live detection wrote and on small hand-made trees (no QEMU).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from harness.config import load_machine
+from harness.nt.description import (CONFIGURATION_TYPE, IoQueryDeviceComponentInformation,
+                                    IoQueryDeviceConfigurationData, IoQueryDeviceDescription,
+                                    IoQueryDeviceIdentifier)
+from harness.nt.detect import detect_hardware, write_description, Detection, DetectedController
+from harness.nt.hal import Hal
+from harness.nt.registry import DESCRIPTION_SYSTEM, Registry
+from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_SERIAL_DEVICE_DATA, DeviceSpecific, Dma,
+                                  Eisa, Interrupt, Isa, PCI_REGISTRY_INFO, PCIBus, PCIConfiguration, Port)
+from harness.nt.status import NTSTATUS
+from harness.qemu.layout import snapshot
+from harness.qemu.livebus import LiveBus
+from harness.qemu.machine import Machine
+from helpers import CONFIGS, machine_spec
+
+T = CONFIGURATION_TYPE
+
+
+def floppy_units(m: Machine) -> set[int]:
+    """Drive units QEMU has attached (QOM type 'floppy' devices and their unit)."""
+    units = set()
+    for container in ("/machine/peripheral", "/machine/peripheral-anon"):
+        for child in m.qmp("qom-list", {"path": container}):
+            if child["type"] == "child<floppy>":
+                units.add(int(m.qmp("qom-get", {"path": f"{container}/{child['name']}", "property": "unit"})))
+    return units
+
+
+@pytest.fixture(scope="module", params=["default", "q35", "isapc"])
+def detected(request) -> Iterator[tuple[Machine, Any, Detection, Registry]]:
+    with Machine(load_machine(CONFIGS / "machines" / f"{request.param}.yaml")) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+        registry = Registry()
+        detection = detect_hardware(LiveBus(m), registry)
+        yield m, lay, detection, registry, floppy_units(m)
+        registry.close()
+
+
+def test_detection_finds_exactly_the_isa_devices_qemu_has(detected) -> None:
+    m, lay, detection, _, units = detected
+    by_type: dict[str, list] = {}
+    for dev in lay.isa:
+        by_type.setdefault(dev.type, []).append(dev.properties)
+    serial = {(p["iobase"], p["irq"]) for p in by_type.get("isa-serial", [])}
+    assert {(c.base, c.irq) for c in detection.of_kind("SerialController")} == serial
+    assert all(c.irq_probed for c in detection.of_kind("SerialController"))
+    assert [c.identifier for c in detection.of_kind("SerialController")] == [f"COM{i + 1}" for i in range(len(serial))]
+    parallel = {(p["iobase"], p["irq"]) for p in by_type.get("isa-parallel", [])}
+    assert {(c.base, c.irq) for c in detection.of_kind("ParallelController")} == parallel
+    fdc = {(p["iobase"], p["irq"], p["dma"]) for p in by_type.get("isa-fdc", [])}
+    disks = detection.of_kind("DiskController")
+    assert {(c.base, c.irq, c.dma) for c in disks} == fdc
+    primary = [c for c in disks if c.base == 0x3F0]
+    if primary:
+        assert {int(p.identifier[-1]) - 1 for p in primary[0].peripherals} == units
+    keyboard = detection.of_kind("KeyboardController")
+    assert len(keyboard) == 1 and keyboard[0].irq == 1 and keyboard[0].irq_probed
+    assert any(d.type == "i8042" for d in lay.isa)
+    hal = Hal(LiveBus(m))
+    assert detection.pci_buses == hal.no_buses == 1 + max([-1] + [f.bridge.subordinate if f.bridge else f.bus
+                                                                   for f in lay.pci])
+    if not lay.pci:  # isapc: no PCI bus handler at all
+        assert hal.HalGetBusData(PCIConfiguration, 0, 0, bytearray(4), 4) == 0
+
+
+def test_detection_left_the_devices_as_it_found_them(detected) -> None:
+    m, lay, _, _, _ = detected
+    after = snapshot(m)
+    assert after.elcr == lay.elcr and after.io == lay.io
+    from harness.qemu.bus import HmpPorts
+    ports = HmpPorts(m)
+    for dev in lay.isa:
+        if dev.type == "isa-serial":
+            base = dev.properties["iobase"]
+            assert ports.read_port(base + 1) == 0x00 and ports.read_port(base + 4) == 0x08  # IER, MCR (facts §2)
+            assert ports.read_port(base + 5) == 0x60
+
+
+def test_description_tree_layout(detected) -> None:
+    _, lay, detection, registry, _ = detected
+    assert registry.get(DESCRIPTION_SYSTEM, "Identifier") == "AT/AT COMPATIBLE"
+    adapters = registry.subkeys(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter")
+    identifiers = [registry.get(f"{DESCRIPTION_SYSTEM}\\MultifunctionAdapter\\{a}", "Identifier") for a in adapters]
+    assert identifiers == ["PCI"] * detection.pci_buses + ["ISA"]
+    if detection.pci_buses:
+        pci = registry.get(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter\\0", "Configuration Data")
+        info = PCI_REGISTRY_INFO.unpack(pci.partials[0].data)
+        assert (pci.interface_type, info.no_buses, info.config_mechanism) == (PCIBus, detection.pci_buses, 1)
+    isa = f"{DESCRIPTION_SYSTEM}\\MultifunctionAdapter\\{detection.pci_buses}"
+    for i, c in enumerate(detection.of_kind("SerialController")):
+        node = f"{isa}\\SerialController\\{i}"
+        config = registry.get(node, "Configuration Data")
+        assert (config.interface_type, config.bus_number) == (Isa, 0)
+        port, irq, specific = config.partials
+        assert (port.start, port.length) == (c.base, 7) and isinstance(irq, Interrupt)
+        assert irq.level == irq.vector == c.irq
+        assert CM_SERIAL_DEVICE_DATA.unpack(specific.data).baud_clock == 1843200
+        assert len(registry.get(node, "Component Information")) == 16
+
+
+def test_a_shadowed_serial_is_not_detected_twice() -> None:
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: isa-serial, id: first, iobase: 0x3f8, irq: 4}
+  - {model: isa-serial, id: second, iobase: 0x3f8, irq: 3}
+""")
+    with Machine(spec) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+        assert any(s.owner == "first" for s in lay.shadowed)
+        detection = detect_hardware(LiveBus(m), Registry())
+    serial = detection.of_kind("SerialController")
+    assert [(c.base, c.irq) for c in serial] == [(0x3F8, lay.isa_device("second").properties["irq"])]
+
+
+# ---------------------------------------------------------------------------------------
+# IoQueryDeviceDescription
+
+
+class Calls:
+    def __init__(self, status: int = NTSTATUS.STATUS_SUCCESS, stop_after: int | None = None) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.status = status
+        self.stop_after = stop_after
+
+    def __call__(self, Context, PathName, BusType, BusNumber, BusInformation, ControllerType, ControllerNumber,
+                 ControllerInformation, PeripheralType, PeripheralNumber, PeripheralInformation) -> int:
+        self.seen.append(dict(context=Context, path=PathName, bus_type=BusType, bus=BusNumber, bus_info=BusInformation,
+                              ctype=ControllerType, cnum=ControllerNumber, cinfo=ControllerInformation,
+                              ptype=PeripheralType, pnum=PeripheralNumber, pinfo=PeripheralInformation))
+        if self.stop_after is not None and len(self.seen) >= self.stop_after:
+            return NTSTATUS.STATUS_INSUFFICIENT_RESOURCES
+        return self.status
+
+
+def test_query_live_tree(detected) -> None:
+    _, _, detection, registry, units = detected
+    calls = Calls()
+    status = IoQueryDeviceDescription(registry, PCIBus, None, None, None, None, None, calls, "ctx")
+    if detection.pci_buses:
+        assert status == NTSTATUS.STATUS_SUCCESS
+        assert [c["bus"] for c in calls.seen] == list(range(detection.pci_buses))
+        assert calls.seen[0]["context"] == "ctx" and calls.seen[0]["ctype"] is None
+        assert calls.seen[0]["bus_info"][IoQueryDeviceIdentifier].value == "PCI"
+    else:
+        assert status == NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND and calls.seen == []
+    calls = Calls()
+    assert IoQueryDeviceDescription(registry, Isa, 0, T.SerialController, None, None, None, calls) == \
+        NTSTATUS.STATUS_SUCCESS
+    serial = detection.of_kind("SerialController")
+    assert [c["cnum"] for c in calls.seen] == list(range(len(serial)))
+    assert [c["cinfo"][IoQueryDeviceIdentifier].value for c in calls.seen] == [c.identifier for c in serial]
+    assert [c["cinfo"][IoQueryDeviceConfigurationData].value.partials[0].start for c in calls.seen] == \
+        [c.base for c in serial]
+    assert all(c["path"].endswith(f"SerialController\\{c['cnum']}") for c in calls.seen)
+    calls = Calls()
+    IoQueryDeviceDescription(registry, Isa, None, T.SerialController, 1, None, None, calls)
+    assert [c["cinfo"][IoQueryDeviceIdentifier].value for c in calls.seen] == ["COM2"]
+    calls = Calls()
+    status = IoQueryDeviceDescription(registry, Isa, 0, T.DiskController, 0, T.FloppyDiskPeripheral, None, calls)
+    assert [c["pinfo"][IoQueryDeviceIdentifier].value for c in calls.seen] == [f"FLOPPY{u + 1}" for u in sorted(units)]
+    if calls.seen:
+        first = calls.seen[0]
+        assert first["cinfo"][IoQueryDeviceIdentifier] is None  # the controller has no Identifier
+        parts = first["cinfo"][IoQueryDeviceConfigurationData].value.partials
+        assert [type(p) for p in parts] == [Port, Interrupt, Dma]
+        assert len(first["pinfo"][IoQueryDeviceComponentInformation].data) == 16
+    calls = Calls()
+    assert IoQueryDeviceDescription(registry, Isa, 0, T.KeyboardController, None, T.PointerPeripheral, None,
+                                    calls) == NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND
+    assert IoQueryDeviceDescription(registry, Isa, 1, T.SerialController, None, None, None, Calls()) == \
+        NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND
+    assert IoQueryDeviceDescription(registry, None, None, T.SerialController, None, None, None, Calls()) == \
+        NTSTATUS.STATUS_NOT_IMPLEMENTED
+    stop = Calls(stop_after=1)
+    assert IoQueryDeviceDescription(registry, Isa, None, T.SerialController, None, None, None, stop) == \
+        NTSTATUS.STATUS_INSUFFICIENT_RESOURCES
+    assert len(stop.seen) == 1
+
+
+def _bus(registry: Registry, path: str, interface_type: int | None, identifier: str = "") -> None:
+    registry.create_key(path)
+    if identifier:
+        registry.set_value(path, "Identifier", identifier)
+    if interface_type is not None:
+        registry.set_value(path, "Configuration Data", CM_FULL_RESOURCE_DESCRIPTOR.of(interface_type, 0))
+
+
+def test_bus_numbers_count_per_type_across_adapter_kinds() -> None:
+    """§9.20: numbering per bus type in enumeration order over MultifunctionAdapter,
+    EisaAdapter and TcAdapter instances, nested buses included; nodes without
+    Configuration Data are not buses; other root keys are ignored."""
+    reg = Registry()
+    root = DESCRIPTION_SYSTEM
+    _bus(reg, root + "\\EisaAdapter\\0", Eisa, "EISA")
+    _bus(reg, root + "\\MultifunctionAdapter\\0", Isa, "ISA")
+    _bus(reg, root + "\\MultifunctionAdapter\\1", None, "NOCONFIG")
+    _bus(reg, root + "\\MultifunctionAdapter\\2", Isa, "ISA-2")
+    _bus(reg, root + "\\MultifunctionAdapter\\2\\MultifunctionAdapter\\0", Isa, "ISA-nested")
+    _bus(reg, root + "\\ScsiAdapter\\0", Isa, "not a bus key at the root")
+    reg.create_key(root + "\\MultifunctionAdapter\\2\\SerialController\\0")
+    reg.set_value(root + "\\MultifunctionAdapter\\2\\SerialController\\0", "Configuration Data",
+                  CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(0x3F8, 7)))
+    calls = Calls()
+    assert IoQueryDeviceDescription(reg, Isa, None, None, None, None, None, calls) == NTSTATUS.STATUS_SUCCESS
+    assert [(c["bus"], c["bus_info"][IoQueryDeviceIdentifier].value) for c in calls.seen] == \
+        [(0, "ISA"), (1, "ISA-2"), (2, "ISA-nested")]
+    assert calls.seen[0]["bus_info"][IoQueryDeviceComponentInformation] is None  # missing value: None entry
+    calls = Calls()
+    IoQueryDeviceDescription(reg, Isa, 1, T.SerialController, None, None, None, calls)
+    assert [(c["bus"], c["cnum"]) for c in calls.seen] == [(1, 0)]
+    calls = Calls()
+    IoQueryDeviceDescription(reg, Eisa, None, None, None, None, None, calls)
+    assert [c["bus"] for c in calls.seen] == [0]
+    assert IoQueryDeviceDescription(reg, Isa, 0, T.SerialController, None, None, None, Calls()) == \
+        NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND  # bus 0 has no SerialController key
+
+
+def test_write_description_replaces_a_previous_tree() -> None:
+    reg = Registry()
+    first = Detection(0, [DetectedController("SerialController", "COM1", [(0x3F8, 7)], 4)])
+    write_description(reg, first)
+    write_description(reg, Detection(1, []))
+    assert reg.subkeys(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter") == ["0", "1"]
+    assert not reg.key_exists(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter\\0\\SerialController")
+    assert reg.get(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter\\0", "Identifier") == "PCI"
+    specific = reg.get(DESCRIPTION_SYSTEM + "\\MultifunctionAdapter\\0", "Configuration Data").partials[0]
+    assert isinstance(specific, DeviceSpecific) and PCI_REGISTRY_INFO.unpack(specific.data).no_buses == 1
