@@ -874,7 +874,7 @@ fail_m:
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(IVX_NO_SIMD)
 #define IVX_HAVE_AVX512 1
 #include <immintrin.h>
-#define IVX_AVX512 __attribute__((target("avx512f")))
+#define IVX_AVX512 __attribute__((target("avx512f,popcnt,bmi")))
 #else
 #define IVX_AVX512
 #endif
@@ -937,11 +937,78 @@ IVX_AVX512 static inline int inner_first_ge_v(const ivx_inner *in, uint64_t a)
              << (8 * i);
     return m ? __builtin_ctz(m) >> 1 : IVX_FAN;
 }
+#endif
+
+/* Bit masks over a node's slots for the walk: bit j set when end (max end) >= a, or when
+ * start (min start) <= b.  Padding bits are arbitrary; callers mask them off. */
+static inline uint32_t leaf_mask_ge_c(const ivx_leaf *l, uint64_t a)
+{
+    uint32_t m = 0;
+    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->end[j] >= a) << j;
+    return m;
+}
+
+static inline uint32_t leaf_mask_le_c(const ivx_leaf *l, uint64_t b)
+{
+    uint32_t m = 0;
+    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->start[j] <= b) << j;
+    return m;
+}
+
+static inline uint32_t inner_mask_ge_c(const ivx_inner *in, uint64_t a)
+{
+    uint32_t m = 0;
+    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->hot[k].maxend >= a) << k;
+    return m;
+}
+
+static inline uint32_t inner_mask_le_c(const ivx_inner *in, uint64_t b)
+{
+    uint32_t m = 0;
+    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->kstart[k] <= b) << k;
+    return m;
+}
+
+#ifdef IVX_HAVE_AVX512
+IVX_AVX512 static inline uint32_t mask16_ge_v(const uint64_t *v, uint64_t a)
+{
+    __m512i va = _mm512_set1_epi64((long long)a);
+    return (uint32_t)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)v), va) |
+           (uint32_t)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), va) << 8;
+}
+
+IVX_AVX512 static inline uint32_t mask16_le_v(const uint64_t *v, uint64_t b)
+{
+    __m512i vb = _mm512_set1_epi64((long long)b);
+    return (uint32_t)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)v), vb) |
+           (uint32_t)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), vb) << 8;
+}
+
+IVX_AVX512 static inline uint32_t inner_mask_ge_v(const ivx_inner *in, uint64_t a)
+{
+    const uint64_t *p = (const uint64_t *)(const void *)in->hot;
+    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+    __m512i va = _mm512_set1_epi64((long long)a);
+    __m512i lo = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)p), even,
+                                           _mm512_load_si512((const void *)(p + 8)));
+    __m512i hi = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)(p + 16)), even,
+                                           _mm512_load_si512((const void *)(p + 24)));
+    return (uint32_t)_mm512_cmpge_epu64_mask(lo, va) | (uint32_t)_mm512_cmpge_epu64_mask(hi, va) << 8;
+}
+
 #define LEAF_FIRST_GE(l, a, vec) ((vec) ? leaf_first_ge_v(l, a) : leaf_first_ge_c(l, a))
 #define INNER_FIRST_GE(in, a, vec) ((vec) ? inner_first_ge_v(in, a) : inner_first_ge_c(in, a))
+#define LEAF_MASK_GE(l, a, vec) ((vec) ? mask16_ge_v((l)->end, a) : leaf_mask_ge_c(l, a))
+#define LEAF_MASK_LE(l, b, vec) ((vec) ? mask16_le_v((l)->start, b) : leaf_mask_le_c(l, b))
+#define INNER_MASK_GE(in, a, vec) ((vec) ? inner_mask_ge_v(in, a) : inner_mask_ge_c(in, a))
+#define INNER_MASK_LE(in, b, vec) ((vec) ? mask16_le_v((in)->kstart, b) : inner_mask_le_c(in, b))
 #else
 #define LEAF_FIRST_GE(l, a, vec) leaf_first_ge_c(l, a)
 #define INNER_FIRST_GE(in, a, vec) inner_first_ge_c(in, a)
+#define LEAF_MASK_GE(l, a, vec) leaf_mask_ge_c(l, a)
+#define LEAF_MASK_LE(l, b, vec) leaf_mask_le_c(l, b)
+#define INNER_MASK_GE(in, a, vec) inner_mask_ge_c(in, a)
+#define INNER_MASK_LE(in, b, vec) inner_mask_le_c(in, b)
 #endif
 
 /* Handle of the lowest (start, handle) range overlapping [a, b], or -1: the first range in
@@ -1017,8 +1084,9 @@ typedef struct {
     int64_t owner;
     const ivx_slot *slots;
     size_t count;
-    uint32_t *buf;
+    uint32_t *buf; /* W_COLLECT: the caller's buffer of cap handles, or (heap) a malloc'd one */
     size_t cap;
+    int heap;
     int64_t found;
     int oom;
 } ivx_walk;
@@ -1032,13 +1100,15 @@ static int walk_emit(ivx_walk *w, uint32_t h)
     case W_COLLECT:
         if (w->count == w->cap) {
             size_t nc = w->cap ? w->cap * 2 : 64;
-            uint32_t *nb = realloc(w->buf, nc * sizeof(uint32_t));
+            uint32_t *nb = w->heap ? realloc(w->buf, nc * sizeof(uint32_t)) : malloc(nc * sizeof(uint32_t));
             if (!nb) {
                 w->oom = 1;
                 return 1;
             }
+            if (!w->heap && w->count) memcpy(nb, w->buf, w->count * sizeof(uint32_t));
             w->buf = nb;
             w->cap = nc;
+            w->heap = 1;
         }
         w->buf[w->count++] = h;
         return 0;
@@ -1060,25 +1130,43 @@ IVX_AVX512 static int walk_v(const ivx_node *nd, ivx_walk *w);
 #define WALK(nd, w, vec) walk_c(nd, w)
 #endif
 
+/* Per node: le = slots whose (min) start <= b, a prefix of the node; ge = slots whose (max)
+ * end >= a.  Visit le & ge in order; once a slot starts after b, so does everything later
+ * in key order, and the walk stops. */
 static IVX_ALWAYS_INLINE int walk_tpl(const ivx_node *nd, ivx_walk *w, const int vec)
 {
+    _Static_assert(IVX_LCAP < 32 && IVX_FAN < 32, "walk masks are 32-bit");
+    uint32_t full = (1u << nd->n) - 1;
     if (nd->leaf) {
         const ivx_leaf *l = (const ivx_leaf *)nd;
-        int n = l->h.n;
-        for (int j = w->x ? 0 : LEAF_FIRST_GE(l, w->a, vec); j < n; j++) {
-            if (l->start[j] > w->b) return 1;
-            if (l->end[j] >= w->a && (!w->x || l->excl[j]) && walk_emit(w, l->hd[j])) return 1;
+        if (w->x) {
+            for (int j = 0; j < l->h.n; j++) {
+                if (l->start[j] > w->b) return 1;
+                if (l->end[j] >= w->a && l->excl[j] && walk_emit(w, l->hd[j])) return 1;
+            }
+            return 0;
+        }
+        uint32_t le = LEAF_MASK_LE(l, w->b, vec) & full, m = le & LEAF_MASK_GE(l, w->a, vec);
+        if (w->mode == W_COUNT) {
+            w->count += (size_t)__builtin_popcount(m);
+        } else {
+            for (; m; m &= m - 1)
+                if (walk_emit(w, l->hd[__builtin_ctz(m)])) return 1;
+        }
+        return le != full;
+    }
+    const ivx_inner *in = (const ivx_inner *)nd;
+    if (w->x) {
+        for (int k = 0; k < in->h.n; k++) {
+            if (in->kstart[k] > w->b) return 1;
+            if (in->hasx[k] && in->maxex[k] >= w->a && WALK(in->hot[k].child, w, vec)) return 1;
         }
         return 0;
     }
-    const ivx_inner *in = (const ivx_inner *)nd;
-    int n = in->h.n;
-    for (int k = w->x ? 0 : INNER_FIRST_GE(in, w->a, vec); k < n; k++) {
-        if (in->kstart[k] > w->b) return 1;
-        if (w->x ? (in->hasx[k] && in->maxex[k] >= w->a) : in->hot[k].maxend >= w->a)
-            if (WALK(in->hot[k].child, w, vec)) return 1;
-    }
-    return 0;
+    uint32_t le = INNER_MASK_LE(in, w->b, vec) & full, m = le & INNER_MASK_GE(in, w->a, vec);
+    for (; m; m &= m - 1)
+        if (WALK(in->hot[__builtin_ctz(m)].child, w, vec)) return 1;
+    return le != full;
 }
 
 static int walk_c(const ivx_node *nd, ivx_walk *w)
@@ -1763,30 +1851,31 @@ static PyObject *Index_first_overlap(IndexObject *self, PyObject *const *args, P
 
 static PyObject *collect(IndexObject *self, uint64_t a, uint64_t b)
 {
+    uint32_t local[64]; /* most queries hit a few ranges: no malloc for them */
     ivx_walk w = {0};
     w.a = a;
     w.b = b;
     w.mode = W_COLLECT;
+    w.buf = local;
+    w.cap = sizeof local / sizeof local[0];
     ivx_walk_run(&self->t, &w);
+    PyObject *list = NULL;
     if (w.oom) {
-        free(w.buf);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto out;
     }
-    PyObject *list = PyList_New((Py_ssize_t)w.count);
-    if (!list) {
-        free(w.buf);
-        return NULL;
-    }
+    list = PyList_New((Py_ssize_t)w.count);
+    if (!list) goto out;
     for (size_t i = 0; i < w.count; i++) {
         PyObject *v = PyLong_FromUnsignedLong(w.buf[i]);
         if (!v) {
-            Py_DECREF(list);
-            free(w.buf);
-            return NULL;
+            Py_CLEAR(list);
+            goto out;
         }
         PyList_SET_ITEM(list, (Py_ssize_t)i, v);
     }
-    free(w.buf);
+out:
+    if (w.heap) free(w.buf);
     return list;
 }
 

@@ -186,12 +186,17 @@ static int model_gap(const ivx_gq *q, int highest, uint64_t *out)
 static void check_walk(const ivx_tree *t, uint64_t a, uint64_t b)
 {
     ivx_walk w = {0};
+    uint32_t local[5];
     w.a = a;
     w.b = b;
     w.mode = W_COLLECT;
+    if (rnd() % 2) { /* a caller's buffer that may overflow to the heap */
+        w.cap = 1 + rnd() % 5;
+        w.buf = local;
+    }
     ivx_walk_run(t, &w);
     if (w.oom) { /* injected failure: nothing to compare */
-        free(w.buf);
+        if (w.heap) free(w.buf);
         return;
     }
     size_t n, k = 0;
@@ -209,7 +214,7 @@ static void check_walk(const ivx_tree *t, uint64_t a, uint64_t b)
     ivx_walk_run(t, &c);
     if (c.count != k) FAIL("count mismatch");
     free(v);
-    free(w.buf);
+    if (w.heap) free(w.buf);
 }
 
 static void rebuild(ivx_tree *t)
