@@ -342,6 +342,19 @@ def _check_affinity(value: Any, cfield: str) -> int:
     return -1 if _check_uint(value, 64, cfield) == _U64_MAX else value
 
 
+def _pack_affinity(value: int, arch: "Arch") -> bytes | None:
+    """A KAFFINITY at the pointer width (-1 = all ones); None if ``value`` does not fit."""
+    width = arch.affinity_size * 8
+    mask = (1 << width) - 1 if value == -1 else value
+    return None if mask >> width else mask.to_bytes(arch.affinity_size, "little")
+
+
+def _unpack_affinity(data: bytes, arch: "Arch") -> int:
+    """Read a KAFFINITY at the pointer width; all ones reads as -1 (all processors)."""
+    raw = int.from_bytes(data[:arch.affinity_size], "little")
+    return -1 if raw == (1 << (8 * arch.affinity_size)) - 1 else raw
+
+
 def _check_no_wrap(start: int, length: int, bits: int, cfield: str) -> None:
     if start + length > (1 << bits):
         raise FieldRangeError(f"range start {start:#x} + length {length:#x} = "
@@ -665,9 +678,36 @@ _III = struct.Struct("<III")
 _II = struct.Struct("<II")
 
 
+class _Range:
+    """A [start, start+length) range: Port, Memory, MemoryLarge, BusNumber."""
+
+    @property
+    def end(self) -> int:
+        """Exclusive end of the range."""
+        return self.start + self.length  # type: ignore[attr-defined]
+
+
+class _StartLength(_Range):
+    """u.Port and u.Memory, the same C struct: PHYSICAL_ADDRESS Start, ULONG Length (§1.2)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        _check_uint(self.start, 64, self._f("Start"))    # type: ignore[attr-defined]
+        _check_uint(self.length, 32, self._f("Length"))  # type: ignore[attr-defined]
+        _check_no_wrap(self.start, self.length, 64, self._f("Length"))  # type: ignore[attr-defined]
+
+    def _union_bytes(self, arch: Arch) -> bytes:
+        return _QI.pack(self.start, self.length)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _from_union(cls, union, arch, common, r, path):
+        start, length = _QI.unpack_from(union)
+        return cls(start, length, **common)
+
+
 @_kind(CmResourceType.CmResourceTypePort, "Port")
 @dataclass(frozen=True, kw_only=False, repr=False)
-class Port(CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class Port(_StartLength, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """I/O port range [start, start+length). ``flags`` defaults to CM_RESOURCE_PORT_IO:
     a zero Flags word means CM_RESOURCE_PORT_MEMORY (a port in memory space)."""
 
@@ -675,51 +715,14 @@ class Port(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     length: int
     flags: int = field(default=CM_RESOURCE_PORT_IO, kw_only=True)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_uint(self.start, 64, self._f("Start"))
-        _check_uint(self.length, 32, self._f("Length"))
-        _check_no_wrap(self.start, self.length, 64, self._f("Length"))
-
-    @property
-    def end(self) -> int:
-        """Exclusive end of the range."""
-        return self.start + self.length
-
-    def _union_bytes(self, arch: Arch) -> bytes:
-        return _QI.pack(self.start, self.length)
-
-    @classmethod
-    def _from_union(cls, union, arch, common, r, path):
-        start, length = _QI.unpack_from(union)
-        return cls(start, length, **common)
-
 
 @_kind(CmResourceType.CmResourceTypeMemory, "Memory")
 @dataclass(frozen=True, repr=False)
-class Memory(CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class Memory(_StartLength, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Bus-relative memory range [start, start+length), Length a ULONG."""
 
     start: int
     length: int
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_uint(self.start, 64, self._f("Start"))
-        _check_uint(self.length, 32, self._f("Length"))
-        _check_no_wrap(self.start, self.length, 64, self._f("Length"))
-
-    @property
-    def end(self) -> int:
-        return self.start + self.length
-
-    def _union_bytes(self, arch: Arch) -> bytes:
-        return _QI.pack(self.start, self.length)
-
-    @classmethod
-    def _from_union(cls, union, arch, common, r, path):
-        start, length = _QI.unpack_from(union)
-        return cls(start, length, **common)
 
 
 def _check_large_representable(flags: int, cfield: str, *lengths: int) -> None:
@@ -736,20 +739,31 @@ def _large_shift(flags: int, cfield: str) -> int:
     return chosen[0]
 
 
+def _fits_shift(value: int, shift: int) -> bool:
+    """``value`` is exactly a ULONG shifted left by ``shift`` (a LARGE_* stored length)."""
+    return value % (1 << shift) == 0 and (value >> shift) <= _U32_MAX
+
+
+def _check_shifted(value: int, shift: int, cfield: str) -> None:
+    if not _fits_shift(value, shift):
+        raise FieldRangeError(f"{value:#x} is not representable with a {shift}-bit "
+                              "shift of a ULONG", field=cfield)
+
+
 def _with_large_flag(flags: int, *lengths: int) -> int:
     """Add the narrowest CM_RESOURCE_MEMORY_LARGE_* bit that represents every length
     exactly, if the caller gave none."""
     if flags & CM_RESOURCE_MEMORY_LARGE:
         return flags
     for bit, shift in _LARGE_SHIFTS:
-        if all(n % (1 << shift) == 0 and (n >> shift) <= _U32_MAX for n in lengths):
+        if all(_fits_shift(n, shift) for n in lengths):
             return flags | bit
     return flags  # nothing fits: validation reports it
 
 
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
-class MemoryLarge(CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class MemoryLarge(_Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge (Vista+): ``length`` is the real length; the stored
     Length40/48/64 is its high 32 bits as selected by the LARGE_* flag. Without a LARGE_*
     bit in ``flags`` the narrowest one that holds ``length`` exactly is added."""
@@ -764,15 +778,8 @@ class MemoryLarge(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         _check_uint(self.start, 64, self._f("Start"))
         _check_uint(self.length, 64, self._f("Length"))
         _check_large_representable(self.flags, self._f("Length"), self.length)
-        shift = _large_shift(self.flags, "Flags")
-        if self.length % (1 << shift) or (self.length >> shift) > _U32_MAX:
-            raise FieldRangeError(f"{self.length:#x} is not representable with a {shift}-bit "
-                                  "shift of a ULONG", field=self._f("Length"))
+        _check_shifted(self.length, _large_shift(self.flags, "Flags"), self._f("Length"))
         _check_no_wrap(self.start, self.length, 64, self._f("Length"))
-
-    @property
-    def end(self) -> int:
-        return self.start + self.length
 
     def _union_bytes(self, arch: Arch) -> bytes:
         return _QI.pack(self.start, self.length >> _large_shift(self.flags, "Flags"))
@@ -800,19 +807,16 @@ class Interrupt(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         _set(self, "affinity", _check_affinity(self.affinity, self._f("Affinity")))
 
     def _union_bytes(self, arch: Arch) -> bytes:
-        width = arch.affinity_size * 8
-        affinity = (1 << width) - 1 if self.affinity == -1 else self.affinity
-        if affinity >> width:
+        affinity = _pack_affinity(self.affinity, arch)
+        if affinity is None:
             raise FieldRangeError(f"{self.affinity:#x} does not fit the {arch.value} KAFFINITY "
                                   f"({arch.affinity_size} bytes)", field=self._f("Affinity"))
-        return _II.pack(self.level, self.vector) + affinity.to_bytes(arch.affinity_size, "little")
+        return _II.pack(self.level, self.vector) + affinity
 
     @classmethod
     def _from_union(cls, union, arch, common, r, path):
         level, vector = _II.unpack_from(union)
-        raw = int.from_bytes(union[8:8 + arch.affinity_size], "little")
-        affinity = -1 if raw == (1 << (8 * arch.affinity_size)) - 1 else raw
-        return cls(level, vector, affinity, **common)
+        return cls(level, vector, _unpack_affinity(union[8:], arch), **common)
 
 
 @_kind(CmResourceType.CmResourceTypeDma, "Dma")
@@ -849,7 +853,7 @@ class Dma(CM_PARTIAL_RESOURCE_DESCRIPTOR):
 
 @_kind(CmResourceType.CmResourceTypeBusNumber, "BusNumber")
 @dataclass(frozen=True, repr=False)
-class BusNumber(CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class BusNumber(_Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """Bus-number range [start, start+length) in 32-bit space."""
 
     start: int
@@ -863,10 +867,6 @@ class BusNumber(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         _check_uint(self.reserved, 32, self._f("Reserved"))
         _check_no_wrap(self.start, self.length, 32, self._f("Length"))
 
-    @property
-    def end(self) -> int:
-        return self.start + self.length
-
     def _union_bytes(self, arch: Arch) -> bytes:
         return _III.pack(self.start, self.length, self.reserved)
 
@@ -875,23 +875,27 @@ class BusNumber(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return cls(*_III.unpack_from(union), **common)
 
 
-@_kind(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
-@dataclass(frozen=True, repr=False)
-class DevicePrivate(CM_PARTIAL_RESOURCE_DESCRIPTOR):
-    """Three driver-private ULONGs (Data[3])."""
-
-    data: tuple[int, int, int] = (0, 0, 0)
+class _PrivateData:
+    """u.DevicePrivate, the same in both unions: ULONG Data[3] (§1.2, §1.4)."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        _set(self, "data", _three_ulongs(self.data, self._f("Data")))
+        super().__post_init__()  # type: ignore[misc]
+        _set(self, "data", _three_ulongs(self.data, self._f("Data")))  # type: ignore[attr-defined]
 
     def _union_bytes(self, arch: Arch) -> bytes:
-        return _III.pack(*self.data)
+        return _III.pack(*self.data)  # type: ignore[attr-defined]
 
     @classmethod
     def _from_union(cls, union, arch, common, r, path):
         return cls(_III.unpack_from(union), **common)
+
+
+@_kind(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
+@dataclass(frozen=True, repr=False)
+class DevicePrivate(_PrivateData, CM_PARTIAL_RESOURCE_DESCRIPTOR):
+    """Three driver-private ULONGs (Data[3])."""
+
+    data: tuple[int, int, int] = (0, 0, 0)
 
 
 def _three_ulongs(values: Any, cfield: str) -> tuple[int, int, int]:
@@ -1248,13 +1252,27 @@ _IIQQ = struct.Struct("<IIQQ")
 
 
 class _WindowMixin:
-    """Shared validation for Port/Memory requirement windows."""
+    """u.Port, u.Memory and u.Memory64 of IO_RESOURCE_DESCRIPTOR, one C layout: ULONG Length,
+    ULONG Alignment, PHYSICAL_ADDRESS MinimumAddress, MaximumAddress (§1.4). Length and
+    Alignment are ``_LENGTH_BITS`` wide as values (64 for MemoryLarge, stored shifted)."""
 
-    def _check_window(self, length_bits: int) -> None:
-        _check_uint(self.length, length_bits, self._f("Length"))           # type: ignore[attr-defined]
-        _check_uint(self.alignment, length_bits, self._f("Alignment"))     # type: ignore[attr-defined]
+    _LENGTH_BITS: ClassVar[int] = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        bits = self._LENGTH_BITS
+        _check_uint(self.length, bits, self._f("Length"))                  # type: ignore[attr-defined]
+        _check_uint(self.alignment, bits, self._f("Alignment"))            # type: ignore[attr-defined]
         _check_uint(self.minimum_address, 64, self._f("MinimumAddress"))   # type: ignore[attr-defined]
         _check_uint(self.maximum_address, 64, self._f("MaximumAddress"))  # type: ignore[attr-defined]
+
+    def _union_bytes(self, arch: Arch) -> bytes:
+        return _IIQQ.pack(self.length, self.alignment, self.minimum_address,  # type: ignore[attr-defined]
+                          self.maximum_address)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _from_union(cls, union, arch, common, r, path):
+        return cls(*_IIQQ.unpack_from(union), **common)
 
 
 @_kind(CmResourceType.CmResourceTypePort, "Port")
@@ -1269,17 +1287,6 @@ class PortRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     maximum_address: int
     flags: int = field(default=CM_RESOURCE_PORT_IO, kw_only=True)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check_window(32)
-
-    def _union_bytes(self, arch: Arch) -> bytes:
-        return _IIQQ.pack(self.length, self.alignment, self.minimum_address, self.maximum_address)
-
-    @classmethod
-    def _from_union(cls, union, arch, common, r, path):
-        return cls(*_IIQQ.unpack_from(union), **common)
-
 
 @_kind(CmResourceType.CmResourceTypeMemory, "Memory")
 @dataclass(frozen=True, repr=False)
@@ -1290,17 +1297,6 @@ class MemoryRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     alignment: int
     minimum_address: int
     maximum_address: int
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self._check_window(32)
-
-    def _union_bytes(self, arch: Arch) -> bytes:
-        return _IIQQ.pack(self.length, self.alignment, self.minimum_address, self.maximum_address)
-
-    @classmethod
-    def _from_union(cls, union, arch, common, r, path):
-        return cls(*_IIQQ.unpack_from(union), **common)
 
 
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
@@ -1314,17 +1310,16 @@ class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
     minimum_address: int
     maximum_address: int
 
+    _LENGTH_BITS: ClassVar[int] = 64
+
     def __post_init__(self) -> None:
         if isinstance(self.flags, int) and isinstance(self.length, int) and isinstance(self.alignment, int):
             _set(self, "flags", _with_large_flag(self.flags, self.length, self.alignment))
-        super().__post_init__()
-        self._check_window(64)
+        super().__post_init__()  # base fields, then the window at 64 bits
         _check_large_representable(self.flags, self._f("Length"), self.length, self.alignment)
         shift = _large_shift(self.flags, "Flags")
-        for name, value in (("Length", self.length), ("Alignment", self.alignment)):
-            if value % (1 << shift) or (value >> shift) > _U32_MAX:
-                raise FieldRangeError(f"{value:#x} is not representable with a {shift}-bit "
-                                      "shift of a ULONG", field=self._f(name))
+        _check_shifted(self.length, shift, self._f("Length"))
+        _check_shifted(self.alignment, shift, self._f("Alignment"))
 
     def _union_bytes(self, arch: Arch) -> bytes:
         shift = _large_shift(self.flags, "Flags")
@@ -1365,22 +1360,19 @@ class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
              _check_affinity(self.targeted_processors, self._f("TargetedProcessors")))
 
     def _union_bytes(self, arch: Arch) -> bytes:
-        width = arch.affinity_size * 8
-        mask = (1 << width) - 1 if self.targeted_processors == -1 else self.targeted_processors
-        if mask >> width:
+        mask = _pack_affinity(self.targeted_processors, arch)
+        if mask is None:  # (this message, unlike Interrupt's, has never named the width)
             raise FieldRangeError(f"{self.targeted_processors:#x} does not fit the {arch.value} "
                                   "KAFFINITY", field=self._f("TargetedProcessors"))
         return _INTR_REQ.pack(self.minimum_vector, self.maximum_vector, self.affinity_policy,
-                              self.group, self.priority_policy) + mask.to_bytes(
-                                  arch.affinity_size, "little")
+                              self.group, self.priority_policy) + mask
 
     @classmethod
     def _from_union(cls, union, arch, common, r, path):
         lo, hi, affinity_policy, group, priority = _INTR_REQ.unpack_from(union)
-        raw = int.from_bytes(union[16:16 + arch.affinity_size], "little")
-        targeted = -1 if raw == (1 << (8 * arch.affinity_size)) - 1 else raw
         return cls(lo, hi, affinity_policy=affinity_policy, group=group,
-                   priority_policy=priority, targeted_processors=targeted, **common)
+                   priority_policy=priority,
+                   targeted_processors=_unpack_affinity(union[16:], arch), **common)
 
 
 @_kind(CmResourceType.CmResourceTypeDma, "Dma")
@@ -1461,21 +1453,10 @@ class ConfigDataRequirement(IO_RESOURCE_DESCRIPTOR):
 
 @_kind(CmResourceType.CmResourceTypeDevicePrivate, "DevicePrivate")
 @dataclass(frozen=True, repr=False)
-class DevicePrivateRequirement(IO_RESOURCE_DESCRIPTOR):
+class DevicePrivateRequirement(_PrivateData, IO_RESOURCE_DESCRIPTOR):
     """Three driver-private ULONGs."""
 
     data: tuple[int, int, int] = (0, 0, 0)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _set(self, "data", _three_ulongs(self.data, self._f("Data")))
-
-    def _union_bytes(self, arch: Arch) -> bytes:
-        return _III.pack(*self.data)
-
-    @classmethod
-    def _from_union(cls, union, arch, common, r, path):
-        return cls(_III.unpack_from(union), **common)
 
 
 @dataclass(frozen=True, repr=False)
