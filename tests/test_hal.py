@@ -23,7 +23,7 @@ from harness.nt.hal import (DEVICE_DESCRIPTION, PRIMARY_VECTOR_BASE, PROFILE_LEV
                             FirstFitAllocator, Hal, PortAccess, Width8Bits, Width16Bits, slot_number)
 from harness.nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_MEMORY_PREFETCHABLE,
                                   CM_RESOURCE_MEMORY_READ_ONLY, Cmos, CmResourceShare, Eisa, Interrupt, Internal,
-                                  Isa, Memory, PCIBus, PCIConfiguration, Port)
+                                  Isa, Memory, PCI_SLOT_NUMBER, PCIBus, PCIConfiguration, Port)
 from harness.nt.status import NTSTATUS
 from harness.qemu.bus import HmpPorts
 from harness.qemu.layout import snapshot
@@ -166,6 +166,9 @@ def test_get_bus_data_slot_encoding_lengths_and_offsets(pc) -> None:
     nic = snapshot(m).pci_by_id("nic0")
     slot = slot_number(nic.slot, nic.function)
     assert slot == nic.slot | nic.function << 5
+    assert hal.get_bus_data(PCIConfiguration, 0, PCI_SLOT_NUMBER(nic.slot, nic.function), 0, 4) == \
+        hal.get_bus_data(PCIConfiguration, 0, slot, 0, 4)
+    assert slot_number(1, 3) == 0x61 and PCI_SLOT_NUMBER.from_ulong(0x61) == PCI_SLOT_NUMBER(1, 3)
     data = hal.get_bus_data(PCIConfiguration, 0, slot, 0, 64)
     assert int.from_bytes(data[:2], "little") == nic.vendor and int.from_bytes(data[2:4], "little") == nic.device
     # function 1 of a single-function device is empty; so is a slot with Reserved bits set

@@ -55,7 +55,7 @@ from .resources import (BUS_DATA_TYPE, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_
                         CmResourceShare, Dma, DmaRequirement, Interrupt, InterruptRequirement,
                         IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST,
                         IO_RESOURCE_REQUIREMENTS_LIST, Memory, MemoryLarge, MemoryLargeRequirement,
-                        MemoryRequirement, Port, PortRequirement)
+                        MemoryRequirement, PCI_SLOT_NUMBER, Port, PortRequirement)
 from .status import NT_SUCCESS, NTSTATUS
 
 # ---------------------------------------------------------------------------------------
@@ -579,6 +579,7 @@ class Hal:
         0x100; Offset and BusNumber are ignored (RX-busemul passes bus 0 and no offset).
         Other types: 0.
         """
+        SlotNumber = _slot_ulong(SlotNumber)
         if Length < 0 or Offset < 0:
             return 0
         view = memoryview(Buffer).cast("B")
@@ -648,6 +649,7 @@ class Hal:
         given (the PC HAL's Line2Pin is a no-op).  Cmos: bytes to CMOS locations from
         SlotNumber (stopping at 0x100).  Other types: 0.
         """
+        SlotNumber = _slot_ulong(SlotNumber)
         if Length < 0 or Offset < 0:
             return 0
         data = bytes(memoryview(Buffer).cast("B")[:Length])
@@ -1022,6 +1024,7 @@ class Hal:
         STATUS_NO_SUCH_DEVICE for an empty or invalid slot, the allocator's status when it
         fails (the device is then left as it was).
         """
+        SlotNumber = _slot_ulong(SlotNumber)
         if BusType in (INTERFACE_TYPE.Isa, INTERFACE_TYPE.Internal):
             return NTSTATUS.STATUS_NOT_SUPPORTED, None
         if BusType != INTERFACE_TYPE.PCIBus or not self._pci_bus_exists(BusNumber):
@@ -1198,9 +1201,12 @@ def _alternatives(ranges: Sequence[tuple[int, int]], make: Callable[[int, int, i
 
 def slot_number(device: int, function: int = 0) -> int:
     """PCI_SLOT_NUMBER.u.AsULONG for (device, function) (§1.11)."""
-    if not (0 <= device < 32 and 0 <= function < 8):
-        raise ValueError(f"no PCI slot {device}.{function}")
-    return device | function << 5
+    return PCI_SLOT_NUMBER(device, function).as_ulong
+
+
+def _slot_ulong(slot: Any) -> int:
+    """The HAL routines take SlotNumber as the ULONG or as a PCI_SLOT_NUMBER."""
+    return slot.as_ulong if isinstance(slot, PCI_SLOT_NUMBER) else slot
 
 
 __all__ = ["Hal", "HalError", "AssignmentNotDecodedError", "Translation", "InterruptVector",
