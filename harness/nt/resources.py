@@ -1569,6 +1569,15 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
 # DeviceSpecificData payloads (§1.14, §5.1) and PCI_SLOT_NUMBER (§1.11)
 
 
+def _unpack_exact(fmt: struct.Struct, data: bytes, name: str) -> tuple[Any, ...]:
+    """The fields of a fixed-size payload that must fill ``data`` exactly."""
+    data = bytes(data)
+    if len(data) < fmt.size:
+        raise TruncatedError(f"needs {fmt.size} bytes, got {len(data)}", field=name, offset=0)
+    _finish(data, fmt.size, name)
+    return fmt.unpack(data)
+
+
 @dataclass(frozen=True, repr=False)
 class CM_SERIAL_DEVICE_DATA(_ReprMixin):
     """Serial DeviceSpecificData: Version, Revision, BaudClock (8 bytes). The PC UART
@@ -1590,12 +1599,7 @@ class CM_SERIAL_DEVICE_DATA(_ReprMixin):
 
     @classmethod
     def unpack(cls, data: bytes) -> "CM_SERIAL_DEVICE_DATA":
-        data = bytes(data)
-        if len(data) < cls._FMT.size:
-            raise TruncatedError(f"needs {cls._FMT.size} bytes, got {len(data)}",
-                                 field="CM_SERIAL_DEVICE_DATA", offset=0)
-        _finish(data, cls._FMT.size, "CM_SERIAL_DEVICE_DATA")
-        return cls(*cls._FMT.unpack(data))
+        return cls(*_unpack_exact(cls._FMT, data, "CM_SERIAL_DEVICE_DATA"))
 
 
 _FLOPPY_TIMING = ("step_rate_head_unload_time", "head_load_time", "motor_off_time",
@@ -1707,12 +1711,7 @@ class PCI_REGISTRY_INFO(_ReprMixin):
 
     @classmethod
     def unpack(cls, data: bytes) -> "PCI_REGISTRY_INFO":
-        data = bytes(data)
-        if len(data) < cls._FMT.size:
-            raise TruncatedError(f"needs {cls._FMT.size} bytes, got {len(data)}",
-                                 field="PCI_REGISTRY_INFO", offset=0)
-        _finish(data, cls._FMT.size, "PCI_REGISTRY_INFO")
-        return cls(*cls._FMT.unpack(data))
+        return cls(*_unpack_exact(cls._FMT, data, "PCI_REGISTRY_INFO"))
 
 
 @dataclass(frozen=True, repr=False)
