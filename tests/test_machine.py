@@ -178,3 +178,13 @@ def test_a_run_folder_too_long_for_sockets_is_refused_up_front(tmp_path: Path) -
     deep = tmp_path / ("d" * 120)
     with pytest.raises(HarnessError, match="too long for unix sockets"):
         Machine(machine_spec(SERIAL), run_dir=deep)
+
+
+def test_a_qmp_error_answer_is_reported_at_once() -> None:
+    from harness.qemu.machine import QEMUError
+    with Machine(machine_spec(SERIAL)) as m:
+        start = time.monotonic()
+        with pytest.raises(QEMUError, match="qom-get"):
+            m.qmp("qom-get", {"path": "/machine/peripheral/com1", "property": "no-such-property"})
+        assert time.monotonic() - start < 0.5, "an error answer must not wait for a process exit"
+        assert m.status() == "prelaunch"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from qemu.qmp import QMPClient
+from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
 from ..config import RESERVED_ID_PREFIX, MachineSpec
@@ -308,6 +309,8 @@ class Machine:
         try:
             return hloop.call(run, timeout, lambda: QMPTimeout(
                 f"QMP command {command!r} got no answer within {timeout:g} s", machine=self))
+        except ExecuteError as exc:  # QEMU answered with an error: it is alive
+            raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
         except QMPError as exc:
             if self._exited_within(1.0):  # a dropped connection usually means QEMU is gone
                 raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
