@@ -84,6 +84,11 @@ def req_list(interface_type, bus, slot, *lists: bytes, reserved=(0, 0, 0)) -> by
                        len(lists)) + body
 
 
+def with_ulong(data: bytes, offset: int, value: int) -> bytes:
+    """``data`` with the ULONG at ``offset`` overwritten (to corrupt a count or size)."""
+    return data[:offset] + struct.pack("<I", value) + data[offset + 4:]
+
+
 SERIAL_CLOCK = struct.pack("<HHI", 0, 0, 1843200)
 
 
@@ -473,22 +478,19 @@ def test_count_larger_than_data():
     huge = struct.pack("<I", 0xFFFFFFFF) + raw[4:]
     with pytest.raises(TruncatedError, match="CM_RESOURCE_LIST.Count"):
         CM_RESOURCE_LIST.unpack(huge)
-    partial_count = bytearray(raw)
-    struct.pack_into("<I", partial_count, 4 + 12, 4)  # PartialResourceList.Count 3 -> 4
+    partial_count = with_ulong(raw, 4 + 12, 4)  # PartialResourceList.Count 3 -> 4
     with pytest.raises(TruncatedError, match=r"PartialResourceList"):
-        CM_RESOURCE_LIST.unpack(bytes(partial_count))
-    io_count = bytearray(io_list(io_desc(0, 1, 1, 1, b"")))
-    struct.pack_into("<I", io_count, 4, 2)
+        CM_RESOURCE_LIST.unpack(partial_count)
+    io_count = with_ulong(io_list(io_desc(0, 1, 1, 1, b"")), 4, 2)
     with pytest.raises(TruncatedError, match="IO_RESOURCE_LIST.Count"):
-        IO_RESOURCE_LIST.unpack(bytes(io_count))
+        IO_RESOURCE_LIST.unpack(io_count)
 
 
 def test_device_specific_data_size_past_buffer():
-    raw = bytearray(serial_config(X86))
     ds_offset = 4 + 16 + 2 * 16
-    struct.pack_into("<I", raw, ds_offset + 4, 9)  # DataSize 8 -> 9
+    raw = with_ulong(serial_config(X86), ds_offset + 4, 9)  # DataSize 8 -> 9
     with pytest.raises(TruncatedError, match="DataSize 9") as info:
-        CM_RESOURCE_LIST.unpack(bytes(raw), X86)
+        CM_RESOURCE_LIST.unpack(raw, X86)
     assert info.value.offset == ds_offset + 4
     assert "PartialDescriptors[2]" in info.value.field
 
@@ -549,22 +551,14 @@ def test_zero_lengths_are_valid_values():
 
 def test_list_size_mismatches():
     good = req_list(1, 0, 0, io_list(io_desc(0, 1, 1, 1, b"")))
-    too_big = bytearray(good)
-    struct.pack_into("<I", too_big, 0, len(good) + 8)
-    with pytest.raises(TruncatedError, match="ListSize"):
-        IO_RESOURCE_REQUIREMENTS_LIST.unpack(bytes(too_big))
-    too_small = bytearray(good)
-    struct.pack_into("<I", too_small, 0, 31)
-    with pytest.raises(SizeMismatchError, match="header"):
-        IO_RESOURCE_REQUIREMENTS_LIST.unpack(bytes(too_small))
-    padded = bytearray(good + bytes(8))
-    struct.pack_into("<I", padded, 0, len(padded))
-    with pytest.raises(SizeMismatchError, match="lists end"):
-        IO_RESOURCE_REQUIREMENTS_LIST.unpack(bytes(padded))
-    alternatives = bytearray(good)
-    struct.pack_into("<I", alternatives, 28, 2)
-    with pytest.raises(TruncatedError, match="IO_RESOURCE_REQUIREMENTS_LIST"):
-        IO_RESOURCE_REQUIREMENTS_LIST.unpack(bytes(alternatives))
+    for corrupt, error, match in [
+        (with_ulong(good, 0, len(good) + 8), TruncatedError, "ListSize"),          # ListSize
+        (with_ulong(good, 0, 31), SizeMismatchError, "header"),
+        (with_ulong(good + bytes(8), 0, len(good) + 8), SizeMismatchError, "lists end"),
+        (with_ulong(good, 28, 2), TruncatedError, "IO_RESOURCE_REQUIREMENTS_LIST"),  # AlternativeLists
+    ]:
+        with pytest.raises(error, match=match):
+            IO_RESOURCE_REQUIREMENTS_LIST.unpack(corrupt)
 
 
 @pytest.mark.parametrize("cls", [CM_RESOURCE_LIST, CM_FULL_RESOURCE_DESCRIPTOR,
