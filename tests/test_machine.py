@@ -119,7 +119,9 @@ def test_qemu_dies_with_its_python_parent_even_on_sigkill(tmp_path: Path) -> Non
         print(m.pid, m.run_dir, flush=True)
         time.sleep(60)
     """))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    # A private run root: a concurrent session's start-up sweep must not race this test.
+    env = dict(os.environ, HARNESS_RUN_DIR=str(tmp_path / "runs"))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid_text, run_dir = parent.stdout.readline().split()
         qemu_pid = int(pid_text)
