@@ -119,8 +119,11 @@ def test_qemu_dies_with_its_python_parent_even_on_sigkill(tmp_path: Path) -> Non
         print(m.pid, m.run_dir, flush=True)
         time.sleep(60)
     """))
-    # A private run root: a concurrent session's start-up sweep must not race this test.
-    env = dict(os.environ, HARNESS_RUN_DIR=str(tmp_path / "runs"))
+    # A private (short: unix socket paths) run root, so that a concurrent session's
+    # start-up sweep cannot race this test.
+    import tempfile
+    root = tempfile.mkdtemp(prefix="hr-")
+    env = dict(os.environ, HARNESS_RUN_DIR=root)
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid_text, run_dir = parent.stdout.readline().split()
@@ -135,6 +138,8 @@ def test_qemu_dies_with_its_python_parent_even_on_sigkill(tmp_path: Path) -> Non
         assert not Path(run_dir).exists()
     finally:
         parent.kill()
+        import shutil
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_every_qemu_is_tagged_with_its_owner_for_the_reaper() -> None:
