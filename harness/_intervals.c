@@ -36,8 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef IVX_LCAP
 #define IVX_LCAP 16 /* entries per leaf */
-#define IVX_FAN 16  /* children per inner node */
+#endif
+#ifndef IVX_FAN
+#define IVX_FAN 16 /* children per inner node */
+#endif
 #define IVX_LMIN (IVX_LCAP / 2)
 #define IVX_FMIN (IVX_FAN / 2)
 #define IVX_CAPMAX (IVX_LCAP > IVX_FAN ? IVX_LCAP : IVX_FAN)
@@ -897,111 +901,128 @@ static void ivx_cpu_init(void)
     ivx_simd = ivx_cpu_simd();
 }
 
+/* A bit per node slot.  Capacities are build constants (multiples of 8 for the vector
+ * scans); masks are 32-bit while they fit. */
+#if IVX_CAPMAX < 32
+typedef uint32_t ivx_mask;
+#define MASK_CTZ(m) __builtin_ctz(m)
+#define MASK_POPCOUNT(m) __builtin_popcount(m)
+#else
+typedef uint64_t ivx_mask;
+#define MASK_CTZ(m) __builtin_ctzll(m)
+#define MASK_POPCOUNT(m) __builtin_popcountll(m)
+#endif
+_Static_assert(IVX_CAPMAX < 64, "node masks are at most 64-bit");
+
+/* Bit masks over a node's slots: bit j set when end (max end) >= a, or when start (min
+ * start) <= b.  Padding slots hold max end 0; other padding bits are arbitrary. */
+static inline ivx_mask leaf_mask_ge_c(const ivx_leaf *l, uint64_t a)
+{
+    ivx_mask m = 0;
+    for (int j = 0; j < IVX_LCAP; j++) m |= (ivx_mask)(l->end[j] >= a) << j;
+    return m;
+}
+
+static inline ivx_mask leaf_mask_le_c(const ivx_leaf *l, uint64_t b)
+{
+    ivx_mask m = 0;
+    for (int j = 0; j < IVX_LCAP; j++) m |= (ivx_mask)(l->start[j] <= b) << j;
+    return m;
+}
+
+static inline ivx_mask inner_mask_ge_c(const ivx_inner *in, uint64_t a)
+{
+    ivx_mask m = 0;
+    for (int k = 0; k < IVX_FAN; k++) m |= (ivx_mask)(in->hot[k].maxend >= a) << k;
+    return m;
+}
+
+static inline ivx_mask inner_mask_le_c(const ivx_inner *in, uint64_t b)
+{
+    ivx_mask m = 0;
+    for (int k = 0; k < IVX_FAN; k++) m |= (ivx_mask)(in->kstart[k] <= b) << k;
+    return m;
+}
+
 /* Index of the first slot with value >= a (padding holds 0), or the capacity if none.  A
  * mask and ctz instead of an early-exit loop: no unpredictable branch per slot. */
 static inline int leaf_first_ge_c(const ivx_leaf *l, uint64_t a)
 {
-    uint32_t m = 0;
-    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->end[j] >= a) << j;
-    return m ? __builtin_ctz(m) : IVX_LCAP;
+    ivx_mask m = leaf_mask_ge_c(l, a);
+    return m ? MASK_CTZ(m) : IVX_LCAP;
 }
 
 static inline int inner_first_ge_c(const ivx_inner *in, uint64_t a)
 {
-    uint32_t m = 0;
-    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->hot[k].maxend >= a) << k;
-    return m ? __builtin_ctz(m) : IVX_FAN;
+    ivx_mask m = inner_mask_ge_c(in, a);
+    return m ? MASK_CTZ(m) : IVX_FAN;
 }
 
 #ifdef IVX_HAVE_AVX512
-_Static_assert(IVX_LCAP == 16 && IVX_FAN == 16, "the AVX-512 scans assume 16 slots per node");
+_Static_assert(IVX_LCAP % 8 == 0 && IVX_FAN % 8 == 0 && IVX_FAN <= 32,
+               "the AVX-512 scans take whole vectors");
 _Static_assert(offsetof(ivx_leaf, end) % 64 == 0 && offsetof(ivx_inner, hot) % 64 == 0,
                "the AVX-512 scans use aligned loads");
 
-IVX_AVX512 static inline int leaf_first_ge_v(const ivx_leaf *l, uint64_t a)
+/* n (a multiple of 8) values from v: bit i set when v[i] >= a (or <= b) */
+IVX_AVX512 static inline ivx_mask vmask_ge(const uint64_t *v, int n, uint64_t a)
 {
     __m512i va = _mm512_set1_epi64((long long)a);
-    uint32_t m = (uint32_t)_mm512_cmpge_epu64_mask(_mm512_load_si512((const void *)&l->end[0]), va) |
-                 (uint32_t)_mm512_cmpge_epu64_mask(_mm512_load_si512((const void *)&l->end[8]), va) << 8;
-    return m ? __builtin_ctz(m) : IVX_LCAP;
+    ivx_mask m = 0;
+    for (int i = 0; i < n / 8; i++)
+        m |= (ivx_mask)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8 * i)), va) << (8 * i);
+    return m;
 }
 
-/* hot[] interleaves (max end, child): compare the even lanes only, two slots per bit pair */
+IVX_AVX512 static inline ivx_mask vmask_le(const uint64_t *v, int n, uint64_t b)
+{
+    __m512i vb = _mm512_set1_epi64((long long)b);
+    ivx_mask m = 0;
+    for (int i = 0; i < n / 8; i++)
+        m |= (ivx_mask)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8 * i)), vb) << (8 * i);
+    return m;
+}
+
+IVX_AVX512 static inline int leaf_first_ge_v(const ivx_leaf *l, uint64_t a)
+{
+    ivx_mask m = vmask_ge(l->end, IVX_LCAP, a);
+    return m ? MASK_CTZ(m) : IVX_LCAP;
+}
+
+/* hot[] interleaves (max end, child): the descent compares the even lanes in place, two
+ * mask bits per child, which keeps the shuffle off its critical path */
 IVX_AVX512 static inline int inner_first_ge_v(const ivx_inner *in, uint64_t a)
 {
     __m512i va = _mm512_set1_epi64((long long)a);
     const uint64_t *p = (const uint64_t *)(const void *)in->hot;
-    uint32_t m = 0;
-    for (int i = 0; i < 4; i++)
-        m |= (uint32_t)_mm512_mask_cmpge_epu64_mask(0x55, _mm512_load_si512((const void *)(p + 8 * i)), va)
+    uint64_t m = 0;
+    for (int i = 0; i < IVX_FAN / 4; i++)
+        m |= (uint64_t)_mm512_mask_cmpge_epu64_mask(0x55, _mm512_load_si512((const void *)(p + 8 * i)), va)
              << (8 * i);
-    return m ? __builtin_ctz(m) >> 1 : IVX_FAN;
-}
-#endif
-
-/* Bit masks over a node's slots for the walk: bit j set when end (max end) >= a, or when
- * start (min start) <= b.  Padding bits are arbitrary; callers mask them off. */
-static inline uint32_t leaf_mask_ge_c(const ivx_leaf *l, uint64_t a)
-{
-    uint32_t m = 0;
-    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->end[j] >= a) << j;
-    return m;
+    return m ? __builtin_ctzll(m) >> 1 : IVX_FAN;
 }
 
-static inline uint32_t leaf_mask_le_c(const ivx_leaf *l, uint64_t b)
-{
-    uint32_t m = 0;
-    for (int j = 0; j < IVX_LCAP; j++) m |= (uint32_t)(l->start[j] <= b) << j;
-    return m;
-}
-
-static inline uint32_t inner_mask_ge_c(const ivx_inner *in, uint64_t a)
-{
-    uint32_t m = 0;
-    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->hot[k].maxend >= a) << k;
-    return m;
-}
-
-static inline uint32_t inner_mask_le_c(const ivx_inner *in, uint64_t b)
-{
-    uint32_t m = 0;
-    for (int k = 0; k < IVX_FAN; k++) m |= (uint32_t)(in->kstart[k] <= b) << k;
-    return m;
-}
-
-#ifdef IVX_HAVE_AVX512
-IVX_AVX512 static inline uint32_t mask16_ge_v(const uint64_t *v, uint64_t a)
-{
-    __m512i va = _mm512_set1_epi64((long long)a);
-    return (uint32_t)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)v), va) |
-           (uint32_t)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), va) << 8;
-}
-
-IVX_AVX512 static inline uint32_t mask16_le_v(const uint64_t *v, uint64_t b)
-{
-    __m512i vb = _mm512_set1_epi64((long long)b);
-    return (uint32_t)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)v), vb) |
-           (uint32_t)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), vb) << 8;
-}
-
-IVX_AVX512 static inline uint32_t inner_mask_ge_v(const ivx_inner *in, uint64_t a)
+/* the walk wants one bit per child: gather the max ends first */
+IVX_AVX512 static inline ivx_mask inner_mask_ge_v(const ivx_inner *in, uint64_t a)
 {
     const uint64_t *p = (const uint64_t *)(const void *)in->hot;
     const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
     __m512i va = _mm512_set1_epi64((long long)a);
-    __m512i lo = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)p), even,
-                                           _mm512_load_si512((const void *)(p + 8)));
-    __m512i hi = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)(p + 16)), even,
-                                           _mm512_load_si512((const void *)(p + 24)));
-    return (uint32_t)_mm512_cmpge_epu64_mask(lo, va) | (uint32_t)_mm512_cmpge_epu64_mask(hi, va) << 8;
+    ivx_mask m = 0;
+    for (int i = 0; i < IVX_FAN / 8; i++) {
+        __m512i me = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)(p + 16 * i)), even,
+                                               _mm512_load_si512((const void *)(p + 16 * i + 8)));
+        m |= (ivx_mask)_mm512_cmpge_epu64_mask(me, va) << (8 * i);
+    }
+    return m;
 }
 
 #define LEAF_FIRST_GE(l, a, vec) ((vec) ? leaf_first_ge_v(l, a) : leaf_first_ge_c(l, a))
 #define INNER_FIRST_GE(in, a, vec) ((vec) ? inner_first_ge_v(in, a) : inner_first_ge_c(in, a))
-#define LEAF_MASK_GE(l, a, vec) ((vec) ? mask16_ge_v((l)->end, a) : leaf_mask_ge_c(l, a))
-#define LEAF_MASK_LE(l, b, vec) ((vec) ? mask16_le_v((l)->start, b) : leaf_mask_le_c(l, b))
+#define LEAF_MASK_GE(l, a, vec) ((vec) ? vmask_ge((l)->end, IVX_LCAP, a) : leaf_mask_ge_c(l, a))
+#define LEAF_MASK_LE(l, b, vec) ((vec) ? vmask_le((l)->start, IVX_LCAP, b) : leaf_mask_le_c(l, b))
 #define INNER_MASK_GE(in, a, vec) ((vec) ? inner_mask_ge_v(in, a) : inner_mask_ge_c(in, a))
-#define INNER_MASK_LE(in, b, vec) ((vec) ? mask16_le_v((in)->kstart, b) : inner_mask_le_c(in, b))
+#define INNER_MASK_LE(in, b, vec) ((vec) ? vmask_le((in)->kstart, IVX_FAN, b) : inner_mask_le_c(in, b))
 #else
 #define LEAF_FIRST_GE(l, a, vec) leaf_first_ge_c(l, a)
 #define INNER_FIRST_GE(in, a, vec) inner_first_ge_c(in, a)
@@ -1028,9 +1049,8 @@ static IVX_ALWAYS_INLINE int64_t first_tpl(const ivx_tree *t, uint64_t a, uint64
     }
     const ivx_leaf *l = (const ivx_leaf *)nd;
     /* start[j] and hd[j] are needed once j is known: fetch their lines alongside end[] */
-    __builtin_prefetch(&l->start[0]);
-    __builtin_prefetch(&l->start[IVX_LCAP - 1]);
-    __builtin_prefetch(&l->hd[0]);
+    for (int i = 0; i < IVX_LCAP; i += 8) __builtin_prefetch(&l->start[i]);
+    for (int i = 0; i < IVX_LCAP; i += 16) __builtin_prefetch(&l->hd[i]);
     int j = LEAF_FIRST_GE(l, a, vec);
     if (j >= IVX_LCAP) return -1;
     return l->start[j] <= b ? (int64_t)l->hd[j] : -1;
@@ -1135,8 +1155,7 @@ IVX_AVX512 static int walk_v(const ivx_node *nd, ivx_walk *w);
  * in key order, and the walk stops. */
 static IVX_ALWAYS_INLINE int walk_tpl(const ivx_node *nd, ivx_walk *w, const int vec)
 {
-    _Static_assert(IVX_LCAP < 32 && IVX_FAN < 32, "walk masks are 32-bit");
-    uint32_t full = (1u << nd->n) - 1;
+    ivx_mask full = ((ivx_mask)1 << nd->n) - 1;
     if (nd->leaf) {
         const ivx_leaf *l = (const ivx_leaf *)nd;
         if (w->x) {
@@ -1146,12 +1165,12 @@ static IVX_ALWAYS_INLINE int walk_tpl(const ivx_node *nd, ivx_walk *w, const int
             }
             return 0;
         }
-        uint32_t le = LEAF_MASK_LE(l, w->b, vec) & full, m = le & LEAF_MASK_GE(l, w->a, vec);
+        ivx_mask le = LEAF_MASK_LE(l, w->b, vec) & full, m = le & LEAF_MASK_GE(l, w->a, vec);
         if (w->mode == W_COUNT) {
-            w->count += (size_t)__builtin_popcount(m);
+            w->count += (size_t)MASK_POPCOUNT(m);
         } else {
             for (; m; m &= m - 1)
-                if (walk_emit(w, l->hd[__builtin_ctz(m)])) return 1;
+                if (walk_emit(w, l->hd[MASK_CTZ(m)])) return 1;
         }
         return le != full;
     }
@@ -1163,9 +1182,9 @@ static IVX_ALWAYS_INLINE int walk_tpl(const ivx_node *nd, ivx_walk *w, const int
         }
         return 0;
     }
-    uint32_t le = INNER_MASK_LE(in, w->b, vec) & full, m = le & INNER_MASK_GE(in, w->a, vec);
+    ivx_mask le = INNER_MASK_LE(in, w->b, vec) & full, m = le & INNER_MASK_GE(in, w->a, vec);
     for (; m; m &= m - 1)
-        if (WALK(in->hot[__builtin_ctz(m)].child, w, vec)) return 1;
+        if (WALK(in->hot[MASK_CTZ(m)].child, w, vec)) return 1;
     return le != full;
 }
 
@@ -1529,7 +1548,45 @@ static int parse_kw(const char *fname, PyObject *const *args, Py_ssize_t nargs, 
     return 0;
 }
 
-static int u64_arg(PyObject *o, const char *name, uint64_t *out)
+/* Exact ints of up to three 30-bit digits read straight from the object on CPython 3.11
+ * (its layout is fixed per version): no call into the runtime on the query path. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30 && \
+    !defined(Py_LIMITED_API)
+#define IVX_FAST_INT 1
+#endif
+
+static int u64_arg_slow(PyObject *o, const char *name, uint64_t *out);
+
+static inline int u64_arg(PyObject *o, const char *name, uint64_t *out)
+{
+#ifdef IVX_FAST_INT
+    if (PyLong_CheckExact(o)) {
+        const digit *d = ((PyLongObject *)o)->ob_digit;
+        switch (Py_SIZE(o)) {
+        case 0:
+            *out = 0;
+            return 0;
+        case 1:
+            *out = d[0];
+            return 0;
+        case 2:
+            *out = (uint64_t)d[0] | (uint64_t)d[1] << 30;
+            return 0;
+        case 3:
+            if (d[2] < 16) {
+                *out = (uint64_t)d[0] | (uint64_t)d[1] << 30 | (uint64_t)d[2] << 60;
+                return 0;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+#endif
+    return u64_arg_slow(o, name, out);
+}
+
+static int u64_arg_slow(PyObject *o, const char *name, uint64_t *out)
 {
     PyObject *num;
     if (PyLong_CheckExact(o)) {
