@@ -16,7 +16,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the system Python is Debian's own.
 DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev
 
-.PHONY: all setup demo test bench fuzz clean distclean fuzz-intervals bench-intervals
+.PHONY: all setup demo test bench fuzz clean distclean fuzz-intervals bench-intervals bench-hal
 all: test
 
 setup: $(STAMPS)/venv
@@ -81,3 +81,9 @@ bench-intervals: $(STAMPS)/bench
 	$(BIN)/python benchmarks/bench_intervals.py
 
 bench: bench-intervals
+
+# ---- HAL configuration-space access (harness/qemu/livebus.py) ----
+bench-hal: setup
+	$(BIN)/python benchmarks/bench_hal_config.py
+
+bench: bench-hal
