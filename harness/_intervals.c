@@ -65,16 +65,12 @@ typedef struct ivx_leaf {
     uint8_t excl[IVX_LCAP];
 } ivx_leaf;
 
-/* What a query descent reads per child, interleaved so the chosen child's pointer sits in
- * a cache line the max-end scan already loaded (one dependent miss per level, not two). */
-typedef struct {
-    uint64_t maxend; /* 0 in slots >= n */
-    struct ivx_node *child;
-} ivx_hot;
-
 typedef struct ivx_inner {
     ivx_node h;
-    _Alignas(64) ivx_hot hot[IVX_FAN];
+    /* What a query descent reads: the max ends (one vector compare per 8) and then one
+     * child pointer, in the lines right after them. */
+    _Alignas(64) uint64_t maxend[IVX_FAN]; /* 0 in slots >= n */
+    struct ivx_node *child[IVX_FAN];
     uint64_t kstart[IVX_FAN]; /* min key of the child: (kstart, khd) */
     uint32_t khd[IVX_FAN];
     uint64_t maxstart[IVX_FAN];
@@ -162,8 +158,8 @@ static void leaf_refresh(ivx_leaf *l)
 static void inner_refresh(ivx_inner *in)
 {
     for (int k = in->h.n; k < IVX_FAN; k++) {
-        in->hot[k].maxend = 0;
-        in->hot[k].child = NULL;
+        in->maxend[k] = 0;
+        in->child[k] = NULL;
     }
 }
 
@@ -200,7 +196,7 @@ static void inner_sum(const ivx_inner *in, ivx_sum *s)
     s->maxstart = in->maxstart[n - 1];
     s->minx = s->maxsx = 0;
     for (k = 0; k < n; k++) {
-        fold_add(&fa, in->kstart[k], in->maxstart[k], in->hot[k].maxend, in->gap[k]);
+        fold_add(&fa, in->kstart[k], in->maxstart[k], in->maxend[k], in->gap[k]);
         if (in->hasx[k]) {
             if (!fx.any) s->minx = in->minx[k];
             s->maxsx = in->maxsx[k];
@@ -224,8 +220,8 @@ static void node_sum(const ivx_node *nd, ivx_sum *s)
 
 static void inner_put(ivx_inner *in, int k, const ivx_sum *s, ivx_node *c)
 {
-    in->hot[k].child = c;
-    in->hot[k].maxend = s->maxend;
+    in->child[k] = c;
+    in->maxend[k] = s->maxend;
     in->kstart[k] = s->kstart;
     in->khd[k] = s->khd;
     in->maxstart[k] = s->maxstart;
@@ -239,7 +235,7 @@ static void inner_put(ivx_inner *in, int k, const ivx_sum *s, ivx_node *c)
 
 static void inner_get(const ivx_inner *in, int k, ivx_sum *s)
 {
-    s->maxend = in->hot[k].maxend;
+    s->maxend = in->maxend[k];
     s->kstart = in->kstart[k];
     s->khd = in->khd[k];
     s->maxstart = in->maxstart[k];
@@ -275,7 +271,8 @@ static void inner_move(ivx_inner *d, int di, const ivx_inner *s, int si, int cnt
 {
     if (cnt <= 0) return;
 #define MV(f) memmove(&d->f[di], &s->f[si], (size_t)cnt * sizeof(d->f[0]))
-    MV(hot);
+    MV(maxend);
+    MV(child);
     MV(kstart);
     MV(khd);
     MV(maxstart);
@@ -404,7 +401,7 @@ static void node_free(ivx_arena *ar, ivx_node *nd)
     if (!nd) return;
     if (!nd->leaf) {
         ivx_inner *in = (ivx_inner *)nd;
-        for (int k = 0; k < in->h.n; k++) node_free(ar, in->hot[k].child);
+        for (int k = 0; k < in->h.n; k++) node_free(ar, in->child[k]);
     }
     arena_free(ar, nd, nd->leaf ? IVX_KLEAF : IVX_KINNER);
 }
@@ -509,7 +506,7 @@ static int ivx_insert(ivx_tree *t, uint64_t s, uint64_t e, int64_t owner, int sh
         pin[d] = in;
         pk[d] = k;
         d++;
-        nd = in->hot[k].child;
+        nd = in->child[k];
     }
     leaf = (ivx_leaf *)nd;
 
@@ -644,7 +641,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
         pin[d] = in;
         pk[d] = k;
         d++;
-        nd = in->hot[k].child;
+        nd = in->child[k];
     }
     ivx_leaf *leaf = (ivx_leaf *)nd;
     for (j = 0; j < leaf->h.n && (leaf->start[j] != s || leaf->hd[j] != h); j++)
@@ -673,7 +670,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
         }
         /* underflow: borrow from or merge with a sibling (the parent has >= 2 children) */
         int lk = k > 0 ? k - 1 : k, rk = lk + 1;
-        ivx_node *L = in->hot[lk].child, *R = in->hot[rk].child;
+        ivx_node *L = in->child[lk], *R = in->child[rk];
         int cap = cur->leaf ? IVX_LCAP : IVX_FAN;
         if (L->n + R->n <= cap) {
             if (cur->leaf) {
@@ -739,7 +736,7 @@ static int ivx_remove(ivx_tree *t, uint32_t h)
     /* shrink the root */
     while (!t->root->leaf && t->root->n == 1) {
         ivx_node *old = t->root;
-        t->root = ((ivx_inner *)old)->hot[0].child;
+        t->root = ((ivx_inner *)old)->child[0];
         t->height--;
         arena_free(&t->arena, old, IVX_KINNER);
     }
@@ -933,7 +930,7 @@ static inline ivx_mask leaf_mask_le_c(const ivx_leaf *l, uint64_t b)
 static inline ivx_mask inner_mask_ge_c(const ivx_inner *in, uint64_t a)
 {
     ivx_mask m = 0;
-    for (int k = 0; k < IVX_FAN; k++) m |= (ivx_mask)(in->hot[k].maxend >= a) << k;
+    for (int k = 0; k < IVX_FAN; k++) m |= (ivx_mask)(in->maxend[k] >= a) << k;
     return m;
 }
 
@@ -959,15 +956,28 @@ static inline int inner_first_ge_c(const ivx_inner *in, uint64_t a)
 }
 
 #ifdef IVX_HAVE_AVX512
-_Static_assert(IVX_LCAP % 8 == 0 && IVX_FAN % 8 == 0 && IVX_FAN <= 32,
-               "the AVX-512 scans take whole vectors");
-_Static_assert(offsetof(ivx_leaf, end) % 64 == 0 && offsetof(ivx_inner, hot) % 64 == 0,
+_Static_assert(IVX_LCAP % 8 == 0 && IVX_FAN % 8 == 0, "the AVX-512 scans take whole vectors");
+_Static_assert(offsetof(ivx_leaf, end) % 64 == 0 && offsetof(ivx_inner, maxend) % 64 == 0,
                "the AVX-512 scans use aligned loads");
 
-/* n (a multiple of 8) values from v: bit i set when v[i] >= a (or <= b) */
+/* n (a multiple of 8) values from v: bit i set when v[i] >= a (or <= b).  For 16 values
+ * (the default capacities) the two halves meet in a mask register (kunpckbw), one move
+ * to a general register: the descent waits for every instruction of this. */
 IVX_AVX512 static inline ivx_mask vmask_ge(const uint64_t *v, int n, uint64_t a)
 {
     __m512i va = _mm512_set1_epi64((long long)a);
+    if (n == 16) {
+        __mmask8 lo = _mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)v), va);
+        __mmask8 hi = _mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), va);
+        return (ivx_mask)_mm512_kunpackb(hi, lo);
+    }
+    if (n == 32) {
+        __mmask16 lo = _mm512_kunpackb(_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), va),
+                                       _mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)v), va));
+        __mmask16 hi = _mm512_kunpackb(_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 24)), va),
+                                       _mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 16)), va));
+        return (ivx_mask)_cvtmask16_u32(hi) << 16 | _cvtmask16_u32(lo);
+    }
     ivx_mask m = 0;
     for (int i = 0; i < n / 8; i++)
         m |= (ivx_mask)_mm512_cmpge_epu64_mask(_mm512_loadu_si512((const void *)(v + 8 * i)), va) << (8 * i);
@@ -977,6 +987,18 @@ IVX_AVX512 static inline ivx_mask vmask_ge(const uint64_t *v, int n, uint64_t a)
 IVX_AVX512 static inline ivx_mask vmask_le(const uint64_t *v, int n, uint64_t b)
 {
     __m512i vb = _mm512_set1_epi64((long long)b);
+    if (n == 16) {
+        __mmask8 lo = _mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)v), vb);
+        __mmask8 hi = _mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), vb);
+        return (ivx_mask)_mm512_kunpackb(hi, lo);
+    }
+    if (n == 32) {
+        __mmask16 lo = _mm512_kunpackb(_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8)), vb),
+                                       _mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)v), vb));
+        __mmask16 hi = _mm512_kunpackb(_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 24)), vb),
+                                       _mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 16)), vb));
+        return (ivx_mask)_cvtmask16_u32(hi) << 16 | _cvtmask16_u32(lo);
+    }
     ivx_mask m = 0;
     for (int i = 0; i < n / 8; i++)
         m |= (ivx_mask)_mm512_cmple_epu64_mask(_mm512_loadu_si512((const void *)(v + 8 * i)), vb) << (8 * i);
@@ -989,39 +1011,18 @@ IVX_AVX512 static inline int leaf_first_ge_v(const ivx_leaf *l, uint64_t a)
     return m ? MASK_CTZ(m) : IVX_LCAP;
 }
 
-/* hot[] interleaves (max end, child): the descent compares the even lanes in place, two
- * mask bits per child, which keeps the shuffle off its critical path */
 IVX_AVX512 static inline int inner_first_ge_v(const ivx_inner *in, uint64_t a)
 {
-    __m512i va = _mm512_set1_epi64((long long)a);
-    const uint64_t *p = (const uint64_t *)(const void *)in->hot;
-    uint64_t m = 0;
-    for (int i = 0; i < IVX_FAN / 4; i++)
-        m |= (uint64_t)_mm512_mask_cmpge_epu64_mask(0x55, _mm512_load_si512((const void *)(p + 8 * i)), va)
-             << (8 * i);
-    return m ? __builtin_ctzll(m) >> 1 : IVX_FAN;
+    ivx_mask m = vmask_ge(in->maxend, IVX_FAN, a);
+    return m ? MASK_CTZ(m) : IVX_FAN;
 }
 
-/* the walk wants one bit per child: gather the max ends first */
-IVX_AVX512 static inline ivx_mask inner_mask_ge_v(const ivx_inner *in, uint64_t a)
-{
-    const uint64_t *p = (const uint64_t *)(const void *)in->hot;
-    const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
-    __m512i va = _mm512_set1_epi64((long long)a);
-    ivx_mask m = 0;
-    for (int i = 0; i < IVX_FAN / 8; i++) {
-        __m512i me = _mm512_permutex2var_epi64(_mm512_load_si512((const void *)(p + 16 * i)), even,
-                                               _mm512_load_si512((const void *)(p + 16 * i + 8)));
-        m |= (ivx_mask)_mm512_cmpge_epu64_mask(me, va) << (8 * i);
-    }
-    return m;
-}
-
+#define INNER_MASK_GE_V(in, a) vmask_ge((in)->maxend, IVX_FAN, a)
 #define LEAF_FIRST_GE(l, a, vec) ((vec) ? leaf_first_ge_v(l, a) : leaf_first_ge_c(l, a))
 #define INNER_FIRST_GE(in, a, vec) ((vec) ? inner_first_ge_v(in, a) : inner_first_ge_c(in, a))
 #define LEAF_MASK_GE(l, a, vec) ((vec) ? vmask_ge((l)->end, IVX_LCAP, a) : leaf_mask_ge_c(l, a))
 #define LEAF_MASK_LE(l, b, vec) ((vec) ? vmask_le((l)->start, IVX_LCAP, b) : leaf_mask_le_c(l, b))
-#define INNER_MASK_GE(in, a, vec) ((vec) ? inner_mask_ge_v(in, a) : inner_mask_ge_c(in, a))
+#define INNER_MASK_GE(in, a, vec) ((vec) ? INNER_MASK_GE_V(in, a) : inner_mask_ge_c(in, a))
 #define INNER_MASK_LE(in, b, vec) ((vec) ? vmask_le((in)->kstart, IVX_FAN, b) : inner_mask_le_c(in, b))
 #else
 #define LEAF_FIRST_GE(l, a, vec) leaf_first_ge_c(l, a)
@@ -1045,7 +1046,7 @@ static IVX_ALWAYS_INLINE int64_t first_tpl(const ivx_tree *t, uint64_t a, uint64
         const ivx_inner *in = (const ivx_inner *)nd;
         int k = INNER_FIRST_GE(in, a, vec);
         if (k >= IVX_FAN) return -1;
-        nd = in->hot[k].child;
+        nd = in->child[k];
     }
     const ivx_leaf *l = (const ivx_leaf *)nd;
     /* start[j] and hd[j] are needed once j is known: fetch their lines alongside end[] */
@@ -1088,7 +1089,7 @@ static int64_t ivx_first_x(const ivx_tree *t, uint64_t a, uint64_t b)
             if (in->hasx[k] && in->maxex[k] >= a) break;
         if (k == in->h.n) return -1;
         if (in->minx[k] > b) return -1;
-        nd = in->hot[k].child;
+        nd = in->child[k];
     }
     const ivx_leaf *l = (const ivx_leaf *)nd;
     for (int j = 0; j < l->h.n; j++)
@@ -1178,13 +1179,13 @@ static IVX_ALWAYS_INLINE int walk_tpl(const ivx_node *nd, ivx_walk *w, const int
     if (w->x) {
         for (int k = 0; k < in->h.n; k++) {
             if (in->kstart[k] > w->b) return 1;
-            if (in->hasx[k] && in->maxex[k] >= w->a && WALK(in->hot[k].child, w, vec)) return 1;
+            if (in->hasx[k] && in->maxex[k] >= w->a && WALK(in->child[k], w, vec)) return 1;
         }
         return 0;
     }
     ivx_mask le = INNER_MASK_LE(in, w->b, vec) & full, m = le & INNER_MASK_GE(in, w->a, vec);
     for (; m; m &= m - 1)
-        if (WALK(in->hot[MASK_CTZ(m)].child, w, vec)) return 1;
+        if (WALK(in->child[MASK_CTZ(m)], w, vec)) return 1;
     return le != full;
 }
 
@@ -1277,10 +1278,10 @@ static void node_items(const ivx_node *nd, int x, ivx_items *it)
             } else {
                 it->mins[m] = in->kstart[k];
                 it->maxs[m] = in->maxstart[k];
-                it->me[m] = in->hot[k].maxend;
+                it->me[m] = in->maxend[k];
                 it->g[m] = in->gap[k];
             }
-            it->ch[m] = in->hot[k].child;
+            it->ch[m] = in->child[k];
             m++;
         }
     }
@@ -1416,13 +1417,13 @@ static const char *check_node(const ivx_tree *t, const ivx_node *nd, int depth, 
     for (int k = 0; k < IVX_FAN; k++) {
         if (k < in->h.n) {
             ivx_sum want, have;
-            const char *e = check_node(t, in->hot[k].child, depth + 1, leafdepth, 0, prevleaf, count,
+            const char *e = check_node(t, in->child[k], depth + 1, leafdepth, 0, prevleaf, count,
                                        ps, ph, haveprev);
             if (e) return e;
-            node_sum(in->hot[k].child, &want);
+            node_sum(in->child[k], &want);
             inner_get(in, k, &have);
             if (!sum_eq(&want, &have)) return "stale child summary";
-        } else if (in->hot[k].maxend != 0 || in->hot[k].child) {
+        } else if (in->maxend[k] != 0 || in->child[k]) {
             return "inner padding wrong";
         }
     }
@@ -2394,7 +2395,7 @@ static PyObject *Index_repr(IndexObject *self)
     PyObject *parts = PyList_New(0), *res = NULL;
     if (!parts) return NULL;
     const ivx_node *nd = self->t.root;
-    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->hot[0].child;
+    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->child[0];
     const ivx_leaf *l = (const ivx_leaf *)nd;
     int shown = 0;
     for (; l && shown < show; l = l->next)
@@ -2438,7 +2439,7 @@ static PyObject *Index_iter(IndexObject *self)
     IterObject *it = PyObject_GC_New(IterObject, g_state.iter_type);
     if (!it) return NULL;
     const ivx_node *nd = self->t.root;
-    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->hot[0].child;
+    while (nd && !nd->leaf) nd = ((const ivx_inner *)nd)->child[0];
     it->idx = (IndexObject *)Py_NewRef(self);
     it->leaf = (const ivx_leaf *)nd;
     it->pos = 0;
