@@ -57,16 +57,17 @@ typedef struct ivx_node {
 typedef struct ivx_leaf {
     ivx_node h;
     struct ivx_leaf *next; /* address-order chain for iteration */
+    uint8_t excl[IVX_LCAP]; /* shares the header's cache line: 6 lines per leaf, not 7 */
     /* The first entry whose end >= a is the lowest-start overlap candidate.  ends comes
      * first and slots >= n hold 0, so that scan needs neither n nor a second array. */
     _Alignas(64) uint64_t end[IVX_LCAP];
     uint64_t start[IVX_LCAP];
     uint32_t hd[IVX_LCAP];
-    uint8_t excl[IVX_LCAP];
 } ivx_leaf;
 
 typedef struct ivx_inner {
     ivx_node h;
+    uint8_t hasx[IVX_FAN]; /* child holds exclusive ranges; minx..gapx are valid */
     /* What a query descent reads: the max ends (one vector compare per 8) and then one
      * child pointer, in the lines right after them. */
     _Alignas(64) uint64_t maxend[IVX_FAN]; /* 0 in slots >= n */
@@ -75,7 +76,6 @@ typedef struct ivx_inner {
     uint32_t khd[IVX_FAN];
     uint64_t maxstart[IVX_FAN];
     uint64_t gap[IVX_FAN];
-    uint8_t hasx[IVX_FAN]; /* child holds exclusive ranges; the four below are valid */
     uint64_t minx[IVX_FAN];
     uint64_t maxsx[IVX_FAN];
     uint64_t maxex[IVX_FAN];
