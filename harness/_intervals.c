@@ -4,18 +4,26 @@
  * Closed ranges [start, end] over the full unsigned 64-bit space, each with an owner id
  * (signed 64-bit) and a share flag, stored in a B+-tree ordered by (start, handle).
  *
- * Why a B+-tree: at 1e6 ranges a query is bound by memory latency, so the tree is wide
- * (few levels, each level a couple of cache lines) instead of binary.  Every child slot
- * carries a summary of its subtree:
- *   - max end, and per node a *prefix* max of child max-ends: it is monotone, so "first
- *     element in key order whose end >= a" is a branch-free count per level.  That element
- *     is the lowest-start overlap of [a, b] iff its start <= b (anything later starts later).
+ * Why a B+-tree: a query is a chain of dependent loads, so the tree is wide (few levels,
+ * each level two cache lines of max ends) instead of binary.  Every child slot carries a
+ * summary of its subtree:
+ *   - max end: "first element in key order whose end >= a" is, per level, the first slot
+ *     whose max end >= a -- a compare mask and a count of trailing zeros, no branch per
+ *     slot (AVX-512 compares where the CPU has them).  That element is the lowest-start
+ *     overlap of [a, b] iff its start <= b (anything later starts later).
  *   - max start and an upper bound on the largest free gap inside the subtree, which lets
  *     the aligned free-gap search skip subtrees that cannot hold the request.
  *   - the same figures over exclusive (non-shared) ranges only, for the share rule and for
  *     gap searches that ignore shared ranges.
  * Handles are slots in an array with a free list; remove finds the leaf by descending on
- * the (start, handle) key stored in the slot.
+ * the (start, handle) key stored in the slot.  Nodes come from a per-tree arena of chunks
+ * up to one 2 MiB huge page each.
+ *
+ * Where the time goes at N = 1e6 (a C loop of dependent first-overlap queries on the
+ * benchmark's data): ~6 ns per level for the load -> compare -> mask -> child
+ * pointer chain even when the node is in L1, plus the misses on the lowest inner level
+ * and the leaf; about 30 ns a query.  Wider nodes (32) were measured slower; so were
+ * prefetching child lines and non-temporal leaf loads.
  *
  * The core (up to "Python binding") has no Python dependency so tests/fuzz can compile it
  * standalone under AddressSanitizer with IVX_NO_PYTHON defined.
@@ -867,30 +875,34 @@ fail_m:
 /* ---------------------------------------------------------------------------------- */
 /* queries                                                                             */
 
-/* The per-node scans ("first slot whose max end >= a") come in two builds: portable C and
- * AVX-512 (one unsigned compare per 8 slots straight into a mask).  The scalar mask is a
- * chain of ~60 instructions per node that the next level's load waits for; at N = 1e6 the
- * vector form takes a query from ~60 to ~40 ns.  ivx_cpu_init() picks one at load time;
- * ivx_simd can be flipped (tests and the fuzz driver run both). */
+/* The per-node scans ("first slot whose max end >= a") come in three builds: portable C,
+ * AVX2 (signed 4-lane compares on sign-flipped values) and AVX-512 (one unsigned compare
+ * per 8 slots straight into a mask).  The scalar mask is a chain of ~60 instructions per
+ * node that the next level's load waits for; at N = 1e6 the AVX-512 form takes a query
+ * from ~60 to ~30 ns.  ivx_cpu_init() picks the best the CPU has at load time; ivx_simd
+ * can be lowered (tests and the fuzz driver run every level the CPU has). */
+enum { IVX_SIMD_NONE = 0, IVX_SIMD_AVX2 = 1, IVX_SIMD_AVX512 = 2 };
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(IVX_NO_SIMD)
 #define IVX_HAVE_AVX512 1
 #include <immintrin.h>
 #define IVX_AVX512 __attribute__((target("avx512f,popcnt,bmi")))
+#define IVX_AVX2 __attribute__((target("avx2,popcnt,bmi")))
 #else
 #define IVX_AVX512
+#define IVX_AVX2
 #endif
 #define IVX_ALWAYS_INLINE inline __attribute__((always_inline))
 
-static int ivx_simd; /* 1: use the AVX-512 scans */
+static int ivx_simd; /* IVX_SIMD_*: the scans in use */
 
 static int ivx_cpu_simd(void)
 {
 #ifdef IVX_HAVE_AVX512
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
-#else
-    return 0;
+    if (__builtin_cpu_supports("avx512f")) return IVX_SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2")) return IVX_SIMD_AVX2;
 #endif
+    return IVX_SIMD_NONE;
 }
 
 static void ivx_cpu_init(void)
@@ -1018,19 +1030,67 @@ IVX_AVX512 static inline int inner_first_ge_v(const ivx_inner *in, uint64_t a)
 }
 
 #define INNER_MASK_GE_V(in, a) vmask_ge((in)->maxend, IVX_FAN, a)
-#define LEAF_FIRST_GE(l, a, vec) ((vec) ? leaf_first_ge_v(l, a) : leaf_first_ge_c(l, a))
-#define INNER_FIRST_GE(in, a, vec) ((vec) ? inner_first_ge_v(in, a) : inner_first_ge_c(in, a))
-#define LEAF_MASK_GE(l, a, vec) ((vec) ? vmask_ge((l)->end, IVX_LCAP, a) : leaf_mask_ge_c(l, a))
-#define LEAF_MASK_LE(l, b, vec) ((vec) ? vmask_le((l)->start, IVX_LCAP, b) : leaf_mask_le_c(l, b))
-#define INNER_MASK_GE(in, a, vec) ((vec) ? INNER_MASK_GE_V(in, a) : inner_mask_ge_c(in, a))
-#define INNER_MASK_LE(in, b, vec) ((vec) ? vmask_le((in)->kstart, IVX_FAN, b) : inner_mask_le_c(in, b))
+
+/* AVX2 has only signed 64-bit compares: flip the sign bits of both sides */
+IVX_AVX2 static inline ivx_mask vmask2_ge(const uint64_t *v, int n, uint64_t a)
+{
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN);
+    __m256i va = _mm256_xor_si256(_mm256_set1_epi64x((long long)a), sign);
+    ivx_mask m = 0;
+    for (int i = 0; i < n / 4; i++) {
+        __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * i)), sign);
+        unsigned lt = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(va, x)));
+        m |= (ivx_mask)(~lt & 15u) << (4 * i);
+    }
+    return m;
+}
+
+IVX_AVX2 static inline ivx_mask vmask2_le(const uint64_t *v, int n, uint64_t b)
+{
+    const __m256i sign = _mm256_set1_epi64x(INT64_MIN);
+    __m256i vb = _mm256_xor_si256(_mm256_set1_epi64x((long long)b), sign);
+    ivx_mask m = 0;
+    for (int i = 0; i < n / 4; i++) {
+        __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(v + 4 * i)), sign);
+        unsigned gt = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(x, vb)));
+        m |= (ivx_mask)(~gt & 15u) << (4 * i);
+    }
+    return m;
+}
+
+#define FIRST_OF(m, cap) ((m) ? (int)MASK_CTZ(m) : (cap))
+/* vec: the IVX_SIMD_* level, a constant in each instantiation of the templates below */
+#define LEAF_FIRST_GE(l, a, vec)                                                               \
+    ((vec) == IVX_SIMD_AVX512 ? leaf_first_ge_v(l, a)                                          \
+     : (vec) == IVX_SIMD_AVX2 ? FIRST_OF(vmask2_ge((l)->end, IVX_LCAP, a), IVX_LCAP)            \
+                              : leaf_first_ge_c(l, a))
+#define INNER_FIRST_GE(in, a, vec)                                                             \
+    ((vec) == IVX_SIMD_AVX512 ? inner_first_ge_v(in, a)                                        \
+     : (vec) == IVX_SIMD_AVX2 ? FIRST_OF(vmask2_ge((in)->maxend, IVX_FAN, a), IVX_FAN)          \
+                              : inner_first_ge_c(in, a))
+#define LEAF_MASK_GE(l, a, vec)                                                                \
+    ((vec) == IVX_SIMD_AVX512 ? vmask_ge((l)->end, IVX_LCAP, a)                                \
+     : (vec) == IVX_SIMD_AVX2 ? vmask2_ge((l)->end, IVX_LCAP, a)                               \
+                              : leaf_mask_ge_c(l, a))
+#define LEAF_MASK_LE(l, b, vec)                                                                \
+    ((vec) == IVX_SIMD_AVX512 ? vmask_le((l)->start, IVX_LCAP, b)                              \
+     : (vec) == IVX_SIMD_AVX2 ? vmask2_le((l)->start, IVX_LCAP, b)                             \
+                              : leaf_mask_le_c(l, b))
+#define INNER_MASK_GE(in, a, vec)                                                              \
+    ((vec) == IVX_SIMD_AVX512 ? INNER_MASK_GE_V(in, a)                                         \
+     : (vec) == IVX_SIMD_AVX2 ? vmask2_ge((in)->maxend, IVX_FAN, a)                            \
+                              : inner_mask_ge_c(in, a))
+#define INNER_MASK_LE(in, b, vec)                                                              \
+    ((vec) == IVX_SIMD_AVX512 ? vmask_le((in)->kstart, IVX_FAN, b)                             \
+     : (vec) == IVX_SIMD_AVX2 ? vmask2_le((in)->kstart, IVX_FAN, b)                            \
+                              : inner_mask_le_c(in, b))
 #else
-#define LEAF_FIRST_GE(l, a, vec) leaf_first_ge_c(l, a)
-#define INNER_FIRST_GE(in, a, vec) inner_first_ge_c(in, a)
-#define LEAF_MASK_GE(l, a, vec) leaf_mask_ge_c(l, a)
-#define LEAF_MASK_LE(l, b, vec) leaf_mask_le_c(l, b)
-#define INNER_MASK_GE(in, a, vec) inner_mask_ge_c(in, a)
-#define INNER_MASK_LE(in, b, vec) inner_mask_le_c(in, b)
+#define LEAF_FIRST_GE(l, a, vec) ((void)(vec), leaf_first_ge_c(l, a))
+#define INNER_FIRST_GE(in, a, vec) ((void)(vec), inner_first_ge_c(in, a))
+#define LEAF_MASK_GE(l, a, vec) ((void)(vec), leaf_mask_ge_c(l, a))
+#define LEAF_MASK_LE(l, b, vec) ((void)(vec), leaf_mask_le_c(l, b))
+#define INNER_MASK_GE(in, a, vec) ((void)(vec), inner_mask_ge_c(in, a))
+#define INNER_MASK_LE(in, b, vec) ((void)(vec), inner_mask_le_c(in, b))
 #endif
 
 /* Handle of the lowest (start, handle) range overlapping [a, b], or -1: the first range in
@@ -1063,18 +1123,24 @@ static int64_t ivx_first_c(const ivx_tree *t, uint64_t a, uint64_t b)
 }
 
 #ifdef IVX_HAVE_AVX512
+IVX_AVX2 static int64_t ivx_first_a2(const ivx_tree *t, uint64_t a, uint64_t b)
+{
+    return first_tpl(t, a, b, IVX_SIMD_AVX2);
+}
+
 IVX_AVX512 static int64_t ivx_first_v(const ivx_tree *t, uint64_t a, uint64_t b)
 {
-    return first_tpl(t, a, b, 1);
+    return first_tpl(t, a, b, IVX_SIMD_AVX512);
 }
-#define IVX_DISPATCH(fc, fv) (ivx_simd ? (fv) : (fc))
+#define IVX_DISPATCH(fc, fa2, fv) \
+    (ivx_simd == IVX_SIMD_AVX512 ? (fv) : ivx_simd == IVX_SIMD_AVX2 ? (fa2) : (fc))
 #else
-#define IVX_DISPATCH(fc, fv) (fc)
+#define IVX_DISPATCH(fc, fa2, fv) (fc)
 #endif
 
 static inline int64_t ivx_first(const ivx_tree *t, uint64_t a, uint64_t b)
 {
-    return IVX_DISPATCH(ivx_first_c(t, a, b), ivx_first_v(t, a, b));
+    return IVX_DISPATCH(ivx_first_c(t, a, b), ivx_first_a2(t, a, b), ivx_first_v(t, a, b));
 }
 
 /* Same over exclusive ranges only (the share rule for a shared request). */
@@ -1145,8 +1211,10 @@ static int walk_emit(ivx_walk *w, uint32_t h)
 /* In-order walk of the ranges overlapping [a, b]; returns 1 to stop. */
 static int walk_c(const ivx_node *nd, ivx_walk *w);
 #ifdef IVX_HAVE_AVX512
+IVX_AVX2 static int walk_a2(const ivx_node *nd, ivx_walk *w);
 IVX_AVX512 static int walk_v(const ivx_node *nd, ivx_walk *w);
-#define WALK(nd, w, vec) ((vec) ? walk_v(nd, w) : walk_c(nd, w))
+#define WALK(nd, w, vec) \
+    ((vec) == IVX_SIMD_AVX512 ? walk_v(nd, w) : (vec) == IVX_SIMD_AVX2 ? walk_a2(nd, w) : walk_c(nd, w))
 #else
 #define WALK(nd, w, vec) walk_c(nd, w)
 #endif
@@ -1195,15 +1263,20 @@ static int walk_c(const ivx_node *nd, ivx_walk *w)
 }
 
 #ifdef IVX_HAVE_AVX512
+IVX_AVX2 static int walk_a2(const ivx_node *nd, ivx_walk *w)
+{
+    return walk_tpl(nd, w, IVX_SIMD_AVX2);
+}
+
 IVX_AVX512 static int walk_v(const ivx_node *nd, ivx_walk *w)
 {
-    return walk_tpl(nd, w, 1);
+    return walk_tpl(nd, w, IVX_SIMD_AVX512);
 }
 #endif
 
 static void ivx_walk_run(const ivx_tree *t, ivx_walk *w)
 {
-    if (t->root) IVX_DISPATCH(walk_c(t->root, w), walk_v(t->root, w));
+    if (t->root) IVX_DISPATCH(walk_c(t->root, w), walk_a2(t->root, w), walk_v(t->root, w));
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -2537,16 +2610,18 @@ static PyTypeObject IterType = {
 };
 
 PyDoc_STRVAR(set_simd_doc,
-"_set_simd(on, /) -> bool\n--\n\n"
-"Use the AVX-512 node scans (if the CPU has them) or the portable ones; returns the previous\n"
-"setting.  For tests: both give the same answers.");
+"_set_simd(level, /) -> int\n--\n\n"
+"Node scans to use: 0 portable C, 1 AVX2, 2 AVX-512, capped at what the CPU has (the\n"
+"import picks the best).  Returns the previous level.  For tests: all give the same\n"
+"answers.");
 
 static PyObject *mod_set_simd(PyObject *Py_UNUSED(m), PyObject *arg)
 {
-    int on = PyObject_IsTrue(arg), prev = ivx_simd;
-    if (on < 0) return NULL;
-    ivx_simd = on ? ivx_cpu_simd() : 0;
-    return PyBool_FromLong(prev);
+    long level = PyLong_AsLong(arg);
+    int prev = ivx_simd, best = ivx_cpu_simd();
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    ivx_simd = level <= 0 ? IVX_SIMD_NONE : level >= best ? best : (int)level;
+    return PyLong_FromLong(prev);
 }
 
 static PyMethodDef module_methods[] = {

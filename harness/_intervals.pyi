@@ -116,6 +116,7 @@ class IntervalIndex:
     def _check(self) -> None:
         """Verify internal invariants; AssertionError if broken (for tests)."""
 
-def _set_simd(on: bool, /) -> bool:
-    """Use the AVX-512 node scans (if the CPU has them) or the portable ones; returns the
-    previous setting.  For tests: both give the same answers."""
+def _set_simd(level: int, /) -> int:
+    """Node scans to use: 0 portable C, 1 AVX2, 2 AVX-512, capped at what the CPU has (the
+    import picks the best).  Returns the previous level.  For tests: all give the same
+    answers."""

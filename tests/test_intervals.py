@@ -18,6 +18,7 @@ from harness._intervals import ADDRESS_MAX, IntervalIndex, Range, _set_simd
 from interval_model import Model
 
 M = 2**64 - 1
+SIMD_LEVELS = (0, 1, 2)  # portable, AVX2, AVX-512; _set_simd caps at what the CPU has
 
 # Coordinates cluster at the bottom, around 2**32 and at the top of the 64-bit space so
 # overlaps, adjacency and the edges all come up often; a few are anywhere.
@@ -39,8 +40,8 @@ owners = st.integers(-3, 3) | st.sampled_from([-(2**63), 2**63 - 1])
 
 
 def check_all_queries(idx: IntervalIndex, model: Model, qa: int, qb: int) -> None:
-    # on the portable node scans and on the AVX-512 ones (where the CPU has them)
-    for simd in (False, True):
+    # on the portable node scans, the AVX2 and the AVX-512 ones (those the CPU has)
+    for simd in SIMD_LEVELS:
         prev = _set_simd(simd)
         try:
             assert idx.first_overlap(qa, qb) == model.first_overlap(qa, qb)
@@ -169,7 +170,7 @@ def test_from_arrays_and_batches_match_model(rs, qs):
     qa = array.array("Q", [q[0] for q in qs])
     qb = array.array("Q", [q[1] for q in qs])
     want_first = [model.first_overlap(a, b) for a, b in qs]
-    for simd in (False, True):
+    for simd in SIMD_LEVELS:
         prev = _set_simd(simd)
         try:
             assert list(idx.first_overlap_batch(qa, qb)) == [-1 if w is None else w for w in want_first]
@@ -485,3 +486,16 @@ def test_gap_inside_partially_covered_leaf_three_levels_deep():
     assert idx.find_gap(length) == free_lo
     assert idx.find_gap(length, highest=True, hi=starts[-1]) == free_lo
     assert idx.find_gap(length + 1) == ends[-1] + 1
+
+
+def test_set_simd_levels():
+    best = _set_simd(2)
+    try:
+        assert best in (0, 1, 2)
+        assert _set_simd(0) == best  # nothing above what the CPU has
+        assert _set_simd(-5) == 0
+        assert _set_simd(1) == 0
+        assert _set_simd(99) == min(1, best)
+        assert _set_simd(best) == best
+    finally:
+        _set_simd(best)

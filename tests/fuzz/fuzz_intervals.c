@@ -253,10 +253,10 @@ int main(int argc, char **argv)
     ivx_tree t;
     ivx_init(&t);
     size_t cap_live = 64;
-    /* queries run on both the portable and (if the CPU has it) the AVX-512 node scans */
+    /* queries run on the portable node scans and on every vector level the CPU has */
     ivx_cpu_init();
-    int simd_ok = ivx_simd;
-    unsigned long long simd_queries = 0;
+    int simd_best = ivx_simd;
+    unsigned long long simd_queries[3] = {0, 0, 0};
 
     for (ops = 1; ops <= nops; ops++) {
         unsigned r = (unsigned)(rnd() % 1000);
@@ -298,13 +298,14 @@ int main(int argc, char **argv)
         } else if (r < 900) {
             uint64_t a, b;
             rnd_range(&a, &b);
-            ivx_simd = simd_ok && rnd() % 2;
-            simd_queries += (unsigned long long)ivx_simd;
+            ivx_simd = (int)(rnd() % (unsigned)(simd_best + 1));
+            simd_queries[ivx_simd]++;
             int64_t got = ivx_first(&t, a, b), want = model_first(a, b, 0, 0, 0);
             if (got != want) FAIL("first(%llu,%llu) = %lld, model %lld (simd %d)", (unsigned long long)a, (unsigned long long)b, (long long)got, (long long)want, ivx_simd);
             if (ivx_first_c(&t, a, b) != want) FAIL("portable first mismatch");
 #ifdef IVX_HAVE_AVX512
-            if (simd_ok && ivx_first_v(&t, a, b) != want) FAIL("AVX-512 first mismatch");
+            if (simd_best >= IVX_SIMD_AVX2 && ivx_first_a2(&t, a, b) != want) FAIL("AVX2 first mismatch");
+            if (simd_best >= IVX_SIMD_AVX512 && ivx_first_v(&t, a, b) != want) FAIL("AVX-512 first mismatch");
 #endif
             got = ivx_first_x(&t, a, b);
             want = model_first(a, b, 1, 0, 0);
@@ -369,7 +370,10 @@ int main(int argc, char **argv)
     printf("fuzz_intervals: survived %llu operations (seed %llu, %llu allocations, %llu injected failures; "
            "%s)\n",
            nops, argc > 2 ? strtoull(argv[2], NULL, 10) : 20240531ULL, alloc_calls, alloc_failures,
-           simd_ok ? "queries on portable and AVX-512 scans" : "no AVX-512: portable scans only");
-    if (simd_ok && !simd_queries) FAIL("AVX-512 scans never ran");
+           simd_best == IVX_SIMD_AVX512 ? "queries on portable, AVX2 and AVX-512 scans"
+           : simd_best == IVX_SIMD_AVX2 ? "queries on portable and AVX2 scans (no AVX-512)"
+                                        : "portable scans only");
+    for (int i = 0; i <= simd_best; i++)
+        if (!simd_queries[i]) FAIL("scan level %d never ran", i);
     return 0;
 }
