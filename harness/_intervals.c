@@ -1740,6 +1740,26 @@ static int handle_arg(PyObject *o, uint32_t *h)
     return 0;
 }
 
+/* Handle ints below IVX_HANDLE_CACHE are made once per process and shared, like CPython's
+ * own small ints: most indexes in the harness are small, and an overlaps() list of them
+ * then costs no allocation per element. */
+#define IVX_HANDLE_CACHE 1024
+static PyObject *handle_ints[IVX_HANDLE_CACHE];
+
+static inline PyObject *handle_int(uint32_t h)
+{
+    if (h < IVX_HANDLE_CACHE) {
+        PyObject *o = handle_ints[h];
+        if (!o) {
+            o = PyLong_FromUnsignedLong(h);
+            if (!o) return NULL;
+            handle_ints[h] = o; /* the cache's own reference, never dropped */
+        }
+        return Py_NewRef(o);
+    }
+    return PyLong_FromUnsignedLong(h);
+}
+
 static PyObject *make_range(IndexObject *self, uint32_t h)
 {
     const ivx_slot *sl = &self->t.slots[h];
@@ -1923,7 +1943,7 @@ static PyObject *Index_insert(IndexObject *self, PyObject *const *args, Py_ssize
     int rc = ivx_insert(&self->t, s, e, owner, shared, &h);
     if (rc < 0) return raise_nomem_or_full(rc);
     self->version++;
-    return PyLong_FromUnsignedLong(h);
+    return handle_int(h);
 }
 
 PyDoc_STRVAR(remove_doc,
@@ -1977,7 +1997,7 @@ static PyObject *Index_first_overlap(IndexObject *self, PyObject *const *args, P
     if (two_range_args("first_overlap", args, nargs, &a, &b) < 0) return NULL;
     int64_t h = ivx_first(&self->t, a, b);
     if (h < 0) Py_RETURN_NONE;
-    return PyLong_FromLongLong(h);
+    return handle_int((uint32_t)h);
 }
 
 static PyObject *collect(IndexObject *self, uint64_t a, uint64_t b)
@@ -1998,7 +2018,7 @@ static PyObject *collect(IndexObject *self, uint64_t a, uint64_t b)
     list = PyList_New((Py_ssize_t)w.count);
     if (!list) goto out;
     for (size_t i = 0; i < w.count; i++) {
-        PyObject *v = PyLong_FromUnsignedLong(w.buf[i]);
+        PyObject *v = handle_int(w.buf[i]);
         if (!v) {
             Py_CLEAR(list);
             goto out;
@@ -2080,7 +2100,7 @@ static PyObject *Index_conflict(IndexObject *self, PyObject *const *args, Py_ssi
         h = w.found;
     }
     if (h < 0) Py_RETURN_NONE;
-    return PyLong_FromLongLong(h);
+    return handle_int((uint32_t)h);
 }
 
 PyDoc_STRVAR(find_gap_doc,
