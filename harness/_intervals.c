@@ -37,7 +37,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #ifdef __linux__
-#include <sys/mman.h> /* madvise(MADV_HUGEPAGE) for the node arena */
+#include <sys/mman.h> /* mmap + madvise(MADV_HUGEPAGE) for the node arena */
 #endif
 #include <stdio.h>
 #include <stdint.h>
@@ -333,6 +333,43 @@ typedef struct ivx_chunk {
 #define IVX_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
+/* Full-size chunks are mapped fresh and marked for huge pages before their first touch:
+ * memory recycled by malloc may already be backed by 4 KiB pages (measured: after numpy's
+ * temporaries came and went, only ~1/5 of a 1e6 index sat on huge pages).  Sanitizer
+ * builds keep malloc so ASan sees every chunk. */
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS) && !defined(IVX_ASAN)
+#define IVX_MMAP_CHUNKS 1
+#endif
+
+static void *chunk_alloc(size_t csz)
+{
+#ifdef IVX_MMAP_CHUNKS
+    if (csz >= IVX_CHUNK_MAX) {
+        size_t len = csz + IVX_CHUNK_MAX; /* room to align to a huge page */
+        char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        char *a = (char *)(((uintptr_t)p + IVX_CHUNK_MAX - 1) & ~(uintptr_t)(IVX_CHUNK_MAX - 1));
+        if (a > p) munmap(p, (size_t)(a - p));
+        if (p + len > a + csz) munmap(a + csz, (size_t)(p + len - (a + csz)));
+        (void)madvise(a, csz, MADV_HUGEPAGE);
+        return a;
+    }
+#endif
+    return aligned_alloc(64, csz);
+}
+
+static void chunk_free(void *c, size_t csz)
+{
+#ifdef IVX_MMAP_CHUNKS
+    if (csz >= IVX_CHUNK_MAX) {
+        munmap(c, csz);
+        return;
+    }
+#endif
+    (void)csz;
+    free(c);
+}
+
 /* Zeroed node memory, 64-byte aligned, or NULL. */
 static void *arena_alloc(ivx_arena *ar, int kind)
 {
@@ -346,11 +383,8 @@ static void *arena_alloc(ivx_arena *ar, int kind)
         if ((size_t)(ar->bump_end - ar->bump) < sz) {
             size_t csz = ar->next_size ? ar->next_size : IVX_CHUNK_MIN;
             while (csz - IVX_CHUNK_HDR < sz) csz *= 2;
-            ivx_chunk *c = aligned_alloc(csz >= IVX_CHUNK_MAX ? IVX_CHUNK_MAX : 64, csz);
+            ivx_chunk *c = chunk_alloc(csz);
             if (!c) return NULL;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-            if (csz >= IVX_CHUNK_MAX) (void)madvise(c, csz, MADV_HUGEPAGE);
-#endif
             c->next = ar->chunks;
             c->size = csz;
             ar->chunks = c;
@@ -381,7 +415,7 @@ static void arena_release(ivx_arena *ar)
     while (c) {
         ivx_chunk *nx = c->next;
         IVX_UNPOISON(c, c->size);
-        free(c);
+        chunk_free(c, c->size);
         c = nx;
     }
     memset(ar, 0, sizeof(*ar));
