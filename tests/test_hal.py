@@ -19,7 +19,7 @@ import pytest
 from harness.config import load_machine
 from harness.devices import load_catalog
 from harness.nt.busaccess import BusAccess, DecodeMap
-from harness.nt.hal import (DEVICE_DESCRIPTION, PRIMARY_VECTOR_BASE, PROFILE_LEVEL, AssignmentNotDecodedError,
+from harness.nt.hal import (DEVICE_DESCRIPTION, PRIMARY_VECTOR_BASE, PROFILE_LEVEL, AssignmentNotDecodedError, HalError,
                             FirstFitAllocator, Hal, PortAccess, Width8Bits, Width16Bits, slot_number)
 from harness.nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_MEMORY_PREFETCHABLE,
                                   CM_RESOURCE_MEMORY_READ_ONLY, Cmos, CmResourceShare, Eisa, Interrupt, Internal,
@@ -666,7 +666,7 @@ def test_port_routines_pass_through_hooks(pc) -> None:
     hal.remove_port_hook(refuse_scratch)
     hal.WRITE_PORT_ULONG(0xCF8, 0x80000000)
     assert hal.READ_PORT_ULONG(0xCFC) == 0x12378086  # the i440FX host bridge
-    with pytest.raises(Exception):
+    with pytest.raises(HalError, match="does not fit"):
         hal.WRITE_PORT_UCHAR(0x3FF, 0x100)
 
 

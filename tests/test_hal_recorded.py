@@ -23,7 +23,7 @@ from harness.devices import load_catalog
 from harness.nt.busaccess import BusAccess, DecodeMap
 from harness.nt.hal import Hal, slot_number
 from harness.nt.recorded import NotRecordedError, RecordingBus, ReplayBus, TranscriptError
-from harness.nt.resources import CM_RESOURCE_LIST, Cmos, Isa, Memory, PCIBus, PCIConfiguration, Port
+from harness.nt.resources import CM_RESOURCE_LIST, Cmos, Memory, PCIBus, PCIConfiguration, Port
 
 TRANSCRIPT = Path(__file__).parent / "data" / "hal-pc-default.json"
 #: SeaBIOS's PIRQ routes on pc (qemu-facts.md §4): PIRQA/B -> 10, C/D -> 11.
@@ -103,7 +103,7 @@ def test_replayed_session_matches_the_facts(replayed) -> None:
     host = bytes.fromhex(replayed["config"]["00:00.0"])
     assert host[:4] == (0x12378086).to_bytes(4, "little")
     # Routes by QEMU's pc rule (qemu-facts §4): PIRQ (pin-1 + slot-1 + sum of parent slots) & 3.
-    for name, (root_slot, root_pin, link, irq) in replayed["routes"].items():
+    for name, (_root_slot, _root_pin, link, irq) in replayed["routes"].items():
         bus, dev = int(name[:2], 16), int(name[3:5], 16)
         pin = bytes.fromhex(replayed["config"][name])[0x3D]
         parents = 7 if bus == 1 else 0  # default.yaml's bridge sits in slot 7

@@ -177,3 +177,13 @@ def test_recorded_mtree_parses_and_yields_the_shadow() -> None:
     assert ("harness-fwlog", 0x402, 0x402, ("second",)) in shadows
     # rtc-index inside rtc (same owner) is not a shadow.
     assert not any(owner == "/machine/unattached/device[9]" for owner, *_ in shadows)
+
+
+def test_diff_pairs_bars_by_index_not_position(pc_phases) -> None:
+    import dataclasses
+    _, after, _ = pc_phases
+    nic = after.pci_by_id("nic0")
+    without_bar0 = dataclasses.replace(nic, bars=tuple(b for b in nic.bars if b.index != 0))
+    changed = dataclasses.replace(after, pci=tuple(without_bar0 if f is nic else f for f in after.pci))
+    lines = diff(changed, after)
+    assert [line for line in lines if line.startswith("pci 00:03.0")] == ["pci 00:03.0 BAR0 (memory): appeared"]

@@ -217,7 +217,7 @@ def test_malformed_stored_bytes_raise_on_decode_only(reg):
     stored = reg.get_value(key, "Truncated.Raw")
     assert stored.data == COM1.pack()[:-3]
     with pytest.raises(TruncatedError):
-        stored.value
+        _ = stored.value  # decoding the truncated bytes raises
     reg.set_value(key, "odd", b"abc", RegType.REG_SZ)
     with pytest.raises(RegistryTypeError, match="UTF-16"):
         reg.get(key, "odd")

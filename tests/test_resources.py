@@ -6,6 +6,7 @@ never through the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import pytest
@@ -673,7 +674,7 @@ def test_non_integers_rejected():
 
 def test_values_are_immutable_and_hashable():
     p = Port(0x3F8, 8)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         p.start = 0  # type: ignore[misc]
     assert {p, Port(0x3F8, 8)} == {p}
     assert hash(SERIAL_VALUE) == hash(CM_RESOURCE_LIST.unpack(SERIAL_VALUE.pack()))

@@ -160,27 +160,24 @@ def IoQueryDeviceDescription(registry: Registry, BusType: int | None, BusNumber:
             return []
         return [(i, f"{path}\\{i}") for i in range(len(names)) if registry.key_exists(f"{path}\\{i}")]
 
+    def selected(base: str, number: int | None) -> list[tuple[int, str]]:
+        """The one numbered subkey asked for (if it exists), else every one there is."""
+        if number is None:
+            return numbered(base)
+        path = f"{base}\\{number}"
+        return [(number, path)] if registry.key_exists(path) else []
+
     def controllers(bus_path: str, bus: int, bus_info: Information) -> None:
         name = CONFIGURATION_TYPE_NAMES[CONFIGURATION_TYPE(ControllerType)]
         base = f"{bus_path}\\{name}"
-        if ControllerNumber is not None:
-            wanted = [(ControllerNumber, f"{base}\\{ControllerNumber}")]
-            wanted = [(n, p) for n, p in wanted if registry.key_exists(p)]
-        else:
-            wanted = numbered(base)
-        for cnum, cpath in wanted:
+        for cnum, cpath in selected(base, ControllerNumber):
             cinfo = _information(registry, cpath)
             if not PeripheralType:
                 call(cpath, bus, bus_info, ControllerType, cnum, cinfo)
                 continue
             pname = CONFIGURATION_TYPE_NAMES[CONFIGURATION_TYPE(PeripheralType)]
             pbase = f"{cpath}\\{pname}"
-            if PeripheralNumber is not None:
-                peripherals = [(PeripheralNumber, f"{pbase}\\{PeripheralNumber}")]
-                peripherals = [(n, p) for n, p in peripherals if registry.key_exists(p)]
-            else:
-                peripherals = numbered(pbase)
-            for pnum, ppath in peripherals:
+            for pnum, ppath in selected(pbase, PeripheralNumber):
                 call(ppath, bus, bus_info, ControllerType, cnum, cinfo, PeripheralType, pnum,
                      _information(registry, ppath))
 

@@ -42,14 +42,14 @@ Model decisions (each also at its routine):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from .._intervals import IntervalIndex
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, DecodedSpan,
                         DecodeMap)
-from .resources import (BUS_DATA_TYPE, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
                         CmResourceShare, Dma, DmaRequirement, Interrupt, InterruptRequirement,

@@ -518,9 +518,15 @@ def diff(before: Layout, after: Layout) -> list[str]:
         if fa is None or fb is None:
             lines.append(f"pci {bdf}: {'appeared' if fa is None else 'disappeared'}")
             continue
-        for bar_a, bar_b in zip(fa.bars, fb.bars):
-            if bar_a.base != bar_b.base:
-                lines.append(f"pci {bdf} BAR{bar_a.index} ({bar_a.kind}): {_addr(bar_a.base)} -> {_addr(bar_b.base)}")
+        bars_a = {bar.index: bar for bar in fa.bars}
+        bars_b = {bar.index: bar for bar in fb.bars}
+        for index in sorted(set(bars_a) | set(bars_b)):
+            bar_a, bar_b = bars_a.get(index), bars_b.get(index)
+            if bar_a is None or bar_b is None:
+                bar = bar_a or bar_b
+                lines.append(f"pci {bdf} BAR{index} ({bar.kind}): {'appeared' if bar_a is None else 'disappeared'}")
+            elif bar_a.base != bar_b.base:
+                lines.append(f"pci {bdf} BAR{index} ({bar_a.kind}): {_addr(bar_a.base)} -> {_addr(bar_b.base)}")
         if fa.command != fb.command:
             lines.append(f"pci {bdf} command: {fa.command:#06x} -> {fb.command:#06x}")
         if fa.interrupt_line != fb.interrupt_line:

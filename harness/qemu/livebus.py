@@ -33,7 +33,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from ..errors import HarnessError
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts

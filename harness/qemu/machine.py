@@ -9,7 +9,6 @@ timeout error says what was waited for and shows the tail of the logs.
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import shlex
