@@ -49,7 +49,7 @@ from .._intervals import IntervalIndex
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, DecodedSpan,
                         DecodeMap)
-from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
+from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
                         CmResourceShare, Dma, DmaRequirement, Interrupt, InterruptRequirement,
@@ -113,6 +113,15 @@ NON_INTX_FUNCTIONS = {(0x8086, 0x7113): "PIIX4 ACPI: the SCI goes to an ISA IRQ,
 ICH9_DIR_OFFSETS = {31: 0x3140, 30: 0x3142, 29: 0x3144, 28: 0x3146, 27: 0x3148, 26: 0x314C,
                     25: 0x3150}
 ICH9_RCBA = 0xF0
+#: ICH9 ACPI_CNTL SCI_IRQ_SEL (bits 2:0) -> IRQ.
+ICH9_SCI_IRQS = {0: 9, 1: 10, 2: 11, 4: 20, 5: 21, 6: 22, 7: 23}
+
+#: What the PC/AT HAL claims for itself (§2.4, ReactOS hal usage table): the clock, the
+#: cascade, the RTC and the x87 error interrupts, and the motherboard ports.
+HAL_INTERRUPTS = (0, CASCADE_IRQ, 8, 13)
+HAL_PORTS = ((0x00, 0x20), (0xC0, 0x20), (0x80, 0x10), (0x20, 2), (0xA0, 2), (0x40, 4),
+             (0x48, 4), (0x92, 1), (0x70, 2), (0xF0, 0x10))
+PCI_CONFIG_PORTS = (0xCF8, 8)
 
 
 class HalError(HarnessError):
@@ -747,6 +756,50 @@ class Hal:
             return 0xFF
         line = route.gsi if self.interrupt_model == "apic" else route.irq
         return 0xFF if line is None else line
+
+    # ================================================================== HalReportResourceUsage
+    def HalReportResourceUsage(self) -> CM_RESOURCE_LIST:
+        """What the PC/AT HAL claims for itself (§2.4), raw, for the I/O manager to file
+        under ``Hardware Abstraction Layer``: its interrupts (clock, cascade, RTC, x87
+        error, the ACPI SCI when the chipset has one, the debugger port's IRQ) and its
+        ports (8237s and page registers, PICs, PITs, port A, CMOS/RTC, x87, PCI
+        configuration when there is a PCI bus, the debugger port), all DriverExclusive,
+        interrupts before ports as the HAL sorts them."""
+        exclusive = CmResourceShare.CmResourceShareDriverExclusive
+        irqs = list(HAL_INTERRUPTS)
+        sci = self.sci_irq()
+        if sci is not None:
+            irqs.append(sci)
+        ports = list(HAL_PORTS)
+        if self._pci_bus_exists(0):
+            ports.append(PCI_CONFIG_PORTS)
+        if self.kd_port is not None:
+            ports.append((self.kd_port, 8))
+            irqs.append(KD_PORT_IRQS.get(self.kd_port, 0))
+        partials = [Interrupt(irq, irq, self.active_processors, share=exclusive,
+                              flags=CM_RESOURCE_INTERRUPT_LATCHED) for irq in sorted(set(irqs))]
+        partials += [Port(start, length, share=exclusive, flags=CM_RESOURCE_PORT_IO)
+                     for start, length in sorted(ports)]
+        return CM_RESOURCE_LIST.single(INTERFACE_TYPE.Internal, 0, *partials)
+
+    def sci_irq(self) -> int | None:
+        """The ISA IRQ the chipset's ACPI SCI is wired to, read from the chipset: PIIX4 PM
+        (8086:7113) config 0x3C, or ICH9 LPC (8086:2918) ACPI_CNTL 0x44 bits 2:0; None
+        without one (isapc) or when ACPI is off."""
+        if not self._pci_bus_exists(0):
+            return None
+        for bus, device, function in self.pci_functions():
+            ident = self.bus.read_config(bus, device, function, 0, 4)
+            key = (int.from_bytes(ident[:2], "little"), int.from_bytes(ident[2:], "little"))
+            if key == (0x8086, 0x7113):
+                line = self.bus.read_config(bus, device, function, 0x3C, 1)[0]
+                return None if line in (0, 0xFF) else line
+            if key == (0x8086, 0x2918):
+                cntl = self.bus.read_config(bus, device, function, 0x44, 1)[0]
+                if not cntl & 0x80:  # ACPI_EN
+                    return None
+                return ICH9_SCI_IRQS.get(cntl & 7)
+        return None
 
     # ================================================================== HalGetInterruptVector
     def HalGetInterruptVector(self, InterfaceType: int, BusNumber: int, BusInterruptLevel: int,

@@ -89,6 +89,7 @@ HARDWARE = MACHINE + r"\HARDWARE"
 RESOURCE_MAP = HARDWARE + r"\RESOURCEMAP"
 DEVICE_MAP = HARDWARE + r"\DEVICEMAP"
 DESCRIPTION_SYSTEM = HARDWARE + r"\DESCRIPTION\System"
+SERVICES = MACHINE + r"\SYSTEM\CurrentControlSet\Services"
 
 _TOP_KEYS = ("MACHINE", "USER")
 MAX_KEY_NAME = 255        # characters, as in NT
@@ -677,4 +678,5 @@ def format_tree(registry: Registry, path: str = REGISTRY_ROOT) -> str:
 __all__ = ["RegType", *RegType.__members__, "REG_OPTION_VOLATILE", "Registry",
            "RegistryValue", "KeyInfo", "encode_value", "decode_value", "fold", "split_path",
            "join_path", "unique_registry_path", "format_tree", "type_label", "REGISTRY_ROOT",
-           "MACHINE", "USER", "HARDWARE", "RESOURCE_MAP", "DEVICE_MAP", "DESCRIPTION_SYSTEM"]
+           "MACHINE", "USER", "HARDWARE", "RESOURCE_MAP", "DEVICE_MAP", "DESCRIPTION_SYSTEM",
+           "SERVICES"]

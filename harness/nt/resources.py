@@ -272,6 +272,23 @@ _FLAG_PREFIX: dict[CmResourceType, str] = {
     CmResourceType.CmResourceTypeMemoryLarge: "CM_RESOURCE_MEMORY_",
     CmResourceType.CmResourceTypeDma: "CM_RESOURCE_DMA_",
 }
+# LCPRI_* (§6.2): the priority a ConfigData descriptor gives its IO_RESOURCE_LIST; lower
+# values are tried first.
+LCPRI_FORCECONFIG = 0x0000
+LCPRI_BOOTCONFIG = 0x0001
+LCPRI_DESIRED = 0x2000
+LCPRI_NORMAL = 0x3000
+LCPRI_LASTBESTCONFIG = 0x3FFF
+LCPRI_SUBOPTIMAL = 0x5000
+LCPRI_LASTSOFTCONFIG = 0x7FFF
+LCPRI_RESTART = 0x8000
+LCPRI_REBOOT = 0x9000
+LCPRI_POWEROFF = 0xA000
+LCPRI_HARDRECONFIG = 0xC000
+LCPRI_HARDWIRED = 0xE000
+LCPRI_IMPOSSIBLE = 0xF000
+LCPRI_DISABLED = 0xFFFF
+
 _OPTION_BITS = ("IO_RESOURCE_PREFERRED", "IO_RESOURCE_DEFAULT", "IO_RESOURCE_ALTERNATIVE")
 
 # MemoryLarge: which Flags bit selects which shift of the stored 32-bit length (§1.2).
@@ -1799,7 +1816,7 @@ __all__ = [
     "Arch", "CmResourceType", "CmResourceShare", "INTERFACE_TYPE", "BUS_DATA_TYPE",
     *CmResourceType.__members__, *CmResourceShare.__members__, *INTERFACE_TYPE.__members__,
     *BUS_DATA_TYPE.__members__,
-    *[n for n in list(globals()) if n.startswith(("CM_RESOURCE_", "IO_RESOURCE_"))
+    *[n for n in list(globals()) if n.startswith(("CM_RESOURCE_", "IO_RESOURCE_", "LCPRI_"))
       and isinstance(globals()[n], int)],
     "CM_PARTIAL_RESOURCE_DESCRIPTOR", "Port", "Interrupt", "Memory", "MemoryLarge", "Dma",
     "DeviceSpecific", "BusNumber", "DevicePrivate", "GenericPartial",
