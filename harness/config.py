@@ -39,7 +39,8 @@ RESERVED_ID_PREFIX = "harness"
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
-                           "firmware_log"})
+                           "firmware_log", "drivers", "expect"})
+_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
 _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit"})
 
 
@@ -66,6 +67,17 @@ class DeviceSpec:
 
 
 @dataclass(frozen=True)
+class DriverSpec:
+    """One NT driver the main job loads, in order, with the devices it is configured for
+    (their settings become its ``Parameters``) and whether it overrides conflicts."""
+
+    name: str
+    devices: tuple[str, ...]
+    override_conflict: bool = False
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     name: str
     machine: str
@@ -75,6 +87,10 @@ class MachineSpec:
     firmware_log: bool = True
     description: str = ""
     source: str = "<inline>"
+    drivers: tuple[DriverSpec, ...] = ()
+    #: What a conflict config is written to show: "conflict" (the main job must report
+    #: one) or "clean".
+    expect: str = "clean"
 
     def device(self, device_id: str) -> DeviceSpec:
         for dev in self.devices:
@@ -97,9 +113,11 @@ class MachineSpec:
             if dev.unit is not None:
                 item["unit"] = dev.unit
             devices.append(item)
+        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
+                   for d in self.drivers]
         return {"name": self.name, "description": self.description, "machine": self.machine,
                 "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
-                "devices": devices}
+                "devices": devices, "drivers": drivers, "expect": self.expect}
 
     def config_hash(self) -> str:
         """A short stable hash of the resolved spec (for reports and cache keys)."""
@@ -132,6 +150,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
                               field="accel")
         policy = accel
     devices = _parse_devices(doc, machine, catalog)
+    drivers = _parse_drivers(doc, devices, catalog)
     return MachineSpec(
         name=_name(doc, source),
         machine=machine,
@@ -141,7 +160,53 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         firmware_log=get_bool(doc, "firmware_log", default=True),
         description=get_str(doc, "description", default=""),
         source=source,
+        drivers=drivers,
+        expect=get_str(doc, "expect", choices=("clean", "conflict"), default="clean"),
     )
+
+
+def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
+    """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
+    ``override_conflict``); when absent, every driver the devices need, in device order."""
+    known = catalog.nt_drivers
+    if "drivers" not in doc:
+        order = list(dict.fromkeys(d.model.nt_driver for d in devices if d.model.nt_driver))
+        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.model.nt_driver == name))
+                     for name in order)
+    out: list[DriverSpec] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(get_list(doc, "drivers")):
+        node, line = (item, item.line) if isinstance(item, Node) else (doc, doc.line_of("drivers"))
+        if isinstance(item, str):
+            name, wanted, override = item, None, False
+        elif isinstance(item, Node):
+            item.check_keys(_DRIVER_KEYS, {"name"})
+            name = get_str(item, "name")
+            wanted = get_list(item, "devices", default=None)
+            override = get_bool(item, "override_conflict", default=False)
+        else:
+            raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
+        if name not in known:
+            import difflib
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise node.error("name" if isinstance(item, Node) else "drivers",
+                             f"unknown driver {name!r}{hint}; drivers: {', '.join(known)}")
+        if name in seen:
+            raise node.error("name" if isinstance(item, Node) else "drivers",
+                             f"driver {name!r} is listed twice (first on line {seen[name]})")
+        seen[name] = line
+        mine = [d.id for d in devices if d.model.nt_driver == name]
+        if wanted is None:
+            chosen = tuple(mine)
+        else:
+            for dev_id in wanted:
+                if dev_id not in mine:
+                    raise item.error("devices", f"{dev_id!r} is not a device of this machine that "
+                                                f"{name} drives (those are: {', '.join(mine) or 'none'})")
+            chosen = tuple(wanted)
+        out.append(DriverSpec(name, chosen, override, line))
+    return tuple(out)
 
 
 def _name(doc: Node, source: str) -> str:

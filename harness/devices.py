@@ -117,6 +117,8 @@ class DeviceModel:
     probe: tuple[ProbeStep, ...]
     pci: PciIdentity | None
     bridge: str | None  # None, "pci-bridge" or "pcie-root-port"
+    #: The sample NT driver (harness/drivers) that drives this model, if any.
+    nt_driver: str | None = None
     source: str = field(compare=False, default="")
 
     @property
@@ -172,6 +174,15 @@ class Catalog(Mapping[str, DeviceModel]):
     def __len__(self) -> int:
         return len(self._models)
 
+    @property
+    def nt_drivers(self) -> dict[str, tuple[str, ...]]:
+        """Driver name -> the models it drives, from the models' ``nt_driver`` keys."""
+        out: dict[str, list[str]] = {}
+        for model in self._models.values():
+            if model.nt_driver:
+                out.setdefault(model.nt_driver, []).append(model.name)
+        return {name: tuple(sorted(models)) for name, models in sorted(out.items())}
+
     def lookup(self, name: str, node: Node, key: str) -> DeviceModel:
         """The model ``name``, or a located error listing the known ones."""
         try:
@@ -201,7 +212,7 @@ def load_catalog(directory: str | Path | None = None) -> Catalog:
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge"})
+                         "pci", "bridge", "nt_driver"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -234,6 +245,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         ports=ports, fixed=fixed, irq_properties=irqs, dma_properties=dmas,
         probe_base=probe_base, probe=probe, pci=pci,
         bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
+        nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
     )
 

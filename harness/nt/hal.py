@@ -53,7 +53,7 @@ from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURC
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
                         CmResourceShare, Dma, DmaRequirement, Interrupt, InterruptRequirement,
-                        IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST,
+                        IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED,
                         IO_RESOURCE_REQUIREMENTS_LIST, Memory, MemoryLarge, MemoryLargeRequirement,
                         MemoryRequirement, PCI_SLOT_NUMBER, Port, PortRequirement)
 from .status import NT_SUCCESS, NTSTATUS
@@ -1125,11 +1125,13 @@ class Hal:
         bus = key[0]
         windows = self._allocation_windows(bus)
         descriptors: list[IO_RESOURCE_DESCRIPTOR] = []
+        command = int.from_bytes(header[4:6], "little")
         for bar in bars:
+            current = _current_base(bar, command)
             if bar.kind == "io":
                 ranges = _intersect(windows["io"], [PCI_IO_ALLOCATION])
                 descriptors += _alternatives(ranges, lambda lo, hi, opt: PortRequirement(
-                    bar.size, bar.size, lo, hi, option=opt, flags=CM_RESOURCE_PORT_IO))
+                    bar.size, bar.size, lo, hi, option=opt, flags=CM_RESOURCE_PORT_IO), current, bar.size)
                 continue
             if bar.kind == "rom":
                 flags = CM_RESOURCE_MEMORY_READ_ONLY
@@ -1146,10 +1148,7 @@ class Hal:
                 if large:
                     return MemoryLargeRequirement(size, size, lo, hi, option=opt, flags=flags)
                 return MemoryRequirement(size, size, lo, hi, option=opt, flags=flags)
-            if not ranges:  # nowhere to put it: a requirement that cannot be met
-                descriptors.append(make(1, 0, 0))
-            else:
-                descriptors += _alternatives(ranges, make)
+            descriptors += _alternatives(ranges, make, current, bar.size)
         line = header[0x3C]
         if header[0x3D] and line not in (0, 0xFF):
             descriptors.append(InterruptRequirement(line, line, share=CmResourceShare.CmResourceShareShared,
@@ -1245,11 +1244,32 @@ def _intersect(a: Sequence[tuple[int, int]], b: Sequence[tuple[int, int]], *,
 
 
 def _alternatives(ranges: Sequence[tuple[int, int]], make: Callable[[int, int, int], IO_RESOURCE_DESCRIPTOR],
-                  ) -> list[IO_RESOURCE_DESCRIPTOR]:
-    """One descriptor per window: the first required, the others IO_RESOURCE_ALTERNATIVE."""
+                  current: int | None = None, size: int = 0) -> list[IO_RESOURCE_DESCRIPTOR]:
+    """One descriptor per window: the first required, the others IO_RESOURCE_ALTERNATIVE.
+    When the function already decodes the BAR at ``current`` (the firmware's boot
+    configuration), that exact place comes first as IO_RESOURCE_PREFERRED and every
+    window becomes an alternative to it, so an unchallenged device keeps its place."""
     if not ranges:
-        return [make(1, 0, 0)]
-    return [make(lo, hi, IO_RESOURCE_ALTERNATIVE if i else 0) for i, (lo, hi) in enumerate(ranges)]
+        return [make(1, 0, 0)]  # nowhere to put it: a requirement that cannot be met
+    windows = [make(lo, hi, IO_RESOURCE_ALTERNATIVE if i or current is not None else 0)
+               for i, (lo, hi) in enumerate(ranges)]
+    if current is None or not any(lo <= current and current + size - 1 <= hi for lo, hi in ranges):
+        return [make(lo, hi, IO_RESOURCE_ALTERNATIVE if i else 0) for i, (lo, hi) in enumerate(ranges)]
+    return [make(current, current + size - 1, IO_RESOURCE_PREFERRED), *windows]
+
+
+def _current_base(bar: PciBar, command: int) -> int | None:
+    """Where the BAR decodes now, or None when it is unassigned or its decode is off."""
+    if bar.kind == "io":
+        base = bar.original & PCI_ADDRESS_IO_ADDRESS_MASK & 0xFFFF
+        enabled = command & PCI_ENABLE_IO_SPACE
+    elif bar.kind == "rom":
+        base = bar.original & PCI_ADDRESS_ROM_ADDRESS_MASK
+        enabled = command & PCI_ENABLE_MEMORY_SPACE and bar.original & PCI_ROMADDRESS_ENABLED
+    else:
+        base = bar.original & ~0xF
+        enabled = command & PCI_ENABLE_MEMORY_SPACE
+    return base if base and enabled else None
 
 
 def slot_number(device: int, function: int = 0) -> int:
