@@ -15,6 +15,7 @@ from .errors import HarnessError
 
 # Subcommand modules, in the order ``harness --help`` lists them.
 COMMAND_MODULES = (
+    "harness.commands.run",
     "harness.commands.layout",
     "harness.commands.registry",
     "harness.commands.reap",

@@ -187,9 +187,10 @@ class PortAccess:
 
     phase: str
     kind: str        # "read" or "write"
-    port: int
+    port: int        # the port, or the physical address of a register
     size: int
     value: int | None
+    space: str = IO_SPACE   # IO_SPACE for READ_PORT_*, MEMORY_SPACE for READ_REGISTER_*
 
 
 PortHook = Callable[[PortAccess], None]
@@ -484,6 +485,25 @@ class Hal:
 
     def WRITE_PORT_ULONG(self, Port: int, Value: int) -> None:
         self._port_write(Port, Value, 4)
+
+    # Memory-mapped registers at translated (physical) addresses.  Reads only: the
+    # host-side bus reads physical memory (HMP xp) but has no way to write it.
+    def _register_read(self, address: int, size: int) -> int:
+        for hook in list(self.port_hooks):
+            hook(PortAccess("before", "read", address, size, None, MEMORY_SPACE))
+        value = int.from_bytes(self.bus.read_memory(address, size), "little")
+        for hook in list(self.port_hooks):
+            hook(PortAccess("after", "read", address, size, value, MEMORY_SPACE))
+        return value
+
+    def READ_REGISTER_UCHAR(self, Register: int) -> int:
+        return self._register_read(Register, 1)
+
+    def READ_REGISTER_USHORT(self, Register: int) -> int:
+        return self._register_read(Register, 2)
+
+    def READ_REGISTER_ULONG(self, Register: int) -> int:
+        return self._register_read(Register, 4)
 
     # ================================================================== PCI topology
     def _pci(self) -> _Topology:

@@ -44,12 +44,14 @@ class Violation:
     access: str | None = None      # "read" / "write"
     other: str | None = None       # the other driver, for owned-by-other
     site: str | None = None        # file:line (function) in the driver
+    space: str = "io"
 
     def __str__(self) -> str:
         if self.port is None:
             return f"{self.driver}: {self.kind}: {self.detail}"
         where = f" at {self.site}" if self.site else ""
-        return (f"{self.driver}: {self.kind}: {self.access} of {self.size} byte(s) at port "
+        noun = "port" if self.space == "io" else "memory"
+        return (f"{self.driver}: {self.kind}: {self.access} of {self.size} byte(s) at {noun} "
                 f"{self.port:#x}{where}" + (f" ({self.detail})" if self.detail else ""))
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,9 +70,14 @@ class ClaimViolationError(HarnessError):
 class TraceEntry:
     driver: str
     access: str
-    port: int
+    port: int              # port, or physical address for a memory register
     size: int
     site: str | None = None
+    space: str = "io"
+
+    @property
+    def kind(self) -> ResourceKind:
+        return ResourceKind.PORT if self.space == "io" else ResourceKind.MEMORY
 
 
 def call_site() -> str | None:
@@ -107,7 +114,7 @@ class ClaimVerifier:
         driver = self.current_driver()
         if driver is None:
             return
-        entry = TraceEntry(driver, access.kind, access.port, access.size, call_site())
+        entry = TraceEntry(driver, access.kind, access.port, access.size, call_site(), access.space)
         self.trace.append(entry)
         violation = self.check(entry)
         if violation is None:
@@ -120,7 +127,7 @@ class ClaimVerifier:
     def check(self, entry: TraceEntry) -> Violation | None:
         """The verdict on one access against the claims as they are now."""
         end = entry.port + entry.size - 1
-        held = self.arbiter.holders(ResourceKind.PORT, entry.port, end)
+        held = self.arbiter.holders(entry.kind, entry.port, end)
         own = [c for c in held if c.owner.driver == entry.driver]
         covered = _covered(own, entry.port, end)
         if covered < end - entry.port + 1:
@@ -136,19 +143,21 @@ class ClaimVerifier:
 
     @staticmethod
     def _violation(kind: str, entry: TraceEntry, detail: str, other: str | None = None) -> Violation:
-        return Violation(kind, entry.driver, detail, entry.port, entry.size, entry.access, other, entry.site)
+        return Violation(kind, entry.driver, detail, entry.port, entry.size, entry.access, other, entry.site,
+                         entry.space)
 
     def check_trace(self, trace: Sequence[TraceEntry] | None = None) -> list[Violation]:
-        """Check a whole trace in one batch against the current claims: per driver, one
+        """Check a whole trace in one batch against the current claims: per driver and space, one
         merged index of its own ranges and one of everyone else's exclusive ranges, and a
         batched query each.  Gives what :meth:`check` would for each entry, in order."""
         trace = self.trace if trace is None else trace
-        claims = [c for c in self.arbiter.claims() if c.kind is ResourceKind.PORT and not c.empty]
+        all_claims = [c for c in self.arbiter.claims() if not c.empty]
         out: list[tuple[int, Violation]] = []
-        by_driver: dict[str, list[int]] = {}
+        groups: dict[tuple[str, ResourceKind], list[int]] = {}
         for i, entry in enumerate(trace):
-            by_driver.setdefault(entry.driver, []).append(i)
-        for driver, positions in by_driver.items():
+            groups.setdefault((entry.driver, entry.kind), []).append(i)
+        for (driver, kind), positions in groups.items():
+            claims = [c for c in all_claims if c.kind is kind]
             own = _merged([(c.start, c.end) for c in claims if c.owner.driver == driver])
             own_index = IntervalIndex.from_arrays([s for s, _ in own], [e for _, e in own])
             starts = [trace[i].port for i in positions]

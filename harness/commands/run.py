@@ -1,0 +1,39 @@
+"""``harness run CONFIG``: the main job (see :mod:`harness.job`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config import ACCEL_POLICIES, load_machine
+from ..job import run_job
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run", help="boot a machine, load its NT drivers and check every claim against the hardware",
+        description="Boot the machine of CONFIG, run its firmware, detect its hardware into the "
+                    "Description tree, load the configured NT drivers in order and print the "
+                    "ResourceMap, the error log, claim-before-touch violations and every claim "
+                    "compared with what QEMU decodes.  Exit status 1 when a conflict, a mismatch, "
+                    "a violation or a hardware collision is found, 2 on a usage or setup error.")
+    parser.add_argument("config", help="machine YAML file (configs/machines/*.yaml, configs/conflicts/*.yaml)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--out", type=Path, help="folder for logs, registry, report and picture "
+                                                 "(default: runs/<machine name>)")
+    parser.add_argument("--no-picture", action="store_true", help="do not draw resourcemap.png")
+    parser.add_argument("--accel", choices=ACCEL_POLICIES, help="override the config's accelerator policy")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = load_machine(args.config, accel=args.accel)
+    out = args.out if args.out is not None else Path("runs") / spec.name
+    result = run_job(spec, out, picture=not args.no_picture)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        sys.stdout.write(result.format_text())
+    return result.exit_code

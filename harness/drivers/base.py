@@ -1,0 +1,268 @@
+r"""What every sample driver shares: the six DriverEntry stages of seed 003.
+
+A driver subclasses :class:`NtDriver` and supplies
+
+* :meth:`NtDriver.gather` (stages 1-2): one :class:`DeviceConfig` per device, from the
+  Description tree (IoQueryDeviceDescription), the PCI bus (HalGetBusData), its
+  ``Parameters`` subkey, or defaults;
+* :meth:`NtDriver.initialize` (stage 5): real register I/O through the HAL, returning
+  what it learnt (or raising :class:`DeviceNotResponding`);
+* optionally :meth:`NtDriver.claim` (stage 4) when it claims otherwise than with
+  IoReportResourceUsage of the gathered list (the PCI drivers use HalAssignSlotResources).
+
+:meth:`NtDriver.DriverEntry` runs the stages: set the entry points (3), then per device
+create the device object, claim (4) — trying the device's alternative settings in turn
+when it is reconfigurable and the claim conflicts — and only then touch the device (5); a
+device that cannot be claimed or does not answer is released and its device object
+deleted.  With at least one device started DriverEntry returns STATUS_SUCCESS (6),
+otherwise everything is released and the first failure's status is returned.  Unload
+releases every claim (Count 0) and deletes the device objects.  Each device's fate is
+kept in :attr:`NtDriver.outcomes` for the main job's report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+from ..nt.hal import Hal
+from ..nt.iomgr import DeviceObject, DriverObject, IoManager
+from ..nt.registry import DEVICE_MAP
+from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
+                            CmResourceShare, DeviceSpecific, Dma, INTERFACE_TYPE, Interrupt, Port)
+from ..nt.status import NT_SUCCESS, NTSTATUS, IoErrorCode
+
+IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_DEVICE_CONTROL = 0x00, 0x02, 0x03, 0x04, 0x0E
+
+#: Device settings (device_models property names) -> the Parameters value names NT
+#: drivers use for them.
+PARAMETER_NAMES = {"iobase": "IoBaseAddress", "irq": "InterruptNumber", "dma": "DmaChannel",
+                   "dma16": "DmaChannel16"}
+
+
+class DeviceNotResponding(Exception):
+    """Raised by :meth:`NtDriver.initialize` when the registers do not answer as the
+    device should: nothing (or something else) decodes the claimed ports."""
+
+
+@dataclass
+class DeviceConfig:
+    """One device's hardware configuration as a driver gathered it (bus-relative, raw)."""
+
+    name: str                                   # the config id / Parameters subkey / "detected N"
+    source: str                                 # "Description", "Parameters", "PCI", "default"
+    ports: list[tuple[int, int]] = field(default_factory=list)     # (start, length)
+    irq: int | None = None
+    dma: list[int] = field(default_factory=list)
+    device_specific: bytes | None = None
+    interface_type: INTERFACE_TYPE = INTERFACE_TYPE.Isa
+    bus_number: int = 0
+    slot: int | None = None                     # PCI_SLOT_NUMBER for PCI devices
+    irq_share: CmResourceShare = CmResourceShare.CmResourceShareDeviceExclusive
+    irq_flags: int = CM_RESOURCE_INTERRUPT_LATCHED
+    alternatives: list["DeviceConfig"] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> int | None:
+        return self.ports[0][0] if self.ports else None
+
+    def resource_list(self) -> CM_RESOURCE_LIST:
+        """The raw list to claim: ports, the interrupt, DMA channels, DeviceSpecificData."""
+        exclusive = CmResourceShare.CmResourceShareDeviceExclusive
+        partials: list[Any] = [Port(start, length, share=exclusive, flags=CM_RESOURCE_PORT_IO)
+                               for start, length in self.ports]
+        if self.irq is not None:
+            partials.append(Interrupt(self.irq, self.irq, -1, share=self.irq_share, flags=self.irq_flags))
+        partials += [Dma(channel, share=exclusive) for channel in self.dma]
+        if self.device_specific:
+            partials.append(DeviceSpecific(self.device_specific))
+        return CM_RESOURCE_LIST.single(self.interface_type, self.bus_number, *partials)
+
+    def describe(self) -> str:
+        parts = [", ".join(f"ports {s:#x}-{s + n - 1:#x}" for s, n in self.ports)]
+        if self.irq is not None:
+            parts.append(f"IRQ {self.irq}")
+        parts += [f"DMA {c}" for c in self.dma]
+        return ", ".join(p for p in parts if p)
+
+
+@dataclass
+class DeviceOutcome:
+    """What became of one gathered device."""
+
+    config: str
+    device: str | None
+    status: NTSTATUS
+    detail: str = ""
+    resources: CM_RESOURCE_LIST | None = None
+    attempts: int = 1
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def started(self) -> bool:
+        return NT_SUCCESS(self.status)
+
+
+class NtDriver:
+    """Base of the sample drivers; see the module docstring."""
+
+    service_name: ClassVar[str]
+    device_prefix: ClassVar[str]            # "\\Device\\Serial" -> \Device\Serial0, 1, ...
+    resource_class: ClassVar[str | None] = None
+    #: The DeviceMap key the driver writes its device names under (seed 002).
+    device_map_key: ClassVar[str | None] = None
+
+    def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False) -> None:
+        self.io = io
+        self.hal = hal
+        self.override_conflict = override_conflict
+        self.outcomes: list[DeviceOutcome] = []
+
+    # ------------------------------------------------------------------ configuration
+    @classmethod
+    def parameters_for(cls, devices: Sequence[Any]) -> dict[str, Any]:
+        """The Parameters subkeys setup would write for the configured devices: one per
+        device id, with its settings under their NT names."""
+        out: dict[str, Any] = {}
+        for dev in devices:
+            values = {PARAMETER_NAMES[k]: v for k, v in dev.settings.items() if k in PARAMETER_NAMES}
+            if values:
+                out[dev.id] = values
+        return out
+
+    def parameters(self, registry_path: str) -> dict[str, dict[str, Any]]:
+        r"""``Parameters\<device>`` subkeys of the service key, as {name: {value: data}}."""
+        registry = self.io.registry
+        key = registry_path + "\\Parameters"
+        if not registry.key_exists(key):
+            return {}
+        out = {}
+        for name in registry.subkeys(key):
+            out[name] = {v.name: v.value for v in registry.values(f"{key}\\{name}")}
+        return out
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ stages
+    def DriverEntry(self, DriverObject: DriverObject, RegistryPath: str) -> NTSTATUS:
+        configs = self.gather(RegistryPath)                          # stages 1-2
+        DriverObject.driver_unload = self.DriverUnload               # stage 3
+        DriverObject.major_function[IRP_MJ_CREATE] = self.dispatch_create_close
+        DriverObject.major_function[IRP_MJ_CLOSE] = self.dispatch_create_close
+        if not configs:
+            self.io.error(DriverObject, IoErrorCode.IO_ERR_CONFIGURATION_ERROR,
+                          f"{self.service_name}: no device configured or detected",
+                          status=NTSTATUS.STATUS_NO_SUCH_DEVICE)
+            return NTSTATUS.STATUS_NO_SUCH_DEVICE
+        for config in configs:
+            self.outcomes.append(self._start(DriverObject, config, len(DriverObject.device_objects)))
+        if DriverObject.device_objects:                              # stage 6
+            return NTSTATUS.STATUS_SUCCESS
+        return next(o.status for o in self.outcomes if not o.started)
+
+    def _start(self, driver_object: DriverObject, config: DeviceConfig, number: int) -> DeviceOutcome:
+        status, device = self.io.IoCreateDevice(driver_object, f"{self.device_prefix}{number}")
+        if device is None:
+            return DeviceOutcome(config.name, None, status, "IoCreateDevice failed")
+        attempts = 0
+        claimed = None
+        last = NTSTATUS.STATUS_UNSUCCESSFUL
+        for candidate in [config, *config.alternatives]:              # stage 4
+            attempts += 1
+            last, claimed = self.claim(driver_object, device, candidate)
+            if NT_SUCCESS(last):
+                config = candidate
+                break
+        if claimed is None:
+            self.io.IoDeleteDevice(device)
+            return DeviceOutcome(config.name, None, last, "could not claim " + config.describe(),
+                                 attempts=attempts)
+        try:                                                           # stage 5
+            facts = self.initialize(device, config, claimed)
+        except DeviceNotResponding as exc:
+            self.release(driver_object, device)
+            self.io.IoDeleteDevice(device)
+            self.io.error(driver_object, IoErrorCode.IO_ERR_INVALID_IOBASE,
+                          f"{device.name} ({config.name}): {exc}", status=NTSTATUS.STATUS_NO_SUCH_DEVICE)
+            return DeviceOutcome(config.name, None, NTSTATUS.STATUS_NO_SUCH_DEVICE, str(exc), claimed, attempts)
+        device.device_extension.update(config=config, resources=claimed, facts=facts)
+        self.write_device_map(device, config)
+        detail = "" if attempts == 1 else f"claimed with alternative setting {attempts - 1}"
+        return DeviceOutcome(config.name, device.name, NTSTATUS.STATUS_SUCCESS, detail, claimed, attempts, facts)
+
+    def claim(self, driver_object: DriverObject, device: DeviceObject,
+              config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        """Stage 4 by IoReportResourceUsage of the gathered list (DeviceList)."""
+        resources = config.resource_list()
+        result = self.io.IoReportResourceUsage(self.resource_class, driver_object, None, 0, device,
+                                               resources, resources.size(self.io.registry.arch),
+                                               self.override_conflict)
+        if not NT_SUCCESS(result.status):
+            return result.status, None
+        return result.status, resources
+
+    def release(self, driver_object: DriverObject, device: DeviceObject) -> None:
+        """Erase a device's claim: IoReportResourceUsage with a Count of zero."""
+        empty = CM_RESOURCE_LIST()
+        self.io.IoReportResourceUsage(self.resource_class, driver_object, None, 0, device, empty,
+                                      empty.size(self.io.registry.arch), False)
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig,
+                   resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop(self, device: DeviceObject) -> None:
+        """Quiesce a device before Unload releases it (default: nothing to do)."""
+
+    def DriverUnload(self, DriverObject: DriverObject) -> None:
+        for device in list(DriverObject.device_objects):
+            self.stop(device)
+            self.release(DriverObject, device)
+            self.remove_device_map(device)
+            self.io.IoDeleteDevice(device)
+
+    def dispatch_create_close(self, DeviceObject: DeviceObject, Irp: Any) -> NTSTATUS:
+        return NTSTATUS.STATUS_SUCCESS
+
+    # ------------------------------------------------------------------ DeviceMap
+    def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
+        return None
+
+    def write_device_map(self, device: DeviceObject, config: DeviceConfig) -> None:
+        name = self.dos_name(device, config)
+        if self.device_map_key is None or name is None:
+            return
+        key = f"{DEVICE_MAP}\\{self.device_map_key}"
+        self.io.registry.create_key(key, volatile=True)
+        self.io.registry.set_value(key, device.name, name)
+
+    def remove_device_map(self, device: DeviceObject) -> None:
+        if self.device_map_key is None:
+            return
+        key = f"{DEVICE_MAP}\\{self.device_map_key}"
+        if self.io.registry.key_exists(key):
+            self.io.registry.delete_value(key, device.name, missing_ok=True)
+
+    # ------------------------------------------------------------------ register helpers
+    def inb(self, port: int) -> int:
+        return self.hal.READ_PORT_UCHAR(port)
+
+    def outb(self, port: int, value: int) -> None:
+        self.hal.WRITE_PORT_UCHAR(port, value)
+
+
+def parameter_configs(params: Mapping[str, Mapping[str, Any]], *, port_length: int,
+                      default_irq: int | None = None) -> list[DeviceConfig]:
+    """DeviceConfigs from ``Parameters\\<device>`` subkeys holding IoBaseAddress,
+    InterruptNumber, DmaChannel and DmaChannel16, in subkey order."""
+    out = []
+    for name, values in params.items():
+        base = values.get("IoBaseAddress")
+        if base is None:
+            continue
+        dma = [values[k] for k in ("DmaChannel", "DmaChannel16") if k in values]
+        out.append(DeviceConfig(name, "Parameters", [(base, port_length)],
+                                values.get("InterruptNumber", default_irq), dma))
+    return out

@@ -1,0 +1,257 @@
+r"""Drivers of the jumpered ISA devices: 16550 serial ports, parallel ports, floppy
+controllers and the Sound Blaster 16.
+
+Each gathers its devices from the Description tree (what detection found) and from its
+``Parameters\<device>`` subkeys (what setup configured), claims each with
+IoReportResourceUsage, and only then talks to the registers.  These devices cannot move
+at run time (QEMU fixes their jumpers at launch), so a conflict leaves the device
+unstarted; the alternative-setting retry is the PCI drivers' (:mod:`.pci`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
+from ..nt.iomgr import DeviceObject
+from ..nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_RESOURCE_LIST, CM_SERIAL_DEVICE_DATA,
+                            DeviceSpecific, Dma, Interrupt, Isa, Port)
+from ..nt.status import NT_SUCCESS, NTSTATUS
+from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
+
+UART_CLOCK = 1843200
+COM_NAMES = {0x3F8: "COM1", 0x2F8: "COM2", 0x3E8: "COM3", 0x2E8: "COM4"}
+LPT_NAMES = {0x378: "LPT1", 0x278: "LPT2", 0x3BC: "LPT1"}
+
+
+def described(driver: NtDriver, controller: CONFIGURATION_TYPE,
+              peripheral: CONFIGURATION_TYPE | None = None) -> list[dict[str, Any]]:
+    """The ISA controllers of one type in the Description tree (IoQueryDeviceDescription):
+    number, raw partials and, when asked, the peripheral partials of each."""
+    found: dict[int, dict[str, Any]] = {}
+
+    def callout(Context, PathName, BusType, BusNumber, BusInformation, ControllerType,
+                ControllerNumber, ControllerInformation, PeripheralType, PeripheralNumber,
+                PeripheralInformation):
+        entry = found.setdefault(ControllerNumber, {"number": ControllerNumber, "partials": (),
+                                                    "peripherals": []})
+        data = ControllerInformation[IoQueryDeviceConfigurationData]
+        if data is not None:
+            entry["partials"] = data.value.partials
+        if PeripheralInformation is not None:
+            pdata = PeripheralInformation[IoQueryDeviceConfigurationData]
+            entry["peripherals"].append(pdata.value.partials if pdata is not None else ())
+        return NTSTATUS.STATUS_SUCCESS
+
+    driver.io.IoQueryDeviceDescription(Isa, None, controller, None, peripheral, None, callout)
+    return [found[k] for k in sorted(found)]
+
+
+def _merge(configured: list[DeviceConfig], detected: list[DeviceConfig]) -> list[DeviceConfig]:
+    """Configured devices first (setup's view), each matched with at most one detected
+    controller at its base (whose DeviceSpecificData it takes); detected controllers
+    nobody configured are added after them."""
+    out = list(configured)
+    for found in detected:
+        match = next((c for c in out if c.base == found.base and c.extra.get("detected") is None), None)
+        if match is None:
+            out.append(found)
+            continue
+        match.extra["detected"] = found.name
+        if found.device_specific and not match.device_specific:
+            match.device_specific = found.device_specific
+    return out
+
+
+def _detected(driver: NtDriver, controller: CONFIGURATION_TYPE, length: int) -> list[DeviceConfig]:
+    out = []
+    for entry in described(driver, controller):
+        ports = [p for p in entry["partials"] if isinstance(p, Port)]
+        irqs = [p for p in entry["partials"] if isinstance(p, Interrupt)]
+        specific = [p for p in entry["partials"] if isinstance(p, DeviceSpecific)]
+        if not ports:
+            continue
+        out.append(DeviceConfig(f"{controller.name} {entry['number']}", "Description",
+                                [(ports[0].start, length)], irqs[0].level if irqs else None,
+                                device_specific=specific[0].data if specific else None))
+    return out
+
+
+class SerialDriver(NtDriver):
+    """16550 UARTs: 8 ports, an IRQ and CM_SERIAL_DEVICE_DATA with the baud clock each."""
+
+    service_name = "Serial"
+    device_prefix = "\\Device\\Serial"
+    resource_class = "SERIALCOMM"
+    device_map_key = "SERIALCOMM"
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        configured = parameter_configs(self.parameters(registry_path), port_length=8)
+        merged = _merge(configured, _detected(self, CONFIGURATION_TYPE.SerialController, 8))
+        for config in merged:
+            if not config.device_specific:  # the PC clock when detection had nothing to say
+                config.device_specific = CM_SERIAL_DEVICE_DATA(baud_clock=UART_CLOCK).pack()
+        return merged
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        base = config.base
+        for pattern in (0x5A, 0xA5):               # scratch register: is a UART there?
+            self.outb(base + 7, pattern)
+            if self.inb(base + 7) != pattern:
+                raise DeviceNotResponding(f"no UART at {base:#x}: scratch register does not hold {pattern:#04x}")
+        clock = CM_SERIAL_DEVICE_DATA.unpack(config.device_specific).baud_clock
+        divisor = clock // (16 * 9600)
+        self.outb(base + 3, 0x80)                  # DLAB
+        self.outb(base + 0, divisor & 0xFF)
+        self.outb(base + 1, divisor >> 8)
+        self.outb(base + 3, 0x03)                  # 8N1
+        self.outb(base + 2, 0x07)                  # enable and clear the FIFOs
+        self.outb(base + 1, 0x00)                  # no interrupts until IRP time
+        self.outb(base + 4, 0x0B)                  # DTR, RTS, OUT2 (gates the IRQ line)
+        iir = self.inb(base + 2)
+        lsr = self.inb(base + 5)
+        if not lsr & 0x20:
+            raise DeviceNotResponding(f"UART at {base:#x}: transmitter holding register never empties (LSR {lsr:#04x})")
+        return {"uart": "16550A" if iir & 0xC0 == 0xC0 else "16450", "baud": clock // (16 * divisor),
+                "divisor": divisor}
+
+    def stop(self, device: DeviceObject) -> None:
+        base = device.device_extension["config"].base
+        self.outb(base + 1, 0x00)
+        self.outb(base + 4, 0x00)
+
+    def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
+        return COM_NAMES.get(config.base, f"COM{5 + int(device.name.rsplit('Serial', 1)[1])}")
+
+
+class ParallelDriver(NtDriver):
+    """Standard parallel ports: data, status and control registers (3 ports) and the IRQ."""
+
+    service_name = "Parport"
+    device_prefix = "\\Device\\ParallelPort"
+    resource_class = "PARALLEL PORTS"
+    device_map_key = "PARALLEL PORTS"
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        configured = parameter_configs(self.parameters(registry_path), port_length=3)
+        return _merge(configured, _detected(self, CONFIGURATION_TYPE.ParallelController, 3))
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        base = config.base
+        for pattern in (0xAA, 0x55):
+            self.outb(base, pattern)
+            if self.inb(base) != pattern:
+                raise DeviceNotResponding(f"no parallel port at {base:#x}: data register does not hold {pattern:#04x}")
+        self.outb(base + 2, 0x08)                  # select printer, INIT asserted (reset)
+        self.outb(base + 2, 0x0C)                  # INIT released: printer reset done
+        status = self.inb(base + 1)
+        return {"status": f"{status:#04x}", "busy": not status & 0x80}
+
+    def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
+        return LPT_NAMES.get(config.base)
+
+
+class FloppyDriver(NtDriver):
+    """82077AA floppy controllers: base+0..5 and base+7 (base+6 is the IDE's alternate
+    status), IRQ, DMA channel and CM_FLOPPY_DEVICE_DATA of the first drive; every drive's
+    densities are reported as facts."""
+
+    service_name = "Floppy"
+    device_prefix = "\\Device\\FloppyController"
+    resource_class = "Disk"
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        out = []
+        for entry in described(self, CONFIGURATION_TYPE.DiskController, CONFIGURATION_TYPE.FloppyDiskPeripheral):
+            ports = [p for p in entry["partials"] if isinstance(p, Port)]
+            if not ports:
+                continue
+            base = ports[0].start
+            irqs = [p.level for p in entry["partials"] if isinstance(p, Interrupt)]
+            dmas = [p.channel for p in entry["partials"] if isinstance(p, Dma)]
+            drives = [next((d.data for d in partials if isinstance(d, DeviceSpecific)), None)
+                      for partials in entry["peripherals"]]
+            out.append(DeviceConfig(f"DiskController {entry['number']}", "Description",
+                                    [(base, 6), (base + 7, 1)], irqs[0] if irqs else None, dmas,
+                                    device_specific=next((d for d in drives if d), None),
+                                    extra={"drives": drives}))
+        params = self.parameters(registry_path)
+        for name, values in params.items():  # a controller setup knows but detection missed
+            base = values.get("IoBaseAddress")
+            if base is not None and all(c.base != base for c in out):
+                out.append(DeviceConfig(name, "Parameters", [(base, 6), (base + 7, 1)],
+                                        values.get("InterruptNumber"),
+                                        [values["DmaChannel"]] if "DmaChannel" in values else []))
+        return out
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        base = config.base
+        self.outb(base + 2, 0x00)                  # DOR: controller reset
+        self.outb(base + 2, 0x0C)                  # out of reset, DMA and IRQ gate on
+        msr = self._wait_msr(base, 0x80, 0xC0)     # RQM, ready to take a command
+        sense = []
+        for _ in range(4):                         # one SENSE INTERRUPT per drive after reset
+            self.outb(base + 5, 0x08)
+            self._wait_msr(base, 0xC0, 0xC0)       # result phase
+            st0 = self.inb(base + 5)
+            self.inb(base + 5)                     # present cylinder
+            sense.append(st0)
+        self._wait_msr(base, 0x80, 0xC0)
+        self.outb(base + 5, 0x10)                  # VERSION
+        self._wait_msr(base, 0xC0, 0xC0)
+        version = self.inb(base + 5)
+        densities = []
+        for data in config.extra.get("drives", []):
+            if data:
+                info = CM_FLOPPY_DEVICE_DATA.unpack(data)
+                densities.append({"max_density": info.max_density, "mount_density": info.mount_density})
+        return {"msr": f"{msr:#04x}", "version": f"{version:#04x}", "enhanced": version == 0x90,
+                "drives": densities, "st0": [f"{s:#04x}" for s in sense]}
+
+    def _wait_msr(self, base: int, want: int, mask: int, timeout: float = 1.0) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            msr = self.inb(base + 4)
+            if msr & mask == want:
+                return msr
+            if time.monotonic() > deadline:
+                raise DeviceNotResponding(f"floppy controller at {base:#x}: main status {msr:#04x}, "
+                                          f"waited for {want:#04x} under mask {mask:#04x}")
+
+
+class SoundBlasterDriver(NtDriver):
+    """Sound Blaster 16: 16 ports from IoBaseAddress, the IRQ and both DMA channels, all
+    from its Parameters (ISA sound cards are not detected by the loader).  Initialising
+    resets the DSP, reads its version and asks the mixer which IRQ and DMA channels the
+    card is set to; a disagreement with the claim is logged as IO_ERR_INCORRECT_IRQL."""
+
+    service_name = "Sndblst"
+    device_prefix = "\\Device\\SoundBlaster"
+    resource_class = "Sound"
+
+    MIXER_IRQ = {0x01: 9, 0x02: 5, 0x04: 7, 0x08: 10}
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        return parameter_configs(self.parameters(registry_path), port_length=0x10)
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        base = config.base
+        self.outb(base + 6, 1)
+        self.outb(base + 6, 0)
+        if not self.inb(base + 0xE) & 0x80 or self.inb(base + 0xA) != 0xAA:
+            raise DeviceNotResponding(f"no Sound Blaster DSP at {base:#x}: reset not acknowledged with 0xaa")
+        self.outb(base + 0xC, 0xE1)                # DSP version
+        major, minor = self.inb(base + 0xA), self.inb(base + 0xA)
+        self.outb(base + 4, 0x80)                  # mixer: interrupt setup
+        irq_bits = self.inb(base + 5)
+        self.outb(base + 4, 0x81)                  # mixer: DMA setup
+        dma_bits = self.inb(base + 5)
+        card_irq = self.MIXER_IRQ.get(irq_bits & 0x0F)
+        card_dma = [c for c in range(8) if dma_bits >> c & 1]
+        if config.irq is not None and card_irq != config.irq:
+            from ..nt.status import IoErrorCode
+            self.io.error(device.driver_object, IoErrorCode.IO_ERR_INCORRECT_IRQL,
+                          f"{device.name}: the card is set to IRQ {card_irq}, the claim says {config.irq}",
+                          device)
+        return {"dsp": f"{major}.{minor:02d}", "card_irq": card_irq, "card_dma": card_dma}

@@ -1,0 +1,166 @@
+r"""Drivers of network cards: the NE2000 (ISA and PCI) and the PCI NICs (e1000, RTL8139).
+
+The PCI drivers find their functions with HalGetBusData.  The NE2000 driver first claims
+a PCI card where the firmware put it (IoReportResourceUsage of the bus-relative values
+HalGetBusData gave, as seed 000 describes) and, when that conflicts, retries the way a
+reconfigurable device can: HalAssignSlotResources places the card elsewhere and programs
+it.  The PCI NIC driver claims through HalAssignSlotResources directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..nt.hal import PCI_INVALID_VENDORID, slot_number
+from ..nt.iomgr import DeviceObject, DriverObject
+from ..nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST,
+                            CmResourceShare, Interrupt, Memory, PCIBus, PCIConfiguration, Port)
+from ..nt.status import NT_SUCCESS, NTSTATUS
+from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
+
+NE2000_PORTS = 0x20          # registers +0x00..0x0f, data port +0x10, reset +0x1f
+
+
+def find_pci(driver: NtDriver, ids: dict[tuple[int, int], str]) -> list[tuple[int, int, bytes, str]]:
+    """(bus, slot number, 64-byte header, kind) of every function with one of ``ids``."""
+    out = []
+    for bus in range(driver.hal.no_buses):
+        for device in range(32):
+            for function in range(8):
+                slot = slot_number(device, function)
+                header = bytearray(64)
+                if driver.hal.HalGetBusData(PCIConfiguration, bus, slot, header, 64) != 64:
+                    continue
+                vendor = int.from_bytes(header[0:2], "little")
+                if vendor == PCI_INVALID_VENDORID:
+                    continue
+                kind = ids.get((vendor, int.from_bytes(header[2:4], "little")))
+                if kind is not None:
+                    out.append((bus, slot, bytes(header), kind))
+    return out
+
+
+def _pci_name(bus: int, slot: int) -> str:
+    return f"PCI {bus:02x}:{slot & 0x1F:02x}.{slot >> 5 & 7}"
+
+
+def _io_bar(resources: CM_RESOURCE_LIST) -> int:
+    return next(p.start for _, p in resources.partials() if isinstance(p, Port))
+
+
+class Ne2000Driver(NtDriver):
+    """NE2000 and compatibles: ISA cards from Parameters (IoBaseAddress, InterruptNumber),
+    PCI cards (10ec:8029) from the bus.  Initialising resets the 8390, reads the station
+    address PROM through remote DMA and checks the NE2000 signature."""
+
+    service_name = "Ne2000"
+    device_prefix = "\\Device\\Ne2000_"
+    resource_class = "Network"
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        out = parameter_configs(self.parameters(registry_path), port_length=NE2000_PORTS)
+        for bus, slot, header, _ in find_pci(self, {(0x10EC, 0x8029): "ne2k_pci"}):
+            bar0 = int.from_bytes(header[0x10:0x14], "little")
+            line = header[0x3C]
+            out.append(DeviceConfig(
+                _pci_name(bus, slot), "PCI", [(bar0 & ~3, NE2000_PORTS)] if bar0 & 1 and bar0 & ~3 else [],
+                None if line in (0, 0xFF) else line, interface_type=PCIBus, bus_number=bus, slot=slot,
+                irq_share=CmResourceShare.CmResourceShareShared, irq_flags=CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE))
+        return out
+
+    def claim(self, driver_object: DriverObject, device: DeviceObject,
+              config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        if config.slot is None:
+            return super().claim(driver_object, device, config)
+        if config.ports:  # where the firmware put it
+            status, resources = super().claim(driver_object, device, config)
+            if NT_SUCCESS(status):
+                return status, resources
+        # Reconfigurable: let the HAL place it elsewhere (it programs the BAR).
+        status, resources = self.hal.HalAssignSlotResources(
+            driver_object.registry_path, self.resource_class, driver_object, device, PCIBus,
+            config.bus_number, config.slot)
+        if NT_SUCCESS(status) and resources is not None:
+            config.ports = [(_io_bar(resources), NE2000_PORTS)]
+            config.extra["moved_by"] = "HalAssignSlotResources"
+        return status, resources
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        base = config.base
+        self.outb(base + 0x1F, self.inb(base + 0x1F))   # reset pulse
+        if not self.inb(base + 0x07) & 0x80:            # ISR.RST
+            raise DeviceNotResponding(f"no NE2000 at {base:#x}: reset not reported in ISR")
+        self.outb(base + 0x00, 0x21)                    # CR: page 0, stop, abort DMA
+        self.outb(base + 0x0E, 0x48)                    # DCR: byte transfers, FIFO 8
+        self.outb(base + 0x0F, 0x00)                    # IMR: all masked
+        self.outb(base + 0x07, 0xFF)                    # ISR: acknowledge all
+        self.outb(base + 0x08, 0x00)                    # RSAR: PROM at 0
+        self.outb(base + 0x09, 0x00)
+        self.outb(base + 0x0A, 32)                      # RBCR: 32 bytes
+        self.outb(base + 0x0B, 0)
+        self.outb(base + 0x00, 0x0A)                    # CR: remote read, start
+        prom = bytes(self.inb(base + 0x10) for _ in range(32))
+        self.outb(base + 0x00, 0x21)
+        if prom[28] != 0x57 or prom[30] != 0x57:        # 'W' 'W': NE2000 in word-doubled PROM
+            raise DeviceNotResponding(f"NE2000 at {base:#x}: no 0x57 signature in the PROM ({prom.hex()})")
+        mac = ":".join(f"{b:02x}" for b in prom[0:12:2])
+        return {"mac": mac, **({"moved_by": config.extra["moved_by"]} if "moved_by" in config.extra else {})}
+
+
+class PciNicDriver(NtDriver):
+    """PCI NICs claimed through HalAssignSlotResources: Intel 82540EM (e1000) read through
+    its register BAR (READ_REGISTER_ULONG at the translated address), RealTek 8139 reset
+    and read through its I/O BAR."""
+
+    service_name = "PciNet"
+    device_prefix = "\\Device\\PciNet"
+    resource_class = "Network"
+    IDS = {(0x8086, 0x100E): "e1000", (0x10EC, 0x8139): "rtl8139"}
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        return [DeviceConfig(_pci_name(bus, slot), "PCI", interface_type=PCIBus, bus_number=bus, slot=slot,
+                             extra={"kind": kind})
+                for bus, slot, _, kind in find_pci(self, self.IDS)]
+
+    def claim(self, driver_object: DriverObject, device: DeviceObject,
+              config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        status, resources = self.hal.HalAssignSlotResources(
+            driver_object.registry_path, self.resource_class, driver_object, device, PCIBus,
+            config.bus_number, config.slot)
+        if NT_SUCCESS(status) and resources is not None:
+            config.ports = [(p.start, p.length) for _, p in resources.partials() if isinstance(p, Port)]
+            config.irq = next((p.level for _, p in resources.partials() if isinstance(p, Interrupt)), None)
+        return status, resources
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        if not config.ports:
+            raise DeviceNotResponding("no I/O BAR was assigned")
+        base = config.base
+        if config.extra["kind"] == "rtl8139":
+            self.outb(base + 0x37, 0x10)                # CR: software reset
+            for _ in range(100):
+                if not self.inb(base + 0x37) & 0x10:
+                    break
+            else:
+                raise DeviceNotResponding(f"RTL8139 at {base:#x}: reset never completes")
+            mac = bytes(self.inb(base + i) for i in range(6))
+        else:
+            # QEMU's e1000 I/O window (IOADDR/IODATA) reads as zero: use the register BAR.
+            registers = self._memory_bar(config, resources)
+            status = self.hal.READ_REGISTER_ULONG(registers + 0x0008)          # STATUS
+            if status == 0xFFFFFFFF:
+                raise DeviceNotResponding(f"e1000 at {registers:#x}: STATUS reads all ones")
+            low = self.hal.READ_REGISTER_ULONG(registers + 0x5400)             # RAL0
+            high = self.hal.READ_REGISTER_ULONG(registers + 0x5404)            # RAH0
+            mac = (low | (high & 0xFFFF) << 32).to_bytes(6, "little")
+        if mac in (bytes(6), b"\xff" * 6):
+            raise DeviceNotResponding(f"{config.extra['kind']} at {base:#x}: no station address")
+        return {"kind": config.extra["kind"], "mac": ":".join(f"{b:02x}" for b in mac)}
+
+    def _memory_bar(self, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> int:
+        """The system address of the first memory BAR (HalTranslateBusAddress)."""
+        start = next(p.start for _, p in resources.partials() if isinstance(p, Memory))
+        translation = self.hal.HalTranslateBusAddress(PCIBus, config.bus_number, start, 0)
+        if not translation:
+            raise DeviceNotResponding(f"memory BAR {start:#x} does not translate")
+        return translation.translated_address

@@ -1,0 +1,368 @@
+r"""The main job: boot a machine, detect it, load its drivers, and check every claim
+against what the emulated hardware decodes.
+
+Steps (:func:`run_job`): launch QEMU paused, run the firmware to its end, detect the
+hardware into ``\Registry\Machine\Hardware\Description`` (register probes), file the HAL's
+own claims, load the configured drivers in order (each one's ``Parameters`` written from
+the machine file's device settings, as setup would), run the Reinitialize routines, take
+the post-driver layout snapshot, and compare:
+
+* each port/memory claim with QEMU's flat map: the claimed range must be decoded by the
+  device the claim is for (present, owned by the expected device, not shadowed);
+  bytes of a claim that another device decodes are a mismatch; bytes nobody decodes are
+  only noted (drivers claim whole register blocks of which QEMU maps parts);
+* each ISA interrupt and DMA claim with the device's configured line and channel;
+* and, independently of the model, what the hardware itself does wrong
+  (:func:`hardware_collisions`): ranges shadowed by a later device, an IRQ line driven by
+  several devices, a DMA channel registered by several devices (QEMU: the last one owns
+  it, the others stall, qemu-facts.md §3c).
+
+The result (:class:`JobResult`) renders as text or JSON; the exit status is 1 when the
+error log holds a conflict, a claim mismatches the hardware, a driver broke a rule, or the
+hardware collides, and 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import MachineSpec
+from .devices import load_catalog
+from .drivers import DRIVERS, NtDriver
+from .errors import HarnessError
+from .nt.arbiter import Claim, ResourceKind, interrupt_line
+from .nt.detect import detect_hardware
+from .nt.hal import Hal
+from .nt.iomgr import HAL_NAME, IoManager, LoadResult
+from .nt.regfile import export_reg
+from .nt.registry import RESOURCE_MAP, Registry, format_tree
+from .nt.resources import PCIBus, describe_range
+from .nt.verifier import Violation
+from .qemu.layout import Layout, snapshot
+from .qemu.livebus import LiveBus
+from .qemu.machine import Machine
+
+OUTPUT_MARKER = ".harness-run"
+REGISTRY_FILE = "registry.sqlite"
+
+
+@dataclass
+class ClaimCheck:
+    """One claim compared with the hardware."""
+
+    driver: str
+    device: str | None
+    expected: tuple[str, ...]        # device ids the claim is for
+    resource: str                    # "port 0x3f8-0x3ff" ...
+    ok: bool
+    findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, expected=list(self.expected))
+
+
+@dataclass
+class Collision:
+    """Something the emulated hardware itself does: two devices on one resource."""
+
+    kind: str                        # "shadowed", "irq", "dma"
+    resource: str
+    devices: tuple[str, ...]
+    consequence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, devices=list(self.devices))
+
+
+@dataclass
+class DriverReport:
+    name: str
+    status: str
+    devices: list[dict[str, Any]]
+    violations: list[str]
+
+
+@dataclass
+class JobResult:
+    spec: MachineSpec
+    out_dir: Path
+    layout: Layout
+    resource_map: str
+    drivers: list[DriverReport]
+    error_log: list[dict[str, Any]]
+    violations: list[Violation]
+    checks: list[ClaimCheck]
+    collisions: list[Collision]
+    timings: dict[str, float]
+    picture: Path | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def conflicts(self) -> list[dict[str, Any]]:
+        return [e for e in self.error_log if "conflict" in e]
+
+    @property
+    def mismatches(self) -> list[ClaimCheck]:
+        return [c for c in self.checks if not c.ok]
+
+    @property
+    def clean(self) -> bool:
+        return not (self.conflicts or self.mismatches or self.violations or self.collisions)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.clean else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
+            "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
+            "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
+            "violations": [v.to_dict() for v in self.violations],
+            "checks": [c.to_dict() for c in self.checks],
+            "collisions": [c.to_dict() for c in self.collisions],
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
+        }
+
+    def format_text(self) -> str:
+        out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
+               f"QEMU {self.layout.qemu_version})", ""]
+        out.append("Drivers")
+        for d in self.drivers:
+            out.append(f"  {d.name}: {d.status}")
+            for dev in d.devices:
+                where = dev["device"] or "(not started)"
+                extra = f" — {dev['detail']}" if dev["detail"] else ""
+                facts = ", ".join(f"{k} {v}" for k, v in dev["facts"].items())
+                out.append(f"    {dev['config']} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
+        out += ["", "ResourceMap", *("  " + line for line in self.resource_map.rstrip("\n").splitlines())]
+        out += ["", "Error log"]
+        out += [f"  #{e['sequence']} {e['code']}: {e['message']}" for e in self.error_log] or ["  (empty)"]
+        out += ["", "Claim-before-touch violations"]
+        out += [f"  {v}" for v in self.violations] or ["  (none)"]
+        out += ["", "Claims against the hardware (info mtree -f)"]
+        for c in self.checks:
+            mark = "ok      " if c.ok else "MISMATCH"
+            who = c.device or c.driver
+            out.append(f"  {mark} {who}: {c.resource} (expected {', '.join(c.expected) or '?'})")
+            out += [f"           ! {f}" for f in c.findings]
+            out += [f"           - {n}" for n in c.notes]
+        out += ["", "What the hardware does"]
+        out += [f"  {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}" for c in self.collisions] \
+            or ["  no shadowed ranges, no shared ISA IRQ or DMA lines"]
+        verdict = "clean" if self.clean else (
+            f"{len(self.conflicts)} conflict(s), {len(self.mismatches)} mismatch(es), "
+            f"{len(self.violations)} violation(s), {len(self.collisions)} hardware collision(s)")
+        out += ["", f"Result: {verdict}"]
+        if self.picture:
+            out.append(f"Picture: {self.picture}")
+        out.append(f"Files: {self.out_dir}")
+        return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """An empty output folder; an existing one is only replaced if the harness made it."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not (out_dir / OUTPUT_MARKER).exists():
+            raise HarnessError(f"{out_dir} exists and is not a harness output folder; choose another --out")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, mode=0o700)
+    (out_dir / OUTPUT_MARKER).touch()
+    return out_dir
+
+
+def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False) -> JobResult:
+    """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
+    go to ``out_dir``, which is replaced if it is a previous run's folder."""
+    out_dir = prepare_out_dir(out_dir)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    registry = Registry(out_dir / REGISTRY_FILE)
+    try:
+        with Machine(spec, run_dir=out_dir / "qemu", keep=keep) as machine:
+            machine.run_firmware()
+            timings["boot+firmware"] = time.monotonic() - t0
+            bus = LiveBus(machine)
+            hal = Hal(bus)
+            t = time.monotonic()
+            detect_hardware(bus, registry, hal)
+            timings["detect"] = time.monotonic() - t
+            io = IoManager(registry, hal)
+            io.report_hal_resources(hal.HalReportResourceUsage())
+            t = time.monotonic()
+            drivers = load_drivers(io, hal, spec)
+            io.run_reinitialization()
+            timings["drivers"] = time.monotonic() - t
+            layout = snapshot(machine, "post-drivers")
+        checks = check_claims(io, layout, spec)
+        collisions = hardware_collisions(layout, spec)
+        export_reg(registry, out_dir / "registry.reg")
+        result = JobResult(spec, out_dir, layout, format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else "",
+                           [_report(r, d) for r, d in drivers], [e.to_dict() for e in io.error_log],
+                           io.violations, checks, collisions, timings, unreadable=io.unreadable)
+        if picture:
+            from .picture import draw_resource_map
+            result.picture = draw_resource_map(io, layout, result, out_dir / "resourcemap.png")
+        timings["total"] = time.monotonic() - t0
+        (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        (out_dir / "report.txt").write_text(result.format_text())
+        return result
+    finally:
+        registry.close()
+
+
+def load_drivers(io: IoManager, hal: Hal, spec: MachineSpec) -> list[tuple[LoadResult, NtDriver]]:
+    """Load the machine's drivers in order, each with its devices' Parameters."""
+    out = []
+    for driver_spec in spec.drivers:
+        cls = DRIVERS[driver_spec.name]
+        driver = cls(io, hal, override_conflict=driver_spec.override_conflict)
+        devices = [spec.device(d) for d in driver_spec.devices]
+        out.append((io.load_driver(driver, cls.parameters_for(devices)), driver))
+    return out
+
+
+def _report(result: LoadResult, driver: NtDriver) -> DriverReport:
+    return DriverReport(result.name, result.status.name, [
+        {"config": o.config, "device": o.device, "status": o.status.name, "detail": o.detail,
+         "facts": o.facts} for o in driver.outcomes], [str(v) for v in result.violations])
+
+
+# ---------------------------------------------------------------------------------------
+# Claims against the hardware
+
+
+def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: MachineSpec) -> tuple[str, ...]:
+    """The machine-file device ids a claim is for."""
+    driver_object = io.drivers.get(claim.owner.driver)
+    config = None
+    if driver_object is not None:
+        for dev in driver_object.device_objects:
+            if dev.name == claim.owner.device:
+                config = dev.device_extension.get("config")
+    if claim.interface_type == PCIBus and config is not None and config.slot is not None:
+        bdf = f"{claim.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}"
+        try:
+            return (layout.pci_function(bdf).qdev_id,)
+        except KeyError:
+            return ()
+    if config is not None:
+        if any(d.id == config.name for d in spec.devices):
+            return (config.name,)
+        # Found by detection: whichever device of this driver's kinds sits at that base,
+        # configured or built into the board (then named by its QOM path, as the map does).
+        kinds = _qemu_types_of(claim.owner.driver)
+        return tuple(dev.id or dev.path for dev in layout.isa
+                     if dev.type in kinds and dev.properties.get("iobase") == config.base)
+    return ()
+
+
+def _qemu_types_of(service_name: str) -> set[str]:
+    """QEMU device types driven by the driver with this service name."""
+    catalog = load_catalog()
+    name = next((k for k, v in DRIVERS.items() if v.service_name == service_name), None)
+    return {catalog[m].qemu_driver for m in catalog.nt_drivers.get(name, ())}
+
+
+def check_claims(io: IoManager, layout: Layout, spec: MachineSpec) -> list[ClaimCheck]:
+    checks = []
+    for claim in io.arbiter.claims():
+        if claim.owner.driver == HAL_NAME or claim.empty:
+            continue
+        expected = _expected_devices(claim, io, layout, spec)
+        check = ClaimCheck(claim.owner.driver, claim.owner.device, expected,
+                           f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
+        if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):
+            _check_range(check, claim, layout)
+        elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
+            _check_line(check, claim, layout)
+        check.ok = not check.findings
+        checks.append(check)
+    return checks
+
+
+def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
+    space = "io" if claim.kind is ResourceKind.PORT else "memory"
+    decoded = [r for r in (layout.io if space == "io" else layout.memory)
+               if r.start <= claim.end and claim.start <= r.end and r.kind != "ram"]
+    mine = [r for r in decoded if r.owner in check.expected]
+    others = [r for r in decoded if r.owner not in check.expected and r.owner is not None]
+    if not mine:
+        if others:
+            check.findings.append("decoded by " + ", ".join(sorted({f"{r.owner} ({r.name} {r.start:#x}-{r.end:#x})"
+                                                                   for r in others})) + ", not by the expected device")
+        else:
+            check.findings.append("nothing decodes this range")
+    elif others:
+        check.findings.append("also decoded by " + ", ".join(sorted({f"{r.owner} {r.start:#x}-{r.end:#x}" for r in others})))
+    for s in layout.shadowed:
+        if s.space == space and s.owner in check.expected and s.start <= claim.end and claim.start <= s.end:
+            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}")
+    covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)
+    if mine and covered < claim.end - claim.start + 1:
+        check.notes.append(f"{claim.end - claim.start + 1 - covered} of {claim.end - claim.start + 1} "
+                           "claimed byte(s) decoded by no device")
+
+
+def _check_line(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
+    prop = ("irq",) if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
+    value = interrupt_line(claim.descriptor) if claim.kind is ResourceKind.INTERRUPT else claim.descriptor.channel
+    devices = {dev.id or dev.path: dev for dev in layout.isa}
+    for name in check.expected:
+        dev = devices.get(name)
+        if dev is None:
+            check.findings.append(f"{name} is not an ISA device QEMU knows")
+            continue
+        if not any(dev.properties.get(p) == value for p in prop):
+            shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
+            check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def hardware_collisions(layout: Layout, spec: MachineSpec) -> list[Collision]:
+    """What the emulated hardware does with devices that share a resource, from the
+    layout alone: shadowed ranges, and ISA IRQ lines and DMA channels set on several
+    devices (with the ACPI SCI, which QEMU wires to an ISA IRQ)."""
+    ids = {d.id for d in spec.devices}
+    # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
+    # register over the host bridge, RAM over the option ROM area) are by design.
+    out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
+                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later")
+           for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
+    isa = [d for d in layout.isa if d.id is not None]
+    order = {d.id: i for i, d in enumerate(spec.devices)}
+    lines: dict[int, list[str]] = {}
+    for dev in isa:
+        if "irq" in dev.properties:
+            lines.setdefault(dev.properties["irq"], []).append(dev.id)
+    for fn in layout.pci:
+        if (fn.vendor, fn.device) == (0x8086, 0x7113) and fn.interrupt_line not in (None, 0, 0xFF):
+            lines.setdefault(fn.interrupt_line, []).append(f"ACPI SCI ({fn.bdf})")
+    for irq, users in sorted(lines.items()):
+        if len(users) > 1:
+            out.append(Collision("irq", f"IRQ {irq}", tuple(users),
+                                 "one ISA line driven by several devices: no wired-OR in QEMU, the last "
+                                 "level written wins, so interrupts are lost (qemu-facts.md §3b)"))
+    channels: dict[int, list[str]] = {}
+    for dev in isa:
+        for prop in ("dma", "dma16"):
+            if prop in dev.properties and dev.properties[prop] not in (-1, 4):
+                channels.setdefault(dev.properties[prop], []).append(dev.id)
+    for channel, users in sorted(channels.items()):
+        if len(users) > 1:
+            users.sort(key=lambda u: order.get(u, -1))
+            out.append(Collision("dma", f"DMA {channel}", tuple(users),
+                                 f"QEMU gives the channel to the last registered device ({users[-1]}); "
+                                 f"transfers of {', '.join(users[:-1])} stall"))
+    return out
