@@ -44,8 +44,10 @@ $(STAMPS)/venv: $(STAMPS)/venv-base pyproject.toml setup.py harness/_intervals.c
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
+# The main job on the default machine: ResourceMap, error log, claims against the
+# hardware; files (logs, registry, report, picture) under runs/default.
 demo: setup
-	$(BIN)/harness layout configs/machines/default.yaml
+	$(BIN)/harness run configs/machines/default.yaml
 
 # --dist loadscope keeps a module's shared machines (module-scoped fixtures) on one worker.
 test: setup

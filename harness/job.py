@@ -48,6 +48,10 @@ from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 
 OUTPUT_MARKER = ".harness-run"
+#: Board devices whose ISA resources are the board's own business (the keyboard
+#: controller's two IRQ properties, the PIC, PIT, RTC, speaker, DMA controllers).
+BOARD_INTERNAL_TYPES = frozenset({"i8042", "isa-i8259", "isa-pit", "isa-pcspk", "mc146818rtc", "i8257",
+                                  "port92", "vmport", "vmmouse"})
 REGISTRY_FILE = "registry.sqlite"
 
 
@@ -75,6 +79,7 @@ class Collision:
     resource: str
     devices: tuple[str, ...]
     consequence: str
+    phase: str = "post-drivers"      # the layout it was seen in
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__, devices=list(self.devices))
@@ -156,7 +161,8 @@ class JobResult:
             out += [f"           ! {f}" for f in c.findings]
             out += [f"           - {n}" for n in c.notes]
         out += ["", "What the hardware does"]
-        out += [f"  {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}" for c in self.collisions] \
+        out += [f"  [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}"
+                for c in self.collisions] \
             or ["  no shadowed ranges, no shared ISA IRQ or DMA lines"]
         verdict = "clean" if self.clean else (
             f"{len(self.conflicts)} conflict(s), {len(self.mismatches)} mismatch(es), "
@@ -194,6 +200,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         with Machine(spec, run_dir=out_dir / "qemu", keep=keep) as machine:
             machine.run_firmware()
             timings["boot+firmware"] = time.monotonic() - t0
+            before = snapshot(machine, "post-firmware")
             bus = LiveBus(machine)
             hal = Hal(bus)
             t = time.monotonic()
@@ -208,6 +215,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
             layout = snapshot(machine, "post-drivers")
         checks = check_claims(io, layout, spec)
         collisions = hardware_collisions(layout, spec)
+        seen = {(c.kind, c.resource, c.devices) for c in collisions}
+        # What the firmware left that the drivers then resolved (a moved BAR) counts too.
+        collisions[:0] = [c for c in hardware_collisions(before, spec)
+                          if (c.kind, c.resource, c.devices) not in seen]
         export_reg(registry, out_dir / "registry.reg")
         result = JobResult(spec, out_dir, layout, format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else "",
                            [_report(r, d) for r, d in drivers], [e.to_dict() for e in io.error_log],
@@ -331,6 +342,7 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
 
 
 def hardware_collisions(layout: Layout, spec: MachineSpec) -> list[Collision]:
+    phase = layout.phase
     """What the emulated hardware does with devices that share a resource, from the
     layout alone: shadowed ranges, and ISA IRQ lines and DMA channels set on several
     devices (with the ACPI SCI, which QEMU wires to an ISA IRQ)."""
@@ -338,14 +350,14 @@ def hardware_collisions(layout: Layout, spec: MachineSpec) -> list[Collision]:
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
     out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later")
+                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later", phase)
            for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
-    isa = [d for d in layout.isa if d.id is not None]
+    isa = [d for d in layout.isa if d.type not in BOARD_INTERNAL_TYPES]
     order = {d.id: i for i, d in enumerate(spec.devices)}
     lines: dict[int, list[str]] = {}
     for dev in isa:
         if "irq" in dev.properties:
-            lines.setdefault(dev.properties["irq"], []).append(dev.id)
+            lines.setdefault(dev.properties["irq"], []).append(dev.id or dev.path)
     for fn in layout.pci:
         if (fn.vendor, fn.device) == (0x8086, 0x7113) and fn.interrupt_line not in (None, 0, 0xFF):
             lines.setdefault(fn.interrupt_line, []).append(f"ACPI SCI ({fn.bdf})")
@@ -353,16 +365,16 @@ def hardware_collisions(layout: Layout, spec: MachineSpec) -> list[Collision]:
         if len(users) > 1:
             out.append(Collision("irq", f"IRQ {irq}", tuple(users),
                                  "one ISA line driven by several devices: no wired-OR in QEMU, the last "
-                                 "level written wins, so interrupts are lost (qemu-facts.md §3b)"))
+                                 "level written wins, so interrupts are lost (qemu-facts.md §3b)", phase))
     channels: dict[int, list[str]] = {}
     for dev in isa:
         for prop in ("dma", "dma16"):
             if prop in dev.properties and dev.properties[prop] not in (-1, 4):
-                channels.setdefault(dev.properties[prop], []).append(dev.id)
+                channels.setdefault(dev.properties[prop], []).append(dev.id or dev.path)
     for channel, users in sorted(channels.items()):
         if len(users) > 1:
             users.sort(key=lambda u: order.get(u, -1))
             out.append(Collision("dma", f"DMA {channel}", tuple(users),
                                  f"QEMU gives the channel to the last registered device ({users[-1]}); "
-                                 f"transfers of {', '.join(users[:-1])} stall"))
+                                 f"transfers of {', '.join(users[:-1])} stall", phase))
     return out

@@ -11,7 +11,7 @@ unstarted; the alternative-setting retry is the PCI drivers' (:mod:`.pci`).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
 from ..nt.iomgr import DeviceObject
@@ -23,6 +23,8 @@ from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 UART_CLOCK = 1843200
 COM_NAMES = {0x3F8: "COM1", 0x2F8: "COM2", 0x3E8: "COM3", 0x2E8: "COM4"}
 LPT_NAMES = {0x378: "LPT1", 0x278: "LPT2", 0x3BC: "LPT1"}
+#: The floppy controller a PC board has built in: base, IRQ, DMA channel.
+PC_FLOPPY_CONTROLLER = (0x3F0, 6, 2)
 
 
 def described(driver: NtDriver, controller: CONFIGURATION_TYPE,
@@ -160,6 +162,16 @@ class FloppyDriver(NtDriver):
     service_name = "Floppy"
     device_prefix = "\\Device\\FloppyController"
     resource_class = "Disk"
+
+    @classmethod
+    def parameters_for(cls, devices: Sequence[Any]) -> dict[str, Any]:
+        """Setup's view: each isa-fdc with its settings, and the board's own controller
+        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it."""
+        out = super().parameters_for(devices)
+        if any(d.model.name == "floppy" and d.bus is None for d in devices):
+            base, irq, dma = PC_FLOPPY_CONTROLLER
+            out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})
+        return out
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = []
