@@ -191,13 +191,45 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
-    go to ``out_dir``, which is replaced if it is a previous run's folder."""
+    go to ``out_dir``, which is replaced if it is a previous run's folder.  ``keep``
+    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     registry = Registry(out_dir / REGISTRY_FILE)
     try:
-        with Machine(spec, run_dir=out_dir / "qemu", keep=keep) as machine:
+        io, drivers, before, layout = _boot_and_load(spec, registry, out_dir, keep, timings)
+        checks = check_claims(io, layout, spec)
+        collisions = hardware_collisions(layout, spec)
+        seen = {(c.kind, c.resource, c.devices) for c in collisions}
+        # What the firmware left that the drivers then resolved (a moved BAR) counts too.
+        collisions[:0] = [c for c in hardware_collisions(before, spec)
+                          if (c.kind, c.resource, c.devices) not in seen]
+        export_reg(registry, out_dir / "registry.reg")
+        resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
+        result = JobResult(spec, out_dir, layout, resource_map, [_report(r, d) for r, d in drivers],
+                           [e.to_dict() for e in io.error_log], io.violations, checks, collisions, timings,
+                           unreadable=io.unreadable)
+        if picture:
+            from .picture import draw_resource_map
+            result.picture = draw_resource_map(io, layout, result, out_dir / "resourcemap.png")
+        timings["total"] = time.monotonic() - t0
+        (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        (out_dir / "report.txt").write_text(result.format_text())
+        return result
+    finally:
+        registry.close()
+
+
+def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: bool,
+                   timings: dict[str, float]) -> tuple[IoManager, list[tuple[LoadResult, NtDriver]], Layout, Layout]:
+    """Everything that needs the live machine.  QEMU runs in its own short private folder
+    (unix socket paths are limited); its logs are copied next to the report once it has
+    gone, whatever happened."""
+    t0 = time.monotonic()
+    machine = Machine(spec, keep=True)
+    try:
+        with machine:
             machine.run_firmware()
             timings["boot+firmware"] = time.monotonic() - t0
             before = snapshot(machine, "post-firmware")
@@ -212,26 +244,12 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
             drivers = load_drivers(io, hal, spec)
             io.run_reinitialization()
             timings["drivers"] = time.monotonic() - t
-            layout = snapshot(machine, "post-drivers")
-        checks = check_claims(io, layout, spec)
-        collisions = hardware_collisions(layout, spec)
-        seen = {(c.kind, c.resource, c.devices) for c in collisions}
-        # What the firmware left that the drivers then resolved (a moved BAR) counts too.
-        collisions[:0] = [c for c in hardware_collisions(before, spec)
-                          if (c.kind, c.resource, c.devices) not in seen]
-        export_reg(registry, out_dir / "registry.reg")
-        result = JobResult(spec, out_dir, layout, format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else "",
-                           [_report(r, d) for r, d in drivers], [e.to_dict() for e in io.error_log],
-                           io.violations, checks, collisions, timings, unreadable=io.unreadable)
-        if picture:
-            from .picture import draw_resource_map
-            result.picture = draw_resource_map(io, layout, result, out_dir / "resourcemap.png")
-        timings["total"] = time.monotonic() - t0
-        (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        (out_dir / "report.txt").write_text(result.format_text())
-        return result
+            return io, drivers, before, snapshot(machine, "post-drivers")
     finally:
-        registry.close()
+        shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
+                        ignore=lambda _, names: [n for n in names if n.startswith(".")])
+        if not keep:
+            shutil.rmtree(machine.run_dir, ignore_errors=True)
 
 
 def load_drivers(io: IoManager, hal: Hal, spec: MachineSpec) -> list[tuple[LoadResult, NtDriver]]:

@@ -48,6 +48,7 @@ DEFAULT_RESOURCE_CLASS = "Other"
 HAL_RESOURCE_CLASS = "Hardware Abstraction Layer"
 HAL_NAME = "PC Compatible Eisa/Isa HAL"
 RAW_SUFFIX = ".Raw"
+MAX_REINITIALIZE_ROUNDS = 100
 TRANSLATED_SUFFIX = ".Translated"
 
 # ---------------------------------------------------------------------------------------
@@ -127,7 +128,6 @@ class _Reinit:
     driver_object: DriverObject
     routine: DriverRoutine
     context: Any
-    count: int = 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -156,6 +156,7 @@ class IoManager:
         self._violations: list[Violation] = []
         self._reinit: list[_Reinit] = []
         self._staged_reinit: list[_Reinit] | None = None
+        self._reinit_counts: dict[tuple[int, DriverRoutine], int] = {}
         self._current: contextvars.ContextVar[DriverObject | None] = \
             contextvars.ContextVar("current_driver", default=None)
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
@@ -534,19 +535,24 @@ class IoManager:
         else:
             self._reinit.append(entry)
 
-    def run_reinitialization(self) -> int:
-        """Call the queued Reinitialize routines (each may queue itself again, with its
-        Count going up, as in NT); returns how many calls were made."""
+    def run_reinitialization(self, max_rounds: int = MAX_REINITIALIZE_ROUNDS) -> int:
+        """Call the queued Reinitialize routines; a routine may queue itself again and is
+        then called again with its Count one higher, as in NT.  Returns how many calls
+        were made; more than ``max_rounds`` rounds is a driver bug (NtStatusError)."""
         calls = 0
-        while self._reinit:
+        for _ in range(max_rounds):
+            if not self._reinit:
+                return calls
             pending, self._reinit = self._reinit, []
             for entry in pending:
-                entry.count += 1
+                key = (id(entry.driver_object), entry.routine)
+                count = self._reinit_counts.get(key, 0) + 1
+                self._reinit_counts[key] = count
                 calls += 1
-                self._staged_reinit = None
                 with self.running(entry.driver_object):
-                    entry.routine(entry.driver_object, entry.context, entry.count)
-        return calls
+                    entry.routine(entry.driver_object, entry.context, count)
+        raise NtStatusError(f"Reinitialize routines still re-queueing after {max_rounds} rounds",
+                            NTSTATUS.STATUS_UNSUCCESSFUL)
 
     def error(self, driver_object: DriverObject, code: IoErrorCode, message: str,
               device: DeviceObject | None = None, status: NTSTATUS = NTSTATUS.STATUS_SUCCESS) -> None:

@@ -1,0 +1,289 @@
+"""The I/O manager on a live machine: every IoReportResourceUsage rule of seed 001/002, the
+ResourceMap it writes, IoAssignResources, HalAssignSlotResources through the arbiter,
+the driver life cycle and the claim-before-touch verifier, with real register I/O."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from harness.config import load_machine
+from harness.nt.detect import detect_hardware
+from harness.nt.errorlog import ERROR_LOG_LIMIT_SIZE
+from harness.nt.hal import Hal, slot_number
+from harness.nt.iomgr import (DEFAULT_RESOURCE_CLASS, HAL_NAME, IoManager, RAW_SUFFIX,
+                              TRANSLATED_SUFFIX)
+from harness.nt.registry import RESOURCE_MAP, Registry
+from harness.nt.resources import (CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
+                                  IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
+                                  Isa, PCIBus, Port, PortRequirement)
+from harness.nt.status import NTSTATUS, IoErrorCode
+from harness.nt.verifier import ClaimViolationError
+from harness.drivers import PciNicDriver, SerialDriver
+from harness.qemu.livebus import LiveBus
+from harness.qemu.machine import Machine
+from helpers import CONFIGS
+
+COM1 = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8), Interrupt(4, 4, -1))
+
+
+@pytest.fixture(scope="module")
+def machine() -> Iterator[Machine]:
+    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
+        m.run_firmware()
+        yield m
+
+
+@pytest.fixture
+def io(machine: Machine) -> Iterator[IoManager]:
+    """A fresh I/O manager (and registry) over the live machine, with the HAL's claims."""
+    bus = LiveBus(machine)
+    hal = Hal(bus)
+    registry = Registry()
+    detect_hardware(bus, registry, hal)
+    manager = IoManager(registry, hal)
+    manager.report_hal_resources(hal.HalReportResourceUsage())
+    yield manager
+    registry.close()
+
+
+class Probe:
+    """A minimal driver whose DriverEntry runs a test-supplied body."""
+
+    def __init__(self, name: str, body: Any) -> None:
+        self.service_name = name
+        self.body = body
+
+    def DriverEntry(self, DriverObject, RegistryPath) -> NTSTATUS:
+        return self.body(DriverObject, RegistryPath)
+
+
+def driver(io: IoManager, name: str, devices: int = 1):
+    """A loaded driver object with ``devices`` device objects."""
+    made = []
+
+    def body(d, path):
+        for i in range(devices):
+            made.append(io.IoCreateDevice(d, rf"\Device\{name}{i}")[1])
+        return NTSTATUS.STATUS_SUCCESS
+    result = io.load_driver(Probe(name, body))
+    return result.driver_object, made
+
+
+def report(io, d, device, lst, override=False, cls=None):
+    return io.IoReportResourceUsage(cls, d, None, 0, device, lst, lst.size(), override)
+
+
+def test_a_claim_is_written_raw_and_translated(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Ser")
+    assert report(io, d, dev, COM1) == (NTSTATUS.STATUS_SUCCESS, False)
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Ser"
+    assert io.registry.key_info(key).volatile
+    assert io.registry.get(key, dev.name + RAW_SUFFIX) == COM1
+    translated = io.registry.get(key, dev.name + TRANSLATED_SUFFIX)
+    port, irq = (p for _, p in translated.partials())
+    assert port == Port(0x3F8, 8) and (irq.vector, irq.level) == (0x34, 23)   # IDT vector 0x30+4, IRQL 27-4
+    assert translated.size() == COM1.size()
+    # a named class gets its own key; the HAL's own list is there too
+    d2, (dev2,) = driver(io, "Par")
+    report(io, d2, dev2, CM_RESOURCE_LIST.single(Isa, 0, Port(0x378, 3)), cls="PARALLEL PORTS")
+    assert io.registry.key_exists(rf"{RESOURCE_MAP}\PARALLEL PORTS\Par")
+    assert io.registry.key_exists(rf"{RESOURCE_MAP}\Hardware Abstraction Layer\{HAL_NAME}")
+
+
+def test_conflict_without_override_logs_and_writes_nothing(io: IoManager) -> None:
+    a, (deva,) = driver(io, "First")
+    b, (devb,) = driver(io, "Second")
+    report(io, a, deva, COM1)
+    before = io.registry.key_exists(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Second")
+    result = report(io, b, devb, CM_RESOURCE_LIST.single(Isa, 0, Port(0x3FC, 2), Interrupt(3, 3)))
+    assert result == (NTSTATUS.STATUS_CONFLICTING_ADDRESSES, True)
+    assert not before and not io.registry.key_exists(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Second")
+    (entry,) = io.error_log.query(code=IoErrorCode.IO_ERR_PORT_CONFLICT_DETECTED)
+    assert entry.strings == (devb.name, "First", deva.name)
+    assert entry.dump_data == (0x3F8, 0, 8)   # the holder's range: Start low, high, Length
+    assert entry.final_status == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+    packet = entry.pack()
+    assert len(packet) <= ERROR_LOG_LIMIT_SIZE and int.from_bytes(packet[0x0C:0x10], "little") == 0xC0040016
+    assert int.from_bytes(packet[0x28:0x2C], "little") == 0x3F8
+
+
+def test_override_writes_without_logging_and_the_overrider_may_not_touch(io: IoManager) -> None:
+    a, (deva,) = driver(io, "Holder")
+    b, (devb,) = driver(io, "Thief")
+    report(io, a, deva, COM1)
+    assert report(io, b, devb, COM1, override=True) == (NTSTATUS.STATUS_SUCCESS, True)
+    assert len(io.error_log) == 0
+    assert io.registry.key_exists(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Thief")
+    hal = io.hal
+    with io.running(a):
+        hal.READ_PORT_UCHAR(0x3FD)          # the first holder keeps its right
+    with io.running(b):
+        hal.READ_PORT_UCHAR(0x3FD)          # the real UART answers, but this is a violation
+    (v,) = io.violations
+    assert (v.kind, v.driver, v.port, v.size, v.access, v.other) == ("owned-by-other", "Thief", 0x3FD, 1, "read", "Holder")
+    assert v.site and "test_iomgr.py" in v.site
+    assert io.verifier.check_trace() == [v]
+
+
+def test_repeated_call_replaces_and_count_zero_erases(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Rep")
+    report(io, d, dev, COM1)
+    smaller = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 4))
+    assert report(io, d, dev, smaller) == (NTSTATUS.STATUS_SUCCESS, False)     # no self-conflict
+    assert [c.end for c in io.claims_of_driver("Rep")] == [0x3FB]
+    assert report(io, d, dev, CM_RESOURCE_LIST()) == (NTSTATUS.STATUS_SUCCESS, False)
+    assert io.claims_of_driver("Rep") == []
+    assert not io.registry.key_exists(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Rep")
+    assert report(io, d, dev, CM_RESOURCE_LIST()) == (NTSTATUS.STATUS_SUCCESS, False)  # releasing nothing
+
+
+def test_driver_and_device_lists_are_distinct_slots(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Both")
+    common = CM_RESOURCE_LIST.single(Isa, 0, Port(0x2E8, 8))
+    result = io.IoReportResourceUsage(None, d, common, common.size(), dev, COM1, COM1.size(), False)
+    assert result == (NTSTATUS.STATUS_SUCCESS, False)
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Both"
+    assert {v.name for v in io.registry.values(key)} == {RAW_SUFFIX, TRANSLATED_SUFFIX, dev.name + RAW_SUFFIX,
+                                                         dev.name + TRANSLATED_SUFFIX}
+    # the driver-wide list and a device list of the same driver do not share DeviceExclusive ports
+    assert report(io, d, dev, common)[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+
+
+@pytest.mark.parametrize("args", [
+    (None, None, 0, None, None, 0),                          # no driver object
+    ("D", None, 0, None, None, 0),                           # neither set
+    ("D", COM1, 0, None, None, 0),                           # a list with size zero
+    ("D", None, 0, "dev", None, 8),                          # a device without a list
+    ("D", COM1, 8, None, None, 0),                           # size smaller than the list
+    ("D", b"\x01\x00", 2, None, None, 0),                    # a truncated binary list
+])
+def test_invalid_parameters(io: IoManager, args) -> None:
+    d, (dev,) = driver(io, "Bad")
+    drv, dlist, dsize, device, devlist, devsize = args
+    result = io.IoReportResourceUsage(None, d if drv else None, dlist, dsize, dev if device else None,
+                                      devlist, devsize, False)
+    assert result == (NTSTATUS.STATUS_INVALID_PARAMETER, False)
+    assert io.claims_of_driver("Bad") == []
+
+
+def test_binary_lists_are_accepted(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Bin")
+    data = COM1.pack(io.registry.arch) + b"trailing bytes the size excludes"
+    assert io.IoReportResourceUsage(None, d, None, 0, dev, data, COM1.size(), False)[0] == NTSTATUS.STATUS_SUCCESS
+    assert io.claims_of_driver("Bin")[0].start == 0x3F8
+
+
+def test_the_hal_owns_the_pci_configuration_ports_and_the_sci(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Greedy")
+    assert report(io, d, dev, CM_RESOURCE_LIST.single(Isa, 0, Port(0xCF8, 8)))[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+    assert report(io, d, dev, CM_RESOURCE_LIST.single(Isa, 0, Interrupt(9, 9)))[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+    assert [e.conflict.holder.owner.driver for e in io.error_log] == [HAL_NAME, HAL_NAME]
+
+
+def test_io_assign_resources_takes_an_alternative_and_records_it(io: IoManager) -> None:
+    a, (deva,) = driver(io, "Com1")
+    report(io, a, deva, COM1)
+    b, (devb,) = driver(io, "Movable")
+    requirements = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((
+        PortRequirement(8, 8, 0x3F8, 0x3FF), PortRequirement(8, 8, 0x2E8, 0x2EF, option=IO_RESOURCE_ALTERNATIVE),
+        InterruptRequirement(4, 5))),))
+    status, got = io.IoAssignResources(b.registry_path, None, b, devb, requirements)
+    assert status == NTSTATUS.STATUS_SUCCESS
+    assert [p for _, p in got.partials()] == [Port(0x2E8, 8), Interrupt(5, 5, -1)]
+    # recorded: a second device cannot receive the same range (§9.22)
+    c, (devc,) = driver(io, "Late")
+    status, none = io.IoAssignResources(c.registry_path, None, c, devc, IO_RESOURCE_REQUIREMENTS_LIST(
+        Isa, 0, 0, (IO_RESOURCE_LIST((PortRequirement(8, 8, 0x2E8, 0x2EF),)),)))
+    assert (status, none) == (NTSTATUS.STATUS_CONFLICTING_ADDRESSES, None)
+    assert io.error_log.query(code=IoErrorCode.IO_ERR_PORT_RESOURCE_CONFLICT)[0].conflict.holder.owner.driver == "Movable"
+    # NULL requirements erase the claim
+    assert io.IoAssignResources(b.registry_path, None, b, devb, None) == (NTSTATUS.STATUS_SUCCESS, None)
+    assert io.claims_of_driver("Movable") == []
+
+
+def test_hal_assign_slot_resources_moves_a_bar_whose_place_is_claimed(io: IoManager) -> None:
+    """rtl8139 (00:04.0) has BAR0 at its firmware place; an ISA claim there makes the HAL
+    place and program it elsewhere, and the card answers at the new place."""
+    hal = io.hal
+    header = bytearray(64)
+    hal.HalGetBusData(4, 0, slot_number(4), header, 64)
+    firmware_bar = int.from_bytes(header[0x10:0x14], "little") & ~3
+    blocker, (devx,) = driver(io, "Squatter")
+    report(io, blocker, devx, CM_RESOURCE_LIST.single(Isa, 0, Port(firmware_bar, 0x10)))
+    nic = PciNicDriver(io, hal)
+    result = io.load_driver(nic)
+    assert result.ok, [o.detail for o in nic.outcomes]
+    outcome = next(o for o in nic.outcomes if o.config == "PCI 00:04.0")
+    port = next(p for _, p in outcome.resources.partials() if isinstance(p, Port))
+    assert port.start != firmware_bar and outcome.facts["mac"] == "52:54:00:12:34:58"
+    hal.HalGetBusData(4, 0, slot_number(4), header, 64)
+    assert int.from_bytes(header[0x10:0x14], "little") & ~3 == port.start
+    assert io.violations == []
+    io.unload_driver("PciNet")  # puts nothing back, but the claims are gone
+    assert io.claims_of_driver("PciNet") == []
+
+
+def test_serial_driver_life_cycle_on_the_real_uarts(io: IoManager) -> None:
+    serial = SerialDriver(io, io.hal)
+    result = io.load_driver(serial, {"com1": {"IoBaseAddress": 0x3F8, "InterruptNumber": 4}})
+    assert result.ok and [o.device for o in serial.outcomes] == [r"\Device\Serial0", r"\Device\Serial1"]
+    assert serial.outcomes[0].facts["uart"] == "16550A"
+    assert io.registry.get(r"\REGISTRY\MACHINE\HARDWARE\DEVICEMAP\SERIALCOMM", r"\Device\Serial0") == "COM1"
+    specific = [p for c in io.claims_of_driver("Serial") for p in [c.descriptor]]
+    assert specific and io.violations == []
+    raw = io.registry.get(rf"{RESOURCE_MAP}\SERIALCOMM\Serial", r"\Device\Serial0" + RAW_SUFFIX)
+    assert any(isinstance(p, DeviceSpecific) for _, p in raw.partials())   # the baud clock
+    assert io.unload_driver("Serial") == [] and io.claims_of_driver("Serial") == []
+
+
+def test_a_failing_driver_that_keeps_its_claims_is_caught(io: IoManager) -> None:
+    def body(d, path):
+        dev = io.IoCreateDevice(d, r"\Device\Sloppy0")[1]
+        report(io, d, dev, CM_RESOURCE_LIST.single(Isa, 0, Port(0x2E8, 8)))
+        io.IoRegisterDriverReinitialization(d, lambda *a: None, {"config": 1})
+        return NTSTATUS.STATUS_NO_SUCH_DEVICE
+    result = io.load_driver(Probe("Sloppy", body))
+    assert not result.ok
+    assert sorted(v.kind for v in result.violations) == ["claims-left", "devices-left", "reinitialize-on-failure"]
+    assert io.claims_of_driver("Sloppy") == [] and io.run_reinitialization() == 0
+
+
+def test_reinitialize_runs_after_success_with_its_count(io: IoManager) -> None:
+    calls = []
+
+    def reinit(d, context, count):
+        calls.append((context, count))
+        if count < 2:
+            io.IoRegisterDriverReinitialization(d, reinit, context)
+
+    def body(d, path):
+        io.IoRegisterDriverReinitialization(d, reinit, "cfg")
+        return NTSTATUS.STATUS_SUCCESS
+    assert io.load_driver(Probe("Reinit", body)).ok
+    assert io.run_reinitialization() == 2 and calls == [("cfg", 1), ("cfg", 2)]
+
+
+def test_touching_unclaimed_ports_is_a_violation_and_strict_mode_refuses(io: IoManager) -> None:
+    def body(d, path):
+        io.hal.READ_PORT_UCHAR(0x2FD)   # COM2's LSR, never claimed: touch before claim
+        return NTSTATUS.STATUS_SUCCESS
+    result = io.load_driver(Probe("Eager", body))
+    (v,) = result.violations
+    assert (v.kind, v.port, v.access) == ("unclaimed", 0x2FD, "read") and "test_iomgr.py" in v.site
+    io.verifier.strict = True
+    with pytest.raises(ClaimViolationError, match="unclaimed"):
+        with io.running(result.driver_object):
+            io.hal.WRITE_PORT_UCHAR(0x2FF, 0)
+
+
+def test_a_new_manager_takes_over_the_resource_map(io: IoManager) -> None:
+    d, (dev,) = driver(io, "Kept")
+    report(io, d, dev, COM1)
+    io.registry.set_value(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Kept", "junk.Raw", b"\x07", 8)
+    again = IoManager(io.registry)
+    assert any(c.owner.driver == "Kept" and c.start == 0x3F8 for c in again.arbiter.claims())
+    assert len(again.unreadable) == 1 and "junk.Raw" in again.unreadable[0]
+    e, (deve,) = driver(again, "Newcomer")
+    assert report(again, e, deve, COM1)[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES

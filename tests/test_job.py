@@ -1,0 +1,111 @@
+"""The main job (``harness run``) on the shipped machines and conflict configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.config import load_machine, parse_machine_text
+from harness.errors import ConfigError
+from harness.job import run_job
+from helpers import CONFIGS
+
+CONFLICTS = sorted((CONFIGS / "conflicts").glob("*.yaml"))
+
+# What each conflict config must show: the refused claim's error code, who held the
+# resource, and the hardware consequence the layout reveals.
+EXPECTED = {
+    "serial-same-base": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
+    "ne2000-irq9-sci": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq"),
+    "sb16-ne2000-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Sndblst", "irq"),
+    "floppy-sb16-dma2": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma"),
+    "isa-under-pci-bar": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
+    "serial-at-cf8": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
+}
+
+
+def test_every_conflict_config_is_covered() -> None:
+    assert {p.stem for p in CONFLICTS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", ["default", "q35", "isapc"])
+def test_shipped_machines_run_clean(name: str, tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "machines" / f"{name}.yaml"), tmp_path / "out")
+    assert result.clean, result.format_text()
+    assert result.exit_code == 0 and result.checks and all(c.ok for c in result.checks)
+    started = [d for r in result.drivers for d in r.devices if d["device"]]
+    assert started and all(d["status"] == "STATUS_SUCCESS" for r in result.drivers for d in r.devices)
+    for name in ("report.json", "report.txt", "registry.reg", "resourcemap.png", "qemu/qemu.log", "qemu/argv.sh"):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert (tmp_path / "out" / "resourcemap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("path", CONFLICTS, ids=[p.stem for p in CONFLICTS])
+def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> None:
+    spec = load_machine(path)
+    assert spec.expect == "conflict"
+    result = run_job(spec, tmp_path / "out", picture=False)
+    code, holder, consequence = EXPECTED[path.stem]
+    assert result.exit_code == 1
+    refused = [e for e in result.conflicts if e["code"] == code]
+    assert refused and refused[0]["conflict"]["holder_driver"] == holder, result.format_text()
+    assert consequence in {c.kind for c in result.collisions}, result.format_text()
+    # refused before the device was touched: the refused device has no started outcome
+    # and the verifier saw no access to anything unclaimed
+    assert not result.violations
+
+
+def test_the_serial_pair_shows_which_uart_answers(tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "conflicts" / "serial-same-base.yaml"), tmp_path / "o", picture=False)
+    (bad,) = [c for c in result.checks if not c.ok]
+    assert bad.expected == ("com1",) and "shadowed by com2" in " ".join(bad.findings)
+
+
+def test_a_moved_pci_bar_resolves_the_isa_overlap(tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "conflicts" / "isa-under-pci-bar.yaml"), tmp_path / "o", picture=False)
+    pci = next(d for r in result.drivers for d in r.devices if d["config"].startswith("PCI"))
+    assert pci["device"] and pci["facts"]["moved_by"] == "HalAssignSlotResources"
+    assert all(c.ok for c in result.checks)                     # after the move every claim decodes
+    assert [c.phase for c in result.collisions] == ["post-firmware"]
+
+
+def test_cli_run_exit_codes_and_json(tmp_path: Path, capsys) -> None:
+    assert main(["run", str(CONFIGS / "machines" / "default.yaml"), "--json", "--no-picture",
+                 "--out", str(tmp_path / "a")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clean"] and report["machine_type"] == "pc-i440fx-7.2"
+    assert main(["run", str(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), "--no-picture",
+                 "--out", str(tmp_path / "b")]) == 1
+    assert "IO_ERR_PORT_CONFLICT_DETECTED" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_foreign_output_folder(tmp_path: Path, capsys) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("keep me")
+    assert main(["run", str(CONFIGS / "machines" / "default.yaml"), "--out", str(tmp_path / "mine")]) == 2
+    assert "not a harness output folder" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "keep me"
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["thesis.tex"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("drivers: [serail]", "t.yaml:4: drivers: unknown driver 'serail' (did you mean 'serial'?)"),
+    ("drivers: [{name: serial, devices: [nic0]}]", "devices: 'nic0' is not a device of this machine that serial drives"),
+    ("drivers: [serial, serial]", "driver 'serial' is listed twice"),
+    ("drivers: [{name: serial, override: true}]", "override"),
+    ("expect: maybe", "expect"),
+])
+def test_bad_driver_sections_are_refused_with_their_line(text: str, message: str) -> None:
+    base = "machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        parse_machine_text(base + text, "t.yaml")
+
+
+def test_default_driver_list_follows_the_devices() -> None:
+    spec = load_machine(CONFIGS / "machines" / "default.yaml")
+    assert [(d.name, d.devices) for d in spec.drivers] == [
+        ("serial", ("com1", "com2")), ("parallel", ("lpt1",)), ("floppy", ("fd0",)),
+        ("ne2000", ("ne0",)), ("sb16", ("sb0",)), ("pcinet", ("nic0", "nic1", "nic2"))]
