@@ -17,7 +17,7 @@ from harness.nt.iomgr import (DEFAULT_RESOURCE_CLASS, HAL_NAME, IoManager, RAW_S
 from harness.nt.registry import RESOURCE_MAP, Registry
 from harness.nt.resources import (CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
-                                  Isa, PCIBus, Port, PortRequirement)
+                                  Isa, Port, PortRequirement)
 from harness.nt.status import NTSTATUS, IoErrorCode
 from harness.nt.verifier import ClaimViolationError
 from harness.drivers import PciNicDriver, SerialDriver

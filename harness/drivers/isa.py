@@ -17,7 +17,7 @@ from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
 from ..nt.iomgr import DeviceObject
 from ..nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_RESOURCE_LIST, CM_SERIAL_DEVICE_DATA,
                             DeviceSpecific, Dma, Interrupt, Isa, Port)
-from ..nt.status import NT_SUCCESS, NTSTATUS
+from ..nt.status import NTSTATUS, IoErrorCode
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 
 UART_CLOCK = 1843200
@@ -262,7 +262,6 @@ class SoundBlasterDriver(NtDriver):
         card_irq = self.MIXER_IRQ.get(irq_bits & 0x0F)
         card_dma = [c for c in range(8) if dma_bits >> c & 1]
         if config.irq is not None and card_irq != config.irq:
-            from ..nt.status import IoErrorCode
             self.io.error(device.driver_object, IoErrorCode.IO_ERR_INCORRECT_IRQL,
                           f"{device.name}: the card is set to IRQ {card_irq}, the claim says {config.irq}",
                           device)

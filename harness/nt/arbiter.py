@@ -389,7 +389,7 @@ class _Trial:
                     break
             if found is None:
                 attempt.descriptor = group[0]
-                attempt.conflicts = _unique(seen)
+                attempt.conflicts = unique_conflicts(seen)
                 attempt.reason = (f"no free {describe_range(group[0])}" if seen
                                   else f"cannot satisfy {describe_range(group[0])}")
                 return None
@@ -483,10 +483,12 @@ def _align_down(value: int, align: int) -> int:
     return value // align * align if value >= 0 else -1
 
 
-def _unique(conflicts: list[Conflict]) -> list[Conflict]:
+def unique_conflicts(conflicts: Iterable[Conflict], side: str = "holder") -> list[Conflict]:
+    """The first conflict per distinct ``side`` claim ("holder" or "requested"), in order."""
     out, keys = [], set()
     for c in conflicts:
-        key = (c.holder.owner, c.holder.kind, c.holder.start, c.holder.end)
+        claim = getattr(c, side)
+        key = (claim.owner, claim.kind, claim.start, claim.end)
         if key not in keys:
             keys.add(key)
             out.append(c)

@@ -31,7 +31,8 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol
 
-from .arbiter import Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind, claims_of
+from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind, claims_of,
+                      unique_conflicts)
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
@@ -572,13 +573,7 @@ def _owner_of(class_name: str, owner_name: str, value_name: str) -> Owner:
 
 def _first_per_resource(conflicts: list[Conflict]) -> list[Conflict]:
     """The first holder of each requested resource (the detector's first hit, §2.3)."""
-    seen, out = set(), []
-    for c in conflicts:
-        key = (c.requested.owner, c.requested.kind, c.requested.start, c.requested.end)
-        if key not in seen:
-            seen.add(key)
-            out.append(c)
-    return out
+    return unique_conflicts(conflicts, "requested")
 
 
 def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any]) -> None:
