@@ -21,7 +21,7 @@ from ..config import MachineSpec
 from ..devices import load_catalog
 from ..errors import HarnessError
 from ..qemu.layout import PIRQ_REGISTERS, Layout
-from ..qemu.machine import GuestBoot, Machine
+from ..qemu.machine import GuestBoot, GuestStopped, Machine
 from .cache import GUEST_IMAGES, cache_root, content_hash, locked, progress
 
 PROBE_SOURCES = GUEST_IMAGES / "probe"
@@ -299,7 +299,10 @@ def run_probe(spec: MachineSpec, layout: Layout | None = None, *, timeout: float
     with machine:
         start = time.monotonic()
         machine.resume()
-        status = machine.wait_exit(timeout, "the probe guest to finish and leave through isa-debug-exit")
+        try:
+            status = machine.wait_exit(timeout, "the probe guest leaving through isa-debug-exit")
+        except GuestStopped as exc:
+            raise ProbeError(str(exc)) from None
         seconds = time.monotonic() - start
         text = machine.report_path.read_text(errors="replace") if machine.report_path.exists() else ""
         try:

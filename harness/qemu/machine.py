@@ -101,6 +101,14 @@ class MachineDied(QEMUError):
     pass
 
 
+class GuestStopped(QEMUError):
+    """The guest reset or shut the machine down (QEMU paused it) where an exit was awaited."""
+
+    def __init__(self, message: str, *, machine: "Machine", reason: str) -> None:
+        self.reason = reason
+        super().__init__(message, machine=machine)
+
+
 class Machine:
     """A QEMU machine built from a :class:`MachineSpec`.
 
@@ -403,19 +411,31 @@ class Machine:
         self.qmp("cont")
         self.phase = "running"
 
-    def wait_exit(self, timeout: float, what: str) -> int:
+    def wait_exit(self, timeout: float, what: str, *, after_event: int = 0) -> int:
         """Wait until QEMU exits by itself and return its exit status.
 
         ``what`` says what the exit stands for (e.g. "the probe guest's isa-debug-exit");
-        a timeout error names it and shows the log tails.
+        a timeout error names it and shows the log tails.  A guest that resets or shuts
+        down instead (event number ``after_event`` or later) leaves QEMU paused by the
+        ``-action`` policy: that raises :class:`GuestStopped` at once.
         """
         if self._proc is None:
             raise HarnessError("machine is not launched")
-        try:
-            status = self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise QMPTimeout(f"QEMU did not exit within {timeout:g} s (waiting for {what})",
-                             machine=self) from None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self._proc.wait(0.02)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            stops = [e for e in self._events[after_event:] if e["event"] == "SHUTDOWN"]
+            if stops and any(e["event"] == "STOP" for e in self._events[after_event:]):
+                reason = stops[0].get("data", {}).get("reason", "?")
+                raise GuestStopped(f"the guest stopped the machine ({reason}) instead of {what}",
+                                   machine=self, reason=reason)
+            if time.monotonic() > deadline:
+                raise QMPTimeout(f"QEMU did not exit within {timeout:g} s (waiting for {what})",
+                                 machine=self)
         self.phase = "exited"
         return status
 
