@@ -755,12 +755,18 @@ def verify(spec: MachineSpec, *, guest: str = "probe", registry: Any = None, kee
             probe = run_probe(spec, hardware.layout, keep=keep)
         except ProbeError as exc:
             failures["probe"] = str(exc)
+    unsupported = None
     if guest in ("linux", "both"):
-        from .guests.linux import LinuxGuestError, run_linux
+        from .guests.linux import LinuxGuestError, LinuxUnsupported, run_linux
         try:
             linux = run_linux(spec, keep=keep)
+        except LinuxUnsupported as exc:
+            unsupported = str(exc)
         except LinuxGuestError as exc:
             failures["linux"] = str(exc)
     claims = resource_map_claims(registry) if registry is not None else None
-    return reconcile(spec, hardware, probe=probe, linux=linux, claims=claims, guest_failures=failures)
+    rec = reconcile(spec, hardware, probe=probe, linux=linux, claims=claims, guest_failures=failures)
+    if unsupported is not None:
+        rec.views["linux"] = f"not run: {unsupported}"
+    return rec
 
