@@ -651,6 +651,28 @@ class _Context:
     def linux_driver_names(self, dev: DeviceSpec) -> tuple[str, ...]:
         return LINUX_RESOURCE_NAMES.get(dev.model.name, ())
 
+    def _held_by_other(self, row: Row, dev: DeviceSpec, kind: str, number: int, holders: list[str]) -> bool:
+        """Linux gave the line/channel to a driver that is not this device's: say why."""
+        own = self.linux_driver_names(dev)
+        if not holders or any(n.startswith(own) for n in holders if own):
+            return False
+        users = self.irq_users() if kind == "irq" else self.dma_users()
+        others = [u for u in users.get(number, []) if u != dev.id]
+        if kind == "irq" and number == ACPI_SCI_IRQ.get(self.spec.machine):
+            row.differ("linux", ACPI_SCI, f"IRQ {number} is the ACPI SCI: Linux gave it to {', '.join(holders)}")
+        elif others:
+            row.differ("linux", IRQ_SHARED if kind == "irq" else DMA_SHARED,
+                       f"Linux gave {kind} {number} to {', '.join(holders)}; the hardware also has "
+                       f"{', '.join(others)} on it")
+        else:
+            row.differ("linux", UNEXPLAINED, f"Linux gave {kind} {number} to {', '.join(holders)}")
+        return True
+
+    def _same_ports_as(self, dev: DeviceSpec) -> list[str]:
+        mine = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+        return [other.id for other in self.spec.devices if other.id != dev.id and any(
+            lo <= b and a <= hi for kind, a, b in other.decoded_resources() if kind == "port" for lo, hi in mine)]
+
     def _linux_irq(self, row: Row, dev: DeviceSpec, irq: int) -> None:
         names = self.linux.irq_names(irq)
         row.cells["linux"] = ABSENT if names is None else (", ".join(names) or "used, released")
@@ -659,6 +681,12 @@ class _Context:
             row.differ("linux", OS_CONFLICT, message)
             return
         if names is not None:
+            self._held_by_other(row, dev, "irq", irq, list(names))
+            return
+        overlapping = self._same_ports_as(dev)
+        if overlapping:
+            row.differ("linux", SHADOWED, f"{', '.join(overlapping)} decode(s) the same ports: Linux binds "
+                                          "one driver per port range")
             return
         ports = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
         lost = ports and any(o != dev.id for lo, hi in ports for _, _, o in self.owners(lo, hi))
@@ -672,7 +700,9 @@ class _Context:
     def _linux_dma(self, row: Row, dev: DeviceSpec, channel: int) -> None:
         owner = self.linux.dma.get(channel)
         row.cells["linux"] = owner or ABSENT
-        if owner is None:
+        if owner is not None:
+            self._held_by_other(row, dev, "dma", channel, [owner])
+        else:
             ports = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
             if ports and not any(self.linux.port_names(lo, hi) for lo, hi in ports):
                 self._linux_unclaimed(row, dev, ports[0][0])

@@ -5,6 +5,9 @@
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# Report on the harness's PCI console (gl_con=<PCI address>), whatever ttyS number the
+# kernel gave it: ISA UARTs under test may take any of the others.
+for t in /sys/bus/pci/devices/"$gl_con"/tty/*; do exec >"/dev/${t##*/}" 2>&1 </dev/null; done
 echo "@@GL-UP@@ $(cut -d' ' -f1 /proc/uptime)"
 # Modules in dependency order (the kernel hands gl_mods=a,b,c to init as a variable).
 for m in $(echo "$gl_mods" | tr ',' ' '); do insmod "/lib/modules/$m.ko" 2>&1; done
