@@ -342,7 +342,7 @@ class _Context:
             rows.append(self._isa_port_row(dev, lo, hi, probe_seen, (lo, hi) == presence))
         irq_props = [p for p in dev.model.irq_properties if int(dev.settings.get(p, -1)) >= 0]
         for prop in irq_props:
-            rows.append(self._isa_irq_row(dev, prop, probe_seen, probe_base))
+            rows.append(self._isa_irq_row(dev, prop, probe_seen))
         for prop in dev.model.dma_properties:
             if int(dev.settings.get(prop, -1)) >= 0:
                 rows.append(self._isa_dma_row(dev, prop, probe_seen))
@@ -389,14 +389,19 @@ class _Context:
                 UNEXPLAINED, "QEMU decodes the ports for this device, but it does not answer")
             row.differ("probe", *explanation)
 
-    def _isa_irq_row(self, dev: DeviceSpec, prop: str, seen: Any, probe_base: int | None) -> Row:
-        irq = int(dev.settings[prop])
-        row = Row(dev.id, f"irq ({prop})" if prop != "irq" else "irq", {"model": str(irq)})
+    def _isa_property_row(self, dev: DeviceSpec, kind: str, prop: str) -> tuple[Row, int]:
+        """A row for an IRQ or DMA property, with QEMU's value of it (QOM)."""
+        value = int(dev.settings[prop])
+        row = Row(dev.id, f"{kind} ({prop})" if prop != kind else kind, {"model": str(value)})
         actual = self.isa_props(dev.id).get(prop)
         row.cells["qemu"] = ABSENT if actual is None else str(actual)
-        if actual != irq:
+        if actual != value:
             row.differ("qemu", NOT_PRESENT if actual is None else UNEXPLAINED,
                        f"QEMU's {prop} property is {actual}")
+        return row, value
+
+    def _isa_irq_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
+        row, irq = self._isa_property_row(dev, "irq", prop)
         if self.probe is not None:
             self._probe_irq(row, dev, irq, seen)
         if self.linux is not None:
@@ -428,13 +433,7 @@ class _Context:
         row.differ("probe", UNEXPLAINED, f"the device drives IRQ {seen.irqs or 'nothing'}, the model says {irq}")
 
     def _isa_dma_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
-        channel = int(dev.settings[prop])
-        row = Row(dev.id, f"dma ({prop})" if prop != "dma" else "dma", {"model": str(channel)})
-        actual = self.isa_props(dev.id).get(prop)
-        row.cells["qemu"] = ABSENT if actual is None else str(actual)
-        if actual != channel:
-            row.differ("qemu", NOT_PRESENT if actual is None else UNEXPLAINED,
-                       f"QEMU's {prop} property is {actual}")
+        row, channel = self._isa_property_row(dev, "dma", prop)
         if self.probe is not None:
             selects = seen.details.get("mixer_dma_sel") if seen is not None and seen.present else None
             if selects is None:
