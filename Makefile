@@ -89,3 +89,9 @@ bench-hal: setup
 	$(BIN)/python benchmarks/bench_hal_config.py
 
 bench: bench-hal
+
+# ---- guest images (guest_images/; outputs cached in .cache/guests, built on first use too) ----
+guests: setup
+	$(BIN)/python -m harness.guests
+
+.PHONY: guests

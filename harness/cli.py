@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "harness.commands.layout",
     "harness.commands.registry",
     "harness.commands.reap",
+    "harness.commands.verify",
 )
 
 

@@ -33,6 +33,9 @@ PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
     "bool": None,
 })
 RESOURCE_KINDS = ("port", "memory", "irq", "dma")
+#: Handshakes the probe guest (guest_images/probe/probe.c) knows; a model without one is
+#: only checked for "does any of its ports answer".
+GUEST_PROBES = ("uart", "lpt", "ne2000", "sb16", "fdc", "ide")
 
 
 def default_catalog_dir() -> Path:
@@ -115,6 +118,8 @@ class DeviceModel:
     dma_properties: tuple[str, ...]
     probe_base: str | None
     probe: tuple[ProbeStep, ...]
+    #: The probe guest's handshake for this kind (one of GUEST_PROBES), if it has one.
+    guest_probe: str | None
     pci: PciIdentity | None
     bridge: str | None  # None, "pci-bridge" or "pcie-root-port"
     #: The sample NT driver (harness/drivers) that drives this model, if any.
@@ -228,7 +233,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
     instance_defaults = tuple(_parse_defaults(doc, properties))
     always = _parse_always(doc)
     ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
-    probe_base, probe = _parse_probe(doc, properties)
+    probe_base, probe, guest_probe = _parse_probe(doc, properties)
     pci = _parse_pci(doc) if "pci" in doc else None
     if bus in ("pci", "pcie") and pci is None:
         raise doc.error(None, "a PCI device model needs a 'pci' section")
@@ -243,7 +248,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         instance_defaults=instance_defaults,
         always=MappingProxyType(always),
         ports=ports, fixed=fixed, irq_properties=irqs, dma_properties=dmas,
-        probe_base=probe_base, probe=probe, pci=pci,
+        probe_base=probe_base, probe=probe, guest_probe=guest_probe, pci=pci,
         bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
@@ -340,9 +345,10 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
 
 def _parse_probe(doc: Node, properties: dict[str, PropertySpec]):
     if "probe" not in doc:
-        return None, ()
+        return None, (), None
     probe = doc.child("probe")
-    probe.check_keys({"base", "steps"}, {"base", "steps"})
+    probe.check_keys({"base", "steps", "guest"}, {"base", "steps"})
+    guest = get_str(probe, "guest", choices=GUEST_PROBES, default=None)
     base = get_str(probe, "base")
     if base not in properties:
         raise probe.error("base", f"unknown property {base!r}")
@@ -364,7 +370,7 @@ def _parse_probe(doc: Node, properties: dict[str, PropertySpec]):
         else:
             steps.append(ProbeStep("write", get_int(item, "write", lo=0, hi=0xFFFF), size,
                                    get_int(item, "value", lo=0, hi=top)))
-    return base, tuple(steps)
+    return base, tuple(steps), guest
 
 
 def _parse_pci(doc: Node) -> PciIdentity:

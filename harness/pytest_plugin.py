@@ -27,3 +27,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter is not None:
             reporter.write_line(f"harness: killed {len(survivors)} QEMU process(es) left running: {survivors}",
                                 yellow=True)
+
+
+@pytest.fixture
+def harness_verify():
+    """Reconcile a machine's views: ``harness_verify(spec_or_path, guest="probe")`` returns a
+    :class:`harness.verify.Reconciliation`; ``.assert_explained()`` fails the test with the
+    table when a difference has no explanation."""
+    from .config import MachineSpec, load_machine
+    from .verify import verify
+
+    def run(machine, *, guest: str = "probe", registry=None):
+        spec = machine if isinstance(machine, MachineSpec) else load_machine(machine)
+        return verify(spec, guest=guest, registry=registry)
+
+    return run

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +44,32 @@ UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 DEFAULT_QMP_TIMEOUT = 10.0
 FIRMWARE_TIMEOUT = {"tcg": 30.0, "kvm": 180.0}  # nested KVM runs SeaBIOS 30-50x slower
+
+
+@dataclass(frozen=True)
+class GuestBoot:
+    """A guest QEMU loads itself (``-kernel``), run after SeaBIOS, and its channels.
+
+    ``report_port``: an isa-debugcon port whose bytes go to ``report.out`` in the run
+    folder (a channel that never collides with a UART under test).  ``exit_port``: an
+    isa-debug-exit (4 ports); a write of v makes QEMU exit with status (v << 1) | 1.
+    ``console_slot``: a PCI slot for a harness pci-serial whose chardev is a unix socket
+    (``console.sock``, logged to ``console.log``), for a guest driven with pexpect.
+    """
+
+    kernel: Path
+    append: str = ""
+    initrd: Path | None = None
+    report_port: int | None = None
+    exit_port: int | None = None
+    console_slot: int | None = None
+
+
+#: Ids of the devices and chardevs the harness adds for a guest's channels.
+REPORT_ID = f"{RESERVED_ID_PREFIX}-report"
+EXIT_ID = f"{RESERVED_ID_PREFIX}-exit"
+CONSOLE_ID = f"{RESERVED_ID_PREFIX}-console"
+EXIT_PORTS = 4
 
 
 class QEMUError(HarnessError):
@@ -74,6 +101,14 @@ class MachineDied(QEMUError):
     pass
 
 
+class GuestStopped(QEMUError):
+    """The guest reset or shut the machine down (QEMU paused it) where an exit was awaited."""
+
+    def __init__(self, message: str, *, machine: "Machine", reason: str) -> None:
+        self.reason = reason
+        super().__init__(message, machine=machine)
+
+
 class Machine:
     """A QEMU machine built from a :class:`MachineSpec`.
 
@@ -88,8 +123,9 @@ class Machine:
 
     def __init__(self, spec: MachineSpec, *, run_dir: str | Path | None = None, keep: bool = False,
                  accel: str | None = None, qmp_timeout: float = DEFAULT_QMP_TIMEOUT,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), boot: GuestBoot | None = None) -> None:
         self.spec = spec
+        self.boot = boot
         self.keep = keep
         self.qmp_timeout = qmp_timeout
         self.extra_args = tuple(extra_args)
@@ -103,7 +139,7 @@ class Machine:
         if keep:
             (self.run_dir / KEEP_FILE).touch()
         try:
-            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args)
+            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args, boot)
         except BaseException:
             if self._own_run_dir:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -139,12 +175,27 @@ class Machine:
         return self.run_dir / f"{device_id}.out"
 
     @property
+    def report_path(self) -> Path:
+        """What the guest wrote to its report port (see :class:`GuestBoot`)."""
+        return self.run_dir / "report.out"
+
+    @property
+    def console_socket(self) -> Path:
+        return self.run_dir / "console.sock"
+
+    @property
+    def console_log(self) -> Path:
+        """Everything the guest console sent, written by QEMU itself (complete even if
+        the harness side crashes)."""
+        return self.run_dir / "console.log"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
     def log_tails(self, lines: int = 15) -> str:
         out = []
-        for path in (self.qemu_log, self.qmp_log_path):
+        for path in (self.qemu_log, self.qmp_log_path, self.report_path, self.console_log):
             tail = _tail(path, lines)
             if tail:
                 out.append(f"\n  --- last lines of {path} ---\n" + "\n".join("  " + t for t in tail))
@@ -355,6 +406,39 @@ class Machine:
     def status(self) -> str:
         return self.qmp("query-status")["status"]
 
+    def resume(self) -> None:
+        """Let a paused machine run (``cont``)."""
+        self.qmp("cont")
+        self.phase = "running"
+
+    def wait_exit(self, timeout: float, what: str, *, after_event: int = 0) -> int:
+        """Wait until QEMU exits by itself and return its exit status.
+
+        ``what`` says what the exit stands for (e.g. "the probe guest's isa-debug-exit");
+        a timeout error names it and shows the log tails.  A guest that resets or shuts
+        down instead (event number ``after_event`` or later) leaves QEMU paused by the
+        ``-action`` policy: that raises :class:`GuestStopped` at once.
+        """
+        if self._proc is None:
+            raise HarnessError("machine is not launched")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self._proc.wait(0.02)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            stops = [e for e in self._events[after_event:] if e["event"] == "SHUTDOWN"]
+            if stops and any(e["event"] == "STOP" for e in self._events[after_event:]):
+                reason = stops[0].get("data", {}).get("reason", "?")
+                raise GuestStopped(f"the guest stopped the machine ({reason}) instead of {what}",
+                                   machine=self, reason=reason)
+            if time.monotonic() > deadline:
+                raise QMPTimeout(f"QEMU did not exit within {timeout:g} s (waiting for {what})",
+                                 machine=self)
+        self.phase = "exited"
+        return status
+
     # ------------------------------------------------------------------ firmware
     def run_firmware(self, timeout: float | None = None) -> float:
         """Run SeaBIOS to its end and leave the machine paused with its state intact.
@@ -387,7 +471,8 @@ class Machine:
 
 
 # ---------------------------------------------------------------------- argv
-def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[str, ...] = ()) -> list[str]:
+def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[str, ...] = (),
+               boot: GuestBoot | None = None) -> list[str]:
     """The QEMU command line for ``spec`` (QMP is added at launch: it is an fd)."""
     machine_opts = MACHINE_TYPES[spec.machine]
     accel_opts = accel
@@ -407,8 +492,52 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
     for dev in spec.devices:
         argv += _device_args(dev, run_dir)
+    if boot is not None:
+        argv += _boot_args(spec, boot, run_dir)
     _check_unix_paths(run_dir)
     return argv + list(extra_args)
+
+
+def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
+    """-kernel/-initrd/-append and the guest's channels, each checked against the spec."""
+    args: list[str] = []
+    for label, path in (("kernel", boot.kernel), ("initrd", boot.initrd)):
+        if path is None:
+            continue
+        if not Path(path).is_file():
+            raise HarnessError(f"guest {label} {path} does not exist")
+        if "," in str(path):
+            raise HarnessError(f"guest {label} path {path} contains a comma")
+        args += [f"-{label}", str(path)]
+    if not all(" " <= c <= "~" for c in boot.append):
+        raise HarnessError(f"guest command line must be printable ASCII: {boot.append!r}")
+    if boot.append:
+        args += ["-append", boot.append]
+    taken = [(dev.id, lo, hi) for dev in spec.devices
+             for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+    for label, port, length in (("report", boot.report_port, 1), ("exit", boot.exit_port, EXIT_PORTS)):
+        if port is None:
+            continue
+        if not 0 <= port <= 0x10000 - length:
+            raise HarnessError(f"guest {label} port {port:#x} is outside the I/O space")
+        for dev_id, lo, hi in taken:
+            if port <= hi and lo <= port + length - 1:
+                raise HarnessError(f"guest {label} port {port:#x} collides with device {dev_id!r} "
+                                   f"({lo:#x}-{hi:#x}) of {spec.source}")
+    if boot.report_port is not None:
+        args += ["-chardev", f"file,id={REPORT_ID},path={_opt(str(run_dir / 'report.out'))}",
+                 "-device", f"isa-debugcon,id={REPORT_ID},iobase={boot.report_port:#x},chardev={REPORT_ID}"]
+    if boot.exit_port is not None:
+        args += ["-device", f"isa-debug-exit,id={EXIT_ID},iobase={boot.exit_port:#x},iosize={EXIT_PORTS}"]
+    if boot.console_slot is not None:
+        used = {dev.slot for dev in spec.devices if dev.bus is None and dev.slot is not None}
+        if spec.machine == "isapc" or not 1 <= boot.console_slot <= 31 or boot.console_slot in used:
+            raise HarnessError(f"console slot {boot.console_slot} is not a free PCI slot of {spec.source}")
+        chardev = f"{CONSOLE_ID}-chr"
+        args += ["-chardev", f"socket,id={chardev},path={_opt(str(run_dir / 'console.sock'))},"
+                             f"server=on,wait=off,logfile={_opt(str(run_dir / 'console.log'))},logappend=off",
+                 "-device", f"pci-serial,id={CONSOLE_ID},chardev={chardev},addr={boot.console_slot:#x}"]
+    return args
 
 
 def _device_args(dev: Any, run_dir: Path) -> list[str]:
@@ -471,7 +600,7 @@ def _opt(text: str) -> str:
 
 def _check_unix_paths(run_dir: Path) -> None:
     # Console sockets live in the run folder; refuse a folder whose paths cannot fit.
-    longest = str(run_dir / "console-XXXXXXXXXXXXXXXX.sock")
+    longest = str(run_dir / "console.sock")
     if len(longest.encode()) > UNIX_PATH_MAX:
         raise HarnessError(f"run folder {run_dir} is too long for unix sockets "
                            f"({len(longest.encode())} > {UNIX_PATH_MAX} bytes); set HARNESS_RUN_DIR "

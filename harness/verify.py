@@ -1,0 +1,801 @@
+r"""Reconciliation: the model, QEMU's decode and what guests see, resource by resource.
+
+Views, each labelled with its phase:
+
+* ``model``: what the machine spec's device models say each device decodes (ports, IRQ,
+  DMA; PCI BAR sizes and interrupt pin) - the expectation;
+* ``resourcemap``: (optional) the NT model's claims, read from a registry's
+  ``\REGISTRY\MACHINE\HARDWARE\RESOURCEMAP\<class>\<driver>`` ``*.Raw`` values;
+* ``qemu``: the layout snapshot after the firmware (``post-firmware``), with each PCI
+  pin's route computed by the HAL from the live PIRQ registers;
+* ``probe``: the probe guest (``probe-guest``): presence at the modelled ports, observed
+  IRQ lines, BARs read through 0xCF8/0xCFC;
+* ``linux``: the Linux guest (``post-os``): /proc/ioports, /proc/interrupts, /proc/dma,
+  PCI sysfs, the kernel's conflict messages.
+
+Every modelled resource is a row; a view that disagrees gives a :class:`Finding` whose
+explanation class is computed from the data (a shadowing device from the snapshot's
+shadowed ranges, a route from the PIRQ registers, a kernel message, ...).  Findings of
+class ``unexplained`` are what ``harness verify`` fails on.  Conflicts the hardware itself
+carries (two devices on one IRQ line or DMA channel) are findings of their own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import DeviceSpec, MachineSpec
+from .errors import HarnessError
+
+# ---------------------------------------------------------------------- explanation classes
+SHADOWED = "shadowed"                        # a later ISA device wins the addresses
+UNDER_PCI_BAR = "under-pci-bar"              # a PCI BAR (priority 1) wins them
+CONFIG_PORTS_SHADOWED = "pci-config-shadowed"  # 0xCF8/0xCFC taken: no PCI from inside
+FIRMWARE_REASSIGNED = "firmware-reassigned"  # the firmware put a BAR elsewhere
+OS_REASSIGNED = "os-reassigned"              # the OS moved a BAR
+PIRQ_ROUTED = "pirq-routed"                  # the PIRQ registers route the pin elsewhere
+NOT_PRESENT = "not-present"                  # nothing decodes it / the device is absent
+IRQ_SHARED = "irq-shared"                    # several devices drive one line
+ACPI_SCI = "acpi-sci"                        # the line is the ACPI SCI
+DMA_SHARED = "dma-shared"                    # several devices registered one channel
+OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
+NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
+UNEXPLAINED = "unexplained"
+EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
+                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, DMA_SHARED,
+                OS_CONFLICT, NO_DRIVER, UNEXPLAINED)
+
+#: The ACPI SCI line of the chipsets QEMU emulates (qemu-facts.md §1): PIIX4 PM and ICH9
+#: LPC both raise IRQ 9.  Not a QOM property, so it is stated here.
+ACPI_SCI_IRQ = {"pc": 9, "q35": 9}
+PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
+PCI_CONFIG_DATA = 0xCFC
+PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
+NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
+ABSENT = "-"
+
+
+@dataclass(frozen=True)
+class Finding:
+    device: str
+    resource: str
+    view: str  # the view that differs ("qemu", "probe", "linux", "resourcemap", or "hardware")
+    explanation: str
+    reason: str
+
+    @property
+    def explained(self) -> bool:
+        return self.explanation != UNEXPLAINED
+
+
+@dataclass
+class Row:
+    device: str
+    resource: str
+    cells: dict[str, str]
+    findings: list[Finding] = field(default_factory=list)
+
+    def differ(self, view: str, explanation: str, reason: str) -> None:
+        self.findings.append(Finding(self.device, self.resource, view, explanation, reason))
+
+
+@dataclass
+class Reconciliation:
+    machine: str
+    source: str
+    views: dict[str, str]  # view → phase
+    rows: list[Row]
+    conflicts: list[Finding]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for row in self.rows for f in row.findings] + self.conflicts
+
+    @property
+    def unexplained(self) -> list[Finding]:
+        return [f for f in self.findings if not f.explained]
+
+    @property
+    def agrees(self) -> bool:
+        """Every view agrees on every row, and the hardware carries no conflict."""
+        return not self.findings
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def assert_explained(self) -> None:
+        """Raise AssertionError with the table when a difference has no explanation."""
+        if self.unexplained:
+            raise AssertionError(f"{len(self.unexplained)} unexplained difference(s)\n" + format_table(self))
+
+
+class VerifyError(HarnessError):
+    pass
+
+
+# ---------------------------------------------------------------------- model: the registry
+@dataclass(frozen=True)
+class MapClaim:
+    r"""One resource of one ResourceMap value (``<class>\<driver>``, value ``<device>.Raw``)."""
+
+    owner: str  # "<class>\<driver>\<value name without .Raw>"
+    kind: str  # "port", "memory", "irq" or "dma"
+    start: int
+    end: int
+    shared: bool
+
+
+def resource_map_claims(registry: Any) -> list[MapClaim]:
+    r"""Every claim under ``\REGISTRY\MACHINE\HARDWARE\RESOURCEMAP`` of a
+    :class:`harness.nt.registry.Registry`; ``.Translated`` values are ignored (they say the
+    same in system terms)."""
+    from .nt.registry import RESOURCE_MAP, RegType
+    from .nt.resources import CmResourceShare, Dma, Interrupt, Memory, MemoryLarge, Port
+
+    claims: list[MapClaim] = []
+    if not registry.key_exists(RESOURCE_MAP):
+        return claims
+    for path, values in registry.walk(RESOURCE_MAP):
+        relative = path[len(RESOURCE_MAP):].strip("\\")
+        if relative.count("\\") != 1:  # only <class>\<driver> keys hold claims
+            continue
+        for value in values:
+            if not value.name.endswith(".Raw") or value.type != RegType.REG_RESOURCE_LIST:
+                continue
+            owner = relative + "\\" + (value.name[:-len(".Raw")] or "(driver)")
+            for _full, partial in value.value.partials():
+                shared = partial.share == CmResourceShare.CmResourceShareShared
+                if isinstance(partial, Port):
+                    claims.append(MapClaim(owner, "port", partial.start, partial.end - 1, shared))
+                elif isinstance(partial, (Memory, MemoryLarge)):
+                    claims.append(MapClaim(owner, "memory", partial.start, partial.end - 1, shared))
+                elif isinstance(partial, Interrupt):
+                    claims.append(MapClaim(owner, "irq", partial.level, partial.level, shared))
+                elif isinstance(partial, Dma):
+                    claims.append(MapClaim(owner, "dma", partial.channel, partial.channel, shared))
+    return claims
+
+
+# ---------------------------------------------------------------------- the hardware view
+@dataclass(frozen=True)
+class HardwareView:
+    """QEMU's decode after the firmware: the snapshot plus each PCI pin's real route."""
+
+    layout: Any  # harness.qemu.layout.Layout
+    routes: dict[str, Any]  # bdf → harness.nt.hal.PciRoute (None: no pin or no router)
+
+
+def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
+    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL)."""
+    from .nt.hal import Hal
+    from .qemu.layout import snapshot
+    from .qemu.livebus import LiveBus
+    from .qemu.machine import Machine
+
+    with Machine(spec, keep=keep) as machine:
+        machine.run_firmware()
+        layout = snapshot(machine)
+        hal = Hal(LiveBus(machine))
+        routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
+                  for fn in layout.pci if fn.interrupt_pin}
+    return HardwareView(layout, routes)
+
+
+# ---------------------------------------------------------------------- reconciliation
+def reconcile(spec: MachineSpec, hardware: HardwareView, *, probe: Any = None, linux: Any = None,
+              claims: list[MapClaim] | None = None,
+              guest_failures: dict[str, str] | None = None) -> Reconciliation:
+    """Compare every modelled resource across the views that are given.
+
+    ``guest_failures`` maps a guest view that could not be collected to why (its error):
+    each becomes a finding, explained when the hardware view shows the cause.
+    """
+    views = {"model": "config", "qemu": hardware.layout.phase}
+    if claims is not None:
+        views["resourcemap"] = "model"
+    if probe is not None:
+        views["probe"] = probe.phase
+    if linux is not None:
+        views["linux"] = linux.phase
+    ctx = _Context(spec, hardware, probe, linux)
+    rows: list[Row] = []
+    for dev in spec.devices:
+        if dev.model.pci is not None:
+            rows += ctx.pci_rows(dev)
+        else:
+            rows += ctx.isa_rows(dev)
+    if claims is not None:
+        rows += [ctx.claim_row(claim) for claim in claims]
+    conflicts = ctx.hardware_conflicts()
+    for view, error in (guest_failures or {}).items():
+        views[view] = "failed"
+        explanation, cause = ctx.explain_unassigned()
+        first_line = error.splitlines()[0] if error else "no error text"
+        conflicts.append(Finding("(guest)", "boot", view, explanation,
+                                 first_line + ("" if explanation == UNEXPLAINED else f"; {cause}")))
+    return Reconciliation(spec.name, spec.source, views, rows, conflicts)
+
+
+class _Context:
+    def __init__(self, spec: MachineSpec, hardware: HardwareView, probe: Any, linux: Any) -> None:
+        self.spec = spec
+        self.layout = hardware.layout
+        self.routes = hardware.routes
+        self.probe = probe
+        self.linux = linux
+        self.pci_ids = {fn.qdev_id for fn in self.layout.pci if fn.qdev_id}
+        self.owner_types = {r.owner: r.owner_type for r in self.layout.io + self.layout.memory
+                            if r.owner and r.owner_type}
+
+    # ------------------------------------------------------------ who is where in QEMU
+    def owners(self, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
+        """(start, end, owner) pieces covering [lo, hi]; owner None where nothing decodes."""
+        pieces = []
+        cursor = lo
+        for r in (self.layout.io if space == "io" else self.layout.memory):
+            if r.end < lo or r.start > hi:
+                continue
+            if r.start > cursor:
+                pieces.append((cursor, r.start - 1, None))
+            start = max(r.start, cursor)
+            pieces.append((start, min(r.end, hi), r.owner or r.name))
+            cursor = min(r.end, hi) + 1
+        if cursor <= hi:
+            pieces.append((cursor, hi, None))
+        return pieces
+
+    def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
+        found: list[str] = []
+        for s in self.layout.shadowed:
+            if s.owner == owner and s.start <= hi and s.end >= lo:
+                found += [w for w in s.hidden_by if w not in found]
+        return found
+
+    def explain_lost_ports(self, owner: str, lo: int, hi: int) -> tuple[str, str]:
+        """Why ``owner`` does not decode (all of) [lo, hi] in QEMU."""
+        winners = self.winners_over(owner, lo, hi)
+        if winners:
+            pci = [w for w in winners if w in self.pci_ids]
+            if pci:
+                return UNDER_PCI_BAR, (f"under the BAR of PCI device {', '.join(pci)} "
+                                       "(PCI BARs have priority 1 over ISA devices)")
+            return SHADOWED, (f"shadowed by {', '.join(map(self.describe, winners))} (mapped later: "
+                              "the last mapped device wins, port by port)")
+        if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
+            return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
+        return UNEXPLAINED, f"QEMU gives these addresses to someone else and shows no shadowing"
+
+    def isa_props(self, device_id: str) -> dict[str, int]:
+        try:
+            return self.layout.isa_device(device_id).properties
+        except KeyError:
+            return {}
+
+    def irq_users(self) -> dict[int, list[str]]:
+        """IRQ line → devices that drive it in QEMU (ISA properties, routed PCI pins, SCI)."""
+        users: dict[int, list[str]] = {}
+
+        def add(irq: int | None, who: str) -> None:
+            if irq is not None and irq >= 0 and who not in users.setdefault(irq, []):
+                users[irq].append(who)
+
+        for dev in self.layout.isa:
+            for prop in ("irq", "kbd-irq", "mouse-irq"):
+                add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
+        for fn in self.layout.pci:
+            route = self.routes.get(fn.bdf)
+            if route is not None:
+                add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
+        sci = ACPI_SCI_IRQ.get(self.spec.machine)
+        if sci is not None:
+            add(sci, "ACPI SCI")
+        return users
+
+    def dma_users(self) -> dict[int, list[str]]:
+        """DMA channel → ISA devices registered on it, in creation order (board devices
+        first, then the spec's devices in order): the last one owns the channel."""
+        order = {dev.id: i for i, dev in enumerate(self.spec.devices)}
+        users: dict[int, list[tuple[int, str]]] = {}
+        for dev in self.layout.isa:
+            for prop in ("dma", "dma16"):
+                channel = dev.properties.get(prop)
+                if channel is not None and 0 <= channel <= 7:
+                    users.setdefault(channel, []).append(
+                        (order.get(dev.id, -1) if dev.id else -1, dev.id or f"{dev.type} ({dev.path})"))
+        return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
+
+    def config_ports_winners(self) -> list[str]:
+        """Who decodes the PCI host's configuration address (0xCF8) or data (0xCFC-0xCFF)
+        ports instead of QEMU's pci-conf-* regions.  0xCF9 does not count: the chipset's
+        reset register always sits there and configuration access works around it."""
+        found: list[str] = []
+        for r in self.layout.io:
+            covers = r.start <= PCI_CONFIG_PORTS[0] <= r.end or (
+                r.start <= PCI_CONFIG_PORTS[1] and r.end >= PCI_CONFIG_DATA)
+            if covers and not r.name.startswith(PCI_CONFIG_REGIONS):
+                name = self.describe(r.owner or r.name)
+                if name not in found:
+                    found.append(name)
+        return found
+
+    def describe(self, owner: str) -> str:
+        """A device id as it is; a board device's QOM path with its type."""
+        if not owner.startswith("/machine/"):
+            return owner
+        kind = self.owner_types.get(owner)
+        return f"{kind} ({owner})" if kind else owner
+
+    # ------------------------------------------------------------ ISA devices
+    def isa_rows(self, dev: DeviceSpec) -> list[Row]:
+        rows = []
+        resources = dev.decoded_resources()
+        probe_seen = self._probe_isa(dev.id)
+        probe_base = int(dev.settings[dev.model.probe_base]) if dev.model.probe_base else None
+        ports = [(lo, hi) for kind, lo, hi in resources if kind == "port"]
+        # The probe's verdict belongs to the range holding its base port (an SB16's base
+        # is the FM chip's, so its first own range stands in).
+        presence = next(((lo, hi) for lo, hi in ports if probe_base is not None and lo <= probe_base <= hi),
+                        ports[0] if ports and probe_base is not None else None)
+        for lo, hi in ports:
+            rows.append(self._isa_port_row(dev, lo, hi, probe_seen, (lo, hi) == presence))
+        irq_props = [p for p in dev.model.irq_properties if int(dev.settings.get(p, -1)) >= 0]
+        for prop in irq_props:
+            rows.append(self._isa_irq_row(dev, prop, probe_seen))
+        for prop in dev.model.dma_properties:
+            if int(dev.settings.get(prop, -1)) >= 0:
+                rows.append(self._isa_dma_row(dev, prop, probe_seen))
+        return rows
+
+    def _probe_isa(self, device_id: str) -> Any:
+        if self.probe is None:
+            return None
+        try:
+            return self.probe.isa_device(device_id)
+        except KeyError:
+            return None
+
+    def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
+        row = Row(dev.id, f"port {lo:#x}-{hi:#x}", {"model": f"{lo:#x}-{hi:#x}"})
+        pieces = self.owners(lo, hi)
+        row.cells["qemu"] = ", ".join(f"{a:#x}-{b:#x} {o or 'nothing'}" if (a, b) != (lo, hi) else (o or "nothing")
+                                      for a, b, o in pieces)
+        lost = [(a, b) for a, b, o in pieces if o != dev.id]
+        if lost:
+            row.differ("qemu", *self.explain_lost_ports(dev.id, lo, hi))
+        if self.probe is not None:
+            if probed_here or (seen is not None and seen.port == lo):
+                self._probe_presence(row, dev, seen, lo, hi)
+            else:
+                row.cells["probe"] = NOT_APPLICABLE
+        if self.linux is not None:
+            self._linux_ports(row, dev, lo, hi, lost)
+        return row
+
+    def _probe_presence(self, row: Row, dev: DeviceSpec, seen: Any, lo: int, hi: int) -> None:
+        if seen is None:
+            row.cells["probe"] = ABSENT
+            row.differ("probe", UNEXPLAINED, "the probe guest did not report this device")
+            return
+        answering = self.layout.owner_at(seen.port)
+        answering_owner = answering.owner if answering is not None else None
+        row.cells["probe"] = "present" if seen.present else "absent"
+        if seen.present and answering_owner not in (None, dev.id):
+            row.cells["probe"] += f" (answers: {answering_owner})"
+            row.differ("probe", *self.explain_lost_ports(dev.id, lo, hi))
+        elif not seen.present:
+            explanation = self.explain_lost_ports(dev.id, lo, hi) if answering_owner != dev.id else (
+                UNEXPLAINED, "QEMU decodes the ports for this device, but it does not answer")
+            row.differ("probe", *explanation)
+
+    def _isa_property_row(self, dev: DeviceSpec, kind: str, prop: str) -> tuple[Row, int]:
+        """A row for an IRQ or DMA property, with QEMU's value of it (QOM)."""
+        value = int(dev.settings[prop])
+        row = Row(dev.id, f"{kind} ({prop})" if prop != kind else kind, {"model": str(value)})
+        actual = self.isa_props(dev.id).get(prop)
+        row.cells["qemu"] = ABSENT if actual is None else str(actual)
+        if actual != value:
+            row.differ("qemu", NOT_PRESENT if actual is None else UNEXPLAINED,
+                       f"QEMU's {prop} property is {actual}")
+        return row, value
+
+    def _isa_irq_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
+        row, irq = self._isa_property_row(dev, "irq", prop)
+        if self.probe is not None:
+            self._probe_irq(row, dev, irq, seen)
+        if self.linux is not None:
+            self._linux_irq(row, dev, irq)
+        return row
+
+    def _probe_irq(self, row: Row, dev: DeviceSpec, irq: int, seen: Any) -> None:
+        if seen is None or seen.irqs is None:
+            row.cells["probe"] = NOT_APPLICABLE
+            return
+        if not seen.present:
+            row.cells["probe"] = ABSENT  # the port row explains it
+            return
+        row.cells["probe"] = ",".join(map(str, seen.irqs)) or "none seen"
+        if seen.irqs == (irq,):
+            return
+        answering = self.layout.owner_at(seen.port)
+        winner = answering.owner if answering is not None else None
+        if winner not in (None, dev.id):
+            winner_irq = self.isa_props(winner).get("irq")
+            if seen.irqs == (winner_irq,):
+                row.differ("probe", SHADOWED, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
+                return
+        others = [u for u in self.irq_users().get(irq, []) if u != dev.id]
+        if not seen.irqs and others:
+            row.differ("probe", IRQ_SHARED, f"IRQ {irq} is also driven by {', '.join(others)}; QEMU has "
+                                            "no wired-OR (the last writer wins)")
+            return
+        row.differ("probe", UNEXPLAINED, f"the device drives IRQ {seen.irqs or 'nothing'}, the model says {irq}")
+
+    def _isa_dma_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
+        row, channel = self._isa_property_row(dev, "dma", prop)
+        if self.probe is not None:
+            selects = seen.details.get("mixer_dma_sel") if seen is not None and seen.present else None
+            if selects is None:
+                row.cells["probe"] = NOT_APPLICABLE
+            else:
+                mask = int(selects, 16)
+                row.cells["probe"] = ",".join(str(c) for c in range(8) if mask >> c & 1)
+                if not mask >> channel & 1:
+                    row.differ("probe", UNEXPLAINED, f"the card's mixer reports DMA select {selects}")
+        if self.linux is not None:
+            self._linux_dma(row, dev, channel)
+        return row
+
+    # ------------------------------------------------------------ PCI devices
+    def pci_rows(self, dev: DeviceSpec) -> list[Row]:
+        assert dev.model.pci is not None
+        try:
+            fn = self.layout.pci_by_id(dev.id)
+        except KeyError:
+            fn = None
+        rows = []
+        for bar in dev.model.pci.bars:
+            label = f"BAR{bar.index} {bar.kind}"
+            row = Row(dev.id, label, {"model": f"size {bar.size:#x}"})
+            rows.append(row)
+            actual = None if fn is None else next((b for b in fn.bars if b.index == bar.index), None)
+            if fn is None:
+                row.cells["qemu"] = ABSENT
+                row.differ("qemu", NOT_PRESENT, "QEMU does not list the function")
+            elif actual is None or actual.base is None:
+                row.cells["qemu"] = "unassigned"
+                row.differ("qemu", *self.explain_unassigned())
+            else:
+                row.cells["qemu"] = f"{actual.base:#x}-{actual.end:#x}"
+                if actual.size != bar.size:
+                    row.differ("qemu", UNEXPLAINED, f"QEMU sizes it {actual.size:#x}")
+            if self.probe is not None:
+                self._probe_bar(row, fn, bar.index, actual)
+            if self.linux is not None:
+                self._linux_bar(row, fn, bar.index, actual)
+        if dev.model.pci.interrupt_pin:
+            rows.append(self._pci_irq_row(dev, fn))
+        return rows
+
+    def explain_unassigned(self) -> tuple[str, str]:
+        winners = self.config_ports_winners()
+        if winners:
+            return CONFIG_PORTS_SHADOWED, (
+                f"the PCI configuration ports {PCI_CONFIG_PORTS[0]:#x}-{PCI_CONFIG_PORTS[1]:#x} are "
+                f"shadowed by {', '.join(winners)}: software cannot reach configuration space")
+        return UNEXPLAINED, "the firmware left the BAR unassigned"
+
+    def _probe_function(self, row: Row, fn: Any) -> Any:
+        if fn is None:
+            row.cells["probe"] = ABSENT
+            return None
+        if not self.probe.pci_conf1:
+            row.cells["probe"] = ABSENT
+            explanation = self.explain_unassigned()
+            row.differ("probe", explanation[0], explanation[1] if explanation[0] != UNEXPLAINED
+                       else "configuration mechanism #1 does not work in the guest")
+            return None
+        try:
+            return self.probe.pci_function(fn.bdf)
+        except KeyError:
+            row.cells["probe"] = ABSENT
+            row.differ("probe", UNEXPLAINED, f"the guest finds nothing at {fn.bdf}")
+            return None
+
+    def _probe_bar(self, row: Row, fn: Any, index: int, actual: Any) -> None:
+        seen_fn = self._probe_function(row, fn)
+        if seen_fn is None:
+            return
+        seen = next((b for b in seen_fn.bars if b.index == index), None)
+        row.cells["probe"] = ABSENT if seen is None else f"{seen.base:#x}-{seen.end:#x}"
+        if actual is not None and actual.base is not None and (
+                seen is None or (seen.base, seen.size) != (actual.base, actual.size)):
+            row.differ("probe", UNEXPLAINED, "the guest reads the BAR differently from QEMU's decode")
+
+    def _pci_irq_row(self, dev: DeviceSpec, fn: Any) -> Row:
+        pin = dev.model.pci.interrupt_pin
+        row = Row(dev.id, f"INT{'ABCD'[pin - 1]}#", {"model": f"INT{'ABCD'[pin - 1]}#"})
+        route = self.routes.get(fn.bdf) if fn is not None else None
+        if route is None:
+            row.cells["qemu"] = ABSENT
+            if fn is not None:
+                row.differ("qemu", UNEXPLAINED, "no PIRQ route for the pin")
+            return row
+        row.cells["qemu"] = f"{route.link_name}->{'off' if route.irq is None else route.irq}"
+        if route.irq is None:
+            explanation = self.explain_unassigned()
+            row.differ("qemu", explanation[0], f"{route.link_name} is disabled"
+                       + ("" if explanation[0] == UNEXPLAINED else f": {explanation[1]}"))
+        elif fn.interrupt_line not in (None, route.irq):
+            row.differ("qemu", PIRQ_ROUTED, f"config 0x3C says {fn.interrupt_line}, but "
+                                            f"{route.link_name} routes the pin to IRQ {route.irq}")
+        if self.probe is not None:
+            seen = self._probe_function(row, fn)
+            if seen is not None:
+                observed = seen.irq_observed
+                row.cells["probe"] = (f"line {seen.interrupt_line}" if observed is None
+                                      else f"line {seen.interrupt_line}, seen {','.join(map(str, observed)) or 'none'}")
+                if seen.interrupt_line != route.irq:
+                    row.differ("probe", PIRQ_ROUTED, f"config 0x3C says {seen.interrupt_line}, but "
+                                                     f"{route.link_name} routes the pin to IRQ {route.irq}")
+                if observed is not None and observed != (route.irq,):
+                    row.differ("probe", UNEXPLAINED, f"INTx arrives on {observed}, "
+                                                     f"{route.link_name} routes it to IRQ {route.irq}")
+        if self.linux is not None:
+            self._linux_pci_irq(row, fn, route)
+        return row
+
+    # ------------------------------------------------------------ the registry model
+    def claim_row(self, claim: MapClaim) -> Row:
+        text = f"{claim.start:#x}-{claim.end:#x}" if claim.kind in ("port", "memory") else str(claim.start)
+        row = Row(claim.owner, f"{claim.kind} {text}", {"resourcemap": text + (" shared" if claim.shared else "")})
+        if claim.kind in ("port", "memory"):
+            space = "io" if claim.kind == "port" else "memory"
+            pieces = self.owners(claim.start, claim.end, space)
+            owners = sorted({o for _, _, o in pieces if o is not None})
+            row.cells["qemu"] = ", ".join(owners) or "nothing"
+            if any(o is None for _, _, o in pieces):
+                bar = self._bar_of_size(claim.kind, claim.end - claim.start + 1)
+                if not owners and bar is not None:
+                    row.differ("qemu", FIRMWARE_REASSIGNED, f"no device decodes it; the firmware put "
+                                                            f"{bar[0]}'s BAR{bar[1]} of that size at {bar[2]:#x}")
+                else:
+                    row.differ("qemu", NOT_PRESENT, "nothing decodes "
+                               + ", ".join(f"{a:#x}-{b:#x}" for a, b, o in pieces if o is None))
+            elif len(owners) > 1:
+                hidden = [s for s in self.layout.shadowed
+                          if s.space == space and s.start <= claim.end and s.end >= claim.start]
+                if hidden:
+                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner} is shadowed by {', '.join(s.hidden_by)}"
+                                                           for s in hidden))
+                else:
+                    row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
+        elif claim.kind == "irq":
+            users = self.irq_users().get(claim.start, [])
+            row.cells["qemu"] = ", ".join(users) or "nothing"
+            if not users:
+                hint = [fn for fn in self.layout.pci if fn.interrupt_line == claim.start
+                        and self.routes.get(fn.bdf) is not None]
+                if hint:
+                    route = self.routes[hint[0].bdf]
+                    row.differ("qemu", PIRQ_ROUTED, f"{hint[0].qdev_id or hint[0].bdf} says IRQ {claim.start} "
+                                                    f"in config 0x3C, but {route.link_name} routes it to "
+                                                    f"IRQ {route.irq}")
+                else:
+                    row.differ("qemu", NOT_PRESENT, f"no device drives IRQ {claim.start}")
+        else:
+            users = self.dma_users().get(claim.start, [])
+            row.cells["qemu"] = ", ".join(users) or "nothing"
+            if not users:
+                row.differ("qemu", NOT_PRESENT, f"no device uses DMA channel {claim.start}")
+        return row
+
+    def _bar_of_size(self, kind: str, size: int) -> tuple[str, int, int] | None:
+        wanted = "io" if kind == "port" else "memory"
+        for fn in self.layout.pci:
+            for bar in fn.bars:
+                if bar.kind == wanted and bar.size == size and bar.base is not None:
+                    return fn.qdev_id or fn.bdf, bar.index, bar.base
+        return None
+
+    # ------------------------------------------------------------ conflicts in the hardware
+    def hardware_conflicts(self) -> list[Finding]:
+        found = []
+        isa_owners = {dev.id or f"{dev.type} ({dev.path})" for dev in self.layout.isa}
+        sci = ACPI_SCI_IRQ.get(self.spec.machine)
+        for irq, users in sorted(self.irq_users().items()):
+            # PCI functions may share a line (level-triggered, ORed by the chipset).
+            if len(users) < 2 or not any(u in isa_owners for u in users):
+                continue
+            if irq == sci:
+                others = [u for u in users if u != "ACPI SCI"]
+                found.append(Finding(", ".join(others), f"irq {irq}", "hardware", ACPI_SCI,
+                                     f"IRQ {irq} is the ACPI SCI (level-triggered, owned by the OS's ACPI "
+                                     f"driver); {', '.join(others)} also drive(s) it"))
+            else:
+                found.append(Finding(", ".join(users), f"irq {irq}", "hardware", IRQ_SHARED,
+                                     f"IRQ {irq} is driven by {', '.join(users)}: edge-triggered ISA lines "
+                                     "cannot be shared and QEMU has no wired-OR (the last writer wins)"))
+        for channel, users in sorted(self.dma_users().items()):
+            if len(users) > 1:
+                found.append(Finding(", ".join(users), f"dma {channel}", "hardware", DMA_SHARED,
+                                     f"DMA channel {channel} is registered by {', '.join(users)} in that "
+                                     f"order: the last, {users[-1]}, owns the channel and the others stall"))
+        return found
+
+    # ------------------------------------------------------------ the Linux guest
+    def _linux_ports(self, row: Row, dev: DeviceSpec, lo: int, hi: int, lost: list[tuple[int, int]]) -> None:
+        names = self.linux.port_names(lo, hi)
+        row.cells["linux"] = ", ".join(names) or ABSENT
+        if names:
+            return
+        if lost:
+            row.differ("linux", *self.explain_lost_ports(dev.id, lo, hi))
+            return
+        self._linux_unclaimed(row, dev, lo)
+
+    def _linux_unclaimed(self, row: Row, dev: DeviceSpec, port: int | None) -> None:
+        conflict = self.linux.conflict_for(self.linux_driver_names(dev), dev.settings.get("irq"))
+        if conflict is not None:
+            row.differ("linux", OS_CONFLICT, conflict)
+            return
+        described = self.linux.pnp_describing(port) if port is not None else None
+        if described:
+            row.differ("linux", NO_DRIVER, f"PnP device {described} describes it, but no driver claimed it")
+        else:
+            row.differ("linux", NO_DRIVER, "no ACPI/PnP entry describes this ISA device and no driver "
+                                           f"probed it (kernel {self.linux.kernel})")
+
+    def linux_driver_names(self, dev: DeviceSpec) -> tuple[str, ...]:
+        return LINUX_RESOURCE_NAMES.get(dev.model.name, ())
+
+    def _held_by_other(self, row: Row, dev: DeviceSpec, kind: str, number: int, holders: list[str]) -> bool:
+        """Linux gave the line/channel to a driver that is not this device's: say why."""
+        own = self.linux_driver_names(dev)
+        if not holders or any(n.startswith(own) for n in holders if own):
+            return False
+        users = self.irq_users() if kind == "irq" else self.dma_users()
+        others = [u for u in users.get(number, []) if u != dev.id]
+        if kind == "irq" and number == ACPI_SCI_IRQ.get(self.spec.machine):
+            row.differ("linux", ACPI_SCI, f"IRQ {number} is the ACPI SCI: Linux gave it to {', '.join(holders)}")
+        elif others:
+            row.differ("linux", IRQ_SHARED if kind == "irq" else DMA_SHARED,
+                       f"Linux gave {kind} {number} to {', '.join(holders)}; the hardware also has "
+                       f"{', '.join(others)} on it")
+        else:
+            row.differ("linux", UNEXPLAINED, f"Linux gave {kind} {number} to {', '.join(holders)}")
+        return True
+
+    def _same_ports_as(self, dev: DeviceSpec) -> list[str]:
+        mine = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+        return [other.id for other in self.spec.devices if other.id != dev.id and any(
+            lo <= b and a <= hi for kind, a, b in other.decoded_resources() if kind == "port" for lo, hi in mine)]
+
+    def _linux_irq(self, row: Row, dev: DeviceSpec, irq: int) -> None:
+        names = self.linux.irq_names(irq)
+        row.cells["linux"] = ABSENT if names is None else (", ".join(names) or "used, released")
+        message = self.linux.conflict_for(self.linux_driver_names(dev), irq)
+        if message is not None:
+            row.differ("linux", OS_CONFLICT, message)
+            return
+        if names is not None:
+            self._held_by_other(row, dev, "irq", irq, list(names))
+            return
+        overlapping = self._same_ports_as(dev)
+        if overlapping:
+            row.differ("linux", SHADOWED, f"{', '.join(overlapping)} decode(s) the same ports: Linux binds "
+                                          "one driver per port range")
+            return
+        ports = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+        lost = ports and any(o != dev.id for lo, hi in ports for _, _, o in self.owners(lo, hi))
+        if lost:
+            row.differ("linux", *self.explain_lost_ports(dev.id, *ports[0]))
+        elif ports and not any(self.linux.port_names(lo, hi) for lo, hi in ports):
+            self._linux_unclaimed(row, dev, ports[0][0])
+        else:
+            row.differ("linux", NO_DRIVER, f"the driver never requested IRQ {irq}")
+
+    def _linux_dma(self, row: Row, dev: DeviceSpec, channel: int) -> None:
+        owner = self.linux.dma.get(channel)
+        row.cells["linux"] = owner or ABSENT
+        if owner is not None:
+            self._held_by_other(row, dev, "dma", channel, [owner])
+        else:
+            ports = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+            if ports and not any(self.linux.port_names(lo, hi) for lo, hi in ports):
+                self._linux_unclaimed(row, dev, ports[0][0])
+            else:
+                row.differ("linux", NO_DRIVER, f"no driver holds DMA channel {channel}")
+
+    def _linux_bar(self, row: Row, fn: Any, index: int, actual: Any) -> None:
+        seen = self.linux.pci_resource(fn.bdf, index) if fn is not None else None
+        row.cells["linux"] = ABSENT if seen is None else f"{seen[0]:#x}-{seen[1]:#x}"
+        if actual is None or actual.base is None:
+            return
+        if seen is None:
+            row.differ("linux", UNEXPLAINED, f"Linux lists no resource {index} for {fn.bdf}")
+        elif seen != (actual.base, actual.end):
+            row.differ("linux", OS_REASSIGNED, f"Linux put it at {seen[0]:#x}-{seen[1]:#x}; the firmware "
+                                               f"had {actual.base:#x}-{actual.end:#x}")
+
+    def _linux_pci_irq(self, row: Row, fn: Any, route: Any) -> None:
+        irq = self.linux.pci_irq(fn.bdf)
+        row.cells["linux"] = ABSENT if irq is None else str(irq)
+        if irq is None:
+            row.differ("linux", UNEXPLAINED, f"Linux lists no IRQ for {fn.bdf}")
+        elif irq not in (route.irq, route.gsi):
+            row.differ("linux", UNEXPLAINED, f"Linux uses IRQ {irq}; {route.link_name} goes to IRQ "
+                                             f"{route.irq} (I/O APIC input {route.gsi})")
+
+
+#: Names Linux's drivers give their resources and interrupts, per device model (for
+#: matching kernel conflict messages to the device).
+LINUX_RESOURCE_NAMES: dict[str, tuple[str, ...]] = {
+    "isa-serial": ("serial", "ttyS"),
+    "isa-parallel": ("parport",),
+    "isa-fdc": ("floppy",),
+    "ne2k_isa": ("NE2000", "ne"),
+    "sb16": ("SoundBlaster", "sb16"),
+}
+
+
+# ---------------------------------------------------------------------- output
+def format_table(rec: Reconciliation) -> str:
+    views = [v for v in ("model", "resourcemap", "qemu", "probe", "linux") if v in rec.views]
+    header = ["device", "resource"] + [f"{v} ({rec.views[v]})" for v in views] + ["verdict"]
+    lines = []
+    for row in rec.rows:
+        verdict = "agree" if not row.findings else "; ".join(sorted({f.explanation for f in row.findings}))
+        lines.append([row.device, row.resource] + [row.cells.get(v, "") for v in views] + [verdict])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)] if lines else [len(h) for h in header]
+    out = [f"{rec.machine} ({rec.source}): views " + ", ".join(f"{v}={p}" for v, p in rec.views.items()), ""]
+    for cells in [header] + lines:
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+    if rec.findings:
+        out.append("\nFindings")
+        for f in rec.findings:
+            mark = "  " if f.explained else "!!"
+            out.append(f"{mark} [{f.explanation}] {f.device} {f.resource} ({f.view}): {f.reason}")
+    agreed = sum(1 for row in rec.rows if not row.findings)
+    out.append(f"\n{agreed}/{len(rec.rows)} rows agree; {len(rec.findings)} finding(s), "
+               f"{len(rec.unexplained)} unexplained")
+    return "\n".join(out) + "\n"
+
+
+def to_json(rec: Reconciliation) -> str:
+    return json.dumps(rec.to_dict(), indent=1, sort_keys=True)
+
+
+# ---------------------------------------------------------------------- one call
+GUEST_CHOICES = ("none", "probe", "linux", "both")
+
+
+def verify(spec: MachineSpec, *, guest: str = "probe", registry: Any = None, keep: bool = False) -> Reconciliation:
+    """Collect the views of ``spec`` (booting QEMU as needed) and reconcile them."""
+    if guest not in GUEST_CHOICES:
+        raise VerifyError(f"guest must be one of {', '.join(GUEST_CHOICES)}, not {guest!r}")
+    hardware = hardware_view(spec, keep=keep)
+    probe = linux = None
+    failures: dict[str, str] = {}
+    if guest in ("probe", "both"):
+        from .guests.probe import ProbeError, run_probe
+        try:
+            probe = run_probe(spec, hardware.layout, keep=keep)
+        except ProbeError as exc:
+            failures["probe"] = str(exc)
+    unsupported = None
+    if guest in ("linux", "both"):
+        from .guests.linux import LinuxGuestError, LinuxUnsupported, run_linux
+        try:
+            linux = run_linux(spec, keep=keep)
+        except LinuxUnsupported as exc:
+            unsupported = str(exc)
+        except LinuxGuestError as exc:
+            failures["linux"] = str(exc)
+    claims = resource_map_claims(registry) if registry is not None else None
+    rec = reconcile(spec, hardware, probe=probe, linux=linux, claims=claims, guest_failures=failures)
+    if unsupported is not None:
+        rec.views["linux"] = f"not run: {unsupported}"
+    return rec
+

@@ -1,0 +1,172 @@
+"""Reconciliation against real QEMU (TCG): shipped configs, deliberate conflicts, the
+ResourceMap model view and the ``harness verify`` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.nt.registry import RESOURCE_MAP, Registry
+from harness.nt.resources import (CM_RESOURCE_LIST, CmResourceShareDeviceExclusive, Dma, Interrupt, Isa,
+                                  Memory, PCIBus, Port)
+from harness.verify import (ACPI_SCI, CONFIG_PORTS_SHADOWED, DMA_SHARED, FIRMWARE_REASSIGNED, IRQ_SHARED,
+                            NOT_PRESENT, SHADOWED, UNDER_PCI_BAR, UNEXPLAINED, format_table,
+                            hardware_view, reconcile, resource_map_claims, verify)
+from helpers import CONFIGS, REPO, machine_spec
+
+pytestmark = pytest.mark.qemu
+
+SHIPPED = sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_config_reconciles_with_explanations(path: Path, harness_verify) -> None:
+    rec = harness_verify(path, guest="probe")
+    rec.assert_explained()
+    if path.parent.name == "conflicts":
+        assert rec.findings, f"a conflict scenario must produce findings:\n{format_table(rec)}"
+    assert rec.views["probe"] == "probe-guest"
+
+
+def _findings(rec, explanation: str) -> list:
+    return [f for f in rec.findings if f.explanation == explanation]
+
+
+def test_two_serials_at_one_base_name_the_later_one() -> None:
+    rec = verify(machine_spec("""
+machine: pc
+devices:
+  - {model: isa-serial, id: first, iobase: 0x2f8, irq: 3}
+  - {model: isa-serial, id: second, iobase: 0x2f8, irq: 5}
+"""))
+    shadowed = _findings(rec, SHADOWED)
+    assert {(f.device, f.view) for f in shadowed} >= {("first", "qemu"), ("first", "probe")}
+    assert all("second" in f.reason for f in shadowed)
+    irq = next(f for f in shadowed if f.resource == "irq")
+    assert "IRQ 5" in irq.reason, "the probe of 'first' sees the winner's line"
+    assert not any(f.device == "second" for f in rec.findings)
+    assert not rec.unexplained
+
+
+def test_isa_device_under_a_pci_io_bar() -> None:
+    rec = verify(machine_spec("""
+machine: pc
+devices:
+  - {model: isa-serial, id: hidden, iobase: 0xc000, irq: 3}
+  - {model: e1000, id: nic0, addr: 3}
+"""))
+    found = _findings(rec, UNDER_PCI_BAR)
+    assert {f.view for f in found} == {"qemu", "probe"} and all("nic0" in f.reason for f in found)
+    assert not rec.unexplained
+
+
+def test_irq_and_dma_sharing_and_the_sci_are_hardware_conflicts() -> None:
+    rec = verify(machine_spec("""
+machine: pc
+devices:
+  - {model: floppy, id: fd0, unit: 0}
+  - {model: sb16, id: sb0, iobase: 0x220, irq: 5, dma: 2}
+  - {model: ne2k_isa, id: ne0, iobase: 0x300, irq: 5}
+  - {model: ne2k_isa, id: ne1, iobase: 0x320, irq: 9}
+"""))
+    irq5 = _findings(rec, IRQ_SHARED)
+    assert [f.resource for f in irq5] == ["irq 5"] and {"sb0", "ne0"} <= set(irq5[0].device.split(", "))
+    sci = _findings(rec, ACPI_SCI)
+    assert [(f.resource, f.device) for f in sci] == [("irq 9", "ne1")]
+    dma = _findings(rec, DMA_SHARED)
+    assert [f.resource for f in dma] == ["dma 2"]
+    assert "isa-fdc" in dma[0].device and dma[0].reason.endswith("the last, sb0, owns the channel and the others stall")
+    assert not rec.unexplained
+
+
+def test_a_serial_on_the_pci_configuration_ports_blinds_firmware_and_guest() -> None:
+    rec = verify(machine_spec("""
+machine: pc
+devices:
+  - {model: isa-serial, id: evil, iobase: 0xcf8, irq: 4}
+  - {model: e1000, id: nic0, addr: 3}
+"""))
+    config = _findings(rec, CONFIG_PORTS_SHADOWED)
+    assert {f.device for f in config} == {"nic0", "(guest)"}
+    assert all("shadowed by evil" in f.reason for f in config)
+    assert rec.views["probe"] == "failed"
+    assert not rec.unexplained
+
+
+@pytest.fixture(scope="module")
+def default_hardware():
+    from harness.config import load_machine
+    spec = load_machine(CONFIGS / "machines" / "default.yaml")
+    return spec, hardware_view(spec)
+
+
+def _registry_with(*claims: tuple[str, str, CM_RESOURCE_LIST]) -> Registry:
+    registry = Registry(":memory:")
+    for key, name, cm_list in claims:
+        path = RESOURCE_MAP + "\\" + key
+        registry.create_key(path)
+        registry.set_value(path, name, cm_list)
+    return registry
+
+
+def test_resource_map_claims_are_read_from_raw_values_only() -> None:
+    serial = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8, share=CmResourceShareDeviceExclusive),
+                                     Interrupt(4, 4))
+    registry = _registry_with(("OtherDrivers\\Serial", "\\Device\\Serial0.Raw", serial),
+                              ("OtherDrivers\\Serial", "\\Device\\Serial0.Translated",
+                               CM_RESOURCE_LIST.single(Isa, 0, Port(0x9999, 1))))
+    claims = resource_map_claims(registry)
+    assert [(c.owner, c.kind, c.start, c.end) for c in claims] == [
+        ("OtherDrivers\\Serial\\\\Device\\Serial0", "port", 0x3F8, 0x3FF),
+        ("OtherDrivers\\Serial\\\\Device\\Serial0", "irq", 4, 4)]
+    assert resource_map_claims(Registry(":memory:")) == []
+
+
+def test_resource_map_view_against_the_hardware(default_hardware) -> None:
+    spec, hardware = default_hardware
+    nic_bar0 = next(b for b in hardware.layout.pci_by_id("nic0").bars if b.index == 0)
+    registry = _registry_with(
+        ("OtherDrivers\\Serial", "\\Device\\Serial0.Raw",
+         CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8), Interrupt(4, 4))),
+        ("OtherDrivers\\Sound", ".Raw", CM_RESOURCE_LIST.single(Isa, 0, Dma(1), Dma(3))),
+        ("LanDrivers\\E1000", "\\Device\\E1000.Raw",   # where a model guessed the BAR would go
+         CM_RESOURCE_LIST.single(PCIBus, 0, Memory(nic_bar0.base - 0x100000, nic_bar0.size))),
+        ("OtherDrivers\\Ghost", "\\Device\\Ghost.Raw", CM_RESOURCE_LIST.single(Isa, 0, Port(0x100, 4))),
+    )
+    rec = reconcile(spec, hardware, claims=resource_map_claims(registry))
+    by_resource = {(r.device, r.resource): r for r in rec.rows if "\\" in r.device}
+    serial = by_resource[("OtherDrivers\\Serial\\\\Device\\Serial0", "port 0x3f8-0x3ff")]
+    assert serial.cells["qemu"] == "com1" and not serial.findings
+    assert not by_resource[("OtherDrivers\\Serial\\\\Device\\Serial0", "irq 4")].findings
+    assert not by_resource[("OtherDrivers\\Sound\\(driver)", "dma 1")].findings
+    assert by_resource[("OtherDrivers\\Sound\\(driver)", "dma 3")].findings[0].explanation == NOT_PRESENT
+    moved = next(r for (d, _), r in by_resource.items() if d.startswith("LanDrivers"))
+    assert moved.findings[0].explanation == FIRMWARE_REASSIGNED and f"{nic_bar0.base:#x}" in moved.findings[0].reason
+    ghost = by_resource[("OtherDrivers\\Ghost\\\\Device\\Ghost", "port 0x100-0x103")]
+    assert ghost.findings[0].explanation == NOT_PRESENT
+    assert "resourcemap (model)" in format_table(rec)
+
+
+def test_cli_prints_the_table_and_fails_on_unexplained_differences(tmp_path: Path) -> None:
+    config = CONFIGS / "machines" / "isapc.yaml"
+    ok = subprocess.run([sys.executable, "-m", "harness.cli", "verify", str(config)],
+                        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "probe (probe-guest)" in ok.stdout and "0 unexplained" in ok.stdout
+    # A claim straddling three devices' ports (IDE alt status, FDC DIR, COM1) with no
+    # shadowing: nothing explains it.
+    path = tmp_path / "model.sqlite"
+    with Registry(path) as registry:
+        key = RESOURCE_MAP + "\\OtherDrivers\\Odd"
+        registry.create_key(key)
+        registry.set_value(key, "\\Device\\Odd.Raw", CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F6, 3)))
+    bad = subprocess.run([sys.executable, "-m", "harness.cli", "verify", str(config), "--guest", "none",
+                          "--registry", str(path)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"[{UNEXPLAINED}]" in bad.stdout and "spans several devices" in bad.stdout
+    missing = subprocess.run([sys.executable, "-m", "harness.cli", "verify", str(config), "--registry",
+                              str(tmp_path / "nope.sqlite")], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
