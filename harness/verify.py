@@ -421,9 +421,14 @@ class _Context:
         answering = self.layout.owner_at(seen.port)
         winner = answering.owner if answering is not None else None
         if winner not in (None, dev.id):
-            winner_irq = self.isa_props(winner).get("irq")
+            if winner in self.pci_ids:  # a PCI BAR over the ISA ports: its INTx line answers
+                winner_irq = self.layout.pci_by_id(winner).interrupt_line
+                explanation = UNDER_PCI_BAR
+            else:
+                winner_irq = self.isa_props(winner).get("irq")
+                explanation = SHADOWED
             if seen.irqs == (winner_irq,):
-                row.differ("probe", SHADOWED, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
+                row.differ("probe", explanation, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
                 return
         others = [u for u in self.irq_users().get(irq, []) if u != dev.id]
         if not seen.irqs and others:

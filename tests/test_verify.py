@@ -28,7 +28,8 @@ def test_every_shipped_config_reconciles_with_explanations(path: Path, harness_v
     rec.assert_explained()
     if path.parent.name == "conflicts":
         assert rec.findings, f"a conflict scenario must produce findings:\n{format_table(rec)}"
-    assert rec.views["probe"] == "probe-guest"
+    if rec.views["probe"] != "probe-guest":  # only a guest whose PCI config ports are gone may fail
+        assert any(f.explanation == CONFIG_PORTS_SHADOWED for f in rec.findings), format_table(rec)
 
 
 def _findings(rec, explanation: str) -> list:
