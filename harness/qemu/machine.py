@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -574,7 +575,10 @@ def run_root() -> Path:
     """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp."""
     root = Path(os.environ.get("HARNESS_RUN_DIR") or Path(tempfile.gettempdir()) / f"harness-{os.getuid()}")
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if root.stat().st_uid != os.getuid():
+    info = root.lstat()  # not stat: a link planted in /tmp could aim the chmod anywhere
+    if not stat.S_ISDIR(info.st_mode):
+        raise HarnessError(f"run folder root {root} is a symbolic link or not a folder")
+    if info.st_uid != os.getuid():
         raise HarnessError(f"run folder root {root} belongs to another user")
     os.chmod(root, 0o700)
     return root
