@@ -37,7 +37,9 @@ ACCEL_POLICIES = ("tcg", "kvm", "auto")
 #: Prefix of the ids the harness gives its own chardevs and devices.
 RESERVED_ID_PREFIX = "harness"
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
-_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: A name starts run-folder names: no leading '-' or '.', which a shell command or a
+#: glob over the run root would take for an option or a hidden file.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
@@ -213,8 +215,8 @@ def _name(doc: Node, source: str) -> str:
     default = "inline" if source.startswith("<") else Path(source).stem
     name = get_str(doc, "name", default=default)
     if not _NAME_RE.fullmatch(name):
-        raise doc.error("name", f"{name!r} is not a valid machine name: letters, digits, '_', '.' "
-                                "or '-', at most 64")
+        raise doc.error("name", f"{name!r} is not a valid machine name: a letter or digit, then "
+                                "letters, digits, '_', '.' or '-', at most 64 in all")
     return name
 
 

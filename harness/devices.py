@@ -413,13 +413,18 @@ def _check_value(node: Node, key: str, kind: str, value: Any) -> None:
 
 
 def check_qemu_string(node: Node, key: str, value: str) -> None:
-    """Refuse strings that could smuggle options into a QEMU ``-device`` argument."""
+    """Refuse strings that could smuggle options into a QEMU ``-device`` argument, or name
+    a host file (no '/': every file QEMU opens is one the harness put in the run folder)."""
     import re
-    if not re.fullmatch(r"[A-Za-z0-9_.:/+-]*", value) or value.startswith("-"):
-        raise node.error(key, f"{value!r} may only contain letters, digits and _.:/+- "
-                              "(commas and '=' would inject QEMU options)")
+    if not re.fullmatch(r"[A-Za-z0-9_.:+-]*", value) or value.startswith("-"):
+        raise node.error(key, f"{value!r} may only contain letters, digits and _.:+- "
+                              "(commas and '=' would inject QEMU options, '/' name host files)")
 
 
 def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:
-    """Validate a configured value of property ``spec`` (type, range, jumper choices)."""
+    """Validate a configured value of property ``spec``: type and range; a string property
+    with choices takes only those (QEMU's enumerations), while numeric choices are the
+    card's jumpers and other values stay allowed (conflict scenarios need them)."""
     _check_value(node, key, spec.kind, value)
+    if spec.kind == "str" and spec.choices and value not in spec.choices:
+        raise node.error(key, f"{value!r} is not one of: {', '.join(map(str, spec.choices))}")

@@ -103,26 +103,55 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Node:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+#: Every number in these files fits 64 bits; a longer integer is refused before Python
+#: converts it (decimal conversion of more than 4300 digits raises ValueError).
+MAX_INT_CHARS = 100
+#: Values in one document once aliases are expanded: a few hundred in a real file, but
+#: nested aliases grow exponentially ("billion laughs").
+MAX_VALUES = 100_000
 
-def _set_fields(value: Any, field: str) -> None:
-    """Give every nested mapping its dotted field path, for error messages."""
-    if isinstance(value, Node):
-        value.field = field
-        for key in value:
-            _set_fields(value[key], value.path(key))
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _set_fields(item, f"{field}[{i}]")
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    if len(node.value) > MAX_INT_CHARS:
+        raise ConfigError(f"integer of {len(node.value)} characters; numbers here fit 64 bits",
+                          source=loader.name, line=node.start_mark.line + 1)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _set_fields(document: Any, source: str) -> None:
+    """Give every nested mapping its dotted field path, for error messages; refuse a
+    document that expands to more than MAX_VALUES values."""
+    stack, count = [(document, "")], 0
+    while stack:
+        value, field = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"more than {MAX_VALUES} values once aliases are expanded",
+                              source=source)
+        if isinstance(value, Node):
+            value.field = field
+            stack.extend((value[key], value.path(key)) for key in value)
+        elif isinstance(value, list):
+            stack.extend((item, f"{field}[{i}]") for i, item in enumerate(value))
 
 
 def load_text(text: str, source: str) -> Any:
     """Parse YAML text; syntax errors become :class:`ConfigError` with the line."""
-    loader = _Loader(text)
-    loader.name = source
+    loader = None
     try:
+        loader = _Loader(text)  # checks every character up front
+        loader.name = source
         document = loader.get_single_data()
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError("YAML nested too deeply", source=source) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError(f"character U+{exc.character:04X} is not allowed in YAML", source=source,
+                          line=text[:exc.position].count("\n") + 1) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -131,8 +160,9 @@ def load_text(text: str, source: str) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {exc}", source=source) from None
     finally:
-        loader.dispose()
-    _set_fields(document, "")
+        if loader is not None:
+            loader.dispose()
+    _set_fields(document, source)
     return document
 
 

@@ -20,3 +20,92 @@ def qemu_pids() -> set[int]:
     """Pids of every running qemu-system process on this machine."""
     out = subprocess.run(["pgrep", "-f", "^[^ ]*qemu-system"], capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
+
+
+def tiny_bios(code: bytes) -> bytes:
+    """A 64 KiB firmware image whose reset vector (offset 0xfff0) runs ``code``.
+
+    For guests that must misbehave on purpose: the CPU starts at 0xffff:fff0 in real mode
+    with this image mapped below 1 MiB and 4 GiB; the rest of the image is ``hlt``.
+    """
+    if len(code) > 16:
+        raise ValueError("the reset vector has 16 bytes before the end of the image")
+    image = bytearray(b"\xf4" * 0x10000)
+    image[0xFFF0:0xFFF0 + len(code)] = code
+    return bytes(image)
+
+
+#: Real-mode code for tiny_bios: spin forever (``jmp $``) / write 1 to pvpanic's port 0x505.
+SPIN_FOREVER = bytes([0xEB, 0xFE])
+PANIC_VIA_PVPANIC = bytes([0xBA, 0x05, 0x05, 0xB0, 0x01, 0xEE, 0xF4, 0xEB, 0xFD])
+
+FIGURES = REPO / "build" / "reliability"
+
+
+def record_figures(name: str, **figures: object) -> None:
+    """Keep the numbers a reliability test measured (``build/reliability/NAME.json``);
+    ``make reliability-figures`` prints them all."""
+    import json
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"{name}.json").write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+
+
+# ---- what a QEMU command line may contain (security tests and the config fuzzer) ----
+#: Options build_argv writes, with whether each takes a value.
+QEMU_OPTIONS = {"-name": True, "-machine": True, "-accel": True, "-m": True, "-display": True,
+                "-boot": True, "-action": True, "-chardev": True, "-device": True,
+                "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False}
+#: -device keys the harness adds itself (the others must be the model's own properties).
+DEVICE_KEYS = {"id", "bus", "addr", "multifunction", "unit", "chardev", "drive", "audiodev",
+               "chassis_nr", "chassis", "slot"}
+
+
+def qemu_opts(text: str) -> list[str]:
+    """Split a QEMU option string at single commas (',,' is a literal comma)."""
+    parts, current, i = [], [], 0
+    while i < len(text):
+        if text[i] == ",":
+            if text[i + 1:i + 2] == ",":
+                current.append(",")
+                i += 2
+                continue
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(text[i])
+        i += 1
+    return parts + ["".join(current)]
+
+
+def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[str]:
+    """What in ``argv`` breaks the rules: only known options, no value that could start a
+    new option or line, every -device key the model's or the harness's own, every file
+    QEMU opens inside ``run_dir``."""
+    bad: list[str] = []
+    models = {d.id: d.model for d in spec.devices}
+    i = 1
+    while i < len(argv):
+        option = argv[i]
+        if option not in QEMU_OPTIONS:
+            bad.append(f"unexpected argv element {option!r} at {i}")
+            i += 1
+            continue
+        if not QEMU_OPTIONS[option]:
+            i += 1
+            continue
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        i += 2
+        if value.startswith("-") or any(c in value for c in "\n\r\0"):
+            bad.append(f"{option} value {value!r} could start an option or a line")
+        opts = qemu_opts(value)
+        pairs = dict(p.partition("=")[::2] for p in opts[1:] if "=" in p)
+        for key in ("path", "file"):
+            if key in pairs and Path(pairs[key]).resolve().parent != run_dir.resolve():
+                bad.append(f"{option} {key}={pairs[key]!r} is outside the run folder {run_dir}")
+        if option == "-device":
+            model = models.get(pairs.get("id", ""))
+            # A device without a model is the harness's own firmware-log isa-debugcon.
+            own = set(model.properties) | set(model.always) if model else {"iobase"}
+            bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
+            bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
+    return bad

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -44,6 +45,11 @@ UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 DEFAULT_QMP_TIMEOUT = 10.0
 FIRMWARE_TIMEOUT = {"tcg": 30.0, "kvm": 180.0}  # nested KVM runs SeaBIOS 30-50x slower
+#: How long ``quit`` may go unanswered before QEMU counts as hung (a round trip is 0.3 ms).
+QUIT_TIMEOUT = 2.0
+#: Run states QEMU pauses itself in and never leaves on its own: a KVM internal error, an
+#: I/O error under rerror/werror=stop, a guest panic, a watchdog with action=pause.
+STUCK_STATES = frozenset({"internal-error", "io-error", "guest-panicked", "watchdog"})
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,23 @@ class GuestStopped(QEMUError):
     def __init__(self, message: str, *, machine: "Machine", reason: str) -> None:
         self.reason = reason
         super().__init__(message, machine=machine)
+
+
+class MachineStuck(QEMUError):
+    """QEMU paused itself in one of :data:`STUCK_STATES` while the harness waited; the
+    harness has ended it (the awaited event could never come)."""
+
+    def __init__(self, message: str, *, machine: "Machine", state: str) -> None:
+        self.state = state
+        super().__init__(message, machine=machine)
+
+
+class _StuckSignal(Exception):
+    """Raised on the loop thread when a wait sees a stuck state; turned into MachineStuck
+    by the caller's thread, which can end the machine."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
 
 
 class Machine:
@@ -308,14 +331,19 @@ class Machine:
 
     def _terminate(self) -> None:
         proc = self._proc
+        quit_grace = 0.0  # unless QEMU took the quit, go straight to signals
         if proc is not None and proc.poll() is None and self._client is not None:
             try:
-                hloop.call(lambda: self._client.execute("quit"), 2.0, lambda: TimeoutError())
+                hloop.call(lambda: self._client.execute("quit"), min(QUIT_TIMEOUT, self.qmp_timeout),
+                           lambda: TimeoutError())
+                quit_grace = 3.0
+            except TimeoutError:
+                pass  # hung (or SIGSTOPped): waiting for it to quit is pointless
             except Exception:  # QEMU may close the socket before answering
-                pass
+                quit_grace = 3.0
         outcome = "not started"
         if proc is not None:
-            outcome = _wait_or_escalate(proc)
+            outcome = _wait_or_escalate(proc, quit_grace)
         self.exit_outcome = outcome
         self._log_line("shutdown", {"outcome": outcome})
         try:
@@ -345,19 +373,8 @@ class Machine:
         """Execute one QMP command and return its result."""
         self._require_running()
         timeout = self.qmp_timeout if timeout is None else timeout
-
-        async def run() -> Any:
-            self._log_line("cmd", {"execute": command, "arguments": arguments})
-            try:
-                result = await self._client.execute(command, arguments)
-            except QMPError as exc:
-                self._log_line("error", {"execute": command, "error": str(exc)})
-                raise
-            self._log_line("ret", result)
-            return result
-
         try:
-            return hloop.call(run, timeout, lambda: QMPTimeout(
+            return hloop.call(lambda: self._execute(command, arguments), timeout, lambda: QMPTimeout(
                 f"QMP command {command!r} got no answer within {timeout:g} s", machine=self))
         except ExecuteError as exc:  # QEMU answered with an error: it is alive
             raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
@@ -366,6 +383,18 @@ class Machine:
                 raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
                                   machine=self) from None
             raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
+
+    async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        """One QMP command on the loop thread, with command and answer in qmp.log."""
+        assert self._client is not None
+        self._log_line("cmd", {"execute": command, "arguments": arguments})
+        try:
+            result = await self._client.execute(command, arguments)
+        except QMPError as exc:
+            self._log_line("error", {"execute": command, "error": str(exc)})
+            raise
+        self._log_line("ret", result)
+        return result
 
     def _exited_within(self, seconds: float) -> bool:
         if self._proc is None:
@@ -385,23 +414,50 @@ class Machine:
 
     def wait_event(self, name: str, *, after: int = 0, timeout: float,
                    match: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-        """Wait for event ``name`` among events numbered ``after`` and later."""
+        """Wait for event ``name`` among events numbered ``after`` and later.
+
+        A STOP on the way is checked: if QEMU paused itself in a state it never leaves
+        (:data:`STUCK_STATES`), the event cannot come, so the machine is ended at once and
+        :class:`MachineStuck` raised instead of waiting out ``timeout``.
+        """
         self._require_running()
+        start = time.monotonic()
 
         async def run() -> dict[str, Any]:
             assert self._event_cond is not None
-            async with self._event_cond:
-                while True:
-                    for event in self._events[after:]:
-                        if event["event"] == name and (match is None or match(event)):
-                            return event
-                    if self._proc is not None and self._proc.poll() is not None:
-                        raise MachineDied(f"QEMU exited (status {self._proc.returncode}) "
-                                          f"while waiting for event {name}", machine=self)
-                    await self._event_cond.wait()
+            seen = after
+            while True:
+                async with self._event_cond:
+                    stopped = False
+                    while True:
+                        for event in self._events[seen:]:
+                            if event["event"] == name and (match is None or match(event)):
+                                return event
+                            stopped = stopped or event["event"] == "STOP"
+                        seen = len(self._events)
+                        if stopped:
+                            break
+                        if self._proc is not None and self._proc.poll() is not None:
+                            raise MachineDied(f"QEMU exited (status {self._proc.returncode}) "
+                                              f"while waiting for event {name}", machine=self)
+                        await self._event_cond.wait()
+                try:
+                    state = (await self._execute("query-status"))["status"]
+                except QMPError:
+                    continue  # the connection dropped: QEMU exited, which the next pass reports
+                if state in STUCK_STATES:
+                    raise _StuckSignal(state)
 
-        return hloop.call(run, timeout, lambda: QMPTimeout(
-            f"event {name} did not arrive within {timeout:g} s", machine=self))
+        try:
+            return hloop.call(run, timeout, lambda: QMPTimeout(
+                f"event {name} did not arrive within {timeout:g} s", machine=self))
+        except _StuckSignal as stuck:
+            error = MachineStuck(
+                f"QEMU paused itself in state {stuck.state!r}, which it never leaves, "
+                f"{time.monotonic() - start:.2f} s into waiting for event {name} "
+                f"(limit {timeout:g} s); the harness ended it", machine=self, state=stuck.state)
+            self.close()
+            raise error from None
 
     def status(self) -> str:
         return self.qmp("query-status")["status"]
@@ -463,7 +519,7 @@ class Machine:
         elapsed = time.monotonic() - start
         state = self.status()
         if state != "shutdown":
-            # e.g. internal-error: a KVM failure pauses QEMU forever; end it here.
+            # (A stuck state already ended the machine in wait_event.)
             raise QEMUError(f"firmware run ended in state {state!r}, expected 'shutdown'", machine=self)
         self.phase = "post-firmware"
         self.firmware_seconds = elapsed
@@ -619,17 +675,23 @@ def _pdeathsig_prefix() -> list[str]:
     return [path, "--pdeathsig", "KILL", "--"]
 
 
-def _wait_or_escalate(proc: subprocess.Popen[bytes]) -> str:
-    for sig, grace, label in ((None, 3.0, "quit"), (signal.SIGTERM, 2.0, "SIGTERM"),
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:
+    for sig, grace, label in ((None, quit_grace, "quit"), (signal.SIGTERM, 2.0, "SIGTERM"),
                               (signal.SIGKILL, 5.0, "SIGKILL")):
         if sig is not None:
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    proc.send_signal(sig)
-                except ProcessLookupError:
-                    pass
+            _signal(proc, sig)
+            if sig == signal.SIGTERM:
+                _signal(proc, signal.SIGCONT)  # a SIGSTOPped QEMU acts on SIGTERM once continued
         try:
             proc.wait(grace)
             return f"exited after {label} (status {proc.returncode})"
@@ -642,7 +704,10 @@ def run_root() -> Path:
     """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp."""
     root = Path(os.environ.get("HARNESS_RUN_DIR") or Path(tempfile.gettempdir()) / f"harness-{os.getuid()}")
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if root.stat().st_uid != os.getuid():
+    info = root.lstat()  # not stat: a link planted in /tmp could aim the chmod anywhere
+    if not stat.S_ISDIR(info.st_mode):
+        raise HarnessError(f"run folder root {root} is a symbolic link or not a folder")
+    if info.st_uid != os.getuid():
         raise HarnessError(f"run folder root {root} belongs to another user")
     os.chmod(root, 0o700)
     return root
