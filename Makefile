@@ -87,3 +87,32 @@ bench-hal: setup
 	$(BIN)/python benchmarks/bench_hal_config.py
 
 bench: bench-hal
+
+# ---- reliability (RELIABILITY.md) ----
+# make test runs every reliability test at a small volume; these run them at full volume.
+# fuzz: over 10^5 inputs in all across the targets of tests/fuzz_targets.py (plus the C
+# index under ASan above); fuzz-atheris: the same targets coverage-guided (the [fuzz]
+# extra).
+.PHONY: fuzz-inputs fuzz-atheris reliability-figures
+FUZZ_EXAMPLES ?= 17000
+ATHERIS_RUNS  ?= 20000
+FIGURES       := $(BIN)/python tests/reliability_figures.py
+
+fuzz-inputs: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests/test_fuzz.py -k fuzz_target
+	$(FIGURES) fuzz
+
+fuzz: fuzz-inputs
+
+$(STAMPS)/fuzz: $(STAMPS)/venv
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,fuzz]'
+	@touch $@
+
+fuzz-atheris: $(STAMPS)/fuzz
+	@mkdir -p build/fuzz
+	for target in $$(cd tests && ../$(BIN)/python -c 'from fuzz_targets import TARGETS; print(*TARGETS)'); do \
+	  $(BIN)/python tests/fuzz/fuzz_atheris.py $$target -runs=$(ATHERIS_RUNS) -max_len=4096 \
+	    -len_control=0 -artifact_prefix=build/fuzz/ || exit 1; done
+
+reliability-figures:
+	$(FIGURES)
