@@ -54,7 +54,7 @@ def test_a_qemu_that_never_greets_fails_the_launch_within_its_bound() -> None:
     text = str(info.value)
     assert "did not answer QMP within 1 s" in text and "argv:" in text
     assert "waiting for connection" in text, "the tail of qemu.log must show why"
-    assert 1.0 <= elapsed < 1.0 + SLACK
+    assert 1.0 <= elapsed < 1.0 + 0.5 + SLACK  # + the 0.5 s given QEMU to exit with its status
     assert _gone(m.pid) and not m.run_dir.exists()
     record_figures("timeout-launch", bound_s=1.0, raised_after_s=round(elapsed, 3))
 
