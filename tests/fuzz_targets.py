@@ -16,11 +16,9 @@ noise, and a run function.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import inspect
 import json
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,14 +184,13 @@ def machine_documents(draw: st.DrawFn) -> str:
     return yaml.safe_dump(doc, default_flow_style=style == "flow", allow_unicode=True)
 
 
-_FUZZ_DIR = Path(tempfile.mkdtemp(prefix="hf-"))  # build_argv writes floppy images here
-atexit.register(shutil.rmtree, _FUZZ_DIR, True)
-
-
 def _run_machine(text: str) -> bool:
     spec = parse_machine_text(text, "<fuzz>")
-    argv = build_argv(spec, _FUZZ_DIR, "tcg")
-    assert argv_violations(argv, spec, _FUZZ_DIR) == [], argv
+    # A folder per input, removed at once: build_argv writes floppy images into it, and
+    # xdist and atheris workers end without running atexit handlers.
+    with tempfile.TemporaryDirectory(prefix="hf-") as run_dir:
+        argv = build_argv(spec, Path(run_dir), "tcg")
+        assert argv_violations(argv, spec, Path(run_dir)) == [], argv
     again = parse_machine_text(yaml.safe_dump(spec.to_dict()), "<fuzz-again>")
     assert again.to_dict() == spec.to_dict(), "to_dict does not round-trip"
     return True
