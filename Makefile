@@ -95,3 +95,39 @@ guests: setup
 	$(BIN)/python -m harness.guests
 
 .PHONY: guests
+
+# ---- reliability (RELIABILITY.md) ----
+# make test runs every reliability test at a small volume; these run them at full volume.
+# fuzz: over 10^5 inputs in all across the targets of tests/fuzz_targets.py (plus the C
+# index under ASan above); fuzz-atheris: the same targets coverage-guided (the [fuzz]
+# extra); soak: chaos and durability at ten times make test's volume.
+.PHONY: fuzz-inputs fuzz-atheris soak reliability-figures
+FUZZ_EXAMPLES ?= 17000
+ATHERIS_RUNS  ?= 20000
+SOAK_CHAOS    ?= 2000
+SOAK_KILLS    ?= 400
+FIGURES       := $(BIN)/python tests/reliability_figures.py
+
+fuzz-inputs: setup
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests/test_fuzz.py -k fuzz_target
+	$(FIGURES) fuzz
+
+fuzz: fuzz-inputs
+
+$(STAMPS)/fuzz: $(STAMPS)/venv
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,fuzz]'
+	@touch $@
+
+fuzz-atheris: $(STAMPS)/fuzz
+	@mkdir -p build/fuzz
+	for target in $$(cd tests && ../$(BIN)/python -c 'from fuzz_targets import TARGETS; print(*TARGETS)'); do \
+	  $(BIN)/python tests/fuzz/fuzz_atheris.py $$target -runs=$(ATHERIS_RUNS) -max_len=4096 \
+	    -len_control=0 -artifact_prefix=build/fuzz/ || exit 1; done
+
+soak: setup
+	CHAOS_ITERATIONS=$(SOAK_CHAOS) DURABILITY_KILLS=$(SOAK_KILLS) $(BIN)/python -m pytest -n $(JOBS) \
+	  -p no:cacheprovider --timeout 3600 tests/test_chaos.py tests/test_durability.py tests/test_bounded_waits.py
+	$(FIGURES)
+
+reliability-figures:
+	$(FIGURES)

@@ -32,4 +32,5 @@ class ConfigError(HarnessError):
             where += f":{self.line}"
         if self.field:
             where += f": {self.field}"
-        return f"{where}: {self.message}"
+        # Lone surrogates (YAML "\ud800" escapes) would make the message unprintable.
+        return f"{where}: {self.message}".encode("utf-8", "backslashreplace").decode()

@@ -81,6 +81,18 @@ class Node(Mapping[str, Any]):
 class _Loader(yaml.SafeLoader):
     """SafeLoader whose mappings become :class:`Node` with per-key line numbers."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            if not isinstance(node, yaml.ScalarNode):
+                raise
+            # PyYAML's scalar constructors fail raw on an explicit tag that does not fit
+            # the text (!!timestamp x: AttributeError, !!int x: ValueError, !!bool x: KeyError).
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise ConfigError(f"{node.value[:40]!r} is not a valid !!{tag} ({type(exc).__name__})",
+                              source=self.name, line=node.start_mark.line + 1) from None
+
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Node:
     loader.flatten_mapping(node)

@@ -232,7 +232,8 @@ def parse_reg(text: str, source: str = "<reg>") -> list[RegOperation]:
                 path = from_hkey(name[1:] if delete else name)
                 split_path(path)
             except (ValueError, RegistryError) as e:
-                raise RegFileError(f"bad key [{name}]: {e}", source=source,
+                printable = name.encode("utf-8", "backslashreplace").decode()  # lone surrogates
+                raise RegFileError(f"bad key [{printable}]: {e}", source=source,
                                    line=lineno) from None
             if delete:
                 ops.append(RegOperation(lineno, "delete_key", path))
@@ -264,6 +265,8 @@ def parse_reg(text: str, source: str = "<reg>") -> list[RegOperation]:
             if data_text[end:].strip():
                 raise RegFileError(f"unexpected {data_text[end:].strip()[:20]!r} after the "
                                    "closing quote", source=source, line=lineno)
+            if "\0" in value:  # regedit writes such data as hex(1):
+                raise RegFileError("NUL inside a quoted string value", source=source, line=lineno)
             ops.append(RegOperation(lineno, "value", current, name, RegType.REG_SZ,
                                     encode_value(value, RegType.REG_SZ)[1]))
             continue

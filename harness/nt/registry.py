@@ -273,6 +273,7 @@ def split_path(path: str) -> list[str]:
                                    "characters or contains NUL" if len(p) > 40 else
                                    f"key name {p!r} contains NUL",
                                    NTSTATUS.STATUS_OBJECT_NAME_INVALID)
+        _check_storable(p, "key name")
     if parts and fold(parts[0]) not in _TOP_KEYS:
         raise InvalidPathError(f"{path!r}: only \\Registry\\Machine and \\Registry\\User "
                                "exist below \\Registry", NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
@@ -289,7 +290,18 @@ def _check_value_name(name: Any) -> str:
     if len(name) > MAX_VALUE_NAME:
         raise InvalidPathError(f"value name longer than {MAX_VALUE_NAME} characters",
                                NTSTATUS.STATUS_OBJECT_NAME_INVALID)
+    _check_storable(name, "value name")
     return name
+
+
+def _check_storable(name: str, what: str) -> None:
+    """Names are SQLite text: a lone UTF-16 surrogate (possible in a UTF-16 .reg file)
+    cannot be stored, so it is refused like any other invalid name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPathError(f"{what} {name!r} contains a lone UTF-16 surrogate",
+                               NTSTATUS.STATUS_OBJECT_NAME_INVALID) from None
 
 
 def unique_registry_path(directory: str | os.PathLike | None = None, *,
