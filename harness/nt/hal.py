@@ -35,9 +35,9 @@ Model decisions (each also at its routine):
   a bridge gets the bridge's I/O, memory and prefetchable windows (read from its
   configuration space, and only when its command register enables forwarding),
   intersected with its parent's.
-* **Allocation.** ``HalAssignSlotResources`` asks a :class:`SlotAllocator` (the
-  ``IoAssignResources`` interface the arbiter will implement); until then
-  :class:`FirstFitAllocator` stands in.
+* **Allocation.** ``HalAssignSlotResources`` asks a :class:`SlotAllocator`: the I/O
+  manager (``IoAssignResources``, which records the claim in the ResourceMap) once one is
+  attached, else :class:`FirstFitAllocator`, the same arbiter with a private record.
 """
 
 from __future__ import annotations
@@ -45,14 +45,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
-from .._intervals import IntervalIndex
+from .arbiter import Arbiter, Claim, Owner, ResourceKind, claims_of
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, DecodedSpan,
                         DecodeMap)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
-                        CmResourceShare, Dma, DmaRequirement, Interrupt, InterruptRequirement,
+                        CmResourceShare, Interrupt, InterruptRequirement,
                         IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED,
                         IO_RESOURCE_REQUIREMENTS_LIST, Memory, MemoryLarge, MemoryLargeRequirement,
                         MemoryRequirement, PCI_SLOT_NUMBER, Port, PortRequirement)
@@ -284,109 +284,47 @@ BusySource = Callable[[IO_RESOURCE_REQUIREMENTS_LIST], Iterable[DecodedSpan]]
 
 
 class FirstFitAllocator:
-    """The minimal stand-in for the arbiter: first fit with the interval index.
+    """The HAL's allocator when no I/O manager is attached: the arbiter's allocation
+    (:meth:`harness.nt.arbiter.Arbiter.allocate`) with its own private record.
 
-    For each requirement group (a descriptor and the ALTERNATIVE ones after it, §1.8) the
-    first descriptor that fits wins.  Ports are placed lowest-first, memory highest-first
-    (top-down, as firmware places MMIO), each aligned to its Alignment inside
-    [MinimumAddress, MaximumAddress], avoiding: whatever ``busy(requirements)`` reports
-    (the HAL passes everything the platform decodes, except the device being assigned,
-    plus the windows of bridges the device is not behind), ranges in ``avoid``, and every
-    range this allocator handed to another (driver, device) — so a second call cannot
-    receive the same range (§9.22).  A new assignment for the same (driver, device)
-    replaces its previous one.  Interrupts and DMA channels are not arbitrated: the
-    requirement's minimum is granted.  Nothing is written to the registry (that is the
-    I/O manager's part).
+    It keeps clear of whatever ``busy(requirements)`` reports (the HAL passes everything
+    the platform decodes, except the device being assigned, plus the windows of bridges
+    the device is not behind), of the ranges in ``avoid``, and of every range it handed
+    to another (driver, device), so a second call cannot receive the same range (§9.22).
+    A new assignment for the same (driver, device) replaces its previous one.  Nothing is
+    written to the registry (that is the I/O manager's part, which replaces this class
+    as the HAL's allocator when it is attached).
     """
 
     def __init__(self, busy: BusySource | None = None,
                  avoid: Iterable[tuple[str, int, int]] = ()) -> None:
         self.busy = busy
         self.avoid = list(avoid)
-        self.assignments: dict[tuple[int, int], CM_RESOURCE_LIST] = {}
+        self.arbiter = Arbiter()
 
     def IoAssignResources(self, RegistryPath: str, DriverClassName: str | None,
                           DriverObject: Any, DeviceObject: Any,
                           RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST,
                           ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         req = RequestedResources
-        owner = (id(DriverObject), id(DeviceObject))
-        taken = {IO_SPACE: IntervalIndex(), MEMORY_SPACE: IntervalIndex()}
-        for span in (self.busy(req) if self.busy is not None else ()):
-            taken[span.space].insert(span.start, span.end)
-        for space, start, end in self.avoid:
-            taken[space].insert(start, end)
-        for key, assigned in self.assignments.items():
-            if key == owner:
-                continue
-            for _, partial in assigned.partials():
-                space = _space_of(partial)
-                if space is not None and partial.length:
-                    taken[space].insert(partial.start, partial.start + partial.length - 1)
-        for alternative in req.lists:
-            partials = self._try_list(alternative, taken)
-            if partials is not None:
-                result = CM_RESOURCE_LIST.single(req.interface_type, req.bus_number, *partials)
-                self.assignments[owner] = result
-                return NTSTATUS.STATUS_SUCCESS, result
-        return NTSTATUS.STATUS_INSUFFICIENT_RESOURCES, None
+        owner = Owner(f"driver@{id(DriverObject):x}", f"device@{id(DeviceObject):x}")
+        spans = [(span.space, span.start, span.end) for span in (self.busy(req) if self.busy else ())]
+        reserved = [_reserved_claim(space, start, end) for space, start, end in spans + self.avoid]
+        allocation = self.arbiter.allocate(owner, req, reserved=reserved)
+        if allocation.resources is None:
+            return NTSTATUS.STATUS_INSUFFICIENT_RESOURCES, None
+        self.arbiter.replace(owner, claims_of(owner, allocation.resources))
+        return NTSTATUS.STATUS_SUCCESS, allocation.resources
 
-    def _try_list(self, alternative: IO_RESOURCE_LIST, taken: dict[str, IntervalIndex]):
-        handles: list[tuple[str, int]] = []
-        partials = []
-        groups: list[list[IO_RESOURCE_DESCRIPTOR]] = []
-        for d in alternative.descriptors:
-            if d.option & IO_RESOURCE_ALTERNATIVE and groups:
-                groups[-1].append(d)
-            else:
-                groups.append([d])
-        ok = True
-        for group in groups:
-            placed = None
-            for d in group:
-                placed = self._place(d, taken)
-                if placed is not None:
-                    break
-            if placed is None:
-                ok = False
-                break
-            partial, handle = placed
-            partials.append(partial)
-            if handle is not None:
-                handles.append(handle)
-        for space, handle in handles:  # this list's trial placements are not kept
-            taken[space].remove(handle)
-        return partials if ok else None
 
-    @staticmethod
-    def _place(d: IO_RESOURCE_DESCRIPTOR, taken: dict[str, IntervalIndex]):
-        if isinstance(d, (PortRequirement, MemoryRequirement, MemoryLargeRequirement)):
-            space = IO_SPACE if isinstance(d, PortRequirement) else MEMORY_SPACE
-            if d.length == 0:
-                start = d.minimum_address
-                handle = None
-            else:
-                if d.maximum_address < d.minimum_address:
-                    return None
-                start = taken[space].find_gap(d.length, d.minimum_address, d.maximum_address,
-                                              align=max(d.alignment, 1), highest=space == MEMORY_SPACE)
-                if start is None:
-                    return None
-                handle = (space, taken[space].insert(start, start + d.length - 1))
-            if isinstance(d, PortRequirement):
-                return Port(start, d.length, share=d.share, flags=d.flags), handle
-            if isinstance(d, MemoryLargeRequirement):
-                return MemoryLarge(start, d.length, share=d.share, flags=d.flags), handle
-            return Memory(start, d.length, share=d.share, flags=d.flags), handle
-        if isinstance(d, InterruptRequirement):
-            if d.maximum_vector < d.minimum_vector:
-                return None
-            return Interrupt(d.minimum_vector, d.minimum_vector, -1, share=d.share, flags=d.flags), None
-        if isinstance(d, DmaRequirement):
-            if d.maximum_channel < d.minimum_channel:
-                return None
-            return Dma(d.minimum_channel, share=d.share, flags=d.flags), None
-        return None  # other kinds are not assigned by this allocator
+def _reserved_claim(space: str, start: int, end: int) -> Claim:
+    """A range to keep clear of; its descriptor (for messages only) is capped at the
+    ULONG Length a CM descriptor can hold, the claim itself covers [start, end]."""
+    owner = Owner("<decoded by the hardware>")
+    length = min(end - start + 1, 0xFFFFFFFF)
+    if space == IO_SPACE:
+        return Claim(owner, ResourceKind.PORT, start, end, Port(start, length))
+    return Claim(owner, ResourceKind.MEMORY, start, end, Memory(start, length))
 
 
 def _space_of(partial: Any) -> str | None:
