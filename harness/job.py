@@ -46,12 +46,9 @@ from .nt.verifier import Violation
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
+from .verify import HardwareView, hardware_conflicts, routed_view
 
 OUTPUT_MARKER = ".harness-run"
-#: Board devices whose ISA resources are the board's own business (the keyboard
-#: controller's two IRQ properties, the PIC, PIT, RTC, speaker, DMA controllers).
-BOARD_INTERNAL_TYPES = frozenset({"i8042", "isa-i8259", "isa-pit", "isa-pcspk", "mc146818rtc", "i8257",
-                                  "port92", "vmport", "vmmouse"})
 REGISTRY_FILE = "registry.sqlite"
 
 
@@ -75,7 +72,7 @@ class ClaimCheck:
 class Collision:
     """Something the emulated hardware itself does: two devices on one resource."""
 
-    kind: str                        # "shadowed", "irq", "dma"
+    kind: str                        # "shadowed" or a harness.verify explanation class
     resource: str
     devices: tuple[str, ...]
     consequence: str
@@ -198,9 +195,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     t0 = time.monotonic()
     registry = Registry(out_dir / REGISTRY_FILE)
     try:
-        io, drivers, before, layout = _boot_and_load(spec, registry, out_dir, keep, timings)
+        io, drivers, before, after = _boot_and_load(spec, registry, out_dir, keep, timings)
+        layout = after.layout
         checks = check_claims(io, layout, spec)
-        collisions = hardware_collisions(layout, spec)
+        collisions = hardware_collisions(after, spec)
         seen = {(c.kind, c.resource, c.devices) for c in collisions}
         # What the firmware left that the drivers then resolved (a moved BAR) counts too.
         collisions[:0] = [c for c in hardware_collisions(before, spec)
@@ -222,7 +220,8 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
 
 
 def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: bool,
-                   timings: dict[str, float]) -> tuple[IoManager, list[tuple[LoadResult, NtDriver]], Layout, Layout]:
+                   timings: dict[str, float]) -> tuple[IoManager, list[tuple[LoadResult, NtDriver]],
+                                                       HardwareView, HardwareView]:
     """Everything that needs the live machine.  QEMU runs in its own short private folder
     (unix socket paths are limited); its logs are copied next to the report once it has
     gone, whatever happened."""
@@ -232,9 +231,9 @@ def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: b
         with machine:
             machine.run_firmware()
             timings["boot+firmware"] = time.monotonic() - t0
-            before = snapshot(machine, "post-firmware")
             bus = LiveBus(machine)
             hal = Hal(bus)
+            before = routed_view(snapshot(machine, "post-firmware"), hal)
             t = time.monotonic()
             detect_hardware(bus, registry, hal)
             timings["detect"] = time.monotonic() - t
@@ -244,7 +243,7 @@ def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: b
             drivers = load_drivers(io, hal, spec)
             io.run_reinitialization()
             timings["drivers"] = time.monotonic() - t
-            return io, drivers, before, snapshot(machine, "post-drivers")
+            return io, drivers, before, routed_view(snapshot(machine, "post-drivers"), hal)
     finally:
         shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                         ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -359,40 +358,18 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
 
 
-def hardware_collisions(layout: Layout, spec: MachineSpec) -> list[Collision]:
-    phase = layout.phase
-    """What the emulated hardware does with devices that share a resource, from the
-    layout alone: shadowed ranges, and ISA IRQ lines and DMA channels set on several
-    devices (with the ACPI SCI, which QEMU wires to an ISA IRQ)."""
+def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:
+    """What the emulated hardware does with devices that share a resource: ranges a
+    configured device lost to a later one (the layout's shadowed ranges), and the shared
+    IRQ lines and DMA channels :func:`harness.verify.hardware_conflicts` finds."""
+    layout = hardware.layout
     ids = {d.id for d in spec.devices}
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
     out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later", phase)
+                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later",
+                     layout.phase)
            for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
-    isa = [d for d in layout.isa if d.type not in BOARD_INTERNAL_TYPES]
-    order = {d.id: i for i, d in enumerate(spec.devices)}
-    lines: dict[int, list[str]] = {}
-    for dev in isa:
-        if "irq" in dev.properties:
-            lines.setdefault(dev.properties["irq"], []).append(dev.id or dev.path)
-    for fn in layout.pci:
-        if (fn.vendor, fn.device) == (0x8086, 0x7113) and fn.interrupt_line not in (None, 0, 0xFF):
-            lines.setdefault(fn.interrupt_line, []).append(f"ACPI SCI ({fn.bdf})")
-    for irq, users in sorted(lines.items()):
-        if len(users) > 1:
-            out.append(Collision("irq", f"IRQ {irq}", tuple(users),
-                                 "one ISA line driven by several devices: no wired-OR in QEMU, the last "
-                                 "level written wins, so interrupts are lost (qemu-facts.md §3b)", phase))
-    channels: dict[int, list[str]] = {}
-    for dev in isa:
-        for prop in ("dma", "dma16"):
-            if prop in dev.properties and dev.properties[prop] not in (-1, 4):
-                channels.setdefault(dev.properties[prop], []).append(dev.id or dev.path)
-    for channel, users in sorted(channels.items()):
-        if len(users) > 1:
-            users.sort(key=lambda u: order.get(u, -1))
-            out.append(Collision("dma", f"DMA {channel}", tuple(users),
-                                 f"QEMU gives the channel to the last registered device ({users[-1]}); "
-                                 f"transfers of {', '.join(users[:-1])} stall", phase))
+    out += [Collision(f.explanation, f.resource, tuple(f.device.split(", ")), f.reason, layout.phase)
+            for f in hardware_conflicts(spec, hardware)]
     return out

@@ -47,9 +47,6 @@ EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIG
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, DMA_SHARED,
                 OS_CONFLICT, NO_DRIVER, UNEXPLAINED)
 
-#: The ACPI SCI line of the chipsets QEMU emulates (qemu-facts.md §1): PIIX4 PM and ICH9
-#: LPC both raise IRQ 9.  Not a QOM property, so it is stated here.
-ACPI_SCI_IRQ = {"pc": 9, "q35": 9}
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
 PCI_CONFIG_DATA = 0xCFC
 PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
@@ -165,6 +162,20 @@ class HardwareView:
 
     layout: Any  # harness.qemu.layout.Layout
     routes: dict[str, Any]  # bdf → harness.nt.hal.PciRoute (None: no pin or no router)
+    sci: int | None = None  # the ACPI SCI's ISA IRQ as the chipset says (Hal.sci_irq)
+
+
+def routed_view(layout: Any, hal: Any) -> HardwareView:
+    """A layout with each PCI pin's route and the SCI line read through the HAL."""
+    routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
+              for fn in layout.pci if fn.interrupt_pin}
+    return HardwareView(layout, routes, hal.sci_irq())
+
+
+def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Finding]:
+    """What the hardware itself does with shared lines: an IRQ driven by an ISA device
+    and another device (the SCI included), a DMA channel registered more than once."""
+    return _Context(spec, hardware, None, None).hardware_conflicts()
 
 
 def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
@@ -176,11 +187,7 @@ def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
 
     with Machine(spec, keep=keep) as machine:
         machine.run_firmware()
-        layout = snapshot(machine)
-        hal = Hal(LiveBus(machine))
-        routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
-                  for fn in layout.pci if fn.interrupt_pin}
-    return HardwareView(layout, routes)
+        return routed_view(snapshot(machine), Hal(LiveBus(machine)))
 
 
 # ---------------------------------------------------------------------- reconciliation
@@ -223,6 +230,7 @@ class _Context:
         self.spec = spec
         self.layout = hardware.layout
         self.routes = hardware.routes
+        self.sci = hardware.sci
         self.probe = probe
         self.linux = linux
         self.pci_ids = {fn.qdev_id for fn in self.layout.pci if fn.qdev_id}
@@ -265,7 +273,7 @@ class _Context:
                               "the last mapped device wins, port by port)")
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
-        return UNEXPLAINED, f"QEMU gives these addresses to someone else and shows no shadowing"
+        return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:
         try:
@@ -288,9 +296,8 @@ class _Context:
             route = self.routes.get(fn.bdf)
             if route is not None:
                 add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
-        sci = ACPI_SCI_IRQ.get(self.spec.machine)
-        if sci is not None:
-            add(sci, "ACPI SCI")
+        if self.sci is not None:
+            add(self.sci, "ACPI SCI")
         return users
 
     def dma_users(self) -> dict[int, list[str]]:
@@ -608,7 +615,7 @@ class _Context:
     def hardware_conflicts(self) -> list[Finding]:
         found = []
         isa_owners = {dev.id or f"{dev.type} ({dev.path})" for dev in self.layout.isa}
-        sci = ACPI_SCI_IRQ.get(self.spec.machine)
+        sci = self.sci
         for irq, users in sorted(self.irq_users().items()):
             # PCI functions may share a line (level-triggered, ORed by the chipset).
             if len(users) < 2 or not any(u in isa_owners for u in users):
@@ -662,7 +669,7 @@ class _Context:
             return False
         users = self.irq_users() if kind == "irq" else self.dma_users()
         others = [u for u in users.get(number, []) if u != dev.id]
-        if kind == "irq" and number == ACPI_SCI_IRQ.get(self.spec.machine):
+        if kind == "irq" and number == self.sci:
             row.differ("linux", ACPI_SCI, f"IRQ {number} is the ACPI SCI: Linux gave it to {', '.join(holders)}")
         elif others:
             row.differ("linux", IRQ_SHARED if kind == "irq" else DMA_SHARED,

@@ -19,9 +19,9 @@ CONFLICTS = sorted((CONFIGS / "conflicts").glob("*.yaml"))
 # resource, and the hardware consequence the layout reveals.
 EXPECTED = {
     "serial-same-base": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
-    "ne2000-irq9-sci": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq"),
-    "sb16-ne2000-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Sndblst", "irq"),
-    "floppy-sb16-dma2": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma"),
+    "ne2000-irq9-sci": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "acpi-sci"),
+    "sb16-ne2000-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Sndblst", "irq-shared"),
+    "floppy-sb16-dma2": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma-shared"),
     "isa-under-pci-bar": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
     "serial-at-cf8": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
 }

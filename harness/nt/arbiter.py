@@ -142,10 +142,6 @@ class Allocation:
     list_index: int | None = None
     attempts: list[ListAttempt] = field(default_factory=list)
 
-    @property
-    def conflicts(self) -> list[Conflict]:
-        return [c for a in self.attempts for c in a.conflicts]
-
 
 def kind_of(descriptor: Any) -> ResourceKind | None:
     """The arbitrated kind of a partial descriptor, None for kinds that never conflict."""
@@ -306,13 +302,6 @@ class Arbiter:
                     self._index[kind].remove(handle)
                     del self._by_handle[kind][handle]
             return True
-
-    def release_driver(self, driver: str) -> list[Owner]:
-        with self._lock:
-            gone = [o for o in self._slots if o.driver == driver]
-            for owner in gone:
-                self.release(owner)
-            return gone
 
     # ------------------------------------------------------------------ allocation
     def allocate(self, owner: Owner, requirements: IO_RESOURCE_REQUIREMENTS_LIST, *,

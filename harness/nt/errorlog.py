@@ -152,11 +152,3 @@ class ErrorLog:
                 and (driver is None or e.driver == driver or
                      (e.conflict is not None and e.conflict.holder.owner.driver == driver))
                 and (kind is None or e.kind is kind)]
-
-    def conflicts(self) -> list[ErrorLogEntry]:
-        return [e for e in self if e.conflict is not None]
-
-    def format(self) -> str:
-        if not self.entries:
-            return "(no entries)\n"
-        return "".join(f"{e}\n" for e in self)

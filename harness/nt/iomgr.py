@@ -265,17 +265,6 @@ class IoManager:
             return Interrupt(v.irql, v.vector, v.affinity, share=p.share, flags=p.flags)
         return p
 
-    def resource_map(self) -> dict[Owner, CM_RESOURCE_LIST]:
-        """Every raw list in the ResourceMap, by slot (read back from the registry)."""
-        out = {}
-        for owner in self.arbiter.owners():
-            key = self._owner_key(owner)
-            try:
-                out[owner] = self.registry.get(key, self._value_base(owner) + RAW_SUFFIX)
-            except NtStatusError:
-                continue  # taken over from a list stored directly under a class key
-        return out
-
     def report_hal_resources(self, resources: CM_RESOURCE_LIST) -> None:
         """The HAL's own claims, under ``Hardware Abstraction Layer\\<HAL name>`` (§2.4)."""
         with self.arbiter.lock:
