@@ -25,30 +25,30 @@ hardware collides, and 0 otherwise.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .config import MachineSpec
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
-from .nt.detect import detect_hardware
-from .nt.hal import Hal
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
-from .qemu.layout import Layout, snapshot
-from .qemu.livebus import LiveBus
+from .qemu.layout import Layout
 from .qemu.machine import Machine
-from .verify import HardwareView, hardware_conflicts, routed_view
+from .testbed import Step, Testbed, load_steps
+from .verify import HardwareView, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
+_UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
 REGISTRY_FILE = "registry.sqlite"
 
 
@@ -121,6 +121,21 @@ class JobResult:
     def exit_code(self) -> int:
         return 0 if self.clean else 1
 
+    def findings(self) -> list[str]:
+        """Every problem found, one stable line each (no sequence numbers, timings or
+        source locations), in report order: what a repro bundle expects to see again."""
+        out = []
+        for e in self.conflicts:
+            c = e["conflict"]
+            out.append(f"conflict {e['code']}: {e['driver']} {e['device'] or ''} {c['requested']} "
+                       f"held by {c['holder_driver']} {c['holder_device'] or ''}".replace("  ", " "))
+        out += [f"mismatch {c.device or c.driver}: {c.resource}: {f}" for c in self.mismatches for f in c.findings]
+        out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
+                for v in self.violations]
+        out += [f"hardware [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)}" for c in self.collisions]
+        # QOM's numbering of unnamed board devices shifts when a device is added or removed.
+        return list(dict.fromkeys(" ".join(_UNATTACHED.sub("(board device)", line).split()) for line in out))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
@@ -186,80 +201,71 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False) -> JobResult:
+def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
+            steps: Sequence[Step] | None = None) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
-    go to ``out_dir``, which is replaced if it is a previous run's folder.  ``keep``
+    go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
+    replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     registry = Registry(out_dir / REGISTRY_FILE)
     try:
-        io, drivers, before, after = _boot_and_load(spec, registry, out_dir, keep, timings)
-        layout = after.layout
-        checks = check_claims(io, layout, spec)
-        collisions = hardware_collisions(after, spec)
-        seen = {(c.kind, c.resource, c.devices) for c in collisions}
-        # What the firmware left that the drivers then resolved (a moved BAR) counts too.
-        collisions[:0] = [c for c in hardware_collisions(before, spec)
-                          if (c.kind, c.resource, c.devices) not in seen]
-        export_reg(registry, out_dir / "registry.reg")
-        resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
-        result = JobResult(spec, out_dir, layout, resource_map, [_report(r, d) for r, d in drivers],
-                           [e.to_dict() for e in io.error_log], io.violations, checks, collisions, timings,
-                           unreadable=io.unreadable)
-        if picture:
-            from .picture import draw_resource_map
-            result.picture = draw_resource_map(io, layout, result, out_dir / "resourcemap.png")
-        timings["total"] = time.monotonic() - t0
-        (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        (out_dir / "report.txt").write_text(result.format_text())
+        # QEMU runs in its own short private folder (unix socket paths are limited); its
+        # logs are copied next to the report once it has gone, whatever happened.
+        machine = Machine(spec, keep=True)
+        try:
+            with machine:
+                machine.run_firmware()
+                timings["boot+firmware"] = time.monotonic() - t0
+                t = time.monotonic()
+                bed = Testbed(machine, registry)
+                timings["detect"] = time.monotonic() - t
+                t = time.monotonic()
+                bed.run(load_steps(spec) if steps is None else steps)
+                timings["drivers"] = time.monotonic() - t
+                result = collect(bed, out_dir, timings)
+        finally:
+            shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
+                            ignore=lambda _, names: [n for n in names if n.startswith(".")])
+            if not keep:
+                shutil.rmtree(machine.run_dir, ignore_errors=True)
+        result.timings["total"] = time.monotonic() - t0
+        write_outputs(result, bed.io, picture=picture)
         return result
     finally:
         registry.close()
 
 
-def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: bool,
-                   timings: dict[str, float]) -> tuple[IoManager, list[tuple[LoadResult, NtDriver]],
-                                                       HardwareView, HardwareView]:
-    """Everything that needs the live machine.  QEMU runs in its own short private folder
-    (unix socket paths are limited); its logs are copied next to the report once it has
-    gone, whatever happened."""
-    t0 = time.monotonic()
-    machine = Machine(spec, keep=True)
-    try:
-        with machine:
-            machine.run_firmware()
-            timings["boot+firmware"] = time.monotonic() - t0
-            bus = LiveBus(machine)
-            hal = Hal(bus)
-            before = routed_view(snapshot(machine, "post-firmware"), hal)
-            t = time.monotonic()
-            detect_hardware(bus, registry, hal)
-            timings["detect"] = time.monotonic() - t
-            io = IoManager(registry, hal)
-            io.report_hal_resources(hal.HalReportResourceUsage())
-            t = time.monotonic()
-            drivers = load_drivers(io, hal, spec)
-            io.run_reinitialization()
-            timings["drivers"] = time.monotonic() - t
-            return io, drivers, before, routed_view(snapshot(machine, "post-drivers"), hal)
-    finally:
-        shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
-                        ignore=lambda _, names: [n for n in names if n.startswith(".")])
-        if not keep:
-            shutil.rmtree(machine.run_dir, ignore_errors=True)
+def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None) -> JobResult:
+    """The job's findings on a test bed now: claims against a fresh layout snapshot, what
+    the hardware does (before the drivers and now), the ResourceMap and the error log."""
+    io, spec = bed.io, bed.spec
+    after = bed.after()
+    checks = check_claims(io, after.layout, spec)
+    collisions = hardware_collisions(after, spec)
+    seen = {(c.kind, c.resource, c.devices) for c in collisions}
+    # What the firmware left that the drivers then resolved (a moved BAR) counts too.
+    collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
+                      if (c.kind, c.resource, c.devices) not in seen]
+    registry = io.registry
+    resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
+    return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
+                     [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
+                     dict(timings or {}), unreadable=io.unreadable)
 
 
-def load_drivers(io: IoManager, hal: Hal, spec: MachineSpec) -> list[tuple[LoadResult, NtDriver]]:
-    """Load the machine's drivers in order, each with its devices' Parameters."""
-    out = []
-    for driver_spec in spec.drivers:
-        cls = DRIVERS[driver_spec.name]
-        driver = cls(io, hal, override_conflict=driver_spec.override_conflict)
-        devices = [spec.device(d) for d in driver_spec.devices]
-        out.append((io.load_driver(driver, cls.parameters_for(devices)), driver))
-    return out
+def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
+    """report.txt / report.json, registry.reg and (optionally) resourcemap.png in the
+    result's folder."""
+    out_dir = result.out_dir
+    export_reg(io.registry, out_dir / "registry.reg")
+    if picture:
+        from .picture import draw_resource_map
+        result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
+    (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    (out_dir / "report.txt").write_text(result.format_text())
 
 
 def _report(result: LoadResult, driver: NtDriver) -> DriverReport:

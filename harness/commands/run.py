@@ -9,6 +9,8 @@ from pathlib import Path
 
 from ..config import ACCEL_POLICIES, load_machine
 from ..job import run_job
+from ..repro import BUNDLE_FILE, bundle_from
+from ..testbed import load_steps
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +34,13 @@ def run(args: argparse.Namespace) -> int:
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
     result = run_job(spec, out, picture=not args.no_picture)
+    bundle = None
+    if not result.clean:
+        bundle = bundle_from(result, load_steps(spec), title=f"harness run {args.config}").write(out / BUNDLE_FILE)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=1))
+        print(json.dumps(dict(result.to_dict(), bundle=str(bundle) if bundle else None), indent=1))
     else:
         sys.stdout.write(result.format_text())
+        if bundle:
+            print(f"Repro bundle: {bundle}  (harness repro {bundle})")
     return result.exit_code

@@ -110,6 +110,18 @@ class ReportResult(NamedTuple):
     conflict_detected: bool
 
 
+class ReportCall(NamedTuple):
+    """An IoReportResourceUsage call made from outside any driver (a test, a repro
+    bundle), as :attr:`IoManager.journal` keeps it: enough to make it again."""
+
+    driver: str
+    device: str | None
+    resource_class: str | None
+    driver_list: CM_RESOURCE_LIST | None
+    device_list: CM_RESOURCE_LIST | None
+    override: bool
+
+
 @dataclass
 class LoadResult:
     """What loading a driver did: DriverEntry's status and what the I/O manager saw."""
@@ -154,6 +166,10 @@ class IoManager:
         self.drivers: dict[str, DriverObject] = {}
         self.unreadable: list[str] = []
         self.load_results: list[LoadResult] = []
+        #: What was done to this manager from outside the drivers, in order: the
+        #: IoReportResourceUsage calls (:class:`ReportCall`) and whatever its owner adds
+        #: (the test bed's driver loads), so a scenario can be written down and replayed.
+        self.journal: list[Any] = []
         self._violations: list[Violation] = []
         self._reinit: list[_Reinit] = []
         self._staged_reinit: list[_Reinit] | None = None
@@ -326,6 +342,11 @@ class IoManager:
             return ReportResult(NTSTATUS.STATUS_INVALID_PARAMETER, False)
         if not requests:
             return ReportResult(NTSTATUS.STATUS_INVALID_PARAMETER, False)
+        if self.current_driver_name() is None:
+            lists = dict((owner.device is not None, lst) for owner, lst in requests)
+            self.journal.append(ReportCall(DriverObject.name, DeviceObject.name if True in lists else None,
+                                           DriverClassName, lists.get(False), lists.get(True),
+                                           bool(OverrideConflict)))
         with self.arbiter.lock:
             replaced = [owner for owner, _ in requests]
             conflicts = [c for owner, resources in requests

@@ -1,0 +1,137 @@
+r"""A booted machine with its NT side attached: the test bed the main job, the pytest
+plugin and repro bundles all work on.
+
+:class:`Testbed` takes a machine whose firmware has run (paused), and builds on it what
+NT has once the HAL is up: the post-firmware hardware view, the ``Description`` tree from
+detection, an I/O manager holding the HAL's own claims.  Then it does the *steps* of a
+scenario, in order:
+
+* :class:`LoadStep`: load one of the sample drivers (:data:`harness.drivers.DRIVERS`) with
+  the ``Parameters`` of the machine's devices it drives;
+* :class:`harness.nt.iomgr.ReportCall`: an IoReportResourceUsage made directly (by a
+  test, or written down in a bundle).
+
+Every step lands in the I/O manager's journal in order, so whatever a test did can be
+written down as a repro bundle (:mod:`harness.repro`) and done again on a fresh machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .config import MachineSpec
+from .drivers import DRIVERS, NtDriver
+from .errors import HarnessError
+from .nt.detect import detect_hardware
+from .nt.hal import Hal
+from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
+from .nt.registry import Registry
+from .qemu.layout import snapshot
+from .qemu.livebus import LiveBus
+from .qemu.machine import Machine
+from .verify import HardwareView, routed_view
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """Load the sample driver ``driver`` for the machine devices ``devices``."""
+
+    driver: str
+    devices: tuple[str, ...]
+    override_conflict: bool = False
+
+
+Step = LoadStep | ReportCall
+
+
+def load_steps(spec: MachineSpec) -> list[LoadStep]:
+    """The machine file's driver load order as steps."""
+    return [LoadStep(d.name, d.devices, d.override_conflict) for d in spec.drivers]
+
+
+def drivers_of(spec: MachineSpec, name: str) -> tuple[str, ...]:
+    """The devices of ``spec`` that the sample driver ``name`` drives."""
+    return tuple(d.id for d in spec.devices if d.model.nt_driver == name)
+
+
+@dataclass
+class Testbed:
+    machine: Machine
+    registry: Registry
+    hal: Hal = field(init=False)
+    io: IoManager = field(init=False)
+    #: The hardware as the firmware left it (before any driver touched it).
+    before: HardwareView = field(init=False)
+    #: Each load step's result with the driver instance (its per-device outcomes).
+    loaded: list[tuple[LoadResult, NtDriver]] = field(init=False, default_factory=list)
+    #: Objects created for direct claims, by name (a bundle names them, not holds them).
+    _objects: dict[str, Any] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bus = LiveBus(self.machine)
+        self.hal = Hal(bus)
+        self.before = routed_view(snapshot(self.machine, "post-firmware"), self.hal)
+        detect_hardware(bus, self.registry, self.hal)
+        self.io = IoManager(self.registry, self.hal)
+        self.io.report_hal_resources(self.hal.HalReportResourceUsage())
+
+    @property
+    def spec(self) -> MachineSpec:
+        return self.machine.spec
+
+    @property
+    def steps(self) -> list[Step]:
+        """What was done so far, in order (loads and direct claims)."""
+        return [s for s in self.io.journal if isinstance(s, (LoadStep, ReportCall))]
+
+    # ------------------------------------------------------------------ steps
+    def load_driver(self, name: str, devices: Sequence[str] | None = None, *,
+                    override_conflict: bool = False) -> LoadResult:
+        """Load the sample driver ``name`` (``serial``, ``ne2000``, ...) for ``devices``
+        (default: every device of the machine it drives), with their Parameters."""
+        cls = DRIVERS.get(name)
+        if cls is None:
+            raise HarnessError(f"unknown driver {name!r}; drivers: {', '.join(DRIVERS)}")
+        mine = drivers_of(self.spec, name)
+        chosen = mine if devices is None else tuple(devices)
+        stray = [d for d in chosen if d not in mine]
+        if stray:
+            raise HarnessError(f"{', '.join(stray)}: not a device of machine {self.spec.name} that {name} drives "
+                               f"(those are: {', '.join(mine) or 'none'})")
+        self.io.journal.append(LoadStep(name, chosen, override_conflict))
+        driver = cls(self.io, self.hal, override_conflict=override_conflict)
+        result = self.io.load_driver(driver, cls.parameters_for([self.spec.device(d) for d in chosen]))
+        self.loaded.append((result, driver))
+        return result
+
+    def report(self, call: ReportCall) -> ReportResult:
+        """Make a recorded IoReportResourceUsage again, with driver and device objects of
+        the recorded names (created on first use; they belong to no loaded driver)."""
+        driver = self._objects.get(call.driver)
+        if driver is None:
+            driver = self._objects[call.driver] = DriverObject(call.driver, self.io.service_key(call.driver))
+        device = None
+        if call.device is not None:
+            device = self._objects.get(f"{call.driver}|{call.device}")
+            if device is None:
+                device = self._objects[f"{call.driver}|{call.device}"] = DeviceObject(call.device, driver)
+        arch = self.registry.arch
+        return self.io.IoReportResourceUsage(
+            call.resource_class, driver,
+            call.driver_list, call.driver_list.size(arch) if call.driver_list else 0,
+            device, call.device_list, call.device_list.size(arch) if call.device_list else 0,
+            call.override)
+
+    def run(self, steps: Iterable[Step]) -> None:
+        """Do ``steps`` in order, then the Reinitialize routines the drivers registered."""
+        for step in steps:
+            if isinstance(step, LoadStep):
+                self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict)
+            else:
+                self.report(step)
+        self.io.run_reinitialization()
+
+    def after(self) -> HardwareView:
+        """The hardware now (a fresh layout snapshot with the PCI routing)."""
+        return routed_view(snapshot(self.machine, "post-drivers"), self.hal)
