@@ -49,9 +49,10 @@ $(STAMPS)/venv: $(STAMPS)/venv-base pyproject.toml setup.py harness/_intervals.c
 demo: setup
 	$(BIN)/harness run configs/machines/default.yaml
 
-# --dist loadscope keeps a module's shared machines (module-scoped fixtures) on one worker.
+# The harness plugin groups tests for --dist loadgroup: tests of one harness machine on
+# one worker, every other test with its module (module-scoped fixtures are shared).
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadscope tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests
 
 clean:
 	rm -rf build *.egg-info harness/*.so .pytest_cache .hypothesis runs
