@@ -20,7 +20,7 @@ harness fixtures, a failing matrix cell, a main job that was not clean) and hold
               bus: 0
               resources:
                 - {port: 0x3f8, length: 8}
-                - {interrupt: 4, share: shared}
+                - {interrupt: 4, share: shared}        # also vector, affinity; dma: dma_port
     claims: [...]                              # what was claimed (for the reader)
     expect:
       outcome: conflict                        # or clean
@@ -71,7 +71,7 @@ _SHARE_NAMES = {v: k for k, v in _SHARES.items()}
 #: Readable descriptor forms: the key that names the type, its class, its other fields.
 _KINDS: dict[str, tuple[type, tuple[str, ...]]] = {
     "port": (Port, ("length",)), "memory": (Memory, ("length",)),
-    "interrupt": (Interrupt, ("vector", "affinity")), "dma": (Dma, ("port",)),
+    "interrupt": (Interrupt, ("vector", "affinity")), "dma": (Dma, ("dma_port",)),
 }
 
 
@@ -158,8 +158,10 @@ def parse_bundle(doc: Any, source: str) -> Bundle:
         expect.check_keys({"outcome", "findings"})
         outcome = get_str(expect, "outcome", choices=OUTCOMES, default="conflict")
         findings = [_text(expect, "findings", f) for f in get_list(expect, "findings", default=[])]
-    seen = doc.get("seen") or {}
-    if not isinstance(seen, Node):
+    seen = doc.get("seen", None)
+    if seen is None:
+        seen = {}
+    elif not isinstance(seen, Node):
         raise doc.error("seen", "expected a mapping")
     claims = [_text(doc, "claims", c) for c in get_list(doc, "claims", default=[])]
     return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source)
@@ -232,7 +234,7 @@ def _parse_descriptor(full: Node, d: Any, index: int) -> Any:
             return cls(value, get_int(d, "length", lo=0), **kwargs)
         if kind == "interrupt":
             return cls(value, get_int(d, "vector", lo=0, default=value), get_int(d, "affinity", default=-1), **kwargs)
-        return cls(value, get_int(d, "port", lo=0, default=0), **kwargs)
+        return cls(value, get_int(d, "dma_port", lo=0, default=0), **kwargs)
     except (ResourceFormatError, ValueError) as exc:
         raise d.error(kind, str(exc)) from None
 
@@ -275,7 +277,7 @@ def _descriptor_doc(p: Any) -> dict[str, Any]:
         if p.affinity != -1:
             out["affinity"] = Hex(p.affinity)
     elif p.port:
-        out["port"] = p.port
+        out["dma_port"] = p.port
     if p.share != CmResourceShare.CmResourceShareDeviceExclusive:
         out["share"] = _SHARE_NAMES[p.share]
     if p.flags != (CM_RESOURCE_PORT_IO if kind == "port" else 0):

@@ -420,6 +420,46 @@ def _tree(reg: Registry) -> list:
     return [(path, [(v.name, v.type, v.data) for v in values]) for path, values in reg.walk(MACHINE)]
 
 
+# ------------------------------------------------------------------ repro bundles
+
+_BUNDLE_SEED = """harness_repro: 1
+title: seed
+machine:
+  name: seed
+  machine: pc
+  devices:
+    - {model: isa-serial, id: com1, iobase: 0x3f8, irq: 4}
+    - {model: isa-parallel, id: lpt1, iobase: 0x378, irq: 7}
+steps:
+  - load_driver: serial
+    devices: [com1]
+  - report:
+      driver: Probe
+      device: \\Device\\Probe0
+      class: OtherDrivers
+      override: false
+      device_list:
+        - interface: Isa
+          bus: 0
+          resources:
+            - {port: 0x3f8, length: 8, share: shared}
+            - {interrupt: 4, vector: 4, affinity: -1, flags: 1}
+            - {dma: 2, dma_port: 0}
+            - {memory: 0xd0000, length: 0x1000}
+expect:
+  outcome: conflict
+  findings: [a, b]
+"""
+
+
+def _run_bundle(text: str) -> bool:
+    from harness.repro import parse_bundle
+    bundle = parse_bundle(load_text(text, "<fuzz-bundle>"), "<fuzz-bundle>")
+    again = parse_bundle(load_text(bundle.dump(), "<dump>"), "<dump>")
+    assert again.steps == bundle.steps and again.findings == bundle.findings, "dump then parse changed the bundle"
+    return True
+
+
 # ------------------------------------------------------------------ the table
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
@@ -437,6 +477,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("io-python", st.tuples(st.sampled_from(_IO_KINDS).flatmap(RECIPES.__getitem__),
                                   st.sampled_from(list(R.Arch))), _run_recipe, (ResourceFormatError,)),
     Target("reg-file", reg_inputs(), _run_reg, (RegFileError,)),
+    Target("repro-bundle", st.one_of(mutated_text([_BUNDLE_SEED], YAML_TOKENS), st.text(max_size=200)),
+           _run_bundle, (ConfigError,)),
 ]}
 
 assert all(issubclass(e, HarnessError) for t in TARGETS.values() for e in t.documented)
