@@ -132,3 +132,10 @@ soak: setup
 
 reliability-figures:
 	$(FIGURES)
+
+# ---- PnP assignment (harness/nt/pnp.py): synthetic arbitration sets, no QEMU ----
+.PHONY: bench-pnp
+bench-pnp: setup
+	$(BIN)/python benchmarks/bench_pnp.py
+
+bench: bench-pnp

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "harness.commands.reap",
     "harness.commands.verify",
     "harness.commands.repro",
+    "harness.commands.pnp",
 )
 
 

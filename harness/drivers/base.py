@@ -226,6 +226,38 @@ class NtDriver:
     def dispatch_create_close(self, DeviceObject: DeviceObject, Irp: Any) -> NTSTATUS:
         return NTSTATUS.STATUS_SUCCESS
 
+    # ------------------------------------------------------------------ PnP IRPs
+    def dispatch_pnp(self, node: Any, irp: Any) -> NTSTATUS:
+        """IRP_MJ_PNP for the resource minor functions (:func:`harness.nt.pnp.send_pnp_irp`):
+        each goes to its method below; a method answering None leaves the IRP to the bus
+        driver's answer (STATUS_NOT_SUPPORTED)."""
+        from ..nt import pnp
+        handlers = {
+            pnp.IRP_MN_QUERY_RESOURCES: lambda: self.query_resources(node, irp.information),
+            pnp.IRP_MN_QUERY_RESOURCE_REQUIREMENTS:
+                lambda: self.query_resource_requirements(node, irp.information),
+            pnp.IRP_MN_FILTER_RESOURCE_REQUIREMENTS:
+                lambda: self.filter_resource_requirements(node, irp.information),
+        }
+        handler = handlers.get(irp.minor_function)
+        answer = handler() if handler is not None else None
+        if answer is None:
+            return NTSTATUS.STATUS_NOT_SUPPORTED
+        irp.information = answer
+        return NTSTATUS.STATUS_SUCCESS
+
+    def query_resources(self, node: Any, boot: CM_RESOURCE_LIST | None) -> CM_RESOURCE_LIST | None:
+        """IRP_MN_QUERY_RESOURCES: the boot configuration (default: the bus driver's)."""
+        return None
+
+    def query_resource_requirements(self, node: Any, basic: Any) -> Any:
+        """IRP_MN_QUERY_RESOURCE_REQUIREMENTS: the Basic configuration (default: the bus's)."""
+        return None
+
+    def filter_resource_requirements(self, node: Any, requirements: Any) -> Any:
+        """IRP_MN_FILTER_RESOURCE_REQUIREMENTS: narrow or reorder (default: unchanged)."""
+        return None
+
     # ------------------------------------------------------------------ DeviceMap
     def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
         return None

@@ -9,15 +9,19 @@ it.  The PCI NIC driver claims through HalAssignSlotResources directly.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..nt.hal import PCI_INVALID_VENDORID, slot_number
 from ..nt.iomgr import DeviceObject, DriverObject
-from ..nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST,
-                            CmResourceShare, Interrupt, Memory, PCIBus, PCIConfiguration, Port)
+from ..nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST, INTERFACE_TYPE,
+                            IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_LIST, CmResourceShare, Interrupt,
+                            InterruptRequirement, Memory, PCIBus, PCIConfiguration, Port)
 from ..nt.status import NT_SUCCESS, NTSTATUS
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 
+#: The ISA bus pin "IRQ 2" reaches the slave 8259 as IRQ 9 on an AT.
+AT_IRQ2_REDIRECT = 9
 NE2000_PORTS = 0x20          # registers +0x00..0x0f, data port +0x10, reset +0x1f
 
 
@@ -67,6 +71,26 @@ class Ne2000Driver(NtDriver):
                 None if line in (0, 0xFF) else line, interface_type=PCIBus, bus_number=bus, slot=slot,
                 irq_share=CmResourceShare.CmResourceShareShared, irq_flags=CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE))
         return out
+
+    def filter_resource_requirements(self, node: Any, requirements: Any) -> Any:
+        """ISA cards: drop the IRQ 9 alternatives.  The card's "IRQ 2" jumper drives the
+        bus pin an AT redirects to IRQ 9 (device_models/ne2k_isa.yaml), a line the board
+        often gives to something else (the ACPI SCI on a PIIX4); this driver never asks
+        for it, so the arbiter only sees the card's other settings."""
+        if requirements is None or requirements.interface_type != INTERFACE_TYPE.Isa:
+            return None
+        lists = []
+        for alternative in requirements.lists:
+            kept = tuple(d for d in alternative.descriptors
+                         if not (isinstance(d, InterruptRequirement)
+                                 and d.minimum_vector <= AT_IRQ2_REDIRECT <= d.maximum_vector))
+            groups = [d for d in kept if isinstance(d, InterruptRequirement)]
+            if groups and groups[0].option & IO_RESOURCE_ALTERNATIVE:
+                kept = tuple(replace(d, option=d.option & ~IO_RESOURCE_ALTERNATIVE) if d is groups[0] else d
+                             for d in kept)
+            if any(isinstance(d, InterruptRequirement) for d in kept):
+                lists.append(IO_RESOURCE_LIST(kept))
+        return replace(requirements, lists=tuple(lists))
 
     def claim(self, driver_object: DriverObject, device: DeviceObject,
               config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:

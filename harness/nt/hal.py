@@ -1044,9 +1044,7 @@ class Hal:
         if where is None or self._vendor(BusNumber, *where) == PCI_INVALID_VENDORID:
             return NTSTATUS.STATUS_NO_SUCH_DEVICE, None
         key = (BusNumber, *where)
-        header = self._header(*key)
-        bars = self.size_bars(*key)
-        requirements = self._requirements(key, SlotNumber, bars, header)
+        requirements, bars, _ = self._slot_configuration(key, SlotNumber)
         status, assigned = self.allocator.IoAssignResources(RegistryPath, DriverClassName, DriverObject,
                                                             DeviceObject, requirements)
         if not NT_SUCCESS(status) or assigned is None:
@@ -1077,6 +1075,43 @@ class Hal:
         if self.verify_assignments and isinstance(self.bus, DecodeMap):
             self._verify_decoded(key, space_bars, placed)
         return NTSTATUS.STATUS_SUCCESS, assigned
+
+    def slot_configuration(self, BusNumber: int, SlotNumber: int,
+                           ) -> tuple[IO_RESOURCE_REQUIREMENTS_LIST, CM_RESOURCE_LIST | None]:
+        """What the PCI bus driver answers the PnP manager for one function: the
+        requirements HalAssignSlotResources would place (IRP_MN_QUERY_RESOURCE_REQUIREMENTS)
+        and the boot configuration, i.e. where the function decodes now
+        (IRP_MN_QUERY_RESOURCES; None unless every BAR is assigned and decoding)."""
+        SlotNumber = _slot_ulong(SlotNumber)
+        where = self._valid_slot(BusNumber, SlotNumber)
+        if where is None or self._vendor(BusNumber, *where) == PCI_INVALID_VENDORID:
+            raise HalError(f"no PCI function at bus {BusNumber} slot {SlotNumber:#x}")
+        requirements, _, boot = self._slot_configuration((BusNumber, *where), SlotNumber)
+        return requirements, boot
+
+    def _slot_configuration(self, key: tuple[int, int, int], slot: int,
+                            ) -> tuple[IO_RESOURCE_REQUIREMENTS_LIST, list[PciBar], CM_RESOURCE_LIST | None]:
+        header = self._header(*key)
+        bars = self.size_bars(*key)
+        requirements = self._requirements(key, slot, bars, header)
+        command = int.from_bytes(header[4:6], "little")
+        partials: list[Any] = []
+        for bar in bars:
+            base = _current_base(bar, command)
+            if base is None:
+                return requirements, bars, None
+            exclusive = CmResourceShare.CmResourceShareDeviceExclusive
+            if bar.kind == "io":
+                partials.append(Port(base, bar.size, share=exclusive, flags=CM_RESOURCE_PORT_IO))
+            else:
+                flags = CM_RESOURCE_MEMORY_READ_ONLY if bar.kind == "rom" else (
+                    CM_RESOURCE_MEMORY_READ_WRITE | (CM_RESOURCE_MEMORY_PREFETCHABLE if bar.prefetchable else 0))
+                partials.append(Memory(base, bar.size, share=exclusive, flags=flags))
+        line = header[0x3C]
+        if header[0x3D] and line not in (0, 0xFF):
+            partials.append(Interrupt(line, line, -1, share=CmResourceShare.CmResourceShareShared,
+                                      flags=CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE))
+        return requirements, bars, CM_RESOURCE_LIST.single(INTERFACE_TYPE.PCIBus, key[0], *partials)
 
     def _requirements(self, key: tuple[int, int, int], slot: int, bars: Sequence[PciBar],
                       header: bytes) -> IO_RESOURCE_REQUIREMENTS_LIST:

@@ -281,6 +281,13 @@ class IoManager:
             return Interrupt(v.irql, v.vector, v.affinity, share=p.share, flags=p.flags)
         return p
 
+    def record_assignment(self, owner: Owner, resources: CM_RESOURCE_LIST) -> None:
+        """File an assignment the caller has already arbitrated against this manager's
+        arbiter (the PnP manager, :mod:`harness.nt.pnp`): ``.Raw`` and ``.Translated``
+        written as one slot, no conflict check here; an empty list erases the slot."""
+        with self.arbiter.lock:
+            self._write((owner, resources))
+
     def report_hal_resources(self, resources: CM_RESOURCE_LIST) -> None:
         """The HAL's own claims, under ``Hardware Abstraction Layer\\<HAL name>`` (§2.4)."""
         with self.arbiter.lock:

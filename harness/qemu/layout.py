@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from .bus import HmpPorts
 
 SCHEMA_VERSION = 1
-PHASES = ("pre-firmware", "post-firmware", "post-drivers", "post-os")
+PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
 UNASSIGNED = 0xFFFFFFFFFFFFFFFF  # query-pci's address of a BAR the firmware has not set
 #: QOM properties that carry ISA resources.
 ISA_RESOURCE_PROPERTIES = ("iobase", "iobase2", "ioport", "iosize", "irq", "dma", "dma16",

@@ -1,0 +1,630 @@
+r"""PnP resource assignment on a live machine (:mod:`harness.nt.pnp` is the model).
+
+:func:`run_pnp` boots the machine, runs SeaBIOS and builds the device tree:
+
+* **PCI** functions with BARs, from the bus through the HAL
+  (:meth:`~harness.nt.hal.Hal.slot_configuration`): Basic = what HalAssignSlotResources
+  would place (windows of the function's bus), Boot = where SeaBIOS put it;
+* **ISA** devices of the machine file, from their device model: one alternative list per
+  base-port choice (LCPRI_HARDRECONFIG: a jumper change), each IRQ and DMA property a
+  group of its choices in the model's order; Boot = the configured settings;
+* what **detection** found that the machine file does not configure (the board's floppy
+  and keyboard controllers): Boot and a single LCPRI_HARDWIRED list, both what QEMU
+  decodes for that device.
+
+Everything else stays where it is and is kept clear of: the HAL's own claims, every range
+the platform decodes for devices that are not nodes, the IRQ and DMA lines of board ISA
+devices (from their QOM properties) and the PC/AT compatibility IDE lines when the legacy
+IDE ports are decoded.  Drivers answer the PnP IRPs (their ``dispatch_pnp``); the NE2000
+driver filters IRQ 9 out of an ISA card's requirements.
+
+``apply``: ISA settings cannot change while QEMU runs, so when the assignment moves an ISA
+device the machine is relaunched with a new MachineSpec holding the chosen settings (the
+output says so, device by device); then every PCI function is programmed through
+HalAssignSlotResources with the assignment as its allocator, every node's LogConf and
+``Control\AllocConfig`` and the ``PnP Manager`` ResourceMap are written, and the result is
+checked with the reconciliation (:func:`harness.verify.reconcile`) against a fresh
+snapshot: the assignment is proved when no finding remains.
+
+The SeaBIOS comparison sets the firmware's BARs (the post-firmware snapshot) against the
+assignment; each difference is explained from the search's own record of what held the
+firmware's place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from .config import DeviceSpec, MachineSpec
+from .devices import DeviceModel
+from .drivers import DRIVERS
+from .errors import HarnessError
+from .nt import pnp
+from .nt.arbiter import Arbiter, Claim, Owner, ResourceKind
+from .nt.detect import HardwareDetector
+from .nt.hal import Hal, slot_number
+from .nt.iomgr import IoManager
+from .nt.pnp import ConfigType, DeviceNode, with_priority
+from .nt.registry import Registry
+from .nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
+                           IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_HARDRECONFIG,
+                           LCPRI_HARDWIRED, CmResourceShare, Dma, DmaRequirement, Interrupt,
+                           InterruptRequirement, Isa, Memory, MemoryRequirement, PCIBus, Port,
+                           PortRequirement, describe_range)
+from .nt.status import NT_SUCCESS, NTSTATUS
+from .qemu.layout import Layout, snapshot
+from .qemu.livebus import LiveBus
+from .qemu.machine import Machine
+from .verify import (ABSENT, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
+                     routed_view)
+
+EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
+#: PC/AT compatibility IDE: command block base -> its ISA IRQ (primary 14, secondary 15).
+LEGACY_IDE_IRQS = {0x1F0: 14, 0x170: 15}
+IRQ_PROPERTY_MARK = "irq"
+DMA_PROPERTY_PREFIX = "dma"
+
+
+class PnpLiveError(HarnessError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------
+# Building the tree
+
+
+def _isa_partials(kind: str, first: int, last: int) -> Any:
+    if kind == "port":
+        return Port(first, last - first + 1, share=EXCLUSIVE, flags=CM_RESOURCE_PORT_IO)
+    if kind == "memory":
+        return Memory(first, last - first + 1, share=EXCLUSIVE)
+    if kind == "irq":
+        return Interrupt(first, first, -1, share=EXCLUSIVE, flags=CM_RESOURCE_INTERRUPT_LATCHED)
+    return Dma(first, share=EXCLUSIVE)
+
+
+def _fixed_requirement(kind: str, first: int, last: int) -> Any:
+    if kind == "port":
+        return PortRequirement(last - first + 1, 1, first, last, share=EXCLUSIVE)
+    if kind == "memory":
+        return MemoryRequirement(last - first + 1, 1, first, last, share=EXCLUSIVE)
+    if kind == "irq":
+        return InterruptRequirement(first, first, share=EXCLUSIVE, flags=CM_RESOURCE_INTERRUPT_LATCHED)
+    return DmaRequirement(first, first, share=EXCLUSIVE)
+
+
+def _choices(model: DeviceModel, prop: str, current: Any) -> list[Any]:
+    spec = model.properties[prop]
+    values = list(spec.choices) or [current]
+    return values
+
+
+def isa_requirements(model: DeviceModel, settings: dict[str, Any]) -> IO_RESOURCE_REQUIREMENTS_LIST:
+    """The Basic configuration of a jumpered card: one list per base-port choice (ports
+    as the model decodes them from that base), each IRQ / DMA property one group of its
+    choices, every list LCPRI_HARDRECONFIG."""
+    bases = list(dict.fromkeys(d.base for d in model.ports))
+    lines = [p for p in (*model.irq_properties, *model.dma_properties) if settings.get(p) is not None]
+    lists = []
+    import itertools
+    for combo in itertools.product(*(_choices(model, b, settings[b]) for b in bases)):
+        variant = dict(settings, **dict(zip(bases, combo)))
+        descriptors = [_fixed_requirement(kind, a, b) for kind, a, b in model.decoded_resources(variant)
+                       if kind in ("port", "memory")]
+        for prop in lines:
+            kind = "irq" if prop in model.irq_properties else "dma"
+            for i, value in enumerate(_choices(model, prop, settings[prop])):
+                d = _fixed_requirement(kind, value, value)
+                descriptors.append(dataclasses.replace(d, option=IO_RESOURCE_ALTERNATIVE) if i else d)
+        lists.append(with_priority(LCPRI_HARDRECONFIG, *descriptors))
+    return IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, tuple(lists))
+
+
+def settings_of(model: DeviceModel, resources: CM_RESOURCE_LIST, current: dict[str, Any]) -> dict[str, Any]:
+    """Which settings of ``model`` give exactly ``resources`` (the inverse of
+    :func:`isa_requirements`): tried over every choice combination, current values first."""
+    import itertools
+    wanted = sorted(_key(p) for _, p in resources.partials())
+    props = [p for p in (*dict.fromkeys(d.base for d in model.ports), *model.irq_properties,
+                         *model.dma_properties) if current.get(p) is not None]
+    options = [[current[p], *[c for c in _choices(model, p, current[p]) if c != current[p]]] for p in props]
+    for combo in itertools.product(*options):
+        variant = dict(current, **dict(zip(props, combo)))
+        if sorted(_key(_isa_partials(*r)) for r in model.decoded_resources(variant)) == wanted:
+            return variant
+    raise PnpLiveError(f"no setting of {model.name} gives {pnp.describe_resources(resources)}")
+
+
+def _key(partial: Any) -> tuple:
+    if isinstance(partial, Interrupt):
+        return ("irq", partial.level)
+    if isinstance(partial, Dma):
+        return ("dma", partial.channel)
+    return (type(partial).__name__, partial.start, partial.length)
+
+
+@dataclass
+class Tree:
+    nodes: list[DeviceNode]
+    base: Arbiter
+    io: IoManager
+    fixed: list[str] = field(default_factory=list)     # what was kept clear of, for the report
+
+
+def _legacy_path(service: str, counts: dict[str, int]) -> str:
+    n = counts.get(service, 0)
+    counts[service] = n + 1
+    return f"Root\\LEGACY_{service.upper()}\\{n:04d}"
+
+
+def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) -> Tree:
+    """The device tree of a machine after its firmware (module docstring)."""
+    io = IoManager(registry, hal)
+    io.report_hal_resources(hal.HalReportResourceUsage())
+    nodes: list[DeviceNode] = []
+    counts: dict[str, int] = {}
+    owned: set[str] = set()                      # layout owners whose decode belongs to a node
+    pci_nodes: dict[tuple[int, int, int], DeviceNode] = {}
+    # PCI functions with BARs.
+    for fn in layout.pci:
+        if not any(b.base is not None for b in fn.bars):
+            continue
+        requirements, boot = hal.slot_configuration(fn.bus, slot_number(fn.slot, fn.function))
+        name = fn.qdev_id or fn.bdf
+        node = DeviceNode(f"PCI\\VEN_{fn.vendor:04X}&DEV_{fn.device:04X}\\"
+                          f"BUS_{fn.bus:02X}&DEV_{fn.slot:02X}&FUNC_{fn.function}", name,
+                          {ConfigType.BASIC: requirements}, movable=True,
+                          description=fn.description or name,
+                          extra={"bus": "pci", "bdf": fn.bdf, "key": (fn.bus, fn.slot, fn.function),
+                                 "bars": [(b.index, b.kind, b.size, b.base) for b in fn.bars]})
+        if boot is not None:
+            node.configs[ConfigType.BOOT] = boot
+        model_driver = _spec_driver(spec, fn.qdev_id)
+        node.driver = model_driver(io, hal) if model_driver else None
+        pci_nodes[node.extra["key"]] = node
+        nodes.append(node)
+    # ISA devices of the machine file.
+    for dev in spec.devices:
+        if dev.model.bus != "isa" or not dev.model.settings:
+            continue
+        settings = dict(dev.settings)
+        boot = CM_RESOURCE_LIST.single(Isa, 0, *(_isa_partials(*r) for r in dev.decoded_resources()))
+        driver_cls = DRIVERS.get(dev.model.nt_driver) if dev.model.nt_driver else None
+        service = driver_cls.service_name if driver_cls else dev.model.name.replace("-", "_")
+        node = DeviceNode(_legacy_path(service, counts), dev.id,
+                          {ConfigType.BASIC: isa_requirements(dev.model, settings), ConfigType.BOOT: boot},
+                          driver=driver_cls(io, hal) if driver_cls else None, movable=False,
+                          description=dev.model.description,
+                          extra={"bus": "isa", "device": dev.id, "model": dev.model.name, "settings": settings})
+        nodes.append(node)
+        owned.add(dev.id)
+    # What detection finds that the file does not configure: a board controller.
+    detected = HardwareDetector(hal.bus, hal).detect()
+    isa_bases = {n.extra["settings"].get("iobase") for n in nodes if n.extra.get("bus") == "isa"}
+    decoded = hal.bus.decoded_ranges()
+    for c in detected.controllers:
+        if c.base in isa_bases:
+            continue
+        spans = [s for s in decoded if s.space == "io" and s.function is None and s.owner not in owned
+                 and any(s.start <= start + length - 1 and start <= s.end for start, length in c.ports)]
+        owners = sorted({s.owner for s in spans if s.owner})
+        board = [d for d in layout.isa if (d.id or d.path) in owners]
+        if len(board) != 1:
+            continue
+        dev = board[0]
+        ranges = [("port", s.start, s.end) for s in decoded if s.space == "io" and s.owner == (dev.id or dev.path)]
+        ranges += [("irq", v, v) for k, v in sorted(dev.properties.items()) if IRQ_PROPERTY_MARK in k and v >= 0]
+        ranges += [("dma", v, v) for k, v in sorted(dev.properties.items())
+                   if k.startswith(DMA_PROPERTY_PREFIX) and 0 <= v <= 7]
+        node = DeviceNode(_legacy_path(c.kind, counts), f"{c.kind}@{c.base:#x}",
+                          {ConfigType.BOOT: CM_RESOURCE_LIST.single(Isa, 0, *(_isa_partials(*r) for r in ranges)),
+                           ConfigType.BASIC: IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (with_priority(
+                               LCPRI_HARDWIRED, *(_fixed_requirement(*r) for r in ranges)),))},
+                          movable=False, description=f"{c.kind} found by detection ({dev.type} on the board)",
+                          extra={"bus": "board", "qemu": dev.id or dev.path})
+        nodes.append(node)
+        owned.add(dev.id or dev.path)
+    for i, node in enumerate(nodes):
+        node.extra["pdo"] = f"\\Device\\{i + 1:08X}"
+        pnp.query_configurations(node)
+    base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes)
+    _bridge_windows(nodes, hal, layout)
+    return Tree(nodes, base, io, fixed)
+
+
+def _spec_driver(spec: MachineSpec, qdev_id: str | None) -> Any:
+    for dev in spec.devices:
+        if dev.id == qdev_id and dev.model.nt_driver:
+            return DRIVERS.get(dev.model.nt_driver)
+    return None
+
+
+def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, owned: set[str],
+                  pci_nodes: dict[tuple[int, int, int], DeviceNode]) -> tuple[Arbiter, list[str]]:
+    """The arbiter the search starts from: the HAL's claims, plus what the platform
+    decodes for devices that are not nodes (a PCI node's own BARs and an ISA node's own
+    ports excluded), board ISA devices' IRQ and DMA lines, the legacy IDE lines."""
+    base = Arbiter()
+    fixed = []
+    for owner in hal_claims.owners():
+        base.replace(owner, hal_claims.claims(owner))
+        fixed.append(f"{owner}: {len(hal_claims.claims(owner))} claim(s)")
+    by_owner: dict[str, list[Claim]] = {}
+    for s in decoded:
+        if s.owner in owned:
+            continue
+        if s.function in pci_nodes and _inside_bars(s, pci_nodes[s.function]):
+            continue
+        who = Owner("<decoded by the hardware>", s.owner or "?")
+        kind = ResourceKind.PORT if s.space == "io" else ResourceKind.MEMORY
+        length = min(s.end - s.start + 1, 0xFFFFFFFF)
+        d = Port(s.start, length) if s.space == "io" else Memory(s.start, length)
+        by_owner.setdefault(s.owner or "?", []).append(Claim(who, kind, s.start, s.end, d))
+    for name, claims in sorted(by_owner.items()):
+        base.replace(claims[0].owner, claims)
+        fixed.append(f"{name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}" for c in claims[:4])
+                     + (f" (+{len(claims) - 4})" if len(claims) > 4 else ""))
+    lines: list[tuple[str, str, int]] = []
+    for dev in layout.isa:
+        name = dev.id or dev.path
+        if name in owned:
+            continue
+        for key, value in sorted(dev.properties.items()):
+            if IRQ_PROPERTY_MARK in key and value >= 0:
+                lines.append((f"{dev.type} {key}", "irq", value))
+            elif key.startswith(DMA_PROPERTY_PREFIX) and 0 <= value <= 7:
+                lines.append((f"{dev.type} {key}", "dma", value))
+    for port, irq in LEGACY_IDE_IRQS.items():
+        if any(s.space == "io" and s.start <= port <= s.end and s.owner not in owned for s in decoded):
+            lines.append((f"legacy IDE at {port:#x}", "irq", irq))
+    for what, kind, value in lines:
+        who = Owner("<board line>", what)
+        partial = _isa_partials(kind, value, value)
+        rkind = ResourceKind.INTERRUPT if kind == "irq" else ResourceKind.DMA
+        base.replace(who, [Claim(who, rkind, value, value, partial)])
+        fixed.append(f"{what}: {kind} {value}")
+    return base, fixed
+
+
+def _inside_bars(span: Any, node: DeviceNode) -> bool:
+    space = "io" if span.space == "io" else "memory"
+    return any(kind == space and base is not None and base <= span.start and span.end <= base + size - 1
+               for _, kind, size, base in node.extra["bars"])
+
+
+def _bridge_windows(nodes: list[DeviceNode], hal: Hal, layout: Layout) -> None:
+    """A PCI device keeps clear of the windows of bridges it is not behind (those
+    addresses are forwarded to the other bus)."""
+    bridges = [fn for fn in layout.pci if fn.bridge is not None]
+    for node in nodes:
+        if node.extra.get("bus") != "pci":
+            continue
+        bus = node.extra["key"][0]
+        avoid = []
+        for br in bridges:
+            if br.bridge.secondary <= bus <= br.bridge.subordinate:
+                continue
+            for name, ranges in hal.bridge_windows(br.bus, br.slot, br.function).items():
+                for lo, hi in ranges:
+                    who = Owner("<bridge window>", f"{br.qdev_id or br.bdf} {name}")
+                    kind = ResourceKind.PORT if name == "io" else ResourceKind.MEMORY
+                    length = min(hi - lo + 1, 0xFFFFFFFF)
+                    d = Port(lo, length) if name == "io" else Memory(lo, length)
+                    avoid.append(Claim(who, kind, lo, hi, d))
+        node.avoid = tuple(avoid)
+
+
+# ---------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass
+class BarComparison:
+    device: str
+    bar: str
+    seabios: str
+    assigned: str
+    same: bool
+    explanation: str
+
+
+@dataclass
+class ApplyResult:
+    relaunched: bool
+    changes: list[str]
+    programmed: list[str]
+    reconciliation: Reconciliation
+    claims: int
+
+    @property
+    def blocking(self) -> list[Finding]:
+        """Findings that contradict a conflict-free assignment: every hardware conflict
+        and every row finding, except a claim the right device decodes only in part (a
+        BAR larger than the registers behind it, e.g. the bridge's SHPC)."""
+        rec = self.reconciliation
+        out = [f for row in rec.rows for f in row.findings
+               if not (f.explanation == NOT_PRESENT and row.cells.get("qemu") not in ("nothing", ABSENT))]
+        return out + rec.conflicts
+
+    @property
+    def notes(self) -> list[Finding]:
+        blocking = self.blocking
+        return [f for f in self.reconciliation.findings if f not in blocking]
+
+    @property
+    def proved(self) -> bool:
+        return not self.blocking
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"relaunched": self.relaunched, "changes": self.changes, "programmed": self.programmed,
+                "claims_checked": self.claims, "proved": self.proved,
+                "findings": [dataclasses.asdict(f) for f in self.blocking],
+                "notes": [dataclasses.asdict(f) for f in self.notes]}
+
+
+@dataclass
+class PnpReport:
+    spec: MachineSpec
+    nodes: list[DeviceNode]
+    solution: pnp.Solution
+    core: pnp.Core | None
+    changes: dict[str, dict[str, tuple[Any, Any]]]
+    bars: list[BarComparison]
+    fixed: list[str]
+    timings: dict[str, float]
+    applied: ApplyResult | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if not self.solution.satisfiable:
+            return 1
+        return 0 if self.applied is None or self.applied.proved else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        sol = self.solution
+        return {
+            "machine": self.spec.name, "source": self.spec.source, "satisfiable": sol.satisfiable,
+            "order": sol.order,
+            "search": {"placements": sol.stats.nodes, "backtracks": sol.stats.backtracks,
+                       "pruned": sol.stats.pruned, "seconds": round(sol.stats.seconds, 4)},
+            "devices": [_node_dict(n, sol) for n in self.nodes],
+            "core": None if self.core is None else {"devices": self.core.devices, "kind": self.core.kind,
+                                                    "checks": self.core.checks},
+            "isa_changes": {d: {p: [o, n] for p, (o, n) in c.items()} for d, c in self.changes.items()},
+            "seabios": [dataclasses.asdict(b) for b in self.bars],
+            "kept_clear_of": self.fixed,
+            "applied": None if self.applied is None else self.applied.to_dict(),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "exit_code": self.exit_code,
+        }
+
+    def format_text(self) -> str:
+        sol = self.solution
+        out = [f"machine {self.spec.name}: {len(self.nodes)} device node(s)", "", "Device tree"]
+        for n in self.nodes:
+            have = ", ".join(f"{k.label}" + (f"[{len(v.lists)}]" if k.is_requirements else "")
+                             for k, v in n.configs.items() if k is not ConfigType.ALLOC)
+            out.append(f"  {n.name:<22} {pnp.enum_key(n)[len(pnp.ENUM) + 1:]}  ({have})")
+        out += ["", f"Search: {sol.stats.nodes} placement(s), {sol.stats.backtracks} backtrack(s), "
+                    f"{sol.stats.pruned} pruned, {sol.stats.seconds * 1000:.1f} ms; order "
+                    + ", ".join(sol.order)]
+        if not sol.satisfiable:
+            assert self.core is not None
+            out += ["", f"No conflict-free assignment exists.  {self.core.kind.capitalize()} set of devices "
+                        f"that cannot be satisfied together ({self.core.checks} checks):",
+                    *(f"  {d}" for d in self.core.devices)]
+            return "\n".join(out) + "\n"
+        out += ["", "Assignment"]
+        for n in self.nodes:
+            c = sol.choices[n.name]
+            out.append(f"  {n.name:<22} {c.candidate.describe()}: {pnp.describe_resources(c.resources)}")
+            for cand, conflicts in sol.refused.get(n.name, []):
+                out.append(f"  {'':<22}   not {cand.describe()}: {pnp.describe_conflicts(conflicts)}")
+        out += ["", "ISA settings to change (QEMU cannot move them while it runs: relaunch)"]
+        out += [f"  {d}: " + ", ".join(f"{p} {_fmt(o)} -> {_fmt(v)}" for p, (o, v) in c.items())
+                for d, c in self.changes.items()] or ["  none"]
+        out += ["", "PCI BARs: SeaBIOS (post-firmware) against the assignment"]
+        out += [f"  {'same' if b.same else 'MOVED'} {b.device} {b.bar}: SeaBIOS {b.seabios}, assigned {b.assigned}"
+                f" — {b.explanation}" for b in self.bars] or ["  no PCI BARs"]
+        if self.applied is not None:
+            a = self.applied
+            out += ["", "Applied to the live machine"]
+            out.append("  relaunched QEMU with the new ISA settings" if a.relaunched
+                       else "  no relaunch needed: every ISA device keeps its settings")
+            out += [f"  {line}" for line in a.changes]
+            out += [f"  programmed {line}" for line in a.programmed]
+            out.append(f"  reconciliation ({a.claims} ResourceMap claim(s) against QEMU's decode): "
+                       + ("conflict-free on the machine" if a.proved else
+                          f"{len(a.blocking)} finding(s) against the assignment"))
+            out += [f"    ! {f.device} {f.resource} [{f.view}] {f.explanation}: {f.reason}" for f in a.blocking]
+            out += [f"    - note: {f.device} {f.resource}: {f.reason} (decoded in part by its device)"
+                    for f in a.notes]
+        return "\n".join(out) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:#x}" if isinstance(value, int) and value > 0xFF else str(value)
+
+
+def _node_dict(n: DeviceNode, sol: pnp.Solution) -> dict[str, Any]:
+    c = sol.choices.get(n.name)
+    return {"name": n.name, "instance": n.instance_path, "movable": n.movable,
+            "configs": sorted(k.value for k in n.configs),
+            "assigned": None if c is None else pnp.describe_resources(c.resources),
+            "candidate": None if c is None else c.candidate.describe(),
+            "rank": None if c is None else c.rank}
+
+
+def compare_seabios(nodes: list[DeviceNode], solution: pnp.Solution) -> list[BarComparison]:
+    """Each PCI BAR where SeaBIOS put it against where the assignment puts it; a
+    difference is explained by what held SeaBIOS's place in the search's record."""
+    out = []
+    for n in nodes:
+        if n.extra.get("bus") != "pci" or n.name not in solution.choices:
+            continue
+        choice = solution.choices[n.name]
+        placed = [p for _, p in choice.resources.partials() if isinstance(p, (Port, Memory))]
+        bars = sorted((b for b in n.extra["bars"]), key=lambda b: b[0])
+        boot_refusal = next((conflicts for cand, conflicts in solution.refused.get(n.name, [])
+                             if cand.source is ConfigType.BOOT), None)
+        for (index, kind, size, base), partial in zip(bars, placed):
+            fw = "unassigned" if base is None else f"{base:#x}-{base + size - 1:#x}"
+            mine = f"{partial.start:#x}-{partial.start + partial.length - 1:#x}"
+            same = base == partial.start
+            if same:
+                why = "the firmware's place is the boot configuration (LCPRI_BOOTCONFIG) and nothing holds it"
+            elif base is None:
+                why = "SeaBIOS left it unassigned; the assignment places it in its bus window"
+            elif boot_refusal is not None:
+                why = ("SeaBIOS does not know what else needs it: " + pnp.describe_conflicts(boot_refusal)
+                       + f"; placed by {choice.candidate.describe()}")
+            else:
+                why = f"another BAR of the function had to move; placed by {choice.candidate.describe()}"
+            out.append(BarComparison(n.name, f"BAR{index} {kind} size {size:#x}", fw, mine, same, why))
+    return out
+
+
+def isa_changes(nodes: list[DeviceNode], solution: pnp.Solution, spec: MachineSpec) -> dict[str, dict[str, tuple]]:
+    out: dict[str, dict[str, tuple]] = {}
+    for n in nodes:
+        if n.extra.get("bus") != "isa":
+            continue
+        dev = spec.device(n.extra["device"])
+        wanted = settings_of(dev.model, solution.resources(n.name), dict(dev.settings))
+        diff = {k: (dev.settings.get(k), v) for k, v in wanted.items() if dev.settings.get(k) != v}
+        if diff:
+            out[n.name] = diff
+    return out
+
+
+def respec(spec: MachineSpec, changes: dict[str, dict[str, tuple]]) -> MachineSpec:
+    """The machine with the chosen ISA settings (explicit in the new spec)."""
+    devices = []
+    for dev in spec.devices:
+        diff = changes.get(dev.id)
+        if diff:
+            settings = dict(dev.settings, **{k: new for k, (_, new) in diff.items()})
+            dev = dataclasses.replace(dev, settings=MappingProxyType(settings),
+                                      explicit=dev.explicit | frozenset(diff))
+        devices.append(dev)
+    return dataclasses.replace(spec, devices=tuple(devices), expect="clean")
+
+
+# ---------------------------------------------------------------------------------------
+# Running it
+
+
+def run_pnp(spec: MachineSpec, *, apply: bool = False, budget: int = pnp.DEFAULT_NODE_BUDGET,
+            timeout: float = pnp.DEFAULT_TIMEOUT, keep: bool = False) -> PnpReport:
+    """Boot, build the tree, solve (or find the core), compare with SeaBIOS and, with
+    ``apply``, make it so on a live machine and reconcile (module docstring)."""
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    with Machine(spec, keep=keep) as machine:
+        machine.run_firmware()
+        timings["boot+firmware"] = time.monotonic() - t0
+        t = time.monotonic()
+        hal = Hal(LiveBus(machine))
+        layout = snapshot(machine, "post-firmware")
+        registry = Registry()
+        try:
+            tree = build_tree(spec, hal, layout, registry)
+            timings["tree"] = time.monotonic() - t
+            t = time.monotonic()
+            solution = pnp.solve(tree.nodes, tree.base, budget=budget, timeout=timeout)
+            timings["solve"] = time.monotonic() - t
+            core = None
+            if not solution.satisfiable:
+                t = time.monotonic()
+                core = pnp.unsatisfiable_core(tree.nodes, tree.base, budget=budget, timeout=timeout)
+                timings["core"] = time.monotonic() - t
+                return PnpReport(spec, tree.nodes, solution, core, {}, [], tree.fixed, timings)
+            changes = isa_changes(tree.nodes, solution, spec)
+            report = PnpReport(spec, tree.nodes, solution, None, changes,
+                               compare_seabios(tree.nodes, solution), tree.fixed, timings)
+            if apply and not changes:
+                t = time.monotonic()
+                report.applied = apply_on(machine, spec, tree.nodes, solution, relaunched=False, changes=[])
+                timings["apply"] = time.monotonic() - t
+        finally:
+            registry.close()
+    if apply and report.applied is None:
+        t = time.monotonic()
+        new_spec = respec(spec, changes)
+        lines = [f"{d}: " + ", ".join(f"{p} {_fmt(o)} -> {_fmt(v)}" for p, (o, v) in c.items())
+                 for d, c in changes.items()]
+        with Machine(new_spec, keep=keep) as machine:
+            machine.run_firmware()
+            report.applied = apply_on(machine, new_spec, tree.nodes, solution, relaunched=True, changes=lines)
+        timings["relaunch+apply"] = time.monotonic() - t
+    timings["total"] = time.monotonic() - t0
+    return report
+
+
+class _Assigned:
+    """HalAssignSlotResources' allocator during apply: the assignment for that slot, after
+    checking it fits the requirements the HAL built on this machine."""
+
+    def __init__(self, by_slot: dict[tuple[int, int], CM_RESOURCE_LIST]) -> None:
+        self.by_slot = by_slot
+
+    def IoAssignResources(self, RegistryPath: str, DriverClassName: str | None, DriverObject: Any,
+                          DeviceObject: Any, RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST,
+                          ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        req = RequestedResources
+        chosen = self.by_slot.get((req.bus_number, req.slot_number))
+        if chosen is None:
+            return NTSTATUS.STATUS_CONFLICTING_ADDRESSES, None
+        return NTSTATUS.STATUS_SUCCESS, chosen
+
+
+def apply_on(machine: Machine, spec: MachineSpec, nodes: list[DeviceNode], solution: pnp.Solution, *,
+             relaunched: bool, changes: list[str]) -> ApplyResult:
+    """Program the PCI assignment through the HAL, file every node's configurations and
+    claims, and reconcile against a fresh snapshot."""
+    hal = Hal(LiveBus(machine))
+    registry = Registry()
+    try:
+        io = IoManager(registry, hal)
+        io.report_hal_resources(hal.HalReportResourceUsage())
+        pci = [n for n in nodes if n.extra.get("bus") == "pci"]
+        by_slot = {(n.extra["key"][0], slot_number(*n.extra["key"][1:])): solution.resources(n.name) for n in pci}
+        # Moving BARs one by one could briefly overlap one not moved yet: decode off first.
+        for n in pci:
+            if solution.resources(n.name) != n.get(ConfigType.BOOT):
+                bus, dev, fn = n.extra["key"]
+                command = int.from_bytes(hal.bus.read_config(bus, dev, fn, 4, 2), "little")
+                hal.bus.write_config(bus, dev, fn, 4, (command & ~0x3).to_bytes(2, "little"))
+        hal.allocator = _Assigned(by_slot)
+        programmed = []
+        for n in pci:
+            bus, dev, fn = n.extra["key"]
+            status, assigned = hal.HalAssignSlotResources(f"PnpManager\\{n.name}", pnp.PNP_RESOURCE_CLASS,
+                                                          None, None, PCIBus, bus, slot_number(dev, fn))
+            if not NT_SUCCESS(status):
+                raise PnpLiveError(f"HalAssignSlotResources for {n.name} returned {NTSTATUS(status).name}")
+            programmed.append(f"{n.name} ({n.extra['bdf']}): {pnp.describe_resources(assigned)}")
+        for n in nodes:
+            n.configs[ConfigType.ALLOC] = solution.resources(n.name)
+            pnp.store_node(registry, n)
+            io.record_assignment(n.owner, solution.resources(n.name))
+        hardware = routed_view(snapshot(machine, "post-pnp"), hal)
+        claims = resource_map_claims(registry)
+        mine = [c for c in claims if c.owner.startswith(pnp.PNP_RESOURCE_CLASS)]
+        rec = reconcile(spec, hardware, claims=mine)
+        return ApplyResult(relaunched, changes, programmed, rec, len(mine))
+    finally:
+        registry.close()
+
+
+def report_json(report: PnpReport) -> str:
+    return json.dumps(report.to_dict(), indent=1)
+
+
+__all__ = ["run_pnp", "build_tree", "apply_on", "compare_seabios", "isa_requirements", "settings_of",
+           "respec", "PnpReport", "ApplyResult", "BarComparison", "Tree", "PnpLiveError"]

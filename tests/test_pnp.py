@@ -1,0 +1,272 @@
+"""PnP resource assignment: logical configurations, priorities, the search and its core
+(harness.nt.pnp, no QEMU), and the live side (harness.pnp_live) on real machines."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main as cli_main
+from harness.config import load_machine
+from harness.drivers import Ne2000Driver
+from harness.nt import pnp
+from harness.nt.arbiter import Arbiter, Owner, claims_of
+from harness.nt.pnp import ConfigType, DeviceNode, with_priority
+from harness.nt.registry import Registry, RegType
+from harness.nt.resources import (CM_RESOURCE_LIST, IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_LIST,
+                                  IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_DESIRED, LCPRI_NORMAL,
+                                  LCPRI_SUBOPTIMAL, Interrupt, InterruptRequirement, Isa, Port,
+                                  PortRequirement)
+from helpers import CONFIGS
+
+
+def port_req(start: int, length: int = 8, **kw) -> PortRequirement:
+    return PortRequirement(length, 1, start, start + length - 1, **kw)
+
+
+def irq_req(*lines: int) -> list[InterruptRequirement]:
+    return [InterruptRequirement(v, v, option=IO_RESOURCE_ALTERNATIVE if i else 0) for i, v in enumerate(lines)]
+
+
+def node(name: str, *lists: IO_RESOURCE_LIST, kind: ConfigType = ConfigType.BASIC, **configs) -> DeviceNode:
+    n = DeviceNode(f"Root\\TEST\\{name}", name)
+    if lists:
+        n.configs[kind] = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, tuple(lists))
+    for key, value in configs.items():
+        n.configs[ConfigType[key.upper()]] = value
+    return n
+
+
+def cm(*partials) -> CM_RESOURCE_LIST:
+    return CM_RESOURCE_LIST.single(Isa, 0, *partials)
+
+
+def ports_of(solution: pnp.Solution, name: str) -> list[int]:
+    return [p.start for _, p in solution.resources(name).partials() if isinstance(p, Port)]
+
+
+def held(*ports: int) -> Arbiter:
+    """An arbiter where a legacy driver holds 8 ports at each of ``ports``."""
+    arbiter = Arbiter()
+    owner = Owner("Legacy", "\\Device\\Legacy0")
+    arbiter.replace(owner, claims_of(owner, cm(*(Port(p, 8) for p in ports))))
+    return arbiter
+
+
+# ------------------------------------------------------------------ configuration types
+
+
+def test_forced_configuration_is_the_only_candidate():
+    n = node("a", IO_RESOURCE_LIST((port_req(0x300),)), forced=cm(Port(0x200, 8)), boot=cm(Port(0x100, 8)))
+    assert ports_of(pnp.solve([n]), "a") == [0x200]
+    # Held: the device gets nothing else, even though its boot and basic places are free.
+    assert not pnp.solve([n], held(0x200)).satisfiable
+
+
+def test_boot_configuration_comes_before_the_requirements_and_gives_way_on_conflict():
+    n = node("a", IO_RESOURCE_LIST((port_req(0x300),)), boot=cm(Port(0x100, 8)))
+    solution = pnp.solve([n])
+    assert ports_of(solution, "a") == [0x100]
+    assert solution.choices["a"].candidate.source is ConfigType.BOOT
+    moved = pnp.solve([n], held(0x100))
+    assert ports_of(moved, "a") == [0x300]
+    [(refused, conflicts)] = moved.refused["a"]
+    assert refused.source is ConfigType.BOOT and conflicts[0].holder.owner.driver == "Legacy"
+
+
+def test_override_replaces_basic_and_filtered_replaces_both():
+    basic = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((port_req(0x100),)),))
+    override = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((port_req(0x200),)),))
+    filtered = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((port_req(0x300),)),))
+    n = node("a", basic=basic, override=override)
+    assert ports_of(pnp.solve([n]), "a") == [0x200]
+    assert pnp.solve([n]).choices["a"].candidate.source is ConfigType.OVERRIDE
+    n.configs[ConfigType.FILTERED] = filtered
+    assert ports_of(pnp.solve([n]), "a") == [0x300]
+    # Without an override, a basic-only node uses basic.
+    assert ports_of(pnp.solve([node("b", basic=basic)]), "b") == [0x100]
+
+
+def test_lists_are_tried_by_lcpri_then_in_list_order():
+    lists = (with_priority(LCPRI_SUBOPTIMAL, port_req(0x100)),
+             IO_RESOURCE_LIST((port_req(0x200),)),                # no ConfigData: LCPRI_NORMAL
+             with_priority(LCPRI_NORMAL, port_req(0x280)),          # a tie with the previous one
+             with_priority(LCPRI_DESIRED, port_req(0x300)))
+    n = node("a", *lists)
+    order = [(c.priority, c.list_index) for c in pnp.candidates(n)]
+    assert order == [(LCPRI_DESIRED, 3), (LCPRI_NORMAL, 1), (LCPRI_NORMAL, 2), (LCPRI_SUBOPTIMAL, 0)]
+    assert ports_of(pnp.solve([n]), "a") == [0x300]
+    assert ports_of(pnp.solve([n], held(0x300)), "a") == [0x200]
+    assert ports_of(pnp.solve([n], held(0x300, 0x200)), "a") == [0x280]
+    assert ports_of(pnp.solve([n], held(0x300, 0x200, 0x280)), "a") == [0x100]
+    assert not pnp.solve([n], held(0x300, 0x200, 0x280, 0x100)).satisfiable
+
+
+def test_groups_expand_preferred_first_and_small_windows_into_places():
+    n = node("a", IO_RESOURCE_LIST((PortRequirement(8, 8, 0x300, 0x31F), *irq_req(5, 3))))
+    got = [(p[0].start, p[1].level) for p in
+           ([q for _, q in c.resources.partials()] for c in pnp.candidates(n))]
+    # Each aligned place of the small window, ascending; the first group varies slowest.
+    assert got == [(0x300, 5), (0x300, 3), (0x308, 5), (0x308, 3), (0x310, 5), (0x310, 3), (0x318, 5), (0x318, 3)]
+
+
+# ------------------------------------------------------------------ search
+
+
+def test_backtracking_across_devices():
+    # c has one candidate and goes first; a's first choice then starves b, so the search
+    # must undo a and give it its second choice.
+    a = node("a", IO_RESOURCE_LIST((port_req(0x100),)), IO_RESOURCE_LIST((port_req(0x200),)))
+    b = node("b", IO_RESOURCE_LIST((port_req(0x100),)), IO_RESOURCE_LIST((port_req(0x300),)))
+    c = node("c", IO_RESOURCE_LIST((port_req(0x300),)))
+    solution = pnp.solve([a, b, c])
+    assert solution.order == ["c", "a", "b"]
+    assert (ports_of(solution, "a"), ports_of(solution, "b"), ports_of(solution, "c")) == ([0x200], [0x100], [0x300])
+    assert solution.stats.backtracks >= 1
+    # Without forward checking it backtracks too, and reaches the same assignment.
+    assert pnp.solve([a, b, c], forward_check=False).ranks() == solution.ranks()
+
+
+def test_budget_is_a_clear_error():
+    nodes = [node(f"d{i}", *(IO_RESOURCE_LIST((InterruptRequirement(v, v),)) for v in range(3, 8)))
+             for i in range(7)]   # 7 devices, 5 lines: unsatisfiable only after a long search
+    with pytest.raises(pnp.PnpSearchLimit, match="node budget of 50 placements"):
+        pnp.solve(nodes, budget=50)
+
+
+def test_minimum_core_on_an_impossible_set():
+    lines = [InterruptRequirement(5, 5), InterruptRequirement(7, 7, option=IO_RESOURCE_ALTERNATIVE)]
+    lpts = [node(f"lpt{i}", IO_RESOURCE_LIST((port_req(0x200 + 0x10 * i), *lines))) for i in range(3)]
+    others = [node("com1", IO_RESOURCE_LIST((port_req(0x3F8), *irq_req(4, 3)))),
+              node("com2", IO_RESOURCE_LIST((port_req(0x2F8), *irq_req(3, 4))))]
+    nodes = [others[0], *lpts, others[1]]
+    assert not pnp.solve(nodes).satisfiable
+    core = pnp.unsatisfiable_core(nodes)
+    assert core is not None and core.minimum and sorted(core.devices) == ["lpt0", "lpt1", "lpt2"]
+    # Irreducible: without any one of them the rest is satisfiable; and nothing smaller
+    # is unsatisfiable (the exhaustive answer).
+    for name in core.devices:
+        assert pnp.solve([n for n in nodes if n.name in core.devices and n.name != name]).satisfiable
+    assert sorted(pnp.exhaustive_minimum_core(nodes)) == sorted(core.devices)
+    assert pnp.unsatisfiable_core(others) is None
+
+
+def random_instance(rng: random.Random, devices: int) -> list[DeviceNode]:
+    out = []
+    for d in range(devices):
+        lists = []
+        for _ in range(rng.randint(1, 3)):
+            start = rng.choice([0x200, 0x220, 0x240, 0x260, 0x280])
+            lines = rng.sample([3, 4, 5, 7], rng.randint(1, 2))
+            lists.append(with_priority(rng.choice([LCPRI_DESIRED, LCPRI_NORMAL, LCPRI_SUBOPTIMAL]),
+                                       port_req(start, rng.choice([8, 0x20])), *irq_req(*lines)))
+        n = node(f"d{d}", *lists)
+        if rng.random() < 0.3:
+            n.configs[ConfigType.BOOT] = cm(Port(rng.choice([0x200, 0x300]), 8), Interrupt(5, 5, -1))
+        out.append(n)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_search_agrees_with_exhaustive_enumeration(seed: int):
+    rng = random.Random(seed)
+    nodes = random_instance(rng, rng.randint(2, 5))
+    base = held(0x260) if seed % 3 == 0 else None
+    fast, slow = pnp.solve(nodes, base), pnp.exhaustive_solve(nodes, base)
+    assert fast.satisfiable == slow.satisfiable
+    if fast.satisfiable:
+        assert fast.ranks() == slow.ranks()
+        assert {k: v.resources for k, v in fast.choices.items()} == {k: v.resources for k, v in slow.choices.items()}
+        # The assignment is conflict-free by the arbiter's own rule.
+        check = Arbiter()
+        for name, choice in fast.choices.items():
+            claims = claims_of(choice.node.owner, choice.resources)
+            assert not check.find_conflicts(claims), name
+            check.replace(choice.node.owner, claims)
+    else:
+        core = pnp.unsatisfiable_core(nodes, base)
+        assert core is not None and core.minimum
+        assert len(core.devices) == len(pnp.exhaustive_minimum_core(nodes, base))
+
+
+# ------------------------------------------------------------------ IRPs and registry
+
+
+def test_filter_hook_narrows_and_becomes_the_filtered_configuration():
+    spec = load_machine(CONFIGS / "conflicts" / "ne2000-irq9-sci.yaml")
+    from harness.pnp_live import isa_requirements
+    dev = spec.device("ne0")
+    n = DeviceNode("Root\\LEGACY_NE2000\\0000", "ne0",
+                   {ConfigType.BASIC: isa_requirements(dev.model, dict(dev.settings))},
+                   driver=Ne2000Driver(None, None))
+    pnp.query_configurations(n)
+    lines = lambda req: {d.minimum_vector for lst in req.lists for d in lst.descriptors
+                         if isinstance(d, InterruptRequirement)}
+    assert 9 in lines(n.get(ConfigType.BASIC))
+    assert lines(n.get(ConfigType.FILTERED)) == lines(n.get(ConfigType.BASIC)) - {9}
+    assert all(c.source is ConfigType.FILTERED for c in pnp.candidates(n))
+    # A driver that does not answer leaves Basic as it was and no Filtered appears.
+    plain = DeviceNode("Root\\X\\0", "x", {ConfigType.BASIC: n.get(ConfigType.BASIC)})
+    assert ConfigType.FILTERED not in pnp.query_configurations(plain).configs
+
+
+def test_registry_round_trip():
+    n = node("a", with_priority(LCPRI_DESIRED, port_req(0x300)), boot=cm(Port(0x100, 8)),
+             forced=cm(Port(0x200, 8)), override=IO_RESOURCE_REQUIREMENTS_LIST(
+                 Isa, 0, 0, (IO_RESOURCE_LIST((port_req(0x280),)),)))
+    n.configs[ConfigType.FILTERED] = n.get(ConfigType.BASIC)
+    n.configs[ConfigType.ALLOC] = pnp.solve([n]).resources("a")
+    with Registry() as registry:
+        pnp.store_node(registry, n)
+        key = pnp.enum_key(n)
+        assert key == r"\REGISTRY\MACHINE\SYSTEM\CurrentControlSet\Enum\Root\TEST\a"
+        types = {v.name: v.type for v in registry.values(key + r"\LogConf")}
+        assert types == {"BasicConfigVector": RegType.REG_RESOURCE_REQUIREMENTS_LIST,
+                         "FilteredConfigVector": RegType.REG_RESOURCE_REQUIREMENTS_LIST,
+                         "OverrideConfigVector": RegType.REG_RESOURCE_REQUIREMENTS_LIST,
+                         "BootConfig": RegType.REG_RESOURCE_LIST, "ForcedConfig": RegType.REG_RESOURCE_LIST}
+        assert registry.key_info(key + r"\Control").volatile
+        back = pnp.load_node(registry, "Root\\TEST\\a")
+        assert back.configs == n.configs and back.name == "a"
+        assert pnp.stored_nodes(registry) == ["Root\\TEST\\a"]
+        # The priority travels in the stored list's ConfigData.
+        assert pnp.list_priority(back.get(ConfigType.BASIC).lists[0]) == LCPRI_DESIRED
+
+
+# ------------------------------------------------------------------ live
+
+
+LIVE_CONFIGS = [CONFIGS / "machines" / "default.yaml", *sorted((CONFIGS / "conflicts").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", LIVE_CONFIGS, ids=lambda p: p.stem)
+def test_live_assignment_is_conflict_free_after_apply(path: Path):
+    from harness.pnp_live import run_pnp
+    spec = load_machine(path)
+    report = run_pnp(spec, apply=True)
+    assert report.solution.satisfiable
+    applied = report.applied
+    assert applied is not None and applied.proved, report.format_text()
+    # A conflict config needs its ISA settings changed, hence a relaunch; default does not.
+    assert applied.relaunched == (spec.expect == "conflict") == bool(report.changes)
+    assert applied.claims >= len(report.nodes)
+    # Every PCI BAR is compared with SeaBIOS's, and a difference carries its holder.
+    for bar in report.bars:
+        assert bar.same or "held by" in bar.explanation or "unassigned" in bar.explanation
+
+
+def test_live_impossible_set_reports_its_minimum_core(capsys):
+    code = cli_main(["pnp", str(CONFIGS / "pnp" / "three-parallel-ports.yaml")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "Minimum set of devices that cannot be satisfied together" in out
+    listed = out.split("together", 1)[1].split()
+    assert {"lpt1", "lpt2", "lpt3"} <= set(listed) and "com1" not in listed
+
+
+def test_cli_reports_bad_input_with_its_field(capsys):
+    assert cli_main(["pnp", str(CONFIGS / "machines" / "default.yaml"), "--budget", "0"]) == 2
+    assert "--budget" in capsys.readouterr().err
