@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .config import DeviceSpec, MachineSpec
+from .config import MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
 from .errors import HarnessError
 from .nt import pnp
-from .nt.arbiter import Arbiter, Claim, Owner, ResourceKind
+from .nt.arbiter import Arbiter, Claim, Owner, ResourceKind, range_claim
 from .nt.detect import HardwareDetector
 from .nt.hal import Hal, slot_number
 from .nt.iomgr import IoManager
@@ -55,7 +55,7 @@ from .nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_R
                            IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_HARDRECONFIG,
                            LCPRI_HARDWIRED, CmResourceShare, Dma, DmaRequirement, Interrupt,
                            InterruptRequirement, Isa, Memory, MemoryRequirement, PCIBus, Port,
-                           PortRequirement, describe_range)
+                           PortRequirement)
 from .nt.status import NT_SUCCESS, NTSTATUS
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
@@ -261,10 +261,8 @@ def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, 
         if s.function in pci_nodes and _inside_bars(s, pci_nodes[s.function]):
             continue
         who = Owner("<decoded by the hardware>", s.owner or "?")
-        kind = ResourceKind.PORT if s.space == "io" else ResourceKind.MEMORY
-        length = min(s.end - s.start + 1, 0xFFFFFFFF)
-        d = Port(s.start, length) if s.space == "io" else Memory(s.start, length)
-        by_owner.setdefault(s.owner or "?", []).append(Claim(who, kind, s.start, s.end, d))
+        by_owner.setdefault(s.owner or "?", []).append(
+            range_claim(who, "io" if s.space == "io" else "memory", s.start, s.end))
     for name, claims in sorted(by_owner.items()):
         base.replace(claims[0].owner, claims)
         fixed.append(f"{name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}" for c in claims[:4])
@@ -312,10 +310,7 @@ def _bridge_windows(nodes: list[DeviceNode], hal: Hal, layout: Layout) -> None:
             for name, ranges in hal.bridge_windows(br.bus, br.slot, br.function).items():
                 for lo, hi in ranges:
                     who = Owner("<bridge window>", f"{br.qdev_id or br.bdf} {name}")
-                    kind = ResourceKind.PORT if name == "io" else ResourceKind.MEMORY
-                    length = min(hi - lo + 1, 0xFFFFFFFF)
-                    d = Port(lo, length) if name == "io" else Memory(lo, length)
-                    avoid.append(Claim(who, kind, lo, hi, d))
+                    avoid.append(range_claim(who, "io" if name == "io" else "memory", lo, hi))
         node.avoid = tuple(avoid)
 
 

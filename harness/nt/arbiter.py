@@ -112,6 +112,16 @@ class Claim:
         return f"{self.kind.value} {describe_range(self.descriptor)} [{share_name(self.share)}]"
 
 
+def range_claim(owner: Owner, space: str, start: int, end: int) -> Claim:
+    """A claim on the inclusive range [start, end] of ``space`` ("io" or "memory"), as
+    something to keep clear of (what the hardware decodes, a bridge window); its
+    descriptor, for messages only, is capped at the ULONG Length a CM descriptor holds."""
+    length = min(end - start + 1, 0xFFFFFFFF)
+    if space == "io":
+        return Claim(owner, ResourceKind.PORT, start, end, Port(start, length))
+    return Claim(owner, ResourceKind.MEMORY, start, end, Memory(start, length))
+
+
 @dataclass(frozen=True)
 class Conflict:
     """A requested resource and the claim already holding it."""

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
-from .arbiter import Arbiter, Claim, Owner, ResourceKind, claims_of
+from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, DecodedSpan,
                         DecodeMap)
@@ -318,13 +318,8 @@ class FirstFitAllocator:
 
 
 def _reserved_claim(space: str, start: int, end: int) -> Claim:
-    """A range to keep clear of; its descriptor (for messages only) is capped at the
-    ULONG Length a CM descriptor can hold, the claim itself covers [start, end]."""
-    owner = Owner("<decoded by the hardware>")
-    length = min(end - start + 1, 0xFFFFFFFF)
-    if space == IO_SPACE:
-        return Claim(owner, ResourceKind.PORT, start, end, Port(start, length))
-    return Claim(owner, ResourceKind.MEMORY, start, end, Memory(start, length))
+    """A range the hardware decodes, to keep clear of."""
+    return range_claim(Owner("<decoded by the hardware>"), space, start, end)   # IO_SPACE is "io"
 
 
 def _space_of(partial: Any) -> str | None:

@@ -55,11 +55,11 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from .arbiter import Arbiter, Claim, Conflict, Owner, claims_of, groups_of
 from .registry import MACHINE, RegType, Registry
-from .resources import (CM_RESOURCE_LIST, ConfigDataRequirement, DmaRequirement, INTERFACE_TYPE,
+from .resources import (CM_RESOURCE_LIST, ConfigDataRequirement, DmaRequirement,
                         IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST,
                         InterruptRequirement, LCPRI_BOOTCONFIG, LCPRI_FORCECONFIG, LCPRI_NORMAL,
                         MemoryRequirement, PortRequirement, describe_range)
