@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "harness.commands.registry",
     "harness.commands.reap",
     "harness.commands.verify",
+    "harness.commands.matrix",
 )
 
 
