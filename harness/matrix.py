@@ -716,7 +716,8 @@ class _Worker:
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
-        self.conn.send((list(sys.path), str(out_root), on_failure, picture))
+        self.conn.send(list(sys.path))  # first, so the hook below unpickles in the worker
+        self.conn.send((str(out_root), on_failure, picture))
         self.cell: Cell | None = None
         self.started = 0.0
 
@@ -762,7 +763,8 @@ def _worker_main(fd: int, parent: int) -> None:
     _die_with_parent(parent)
     conn = Connection(fd)
     try:
-        sys.path[:], out_root, on_failure, picture = conn.recv()
+        sys.path[:] = conn.recv()
+        out_root, on_failure, picture = conn.recv()
         while True:
             message = conn.recv()
             if message is None:
