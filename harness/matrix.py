@@ -252,6 +252,8 @@ def _rule_line(doc: Node, index: int) -> int:
 def _load_base(doc: Node, source: str) -> Node:
     rel = get_str(doc, "base")
     origin = Path(source).parent if not source.startswith("<") else Path.cwd()
+    if not (origin / rel).is_file():
+        raise doc.error("base", f"cannot load base machine {rel!r}: {origin / rel} is not a file")
     try:
         base = load_file(origin / rel)
     except ConfigError as exc:
