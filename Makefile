@@ -91,6 +91,13 @@ bench-hal: setup
 
 bench: bench-hal
 
+# ---- matrix throughput (harness/matrix.py): cells/s against bare QEMU cycles/s ----
+.PHONY: bench-matrix
+bench-matrix: setup
+	$(BIN)/python benchmarks/bench_matrix.py --jobs $(JOBS)
+
+bench: bench-matrix
+
 # ---- guest images (guest_images/; outputs cached in .cache/guests, built on first use too) ----
 guests: setup
 	$(BIN)/python -m harness.guests

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "harness.commands.verify",
     "harness.commands.repro",
     "harness.commands.pnp",
+    "harness.commands.matrix",
 )
 
 

@@ -202,6 +202,32 @@ def _run_model(item: tuple[str, str]) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ matrix YAML
+_MATRIX_SEEDS = [
+    "name: m\naxes:\n  machine: {pc: {machine: pc}, isapc: {machine: isapc, memory: 32}}\n"
+    "  devices:\n    com: {devices: [{model: isa-serial, id: com1, irq: 4}]}\n"
+    "    nic: {devices: [{model: e1000, id: nic0, addr: 3}]}\n"
+    "only:\n  - {machine: [pc, isa*]}\nexclude:\n  - machine=isapc devices=com\n"
+    "expect:\n  - {when: {devices: nic}, outcome: conflict, why: w, known_issue: k}\n",
+    "base: configs/machines/isapc.yaml\naxes:\n  a: {x: {}, y: {memory: 64}}\n",
+    "axes:\n  m: {q35: {machine: q35}}\n  d: {from_catalog: each_model}\n",
+]
+MATRIX_TOKENS = YAML_TOKENS + ["from_catalog: each_setting", "only:", "exclude:", "expect:",
+                               "when:", "outcome: conflict", "axes:", "base: ", "*", "=", "machine=pc"]
+
+
+def _run_matrix(text: str) -> bool:
+    from harness.matrix import parse_matrix_text, shard_of
+    matrix = parse_matrix_text(text, "<fuzz>")
+    ids = [c.id for c in matrix.cells]
+    assert len(ids) == len(set(ids)) and all(c.spec.name == c.id for c in matrix.cells)
+    assert all(c.expect in ("clean", "conflict") for c in matrix.cells)
+    assigned = shard_of(matrix.cells, 3)
+    sizes = [list(assigned.values()).count(i) for i in (1, 2, 3)]
+    assert set(assigned) == set(ids) and max(sizes) - min(sizes) <= 1, sizes
+    return True
+
+
 # ------------------------------------------------------------------ resource structures
 _NOISE = st.one_of(st.none(), st.booleans(), st.floats(), st.text(max_size=4),
                    st.binary(max_size=4), st.lists(st.integers(), max_size=4), st.integers())
@@ -479,6 +505,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
     Target("reg-file", reg_inputs(), _run_reg, (RegFileError,)),
     Target("repro-bundle", st.one_of(mutated_text([_BUNDLE_SEED], YAML_TOKENS), st.text(max_size=200)),
            _run_bundle, (ConfigError,)),
+    Target("matrix-yaml", st.one_of(mutated_text(_MATRIX_SEEDS, MATRIX_TOKENS), st.text(max_size=200)),
+           _run_matrix, (ConfigError,)),
 ]}
 
 assert all(issubclass(e, HarnessError) for t in TARGETS.values() for e in t.documented)
