@@ -229,7 +229,7 @@ def _resolve(item: pytest.Item) -> Resolved | None:
         spec, label = _load(str(marker.args[0]), item, accel)
         resolved = Resolved(spec, f"{spec.config_hash()}-{spec.accel}", label, reset)
     else:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("harness_cell")
+        cell = _cell_of(item)
         if cell is not None:
             spec = cell.spec if accel is None else _with_accel(cell.spec, accel)
             resolved = Resolved(spec, f"{spec.config_hash()}-{spec.accel}", cell.id)
@@ -275,7 +275,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = load_matrix(source).cells
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    metafunc.parametrize("harness_cell", cells, ids=[c.id for c in cells], indirect=True)
+    # A cell the job is known to get wrong is a strict expected failure (it fails loudly
+    # once the job is fixed).
+    metafunc.parametrize("harness_cell", [
+        pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.known_issue)] if c.known_issue else [])
+        for c in cells], indirect=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -302,7 +306,15 @@ def _group_of(item: pytest.Item) -> str:
     resolved = _resolve(item) if _uses_machine(item) else None
     if resolved is not None:
         return f"machine-{resolved.key}"
+    cell = _cell_of(item)
+    if cell is not None:   # a cell's own machine (the main job on it, say): cells spread out
+        return f"cell-{cell.id}"
     return "module-" + item.nodeid.split("::")[0]
+
+
+def _cell_of(item: pytest.Item) -> Any:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("harness_cell") if callspec is not None else None
 
 
 # pytest-xdist's loadgroup finds a test's group in a suffix it appends to the nodeid on
@@ -366,15 +378,11 @@ def _apply_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
         return
     index, count = config.stash[_shard_key]
     from .matrix import shard
-    cells = {}
-    for item in items:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("harness_cell")
-        if cell is not None:
-            cells[cell.id] = cell
+    cells = {cell.id: cell for cell in map(_cell_of, items) if cell is not None}
     chosen_cells = {c.id for c in shard(sorted(cells.values(), key=lambda c: c.id), index, count)}
     keep, drop = [], []
     for item in items:
-        cell = getattr(item, "callspec", None) and item.callspec.params.get("harness_cell")
+        cell = _cell_of(item)
         if cell is not None:
             mine = cell.id in chosen_cells
         else:

@@ -125,6 +125,14 @@ def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
                   title, seen, claims)
 
 
+def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
+    """The matrix runner's failure hook: a failed cell's bundle next to its report (a
+    cell whose job raised has no findings to write down; its error says why)."""
+    if not isinstance(outcome, JobResult):
+        return None
+    return bundle_from(outcome, load_steps(cell.spec), title=f"matrix cell {cell.id}").write(out_dir / BUNDLE_FILE)
+
+
 # ---------------------------------------------------------------------------------------
 # Reading
 

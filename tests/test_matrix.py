@@ -16,6 +16,7 @@ import yaml
 
 from harness.commands.matrix import emit
 from harness.errors import ConfigError, HarnessError
+from harness.repro import write_cell_bundle
 from harness.matrix import (Cell, load_matrix, parse_matrix_text, parse_shard, run_cell, run_cells,
                             shard, shard_of)
 from harness.qemu.reaper import tagged_processes
@@ -311,36 +312,23 @@ def test_interrupt_leaves_no_qemu_of_the_run(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the shipped matrix
-# Every cell, each through the real main job.  `make test` runs with --dist loadscope,
-# which keeps a class's tests on one worker: the cells are spread over classes (this
-# matrix's own shards) so both workers get some.
+# Every cell, each through the real main job; the plugin parametrises the test over the
+# cells (known issues as strict xfails) and gives each cell its own xdist group.
 
 SHIPPED_MATRIX = load_matrix(SHIPPED)
-SHIPPED_SHARDS = 6
 
 
-def _cell_params(index: int) -> list:
-    return [pytest.param(cell, id=cell.id, marks=[pytest.mark.qemu] + (
-                [pytest.mark.xfail(strict=True, reason=cell.known_issue)] if cell.known_issue else []))
-            for cell in shard(SHIPPED_MATRIX.cells, index, SHIPPED_SHARDS)]
-
-
-def _shard_class(index: int) -> type:
-    @pytest.mark.parametrize("cell", _cell_params(index))
-    def test_cell(self: object, cell: Cell) -> None:
-        """The main job on the cell agrees with the cell's expectation."""
-        result = run_cell(cell, Path(os.environ.get("HARNESS_MATRIX_OUT", "runs/test-matrix")))
-        assert result.outcome != "error", result.message
-        agrees = result.exit_code == (0 if cell.expect == "clean" else 1)
-        assert agrees, (f"{cell.id}: expected {cell.expect} ({cell.why or 'nothing collides'}), "
-                        f"{result.message}; report: {result.out_dir / 'report.txt'}")
-
-    name = f"TestShippedMatrix{index}of{SHIPPED_SHARDS}"
-    return type(name, (), {"test_cell": test_cell})
-
-
-for _index in range(1, SHIPPED_SHARDS + 1):
-    globals()[f"TestShippedMatrix{_index}of{SHIPPED_SHARDS}"] = _shard_class(_index)
+@pytest.mark.qemu
+@pytest.mark.matrix(SHIPPED)
+def test_shipped_matrix_cell(harness_cell: Cell) -> None:
+    """The main job on the cell agrees with the cell's expectation."""
+    cell = harness_cell
+    result = run_cell(cell, Path(os.environ.get("HARNESS_MATRIX_OUT", "runs/test-matrix")),
+                      on_failure=write_cell_bundle)
+    assert result.outcome != "error", result.message
+    agrees = result.exit_code == (0 if cell.expect == "clean" else 1)
+    assert agrees, (f"{cell.id}: expected {cell.expect} ({cell.why or 'nothing collides'}), "
+                    f"{result.message}; report: {result.out_dir / 'report.txt'}; bundle: {result.bundle}")
 
 
 def test_the_shipped_matrix_covers_every_model_and_setting() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
+from ..repro import write_cell_bundle
 from ..matrix import (Matrix, RunAborted, format_summary, load_matrix, parse_shard, run_cells,
                       shard, shard_of)
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     start = time.monotonic()
     try:
-        results = run_cells(cells, args.jobs, out, progress=None if args.progress == "none" else args.progress,
+        results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle, progress=None if args.progress == "none" else args.progress,
                             picture=args.picture)
     except RunAborted as aborted:
         sys.stdout.write(format_summary(aborted.results, time.monotonic() - start))
@@ -104,7 +105,7 @@ def format_listing(matrix: Matrix, cells: list) -> str:
     width = max([len("cell"), *(len(c.id) for c in cells)])
     out = [f"matrix {matrix.name} ({matrix.source}): {len(cells)} of {len(matrix.cells)} cell(s) "
            f"selected, {len(matrix.excluded)} combination(s) left out",
-           f"axes: " + "; ".join(f"{a} ({len(v)})" for a, v in matrix.axes.items()), "",
+           "axes: " + "; ".join(f"{a} ({len(v)})" for a, v in matrix.axes.items()), "",
            f"{'cell':<{width}}  expect    why"]
     for cell in cells:
         why = cell.why + (f" [known issue: {cell.known_issue}]" if cell.known_issue else "")
