@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import MachineSpec
+from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
@@ -104,6 +105,7 @@ class JobResult:
     timings: dict[str, float]
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
+    shared_lines: list[SharedLine] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -131,6 +133,9 @@ class JobResult:
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+                                   "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
+                                   "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
         }
 
@@ -157,6 +162,9 @@ class JobResult:
             out.append(f"  {mark} {who}: {c.resource} (expected {', '.join(c.expected) or '?'})")
             out += [f"           ! {f}" for f in c.findings]
             out += [f"           - {n}" for n in c.notes]
+        if self.shared_lines:
+            out += ["", "Shared interrupt lines, exercised (each device asks once, then the CPU looks)"]
+            out += [f"  {'LOST' if s.lost else 'ok  '} {s.describe()}" for s in self.shared_lines]
         out += ["", "What the hardware does"]
         out += [f"  [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}"
                 for c in self.collisions] \
@@ -195,10 +203,12 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     t0 = time.monotonic()
     registry = Registry(out_dir / REGISTRY_FILE)
     try:
-        io, drivers, before, after = _boot_and_load(spec, registry, out_dir, keep, timings)
+        io, drivers, before, after, shared = _boot_and_load(spec, registry, out_dir, keep, timings)
         layout = after.layout
         checks = check_claims(io, layout, spec)
         collisions = hardware_collisions(after, spec)
+        collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe())
+                       for s in shared if s.lost]
         seen = {(c.kind, c.resource, c.devices) for c in collisions}
         # What the firmware left that the drivers then resolved (a moved BAR) counts too.
         collisions[:0] = [c for c in hardware_collisions(before, spec)
@@ -207,7 +217,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
         result = JobResult(spec, out_dir, layout, resource_map, [_report(r, d) for r, d in drivers],
                            [e.to_dict() for e in io.error_log], io.violations, checks, collisions, timings,
-                           unreadable=io.unreadable)
+                           unreadable=io.unreadable, shared_lines=shared)
         if picture:
             from .picture import draw_resource_map
             result.picture = draw_resource_map(io, layout, result, out_dir / "resourcemap.png")
@@ -221,7 +231,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
 
 def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: bool,
                    timings: dict[str, float]) -> tuple[IoManager, list[tuple[LoadResult, NtDriver]],
-                                                       HardwareView, HardwareView]:
+                                                       HardwareView, HardwareView, list[SharedLine]]:
     """Everything that needs the live machine.  QEMU runs in its own short private folder
     (unix socket paths are limited); its logs are copied next to the report once it has
     gone, whatever happened."""
@@ -243,7 +253,8 @@ def _boot_and_load(spec: MachineSpec, registry: Registry, out_dir: Path, keep: b
             drivers = load_drivers(io, hal, spec)
             io.run_reinitialization()
             timings["drivers"] = time.monotonic() - t
-            return io, drivers, before, routed_view(snapshot(machine, "post-drivers"), hal)
+            shared = exercise_shared_interrupts(io, machine)
+            return io, drivers, before, routed_view(snapshot(machine, "post-drivers"), hal), shared
     finally:
         shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                         ignore=lambda _, names: [n for n in names if n.startswith(".")])

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
 from ..nt.iomgr import DeviceObject
 from ..nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_RESOURCE_LIST, CM_SERIAL_DEVICE_DATA,
-                            DeviceSpecific, Dma, Interrupt, Isa, Port)
+                            CmResourceShare, DeviceSpecific, Dma, Interrupt, Isa, Port)
 from ..nt.status import NTSTATUS, IoErrorCode
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 
@@ -81,20 +81,55 @@ def _detected(driver: NtDriver, controller: CONFIGURATION_TYPE, length: int) -> 
 
 
 class SerialDriver(NtDriver):
-    """16550 UARTs: 8 ports, an IRQ and CM_SERIAL_DEVICE_DATA with the baud clock each."""
+    """16550 UARTs: 8 ports, an IRQ and CM_SERIAL_DEVICE_DATA with the baud clock each.
+
+    Ports the driver is given on one IRQ (COM1 and COM3 on IRQ 4, by PC convention) share
+    it: each claims the interrupt Shared and connects its ISR with ShareVector, Latched
+    (ISA lines are edge-triggered).  The ISR reads IIR: bit 0 set means "not mine"."""
 
     service_name = "Serial"
     device_prefix = "\\Device\\Serial"
     resource_class = "SERIALCOMM"
     device_map_key = "SERIALCOMM"
+    takes_interrupts = True
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         configured = parameter_configs(self.parameters(registry_path), port_length=8)
         merged = _merge(configured, _detected(self, CONFIGURATION_TYPE.SerialController, 8))
+        irqs = [c.irq for c in merged if c.irq is not None]
         for config in merged:
             if not config.device_specific:  # the PC clock when detection had nothing to say
                 config.device_specific = CM_SERIAL_DEVICE_DATA(baud_clock=UART_CLOCK).pack()
+            if config.irq is not None and irqs.count(config.irq) > 1:
+                config.irq_share = CmResourceShare.CmResourceShareShared
         return merged
+
+    def isr(self, Interrupt: Any, ServiceContext: DeviceObject) -> bool:
+        base = ServiceContext.device_extension["config"].base
+        iir = self.inb(base + 2)
+        if iir & 0x01:
+            return False                           # no interrupt pending: not this UART
+        for _ in range(16):                        # serve every cause, as IIR ranks them
+            cause = iir & 0x0E
+            if cause == 0x06:
+                self.inb(base + 5)                 # line status: read LSR
+            elif cause in (0x04, 0x0C):
+                self.inb(base)                     # received data (or timeout): read RBR
+            elif cause == 0x00:
+                self.inb(base + 6)                 # modem status: read MSR
+            # 0x02, transmitter empty: reading IIR acknowledged it
+            iir = self.inb(base + 2)
+            if iir & 0x01:
+                break
+        ServiceContext.device_extension["interrupts"] = ServiceContext.device_extension.get("interrupts", 0) + 1
+        return True
+
+    def raise_interrupt(self, device: DeviceObject) -> None:
+        base = device.device_extension["config"].base
+        self.outb(base + 1, 0x02)                  # IER: transmitter empty -> pending at once
+
+    def quiet_interrupt(self, device: DeviceObject) -> None:
+        self.outb(device.device_extension["config"].base + 1, 0x00)
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
         base = config.base

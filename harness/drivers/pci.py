@@ -59,6 +59,9 @@ class Ne2000Driver(NtDriver):
     service_name = "Ne2000"
     device_prefix = "\\Device\\Ne2000_"
     resource_class = "Network"
+    takes_interrupts = True
+    #: IMR/ISR bit the self test uses: remote DMA complete.
+    RDC = 0x40
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = parameter_configs(self.parameters(registry_path), port_length=NE2000_PORTS)
@@ -108,6 +111,35 @@ class Ne2000Driver(NtDriver):
             raise DeviceNotResponding(f"NE2000 at {base:#x}: no 0x57 signature in the PROM ({prom.hex()})")
         mac = ":".join(f"{b:02x}" for b in prom[0:12:2])
         return {"mac": mac, **({"moved_by": config.extra["moved_by"]} if "moved_by" in config.extra else {})}
+
+
+    def isr(self, Interrupt: Any, ServiceContext: DeviceObject) -> bool:
+        """The 8390's ISR register, masked by the IMR the driver set: nothing = not mine."""
+        base = ServiceContext.device_extension["config"].base
+        status = self.inb(base + 0x07) & ServiceContext.device_extension.get("imr", 0)
+        if not status:
+            return False
+        self.outb(base + 0x07, status)                  # acknowledge what was served
+        ServiceContext.device_extension["interrupts"] = ServiceContext.device_extension.get("interrupts", 0) + 1
+        return True
+
+    def raise_interrupt(self, device: DeviceObject) -> None:
+        """A zero-length remote read completes at once: ISR.RDC, the line goes up."""
+        base = device.device_extension["config"].base
+        device.device_extension["imr"] = self.RDC
+        self.outb(base + 0x00, 0x22)                    # CR: page 0, start
+        self.outb(base + 0x07, 0xFF)                    # ISR: clear everything
+        self.outb(base + 0x0F, self.RDC)                # IMR
+        self.outb(base + 0x0A, 0)                       # RBCR = 0
+        self.outb(base + 0x0B, 0)
+        self.outb(base + 0x00, 0x0A)                    # CR: remote read, start
+
+    def quiet_interrupt(self, device: DeviceObject) -> None:
+        base = device.device_extension["config"].base
+        device.device_extension["imr"] = 0
+        self.outb(base + 0x0F, 0x00)
+        self.outb(base + 0x07, 0xFF)
+        self.outb(base + 0x00, 0x21)                    # CR: stop
 
 
 class PciNicDriver(NtDriver):

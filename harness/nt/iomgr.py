@@ -36,6 +36,7 @@ from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind,
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
+from .interrupts import KINTERRUPT, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
@@ -163,9 +164,15 @@ class IoManager:
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
                                       sink=self._violations.append)
         self._take_over_resource_map()
+        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL; ISRs run attributed to
+        #: the driver that connected them.
+        self.interrupts: InterruptManager | None = None
         if hal is not None:
             hal.allocator = self
             hal.add_port_hook(self.verifier)
+            if hal.interrupt_model == "pic":
+                self.interrupts = InterruptManager(
+                    hal, wrap_call=lambda i: self.running(i.owner) if i.owner is not None else contextlib.nullcontext())
 
     # ------------------------------------------------------------------ context
     def current_driver_name(self) -> str | None:
@@ -426,6 +433,29 @@ class IoManager:
     def claims_of_driver(self, name: str) -> list[Claim]:
         return [c for c in self.arbiter.claims() if c.owner.driver == name]
 
+    # ------------------------------------------------------------------ interrupts
+    def IoConnectInterrupt(self, ServiceRoutine: Any, ServiceContext: Any, SpinLock: Any, Vector: int,
+                           Irql: int, SynchronizeIrql: int, InterruptMode: int, ShareVector: bool,
+                           ProcessorEnableMask: int, FloatingSave: bool = False, *,
+                           name: str = "") -> tuple[NTSTATUS, KINTERRUPT | None]:
+        """:meth:`harness.nt.interrupts.InterruptManager.IoConnectInterrupt`, owned by the
+        driver running now (its ISR's register accesses are attributed to it)."""
+        if self.interrupts is None:
+            return NTSTATUS.STATUS_NOT_SUPPORTED, None
+        return self.interrupts.IoConnectInterrupt(ServiceRoutine, ServiceContext, SpinLock, Vector, Irql,
+                                                  SynchronizeIrql, InterruptMode, ShareVector,
+                                                  ProcessorEnableMask, FloatingSave, name=name,
+                                                  owner=self._current.get())
+
+    def IoDisconnectInterrupt(self, InterruptObject: KINTERRUPT) -> None:
+        assert self.interrupts is not None
+        self.interrupts.IoDisconnectInterrupt(InterruptObject)
+
+    def interrupts_of(self, driver_object: DriverObject) -> list[KINTERRUPT]:
+        if self.interrupts is None:
+            return []
+        return [i for chain in self.interrupts.vectors.values() for i in chain if i.owner is driver_object]
+
     # ------------------------------------------------------------------ description
     def IoQueryDeviceDescription(self, *args: Any, **kwargs: Any) -> NTSTATUS:
         """:func:`harness.nt.description.IoQueryDeviceDescription` on this registry."""
@@ -505,6 +535,12 @@ class IoManager:
                           + "; ".join(c.describe() for c in left[:4]))
             with self.arbiter.lock:
                 self._write(*((owner, CM_RESOURCE_LIST()) for owner in sorted({c.owner for c in left}, key=lambda o: o.sort_key)))
+        connected = self.interrupts_of(driver_object)
+        if connected:
+            self._violate("interrupts-left", driver_object.name,
+                          f"{when}, interrupt objects still connected: " + ", ".join(i.name for i in connected))
+            for interrupt in connected:
+                self.IoDisconnectInterrupt(interrupt)
         if driver_object.device_objects:
             self._violate("devices-left", driver_object.name,
                           f"{when}, device objects not deleted: "
