@@ -28,6 +28,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str] | None] = {
     "serial-at-cf8": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
     "shared-isa-irq-edge": (None, None, "irq-lost"),
     "pci-intx-shared": None,
+    "dma-channel-stall": (None, None, "dma-shared"),
 }
 
 
@@ -76,6 +77,13 @@ def test_shared_interrupt_configs_show_what_the_line_does(tmp_path: Path) -> Non
     pci = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared.yaml"), tmp_path / "p", picture=False)
     (line,) = pci.shared_lines
     assert line.mode == "LevelSensitive" and len(line.taken) == 2 and not line.lost
+
+
+def test_the_dma_stall_config_shows_the_stalled_read(tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "conflicts" / "dma-channel-stall.yaml"), tmp_path / "o", picture=False)
+    (floppy,) = [d for r in result.drivers for d in r.devices]
+    assert "stalled: main status 0x10" in floppy["facts"]["dma_read"]
+    assert [e["code"] for e in result.error_log] == ["IO_ERR_TIMEOUT"]
 
 
 def test_the_serial_pair_shows_which_uart_answers(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind,
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
+from .dma import DmaManager
 from .interrupts import KINTERRUPT, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
@@ -167,6 +168,8 @@ class IoManager:
         #: Interrupt objects (IoConnectInterrupt), on the PIC HAL; ISRs run attributed to
         #: the driver that connected them.
         self.interrupts: InterruptManager | None = None
+        #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
+        self.dma: DmaManager | None = DmaManager(hal.bus) if hal is not None else None
         if hal is not None:
             hal.allocator = self
             hal.add_port_hook(self.verifier)
