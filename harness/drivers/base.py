@@ -150,8 +150,15 @@ class NtDriver:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ stages
+    #: Hand the configuration memory to a Reinitialize routine (seed 003 stage 6) instead
+    #: of freeing it in DriverEntry; :meth:`Reinitialize` frees it.
+    uses_reinitialization: ClassVar[bool] = False
+
     def DriverEntry(self, DriverObject: DriverObject, RegistryPath: str) -> NTSTATUS:
-        configs = self.gather(RegistryPath)                          # stages 1-2
+        return self._driver_entry(DriverObject, RegistryPath, self.io.ExAllocatePool("configuration"))
+
+    def _driver_entry(self, DriverObject: DriverObject, RegistryPath: str, memory: Any) -> NTSTATUS:
+        memory.contents = configs = self.gather(RegistryPath)       # stages 1-2
         DriverObject.driver_unload = self.DriverUnload               # stage 3
         DriverObject.major_function[IRP_MJ_CREATE] = self.dispatch_create_close
         DriverObject.major_function[IRP_MJ_CLOSE] = self.dispatch_create_close
@@ -159,12 +166,25 @@ class NtDriver:
             self.io.error(DriverObject, IoErrorCode.IO_ERR_CONFIGURATION_ERROR,
                           f"{self.service_name}: no device configured or detected",
                           status=NTSTATUS.STATUS_NO_SUCH_DEVICE)
+            self.io.ExFreePool(memory)
             return NTSTATUS.STATUS_NO_SUCH_DEVICE
         for config in configs:
             self.outcomes.append(self._start(DriverObject, config, len(DriverObject.device_objects)))
         if DriverObject.device_objects:                              # stage 6
+            if self.uses_reinitialization:
+                self.io.IoRegisterDriverReinitialization(DriverObject, self.Reinitialize, memory)
+            else:
+                self.io.ExFreePool(memory)
             return NTSTATUS.STATUS_SUCCESS
+        self.io.ExFreePool(memory)
         return next(o.status for o in self.outcomes if not o.started)
+
+    def Reinitialize(self, DriverObject: DriverObject, Context: Any, Count: int) -> None:
+        """Runs once every driver has loaded: note it on each device, then free the
+        configuration memory DriverEntry handed over."""
+        for device in DriverObject.device_objects:
+            device.device_extension.setdefault("facts", {})["reinitialized"] = Count
+        self.io.ExFreePool(Context)
 
     def _start(self, driver_object: DriverObject, config: DeviceConfig, number: int) -> DeviceOutcome:
         status, device = self.io.IoCreateDevice(driver_object, f"{self.device_prefix}{number}")

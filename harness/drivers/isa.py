@@ -175,6 +175,7 @@ class ParallelDriver(NtDriver):
     device_prefix = "\\Device\\ParallelPort"
     resource_class = "PARALLEL PORTS"
     device_map_key = "PARALLEL PORTS"
+    uses_reinitialization = True
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         configured = parameter_configs(self.parameters(registry_path), port_length=3)

@@ -126,6 +126,16 @@ class LoadResult:
         return NT_SUCCESS(self.status)
 
 
+@dataclass(eq=False)
+class PoolBlock:
+    """Memory from ExAllocatePool: who allocated it, what for, whether it is still held."""
+
+    owner: str | None
+    tag: str
+    contents: Any = None
+    freed: bool = False
+
+
 @dataclass
 class _Reinit:
     driver_object: DriverObject
@@ -160,6 +170,7 @@ class IoManager:
         self._reinit: list[_Reinit] = []
         self._staged_reinit: list[_Reinit] | None = None
         self._reinit_counts: dict[tuple[int, DriverRoutine], int] = {}
+        self.pool: list[PoolBlock] = []
         self._current: contextvars.ContextVar[DriverObject | None] = \
             contextvars.ContextVar("current_driver", default=None)
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
@@ -504,13 +515,16 @@ class IoManager:
                 status = NTSTATUS(driver.DriverEntry(driver_object, registry_path))
         finally:
             staged, self._staged_reinit = self._staged_reinit, None
+        handed_on = {id(entry.context) for entry in staged}
         if NT_SUCCESS(status):
             driver_object.loaded = True
             self._reinit.extend(staged)
+            self._check_pool(name, "DriverEntry returned STATUS_SUCCESS", keep=handed_on)
         else:
             if staged:
                 self._violate("reinitialize-on-failure", name,
                               f"DriverEntry registered a Reinitialize routine and returned {status.name}")
+            self._check_pool(name, f"DriverEntry returned {status.name}")
             self._sweep(driver_object, f"DriverEntry returned {status.name}")
         result = LoadResult(name, status, driver_object, self._violations[before:])
         self.load_results.append(result)
@@ -557,7 +571,9 @@ class IoManager:
     def IoRegisterDriverReinitialization(self, DriverObject: DriverObject, DriverReinitializationRoutine: DriverRoutine,
                                          Context: Any) -> None:
         """Queue a Reinitialize routine; it runs after every driver has loaded, and only
-        if the DriverEntry that registered it returns success (seed 003)."""
+        if the DriverEntry that registered it returns success (seed 003).  A Context that
+        is pool memory (the configuration) becomes the routine's to free: one it neither
+        frees nor passes on by queueing itself again is a "reinitialize-leak"."""
         entry = _Reinit(DriverObject, DriverReinitializationRoutine, Context)
         if self._staged_reinit is not None and self._current.get() is DriverObject:
             self._staged_reinit.append(entry)
@@ -580,8 +596,38 @@ class IoManager:
                 calls += 1
                 with self.running(entry.driver_object):
                     entry.routine(entry.driver_object, entry.context, count)
+                requeued = any(r.context is entry.context for r in self._reinit)
+                if isinstance(entry.context, PoolBlock) and not entry.context.freed and not requeued:
+                    self._violate("reinitialize-leak", entry.driver_object.name,
+                                  f"the Reinitialize routine did not free the configuration memory it was "
+                                  f"given ({entry.context.tag}) and did not queue itself again")
+                    self.ExFreePool(entry.context)
         raise NtStatusError(f"Reinitialize routines still re-queueing after {max_rounds} rounds",
                             NTSTATUS.STATUS_UNSUCCESSFUL)
+
+    # ------------------------------------------------------------------ pool
+    def ExAllocatePool(self, tag: str, contents: Any = None) -> PoolBlock:
+        """Memory for the running driver (its DriverEntry's configuration, seed 003 stage 1)."""
+        block = PoolBlock(self.current_driver_name(), tag, contents)
+        self.pool.append(block)
+        return block
+
+    def ExFreePool(self, block: PoolBlock) -> None:
+        if block.freed or block not in self.pool:
+            raise NtStatusError(f"ExFreePool of {block.tag!r}: not allocated (double free?)",
+                                NTSTATUS.STATUS_INVALID_PARAMETER)
+        block.freed = True
+        self.pool.remove(block)
+
+    def _check_pool(self, driver: str, when: str, keep: set[int] = frozenset()) -> None:
+        """Seed 003: initialisation memory is freed before DriverEntry returns, unless it
+        went to IoRegisterDriverReinitialization (then the Reinitialize routine frees it)."""
+        left = [b for b in self.pool if b.owner == driver and id(b) not in keep]
+        if left:
+            self._violate("pool-left", driver, f"{when} with {len(left)} pool allocation(s) not freed: "
+                          + ", ".join(b.tag for b in left))
+            for block in left:
+                self.ExFreePool(block)
 
     def error(self, driver_object: DriverObject, code: IoErrorCode, message: str,
               device: DeviceObject | None = None, status: NTSTATUS = NTSTATUS.STATUS_SUCCESS) -> None:
@@ -619,5 +665,5 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
             registry.set_value(key, str(name), value)
 
 
-__all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult",
+__all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult", "PoolBlock",
            "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "RAW_SUFFIX", "TRANSLATED_SUFFIX"]
