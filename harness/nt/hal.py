@@ -5,7 +5,8 @@ What a driver does with them (seed 000, nt-semantics.md §4): find its device wi
 :meth:`Hal.HalSetBusData` / :meth:`Hal.HalSetBusDataByOffset`, have it placed with
 :meth:`Hal.HalAssignSlotResources`, then turn bus-relative values into system ones with
 :meth:`Hal.HalTranslateBusAddress`, :meth:`Hal.HalGetInterruptVector` and
-:meth:`Hal.HalGetAdapter`, and touch its registers with ``READ_PORT_*`` / ``WRITE_PORT_*``.
+:meth:`Hal.HalGetAdapter`, and touch its registers with ``READ_PORT_*`` / ``WRITE_PORT_*``
+or, for memory-mapped ones, :meth:`Hal.MmMapIoSpace` and ``READ_REGISTER_*`` / ``WRITE_REGISTER_*``.
 
 NT passes results through pointers; here a routine returns what NT returns and, where NT
 also fills OUT parameters, a small named tuple carrying them (``Translation``,
@@ -1341,6 +1342,7 @@ def _slot_ulong(slot: Any) -> int:
 
 
 __all__ = ["Hal", "HalError", "AssignmentNotDecodedError", "Translation", "InterruptVector",
-           "PciRoute", "PortAccess", "MappedIoSpace", "MmNonCached", "MmCached", "MmWriteCombined", "PortHook", "PciBar", "SlotAllocator", "FirstFitAllocator",
+           "PciRoute", "PortAccess", "MappedIoSpace", "MmNonCached", "MmCached", "MmWriteCombined",
+           "PortHook", "PciBar", "SlotAllocator", "FirstFitAllocator",
            "DEVICE_DESCRIPTION", "ADAPTER_OBJECT", "slot_number", "PRIMARY_VECTOR_BASE",
            "PROFILE_LEVEL", "Width8Bits", "Width16Bits", "Width32Bits"]
