@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import MachineSpec
+from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
@@ -104,6 +105,7 @@ class JobResult:
     timings: dict[str, float]
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
+    shared_lines: list[SharedLine] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -146,6 +148,9 @@ class JobResult:
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+                                   "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
+                                   "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
         }
 
@@ -172,6 +177,9 @@ class JobResult:
             out.append(f"  {mark} {who}: {c.resource} (expected {', '.join(c.expected) or '?'})")
             out += [f"           ! {f}" for f in c.findings]
             out += [f"           - {n}" for n in c.notes]
+        if self.shared_lines:
+            out += ["", "Shared interrupt lines, exercised (each device asks once, then the CPU looks)"]
+            out += [f"  {'LOST' if s.lost else 'ok  '} {s.describe()}" for s in self.shared_lines]
         out += ["", "What the hardware does"]
         out += [f"  [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}"
                 for c in self.collisions] \
@@ -225,7 +233,8 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                 t = time.monotonic()
                 bed.run(load_steps(spec) if steps is None else steps)
                 timings["drivers"] = time.monotonic() - t
-                result = collect(bed, out_dir, timings)
+                shared = exercise_shared_interrupts(bed.io, machine)
+                result = collect(bed, out_dir, timings, shared)
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -238,13 +247,16 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         registry.close()
 
 
-def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None) -> JobResult:
+def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
+            shared: Sequence[SharedLine] = ()) -> JobResult:
     """The job's findings on a test bed now: claims against a fresh layout snapshot, what
-    the hardware does (before the drivers and now), the ResourceMap and the error log."""
+    the hardware does (before the drivers and now; ``shared``: what exercising the shared
+    interrupt lines showed), the ResourceMap and the error log."""
     io, spec = bed.io, bed.spec
     after = bed.after()
     checks = check_claims(io, after.layout, spec)
     collisions = hardware_collisions(after, spec)
+    collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
@@ -253,7 +265,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable)
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:

@@ -20,7 +20,7 @@ from harness.nt.resources import (CM_RESOURCE_LIST, DeviceSpecific, Interrupt, I
                                   Isa, Port, PortRequirement)
 from harness.nt.status import NTSTATUS, IoErrorCode
 from harness.nt.verifier import ClaimViolationError
-from harness.drivers import PciNicDriver, SerialDriver
+from harness.drivers import ParallelDriver, PciNicDriver, SerialDriver
 from harness.qemu.livebus import LiveBus
 from harness.qemu.machine import Machine
 from helpers import CONFIGS
@@ -262,6 +262,48 @@ def test_reinitialize_runs_after_success_with_its_count(io: IoManager) -> None:
         return NTSTATUS.STATUS_SUCCESS
     assert io.load_driver(Probe("Reinit", body)).ok
     assert io.run_reinitialization() == 2 and calls == [("cfg", 1), ("cfg", 2)]
+
+
+def test_reinitialize_frees_the_configuration_memory_it_was_given(io: IoManager) -> None:
+    """Seed 003: DriverEntry frees its configuration memory or hands it to
+    IoRegisterDriverReinitialization (only when returning success); the Reinitialize
+    routine then frees it."""
+    def good(d, path):
+        memory = io.ExAllocatePool("configuration", {"IoBaseAddress": 0x2E8})
+        io.IoRegisterDriverReinitialization(d, lambda d, ctx, n: io.ExFreePool(ctx), memory)
+        return NTSTATUS.STATUS_SUCCESS
+    assert io.load_driver(Probe("Tidy", good)).violations == []
+    assert len(io.pool) == 1 and io.run_reinitialization() == 1 and io.pool == [] and io.violations == []
+
+    def forgetful(d, path):
+        io.IoRegisterDriverReinitialization(d, lambda d, ctx, n: None, io.ExAllocatePool("configuration"))
+        return NTSTATUS.STATUS_SUCCESS
+    assert io.load_driver(Probe("Forgetful", forgetful)).ok
+    io.run_reinitialization()
+    assert [v.kind for v in io.violations] == ["reinitialize-leak"] and io.pool == []
+
+    def hoarder(d, path):
+        io.ExAllocatePool("configuration")           # neither freed nor handed on
+        return NTSTATUS.STATUS_SUCCESS
+    assert [v.kind for v in io.load_driver(Probe("Hoarder", hoarder)).violations] == ["pool-left"]
+
+    def failing(d, path):
+        memory = io.ExAllocatePool("configuration")
+        io.IoRegisterDriverReinitialization(d, lambda d, ctx, n: io.ExFreePool(ctx), memory)
+        return NTSTATUS.STATUS_NO_SUCH_DEVICE
+    result = io.load_driver(Probe("Failing", failing))
+    assert sorted(v.kind for v in result.violations) == ["pool-left", "reinitialize-on-failure"]
+    assert io.pool == [] and io.run_reinitialization() == 0      # never called after a failure
+
+
+def test_the_parallel_driver_hands_its_configuration_to_reinitialize(io: IoManager) -> None:
+    driver = ParallelDriver(io, io.hal)
+    result = io.load_driver(driver, {"lpt1": {"IoBaseAddress": 0x378, "InterruptNumber": 7}})
+    assert result.ok and result.violations == []
+    assert [b.tag for b in io.pool] == ["configuration"] and io.pool[0].owner == "Parport"
+    assert io.run_reinitialization() == 1 and io.pool == [] and io.violations == []
+    assert driver.outcomes[0].facts["reinitialized"] == 1
+    io.unload_driver("Parport")
 
 
 def test_touching_unclaimed_ports_is_a_violation_and_strict_mode_refuses(io: IoManager) -> None:

@@ -12,8 +12,18 @@
  *   {"kind":"done","lines":N}
  *
  * then leaves through isa-debug-exit.  Command line (from -append), space separated:
- *   report=PORT  exit=PORT  cfg=BUS:SLOT:FN:OFF  dev=KIND:ID:PORT[:LENGTH]
+ *   report=PORT  exit=PORT  cfg=BUS:SLOT:FN:OFF  dev=KIND:ID:PORT[:LENGTH]  agent=PORT
  * KIND is uart, lpt, ne2000, sb16, fdc, ide, or ports (only "does anything answer").
+ *
+ * With agent=PORT the guest probes nothing: after the hello line it becomes the
+ * harness's bus agent on the 16550 at PORT (a harness-owned UART whose other end is a
+ * socket of the harness), performing port and memory accesses from the CPU's side on
+ * request.  Each request is 10 bytes: op, size, address (4, little-endian), value (4);
+ * each answer 5 bytes: status ('k' done, '?' unknown request) and the value read.
+ *   i/o  port in/out of 1, 2 or 4 bytes      r/w  physical memory read/write, 1, 2 or 4
+ *   p    ping (answers the value it got)     q    leave through isa-debug-exit
+ * The agent never enables its UART's interrupt, and the CPU keeps IF=0: every interrupt
+ * request stays in the PICs for the harness to observe and acknowledge.
  *
  * Which IRQ a device drives: the 8259s' ELCR is set to level mode for every line that
  * allows it, so IRR follows the wire; the device is made to assert its interrupt, IRR is
@@ -40,6 +50,10 @@ static inline u32 inl(u16 port) { u32 v; __asm__ volatile("inl %1, %0" : "=a"(v)
  * about constant low addresses. */
 static inline u32 peek32(u32 addr) { u32 v; __asm__ volatile("movl (%1), %0" : "=r"(v) : "r"(addr) : "memory"); return v; }
 static inline void poke32(u32 addr, u32 v) { __asm__ volatile("movl %0, (%1)" : : "r"(v), "r"(addr) : "memory"); }
+static inline u16 peek16(u32 addr) { u16 v; __asm__ volatile("movw (%1), %0" : "=r"(v) : "r"(addr) : "memory"); return v; }
+static inline void poke16(u32 addr, u16 v) { __asm__ volatile("movw %0, (%1)" : : "r"(v), "r"(addr) : "memory"); }
+static inline u8 peek8(u32 addr) { u8 v; __asm__ volatile("movb (%1), %0" : "=q"(v) : "r"(addr) : "memory"); return v; }
+static inline void poke8(u32 addr, u8 v) { __asm__ volatile("movb %0, (%1)" : : "q"(v), "r"(addr) : "memory"); }
 
 /* ------------------------------------------------------------------ output */
 static u16 report_port = 0xE9;
@@ -533,6 +547,51 @@ static void run_cfg(const char *p) {
     end();
 }
 
+/* ------------------------------------------------------------------ bus agent */
+static u16 agent_port;
+static u8 agent_get(void) {
+    while (!(inb(agent_port + 5) & 0x01)) {}  /* LSR.DR; the harness bounds every wait */
+    return inb(agent_port);
+}
+static void agent_put(u8 v) {
+    while (!(inb(agent_port + 5) & 0x20)) {}  /* LSR.THRE */
+    outb(agent_port, v);
+}
+static u32 agent_get32(void) {
+    u32 v = 0;
+    for (int i = 0; i < 4; i++) v |= (u32)agent_get() << (8 * i);
+    return v;
+}
+/* Set up before the hello line: the harness sends its first request once it sees it. */
+static void agent_init(void) {
+    outb(agent_port + 1, 0x00);  /* IER: no interrupts, ever */
+    outb(agent_port + 3, 0x03);  /* 8N1 */
+    outb(agent_port + 2, 0x07);  /* FIFOs on and cleared */
+    outb(agent_port + 4, 0x00);  /* no OUT2 */
+}
+static void agent_loop(void) {
+    for (;;) {
+        u8 op = agent_get(), size = agent_get();
+        u32 addr = agent_get32(), value = agent_get32(), out = 0;
+        u8 status = 'k';
+        if (op == 'i') out = size == 1 ? inb((u16)addr) : size == 2 ? inw((u16)addr) : inl((u16)addr);
+        else if (op == 'o') {
+            if (size == 1) outb((u16)addr, (u8)value);
+            else if (size == 2) outw((u16)addr, (u16)value);
+            else outl((u16)addr, value);
+        } else if (op == 'r') out = size == 1 ? peek8(addr) : size == 2 ? peek16(addr) : peek32(addr);
+        else if (op == 'w') {
+            if (size == 1) poke8(addr, (u8)value);
+            else if (size == 2) poke16(addr, (u16)value);
+            else poke32(addr, value);
+        } else if (op == 'p') out = value;
+        else if (op == 'q') { if (exit_port) outb(exit_port, 0x10); }
+        else status = '?';
+        agent_put(status);
+        for (int i = 0; i < 4; i++) agent_put((u8)(out >> (8 * i)));
+    }
+}
+
 struct multiboot_info { u32 flags, mem_lower, mem_upper, boot_device, cmdline; };
 
 void probe_main(u32 magic, struct multiboot_info *mbi) {
@@ -544,8 +603,10 @@ void probe_main(u32 magic, struct multiboot_info *mbi) {
         const char *q = p;
         if (starts(p, "report=")) { q += 7; report_port = (u16)number(&q); }
         else if (starts(p, "exit=")) { q += 5; exit_port = (u16)number(&q); }
+        else if (starts(p, "agent=")) { q += 6; agent_port = (u16)number(&q); }
     }
     int conf1 = pci_conf1_works();
+    if (agent_port) agent_init();
     begin("hello");
     key_hex("mb_magic", magic, 8);
     key("cmdline"); put_str(cmdline, 512);
@@ -553,6 +614,7 @@ void probe_main(u32 magic, struct multiboot_info *mbi) {
     key_hex("pic_mask", (u32)(inb(PIC1 + 1) | inb(PIC2 + 1) << 8), 4);
     key_bool("pci_conf1", conf1);
     end();
+    if (agent_port) agent_loop();
     if (conf1) scan_bus(0, 0);
     for (const char *p = cmdline; *p; p++) {
         if (p != cmdline && !is_space(p[-1])) continue;

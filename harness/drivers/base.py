@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..nt.hal import Hal
+from ..nt.interrupts import KINTERRUPT, interrupt_mode
 from ..nt.iomgr import DeviceObject, DriverObject, IoManager
 from ..nt.registry import DEVICE_MAP
 from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
@@ -112,6 +113,9 @@ class NtDriver:
     resource_class: ClassVar[str | None] = None
     #: The DeviceMap key the driver writes its device names under (seed 002).
     device_map_key: ClassVar[str | None] = None
+    #: Drivers with an ISR (:meth:`isr`) connect it once the device is initialised and
+    #: make the device take one real interrupt (:meth:`raise_interrupt`).
+    takes_interrupts: ClassVar[bool] = False
 
     def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False) -> None:
         self.io = io
@@ -146,8 +150,15 @@ class NtDriver:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ stages
+    #: Hand the configuration memory to a Reinitialize routine (seed 003 stage 6) instead
+    #: of freeing it in DriverEntry; :meth:`Reinitialize` frees it.
+    uses_reinitialization: ClassVar[bool] = False
+
     def DriverEntry(self, DriverObject: DriverObject, RegistryPath: str) -> NTSTATUS:
-        configs = self.gather(RegistryPath)                          # stages 1-2
+        return self._driver_entry(DriverObject, RegistryPath, self.io.ExAllocatePool("configuration"))
+
+    def _driver_entry(self, DriverObject: DriverObject, RegistryPath: str, memory: Any) -> NTSTATUS:
+        memory.contents = configs = self.gather(RegistryPath)       # stages 1-2
         DriverObject.driver_unload = self.DriverUnload               # stage 3
         DriverObject.major_function[IRP_MJ_CREATE] = self.dispatch_create_close
         DriverObject.major_function[IRP_MJ_CLOSE] = self.dispatch_create_close
@@ -155,12 +166,25 @@ class NtDriver:
             self.io.error(DriverObject, IoErrorCode.IO_ERR_CONFIGURATION_ERROR,
                           f"{self.service_name}: no device configured or detected",
                           status=NTSTATUS.STATUS_NO_SUCH_DEVICE)
+            self.io.ExFreePool(memory)
             return NTSTATUS.STATUS_NO_SUCH_DEVICE
         for config in configs:
             self.outcomes.append(self._start(DriverObject, config, len(DriverObject.device_objects)))
         if DriverObject.device_objects:                              # stage 6
+            if self.uses_reinitialization:
+                self.io.IoRegisterDriverReinitialization(DriverObject, self.Reinitialize, memory)
+            else:
+                self.io.ExFreePool(memory)
             return NTSTATUS.STATUS_SUCCESS
+        self.io.ExFreePool(memory)
         return next(o.status for o in self.outcomes if not o.started)
+
+    def Reinitialize(self, DriverObject: DriverObject, Context: Any, Count: int) -> None:
+        """Runs once every driver has loaded: note it on each device, then free the
+        configuration memory DriverEntry handed over."""
+        for device in DriverObject.device_objects:
+            device.device_extension.setdefault("facts", {})["reinitialized"] = Count
+        self.io.ExFreePool(Context)
 
     def _start(self, driver_object: DriverObject, config: DeviceConfig, number: int) -> DeviceOutcome:
         status, device = self.io.IoCreateDevice(driver_object, f"{self.device_prefix}{number}")
@@ -188,6 +212,8 @@ class NtDriver:
                           f"{device.name} ({config.name}): {exc}", status=NTSTATUS.STATUS_NO_SUCH_DEVICE)
             return DeviceOutcome(config.name, None, NTSTATUS.STATUS_NO_SUCH_DEVICE, str(exc), claimed, attempts)
         device.device_extension.update(config=config, resources=claimed, facts=facts)
+        if self.takes_interrupts and config.irq is not None:
+            facts.update(self.connect_interrupt(device, config))
         self.write_device_map(device, config)
         detail = "" if attempts == 1 else f"claimed with alternative setting {attempts - 1}"
         return DeviceOutcome(config.name, device.name, NTSTATUS.STATUS_SUCCESS, detail, claimed, attempts, facts)
@@ -216,9 +242,55 @@ class NtDriver:
     def stop(self, device: DeviceObject) -> None:
         """Quiesce a device before Unload releases it (default: nothing to do)."""
 
+    # ------------------------------------------------------------------ interrupts
+    def isr(self, Interrupt: KINTERRUPT, ServiceContext: DeviceObject) -> bool:
+        """The InterruptService routine: TRUE only when this device interrupted (it may be
+        called for another device's interrupt on a shared vector, even during DriverEntry)."""
+        raise NotImplementedError
+
+    def raise_interrupt(self, device: DeviceObject) -> None:
+        """Make the device request an interrupt (for the self test and the job's exercise)."""
+        raise NotImplementedError
+
+    def quiet_interrupt(self, device: DeviceObject) -> None:
+        """Stop the device from requesting interrupts again."""
+
+    def connect_interrupt(self, device: DeviceObject, config: DeviceConfig) -> dict[str, Any]:
+        """IoConnectInterrupt with what HalGetInterruptVector returns for the claimed IRQ,
+        then one real interrupt: the device raises its line and the harness, standing in
+        for the CPU, takes what the PIC presents."""
+        vector = self.hal.HalGetInterruptVector(config.interface_type, config.bus_number, config.irq, config.irq)
+        if not vector:
+            return {"interrupt": f"IRQ {config.irq}: HalGetInterruptVector gives no vector"}
+        share = config.irq_share == CmResourceShare.CmResourceShareShared
+        mode = interrupt_mode(config.irq_flags)
+        status, interrupt = self.io.IoConnectInterrupt(self.isr, device, None, vector.vector, vector.irql,
+                                                       vector.irql, mode, share, vector.affinity, False,
+                                                       name=f"{config.name} ({device.name})")
+        if interrupt is None:
+            self.io.error(device.driver_object, IoErrorCode.IO_ERR_INTERRUPT_RESOURCE_CONFLICT,
+                          f"{device.name}: IoConnectInterrupt(vector {vector.vector:#x}) returned {status.name}",
+                          device, status)
+            return {"interrupt": f"not connected ({status.name})"}
+        device.device_extension["interrupt"] = interrupt
+        before = interrupt.claimed
+        self.raise_interrupt(device)
+        assert self.io.interrupts is not None
+        self.io.interrupts.take_interrupts()
+        self.quiet_interrupt(device)
+        got = interrupt.claimed - before
+        return {"interrupt": f"vector {vector.vector:#x} IRQL {vector.irql} {interrupt.mode_name}"
+                             f"{' shared' if share else ''}: {'taken' if got else 'NOT TAKEN'}"}
+
+    def disconnect_interrupt(self, device: DeviceObject) -> None:
+        interrupt = device.device_extension.pop("interrupt", None)
+        if interrupt is not None and interrupt.connected:
+            self.io.IoDisconnectInterrupt(interrupt)
+
     def DriverUnload(self, DriverObject: DriverObject) -> None:
         for device in list(DriverObject.device_objects):
             self.stop(device)
+            self.disconnect_interrupt(device)
             self.release(DriverObject, device)
             self.remove_device_map(device)
             self.io.IoDeleteDevice(device)

@@ -11,12 +11,15 @@ unstarted; the alternative-setting retry is the PCI drivers' (:mod:`.pci`).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
+from ..nt.dma import DeallocateObject
+from ..nt.hal import DEVICE_DESCRIPTION, DEVICE_DESCRIPTION_VERSION1, Width8Bits, Width16Bits
 from ..nt.iomgr import DeviceObject
 from ..nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_RESOURCE_LIST, CM_SERIAL_DEVICE_DATA,
-                            DeviceSpecific, Dma, Interrupt, Isa, Port)
+                            CmResourceShare, DeviceSpecific, Dma, Interrupt, Isa, Port)
 from ..nt.status import NTSTATUS, IoErrorCode
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 
@@ -25,6 +28,9 @@ COM_NAMES = {0x3F8: "COM1", 0x2F8: "COM2", 0x3E8: "COM3", 0x2E8: "COM4"}
 LPT_NAMES = {0x378: "LPT1", 0x278: "LPT2", 0x3BC: "LPT1"}
 #: The floppy controller a PC board has built in: base, IRQ, DMA channel.
 PC_FLOPPY_CONTROLLER = (0x3F0, 6, 2)
+SECTOR_SIZE = 512
+#: How long a DMA sector read may take (QEMU moves it in a bottom half within a few ms).
+DMA_READ_TIMEOUT = 0.5
 
 
 def described(driver: NtDriver, controller: CONFIGURATION_TYPE,
@@ -81,20 +87,55 @@ def _detected(driver: NtDriver, controller: CONFIGURATION_TYPE, length: int) -> 
 
 
 class SerialDriver(NtDriver):
-    """16550 UARTs: 8 ports, an IRQ and CM_SERIAL_DEVICE_DATA with the baud clock each."""
+    """16550 UARTs: 8 ports, an IRQ and CM_SERIAL_DEVICE_DATA with the baud clock each.
+
+    Ports the driver is given on one IRQ (COM1 and COM3 on IRQ 4, by PC convention) share
+    it: each claims the interrupt Shared and connects its ISR with ShareVector, Latched
+    (ISA lines are edge-triggered).  The ISR reads IIR: bit 0 set means "not mine"."""
 
     service_name = "Serial"
     device_prefix = "\\Device\\Serial"
     resource_class = "SERIALCOMM"
     device_map_key = "SERIALCOMM"
+    takes_interrupts = True
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         configured = parameter_configs(self.parameters(registry_path), port_length=8)
         merged = _merge(configured, _detected(self, CONFIGURATION_TYPE.SerialController, 8))
+        irqs = [c.irq for c in merged if c.irq is not None]
         for config in merged:
             if not config.device_specific:  # the PC clock when detection had nothing to say
                 config.device_specific = CM_SERIAL_DEVICE_DATA(baud_clock=UART_CLOCK).pack()
+            if config.irq is not None and irqs.count(config.irq) > 1:
+                config.irq_share = CmResourceShare.CmResourceShareShared
         return merged
+
+    def isr(self, Interrupt: Any, ServiceContext: DeviceObject) -> bool:
+        base = ServiceContext.device_extension["config"].base
+        iir = self.inb(base + 2)
+        if iir & 0x01:
+            return False                           # no interrupt pending: not this UART
+        for _ in range(16):                        # serve every cause, as IIR ranks them
+            cause = iir & 0x0E
+            if cause == 0x06:
+                self.inb(base + 5)                 # line status: read LSR
+            elif cause in (0x04, 0x0C):
+                self.inb(base)                     # received data (or timeout): read RBR
+            elif cause == 0x00:
+                self.inb(base + 6)                 # modem status: read MSR
+            # 0x02, transmitter empty: reading IIR acknowledged it
+            iir = self.inb(base + 2)
+            if iir & 0x01:
+                break
+        ServiceContext.device_extension["interrupts"] = ServiceContext.device_extension.get("interrupts", 0) + 1
+        return True
+
+    def raise_interrupt(self, device: DeviceObject) -> None:
+        base = device.device_extension["config"].base
+        self.outb(base + 1, 0x02)                  # IER: transmitter empty -> pending at once
+
+    def quiet_interrupt(self, device: DeviceObject) -> None:
+        self.outb(device.device_extension["config"].base + 1, 0x00)
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
         base = config.base
@@ -134,6 +175,7 @@ class ParallelDriver(NtDriver):
     device_prefix = "\\Device\\ParallelPort"
     resource_class = "PARALLEL PORTS"
     device_map_key = "PARALLEL PORTS"
+    uses_reinitialization = True
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         configured = parameter_configs(self.parameters(registry_path), port_length=3)
@@ -218,8 +260,72 @@ class FloppyDriver(NtDriver):
             if data:
                 info = CM_FLOPPY_DEVICE_DATA.unpack(data)
                 densities.append({"max_density": info.max_density, "mount_density": info.mount_density})
-        return {"msr": f"{msr:#04x}", "version": f"{version:#04x}", "enhanced": version == 0x90,
-                "drives": densities, "st0": [f"{s:#04x}" for s in sense]}
+        facts = {"msr": f"{msr:#04x}", "version": f"{version:#04x}", "enhanced": version == 0x90,
+                 "drives": densities, "st0": [f"{s:#04x}" for s in sense]}
+        if config.dma:                             # drive 0, sector 1 through system DMA
+            read = self.read_sector(device, config)
+            facts["dma_read"] = read.describe()
+            if not read.complete:
+                self.io.error(device.driver_object, IoErrorCode.IO_ERR_TIMEOUT,
+                              f"{device.name}: {read.describe()}", device, NTSTATUS.STATUS_IO_TIMEOUT)
+        return facts
+
+    def read_sector(self, device: DeviceObject, config: DeviceConfig, *, cylinder: int = 0, head: int = 0,
+                    sector: int = 1, timeout: float = DMA_READ_TIMEOUT) -> "SectorRead":
+        """READ DATA of one 512-byte sector of drive 0 through the claimed DMA channel, the NT
+        way: HalGetAdapter, HalAllocateCommonBuffer, IoAllocateAdapterChannel, whose
+        ExecutionRoutine maps the transfer (IoMapTransfer), runs the FDC command and flushes
+        (IoFlushAdapterBuffers).  A controller whose channel never moves stays busy: the
+        read gives up after ``timeout`` and resets the controller."""
+        assert self.io.dma is not None
+        base = config.base
+        adapter, registers = self.hal.HalGetAdapter(DEVICE_DESCRIPTION(
+            version=DEVICE_DESCRIPTION_VERSION1, dma_channel=config.dma[0], interface_type=Isa,
+            dma_width=Width8Bits if config.dma[0] < 4 else Width16Bits, maximum_length=SECTOR_SIZE))
+        if adapter is None:
+            return SectorRead(config.dma[0], None, b"", False, "HalGetAdapter refused the channel")
+        buffer = self.io.dma.HalAllocateCommonBuffer(adapter, SECTOR_SIZE)
+        if buffer is None:
+            return SectorRead(config.dma[0], None, b"", False, "no common buffer")
+        result: list[SectorRead] = []
+
+        def execution_routine(device_object: Any, irp: Any, map_register_base: int, context: Any) -> int:
+            self.io.dma.IoMapTransfer(adapter, buffer, map_register_base, 0, SECTOR_SIZE, False)
+            self.outb(base + 2, 0x1C)                  # DOR: drive 0, motor on, DMA and IRQ gate
+            for byte in (0x03, 0xDF, 0x02):            # SPECIFY: step rate, head unload, load, DMA mode
+                self._command(base, byte)
+            for byte in (0xE6, head << 2, cylinder, head, sector, 2, sector, 0x1B, 0xFF):  # READ DATA
+                self._command(base, byte)
+            try:
+                self._wait_msr(base, 0xC0, 0xC0, timeout)          # result phase
+            except DeviceNotResponding:
+                msr = self.inb(base + 4)
+                remaining = self.io.dma.remaining(adapter)
+                self.io.dma.IoFlushAdapterBuffers(adapter, buffer, map_register_base, 0, SECTOR_SIZE, False)
+                self.outb(base + 2, 0x00)              # reset the stuck controller
+                self.outb(base + 2, 0x0C)
+                result.append(SectorRead(adapter.dma_channel, buffer.logical_address, b"", False,
+                                         f"stalled: main status {msr:#04x} after {timeout:g} s, DMA count "
+                                         f"{remaining:#06x} (the channel never moved a byte)"))
+                return DeallocateObject
+            status = bytes(self.inb(base + 5) for _ in range(7))
+            done = self.io.dma.IoFlushAdapterBuffers(adapter, buffer, map_register_base, 0, SECTOR_SIZE, False)
+            data = self.hal.bus.read_memory(buffer.logical_address, SECTOR_SIZE)
+            ok = done and status[0] & 0xC0 == 0
+            result.append(SectorRead(adapter.dma_channel, buffer.logical_address, data, ok,
+                                     f"ST0-2 {status[:3].hex()}, terminal count {'reached' if done else 'not reached'}"))
+            return DeallocateObject
+
+        status = self.io.dma.IoAllocateAdapterChannel(adapter, device, 1, execution_routine, None)
+        self.io.dma.HalFreeCommonBuffer(adapter, SECTOR_SIZE, buffer)
+        self.outb(base + 2, 0x0C)                      # motor off
+        if not result:
+            return SectorRead(adapter.dma_channel, None, b"", False, f"IoAllocateAdapterChannel: {status.name}")
+        return result[0]
+
+    def _command(self, base: int, byte: int) -> None:
+        self._wait_msr(base, 0x80, 0xC0)               # RQM, direction to the controller
+        self.outb(base + 5, byte)
 
     def _wait_msr(self, base: int, want: int, mask: int, timeout: float = 1.0) -> int:
         deadline = time.monotonic() + timeout
@@ -230,6 +336,23 @@ class FloppyDriver(NtDriver):
             if time.monotonic() > deadline:
                 raise DeviceNotResponding(f"floppy controller at {base:#x}: main status {msr:#04x}, "
                                           f"waited for {want:#04x} under mask {mask:#04x}")
+
+
+@dataclass(frozen=True)
+class SectorRead:
+    """One floppy sector read through system DMA."""
+
+    channel: int | None
+    address: int | None            # the common buffer's logical address
+    data: bytes
+    complete: bool
+    detail: str
+
+    def describe(self) -> str:
+        if not self.complete:
+            return f"DMA {self.channel}: {self.detail}"
+        return (f"DMA {self.channel}: {len(self.data)} bytes at {self.address:#x}, {self.detail}, "
+                f"first bytes {self.data[:8].hex()}")
 
 
 class SoundBlasterDriver(NtDriver):

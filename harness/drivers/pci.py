@@ -23,6 +23,9 @@ from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 #: The ISA bus pin "IRQ 2" reaches the slave 8259 as IRQ 9 on an AT.
 AT_IRQ2_REDIRECT = 9
 NE2000_PORTS = 0x20          # registers +0x00..0x0f, data port +0x10, reset +0x1f
+#: Intel 8254x registers (offsets in the register BAR).
+E1000_STATUS, E1000_RDBAL, E1000_RAL0, E1000_RAH0 = 0x0008, 0x2800, 0x5400, 0x5404
+RDBAL_PATTERN = 0x00A5A000   # 16-byte aligned: RDBAL's low 4 bits are hard-wired to 0
 
 
 def find_pci(driver: NtDriver, ids: dict[tuple[int, int], str]) -> list[tuple[int, int, bytes, str]]:
@@ -60,6 +63,9 @@ class Ne2000Driver(NtDriver):
     service_name = "Ne2000"
     device_prefix = "\\Device\\Ne2000_"
     resource_class = "Network"
+    takes_interrupts = True
+    #: IMR/ISR bit the self test uses: remote DMA complete.
+    RDC = 0x40
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = parameter_configs(self.parameters(registry_path), port_length=NE2000_PORTS)
@@ -131,10 +137,40 @@ class Ne2000Driver(NtDriver):
         return {"mac": mac, **({"moved_by": config.extra["moved_by"]} if "moved_by" in config.extra else {})}
 
 
+    def isr(self, Interrupt: Any, ServiceContext: DeviceObject) -> bool:
+        """The 8390's ISR register, masked by the IMR the driver set: nothing = not mine."""
+        base = ServiceContext.device_extension["config"].base
+        status = self.inb(base + 0x07) & ServiceContext.device_extension.get("imr", 0)
+        if not status:
+            return False
+        self.outb(base + 0x07, status)                  # acknowledge what was served
+        ServiceContext.device_extension["interrupts"] = ServiceContext.device_extension.get("interrupts", 0) + 1
+        return True
+
+    def raise_interrupt(self, device: DeviceObject) -> None:
+        """A zero-length remote read completes at once: ISR.RDC, the line goes up."""
+        base = device.device_extension["config"].base
+        device.device_extension["imr"] = self.RDC
+        self.outb(base + 0x00, 0x22)                    # CR: page 0, start
+        self.outb(base + 0x07, 0xFF)                    # ISR: clear everything
+        self.outb(base + 0x0F, self.RDC)                # IMR
+        self.outb(base + 0x0A, 0)                       # RBCR = 0
+        self.outb(base + 0x0B, 0)
+        self.outb(base + 0x00, 0x0A)                    # CR: remote read, start
+
+    def quiet_interrupt(self, device: DeviceObject) -> None:
+        base = device.device_extension["config"].base
+        device.device_extension["imr"] = 0
+        self.outb(base + 0x0F, 0x00)
+        self.outb(base + 0x07, 0xFF)
+        self.outb(base + 0x00, 0x21)                    # CR: stop
+
+
 class PciNicDriver(NtDriver):
     """PCI NICs claimed through HalAssignSlotResources: Intel 82540EM (e1000) read through
-    its register BAR (READ_REGISTER_ULONG at the translated address), RealTek 8139 reset
-    and read through its I/O BAR."""
+    its register BAR (MmMapIoSpace of the translated address, READ_REGISTER_ULONG, and
+    a WRITE_REGISTER_ULONG check when the bus can write memory), RealTek 8139 reset and
+    read through its I/O BAR."""
 
     service_name = "PciNet"
     device_prefix = "\\Device\\PciNet"
@@ -160,6 +196,7 @@ class PciNicDriver(NtDriver):
         if not config.ports:
             raise DeviceNotResponding("no I/O BAR was assigned")
         base = config.base
+        facts: dict[str, Any] = {}
         if config.extra["kind"] == "rtl8139":
             self.outb(base + 0x37, 0x10)                # CR: software reset
             for _ in range(100):
@@ -169,22 +206,47 @@ class PciNicDriver(NtDriver):
                 raise DeviceNotResponding(f"RTL8139 at {base:#x}: reset never completes")
             mac = bytes(self.inb(base + i) for i in range(6))
         else:
-            # QEMU's e1000 I/O window (IOADDR/IODATA) reads as zero: use the register BAR.
-            registers = self._memory_bar(config, resources)
-            status = self.hal.READ_REGISTER_ULONG(registers + 0x0008)          # STATUS
+            # QEMU's e1000 I/O window (IOADDR/IODATA) reads as zero: use the register BAR,
+            # mapped with MmMapIoSpace at its translated address.
+            physical, length = self._memory_bar(config, resources)
+            registers = self.hal.MmMapIoSpace(physical, length)
+            if registers is None:
+                raise DeviceNotResponding(f"MmMapIoSpace({physical:#x}, {length:#x}) failed")
+            device.device_extension["registers"] = registers
+            status = self.hal.READ_REGISTER_ULONG(registers.register(E1000_STATUS))
             if status == 0xFFFFFFFF:
-                raise DeviceNotResponding(f"e1000 at {registers:#x}: STATUS reads all ones")
-            low = self.hal.READ_REGISTER_ULONG(registers + 0x5400)             # RAL0
-            high = self.hal.READ_REGISTER_ULONG(registers + 0x5404)            # RAH0
+                self.stop(device)
+                raise DeviceNotResponding(f"e1000 at {physical:#x}: STATUS reads all ones")
+            low = self.hal.READ_REGISTER_ULONG(registers.register(E1000_RAL0))
+            high = self.hal.READ_REGISTER_ULONG(registers.register(E1000_RAH0))
             mac = (low | (high & 0xFFFF) << 32).to_bytes(6, "little")
+            if self.hal.can_write_registers:
+                facts["register_write"] = self._write_check(registers)
         if mac in (bytes(6), b"\xff" * 6):
+            self.stop(device)
             raise DeviceNotResponding(f"{config.extra['kind']} at {base:#x}: no station address")
-        return {"kind": config.extra["kind"], "mac": ":".join(f"{b:02x}" for b in mac)}
+        return {"kind": config.extra["kind"], "mac": ":".join(f"{b:02x}" for b in mac), **facts}
 
-    def _memory_bar(self, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> int:
-        """The system address of the first memory BAR (HalTranslateBusAddress)."""
-        start = next(p.start for _, p in resources.partials() if isinstance(p, Memory))
-        translation = self.hal.HalTranslateBusAddress(PCIBus, config.bus_number, start, 0)
+    def _write_check(self, registers: Any) -> str:
+        """WRITE_REGISTER_ULONG a pattern into RDBAL (a plain read/write register while
+        receive is off), read it back, restore it."""
+        address = registers.register(E1000_RDBAL)
+        saved = self.hal.READ_REGISTER_ULONG(address)
+        self.hal.WRITE_REGISTER_ULONG(address, RDBAL_PATTERN)
+        seen = self.hal.READ_REGISTER_ULONG(address)
+        self.hal.WRITE_REGISTER_ULONG(address, saved)
+        return "read back" if seen == RDBAL_PATTERN else f"wrote {RDBAL_PATTERN:#x}, read {seen:#x}"
+
+    def stop(self, device: DeviceObject) -> None:
+        registers = device.device_extension.pop("registers", None)
+        if registers is not None:
+            self.hal.MmUnmapIoSpace(registers, registers.length)
+
+    def _memory_bar(self, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> tuple[int, int]:
+        """The translated (physical) address and length of the first memory BAR
+        (HalTranslateBusAddress)."""
+        bar = next(p for _, p in resources.partials() if isinstance(p, Memory))
+        translation = self.hal.HalTranslateBusAddress(PCIBus, config.bus_number, bar.start, 0)
         if not translation:
-            raise DeviceNotResponding(f"memory BAR {start:#x} does not translate")
-        return translation.translated_address
+            raise DeviceNotResponding(f"memory BAR {bar.start:#x} does not translate")
+        return translation.translated_address, bar.length

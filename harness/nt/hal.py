@@ -5,7 +5,8 @@ What a driver does with them (seed 000, nt-semantics.md §4): find its device wi
 :meth:`Hal.HalSetBusData` / :meth:`Hal.HalSetBusDataByOffset`, have it placed with
 :meth:`Hal.HalAssignSlotResources`, then turn bus-relative values into system ones with
 :meth:`Hal.HalTranslateBusAddress`, :meth:`Hal.HalGetInterruptVector` and
-:meth:`Hal.HalGetAdapter`, and touch its registers with ``READ_PORT_*`` / ``WRITE_PORT_*``.
+:meth:`Hal.HalGetAdapter`, and touch its registers with ``READ_PORT_*`` / ``WRITE_PORT_*``
+or, for memory-mapped ones, :meth:`Hal.MmMapIoSpace` and ``READ_REGISTER_*`` / ``WRITE_REGISTER_*``.
 
 NT passes results through pointers; here a routine returns what NT returns and, where NT
 also fills OUT parameters, a small named tuple carrying them (``Translation``,
@@ -210,6 +211,33 @@ class PciBar:
     original: int = 0        # value before sizing (both halves for a 64-bit BAR)
 
 
+@dataclass(eq=False)
+class MappedIoSpace:
+    """What MmMapIoSpace returns: a system virtual range over a physical one.  Register
+    addresses a driver passes to READ_REGISTER_* / WRITE_REGISTER_* are
+    ``virtual_address + offset``."""
+
+    virtual_address: int
+    physical_address: int
+    length: int
+    cache_type: int
+    mapped: bool = True
+
+    def __int__(self) -> int:
+        return self.virtual_address
+
+    def register(self, offset: int) -> int:
+        if not 0 <= offset < self.length:
+            raise HalError(f"offset {offset:#x} is outside the {self.length:#x}-byte mapping")
+        return self.virtual_address + offset
+
+
+#: MEMORY_CACHING_TYPE values MmMapIoSpace accepts.
+MmNonCached, MmCached, MmWriteCombined = 0, 1, 2
+#: Where this model's system PTEs (MmMapIoSpace mappings) start: x86 system space.
+SYSTEM_PTE_BASE = 0xD0000000
+
+
 # ---------------------------------------------------------------------------------------
 # DMA adapters (HalGetAdapter)
 
@@ -375,6 +403,8 @@ class Hal:
         self.port_hooks: list[PortHook] = []
         self._topology: _Topology | None = None
         self._apic_vectors: dict[int, int] = {}
+        self.mappings: dict[int, MappedIoSpace] = {}
+        self._next_system_va = SYSTEM_PTE_BASE
 
     # ================================================================== port I/O
     def add_port_hook(self, hook: PortHook) -> None:
@@ -419,15 +449,77 @@ class Hal:
     def WRITE_PORT_ULONG(self, Port: int, Value: int) -> None:
         self._port_write(Port, Value, 4)
 
-    # Memory-mapped registers at translated (physical) addresses.  Reads only: the
-    # host-side bus reads physical memory (HMP xp) but has no way to write it.
-    def _register_read(self, address: int, size: int) -> int:
+    # ================================================================== MmMapIoSpace
+    # Memory-mapped registers: a driver maps the translated (physical) range with
+    # MmMapIoSpace and passes addresses inside the returned system range to
+    # READ_REGISTER_* / WRITE_REGISTER_*.  Reads reach the device through the bus's
+    # read_memory; writes need a bus that can write memory (the guest agent): the
+    # host-side monitor reads physical memory but cannot write it.
+    def MmMapIoSpace(self, PhysicalAddress: int, NumberOfBytes: int,
+                     CacheType: int = MmNonCached) -> "MappedIoSpace | None":
+        """Map ``NumberOfBytes`` of physical address space at a system virtual address.
+
+        None (NT's NULL) for a zero length, a negative address or a range that runs past
+        4 GiB (the 32-bit system's physical space is all this model maps).  The virtual
+        address keeps the byte offset within the page; every mapping gets its own pages
+        from the system PTE range, so two mappings of one range are distinct."""
+        if NumberOfBytes <= 0 or PhysicalAddress < 0 or PhysicalAddress + NumberOfBytes > 1 << 32:
+            return None
+        if CacheType not in (MmNonCached, MmCached, MmWriteCombined):
+            return None
+        offset = PhysicalAddress % PAGE_SIZE
+        pages = _pages(offset + NumberOfBytes)
+        base = self._next_system_va + offset
+        self._next_system_va += (pages + 1) * PAGE_SIZE  # a guard page between mappings
+        mapping = MappedIoSpace(base, PhysicalAddress, NumberOfBytes, CacheType)
+        self.mappings[base] = mapping
+        return mapping
+
+    def MmUnmapIoSpace(self, BaseAddress: "int | MappedIoSpace", NumberOfBytes: int) -> None:
+        """Unmap what MmMapIoSpace returned; base and length must be exactly the mapped
+        ones (anything else is a driver bug NT bugchecks on: HalError here)."""
+        base = BaseAddress.virtual_address if isinstance(BaseAddress, MappedIoSpace) else BaseAddress
+        mapping = self.mappings.get(base)
+        if mapping is None:
+            raise HalError(f"MmUnmapIoSpace({base:#x}): no mapping starts there")
+        if NumberOfBytes != mapping.length:
+            raise HalError(f"MmUnmapIoSpace({base:#x}, {NumberOfBytes:#x}): mapped with length {mapping.length:#x}")
+        mapping.mapped = False
+        del self.mappings[base]
+
+    def _physical(self, register: int, size: int) -> int:
+        for mapping in self.mappings.values():
+            if mapping.virtual_address <= register and register + size <= mapping.virtual_address + mapping.length:
+                return mapping.physical_address + (register - mapping.virtual_address)
+        raise HalError(f"register access at {register:#x} (+{size}) is outside every MmMapIoSpace mapping "
+                       "(on NT: bugcheck PAGE_FAULT_IN_NONPAGED_AREA)")
+
+    def _register_read(self, register: int, size: int) -> int:
+        address = self._physical(register, size)
         for hook in list(self.port_hooks):
             hook(PortAccess("before", "read", address, size, None, MEMORY_SPACE))
         value = int.from_bytes(self.bus.read_memory(address, size), "little")
         for hook in list(self.port_hooks):
             hook(PortAccess("after", "read", address, size, value, MEMORY_SPACE))
         return value
+
+    def _register_write(self, register: int, value: int, size: int) -> None:
+        if not 0 <= value < 1 << (8 * size):
+            raise HalError(f"value {value:#x} does not fit in {size} byte(s)")
+        address = self._physical(register, size)
+        writer = getattr(self.bus, "write_memory", None)
+        if writer is None:
+            raise HalError(f"WRITE_REGISTER at {address:#x}: this bus ({type(self.bus).__name__}) cannot write "
+                           "memory; use the guest agent's bus (harness.guests.agent)")
+        for hook in list(self.port_hooks):
+            hook(PortAccess("before", "write", address, size, value, MEMORY_SPACE))
+        writer(address, value.to_bytes(size, "little"))
+        for hook in list(self.port_hooks):
+            hook(PortAccess("after", "write", address, size, value, MEMORY_SPACE))
+
+    @property
+    def can_write_registers(self) -> bool:
+        return callable(getattr(self.bus, "write_memory", None))
 
     def READ_REGISTER_UCHAR(self, Register: int) -> int:
         return self._register_read(Register, 1)
@@ -437,6 +529,15 @@ class Hal:
 
     def READ_REGISTER_ULONG(self, Register: int) -> int:
         return self._register_read(Register, 4)
+
+    def WRITE_REGISTER_UCHAR(self, Register: int, Value: int) -> None:
+        self._register_write(Register, Value, 1)
+
+    def WRITE_REGISTER_USHORT(self, Register: int, Value: int) -> None:
+        self._register_write(Register, Value, 2)
+
+    def WRITE_REGISTER_ULONG(self, Register: int, Value: int) -> None:
+        self._register_write(Register, Value, 4)
 
     # ================================================================== PCI topology
     def _pci(self) -> _Topology:
@@ -1271,6 +1372,7 @@ def _slot_ulong(slot: Any) -> int:
 
 
 __all__ = ["Hal", "HalError", "AssignmentNotDecodedError", "Translation", "InterruptVector",
-           "PciRoute", "PortAccess", "PortHook", "PciBar", "SlotAllocator", "FirstFitAllocator",
+           "PciRoute", "PortAccess", "MappedIoSpace", "MmNonCached", "MmCached", "MmWriteCombined",
+           "PortHook", "PciBar", "SlotAllocator", "FirstFitAllocator",
            "DEVICE_DESCRIPTION", "ADAPTER_OBJECT", "slot_number", "PRIMARY_VECTOR_BASE",
            "PROFILE_LEVEL", "Width8Bits", "Width16Bits", "Width32Bits"]

@@ -36,6 +36,8 @@ from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind,
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
+from .dma import DmaManager
+from .interrupts import KINTERRUPT, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
@@ -136,6 +138,16 @@ class LoadResult:
         return NT_SUCCESS(self.status)
 
 
+@dataclass(eq=False)
+class PoolBlock:
+    """Memory from ExAllocatePool: who allocated it, what for, whether it is still held."""
+
+    owner: str | None
+    tag: str
+    contents: Any = None
+    freed: bool = False
+
+
 @dataclass
 class _Reinit:
     driver_object: DriverObject
@@ -174,14 +186,23 @@ class IoManager:
         self._reinit: list[_Reinit] = []
         self._staged_reinit: list[_Reinit] | None = None
         self._reinit_counts: dict[tuple[int, DriverRoutine], int] = {}
+        self.pool: list[PoolBlock] = []
         self._current: contextvars.ContextVar[DriverObject | None] = \
             contextvars.ContextVar("current_driver", default=None)
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
                                       sink=self._violations.append)
         self._take_over_resource_map()
+        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL; ISRs run attributed to
+        #: the driver that connected them.
+        self.interrupts: InterruptManager | None = None
+        #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
+        self.dma: DmaManager | None = DmaManager(hal.bus) if hal is not None else None
         if hal is not None:
             hal.allocator = self
             hal.add_port_hook(self.verifier)
+            if hal.interrupt_model == "pic":
+                self.interrupts = InterruptManager(
+                    hal, wrap_call=lambda i: self.running(i.owner) if i.owner is not None else contextlib.nullcontext())
 
     # ------------------------------------------------------------------ context
     def current_driver_name(self) -> str | None:
@@ -454,6 +475,29 @@ class IoManager:
     def claims_of_driver(self, name: str) -> list[Claim]:
         return [c for c in self.arbiter.claims() if c.owner.driver == name]
 
+    # ------------------------------------------------------------------ interrupts
+    def IoConnectInterrupt(self, ServiceRoutine: Any, ServiceContext: Any, SpinLock: Any, Vector: int,
+                           Irql: int, SynchronizeIrql: int, InterruptMode: int, ShareVector: bool,
+                           ProcessorEnableMask: int, FloatingSave: bool = False, *,
+                           name: str = "") -> tuple[NTSTATUS, KINTERRUPT | None]:
+        """:meth:`harness.nt.interrupts.InterruptManager.IoConnectInterrupt`, owned by the
+        driver running now (its ISR's register accesses are attributed to it)."""
+        if self.interrupts is None:
+            return NTSTATUS.STATUS_NOT_SUPPORTED, None
+        return self.interrupts.IoConnectInterrupt(ServiceRoutine, ServiceContext, SpinLock, Vector, Irql,
+                                                  SynchronizeIrql, InterruptMode, ShareVector,
+                                                  ProcessorEnableMask, FloatingSave, name=name,
+                                                  owner=self._current.get())
+
+    def IoDisconnectInterrupt(self, InterruptObject: KINTERRUPT) -> None:
+        assert self.interrupts is not None
+        self.interrupts.IoDisconnectInterrupt(InterruptObject)
+
+    def interrupts_of(self, driver_object: DriverObject) -> list[KINTERRUPT]:
+        if self.interrupts is None:
+            return []
+        return [i for chain in self.interrupts.vectors.values() for i in chain if i.owner is driver_object]
+
     # ------------------------------------------------------------------ description
     def IoQueryDeviceDescription(self, *args: Any, **kwargs: Any) -> NTSTATUS:
         """:func:`harness.nt.description.IoQueryDeviceDescription` on this registry."""
@@ -499,13 +543,16 @@ class IoManager:
                 status = NTSTATUS(driver.DriverEntry(driver_object, registry_path))
         finally:
             staged, self._staged_reinit = self._staged_reinit, None
+        handed_on = {id(entry.context) for entry in staged}
         if NT_SUCCESS(status):
             driver_object.loaded = True
             self._reinit.extend(staged)
+            self._check_pool(name, "DriverEntry returned STATUS_SUCCESS", keep=handed_on)
         else:
             if staged:
                 self._violate("reinitialize-on-failure", name,
                               f"DriverEntry registered a Reinitialize routine and returned {status.name}")
+            self._check_pool(name, f"DriverEntry returned {status.name}")
             self._sweep(driver_object, f"DriverEntry returned {status.name}")
         result = LoadResult(name, status, driver_object, self._violations[before:])
         self.load_results.append(result)
@@ -533,6 +580,12 @@ class IoManager:
                           + "; ".join(c.describe() for c in left[:4]))
             with self.arbiter.lock:
                 self._write(*((owner, CM_RESOURCE_LIST()) for owner in sorted({c.owner for c in left}, key=lambda o: o.sort_key)))
+        connected = self.interrupts_of(driver_object)
+        if connected:
+            self._violate("interrupts-left", driver_object.name,
+                          f"{when}, interrupt objects still connected: " + ", ".join(i.name for i in connected))
+            for interrupt in connected:
+                self.IoDisconnectInterrupt(interrupt)
         if driver_object.device_objects:
             self._violate("devices-left", driver_object.name,
                           f"{when}, device objects not deleted: "
@@ -546,7 +599,9 @@ class IoManager:
     def IoRegisterDriverReinitialization(self, DriverObject: DriverObject, DriverReinitializationRoutine: DriverRoutine,
                                          Context: Any) -> None:
         """Queue a Reinitialize routine; it runs after every driver has loaded, and only
-        if the DriverEntry that registered it returns success (seed 003)."""
+        if the DriverEntry that registered it returns success (seed 003).  A Context that
+        is pool memory (the configuration) becomes the routine's to free: one it neither
+        frees nor passes on by queueing itself again is a "reinitialize-leak"."""
         entry = _Reinit(DriverObject, DriverReinitializationRoutine, Context)
         if self._staged_reinit is not None and self._current.get() is DriverObject:
             self._staged_reinit.append(entry)
@@ -569,8 +624,38 @@ class IoManager:
                 calls += 1
                 with self.running(entry.driver_object):
                     entry.routine(entry.driver_object, entry.context, count)
+                requeued = any(r.context is entry.context for r in self._reinit)
+                if isinstance(entry.context, PoolBlock) and not entry.context.freed and not requeued:
+                    self._violate("reinitialize-leak", entry.driver_object.name,
+                                  f"the Reinitialize routine did not free the configuration memory it was "
+                                  f"given ({entry.context.tag}) and did not queue itself again")
+                    self.ExFreePool(entry.context)
         raise NtStatusError(f"Reinitialize routines still re-queueing after {max_rounds} rounds",
                             NTSTATUS.STATUS_UNSUCCESSFUL)
+
+    # ------------------------------------------------------------------ pool
+    def ExAllocatePool(self, tag: str, contents: Any = None) -> PoolBlock:
+        """Memory for the running driver (its DriverEntry's configuration, seed 003 stage 1)."""
+        block = PoolBlock(self.current_driver_name(), tag, contents)
+        self.pool.append(block)
+        return block
+
+    def ExFreePool(self, block: PoolBlock) -> None:
+        if block.freed or block not in self.pool:
+            raise NtStatusError(f"ExFreePool of {block.tag!r}: not allocated (double free?)",
+                                NTSTATUS.STATUS_INVALID_PARAMETER)
+        block.freed = True
+        self.pool.remove(block)
+
+    def _check_pool(self, driver: str, when: str, keep: set[int] = frozenset()) -> None:
+        """Seed 003: initialisation memory is freed before DriverEntry returns, unless it
+        went to IoRegisterDriverReinitialization (then the Reinitialize routine frees it)."""
+        left = [b for b in self.pool if b.owner == driver and id(b) not in keep]
+        if left:
+            self._violate("pool-left", driver, f"{when} with {len(left)} pool allocation(s) not freed: "
+                          + ", ".join(b.tag for b in left))
+            for block in left:
+                self.ExFreePool(block)
 
     def error(self, driver_object: DriverObject, code: IoErrorCode, message: str,
               device: DeviceObject | None = None, status: NTSTATUS = NTSTATUS.STATUS_SUCCESS) -> None:
@@ -608,5 +693,5 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
             registry.set_value(key, str(name), value)
 
 
-__all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult",
+__all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult", "PoolBlock",
            "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "RAW_SUFFIX", "TRANSLATED_SUFFIX"]

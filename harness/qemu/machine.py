@@ -61,6 +61,10 @@ class GuestBoot:
     isa-debug-exit (4 ports); a write of v makes QEMU exit with status (v << 1) | 1.
     ``console_slot``: a PCI slot for a harness pci-serial whose chardev is a unix socket
     (``console.sock``, logged to ``console.log``), for a guest driven with pexpect.
+    ``agent_port`` / ``agent_irq``: a harness-owned ISA 16550 (id ``harness-agent``) whose
+    chardev is the unix socket ``agent.sock``: the request channel of the probe guest's
+    bus agent (:mod:`harness.guests.agent`).  HMP cannot write guest memory; a UART the
+    guest polls can carry requests both ways.
     """
 
     kernel: Path
@@ -69,13 +73,17 @@ class GuestBoot:
     report_port: int | None = None
     exit_port: int | None = None
     console_slot: int | None = None
+    agent_port: int | None = None
+    agent_irq: int | None = None
 
 
 #: Ids of the devices and chardevs the harness adds for a guest's channels.
 REPORT_ID = f"{RESERVED_ID_PREFIX}-report"
 EXIT_ID = f"{RESERVED_ID_PREFIX}-exit"
 CONSOLE_ID = f"{RESERVED_ID_PREFIX}-console"
+AGENT_ID = f"{RESERVED_ID_PREFIX}-agent"
 EXIT_PORTS = 4
+AGENT_PORTS = 8  # a 16550's register block
 
 
 class QEMUError(HarnessError):
@@ -205,6 +213,10 @@ class Machine:
     @property
     def console_socket(self) -> Path:
         return self.run_dir / "console.sock"
+
+    @property
+    def agent_socket(self) -> Path:
+        return self.run_dir / "agent.sock"
 
     @property
     def console_log(self) -> Path:
@@ -571,7 +583,8 @@ def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
         args += ["-append", boot.append]
     taken = [(dev.id, lo, hi) for dev in spec.devices
              for kind, lo, hi in dev.decoded_resources() if kind == "port"]
-    for label, port, length in (("report", boot.report_port, 1), ("exit", boot.exit_port, EXIT_PORTS)):
+    for label, port, length in (("report", boot.report_port, 1), ("exit", boot.exit_port, EXIT_PORTS),
+                                ("agent", boot.agent_port, AGENT_PORTS)):
         if port is None:
             continue
         if not 0 <= port <= 0x10000 - length:
@@ -585,6 +598,15 @@ def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
                  "-device", f"isa-debugcon,id={REPORT_ID},iobase={boot.report_port:#x},chardev={REPORT_ID}"]
     if boot.exit_port is not None:
         args += ["-device", f"isa-debug-exit,id={EXIT_ID},iobase={boot.exit_port:#x},iosize={EXIT_PORTS}"]
+    if boot.agent_port is not None:
+        irq = boot.agent_irq
+        used_irqs = {dev.id: v for dev in spec.devices for k, v in dev.settings.items() if k == "irq"}
+        if irq is None or not 0 <= irq < 16 or irq == 2 or irq in used_irqs.values():
+            raise HarnessError(f"guest agent IRQ {irq} is not a free ISA line of {spec.source} "
+                               f"(devices use {sorted(set(used_irqs.values()))})")
+        chardev = f"{AGENT_ID}-chr"
+        args += ["-chardev", f"socket,id={chardev},path={_opt(str(run_dir / 'agent.sock'))},server=on,wait=off",
+                 "-device", f"isa-serial,id={AGENT_ID},iobase={boot.agent_port:#x},irq={irq},chardev={chardev}"]
     if boot.console_slot is not None:
         used = {dev.slot for dev in spec.devices if dev.bus is None and dev.slot is not None}
         if spec.machine == "isapc" or not 1 <= boot.console_slot <= 31 or boot.console_slot in used:
