@@ -57,7 +57,7 @@ from .nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_R
                            InterruptRequirement, Isa, Memory, MemoryRequirement, PCIBus, Port,
                            PortRequirement)
 from .nt.status import NT_SUCCESS, NTSTATUS
-from .qemu.layout import Layout, snapshot
+from .qemu.layout import LEGACY_IDE_IRQS, Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 from .verify import (ABSENT, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
@@ -65,7 +65,6 @@ from .verify import (ABSENT, NOT_PRESENT, Finding, Reconciliation, reconcile, re
 
 EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
 #: PC/AT compatibility IDE: command block base -> its ISA IRQ (primary 14, secondary 15).
-LEGACY_IDE_IRQS = {0x1F0: 14, 0x170: 15}
 IRQ_PROPERTY_MARK = "irq"
 DMA_PROPERTY_PREFIX = "dma"
 

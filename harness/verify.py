@@ -28,6 +28,10 @@ from typing import Any
 
 from .config import DeviceSpec, MachineSpec
 from .errors import HarnessError
+from .qemu.layout import LEGACY_IDE_IRQS
+
+#: PCI class 01h subclass 01h: an IDE controller.
+PCI_CLASS_IDE = 0x0101
 
 # ---------------------------------------------------------------------- explanation classes
 SHADOWED = "shadowed"                        # a later ISA device wins the addresses
@@ -296,6 +300,13 @@ class _Context:
             route = self.routes.get(fn.bdf)
             if route is not None:
                 add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
+        # A PCI IDE function in compatibility mode drives the legacy channels' lines (an
+        # ISA IDE device has its irq property above).
+        pci_ide = [fn for fn in self.layout.pci if fn.class_code == PCI_CLASS_IDE]
+        for port, irq in LEGACY_IDE_IRQS.items():
+            decoded = self.layout.owner_at(port, "io")
+            if pci_ide and decoded is not None and decoded.owner in (None, pci_ide[0].qdev_id or None):
+                add(irq, f"{pci_ide[0].bdf} {pci_ide[0].description} (legacy channel {port:#x})")
         if self.sci is not None:
             add(self.sci, "ACPI SCI")
         return users

@@ -40,6 +40,9 @@ PIRQ_REGISTERS = {
                            "E": 0x68, "F": 0x69, "G": 0x6A, "H": 0x6B}),
 }
 ELCR_PORTS = (0x4D0, 0x4D1)
+#: A PCI IDE controller in compatibility mode decodes the legacy channels and drives the
+#: ISA lines wired to them: primary 0x1f0 → IRQ 14, secondary 0x170 → IRQ 15.
+LEGACY_IDE_IRQS = {0x1F0: 14, 0x170: 15}
 
 
 @dataclass(frozen=True)
