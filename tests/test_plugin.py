@@ -198,3 +198,34 @@ def test_x(machine):
 ])
 def test_requirement_reasons(kwargs, reason) -> None:
     assert missing_requirement(load_machine(DEFAULT), **kwargs) == reason
+
+
+def test_harness_matrix_parametrises_and_shards_split_it(pytester: pytest.Pytester) -> None:
+    matrix = pytester.path / "small.yaml"
+    matrix.write_text("""name: small
+axes:
+  machine: {pc: {machine: pc}, isapc: {machine: isapc, memory: 32}}
+  devices:
+    com: {devices: [{model: isa-serial, id: com1}]}
+    lpt: {devices: [{model: isa-parallel, id: lpt1}]}
+""")
+    pytester.makepyfile(test_cells='''
+def test_boots(machine, harness_cell):
+    assert machine.spec.name == harness_cell.id
+
+def test_without_machine():
+    pass
+''')
+    result = run(pytester, f"--harness-matrix={matrix}", "-n", "2")
+    result.assert_outcomes(passed=5)
+
+    def collected(*args: str) -> set[str]:
+        out = run(pytester, f"--harness-matrix={matrix}", "--collect-only", "-q", *args)
+        return {line.split(" ")[0] for line in out.stdout.lines if "::" in line}
+
+    everything = collected()
+    assert {n.split("[")[-1].rstrip("]") for n in everything if "[" in n} == {"pc-com", "pc-lpt", "isapc-com", "isapc-lpt"}
+    one, two = collected("--harness-shard=1/2"), collected("--harness-shard=2/2")
+    assert one | two == everything and not one & two and one and two
+    bad = run(pytester, f"--harness-matrix={matrix}", "--harness-shard=3/2")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR

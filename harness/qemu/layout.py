@@ -263,11 +263,15 @@ def _machine_type(machine: Any) -> str:
 
 
 class _Reader:
-    """QOM look-ups, each path asked once per snapshot."""
+    """QOM look-ups, each asked once per machine: the QOM tree of a running QEMU does not
+    change (the harness plugs no device after launch), so a later snapshot of the same
+    machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``."""
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
-        self._types: dict[str, str | None] = {}
+        facts = getattr(machine, "static_facts", None)
+        self._facts: dict[str, Any] = facts if facts is not None else {}
+        self._types: dict[str, str | None] = self._facts.setdefault("qom-types", {})
 
     def qom_type(self, path: str) -> str | None:
         if path not in self._types:
@@ -296,6 +300,11 @@ class _Reader:
         return region.owner, self.qom_type(region.owner)
 
     def isa_devices(self) -> list[IsaDevice]:
+        if "isa-devices" not in self._facts:
+            self._facts["isa-devices"] = tuple(self._read_isa_devices())
+        return list(self._facts["isa-devices"])
+
+    def _read_isa_devices(self) -> list[IsaDevice]:
         isa_types = {t["name"] for t in self.machine.qmp(
             "qom-list-types", {"implements": "isa-device", "abstract": False})}
         found = []

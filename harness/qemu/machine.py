@@ -180,6 +180,9 @@ class Machine:
         self.accel_used: str | None = None
         self.firmware_seconds: float | None = None
         self.exit_outcome: str | None = None
+        #: What cannot change while this QEMU runs (its QOM tree: devices, their types and
+        #: ISA resource properties), cached by the readers that ask (layout snapshots).
+        self.static_facts: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: QMPClient | None = None
         self._events: list[dict[str, Any]] = []
