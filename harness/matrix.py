@@ -757,7 +757,6 @@ class _Worker:
 
 
 def _worker_main(fd: int, parent: int) -> None:
-    import os
     import signal
     import sys
     from multiprocessing.connection import Connection

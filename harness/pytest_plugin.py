@@ -199,7 +199,8 @@ def _load(text: str, item: pytest.Item, accel: str | None) -> tuple[Any, str]:
     from .config import load_machine, parse_machine_text
     from .errors import ConfigError
     try:
-        if "\n" in text or ":" in text and not Path(text).suffix in (".yaml", ".yml"):
+        inline = "\n" in text or (":" in text and Path(text).suffix not in (".yaml", ".yml"))
+        if inline:
             return parse_machine_text(text, f"<{item.nodeid}>", accel=accel), "inline machine"
         path = _find_config(text, item)
         return load_machine(path, accel=accel), str(path.relative_to(_rootdir(item.config))
@@ -496,7 +497,7 @@ class _Entry:
 
     def healthy(self) -> bool:
         m = self.machine
-        return m.pid is not None and m.phase == "post-firmware" and m.exit_outcome is None and m._proc.poll() is None
+        return m.running and m.phase == "post-firmware"
 
     def close(self) -> None:
         try:
@@ -650,7 +651,7 @@ def failure_folder(item: pytest.Item) -> Path:
 def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     from .job import collect, prepare_out_dir, write_outputs
     from .qemu.layout import format_text, snapshot
-    from .repro import BUNDLE_FILE, bundle_from
+    from .repro import write_bundle
     folder = prepare_out_dir(failure_folder(item))
     (folder / FAILURE_MARKER).write_text(item.nodeid + "\n")
     m = used.entry.machine
@@ -663,19 +664,20 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     for path in Path(m.run_dir).iterdir():
         if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out"):
             shutil.copy2(path, folder / path.name)
-    alive = m.pid is not None and m._proc.poll() is None and m.phase == "post-firmware"
-    if not alive:
+    if not (m.running and m.phase == "post-firmware"):
         (folder / "NOTE.txt").write_text("the machine was no longer running; only its logs are here\n")
         return folder
-    layout = snapshot(m, m.phase)
-    (folder / "layout.json").write_text(layout.to_json())
-    (folder / "layout.txt").write_text(format_text(layout))
     bed = used.testbed
-    if bed is not None:
+    if bed is None:
+        layout = snapshot(m, m.phase)
+    else:   # the job's analysis takes the snapshot itself
         result = collect(bed, folder)
+        layout = result.layout
         write_outputs(result, bed.io)
         (folder / "errorlog.json").write_text(json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
-        bundle_from(result, bed.steps, title=item.nodeid).write(folder / BUNDLE_FILE)
+        write_bundle(result, bed.steps, title=item.nodeid)
+    (folder / "layout.json").write_text(layout.to_json())
+    (folder / "layout.txt").write_text(format_text(layout))
     return folder
 
 

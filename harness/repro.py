@@ -53,7 +53,7 @@ from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_
                            Interrupt, Memory, Port)
 from .nt.errors import ResourceFormatError
 from .drivers import DRIVERS
-from .testbed import LoadStep, Step, drivers_of, load_steps
+from .testbed import LoadStep, Step, devices_driven_by, load_steps
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
 
 BUNDLE_VERSION = 1
@@ -125,12 +125,19 @@ def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
                   title, seen, claims)
 
 
+def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: str) -> Path:
+    """The bundle of ``result`` next to its report (``steps``: the machine's driver loads
+    unless given)."""
+    steps = load_steps(result.spec) if steps is None else steps
+    return bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+
+
 def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
     """The matrix runner's failure hook: a failed cell's bundle next to its report (a
     cell whose job raised has no findings to write down; its error says why)."""
     if not isinstance(outcome, JobResult):
         return None
-    return bundle_from(outcome, load_steps(cell.spec), title=f"matrix cell {cell.id}").write(out_dir / BUNDLE_FILE)
+    return write_bundle(outcome, title=f"matrix cell {cell.id}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,7 +194,7 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
     if "load_driver" in item:
         item.check_keys({"load_driver", "devices", "override_conflict"}, {"load_driver"})
         name = get_str(item, "load_driver")
-        mine = list(drivers_of(spec, name))
+        mine = list(devices_driven_by(spec, name))
         if name not in DRIVERS:
             raise item.error("load_driver", f"unknown driver {name!r}; drivers: {', '.join(DRIVERS)}")
         devices = get_list(item, "devices", default=mine)

@@ -50,7 +50,7 @@ def load_steps(spec: MachineSpec) -> list[LoadStep]:
     return [LoadStep(d.name, d.devices, d.override_conflict) for d in spec.drivers]
 
 
-def drivers_of(spec: MachineSpec, name: str) -> tuple[str, ...]:
+def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
     """The devices of ``spec`` that the sample driver ``name`` drives."""
     return tuple(d.id for d in spec.devices if d.model.nt_driver == name)
 
@@ -93,7 +93,7 @@ class Testbed:
         cls = DRIVERS.get(name)
         if cls is None:
             raise HarnessError(f"unknown driver {name!r}; drivers: {', '.join(DRIVERS)}")
-        mine = drivers_of(self.spec, name)
+        mine = devices_driven_by(self.spec, name)
         chosen = mine if devices is None else tuple(devices)
         stray = [d for d in chosen if d not in mine]
         if stray:

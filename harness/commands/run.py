@@ -9,8 +9,7 @@ from pathlib import Path
 
 from ..config import ACCEL_POLICIES, load_machine
 from ..job import run_job
-from ..repro import BUNDLE_FILE, bundle_from
-from ..testbed import load_steps
+from ..repro import write_bundle
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_job(spec, out, picture=not args.no_picture)
     bundle = None
     if not result.clean:
-        bundle = bundle_from(result, load_steps(spec), title=f"harness run {args.config}").write(out / BUNDLE_FILE)
+        bundle = write_bundle(result, title=f"harness run {args.config}")
     if args.json:
         print(json.dumps(dict(result.to_dict(), bundle=str(bundle) if bundle else None), indent=1))
     else:

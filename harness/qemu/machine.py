@@ -231,6 +231,11 @@ class Machine:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def running(self) -> bool:
+        """Launched and its QEMU process not exited (paused counts as running)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def log_tails(self, lines: int = 15) -> str:
         out = []
         for path in (self.qemu_log, self.qmp_log_path, self.report_path, self.console_log):
