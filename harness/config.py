@@ -43,7 +43,13 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
-_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit"})
+_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel"})
+#: The machine's own IDE buses (ide.0 ...) and the drives each takes, measured with
+#: info qtree: PIIX3 and isapc's two isa-ide have two channels of two; q35's ICH9 AHCI six
+#: ports of one.
+BUILTIN_IDE = {"pc": (2, 2), "isapc": (2, 2), "q35": (6, 1)}
+#: The controller model a drive of each bus kind may name as its 'controller'.
+DRIVE_CONTROLLERS = {"floppy": "isa-fdc", "ide": "isa-ide"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,9 @@ class DeviceSpec:
     slot: int | None = None
     function: int = 0
     multifunction: bool = False
-    unit: int | None = None  # floppy drive unit
+    unit: int | None = None  # floppy drive unit, IDE master (0) / slave (1)
+    #: IDE drive on the machine's own controller: the bus number (ide.N).
+    channel: int | None = None
     line: int = field(default=0, compare=False)
 
     def decoded_resources(self) -> list[tuple[str, int, int]]:
@@ -114,6 +122,8 @@ class MachineSpec:
                 item["multifunction"] = True
             if dev.unit is not None:
                 item["unit"] = dev.unit
+            if dev.channel is not None:
+                item["channel"] = dev.channel
             devices.append(item)
         drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
                    for d in self.drivers]
@@ -246,6 +256,11 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
                                       f"(supported: {', '.join(model.machines)})")
         instance = instances.get(model.name, 0)
         instances[model.name] = instance + 1
+        chosen = model.instance_property
+        if chosen is not None and chosen in item:
+            # QEMU's 'index' picks the port's defaults (COM2 is index 1), not the count.
+            check_value(item, chosen, model.properties[chosen], item[chosen])
+            instance = item[chosen]
         settings = dict(model.defaults_for(instance))
         explicit = set()
         for prop, spec in model.properties.items():
@@ -261,22 +276,41 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
                              f"{model.name} is not a PCI device")
         bus = get_str(item, "bus", default=None)
         controller = get_str(item, "controller", default=None)
-        if model.bus == "floppy":
+        if model.bus in DRIVE_CONTROLLERS:
             if bus is not None:
-                raise item.error("bus", "a floppy drive names its 'controller', not a bus")
+                raise item.error("bus", f"a {model.bus} drive names its 'controller', not a bus")
             bus = controller
         elif controller is not None:
-            raise item.error("controller", "only floppy drives have a controller")
+            raise item.error("controller", "only floppy and IDE drives have a controller")
         unit = get_int(item, "unit", lo=0, hi=1, default=None)
-        if unit is not None and model.bus != "floppy":
-            raise item.error("unit", "only floppy drives have a unit")
+        if unit is not None and model.bus not in DRIVE_CONTROLLERS:
+            raise item.error("unit", "only floppy and IDE drives have a unit")
+        channel = _parse_channel(item, machine, model, controller, unit)
         out.append(DeviceSpec(
             id=dev_id, model=model, settings=MappingProxyType(settings),
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
-            line=item.line))
+            channel=channel, line=item.line))
     _check_topology(doc, machine, out, items)
     return tuple(out)
+
+
+def _parse_channel(item: Node, machine: str, model: DeviceModel, controller: str | None,
+                   unit: int | None) -> int | None:
+    """The built-in IDE bus an IDE drive sits on (None for one on an isa-ide of the file)."""
+    if model.bus != "ide":
+        if "channel" in item:
+            raise item.error("channel", "only IDE drives have a channel")
+        return None
+    if controller is not None:
+        if "channel" in item:
+            raise item.error("channel", "a drive on an isa-ide has no channel: the isa-ide is one")
+        return None
+    channels, units = BUILTIN_IDE[machine]
+    channel = get_int(item, "channel", lo=0, hi=channels - 1, default=0)
+    if unit is not None and unit >= units:
+        raise item.error("unit", f"{machine}'s built-in IDE buses take one drive each (unit 0)")
+    return channel
 
 
 def _parse_addr(item: Node) -> tuple[int, int]:
@@ -313,10 +347,11 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
                     raise item.error("addr", f"PCI address {dev.slot:#x}.{dev.function} on bus "
                                              f"{dev.bus or 'pci.0'} is already used by {used_addrs[key]!r}")
                 used_addrs[key] = dev.id
-        if dev.model.bus == "floppy" and dev.bus is not None:
+        wanted = DRIVE_CONTROLLERS.get(dev.model.bus)
+        if wanted is not None and dev.bus is not None:
             parent = by_id.get(dev.bus)
-            if parent is None or parent[0].model.qemu_driver != "isa-fdc":
-                raise item.error("controller", f"{dev.bus!r} is not the id of an isa-fdc in this file")
+            if parent is None or parent[0].model.qemu_driver != wanted:
+                raise item.error("controller", f"{dev.bus!r} is not the id of an {wanted} in this file")
         if dev.model.bus == "floppy" and dev.bus is None and machine == "q35":
             raise item.error("model", "q35 has no built-in floppy controller; add an isa-fdc "
                                       "and name it as 'controller'")

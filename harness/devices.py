@@ -21,8 +21,9 @@ from .packagedata import shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
-BUS_KINDS = ("isa", "pci", "pcie", "floppy")
-BACKENDS = ("none", "chardev", "audiodev", "drive")
+BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
+#: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
+BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
 #: Kinds of settable property, with the values QEMU accepts without aborting or
 #: silently truncating (qemu-facts.md §2 "Property validation").
 PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
@@ -32,6 +33,9 @@ PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
     "int": (-(2**63), 2**64 - 1),
     "str": None,
     "bool": None,
+    # QEMU's instance number of a COM/LPT port (isa-serial/isa-parallel 'index'): it picks
+    # the port's default base and IRQ; 4 and above are refused by QEMU.
+    "index": (0, 3),
 })
 RESOURCE_KINDS = ("port", "memory", "irq", "dma")
 #: Handshakes the probe guest (guest_images/probe/probe.c) knows; a model without one is
@@ -123,6 +127,12 @@ class DeviceModel:
     #: The sample NT driver (harness/drivers) that drives this model, if any.
     nt_driver: str | None = None
     source: str = field(compare=False, default="")
+    #: Names of the regions QEMU registers with no owner device (the IPMI interfaces):
+    #: info mtree -f cannot attribute them, so they are matched by name.
+    ownerless_regions: tuple[str, ...] = ()
+    #: The property (of kind "index") whose value picks the instance defaults, as QEMU's
+    #: isa-serial 'index' picks COM1..COM4; unset, the instance counter picks them.
+    instance_property: str | None = None
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -227,7 +237,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge", "nt_driver"})
+                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -262,7 +272,16 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
+        ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
+        instance_property=_parse_instance_property(doc, properties),
     )
+
+
+def _parse_instance_property(doc: Node, properties: dict[str, PropertySpec]) -> str | None:
+    name = get_str(doc, "instance_property", default=None)
+    if name is not None and (name not in properties or properties[name].kind != "index"):
+        raise doc.error("instance_property", f"{name!r} is not a property of kind 'index' of this model")
+    return name
 
 
 def _str_list(node: Node, key: str, choices: tuple[str, ...] | None = None) -> list[str]:

@@ -643,6 +643,10 @@ def _device_args(dev: Any, run_dir: Path) -> list[str]:
         drv = f"{RESERVED_ID_PREFIX}-drv-{dev.id}"
         args += ["-drive", f"if=none,id={drv},file={_opt(str(image))},format=raw"]
         opts.append(f"drive={drv}")
+    elif model.backend == "bmc":
+        bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
+        args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
+        opts.append(f"bmc={bmc}")
     for key, value in model.always.items():
         opts.append(f"{key}={_value(value)}")
     # Every resolved setting is passed, defaults included, so QEMU gets exactly what the
@@ -660,6 +664,8 @@ def _device_args(dev: Any, run_dir: Path) -> list[str]:
         opts.append(f"addr={dev.slot:#x}.{dev.function}")
     if dev.multifunction:
         opts.append("multifunction=on")
+    if getattr(dev, "channel", None) is not None:
+        opts.append(f"bus=ide.{dev.channel}")  # the machine's own IDE bus
     if dev.unit is not None:
         opts.append(f"unit={dev.unit}")
     return args + ["-device", ",".join(opts)]
