@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .actions import Action, parse_actions
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
@@ -41,7 +42,7 @@ _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 #: glob over the run root would take for an option or a hidden file.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
-                           "firmware_log", "drivers", "expect"})
+                           "firmware_log", "drivers", "expect", "after_firmware"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
 _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel"})
 #: The machine's own IDE buses (ide.0 ...) and the drives each takes, measured with
@@ -101,6 +102,8 @@ class MachineSpec:
     #: What a conflict config is written to show: "conflict" (the main job must report
     #: one) or "clean".
     expect: str = "clean"
+    #: Steps after the firmware (harness.actions): BAR moves, config/port writes, reads.
+    after_firmware: tuple[Action, ...] = ()
 
     def device(self, device_id: str) -> DeviceSpec:
         for dev in self.devices:
@@ -127,9 +130,12 @@ class MachineSpec:
             devices.append(item)
         drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
                    for d in self.drivers]
-        return {"name": self.name, "description": self.description, "machine": self.machine,
-                "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
-                "devices": devices, "drivers": drivers, "expect": self.expect}
+        out = {"name": self.name, "description": self.description, "machine": self.machine,
+               "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
+               "devices": devices, "drivers": drivers, "expect": self.expect}
+        if self.after_firmware:
+            out["after_firmware"] = [a.to_dict() for a in self.after_firmware]
+        return out
 
     def config_hash(self) -> str:
         """A short stable hash of the resolved spec (for reports and cache keys)."""
@@ -174,6 +180,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         source=source,
         drivers=drivers,
         expect=get_str(doc, "expect", choices=("clean", "conflict"), default="clean"),
+        after_firmware=parse_actions(doc, devices, machine),
     )
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .actions import ActionRecord
 from .config import MachineSpec
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
@@ -44,6 +45,7 @@ from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import Layout
+from .qemu.actions import run_actions
 from .qemu.machine import Machine
 from .testbed import Step, Testbed, load_steps
 from .verify import HardwareView, hardware_conflicts
@@ -106,6 +108,12 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    #: What the machine file's steps after the firmware did (harness.actions).
+    actions: list[ActionRecord] = field(default_factory=list)
+
+    @property
+    def failed_actions(self) -> list[ActionRecord]:
+        return [a for a in self.actions if not a.ok]
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -117,7 +125,8 @@ class JobResult:
 
     @property
     def clean(self) -> bool:
-        return not (self.conflicts or self.mismatches or self.violations or self.collisions)
+        return not (self.conflicts or self.mismatches or self.violations or self.collisions
+                    or self.failed_actions)
 
     @property
     def exit_code(self) -> int:
@@ -135,6 +144,7 @@ class JobResult:
         out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
                 for v in self.violations]
         out += [f"hardware [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)}" for c in self.collisions]
+        out += [f"step {a.action.describe()}: {a.problem}" for a in self.failed_actions]
         # QOM's numbering of unnamed board devices shifts when a device is added or removed.
         return list(dict.fromkeys(" ".join(_UNATTACHED.sub("(board device)", line).split()) for line in out))
 
@@ -152,11 +162,20 @@ class JobResult:
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
                                    "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
+            "after_firmware": [a.to_dict() for a in self.actions],
         }
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
                f"QEMU {self.layout.qemu_version})", ""]
+        if self.actions:
+            out.append("Steps after the firmware (the layout, claims and checks below are taken after them)")
+            for a in self.actions:
+                out.append(f"  {'ok  ' if a.ok else 'FAIL'} line {a.action.line}: {a.action.describe()}")
+                out += [f"         {c}" for c in a.commands]
+                if a.problem:
+                    out.append(f"         ! {a.problem}")
+            out.append("")
         out.append("Drivers")
         for d in self.drivers:
             out.append(f"  {d.name}: {d.status}")
@@ -186,7 +205,8 @@ class JobResult:
             or ["  no shadowed ranges, no shared ISA IRQ or DMA lines"]
         verdict = "clean" if self.clean else (
             f"{len(self.conflicts)} conflict(s), {len(self.mismatches)} mismatch(es), "
-            f"{len(self.violations)} violation(s), {len(self.collisions)} hardware collision(s)")
+            f"{len(self.violations)} violation(s), {len(self.collisions)} hardware collision(s)"
+            + (f", {len(self.failed_actions)} failed step(s)" if self.failed_actions else ""))
         out += ["", f"Result: {verdict}"]
         if self.picture:
             out.append(f"Picture: {self.picture}")
@@ -227,14 +247,18 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
             with machine:
                 machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
+                # What an OS or driver did once the firmware was done: before NT looks.
+                actions = run_actions(machine, spec.after_firmware, "post-firmware")
                 t = time.monotonic()
                 bed = Testbed(machine, registry)
                 timings["detect"] = time.monotonic() - t
                 t = time.monotonic()
                 bed.run(load_steps(spec) if steps is None else steps)
                 timings["drivers"] = time.monotonic() - t
+                actions += run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
                 shared = exercise_shared_interrupts(bed.io, machine)
                 result = collect(bed, out_dir, timings, shared)
+                result.actions = actions
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])

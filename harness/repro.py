@@ -92,6 +92,9 @@ class Bundle:
         machine.pop("expect")
         for dev in machine["devices"]:
             dev.update({k: Hex(v) for k, v in dev.items() if k.endswith("base") and isinstance(v, int)})
+        for step in machine.get("after_firmware", []):  # addresses and values read best in hex
+            step.update({k: Hex(v) for k, v in step.items()
+                         if isinstance(v, int) and k not in ("bar", "size", "phase")})
         return {"harness_repro": BUNDLE_VERSION, "title": self.title, "seen": self.seen,
                 "machine": machine, "steps": [_step_doc(s) for s in self.steps],
                 "claims": self.claims, "expect": {"outcome": self.outcome, "findings": self.findings}}
@@ -421,6 +424,16 @@ def _removals(bundle: Bundle):
         label = (f"load {step.driver}" if isinstance(step, LoadStep)
                  else f"claim by {step.driver} {step.device or ''}".rstrip())
         yield label, lambda b, step=step: _without_step(b, step)
+    for action in reversed(bundle.spec.after_firmware):
+        yield f"step after the firmware: {action.describe()}", lambda b, a=action: _without_action(b, a)
+
+
+def _without_action(bundle: Bundle, action: Any) -> Bundle | None:
+    actions = bundle.spec.after_firmware
+    if action not in actions:
+        return None
+    i = actions.index(action)
+    return replace(bundle, spec=replace(bundle.spec, after_firmware=actions[:i] + actions[i + 1:]))
 
 
 def _without_step(bundle: Bundle, step: Step) -> Bundle | None:
