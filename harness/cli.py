@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "harness.commands.repro",
     "harness.commands.pnp",
     "harness.commands.matrix",
+    "harness.commands.models",
 )
 
 

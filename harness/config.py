@@ -30,6 +30,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .actions import Action, parse_actions
+from .builtin import parse_builtin
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
@@ -42,7 +43,7 @@ _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 #: glob over the run root would take for an option or a hidden file.
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
-                           "firmware_log", "drivers", "expect", "after_firmware"})
+                           "firmware_log", "drivers", "expect", "after_firmware", "builtin"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
 _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel"})
 #: The machine's own IDE buses (ide.0 ...) and the drives each takes, measured with
@@ -104,6 +105,8 @@ class MachineSpec:
     expect: str = "clean"
     #: Steps after the firmware (harness.actions): BAR moves, config/port writes, reads.
     after_firmware: tuple[Action, ...] = ()
+    #: Settings of the board's own devices (harness.builtin): name -> {property: value}.
+    builtin: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
     def device(self, device_id: str) -> DeviceSpec:
         for dev in self.devices:
@@ -135,6 +138,8 @@ class MachineSpec:
                "devices": devices, "drivers": drivers, "expect": self.expect}
         if self.after_firmware:
             out["after_firmware"] = [a.to_dict() for a in self.after_firmware]
+        if self.builtin:
+            out["builtin"] = {name: dict(props) for name, props in self.builtin.items()}
         return out
 
     def config_hash(self) -> str:
@@ -181,6 +186,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         drivers=drivers,
         expect=get_str(doc, "expect", choices=("clean", "conflict"), default="clean"),
         after_firmware=parse_actions(doc, devices, machine),
+        builtin=parse_builtin(doc, machine),
     )
 
 

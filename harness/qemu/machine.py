@@ -29,6 +29,7 @@ from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
+from ..builtin import global_args
 from ..config import RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
@@ -564,6 +565,7 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         fw = f"{RESERVED_ID_PREFIX}-fwlog"
         argv += ["-chardev", f"file,id={fw},path={_opt(str(run_dir / 'firmware.log'))}",
                  "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
+    argv += global_args(spec.builtin)  # the board's own devices (harness.builtin)
     if any(d.model.backend == "audiodev" for d in spec.devices):
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
     for dev in spec.devices:
