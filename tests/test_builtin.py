@@ -71,3 +71,14 @@ def test_builtin_settings_reach_the_board_and_leave_added_devices_alone() -> Non
     moved = sorted((r.start, r.end) for r in layout.io if r.owner == board_path)
     assert moved == [(0x371, 0x375), (0x377, 0x377)], moved  # the FDC's ports at the new base
     assert {BUILTIN_DEVICES["fdc"].qemu_type, BUILTIN_DEVICES["i8042"].qemu_type} == {"isa-fdc", "i8042"}
+
+
+def test_builtin_argv_passes_the_argv_rules(tmp_path) -> None:
+    from harness.qemu.machine import build_argv
+    from helpers import argv_violations
+    spec = parse_machine_text("machine: pc\nbuiltin:\n  fdc: {iobase: 0x370}\n  i8042: {kbd-irq: 1}\n"
+                              "devices:\n  - {model: isa-ipmi-kcs, id: kcs}\n")
+    argv = build_argv(spec, tmp_path, "tcg")
+    assert argv_violations(argv, spec, tmp_path) == []
+    hostile = [*argv, "-global", "isa-fdc.iobase=1,romfile=/etc/passwd"]
+    assert any("-global" in f for f in argv_violations(hostile, spec, tmp_path))
