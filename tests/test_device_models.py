@@ -178,11 +178,9 @@ def _qtree_int(text: str) -> int | None:
 
 # ---------------------------------------------------------------------- checks
 def _owned(layout: Layout, dut: DeviceSpec, space: str) -> set[tuple[int, int]]:
-    """Ranges attributed to ``dut`` in the flat view; a model's ownerless regions (QEMU
-    registers them with no owner) are matched by name."""
-    ranges = layout.io if space == "io" else layout.memory
-    return {(r.start, r.end) for r in ranges
-            if r.owner == dut.id or (r.owner is None and r.name in dut.model.ownerless_regions)}
+    """Ranges attributed to ``dut`` in the flat view (a model's ownerless regions, which
+    QEMU registers with no owner, are attributed by the layout from the model)."""
+    return {(r.start, r.end) for r in layout.ranges_of(dut.id, space)}
 
 
 def check_isa(fails: Failures, dut: DeviceSpec, layout: Layout, machine: Machine,
