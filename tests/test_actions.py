@@ -114,3 +114,14 @@ def test_port_and_command_steps_and_a_failed_expectation(tmp_path: Path) -> None
     fn = result.layout.pci_by_id("ne")
     assert fn.command & 0x3 == 0, "the post-drivers snapshot sees the decode switched off"
     assert any("nothing decodes this range" in f for c in result.mismatches for f in c.findings)
+
+
+def test_a_bundle_step_error_names_the_bundle_line_and_field() -> None:
+    from harness.repro import parse_bundle
+    from harness.yamlio import load_text
+    text = ("harness_repro: 1\nmachine:\n  machine: pc\n  devices:\n  - {model: e1000, id: nic0, addr: 3}\n"
+            "  after_firmware:\n  - {move_bar: nic0, bar: 1, address: 0xc001}\n")
+    with pytest.raises(ConfigError) as info:
+        parse_bundle(load_text(text, "b.yaml"), "b.yaml")
+    assert str(info.value).startswith("b.yaml:7: machine.after_firmware[0].address: 0xc001 is not aligned "
+                                      "to BAR1's size 0x40"), str(info.value)

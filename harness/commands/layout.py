@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..config import ACCEL_POLICIES, load_machine
+from ..qemu.actions import run_actions
 from ..qemu.layout import diff, format_text, snapshot
 from ..qemu.machine import Machine
 
@@ -35,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
             layouts.append(snapshot(machine))
         if args.phase in ("post-firmware", "both"):
             machine.run_firmware()
+            # The machine file's post-firmware steps belong to that phase (a moved BAR).
+            for record in run_actions(machine, spec.after_firmware, "post-firmware"):
+                print(f"step line {record.action.line}: {record.action.describe()}"
+                      + (f" -> {record.read:#x}" if record.read is not None else "")
+                      + (f" ! {record.problem}" if record.problem else ""), file=sys.stderr)
             layouts.append(snapshot(machine))
         if args.keep:
             print(f"run folder: {machine.run_dir}", file=sys.stderr)
