@@ -45,7 +45,7 @@ from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import Layout
-from .qemu.actions import run_actions
+from .qemu.actions import run_actions, run_firmware_and_steps
 from .qemu.machine import Machine
 from .testbed import Step, Testbed, load_steps
 from .verify import HardwareView, hardware_conflicts
@@ -245,10 +245,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         machine = Machine(spec, keep=True)
         try:
             with machine:
-                machine.run_firmware()
+                # What an OS or driver did once the firmware was done comes before NT looks.
+                actions = run_firmware_and_steps(machine)
                 timings["boot+firmware"] = time.monotonic() - t0
-                # What an OS or driver did once the firmware was done: before NT looks.
-                actions = run_actions(machine, spec.after_firmware, "post-firmware")
                 t = time.monotonic()
                 bed = Testbed(machine, registry)
                 timings["detect"] = time.monotonic() - t

@@ -453,6 +453,7 @@ class _Pool:
         self.entries: dict[str, "_Entry"] = {}
 
     def get(self, resolved: Resolved) -> "_Entry":
+        from .qemu.actions import run_firmware_and_steps
         from .qemu.machine import Machine
         entry = self.entries.pop(resolved.key, None)
         if entry is not None and not entry.healthy():
@@ -465,7 +466,7 @@ class _Pool:
             entry = _Entry(machine)
             try:
                 machine.launch()
-                machine.run_firmware()
+                run_firmware_and_steps(machine)  # and the file's post-firmware steps
             except BaseException:
                 entry.close()
                 raise
@@ -477,8 +478,9 @@ class _Pool:
             self.entries.pop(resolved.key, None)
             entry.close()
         elif resolved.reset == "reboot":
+            from .qemu.actions import run_firmware_and_steps
             try:
-                entry.machine.run_firmware()
+                run_firmware_and_steps(entry.machine)
                 entry.layout = None
             except Exception:
                 self.entries.pop(resolved.key, None)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..config import ACCEL_POLICIES, load_machine
-from ..qemu.actions import run_actions
+from ..qemu.actions import run_firmware_and_steps
 from ..qemu.layout import diff, format_text, snapshot
 from ..qemu.machine import Machine
 
@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
         if args.phase in ("pre-firmware", "both"):
             layouts.append(snapshot(machine))
         if args.phase in ("post-firmware", "both"):
-            machine.run_firmware()
             # The machine file's post-firmware steps belong to that phase (a moved BAR).
-            for record in run_actions(machine, spec.after_firmware, "post-firmware"):
+            for record in run_firmware_and_steps(machine):
                 print(f"step line {record.action.line}: {record.action.describe()}"
                       + (f" -> {record.read:#x}" if record.read is not None else "")
                       + (f" ! {record.problem}" if record.problem else ""), file=sys.stderr)

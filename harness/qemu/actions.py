@@ -63,6 +63,13 @@ def _walk(buses: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
                 yield from _walk([{"devices": bridge["devices"]}])
 
 
+def run_firmware_and_steps(machine: Any) -> list[ActionRecord]:
+    """Run the firmware, then the machine file's post-firmware steps: the state every
+    user of a booted machine (main job, layout command, pytest fixtures) starts from."""
+    machine.run_firmware()
+    return run_actions(machine, machine.spec.after_firmware, "post-firmware")
+
+
 def run_actions(machine: Any, actions: Iterable[Action], phase: str, bus: LiveBus | None = None) -> list[ActionRecord]:
     """Do the steps of ``phase`` in order on the paused ``machine``; ``bus``: the LiveBus
     the NT side uses, if it already has one (its cache must see the writes)."""
