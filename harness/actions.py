@@ -34,6 +34,9 @@ from .yamlio import Node, get_int, get_list, get_str
 
 ACTION_KINDS = ("move_bar", "pci_write", "set_command", "port_write", "port_read", "memory_read")
 ACTION_PHASES = ("post-firmware", "post-drivers")
+#: The phase of a step written among a bundle's (or a test bed's) driver loads and claims:
+#: it happens where it stands in that list.
+IN_ORDER = "in-order"
 _PCI_ACTIONS = ("move_bar", "pci_write", "set_command")
 _KEYS = {
     "move_bar": {"bar", "address"},
@@ -103,7 +106,8 @@ class Action:
                      "value": self.value, "expect": self.expect, "mask": self.mask}[key]
             if value is not None and not (key == "size" and self.kind in ("move_bar", "set_command")):
                 out[key] = value
-        out["phase"] = self.phase
+        if self.phase != IN_ORDER:
+            out["phase"] = self.phase
         return out
 
 
@@ -129,6 +133,21 @@ def parse_actions(doc: Node, devices: Sequence[Any], machine: str, key: str = "a
         phase = get_str(item, "phase", choices=ACTION_PHASES, default="post-firmware")
         out.append(_parse_one(item, kind, phase, by_id, machine))
     return tuple(out)
+
+
+def parse_step(item: Node, devices: Sequence[Any], machine: str) -> Action:
+    """One step of a bundle's ``steps`` list (or a test bed's ``act``): an action with no
+    phase of its own, done where it stands among the driver loads and claims."""
+    kinds = [k for k in ACTION_KINDS if k in item]
+    if len(kinds) != 1:
+        raise item.error(None, f"a step names exactly one action of {', '.join(ACTION_KINDS)}")
+    kind = kinds[0]
+    item.check_keys(_KEYS[kind] | {kind}, _REQUIRED[kind] | {kind})
+    return _parse_one(item, kind, IN_ORDER, {d.id: d for d in devices}, machine)
+
+
+def is_action(item: Any) -> bool:
+    return isinstance(item, Node) and any(k in item for k in ACTION_KINDS)
 
 
 def _size(item: Node) -> int:

@@ -108,7 +108,8 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
-    #: What the machine file's steps after the firmware did (harness.actions).
+    #: What the steps after the firmware did (harness.actions): the machine file's
+    #: post-firmware ones, those among the scenario's steps, the post-drivers ones.
     actions: list[ActionRecord] = field(default_factory=list)
 
     @property
@@ -254,10 +255,11 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                 t = time.monotonic()
                 bed.run(load_steps(spec) if steps is None else steps)
                 timings["drivers"] = time.monotonic() - t
-                actions += run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
+                post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
                 shared = exercise_shared_interrupts(bed.io, machine)
                 result = collect(bed, out_dir, timings, shared)
-                result.actions = actions
+                # post-firmware, those among the steps (a bundle's), then post-drivers
+                result.actions = actions + result.actions + post
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -288,7 +290,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     actions=list(bed.actions))
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:

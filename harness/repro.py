@@ -45,6 +45,7 @@ from typing import Any, Callable
 import yaml
 
 from . import __version__
+from .actions import ACTION_KINDS, Action, is_action, parse_step
 from .config import MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
 from .job import JobResult, run_job
@@ -192,8 +193,11 @@ def _text(node: Node, key: str, value: Any) -> str:
 
 
 def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
+    if is_action(item):
+        return parse_step(item, spec.devices, spec.machine)
     if not isinstance(item, Node) or not ({"load_driver", "report"} & set(item)):
-        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver' or 'report'")
+        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver', 'report' "
+                                 f"or an action ({', '.join(ACTION_KINDS)})")
     if "load_driver" in item:
         item.check_keys({"load_driver", "devices", "override_conflict"}, {"load_driver"})
         name = get_str(item, "load_driver")
@@ -262,6 +266,9 @@ def _parse_descriptor(full: Node, d: Any, index: int) -> Any:
 
 
 def _step_doc(step: Step) -> dict[str, Any]:
+    if isinstance(step, Action):
+        return {k: v if k in ("bar", "size") or not isinstance(v, int) else Hex(v)
+                for k, v in step.to_dict().items()}
     if isinstance(step, LoadStep):
         out: dict[str, Any] = {"load_driver": step.driver, "devices": list(step.devices)}
         if step.override_conflict:
@@ -422,6 +429,7 @@ def _removals(bundle: Bundle):
         yield f"device {dev.id} ({dev.model.name})", lambda b, dev_id=dev.id: _without_device(b, dev_id)
     for step in reversed(bundle.steps):
         label = (f"load {step.driver}" if isinstance(step, LoadStep)
+                 else f"step {step.describe()}" if isinstance(step, Action)
                  else f"claim by {step.driver} {step.device or ''}".rstrip())
         yield label, lambda b, step=step: _without_step(b, step)
     for action in reversed(bundle.spec.after_firmware):

@@ -9,7 +9,9 @@ scenario, in order:
 * :class:`LoadStep`: load one of the sample drivers (:data:`harness.drivers.DRIVERS`) with
   the ``Parameters`` of the machine's devices it drives;
 * :class:`harness.nt.iomgr.ReportCall`: an IoReportResourceUsage made directly (by a
-  test, or written down in a bundle).
+  test, or written down in a bundle);
+* :class:`harness.actions.Action`: a register access behind NT's back (move a BAR, write
+  a config or port register, read and check), done where it stands among the others.
 
 Every step lands in the I/O manager's journal in order, so whatever a test did can be
 written down as a repro bundle (:mod:`harness.repro`) and done again on a fresh machine.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from .actions import Action, ActionRecord, parse_step
 from .config import MachineSpec
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
@@ -42,7 +45,7 @@ class LoadStep:
     override_conflict: bool = False
 
 
-Step = LoadStep | ReportCall
+Step = LoadStep | ReportCall | Action
 
 
 def load_steps(spec: MachineSpec) -> list[LoadStep]:
@@ -67,6 +70,8 @@ class Testbed:
     loaded: list[tuple[LoadResult, NtDriver]] = field(init=False, default_factory=list)
     #: Objects created for direct claims, by name (a bundle names them, not holds them).
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
+    #: What each Action step did, in order.
+    actions: list[ActionRecord] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine)
@@ -83,7 +88,7 @@ class Testbed:
     @property
     def steps(self) -> list[Step]:
         """What was done so far, in order (loads and direct claims)."""
-        return [s for s in self.io.journal if isinstance(s, (LoadStep, ReportCall))]
+        return [s for s in self.io.journal if isinstance(s, (LoadStep, ReportCall, Action))]
 
     # ------------------------------------------------------------------ steps
     def load_driver(self, name: str, devices: Sequence[str] | None = None, *,
@@ -123,11 +128,28 @@ class Testbed:
             device, call.device_list, call.device_list.size(arch) if call.device_list else 0,
             call.override)
 
+    def act(self, step: "Action | dict[str, Any]") -> ActionRecord:
+        """Do one register access now, e.g. ``bed.act({"move_bar": "nic0", "bar": 0,
+        "address": 0xa0000})``: validated like a machine file's step, journaled (so a
+        bundle written from this bed replays it), its record returned."""
+        from .qemu.actions import do_action
+        if not isinstance(step, Action):
+            import yaml
+            from .yamlio import load_text
+            doc = load_text(yaml.safe_dump({"step": dict(step)}), "<testbed.act>")
+            step = parse_step(doc.child("step"), self.spec.devices, self.spec.machine)
+        self.io.journal.append(step)
+        record = do_action(self.machine, step, self.hal.bus)
+        self.actions.append(record)
+        return record
+
     def run(self, steps: Iterable[Step]) -> None:
         """Do ``steps`` in order, then the Reinitialize routines the drivers registered."""
         for step in steps:
             if isinstance(step, LoadStep):
                 self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict)
+            elif isinstance(step, Action):
+                self.act(step)
             else:
                 self.report(step)
         self.io.run_reinitialization()

@@ -125,3 +125,41 @@ def test_a_bundle_step_error_names_the_bundle_line_and_field() -> None:
         parse_bundle(load_text(text, "b.yaml"), "b.yaml")
     assert str(info.value).startswith("b.yaml:7: machine.after_firmware[0].address: 0xc001 is not aligned "
                                       "to BAR1's size 0x40"), str(info.value)
+
+
+@pytest.mark.qemu
+def test_a_test_bed_step_is_journaled_and_its_bundle_replays_it(tmp_path: Path) -> None:
+    """A test moves a BAR among its driver loads (Testbed.act): the step lands in the
+    journal, the bundle written from the bed holds it in order, and a replay does it again."""
+    from harness.job import collect
+    from harness.nt.registry import Registry
+    from harness.qemu.actions import run_firmware_and_steps
+    from harness.qemu.machine import Machine
+    from harness.repro import bundle_from, parse_bundle
+    from harness.testbed import LoadStep, Testbed
+    from harness.yamlio import load_text
+    spec = parse_machine_text("machine: pc\nfirmware_log: false\ndevices:\n  - {model: isa-vga, id: vga0}\n"
+                              "  - {model: e1000, id: nic0, addr: 3}\n")
+    registry = Registry(tmp_path / "reg.sqlite")
+    try:
+        with Machine(spec) as machine:
+            run_firmware_and_steps(machine)
+            bed = Testbed(machine, registry)
+            bed.load_driver("pcinet")
+            with pytest.raises(ConfigError, match="not aligned"):
+                bed.act({"move_bar": "nic0", "bar": 0, "address": 0xA1000})
+            record = bed.act({"move_bar": "nic0", "bar": 0, "address": 0xA0000})
+            assert record.ok and record.commands[-1] == "o /w 0xcfc 0xa0000"
+            assert [type(s).__name__ for s in bed.steps] == ["LoadStep", "Action"]
+            result = collect(bed, tmp_path / "run")
+    finally:
+        registry.close()
+    assert result.actions == [record]
+    assert any("shadowed: memory 0xa0000-0xbffff: vga0, nic0" in f for f in result.findings())
+    text = bundle_from(result, bed.steps, title="t").dump()
+    assert "- move_bar: nic0\n  address: 0xa0000\n  bar: 0\n" in text and "phase" not in text
+    bundle = parse_bundle(load_text(text, "b.yaml"), "b.yaml")
+    assert isinstance(bundle.steps[0], LoadStep) and bundle.steps[1].describe() == "[in-order] move nic0 BAR0 to 0xa0000"
+    again = replay(bundle, tmp_path / "again", picture=False)
+    assert again.reproduces, again.missing
+    assert [a.action.describe() for a in again.result.actions] == ["[in-order] move nic0 BAR0 to 0xa0000"]

@@ -130,7 +130,7 @@ machine:
 @pytest.mark.parametrize("tail, where, message", [
     ("steps:\n  - load_driver: serial\n    devices: [com9]\n", ":8: steps[0].devices",
      "'com9' is not a device of this machine that serial drives (those are: com1)"),
-    ("steps:\n  - {frobnicate: 1}\n", ":6: steps", "step 0 must be a mapping with 'load_driver' or 'report'"),
+    ("steps:\n  - {frobnicate: 1}\n", ":6: steps", "step 0 must be a mapping with 'load_driver', 'report' or an action (move_bar"),
     ("steps:\n  - report: {driver: P, device: D, device_list: [{resources: [{port: 0x10}]}]}\n",
      ":7: steps[0].report.device_list[0].resources[0]", "missing required field 'length'"),
     ("steps:\n  - report: {driver: P, device_list: [{resources: [{port: 0x10, length: 1}]}]}\n",

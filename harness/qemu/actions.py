@@ -74,32 +74,32 @@ def run_actions(machine: Any, actions: Iterable[Action], phase: str, bus: LiveBu
     """Do the steps of ``phase`` in order on the paused ``machine``; ``bus``: the LiveBus
     the NT side uses, if it already has one (its cache must see the writes)."""
     bus = bus if bus is not None else LiveBus(machine)
-    records = []
-    for action in actions:
-        if action.phase != phase:
-            continue
-        rec = _Recorder(bus)
-        record = ActionRecord(action, rec.commands)
-        if action.kind in ("port_write",):
-            rec.write(action.port, action.value, action.size)
-        elif action.kind == "port_read":
-            record.read = rec.read(action.port, action.size)
-        elif action.kind == "memory_read":
-            data = bus.read_memory(action.address, action.size)
-            record.read = int.from_bytes(data, "little")
-            rec.commands.append(f"xp /1{_LETTER[action.size]}x {action.address:#x}  -> {record.read:#x}")
+    return [do_action(machine, action, bus) for action in actions if action.phase == phase]
+
+
+def do_action(machine: Any, action: Action, bus: LiveBus) -> ActionRecord:
+    """Do one step now, whatever its phase, and record what it sent and read."""
+    rec = _Recorder(bus)
+    record = ActionRecord(action, rec.commands)
+    if action.kind == "port_write":
+        rec.write(action.port, action.value, action.size)
+    elif action.kind == "port_read":
+        record.read = rec.read(action.port, action.size)
+    elif action.kind == "memory_read":
+        data = bus.read_memory(action.address, action.size)
+        record.read = int.from_bytes(data, "little")
+        rec.commands.append(f"xp /1{_LETTER[action.size]}x {action.address:#x}  -> {record.read:#x}")
+    else:
+        bdf = pci_address_of(machine, action.target, action)
+        if action.kind == "move_bar":
+            rec.write_config(bdf, action.offset, action.address & 0xFFFFFFFF, 4)
+            if action.bar_64bit:
+                rec.write_config(bdf, action.offset + 4, action.address >> 32, 4)
         else:
-            bdf = pci_address_of(machine, action.target, action)
-            if action.kind == "move_bar":
-                rec.write_config(bdf, action.offset, action.address & 0xFFFFFFFF, 4)
-                if action.bar_64bit:
-                    rec.write_config(bdf, action.offset + 4, action.address >> 32, 4)
-            else:
-                rec.write_config(bdf, action.offset, action.value, action.size)
-        if action.expect is not None and record.read is not None:
-            mask = action.mask if action.mask is not None else (1 << 8 * action.size) - 1
-            if record.read & mask != action.expect:
-                record.ok = False
-                record.problem = f"read {record.read:#x}, expected {action.expect:#x} under mask {mask:#x}"
-        records.append(record)
-    return records
+            rec.write_config(bdf, action.offset, action.value, action.size)
+    if action.expect is not None and record.read is not None:
+        mask = action.mask if action.mask is not None else (1 << 8 * action.size) - 1
+        if record.read & mask != action.expect:
+            record.ok = False
+            record.problem = f"read {record.read:#x}, expected {action.expect:#x} under mask {mask:#x}"
+    return record
