@@ -305,7 +305,30 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
             channel=channel, line=item.line))
     _check_topology(doc, machine, out, items)
+    _check_drive_places(machine, out, items)
     return tuple(out)
+
+
+def _check_drive_places(machine: str, devices: list[DeviceSpec], items: list[Node]) -> None:
+    """Two drives in one place, or more drives on a bus than it takes, would stop QEMU at
+    launch: say so here, at the drive's line.  A bus is a controller of the file or the
+    board's own (IDE channel, floppy controller); each takes two drives, q35's AHCI ports
+    one.  A drive without a unit takes the first free one when QEMU reaches it, in file
+    order, as QEMU does; a later explicit unit can then find it taken."""
+    taken: dict[tuple[str, Any], dict[int, str]] = {}
+    for dev, item in zip(devices, items):
+        if dev.model.bus not in DRIVE_CONTROLLERS:
+            continue
+        here = taken.setdefault((dev.model.bus, dev.bus if dev.bus is not None else ("board", dev.channel)), {})
+        units = BUILTIN_IDE[machine][1] if dev.model.bus == "ide" and dev.bus is None else 2
+        where = dev.bus if dev.bus is not None else (
+            f"ide.{dev.channel}" if dev.model.bus == "ide" else "the built-in floppy controller")
+        if dev.unit is not None and dev.unit in here:
+            raise item.error("unit", f"unit {dev.unit} of {where} is already {here[dev.unit]!r}")
+        free = [u for u in range(units) if u not in here]
+        if not free:
+            raise item.error("model", f"{where} takes {units} drive(s): {', '.join(here.values())} already sit there")
+        here[dev.unit if dev.unit is not None else free[0]] = dev.id
 
 
 def _parse_channel(item: Node, machine: str, model: DeviceModel, controller: str | None,

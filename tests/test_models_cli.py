@@ -88,3 +88,19 @@ def test_index_picks_the_defaults_and_counts_like_qemu() -> None:
     # QEMU's own counter has reached 1 after the first port, whatever its index: COM2 again.
     assert dict(spec.device("b").settings) == {"iobase": 0x2F8, "irq": 3}
     assert dict(spec.device("c").settings) == {"iobase": 0x3BC, "irq": 7, "index": 2}
+
+
+@pytest.mark.parametrize(("devices", "field", "message"), [
+    # QEMU gives the first drive unit 0, then refuses "IDE unit 0 is in use" (measured)
+    ("  - {model: ide-cd, id: a}\n  - {model: ide-cd, id: b, unit: 0}\n", "devices[1].unit", "unit 0 of ide.0 is already 'a'"),
+    ("  - {model: ide-cd, id: a, channel: 1}\n  - {model: ide-hd, id: b, channel: 1}\n  - {model: ide-cd, id: c, channel: 1}\n",
+     "devices[2].model", "ide.1 takes 2 drive(s): a, b already sit there"),
+    ("  - {model: floppy, id: a, unit: 1}\n  - {model: floppy, id: b}\n  - {model: floppy, id: c}\n",
+     "devices[2].model", "the built-in floppy controller takes 2 drive(s)"),
+])
+def test_drive_places_are_checked_like_qemu(devices: str, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(f"machine: pc\ndevices:\n{devices}", "m.yaml")
+    assert f": {field}: " in str(info.value) and message in str(info.value), str(info.value)
+    # a drive without a unit takes the free one: these are fine
+    parse_machine_text("machine: pc\ndevices:\n  - {model: ide-cd, id: a, unit: 1}\n  - {model: ide-cd, id: b}\n")
