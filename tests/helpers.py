@@ -117,3 +117,18 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
             bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
             bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
     return bad
+
+
+def machine_error(text: str, line: int | tuple[int, ...], field: str, message: str) -> str:
+    """Parse machine YAML ``text`` as ``m.yaml`` and check the ConfigError it must raise
+    names that line (one of them) and field, and says ``message``; its text returned."""
+    import pytest
+    from harness.config import parse_machine_text
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, "m.yaml")
+    got = str(info.value)
+    lines = (line,) if isinstance(line, int) else line
+    assert any(got.startswith(f"m.yaml:{n}: {field}") for n in lines), got
+    assert message in got, got
+    return got

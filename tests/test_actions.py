@@ -12,7 +12,7 @@ from harness.config import load_machine, parse_machine_text
 from harness.errors import ConfigError
 from harness.job import run_job
 from harness.repro import load_bundle, replay
-from helpers import CONFIGS
+from helpers import CONFIGS, machine_error
 
 BASE = "machine: pc\ndevices:\n  - {model: e1000, id: nic0, addr: 3}\n  - {model: isa-serial, id: com1}\nafter_firmware:\n"
 
@@ -42,13 +42,8 @@ def _parse(steps: str):
     ("  - 7", "after_firmware", "must be a mapping"),
 ])
 def test_step_errors_name_file_line_and_field(step: str, field: str, message: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        _parse(step + "\n")
-    text = str(info.value)
-    assert text.startswith("m.yaml:"), text
-    assert field in text and message in text, text
-    line = int(text.split(":")[1])
-    assert line in (6, 5), text  # the step's own line, or the list's for a step that is no mapping
+    # the step's own line, or the list's for a step that is no mapping
+    machine_error(BASE + step + "\n", (6, 5), field, message)
 
 
 def test_isapc_has_no_pci_steps() -> None:

@@ -7,9 +7,9 @@ import pytest
 
 from harness.builtin import BUILTIN_DEVICES, builtin_settings, global_args
 from harness.config import parse_machine_text
-from harness.errors import ConfigError
 from harness.qemu.layout import snapshot
 from harness.qemu.machine import Machine
+from helpers import machine_error
 
 
 @pytest.mark.parametrize(("text", "field", "message"), [
@@ -22,10 +22,7 @@ from harness.qemu.machine import Machine
     ("machine: q35\nbuiltin:\n  fdc: {irq: 5}\n", "builtin.fdc", "q35 has no built-in fdc"),
 ])
 def test_builtin_errors_name_file_line_and_field(text: str, field: str, message: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        parse_machine_text(text, "m.yaml")
-    assert str(info.value).startswith("m.yaml:3: " + field), str(info.value)
-    assert message in str(info.value)
+    machine_error(text, 3, field, message)
 
 
 def test_builtin_round_trips_and_becomes_globals() -> None:
