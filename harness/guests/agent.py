@@ -172,6 +172,12 @@ class AgentBus:
         skip = offset & 3
         return bytes(out[skip:skip + length])
 
+    def accept_interrupt(self) -> int:
+        """Let the guest's CPU take one interrupt (IF=1 for a few instructions): the
+        vector it took, 0 when nothing was pending.  No EOI is written: the caller's
+        HAL does that (:class:`harness.nt.interrupts.InterruptManager` on the APIC HAL)."""
+        return self.agent.request(b"a", 4, 0)
+
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
         data = bytes(data)
         check_config_range(bus, device, function, offset, len(data))
