@@ -271,7 +271,11 @@ def test_pic_vectors() -> None:
     assert (PRIMARY_VECTOR_BASE, PROFILE_LEVEL) == (0x30, 27)
     assert hal.HalGetInterruptVector(Isa, 0, 4, 0).vector == 0x34  # Level is the IRQ; Vector ignored
     assert hal.HalGetInterruptVector(Internal, 0, 3, 3).vector == 0x33
-    for irq in (2, 16, 23, 24, 255):
+    # §4.2: "IRQ > 23 -> 0. Otherwise: PIC (PC/AT) HAL: vector = 0x30 + IRQ; IRQL = 27 - IRQ"
+    # -- IRQ 16-23 map too (they have no 8259 input: IoConnectInterrupt refuses them).
+    for irq in range(16, 24):
+        assert hal.HalGetInterruptVector(Isa, 0, irq, irq) == (0x30 + irq, 27 - irq, 1)
+    for irq in (2, 24, 255):
         assert hal.HalGetInterruptVector(Isa, 0, irq, irq) == (0, 0, 0)
     assert not hal.HalGetInterruptVector(Isa, 1, 4, 4)
     assert not hal.HalGetInterruptVector(Eisa, 0, 4, 4)
@@ -281,9 +285,11 @@ def test_pic_vectors() -> None:
 
 
 def test_apic_vectors_are_distinct_and_stable() -> None:
+    from harness.nt.apic import Madt
     from harness.nt.recorded import ReplayBus
+    no_overrides = Madt(0, 0xFEE00000, True, ())
     hal = Hal(ReplayBus({"format": "harness-bus-transcript", "version": 1, "calls": []}),
-              interrupt_model="apic", processors=4)
+              interrupt_model="apic", processors=4, madt=no_overrides)
     seen = {}
     for gsi in (1, 3, 4, 5, 9, 10, 11, 14, 16, 19, 20, 23):
         v = hal.HalGetInterruptVector(Isa, 0, gsi, gsi)

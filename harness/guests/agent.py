@@ -31,6 +31,7 @@ from ..config import MachineSpec
 from ..nt.busaccess import (BusAccessError, check_config_range, check_port_access,
                             config_write_pieces)
 from ..qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
+from ..qemu.livebus import LiveBus
 from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, GuestBoot, Machine
 from .probe import build_probe, channel_ports
 
@@ -39,6 +40,8 @@ AGENT_PORTS = (0x2E0, 0x1E0, 0x6E0)
 #: ISA lines tried for it: the secondary IDE line first (no drive ever raises it).
 AGENT_IRQS = (15, 14, 7, 5, 3, 4, 12)
 REQUEST_TIMEOUT = 5.0
+#: Memory reads longer than this go through HMP (:meth:`AgentBus.read_memory`).
+BULK_READ = 64
 BOOT_TIMEOUT = 30.0  # SeaBIOS and the multiboot load take ~1 s under TCG
 _REQUEST = struct.Struct("<cBII")
 _ANSWER = struct.Struct("<cI")
@@ -153,6 +156,11 @@ class AgentBus:
         self.agent.request(b"o", size, port, value)
 
     def read_memory(self, address: int, length: int) -> bytes:
+        """Registers (up to :data:`BULK_READ` bytes) are read by the guest's CPU; longer
+        reads are firmware tables and RAM (the RSDP search reads 128 KiB), which read the
+        same from QEMU's side (HMP ``xp``), in one command instead of one request a dword."""
+        if length > BULK_READ:
+            return LiveBus(self.machine).read_memory(address, length)
         out = bytearray()
         for at, size in _memory_pieces(address, length):
             out += self.agent.request(b"r", size, at).to_bytes(size, "little")

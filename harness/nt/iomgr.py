@@ -37,7 +37,7 @@ from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
 from .dma import DmaManager
-from .interrupts import KINTERRUPT, InterruptManager
+from .interrupts import KINTERRUPT, InterruptAcceptor, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
@@ -192,7 +192,8 @@ class IoManager:
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
                                       sink=self._violations.append)
         self._take_over_resource_map()
-        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL; ISRs run attributed to
+        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL, or the APIC HAL over a bus
+        #: whose CPU takes interrupts (the guest agent); ISRs run attributed to
         #: the driver that connected them.
         self.interrupts: InterruptManager | None = None
         #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
@@ -200,7 +201,7 @@ class IoManager:
         if hal is not None:
             hal.allocator = self
             hal.add_port_hook(self.verifier)
-            if hal.interrupt_model == "pic":
+            if hal.interrupt_model == "pic" or isinstance(hal.bus, InterruptAcceptor):
                 self.interrupts = InterruptManager(
                     hal, wrap_call=lambda i: self.running(i.owner) if i.owner is not None else contextlib.nullcontext())
 
