@@ -106,6 +106,7 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    hal: str = "pic"                    # the interrupt model the HAL ran (HAL_CHOICES)
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -142,13 +143,13 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "hal": self.hal, "clean": self.clean, "exit_code": self.exit_code,
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+            "shared_interrupts": [{"irq": s.irq, "input": s.input_name, "mode": s.mode, "devices": s.devices, "raised": s.raised,
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
                                    "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
@@ -156,7 +157,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version})", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
         out.append("Drivers")
         for d in self.drivers:
             out.append(f"  {d.name}: {d.status}")
@@ -209,12 +210,33 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+#: The HAL a job runs: ``pic`` over QEMU's HMP on the machine paused after its firmware;
+#: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
+#: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
+HAL_CHOICES = ("auto", "pic", "apic")
+
+
+def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
+    """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
+    if choice not in HAL_CHOICES:
+        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+    if choice == "auto":
+        return "apic" if spec.machine == "q35" else "pic"
+    if choice == "apic" and spec.machine == "isapc":
+        raise HarnessError(f"{spec.source}: an isapc machine has no I/O APIC; the APIC HAL cannot run on it")
+    return choice
+
+
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None) -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto") -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
-    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
+    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
+    ``hal`` is one of :data:`HAL_CHOICES`."""
+    from .guests.agent import agent_boot, connect_agent
+
+    apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -222,13 +244,17 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, keep=True)
+        machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         try:
             with machine:
-                machine.run_firmware()
+                bus = None
+                if apic:
+                    bus = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                else:
+                    machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
-                bed = Testbed(machine, registry)
+                bed = Testbed(machine, registry, bus=bus)
                 timings["detect"] = time.monotonic() - t
                 t = time.monotonic()
                 bed.run(load_steps(spec) if steps is None else steps)
@@ -256,7 +282,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after()
     checks = check_claims(io, after.layout, spec)
     collisions = hardware_collisions(after, spec)
-    collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
+    collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
+                   for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
@@ -265,7 +292,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     hal=bed.hal.interrupt_model)
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:

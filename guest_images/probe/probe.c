@@ -22,6 +22,7 @@
  * each answer 5 bytes: status ('k' done, '?' unknown request) and the value read.
  *   i/o  port in/out of 1, 2 or 4 bytes      r/w  physical memory read/write, 1, 2 or 4
  *   p    ping (answers the value it got)     q    leave through isa-debug-exit
+ *   c    PCI configuration dword read: address is the 0xCF8 value (one request, not two)
  *   a    accept one interrupt: IF=1 for a few instructions; answers the vector taken
  *        (0 when none was pending).  The stubs in boot.S record it and return with
  *        IF=0 again, without EOI: the harness writes the local APIC's EOI itself.
@@ -612,6 +613,7 @@ static void agent_loop(void) {
             else poke32(addr, value);
         } else if (op == 'p') out = value;
         else if (op == 'a') out = accept_interrupt();
+        else if (op == 'c') { outl(CFG_ADDR, addr); out = inl(CFG_DATA); }
         else if (op == 'q') { if (exit_port) outb(exit_port, 0x10); }
         else status = '?';
         agent_put(status);

@@ -175,8 +175,8 @@ class AgentBus:
         check_config_range(bus, device, function, offset, length)
         out = bytearray()
         for dword in range(offset & ~3, offset + length, 4):
-            self.write_port(PCI_CONFIG_ADDRESS, HmpPorts.config_address(bus, device, function, dword), 4)
-            out += self.read_port(PCI_CONFIG_DATA, 4).to_bytes(4, "little")
+            address = HmpPorts.config_address(bus, device, function, dword)
+            out += self.agent.request(b"c", 4, address).to_bytes(4, "little")  # 0xCF8 then 0xCFC
         skip = offset & 3
         return bytes(out[skip:skip + length])
 
@@ -207,6 +207,28 @@ def _memory_pieces(address: int, length: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def agent_boot(spec: MachineSpec) -> GuestBoot:
+    """How to boot ``spec`` with the probe guest serving bus requests (channel ports and
+    the agent's UART placed clear of the spec's devices)."""
+    report, exit_port = channel_ports(spec)
+    port, irq = agent_channel(spec)
+    return GuestBoot(kernel=build_probe(), append=f"report={report:#x} exit={exit_port:#x} agent={port:#x}",
+                     report_port=report, exit_port=exit_port, agent_port=port, agent_irq=irq)
+
+
+def connect_agent(machine: Machine, timeout: float = BOOT_TIMEOUT) -> AgentBus:
+    """Resume a launched machine booted with :func:`agent_boot` and connect to its agent
+    (bounded); the caller closes ``bus.agent`` when done."""
+    machine.resume()
+    agent = GuestAgent(machine)
+    try:
+        agent.connect(timeout)
+    except BaseException:
+        agent.close()
+        raise
+    return AgentBus(machine, agent)
+
+
 @contextlib.contextmanager
 def agent_machine(spec: MachineSpec, *, keep: bool = False,
                   timeout: float = BOOT_TIMEOUT, before_launch=None) -> Iterator[tuple[Machine, AgentBus]]:
@@ -214,22 +236,16 @@ def agent_machine(spec: MachineSpec, *, keep: bool = False,
 
     ``before_launch(machine)`` runs after the run folder exists and before QEMU starts
     (e.g. to write a floppy image).  The guest is asked to leave on exit."""
-    report, exit_port = channel_ports(spec)
-    port, irq = agent_channel(spec)
-    boot = GuestBoot(kernel=build_probe(), append=f"report={report:#x} exit={exit_port:#x} agent={port:#x}",
-                     report_port=report, exit_port=exit_port, agent_port=port, agent_irq=irq)
-    machine = Machine(spec, boot=boot, keep=keep)
+    machine = Machine(spec, boot=agent_boot(spec), keep=keep)
     if before_launch is not None:
         before_launch(machine)
     with machine:
-        machine.resume()
-        agent = GuestAgent(machine)
+        bus = connect_agent(machine, timeout)
         try:
-            agent.connect(timeout)
-            yield machine, AgentBus(machine, agent)
+            yield machine, bus
         finally:
-            agent.close()
+            bus.agent.close()
 
 
-__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentError", "GuestAgent", "agent_channel",
-           "agent_machine"]
+__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentError", "GuestAgent", "agent_boot", "agent_channel",
+           "agent_machine", "connect_agent"]

@@ -895,13 +895,14 @@ class Hal:
         return self._madt
 
     def ioapic_entries(self) -> list[RedirectionEntry] | None:
-        """The live I/O APIC redirection entries (pins of the first I/O APIC): through its
-        MMIO window when the bus writes memory (the guest agent), else through
-        ``ioapic_reader``; None when neither can reach it."""
-        if hasattr(self.bus, "write_memory") and self.madt is not None and self.madt.ioapics:
-            return IoApic(self.bus, self.madt.ioapics[0].address).entries()
+        """The live I/O APIC redirection entries (pins of the first I/O APIC): from
+        ``ioapic_reader`` when given (one HMP command for the whole table), else through
+        the MMIO window when the bus writes memory (the guest agent); None when neither
+        can reach it."""
         if self.ioapic_reader is not None:
             return [RedirectionEntry(raw) for raw in self.ioapic_reader()]
+        if hasattr(self.bus, "write_memory") and self.madt is not None and self.madt.ioapics:
+            return IoApic(self.bus, self.madt.ioapics[0].address).entries()
         return None
 
     def HalGetInterruptVector(self, InterfaceType: int, BusNumber: int, BusInterruptLevel: int,
