@@ -239,8 +239,27 @@ def test_translate_isa_and_internal(pc) -> None:
     assert not hal.HalTranslateBusAddress(Eisa, 0, 0x3F8, 1)
 
 
-def test_translate_pci_uses_bridge_windows(pc) -> None:
-    m, _, hal = pc
+def test_translate_pci_follows_the_table(pc) -> None:
+    """§4.1: one handler per PCI bus 0..NoBuses-1, I/O 0-0xFFFF and memory 0-0xFFFFFFFF,
+    identity; only the start is checked; no handler, FALSE."""
+    m, bus, hal = pc
+    assert hal.pci_translation == "table"
+    lay = snapshot(m)
+    front = lay.pci_by_id("nic0")
+    for number in range(hal.no_buses):
+        assert hal.HalTranslateBusAddress(PCIBus, number, front.bars[0].base, 0 if front.bars[0].kind != "io" else 1)
+        assert hal.HalTranslateBusAddress(PCIBus, number, 0xFFFF, 1) == (True, 1, 0xFFFF)
+        assert not hal.HalTranslateBusAddress(PCIBus, number, 0x10000, 1)
+        assert hal.HalTranslateBusAddress(PCIBus, number, 0xFFFFFFFF, 0) == (True, 0, 0xFFFFFFFF)
+        assert not hal.HalTranslateBusAddress(PCIBus, number, 0x100000000, 0)  # no memory above 4 GiB
+    assert not hal.HalTranslateBusAddress(PCIBus, hal.no_buses, 0x3F8, 1)
+    with pytest.raises(ValueError, match="pci_translation"):
+        Hal(bus, pci_translation="bridges")
+
+
+def test_translate_pci_decoded_uses_bridge_windows(pc) -> None:
+    m, bus, _ = pc
+    hal = Hal(bus, pci_translation="decoded")
     lay = snapshot(m)
     bridge = lay.pci_by_id("br0").bridge
     behind, front = lay.pci_by_id("nic2"), lay.pci_by_id("nic0")
@@ -257,6 +276,12 @@ def test_translate_pci_uses_bridge_windows(pc) -> None:
     assert not hal.HalTranslateBusAddress(PCIBus, 1, bridge.memory.base - 1, 0)
     assert not hal.HalTranslateBusAddress(PCIBus, hal.no_buses, front.bars[0].base, 0)
     assert hal.HalTranslateBusAddress(PCIBus, 0, 0x3F8, 1)  # bus 0 forwards the whole port space
+    # QEMU's root bus is forwarded all 64 bits of memory (info mtree: pci 0-2^64-1), so
+    # a 64-bit BAR above 4 GiB translates; the table stops at 4 GiB.
+    high = 1 << 32
+    assert any(lo <= high <= hi for lo, hi in bus.pci_root_windows()["memory"])
+    assert hal.HalTranslateBusAddress(PCIBus, 0, high, 0) == (True, 0, high)
+    assert not Hal(bus).HalTranslateBusAddress(PCIBus, 0, high, 0)
 
 
 # ---------------------------------------------------------------------------------------

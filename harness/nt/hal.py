@@ -30,12 +30,15 @@ Model decisions (each also at its routine):
   whatever the route registers say; on PIIX3 the PIRQ reaches the I/O APIC only through the
   ISA IRQ it is routed to.  ``HalGetInterruptVector(PCIBus, ...)`` then takes that line, as
   drivers pass it.
-* **Windows.** ``HalTranslateBusAddress`` uses the ReactOS legacy table for Internal and Isa
-  (§4.1); PCI bus 0 gets what the platform forwards to it when the bus is a
-  :class:`~harness.nt.busaccess.DecodeMap` (else the table's 0-0xFFFFFFFF), and a bus behind
-  a bridge gets the bridge's I/O, memory and prefetchable windows (read from its
+* **Windows.** ``HalTranslateBusAddress`` follows the ReactOS legacy table of §4.1: Internal
+  and Isa as listed, every existing PCI bus I/O 0-0xFFFF and memory 0-0xFFFFFFFF.  With
+  ``pci_translation="decoded"`` (the switch, README "HalTranslateBusAddress") a PCI bus
+  instead gets what really reaches it: bus 0 what the platform forwards to it when the bus
+  is a :class:`~harness.nt.busaccess.DecodeMap` (64-bit memory above 4 GiB included), and a
+  bus behind a bridge the bridge's I/O, memory and prefetchable windows (read from its
   configuration space, and only when its command register enables forwarding),
-  intersected with its parent's.
+  intersected with its parent's (:meth:`Hal.bus_windows`; the slot allocator always uses
+  these).
 * **Allocation.** ``HalAssignSlotResources`` asks a :class:`SlotAllocator`: the I/O
   manager (``IoAssignResources``, which records the claim in the ResourceMap) once one is
   attached, else :class:`FirstFitAllocator`, the same arbiter with a private record.
@@ -127,6 +130,8 @@ PCI_CONFIG_PORTS = (0xCF8, 8)
 
 
 INTERRUPT_MODELS = ("pic", "apic", "auto")
+#: HalTranslateBusAddress on a PCI bus: the §4.1 table, or the windows that reach the bus.
+PCI_TRANSLATIONS = ("table", "decoded")
 
 
 @dataclass(frozen=True)
@@ -402,7 +407,11 @@ class Hal:
                  kd_port: int | None = None, pin_to_line: bool = True,
                  allocator: SlotAllocator | None = None, verify_assignments: bool = True,
                  madt: Madt | None = None,
-                 ioapic_reader: Callable[[], Sequence[int]] | None = None) -> None:
+                 ioapic_reader: Callable[[], Sequence[int]] | None = None,
+                 pci_translation: str = "table") -> None:
+        if pci_translation not in PCI_TRANSLATIONS:
+            raise ValueError(f"pci_translation must be one of {', '.join(PCI_TRANSLATIONS)}, not {pci_translation!r}")
+        self.pci_translation = pci_translation
         if interrupt_model not in INTERRUPT_MODELS:
             raise ValueError(f"interrupt_model must be one of {', '.join(INTERRUPT_MODELS)}, not {interrupt_model!r}")
         if processors < 1:
@@ -1038,14 +1047,19 @@ class Hal:
         """Bus-relative address → system physical address (§4.1, DDK4-k103_14).
 
         AddressSpace in: 0 memory, 1 I/O (anything else fails).  Only the start address is
-        checked against the bus's windows (the module docstring says where they come from);
+        checked against the bus's windows (the §4.1 table, or with
+        ``pci_translation="decoded"`` a PCI bus's real windows: module docstring);
         translation is the identity on a PC.  On success AddressSpace out is the system
         space the address lives in (0: map it with MmMapIoSpace, 1: use port I/O).
         """
         refused = Translation(False, AddressSpace, 0)
         if AddressSpace not in (0, 1) or BusAddress < 0:
             return refused
-        windows = self.bus_windows(InterfaceType, BusNumber)
+        if InterfaceType == INTERFACE_TYPE.PCIBus and self.pci_translation == "table":
+            windows = ({IO_SPACE: [(0, PORT_LIMIT)], MEMORY_SPACE: [(0, INTERNAL_MEMORY_LIMIT)]}
+                       if self._pci_bus_exists(BusNumber) else None)
+        else:
+            windows = self.bus_windows(InterfaceType, BusNumber)
         if windows is None:
             return refused
         space = IO_SPACE if AddressSpace == 1 else MEMORY_SPACE
