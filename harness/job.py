@@ -228,12 +228,13 @@ def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
 
 
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None, hal: str = "auto") -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
-    ``hal`` is one of :data:`HAL_CHOICES`."""
+    ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
+    has it (it writes nothing and sees no conflict), to show what a driver meets there."""
     from .guests.agent import agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
@@ -254,7 +255,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                     machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
-                bed = Testbed(machine, registry, bus=bus)
+                bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
                 timings["detect"] = time.monotonic() - t
                 t = time.monotonic()
                 bed.run(load_steps(spec) if steps is None else steps)

@@ -64,6 +64,8 @@ class Testbed:
     #: the probe guest's agent on a running one (the HAL is then chosen from the
     #: machine's MADT: the APIC HAL where there is an I/O APIC).
     bus: Any = None
+    #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
+    reactos_compat: bool = False
     hal: Hal = field(init=False)
     io: IoManager = field(init=False)
     #: The hardware as the firmware left it (before any driver touched it).
@@ -79,7 +81,7 @@ class Testbed:
                        ioapic_reader=lambda: read_ioapic(self.machine))
         self.before = routed_view(snapshot(self.machine, "post-firmware"), self.hal)
         detect_hardware(bus, self.registry, self.hal)
-        self.io = IoManager(self.registry, self.hal)
+        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
 
     @property

@@ -99,6 +99,15 @@ def test_the_shared_interrupt_exercise_runs_through_the_ioapic_on_q35(tmp_path: 
                    picture=False, hal="pic").hal == "pic"
 
 
+def test_the_reactos_switch_shows_what_a_driver_meets_there(tmp_path: Path) -> None:
+    spec = load_machine(CONFIGS / "conflicts" / "serial-same-base.yaml")
+    ros = run_job(spec, tmp_path / "ros", picture=False, reactos=True)
+    # Every claim succeeds and nothing is filed or logged; the hardware still shadows one UART.
+    assert all(d["status"] == "STATUS_SUCCESS" for r in ros.drivers for d in r.devices)
+    assert not ros.conflicts and "Serial" not in ros.resource_map
+    assert "shadowed" in {c.kind for c in ros.collisions}
+
+
 def test_the_hal_choice_is_checked() -> None:
     from harness.job import hal_for
     q35 = load_machine(CONFIGS / "machines" / "q35.yaml")
