@@ -48,6 +48,14 @@ def test_shipped_machines_run_clean(name: str, tmp_path: Path) -> None:
     for name in ("report.json", "report.txt", "registry.reg", "resourcemap.png", "qemu/qemu.log", "qemu/argv.sh"):
         assert (tmp_path / "out" / name).is_file(), name
     assert (tmp_path / "out" / "resourcemap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Each driver's self-test interrupt really arrived: through the 8259s on pc, through
+    # the I/O APIC and the local APIC on q35 (APIC vectors: IRQL = vector >> 4, 5-12).
+    q35 = result.spec.machine == "q35"
+    assert result.hal == ("apic" if q35 else "pic")
+    irqs = [d["facts"]["interrupt"] for r in result.drivers for d in r.devices if "interrupt" in d.get("facts", {})]
+    assert irqs and all(i.endswith(": taken") for i in irqs), irqs
+    if q35:
+        assert any(i.startswith("vector 0xc") and "IRQL 12" in i for i in irqs), irqs
 
 
 @pytest.mark.parametrize("path", CONFLICTS, ids=[p.stem for p in CONFLICTS])
