@@ -21,7 +21,7 @@ from harness.qemu.layout import snapshot
 from harness.qemu.livebus import LiveBus
 from harness.qemu.machine import Machine
 from harness.qemu.pic import raise_counts, read_ioapic
-from helpers import machine_spec
+from helpers import machine_spec, release_interrupts, uart_isr
 
 Isa, PCIBus = INTERFACE_TYPE.Isa, INTERFACE_TYPE.PCIBus
 # COM1 and COM3 share ISA IRQ 4; the NE2000s in slots 3 and 7 share PIRQH (4 + (slot+pin) & 3).
@@ -50,16 +50,10 @@ def io(live) -> Iterator[IoManager]:
     manager = IoManager(Registry(":memory:"), Hal(bus, interrupt_model="auto"))
     assert manager.hal.interrupt_model == "apic" and manager.interrupts is not None
     yield manager
-    for chain in list(manager.interrupts.vectors.values()):
-        for interrupt in list(chain):
-            manager.IoDisconnectInterrupt(interrupt)
-    for base in (COM1, COM3):
-        bus.write_port(base + 1, 0)
-        bus.read_port(base + 2)
     for base in _ne_bases(machine):
         bus.write_port(base + 0xF, 0)
         bus.write_port(base + 7, 0xFF)
-    manager.interrupts.take_interrupts()
+    release_interrupts(manager, bus, (COM1, COM3))
 
 
 _layouts: dict[int, object] = {}
@@ -96,14 +90,6 @@ def _ne_isr(bus: AgentBus, base: int, log: list[str], *, ack: bool = True):
         if pending and ack:
             bus.write_port(base + 7, 0x40)
         return bool(pending)
-    return isr
-
-
-def _uart_isr(bus: AgentBus, base: int, log: list[str]):
-    def isr(interrupt, context) -> bool:
-        iir = bus.read_port(base + 2)  # reading IIR acknowledges THRE
-        log.append(f"{base:#x}:{iir:#04x}")
-        return not iir & 1
     return isr
 
 
@@ -202,7 +188,7 @@ def test_apic_vectors_follow_the_madt_and_the_pci_routing(live) -> None:
 def test_a_vector_already_in_the_redirection_entry_is_reused(io, live) -> None:
     machine, bus = live
     v = io.hal.HalGetInterruptVector(Isa, 0, 4, 4)
-    status, interrupt = io.IoConnectInterrupt(_uart_isr(bus, COM1, []), None, None, v.vector, v.irql, v.irql,
+    status, interrupt = io.IoConnectInterrupt(uart_isr(bus, COM1, []), None, None, v.vector, v.irql, v.irql,
                                               Latched, True, v.affinity, False)
     assert status == 0 and read_ioapic(machine)[4] & 0xFF == v.vector
     # A second HAL on the same machine, with no vectors of its own yet: the vector another
@@ -220,7 +206,7 @@ def test_a_uart_interrupt_arrives_through_the_ioapic_edge(io, live) -> None:
     machine, bus = live
     v = io.hal.HalGetInterruptVector(Isa, 0, 4, 4)
     log: list[str] = []
-    status, interrupt = io.IoConnectInterrupt(_uart_isr(bus, COM1, log), None, None, v.vector, v.irql, v.irql,
+    status, interrupt = io.IoConnectInterrupt(uart_isr(bus, COM1, log), None, None, v.vector, v.irql, v.irql,
                                               Latched, False, v.affinity, False)
     assert status == 0 and interrupt.line == 4
     entry = RedirectionEntry(read_ioapic(machine)[4])
@@ -241,11 +227,15 @@ def test_a_uart_interrupt_arrives_through_the_ioapic_edge(io, live) -> None:
     bus.read_port(COM1 + 2)
 
 
+def _pci_vector(io: IoManager, machine: Machine):
+    """The NE2000s' ports, their shared GSI (PIRQ E-H: 16 + link) and its vector."""
+    line = 16 + io.hal.pci_interrupt_route(*_ne_key(machine, "ne3")).link
+    return (*_ne_bases(machine), line, io.hal.HalGetInterruptVector(PCIBus, 0, line, line))
+
+
 def test_a_pci_interrupt_is_level_and_shared_on_one_vector(io, live) -> None:
     machine, bus = live
-    b3, b7 = _ne_bases(machine)
-    line = 16 + io.hal.pci_interrupt_route(*_ne_key(machine, "ne3")).link
-    v = io.hal.HalGetInterruptVector(PCIBus, 0, line, line)
+    b3, b7, line, v = _pci_vector(io, machine)
     log: list[str] = []
     objs = []
     for base in (b3, b7):
@@ -269,9 +259,7 @@ def test_a_pci_interrupt_is_level_and_shared_on_one_vector(io, live) -> None:
 
 def test_a_level_line_nobody_services_is_a_storm_not_a_hang(io, live) -> None:
     machine, bus = live
-    b3, _ = _ne_bases(machine)
-    line = 16 + io.hal.pci_interrupt_route(*_ne_key(machine, "ne3")).link
-    v = io.hal.HalGetInterruptVector(PCIBus, 0, line, line)
+    b3, _, line, v = _pci_vector(io, machine)
     log: list[str] = []
     status, interrupt = io.IoConnectInterrupt(_ne_isr(bus, b3, log, ack=False), None, None, v.vector, v.irql,
                                               v.irql, LevelSensitive, False, v.affinity, False)
@@ -288,7 +276,7 @@ def test_two_uarts_on_one_edge_gsi_lose_an_edge_and_the_latched_chain_serves_bot
     v = io.hal.HalGetInterruptVector(Isa, 0, 4, 4)
     log: list[str] = []
     for base in (COM1, COM3):
-        status, _ = io.IoConnectInterrupt(_uart_isr(bus, base, log), None, None, v.vector, v.irql, v.irql,
+        status, _ = io.IoConnectInterrupt(uart_isr(bus, base, log), None, None, v.vector, v.irql, v.irql,
                                           Latched, True, v.affinity, False, name=hex(base))
         assert status == 0
     log.clear()
@@ -304,7 +292,7 @@ def test_two_uarts_on_one_edge_gsi_lose_an_edge_and_the_latched_chain_serves_bot
 def test_connect_rules_on_the_apic_hal(io, live) -> None:
     machine, bus = live
     v = io.hal.HalGetInterruptVector(Isa, 0, 4, 4)
-    isr = _uart_isr(bus, COM1, [])
+    isr = uart_isr(bus, COM1, [])
     bad = (0x30 + 4, v.vector + 1 if v.vector + 1 not in io.hal.apic_lines else 0x21)
     for vector in bad:   # the PIC HAL's vector, or one never handed out: not a device vector
         assert io.IoConnectInterrupt(isr, None, None, vector, v.irql, v.irql, Latched, True, 1, False)[1] is None
