@@ -13,7 +13,7 @@ from harness.guests.agent import AgentBus, agent_machine
 from harness.nt.apic import (IOAPIC_DEFAULT_ADDRESS, LAPIC_DEFAULT_ADDRESS, IoApic, LocalApic, Madt,
                              RedirectionEntry, SourceOverride, parse_madt)
 from harness.nt.hal import CLOCK_LEVEL, CMCI_LEVEL, Hal, slot_number
-from harness.nt.interrupts import STORM_LIMIT, Latched, LevelSensitive
+from harness.nt.interrupts import Latched, LevelSensitive
 from harness.nt.iomgr import IoManager
 from harness.nt.registry import Registry
 from harness.nt.resources import BUS_DATA_TYPE, INTERFACE_TYPE
