@@ -327,3 +327,37 @@ def test_parse_madt_refuses_broken_tables() -> None:
         parse_madt(b"FACP" + bytes(50))
     with pytest.raises(ValueError, match="not a deliverable vector"):
         RedirectionEntry.build(0x0F, level=False)
+
+
+def test_pc_runs_the_apic_hal_with_piix3_intx_on_the_isa_irq_gsi() -> None:
+    """pc has an I/O APIC too: the UART arrives at GSI 4, and the PIIX3 routes a PCI
+    INTx only to the ISA IRQ its PIRQ register names, which is that IRQ's GSI (level)."""
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com1, iobase: 0x3f8, irq: 4}\n"
+                        "  - {model: ne2k_pci, id: ne, addr: 3}\n", "apic-pc")
+    with agent_machine(spec) as (machine, bus):
+        io = IoManager(Registry(":memory:"), Hal(bus, interrupt_model="auto"))
+        assert io.hal.interrupt_model == "apic" and io.interrupts is not None
+        ne = snapshot(machine, "post-os").pci_by_id("ne")
+        route = io.hal.pci_interrupt_route(ne.bus, ne.slot, ne.function)
+        assert route.chipset == "piix3" and route.gsi == route.irq < 16
+        line = io.hal.get_bus_data(BUS_DATA_TYPE.PCIConfiguration, 0, slot_number(ne.slot), 0x3C, 1)[0]
+        assert line == route.irq
+        log: list[str] = []
+        got = {}
+        for name, level, mode, isr in ((4, 4, Latched, uart_isr(bus, COM1, log)),
+                                       ("ne", line, LevelSensitive, _ne_isr(bus, ne.bars[0].base, log))):
+            iface = Isa if name == 4 else PCIBus
+            v = io.hal.HalGetInterruptVector(iface, 0, level, level)
+            status, interrupt = io.IoConnectInterrupt(isr, None, None, v.vector, v.irql, v.irql, mode, True,
+                                                      v.affinity, False, name=str(name))
+            assert status == 0
+            got[name] = (v.vector, interrupt)
+        assert io.hal.apic_lines[got["ne"][0]].gsi == route.irq
+        _uart_raise(bus, COM1)
+        _raise_ne(bus, ne.bars[0].base)
+        taken = io.interrupts.take_interrupts()
+        assert sorted(t.vector for t in taken if t.handled) == sorted(v for v, _ in got.values())
+        assert all(i.claimed == 1 for _, i in got.values())
+        entry = RedirectionEntry(read_ioapic(machine)[route.irq])
+        assert entry.level and entry.vector == got["ne"][0] and not entry.masked
+        release_interrupts(io, bus, (COM1,))
