@@ -255,13 +255,17 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                     machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
-                bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
-                timings["detect"] = time.monotonic() - t
-                t = time.monotonic()
-                bed.run(load_steps(spec) if steps is None else steps)
-                timings["drivers"] = time.monotonic() - t
-                shared = exercise_shared_interrupts(bed.io, machine)
-                result = collect(bed, out_dir, timings, shared)
+                try:
+                    bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
+                    timings["detect"] = time.monotonic() - t
+                    t = time.monotonic()
+                    bed.run(load_steps(spec) if steps is None else steps)
+                    timings["drivers"] = time.monotonic() - t
+                    shared = exercise_shared_interrupts(bed.io, machine)
+                    result = collect(bed, out_dir, timings, shared)
+                finally:
+                    if bus is not None:
+                        bus.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])

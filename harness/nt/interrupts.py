@@ -1,4 +1,4 @@
-r"""Interrupt objects and their dispatch on the PC/AT PIC HAL: IoConnectInterrupt,
+r"""Interrupt objects and their dispatch on the PC/AT PIC HAL and the APIC HAL: IoConnectInterrupt,
 IoDisconnectInterrupt, KeSynchronizeExecution, and the CPU's side of taking an interrupt.
 
 A driver connects its ISR to the vector, IRQL and affinity HalGetInterruptVector gave
