@@ -235,7 +235,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
     ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
     has it (it writes nothing and sees no conflict), to show what a driver meets there."""
-    from .guests.agent import agent_boot, connect_agent
+    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
@@ -248,9 +248,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         try:
             with machine:
-                bus = None
+                agent = bus = None
                 if apic:
-                    bus = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                    agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                    bus = AgentLiveBus(machine, agent)
                 else:
                     machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
@@ -264,8 +265,8 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                     shared = exercise_shared_interrupts(bed.io, machine)
                     result = collect(bed, out_dir, timings, shared)
                 finally:
-                    if bus is not None:
-                        bus.agent.close()
+                    if agent is not None:
+                        agent.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])

@@ -195,6 +195,28 @@ class AgentBus:
             self.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
 
 
+class AgentLiveBus(LiveBus):
+    """QEMU's monitor for ports, configuration space and bulk memory (the fast
+    :class:`~harness.qemu.livebus.LiveBus` of a running machine), the guest's CPU for what
+    only it can do: memory writes, register reads (up to :data:`BULK_READ` bytes: the local
+    APIC is visible to its own CPU only) and taking an interrupt.  The main job's APIC HAL
+    runs on it; the guest never touches configuration space after its start, so LiveBus's
+    cache stays right."""
+
+    def __init__(self, machine: Machine, agent_bus: AgentBus) -> None:
+        super().__init__(machine)
+        self.agent_bus = agent_bus
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        return self.agent_bus.read_memory(address, length)  # it sends bulk reads back to HMP
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        self.agent_bus.write_memory(address, data)
+
+    def accept_interrupt(self) -> int:
+        return self.agent_bus.accept_interrupt()
+
+
 def _memory_pieces(address: int, length: int) -> list[tuple[int, int]]:
     if address < 0 or length < 0 or address + length > 1 << 32:
         raise AgentError(f"memory range {address:#x}+{length:#x} is outside the agent's 4 GiB")
@@ -247,5 +269,5 @@ def agent_machine(spec: MachineSpec, *, keep: bool = False,
             bus.agent.close()
 
 
-__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentError", "GuestAgent", "agent_boot", "agent_channel",
+__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentLiveBus", "AgentError", "GuestAgent", "agent_boot", "agent_channel",
            "agent_machine", "connect_agent"]
