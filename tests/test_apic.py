@@ -139,6 +139,10 @@ def test_redirection_entries_read_through_mmio_agree_with_qemus_info_pic(live) -
     try:
         assert read_ioapic(machine)[20] == probe.raw == ioapic.entry(20).raw
         assert (probe.vector, probe.level, probe.active_low, probe.masked) == (0x9A, True, True, True)
+        # QEMU decodes the entry the way RedirectionEntry does.
+        line = next(x for x in machine.hmp("info pic").splitlines() if x.strip().startswith("pin 20 "))
+        assert "vec=154" in line and "active-lo" in line and "level" in line and "masked" in line
+        assert "fixed" in line and "physical" in line
     finally:
         ioapic.set_entry(20, saved)
     assert read_ioapic(machine) == entries
@@ -361,3 +365,13 @@ def test_pc_runs_the_apic_hal_with_piix3_intx_on_the_isa_irq_gsi() -> None:
         entry = RedirectionEntry(read_ioapic(machine)[route.irq])
         assert entry.level and entry.vector == got["ne"][0] and not entry.masked
         release_interrupts(io, bus, (COM1,))
+
+
+def test_the_apic_hal_says_why_it_cannot_read_the_madt() -> None:
+    from harness.nt.hal import HalError
+    from harness.nt.recorded import ReplayBus
+    empty = ReplayBus({"format": "harness-bus-transcript", "version": 1, "calls": []})
+    with pytest.raises(HalError, match="MADT cannot be read"):
+        Hal(empty, interrupt_model="auto")
+    with pytest.raises(ValueError, match="interrupt_model must be one of"):
+        Hal(empty, interrupt_model="x2apic")
