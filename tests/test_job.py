@@ -105,6 +105,12 @@ def test_the_shared_interrupt_exercise_runs_through_the_ioapic_on_q35(tmp_path: 
     # The same machine on the PIC HAL: the links are routed to one ISA IRQ by SeaBIOS.
     assert run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared-q35.yaml"), tmp_path / "q",
                    picture=False, hal="pic").hal == "pic"
+    # pc on the APIC HAL: the PIIX3 ORs both INTx onto IRQ 11, i.e. GSI 11; the agent's own
+    # UART (IRQ 15, beside the idle secondary IDE channel) is no finding.
+    pc = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared.yaml"), tmp_path / "pc",
+                 picture=False, hal="apic")
+    (line,) = pc.shared_lines
+    assert pc.clean and (pc.hal, line.input_name, line.irq, len(line.taken)) == ("apic", "GSI", 11, 2)
 
 
 def test_the_reactos_switch_shows_what_a_driver_meets_there(tmp_path: Path) -> None:
