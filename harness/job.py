@@ -107,6 +107,7 @@ class JobResult:
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
     hal: str = "pic"                    # the interrupt model the HAL ran (HAL_CHOICES)
+    reactos: bool = False               # IoReportResourceUsage as ReactOS has it
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -143,7 +144,7 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "hal": self.hal, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean, "exit_code": self.exit_code,
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
@@ -299,7 +300,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
                      dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
-                     hal=bed.hal.interrupt_model)
+                     hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat)
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
