@@ -11,7 +11,6 @@ import os
 import shlex
 import stat
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
