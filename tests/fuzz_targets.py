@@ -32,7 +32,8 @@ from harness.devices import load_catalog, parse_model
 from harness.errors import ConfigError, HarnessError
 from harness.nt import resources as R
 from harness.nt.errors import RegFileError, ResourceFormatError
-from harness.nt.regfile import apply_operations, decode_reg_bytes, export_text, import_text, parse_reg
+from harness.nt.regfile import (apply_operations, decode_reg_bytes, export_text, import_text, parse_reg,
+                                read_reg_bytes)
 from harness.nt.registry import MACHINE, Registry
 from harness.qemu.machine import build_argv
 from harness.yamlio import load_text
@@ -372,11 +373,14 @@ def _run_unpack(item: tuple[type, bytes, R.Arch, bool]) -> bool:
     else:
         value = _unpack(kind, data, arch)
     _roundtrip(value, arch)
+    assert _pack(value, arch) == data, f"decoding is not lossless for {value!r}"
     return True
 
 
 # ------------------------------------------------------------------ .reg files
-REG_TOKENS = ["hex(8):", "hex(9):", "hex(a):", "hex(ffffffff):", "hex(0):", "hex:", "dword:",
+REG_TOKENS = ["hex(8):", "hex(9):", "hex(a):", "hex(ffffffff):", "hex(0):", "hex:", "dword:", "HEX:",
+              "DWORD:", "Hex(2):", " ; c", ";", "\\ ; c\n", "\\\n; c\n\n  ", "\\0", "\\n", "\\r",
+              "\r", "REGEDIT4\r\n", "[-HKEY_USERS\\S]", "=-",
               "dword:fffffffff", "\\\n  ", "\\\n\n", "[-HKEY_LOCAL_MACHINE\\X]", "[HKEY_USERS\\",
               "[HKEY_CURRENT_USER\\X]", "[HKEY_LOCAL_MACHINE\\\\]", '"=', "@=", "=-", ",", "ff,",
               "0,", "\r\n", "\r", "\\\\", '\\"', "\x00", ";", "]", "[", '"', "=", "REGEDIT4\n",
@@ -434,10 +438,11 @@ def reg_inputs(draw: st.DrawFn) -> tuple[bytes, R.Arch]:
 def _run_reg(item: tuple[bytes, R.Arch]) -> bool:
     raw, arch = item
     with Registry(":memory:", arch=arch) as reg:
-        import_text(reg, decode_reg_bytes(raw, "<fuzz.reg>"), source="<fuzz.reg>")
-        exported = export_text(reg)
+        decoded = read_reg_bytes(raw, "<fuzz.reg>")
+        import_text(reg, decoded.text, source="<fuzz.reg>", unicode=decoded.unicode)
+        exported = export_text(reg)  # what export_reg writes as UTF-16LE
         with Registry(":memory:", arch=arch) as again:
-            apply_operations(again, parse_reg(exported, "<export>"), source="<export>")
+            apply_operations(again, parse_reg(exported, "<export>", unicode=True), source="<export>")
             assert _tree(again) == _tree(reg), "export then import changed the registry"
     return True
 
