@@ -18,8 +18,36 @@ Format as regedit 5.00 writes it:
   spaces; ``[-KEY]`` deletes a key tree and ``"name"=-`` a value (import only).
 
 Export is exact: a REG_SZ/REG_DWORD whose bytes are not the canonical form of a string or
-a 4-byte number (missing terminator, embedded line breaks, wrong size) is written in
+a 4-byte number (missing terminator, embedded line breaks or NULs, wrong size) is written in
 ``hex(1):``/``hex(4):`` form, so importing the file restores the same bytes.
+
+Import reads the dialect regedit accepts, as Wine's regedit implements it
+(``programs/regedit/regproc.c``, a line-by-line state machine):
+
+* the header on line 1 (blanks before it allowed): ``Windows Registry Editor Version 5.00``
+  or ``REGEDIT4``; the encoding comes from the bytes, not the header: UTF-16LE with a BOM,
+  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed). In an ANSI file string types in
+  hex form (``hex(1)``, ``hex(2)``, ``hex(7)``) are ANSI bytes, stored as UTF-16LE with a
+  terminating NUL added when missing; in a UTF-16 file they are stored as written (Wine
+  would add a missing terminator there too; the exact bytes keep export→import lossless);
+* lines end at CRLF, LF or a lone CR, except a lone CR inside a quoted string, which is part
+  of the string; blanks (space, tab) may precede any line and surround ``=``;
+* ``;`` starts a comment line, and may follow a complete key line, value or continuation
+  ``\``; blank lines and comment lines inside a hex continuation are skipped, and a file
+  that ends right after ``\`` ends the value there (as Wine does);
+* type prefixes are matched case-insensitively (``DWORD:``, ``HEX:``, ``Hex(2):``);
+  ``dword:`` takes 1 to 8 hex digits; ``hex(N):`` any N up to ``ffffffff``; hex bytes are
+  1 or 2+ digits up to ff separated by ``,`` (blanks before a byte allowed, not before a
+  comma), a trailing comma allowed;
+* strings and names unescape ``\\``, ``\"``, ``\n``, ``\r``, ``\0`` (a REG_SZ ends at
+  a ``\0``, as regedit stores it) and read any other ``\c`` as ``c``;
+* the key name runs to the last ``]`` of the line; ``[-KEY]`` deletes a key tree (a
+  missing one is no error; values after it need a new ``[KEY]`` line); ``"name"=-``
+  deletes a value.
+
+Wine skips a line it cannot read and goes on; here such a line refuses the whole file
+(:class:`~harness.nt.errors.RegFileError` naming ``file:line`` and what was expected) and
+nothing is applied: the import is one transaction.
 """
 
 from __future__ import annotations
