@@ -461,11 +461,15 @@ def test_export_keeps_non_canonical_bytes_exact(reg):
         assert other.values(key) == reg.values(key)
 
 
-def test_export_refuses_line_breaks_in_names(reg):
+def test_export_escapes_line_breaks_and_nuls_in_names(reg):
     key = reg.create_key(MACHINE + r"\K")
-    reg.set_value(key, "two\nlines", 1)
-    with pytest.raises(RegistryError, match="line break"):
-        export_text(reg, key)
+    for name in ("two\nlines", "cr\rhere", "nul\0in", 'all\\"\r\n\0'):
+        reg.set_value(key, name, 1)
+    text = export_text(reg, key)
+    assert '"two\\nlines"=dword:00000001' in text and '"nul\\0in"' in text
+    with Registry() as other:
+        import_text(other, text)
+        assert other.values(key) == reg.values(key)
 
 
 def test_hkey_mapping():

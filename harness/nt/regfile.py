@@ -92,10 +92,13 @@ def from_hkey(name: str) -> str:
 # Export
 
 
+_NAME_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r"})
+
+
 def _quote(text: str) -> str:
-    """A quoted name or string; a NUL is written as regedit's ``\\0`` escape (a raw NUL
-    would end the line for regedit)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\0", "\\0") + '"'
+    """A quoted name or string, with regedit's escapes: ``\\0``, ``\\n``, ``\\r`` keep a
+    NUL or a line break from ending the line (strings with them are exported in hex)."""
+    return '"' + text.translate(_NAME_ESCAPES) + '"'
 
 
 def _hex_form(prefix: str, data: bytes) -> list[str]:
@@ -120,7 +123,7 @@ def _one_line(text: str, what: str) -> str:
 
 
 def _value_lines(v: RegistryValue) -> list[str]:
-    name = "@" if v.name == "" else _quote(_one_line(v.name, "value name"))
+    name = "@" if v.name == "" else _quote(v.name)
     if v.type == RegType.REG_SZ:
         try:
             text = decode_value(v.type, v.data)
@@ -217,17 +220,19 @@ def _physical_lines(text: str) -> list[tuple[int, str]]:
     inside a quoted string, which is a character of the string (a value exported with a
     bare CR in it reads back). Quotes are tracked with regedit's escapes, outside comments."""
     lines, current, number = [], [], 1
-    quoted = comment = False
+    quoted = comment = key_line = False
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == "\n" or (c == "\r" and (not quoted or text[i + 1:i + 2] == "\n")):
             lines.append((number, "".join(current)))
-            current, quoted, comment = [], False, False
+            current, quoted, comment, key_line = [], False, False, False
             number += 1
             i += 2 if text[i:i + 2] == "\r\n" else 1
             continue
-        if not comment:
+        if c == "[" and not "".join(current).strip(_BLANK):
+            key_line = True  # a key name has no quoted strings: a '"' in it is a character
+        if not comment and not key_line:
             if quoted and c == "\\" and i + 1 < n and text[i + 1] not in "\r\n":
                 current.append(text[i:i + 2])
                 i += 2
