@@ -89,3 +89,6 @@ def test_dump_names_types_as_the_ddk_does(xp):
     assert "NonArbitrated" not in text
     assert text.count("(a copy of the union of Descriptors[") == 12
     assert "tail 00 00 00 00 f7 0c" in text
+    # The pool garbage of FilteredConfigVector shows too: header Reserved, ConfigData fields.
+    assert "slot 0x0 reserved 0x26 0x720050 0x63006f," in text
+    assert "priority 0x1 reserved 0x630050 0x32300069 tail 34 37 35 33 48 02" in text

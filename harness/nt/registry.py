@@ -639,8 +639,10 @@ def _value_lines(v: RegistryValue) -> list[str]:
         return [f"{label} ({len(v.data)} bytes, {v.arch.value})",
                 *("    " + s for s in _full_lines(decoded, ""))]
     if isinstance(decoded, IO_RESOURCE_REQUIREMENTS_LIST):
+        reserved = (" reserved " + " ".join(f"{r:#x}" for r in decoded.reserved)
+                    if any(decoded.reserved) else "")
         lines = [f"{label} ({len(v.data)} bytes) {decoded.interface_type.name} bus "
-                 f"{decoded.bus_number} slot {decoded.slot_number:#x}, "
+                 f"{decoded.bus_number} slot {decoded.slot_number:#x}{reserved}, "
                  f"{decoded.alternative_lists} alternative list(s)"]
         for i, lst in enumerate(decoded.lists):
             lines.append(f"    List[{i}] (version {lst.version}.{lst.revision})")

@@ -1891,7 +1891,9 @@ def _describe_member(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR)
     if isinstance(d, BusNumberRequirement):
         return f"length {d.length} in [{d.minimum_bus_number}, {d.maximum_bus_number}]"
     if isinstance(d, ConfigDataRequirement):
-        return f"priority {d.priority:#x}"
+        reserved = (f" reserved {d.reserved1:#x} {d.reserved2:#x}"
+                    if d.reserved1 or d.reserved2 else "")
+        return f"priority {d.priority:#x}{reserved}"
     return f"data {d.data.hex(' ')}"  # generic kinds
 
 
