@@ -9,14 +9,17 @@ from pathlib import Path
 import pytest
 
 from harness.nt.regfile import import_reg
-from harness.nt.registry import (MACHINE, REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST,
-                                 Registry, format_tree)
-from harness.nt.resources import (CM_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, Arch,
+from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
+                                 REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
+                                 format_tree)
+from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
+                                  IO_RESOURCE_REQUIREMENTS_LIST, Arch, InterfaceTypeUndefined,
                                   ConfigDataRequirement, DevicePrivateRequirement, GenericPartial,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
                                   private_copy_of)
 
-CORPUS = Path(__file__).parent / "data" / "realworld-resources" / "xp-x86-acpi.reg"
+DATA = Path(__file__).parent / "data" / "realworld-resources"
+CORPUS = DATA / "xp-x86-acpi.reg"
 ENUM = MACHINE + r"\SYSTEM\ControlSet001\Enum"
 
 
@@ -92,3 +95,19 @@ def test_dump_names_types_as_the_ddk_does(xp):
     # The pool garbage of FilteredConfigVector shows too: header Reserved, ConfigData fields.
     assert "slot 0x0 reserved 0x26 0x720050 0x63006f," in text
     assert "priority 0x1 reserved 0x630050 0x32300069 tail 34 37 35 33 48 02" in text
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_x64_cpu_configuration_data(arch):
+    """An empty full descriptor of an undefined bus: the same bytes in both layouts."""
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, DATA / "x64-cpu.reg") == 11
+        value = reg.get_value(DESCRIPTION_SYSTEM + r"\CentralProcessor\0", "Configuration Data")
+        assert value.type == REG_FULL_RESOURCE_DESCRIPTOR
+        full = value.value
+        assert isinstance(full, CM_FULL_RESOURCE_DESCRIPTOR)
+        assert full.interface_type == InterfaceTypeUndefined
+        assert (full.bus_number, full.partial_resource_list.version,
+                full.partial_resource_list.revision, full.partials) == (0xFFFFFFFF, 0, 0, ())
+        assert full.pack(arch) == value.data
+        assert "InterfaceTypeUndefined bus 4294967295 (version 0.0, 0 partial(s))" in format_tree(reg)
