@@ -825,9 +825,19 @@ def _decoded_large(stored: int, shift: int | None) -> tuple[int, int]:
     return (0, stored) if shift is None else (stored << shift, 0)
 
 
+class _LargeMember:
+    """Error paths name the union member the LARGE_* flag selects, as the DDK does:
+    u.Memory40.Length40, u.Memory48.Length48, u.Memory64.Length64 (Alignment likewise)."""
+
+    def _f(self, name: str) -> str:
+        flags = self.flags  # type: ignore[attr-defined]
+        width = {8: "40", 16: "48"}.get(_large_shift(flags) if isinstance(flags, int) else None, "64")
+        return f"u.Memory{width}.{name}{width if name in ('Length', 'Alignment') else ''}"
+
+
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
-class MemoryLarge(_Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class MemoryLarge(_LargeMember, _Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge (Vista+): ``length`` is the real length; the stored
     Length40/48/64 is it shifted right by the LARGE_* flag NT picks (the first of 40, 48,
     64 set, so several bits are accepted as NT accepts them). Without a LARGE_* bit in
@@ -1372,7 +1382,7 @@ class MemoryRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
 
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
-class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
+class MemoryLargeRequirement(_LargeMember, _WindowMixin, IO_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge requirement: real ``length``/``alignment``, stored shifted
     by the LARGE_* flag as in :class:`MemoryLarge` (added when missing; with no bit both
     read as 0 and the stored ULONGs are kept in ``ignored_length``/``ignored_alignment``)."""
