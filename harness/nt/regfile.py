@@ -220,18 +220,19 @@ def _physical_lines(text: str) -> list[tuple[int, str]]:
     inside a quoted string, which is a character of the string (a value exported with a
     bare CR in it reads back). Quotes are tracked with regedit's escapes, outside comments."""
     lines, current, number = [], [], 1
-    quoted = comment = key_line = False
+    quoted = comment = key_line = started = False
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c == "\n" or (c == "\r" and (not quoted or text[i + 1:i + 2] == "\n")):
             lines.append((number, "".join(current)))
-            current, quoted, comment, key_line = [], False, False, False
+            current, quoted, comment, key_line, started = [], False, False, False, False
             number += 1
             i += 2 if text[i:i + 2] == "\r\n" else 1
             continue
-        if c == "[" and not "".join(current).strip(_BLANK):
-            key_line = True  # a key name has no quoted strings: a '"' in it is a character
+        if not started and c not in _BLANK:
+            started = True
+            key_line = c == "["  # a key name has no quoted strings: a '"' in it is a character
         if not comment and not key_line:
             if quoted and c == "\\" and i + 1 < n and text[i + 1] not in "\r\n":
                 current.append(text[i:i + 2])
