@@ -35,7 +35,8 @@ Import reads the dialect regedit accepts, as Wine's regedit implements it
 * ``;`` starts a comment line, and may follow a complete key line, value or continuation
   ``\``; blank lines and comment lines inside a hex continuation are skipped, and a file
   that ends right after ``\`` ends the value there (as Wine does);
-* type prefixes are matched case-insensitively (``DWORD:``, ``HEX:``, ``Hex(2):``);
+* type prefixes are matched case-insensitively, as regedit accepts ``DWORD:``/``HEX:``
+  (Wine's regproc.c compares them case-sensitively);
   ``dword:`` takes 1 to 8 hex digits; ``hex(N):`` any N up to ``ffffffff``; hex bytes are
   1 or 2+ digits up to ff separated by ``,`` (blanks before a byte allowed, not before a
   comma), a trailing comma allowed;
