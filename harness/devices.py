@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .packagedata import shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
@@ -38,12 +39,9 @@ RESOURCE_KINDS = ("port", "memory", "irq", "dma")
 GUEST_PROBES = ("uart", "lpt", "ne2000", "sb16", "fdc", "ide")
 
 
-def default_catalog_dir() -> Path:
-    """``device_models/`` beside the package, unless ``HARNESS_DEVICE_MODELS`` says otherwise."""
-    override = os.environ.get("HARNESS_DEVICE_MODELS")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parent.parent / "device_models"
+def default_catalog_dirs() -> tuple[Path, ...]:
+    """The shipped catalog, then the user's folders from ``$HARNESS_DEVICE_MODELS``."""
+    return (shipped_dir("device_models"), *user_model_dirs())
 
 
 @dataclass(frozen=True)
@@ -164,11 +162,11 @@ class DeviceModel:
 
 
 class Catalog(Mapping[str, DeviceModel]):
-    """All device models of one catalog directory, keyed by model name."""
+    """All device models of the catalog folders, keyed by model name."""
 
-    def __init__(self, models: dict[str, DeviceModel], directory: Path) -> None:
+    def __init__(self, models: dict[str, DeviceModel], directories: tuple[Path, ...]) -> None:
         self._models = models
-        self.directory = directory
+        self.directories = directories
 
     def __getitem__(self, name: str) -> DeviceModel:
         return self._models[name]
@@ -197,22 +195,34 @@ class Catalog(Mapping[str, DeviceModel]):
             close = difflib.get_close_matches(name, sorted(self._models), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise node.error(key, f"unknown device model {name!r}{hint}; "
-                                  f"models are in {self.directory}") from None
+                                  "models are in " + os.pathsep.join(map(str, self.directories))) from None
 
 
-@lru_cache(maxsize=4)
-def load_catalog(directory: str | Path | None = None) -> Catalog:
-    directory = Path(directory) if directory is not None else default_catalog_dir()
-    if not directory.is_dir():
-        raise ConfigError("device model directory not found", source=str(directory))
+def load_catalog(*directories: str | Path) -> Catalog:
+    """The catalog of ``directories`` in order (default: :func:`default_catalog_dirs`).
+
+    A later folder's model replaces an earlier one of the same name, so a user's folder can
+    override a shipped model; within one folder a name may be defined once.
+    """
+    dirs = tuple(Path(d) for d in directories) or default_catalog_dirs()
+    return _load_catalog(tuple(d.resolve() for d in dirs))
+
+
+@lru_cache(maxsize=8)
+def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
     models: dict[str, DeviceModel] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        model = parse_model(load_file(path), str(path))
-        if model.name in models:
-            raise ConfigError(f"device model {model.name!r} is defined twice "
-                              f"(also in {models[model.name].source})", source=str(path))
-        models[model.name] = model
-    return Catalog(models, directory)
+    for directory in directories:
+        if not directory.is_dir():
+            raise ConfigError("device model directory not found", source=str(directory))
+        here: dict[str, DeviceModel] = {}
+        for path in sorted(directory.glob("*.yaml")):
+            model = parse_model(load_file(path), str(path))
+            if model.name in here:
+                raise ConfigError(f"device model {model.name!r} is defined twice "
+                                  f"(also in {here[model.name].source})", source=str(path))
+            here[model.name] = model
+        models.update(here)
+    return Catalog(models, directories)
 
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",

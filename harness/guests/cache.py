@@ -1,7 +1,7 @@
 """The guest-image cache: where built and downloaded artefacts live, keyed by content.
 
-Everything goes under ``$HARNESS_CACHE_DIR`` or ``.cache/`` beside the package (git
-ignored).  An artefact's folder is named after a hash of what it is made from, so a
+Everything goes under ``guests/`` in the user's cache directory
+(:func:`harness.packagedata.user_cache_dir`), never into site-packages or a checkout.  An artefact's folder is named after a hash of what it is made from, so a
 changed recipe gets a new folder and an unchanged one is reused; a file lock makes two
 processes (pytest-xdist workers) build it once; results are written under a temporary
 name and renamed, so a crash never leaves a half-written artefact in place.
@@ -12,18 +12,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import os
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-REPO = Path(__file__).resolve().parent.parent.parent
-GUEST_IMAGES = REPO / "guest_images"
+from ..packagedata import shipped_dir, user_cache_dir
+
+#: The guest recipes and sources shipped with the package.
+GUEST_IMAGES = shipped_dir("guest_images")
 
 
 def cache_root() -> Path:
-    root = Path(os.environ.get("HARNESS_CACHE_DIR") or REPO / ".cache") / "guests"
-    root.mkdir(parents=True, exist_ok=True)
+    root = user_cache_dir() / "guests"
+    root.mkdir(mode=0o700, exist_ok=True)
     return root
 
 

@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..packagedata import user_cache_dir
 from ..errors import HarnessError
 
 KVM_DEVICE = "/dev/kvm"
@@ -56,8 +57,7 @@ def resolve_accel(policy: str) -> str:
 
 
 def _cache_file() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "qemu-nt-harness" / "accel.json"
+    return user_cache_dir() / "accel.json"
 
 
 def _host_key() -> str:

@@ -1,0 +1,78 @@
+"""Package data and caches: what the wheel carries, user model folders, the cache root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from harness.devices import load_catalog
+from harness.packagedata import SHIPPED, shipped_dir, user_cache_dir, user_model_dirs
+from helpers import REPO, machine_spec
+
+
+def test_source_tree_uses_top_level_folders():
+    for name in SHIPPED:
+        assert shipped_dir(name) == REPO / name
+    with pytest.raises(ValueError, match="unknown shipped data folder"):
+        shipped_dir("tests")
+
+
+def _model(folder: Path, name: str, description: str) -> None:
+    text = (REPO / "device_models" / "isa-debugcon.yaml").read_text()
+    text = text.replace("name: isa-debugcon", f"name: {name}")
+    text = text.replace("description: Bochs-style debug console port (writes go to a chardev)",
+                        f"description: {description}")
+    (folder / f"{name}.yaml").write_text(text)
+
+
+def test_user_model_folders_layer_over_the_shipped_catalog(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    _model(first, "isa-debugcon", "overridden by the first folder")
+    _model(first, "my-console", "a model of the user's own")
+    _model(second, "my-console", "the second folder wins")
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", f"{first}:{second}:")
+    assert user_model_dirs() == (first, second)
+    catalog = load_catalog()
+    shipped = load_catalog(shipped_dir("device_models"))
+    assert set(catalog) == set(shipped) | {"my-console"}
+    assert catalog["isa-debugcon"].description == "overridden by the first folder"
+    assert catalog["my-console"].description == "the second folder wins"
+    # a machine file can use the user's model
+    spec = machine_spec("machine: isapc\ndevices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
+    assert spec.devices[0].model.name == "my-console"
+
+
+def test_missing_user_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(tmp_path / "nowhere"))
+    with pytest.raises(Exception, match="device model directory not found") as info:
+        load_catalog()
+    assert "nowhere" in str(info.value)
+
+
+def test_cache_root_follows_the_user_settings(tmp_path, monkeypatch):
+    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert user_cache_dir() == tmp_path / "xdg" / "qemu-nt-harness"
+    assert (user_cache_dir().stat().st_mode & 0o777) == 0o700
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "explicit"))
+    assert user_cache_dir() == tmp_path / "explicit"
+
+
+@pytest.mark.slow
+def test_wheel_carries_every_tracked_data_file(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path), str(REPO)], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files", *SHIPPED], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert tracked
+    missing = [path for path in tracked if f"harness/_data/{path}" not in names]
+    assert not missing, f"the wheel lacks {missing}"
