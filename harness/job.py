@@ -108,6 +108,8 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    hal: str = "pic"                    # the interrupt model the HAL ran (HAL_CHOICES)
+    reactos: bool = False               # IoReportResourceUsage as ReactOS has it
     #: What the steps after the firmware did (harness.actions): the machine file's
     #: post-firmware ones, those among the scenario's steps, the post-drivers ones.
     actions: list[ActionRecord] = field(default_factory=list)
@@ -153,13 +155,13 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean, "exit_code": self.exit_code,
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+            "shared_interrupts": [{"irq": s.irq, "input": s.input_name, "mode": s.mode, "devices": s.devices, "raised": s.raised,
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
                                    "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
@@ -168,7 +170,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version})", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
         if self.actions:
             out.append("Steps after the firmware (the layout, claims and checks below are taken after them)")
             for a in self.actions:
@@ -230,12 +232,34 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+#: The HAL a job runs: ``pic`` over QEMU's HMP on the machine paused after its firmware;
+#: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
+#: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
+HAL_CHOICES = ("auto", "pic", "apic")
+
+
+def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
+    """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
+    if choice not in HAL_CHOICES:
+        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+    if choice == "auto":
+        return "apic" if spec.machine == "q35" else "pic"
+    if choice == "apic" and spec.machine == "isapc":
+        raise HarnessError(f"{spec.source}: an isapc machine has no I/O APIC; the APIC HAL cannot run on it")
+    return choice
+
+
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None) -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
-    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
+    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
+    ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
+    has it (it writes nothing and sees no conflict), to show what a driver meets there."""
+    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
+
+    apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -243,23 +267,33 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, keep=True)
+        machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         try:
             with machine:
-                # What an OS or driver did once the firmware was done comes before NT looks.
-                actions = run_firmware_and_steps(machine)
+                agent = bus = None
+                if apic:
+                    agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                    bus = AgentLiveBus(machine, agent)
+                    # What an OS or driver did once the firmware was done comes before NT looks.
+                    actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
+                else:
+                    actions = run_firmware_and_steps(machine)
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
-                bed = Testbed(machine, registry)
-                timings["detect"] = time.monotonic() - t
-                t = time.monotonic()
-                bed.run(load_steps(spec) if steps is None else steps)
-                timings["drivers"] = time.monotonic() - t
-                post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
-                shared = exercise_shared_interrupts(bed.io, machine)
-                result = collect(bed, out_dir, timings, shared)
-                # post-firmware, those among the steps (a bundle's), then post-drivers
-                result.actions = actions + result.actions + post
+                try:
+                    bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
+                    timings["detect"] = time.monotonic() - t
+                    t = time.monotonic()
+                    bed.run(load_steps(spec) if steps is None else steps)
+                    timings["drivers"] = time.monotonic() - t
+                    post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
+                    shared = exercise_shared_interrupts(bed.io, machine)
+                    result = collect(bed, out_dir, timings, shared)
+                    # post-firmware, those among the steps (a bundle's), then post-drivers
+                    result.actions = actions + result.actions + post
+                finally:
+                    if agent is not None:
+                        agent.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -281,7 +315,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after()
     checks = check_claims(io, after.layout, spec)
     collisions = hardware_collisions(after, spec)
-    collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
+    collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
+                   for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
@@ -291,6 +326,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
                      dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat,
                      actions=list(bed.actions))
 
 
