@@ -10,6 +10,7 @@ A machine file (and so a repro bundle, whose ``machine`` is one) may list them u
       - {port_write: 0x3f9, value: 0x0f}                     # HMP 'o'
       - {port_read: 0x3fd, expect: 0x60}                     # HMP 'i', checked
       - {memory_read: 0xa0000, size: 4, expect: 0xffffffff}  # HMP 'xp', checked
+      - {memory_write: 0x7000000, size: 4, value: 0x1}       # the guest agent (APIC HAL)
       - {move_bar: nic0, bar: 1, address: 0xd000, phase: post-drivers}
 
 ``phase``: ``post-firmware`` (the default: before NT's detection, the HAL and the drivers
@@ -17,7 +18,9 @@ see the machine, as if the OS loader had done it) or ``post-drivers`` (after the
 loaded, before the final snapshot).  The layout, the claims and the checks are taken after
 them.  A PCI target is a device id of the file or a bus address ``BB:SS.F`` (a built-in
 function such as the IDE controller).  HMP cannot write guest-physical memory (QEMU 7.2
-has no such command), so memory is read and checked, never written.
+has no such command): ``memory_write`` goes through the probe guest's agent, so it needs
+the APIC HAL's job (``harness run --hal apic``, the default on q35); elsewhere it stops the
+job with that said.
 
 Everything is validated here, with file, line and field: offsets and sizes, that a value
 fits, a BAR exists on the model, its address is aligned to the BAR's size and in range.
@@ -32,7 +35,8 @@ from typing import Any, Sequence
 
 from .yamlio import Node, get_int, get_list, get_str
 
-ACTION_KINDS = ("move_bar", "pci_write", "set_command", "port_write", "port_read", "memory_read")
+ACTION_KINDS = ("move_bar", "pci_write", "set_command", "port_write", "port_read", "memory_read",
+                "memory_write")
 ACTION_PHASES = ("post-firmware", "post-drivers")
 #: The phase of a step written among a bundle's (or a test bed's) driver loads and claims:
 #: it happens where it stands in that list.
@@ -45,9 +49,10 @@ _KEYS = {
     "port_write": {"size", "value"},
     "port_read": {"size", "expect", "mask"},
     "memory_read": {"size", "expect", "mask"},
+    "memory_write": {"size", "value"},
 }
 _REQUIRED = {"move_bar": {"bar", "address"}, "pci_write": {"offset", "value"}, "set_command": {"value"},
-             "port_write": {"value"}, "port_read": set(), "memory_read": set()}
+             "port_write": {"value"}, "port_read": set(), "memory_read": set(), "memory_write": {"value"}}
 _BDF_RE = re.compile(r"([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])")
 PCI_COMMAND = 0x04
 PCI_BAR0 = 0x10
@@ -90,6 +95,8 @@ class Action:
             text = f"o /{_LETTER[self.size]} {self.port:#x} {self.value:#x}"
         elif self.kind == "port_read":
             text = f"i /{_LETTER[self.size]} {self.port:#x}"
+        elif self.kind == "memory_write":
+            text = f"write {self.value:#x} to memory {self.address:#x} ({self.size} byte(s), through the guest agent)"
         else:
             text = f"xp /1{_LETTER[self.size]}x {self.address:#x}"
         if self.expect is not None:
@@ -178,6 +185,17 @@ def _parse_one(item: Node, kind: str, phase: str, by_id: dict[str, Any], machine
         address = get_int(item, kind, lo=0, hi=(1 << 64) - size)
         expect, mask = _expect(item, size)
         return Action(kind, phase, address=address, size=size, expect=expect, mask=mask, line=item.line)
+    if kind == "memory_write":
+        # HMP cannot write memory: the probe guest's agent does it (the APIC HAL's job),
+        # and it reaches the low 4 GiB; isapc cannot run that guest's HAL.
+        if machine == "isapc":
+            raise item.error(kind, "memory writes go through the guest agent of the APIC HAL, which isapc cannot run")
+        size = _size(item)
+        address = get_int(item, kind, lo=0, hi=(1 << 32) - size)
+        if address % size:
+            raise item.error(kind, f"address {address:#x} is not aligned to the access size {size}")
+        return Action(kind, phase, address=address, size=size,
+                      value=get_int(item, "value", lo=0, hi=(1 << 8 * size) - 1), line=item.line)
 
     # PCI configuration steps
     if machine == "isapc":

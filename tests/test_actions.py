@@ -158,3 +158,26 @@ def test_a_test_bed_step_is_journaled_and_its_bundle_replays_it(tmp_path: Path) 
     again = replay(bundle, tmp_path / "again", picture=False)
     assert again.reproduces, again.missing
     assert [a.action.describe() for a in again.result.actions] == ["[in-order] move nic0 BAR0 to 0xa0000"]
+
+
+@pytest.mark.qemu
+def test_memory_writes_go_through_the_guest_agent(tmp_path: Path) -> None:
+    """HMP cannot write memory: on the APIC HAL's job the probe guest's agent does it (read
+    back through xp); on the PIC HAL's job, which has no agent, the step stops the job."""
+    from harness.errors import HarnessError
+    text = ("machine: pc\nafter_firmware:\n"
+            "  - {memory_write: 0x7000000, size: 4, value: 0x5a5aa5a5}\n"   # RAM no one uses
+            "  - {memory_read: 0x7000000, size: 4, expect: 0x5a5aa5a5}\n")
+    spec = parse_machine_text(text, "mem.yaml")
+    result = run_job(spec, tmp_path / "apic", picture=False, hal="apic")
+    assert [(a.ok, a.read) for a in result.actions] == [(True, None), (True, 0x5A5AA5A5)], result.format_text()
+    assert result.actions[0].commands == ["agent: write /w 0x7000000 0x5a5aa5a5"]
+    with pytest.raises(HarnessError, match="HMP cannot write guest memory"):
+        run_job(spec, tmp_path / "pic", picture=False, hal="pic")
+
+
+def test_memory_write_steps_are_validated() -> None:
+    machine_error(BASE + "  - {memory_write: 0x100000000, value: 1}\n", 6, "after_firmware[0].memory_write", "out of range")
+    machine_error(BASE + "  - {memory_write: 0x1002, size: 4, value: 1}\n", 6, "after_firmware[0].memory_write", "not aligned")
+    machine_error("machine: isapc\nafter_firmware:\n  - {memory_write: 0x1000, value: 1}\n", 3,
+                  "after_firmware[0].memory_write", "isapc cannot run")

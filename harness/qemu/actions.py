@@ -85,6 +85,14 @@ def do_action(machine: Any, action: Action, bus: LiveBus) -> ActionRecord:
         rec.write(action.port, action.value, action.size)
     elif action.kind == "port_read":
         record.read = rec.read(action.port, action.size)
+    elif action.kind == "memory_write":
+        write = getattr(bus, "write_memory", None)
+        if write is None:
+            raise ActionError(f"line {action.line}: {action.describe()}: HMP cannot write guest memory; "
+                              "memory writes need the probe guest's agent (the APIC HAL: harness run --hal apic, "
+                              "the default on q35)")
+        write(action.address, action.value.to_bytes(action.size, "little"))
+        rec.commands.append(f"agent: write /{_LETTER[action.size]} {action.address:#x} {action.value:#x}")
     elif action.kind == "memory_read":
         data = bus.read_memory(action.address, action.size)
         record.read = int.from_bytes(data, "little")
