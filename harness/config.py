@@ -43,7 +43,12 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
-_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit"})
+_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "driver"})
+#: The generic legacy driver (harness.drivers.legacy): the claimant of every device whose
+#: model names no sample driver.
+GENERIC_DRIVER = "legacy"
+#: ``driver: none`` on a device: nothing claims it (a machine where no driver is installed).
+NO_DRIVER = "none"
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,33 @@ class DeviceSpec:
     multifunction: bool = False
     unit: int | None = None  # floppy drive unit
     line: int = field(default=0, compare=False)
+    #: ``driver: none`` in the machine file: no driver claims this device.
+    no_driver: bool = False
+
+    @property
+    def driver(self) -> str | None:
+        """The NT driver that claims this device: its model's sample driver, else the
+        generic legacy driver; None for ``driver: none``, bridges (the HAL's bus handler
+        programs their windows) and devices that decode nothing themselves."""
+        if self.no_driver or self.model.bridge:
+            return None
+        if self.model.nt_driver:
+            return self.model.nt_driver
+        if not (self.model.ports or self.model.fixed or self.model.irq_properties
+                or self.model.dma_properties or (self.model.pci and self.model.pci.bars)):
+            return None
+        return GENERIC_DRIVER
+
+    @property
+    def unclaimed_reason(self) -> str:
+        """Why :attr:`driver` is None (empty when a driver claims the device)."""
+        if self.no_driver:
+            return f"driver: none (line {self.line})"
+        if self.model.bridge:
+            return "a bridge: the HAL's PCI bus handler programs its windows, it decodes nothing for itself"
+        if self.driver is None:
+            return "decodes nothing itself (its controller does)"
+        return ""
 
     def decoded_resources(self) -> list[tuple[str, int, int]]:
         return self.model.decoded_resources(self.settings)
@@ -106,6 +138,8 @@ class MachineSpec:
         for dev in self.devices:
             item: dict[str, Any] = {"model": dev.model.name, "id": dev.id}
             item.update({k: dev.settings[k] for k in sorted(dev.explicit)})
+            if dev.no_driver:
+                item["driver"] = NO_DRIVER
             if dev.bus is not None:
                 item["controller" if dev.model.bus == "floppy" else "bus"] = dev.bus
             if dev.slot is not None:
@@ -170,10 +204,10 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
     ``override_conflict``); when absent, every driver the devices need, in device order."""
-    known = catalog.nt_drivers
+    known = [*catalog.nt_drivers, GENERIC_DRIVER]
     if "drivers" not in doc:
-        order = list(dict.fromkeys(d.model.nt_driver for d in devices if d.model.nt_driver))
-        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.model.nt_driver == name))
+        order = list(dict.fromkeys(d.driver for d in devices if d.driver))
+        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
                      for name in order)
     out: list[DriverSpec] = []
     seen: dict[str, int] = {}
@@ -198,7 +232,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")
         seen[name] = line
-        mine = [d.id for d in devices if d.model.nt_driver == name]
+        mine = [d.id for d in devices if d.driver == name]
         if wanted is None:
             chosen = tuple(mine)
         else:
@@ -267,6 +301,9 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             bus = controller
         elif controller is not None:
             raise item.error("controller", "only floppy drives have a controller")
+        no_driver = False
+        if "driver" in item:
+            no_driver = get_str(item, "driver", choices=(NO_DRIVER,)) == NO_DRIVER
         unit = get_int(item, "unit", lo=0, hi=1, default=None)
         if unit is not None and model.bus != "floppy":
             raise item.error("unit", "only floppy drives have a unit")
@@ -274,7 +311,7 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             id=dev_id, model=model, settings=MappingProxyType(settings),
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
-            line=item.line))
+            line=item.line, no_driver=no_driver))
     _check_topology(doc, machine, out, items)
     return tuple(out)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from .claimants import ClaimantLine
 from .config import MachineSpec
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
@@ -106,6 +107,8 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    #: Every device, board devices included, with its NT claimant or why it has none.
+    claimants: list[ClaimantLine] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -147,6 +150,7 @@ class JobResult:
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
+            "claimants": [c.to_dict() for c in self.claimants],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
@@ -165,6 +169,8 @@ class JobResult:
                 extra = f" — {dev['detail']}" if dev["detail"] else ""
                 facts = ", ".join(f"{k} {v}" for k, v in dev["facts"].items())
                 out.append(f"    {dev['config']} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
+        out += ["", "Claimants (every decoder and the NT component holding its claim)"]
+        out += [f"  {c.describe()}" for c in self.claimants] or ["  (none)"]
         out += ["", "ResourceMap", *("  " + line for line in self.resource_map.rstrip("\n").splitlines())]
         out += ["", "Error log"]
         out += [f"  #{e['sequence']} {e['code']}: {e['message']}" for e in self.error_log] or ["  (empty)"]
@@ -254,7 +260,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     interrupt lines showed), the ResourceMap and the error log."""
     io, spec = bed.io, bed.spec
     after = bed.after()
-    checks = check_claims(io, after.layout, spec)
+    checks = check_claims(io, after.layout, spec, bed.board)
     collisions = hardware_collisions(after, spec)
     collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
@@ -265,7 +271,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     claimants=bed.claimants(after.layout))
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
@@ -290,8 +297,16 @@ def _report(result: LoadResult, driver: NtDriver) -> DriverReport:
 # Claims against the hardware
 
 
-def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: MachineSpec) -> tuple[str, ...]:
-    """The machine-file device ids a claim is for."""
+def _label(r: Any) -> str:
+    """Who a decoded range belongs to: its owning device, else (no owner: the legacy IDE
+    ports of a PIIX, port 0x80) the region's name."""
+    return r.owner or r.name.split(" @")[0]
+
+
+def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: MachineSpec,
+                      board: Sequence[Any] = ()) -> tuple[str, ...]:
+    """The machine-file device ids a claim is for (for a board claimant's claim: the
+    owners, or owner-less region names, of the board device's ranges)."""
     driver_object = io.drivers.get(claim.owner.driver)
     config = None
     if driver_object is not None:
@@ -307,6 +322,10 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     if config is not None:
         if any(d.id == config.name for d in spec.devices):
             return (config.name,)
+        device = next((r.device for r in board if r.device.name == config.name), None)
+        if device is not None and claim.owner.driver != "Floppy":
+            return tuple(sorted({_label(r) for r in (*layout.io, *layout.memory)
+                                 if device.matches(r.owner_type, r.name)}))
         # Found by detection: whichever device of this driver's kinds sits at that base,
         # configured or built into the board (then named by its QOM path, as the map does).
         kinds = _qemu_types_of(claim.owner.driver)
@@ -322,18 +341,18 @@ def _qemu_types_of(service_name: str) -> set[str]:
     return {catalog[m].qemu_driver for m in catalog.nt_drivers.get(name, ())}
 
 
-def check_claims(io: IoManager, layout: Layout, spec: MachineSpec) -> list[ClaimCheck]:
+def check_claims(io: IoManager, layout: Layout, spec: MachineSpec, board: Sequence[Any] = ()) -> list[ClaimCheck]:
     checks = []
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
-        expected = _expected_devices(claim, io, layout, spec)
+        expected = _expected_devices(claim, io, layout, spec, board)
         check = ClaimCheck(claim.owner.driver, claim.owner.device, expected,
                            f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
         if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):
             _check_range(check, claim, layout)
         elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
-            _check_line(check, claim, layout)
+            _check_line(check, claim, layout, spec)
         check.ok = not check.findings
         checks.append(check)
     return checks
@@ -343,8 +362,8 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
     space = "io" if claim.kind is ResourceKind.PORT else "memory"
     decoded = [r for r in (layout.io if space == "io" else layout.memory)
                if r.start <= claim.end and claim.start <= r.end and r.kind != "ram"]
-    mine = [r for r in decoded if r.owner in check.expected]
-    others = [r for r in decoded if r.owner not in check.expected and r.owner is not None]
+    mine = [r for r in decoded if _label(r) in check.expected]
+    others = [r for r in decoded if _label(r) not in check.expected and r.owner is not None]
     if not mine:
         if others:
             check.findings.append("decoded by " + ", ".join(sorted({f"{r.owner} ({r.name} {r.start:#x}-{r.end:#x})"
@@ -362,10 +381,20 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
                            "claimed byte(s) decoded by no device")
 
 
-def _check_line(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
-    prop = ("irq",) if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
+def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSpec) -> None:
+    prop = ("irq", "kbd-irq", "mouse-irq") if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
     value = interrupt_line(claim.descriptor) if claim.kind is ResourceKind.INTERRUPT else claim.descriptor.channel
     devices = {dev.id or dev.path: dev for dev in layout.isa}
+    ids = {d.id for d in spec.devices}
+    board = [devices[n] for n in check.expected if n not in ids and n in devices]
+    if check.expected and not set(check.expected) & ids:
+        # A board claimant's line: one of the board device's ISA parts drives it, or the
+        # board model (checked against QEMU by tests/test_boards.py) says it is wired so.
+        if board and not any(dev.properties.get(p) == value for dev in board for p in prop):
+            check.findings.append(f"none of {', '.join(d.id or d.path for d in board)} is on {value}")
+        elif not board:
+            check.notes.append(f"{claim.kind.value} {value}: wired on the board (board model)")
+        return
     for name in check.expected:
         dev = devices.get(name)
         if dev is None:

@@ -20,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from .config import MachineSpec
-from .drivers import DRIVERS, NtDriver
+from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, claimant_lines, legacy_parameters,
+                        resolve_board)
+from .config import GENERIC_DRIVER, MachineSpec
+from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
 from .errors import HarnessError
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
@@ -52,7 +54,7 @@ def load_steps(spec: MachineSpec) -> list[LoadStep]:
 
 def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
     """The devices of ``spec`` that the sample driver ``name`` drives."""
-    return tuple(d.id for d in spec.devices if d.model.nt_driver == name)
+    return tuple(d.id for d in spec.devices if d.driver == name)
 
 
 @dataclass
@@ -63,8 +65,11 @@ class Testbed:
     io: IoManager = field(init=False)
     #: The hardware as the firmware left it (before any driver touched it).
     before: HardwareView = field(init=False)
-    #: Each load step's result with the driver instance (its per-device outcomes).
+    #: Each load step's result with the driver instance (its per-device outcomes), the
+    #: board claimants' first.
     loaded: list[tuple[LoadResult, NtDriver]] = field(init=False, default_factory=list)
+    #: The machine type's built-in devices and what each decodes as the firmware left them.
+    board: list[ResolvedBoardDevice] = field(init=False, default_factory=list)
     #: Objects created for direct claims, by name (a bundle names them, not holds them).
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
 
@@ -75,6 +80,12 @@ class Testbed:
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
+        self.board = resolve_board(self.spec.machine, self.hal)
+        for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first
+            params = board_parameters(self.board, claimant)
+            if params:
+                driver = cls(self.io, self.hal)
+                self.loaded.append((self.io.load_driver(driver, params), driver))
 
     @property
     def spec(self) -> MachineSpec:
@@ -101,7 +112,9 @@ class Testbed:
                                f"(those are: {', '.join(mine) or 'none'})")
         self.io.journal.append(LoadStep(name, chosen, override_conflict))
         driver = cls(self.io, self.hal, override_conflict=override_conflict)
-        result = self.io.load_driver(driver, cls.parameters_for([self.spec.device(d) for d in chosen]))
+        devices = [self.spec.device(d) for d in chosen]
+        params = legacy_parameters(devices, self.before.layout) if name == GENERIC_DRIVER else cls.parameters_for(devices)
+        result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result
 
@@ -130,7 +143,17 @@ class Testbed:
                 self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict)
             else:
                 self.report(step)
+        # A board device whose claimant is a sample driver the steps did not load (the
+        # built-in floppy controller without a drive): that driver starts anyway, for the
+        # devices it finds itself.
+        for name in dict.fromkeys(r.device.claimant for r in self.board):
+            if name in DRIVERS and not self.io.drivers.get(DRIVERS[name].service_name):
+                self.load_driver(name, ())
         self.io.run_reinitialization()
+
+    def claimants(self, layout: Any = None) -> list[ClaimantLine]:
+        """Every device of the machine, board devices included, and its NT claimant."""
+        return claimant_lines(self.io, self.spec, self.board, layout or self.before.layout)
 
     def after(self) -> HardwareView:
         """The hardware now (a fresh layout snapshot with the PCI routing)."""

@@ -187,7 +187,7 @@ class NtDriver:
         self.io.ExFreePool(Context)
 
     def _start(self, driver_object: DriverObject, config: DeviceConfig, number: int) -> DeviceOutcome:
-        status, device = self.io.IoCreateDevice(driver_object, f"{self.device_prefix}{number}")
+        status, device = self.io.IoCreateDevice(driver_object, self.device_name(config, number))
         if device is None:
             return DeviceOutcome(config.name, None, status, "IoCreateDevice failed")
         attempts = 0
@@ -218,10 +218,14 @@ class NtDriver:
         detail = "" if attempts == 1 else f"claimed with alternative setting {attempts - 1}"
         return DeviceOutcome(config.name, device.name, NTSTATUS.STATUS_SUCCESS, detail, claimed, attempts, facts)
 
+    def device_name(self, config: DeviceConfig, number: int) -> str:
+        """The device object's name: the prefix and the driver's device number."""
+        return f"{self.device_prefix}{number}"
+
     def claim(self, driver_object: DriverObject, device: DeviceObject,
               config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         """Stage 4 by IoReportResourceUsage of the gathered list (DeviceList)."""
-        resources = config.resource_list()
+        resources = config.extra.get("resources") or config.resource_list()
         result = self.io.IoReportResourceUsage(self.resource_class, driver_object, None, 0, device,
                                                resources, resources.size(self.io.registry.arch),
                                                self.override_conflict)

@@ -262,7 +262,9 @@ class FloppyDriver(NtDriver):
                 densities.append({"max_density": info.max_density, "mount_density": info.mount_density})
         facts = {"msr": f"{msr:#04x}", "version": f"{version:#04x}", "enhanced": version == 0x90,
                  "drives": densities, "st0": [f"{s:#04x}" for s in sense]}
-        if config.dma:                             # drive 0, sector 1 through system DMA
+        # Drive 0, sector 1 through system DMA, unless detection found the controller
+        # without a drive (the board's own FDC on a machine with no floppy).
+        if config.dma and config.extra.get("drives", [None]) != []:
             read = self.read_sector(device, config)
             facts["dma_read"] = read.describe()
             if not read.complete:
