@@ -113,7 +113,12 @@ class Testbed:
         self.io.journal.append(LoadStep(name, chosen, override_conflict))
         driver = cls(self.io, self.hal, override_conflict=override_conflict)
         devices = [self.spec.device(d) for d in chosen]
-        params = legacy_parameters(devices, self.before.layout) if name == GENERIC_DRIVER else cls.parameters_for(devices)
+        if name == GENERIC_DRIVER:
+            params = legacy_parameters(devices, self.before.layout)
+        elif not chosen and hasattr(cls, "board_parameters"):
+            params = cls.board_parameters()   # loaded for a board device alone
+        else:
+            params = cls.parameters_for(devices)
         result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result

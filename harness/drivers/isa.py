@@ -215,6 +215,14 @@ class FloppyDriver(NtDriver):
             out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})
         return out
 
+    @classmethod
+    def board_parameters(cls) -> dict[str, Any]:
+        """The board's own controller when no drive hangs off it (DriveCount 0: nothing
+        to read a sector from)."""
+        base, irq, dma = PC_FLOPPY_CONTROLLER
+        return {"BoardController": {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma,
+                                    "DriveCount": 0}}
+
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = []
         for entry in described(self, CONFIGURATION_TYPE.DiskController, CONFIGURATION_TYPE.FloppyDiskPeripheral):
@@ -236,7 +244,8 @@ class FloppyDriver(NtDriver):
             if base is not None and all(c.base != base for c in out):
                 out.append(DeviceConfig(name, "Parameters", [(base, 6), (base + 7, 1)],
                                         values.get("InterruptNumber"),
-                                        [values["DmaChannel"]] if "DmaChannel" in values else []))
+                                        [values["DmaChannel"]] if "DmaChannel" in values else [],
+                                        extra={"drives": [None] * values["DriveCount"]} if "DriveCount" in values else {}))
         return out
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
