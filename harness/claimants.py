@@ -140,8 +140,6 @@ def _fate(io: IoManager, service: str, name: str) -> str:
     for outcome in outcomes:
         if outcome.config == name and not outcome.started:
             return f"{outcome.status.name}" + (f": {outcome.detail}" if outcome.detail else "")
-    if driver_object is None:
-        return f"{service} was not loaded"
     return ""
 
 
@@ -150,6 +148,9 @@ def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded
     if claimant is None:
         return ClaimantLine(device, None, "unclaimed", reason)
     service = _service_of(claimant)
+    if service not in io.drivers and claimant != "hal":
+        return ClaimantLine(device, None, "unclaimed", f"its driver {service} was not loaded "
+                                                        "(the machine file's drivers list leaves it out)")
     claims = [c for c in io.arbiter.claims() if c.owner.driver == service]
     ranges = [r for r in decoded if r[0] in ("port", "memory")] or list(decoded)
     missing = [r for r in ranges if not _covered(claims, *r)]

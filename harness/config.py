@@ -42,7 +42,10 @@ _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect"})
-_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
+_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict", "claim"})
+#: How a sample driver claims ports (harness.drivers.base.CLAIM_STYLES): what the device
+#: decodes, or the card's whole jumper block as a retail driver does.
+CLAIM_STYLES = ("decoded", "block")
 _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "driver"})
 #: The generic legacy driver (harness.drivers.legacy): the claimant of every device whose
 #: model names no sample driver.
@@ -109,6 +112,7 @@ class DriverSpec:
     devices: tuple[str, ...]
     override_conflict: bool = False
     line: int = field(default=0, compare=False)
+    claim: str = "decoded"
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,8 @@ class MachineSpec:
             if dev.unit is not None:
                 item["unit"] = dev.unit
             devices.append(item)
-        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
-                   for d in self.drivers]
+        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict,
+                    **({"claim": d.claim} if d.claim != "decoded" else {})} for d in self.drivers]
         return {"name": self.name, "description": self.description, "machine": self.machine,
                 "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
                 "devices": devices, "drivers": drivers, "expect": self.expect}
@@ -213,6 +217,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
     seen: dict[str, int] = {}
     for index, item in enumerate(get_list(doc, "drivers")):
         node, line = (item, item.line) if isinstance(item, Node) else (doc, doc.line_of("drivers"))
+        claim = "decoded"
         if isinstance(item, str):
             name, wanted, override = item, None, False
         elif isinstance(item, Node):
@@ -220,6 +225,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             name = get_str(item, "name")
             wanted = get_list(item, "devices", default=None)
             override = get_bool(item, "override_conflict", default=False)
+            claim = get_str(item, "claim", choices=CLAIM_STYLES, default="decoded")
         else:
             raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
         if name not in known:
@@ -241,7 +247,10 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
                     raise item.error("devices", f"{dev_id!r} is not a device of this machine that "
                                                 f"{name} drives (those are: {', '.join(mine) or 'none'})")
             chosen = tuple(wanted)
-        out.append(DriverSpec(name, chosen, override, line))
+        if claim == "block" and name == GENERIC_DRIVER:
+            raise item.error("claim", f"{GENERIC_DRIVER} claims what each device decodes; "
+                                      "'claim: block' is for sample drivers")
+        out.append(DriverSpec(name, chosen, override, line, claim))
     return tuple(out)
 
 

@@ -123,6 +123,10 @@ class DeviceModel:
     #: The sample NT driver (harness/drivers) that drives this model, if any.
     nt_driver: str | None = None
     source: str = field(compare=False, default="")
+    #: Other chips of the same physical card that QEMU emulates as separate device models
+    #: (the SB16's OPL is the adlib model): a retail driver's claim of the card's whole
+    #: block covers them.
+    companions: tuple[str, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -222,12 +226,17 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
                                   f"(also in {here[model.name].source})", source=str(path))
             here[model.name] = model
         models.update(here)
+    for model in models.values():
+        unknown = [c for c in model.companions if c not in models]
+        if unknown:
+            raise ConfigError(f"model {model.name!r}: companions {unknown} are not models of the catalog",
+                              source=model.source)
     return Catalog(models, directories)
 
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge", "nt_driver"})
+                         "pci", "bridge", "nt_driver", "companions"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -262,6 +271,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
+        companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
     )
 
 

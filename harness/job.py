@@ -173,7 +173,12 @@ class JobResult:
         out += [f"  {c.describe()}" for c in self.claimants] or ["  (none)"]
         out += ["", "ResourceMap", *("  " + line for line in self.resource_map.rstrip("\n").splitlines())]
         out += ["", "Error log"]
-        out += [f"  #{e['sequence']} {e['code']}: {e['message']}" for e in self.error_log] or ["  (empty)"]
+        for e in self.error_log:
+            out.append(f"  #{e['sequence']} {e['code']}: {e['message']}")
+            if "explanation" in e:
+                out.append(f"      = {e['explanation']}")
+        if not self.error_log:
+            out.append("  (empty)")
         out += ["", "Claim-before-touch violations"]
         out += [f"  {v}" for v in self.violations] or ["  (none)"]
         out += ["", "Claims against the hardware (info mtree -f)"]
@@ -269,8 +274,16 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
                       if (c.kind, c.resource, c.devices) not in seen]
     registry = io.registry
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
+    error_log = []
+    for entry in io.error_log:
+        item = entry.to_dict()
+        if entry.conflict is not None:
+            explanation = same_card(spec, entry.conflict.requested, entry.conflict.holder)
+            if explanation:
+                item["explanation"] = explanation
+        error_log.append(item)
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
-                     [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
+                     error_log, io.violations, checks, collisions,
                      dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
                      claimants=bed.claimants(after.layout))
 
@@ -403,6 +416,31 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
         if not any(dev.properties.get(p) == value for p in prop):
             shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
+    """Why a conflict between two claims is one card's: one side is a chip QEMU emulates as
+    a separate device model (a companion, like the SB16's OPL) and the other a retail
+    driver's claim of the card's whole block over it.  Empty when it is not."""
+    def devices_of(claim: Claim) -> list[Any]:
+        out = []
+        for dev in spec.devices:
+            if dev.driver is None or DRIVERS[dev.driver].service_name != claim.owner.driver:
+                continue
+            if claim.kind is ResourceKind.PORT and not any(
+                    k == "port" and a <= claim.end and claim.start <= b for k, a, b in dev.decoded_resources()):
+                continue
+            out.append(dev)
+        return out
+
+    for card, chip in ((a, b) for x, y in ((requested, holder), (holder, requested))
+                       for a in devices_of(x) for b in devices_of(y)):
+        if chip.model.name in card.model.companions:
+            return (f"{chip.id} ({chip.model.name}) is a chip of the same card as {card.id} ({card.model.name}), "
+                    f"emulated by QEMU as a separate device: the card's driver claims its whole block "
+                    f"(claim: block), which covers the chip's ports; claim: decoded claims only what "
+                    f"{card.model.name} decodes")
+    return ""
 
 
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:

@@ -42,6 +42,8 @@ class LoadStep:
     driver: str
     devices: tuple[str, ...]
     override_conflict: bool = False
+    #: "decoded" (claim what each device decodes) or "block" (the card's whole block).
+    claim: str = "decoded"
 
 
 Step = LoadStep | ReportCall
@@ -49,7 +51,7 @@ Step = LoadStep | ReportCall
 
 def load_steps(spec: MachineSpec) -> list[LoadStep]:
     """The machine file's driver load order as steps."""
-    return [LoadStep(d.name, d.devices, d.override_conflict) for d in spec.drivers]
+    return [LoadStep(d.name, d.devices, d.override_conflict, d.claim) for d in spec.drivers]
 
 
 def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
@@ -98,7 +100,7 @@ class Testbed:
 
     # ------------------------------------------------------------------ steps
     def load_driver(self, name: str, devices: Sequence[str] | None = None, *,
-                    override_conflict: bool = False) -> LoadResult:
+                    override_conflict: bool = False, claim: str = "decoded") -> LoadResult:
         """Load the sample driver ``name`` (``serial``, ``ne2000``, ...) for ``devices``
         (default: every device of the machine it drives), with their Parameters."""
         cls = DRIVERS.get(name)
@@ -110,7 +112,7 @@ class Testbed:
         if stray:
             raise HarnessError(f"{', '.join(stray)}: not a device of machine {self.spec.name} that {name} drives "
                                f"(those are: {', '.join(mine) or 'none'})")
-        self.io.journal.append(LoadStep(name, chosen, override_conflict))
+        self.io.journal.append(LoadStep(name, chosen, override_conflict, claim))
         driver = cls(self.io, self.hal, override_conflict=override_conflict)
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
@@ -118,7 +120,7 @@ class Testbed:
         elif not chosen and hasattr(cls, "board_parameters"):
             params = cls.board_parameters()   # loaded for a board device alone
         else:
-            params = cls.parameters_for(devices)
+            params = cls.parameters_for(devices, claim)
         result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result
@@ -145,7 +147,8 @@ class Testbed:
         """Do ``steps`` in order, then the Reinitialize routines the drivers registered."""
         for step in steps:
             if isinstance(step, LoadStep):
-                self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict)
+                self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict,
+                                 claim=step.claim)
             else:
                 self.report(step)
         # A board device whose claimant is a sample driver the steps did not load (the

@@ -206,10 +206,11 @@ class FloppyDriver(NtDriver):
     resource_class = "Disk"
 
     @classmethod
-    def parameters_for(cls, devices: Sequence[Any]) -> dict[str, Any]:
+    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
         """Setup's view: each isa-fdc with its settings, and the board's own controller
-        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it."""
-        out = super().parameters_for(devices)
+        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it.  The driver claims
+        base+0..5 and base+7 as the retail floppy driver does, whatever ``claim`` says."""
+        out = super().parameters_for(devices, "block")
         if any(d.model.name == "floppy" and d.bus is None for d in devices):
             base, irq, dma = PC_FLOPPY_CONTROLLER
             out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})

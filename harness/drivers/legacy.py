@@ -20,13 +20,11 @@ Instances of it, each under the NT service that claims that kind of device, are:
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar, Iterable
 
 from ..nt.iomgr import DeviceObject
-from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST,
-                            CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, CmResourceShare, Dma, Interrupt,
-                            Memory, Port)
-from .base import DeviceConfig, DeviceNotResponding, NtDriver
+from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
+from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
 
 #: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
 #: expected under mask), mask.
@@ -131,26 +129,5 @@ BOARD_DRIVERS: dict[str, type[ResourceListDriver]] = {
 OTHER_BOARD_CLAIMANTS = ("hal", "floppy")
 
 
-def resources_of(decoded: Sequence[tuple[str, int, int]], interface_type: int, bus_number: int = 0, *,
-                 level_sensitive_shared: bool = False) -> CM_RESOURCE_LIST:
-    """A raw resource list from decoded (kind, first, last) ranges: one descriptor per
-    contiguous run (adjacent runs of one device merge), then its IRQs and DMA channels.
-    ``level_sensitive_shared``: PCI INTx lines, claimed Shared and level-triggered."""
-    exclusive = CmResourceShare.CmResourceShareDeviceExclusive
-    runs: dict[str, list[list[int]]] = {"port": [], "memory": []}
-    for kind, first, last in sorted(r for r in decoded if r[0] in runs):
-        merged = runs[kind]
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
-    partials: list[Any] = [Port(a, b - a + 1, share=exclusive, flags=CM_RESOURCE_PORT_IO) for a, b in runs["port"]]
-    partials += [Memory(a, b - a + 1, share=exclusive, flags=CM_RESOURCE_MEMORY_READ_WRITE)
-                 for a, b in runs["memory"]]
-    for kind, first, _ in decoded:
-        if kind == "irq":
-            share = CmResourceShare.CmResourceShareShared if level_sensitive_shared else exclusive
-            flags = CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE if level_sensitive_shared else CM_RESOURCE_INTERRUPT_LATCHED
-            partials.append(Interrupt(first, first, -1, share=share, flags=flags))
-    partials += [Dma(first, share=exclusive) for kind, first, _ in decoded if kind == "dma"]
-    return CM_RESOURCE_LIST.single(interface_type, bus_number, *partials)
+__all__ = ["ResourceListDriver", "LegacyDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
+           "resource_parameters", "resources_of"]
