@@ -60,25 +60,39 @@ def board_parameters(board: Iterable[ResolvedBoardDevice], claimant: str) -> dic
             for r in board if r.device.claimant == claimant and r.decoded}
 
 
-def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout) -> dict[str, Any]:
+def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
+                      also: Sequence[tuple[str, int, int]] = ()) -> dict[str, Any]:
     """The generic legacy driver's Parameters: per device, what its model decodes with its
     settings (ISA) or what its BARs and interrupt line are where the firmware put them
-    (PCI, bus-relative as HalGetBusData gives them), and its model's probe."""
+    (PCI, bus-relative as HalGetBusData gives them), and its model's probe.  ``also``:
+    ranges the driver claims beside them (the VGA miniport's access ranges)."""
     out: dict[str, Any] = {}
     for dev in devices:
         model = dev.model
         if model.pci is not None:
-            try:
-                fn = layout.pci_by_id(dev.id)
-            except KeyError:
+            decoded = device_decoded(dev, layout)
+            if not decoded:
                 continue
-            decoded = pci_decoded(fn)
-            out[dev.id] = resource_parameters(resources_of(decoded, PCIBus, fn.bus, level_sensitive_shared=True))
+            fn = layout.pci_by_id(dev.id)
+            out[dev.id] = resource_parameters(resources_of([*decoded, *also], PCIBus, fn.bus,
+                                                           level_sensitive_shared=True))
             continue
         probe_base = dev.settings.get(model.probe_base) if model.probe_base else None
-        out[dev.id] = resource_parameters(resources_of(dev.decoded_resources(), INTERFACE_TYPE.Isa),
+        out[dev.id] = resource_parameters(resources_of([*dev.decoded_resources(), *also], INTERFACE_TYPE.Isa),
                                           pack_probe(model.probe), probe_base)
     return out
+
+
+def device_decoded(dev: DeviceSpec, layout: Layout) -> Decoded:
+    """What a machine-file device decodes: its model's ranges with its settings, and for a
+    PCI device its assigned BARs and interrupt line in ``layout`` (empty if not there)."""
+    if dev.model.pci is None:
+        return dev.decoded_resources()
+    try:
+        fn = layout.pci_by_id(dev.id)
+    except KeyError:
+        return []
+    return pci_decoded(fn) + [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
 
 
 def pci_decoded(fn: Any) -> Decoded:
@@ -170,12 +184,5 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
     out = [_line(io, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded, r.device.name)
            for r in board]
     for dev in spec.devices:
-        if dev.model.pci is not None:
-            try:
-                decoded: Decoded = pci_decoded(layout.pci_by_id(dev.id))
-            except KeyError:
-                decoded = []
-        else:
-            decoded = dev.decoded_resources()
-        out.append(_line(io, dev.id, dev.driver, dev.unclaimed_reason, decoded, dev.id))
+        out.append(_line(io, dev.id, dev.driver, dev.unclaimed_reason, device_decoded(dev, layout), dev.id))
     return out

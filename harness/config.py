@@ -52,6 +52,11 @@ _DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "contro
 GENERIC_DRIVER = "legacy"
 #: ``driver: none`` on a device: nothing claims it (a machine where no driver is installed).
 NO_DRIVER = "none"
+#: The VGA miniport: the claimant of a device that decodes the legacy VGA memory window
+#: (or is a PCI display controller, class 0x0300) and has no sample driver.
+VGA_DRIVER = "vga"
+VGA_WINDOW = 0xA0000
+PCI_CLASS_VGA = 0x0300
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,9 @@ class DeviceSpec:
             return None
         if self.model.nt_driver:
             return self.model.nt_driver
+        if (self.model.pci is not None and self.model.pci.class_code == PCI_CLASS_VGA) or any(
+                f.kind == "memory" and f.start == VGA_WINDOW for f in self.model.fixed):
+            return VGA_DRIVER
         if not (self.model.ports or self.model.fixed or self.model.irq_properties
                 or self.model.dma_properties or (self.model.pci and self.model.pci.bars)):
             return None
@@ -208,7 +216,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
     ``override_conflict``); when absent, every driver the devices need, in device order."""
-    known = [*catalog.nt_drivers, GENERIC_DRIVER]
+    known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
         order = list(dict.fromkeys(d.driver for d in devices if d.driver))
         return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
@@ -247,7 +255,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
                     raise item.error("devices", f"{dev_id!r} is not a device of this machine that "
                                                 f"{name} drives (those are: {', '.join(mine) or 'none'})")
             chosen = tuple(wanted)
-        if claim == "block" and name == GENERIC_DRIVER:
+        if claim == "block" and name in (GENERIC_DRIVER, VGA_DRIVER):
             raise item.error("claim", f"{GENERIC_DRIVER} claims what each device decodes; "
                                       "'claim: block' is for sample drivers")
         out.append(DriverSpec(name, chosen, override, line, claim))

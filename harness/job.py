@@ -44,7 +44,7 @@ from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
-from .qemu.layout import Layout
+from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
 from .qemu.machine import Machine
 from .testbed import Step, Testbed, load_steps
 from .verify import HardwareView, hardware_conflicts
@@ -395,7 +395,7 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
 
 
 def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSpec) -> None:
-    prop = ("irq", "kbd-irq", "mouse-irq") if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
+    prop = ISA_IRQ_PROPERTIES if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
     value = interrupt_line(claim.descriptor) if claim.kind is ResourceKind.INTERRUPT else claim.descriptor.channel
     devices = {dev.id or dev.path: dev for dev in layout.isa}
     ids = {d.id for d in spec.devices}

@@ -22,8 +22,9 @@ from typing import Any, Iterable, Sequence
 
 from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, claimant_lines, legacy_parameters,
                         resolve_board)
-from .config import GENERIC_DRIVER, MachineSpec
+from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
 from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
+from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
@@ -117,6 +118,8 @@ class Testbed:
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
             params = legacy_parameters(devices, self.before.layout)
+        elif name == VGA_DRIVER:
+            params = legacy_parameters(devices, self.before.layout, VGA_ACCESS_RANGES)
         elif not chosen and hasattr(cls, "board_parameters"):
             params = cls.board_parameters()   # loaded for a board device alone
         else:

@@ -14,7 +14,7 @@ from harness.config import parse_machine_text
 from harness.devices import BOARD_CLAIMANTS, MACHINE_KINDS, board_model
 from harness.drivers.legacy import BOARD_DRIVERS, OTHER_BOARD_CLAIMANTS
 from harness.nt.registry import Registry
-from harness.qemu.layout import snapshot
+from harness.qemu.layout import ISA_IRQ_PROPERTIES, snapshot
 from harness.qemu.machine import Machine
 from harness import testbed
 
@@ -72,7 +72,7 @@ def test_board_model_matches_qemu(kind: str, tmp_path) -> None:
                     continue
                 mine = [res.device for res in board if res.device.qemu_type == dev.type]
                 for prop, value in dev.properties.items():
-                    if prop in ("irq", "kbd-irq", "mouse-irq", "dma"):
+                    if prop in (*ISA_IRQ_PROPERTIES, "dma"):
                         field = "dmas" if prop == "dma" else "irqs"
                         if not any(value in getattr(d, field) for d in mine):
                             failures.append(f"{dev.type} {prop} {value} is in no board device of type {dev.type}")

@@ -17,6 +17,7 @@ DRIVERS: dict[str, type[NtDriver]] = {
     "ne2000": Ne2000Driver,
     "pcinet": PciNicDriver,
     "legacy": LegacyDriver,
+    "vga": BOARD_DRIVERS["vga"],
 }
 
 __all__ = ["DRIVERS", "NtDriver", "DeviceConfig", "DeviceOutcome", "DeviceNotResponding",

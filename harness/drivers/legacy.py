@@ -124,10 +124,13 @@ BOARD_DRIVERS: dict[str, type[ResourceListDriver]] = {
     "i8042prt": _board_driver("i8042prt", "i8042prt", None, "\\Device\\KeyboardPort_"),
     "vga": _board_driver("vga", "VgaSave", "VIDEO", "\\Device\\Video_"),
 }
+#: What the VGA miniport claims beside its device's own decode (VgaSave's access ranges):
+#: the VGA register blocks and the legacy frame buffer window.
+VGA_ACCESS_RANGES = (("port", 0x3B0, 0x3BB), ("port", 0x3C0, 0x3DF), ("memory", 0xA0000, 0xBFFFF))
 #: Board claimants that are not a ResourceListDriver: the HAL claims for itself at boot,
 #: the floppy controller is the floppy sample driver's.
 OTHER_BOARD_CLAIMANTS = ("hal", "floppy")
 
 
 __all__ = ["ResourceListDriver", "LegacyDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
-           "resource_parameters", "resources_of"]
+           "resource_parameters", "resources_of", "VGA_ACCESS_RANGES"]
