@@ -215,10 +215,14 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
 
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
-    ``override_conflict``); when absent, every driver the devices need, in device order."""
+    ``override_conflict``); when absent, every driver the devices need, in reverse device
+    order: QEMU maps devices in file order and gives a contested port, IRQ line or DMA
+    channel to the device mapped last, so its driver starts first and the shadowed
+    device's driver meets that claim before it touches a register (an NT conflict, not a
+    device that does not answer).  Each driver's own devices stay in file order."""
     known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
-        order = list(dict.fromkeys(d.driver for d in devices if d.driver))
+        order = list(dict.fromkeys(d.driver for d in reversed(devices) if d.driver))
         return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
                      for name in order)
     out: list[DriverSpec] = []

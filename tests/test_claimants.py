@@ -146,23 +146,37 @@ decodes:
 
 
 @pytest.mark.qemu
-def test_a_vga_is_claimed_by_the_vga_miniport(tmp_path: Path, monkeypatch) -> None:
+def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: Path, monkeypatch) -> None:
     models = tmp_path / "models"
     models.mkdir()
     (models / "claimants-isa-vga.yaml").write_text(ISA_VGA_MODEL)
     monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
     spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n"
                               "  - {model: claimants-isa-vga, id: vga0}\n"
-                              "  - {model: isa-parallel, id: lpt0, iobase: 0x3bc}\n", "<vga>")
+                              "  - {model: isa-debugcon, id: dbg0, iobase: 0x3bc}\n"
+                              "  - {model: isa-debugcon, id: dbg1, iobase: 0x3c4}\n", "<vga>")
     assert spec.device("vga0").driver == "vga"
     result = run_job(spec, tmp_path / "out", picture=False)
     lines = {c.device: c for c in result.claimants}
-    assert lines["vga0"].status == "claimed" and lines["vga0"].claimant == "VgaSave", lines["vga0"]
-    assert "VIDEO\\VgaSave" in result.resource_map
+    # A second console, mapped last, takes 0x3c4 from the VGA and its claim comes first: the
+    # miniport's claim of 0x3c0-0x3df is refused.  The console at 0x3bc, just above the
+    # miniport's 0x3b0-0x3bb, is a near-conflict and stays clean.
+    assert {(e["driver"], e["conflict"]["holder_device"]) for e in result.conflicts} == \
+        {("VgaSave", "\\Device\\Legacy_dbg1")}, result.format_text()
+    assert lines["vga0"].status == "refused" and lines["dbg0"].status == "claimed", result.claimants
+    assert "shadowed" in {c.kind for c in result.collisions}
+
+
+@pytest.mark.qemu
+def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path, monkeypatch) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "claimants-isa-vga.yaml").write_text(ISA_VGA_MODEL)
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
+    spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n  - {model: claimants-isa-vga, id: vga0}\n", "<vga>")
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    line = next(c for c in result.claimants if c.device == "vga0")
+    assert line.status == "claimed" and line.claimant == "VgaSave", line
     for shown in ("0x3b0-0x3bb", "0x3c0-0x3df", "0xa0000-0xbffff", "0x1ce-0x1d1"):
         assert shown in result.resource_map, shown
-    # QEMU's isa-parallel at 0x3bc decodes 8 ports, 0x3c0-0x3c3 of them VGA registers it
-    # takes from vga0: the Parport claim of what it decodes meets the miniport's claim.
-    (refused,) = result.conflicts
-    assert refused["driver"] == "Parport" and refused["conflict"]["holder_driver"] == "VgaSave"
-    assert "shadowed" in {c.kind for c in result.collisions}

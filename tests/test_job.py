@@ -38,6 +38,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "ne2000-over-isapc-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "pvpanic-on-keyboard": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
     "debugcon-in-q35-acpi": ("IO_ERR_PORT_CONFLICT_DETECTED", "ACPI", "shadowed"),
+    "gus-shadows-sb16": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "serial-shadowed-by-ne2000": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
 }
 
 
@@ -144,8 +146,8 @@ def test_bad_driver_sections_are_refused_with_their_line(text: str, message: str
         parse_machine_text(base + text, "t.yaml")
 
 
-def test_default_driver_list_follows_the_devices() -> None:
+def test_default_driver_list_follows_the_devices_last_first() -> None:
     spec = load_machine(CONFIGS / "machines" / "default.yaml")
     assert [(d.name, d.devices) for d in spec.drivers] == [
-        ("serial", ("com1", "com2")), ("parallel", ("lpt1",)), ("floppy", ("fd0",)),
-        ("ne2000", ("ne0",)), ("sb16", ("sb0",)), ("pcinet", ("nic0", "nic1", "nic2"))]
+        ("pcinet", ("nic0", "nic1", "nic2")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
+        ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com1", "com2"))]
