@@ -56,7 +56,8 @@ def resolve_board(machine: str, hal: Hal) -> list[ResolvedBoardDevice]:
 def board_parameters(board: Iterable[ResolvedBoardDevice], claimant: str) -> dict[str, Any]:
     """The Parameters of board claimant ``claimant``: one subkey per device it claims."""
     return {r.device.name: resource_parameters(resources_of(
-                r.decoded, PCIBus if r.device.bars else INTERFACE_TYPE.Isa))
+                r.decoded, PCIBus if r.device.bars else INTERFACE_TYPE.Isa,
+                level_sensitive_shared=r.device.pci_interrupt))
             for r in board if r.device.claimant == claimant and r.decoded}
 
 

@@ -492,6 +492,8 @@ class BoardDevice:
     config: tuple[ConfigRun, ...]
     bars: tuple[Bar, ...]
     source: str = field(compare=False, default="")
+    #: The PCI function signals through INTx: its routed line (config 0x3C) is its IRQ.
+    pci_interrupt: bool = False
 
     def matches(self, owner_type: str | None, region: str) -> bool:
         """Whether a flat-map region (owner's QOM type, region name) is this device's."""
@@ -515,6 +517,10 @@ class BoardDevice:
                 base = None if value is None else value & (~3 if bar.kind == "io" else ~0xF) & 0xFFFFFFFF
                 if base:
                     out.append(("port" if bar.kind == "io" else "memory", base, base + bar.size - 1))
+            if self.pci_interrupt and read_config(0x3D, 1):
+                line = read_config(0x3C, 1)
+                if line not in (None, 0, 0xFF):
+                    out.append(("irq", line, line))
         out += [("irq", n, n) for n in self.irqs]
         out += [("dma", n, n) for n in self.dmas]
         return out
@@ -555,7 +561,8 @@ def _load_boards(directory: Path) -> Mapping[str, tuple[BoardDevice, ...]]:
 
 
 _BOARD_KEYS = frozenset({"name", "description", "qemu_type", "regions", "claimant", "reason", "ports",
-                         "memory", "irq", "dma", "pci", "config_ports", "config_memory", "bars"})
+                         "memory", "irq", "dma", "pci", "config_ports", "config_memory", "bars",
+                         "pci_interrupt"})
 
 
 def _parse_board_device(item: Node, source: str) -> BoardDevice:
@@ -604,12 +611,14 @@ def _parse_board_device(item: Node, source: str) -> BoardDevice:
         bar.check_keys({"bar", "kind", "size"}, {"bar", "kind", "size"})
         bars.append(Bar(get_int(bar, "bar", lo=0, hi=5), get_str(bar, "kind", choices=("io", "memory")),
                         get_int(bar, "size", lo=1)))
-    if (config or bars) and pci is None:
-        raise item.error("config_ports" if config else "bars",
-                         "register-placed ranges need the 'pci' function whose registers place them")
+    pci_interrupt = get_bool(item, "pci_interrupt", default=False)
+    if (config or bars or pci_interrupt) and pci is None:
+        raise item.error("config_ports" if config else "bars" if bars else "pci_interrupt",
+                         "register-placed resources need the 'pci' function whose registers place them")
     return BoardDevice(
         name=get_str(item, "name"), description=get_str(item, "description", default=""),
         qemu_type=None if item["qemu_type"] is None else get_str(item, "qemu_type"),
         regions=tuple(_str_list(item, "regions")) if "regions" in item else (),
         claimant=None if claimant == "none" else claimant, reason=reason, fixed=tuple(fixed),
-        irqs=lines["irq"], dmas=lines["dma"], pci=pci, config=tuple(config), bars=tuple(bars), source=source)
+        irqs=lines["irq"], dmas=lines["dma"], pci=pci, config=tuple(config), bars=tuple(bars), source=source,
+        pci_interrupt=pci_interrupt)

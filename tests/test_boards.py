@@ -76,6 +76,13 @@ def test_board_model_matches_qemu(kind: str, tmp_path) -> None:
                         field = "dmas" if prop == "dma" else "irqs"
                         if not any(value in getattr(d, field) for d in mine):
                             failures.append(f"{dev.type} {prop} {value} is in no board device of type {dev.type}")
+            # 3b. A board PCI function's routed INTx line is the model's interrupt.
+            for resolved in board:
+                if resolved.device.pci_interrupt:
+                    fn = next(f for f in layout.pci if (f.vendor, f.device) == resolved.device.pci)
+                    irqs = [a for k, a, _ in resolved.decoded if k == "irq"]
+                    if irqs != [fn.interrupt_line]:
+                        failures.append(f"{resolved.device.name}: model IRQ {irqs}, query-pci {fn.interrupt_line}")
             # 4. Every board device is claimed by its claimant, or says why nothing claims it.
             for line in bed.claimants(layout):
                 if line.device.startswith("board:") and line.status != "claimed":

@@ -145,12 +145,18 @@ decodes:
 """
 
 
-@pytest.mark.qemu
-def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: Path, monkeypatch) -> None:
+@pytest.fixture
+def isa_vga_model(tmp_path: Path, monkeypatch) -> None:
+    """The test ISA VGA model in a user model folder."""
     models = tmp_path / "models"
     models.mkdir()
     (models / "claimants-isa-vga.yaml").write_text(ISA_VGA_MODEL)
     monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("isa_vga_model")
+def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: Path) -> None:
     spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n"
                               "  - {model: claimants-isa-vga, id: vga0}\n"
                               "  - {model: isa-debugcon, id: dbg0, iobase: 0x3bc}\n"
@@ -168,11 +174,8 @@ def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: P
 
 
 @pytest.mark.qemu
-def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path, monkeypatch) -> None:
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "claimants-isa-vga.yaml").write_text(ISA_VGA_MODEL)
-    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
+@pytest.mark.usefixtures("isa_vga_model")
+def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
     spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n  - {model: claimants-isa-vga, id: vga0}\n", "<vga>")
     result = run_job(spec, tmp_path / "out", picture=False)
     assert result.clean, result.format_text()

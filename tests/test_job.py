@@ -36,9 +36,9 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "debugcon-in-hal-hole": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", None),
     "isa-ide-over-board-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "ne2000-over-isapc-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
-    "pvpanic-on-keyboard": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
+    "serial-on-keyboard": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
     "debugcon-in-q35-acpi": ("IO_ERR_PORT_CONFLICT_DETECTED", "ACPI", "shadowed"),
-    "gus-shadows-sb16": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "cs4231a-shadows-sb16": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "serial-shadowed-by-ne2000": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
 }
 
