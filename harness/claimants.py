@@ -119,9 +119,9 @@ class ClaimantLine:
     detail: str
 
     def describe(self) -> str:
-        who = self.claimant or "nobody"
-        return f"{self.device}: {self.status} by {who}" + (f" — {self.detail}" if self.detail else "") \
-            if self.status != "unclaimed" else f"{self.device}: unclaimed — {self.detail}"
+        if self.status == "unclaimed":
+            return f"{self.device}: unclaimed — {self.detail}"
+        return f"{self.device}: {self.status} by {self.claimant}" + (f" — {self.detail}" if self.detail else "")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -336,7 +336,7 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
         if any(d.id == config.name for d in spec.devices):
             return (config.name,)
         device = next((r.device for r in board if r.device.name == config.name), None)
-        if device is not None and claim.owner.driver != "Floppy":
+        if device is not None:
             return tuple(sorted({_label(r) for r in (*layout.io, *layout.memory)
                                  if device.matches(r.owner_type, r.name)}))
         # Found by detection: whichever device of this driver's kinds sits at that base,

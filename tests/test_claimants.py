@@ -183,3 +183,46 @@ def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
     assert line.status == "claimed" and line.claimant == "VgaSave", line
     for shown in ("0x3b0-0x3bb", "0x3c0-0x3df", "0xa0000-0xbffff", "0x1ce-0x1d1"):
         assert shown in result.resource_map, shown
+
+
+def test_a_bundle_keeps_claim_style_and_driver_none() -> None:
+    from harness.repro import Bundle, parse_bundle
+    from harness.testbed import LoadStep
+    from harness.yamlio import load_text
+    spec = load_machine(CONFIGS / "conflicts" / "sb16-block-adlib.yaml")
+    bundle = Bundle(spec, [LoadStep("sb16", ("sb0",), claim="block"), LoadStep("legacy", ("opl0",))])
+    back = parse_bundle(load_text(bundle.dump(), "<b>"), "<b>")
+    assert back.steps == bundle.steps
+    quiet = parse_machine_text(_one("gus", ", driver: none"), "<t>")
+    back = parse_bundle(load_text(Bundle(quiet, []).dump(), "<q>"), "<q>")
+    assert back.spec.device("d").no_driver and back.steps == []
+    with pytest.raises(ConfigError, match=r"steps\[0\]|claim"):
+        parse_bundle(load_text(bundle.dump().replace("claim: block", "claim: all"), "<bad>"), "<bad>")
+
+
+@pytest.mark.qemu
+def test_the_generic_driver_claims_isa_and_pci_models_alike(tmp_path: Path) -> None:
+    spec = parse_machine_text("""machine: q35
+devices:
+  - {model: pci-testdev, id: t0, addr: 5}
+  - {model: virtio-net-pci, id: v0, addr: 6}
+  - {model: e1000e, id: n0, addr: 7}
+  - {model: ib700, id: wd0}
+  - {model: pvpanic, id: pp0}
+  - {model: isa-debug-exit, id: ex0, iobase: 0x501}
+  - {model: gus, id: gus0, iobase: 0x240, irq: 7, dma: 3}
+  - {model: cs4231a, id: wss0, iobase: 0x530, irq: 5, dma: 1}
+  - {model: isa-ide, id: ide0}
+""", "<generic>")
+    assert {d.driver for d in spec.devices} == {"legacy"}
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    for dev in spec.devices:
+        assert lines[dev.id].status == "claimed" and lines[dev.id].claimant == "Legacy", lines[dev.id]
+    checks = [c for c in result.checks if c.driver == "Legacy"]
+    # every port run, memory BAR, line and channel of every device, each decoded by it
+    assert checks and all(c.ok for c in checks)
+    ports = {c.resource for c in checks if c.device == "\\Device\\Legacy_gus0" and c.resource.startswith("port")}
+    assert ports == {"port 0x240-0x240 (length 0x1)", "port 0x246-0x24f (length 0xa)",
+                     "port 0x300-0x301 (length 0x2)", "port 0x340-0x347 (length 0x8)"}
