@@ -354,7 +354,8 @@ def _qemu_types_of(service_name: str) -> set[str]:
     return {catalog[m].qemu_driver for m in catalog.nt_drivers.get(name, ())}
 
 
-def check_claims(io: IoManager, layout: Layout, spec: MachineSpec, board: Sequence[Any] = ()) -> list[ClaimCheck]:
+def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
+                 board: Sequence[Any] = ()) -> list[ClaimCheck]:
     checks = []
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:

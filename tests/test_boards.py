@@ -104,3 +104,21 @@ def _merged(ranges) -> list[tuple[str, int, int]]:
         else:
             out.append([kind, lo, hi])
     return [tuple(r) for r in out]
+
+
+@pytest.mark.parametrize("item, message", [
+    ("{name: x, qemu_type: null, claimant: none, ports: [{start: 0x80, length: 1}]}",
+     r"b.yaml:3: devices\[0\].claimant: a device nothing claims needs a 'reason'"),
+    ("{name: x, qemu_type: t, claimant: hall}", r"b.yaml:3: devices\[0\].claimant: 'hall' is not one of"),
+    ("{name: x, qemu_type: t, claimant: hal, bars: [{bar: 4, kind: io, size: 16}]}",
+     r"b.yaml:3: devices\[0\].bars: register-placed resources need the 'pci' function"),
+    ("{name: x, qemu_type: t, claimant: hal, irq: [16]}", r"b.yaml:3: devices\[0\].irq: 16 is not a irq number"),
+    ("{name: x, qemu_type: t, claimant: hal, port: []}",
+     r"b.yaml:3: devices\[0\].port: unknown field 'port' \(did you mean 'ports'\?\)"),
+])
+def test_bad_board_files_are_refused_with_file_line_and_field(tmp_path, item: str, message: str) -> None:
+    from harness.devices import _load_boards
+    from harness.errors import ConfigError
+    (tmp_path / "b.yaml").write_text(f"machines: [pc]\ndevices:\n  - {item}\n")
+    with pytest.raises(ConfigError, match=message):
+        _load_boards(tmp_path)

@@ -176,7 +176,8 @@ def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: P
 @pytest.mark.qemu
 @pytest.mark.usefixtures("isa_vga_model")
 def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
-    spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n  - {model: claimants-isa-vga, id: vga0}\n", "<vga>")
+    spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n"
+                              "  - {model: claimants-isa-vga, id: vga0}\n", "<vga>")
     result = run_job(spec, tmp_path / "out", picture=False)
     assert result.clean, result.format_text()
     line = next(c for c in result.claimants if c.device == "vga0")

@@ -243,10 +243,10 @@ class FloppyDriver(NtDriver):
         for name, values in params.items():  # a controller setup knows but detection missed
             base = values.get("IoBaseAddress")
             if base is not None and all(c.base != base for c in out):
+                drives = {"drives": [None] * values["DriveCount"]} if "DriveCount" in values else {}
                 out.append(DeviceConfig(name, "Parameters", [(base, 6), (base + 7, 1)],
                                         values.get("InterruptNumber"),
-                                        [values["DmaChannel"]] if "DmaChannel" in values else [],
-                                        extra={"drives": [None] * values["DriveCount"]} if "DriveCount" in values else {}))
+                                        [values["DmaChannel"]] if "DmaChannel" in values else [], extra=drives))
         return out
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
