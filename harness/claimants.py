@@ -168,6 +168,10 @@ def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded
                                                         "(the machine file's drivers list leaves it out)")
     claims = [c for c in io.arbiter.claims() if c.owner.driver == service]
     ranges = [r for r in decoded if r[0] in ("port", "memory")] or list(decoded)
+    if not ranges:   # a floppy drive: what its driver claims is its controller
+        if any(not c.empty for c in claims):
+            return ClaimantLine(device, service, "claimed", "decodes nothing itself; its controller is claimed")
+        return ClaimantLine(device, service, "unclaimed", f"{service} holds no claim for its controller")
     missing = [r for r in ranges if not _covered(claims, *r)]
     if not missing:
         holders = sorted({c.owner.device or c.owner.driver for c in claims

@@ -106,6 +106,7 @@ def test_the_default_machine_shows_board_devices_under_their_nt_owners(tmp_path:
     for device, owner in owners.items():
         assert lines[device].status == "claimed" and lines[device].claimant == owner, lines[device]
     assert lines["br0"].status == "unclaimed" and "bridge" in lines["br0"].detail
+    assert lines["fd0"].status == "claimed" and "its controller" in lines["fd0"].detail
     # every device of the machine file and of the board has a line, claimed or explained
     assert {d.id for d in result.spec.devices} <= set(lines)
     assert all(c.status == "claimed" or c.detail for c in result.claimants)
