@@ -92,6 +92,13 @@ def test_sample_drivers_claim_the_decoded_runs_unless_told_block() -> None:
     exact = NtDriver.parameters_for([dev])["d"][DECODED_PORTS]
     assert [(p.start, p.length) for _, p in exact.partials()] == [(0x224, 3), (0x22a, 1), (0x22c, 4)]
     assert DECODED_PORTS not in NtDriver.parameters_for([dev], "block")["d"]
+    fdc = parse_machine_text(_one("isa-fdc"), "<t>").device("d")
+    floppy = DRIVERS["floppy"]
+    assert floppy.WHOLE_BLOCK in floppy.parameters_for([fdc], "block")
+    assert floppy.WHOLE_BLOCK not in floppy.parameters_for([fdc])
+    # the 82077 runs the driver knows are the ones the catalog's isa-fdc decodes
+    runs = {(0x3f0 + o, 0x3f0 + o + n - 1) for o, n in floppy.DECODED_RUNS}
+    assert runs == {(a, b) for kind, a, b in fdc.decoded_resources() if kind == "port"}
 
 
 @pytest.mark.qemu

@@ -197,20 +197,29 @@ class ParallelDriver(NtDriver):
 
 
 class FloppyDriver(NtDriver):
-    """82077AA floppy controllers: base+0..5 and base+7 (base+6 is the IDE's alternate
-    status), IRQ, DMA channel and CM_FLOPPY_DEVICE_DATA of the first drive; every drive's
+    """82077AA floppy controllers: the registers an 82077 decodes, base+1..5 and base+7
+    (base+6 is the IDE's alternate status; base+0 is a PS/2 status register QEMU does not
+    decode), or with ``claim: block`` base+0..5 and base+7 as the retail driver claims
+    them; IRQ, DMA channel and CM_FLOPPY_DEVICE_DATA of the first drive; every drive's
     densities are reported as facts."""
 
     service_name = "Floppy"
     device_prefix = "\\Device\\FloppyController"
     resource_class = "Disk"
+    #: (offset, length) runs from the controller's base, claimed exactly or as a block.
+    DECODED_RUNS = ((1, 5), (7, 1))
+    BLOCK_RUNS = ((0, 6), (7, 1))
+    #: Parameters value (driver-wide) asking for the retail claim.
+    WHOLE_BLOCK = "ClaimWholeBlock"
 
     @classmethod
     def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
         """Setup's view: each isa-fdc with its settings, and the board's own controller
-        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it.  The driver claims
-        base+0..5 and base+7 as the retail floppy driver does, whatever ``claim`` says."""
+        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it; with ``claim:
+        block`` the driver-wide :attr:`WHOLE_BLOCK` value."""
         out = super().parameters_for(devices, "block")
+        if claim == "block":
+            out[cls.WHOLE_BLOCK] = 1
         if any(d.model.name == "floppy" and d.bus is None for d in devices):
             base, irq, dma = PC_FLOPPY_CONTROLLER
             out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})
@@ -224,6 +233,13 @@ class FloppyDriver(NtDriver):
         return {"BoardController": {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma,
                                     "DriveCount": 0}}
 
+    def _runs(self, registry_path: str, base: int) -> list[tuple[int, int]]:
+        key = registry_path + "\\Parameters"
+        registry = self.io.registry
+        block = registry.key_exists(key) and any(v.name == self.WHOLE_BLOCK and v.value
+                                                 for v in registry.values(key))
+        return [(base + offset, length) for offset, length in (self.BLOCK_RUNS if block else self.DECODED_RUNS)]
+
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = []
         for entry in described(self, CONFIGURATION_TYPE.DiskController, CONFIGURATION_TYPE.FloppyDiskPeripheral):
@@ -236,17 +252,18 @@ class FloppyDriver(NtDriver):
             drives = [next((d.data for d in partials if isinstance(d, DeviceSpecific)), None)
                       for partials in entry["peripherals"]]
             out.append(DeviceConfig(f"DiskController {entry['number']}", "Description",
-                                    [(base, 6), (base + 7, 1)], irqs[0] if irqs else None, dmas,
+                                    self._runs(registry_path, base), irqs[0] if irqs else None, dmas,
                                     device_specific=next((d for d in drives if d), None),
-                                    extra={"drives": drives}))
+                                    extra={"drives": drives}, io_base=base))
         params = self.parameters(registry_path)
         for name, values in params.items():  # a controller setup knows but detection missed
             base = values.get("IoBaseAddress")
             if base is not None and all(c.base != base for c in out):
                 drives = {"drives": [None] * values["DriveCount"]} if "DriveCount" in values else {}
-                out.append(DeviceConfig(name, "Parameters", [(base, 6), (base + 7, 1)],
+                out.append(DeviceConfig(name, "Parameters", self._runs(registry_path, base),
                                         values.get("InterruptNumber"),
-                                        [values["DmaChannel"]] if "DmaChannel" in values else [], extra=drives))
+                                        [values["DmaChannel"]] if "DmaChannel" in values else [], extra=drives,
+                                        io_base=base))
         return out
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
