@@ -44,14 +44,28 @@ _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect", "after_firmware", "builtin"})
-_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
-_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel"})
+_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict", "claim"})
+#: How a sample driver claims ports (harness.drivers.base.CLAIM_STYLES): what the device
+#: decodes, or the card's whole jumper block as a retail driver does.
+CLAIM_STYLES = ("decoded", "block")
+_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel",
+                          "driver"})
 #: The machine's own IDE buses (ide.0 ...) and the drives each takes, measured with
 #: info qtree: PIIX3 and isapc's two isa-ide have two channels of two; q35's ICH9 AHCI six
 #: ports of one.
 BUILTIN_IDE = {"pc": (2, 2), "isapc": (2, 2), "q35": (6, 1)}
 #: The controller model a drive of each bus kind may name as its 'controller'.
 DRIVE_CONTROLLERS = {"floppy": "isa-fdc", "ide": "isa-ide"}
+#: The generic legacy driver (harness.drivers.legacy): the claimant of every device whose
+#: model names no sample driver.
+GENERIC_DRIVER = "legacy"
+#: ``driver: none`` on a device: nothing claims it (a machine where no driver is installed).
+NO_DRIVER = "none"
+#: The VGA miniport: the claimant of a device that decodes the legacy VGA memory window
+#: (or is a PCI display controller, class 0x0300) and has no sample driver.
+VGA_DRIVER = "vga"
+VGA_WINDOW = 0xA0000
+PCI_CLASS_VGA = 0x0300
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,36 @@ class DeviceSpec:
     #: IDE drive on the machine's own controller: the bus number (ide.N).
     channel: int | None = None
     line: int = field(default=0, compare=False)
+    #: ``driver: none`` in the machine file: no driver claims this device.
+    no_driver: bool = False
+
+    @property
+    def driver(self) -> str | None:
+        """The NT driver that claims this device: its model's sample driver, else the
+        generic legacy driver; None for ``driver: none``, bridges (the HAL's bus handler
+        programs their windows) and devices that decode nothing themselves."""
+        if self.no_driver or self.model.bridge:
+            return None
+        if self.model.nt_driver:
+            return self.model.nt_driver
+        if (self.model.pci is not None and self.model.pci.class_code == PCI_CLASS_VGA) or any(
+                f.kind == "memory" and f.start == VGA_WINDOW for f in self.model.fixed):
+            return VGA_DRIVER
+        if not (self.model.ports or self.model.fixed or self.model.irq_properties
+                or self.model.dma_properties or (self.model.pci and self.model.pci.bars)):
+            return None
+        return GENERIC_DRIVER
+
+    @property
+    def unclaimed_reason(self) -> str:
+        """Why :attr:`driver` is None (empty when a driver claims the device)."""
+        if self.no_driver:
+            return f"driver: none (line {self.line})"
+        if self.model.bridge:
+            return "a bridge: the HAL's PCI bus handler programs its windows, it decodes nothing for itself"
+        if self.driver is None:
+            return "decodes nothing itself (its controller does)"
+        return ""
 
     def decoded_resources(self) -> list[tuple[str, int, int]]:
         return self.model.decoded_resources(self.settings)
@@ -87,6 +131,7 @@ class DriverSpec:
     devices: tuple[str, ...]
     override_conflict: bool = False
     line: int = field(default=0, compare=False)
+    claim: str = "decoded"
 
 
 @dataclass(frozen=True)
@@ -120,6 +165,8 @@ class MachineSpec:
         for dev in self.devices:
             item: dict[str, Any] = {"model": dev.model.name, "id": dev.id}
             item.update({k: dev.settings[k] for k in sorted(dev.explicit)})
+            if dev.no_driver:
+                item["driver"] = NO_DRIVER
             if dev.bus is not None:
                 item["controller" if dev.model.bus == "floppy" else "bus"] = dev.bus
             if dev.slot is not None:
@@ -131,8 +178,8 @@ class MachineSpec:
             if dev.channel is not None:
                 item["channel"] = dev.channel
             devices.append(item)
-        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
-                   for d in self.drivers]
+        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict,
+                    **({"claim": d.claim} if d.claim != "decoded" else {})} for d in self.drivers]
         out = {"name": self.name, "description": self.description, "machine": self.machine,
                "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
                "devices": devices, "drivers": drivers, "expect": self.expect}
@@ -192,16 +239,21 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
 
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
-    ``override_conflict``); when absent, every driver the devices need, in device order."""
-    known = catalog.nt_drivers
+    ``override_conflict``); when absent, every driver the devices need, in reverse device
+    order: QEMU maps devices in file order and gives a contested port, IRQ line or DMA
+    channel to the device mapped last, so its driver starts first and the shadowed
+    device's driver meets that claim before it touches a register (an NT conflict, not a
+    device that does not answer).  Each driver's own devices stay in file order."""
+    known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
-        order = list(dict.fromkeys(d.model.nt_driver for d in devices if d.model.nt_driver))
-        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.model.nt_driver == name))
+        order = list(dict.fromkeys(d.driver for d in reversed(devices) if d.driver))
+        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
                      for name in order)
     out: list[DriverSpec] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(get_list(doc, "drivers")):
         node, line = (item, item.line) if isinstance(item, Node) else (doc, doc.line_of("drivers"))
+        claim = "decoded"
         if isinstance(item, str):
             name, wanted, override = item, None, False
         elif isinstance(item, Node):
@@ -209,6 +261,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             name = get_str(item, "name")
             wanted = get_list(item, "devices", default=None)
             override = get_bool(item, "override_conflict", default=False)
+            claim = get_str(item, "claim", choices=CLAIM_STYLES, default="decoded")
         else:
             raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
         if name not in known:
@@ -221,7 +274,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")
         seen[name] = line
-        mine = [d.id for d in devices if d.model.nt_driver == name]
+        mine = [d.id for d in devices if d.driver == name]
         if wanted is None:
             chosen = tuple(mine)
         else:
@@ -230,7 +283,10 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
                     raise item.error("devices", f"{dev_id!r} is not a device of this machine that "
                                                 f"{name} drives (those are: {', '.join(mine) or 'none'})")
             chosen = tuple(wanted)
-        out.append(DriverSpec(name, chosen, override, line))
+        if claim == "block" and name in (GENERIC_DRIVER, VGA_DRIVER):
+            raise item.error("claim", f"{GENERIC_DRIVER} claims what each device decodes; "
+                                      "'claim: block' is for sample drivers")
+        out.append(DriverSpec(name, chosen, override, line, claim))
     return tuple(out)
 
 
@@ -295,6 +351,9 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             bus = controller
         elif controller is not None:
             raise item.error("controller", "only floppy and IDE drives have a controller")
+        no_driver = False
+        if "driver" in item:
+            no_driver = get_str(item, "driver", choices=(NO_DRIVER,)) == NO_DRIVER
         unit = get_int(item, "unit", lo=0, hi=1, default=None)
         if unit is not None and model.bus not in DRIVE_CONTROLLERS:
             raise item.error("unit", "only floppy and IDE drives have a unit")
@@ -303,7 +362,7 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             id=dev_id, model=model, settings=MappingProxyType(settings),
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
-            channel=channel, line=item.line))
+            channel=channel, line=item.line, no_driver=no_driver))
     _check_topology(doc, machine, out, items)
     _check_drive_places(machine, out, items)
     return tuple(out)

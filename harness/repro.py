@@ -46,7 +46,7 @@ import yaml
 
 from . import __version__
 from .actions import ACTION_KINDS, Action, is_action, parse_step
-from .config import MachineSpec, parse_machine, parse_machine_text
+from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
 from .job import HAL_CHOICES, JobResult, run_job
 from .nt.iomgr import ReportCall
@@ -205,7 +205,7 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
         raise doc.error("steps", f"step {index} must be a mapping with 'load_driver', 'report' "
                                  f"or an action ({', '.join(ACTION_KINDS)})")
     if "load_driver" in item:
-        item.check_keys({"load_driver", "devices", "override_conflict"}, {"load_driver"})
+        item.check_keys({"load_driver", "devices", "override_conflict", "claim"}, {"load_driver"})
         name = get_str(item, "load_driver")
         mine = list(devices_driven_by(spec, name))
         if name not in DRIVERS:
@@ -215,7 +215,8 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
             if dev not in mine:
                 raise item.error("devices", f"{dev!r} is not a device of this machine that {name} drives "
                                             f"(those are: {', '.join(mine) or 'none'})")
-        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False))
+        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False),
+                        get_str(item, "claim", choices=CLAIM_STYLES, default="decoded"))
     item.check_keys({"report"})
     report = item["report"]
     if not isinstance(report, Node):
@@ -279,6 +280,8 @@ def _step_doc(step: Step) -> dict[str, Any]:
         out: dict[str, Any] = {"load_driver": step.driver, "devices": list(step.devices)}
         if step.override_conflict:
             out["override_conflict"] = True
+        if step.claim != "decoded":
+            out["claim"] = step.claim
         return out
     report: dict[str, Any] = {"driver": step.driver}
     if step.device is not None:

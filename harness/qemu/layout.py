@@ -33,6 +33,8 @@ UNASSIGNED = 0xFFFFFFFFFFFFFFFF  # query-pci's address of a BAR the firmware has
 #: QOM properties that carry ISA resources.
 ISA_RESOURCE_PROPERTIES = ("iobase", "iobase2", "ioport", "iosize", "irq", "dma", "dma16",
                            "index", "kbd-irq", "mouse-irq")
+#: The ISA resource properties naming an interrupt line (the i8042 has two).
+ISA_IRQ_PROPERTIES = ("irq", "kbd-irq", "mouse-irq")
 #: Where the PCI-to-ISA bridge keeps its PIRQ route registers (link -> config offset).
 PIRQ_REGISTERS = {
     "pc": ((0, 1, 0), {"A": 0x60, "B": 0x61, "C": 0x62, "D": 0x63}),  # PIIX3
