@@ -33,8 +33,9 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "dma-channel-stall": (None, None, "dma-shared"),
     # no claim is refused: the BAR is moved behind the arbiter's back (a step after the firmware)
     "bar-moved-onto-isa-memory": (None, None, "shadowed"),
-    # no driver for either: the IPMI BT's ownerless ports are attributed from its model
-    "ipmi-bt-on-testdev": (None, None, "shadowed"),
+    # the generic legacy driver claims both: the IPMI BT's claim meets pc-testdev's, and
+    # its ownerless ports are attributed from its model in the hardware view
+    "ipmi-bt-on-testdev": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     # Claimants of every decoder (issue 16); a consequence of None: the hardware shows none.
     "sb16-adlib-pair": None,
     "debugcon-beside-hal": None,
