@@ -29,6 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
@@ -129,7 +130,9 @@ class MachineSpec:
 
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,
                  accel: str | None = None) -> MachineSpec:
-    """Read and validate a machine file.  ``accel`` overrides the file's policy."""
+    """Read and validate a machine file (or ``example:NAME``, a shipped example).
+    ``accel`` overrides the file's policy."""
+    path = resolve_config(path)
     return parse_machine(load_file(path), str(path), catalog, accel=accel)
 
 
