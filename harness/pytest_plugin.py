@@ -81,6 +81,10 @@ _OPTIONS = (
     ("--harness-keep", "harness_keep", "keep each machine's run folder (logs, sockets) for post-mortem", "bool"),
     ("--harness-artifacts", "harness_artifacts",
      "folder for the per-test failure folders (default: harness-failures under the rootdir)", "string"),
+    ("--harness-models", "harness_models",
+     "a folder of your own device models, layered over the shipped catalog (repeatable)", "paths"),
+    ("--harness-configs", "harness_configs",
+     "a folder searched for the machine and matrix files that markers and options name (repeatable)", "paths"),
 )
 
 _spec_key = pytest.StashKey["Resolved"]()
@@ -98,9 +102,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if kind == "bool":
             group.addoption(option, action="store_true", default=None, help=text)
             parser.addini(ini, text, type="bool", default=False)
+        elif kind == "paths":   # ini paths are relative to the ini file, options to the cwd
+            group.addoption(option, action="append", default=None, metavar="DIR", help=text)
+            parser.addini(ini, text, type="paths", default=[])
         else:
             group.addoption(option, default=None, metavar="VALUE", help=text)
             parser.addini(ini, text, default="")
+
+
+def _paths(config: pytest.Config, name: str) -> list[Path]:
+    """A repeatable folder option: the ini key's folders, then the command line's."""
+    option = next(o for o in _OPTIONS if o[1] == name)
+    given = config.getoption(option[0]) or []
+    return [*map(Path, config.getini(name)),
+            *(Path(config.invocation_params.dir) / Path(p).expanduser() for p in given)]
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -118,6 +133,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "matrix(file): parametrise the test over the cells of a matrix file")
     config.addinivalue_line("markers", "requires(machine=, accel=, models=, buses=, drivers=, kvm=): "
                                        "skip unless the test's machine has these")
+    models = _paths(config, "harness_models")
+    if models:
+        from .packagedata import add_user_model_dirs
+        add_user_model_dirs(models)
     accel = _option(config, "harness_accel")
     if accel is not None and accel not in ("tcg", "kvm", "auto"):
         raise pytest.UsageError(f"--harness-accel: {accel!r} is not one of tcg, kvm, auto")
@@ -186,20 +205,30 @@ def _rootdir(config: pytest.Config) -> Path:
 
 
 def _find_config(text: str, item: pytest.Item) -> Path:
+    from .errors import ConfigError
+    from .packagedata import EXAMPLE_PREFIX, resolve_config
+    if text.startswith(EXAMPLE_PREFIX):
+        try:
+            return resolve_config(text)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
     path = Path(text)
-    for base in (Path(item.fspath).parent, _rootdir(item.config), Path.cwd()):
+    roots = [_rootdir(item.config), *_paths(item.config, "harness_configs")]
+    for base in (Path(item.fspath).parent, *roots, Path.cwd()):
         candidate = path if path.is_absolute() else base / path
         if candidate.is_file():
             return candidate
     raise pytest.UsageError(f"{item.nodeid}: machine file {text!r} not found (looked next to the test "
-                            f"file and under {_rootdir(item.config)})")
+                            f"file and under {', '.join(map(str, roots))})")
 
 
 def _load(text: str, item: pytest.Item, accel: str | None) -> tuple[Any, str]:
     from .config import load_machine, parse_machine_text
     from .errors import ConfigError
     try:
-        inline = "\n" in text or (":" in text and Path(text).suffix not in (".yaml", ".yml"))
+        from .packagedata import EXAMPLE_PREFIX
+        inline = "\n" in text or (":" in text and Path(text).suffix not in (".yaml", ".yml")
+                                  and not text.startswith(EXAMPLE_PREFIX))
         if inline:
             return parse_machine_text(text, f"<{item.nodeid}>", accel=accel), "inline machine"
         path = _find_config(text, item)
@@ -258,8 +287,16 @@ def _uses_machine(item: pytest.Item) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "harness_cell" not in metafunc.fixturenames:
         return
+    try:
+        _parametrise(metafunc)
+    except pytest.UsageError as exc:   # reported with the others once collection is done
+        metafunc.config.stash.setdefault(_usage_key, []).append(str(exc))
+
+
+def _parametrise(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("matrix")
     source = None
+    from_option = False
     if marker is not None:
         if len(marker.args) != 1:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: use @pytest.mark.matrix(\"file.yaml\")")
@@ -267,7 +304,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     elif metafunc.definition.get_closest_marker("machine") is None:
         matrix = _option(metafunc.config, "harness_matrix")
         if matrix:
-            source = str(_find_config(matrix, metafunc.definition))
+            source, from_option = str(_find_config(matrix, metafunc.definition)), True
     if source is None:
         return
     from .errors import ConfigError
@@ -276,6 +313,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = load_matrix(source).cells
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if from_option:   # these tests are the run of --harness-matrix (see _keep_matrix_cells)
+        metafunc.config.stash.setdefault(_option_cells_key, set()).update(map(id, cells))
     # A cell the job is known to get wrong is a strict expected failure (it fails loudly
     # once the job is fixed).
     metafunc.parametrize("harness_cell", [
@@ -283,17 +322,90 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for c in cells], indirect=True)
 
 
+#: Usage errors found while collecting (a bad marker, machine or matrix file): reported
+#: together once collection is done, before any QEMU starts.
+_usage_key = pytest.StashKey[list[str]]()
+_option_cells_key = pytest.StashKey[set[int]]()
+#: How an xdist worker hands its usage errors to the controller (config.workeroutput).
+_USAGE_OUTPUT = "harness_usage_errors"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    _apply_shard(config, items)
+    errors = config.stash.setdefault(_usage_key, [])
+    try:
+        _keep_matrix_cells(config, items)
+        _apply_shard(config, items)
+    except pytest.UsageError as exc:
+        errors.append(str(exc))
     for item in items:   # a bad marker or machine file stops the run before any QEMU starts
-        if _uses_machine(item):
-            _resolve(item)
+        try:
+            _check_requires_marker(item)
+            if _uses_machine(item):
+                _resolve(item)
+        except pytest.UsageError as exc:
+            errors.append(str(exc))
+    if not errors and any(_uses_machine(item) for item in items):
+        from .qemu.binary import QemuMissing, require_qemu
+        try:
+            require_qemu()
+        except QemuMissing as exc:   # one line for the session, not one failure per test
+            errors.append(str(exc))
+    if errors:
+        _stop_for_usage(config, items, list(dict.fromkeys(errors)))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(_GROUPS_FILE):
         _Groups.write(Path(workerinput[_GROUPS_FILE]).with_suffix(f".{workerinput['workerid']}.json"),
                       {item.nodeid: _group_of(item) for item in items})
+
+
+def _stop_for_usage(config: pytest.Config, items: list[pytest.Item], errors: list[str]) -> None:
+    """End the run with ``errors`` as pytest's usage error (exit status 4).  An xdist
+    worker cannot end the run itself (the controller would report an internal error):
+    it runs nothing and hands the errors to the controller, which raises them
+    (pytest_testnodedown, pytest_runtestloop)."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        raise pytest.UsageError("\n".join(errors))
+    workeroutput[_USAGE_OUTPUT] = errors
+    items[:] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    errors = getattr(node, "workeroutput", {}).get(_USAGE_OUTPUT)
+    if errors:
+        found = node.config.stash.setdefault(_usage_key, [])
+        found += [e for e in errors if e not in found]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[Any]:
+    result = yield
+    errors = session.config.stash.get(_usage_key, None)
+    if errors and getattr(session.config, "workerinput", None) is None:
+        raise pytest.UsageError("\n".join(errors))
+    return result
+
+
+def _keep_matrix_cells(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --harness-matrix the run is the matrix: only the tests parametrised over its
+    cells run (the CI command a matrix emits must run its cells whatever else the project
+    holds), and a matrix that parametrises nothing is an error."""
+    matrix = _option(config, "harness_matrix")
+    if not matrix:
+        return
+    ours = config.stash.get(_option_cells_key, set())
+    keep = [item for item in items if id(_cell_of(item)) in ours]
+    if not keep and not config.stash.get(_usage_key, None):
+        raise pytest.UsageError(
+            f"--harness-matrix {matrix}: no test takes its cells; a test gets them when it uses the "
+            f"machine (or harness_spec) fixture and names no machine (no machine marker)")
+    drop = [item for item in items if id(_cell_of(item)) not in ours]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _group_of(item: pytest.Item) -> str:
@@ -394,7 +506,7 @@ def _apply_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
         items[:] = keep
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+def _check_requires_marker(item: pytest.Item) -> None:
     marker = item.get_closest_marker("requires")
     if marker is None:
         return
@@ -402,6 +514,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if unknown or marker.args:
         raise pytest.UsageError(f"{item.nodeid}: requires() takes keywords {', '.join(REQUIREMENT_KEYS)}; "
                                 f"got {', '.join(sorted(unknown)) or marker.args}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("requires")
+    if marker is None:
+        return
     resolved = _resolve(item)
     reason = missing_requirement(resolved.spec if resolved else None, **marker.kwargs)
     if reason:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarnessError
+from ..qemu.binary import require_qemu
 from ..repro import write_cell_bundle
 from ..matrix import (Matrix, RunAborted, format_summary, load_matrix, parse_shard, run_cells,
                       shard, shard_of)
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.jobs < 1:
         raise HarnessError("-j must be at least 1")
+    require_qemu()
     out = args.out if args.out is not None else Path("runs") / f"matrix-{matrix.name}"
     print(f"matrix {matrix.name}: {len(cells)} cell(s), {args.jobs} at a time, files under {out}",
           file=sys.stderr)
