@@ -13,8 +13,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the project needs: QEMU itself (pulls SeaBIOS and iPXE), a C compiler
 # for the interval index, 32-bit multilib for the probe guest, and venv/headers in case
-# the system Python is Debian's own.
-DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev
+# the system Python is Debian's own; chromium renders the HTML reports in the tests.
+DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev chromium
 
 .PHONY: all setup demo test bench fuzz clean distclean fuzz-intervals bench-intervals bench-hal
 all: test
