@@ -143,6 +143,7 @@ class JobResult:
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
             "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "findings": self.findings(),
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
@@ -269,7 +270,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
-    """report.txt / report.json, registry.reg and (optionally) resourcemap.png in the
+    """report.txt / report.json / report.html, registry.reg and (optionally) resourcemap.png in the
     result's folder."""
     out_dir = result.out_dir
     export_reg(io.registry, out_dir / "registry.reg")
@@ -278,6 +279,8 @@ def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> 
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
     (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     (out_dir / "report.txt").write_text(result.format_text())
+    from .htmlreport import machine_report_html
+    (out_dir / "report.html").write_text(machine_report_html(result))
 
 
 def _report(result: LoadResult, driver: NtDriver) -> DriverReport:

@@ -129,7 +129,11 @@ def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: s
     """The bundle of ``result`` next to its report (``steps``: the machine's driver loads
     unless given)."""
     steps = load_steps(result.spec) if steps is None else steps
-    return bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    path = bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    if (result.out_dir / "report.html").is_file():   # the page links the bundle now
+        from .htmlreport import machine_report_html
+        (result.out_dir / "report.html").write_text(machine_report_html(result))
+    return path
 
 
 def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
