@@ -198,6 +198,13 @@ class JobResult:
 # ---------------------------------------------------------------------------------------
 
 
+def relocate_argv(script: Path, run_dir: Path, copy: Path) -> None:
+    """Point a copied argv.sh at the copy of the run folder (its files: chardev outputs,
+    drive images), not at the run folder, which is deleted when the machine closes."""
+    if script.is_file():
+        script.write_text(script.read_text().replace(str(run_dir), str(copy.resolve())))
+
+
 def prepare_out_dir(out_dir: Path) -> Path:
     """An empty output folder; an existing one is only replaced if the harness made it."""
     out_dir = Path(out_dir)
@@ -239,6 +246,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
+            relocate_argv(out_dir / "qemu" / "argv.sh", machine.run_dir, out_dir / "qemu")
             if not keep:
                 shutil.rmtree(machine.run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0

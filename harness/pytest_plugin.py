@@ -70,6 +70,8 @@ REQUIREMENT_KEYS = ("machine", "accel", "models", "buses", "drivers", "kvm")
 #: Machines a worker keeps alive for reuse (the least recently used one goes first).
 POOL_SIZE = 4
 FAILURE_MARKER = ".harness-failure"
+#: What a failure folder holds when it has no bundle, and why.
+NOTE = "NOTE.txt"
 
 _OPTIONS = (
     # (option, ini key, help, kind)
@@ -773,27 +775,39 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     folder = prepare_out_dir(failure_folder(item))
     (folder / FAILURE_MARKER).write_text(item.nodeid + "\n")
     m = used.entry.machine
-    argv = " \\\n    ".join(shlex.quote(a) for a in m.argv)
+    # The run folder goes when the machine closes: the script uses the copies kept here.
+    argv = " \\\n    ".join(shlex.quote(a.replace(str(m.run_dir), str(folder))) for a in m.argv)
     (folder / "qemu-argv.sh").write_text(
         "#!/bin/sh\n# The test's QEMU, paused before the firmware like the harness starts it: type 'cont'\n"
-        f"# at the (qemu) prompt to run it.  Files it writes go to {m.run_dir}.\n"
-        f"mkdir -p {shlex.quote(str(m.run_dir))}\nexec {argv} \\\n    -monitor stdio\n")
+        f"# at the (qemu) prompt to run it.  Files it writes go to this folder.\n"
+        f"exec {argv} \\\n    -monitor stdio\n")
     (folder / "qemu-argv.sh").chmod(0o755)
     for path in Path(m.run_dir).iterdir():
-        if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out"):
+        if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out", ".img"):
             shutil.copy2(path, folder / path.name)
     if not (m.running and m.phase == "post-firmware"):
-        (folder / "NOTE.txt").write_text("the machine was no longer running; only its logs are here\n")
+        (folder / NOTE).write_text("The machine was no longer running; only QEMU's command line and logs are here.\n")
         return folder
     bed = used.testbed
     if bed is None:
         layout = snapshot(m, m.phase)
+        (folder / NOTE).write_text(
+            "This test used the machine (or layout) fixture only: no NT driver was loaded, so there is no\n"
+            "main-job report, registry or repro bundle.  Here: qemu-argv.sh (the exact QEMU, runnable),\n"
+            "QEMU / QMP / firmware logs and layout.txt / layout.json (what the hardware decodes).\n")
     else:   # the job's analysis takes the snapshot itself
         result = collect(bed, folder)
         layout = result.layout
         write_outputs(result, bed.io)
         (folder / "errorlog.json").write_text(json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
-        write_bundle(result, bed.steps, title=item.nodeid)
+        if result.clean:   # nothing about resources went wrong: a bundle would replay nothing
+            (folder / NOTE).write_text(
+                "The machine's main job found nothing (no conflict, mismatch, violation or hardware\n"
+                "collision): the test failed on an assertion of its own.  No repro bundle: it would\n"
+                "have nothing to reproduce.  Here: report.txt / report.html, registry.reg,\n"
+                "errorlog.json, layout.txt / layout.json, qemu-argv.sh and QEMU's logs.\n")
+        else:
+            write_bundle(result, bed.steps, title=item.nodeid)
     (folder / "layout.json").write_text(layout.to_json())
     (folder / "layout.txt").write_text(format_text(layout))
     return folder

@@ -330,3 +330,33 @@ def test_x(harness_spec):
     run(pytester, "-n", "2").assert_outcomes(passed=1)
     pytester.makeini("[pytest]\n")
     run(pytester, "--harness-models=models", "--harness-configs=machines").assert_outcomes(passed=1)
+
+
+def test_failure_folders_without_a_finding_say_what_they_hold(pytester: pytest.Pytester) -> None:
+    """A test that fails for a reason of its own gets no bundle and no replay hint; a test
+    that used only the machine gets its argv, logs and layout, and a note saying so."""
+    pytester.makepyfile(test_own="""
+import pytest
+
+@pytest.mark.machine("example:machines/isapc")
+def test_own_assertion(load_driver):
+    assert load_driver("serial").ok
+    assert False, "the test's own reason"
+
+@pytest.mark.machine("example:machines/isapc")
+def test_machine_only(machine, layout):
+    assert False
+""")
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(failed=2)
+    assert "replay: harness repro" not in result.stdout.str()
+    root = pytester.path / "harness-failures"
+    own, bare = root / "test_own.py_test_own_assertion", root / "test_own.py_test_machine_only"
+    own_files, bare_files = {p.name for p in own.iterdir()}, {p.name for p in bare.iterdir()}
+    assert "bundle.yaml" not in own_files and {"report.txt", "report.html", "NOTE.txt"} <= own_files
+    assert "found nothing" in (own / "NOTE.txt").read_text()
+    assert {"NOTE.txt", "qemu-argv.sh", "layout.txt", "layout.json", "qemu.log"} <= bare_files
+    assert "bundle.yaml" not in bare_files and "machine (or layout) fixture only" in (bare / "NOTE.txt").read_text()
+    # the script runs from the folder's own copies: the floppy image is here
+    argv = (bare / "qemu-argv.sh").read_text()
+    assert str(bare / "fd0.img") in argv and (bare / "fd0.img").is_file()
