@@ -225,7 +225,7 @@ def _name(doc: Node, source: str) -> str:
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, tuple[str, int]] = {}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -241,9 +241,11 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
-        if dev_id in seen_ids:
-            raise item.error("id", f"duplicate id {dev_id!r} (first on line {seen_ids[dev_id]})")
-        seen_ids[dev_id] = item.line
+        if dev_id in seen_ids:   # the first may come from another file (a matrix's base)
+            first_source, first_line = seen_ids[dev_id]
+            first = f"line {first_line}" if first_source == item.source else f"{first_source}:{first_line}"
+            raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
+        seen_ids[dev_id] = (item.source, item.line)
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")
