@@ -170,3 +170,20 @@ def test_verify_builds_its_guest_into_the_user_cache(installed: dict, project: P
     assert list(cache.glob("guests/probe-*/probe.elf"))
     site = installed["venv"] / "lib"
     assert not [p for p in site.rglob("*.elf")], "a guest image was written into site-packages"
+
+
+def test_the_readme_walkthrough_runs_in_the_fresh_venv(installed: dict) -> None:
+    """Every block of the README's "Use it in your project", in a new folder, with only the
+    installed wheel (the install block itself is what the `installed` fixture does)."""
+    from readme_blocks import USER_SECTION, blocks
+    from test_readme import run_block
+    folder = installed["root"] / "readme-project"
+    folder.mkdir()
+    walkthrough = [b for b in blocks() if b.section == USER_SECTION]
+    assert [b.lang for b in walkthrough if not b.skip] == ["yaml", "python", "sh"]
+    for block in walkthrough:
+        if block.skip:
+            assert "tests/test_user_project.py" in block.skip
+            continue
+        run_block(block, folder, installed["env"], str(installed["venv"] / "bin" / "python"))
+    assert (folder / "runs" / "irq5" / "report.html").is_file()
