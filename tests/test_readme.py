@@ -76,7 +76,10 @@ def scratch(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"line{b.line}-{b.lang}" for b in BLOCKS])
+# Two groups, so two xdist workers share the blocks (each block has its own folder).
+@pytest.mark.parametrize("block", [pytest.param(b, id=f"line{b.line}-{b.lang}",
+                                                marks=pytest.mark.xdist_group(f"readme-{i % 2}"))
+                                   for i, b in enumerate(BLOCKS)])
 def test_readme_block(block: Block, scratch: Path) -> None:
     run_block(block, scratch, scratch_env(Path(sys.executable).parent), sys.executable)
 
