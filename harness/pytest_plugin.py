@@ -32,13 +32,20 @@ a matrix's cells), ``requires(machine=, accel=, models=, buses=, drivers=, kvm=)
 with the reason when the machine lacks it).
 
 Options (each also an ini key, ``harness_config`` ...): ``--harness-config``,
-``--harness-matrix``, ``--harness-shard i/n``, ``--harness-accel``, ``--harness-keep``,
-``--harness-artifacts``.
+``--harness-matrix`` (the run is the matrix: tests not over its cells are deselected),
+``--harness-shard i/n``, ``--harness-accel``, ``--harness-keep``, ``--harness-artifacts``,
+``--harness-models DIR`` / ``--harness-configs DIR`` (repeatable; folders of the user's
+own device models and machine files, layered over the shipped ones).
+
+Usage errors (markers, machine and matrix files, a missing QEMU) are gathered during
+collection and end the run as pytest's usage error, before any QEMU starts, the same
+with or without xdist.
 
 On a failure the test's folder under the artifacts directory gets: ``qemu-argv.sh`` (the
 exact command line, runnable), QEMU / QMP / firmware / console logs, ``layout.txt`` /
 ``layout.json``, ``registry.reg``, ``errorlog.json``, the main job's report and
-``resourcemap.png``, and ``bundle.yaml`` (``harness repro`` replays it).  Its path is in
+``resourcemap.png``, and ``bundle.yaml`` (``harness repro`` replays it) when the job found
+something to replay; otherwise ``NOTE.txt`` says what the folder holds.  Its path is in
 the failure's report and in the session summary.  JUnit XML gets the QEMU version,
 machine type, accelerator and config hash as test properties.
 
