@@ -184,7 +184,7 @@ def emit(matrix: Matrix, path: str, fmt: str, shards: int, only: list[str] = ())
     header = (f"# {len(cells)} cell(s) of matrix {matrix.name} in {shards} job(s), then one job that "
               f"merges their results\n# (summary.json, junit.xml, report.html).  Adjust the install step "
               f"to where you get the harness (a wheel, a path, an index).\n")
-    install = "sudo apt-get install -y qemu-system-x86 && pip install qemu-nt-harness"
+    install = "sudo apt-get update && sudo apt-get install -y qemu-system-x86 && pip install qemu-nt-harness"
     if fmt == "github":
         jobs = {
             "matrix": {
