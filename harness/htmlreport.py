@@ -27,7 +27,7 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em;margin:
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left}
 th{background:#eee}td.cell{text-align:center;min-width:5em}
 .ok{background:#d7f5d7}.bad{background:#f8caca}.err{background:#f6dd9a}.known{background:#dde4f7}
-.missing{background:#ddd;color:#555}
+.missing{background:#ddd;color:#555}.left{color:#888;font-size:.85em}
 pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.85em}
 .detail{border:1px solid #ccc;padding:.5em .8em;margin:.6em 0}
 img{max-width:100%;border:1px solid #ccc}
@@ -115,7 +115,9 @@ def matrix_report_html(summary: Mapping[str, Any], out_dir: Path) -> str:
         body += ["<h2>Seen on</h2>", _table(["shard", "host", "QEMU", "accel", "python", "harness", "when"],
                                           [[s.get(k, "") for k in ("shard", "host", "qemu", "accel", "python",
                                                                    "harness", "finished")] for s in seen])]
-    body += ["<h2>Cells</h2>", _grid(axes, cells_axes, results, missing)]
+    left_out = {tuple(e["axes"].get(name, "") for name in axes): e["reason"]
+                for e in summary.get("left_out", [])}
+    body += ["<h2>Cells</h2>", _grid(axes, cells_axes, results, missing, left_out)]
     if missing:
         body += ["<h2>Missing cells</h2>", "<p>Selected by the matrix but in no shard's output:</p>",
                  "<ul>", *(f'<li class="missing" id="cell-{esc(c)}">{esc(c)}</li>' for c in missing), "</ul>"]
@@ -132,10 +134,11 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def _grid(axes: dict[str, list[str]], cells_axes: Mapping[str, Mapping[str, str]],
-          results: Mapping[str, Any], missing: list[str]) -> str:
+          results: Mapping[str, Any], missing: list[str], left_out: Mapping[tuple, str]) -> str:
     """Rows: the first axis's values; columns: every combination of the others.  Each
     cell of the grid shows the outcome of the matrix cell there and links to its detail;
-    combinations that are not cells stay empty."""
+    a combination the matrix leaves out says so (its reason on hover); one that is not
+    selected stays empty."""
     by_axes = {tuple(a.get(name, "") for name in axes): cid for cid, a in cells_axes.items()}
     names = list(axes)
     if not names:   # no axis known: a plain list
@@ -151,7 +154,9 @@ def _grid(axes: dict[str, list[str]], cells_axes: Mapping[str, Mapping[str, str]
         for combo in columns:
             cid = by_axes.get((value, *combo))
             if cid is None:
-                tds.append('<td class="cell"></td>')
+                reason = left_out.get((value, *combo))
+                tds.append(f'<td class="cell left" title="{esc(reason)}">left out</td>' if reason
+                           else '<td class="cell"></td>')
                 continue
             word = results[cid]["outcome"] if cid in results else "missing"
             tds.append(f'<td class="cell {_CLASSES.get(word, "")}" title="{esc(cid)}">'

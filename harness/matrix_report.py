@@ -64,6 +64,7 @@ def build_summary(matrix: Matrix, source: str, selected: list, only: list[str], 
         "seen_on": [seen_on(results, shard_text)],
         "results": [_result_doc(r, cells[r.cell_id], out) for r in results],
         "missing": [],
+        "left_out": [{"id": e.id, "axes": dict(e.axes), "reason": e.reason} for e in matrix.excluded],
     }
 
 
@@ -207,6 +208,7 @@ def merge(folders: list[Path], out: Path) -> dict[str, Any]:
         "results": [results[c] for c in order if c in results]
                    + [r for c, r in results.items() if c not in set(order)],
         "missing": missing,
+        "left_out": first.get("left_out", []),
     }
 
 

@@ -329,6 +329,10 @@ def test_interrupt_leaves_no_qemu_of_the_run(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "interrupted" in err and "not run" in err
+    # what ran is written down; the cells that did not are named
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["missing"] and len(summary["results"]) + len(summary["missing"]) == len(summary["selection"]["cells"])
+    assert (tmp_path / "out" / "junit.xml").is_file()
     time.sleep(0.2)
     alive = [pid for pid in qemus | workers if os.path.exists(f"/proc/{pid}")
              and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]

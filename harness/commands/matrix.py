@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
         results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle, progress=None if args.progress == "none" else args.progress,
                             picture=args.picture)
     except RunAborted as aborted:
+        # What ran is still written down (a cancelled CI job keeps its JUnit file); a merge
+        # names the cells that did not run as missing.
+        _write(matrix, args, cells, aborted.results, time.monotonic() - start, out)
         sys.stdout.write(format_summary(aborted.results, time.monotonic() - start))
         print(f"interrupted: {len(cells) - len(aborted.results)} cell(s) not run; "
               "every worker and QEMU of this run has been stopped", file=sys.stderr)
@@ -107,13 +110,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     seconds = time.monotonic() - start
-    selection = matrix.select(args.only)   # what a merge of every shard must cover
-    summary = matrix_report.build_summary(matrix, args.file, selection, args.only, args.shard, results,
-                                          seconds, out)
-    matrix_report.write_outputs(summary, out)
+    _write(matrix, args, cells, results, seconds, out)
     sys.stdout.write(format_summary(results, seconds))
     print(f"summary, junit.xml and report.html: {out}", file=sys.stderr)
     return 1 if any(r.outcome in ("fail", "error") for r in results) else 0
+
+
+def _write(matrix: Matrix, args: argparse.Namespace, cells: list, results: list, seconds: float,
+           out: Path) -> None:
+    selection = matrix.select(args.only)   # what a merge of every shard must cover
+    summary = matrix_report.build_summary(matrix, args.file, selection, args.only, args.shard, results,
+                                          seconds, out)
+    ran = {r.cell_id for r in results}
+    summary["missing"] = [c.id for c in cells if c.id not in ran]   # this run's own, if interrupted
+    matrix_report.write_outputs(summary, out)
 
 
 def run_merge(args: argparse.Namespace) -> int:
