@@ -164,9 +164,10 @@ def exit_code(summary: Mapping[str, Any]) -> int:
 
 # ---------------------------------------------------------------------------- merging
 
-def merge(folders: list[Path], out: Path) -> dict[str, Any]:
+def merge(folders: list[Path], out: Path | None = None) -> tuple[dict[str, Any], Path]:
     """One summary of the shard outputs in ``folders`` (each holding a summary.json), with
-    paths rewritten relative to ``out`` and the selected cells no shard ran as missing."""
+    paths rewritten relative to ``out`` (default ``runs/matrix-<name>/merged``) and the
+    selected cells no shard ran as missing; returns it with ``out``."""
     if not folders:
         raise HarnessError("merge: name at least one shard output folder")
     summaries = []
@@ -187,6 +188,8 @@ def merge(folders: list[Path], out: Path) -> dict[str, Any]:
             if doc[key] != first[key]:
                 raise HarnessError(f"merge: {folder / SUMMARY} is of another run than {first_folder / SUMMARY}: "
                                    f"its {key} differs ({doc[key] if key == 'matrix' else 'other cells'})")
+    if out is None:
+        out = Path("runs") / f"matrix-{first['matrix']}" / "merged"
     results: dict[str, dict[str, Any]] = {}
     where: dict[str, Path] = {}
     for folder, doc in summaries:
@@ -209,7 +212,7 @@ def merge(folders: list[Path], out: Path) -> dict[str, Any]:
                    + [r for c, r in results.items() if c not in set(order)],
         "missing": missing,
         "left_out": first.get("left_out", []),
-    }
+    }, out
 
 
 def outcome_counts(summary: Mapping[str, Any]) -> str:

@@ -127,9 +127,7 @@ def _write(matrix: Matrix, args: argparse.Namespace, cells: list, results: list,
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    summary = matrix_report.merge(list(args.folders), Path("."))  # only to learn the matrix name
-    out = args.out if args.out is not None else Path("runs") / f"matrix-{summary['matrix']}" / "merged"
-    summary = matrix_report.merge(list(args.folders), out)
+    summary, out = matrix_report.merge(list(args.folders), args.out)
     matrix_report.write_outputs(summary, out)
     sys.stdout.write(matrix_report.format_text(summary))
     print(f"merged {len(args.folders)} shard output(s): {matrix_report.outcome_counts(summary)}; "
