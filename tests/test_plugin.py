@@ -260,18 +260,21 @@ def test_x(machine, harness_cell):
 }
 
 
-@pytest.mark.parametrize("case", sorted(USAGE_CASES))
-def test_usage_errors_read_the_same_with_and_without_xdist(pytester: pytest.Pytester, case: str) -> None:
-    source, line = USAGE_CASES[case]
-    pytester.makepyfile(test_bad=source)
+def test_usage_errors_read_the_same_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    """Every usage error of the session is reported, each with its file:line: field:, the
+    same lines and exit status 4 with or without -n (no INTERNALERROR)."""
+    for case, (source, _) in USAGE_CASES.items():
+        pytester.makepyfile(**{f"test_{case.replace(' ', '_')}": source})
     (pytester.path / "bad-matrix.yaml").write_text("name: bad\naxes: []\n")
     outputs = []
     for args in ((), ("-n", "2")):
         result = run(pytester, *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, (args, result.outlines, result.errlines)
-        result.stderr.fnmatch_lines([f"ERROR: {line}"])
-        assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
-        outputs.append([e for e in result.errlines if e.strip()])
+        text = result.stderr.str()
+        for case, (_, line) in USAGE_CASES.items():
+            result.stderr.fnmatch_lines([line.replace("test_bad.py", f"test_{case.replace(' ', '_')}.py")])
+        assert "INTERNALERROR" not in result.stdout.str() + text
+        outputs.append(sorted(e for e in result.errlines if e.strip()))
     assert outputs[0] == outputs[1]
 
 
