@@ -135,34 +135,41 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 def _grid(axes: dict[str, list[str]], cells_axes: Mapping[str, Mapping[str, str]],
           results: Mapping[str, Any], missing: list[str], left_out: Mapping[tuple, str]) -> str:
-    """Rows: the first axis's values; columns: every combination of the others.  Each
-    cell of the grid shows the outcome of the matrix cell there and links to its detail;
-    a combination the matrix leaves out says so (its reason on hover); one that is not
-    selected stays empty."""
-    by_axes = {tuple(a.get(name, "") for name in axes): cid for cid, a in cells_axes.items()}
+    """Columns: the values of the axis with the fewest (more than one) values; rows: every
+    combination of the other axes that has a cell.  Each grid cell shows the outcome of the
+    matrix cell there and links to its detail; a combination the matrix leaves out says so
+    (its reason on hover); one that is not selected stays empty."""
     names = list(axes)
     if not names:   # no axis known: a plain list
         return _table(["cell", "outcome"], [[cid, r["outcome"]] for cid, r in results.items()])
-    row_axis, col_axes = names[0], names[1:]
-    columns = [combo for combo in product(*(axes[a] for a in col_axes))
-               if any(k[1:] == combo for k in by_axes)]
-    head = "<tr><th>" + esc(row_axis) + (" \\ " + esc(" × ".join(col_axes)) if col_axes else "") + "</th>"
-    head += "".join(f"<th>{esc(' '.join(combo)) or 'cell'}</th>" for combo in columns) + "</tr>"
-    rows = []
-    for value in axes[row_axis]:
+    wide = [n for n in names if len(axes[n]) > 1] or names
+    col_axis = min(wide, key=lambda n: len(axes[n]))
+    row_axes = [n for n in names if n != col_axis]
+    by_axes = {tuple(a.get(name, "") for name in names): cid for cid, a in cells_axes.items()}
+
+    def key(row: tuple[str, ...], value: str) -> tuple[str, ...]:
+        values = dict(zip(row_axes, row), **{col_axis: value})
+        return tuple(values[name] for name in names)
+
+    rows = [combo for combo in product(*(axes[a] for a in row_axes))
+            if any(key(combo, v) in by_axes for v in axes[col_axis])]
+    head = ("<tr><th>" + esc(" × ".join(row_axes) or "cell") + " \\ " + esc(col_axis) + "</th>"
+            + "".join(f"<th>{esc(v)}</th>" for v in axes[col_axis]) + "</tr>")
+    lines = []
+    for combo in rows:
         tds = []
-        for combo in columns:
-            cid = by_axes.get((value, *combo))
+        for value in axes[col_axis]:
+            cid = by_axes.get(key(combo, value))
             if cid is None:
-                reason = left_out.get((value, *combo))
+                reason = left_out.get(key(combo, value))
                 tds.append(f'<td class="cell left" title="{esc(reason)}">left out</td>' if reason
                            else '<td class="cell"></td>')
                 continue
             word = results[cid]["outcome"] if cid in results else "missing"
             tds.append(f'<td class="cell {_CLASSES.get(word, "")}" title="{esc(cid)}">'
                        f'<a href="#cell-{esc(cid)}">{esc(word)}</a></td>')
-        rows.append(f"<tr><th>{esc(value)}</th>{''.join(tds)}</tr>")
-    return "\n".join(['<table class="grid">', head, *rows, "</table>"])
+        lines.append(f"<tr><th>{esc(' '.join(combo)) or 'cell'}</th>{''.join(tds)}</tr>")
+    return "\n".join(['<table class="grid">', head, *lines, "</table>"])
 
 
 def _cell_detail(cid: str, r: Mapping[str, Any], out_dir: Path) -> str:
