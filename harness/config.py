@@ -31,6 +31,7 @@ from typing import Any, Mapping
 
 from .actions import Action, parse_actions
 from .builtin import parse_builtin
+from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
@@ -197,7 +198,9 @@ class MachineSpec:
 
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,
                  accel: str | None = None) -> MachineSpec:
-    """Read and validate a machine file.  ``accel`` overrides the file's policy."""
+    """Read and validate a machine file (or ``example:NAME``, a shipped example).
+    ``accel`` overrides the file's policy."""
+    path = resolve_config(path)
     return parse_machine(load_file(path), str(path), catalog, accel=accel)
 
 
@@ -301,7 +304,7 @@ def _name(doc: Node, source: str) -> str:
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, tuple[str, int]] = {}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -317,9 +320,11 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
-        if dev_id in seen_ids:
-            raise item.error("id", f"duplicate id {dev_id!r} (first on line {seen_ids[dev_id]})")
-        seen_ids[dev_id] = item.line
+        if dev_id in seen_ids:   # the first may come from another file (a matrix's base)
+            first_source, first_line = seen_ids[dev_id]
+            first = f"line {first_line}" if first_source == item.source else f"{first_source}:{first_line}"
+            raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
+        seen_ids[dev_id] = (item.source, item.line)
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")

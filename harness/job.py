@@ -158,7 +158,8 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean,
+            "exit_code": self.exit_code, "findings": self.findings(),
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
@@ -229,6 +230,13 @@ class JobResult:
 
 
 # ---------------------------------------------------------------------------------------
+
+
+def relocate_argv(script: Path, run_dir: Path, copy: Path) -> None:
+    """Point a copied argv.sh at the copy of the run folder (its files: chardev outputs,
+    drive images), not at the run folder, which is deleted when the machine closes."""
+    if script.is_file():
+        script.write_text(script.read_text().replace(str(run_dir), str(copy.resolve())))
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
@@ -308,6 +316,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
+            relocate_argv(out_dir / "qemu" / "argv.sh", machine.run_dir, out_dir / "qemu")
             if not keep:
                 shutil.rmtree(machine.run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
@@ -350,7 +359,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
-    """report.txt / report.json, registry.reg and (optionally) resourcemap.png in the
+    """report.txt / report.json / report.html, registry.reg and (optionally) resourcemap.png in the
     result's folder."""
     out_dir = result.out_dir
     export_reg(io.registry, out_dir / "registry.reg")
@@ -359,6 +368,8 @@ def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> 
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
     (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     (out_dir / "report.txt").write_text(result.format_text())
+    from .htmlreport import machine_report_html
+    (out_dir / "report.html").write_text(machine_report_html(result))
 
 
 def _report(result: LoadResult, driver: NtDriver) -> DriverReport:

@@ -137,7 +137,11 @@ def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: s
     """The bundle of ``result`` next to its report (``steps``: the machine's driver loads
     unless given)."""
     steps = load_steps(result.spec) if steps is None else steps
-    return bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    path = bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    if (result.out_dir / "report.html").is_file():   # the page links the bundle now
+        from .htmlreport import machine_report_html
+        (result.out_dir / "report.html").write_text(machine_report_html(result))
+    return path
 
 
 def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
@@ -357,8 +361,10 @@ class Replay:
 
     @property
     def reproduces(self) -> bool:
+        """Every recorded finding came back.  A bundle of a clean outcome records nothing to
+        reproduce: its replay never counts as reproducing."""
         if self.bundle.outcome == "clean":
-            return self.result.clean
+            return False
         return not self.result.clean and not self.missing
 
     def format_text(self) -> str:
@@ -366,7 +372,11 @@ class Replay:
         out = [f"Repro bundle {b.source}" + (f" ({b.title})" if b.title else "")]
         if b.seen:
             out.append("  recorded on " + ", ".join(f"{k} {v}" for k, v in b.seen.items()))
-        verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
+        if b.outcome == "clean":
+            verdict = ("NOTHING TO REPRODUCE: the bundle records no finding"
+                       + ("; the machine is still clean" if self.result.clean else "; the machine now has findings"))
+        else:
+            verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
         out.append(f"  expected outcome {b.outcome} with {len(b.findings)} finding(s): {verdict}")
         out += [f"    missing: {f}" for f in self.missing]
         out += [f"    new:     {f}" for f in self.new]
@@ -396,6 +406,8 @@ def shrink(bundle: Bundle, out_dir: Path, *, max_runs: int = 200,
     passes repeat until one removes nothing.  The result is 1-minimal (no single
     remaining device or step can go) unless ``max_runs`` replays ran out first, which
     is logged.  Its ``claims`` and ``seen`` come from its own last replay."""
+    if bundle.outcome == "clean":   # every removal would 'still reproduce' down to nothing
+        raise HarnessError(f"{bundle.source} records a clean outcome, no finding: nothing to shrink")
     last = replay(bundle, out_dir, picture=False)
     if not last.reproduces:
         raise HarnessError(f"{bundle.source} does not reproduce on this machine; nothing to shrink "

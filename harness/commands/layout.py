@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
 from ..qemu.actions import run_firmware_and_steps
 from ..qemu.layout import diff, format_text, snapshot
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     with Machine(spec, keep=args.keep) as machine:
         layouts = []
