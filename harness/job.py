@@ -17,13 +17,21 @@ the post-driver layout snapshot, and compare:
   several devices, a DMA channel registered by several devices (QEMU: the last one owns
   it, the others stall, qemu-facts.md §3c).
 
-The result (:class:`JobResult`) renders as text or JSON; the exit status is 1 when the
-error log holds a conflict, a claim mismatches the hardware, a driver broke a rule, or the
-hardware collides, and 0 otherwise.
+An event that stops or cuts short the firmware (a guest panic, QEMU exiting, an early
+reset: :mod:`harness.firmware_events`) is a finding too; when it leaves no machine to
+examine, the report holds that finding alone.
+
+The result (:class:`JobResult`) renders as text or JSON with a verdict
+(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds a conflict, a
+claim mismatches the hardware, a driver broke a rule, the hardware collides in a way
+nobody agreed to, or the firmware was stopped; ``warning`` (exit 3) when the only findings
+are legal but lossy (every device on an edge-triggered ISA line holds a granted Shared
+claim, and QEMU, with no wired-OR, loses an edge); ``clean`` (exit 0) otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -37,16 +45,18 @@ from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
+from .firmware_events import FirmwareEvent, cut_short, stopped_by
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
-from .nt.resources import PCIBus, describe_range
+from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import Layout
-from .qemu.machine import Machine
+from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck
 from .testbed import Step, Testbed, load_steps
-from .verify import HardwareView, hardware_conflicts
+from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
+from .verify import IRQ_SHARED, HardwareView, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -78,6 +88,7 @@ class Collision:
     devices: tuple[str, ...]
     consequence: str
     phase: str = "post-drivers"      # the layout it was seen in
+    level: str = CONFLICT            # harness.verdict: CONFLICT, or WARNING when legal but lossy
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__, devices=list(self.devices))
@@ -106,6 +117,7 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    events: list[FirmwareEvent] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -116,17 +128,28 @@ class JobResult:
         return [c for c in self.checks if not c.ok]
 
     @property
+    def warnings(self) -> list[Collision]:
+        return [c for c in self.collisions if c.level == WARNING]
+
+    @property
+    def verdict(self) -> str:
+        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
+        serious = self.conflicts or self.mismatches or self.violations or self.events or \
+            any(c.level == CONFLICT for c in self.collisions)
+        return worst([CONFLICT] if serious else [c.level for c in self.collisions])
+
+    @property
     def clean(self) -> bool:
-        return not (self.conflicts or self.mismatches or self.violations or self.collisions)
+        return self.verdict == CLEAN
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.clean else 1
+        return EXIT_CODES[self.verdict]
 
     def findings(self) -> list[str]:
         """Every problem found, one stable line each (no sequence numbers, timings or
         source locations), in report order: what a repro bundle expects to see again."""
-        out = []
+        out = [e.finding() for e in self.events]
         for e in self.conflicts:
             c = e["conflict"]
             out.append(f"conflict {e['code']}: {e['driver']} {e['device'] or ''} {c['requested']} "
@@ -134,7 +157,8 @@ class JobResult:
         out += [f"mismatch {c.device or c.driver}: {c.resource}: {f}" for c in self.mismatches for f in c.findings]
         out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
                 for v in self.violations]
-        out += [f"hardware [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)}" for c in self.collisions]
+        out += [f"{'warning' if c.level == WARNING else 'hardware'} [{c.phase}] {c.kind}: {c.resource}: "
+                f"{', '.join(c.devices)}" for c in self.collisions]
         # QOM's numbering of unnamed board devices shifts when a device is added or removed.
         return list(dict.fromkeys(" ".join(_UNATTACHED.sub("(board device)", line).split()) for line in out))
 
@@ -142,7 +166,8 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "clean": self.clean, "verdict": self.verdict,
+            "exit_code": self.exit_code, "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
@@ -157,6 +182,28 @@ class JobResult:
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
                f"QEMU {self.layout.qemu_version})", ""]
+        if self.events:
+            out.append("Firmware events")
+            out += [f"  {e.describe()}" for e in self.events]
+            out.append("")
+        if any(e.stopped for e in self.events):
+            out.append("The machine stopped there: nothing after the firmware was examined.")
+        else:
+            self._format_examined(out)
+        out += ["", f"Result: {self.verdict} (exit {self.exit_code})" + ("" if self.clean else f": {self.counts()}")]
+        if self.picture:
+            out.append(f"Picture: {self.picture}")
+        out.append(f"Files: {self.out_dir}")
+        return "\n".join(out) + "\n"
+
+    def counts(self) -> str:
+        """How many findings of each sort, in one line."""
+        return (f"{len(self.events)} firmware event(s), {len(self.conflicts)} conflict(s), "
+                f"{len(self.mismatches)} mismatch(es), {len(self.violations)} violation(s), "
+                f"{len(self.collisions) - len(self.warnings)} hardware collision(s), "
+                f"{len(self.warnings)} warning(s)")
+
+    def _format_examined(self, out: list[str]) -> None:
         out.append("Drivers")
         for d in self.drivers:
             out.append(f"  {d.name}: {d.status}")
@@ -181,17 +228,9 @@ class JobResult:
             out += ["", "Shared interrupt lines, exercised (each device asks once, then the CPU looks)"]
             out += [f"  {'LOST' if s.lost else 'ok  '} {s.describe()}" for s in self.shared_lines]
         out += ["", "What the hardware does"]
-        out += [f"  [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}"
-                for c in self.collisions] \
+        out += [f"  {'WARNING ' if c.level == WARNING else ''}[{c.phase}] {c.kind}: {c.resource}: "
+                f"{', '.join(c.devices)} — {c.consequence}" for c in self.collisions] \
             or ["  no shadowed ranges, no shared ISA IRQ or DMA lines"]
-        verdict = "clean" if self.clean else (
-            f"{len(self.conflicts)} conflict(s), {len(self.mismatches)} mismatch(es), "
-            f"{len(self.violations)} violation(s), {len(self.collisions)} hardware collision(s)")
-        out += ["", f"Result: {verdict}"]
-        if self.picture:
-            out.append(f"Picture: {self.picture}")
-        out.append(f"Files: {self.out_dir}")
-        return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,28 +262,46 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
         machine = Machine(spec, keep=True)
+        bed: Testbed | None = None
         try:
             with machine:
-                machine.run_firmware()
+                try:
+                    machine.run_firmware()
+                    event = cut_short(spec, machine)
+                except (MachineStuck, MachineDied) as exc:
+                    event = stopped_by(spec, machine, exc)
                 timings["boot+firmware"] = time.monotonic() - t0
-                t = time.monotonic()
-                bed = Testbed(machine, registry)
-                timings["detect"] = time.monotonic() - t
-                t = time.monotonic()
-                bed.run(load_steps(spec) if steps is None else steps)
-                timings["drivers"] = time.monotonic() - t
-                shared = exercise_shared_interrupts(bed.io, machine)
-                result = collect(bed, out_dir, timings, shared)
+                if event is not None and event.stopped:
+                    result = _stopped_result(spec, machine, out_dir, timings, event)
+                else:
+                    t = time.monotonic()
+                    bed = Testbed(machine, registry)
+                    timings["detect"] = time.monotonic() - t
+                    t = time.monotonic()
+                    bed.run(load_steps(spec) if steps is None else steps)
+                    timings["drivers"] = time.monotonic() - t
+                    shared = exercise_shared_interrupts(bed.io, machine)
+                    result = collect(bed, out_dir, timings, shared)
+                    result.events[:0] = [event] if event is not None else []
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
             if not keep:
                 shutil.rmtree(machine.run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
-        write_outputs(result, bed.io, picture=picture)
+        write_outputs(result, bed.io if bed is not None else None, picture=picture, registry=registry)
         return result
     finally:
         registry.close()
+
+
+def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings: dict[str, float],
+                    event: FirmwareEvent) -> JobResult:
+    """The report of a machine the firmware never got through: the event alone (there is
+    no layout to snapshot, no hardware to detect)."""
+    layout = Layout(spec.name, MACHINE_TYPES[spec.machine], "pre-firmware", machine.qemu_version or "",
+                    machine.accel_used or machine.accel)
+    return JobResult(spec, out_dir, layout, "", [], [], [], [], [], dict(timings), events=[event])
 
 
 def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
@@ -261,6 +318,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
                       if (c.kind, c.resource, c.devices) not in seen]
+    collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec), after.layout.elcr)
     registry = io.registry
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
@@ -268,12 +326,14 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
                      dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
 
 
-def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
+def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = True,
+                  registry: Registry | None = None) -> None:
     """report.txt / report.json, registry.reg and (optionally) resourcemap.png in the
-    result's folder."""
+    result's folder.  Without an I/O manager (the firmware never finished) there is no
+    picture, and the registry is ``registry``."""
     out_dir = result.out_dir
-    export_reg(io.registry, out_dir / "registry.reg")
-    if picture:
+    export_reg(io.registry if io is not None else registry, out_dir / "registry.reg")
+    if picture and io is not None:
         from .picture import draw_resource_map
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
     (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
@@ -374,6 +434,36 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
         if not any(dev.properties.get(p) == value for p in prop):
             shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec) -> dict[int, set[str]]:
+    """ISA IRQ line -> the devices whose Shared claim on it the arbiter granted."""
+    out: dict[int, set[str]] = {}
+    for claim in io.arbiter.claims():
+        if claim.kind is ResourceKind.INTERRUPT and claim.interface_type != PCIBus \
+                and claim.share == CmResourceShare.CmResourceShareShared:
+            out.setdefault(interrupt_line(claim.descriptor), set()).update(
+                _expected_devices(claim, io, layout, spec))
+    return out
+
+
+def grade_shared_lines(collisions: list[Collision], consented: dict[int, set[str]],
+                       elcr: int | None) -> list[Collision]:
+    """Collisions on an edge-triggered IRQ line whose every driver holds a granted Shared
+    claim on it become warnings: NT allowed the share, and what QEMU does with it (no
+    wired-OR, a lost edge) is lossy, not a misconfiguration.  A line that also carries a
+    device without such a claim stays a conflict, and so does every other collision."""
+    clean_lines = set()
+    for c in collisions:
+        if c.kind == IRQ_SHARED:
+            irq = int(c.resource.split()[1])
+            edge = elcr is None or not elcr >> irq & 1
+            if edge and set(c.devices) <= consented.get(irq, set()):
+                clean_lines.add(irq)
+    # The lost edge seen when the line was exercised (irq-lost) is graded with its line.
+    return [dataclasses.replace(c, level=WARNING)
+            if c.kind in (IRQ_SHARED, "irq-lost") and int(c.resource.split()[1]) in clean_lines else c
+            for c in collisions]
 
 
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:

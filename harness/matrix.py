@@ -69,6 +69,7 @@ from typing import Any, Iterable, Mapping
 
 from .config import MachineSpec, parse_machine
 from .devices import Catalog, DeviceModel, load_catalog
+from .verdict import VERDICTS
 from .errors import ConfigError, HarnessError
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
@@ -78,7 +79,7 @@ _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclud
 _FRAGMENT_KEYS = frozenset({"description", "machine", "accel", "memory", "devices",
                             "firmware_log", "drivers"})
 _RULE_KEYS = frozenset({"when", "outcome", "why", "known_issue"})
-OUTCOMES = ("clean", "conflict")
+OUTCOMES = VERDICTS
 GENERATORS = ("each_model", "each_setting")
 GENERATOR_KEY = "from_catalog"
 #: The generated device's id ("device under test").
@@ -562,8 +563,8 @@ CELL_TIMEOUT = 300.0
 class CellResult:
     cell_id: str
     outcome: str            # one of OUTCOME_WORDS
-    expected: str           # "clean" or "conflict"
-    exit_code: int          # the job's: 0 clean, 1 conflict, 2 error (exception, timeout)
+    expected: str           # a verdict (harness.verdict): "clean", "warning" or "conflict"
+    exit_code: int          # the job's (harness.verdict.EXIT_CODES), 2 on error (exception, timeout)
     seconds: float
     out_dir: Path
     bundle: Path | None = None
@@ -591,7 +592,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
         result = CellResult(cell.id, "error", cell.expect, 2, seconds, out_dir,
                             message=f"{type(outcome).__name__}: {str(outcome).splitlines()[0] if str(outcome) else ''}")
     else:
-        ok = ("clean" if outcome.exit_code == 0 else "conflict") == cell.expect
+        ok = outcome.verdict == cell.expect
         word, message = ("pass", "") if ok else (
             "fail", f"expected {cell.expect}, the job found {_verdict(outcome)}")
         if cell.known_issue:
@@ -607,11 +608,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
 
 
 def _verdict(job: Any) -> str:
-    if job.clean:
-        return "it clean"
-    parts = [(len(job.conflicts), "conflict"), (len(job.mismatches), "mismatch"),
-             (len(job.violations), "violation"), (len(job.collisions), "hardware collision")]
-    return ", ".join(f"{n} {word}(s)" for n, word in parts if n)
+    return "it clean" if job.clean else f"{job.verdict}: {job.counts()}"
 
 
 class RunAborted(KeyboardInterrupt):

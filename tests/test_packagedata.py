@@ -43,7 +43,8 @@ def test_user_model_folders_layer_over_the_shipped_catalog(tmp_path, monkeypatch
     assert catalog["isa-debugcon"].description == "overridden by the first folder"
     assert catalog["my-console"].description == "the second folder wins"
     # a machine file can use the user's model
-    spec = machine_spec("machine: isapc\ndevices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
+    spec = machine_spec("machine: isapc\nfirmware_log: false\ndevices:\n"
+                        "  - {model: my-console, id: con, iobase: 0x402}\n")
     assert spec.devices[0].model.name == "my-console"
 
 

@@ -140,7 +140,7 @@ machine:
     ("steps:\n  - report:\n      driver: P\n      device: D\n      device_list:\n"
      "        - resources: [{port: 0x10, length: 1, share: sometimes}]\n",
      ":11: steps[0].report.device_list[0].resources[0].share", "'sometimes' is not one of"),
-    ("expect: {outcome: maybe}\n", ":6: expect.outcome", "'maybe' is not one of: conflict, clean"),
+    ("expect: {outcome: maybe}\n", ":6: expect.outcome", "'maybe' is not one of: clean, warning, conflict"),
     ("drivers: [serial]\nsteps: []\n", ":6: drivers", "unknown field 'drivers'; expected one of: claims,"),
 ])
 def test_bundle_errors_name_file_line_and_field(tail: str, where: str, message: str) -> None:
