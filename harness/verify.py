@@ -43,15 +43,23 @@ PIRQ_ROUTED = "pirq-routed"                  # the PIRQ registers route the pin 
 NOT_PRESENT = "not-present"                  # nothing decodes it / the device is absent
 IRQ_SHARED = "irq-shared"                    # several devices drive one line
 ACPI_SCI = "acpi-sci"                        # the line is the ACPI SCI
+CASCADE = "pic-cascade"                      # IRQ 2: the slave 8259's input on the master
 DMA_SHARED = "dma-shared"                    # several devices registered one channel
 OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
-                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, DMA_SHARED,
+                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, DMA_SHARED,
                 OS_CONFLICT, NO_DRIVER, UNEXPLAINED)
 
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
+#: The master 8259's input the slave signals on.  QEMU wires ISA IRQ 2 to that same input
+#: (measured: a UART on IRQ 2 raises nothing the CPU takes as IRQ 2); on an AT bus the IRQ 2
+#: pin is IRQ 9 instead, which is why cards label IRQ 9 "2".
+CASCADE_IRQ = 2
+CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
+                  "input the slave PIC signals on, so the device's request never arrives as "
+                  f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
 PCI_CONFIG_DATA = 0xCFC
 PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
 NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
@@ -285,6 +293,13 @@ class _Context:
         except KeyError:
             return {}
 
+    def trigger(self, irq: int) -> str:
+        """How the line is triggered, as the live ELCR says (bit set: level)."""
+        if self.layout.elcr is None:
+            return "edge-triggered (no ELCR read)"
+        return ("level-triggered" if self.layout.elcr >> irq & 1 else "edge-triggered") + \
+            f" (ELCR bit {irq} {'set' if self.layout.elcr >> irq & 1 else 'clear'})"
+
     def irq_users(self) -> dict[int, list[str]]:
         """IRQ line → devices that drive it in QEMU (ISA properties, routed PCI pins, SCI)."""
         users: dict[int, list[str]] = {}
@@ -350,12 +365,10 @@ class _Context:
         rows = []
         resources = dev.decoded_resources()
         probe_seen = self._probe_isa(dev.id)
-        probe_base = int(dev.settings[dev.model.probe_base]) if dev.model.probe_base else None
         ports = [(lo, hi) for kind, lo, hi in resources if kind == "port"]
-        # The probe's verdict belongs to the range holding its base port (an SB16's base
-        # is the FM chip's, so its first own range stands in).
-        presence = next(((lo, hi) for lo, hi in ports if probe_base is not None and lo <= probe_base <= hi),
-                        ports[0] if ports and probe_base is not None else None)
+        # The probe's verdict belongs to the range it reads (an SB16's base is the FM
+        # chip's, so its first own range stands in; a GUS answers in its second block).
+        presence = dev.model.presence_ports(dev.settings) if dev.model.probe_base else None
         for lo, hi in ports:
             rows.append(self._isa_port_row(dev, lo, hi, probe_seen, (lo, hi) == presence))
         irq_props = [p for p in dev.model.irq_properties if int(dev.settings.get(p, -1)) >= 0]
@@ -448,6 +461,9 @@ class _Context:
             if seen.irqs == (winner_irq,):
                 row.differ("probe", explanation, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
                 return
+        if irq == CASCADE_IRQ:
+            row.differ("probe", CASCADE, CASCADE_REASON)
+            return
         others = [u for u in self.irq_users().get(irq, []) if u != dev.id]
         if not seen.irqs and others:
             row.differ("probe", IRQ_SHARED, f"IRQ {irq} is also driven by {', '.join(others)}; QEMU has "
@@ -634,12 +650,21 @@ class _Context:
             if irq == sci:
                 others = [u for u in users if u != "ACPI SCI"]
                 found.append(Finding(", ".join(others), f"irq {irq}", "hardware", ACPI_SCI,
-                                     f"IRQ {irq} is the ACPI SCI (level-triggered, owned by the OS's ACPI "
+                                     f"IRQ {irq} is the ACPI SCI ({self.trigger(irq)}, owned by the OS's ACPI "
                                      f"driver); {', '.join(others)} also drive(s) it"))
+            elif self.layout.elcr is not None and self.layout.elcr >> irq & 1:
+                found.append(Finding(", ".join(users), f"irq {irq}", "hardware", IRQ_SHARED,
+                                     f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)}; "
+                                     "the chipset ORs PCI INTx, but an ISA device drives the line itself and "
+                                     "QEMU has no wired-OR: its writes override the others' level (the last "
+                                     "writer wins)"))
             else:
                 found.append(Finding(", ".join(users), f"irq {irq}", "hardware", IRQ_SHARED,
-                                     f"IRQ {irq} is driven by {', '.join(users)}: edge-triggered ISA lines "
-                                     "cannot be shared and QEMU has no wired-OR (the last writer wins)"))
+                                     f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)} "
+                                     "and QEMU has no wired-OR: a request made while another device holds "
+                                     "the line makes no edge and is lost (the last writer wins)"))
+        for user in self.irq_users().get(CASCADE_IRQ, []):
+            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE, CASCADE_REASON))
         for channel, users in sorted(self.dma_users().items()):
             if len(users) > 1:
                 found.append(Finding(", ".join(users), f"dma {channel}", "hardware", DMA_SHARED,
@@ -680,7 +705,9 @@ class _Context:
             return False
         users = self.irq_users() if kind == "irq" else self.dma_users()
         others = [u for u in users.get(number, []) if u != dev.id]
-        if kind == "irq" and number == self.sci:
+        if kind == "irq" and number == CASCADE_IRQ:
+            row.differ("linux", CASCADE, f"Linux gave IRQ {number} to {', '.join(holders)}; {CASCADE_REASON}")
+        elif kind == "irq" and number == self.sci:
             row.differ("linux", ACPI_SCI, f"IRQ {number} is the ACPI SCI: Linux gave it to {', '.join(holders)}")
         elif others:
             row.differ("linux", IRQ_SHARED if kind == "irq" else DMA_SHARED,

@@ -1,0 +1,145 @@
+"""Events during the firmware are findings (exit 1 with a report), the firmware-log port
+is kept free, and verdict levels: clean 0, conflict 1, warning 3 (real QEMU, TCG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.config import load_machine, parse_machine_text
+from harness.errors import ConfigError
+from harness.job import Collision, grade_shared_lines, run_job
+from harness.verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING
+from helpers import CONFIGS, machine_spec
+
+
+# ---------------------------------------------------------------------- the firmware-log port
+@pytest.mark.parametrize("device, field", [
+    ("{model: pvpanic, id: p, ioport: 0x402}", "devices[0].ioport"),
+    ("{model: isa-serial, id: s, iobase: 0x3fc}", "devices[0].iobase"),            # 0x3fc-0x403
+    ("{model: isa-debug-exit, id: x, iobase: 0x400, iosize: 4}", "devices[0].iobase"),
+    ("{model: isa-debugcon, id: d, iobase: 0x402}", "devices[0].iobase"),
+])
+def test_a_device_on_the_firmware_log_port_is_refused(device: str, field: str) -> None:
+    text = f"machine: pc\ndevices:\n  - {device}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, "m.yaml")
+    assert str(info.value).startswith(f"m.yaml:3: {field}: ")
+    assert "0x402" in str(info.value) and "firmware_log: false" in str(info.value)
+    # Without the harness's log the port is the user's (what the firmware then does to the
+    # device is the job's finding).
+    assert parse_machine_text("firmware_log: false\n" + text, "m.yaml").devices
+
+
+@pytest.mark.parametrize("device", [
+    "{model: isa-debug-exit, id: x, iobase: 0x400, iosize: 2}",                    # ends at 0x401
+    "{model: pvpanic, id: p, ioport: 0x403}",
+    "{model: isa-serial, id: s, iobase: 0x3f8}",                                   # ends at 0x3ff
+])
+def test_next_to_the_firmware_log_port_is_accepted(device: str) -> None:
+    assert parse_machine_text(f"machine: pc\ndevices:\n  - {device}\n", "m.yaml").devices
+
+
+# ---------------------------------------------------------------------- events as findings
+EVENTS = {
+    # SeaBIOS writes its log to 0x402 even when the harness does not listen (measured).
+    "pvpanic-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
+                            "  - {model: pvpanic, id: panic0, ioport: 0x402}\n",
+                            "guest-panicked", ("panic0",), "SeaBIOS's debug-log port"),
+    # CMOS index writes with bit 0 set (0x0f, 0x8f...) are panic events for a pvpanic there.
+    "pvpanic-on-cmos-index": ("machine: isapc\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n",
+                              "guest-panicked", ("panic0",), "the firmware writes there"),
+    "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
+                               "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
+                               "qemu-exited", ("bye",), "wrote 0x53 ('S')"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_a_firmware_event_is_a_finding_with_its_cause(name: str, tmp_path: Path) -> None:
+    text, kind, devices, cause = EVENTS[name]
+    result = run_job(machine_spec(text), tmp_path / "out", picture=False)
+    (event,) = result.events
+    assert (event.kind, event.devices, event.stopped) == (kind, devices, True)
+    assert cause in event.cause
+    assert result.verdict == CONFLICT and result.exit_code == 1
+    assert result.findings() == [event.finding()]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["verdict"] == CONFLICT and report["events"][0]["kind"] == kind
+    text_report = (tmp_path / "out" / "report.txt").read_text()
+    assert "Firmware events" in text_report and "Result: conflict (exit 1)" in text_report
+    assert (tmp_path / "out" / "qemu" / "qmp.log").is_file()
+
+
+def test_near_the_firmware_writes_the_job_stays_clean(tmp_path: Path) -> None:
+    result = run_job(machine_spec("""
+machine: pc
+devices:
+  - {model: pvpanic, id: panic0, ioport: 0x403}
+  - {model: isa-debug-exit, id: bye, iobase: 0x400, iosize: 2}
+"""), tmp_path / "out", picture=False)
+    assert not result.events and result.verdict == CLEAN and result.exit_code == 0, result.format_text()
+
+
+def test_an_early_reset_is_a_finding_and_the_job_goes_on(tmp_path: Path) -> None:
+    # With the PCI configuration ports shadowed SeaBIOS cannot unlock RAM and resets at
+    # once: the machine is still there (paused), so the drivers run on it too.
+    result = run_job(load_machine(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), tmp_path / "out", picture=False)
+    (event,) = result.events
+    assert event.kind == "early-reset" and not event.stopped and event.devices == ("com1",)
+    assert "Unable to unlock ram" in event.cause and "0xcf8-0xcff" in event.cause
+    assert result.conflicts and result.verdict == CONFLICT
+    # A machine whose firmware finishes has no event.
+    clean = run_job(machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com1, iobase: 0xcf0}\n"),
+                    tmp_path / "near", picture=False)
+    assert not clean.events, clean.format_text()
+
+
+def test_cli_exit_codes_follow_the_verdict(tmp_path: Path, capsys) -> None:
+    panic = tmp_path / "panic.yaml"
+    panic.write_text(EVENTS["pvpanic-on-log-port"][0])
+    assert main(["run", str(panic), "--no-picture", "--out", str(tmp_path / "p")]) == EXIT_CODES[CONFLICT] == 1
+    assert "guest-panicked" in capsys.readouterr().out
+    edge = CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"
+    assert main(["run", str(edge), "--json", "--no-picture", "--out", str(tmp_path / "e")]) == EXIT_CODES[WARNING] == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == WARNING and report["exit_code"] == 3 and report["bundle"]
+    assert {c["level"] for c in report["collisions"]} == {WARNING}
+    refused = tmp_path / "bad.yaml"
+    refused.write_text("machine: pc\ndevices:\n  - {model: pvpanic, id: p, ioport: 0x402}\n")
+    assert main(["run", str(refused), "--out", str(tmp_path / "b")]) == 2
+    assert "bad.yaml:3: devices[0].ioport" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- warning or conflict
+def _irq(devices: tuple[str, ...], kind: str = "irq-shared") -> Collision:
+    return Collision(kind, "irq 4", devices, "...")
+
+
+@pytest.mark.parametrize("consented, elcr, level", [
+    ({4: {"com1", "com3"}}, 0x0000, WARNING),          # both granted Shared, edge line
+    ({4: {"com1", "com3"}}, None, WARNING),            # no ELCR (isapc): ISA lines are edge
+    ({4: {"com1"}}, 0x0000, CONFLICT),                 # com3 holds no Shared claim on it
+    ({4: {"com1", "com3"}}, 1 << 4, CONFLICT),         # a level-triggered line
+    ({}, 0x0000, CONFLICT),
+])
+def test_a_shared_line_is_a_warning_only_when_every_driver_consented(consented, elcr, level) -> None:
+    graded = grade_shared_lines([_irq(("com1", "com3")), _irq(("com1 (x)", "com3 (y)"), "irq-lost"),
+                                 Collision("shadowed", "io 0x3f8-0x3ff", ("com1", "com3"), "...")],
+                                consented, elcr)
+    assert [c.level for c in graded] == [level, level, CONFLICT]
+
+
+def test_an_isa_card_on_a_pci_level_line_stays_a_conflict(tmp_path: Path) -> None:
+    result = run_job(machine_spec("""
+machine: pc
+devices:
+  - {model: ne2k_isa, id: ne0, iobase: 0x300, irq: 11}
+  - {model: e1000, id: nic0, addr: 3}
+"""), tmp_path / "out", picture=False)
+    shared = [c for c in result.collisions if c.kind == "irq-shared"]
+    assert shared and all(c.level == CONFLICT for c in shared) and result.verdict == CONFLICT, result.format_text()
+    assert "level-triggered" in shared[0].consequence
