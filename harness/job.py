@@ -13,7 +13,8 @@ the post-driver layout snapshot, and compare:
   only noted (drivers claim whole register blocks of which QEMU maps parts);
 * each ISA interrupt and DMA claim with the device's configured line and channel;
 * and, independently of the model, what the hardware itself does wrong
-  (:func:`hardware_collisions`): ranges shadowed by a later device, an IRQ line driven by
+  (:func:`hardware_collisions`): addresses a device loses to another (by priority, or by
+  being mapped later: the layout's shadowed ranges), an IRQ line driven by
   several devices, a DMA channel registered by several devices (QEMU: the last one owns
   it, the others stall, qemu-facts.md §3c).
 
@@ -415,7 +416,8 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
         check.findings.append("also decoded by " + ", ".join(sorted({f"{r.owner} {r.start:#x}-{r.end:#x}" for r in others})))
     for s in layout.shadowed:
         if s.space == space and s.owner in check.expected and s.start <= claim.end and claim.start <= s.end:
-            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}")
+            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}"
+                                  + (f" ({s.cause})" if s.cause else ""))
     covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)
     if mine and covered < claim.end - claim.start + 1:
         check.notes.append(f"{claim.end - claim.start + 1 - covered} of {claim.end - claim.start + 1} "
@@ -475,8 +477,7 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
     out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later",
-                     layout.phase)
+                     f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}", layout.phase)
            for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
     out += [Collision(f.explanation, f.resource, tuple(f.device.split(", ")), f.reason, layout.phase)
             for f in hardware_conflicts(spec, hardware)]

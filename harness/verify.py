@@ -266,23 +266,26 @@ class _Context:
             pieces.append((cursor, hi, None))
         return pieces
 
+    def shadows_over(self, owner: str, lo: int, hi: int) -> list[Any]:
+        """The layout's shadowed ranges of ``owner`` within [lo, hi]."""
+        return [s for s in self.layout.shadowed if s.owner == owner and s.start <= hi and s.end >= lo]
+
     def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
-        found: list[str] = []
-        for s in self.layout.shadowed:
-            if s.owner == owner and s.start <= hi and s.end >= lo:
-                found += [w for w in s.hidden_by if w not in found]
-        return found
+        return list(dict.fromkeys(w for s in self.shadows_over(owner, lo, hi) for w in s.hidden_by))
 
     def explain_lost_ports(self, owner: str, lo: int, hi: int) -> tuple[str, str]:
-        """Why ``owner`` does not decode (all of) [lo, hi] in QEMU."""
-        winners = self.winners_over(owner, lo, hi)
-        if winners:
+        """Why ``owner`` does not decode (all of) [lo, hi] in QEMU: the addresses it
+        really loses, to whom, and by which of QEMU's rules."""
+        shadows = self.shadows_over(owner, lo, hi)
+        if shadows:
+            winners = self.winners_over(owner, lo, hi)
+            lost = "; ".join(f"{max(s.start, lo):#x}-{min(s.end, hi):#x}: "
+                             f"{', '.join(map(self.describe, s.hidden_by))} wins"
+                             + (f" by {s.cause}" if s.cause else "") for s in shadows)
             pci = [w for w in winners if w in self.pci_ids]
             if pci:
-                return UNDER_PCI_BAR, (f"under the BAR of PCI device {', '.join(pci)} "
-                                       "(PCI BARs have priority 1 over ISA devices)")
-            return SHADOWED, (f"shadowed by {', '.join(map(self.describe, winners))} (mapped later: "
-                              "the last mapped device wins, port by port)")
+                return UNDER_PCI_BAR, f"under the BAR of PCI device {', '.join(pci)} ({lost})"
+            return SHADOWED, f"shadowed by {', '.join(map(self.describe, winners))} ({lost})"
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
@@ -606,8 +609,8 @@ class _Context:
                 hidden = [s for s in self.layout.shadowed
                           if s.space == space and s.start <= claim.end and s.end >= claim.start]
                 if hidden:
-                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner} is shadowed by {', '.join(s.hidden_by)}"
-                                                           for s in hidden))
+                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed: "
+                                                           f"{s.reason()}" for s in hidden))
                 else:
                     row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
         elif claim.kind == "irq":
