@@ -27,8 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Expand the matrix FILE (configs/matrices/*.yaml) into cells and list them "
                     "(with the reason for every combination left out), print the job matrix a CI "
                     "system fans out (--emit), or run every cell's main job in parallel (--run). "
-                    "Exit status of --run: 0 when every cell agrees with its expectation, 1 when "
-                    "one does not, 2 on a usage or setup error, 130 when interrupted.")
+                    "Exit status of --run: 0 when every cell's verdict (clean, warning or conflict) "
+                    "is its expectation, 1 when one is not, 2 on a usage or setup error, 130 when "
+                    "interrupted.")
     parser.add_argument("file", help="matrix YAML file")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--list", action="store_true",
