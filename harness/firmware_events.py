@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec
-from .qemu.machine import GuestStopped, MachineDied, MachineStuck
+from .qemu.machine import MachineDied, MachineStuck
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -76,9 +76,10 @@ def _where(dev: DeviceSpec) -> str:
     return "the firmware writes there, and the device decodes it in place of the board's"
 
 
-def stopped_by(spec: MachineSpec, machine: Any, error: Exception) -> FirmwareEvent | None:
-    """The finding for an error :meth:`Machine.run_firmware` raised, or None when the
-    error is not the machine's doing (a timeout, a harness error)."""
+def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDied) -> FirmwareEvent:
+    """The finding for QEMU freezing the guest (:class:`MachineStuck`) or exiting
+    (:class:`MachineDied`) during :meth:`Machine.run_firmware`.  A timeout stays an
+    error: a slow host and a hung firmware look alike."""
     if isinstance(error, MachineStuck):
         state = error.state
         if state == "guest-panicked":
@@ -93,22 +94,16 @@ def stopped_by(spec: MachineSpec, machine: Any, error: Exception) -> FirmwareEve
                              tuple(d.id for d in dogs),
                              "; ".join(f"watchdog {d.id} fired" for d in dogs)
                              or "QEMU stopped the guest; see qemu.log and qmp.log", True)
-    if isinstance(error, MachineDied):
-        status = getattr(machine, "returncode", None)
-        exits = _of_type(spec, EXIT_DEVICES)
-        if status is not None and status > 0 and status & 1 and exits:
-            value = status >> 1
-            shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
-            cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d)}; the firmware "
-                              f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
-            return FirmwareEvent("qemu-exited", f"QEMU exited with status {status} during the firmware",
-                                 tuple(d.id for d in exits), cause, True)
-        return FirmwareEvent("qemu-exited", f"QEMU exited with status {status} during the firmware", (),
-                             "no configured device explains it; see qemu.log", True)
-    if isinstance(error, GuestStopped):
-        return FirmwareEvent("shutdown", f"the guest stopped the machine ({error.reason})", (),
-                             "see firmware.log", True)
-    return None
+    status = machine.returncode
+    exits = _of_type(spec, EXIT_DEVICES)
+    detail = f"QEMU exited with status {status} during the firmware"
+    if status is not None and status > 0 and status & 1 and exits:
+        value = status >> 1
+        shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
+        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d)}; the firmware "
+                          f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
+        return FirmwareEvent("qemu-exited", detail, tuple(d.id for d in exits), cause, True)
+    return FirmwareEvent("qemu-exited", detail, (), "no configured device explains it; see qemu.log", True)
 
 
 def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:

@@ -146,3 +146,15 @@ devices:
     # Latched, so the HAL made SeaBIOS's level line edge-triggered.
     assert not result.layout.elcr >> 11 & 1
     assert "edge-triggered (ELCR bit 11 clear)" in shared[0].consequence
+
+
+@pytest.mark.parametrize("state, devices", [("internal-error", ()), ("io-error", ()), ("watchdog", ("dog",))])
+def test_other_frozen_states_are_findings_too(state: str, devices: tuple[str, ...]) -> None:
+    # QEMU enters these under KVM or with a guest that arms the watchdog; the cause is
+    # derived from the state and the spec alone (the machine is already gone).
+    from harness.firmware_events import stopped_by
+    from harness.qemu.machine import MachineStuck
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n")
+    event = stopped_by(spec, None, MachineStuck("stuck", machine=None, state=state))
+    assert (event.kind, event.devices, event.stopped) == (state, devices, True)
+    assert state in event.detail
