@@ -293,14 +293,21 @@ def _keep_firmware_log_port_free(doc: Node, devices: tuple[DeviceSpec, ...]) -> 
     the device (README: "The firmware-log port")."""
     items = get_list(doc, "devices", default=[])
     for dev, item in zip(devices, items):
-        for kind, lo, hi in dev.decoded_resources():
-            if kind == "port" and lo <= FIRMWARE_LOG_PORT <= hi:
-                placed = [p for p in sorted(dev.explicit) if dev.model.properties[p].kind == "port"]
-                raise item.error(placed[0] if placed else "model",
-                                 f"{dev.model.name} {dev.id!r} decodes {lo:#x}-{hi:#x}, which holds port "
-                                 f"{FIRMWARE_LOG_PORT:#x}, the harness's firmware-log port (SeaBIOS writes "
-                                 "its debug log there); move the device, or set 'firmware_log: false' to "
-                                 "give the port to it (the firmware then writes its log to the device)")
+        clash = on_firmware_log_port(dev.decoded_resources())
+        if clash is not None:
+            lo, hi = clash
+            placed = [p for p in sorted(dev.explicit) if dev.model.properties[p].kind == "port"]
+            raise item.error(placed[0] if placed else "model",
+                             f"{dev.model.name} {dev.id!r} decodes {lo:#x}-{hi:#x}, which holds port "
+                             f"{FIRMWARE_LOG_PORT:#x}, the harness's firmware-log port (SeaBIOS writes "
+                             "its debug log there); move the device, or set 'firmware_log: false' to "
+                             "give the port to it (the firmware then writes its log to the device)")
+
+
+def on_firmware_log_port(resources: list[tuple[str, int, int]]) -> tuple[int, int] | None:
+    """The port range among ``resources`` (as ``decoded_resources`` lists them) that
+    holds :data:`FIRMWARE_LOG_PORT`, or None."""
+    return next(((lo, hi) for kind, lo, hi in resources if kind == "port" and lo <= FIRMWARE_LOG_PORT <= hi), None)
 
 
 def _parse_addr(item: Node) -> tuple[int, int]:

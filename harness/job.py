@@ -198,11 +198,12 @@ class JobResult:
         return "\n".join(out) + "\n"
 
     def counts(self) -> str:
-        """How many findings of each sort, in one line."""
-        return (f"{len(self.events)} firmware event(s), {len(self.conflicts)} conflict(s), "
-                f"{len(self.mismatches)} mismatch(es), {len(self.violations)} violation(s), "
-                f"{len(self.collisions) - len(self.warnings)} hardware collision(s), "
-                f"{len(self.warnings)} warning(s)")
+        """How many findings of each sort there are, in one line (the sorts found)."""
+        parts = [(len(self.events), "firmware event(s)"), (len(self.conflicts), "conflict(s)"),
+                 (len(self.mismatches), "mismatch(es)"), (len(self.violations), "violation(s)"),
+                 (len(self.collisions) - len(self.warnings), "hardware collision(s)"),
+                 (len(self.warnings), "warning(s)")]
+        return ", ".join(f"{n} {word}" for n, word in parts if n) or "nothing"
 
     def _format_examined(self, out: list[str]) -> None:
         out.append("Drivers")

@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import MachineSpec, parse_machine
+from .config import FIRMWARE_LOG_PORT, MachineSpec, on_firmware_log_port, parse_machine
 from .devices import Catalog, DeviceModel, load_catalog
 from .verdict import VERDICTS
 from .errors import ConfigError, HarnessError
@@ -462,13 +462,23 @@ def _generated_devices(value: _Value, machine: str | None, source: str) -> list[
 
 
 def _unsupported(merged: dict[str, Any], catalog: Catalog) -> str | None:
-    """Why the cell's machine type cannot hold one of its devices, or None."""
+    """Why the cell's machine type cannot hold one of its devices, or a device sits on the
+    harness's firmware-log port (which a machine file may not do), or None."""
     machine = merged["data"].get("machine")
+    log_on = merged["data"].get("firmware_log", True) is not False
     for item in merged["data"]["devices"]:
         model = catalog.get(item.get("model")) if isinstance(item, Node) and isinstance(item.get("model"), str) else None
-        if model is not None and isinstance(machine, str) and machine not in model.machines:
+        if model is None:
+            continue
+        if isinstance(machine, str) and machine not in model.machines:
             return (f"{machine} cannot hold {model.name} ({item.get('id')}): the model supports "
                     f"{', '.join(model.machines)}")
+        settings = {**model.defaults_for(0), **{k: v for k, v in item.items() if k in model.properties}}
+        if log_on and all(isinstance(v, int) for v in settings.values()):
+            clash = on_firmware_log_port(model.decoded_resources(settings))
+            if clash is not None:
+                return (f"{model.name} ({item.get('id')}) would decode {clash[0]:#x}-{clash[1]:#x}, which holds "
+                        f"the harness's firmware-log port {FIRMWARE_LOG_PORT:#x} (firmware_log is on)")
     return None
 
 
@@ -608,7 +618,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
 
 
 def _verdict(job: Any) -> str:
-    return "it clean" if job.clean else f"{job.verdict}: {job.counts()}"
+    return "it clean" if job.clean else f"{job.counts()} (verdict {job.verdict})"
 
 
 class RunAborted(KeyboardInterrupt):

@@ -158,3 +158,12 @@ def test_other_frozen_states_are_findings_too(state: str, devices: tuple[str, ..
     event = stopped_by(spec, None, MachineStuck("stuck", machine=None, state=state))
     assert (event.kind, event.devices, event.stopped) == (state, devices, True)
     assert state in event.detail
+
+
+def test_a_matrix_leaves_out_cells_on_the_firmware_log_port() -> None:
+    from harness.matrix import parse_matrix_text
+    text = "axes:\n  machine: {pc: {machine: pc}}\n  devices: {from_catalog: each_setting}\n"
+    left_out = {e.id: e.reason for e in parse_matrix_text(text).excluded}
+    assert "firmware-log port 0x402" in left_out["pc-isa-debugcon_iobase_0x402"]
+    quiet = text.replace("devices:", "log: {quiet: {firmware_log: false}}\n  devices:")
+    assert "pc-quiet-isa-debugcon_iobase_0x402" in {c.id for c in parse_matrix_text(quiet).cells}
