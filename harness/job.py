@@ -135,9 +135,9 @@ class JobResult:
     @property
     def verdict(self) -> str:
         """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
-        serious = self.conflicts or self.mismatches or self.violations or self.events or \
-            any(c.level == CONFLICT for c in self.collisions)
-        return worst([CONFLICT] if serious else [c.level for c in self.collisions])
+        if self.events or self.conflicts or self.mismatches or self.violations:
+            return CONFLICT
+        return worst(c.level for c in self.collisions)
 
     @property
     def clean(self) -> bool:
