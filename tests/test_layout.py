@@ -227,3 +227,20 @@ devices:
     assert "by higher priority (1 of piix-bmdma-container over 0)" in consequences["io 0xc000-0xc007"]
     assert "by being mapped later" in consequences["io 0x600-0x605"]
     assert not any("0x60c" in r or "0x63f" in r for r in consequences)
+
+
+def test_q35_pm_block_container_gaps_are_nobodys_loss() -> None:
+    spec = machine_spec("""
+machine: q35
+devices:
+  - {model: isa-serial, id: gap, iobase: 0x640, irq: 4}
+  - {model: isa-serial, id: smi, iobase: 0x630, irq: 3}
+""")
+    with Machine(spec) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+    # ICH9's PM container spans 0x600-0x67f; 0x640-0x647 lies between acpi-smi and sm-tco.
+    lpc = lay.owner_at(0x600).owner
+    assert not any(s.owner in ("gap", lpc) for s in lay.shadowed), format_text(lay)
+    (smi,) = [s for s in lay.shadowed if s.owner == "smi"]
+    assert (smi.start, smi.end, smi.hidden_by) == (0x630, 0x637, (lpc,)) and "mapped later" in smi.cause
