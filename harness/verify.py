@@ -22,6 +22,7 @@ carries (two devices on one IRQ line or DMA channel) are findings of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,10 +48,11 @@ CASCADE = "pic-cascade"                      # IRQ 2: the slave 8259's input on 
 DMA_SHARED = "dma-shared"                    # several devices registered one channel
 OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
+FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, DMA_SHARED,
-                OS_CONFLICT, NO_DRIVER, UNEXPLAINED)
+                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, UNEXPLAINED)
 
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
 #: The master 8259's input the slave signals on.  QEMU wires ISA IRQ 2 to that same input
@@ -124,6 +126,20 @@ class VerifyError(HarnessError):
     pass
 
 
+class FirmwareStopped(VerifyError):
+    """The firmware never got through (harness.firmware_events): no view to compare."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        super().__init__(event.describe())
+
+
+def event_finding(event: Any) -> Finding:
+    """A firmware event as a finding: explained when configured devices caused it."""
+    return Finding(", ".join(event.devices) or "(machine)", "firmware", "qemu",
+                   FIRMWARE_EVENT if event.devices else UNEXPLAINED, event.describe())
+
+
 # ---------------------------------------------------------------------- model: the registry
 @dataclass(frozen=True)
 class MapClaim:
@@ -175,6 +191,7 @@ class HardwareView:
     layout: Any  # harness.qemu.layout.Layout
     routes: dict[str, Any]  # bdf → harness.nt.hal.PciRoute (None: no pin or no router)
     sci: int | None = None  # the ACPI SCI's ISA IRQ as the chipset says (Hal.sci_irq)
+    event: Any = None  # harness.firmware_events.FirmwareEvent that cut the firmware short
 
 
 def routed_view(layout: Any, hal: Any) -> HardwareView:
@@ -191,15 +208,21 @@ def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Findin
 
 
 def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
-    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL)."""
+    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL).
+    Raises :class:`FirmwareStopped` when a device stopped the firmware for good."""
+    from .firmware_events import cut_short, stopped_by
     from .nt.hal import Hal
     from .qemu.layout import snapshot
     from .qemu.livebus import LiveBus
-    from .qemu.machine import Machine
+    from .qemu.machine import Machine, MachineDied, MachineStuck
 
     with Machine(spec, keep=keep) as machine:
-        machine.run_firmware()
-        return routed_view(snapshot(machine), Hal(LiveBus(machine)))
+        try:
+            machine.run_firmware()
+        except (MachineStuck, MachineDied) as exc:
+            raise FirmwareStopped(stopped_by(spec, machine, exc)) from None
+        view = routed_view(snapshot(machine), Hal(LiveBus(machine)))
+        return dataclasses.replace(view, event=cut_short(spec, machine))
 
 
 # ---------------------------------------------------------------------- reconciliation
@@ -228,6 +251,8 @@ def reconcile(spec: MachineSpec, hardware: HardwareView, *, probe: Any = None, l
     if claims is not None:
         rows += [ctx.claim_row(claim) for claim in claims]
     conflicts = ctx.hardware_conflicts()
+    if hardware.event is not None:
+        conflicts.insert(0, event_finding(hardware.event))
     for view, error in (guest_failures or {}).items():
         views[view] = "failed"
         explanation, cause = ctx.explain_unassigned()
@@ -828,7 +853,11 @@ def verify(spec: MachineSpec, *, guest: str = "probe", registry: Any = None, kee
     """Collect the views of ``spec`` (booting QEMU as needed) and reconcile them."""
     if guest not in GUEST_CHOICES:
         raise VerifyError(f"guest must be one of {', '.join(GUEST_CHOICES)}, not {guest!r}")
-    hardware = hardware_view(spec, keep=keep)
+    try:
+        hardware = hardware_view(spec, keep=keep)
+    except FirmwareStopped as stopped:
+        return Reconciliation(spec.name, spec.source, {"model": "config", "qemu": "firmware stopped"}, [],
+                              [event_finding(stopped.event)])
     probe = linux = None
     failures: dict[str, str] = {}
     if guest in ("probe", "both"):

@@ -167,3 +167,12 @@ def test_a_matrix_leaves_out_cells_on_the_firmware_log_port() -> None:
     assert "firmware-log port 0x402" in left_out["pc-isa-debugcon_iobase_0x402"]
     quiet = text.replace("devices:", "log: {quiet: {firmware_log: false}}\n  devices:")
     assert "pc-quiet-isa-debugcon_iobase_0x402" in {c.id for c in parse_matrix_text(quiet).cells}
+
+
+def test_verify_reports_a_stopped_firmware_as_a_finding() -> None:
+    from harness.verify import FIRMWARE_EVENT, verify
+    rec = verify(machine_spec(EVENTS["debug-exit-on-log-port"][0]))
+    assert rec.views["qemu"] == "firmware stopped" and not rec.rows
+    (finding,) = rec.findings
+    assert (finding.device, finding.explanation) == ("bye", FIRMWARE_EVENT) and "status 167" in finding.reason
+    assert not rec.unexplained
