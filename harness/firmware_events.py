@@ -21,11 +21,13 @@ produce it and the ports they decode, computed from the spec and the event.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec
-from .qemu.machine import MachineDied, MachineStuck
+from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
+from .errors import HarnessError
+from .qemu.machine import Machine, MachineDied, MachineStuck
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -68,12 +70,38 @@ def _of_type(spec: MachineSpec, types: tuple[str, ...]) -> list[DeviceSpec]:
     return [d for d in spec.devices if d.model.qemu_driver in types]
 
 
-def _where(dev: DeviceSpec) -> str:
-    """Why the firmware writes where ``dev`` sits, when the harness knows."""
-    if any(lo <= FIRMWARE_LOG_PORT <= hi for lo, hi in _ports(dev)):
+def _bare_board(spec: MachineSpec, devices: list[DeviceSpec]) -> Any:
+    """What the board alone decodes when the firmware starts: a snapshot of a fresh QEMU
+    of the same machine type without the configured devices (only run on the rare path of
+    a stopped firmware, whose own machine is gone, and only when a device is elsewhere
+    than on the log port), or None."""
+    from .qemu.layout import snapshot
+    if all(on_firmware_log_port(d.decoded_resources()) for d in devices):
+        return None
+    try:
+        with Machine(dataclasses.replace(spec, devices=(), drivers=())) as bare:
+            return snapshot(bare)
+    except HarnessError:
+        return None
+
+
+def _where(dev: DeviceSpec, board: Any) -> str:
+    """Why the firmware writes where ``dev`` sits: SeaBIOS's log port, or the board
+    device the firmware meant to reach there."""
+    if on_firmware_log_port(dev.decoded_resources()):
         return (f"{FIRMWARE_LOG_PORT:#x} is SeaBIOS's debug-log port, which it writes whether or not "
                 "anything listens")
-    return "the firmware writes there, and the device decodes it in place of the board's"
+    spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
+    for lo, hi in _ports(dev):
+        for r in board.io if board is not None else ():
+            if r.owner and r.start <= hi and lo <= r.end:
+                name = r.owner_type or r.owner
+                first, last = spans.get(name, (r.start, r.end))
+                spans[name] = (min(first, r.start), max(last, r.end))
+    if spans:
+        meant = ", ".join(f"{name} ({a:#x}-{b:#x})" if a != b else f"{name} ({a:#x})" for name, (a, b) in spans.items())
+        return f"the firmware writes there to the board's {meant}, which the device displaces"
+    return "the firmware writes there"
 
 
 def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDied) -> FirmwareEvent:
@@ -84,7 +112,8 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
         state = error.state
         if state == "guest-panicked":
             panics = _of_type(spec, PANIC_DEVICES)
-            cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d)}, and a value with bit 0 "
+            board = _bare_board(spec, panics)
+            cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board)}, and a value with bit 0 "
                               "set there is a panic event" for d in panics) or \
                 "the guest reported a panic and no configured device explains it"
             return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
@@ -100,7 +129,8 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     if status is not None and status > 0 and status & 1 and exits:
         value = status >> 1
         shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
-        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d)}; the firmware "
+        board = _bare_board(spec, exits)
+        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board)}; the firmware "
                           f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
         return FirmwareEvent("qemu-exited", detail, tuple(d.id for d in exits), cause, True)
     return FirmwareEvent("qemu-exited", detail, (), "no configured device explains it; see qemu.log", True)

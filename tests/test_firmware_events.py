@@ -51,7 +51,12 @@ EVENTS = {
                             "guest-panicked", ("panic0",), "SeaBIOS's debug-log port"),
     # CMOS index writes with bit 0 set (0x0f, 0x8f...) are panic events for a pvpanic there.
     "pvpanic-on-cmos-index": ("machine: isapc\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n",
-                              "guest-panicked", ("panic0",), "the firmware writes there"),
+                              "guest-panicked", ("panic0",), "writes there to the board's mc146818rtc (0x70)"),
+    # ... and an isa-debug-exit there ends QEMU with the first index written: 0x0f, the
+    # CMOS shutdown-status register.
+    "debug-exit-on-cmos": ("machine: pc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0x70, iosize: 2}\n",
+                           "qemu-exited", ("bye",), "mc146818rtc (0x70-0x71), which the device displaces; "
+                                                    "the firmware wrote 0xf"),
     "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
                                "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
                                "qemu-exited", ("bye",), "wrote 0x53 ('S')"),
