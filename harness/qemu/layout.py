@@ -700,6 +700,5 @@ def format_text(layout: Layout) -> str:
     if layout.shadowed:
         out.append("\nShadowed (decoded by a device but won by another)")
         for s in layout.shadowed:
-            out.append(f"  {s.space} {s.start:#x}-{s.end:#x} {s.name} of {s.owner or '-'} "
-                       f"hidden by {', '.join(s.hidden_by)}")
+            out.append(f"  {s.space} {s.start:#x}-{s.end:#x} {s.name} of {s.owner or '-'}: {s.reason()}")
     return "\n".join(out) + "\n"
