@@ -244,3 +244,13 @@ devices:
     assert not any(s.owner in ("gap", lpc) for s in lay.shadowed), format_text(lay)
     (smi,) = [s for s in lay.shadowed if s.owner == "smi"]
     assert (smi.start, smi.end, smi.hidden_by) == (0x630, 0x637, (lpc,)) and "mapped later" in smi.cause
+
+
+def test_a_region_with_subregions_that_decodes_still_loses_its_own_ports() -> None:
+    # The RTC's region (0x70-0x71) holds its index port (0x70) as a subregion and decodes
+    # 0x71 itself; a debugcon there takes 0x71, and that is a loss, not a container gap.
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-debugcon, id: con, iobase: 0x71}\n")
+    with Machine(spec) as m:
+        lay = snapshot(m)          # before the firmware, which would read the CMOS through it
+    rtc = lay.owner_at(0x70).owner
+    assert [(s.start, s.end, s.hidden_by) for s in lay.shadowed if s.owner == rtc] == [(0x71, 0x71, ("con",))]

@@ -502,9 +502,13 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
     """The addresses each decoding region of the tree loses to another owner in the flat
     view, one :class:`Shadow` per (region, winner) run.
 
-    A region with subregions that never shows in the flat view is a container: it decodes
-    nothing itself, so the addresses between its subregions are nobody's loss (a device
-    there is not "over" the container).  A disabled region and everything under it maps
+    A region with subregions that never shows in the flat view is a container when some
+    address between its subregions shows nothing there (or the I/O background): it
+    decodes nothing itself, so those addresses are nobody's loss (a device there is not
+    "over" the container).  ``info mtree`` prints a container and a decoding region with
+    subregions alike (the RTC's 0x70-0x71 holds its index port); when other devices cover
+    every address of its own, the flat view cannot tell the two apart and the region
+    counts as decoding.  A disabled region and everything under it maps
     nothing (``info mtree -D`` marks it; without -D QEMU hides its line but prints its
     subregions one level too deep, which is recognised too).  Skipped as well: the root,
     RAM, negative priorities,
@@ -525,6 +529,10 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
         stack.append((region, on))
         chains.append(tuple(r for r, _ in stack))
         mapped.append(on)
+    children: dict[int, list[tuple[int, int]]] = {}   # id(region) -> its subregions' spans
+    for region, chain in zip(tree, chains):
+        if len(chain) > 1:
+            children.setdefault(id(chain[-2]), []).append((region.start, region.end))
     alias_depth: int | None = None
     for region, chain, on in zip(tree, chains, mapped):
         if not on:
@@ -538,7 +546,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             continue
         if region.depth <= 1 or region.priority < 0 or region.kind == "ram":
             continue
-        if region.has_children and (region.owner_key, region.name) not in shown:
+        if (region.has_children and (region.owner_key, region.name) not in shown
+                and _shows_through(region, children.get(id(region), []), flat)):
             continue  # a container
         key = region.owner_key
         visible = [f for f in flat if f.start <= region.end and f.end >= region.start]
@@ -548,6 +557,13 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
                     out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
                                       _why_wins(chain, _chain_of(f, tree, chains))))
     return _merge_runs(out)
+
+
+def _shows_through(region: MtreeRegion, subregions: list[tuple[int, int]], flat: list[MtreeRegion]) -> bool:
+    """Whether some address of ``region`` outside its subregions is decoded by nobody in
+    the flat view (or only by the I/O background): then ``region`` decodes nothing itself."""
+    decoders = [(f.start, f.end) for f in flat if not _is_background(f)]
+    return any(_gaps(lo, hi, decoders) for lo, hi in _gaps(region.start, region.end, subregions))
 
 
 def _chain_of(flat_region: MtreeRegion, tree: list[MtreeRegion],
