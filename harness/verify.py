@@ -55,6 +55,8 @@ EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIG
                 OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, UNEXPLAINED)
 
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
+PCI_CONFIG_DATA = 0xCFC
+PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
 #: The master 8259's input the slave signals on.  QEMU wires ISA IRQ 2 to that same input
 #: (measured: a UART on IRQ 2 raises nothing the CPU takes as IRQ 2); on an AT bus the IRQ 2
 #: pin is IRQ 9 instead, which is why cards label IRQ 9 "2".
@@ -62,8 +64,6 @@ CASCADE_IRQ = 2
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
-PCI_CONFIG_DATA = 0xCFC
-PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
 NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
 ABSENT = "-"
 
