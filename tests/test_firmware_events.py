@@ -181,3 +181,14 @@ def test_verify_reports_a_stopped_firmware_as_a_finding() -> None:
     (finding,) = rec.findings
     assert (finding.device, finding.explanation) == ("bye", FIRMWARE_EVENT) and "status 167" in finding.reason
     assert not rec.unexplained
+
+
+def test_bundles_of_events_and_warnings_replay(tmp_path: Path) -> None:
+    from harness.repro import load_bundle, replay, write_bundle
+    panic = run_job(machine_spec(EVENTS["pvpanic-on-log-port"][0]), tmp_path / "p", picture=False)
+    edge = run_job(load_machine(CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"), tmp_path / "e", picture=False)
+    for result, verdict in ((panic, CONFLICT), (edge, WARNING)):
+        bundle = load_bundle(write_bundle(result, title="t"))
+        assert bundle.outcome == verdict and bundle.findings == result.findings()
+        again = replay(bundle, tmp_path / f"again-{verdict}", picture=False)
+        assert again.reproduces and not again.missing, again.format_text()
