@@ -16,7 +16,10 @@ and that is a finding about the machine, not a harness error:
   cannot unlock RAM and resets at once.  Needs the firmware log (``firmware_log: true``).
 
 Each becomes a :class:`FirmwareEvent`; the cause names the configured devices that can
-produce it and the ports they decode, computed from the spec and the event.
+produce it, the ports they decode and what the firmware meant to reach there (SeaBIOS's
+log port, or the board device a bare QEMU of the same type decodes at those ports).
+A firmware that never finishes is not among them: after the firmware bound a hung
+firmware and an overloaded host look alike, so that stays an error.
 """
 
 from __future__ import annotations
