@@ -118,6 +118,8 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    hal: str = "pic"                    # the interrupt model the HAL ran (HAL_CHOICES)
+    reactos: bool = False               # IoReportResourceUsage as ReactOS has it
     events: list[FirmwareEvent] = field(default_factory=list)
 
     @property
@@ -167,14 +169,14 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "clean": self.clean, "verdict": self.verdict,
-            "exit_code": self.exit_code, "events": [e.to_dict() for e in self.events],
+            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean,
+            "verdict": self.verdict, "exit_code": self.exit_code, "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+            "shared_interrupts": [{"irq": s.irq, "input": s.input_name, "mode": s.mode, "devices": s.devices, "raised": s.raised,
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
                                    "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
@@ -182,7 +184,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version})", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
         if self.events:
             out.append("Firmware events")
             out += [f"  {e.describe()}" for e in self.events]
@@ -250,12 +252,34 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+#: The HAL a job runs: ``pic`` over QEMU's HMP on the machine paused after its firmware;
+#: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
+#: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
+HAL_CHOICES = ("auto", "pic", "apic")
+
+
+def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
+    """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
+    if choice not in HAL_CHOICES:
+        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+    if choice == "auto":
+        return "apic" if spec.machine == "q35" else "pic"
+    if choice == "apic" and spec.machine == "isapc":
+        raise HarnessError(f"{spec.source}: an isapc machine has no I/O APIC; the APIC HAL cannot run on it")
+    return choice
+
+
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None) -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
-    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
+    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
+    ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
+    has it (it writes nothing and sees no conflict), to show what a driver meets there."""
+    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
+
+    apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -263,28 +287,39 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, keep=True)
+        machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         bed: Testbed | None = None
         try:
             with machine:
+                agent = bus = None
                 try:
-                    machine.run_firmware()
-                    event = cut_short(spec, machine)
+                    if apic:
+                        agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                        bus = AgentLiveBus(machine, agent)
+                        event = None  # the firmware ended by booting the guest, not by its reboot
+                    else:
+                        machine.run_firmware()
+                        event = cut_short(spec, machine)
                 except (MachineStuck, MachineDied) as exc:
                     event = stopped_by(spec, machine, exc)
                 timings["boot+firmware"] = time.monotonic() - t0
                 if event is not None and event.stopped:
-                    result = _stopped_result(spec, machine, out_dir, timings, event)
+                    result = _stopped_result(spec, machine, out_dir, timings, event,
+                                             hal="apic" if apic else "pic", reactos=reactos)
                 else:
                     t = time.monotonic()
-                    bed = Testbed(machine, registry)
-                    timings["detect"] = time.monotonic() - t
-                    t = time.monotonic()
-                    bed.run(load_steps(spec) if steps is None else steps)
-                    timings["drivers"] = time.monotonic() - t
-                    shared = exercise_shared_interrupts(bed.io, machine)
-                    result = collect(bed, out_dir, timings, shared)
-                    result.events[:0] = [event] if event is not None else []
+                    try:
+                        bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
+                        timings["detect"] = time.monotonic() - t
+                        t = time.monotonic()
+                        bed.run(load_steps(spec) if steps is None else steps)
+                        timings["drivers"] = time.monotonic() - t
+                        shared = exercise_shared_interrupts(bed.io, machine)
+                        result = collect(bed, out_dir, timings, shared)
+                        result.events[:0] = [event] if event is not None else []
+                    finally:
+                        if agent is not None:
+                            agent.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -298,12 +333,13 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
 
 
 def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings: dict[str, float],
-                    event: FirmwareEvent) -> JobResult:
+                    event: FirmwareEvent, *, hal: str, reactos: bool) -> JobResult:
     """The report of a machine the firmware never got through: the event alone (there is
     no layout to snapshot, no hardware to detect)."""
     layout = Layout(spec.name, MACHINE_TYPES[spec.machine], "pre-firmware", machine.qemu_version or "",
                     machine.accel_used or machine.accel)
-    return JobResult(spec, out_dir, layout, "", [], [], [], [], [], dict(timings), events=[event])
+    return JobResult(spec, out_dir, layout, "", [], [], [], [], [], dict(timings), hal=hal, reactos=reactos,
+                     events=[event])
 
 
 def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
@@ -315,7 +351,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after()
     checks = check_claims(io, after.layout, spec)
     collisions = hardware_collisions(after, spec)
-    collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
+    collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
+                   for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
@@ -325,7 +362,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat)
 
 
 def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = True,
