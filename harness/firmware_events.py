@@ -30,7 +30,7 @@ from typing import Any
 
 from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
 from .errors import HarnessError
-from .qemu.machine import Machine, MachineDied, MachineStuck
+from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -112,20 +112,39 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     (:class:`MachineDied`) during :meth:`Machine.run_firmware`.  A timeout stays an
     error: a slow host and a hung firmware look alike."""
     if isinstance(error, MachineStuck):
-        state = error.state
-        if state == "guest-panicked":
-            panics = _of_type(spec, PANIC_DEVICES)
-            board = _bare_board(spec, panics)
-            cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board)}, and a value with bit 0 "
-                              "set there is a panic event" for d in panics) or \
-                "the guest reported a panic and no configured device explains it"
-            return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
-                                 tuple(d.id for d in panics), cause, True)
-        dogs = _of_type(spec, WATCHDOG_DEVICES) if state == "watchdog" else []
-        return FirmwareEvent(state, f"QEMU paused the guest for good in state {state!r}",
-                             tuple(d.id for d in dogs),
-                             "; ".join(f"watchdog {d.id} fired" for d in dogs)
-                             or "QEMU stopped the guest; see qemu.log and qmp.log", True)
+        return _frozen(spec, error.state)
+    return _exited(spec, machine)
+
+
+def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
+    """After a guest boot that never answered (the APIC HAL's agent guest, whose wait
+    does not watch QEMU): the finding when QEMU exited or froze meanwhile, else None."""
+    if machine.returncode is not None:
+        return _exited(spec, machine)
+    try:
+        state = machine.status()
+    except HarnessError:
+        return None
+    return _frozen(spec, state) if state in STUCK_STATES else None
+
+
+def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:
+    if state == "guest-panicked":
+        panics = _of_type(spec, PANIC_DEVICES)
+        board = _bare_board(spec, panics)
+        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board)}, and a value with bit 0 "
+                          "set there is a panic event" for d in panics) or \
+            "the guest reported a panic and no configured device explains it"
+        return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
+                             tuple(d.id for d in panics), cause, True)
+    dogs = _of_type(spec, WATCHDOG_DEVICES) if state == "watchdog" else []
+    return FirmwareEvent(state, f"QEMU paused the guest for good in state {state!r}",
+                         tuple(d.id for d in dogs),
+                         "; ".join(f"watchdog {d.id} fired" for d in dogs)
+                         or "QEMU stopped the guest; see qemu.log and qmp.log", True)
+
+
+def _exited(spec: MachineSpec, machine: Any) -> FirmwareEvent:
     status = machine.returncode
     exits = _of_type(spec, EXIT_DEVICES)
     detail = f"QEMU exited with status {status} during the firmware"
@@ -168,4 +187,4 @@ def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
                          tuple(d.id for d in blockers), cause, False)
 
 
-__all__ = ["FirmwareEvent", "cut_short", "stopped_by"]
+__all__ = ["FirmwareEvent", "cut_short", "stopped_by", "stopped_during_boot"]

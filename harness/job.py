@@ -46,7 +46,7 @@ from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
-from .firmware_events import FirmwareEvent, cut_short, stopped_by
+from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.regfile import export_reg
@@ -277,7 +277,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
     ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
     has it (it writes nothing and sees no conflict), to show what a driver meets there."""
-    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
+    from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
@@ -294,9 +294,15 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                 agent = bus = None
                 try:
                     if apic:
-                        agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
-                        bus = AgentLiveBus(machine, agent)
-                        event = None  # the firmware ended by booting the guest, not by its reboot
+                        try:
+                            agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                        except AgentError:
+                            event = stopped_during_boot(spec, machine)
+                            if event is None:
+                                raise
+                        else:
+                            bus = AgentLiveBus(machine, agent)
+                            event = None  # the firmware ended by booting the guest, not by its reboot
                     else:
                         machine.run_firmware()
                         event = cut_short(spec, machine)

@@ -192,3 +192,19 @@ def test_bundles_of_events_and_warnings_replay(tmp_path: Path) -> None:
         assert bundle.outcome == verdict and bundle.findings == result.findings()
         again = replay(bundle, tmp_path / f"again-{verdict}", picture=False)
         assert again.reproduces and not again.missing, again.format_text()
+
+
+def test_a_guest_boot_that_never_answers_is_checked_for_a_frozen_or_gone_qemu() -> None:
+    # The APIC HAL's agent boot waits for the guest's hello without watching QEMU; when
+    # that wait gives up, the job asks what became of QEMU (measured by hand: q35 with a
+    # pvpanic on 0x70 gives this finding after the agent's 30 s bound).
+    from harness.firmware_events import stopped_during_boot
+    from harness.qemu.machine import Machine
+    spec = machine_spec("machine: q35\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n")
+    with Machine(spec) as machine:
+        assert stopped_during_boot(spec, machine) is None          # paused before the firmware
+        machine.resume()
+        machine.wait_event("GUEST_PANICKED", timeout=30)
+        event = stopped_during_boot(spec, machine)
+    assert event is not None and (event.kind, event.devices) == ("guest-panicked", ("panic0",))
+    assert "mc146818rtc (0x70)" in event.cause
