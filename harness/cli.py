@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "harness.commands.repro",
     "harness.commands.pnp",
     "harness.commands.matrix",
+    "harness.commands.models",
+    "harness.commands.examples",
 )
 
 
@@ -38,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    for command in subparsers.choices.values():   # every command reads the catalog
+        command.add_argument("--models", action="append", default=[], metavar="DIR",
+                             help="a folder of your own device models, layered over the shipped "
+                                  "catalog (repeatable; also $HARNESS_DEVICE_MODELS)")
     return parser
 
 
@@ -45,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.models:
+            from .packagedata import add_user_model_dirs
+            add_user_model_dirs(args.models)
         return int(args.func(args) or 0)
     except HarnessError as exc:
         if args.verbose:

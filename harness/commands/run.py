@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
 from ..job import HAL_CHOICES, run_job
 from ..repro import write_bundle
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
     result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos)
