@@ -34,9 +34,14 @@ from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
+from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
 
 ACCEL_POLICIES = ("tcg", "kvm", "auto")
+#: SeaBIOS writes its debug log to this port whatever decodes it (measured on QEMU 7.2:
+#: a pvpanic there panics the guest, an isa-debug-exit there ends QEMU with the first
+#: byte, 'S').  With ``firmware_log: true`` the harness's own isa-debugcon sits there.
+FIRMWARE_LOG_PORT = 0x402
 #: Prefix of the ids the harness gives its own chardevs and devices.
 RESERVED_ID_PREFIX = "harness"
 _ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -146,8 +151,8 @@ class MachineSpec:
     description: str = ""
     source: str = "<inline>"
     drivers: tuple[DriverSpec, ...] = ()
-    #: What a conflict config is written to show: "conflict" (the main job must report
-    #: one) or "clean".
+    #: The verdict a config is written to show (harness.verdict): "clean", "warning" or
+    #: "conflict".
     expect: str = "clean"
     #: Steps after the firmware (harness.actions): BAR moves, config/port writes, reads.
     after_firmware: tuple[Action, ...] = ()
@@ -224,17 +229,20 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         policy = accel
     devices = _parse_devices(doc, machine, catalog)
     drivers = _parse_drivers(doc, devices, catalog)
+    firmware_log = get_bool(doc, "firmware_log", default=True)
+    if firmware_log:
+        _keep_firmware_log_port_free(doc, devices)
     return MachineSpec(
         name=_name(doc, source),
         machine=machine,
         accel=policy,
         memory_mib=get_int(doc, "memory", lo=16, hi=16384, default=128),
         devices=devices,
-        firmware_log=get_bool(doc, "firmware_log", default=True),
+        firmware_log=firmware_log,
         description=get_str(doc, "description", default=""),
         source=source,
         drivers=drivers,
-        expect=get_str(doc, "expect", choices=("clean", "conflict"), default="clean"),
+        expect=get_str(doc, "expect", choices=VERDICTS, default=CLEAN),
         after_firmware=parse_actions(doc, devices, machine),
         builtin=parse_builtin(doc, machine),
     )
@@ -371,6 +379,29 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
     _check_topology(doc, machine, out, items)
     _check_drive_places(machine, out, items)
     return tuple(out)
+
+
+def _keep_firmware_log_port_free(doc: Node, devices: tuple[DeviceSpec, ...]) -> None:
+    """Refuse a device on the firmware-log port while the harness listens there: the
+    harness's debugcon would lose the log to it, and the firmware's log bytes would hit
+    the device (README: "The firmware-log port")."""
+    items = get_list(doc, "devices", default=[])
+    for dev, item in zip(devices, items):
+        clash = on_firmware_log_port(dev.decoded_resources())
+        if clash is not None:
+            lo, hi = clash
+            placed = [p for p in sorted(dev.explicit) if dev.model.properties[p].kind == "port"]
+            raise item.error(placed[0] if placed else "model",
+                             f"{dev.model.name} {dev.id!r} decodes {lo:#x}-{hi:#x}, which holds port "
+                             f"{FIRMWARE_LOG_PORT:#x}, the harness's firmware-log port (SeaBIOS writes "
+                             "its debug log there); move the device, or set 'firmware_log: false' to "
+                             "give the port to it (the firmware then writes its log to the device)")
+
+
+def on_firmware_log_port(resources: list[tuple[str, int, int]]) -> tuple[int, int] | None:
+    """The port range among ``resources`` (as ``decoded_resources`` lists them) that
+    holds :data:`FIRMWARE_LOG_PORT`, or None."""
+    return next(((lo, hi) for kind, lo, hi in resources if kind == "port" and lo <= FIRMWARE_LOG_PORT <= hi), None)
 
 
 def _check_drive_places(machine: str, devices: list[DeviceSpec], items: list[Node]) -> None:

@@ -175,6 +175,25 @@ class DeviceModel:
         return out
 
 
+    def presence_ports(self, settings: Mapping[str, Any]) -> tuple[int, int] | None:
+        """The decoded port range whose reads show the device is there: for a model the
+        probe guest checks by plain reads (no handshake of its own), the one holding the
+        probe's first read (a GUS's register block at base+0x100, not its write-only
+        mix-control port at the base); else the one holding the probe base; else the first."""
+        ports = [(lo, hi) for kind, lo, hi in self.decoded_resources(settings) if kind == "port"]
+        if not ports:
+            return None
+        base = settings.get(self.probe_base) if self.probe_base else None
+        if base is None:
+            return ports[0]
+        reads = [] if self.guest_probe else [int(base) + s.offset for s in self.probe if s.op == "read"]
+        for port in reads[:1] + [int(base)]:
+            for lo, hi in ports:
+                if lo <= port <= hi:
+                    return lo, hi
+        return ports[0]
+
+
 class Catalog(Mapping[str, DeviceModel]):
     """All device models of the catalog folders, keyed by model name."""
 

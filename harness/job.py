@@ -13,17 +13,26 @@ the post-driver layout snapshot, and compare:
   only noted (drivers claim whole register blocks of which QEMU maps parts);
 * each ISA interrupt and DMA claim with the device's configured line and channel;
 * and, independently of the model, what the hardware itself does wrong
-  (:func:`hardware_collisions`): ranges shadowed by a later device, an IRQ line driven by
+  (:func:`hardware_collisions`): addresses a device loses to another (by priority, or by
+  being mapped later: the layout's shadowed ranges), an IRQ line driven by
   several devices, a DMA channel registered by several devices (QEMU: the last one owns
   it, the others stall, qemu-facts.md §3c).
 
-The result (:class:`JobResult`) renders as text or JSON; the exit status is 1 when the
-error log holds a conflict, a claim mismatches the hardware, a driver broke a rule, or the
-hardware collides, and 0 otherwise.
+An event that stops or cuts short the firmware (a guest panic, QEMU exiting, an early
+reset: :mod:`harness.firmware_events`) is a finding too; when it leaves no machine to
+examine, the report holds that finding alone.
+
+The result (:class:`JobResult`) renders as text or JSON with a verdict
+(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds a conflict, a
+claim mismatches the hardware, a driver broke a rule, the hardware collides in a way
+nobody agreed to, or the firmware was stopped; ``warning`` (exit 3) when the only findings
+are legal but lossy (every device on an edge-triggered ISA line holds a granted Shared
+claim, and QEMU, with no wired-OR, loses an edge); ``clean`` (exit 0) otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -39,17 +48,19 @@ from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
+from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
-from .nt.resources import PCIBus, describe_range
+from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
 from .qemu.actions import run_actions, run_firmware_and_steps
-from .qemu.machine import Machine
+from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck
 from .testbed import Step, Testbed, load_steps
-from .verify import HardwareView, hardware_conflicts
+from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
+from .verify import IRQ_SHARED, HardwareView, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -81,6 +92,7 @@ class Collision:
     devices: tuple[str, ...]
     consequence: str
     phase: str = "post-drivers"      # the layout it was seen in
+    level: str = CONFLICT            # harness.verdict: CONFLICT, or WARNING when legal but lossy
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__, devices=list(self.devices))
@@ -116,6 +128,7 @@ class JobResult:
     actions: list[ActionRecord] = field(default_factory=list)
     #: Every device, board devices included, with its NT claimant or why it has none.
     claimants: list[ClaimantLine] = field(default_factory=list)
+    events: list[FirmwareEvent] = field(default_factory=list)
 
     @property
     def failed_actions(self) -> list[ActionRecord]:
@@ -130,18 +143,28 @@ class JobResult:
         return [c for c in self.checks if not c.ok]
 
     @property
+    def warnings(self) -> list[Collision]:
+        return [c for c in self.collisions if c.level == WARNING]
+
+    @property
+    def verdict(self) -> str:
+        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
+        if self.events or self.conflicts or self.mismatches or self.violations or self.failed_actions:
+            return CONFLICT
+        return worst(c.level for c in self.collisions)
+
+    @property
     def clean(self) -> bool:
-        return not (self.conflicts or self.mismatches or self.violations or self.collisions
-                    or self.failed_actions)
+        return self.verdict == CLEAN
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.clean else 1
+        return EXIT_CODES[self.verdict]
 
     def findings(self) -> list[str]:
         """Every problem found, one stable line each (no sequence numbers, timings or
         source locations), in report order: what a repro bundle expects to see again."""
-        out = []
+        out = [e.finding() for e in self.events]
         for e in self.conflicts:
             c = e["conflict"]
             out.append(f"conflict {e['code']}: {e['driver']} {e['device'] or ''} {c['requested']} "
@@ -149,7 +172,8 @@ class JobResult:
         out += [f"mismatch {c.device or c.driver}: {c.resource}: {f}" for c in self.mismatches for f in c.findings]
         out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
                 for v in self.violations]
-        out += [f"hardware [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)}" for c in self.collisions]
+        out += [f"{'warning' if c.level == WARNING else 'hardware'} [{c.phase}] {c.kind}: {c.resource}: "
+                f"{', '.join(c.devices)}" for c in self.collisions]
         out += [f"step {a.action.describe()}: {a.problem}" for a in self.failed_actions]
         # QOM's numbering of unnamed board devices shifts when a device is added or removed.
         return list(dict.fromkeys(" ".join(_UNATTACHED.sub("(board device)", line).split()) for line in out))
@@ -159,7 +183,8 @@ class JobResult:
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
             "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean,
-            "exit_code": self.exit_code, "findings": self.findings(),
+            "verdict": self.verdict, "exit_code": self.exit_code, "findings": self.findings(),
+            "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
@@ -176,6 +201,29 @@ class JobResult:
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
                f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
+        if self.events:
+            out.append("Firmware events")
+            out += [f"  {e.describe()}" for e in self.events]
+            out.append("")
+        if any(e.stopped for e in self.events):
+            out.append("The machine stopped there: nothing after the firmware was examined.")
+        else:
+            self._format_examined(out)
+        out += ["", f"Result: {self.verdict} (exit {self.exit_code})" + ("" if self.clean else f": {self.counts()}")]
+        if self.picture:
+            out.append(f"Picture: {self.picture}")
+        out.append(f"Files: {self.out_dir}")
+        return "\n".join(out) + "\n"
+
+    def counts(self) -> str:
+        """How many findings of each sort there are, in one line (the sorts found)."""
+        parts = [(len(self.events), "firmware event(s)"), (len(self.conflicts), "conflict(s)"),
+                 (len(self.mismatches), "mismatch(es)"), (len(self.violations), "violation(s)"),
+                 (len(self.collisions) - len(self.warnings), "hardware collision(s)"),
+                 (len(self.warnings), "warning(s)"), (len(self.failed_actions), "failed step(s)")]
+        return ", ".join(f"{n} {word}" for n, word in parts if n) or "nothing"
+
+    def _format_examined(self, out: list[str]) -> None:
         if self.actions:
             out.append("Steps after the firmware (the layout, claims and checks below are taken after them)")
             for a in self.actions:
@@ -215,18 +263,9 @@ class JobResult:
             out += ["", "Shared interrupt lines, exercised (each device asks once, then the CPU looks)"]
             out += [f"  {'LOST' if s.lost else 'ok  '} {s.describe()}" for s in self.shared_lines]
         out += ["", "What the hardware does"]
-        out += [f"  [{c.phase}] {c.kind}: {c.resource}: {', '.join(c.devices)} — {c.consequence}"
-                for c in self.collisions] \
+        out += [f"  {'WARNING ' if c.level == WARNING else ''}[{c.phase}] {c.kind}: {c.resource}: "
+                f"{', '.join(c.devices)} — {c.consequence}" for c in self.collisions] \
             or ["  no shadowed ranges, no shared ISA IRQ or DMA lines"]
-        verdict = "clean" if self.clean else (
-            f"{len(self.conflicts)} conflict(s), {len(self.mismatches)} mismatch(es), "
-            f"{len(self.violations)} violation(s), {len(self.collisions)} hardware collision(s)"
-            + (f", {len(self.failed_actions)} failed step(s)" if self.failed_actions else ""))
-        out += ["", f"Result: {verdict}"]
-        if self.picture:
-            out.append(f"Picture: {self.picture}")
-        out.append(f"Files: {self.out_dir}")
-        return "\n".join(out) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +315,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
     ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
     has it (it writes nothing and sees no conflict), to show what a driver meets there."""
-    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
+    from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
     out_dir = prepare_out_dir(out_dir)
@@ -287,32 +326,49 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
         machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
+        bed: Testbed | None = None
         try:
             with machine:
                 agent = bus = None
-                if apic:
-                    agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
-                    bus = AgentLiveBus(machine, agent)
-                    # What an OS or driver did once the firmware was done comes before NT looks.
-                    actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
-                else:
-                    actions = run_firmware_and_steps(machine)
-                timings["boot+firmware"] = time.monotonic() - t0
-                t = time.monotonic()
                 try:
-                    bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
-                    timings["detect"] = time.monotonic() - t
+                    if apic:
+                        try:
+                            agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                        except AgentError:
+                            event = stopped_during_boot(spec, machine)
+                            if event is None:
+                                raise
+                        else:
+                            bus = AgentLiveBus(machine, agent)
+                            event = None  # the firmware ended by booting the guest, not by its reboot
+                            # What an OS or driver did once the firmware was done comes before NT looks.
+                            actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
+                    else:
+                        actions = run_firmware_and_steps(machine)
+                        event = cut_short(spec, machine)
+                except (MachineStuck, MachineDied) as exc:
+                    event = stopped_by(spec, machine, exc)
+                timings["boot+firmware"] = time.monotonic() - t0
+                if event is not None and event.stopped:
+                    result = _stopped_result(spec, machine, out_dir, timings, event,
+                                             hal="apic" if apic else "pic", reactos=reactos)
+                else:
                     t = time.monotonic()
-                    bed.run(load_steps(spec) if steps is None else steps)
-                    timings["drivers"] = time.monotonic() - t
-                    post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
-                    shared = exercise_shared_interrupts(bed.io, machine)
-                    result = collect(bed, out_dir, timings, shared)
-                    # post-firmware, those among the steps (a bundle's), then post-drivers
-                    result.actions = actions + result.actions + post
-                finally:
-                    if agent is not None:
-                        agent.agent.close()
+                    try:
+                        bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
+                        timings["detect"] = time.monotonic() - t
+                        t = time.monotonic()
+                        bed.run(load_steps(spec) if steps is None else steps)
+                        timings["drivers"] = time.monotonic() - t
+                        post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
+                        shared = exercise_shared_interrupts(bed.io, machine)
+                        result = collect(bed, out_dir, timings, shared)
+                        # post-firmware, those among the steps (a bundle's), then post-drivers
+                        result.actions = actions + result.actions + post
+                        result.events[:0] = [event] if event is not None else []
+                    finally:
+                        if agent is not None:
+                            agent.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -320,10 +376,20 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
             if not keep:
                 shutil.rmtree(machine.run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
-        write_outputs(result, bed.io, picture=picture)
+        write_outputs(result, bed.io if bed is not None else None, picture=picture, registry=registry)
         return result
     finally:
         registry.close()
+
+
+def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings: dict[str, float],
+                    event: FirmwareEvent, *, hal: str, reactos: bool) -> JobResult:
+    """The report of a machine the firmware never got through: the event alone (there is
+    no layout to snapshot, no hardware to detect)."""
+    layout = Layout(spec.name, MACHINE_TYPES[spec.machine], "pre-firmware", machine.qemu_version or "",
+                    machine.accel_used or machine.accel)
+    return JobResult(spec, out_dir, layout, "", [], [], [], [], [], dict(timings), hal=hal, reactos=reactos,
+                     events=[event])
 
 
 def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
@@ -341,6 +407,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
                       if (c.kind, c.resource, c.devices) not in seen]
+    collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec), after.layout.elcr)
     registry = io.registry
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     error_log = []
@@ -358,12 +425,14 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
                      actions=list(bed.actions), claimants=bed.claimants(after.layout))
 
 
-def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:
-    """report.txt / report.json / report.html, registry.reg and (optionally) resourcemap.png in the
-    result's folder."""
+def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = True,
+                  registry: Registry | None = None) -> None:
+    """report.txt / report.json / report.html, registry.reg and (optionally) resourcemap.png
+    in the result's folder.  Without an I/O manager (the firmware never finished) there is
+    no picture, and the registry is ``registry``."""
     out_dir = result.out_dir
-    export_reg(io.registry, out_dir / "registry.reg")
-    if picture:
+    export_reg(io.registry if io is not None else registry, out_dir / "registry.reg")
+    if picture and io is not None:
         from .picture import draw_resource_map
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
     (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
@@ -460,7 +529,8 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
         check.findings.append("also decoded by " + ", ".join(sorted({f"{r.owner} {r.start:#x}-{r.end:#x}" for r in others})))
     for s in layout.shadowed:
         if s.space == space and s.owner in check.expected and s.start <= claim.end and claim.start <= s.end:
-            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}")
+            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}"
+                                  + (f" ({s.cause})" if s.cause else ""))
     covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)
     if mine and covered < claim.end - claim.start + 1:
         check.notes.append(f"{claim.end - claim.start + 1 - covered} of {claim.end - claim.start + 1} "
@@ -489,6 +559,36 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
         if not any(dev.properties.get(p) == value for p in prop):
             shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec) -> dict[int, set[str]]:
+    """ISA IRQ line -> the devices whose Shared claim on it the arbiter granted."""
+    out: dict[int, set[str]] = {}
+    for claim in io.arbiter.claims():
+        if claim.kind is ResourceKind.INTERRUPT and claim.interface_type != PCIBus \
+                and claim.share == CmResourceShare.CmResourceShareShared:
+            out.setdefault(interrupt_line(claim.descriptor), set()).update(
+                _expected_devices(claim, io, layout, spec))
+    return out
+
+
+def grade_shared_lines(collisions: list[Collision], consented: dict[int, set[str]],
+                       elcr: int | None) -> list[Collision]:
+    """Collisions on an edge-triggered IRQ line whose every driver holds a granted Shared
+    claim on it become warnings: NT allowed the share, and what QEMU does with it (no
+    wired-OR, a lost edge) is lossy, not a misconfiguration.  A line that also carries a
+    device without such a claim stays a conflict, and so does every other collision."""
+    clean_lines = set()
+    for c in collisions:
+        if c.kind == IRQ_SHARED:
+            irq = int(c.resource.split()[1])
+            edge = elcr is None or not elcr >> irq & 1
+            if edge and set(c.devices) <= consented.get(irq, set()):
+                clean_lines.add(irq)
+    # The lost edge seen when the line was exercised (irq-lost) is graded with its line.
+    return [dataclasses.replace(c, level=WARNING)
+            if c.kind in (IRQ_SHARED, "irq-lost") and int(c.resource.split()[1]) in clean_lines else c
+            for c in collisions]
 
 
 def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
@@ -525,8 +625,7 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
     out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} no longer answers there: {', '.join(s.hidden_by)} was mapped later",
-                     layout.phase)
+                     f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}", layout.phase)
            for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
     out += [Collision(f.explanation, f.resource, tuple(f.device.split(", ")), f.reason, layout.phase)
             for f in hardware_conflicts(spec, hardware)]

@@ -67,9 +67,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .config import MachineSpec, parse_machine
+from .config import FIRMWARE_LOG_PORT, MachineSpec, on_firmware_log_port, parse_machine
 from .devices import Catalog, DeviceModel, load_catalog
 from .packagedata import resolve_config
+from .verdict import VERDICTS
 from .errors import ConfigError, HarnessError
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
@@ -79,7 +80,7 @@ _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclud
 _FRAGMENT_KEYS = frozenset({"description", "machine", "accel", "memory", "devices",
                             "firmware_log", "drivers"})
 _RULE_KEYS = frozenset({"when", "outcome", "why", "known_issue"})
-OUTCOMES = ("clean", "conflict")
+OUTCOMES = VERDICTS
 GENERATORS = ("each_model", "each_setting")
 GENERATOR_KEY = "from_catalog"
 #: The generated device's id ("device under test").
@@ -463,13 +464,23 @@ def _generated_devices(value: _Value, machine: str | None, source: str) -> list[
 
 
 def _unsupported(merged: dict[str, Any], catalog: Catalog) -> str | None:
-    """Why the cell's machine type cannot hold one of its devices, or None."""
+    """Why the cell's machine type cannot hold one of its devices, or a device sits on the
+    harness's firmware-log port (which a machine file may not do), or None."""
     machine = merged["data"].get("machine")
+    log_on = merged["data"].get("firmware_log", True) is not False
     for item in merged["data"]["devices"]:
         model = catalog.get(item.get("model")) if isinstance(item, Node) and isinstance(item.get("model"), str) else None
-        if model is not None and isinstance(machine, str) and machine not in model.machines:
+        if model is None:
+            continue
+        if isinstance(machine, str) and machine not in model.machines:
             return (f"{machine} cannot hold {model.name} ({item.get('id')}): the model supports "
                     f"{', '.join(model.machines)}")
+        settings = {**model.defaults_for(0), **{k: v for k, v in item.items() if k in model.properties}}
+        if log_on and all(isinstance(v, int) for v in settings.values()):
+            clash = on_firmware_log_port(model.decoded_resources(settings))
+            if clash is not None:
+                return (f"{model.name} ({item.get('id')}) would decode {clash[0]:#x}-{clash[1]:#x}, which holds "
+                        f"the harness's firmware-log port {FIRMWARE_LOG_PORT:#x} (firmware_log is on)")
     return None
 
 
@@ -564,8 +575,8 @@ CELL_TIMEOUT = 300.0
 class CellResult:
     cell_id: str
     outcome: str            # one of OUTCOME_WORDS
-    expected: str           # "clean" or "conflict"
-    exit_code: int          # the job's: 0 clean, 1 conflict, 2 error (exception, timeout)
+    expected: str           # a verdict (harness.verdict): "clean", "warning" or "conflict"
+    exit_code: int          # the job's (harness.verdict.EXIT_CODES), 2 on error (exception, timeout)
     seconds: float
     out_dir: Path
     bundle: Path | None = None
@@ -593,7 +604,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
         result = CellResult(cell.id, "error", cell.expect, 2, seconds, out_dir,
                             message=f"{type(outcome).__name__}: {str(outcome).splitlines()[0] if str(outcome) else ''}")
     else:
-        ok = ("clean" if outcome.exit_code == 0 else "conflict") == cell.expect
+        ok = outcome.verdict == cell.expect
         word, message = ("pass", "") if ok else (
             "fail", f"expected {cell.expect}, the job found {_verdict(outcome)}")
         if cell.known_issue:
@@ -609,11 +620,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
 
 
 def _verdict(job: Any) -> str:
-    if job.clean:
-        return "it clean"
-    parts = [(len(job.conflicts), "conflict"), (len(job.mismatches), "mismatch"),
-             (len(job.violations), "violation"), (len(job.collisions), "hardware collision")]
-    return ", ".join(f"{n} {word}(s)" for n, word in parts if n)
+    return "it clean" if job.clean else f"{job.counts()} (verdict {job.verdict})"
 
 
 class RunAborted(KeyboardInterrupt):

@@ -14,6 +14,7 @@ from typing import Any
 
 from .nt.arbiter import ResourceKind, interrupt_line
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
+from .verdict import CLEAN, WARNING
 
 LEGACY_PORT_END = 0x400
 
@@ -77,7 +78,8 @@ def draw_resource_map(io: Any, layout: Layout, result: Any, path: Path) -> Path:
     axes[0].set_yticks(range(len(labels)))
     axes[0].set_yticklabels(labels, fontsize=8)
     axes[0].invert_yaxis()
-    verdict = "clean" if result.clean else "conflicts: refused claims hatched red, holders outlined red"
+    verdict = {CLEAN: "clean", WARNING: "warnings only: legal but lossy shared lines"}.get(
+        result.verdict, "conflicts: refused claims hatched red, holders outlined red")
     fig.suptitle(f"{layout.machine} ({layout.machine_type}): ResourceMap against QEMU's decode — {verdict}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)

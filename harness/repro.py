@@ -23,7 +23,7 @@ harness fixtures, a failing matrix cell, a main job that was not clean) and hold
                 - {interrupt: 4, share: shared}        # also vector, affinity; dma: dma_port
     claims: [...]                              # what was claimed (for the reader)
     expect:
-      outcome: conflict                        # or clean
+      outcome: conflict                        # or warning, or clean
       findings: [...]                          # the job's findings, one stable line each
 
 ``harness repro FILE`` boots a fresh machine, does the steps, prints the main job's report
@@ -54,13 +54,14 @@ from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_
                            Interrupt, Memory, Port)
 from .nt.errors import ResourceFormatError
 from .drivers import DRIVERS
+from .verdict import CLEAN, CONFLICT, VERDICTS
 from .testbed import LoadStep, Step, devices_driven_by, load_steps
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
 
 BUNDLE_VERSION = 1
 #: The bundle's name in an output folder (main job, failing test, matrix cell).
 BUNDLE_FILE = "bundle.yaml"
-OUTCOMES = ("conflict", "clean")
+OUTCOMES = VERDICTS
 _KEYS = frozenset({"harness_repro", "title", "seen", "machine", "hal", "reactos", "steps", "claims", "expect"})
 _REPORT_KEYS = frozenset({"driver", "device", "class", "override", "driver_list", "device_list"})
 _SHARES = {"undetermined": CmResourceShare.CmResourceShareUndetermined,
@@ -129,7 +130,7 @@ def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
             "harness": __version__,
             "recorded": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()}
     claims = [f"{c.driver} {c.device or ''}: {c.resource}".replace(" :", ":") for c in result.checks]
-    return Bundle(result.spec, list(steps), "clean" if result.clean else "conflict", result.findings(),
+    return Bundle(result.spec, list(steps), result.verdict, result.findings(),
                   title, seen, claims, hal=result.hal, reactos=result.reactos)
 
 
@@ -362,8 +363,11 @@ class Replay:
     @property
     def reproduces(self) -> bool:
         """Every recorded finding came back.  A bundle of a clean outcome records nothing to
-        reproduce: its replay never counts as reproducing."""
-        if self.bundle.outcome == "clean":
+        reproduce: its replay never counts as reproducing.  A conflict comes back as a
+        conflict; a warning at least as a warning."""
+        if self.bundle.outcome == CLEAN:
+            return False
+        if self.bundle.outcome == CONFLICT and self.result.verdict != CONFLICT:
             return False
         return not self.result.clean and not self.missing
 
@@ -412,7 +416,7 @@ def shrink(bundle: Bundle, out_dir: Path, *, max_runs: int = 200,
     if not last.reproduces:
         raise HarnessError(f"{bundle.source} does not reproduce on this machine; nothing to shrink "
                            f"(missing: {'; '.join(last.missing) or 'the recorded clean outcome'})")
-    if bundle.outcome == "conflict" and not bundle.findings:
+    if bundle.outcome != CLEAN and not bundle.findings:
         bundle = replace(bundle, findings=last.observed)
     runs, removed = 1, []
     changed = True

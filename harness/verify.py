@@ -22,6 +22,7 @@ carries (two devices on one IRQ line or DMA channel) are findings of their own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -43,17 +44,26 @@ PIRQ_ROUTED = "pirq-routed"                  # the PIRQ registers route the pin 
 NOT_PRESENT = "not-present"                  # nothing decodes it / the device is absent
 IRQ_SHARED = "irq-shared"                    # several devices drive one line
 ACPI_SCI = "acpi-sci"                        # the line is the ACPI SCI
+CASCADE = "pic-cascade"                      # IRQ 2: the slave 8259's input on the master
 DMA_SHARED = "dma-shared"                    # several devices registered one channel
 OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
+FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
-                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, DMA_SHARED,
-                OS_CONFLICT, NO_DRIVER, UNEXPLAINED)
+                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, DMA_SHARED,
+                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, UNEXPLAINED)
 
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
 PCI_CONFIG_DATA = 0xCFC
 PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
+#: The master 8259's input the slave signals on.  QEMU wires ISA IRQ 2 to that same input
+#: (measured: a UART on IRQ 2 raises nothing the CPU takes as IRQ 2); on an AT bus the IRQ 2
+#: pin is IRQ 9 instead, which is why cards label IRQ 9 "2".
+CASCADE_IRQ = 2
+CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
+                  "input the slave PIC signals on, so the device's request never arrives as "
+                  f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
 NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
 ABSENT = "-"
 
@@ -116,6 +126,20 @@ class VerifyError(HarnessError):
     pass
 
 
+class FirmwareStopped(VerifyError):
+    """The firmware never got through (harness.firmware_events): no view to compare."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        super().__init__(event.describe())
+
+
+def event_finding(event: Any) -> Finding:
+    """A firmware event as a finding: explained when configured devices caused it."""
+    return Finding(", ".join(event.devices) or "(machine)", "firmware", "qemu",
+                   FIRMWARE_EVENT if event.devices else UNEXPLAINED, event.describe())
+
+
 # ---------------------------------------------------------------------- model: the registry
 @dataclass(frozen=True)
 class MapClaim:
@@ -167,6 +191,7 @@ class HardwareView:
     layout: Any  # harness.qemu.layout.Layout
     routes: dict[str, Any]  # bdf → harness.nt.hal.PciRoute (None: no pin or no router)
     sci: int | None = None  # the ACPI SCI's ISA IRQ as the chipset says (Hal.sci_irq)
+    event: Any = None  # harness.firmware_events.FirmwareEvent that cut the firmware short
 
 
 def routed_view(layout: Any, hal: Any) -> HardwareView:
@@ -183,15 +208,21 @@ def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Findin
 
 
 def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
-    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL)."""
+    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL).
+    Raises :class:`FirmwareStopped` when a device stopped the firmware for good."""
+    from .firmware_events import cut_short, stopped_by
     from .nt.hal import Hal
     from .qemu.layout import snapshot
     from .qemu.livebus import LiveBus
-    from .qemu.machine import Machine
+    from .qemu.machine import Machine, MachineDied, MachineStuck
 
     with Machine(spec, keep=keep) as machine:
-        machine.run_firmware()
-        return routed_view(snapshot(machine), Hal(LiveBus(machine)))
+        try:
+            machine.run_firmware()
+        except (MachineStuck, MachineDied) as exc:
+            raise FirmwareStopped(stopped_by(spec, machine, exc)) from None
+        view = routed_view(snapshot(machine), Hal(LiveBus(machine)))
+        return dataclasses.replace(view, event=cut_short(spec, machine))
 
 
 # ---------------------------------------------------------------------- reconciliation
@@ -220,6 +251,8 @@ def reconcile(spec: MachineSpec, hardware: HardwareView, *, probe: Any = None, l
     if claims is not None:
         rows += [ctx.claim_row(claim) for claim in claims]
     conflicts = ctx.hardware_conflicts()
+    if hardware.event is not None:
+        conflicts.insert(0, event_finding(hardware.event))
     for view, error in (guest_failures or {}).items():
         views[view] = "failed"
         explanation, cause = ctx.explain_unassigned()
@@ -258,23 +291,26 @@ class _Context:
             pieces.append((cursor, hi, None))
         return pieces
 
+    def shadows_over(self, owner: str, lo: int, hi: int) -> list[Any]:
+        """The layout's shadowed ranges of ``owner`` within [lo, hi]."""
+        return [s for s in self.layout.shadowed if s.owner == owner and s.start <= hi and s.end >= lo]
+
     def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
-        found: list[str] = []
-        for s in self.layout.shadowed:
-            if s.owner == owner and s.start <= hi and s.end >= lo:
-                found += [w for w in s.hidden_by if w not in found]
-        return found
+        return list(dict.fromkeys(w for s in self.shadows_over(owner, lo, hi) for w in s.hidden_by))
 
     def explain_lost_ports(self, owner: str, lo: int, hi: int) -> tuple[str, str]:
-        """Why ``owner`` does not decode (all of) [lo, hi] in QEMU."""
-        winners = self.winners_over(owner, lo, hi)
-        if winners:
+        """Why ``owner`` does not decode (all of) [lo, hi] in QEMU: the addresses it
+        really loses, to whom, and by which of QEMU's rules."""
+        shadows = self.shadows_over(owner, lo, hi)
+        if shadows:
+            winners = self.winners_over(owner, lo, hi)
+            lost = "; ".join(f"{max(s.start, lo):#x}-{min(s.end, hi):#x}: "
+                             f"{', '.join(map(self.describe, s.hidden_by))} wins"
+                             + (f" by {s.cause}" if s.cause else "") for s in shadows)
             pci = [w for w in winners if w in self.pci_ids]
             if pci:
-                return UNDER_PCI_BAR, (f"under the BAR of PCI device {', '.join(pci)} "
-                                       "(PCI BARs have priority 1 over ISA devices)")
-            return SHADOWED, (f"shadowed by {', '.join(map(self.describe, winners))} (mapped later: "
-                              "the last mapped device wins, port by port)")
+                return UNDER_PCI_BAR, f"under the BAR of PCI device {', '.join(pci)} ({lost})"
+            return SHADOWED, f"shadowed by {', '.join(map(self.describe, winners))} ({lost})"
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
@@ -284,6 +320,13 @@ class _Context:
             return self.layout.isa_device(device_id).properties
         except KeyError:
             return {}
+
+    def trigger(self, irq: int) -> str:
+        """How the line is triggered, as the live ELCR says (bit set: level)."""
+        if self.layout.elcr is None:
+            return "edge-triggered (no ELCR read)"
+        return ("level-triggered" if self.layout.elcr >> irq & 1 else "edge-triggered") + \
+            f" (ELCR bit {irq} {'set' if self.layout.elcr >> irq & 1 else 'clear'})"
 
     def irq_users(self) -> dict[int, list[str]]:
         """IRQ line → devices that drive it in QEMU (ISA properties, routed PCI pins, SCI)."""
@@ -352,12 +395,10 @@ class _Context:
         rows = []
         resources = dev.decoded_resources()
         probe_seen = self._probe_isa(dev.id)
-        probe_base = int(dev.settings[dev.model.probe_base]) if dev.model.probe_base else None
         ports = [(lo, hi) for kind, lo, hi in resources if kind == "port"]
-        # The probe's verdict belongs to the range holding its base port (an SB16's base
-        # is the FM chip's, so its first own range stands in).
-        presence = next(((lo, hi) for lo, hi in ports if probe_base is not None and lo <= probe_base <= hi),
-                        ports[0] if ports and probe_base is not None else None)
+        # The probe's verdict belongs to the range it reads (an SB16's base is the FM
+        # chip's, so its first own range stands in; a GUS answers in its second block).
+        presence = dev.model.presence_ports(dev.settings) if dev.model.probe_base else None
         for lo, hi in ports:
             rows.append(self._isa_port_row(dev, lo, hi, probe_seen, (lo, hi) == presence))
         irq_props = [p for p in dev.model.irq_properties if int(dev.settings.get(p, -1)) >= 0]
@@ -461,6 +502,9 @@ class _Context:
             if seen.irqs == (winner_irq,):
                 row.differ("probe", explanation, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
                 return
+        if irq == CASCADE_IRQ:
+            row.differ("probe", CASCADE, CASCADE_REASON)
+            return
         others = [u for u in self.irq_users().get(irq, []) if u != dev.id]
         if not seen.irqs and others:
             row.differ("probe", IRQ_SHARED, f"IRQ {irq} is also driven by {', '.join(others)}; QEMU has "
@@ -603,8 +647,8 @@ class _Context:
                 hidden = [s for s in self.layout.shadowed
                           if s.space == space and s.start <= claim.end and s.end >= claim.start]
                 if hidden:
-                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner} is shadowed by {', '.join(s.hidden_by)}"
-                                                           for s in hidden))
+                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed: "
+                                                           f"{s.reason()}" for s in hidden))
                 else:
                     row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
         elif claim.kind == "irq":
@@ -647,12 +691,21 @@ class _Context:
             if irq == sci:
                 others = [u for u in users if u != "ACPI SCI"]
                 found.append(Finding(", ".join(others), f"irq {irq}", "hardware", ACPI_SCI,
-                                     f"IRQ {irq} is the ACPI SCI (level-triggered, owned by the OS's ACPI "
+                                     f"IRQ {irq} is the ACPI SCI ({self.trigger(irq)}, owned by the OS's ACPI "
                                      f"driver); {', '.join(others)} also drive(s) it"))
+            elif self.layout.elcr is not None and self.layout.elcr >> irq & 1:
+                found.append(Finding(", ".join(users), f"irq {irq}", "hardware", IRQ_SHARED,
+                                     f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)}; "
+                                     "the chipset ORs PCI INTx, but an ISA device drives the line itself and "
+                                     "QEMU has no wired-OR: its writes override the others' level (the last "
+                                     "writer wins)"))
             else:
                 found.append(Finding(", ".join(users), f"irq {irq}", "hardware", IRQ_SHARED,
-                                     f"IRQ {irq} is driven by {', '.join(users)}: edge-triggered ISA lines "
-                                     "cannot be shared and QEMU has no wired-OR (the last writer wins)"))
+                                     f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)} "
+                                     "and QEMU has no wired-OR: a request made while another device holds "
+                                     "the line makes no edge and is lost (the last writer wins)"))
+        for user in self.irq_users().get(CASCADE_IRQ, []):
+            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE, CASCADE_REASON))
         for channel, users in sorted(self.dma_users().items()):
             if len(users) > 1:
                 found.append(Finding(", ".join(users), f"dma {channel}", "hardware", DMA_SHARED,
@@ -693,7 +746,9 @@ class _Context:
             return False
         users = self.irq_users() if kind == "irq" else self.dma_users()
         others = [u for u in users.get(number, []) if u != dev.id]
-        if kind == "irq" and number == self.sci:
+        if kind == "irq" and number == CASCADE_IRQ:
+            row.differ("linux", CASCADE, f"Linux gave IRQ {number} to {', '.join(holders)}; {CASCADE_REASON}")
+        elif kind == "irq" and number == self.sci:
             row.differ("linux", ACPI_SCI, f"IRQ {number} is the ACPI SCI: Linux gave it to {', '.join(holders)}")
         elif others:
             row.differ("linux", IRQ_SHARED if kind == "irq" else DMA_SHARED,
@@ -811,7 +866,11 @@ def verify(spec: MachineSpec, *, guest: str = "probe", registry: Any = None, kee
     """Collect the views of ``spec`` (booting QEMU as needed) and reconcile them."""
     if guest not in GUEST_CHOICES:
         raise VerifyError(f"guest must be one of {', '.join(GUEST_CHOICES)}, not {guest!r}")
-    hardware = hardware_view(spec, keep=keep)
+    try:
+        hardware = hardware_view(spec, keep=keep)
+    except FirmwareStopped as stopped:
+        return Reconciliation(spec.name, spec.source, {"model": "config", "qemu": "firmware stopped"}, [],
+                              [event_finding(stopped.event)])
     probe = linux = None
     failures: dict[str, str] = {}
     if guest in ("probe", "both"):

@@ -16,6 +16,7 @@ import yaml
 
 from harness.commands.matrix import emit
 from harness.errors import ConfigError, HarnessError
+from harness.verdict import EXIT_CODES
 from harness.repro import write_cell_bundle
 from harness.matrix import (Cell, load_matrix, parse_matrix_text, parse_shard, run_cell, run_cells,
                             shard, shard_of)
@@ -355,7 +356,7 @@ def test_shipped_matrix_cell(harness_cell: Cell) -> None:
     result = run_cell(cell, Path(os.environ.get("HARNESS_MATRIX_OUT", "runs/test-matrix")),
                       on_failure=write_cell_bundle)
     assert result.outcome != "error", result.message
-    agrees = result.exit_code == (0 if cell.expect == "clean" else 1)
+    agrees = result.exit_code == EXIT_CODES[cell.expect]
     assert agrees, (f"{cell.id}: expected {cell.expect} ({cell.why or 'nothing collides'}), "
                     f"{result.message}; report: {result.out_dir / 'report.txt'}; bundle: {result.bundle}")
 

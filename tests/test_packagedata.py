@@ -43,7 +43,8 @@ def test_user_model_folders_layer_over_the_shipped_catalog(tmp_path, monkeypatch
     assert catalog["isa-debugcon"].description == "overridden by the first folder"
     assert catalog["my-console"].description == "the second folder wins"
     # a machine file can use the user's model
-    spec = machine_spec("machine: isapc\ndevices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
+    spec = machine_spec("machine: isapc\nfirmware_log: false\ndevices:\n"
+                        "  - {model: my-console, id: con, iobase: 0x402}\n")
     assert spec.devices[0].model.name == "my-console"
 
 
@@ -101,7 +102,8 @@ def test_cli_models_option_and_examples_command(tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     _model(folder, "my-console", "the user's console")
-    (tmp_path / "m.yaml").write_text("name: m\nmachine: isapc\ndevices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
+    (tmp_path / "m.yaml").write_text("name: m\nmachine: isapc\nfirmware_log: false\n"
+                                     "devices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
     matrix = tmp_path / "mx.yaml"
     matrix.write_text("name: mx\nbase: m.yaml\naxes:\n  machine: {isapc: {machine: isapc}}\n")
     cli = [sys.executable, "-m", "harness.cli"]

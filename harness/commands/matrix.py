@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "job in parallel (--run), writing summary.json, junit.xml, report.txt and "
                     "report.html.  'harness matrix merge DIR... [--out DIR]' joins the output "
                     "folders of shards into one summary, JUnit file and report and names the "
-                    "cells no shard ran.  Exit status of --run and merge: 0 when every cell "
-                    "agrees with its expectation, 1 when one does not (or, merged, is missing), "
+                    "cells no shard ran.  Exit status of --run and merge: 0 when every cell's "
+                    "verdict (clean, warning or conflict) is its expectation, 1 when one is not "
+                    "(or, merged, is missing), "
                     "2 on a usage or setup error, 130 when interrupted.")
     parser.add_argument("file", help="matrix YAML file, or 'merge' followed by shard output folders")
     parser.add_argument("folders", nargs="*", type=Path, metavar="DIR",

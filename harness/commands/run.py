@@ -19,8 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Boot the machine of CONFIG, run its firmware, detect its hardware into the "
                     "Description tree, load the configured NT drivers in order and print the "
                     "ResourceMap, the error log, claim-before-touch violations and every claim "
-                    "compared with what QEMU decodes.  Exit status 1 when a conflict, a mismatch, "
-                    "a violation or a hardware collision is found, 2 on a usage or setup error.")
+                    "compared with what QEMU decodes.  Exit status: 0 clean; 1 conflict (a refused "
+                    "claim, a mismatch, a violation, a hardware collision, or an event that stopped "
+                    "the firmware); 3 warnings only (legal but lossy, e.g. granted Shared claims on "
+                    "an edge-triggered ISA line); 2 on a usage, input or setup error.")
     parser.add_argument("config", help="machine YAML file (configs/machines/*.yaml, configs/conflicts/*.yaml)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--out", type=Path, help="folder for logs, registry, report and picture "

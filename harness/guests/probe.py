@@ -92,7 +92,8 @@ def probe_targets(spec: MachineSpec, layout: Layout | None = None) -> list[Probe
             targets.append(ProbeTarget(model.guest_probe, dev.id, int(dev.settings[model.probe_base]),
                                        ports[0][1] - ports[0][0] + 1))
         else:
-            targets.append(ProbeTarget("ports", dev.id, ports[0][0], ports[0][1] - ports[0][0] + 1))
+            lo, hi = model.presence_ports(dev.settings) or ports[0]
+            targets.append(ProbeTarget("ports", dev.id, lo, hi - lo + 1))
     if layout is not None:
         by_driver = {m.qemu_driver: m for m in load_catalog().values() if m.guest_probe}
         for board in layout.isa:

@@ -9,8 +9,11 @@ Sources, all read on a paused machine:
 * ``info mtree -f -o``: the flat I/O-port and memory maps QEMU dispatches, each range
   attributed to its owning device;
 * ``info mtree -o``: the tree with every region, hidden ones included, from which the
-  *shadowed* ranges are computed (a region whose ports the flat view gives to another
-  owner: QEMU never refuses ISA overlaps, the device mapped last wins port by port).
+  *shadowed* ranges are computed (a decoding region whose ports the flat view gives to
+  another owner: QEMU never refuses ISA overlaps; the higher priority wins, and among
+  equal priorities the region mapped last, port by port).  Containers (regions that
+  only hold subregions, such as the PIIX4 PM block or a BAR container) decode nothing
+  themselves and never count as shadowed.
 
 A :class:`Layout` is plain data: JSON round-trips, stable ordering so two snapshots diff
 cleanly, and it is labelled with the phase (``pre-firmware``, ``post-firmware``, later
@@ -139,7 +142,14 @@ class ShadowedRange:
     name: str
     owner: str | None
     owner_type: str | None
-    hidden_by: tuple[str, ...]  # owners (or region names) that win these addresses
+    hidden_by: tuple[str, ...]  # the owner (or region name) that wins these addresses
+    #: Why the winner wins, by QEMU's rules: "higher priority (1 over 0)", "mapped later
+    #: (equal priority 0)", "a subregion inside it"; "" when the tree does not say.
+    cause: str = ""
+
+    def reason(self) -> str:
+        """One clause: who wins these addresses, and why."""
+        return f"{', '.join(self.hidden_by)} wins them" + (f" by {self.cause}" if self.cause else "")
 
 
 @dataclass(frozen=True)
@@ -215,7 +225,7 @@ class Layout:
             io=tuple(DecodedRange(**r) for r in data["io"]),
             memory=tuple(DecodedRange(**r) for r in data["memory"]),
             shadowed=tuple(ShadowedRange(**{**s, "hidden_by": tuple(s["hidden_by"])})
-                           for s in data["shadowed"]),
+                           for s in data["shadowed"]),  # "cause" is absent from older files: ""
             schema=data.get("schema", SCHEMA_VERSION))
 
     @classmethod
@@ -233,7 +243,7 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     ports = HmpPorts(machine)
     pci = _read_pci(machine, ports) if machine.spec.machine != "isapc" else ()
     flat = parse_mtree_flat(machine.hmp("info mtree -f -o"))
-    tree = parse_mtree_tree(machine.hmp("info mtree -o"))
+    tree = parse_mtree_tree(machine.hmp("info mtree -o -D"))  # -D: disabled regions, marked
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
     memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
     shadowed = tuple(reader.attribute_shadow(s) for s in
@@ -288,11 +298,10 @@ class _Reader:
         return DecodedRange(space, region.start, region.end, region.name, owner, owner_type,
                             region.priority, region.kind)
 
-    def attribute_shadow(self, item: tuple["MtreeRegion", int, int, tuple["MtreeRegion", ...], str]) -> ShadowedRange:
-        region, start, end, winners, space = item
-        owner, owner_type = self._owner(region)
-        hidden_by = tuple(sorted({self._owner(w)[0] or w.name for w in winners}))
-        return ShadowedRange(space, start, end, region.name, owner, owner_type, hidden_by)
+    def attribute_shadow(self, item: "Shadow") -> ShadowedRange:
+        owner, owner_type = self._owner(item.region)
+        return ShadowedRange(item.space, item.start, item.end, item.region.name, owner, owner_type,
+                             (self._owner(item.winner)[0] or item.winner.name,), item.cause)
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
@@ -412,6 +421,7 @@ class MtreeRegion:
     owner: str | None
     alias: bool = False
     has_children: bool = field(default=False, compare=False)
+    disabled: bool = False  # ``info mtree -D`` shows it "[disabled]": it maps nothing
 
     @property
     def owner_key(self) -> tuple[str | None, ...]:
@@ -434,10 +444,11 @@ def _parse_line(line: str) -> MtreeRegion | None:
     if om:
         owner_kind, owner_ref, owner = om.group(2), om.group(3), om.group(4)
         rest = rest[:om.start()]
+    disabled = " [disabled]" in rest
     rest = rest.replace(" [disabled]", "")
     alias = rest.startswith("alias ")
     return MtreeRegion(len(indent) // 2, int(start, 16), int(end, 16), int(prio), kind,
-                       rest.strip(), owner_kind, owner_ref, owner, alias)
+                       rest.strip(), owner_kind, owner_ref, owner, alias, disabled=disabled)
 
 
 def parse_mtree_flat(text: str) -> dict[str, list[MtreeRegion]]:
@@ -482,16 +493,62 @@ def _is_background(region: MtreeRegion) -> bool:
     return region.owner_kind == "obj" and region.name.split(" @")[0] == "io"
 
 
-def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str):
-    """Regions of the tree whose addresses the flat view gives to someone else.
+@dataclass(frozen=True)
+class Shadow:
+    """Addresses ``start``-``end`` that decoding ``region`` loses to ``winner`` (a flat
+    view range), and why (:attr:`ShadowedRange.cause`)."""
 
-    Skipped: the root, containers without an owning device (the PCI hole, the I/O root),
-    RAM, negative priorities, and everything inside an alias (its addresses are the
-    alias target's, not absolute; devices behind bridges appear in the flat view).
+    region: MtreeRegion
+    start: int
+    end: int
+    winner: MtreeRegion
+    space: str
+    cause: str
+
+
+def _base_name(region: MtreeRegion) -> str:
+    return region.name.split(" @")[0]
+
+
+def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str) -> list[Shadow]:
+    """The addresses each decoding region of the tree loses to another owner in the flat
+    view, one :class:`Shadow` per (region, winner) run.
+
+    A region with subregions that never shows in the flat view is a container when some
+    address between its subregions shows nothing there (or the I/O background): it
+    decodes nothing itself, so those addresses are nobody's loss (a device there is not
+    "over" the container).  ``info mtree`` prints a container and a decoding region with
+    subregions alike (the RTC's 0x70-0x71 holds its index port); when other devices cover
+    every address of its own, the flat view cannot tell the two apart and the region
+    counts as decoding.  A disabled region and everything under it maps
+    nothing (``info mtree -D`` marks it; without -D QEMU hides its line but prints its
+    subregions one level too deep, which is recognised too).  Skipped as well: the root,
+    RAM, negative priorities,
+    and everything inside an alias (its addresses are the alias target's, not absolute;
+    devices behind bridges appear in the flat view).  The cause comes from where the two
+    regions meet in the tree: the winner's branch has the higher priority there, or the
+    priorities are equal and QEMU gives the addresses to the one mapped last.
     """
-    out = []
-    alias_depth: int | None = None
+    out: list[Shadow] = []
+    shown = {(f.owner_key, _base_name(f)) for f in flat}
+    chains: list[tuple[MtreeRegion, ...]] = []   # each region's ancestors and itself
+    mapped: list[bool] = []                      # the region and all its ancestors enabled
+    stack: list[tuple[MtreeRegion, bool]] = []
     for region in tree:
+        del stack[region.depth - 1:]
+        hidden_parent = len(stack) < region.depth - 1
+        on = not region.disabled and not hidden_parent and all(m for _, m in stack[-1:])
+        stack.append((region, on))
+        chains.append(tuple(r for r, _ in stack))
+        mapped.append(on)
+    children: dict[int, list[tuple[int, int]]] = {}   # id(region) -> its subregions' spans
+    for region, chain in zip(tree, chains):
+        if len(chain) > 1:
+            children.setdefault(id(chain[-2]), []).append((region.start, region.end))
+    alias_depth: int | None = None
+    for region, chain, on in zip(tree, chains, mapped):
+        if not on:
+            continue
         if alias_depth is not None:
             if region.depth > alias_depth:
                 continue
@@ -501,16 +558,71 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             continue
         if region.depth <= 1 or region.priority < 0 or region.kind == "ram":
             continue
-        if region.has_children and region.owner_kind != "dev":
-            continue
+        if (region.has_children and (region.owner_key, region.name) not in shown
+                and _shows_through(region, children.get(id(region), []), flat)):
+            continue  # a container
         key = region.owner_key
         visible = [f for f in flat if f.start <= region.end and f.end >= region.start]
-        for piece in _gaps(region.start, region.end,
-                           [(f.start, f.end) for f in visible if f.owner_key == key]):
-            winners = tuple(f for f in visible if f.start <= piece[1] and f.end >= piece[0]
-                            and f.owner_key != key and not _is_background(f))
-            if winners:
-                out.append((region, piece[0], piece[1], winners, space))
+        for lo, hi in _gaps(region.start, region.end, [(f.start, f.end) for f in visible if f.owner_key == key]):
+            for f in visible:
+                if f.start <= hi and f.end >= lo and f.owner_key != key and not _is_background(f):
+                    out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
+                                      _why_wins(chain, _chain_of(f, tree, chains))))
+    return _merge_runs(out)
+
+
+def _shows_through(region: MtreeRegion, subregions: list[tuple[int, int]], flat: list[MtreeRegion]) -> bool:
+    """Whether some address of ``region`` outside its subregions is decoded by nobody in
+    the flat view (or only by the I/O background): then ``region`` decodes nothing itself."""
+    decoders = [(f.start, f.end) for f in flat if not _is_background(f)]
+    return any(_gaps(lo, hi, decoders) for lo, hi in _gaps(region.start, region.end, subregions))
+
+
+def _chain_of(flat_region: MtreeRegion, tree: list[MtreeRegion],
+              chains: list[tuple[MtreeRegion, ...]]) -> tuple[MtreeRegion, ...] | None:
+    """The tree chain (ancestors, then the region) of the region a flat range shows: the
+    region itself, else the alias that maps it (RAM is shown through one)."""
+    base = _base_name(flat_region)
+    for region, chain in zip(tree, chains):
+        if (region.owner_key == flat_region.owner_key and region.name == base
+                and region.start <= flat_region.start and flat_region.end <= region.end):
+            return chain
+    for region, chain in zip(tree, chains):
+        if (region.alias and f" @{base} " in region.name and not region.disabled
+                and region.start <= flat_region.start and flat_region.end <= region.end):
+            return chain
+    return None
+
+
+def _why_wins(loser: tuple[MtreeRegion, ...], winner: tuple[MtreeRegion, ...] | None) -> str:
+    if winner is None:
+        return ""
+    common = 0
+    while common < min(len(loser), len(winner)) and loser[common] is winner[common]:
+        common += 1
+    if common == len(loser):
+        return "a subregion inside it"
+    if common == len(winner):
+        return ""
+    ours, theirs = loser[common], winner[common]
+    via = "" if theirs is winner[-1] else f" of {theirs.name}"
+    if theirs.priority > ours.priority:
+        return f"higher priority ({theirs.priority}{via} over {ours.priority})"
+    if theirs.priority == ours.priority:
+        return f"being mapped later (equal priority {ours.priority}: the last mapped wins, address by address)"
+    return ""
+
+
+def _merge_runs(shadows: list[Shadow]) -> list[Shadow]:
+    """Adjacent pieces of one region lost to one owner for one reason, as one."""
+    out: list[Shadow] = []
+    for s in shadows:
+        last = out[-1] if out else None
+        if (last is not None and last.region is s.region and last.winner.owner_key == s.winner.owner_key
+                and last.cause == s.cause and last.end + 1 == s.start):
+            out[-1] = dataclasses.replace(last, end=s.end)
+        else:
+            out.append(s)
     return out
 
 
@@ -616,6 +728,5 @@ def format_text(layout: Layout) -> str:
     if layout.shadowed:
         out.append("\nShadowed (decoded by a device but won by another)")
         for s in layout.shadowed:
-            out.append(f"  {s.space} {s.start:#x}-{s.end:#x} {s.name} of {s.owner or '-'} "
-                       f"hidden by {', '.join(s.hidden_by)}")
+            out.append(f"  {s.space} {s.start:#x}-{s.end:#x} {s.name} of {s.owner or '-'}: {s.reason()}")
     return "\n".join(out) + "\n"

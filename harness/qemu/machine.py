@@ -30,7 +30,7 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
 from ..builtin import global_args
-from ..config import RESERVED_ID_PREFIX, MachineSpec
+from ..config import FIRMWARE_LOG_PORT, RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
@@ -40,8 +40,6 @@ QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
 #: Machine kinds pinned to versioned machine types, so a QEMU upgrade that changes the
 #: ``pc``/``q35`` aliases cannot silently change the hardware under test.
 MACHINE_TYPES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "isapc": "isapc"}
-#: Port of SeaBIOS's debug console; its log shows the firmware's PCI assignments.
-FIRMWARE_LOG_PORT = 0x402
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes including the terminating NUL
 
 DEFAULT_QMP_TIMEOUT = 10.0
@@ -231,6 +229,11 @@ class Machine:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        """QEMU's exit status once it has exited, else None."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def running(self) -> bool:

@@ -1,0 +1,190 @@
+"""Events that stop or cut short the firmware, as findings with their cause.
+
+The main job runs SeaBIOS to its end (a "no bootable device" reboot that the harness
+turns into a pause).  A device placed where the firmware writes can end that run early,
+and that is a finding about the machine, not a harness error:
+
+* ``guest-panicked``: a pvpanic decodes a port the firmware writes (SeaBIOS's debug log
+  at 0x402 above all: measured on QEMU 7.2, its first byte with bit 0 set is a panic
+  event, ``firmware_log: false`` or not), and QEMU pauses the guest for good;
+* ``qemu-exited``: an isa-debug-exit the firmware writes ends QEMU with status
+  ``(value << 1) | 1`` (167 for SeaBIOS's first log byte, 'S');
+* ``internal-error``, ``io-error``, ``watchdog``: the other states QEMU pauses itself in;
+* ``shutdown``: the guest shut the machine down instead of rebooting at the end;
+* ``early-reset``: the guest reset before SeaBIOS gave up booting (its log lacks the
+  "No bootable device" line): e.g. with the PCI configuration ports shadowed SeaBIOS
+  cannot unlock RAM and resets at once.  Needs the firmware log (``firmware_log: true``).
+
+Each becomes a :class:`FirmwareEvent`; the cause names the configured devices that can
+produce it, the ports they decode and what the firmware meant to reach there (SeaBIOS's
+log port, or the board device a bare QEMU of the same type decodes at those ports).
+A firmware that never finishes is not among them: after the firmware bound a hung
+firmware and an overloaded host look alike, so that stays an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
+from .errors import HarnessError
+from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
+from .verify import PCI_CONFIG_PORTS
+
+#: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
+FIRMWARE_DONE_TEXT = b"No bootable device"
+#: The reboot that ends the firmware run (QMP SHUTDOWN reason).
+FIRMWARE_DONE_REASON = "guest-reset"
+#: QEMU types that turn a guest write into an event, and what the event is.
+PANIC_DEVICES = ("pvpanic",)
+EXIT_DEVICES = ("isa-debug-exit",)
+WATCHDOG_DEVICES = ("ib700",)
+
+
+@dataclass(frozen=True)
+class FirmwareEvent:
+    kind: str                    # see the module doc
+    detail: str                  # what QEMU reported
+    devices: tuple[str, ...]     # configured devices that caused it (may be empty)
+    cause: str
+    stopped: bool                # True: the machine is gone or frozen, the job ends here
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, devices=list(self.devices))
+
+    def finding(self) -> str:
+        return f"event [firmware] {self.kind}: {', '.join(self.devices) or '(no device)'}: {self.detail}"
+
+    def describe(self) -> str:
+        return f"{self.kind}: {self.detail} — {self.cause}"
+
+
+def _ports(dev: DeviceSpec) -> list[tuple[int, int]]:
+    return [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+
+
+def _ranges(dev: DeviceSpec) -> str:
+    return ", ".join(f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}" for lo, hi in _ports(dev))
+
+
+def _of_type(spec: MachineSpec, types: tuple[str, ...]) -> list[DeviceSpec]:
+    return [d for d in spec.devices if d.model.qemu_driver in types]
+
+
+def _bare_board(spec: MachineSpec, devices: list[DeviceSpec]) -> Any:
+    """What the board alone decodes when the firmware starts: a snapshot of a fresh QEMU
+    of the same machine type without the configured devices (only run on the rare path of
+    a stopped firmware, whose own machine is gone, and only when a device is elsewhere
+    than on the log port), or None."""
+    from .qemu.layout import snapshot
+    if all(on_firmware_log_port(d.decoded_resources()) for d in devices):
+        return None
+    try:
+        with Machine(dataclasses.replace(spec, devices=(), drivers=())) as bare:
+            return snapshot(bare)
+    except HarnessError:
+        return None
+
+
+def _where(dev: DeviceSpec, board: Any) -> str:
+    """Why the firmware writes where ``dev`` sits: SeaBIOS's log port, or the board
+    device the firmware meant to reach there."""
+    if on_firmware_log_port(dev.decoded_resources()):
+        return (f"{FIRMWARE_LOG_PORT:#x} is SeaBIOS's debug-log port, which it writes whether or not "
+                "anything listens")
+    spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
+    for lo, hi in _ports(dev):
+        for r in board.io if board is not None else ():
+            if r.owner and r.start <= hi and lo <= r.end:
+                name = r.owner_type or r.owner
+                first, last = spans.get(name, (r.start, r.end))
+                spans[name] = (min(first, r.start), max(last, r.end))
+    if spans:
+        meant = ", ".join(f"{name} ({a:#x}-{b:#x})" if a != b else f"{name} ({a:#x})" for name, (a, b) in spans.items())
+        return f"the firmware writes there to the board's {meant}, which the device displaces"
+    return "the firmware writes there"
+
+
+def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDied) -> FirmwareEvent:
+    """The finding for QEMU freezing the guest (:class:`MachineStuck`) or exiting
+    (:class:`MachineDied`) during :meth:`Machine.run_firmware`.  A timeout stays an
+    error: a slow host and a hung firmware look alike."""
+    if isinstance(error, MachineStuck):
+        return _frozen(spec, error.state)
+    return _exited(spec, machine)
+
+
+def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
+    """After a guest boot that never answered (the APIC HAL's agent guest, whose wait
+    does not watch QEMU): the finding when QEMU exited or froze meanwhile, else None."""
+    if machine.returncode is not None:
+        return _exited(spec, machine)
+    try:
+        state = machine.status()
+    except HarnessError:
+        return None
+    return _frozen(spec, state) if state in STUCK_STATES else None
+
+
+def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:
+    if state == "guest-panicked":
+        panics = _of_type(spec, PANIC_DEVICES)
+        board = _bare_board(spec, panics)
+        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board)}, and a value with bit 0 "
+                          "set there is a panic event" for d in panics) or \
+            "the guest reported a panic and no configured device explains it"
+        return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
+                             tuple(d.id for d in panics), cause, True)
+    dogs = _of_type(spec, WATCHDOG_DEVICES) if state == "watchdog" else []
+    return FirmwareEvent(state, f"QEMU paused the guest for good in state {state!r}",
+                         tuple(d.id for d in dogs),
+                         "; ".join(f"watchdog {d.id} fired" for d in dogs)
+                         or "QEMU stopped the guest; see qemu.log and qmp.log", True)
+
+
+def _exited(spec: MachineSpec, machine: Any) -> FirmwareEvent:
+    status = machine.returncode
+    exits = _of_type(spec, EXIT_DEVICES)
+    detail = f"QEMU exited with status {status} during the firmware"
+    if status is not None and status > 0 and status & 1 and exits:
+        value = status >> 1
+        shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
+        board = _bare_board(spec, exits)
+        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board)}; the firmware "
+                          f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
+        return FirmwareEvent("qemu-exited", detail, tuple(d.id for d in exits), cause, True)
+    return FirmwareEvent("qemu-exited", detail, (), "no configured device explains it; see qemu.log", True)
+
+
+def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
+    """After a firmware run that ended in a pause: the finding when it was not SeaBIOS's
+    final reboot (a shutdown, or a reset before it gave up booting), else None."""
+    stops = machine.events("SHUTDOWN")
+    reason = stops[0].get("data", {}).get("reason", "?") if stops else "?"
+    if reason != FIRMWARE_DONE_REASON:
+        return FirmwareEvent("shutdown", f"the guest shut the machine down ({reason}) during the firmware",
+                             (), "the firmware never ends that way on its own; see firmware.log", False)
+    if not spec.firmware_log:
+        return None  # without its log an early reset looks like the final one
+    try:
+        log = machine.firmware_log.read_bytes()
+    except OSError:
+        return None
+    if FIRMWARE_DONE_TEXT in log:
+        return None
+    last = next((line.decode(errors="replace").strip() for line in reversed(log.splitlines()) if line.strip()),
+                "(nothing)")
+    blockers = [d for d in spec.devices
+                if any(lo <= PCI_CONFIG_PORTS[1] and PCI_CONFIG_PORTS[0] <= hi for lo, hi in _ports(d))]
+    cause = f"SeaBIOS's last log line: {last!r}"
+    if blockers and spec.machine != "isapc":
+        cause += "; " + ", ".join(f"{d.id} ({_ranges(d)})" for d in blockers) + \
+            f" decode(s) the PCI configuration ports {PCI_CONFIG_PORTS[0]:#x}-{PCI_CONFIG_PORTS[1]:#x}"
+    return FirmwareEvent("early-reset", "the guest reset before the firmware finished (no "
+                         f"{FIRMWARE_DONE_TEXT.decode()!r} in its log)",
+                         tuple(d.id for d in blockers), cause, False)
+
+
+__all__ = ["FirmwareEvent", "cut_short", "stopped_by", "stopped_during_boot"]

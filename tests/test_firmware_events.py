@@ -1,0 +1,211 @@
+"""Events during the firmware are findings (exit 1 with a report), the firmware-log port
+is kept free, and verdict levels: clean 0, conflict 1, warning 3 (real QEMU, TCG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.config import load_machine, parse_machine_text
+from harness.errors import ConfigError
+from harness.job import Collision, grade_shared_lines, run_job
+from harness.verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING
+from helpers import CONFIGS, machine_spec
+
+
+# ---------------------------------------------------------------------- the firmware-log port
+@pytest.mark.parametrize("device, field", [
+    ("{model: pvpanic, id: p, ioport: 0x402}", "devices[0].ioport"),
+    ("{model: isa-serial, id: s, iobase: 0x3fc}", "devices[0].iobase"),            # 0x3fc-0x403
+    ("{model: isa-debug-exit, id: x, iobase: 0x400, iosize: 4}", "devices[0].iobase"),
+    ("{model: isa-debugcon, id: d, iobase: 0x402}", "devices[0].iobase"),
+])
+def test_a_device_on_the_firmware_log_port_is_refused(device: str, field: str) -> None:
+    text = f"machine: pc\ndevices:\n  - {device}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, "m.yaml")
+    assert str(info.value).startswith(f"m.yaml:3: {field}: ")
+    assert "0x402" in str(info.value) and "firmware_log: false" in str(info.value)
+    # Without the harness's log the port is the user's (what the firmware then does to the
+    # device is the job's finding).
+    assert parse_machine_text("firmware_log: false\n" + text, "m.yaml").devices
+
+
+@pytest.mark.parametrize("device", [
+    "{model: isa-debug-exit, id: x, iobase: 0x400, iosize: 2}",                    # ends at 0x401
+    "{model: pvpanic, id: p, ioport: 0x403}",
+    "{model: isa-serial, id: s, iobase: 0x3f8}",                                   # ends at 0x3ff
+])
+def test_next_to_the_firmware_log_port_is_accepted(device: str) -> None:
+    assert parse_machine_text(f"machine: pc\ndevices:\n  - {device}\n", "m.yaml").devices
+
+
+# ---------------------------------------------------------------------- events as findings
+EVENTS = {
+    # SeaBIOS writes its log to 0x402 even when the harness does not listen (measured).
+    "pvpanic-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
+                            "  - {model: pvpanic, id: panic0, ioport: 0x402}\n",
+                            "guest-panicked", ("panic0",), "SeaBIOS's debug-log port"),
+    # CMOS index writes with bit 0 set (0x0f, 0x8f...) are panic events for a pvpanic there.
+    "pvpanic-on-cmos-index": ("machine: isapc\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n",
+                              "guest-panicked", ("panic0",), "writes there to the board's mc146818rtc (0x70)"),
+    # ... and an isa-debug-exit there ends QEMU with the first index written: 0x0f, the
+    # CMOS shutdown-status register.
+    "debug-exit-on-cmos": ("machine: pc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0x70, iosize: 2}\n",
+                           "qemu-exited", ("bye",), "mc146818rtc (0x70-0x71), which the device displaces; "
+                                                    "the firmware wrote 0xf"),
+    "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
+                               "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
+                               "qemu-exited", ("bye",), "wrote 0x53 ('S')"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVENTS))
+def test_a_firmware_event_is_a_finding_with_its_cause(name: str, tmp_path: Path) -> None:
+    text, kind, devices, cause = EVENTS[name]
+    result = run_job(machine_spec(text), tmp_path / "out", picture=False)
+    (event,) = result.events
+    assert (event.kind, event.devices, event.stopped) == (kind, devices, True)
+    assert cause in event.cause
+    assert result.verdict == CONFLICT and result.exit_code == 1
+    assert result.findings() == [event.finding()]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["verdict"] == CONFLICT and report["events"][0]["kind"] == kind
+    text_report = (tmp_path / "out" / "report.txt").read_text()
+    assert "Firmware events" in text_report and "Result: conflict (exit 1)" in text_report
+    assert (tmp_path / "out" / "qemu" / "qmp.log").is_file()
+
+
+def test_near_the_firmware_writes_the_job_stays_clean(tmp_path: Path) -> None:
+    result = run_job(machine_spec("""
+machine: pc
+devices:
+  - {model: pvpanic, id: panic0, ioport: 0x403}
+  - {model: isa-debug-exit, id: bye, iobase: 0x400, iosize: 2}
+"""), tmp_path / "out", picture=False)
+    assert not result.events and result.verdict == CLEAN and result.exit_code == 0, result.format_text()
+
+
+def test_an_early_reset_is_a_finding_and_the_job_goes_on(tmp_path: Path) -> None:
+    # With the PCI configuration ports shadowed SeaBIOS cannot unlock RAM and resets at
+    # once: the machine is still there (paused), so the drivers run on it too.
+    result = run_job(load_machine(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), tmp_path / "out", picture=False)
+    (event,) = result.events
+    assert event.kind == "early-reset" and not event.stopped and event.devices == ("com1",)
+    assert "Unable to unlock ram" in event.cause and "0xcf8-0xcff" in event.cause
+    assert result.conflicts and result.verdict == CONFLICT
+    # A machine whose firmware finishes has no event.
+    clean = run_job(machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com1, iobase: 0xcf0}\n"),
+                    tmp_path / "near", picture=False)
+    assert not clean.events, clean.format_text()
+
+
+def test_cli_exit_codes_follow_the_verdict(tmp_path: Path, capsys) -> None:
+    panic = tmp_path / "panic.yaml"
+    panic.write_text(EVENTS["pvpanic-on-log-port"][0])
+    assert main(["run", str(panic), "--no-picture", "--out", str(tmp_path / "p")]) == EXIT_CODES[CONFLICT] == 1
+    assert "guest-panicked" in capsys.readouterr().out
+    edge = CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"
+    assert main(["run", str(edge), "--json", "--no-picture", "--out", str(tmp_path / "e")]) == EXIT_CODES[WARNING] == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == WARNING and report["exit_code"] == 3 and report["bundle"]
+    assert {c["level"] for c in report["collisions"]} == {WARNING}
+    refused = tmp_path / "bad.yaml"
+    refused.write_text("machine: pc\ndevices:\n  - {model: pvpanic, id: p, ioport: 0x402}\n")
+    assert main(["run", str(refused), "--out", str(tmp_path / "b")]) == 2
+    assert "bad.yaml:3: devices[0].ioport" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- warning or conflict
+def _irq(devices: tuple[str, ...], kind: str = "irq-shared") -> Collision:
+    return Collision(kind, "irq 4", devices, "...")
+
+
+@pytest.mark.parametrize("consented, elcr, level", [
+    ({4: {"com1", "com3"}}, 0x0000, WARNING),          # both granted Shared, edge line
+    ({4: {"com1", "com3"}}, None, WARNING),            # no ELCR (isapc): ISA lines are edge
+    ({4: {"com1"}}, 0x0000, CONFLICT),                 # com3 holds no Shared claim on it
+    ({4: {"com1", "com3"}}, 1 << 4, CONFLICT),         # a level-triggered line
+    ({}, 0x0000, CONFLICT),
+])
+def test_a_shared_line_is_a_warning_only_when_every_driver_consented(consented, elcr, level) -> None:
+    graded = grade_shared_lines([_irq(("com1", "com3")), _irq(("com1 (x)", "com3 (y)"), "irq-lost"),
+                                 Collision("shadowed", "io 0x3f8-0x3ff", ("com1", "com3"), "...")],
+                                consented, elcr)
+    assert [c.level for c in graded] == [level, level, CONFLICT]
+
+
+def test_an_isa_card_on_a_pci_level_line_stays_a_conflict(tmp_path: Path) -> None:
+    result = run_job(machine_spec("""
+machine: pc
+devices:
+  - {model: ne2k_isa, id: ne0, iobase: 0x300, irq: 11}
+  - {model: e1000, id: nic0, addr: 3}
+"""), tmp_path / "out", picture=False)
+    shared = [c for c in result.collisions if c.kind == "irq-shared"]
+    assert shared and all(c.level == CONFLICT for c in shared) and result.verdict == CONFLICT, result.format_text()
+    # The line's mode is the live ELCR's after the drivers (the HAL sets it for whichever
+    # driver connected: Latched clears the bit SeaBIOS set for the PCI line).
+    level = result.layout.elcr >> 11 & 1
+    assert ("level-triggered (ELCR bit 11 set)" if level else "edge-triggered (ELCR bit 11 clear)") \
+        in shared[0].consequence
+
+
+@pytest.mark.parametrize("state, devices", [("internal-error", ()), ("io-error", ()), ("watchdog", ("dog",))])
+def test_other_frozen_states_are_findings_too(state: str, devices: tuple[str, ...]) -> None:
+    # QEMU enters these under KVM or with a guest that arms the watchdog; the cause is
+    # derived from the state and the spec alone (the machine is already gone).
+    from harness.firmware_events import stopped_by
+    from harness.qemu.machine import MachineStuck
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n")
+    event = stopped_by(spec, None, MachineStuck("stuck", machine=None, state=state))
+    assert (event.kind, event.devices, event.stopped) == (state, devices, True)
+    assert state in event.detail
+
+
+def test_a_matrix_leaves_out_cells_on_the_firmware_log_port() -> None:
+    from harness.matrix import parse_matrix_text
+    text = "axes:\n  machine: {pc: {machine: pc}}\n  devices: {from_catalog: each_setting}\n"
+    left_out = {e.id: e.reason for e in parse_matrix_text(text).excluded}
+    assert "firmware-log port 0x402" in left_out["pc-isa-debugcon_iobase_0x402"]
+    quiet = text.replace("devices:", "log: {quiet: {firmware_log: false}}\n  devices:")
+    assert "pc-quiet-isa-debugcon_iobase_0x402" in {c.id for c in parse_matrix_text(quiet).cells}
+
+
+def test_verify_reports_a_stopped_firmware_as_a_finding() -> None:
+    from harness.verify import FIRMWARE_EVENT, verify
+    rec = verify(machine_spec(EVENTS["debug-exit-on-log-port"][0]))
+    assert rec.views["qemu"] == "firmware stopped" and not rec.rows
+    (finding,) = rec.findings
+    assert (finding.device, finding.explanation) == ("bye", FIRMWARE_EVENT) and "status 167" in finding.reason
+    assert not rec.unexplained
+
+
+def test_bundles_of_events_and_warnings_replay(tmp_path: Path) -> None:
+    from harness.repro import load_bundle, replay, write_bundle
+    panic = run_job(machine_spec(EVENTS["pvpanic-on-log-port"][0]), tmp_path / "p", picture=False)
+    edge = run_job(load_machine(CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"), tmp_path / "e", picture=False)
+    for result, verdict in ((panic, CONFLICT), (edge, WARNING)):
+        bundle = load_bundle(write_bundle(result, title="t"))
+        assert bundle.outcome == verdict and bundle.findings == result.findings()
+        again = replay(bundle, tmp_path / f"again-{verdict}", picture=False)
+        assert again.reproduces and not again.missing, again.format_text()
+
+
+def test_a_guest_boot_that_never_answers_is_checked_for_a_frozen_or_gone_qemu() -> None:
+    # The APIC HAL's agent boot waits for the guest's hello without watching QEMU; when
+    # that wait gives up, the job asks what became of QEMU (measured by hand: q35 with a
+    # pvpanic on 0x70 gives this finding after the agent's 30 s bound).
+    from harness.firmware_events import stopped_during_boot
+    from harness.qemu.machine import Machine
+    spec = machine_spec("machine: q35\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n")
+    with Machine(spec) as machine:
+        assert stopped_during_boot(spec, machine) is None          # paused before the firmware
+        machine.resume()
+        machine.wait_event("GUEST_PANICKED", timeout=30)
+        event = stopped_during_boot(spec, machine)
+    assert event is not None and (event.kind, event.devices) == ("guest-panicked", ("panic0",))
+    assert "mc146818rtc (0x70)" in event.cause
