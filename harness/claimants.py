@@ -127,7 +127,8 @@ class ClaimantLine:
         return dict(self.__dict__)
 
 
-def _service_of(claimant: str) -> str:
+def service_of(claimant: str) -> str:
+    """The NT service name under which claimant ``claimant`` holds its claims."""
     if claimant == "hal":
         return HAL_NAME
     if claimant in BOARD_DRIVERS:
@@ -162,7 +163,7 @@ def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded
           config_name: str) -> ClaimantLine:
     if claimant is None:
         return ClaimantLine(device, None, "unclaimed", reason)
-    service = _service_of(claimant)
+    service = service_of(claimant)
     if service not in io.drivers and claimant != "hal":
         return ClaimantLine(device, None, "unclaimed", f"its driver {service} was not loaded "
                                                         "(the machine file's drivers list leaves it out)")

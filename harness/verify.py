@@ -45,13 +45,14 @@ NOT_PRESENT = "not-present"                  # nothing decodes it / the device i
 IRQ_SHARED = "irq-shared"                    # several devices drive one line
 ACPI_SCI = "acpi-sci"                        # the line is the ACPI SCI
 CASCADE = "pic-cascade"                      # IRQ 2: the slave 8259's input on the master
+BOARD_CLAIM = "board-claim"                  # one claim of built-in devices QEMU splits up
 DMA_SHARED = "dma-shared"                    # several devices registered one channel
 OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
 FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
-                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, DMA_SHARED,
+                OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, BOARD_CLAIM, DMA_SHARED,
                 OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, UNEXPLAINED)
 
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
@@ -627,6 +628,25 @@ class _Context:
         return row
 
     # ------------------------------------------------------------ the registry model
+    def _board_devices_held(self, claim: MapClaim) -> list[str]:
+        """The built-in devices whose fixed decode makes up ``claim``, when the board model
+        gives every one of them to the claim's own service (the HAL claims both 8259s'
+        edge/level registers, 0x4d0-0x4d1, in one descriptor); else nothing."""
+        from .claimants import service_of
+        from .devices import board_model
+        service = claim.owner.split("\\")[1] if claim.owner.count("\\") >= 2 else ""
+        held: dict[str, list[tuple[int, int]]] = {}
+        for device in board_model(self.spec.machine):
+            if device.claimant is not None and service_of(device.claimant) == service:
+                runs = [(f.start, f.start + f.length - 1) for f in device.fixed if f.kind == claim.kind]
+                if any(a <= claim.end and claim.start <= b for a, b in runs):
+                    held[device.name] = runs
+        cursor = claim.start
+        for a, b in sorted(run for runs in held.values() for run in runs):
+            if a <= cursor <= b:
+                cursor = b + 1
+        return sorted(held) if cursor > claim.end else []
+
     def claim_row(self, claim: MapClaim) -> Row:
         text = f"{claim.start:#x}-{claim.end:#x}" if claim.kind in ("port", "memory") else str(claim.start)
         row = Row(claim.owner, f"{claim.kind} {text}", {"resourcemap": text + (" shared" if claim.shared else "")})
@@ -649,6 +669,9 @@ class _Context:
                 if hidden:
                     row.differ("qemu", SHADOWED, "; ".join(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed: "
                                                            f"{s.reason()}" for s in hidden))
+                elif board := self._board_devices_held(claim):
+                    row.differ("qemu", BOARD_CLAIM, f"one claim of its built-in {', '.join(board)}, "
+                                                    f"which QEMU builds as {len(owners)} devices")
                 else:
                     row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
         elif claim.kind == "irq":

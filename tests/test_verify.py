@@ -13,7 +13,7 @@ from harness.config import load_machine
 from harness.nt.registry import RESOURCE_MAP, Registry
 from harness.nt.resources import (CM_RESOURCE_LIST, CmResourceShareDeviceExclusive, Dma, Interrupt, Isa,
                                   Memory, PCIBus, Port)
-from harness.verify import (ACPI_SCI, CASCADE, CONFIG_PORTS_SHADOWED, DMA_SHARED, FIRMWARE_REASSIGNED, IRQ_SHARED,
+from harness.verify import (ACPI_SCI, BOARD_CLAIM, CASCADE, CONFIG_PORTS_SHADOWED, DMA_SHARED, FIRMWARE_REASSIGNED, IRQ_SHARED,
                             NOT_PRESENT, SHADOWED, UNDER_PCI_BAR, UNEXPLAINED, format_table,
                             hardware_view, reconcile, resource_map_claims, verify)
 from helpers import CONFIGS, REPO, machine_spec
@@ -143,6 +143,10 @@ def test_resource_map_view_against_the_hardware(default_hardware) -> None:
         ("LanDrivers\\E1000", "\\Device\\E1000.Raw",   # where a model guessed the BAR would go
          CM_RESOURCE_LIST.single(PCIBus, 0, Memory(nic_bar0.base - 0x100000, nic_bar0.size))),
         ("OtherDrivers\\Ghost", "\\Device\\Ghost.Raw", CM_RESOURCE_LIST.single(Isa, 0, Port(0x100, 4))),
+        # the HAL's one claim of both 8259s' edge/level registers, and a stranger's of the same
+        ("Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL", ".Raw",
+         CM_RESOURCE_LIST.single(Isa, 0, Port(0x4D0, 2))),
+        ("OtherDrivers\\Odd", "\\Device\\Odd.Raw", CM_RESOURCE_LIST.single(Isa, 0, Port(0x4D0, 2))),
     )
     rec = reconcile(spec, hardware, claims=resource_map_claims(registry))
     by_resource = {(r.device, r.resource): r for r in rec.rows if "\\" in r.device}
@@ -155,6 +159,10 @@ def test_resource_map_view_against_the_hardware(default_hardware) -> None:
     assert moved.findings[0].explanation == FIRMWARE_REASSIGNED and f"{nic_bar0.base:#x}" in moved.findings[0].reason
     ghost = by_resource[("OtherDrivers\\Ghost\\\\Device\\Ghost", "port 0x100-0x103")]
     assert ghost.findings[0].explanation == NOT_PRESENT
+    elcr = by_resource[("Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL\\(driver)", "port 0x4d0-0x4d1")]
+    assert elcr.findings[0].explanation == BOARD_CLAIM and "interrupt-controllers" in elcr.findings[0].reason
+    odd = by_resource[("OtherDrivers\\Odd\\\\Device\\Odd", "port 0x4d0-0x4d1")]
+    assert odd.findings[0].explanation == UNEXPLAINED
     assert "resourcemap (model)" in format_table(rec)
 
 
