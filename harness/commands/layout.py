@@ -13,7 +13,7 @@ from ..qemu.machine import Machine
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "layout", help="boot a machine and print its layout snapshot",
+        "layout",
         description="Boot the machine of CONFIG (paused, firmware run to its end) and print the "
                     "PCI functions, PIRQ routing, ISA devices and the I/O and memory ranges QEMU "
                     "really decodes, with shadowed ranges.")

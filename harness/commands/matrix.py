@@ -23,7 +23,7 @@ DEFAULT_SHARDS = 4
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "matrix", help="list, shard, emit a CI job matrix for, or run a test matrix",
+        "matrix",
         description="Expand the matrix FILE (configs/matrices/*.yaml) into cells and list them "
                     "(with the reason for every combination left out), print the job matrix a CI "
                     "system fans out (--emit), or run every cell's main job in parallel (--run). "

@@ -14,7 +14,7 @@ from ..repro import write_bundle
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="boot a machine, load its NT drivers and check every claim against the hardware",
+        "run",
         description="Boot the machine of CONFIG, run its firmware, detect its hardware into the "
                     "Description tree, load the configured NT drivers in order and print the "
                     "ResourceMap, the error log, claim-before-touch violations and every claim "
