@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 from .config import MachineSpec
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
+from .nt.busaccess import posted_writes
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
 from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
@@ -101,7 +102,8 @@ class Testbed:
                                f"(those are: {', '.join(mine) or 'none'})")
         self.io.journal.append(LoadStep(name, chosen, override_conflict))
         driver = cls(self.io, self.hal, override_conflict=override_conflict)
-        result = self.io.load_driver(driver, cls.parameters_for([self.spec.device(d) for d in chosen]))
+        with posted_writes(self.hal.bus):  # a driver's port writes ride along with its next read
+            result = self.io.load_driver(driver, cls.parameters_for([self.spec.device(d) for d in chosen]))
         self.loaded.append((result, driver))
         return result
 

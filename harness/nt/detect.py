@@ -44,7 +44,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .busaccess import BusAccess
+from .busaccess import BusAccess, posted_writes
 from .hal import Hal
 from .registry import DESCRIPTION_SYSTEM, REG_BINARY, REG_FULL_RESOURCE_DESCRIPTOR, Registry
 from .resources import (CM_FLOPPY_DEVICE_DATA, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LATCHED,
@@ -249,6 +249,10 @@ class HardwareDetector:
 
     # ------------------------------------------------------------------ all of it
     def detect(self) -> Detection:
+        with posted_writes(self.bus):  # a probe's writes ride along with its next read
+            return self._detect()
+
+    def _detect(self) -> Detection:
         controllers: list[DetectedController] = []
         serial = [c for c in (self.probe_serial(b) for b in SERIAL_BASES) if c]
         for i, c in enumerate(serial):

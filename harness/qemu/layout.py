@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .bus import HmpPorts
+from .bus import PortChannel, machine_ports
 
 SCHEMA_VERSION = 1
 PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
@@ -228,7 +228,7 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
     reader = _Reader(machine)
-    ports = HmpPorts(machine)
+    ports = machine_ports(machine)
     pci = _read_pci(machine, ports) if machine.spec.machine != "isapc" else ()
     flat = parse_mtree_flat(machine.hmp("info mtree -f -o"))
     tree = parse_mtree_tree(machine.hmp("info mtree -o"))
@@ -328,7 +328,7 @@ class _Reader:
         return found
 
 
-def _read_pci(machine: Any, ports: HmpPorts) -> list[PciFunction]:
+def _read_pci(machine: Any, ports: PortChannel) -> list[PciFunction]:
     out: list[PciFunction] = []
 
     def walk(devices: Iterable[dict[str, Any]]) -> None:
@@ -372,7 +372,7 @@ def _window(w: dict[str, int] | None) -> Window | None:
     return Window(w["base"], w["limit"]) if w else None
 
 
-def _read_pirq(kind: str, ports: HmpPorts) -> PirqRouting | None:
+def _read_pirq(kind: str, ports: PortChannel) -> PirqRouting | None:
     if kind not in PIRQ_REGISTERS:
         return None
     (bus, slot, fn), registers = PIRQ_REGISTERS[kind]

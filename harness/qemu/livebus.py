@@ -1,7 +1,9 @@
 """The HAL's :class:`~harness.nt.busaccess.BusAccess` over a live, paused QEMU machine.
 
-Every access is a monitor round trip (0.4-0.6 ms, qemu-facts.md §5), so this class reads
-only what it must and never pays twice for the same value in one phase:
+Port accesses go over the machine's qtest channel (~30 µs each, :mod:`harness.qemu.qtest`)
+or, without one, HMP (0.4-0.6 ms, qemu-facts.md §5); everything else is a QMP round trip.
+Either way this class reads only what it must and never pays twice for the same value in
+one phase:
 
 * **Configuration space is cached** per function, byte by byte, until a configuration
   write to that function (or to a bridge or the host bridge, which can change what is
@@ -23,7 +25,7 @@ only what it must and never pays twice for the same value in one phase:
 Writes to configuration space use the natural access width for each piece (see
 :func:`~harness.nt.busaccess.config_write_pieces`) through 0xCFC + (offset & 3).
 
-``round_trips`` counts every monitor command this object issued.  :class:`LiveBus` also
+``round_trips`` counts every monitor command and port access this object issued.  :class:`LiveBus` also
 implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the same text
 :mod:`harness.qemu.layout` parses) plus query-pci.
 """
@@ -35,7 +37,7 @@ from typing import Any, Iterable
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
-from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
 from .layout import UNASSIGNED, parse_mtree_flat, parse_mtree_tree
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
@@ -47,16 +49,6 @@ _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
 
 class LiveBusError(BusAccessError):
     pass
-
-
-class _Counting:
-    """The monitor as HmpPorts sees it: every command is counted on the LiveBus."""
-
-    def __init__(self, bus: "LiveBus") -> None:
-        self._bus = bus
-
-    def hmp(self, command_line: str, *, timeout: float | None = None) -> str:
-        return self._bus._hmp(command_line, timeout=timeout)
 
 
 class _Function:
@@ -89,12 +81,18 @@ class LiveBus:
         self.use_query_pci = use_query_pci
         self.use_ecam = use_ecam
         self.cache = cache
-        self.round_trips = 0
-        self.ports = HmpPorts(_Counting(self))
+        self._monitor_round_trips = 0
+        #: Port I/O: the machine's qtest channel when it has one, else HMP i/o.
+        self.ports = machine_ports(machine)
         self._seen_epoch = -1
         self._reset_state()
 
     # ------------------------------------------------------------------ bookkeeping
+    @property
+    def round_trips(self) -> int:
+        """Monitor commands and port accesses this object made."""
+        return self._monitor_round_trips + self.ports.round_trips
+
     def _reset_state(self) -> None:
         self._functions: dict[tuple[int, int, int], _Function] = {}
         self._present: set[tuple[int, int, int]] | None = None
@@ -125,11 +123,11 @@ class LiveBus:
             self._seen_epoch = epoch
 
     def _hmp(self, command_line: str, *, timeout: float | None = None) -> str:
-        self.round_trips += 1
+        self._monitor_round_trips += 1
         return self.machine.hmp(command_line, timeout=timeout)
 
     def _qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        self.round_trips += 1
+        self._monitor_round_trips += 1
         return self.machine.qmp(command, arguments)
 
     # ------------------------------------------------------------------ ports
@@ -150,6 +148,11 @@ class LiveBus:
             self._seen_epoch = self.epoch
             if port == PCI_CONFIG_ADDRESS and size == 4:
                 self._cf8 = value
+
+    def posted_writes(self) -> Any:
+        """See :func:`harness.nt.busaccess.posted_writes`: on the qtest channel, writes in
+        the block go out with the next read, QMP command or the block's end."""
+        return self.ports.posting()
 
     # ------------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int) -> bytes:
@@ -239,7 +242,7 @@ class LiveBus:
         return True  # unknown: assume the worst
 
     def _select(self, bus: int, device: int, function: int, offset: int) -> None:
-        address = HmpPorts.config_address(bus, device, function, offset)
+        address = PortChannel.config_address(bus, device, function, offset)
         if self._cf8 != address or not self.cache:
             self.ports.write_port(PCI_CONFIG_ADDRESS, address, 4)
             self._cf8 = address
