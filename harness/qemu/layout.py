@@ -227,11 +227,14 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     phase = phase or machine.phase
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
-    reader = _Reader(machine)
+    reader = QomReader(machine)
     ports = machine_ports(machine)
     pci = _read_pci(machine, ports) if machine.spec.machine != "isapc" else ()
     flat = parse_mtree_flat(machine.hmp("info mtree -f -o"))
     tree = parse_mtree_tree(machine.hmp("info mtree -o"))
+    isa = reader.isa_devices()
+    reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
+                           *tree.get("I/O", []), *tree.get("memory", [])])
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
     memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
     shadowed = tuple(reader.attribute_shadow(s) for s in
@@ -246,7 +249,7 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
         pci=tuple(sorted(pci, key=lambda f: (f.bus, f.slot, f.function))),
         pirq=_read_pirq(machine.spec.machine, ports),
         elcr=ports.read_port(ELCR_PORTS[0]) | ports.read_port(ELCR_PORTS[1]) << 8,
-        isa=tuple(sorted(reader.isa_devices(), key=lambda d: (d.type, d.path))),
+        isa=tuple(sorted(isa, key=lambda d: (d.type, d.path))),
         io=tuple(sorted(io, key=_range_key)),
         memory=tuple(sorted(memory, key=_range_key)),
         shadowed=tuple(sorted(shadowed, key=lambda s: (s.space, s.start, s.end, s.owner or ""))),
@@ -262,24 +265,68 @@ def _machine_type(machine: Any) -> str:
     return MACHINE_TYPES[machine.spec.machine]
 
 
-class _Reader:
+#: Where QEMU puts devices: what ``qom-list`` of these says names each child's type.
+QOM_CONTAINERS = ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon")
+
+
+class QomReader:
     """QOM look-ups, each asked once per machine: the QOM tree of a running QEMU does not
     change (the harness plugs no device after launch), so a later snapshot of the same
-    machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``."""
+    machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``.
+
+    Independent questions go out together (:meth:`Machine.qmp_many
+    <harness.qemu.machine.Machine.qmp_many>`): the containers' listings, then every ISA
+    device's properties, then their values, then the types of the owners not listed in a
+    container; a machine without ``qmp_many`` is asked one command at a time."""
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
         facts = getattr(machine, "static_facts", None)
         self._facts: dict[str, Any] = facts if facts is not None else {}
         self._types: dict[str, str | None] = self._facts.setdefault("qom-types", {})
+        self.asked = 0  # QMP commands this reader sent
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The machine's static facts (see :attr:`Machine.static_facts`)."""
+        return self._facts
+
+    def ask(self, commands: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+        """Answers in order; an exception object for a command QEMU refused."""
+        self.asked += len(commands)
+        many = getattr(self.machine, "qmp_many", None)
+        if many is not None:
+            return many(commands)
+        out = []
+        for command, arguments in commands:
+            try:
+                out.append(self.machine.qmp(command, arguments))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller like qmp_many does
+                out.append(exc)
+        return out
 
     def qom_type(self, path: str) -> str | None:
-        if path not in self._types:
-            try:
-                self._types[path] = self.machine.qmp("qom-get", {"path": path, "property": "type"})
-            except Exception:
-                self._types[path] = None
-        return self._types[path]
+        """The QOM type of the object at ``path``; None if there is none."""
+        return self.qom_types([path])[path]
+
+    def qom_types(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """:meth:`qom_type` of every path, the unknown ones asked at once."""
+        paths = list(dict.fromkeys(paths))
+        self._fetch_types([p for p in paths if p not in self._types])
+        return {p: self._types[p] for p in paths}
+
+    def _fetch_types(self, paths: list[str]) -> None:
+        answers = self.ask([("qom-get", {"path": path, "property": "type"}) for path in paths])
+        for path, answer in zip(paths, answers):
+            self._types[path] = None if isinstance(answer, BaseException) else answer
+
+    def prefetch_types(self, regions: Iterable["MtreeRegion"]) -> None:
+        """Ask at once for the type of every device owning one of ``regions``."""
+        self.qom_types(self._owner_path(r) for r in regions if r.owner_kind == "dev")
+
+    @staticmethod
+    def _owner_path(region: "MtreeRegion") -> str:
+        return f"/machine/peripheral/{region.owner}" if region.owner_ref == "id" else str(region.owner)
 
     def attribute(self, region: "MtreeRegion", space: str) -> DecodedRange:
         owner, owner_type = self._owner(region)
@@ -295,9 +342,7 @@ class _Reader:
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
             return None, None
-        if region.owner_ref == "id":
-            return region.owner, self.qom_type(f"/machine/peripheral/{region.owner}")
-        return region.owner, self.qom_type(region.owner)
+        return region.owner, self.qom_type(self._owner_path(region))
 
     def isa_devices(self) -> list[IsaDevice]:
         if "isa-devices" not in self._facts:
@@ -305,27 +350,39 @@ class _Reader:
         return list(self._facts["isa-devices"])
 
     def _read_isa_devices(self) -> list[IsaDevice]:
-        isa_types = {t["name"] for t in self.machine.qmp(
-            "qom-list-types", {"implements": "isa-device", "abstract": False})}
-        found = []
-        for container in ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon"):
-            try:
-                children = self.machine.qmp("qom-list", {"path": container})
-            except Exception:
+        isa_listing, *listings = self.ask(
+            [("qom-list-types", {"implements": "isa-device", "abstract": False})]
+            + [("qom-list", {"path": container}) for container in QOM_CONTAINERS])
+        if isinstance(isa_listing, BaseException):
+            raise isa_listing
+        isa_types = {t["name"] for t in isa_listing}
+        devices = []  # (path, id, type) of each ISA device, in container order
+        for container, children in zip(QOM_CONTAINERS, listings):
+            if isinstance(children, BaseException):
                 continue
             for child in children:
                 match = re.fullmatch(r"child<(.+)>", child["type"])
-                if not match or match.group(1) not in isa_types:
+                if not match:
                     continue
                 path = f"{container}/{child['name']}"
-                props = {}
-                for prop in self.machine.qmp("qom-list", {"path": path}):
-                    if prop["name"] in ISA_RESOURCE_PROPERTIES and prop["type"].startswith(("uint", "int")):
-                        props[prop["name"]] = int(self.machine.qmp(
-                            "qom-get", {"path": path, "property": prop["name"]}))
-                dev_id = child["name"] if container == "/machine/peripheral" else None
-                found.append(IsaDevice(path, dev_id, match.group(1), props))
-        return found
+                # A child<T> link names the object's own type: what qom-get type would say.
+                self._types.setdefault(path, match.group(1))
+                if match.group(1) in isa_types:
+                    dev_id = child["name"] if container == "/machine/peripheral" else None
+                    devices.append((path, dev_id, match.group(1)))
+        wanted = []  # (device index, property) for every ISA resource property
+        for index, properties in enumerate(self.ask([("qom-list", {"path": path}) for path, _, _ in devices])):
+            if isinstance(properties, BaseException):
+                raise properties
+            wanted += [(index, prop["name"]) for prop in properties
+                       if prop["name"] in ISA_RESOURCE_PROPERTIES and prop["type"].startswith(("uint", "int"))]
+        values = self.ask([("qom-get", {"path": devices[index][0], "property": name}) for index, name in wanted])
+        props: list[dict[str, int]] = [{} for _ in devices]
+        for (index, name), value in zip(wanted, values):
+            if isinstance(value, BaseException):
+                raise value
+            props[index][name] = int(value)
+        return [IsaDevice(path, dev_id, kind, prop) for (path, dev_id, kind), prop in zip(devices, props)]
 
 
 def _read_pci(machine: Any, ports: PortChannel) -> list[PciFunction]:

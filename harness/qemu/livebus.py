@@ -38,7 +38,7 @@ from typing import Any, Iterable
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
-from .layout import UNASSIGNED, parse_mtree_flat, parse_mtree_tree
+from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -103,8 +103,6 @@ class LiveBus:
         self._cf8: int | None = None
         self._decoded: list[DecodedSpan] | None = None
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
-        self._owner_devfn: dict[str, int | None] = {}
-        self._pci_types: set[str] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
 
     def invalidate(self) -> None:
@@ -388,6 +386,8 @@ class LiveBus:
                         by_id[dev["qdev_id"]] = key
                     else:
                         anonymous.setdefault(dev["slot"] << 3 | dev["function"], []).append(key)
+            devfns = self._devfns([r.owner for view in ("I/O", "memory") for r in flat.get(view, [])
+                                   if r.owner_kind == "dev" and r.owner_ref == "path" and r.owner not in by_id])
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
                 for region in flat.get(view, []):
@@ -398,7 +398,7 @@ class LiveBus:
                     if owner is not None:
                         function = by_id.get(owner)
                         if function is None and region.owner_ref == "path":
-                            devfn = self._devfn_of(owner)
+                            devfn = devfns[owner]
                             candidates = anonymous.get(devfn, []) if devfn is not None else []
                             if len(candidates) == 1:
                                 function = candidates[0]
@@ -419,21 +419,29 @@ class LiveBus:
                             out[region["bar"]] = (region["address"], region["address"] + region["size"] - 1)
         return out
 
-    def _devfn_of(self, path: str) -> int | None:
-        """The PCI devfn (QOM ``addr``) of the device at ``path``; None if it is not a PCI
-        device.  Only properties that exist are asked for: a failing QMP command costs the
-        machine's exit check."""
-        if path not in self._owner_devfn:
-            if self._pci_types is None:
-                self._pci_types = {t["name"] for t in self._qmp(
-                    "qom-list-types", {"implements": "pci-device", "abstract": False})}
-            kind = self._qmp("qom-get", {"path": path, "property": "type"})
-            devfn = None
-            if kind in self._pci_types:
-                value = self._qmp("qom-get", {"path": path, "property": "addr"})
-                devfn = int(value) if isinstance(value, int) and value >= 0 else None
-            self._owner_devfn[path] = devfn
-        return self._owner_devfn[path]
+    def _devfns(self, paths: list[str]) -> dict[str, int | None]:
+        """The PCI devfn (QOM ``addr``) of the device at each path; None for one that is not
+        a PCI device.  QOM does not change while QEMU runs, so each answer is kept for the
+        machine (``static_facts``); the unknown ones are asked at once, and only for
+        properties that exist (a failing QMP command costs the machine's exit check)."""
+        reader = QomReader(self.machine)
+        facts = reader.facts
+        known: dict[str, int | None] = facts.setdefault("pci-devfn", {})
+        missing = [p for p in dict.fromkeys(paths) if p not in known]
+        if missing:
+            if "pci-types" not in facts:
+                facts["pci-types"] = frozenset(t["name"] for t in self._qmp(
+                    "qom-list-types", {"implements": "pci-device", "abstract": False}))
+            kinds = reader.qom_types(missing)
+            pci = [p for p in missing if kinds[p] in facts["pci-types"]]
+            values = reader.ask([("qom-get", {"path": p, "property": "addr"}) for p in pci])
+            self._monitor_round_trips += reader.asked
+            known.update(dict.fromkeys(missing))
+            for path, value in zip(pci, values):
+                if isinstance(value, BaseException):
+                    raise value
+                known[path] = int(value) if isinstance(value, int) and value >= 0 else None
+        return {p: known[p] for p in paths}
 
 
 def _walk(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
