@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Benchmark: what the harness costs over QEMU itself, as ratios (``make bench-overhead``).
+
+    .venv/bin/python benchmarks/bench_overhead.py [--rounds 9] [--only cli,layout,run,matrix,pytest]
+
+The floor is a **bare QEMU process**: the machine's own command line
+(:func:`harness.qemu.machine.build_argv`) minus the harness's channels and ``-S``, with
+``-action shutdown=poweroff`` so that SeaBIOS's "no bootable device" reboot ends the
+process: start → firmware → exit, nothing else (each run's firmware log is checked for
+that line).  Every comparison runs its two sides interleaved, round after round, and
+reports medians, so load from other processes moves both sides alike:
+
+* ``cli``     ``harness --help`` against ``python -c pass`` (the same interpreter);
+* ``layout``  ``harness layout configs/machines/default.yaml --json`` against the bare cycle;
+* ``run``     ``harness run configs/machines/default.yaml --no-picture`` against the bare cycle;
+* ``matrix``  ``harness.matrix.run_cells`` at ``--jobs`` on ``--cells`` cells spread over
+  configs/matrices/devices.yaml (worker start-up included) against the same cells' bare
+  processes ``--jobs`` at a time: cells/s as a share of bare cycles/s;
+* ``pytest``  a generated file of 50 tests on one reused machine spec, once with tests that
+  take no fixture, once with ``machine``, once with ``testbed``; each also with 1 test.  A
+  fixture's cost per test is (T50 - T1) / 49 of its file minus the same for the plain file
+  (pytest's own per-test cost), so the tests' own work and the one-off boot drop out.
+
+The targets of issue 21 are printed next to each ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DEFAULT_MACHINE = REPO / "configs" / "machines" / "default.yaml"
+#: The installed console script, as a user runs it (``make setup`` installs it in the venv).
+HARNESS = [str(Path(sys.executable).parent / "harness")]
+FIRMWARE_END = b"No bootable device"
+PYTEST_TESTS = 50
+
+
+# ---------------------------------------------------------------------- the floor
+def bare_argv(spec, run_dir: Path) -> list[str]:
+    """The machine's QEMU command line without -S and with shutdown=poweroff: the process
+    runs SeaBIOS and exits where the harness would see SHUTDOWN then STOP."""
+    from harness.qemu.accel import resolve_accel
+    from harness.qemu.machine import build_argv
+    argv = build_argv(spec, run_dir, resolve_accel(spec.accel))
+    argv.remove("-S")
+    action = argv.index("-action") + 1
+    if argv[action] != "reboot=shutdown,shutdown=pause":
+        raise SystemExit(f"unexpected -action {argv[action]!r}: update bench_overhead.bare_argv")
+    argv[action] = "reboot=shutdown,shutdown=poweroff"
+    return argv
+
+
+def bare_cycle(spec) -> float:
+    """One bare QEMU process of ``spec``: start → SeaBIOS end → exit, its wall time."""
+    run_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=os.environ.get("HARNESS_RUN_DIR")))
+    try:
+        argv = bare_argv(spec, run_dir)
+        start = time.perf_counter()
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, timeout=120)
+        seconds = time.perf_counter() - start
+        log = run_dir / "firmware.log"
+        if done.returncode != 0 or not log.is_file() or FIRMWARE_END not in log.read_bytes():
+            raise SystemExit(f"bare QEMU did not end at the firmware's end (status {done.returncode}): "
+                             f"{done.stderr.decode(errors='replace')[-500:]}")
+        return seconds
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def timed(argv: list[str], *, cwd: Path = REPO, ok: tuple[int, ...] = (0,)) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=600)
+    seconds = time.perf_counter() - start
+    if done.returncode not in ok:
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode(errors='replace')[-800:]}")
+    return seconds
+
+
+def interleave(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    """Each side once per round, in turn; one warm-up round is thrown away."""
+    out: dict[str, list[float]] = {name: [] for name in sides}
+    for index in range(rounds + 1):
+        for name, run in sides.items():
+            value = run()
+            if index:
+                out[name].append(value)
+    return out
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# ---------------------------------------------------------------------- the comparisons
+class Report:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str]] = []
+
+    def add(self, what: str, harness: str, bare: str, ratio: str, target: str, met: bool) -> None:
+        self.rows.append((what, harness, bare, ratio, f"{target} {'met' if met else 'NOT met'}"))
+        print(f"  {what}: {harness} vs {bare} -> {ratio} ({target}: {'met' if met else 'NOT met'})", flush=True)
+
+    def table(self) -> str:
+        head = ("comparison", "harness (median)", "floor (median)", "ratio", "target")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+def bench_cli(report: Report, rounds: int) -> None:
+    times = interleave(rounds * 2, {
+        "python -c pass": lambda: timed([sys.executable, "-c", "pass"]),
+        "harness --help": lambda: timed([*HARNESS, "--help"]),
+    })
+    bare, cli = statistics.median(times["python -c pass"]), statistics.median(times["harness --help"])
+    report.add("`harness --help` / `python -c pass`", f"{cli * 1000:.0f} ms", f"{bare * 1000:.0f} ms",
+               f"{cli / bare:.2f}x", "<= 5x", cli / bare <= 5)
+
+
+def bench_machine_command(report: Report, rounds: int, label: str, argv: list[str], target: float,
+                          ok: tuple[int, ...] = (0,)) -> None:
+    from harness.config import load_machine
+    spec = load_machine(DEFAULT_MACHINE)
+    times = interleave(rounds, {"bare": lambda: bare_cycle(spec), "harness": lambda: timed(argv, ok=ok)})
+    bare, cmd = statistics.median(times["bare"]), statistics.median(times["harness"])
+    report.add(label, f"{cmd * 1000:.0f} ms", f"{bare * 1000:.0f} ms (bare QEMU cycle)",
+               f"{cmd / bare:.2f}x", f"<= {target:g}x", cmd / bare <= target)
+
+
+def bench_matrix(report: Report, rounds: int, cells_wanted: int, jobs: int) -> None:
+    from harness.matrix import load_matrix, run_cells, shard
+    matrix = load_matrix(REPO / "configs" / "matrices" / "devices.yaml")
+    count = min(cells_wanted, len(matrix.cells))
+    cells = [shard(matrix.cells, i, count)[0] for i in range(1, count + 1)]
+    out = Path(tempfile.mkdtemp(prefix="bench-overhead-matrix-"))
+
+    def bare() -> float:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(bare_cycle, [c.spec for c in cells]))
+        return count / (time.perf_counter() - start)
+
+    def harness() -> float:
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        results = run_cells(cells, jobs, out, progress=None)
+        rate = count / (time.perf_counter() - start)
+        bad = [r for r in results if r.outcome not in ("pass", "xfail")]
+        if bad:
+            raise SystemExit(f"{len(bad)} cell(s) did not pass: {bad[0].cell_id}: {bad[0].message}")
+        return rate
+
+    try:
+        rates = interleave(max(1, rounds // 3), {"bare": bare, "matrix": harness})
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    b, m = statistics.median(rates["bare"]), statistics.median(rates["matrix"])
+    report.add(f"matrix, {count} cells at -j {jobs} (cells/s)", f"{m:.2f}/s", f"{b:.2f}/s (bare QEMU processes)",
+               f"{100 * m / b:.0f} %", ">= 80 %", m / b >= 0.8)
+
+
+PYTEST_FILE = '''import pytest
+
+pytestmark = pytest.mark.machine({config!r})
+
+@pytest.mark.parametrize("n", range({count}))
+def test_plain(n):
+    assert n >= 0
+
+@pytest.mark.parametrize("n", range({count}))
+def test_machine(machine, n):
+    assert machine.running
+
+@pytest.mark.parametrize("n", range({count}))
+def test_testbed(testbed, n):
+    assert testbed.hal is not None
+'''
+
+
+def bench_pytest(report: Report, rounds: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-overhead-pytest-"))
+    files = {}
+    for count in (1, PYTEST_TESTS):
+        path = folder / f"test_reuse_{count}.py"
+        path.write_text(PYTEST_FILE.format(config=str(DEFAULT_MACHINE), count=count))
+        files[count] = path
+    (folder / "pytest.ini").write_text("[pytest]\n")
+
+    def run(kind: str, count: int) -> Callable[[], float]:
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                "-p", "no:xdist", str(files[count]), "-k", f"test_{kind}"]
+        return lambda: timed(argv, cwd=folder)
+
+    sides = {f"{kind} x{count}": run(kind, count) for kind in ("plain", "machine", "testbed") for count in (1, PYTEST_TESTS)}
+    try:
+        times = interleave(max(1, rounds // 3), sides)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    def per_test(kind: str) -> float:
+        return (med[f"{kind} x{PYTEST_TESTS}"] - med[f"{kind} x1"]) / (PYTEST_TESTS - 1)
+
+    plain = per_test("plain")
+    for kind, target in (("machine", 0.020), ("testbed", 0.050)):
+        cost = per_test(kind) - plain
+        report.add(f"`{kind}` fixture per test, {PYTEST_TESTS} tests on one reused spec",
+                   f"{cost * 1000:.1f} ms", f"pytest alone {plain * 1000:.1f} ms/test",
+                   f"{cost * 1000:.1f} ms/test", f"<= {target * 1000:.0f} ms", cost <= target)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=9, help="rounds per comparison (matrix and pytest: a third)")
+    parser.add_argument("--only", default="cli,layout,run,matrix,pytest")
+    parser.add_argument("--cells", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    chosen = set(args.only.split(","))
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}; load average at start {loadavg()}", flush=True)
+    report = Report()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-run-") as out:
+        if "cli" in chosen:
+            bench_cli(report, args.rounds)
+        if "layout" in chosen:
+            bench_machine_command(report, args.rounds, "`harness layout default.yaml --json` / bare cycle",
+                                  [*HARNESS, "layout", str(DEFAULT_MACHINE), "--json"], 1.5)
+        if "run" in chosen:
+            bench_machine_command(report, args.rounds, "`harness run default.yaml --no-picture` / bare cycle",
+                                  [*HARNESS, "run", str(DEFAULT_MACHINE), "--no-picture", "--out",
+                                   str(Path(out) / "run")], 2.5)
+    if "matrix" in chosen:
+        bench_matrix(report, args.rounds, args.cells, args.jobs)
+    if "pytest" in chosen:
+        bench_pytest(report, args.rounds)
+    print(f"\nload average at end {loadavg()}; {time.monotonic() - started:.0f} s in all\n")
+    print(report.table())
+
+
+if __name__ == "__main__":
+    main()
