@@ -21,7 +21,9 @@ reports medians, so load from other processes moves both sides alike:
   fixture's cost per test is (T50 - T1) / 49 of its file minus the same for the plain file
   (pytest's own per-test cost), so the tests' own work and the one-off boot drop out.
 
-The targets of issue 21 are printed next to each ratio.
+The targets of issue 21 are printed next to each ratio.  PYTHONDONTWRITEBYTECODE is unset
+for the processes measured (Python's default: compiled modules are kept, as an installed
+harness has them).
 """
 from __future__ import annotations
 
@@ -231,6 +233,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     chosen = set(args.only.split(","))
+    # Python's default is to keep compiled modules (pip compiles them at install time too);
+    # with PYTHONDONTWRITEBYTECODE every harness process would compile ~150 modules from
+    # source, which no installed harness does.  The warm-up round writes them.
+    if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+        sys.dont_write_bytecode = False
+        print("PYTHONDONTWRITEBYTECODE was set: unset for the runs measured (Python's default)")
     print(f"{platform.node()}: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
           f"Python {platform.python_version()}; load average at start {loadavg()}", flush=True)
     report = Report()
