@@ -169,3 +169,18 @@ def test_an_error_still_comes_from_the_python_loader() -> None:
                           ("a: \x07\n", "character U+0007 is not allowed in YAML")):
         with pytest.raises(HarnessError, match=re.escape(message)):
             yamlio.load_text(text, "<t>")
+
+
+def test_a_registry_without_per_commit_sync_keeps_everything_once_closed(tmp_path: Path) -> None:
+    from harness.nt.registry import Registry
+    path = tmp_path / "reg.sqlite"
+    with Registry(path, durable_commits=False) as reg:
+        reg.create_key(r"\Registry\Machine\Software\Bench")
+        reg.set_value(r"\Registry\Machine\Software\Bench", "Answer", 42)
+        assert reg._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    # Closing checkpointed the write-ahead log into the database file.
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    with Registry(path, create=False) as reg:
+        assert reg.get_value(r"\Registry\Machine\Software\Bench", "Answer").data == (42).to_bytes(4, "little")
+        assert reg._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, the default
