@@ -210,11 +210,14 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None) -> JobResult:
+            steps: Sequence[Step] | None = None, machine: Machine | None = None) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
-    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway)."""
+    also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
+    ``machine``: ``spec``'s machine already launched with ``keep=True`` (its firmware may be
+    running, :meth:`Machine.start_firmware`), by a caller that starts QEMU before importing
+    this module; the job closes it."""
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -223,7 +226,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, keep=True)
+        machine = machine if machine is not None else Machine(spec, keep=True)
         try:
             with machine:
                 machine.run_firmware()

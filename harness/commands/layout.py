@@ -7,7 +7,6 @@ import json
 import sys
 
 from ..config import ACCEL_POLICIES, load_machine
-from ..qemu.layout import diff, format_text, snapshot
 from ..qemu.machine import Machine
 
 
@@ -30,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = load_machine(args.config, accel=args.accel)
     with Machine(spec, keep=args.keep) as machine:
+        if args.phase == "post-firmware":
+            machine.start_firmware()  # SeaBIOS runs while the layout code is imported
+        from ..qemu.layout import diff, format_text, snapshot
         layouts = []
         if args.phase in ("pre-firmware", "both"):
             layouts.append(snapshot(machine))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
 from ..config import ACCEL_POLICIES, load_machine
-from ..job import run_job
-from ..repro import write_bundle
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,9 +29,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..qemu.machine import Machine
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
-    result = run_job(spec, out, picture=not args.no_picture)
+    # QEMU starts and runs its firmware while the NT model is imported (on another core).
+    machine = Machine(spec, keep=True)
+    try:
+        machine.launch()
+        machine.start_firmware()
+        from ..job import run_job
+        from ..repro import write_bundle
+        result = run_job(spec, out, picture=not args.no_picture, machine=machine)
+    finally:
+        machine.close()
+        shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:
         bundle = write_bundle(result, title=f"harness run {args.config}")

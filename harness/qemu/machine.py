@@ -181,6 +181,7 @@ class Machine:
         self.accel_used: str | None = None
         self.firmware_seconds: float | None = None
         self.exit_outcome: str | None = None
+        self._firmware_started = (0, 0.0)  # (event mark, monotonic start) of the firmware run
         #: What cannot change while this QEMU runs (its QOM tree: devices, their types and
         #: ISA resource properties), cached by the readers that ask (layout snapshots).
         self.static_facts: dict[str, Any] = {}
@@ -249,7 +250,8 @@ class Machine:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Machine":
-        self.launch()
+        if self._proc is None:  # a machine launched early is entered as it is
+            self.launch()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -574,18 +576,12 @@ class Machine:
         With ``-boot reboot-timeout=0 -action reboot=shutdown,shutdown=pause`` the BIOS's
         "no bootable device" reboot becomes a pause: wait for SHUTDOWN then STOP
         (qemu-facts.md §4).  A second call re-runs the firmware in the same process.
-        Returns the seconds the firmware took.
+        Returns the seconds the firmware took.  After :meth:`start_firmware` it only waits.
         """
         timeout = FIRMWARE_TIMEOUT[self.accel_used or self.accel] if timeout is None else timeout
-        if self.phase == "post-firmware":
-            mark = len(self._events)
-            self.qmp("set-action", {"reboot": "reset"})
-            self.qmp("system_reset")
-            self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
-            self.qmp("set-action", {"reboot": "shutdown"})
-        mark = len(self._events)
-        start = time.monotonic()
-        self.qmp("cont")
+        if self.phase != "firmware":
+            self.start_firmware()
+        mark, start = self._firmware_started
         self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
@@ -596,6 +592,20 @@ class Machine:
         self.phase = "post-firmware"
         self.firmware_seconds = elapsed
         return elapsed
+
+    def start_firmware(self) -> None:
+        """Let the firmware run (from its start, again if it ran before) without waiting
+        for its end, so the caller can work meanwhile (the CLI imports the NT model while
+        SeaBIOS runs on another core); :meth:`run_firmware` then waits for the end."""
+        if self.phase == "post-firmware":
+            mark = len(self._events)
+            self.qmp("set-action", {"reboot": "reset"})
+            self.qmp("system_reset")
+            self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
+            self.qmp("set-action", {"reboot": "shutdown"})
+        self._firmware_started = (len(self._events), time.monotonic())
+        self.qmp("cont")
+        self.phase = "firmware"
 
 
 # ---------------------------------------------------------------------- argv
