@@ -382,6 +382,9 @@ class Registry:
             if not in_memory:
                 # Exclusive: hold the file lock from the first write until close.
                 self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                if not self.durable_commits:
+                    # Nothing is committed yet: switching a new file to WAL needs no fsync.
+                    self._db.execute("PRAGMA synchronous=OFF")
                 mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise RegistryFileError(f"{self.path}: cannot switch to WAL (got {mode})")
