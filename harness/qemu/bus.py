@@ -77,11 +77,16 @@ class PortChannel:
             raise PortAccessError(f"bad PCI config address {bus:02x}:{slot:02x}.{function} +{offset:#x}")
         return 0x80000000 | bus << 16 | slot << 11 | function << 8 | (offset & 0xFC)
 
-    def read_config(self, bus: int, slot: int, function: int, offset: int, size: int = 4) -> int:
+    @classmethod
+    def config_read_ops(cls, bus: int, slot: int, function: int, offset: int, size: int = 4) -> list[PortOp]:
+        """The accesses of one configuration read (it reads one value), for a batch."""
         if offset % size:
             raise PortAccessError(f"unaligned {size}-byte config read at {offset:#x}")
-        return self.transfer([("out", PCI_CONFIG_ADDRESS, 4, self.config_address(bus, slot, function, offset)),
-                              ("in", PCI_CONFIG_DATA + (offset & 3), size, None)])[0]
+        return [("out", PCI_CONFIG_ADDRESS, 4, cls.config_address(bus, slot, function, offset)),
+                ("in", PCI_CONFIG_DATA + (offset & 3), size, None)]
+
+    def read_config(self, bus: int, slot: int, function: int, offset: int, size: int = 4) -> int:
+        return self.transfer(self.config_read_ops(bus, slot, function, offset, size))[0]
 
     def write_config(self, bus: int, slot: int, function: int, offset: int, value: int, size: int = 4) -> None:
         if offset % size:

@@ -228,10 +228,26 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
     reader = QomReader(machine)
-    ports = machine_ports(machine)
-    pci = _read_pci(machine, ports) if machine.spec.machine != "isapc" else ()
-    flat = parse_mtree_flat(machine.hmp("info mtree -f -o"))
-    tree = parse_mtree_tree(machine.hmp("info mtree -o"))
+    kind = machine.spec.machine
+    # The monitor questions go out together, then every register read in one port transfer.
+    flat_text, tree_text, *query_pci = reader.ask(
+        [("human-monitor-command", {"command-line": "info mtree -f -o"}),
+         ("human-monitor-command", {"command-line": "info mtree -o"}),
+         *([("query-pci", None)] if kind != "isapc" else [])])
+    for answer in (flat_text, tree_text, *query_pci):
+        if isinstance(answer, BaseException):
+            raise answer
+    functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
+                 for d in _walk_pci(b["devices"])]
+    pirq_dwords = _pirq_dwords(kind)
+    ops = [op for key in functions for op in PortChannel.config_read_ops(*key, 0x04, 2)]
+    ops += [op for *key, offset in pirq_dwords for op in PortChannel.config_read_ops(*key, offset, 4)]
+    ops += [("in", port, 1, None) for port in ELCR_PORTS]
+    values = machine_ports(machine).transfer(ops)
+    commands = dict(zip(functions, values))
+    pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
+    pci = _read_pci(query_pci[0], commands) if query_pci else []
+    flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
     isa = reader.isa_devices()
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
@@ -247,8 +263,8 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
         qemu_version=machine.qemu_version or "",
         accel=machine.accel_used or machine.accel,
         pci=tuple(sorted(pci, key=lambda f: (f.bus, f.slot, f.function))),
-        pirq=_read_pirq(machine.spec.machine, ports),
-        elcr=ports.read_port(ELCR_PORTS[0]) | ports.read_port(ELCR_PORTS[1]) << 8,
+        pirq=pirq,
+        elcr=values[-2] | values[-1] << 8,
         isa=tuple(sorted(isa, key=lambda d: (d.type, d.path))),
         io=tuple(sorted(io, key=_range_key)),
         memory=tuple(sorted(memory, key=_range_key)),
@@ -385,13 +401,23 @@ class QomReader:
         return [IsaDevice(path, dev_id, kind, prop) for (path, dev_id, kind), prop in zip(devices, props)]
 
 
-def _read_pci(machine: Any, ports: PortChannel) -> list[PciFunction]:
+def _walk_pci(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """query-pci's functions, each bridge followed by what is behind it."""
+    for dev in devices:
+        yield dev
+        bridge = dev.get("pci_bridge")
+        if bridge is not None:
+            yield from _walk_pci(bridge.get("devices", []))
+
+
+def _read_pci(query_pci: list[dict[str, Any]], commands: dict[tuple[int, int, int], int]) -> list[PciFunction]:
+    """The functions of ``query_pci`` with the command registers read for them."""
     out: list[PciFunction] = []
 
     def walk(devices: Iterable[dict[str, Any]]) -> None:
         for dev in devices:
             bus, slot, fn = dev["bus"], dev["slot"], dev["function"]
-            command = ports.read_config(bus, slot, fn, 0x04, 2)
+            command = commands[(bus, slot, fn)]
             bridge_info = None
             bridge = dev.get("pci_bridge")
             if bridge is not None:
@@ -420,7 +446,7 @@ def _read_pci(machine: Any, ports: PortChannel) -> list[PciFunction]:
             if bridge is not None:
                 walk(bridge.get("devices", []))
 
-    for bus in machine.qmp("query-pci"):
+    for bus in query_pci:
         walk(bus["devices"])
     return out
 
@@ -429,13 +455,21 @@ def _window(w: dict[str, int] | None) -> Window | None:
     return Window(w["base"], w["limit"]) if w else None
 
 
-def _read_pirq(kind: str, ports: PortChannel) -> PirqRouting | None:
+def _pirq_dwords(kind: str) -> list[tuple[int, int, int, int]]:
+    """(bus, slot, function, offset) of the config dwords holding ``kind``'s PIRQ routes."""
+    if kind not in PIRQ_REGISTERS:
+        return []
+    (bus, slot, fn), registers = PIRQ_REGISTERS[kind]
+    return [(bus, slot, fn, first) for first in sorted({off & ~3 for off in registers.values()})]
+
+
+def _pirq_routing(kind: str, dwords: list[int]) -> PirqRouting | None:
+    """The routing from the values of :func:`_pirq_dwords`, in that order."""
     if kind not in PIRQ_REGISTERS:
         return None
-    (bus, slot, fn), registers = PIRQ_REGISTERS[kind]
+    registers = PIRQ_REGISTERS[kind][1]
     raw: dict[str, int] = {}
-    for first in sorted({off & ~3 for off in registers.values()}):
-        dword = ports.read_config(bus, slot, fn, first, 4)
+    for (*_, first), dword in zip(_pirq_dwords(kind), dwords):
         for link, off in registers.items():
             if off & ~3 == first:
                 raw[link] = dword >> (8 * (off & 3)) & 0xFF
