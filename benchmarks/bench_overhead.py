@@ -255,13 +255,79 @@ def bench_pytest(report: Report, rounds: int) -> None:
                                                        for k, v in sorted(first.items())))
 
 
+def layout_phases() -> None:
+    """One layout cycle as ``harness layout --json`` does it, in this fresh process, with
+    the time of each step since the interpreter started; prints one JSON line."""
+    import json
+    import time as clock
+    start = clock.perf_counter() - clock.process_time()  # the interpreter's own start-up too
+    marks: list[tuple[str, float]] = []
+
+    def mark(name: str) -> None:
+        marks.append((name, clock.perf_counter()))
+    mark("python start-up")
+    from harness.config import load_machine
+    mark("import harness.config (yaml, device models' code)")
+    from harness.qemu.machine import Machine
+    mark("import harness.qemu.machine (asyncio, qemu.qmp)")
+    spec = load_machine(DEFAULT_MACHINE)
+    mark("load the machine file and the device catalog")
+    machine = Machine(spec)
+    machine.launch()
+    mark("launch: QEMU up, QMP greeting, version and accelerator asked")
+    machine.start_firmware()
+    from harness.qemu.layout import read_static_facts, snapshot
+    mark("cont, import harness.qemu.layout")
+    read_static_facts(machine)
+    mark("QOM facts while the firmware runs")
+    machine.run_firmware()
+    mark("wait for the firmware's end")
+    layout = snapshot(machine)
+    mark("snapshot (info mtree x2, query-pci, one port transfer)")
+    json.dumps(layout.to_dict(), indent=1, sort_keys=True)
+    mark("JSON")
+    machine.close()
+    mark("quit, QEMU exit, run folder removed")
+    previous, steps = start, []
+    for name, at in marks:
+        steps.append([name, at - previous])
+        previous = at
+    print(json.dumps(steps))
+
+
+def bench_phases(report: Report, rounds: int) -> None:
+    """Where a layout cycle's time goes (medians over fresh processes), with the bare cycle."""
+    import json
+    from harness.config import load_machine
+    spec = load_machine(DEFAULT_MACHINE)
+    runs: list[list] = []
+
+    def phases() -> float:
+        done = subprocess.run([sys.executable, __file__, "--layout-phases"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, check=True)
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
+        return sum(s for _, s in runs[-1])
+
+    times = interleave(rounds, {"bare": lambda: bare_cycle(spec), "phases": phases})
+    runs = runs[1:]  # the warm-up round
+    print(f"  where a layout cycle goes (medians of {len(runs)}; bare QEMU cycle "
+          f"{1000 * statistics.median(times['bare']):.0f} ms):")
+    for index, (name, _) in enumerate(runs[0]):
+        print(f"    {1000 * statistics.median(r[index][1] for r in runs):7.1f} ms  {name}")
+    print(f"    {1000 * statistics.median(times['phases']):7.1f} ms  in all")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9, help="rounds per comparison (matrix and pytest: a third)")
-    parser.add_argument("--only", default="cli,layout,run,matrix,pytest")
+    parser.add_argument("--only", default="cli,layout,run,matrix,pytest,phases",
+                        help="comparisons to run (phases: where a layout cycle's time goes)")
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--layout-phases", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.layout_phases:
+        return layout_phases()
     chosen = set(args.only.split(","))
     # Python's default is to keep compiled modules (pip compiles them at install time too);
     # with PYTHONDONTWRITEBYTECODE every harness process would compile ~150 modules from
@@ -287,6 +353,8 @@ def main() -> None:
         bench_matrix(report, args.rounds, args.cells, args.jobs)
     if "pytest" in chosen:
         bench_pytest(report, args.rounds)
+    if "phases" in chosen:
+        bench_phases(report, args.rounds)
     print(f"\nload average at end {loadavg()}; {time.monotonic() - started:.0f} s in all\n")
     print(report.table())
 

@@ -43,7 +43,7 @@ from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
-from .qemu.layout import Layout
+from .qemu.layout import Layout, read_static_facts
 from .qemu.machine import Machine
 from .testbed import Step, Testbed, load_steps
 from .verify import HardwareView, hardware_conflicts
@@ -229,6 +229,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         machine = machine if machine is not None else Machine(spec, keep=True)
         try:
             with machine:
+                if machine.phase != "firmware":
+                    machine.start_firmware()
+                read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
                 machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()

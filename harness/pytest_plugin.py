@@ -464,7 +464,10 @@ class _Pool:
             machine = Machine(resolved.spec, keep=self.keep)
             entry = _Entry(machine)
             try:
+                from .qemu.layout import read_static_facts
                 machine.launch()
+                machine.start_firmware()
+                read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
                 machine.run_firmware()
             except BaseException:
                 entry.close()

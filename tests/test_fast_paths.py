@@ -184,3 +184,70 @@ def test_a_registry_without_per_commit_sync_keeps_everything_once_closed(tmp_pat
     with Registry(path, create=False) as reg:
         assert reg.get_value(r"\Registry\Machine\Software\Bench", "Answer").data == (42).to_bytes(4, "little")
         assert reg._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, the default
+
+
+SHIPPED_MACHINES = sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
+
+
+def test_isa_devices_from_qtree_are_the_qom_walks_on_every_shipped_machine() -> None:
+    """One ``info qtree`` instead of a qom-list per device and a qom-get per property gives
+    exactly what the QOM walk gives (QOM does not need the firmware: launched is enough)."""
+    from harness.config import load_machine
+    from harness.qemu.layout import QOM_CONTAINERS, QomReader
+    key = lambda d: (d.type, d.path)  # noqa: E731
+    for path in SHIPPED_MACHINES:
+        with Machine(load_machine(path)) as m:
+            reader = QomReader(m)
+            fast = reader._read_isa_devices()
+            assert reader.asked < 20, path  # the walk asks 30-60
+            isa_types, *listings = m.qmp_many(
+                [("qom-list-types", {"implements": "isa-device", "abstract": False})]
+                + [("qom-list", {"path": c}) for c in QOM_CONTAINERS])
+            devices = reader._isa_in_containers({t["name"] for t in isa_types}, listings)
+            assert sorted(fast, key=key) == sorted(reader._walk_isa_devices(devices), key=key), path
+
+
+QTREE = '''bus: main-system-bus
+  type System
+  dev: hpet, id ""
+    timers = 3 (0x3)
+  dev: piix3, id ""
+    bus: isa.0
+      type ISA
+      dev: isa-serial, id "com1"
+        index = 0 (0x0)
+        iobase = 1016 (0x3f8)
+        irq = 4 (0x4)
+        chardev = "c"
+      dev: isa-fdc, id ""
+        iobase = 1008 (0x3f0)
+        dma = -1 (0xffffffffffffffff)
+        bus: floppy-bus.0
+          type floppy-bus
+          dev: floppy, id "fd0"
+            unit = 0 (0x0)
+            irq = 9 (0x9)
+        iosize = 512 (512 B)
+      dev: i8257, id ""
+        base = 0 (0x0)
+  dev: other, id ""
+    iobase = 5 (0x5)
+'''
+
+
+def test_parse_qtree_keeps_only_isa_devices_and_their_integer_resources() -> None:
+    from harness.qemu.layout import parse_qtree_isa
+    assert parse_qtree_isa(QTREE) == [("isa-serial", "com1", {"index": 0, "iobase": 0x3F8, "irq": 4}),
+                                      ("isa-fdc", None, {"iobase": 0x3F0, "dma": -1}),
+                                      ("i8257", None, {})]
+
+
+def test_a_qtree_that_does_not_match_one_to_one_is_not_used() -> None:
+    from harness.qemu.layout import QomReader
+    reader = QomReader(type("NoMachine", (), {"static_facts": {}})())
+    devices = [("/machine/peripheral/com1", "com1", "isa-serial"), ("/machine/unattached/device[3]", None, "i8257")]
+    qtree = [("isa-serial", "com1", {"iobase": 0x3F8}), ("i8257", None, {})]
+    assert [d.properties for d in reader._match_qtree(devices, qtree)] == [{"iobase": 0x3F8}, {}]
+    assert reader._match_qtree(devices, qtree[:1]) is None                     # one missing
+    assert reader._match_qtree(devices, [("isa-parallel", "com1", {}), qtree[1]]) is None  # other type
+    assert reader._match_qtree(devices, [qtree[0], ("i8257", "dma", {})]) is None  # named, not anonymous

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     with Machine(spec, keep=args.keep) as machine:
         if args.phase == "post-firmware":
             machine.start_firmware()  # SeaBIOS runs while the layout code is imported
-        from ..qemu.layout import diff, format_text, snapshot
+        from ..qemu.layout import diff, format_text, read_static_facts, snapshot
+        read_static_facts(machine)  # QOM, asked while the firmware runs
         layouts = []
         if args.phase in ("pre-firmware", "both"):
             layouts.append(snapshot(machine))

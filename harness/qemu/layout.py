@@ -272,6 +272,14 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     )
 
 
+def read_static_facts(machine: Any) -> None:
+    """Read what cannot change while the machine's QEMU runs (its QOM tree: devices, their
+    types and ISA resources) into ``machine.static_facts``.  QMP answers while the guest
+    runs, so a caller does this while the firmware runs (:meth:`Machine.start_firmware
+    <harness.qemu.machine.Machine.start_firmware>`) and the snapshot after it asks none of it."""
+    QomReader(machine).isa_devices()
+
+
 def _range_key(r: DecodedRange) -> tuple[int, int, str]:
     return (r.start, r.end, r.owner or "")
 
@@ -366,12 +374,31 @@ class QomReader:
         return list(self._facts["isa-devices"])
 
     def _read_isa_devices(self) -> list[IsaDevice]:
+        """Every ISA device in the QOM containers with its resource properties.
+
+        ``info qtree`` prints every device on the ISA bus with its properties in one
+        command, where QOM needs a qom-list per device and a qom-get per property (~50
+        commands).  qtree names no QOM path, so its devices are matched to the containers'
+        listing: by id, and an anonymous one by type (several of one type by a property
+        asked of each candidate).  When anything does not match one to one, the QOM walk
+        answers instead, so the result is always the QOM walk's."""
         isa_listing, *listings = self.ask(
             [("qom-list-types", {"implements": "isa-device", "abstract": False})]
-            + [("qom-list", {"path": container}) for container in QOM_CONTAINERS])
+            + [("qom-list", {"path": container}) for container in QOM_CONTAINERS]
+            + [("human-monitor-command", {"command-line": "info qtree"})])
         if isinstance(isa_listing, BaseException):
             raise isa_listing
         isa_types = {t["name"] for t in isa_listing}
+        qtree = listings.pop()
+        devices = self._isa_in_containers(isa_types, listings)
+        if not isinstance(qtree, BaseException):
+            matched = self._match_qtree(devices, parse_qtree_isa(qtree))
+            if matched is not None:
+                return matched
+        return self._walk_isa_devices(devices)
+
+    def _isa_in_containers(self, isa_types: set[str], listings: list[Any]) -> list[tuple[str, str | None, str]]:
+        """(path, id, type) of each ISA device in the containers' listings, in their order."""
         devices = []  # (path, id, type) of each ISA device, in container order
         for container, children in zip(QOM_CONTAINERS, listings):
             if isinstance(children, BaseException):
@@ -386,6 +413,51 @@ class QomReader:
                 if match.group(1) in isa_types:
                     dev_id = child["name"] if container == "/machine/peripheral" else None
                     devices.append((path, dev_id, match.group(1)))
+        return devices
+
+    def _match_qtree(self, devices: list[tuple[str, str | None, str]],
+                     qtree: list[tuple[str, str | None, dict[str, int]]]) -> list[IsaDevice] | None:
+        """``devices`` with their properties from ``qtree``; None unless one to one."""
+        if len(qtree) != len(devices):
+            return None
+        named = {dev_id: (kind, props) for kind, dev_id, props in qtree if dev_id is not None}
+        anonymous: dict[str, list[dict[str, int]]] = {}
+        for kind, dev_id, props in qtree:
+            if dev_id is None:
+                anonymous.setdefault(kind, []).append(props)
+        found: dict[str, dict[str, int]] = {}
+        candidates: dict[str, list[str]] = {}
+        for path, dev_id, kind in devices:
+            if dev_id is not None:
+                if named.get(dev_id, ("", {}))[0] != kind:
+                    return None
+                found[path] = named.pop(dev_id)[1]
+            else:
+                candidates.setdefault(kind, []).append(path)
+        if named or sorted(candidates) != sorted(anonymous):
+            return None
+        for kind, paths in candidates.items():
+            entries = anonymous[kind]
+            if len(entries) != len(paths):
+                return None
+            if all(e == entries[0] for e in entries):
+                found.update(dict.fromkeys(paths, entries[0]))  # alike: any pairing is exact
+                continue
+            # Told apart by the properties whose values differ: ask those of each path.
+            names = sorted({n for e in entries for n in e if any(o.get(n) != e.get(n) for o in entries)})
+            answers = iter(self.ask([("qom-get", {"path": p, "property": n}) for p in paths for n in names]))
+            left = list(entries)
+            for path in paths:
+                asked = {n: next(answers) for n in names}
+                fits = [e for e in left if all(_same(e.get(n), v) for n, v in asked.items())]
+                if not fits or any(f != fits[0] for f in fits):
+                    return None
+                left.remove(fits[0])
+                found[path] = fits[0]
+        return [IsaDevice(path, dev_id, kind, dict(found[path])) for path, dev_id, kind in devices]
+
+    def _walk_isa_devices(self, devices: list[tuple[str, str | None, str]]) -> list[IsaDevice]:
+        """The properties of ``devices`` from QOM: a qom-list each, a qom-get per property."""
         wanted = []  # (device index, property) for every ISA resource property
         for index, properties in enumerate(self.ask([("qom-list", {"path": path}) for path, _, _ in devices])):
             if isinstance(properties, BaseException):
@@ -399,6 +471,52 @@ class QomReader:
                 raise value
             props[index][name] = int(value)
         return [IsaDevice(path, dev_id, kind, prop) for (path, dev_id, kind), prop in zip(devices, props)]
+
+
+def _same(expected: int | None, answer: Any) -> bool:
+    """Does a qom-get answer agree with a qtree value (None: qtree does not show it)?"""
+    if isinstance(answer, BaseException):
+        return expected is None
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer == expected
+
+
+_QTREE_LINE = re.compile(r"^( *)(bus|type|dev):? (.*)$|^( *)([\w-]+) = (.*)$")
+_QTREE_DEV = re.compile(r'^([\w.-]+), id "([^"]*)"$')
+_QTREE_INT = re.compile(r"^(-?\d+) \(0x[0-9a-f]+\)$")
+
+
+def parse_qtree_isa(text: str) -> list[tuple[str, str | None, dict[str, int]]]:
+    """``info qtree`` → (type, id or None, {resource property: value}) of every device on a
+    bus of type ISA, in qtree order; properties are the integer ones named in
+    :data:`ISA_RESOURCE_PROPERTIES` (qtree prints them ``N (0xN)``)."""
+    out: list[tuple[str, str | None, dict[str, int]]] = []
+    bus_type: dict[int, str] = {}  # indent of a bus's devices -> its type
+    current: tuple[int, dict[str, int]] | None = None  # (indent, props) of an ISA device
+    for line in text.splitlines():
+        match = _QTREE_LINE.match(line)
+        if not match:
+            continue
+        if match.group(2):
+            indent, word, rest = len(match.group(1)), match.group(2), match.group(3).strip()
+            if current is not None and indent <= current[0]:
+                current = None
+            if word == "type":
+                bus_type[indent] = rest
+            elif word == "dev":
+                dev = _QTREE_DEV.match(rest)
+                if dev and bus_type.get(indent) == "ISA":
+                    props: dict[str, int] = {}
+                    out.append((dev.group(1), dev.group(2) or None, props))
+                    current = (indent, props)
+        elif current is not None:
+            indent, name, value = len(match.group(4)), match.group(5), match.group(6).strip()
+            if indent <= current[0]:
+                current = None
+            elif indent == current[0] + 2 and name in ISA_RESOURCE_PROPERTIES:
+                number = _QTREE_INT.match(value)
+                if number:
+                    current[1][name] = int(number.group(1))
+    return out
 
 
 def _walk_pci(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
