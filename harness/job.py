@@ -222,7 +222,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     # The job's own registry: synced once when the job closes it, not at each of its ~280 commits.
-    registry = Registry(out_dir / REGISTRY_FILE, durable_commits=False)
+    registry = Registry(out_dir / REGISTRY_FILE, sync="close")
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.

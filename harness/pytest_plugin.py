@@ -571,7 +571,7 @@ def layout(machine: Any, request: pytest.FixtureRequest) -> Any:
 def registry(tmp_path: Path) -> Iterator[Any]:
     """A fresh registry file in the test's own temporary folder."""
     from .nt.registry import Registry
-    reg = Registry(tmp_path / "registry.sqlite", durable_commits=False)  # a test's: no fsync per commit
+    reg = Registry(tmp_path / "registry.sqlite", sync="never")  # a test's scratch registry
     yield reg
     reg.close()
 

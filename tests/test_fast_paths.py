@@ -174,7 +174,7 @@ def test_an_error_still_comes_from_the_python_loader() -> None:
 def test_a_registry_without_per_commit_sync_keeps_everything_once_closed(tmp_path: Path) -> None:
     from harness.nt.registry import Registry
     path = tmp_path / "reg.sqlite"
-    with Registry(path, durable_commits=False) as reg:
+    with Registry(path, sync="close") as reg:
         reg.create_key(r"\Registry\Machine\Software\Bench")
         reg.set_value(r"\Registry\Machine\Software\Bench", "Answer", 42)
         assert reg._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
@@ -251,3 +251,14 @@ def test_a_qtree_that_does_not_match_one_to_one_is_not_used() -> None:
     assert reader._match_qtree(devices, qtree[:1]) is None                     # one missing
     assert reader._match_qtree(devices, [("isa-parallel", "com1", {}), qtree[1]]) is None  # other type
     assert reader._match_qtree(devices, [qtree[0], ("i8257", "dma", {})]) is None  # named, not anonymous
+
+
+def test_a_scratch_registry_never_syncs_and_a_bad_mode_is_refused(tmp_path: Path) -> None:
+    from harness.nt.registry import Registry, RegistryError
+    with Registry(tmp_path / "scratch.sqlite", sync="never") as reg:
+        assert reg._conn.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF
+        reg.create_key(r"\Registry\Machine\Software\Scratch")
+    with Registry(tmp_path / "scratch.sqlite", create=False) as reg:  # committed all the same
+        assert reg.key_exists(r"\Registry\Machine\Software\Scratch")
+    with pytest.raises(RegistryError, match="sync must be one of commit, close, never, not 'sometimes'"):
+        Registry(tmp_path / "other.sqlite", sync="sometimes")
