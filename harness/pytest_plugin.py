@@ -560,6 +560,10 @@ def machine(request: pytest.FixtureRequest, harness_spec: Any) -> Iterator[Any]:
 @pytest.fixture
 def layout(machine: Any, request: pytest.FixtureRequest) -> Any:
     """The machine's post-firmware layout (one snapshot while the machine is reused)."""
+    return _firmware_layout(machine, request)
+
+
+def _firmware_layout(machine: Any, request: pytest.FixtureRequest) -> Any:
     from .qemu.layout import snapshot
     entry = request.node.stash[_used_key].entry
     if entry.layout is None:
@@ -580,7 +584,7 @@ def registry(tmp_path: Path) -> Iterator[Any]:
 def testbed(machine: Any, registry: Any, request: pytest.FixtureRequest) -> Any:
     """Detection done into ``registry``, an I/O manager with the HAL's claims."""
     from .testbed import Testbed
-    bed = Testbed(machine, registry)
+    bed = Testbed(machine, registry, _firmware_layout(machine, request))
     request.node.stash[_used_key].testbed = bed
     return bed
 

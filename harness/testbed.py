@@ -28,7 +28,7 @@ from .nt.detect import detect_hardware
 from .nt.hal import Hal
 from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
 from .nt.registry import Registry
-from .qemu.layout import snapshot
+from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 from .verify import HardwareView, routed_view
@@ -60,6 +60,9 @@ def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
 class Testbed:
     machine: Machine
     registry: Registry
+    #: The machine's post-firmware snapshot when the caller already has it (the pytest
+    #: plugin keeps one per reused machine); taken here otherwise.
+    firmware_layout: Layout | None = None
     hal: Hal = field(init=False)
     io: IoManager = field(init=False)
     #: The hardware as the firmware left it (before any driver touched it).
@@ -72,7 +75,8 @@ class Testbed:
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine)
         self.hal = Hal(bus)
-        self.before = routed_view(snapshot(self.machine, "post-firmware"), self.hal)
+        layout = self.firmware_layout if self.firmware_layout is not None else snapshot(self.machine, "post-firmware")
+        self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
