@@ -238,7 +238,7 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
         if isinstance(answer, BaseException):
             raise answer
     functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
-                 for d in _walk_pci(b["devices"])]
+                 for d in walk_pci(b["devices"])]
     pirq_dwords = _pirq_dwords(kind)
     ops = [op for key in functions for op in PortChannel.config_read_ops(*key, 0x04, 2)]
     ops += [op for *key, offset in pirq_dwords for op in PortChannel.config_read_ops(*key, offset, 4)]
@@ -519,13 +519,13 @@ def parse_qtree_isa(text: str) -> list[tuple[str, str | None, dict[str, int]]]:
     return out
 
 
-def _walk_pci(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+def walk_pci(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     """query-pci's functions, each bridge followed by what is behind it."""
     for dev in devices:
         yield dev
         bridge = dev.get("pci_bridge")
         if bridge is not None:
-            yield from _walk_pci(bridge.get("devices", []))
+            yield from walk_pci(bridge.get("devices", []))
 
 
 def _read_pci(query_pci: list[dict[str, Any]], commands: dict[tuple[int, int, int], int]) -> list[PciFunction]:

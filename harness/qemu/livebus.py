@@ -33,12 +33,12 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from typing import Any
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
-from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree
+from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -262,7 +262,7 @@ class LiveBus:
             self._buses = set()
             for bus in self._query_pci:
                 self._buses.add(bus["bus"])
-                for dev in _walk(bus["devices"]):
+                for dev in walk_pci(bus["devices"]):
                     key = (dev["bus"], dev["slot"], dev["function"])
                     self._present.add(key)
                     if dev.get("pci_bridge") is not None:
@@ -282,7 +282,7 @@ class LiveBus:
         return key in self._present
 
     def _seed_from_query_pci(self, key: tuple[int, int, int], fn: _Function) -> None:
-        dev = next((d for b in self.query_pci() for d in _walk(b["devices"])
+        dev = next((d for b in self.query_pci() for d in walk_pci(b["devices"])
                     if (d["bus"], d["slot"], d["function"]) == key), None)
         if dev is None:
             return
@@ -380,7 +380,7 @@ class LiveBus:
             by_id: dict[str, tuple[int, int, int]] = {}
             anonymous: dict[int, list[tuple[int, int, int]]] = {}
             for bus in self.query_pci():
-                for dev in _walk(bus["devices"]):
+                for dev in walk_pci(bus["devices"]):
                     key = (dev["bus"], dev["slot"], dev["function"])
                     if dev.get("qdev_id"):
                         by_id[dev["qdev_id"]] = key
@@ -412,7 +412,7 @@ class LiveBus:
         the mapped ones: -1 while unmapped), as ``{index: (start, end)}``."""
         out: dict[int, tuple[int, int]] = {}
         for b in self.query_pci(fresh=True):
-            for dev in _walk(b["devices"]):
+            for dev in walk_pci(b["devices"]):
                 if (dev["bus"], dev["slot"], dev["function"]) == (bus, device, function):
                     for region in dev.get("regions", []):
                         if region["address"] not in (UNASSIGNED, -1):
@@ -442,14 +442,6 @@ class LiveBus:
                     raise value
                 known[path] = int(value) if isinstance(value, int) and value >= 0 else None
         return {p: known[p] for p in paths}
-
-
-def _walk(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for dev in devices:
-        yield dev
-        bridge = dev.get("pci_bridge")
-        if bridge is not None:
-            yield from _walk(bridge.get("devices", []))
 
 
 def _upper_of_64(listed: dict[int, dict[str, Any]], index: int) -> bool:
