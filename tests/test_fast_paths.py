@@ -262,3 +262,32 @@ def test_a_scratch_registry_never_syncs_and_a_bad_mode_is_refused(tmp_path: Path
         assert reg.key_exists(r"\Registry\Machine\Software\Scratch")
     with pytest.raises(RegistryError, match="sync must be one of commit, close, never, not 'sometimes'"):
         Registry(tmp_path / "other.sqlite", sync="sometimes")
+
+
+def test_detection_batched_finds_what_one_access_at_a_time_finds() -> None:
+    """Detection reads several registers in one exchange and posts its writes on a LiveBus;
+    through a bus with only the BusAccess methods it does one access at a time: same result."""
+    from harness.config import load_machine
+    from harness.nt.detect import HardwareDetector
+    from harness.qemu.livebus import LiveBus
+
+    class OneAtATime:
+        def __init__(self, bus):
+            self._bus = bus
+
+        def __getattr__(self, name):
+            if name in ("read_ports", "posted_writes"):
+                raise AttributeError(name)
+            return getattr(self._bus, name)
+
+    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
+        m.run_firmware()
+        # The first detection finds the keyboard's IRQ 1 edge fresh, later ones find it
+        # latched (and fall back to the PC/AT line): compare in the later state.
+        HardwareDetector(LiveBus(m)).detect()
+        before = m.qtest.exchanges
+        batched = HardwareDetector(LiveBus(m)).detect()
+        middle = m.qtest.exchanges
+        plain = HardwareDetector(OneAtATime(LiveBus(m))).detect()
+        assert batched == plain and len(batched.controllers) >= 5
+        assert middle - before < m.qtest.exchanges - middle

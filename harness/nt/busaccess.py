@@ -121,6 +121,16 @@ def posted_writes(bus: object) -> AbstractContextManager[None]:
     return method() if method is not None else nullcontext()
 
 
+def read_ports(bus: object, accesses: Sequence[tuple[int, int]]) -> list[int]:
+    """Read ``(port, size)`` after ``(port, size)`` in order, nothing written between: in
+    one exchange on a bus that can (an optional capability, ``bus.read_ports()``), else one
+    :meth:`BusAccess.read_port` each."""
+    method = getattr(bus, "read_ports", None)
+    if method is not None:
+        return list(method(accesses))
+    return [bus.read_port(port, size) for port, size in accesses]  # type: ignore[attr-defined]
+
+
 def check_port_access(port: int, size: int) -> None:
     if size not in (1, 2, 4):
         raise BusAccessError(f"port access size must be 1, 2 or 4 bytes, not {size}")
@@ -157,4 +167,4 @@ def config_write_pieces(offset: int, length: int) -> list[tuple[int, int]]:
 
 __all__ = ["BusAccess", "BusAccessError", "DecodeMap", "DecodedSpan", "IO_SPACE", "MEMORY_SPACE",
            "PCI_CONFIG_SIZE", "PORT_SPACE_END", "check_config_range", "check_port_access",
-           "config_write_pieces", "posted_writes"]
+           "config_write_pieces", "posted_writes", "read_ports"]

@@ -33,7 +33,7 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Sequence
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
@@ -133,6 +133,13 @@ class LiveBus:
         check_port_access(port, size)
         self._check_epoch()
         return self.ports.read_port(port, size)
+
+    def read_ports(self, accesses: Sequence[tuple[int, int]]) -> list[int]:
+        """See :func:`harness.nt.busaccess.read_ports`: one port transfer."""
+        for port, size in accesses:
+            check_port_access(port, size)
+        self._check_epoch()
+        return self.ports.transfer([("in", port, size, None) for port, size in accesses])
 
     def write_port(self, port: int, value: int, size: int = 1) -> None:
         check_port_access(port, size)

@@ -125,10 +125,10 @@ class QtestChannel:
     def _send(self, data: bytes, deadline: float, what: str, timeout: float) -> None:
         view = memoryview(data)
         while view:
-            self._wait(select.POLLOUT, deadline, what, timeout)
             try:
                 sent = self._sock.send(view)
-            except BlockingIOError:
+            except BlockingIOError:  # the socket buffer is full: wait until QEMU reads
+                self._wait(select.POLLOUT, deadline, what, timeout)
                 continue
             except OSError:
                 raise self._on_closed(what) from None
