@@ -16,6 +16,9 @@ reports medians, so load from other processes moves both sides alike:
 * ``matrix``  ``harness.matrix.run_cells`` at ``--jobs`` on ``--cells`` cells spread over
   configs/matrices/devices.yaml (worker start-up included) against the same cells' bare
   processes ``--jobs`` at a time: cells/s as a share of bare cycles/s;
+* ``channels`` what the faster channels save (port reads over qtest against HMP, batched
+  reads, QOM facts from ``info qtree`` against the per-device QOM walk);
+* ``phases``  where one layout cycle's time goes, step by step, in fresh processes;
 * ``pytest``  a generated file of 50 tests on one reused machine spec taking no fixture,
   50 taking ``machine`` and 50 taking ``testbed``; a conftest times each test's setup and
   teardown (where fixtures work; the call is the test's own work).  A fixture's cost per
@@ -113,9 +116,11 @@ class Report:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str, str, str]] = []
 
-    def add(self, what: str, harness: str, bare: str, ratio: str, target: str, met: bool) -> None:
-        self.rows.append((what, harness, bare, ratio, f"{target} {'met' if met else 'NOT met'}"))
-        print(f"  {what}: {harness} vs {bare} -> {ratio} ({target}: {'met' if met else 'NOT met'})", flush=True)
+    def add(self, what: str, harness: str, bare: str, ratio: str, target: str, met: bool | None) -> None:
+        """One row; ``met`` None for a figure without a target."""
+        verdict = "" if met is None else f"{target} {'met' if met else 'NOT met'}"
+        self.rows.append((what, harness, bare, ratio, verdict or "-"))
+        print(f"  {what}: {harness} vs {bare} -> {ratio}" + (f" ({verdict})" if verdict else ""), flush=True)
 
     def table(self) -> str:
         head = ("comparison", "harness (median)", "floor (median)", "ratio", "target")
@@ -255,6 +260,60 @@ def bench_pytest(report: Report, rounds: int) -> None:
                                                        for k, v in sorted(first.items())))
 
 
+def bench_channels(report: Report, rounds: int) -> None:
+    """What the faster channels save on one machine: a port read over qtest against HMP,
+    one exchange of 16 reads against 16 exchanges, and the ISA devices' QOM facts from
+    ``info qtree`` against the per-device QOM walk."""
+    from harness.config import load_machine
+    from harness.qemu.bus import HmpPorts, QtestPorts
+    from harness.qemu.layout import QOM_CONTAINERS, QomReader
+    from harness.qemu.machine import Machine
+    reads = 200
+    with Machine(load_machine(DEFAULT_MACHINE)) as machine:
+        machine.run_firmware()
+        qtest, hmp = QtestPorts(machine.qtest), HmpPorts(machine)
+
+        def per_read(ports) -> Callable[[], float]:
+            def run() -> float:
+                start = time.perf_counter()
+                for _ in range(reads):
+                    ports.read_port(0x21)
+                return (time.perf_counter() - start) / reads
+            return run
+
+        def batched() -> float:
+            start = time.perf_counter()
+            for _ in range(reads // 16):
+                qtest.transfer([("in", 0x21, 1, None)] * 16)
+            return (time.perf_counter() - start) / (reads // 16 * 16)
+
+        def qom(fast: bool) -> Callable[[], float]:
+            def run() -> float:
+                machine.static_facts.clear()
+                reader = QomReader(machine)
+                start = time.perf_counter()
+                if fast:
+                    reader.isa_devices()
+                else:
+                    isa_types, *listings = machine.qmp_many(
+                        [("qom-list-types", {"implements": "isa-device", "abstract": False})]
+                        + [("qom-list", {"path": c}) for c in QOM_CONTAINERS])
+                    reader._walk_isa_devices(reader._isa_in_containers({x["name"] for x in isa_types}, listings))
+                return time.perf_counter() - start
+            return run
+
+        times = interleave(rounds, {"hmp": per_read(hmp), "qtest": per_read(qtest), "batched": batched,
+                                    "walk": qom(False), "qtree": qom(True)})
+    med = {k: statistics.median(v) for k, v in times.items()}
+    report.add("port read, qtest / HMP `i`", f"{med['qtest'] * 1e6:.0f} us", f"{med['hmp'] * 1e6:.0f} us",
+               f"{med['hmp'] / med['qtest']:.0f}x faster", "", None)
+    report.add("port read in a 16-read qtest exchange", f"{med['batched'] * 1e6:.0f} us",
+               f"{med['qtest'] * 1e6:.0f} us alone", f"{med['qtest'] / med['batched']:.1f}x faster",
+               "", None)
+    report.add("ISA devices' QOM facts, `info qtree` / QOM walk", f"{med['qtree'] * 1000:.1f} ms",
+               f"{med['walk'] * 1000:.1f} ms", f"{med['walk'] / med['qtree']:.1f}x faster", "", None)
+
+
 def layout_phases() -> None:
     """One layout cycle as ``harness layout --json`` does it, in this fresh process, with
     the time of each step since the interpreter started; prints one JSON line."""
@@ -320,7 +379,7 @@ def bench_phases(report: Report, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9, help="rounds per comparison (matrix and pytest: a third)")
-    parser.add_argument("--only", default="cli,layout,run,matrix,pytest,phases",
+    parser.add_argument("--only", default="cli,layout,run,matrix,pytest,phases,channels",
                         help="comparisons to run (phases: where a layout cycle's time goes)")
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
@@ -355,6 +414,8 @@ def main() -> None:
         bench_pytest(report, args.rounds)
     if "phases" in chosen:
         bench_phases(report, args.rounds)
+    if "channels" in chosen:
+        bench_channels(report, args.rounds)
     print(f"\nload average at end {loadavg()}; {time.monotonic() - started:.0f} s in all\n")
     print(report.table())
 
