@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..config import ACCEL_POLICIES, load_machine
 
@@ -29,20 +30,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..qemu.machine import Machine
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
-    # QEMU starts and runs its firmware while the NT model is imported (on another core).
-    machine = Machine(spec, keep=True)
+    machine = _start_early(spec)
     try:
-        machine.launch()
-        machine.start_firmware()
         from ..job import run_job
         from ..repro import write_bundle
         result = run_job(spec, out, picture=not args.no_picture, machine=machine)
     finally:
-        machine.close()
-        shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
+        if machine is not None:
+            machine.close()
+            shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:
         bundle = write_bundle(result, title=f"harness run {args.config}")
@@ -53,3 +51,20 @@ def run(args: argparse.Namespace) -> int:
         if bundle:
             print(f"Repro bundle: {bundle}  (harness repro {bundle})")
     return result.exit_code
+
+
+def _start_early(spec: Any) -> Any:
+    """QEMU launched and its firmware running, so that the NT model is imported meanwhile
+    (on another core); None if that failed: the job then launches it again itself and
+    reports the failure with QEMU's logs in OUT/qemu, as it always has."""
+    from ..errors import HarnessError
+    from ..qemu.machine import Machine
+    machine = Machine(spec, keep=True)
+    try:
+        machine.launch()
+        machine.start_firmware()
+    except HarnessError:
+        machine.close()
+        shutil.rmtree(machine.run_dir, ignore_errors=True)
+        return None
+    return machine
