@@ -225,10 +225,11 @@ class LiveBus:
         # Decide before writing: a bridge (bus numbers, windows) or the host bridge
         # (PCIEXBAR) changes what every other access reaches.
         wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
-        for piece, width in config_write_pieces(offset, len(data)):
-            value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
-            self._select(bus, device, function, piece)
-            self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+        with self.ports.posting():  # every piece in one exchange, sent before this returns
+            for piece, width in config_write_pieces(offset, len(data)):
+                value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
+                self._select(bus, device, function, piece)
+                self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
         if wide:
             cf8 = self._cf8
             self._reset_state()
@@ -253,8 +254,9 @@ class LiveBus:
             self._cf8 = address
 
     def _cf8_read(self, bus: int, device: int, function: int, dword: int) -> int:
-        self._select(bus, device, function, dword)
-        return self.ports.read_port(PCI_CONFIG_DATA, 4)
+        with self.ports.posting():  # the 0xCF8 write goes out with the read: one exchange
+            self._select(bus, device, function, dword)
+            return self.ports.read_port(PCI_CONFIG_DATA, 4)
 
     # ------------------------------------------------------------------ query-pci
     def query_pci(self, *, fresh: bool = False) -> list[dict[str, Any]]:
