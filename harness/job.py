@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import MachineSpec
+from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
@@ -106,6 +106,8 @@ class JobResult:
     picture: Path | None = None
     unreadable: list[str] = field(default_factory=list)
     shared_lines: list[SharedLine] = field(default_factory=list)
+    hal: str = "pic"                    # the interrupt model the HAL ran (HAL_CHOICES)
+    reactos: bool = False               # IoReportResourceUsage as ReactOS has it
 
     @property
     def conflicts(self) -> list[dict[str, Any]]:
@@ -142,13 +144,13 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "clean": self.clean, "exit_code": self.exit_code,
+            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean, "exit_code": self.exit_code,
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
             "violations": [v.to_dict() for v in self.violations],
             "checks": [c.to_dict() for c in self.checks],
             "collisions": [c.to_dict() for c in self.collisions],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
-            "shared_interrupts": [{"irq": s.irq, "mode": s.mode, "devices": s.devices, "raised": s.raised,
+            "shared_interrupts": [{"irq": s.irq, "input": s.input_name, "mode": s.mode, "devices": s.devices, "raised": s.raised,
                                    "taken": len(s.taken), "left_pending": s.left_pending, "lost": s.lost,
                                    "summary": s.describe()} for s in self.shared_lines],
             "out_dir": str(self.out_dir), "picture": str(self.picture) if self.picture else None,
@@ -156,7 +158,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version})", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
         out.append("Drivers")
         for d in self.drivers:
             out.append(f"  {d.name}: {d.status}")
@@ -210,14 +212,22 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None, machine: Machine | None = None) -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False,
+            machine: Machine | None = None) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
-    ``machine``: ``spec``'s machine already launched with ``keep=True`` (its firmware may be
-    running, :meth:`Machine.start_firmware`), by a caller that starts QEMU before importing
-    this module; the job closes it."""
+    ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
+    has it (it writes nothing and sees no conflict), to show what a driver meets there.
+    ``machine``: for the PIC HAL, ``spec``'s machine already launched with ``keep=True``
+    (its firmware may be running, :meth:`Machine.start_firmware`) by a caller that starts
+    QEMU before importing this module; the job closes it."""
+    from .guests.agent import AgentLiveBus, agent_boot, connect_agent
+
+    apic = hal_for(spec, hal) == "apic"
+    if apic and machine is not None:
+        raise HarnessError("an early-launched machine is for the PIC HAL; the APIC HAL boots the probe guest")
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -226,22 +236,32 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = machine if machine is not None else Machine(spec, keep=True)
+        if machine is None:
+            machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         try:
             with machine:
-                if machine.phase != "firmware":
-                    machine.start_firmware()
-                read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
-                machine.run_firmware()
+                agent = bus = None
+                if apic:
+                    agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
+                    bus = AgentLiveBus(machine, agent)
+                else:
+                    if machine.phase != "firmware":
+                        machine.start_firmware()
+                    read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
+                    machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
-                bed = Testbed(machine, registry)
-                timings["detect"] = time.monotonic() - t
-                t = time.monotonic()
-                bed.run(load_steps(spec) if steps is None else steps)
-                timings["drivers"] = time.monotonic() - t
-                shared = exercise_shared_interrupts(bed.io, machine)
-                result = collect(bed, out_dir, timings, shared)
+                try:
+                    bed = Testbed(machine, registry, bus=bus, reactos_compat=reactos)
+                    timings["detect"] = time.monotonic() - t
+                    t = time.monotonic()
+                    bed.run(load_steps(spec) if steps is None else steps)
+                    timings["drivers"] = time.monotonic() - t
+                    shared = exercise_shared_interrupts(bed.io, machine)
+                    result = collect(bed, out_dir, timings, shared)
+                finally:
+                    if agent is not None:
+                        agent.agent.close()
         finally:
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
@@ -263,7 +283,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after()
     checks = check_claims(io, after.layout, spec)
     collisions = hardware_collisions(after, spec)
-    collisions += [Collision("irq-lost", f"irq {s.irq}", tuple(s.devices), s.describe()) for s in shared if s.lost]
+    collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
+                   for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
     # What the firmware left that the drivers then resolved (a moved BAR) counts too.
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
@@ -272,7 +293,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
                      [e.to_dict() for e in io.error_log], io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared))
+                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat)
 
 
 def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> None:

@@ -584,7 +584,7 @@ def registry(tmp_path: Path) -> Iterator[Any]:
 def testbed(machine: Any, registry: Any, request: pytest.FixtureRequest) -> Any:
     """Detection done into ``registry``, an I/O manager with the HAL's claims."""
     from .testbed import Testbed
-    bed = Testbed(machine, registry, _firmware_layout(machine, request))
+    bed = Testbed(machine, registry, firmware_layout=_firmware_layout(machine, request))
     request.node.stash[_used_key].testbed = bed
     return bed
 

@@ -47,7 +47,7 @@ import yaml
 from . import __version__
 from .config import MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
-from .job import JobResult, run_job
+from .job import HAL_CHOICES, JobResult, run_job
 from .nt.iomgr import ReportCall
 from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_RESOURCE_LIST, INTERFACE_TYPE, CmResourceShare, Dma,
                            Interrupt, Memory, Port)
@@ -60,7 +60,7 @@ BUNDLE_VERSION = 1
 #: The bundle's name in an output folder (main job, failing test, matrix cell).
 BUNDLE_FILE = "bundle.yaml"
 OUTCOMES = ("conflict", "clean")
-_KEYS = frozenset({"harness_repro", "title", "seen", "machine", "steps", "claims", "expect"})
+_KEYS = frozenset({"harness_repro", "title", "seen", "machine", "hal", "reactos", "steps", "claims", "expect"})
 _REPORT_KEYS = frozenset({"driver", "device", "class", "override", "driver_list", "device_list"})
 _SHARES = {"undetermined": CmResourceShare.CmResourceShareUndetermined,
            "device-exclusive": CmResourceShare.CmResourceShareDeviceExclusive,
@@ -85,6 +85,9 @@ class Bundle:
     seen: dict[str, Any] = field(default_factory=dict)
     claims: list[str] = field(default_factory=list)
     source: str = "<bundle>"
+    #: How the job ran: its HAL (``harness run --hal``) and the ReactOS switch.
+    hal: str = "auto"
+    reactos: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         machine = self.spec.to_dict()
@@ -93,7 +96,8 @@ class Bundle:
         for dev in machine["devices"]:
             dev.update({k: Hex(v) for k, v in dev.items() if k.endswith("base") and isinstance(v, int)})
         return {"harness_repro": BUNDLE_VERSION, "title": self.title, "seen": self.seen,
-                "machine": machine, "steps": [_step_doc(s) for s in self.steps],
+                "machine": machine, "hal": self.hal, "reactos": self.reactos,
+                "steps": [_step_doc(s) for s in self.steps],
                 "claims": self.claims, "expect": {"outcome": self.outcome, "findings": self.findings}}
 
     def dump(self) -> str:
@@ -122,7 +126,7 @@ def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
             "recorded": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()}
     claims = [f"{c.driver} {c.device or ''}: {c.resource}".replace(" :", ":") for c in result.checks]
     return Bundle(result.spec, list(steps), "clean" if result.clean else "conflict", result.findings(),
-                  title, seen, claims)
+                  title, seen, claims, hal=result.hal, reactos=result.reactos)
 
 
 def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: str) -> Path:
@@ -179,7 +183,9 @@ def parse_bundle(doc: Any, source: str) -> Bundle:
     elif not isinstance(seen, Node):
         raise doc.error("seen", "expected a mapping")
     claims = [_text(doc, "claims", c) for c in get_list(doc, "claims", default=[])]
-    return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source)
+    return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source,
+                  hal=get_str(doc, "hal", choices=HAL_CHOICES, default="auto"),
+                  reactos=get_bool(doc, "reactos", default=False))
 
 
 def _text(node: Node, key: str, value: Any) -> str:
@@ -358,7 +364,8 @@ class Replay:
 
 def replay(bundle: Bundle, out_dir: Path, *, picture: bool = True) -> Replay:
     """Do the bundle's scenario on a fresh machine (the main job with its steps)."""
-    return Replay(run_job(bundle.spec, out_dir, picture=picture, steps=bundle.steps), bundle)
+    return Replay(run_job(bundle.spec, out_dir, picture=picture, steps=bundle.steps, hal=bundle.hal,
+                          reactos=bundle.reactos), bundle)
 
 
 @dataclass

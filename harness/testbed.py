@@ -31,6 +31,7 @@ from .nt.registry import Registry
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
+from .qemu.pic import read_ioapic
 from .verify import HardwareView, routed_view
 
 
@@ -60,6 +61,12 @@ def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
 class Testbed:
     machine: Machine
     registry: Registry
+    #: The bus the HAL uses: None for QEMU's HMP on the paused machine (the PIC HAL), or
+    #: the probe guest's agent on a running one (the HAL is then chosen from the
+    #: machine's MADT: the APIC HAL where there is an I/O APIC).
+    bus: Any = None
+    #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
+    reactos_compat: bool = False
     #: The machine's post-firmware snapshot when the caller already has it (the pytest
     #: plugin keeps one per reused machine); taken here otherwise.
     firmware_layout: Layout | None = None
@@ -73,12 +80,13 @@ class Testbed:
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        bus = LiveBus(self.machine)
-        self.hal = Hal(bus)
+        bus = LiveBus(self.machine) if self.bus is None else self.bus
+        self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
+                       ioapic_reader=lambda: read_ioapic(self.machine))
         layout = self.firmware_layout if self.firmware_layout is not None else snapshot(self.machine, "post-firmware")
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
-        self.io = IoManager(self.registry, self.hal)
+        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
 
     @property

@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import DeviceSpec, MachineSpec
+from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
 from .qemu.layout import LEGACY_IDE_IRQS
 
@@ -294,6 +294,8 @@ class _Context:
                 users[irq].append(who)
 
         for dev in self.layout.isa:
+            if dev.id and dev.id.startswith(RESERVED_ID_PREFIX):
+                continue  # the harness's own channels (the agent's UART never enables its IRQ)
             for prop in ("irq", "kbd-irq", "mouse-irq"):
                 add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
         for fn in self.layout.pci:

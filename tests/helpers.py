@@ -109,3 +109,25 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
             bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
             bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
     return bad
+
+
+# ---- interrupt tests (the PIC HAL's test_interrupts.py, the APIC HAL's test_apic.py) ----
+def uart_isr(bus, base: int, log: list[str]):
+    """A 16550's ISR: reading IIR acknowledges THRE; TRUE when the UART had something."""
+    def isr(interrupt, context) -> bool:
+        iir = bus.read_port(base + 2)
+        log.append(f"{base:#x}:{iir:#04x}")
+        return not iir & 1
+    return isr
+
+
+def release_interrupts(manager, bus, uart_bases) -> None:
+    """Disconnect every interrupt object of ``manager``, quiet the UARTs, take what is left."""
+    assert manager.interrupts is not None
+    for chain in list(manager.interrupts.vectors.values()):
+        for interrupt in list(chain):
+            manager.IoDisconnectInterrupt(interrupt)
+    for base in uart_bases:
+        bus.write_port(base + 1, 0)
+        bus.read_port(base + 2)
+    manager.interrupts.take_interrupts()

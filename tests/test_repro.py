@@ -66,6 +66,15 @@ def test_replay_reproduces_on_a_fresh_machine(recorded, tmp_path: Path) -> None:
     assert "REPRODUCES" in again.format_text()
 
 
+def test_a_bundle_keeps_how_the_job_ran(recorded, tmp_path: Path) -> None:
+    import dataclasses
+    path, bundle = recorded
+    assert (bundle.hal, bundle.reactos) == ("pic", False) and "hal: pic" in path.read_text()
+    # The same scenario under the ReactOS switch: every claim succeeds, the conflict is gone.
+    ros = replay(dataclasses.replace(bundle, reactos=True), tmp_path / "ros", picture=False)
+    assert ros.result.reactos and not ros.result.conflicts and not ros.reproduces
+
+
 def test_a_finding_that_does_not_come_back_is_named(recorded, tmp_path: Path) -> None:
     _, bundle = recorded
     bundle = dataclasses.replace(bundle, findings=bundle.findings + ["conflict IO_ERR_DMA_CONFLICT_DETECTED: nobody"])
@@ -141,6 +150,8 @@ machine:
      "        - resources: [{port: 0x10, length: 1, share: sometimes}]\n",
      ":11: steps[0].report.device_list[0].resources[0].share", "'sometimes' is not one of"),
     ("expect: {outcome: maybe}\n", ":6: expect.outcome", "'maybe' is not one of: conflict, clean"),
+    ("hal: x2apic\n", ":6: hal", "'x2apic' is not one of: auto, pic, apic"),
+    ("reactos: perhaps\n", ":6: reactos", "expected"),
     ("drivers: [serial]\nsteps: []\n", ":6: drivers", "unknown field 'drivers'; expected one of: claims,"),
 ])
 def test_bundle_errors_name_file_line_and_field(tail: str, where: str, message: str) -> None:

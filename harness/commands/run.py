@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import ACCEL_POLICIES, load_machine
+from ..config import ACCEL_POLICIES, HAL_CHOICES, hal_for, load_machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,17 +26,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "(default: runs/<machine name>)")
     parser.add_argument("--no-picture", action="store_true", help="do not draw resourcemap.png")
     parser.add_argument("--accel", choices=ACCEL_POLICIES, help="override the config's accelerator policy")
+    parser.add_argument("--hal", choices=HAL_CHOICES, default="auto",
+                        help="the HAL: pic (the PC/AT 8259s, machine paused after its firmware), apic "
+                             "(I/O APIC and local APIC, the probe guest's CPU takes the interrupts); "
+                             "auto: apic on q35, pic elsewhere (default)")
+    parser.add_argument("--reactos", action="store_true",
+                        help="IoReportResourceUsage as ReactOS has it: every claim succeeds, nothing is "
+                             "written to the ResourceMap, no conflict is logged (what a driver meets there)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
-    machine = _start_early(spec)
+    # The PIC HAL's machine is QEMU paused after its firmware: start it now (the APIC HAL's
+    # probe guest is booted by the job).
+    machine = _start_early(spec) if hal_for(spec, args.hal) == "pic" else None
     try:
         from ..job import run_job
         from ..repro import write_bundle
-        result = run_job(spec, out, picture=not args.no_picture, machine=machine)
+        result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos,
+                         machine=machine)
     finally:
         if machine is not None:
             machine.close()
