@@ -65,6 +65,7 @@ def test_qtest_reads_what_hmp_reads(serial_machine) -> None:
     assert slow.read_port(SCRATCH) == 0x3C
     slow.write_port(SCRATCH, 0xC3)
     assert fast.read_port(SCRATCH) == 0xC3
+    assert "inb" not in m.qemu_log.read_text()  # qtest does not log its traffic to QEMU's output
 
 
 def test_posted_writes_go_out_with_the_next_read_or_any_qmp_command(serial_machine) -> None:
@@ -94,6 +95,22 @@ def test_pipelined_qmp_answers_in_order_with_each_refusal_in_its_place(serial_ma
     assert isinstance(answers[1], QEMUError)
     assert answers[2] == "isa-serial"
     assert m.qmp_many([]) == []
+
+
+def test_no_posted_writes_on_a_machine_running_a_guest(serial_machine) -> None:
+    from harness.qemu.livebus import LiveBus
+
+    class Running:
+        boot = object()  # what a machine booted with a guest kernel has
+
+        def __getattr__(self, name: str):
+            return getattr(serial_machine, name)
+
+    bus = LiveBus(Running())
+    with bus.posted_writes():
+        before = serial_machine.qtest.exchanges
+        bus.write_port(SCRATCH, 0x44)
+        assert serial_machine.qtest.exchanges == before + 1  # went out at once
 
 
 def test_snapshot_is_the_same_asked_one_command_at_a_time(serial_machine) -> None:

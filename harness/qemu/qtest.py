@@ -45,7 +45,9 @@ class QtestError(HarnessError):
 
 def qtest_args(fd: int) -> list[str]:
     """QEMU options that serve the qtest protocol on the inherited socket ``fd``."""
-    return ["-chardev", f"socket,id={QTEST_ID},fd={fd}", "-object", f"qtest,id={QTEST_ID},chardev={QTEST_ID}"]
+    # log: without it QEMU writes every command and answer to its stderr (qemu.log).
+    return ["-chardev", f"socket,id={QTEST_ID},fd={fd}",
+            "-object", f"qtest,id={QTEST_ID},chardev={QTEST_ID},log=/dev/null"]
 
 
 class QtestChannel:
