@@ -30,9 +30,9 @@ Storage and concurrency (one registry per machine):
   middle of a claim — leaves the old state or the new one, and a committed transaction
   survives power loss. ``:memory:`` gives a private in-memory registry for tests.
   ``sync`` says when committed data reaches the disk: ``"commit"`` (the default: at every
-  commit), ``"close"`` (once, at :meth:`Registry.close`: a batch run's own registry; an
-  fsync costs 1.5-2.5 ms here and a main job commits ~280 times) or ``"never"`` (a scratch
-  registry, such as a test's).  Every commit stays atomic and survives a killed process in
+  commit; an fsync costs 1.5-2.5 ms here and a main job commits ~280 times), ``"close"``
+  (once, at :meth:`Registry.close`) or ``"never"`` (a scratch registry, such as a test's,
+  or one that is a run's output file like its other files: the main job's).  Every commit stays atomic and survives a killed process in
   all three (WAL with ``synchronous`` FULL, NORMAL or OFF); only a crash of the whole
   system can lose what was committed since the last sync.
 * ``locking_mode=EXCLUSIVE`` plus a write at open makes the opening instance hold SQLite's
