@@ -264,8 +264,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                     if agent is not None:
                         agent.agent.close()
         finally:
+            # Not the blank drive images the harness made (1.44 MB each): they are no log.
             shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
-                            ignore=lambda _, names: [n for n in names if n.startswith(".")])
+                            ignore=lambda _, names: [n for n in names if n.startswith(".") or n.endswith(".img")])
             if not keep:
                 shutil.rmtree(machine.run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
