@@ -27,7 +27,10 @@ COMMANDS = {
     "verify": ("harness.commands.verify", "compare model, QEMU decode and guest views of a machine"),
     "repro": ("harness.commands.repro", "replay a conflict repro bundle on a fresh machine (or shrink it)"),
     "pnp": ("harness.commands.pnp", "assign resources to every device by PnP logical configurations"),
-    "matrix": ("harness.commands.matrix", "list, shard, emit a CI job matrix for, or run a test matrix"),
+    "matrix": ("harness.commands.matrix", "list, shard, emit CI jobs for, run or merge a test matrix"),
+    "models": ("harness.commands.models", "list the device models, or show one"),
+    "examples": ("harness.commands.examples",
+                 "list the shipped example machines and matrices (usable as example:NAME)"),
 }
 
 
@@ -40,6 +43,11 @@ def _top_level(chosen: str | None) -> argparse.ArgumentParser:
     for name, (module_name, help_line) in COMMANDS.items():
         if name == chosen:
             importlib.import_module(module_name).register(subparsers)
+            # Every command reads the catalog.
+            subparsers.choices[name].add_argument(
+                "--models", action="append", default=[], metavar="DIR",
+                help="a folder of your own device models, layered over the shipped catalog "
+                     "(repeatable; also $HARNESS_DEVICE_MODELS)")
         else:
             subparsers.add_parser(name, help=help_line, add_help=False)
     return parser
@@ -57,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
+        if args.models:
+            from .packagedata import add_user_model_dirs
+            add_user_model_dirs(args.models)
         return int(args.func(args) or 0)
     except HarnessError as exc:
         if args.verbose:

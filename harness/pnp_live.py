@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .claimants import resolve_board
 from .config import MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
@@ -232,8 +233,37 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         node.extra["pdo"] = f"\\Device\\{i + 1:08X}"
         pnp.query_configurations(node)
     base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes)
+    fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
+
+
+def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[DeviceNode]) -> list[str]:
+    """The board devices' claimed ranges and lines (device_models/boards), kept clear of even where
+    a machine-file device has taken them over in QEMU's map (an isa-ide over the PIIX3's
+    channel): ranges of PCI functions (their nodes move them) and of the board
+    controllers detection made nodes of are left to those nodes."""
+    taken = {(p.start, p.start + p.length - 1) for n in nodes if n.extra.get("bus") == "board"
+             for _, p in n.configs[ConfigType.BOOT].partials() if isinstance(p, Port)}
+    out = []
+    for resolved in resolve_board(spec.machine, hal):
+        device = resolved.device
+        if device.claimant is None or device.bars:
+            continue
+        who = Owner("<board device>", device.name)
+        claims = [range_claim(who, "io" if kind == "port" else "memory", first, last)
+                  for kind, first, last in resolved.decoded if kind in ("port", "memory")
+                  and not any(a <= last and first <= b for a, b in taken)]
+        if claims:   # its lines too, unless detection made a node of it
+            claims += [Claim(who, ResourceKind.INTERRUPT if kind == "irq" else ResourceKind.DMA, first, first,
+                             _isa_partials(kind, first, first))
+                       for kind, first, _ in resolved.decoded if kind in ("irq", "dma")]
+        if claims:
+            base.replace(who, claims)
+            out.append(f"board {device.name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}"
+                                                             for c in claims[:4])
+                       + (f" (+{len(claims) - 4})" if len(claims) > 4 else ""))
+    return out
 
 
 def _spec_driver(spec: MachineSpec, qdev_id: str | None) -> Any:

@@ -45,7 +45,8 @@ from typing import Any, Callable
 import yaml
 
 from . import __version__
-from .config import MachineSpec, parse_machine, parse_machine_text
+from .actions import ACTION_KINDS, Action, is_action, parse_step
+from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
 from .job import HAL_CHOICES, JobResult, run_job
 from .nt.iomgr import ReportCall
@@ -95,6 +96,9 @@ class Bundle:
         machine.pop("expect")
         for dev in machine["devices"]:
             dev.update({k: Hex(v) for k, v in dev.items() if k.endswith("base") and isinstance(v, int)})
+        for step in machine.get("after_firmware", []):  # addresses and values read best in hex
+            step.update({k: Hex(v) for k, v in step.items()
+                         if isinstance(v, int) and k not in ("bar", "size", "phase")})
         return {"harness_repro": BUNDLE_VERSION, "title": self.title, "seen": self.seen,
                 "machine": machine, "hal": self.hal, "reactos": self.reactos,
                 "steps": [_step_doc(s) for s in self.steps],
@@ -133,7 +137,11 @@ def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: s
     """The bundle of ``result`` next to its report (``steps``: the machine's driver loads
     unless given)."""
     steps = load_steps(result.spec) if steps is None else steps
-    return bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    path = bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    if (result.out_dir / "report.html").is_file():   # the page links the bundle now
+        from .htmlreport import machine_report_html
+        (result.out_dir / "report.html").write_text(machine_report_html(result))
+    return path
 
 
 def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
@@ -195,10 +203,13 @@ def _text(node: Node, key: str, value: Any) -> str:
 
 
 def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
+    if is_action(item):
+        return parse_step(item, spec.devices, spec.machine)
     if not isinstance(item, Node) or not ({"load_driver", "report"} & set(item)):
-        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver' or 'report'")
+        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver', 'report' "
+                                 f"or an action ({', '.join(ACTION_KINDS)})")
     if "load_driver" in item:
-        item.check_keys({"load_driver", "devices", "override_conflict"}, {"load_driver"})
+        item.check_keys({"load_driver", "devices", "override_conflict", "claim"}, {"load_driver"})
         name = get_str(item, "load_driver")
         mine = list(devices_driven_by(spec, name))
         if name not in DRIVERS:
@@ -208,7 +219,8 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
             if dev not in mine:
                 raise item.error("devices", f"{dev!r} is not a device of this machine that {name} drives "
                                             f"(those are: {', '.join(mine) or 'none'})")
-        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False))
+        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False),
+                        get_str(item, "claim", choices=CLAIM_STYLES, default="decoded"))
     item.check_keys({"report"})
     report = item["report"]
     if not isinstance(report, Node):
@@ -265,10 +277,15 @@ def _parse_descriptor(full: Node, d: Any, index: int) -> Any:
 
 
 def _step_doc(step: Step) -> dict[str, Any]:
+    if isinstance(step, Action):
+        return {k: v if k in ("bar", "size") or not isinstance(v, int) else Hex(v)
+                for k, v in step.to_dict().items()}
     if isinstance(step, LoadStep):
         out: dict[str, Any] = {"load_driver": step.driver, "devices": list(step.devices)}
         if step.override_conflict:
             out["override_conflict"] = True
+        if step.claim != "decoded":
+            out["claim"] = step.claim
         return out
     report: dict[str, Any] = {"driver": step.driver}
     if step.device is not None:
@@ -344,8 +361,10 @@ class Replay:
 
     @property
     def reproduces(self) -> bool:
+        """Every recorded finding came back.  A bundle of a clean outcome records nothing to
+        reproduce: its replay never counts as reproducing."""
         if self.bundle.outcome == "clean":
-            return self.result.clean
+            return False
         return not self.result.clean and not self.missing
 
     def format_text(self) -> str:
@@ -353,7 +372,11 @@ class Replay:
         out = [f"Repro bundle {b.source}" + (f" ({b.title})" if b.title else "")]
         if b.seen:
             out.append("  recorded on " + ", ".join(f"{k} {v}" for k, v in b.seen.items()))
-        verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
+        if b.outcome == "clean":
+            verdict = ("NOTHING TO REPRODUCE: the bundle records no finding"
+                       + ("; the machine is still clean" if self.result.clean else "; the machine now has findings"))
+        else:
+            verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
         out.append(f"  expected outcome {b.outcome} with {len(b.findings)} finding(s): {verdict}")
         out += [f"    missing: {f}" for f in self.missing]
         out += [f"    new:     {f}" for f in self.new]
@@ -383,6 +406,8 @@ def shrink(bundle: Bundle, out_dir: Path, *, max_runs: int = 200,
     passes repeat until one removes nothing.  The result is 1-minimal (no single
     remaining device or step can go) unless ``max_runs`` replays ran out first, which
     is logged.  Its ``claims`` and ``seen`` come from its own last replay."""
+    if bundle.outcome == "clean":   # every removal would 'still reproduce' down to nothing
+        raise HarnessError(f"{bundle.source} records a clean outcome, no finding: nothing to shrink")
     last = replay(bundle, out_dir, picture=False)
     if not last.reproduces:
         raise HarnessError(f"{bundle.source} does not reproduce on this machine; nothing to shrink "
@@ -426,8 +451,19 @@ def _removals(bundle: Bundle):
         yield f"device {dev.id} ({dev.model.name})", lambda b, dev_id=dev.id: _without_device(b, dev_id)
     for step in reversed(bundle.steps):
         label = (f"load {step.driver}" if isinstance(step, LoadStep)
+                 else f"step {step.describe()}" if isinstance(step, Action)
                  else f"claim by {step.driver} {step.device or ''}".rstrip())
         yield label, lambda b, step=step: _without_step(b, step)
+    for action in reversed(bundle.spec.after_firmware):
+        yield f"step after the firmware: {action.describe()}", lambda b, a=action: _without_action(b, a)
+
+
+def _without_action(bundle: Bundle, action: Any) -> Bundle | None:
+    actions = bundle.spec.after_firmware
+    if action not in actions:
+        return None
+    i = actions.index(action)
+    return replace(bundle, spec=replace(bundle.spec, after_firmware=actions[:i] + actions[i + 1:]))
 
 
 def _without_step(bundle: Bundle, step: Step) -> Bundle | None:

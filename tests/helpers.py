@@ -54,10 +54,11 @@ def record_figures(name: str, **figures: object) -> None:
 #: Options build_argv writes, with whether each takes a value.
 QEMU_OPTIONS = {"-name": True, "-machine": True, "-accel": True, "-m": True, "-display": True,
                 "-boot": True, "-action": True, "-chardev": True, "-device": True,
-                "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False}
+                "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False,
+                "-global": True}
 #: -device keys the harness adds itself (the others must be the model's own properties).
 DEVICE_KEYS = {"id", "bus", "addr", "multifunction", "unit", "chardev", "drive", "audiodev",
-               "chassis_nr", "chassis", "slot"}
+               "chassis_nr", "chassis", "slot", "bmc"}
 
 
 def qemu_opts(text: str) -> list[str]:
@@ -102,6 +103,13 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
         for key in ("path", "file"):
             if key in pairs and Path(pairs[key]).resolve().parent != run_dir.resolve():
                 bad.append(f"{option} {key}={pairs[key]!r} is outside the run folder {run_dir}")
+        if option == "-global":
+            # Only the board's own devices, only their declared properties, only integers.
+            from harness.builtin import BUILTIN_DEVICES
+            allowed = {f"{d.qemu_type}.{p}" for d in BUILTIN_DEVICES.values() for p in d.properties}
+            target, _, number = value.partition("=")
+            if target not in allowed or not number.isdigit():
+                bad.append(f"-global {value!r} is not a built-in device's integer property")
         if option == "-device":
             model = models.get(pairs.get("id", ""))
             # A device without a model is the harness's own firmware-log isa-debugcon.
@@ -109,6 +117,21 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
             bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
             bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
     return bad
+
+
+def machine_error(text: str, line: int | tuple[int, ...], field: str, message: str) -> str:
+    """Parse machine YAML ``text`` as ``m.yaml`` and check the ConfigError it must raise
+    names that line (one of them) and field, and says ``message``; its text returned."""
+    import pytest
+    from harness.config import parse_machine_text
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, "m.yaml")
+    got = str(info.value)
+    lines = (line,) if isinstance(line, int) else line
+    assert any(got.startswith(f"m.yaml:{n}: {field}") for n in lines), got
+    assert message in got, got
+    return got
 
 
 # ---- interrupt tests (the PIC HAL's test_interrupts.py, the APIC HAL's test_apic.py) ----

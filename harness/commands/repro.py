@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..qemu.binary import require_qemu
 from ..repro import load_bundle, replay, shrink
 
 
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     if args.max_runs < 1:
         raise SystemExit("harness repro: error: --max-runs must be at least 1")
     bundle = load_bundle(args.bundle)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, HAL_CHOICES, hal_for, load_machine
 
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
     # The PIC HAL's machine is QEMU paused after its firmware: start it now (the APIC HAL's

@@ -122,10 +122,13 @@ ICH9_RCBA = 0xF0
 ICH9_SCI_IRQS = {0: 9, 1: 10, 2: 11, 4: 20, 5: 21, 6: 22, 7: 23}
 
 #: What the PC/AT HAL claims for itself (§2.4, ReactOS hal usage table): the clock, the
-#: cascade, the RTC and the x87 error interrupts, and the motherboard ports.
+#: cascade, the RTC and the x87 error interrupts, and the motherboard ports; beside the
+#: table, the ELCR it reads for each line's trigger mode (0x4d0-0x4d1) and the speaker
+#: gate HalMakeBeep drives (0x61), so a device placed there conflicts with the HAL
+#: (device_models/boards/core.yaml names the board devices behind each).
 HAL_INTERRUPTS = (0, CASCADE_IRQ, 8, 13)
 HAL_PORTS = ((0x00, 0x20), (0xC0, 0x20), (0x80, 0x10), (0x20, 2), (0xA0, 2), (0x40, 4),
-             (0x48, 4), (0x92, 1), (0x70, 2), (0xF0, 0x10))
+             (0x48, 4), (0x61, 1), (0x92, 1), (0x70, 2), (0xF0, 0x10), (0x4D0, 2))
 PCI_CONFIG_PORTS = (0xCF8, 8)
 
 

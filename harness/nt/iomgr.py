@@ -694,8 +694,10 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
             sub = _sub(key, str(name))
             registry.create_key(sub)
             _write_parameters(registry, sub, value)
+        elif isinstance(value, CM_RESOURCE_LIST):   # a resource list setup wrote for the driver
+            registry.set_value(key, str(name), value, RegType.REG_RESOURCE_LIST)
         elif isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
-            raise NtStatusError(f"parameter {name!r}: expected an integer, string, bytes or mapping, "
+            raise NtStatusError(f"parameter {name!r}: expected an integer, string, bytes, resource list or mapping, "
                                 f"got {value!r}", NTSTATUS.STATUS_INVALID_PARAMETER)
         elif isinstance(value, int):
             registry.set_value(key, str(name), value, RegType.REG_DWORD)

@@ -29,6 +29,7 @@ from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
+from ..builtin import global_args
 from ..config import RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
@@ -626,6 +627,7 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         fw = f"{RESERVED_ID_PREFIX}-fwlog"
         argv += ["-chardev", f"file,id={fw},path={_opt(str(run_dir / 'firmware.log'))}",
                  "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
+    argv += global_args(spec.builtin)  # the board's own devices (harness.builtin)
     if any(d.model.backend == "audiodev" for d in spec.devices):
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
     for dev in spec.devices:
@@ -705,6 +707,10 @@ def _device_args(dev: Any, run_dir: Path) -> list[str]:
         drv = f"{RESERVED_ID_PREFIX}-drv-{dev.id}"
         args += ["-drive", f"if=none,id={drv},file={_opt(str(image))},format=raw"]
         opts.append(f"drive={drv}")
+    elif model.backend == "bmc":
+        bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
+        args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
+        opts.append(f"bmc={bmc}")
     for key, value in model.always.items():
         opts.append(f"{key}={_value(value)}")
     # Every resolved setting is passed, defaults included, so QEMU gets exactly what the
@@ -722,6 +728,8 @@ def _device_args(dev: Any, run_dir: Path) -> list[str]:
         opts.append(f"addr={dev.slot:#x}.{dev.function}")
     if dev.multifunction:
         opts.append("multifunction=on")
+    if getattr(dev, "channel", None) is not None:
+        opts.append(f"bus=ide.{dev.channel}")  # the machine's own IDE bus
     if dev.unit is not None:
         opts.append(f"unit={dev.unit}")
     return args + ["-device", ",".join(opts)]
