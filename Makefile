@@ -104,6 +104,13 @@ bench-matrix: setup
 
 bench: bench-matrix
 
+# ---- overhead over QEMU itself (issue 21): CLI start, layout, main job, matrix, pytest fixtures ----
+.PHONY: bench-overhead
+bench-overhead: setup
+	$(BIN)/python benchmarks/bench_overhead.py --jobs $(JOBS)
+
+bench: bench-overhead
+
 # ---- guest images (guest_images/; outputs cached in .cache/guests, built on first use too) ----
 guests: setup
 	$(BIN)/python -m harness.guests

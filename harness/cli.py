@@ -3,6 +3,10 @@
 Each subcommand lives in its own module under :mod:`harness.commands` and exposes
 ``register(subparsers)``; this module only assembles them and turns library errors into
 one readable line and a non-zero exit status.
+
+Only the chosen command's module is imported (with it the NT model, the QEMU layer and
+whatever else that command needs); ``harness --help`` imports none of them, so the one-line
+help of every command lives here, in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -13,42 +17,52 @@ import sys
 
 from .errors import HarnessError
 
-# Subcommand modules, in the order ``harness --help`` lists them.
-COMMAND_MODULES = (
-    "harness.commands.run",
-    "harness.commands.layout",
-    "harness.commands.registry",
-    "harness.commands.reap",
-    "harness.commands.verify",
-    "harness.commands.repro",
-    "harness.commands.pnp",
-    "harness.commands.matrix",
-    "harness.commands.models",
-    "harness.commands.examples",
-)
+#: Subcommands in the order ``harness --help`` lists them: name -> (module, one-line help).
+COMMANDS = {
+    "run": ("harness.commands.run",
+            "boot a machine, load its NT drivers and check every claim against the hardware"),
+    "layout": ("harness.commands.layout", "boot a machine and print its layout snapshot"),
+    "registry": ("harness.commands.registry", "dump or import a machine's registry database"),
+    "reap": ("harness.commands.reap", "kill QEMUs whose harness process is gone"),
+    "verify": ("harness.commands.verify", "compare model, QEMU decode and guest views of a machine"),
+    "repro": ("harness.commands.repro", "replay a conflict repro bundle on a fresh machine (or shrink it)"),
+    "pnp": ("harness.commands.pnp", "assign resources to every device by PnP logical configurations"),
+    "matrix": ("harness.commands.matrix", "list, shard, emit CI jobs for, run or merge a test matrix"),
+    "models": ("harness.commands.models", "list the device models, or show one"),
+    "examples": ("harness.commands.examples",
+                 "list the shipped example machines and matrices (usable as example:NAME)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _top_level(chosen: str | None) -> argparse.ArgumentParser:
+    """The parser with ``chosen``'s module registered and every other command a
+    placeholder (a name and its help line, options passed through)."""
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:  # a real import error inside an existing command module
-                raise
-            continue
-        module.register(subparsers)
-    for command in subparsers.choices.values():   # every command reads the catalog
-        command.add_argument("--models", action="append", default=[], metavar="DIR",
-                             help="a folder of your own device models, layered over the shipped "
-                                  "catalog (repeatable; also $HARNESS_DEVICE_MODELS)")
+    for name, (module_name, help_line) in COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(module_name).register(subparsers)
+            # Every command reads the catalog.
+            subparsers.choices[name].add_argument(
+                "--models", action="append", default=[], metavar="DIR",
+                help="a folder of your own device models, layered over the shipped catalog "
+                     "(repeatable; also $HARNESS_DEVICE_MODELS)")
+        else:
+            subparsers.add_parser(name, help=help_line, add_help=False)
     return parser
 
 
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (default ``sys.argv[1:]``): the command it names is found
+    with placeholders first (top-level options, ``--help`` and a missing or unknown command
+    are answered there), then only that command's module is imported."""
+    chosen = _top_level(None).parse_known_args(argv)[0].command
+    return _top_level(chosen)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         if args.models:

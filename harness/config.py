@@ -33,7 +33,7 @@ from .actions import Action, parse_actions
 from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
-from .errors import ConfigError
+from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
 
@@ -199,6 +199,24 @@ class MachineSpec:
         """A short stable hash of the resolved spec (for reports and cache keys)."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+#: The HAL a job runs: ``pic`` over QEMU's HMP on the machine paused after its firmware;
+#: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
+#: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
+#: (Here, not in harness.job, so the CLI can decide before importing the NT model.)
+HAL_CHOICES = ("auto", "pic", "apic")
+
+
+def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
+    """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
+    if choice not in HAL_CHOICES:
+        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+    if choice == "auto":
+        return "apic" if spec.machine == "q35" else "pic"
+    if choice == "apic" and spec.machine == "isapc":
+        raise HarnessError(f"{spec.source}: an isapc machine has no I/O APIC; the APIC HAL cannot run on it")
+    return choice
 
 
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,

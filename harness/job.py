@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from .actions import ActionRecord
 from .claimants import ClaimantLine
-from .config import MachineSpec
+from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
@@ -55,7 +55,7 @@ from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
-from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
+from .qemu.layout import ISA_IRQ_PROPERTIES, Layout, read_static_facts
 from .qemu.actions import run_actions, run_firmware_and_steps
 from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck
 from .testbed import Step, Testbed, load_steps
@@ -290,42 +290,34 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-#: The HAL a job runs: ``pic`` over QEMU's HMP on the machine paused after its firmware;
-#: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
-#: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
-HAL_CHOICES = ("auto", "pic", "apic")
-
-
-def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
-    """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
-    if choice not in HAL_CHOICES:
-        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
-    if choice == "auto":
-        return "apic" if spec.machine == "q35" else "pic"
-    if choice == "apic" and spec.machine == "isapc":
-        raise HarnessError(f"{spec.source}: an isapc machine has no I/O APIC; the APIC HAL cannot run on it")
-    return choice
-
-
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
-            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False) -> JobResult:
+            steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False,
+            machine: Machine | None = None) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
     ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
-    has it (it writes nothing and sees no conflict), to show what a driver meets there."""
+    has it (it writes nothing and sees no conflict), to show what a driver meets there.
+    ``machine``: for the PIC HAL, ``spec``'s machine already launched with ``keep=True``
+    (its firmware may be running, :meth:`Machine.start_firmware`) by a caller that starts
+    QEMU before importing this module; the job closes it."""
     from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
+    if apic and machine is not None:
+        raise HarnessError("an early-launched machine is for the PIC HAL; the APIC HAL boots the probe guest")
     out_dir = prepare_out_dir(out_dir)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    registry = Registry(out_dir / REGISTRY_FILE)
+    # The job's own registry is one of its output files, none of which is fsynced (no sync
+    # at each of its ~280 commits, nor at close); every commit stays atomic and kill-safe.
+    registry = Registry(out_dir / REGISTRY_FILE, sync="never")
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
+        if machine is None:
+            machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
         bed: Testbed | None = None
         try:
             with machine:
@@ -344,6 +336,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                             # What an OS or driver did once the firmware was done comes before NT looks.
                             actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
                     else:
+                        if machine.phase != "firmware":
+                            machine.start_firmware()
+                        read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
                         actions = run_firmware_and_steps(machine)
                         event = cut_short(spec, machine)
                 except (MachineStuck, MachineDied) as exc:

@@ -592,7 +592,10 @@ class _Pool:
             machine = Machine(resolved.spec, keep=self.keep)
             entry = _Entry(machine)
             try:
+                from .qemu.layout import read_static_facts
                 machine.launch()
+                machine.start_firmware()
+                read_static_facts(machine)  # QOM does not change: asked while SeaBIOS runs
                 run_firmware_and_steps(machine)  # and the file's post-firmware steps
             except BaseException:
                 entry.close()
@@ -686,6 +689,10 @@ def machine(request: pytest.FixtureRequest, harness_spec: Any) -> Iterator[Any]:
 @pytest.fixture
 def layout(machine: Any, request: pytest.FixtureRequest) -> Any:
     """The machine's post-firmware layout (one snapshot while the machine is reused)."""
+    return _firmware_layout(machine, request)
+
+
+def _firmware_layout(machine: Any, request: pytest.FixtureRequest) -> Any:
     from .qemu.layout import snapshot
     entry = request.node.stash[_used_key].entry
     if entry.layout is None:
@@ -697,7 +704,7 @@ def layout(machine: Any, request: pytest.FixtureRequest) -> Any:
 def registry(tmp_path: Path) -> Iterator[Any]:
     """A fresh registry file in the test's own temporary folder."""
     from .nt.registry import Registry
-    reg = Registry(tmp_path / "registry.sqlite")
+    reg = Registry(tmp_path / "registry.sqlite", sync="never")  # a test's scratch registry
     yield reg
     reg.close()
 
@@ -706,7 +713,7 @@ def registry(tmp_path: Path) -> Iterator[Any]:
 def testbed(machine: Any, registry: Any, request: pytest.FixtureRequest) -> Any:
     """Detection done into ``registry``, an I/O manager with the HAL's claims."""
     from .testbed import Testbed
-    bed = Testbed(machine, registry)
+    bed = Testbed(machine, registry, firmware_layout=_firmware_layout(machine, request))
     request.node.stash[_used_key].testbed = bed
     return bed
 

@@ -29,11 +29,12 @@ from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
 from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
+from .nt.busaccess import posted_writes
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
 from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
 from .nt.registry import Registry
-from .qemu.layout import snapshot
+from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 from .qemu.pic import read_ioapic
@@ -74,6 +75,9 @@ class Testbed:
     bus: Any = None
     #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
     reactos_compat: bool = False
+    #: The machine's post-firmware snapshot when the caller already has it (the pytest
+    #: plugin keeps one per reused machine); taken here otherwise.
+    firmware_layout: Layout | None = None
     hal: Hal = field(init=False)
     io: IoManager = field(init=False)
     #: The hardware as the firmware left it (before any driver touched it).
@@ -92,7 +96,8 @@ class Testbed:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
                        ioapic_reader=lambda: read_ioapic(self.machine))
-        self.before = routed_view(snapshot(self.machine, "post-firmware"), self.hal)
+        layout = self.firmware_layout if self.firmware_layout is not None else snapshot(self.machine, "post-firmware")
+        self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
@@ -137,7 +142,8 @@ class Testbed:
             params = cls.board_parameters()   # loaded for a board device alone
         else:
             params = cls.parameters_for(devices, claim)
-        result = self.io.load_driver(driver, params)
+        with posted_writes(self.hal.bus):  # a driver's port writes ride along with its next read
+            result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result
 

@@ -14,7 +14,7 @@ from ..packagedata import EXAMPLE_PREFIX, examples, resolve_config
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "examples", help="list the shipped example machines and matrices (usable as example:NAME)",
+        "examples",
         description="List the example machine files and matrices that ship with the harness. "
                     "Any command that takes a machine or matrix file also takes example:NAME "
                     "(harness run example:conflicts/sb16-ne2000-irq5); --copy writes one into "

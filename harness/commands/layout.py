@@ -8,14 +8,12 @@ import sys
 
 from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
-from ..qemu.actions import run_firmware_and_steps
-from ..qemu.layout import diff, format_text, snapshot
 from ..qemu.machine import Machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "layout", help="boot a machine and print its layout snapshot",
+        "layout",
         description="Boot the machine of CONFIG (paused, firmware run to its end) and print the "
                     "PCI functions, PIRQ routing, ISA devices and the I/O and memory ranges QEMU "
                     "really decodes, with shadowed ranges.")
@@ -33,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     with Machine(spec, keep=args.keep) as machine:
+        if args.phase == "post-firmware":
+            machine.start_firmware()  # SeaBIOS runs while the layout code is imported
+        from ..qemu.actions import run_firmware_and_steps
+        from ..qemu.layout import diff, format_text, read_static_facts, snapshot
+        read_static_facts(machine)  # QOM, asked while the firmware runs
         layouts = []
         if args.phase in ("pre-firmware", "both"):
             layouts.append(snapshot(machine))

@@ -25,7 +25,7 @@ DEFAULT_SHARDS = 4
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "matrix", help="list, shard, emit CI jobs for, run or merge a test matrix",
+        "matrix",
         description="Expand the matrix FILE (configs/matrices/*.yaml, or example:NAME) into cells "
                     "and list them (with the reason for every combination left out), print the CI "
                     "jobs that run it in shards and merge them (--emit), or run every cell's main "

@@ -20,7 +20,7 @@ END = "<!-- models:end -->"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "models", help="list the device models, or show one",
+        "models",
         description="List the device catalog (shipped models and $HARNESS_DEVICE_MODELS folders), "
                     "show one model in full, or print the catalog as a Markdown table.")
     parser.add_argument("name", nargs="?", help="a model name (QEMU's -device name)")

@@ -13,7 +13,7 @@ from ..nt.pnp import DEFAULT_NODE_BUDGET, DEFAULT_TIMEOUT
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "pnp", help="assign resources to every device by PnP logical configurations",
+        "pnp",
         description="Boot the machine of CONFIG, build its device tree (PCI functions from the bus, "
                     "ISA devices from their device models' settings, what detection finds), give each "
                     "device node its logical configurations and search for a conflict-free assignment "

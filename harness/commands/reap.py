@@ -10,7 +10,7 @@ from ..qemu.reaper import reap_orphans, sweep_orphan_run_dirs, tagged_processes
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "reap", help="kill QEMUs whose harness process is gone",
+        "reap",
         description="Every QEMU the harness starts carries its owner's pid. This kills those "
                     "whose owner no longer runs (normally the parent-death signal already has).")
     parser.add_argument("--list", action="store_true", help="only list harness QEMUs and owners")

@@ -18,7 +18,7 @@ from ..nt.resources import Arch
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "registry", help="dump or import a machine's registry database",
+        "registry",
         description="Work with the SQLite registry database of a modelled machine.")
     sub = parser.add_subparsers(dest="registry_command", metavar="ACTION", required=True)
 

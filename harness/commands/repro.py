@@ -13,7 +13,7 @@ from ..repro import load_bundle, replay, shrink
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "repro", help="replay a conflict repro bundle on a fresh machine (or shrink it)",
+        "repro",
         description="Boot a fresh machine from the bundle, do its steps (driver loads and claims) "
                     "and print the main job's report, then whether every recorded finding came "
                     "back.  Exit status 0 when the scenario reproduces, 1 when it does not, 2 when "

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..qemu.binary import require_qemu
-from ..config import ACCEL_POLICIES, load_machine
-from ..job import HAL_CHOICES, run_job
-from ..repro import write_bundle
+from ..config import ACCEL_POLICIES, HAL_CHOICES, hal_for, load_machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="boot a machine, load its NT drivers and check every claim against the hardware",
+        "run",
         description="Boot the machine of CONFIG, run its firmware, detect its hardware into the "
                     "Description tree, load the configured NT drivers in order and print the "
                     "ResourceMap, the error log, claim-before-touch violations and every claim "
@@ -43,7 +43,18 @@ def run(args: argparse.Namespace) -> int:
     require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
-    result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos)
+    # The PIC HAL's machine is QEMU paused after its firmware: start it now (the APIC HAL's
+    # probe guest is booted by the job).
+    machine = _start_early(spec) if hal_for(spec, args.hal) == "pic" else None
+    try:
+        from ..job import run_job
+        from ..repro import write_bundle
+        result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos,
+                         machine=machine)
+    finally:
+        if machine is not None:
+            machine.close()
+            shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:
         bundle = write_bundle(result, title=f"harness run {args.config}")
@@ -54,3 +65,20 @@ def run(args: argparse.Namespace) -> int:
         if bundle:
             print(f"Repro bundle: {bundle}  (harness repro {bundle})")
     return result.exit_code
+
+
+def _start_early(spec: Any) -> Any:
+    """QEMU launched and its firmware running, so that the NT model is imported meanwhile
+    (on another core); None if that failed: the job then launches it again itself and
+    reports the failure with QEMU's logs in OUT/qemu, as it always has."""
+    from ..errors import HarnessError
+    from ..qemu.machine import Machine
+    machine = Machine(spec, keep=True)
+    try:
+        machine.launch()
+        machine.start_firmware()
+    except HarnessError:
+        machine.close()
+        shutil.rmtree(machine.run_dir, ignore_errors=True)
+        return None
+    return machine

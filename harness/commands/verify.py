@@ -12,7 +12,7 @@ from ..verify import GUEST_CHOICES, format_table, to_json, verify
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "verify", help="compare model, QEMU decode and guest views of a machine",
+        "verify",
         description="Boot the machine of CONFIG, snapshot what QEMU decodes after the firmware, "
                     "run the chosen guest(s) on it, and print every modelled port range, IRQ, "
                     "DMA channel and PCI BAR as each view sees it.  Every difference is a "

@@ -32,6 +32,7 @@ from everything decoded, and to verify that an assignment is really decoded.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -111,6 +112,25 @@ class DecodeMap(Protocol):
         ...
 
 
+def posted_writes(bus: object) -> AbstractContextManager[None]:
+    """A block in which ``bus`` may hold port writes back and send them, in order, with
+    the next read (or at the block's end): an optional capability (``bus.posted_writes()``)
+    that saves a round trip per write on a bus whose accesses cost one.  Reads always see
+    every earlier write; a bus without it writes at once."""
+    method = getattr(bus, "posted_writes", None)
+    return method() if method is not None else nullcontext()
+
+
+def read_ports(bus: object, accesses: Sequence[tuple[int, int]]) -> list[int]:
+    """Read ``(port, size)`` after ``(port, size)`` in order, nothing written between: in
+    one exchange on a bus that can (an optional capability, ``bus.read_ports()``), else one
+    :meth:`BusAccess.read_port` each."""
+    method = getattr(bus, "read_ports", None)
+    if method is not None:
+        return list(method(accesses))
+    return [bus.read_port(port, size) for port, size in accesses]  # type: ignore[attr-defined]
+
+
 def check_port_access(port: int, size: int) -> None:
     if size not in (1, 2, 4):
         raise BusAccessError(f"port access size must be 1, 2 or 4 bytes, not {size}")
@@ -147,4 +167,4 @@ def config_write_pieces(offset: int, length: int) -> list[tuple[int, int]]:
 
 __all__ = ["BusAccess", "BusAccessError", "DecodeMap", "DecodedSpan", "IO_SPACE", "MEMORY_SPACE",
            "PCI_CONFIG_SIZE", "PORT_SPACE_END", "check_config_range", "check_port_access",
-           "config_write_pieces"]
+           "config_write_pieces", "posted_writes", "read_ports"]

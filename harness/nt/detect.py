@@ -45,7 +45,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .busaccess import BusAccess
+from .busaccess import BusAccess, posted_writes, read_ports
 from .hal import Hal
 from .registry import DESCRIPTION_SYSTEM, REG_BINARY, REG_FULL_RESOURCE_DESCRIPTOR, Registry
 from .resources import (CM_FLOPPY_DEVICE_DATA, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LATCHED,
@@ -133,11 +133,12 @@ class HardwareDetector:
     def _irr(self) -> int:
         self._out(0x20, 0x0A)  # OCW3: read IRR
         self._out(0xA0, 0x0A)
-        return (self._in(0x20) | self._in(0xA0) << 8) & ~(1 << 2)  # not the cascade
+        master, slave = read_ports(self.bus, [(0x20, 1), (0xA0, 1)])
+        return (master | slave << 8) & ~(1 << 2)  # not the cascade
 
     def probe_irq(self, request: Callable[[], None], withdraw: Callable[[], None]) -> set[int]:
         """The ISA IRQ lines that follow a device's interrupt request (module docstring)."""
-        saved = (self._in(ELCR[0]), self._in(ELCR[1]))
+        saved = tuple(read_ports(self.bus, [(ELCR[0], 1), (ELCR[1], 1)]))
         self._out(ELCR[0], ELCR_LEVEL_CAPABLE[0])
         self._out(ELCR[1], ELCR_LEVEL_CAPABLE[1])
         try:
@@ -164,7 +165,7 @@ class HardwareDetector:
         if lcr & 0x80:
             self._out(base + 3, lcr & 0x7F)  # make +1 the IER, not the divisor latch
         try:
-            ier, mcr = self._in(base + 1), self._in(base + 4)
+            ier, mcr = read_ports(self.bus, [(base + 1, 1), (base + 4, 1)])
 
             def request() -> None:
                 self._out(base + 4, mcr | 0x08)   # OUT2 gates the IRQ on a PC
@@ -261,6 +262,10 @@ class HardwareDetector:
 
     # ------------------------------------------------------------------ all of it
     def detect(self) -> Detection:
+        with posted_writes(self.bus):  # a probe's writes ride along with its next read
+            return self._detect()
+
+    def _detect(self) -> Detection:
         controllers: list[DetectedController] = []
         serial = [c for c in (self.probe_serial(b) for b in SERIAL_BASES) if c]
         for i, c in enumerate(serial):

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .bus import HmpPorts
+from .bus import PortChannel, machine_ports
 
 SCHEMA_VERSION = 1
 PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
@@ -239,11 +239,30 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     phase = phase or machine.phase
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
-    reader = _Reader(machine)
-    ports = HmpPorts(machine)
-    pci = _read_pci(machine, ports) if machine.spec.machine != "isapc" else ()
-    flat = parse_mtree_flat(machine.hmp("info mtree -f -o"))
-    tree = parse_mtree_tree(machine.hmp("info mtree -o -D"))  # -D: disabled regions, marked
+    reader = QomReader(machine)
+    kind = machine.spec.machine
+    # The monitor questions go out together, then every register read in one port transfer.
+    flat_text, tree_text, *query_pci = reader.ask(
+        [("human-monitor-command", {"command-line": "info mtree -f -o"}),
+         ("human-monitor-command", {"command-line": "info mtree -o -D"}),  # -D: disabled regions
+         *([("query-pci", None)] if kind != "isapc" else [])])
+    for answer in (flat_text, tree_text, *query_pci):
+        if isinstance(answer, BaseException):
+            raise answer
+    functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
+                 for d in walk_pci(b["devices"])]
+    pirq_dwords = _pirq_dwords(kind)
+    ops = [op for key in functions for op in PortChannel.config_read_ops(*key, 0x04, 2)]
+    ops += [op for *key, offset in pirq_dwords for op in PortChannel.config_read_ops(*key, offset, 4)]
+    ops += [("in", port, 1, None) for port in ELCR_PORTS]
+    values = machine_ports(machine).transfer(ops)
+    commands = dict(zip(functions, values))
+    pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
+    pci = _read_pci(query_pci[0], commands) if query_pci else []
+    flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
+    isa = reader.isa_devices()
+    reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
+                           *tree.get("I/O", []), *tree.get("memory", [])])
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
     memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
     shadowed = tuple(reader.attribute_shadow(s) for s in
@@ -256,13 +275,21 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
         qemu_version=machine.qemu_version or "",
         accel=machine.accel_used or machine.accel,
         pci=tuple(sorted(pci, key=lambda f: (f.bus, f.slot, f.function))),
-        pirq=_read_pirq(machine.spec.machine, ports),
-        elcr=ports.read_port(ELCR_PORTS[0]) | ports.read_port(ELCR_PORTS[1]) << 8,
-        isa=tuple(sorted(reader.isa_devices(), key=lambda d: (d.type, d.path))),
+        pirq=pirq,
+        elcr=values[-2] | values[-1] << 8,
+        isa=tuple(sorted(isa, key=lambda d: (d.type, d.path))),
         io=tuple(sorted(io, key=_range_key)),
         memory=tuple(sorted(memory, key=_range_key)),
         shadowed=tuple(sorted(shadowed, key=lambda s: (s.space, s.start, s.end, s.owner or ""))),
     )
+
+
+def read_static_facts(machine: Any) -> None:
+    """Read what cannot change while the machine's QEMU runs (its QOM tree: devices, their
+    types and ISA resources) into ``machine.static_facts``.  QMP answers while the guest
+    runs, so a caller does this while the firmware runs (:meth:`Machine.start_firmware
+    <harness.qemu.machine.Machine.start_firmware>`) and the snapshot after it asks none of it."""
+    QomReader(machine).isa_devices()
 
 
 def _range_key(r: DecodedRange) -> tuple[int, int, str]:
@@ -274,24 +301,68 @@ def _machine_type(machine: Any) -> str:
     return MACHINE_TYPES[machine.spec.machine]
 
 
-class _Reader:
+#: Where QEMU puts devices: what ``qom-list`` of these says names each child's type.
+QOM_CONTAINERS = ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon")
+
+
+class QomReader:
     """QOM look-ups, each asked once per machine: the QOM tree of a running QEMU does not
     change (the harness plugs no device after launch), so a later snapshot of the same
-    machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``."""
+    machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``.
+
+    Independent questions go out together (:meth:`Machine.qmp_many
+    <harness.qemu.machine.Machine.qmp_many>`): the containers' listings, then every ISA
+    device's properties, then their values, then the types of the owners not listed in a
+    container; a machine without ``qmp_many`` is asked one command at a time."""
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
         facts = getattr(machine, "static_facts", None)
         self._facts: dict[str, Any] = facts if facts is not None else {}
         self._types: dict[str, str | None] = self._facts.setdefault("qom-types", {})
+        self.asked = 0  # QMP commands this reader sent
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The machine's static facts (see :attr:`Machine.static_facts`)."""
+        return self._facts
+
+    def ask(self, commands: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+        """Answers in order; an exception object for a command QEMU refused."""
+        self.asked += len(commands)
+        many = getattr(self.machine, "qmp_many", None)
+        if many is not None:
+            return many(commands)
+        out = []
+        for command, arguments in commands:
+            try:
+                out.append(self.machine.qmp(command, arguments))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller like qmp_many does
+                out.append(exc)
+        return out
 
     def qom_type(self, path: str) -> str | None:
-        if path not in self._types:
-            try:
-                self._types[path] = self.machine.qmp("qom-get", {"path": path, "property": "type"})
-            except Exception:
-                self._types[path] = None
-        return self._types[path]
+        """The QOM type of the object at ``path``; None if there is none."""
+        return self.qom_types([path])[path]
+
+    def qom_types(self, paths: Iterable[str]) -> dict[str, str | None]:
+        """:meth:`qom_type` of every path, the unknown ones asked at once."""
+        paths = list(dict.fromkeys(paths))
+        self._fetch_types([p for p in paths if p not in self._types])
+        return {p: self._types[p] for p in paths}
+
+    def _fetch_types(self, paths: list[str]) -> None:
+        answers = self.ask([("qom-get", {"path": path, "property": "type"}) for path in paths])
+        for path, answer in zip(paths, answers):
+            self._types[path] = None if isinstance(answer, BaseException) else answer
+
+    def prefetch_types(self, regions: Iterable["MtreeRegion"]) -> None:
+        """Ask at once for the type of every device owning one of ``regions``."""
+        self.qom_types(self._owner_path(r) for r in regions if r.owner_kind == "dev")
+
+    @staticmethod
+    def _owner_path(region: "MtreeRegion") -> str:
+        return f"/machine/peripheral/{region.owner}" if region.owner_ref == "id" else str(region.owner)
 
     def attribute(self, region: "MtreeRegion", space: str) -> DecodedRange:
         owner, owner_type = self._owner(region)
@@ -306,9 +377,7 @@ class _Reader:
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
             return self._ownerless_owner(region)
-        if region.owner_ref == "id":
-            return region.owner, self.qom_type(f"/machine/peripheral/{region.owner}")
-        return region.owner, self.qom_type(region.owner)
+        return region.owner, self.qom_type(self._owner_path(region))
 
     def _ownerless_owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         """A region QEMU registered with no owner device (the IPMI interfaces): the device
@@ -326,36 +395,168 @@ class _Reader:
         return list(self._facts["isa-devices"])
 
     def _read_isa_devices(self) -> list[IsaDevice]:
-        isa_types = {t["name"] for t in self.machine.qmp(
-            "qom-list-types", {"implements": "isa-device", "abstract": False})}
-        found = []
-        for container in ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon"):
-            try:
-                children = self.machine.qmp("qom-list", {"path": container})
-            except Exception:
+        """Every ISA device in the QOM containers with its resource properties.
+
+        ``info qtree`` prints every device on the ISA bus with its properties in one
+        command, where QOM needs a qom-list per device and a qom-get per property (~50
+        commands).  qtree names no QOM path, so its devices are matched to the containers'
+        listing: by id, and an anonymous one by type (several of one type by a property
+        asked of each candidate).  When anything does not match one to one, the QOM walk
+        answers instead, so the result is always the QOM walk's."""
+        isa_listing, *listings = self.ask(
+            [("qom-list-types", {"implements": "isa-device", "abstract": False})]
+            + [("qom-list", {"path": container}) for container in QOM_CONTAINERS]
+            + [("human-monitor-command", {"command-line": "info qtree"})])
+        if isinstance(isa_listing, BaseException):
+            raise isa_listing
+        isa_types = {t["name"] for t in isa_listing}
+        qtree = listings.pop()
+        devices = self._isa_in_containers(isa_types, listings)
+        if not isinstance(qtree, BaseException):
+            matched = self._match_qtree(devices, parse_qtree_isa(qtree))
+            if matched is not None:
+                return matched
+        return self._walk_isa_devices(devices)
+
+    def _isa_in_containers(self, isa_types: set[str], listings: list[Any]) -> list[tuple[str, str | None, str]]:
+        """(path, id, type) of each ISA device in the containers' listings, in their order."""
+        devices = []  # (path, id, type) of each ISA device, in container order
+        for container, children in zip(QOM_CONTAINERS, listings):
+            if isinstance(children, BaseException):
                 continue
             for child in children:
                 match = re.fullmatch(r"child<(.+)>", child["type"])
-                if not match or match.group(1) not in isa_types:
+                if not match:
                     continue
                 path = f"{container}/{child['name']}"
-                props = {}
-                for prop in self.machine.qmp("qom-list", {"path": path}):
-                    if prop["name"] in ISA_RESOURCE_PROPERTIES and prop["type"].startswith(("uint", "int")):
-                        props[prop["name"]] = int(self.machine.qmp(
-                            "qom-get", {"path": path, "property": prop["name"]}))
-                dev_id = child["name"] if container == "/machine/peripheral" else None
-                found.append(IsaDevice(path, dev_id, match.group(1), props))
-        return found
+                # A child<T> link names the object's own type: what qom-get type would say.
+                self._types.setdefault(path, match.group(1))
+                if match.group(1) in isa_types:
+                    dev_id = child["name"] if container == "/machine/peripheral" else None
+                    devices.append((path, dev_id, match.group(1)))
+        return devices
+
+    def _match_qtree(self, devices: list[tuple[str, str | None, str]],
+                     qtree: list[tuple[str, str | None, dict[str, int]]]) -> list[IsaDevice] | None:
+        """``devices`` with their properties from ``qtree``; None unless one to one."""
+        if len(qtree) != len(devices):
+            return None
+        named = {dev_id: (kind, props) for kind, dev_id, props in qtree if dev_id is not None}
+        anonymous: dict[str, list[dict[str, int]]] = {}
+        for kind, dev_id, props in qtree:
+            if dev_id is None:
+                anonymous.setdefault(kind, []).append(props)
+        found: dict[str, dict[str, int]] = {}
+        candidates: dict[str, list[str]] = {}
+        for path, dev_id, kind in devices:
+            if dev_id is not None:
+                if named.get(dev_id, ("", {}))[0] != kind:
+                    return None
+                found[path] = named.pop(dev_id)[1]
+            else:
+                candidates.setdefault(kind, []).append(path)
+        if named or sorted(candidates) != sorted(anonymous):
+            return None
+        for kind, paths in candidates.items():
+            entries = anonymous[kind]
+            if len(entries) != len(paths):
+                return None
+            if all(e == entries[0] for e in entries):
+                found.update(dict.fromkeys(paths, entries[0]))  # alike: any pairing is exact
+                continue
+            # Told apart by the properties whose values differ: ask those of each path.
+            names = sorted({n for e in entries for n in e if any(o.get(n) != e.get(n) for o in entries)})
+            answers = iter(self.ask([("qom-get", {"path": p, "property": n}) for p in paths for n in names]))
+            left = list(entries)
+            for path in paths:
+                asked = {n: next(answers) for n in names}
+                fits = [e for e in left if all(_same(e.get(n), v) for n, v in asked.items())]
+                if not fits or any(f != fits[0] for f in fits):
+                    return None
+                left.remove(fits[0])
+                found[path] = fits[0]
+        return [IsaDevice(path, dev_id, kind, dict(found[path])) for path, dev_id, kind in devices]
+
+    def _walk_isa_devices(self, devices: list[tuple[str, str | None, str]]) -> list[IsaDevice]:
+        """The properties of ``devices`` from QOM: a qom-list each, a qom-get per property."""
+        wanted = []  # (device index, property) for every ISA resource property
+        for index, properties in enumerate(self.ask([("qom-list", {"path": path}) for path, _, _ in devices])):
+            if isinstance(properties, BaseException):
+                raise properties
+            wanted += [(index, prop["name"]) for prop in properties
+                       if prop["name"] in ISA_RESOURCE_PROPERTIES and prop["type"].startswith(("uint", "int"))]
+        values = self.ask([("qom-get", {"path": devices[index][0], "property": name}) for index, name in wanted])
+        props: list[dict[str, int]] = [{} for _ in devices]
+        for (index, name), value in zip(wanted, values):
+            if isinstance(value, BaseException):
+                raise value
+            props[index][name] = int(value)
+        return [IsaDevice(path, dev_id, kind, prop) for (path, dev_id, kind), prop in zip(devices, props)]
 
 
-def _read_pci(machine: Any, ports: HmpPorts) -> list[PciFunction]:
+def _same(expected: int | None, answer: Any) -> bool:
+    """Does a qom-get answer agree with a qtree value (None: qtree does not show it)?"""
+    if isinstance(answer, BaseException):
+        return expected is None
+    return isinstance(answer, int) and not isinstance(answer, bool) and answer == expected
+
+
+_QTREE_LINE = re.compile(r"^( *)(bus|type|dev):? (.*)$|^( *)([\w-]+) = (.*)$")
+_QTREE_DEV = re.compile(r'^([\w.-]+), id "([^"]*)"$')
+_QTREE_INT = re.compile(r"^(-?\d+) \(0x[0-9a-f]+\)$")
+
+
+def parse_qtree_isa(text: str) -> list[tuple[str, str | None, dict[str, int]]]:
+    """``info qtree`` → (type, id or None, {resource property: value}) of every device on a
+    bus of type ISA, in qtree order; properties are the integer ones named in
+    :data:`ISA_RESOURCE_PROPERTIES` (qtree prints them ``N (0xN)``)."""
+    out: list[tuple[str, str | None, dict[str, int]]] = []
+    bus_type: dict[int, str] = {}  # indent of a bus's devices -> its type
+    current: tuple[int, dict[str, int]] | None = None  # (indent, props) of an ISA device
+    for line in text.splitlines():
+        match = _QTREE_LINE.match(line)
+        if not match:
+            continue
+        if match.group(2):
+            indent, word, rest = len(match.group(1)), match.group(2), match.group(3).strip()
+            if current is not None and indent <= current[0]:
+                current = None
+            if word == "type":
+                bus_type[indent] = rest
+            elif word == "dev":
+                dev = _QTREE_DEV.match(rest)
+                if dev and bus_type.get(indent) == "ISA":
+                    props: dict[str, int] = {}
+                    out.append((dev.group(1), dev.group(2) or None, props))
+                    current = (indent, props)
+        elif current is not None:
+            indent, name, value = len(match.group(4)), match.group(5), match.group(6).strip()
+            if indent <= current[0]:
+                current = None
+            elif indent == current[0] + 2 and name in ISA_RESOURCE_PROPERTIES:
+                number = _QTREE_INT.match(value)
+                if number:
+                    current[1][name] = int(number.group(1))
+    return out
+
+
+def walk_pci(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    """query-pci's functions, each bridge followed by what is behind it."""
+    for dev in devices:
+        yield dev
+        bridge = dev.get("pci_bridge")
+        if bridge is not None:
+            yield from walk_pci(bridge.get("devices", []))
+
+
+def _read_pci(query_pci: list[dict[str, Any]], commands: dict[tuple[int, int, int], int]) -> list[PciFunction]:
+    """The functions of ``query_pci`` with the command registers read for them."""
     out: list[PciFunction] = []
 
     def walk(devices: Iterable[dict[str, Any]]) -> None:
         for dev in devices:
             bus, slot, fn = dev["bus"], dev["slot"], dev["function"]
-            command = ports.read_config(bus, slot, fn, 0x04, 2)
+            command = commands[(bus, slot, fn)]
             bridge_info = None
             bridge = dev.get("pci_bridge")
             if bridge is not None:
@@ -384,7 +585,7 @@ def _read_pci(machine: Any, ports: HmpPorts) -> list[PciFunction]:
             if bridge is not None:
                 walk(bridge.get("devices", []))
 
-    for bus in machine.qmp("query-pci"):
+    for bus in query_pci:
         walk(bus["devices"])
     return out
 
@@ -393,13 +594,21 @@ def _window(w: dict[str, int] | None) -> Window | None:
     return Window(w["base"], w["limit"]) if w else None
 
 
-def _read_pirq(kind: str, ports: HmpPorts) -> PirqRouting | None:
+def _pirq_dwords(kind: str) -> list[tuple[int, int, int, int]]:
+    """(bus, slot, function, offset) of the config dwords holding ``kind``'s PIRQ routes."""
+    if kind not in PIRQ_REGISTERS:
+        return []
+    (bus, slot, fn), registers = PIRQ_REGISTERS[kind]
+    return [(bus, slot, fn, first) for first in sorted({off & ~3 for off in registers.values()})]
+
+
+def _pirq_routing(kind: str, dwords: list[int]) -> PirqRouting | None:
+    """The routing from the values of :func:`_pirq_dwords`, in that order."""
     if kind not in PIRQ_REGISTERS:
         return None
-    (bus, slot, fn), registers = PIRQ_REGISTERS[kind]
+    registers = PIRQ_REGISTERS[kind][1]
     raw: dict[str, int] = {}
-    for first in sorted({off & ~3 for off in registers.values()}):
-        dword = ports.read_config(bus, slot, fn, first, 4)
+    for (*_, first), dword in zip(_pirq_dwords(kind), dwords):
         for link, off in registers.items():
             if off & ~3 == first:
                 raw[link] = dword >> (8 * (off & 3)) & 0xFF

@@ -1,7 +1,9 @@
 """The HAL's :class:`~harness.nt.busaccess.BusAccess` over a live, paused QEMU machine.
 
-Every access is a monitor round trip (0.4-0.6 ms, qemu-facts.md §5), so this class reads
-only what it must and never pays twice for the same value in one phase:
+Port accesses go over the machine's qtest channel (~30 µs each, :mod:`harness.qemu.qtest`)
+or, without one, HMP (0.4-0.6 ms, qemu-facts.md §5); everything else is a QMP round trip.
+Either way this class reads only what it must and never pays twice for the same value in
+one phase:
 
 * **Configuration space is cached** per function, byte by byte, until a configuration
   write to that function (or to a bridge or the host bridge, which can change what is
@@ -23,7 +25,7 @@ only what it must and never pays twice for the same value in one phase:
 Writes to configuration space use the natural access width for each piece (see
 :func:`~harness.nt.busaccess.config_write_pieces`) through 0xCFC + (offset & 3).
 
-``round_trips`` counts every monitor command this object issued.  :class:`LiveBus` also
+``round_trips`` counts every monitor command and port access this object issued.  :class:`LiveBus` also
 implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the same text
 :mod:`harness.qemu.layout` parses) plus query-pci.
 """
@@ -31,12 +33,13 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from contextlib import nullcontext
+from typing import Any, Sequence
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
-from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
-from .layout import UNASSIGNED, parse_mtree_flat, parse_mtree_tree
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
+from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -47,16 +50,6 @@ _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
 
 class LiveBusError(BusAccessError):
     pass
-
-
-class _Counting:
-    """The monitor as HmpPorts sees it: every command is counted on the LiveBus."""
-
-    def __init__(self, bus: "LiveBus") -> None:
-        self._bus = bus
-
-    def hmp(self, command_line: str, *, timeout: float | None = None) -> str:
-        return self._bus._hmp(command_line, timeout=timeout)
 
 
 class _Function:
@@ -89,12 +82,18 @@ class LiveBus:
         self.use_query_pci = use_query_pci
         self.use_ecam = use_ecam
         self.cache = cache
-        self.round_trips = 0
-        self.ports = HmpPorts(_Counting(self))
+        self._monitor_round_trips = 0
+        #: Port I/O: the machine's qtest channel when it has one, else HMP i/o.
+        self.ports = machine_ports(machine)
         self._seen_epoch = -1
         self._reset_state()
 
     # ------------------------------------------------------------------ bookkeeping
+    @property
+    def round_trips(self) -> int:
+        """Monitor commands and port accesses this object made."""
+        return self._monitor_round_trips + self.ports.round_trips
+
     def _reset_state(self) -> None:
         self._functions: dict[tuple[int, int, int], _Function] = {}
         self._present: set[tuple[int, int, int]] | None = None
@@ -105,8 +104,6 @@ class LiveBus:
         self._cf8: int | None = None
         self._decoded: list[DecodedSpan] | None = None
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
-        self._owner_devfn: dict[str, int | None] = {}
-        self._pci_types: set[str] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
 
     def invalidate(self) -> None:
@@ -125,11 +122,11 @@ class LiveBus:
             self._seen_epoch = epoch
 
     def _hmp(self, command_line: str, *, timeout: float | None = None) -> str:
-        self.round_trips += 1
+        self._monitor_round_trips += 1
         return self.machine.hmp(command_line, timeout=timeout)
 
     def _qmp(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        self.round_trips += 1
+        self._monitor_round_trips += 1
         return self.machine.qmp(command, arguments)
 
     # ------------------------------------------------------------------ ports
@@ -137,6 +134,13 @@ class LiveBus:
         check_port_access(port, size)
         self._check_epoch()
         return self.ports.read_port(port, size)
+
+    def read_ports(self, accesses: Sequence[tuple[int, int]]) -> list[int]:
+        """See :func:`harness.nt.busaccess.read_ports`: one port transfer."""
+        for port, size in accesses:
+            check_port_access(port, size)
+        self._check_epoch()
+        return self.ports.transfer([("in", port, size, None) for port, size in accesses])
 
     def write_port(self, port: int, value: int, size: int = 1) -> None:
         check_port_access(port, size)
@@ -150,6 +154,14 @@ class LiveBus:
             self._seen_epoch = self.epoch
             if port == PCI_CONFIG_ADDRESS and size == 4:
                 self._cf8 = value
+
+    def posted_writes(self) -> Any:
+        """See :func:`harness.nt.busaccess.posted_writes`: on the qtest channel, writes in
+        the block go out with the next read, QMP command or the block's end.  Not on a
+        machine running a guest (its CPU would see the ports late): writes go out at once."""
+        if getattr(self.machine, "boot", None) is not None:
+            return nullcontext()
+        return self.ports.posting()
 
     # ------------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int) -> bytes:
@@ -217,10 +229,11 @@ class LiveBus:
         # Decide before writing: a bridge (bus numbers, windows) or the host bridge
         # (PCIEXBAR) changes what every other access reaches.
         wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
-        for piece, width in config_write_pieces(offset, len(data)):
-            value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
-            self._select(bus, device, function, piece)
-            self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+        with self.ports.posting():  # every piece in one exchange, sent before this returns
+            for piece, width in config_write_pieces(offset, len(data)):
+                value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
+                self._select(bus, device, function, piece)
+                self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
         if wide:
             cf8 = self._cf8
             self._reset_state()
@@ -239,14 +252,15 @@ class LiveBus:
         return True  # unknown: assume the worst
 
     def _select(self, bus: int, device: int, function: int, offset: int) -> None:
-        address = HmpPorts.config_address(bus, device, function, offset)
+        address = PortChannel.config_address(bus, device, function, offset)
         if self._cf8 != address or not self.cache:
             self.ports.write_port(PCI_CONFIG_ADDRESS, address, 4)
             self._cf8 = address
 
     def _cf8_read(self, bus: int, device: int, function: int, dword: int) -> int:
-        self._select(bus, device, function, dword)
-        return self.ports.read_port(PCI_CONFIG_DATA, 4)
+        with self.ports.posting():  # the 0xCF8 write goes out with the read: one exchange
+            self._select(bus, device, function, dword)
+            return self.ports.read_port(PCI_CONFIG_DATA, 4)
 
     # ------------------------------------------------------------------ query-pci
     def query_pci(self, *, fresh: bool = False) -> list[dict[str, Any]]:
@@ -261,7 +275,7 @@ class LiveBus:
             self._buses = set()
             for bus in self._query_pci:
                 self._buses.add(bus["bus"])
-                for dev in _walk(bus["devices"]):
+                for dev in walk_pci(bus["devices"]):
                     key = (dev["bus"], dev["slot"], dev["function"])
                     self._present.add(key)
                     if dev.get("pci_bridge") is not None:
@@ -281,7 +295,7 @@ class LiveBus:
         return key in self._present
 
     def _seed_from_query_pci(self, key: tuple[int, int, int], fn: _Function) -> None:
-        dev = next((d for b in self.query_pci() for d in _walk(b["devices"])
+        dev = next((d for b in self.query_pci() for d in walk_pci(b["devices"])
                     if (d["bus"], d["slot"], d["function"]) == key), None)
         if dev is None:
             return
@@ -379,12 +393,14 @@ class LiveBus:
             by_id: dict[str, tuple[int, int, int]] = {}
             anonymous: dict[int, list[tuple[int, int, int]]] = {}
             for bus in self.query_pci():
-                for dev in _walk(bus["devices"]):
+                for dev in walk_pci(bus["devices"]):
                     key = (dev["bus"], dev["slot"], dev["function"])
                     if dev.get("qdev_id"):
                         by_id[dev["qdev_id"]] = key
                     else:
                         anonymous.setdefault(dev["slot"] << 3 | dev["function"], []).append(key)
+            devfns = self._devfns([r.owner for view in ("I/O", "memory") for r in flat.get(view, [])
+                                   if r.owner_kind == "dev" and r.owner_ref == "path" and r.owner not in by_id])
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
                 for region in flat.get(view, []):
@@ -395,7 +411,7 @@ class LiveBus:
                     if owner is not None:
                         function = by_id.get(owner)
                         if function is None and region.owner_ref == "path":
-                            devfn = self._devfn_of(owner)
+                            devfn = devfns[owner]
                             candidates = anonymous.get(devfn, []) if devfn is not None else []
                             if len(candidates) == 1:
                                 function = candidates[0]
@@ -409,36 +425,36 @@ class LiveBus:
         the mapped ones: -1 while unmapped), as ``{index: (start, end)}``."""
         out: dict[int, tuple[int, int]] = {}
         for b in self.query_pci(fresh=True):
-            for dev in _walk(b["devices"]):
+            for dev in walk_pci(b["devices"]):
                 if (dev["bus"], dev["slot"], dev["function"]) == (bus, device, function):
                     for region in dev.get("regions", []):
                         if region["address"] not in (UNASSIGNED, -1):
                             out[region["bar"]] = (region["address"], region["address"] + region["size"] - 1)
         return out
 
-    def _devfn_of(self, path: str) -> int | None:
-        """The PCI devfn (QOM ``addr``) of the device at ``path``; None if it is not a PCI
-        device.  Only properties that exist are asked for: a failing QMP command costs the
-        machine's exit check."""
-        if path not in self._owner_devfn:
-            if self._pci_types is None:
-                self._pci_types = {t["name"] for t in self._qmp(
-                    "qom-list-types", {"implements": "pci-device", "abstract": False})}
-            kind = self._qmp("qom-get", {"path": path, "property": "type"})
-            devfn = None
-            if kind in self._pci_types:
-                value = self._qmp("qom-get", {"path": path, "property": "addr"})
-                devfn = int(value) if isinstance(value, int) and value >= 0 else None
-            self._owner_devfn[path] = devfn
-        return self._owner_devfn[path]
-
-
-def _walk(devices: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
-    for dev in devices:
-        yield dev
-        bridge = dev.get("pci_bridge")
-        if bridge is not None:
-            yield from _walk(bridge.get("devices", []))
+    def _devfns(self, paths: list[str]) -> dict[str, int | None]:
+        """The PCI devfn (QOM ``addr``) of the device at each path; None for one that is not
+        a PCI device.  QOM does not change while QEMU runs, so each answer is kept for the
+        machine (``static_facts``); the unknown ones are asked at once, and only for
+        properties that exist (a failing QMP command costs the machine's exit check)."""
+        reader = QomReader(self.machine)
+        facts = reader.facts
+        known: dict[str, int | None] = facts.setdefault("pci-devfn", {})
+        missing = [p for p in dict.fromkeys(paths) if p not in known]
+        if missing:
+            if "pci-types" not in facts:
+                facts["pci-types"] = frozenset(t["name"] for t in self._qmp(
+                    "qom-list-types", {"implements": "pci-device", "abstract": False}))
+            kinds = reader.qom_types(missing)
+            pci = [p for p in missing if kinds[p] in facts["pci-types"]]
+            values = reader.ask([("qom-get", {"path": p, "property": "addr"}) for p in pci])
+            self._monitor_round_trips += reader.asked
+            known.update(dict.fromkeys(missing))
+            for path, value in zip(pci, values):
+                if isinstance(value, BaseException):
+                    raise value
+                known[path] = int(value) if isinstance(value, int) and value >= 0 else None
+        return {p: known[p] for p in paths}
 
 
 def _upper_of_64(listed: dict[int, dict[str, Any]], index: int) -> bool:

@@ -23,7 +23,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
@@ -34,6 +34,7 @@ from ..config import FIRMWARE_LOG_PORT, RESERVED_ID_PREFIX, MachineSpec
 from ..errors import HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
+from .qtest import QtestChannel, qtest_args, qtest_wanted
 from .reaper import KEEP_FILE, OWNER_ENV, OWNER_FILE, owner_tag
 
 QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
@@ -179,11 +180,14 @@ class Machine:
         self.accel_used: str | None = None
         self.firmware_seconds: float | None = None
         self.exit_outcome: str | None = None
+        self._firmware_started = (0, 0.0)  # (event mark, monotonic start) of the firmware run
         #: What cannot change while this QEMU runs (its QOM tree: devices, their types and
         #: ISA resource properties), cached by the readers that ask (layout snapshots).
         self.static_facts: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: QMPClient | None = None
+        #: The qtest socket (harness.qemu.qtest): the fast channel for port I/O.
+        self.qtest: QtestChannel | None = None
         self._events: list[dict[str, Any]] = []
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -250,7 +254,8 @@ class Machine:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Machine":
-        self.launch()
+        if self._proc is None:  # a machine launched early is entered as it is
+            self.launch()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -261,7 +266,7 @@ class Machine:
         if self._proc is not None:
             raise HarnessError("machine already launched")
         (self.run_dir / "argv.sh").write_text(
-            "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP on a socketpair.\n"
+            "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP and qtest on socketpairs.\n"
             + "exec " + shlex.join(self.argv) + "\n")
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
         Machine._live.add(self)
@@ -275,16 +280,23 @@ class Machine:
 
     async def _launch_async(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        qtest_ours, qtest_theirs = _qtest_pair()
         with open(self.qemu_log, "ab") as out:
             env = dict(os.environ, **{OWNER_ENV: owner_tag(self._token)})
             argv = [*_pdeathsig_prefix(), *self.argv,
                     "-chardev", f"socket,id={RESERVED_ID_PREFIX}-qmp,fd={theirs.fileno()}",
-                    "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control"]
+                    "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control",
+                    *(qtest_args(qtest_theirs.fileno()) if qtest_theirs else [])]
             # Spawned on the loop thread (see loop.py): the death signal follows that thread.
             self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, pass_fds=[theirs.fileno()],
+                                          stderr=subprocess.STDOUT,
+                                          pass_fds=[s.fileno() for s in (theirs, qtest_theirs) if s],
                                           start_new_session=True, env=env, close_fds=True)
         theirs.close()
+        if qtest_ours is not None and qtest_theirs is not None:
+            qtest_theirs.close()
+            self.qtest = QtestChannel(qtest_ours, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
+                f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
         self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
         client = QMPClient(self.spec.name)
@@ -301,6 +313,11 @@ class Machine:
         kvm = await client.execute("query-kvm")
         self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
         self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid})
+
+    def _qtest_closed(self, what: str) -> QEMUError:
+        if self._exited_within(1.0):
+            return MachineDied(f"QEMU exited (status {self._proc.returncode}) during qtest {what!r}", machine=self)
+        return QEMUError(f"the qtest channel is closed (during {what!r})", machine=self)
 
     def _launch_failed(self, message: str) -> LaunchError:
         rc = self._proc.poll() if self._proc else None
@@ -347,6 +364,8 @@ class Machine:
         try:
             self._terminate()
         finally:
+            if self.qtest is not None:
+                self.qtest.close()
             Machine._live.discard(self)
             if self._qmp_log is not None:
                 self._qmp_log.close()
@@ -391,6 +410,8 @@ class Machine:
             raise HarnessError("machine is not launched")
         if self._proc.poll() is not None:
             raise MachineDied(f"QEMU exited with status {self._proc.returncode}", machine=self)
+        if self.qtest is not None:
+            self.qtest.flush()  # whatever looks at QEMU next sees every posted write
 
     def qmp(self, command: str, arguments: dict[str, Any] | None = None, *,
             timeout: float | None = None) -> Any:
@@ -407,6 +428,37 @@ class Machine:
                 raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
                                   machine=self) from None
             raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
+
+    def qmp_many(self, commands: Sequence[tuple[str, dict[str, Any] | None]], *,
+                 timeout: float | None = None) -> list[Any]:
+        """Execute independent QMP commands with all of them in flight at once (QEMU
+        answers in order); return each result, or the :class:`QEMUError` of a command QEMU
+        refused, in order.  One hop to the event loop and no waiting between commands,
+        instead of one round trip each.  A lost connection raises as :meth:`qmp` does."""
+        if not commands:
+            return []
+        self._require_running()
+        timeout = self.qmp_timeout if timeout is None else timeout
+
+        async def run() -> list[Any]:
+            return await asyncio.gather(*(self._execute(c, a) for c, a in commands), return_exceptions=True)
+
+        answers = hloop.call(run, timeout, lambda: QMPTimeout(
+            f"{len(commands)} QMP commands from {commands[0][0]!r} got no answer within {timeout:g} s",
+            machine=self))
+        out: list[Any] = []
+        for (command, _), answer in zip(commands, answers):
+            if isinstance(answer, ExecuteError):
+                answer = QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False)
+            elif isinstance(answer, QMPError):
+                if self._exited_within(1.0):
+                    raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
+                                      machine=self) from None
+                raise QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False) from None
+            elif isinstance(answer, BaseException):
+                raise answer
+            out.append(answer)
+        return out
 
     async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """One QMP command on the loop thread, with command and answer in qmp.log."""
@@ -501,6 +553,8 @@ class Machine:
         """
         if self._proc is None:
             raise HarnessError("machine is not launched")
+        if self.qtest is not None:
+            self.qtest.flush()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -526,18 +580,12 @@ class Machine:
         With ``-boot reboot-timeout=0 -action reboot=shutdown,shutdown=pause`` the BIOS's
         "no bootable device" reboot becomes a pause: wait for SHUTDOWN then STOP
         (qemu-facts.md §4).  A second call re-runs the firmware in the same process.
-        Returns the seconds the firmware took.
+        Returns the seconds the firmware took.  After :meth:`start_firmware` it only waits.
         """
         timeout = FIRMWARE_TIMEOUT[self.accel_used or self.accel] if timeout is None else timeout
-        if self.phase == "post-firmware":
-            mark = len(self._events)
-            self.qmp("set-action", {"reboot": "reset"})
-            self.qmp("system_reset")
-            self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
-            self.qmp("set-action", {"reboot": "shutdown"})
-        mark = len(self._events)
-        start = time.monotonic()
-        self.qmp("cont")
+        if self.phase != "firmware":
+            self.start_firmware()
+        mark, start = self._firmware_started
         self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
@@ -548,6 +596,20 @@ class Machine:
         self.phase = "post-firmware"
         self.firmware_seconds = elapsed
         return elapsed
+
+    def start_firmware(self) -> None:
+        """Let the firmware run (from its start, again if it ran before) without waiting
+        for its end, so the caller can work meanwhile (the CLI imports the NT model while
+        SeaBIOS runs on another core); :meth:`run_firmware` then waits for the end."""
+        if self.phase == "post-firmware":
+            mark = len(self._events)
+            self.qmp("set-action", {"reboot": "reset"})
+            self.qmp("system_reset")
+            self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
+            self.qmp("set-action", {"reboot": "shutdown"})
+        self._firmware_started = (len(self._events), time.monotonic())
+        self.qmp("cont")
+        self.phase = "firmware"
 
 
 # ---------------------------------------------------------------------- argv
@@ -702,6 +764,10 @@ def _check_unix_paths(run_dir: Path) -> None:
         raise HarnessError(f"run folder {run_dir} is too long for unix sockets "
                            f"({len(longest.encode())} > {UNIX_PATH_MAX} bytes); set HARNESS_RUN_DIR "
                            "to a shorter folder")
+
+
+def _qtest_pair() -> tuple[socket.socket, socket.socket] | tuple[None, None]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest_wanted() else (None, None)
 
 
 def _pdeathsig_prefix() -> list[str]:
