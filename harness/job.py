@@ -44,7 +44,7 @@ from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import Layout
-from .qemu.machine import Machine
+from .qemu.machine import Machine, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verify import HardwareView, hardware_conflicts
 
@@ -222,9 +222,11 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
-        machine = Machine(spec, keep=True)
+        # Made here (not by Machine) so it outlives close() for the copy below; unmarked,
+        # so the sweep removes it if this process is killed before the copy.
+        run_dir = new_run_dir(spec.name)
         try:
-            with machine:
+            with Machine(spec, run_dir=run_dir, keep=keep) as machine:
                 machine.run_firmware()
                 timings["boot+firmware"] = time.monotonic() - t0
                 t = time.monotonic()
@@ -236,10 +238,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                 shared = exercise_shared_interrupts(bed.io, machine)
                 result = collect(bed, out_dir, timings, shared)
         finally:
-            shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
+            shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
             if not keep:
-                shutil.rmtree(machine.run_dir, ignore_errors=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
         write_outputs(result, bed.io, picture=picture)
         return result

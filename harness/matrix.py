@@ -753,7 +753,8 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
-        _kill_qemus_of({self.proc.pid})
+        from .qemu.reaper import kill_qemus_of
+        kill_qemus_of({self.proc.pid})
 
 
 def _worker_main(fd: int, parent: int) -> None:
@@ -761,7 +762,8 @@ def _worker_main(fd: int, parent: int) -> None:
     import sys
     from multiprocessing.connection import Connection
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us on Ctrl-C
-    _die_with_parent(parent)
+    from .qemu.lifeline import die_with_parent
+    die_with_parent(parent)
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
@@ -781,45 +783,15 @@ def _worker_main(fd: int, parent: int) -> None:
         return
 
 
-def _die_with_parent(parent: int) -> None:
-    """PR_SET_PDEATHSIG: SIGKILL this worker when the process that started it dies."""
-    import ctypes
-    import os
-    import signal
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _kill_qemus_of(owners: set[int]) -> list[int]:
-    """SIGKILL every harness-tagged QEMU whose owner is one of ``owners``."""
-    import os
-    import signal
-    from .qemu.reaper import tagged_processes
-    killed = []
-    for proc in tagged_processes():
-        if proc.owner_pid in owners:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed.append(proc.pid)
-            except ProcessLookupError:
-                pass
-    return killed
-
-
 def _kill_workers(workers: list["_Worker"]) -> None:
     for worker in workers:
         if worker.proc.poll() is None:
             worker.proc.kill()
     for worker in workers:
         worker.proc.wait(5)
-    _kill_qemus_of({w.proc.pid for w in workers})
     from .qemu.machine import run_root
-    from .qemu.reaper import sweep_orphan_run_dirs
+    from .qemu.reaper import kill_qemus_of, sweep_orphan_run_dirs
+    kill_qemus_of({w.proc.pid for w in workers})
     sweep_orphan_run_dirs(run_root())
 
 

@@ -63,7 +63,7 @@ from typing import Any, Iterator
 import pytest
 
 from .qemu.machine import close_all, run_root
-from .qemu.reaper import reap_orphans, reap_own, sweep_orphan_run_dirs
+from .qemu.reaper import owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
 RESETS = ("none", "reboot", "recreate")
 REQUIREMENT_KEYS = ("machine", "accel", "models", "buses", "drivers", "kvm")
@@ -344,7 +344,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 class _Groups:
     @staticmethod
     def base(testrunuid: str) -> Path:
-        return run_root() / f"xdist-groups-{testrunuid}"
+        # Named after the controller, so the sweep removes what a killed session left.
+        return run_root() / owned_name(f"xdist-groups-{testrunuid}")
 
     @staticmethod
     def write(path: Path, groups: dict[str, str]) -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.qemu.machine import _pdeathsig_prefix
+from harness.qemu import lifeline
 from helpers import REPO, record_figures
 
 CHAOS_ITERATIONS = int(os.environ.get("CHAOS_ITERATIONS", "200"))
@@ -80,7 +80,7 @@ class Zygote:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.logs = logs
         self.junk: list[str] = []  # lines that are not events: a worker wrote to the pipe
-        self.proc = subprocess.Popen([*_pdeathsig_prefix(), sys.executable, str(REPO / "tests" / "chaos_zygote.py")],
+        self.proc = subprocess.Popen([*lifeline.command(os.getpid()), sys.executable, str(REPO / "tests" / "chaos_zygote.py")],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                      cwd=REPO, text=True)
         self._queues: dict[int, queue.Queue[dict[str, Any]]] = defaultdict(queue.Queue)

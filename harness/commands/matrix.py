@@ -6,11 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..errors import HarnessError
 from ..repro import write_cell_bundle
@@ -77,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs") / f"matrix-{matrix.name}"
     print(f"matrix {matrix.name}: {len(cells)} cell(s), {args.jobs} at a time, files under {out}",
           file=sys.stderr)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     start = time.monotonic()
     try:
         results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle, progress=None if args.progress == "none" else args.progress,
@@ -87,18 +84,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: {len(cells) - len(aborted.results)} cell(s) not run; "
               "every worker and QEMU of this run has been stopped", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     seconds = time.monotonic() - start
     (out / "summary.json").write_text(json.dumps(
         {"matrix": matrix.name, "source": args.file, "seconds": round(seconds, 2),
          "results": [r.to_dict() for r in results]}, indent=1) + "\n")
     sys.stdout.write(format_summary(results, seconds))
     return 1 if any(r.outcome in ("fail", "error") for r in results) else 0
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def format_listing(matrix: Matrix, cells: list) -> str:

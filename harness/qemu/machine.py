@@ -34,6 +34,7 @@ from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_STRING_RE, QEMU_STRING_
 from ..errors import ConfigError, HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
+from . import lifeline
 from .reaper import KEEP_FILE, OWNER_ENV, OWNER_FILE, owner_tag
 
 QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
@@ -163,7 +164,7 @@ class Machine:
         self.extra_args = tuple(extra_args)
         self._token = os.urandom(4).hex()
         self.accel = resolve_accel(accel or spec.accel)
-        self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(spec.name)
+        self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(spec.name)
         self._own_run_dir = run_dir is None
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
@@ -274,7 +275,9 @@ class Machine:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with open(self.qemu_log, "ab") as out:
             env = dict(os.environ, **{OWNER_ENV: owner_tag(self._token)})
-            argv = [*_pdeathsig_prefix(), *self.argv,
+            # The lifeline arms the parent-death signal, then checks the parent is still
+            # this process before it execs QEMU: no window in which a QEMU can be orphaned.
+            argv = [*lifeline.command(os.getpid()), _qemu_path(self.argv[0]), *self.argv[1:],
                     "-chardev", f"socket,id={RESERVED_ID_PREFIX}-qmp,fd={theirs.fileno()}",
                     "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control"]
             # Spawned on the loop thread (see loop.py): the death signal follows that thread.
@@ -791,16 +794,11 @@ def _check_unix_paths(run_dir: Path) -> None:
                            "to a shorter folder")
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """``setpriv --pdeathsig KILL --``: the death signal is armed before QEMU runs.
-
-    preexec_fn would do the same but is unsafe in a threaded process; setpriv is part
-    of util-linux, which every Debian system has.
-    """
-    path = shutil.which("setpriv")
+def _qemu_path(binary: str) -> str:
+    path = shutil.which(binary)
     if path is None:
-        raise HarnessError("setpriv (util-linux) is required to tie QEMU's life to the harness")
-    return [path, "--pdeathsig", "KILL", "--"]
+        raise HarnessError(f"QEMU ({binary}) is not installed or not on PATH; set HARNESS_QEMU")
+    return path
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -841,7 +839,8 @@ def run_root() -> Path:
     return root
 
 
-def _new_run_dir(name: str) -> Path:
+def new_run_dir(name: str) -> Path:
+    """A fresh private run folder under :func:`run_root` for machine ``name``."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
     return Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
