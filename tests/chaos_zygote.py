@@ -2,7 +2,8 @@
 forks each pytest worker the test then strikes, so an iteration costs a fork, not a
 Python start-up (about 1 s of CPU on this machine, 200 times over).
 
-Protocol (JSON lines): requests on stdin ``{"id", "args", "env", "log"}`` (the worker's
+Protocol (JSON lines): requests on stdin ``{"id", "args", "env", "log"}`` (with
+``"cli": true`` the worker runs ``harness ARGS`` instead of ``pytest ARGS``) (the worker's
 output goes to the file ``log``); on stdout the
 zygote answers ``{"id", "event": "forked", "pid"}`` and ``{"id", "event": "exit",
 "returncode"}`` (negative: killed by that signal), and the workers themselves add their
@@ -46,6 +47,9 @@ def run_worker(request: dict[str, object], zygote: int) -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.environ["CHAOS_ID"] = str(request["id"])
+    if request.get("cli"):  # a harness command (run, verify, matrix) instead of pytest
+        from harness.cli import main as harness_main
+        return int(harness_main(list(request["args"])))  # type: ignore[arg-type]
     return int(pytest.main(list(request["args"])))  # type: ignore[arg-type]
 
 

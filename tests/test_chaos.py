@@ -102,10 +102,10 @@ class Zygote:
                 continue
             self._queue(message["id"]).put(message)
 
-    def start(self, ident: int, args: list[str], env: dict[str, str]) -> None:
+    def start(self, ident: int, args: list[str], env: dict[str, str], *, cli: bool = False) -> None:
         with self._lock:
             assert self.proc.stdin is not None
-            request = {"id": ident, "args": args, "env": env, "log": str(self.log(ident))}
+            request = {"id": ident, "args": args, "env": env, "log": str(self.log(ident)), "cli": cli}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
 
@@ -268,3 +268,125 @@ def test_chaos_leaves_no_process_and_no_file() -> None:
     assert files_left == [], f"files left: {files_left[:20]}"
     missed = Counter(r.kind for r in results if not r.struck)
     assert all(missed[k] <= len(by_kind[k]) // 10 for k in KINDS), f"strikes that missed: {missed}"
+
+
+# ---- kills timed at QEMU's start --------------------------------------------------------
+#: ``START_KILLS`` (20 in make test, 200 in make soak) strikes, spread over the processes
+#: that start QEMUs: a pytest worker, ``harness run``, ``harness verify`` and a
+#: ``harness matrix --run`` worker.  Each is SIGKILLed 0-80 ms after the process that will
+#: become QEMU appears (the lifeline, harness/qemu/lifeline.py), so strikes land before
+#: the parent-death signal is armed, between arming and exec, and in QEMU's start-up.
+START_KILLS = int(os.environ.get("START_KILLS", "20"))
+STARTERS = ("pytest", "run", "verify", "matrix-worker")
+LIFELINE = b"lifeline.py"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _qemu_start(root: int, min_depth: int) -> tuple[int, int] | None:
+    """(the process starting a QEMU, its new child) at ``min_depth`` or deeper below
+    ``root``: a child running the lifeline or QEMU, or one just forked (its command line
+    still its parent's: the fork has not exec'd yet)."""
+    stack = [(root, 0)]
+    while stack:
+        pid, depth = stack.pop()
+        try:
+            own = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        for child in _children(pid):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if depth >= min_depth and (LIFELINE in cmdline or b"qemu-system" in cmdline or cmdline == own):
+                return pid, child
+            stack.append((child, depth + 1))
+    return None
+
+
+def _starter_request(kind: str, base: Path, ident: int) -> tuple[list[str], bool]:
+    machine = base / "m.yaml"
+    out = str(base / "out" / str(ident))
+    if kind == "pytest":
+        return [f"{SUBJECT}::test_boot_until_struck", "-q", "-p", "no:cacheprovider"], False
+    if kind == "run":
+        return ["run", str(machine), "--out", out, "--no-picture"], True
+    if kind == "verify":
+        return ["verify", str(machine)], True
+    return ["matrix", str(base / "x.yaml"), "--run", "-j", "1", "--out", out, "--progress", "none"], True
+
+
+def test_kills_timed_at_qemu_start_leave_no_qemu_and_no_run_folder() -> None:
+    base = Path(tempfile.mkdtemp(prefix="hk-", dir="/tmp"))
+    tag = base.name
+    rng = random.Random(os.environ.get("CHAOS_SEED", "19"))
+    (base / "m.yaml").write_text("name: k\nmachine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n")
+    (base / "x.yaml").write_text("name: kx\naxes:\n  m: {pc: {machine: pc, devices: [{model: isa-serial, id: com1}]}}\n")
+    zygote = Zygote(_private_env(base), base / "logs")
+    figures: dict[str, Any] = {k: {"kills": 0, "before_exec": 0, "after_exec": 0, "missed": 0} for k in STARTERS}
+    problems: list[str] = []
+    started = time.monotonic()
+    try:
+        for ident in range(START_KILLS):
+            kind = STARTERS[ident % len(STARTERS)]
+            args, cli = _starter_request(kind, base, ident)
+            seen: list[dict[str, Any]] = []
+            zygote.start(ident, args, {TAG_ENV: f"{tag}:{ident}"}, cli=cli)
+            forked = zygote.wait_for(ident, "forked", seen)
+            assert forked is not None
+            deadline = time.monotonic() + EVENT_TIMEOUT
+            found = None
+            while found is None and time.monotonic() < deadline:
+                found = _qemu_start(forked["pid"], 1 if kind == "matrix-worker" else 0)
+            if found is None:
+                figures[kind]["missed"] += 1
+                problems.append(f"iteration {ident} ({kind}): no QEMU start within {EVENT_TIMEOUT} s")
+                os.kill(forked["pid"], signal.SIGKILL)
+            else:
+                time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.08))))
+                starter, child = found
+                try:
+                    exe = os.readlink(f"/proc/{child}/exe")
+                except OSError:
+                    exe = ""
+                figures[kind]["after_exec" if "qemu-system" in exe else "before_exec"] += 1
+                os.kill(starter, signal.SIGKILL)
+                figures[kind]["kills"] += 1
+            exited = zygote.wait_for(ident, "exit", seen)
+            assert exited is not None
+            gone_by = time.monotonic() + GONE_TIMEOUT
+            while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < gone_by:
+                time.sleep(0.01)
+            if left:
+                problems.append(f"iteration {ident} ({kind}): process(es) left: {tagged(tag)}")
+                for pid in left:
+                    os.kill(pid, signal.SIGKILL)
+        seen = []
+        zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
+        final = zygote.wait_for(-1, "exit", seen)
+        assert final is not None and final["returncode"] == 0, seen
+        zygote.close()
+        run_folders_left = sorted(p.name for p in (base / "r").iterdir())
+        processes_left = tagged(tag)
+    finally:
+        if zygote.proc.poll() is None:
+            zygote.proc.kill()
+        for pid in tagged(tag):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+    record_figures("start_kills", kills=sum(f["kills"] for f in figures.values()),
+                   wall_s=round(time.monotonic() - started, 1), qemu_left=len(processes_left),
+                   run_folders_left=len(run_folders_left), by_starter=figures)
+    assert not problems, "\n".join(problems[:20])
+    assert processes_left == {}, f"processes left: {processes_left}"
+    assert run_folders_left == [], f"run folders left after the sweep: {run_folders_left}"
+    assert sum(f["before_exec"] for f in figures.values()) > 0, "no strike landed before QEMU's exec"
