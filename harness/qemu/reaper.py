@@ -281,13 +281,15 @@ def kill_qemus_of(owner_pids: set[int]) -> list[int]:
 
 # ---------------------------------------------------------------------------- run folders
 
-def _read_owner(folder: Path) -> Owner | None:
+def _read_owner(folder: Path) -> tuple[Owner | None, str]:
+    """The folder's owner and the owner file's text ("" when absent, empty or a link)."""
     try:
         fd = os.open(folder / OWNER_FILE, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
-        return None
-    with os.fdopen(fd) as f:
-        return Owner.parse(f.read(200))
+        return None, ""
+    with os.fdopen(fd, errors="replace") as f:
+        text = f.read(200)
+    return Owner.parse(text), text
 
 
 def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -322,7 +324,10 @@ def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path],
             continue
         if not stat.S_ISDIR(info.st_mode):
             continue  # links and the like are never followed
-        owner = _read_owner(entry)
+        owner, text = _read_owner(entry)
+        if owner is None and text.strip():
+            skipped.append((entry, _foreign(None, text, me, None) or ""))
+            continue
         if owner is None:
             if now - info.st_mtime < UNTAGGED_GRACE:
                 skipped.append((entry, "no owner tag yet"))
