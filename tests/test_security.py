@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import stat
 import tempfile
 import time
@@ -400,3 +401,52 @@ def test_the_bus_names_the_argv_builder_uses_are_the_machines_real_buses() -> No
         for index, dev in enumerate(spec.devices):
             if dev.bus is not None:
                 assert machine_buses(spec, index)[dev.bus] in names, (kind, dev.id, sorted(names))
+
+
+# ---- no shell for paths; caches and locks not following links --------------------------
+def test_hostile_cache_and_install_paths_never_reach_a_shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe guest's build runs make (whose recipes go through /bin/sh) with no path
+    in them: a cache folder and an install folder full of shell syntax build fine and
+    run nothing."""
+    from harness.guests import probe
+    bait = tmp_path / "bait"
+    hostile = f"a b`touch {bait}1`$(touch {bait}2);touch {bait}3 'q\""
+    sources = tmp_path / f"install {hostile}" / "probe"
+    shutil.copytree(probe.PROBE_SOURCES, sources)
+    monkeypatch.setattr(probe, "PROBE_SOURCES", sources)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / f"cache {hostile}"))
+    elf = probe.build_probe()
+    assert elf.is_file() and elf.read_bytes()[:4] == b"\x7fELF"
+    assert str(tmp_path / f"cache {hostile}") in str(elf)
+    assert not list(tmp_path.glob("bait*")), "a path fragment ran in a shell"
+
+
+def test_a_planted_lock_link_is_refused_and_lock_waits_are_bounded(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import fcntl
+
+    from harness.guests.cache import cache_root, locked
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    victim = tmp_path / "someone-elses-file"
+    victim.write_text("precious")
+    (cache_root() / "probe.lock").symlink_to(victim)
+    with pytest.raises(HarnessError, match="link is refused"):
+        with locked("probe"):
+            pass
+    assert victim.read_text() == "precious"
+    # Held by another open file (another process's build): the wait ends at its bound.
+    with open(cache_root() / "held.lock", "w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        start = time.monotonic()
+        with pytest.raises(HarnessError, match="more than 0.3 s"):
+            with locked("held", timeout=0.3):
+                pass
+        assert 0.3 <= time.monotonic() - start < 2
+    with locked("held", timeout=0.3):  # released: taken at once
+        pass
+    # A cache folder that is a link (planted in a shared cache) is refused, not followed.
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "shared"))
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "guests").symlink_to(tmp_path / "cache" / "guests")
+    with pytest.raises(HarnessError, match="is a link"):
+        cache_root()
