@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupted)
     try:
         return int(args.func(args) or 0)
-    except HarnessError as exc:
+    except (HarnessError, OSError) as exc:
+        # Refused input or an environment the command cannot use (a file it cannot read
+        # or write): a usage error, never 1 (which means "found a problem").
         if args.verbose:
             raise
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)

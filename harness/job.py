@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .config import MachineSpec
+from .atomicio import OutputError, write_text
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
 from .drivers import DRIVERS, NtDriver
@@ -204,8 +205,11 @@ def prepare_out_dir(out_dir: Path) -> Path:
         if not (out_dir / OUTPUT_MARKER).exists():
             raise HarnessError(f"{out_dir} exists and is not a harness output folder; choose another --out")
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, mode=0o700)
-    (out_dir / OUTPUT_MARKER).touch()
+    try:
+        out_dir.mkdir(parents=True, mode=0o700)
+        (out_dir / OUTPUT_MARKER).touch()
+    except OSError as exc:
+        raise OutputError(f"cannot make the output folder {out_dir}: {exc.strerror}") from None
     return out_dir
 
 
@@ -278,8 +282,8 @@ def write_outputs(result: JobResult, io: IoManager, *, picture: bool = True) -> 
     if picture:
         from .picture import draw_resource_map
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
-    (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    (out_dir / "report.txt").write_text(result.format_text())
+    write_text(out_dir / "report.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    write_text(out_dir / "report.txt", result.format_text())
 
 
 def _report(result: LoadResult, driver: NtDriver) -> DriverReport:

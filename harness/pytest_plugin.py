@@ -62,6 +62,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from .atomicio import write_text
 from .qemu.machine import close_all, run_root
 from .qemu.reaper import owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
@@ -349,9 +350,7 @@ class _Groups:
 
     @staticmethod
     def write(path: Path, groups: dict[str, str]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(groups))
 
     @staticmethod
     def scheduler(config: pytest.Config, log: Any) -> Any:
@@ -654,10 +653,10 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     from .qemu.layout import format_text, snapshot
     from .repro import write_bundle
     folder = prepare_out_dir(failure_folder(item))
-    (folder / FAILURE_MARKER).write_text(item.nodeid + "\n")
+    write_text(folder / FAILURE_MARKER, item.nodeid + "\n")
     m = used.entry.machine
     argv = " \\\n    ".join(shlex.quote(a) for a in m.argv)
-    (folder / "qemu-argv.sh").write_text(
+    write_text(folder / "qemu-argv.sh", 
         "#!/bin/sh\n# The test's QEMU, paused before the firmware like the harness starts it: type 'cont'\n"
         f"# at the (qemu) prompt to run it.  Files it writes go to {m.run_dir}.\n"
         f"mkdir -p {shlex.quote(str(m.run_dir))}\nexec {argv} \\\n    -monitor stdio\n")
@@ -666,7 +665,7 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
         if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out"):
             shutil.copy2(path, folder / path.name)
     if not (m.running and m.phase == "post-firmware"):
-        (folder / "NOTE.txt").write_text("the machine was no longer running; only its logs are here\n")
+        write_text(folder / "NOTE.txt", "the machine was no longer running; only its logs are here\n")
         return folder
     bed = used.testbed
     if bed is None:
@@ -675,10 +674,10 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
         result = collect(bed, folder)
         layout = result.layout
         write_outputs(result, bed.io)
-        (folder / "errorlog.json").write_text(json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
+        write_text(folder / "errorlog.json", json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
         write_bundle(result, bed.steps, title=item.nodeid)
-    (folder / "layout.json").write_text(layout.to_json())
-    (folder / "layout.txt").write_text(format_text(layout))
+    write_text(folder / "layout.json", layout.to_json())
+    write_text(folder / "layout.txt", format_text(layout))
     return folder
 
 

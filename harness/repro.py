@@ -36,14 +36,13 @@ a time while the scenario still reproduces and writes the smallest bundle it rea
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from .atomicio import write_text
 from . import __version__
 from .config import MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
@@ -103,15 +102,7 @@ class Bundle:
         """Write atomically (a reader never sees half a bundle)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".bundle-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.dump())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text(path, self.dump())
 
 
 def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:

@@ -313,6 +313,13 @@ def _qemu_start(root: int, min_depth: int) -> tuple[int, int] | None:
     return None
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _starter_request(kind: str, base: Path, ident: int) -> tuple[list[str], bool]:
     machine = base / "m.yaml"
     out = str(base / "out" / str(ident))
@@ -345,12 +352,14 @@ def test_kills_timed_at_qemu_start_leave_no_qemu_and_no_run_folder() -> None:
             assert forked is not None
             deadline = time.monotonic() + EVENT_TIMEOUT
             found = None
-            while found is None and time.monotonic() < deadline:
+            while found is None and time.monotonic() < deadline and _running(forked["pid"]):
                 found = _qemu_start(forked["pid"], 1 if kind == "matrix-worker" else 0)
             if found is None:
                 figures[kind]["missed"] += 1
-                problems.append(f"iteration {ident} ({kind}): no QEMU start within {EVENT_TIMEOUT} s")
-                os.kill(forked["pid"], signal.SIGKILL)
+                tail = zygote.log(ident).read_text(errors="replace")[-800:]
+                problems.append(f"iteration {ident} ({kind}): no QEMU started; the output ends:\n{tail}")
+                if _running(forked["pid"]):
+                    os.kill(forked["pid"], signal.SIGKILL)
             else:
                 time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.08))))
                 starter, child = found

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomicio import write_text
 from ..errors import HarnessError
 from ..repro import write_cell_bundle
 from ..matrix import (Matrix, RunAborted, format_summary, load_matrix, parse_shard, run_cells,
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
               "every worker and QEMU of this run has been stopped", file=sys.stderr)
         return 130
     seconds = time.monotonic() - start
-    (out / "summary.json").write_text(json.dumps(
+    write_text(out / "summary.json", json.dumps(
         {"matrix": matrix.name, "source": args.file, "seconds": round(seconds, 2),
          "results": [r.to_dict() for r in results]}, indent=1) + "\n")
     sys.stdout.write(format_summary(results, seconds))

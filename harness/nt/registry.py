@@ -304,6 +304,25 @@ def _check_storable(name: str, what: str) -> None:
                                NTSTATUS.STATUS_OBJECT_NAME_INVALID) from None
 
 
+def _check_file(path: str, create: bool) -> bool:
+    """Whether ``path`` holds a database to open; refuse what a reader must not touch: a
+    missing or empty file when ``create`` is false (opening would make it a database).
+    (Only stat: opening and closing the file here would drop this process's SQLite locks
+    on it.  A file that is not SQLite is refused by SQLite itself, unwritten.)"""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        if not create:
+            raise RegistryFileError(f"registry file {path} does not exist",
+                                    NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND) from None
+        return False
+    except OSError as e:
+        raise RegistryFileError(f"cannot read registry file {path}: {e.strerror}") from None
+    if size == 0 and not create:
+        raise RegistryFileError(f"registry file {path} is empty: not a registry database")
+    return size > 0
+
+
 def unique_registry_path(directory: str | os.PathLike | None = None, *,
                          machine: str = "machine") -> Path:
     """A registry file path no other run, xdist worker or machine will pick:
@@ -355,27 +374,28 @@ class Registry:
         self.path = str(path)
         self._depth = 0
         in_memory = self.path == ":memory:"
-        if not in_memory and not create and not Path(self.path).exists():
-            raise RegistryFileError(f"registry file {self.path} does not exist",
-                                    NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
+        existing = not in_memory and _check_file(self.path, create)
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as e:
             raise RegistryFileError(f"cannot open registry file {self.path}: {e}") from None
+        self._db.text_factory = self._decode_text
         try:
-            self._configure(in_memory)
+            self._configure(in_memory, existing)
             self.arch = self._initialise(arch)
         except BaseException:
             self._db.close()
             raise
 
     # -- opening ---------------------------------------------------------------------------
-    def _configure(self, in_memory: bool) -> None:
+    def _configure(self, in_memory: bool, existing: bool) -> None:
         try:
             self._db.execute("PRAGMA foreign_keys=ON")
             if not in_memory:
                 # Exclusive: hold the file lock from the first write until close.
                 self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                if existing:  # the first access (under the lock), before anything is written
+                    self._check_database()
                 mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
                     raise RegistryFileError(f"{self.path}: cannot switch to WAL (got {mode})")
@@ -384,6 +404,31 @@ class Registry:
             raise self._map_open_error(e) from None
         except sqlite3.DatabaseError as e:
             raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
+
+    def _decode_text(self, data: bytes) -> str:
+        """Key and value names as stored (UTF-8); a damaged record is the file's error."""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RegistryFileError(f"{self.path} is damaged: a stored name is not UTF-8 "
+                                    f"({data[:24]!r})") from None
+
+    def _check_database(self) -> None:
+        """Refuse a damaged file, or an SQLite file that is not a registry, at open (with
+        SQLite's quick_check and the schema), not at some later read."""
+        try:
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = {"meta", "keys", "reg_values"} - tables
+            if missing:
+                raise RegistryFileError(f"{self.path} is an SQLite file but not a harness registry "
+                                        f"(no table {', '.join(sorted(missing))})")
+            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.OperationalError as e:
+            raise self._map_open_error(e) from None
+        except sqlite3.DatabaseError as e:
+            raise RegistryFileError(f"{self.path} is damaged or not a registry database: {e}") from None
+        if problems != ["ok"]:
+            raise RegistryFileError(f"{self.path} is damaged (SQLite quick_check: {'; '.join(problems)})")
 
     def _map_open_error(self, e: sqlite3.Error) -> RegistryError:
         if "locked" in str(e) or "busy" in str(e):

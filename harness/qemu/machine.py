@@ -29,6 +29,7 @@ from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
+from ..atomicio import write_text
 from ..config import ID_RE, ISA_BUS, NAME_RE, RESERVED_ID_PREFIX, MachineSpec
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_STRING_RE, QEMU_STRING_RULE
 from ..errors import ConfigError, HarnessError
@@ -168,7 +169,7 @@ class Machine:
         self._own_run_dir = run_dir is None
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
-        (self.run_dir / OWNER_FILE).write_text(owner_tag(self._token))
+        write_text(self.run_dir / OWNER_FILE, owner_tag(self._token))  # whole or absent
         if keep:
             (self.run_dir / KEEP_FILE).touch()
         try:
@@ -258,7 +259,7 @@ class Machine:
         """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails."""
         if self._proc is not None:
             raise HarnessError("machine already launched")
-        (self.run_dir / "argv.sh").write_text(
+        write_text(self.run_dir / "argv.sh", 
             "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP on a socketpair.\n"
             + "exec " + shlex.join(self.argv) + "\n")
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
