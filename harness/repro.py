@@ -169,6 +169,10 @@ def parse_bundle(doc: Any, source: str) -> Bundle:
         seen = {}
     elif not isinstance(seen, Node):
         raise doc.error("seen", "expected a mapping")
+    for key, value in seen.items():  # facts about the run that recorded it: plain values
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            kind = "a mapping" if isinstance(value, Node) else type(value).__name__
+            raise seen.error(key, f"expected a string, number or boolean, got {kind}")
     claims = [_text(doc, "claims", c) for c in get_list(doc, "claims", default=[])]
     return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source)
 
@@ -217,8 +221,8 @@ def _parse_list(report: Node, key: str) -> CM_RESOURCE_LIST:
         full.check_keys({"interface", "bus", "resources"}, {"resources"})
         interface = get_str(full, "interface", choices=tuple(t.name for t in INTERFACE_TYPE), default="Isa")
         partials = [_parse_descriptor(full, d, j) for j, d in enumerate(get_list(full, "resources"))]
-        fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE[interface], get_int(full, "bus", lo=0, default=0),
-                                                    *partials))
+        bus = get_int(full, "bus", lo=0, hi=0xFFFFFFFF, default=0)  # BusNumber is a ULONG
+        fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE[interface], bus, *partials))
     return CM_RESOURCE_LIST(tuple(fulls))
 
 

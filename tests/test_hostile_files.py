@@ -192,3 +192,91 @@ def test_a_backslash_in_a_class_or_driver_name_is_refused_not_lost_on_reopen(
             if reg.key_exists(RESOURCE_MAP) else set()
         assert owners == ({(class_name, driver)} if accepted else set())
         assert IoManager(reg).arbiter is not None  # the take-over reads it back without error
+
+
+# ---- readers: bounded, and every error at the right file, line and field ------------------
+def _error(fn, *args) -> "ConfigError":
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        fn(*args)
+    return info.value
+
+
+def test_an_explicit_tag_on_an_empty_value_is_a_located_error_in_every_reader(tmp_path: Path) -> None:
+    from harness.config import load_machine
+    from harness.matrix import load_matrix
+    from harness.repro import load_bundle
+    for tag in ("!!int", "!!float", "!!int ''", "!!float \"\"", "!!bool", "!!timestamp"):
+        machine = tmp_path / "m.yaml"
+        machine.write_text(f"machine: pc\nmemory: {tag}\n")
+        exc = _error(load_machine, machine)
+        assert (exc.source, exc.line) == (str(machine), 2), exc
+        matrix = tmp_path / "x.yaml"
+        matrix.write_text(f"axes:\n  m: {{pc: {{machine: pc, memory: {tag}}}}}\n")
+        assert _error(load_matrix, matrix).line == 2
+        bundle = tmp_path / "b.yaml"
+        bundle.write_text(f"harness_repro: 1\nmachine: {{machine: pc}}\nseen: {{n: {tag}}}\n")
+        assert _error(load_bundle, bundle).line == 3
+
+
+def test_matrix_errors_name_the_file_and_line_they_come_from(tmp_path: Path) -> None:
+    from harness.matrix import load_matrix
+    base = tmp_path / "base.yaml"
+    base.write_text("machine: pc\n\nmemory: 99999\n")
+    matrix = tmp_path / "x.yaml"
+    matrix.write_text("name: x\nbase: base.yaml\naxes:\n  a: {one: {accel: tcg}}\n")
+    exc = _error(load_matrix, matrix)
+    assert (exc.source, exc.line, exc.field) == (str(base), 3, "memory"), exc
+    base.write_text("machine: pc\nbogus: 1\n")
+    exc = _error(load_matrix, matrix)
+    assert (exc.source, exc.line, exc.field) == (str(base), 2, "bogus") and str(matrix) in exc.message
+    # A cell whose id (its value names joined) is no valid machine name: at the axes line.
+    long = "v" * 40
+    matrix.write_text(f"name: x\naxes:\n  a: {{{long}: {{machine: pc}}}}\n  b: {{{long}: {{accel: tcg}}}}\n")
+    exc = _error(load_matrix, matrix)
+    assert (exc.source, exc.line, exc.field) == (str(matrix), 2, "name"), exc
+
+
+def test_matrix_size_and_shard_count_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from harness.matrix import MAX_COMBINATIONS, load_matrix, parse_shard, shard_of
+    values = ", ".join(f"v{i}: {{}}" for i in range(30))
+    matrix = tmp_path / "big.yaml"
+    matrix.write_text("axes:\n" + "".join(f"  a{n}: {{{values}}}\n" for n in range(6)))  # 30**6
+    start = time.monotonic()
+    exc = _error(load_matrix, matrix)
+    assert time.monotonic() - start < 5 and exc.field == "axes" and str(MAX_COMBINATIONS) in exc.message
+    from harness.errors import HarnessError
+    for text in ("1/999999", "1/0", "0/3", "x"):
+        with pytest.raises(HarnessError):
+            parse_shard(text)
+    with pytest.raises(HarnessError):
+        shard_of([], 10**6)
+    small = tmp_path / "small.yaml"
+    small.write_text("axes:\n  m: {pc: {machine: pc}}\n")
+    start = time.monotonic()
+    assert main(["matrix", str(small), "--shard", "1/999999"]) == 2
+    assert main(["matrix", str(small), "--only", "m=pcx"]) == 2
+    assert time.monotonic() - start < 10
+    assert "the command line: --only 'm=pcx'" in capsys.readouterr().err
+
+
+def test_bundle_fields_are_bounded_and_located(tmp_path: Path) -> None:
+    from harness.repro import load_bundle
+    bundle = tmp_path / "b.yaml"
+    head = "harness_repro: 1\nmachine: {machine: pc, devices: [{model: isa-serial, id: com1}]}\n"
+    bundle.write_text(head + "steps:\n  - report:\n      driver: serial\n      device: com1\n"
+                      "      device_list:\n        - interface: Isa\n          bus: 0x1ffffffff\n"
+                      "          resources: [{port: 0x3f8, length: 8}]\n")
+    exc = _error(load_bundle, bundle)
+    assert (exc.line, exc.field) == (9, "steps[0].report.device_list[0].bus"), exc
+    bundle.write_text(head + "seen: {qemu_version: 7.2.0, nested: {a: 1}}\n")
+    exc = _error(load_bundle, bundle)
+    assert (exc.line, exc.field) == (3, "seen.nested"), exc
+    bundle.write_text(head + "seen: {qemu_version: 7.2.0, accel: tcg}\n")
+    out = load_bundle(bundle).write(tmp_path / "again.yaml")  # what loads can be written
+    assert load_bundle(out).seen == {"qemu_version": "7.2.0", "accel": "tcg"}
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(head + "title: '" + "x" * (2 << 20) + "'\n")
+    assert "larger than" in _error(load_bundle, huge).message
