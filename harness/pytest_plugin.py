@@ -64,7 +64,7 @@ import pytest
 
 from .atomicio import write_text
 from .qemu.machine import close_all, run_root
-from .qemu.reaper import owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
+from .qemu.reaper import judge_processes, owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
 RESETS = ("none", "reboot", "recreate")
 REQUIREMENT_KEYS = ("machine", "accel", "models", "buses", "drivers", "kvm")
@@ -146,8 +146,17 @@ def _dist_given(config: pytest.Config) -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reap_orphans()
-    sweep_orphan_run_dirs(run_root())
+    # Orphans of dead sessions (this uid and PID namespace only, see qemu/reaper.py).
+    verdicts = judge_processes()
+    killed = reap_orphans(verdicts)
+    removed = sweep_orphan_run_dirs(run_root())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and (killed or removed):
+        reporter.write_line(f"harness: ended {len(killed)} orphaned QEMU(s) and removed {len(removed)} "
+                            "run folder(s) of dead sessions")
+    if reporter is not None and session.config.option.verbose > 0:
+        for proc, why in verdicts.skipped:
+            reporter.write_line(f"harness: left tagged pid {proc.pid} alone: {why}")
 
 
 @pytest.hookimpl(trylast=True)

@@ -136,6 +136,33 @@ class Zygote:
         self._reader.join(10)
 
 
+def left_of(tag: str, ident: int) -> list[int]:
+    """The processes of iteration ``ident`` still there after up to GONE_TIMEOUT."""
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+def sweep_and_close(zygote: Zygote, tag: str) -> None:
+    """One more pytest session (its start-up sweep removes what dead workers left), then
+    the zygote ends."""
+    seen: list[dict[str, Any]] = []
+    zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
+    final = zygote.wait_for(-1, "exit", seen)
+    assert final is not None and final["returncode"] == 0, seen
+    zygote.close()
+
+
+def clean_up(zygote: Zygote, tag: str, base: Path) -> None:
+    """Whatever happened: the zygote and every process of the run killed, its folder gone."""
+    if zygote.proc.poll() is None:
+        zygote.proc.kill()
+    for pid in tagged(tag):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(base, ignore_errors=True)
+
+
 @dataclass
 class Result:
     kind: str
@@ -179,9 +206,7 @@ def run_iteration(zygote: Zygote, tag: str, ident: int, kind: str, rng: random.R
     exited = zygote.wait_for(ident, "exit", seen)
     assert exited is not None
     result.exit_s = time.monotonic() - start
-    deadline = time.monotonic() + GONE_TIMEOUT
-    while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    left = left_of(tag, ident)
     result.gone_s = time.monotonic() - start
     if left:
         result.leaked = len(left)
@@ -227,22 +252,14 @@ def test_chaos_leaves_no_process_and_no_file() -> None:
             results = list(pool.map(lambda i: run_iteration(zygote, tag, i, kinds[i], random.Random(seeds[i])),
                                     range(len(kinds))))
         left_by_dead_workers = len(list((base / "r").iterdir()))
-        seen: list[dict[str, Any]] = []
-        zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
-        final = zygote.wait_for(-1, "exit", seen)
-        assert final is not None and final["returncode"] == 0, seen
-        zygote.close()
+        sweep_and_close(zygote, tag)
         wall = time.monotonic() - started
         processes_left = tagged(tag)
         files_left = sorted(str(p.relative_to(base)) for p in base.rglob("*")
                             if p not in (base / "t", base / "r") and p.parent != base / "logs"
                             and p != base / "logs")
     finally:
-        if zygote.proc.poll() is None:
-            zygote.proc.kill()
-        for pid in tagged(tag):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        clean_up(zygote, tag, base)
 
     problems = [f"iteration {i} ({r.kind}): {p}" for i, r in enumerate(results) for p in r.problems]
     by_kind: dict[str, list[Result]] = defaultdict(list)
@@ -372,26 +389,16 @@ def test_kills_timed_at_qemu_start_leave_no_qemu_and_no_run_folder() -> None:
                 figures[kind]["kills"] += 1
             exited = zygote.wait_for(ident, "exit", seen)
             assert exited is not None
-            gone_by = time.monotonic() + GONE_TIMEOUT
-            while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < gone_by:
-                time.sleep(0.01)
+            left = left_of(tag, ident)
             if left:
                 problems.append(f"iteration {ident} ({kind}): process(es) left: {tagged(tag)}")
                 for pid in left:
                     os.kill(pid, signal.SIGKILL)
-        seen = []
-        zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
-        final = zygote.wait_for(-1, "exit", seen)
-        assert final is not None and final["returncode"] == 0, seen
-        zygote.close()
+        sweep_and_close(zygote, tag)
         run_folders_left = sorted(p.name for p in (base / "r").iterdir())
         processes_left = tagged(tag)
     finally:
-        if zygote.proc.poll() is None:
-            zygote.proc.kill()
-        for pid in tagged(tag):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        clean_up(zygote, tag, base)
     record_figures("start_kills", kills=sum(f["kills"] for f in figures.values()),
                    wall_s=round(time.monotonic() - started, 1), qemu_left=len(processes_left),
                    run_folders_left=len(run_folders_left), by_starter=figures)

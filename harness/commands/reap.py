@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         for path in remove:
             print(f"orphan  {path}")
     else:
-        killed = reap_orphans()
+        killed = reap_orphans(verdicts)
         print(f"killed {len(killed)} orphaned QEMU process(es)" + (f": {killed}" if killed else ""))
         swept = sweep_orphan_run_dirs(root)
         print(f"removed {len(swept)} run folder(s) and file(s) of dead harness processes")

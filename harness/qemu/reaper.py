@@ -267,9 +267,10 @@ def reap_own() -> list[int]:
                   if p.owner is not None and p.owner.is_me() and is_qemu(p.exe)])
 
 
-def reap_orphans() -> list[int]:
-    """Kill our QEMUs whose owner is gone (see the module text); the pids killed."""
-    return _kill(judge_processes().orphans)
+def reap_orphans(verdicts: Verdicts | None = None) -> list[int]:
+    """Kill our QEMUs whose owner is gone (see the module text; ``verdicts``: a judgement
+    already made); the pids killed."""
+    return _kill((verdicts or judge_processes()).orphans)
 
 
 def kill_qemus_of(owner_pids: set[int]) -> list[int]:
