@@ -375,3 +375,13 @@ def test_a_planted_lock_link_is_refused_and_lock_waits_are_bounded(tmp_path: Pat
     (tmp_path / "shared" / "guests").symlink_to(tmp_path / "cache" / "guests")
     with pytest.raises(HarnessError, match="is a link"):
         cache_root()
+
+
+def test_a_repeated_or_reserved_id_is_refused_by_the_argv_builder(tmp_path: Path) -> None:
+    """Found by the argv-fields fuzzer: a floppy given its controller's id shared QEMU's
+    id namespace with it."""
+    spec = model_spec("floppy")
+    for value in ("fdc1", "harness-fwlog", "HARNESS-x"):
+        with pytest.raises(ConfigError, match="used twice or reserved") as info:
+            build_argv(with_last_device(spec, id=value), tmp_path, "tcg")
+        assert info.value.field == "devices[1].id"

@@ -661,8 +661,15 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
                  "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
     if any(d.model.backend == "audiodev" for d in spec.devices):
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
-    for index in range(len(spec.devices)):
-        argv += _device_args(spec, index, run_dir)
+    seen: set[str] = set()
+    for index, dev in enumerate(spec.devices):
+        # One QEMU id namespace: a repeated id, or one of the harness's own, would take
+        # over another device's chardev, drive or bus.
+        argv += _device_args(spec, index, run_dir)  # (refuses an id that is not an id)
+        if dev.id in seen or dev.id.lower().startswith(RESERVED_ID_PREFIX):
+            raise _Where(spec.source, dev.line, f"devices[{index}].id").error(
+                f"{dev.id!r} is used twice or reserved for the harness ({RESERVED_ID_PREFIX}-*)")
+        seen.add(dev.id)
     if boot is not None:
         argv += _boot_args(spec, boot, run_dir)
     _check_unix_paths(run_dir)
