@@ -356,6 +356,14 @@ CREATE TABLE IF NOT EXISTS reg_values (
     PRIMARY KEY (key_id, folded)
 );
 """
+#: What every row must hold (SQLite keeps any type in any column; a damaged page may too).
+_ROW_TYPES = {
+    "meta": "typeof(name)='text' AND typeof(value)='text'",
+    "keys": "typeof(id)='integer' AND (parent IS NULL OR typeof(parent)='integer') AND "
+            "typeof(name)='text' AND typeof(folded)='text' AND typeof(volatile)='integer'",
+    "reg_values": "typeof(key_id)='integer' AND typeof(name)='text' AND typeof(folded)='text' AND "
+                  "typeof(type)='integer' AND typeof(data)='blob'",
+}
 _MAGIC = "harness-nt-registry"
 _SCHEMA_VERSION = "1"
 _ROOT_ID = 1
@@ -402,7 +410,7 @@ class Registry:
                 self._db.execute("PRAGMA synchronous=FULL")
         except sqlite3.OperationalError as e:
             raise self._map_open_error(e) from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
             raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
 
     def _decode_text(self, data: bytes) -> str:
@@ -415,20 +423,30 @@ class Registry:
 
     def _check_database(self) -> None:
         """Refuse a damaged file, or an SQLite file that is not a registry, at open (with
-        SQLite's quick_check and the schema), not at some later read."""
+        SQLite's integrity_check, row types, folded names), not at some later read."""
         try:
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             missing = {"meta", "keys", "reg_values"} - tables
             if missing:
                 raise RegistryFileError(f"{self.path} is an SQLite file but not a harness registry "
                                         f"(no table {', '.join(sorted(missing))})")
-            problems = [r[0] for r in self._db.execute("PRAGMA quick_check(5)")]
+            problems = [r[0] for r in self._db.execute("PRAGMA integrity_check(5)")]
+            if problems == ["ok"]:  # whole pages can still hold rows of the wrong types
+                problems = [f"{n} row(s) of {table} with a field of the wrong type"
+                            for table, check in _ROW_TYPES.items()
+                            for (n,) in self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE NOT ({check})")
+                            if n] or ["ok"]
+            if problems == ["ok"]:  # lookups go by the folded name: it must be the name's
+                problems = [f"{table} row {rowid} holds the name {name[:40]!r} folded as {folded[:40]!r}"
+                            for table in ("keys", "reg_values")
+                            for rowid, name, folded in self._db.execute(f"SELECT rowid, name, folded FROM {table}")
+                            if fold(name) != folded or (table == "keys" and ("\\" in name or not name))][:5] or ["ok"]
         except sqlite3.OperationalError as e:
             raise self._map_open_error(e) from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
             raise RegistryFileError(f"{self.path} is damaged or not a registry database: {e}") from None
         if problems != ["ok"]:
-            raise RegistryFileError(f"{self.path} is damaged (SQLite quick_check: {'; '.join(problems)})")
+            raise RegistryFileError(f"{self.path} is damaged (SQLite integrity_check: {'; '.join(problems)})")
 
     def _map_open_error(self, e: sqlite3.Error) -> RegistryError:
         if "locked" in str(e) or "busy" in str(e):
@@ -460,14 +478,17 @@ class Registry:
                 if meta.get("magic") != _MAGIC or meta.get("schema") != _SCHEMA_VERSION:
                     raise RegistryFileError(f"{self.path}: not a harness registry of schema "
                                             f"{_SCHEMA_VERSION} (meta {meta})")
-                stored = Arch.parse(meta["arch"])
+                try:
+                    stored = Arch.parse(meta.get("arch"))
+                except (ValueError, KeyError, TypeError, ResourceFormatError):
+                    raise RegistryFileError(f"{self.path}: damaged meta table (arch {meta.get('arch')!r})") from None
                 if arch is not None and Arch.parse(arch) is not stored:
                     raise RegistryFileError(f"{self.path} stores {stored.value} resource "
                                             f"lists, not {Arch.parse(arch).value}")
                 return stored
         except sqlite3.OperationalError as e:
             raise self._map_open_error(e) from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
             raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
 
     def close(self) -> None:
