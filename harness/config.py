@@ -39,9 +39,11 @@ RESERVED_ID_PREFIX = "harness"
 #: The one ISA bus every machine kind has, as a machine file names it (QEMU's ``isa.0``).
 ISA_BUS = "isa"
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+ID_RULE = "a letter, then up to 31 letters, digits, '_' or '-'"
 #: A name starts run-folder names: no leading '-' or '.', which a shell command or a
 #: glob over the run root would take for an option or a hidden file.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "a letter or digit, then letters, digits, '_', '.' or '-', at most 64 in all"
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
@@ -217,8 +219,7 @@ def _name(doc: Node, source: str) -> str:
     default = "inline" if source.startswith("<") else Path(source).stem
     name = get_str(doc, "name", default=default)
     if not NAME_RE.fullmatch(name):
-        raise doc.error("name", f"{name!r} is not a valid machine name: a letter or digit, then "
-                                "letters, digits, '_', '.' or '-', at most 64 in all")
+        raise doc.error("name", f"{name!r} is not a valid machine name: {NAME_RULE}")
     return name
 
 
@@ -235,8 +236,7 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         item.check_keys(allowed, {"model", "id"})
         dev_id = get_str(item, "id")
         if not ID_RE.fullmatch(dev_id):
-            raise item.error("id", f"{dev_id!r} is not a valid id: a letter, then up to 31 "
-                                   "letters, digits, '_' or '-'")
+            raise item.error("id", f"{dev_id!r} is not a valid id: {ID_RULE}")
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")

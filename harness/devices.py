@@ -432,6 +432,7 @@ QEMU_STRING_RE = re.compile(r"(?![-])[A-Za-z0-9_.:+-]{0,128}")
 QEMU_STRING_RULE = "at most 128 letters, digits and _.:+-, not starting with '-'"
 #: A QEMU property or driver name (the keys of ``-device``).
 QEMU_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+QEMU_NAME_RULE = "a letter, then up to 63 letters, digits, '_', '.' or '-'"
 
 
 def check_qemu_string(node: Node, key: str, value: str) -> None:
@@ -445,8 +446,7 @@ def check_qemu_string(node: Node, key: str, value: str) -> None:
 def check_qemu_name(node: Node, key: str, value: str) -> None:
     """Refuse a property or driver name QEMU's option syntax cannot hold as one key."""
     if not QEMU_NAME_RE.fullmatch(value):
-        raise node.error(key, f"{value[:80]!r} is not a valid QEMU name: a letter, then up to 63 "
-                              "letters, digits, '_', '.' or '-'")
+        raise node.error(key, f"{value[:80]!r} is not a valid QEMU name: {QEMU_NAME_RULE}")
 
 
 def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:

@@ -665,7 +665,7 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     write_text(folder / FAILURE_MARKER, item.nodeid + "\n")
     m = used.entry.machine
     argv = " \\\n    ".join(shlex.quote(a) for a in m.argv)
-    write_text(folder / "qemu-argv.sh", 
+    write_text(folder / "qemu-argv.sh",
         "#!/bin/sh\n# The test's QEMU, paused before the firmware like the harness starts it: type 'cont'\n"
         f"# at the (qemu) prompt to run it.  Files it writes go to {m.run_dir}.\n"
         f"mkdir -p {shlex.quote(str(m.run_dir))}\nexec {argv} \\\n    -monitor stdio\n")

@@ -30,12 +30,12 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
 from ..atomicio import write_text
-from ..config import ID_RE, ISA_BUS, NAME_RE, RESERVED_ID_PREFIX, MachineSpec
-from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_STRING_RE, QEMU_STRING_RULE
+from ..config import ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE, RESERVED_ID_PREFIX, MachineSpec
+from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
 from ..errors import ConfigError, HarnessError
+from . import lifeline
 from . import loop as hloop
 from .accel import resolve_accel
-from . import lifeline
 from .reaper import KEEP_FILE, OWNER_ENV, OWNER_FILE, owner_tag
 
 QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
@@ -259,7 +259,7 @@ class Machine:
         """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails."""
         if self._proc is not None:
             raise HarnessError("machine already launched")
-        write_text(self.run_dir / "argv.sh", 
+        write_text(self.run_dir / "argv.sh",
             "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP on a socketpair.\n"
             + "exec " + shlex.join(self.argv) + "\n")
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
@@ -574,9 +574,9 @@ class _Where:
 #: Text forms: (pattern, what it allows).  Property kinds (PROPERTY_KINDS) are the others.
 _FORMS = {
     "str": (QEMU_STRING_RE, QEMU_STRING_RULE),
-    "id": (ID_RE, "a letter, then up to 31 letters, digits, '_' or '-'"),
-    "name": (NAME_RE, "a letter or digit, then up to 63 letters, digits, '_', '.' or '-'"),
-    "qemu-name": (QEMU_NAME_RE, "a letter, then up to 63 letters, digits, '_', '.' or '-'"),
+    "id": (ID_RE, ID_RULE),
+    "name": (NAME_RE, NAME_RULE),
+    "qemu-name": (QEMU_NAME_RE, QEMU_NAME_RULE),
 }
 _RUN_DIR = _Where("the run folder (HARNESS_RUN_DIR)", None, "run_dir")
 
