@@ -172,18 +172,19 @@ def test_run_folders_and_owned_files_are_swept_by_the_same_rule(tmp_path: Path) 
     assert "alive" in why["live"] and "alive" in why["live-kept"] and "alive" in why[live_groups.name]
     assert "another PID namespace" in why["other-ns"]
     assert "marked keep" in why["kept"]
-    assert "no owner tag yet" in why["untagged"]
+    assert "not a run folder" in why["untagged"]
     assert "another harness version" in why["old-format"]
     assert "link" not in why and root / "link" not in remove
     if os.getuid() == 0:
         assert "uid 65534" in why["foreign"]
 
-    # A day later: the keep-marked folder of the gone owner and the untagged one go too.
+    # A day later: the keep-marked folder of the gone owner goes too.
     removed = reaper.sweep_orphan_run_dirs(root, now=time.time() + reaper.KEEP_GRACE + 60)
     assert sorted(p.name for p in removed) == sorted(
-        [dead.name, dead_groups.name, kept.name, untagged.name] + ([] if os.getuid() == 0 else [foreign.name]))
+        [dead.name, dead_groups.name, kept.name] + ([] if os.getuid() == 0 else [foreign.name]))
     assert not dead.exists() and not kept.exists() and not dead_groups.exists()
     assert live.is_dir() and live_kept.is_dir() and other_ns.is_dir() and old_format.is_dir()
+    assert untagged.is_dir(), "a folder without a tag is not the harness's to remove"
     assert live_groups.exists() and (root / "unrelated.json").exists()
     assert (target / OWNER_FILE).exists(), "a link was followed"
 

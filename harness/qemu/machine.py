@@ -851,7 +851,10 @@ def new_run_dir(name: str) -> Path:
     """A fresh private run folder under :func:`run_root` for machine ``name``."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
+    # Tagged at once, so the sweep can tell whose it is from the first moment on.
+    write_text(folder / OWNER_FILE, owner_tag(""))
+    return folder
 
 
 def _tail(path: Path, lines: int) -> list[str]:

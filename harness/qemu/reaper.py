@@ -35,9 +35,6 @@ OWNER_FILE = "owner"
 KEEP_FILE = "keep"
 #: Seconds a keep-marked run folder outlives its owner (for post-mortems), then swept.
 KEEP_GRACE = 24 * 3600.0
-#: A folder with no readable owner file is a harness killed between making it and writing
-#: the tag (microseconds apart): abandoned once it is this old.
-UNTAGGED_GRACE = 30.0
 #: The owner part of a file name in the run root (``xdist-groups-<run>@<owner>.gw0.json``).
 _OWNED_NAME = re.compile(r"@(\d+)-(\d+)-(\d+)-(\d+)(?:\.|$)")
 
@@ -329,11 +326,8 @@ def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path],
         if owner is None and text.strip():
             skipped.append((entry, _foreign(None, text, me, None) or ""))
             continue
-        if owner is None:
-            if now - info.st_mtime < UNTAGGED_GRACE:
-                skipped.append((entry, "no owner tag yet"))
-            else:
-                remove.append(entry)
+        if owner is None:  # (run folders get their tag the moment they are made)
+            skipped.append((entry, "no owner tag: not a run folder of the harness"))
             continue
         why = _foreign(owner, owner.text(), me, owner.pidns)
         if why is None and not owner.gone():
