@@ -13,8 +13,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages the project needs: QEMU itself (pulls SeaBIOS and iPXE), a C compiler
 # for the interval index, 32-bit multilib for the probe guest, and venv/headers in case
-# the system Python is Debian's own.
-DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev
+# the system Python is Debian's own; chromium renders the HTML reports in the tests.
+DEBIAN_PACKAGES := qemu-system-x86 gcc gcc-multilib libc6-dev make python3-venv python3-dev chromium
 
 .PHONY: all setup demo test bench fuzz clean distclean fuzz-intervals bench-intervals bench-hal
 all: test
@@ -39,7 +39,11 @@ $(STAMPS)/venv-base: $(STAMPS)/debian
 	@touch $@
 
 # Without build isolation a rebuild of the C extension (after an edit) needs no network:
-# the build tools are already in the venv.
+# the build tools are already in the venv.  The editable install builds the extension
+# into harness/; when it is gone (make clean) the stamp is out of date whatever its age.
+ifeq ($(wildcard harness/_intervals*.so),)
+.PHONY: $(STAMPS)/venv
+endif
 $(STAMPS)/venv: $(STAMPS)/venv-base pyproject.toml setup.py harness/_intervals.c
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
@@ -54,8 +58,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests
 
+# Build outputs and tool caches.  runs/ (what harness run, matrix and repro wrote) and
+# harness-failures/ are results, not build outputs: delete them yourself when done.
 clean:
-	rm -rf build *.egg-info harness/*.so .pytest_cache .hypothesis runs
+	rm -rf build dist *.egg-info harness/*.so .pytest_cache .hypothesis
 
 distclean: clean
 	rm -rf $(VENV) .cache

@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "harness.commands.repro",
     "harness.commands.pnp",
     "harness.commands.matrix",
+    "harness.commands.models",
+    "harness.commands.examples",
 )
 
 
@@ -39,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    for command in subparsers.choices.values():   # every command reads the catalog
+        command.add_argument("--models", action="append", default=[], metavar="DIR",
+                             help="a folder of your own device models, layered over the shipped "
+                                  "catalog (repeatable; also $HARNESS_DEVICE_MODELS)")
     return parser
 
 
@@ -54,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
     try:
+        if args.models:
+            from .packagedata import add_user_model_dirs
+            add_user_model_dirs(args.models)
         return int(args.func(args) or 0)
     except (HarnessError, OSError) as exc:
         # Refused input or an environment the command cannot use (a file it cannot read

@@ -29,6 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .actions import Action, parse_actions
+from .builtin import parse_builtin
+from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .errors import ConfigError
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
@@ -45,9 +48,29 @@ ID_RULE = "a letter, then up to 31 letters, digits, '_' or '-'"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NAME_RULE = "a letter or digit, then letters, digits, '_', '.' or '-', at most 64 in all"
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
-                           "firmware_log", "drivers", "expect"})
-_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict"})
-_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit"})
+                           "firmware_log", "drivers", "expect", "after_firmware", "builtin"})
+_DRIVER_KEYS = frozenset({"name", "devices", "override_conflict", "claim"})
+#: How a sample driver claims ports (harness.drivers.base.CLAIM_STYLES): what the device
+#: decodes, or the card's whole jumper block as a retail driver does.
+CLAIM_STYLES = ("decoded", "block")
+_DEVICE_KEYS = frozenset({"model", "id", "bus", "addr", "multifunction", "controller", "unit", "channel",
+                          "driver"})
+#: The machine's own IDE buses (ide.0 ...) and the drives each takes, measured with
+#: info qtree: PIIX3 and isapc's two isa-ide have two channels of two; q35's ICH9 AHCI six
+#: ports of one.
+BUILTIN_IDE = {"pc": (2, 2), "isapc": (2, 2), "q35": (6, 1)}
+#: The controller model a drive of each bus kind may name as its 'controller'.
+DRIVE_CONTROLLERS = {"floppy": "isa-fdc", "ide": "isa-ide"}
+#: The generic legacy driver (harness.drivers.legacy): the claimant of every device whose
+#: model names no sample driver.
+GENERIC_DRIVER = "legacy"
+#: ``driver: none`` on a device: nothing claims it (a machine where no driver is installed).
+NO_DRIVER = "none"
+#: The VGA miniport: the claimant of a device that decodes the legacy VGA memory window
+#: (or is a PCI display controller, class 0x0300) and has no sample driver.
+VGA_DRIVER = "vga"
+VGA_WINDOW = 0xA0000
+PCI_CLASS_VGA = 0x0300
 
 
 @dataclass(frozen=True)
@@ -65,8 +88,40 @@ class DeviceSpec:
     slot: int | None = None
     function: int = 0
     multifunction: bool = False
-    unit: int | None = None  # floppy drive unit
+    unit: int | None = None  # floppy drive unit, IDE master (0) / slave (1)
+    #: IDE drive on the machine's own controller: the bus number (ide.N).
+    channel: int | None = None
     line: int = field(default=0, compare=False)
+    #: ``driver: none`` in the machine file: no driver claims this device.
+    no_driver: bool = False
+
+    @property
+    def driver(self) -> str | None:
+        """The NT driver that claims this device: its model's sample driver, else the
+        generic legacy driver; None for ``driver: none``, bridges (the HAL's bus handler
+        programs their windows) and devices that decode nothing themselves."""
+        if self.no_driver or self.model.bridge:
+            return None
+        if self.model.nt_driver:
+            return self.model.nt_driver
+        if (self.model.pci is not None and self.model.pci.class_code == PCI_CLASS_VGA) or any(
+                f.kind == "memory" and f.start == VGA_WINDOW for f in self.model.fixed):
+            return VGA_DRIVER
+        if not (self.model.ports or self.model.fixed or self.model.irq_properties
+                or self.model.dma_properties or (self.model.pci and self.model.pci.bars)):
+            return None
+        return GENERIC_DRIVER
+
+    @property
+    def unclaimed_reason(self) -> str:
+        """Why :attr:`driver` is None (empty when a driver claims the device)."""
+        if self.no_driver:
+            return f"driver: none (line {self.line})"
+        if self.model.bridge:
+            return "a bridge: the HAL's PCI bus handler programs its windows, it decodes nothing for itself"
+        if self.driver is None:
+            return "decodes nothing itself (its controller does)"
+        return ""
 
     def decoded_resources(self) -> list[tuple[str, int, int]]:
         return self.model.decoded_resources(self.settings)
@@ -81,6 +136,7 @@ class DriverSpec:
     devices: tuple[str, ...]
     override_conflict: bool = False
     line: int = field(default=0, compare=False)
+    claim: str = "decoded"
 
 
 @dataclass(frozen=True)
@@ -97,6 +153,10 @@ class MachineSpec:
     #: What a conflict config is written to show: "conflict" (the main job must report
     #: one) or "clean".
     expect: str = "clean"
+    #: Steps after the firmware (harness.actions): BAR moves, config/port writes, reads.
+    after_firmware: tuple[Action, ...] = ()
+    #: Settings of the board's own devices (harness.builtin): name -> {property: value}.
+    builtin: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
     def device(self, device_id: str) -> DeviceSpec:
         for dev in self.devices:
@@ -110,6 +170,8 @@ class MachineSpec:
         for dev in self.devices:
             item: dict[str, Any] = {"model": dev.model.name, "id": dev.id}
             item.update({k: dev.settings[k] for k in sorted(dev.explicit)})
+            if dev.no_driver:
+                item["driver"] = NO_DRIVER
             if dev.bus is not None:
                 item["controller" if dev.model.bus == "floppy" else "bus"] = dev.bus
             if dev.slot is not None:
@@ -118,12 +180,19 @@ class MachineSpec:
                 item["multifunction"] = True
             if dev.unit is not None:
                 item["unit"] = dev.unit
+            if dev.channel is not None:
+                item["channel"] = dev.channel
             devices.append(item)
-        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict}
-                   for d in self.drivers]
-        return {"name": self.name, "description": self.description, "machine": self.machine,
-                "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
-                "devices": devices, "drivers": drivers, "expect": self.expect}
+        drivers = [{"name": d.name, "devices": list(d.devices), "override_conflict": d.override_conflict,
+                    **({"claim": d.claim} if d.claim != "decoded" else {})} for d in self.drivers]
+        out = {"name": self.name, "description": self.description, "machine": self.machine,
+               "accel": self.accel, "memory": self.memory_mib, "firmware_log": self.firmware_log,
+               "devices": devices, "drivers": drivers, "expect": self.expect}
+        if self.after_firmware:
+            out["after_firmware"] = [a.to_dict() for a in self.after_firmware]
+        if self.builtin:
+            out["builtin"] = {name: dict(props) for name, props in self.builtin.items()}
+        return out
 
     def config_hash(self) -> str:
         """A short stable hash of the resolved spec (for reports and cache keys)."""
@@ -133,7 +202,9 @@ class MachineSpec:
 
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,
                  accel: str | None = None) -> MachineSpec:
-    """Read and validate a machine file.  ``accel`` overrides the file's policy."""
+    """Read and validate a machine file (or ``example:NAME``, a shipped example).
+    ``accel`` overrides the file's policy."""
+    path = resolve_config(path)
     return parse_machine(load_file(path), str(path), catalog, accel=accel)
 
 
@@ -168,21 +239,28 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         source=source,
         drivers=drivers,
         expect=get_str(doc, "expect", choices=("clean", "conflict"), default="clean"),
+        after_firmware=parse_actions(doc, devices, machine),
+        builtin=parse_builtin(doc, machine),
     )
 
 
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
-    ``override_conflict``); when absent, every driver the devices need, in device order."""
-    known = catalog.nt_drivers
+    ``override_conflict``); when absent, every driver the devices need, in reverse device
+    order: QEMU maps devices in file order and gives a contested port, IRQ line or DMA
+    channel to the device mapped last, so its driver starts first and the shadowed
+    device's driver meets that claim before it touches a register (an NT conflict, not a
+    device that does not answer).  Each driver's own devices stay in file order."""
+    known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
-        order = list(dict.fromkeys(d.model.nt_driver for d in devices if d.model.nt_driver))
-        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.model.nt_driver == name))
+        order = list(dict.fromkeys(d.driver for d in reversed(devices) if d.driver))
+        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
                      for name in order)
     out: list[DriverSpec] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(get_list(doc, "drivers")):
         node, line = (item, item.line) if isinstance(item, Node) else (doc, doc.line_of("drivers"))
+        claim = "decoded"
         if isinstance(item, str):
             name, wanted, override = item, None, False
         elif isinstance(item, Node):
@@ -190,6 +268,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             name = get_str(item, "name")
             wanted = get_list(item, "devices", default=None)
             override = get_bool(item, "override_conflict", default=False)
+            claim = get_str(item, "claim", choices=CLAIM_STYLES, default="decoded")
         else:
             raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
         if name not in known:
@@ -202,7 +281,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")
         seen[name] = line
-        mine = [d.id for d in devices if d.model.nt_driver == name]
+        mine = [d.id for d in devices if d.driver == name]
         if wanted is None:
             chosen = tuple(mine)
         else:
@@ -211,7 +290,10 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
                     raise item.error("devices", f"{dev_id!r} is not a device of this machine that "
                                                 f"{name} drives (those are: {', '.join(mine) or 'none'})")
             chosen = tuple(wanted)
-        out.append(DriverSpec(name, chosen, override, line))
+        if claim == "block" and name in (GENERIC_DRIVER, VGA_DRIVER):
+            raise item.error("claim", f"{GENERIC_DRIVER} claims what each device decodes; "
+                                      "'claim: block' is for sample drivers")
+        out.append(DriverSpec(name, chosen, override, line, claim))
     return tuple(out)
 
 
@@ -225,7 +307,7 @@ def _name(doc: Node, source: str) -> str:
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
-    seen_ids: dict[str, int] = {}
+    seen_ids: dict[str, tuple[str, int]] = {}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -240,14 +322,21 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
-        if dev_id in seen_ids:
-            raise item.error("id", f"duplicate id {dev_id!r} (first on line {seen_ids[dev_id]})")
-        seen_ids[dev_id] = item.line
+        if dev_id in seen_ids:   # the first may come from another file (a matrix's base)
+            first_source, first_line = seen_ids[dev_id]
+            first = f"line {first_line}" if first_source == item.source else f"{first_source}:{first_line}"
+            raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
+        seen_ids[dev_id] = (item.source, item.line)
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")
         instance = instances.get(model.name, 0)
         instances[model.name] = instance + 1
+        chosen = model.instance_property
+        if chosen is not None and chosen in item:
+            # QEMU's 'index' picks the port's defaults (COM2 is index 1), not the count.
+            check_value(item, chosen, model.properties[chosen], item[chosen])
+            instance = item[chosen]
         settings = dict(model.defaults_for(instance))
         explicit = set()
         for prop, spec in model.properties.items():
@@ -263,22 +352,67 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
                              f"{model.name} is not a PCI device")
         bus = get_str(item, "bus", default=None)
         controller = get_str(item, "controller", default=None)
-        if model.bus == "floppy":
+        if model.bus in DRIVE_CONTROLLERS:
             if bus is not None:
-                raise item.error("bus", "a floppy drive names its 'controller', not a bus")
+                raise item.error("bus", f"a {model.bus} drive names its 'controller', not a bus")
             bus = controller
         elif controller is not None:
-            raise item.error("controller", "only floppy drives have a controller")
+            raise item.error("controller", "only floppy and IDE drives have a controller")
+        no_driver = False
+        if "driver" in item:
+            no_driver = get_str(item, "driver", choices=(NO_DRIVER,)) == NO_DRIVER
         unit = get_int(item, "unit", lo=0, hi=1, default=None)
-        if unit is not None and model.bus != "floppy":
-            raise item.error("unit", "only floppy drives have a unit")
+        if unit is not None and model.bus not in DRIVE_CONTROLLERS:
+            raise item.error("unit", "only floppy and IDE drives have a unit")
+        channel = _parse_channel(item, machine, model, controller, unit)
         out.append(DeviceSpec(
             id=dev_id, model=model, settings=MappingProxyType(settings),
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
-            line=item.line))
+            channel=channel, line=item.line, no_driver=no_driver))
     _check_topology(doc, machine, out, items)
+    _check_drive_places(machine, out, items)
     return tuple(out)
+
+
+def _check_drive_places(machine: str, devices: list[DeviceSpec], items: list[Node]) -> None:
+    """Two drives in one place, or more drives on a bus than it takes, would stop QEMU at
+    launch: say so here, at the drive's line.  A bus is a controller of the file or the
+    board's own (IDE channel, floppy controller); each takes two drives, q35's AHCI ports
+    one.  A drive without a unit takes the first free one when QEMU reaches it, in file
+    order, as QEMU does; a later explicit unit can then find it taken."""
+    taken: dict[tuple[str, Any], dict[int, str]] = {}
+    for dev, item in zip(devices, items):
+        if dev.model.bus not in DRIVE_CONTROLLERS:
+            continue
+        here = taken.setdefault((dev.model.bus, dev.bus if dev.bus is not None else ("board", dev.channel)), {})
+        units = BUILTIN_IDE[machine][1] if dev.model.bus == "ide" and dev.bus is None else 2
+        where = dev.bus if dev.bus is not None else (
+            f"ide.{dev.channel}" if dev.model.bus == "ide" else "the built-in floppy controller")
+        if dev.unit is not None and dev.unit in here:
+            raise item.error("unit", f"unit {dev.unit} of {where} is already {here[dev.unit]!r}")
+        free = [u for u in range(units) if u not in here]
+        if not free:
+            raise item.error("model", f"{where} takes {units} drive(s): {', '.join(here.values())} already sit there")
+        here[dev.unit if dev.unit is not None else free[0]] = dev.id
+
+
+def _parse_channel(item: Node, machine: str, model: DeviceModel, controller: str | None,
+                   unit: int | None) -> int | None:
+    """The built-in IDE bus an IDE drive sits on (None for one on an isa-ide of the file)."""
+    if model.bus != "ide":
+        if "channel" in item:
+            raise item.error("channel", "only IDE drives have a channel")
+        return None
+    if controller is not None:
+        if "channel" in item:
+            raise item.error("channel", "a drive on an isa-ide has no channel: the isa-ide is one")
+        return None
+    channels, units = BUILTIN_IDE[machine]
+    channel = get_int(item, "channel", lo=0, hi=channels - 1, default=0)
+    if unit is not None and unit >= units:
+        raise item.error("unit", f"{machine}'s built-in IDE buses take one drive each (unit 0)")
+    return channel
 
 
 def _parse_addr(item: Node) -> tuple[int, int]:
@@ -318,10 +452,11 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
         if dev.model.bus == "isa" and dev.bus not in (None, ISA_BUS):
             raise item.error("bus", f"{dev.bus[:80]!r} is not a bus of this machine: an ISA device "
                                     f"sits on the board's ISA bus ({ISA_BUS!r}, or leave 'bus' out)")
-        if dev.model.bus == "floppy" and dev.bus is not None:
+        wanted = DRIVE_CONTROLLERS.get(dev.model.bus)
+        if wanted is not None and dev.bus is not None:
             parent = by_id.get(dev.bus)
-            if parent is None or parent[0].model.qemu_driver != "isa-fdc":
-                raise item.error("controller", f"{dev.bus!r} is not the id of an isa-fdc in this file")
+            if parent is None or parent[0].model.qemu_driver != wanted:
+                raise item.error("controller", f"{dev.bus!r} is not the id of an {wanted} in this file")
         if dev.model.bus == "floppy" and dev.bus is None and machine == "q35":
             raise item.error("model", "q35 has no built-in floppy controller; add an isa-fdc "
                                       "and name it as 'controller'")

@@ -32,6 +32,7 @@ class SharedLine:
     raised: dict[str, int] = field(default_factory=dict)   # device -> line raises its request caused
     taken: list[TakenInterrupt] = field(default_factory=list)
     left_pending: list[str] = field(default_factory=list)  # still asking after the CPU was done
+    input_name: str = "IRQ"             # what ``irq`` numbers: an 8259 IRQ, or an I/O APIC GSI
 
     @property
     def no_edge(self) -> list[str]:
@@ -43,12 +44,13 @@ class SharedLine:
         return bool(self.no_edge or self.left_pending)
 
     def describe(self) -> str:
-        parts = [f"{len(self.devices)} requests on IRQ {self.irq} ({self.mode}) made "
-                 f"{sum(self.raised.values())} raise(s) at the PIC; {len(self.taken)} interrupt(s) taken, "
+        controller = "I/O APIC" if self.input_name == "GSI" else "PIC"
+        parts = [f"{len(self.devices)} requests on {self.input_name} {self.irq} ({self.mode}) made "
+                 f"{sum(self.raised.values())} raise(s) at the {controller}; {len(self.taken)} interrupt(s) taken, "
                  f"{sum(1 for t in self.taken if t.spurious)} spurious"]
         if self.no_edge:
             parts.append(f"{', '.join(self.no_edge)} asked while the line was already high: no edge, the "
-                         "interrupt never reached the PIC (no wired-OR, the last writer wins)")
+                         f"interrupt never reached the {controller} (no wired-OR, the last writer wins)")
             if not self.left_pending:
                 parts.append("NT's full traversal of a latched chain served it inside another device's interrupt")
         if self.left_pending:
@@ -72,11 +74,13 @@ def exercise_shared_interrupts(io: IoManager, machine: Any) -> list[SharedLine]:
     for vector, chain in sorted(io.interrupts.vectors.items()):
         if len(chain) < 2:
             continue
-        line = SharedLine(chain[0].irq, vector, chain[0].mode_name, [i.name for i in chain])
-        count = raise_counts(machine).get(line.irq, 0)
+        controller = io.interrupts.controller.qemu_name
+        line = SharedLine(chain[0].irq, vector, chain[0].mode_name, [i.name for i in chain],
+                          input_name="GSI" if controller == "ioapic" else "IRQ")
+        count = raise_counts(machine, controller).get(line.irq, 0)
         for interrupt in chain:
             _driver_call(io, interrupt, "raise_interrupt")
-            now = raise_counts(machine).get(line.irq, 0)
+            now = raise_counts(machine, controller).get(line.irq, 0)
             line.raised[interrupt.name] = now - count
             count = now
         line.taken = io.interrupts.take_interrupts()

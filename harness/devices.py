@@ -22,8 +22,9 @@ from .packagedata import shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
-BUS_KINDS = ("isa", "pci", "pcie", "floppy")
-BACKENDS = ("none", "chardev", "audiodev", "drive")
+BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
+#: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
+BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
 #: Kinds of settable property, with the values QEMU accepts without aborting or
 #: silently truncating (qemu-facts.md §2 "Property validation").
 PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
@@ -33,6 +34,9 @@ PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
     "int": (-(2**63), 2**64 - 1),
     "str": None,
     "bool": None,
+    # QEMU's instance number of a COM/LPT port (isa-serial/isa-parallel 'index'): it picks
+    # the port's default base and IRQ; 4 and above are refused by QEMU.
+    "index": (0, 3),
 })
 RESOURCE_KINDS = ("port", "memory", "irq", "dma")
 #: Handshakes the probe guest (guest_images/probe/probe.c) knows; a model without one is
@@ -124,6 +128,16 @@ class DeviceModel:
     #: The sample NT driver (harness/drivers) that drives this model, if any.
     nt_driver: str | None = None
     source: str = field(compare=False, default="")
+    #: Names of the regions QEMU registers with no owner device (the IPMI interfaces):
+    #: info mtree -f cannot attribute them, so they are matched by name.
+    ownerless_regions: tuple[str, ...] = ()
+    #: The property (of kind "index") whose value picks the instance defaults, as QEMU's
+    #: isa-serial 'index' picks COM1..COM4; unset, the instance counter picks them.
+    instance_property: str | None = None
+    #: Other chips of the same physical card that QEMU emulates as separate device models
+    #: (the SB16's OPL is the adlib model): a retail driver's claim of the card's whole
+    #: block covers them.
+    companions: tuple[str, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -223,12 +237,18 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
                                   f"(also in {here[model.name].source})", source=str(path))
             here[model.name] = model
         models.update(here)
+    for model in models.values():
+        unknown = [c for c in model.companions if c not in models]
+        if unknown:
+            raise ConfigError(f"model {model.name!r}: companions {unknown} are not models of the catalog",
+                              source=model.source)
     return Catalog(models, directories)
 
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge", "nt_driver"})
+                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property",
+                         "companions"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -264,7 +284,17 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
+        ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
+        instance_property=_parse_instance_property(doc, properties),
+        companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
     )
+
+
+def _parse_instance_property(doc: Node, properties: dict[str, PropertySpec]) -> str | None:
+    name = get_str(doc, "instance_property", default=None)
+    if name is not None and (name not in properties or properties[name].kind != "index"):
+        raise doc.error("instance_property", f"{name!r} is not a property of kind 'index' of this model")
+    return name
 
 
 def _str_list(node: Node, key: str, choices: tuple[str, ...] | None = None) -> list[str]:
@@ -456,3 +486,177 @@ def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:
     _check_value(node, key, spec.kind, value)
     if spec.kind == "str" and spec.choices and value not in spec.choices:
         raise node.error(key, f"{value!r} is not one of: {', '.join(map(str, spec.choices))}")
+
+
+# ---------------------------------------------------------------------------------------
+# Board models: what a machine type builds in, and who claims it on NT
+
+#: The NT components that claim board devices (harness.drivers.board names each one's
+#: service and ResourceMap class): the HAL, the keyboard port driver, the IDE miniport,
+#: a VGA miniport, the ACPI driver, the floppy sample driver, and the PnP manager, which
+#: reserves the boot configuration of a device no driver takes.
+BOARD_CLAIMANTS = ("hal", "i8042prt", "atapi", "vga", "acpi", "floppy", "pnp")
+
+
+@dataclass(frozen=True)
+class ConfigRun:
+    """A range placed by a chipset register: ``(config[register] & mask) + offset``, decoded
+    while ``config[enable_register] & enable_mask`` is set (PMBASE + PMIOSE, ...)."""
+    kind: str  # "port" or "memory"
+    register: int
+    mask: int
+    enable_register: int
+    enable_mask: int
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class BoardDevice:
+    """One built-in device of a machine type: what it decodes and who claims it."""
+    name: str
+    description: str
+    #: QOM type owning its regions in ``info mtree -f`` (None: regions without an owner),
+    #: narrowed to ``regions`` by name when one owner has several roles.
+    qemu_type: str | None
+    regions: tuple[str, ...]
+    claimant: str | None  # one of BOARD_CLAIMANTS, None when nothing claims it
+    reason: str  # why nothing claims it (claimant None)
+    fixed: tuple[FixedRange, ...]
+    irqs: tuple[int, ...]
+    dmas: tuple[int, ...]
+    #: (vendor, device) of the PCI function whose registers place ``config`` and ``bars``.
+    pci: tuple[int, int] | None
+    config: tuple[ConfigRun, ...]
+    bars: tuple[Bar, ...]
+    source: str = field(compare=False, default="")
+    #: The PCI function signals through INTx: its routed line (config 0x3C) is its IRQ.
+    pci_interrupt: bool = False
+
+    def matches(self, owner_type: str | None, region: str) -> bool:
+        """Whether a flat-map region (owner's QOM type, region name) is this device's."""
+        return owner_type == self.qemu_type and (not self.regions or region.split(" @")[0] in self.regions)
+
+    def decoded_resources(self, read_config: Any = None) -> list[tuple[str, int, int]]:
+        """(kind, first, last) of what the device decodes now.  ``read_config(offset,
+        size)`` reads the configuration space of its PCI function (None when the function
+        is absent); it places the register-based runs and BARs, skipped without it."""
+        out = [(f.kind, f.start, f.start + f.length - 1) for f in self.fixed]
+        if self.pci is not None and read_config is not None:
+            for run in self.config:
+                enabled = read_config(run.enable_register, 1)
+                value = read_config(run.register, 4 if run.mask > 0xFFFF else 2)
+                if enabled is None or value is None or not enabled & run.enable_mask or not value & run.mask:
+                    continue
+                start = (value & run.mask) + run.offset
+                out.append((run.kind, start, start + run.length - 1))
+            for bar in self.bars:
+                value = read_config(0x10 + 4 * bar.index, 4)
+                base = None if value is None else value & (~3 if bar.kind == "io" else ~0xF) & 0xFFFFFFFF
+                if base:
+                    out.append(("port" if bar.kind == "io" else "memory", base, base + bar.size - 1))
+            if self.pci_interrupt and read_config(0x3D, 1):
+                line = read_config(0x3C, 1)
+                if line not in (None, 0, 0xFF):
+                    out.append(("irq", line, line))
+        out += [("irq", n, n) for n in self.irqs]
+        out += [("dma", n, n) for n in self.dmas]
+        return out
+
+
+def board_dir() -> Path:
+    return shipped_dir("device_models") / "boards"
+
+
+def board_model(machine: str) -> tuple[BoardDevice, ...]:
+    """The built-in devices of machine type ``machine`` (every board file naming it)."""
+    if machine not in MACHINE_KINDS:
+        raise ValueError(f"machine type must be one of {MACHINE_KINDS}, not {machine!r}")
+    return _load_boards(board_dir().resolve())[machine]
+
+
+@lru_cache(maxsize=2)
+def _load_boards(directory: Path) -> Mapping[str, tuple[BoardDevice, ...]]:
+    boards: dict[str, list[BoardDevice]] = {kind: [] for kind in MACHINE_KINDS}
+    names: dict[tuple[str, str], str] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        doc = load_file(path)
+        if not isinstance(doc, Node):
+            raise ConfigError("a board file must be a YAML mapping", source=str(path))
+        doc.check_keys({"machines", "devices"}, {"machines", "devices"})
+        machines = _str_list(doc, "machines", MACHINE_KINDS)
+        for i, item in enumerate(get_list(doc, "devices")):
+            if not isinstance(item, Node):
+                raise doc.error("devices", f"item {i} must be a mapping")
+            device = _parse_board_device(item, str(path))
+            for kind in machines:
+                if (kind, device.name) in names:
+                    raise item.error("name", f"board device {device.name!r} of {kind} is defined twice "
+                                             f"(also in {names[kind, device.name]})")
+                names[kind, device.name] = str(path)
+                boards[kind].append(device)
+    return MappingProxyType({kind: tuple(devs) for kind, devs in boards.items()})
+
+
+_BOARD_KEYS = frozenset({"name", "description", "qemu_type", "regions", "claimant", "reason", "ports",
+                         "memory", "irq", "dma", "pci", "config_ports", "config_memory", "bars",
+                         "pci_interrupt"})
+
+
+def _parse_board_device(item: Node, source: str) -> BoardDevice:
+    item.check_keys(_BOARD_KEYS, {"name", "qemu_type", "claimant"})
+    claimant = get_str(item, "claimant", choices=(*BOARD_CLAIMANTS, "none"))
+    reason = get_str(item, "reason", default="")
+    if claimant == "none" and not reason:
+        raise item.error("claimant", "a device nothing claims needs a 'reason' saying why")
+    fixed = []
+    for key, kind, hi in (("ports", "port", 0xFFFF), ("memory", "memory", 2**64 - 1)):
+        for i, run in enumerate(get_list(item, key, default=[])):
+            if not isinstance(run, Node):
+                raise item.error(key, f"item {i} must be a mapping with start and length")
+            run.check_keys({"start", "length"}, {"start", "length"})
+            start = get_int(run, "start", lo=0, hi=hi)
+            fixed.append(FixedRange(kind, start, get_int(run, "length", lo=1, hi=hi - start + 1)))
+    lines = {}
+    for key, hi in (("irq", 15), ("dma", 7)):
+        values = get_list(item, key, default=[])
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+                raise item.error(key, f"{value!r} is not a {key} number 0..{hi}")
+        lines[key] = tuple(values)
+    pci = None
+    if "pci" in item:
+        node = item.child("pci")
+        node.check_keys({"vendor", "device"}, {"vendor", "device"})
+        pci = (get_int(node, "vendor", lo=0, hi=0xFFFF), get_int(node, "device", lo=0, hi=0xFFFF))
+    config = []
+    for key, kind in (("config_ports", "port"), ("config_memory", "memory")):
+        for i, run in enumerate(get_list(item, key, default=[])):
+            if not isinstance(run, Node):
+                raise item.error(key, f"item {i} must be a mapping")
+            run.check_keys({"register", "mask", "enable_register", "enable_mask", "offset", "length"},
+                           {"register", "mask", "enable_register", "enable_mask", "length"})
+            config.append(ConfigRun(kind, get_int(run, "register", lo=0, hi=0xFC),
+                                    get_int(run, "mask", lo=1, hi=0xFFFFFFFF),
+                                    get_int(run, "enable_register", lo=0, hi=0xFF),
+                                    get_int(run, "enable_mask", lo=1, hi=0xFF),
+                                    get_int(run, "offset", lo=0, hi=0xFFFFFFFF, default=0),
+                                    get_int(run, "length", lo=1, hi=2**32)))
+    bars = []
+    for i, bar in enumerate(get_list(item, "bars", default=[])):
+        if not isinstance(bar, Node):
+            raise item.error("bars", f"item {i} must be a mapping")
+        bar.check_keys({"bar", "kind", "size"}, {"bar", "kind", "size"})
+        bars.append(Bar(get_int(bar, "bar", lo=0, hi=5), get_str(bar, "kind", choices=("io", "memory")),
+                        get_int(bar, "size", lo=1)))
+    pci_interrupt = get_bool(item, "pci_interrupt", default=False)
+    if (config or bars or pci_interrupt) and pci is None:
+        raise item.error("config_ports" if config else "bars" if bars else "pci_interrupt",
+                         "register-placed resources need the 'pci' function whose registers place them")
+    return BoardDevice(
+        name=get_str(item, "name"), description=get_str(item, "description", default=""),
+        qemu_type=None if item["qemu_type"] is None else get_str(item, "qemu_type"),
+        regions=tuple(_str_list(item, "regions")) if "regions" in item else (),
+        claimant=None if claimant == "none" else claimant, reason=reason, fixed=tuple(fixed),
+        irqs=lines["irq"], dmas=lines["dma"], pci=pci, config=tuple(config), bars=tuple(bars), source=source,
+        pci_interrupt=pci_interrupt)

@@ -70,6 +70,7 @@ from typing import Any, Iterable, Mapping
 
 from .config import MachineSpec, parse_machine
 from .devices import Catalog, DeviceModel, load_catalog
+from .packagedata import resolve_config
 from .errors import ConfigError, HarnessError
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
@@ -160,7 +161,8 @@ class Matrix:
 # ---------------------------------------------------------------------------- loading
 
 def load_matrix(path: str | Path, catalog: Catalog | None = None) -> Matrix:
-    """Read, expand and validate a matrix file (every cell's machine is checked)."""
+    """Read, expand and validate a matrix file or ``example:NAME`` (every cell's machine is checked)."""
+    path = resolve_config(path)
     return _parse(_yaml(load_file, path), str(path), catalog)
 
 

@@ -69,3 +69,45 @@ def user_cache_dir() -> Path:
         root = Path(base).expanduser() / DIST_NAME
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return root
+
+
+def add_user_model_dirs(directories: "list[str | Path] | tuple[str | Path, ...]", base: Path | None = None) -> None:
+    """Layer ``directories`` (after any already named) over the shipped catalog.
+
+    The ``--models`` option and the ``harness_models`` ini key end here: they extend
+    ``$HARNESS_DEVICE_MODELS`` of this process, so worker processes it starts (matrix
+    workers, xdist workers) see the same catalog.  Relative paths are taken from ``base``
+    (default: the working directory).
+    """
+    base = base if base is not None else Path.cwd()
+    extra = [str((base / Path(d).expanduser()).resolve()) for d in directories]
+    current = [str(d) for d in user_model_dirs()]
+    os.environ[MODELS_ENV] = os.pathsep.join(dict.fromkeys([*current, *extra]))
+
+
+#: ``example:NAME`` names a shipped example config (``harness examples`` lists them).
+EXAMPLE_PREFIX = "example:"
+
+
+def examples() -> dict[str, Path]:
+    """The shipped example machines and matrices by name (``conflicts/sb16-ne2000-irq5``)."""
+    root = shipped_dir("configs")
+    return {str(p.relative_to(root).with_suffix("")): p for p in sorted(root.rglob("*.yaml"))}
+
+
+def resolve_config(path: "str | Path") -> Path:
+    """``path`` itself, or for ``example:NAME`` the shipped example of that name (``NAME``
+    may leave out the folder when only one example has that file name)."""
+    text = str(path)
+    if not text.startswith(EXAMPLE_PREFIX):
+        return Path(path)
+    name = text[len(EXAMPLE_PREFIX):].removesuffix(".yaml")
+    found = examples()
+    if name in found:
+        return found[name]
+    by_stem = [p for key, p in found.items() if key.rsplit("/", 1)[-1] == name]
+    if len(by_stem) == 1:
+        return by_stem[0]
+    from .errors import ConfigError
+    raise ConfigError(f"no shipped example {name!r}" + (" (ambiguous)" if by_stem else "")
+                      + f"; 'harness examples' lists them: {', '.join(found)}", source=text)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .atomicio import atomic_output
 from .nt.arbiter import ResourceKind, interrupt_line
-from .qemu.layout import Layout
+from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
 
 LEGACY_PORT_END = 0x400
 
@@ -96,7 +96,7 @@ def _span(claim: Any) -> tuple[int, int]:
 
 
 def _hardware_points(layout: Layout, kind: ResourceKind) -> set[int]:
-    props = ("irq",) if kind is ResourceKind.INTERRUPT else ("dma", "dma16")
+    props = ISA_IRQ_PROPERTIES if kind is ResourceKind.INTERRUPT else ("dma", "dma16")
     out = {dev.properties[p] for dev in layout.isa for p in props
            if p in dev.properties and 0 <= dev.properties[p] < (16 if kind is ResourceKind.INTERRUPT else 8)}
     return out

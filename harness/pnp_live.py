@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from .claimants import resolve_board
 from .config import MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
@@ -232,8 +233,37 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         node.extra["pdo"] = f"\\Device\\{i + 1:08X}"
         pnp.query_configurations(node)
     base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes)
+    fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
+
+
+def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[DeviceNode]) -> list[str]:
+    """The board devices' claimed ranges and lines (device_models/boards), kept clear of even where
+    a machine-file device has taken them over in QEMU's map (an isa-ide over the PIIX3's
+    channel): ranges of PCI functions (their nodes move them) and of the board
+    controllers detection made nodes of are left to those nodes."""
+    taken = {(p.start, p.start + p.length - 1) for n in nodes if n.extra.get("bus") == "board"
+             for _, p in n.configs[ConfigType.BOOT].partials() if isinstance(p, Port)}
+    out = []
+    for resolved in resolve_board(spec.machine, hal):
+        device = resolved.device
+        if device.claimant is None or device.bars:
+            continue
+        who = Owner("<board device>", device.name)
+        claims = [range_claim(who, "io" if kind == "port" else "memory", first, last)
+                  for kind, first, last in resolved.decoded if kind in ("port", "memory")
+                  and not any(a <= last and first <= b for a, b in taken)]
+        if claims:   # its lines too, unless detection made a node of it
+            claims += [Claim(who, ResourceKind.INTERRUPT if kind == "irq" else ResourceKind.DMA, first, first,
+                             _isa_partials(kind, first, first))
+                       for kind, first, _ in resolved.decoded if kind in ("irq", "dma")]
+        if claims:
+            base.replace(who, claims)
+            out.append(f"board {device.name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}"
+                                                             for c in claims[:4])
+                       + (f" (+{len(claims) - 4})" if len(claims) > 4 else ""))
+    return out
 
 
 def _spec_driver(spec: MachineSpec, qdev_id: str | None) -> Any:
@@ -372,6 +402,12 @@ class PnpReport:
     fixed: list[str]
     timings: dict[str, float]
     applied: ApplyResult | None = None
+    #: What the registry holds for each device with a problem (``Enum\...\Control``).
+    registry_lines: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[DeviceNode]:
+        return [n for n in self.nodes if n.problem]
 
     @property
     def exit_code(self) -> int:
@@ -407,18 +443,26 @@ class PnpReport:
         out += ["", f"Search: {sol.stats.nodes} placement(s), {sol.stats.backtracks} backtrack(s), "
                     f"{sol.stats.pruned} pruned, {sol.stats.seconds * 1000:.1f} ms; order "
                     + ", ".join(sol.order)]
-        if not sol.satisfiable:
-            assert self.core is not None
+        if self.core is not None:
             out += ["", f"No conflict-free assignment exists.  {self.core.kind.capitalize()} set of devices "
                         f"that cannot be satisfied together ({self.core.checks} checks):",
                     *(f"  {d}" for d in self.core.devices)]
-            return "\n".join(out) + "\n"
+        if self.problems:
+            out += ["", "Device problems (the devices that get no resources; the others are assigned below)"]
+            out += [f"  {n.name:<22} {pnp.problem_name(n.problem)} (Code {n.problem}): {n.problem_detail}"
+                    for n in self.problems]
+            out += [f"  {line}" for line in self.registry_lines]
         out += ["", "Assignment"]
         for n in self.nodes:
-            c = sol.choices[n.name]
+            c = sol.choices.get(n.name)
+            if c is None:
+                out.append(f"  {n.name:<22} none ({pnp.problem_name(n.problem)})")
+                continue
             out.append(f"  {n.name:<22} {c.candidate.describe()}: {pnp.describe_resources(c.resources)}")
             for cand, conflicts in sol.refused.get(n.name, []):
                 out.append(f"  {'':<22}   not {cand.describe()}: {pnp.describe_conflicts(conflicts)}")
+        if self.problems:
+            return "\n".join(out) + "\n"
         out += ["", "ISA settings to change (QEMU cannot move them while it runs: relaunch)"]
         out += [f"  {d}: " + ", ".join(f"{p} {_fmt(o)} -> {_fmt(v)}" for p, (o, v) in c.items())
                 for d, c in self.changes.items()] or ["  none"]
@@ -451,7 +495,21 @@ def _node_dict(n: DeviceNode, sol: pnp.Solution) -> dict[str, Any]:
             "configs": sorted(k.value for k in n.configs),
             "assigned": None if c is None else pnp.describe_resources(c.resources),
             "candidate": None if c is None else c.candidate.describe(),
-            "rank": None if c is None else c.rank}
+            "rank": None if c is None else c.rank,
+            "problem": n.problem, "problem_name": pnp.problem_name(n.problem) if n.problem else None,
+            "problem_detail": n.problem_detail or None}
+
+
+def problem_registry_lines(registry: Registry, nodes: list[DeviceNode]) -> list[str]:
+    """Each problem device's ``Control`` values as the registry holds them."""
+    out = []
+    for n in nodes:
+        if n.problem:
+            control = f"{pnp.enum_key(n)}\\{pnp.CONTROL}"
+            values = ", ".join(f"{v.name} = {v.value:#x}" for v in registry.values(control)
+                               if v.name in (pnp.PROBLEM_VALUE, pnp.STATUS_VALUE))
+            out.append(f"registry: {control[len(pnp.ENUM) + 1:]}: {values}")
+    return out
 
 
 def compare_seabios(nodes: list[DeviceNode], solution: pnp.Solution) -> list[BarComparison]:
@@ -537,7 +595,18 @@ def run_pnp(spec: MachineSpec, *, apply: bool = False, budget: int = pnp.DEFAULT
                 t = time.monotonic()
                 core = pnp.unsatisfiable_core(tree.nodes, tree.base, budget=budget, timeout=timeout)
                 timings["core"] = time.monotonic() - t
-                return PnpReport(spec, tree.nodes, solution, core, {}, [], tree.fixed, timings)
+            t = time.monotonic()
+            solution = pnp.assign(tree.nodes, tree.base, translate=pnp.hal_translator(hal), solution=solution,
+                                  budget=budget, timeout=timeout)
+            timings["problems"] = time.monotonic() - t
+            if not solution.satisfiable:   # device problems: file them, apply nothing
+                for n in tree.nodes:
+                    if n.name in solution.choices:
+                        n.configs[ConfigType.ALLOC] = solution.resources(n.name)
+                    pnp.store_node(registry, n)
+                report = PnpReport(spec, tree.nodes, solution, core, {}, [], tree.fixed, timings)
+                report.registry_lines = problem_registry_lines(registry, tree.nodes)
+                return report
             changes = isa_changes(tree.nodes, solution, spec)
             report = PnpReport(spec, tree.nodes, solution, None, changes,
                                compare_seabios(tree.nodes, solution), tree.fixed, timings)

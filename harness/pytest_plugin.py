@@ -32,13 +32,20 @@ a matrix's cells), ``requires(machine=, accel=, models=, buses=, drivers=, kvm=)
 with the reason when the machine lacks it).
 
 Options (each also an ini key, ``harness_config`` ...): ``--harness-config``,
-``--harness-matrix``, ``--harness-shard i/n``, ``--harness-accel``, ``--harness-keep``,
-``--harness-artifacts``.
+``--harness-matrix`` (the run is the matrix: tests not over its cells are deselected),
+``--harness-shard i/n``, ``--harness-accel``, ``--harness-keep``, ``--harness-artifacts``,
+``--harness-models DIR`` / ``--harness-configs DIR`` (repeatable; folders of the user's
+own device models and machine files, layered over the shipped ones).
+
+Usage errors (markers, machine and matrix files, a missing QEMU) are gathered during
+collection and end the run as pytest's usage error, before any QEMU starts, the same
+with or without xdist.
 
 On a failure the test's folder under the artifacts directory gets: ``qemu-argv.sh`` (the
 exact command line, runnable), QEMU / QMP / firmware / console logs, ``layout.txt`` /
 ``layout.json``, ``registry.reg``, ``errorlog.json``, the main job's report and
-``resourcemap.png``, and ``bundle.yaml`` (``harness repro`` replays it).  Its path is in
+``resourcemap.png``, and ``bundle.yaml`` (``harness repro`` replays it) when the job found
+something to replay; otherwise ``NOTE.txt`` says what the folder holds.  Its path is in
 the failure's report and in the session summary.  JUnit XML gets the QEMU version,
 machine type, accelerator and config hash as test properties.
 
@@ -71,6 +78,8 @@ REQUIREMENT_KEYS = ("machine", "accel", "models", "buses", "drivers", "kvm")
 #: Machines a worker keeps alive for reuse (the least recently used one goes first).
 POOL_SIZE = 4
 FAILURE_MARKER = ".harness-failure"
+#: What a failure folder holds when it has no bundle, and why.
+NOTE = "NOTE.txt"
 
 _OPTIONS = (
     # (option, ini key, help, kind)
@@ -82,6 +91,10 @@ _OPTIONS = (
     ("--harness-keep", "harness_keep", "keep each machine's run folder (logs, sockets) for post-mortem", "bool"),
     ("--harness-artifacts", "harness_artifacts",
      "folder for the per-test failure folders (default: harness-failures under the rootdir)", "string"),
+    ("--harness-models", "harness_models",
+     "a folder of your own device models, layered over the shipped catalog (repeatable)", "paths"),
+    ("--harness-configs", "harness_configs",
+     "a folder searched for the machine and matrix files that markers and options name (repeatable)", "paths"),
 )
 
 _spec_key = pytest.StashKey["Resolved"]()
@@ -99,9 +112,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if kind == "bool":
             group.addoption(option, action="store_true", default=None, help=text)
             parser.addini(ini, text, type="bool", default=False)
+        elif kind == "paths":   # ini paths are relative to the ini file, options to the cwd
+            group.addoption(option, action="append", default=None, metavar="DIR", help=text)
+            parser.addini(ini, text, type="paths", default=[])
         else:
             group.addoption(option, default=None, metavar="VALUE", help=text)
             parser.addini(ini, text, default="")
+
+
+def _paths(config: pytest.Config, name: str) -> list[Path]:
+    """A repeatable folder option: the ini key's folders, then the command line's."""
+    option = next(o for o in _OPTIONS if o[1] == name)
+    given = config.getoption(option[0]) or []
+    return [*map(Path, config.getini(name)),
+            *(Path(config.invocation_params.dir) / Path(p).expanduser() for p in given)]
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -119,6 +143,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "matrix(file): parametrise the test over the cells of a matrix file")
     config.addinivalue_line("markers", "requires(machine=, accel=, models=, buses=, drivers=, kvm=): "
                                        "skip unless the test's machine has these")
+    models = _paths(config, "harness_models")
+    if models:
+        from .packagedata import add_user_model_dirs
+        add_user_model_dirs(models)
     accel = _option(config, "harness_accel")
     if accel is not None and accel not in ("tcg", "kvm", "auto"):
         raise pytest.UsageError(f"--harness-accel: {accel!r} is not one of tcg, kvm, auto")
@@ -196,20 +224,30 @@ def _rootdir(config: pytest.Config) -> Path:
 
 
 def _find_config(text: str, item: pytest.Item) -> Path:
+    from .errors import ConfigError
+    from .packagedata import EXAMPLE_PREFIX, resolve_config
+    if text.startswith(EXAMPLE_PREFIX):
+        try:
+            return resolve_config(text)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
     path = Path(text)
-    for base in (Path(item.fspath).parent, _rootdir(item.config), Path.cwd()):
+    roots = [_rootdir(item.config), *_paths(item.config, "harness_configs")]
+    for base in (Path(item.fspath).parent, *roots, Path.cwd()):
         candidate = path if path.is_absolute() else base / path
         if candidate.is_file():
             return candidate
     raise pytest.UsageError(f"{item.nodeid}: machine file {text!r} not found (looked next to the test "
-                            f"file and under {_rootdir(item.config)})")
+                            f"file and under {', '.join(map(str, roots))})")
 
 
 def _load(text: str, item: pytest.Item, accel: str | None) -> tuple[Any, str]:
     from .config import load_machine, parse_machine_text
     from .errors import ConfigError
     try:
-        inline = "\n" in text or (":" in text and Path(text).suffix not in (".yaml", ".yml"))
+        from .packagedata import EXAMPLE_PREFIX
+        inline = "\n" in text or (":" in text and Path(text).suffix not in (".yaml", ".yml")
+                                  and not text.startswith(EXAMPLE_PREFIX))
         if inline:
             return parse_machine_text(text, f"<{item.nodeid}>", accel=accel), "inline machine"
         path = _find_config(text, item)
@@ -268,8 +306,16 @@ def _uses_machine(item: pytest.Item) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "harness_cell" not in metafunc.fixturenames:
         return
+    try:
+        _parametrise(metafunc)
+    except pytest.UsageError as exc:   # reported with the others once collection is done
+        metafunc.config.stash.setdefault(_usage_key, []).append(str(exc))
+
+
+def _parametrise(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("matrix")
     source = None
+    from_option = False
     if marker is not None:
         if len(marker.args) != 1:
             raise pytest.UsageError(f"{metafunc.definition.nodeid}: use @pytest.mark.matrix(\"file.yaml\")")
@@ -277,7 +323,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     elif metafunc.definition.get_closest_marker("machine") is None:
         matrix = _option(metafunc.config, "harness_matrix")
         if matrix:
-            source = str(_find_config(matrix, metafunc.definition))
+            source, from_option = str(_find_config(matrix, metafunc.definition)), True
     if source is None:
         return
     from .errors import ConfigError
@@ -286,6 +332,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         cells = load_matrix(source).cells
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    if from_option:   # these tests are the run of --harness-matrix (see _keep_matrix_cells)
+        metafunc.config.stash.setdefault(_option_cells_key, set()).update(map(id, cells))
     # A cell the job is known to get wrong is a strict expected failure (it fails loudly
     # once the job is fixed).
     metafunc.parametrize("harness_cell", [
@@ -293,17 +341,90 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for c in cells], indirect=True)
 
 
+#: Usage errors found while collecting (a bad marker, machine or matrix file): reported
+#: together once collection is done, before any QEMU starts.
+_usage_key = pytest.StashKey[list[str]]()
+_option_cells_key = pytest.StashKey[set[int]]()
+#: How an xdist worker hands its usage errors to the controller (config.workeroutput).
+_USAGE_OUTPUT = "harness_usage_errors"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    _apply_shard(config, items)
+    errors = config.stash.setdefault(_usage_key, [])
+    try:
+        _keep_matrix_cells(config, items)
+        _apply_shard(config, items)
+    except pytest.UsageError as exc:
+        errors.append(str(exc))
     for item in items:   # a bad marker or machine file stops the run before any QEMU starts
-        if _uses_machine(item):
-            _resolve(item)
+        try:
+            _check_requires_marker(item)
+            if _uses_machine(item):
+                _resolve(item)
+        except pytest.UsageError as exc:
+            errors.append(str(exc))
+    if not errors and any(_uses_machine(item) for item in items):
+        from .qemu.binary import QemuMissing, require_qemu
+        try:
+            require_qemu()
+        except QemuMissing as exc:   # one line for the session, not one failure per test
+            errors.append(str(exc))
+    if errors:
+        _stop_for_usage(config, items, list(dict.fromkeys(errors)))
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get(_GROUPS_FILE):
         _Groups.write(Path(workerinput[_GROUPS_FILE]).with_suffix(f".{workerinput['workerid']}.json"),
                       {item.nodeid: _group_of(item) for item in items})
+
+
+def _stop_for_usage(config: pytest.Config, items: list[pytest.Item], errors: list[str]) -> None:
+    """End the run with ``errors`` as pytest's usage error (exit status 4).  An xdist
+    worker cannot end the run itself (the controller would report an internal error):
+    it runs nothing and hands the errors to the controller, which raises them
+    (pytest_testnodedown, pytest_runtestloop)."""
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is None:
+        raise pytest.UsageError("\n".join(errors))
+    workeroutput[_USAGE_OUTPUT] = errors
+    items[:] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    errors = getattr(node, "workeroutput", {}).get(_USAGE_OUTPUT)
+    if errors:
+        found = node.config.stash.setdefault(_usage_key, [])
+        found += [e for e in errors if e not in found]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[Any]:
+    result = yield
+    errors = session.config.stash.get(_usage_key, None)
+    if errors and getattr(session.config, "workerinput", None) is None:
+        raise pytest.UsageError("\n".join(errors))
+    return result
+
+
+def _keep_matrix_cells(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --harness-matrix the run is the matrix: only the tests parametrised over its
+    cells run (the CI command a matrix emits must run its cells whatever else the project
+    holds), and a matrix that parametrises nothing is an error."""
+    matrix = _option(config, "harness_matrix")
+    if not matrix:
+        return
+    ours = config.stash.get(_option_cells_key, set())
+    keep = [item for item in items if id(_cell_of(item)) in ours]
+    if not keep and not config.stash.get(_usage_key, None):
+        raise pytest.UsageError(
+            f"--harness-matrix {matrix}: no test takes its cells; a test gets them when it uses the "
+            f"machine (or harness_spec) fixture and names no machine (no machine marker)")
+    drop = [item for item in items if id(_cell_of(item)) not in ours]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _group_of(item: pytest.Item) -> str:
@@ -403,7 +524,7 @@ def _apply_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
         items[:] = keep
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+def _check_requires_marker(item: pytest.Item) -> None:
     marker = item.get_closest_marker("requires")
     if marker is None:
         return
@@ -411,6 +532,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if unknown or marker.args:
         raise pytest.UsageError(f"{item.nodeid}: requires() takes keywords {', '.join(REQUIREMENT_KEYS)}; "
                                 f"got {', '.join(sorted(unknown)) or marker.args}")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    marker = item.get_closest_marker("requires")
+    if marker is None:
+        return
     resolved = _resolve(item)
     reason = missing_requirement(resolved.spec if resolved else None, **marker.kwargs)
     if reason:
@@ -462,6 +589,7 @@ class _Pool:
         self.entries: dict[str, "_Entry"] = {}
 
     def get(self, resolved: Resolved) -> "_Entry":
+        from .qemu.actions import run_firmware_and_steps
         from .qemu.machine import Machine
         entry = self.entries.pop(resolved.key, None)
         if entry is not None and not entry.healthy():
@@ -474,7 +602,7 @@ class _Pool:
             entry = _Entry(machine)
             try:
                 machine.launch()
-                machine.run_firmware()
+                run_firmware_and_steps(machine)  # and the file's post-firmware steps
             except BaseException:
                 entry.close()
                 raise
@@ -486,8 +614,9 @@ class _Pool:
             self.entries.pop(resolved.key, None)
             entry.close()
         elif resolved.reset == "reboot":
+            from .qemu.actions import run_firmware_and_steps
             try:
-                entry.machine.run_firmware()
+                run_firmware_and_steps(entry.machine)
                 entry.layout = None
             except Exception:
                 self.entries.pop(resolved.key, None)
@@ -664,27 +793,39 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     folder = prepare_out_dir(failure_folder(item))
     write_text(folder / FAILURE_MARKER, item.nodeid + "\n")
     m = used.entry.machine
-    argv = " \\\n    ".join(shlex.quote(a) for a in m.argv)
+    # The run folder goes when the machine closes: the script uses the copies kept here.
+    argv = " \\\n    ".join(shlex.quote(a.replace(str(m.run_dir), str(folder))) for a in m.argv)
     write_text(folder / "qemu-argv.sh",
         "#!/bin/sh\n# The test's QEMU, paused before the firmware like the harness starts it: type 'cont'\n"
-        f"# at the (qemu) prompt to run it.  Files it writes go to {m.run_dir}.\n"
-        f"mkdir -p {shlex.quote(str(m.run_dir))}\nexec {argv} \\\n    -monitor stdio\n")
+        f"# at the (qemu) prompt to run it.  Files it writes go to this folder.\n"
+        f"exec {argv} \\\n    -monitor stdio\n")
     (folder / "qemu-argv.sh").chmod(0o755)
     for path in Path(m.run_dir).iterdir():
-        if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out"):
+        if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out", ".img"):
             shutil.copy2(path, folder / path.name)
     if not (m.running and m.phase == "post-firmware"):
-        write_text(folder / "NOTE.txt", "the machine was no longer running; only its logs are here\n")
+        write_text(folder / NOTE, "The machine was no longer running; only QEMU's command line and logs are here.\n")
         return folder
     bed = used.testbed
     if bed is None:
         layout = snapshot(m, m.phase)
+        (folder / NOTE).write_text(
+            "This test used the machine (or layout) fixture only: no NT driver was loaded, so there is no\n"
+            "main-job report, registry or repro bundle.  Here: qemu-argv.sh (the exact QEMU, runnable),\n"
+            "QEMU / QMP / firmware logs and layout.txt / layout.json (what the hardware decodes).\n")
     else:   # the job's analysis takes the snapshot itself
         result = collect(bed, folder)
         layout = result.layout
         write_outputs(result, bed.io)
         write_text(folder / "errorlog.json", json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
-        write_bundle(result, bed.steps, title=item.nodeid)
+        if result.clean:   # nothing about resources went wrong: a bundle would replay nothing
+            write_text(folder / NOTE,
+                "The machine's main job found nothing (no conflict, mismatch, violation or hardware\n"
+                "collision): the test failed on an assertion of its own.  No repro bundle: it would\n"
+                "have nothing to reproduce.  Here: report.txt / report.html, registry.reg,\n"
+                "errorlog.json, layout.txt / layout.json, qemu-argv.sh and QEMU's logs.\n")
+        else:
+            write_bundle(result, bed.steps, title=item.nodeid)
     write_text(folder / "layout.json", layout.to_json())
     write_text(folder / "layout.txt", format_text(layout))
     return folder

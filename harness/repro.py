@@ -44,9 +44,10 @@ import yaml
 
 from .atomicio import write_text
 from . import __version__
-from .config import MachineSpec, parse_machine, parse_machine_text
+from .actions import ACTION_KINDS, Action, is_action, parse_step
+from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
-from .job import JobResult, run_job
+from .job import HAL_CHOICES, JobResult, run_job
 from .nt.iomgr import ReportCall
 from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_RESOURCE_LIST, INTERFACE_TYPE, CmResourceShare, Dma,
                            Interrupt, Memory, Port)
@@ -59,7 +60,7 @@ BUNDLE_VERSION = 1
 #: The bundle's name in an output folder (main job, failing test, matrix cell).
 BUNDLE_FILE = "bundle.yaml"
 OUTCOMES = ("conflict", "clean")
-_KEYS = frozenset({"harness_repro", "title", "seen", "machine", "steps", "claims", "expect"})
+_KEYS = frozenset({"harness_repro", "title", "seen", "machine", "hal", "reactos", "steps", "claims", "expect"})
 _REPORT_KEYS = frozenset({"driver", "device", "class", "override", "driver_list", "device_list"})
 _SHARES = {"undetermined": CmResourceShare.CmResourceShareUndetermined,
            "device-exclusive": CmResourceShare.CmResourceShareDeviceExclusive,
@@ -84,6 +85,9 @@ class Bundle:
     seen: dict[str, Any] = field(default_factory=dict)
     claims: list[str] = field(default_factory=list)
     source: str = "<bundle>"
+    #: How the job ran: its HAL (``harness run --hal``) and the ReactOS switch.
+    hal: str = "auto"
+    reactos: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         machine = self.spec.to_dict()
@@ -91,8 +95,12 @@ class Bundle:
         machine.pop("expect")
         for dev in machine["devices"]:
             dev.update({k: Hex(v) for k, v in dev.items() if k.endswith("base") and isinstance(v, int)})
+        for step in machine.get("after_firmware", []):  # addresses and values read best in hex
+            step.update({k: Hex(v) for k, v in step.items()
+                         if isinstance(v, int) and k not in ("bar", "size", "phase")})
         return {"harness_repro": BUNDLE_VERSION, "title": self.title, "seen": self.seen,
-                "machine": machine, "steps": [_step_doc(s) for s in self.steps],
+                "machine": machine, "hal": self.hal, "reactos": self.reactos,
+                "steps": [_step_doc(s) for s in self.steps],
                 "claims": self.claims, "expect": {"outcome": self.outcome, "findings": self.findings}}
 
     def dump(self) -> str:
@@ -113,14 +121,18 @@ def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
             "recorded": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()}
     claims = [f"{c.driver} {c.device or ''}: {c.resource}".replace(" :", ":") for c in result.checks]
     return Bundle(result.spec, list(steps), "clean" if result.clean else "conflict", result.findings(),
-                  title, seen, claims)
+                  title, seen, claims, hal=result.hal, reactos=result.reactos)
 
 
 def write_bundle(result: JobResult, steps: list[Step] | None = None, *, title: str) -> Path:
     """The bundle of ``result`` next to its report (``steps``: the machine's driver loads
     unless given)."""
     steps = load_steps(result.spec) if steps is None else steps
-    return bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    path = bundle_from(result, steps, title=title).write(result.out_dir / BUNDLE_FILE)
+    if (result.out_dir / "report.html").is_file():   # the page links the bundle now
+        from .htmlreport import machine_report_html
+        (result.out_dir / "report.html").write_text(machine_report_html(result))
+    return path
 
 
 def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
@@ -174,7 +186,9 @@ def parse_bundle(doc: Any, source: str) -> Bundle:
             kind = "a mapping" if isinstance(value, Node) else type(value).__name__
             raise seen.error(key, f"expected a string, number or boolean, got {kind}")
     claims = [_text(doc, "claims", c) for c in get_list(doc, "claims", default=[])]
-    return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source)
+    return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source,
+                  hal=get_str(doc, "hal", choices=HAL_CHOICES, default="auto"),
+                  reactos=get_bool(doc, "reactos", default=False))
 
 
 def _text(node: Node, key: str, value: Any) -> str:
@@ -184,10 +198,13 @@ def _text(node: Node, key: str, value: Any) -> str:
 
 
 def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
+    if is_action(item):
+        return parse_step(item, spec.devices, spec.machine)
     if not isinstance(item, Node) or not ({"load_driver", "report"} & set(item)):
-        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver' or 'report'")
+        raise doc.error("steps", f"step {index} must be a mapping with 'load_driver', 'report' "
+                                 f"or an action ({', '.join(ACTION_KINDS)})")
     if "load_driver" in item:
-        item.check_keys({"load_driver", "devices", "override_conflict"}, {"load_driver"})
+        item.check_keys({"load_driver", "devices", "override_conflict", "claim"}, {"load_driver"})
         name = get_str(item, "load_driver")
         mine = list(devices_driven_by(spec, name))
         if name not in DRIVERS:
@@ -197,7 +214,8 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
             if dev not in mine:
                 raise item.error("devices", f"{dev!r} is not a device of this machine that {name} drives "
                                             f"(those are: {', '.join(mine) or 'none'})")
-        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False))
+        return LoadStep(name, tuple(devices), get_bool(item, "override_conflict", default=False),
+                        get_str(item, "claim", choices=CLAIM_STYLES, default="decoded"))
     item.check_keys({"report"})
     report = item["report"]
     if not isinstance(report, Node):
@@ -254,10 +272,15 @@ def _parse_descriptor(full: Node, d: Any, index: int) -> Any:
 
 
 def _step_doc(step: Step) -> dict[str, Any]:
+    if isinstance(step, Action):
+        return {k: v if k in ("bar", "size") or not isinstance(v, int) else Hex(v)
+                for k, v in step.to_dict().items()}
     if isinstance(step, LoadStep):
         out: dict[str, Any] = {"load_driver": step.driver, "devices": list(step.devices)}
         if step.override_conflict:
             out["override_conflict"] = True
+        if step.claim != "decoded":
+            out["claim"] = step.claim
         return out
     report: dict[str, Any] = {"driver": step.driver}
     if step.device is not None:
@@ -333,8 +356,10 @@ class Replay:
 
     @property
     def reproduces(self) -> bool:
+        """Every recorded finding came back.  A bundle of a clean outcome records nothing to
+        reproduce: its replay never counts as reproducing."""
         if self.bundle.outcome == "clean":
-            return self.result.clean
+            return False
         return not self.result.clean and not self.missing
 
     def format_text(self) -> str:
@@ -342,7 +367,11 @@ class Replay:
         out = [f"Repro bundle {b.source}" + (f" ({b.title})" if b.title else "")]
         if b.seen:
             out.append("  recorded on " + ", ".join(f"{k} {v}" for k, v in b.seen.items()))
-        verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
+        if b.outcome == "clean":
+            verdict = ("NOTHING TO REPRODUCE: the bundle records no finding"
+                       + ("; the machine is still clean" if self.result.clean else "; the machine now has findings"))
+        else:
+            verdict = "REPRODUCES" if self.reproduces else "DOES NOT REPRODUCE"
         out.append(f"  expected outcome {b.outcome} with {len(b.findings)} finding(s): {verdict}")
         out += [f"    missing: {f}" for f in self.missing]
         out += [f"    new:     {f}" for f in self.new]
@@ -353,7 +382,8 @@ class Replay:
 
 def replay(bundle: Bundle, out_dir: Path, *, picture: bool = True) -> Replay:
     """Do the bundle's scenario on a fresh machine (the main job with its steps)."""
-    return Replay(run_job(bundle.spec, out_dir, picture=picture, steps=bundle.steps), bundle)
+    return Replay(run_job(bundle.spec, out_dir, picture=picture, steps=bundle.steps, hal=bundle.hal,
+                          reactos=bundle.reactos), bundle)
 
 
 @dataclass
@@ -371,6 +401,8 @@ def shrink(bundle: Bundle, out_dir: Path, *, max_runs: int = 200,
     passes repeat until one removes nothing.  The result is 1-minimal (no single
     remaining device or step can go) unless ``max_runs`` replays ran out first, which
     is logged.  Its ``claims`` and ``seen`` come from its own last replay."""
+    if bundle.outcome == "clean":   # every removal would 'still reproduce' down to nothing
+        raise HarnessError(f"{bundle.source} records a clean outcome, no finding: nothing to shrink")
     last = replay(bundle, out_dir, picture=False)
     if not last.reproduces:
         raise HarnessError(f"{bundle.source} does not reproduce on this machine; nothing to shrink "
@@ -414,8 +446,19 @@ def _removals(bundle: Bundle):
         yield f"device {dev.id} ({dev.model.name})", lambda b, dev_id=dev.id: _without_device(b, dev_id)
     for step in reversed(bundle.steps):
         label = (f"load {step.driver}" if isinstance(step, LoadStep)
+                 else f"step {step.describe()}" if isinstance(step, Action)
                  else f"claim by {step.driver} {step.device or ''}".rstrip())
         yield label, lambda b, step=step: _without_step(b, step)
+    for action in reversed(bundle.spec.after_firmware):
+        yield f"step after the firmware: {action.describe()}", lambda b, a=action: _without_action(b, a)
+
+
+def _without_action(bundle: Bundle, action: Any) -> Bundle | None:
+    actions = bundle.spec.after_firmware
+    if action not in actions:
+        return None
+    i = actions.index(action)
+    return replace(bundle, spec=replace(bundle.spec, after_firmware=actions[:i] + actions[i + 1:]))
 
 
 def _without_step(bundle: Bundle, step: Step) -> Bundle | None:

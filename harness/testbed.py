@@ -9,7 +9,9 @@ scenario, in order:
 * :class:`LoadStep`: load one of the sample drivers (:data:`harness.drivers.DRIVERS`) with
   the ``Parameters`` of the machine's devices it drives;
 * :class:`harness.nt.iomgr.ReportCall`: an IoReportResourceUsage made directly (by a
-  test, or written down in a bundle).
+  test, or written down in a bundle);
+* :class:`harness.actions.Action`: a register access behind NT's back (move a BAR, write
+  a config or port register, read and check), done where it stands among the others.
 
 Every step lands in the I/O manager's journal in order, so whatever a test did can be
 written down as a repro bundle (:mod:`harness.repro`) and done again on a fresh machine.
@@ -20,8 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from .config import MachineSpec
-from .drivers import DRIVERS, NtDriver
+from .actions import Action, ActionRecord, parse_step
+from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, claimant_lines, legacy_parameters,
+                        resolve_board)
+from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
+from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
+from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
@@ -30,6 +36,7 @@ from .nt.registry import Registry
 from .qemu.layout import snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
+from .qemu.pic import read_ioapic
 from .verify import HardwareView, routed_view
 
 
@@ -40,41 +47,61 @@ class LoadStep:
     driver: str
     devices: tuple[str, ...]
     override_conflict: bool = False
+    #: "decoded" (claim what each device decodes) or "block" (the card's whole block).
+    claim: str = "decoded"
 
 
-Step = LoadStep | ReportCall
+Step = LoadStep | ReportCall | Action
 
 
 def load_steps(spec: MachineSpec) -> list[LoadStep]:
     """The machine file's driver load order as steps."""
-    return [LoadStep(d.name, d.devices, d.override_conflict) for d in spec.drivers]
+    return [LoadStep(d.name, d.devices, d.override_conflict, d.claim) for d in spec.drivers]
 
 
 def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
     """The devices of ``spec`` that the sample driver ``name`` drives."""
-    return tuple(d.id for d in spec.devices if d.model.nt_driver == name)
+    return tuple(d.id for d in spec.devices if d.driver == name)
 
 
 @dataclass
 class Testbed:
     machine: Machine
     registry: Registry
+    #: The bus the HAL uses: None for QEMU's HMP on the paused machine (the PIC HAL), or
+    #: the probe guest's agent on a running one (the HAL is then chosen from the
+    #: machine's MADT: the APIC HAL where there is an I/O APIC).
+    bus: Any = None
+    #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
+    reactos_compat: bool = False
     hal: Hal = field(init=False)
     io: IoManager = field(init=False)
     #: The hardware as the firmware left it (before any driver touched it).
     before: HardwareView = field(init=False)
-    #: Each load step's result with the driver instance (its per-device outcomes).
+    #: Each load step's result with the driver instance (its per-device outcomes), the
+    #: board claimants' first.
     loaded: list[tuple[LoadResult, NtDriver]] = field(init=False, default_factory=list)
+    #: The machine type's built-in devices and what each decodes as the firmware left them.
+    board: list[ResolvedBoardDevice] = field(init=False, default_factory=list)
     #: Objects created for direct claims, by name (a bundle names them, not holds them).
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
+    #: What each Action step did, in order.
+    actions: list[ActionRecord] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        bus = LiveBus(self.machine)
-        self.hal = Hal(bus)
+        bus = LiveBus(self.machine) if self.bus is None else self.bus
+        self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
+                       ioapic_reader=lambda: read_ioapic(self.machine))
         self.before = routed_view(snapshot(self.machine, "post-firmware"), self.hal)
         detect_hardware(bus, self.registry, self.hal)
-        self.io = IoManager(self.registry, self.hal)
+        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
+        self.board = resolve_board(self.spec.machine, self.hal)
+        for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first
+            params = board_parameters(self.board, claimant)
+            if params:
+                driver = cls(self.io, self.hal)
+                self.loaded.append((self.io.load_driver(driver, params), driver))
 
     @property
     def spec(self) -> MachineSpec:
@@ -83,11 +110,11 @@ class Testbed:
     @property
     def steps(self) -> list[Step]:
         """What was done so far, in order (loads and direct claims)."""
-        return [s for s in self.io.journal if isinstance(s, (LoadStep, ReportCall))]
+        return [s for s in self.io.journal if isinstance(s, (LoadStep, ReportCall, Action))]
 
     # ------------------------------------------------------------------ steps
     def load_driver(self, name: str, devices: Sequence[str] | None = None, *,
-                    override_conflict: bool = False) -> LoadResult:
+                    override_conflict: bool = False, claim: str = "decoded") -> LoadResult:
         """Load the sample driver ``name`` (``serial``, ``ne2000``, ...) for ``devices``
         (default: every device of the machine it drives), with their Parameters."""
         cls = DRIVERS.get(name)
@@ -99,9 +126,18 @@ class Testbed:
         if stray:
             raise HarnessError(f"{', '.join(stray)}: not a device of machine {self.spec.name} that {name} drives "
                                f"(those are: {', '.join(mine) or 'none'})")
-        self.io.journal.append(LoadStep(name, chosen, override_conflict))
+        self.io.journal.append(LoadStep(name, chosen, override_conflict, claim))
         driver = cls(self.io, self.hal, override_conflict=override_conflict)
-        result = self.io.load_driver(driver, cls.parameters_for([self.spec.device(d) for d in chosen]))
+        devices = [self.spec.device(d) for d in chosen]
+        if name == GENERIC_DRIVER:
+            params = legacy_parameters(devices, self.before.layout)
+        elif name == VGA_DRIVER:
+            params = legacy_parameters(devices, self.before.layout, VGA_ACCESS_RANGES)
+        elif not chosen and hasattr(cls, "board_parameters"):
+            params = cls.board_parameters()   # loaded for a board device alone
+        else:
+            params = cls.parameters_for(devices, claim)
+        result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result
 
@@ -123,14 +159,42 @@ class Testbed:
             device, call.device_list, call.device_list.size(arch) if call.device_list else 0,
             call.override)
 
+    def act(self, step: "Action | dict[str, Any]") -> ActionRecord:
+        """Do one register access now, e.g. ``bed.act({"move_bar": "nic0", "bar": 0,
+        "address": 0xa0000})``: validated like a machine file's step, journaled (so a
+        bundle written from this bed replays it), its record returned."""
+        from .qemu.actions import do_action
+        if not isinstance(step, Action):
+            import yaml
+            from .yamlio import load_text
+            doc = load_text(yaml.safe_dump({"step": dict(step)}), "<testbed.act>")
+            step = parse_step(doc.child("step"), self.spec.devices, self.spec.machine)
+        self.io.journal.append(step)
+        record = do_action(self.machine, step, self.hal.bus)
+        self.actions.append(record)
+        return record
+
     def run(self, steps: Iterable[Step]) -> None:
         """Do ``steps`` in order, then the Reinitialize routines the drivers registered."""
         for step in steps:
             if isinstance(step, LoadStep):
-                self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict)
+                self.load_driver(step.driver, step.devices, override_conflict=step.override_conflict,
+                                 claim=step.claim)
+            elif isinstance(step, Action):
+                self.act(step)
             else:
                 self.report(step)
+        # A board device whose claimant is a sample driver the steps did not load (the
+        # built-in floppy controller without a drive): that driver starts anyway, for the
+        # devices it finds itself.
+        for name in dict.fromkeys(r.device.claimant for r in self.board):
+            if name in DRIVERS and not self.io.drivers.get(DRIVERS[name].service_name):
+                self.load_driver(name, ())
         self.io.run_reinitialization()
+
+    def claimants(self, layout: Any = None) -> list[ClaimantLine]:
+        """Every device of the machine, board devices included, and its NT claimant."""
+        return claimant_lines(self.io, self.spec, self.board, layout or self.before.layout)
 
     def after(self) -> HardwareView:
         """The hardware now (a fresh layout snapshot with the PCI routing)."""

@@ -26,7 +26,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .config import DeviceSpec, MachineSpec
+from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
 from .qemu.layout import LEGACY_IDE_IRQS
 
@@ -294,6 +294,8 @@ class _Context:
                 users[irq].append(who)
 
         for dev in self.layout.isa:
+            if dev.id and dev.id.startswith(RESERVED_ID_PREFIX):
+                continue  # the harness's own channels (the agent's UART never enables its IRQ)
             for prop in ("irq", "kbd-irq", "mouse-irq"):
                 add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
         for fn in self.layout.pci:
@@ -391,19 +393,30 @@ class _Context:
             self._linux_ports(row, dev, lo, hi, lost)
         return row
 
+    @staticmethod
+    def _probed_port(dev: DeviceSpec, seen: Any) -> int:
+        """The port whose owner answered the probe: the reported base, or, for a device
+        that does not decode its own base (an SB16's base+0..3 is its OPL's), its first
+        decoded port."""
+        ports = sorted((a, b) for kind, a, b in dev.decoded_resources() if kind == "port")
+        if not ports or any(a <= seen.port <= b for a, b in ports):
+            return seen.port
+        return ports[0][0]
+
     def _probe_presence(self, row: Row, dev: DeviceSpec, seen: Any, lo: int, hi: int) -> None:
         if seen is None:
             row.cells["probe"] = ABSENT
             row.differ("probe", UNEXPLAINED, "the probe guest did not report this device")
             return
-        answering = self.layout.owner_at(seen.port)
+        answering = self.layout.owner_at(self._probed_port(dev, seen))
         answering_owner = answering.owner if answering is not None else None
         row.cells["probe"] = "present" if seen.present else "absent"
         if seen.present and answering_owner not in (None, dev.id):
             row.cells["probe"] += f" (answers: {answering_owner})"
             row.differ("probe", *self.explain_lost_ports(dev.id, lo, hi))
         elif not seen.present:
-            explanation = self.explain_lost_ports(dev.id, lo, hi) if answering_owner != dev.id else (
+            lost = any(owner != dev.id for _, _, owner in self.owners(lo, hi))
+            explanation = self.explain_lost_ports(dev.id, lo, hi) if answering_owner != dev.id or lost else (
                 UNEXPLAINED, "QEMU decodes the ports for this device, but it does not answer")
             row.differ("probe", *explanation)
 
@@ -436,7 +449,7 @@ class _Context:
         row.cells["probe"] = ",".join(map(str, seen.irqs)) or "none seen"
         if seen.irqs == (irq,):
             return
-        answering = self.layout.owner_at(seen.port)
+        answering = self.layout.owner_at(self._probed_port(dev, seen))
         winner = answering.owner if answering is not None else None
         if winner not in (None, dev.id):
             if winner in self.pci_ids:  # a PCI BAR over the ISA ports: its INTx line answers

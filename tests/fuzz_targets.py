@@ -33,7 +33,8 @@ from harness.devices import load_catalog, parse_model
 from harness.errors import ConfigError, HarnessError
 from harness.nt import resources as R
 from harness.nt.errors import RegFileError, RegistryFileError, ResourceFormatError
-from harness.nt.regfile import apply_operations, decode_reg_bytes, export_text, import_text, parse_reg
+from harness.nt.regfile import (apply_operations, decode_reg_bytes, export_text, import_text, parse_reg,
+                                read_reg_bytes)
 from harness.nt.registry import MACHINE, RESOURCE_MAP, Registry
 from harness.qemu.machine import build_argv
 from harness.yamlio import load_text
@@ -352,13 +353,28 @@ def _run_recipe(item: tuple[tuple, R.Arch]) -> bool:
 _UNPACKERS = [k for k in RECIPES if k is not R.PCI_SLOT_NUMBER]
 
 
+def _real_values() -> list[tuple[type, bytes]]:
+    """The genuine lists of tests/data/realworld-resources, as (structure, bytes)."""
+    kinds = {8: R.CM_RESOURCE_LIST, 9: R.CM_FULL_RESOURCE_DESCRIPTOR, 10: R.IO_RESOURCE_REQUIREMENTS_LIST}
+    return [(kinds[op.type], op.data) for path in sorted((REPO / "tests" / "data" / "realworld-resources").glob("*.reg"))
+            for op in parse_reg(decode_reg_bytes(path.read_bytes()), str(path)) if op.type in kinds]
+
+
+_REAL_VALUES = _real_values()
+
+
 @st.composite
 def resource_bytes(draw: st.DrawFn) -> tuple[type, bytes, R.Arch, bool]:
-    """(structure, bytes, arch, c_array): a packed random value, mutated, or noise."""
+    """(structure, bytes, arch, c_array): a packed random value, a genuine value (mutated or
+    not), or noise."""
     kind = draw(st.sampled_from(_UNPACKERS))
     arch = draw(st.sampled_from(list(R.Arch)))
     data = draw(st.binary(max_size=64))
-    if draw(st.integers(0, 3)):
+    if not draw(st.integers(0, 5)):
+        kind, data = draw(st.sampled_from(_REAL_VALUES))
+        if draw(st.booleans()):
+            data = draw(mutated_bytes(data))
+    elif draw(st.integers(0, 3)):
         try:
             data = _pack(build(draw(CLEAN_RECIPES[kind])), arch)
         except ResourceFormatError:
@@ -376,16 +392,23 @@ def _run_unpack(item: tuple[type, bytes, R.Arch, bool]) -> bool:
     else:
         value = _unpack(kind, data, arch)
     _roundtrip(value, arch)
+    assert _pack(value, arch) == data, f"decoding is not lossless for {value!r}"
     return True
 
 
 # ------------------------------------------------------------------ .reg files
-REG_TOKENS = ["hex(8):", "hex(9):", "hex(a):", "hex(ffffffff):", "hex(0):", "hex:", "dword:",
+REG_TOKENS = ["hex(8):", "hex(9):", "hex(a):", "hex(ffffffff):", "hex(0):", "hex:", "dword:", "HEX:",
+              "DWORD:", "Hex(2):", " ; c", ";", "\\ ; c\n", "\\\n; c\n\n  ", "\\0", "\\n", "\\r",
+              "\r", "REGEDIT4\r\n", "[-HKEY_USERS\\S]", "=-",
               "dword:fffffffff", "\\\n  ", "\\\n\n", "[-HKEY_LOCAL_MACHINE\\X]", "[HKEY_USERS\\",
               "[HKEY_CURRENT_USER\\X]", "[HKEY_LOCAL_MACHINE\\\\]", '"=', "@=", "=-", ",", "ff,",
               "0,", "\r\n", "\r", "\\\\", '\\"', "\x00", ";", "]", "[", '"', "=", "REGEDIT4\n",
               "\ud800", "\u0130"]
-_REG_SEED = decode_reg_bytes((REPO / "tests" / "data" / "sample_hardware.reg").read_bytes())
+#: Mutation seeds: the hand-written sample, the dialect corpus and the genuine exports.
+_REG_SEEDS = [decode_reg_bytes(path.read_bytes()) for path in sorted(
+    [REPO / "tests" / "data" / "sample_hardware.reg",
+     *(REPO / "tests" / "data" / "regfiles" / "accepted").glob("*.ansi.reg"),
+     *(REPO / "tests" / "data" / "realworld-resources").glob("*.reg")])]
 
 
 @st.composite
@@ -428,7 +451,7 @@ def reg_inputs(draw: st.DrawFn) -> tuple[bytes, R.Arch]:
     if choice == 0:
         raw = draw(st.binary(max_size=200))
     else:
-        text = draw(reg_documents() if choice < 6 else mutated_text([_REG_SEED], REG_TOKENS))
+        text = draw(reg_documents() if choice < 6 else mutated_text(_REG_SEEDS, REG_TOKENS))
         encoding = draw(_mostly(st.sampled_from(["utf-16", "utf-8", "utf-8-sig"]),
                                 st.just("utf-16-be"), 16))
         raw = text.encode(encoding, "surrogatepass")
@@ -438,10 +461,11 @@ def reg_inputs(draw: st.DrawFn) -> tuple[bytes, R.Arch]:
 def _run_reg(item: tuple[bytes, R.Arch]) -> bool:
     raw, arch = item
     with Registry(":memory:", arch=arch) as reg:
-        import_text(reg, decode_reg_bytes(raw, "<fuzz.reg>"), source="<fuzz.reg>")
-        exported = export_text(reg)
+        decoded = read_reg_bytes(raw, "<fuzz.reg>")
+        import_text(reg, decoded.text, source="<fuzz.reg>", unicode=decoded.unicode)
+        exported = export_text(reg)  # what export_reg writes as UTF-16LE
         with Registry(":memory:", arch=arch) as again:
-            apply_operations(again, parse_reg(exported, "<export>"), source="<export>")
+            apply_operations(again, parse_reg(exported, "<export>", unicode=True), source="<export>")
             assert _tree(again) == _tree(reg), "export then import changed the registry"
     return True
 

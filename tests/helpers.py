@@ -55,10 +55,11 @@ def record_figures(name: str, **figures: object) -> None:
 #: Options build_argv writes, with whether each takes a value.
 QEMU_OPTIONS = {"-name": True, "-machine": True, "-accel": True, "-m": True, "-display": True,
                 "-boot": True, "-action": True, "-chardev": True, "-device": True,
-                "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False}
+                "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False,
+                "-global": True}
 #: -device keys the harness adds itself (the others must be the model's own properties).
 DEVICE_KEYS = {"id", "bus", "addr", "multifunction", "unit", "chardev", "drive", "audiodev",
-               "chassis_nr", "chassis", "slot"}
+               "chassis_nr", "chassis", "slot", "bmc"}
 
 
 def qemu_opts(text: str) -> list[str]:
@@ -103,6 +104,13 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
         for key in ("path", "file"):
             if key in pairs and Path(pairs[key]).resolve().parent != run_dir.resolve():
                 bad.append(f"{option} {key}={pairs[key]!r} is outside the run folder {run_dir}")
+        if option == "-global":
+            # Only the board's own devices, only their declared properties, only integers.
+            from harness.builtin import BUILTIN_DEVICES
+            allowed = {f"{d.qemu_type}.{p}" for d in BUILTIN_DEVICES.values() for p in d.properties}
+            target, _, number = value.partition("=")
+            if target not in allowed or not number.isdigit():
+                bad.append(f"-global {value!r} is not a built-in device's integer property")
         if option == "-device":
             model = models.get(pairs.get("id", ""))
             # A device without a model is the harness's own firmware-log isa-debugcon.
@@ -122,11 +130,13 @@ def model_spec(name: str):
     items = []
     if model.bus in ("pci", "pcie") and not model.bridge:
         items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": "br"})
-    if model.bus == "floppy":
-        items.append({"model": "isa-fdc", "id": "fdc1", "iobase": 0x370})
+    from harness.config import DRIVE_CONTROLLERS
+    if model.bus in DRIVE_CONTROLLERS:
+        items.append({"model": DRIVE_CONTROLLERS[model.bus], "id": "fdc1",
+                      **({"iobase": 0x370} if model.bus == "floppy" else {})})
     item = {"model": name, "id": "dut"}
     # On a named bus, so the bus is in the baseline command line too.
-    if model.bus == "floppy":
+    if model.bus in DRIVE_CONTROLLERS:
         item["controller"] = "fdc1"
     elif model.bus == "isa":
         item["bus"] = "isa"
@@ -152,10 +162,12 @@ def argv_field_setters(spec) -> dict[str, object]:
     that field set to a value, bypassing config.py (the argv builder must hold alone)."""
     import dataclasses
     from types import MappingProxyType
+
+    from harness.config import DRIVE_CONTROLLERS
     dev = spec.devices[-1]
     index = len(spec.devices) - 1
     fields = {f"devices[{index}].id": lambda v: with_last_device(spec, id=v),
-              f"devices[{index}].{'controller' if dev.model.bus == 'floppy' else 'bus'}":
+              f"devices[{index}].{'controller' if dev.model.bus in DRIVE_CONTROLLERS else 'bus'}":
                   lambda v: with_last_device(spec, bus=v),
               "qemu_driver": lambda v: with_last_device(spec, model=dataclasses.replace(dev.model, qemu_driver=v))}
     for prop in dev.model.properties:
@@ -209,3 +221,40 @@ def check_argv_field(spec: MachineSpec, field: str, make, value: object, run_dir
         assert all(k == key and v == expected for _, k, v in changes), (field, value, changes)
     assert argv_violations(argv, make(value), run_dir) == [], argv
     return True
+
+
+def machine_error(text: str, line: int | tuple[int, ...], field: str, message: str) -> str:
+    """Parse machine YAML ``text`` as ``m.yaml`` and check the ConfigError it must raise
+    names that line (one of them) and field, and says ``message``; its text returned."""
+    import pytest
+    from harness.config import parse_machine_text
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError) as info:
+        parse_machine_text(text, "m.yaml")
+    got = str(info.value)
+    lines = (line,) if isinstance(line, int) else line
+    assert any(got.startswith(f"m.yaml:{n}: {field}") for n in lines), got
+    assert message in got, got
+    return got
+
+
+# ---- interrupt tests (the PIC HAL's test_interrupts.py, the APIC HAL's test_apic.py) ----
+def uart_isr(bus, base: int, log: list[str]):
+    """A 16550's ISR: reading IIR acknowledges THRE; TRUE when the UART had something."""
+    def isr(interrupt, context) -> bool:
+        iir = bus.read_port(base + 2)
+        log.append(f"{base:#x}:{iir:#04x}")
+        return not iir & 1
+    return isr
+
+
+def release_interrupts(manager, bus, uart_bases) -> None:
+    """Disconnect every interrupt object of ``manager``, quiet the UARTs, take what is left."""
+    assert manager.interrupts is not None
+    for chain in list(manager.interrupts.vectors.values()):
+        for interrupt in list(chain):
+            manager.IoDisconnectInterrupt(interrupt)
+    for base in uart_bases:
+        bus.write_port(base + 1, 0)
+        bus.read_port(base + 2)
+    manager.interrupts.take_interrupts()

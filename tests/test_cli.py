@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from helpers import CONFIGS, REPO
 
@@ -43,3 +46,18 @@ def test_bad_config_exits_2_with_file_line_and_field(tmp_path: Path) -> None:
 def test_bad_arguments_are_refused_by_the_parser() -> None:
     result = harness("layout", "x.yaml", "--phase", "later")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["run", "example:machines/isapc"], ["layout", "example:machines/isapc"],
+    ["verify", "example:machines/isapc"], ["pnp", "example:machines/isapc"],
+    ["matrix", "example:matrices/devices", "--run", "--only", "machine=isapc devices=sb16"],
+])
+def test_a_missing_qemu_is_one_line(command, tmp_path) -> None:
+    env = dict(os.environ, HARNESS_QEMU="no-such-qemu-binary")
+    done = subprocess.run([sys.executable, "-m", "harness.cli", *command], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"harness {command[0]}: error: QEMU binary 'no-such-qemu-binary' not found ($HARNESS_QEMU is "
+        "'no-such-qemu-binary'): install QEMU (Debian: apt-get install qemu-system-x86) or set HARNESS_QEMU to its path"]

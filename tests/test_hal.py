@@ -239,8 +239,27 @@ def test_translate_isa_and_internal(pc) -> None:
     assert not hal.HalTranslateBusAddress(Eisa, 0, 0x3F8, 1)
 
 
-def test_translate_pci_uses_bridge_windows(pc) -> None:
-    m, _, hal = pc
+def test_translate_pci_follows_the_table(pc) -> None:
+    """§4.1: one handler per PCI bus 0..NoBuses-1, I/O 0-0xFFFF and memory 0-0xFFFFFFFF,
+    identity; only the start is checked; no handler, FALSE."""
+    m, bus, hal = pc
+    assert hal.pci_translation == "table"
+    lay = snapshot(m)
+    front = lay.pci_by_id("nic0")
+    for number in range(hal.no_buses):
+        assert hal.HalTranslateBusAddress(PCIBus, number, front.bars[0].base, 0 if front.bars[0].kind != "io" else 1)
+        assert hal.HalTranslateBusAddress(PCIBus, number, 0xFFFF, 1) == (True, 1, 0xFFFF)
+        assert not hal.HalTranslateBusAddress(PCIBus, number, 0x10000, 1)
+        assert hal.HalTranslateBusAddress(PCIBus, number, 0xFFFFFFFF, 0) == (True, 0, 0xFFFFFFFF)
+        assert not hal.HalTranslateBusAddress(PCIBus, number, 0x100000000, 0)  # no memory above 4 GiB
+    assert not hal.HalTranslateBusAddress(PCIBus, hal.no_buses, 0x3F8, 1)
+    with pytest.raises(ValueError, match="pci_translation"):
+        Hal(bus, pci_translation="bridges")
+
+
+def test_translate_pci_decoded_uses_bridge_windows(pc) -> None:
+    m, bus, _ = pc
+    hal = Hal(bus, pci_translation="decoded")
     lay = snapshot(m)
     bridge = lay.pci_by_id("br0").bridge
     behind, front = lay.pci_by_id("nic2"), lay.pci_by_id("nic0")
@@ -257,6 +276,12 @@ def test_translate_pci_uses_bridge_windows(pc) -> None:
     assert not hal.HalTranslateBusAddress(PCIBus, 1, bridge.memory.base - 1, 0)
     assert not hal.HalTranslateBusAddress(PCIBus, hal.no_buses, front.bars[0].base, 0)
     assert hal.HalTranslateBusAddress(PCIBus, 0, 0x3F8, 1)  # bus 0 forwards the whole port space
+    # QEMU's root bus is forwarded all 64 bits of memory (info mtree: pci 0-2^64-1), so
+    # a 64-bit BAR above 4 GiB translates; the table stops at 4 GiB.
+    high = 1 << 32
+    assert any(lo <= high <= hi for lo, hi in bus.pci_root_windows()["memory"])
+    assert hal.HalTranslateBusAddress(PCIBus, 0, high, 0) == (True, 0, high)
+    assert not Hal(bus).HalTranslateBusAddress(PCIBus, 0, high, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +296,11 @@ def test_pic_vectors() -> None:
     assert (PRIMARY_VECTOR_BASE, PROFILE_LEVEL) == (0x30, 27)
     assert hal.HalGetInterruptVector(Isa, 0, 4, 0).vector == 0x34  # Level is the IRQ; Vector ignored
     assert hal.HalGetInterruptVector(Internal, 0, 3, 3).vector == 0x33
-    for irq in (2, 16, 23, 24, 255):
+    # §4.2: "IRQ > 23 -> 0. Otherwise: PIC (PC/AT) HAL: vector = 0x30 + IRQ; IRQL = 27 - IRQ"
+    # -- IRQ 16-23 map too (they have no 8259 input: IoConnectInterrupt refuses them).
+    for irq in range(16, 24):
+        assert hal.HalGetInterruptVector(Isa, 0, irq, irq) == (0x30 + irq, 27 - irq, 1)
+    for irq in (2, 24, 255):
         assert hal.HalGetInterruptVector(Isa, 0, irq, irq) == (0, 0, 0)
     assert not hal.HalGetInterruptVector(Isa, 1, 4, 4)
     assert not hal.HalGetInterruptVector(Eisa, 0, 4, 4)
@@ -281,9 +310,11 @@ def test_pic_vectors() -> None:
 
 
 def test_apic_vectors_are_distinct_and_stable() -> None:
+    from harness.nt.apic import Madt
     from harness.nt.recorded import ReplayBus
+    no_overrides = Madt(0, 0xFEE00000, True, ())
     hal = Hal(ReplayBus({"format": "harness-bus-transcript", "version": 1, "calls": []}),
-              interrupt_model="apic", processors=4)
+              interrupt_model="apic", processors=4, madt=no_overrides)
     seen = {}
     for gsi in (1, 3, 4, 5, 9, 10, 11, 14, 16, 19, 20, 23):
         v = hal.HalGetInterruptVector(Isa, 0, gsi, gsi)

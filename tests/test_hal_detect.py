@@ -8,6 +8,7 @@ tree a live detection wrote and on small hand-made trees (no QEMU).
 
 from __future__ import annotations
 
+import struct
 from typing import Any, Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from harness.nt.description import (CONFIGURATION_TYPE, IoQueryDeviceComponentIn
 from harness.nt.detect import detect_hardware, write_description, Detection, DetectedController
 from harness.nt.hal import Hal
 from harness.nt.registry import DESCRIPTION_SYSTEM, Registry
-from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_SERIAL_DEVICE_DATA, DeviceSpecific, Dma,
+from harness.nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_FULL_RESOURCE_DESCRIPTOR, CM_SERIAL_DEVICE_DATA, DeviceSpecific, Dma,
                                   Eisa, Interrupt, Isa, PCI_REGISTRY_INFO, PCIBus, PCIConfiguration, Port)
 from harness.nt.status import NTSTATUS
 from harness.qemu.layout import snapshot
@@ -111,6 +112,35 @@ def test_description_tree_layout(detected) -> None:
         assert irq.level == irq.vector == c.irq
         assert CM_SERIAL_DEVICE_DATA.unpack(specific.data).baud_clock == 1843200
         assert len(registry.get(node, "Component Information")) == 16
+
+
+def _hmp_bytes(m: Machine, address: int, count: int) -> bytes:
+    """Guest-physical bytes read with HMP ``xp /Nbx`` (byte format, not the bus's dwords)."""
+    text = m.qmp("human-monitor-command", {"command-line": f"xp /{count}bx {address:#x}"})
+    return bytes(int(tok, 16) for line in text.splitlines() for tok in line.split(":", 1)[1].split())
+
+
+def test_floppy_data_is_the_full_version_2_form_from_the_bios_table(detected) -> None:
+    """Version 2 is the 36-byte form with the timings of the INT 1Eh diskette parameter
+    table, as freeldr writes it; read the table here independently."""
+    m, _, _, registry, units = detected
+    offset, segment = struct.unpack("<HH", _hmp_bytes(m, 0x78, 4))
+    table = _hmp_bytes(m, (segment << 4) + offset, 11)
+    base = DESCRIPTION_SYSTEM + r"\MultifunctionAdapter"
+    found = []
+    for path, values in registry.walk(base):
+        if "FloppyDiskPeripheral" in path and any(v.name == "Configuration Data" for v in values):
+            config = registry.get(path, "Configuration Data")
+            raw = config.partials[-1].data
+            data = CM_FLOPPY_DEVICE_DATA.unpack(raw)
+            assert len(raw) == 36 and data.version == 2 and data.has_timings
+            timings = bytes([data.step_rate_head_unload_time, data.head_load_time, data.motor_off_time,
+                             data.sector_length_code, data.sector_per_track, data.read_write_gap_length,
+                             data.data_transfer_length, data.format_gap_length, data.format_fill_character,
+                             data.head_settle_time, data.motor_settle_time])
+            assert timings == table and data.maximum_track_value in (39, 79)
+            found.append(path)
+    assert len(found) == len(units)
 
 
 def test_a_shadowed_serial_is_not_detected_twice() -> None:

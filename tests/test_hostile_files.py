@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import sqlite3
@@ -22,6 +21,7 @@ import pytest
 
 from harness.atomicio import OutputError, atomic_output, write_bytes, write_text
 from harness.cli import main
+from harness.errors import ConfigError
 from harness.nt.errors import RegistryFileError
 from harness.nt.registry import RESOURCE_MAP, Registry, format_tree
 from harness.nt.resources import CM_RESOURCE_LIST, Isa, Port
@@ -195,8 +195,7 @@ def test_a_backslash_in_a_class_or_driver_name_is_refused_not_lost_on_reopen(
 
 
 # ---- readers: bounded, and every error at the right file, line and field ------------------
-def _error(fn, *args) -> "ConfigError":
-    from harness.errors import ConfigError
+def _error(fn, *args) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         fn(*args)
     return info.value

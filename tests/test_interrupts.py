@@ -17,7 +17,7 @@ from harness.nt.status import NTSTATUS
 from harness.qemu.livebus import LiveBus
 from harness.qemu.machine import Machine
 from harness.qemu.pic import raise_counts, read_pic
-from helpers import machine_spec
+from helpers import machine_spec, release_interrupts, uart_isr
 
 SPEC = """
 name: irqs
@@ -45,14 +45,7 @@ def io(machine: Machine) -> Iterator[IoManager]:
     bus = LiveBus(machine)
     manager = IoManager(Registry(":memory:"), Hal(bus))
     yield manager
-    assert manager.interrupts is not None
-    for chain in list(manager.interrupts.vectors.values()):
-        for interrupt in list(chain):
-            manager.IoDisconnectInterrupt(interrupt)
-    for base in (COM1, COM3):
-        bus.write_port(base + 1, 0)
-        bus.read_port(base + 2)
-    manager.interrupts.take_interrupts()
+    release_interrupts(manager, bus, (COM1, COM3))
 
 
 def _uart_irq(io: IoManager, base: int) -> None:
@@ -60,11 +53,7 @@ def _uart_irq(io: IoManager, base: int) -> None:
 
 
 def _serial_isr(io: IoManager, base: int, log: list[str]):
-    def isr(interrupt, context) -> bool:
-        iir = io.hal.bus.read_port(base + 2)  # reading IIR acknowledges THRE
-        log.append(f"{base:#x}:{iir:#04x}")
-        return not iir & 1
-    return isr
+    return uart_isr(io.hal.bus, base, log)
 
 
 def _connect(io: IoManager, isr, *, share: bool = True, mode: int = Latched, vector: int = VECTOR4,

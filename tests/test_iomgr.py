@@ -151,21 +151,46 @@ def test_driver_and_device_lists_are_distinct_slots(io: IoManager) -> None:
     assert report(io, d, dev, common)[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
 
 
-@pytest.mark.parametrize("args", [
-    (None, None, 0, None, None, 0),                          # no driver object
-    ("D", None, 0, None, None, 0),                           # neither set
-    ("D", COM1, 0, None, None, 0),                           # a list with size zero
-    ("D", None, 0, "dev", None, 8),                          # a device without a list
-    ("D", COM1, 8, None, None, 0),                           # size smaller than the list
-    ("D", b"\x01\x00", 2, None, None, 0),                    # a truncated binary list
+INVALID, BAD_LIST = NTSTATUS.STATUS_INVALID_PARAMETER, NTSTATUS.STATUS_UNSUCCESSFUL
+
+
+@pytest.mark.parametrize("args,status", [
+    ((None, None, 0, None, None, 0), INVALID),               # no driver object
+    (("D", None, 0, None, None, 0), INVALID),                # neither set (§2.5: (NULL, NULL))
+    (("D", COM1, 0, None, None, 0), INVALID),                # a list with size zero: no list
+    (("D", None, 0, "dev", None, 8), INVALID),               # a device without a list
+    # §2.1 item 6 (MSD-rrfd): "bad list -> STATUS_UNSUCCESSFUL"
+    (("D", COM1, 8, None, None, 0), BAD_LIST),               # size smaller than the list
+    (("D", b"\x01\x00", 2, None, None, 0), BAD_LIST),        # a truncated binary list
+    (("D", None, 0, "dev", b"\x02\x00\x00\x00", 4, ), BAD_LIST),  # Count 2, no descriptors
 ])
-def test_invalid_parameters(io: IoManager, args) -> None:
+def test_invalid_parameters_and_bad_lists(io: IoManager, args, status) -> None:
     d, (dev,) = driver(io, "Bad")
     drv, dlist, dsize, device, devlist, devsize = args
     result = io.IoReportResourceUsage(None, d if drv else None, dlist, dsize, dev if device else None,
                                       devlist, devsize, False)
-    assert result == (NTSTATUS.STATUS_INVALID_PARAMETER, False)
+    assert result == (status, False)
     assert io.claims_of_driver("Bad") == []
+
+
+def test_reactos_compat_reports_no_conflict_and_writes_nothing() -> None:
+    """§2.5's switch, §2.2: ReactOS's IoReportResourceUsage writes nothing to the registry
+    and its detector, in non-silent mode, always answers "no conflict"."""
+    io = IoManager(Registry(":memory:"), reactos_compat=True)
+    a, (deva,) = driver(io, "First")
+    b, (devb,) = driver(io, "Second")
+    assert report(io, a, deva, COM1) == (NTSTATUS.STATUS_SUCCESS, False)
+    assert report(io, b, devb, COM1) == (NTSTATUS.STATUS_SUCCESS, False)      # same ports, same IRQ
+    assert report(io, b, devb, COM1, override=True) == (NTSTATUS.STATUS_SUCCESS, False)
+    assert not io.registry.key_exists(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}") and len(io.error_log) == 0
+    assert io.claims_of_driver("First") == [] and io.claims_of_driver("Second") == []
+    assert io.IoReportResourceUsage(None, a, None, 0, None, None, 0, False) == (INVALID, False)
+    # The documented model on the same calls: the second claim is refused and logged.
+    nt = IoManager(Registry(":memory:"))
+    a, (deva,) = driver(nt, "First")
+    b, (devb,) = driver(nt, "Second")
+    assert report(nt, a, deva, COM1)[0] == NTSTATUS.STATUS_SUCCESS
+    assert report(nt, b, devb, COM1) == (NTSTATUS.STATUS_CONFLICTING_ADDRESSES, True) and len(nt.error_log) == 2
 
 
 def test_binary_lists_are_accepted(io: IoManager) -> None:
@@ -197,7 +222,11 @@ def test_io_assign_resources_takes_an_alternative_and_records_it(io: IoManager) 
     status, none = io.IoAssignResources(c.registry_path, None, c, devc, IO_RESOURCE_REQUIREMENTS_LIST(
         Isa, 0, 0, (IO_RESOURCE_LIST((PortRequirement(8, 8, 0x2E8, 0x2EF),)),)))
     assert (status, none) == (NTSTATUS.STATUS_CONFLICTING_ADDRESSES, None)
-    assert io.error_log.query(code=IoErrorCode.IO_ERR_PORT_RESOURCE_CONFLICT)[0].conflict.holder.owner.driver == "Movable"
+    (entry,) = io.error_log.query(code=IoErrorCode.IO_ERR_PORT_RESOURCE_CONFLICT)
+    assert entry.conflict.holder.owner.driver == "Movable"
+    # §7: "could not get its port setting '%2' due to driver '%3'": %1 the caller's object,
+    # %2 the setting, %3 the holder's driver (not its device).
+    assert entry.strings == (devc.name, "0x2e8-0x2ef", "Movable")
     # NULL requirements erase the claim
     assert io.IoAssignResources(b.registry_path, None, b, devb, None) == (NTSTATUS.STATUS_SUCCESS, None)
     assert io.claims_of_driver("Movable") == []

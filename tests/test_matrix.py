@@ -215,18 +215,43 @@ def test_parse_shard_refuses(text: str) -> None:
 def test_emitted_job_matrices_cover_every_cell_once() -> None:
     m = load_matrix(SHIPPED)
     path = "configs/matrices/devices.yaml"
-    github = json.loads(emit(m, path, "github", 4))["include"]
-    assert [e["shard"] for e in github] == ["1/4", "2/4", "3/4", "4/4"]
-    assert github[1]["command"] == f"pytest --harness-matrix {path} --harness-shard 2/4"
-    assert github[1]["harness_command"] == f"harness matrix {path} --run --shard 2/4"
     plain = json.loads(emit(m, path, "json", 4))
+    assert [e["shard"] for e in plain["shards"]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert plain["shards"][1]["command"] == f"harness matrix {path} --run --shard 2/4"
+    assert plain["shards"][1]["pytest_command"] == f"pytest --harness-matrix {path} --harness-shard 2/4"
+    assert plain["shards"][1]["out"] == "runs/matrix-devices/shard-2-of-4"
     ids = [cell for entry in plain["shards"] for cell in entry["cells"]]
     assert sorted(ids) == sorted(c.id for c in m.cells) and len(ids) == len(set(ids))
-    assert [e["cells"] for e in github] == [len(e["cells"]) for e in plain["shards"]]
+    # each shard's cells are the cells 'harness matrix --run --shard' runs
+    assert plain["shards"][2]["cells"] == [c.id for c in shard(m.cells, 3, 4)]
+    github = yaml.safe_load(emit(m, path, "github", 4))
+    include = github["jobs"]["matrix"]["strategy"]["matrix"]["include"]
+    assert [e["cells"] for e in include] == [len(e["cells"]) for e in plain["shards"]]
+    steps = github["jobs"]["matrix"]["steps"]
+    assert steps[2]["run"] == f"harness matrix {path} --run --shard ${{{{ matrix.shard }}}}"
+    upload = steps[3]
+    assert upload["uses"].startswith("actions/upload-artifact") and upload["if"] == "always()"
+    merge = github["jobs"]["merge"]
+    assert merge["needs"] == "matrix" and merge["steps"][3]["run"] == \
+        "harness matrix merge runs/matrix-devices/shard-*-of-4 --out runs/matrix-devices/merged"
     gitlab = yaml.safe_load(emit(m, path, "gitlab", 3))
     job = gitlab["matrix-devices"]
     assert job["parallel"]["matrix"] == [{"HARNESS_SHARD": ["1/3", "2/3", "3/3"]}]
-    assert job["script"] == [f'pytest --harness-matrix {path} --harness-shard "$HARNESS_SHARD"']
+    assert job["script"] == [f'harness matrix {path} --run --shard "$HARNESS_SHARD"']
+    assert job["artifacts"]["paths"] == ["runs/matrix-devices/"]
+    assert gitlab["matrix-devices-merge"]["needs"] == ["matrix-devices"]
+
+
+def test_emit_with_only_shards_the_selection() -> None:
+    m = load_matrix(SHIPPED)
+    only = ["machine=isapc devices=sb16*"]
+    plain = json.loads(emit(m, "m.yaml", "json", 2, only))
+    selected = m.select(only)
+    assert sorted(c for e in plain["shards"] for c in e["cells"]) == sorted(c.id for c in selected)
+    assert plain["shards"][0]["command"] == "harness matrix m.yaml --only 'machine=isapc devices=sb16*' --run --shard 1/2"
+    assert plain["shards"][0]["cells"] == [c.id for c in shard(selected, 1, 2)]
+    with pytest.raises(HarnessError, match="no cell"):
+        emit(m, "m.yaml", "json", 2, ["machine=isapc devices=pci-bridge*"])
 
 
 # ------------------------------------------------------------------ running (real QEMU)
@@ -304,6 +329,10 @@ def test_interrupt_leaves_no_qemu_of_the_run(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert "interrupted" in err and "not run" in err
+    # what ran is written down; the cells that did not are named
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["missing"] and len(summary["results"]) + len(summary["missing"]) == len(summary["selection"]["cells"])
+    assert (tmp_path / "out" / "junit.xml").is_file()
     time.sleep(0.2)
     alive = [pid for pid in qemus | workers if os.path.exists(f"/proc/{pid}")
              and open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]

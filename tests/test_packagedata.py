@@ -76,3 +76,46 @@ def test_wheel_carries_every_tracked_data_file(tmp_path):
     assert tracked
     missing = [path for path in tracked if f"harness/_data/{path}" not in names]
     assert not missing, f"the wheel lacks {missing}"
+
+
+def test_example_names_resolve_to_shipped_configs():
+    from harness.errors import ConfigError
+    from harness.packagedata import examples, resolve_config
+    found = examples()
+    assert found["conflicts/sb16-ne2000-irq5"] == shipped_dir("configs") / "conflicts" / "sb16-ne2000-irq5.yaml"
+    assert resolve_config("example:sb16-ne2000-irq5") == found["conflicts/sb16-ne2000-irq5"]
+    assert resolve_config("example:matrices/devices.yaml") == found["matrices/devices"]
+    assert resolve_config("plain/path.yaml") == Path("plain/path.yaml")
+    with pytest.raises(ConfigError, match="no shipped example 'nosuch'; 'harness examples' lists them"):
+        resolve_config("example:nosuch")
+
+
+def test_added_model_folders_extend_the_environment(tmp_path, monkeypatch):
+    from harness.packagedata import add_user_model_dirs
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(tmp_path / "a"))
+    add_user_model_dirs(["b", tmp_path / "a"], base=tmp_path)
+    assert user_model_dirs() == (tmp_path / "a", tmp_path / "b")
+
+
+def test_cli_models_option_and_examples_command(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    _model(folder, "my-console", "the user's console")
+    (tmp_path / "m.yaml").write_text("name: m\nmachine: isapc\ndevices:\n  - {model: my-console, id: con, iobase: 0x402}\n")
+    matrix = tmp_path / "mx.yaml"
+    matrix.write_text("name: mx\nbase: m.yaml\naxes:\n  machine: {isapc: {machine: isapc}}\n")
+    cli = [sys.executable, "-m", "harness.cli"]
+    without = subprocess.run(cli + ["matrix", str(matrix)], capture_output=True, text=True, timeout=60)
+    assert without.returncode == 2 and "unknown device model 'my-console'" in without.stderr
+    with_models = subprocess.run(cli + ["matrix", str(matrix), "--models", str(folder)], capture_output=True,
+                                 text=True, timeout=60)
+    assert with_models.returncode == 0, with_models.stderr
+    listing = subprocess.run(cli + ["examples"], capture_output=True, text=True, timeout=60)
+    assert "example:conflicts/sb16-ne2000-irq5" in listing.stdout
+    copied = subprocess.run(cli + ["examples", "--copy", "serial-at-cf8", "--to", str(tmp_path / "c")],
+                            capture_output=True, text=True, timeout=60)
+    assert copied.returncode == 0 and (tmp_path / "c" / "serial-at-cf8.yaml").read_text() == \
+        (shipped_dir("configs") / "conflicts" / "serial-at-cf8.yaml").read_text()
+    again = subprocess.run(cli + ["examples", "--copy", "serial-at-cf8", "--to", str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "not overwriting" in again.stderr

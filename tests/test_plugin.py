@@ -12,7 +12,7 @@ import pytest
 from harness.config import load_machine
 from harness.pytest_plugin import missing_requirement
 from harness.repro import load_bundle, replay
-from helpers import CONFIGS
+from helpers import CONFIGS, REPO
 
 pytest_plugins = ("pytester",)
 
@@ -216,16 +216,151 @@ def test_boots(machine, harness_cell):
 def test_without_machine():
     pass
 ''')
+    # The matrix is the run: the test that takes no cell is left out.
     result = run(pytester, f"--harness-matrix={matrix}", "-n", "2")
-    result.assert_outcomes(passed=5)
+    result.assert_outcomes(passed=4)
 
     def collected(*args: str) -> set[str]:
         out = run(pytester, f"--harness-matrix={matrix}", "--collect-only", "-q", *args)
         return {line.split(" ")[0] for line in out.stdout.lines if "::" in line}
 
     everything = collected()
+    assert not [n for n in everything if "test_without_machine" in n]
     assert {n.split("[")[-1].rstrip("]") for n in everything if "[" in n} == {"pc-com", "pc-lpt", "isapc-com", "isapc-lpt"}
     one, two = collected("--harness-shard=1/2"), collected("--harness-shard=2/2")
     assert one | two == everything and not one & two and one and two
     bad = run(pytester, f"--harness-matrix={matrix}", "--harness-shard=3/2")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
+
+USAGE_CASES = {
+    "bad machine value": ("""
+import pytest
+
+@pytest.mark.machine("machine: pc\\ndevices: [{model: isa-serial, id: com1, irq: 16}]")
+def test_x(machine):
+    pass
+""", "*<test_bad.py::test_x>:2: devices[[]0[]].irq: irq value 0x10 out of range*"),
+    "bad requires keyword": ("""
+import pytest
+
+@pytest.mark.requires(machnie="pc")
+@pytest.mark.machine("example:machines/isapc")
+def test_x(machine):
+    pass
+""", "*test_bad.py::test_x: requires() takes keywords machine, *; got machnie*"),
+    "bad matrix marker": ("""
+import pytest
+
+@pytest.mark.matrix("bad-matrix.yaml")
+def test_x(machine, harness_cell):
+    pass
+""", "*bad-matrix.yaml:2: axes: *"),
+}
+
+
+def test_usage_errors_read_the_same_with_and_without_xdist(pytester: pytest.Pytester) -> None:
+    """Every usage error of the session is reported, each with its file:line: field:, the
+    same lines and exit status 4 with or without -n (no INTERNALERROR)."""
+    for case, (source, _) in USAGE_CASES.items():
+        pytester.makepyfile(**{f"test_{case.replace(' ', '_')}": source})
+    (pytester.path / "bad-matrix.yaml").write_text("name: bad\naxes: []\n")
+    outputs = []
+    for args in ((), ("-n", "2")):
+        result = run(pytester, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, (args, result.outlines, result.errlines)
+        text = result.stderr.str()
+        for case, (_, line) in USAGE_CASES.items():
+            result.stderr.fnmatch_lines([line.replace("test_bad.py", f"test_{case.replace(' ', '_')}.py")])
+        assert "INTERNALERROR" not in result.stdout.str() + text
+        outputs.append(sorted(e for e in result.errlines if e.strip()))
+    assert outputs[0] == outputs[1]
+
+
+def test_a_matrix_that_parametrises_nothing_is_an_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_named="""
+import pytest
+
+@pytest.mark.machine("example:machines/isapc")
+def test_x(machine):
+    pass
+""")
+    (pytester.path / "one.yaml").write_text("name: one\naxes:\n  machine: {isapc: {machine: isapc}}\n")
+    for args in ((), ("-n", "2")):
+        result = run(pytester, "--harness-matrix=one.yaml", *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(["ERROR: --harness-matrix one.yaml: no test takes its cells*"])
+
+
+def test_missing_qemu_is_one_line_once_per_session(pytester: pytest.Pytester, monkeypatch) -> None:
+    pytester.makepyfile(test_two="""
+import pytest
+
+@pytest.mark.machine("example:machines/isapc")
+def test_x(machine):
+    pass
+
+@pytest.mark.machine("example:machines/default")
+def test_y(machine):
+    pass
+""")
+    monkeypatch.setenv("HARNESS_QEMU", "no-such-qemu-binary")
+    for args in ((), ("-n", "2")):
+        result = run(pytester, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        errors = [line for line in result.errlines if line.strip()]
+        assert errors == ["ERROR: QEMU binary 'no-such-qemu-binary' not found ($HARNESS_QEMU is "
+                          "'no-such-qemu-binary'): install QEMU (Debian: apt-get install qemu-system-x86) "
+                          "or set HARNESS_QEMU to its path"]
+
+
+def test_models_and_configs_settings_layer_user_folders(pytester: pytest.Pytester) -> None:
+    models, machines = pytester.path / "models", pytester.path / "machines"
+    models.mkdir(), machines.mkdir()
+    text = (REPO / "device_models" / "isa-serial.yaml").read_text().replace("name: isa-serial", "name: my-uart")
+    (models / "my-uart.yaml").write_text(text)
+    (machines / "mine.yaml").write_text("name: mine\nmachine: isapc\nmemory: 32\n"
+                                        "devices:\n  - {model: my-uart, id: com1}\n")
+    pytester.makepyfile(test_mine="""
+import pytest
+
+@pytest.mark.machine("mine.yaml")
+def test_x(harness_spec):
+    assert harness_spec.devices[0].model.name == "my-uart"
+""")
+    assert run(pytester).ret == pytest.ExitCode.USAGE_ERROR   # neither folder is known yet
+    pytester.makeini("[pytest]\nharness_models = models\nharness_configs = machines\n")
+    run(pytester, "-n", "2").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\n")
+    run(pytester, "--harness-models=models", "--harness-configs=machines").assert_outcomes(passed=1)
+
+
+def test_failure_folders_without_a_finding_say_what_they_hold(pytester: pytest.Pytester) -> None:
+    """A test that fails for a reason of its own gets no bundle and no replay hint; a test
+    that used only the machine gets its argv, logs and layout, and a note saying so."""
+    pytester.makepyfile(test_own="""
+import pytest
+
+@pytest.mark.machine("example:machines/isapc")
+def test_own_assertion(load_driver):
+    assert load_driver("serial").ok
+    assert False, "the test's own reason"
+
+@pytest.mark.machine("example:machines/isapc")
+def test_machine_only(machine, layout):
+    assert False
+""")
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(failed=2)
+    assert "replay: harness repro" not in result.stdout.str()
+    root = pytester.path / "harness-failures"
+    own, bare = root / "test_own.py_test_own_assertion", root / "test_own.py_test_machine_only"
+    own_files, bare_files = {p.name for p in own.iterdir()}, {p.name for p in bare.iterdir()}
+    assert "bundle.yaml" not in own_files and {"report.txt", "report.html", "NOTE.txt"} <= own_files
+    assert "found nothing" in (own / "NOTE.txt").read_text()
+    assert {"NOTE.txt", "qemu-argv.sh", "layout.txt", "layout.json", "qemu.log"} <= bare_files
+    assert "bundle.yaml" not in bare_files and "machine (or layout) fixture only" in (bare / "NOTE.txt").read_text()
+    # the script runs from the folder's own copies: the floppy image is here
+    argv = (bare / "qemu-argv.sh").read_text()
+    assert str(bare / "fd0.img") in argv and (bare / "fd0.img").is_file()

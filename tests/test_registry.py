@@ -461,11 +461,15 @@ def test_export_keeps_non_canonical_bytes_exact(reg):
         assert other.values(key) == reg.values(key)
 
 
-def test_export_refuses_line_breaks_in_names(reg):
+def test_export_escapes_line_breaks_and_nuls_in_names(reg):
     key = reg.create_key(MACHINE + r"\K")
-    reg.set_value(key, "two\nlines", 1)
-    with pytest.raises(RegistryError, match="line break"):
-        export_text(reg, key)
+    for name in ("two\nlines", "cr\rhere", "nul\0in", 'all\\"\r\n\0'):
+        reg.set_value(key, name, 1)
+    text = export_text(reg, key)
+    assert '"two\\nlines"=dword:00000001' in text and '"nul\\0in"' in text
+    with Registry() as other:
+        import_text(other, text)
+        assert other.values(key) == reg.values(key)
 
 
 def test_hkey_mapping():
@@ -520,6 +524,10 @@ def test_hand_written_sample_imports_utf8(reg):
 
 def test_hand_written_sample_imports_utf16_with_bom(reg, tmp_path):
     text = (DATA / "sample_hardware.reg").read_text(encoding="utf-8").replace("\n", "\r\n")
+    # In a UTF-16 file string types in hex form are UTF-16LE bytes (in the sample: ANSI).
+    for ansi in ("43,4f,4d,31,00,43,4f,4d,32,00,00", "25,58,25,00"):
+        text = text.replace(ansi, ",".join(f"{b:02x}" for b in bytes.fromhex(
+            ansi.replace(",", "")).decode().encode("utf-16-le")))
     path = tmp_path / "sample16.reg"
     path.write_bytes(b"\xff\xfe" + text.encode("utf-16-le"))
     import_reg(reg, path)
@@ -537,26 +545,43 @@ def test_round_trip_through_a_file(reg, tmp_path):
         assert export_text(copy) == export_text(reg)
 
 
+K = "[HKEY_LOCAL_MACHINE\\A]"
 BAD_FILES = [
-    ("", 1, "empty file"),
-    ("REGEDIT4\n", 1, "REGEDIT4"),
+    ("", 1, "empty first line"),
+    (f"\n{HEADER}\n", 1, "empty first line"),  # regedit wants the header on line 1
+    ("REGEDIT\n", 1, "Windows 3.1"),
+    ("REGEDIT 4\n", 1, "imports nothing"),
     ("Windows Registry Editor Version 4.00\n", 1, "expected the header"),
     (f"{HEADER}\n\n\"x\"=\"y\"\n", 3, "outside a key section"),
+    (f"{HEADER}\n[-HKEY_LOCAL_MACHINE\\A]\n\"x\"=\"y\"\n", 3, "outside a key section"),
     (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A\n", 2, "expected ']'"),
     (f"{HEADER}\n[HKEY_CURRENT_USER\\A]\n", 2, "HKEY_LOCAL_MACHINE or HKEY_USERS"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"\"y\"\n", 3, "expected '='"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x=1\n", 3, "unterminated value name"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=\"abc\n", 3, "unterminated string"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=\"a\" junk\n", 3, "after the closing quote"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=dword:123456789\n", 3, "expected a quoted"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=hex:01,zz\n", 3, "'zz'"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=hex:01,\\\n  02,\\\n", 3, "blank line inside"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=hex:01,\\", 3, "file ends inside"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=hex:01,\\\n  0g\n", 3, "'0g'"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=qword:1\n", 3, "expected a quoted string"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\nfoo\n", 3, r"expected '\[KEY\]'"),
-    (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A]\n\"x\"=hex(8):01,00,00,00\n", 3,
-     "not a valid REG_RESOURCE_LIST"),
+    (f"{HEADER}\n{K} junk\n", 2, "after ']'"),
+    (f"{HEADER}\n[ HKEY_LOCAL_MACHINE\\A]\n", 2, "start with a blank"),
+    (f"{HEADER}\n[-HKEY_LOCAL_MACHINE]\n", 2, "root key cannot be deleted"),
+    (f"{HEADER}\n[-X\\Y]\n", 2, "HKEY_ after '-'"),
+    (f"{HEADER}\n{K}\n\"x\"\"y\"\n", 3, "expected '='"),
+    (f"{HEADER}\n{K}\n\"x=1\n", 3, "unterminated value name"),
+    (f"{HEADER}\n{K}\n\"x\"=\"abc\n", 3, "unterminated string"),
+    (f"{HEADER}\n{K}\n\"x\"=\"a\" junk\n", 3, "after the closing quote"),
+    (f"{HEADER}\n{K}\n\"x\"=- junk\n", 3, "after '=-'"),
+    (f"{HEADER}\n{K}\n\"x\"=dword:123456789\n", 3, "expected dword"),
+    (f"{HEADER}\n{K}\n\"x\"=dword:12 34\n", 3, "expected dword"),
+    (f"{HEADER}\n{K}\n\"x\"=dword:\n", 3, "expected dword"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01,zz\n", 3, "'zz'"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01,,02\n", 3, "expected a hex byte"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:100\n", 3, "'100'"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01 02\n", 3, "expected ','"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01,\\ 02\n", 3, "after the continuation"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01,\\\n  02,\\\n{K}\n", 5, "continuing the value of line 3"),
+    (f"{HEADER}\n{K}\n\"x\"=hex:01,\\\n  0g\n", 4, "expected ','"),
+    (f"{HEADER}\n{K}\n\"x\"=qword:1\n", 3, "expected a quoted string"),
+    (f"{HEADER}\n{K}\n\"x\"=hex(0x2):00\n", 3, r"expected hex\(N\)"),
+    (f"{HEADER}\n{K}\n\"x\"=hex(100000000):00\n", 3, r"expected hex\(N\)"),
+    (f"{HEADER}\n{K}\nfoo\n", 3, r"expected '\[KEY\]'"),
+    (f"{HEADER}\n{K}\n# not a comment in a .reg file\n", 3, r"expected '\[KEY\]'"),
+    (f"{HEADER}\n{K}\n\"x\"=\"a\0b\"\n", 3, "NUL character"),
+    (f"{HEADER}\n{K}\n\"x\"=hex(8):01,00,00,00\n", 3, "not a valid REG_RESOURCE_LIST"),
     (f"{HEADER}\n[HKEY_LOCAL_MACHINE\\A\\\\B]\n", 2, "empty key name"),
 ]
 
@@ -564,11 +589,10 @@ BAD_FILES = [
 @pytest.mark.parametrize("text, line, match", BAD_FILES, ids=[b[2] for b in BAD_FILES])
 def test_import_errors_name_line_and_expectation(reg, text, line, match):
     with pytest.raises(RegFileError, match=match) as info:
-        import_text(reg, f"\n{text}" if text.startswith(HEADER) else text,
-                    source="bad.reg")
-    expected_line = line + 1 if text.startswith(HEADER) else line
-    assert info.value.line == expected_line
-    assert str(info.value).startswith(f"bad.reg:{expected_line}: ")
+        import_text(reg, text, source="bad.reg")
+    assert info.value.line == line
+    assert str(info.value).startswith(f"bad.reg:{line}: ")
+    assert str(info.value).count("[STATUS_") == 1  # one status, not one per layer
     assert reg.subkeys(MACHINE) == []  # nothing applied
 
 

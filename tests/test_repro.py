@@ -4,6 +4,7 @@ shrinking to a minimal scenario, and the CLI — with real QEMU."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,15 @@ def test_replay_reproduces_on_a_fresh_machine(recorded, tmp_path: Path) -> None:
     again = replay(bundle, tmp_path / "run", picture=False)
     assert again.reproduces and not again.missing
     assert "REPRODUCES" in again.format_text()
+
+
+def test_a_bundle_keeps_how_the_job_ran(recorded, tmp_path: Path) -> None:
+    import dataclasses
+    path, bundle = recorded
+    assert (bundle.hal, bundle.reactos) == ("pic", False) and "hal: pic" in path.read_text()
+    # The same scenario under the ReactOS switch: every claim succeeds, the conflict is gone.
+    ros = replay(dataclasses.replace(bundle, reactos=True), tmp_path / "ros", picture=False)
+    assert ros.result.reactos and not ros.result.conflicts and not ros.reproduces
 
 
 def test_a_finding_that_does_not_come_back_is_named(recorded, tmp_path: Path) -> None:
@@ -130,7 +140,7 @@ machine:
 @pytest.mark.parametrize("tail, where, message", [
     ("steps:\n  - load_driver: serial\n    devices: [com9]\n", ":8: steps[0].devices",
      "'com9' is not a device of this machine that serial drives (those are: com1)"),
-    ("steps:\n  - {frobnicate: 1}\n", ":6: steps", "step 0 must be a mapping with 'load_driver' or 'report'"),
+    ("steps:\n  - {frobnicate: 1}\n", ":6: steps", "step 0 must be a mapping with 'load_driver', 'report' or an action (move_bar"),
     ("steps:\n  - report: {driver: P, device: D, device_list: [{resources: [{port: 0x10}]}]}\n",
      ":7: steps[0].report.device_list[0].resources[0]", "missing required field 'length'"),
     ("steps:\n  - report: {driver: P, device_list: [{resources: [{port: 0x10, length: 1}]}]}\n",
@@ -141,6 +151,8 @@ machine:
      "        - resources: [{port: 0x10, length: 1, share: sometimes}]\n",
      ":11: steps[0].report.device_list[0].resources[0].share", "'sometimes' is not one of"),
     ("expect: {outcome: maybe}\n", ":6: expect.outcome", "'maybe' is not one of: conflict, clean"),
+    ("hal: x2apic\n", ":6: hal", "'x2apic' is not one of: auto, pic, apic"),
+    ("reactos: perhaps\n", ":6: reactos", "expected"),
     ("drivers: [serial]\nsteps: []\n", ":6: drivers", "unknown field 'drivers'; expected one of: claims,"),
 ])
 def test_bundle_errors_name_file_line_and_field(tail: str, where: str, message: str) -> None:
@@ -159,3 +171,35 @@ def test_drivers_and_steps_together_are_refused() -> None:
 def test_an_unknown_bundle_version_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"b.yaml:1: harness_repro: bundle format 2 is not supported"):
         parse_bundle(load_text(BASE.replace("harness_repro: 1", "harness_repro: 2"), "b.yaml"), "b.yaml")
+
+
+def test_a_clean_bundle_has_nothing_to_reproduce_or_shrink(tmp_path: Path) -> None:
+    """A bundle of a clean outcome (a test that failed for a reason of its own) must not
+    replay as REPRODUCES, and shrinking it would remove everything: refused."""
+    from harness.config import load_machine
+    from harness.job import run_job
+    from harness.repro import write_bundle
+    result = run_job(load_machine(CONFIGS / "machines" / "isapc.yaml"), tmp_path / "job", picture=False)
+    assert result.clean
+    path = write_bundle(result, title="clean on purpose")
+    cli = [sys.executable, "-m", "harness.cli", "repro", str(path), "--no-picture", "--out", str(tmp_path / "r")]
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and "REPRODUCES" not in again.stdout.replace("NOTHING TO REPRODUCE", "")
+    assert "NOTHING TO REPRODUCE: the bundle records no finding; the machine is still clean" in again.stdout
+    shrunk = subprocess.run(cli + ["--shrink"], capture_output=True, text=True, timeout=120)
+    assert shrunk.returncode == 2 and "records a clean outcome, no finding: nothing to shrink" in shrunk.stderr
+    assert not path.with_name("bundle.min.yaml").exists()
+
+
+def test_the_runs_argv_script_points_at_the_kept_copy(tmp_path: Path) -> None:
+    """runs/<machine>/qemu/argv.sh names the copied files (chardev outputs, the floppy
+    image), not the run folder that is deleted with the machine."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", "--no-picture",
+                           str(CONFIGS / "machines" / "isapc.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    script = (out / "qemu" / "argv.sh").read_text()
+    paths = [p.split(",")[0] for p in re.findall(r"(?:path|file)=([^ ,]+)", script)]
+    assert paths and all(Path(p).parent == (out / "qemu").resolve() for p in paths), paths
+    assert all(Path(p).exists() for p in paths if not p.endswith(".out")), paths

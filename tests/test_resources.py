@@ -194,14 +194,31 @@ def test_memory_large_picks_narrowest_flag_and_rejects_bad_lengths():
     assert MemoryLarge(0, CM_RESOURCE_MEMORY_LARGE_48_MAXLEN).flags == CM_RESOURCE_MEMORY_LARGE_48
     assert MemoryLarge(0, CM_RESOURCE_MEMORY_LARGE_64_MAXLEN).flags == CM_RESOURCE_MEMORY_LARGE_64
     assert MemoryLarge(0, 2**48).flags == CM_RESOURCE_MEMORY_LARGE_64
-    with pytest.raises(FieldRangeError, match="Flags"):
-        MemoryLarge(0, 0x100, flags=CM_RESOURCE_MEMORY_LARGE_40 | CM_RESOURCE_MEMORY_LARGE_48)
     with pytest.raises(FieldRangeError, match="Length"):
         MemoryLarge(0, 0x101)  # no shift represents it
     with pytest.raises(FieldRangeError, match="Length"):
         MemoryLarge(0, 0x10000, flags=CM_RESOURCE_MEMORY_LARGE_64)
-    with pytest.raises(FieldRangeError, match="Flags"):  # stored bytes with no LARGE bit
-        CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(cm_port(0, 1, flags=0, rtype=7), X64)
+    assert MemoryLarge(0, 0).flags == 0  # NT reads a length of 0 without any LARGE bit
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_memory_large_flags_as_nt_decodes_them(arch):
+    """RtlCmDecodeMemIoResource: the first of LARGE_40, _48, _64 set picks the shift; with
+    none the length is 0 and the stored ULONG is ignored (kept so the bytes round-trip)."""
+    both = CM_RESOURCE_MEMORY_LARGE_40 | CM_RESOURCE_MEMORY_LARGE_64
+    raw = cm_port(0x1000, 0x12, flags=both, rtype=7, arch=arch)
+    obj = CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(raw, arch)
+    assert obj.length == 0x12 << 8 and obj.pack(arch) == raw
+    raw = cm_port(0x1000, 7, flags=CM_RESOURCE_MEMORY_PREFETCHABLE, rtype=7, arch=arch)
+    obj = CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(raw, arch)
+    assert (obj.length, obj.ignored_length, obj.flags) == (0, 7, CM_RESOURCE_MEMORY_PREFETCHABLE)
+    assert obj.pack(arch) == raw and "ignored" in describe_range(obj)
+    with pytest.raises(FieldRangeError, match="ignored"):
+        MemoryLarge(0, 0x100, flags=CM_RESOURCE_MEMORY_LARGE_40, ignored_length=1)
+    req = IO_RESOURCE_DESCRIPTOR.unpack(io_desc(0, 7, 1, 0, struct.pack("<IIQQ", 5, 6, 0, 2**40)),
+                                        arch)
+    assert (req.length, req.alignment, req.ignored_length, req.ignored_alignment) == (0, 0, 5, 6)
+    assert req.pack(arch)[8:16] == struct.pack("<II", 5, 6)
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -214,12 +231,36 @@ def test_generic_types_keep_their_union_bytes(arch, code):
     assert obj.flags == 0x55 and obj.pack(arch) == raw
 
 
-def test_x64_union_tail_is_padding():
+def test_x64_union_tail_is_kept():
     raw = bytearray(cm_port(0x3F8, 8, arch=X64))
-    raw[16:20] = b"\xAA\xBB\xCC\xDD"  # garbage in the union tail of a Port
+    raw[16:20] = b"\xAA\xBB\xCC\x00"  # bytes in the union tail of a Port
     obj = CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(bytes(raw), X64)
-    assert obj == Port(0x3F8, 8)
-    assert obj.pack(X64) == cm_port(0x3F8, 8, arch=X64)
+    assert obj == Port(0x3F8, 8, union_tail=b"\xAA\xBB\xCC") != Port(0x3F8, 8)
+    assert obj.pack(X64) == bytes(raw) and "tail aa bb cc" in describe_range(obj)
+    with pytest.raises(FieldRangeError, match="does not fit the 0 bytes"):
+        obj.pack(X86)  # the x86 union has no room after the member
+    assert Port(0x3F8, 8, union_tail=bytes(4)).union_tail == b""  # zeros are no tail
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_io_union_tails_are_kept(arch):
+    """Bytes after the member of every requirement kind survive a round trip."""
+    for rtype, used in ((2, 16 + arch.affinity_size), (4, 8), (6, 16), (0x80, 12), (0x81, 12)):
+        union = bytes(used) + bytes(range(1, 25 - used))
+        raw = io_desc(0, rtype, 1, 0, union)
+        obj = IO_RESOURCE_DESCRIPTOR.unpack(raw, arch)
+        assert obj.union_tail == bytes(range(1, 25 - used)) and obj.pack(arch) == raw
+
+
+def test_device_private_copy_rule_is_recognised():
+    """XP's PCI driver repeats the Port window as DevicePrivate (the issue's 32 bytes)."""
+    port = bytes.fromhex("0001030020000000f80c0000010000000000000000000000f70c000000000000")
+    copy = bytes.fromhex("0081030020000000f80c0000010000000000000000000000f70c000000000000")
+    p, d = (IO_RESOURCE_DESCRIPTOR.unpack(b, X86) for b in (port, copy))
+    assert d.data == (0xCF8, 1, 0) and d.union_tail == bytes(4) + b"\xf7\x0c"
+    assert d.pack(X86) == copy and private_copy_of(d, p, X86) and not private_copy_of(p, d, X86)
+    assert describe_range(d).endswith("tail 00 00 00 00 f7 0c")
+    assert not private_copy_of(DevicePrivateRequirement((0xCF8, 1, 0)), p, X86)
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,16 +416,25 @@ def test_floppy_device_data_both_forms():
     assert fd.step_rate_head_unload_time == 0xAF and fd.maximum_track_value == 79
     assert fd.data_transfer_rate == 0 and fd.has_timings
     assert fd.pack() == long_form
-    assert CM_FLOPPY_DEVICE_DATA.unpack(head + timings) == fd  # without tail padding
-    short = CM_FLOPPY_DEVICE_DATA.unpack(head)  # older form ends before the timings
-    assert not short.has_timings and short.pack() == head
-    for bad in (head[:19], head + b"\0" * 5, long_form + b"\0"):
-        with pytest.raises(ResourceFormatError):
+    short33 = CM_FLOPPY_DEVICE_DATA.unpack(head + timings)  # without the tail padding
+    assert short33.padding == b"" and short33.pack() == head + timings
+    assert dataclasses.replace(short33, padding=bytes(3)) == fd
+    v1 = struct.pack("<HH8sII", 1, 0, b"3.5\0\0\0\0\0", 1440, 0)
+    short = CM_FLOPPY_DEVICE_DATA.unpack(v1)  # versions before 2 end before the timings
+    assert not short.has_timings and short.pack() == v1
+    for bad in (head[:19], head, head + b"\0" * 5, long_form + b"\0", v1 + timings):
+        with pytest.raises(ResourceFormatError):  # the size disagrees with the Version
             CM_FLOPPY_DEVICE_DATA.unpack(bad)
     with pytest.raises(FieldRangeError, match="all 13"):
         CM_FLOPPY_DEVICE_DATA(head_load_time=3)
+    with pytest.raises(FieldRangeError, match="short form"):
+        CM_FLOPPY_DEVICE_DATA(version=1, head_load_time=3)
     with pytest.raises(FieldRangeError, match="Size"):
-        CM_FLOPPY_DEVICE_DATA(size=b"3.5")
+        CM_FLOPPY_DEVICE_DATA(version=1, size=b"3.5")
+    # What freeldr builds from the BIOS diskette parameter table (INT 1Eh).
+    built = CM_FLOPPY_DEVICE_DATA.from_parameter_table(timings[:11] + b"\xEE", 1440, 79,
+                                                       size=b"3.5\0\0\0\0\0")
+    assert built == fd and len(built.pack()) == 36
     # Carried as DeviceSpecificData of a FloppyDiskPeripheral node.
     ds = DeviceSpecific.of(fd)
     assert ds.data_size == 36
@@ -589,7 +639,8 @@ FIELD_CASES = [
     (Port, (0, 1), {"share": 5}, "ShareDisposition"),
     (Memory, (2**64, 1), {}, "u.Memory.Start"),
     (Memory, (0, 2**32), {}, "u.Memory.Length"),
-    (MemoryLarge, (2**64, 0x100), {}, "u.Memory64.Start"),
+    (MemoryLarge, (2**64, 0x100), {}, "u.Memory40.Start"),
+    (MemoryLarge, (0, 0x10000), {"flags": CM_RESOURCE_MEMORY_LARGE_64}, "u.Memory64.Length64"),
     (Interrupt, (2**32, 1), {}, "u.Interrupt.Level"),
     (Interrupt, (1, 2**32), {}, "u.Interrupt.Vector"),
     (Interrupt, (1, 1, -2), {}, "u.Interrupt.Affinity"),
@@ -614,9 +665,11 @@ FIELD_CASES = [
     (PortRequirement, (1, 1, 0, 0), {"spare1": 256}, "Spare1"),
     (PortRequirement, (1, 1, 0, 0), {"spare2": 2**16}, "Spare2"),
     (MemoryRequirement, (2**32, 1, 0, 0), {}, "u.Memory.Length"),
-    (MemoryLargeRequirement, (0x180, 0x100, 0, 0), {}, "u.Memory64.Length"),
+    (MemoryLargeRequirement, (0x180, 0x100, 0, 0), {}, "u.Memory64.Length64"),
     (MemoryLargeRequirement, (0x100, 0x180, 0, 0), {"flags": CM_RESOURCE_MEMORY_LARGE_40},
-     "u.Memory64.Alignment"),
+     "u.Memory40.Alignment40"),
+    (MemoryLargeRequirement, (0x10000, 0x18000, 0, 0), {"flags": CM_RESOURCE_MEMORY_LARGE_48},
+     "u.Memory48.Alignment48"),
     (InterruptRequirement, (2**32, 0), {}, "u.Interrupt.MinimumVector"),
     (InterruptRequirement, (0, 2**32), {}, "u.Interrupt.MaximumVector"),
     (InterruptRequirement, (0, 0), {"affinity_policy": 2**16}, "u.Interrupt.AffinityPolicy"),
@@ -882,6 +935,7 @@ def test_random_bytes_only_raise_documented_errors(data, kind, arch):
     except ResourceFormatError:
         return
     assert kind.unpack(value.pack(arch), arch) == value
+    assert value.pack(arch) == data  # lossless: every accepted byte string
 
 
 @settings(max_examples=100, deadline=None)
@@ -892,6 +946,31 @@ def test_random_payload_bytes_only_raise_documented_errors(data, kind):
     except ResourceFormatError:
         return
     assert kind.unpack(value.pack()) == value
+    assert value.pack() == data
+
+
+def _mutate(raw: bytearray, data: st.DataObject) -> bytes:
+    """Overwrite a few bytes (header, union or tail alike) with random ones."""
+    for _ in range(data.draw(st.integers(0, 6))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    return bytes(raw)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(resource_lists, requirement_lists), st.sampled_from(ARCHES), st.data())
+def test_every_accepted_byte_string_round_trips_exactly(value, arch, data):
+    """The lossless property: mutate a packed list anywhere (so union tails, reserved and
+    spare fields, alignment tails and flags get random bytes); whatever still decodes
+    packs back to exactly the same bytes."""
+    kind = type(value)
+    mutated = _mutate(bytearray(value.pack(arch)), data)
+    try:
+        decoded = kind.unpack(mutated, arch)
+    except ResourceFormatError:
+        return
+    assert decoded.pack(arch) == mutated
+    assert kind.unpack(decoded.pack(arch), arch) == decoded
 
 
 @FAST
@@ -909,6 +988,6 @@ def test_mutated_lists_decode_consistently_or_raise(value, arch, data):
         decoded = CM_RESOURCE_LIST.unpack(mutated, arch)
     except ResourceFormatError:
         return
-    # Whatever decoded is a faithful value: it re-packs to bytes that decode to itself.
+    # Whatever decoded is a faithful value: it re-packs to the very same bytes.
     assert CM_RESOURCE_LIST.unpack(decoded.pack(arch), arch) == decoded
-    assert len(decoded.pack(arch)) == len(mutated)
+    assert decoded.pack(arch) == mutated

@@ -21,13 +21,19 @@ from helpers import CONFIGS, REPO, machine_spec
 pytestmark = pytest.mark.qemu
 
 SHIPPED = sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
+#: Conflict configs whose conflict only the NT arbiter sees (a HAL claim over a port QEMU
+#: leaves undecoded, a block claim over a companion chip) or whose configured device wins
+#: every port it decodes from a board device (verify lists the machine file's devices,
+#: not the board's; the main job's claimants and collisions show those).
+ARBITER_ONLY = {"debugcon-in-hal-hole", "sb16-block-adlib", "isa-ide-over-board-ide", "ne2000-over-isapc-ide",
+                "serial-on-keyboard"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_config_reconciles_with_explanations(path: Path, harness_verify) -> None:
     rec = harness_verify(path, guest="probe")
     rec.assert_explained()
-    if path.parent.name == "conflicts" and load_machine(path).expect == "conflict":
+    if path.parent.name == "conflicts" and load_machine(path).expect == "conflict" and path.stem not in ARBITER_ONLY:
         assert rec.findings, f"a conflict scenario must produce findings:\n{format_table(rec)}"
     if rec.views["probe"] != "probe-guest":  # only a guest whose PCI config ports are gone may fail
         assert any(f.explanation == CONFIG_PORTS_SHADOWED for f in rec.findings), format_table(rec)

@@ -22,8 +22,14 @@
  * each answer 5 bytes: status ('k' done, '?' unknown request) and the value read.
  *   i/o  port in/out of 1, 2 or 4 bytes      r/w  physical memory read/write, 1, 2 or 4
  *   p    ping (answers the value it got)     q    leave through isa-debug-exit
- * The agent never enables its UART's interrupt, and the CPU keeps IF=0: every interrupt
- * request stays in the PICs for the harness to observe and acknowledge.
+ *   c    PCI configuration dword read: address is the 0xCF8 value (one request, not two)
+ *   a    accept one interrupt: IF=1 for a few instructions; answers the vector taken
+ *        (0 when none was pending).  The stubs in boot.S record it and return with
+ *        IF=0 again, without EOI: the harness writes the local APIC's EOI itself.
+ * The agent never enables its UART's interrupt, and the CPU keeps IF=0 but during 'a':
+ * every interrupt request stays in the PICs or the local APIC for the harness to observe
+ * and acknowledge.  Vectors 0x20-0xFF have gates (the APIC HAL's range); the harness
+ * masks the 8259s before it asks for 'a' (SeaBIOS leaves their base at 0x08/0x70).
  *
  * Which IRQ a device drives: the 8259s' ELCR is set to level mode for every line that
  * allows it, so IRR follows the wire; the device is made to assert its interrupt, IRR is
@@ -562,8 +568,29 @@ static u32 agent_get32(void) {
     for (int i = 0; i < 4; i++) v |= (u32)agent_get() << (8 * i);
     return v;
 }
+/* ------------------------------------------------------------------ interrupts (agent 'a') */
+extern char irq_stubs[];            /* boot.S: 16 bytes a vector from 0x20 */
+volatile u32 taken_vector;          /* written by boot.S's irq_common */
+static u64 idt[256] __attribute__((aligned(8)));
+static void idt_init(void) {
+    for (u32 v = 0x20; v < 256; v++) {
+        u32 at = (u32)irq_stubs + (v - 0x20) * 16;
+        idt[v] = (u64)(at & 0xFFFF) | (u64)0x08 << 16 | (u64)0x8E00 << 32 | (u64)(at >> 16) << 48;
+    }
+    struct __attribute__((packed)) { u16 limit; u32 base; } desc = { sizeof idt - 1, (u32)idt };
+    __asm__ volatile("lidt %0" : : "m"(desc));
+}
+static u32 accept_interrupt(void) {
+    taken_vector = 0;
+    /* STI holds interrupts off for one more instruction; a pending one is taken after the
+     * first NOP, and the stub returns with IF=0, so at most one is taken. */
+    __asm__ volatile("sti; nop; nop; nop; cli" : : : "memory");
+    return taken_vector;
+}
+
 /* Set up before the hello line: the harness sends its first request once it sees it. */
 static void agent_init(void) {
+    idt_init();
     outb(agent_port + 1, 0x00);  /* IER: no interrupts, ever */
     outb(agent_port + 3, 0x03);  /* 8N1 */
     outb(agent_port + 2, 0x07);  /* FIFOs on and cleared */
@@ -585,6 +612,8 @@ static void agent_loop(void) {
             else if (size == 2) poke16(addr, (u16)value);
             else poke32(addr, value);
         } else if (op == 'p') out = value;
+        else if (op == 'a') out = accept_interrupt();
+        else if (op == 'c') { outl(CFG_ADDR, addr); out = inl(CFG_DATA); }
         else if (op == 'q') { if (exit_port) outb(exit_port, 0x10); }
         else status = '?';
         agent_put(status);

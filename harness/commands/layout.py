@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
+from ..qemu.actions import run_firmware_and_steps
 from ..qemu.layout import diff, format_text, snapshot
 from ..qemu.machine import Machine
 
@@ -28,13 +30,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     with Machine(spec, keep=args.keep) as machine:
         layouts = []
         if args.phase in ("pre-firmware", "both"):
             layouts.append(snapshot(machine))
         if args.phase in ("post-firmware", "both"):
-            machine.run_firmware()
+            # The machine file's post-firmware steps belong to that phase (a moved BAR).
+            for record in run_firmware_and_steps(machine):
+                print(f"step line {record.action.line}: {record.action.describe()}"
+                      + (f" -> {record.read:#x}" if record.read is not None else "")
+                      + (f" ! {record.problem}" if record.problem else ""), file=sys.stderr)
             layouts.append(snapshot(machine))
         if args.keep:
             print(f"run folder: {machine.run_dir}", file=sys.stderr)

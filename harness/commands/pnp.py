@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
 from ..errors import ConfigError
 from ..nt.pnp import DEFAULT_NODE_BUDGET, DEFAULT_TIMEOUT
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ConfigError(f"--timeout must be positive, not {args.timeout:g}", field="--timeout")
     spec = load_machine(args.config, accel=args.accel)
+    require_qemu()   # one line naming the binary (the SeaBIOS comparison boots the machine)
     report = run_pnp(spec, apply=args.apply, budget=args.budget, timeout=args.timeout, keep=args.keep)
     sys.stdout.write(report_json(report) + "\n" if args.json else report.format_text())
     return report.exit_code

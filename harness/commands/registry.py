@@ -3,7 +3,7 @@ r"""``harness registry``: inspect a machine's registry database and move it to/f
 * ``harness registry dump DBFILE [--path KEY] [--reg OUT.reg]`` prints the tree with
   decoded resource lists, or writes a regedit 5.00 file instead;
 * ``harness registry import FILE.reg DBFILE [--arch x86|x64]`` loads a .reg file atomically
-  (creating the database if needed).
+  (creating the database if needed), in the dialect of :mod:`harness.nt.regfile`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dump.set_defaults(func=run_dump)
 
     imp = sub.add_parser("import", help="load a regedit .reg file into a registry database",
-                         description="Apply a 'Windows Registry Editor Version 5.00' file in "
-                                     "one transaction; nothing changes if any line is bad.")
-    imp.add_argument("regfile", help=".reg file (UTF-16LE with BOM, or UTF-8)")
+                         description="Apply a 'Windows Registry Editor Version 5.00' or "
+                                     "'REGEDIT4' file (the dialect regedit and Wine accept) in "
+                                     "one transaction; nothing changes if any line is bad, and "
+                                     "the error names the file and line.")
+    imp.add_argument("regfile", help=".reg file (UTF-16LE with BOM, or ANSI/UTF-8)")
     imp.add_argument("dbfile", help="registry database file (created if missing)")
     imp.add_argument("--arch", choices=[a.value for a in Arch],
                      help="resource-list layout of a new database (default x64); must match an "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..qemu.binary import require_qemu
 from ..repro import load_bundle, replay, shrink
 
 
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     if args.max_runs < 1:
         raise ConfigError(f"must be at least 1, not {args.max_runs}", field="--max-runs")
     bundle = load_bundle(args.bundle)

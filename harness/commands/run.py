@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
-from ..job import run_job
+from ..job import HAL_CHOICES, run_job
 from ..repro import write_bundle
 
 
@@ -26,13 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "(default: runs/<machine name>)")
     parser.add_argument("--no-picture", action="store_true", help="do not draw resourcemap.png")
     parser.add_argument("--accel", choices=ACCEL_POLICIES, help="override the config's accelerator policy")
+    parser.add_argument("--hal", choices=HAL_CHOICES, default="auto",
+                        help="the HAL: pic (the PC/AT 8259s, machine paused after its firmware), apic "
+                             "(I/O APIC and local APIC, the probe guest's CPU takes the interrupts); "
+                             "auto: apic on q35, pic elsewhere (default)")
+    parser.add_argument("--reactos", action="store_true",
+                        help="IoReportResourceUsage as ReactOS has it: every claim succeeds, nothing is "
+                             "written to the ResourceMap, no conflict is logged (what a driver meets there)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     out = args.out if args.out is not None else Path("runs") / spec.name
-    result = run_job(spec, out, picture=not args.no_picture)
+    result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos)
     bundle = None
     if not result.clean:
         bundle = write_bundle(result, title=f"harness run {args.config}")

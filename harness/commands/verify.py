@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
 from ..verify import GUEST_CHOICES, format_table, to_json, verify
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_qemu()   # one line naming the binary, before any file is read
     spec = load_machine(args.config, accel=args.accel)
     if args.registry:
         from ..nt.registry import Registry

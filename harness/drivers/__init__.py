@@ -6,6 +6,7 @@ under ``drivers``) to the driver classes.
 
 from .base import DeviceConfig, DeviceNotResponding, DeviceOutcome, NtDriver
 from .isa import FloppyDriver, ParallelDriver, SerialDriver, SoundBlasterDriver
+from .legacy import BOARD_DRIVERS, LegacyDriver, ResourceListDriver
 from .pci import Ne2000Driver, PciNicDriver
 
 DRIVERS: dict[str, type[NtDriver]] = {
@@ -15,8 +16,10 @@ DRIVERS: dict[str, type[NtDriver]] = {
     "sb16": SoundBlasterDriver,
     "ne2000": Ne2000Driver,
     "pcinet": PciNicDriver,
+    "legacy": LegacyDriver,
+    "vga": BOARD_DRIVERS["vga"],
 }
 
 __all__ = ["DRIVERS", "NtDriver", "DeviceConfig", "DeviceOutcome", "DeviceNotResponding",
            "SerialDriver", "ParallelDriver", "FloppyDriver", "SoundBlasterDriver", "Ne2000Driver",
-           "PciNicDriver"]
+           "PciNicDriver", "LegacyDriver", "ResourceListDriver", "BOARD_DRIVERS"]

@@ -29,8 +29,9 @@ from ..nt.hal import Hal
 from ..nt.interrupts import KINTERRUPT, interrupt_mode
 from ..nt.iomgr import DeviceObject, DriverObject, IoManager
 from ..nt.registry import DEVICE_MAP
-from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
-                            CmResourceShare, DeviceSpecific, Dma, INTERFACE_TYPE, Interrupt, Port)
+from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST,
+                            CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, CmResourceShare, DeviceSpecific,
+                            Dma, INTERFACE_TYPE, Interrupt, Memory, Port)
 from ..nt.status import NT_SUCCESS, NTSTATUS, IoErrorCode
 
 IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_DEVICE_CONTROL = 0x00, 0x02, 0x03, 0x04, 0x0E
@@ -39,6 +40,9 @@ IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_DEVICE_CONTROL = 
 #: drivers use for them.
 PARAMETER_NAMES = {"iobase": "IoBaseAddress", "irq": "InterruptNumber", "dma": "DmaChannel",
                    "dma16": "DmaChannel16"}
+#: The Parameters value holding the ranges a device decodes (REG_RESOURCE_LIST): a driver
+#: given it claims exactly those port runs instead of its whole register block.
+DECODED_PORTS = "DecodedPorts"
 
 
 class DeviceNotResponding(Exception):
@@ -52,7 +56,7 @@ class DeviceConfig:
 
     name: str                                   # the config id / Parameters subkey / "detected N"
     source: str                                 # "Description", "Parameters", "PCI", "default"
-    ports: list[tuple[int, int]] = field(default_factory=list)     # (start, length)
+    ports: list[tuple[int, int]] = field(default_factory=list)     # (start, length), claimed
     irq: int | None = None
     dma: list[int] = field(default_factory=list)
     device_specific: bytes | None = None
@@ -63,9 +67,14 @@ class DeviceConfig:
     irq_flags: int = CM_RESOURCE_INTERRUPT_LATCHED
     alternatives: list["DeviceConfig"] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The register base when the claimed runs do not start at it (an SB16's decoded runs
+    #: start at base+4).
+    io_base: int | None = None
 
     @property
     def base(self) -> int | None:
+        if self.io_base is not None:
+            return self.io_base
         return self.ports[0][0] if self.ports else None
 
     def resource_list(self) -> CM_RESOURCE_LIST:
@@ -125,12 +134,17 @@ class NtDriver:
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def parameters_for(cls, devices: Sequence[Any]) -> dict[str, Any]:
+    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
         """The Parameters subkeys setup would write for the configured devices: one per
-        device id, with its settings under their NT names."""
+        device id, with its settings under their NT names and, unless ``claim`` is
+        ``block``, the port runs the device decodes (:data:`DECODED_PORTS`)."""
         out: dict[str, Any] = {}
         for dev in devices:
-            values = {PARAMETER_NAMES[k]: v for k, v in dev.settings.items() if k in PARAMETER_NAMES}
+            values: dict[str, Any] = {PARAMETER_NAMES[k]: v for k, v in dev.settings.items() if k in PARAMETER_NAMES}
+            if values and claim == "decoded":
+                runs = [(a, b) for kind, a, b in dev.decoded_resources() if kind == "port"]
+                if runs:
+                    values[DECODED_PORTS] = resources_of([("port", a, b) for a, b in runs], INTERFACE_TYPE.Isa)
             if values:
                 out[dev.id] = values
         return out
@@ -187,7 +201,7 @@ class NtDriver:
         self.io.ExFreePool(Context)
 
     def _start(self, driver_object: DriverObject, config: DeviceConfig, number: int) -> DeviceOutcome:
-        status, device = self.io.IoCreateDevice(driver_object, f"{self.device_prefix}{number}")
+        status, device = self.io.IoCreateDevice(driver_object, self.device_name(config, number))
         if device is None:
             return DeviceOutcome(config.name, None, status, "IoCreateDevice failed")
         attempts = 0
@@ -218,10 +232,14 @@ class NtDriver:
         detail = "" if attempts == 1 else f"claimed with alternative setting {attempts - 1}"
         return DeviceOutcome(config.name, device.name, NTSTATUS.STATUS_SUCCESS, detail, claimed, attempts, facts)
 
+    def device_name(self, config: DeviceConfig, number: int) -> str:
+        """The device object's name: the prefix and the driver's device number."""
+        return f"{self.device_prefix}{number}"
+
     def claim(self, driver_object: DriverObject, device: DeviceObject,
               config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         """Stage 4 by IoReportResourceUsage of the gathered list (DeviceList)."""
-        resources = config.resource_list()
+        resources = config.extra.get("resources") or config.resource_list()
         result = self.io.IoReportResourceUsage(self.resource_class, driver_object, None, 0, device,
                                                resources, resources.size(self.io.registry.arch),
                                                self.override_conflict)
@@ -360,13 +378,43 @@ class NtDriver:
 def parameter_configs(params: Mapping[str, Mapping[str, Any]], *, port_length: int,
                       default_irq: int | None = None) -> list[DeviceConfig]:
     """DeviceConfigs from ``Parameters\\<device>`` subkeys holding IoBaseAddress,
-    InterruptNumber, DmaChannel and DmaChannel16, in subkey order."""
+    InterruptNumber, DmaChannel and DmaChannel16, in subkey order.  The ports claimed are
+    the :data:`DECODED_PORTS` runs when setup wrote them, else ``port_length`` ports from
+    the base (the card's whole block)."""
     out = []
     for name, values in params.items():
         base = values.get("IoBaseAddress")
         if base is None:
             continue
         dma = [values[k] for k in ("DmaChannel", "DmaChannel16") if k in values]
-        out.append(DeviceConfig(name, "Parameters", [(base, port_length)],
-                                values.get("InterruptNumber", default_irq), dma))
+        decoded = values.get(DECODED_PORTS)
+        ports = ([(p.start, p.length) for _, p in decoded.partials() if isinstance(p, Port)]
+                 if isinstance(decoded, CM_RESOURCE_LIST) else [(base, port_length)])
+        out.append(DeviceConfig(name, "Parameters", ports, values.get("InterruptNumber", default_irq), dma,
+                                io_base=base))
     return out
+
+
+def resources_of(decoded: Sequence[tuple[str, int, int]], interface_type: int, bus_number: int = 0, *,
+                 level_sensitive_shared: bool = False) -> CM_RESOURCE_LIST:
+    """A raw resource list from decoded (kind, first, last) ranges: one descriptor per
+    contiguous run (adjacent runs of one device merge), then its IRQs and DMA channels.
+    ``level_sensitive_shared``: PCI INTx lines, claimed Shared and level-triggered."""
+    exclusive = CmResourceShare.CmResourceShareDeviceExclusive
+    runs: dict[str, list[list[int]]] = {"port": [], "memory": []}
+    for kind, first, last in sorted(r for r in decoded if r[0] in runs):
+        merged = runs[kind]
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    partials: list[Any] = [Port(a, b - a + 1, share=exclusive, flags=CM_RESOURCE_PORT_IO) for a, b in runs["port"]]
+    partials += [Memory(a, b - a + 1, share=exclusive, flags=CM_RESOURCE_MEMORY_READ_WRITE)
+                 for a, b in runs["memory"]]
+    for kind, first, _ in decoded:
+        if kind == "irq":
+            share = CmResourceShare.CmResourceShareShared if level_sensitive_shared else exclusive
+            flags = CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE if level_sensitive_shared else CM_RESOURCE_INTERRUPT_LATCHED
+            partials.append(Interrupt(first, first, -1, share=share, flags=flags))
+    partials += [Dma(first, share=exclusive) for kind, first, _ in decoded if kind == "dma"]
+    return CM_RESOURCE_LIST.single(interface_type, bus_number, *partials)

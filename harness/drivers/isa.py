@@ -197,23 +197,48 @@ class ParallelDriver(NtDriver):
 
 
 class FloppyDriver(NtDriver):
-    """82077AA floppy controllers: base+0..5 and base+7 (base+6 is the IDE's alternate
-    status), IRQ, DMA channel and CM_FLOPPY_DEVICE_DATA of the first drive; every drive's
+    """82077AA floppy controllers: the registers an 82077 decodes, base+1..5 and base+7
+    (base+6 is the IDE's alternate status; base+0 is a PS/2 status register QEMU does not
+    decode), or with ``claim: block`` base+0..5 and base+7 as the retail driver claims
+    them; IRQ, DMA channel and CM_FLOPPY_DEVICE_DATA of the first drive; every drive's
     densities are reported as facts."""
 
     service_name = "Floppy"
     device_prefix = "\\Device\\FloppyController"
     resource_class = "Disk"
+    #: (offset, length) runs from the controller's base, claimed exactly or as a block.
+    DECODED_RUNS = ((1, 5), (7, 1))
+    BLOCK_RUNS = ((0, 6), (7, 1))
+    #: Parameters value (driver-wide) asking for the retail claim.
+    WHOLE_BLOCK = "ClaimWholeBlock"
 
     @classmethod
-    def parameters_for(cls, devices: Sequence[Any]) -> dict[str, Any]:
+    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
         """Setup's view: each isa-fdc with its settings, and the board's own controller
-        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it."""
-        out = super().parameters_for(devices)
+        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it; with ``claim:
+        block`` the driver-wide :attr:`WHOLE_BLOCK` value."""
+        out = super().parameters_for(devices, "block")
+        if claim == "block":
+            out[cls.WHOLE_BLOCK] = 1
         if any(d.model.name == "floppy" and d.bus is None for d in devices):
             base, irq, dma = PC_FLOPPY_CONTROLLER
             out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})
         return out
+
+    @classmethod
+    def board_parameters(cls) -> dict[str, Any]:
+        """The board's own controller when no drive hangs off it (DriveCount 0: nothing
+        to read a sector from)."""
+        base, irq, dma = PC_FLOPPY_CONTROLLER
+        return {"BoardController": {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma,
+                                    "DriveCount": 0}}
+
+    def _runs(self, registry_path: str, base: int) -> list[tuple[int, int]]:
+        key = registry_path + "\\Parameters"
+        registry = self.io.registry
+        block = registry.key_exists(key) and any(v.name == self.WHOLE_BLOCK and v.value
+                                                 for v in registry.values(key))
+        return [(base + offset, length) for offset, length in (self.BLOCK_RUNS if block else self.DECODED_RUNS)]
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
         out = []
@@ -227,16 +252,18 @@ class FloppyDriver(NtDriver):
             drives = [next((d.data for d in partials if isinstance(d, DeviceSpecific)), None)
                       for partials in entry["peripherals"]]
             out.append(DeviceConfig(f"DiskController {entry['number']}", "Description",
-                                    [(base, 6), (base + 7, 1)], irqs[0] if irqs else None, dmas,
+                                    self._runs(registry_path, base), irqs[0] if irqs else None, dmas,
                                     device_specific=next((d for d in drives if d), None),
-                                    extra={"drives": drives}))
+                                    extra={"drives": drives}, io_base=base))
         params = self.parameters(registry_path)
         for name, values in params.items():  # a controller setup knows but detection missed
             base = values.get("IoBaseAddress")
             if base is not None and all(c.base != base for c in out):
-                out.append(DeviceConfig(name, "Parameters", [(base, 6), (base + 7, 1)],
+                drives = {"drives": [None] * values["DriveCount"]} if "DriveCount" in values else {}
+                out.append(DeviceConfig(name, "Parameters", self._runs(registry_path, base),
                                         values.get("InterruptNumber"),
-                                        [values["DmaChannel"]] if "DmaChannel" in values else []))
+                                        [values["DmaChannel"]] if "DmaChannel" in values else [], extra=drives,
+                                        io_base=base))
         return out
 
     def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
@@ -262,7 +289,9 @@ class FloppyDriver(NtDriver):
                 densities.append({"max_density": info.max_density, "mount_density": info.mount_density})
         facts = {"msr": f"{msr:#04x}", "version": f"{version:#04x}", "enhanced": version == 0x90,
                  "drives": densities, "st0": [f"{s:#04x}" for s in sense]}
-        if config.dma:                             # drive 0, sector 1 through system DMA
+        # Drive 0, sector 1 through system DMA, unless detection found the controller
+        # without a drive (the board's own FDC on a machine with no floppy).
+        if config.dma and config.extra.get("drives", [None]) != []:
             read = self.read_sector(device, config)
             facts["dma_read"] = read.describe()
             if not read.complete:

@@ -31,6 +31,7 @@ from ..config import MachineSpec
 from ..nt.busaccess import (BusAccessError, check_config_range, check_port_access,
                             config_write_pieces)
 from ..qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
+from ..qemu.livebus import LiveBus
 from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, GuestBoot, Machine
 from .probe import build_probe, channel_ports
 
@@ -39,6 +40,8 @@ AGENT_PORTS = (0x2E0, 0x1E0, 0x6E0)
 #: ISA lines tried for it: the secondary IDE line first (no drive ever raises it).
 AGENT_IRQS = (15, 14, 7, 5, 3, 4, 12)
 REQUEST_TIMEOUT = 5.0
+#: Memory reads longer than this go through HMP (:meth:`AgentBus.read_memory`).
+BULK_READ = 64
 BOOT_TIMEOUT = 30.0  # SeaBIOS and the multiboot load take ~1 s under TCG
 _REQUEST = struct.Struct("<cBII")
 _ANSWER = struct.Struct("<cI")
@@ -153,6 +156,11 @@ class AgentBus:
         self.agent.request(b"o", size, port, value)
 
     def read_memory(self, address: int, length: int) -> bytes:
+        """Registers (up to :data:`BULK_READ` bytes) are read by the guest's CPU; longer
+        reads are firmware tables and RAM (the RSDP search reads 128 KiB), which read the
+        same from QEMU's side (HMP ``xp``), in one command instead of one request a dword."""
+        if length > BULK_READ:
+            return LiveBus(self.machine).read_memory(address, length)
         out = bytearray()
         for at, size in _memory_pieces(address, length):
             out += self.agent.request(b"r", size, at).to_bytes(size, "little")
@@ -167,10 +175,16 @@ class AgentBus:
         check_config_range(bus, device, function, offset, length)
         out = bytearray()
         for dword in range(offset & ~3, offset + length, 4):
-            self.write_port(PCI_CONFIG_ADDRESS, HmpPorts.config_address(bus, device, function, dword), 4)
-            out += self.read_port(PCI_CONFIG_DATA, 4).to_bytes(4, "little")
+            address = HmpPorts.config_address(bus, device, function, dword)
+            out += self.agent.request(b"c", 4, address).to_bytes(4, "little")  # 0xCF8 then 0xCFC
         skip = offset & 3
         return bytes(out[skip:skip + length])
+
+    def accept_interrupt(self) -> int:
+        """Let the guest's CPU take one interrupt (IF=1 for a few instructions): the
+        vector it took, 0 when nothing was pending.  No EOI is written: the caller's
+        HAL does that (:class:`harness.nt.interrupts.InterruptManager` on the APIC HAL)."""
+        return self.agent.request(b"a", 4, 0)
 
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
         data = bytes(data)
@@ -179,6 +193,28 @@ class AgentBus:
             self.write_port(PCI_CONFIG_ADDRESS, HmpPorts.config_address(bus, device, function, piece), 4)
             value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
             self.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+
+
+class AgentLiveBus(LiveBus):
+    """QEMU's monitor for ports, configuration space and bulk memory (the fast
+    :class:`~harness.qemu.livebus.LiveBus` of a running machine), the guest's CPU for what
+    only it can do: memory writes, register reads (up to :data:`BULK_READ` bytes: the local
+    APIC is visible to its own CPU only) and taking an interrupt.  The main job's APIC HAL
+    runs on it; the guest never touches configuration space after its start, so LiveBus's
+    cache stays right."""
+
+    def __init__(self, machine: Machine, agent_bus: AgentBus) -> None:
+        super().__init__(machine)
+        self.agent_bus = agent_bus
+
+    def read_memory(self, address: int, length: int) -> bytes:
+        return self.agent_bus.read_memory(address, length)  # it sends bulk reads back to HMP
+
+    def write_memory(self, address: int, data: bytes) -> None:
+        self.agent_bus.write_memory(address, data)
+
+    def accept_interrupt(self) -> int:
+        return self.agent_bus.accept_interrupt()
 
 
 def _memory_pieces(address: int, length: int) -> list[tuple[int, int]]:
@@ -193,6 +229,28 @@ def _memory_pieces(address: int, length: int) -> list[tuple[int, int]]:
     return pieces
 
 
+def agent_boot(spec: MachineSpec) -> GuestBoot:
+    """How to boot ``spec`` with the probe guest serving bus requests (channel ports and
+    the agent's UART placed clear of the spec's devices)."""
+    report, exit_port = channel_ports(spec)
+    port, irq = agent_channel(spec)
+    return GuestBoot(kernel=build_probe(), append=f"report={report:#x} exit={exit_port:#x} agent={port:#x}",
+                     report_port=report, exit_port=exit_port, agent_port=port, agent_irq=irq)
+
+
+def connect_agent(machine: Machine, timeout: float = BOOT_TIMEOUT) -> AgentBus:
+    """Resume a launched machine booted with :func:`agent_boot` and connect to its agent
+    (bounded); the caller closes ``bus.agent`` when done."""
+    machine.resume()
+    agent = GuestAgent(machine)
+    try:
+        agent.connect(timeout)
+    except BaseException:
+        agent.close()
+        raise
+    return AgentBus(machine, agent)
+
+
 @contextlib.contextmanager
 def agent_machine(spec: MachineSpec, *, keep: bool = False,
                   timeout: float = BOOT_TIMEOUT, before_launch=None) -> Iterator[tuple[Machine, AgentBus]]:
@@ -200,22 +258,16 @@ def agent_machine(spec: MachineSpec, *, keep: bool = False,
 
     ``before_launch(machine)`` runs after the run folder exists and before QEMU starts
     (e.g. to write a floppy image).  The guest is asked to leave on exit."""
-    report, exit_port = channel_ports(spec)
-    port, irq = agent_channel(spec)
-    boot = GuestBoot(kernel=build_probe(), append=f"report={report:#x} exit={exit_port:#x} agent={port:#x}",
-                     report_port=report, exit_port=exit_port, agent_port=port, agent_irq=irq)
-    machine = Machine(spec, boot=boot, keep=keep)
+    machine = Machine(spec, boot=agent_boot(spec), keep=keep)
     if before_launch is not None:
         before_launch(machine)
     with machine:
-        machine.resume()
-        agent = GuestAgent(machine)
+        bus = connect_agent(machine, timeout)
         try:
-            agent.connect(timeout)
-            yield machine, AgentBus(machine, agent)
+            yield machine, bus
         finally:
-            agent.close()
+            bus.agent.close()
 
 
-__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentError", "GuestAgent", "agent_channel",
-           "agent_machine"]
+__all__ = ["AGENT_IRQS", "AGENT_PORTS", "AgentBus", "AgentLiveBus", "AgentError", "GuestAgent", "agent_boot", "agent_channel",
+           "agent_machine", "connect_agent"]

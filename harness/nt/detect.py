@@ -16,7 +16,8 @@ never a configuration file — and writes the Description tree of nt-semantics.m
     patterns; Port length 3;
   - ``DiskController\k`` (0x3F0, 0x370): the main status register must show an idle
     controller (RQM set, DIO clear); the primary one's drives come from CMOS register 0x10
-    as ``FloppyDiskPeripheral\n`` with CM_FLOPPY_DEVICE_DATA (short form, MaxDensity in KB);
+    as ``FloppyDiskPeripheral\n`` with CM_FLOPPY_DEVICE_DATA (version 2, the full form
+    with the timings of the BIOS diskette parameter table; MaxDensity in KB);
   - ``KeyboardController\0`` with ``KeyboardPeripheral\0`` when the 8042 answers at 0x64.
 
 Interrupts are **probed**, not assumed: the PIC's ELCR puts the lines in level mode for a
@@ -236,14 +237,25 @@ class HardwareDetector:
         controller.peripherals.append(DetectedPeripheral("KeyboardPeripheral", "PCAT_ENHANCED"))
         return controller
 
+    def diskette_parameter_table(self) -> bytes:
+        """The 11 bytes of the BIOS diskette parameter table the INT 1Eh vector points at
+        (real-mode offset:segment at 0x78), where freeldr takes the drive timings from."""
+        offset, segment = struct.unpack("<HH", self.bus.read_memory(4 * 0x1E, 4))
+        return self.bus.read_memory((segment << 4) + offset, 11)
+
     def floppy_drives(self) -> list[DetectedPeripheral]:
-        """Drives of the primary controller from CMOS 0x10 (high nibble A:, low nibble B:)."""
+        """Drives of the primary controller from CMOS 0x10 (high nibble A:, low nibble B:),
+        each with the version-2 (full) CM_FLOPPY_DEVICE_DATA freeldr writes: the timings
+        of the BIOS parameter table, 40 tracks for a 360 KB drive and 80 otherwise."""
         self._out(0x70, 0x10)
         types = self._in(0x71)
         drives = []
+        table = None
         for unit, kind in enumerate((types >> 4, types & 0x0F)):
             if kind:
-                data = CM_FLOPPY_DEVICE_DATA(max_density=FLOPPY_DENSITY.get(kind, 0)).pack()
+                table = table or self.diskette_parameter_table()
+                data = CM_FLOPPY_DEVICE_DATA.from_parameter_table(
+                    table, FLOPPY_DENSITY.get(kind, 0), 39 if kind == 1 else 79).pack()
                 drives.append(DetectedPeripheral("FloppyDiskPeripheral", f"FLOPPY{unit + 1}", data))
         return drives
 

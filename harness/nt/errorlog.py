@@ -63,6 +63,17 @@ def _what(claim: Claim) -> str:
     return f"{noun} {claim.start:#x}-{claim.end:#x}"
 
 
+def setting(claim: Claim) -> str:
+    """A resource as a *_RESOURCE_CONFLICT message's '%2' names it: the device's setting
+    (an IRQ or DMA channel number, a port or memory range)."""
+    d = claim.descriptor
+    if claim.kind is ResourceKind.INTERRUPT:
+        return str(interrupt_line(d))
+    if claim.kind is ResourceKind.DMA:
+        return str(d.channel)
+    return f"{claim.start:#x}-{claim.end:#x}"
+
+
 @dataclass(frozen=True)
 class ErrorLogEntry:
     sequence: int
@@ -133,8 +144,11 @@ class ErrorLog:
             return entry
 
     def log_conflict(self, conflict: Conflict, *, allocation: bool = False) -> ErrorLogEntry:
-        """One entry for a conflicting pair: the holder's range in DumpData, the caller's
-        object as %1 and the holder's driver and device as %2 and %3 (§7)."""
+        """One entry for a conflicting pair, the holder's range in DumpData and the
+        caller's object as %1 (§7).  *_CONFLICT_DETECTED (two explicit claims): %2 the
+        holder's driver, %3 its device.  *_RESOURCE_CONFLICT (allocation found nothing
+        free): "could not get its setting '%2' due to driver '%3'", so %2 the setting
+        the device could not get and %3 the holder's driver."""
         req, held = conflict.requested, conflict.holder
         code = (_ALLOCATION if allocation else _DETECTED)[req.kind]
         caller = req.owner.device or req.owner.driver
@@ -144,7 +158,8 @@ class ErrorLog:
                    f"driver {held.owner.driver}" + (f" for {other_device}" if other_device else ""))
         return self.log(code, message, driver=req.owner.driver, device=req.owner.device,
                         final_status=NTSTATUS.STATUS_CONFLICTING_ADDRESSES, dump=dump_data(held),
-                        strings=(caller, held.owner.driver, other_device), conflict=conflict)
+                        strings=(caller, setting(req), held.owner.driver) if allocation
+                        else (caller, held.owner.driver, other_device), conflict=conflict)
 
     def query(self, *, code: IoErrorCode | None = None, driver: str | None = None,
               kind: ResourceKind | None = None) -> list[ErrorLogEntry]:

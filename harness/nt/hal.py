@@ -30,12 +30,15 @@ Model decisions (each also at its routine):
   whatever the route registers say; on PIIX3 the PIRQ reaches the I/O APIC only through the
   ISA IRQ it is routed to.  ``HalGetInterruptVector(PCIBus, ...)`` then takes that line, as
   drivers pass it.
-* **Windows.** ``HalTranslateBusAddress`` uses the ReactOS legacy table for Internal and Isa
-  (§4.1); PCI bus 0 gets what the platform forwards to it when the bus is a
-  :class:`~harness.nt.busaccess.DecodeMap` (else the table's 0-0xFFFFFFFF), and a bus behind
-  a bridge gets the bridge's I/O, memory and prefetchable windows (read from its
+* **Windows.** ``HalTranslateBusAddress`` follows the ReactOS legacy table of §4.1: Internal
+  and Isa as listed, every existing PCI bus I/O 0-0xFFFF and memory 0-0xFFFFFFFF.  With
+  ``pci_translation="decoded"`` (the switch, README "HalTranslateBusAddress") a PCI bus
+  instead gets what really reaches it: bus 0 what the platform forwards to it when the bus
+  is a :class:`~harness.nt.busaccess.DecodeMap` (64-bit memory above 4 GiB included), and a
+  bus behind a bridge the bridge's I/O, memory and prefetchable windows (read from its
   configuration space, and only when its command register enables forwarding),
-  intersected with its parent's.
+  intersected with its parent's (:meth:`Hal.bus_windows`; the slot allocator always uses
+  these).
 * **Allocation.** ``HalAssignSlotResources`` asks a :class:`SlotAllocator`: the I/O
   manager (``IoAssignResources``, which records the claim in the ResourceMap) once one is
   attached, else :class:`FirstFitAllocator`, the same arbiter with a private record.
@@ -46,10 +49,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
+from .apic import ApicError, IoApic, Madt, RedirectionEntry, read_madt
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
-from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, DecodedSpan,
-                        DecodeMap)
+from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusAccessError,
+                        DecodedSpan, DecodeMap)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
@@ -118,11 +122,31 @@ ICH9_RCBA = 0xF0
 ICH9_SCI_IRQS = {0: 9, 1: 10, 2: 11, 4: 20, 5: 21, 6: 22, 7: 23}
 
 #: What the PC/AT HAL claims for itself (§2.4, ReactOS hal usage table): the clock, the
-#: cascade, the RTC and the x87 error interrupts, and the motherboard ports.
+#: cascade, the RTC and the x87 error interrupts, and the motherboard ports; beside the
+#: table, the ELCR it reads for each line's trigger mode (0x4d0-0x4d1) and the speaker
+#: gate HalMakeBeep drives (0x61), so a device placed there conflicts with the HAL
+#: (device_models/boards/core.yaml names the board devices behind each).
 HAL_INTERRUPTS = (0, CASCADE_IRQ, 8, 13)
 HAL_PORTS = ((0x00, 0x20), (0xC0, 0x20), (0x80, 0x10), (0x20, 2), (0xA0, 2), (0x40, 4),
-             (0x48, 4), (0x92, 1), (0x70, 2), (0xF0, 0x10))
+             (0x48, 4), (0x61, 1), (0x92, 1), (0x70, 2), (0xF0, 0x10), (0x4D0, 2))
 PCI_CONFIG_PORTS = (0xCF8, 8)
+
+
+INTERRUPT_MODELS = ("pic", "apic", "auto")
+#: HalTranslateBusAddress on a PCI bus: the §4.1 table, or the windows that reach the bus.
+PCI_TRANSLATIONS = ("table", "decoded")
+
+
+@dataclass(frozen=True)
+class ApicLine:
+    """Where an APIC vector's interrupt comes from: an I/O APIC input (GSI), the ISA IRQ
+    behind it if any, and the polarity/trigger the firmware's MADT gives that input
+    (PCI GSIs: level, active high, as QEMU's ACPI tables declare its link devices)."""
+
+    gsi: int
+    isa_irq: int | None
+    active_low: bool
+    level: bool
 
 
 class HalError(HarnessError):
@@ -384,12 +408,25 @@ class Hal:
 
     def __init__(self, bus: BusAccess, *, interrupt_model: str = "pic", processors: int = 1,
                  kd_port: int | None = None, pin_to_line: bool = True,
-                 allocator: SlotAllocator | None = None, verify_assignments: bool = True) -> None:
-        if interrupt_model not in ("pic", "apic"):
-            raise ValueError(f"interrupt_model must be 'pic' or 'apic', not {interrupt_model!r}")
+                 allocator: SlotAllocator | None = None, verify_assignments: bool = True,
+                 madt: Madt | None = None,
+                 ioapic_reader: Callable[[], Sequence[int]] | None = None,
+                 pci_translation: str = "table") -> None:
+        if pci_translation not in PCI_TRANSLATIONS:
+            raise ValueError(f"pci_translation must be one of {', '.join(PCI_TRANSLATIONS)}, not {pci_translation!r}")
+        self.pci_translation = pci_translation
+        if interrupt_model not in INTERRUPT_MODELS:
+            raise ValueError(f"interrupt_model must be one of {', '.join(INTERRUPT_MODELS)}, not {interrupt_model!r}")
         if processors < 1:
             raise ValueError("at least one processor")
         self.bus = bus
+        self._madt = madt
+        self._madt_read = madt is not None
+        #: The live redirection entries when the bus cannot reach the I/O APIC's window
+        #: itself (HMP ``info pic`` on a paused machine); raw 64-bit values by pin.
+        self.ioapic_reader = ioapic_reader
+        if interrupt_model == "auto":
+            interrupt_model = "apic" if self.madt is not None and self.madt.ioapics else "pic"
         self.interrupt_model = interrupt_model
         self.active_processors = (1 << processors) - 1
         self.kd_port = kd_port
@@ -402,7 +439,9 @@ class Hal:
         self.verify_assignments = verify_assignments
         self.port_hooks: list[PortHook] = []
         self._topology: _Topology | None = None
-        self._apic_vectors: dict[int, int] = {}
+        self._apic_vectors: dict[int, int] = {}         # GSI -> vector
+        #: Vector -> where it comes from, for HalEnableSystemInterrupt on the I/O APIC.
+        self.apic_lines: dict[int, ApicLine] = {}
         self.mappings: dict[int, MappedIoSpace] = {}
         self._next_system_va = SYSTEM_PTE_BASE
 
@@ -856,17 +895,46 @@ class Hal:
         return None
 
     # ================================================================== HalGetInterruptVector
+    @property
+    def madt(self) -> Madt | None:
+        """The firmware's MADT (read once from the bus; None without ACPI or an I/O APIC)."""
+        if not self._madt_read:
+            self._madt_read = True
+            try:
+                self._madt = read_madt(self.bus)
+            except (ApicError, BusAccessError) as exc:
+                raise HalError(f"the firmware's MADT cannot be read: {exc}") from exc
+        return self._madt
+
+    def ioapic_entries(self) -> list[RedirectionEntry] | None:
+        """The live I/O APIC redirection entries (pins of the first I/O APIC): from
+        ``ioapic_reader`` when given (one HMP command for the whole table), else through
+        the MMIO window when the bus writes memory (the guest agent); None when neither
+        can reach it."""
+        if self.ioapic_reader is not None:
+            return [RedirectionEntry(raw) for raw in self.ioapic_reader()]
+        if hasattr(self.bus, "write_memory") and self.madt is not None and self.madt.ioapics:
+            return IoApic(self.bus, self.madt.ioapics[0].address).entries()
+        return None
+
     def HalGetInterruptVector(self, InterfaceType: int, BusNumber: int, BusInterruptLevel: int,
                               BusInterruptVector: int) -> InterruptVector:
         """Bus interrupt → (system vector, IRQL, affinity); vector 0 = cannot connect (§4.2).
 
-        Internal and Isa (bus 0): BusInterruptLevel is the IRQ.  PCIBus (an existing bus):
-        BusInterruptLevel is the line HalGetBusData reported; < 1 fails; otherwise it is
-        handled as that IRQ (PIC) or I/O APIC input (APIC).  PIC: IRQ 0-15 except 2 (the
-        cascade) and the kernel debugger's IRQ; vector 0x30+IRQ, IRQL 27-IRQ.  APIC: inputs
-        0-23 except 2 and the debugger's; one vector per input, allocated on first request
-        from IRQL CLOCK_LEVEL-1 down to CMCI_LEVEL (x64: vector = IRQL*16 + 0..14), IRQL =
-        vector >> 4.  Affinity = the active-processor mask.  Other bus types fail.
+        Internal and Isa (bus 0): BusInterruptLevel is the IRQ (BusInterruptVector is
+        ignored); above 23 fails.  PCIBus (an existing bus): BusInterruptLevel is the line
+        HalGetBusData reported; < 1 fails.  IRQ 2 (the cascade) and the kernel debugger's
+        IRQ never map.  Affinity = the active-processor mask.  Other bus types fail.
+
+        PIC: vector 0x30 + IRQ, IRQL 27 - IRQ, for IRQ 0-23 as §4.2 gives it (16-23 have
+        no 8259 input: IoConnectInterrupt then refuses the vector, as
+        HalEnableSystemInterrupt fails in NT).  APIC: an ISA IRQ 0-15 is moved to its GSI
+        by the MADT's source overrides (QEMU: IRQ 0 → GSI 2); a PCI line and an Internal/Isa
+        level 16-23 already are GSIs.  One vector per GSI: the one its live redirection
+        entry already holds if it is a device vector no other GSI has (ReactOS reuses
+        it), else the first one neither this HAL nor another input's live entry uses from IRQL CLOCK_LEVEL-1 down to CMCI_LEVEL, offsets
+        0-14 (x64: vector = IRQL*16 + offset); IRQL = vector >> 4 (the MODEL of §4.2: NT's
+        own numbering is not documented).
         """
         failed = InterruptVector(0, 0, 0)
         if InterfaceType in (INTERFACE_TYPE.Internal, INTERFACE_TYPE.Isa):
@@ -878,24 +946,44 @@ class Hal:
         else:
             return failed
         line = BusInterruptLevel
-        if line == CASCADE_IRQ or (self.kd_port is not None and KD_PORT_IRQS.get(self.kd_port) == line):
+        if not 0 <= line < IOAPIC_PINS or line == CASCADE_IRQ \
+                or (self.kd_port is not None and KD_PORT_IRQS.get(self.kd_port) == line):
             return failed
         if self.interrupt_model == "pic":
-            if not 0 <= line < ISA_IRQS:
-                return failed
             return InterruptVector(PRIMARY_VECTOR_BASE + line, PROFILE_LEVEL - line, self.active_processors)
-        if not 0 <= line < IOAPIC_PINS:
+        apic_line = self._apic_line(InterfaceType, line)
+        if apic_line is None:
             return failed
-        vector = self._apic_vectors.get(line)
+        vector = self._apic_vectors.get(apic_line.gsi)
         if vector is None:
-            vector = self._allocate_apic_vector()
+            vector = self._allocate_apic_vector(apic_line.gsi)
             if vector is None:
                 return failed
-            self._apic_vectors[line] = vector
+            self._apic_vectors[apic_line.gsi] = vector
+            self.apic_lines[vector] = apic_line
         return InterruptVector(vector, vector >> 4, self.active_processors)
 
-    def _allocate_apic_vector(self) -> int | None:
+    def _apic_line(self, interface_type: int, line: int) -> ApicLine | None:
+        madt = self.madt
+        if interface_type != INTERFACE_TYPE.PCIBus and line < ISA_IRQS:
+            if madt is None:
+                return ApicLine(line, line, False, False)  # no MADT: the ISA identity wiring
+            route = madt.isa_route(line)
+            return ApicLine(route.gsi, line, route.active_low, route.level)
+        isa_irq = madt.isa_irq_of(line) if madt is not None else (line if line < ISA_IRQS else None)
+        if isa_irq is not None and madt is not None:
+            route = madt.isa_route(isa_irq)
+            return ApicLine(line, isa_irq, route.active_low, route.level)
+        return ApicLine(line, isa_irq, False, True)
+
+    def _allocate_apic_vector(self, gsi: int) -> int | None:
         used = set(self._apic_vectors.values())
+        entries = self.ioapic_entries() or []
+        used |= {e.vector for pin, e in enumerate(entries) if pin != gsi and e.vector}  # routed elsewhere
+        if gsi < len(entries):
+            live = entries[gsi].vector
+            if CMCI_LEVEL << 4 <= live < CLOCK_LEVEL << 4 and live & 0xF != 0xF and live not in used:
+                return live
         for irql in range(CLOCK_LEVEL - 1, CMCI_LEVEL - 1, -1):
             for offset in range(15):
                 candidate = (irql << 4) + offset
@@ -962,14 +1050,19 @@ class Hal:
         """Bus-relative address → system physical address (§4.1, DDK4-k103_14).
 
         AddressSpace in: 0 memory, 1 I/O (anything else fails).  Only the start address is
-        checked against the bus's windows (the module docstring says where they come from);
+        checked against the bus's windows (the §4.1 table, or with
+        ``pci_translation="decoded"`` a PCI bus's real windows: module docstring);
         translation is the identity on a PC.  On success AddressSpace out is the system
         space the address lives in (0: map it with MmMapIoSpace, 1: use port I/O).
         """
         refused = Translation(False, AddressSpace, 0)
         if AddressSpace not in (0, 1) or BusAddress < 0:
             return refused
-        windows = self.bus_windows(InterfaceType, BusNumber)
+        if InterfaceType == INTERFACE_TYPE.PCIBus and self.pci_translation == "table":
+            windows = ({IO_SPACE: [(0, PORT_LIMIT)], MEMORY_SPACE: [(0, INTERNAL_MEMORY_LIMIT)]}
+                       if self._pci_bus_exists(BusNumber) else None)
+        else:
+            windows = self.bus_windows(InterfaceType, BusNumber)
         if windows is None:
             return refused
         space = IO_SPACE if AddressSpace == 1 else MEMORY_SPACE

@@ -1,4 +1,4 @@
-r"""Interrupt objects and their dispatch on the PC/AT PIC HAL: IoConnectInterrupt,
+r"""Interrupt objects and their dispatch on the PC/AT PIC HAL and the APIC HAL: IoConnectInterrupt,
 IoDisconnectInterrupt, KeSynchronizeExecution, and the CPU's side of taking an interrupt.
 
 A driver connects its ISR to the vector, IRQL and affinity HalGetInterruptVector gave
@@ -25,6 +25,18 @@ devices.  An interrupt no ISR claims is counted as spurious.  A connect takes an
 interrupt already pending at once: an ISR can be called before IoConnectInterrupt returns
 (seed 003), so it must recognise an interrupt that is not its device's.
 
+On the APIC HAL (``hal.interrupt_model == "apic"``) the same rules hold with the APIC's
+parts (:class:`ApicController`): the vector must be one HalGetInterruptVector handed out
+for an I/O APIC input; the first connect programs that input's redirection entry (the
+vector, fixed delivery to the boot processor's local APIC, edge for Latched and level for
+LevelSensitive, the MADT's polarity) and unmasks it, the last disconnect masks it; the
+8259s are masked for good and the local APIC enabled with LINT0 masked.  Taking an
+interrupt is the CPU's own: the probe guest's agent opens an interrupt window (its ``a``
+request) and answers the vector its CPU took from the local APIC; after the chain ran the
+HAL writes the local APIC's EOI register, which for a level vector also ends the I/O
+APIC's Remote IRR (a line still asserted is delivered again).  The APIC HAL therefore
+needs a bus with ``accept_interrupt`` and ``write_memory`` (:class:`InterruptAcceptor`).
+
 Interrupts are taken only when :meth:`InterruptManager.take_interrupts` is called (the
 harness stands in for the CPU; the guest, if any, runs with IF=0), so a test can make
 several devices interrupt before the "CPU" looks — which is how a shared line loses one.
@@ -34,8 +46,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Protocol, runtime_checkable
 
+from .apic import SPURIOUS_VECTOR, IoApic, LocalApic, RedirectionEntry, LAPIC_DEFAULT_ADDRESS, LAPIC_ID
 from .hal import CASCADE_IRQ, ISA_IRQS, PRIMARY_VECTOR_BASE, Hal
 from .resources import CM_RESOURCE_INTERRUPT_LATCHED
 from .status import NTSTATUS
@@ -72,13 +85,14 @@ class KINTERRUPT:
     affinity: int
     name: str = ""
     owner: Any = None                   # the driver object that connected it
+    line: int = -1                      # the controller input: ISA IRQ (PIC) or GSI (APIC)
     connected: bool = True
     calls: int = 0
     claimed: int = 0
 
     @property
     def irq(self) -> int:
-        return self.vector - PRIMARY_VECTOR_BASE
+        return self.line
 
     @property
     def mode_name(self) -> str:
@@ -114,18 +128,156 @@ class PicState:
         return bool(self.irr >> irq & 1)
 
 
+@runtime_checkable
+class InterruptAcceptor(Protocol):
+    """A bus whose CPU can take an interrupt on request (the probe guest's agent)."""
+
+    def accept_interrupt(self) -> int: ...
+
+    def write_memory(self, address: int, data: bytes) -> None: ...
+
+
+#: What :meth:`Controller.acknowledge` answers for an interrupt that has no line (the
+#: slave 8259 with nothing pending; the local APIC's spurious vector).
+SPURIOUS = -1
+
+
+class Controller:
+    """The HAL's side of one interrupt controller model."""
+
+    #: The controller's section in QEMU's ``info irq``.
+    qemu_name = ""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def line_of(self, vector: int) -> int | None:
+        """The input a device vector comes from, None for a vector the HAL never hands out."""
+        raise NotImplementedError
+
+    def set_line(self, vector: int, line: int, enabled: bool, mode: int) -> None:
+        """HalEnableSystemInterrupt / HalDisableSystemInterrupt."""
+        raise NotImplementedError
+
+    def acknowledge(self) -> tuple[int, int] | int | None:
+        """(line, vector) of the interrupt the CPU takes now, SPURIOUS, or None."""
+        raise NotImplementedError
+
+    def eoi(self, line: int, vector: int) -> None:
+        raise NotImplementedError
+
+
+class PicController(Controller):
+    """The two 8259s through their ports: poll (OCW3) as INTA, non-specific EOI."""
+
+    qemu_name = "isa-i8259"
+
+    def __init__(self, bus: Any) -> None:
+        self.bus = bus
+
+    def start(self) -> None:
+        """Mask every line but the cascade: lines are enabled as ISRs connect."""
+        self.bus.write_port(PIC_MASTER + 1, 0xFF & ~(1 << CASCADE_IRQ))
+        self.bus.write_port(PIC_SLAVE + 1, 0xFF)
+
+    def line_of(self, vector: int) -> int | None:
+        irq = vector - PRIMARY_VECTOR_BASE
+        return irq if 0 <= irq < ISA_IRQS and irq != CASCADE_IRQ else None
+
+    def set_line(self, vector: int, line: int, enabled: bool, mode: int) -> None:
+        port = PIC_MASTER + 1 if line < 8 else PIC_SLAVE + 1
+        bit = 1 << (line & 7)
+        imr = self.bus.read_port(port)
+        self.bus.write_port(port, imr & ~bit if enabled else imr | bit)
+        if enabled and line not in EDGE_ONLY_IRQS:
+            elcr_port = ELCR_PORTS[line >> 3]
+            elcr = self.bus.read_port(elcr_port)
+            self.bus.write_port(elcr_port, elcr | bit if mode == LevelSensitive else elcr & ~bit)
+
+    def acknowledge(self) -> tuple[int, int] | int | None:
+        self.bus.write_port(PIC_MASTER, OCW3_POLL)
+        master = self.bus.read_port(PIC_MASTER)
+        if not master & 0x80:
+            return None
+        irq = master & 7
+        if irq == CASCADE_IRQ:
+            self.bus.write_port(PIC_SLAVE, OCW3_POLL)
+            slave = self.bus.read_port(PIC_SLAVE)
+            if not slave & 0x80:
+                self.eoi(8, 0)
+                return SPURIOUS
+            irq = 8 + (slave & 7)
+        return irq, PRIMARY_VECTOR_BASE + irq
+
+    def eoi(self, line: int, vector: int) -> None:
+        if line >= 8:
+            self.bus.write_port(PIC_SLAVE, NON_SPECIFIC_EOI)
+        self.bus.write_port(PIC_MASTER, NON_SPECIFIC_EOI)
+
+
+class ApicController(Controller):
+    """The I/O APIC and the boot processor's local APIC (module docstring)."""
+
+    qemu_name = "ioapic"
+
+    def __init__(self, hal: Hal) -> None:
+        if not isinstance(hal.bus, InterruptAcceptor):
+            raise ValueError("the APIC HAL takes interrupts through the CPU: its bus must be the probe "
+                             "guest's agent (accept_interrupt and write_memory), not "
+                             f"{type(hal.bus).__name__}")
+        madt = hal.madt
+        if madt is None or not madt.ioapics:
+            raise ValueError("the APIC HAL needs an I/O APIC, and the firmware's MADT lists none")
+        self.hal = hal
+        self.bus: Any = hal.bus
+        self.ioapic = IoApic(hal.bus, madt.ioapics[0].address, madt.ioapics[0].gsi_base)
+        self.lapic = LocalApic(hal.bus, madt.local_apic or LAPIC_DEFAULT_ADDRESS)
+        self.destination = 0
+
+    def start(self) -> None:
+        """The 8259s masked for good, the local APIC enabled (LINT0 masked)."""
+        self.bus.write_port(PIC_MASTER + 1, 0xFF)
+        self.bus.write_port(PIC_SLAVE + 1, 0xFF)
+        self.lapic.enable()
+        self.destination = self.lapic.read(LAPIC_ID) >> 24
+
+    def line_of(self, vector: int) -> int | None:
+        line = self.hal.apic_lines.get(vector)
+        return None if line is None else line.gsi - self.ioapic.gsi_base
+
+    def set_line(self, vector: int, line: int, enabled: bool, mode: int) -> None:
+        if not enabled:
+            self.ioapic.mask(line)
+            return
+        source = self.hal.apic_lines[vector]
+        self.ioapic.set_entry(line, RedirectionEntry.build(vector, level=mode == LevelSensitive,
+                                                           active_low=source.active_low,
+                                                           destination=self.destination))
+
+    def acknowledge(self) -> tuple[int, int] | int | None:
+        vector = self.bus.accept_interrupt()
+        if vector == 0:
+            return None
+        if vector == SPURIOUS_VECTOR:
+            return SPURIOUS  # the local APIC's spurious vector takes no EOI
+        line = self.line_of(vector)
+        return (-1 if line is None else line), vector
+
+    def eoi(self, line: int, vector: int) -> None:
+        self.lapic.eoi()
+
+
 class InterruptManager:
-    """The kernel's interrupt objects and the PIC HAL's part in taking interrupts.
+    """The kernel's interrupt objects and the HAL's part in taking interrupts.
 
     ``wrap_call(interrupt)`` returns a context manager every ISR call runs in (the I/O
     manager attributes the ISR's register accesses to the driver that connected it).
     """
 
     def __init__(self, hal: Hal, *, wrap_call: Callable[[KINTERRUPT], ContextManager[Any]] | None = None) -> None:
-        if hal.interrupt_model != "pic":
-            raise ValueError("interrupt dispatch is modelled for the PC/AT PIC HAL only")
         self.hal = hal
         self.bus = hal.bus
+        self.controller: Controller = PicController(hal.bus) if hal.interrupt_model == "pic" else ApicController(hal)
         self.wrap_call = wrap_call or (lambda interrupt: contextlib.nullcontext())
         self.vectors: dict[int, list[KINTERRUPT]] = {}
         self.taken: list[TakenInterrupt] = []
@@ -147,22 +299,9 @@ class InterruptManager:
         return self.bus.read_port(PIC_MASTER) | self.bus.read_port(PIC_SLAVE) << 8
 
     def _init_hal(self) -> None:
-        """Mask every line but the cascade: lines are enabled as ISRs connect."""
         if not self._initialised:
-            self.bus.write_port(PIC_MASTER + 1, 0xFF & ~(1 << CASCADE_IRQ))
-            self.bus.write_port(PIC_SLAVE + 1, 0xFF)
+            self.controller.start()
             self._initialised = True
-
-    def _set_line(self, irq: int, enabled: bool, mode: int) -> None:
-        """HalEnableSystemInterrupt / HalDisableSystemInterrupt."""
-        port = PIC_MASTER + 1 if irq < 8 else PIC_SLAVE + 1
-        bit = 1 << (irq & 7)
-        imr = self.bus.read_port(port)
-        self.bus.write_port(port, imr & ~bit if enabled else imr | bit)
-        if enabled and irq not in EDGE_ONLY_IRQS:
-            elcr_port = ELCR_PORTS[irq >> 3]
-            elcr = self.bus.read_port(elcr_port)
-            self.bus.write_port(elcr_port, elcr | bit if mode == LevelSensitive else elcr & ~bit)
 
     # ------------------------------------------------------------------ connect
     def IoConnectInterrupt(self, ServiceRoutine: ServiceRoutine, ServiceContext: Any, SpinLock: Any,
@@ -177,19 +316,19 @@ class InterruptManager:
         if InterruptMode not in (LevelSensitive, Latched) or not 0 <= Irql <= HIGH_LEVEL \
                 or SynchronizeIrql < Irql or SynchronizeIrql > HIGH_LEVEL:
             return invalid
-        irq = Vector - PRIMARY_VECTOR_BASE
-        if not 0 <= irq < ISA_IRQS or irq == CASCADE_IRQ:
+        line = self.controller.line_of(Vector)
+        if line is None:
             return invalid
         chain = self.vectors.get(Vector, [])
         if chain and not (ShareVector and all(i.share_vector and i.mode == InterruptMode for i in chain)):
             return invalid
         interrupt = KINTERRUPT(ServiceRoutine, ServiceContext, Vector, Irql, SynchronizeIrql, InterruptMode,
                                bool(ShareVector), ProcessorEnableMask & self.hal.active_processors,
-                               name or getattr(ServiceRoutine, "__qualname__", "isr"), owner)
+                               name or getattr(ServiceRoutine, "__qualname__", "isr"), owner, line)
         self._init_hal()
         self.vectors.setdefault(Vector, []).append(interrupt)
         if len(self.vectors[Vector]) == 1:
-            self._set_line(irq, True, InterruptMode)
+            self.controller.set_line(Vector, line, True, InterruptMode)
         self.take_interrupts()           # what is pending now reaches the new ISR at once
         return NTSTATUS.STATUS_SUCCESS, interrupt
 
@@ -201,7 +340,7 @@ class InterruptManager:
         InterruptObject.connected = False
         if not chain:
             del self.vectors[InterruptObject.vector]
-            self._set_line(InterruptObject.irq, False, InterruptObject.mode)
+            self.controller.set_line(InterruptObject.vector, InterruptObject.line, False, InterruptObject.mode)
 
     def KeSynchronizeExecution(self, Interrupt: KINTERRUPT, SynchronizeRoutine: Callable[[Any], bool],
                                SynchronizeContext: Any) -> bool:
@@ -224,11 +363,16 @@ class InterruptManager:
         if not self._initialised:
             return out
         for _ in range(limit):
-            irq = self._acknowledge()
-            if irq is None:
+            taken = self.controller.acknowledge()
+            if taken is None:
                 break
-            out.append(self._dispatch(irq))
-            self._eoi(irq)
+            if taken == SPURIOUS:
+                out.append(TakenInterrupt(None, None, reason="the controller had nothing to deliver "
+                                                             "(spurious IRQ 15 / spurious vector kind)"))
+                continue
+            assert isinstance(taken, tuple)
+            out.append(self._dispatch(*taken))
+            self.controller.eoi(*taken)
         else:
             if out:
                 out[-1].reason = f"interrupt storm: {limit} interrupts in a row"
@@ -236,27 +380,7 @@ class InterruptManager:
         self.spurious += sum(1 for t in out if t.spurious)
         return out
 
-    def _acknowledge(self) -> int | None:
-        self.bus.write_port(PIC_MASTER, OCW3_POLL)
-        master = self.bus.read_port(PIC_MASTER)
-        if not master & 0x80:
-            return None
-        irq = master & 7
-        if irq == CASCADE_IRQ:
-            self.bus.write_port(PIC_SLAVE, OCW3_POLL)
-            slave = self.bus.read_port(PIC_SLAVE)
-            return 8 + (slave & 7) if slave & 0x80 else -1
-        return irq
-
-    def _eoi(self, irq: int) -> None:
-        if irq < 0 or irq >= 8:
-            self.bus.write_port(PIC_SLAVE, NON_SPECIFIC_EOI)
-        self.bus.write_port(PIC_MASTER, NON_SPECIFIC_EOI)
-
-    def _dispatch(self, irq: int) -> TakenInterrupt:
-        if irq < 0:
-            return TakenInterrupt(None, None, reason="the slave PIC had nothing pending (spurious IRQ 15 kind)")
-        vector = PRIMARY_VECTOR_BASE + irq
+    def _dispatch(self, irq: int, vector: int) -> TakenInterrupt:
         chain = list(self.vectors.get(vector, []))
         taken = TakenInterrupt(irq, vector)
         if not chain:
@@ -301,5 +425,5 @@ def interrupt_mode(flags: int) -> int:
     return Latched if flags & CM_RESOURCE_INTERRUPT_LATCHED else LevelSensitive
 
 
-__all__ = ["InterruptManager", "KINTERRUPT", "LevelSensitive", "Latched", "PicState", "TakenInterrupt",
-           "interrupt_mode"]
+__all__ = ["ApicController", "Controller", "InterruptAcceptor", "InterruptManager", "KINTERRUPT",
+           "LevelSensitive", "Latched", "PicController", "PicState", "TakenInterrupt", "interrupt_mode"]

@@ -37,7 +37,7 @@ from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
 from .dma import DmaManager
-from .interrupts import KINTERRUPT, InterruptManager
+from .interrupts import KINTERRUPT, InterruptAcceptor, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
@@ -169,10 +169,12 @@ class IoManager:
     """
 
     def __init__(self, registry: Registry, hal: Any = None, *, strict_verifier: bool = False,
-                 default_class: str = DEFAULT_RESOURCE_CLASS) -> None:
+                 default_class: str = DEFAULT_RESOURCE_CLASS, reactos_compat: bool = False) -> None:
         self.registry = registry
         self.hal = hal
         self.default_class = default_class
+        #: §2.5's switch: IoReportResourceUsage as ReactOS has it (see that method).
+        self.reactos_compat = reactos_compat
         self.arbiter = Arbiter()
         self.error_log = ErrorLog()
         self.drivers: dict[str, DriverObject] = {}
@@ -192,7 +194,8 @@ class IoManager:
         self.verifier = ClaimVerifier(self.arbiter, self.current_driver_name, strict=strict_verifier,
                                       sink=self._violations.append)
         self._take_over_resource_map()
-        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL; ISRs run attributed to
+        #: Interrupt objects (IoConnectInterrupt), on the PIC HAL, or the APIC HAL over a bus
+        #: whose CPU takes interrupts (the guest agent); ISRs run attributed to
         #: the driver that connected them.
         self.interrupts: InterruptManager | None = None
         #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
@@ -200,7 +203,7 @@ class IoManager:
         if hal is not None:
             hal.allocator = self
             hal.add_port_hook(self.verifier)
-            if hal.interrupt_model == "pic":
+            if hal.interrupt_model == "pic" or isinstance(hal.bus, InterruptAcceptor):
                 self.interrupts = InterruptManager(
                     hal, wrap_call=lambda i: self.running(i.owner) if i.owner is not None else contextlib.nullcontext())
 
@@ -340,8 +343,13 @@ class IoManager:
 
         * At least one of (DriverObject, DriverList, DriverListSize) and (DeviceObject,
           DeviceList, DeviceListSize) must be complete: non-null and non-zero; otherwise,
-          or when a size is smaller than its list or a list is malformed,
-          STATUS_INVALID_PARAMETER.  Both sets may be given; both are then claimed.
+          STATUS_INVALID_PARAMETER; a size smaller than its list or a malformed list,
+          STATUS_UNSUCCESSFUL (§2.1: "bad list").  Both sets may be given; both are
+          then claimed.
+        * ``reactos_compat``: after those checks, STATUS_SUCCESS with ConflictDetected
+          FALSE, and nothing written or logged — what ReactOS does (§2.2, §2.3: its
+          IoReportResourceUsage writes no ResourceMap entry and its detector, in the
+          non-silent mode this call uses, answers "no conflict").
         * The class key is DriverClassName, or :data:`DEFAULT_RESOURCE_CLASS` when None;
           a new name creates its key.
         * The lists are checked against every claim in the ResourceMap except the slots
@@ -369,7 +377,7 @@ class IoManager:
                 requests.append((Owner(DriverObject.name, DeviceObject.name, resource_class),
                                  self._list_argument(DeviceList, DeviceListSize, "DeviceList")))
         except ResourceFormatError:
-            return ReportResult(NTSTATUS.STATUS_INVALID_PARAMETER, False)
+            return ReportResult(NTSTATUS.STATUS_UNSUCCESSFUL, False)  # a bad list (§2.1 item 6)
         if not requests:
             return ReportResult(NTSTATUS.STATUS_INVALID_PARAMETER, False)
         if self.current_driver_name() is None:
@@ -377,6 +385,8 @@ class IoManager:
             self.journal.append(ReportCall(DriverObject.name, DeviceObject.name if True in lists else None,
                                            DriverClassName, lists.get(False), lists.get(True),
                                            bool(OverrideConflict)))
+        if self.reactos_compat:  # §2.2: its detector answers "no conflict"; nothing is written
+            return ReportResult(NTSTATUS.STATUS_SUCCESS, False)
         with self.arbiter.lock:
             replaced = [owner for owner, _ in requests]
             conflicts = [c for owner, resources in requests
@@ -694,8 +704,10 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
             sub = _sub(key, str(name))
             registry.create_key(sub)
             _write_parameters(registry, sub, value)
+        elif isinstance(value, CM_RESOURCE_LIST):   # a resource list setup wrote for the driver
+            registry.set_value(key, str(name), value, RegType.REG_RESOURCE_LIST)
         elif isinstance(value, bool) or not isinstance(value, (int, str, bytes)):
-            raise NtStatusError(f"parameter {name!r}: expected an integer, string, bytes or mapping, "
+            raise NtStatusError(f"parameter {name!r}: expected an integer, string, bytes, resource list or mapping, "
                                 f"got {value!r}", NTSTATUS.STATUS_INVALID_PARAMETER)
         elif isinstance(value, int):
             registry.set_value(key, str(name), value, RegType.REG_DWORD)

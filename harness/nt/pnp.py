@@ -42,6 +42,26 @@ then the second, ...), which :func:`exhaustive_solve` — plain enumeration of e
 combination in the same order — finds too; tests and ``make bench-pnp`` compare them.
 Every search has a node budget and a deadline (:class:`PnpSearchLimit`).
 
+Device problem codes (§6.3; cfg.h CM_PROB_*): :func:`assign` is what the PnP manager
+makes of the search for a whole tree.  Devices join in tree order (the order NT
+enumerates and starts them), each one only if it and every device already in can still
+be placed together (the search may move the earlier ones to other candidates, which NT's
+one-at-a-time arbiter would not); a device that cannot join gets CM_PROB_NORMAL_CONFLICT
+(Device Manager's "Code 12") and no resources.  The assignment of the others is then
+translated (HalTranslateBusAddress, HalGetInterruptVector, through the caller's
+``translate``); a device whose list does not translate gets CM_PROB_TRANSLATION_FAILED
+and loses its assignment, as ReactOS's ``IopAssignDeviceResources`` does.  The code is
+kept on the node (:attr:`DeviceNode.problem`) and in the registry: volatile
+``Enum\...\Control`` values ``Problem`` (REG_DWORD) and ``StatusFlags`` with
+DN_HAS_PROBLEM (**MODEL**: NT keeps both in the device node and hands them out through
+CM_Get_DevNode_Status; no public source gives a registry value for them).
+
+Adding a configuration (:func:`add_log_conf`, CM_Add_Empty_Log_Conf with its ``ulFlags``):
+a requirements configuration (Basic, Filtered, Override) takes further alternative lists,
+placed among the lists of the same LCPRI first (PRIORITY_EQUAL_FIRST) or last
+(PRIORITY_EQUAL_LAST) and otherwise by ascending LCPRI; Boot, Forced and Alloc are one per
+device (a second is refused, CR_ALREADY_SUCH_LOGCONF).
+
 When no assignment exists, :func:`unsatisfiable_core` reports a set of devices that cannot
 be satisfied together: deletion-based (drop a device whenever the rest stays
 unsatisfiable), which gives a *minimal* (irreducible) core; then, within a budget, every
@@ -55,14 +75,15 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .arbiter import Arbiter, Claim, Conflict, Owner, claims_of, groups_of
 from .registry import MACHINE, RegType, Registry
 from .resources import (CM_RESOURCE_LIST, ConfigDataRequirement, DmaRequirement,
                         IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST,
-                        InterruptRequirement, LCPRI_BOOTCONFIG, LCPRI_FORCECONFIG, LCPRI_NORMAL,
-                        MemoryRequirement, PortRequirement, describe_range)
+                        INTERFACE_TYPE, InterruptRequirement, LCPRI_BOOTCONFIG, LCPRI_DISABLED,
+                        LCPRI_FORCECONFIG, LCPRI_NORMAL, Interrupt, Memory, MemoryRequirement, Port,
+                        PortRequirement, describe_range)
 from .status import NTSTATUS
 
 ENUM = MACHINE + r"\SYSTEM\CurrentControlSet\Enum"
@@ -112,6 +133,27 @@ class PnpError(Exception):
     pass
 
 
+# Device problem codes (cfg.h) and the devnode status bit that says one is set.
+CM_PROB_NORMAL_CONFLICT = 0x0C
+CM_PROB_TRANSLATION_FAILED = 0x21
+PROBLEM_NAMES = {CM_PROB_NORMAL_CONFLICT: "CM_PROB_NORMAL_CONFLICT",
+                 CM_PROB_TRANSLATION_FAILED: "CM_PROB_TRANSLATION_FAILED"}
+DN_HAS_PROBLEM = 0x00000400
+PROBLEM_VALUE, STATUS_VALUE = "Problem", "StatusFlags"
+
+# CM_Add_Empty_Log_Conf flags (cfgmgr32.h, §6.1).
+PRIORITY_EQUAL_FIRST = 0x8
+PRIORITY_EQUAL_LAST = 0x0
+PRIORITY_BIT = 0x8
+LOG_CONF_BITS = 0x7
+#: cfgmgr32's LOG_CONF type numbers for the six configuration types.
+LOG_CONF_TYPES = {0: "BASIC", 1: "FILTERED", 2: "ALLOC", 3: "BOOT", 4: "FORCED", 5: "OVERRIDE"}
+
+
+def problem_name(code: int) -> str:
+    return PROBLEM_NAMES.get(code, f"problem {code:#x}")
+
+
 class PnpSearchLimit(PnpError):
     """The search ran out of its node budget or its time before deciding."""
 
@@ -137,6 +179,9 @@ class DeviceNode:
     #: Fixed claims only this device must keep clear of (e.g. windows of bridges it is not behind).
     avoid: tuple[Claim, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    #: CM_PROB_* set by :func:`assign` (0: none) and why, in words.
+    problem: int = 0
+    problem_detail: str = ""
 
     def get(self, kind: ConfigType) -> Any:
         return self.configs.get(kind)
@@ -166,6 +211,49 @@ def with_priority(priority: int, *descriptors: IO_RESOURCE_DESCRIPTOR) -> IO_RES
 def list_priority(alternative: IO_RESOURCE_LIST) -> int:
     first = alternative.descriptors[0] if alternative.descriptors else None
     return first.priority if isinstance(first, ConfigDataRequirement) else LCPRI_NORMAL
+
+
+def add_log_conf(node: DeviceNode, flags: int, priority: int, resources: Any, *,
+                 interface_type: int = INTERFACE_TYPE.Isa, bus_number: int = 0, slot_number: int = 0) -> int:
+    """CM_Add_Empty_Log_Conf with its resource descriptors (module docstring).
+
+    ``flags`` = the LOG_CONF type (0 Basic, 1 Filtered, 2 Alloc, 3 Boot, 4 Forced,
+    5 Override) | PRIORITY_EQUAL_FIRST or PRIORITY_EQUAL_LAST.  A requirements type takes
+    ``resources`` as an IO_RESOURCE_LIST (its descriptors; a leading ConfigData is replaced
+    by ``priority``) and returns the new list's index; a resource-list type takes a
+    CM_RESOURCE_LIST, is one per device, and returns 0.  The interface, bus and slot name
+    the requirements list when the node has none of that type yet."""
+    if flags & ~(LOG_CONF_BITS | PRIORITY_BIT):
+        raise PnpError(f"{node.name}: log conf flags {flags:#x} have bits other than the type and "
+                       f"PRIORITY_EQUAL_FIRST ({PRIORITY_EQUAL_FIRST:#x})")
+    type_name = LOG_CONF_TYPES.get(flags & LOG_CONF_BITS)
+    if type_name is None:
+        raise PnpError(f"{node.name}: log conf type {flags & LOG_CONF_BITS} is not one of "
+                       + ", ".join(f"{k} ({v})" for k, v in LOG_CONF_TYPES.items()))
+    if not 0 <= priority <= LCPRI_DISABLED:
+        raise PnpError(f"{node.name}: priority {priority:#x} is outside LCPRI_FORCECONFIG..LCPRI_DISABLED")
+    kind = ConfigType[type_name]
+    if not kind.is_requirements:
+        if not isinstance(resources, CM_RESOURCE_LIST):
+            raise PnpError(f"{node.name}: a {kind.label} configuration is a CM_RESOURCE_LIST")
+        if node.configs.get(kind) is not None:
+            raise PnpError(f"{node.name}: a device has one {kind.label} configuration, and it has one")
+        node.configs[kind] = resources
+        return 0
+    if not isinstance(resources, IO_RESOURCE_LIST):
+        raise PnpError(f"{node.name}: a {kind.label} configuration takes IO_RESOURCE_LISTs")
+    body = [d for d in resources.descriptors if not isinstance(d, ConfigDataRequirement)]
+    new = with_priority(priority, *body)
+    existing = node.configs.get(kind)
+    if existing is None:
+        existing = IO_RESOURCE_REQUIREMENTS_LIST(interface_type, bus_number, slot_number, ())
+    lists = list(existing.lists)
+    first = bool(flags & PRIORITY_EQUAL_FIRST)
+    at = next((i for i, alt in enumerate(lists)
+               if (list_priority(alt) >= priority if first else list_priority(alt) > priority)), len(lists))
+    lists.insert(at, new)
+    node.configs[kind] = replace(existing, lists=tuple(lists))
+    return at
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,11 +333,18 @@ def store_node(registry: Registry, node: DeviceNode) -> None:
             registry.set_value(logconf, kind.value, value, reg_type)
         alloc = node.configs.get(ConfigType.ALLOC)
         control = f"{key}\\{CONTROL}"
-        if alloc is not None:
+        if alloc is not None or node.problem:
             registry.create_key(control, volatile=True)
+        if alloc is not None:
             registry.set_value(control, ConfigType.ALLOC.value, alloc, RegType.REG_RESOURCE_LIST)
         elif registry.key_exists(control):
             registry.delete_value(control, ConfigType.ALLOC.value, missing_ok=True)
+        if node.problem:
+            registry.set_value(control, PROBLEM_VALUE, node.problem, RegType.REG_DWORD)
+            registry.set_value(control, STATUS_VALUE, DN_HAS_PROBLEM, RegType.REG_DWORD)
+        elif registry.key_exists(control):
+            registry.delete_value(control, PROBLEM_VALUE, missing_ok=True)
+            registry.delete_value(control, STATUS_VALUE, missing_ok=True)
 
 
 def load_node(registry: Registry, instance_path: str) -> DeviceNode:
@@ -270,6 +365,7 @@ def load_node(registry: Registry, instance_path: str) -> DeviceNode:
         alloc = registry.get(control, ConfigType.ALLOC.value, None)
         if alloc is not None:
             node.configs[ConfigType.ALLOC] = alloc
+        node.problem = registry.get(control, PROBLEM_VALUE, 0)
     return node
 
 
@@ -597,6 +693,77 @@ def _refusals(order: Sequence[DeviceNode], cands: dict[str, list[Candidate]], so
     return out
 
 
+#: ``translate(node, resources)``: None when the HAL translates every descriptor, else why not.
+Translator = Callable[[DeviceNode, CM_RESOURCE_LIST], "str | None"]
+
+
+def assign(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *, translate: Translator | None = None,
+           solution: Solution | None = None, budget: int = DEFAULT_NODE_BUDGET,
+           timeout: float = DEFAULT_TIMEOUT) -> Solution:
+    """What the PnP manager makes of the tree (module docstring): the devices that get
+    resources, and a CM_PROB_* on each node that does not (set here, cleared on the
+    others).  ``solution``: the full tree's :func:`solve`, if already made."""
+    _check_names(nodes)
+    cands = {n.name: candidates(n) for n in nodes}
+    for n in nodes:
+        n.problem, n.problem_detail = 0, ""
+    if solution is None:
+        solution = solve(nodes, base, budget=budget, timeout=timeout, cands=cands)
+    placed = list(nodes)
+    if not solution.satisfiable:
+        placed = []
+        for node in nodes:                # tree order: who was there first keeps its place
+            trial = solve(placed + [node], base, budget=budget, timeout=timeout,
+                          cands={n.name: cands[n.name] for n in placed + [node]})
+            if trial.satisfiable:
+                placed.append(node)
+                solution = trial
+            else:
+                node.problem = CM_PROB_NORMAL_CONFLICT
+        if not placed:
+            solution = Solution(True, {}, [], solution.stats)
+        everything = _working_arbiter(base, nodes)
+        for name, choice in solution.choices.items():
+            everything.replace(choice.node.owner, claims_of(choice.node.owner, choice.resources))
+        avoid = _Avoid(nodes)
+        for node in nodes:
+            if node.problem:
+                blockers = [c for rank, cand in enumerate(cands[node.name])
+                            for c in _realise(node, cand, everything, avoid, {}, rank)[2]]
+                node.problem_detail = ("no candidate configuration is free: " + describe_conflicts(blockers)
+                                       if cands[node.name] else "it has no candidate configuration")
+    if translate is not None:
+        for name, choice in list(solution.choices.items()):
+            why = translate(choice.node, choice.resources)
+            if why:
+                choice.node.problem = CM_PROB_TRANSLATION_FAILED
+                choice.node.problem_detail = why
+                del solution.choices[name]
+    solution.satisfiable = not any(n.problem for n in nodes)
+    return solution
+
+
+def hal_translator(hal: Any) -> Translator:
+    """A :data:`Translator` through a HAL: each port and memory range by
+    HalTranslateBusAddress, each interrupt by HalGetInterruptVector (as the I/O manager
+    makes ``.Translated``, but a refusal is a failure here, not a copy of the raw value)."""
+    def translate(node: DeviceNode, resources: CM_RESOURCE_LIST) -> str | None:
+        for full in resources.descriptors:
+            bus = f"{INTERFACE_TYPE(full.interface_type).name} bus {full.bus_number}"
+            for p in full.partials:
+                if isinstance(p, (Port, Memory)):
+                    if not hal.HalTranslateBusAddress(full.interface_type, full.bus_number, p.start,
+                                                      1 if isinstance(p, Port) else 0):
+                        space = "port" if isinstance(p, Port) else "memory"
+                        return f"HalTranslateBusAddress refuses {space} {describe_range(p)} on {bus}"
+                elif isinstance(p, Interrupt):
+                    if not hal.HalGetInterruptVector(full.interface_type, full.bus_number,
+                                                     p.level or p.vector, p.vector or p.level):
+                        return f"HalGetInterruptVector gives no vector for {describe_range(p)} on {bus}"
+        return None
+    return translate
+
+
 def exhaustive_solve(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *,
                      budget: int = 2_000_000) -> Solution:
     """Every combination of candidates in the static order (the last device varying
@@ -725,4 +892,6 @@ __all__ = ["ConfigType", "DeviceNode", "Candidate", "Choice", "Solution", "Searc
            "exhaustive_solve", "unsatisfiable_core", "exhaustive_minimum_core", "with_priority",
            "list_priority", "static_order", "ENUM", "IRP_MJ_PNP", "IRP_MN_QUERY_RESOURCES",
            "IRP_MN_QUERY_RESOURCE_REQUIREMENTS", "IRP_MN_FILTER_RESOURCE_REQUIREMENTS",
-           "PNP_RESOURCE_CLASS", "PNP_MANAGER", "EXPAND_LIMIT"]
+           "PNP_RESOURCE_CLASS", "PNP_MANAGER", "EXPAND_LIMIT", "assign", "add_log_conf", "problem_name",
+           "CM_PROB_NORMAL_CONFLICT", "CM_PROB_TRANSLATION_FAILED", "DN_HAS_PROBLEM", "PRIORITY_EQUAL_FIRST",
+           "PRIORITY_EQUAL_LAST", "Translator", "hal_translator"]

@@ -18,14 +18,42 @@ Format as regedit 5.00 writes it:
   spaces; ``[-KEY]`` deletes a key tree and ``"name"=-`` a value (import only).
 
 Export is exact: a REG_SZ/REG_DWORD whose bytes are not the canonical form of a string or
-a 4-byte number (missing terminator, embedded line breaks, wrong size) is written in
+a 4-byte number (missing terminator, embedded line breaks or NULs, wrong size) is written in
 ``hex(1):``/``hex(4):`` form, so importing the file restores the same bytes.
+
+Import reads the dialect regedit accepts, as Wine's regedit implements it
+(``programs/regedit/regproc.c``, a line-by-line state machine):
+
+* the header on line 1 (blanks before it allowed): ``Windows Registry Editor Version 5.00``
+  or ``REGEDIT4``; the encoding comes from the bytes, not the header: UTF-16LE with a BOM,
+  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed). In an ANSI file string types in
+  hex form (``hex(1)``, ``hex(2)``, ``hex(7)``) are ANSI bytes, stored as UTF-16LE with a
+  terminating NUL added when missing; in a UTF-16 file they are stored as written (Wine
+  would add a missing terminator there too; the exact bytes keep export→import lossless);
+* lines end at CRLF, LF or a lone CR, except a lone CR inside a quoted string, which is part
+  of the string; blanks (space, tab) may precede any line and surround ``=``;
+* ``;`` starts a comment line, and may follow a complete key line, value or continuation
+  ``\``; blank lines and comment lines inside a hex continuation are skipped, and a file
+  that ends right after ``\`` ends the value there (as Wine does);
+* type prefixes are matched case-insensitively, as regedit accepts ``DWORD:``/``HEX:``
+  (Wine's regproc.c compares them case-sensitively);
+  ``dword:`` takes 1 to 8 hex digits; ``hex(N):`` any N up to ``ffffffff``; hex bytes are
+  1 or 2+ digits up to ff separated by ``,`` (blanks before a byte allowed, not before a
+  comma), a trailing comma allowed;
+* strings and names unescape ``\\``, ``\"``, ``\n``, ``\r``, ``\0`` (a REG_SZ ends at
+  a ``\0``, as regedit stores it) and read any other ``\c`` as ``c``;
+* the key name runs to the last ``]`` of the line; ``[-KEY]`` deletes a key tree (a
+  missing one is no error; values after it need a new ``[KEY]`` line); ``"name"=-``
+  deletes a value.
+
+Wine skips a line it cannot read and goes on; here such a line refuses the whole file
+(:class:`~harness.nt.errors.RegFileError` naming ``file:line`` and what was expected) and
+nothing is applied: the import is one transaction.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from ..atomicio import write_bytes
@@ -66,8 +94,13 @@ def from_hkey(name: str) -> str:
 # Export
 
 
+_NAME_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\0": "\\0", "\n": "\\n", "\r": "\\r"})
+
+
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted name or string, with regedit's escapes: ``\\0``, ``\\n``, ``\\r`` keep a
+    NUL or a line break from ending the line (strings with them are exported in hex)."""
+    return '"' + text.translate(_NAME_ESCAPES) + '"'
 
 
 def _hex_form(prefix: str, data: bytes) -> list[str]:
@@ -92,14 +125,14 @@ def _one_line(text: str, what: str) -> str:
 
 
 def _value_lines(v: RegistryValue) -> list[str]:
-    name = "@" if v.name == "" else _quote(_one_line(v.name, "value name"))
+    name = "@" if v.name == "" else _quote(v.name)
     if v.type == RegType.REG_SZ:
         try:
             text = decode_value(v.type, v.data)
             canonical = encode_value(text, RegType.REG_SZ)[1] == v.data
         except RegistryError:
             canonical = False
-        if canonical and not any(c in text for c in "\r\n"):
+        if canonical and not any(c in text for c in "\r\n\0"):
             return [f"{name}={_quote(text)}"]
     if v.type == RegType.REG_DWORD and len(v.data) == 4:
         return [f"{name}=dword:{int.from_bytes(v.data, 'little'):08x}"]
@@ -126,7 +159,7 @@ def export_reg(registry: Registry, out: str | os.PathLike, path: str = MACHINE) 
 
 
 # ---------------------------------------------------------------------------------------
-# Import
+# Import: the dialect regedit and Wine's regedit (programs/regedit/regproc.c) accept
 
 
 @dataclass(frozen=True)
@@ -141,8 +174,18 @@ class RegOperation:
     data: bytes = b""
 
 
-def decode_reg_bytes(raw: bytes, source: str = "<reg>") -> str:
-    """Decode a .reg file: UTF-16LE with BOM, or UTF-8 with or without BOM."""
+@dataclass(frozen=True)
+class RegText:
+    """The text of a .reg file and how it was stored: ``unicode`` for UTF-16LE with a BOM
+    (what regedit 5.00 writes); otherwise the file is "ANSI" (REGEDIT4's encoding, read
+    as UTF-8 here, with or without a UTF-8 BOM)."""
+
+    text: str
+    unicode: bool
+
+
+def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
+    """Decode a .reg file: UTF-16LE with BOM, or ANSI/UTF-8 (with or without BOM)."""
     if raw.startswith(b"\xff\xfe"):
         codec, body = "utf-16-le", raw[2:]
     elif raw.startswith(b"\xfe\xff"):
@@ -153,147 +196,305 @@ def decode_reg_bytes(raw: bytes, source: str = "<reg>") -> str:
     else:
         codec, body = "utf-8", raw
     try:
-        return body.decode(codec, "surrogatepass" if codec == "utf-16-le" else "strict")
+        text = body.decode(codec, "surrogatepass" if codec == "utf-16-le" else "strict")
     except UnicodeDecodeError as e:
         line = body[:e.start].count(b"\n" if codec == "utf-8" else b"\n\0") + 1
         raise RegFileError(f"invalid {codec.upper()} at byte {e.start} (expected UTF-16LE "
                            "with BOM or UTF-8)", source=source, line=line) from None
+    return RegText(text, codec == "utf-16-le")
 
 
-_LINE_SPLIT = re.compile(r"\r\n|\n|\r")
-_HEX_PREFIX = re.compile(r"hex(?:\(([0-9A-Fa-f]{1,8})\))?:", re.ASCII)
-_DWORD = re.compile(r"dword:([0-9A-Fa-f]{1,8})\s*$", re.ASCII)
-_BYTE = re.compile(r"[0-9A-Fa-f]{1,2}", re.ASCII)
+def decode_reg_bytes(raw: bytes, source: str = "<reg>") -> str:
+    """The text of a .reg file (see :func:`read_reg_bytes`)."""
+    return read_reg_bytes(raw, source).text
 
 
-def _parse_quoted(text: str, pos: int, lineno: int, source: str, what: str) -> tuple[str, int]:
-    """Parse ``"..."`` starting at text[pos] == '"'; returns (content, index after)."""
-    out, i = [], pos + 1
-    while i < len(text):
+HEADER_4 = "REGEDIT4"
+_BLANK = " \t"                      # what regedit skips around tokens (not other whitespace)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ, RegType.REG_MULTI_SZ)
+_ESCAPES = {"n": "\n", "r": "\r", "0": "\0", "\\": "\\", '"': '"'}
+
+
+def _physical_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text) per line. Lines end at CRLF, LF or a lone CR — except a lone CR
+    inside a quoted string, which is a character of the string (a value exported with a
+    bare CR in it reads back). Quotes are tracked with regedit's escapes, outside comments."""
+    lines, current, number = [], [], 1
+    quoted = comment = key_line = started = False
+    i, n = 0, len(text)
+    while i < n:
         c = text[i]
-        if c == "\\" and i + 1 < len(text) and text[i + 1] in '\\"':
-            out.append(text[i + 1])
-            i += 2
+        if c == "\n" or (c == "\r" and (not quoted or text[i + 1:i + 2] == "\n")):
+            lines.append((number, "".join(current)))
+            current, quoted, comment, key_line, started = [], False, False, False, False
+            number += 1
+            i += 2 if text[i:i + 2] == "\r\n" else 1
             continue
-        if c == '"':
-            return "".join(out), i + 1
-        out.append(c)
-        i += 1
-    raise RegFileError(f"unterminated {what}: expected a closing '\"'", source=source,
-                       line=lineno)
-
-
-def _parse_hex(body: str, lineno: int, source: str) -> bytes:
-    body = body.strip()
-    if not body:
-        return b""
-    items = [item.strip() for item in body.split(",")]
-    if len(items) > 1 and items[-1] == "":
-        items.pop()  # tolerate one trailing comma
-    out = bytearray()
-    for item in items:
-        if not _BYTE.fullmatch(item):
-            raise RegFileError(f"expected a hex byte like '0a', got {item!r}", source=source,
-                               line=lineno)
-        out.append(int(item, 16))
-    return bytes(out)
-
-
-def parse_reg(text: str, source: str = "<reg>") -> list[RegOperation]:
-    """Parse .reg text into operations; every error names ``source:line`` and what was
-    expected there."""
-    lines = _LINE_SPLIT.split(text)
-    ops: list[RegOperation] = []
-    i, seen_header, current = 0, False, None
-    while i < len(lines):
-        lineno, line = i + 1, lines[i]
-        i += 1
-        stripped = line.strip()
-        if not seen_header:
-            if stripped == "":
+        if not started and c not in _BLANK:
+            started = True
+            key_line = c == "["  # a key name has no quoted strings: a '"' in it is a character
+        if not comment and not key_line:
+            if quoted and c == "\\" and i + 1 < n and text[i + 1] not in "\r\n":
+                current.append(text[i:i + 2])
+                i += 2
                 continue
-            if stripped == "REGEDIT4":
-                raise RegFileError("REGEDIT4 (ANSI) files are not supported; expected "
-                                   f"'{HEADER}'", source=source, line=lineno)
-            if stripped != HEADER:
-                raise RegFileError(f"expected the header '{HEADER}', got {stripped[:60]!r}",
-                                   source=source, line=lineno)
-            seen_header = True
-            continue
-        if stripped == "" or stripped.startswith(";"):
-            continue
-        if stripped.startswith("["):
-            if not stripped.endswith("]"):
-                raise RegFileError("expected ']' at the end of the key line", source=source,
-                                   line=lineno)
-            name = stripped[1:-1]
-            delete = name.startswith("-")
-            try:
-                path = from_hkey(name[1:] if delete else name)
-                split_path(path)
-            except (ValueError, RegistryError) as e:
-                printable = name.encode("utf-8", "backslashreplace").decode()  # lone surrogates
-                raise RegFileError(f"bad key [{printable}]: {e}", source=source,
-                                   line=lineno) from None
-            if delete:
-                ops.append(RegOperation(lineno, "delete_key", path))
-                current = None
+            if c == '"':
+                quoted = not quoted
+            elif c == ";" and not quoted:
+                comment = True
+        current.append(c)
+        i += 1
+    if current or not lines:  # the last line, when the text does not end with a line break
+        lines.append((number, "".join(current)))
+    return lines
+
+
+def _rest_is_comment(rest: str) -> bool:
+    """Only blanks, or blanks then a ``;`` comment, may follow a complete item."""
+    rest = rest.lstrip(_BLANK)
+    return not rest or rest.startswith(";")
+
+
+class _Parser:
+    """regproc.c's state machine, reading lines; where Wine would skip a line (after a
+    message, or silently) this parser refuses the file naming ``source:line``."""
+
+    def __init__(self, text: str, source: str, unicode: bool) -> None:
+        self.lines = _physical_lines(text)
+        self.source = source
+        self.unicode = unicode
+        self.index = 0
+        self.current: str | None = None
+        self.ops: list[RegOperation] = []
+
+    def error(self, lineno: int, message: str) -> RegFileError:
+        return RegFileError(message, source=self.source, line=lineno)
+
+    def next_line(self) -> tuple[int, str] | None:
+        if self.index >= len(self.lines):
+            return None
+        self.index += 1
+        lineno, line = self.lines[self.index - 1]
+        if "\0" in line:
+            raise self.error(lineno, "NUL character in the file (regedit reads a line only up "
+                                     "to it)")
+        return lineno, line
+
+    # ----------------------------------------------------------------- header
+    def header(self) -> None:
+        first = self.next_line()
+        line = (first[1] if first else "").lstrip(_BLANK)
+        if line in (HEADER, HEADER_4):
+            return
+        if not first or not line.strip():
+            raise self.error(1, f"empty first line: expected the header '{HEADER}' or "
+                                f"'{HEADER_4}' on line 1")
+        if line == "REGEDIT":
+            raise self.error(1, "a Windows 3.1 'REGEDIT' file (only HKEY_CLASSES_ROOT lines): "
+                                f"expected '{HEADER}' or '{HEADER_4}'")
+        if line.startswith("REGEDIT"):
+            raise self.error(1, f"header {line[:40]!r}: regedit accepts it but imports nothing; "
+                                f"expected '{HEADER}' or '{HEADER_4}'")
+        raise self.error(1, f"expected the header '{HEADER}' or '{HEADER_4}', got "
+                            f"{line[:60]!r}")
+
+    # ----------------------------------------------------------------- lines
+    def run(self) -> list[RegOperation]:
+        self.header()
+        while (item := self.next_line()) is not None:
+            lineno, line = item
+            body = line.lstrip(_BLANK)
+            if not body or body.startswith(";"):
+                continue
+            if body.startswith("["):
+                self.key_line(lineno, body[1:])
+            elif body.startswith("@"):
+                self.value(lineno, "", body[1:])
+            elif body.startswith('"'):
+                name, rest = self.quoted(lineno, body[1:], "value name")
+                self.value(lineno, name, rest)
             else:
-                ops.append(RegOperation(lineno, "key", path))
-                current = path
-            continue
-        if stripped[0] not in '@"':
-            raise RegFileError("expected '[KEY]', '\"name\"=…', '@=…' or a ';' comment, got "
-                               f"{stripped[:40]!r}", source=source, line=lineno)
-        if current is None:
-            raise RegFileError("value line outside a key section (expected a '[KEY]' line "
-                               "first)", source=source, line=lineno)
-        if stripped[0] == "@":
-            name, pos = "", 1
-        else:
-            name, pos = _parse_quoted(stripped, 0, lineno, source, "value name")
-        rest = stripped[pos:].lstrip()
+                raise self.error(lineno, "expected '[KEY]', '\"name\"=…', '@=…', a ';' comment "
+                                         f"or a blank line, got {body[:40]!r}")
+        return self.ops
+
+    def key_line(self, lineno: int, body: str) -> None:
+        end = body.rfind("]")  # regedit: the key name ends at the last ']' of the line
+        if end < 0:
+            raise self.error(lineno, "expected ']' at the end of the key name")
+        if body[:1] in (" ", "\t"):
+            raise self.error(lineno, "a key name cannot start with a blank ('[ ' is a line "
+                                     "regedit skips)")
+        if not _rest_is_comment(body[end + 1:]):
+            raise self.error(lineno, f"unexpected {body[end + 1:].strip()[:20]!r} after ']' "
+                                     "(expected the end of the line or a ';' comment)")
+        name = body[:end]
+        delete = name.startswith("-")
+        if delete:
+            name = name[1:]
+            if name[:1] not in ("H", "h"):
+                raise self.error(lineno, f"[-{name[:30]}]: expected a key name starting with "
+                                         "HKEY_ after '-'")
+        try:
+            path = from_hkey(name)
+            if delete and len(split_path(path)) < 2:
+                raise RegistryError("a root key cannot be deleted")
+            split_path(path)
+        except (ValueError, RegistryError) as e:
+            printable = name.encode("utf-8", "backslashreplace").decode()  # lone surrogates
+            detail = e.message if isinstance(e, RegistryError) else str(e)
+            raise self.error(lineno, f"bad key [{'-' if delete else ''}{printable}]: "
+                                     f"{detail}") from None
+        self.ops.append(RegOperation(lineno, "delete_key" if delete else "key", path))
+        self.current = None if delete else path  # regedit closes the key after [-KEY]
+
+    def quoted(self, lineno: int, text: str, what: str) -> tuple[str, str]:
+        """Unescape up to the closing quote (regedit's escapes: \\n \\r \\0 \\\\ \\"; any
+        other ``\\c`` is ``c``); returns (content, text after the quote)."""
+        out, i = [], 0
+        while i < len(text):
+            c = text[i]
+            if c == "\\":
+                if i + 1 >= len(text):
+                    break
+                out.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+                i += 2
+                continue
+            if c == '"':
+                return "".join(out), text[i + 1:]
+            out.append(c)
+            i += 1
+        raise self.error(lineno, f"unterminated {what}: expected a closing '\"'")
+
+    # ----------------------------------------------------------------- values
+    def value(self, lineno: int, name: str, rest: str) -> None:
+        rest = rest.lstrip(_BLANK)
         if not rest.startswith("="):
-            raise RegFileError(f"expected '=' after the value name, got {rest[:20]!r}",
-                               source=source, line=lineno)
-        data_text = rest[1:].lstrip()
-        if data_text == "-":
-            ops.append(RegOperation(lineno, "delete_value", current, name))
-            continue
-        if data_text.startswith('"'):
-            value, end = _parse_quoted(data_text, 0, lineno, source, "string value")
-            if data_text[end:].strip():
-                raise RegFileError(f"unexpected {data_text[end:].strip()[:20]!r} after the "
-                                   "closing quote", source=source, line=lineno)
-            if "\0" in value:  # regedit writes such data as hex(1):
-                raise RegFileError("NUL inside a quoted string value", source=source, line=lineno)
-            ops.append(RegOperation(lineno, "value", current, name, RegType.REG_SZ,
-                                    encode_value(value, RegType.REG_SZ)[1]))
-            continue
-        if m := _DWORD.match(data_text):
-            ops.append(RegOperation(lineno, "value", current, name, RegType.REG_DWORD,
-                                    int(m.group(1), 16).to_bytes(4, "little")))
-            continue
-        if m := _HEX_PREFIX.match(data_text):
-            reg_type = RegType.REG_BINARY if m.group(1) is None else int(m.group(1), 16)
-            body = data_text[m.end():]
-            while body.rstrip().endswith("\\"):  # continuation line
-                body = body.rstrip()[:-1]
-                if i >= len(lines) or not lines[i].strip():
-                    where = "file ends" if i >= len(lines) else "blank line"
-                    raise RegFileError(f"{where} inside a hex continuation (expected another "
-                                       "line of hex bytes after '\\')", source=source,
-                                       line=lineno)
-                body += lines[i].strip()
-                i += 1
-            ops.append(RegOperation(lineno, "value", current, name, reg_type,
-                                    _parse_hex(body, lineno, source)))
-            continue
-        raise RegFileError("expected a quoted string, dword:XXXXXXXX, hex:…, hex(N):… or '-' "
-                           f"after '=', got {data_text[:30]!r}", source=source, line=lineno)
-    if not seen_header:
-        raise RegFileError(f"empty file: expected the header '{HEADER}'", source=source, line=1)
-    return ops
+            raise self.error(lineno, f"expected '=' after the value name, got {rest[:20]!r}")
+        data = rest[1:].strip(_BLANK)
+        if self.current is None:
+            raise self.error(lineno, "value line outside a key section (expected a '[KEY]' "
+                                     "line first)")
+        if data.startswith("-"):
+            if not _rest_is_comment(data[1:]):
+                raise self.error(lineno, f"unexpected {data[1:].strip()[:20]!r} after '=-' "
+                                         "(expected the end of the line or a ';' comment)")
+            self.ops.append(RegOperation(lineno, "delete_value", self.current, name))
+            return
+        lower = data.lower()  # type prefixes are matched case-insensitively (DWORD:, HEX:)
+        if data.startswith('"'):
+            text, after = self.quoted(lineno, data[1:], "string value")
+            if not _rest_is_comment(after):
+                raise self.error(lineno, f"unexpected {after.strip()[:20]!r} after the closing "
+                                         "quote (expected the end of the line or a ';' comment)")
+            text = text.split("\0", 1)[0]  # regedit stores the string up to a \0
+            self.set(lineno, name, RegType.REG_SZ, encode_value(text, RegType.REG_SZ)[1])
+        elif lower.startswith("dword:"):
+            self.set(lineno, name, RegType.REG_DWORD,
+                     self.dword(lineno, data[6:]).to_bytes(4, "little"))
+        elif lower.startswith("hex:"):
+            self.set(lineno, name, RegType.REG_BINARY, self.hex_data(lineno, data[4:]))
+        elif lower.startswith("hex("):
+            close = data.find("):", 4)
+            digits = data[4:close] if close > 0 else ""
+            if not digits or not set(digits) <= _HEX_DIGITS or int(digits, 16) > 0xFFFFFFFF:
+                raise self.error(lineno, f"expected hex(N): with N a type number in hex up to "
+                                         f"ffffffff, got {data[:20]!r}")
+            reg_type = int(digits, 16)
+            raw = self.hex_data(lineno, data[close + 2:])
+            if not self.unicode and reg_type in _STRING_TYPES and raw:
+                raw = self.ansi_string(lineno, raw)
+            self.set(lineno, name, reg_type, raw)
+        else:
+            raise self.error(lineno, "expected a quoted string, dword:XXXXXXXX, hex:…, hex(N):… "
+                                     f"or '-' after '=', got {data[:30]!r}")
+
+    def set(self, lineno: int, name: str, reg_type: int, data: bytes) -> None:
+        assert self.current is not None
+        self.ops.append(RegOperation(lineno, "value", self.current, name, reg_type, data))
+
+    def dword(self, lineno: int, text: str) -> int:
+        text = text.lstrip(_BLANK)
+        digits = 0
+        while digits < len(text) and text[digits] in _HEX_DIGITS:
+            digits += 1
+        if not text or digits > 8 or not _rest_is_comment(text[digits:]):
+            raise self.error(lineno, f"expected dword:XXXXXXXX (1 to 8 hex digits), got "
+                                     f"{'dword:' + text[:20]!r}")
+        return int(text[:digits], 16) if digits else 0  # regedit reads 'dword: ;x' as 0
+
+    def hex_data(self, lineno: int, text: str) -> bytes:
+        """Comma-separated hex bytes; a ``\\`` continues them on the next line (blank lines
+        and ';' comment lines in between are skipped; the end of the file ends the value)."""
+        out = bytearray()
+        first = lineno
+        while True:
+            continued = self._hex_csv(lineno, text, out)
+            if not continued:
+                return bytes(out)
+            while True:
+                item = self.next_line()
+                if item is None:
+                    return bytes(out)  # as regedit: the value ends with the file
+                lineno, line = item
+                text = line.lstrip(_BLANK)
+                if text and not text.startswith(";"):
+                    break
+            if text[0] not in _HEX_DIGITS:
+                raise self.error(lineno, "expected hex bytes continuing the value of line "
+                                         f"{first} after its '\\', got {text[:20]!r}")
+
+    def _hex_csv(self, lineno: int, text: str, out: bytearray) -> bool:
+        """Append the bytes of one line to ``out``; True when it ends with a continuation."""
+        i, n = 0, len(text)
+        while i < n:
+            j = i
+            while j < n and text[j] in _BLANK:
+                j += 1
+            k = j
+            while k < n and text[k] in _HEX_DIGITS:
+                k += 1
+            if k == j:  # no number here: a continuation, a comment, or an error
+                if text[j:j + 1] == "\\":
+                    if not _rest_is_comment(text[j + 1:]):
+                        raise self.error(lineno, f"unexpected {text[j + 1:].strip()[:20]!r} "
+                                                 "after the continuation '\\'")
+                    return True
+                if text[j:j + 1] == ";":
+                    return False
+                raise self.error(lineno, "expected a hex byte like '0a', got "
+                                         f"{text[j:j + 12].split(',')[0]!r}")
+            value = int(text[j:k], 16)
+            if value > 0xFF:
+                raise self.error(lineno, f"expected a hex byte like '0a', got {text[j:k]!r}")
+            out.append(value)
+            if k < n and text[k] == ",":
+                i = k + 1
+                continue
+            if not _rest_is_comment(text[k:]):
+                raise self.error(lineno, f"expected ',' between hex bytes, got "
+                                         f"{text[k:k + 12]!r}")
+            return False
+        return False
+
+    def ansi_string(self, lineno: int, raw: bytes) -> bytes:
+        """String types in hex form in an ANSI file are ANSI bytes: stored as UTF-16LE,
+        NUL-terminated (regproc.c's prepare_hex_string_data)."""
+        if raw[-1:] != b"\0":
+            raw += b"\0"
+        try:
+            return raw.decode("utf-8").encode("utf-16-le", "surrogatepass")
+        except UnicodeDecodeError as e:
+            raise self.error(lineno, f"string data in hex form is not valid UTF-8 at byte "
+                                     f"{e.start} (an ANSI file's strings are UTF-8 here)") from None
+
+
+def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list[RegOperation]:
+    """Parse .reg text into operations; every error names ``source:line`` and what was
+    expected there. ``unicode`` says the text came from a UTF-16 file (see
+    :class:`RegText`): in an ANSI file hex(1)/hex(2)/hex(7) data are ANSI bytes."""
+    return _Parser(text, source, unicode).run()
 
 
 def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str = "<reg>",
@@ -316,20 +517,21 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                         decode_value(op.type, op.data, registry.arch)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
-            except ResourceFormatError as e:
+            except ResourceFormatError as e:  # e.message: RegFileError adds the status
                 raise RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} "
-                                   f"in the registry's {registry.arch.value} layout: {e}",
-                                   source=source, line=op.line) from None
+                                   f"in the registry's {registry.arch.value} layout: "
+                                   f"{e.message}", source=source, line=op.line) from None
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
-                raise RegFileError(str(e), source=source, line=op.line) from None
+                raise RegFileError(e.message, source=source, line=op.line) from None
     return written
 
 
 def import_text(registry: Registry, text: str, *, source: str = "<reg>", volatile: bool = False,
-                validate: bool = True) -> int:
-    return apply_operations(registry, parse_reg(text, source), source=source,
+                validate: bool = True, unicode: bool = True) -> int:
+    """Parse and apply .reg text atomically (``unicode``: see :func:`parse_reg`)."""
+    return apply_operations(registry, parse_reg(text, source, unicode=unicode), source=source,
                             volatile=volatile, validate=validate)
 
 
@@ -341,9 +543,11 @@ def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = 
         raw = Path(file).read_bytes()
     except OSError as e:
         raise RegFileError(f"cannot read: {e.strerror}", source=source) from None
-    return import_text(registry, decode_reg_bytes(raw, source), source=source,
-                       volatile=volatile, validate=validate)
+    decoded = read_reg_bytes(raw, source)
+    return import_text(registry, decoded.text, source=source, volatile=volatile,
+                       validate=validate, unicode=decoded.unicode)
 
 
-__all__ = ["HEADER", "to_hkey", "from_hkey", "export_text", "export_reg", "parse_reg",
-           "apply_operations", "import_text", "import_reg", "decode_reg_bytes", "RegOperation"]
+__all__ = ["HEADER", "HEADER_4", "to_hkey", "from_hkey", "export_text", "export_reg", "parse_reg",
+           "apply_operations", "import_text", "import_reg", "decode_reg_bytes", "read_reg_bytes",
+           "RegText", "RegOperation"]

@@ -54,8 +54,8 @@ from .errors import (InvalidPathError, KeyHasSubkeysError, KeyNotFoundError, Reg
                      RegistryFileError, RegistryLockedError, RegistryTypeError,
                      ResourceFormatError, ValueNotFoundError, VolatileParentError)
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, Arch,
-                        IO_RESOURCE_REQUIREMENTS_LIST, describe_range, format_flags,
-                        format_option, share_name, type_name)
+                        IO_RESOURCE_REQUIREMENTS_LIST, describe_range, descriptor_type_name,
+                        format_flags, format_option, private_copy_of, share_name)
 from .status import NTSTATUS
 
 
@@ -705,14 +705,18 @@ def _value_lines(v: RegistryValue) -> list[str]:
         return [f"{label} ({len(v.data)} bytes, {v.arch.value})",
                 *("    " + s for s in _full_lines(decoded, ""))]
     if isinstance(decoded, IO_RESOURCE_REQUIREMENTS_LIST):
+        reserved = (" reserved " + " ".join(f"{r:#x}" for r in decoded.reserved)
+                    if any(decoded.reserved) else "")
         lines = [f"{label} ({len(v.data)} bytes) {decoded.interface_type.name} bus "
-                 f"{decoded.bus_number} slot {decoded.slot_number:#x}, "
+                 f"{decoded.bus_number} slot {decoded.slot_number:#x}{reserved}, "
                  f"{decoded.alternative_lists} alternative list(s)"]
         for i, lst in enumerate(decoded.lists):
             lines.append(f"    List[{i}] (version {lst.version}.{lst.revision})")
-            for d in lst.descriptors:
-                lines.append("        " + _row(d.type, describe_range(d), d.share, d.flags)
-                             + f"  {format_option(d.option)}")
+            for j, d in enumerate(lst.descriptors):
+                lines.append("        " + _row(d, describe_range(d)) + f"  {format_option(d.option)}")
+                if j and private_copy_of(d, lst.descriptors[j - 1], v.arch):
+                    lines.append(f"            (a copy of the union of Descriptors[{j - 1}], the "
+                                 "rule XP's PCI driver follows: the tail is its end)")
         return lines
     if isinstance(decoded, str):
         return [f'{label} "{decoded}"']
@@ -728,13 +732,13 @@ def _full_lines(full: CM_FULL_RESOURCE_DESCRIPTOR, prefix: str) -> list[str]:
     lines = [f"{prefix}{full.interface_type.name} bus {full.bus_number} "
              f"(version {prl.version}.{prl.revision}, {prl.count} partial(s))"]
     for d in prl.descriptors:
-        lines.append("    " + _row(d.type, describe_range(d), d.share, d.flags))
+        lines.append("    " + _row(d, describe_range(d)))
     return lines
 
 
-def _row(rtype: int, what: str, share: int, flags: int) -> str:
-    return (f"{type_name(rtype):<14} {what:<38} {share_name(share):<16} "
-            f"{format_flags(rtype, flags, short=True)}").rstrip()
+def _row(d: Any, what: str) -> str:
+    return (f"{descriptor_type_name(d):<14} {what:<38} {share_name(d.share):<16} "
+            f"{format_flags(d.type, d.flags, short=True)}").rstrip()
 
 
 def _hex_lines(data: bytes) -> list[str]:

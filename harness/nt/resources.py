@@ -26,10 +26,15 @@ these structures is KAFFINITY (4 vs 8 bytes), which makes ``CM_PARTIAL_RESOURCE_
 
 Decisions (documented here once):
 
-* Named fields (including Reserved/Spare fields) are preserved exactly; unnamed padding
-  (the 4-byte union tail of a non-interrupt x64 partial, the unused bytes of an IO union)
-  is written as zero and ignored when read, so ``unpack(pack(v)) == v`` always and
-  ``pack(unpack(b)) == b`` whenever ``b``'s padding is zero.
+* Decoding is lossless: ``pack(unpack(b)) == b`` for every byte string ``unpack``
+  accepts, and ``unpack(pack(v)) == v``. Named fields (Reserved/Spare included) are kept
+  as fields; the union bytes after the member a Type selects (the 4-byte tail of a
+  non-interrupt x64 partial, the unused bytes of an IO union) are kept verbatim in
+  ``union_tail`` (trailing zero bytes dropped, so an all-zero tail is ``b""``). Windows
+  does fill them: XP's PCI bus driver writes DevicePrivate requirements that are copies of
+  the window descriptor before them, so the tail holds its MaximumAddress
+  (:func:`private_copy_of` recognises that rule for dumps), and uninitialised pool shows
+  up in the tails of ConfigData descriptors of FilteredConfigVector values.
 * Affinity (``Interrupt.affinity``, ``InterruptRequirement.targeted_processors``) is a
   KAFFINITY: ``-1`` means "all processors" and is written as all-ones at the pointer width;
   reading all-ones gives back ``-1``, so x86 and x64 lists convert into each other. (Hence
@@ -600,11 +605,20 @@ class _Descriptor(_Structure):
         """Bytes this descriptor occupies, including any DeviceSpecificData payload."""
         return self._fixed_size(arch) + len(self._payload())
 
-    def pack(self, arch: Arch = Arch.X64) -> bytes:
+    def union(self, arch: Arch = Arch.X64) -> bytes:
+        """All the union bytes as packed: the selected member, then ``union_tail``, then
+        zeros up to the union's size in ``arch``."""
         arch = Arch.parse(arch)
-        union = self._union_bytes(arch)
-        union += bytes(self._fixed_size(arch) - self._HEADER.size - len(union))
-        return self._pack_header() + union + self._payload()
+        member = self._union_bytes(arch)
+        room = self._fixed_size(arch) - self._HEADER.size - len(member)
+        if len(self.union_tail) > room:  # type: ignore[attr-defined]
+            raise FieldRangeError(
+                f"a union tail of {len(self.union_tail)} bytes does not fit the {room} "  # type: ignore[attr-defined]
+                f"bytes after u.{self._union} in the {arch.value} layout", field="u")
+        return member + self.union_tail + bytes(room - len(self.union_tail))  # type: ignore[attr-defined]
+
+    def pack(self, arch: Arch = Arch.X64) -> bytes:
+        return self._pack_header() + self.union(arch) + self._payload()
 
     @classmethod
     def _read(cls, r: _Reader, arch: Arch, path: str) -> Any:
@@ -615,8 +629,19 @@ class _Descriptor(_Structure):
             code = _to_enum(CmResourceType, rtype, "Type")
             kind = cls._CLASSES.get(int(code))
             if kind is None:
-                return cls._generic(code, union, common)
-            return kind._from_union(union, arch, common, r, path)
+                obj = cls._generic(code, union, common)
+            else:
+                obj = kind._from_union(union, arch, common, r, path)
+        # What follows the member is kept as it is (lossless decoding, module docstring).
+        _set(obj, "union_tail", union[len(obj._union_bytes(arch)):].rstrip(b"\0"))
+        return obj
+
+
+def _check_tail(value: Any) -> bytes:
+    """``union_tail``: bytes after the selected union member, trailing zeros dropped."""
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise FieldRangeError(f"expected bytes, got {type(value).__name__}", field="u")
+    return bytes(value).rstrip(b"\0")
 
 
 def _kind(code: CmResourceType, union: str):
@@ -660,6 +685,7 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Descriptor):
 
     share: CmResourceShare = CmResourceShare.CmResourceShareDeviceExclusive
     flags: int = 0
+    union_tail: bytes = b""
 
     _C_NAME: ClassVar[str] = "CM_PARTIAL_RESOURCE_DESCRIPTOR"
     _CLASSES: ClassVar[dict[int, type[_Descriptor]]] = _CM_PARTIAL_CLASSES
@@ -670,6 +696,7 @@ class CM_PARTIAL_RESOURCE_DESCRIPTOR(_Descriptor):
             raise TypeError("construct a concrete descriptor such as Port or Interrupt")
         _set(self, "share", _to_enum(CmResourceShare, self.share, "ShareDisposition"))
         _check_uint(self.flags, 16, "Flags")
+        _set(self, "union_tail", _check_tail(self.union_tail))
 
     @staticmethod
     def _fixed_size(arch: Arch) -> int:
@@ -742,18 +769,14 @@ class Memory(_StartLength, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     length: int
 
 
-def _check_large_representable(flags: int, cfield: str, *lengths: int) -> None:
-    if not flags & CM_RESOURCE_MEMORY_LARGE:  # _with_large_flag found no width that fits
-        raise FieldRangeError(f"{lengths[0]:#x} is not representable by any of "
-                              "CM_RESOURCE_MEMORY_LARGE_40/48/64", field=cfield)
-
-
-def _large_shift(flags: int, cfield: str) -> int:
-    chosen = [shift for bit, shift in _LARGE_SHIFTS if flags & bit]
-    if len(chosen) != 1:
-        raise FieldRangeError(f"Flags {flags:#06x} must carry exactly one of "
-                              "CM_RESOURCE_MEMORY_LARGE_40/48/64", field=cfield)
-    return chosen[0]
+def _large_shift(flags: int) -> int | None:
+    """The shift of a MemoryLarge Length as NT decodes it (RtlCmDecodeMemIoResource): the
+    first of CM_RESOURCE_MEMORY_LARGE_40, _48, _64 set in Flags wins; with none of them
+    NT reads the length as 0 (None here)."""
+    for bit, shift in _LARGE_SHIFTS:
+        if flags & bit:
+            return shift
+    return None
 
 
 def _fits_shift(value: int, shift: int) -> bool:
@@ -761,16 +784,10 @@ def _fits_shift(value: int, shift: int) -> bool:
     return value % (1 << shift) == 0 and (value >> shift) <= _U32_MAX
 
 
-def _check_shifted(value: int, shift: int, cfield: str) -> None:
-    if not _fits_shift(value, shift):
-        raise FieldRangeError(f"{value:#x} is not representable with a {shift}-bit "
-                              "shift of a ULONG", field=cfield)
-
-
 def _with_large_flag(flags: int, *lengths: int) -> int:
     """Add the narrowest CM_RESOURCE_MEMORY_LARGE_* bit that represents every length
-    exactly, if the caller gave none."""
-    if flags & CM_RESOURCE_MEMORY_LARGE:
+    exactly, if the caller gave none and a length is not zero (with no bit NT reads 0)."""
+    if flags & CM_RESOURCE_MEMORY_LARGE or not any(lengths):
         return flags
     for bit, shift in _LARGE_SHIFTS:
         if all(_fits_shift(n, shift) for n in lengths):
@@ -778,15 +795,59 @@ def _with_large_flag(flags: int, *lengths: int) -> int:
     return flags  # nothing fits: validation reports it
 
 
+def _check_large(flags: int, values: dict[str, tuple[int, int]]) -> int | None:
+    """Validate MemoryLarge lengths ``{C field: (value, ignored stored ULONG)}`` against
+    Flags; returns the shift (None: no LARGE_* bit, every value 0 and the stored ULONGs
+    kept as they are because NT ignores them)."""
+    shift = _large_shift(flags)
+    for cfield, (value, ignored) in values.items():
+        _check_uint(ignored, 32, f"{cfield} (ignored)")
+        if shift is None:
+            if value:
+                raise FieldRangeError(f"{value:#x} is not representable by any of "
+                                      "CM_RESOURCE_MEMORY_LARGE_40/48/64", field=cfield)
+            continue
+        if ignored:
+            raise FieldRangeError(f"an ignored stored value ({ignored:#x}) exists only without "
+                                  "a CM_RESOURCE_MEMORY_LARGE_* bit in Flags", field=cfield)
+        if not _fits_shift(value, shift):
+            raise FieldRangeError(f"{value:#x} is not representable with a {shift}-bit "
+                                  "shift of a ULONG", field=cfield)
+    return shift
+
+
+def _stored_large(value: int, ignored: int, shift: int | None) -> int:
+    return ignored if shift is None else value >> shift
+
+
+def _decoded_large(stored: int, shift: int | None) -> tuple[int, int]:
+    """(value, ignored stored ULONG) from a stored Length/Alignment."""
+    return (0, stored) if shift is None else (stored << shift, 0)
+
+
+class _LargeMember:
+    """Error paths name the union member the LARGE_* flag selects, as the DDK does:
+    u.Memory40.Length40, u.Memory48.Length48, u.Memory64.Length64 (Alignment likewise)."""
+
+    def _f(self, name: str) -> str:
+        flags = self.flags  # type: ignore[attr-defined]
+        width = {8: "40", 16: "48"}.get(_large_shift(flags) if isinstance(flags, int) else None, "64")
+        return f"u.Memory{width}.{name}{width if name in ('Length', 'Alignment') else ''}"
+
+
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
-class MemoryLarge(_Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
+class MemoryLarge(_LargeMember, _Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge (Vista+): ``length`` is the real length; the stored
-    Length40/48/64 is its high 32 bits as selected by the LARGE_* flag. Without a LARGE_*
-    bit in ``flags`` the narrowest one that holds ``length`` exactly is added."""
+    Length40/48/64 is it shifted right by the LARGE_* flag NT picks (the first of 40, 48,
+    64 set, so several bits are accepted as NT accepts them). Without a LARGE_* bit in
+    ``flags`` a non-zero ``length`` gets the narrowest bit that holds it exactly. With no
+    bit at all NT decodes the length as 0 and ignores the stored ULONG: ``length`` is 0
+    and that ULONG is kept in ``ignored_length``."""
 
     start: int
     length: int
+    ignored_length: int = field(default=0, kw_only=True)
 
     def __post_init__(self) -> None:
         _set(self, "flags", _with_large_flag(self.flags, self.length)
@@ -794,17 +855,18 @@ class MemoryLarge(_Range, CM_PARTIAL_RESOURCE_DESCRIPTOR):
         super().__post_init__()
         _check_uint(self.start, 64, self._f("Start"))
         _check_uint(self.length, 64, self._f("Length"))
-        _check_large_representable(self.flags, self._f("Length"), self.length)
-        _check_shifted(self.length, _large_shift(self.flags, "Flags"), self._f("Length"))
+        _check_large(self.flags, {self._f("Length"): (self.length, self.ignored_length)})
         _check_no_wrap(self.start, self.length, 64, self._f("Length"))
 
     def _union_bytes(self, arch: Arch) -> bytes:
-        return _QI.pack(self.start, self.length >> _large_shift(self.flags, "Flags"))
+        shift = _large_shift(self.flags)
+        return _QI.pack(self.start, _stored_large(self.length, self.ignored_length, shift))
 
     @classmethod
     def _from_union(cls, union, arch, common, r, path):
         start, stored = _QI.unpack_from(union)
-        return cls(start, stored << _large_shift(common["flags"], "Flags"), **common)
+        length, ignored = _decoded_large(stored, _large_shift(common["flags"]))
+        return cls(start, length, ignored_length=ignored, **common)
 
 
 @_kind(CmResourceType.CmResourceTypeInterrupt, "Interrupt")
@@ -1224,6 +1286,7 @@ class IO_RESOURCE_DESCRIPTOR(_Descriptor):
     flags: int = 0
     spare1: int = 0
     spare2: int = 0
+    union_tail: bytes = b""
 
     _C_NAME: ClassVar[str] = "IO_RESOURCE_DESCRIPTOR"
     _CLASSES: ClassVar[dict[int, type[_Descriptor]]] = _IO_CLASSES
@@ -1237,6 +1300,7 @@ class IO_RESOURCE_DESCRIPTOR(_Descriptor):
         _check_uint(self.flags, 16, "Flags")
         _check_uint(self.spare1, 8, "Spare1")
         _check_uint(self.spare2, 16, "Spare2")
+        _set(self, "union_tail", _check_tail(self.union_tail))
 
     @property
     def is_alternative(self) -> bool:
@@ -1318,14 +1382,17 @@ class MemoryRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
 
 @_kind(CmResourceType.CmResourceTypeMemoryLarge, "Memory64")
 @dataclass(frozen=True, repr=False)
-class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
+class MemoryLargeRequirement(_LargeMember, _WindowMixin, IO_RESOURCE_DESCRIPTOR):
     """CmResourceTypeMemoryLarge requirement: real ``length``/``alignment``, stored shifted
-    by the LARGE_* flag (added automatically when missing, as in :class:`MemoryLarge`)."""
+    by the LARGE_* flag as in :class:`MemoryLarge` (added when missing; with no bit both
+    read as 0 and the stored ULONGs are kept in ``ignored_length``/``ignored_alignment``)."""
 
     length: int
     alignment: int
     minimum_address: int
     maximum_address: int
+    ignored_length: int = field(default=0, kw_only=True)
+    ignored_alignment: int = field(default=0, kw_only=True)
 
     _LENGTH_BITS: ClassVar[int] = 64
 
@@ -1333,21 +1400,23 @@ class MemoryLargeRequirement(_WindowMixin, IO_RESOURCE_DESCRIPTOR):
         if isinstance(self.flags, int) and isinstance(self.length, int) and isinstance(self.alignment, int):
             _set(self, "flags", _with_large_flag(self.flags, self.length, self.alignment))
         super().__post_init__()  # base fields, then the window at 64 bits
-        _check_large_representable(self.flags, self._f("Length"), self.length, self.alignment)
-        shift = _large_shift(self.flags, "Flags")
-        _check_shifted(self.length, shift, self._f("Length"))
-        _check_shifted(self.alignment, shift, self._f("Alignment"))
+        _check_large(self.flags, {self._f("Length"): (self.length, self.ignored_length),
+                                  self._f("Alignment"): (self.alignment, self.ignored_alignment)})
 
     def _union_bytes(self, arch: Arch) -> bytes:
-        shift = _large_shift(self.flags, "Flags")
-        return _IIQQ.pack(self.length >> shift, self.alignment >> shift,
+        shift = _large_shift(self.flags)
+        return _IIQQ.pack(_stored_large(self.length, self.ignored_length, shift),
+                          _stored_large(self.alignment, self.ignored_alignment, shift),
                           self.minimum_address, self.maximum_address)
 
     @classmethod
     def _from_union(cls, union, arch, common, r, path):
         length, alignment, lo, hi = _IIQQ.unpack_from(union)
-        shift = _large_shift(common["flags"], "Flags")
-        return cls(length << shift, alignment << shift, lo, hi, **common)
+        shift = _large_shift(common["flags"])
+        length, ignored_length = _decoded_large(length, shift)
+        alignment, ignored_alignment = _decoded_large(alignment, shift)
+        return cls(length, alignment, lo, hi, ignored_length=ignored_length,
+                   ignored_alignment=ignored_alignment, **common)
 
 
 _INTR_REQ = struct.Struct("<IIHHI")  # MinimumVector, MaximumVector, AffinityPolicy, Group, PriorityPolicy
@@ -1628,10 +1697,12 @@ _FLOPPY_TIMING = ("step_rate_head_unload_time", "head_load_time", "motor_off_tim
 
 @dataclass(frozen=True, repr=False)
 class CM_FLOPPY_DEVICE_DATA(_ReprMixin):
-    """Floppy DeviceSpecificData. Two sizes exist: the version-2 form with the 13 UCHAR
-    drive timings (33 bytes, sizeof 36 with tail padding) and the older short form that
-    ends before StepRateHeadUnloadTime (20 bytes). Timings left as None pack the short
-    form; set all of them for the long one."""
+    """Floppy DeviceSpecificData, in the form its Version says (the DDK's "new data fields
+    for version >= 2.0"): Version 2 and later carry the 13 UCHAR drive timings after
+    MountDensity — the full form ReactOS freeldr and NT's loader write, sizeof 36 (33
+    bytes used, ``padding`` the 0..3 bytes after them as found); versions 0 and 1 end
+    before StepRateHeadUnloadTime (the 20-byte short form). Both occur in the Description
+    trees of real machines; a payload whose size disagrees with its Version is refused."""
 
     version: int = 2
     revision: int = 0
@@ -1651,10 +1722,13 @@ class CM_FLOPPY_DEVICE_DATA(_ReprMixin):
     motor_settle_time: int | None = None
     maximum_track_value: int | None = None
     data_transfer_rate: int | None = None
+    padding: bytes = field(default=bytes(3), kw_only=True)
 
     _HEAD: ClassVar[struct.Struct] = struct.Struct("<HH8sII")  # 20 bytes
     _LONG_USED: ClassVar[int] = 20 + 13
     _LONG_SIZEOF: ClassVar[int] = 36
+    #: The first Version with the drive timings.
+    TIMINGS_VERSION: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
         _check_uint(self.version, 16, "Version")
@@ -1665,11 +1739,33 @@ class CM_FLOPPY_DEVICE_DATA(_ReprMixin):
         _check_uint(self.max_density, 32, "MaxDensity")
         _check_uint(self.mount_density, 32, "MountDensity")
         timings = [getattr(self, n) for n in _FLOPPY_TIMING]
-        if any(t is None for t in timings) and any(t is not None for t in timings):
-            raise FieldRangeError("set all 13 drive timings or none", field="StepRateHeadUnloadTime")
-        for name, value in zip(_FLOPPY_TIMING, timings):
-            if value is not None:
+        if self.version >= self.TIMINGS_VERSION:
+            if any(t is None for t in timings):
+                raise FieldRangeError(f"Version {self.version} is the full form: set all 13 "
+                                      "drive timings", field="StepRateHeadUnloadTime")
+            for name, value in zip(_FLOPPY_TIMING, timings):
                 _check_uint(value, 8, name)
+        elif any(t is not None for t in timings):
+            raise FieldRangeError(f"Version {self.version} is the short form, which ends before "
+                                  f"the drive timings (they need Version >= "
+                                  f"{self.TIMINGS_VERSION})", field="StepRateHeadUnloadTime")
+        room = self._LONG_SIZEOF - self._LONG_USED
+        if not isinstance(self.padding, (bytes, bytearray)) or len(self.padding) > room:
+            raise FieldRangeError(f"expected 0..{room} bytes after DataTransferRate",
+                                  field="padding")
+        _set(self, "padding", bytes(self.padding))
+
+    @classmethod
+    def from_parameter_table(cls, table: bytes, max_density: int, maximum_track_value: int,
+                             **kwargs: Any) -> "CM_FLOPPY_DEVICE_DATA":
+        """The full form as the loader builds it: the first 11 bytes of the BIOS diskette
+        parameter table (INT 1Eh) are StepRateHeadUnloadTime..MotorSettleTime."""
+        if len(table) < 11:
+            raise TruncatedError(f"a diskette parameter table has 11 bytes, got {len(table)}",
+                                 field="StepRateHeadUnloadTime", offset=0)
+        timings = dict(zip(_FLOPPY_TIMING, table[:11]))
+        return cls(max_density=max_density, maximum_track_value=maximum_track_value,
+                   data_transfer_rate=0, **timings, **kwargs)
 
     @property
     def has_timings(self) -> bool:
@@ -1680,8 +1776,7 @@ class CM_FLOPPY_DEVICE_DATA(_ReprMixin):
                                self.mount_density)
         if not self.has_timings:
             return head
-        tail = bytes(getattr(self, n) for n in _FLOPPY_TIMING)
-        return head + tail + bytes(self._LONG_SIZEOF - self._LONG_USED)
+        return head + bytes(getattr(self, n) for n in _FLOPPY_TIMING) + self.padding
 
     @classmethod
     def unpack(cls, data: bytes) -> "CM_FLOPPY_DEVICE_DATA":
@@ -1690,14 +1785,15 @@ class CM_FLOPPY_DEVICE_DATA(_ReprMixin):
             raise TruncatedError(f"needs at least {cls._HEAD.size} bytes, got {len(data)}",
                                  field="CM_FLOPPY_DEVICE_DATA", offset=0)
         head = cls._HEAD.unpack_from(data)
-        if len(data) == cls._HEAD.size:
+        if head[0] < cls.TIMINGS_VERSION:
+            _finish(data, cls._HEAD.size, f"CM_FLOPPY_DEVICE_DATA (Version {head[0]}, short form)")
             return cls(*head)
         if not cls._LONG_USED <= len(data) <= cls._LONG_SIZEOF:
-            raise SizeMismatchError(f"{len(data)} bytes: expected {cls._HEAD.size} (short "
-                                    f"form) or {cls._LONG_USED}..{cls._LONG_SIZEOF}",
+            raise SizeMismatchError(f"{len(data)} bytes: Version {head[0]} is the full form, "
+                                    f"{cls._LONG_USED}..{cls._LONG_SIZEOF} bytes",
                                     field="CM_FLOPPY_DEVICE_DATA", offset=0)
         timings = dict(zip(_FLOPPY_TIMING, data[cls._HEAD.size:cls._LONG_USED]))
-        return cls(*head, **timings)
+        return cls(*head, **timings, padding=data[cls._LONG_USED:])
 
 
 @dataclass(frozen=True, repr=False)
@@ -1767,8 +1863,20 @@ IO_DESCRIPTOR_CLASSES: tuple[type[IO_RESOURCE_DESCRIPTOR], ...] = (
     *_IO_CLASSES.values(), GenericRequirement)
 
 
+def _tail_note(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:
+    return f" tail {d.union_tail.hex(' ')}" if d.union_tail else ""
+
+
 def describe_range(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:
-    """One-line summary of what a descriptor covers, as a resource viewer shows it."""
+    """One-line summary of what a descriptor covers, as a resource viewer shows it; a
+    non-zero union tail (bytes after the member) is shown after it."""
+    return _describe_member(d) + ("" if isinstance(d, (DevicePrivate, DevicePrivateRequirement))
+                                  else _tail_note(d))
+
+
+def _describe_member(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:
+    if isinstance(d, MemoryLarge) and not d.flags & CM_RESOURCE_MEMORY_LARGE:
+        return f"{d.start:#x} (no LARGE_* flag: length 0, stored {d.ignored_length:#x} ignored)"
     if isinstance(d, (Port, Memory, MemoryLarge, BusNumber)):
         if d.length == 0:
             return f"{d.start:#x} (empty)"
@@ -1782,7 +1890,7 @@ def describe_range(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -
         shown = d.data[:12].hex(" ") + (" …" if len(d.data) > 12 else "")
         return f"{len(d.data)} bytes: {shown}" if d.data else "0 bytes"
     if isinstance(d, (DevicePrivate, DevicePrivateRequirement)):
-        return "data " + " ".join(f"{w:#x}" for w in d.data)
+        return "data " + " ".join(f"{w:#x}" for w in d.data) + _tail_note(d)
     if isinstance(d, (PortRequirement, MemoryRequirement, MemoryLargeRequirement)):
         return (f"length {d.length:#x} align {d.alignment:#x} in "
                 f"[{d.minimum_address:#x}, {d.maximum_address:#x}]")
@@ -1793,16 +1901,45 @@ def describe_range(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -
     if isinstance(d, BusNumberRequirement):
         return f"length {d.length} in [{d.minimum_bus_number}, {d.maximum_bus_number}]"
     if isinstance(d, ConfigDataRequirement):
-        return f"priority {d.priority:#x}"
+        reserved = (f" reserved {d.reserved1:#x} {d.reserved2:#x}"
+                    if d.reserved1 or d.reserved2 else "")
+        return f"priority {d.priority:#x}{reserved}"
     return f"data {d.data.hex(' ')}"  # generic kinds
 
 
-def type_name(code: int) -> str:
-    """Short type name for dumps: ``Port``, ``Interrupt``… (CmResourceType without prefix)."""
+#: The DDK name of each Type code in a CM list (0x80 is CmResourceTypeNonArbitrated there).
+CM_TYPE_NAMES: dict[int, str] = {t.value: t.name for t in CmResourceType}
+#: ... and in an IO (requirement) list, where 0x80 is CmResourceTypeConfigData (§1.5).
+IO_TYPE_NAMES: dict[int, str] = {**CM_TYPE_NAMES, int(CmResourceType.CmResourceTypeConfigData):
+                                 "CmResourceTypeConfigData"}
+
+
+def type_name(code: int, *, requirement: bool = False) -> str:
+    """Short type name for dumps, the DDK's CmResourceType name without its prefix:
+    ``Port``, ``Interrupt``…; code 0x80 is ``NonArbitrated`` in a CM list and
+    ``ConfigData`` in a requirement list (``requirement=True``)."""
+    names = IO_TYPE_NAMES if requirement else CM_TYPE_NAMES
+    name = names.get(code)
+    return name.removeprefix("CmResourceType") if name else f"Type{code}"
+
+
+def descriptor_type_name(d: "CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR") -> str:
+    """:func:`type_name` of a descriptor, in the naming of the list kind it belongs to."""
+    return type_name(int(d.type), requirement=isinstance(d, IO_RESOURCE_DESCRIPTOR))
+
+
+def private_copy_of(d: Any, previous: Any, arch: Arch = Arch.X64) -> bool:
+    """True when DevicePrivate ``d`` is a copy of the union of the descriptor before it,
+    the rule XP's PCI bus driver follows in the requirement lists it writes (the window
+    descriptor is repeated with Type 0x81, so the union tail holds its MaximumAddress)."""
+    if not isinstance(d, (DevicePrivate, DevicePrivateRequirement)) or type(previous) is type(d):
+        return False
+    if not isinstance(previous, (CM_PARTIAL_RESOURCE_DESCRIPTOR, IO_RESOURCE_DESCRIPTOR)):
+        return False
     try:
-        return CmResourceType(code).name.removeprefix("CmResourceType")
-    except ValueError:
-        return f"Type{code}"
+        return bool(d.union_tail) and d.union(arch) == previous.union(arch)
+    except ResourceFormatError:
+        return False
 
 
 def share_name(share: int) -> str:
@@ -1827,5 +1964,6 @@ __all__ = [
     "IO_RESOURCE_REQUIREMENTS_LIST", "CM_SERIAL_DEVICE_DATA", "CM_FLOPPY_DEVICE_DATA",
     "PCI_REGISTRY_INFO", "PCI_SLOT_NUMBER", "CM_PARTIAL_DESCRIPTOR_CLASSES",
     "IO_DESCRIPTOR_CLASSES", "detect_arch", "format_flags", "format_option", "describe_range",
-    "type_name", "share_name",
+    "type_name", "descriptor_type_name", "private_copy_of", "CM_TYPE_NAMES", "IO_TYPE_NAMES",
+    "share_name",
 ]

@@ -33,6 +33,8 @@ UNASSIGNED = 0xFFFFFFFFFFFFFFFF  # query-pci's address of a BAR the firmware has
 #: QOM properties that carry ISA resources.
 ISA_RESOURCE_PROPERTIES = ("iobase", "iobase2", "ioport", "iosize", "irq", "dma", "dma16",
                            "index", "kbd-irq", "mouse-irq")
+#: The ISA resource properties naming an interrupt line (the i8042 has two).
+ISA_IRQ_PROPERTIES = ("irq", "kbd-irq", "mouse-irq")
 #: Where the PCI-to-ISA bridge keeps its PIRQ route registers (link -> config offset).
 PIRQ_REGISTERS = {
     "pc": ((0, 1, 0), {"A": 0x60, "B": 0x61, "C": 0x62, "D": 0x63}),  # PIIX3
@@ -294,10 +296,20 @@ class _Reader:
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
-            return None, None
+            return self._ownerless_owner(region)
         if region.owner_ref == "id":
             return region.owner, self.qom_type(f"/machine/peripheral/{region.owner}")
         return region.owner, self.qom_type(region.owner)
+
+    def _ownerless_owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
+        """A region QEMU registered with no owner device (the IPMI interfaces): the device
+        of the machine file whose model names that region and decodes exactly its range."""
+        spec = getattr(self.machine, "spec", None)
+        for dev in getattr(spec, "devices", ()):
+            if region.name in dev.model.ownerless_regions and \
+                    ("port", region.start, region.end) in dev.decoded_resources():
+                return dev.id, dev.model.qemu_driver
+        return None, None
 
     def isa_devices(self) -> list[IsaDevice]:
         if "isa-devices" not in self._facts:

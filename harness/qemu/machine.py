@@ -30,7 +30,9 @@ from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
 from ..atomicio import write_text
-from ..config import ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE, RESERVED_ID_PREFIX, MachineSpec
+from ..builtin import global_args
+from ..config import (DRIVE_CONTROLLERS, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE, RESERVED_ID_PREFIX,
+                      MachineSpec)
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
 from ..errors import ConfigError, HarnessError
 from . import lifeline
@@ -621,13 +623,14 @@ def _form_of(value: Any) -> str:
 def machine_buses(spec: MachineSpec, index: int) -> dict[str, str]:
     """The buses device ``index`` of ``spec`` may name (as its machine file does) and
     QEMU's name for each: bridges and root ports listed before it (QEMU names a bridge's
-    secondary bus after the bridge), an isa-fdc's drive bus (``<id>.0``), the board's ISA
+    secondary bus after the bridge), an drive controller's bus (``<id>.0``), the board's ISA
     bus (``isa.0``).  tests/test_security.py checks these names against ``info qtree``."""
     dev = spec.devices[index]
     if dev.model.bus in ("pci", "pcie"):
         return {d.id: d.id for d in spec.devices[:index] if d.model.bridge}
-    if dev.model.bus == "floppy":
-        return {d.id: f"{d.id}.0" for d in spec.devices if d.model.qemu_driver == "isa-fdc"}
+    if dev.model.bus in DRIVE_CONTROLLERS:
+        controller = DRIVE_CONTROLLERS[dev.model.bus]
+        return {d.id: f"{d.id}.0" for d in spec.devices if d.model.qemu_driver == controller}
     return {ISA_BUS: "isa.0"}
 
 
@@ -659,6 +662,7 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         fw = f"{RESERVED_ID_PREFIX}-fwlog"
         argv += ["-chardev", f"file,id={fw},path={_arg(str(run_dir / 'firmware.log'), 'path', _RUN_DIR)}",
                  "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
+    argv += global_args(spec.builtin)  # the board's own devices (harness.builtin)
     if any(d.model.backend == "audiodev" for d in spec.devices):
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
     seen: set[str] = set()
@@ -754,6 +758,10 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         drv = f"{RESERVED_ID_PREFIX}-drv-{dev_id}"
         args += ["-drive", f"if=none,id={drv},file={image_arg},format=raw"]
         opts.append(f"drive={drv}")
+    elif model.backend == "bmc":
+        bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
+        args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
+        opts.append(f"bmc={bmc}")
     for key, value in model.always.items():
         where = of_model(f"always.{key}")
         opts.append(f"{_arg(key, 'qemu-name', where)}={_arg(value, _form_of(value), where)}")
@@ -771,7 +779,7 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
     elif model.bridge == "pcie-root-port":
         opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
     if dev.bus is not None:
-        where = at("controller" if model.bus == "floppy" else "bus")
+        where = at("controller" if model.bus in DRIVE_CONTROLLERS else "bus")
         buses = machine_buses(spec, index)
         if not isinstance(dev.bus, str) or dev.bus not in buses:
             raise where.error(f"{_show(dev.bus)} is not a bus of this machine that {model.name} can "
@@ -782,6 +790,8 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         opts.append(f"addr={_int_in(dev.slot, 0, 31, where):#x}.{_int_in(dev.function, 0, 7, where)}")
     if dev.multifunction:
         opts.append("multifunction=on")
+    if getattr(dev, "channel", None) is not None:
+        opts.append(f"bus=ide.{_int_in(dev.channel, 0, 1, at('channel'))}")  # the machine's own IDE bus
     if dev.unit is not None:
         opts.append(f"unit={_int_in(dev.unit, 0, 1, at('unit'))}")
     return args + ["-device", ",".join(opts)]

@@ -1,0 +1,193 @@
+r"""Every decoder of a machine and its NT claimant.
+
+Board devices (:func:`harness.devices.board_model`) are resolved against the live machine
+(:func:`resolve_board`: the chipset registers that place the ACPI PM block, the SMBus,
+the bus-master IDE BAR are read through the HAL as the firmware left them) and handed to
+their claimants (:func:`board_parameters`); the machine file's devices without a sample
+driver go to the generic legacy driver (:func:`legacy_parameters`).  Setup writes each
+claimant's ``Parameters`` from these, the driver claims from them before it touches the
+device.  :func:`claimant_lines` then says, for every device, board devices included,
+which NT component holds its resources in the ResourceMap, or why nothing does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from .config import DeviceSpec, MachineSpec
+from .devices import BoardDevice, board_model
+from .drivers import DRIVERS
+from .drivers.legacy import BOARD_DRIVERS, pack_probe, resource_parameters, resources_of
+from .nt.arbiter import Claim, ResourceKind
+from .nt.hal import Hal
+from .nt.iomgr import HAL_NAME, IoManager
+from .nt.resources import INTERFACE_TYPE, PCIBus
+from .qemu.layout import Layout
+
+Decoded = list[tuple[str, int, int]]
+
+
+@dataclass(frozen=True)
+class ResolvedBoardDevice:
+    device: BoardDevice
+    decoded: tuple[tuple[str, int, int], ...]
+
+
+def pci_config_reader(hal: Hal, vendor: int, device: int) -> Callable[[int, int], int | None] | None:
+    """A reader of the configuration space of the first function with these IDs."""
+    for bus, dev, function in hal.pci_functions():
+        ident = hal.bus.read_config(bus, dev, function, 0, 4)
+        if (int.from_bytes(ident[:2], "little"), int.from_bytes(ident[2:], "little")) == (vendor, device):
+            return lambda offset, size, b=bus, d=dev, f=function: int.from_bytes(
+                hal.bus.read_config(b, d, f, offset, size), "little")
+    return None
+
+
+def resolve_board(machine: str, hal: Hal) -> list[ResolvedBoardDevice]:
+    """The board devices of ``machine`` with what each decodes now."""
+    out = []
+    for device in board_model(machine):
+        reader = pci_config_reader(hal, *device.pci) if device.pci is not None and hal.no_buses else None
+        out.append(ResolvedBoardDevice(device, tuple(device.decoded_resources(reader))))
+    return out
+
+
+def board_parameters(board: Iterable[ResolvedBoardDevice], claimant: str) -> dict[str, Any]:
+    """The Parameters of board claimant ``claimant``: one subkey per device it claims."""
+    return {r.device.name: resource_parameters(resources_of(
+                r.decoded, PCIBus if r.device.bars else INTERFACE_TYPE.Isa,
+                level_sensitive_shared=r.device.pci_interrupt))
+            for r in board if r.device.claimant == claimant and r.decoded}
+
+
+def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
+                      also: Sequence[tuple[str, int, int]] = ()) -> dict[str, Any]:
+    """The generic legacy driver's Parameters: per device, what its model decodes with its
+    settings (ISA) or what its BARs and interrupt line are where the firmware put them
+    (PCI, bus-relative as HalGetBusData gives them), and its model's probe.  ``also``:
+    ranges the driver claims beside them (the VGA miniport's access ranges)."""
+    out: dict[str, Any] = {}
+    for dev in devices:
+        model = dev.model
+        if model.pci is not None:
+            decoded = device_decoded(dev, layout)
+            if not decoded:
+                continue
+            fn = layout.pci_by_id(dev.id)
+            out[dev.id] = resource_parameters(resources_of([*decoded, *also], PCIBus, fn.bus,
+                                                           level_sensitive_shared=True))
+            continue
+        probe_base = dev.settings.get(model.probe_base) if model.probe_base else None
+        out[dev.id] = resource_parameters(resources_of([*dev.decoded_resources(), *also], INTERFACE_TYPE.Isa),
+                                          pack_probe(model.probe), probe_base)
+    return out
+
+
+def device_decoded(dev: DeviceSpec, layout: Layout) -> Decoded:
+    """What a machine-file device decodes: its model's ranges with its settings, and for a
+    PCI device its assigned BARs and interrupt line in ``layout`` (empty if not there)."""
+    if dev.model.pci is None:
+        return dev.decoded_resources()
+    try:
+        fn = layout.pci_by_id(dev.id)
+    except KeyError:
+        return []
+    return pci_decoded(fn) + [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+
+
+def pci_decoded(fn: Any) -> Decoded:
+    """A PCI function's assigned BARs and routed interrupt line (a layout PciFunction)."""
+    decoded: Decoded = [("port" if bar.kind == "io" else "memory", bar.base, bar.end)
+                        for bar in fn.bars if bar.base is not None and bar.kind != "rom"]
+    if fn.interrupt_pin and fn.interrupt_line not in (None, 0, 0xFF):
+        decoded.append(("irq", fn.interrupt_line, fn.interrupt_line))
+    return decoded
+
+
+# ---------------------------------------------------------------------------------------
+# The report: every device and its claimant
+
+
+@dataclass(frozen=True)
+class ClaimantLine:
+    """One device (``board:<name>`` for a built-in one) and who claims it."""
+
+    device: str
+    claimant: str | None     # the NT service holding its claims (None: nothing claims it)
+    status: str              # "claimed", "refused" or "unclaimed"
+    detail: str
+
+    def describe(self) -> str:
+        if self.status == "unclaimed":
+            return f"{self.device}: unclaimed — {self.detail}"
+        return f"{self.device}: {self.status} by {self.claimant}" + (f" — {self.detail}" if self.detail else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _service_of(claimant: str) -> str:
+    if claimant == "hal":
+        return HAL_NAME
+    if claimant in BOARD_DRIVERS:
+        return BOARD_DRIVERS[claimant].service_name
+    return DRIVERS[claimant].service_name
+
+
+def _covered(claims: list[Claim], kind: str, first: int, last: int) -> bool:
+    wanted = {"port": ResourceKind.PORT, "memory": ResourceKind.MEMORY, "irq": ResourceKind.INTERRUPT,
+              "dma": ResourceKind.DMA}[kind]
+    spans = sorted((c.start, c.end) for c in claims if c.kind is wanted and not c.empty)
+    cursor = first
+    for start, end in spans:
+        if start <= cursor <= end:
+            cursor = end + 1
+        if cursor > last:
+            return True
+    return cursor > last
+
+
+def _fate(io: IoManager, service: str, name: str) -> str:
+    """What the driver said about the device it gathered as ``name``, if anything."""
+    driver_object = io.drivers.get(service)
+    outcomes = getattr(getattr(driver_object, "driver", None), "outcomes", [])
+    for outcome in outcomes:
+        if outcome.config == name and not outcome.started:
+            return f"{outcome.status.name}" + (f": {outcome.detail}" if outcome.detail else "")
+    return ""
+
+
+def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded: Iterable[tuple[str, int, int]],
+          config_name: str) -> ClaimantLine:
+    if claimant is None:
+        return ClaimantLine(device, None, "unclaimed", reason)
+    service = _service_of(claimant)
+    if service not in io.drivers and claimant != "hal":
+        return ClaimantLine(device, None, "unclaimed", f"its driver {service} was not loaded "
+                                                        "(the machine file's drivers list leaves it out)")
+    claims = [c for c in io.arbiter.claims() if c.owner.driver == service]
+    ranges = [r for r in decoded if r[0] in ("port", "memory")] or list(decoded)
+    if not ranges:   # a floppy drive: what its driver claims is its controller
+        if any(not c.empty for c in claims):
+            return ClaimantLine(device, service, "claimed", "decodes nothing itself; its controller is claimed")
+        return ClaimantLine(device, service, "unclaimed", f"{service} holds no claim for its controller")
+    missing = [r for r in ranges if not _covered(claims, *r)]
+    if not missing:
+        holders = sorted({c.owner.device or c.owner.driver for c in claims
+                          if any(c.start <= r[2] and r[1] <= c.end for r in ranges)})
+        return ClaimantLine(device, service, "claimed", ", ".join(holders) if claimant != "hal" else "")
+    fate = _fate(io, service, config_name) if claimant != "hal" else ""
+    shown = ", ".join(f"{k} {a:#x}-{b:#x}" if k in ("port", "memory") else f"{k} {a}" for k, a, b in missing)
+    return ClaimantLine(device, service, "refused" if fate else "unclaimed",
+                        f"{service} holds no claim on {shown}" + (f" ({fate})" if fate else ""))
+
+
+def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoardDevice],
+                   layout: Layout) -> list[ClaimantLine]:
+    """Every device of the machine, the board's first, with its NT claimant's claim."""
+    out = [_line(io, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded, r.device.name)
+           for r in board]
+    for dev in spec.devices:
+        out.append(_line(io, dev.id, dev.driver, dev.unclaimed_reason, device_decoded(dev, layout), dev.id))
+    return out

@@ -1,0 +1,136 @@
+r"""The generic claimants: a driver for every decoder that has no sample driver.
+
+:class:`ResourceListDriver` follows the DriverEntry stages of seed 003 like every sample
+driver, with the configuration setup wrote into its ``Parameters\<device>`` subkeys
+(:func:`resource_parameters`): the raw resource list the device decodes (``Resources``,
+REG_RESOURCE_LIST: one port or memory descriptor per contiguous run, its IRQs and DMA
+channels) and, optionally, register probes (``Probe``, relative to ``ProbeBase``).  It
+claims the whole list with IoReportResourceUsage and only then touches the device (the
+probes).  Nothing in it knows a device kind: a new catalog model is claimed from its data.
+
+Instances of it, each under the NT service that claims that kind of device, are:
+
+* :class:`LegacyDriver` (``legacy``): the machine's devices whose model has no sample driver;
+* the board claimants of :data:`BOARD_DRIVERS`: the keyboard port driver, the IDE miniport,
+  the VGA miniport, the ACPI driver and the PnP manager's reservation of a driverless
+  device's boot configuration (the HAL's own claims are :meth:`Hal.HalReportResourceUsage`,
+  the board floppy controller is the floppy sample driver's).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, ClassVar, Iterable
+
+from ..nt.iomgr import DeviceObject
+from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
+from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
+
+#: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
+#: expected under mask), mask.
+PROBE_STEP = struct.Struct("<BHBII")
+_READ, _WRITE = 0, 1
+
+
+def pack_probe(steps: Iterable[Any]) -> bytes:
+    """``Probe`` data from :class:`harness.devices.ProbeStep`-shaped steps."""
+    return b"".join(PROBE_STEP.pack(_READ if s.op == "read" else _WRITE, s.offset, s.size,
+                                    s.value or 0, s.mask) for s in steps)
+
+
+def resource_parameters(resources: CM_RESOURCE_LIST, probe: bytes = b"", probe_base: int | None = None,
+                        ) -> dict[str, Any]:
+    """One device's ``Parameters`` subkey for a :class:`ResourceListDriver`."""
+    out: dict[str, Any] = {"Resources": resources}
+    if probe and probe_base is not None:
+        out.update(Probe=probe, ProbeBase=probe_base)
+    return out
+
+
+class ResourceListDriver(NtDriver):
+    """Claims each ``Parameters`` subkey's ``Resources`` list, then runs its ``Probe``."""
+
+    service_name = "Legacy"
+    device_prefix = "\\Device\\Legacy_"
+    resource_class: ClassVar[str | None] = None
+
+    def gather(self, registry_path: str) -> list[DeviceConfig]:
+        out = []
+        for name, values in self.parameters(registry_path).items():
+            resources = values.get("Resources")
+            if not isinstance(resources, CM_RESOURCE_LIST):
+                continue
+            partials = [p for _, p in resources.partials()]
+            config = DeviceConfig(
+                name, "Parameters",
+                ports=[(p.start, p.length) for p in partials if isinstance(p, Port)],
+                irq=next((p.level for p in partials if isinstance(p, Interrupt)), None),
+                dma=[p.channel for p in partials if isinstance(p, Dma)],
+                extra={"resources": resources, "memory": [(p.start, p.length) for p in partials
+                                                          if isinstance(p, Memory)],
+                       "probe": values.get("Probe", b""), "probe_base": values.get("ProbeBase")})
+            out.append(config)
+        return out
+
+    def device_name(self, config: DeviceConfig, number: int) -> str:
+        """Named after the device (machine-file id or board device name), so the
+        ResourceMap says whose claim each value is."""
+        return f"{self.device_prefix}{config.name}"
+
+    def initialize(self, device: DeviceObject, config: DeviceConfig, resources: CM_RESOURCE_LIST) -> dict[str, Any]:
+        probe, base = config.extra["probe"], config.extra["probe_base"]
+        if not probe or base is None:
+            return {}
+        reads = 0
+        for op, offset, size, value, mask in PROBE_STEP.iter_unpack(probe):
+            port = base + offset
+            if op == _WRITE:
+                self._write(port, size, value)
+                continue
+            got = self._read(port, size)
+            reads += 1
+            if got & mask != value:
+                raise DeviceNotResponding(f"{config.name}: probe read of {port:#x} gave {got:#x}, "
+                                          f"expected {value:#x} under mask {mask:#x}")
+        return {"probe": f"{reads} read(s) answered"}
+
+    def _read(self, port: int, size: int) -> int:
+        read = {1: self.hal.READ_PORT_UCHAR, 2: self.hal.READ_PORT_USHORT, 4: self.hal.READ_PORT_ULONG}[size]
+        return read(port)
+
+    def _write(self, port: int, size: int, value: int) -> None:
+        write = {1: self.hal.WRITE_PORT_UCHAR, 2: self.hal.WRITE_PORT_USHORT, 4: self.hal.WRITE_PORT_ULONG}[size]
+        write(port, value)
+
+
+class LegacyDriver(ResourceListDriver):
+    """The machine file's devices without a sample driver (``legacy``)."""
+
+
+def _board_driver(claimant: str, service: str, resource_class: str | None, prefix: str) -> type[ResourceListDriver]:
+    return type(f"{service}Driver", (ResourceListDriver,), {
+        "__doc__": f"Board claimant {claimant!r}: service {service}, ResourceMap class "
+                   f"{resource_class or 'the default'}.",
+        "service_name": service, "resource_class": resource_class, "device_prefix": prefix})
+
+
+#: Board claimants (harness.devices.BOARD_CLAIMANTS) that are a ResourceListDriver, in the
+#: order NT starts them: the ACPI driver and the PnP manager's reservations first, then the
+#: boot-start IDE miniport, then the system-start keyboard port and video drivers.
+BOARD_DRIVERS: dict[str, type[ResourceListDriver]] = {
+    "acpi": _board_driver("acpi", "ACPI", "PnP Manager", "\\Device\\ACPI_"),
+    "pnp": _board_driver("pnp", "PnpManager", "PnP Manager", "\\Device\\PnpReserved_"),
+    "atapi": _board_driver("atapi", "atapi", "ScsiAdapter", "\\Device\\Ide_"),
+    "i8042prt": _board_driver("i8042prt", "i8042prt", None, "\\Device\\KeyboardPort_"),
+    "vga": _board_driver("vga", "VgaSave", "VIDEO", "\\Device\\Video_"),
+}
+#: What the VGA miniport claims beside its device's own decode (VgaSave's access ranges):
+#: the VGA register blocks and the legacy frame buffer window.
+VGA_ACCESS_RANGES = (("port", 0x3B0, 0x3BB), ("port", 0x3C0, 0x3DF), ("memory", 0xA0000, 0xBFFFF))
+#: Board claimants that are not a ResourceListDriver: the HAL claims for itself at boot,
+#: the floppy controller is the floppy sample driver's.
+OTHER_BOARD_CLAIMANTS = ("hal", "floppy")
+
+
+__all__ = ["ResourceListDriver", "LegacyDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
+           "resource_parameters", "resources_of", "VGA_ACCESS_RANGES"]

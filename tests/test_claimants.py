@@ -1,0 +1,245 @@
+"""Every decoder has a claimant: the generic legacy driver, board claimants, ``driver: none``
+and exact claims (issue 16).  The QEMU-backed checks run the main job; the conflict and
+near-conflict machines themselves are in configs/conflicts (tests/test_job.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.claimants import legacy_parameters
+from harness.config import GENERIC_DRIVER, VGA_DRIVER, load_machine, parse_machine_text
+from harness.devices import load_catalog
+from harness.drivers import DRIVERS
+from harness.drivers.base import DECODED_PORTS, NtDriver, resources_of
+from harness.errors import ConfigError
+from harness.job import run_job
+from harness.nt.resources import Dma, Interrupt, Isa, Port
+from harness.qemu.layout import Layout
+from helpers import CONFIGS
+
+CATALOG = load_catalog()
+EMPTY_LAYOUT = Layout("t", "pc", "post-firmware", "7.2", "tcg")
+
+
+def _one(model: str, extra: str = "") -> str:
+    kind = "pc" if "pc" in CATALOG[model].machines else CATALOG[model].machines[0]
+    return f"machine: {kind}\ndevices:\n  - {{model: {model}, id: d{extra}}}\n"
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_every_catalog_model_has_a_claimant_or_a_reason(name: str) -> None:
+    model = CATALOG[name]
+    dev = parse_machine_text(_one(name), "<t>").device("d")
+    if dev.driver is None:
+        assert model.bridge or not (model.ports or model.fixed or model.pci), name
+        assert dev.unclaimed_reason
+    else:
+        assert dev.driver in DRIVERS
+        # A display (the legacy VGA window, or PCI class 0x0300) is the VGA miniport's.
+        display = (model.pci is not None and model.pci.class_code == 0x0300) or any(
+            f.kind == "memory" and f.start == 0xA0000 for f in model.fixed)
+        assert dev.driver == (model.nt_driver or (VGA_DRIVER if display else GENERIC_DRIVER))
+        assert not dev.unclaimed_reason
+
+
+def test_driver_none_leaves_the_device_unclaimed() -> None:
+    spec = parse_machine_text(_one("gus", ", driver: none"), "t.yaml")
+    dev = spec.device("d")
+    assert dev.driver is None and "driver: none (line 3)" == dev.unclaimed_reason
+    assert spec.drivers == ()
+    again = parse_machine_text(__import__("json").dumps(spec.to_dict()), "<again>")
+    assert again.device("d").no_driver
+
+
+@pytest.mark.parametrize("text, message", [
+    (_one("gus", ", driver: nobody"), r"t.yaml:3: devices\[0\].driver: 'nobody' is not one of: none"),
+    (_one("gus", ", driver: 0"), r"t.yaml:3: devices\[0\].driver: expected a string"),
+    (_one("sb16") + "drivers: [{name: sb16, claim: wide}]", r"t.yaml:4: drivers\[0\].claim: 'wide' is not one of"),
+    (_one("gus") + "drivers: [{name: legacy, claim: block}]", r"t.yaml:4: drivers\[0\].claim: legacy claims what"),
+])
+def test_bad_claimant_settings_name_file_line_and_field(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_machine_text(text, "t.yaml")
+
+
+def test_resources_of_gives_one_descriptor_per_contiguous_run() -> None:
+    resources = resources_of([("port", 0x70, 0x70), ("port", 0x71, 0x71), ("port", 0x224, 0x226),
+                              ("port", 0x22a, 0x22a), ("irq", 8, 8), ("dma", 1, 1)], Isa)
+    partials = [p for _, p in resources.partials()]
+    assert [(p.start, p.length) for p in partials if isinstance(p, Port)] == [(0x70, 2), (0x224, 3), (0x22a, 1)]
+    assert [p.level for p in partials if isinstance(p, Interrupt)] == [8]
+    assert [p.channel for p in partials if isinstance(p, Dma)] == [1]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in CATALOG.items() if m.bus == "isa" and not m.nt_driver))
+def test_the_legacy_driver_is_given_exactly_what_the_model_decodes(name: str) -> None:
+    spec = parse_machine_text(_one(name), "<t>")
+    dev = spec.device("d")
+    (params,) = legacy_parameters([dev], EMPTY_LAYOUT).values()
+    partials = [p for _, p in params["Resources"].partials()]
+    claimed = {(a, a + n - 1) for a, n in ((p.start, p.length) for p in partials if isinstance(p, Port))}
+    runs: list[list[int]] = []
+    for a, b in sorted((a, b) for kind, a, b in dev.decoded_resources() if kind == "port"):
+        if runs and a <= runs[-1][1] + 1:      # adjacent decoded runs make one descriptor
+            runs[-1][1] = max(runs[-1][1], b)
+        else:
+            runs.append([a, b])
+    assert claimed == {(a, b) for a, b in runs}
+    assert sorted(p.level for p in partials if isinstance(p, Interrupt)) == \
+        sorted(a for kind, a, _ in dev.decoded_resources() if kind == "irq")
+    assert sorted(p.channel for p in partials if isinstance(p, Dma)) == \
+        sorted(a for kind, a, _ in dev.decoded_resources() if kind == "dma")
+    if dev.model.probe:
+        assert params["ProbeBase"] == dev.settings[dev.model.probe_base] and params["Probe"]
+
+
+def test_sample_drivers_claim_the_decoded_runs_unless_told_block() -> None:
+    dev = parse_machine_text(_one("sb16"), "<t>").device("d")
+    exact = NtDriver.parameters_for([dev])["d"][DECODED_PORTS]
+    assert [(p.start, p.length) for _, p in exact.partials()] == [(0x224, 3), (0x22a, 1), (0x22c, 4)]
+    assert DECODED_PORTS not in NtDriver.parameters_for([dev], "block")["d"]
+    fdc = parse_machine_text(_one("isa-fdc"), "<t>").device("d")
+    floppy = DRIVERS["floppy"]
+    assert floppy.WHOLE_BLOCK in floppy.parameters_for([fdc], "block")
+    assert floppy.WHOLE_BLOCK not in floppy.parameters_for([fdc])
+    # the 82077 runs the driver knows are the ones the catalog's isa-fdc decodes
+    runs = {(0x3f0 + o, 0x3f0 + o + n - 1) for o, n in floppy.DECODED_RUNS}
+    assert runs == {(a, b) for kind, a, b in fdc.decoded_resources() if kind == "port"}
+
+
+@pytest.mark.qemu
+def test_the_default_machine_shows_board_devices_under_their_nt_owners(tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "machines" / "default.yaml"), tmp_path / "out")
+    assert result.clean, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    owners = {"board:keyboard-controller": "i8042prt", "board:ide-legacy": "atapi", "board:acpi": "ACPI",
+              "board:timer": "PC Compatible Eisa/Isa HAL", "board:interrupt-controllers": "PC Compatible Eisa/Isa HAL",
+              "board:dma-controllers": "PC Compatible Eisa/Isa HAL", "board:floppy-controller": "Floppy",
+              "sb0": "Sndblst", "lpt1": "Parport", "com1": "Serial"}
+    for device, owner in owners.items():
+        assert lines[device].status == "claimed" and lines[device].claimant == owner, lines[device]
+    assert lines["br0"].status == "unclaimed" and "bridge" in lines["br0"].detail
+    assert lines["fd0"].status == "claimed" and "its controller" in lines["fd0"].detail
+    # every device of the machine file and of the board has a line, claimed or explained
+    assert {d.id for d in result.spec.devices} <= set(lines)
+    assert all(c.status == "claimed" or c.detail for c in result.claimants)
+    for key in ("ScsiAdapter\\atapi", "PnP Manager\\ACPI", "Hardware Abstraction Layer", "Other\\i8042prt"):
+        assert key in result.resource_map, key
+    report = (tmp_path / "out" / "report.txt").read_text()
+    assert "board:keyboard-controller: claimed by i8042prt" in report
+
+
+@pytest.mark.qemu
+def test_a_block_claim_over_a_companion_chip_is_explained(tmp_path: Path) -> None:
+    result = run_job(load_machine(CONFIGS / "conflicts" / "sb16-block-adlib.yaml"), tmp_path / "out", picture=False)
+    (first, *_) = result.conflicts
+    assert "opl0 (adlib) is a chip of the same card as sb0 (sb16)" in first["explanation"]
+    lines = {c.device: c for c in result.claimants}
+    assert lines["opl0"].status == "refused" and lines["sb0"].status == "claimed"
+
+
+#: isa-vga as measured on QEMU 7.2 (`info mtree -f -o` on isapc): its registers, VBE and
+#: the legacy window; a user model (HARNESS_DEVICE_MODELS), not a shipped one.
+ISA_VGA_MODEL = """\
+name: claimants-isa-vga
+description: ISA VGA (test model)
+qemu_driver: isa-vga
+bus: isa
+machines: [isapc]
+decodes:
+  fixed_ports:
+    - {start: 0x1ce, length: 4}
+    - {start: 0x3b4, length: 2}
+    - {start: 0x3ba, length: 1}
+    - {start: 0x3c0, length: 16}
+    - {start: 0x3d4, length: 2}
+    - {start: 0x3da, length: 1}
+  fixed_memory:
+    - {start: 0xa0000, length: 0x20000}
+"""
+
+
+@pytest.fixture
+def isa_vga_model(tmp_path: Path, monkeypatch) -> None:
+    """The test ISA VGA model in a user model folder."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "claimants-isa-vga.yaml").write_text(ISA_VGA_MODEL)
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("isa_vga_model")
+def test_a_device_over_the_vga_registers_conflicts_with_the_miniport(tmp_path: Path) -> None:
+    spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n"
+                              "  - {model: claimants-isa-vga, id: vga0}\n"
+                              "  - {model: isa-debugcon, id: dbg0, iobase: 0x3bc}\n"
+                              "  - {model: isa-debugcon, id: dbg1, iobase: 0x3c4}\n", "<vga>")
+    assert spec.device("vga0").driver == "vga"
+    result = run_job(spec, tmp_path / "out", picture=False)
+    lines = {c.device: c for c in result.claimants}
+    # A second console, mapped last, takes 0x3c4 from the VGA and its claim comes first: the
+    # miniport's claim of 0x3c0-0x3df is refused.  The console at 0x3bc, just above the
+    # miniport's 0x3b0-0x3bb, is a near-conflict and stays clean.
+    assert {(e["driver"], e["conflict"]["holder_device"]) for e in result.conflicts} == \
+        {("VgaSave", "\\Device\\Legacy_dbg1")}, result.format_text()
+    assert lines["vga0"].status == "refused" and lines["dbg0"].status == "claimed", result.claimants
+    assert "shadowed" in {c.kind for c in result.collisions}
+
+
+@pytest.mark.qemu
+@pytest.mark.usefixtures("isa_vga_model")
+def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
+    spec = parse_machine_text("machine: isapc\nmemory: 32\ndevices:\n"
+                              "  - {model: claimants-isa-vga, id: vga0}\n", "<vga>")
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    line = next(c for c in result.claimants if c.device == "vga0")
+    assert line.status == "claimed" and line.claimant == "VgaSave", line
+    for shown in ("0x3b0-0x3bb", "0x3c0-0x3df", "0xa0000-0xbffff", "0x1ce-0x1d1"):
+        assert shown in result.resource_map, shown
+
+
+def test_a_bundle_keeps_claim_style_and_driver_none() -> None:
+    from harness.repro import Bundle, parse_bundle
+    from harness.testbed import LoadStep
+    from harness.yamlio import load_text
+    spec = load_machine(CONFIGS / "conflicts" / "sb16-block-adlib.yaml")
+    bundle = Bundle(spec, [LoadStep("sb16", ("sb0",), claim="block"), LoadStep("legacy", ("opl0",))])
+    back = parse_bundle(load_text(bundle.dump(), "<b>"), "<b>")
+    assert back.steps == bundle.steps
+    quiet = parse_machine_text(_one("gus", ", driver: none"), "<t>")
+    back = parse_bundle(load_text(Bundle(quiet, []).dump(), "<q>"), "<q>")
+    assert back.spec.device("d").no_driver and back.steps == []
+    with pytest.raises(ConfigError, match=r"steps\[0\]|claim"):
+        parse_bundle(load_text(bundle.dump().replace("claim: block", "claim: all"), "<bad>"), "<bad>")
+
+
+@pytest.mark.qemu
+def test_the_generic_driver_claims_isa_and_pci_models_alike(tmp_path: Path) -> None:
+    spec = parse_machine_text("""machine: q35
+devices:
+  - {model: pci-testdev, id: t0, addr: 5}
+  - {model: virtio-net-pci, id: v0, addr: 6}
+  - {model: e1000e, id: n0, addr: 7}
+  - {model: ib700, id: wd0}
+  - {model: pvpanic, id: pp0}
+  - {model: isa-debug-exit, id: ex0, iobase: 0x501}
+  - {model: gus, id: gus0, iobase: 0x240, irq: 7, dma: 3}
+  - {model: cs4231a, id: wss0, iobase: 0x530, irq: 5, dma: 1}
+  - {model: isa-ide, id: ide0}
+""", "<generic>")
+    assert {d.driver for d in spec.devices} == {"legacy"}
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    for dev in spec.devices:
+        assert lines[dev.id].status == "claimed" and lines[dev.id].claimant == "Legacy", lines[dev.id]
+    checks = [c for c in result.checks if c.driver == "Legacy"]
+    # every port run, memory BAR, line and channel of every device, each decoded by it
+    assert checks and all(c.ok for c in checks)
+    ports = {c.resource for c in checks if c.device == "\\Device\\Legacy_gus0" and c.resource.startswith("port")}
+    assert ports == {"port 0x240-0x240 (length 0x1)", "port 0x246-0x24f (length 0xa)",
+                     "port 0x300-0x301 (length 0x2)", "port 0x340-0x347 (length 0x8)"}

@@ -1,0 +1,82 @@
+"""The .reg dialect corpus (tests/data/regfiles, written by its make.py): every construct
+regedit and Wine's regedit accept, each in both encodings (UTF-16LE with BOM as regedit
+5.00 writes, and ANSI/UTF-8), imports to the same values; every file regedit would not
+import is refused naming file and line, with nothing applied."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from harness.nt.errors import RegFileError
+from harness.nt.regfile import import_reg
+from harness.nt.registry import (MACHINE, REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ,
+                                 REG_NONE, REG_QWORD, REG_SZ, Registry)
+
+CORPUS = Path(__file__).parent / "data" / "regfiles"
+KEY = MACHINE + r"\SOFTWARE\Dialect"
+ENCODINGS = ["utf16", "ansi"]
+
+
+def _make():
+    spec = importlib.util.spec_from_file_location("regfiles_make", CORPUS / "make.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MAKE = _make()
+
+EXPECTED = {  # file: {value name: (type, decoded value)} under KEY after the import
+    "comment_after_key": {"v": (REG_DWORD, 1)},
+    "comment_after_values": {"": (REG_SZ, "default"), "s": (REG_SZ, "text"),
+                             "d": (REG_DWORD, 42), "b": (REG_BINARY, b"\1\2")},
+    "comment_after_continuation": {"b": (REG_BINARY, b"\1\2\3\4")},
+    "continuation_with_blank_and_comment_lines": {"b": (REG_BINARY, b"\1\2\3\4"),
+                                                  "after": (REG_DWORD, 5)},
+    "upper_case_type_prefixes": {"d": (REG_DWORD, 10), "b": (REG_BINARY, b"\x0a\x0b"),
+                                 "q": (REG_QWORD, 1), "n": (REG_NONE, b"")},
+    "lone_cr_in_string": {"s": (REG_SZ, "one\rtwo"), "next": (REG_DWORD, 1)},
+    "string_escapes": {"s": (REG_SZ, 'a\\b "q" \n \r end'), "u": (REG_SZ, "q"),
+                       "z": (REG_SZ, "cut")},
+    "delete_key_then_recreate": {"new": (REG_DWORD, 2)},
+    "delete_missing_things": {"v": (REG_DWORD, 3)},
+    "blanks_around_tokens": {"s": (REG_SZ, "x"), "": (REG_DWORD, 11),
+                             "b": (REG_BINARY, b"\1\2\3")},
+    "file_ends_after_continuation": {"b": (REG_BINARY, b"\1\2")},
+    "string_types_in_hex": {"e": (REG_EXPAND_SZ, "%SystemRoot%"), "m": (REG_MULTI_SZ, ("a", "b"))},
+    "regedit4": {"s": (REG_SZ, "four"), "e": (REG_EXPAND_SZ, "%PATH%"), "d": (REG_DWORD, 4)},
+}
+
+
+def test_corpus_is_what_make_writes():
+    assert set(EXPECTED) == set(MAKE.ACCEPTED)
+    for folder, names in (("accepted", MAKE.ACCEPTED), ("refused", MAKE.REFUSED)):
+        files = sorted(p.name for p in (CORPUS / folder).glob("*.reg"))
+        assert files == sorted(f"{n}.{e}.reg" for n in names for e in ENCODINGS)
+    raw = (CORPUS / "accepted" / "comment_after_key.utf16.reg").read_bytes()
+    assert raw.startswith(b"\xff\xfeW\0i\0") and b"\r\0\n\0" in raw  # as regedit 5.00 writes
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_accepted_construct_imports_as_regedit_does(name, encoding):
+    with Registry() as reg:
+        import_reg(reg, CORPUS / "accepted" / f"{name}.{encoding}.reg")
+        got = {v.name: (v.type, v.value) for v in reg.values(KEY)}
+        assert got == EXPECTED[name]
+        assert not reg.key_exists(MACHINE + r"\SOFTWARE\Nowhere")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("name", sorted(MAKE.REFUSED))
+def test_refused_file_names_file_and_line_and_applies_nothing(name, encoding):
+    _, line, match = MAKE.REFUSED[name]
+    path = CORPUS / "refused" / f"{name}.{encoding}.reg"
+    with Registry() as reg:
+        with pytest.raises(RegFileError, match=match) as info:
+            import_reg(reg, path)
+        assert info.value.line == line and str(info.value).startswith(f"{path}:{line}: ")
+        assert reg.subkeys(MACHINE) == []
