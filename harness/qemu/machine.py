@@ -31,7 +31,7 @@ from qemu.qmp.error import QMPError
 
 from ..atomicio import write_text
 from ..builtin import global_args
-from ..config import (DRIVE_CONTROLLERS, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE, RESERVED_ID_PREFIX,
+from ..config import (BUILTIN_IDE, DRIVE_CONTROLLERS, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE, RESERVED_ID_PREFIX,
                       MachineSpec)
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
 from ..errors import ConfigError, HarnessError
@@ -791,7 +791,8 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
     if dev.multifunction:
         opts.append("multifunction=on")
     if getattr(dev, "channel", None) is not None:
-        opts.append(f"bus=ide.{_int_in(dev.channel, 0, 1, at('channel'))}")  # the machine's own IDE bus
+        channels = BUILTIN_IDE.get(spec.machine, (0, 0))[0]
+        opts.append(f"bus=ide.{_int_in(dev.channel, 0, channels - 1, at('channel'))}")  # the board's IDE bus
     if dev.unit is not None:
         opts.append(f"unit={_int_in(dev.unit, 0, 1, at('unit'))}")
     return args + ["-device", ",".join(opts)]
