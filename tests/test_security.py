@@ -292,9 +292,17 @@ def test_the_issues_bus_injection_is_refused_with_file_line_and_field() -> None:
     assert "bus=isa.0" in ",".join(build_argv(with_last_device(spec, bus="isa"), Path("/tmp/x"), "tcg"))
 
 
-def test_a_hostile_run_folder_path_changes_only_the_path_values(tmp_path: Path) -> None:
+def test_a_hostile_run_folder_path_changes_only_the_path_values() -> None:
     spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
                         "  - {model: floppy, id: fd0}\n")
+    tmp_path = Path(tempfile.mkdtemp(prefix="hp-", dir="/tmp"))  # short: unix socket paths
+    try:
+        _check_hostile_run_folder(spec, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _check_hostile_run_folder(spec, tmp_path: Path) -> None:
     plain = build_argv(spec, tmp_path / "plain", "tcg") if (tmp_path / "plain").mkdir() is None else []
     hostile = tmp_path / "a,b=c,bus=isa.0,path=x"
     hostile.mkdir()
