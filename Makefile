@@ -119,18 +119,21 @@ guests: setup
 
 # ---- reliability (RELIABILITY.md) ----
 # make test runs every reliability test at a small volume; these run them at full volume.
-# fuzz: over 10^5 inputs in all across the targets of tests/fuzz_targets.py (plus the C
+# fuzz: 10^5 inputs in all across the ten targets of tests/fuzz_targets.py (plus the C
 # index under ASan above); fuzz-atheris: the same targets coverage-guided (the [fuzz]
-# extra); soak: chaos and durability at ten times make test's volume.
+# extra); soak: chaos and durability at ten times make test's volume, 200 kills timed at
+# QEMU's start.
 .PHONY: fuzz-inputs fuzz-atheris soak reliability-figures
-FUZZ_EXAMPLES ?= 17000
+FUZZ_EXAMPLES ?= 10000
 ATHERIS_RUNS  ?= 20000
 SOAK_CHAOS    ?= 2000
 SOAK_KILLS    ?= 400
+SOAK_START_KILLS ?= 200
 FIGURES       := $(BIN)/python tests/reliability_figures.py
 
 fuzz-inputs: setup
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider tests/test_fuzz.py -k fuzz_target
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n $(JOBS) -p no:cacheprovider --timeout 3600 \
+	  tests/test_fuzz.py -k fuzz_target
 	$(FIGURES) fuzz
 
 fuzz: fuzz-inputs
@@ -146,7 +149,7 @@ fuzz-atheris: $(STAMPS)/fuzz
 	    -len_control=0 -artifact_prefix=build/fuzz/ || exit 1; done
 
 soak: setup
-	CHAOS_ITERATIONS=$(SOAK_CHAOS) DURABILITY_KILLS=$(SOAK_KILLS) $(BIN)/python -m pytest -n $(JOBS) \
+	CHAOS_ITERATIONS=$(SOAK_CHAOS) DURABILITY_KILLS=$(SOAK_KILLS) START_KILLS=$(SOAK_START_KILLS) $(BIN)/python -m pytest -n $(JOBS) \
 	  -p no:cacheprovider --timeout 3600 tests/test_chaos.py tests/test_durability.py tests/test_bounded_waits.py
 	$(FIGURES)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from .errors import HarnessError
@@ -23,7 +24,7 @@ COMMANDS = {
             "boot a machine, load its NT drivers and check every claim against the hardware"),
     "layout": ("harness.commands.layout", "boot a machine and print its layout snapshot"),
     "registry": ("harness.commands.registry", "dump or import a machine's registry database"),
-    "reap": ("harness.commands.reap", "kill QEMUs whose harness process is gone"),
+    "reap": ("harness.commands.reap", "kill QEMUs whose harness process is gone, remove their run folders"),
     "verify": ("harness.commands.verify", "compare model, QEMU decode and guest views of a machine"),
     "repro": ("harness.commands.repro", "replay a conflict repro bundle on a fresh machine (or shrink it)"),
     "pnp": ("harness.commands.pnp", "assign resources to every device by PnP logical configurations"),
@@ -61,15 +62,25 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return _top_level(chosen)
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    # SIGTERM (kill, CI cancelling a job) and SIGHUP (a closed terminal) end a command
+    # like Ctrl-C: every QEMU is shut down and every run folder removed on the way out.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupted)
     try:
         if args.models:
             from .packagedata import add_user_model_dirs
             add_user_model_dirs(args.models)
         return int(args.func(args) or 0)
-    except HarnessError as exc:
+    except (HarnessError, OSError) as exc:
+        # Refused input or an environment the command cannot use (a file it cannot read
+        # or write): a usage error, never 1 (which means "found a problem").
         if args.verbose:
             raise
         print(f"harness {args.command}: error: {exc}", file=sys.stderr)

@@ -44,10 +44,14 @@ ACCEL_POLICIES = ("tcg", "kvm", "auto")
 FIRMWARE_LOG_PORT = 0x402
 #: Prefix of the ids the harness gives its own chardevs and devices.
 RESERVED_ID_PREFIX = "harness"
-_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+#: The one ISA bus every machine kind has, as a machine file names it (QEMU's ``isa.0``).
+ISA_BUS = "isa"
+ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+ID_RULE = "a letter, then up to 31 letters, digits, '_' or '-'"
 #: A name starts run-folder names: no leading '-' or '.', which a shell command or a
 #: glob over the run root would take for an option or a hidden file.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = "a letter or digit, then letters, digits, '_', '.' or '-', at most 64 in all"
 _MACHINE_KEYS = frozenset({"name", "description", "machine", "accel", "memory", "devices",
                            "firmware_log", "drivers", "expect", "after_firmware", "builtin"})
 _DRIVER_KEYS = frozenset({"name", "devices", "override_conflict", "claim"})
@@ -322,9 +326,8 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
 def _name(doc: Node, source: str) -> str:
     default = "inline" if source.startswith("<") else Path(source).stem
     name = get_str(doc, "name", default=default)
-    if not _NAME_RE.fullmatch(name):
-        raise doc.error("name", f"{name!r} is not a valid machine name: a letter or digit, then "
-                                "letters, digits, '_', '.' or '-', at most 64 in all")
+    if not NAME_RE.fullmatch(name):
+        raise doc.error("name", f"{name!r} is not a valid machine name: {NAME_RULE}")
     return name
 
 
@@ -340,9 +343,8 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         allowed = _DEVICE_KEYS | set(model.properties)
         item.check_keys(allowed, {"model", "id"})
         dev_id = get_str(item, "id")
-        if not _ID_RE.fullmatch(dev_id):
-            raise item.error("id", f"{dev_id!r} is not a valid id: a letter, then up to 31 "
-                                   "letters, digits, '_' or '-'")
+        if not ID_RE.fullmatch(dev_id):
+            raise item.error("id", f"{dev_id!r} is not a valid id: {ID_RULE}")
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
@@ -496,6 +498,9 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
                     raise item.error("addr", f"PCI address {dev.slot:#x}.{dev.function} on bus "
                                              f"{dev.bus or 'pci.0'} is already used by {used_addrs[key]!r}")
                 used_addrs[key] = dev.id
+        if dev.model.bus == "isa" and dev.bus not in (None, ISA_BUS):
+            raise item.error("bus", f"{dev.bus[:80]!r} is not a bus of this machine: an ISA device "
+                                    f"sits on the board's ISA bus ({ISA_BUS!r}, or leave 'bus' out)")
         wanted = DRIVE_CONTROLLERS.get(dev.model.bus)
         if wanted is not None and dev.bus is not None:
             parent = by_id.get(dev.bus)

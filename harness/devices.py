@@ -10,6 +10,7 @@ is present by its registers.  The catalog is data; nothing here talks to QEMU.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -284,6 +285,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
     ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
     probe_base, probe, guest_probe = _parse_probe(doc, properties)
     pci = _parse_pci(doc) if "pci" in doc else None
+    check_qemu_name(doc, "qemu_driver", get_str(doc, "qemu_driver"))
     if bus in ("pci", "pcie") and pci is None:
         raise doc.error(None, "a PCI device model needs a 'pci' section")
     return DeviceModel(
@@ -329,6 +331,7 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
         return out
     props = doc.child("properties")
     for name in props:
+        check_qemu_name(props, name, name)
         spec = props.child(name)
         spec.check_keys({"kind", "choices", "setting"}, {"kind"})
         kind = get_str(spec, "kind", choices=tuple(PROPERTY_KINDS))
@@ -346,7 +349,7 @@ def _parse_always(doc: Node) -> dict[str, Any]:
         return {}
     node = doc.child("always")
     for key, value in node.items():
-        check_qemu_string(node, key, key)
+        check_qemu_name(node, key, key)
         if isinstance(value, str):
             check_qemu_string(node, key, value)
         elif isinstance(value, bool) or not isinstance(value, int):
@@ -471,13 +474,28 @@ def _check_value(node: Node, key: str, kind: str, value: Any) -> None:
             raise node.error(key, "DMA channel 4 is the cascade between the two 8237s")
 
 
+#: What a string that reaches a QEMU option may look like: no ',' or '=' (they would
+#: start another option), no '/' (every file QEMU opens is one the harness put in the run
+#: folder), no leading '-', bounded.  harness.qemu.machine checks the argv against it too.
+QEMU_STRING_RE = re.compile(r"(?![-])[A-Za-z0-9_.:+-]{0,128}")
+QEMU_STRING_RULE = "at most 128 letters, digits and _.:+-, not starting with '-'"
+#: A QEMU property or driver name (the keys of ``-device``).
+QEMU_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
+QEMU_NAME_RULE = "a letter, then up to 63 letters, digits, '_', '.' or '-'"
+
+
 def check_qemu_string(node: Node, key: str, value: str) -> None:
     """Refuse strings that could smuggle options into a QEMU ``-device`` argument, or name
-    a host file (no '/': every file QEMU opens is one the harness put in the run folder)."""
-    import re
-    if not re.fullmatch(r"[A-Za-z0-9_.:+-]*", value) or value.startswith("-"):
-        raise node.error(key, f"{value!r} may only contain letters, digits and _.:+- "
+    a host file."""
+    if not QEMU_STRING_RE.fullmatch(value):
+        raise node.error(key, f"{value[:80]!r} is not a valid QEMU value: {QEMU_STRING_RULE} "
                               "(commas and '=' would inject QEMU options, '/' name host files)")
+
+
+def check_qemu_name(node: Node, key: str, value: str) -> None:
+    """Refuse a property or driver name QEMU's option syntax cannot hold as one key."""
+    if not QEMU_NAME_RE.fullmatch(value):
+        raise node.error(key, f"{value[:80]!r} is not a valid QEMU name: {QEMU_NAME_RULE}")
 
 
 def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:

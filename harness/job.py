@@ -43,6 +43,7 @@ from typing import Any, Sequence
 
 from .actions import ActionRecord
 from .claimants import ClaimantLine
+from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import load_catalog
@@ -57,7 +58,7 @@ from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout, read_static_facts
 from .qemu.actions import run_actions, run_firmware_and_steps
-from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck
+from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
 from .verify import IRQ_SHARED, HardwareView, hardware_conflicts
@@ -285,8 +286,11 @@ def prepare_out_dir(out_dir: Path) -> Path:
         if not (out_dir / OUTPUT_MARKER).exists():
             raise HarnessError(f"{out_dir} exists and is not a harness output folder; choose another --out")
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, mode=0o700)
-    (out_dir / OUTPUT_MARKER).touch()
+    try:
+        out_dir.mkdir(parents=True, mode=0o700)
+        (out_dir / OUTPUT_MARKER).touch()
+    except OSError as exc:
+        raise OutputError(f"cannot make the output folder {out_dir}: {exc.strerror}") from None
     return out_dir
 
 
@@ -299,8 +303,8 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     also keeps QEMU's own run folder (its logs are copied to ``out_dir/qemu`` anyway).
     ``hal`` is one of :data:`HAL_CHOICES`; ``reactos``: IoReportResourceUsage as ReactOS
     has it (it writes nothing and sees no conflict), to show what a driver meets there.
-    ``machine``: for the PIC HAL, ``spec``'s machine already launched with ``keep=True``
-    (its firmware may be running, :meth:`Machine.start_firmware`) by a caller that starts
+    ``machine``: for the PIC HAL, ``spec``'s machine already launched in a run folder of
+    :func:`~harness.qemu.machine.new_run_dir` (its firmware may be running, :meth:`Machine.start_firmware`) by a caller that starts
     QEMU before importing this module; the job closes it."""
     from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
 
@@ -317,7 +321,12 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
         if machine is None:
-            machine = Machine(spec, boot=agent_boot(spec) if apic else None, keep=True)
+            # Made here (not by Machine) so it outlives close() for the copy below; unmarked,
+            # so the sweep removes it if this process is killed before the copy.
+            run_dir = new_run_dir(spec.name)
+            machine = Machine(spec, run_dir=run_dir, boot=agent_boot(spec) if apic else None, keep=keep)
+        else:
+            run_dir = machine.run_dir
         bed: Testbed | None = None
         try:
             with machine:
@@ -365,11 +374,11 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         if agent is not None:
                             agent.agent.close()
         finally:
-            shutil.copytree(machine.run_dir, out_dir / "qemu", dirs_exist_ok=True,
+            shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
                             ignore=lambda _, names: [n for n in names if n.startswith(".")])
-            relocate_argv(out_dir / "qemu" / "argv.sh", machine.run_dir, out_dir / "qemu")
+            relocate_argv(out_dir / "qemu" / "argv.sh", run_dir, out_dir / "qemu")
             if not keep:
-                shutil.rmtree(machine.run_dir, ignore_errors=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
         write_outputs(result, bed.io if bed is not None else None, picture=picture, registry=registry)
         return result
@@ -430,10 +439,10 @@ def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = Tr
     if picture and io is not None:
         from .picture import draw_resource_map
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
-    (out_dir / "report.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    (out_dir / "report.txt").write_text(result.format_text())
+    write_text(out_dir / "report.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    write_text(out_dir / "report.txt", result.format_text())
     from .htmlreport import machine_report_html
-    (out_dir / "report.html").write_text(machine_report_html(result))
+    write_text(out_dir / "report.html", machine_report_html(result))
 
 
 def _report(result: LoadResult, driver: NtDriver) -> DriverReport:

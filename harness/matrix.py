@@ -62,6 +62,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +150,12 @@ class Matrix:
 
     def select(self, filters: Iterable[str]) -> list[Cell]:
         """The cells matching any of the one-line ``filters`` (all cells when none)."""
-        parsed = [parse_filter(text, f"--only {text!r}", self.axes) for text in filters]
+        parsed = []
+        for text in filters:
+            try:
+                parsed.append(parse_filter(text, f"--only {text!r}", self.axes))
+            except ConfigError as exc:
+                raise ConfigError(exc.message, source="the command line", field=f"--only {text!r}") from None
         return [c for c in self.cells if not parsed or any(f.matches(c.axes) for f in parsed)]
 
 
@@ -190,6 +196,10 @@ class _Value:
         return set(self.fragment) if self.fragment is not None else {"devices"}
 
 
+#: Most combinations of axis values a matrix may expand to (each is a machine to validate).
+MAX_COMBINATIONS = 10_000
+
+
 def _parse(doc: Any, source: str, catalog: Catalog | None) -> Matrix:
     catalog = catalog if catalog is not None else load_catalog()
     if not isinstance(doc, Node):
@@ -207,6 +217,10 @@ def _parse(doc: Any, source: str, catalog: Catalog | None) -> Matrix:
     rules = _parse_rules(doc, names)
     _check_overrides(axes)
 
+    combinations = math.prod(len(values) for values in axes.values())
+    if combinations > MAX_COMBINATIONS:
+        raise doc.error("axes", f"the axes make {combinations} combinations; a matrix may have at "
+                                f"most {MAX_COMBINATIONS} (split it into several files)")
     cells: list[Cell] = []
     excluded: list[Excluded] = []
     seen: dict[str, str] = {}
@@ -259,11 +273,12 @@ def _load_base(doc: Node, source: str) -> Node:
         raise doc.error("base", f"cannot load base machine {rel!r}: {origin / rel} is not a file")
     try:
         base = load_file(origin / rel)
-    except ConfigError as exc:
-        raise doc.error("base", f"cannot load base machine {rel!r}: {exc}") from None
-    if not isinstance(base, Node):
-        raise doc.error("base", f"base machine {rel!r} is not a YAML mapping")
-    base.check_keys(_FRAGMENT_KEYS | {"name", "expect"})
+        if not isinstance(base, Node):
+            raise ConfigError("a base machine must be a YAML mapping", source=str(origin / rel))
+        base.check_keys(_FRAGMENT_KEYS | {"name", "expect"})
+    except ConfigError as exc:  # located in the base file itself, saying whose base it is
+        raise ConfigError(f"{exc.message} (base machine of {source}, line {doc.line_of('base')})",
+                          source=exc.source, line=exc.line, field=exc.field) from None
     return base
 
 
@@ -429,11 +444,12 @@ def _merge(doc: Node, source: str, base: Node | None, axis_names: list[str],
     up.  Values stay :class:`Node` objects, so errors point into the file they came from."""
     merged: dict[str, Any] = {}
     lines: dict[str, int] = {}
+    sources: dict[str, str] = {}  # the file each top-level key came from (base or matrix)
     devices: list[Any] = []
     if base is not None:
         for key in base:
             if key not in ("name", "expect", "devices"):
-                merged[key], lines[key] = base[key], base.line_of(key)
+                merged[key], lines[key], sources[key] = base[key], base.line_of(key), base.source
         devices += get_list(base, "devices", default=[])
     for value in combo:
         if value.fragment is None:
@@ -443,13 +459,14 @@ def _merge(doc: Node, source: str, base: Node | None, axis_names: list[str],
                 devices += value.fragment["devices"]
             else:
                 merged[key], lines[key] = value.fragment[key], value.fragment.line_of(key)
+                sources[key] = value.fragment.source
     machine = merged.get("machine")
     for value in combo:
         if value.model is not None:
             devices += _generated_devices(value, machine if isinstance(machine, str) else None, source)
     merged["devices"] = devices
     lines["devices"] = doc.line_of("axes")
-    return {"data": merged, "lines": lines}
+    return {"data": merged, "lines": lines, "sources": sources, "axes_line": doc.line_of("axes")}
 
 
 def _generated_devices(value: _Value, machine: str | None, source: str) -> list[Node]:
@@ -489,14 +506,17 @@ def _cell_spec(merged: dict[str, Any], cell_id: str, expect: str, source: str, m
     data = dict(merged["data"], name=cell_id, expect=expect)
     data.setdefault("description", f"cell {cell_id} of matrix {matrix}")
     lines = dict(merged["lines"])
-    for key in data:
-        lines.setdefault(key, 0)
-    node = Node(data, lines, source, 0, "")
+    for key in data:  # the cell's own name, expect, description: made from its axes
+        lines.setdefault(key, merged["axes_line"])
+    node = Node(data, lines, source, merged["axes_line"], "")
     try:
         return parse_machine(node, source, catalog)
     except ConfigError as exc:
-        # The error already points at the value; say which cell it broke.
-        raise ConfigError(f"{exc.message} (in cell {cell_id})", source=exc.source, line=exc.line,
+        # The error points at the value; a top-level key from the base machine is in the
+        # base file.  Say which cell it broke.
+        top = re.split(r"[.\[]", exc.field or "", maxsplit=1)[0]
+        origin = merged["sources"].get(top, exc.source) if exc.source == source else exc.source
+        raise ConfigError(f"{exc.message} (in cell {cell_id})", source=origin, line=exc.line,
                           field=exc.field) from None
 
 
@@ -512,14 +532,18 @@ def _shorten(values: Iterable[str], most: int = 12) -> str:
 
 # ---------------------------------------------------------------------------- sharding
 
+#: Most shards a matrix splits into (a CI fan-out; shard_of costs cells x shards).
+MAX_SHARDS = 1000
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"2/4"`` → ``(2, 4)``: shard 2 of 4, 1-based."""
     match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", str(text))
     if not match:
         raise HarnessError(f"shard {text!r} is not of the form I/N (e.g. 2/4: the second of four)")
     index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 1 <= index <= count:
-        raise HarnessError(f"shard {text!r}: I must be between 1 and N (N >= 1)")
+    if not 1 <= count <= MAX_SHARDS or not 1 <= index <= count:
+        raise HarnessError(f"shard {text!r}: N must be 1..{MAX_SHARDS} and I between 1 and N")
     return index, count
 
 
@@ -538,8 +562,8 @@ def shard_of(cells: Iterable[Cell], count: int) -> dict[str, int]:
     when its turn comes: adding a cell moves only the few that the cap pushes over.
     """
     ids = sorted({c.id for c in cells}, key=_rank)
-    if count < 1:
-        raise HarnessError("the number of shards must be at least 1")
+    if not 1 <= count <= MAX_SHARDS:
+        raise HarnessError(f"the number of shards must be 1..{MAX_SHARDS}, not {count}")
     floor = len(ids) // count
     load = [0] * count
     out: dict[str, int] = {}
@@ -762,7 +786,8 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
-        _kill_qemus_of({self.proc.pid})
+        from .qemu.reaper import kill_qemus_of
+        kill_qemus_of({self.proc.pid})
 
 
 def _worker_main(fd: int, parent: int) -> None:
@@ -770,7 +795,8 @@ def _worker_main(fd: int, parent: int) -> None:
     import sys
     from multiprocessing.connection import Connection
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us on Ctrl-C
-    _die_with_parent(parent)
+    from .qemu.lifeline import die_with_parent
+    die_with_parent(parent)
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
@@ -790,45 +816,15 @@ def _worker_main(fd: int, parent: int) -> None:
         return
 
 
-def _die_with_parent(parent: int) -> None:
-    """PR_SET_PDEATHSIG: SIGKILL this worker when the process that started it dies."""
-    import ctypes
-    import os
-    import signal
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
-
-
-def _kill_qemus_of(owners: set[int]) -> list[int]:
-    """SIGKILL every harness-tagged QEMU whose owner is one of ``owners``."""
-    import os
-    import signal
-    from .qemu.reaper import tagged_processes
-    killed = []
-    for proc in tagged_processes():
-        if proc.owner_pid in owners:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed.append(proc.pid)
-            except ProcessLookupError:
-                pass
-    return killed
-
-
 def _kill_workers(workers: list["_Worker"]) -> None:
     for worker in workers:
         if worker.proc.poll() is None:
             worker.proc.kill()
     for worker in workers:
         worker.proc.wait(5)
-    _kill_qemus_of({w.proc.pid for w in workers})
     from .qemu.machine import run_root
-    from .qemu.reaper import sweep_orphan_run_dirs
+    from .qemu.reaper import kill_qemus_of, sweep_orphan_run_dirs
+    kill_qemus_of({w.proc.pid for w in workers})
     sweep_orphan_run_dirs(run_root())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .atomicio import atomic_output
 from .nt.arbiter import ResourceKind, interrupt_line
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout
 from .verdict import CLEAN, WARNING
@@ -82,7 +83,8 @@ def draw_resource_map(io: Any, layout: Layout, result: Any, path: Path) -> Path:
         result.verdict, "conflicts: refused claims hatched red, holders outlined red")
     fig.suptitle(f"{layout.machine} ({layout.machine_type}): ResourceMap against QEMU's decode — {verdict}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_output(path, "wb") as handle:
+        fig.savefig(handle, dpi=90, format="png")
     plt.close(fig)
     return path
 

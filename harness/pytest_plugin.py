@@ -69,8 +69,9 @@ from typing import Any, Iterator
 
 import pytest
 
+from .atomicio import write_text
 from .qemu.machine import close_all, run_root
-from .qemu.reaper import reap_orphans, reap_own, sweep_orphan_run_dirs
+from .qemu.reaper import judge_processes, owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
 RESETS = ("none", "reboot", "recreate")
 REQUIREMENT_KEYS = ("machine", "accel", "models", "buses", "drivers", "kvm")
@@ -173,8 +174,17 @@ def _dist_given(config: pytest.Config) -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reap_orphans()
-    sweep_orphan_run_dirs(run_root())
+    # Orphans of dead sessions (this uid and PID namespace only, see qemu/reaper.py).
+    verdicts = judge_processes()
+    killed = reap_orphans(verdicts)
+    removed = sweep_orphan_run_dirs(run_root())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and (killed or removed):
+        reporter.write_line(f"harness: ended {len(killed)} orphaned QEMU(s) and removed {len(removed)} "
+                            "run folder(s) of dead sessions")
+    if reporter is not None and session.config.option.verbose > 0:
+        for proc, why in verdicts.skipped:
+            reporter.write_line(f"harness: left tagged pid {proc.pid} alone: {why}")
 
 
 @pytest.hookimpl(trylast=True)
@@ -465,13 +475,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 class _Groups:
     @staticmethod
     def base(testrunuid: str) -> Path:
-        return run_root() / f"xdist-groups-{testrunuid}"
+        # Named after the controller, so the sweep removes what a killed session left.
+        return run_root() / owned_name(f"xdist-groups-{testrunuid}")
 
     @staticmethod
     def write(path: Path, groups: dict[str, str]) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(groups))
 
     @staticmethod
     def scheduler(config: pytest.Config, log: Any) -> Any:
@@ -789,11 +798,11 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
     from .qemu.layout import format_text, snapshot
     from .repro import write_bundle
     folder = prepare_out_dir(failure_folder(item))
-    (folder / FAILURE_MARKER).write_text(item.nodeid + "\n")
+    write_text(folder / FAILURE_MARKER, item.nodeid + "\n")
     m = used.entry.machine
     # The run folder goes when the machine closes: the script uses the copies kept here.
     argv = " \\\n    ".join(shlex.quote(a.replace(str(m.run_dir), str(folder))) for a in m.argv)
-    (folder / "qemu-argv.sh").write_text(
+    write_text(folder / "qemu-argv.sh",
         "#!/bin/sh\n# The test's QEMU, paused before the firmware like the harness starts it: type 'cont'\n"
         f"# at the (qemu) prompt to run it.  Files it writes go to this folder.\n"
         f"exec {argv} \\\n    -monitor stdio\n")
@@ -802,7 +811,7 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
         if path.is_file() and not path.name.startswith(".") and path.suffix in (".log", ".out", ".img"):
             shutil.copy2(path, folder / path.name)
     if not (m.running and m.phase == "post-firmware"):
-        (folder / NOTE).write_text("The machine was no longer running; only QEMU's command line and logs are here.\n")
+        write_text(folder / NOTE, "The machine was no longer running; only QEMU's command line and logs are here.\n")
         return folder
     bed = used.testbed
     if bed is None:
@@ -815,17 +824,17 @@ def write_failure_folder(item: pytest.Item, used: _Used) -> Path:
         result = collect(bed, folder)
         layout = result.layout
         write_outputs(result, bed.io)
-        (folder / "errorlog.json").write_text(json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
+        write_text(folder / "errorlog.json", json.dumps([e.to_dict() for e in bed.io.error_log], indent=1) + "\n")
         if result.clean:   # nothing about resources went wrong: a bundle would replay nothing
-            (folder / NOTE).write_text(
+            write_text(folder / NOTE,
                 "The machine's main job found nothing (no conflict, mismatch, violation or hardware\n"
                 "collision): the test failed on an assertion of its own.  No repro bundle: it would\n"
                 "have nothing to reproduce.  Here: report.txt / report.html, registry.reg,\n"
                 "errorlog.json, layout.txt / layout.json, qemu-argv.sh and QEMU's logs.\n")
         else:
             write_bundle(result, bed.steps, title=item.nodeid)
-    (folder / "layout.json").write_text(layout.to_json())
-    (folder / "layout.txt").write_text(format_text(layout))
+    write_text(folder / "layout.json", layout.to_json())
+    write_text(folder / "layout.txt", format_text(layout))
     return folder
 
 

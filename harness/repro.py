@@ -36,14 +36,13 @@ a time while the scenario still reproduces and writes the smallest bundle it rea
 from __future__ import annotations
 
 import datetime
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from .atomicio import write_text
 from . import __version__
 from .actions import ACTION_KINDS, Action, is_action, parse_step
 from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
@@ -112,15 +111,7 @@ class Bundle:
         """Write atomically (a reader never sees half a bundle)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".bundle-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.dump())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_text(path, self.dump())
 
 
 def bundle_from(result: JobResult, steps: list[Step], *, title: str) -> Bundle:
@@ -191,6 +182,10 @@ def parse_bundle(doc: Any, source: str) -> Bundle:
         seen = {}
     elif not isinstance(seen, Node):
         raise doc.error("seen", "expected a mapping")
+    for key, value in seen.items():  # facts about the run that recorded it: plain values
+        if not (value is None or isinstance(value, (str, int, float, bool))):
+            kind = "a mapping" if isinstance(value, Node) else type(value).__name__
+            raise seen.error(key, f"expected a string, number or boolean, got {kind}")
     claims = [_text(doc, "claims", c) for c in get_list(doc, "claims", default=[])]
     return Bundle(spec, steps, outcome, findings, get_str(doc, "title", default=""), dict(seen), claims, source,
                   hal=get_str(doc, "hal", choices=HAL_CHOICES, default="auto"),
@@ -245,8 +240,8 @@ def _parse_list(report: Node, key: str) -> CM_RESOURCE_LIST:
         full.check_keys({"interface", "bus", "resources"}, {"resources"})
         interface = get_str(full, "interface", choices=tuple(t.name for t in INTERFACE_TYPE), default="Isa")
         partials = [_parse_descriptor(full, d, j) for j, d in enumerate(get_list(full, "resources"))]
-        fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE[interface], get_int(full, "bus", lo=0, default=0),
-                                                    *partials))
+        bus = get_int(full, "bus", lo=0, hi=0xFFFFFFFF, default=0)  # BusNumber is a ULONG
+        fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE[interface], bus, *partials))
     return CM_RESOURCE_LIST(tuple(fulls))
 
 

@@ -84,11 +84,12 @@ class _Constructing:
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
             if not isinstance(node, yaml.ScalarNode):
                 raise
             # PyYAML's scalar constructors fail raw on an explicit tag that does not fit
-            # the text (!!timestamp x: AttributeError, !!int x: ValueError, !!bool x: KeyError).
+            # the text (!!timestamp x: AttributeError, !!int x: ValueError, !!bool x:
+            # KeyError, an empty !!int or !!float: IndexError).
             tag = node.tag.rsplit(":", 1)[-1]
             raise ConfigError(f"{node.value[:40]!r} is not a valid !!{tag} ({type(exc).__name__})",
                               source=self.name, line=node.start_mark.line + 1) from None
@@ -202,6 +203,10 @@ def load_text(text: str, source: str) -> Any:
     return document
 
 
+#: Largest file a reader takes: machine files, models, matrices and bundles are a few KB.
+MAX_FILE_BYTES = 1 << 20
+
+
 _REFUSED = object()
 
 
@@ -221,11 +226,19 @@ def _load_fast(text: str, source: str) -> Any:
 def load_file(path: str | Path) -> Any:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read file: {exc}", source=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror or exc}", source=str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"file is larger than {MAX_FILE_BYTES} bytes; these files are a few KB",
+                          source=str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", source=str(path)) from None
     return load_text(text, str(path))
 
 

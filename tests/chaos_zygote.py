@@ -2,7 +2,8 @@
 forks each pytest worker the test then strikes, so an iteration costs a fork, not a
 Python start-up (about 1 s of CPU on this machine, 200 times over).
 
-Protocol (JSON lines): requests on stdin ``{"id", "args", "env", "log"}`` (the worker's
+Protocol (JSON lines): requests on stdin ``{"id", "args", "env", "log"}`` (with
+``"cli": true`` the worker runs ``harness ARGS`` instead of ``pytest ARGS``) (the worker's
 output goes to the file ``log``); on stdout the
 zygote answers ``{"id", "event": "forked", "pid"}`` and ``{"id", "event": "exit",
 "returncode"}`` (negative: killed by that signal), and the workers themselves add their
@@ -12,7 +13,6 @@ the zygote once its workers have ended (SIGKILLed after ``DRAIN_S``).
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import json
 import os
@@ -27,11 +27,11 @@ import hypothesis  # noqa: F401
 import pytest  # noqa: F401
 
 import harness.qemu.machine  # noqa: F401
+from harness.qemu.lifeline import die_with_parent
 
 for entry in importlib.metadata.entry_points(group="pytest11"):
     entry.load()  # the plugins pytest would import in every worker
 
-PR_SET_PDEATHSIG = 1
 DRAIN_S = 30.0
 
 
@@ -39,14 +39,17 @@ def emit(event: dict[str, object]) -> None:
     os.write(1, (json.dumps(event) + "\n").encode())  # one write: atomic on a pipe
 
 
-def run_worker(request: dict[str, object]) -> int:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def run_worker(request: dict[str, object], zygote: int) -> int:
+    die_with_parent(zygote)
     os.environ.update(request["env"])  # type: ignore[arg-type]
     os.environ["CHAOS_REPORT_FD"] = str(os.dup(1))  # the pipe; pytest's output goes to the log
     log = os.open(str(request["log"]), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.environ["CHAOS_ID"] = str(request["id"])
+    if request.get("cli"):  # a harness command (run, verify, matrix) instead of pytest
+        from harness.cli import main as harness_main
+        return int(harness_main(list(request["args"])))  # type: ignore[arg-type]
     return int(pytest.main(list(request["args"])))  # type: ignore[arg-type]
 
 
@@ -63,11 +66,12 @@ def main() -> None:
                 selector.unregister(sys.stdin)
             else:
                 request = json.loads(line)
+                zygote = os.getpid()
                 pid = os.fork()
                 if pid == 0:
                     code = 70
                     try:
-                        code = run_worker(request)
+                        code = run_worker(request, zygote)
                     finally:
                         os._exit(code)
                 workers[pid] = request["id"]

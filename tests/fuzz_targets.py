@@ -17,6 +17,7 @@ noise, and a run function.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import tempfile
@@ -31,13 +32,13 @@ from harness.config import parse_machine_text
 from harness.devices import load_catalog, parse_model
 from harness.errors import ConfigError, HarnessError
 from harness.nt import resources as R
-from harness.nt.errors import RegFileError, ResourceFormatError
+from harness.nt.errors import RegFileError, RegistryFileError, ResourceFormatError
 from harness.nt.regfile import (apply_operations, decode_reg_bytes, export_text, import_text, parse_reg,
                                 read_reg_bytes)
-from harness.nt.registry import MACHINE, Registry
+from harness.nt.registry import MACHINE, RESOURCE_MAP, Registry
 from harness.qemu.machine import build_argv
 from harness.yamlio import load_text
-from helpers import CONFIGS, REPO, argv_violations
+from helpers import CONFIGS, REPO, argv_field_setters, argv_violations, check_argv_field, model_spec
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,9 @@ YAML_TOKENS = ["&a ", "*a", "<<: *a", "!!python/object/apply:os.system ['true'] 
                "\n- ", "---\n", "...\n", "%YAML 1.1\n", "'", '"', "#", "~", "null", "true",
                "0x", "0o7", "0b1", "-1", "0x10000", "16", "1e9", ".inf", ".nan", "1_0",
                "99999999999999999999999", "190:20:30", ",", "=", "/", "\\", "\x00", "\ufeff",
-               "$(id)", ";", "-device ", "harness-x", "\u0130", "\u00df"]
+               "$(id)", ";", "-device ", "harness-x", "\u0130", "\u00df", "!!int ", "!!float ",
+               "!!int\n", "!!float ''", "bus: isa", "bus: 'isa.0,iobase=0x2e8,irq=7,bus=isa'",
+               "{a: {b: 1}}", "bus: 0x1ffffffff"]
 _CATALOG = load_catalog()
 _MACHINE_SEEDS = sorted(p.read_text() for p in (CONFIGS / "machines").glob("*.yaml"))
 _MODEL_SEEDS = [(p.stem, p.read_text()) for p in sorted((REPO / "device_models").glob("*.yaml"))]
@@ -149,7 +152,8 @@ def _device_values(model: Any, earlier: list[str]) -> dict[str, st.SearchStrateg
     """Plausible values for each key a device of ``model`` may have."""
     ids = st.sampled_from(earlier or ["nobody"])
     values: dict[str, st.SearchStrategy[Any]] = {
-        "bus": ids, "controller": ids, "unit": st.integers(0, 1), "multifunction": st.booleans(),
+        "bus": st.one_of(ids, st.sampled_from(["isa", "isa.0,iobase=0x2e8,irq=7,bus=isa"])),
+        "controller": ids, "unit": st.integers(0, 1), "multifunction": st.booleans(),
         "addr": st.one_of(st.integers(0, 31), st.sampled_from(["0x1f", "9.1", "3", "0x3.7"]))}
     for name, prop in model.properties.items():
         values[name] = st.sampled_from(prop.choices) if prop.choices else {
@@ -510,6 +514,80 @@ def _run_bundle(text: str) -> bool:
     return True
 
 
+# ------------------------------------------------------------------ argv, field by field
+#: Text made of what QEMU's option parser and a shell act on, and the issue's injection.
+_HOSTILE_TEXT = st.one_of(
+    st.text(alphabet=",=\n\r\x00 -_.:/$`'\"\\;|&isa0123", max_size=40),
+    st.sampled_from(["isa", "isa.0", "isa.0,iobase=0x2e8,irq=7,bus=isa", "br", "fdc1", "bus=",
+                     "x,bus=isa.0", "A" * 300, "com1"]),
+    _scalars)
+
+
+@functools.lru_cache(maxsize=None)
+def _argv_spec(model: str) -> Any:
+    return model_spec(model)
+
+
+@st.composite
+def argv_field_inputs(draw: st.DrawFn) -> tuple[str, str, Any]:
+    """(model, one of its fields that reach argv, a value for it)."""
+    model = draw(st.sampled_from(sorted(_CATALOG)))
+    field = draw(st.sampled_from(sorted(argv_field_setters(_argv_spec(model)))))
+    return model, field, draw(_HOSTILE_TEXT)
+
+
+def _run_argv_field(item: tuple[str, str, Any]) -> bool:
+    """The value goes into the field past config.py: build_argv refuses it naming that
+    field, or the command line changes in that field's value alone."""
+    model, field, value = item
+    if value is None:
+        value = ""  # None is "no bus" for a bus field, a valid choice that drops the key
+    spec = _argv_spec(model)
+    with tempfile.TemporaryDirectory(prefix="hf-") as run_dir:
+        return check_argv_field(spec, field, argv_field_setters(spec)[field], value, Path(run_dir))
+
+
+# ------------------------------------------------------------------ registry files
+@functools.lru_cache(maxsize=1)
+def _registry_seed() -> bytes:
+    """A real registry file of a few pages: ResourceMap claims, strings, a volatile key."""
+    with tempfile.TemporaryDirectory(prefix="hf-") as folder:
+        path = Path(folder) / "seed.sqlite"
+        with Registry(path) as reg, reg.transaction():
+            for n in range(40):
+                key = rf"{RESOURCE_MAP}\Class{n % 5}\Driver{n}"
+                reg.create_key(key)
+                reg.set_value(key, rf"\Device\Dev{n}.Raw",
+                              R.CM_RESOURCE_LIST.single(R.Isa, 0, R.Port(0x100 + 8 * n, 8)))
+                reg.set_value(key, "Text", f"value {n} " * 6)
+            reg.create_key(rf"{RESOURCE_MAP}\Class0\Driver0\Volatile", volatile=True)
+        return path.read_bytes()
+
+
+@st.composite
+def registry_files(draw: st.DrawFn) -> bytes:
+    """The seed registry with bit flips, overwritten fields, truncation, or a page of noise."""
+    seed = _registry_seed()
+    if draw(st.booleans()):
+        return draw(mutated_bytes(seed))
+    data = bytearray(seed)
+    at = draw(st.integers(0, len(data) - 1))
+    data[at:at + 64] = draw(st.binary(min_size=1, max_size=64))
+    return bytes(data)
+
+
+def _run_registry(data: bytes) -> bool:
+    from harness.nt.iomgr import IoManager
+    from harness.nt.registry import format_tree
+    with tempfile.TemporaryDirectory(prefix="hf-") as folder:
+        path = Path(folder) / "r.sqlite"
+        path.write_bytes(data)
+        with Registry(path, create=False) as reg:
+            format_tree(reg)  # every key and value, decoded
+            IoManager(reg)    # the next run's take-over of the ResourceMap
+    return True
+
+
 # ------------------------------------------------------------------ the table
 
 TARGETS: dict[str, Target] = {t.name: t for t in [
@@ -531,6 +609,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            _run_bundle, (ConfigError,)),
     Target("matrix-yaml", st.one_of(mutated_text(_MATRIX_SEEDS, MATRIX_TOKENS), st.text(max_size=200)),
            _run_matrix, (ConfigError,)),
+    Target("argv-fields", argv_field_inputs(), _run_argv_field, (ConfigError,)),
+    Target("registry-file", registry_files(), _run_registry, (RegistryFileError,)),
 ]}
 
 assert all(issubclass(e, HarnessError) for t in TARGETS.values() for e in t.documented)

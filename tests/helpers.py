@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 from harness.config import MachineSpec, parse_machine_text
+from harness.devices import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -117,6 +118,109 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
             bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
             bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
     return bad
+
+
+# ---- one field of a device changed past config.py (argv tests and the argv fuzzer) ----
+def model_spec(name: str):
+    """A valid machine holding model ``name`` as its last device, with whatever it needs
+    in front (a bridge for a PCI device, a controller for a floppy)."""
+    import json
+    model = load_catalog()[name]
+    machine = "q35" if model.bus == "pcie" else "pc" if "pc" in model.machines else model.machines[0]
+    items = []
+    if model.bus in ("pci", "pcie") and not model.bridge:
+        items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": "br"})
+    from harness.config import DRIVE_CONTROLLERS
+    if model.bus in DRIVE_CONTROLLERS:
+        items.append({"model": DRIVE_CONTROLLERS[model.bus], "id": "fdc1",
+                      **({"iobase": 0x370} if model.bus == "floppy" else {})})
+    item = {"model": name, "id": "dut"}
+    # On a named bus, so the bus is in the baseline command line too.
+    if model.bus in DRIVE_CONTROLLERS:
+        item["controller"] = "fdc1"
+    elif model.bus == "isa":
+        item["bus"] = "isa"
+    elif not model.bridge:
+        item["bus"] = "br"
+    # Every property set (a first choice, or a small valid value), so each field's value
+    # is in the baseline command line.
+    for prop, spec in model.properties.items():
+        item[prop] = spec.choices[0] if spec.choices else {"bool": False, "str": "x"}.get(spec.kind, 1)
+    items.append(item)
+    return machine_spec(f"machine: {machine}\ndevices:\n" + "".join(f"  - {json.dumps(i)}\n" for i in items))
+
+
+def with_last_device(spec, **device_changes):
+    import dataclasses
+    devices = list(spec.devices)
+    devices[-1] = dataclasses.replace(devices[-1], **device_changes)
+    return dataclasses.replace(spec, devices=tuple(devices))
+
+
+def argv_field_setters(spec) -> dict[str, object]:
+    """Every field of the last device that reaches argv -> a function making a spec with
+    that field set to a value, bypassing config.py (the argv builder must hold alone)."""
+    import dataclasses
+    from types import MappingProxyType
+
+    from harness.config import DRIVE_CONTROLLERS
+    dev = spec.devices[-1]
+    index = len(spec.devices) - 1
+    fields = {f"devices[{index}].id": lambda v: with_last_device(spec, id=v),
+              f"devices[{index}].{'controller' if dev.model.bus in DRIVE_CONTROLLERS else 'bus'}":
+                  lambda v: with_last_device(spec, bus=v),
+              "qemu_driver": lambda v: with_last_device(spec, model=dataclasses.replace(dev.model, qemu_driver=v))}
+    for prop in dev.model.properties:
+        fields[f"devices[{index}].{prop}"] = (
+            lambda v, p=prop: with_last_device(spec, settings=MappingProxyType({**dev.settings, p: v})))
+    for key in dev.model.always:
+        fields[f"always.{key}"] = (lambda v, k=key: with_last_device(spec, model=dataclasses.replace(
+            dev.model, always=MappingProxyType({**dev.model.always, k: v}))))
+    return fields
+
+
+def argv_changes(before: list[str], after: list[str]) -> list[tuple[str, str, str]]:
+    """(option, key, new value) for every option element that differs; the two command
+    lines must have the same options and the same keys in the same order."""
+    assert len(before) == len(after), (before, after)
+    out = []
+    for old, new in zip(before, after):
+        a, b = qemu_opts(old), qemu_opts(new)
+        assert len(a) == len(b), f"{old!r} became {new!r}: another option element appeared"
+        for position, (x, y) in enumerate(zip(a, b)):
+            if x != y and position == 0:  # the driver (or backend) an option starts with
+                out.append((old.split(",", 1)[0], "<head>", y))
+            elif x != y:
+                kx, _, _ = x.partition("=")
+                ky, _, vy = y.partition("=")
+                assert kx == ky, f"{old!r} became {new!r}: a key changed"
+                out.append((old.split(",", 1)[0], ky, vy))
+    return out
+
+
+def check_argv_field(spec: MachineSpec, field: str, make, value: object, run_dir: Path) -> bool:
+    """Build the argv of ``spec`` with ``field`` set to ``value`` (``make``: from
+    argv_field_setters): it must be refused with a ConfigError naming that field, or change
+    nothing in the command line but that field's own value.  Returns whether accepted."""
+    from harness.errors import ConfigError
+    from harness.qemu.machine import build_argv
+    base = build_argv(spec, run_dir, "tcg")
+    try:
+        argv = build_argv(make(value), run_dir, "tcg")
+    except ConfigError as exc:
+        assert exc.field == field, f"{field}={value!r} refused as {exc.field}: {exc}"
+        if field.startswith("devices"):
+            assert str(exc).startswith(f"{spec.source}:{spec.devices[-1].line}: {field}: "), str(exc)
+        return False
+    key = "<head>" if field == "qemu_driver" else field.rsplit(".", 1)[-1]
+    expected = ("on" if value else "off") if isinstance(value, bool) else str(value)
+    changes = argv_changes(base, argv)
+    if key == "id":  # the id also names the device's chardev, drive and files, and its chassis
+        assert all(expected in v or k in ("chassis_nr", "chassis", "slot") for _, k, v in changes), changes
+    else:
+        assert all(k == key and v == expected for _, k, v in changes), (field, value, changes)
+    assert argv_violations(argv, make(value), run_dir) == [], argv
+    return True
 
 
 def machine_error(text: str, line: int | tuple[int, ...], field: str, message: str) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.qemu.machine import _pdeathsig_prefix
+from harness.qemu import lifeline
 from helpers import REPO, record_figures
 
 CHAOS_ITERATIONS = int(os.environ.get("CHAOS_ITERATIONS", "200"))
@@ -80,7 +80,7 @@ class Zygote:
     def __init__(self, env: dict[str, str], logs: Path) -> None:
         self.logs = logs
         self.junk: list[str] = []  # lines that are not events: a worker wrote to the pipe
-        self.proc = subprocess.Popen([*_pdeathsig_prefix(), sys.executable, str(REPO / "tests" / "chaos_zygote.py")],
+        self.proc = subprocess.Popen([*lifeline.command(os.getpid()), sys.executable, str(REPO / "tests" / "chaos_zygote.py")],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                      cwd=REPO, text=True)
         self._queues: dict[int, queue.Queue[dict[str, Any]]] = defaultdict(queue.Queue)
@@ -102,10 +102,10 @@ class Zygote:
                 continue
             self._queue(message["id"]).put(message)
 
-    def start(self, ident: int, args: list[str], env: dict[str, str]) -> None:
+    def start(self, ident: int, args: list[str], env: dict[str, str], *, cli: bool = False) -> None:
         with self._lock:
             assert self.proc.stdin is not None
-            request = {"id": ident, "args": args, "env": env, "log": str(self.log(ident))}
+            request = {"id": ident, "args": args, "env": env, "log": str(self.log(ident)), "cli": cli}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
 
@@ -134,6 +134,33 @@ class Zygote:
         self.proc.stdin.close()
         self.proc.wait(60)
         self._reader.join(10)
+
+
+def left_of(tag: str, ident: int) -> list[int]:
+    """The processes of iteration ``ident`` still there after up to GONE_TIMEOUT."""
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+def sweep_and_close(zygote: Zygote, tag: str) -> None:
+    """One more pytest session (its start-up sweep removes what dead workers left), then
+    the zygote ends."""
+    seen: list[dict[str, Any]] = []
+    zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
+    final = zygote.wait_for(-1, "exit", seen)
+    assert final is not None and final["returncode"] == 0, seen
+    zygote.close()
+
+
+def clean_up(zygote: Zygote, tag: str, base: Path) -> None:
+    """Whatever happened: the zygote and every process of the run killed, its folder gone."""
+    if zygote.proc.poll() is None:
+        zygote.proc.kill()
+    for pid in tagged(tag):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @dataclass
@@ -179,9 +206,7 @@ def run_iteration(zygote: Zygote, tag: str, ident: int, kind: str, rng: random.R
     exited = zygote.wait_for(ident, "exit", seen)
     assert exited is not None
     result.exit_s = time.monotonic() - start
-    deadline = time.monotonic() + GONE_TIMEOUT
-    while (left := [p for p, (i, _) in tagged(tag).items() if i == str(ident)]) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    left = left_of(tag, ident)
     result.gone_s = time.monotonic() - start
     if left:
         result.leaked = len(left)
@@ -227,22 +252,14 @@ def test_chaos_leaves_no_process_and_no_file() -> None:
             results = list(pool.map(lambda i: run_iteration(zygote, tag, i, kinds[i], random.Random(seeds[i])),
                                     range(len(kinds))))
         left_by_dead_workers = len(list((base / "r").iterdir()))
-        seen: list[dict[str, Any]] = []
-        zygote.start(-1, [f"{SUBJECT}::test_nothing", "-q", "-p", "no:cacheprovider"], {TAG_ENV: f"{tag}:-1"})
-        final = zygote.wait_for(-1, "exit", seen)
-        assert final is not None and final["returncode"] == 0, seen
-        zygote.close()
+        sweep_and_close(zygote, tag)
         wall = time.monotonic() - started
         processes_left = tagged(tag)
         files_left = sorted(str(p.relative_to(base)) for p in base.rglob("*")
                             if p not in (base / "t", base / "r") and p.parent != base / "logs"
                             and p != base / "logs")
     finally:
-        if zygote.proc.poll() is None:
-            zygote.proc.kill()
-        for pid in tagged(tag):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+        clean_up(zygote, tag, base)
 
     problems = [f"iteration {i} ({r.kind}): {p}" for i, r in enumerate(results) for p in r.problems]
     by_kind: dict[str, list[Result]] = defaultdict(list)
@@ -268,3 +285,124 @@ def test_chaos_leaves_no_process_and_no_file() -> None:
     assert files_left == [], f"files left: {files_left[:20]}"
     missed = Counter(r.kind for r in results if not r.struck)
     assert all(missed[k] <= len(by_kind[k]) // 10 for k in KINDS), f"strikes that missed: {missed}"
+
+
+# ---- kills timed at QEMU's start --------------------------------------------------------
+#: ``START_KILLS`` (20 in make test, 200 in make soak) strikes, spread over the processes
+#: that start QEMUs: a pytest worker, ``harness run``, ``harness verify`` and a
+#: ``harness matrix --run`` worker.  Each is SIGKILLed 0-80 ms after the process that will
+#: become QEMU appears (the lifeline, harness/qemu/lifeline.py), so strikes land before
+#: the parent-death signal is armed, between arming and exec, and in QEMU's start-up.
+START_KILLS = int(os.environ.get("START_KILLS", "20"))
+STARTERS = ("pytest", "run", "verify", "matrix-worker")
+LIFELINE = b"lifeline.py"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _qemu_start(root: int, min_depth: int) -> tuple[int, int] | None:
+    """(the process starting a QEMU, its new child) at ``min_depth`` or deeper below
+    ``root``: a child running the lifeline or QEMU, or one just forked (its command line
+    still its parent's: the fork has not exec'd yet)."""
+    stack = [(root, 0)]
+    while stack:
+        pid, depth = stack.pop()
+        try:
+            own = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        for child in _children(pid):
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if depth >= min_depth and (LIFELINE in cmdline or b"qemu-system" in cmdline or cmdline == own):
+                return pid, child
+            stack.append((child, depth + 1))
+    return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _starter_request(kind: str, base: Path, ident: int) -> tuple[list[str], bool]:
+    machine = base / "m.yaml"
+    out = str(base / "out" / str(ident))
+    if kind == "pytest":
+        return [f"{SUBJECT}::test_boot_until_struck", "-q", "-p", "no:cacheprovider"], False
+    if kind == "run":
+        return ["run", str(machine), "--out", out, "--no-picture"], True
+    if kind == "verify":
+        return ["verify", str(machine)], True
+    return ["matrix", str(base / "x.yaml"), "--run", "-j", "1", "--out", out, "--progress", "none"], True
+
+
+def test_kills_timed_at_qemu_start_leave_no_qemu_and_no_run_folder() -> None:
+    base = Path(tempfile.mkdtemp(prefix="hk-", dir="/tmp"))
+    tag = base.name
+    rng = random.Random(os.environ.get("CHAOS_SEED", "19"))
+    (base / "m.yaml").write_text("name: k\nmachine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n")
+    (base / "x.yaml").write_text("name: kx\naxes:\n  m: {pc: {machine: pc, devices: [{model: isa-serial, id: com1}]}}\n")
+    zygote = Zygote(_private_env(base), base / "logs")
+    figures: dict[str, Any] = {k: {"kills": 0, "before_exec": 0, "after_exec": 0, "missed": 0} for k in STARTERS}
+    problems: list[str] = []
+    started = time.monotonic()
+    try:
+        for ident in range(START_KILLS):
+            kind = STARTERS[ident % len(STARTERS)]
+            args, cli = _starter_request(kind, base, ident)
+            seen: list[dict[str, Any]] = []
+            zygote.start(ident, args, {TAG_ENV: f"{tag}:{ident}"}, cli=cli)
+            forked = zygote.wait_for(ident, "forked", seen)
+            assert forked is not None
+            deadline = time.monotonic() + EVENT_TIMEOUT
+            found = None
+            while found is None and time.monotonic() < deadline and _running(forked["pid"]):
+                found = _qemu_start(forked["pid"], 1 if kind == "matrix-worker" else 0)
+            if found is None:
+                figures[kind]["missed"] += 1
+                tail = zygote.log(ident).read_text(errors="replace")[-800:]
+                problems.append(f"iteration {ident} ({kind}): no QEMU started; the output ends:\n{tail}")
+                if _running(forked["pid"]):
+                    os.kill(forked["pid"], signal.SIGKILL)
+            else:
+                time.sleep(rng.choice((0.0, rng.uniform(0.0, 0.08))))
+                starter, child = found
+                try:
+                    exe = os.readlink(f"/proc/{child}/exe")
+                except OSError:
+                    exe = ""
+                figures[kind]["after_exec" if "qemu-system" in exe else "before_exec"] += 1
+                os.kill(starter, signal.SIGKILL)
+                figures[kind]["kills"] += 1
+            exited = zygote.wait_for(ident, "exit", seen)
+            assert exited is not None
+            left = left_of(tag, ident)
+            if left:
+                problems.append(f"iteration {ident} ({kind}): process(es) left: {tagged(tag)}")
+                for pid in left:
+                    os.kill(pid, signal.SIGKILL)
+        sweep_and_close(zygote, tag)
+        run_folders_left = sorted(p.name for p in (base / "r").iterdir())
+        processes_left = tagged(tag)
+    finally:
+        clean_up(zygote, tag, base)
+    record_figures("start_kills", kills=sum(f["kills"] for f in figures.values()),
+                   wall_s=round(time.monotonic() - started, 1), qemu_left=len(processes_left),
+                   run_folders_left=len(run_folders_left), by_starter=figures)
+    assert not problems, "\n".join(problems[:20])
+    assert processes_left == {}, f"processes left: {processes_left}"
+    assert run_folders_left == [], f"run folders left after the sweep: {run_folders_left}"
+    assert sum(f["before_exec"] for f in figures.values()) > 0, "no strike landed before QEMU's exec"

@@ -6,11 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..errors import HarnessError
 from ..qemu.binary import require_qemu
@@ -95,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else matrix_report.default_out(matrix, args.shard)
     print(f"matrix {matrix.name}: {len(cells)} cell(s), {args.jobs} at a time, files under {out}",
           file=sys.stderr)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     start = time.monotonic()
     try:
         results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle, progress=None if args.progress == "none" else args.progress,
@@ -108,8 +105,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"interrupted: {len(cells) - len(aborted.results)} cell(s) not run; "
               "every worker and QEMU of this run has been stopped", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     seconds = time.monotonic() - start
     _write(matrix, args, cells, results, seconds, out)
     sys.stdout.write(format_summary(results, seconds))
@@ -136,10 +131,6 @@ def run_merge(args: argparse.Namespace) -> int:
     if summary["missing"]:
         print(matrix_report.describe_missing(summary), file=sys.stderr)
     return matrix_report.exit_code(summary)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def format_listing(matrix: Matrix, cells: list) -> str:

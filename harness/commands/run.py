@@ -72,8 +72,10 @@ def _start_early(spec: Any) -> Any:
     (on another core); None if that failed: the job then launches it again itself and
     reports the failure with QEMU's logs in OUT/qemu, as it always has."""
     from ..errors import HarnessError
-    from ..qemu.machine import Machine
-    machine = Machine(spec, keep=True)
+    from ..qemu.machine import Machine, new_run_dir
+    # A folder the machine does not own outlives its close() for the job's copy, and carries
+    # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
+    machine = Machine(spec, run_dir=new_run_dir(spec.name))
     try:
         machine.launch()
         machine.start_firmware()

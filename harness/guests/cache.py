@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
+import stat
 import sys
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..errors import HarnessError
 from ..packagedata import shipped_dir, user_cache_dir
 
 #: The guest recipes and sources shipped with the package.
@@ -23,8 +27,14 @@ GUEST_IMAGES = shipped_dir("guest_images")
 
 
 def cache_root() -> Path:
+    """``guests/`` in the user's cache directory: a real folder of this user (a link or
+    someone else's folder planted in a shared cache is refused, not followed)."""
     root = user_cache_dir() / "guests"
-    root.mkdir(mode=0o700, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise HarnessError(f"guest cache {root} is a link, not a folder, or another user's; "
+                           "remove it or set HARNESS_CACHE_DIR")
     return root
 
 
@@ -38,15 +48,40 @@ def content_hash(files: Iterable[Path], *extra: str) -> str:
     return digest.hexdigest()[:16]
 
 
+#: How long a build waits for another process's build of the same artefact.
+LOCK_TIMEOUT = 600.0
+
+
 @contextlib.contextmanager
-def locked(name: str) -> Iterator[None]:
-    """An exclusive lock across processes for building artefact ``name``."""
-    with open(cache_root() / f"{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+def locked(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """An exclusive lock across processes for building artefact ``name``, waited for at
+    most ``timeout`` seconds.  The lock file is opened without following a link and never
+    truncated, so a link planted in its place cannot make us write another file."""
+    path = cache_root() / f"{name}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise HarnessError(f"cannot open the lock {path} ({exc.strerror}; a link is refused)") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            raise HarnessError(f"lock {path} is not a regular file of this user")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise HarnessError(f"another process has held {path} for more than {timeout:g} s "
+                                       "(a build still running, or hung); try again later") from None
+                time.sleep(0.05)
         try:
             yield
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def progress(message: str) -> None:

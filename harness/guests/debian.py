@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..atomicio import atomic_output
 from ..errors import HarnessError
 from .cache import GUEST_IMAGES, cache_root, locked, progress
 
@@ -91,12 +92,13 @@ def fetch(candidates: Iterable[DebianPackage]) -> tuple[DebianPackage, Path]:
 
 
 def _download(pkg: DebianPackage, target: Path) -> None:
-    partial = target.with_suffix(".part")
     progress(f"downloading {pkg.package} {pkg.version} ({pkg.size / 1e6:.1f} MB) from {pkg.url}")
     start = time.monotonic()
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(pkg.url, timeout=DOWNLOAD_TIMEOUT) as response, open(partial, "wb") as out:
+        # Streamed to a temporary name, renamed only once the checksum matches.
+        with urllib.request.urlopen(pkg.url, timeout=DOWNLOAD_TIMEOUT) as response, \
+                atomic_output(target, "wb") as out:
             done, shown = 0, 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
@@ -105,13 +107,10 @@ def _download(pkg: DebianPackage, target: Path) -> None:
                 if done * 10 // max(pkg.size, 1) > shown:
                     shown = done * 10 // max(pkg.size, 1)
                     progress(f"  {pkg.filename}: {min(done * 100 // max(pkg.size, 1), 100)}%")
+            if digest.hexdigest() != pkg.sha256:
+                raise DebianFetchError(f"{pkg.url}: sha256 {digest.hexdigest()} does not match the pin {pkg.sha256}")
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        partial.unlink(missing_ok=True)
         raise DebianFetchError(f"{pkg.url}: {exc}") from None
-    if digest.hexdigest() != pkg.sha256:
-        partial.unlink(missing_ok=True)
-        raise DebianFetchError(f"{pkg.url}: sha256 {digest.hexdigest()} does not match the pin {pkg.sha256}")
-    partial.replace(target)
     progress(f"  {pkg.filename}: {done / 1e6:.1f} MB in {time.monotonic() - start:.2f} s, sha256 ok")
 
 

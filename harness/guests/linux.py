@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomicio import write_bytes
 from ..config import MachineSpec
 from ..errors import HarnessError
 from ..qemu.machine import Machine
@@ -88,21 +89,15 @@ def build_image() -> LinuxImage:
         if missing:
             raise LinuxGuestError(f"{kernel_deb}: modules not found: {', '.join(missing)}")
         progress(f"  unpacked in {time.monotonic() - start:.2f} s; extracting vmlinux ...")
-        _write(image.kernel, vmlinux_from_bzimage(vmlinuz))
+        write_bytes(image.kernel, vmlinux_from_bzimage(vmlinuz))
         busybox = extract(busybox_deb, lambda p: p == "bin/busybox")
         if "bin/busybox" not in busybox:
             raise LinuxGuestError(f"{busybox_deb}: no bin/busybox")
         entries = [("bin/busybox", busybox["bin/busybox"], 0o100755), ("init", INIT.read_bytes(), 0o100755)]
         entries += [(f"lib/modules/{m}.ko", found_modules[m], 0o100644) for m in modules]
-        _write(image.initrd, newc_archive(entries))
+        write_bytes(image.initrd, newc_archive(entries))
         progress(f"Linux guest image ready in {time.monotonic() - start:.2f} s: {folder}")
     return image
-
-
-def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def vmlinux_from_bzimage(bzimage: bytes) -> bytes:

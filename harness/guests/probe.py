@@ -10,6 +10,7 @@ under test) and ends QEMU through isa-debug-exit (status 33).
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -55,8 +56,13 @@ def build_probe() -> Path:
         start = time.monotonic()
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
-            result = subprocess.run(["make", "--no-print-directory", "-C", str(PROBE_SOURCES), f"OUT={tmp}"],
-                                    capture_output=True, text=True, timeout=120)
+            # make's recipes run in /bin/sh: no path may reach them (a cache or install
+            # path with a backquote or a space).  The sources are copied into the private
+            # build folder and make runs there with relative names only.
+            for source in sources:
+                shutil.copyfile(source, Path(tmp, source.name))
+            result = subprocess.run(["make", "--no-print-directory", "OUT=."], cwd=tmp,
+                                    stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
             if result.returncode != 0:
                 raise ProbeError(f"building the probe guest failed (make exit {result.returncode}):\n"
                                  + result.stdout[-2000:] + result.stderr[-2000:])

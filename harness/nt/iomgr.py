@@ -365,6 +365,8 @@ class IoManager:
             return ReportResult(NTSTATUS.STATUS_INVALID_PARAMETER, False)
         requests: list[tuple[Owner, CM_RESOURCE_LIST]] = []
         resource_class = DriverClassName if DriverClassName else self.default_class
+        if not _one_key_name(resource_class, DriverObject.name):
+            return ReportResult(NTSTATUS.STATUS_OBJECT_NAME_INVALID, False)
         try:
             if DriverList is not None and DriverListSize:
                 requests.append((Owner(DriverObject.name, None, resource_class),
@@ -432,6 +434,8 @@ class IoManager:
         small).  Nothing is claimed on failure.
         """
         owner = self._assign_owner(RegistryPath, DriverClassName, DriverObject, DeviceObject)
+        if not _one_key_name(owner.resource_class, owner.driver):
+            return NTSTATUS.STATUS_OBJECT_NAME_INVALID, None
         req = RequestedResources
         with self.arbiter.lock:
             if req is None or not req.lists or not req.lists[0].descriptors:
@@ -672,6 +676,12 @@ class IoManager:
         """IoWriteErrorLogEntry for a driver's own errors (not conflicts)."""
         self.error_log.log(code, message, driver=driver_object.name,
                            device=device.name if device else None, final_status=status)
+
+
+def _one_key_name(*names: object) -> bool:
+    """Whether each name can be one ResourceMap key: a class or driver name holding '\\'
+    would make a nested key that the take-over on reopen reads as another owner."""
+    return all(isinstance(n, str) and n and "\\" not in n for n in names)
 
 
 def _sub(path: str, *names: str) -> str:

@@ -28,6 +28,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any
 
+from ..atomicio import write_text
 from .busaccess import BusAccess, BusAccessError, DecodedSpan, DecodeMap
 
 FORMAT = "harness-bus-transcript"
@@ -119,7 +120,7 @@ class RecordingBus:
         return {"format": FORMAT, "version": VERSION, "meta": self.meta, "calls": list(self.calls)}
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.transcript(), indent=0, sort_keys=True) + "\n")
+        write_text(path, json.dumps(self.transcript(), indent=0, sort_keys=True) + "\n")
 
 
 class RecordingDecodeBus(RecordingBus):

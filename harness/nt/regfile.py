@@ -56,6 +56,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from ..atomicio import write_bytes
 from .errors import RegFileError, RegistryError, ResourceFormatError
 from .registry import (MACHINE, USER, RegType, Registry, RegistryValue, _RESOURCE_TYPES,
                        decode_value, encode_value, fold, split_path)
@@ -154,8 +155,7 @@ def export_text(registry: Registry, path: str = MACHINE) -> str:
 
 def export_reg(registry: Registry, out: str | os.PathLike, path: str = MACHINE) -> None:
     """Write a .reg file as regedit does: UTF-16LE with a BOM."""
-    Path(out).write_bytes(b"\xff\xfe" + export_text(registry, path).encode("utf-16-le",
-                                                                           "surrogatepass"))
+    write_bytes(out, b"\xff\xfe" + export_text(registry, path).encode("utf-16-le", "surrogatepass"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -310,6 +310,25 @@ def _check_storable(name: str, what: str) -> None:
                                NTSTATUS.STATUS_OBJECT_NAME_INVALID) from None
 
 
+def _check_file(path: str, create: bool) -> bool:
+    """Whether ``path`` holds a database to open; refuse what a reader must not touch: a
+    missing or empty file when ``create`` is false (opening would make it a database).
+    (Only stat: opening and closing the file here would drop this process's SQLite locks
+    on it.  A file that is not SQLite is refused by SQLite itself, unwritten.)"""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        if not create:
+            raise RegistryFileError(f"registry file {path} does not exist",
+                                    NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND) from None
+        return False
+    except OSError as e:
+        raise RegistryFileError(f"cannot read registry file {path}: {e.strerror}") from None
+    if size == 0 and not create:
+        raise RegistryFileError(f"registry file {path} is empty: not a registry database")
+    return size > 0
+
+
 def unique_registry_path(directory: str | os.PathLike | None = None, *,
                          machine: str = "machine") -> Path:
     """A registry file path no other run, xdist worker or machine will pick:
@@ -345,6 +364,14 @@ CREATE TABLE IF NOT EXISTS reg_values (
 """
 #: When committed data reaches the disk (see the module docstring) -> SQLite's synchronous.
 SYNC_MODES = {"commit": "FULL", "close": "NORMAL", "never": "OFF"}
+#: What every row must hold (SQLite keeps any type in any column; a damaged page may too).
+_ROW_TYPES = {
+    "meta": "typeof(name)='text' AND typeof(value)='text'",
+    "keys": "typeof(id)='integer' AND (parent IS NULL OR typeof(parent)='integer') AND "
+            "typeof(name)='text' AND typeof(folded)='text' AND typeof(volatile)='integer'",
+    "reg_values": "typeof(key_id)='integer' AND typeof(name)='text' AND typeof(folded)='text' AND "
+                  "typeof(type)='integer' AND typeof(data)='blob'",
+}
 _MAGIC = "harness-nt-registry"
 _SCHEMA_VERSION = "1"
 _ROOT_ID = 1
@@ -367,27 +394,28 @@ class Registry:
             raise RegistryError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.sync = sync
         in_memory = self.path == ":memory:"
-        if not in_memory and not create and not Path(self.path).exists():
-            raise RegistryFileError(f"registry file {self.path} does not exist",
-                                    NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
+        existing = not in_memory and _check_file(self.path, create)
         try:
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as e:
             raise RegistryFileError(f"cannot open registry file {self.path}: {e}") from None
+        self._db.text_factory = self._decode_text
         try:
-            self._configure(in_memory)
+            self._configure(in_memory, existing)
             self.arch = self._initialise(arch)
         except BaseException:
             self._db.close()
             raise
 
     # -- opening ---------------------------------------------------------------------------
-    def _configure(self, in_memory: bool) -> None:
+    def _configure(self, in_memory: bool, existing: bool) -> None:
         try:
             self._db.execute("PRAGMA foreign_keys=ON")
             if not in_memory:
                 # Exclusive: hold the file lock from the first write until close.
                 self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                if existing:  # the first access (under the lock), before anything is written
+                    self._check_database()
                 if self.sync != "commit":
                     # Nothing is committed yet: switching a new file to WAL needs no fsync.
                     self._db.execute("PRAGMA synchronous=OFF")
@@ -397,8 +425,43 @@ class Registry:
                 self._db.execute(f"PRAGMA synchronous={SYNC_MODES[self.sync]}")
         except sqlite3.OperationalError as e:
             raise self._map_open_error(e) from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
             raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
+
+    def _decode_text(self, data: bytes) -> str:
+        """Key and value names as stored (UTF-8); a damaged record is the file's error."""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RegistryFileError(f"{self.path} is damaged: a stored name is not UTF-8 "
+                                    f"({data[:24]!r})") from None
+
+    def _check_database(self) -> None:
+        """Refuse a damaged file, or an SQLite file that is not a registry, at open (with
+        SQLite's integrity_check, row types, folded names), not at some later read."""
+        try:
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            missing = {"meta", "keys", "reg_values"} - tables
+            if missing:
+                raise RegistryFileError(f"{self.path} is an SQLite file but not a harness registry "
+                                        f"(no table {', '.join(sorted(missing))})")
+            problems = [r[0] for r in self._db.execute("PRAGMA integrity_check(5)")]
+            if problems == ["ok"]:  # whole pages can still hold rows of the wrong types
+                problems = [f"{n} row(s) of {table} with a field of the wrong type"
+                            for table, check in _ROW_TYPES.items()
+                            for (n,) in self._db.execute(f"SELECT COUNT(*) FROM {table} WHERE NOT ({check})")
+                            if n] or ["ok"]
+            if problems == ["ok"]:  # lookups go by the folded name: it must be the name's
+                problems = [f"{table} row {rowid} holds the name {name[:40]!r} folded as {folded[:40]!r}"
+                            for table in ("keys", "reg_values")
+                            for rowid, name, folded in self._db.execute(f"SELECT rowid, name, folded FROM {table}")
+                            if fold(name) != folded or (table == "keys" and ("\\" in name or not name))][:5] or ["ok"]
+        except sqlite3.OperationalError as e:
+            raise self._map_open_error(e) from None
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
+            raise RegistryFileError(f"{self.path} is damaged or not a registry database: {e}") from None
+        if problems != ["ok"]:
+            raise RegistryFileError(f"{self.path} is damaged (SQLite integrity_check: {'; '.join(problems)})")
 
     def _map_open_error(self, e: sqlite3.Error) -> RegistryError:
         if "locked" in str(e) or "busy" in str(e):
@@ -430,14 +493,17 @@ class Registry:
                 if meta.get("magic") != _MAGIC or meta.get("schema") != _SCHEMA_VERSION:
                     raise RegistryFileError(f"{self.path}: not a harness registry of schema "
                                             f"{_SCHEMA_VERSION} (meta {meta})")
-                stored = Arch.parse(meta["arch"])
+                try:
+                    stored = Arch.parse(meta.get("arch"))
+                except (ValueError, KeyError, TypeError, ResourceFormatError):
+                    raise RegistryFileError(f"{self.path}: damaged meta table (arch {meta.get('arch')!r})") from None
                 if arch is not None and Arch.parse(arch) is not stored:
                     raise RegistryFileError(f"{self.path} stores {stored.value} resource "
                                             f"lists, not {Arch.parse(arch).value}")
                 return stored
         except sqlite3.OperationalError as e:
             raise self._map_open_error(e) from None
-        except sqlite3.DatabaseError as e:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as e:  # (a message may quote damaged bytes)
             raise RegistryFileError(f"{self.path} is not a registry database: {e}") from None
 
     def close(self) -> None:

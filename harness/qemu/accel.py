@@ -15,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..atomicio import write_text
 from ..packagedata import user_cache_dir
 from ..errors import HarnessError
 
@@ -82,10 +83,8 @@ def _calibrated_choice() -> str:
     timings = {accel: _firmware_seconds(accel) for accel in ("tcg", "kvm")}
     choice = "kvm" if timings["kvm"] <= timings["tcg"] else "tcg"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "choice": choice, "seconds": timings,
-                               "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"key": key, "choice": choice, "seconds": timings,
+                                 "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     return choice
 
 

@@ -29,9 +29,13 @@ from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
 from qemu.qmp.error import QMPError
 
+from ..atomicio import write_text
 from ..builtin import global_args
-from ..config import FIRMWARE_LOG_PORT, RESERVED_ID_PREFIX, MachineSpec
-from ..errors import HarnessError
+from ..config import (BUILTIN_IDE, DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE,
+                      RESERVED_ID_PREFIX, MachineSpec)
+from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
+from ..errors import ConfigError, HarnessError
+from . import lifeline
 from . import loop as hloop
 from .accel import resolve_accel
 from .qtest import QtestChannel, qtest_args, qtest_wanted
@@ -162,11 +166,11 @@ class Machine:
         self.extra_args = tuple(extra_args)
         self._token = os.urandom(4).hex()
         self.accel = resolve_accel(accel or spec.accel)
-        self.run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(spec.name)
+        self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(spec.name)
         self._own_run_dir = run_dir is None
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
-        (self.run_dir / OWNER_FILE).write_text(owner_tag(self._token))
+        write_text(self.run_dir / OWNER_FILE, owner_tag(self._token))  # whole or absent
         if keep:
             (self.run_dir / KEEP_FILE).touch()
         try:
@@ -265,7 +269,7 @@ class Machine:
         """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails."""
         if self._proc is not None:
             raise HarnessError("machine already launched")
-        (self.run_dir / "argv.sh").write_text(
+        write_text(self.run_dir / "argv.sh",
             "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP and qtest on socketpairs.\n"
             + "exec " + shlex.join(self.argv) + "\n")
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
@@ -283,7 +287,9 @@ class Machine:
         qtest_ours, qtest_theirs = _qtest_pair()
         with open(self.qemu_log, "ab") as out:
             env = dict(os.environ, **{OWNER_ENV: owner_tag(self._token)})
-            argv = [*_pdeathsig_prefix(), *self.argv,
+            # The lifeline arms the parent-death signal, then checks the parent is still
+            # this process before it execs QEMU: no window in which a QEMU can be orphaned.
+            argv = [*lifeline.command(os.getpid()), _qemu_path(self.argv[0]), *self.argv[1:],
                     "-chardev", f"socket,id={RESERVED_ID_PREFIX}-qmp,fd={theirs.fileno()}",
                     "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control",
                     *(qtest_args(qtest_theirs.fileno()) if qtest_theirs else [])]
@@ -613,14 +619,105 @@ class Machine:
 
 
 # ---------------------------------------------------------------------- argv
+# Every text in a QEMU option below comes from a config (machine file, device model,
+# matrix fragment, repro bundle, pytest marker) or from the run folder's path.  Each is
+# checked against the form its kind allows and escaped (QEMU reads ",," as a literal
+# comma) here, in the one place argv is built: config.py refuses the same values earlier,
+# but a spec can also be built or altered in code.  A value that does not fit is a
+# file:line: field error.
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a value came from, for the error that refuses it."""
+
+    source: str
+    line: int | None
+    field: str
+
+    def error(self, message: str) -> ConfigError:
+        return ConfigError(message, source=self.source, line=self.line, field=self.field)
+
+
+#: Text forms: (pattern, what it allows).  Property kinds (PROPERTY_KINDS) are the others.
+_FORMS = {
+    "str": (QEMU_STRING_RE, QEMU_STRING_RULE),
+    "id": (ID_RE, ID_RULE),
+    "name": (NAME_RE, NAME_RULE),
+    "qemu-name": (QEMU_NAME_RE, QEMU_NAME_RULE),
+}
+_RUN_DIR = _Where("the run folder (HARNESS_RUN_DIR)", None, "run_dir")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _arg(value: Any, form: str, where: _Where, *, choices: tuple[Any, ...] = ()) -> str:
+    """``value`` as option text, once it has ``form``: a kind of :data:`PROPERTY_KINDS`
+    (integers in range, ``bool``, ``str``: :data:`QEMU_STRING_RE` and one of ``choices``
+    if given), a key of :data:`_FORMS`, or ``path`` (a file in the run folder: anything
+    but NUL and line breaks)."""
+    if form == "bool":
+        if not isinstance(value, bool):
+            raise where.error(f"expected true or false, got {_show(value)}")
+        return "on" if value else "off"
+    bounds = PROPERTY_KINDS.get(form)
+    if bounds is not None:
+        lo, hi = bounds
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise where.error(f"{_show(value)} is not a valid {form} value: an integer {lo:#x}..{hi:#x}")
+        return str(value)
+    if not isinstance(value, str):
+        raise where.error(f"expected a string, got {_show(value)}")
+    if form == "path":
+        if any(c in value for c in "\0\n\r"):
+            raise where.error(f"{_show(value)} contains a NUL or a line break")
+    elif not _FORMS[form][0].fullmatch(value):
+        raise where.error(f"{_show(value)} is not a valid {form}: {_FORMS[form][1]}")
+    if choices and value not in choices:
+        raise where.error(f"{_show(value)} is not one of: {', '.join(map(str, choices))}")
+    return value.replace(",", ",,")
+
+
+def _form_of(value: Any) -> str:
+    """The form of a model's ``always`` value (typed by its YAML)."""
+    return "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "str"
+
+
+def machine_buses(spec: MachineSpec, index: int) -> dict[str, str]:
+    """The buses device ``index`` of ``spec`` may name (as its machine file does) and
+    QEMU's name for each: bridges and root ports listed before it (QEMU names a bridge's
+    secondary bus after the bridge), an drive controller's bus (``<id>.0``), the board's ISA
+    bus (``isa.0``).  tests/test_security.py checks these names against ``info qtree``."""
+    dev = spec.devices[index]
+    if dev.model.bus in ("pci", "pcie"):
+        return {d.id: d.id for d in spec.devices[:index] if d.model.bridge}
+    if dev.model.bus in DRIVE_CONTROLLERS:
+        controller = DRIVE_CONTROLLERS[dev.model.bus]
+        return {d.id: f"{d.id}.0" for d in spec.devices if d.model.qemu_driver == controller}
+    return {ISA_BUS: "isa.0"}
+
+
+def _int_in(value: Any, lo: int, hi: int, where: _Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise where.error(f"{_show(value)} is not an integer {lo}..{hi}")
+    return value
+
+
 def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[str, ...] = (),
                boot: GuestBoot | None = None) -> list[str]:
     """The QEMU command line for ``spec`` (QMP is added at launch: it is an fd)."""
+    at = lambda key: _Where(spec.source, None, key)  # noqa: E731
+    if not isinstance(spec.machine, str) or spec.machine not in MACHINE_TYPES:
+        raise at("machine").error(f"{_show(spec.machine)} is not one of {', '.join(MACHINE_TYPES)}")
+    if not isinstance(accel, str) or accel not in FIRMWARE_TIMEOUT:
+        raise at("accel").error(f"{_show(accel)} is not one of {', '.join(FIRMWARE_TIMEOUT)}")
     machine_opts = MACHINE_TYPES[spec.machine]
-    accel_opts = accel
-    argv = [QEMU_BINARY, "-name", f"guest={_opt(spec.name)}",
-            "-machine", machine_opts, "-accel", accel_opts,
-            "-m", str(spec.memory_mib), "-nodefaults", "-display", "none", "-S",
+    argv = [QEMU_BINARY, "-name", f"guest={_arg(spec.name, 'name', at('name'))}",
+            "-machine", machine_opts, "-accel", accel,
+            "-m", str(_int_in(spec.memory_mib, 1, 1 << 20, at("memory"))),
+            "-nodefaults", "-display", "none", "-S",
             "-boot", "reboot-timeout=0", "-action", "reboot=shutdown,shutdown=pause"]
     if accel == "kvm":
         # HMP port I/O cannot reach the in-kernel PIC (qemu-facts.md §6); split keeps it in QEMU.
@@ -628,13 +725,20 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         argv += ["-cpu", "qemu64,-pni"]
     if spec.firmware_log:
         fw = f"{RESERVED_ID_PREFIX}-fwlog"
-        argv += ["-chardev", f"file,id={fw},path={_opt(str(run_dir / 'firmware.log'))}",
+        argv += ["-chardev", f"file,id={fw},path={_arg(str(run_dir / 'firmware.log'), 'path', _RUN_DIR)}",
                  "-device", f"isa-debugcon,id={fw},iobase={FIRMWARE_LOG_PORT:#x},chardev={fw}"]
     argv += global_args(spec.builtin)  # the board's own devices (harness.builtin)
     if any(d.model.backend == "audiodev" for d in spec.devices):
         argv += ["-audiodev", f"none,id={RESERVED_ID_PREFIX}-snd"]
-    for dev in spec.devices:
-        argv += _device_args(dev, run_dir)
+    seen: set[str] = set()
+    for index, dev in enumerate(spec.devices):
+        # One QEMU id namespace: a repeated id, or one of the harness's own, would take
+        # over another device's chardev, drive or bus.
+        argv += _device_args(spec, index, run_dir)  # (refuses an id that is not an id)
+        if dev.id in seen or dev.id.lower().startswith(RESERVED_ID_PREFIX):
+            raise _Where(spec.source, dev.line, f"devices[{index}].id").error(
+                f"{dev.id!r} is used twice or reserved for the harness ({RESERVED_ID_PREFIX}-*)")
+        seen.add(dev.id)
     if boot is not None:
         argv += _boot_args(spec, boot, run_dir)
     _check_unix_paths(run_dir)
@@ -668,8 +772,11 @@ def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
             if port <= hi and lo <= port + length - 1:
                 raise HarnessError(f"guest {label} port {port:#x} collides with device {dev_id!r} "
                                    f"({lo:#x}-{hi:#x}) of {spec.source}")
+    def path(name: str) -> str:
+        return _arg(str(run_dir / name), "path", _RUN_DIR)
+
     if boot.report_port is not None:
-        args += ["-chardev", f"file,id={REPORT_ID},path={_opt(str(run_dir / 'report.out'))}",
+        args += ["-chardev", f"file,id={REPORT_ID},path={path('report.out')}",
                  "-device", f"isa-debugcon,id={REPORT_ID},iobase={boot.report_port:#x},chardev={REPORT_ID}"]
     if boot.exit_port is not None:
         args += ["-device", f"isa-debug-exit,id={EXIT_ID},iobase={boot.exit_port:#x},iosize={EXIT_PORTS}"]
@@ -680,61 +787,79 @@ def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
             raise HarnessError(f"guest agent IRQ {irq} is not a free ISA line of {spec.source} "
                                f"(devices use {sorted(set(used_irqs.values()))})")
         chardev = f"{AGENT_ID}-chr"
-        args += ["-chardev", f"socket,id={chardev},path={_opt(str(run_dir / 'agent.sock'))},server=on,wait=off",
+        args += ["-chardev", f"socket,id={chardev},path={path('agent.sock')},server=on,wait=off",
                  "-device", f"isa-serial,id={AGENT_ID},iobase={boot.agent_port:#x},irq={irq},chardev={chardev}"]
     if boot.console_slot is not None:
         used = {dev.slot for dev in spec.devices if dev.bus is None and dev.slot is not None}
         if spec.machine == "isapc" or not 1 <= boot.console_slot <= 31 or boot.console_slot in used:
             raise HarnessError(f"console slot {boot.console_slot} is not a free PCI slot of {spec.source}")
         chardev = f"{CONSOLE_ID}-chr"
-        args += ["-chardev", f"socket,id={chardev},path={_opt(str(run_dir / 'console.sock'))},"
-                             f"server=on,wait=off,logfile={_opt(str(run_dir / 'console.log'))},logappend=off",
+        args += ["-chardev", f"socket,id={chardev},path={path('console.sock')},"
+                             f"server=on,wait=off,logfile={path('console.log')},logappend=off",
                  "-device", f"pci-serial,id={CONSOLE_ID},chardev={chardev},addr={boot.console_slot:#x}"]
     return args
 
 
-def _device_args(dev: Any, run_dir: Path) -> list[str]:
+def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
+    """-device (and its -chardev/-drive) for device ``index``, every text checked."""
+    dev = spec.devices[index]
     model = dev.model
-    opts = [model.qemu_driver, f"id={dev.id}"]
+    at = lambda key: _Where(spec.source, dev.line, f"devices[{index}].{key}")  # noqa: E731
+    of_model = lambda key: _Where(model.source or model.name, None, key)  # noqa: E731
+    dev_id = _arg(dev.id, "id", at("id"))
+    opts = [_arg(model.qemu_driver, "qemu-name", of_model("qemu_driver")), f"id={dev_id}"]
     args: list[str] = []
     if model.backend == "chardev":
-        chr_id = f"{RESERVED_ID_PREFIX}-chr-{dev.id}"
-        args += ["-chardev", f"file,id={chr_id},path={_opt(str(run_dir / (dev.id + '.out')))}"]
+        chr_id = f"{RESERVED_ID_PREFIX}-chr-{dev_id}"
+        args += ["-chardev", f"file,id={chr_id},path={_arg(str(run_dir / (dev.id + '.out')), 'path', _RUN_DIR)}"]
         opts.append(f"chardev={chr_id}")
     elif model.backend == "audiodev":
         opts.append(f"audiodev={RESERVED_ID_PREFIX}-snd")
     elif model.backend == "drive":
         image = run_dir / f"{dev.id}.img"
+        image_arg = _arg(str(image), "path", _RUN_DIR)
         with open(image, "wb") as f:  # a blank 1.44 MB floppy, sparse
             f.truncate(1474560)
-        drv = f"{RESERVED_ID_PREFIX}-drv-{dev.id}"
-        args += ["-drive", f"if=none,id={drv},file={_opt(str(image))},format=raw"]
+        drv = f"{RESERVED_ID_PREFIX}-drv-{dev_id}"
+        args += ["-drive", f"if=none,id={drv},file={image_arg},format=raw"]
         opts.append(f"drive={drv}")
     elif model.backend == "bmc":
         bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
         args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
         opts.append(f"bmc={bmc}")
     for key, value in model.always.items():
-        opts.append(f"{key}={_value(value)}")
+        where = of_model(f"always.{key}")
+        opts.append(f"{_arg(key, 'qemu-name', where)}={_arg(value, _form_of(value), where)}")
     # Every resolved setting is passed, defaults included, so QEMU gets exactly what the
     # spec (and every expectation computed from it) says.
     for key in sorted(dev.settings):
-        opts.append(f"{key}={_value(dev.settings[key])}")
+        prop = model.properties.get(key) if isinstance(key, str) else None
+        if prop is None:
+            raise at(key).error(f"{_show(key)} is not a property of device model {model.name}")
+        name = _arg(key, "qemu-name", of_model(f"properties.{key}"))
+        choices = prop.choices if prop.kind == "str" else ()
+        opts.append(f"{name}={_arg(dev.settings[key], prop.kind, at(key), choices=choices)}")
     if model.bridge == "pci-bridge":
         opts.append(f"chassis_nr={_chassis(dev)}")
     elif model.bridge == "pcie-root-port":
         opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
     if dev.bus is not None:
-        # A bridge's secondary bus is named after the bridge; a controller's bus gets ".0".
-        opts.append(f"bus={dev.bus}" if model.bus in ("pci", "pcie") else f"bus={dev.bus}.0")
+        where = at("controller" if model.bus in DRIVE_CONTROLLERS else "bus")
+        buses = machine_buses(spec, index)
+        if not isinstance(dev.bus, str) or dev.bus not in buses:
+            raise where.error(f"{_show(dev.bus)} is not a bus of this machine that {model.name} can "
+                              f"sit on (those are: {', '.join(buses) or 'none'})")
+        opts.append(f"bus={buses[dev.bus]}")
     if dev.slot is not None:
-        opts.append(f"addr={dev.slot:#x}.{dev.function}")
+        where = at("addr")
+        opts.append(f"addr={_int_in(dev.slot, 0, 31, where):#x}.{_int_in(dev.function, 0, 7, where)}")
     if dev.multifunction:
         opts.append("multifunction=on")
     if getattr(dev, "channel", None) is not None:
-        opts.append(f"bus=ide.{dev.channel}")  # the machine's own IDE bus
+        channels = BUILTIN_IDE.get(spec.machine, (0, 0))[0]
+        opts.append(f"bus=ide.{_int_in(dev.channel, 0, channels - 1, at('channel'))}")  # the board's IDE bus
     if dev.unit is not None:
-        opts.append(f"unit={dev.unit}")
+        opts.append(f"unit={_int_in(dev.unit, 0, 1, at('unit'))}")
     return args + ["-device", ",".join(opts)]
 
 
@@ -742,19 +867,6 @@ def _chassis(dev: Any) -> int:
     # Unique per bridge within a machine and stable: derived from the id.
     import zlib
     return 1 + zlib.crc32(dev.id.encode()) % 250
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int):
-        return str(value)
-    return _opt(str(value))
-
-
-def _opt(text: str) -> str:
-    """Escape a value for QEMU's option parser (a comma is written twice)."""
-    return text.replace(",", ",,")
 
 
 def _check_unix_paths(run_dir: Path) -> None:
@@ -770,16 +882,11 @@ def _qtest_pair() -> tuple[socket.socket, socket.socket] | tuple[None, None]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest_wanted() else (None, None)
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """``setpriv --pdeathsig KILL --``: the death signal is armed before QEMU runs.
-
-    preexec_fn would do the same but is unsafe in a threaded process; setpriv is part
-    of util-linux, which every Debian system has.
-    """
-    path = shutil.which("setpriv")
+def _qemu_path(binary: str) -> str:
+    path = shutil.which(binary)
     if path is None:
-        raise HarnessError("setpriv (util-linux) is required to tie QEMU's life to the harness")
-    return [path, "--pdeathsig", "KILL", "--"]
+        raise HarnessError(f"QEMU ({binary}) is not installed or not on PATH; set HARNESS_QEMU")
+    return path
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -820,10 +927,14 @@ def run_root() -> Path:
     return root
 
 
-def _new_run_dir(name: str) -> Path:
+def new_run_dir(name: str) -> Path:
+    """A fresh private run folder under :func:`run_root` for machine ``name``."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
+    # Tagged at once, so the sweep can tell whose it is from the first moment on.
+    write_text(folder / OWNER_FILE, owner_tag(""))
+    return folder
 
 
 def _tail(path: Path, lines: int) -> list[str]:

@@ -1,36 +1,136 @@
-"""Finding and ending QEMU processes the harness started.
+"""Finding and ending QEMU processes and run folders the harness left behind.
 
-Every QEMU the harness spawns carries ``HARNESS_OWNER=<pid>:<token>`` in its environment
-(``pid`` is the Python process that started it).  The parent-death signal normally ends
-QEMU with its parent; this module is the second line of defence: at session end it kills
-any survivor of this process, and :func:`reap_orphans` kills survivors whose owner is
-gone (a crashed pytest worker, or the tiny window before the death signal is armed).
+Every QEMU the harness spawns carries ``HARNESS_OWNER=<tag>`` in its environment, and
+every run folder an ``owner`` file with the same tag.  The tag (:class:`Owner`) names the
+Python process that made it by pid *and start time* (a reused pid has another), its uid
+and its PID namespace (a pid means nothing in another namespace: a harness in a
+container looks dead from the host).  The parent-death signal normally ends QEMU with its
+owner; this module is the second line of defence.  It touches only
+
+* QEMU processes (by their executable), of this uid, in this PID namespace,
+* whose owner is really gone: no such pid, or a pid with another start time,
+
+and says what it skipped and why.  Run folders are swept by the same rule; a folder
+marked keep stays :data:`KEEP_GRACE` seconds after its owner is gone, then goes too.
+Processes are signalled through a pidfd, so a pid reused between the check and the
+signal cannot be hit.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
+import stat
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 OWNER_ENV = "HARNESS_OWNER"
-#: File in each run folder naming the owning process ("pid:token"); a folder the user
-#: asked to keep has KEEP_FILE beside it and is never swept.
+#: File in each run folder holding its owner's tag; a folder the user asked to keep has
+#: KEEP_FILE beside it.
 OWNER_FILE = "owner"
 KEEP_FILE = "keep"
+#: Seconds a keep-marked run folder outlives its owner (for post-mortems), then swept.
+KEEP_GRACE = 24 * 3600.0
+#: The owner part of a file name in the run root (``xdist-groups-<run>@<owner>.gw0.json``).
+_OWNED_NAME = re.compile(r"@(\d+)-(\d+)-(\d+)-(\d+)(?:\.|$)")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who started a QEMU or made a run folder."""
+
+    pid: int
+    #: Start time in clock ticks after boot (/proc/PID/stat field 22).
+    start: int
+    uid: int
+    #: Inode of /proc/PID/ns/pid.
+    pidns: int
+    token: str = ""
+
+    def text(self) -> str:
+        return f"{self.pid}:{self.start}:{self.uid}:{self.pidns}:{self.token}"
+
+    def stem(self) -> str:
+        """The owner for a file name (see :func:`owned_name`)."""
+        return f"{self.pid}-{self.start}-{self.uid}-{self.pidns}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Owner | None":
+        parts = text.strip().split(":")
+        if len(parts) != 5 or not all(p.isdigit() for p in parts[:4]):
+            return None  # an older harness's "pid:token", or not a tag at all
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), parts[4])
+
+    @classmethod
+    def me(cls, token: str = "") -> "Owner":
+        return cls(os.getpid(), _start_time("self"), os.getuid(), _pidns("self"), token)
+
+    def is_me(self) -> bool:
+        me = Owner.me()
+        return (self.pid, self.start, self.uid, self.pidns) == (me.pid, me.start, me.uid, me.pidns)
+
+    def gone(self) -> bool:
+        """Whether this owner no longer runs (only meaningful in its own namespace)."""
+        try:
+            return _start_time(str(self.pid)) != self.start or _state(str(self.pid)) == "Z"
+        except (OSError, ValueError, IndexError):
+            return True
+
+
+def owner_tag(token: str) -> str:
+    """This process's tag, as QEMU's environment and run folders carry it."""
+    return Owner.me(token).text()
+
+
+def owned_name(prefix: str) -> str:
+    """A file name in the run root that the sweep can attribute to this process."""
+    return f"{prefix}@{Owner.me().stem()}"
+
+
+def _stat_fields(pid: str) -> list[str]:
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _start_time(pid: str) -> int:
+    return int(_stat_fields(pid)[19])  # field 22 of the whole line
+
+
+def _state(pid: str) -> str:
+    return _stat_fields(pid)[0]
+
+
+def _pidns(pid: str) -> int:
+    link = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
+    return int(link[link.index("[") + 1:-1])
+
+
+@lru_cache(maxsize=1)
+def _proc_is_ours(pid: int) -> bool:
+    """Whether /proc shows this process's own PID namespace (not a host's /proc in a
+    container without its own mount): pids read there would mean other processes."""
+    try:
+        return int(os.readlink("/proc/self")) == pid
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
 class TaggedProcess:
     pid: int
-    owner_pid: int
-    token: str
+    tag: str
+    owner: Owner | None
+    uid: int | None
+    pidns: int | None
+    exe: str | None
 
-
-def owner_tag(token: str) -> str:
-    return f"{os.getpid()}:{token}"
+    @property
+    def owner_pid(self) -> int | None:
+        return self.owner.pid if self.owner else None
 
 
 def tagged_processes() -> list[TaggedProcess]:
@@ -46,66 +146,210 @@ def tagged_processes() -> list[TaggedProcess]:
             continue
         for var in environ.split(b"\0"):
             if var.startswith(needle):
-                owner, _, token = var[len(needle):].decode(errors="replace").partition(":")
-                if owner.isdigit():
-                    found.append(TaggedProcess(int(entry.name), int(owner), token))
+                tag = var[len(needle):].decode(errors="replace")
+                found.append(TaggedProcess(int(entry.name), tag, Owner.parse(tag), *_identity(entry.name)))
                 break
     return found
 
 
-def _alive(pid: int) -> bool:
+def _identity(pid: str) -> tuple[int | None, int | None, str | None]:
+    """(real uid, PID namespace inode, executable) of a process, None where unreadable."""
+    uid = pidns = exe = None
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        pidns = _pidns(pid)
+    except (OSError, ValueError):
+        pass
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        pass
+    return uid, pidns, exe
+
+
+def is_qemu(exe: str | None) -> bool:
+    """Whether an executable path is a QEMU system emulator (or the one $HARNESS_QEMU names)."""
+    if not exe:
         return False
-    except PermissionError:
-        return True
-    # A zombie is not alive for our purpose.
+    name = os.path.basename(exe.removesuffix(" (deleted)"))
+    custom = os.path.basename(os.environ.get("HARNESS_QEMU", ""))
+    return name.startswith("qemu-system-") or (bool(custom) and name == custom)
+
+
+def _foreign(owner: Owner | None, tag: str, uid: int | None, pidns: int | None) -> str | None:
+    """Why something tagged ``tag`` is not ours to judge, or None if it is."""
+    if owner is None:
+        return f"tag {tag[:60]!r} names no start time and namespace (another harness version)"
+    me = Owner.me()
+    if owner.uid != me.uid or uid != me.uid:
+        return f"belongs to uid {uid if uid != me.uid else owner.uid}"
+    if owner.pidns != me.pidns or pidns != me.pidns:
+        return f"its owner lives in another PID namespace ({owner.pidns})"
+    if not _proc_is_ours(os.getpid()):
+        return "/proc shows another PID namespace than this process's"
+    return None
+
+
+@dataclass
+class Verdicts:
+    """What a reap found: the orphans (to end) and everything it left alone, with why."""
+
+    orphans: list[TaggedProcess]
+    skipped: list[tuple[TaggedProcess, str]]
+
+
+def judge_processes() -> Verdicts:
+    """Sort tagged processes into orphaned QEMUs of ours and the rest (with reasons)."""
+    verdicts = Verdicts([], [])
+    for proc in tagged_processes():
+        why = _foreign(proc.owner, proc.tag, proc.uid, proc.pidns)
+        if why is None and not is_qemu(proc.exe):
+            why = f"not a QEMU ({proc.exe or 'executable unreadable'})"
+        if why is None and not proc.owner.gone():
+            why = f"its owner {proc.owner.pid} is alive"
+        if why is None:
+            verdicts.orphans.append(proc)
+        else:
+            verdicts.skipped.append((proc, why))
+    return verdicts
+
+
+def _kill(procs: list[TaggedProcess], grace: float = 1.0) -> list[int]:
+    """SIGKILL each process (and its process group, if it leads one) through a pidfd
+    opened before re-checking it is the same tagged QEMU; wait up to ``grace`` s."""
+    killed = []
+    for proc in procs:
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:
+            continue  # already gone
+        try:
+            environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+            if f"{OWNER_ENV}={proc.tag}".encode() not in environ.split(b"\0"):
+                continue  # the pid was reused after the scan
+            leads_group = int(_stat_fields(str(proc.pid))[2]) == proc.pid
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            if leads_group:  # QEMU's own helpers, if any, share its group
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            killed.append(proc.pid)
+        except (OSError, ValueError, IndexError):
+            continue
+        finally:
+            os.close(fd)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_running(p) for p in killed):
+        time.sleep(0.01)
+    return killed
+
+
+def _running(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
+        return _state(str(pid)) != "Z"
     except (OSError, IndexError):
         return False
 
 
-def _kill(pids: list[int], grace: float = 1.0) -> list[int]:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.01)
-    return pids
-
-
 def reap_own() -> list[int]:
     """Kill every tagged QEMU this process started that is still running."""
-    me = os.getpid()
-    return _kill([p.pid for p in tagged_processes() if p.owner_pid == me and _alive(p.pid)])
+    return _kill([p for p in tagged_processes()
+                  if p.owner is not None and p.owner.is_me() and is_qemu(p.exe)])
 
 
-def reap_orphans() -> list[int]:
-    """Kill tagged QEMUs whose owning Python process no longer exists."""
-    return _kill([p.pid for p in tagged_processes()
-                  if not _alive(p.owner_pid) and _alive(p.pid)])
+def reap_orphans(verdicts: Verdicts | None = None) -> list[int]:
+    """Kill our QEMUs whose owner is gone (see the module text; ``verdicts``: a judgement
+    already made); the pids killed."""
+    return _kill((verdicts or judge_processes()).orphans)
 
 
-def sweep_orphan_run_dirs(root: Path) -> list[Path]:
-    """Remove run folders under ``root`` whose owner died without cleaning up (SIGKILL)."""
-    import shutil
-    removed = []
-    if not root.is_dir():
-        return removed
-    for folder in root.iterdir():
-        owner_file = folder / OWNER_FILE
+def kill_qemus_of(owner_pids: set[int]) -> list[int]:
+    """Kill the tagged QEMUs of this uid and namespace started by one of ``owner_pids``
+    (child processes this process has just killed and reaped)."""
+    return _kill([p for p in tagged_processes() if p.owner is not None and p.owner.pid in owner_pids
+                  and _foreign(p.owner, p.tag, p.uid, p.pidns) is None and is_qemu(p.exe)])
+
+
+# ---------------------------------------------------------------------------- run folders
+
+def _read_owner(folder: Path) -> tuple[Owner | None, str]:
+    """The folder's owner and the owner file's text ("" when absent, empty or a link)."""
+    try:
+        fd = os.open(folder / OWNER_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None, ""
+    with os.fdopen(fd, errors="replace") as f:
+        text = f.read(200)
+    return Owner.parse(text), text
+
+
+def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(what to remove, what to leave and why) among the run folders and owned files
+    (:func:`owned_name`) under ``root``."""
+    now = time.time() if now is None else now
+    remove: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return remove, skipped
+    me = os.getuid()
+    for entry in entries:
         try:
-            owner = int(owner_file.read_text().split(":", 1)[0])
-        except (OSError, ValueError):
-            continue  # not a run folder of ours, or still being created
-        if (folder / KEEP_FILE).exists() or _alive(owner):
+            info = entry.lstat()
+        except OSError:
             continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
+        if info.st_uid != me:
+            skipped.append((entry, f"belongs to uid {info.st_uid}"))
+            continue
+        if stat.S_ISREG(info.st_mode):
+            match = _OWNED_NAME.search(entry.name)
+            if match is None:
+                continue  # not an owned file
+            pid, start, uid, pidns = map(int, match.groups())
+            owner = Owner(pid, start, uid, pidns)
+            why = _foreign(owner, owner.text(), me, pidns)
+            if why is None and not owner.gone():
+                why = f"its owner {pid} is alive"
+            (skipped.append((entry, why)) if why else remove.append(entry))
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            continue  # links and the like are never followed
+        owner, text = _read_owner(entry)
+        if owner is None and text.strip():
+            skipped.append((entry, _foreign(None, text, me, None) or ""))
+            continue
+        if owner is None:  # (run folders get their tag the moment they are made)
+            skipped.append((entry, "no owner tag: not a run folder of the harness"))
+            continue
+        why = _foreign(owner, owner.text(), me, owner.pidns)
+        if why is None and not owner.gone():
+            why = f"its owner {owner.pid} is alive"
+        if why is None:
+            try:
+                kept = (entry / KEEP_FILE).lstat().st_mtime
+            except OSError:
+                kept = None
+            if kept is not None and now - kept < KEEP_GRACE:
+                why = (f"marked keep; removed {KEEP_GRACE / 3600:g} h after it was made "
+                       f"({(KEEP_GRACE - (now - kept)) / 3600:.1f} h left)")
+        (skipped.append((entry, why)) if why else remove.append(entry))
+    return remove, skipped
+
+
+def sweep_orphan_run_dirs(root: Path, *, now: float | None = None) -> list[Path]:
+    """Remove the run folders and owned files under ``root`` whose owner is gone."""
+    remove, _ = judge_run_root(root, now=now)
+    for path in remove:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return remove
