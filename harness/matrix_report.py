@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .atomicio import write_text
 from .errors import HarnessError
 from .matrix import OUTCOME_WORDS, CellResult, Matrix, format_summary
 
@@ -91,16 +92,10 @@ def write_outputs(summary: Mapping[str, Any], out: Path) -> None:
     """summary.json, junit.xml, report.txt and report.html of ``summary`` in ``out``."""
     from .htmlreport import matrix_report_html
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
-    _atomic(out / JUNIT, junit_xml(summary))
-    _atomic(out / REPORT_TXT, format_text(summary))
-    _atomic(out / REPORT_HTML, matrix_report_html(summary, out))
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
+    write_text(out / JUNIT, junit_xml(summary))
+    write_text(out / REPORT_TXT, format_text(summary))
+    write_text(out / REPORT_HTML, matrix_report_html(summary, out))
 
 
 def format_text(summary: Mapping[str, Any]) -> str:
