@@ -243,3 +243,35 @@ devices:
     ports = {c.resource for c in checks if c.device == "\\Device\\Legacy_gus0" and c.resource.startswith("port")}
     assert ports == {"port 0x240-0x240 (length 0x1)", "port 0x246-0x24f (length 0xa)",
                      "port 0x300-0x301 (length 0x2)", "port 0x340-0x347 (length 0x8)"}
+
+
+def _claimed_ranges(result, device: str) -> set[tuple[str, int]]:
+    """(kind, first) of each port/memory claim the job checked for NT device ``device``."""
+    out = set()
+    for check in result.checks:
+        if check.device == device and check.resource.split()[0] in ("port", "memory"):
+            kind, span = check.resource.split()[:2]
+            out.add((kind, int(span.split("-")[0], 16)))
+    return out
+
+
+def _bars(fn) -> set[tuple[str, int]]:
+    return {("port" if b.kind == "io" else "memory", b.base) for b in fn.bars if b.base and b.kind != "rom"}
+
+
+@pytest.mark.qemu
+def test_a_user_device_that_is_the_boards_chip_is_claimed_by_its_own_driver(tmp_path: Path) -> None:
+    """q35's built-in AHCI is 00:1f.2; a user ich9-ahci has the same IDs, at a lower slot
+    (found first by an ID search).  The board's reservation must hold 00:1f.2's BARs and
+    the generic driver the user's, with no conflict between them."""
+    spec = parse_machine_text("machine: q35\ndevices:\n  - {model: ich9-ahci, id: sata1, addr: 3}\n", "<twin>")
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    assert lines["sata1"].status == "claimed" and lines["sata1"].claimant == "Legacy", lines["sata1"]
+    assert lines["board:sata"].status == "claimed" and lines["board:sata"].claimant == "PnpManager"
+    by_bdf = {fn.bdf: fn for fn in result.layout.pci}
+    built_in, user = by_bdf["00:1f.2"], by_bdf["00:03.0"]
+    assert (built_in.vendor, built_in.device) == (user.vendor, user.device)
+    assert _claimed_ranges(result, "\\Device\\PnpReserved_sata") == _bars(built_in)
+    assert _claimed_ranges(result, "\\Device\\Legacy_sata1") == _bars(user)
