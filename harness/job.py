@@ -519,8 +519,10 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
 
 def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
     space = "io" if claim.kind is ResourceKind.PORT else "memory"
+    # System RAM (no owning device) decodes nobody's claim; RAM a device owns, such as a
+    # frame buffer behind a BAR (vga.vram), is that device decoding it.
     decoded = [r for r in (layout.io if space == "io" else layout.memory)
-               if r.start <= claim.end and claim.start <= r.end and r.kind != "ram"]
+               if r.start <= claim.end and claim.start <= r.end and (r.kind != "ram" or r.owner is not None)]
     mine = [r for r in decoded if _label(r) in check.expected]
     others = [r for r in decoded if _label(r) not in check.expected and r.owner is not None]
     if not mine:

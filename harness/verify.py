@@ -209,17 +209,19 @@ def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Findin
 
 
 def hardware_view(spec: MachineSpec, *, keep: bool = False) -> HardwareView:
-    """Boot ``spec``, run the firmware, snapshot it and route every PCI pin (HAL).
+    """Boot ``spec``, run the firmware and the machine file's post-firmware steps (the
+    state the main job's NT side starts from), snapshot it and route every PCI pin (HAL).
     Raises :class:`FirmwareStopped` when a device stopped the firmware for good."""
     from .firmware_events import cut_short, stopped_by
     from .nt.hal import Hal
+    from .qemu.actions import run_firmware_and_steps
     from .qemu.layout import snapshot
     from .qemu.livebus import LiveBus
     from .qemu.machine import Machine, MachineDied, MachineStuck
 
     with Machine(spec, keep=keep) as machine:
         try:
-            machine.run_firmware()
+            run_firmware_and_steps(machine)
         except (MachineStuck, MachineDied) as exc:
             raise FirmwareStopped(stopped_by(spec, machine, exc)) from None
         view = routed_view(snapshot(machine), Hal(LiveBus(machine)))
@@ -592,7 +594,16 @@ class _Context:
         row.cells["probe"] = ABSENT if seen is None else f"{seen.base:#x}-{seen.end:#x}"
         if actual is not None and actual.base is not None and (
                 seen is None or (seen.base, seen.size) != (actual.base, actual.size)):
-            row.differ("probe", UNEXPLAINED, "the guest reads the BAR differently from QEMU's decode")
+            if self._moved_after_firmware(fn, index, actual.base):
+                row.differ("probe", OS_REASSIGNED, f"a post-firmware move_bar step put it at {actual.base:#x}, "
+                                                   "as an OS would; the probe guest's machine ran the firmware only")
+            else:
+                row.differ("probe", UNEXPLAINED, "the guest reads the BAR differently from QEMU's decode")
+
+    def _moved_after_firmware(self, fn: Any, index: int, base: int) -> bool:
+        """Whether a post-firmware step of the machine file moved BAR ``index`` of ``fn`` to ``base``."""
+        return any(a.kind == "move_bar" and a.phase == "post-firmware" and a.target in (fn.qdev_id, fn.bdf)
+                   and a.bar == index and a.address == base for a in self.spec.after_firmware)
 
     def _pci_irq_row(self, dev: DeviceSpec, fn: Any) -> Row:
         pin = dev.model.pci.interrupt_pin

@@ -218,9 +218,37 @@ def check_isa(fails: Failures, dut: DeviceSpec, layout: Layout, machine: Machine
     if model.probe:
         for failure in run_probe(HmpPorts(machine), model, dut.settings):
             fails.check(False, failure)
+    else:
+        check_presence_reads(fails, dut, HmpPorts(machine))
     if model.name == "sga":
         roms = machine.hmp("info roms")
         fails.check("sgabios" in roms, f"no sgabios option ROM in info roms:\n{roms}")
+
+
+#: Probe-less ISA models whose ports read as an empty bus: nothing can show them present.
+SILENT_TO_READS = {"ib700"}
+#: Ports of a decoded range that answer only wider reads: a byte read gives 0xff.
+WORD_ONLY_PORTS = {"isa-vga": (0x1CE, 0x1D1)}   # the VBE DISPI index/data ports
+
+
+def check_presence_reads(fails: Failures, dut: DeviceSpec, ports: HmpPorts) -> None:
+    """A probe-less model is found by the probe guest's byte reads of its presence range
+    (harness/guests/probe.py): some byte there must read other than 0xff."""
+    presence = dut.model.presence_ports(dut.settings)
+    if presence is None:
+        return
+    reads = [ports.read_port(p) for p in range(presence[0], min(presence[1], presence[0] + 63) + 1)]
+    answers = any(v != 0xFF for v in reads)
+    if dut.model.name in SILENT_TO_READS:
+        fails.check(not answers, f"{presence[0]:#x}-{presence[1]:#x} now answers byte reads: {reads}")
+    else:
+        fails.check(answers, f"byte reads of the presence range {presence[0]:#x}-{presence[1]:#x} all give 0xff")
+    if dut.model.name in WORD_ONLY_PORTS:
+        lo, hi = WORD_ONLY_PORTS[dut.model.name]
+        silent = [ports.read_port(p) for p in range(lo, hi + 1)]
+        fails.check(all(v == 0xFF for v in silent), f"byte reads of {lo:#x}-{hi:#x} gave {silent}: they answer")
+        fails.check(ports.read_port(lo, 2) != 0xFFFF, f"a 16-bit read of {lo:#x} does not answer either")
+        fails.check(not presence[0] <= lo <= presence[1], f"the presence range holds {lo:#x}-{hi:#x}")
 
 
 def check_pci(fails: Failures, dut: DeviceSpec, layout: Layout, machine: Machine,

@@ -254,3 +254,43 @@ def test_a_region_with_subregions_that_decodes_still_loses_its_own_ports() -> No
         lay = snapshot(m)          # before the firmware, which would read the CMOS through it
     rtc = lay.owner_at(0x70).owner
     assert [(s.start, s.end, s.hidden_by) for s in lay.shadowed if s.owner == rtc] == [(0x71, 0x71, ("con",))]
+
+
+def test_bar_regions_belong_to_the_pci_function_the_guest_sees() -> None:
+    # Measured: qemu-xhci's BAR0 is a container whose subregions QEMU registers under its
+    # embedded child device xhci-core (capabilities, operational, runtime, doorbell; the
+    # MSI-X table and PBA under the function itself), with holes between them; the VGA's
+    # BAR0 frame buffer is RAM (vga.vram) the device owns.
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: qemu-xhci, id: usb, addr: 4}
+  - {model: VGA, id: vga, addr: 5}
+""")
+    with Machine(spec) as m:
+        m.run_firmware()
+        lay = snapshot(m)
+    xhci = next(b for b in lay.pci_by_id("usb").bars if b.index == 0)
+    inside = [r for r in lay.memory if xhci.base <= r.start and r.end <= xhci.end]
+    assert {r.name for r in inside} >= {"capabilities", "operational", "runtime", "doorbell", "msix-table"}
+    assert {(r.owner, r.owner_type) for r in inside} == {("usb", "qemu-xhci")}, format_text(lay)
+    assert sum(r.end - r.start + 1 for r in inside) < xhci.size, "the BAR container has holes"
+    vram = next(b for b in lay.pci_by_id("vga").bars if b.index == 0)
+    (fb,) = [r for r in lay.memory if r.start <= vram.base <= r.end]
+    assert (fb.start, fb.end, fb.kind, fb.owner) == (vram.base, vram.end, "ram", "vga")
+
+
+def test_isa_vga_maps_its_vbe_frame_buffer_from_the_start() -> None:
+    # Measured: isa-vga maps vga.vram at 0xe0000000 (8 MiB) before and after the firmware,
+    # without any guest enabling VBE: the model's fixed memory range is decoded.
+    spec = machine_spec("machine: isapc\nmemory: 32\ndevices:\n  - {model: isa-vga, id: vga}\n")
+    with Machine(spec) as m:
+        before = snapshot(m)
+        m.run_firmware()
+        after = snapshot(m)
+    expected = [("memory", a, b) for k, a, b in spec.device("vga").decoded_resources() if k == "memory"]
+    for lay in (before, after):
+        for _, lo, hi in expected:
+            pieces = [r for r in lay.memory if r.start <= hi and lo <= r.end]
+            assert [(r.start, r.end, r.owner) for r in pieces] == [(lo, hi, "vga")], format_text(lay)
+    assert ("memory", 0xE0000000, 0xE07FFFFF) in expected

@@ -14,7 +14,7 @@ from harness.nt.registry import RESOURCE_MAP, Registry
 from harness.nt.resources import (CM_RESOURCE_LIST, CmResourceShareDeviceExclusive, Dma, Interrupt, Isa,
                                   Memory, PCIBus, Port)
 from harness.verify import (ACPI_SCI, BOARD_CLAIM, CASCADE, CONFIG_PORTS_SHADOWED, DMA_SHARED, FIRMWARE_REASSIGNED, IRQ_SHARED,
-                            NOT_PRESENT, SHADOWED, UNDER_PCI_BAR, UNEXPLAINED, format_table,
+                            NOT_PRESENT, OS_REASSIGNED, SHADOWED, UNDER_PCI_BAR, UNEXPLAINED, format_table,
                             hardware_view, reconcile, resource_map_claims, verify)
 from helpers import CONFIGS, REPO, machine_spec
 
@@ -57,6 +57,37 @@ devices:
     assert "IRQ 5" in irq.reason, "the probe of 'first' sees the winner's line"
     assert not any(f.device == "second" for f in rec.findings)
     assert not rec.unexplained
+
+
+def test_a_bar_moved_after_the_firmware_is_explained_only_by_its_step() -> None:
+    """The hardware view runs the post-firmware steps; a guest that read the BAR where the
+    firmware left it differs, explained by the move_bar step that placed it and by no other."""
+    import dataclasses
+    from harness.guests.probe import ProbeBar, ProbePci, ProbeReport
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: e1000, id: nic0, addr: 3}
+after_firmware:
+  - {move_bar: nic0, bar: 0, address: 0xe0000000}
+""")
+    hardware = hardware_view(spec)
+    fn = hardware.layout.pci_by_id("nic0")
+    assert next(b for b in fn.bars if b.index == 0).base == 0xE0000000, "the step ran before the snapshot"
+    elsewhere = ProbePci(fn.bus, fn.slot, fn.function, fn.vendor, fn.device, fn.class_code, fn.header_type,
+                         fn.command, fn.interrupt_line or 0, fn.interrupt_pin,
+                         tuple(ProbeBar(b.index, b.kind, 0xFEBE0000 if b.index == 0 else b.base, b.size)
+                               for b in fn.bars if b.base is not None), None)
+    probe = ProbeReport("t", "pc", "probe-guest", True, 0, (elsewhere,), (), {}, "", 0.0)
+
+    def bar0(step_address: int | None):
+        steps = () if step_address is None else (dataclasses.replace(spec.after_firmware[0], address=step_address),)
+        rec = reconcile(dataclasses.replace(spec, after_firmware=steps), hardware, probe=probe)
+        return [f.explanation for f in rec.findings if f.device == "nic0" and f.resource == "BAR0 memory"]
+
+    assert bar0(0xE0000000) == [OS_REASSIGNED]
+    assert bar0(None) == [UNEXPLAINED]
+    assert bar0(0xD0000000) == [UNEXPLAINED], "a step that put it elsewhere explains nothing"
 
 
 def test_isa_device_under_a_pci_io_bar() -> None:

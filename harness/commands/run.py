@@ -79,8 +79,10 @@ def _start_early(spec: Any) -> Any:
     try:
         machine.launch()
         machine.start_firmware()
-    except HarnessError:
+    except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us
         machine.close()
         shutil.rmtree(machine.run_dir, ignore_errors=True)
-        return None
+        if isinstance(exc, HarnessError):
+            return None
+        raise
     return machine

@@ -301,6 +301,25 @@ def _machine_type(machine: Any) -> str:
     return MACHINE_TYPES[machine.spec.machine]
 
 
+#: A device embedded in one created with -device (qemu-xhci's ``xhci-core``): its path.
+_EMBEDDED_RE = re.compile(r"^(/machine/peripheral(-anon)?/[^/]+)/.+$")
+
+
+def _owning_device(region: "MtreeRegion") -> tuple[str, str]:
+    """(owner as a layout names it, its QOM path) of a device-owned region.  A device
+    created with -device owns what QEMU registers under a device embedded in it
+    (qemu-xhci's BAR0 subregions belong to its child ``xhci-core``): the guest sees one
+    PCI function, and its BAR is that function's."""
+    if region.owner_ref == "id":
+        return str(region.owner), f"/machine/peripheral/{region.owner}"
+    path = str(region.owner)
+    embedded = _EMBEDDED_RE.match(path)
+    if embedded is None:
+        return path, path
+    top = embedded.group(1)
+    return (top if embedded.group(2) else top.rsplit("/", 1)[1]), top
+
+
 #: Where QEMU puts devices: what ``qom-list`` of these says names each child's type.
 QOM_CONTAINERS = ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon")
 
@@ -362,7 +381,7 @@ class QomReader:
 
     @staticmethod
     def _owner_path(region: "MtreeRegion") -> str:
-        return f"/machine/peripheral/{region.owner}" if region.owner_ref == "id" else str(region.owner)
+        return _owning_device(region)[1]
 
     def attribute(self, region: "MtreeRegion", space: str) -> DecodedRange:
         owner, owner_type = self._owner(region)
@@ -377,7 +396,8 @@ class QomReader:
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
             return self._ownerless_owner(region)
-        return region.owner, self.qom_type(self._owner_path(region))
+        owner, path = _owning_device(region)
+        return owner, self.qom_type(path)
 
     def _ownerless_owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         """A region QEMU registered with no owner device (the IPMI interfaces): the device
