@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from .config import DeviceSpec, MachineSpec
-from .devices import BoardDevice, board_model
+from .devices import BoardDevice, BoardPci, board_model
 from .drivers import DRIVERS
 from .drivers.legacy import BOARD_DRIVERS, pack_probe, resource_parameters, resources_of
 from .nt.arbiter import Claim, ResourceKind
@@ -34,21 +34,24 @@ class ResolvedBoardDevice:
     decoded: tuple[tuple[str, int, int], ...]
 
 
-def pci_config_reader(hal: Hal, vendor: int, device: int) -> Callable[[int, int], int | None] | None:
-    """A reader of the configuration space of the first function with these IDs."""
-    for bus, dev, function in hal.pci_functions():
-        ident = hal.bus.read_config(bus, dev, function, 0, 4)
-        if (int.from_bytes(ident[:2], "little"), int.from_bytes(ident[2:], "little")) == (vendor, device):
-            return lambda offset, size, b=bus, d=dev, f=function: int.from_bytes(
-                hal.bus.read_config(b, d, f, offset, size), "little")
-    return None
+def pci_config_reader(hal: Hal, pci: BoardPci) -> Callable[[int, int], int | None] | None:
+    """A reader of the configuration space of the built-in function at ``pci``'s address,
+    None when that address holds no function with its IDs.  Found by address, never by
+    IDs alone: a user device may be the same chip (q35's 00:1f.2 and a user ich9-ahci)."""
+    if (0, pci.slot, pci.function) not in hal.pci_functions():
+        return None
+    ident = hal.bus.read_config(0, pci.slot, pci.function, 0, 4)
+    if (int.from_bytes(ident[:2], "little"), int.from_bytes(ident[2:], "little")) != pci.ids:
+        return None
+    return lambda offset, size: int.from_bytes(hal.bus.read_config(0, pci.slot, pci.function, offset, size),
+                                               "little")
 
 
 def resolve_board(machine: str, hal: Hal) -> list[ResolvedBoardDevice]:
     """The board devices of ``machine`` with what each decodes now."""
     out = []
     for device in board_model(machine):
-        reader = pci_config_reader(hal, *device.pci) if device.pci is not None and hal.no_buses else None
+        reader = pci_config_reader(hal, device.pci) if device.pci is not None and hal.no_buses else None
         out.append(ResolvedBoardDevice(device, tuple(device.decoded_resources(reader))))
     return out
 

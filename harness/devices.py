@@ -531,6 +531,25 @@ class ConfigRun:
 
 
 @dataclass(frozen=True)
+class BoardPci:
+    """The built-in PCI function whose registers place a board device's resources: its
+    IDs and its fixed address on bus 0.  The address, not the IDs, finds it: a user
+    device may be the same chip (a second ich9-ahci or piix3-ide)."""
+    vendor: int
+    device: int
+    slot: int
+    function: int
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return (self.vendor, self.device)
+
+    @property
+    def bdf(self) -> str:
+        return f"00:{self.slot:02x}.{self.function}"
+
+
+@dataclass(frozen=True)
 class BoardDevice:
     """One built-in device of a machine type: what it decodes and who claims it."""
     name: str
@@ -544,8 +563,8 @@ class BoardDevice:
     fixed: tuple[FixedRange, ...]
     irqs: tuple[int, ...]
     dmas: tuple[int, ...]
-    #: (vendor, device) of the PCI function whose registers place ``config`` and ``bars``.
-    pci: tuple[int, int] | None
+    #: The built-in PCI function whose registers place ``config`` and ``bars``.
+    pci: BoardPci | None
     config: tuple[ConfigRun, ...]
     bars: tuple[Bar, ...]
     source: str = field(compare=False, default="")
@@ -646,8 +665,9 @@ def _parse_board_device(item: Node, source: str) -> BoardDevice:
     pci = None
     if "pci" in item:
         node = item.child("pci")
-        node.check_keys({"vendor", "device"}, {"vendor", "device"})
-        pci = (get_int(node, "vendor", lo=0, hi=0xFFFF), get_int(node, "device", lo=0, hi=0xFFFF))
+        node.check_keys({"vendor", "device", "slot", "function"}, {"vendor", "device", "slot", "function"})
+        pci = BoardPci(get_int(node, "vendor", lo=0, hi=0xFFFF), get_int(node, "device", lo=0, hi=0xFFFF),
+                       get_int(node, "slot", lo=0, hi=31), get_int(node, "function", lo=0, hi=7))
     config = []
     for key, kind in (("config_ports", "port"), ("config_memory", "memory")):
         for i, run in enumerate(get_list(item, key, default=[])):

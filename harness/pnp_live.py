@@ -98,10 +98,28 @@ def _fixed_requirement(kind: str, first: int, last: int) -> Any:
     return DmaRequirement(first, first, share=EXCLUSIVE)
 
 
+#: Where a device that takes any base port (a port property without choices: QEMU
+#: describes it to the guest in ACPI) may be moved: the ISA expansion-card I/O area.
+ANY_PORT_WINDOW = (0x100, 0x3FF)
+
+
 def _choices(model: DeviceModel, prop: str, current: Any) -> list[Any]:
+    """The values ``prop`` may take, ``current`` first when it has no choices."""
     spec = model.properties[prop]
-    values = list(spec.choices) or [current]
-    return values
+    if spec.choices:
+        return list(spec.choices)
+    if spec.kind != "port" or current is None:
+        return [current]
+    return [current, *(base for base in _any_port_bases(model, prop) if base != current)]
+
+
+def _any_port_bases(model: DeviceModel, prop: str) -> range:
+    """The bases in ANY_PORT_WINDOW for the runs placed by ``prop``, aligned to the
+    power of two that holds them (as an ISA card decodes its block)."""
+    span = max((d.offset + d.length for d in model.ports if d.base == prop), default=1)
+    align = 1 << (span - 1).bit_length()
+    first = -(-ANY_PORT_WINDOW[0] // align) * align
+    return range(first, ANY_PORT_WINDOW[1] - span + 2, align)
 
 
 def isa_requirements(model: DeviceModel, settings: dict[str, Any]) -> IO_RESOURCE_REQUIREMENTS_LIST:
@@ -203,6 +221,7 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
                           extra={"bus": "isa", "device": dev.id, "model": dev.model.name, "settings": settings})
         nodes.append(node)
         owned.add(dev.id)
+        owned.update(dev.model.ownerless_regions)   # its own regions, registered without an owner
     # What detection finds that the file does not configure: a board controller.
     detected = HardwareDetector(hal.bus, hal).detect()
     isa_bases = {n.extra["settings"].get("iobase") for n in nodes if n.extra.get("bus") == "isa"}
@@ -232,7 +251,12 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     for i, node in enumerate(nodes):
         node.extra["pdo"] = f"\\Device\\{i + 1:08X}"
         pnp.query_configurations(node)
-    base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes)
+    # A device with nothing to set (pc-testdev) stays where it is: kept clear of as its
+    # model decodes it, not only as much as the flat view shows (a device realized later
+    # over it hides part of it there).
+    pinned = {dev.id: dev.decoded_resources() for dev in spec.devices
+              if dev.model.bus == "isa" and not dev.model.settings}
+    base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes, pinned)
     fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
@@ -274,10 +298,12 @@ def _spec_driver(spec: MachineSpec, qdev_id: str | None) -> Any:
 
 
 def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, owned: set[str],
-                  pci_nodes: dict[tuple[int, int, int], DeviceNode]) -> tuple[Arbiter, list[str]]:
+                  pci_nodes: dict[tuple[int, int, int], DeviceNode],
+                  pinned: dict[str, list[tuple[str, int, int]]]) -> tuple[Arbiter, list[str]]:
     """The arbiter the search starts from: the HAL's claims, plus what the platform
     decodes for devices that are not nodes (a PCI node's own BARs and an ISA node's own
-    ports excluded), board ISA devices' IRQ and DMA lines, the legacy IDE lines."""
+    ports excluded) and all that ``pinned`` devices decode, board ISA devices' IRQ and
+    DMA lines, the legacy IDE lines."""
     base = Arbiter()
     fixed = []
     for owner in hal_claims.owners():
@@ -292,6 +318,10 @@ def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, 
         who = Owner("<decoded by the hardware>", s.owner or "?")
         by_owner.setdefault(s.owner or "?", []).append(
             range_claim(who, "io" if s.space == "io" else "memory", s.start, s.end))
+    for name, ranges in pinned.items():
+        who = Owner("<decoded by the hardware>", name)
+        by_owner[name] = [range_claim(who, "io" if kind == "port" else kind, first, last)
+                          for kind, first, last in ranges if kind in ("port", "memory")]
     for name, claims in sorted(by_owner.items()):
         base.replace(claims[0].owner, claims)
         fixed.append(f"{name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}" for c in claims[:4])
@@ -464,8 +494,7 @@ class PnpReport:
         if self.problems:
             return "\n".join(out) + "\n"
         out += ["", "ISA settings to change (QEMU cannot move them while it runs: relaunch)"]
-        out += [f"  {d}: " + ", ".join(f"{p} {_fmt(o)} -> {_fmt(v)}" for p, (o, v) in c.items())
-                for d, c in self.changes.items()] or ["  none"]
+        out += [f"  {line}" for line in change_lines(self.spec, self.changes)] or ["  none"]
         out += ["", "PCI BARs: SeaBIOS (post-firmware) against the assignment"]
         out += [f"  {'same' if b.same else 'MOVED'} {b.device} {b.bar}: SeaBIOS {b.seabios}, assigned {b.assigned}"
                 f" — {b.explanation}" for b in self.bars] or ["  no PCI BARs"]
@@ -485,8 +514,16 @@ class PnpReport:
         return "\n".join(out) + "\n"
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:#x}" if isinstance(value, int) and value > 0xFF else str(value)
+def change_lines(spec: MachineSpec, changes: dict[str, dict[str, tuple]]) -> list[str]:
+    """One line per moved ISA device: each setting's old and new value."""
+    return [f"{d}: " + ", ".join(f"{p} {_fmt(o, spec.device(d).model.properties[p].kind)} -> "
+                                 f"{_fmt(v, spec.device(d).model.properties[p].kind)}" for p, (o, v) in c.items())
+            for d, c in changes.items()]
+
+
+def _fmt(value: Any, kind: str) -> str:
+    """A setting as people write it: ports and addresses in hex, line numbers in decimal."""
+    return f"{value:#x}" if isinstance(value, int) and (value > 0xFF or kind == "port") else str(value)
 
 
 def _node_dict(n: DeviceNode, sol: pnp.Solution) -> dict[str, Any]:
@@ -619,8 +656,7 @@ def run_pnp(spec: MachineSpec, *, apply: bool = False, budget: int = pnp.DEFAULT
     if apply and report.applied is None:
         t = time.monotonic()
         new_spec = respec(spec, changes)
-        lines = [f"{d}: " + ", ".join(f"{p} {_fmt(o)} -> {_fmt(v)}" for p, (o, v) in c.items())
-                 for d, c in changes.items()]
+        lines = change_lines(spec, changes)
         with Machine(new_spec, keep=keep) as machine:
             machine.run_firmware()
             report.applied = apply_on(machine, new_spec, tree.nodes, solution, relaunched=True, changes=lines)

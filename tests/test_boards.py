@@ -76,10 +76,18 @@ def test_board_model_matches_qemu(kind: str, tmp_path) -> None:
                         field = "dmas" if prop == "dma" else "irqs"
                         if not any(value in getattr(d, field) for d in mine):
                             failures.append(f"{dev.type} {prop} {value} is in no board device of type {dev.type}")
+            # 3a. Each board PCI function is at the address the model gives, with its IDs.
+            by_bdf = {f.bdf: f for f in layout.pci}
+            for resolved in board:
+                pci = resolved.device.pci
+                if pci is not None and (pci.bdf not in by_bdf or
+                                        (by_bdf[pci.bdf].vendor, by_bdf[pci.bdf].device) != pci.ids):
+                    found = [f.bdf for f in layout.pci if (f.vendor, f.device) == pci.ids]
+                    failures.append(f"{resolved.device.name}: model {pci.bdf}, query-pci has its IDs at {found}")
             # 3b. A board PCI function's routed INTx line is the model's interrupt.
             for resolved in board:
                 if resolved.device.pci_interrupt:
-                    fn = next(f for f in layout.pci if (f.vendor, f.device) == resolved.device.pci)
+                    fn = by_bdf[resolved.device.pci.bdf]
                     irqs = [a for k, a, _ in resolved.decoded if k == "irq"]
                     if irqs != [fn.interrupt_line]:
                         failures.append(f"{resolved.device.name}: model IRQ {irqs}, query-pci {fn.interrupt_line}")
@@ -112,6 +120,10 @@ def _merged(ranges) -> list[tuple[str, int, int]]:
     ("{name: x, qemu_type: t, claimant: hall}", r"b.yaml:3: devices\[0\].claimant: 'hall' is not one of"),
     ("{name: x, qemu_type: t, claimant: hal, bars: [{bar: 4, kind: io, size: 16}]}",
      r"b.yaml:3: devices\[0\].bars: register-placed resources need the 'pci' function"),
+    ("{name: x, qemu_type: t, claimant: hal, pci: {vendor: 0x8086, device: 0x7010}}",
+     r"b.yaml:3: devices\[0\].pci: missing required field"),
+    ("{name: x, qemu_type: t, claimant: hal, pci: {vendor: 0x8086, device: 0x7010, slot: 32, function: 0}}",
+     r"b.yaml:3: devices\[0\].pci.slot: "),
     ("{name: x, qemu_type: t, claimant: hal, irq: [16]}", r"b.yaml:3: devices\[0\].irq: 16 is not a irq number"),
     ("{name: x, qemu_type: t, claimant: hal, port: []}",
      r"b.yaml:3: devices\[0\].port: unknown field 'port' \(did you mean 'ports'\?\)"),

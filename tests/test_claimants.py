@@ -243,3 +243,65 @@ devices:
     ports = {c.resource for c in checks if c.device == "\\Device\\Legacy_gus0" and c.resource.startswith("port")}
     assert ports == {"port 0x240-0x240 (length 0x1)", "port 0x246-0x24f (length 0xa)",
                      "port 0x300-0x301 (length 0x2)", "port 0x340-0x347 (length 0x8)"}
+
+
+def _claimed_ranges(result, device: str) -> set[tuple[str, int]]:
+    """(kind, first) of each port/memory claim the job checked for NT device ``device``."""
+    out = set()
+    for check in result.checks:
+        if check.device == device and check.resource.split()[0] in ("port", "memory"):
+            kind, span = check.resource.split()[:2]
+            out.add((kind, int(span.split("-")[0], 16)))
+    return out
+
+
+def _bars(fn) -> set[tuple[str, int]]:
+    return {("port" if b.kind == "io" else "memory", b.base) for b in fn.bars if b.base and b.kind != "rom"}
+
+
+#: A second PIIX3 IDE function for pc (a user model, not a shipped one): its bus-master
+#: BAR only, the part placed per function (QEMU 7.2 maps every instance's compatibility
+#: ports at the same 0x1f0/0x170 addresses, which the board's atapi claim covers).
+PIIX3_IDE_MODEL = """\
+name: claimants-piix3-ide
+description: PIIX3 IDE function (test model, bus-master BAR only)
+qemu_driver: piix3-ide
+bus: pci
+machines: [pc]
+pci:
+  vendor: 0x8086
+  device: 0x7010
+  class: 0x0101
+  bars:
+    - {bar: 4, kind: io, size: 0x10}
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("machine, model, board_line, board_device, board_bdf", [
+    ("q35", "ich9-ahci", "board:sata", "PnpReserved_sata", "00:1f.2"),
+    ("pc", "claimants-piix3-ide", "board:ide-busmaster", "Ide_ide-busmaster", "00:01.1"),
+])
+def test_a_user_device_that_is_the_boards_chip_is_claimed_by_its_own_driver(
+        machine: str, model: str, board_line: str, board_device: str, board_bdf: str,
+        tmp_path: Path, monkeypatch) -> None:
+    """A user device with the IDs of a built-in function (q35's AHCI 00:1f.2, pc's PIIX3
+    IDE 00:01.1) at slot 3: the board's claimant must hold the built-in function's BARs,
+    the generic driver the user's, with no conflict between them (an ID search finds the
+    user's ich9-ahci first on q35)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "claimants-piix3-ide.yaml").write_text(PIIX3_IDE_MODEL)
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(models))
+    spec = parse_machine_text(f"machine: {machine}\ndevices:\n  - {{model: {model}, id: twin, addr: 3}}\n",
+                              "<twin>")
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.clean, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    assert lines["twin"].status == "claimed" and lines["twin"].claimant == "Legacy", lines["twin"]
+    assert lines[board_line].status == "claimed" and board_device in lines[board_line].detail, lines[board_line]
+    by_bdf = {fn.bdf: fn for fn in result.layout.pci}
+    built_in, user = by_bdf[board_bdf], by_bdf["00:03.0"]
+    assert (built_in.vendor, built_in.device) == (user.vendor, user.device)
+    assert _claimed_ranges(result, f"\\Device\\{board_device}") == _bars(built_in)
+    assert _claimed_ranges(result, "\\Device\\Legacy_twin") == _bars(user)

@@ -377,3 +377,33 @@ def test_adding_lists_with_priority_equal_first_and_last():
         pnp.add_log_conf(n, basic, 0x10000, a)
     with pytest.raises(pnp.PnpError, match="IO_RESOURCE_LISTs"):
         pnp.add_log_conf(n, basic, LCPRI_NORMAL, cm(Port(0x200, 8)))
+
+
+def test_a_device_that_takes_any_port_may_move_across_the_isa_card_area():
+    """A port property without choices (QEMU tells the guest the base in ACPI) gives the
+    current base first, then every base in the ISA card area aligned as its block."""
+    from harness.devices import load_catalog
+    from harness.pnp_live import ANY_PORT_WINDOW, _choices, isa_requirements
+    model = load_catalog()["isa-ipmi-bt"]
+    bases = _choices(model, "ioport", 0xe4)
+    assert bases[0] == 0xe4 and len(bases) == len(set(bases))
+    lo, hi = ANY_PORT_WINDOW
+    assert all(lo <= b and b + 3 <= hi and b % 4 == 0 for b in bases[1:])
+    assert bases[1:] == list(range(lo, hi + 1, 4))
+    lists = isa_requirements(model, {"ioport": 0xe4, "irq": 5}).lists
+    assert len(lists) == len(bases)
+    # a property with choices keeps exactly them (jumpers)
+    assert _choices(load_catalog()["isa-ipmi-kcs"], "ioport", 0xca2) == [0xca2, 0xca8]
+
+
+def test_a_device_with_nothing_to_set_keeps_all_it_decodes():
+    """pc-testdev has no settings: the search keeps clear of every run its model decodes,
+    also the 0xe4 run the IPMI BT realized after it hides in the flat view, and moves the
+    IPMI BT (whose own ownerless region does not hold it back) out of 0xe0-0xeb."""
+    from harness.pnp_live import run_pnp
+    report = run_pnp(load_machine(CONFIGS / "conflicts" / "ipmi-bt-on-testdev.yaml"))
+    assert report.solution.satisfiable, report.format_text()
+    (old, new), = report.changes["bmcbt"].values()
+    assert old == 0xe4 and not 0xe0 <= new <= 0xeb
+    assert "held by <decoded by the hardware> (testdev)" in report.format_text()
+    assert "(ipmi-bt)" not in report.format_text() and "bmcbt: ioport 0xe4 -> " in report.format_text()
