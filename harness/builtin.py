@@ -80,6 +80,37 @@ def builtin_settings(spec: Any, name: str) -> dict[str, int]:
     return {**BUILTIN_DEVICES[name].defaults, **spec.builtin.get(name, {})}
 
 
+def apply_settings(qemu_type: str | None, decoded: list[tuple[str, int, int]],
+                   builtin: Mapping[str, Mapping[str, int]]) -> list[tuple[str, int, int]]:
+    """What a board device of ``qemu_type`` decodes under the machine file's ``builtin``
+    settings, from what it decodes at QEMU's defaults (``decoded``, the board model): a
+    ``port`` setting moves its ports by the change of base, an ``irq``/``dma`` setting
+    replaces the line or channel that is its default (all at once, so two lines may swap)."""
+    device = next((d for d in BUILTIN_DEVICES.values() if d.qemu_type == qemu_type), None)
+    if device is None:
+        return decoded
+    name = next(n for n, d in BUILTIN_DEVICES.items() if d is device)
+    settings = builtin.get(name, {})
+    shift = 0
+    moved: dict[str, dict[int, int]] = {"irq": {}, "dma": {}}
+    for prop, value in settings.items():
+        kind, default = device.properties[prop].kind, device.defaults[prop]
+        if kind == "port":
+            shift += int(value) - default
+        elif kind in moved:
+            moved[kind][default] = int(value)
+    out = []
+    for kind, first, last in decoded:
+        if kind == "port":
+            out.append((kind, first + shift, last + shift))
+        elif kind in moved and first == last:
+            line = moved[kind].get(first, first)
+            out.append((kind, line, line))
+        else:
+            out.append((kind, first, last))
+    return out
+
+
 def global_args(builtin: Mapping[str, Mapping[str, int]]) -> list[str]:
     """``-global`` arguments for the configured built-in settings (values are validated
     integers: nothing from the file reaches the command line as text)."""

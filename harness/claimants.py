@@ -13,8 +13,10 @@ which NT component holds its resources in the ResourceMap, or why nothing does.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .builtin import apply_settings
 from .config import DeviceSpec, MachineSpec
 from .devices import BoardDevice, BoardPci, board_model
 from .drivers import DRIVERS
@@ -47,12 +49,15 @@ def pci_config_reader(hal: Hal, pci: BoardPci) -> Callable[[int, int], int | Non
                                                "little")
 
 
-def resolve_board(machine: str, hal: Hal) -> list[ResolvedBoardDevice]:
-    """The board devices of ``machine`` with what each decodes now."""
+def resolve_board(machine: str, hal: Hal,
+                  builtin: Mapping[str, Mapping[str, int]] = MappingProxyType({})) -> list[ResolvedBoardDevice]:
+    """The board devices of ``machine`` with what each decodes now, under the machine
+    file's ``builtin`` settings (a moved floppy controller claims where it decodes)."""
     out = []
     for device in board_model(machine):
         reader = pci_config_reader(hal, device.pci) if device.pci is not None and hal.no_buses else None
-        out.append(ResolvedBoardDevice(device, tuple(device.decoded_resources(reader))))
+        decoded = apply_settings(device.qemu_type, device.decoded_resources(reader), builtin)
+        out.append(ResolvedBoardDevice(device, tuple(decoded)))
     return out
 
 

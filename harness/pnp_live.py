@@ -270,7 +270,7 @@ def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[Device
     taken = {(p.start, p.start + p.length - 1) for n in nodes if n.extra.get("bus") == "board"
              for _, p in n.configs[ConfigType.BOOT].partials() if isinstance(p, Port)}
     out = []
-    for resolved in resolve_board(spec.machine, hal):
+    for resolved in resolve_board(spec.machine, hal, spec.builtin):
         device = resolved.device
         if device.claimant is None or device.bars:
             continue

@@ -101,7 +101,7 @@ class Testbed:
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
-        self.board = resolve_board(self.spec.machine, self.hal)
+        self.board = resolve_board(self.spec.machine, self.hal, self.spec.builtin)
         for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first
             params = board_parameters(self.board, claimant)
             if params:

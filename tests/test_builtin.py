@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness.builtin import BUILTIN_DEVICES, builtin_settings, global_args
+from harness.builtin import BUILTIN_DEVICES, apply_settings, builtin_settings, global_args
 from harness.config import parse_machine_text
+from harness.job import REGISTRY_FILE, run_job
+from harness.nt.registry import Registry
 from harness.qemu.layout import snapshot
 from harness.qemu.machine import Machine
+from harness.verify import resource_map_claims
 from helpers import machine_error
 
 
@@ -79,3 +82,35 @@ def test_builtin_argv_passes_the_argv_rules(tmp_path) -> None:
     assert argv_violations(argv, spec, tmp_path) == []
     hostile = [*argv, "-global", "isa-fdc.iobase=1,romfile=/etc/passwd"]
     assert any("-global" in f for f in argv_violations(hostile, spec, tmp_path))
+
+
+def test_settings_move_the_board_decode_they_change() -> None:
+    fdc = [("port", 0x3F1, 0x3F5), ("port", 0x3F7, 0x3F7), ("irq", 6, 6), ("dma", 2, 2)]
+    moved = apply_settings("isa-fdc", fdc, {"fdc": {"iobase": 0x370, "dma": 3}})
+    assert moved == [("port", 0x371, 0x375), ("port", 0x377, 0x377), ("irq", 6, 6), ("dma", 3, 3)]
+    kbd = [("port", 0x60, 0x60), ("port", 0x64, 0x64), ("irq", 1, 1), ("irq", 12, 12)]
+    swapped = apply_settings("i8042", kbd, {"i8042": {"kbd-irq": 12, "mouse-irq": 1}})
+    assert swapped == [("port", 0x60, 0x60), ("port", 0x64, 0x64), ("irq", 12, 12), ("irq", 1, 1)]
+    assert apply_settings("i8042", kbd, {}) == kbd
+    assert apply_settings("mc146818rtc", [("port", 0x70, 0x71)], {"fdc": {"iobase": 0x370}}) == [("port", 0x70, 0x71)]
+
+
+@pytest.mark.qemu
+def test_board_claimants_claim_where_the_settings_put_the_device(tmp_path) -> None:
+    """The board's FDC moved to 0x370/IRQ 5/DMA 3 and the mouse moved to IRQ 11 are seen
+    where the settings put them, not at QEMU's defaults: the mouse is claimed on IRQ 11; the
+    FDC is reported unclaimed at 0x371 (the floppy driver finds controllers through
+    detection, which reports the BIOS's one at 0x3f0: here the file's isa-fdc), instead of
+    being taken as claimed because the added card's claim covers its default ports."""
+    spec = parse_machine_text("machine: pc\nfirmware_log: false\n"
+                              "builtin:\n  fdc: {iobase: 0x370, irq: 5, dma: 3}\n  i8042: {mouse-irq: 11}\n"
+                              "devices:\n  - {model: isa-fdc, id: fdc2, iobase: 0x3f0, irq: 6, dma: 2}\n")
+    result = run_job(spec, tmp_path / "out", picture=False)
+    assert result.exit_code == 0, result.format_text()
+    lines = {c.device: c for c in result.claimants}
+    board_fdc = lines["board:floppy-controller"]
+    assert board_fdc.status == "unclaimed" and "0x371-0x375" in board_fdc.detail, result.format_text()
+    claims = resource_map_claims(Registry(tmp_path / "out" / REGISTRY_FILE))
+    held = {(c.owner.split("\\")[1], c.kind, c.start, c.end) for c in claims}
+    assert ("Floppy", "port", 0x3F1, 0x3F5) in held and ("Floppy", "dma", 2, 2) in held, held  # fdc2
+    assert {c.start for c in claims if c.kind == "irq" and c.owner.split("\\")[1] == "i8042prt"} == {1, 11}
