@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .bus import PortChannel, machine_ports
 
@@ -234,8 +234,13 @@ class Layout:
 
 
 # ---------------------------------------------------------------------- taking a snapshot
-def snapshot(machine: Any, phase: str | None = None) -> Layout:
-    """Read the layout of a launched, paused :class:`~harness.qemu.machine.Machine`."""
+def snapshot(machine: Any, phase: str | None = None, *,
+             monitor_reads_to: Callable[[str, str, list[dict[str, Any]] | None], None] | None = None) -> Layout:
+    """Read the layout of a launched, paused :class:`~harness.qemu.machine.Machine`.
+    ``monitor_reads_to`` is handed what the monitor answered (``info mtree -f -o``,
+    ``info mtree -o -D``, query-pci or None on isapc), so that a
+    :meth:`LiveBus.adopt <harness.qemu.livebus.LiveBus.adopt>` on the same machine need
+    not ask again."""
     phase = phase or machine.phase
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
@@ -249,6 +254,8 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     for answer in (flat_text, tree_text, *query_pci):
         if isinstance(answer, BaseException):
             raise answer
+    if monitor_reads_to is not None:
+        monitor_reads_to(flat_text, tree_text, query_pci[0] if query_pci else None)
     functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
                  for d in walk_pci(b["devices"])]
     pirq_dwords = _pirq_dwords(kind)

@@ -33,19 +33,21 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from contextlib import nullcontext
 from typing import Any, Sequence
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
-from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
-from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
+from .layout import UNASSIGNED, MtreeRegion, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
 PCIEXBAR = 0x60
 _XP_LINE = re.compile(r"^\s*([0-9a-fA-F]+):((?:\s+0x[0-9a-fA-F]+)+)\s*$")
 _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
+PCI_COMMON_HEADER = 0x40
 
 
 class LiveBusError(BusAccessError):
@@ -103,6 +105,13 @@ class LiveBus:
         self._ecam: tuple[int, int] | None | bool = False  # False: not looked up yet
         self._cf8: int | None = None
         self._decoded: list[DecodedSpan] | None = None
+        #: The flat view (``info mtree -f -o``) while it holds, and what it holds on: for
+        #: every function written since it was read, the dwords that count (offset ->
+        #: value when the view was read, ``_view_configs``); the functions written since
+        #: it was last checked (``_view_dirty``).
+        self._flat: dict[str, list[MtreeRegion]] | None = None
+        self._view_configs: dict[tuple[int, int, int], dict[int, int]] = {}
+        self._view_dirty: set[tuple[int, int, int]] = set()
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
 
@@ -165,10 +174,23 @@ class LiveBus:
 
     # ------------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int) -> bytes:
-        """Guest-physical bytes through HMP ``xp`` (dwords when aligned, else bytes)."""
+        """Guest-physical bytes: over qtest ``read`` when the machine has the channel, else
+        HMP ``xp``.  Either way QEMU is asked the same reads (each one
+        ``address_space_read``, so a device sees the same access widths): a run of
+        dwords in 16-byte lines, an unaligned head or a short tail alone; RAM and ROM in
+        large pieces.  ``xp`` refuses an address nothing decodes ("Cannot access
+        memory"); qtest answers it with the unassigned handler's bytes, so on qtest an
+        address outside the flat memory map (:meth:`flat_view`) is refused here first."""
         if length < 0 or address < 0 or address + length > 1 << 64:
             raise LiveBusError(f"bad memory range {address:#x}+{length:#x}")
         self._check_epoch()
+        if not isinstance(self.ports, QtestPorts):
+            return self._xp_memory(address, length)
+        chunks = self._mapped_reads(_xp_reads(address, length), address, length)
+        self._monitor_round_trips += len(chunks)
+        return self.ports.channel.read_memory(chunks)
+
+    def _xp_memory(self, address: int, length: int) -> bytes:
         out = bytearray()
         while len(out) < length:
             at = address + len(out)
@@ -180,6 +202,31 @@ class LiveBus:
                 count = min(left, 4 - at % 4 if at % 4 else left, 1024)
                 out += bytes(self._xp(at, count, "b"))
         return bytes(out)
+
+    def _mapped_reads(self, chunks: list[tuple[int, int]], address: int, length: int) -> list[tuple[int, int]]:
+        """``chunks`` checked against the flat memory map (refused where nothing decodes),
+        consecutive ones inside RAM or ROM merged."""
+        regions = sorted((r for r in self.flat_view().get("memory", []) if not _background(r)),
+                         key=lambda r: r.start)
+        starts = [r.start for r in regions]
+        out: list[tuple[int, int]] = []
+        merge = False
+        for at, size in chunks:
+            plain = True  # every byte in RAM or ROM
+            cursor, end = at, at + size - 1
+            while cursor <= end:
+                index = bisect_right(starts, cursor) - 1
+                if index < 0 or regions[index].end < cursor:
+                    raise LiveBusError(f"memory read {address:#x}+{length:#x}: nothing decodes {cursor:#x} "
+                                       "(QEMU's flat memory map, info mtree -f; xp: Cannot access memory)")
+                plain = plain and regions[index].kind in ("ram", "rom")
+                cursor = regions[index].end + 1
+            if plain and merge and out[-1][1] + size <= _MEMORY_READ_MAX:
+                out[-1] = (out[-1][0], out[-1][1] + size)
+            else:
+                out.append((at, size))
+            merge = plain
+        return out
 
     def _xp(self, address: int, count: int, unit: str) -> list[int]:
         text = self._hmp(f"xp /{count}{unit}x {address:#x}")
@@ -213,10 +260,10 @@ class LiveBus:
             if ecam is not None and bus < ecam[1]:
                 words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
                 fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
-            else:
-                for dword in range(offset & ~3, offset + length, 4):
-                    if not fn.has(dword, 4):
-                        fn.put(dword, self._cf8_read(bus, device, function, dword).to_bytes(4, "little"))
+            else:  # every missing dword in one port transfer
+                missing = [d for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
+                for dword, value in zip(missing, self._config_dwords([(key, d) for d in missing])):
+                    fn.put(dword, value.to_bytes(4, "little"))
         return bytes(fn.data[offset:offset + length])
 
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
@@ -229,6 +276,11 @@ class LiveBus:
         # Decide before writing: a bridge (bus numbers, windows) or the host bridge
         # (PCIEXBAR) changes what every other access reaches.
         wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
+        if not wide and self._flat is not None:
+            if self._can_recheck_view():
+                self._hold_view_on(key, offset, len(data))
+            else:
+                self._drop_view()
         with self.ports.posting():  # every piece in one exchange, sent before this returns
             for piece, width in config_write_pieces(offset, len(data)):
                 value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
@@ -241,7 +293,8 @@ class LiveBus:
         else:
             self._functions.pop(key, None)
             self._written.add(key)
-            self._decoded = None
+            if self._flat is not None:
+                self._view_dirty.add(key)
 
     def _is_bridge_uncached(self, key: tuple[int, int, int]) -> bool:
         fn = self._functions.get(key)
@@ -268,20 +321,23 @@ class LiveBus:
         ``fresh``: BAR mappings follow the writes, presence does not)."""
         self._check_epoch()
         if self._query_pci is None or (fresh and self._written):
-            self._written = set()
-            self._query_pci = self._qmp("query-pci")
-            self._present = set()
-            self._bridges = set()
-            self._buses = set()
-            for bus in self._query_pci:
-                self._buses.add(bus["bus"])
-                for dev in walk_pci(bus["devices"]):
-                    key = (dev["bus"], dev["slot"], dev["function"])
-                    self._present.add(key)
-                    if dev.get("pci_bridge") is not None:
-                        self._bridges.add(key)
-                        self._buses.add(dev["pci_bridge"]["bus"]["secondary"])
+            self._take_query_pci(self._qmp("query-pci"))
         return self._query_pci
+
+    def _take_query_pci(self, answer: list[dict[str, Any]]) -> None:
+        self._written = set()
+        self._query_pci = answer
+        self._present = set()
+        self._bridges = set()
+        self._buses = set()
+        for bus in answer:
+            self._buses.add(bus["bus"])
+            for dev in walk_pci(bus["devices"]):
+                key = (dev["bus"], dev["slot"], dev["function"])
+                self._present.add(key)
+                if dev.get("pci_bridge") is not None:
+                    self._bridges.add(key)
+                    self._buses.add(dev["pci_bridge"]["bus"]["secondary"])
 
     def functions(self) -> list[tuple[int, int, int]]:
         """Every function QEMU lists, as (bus, device, function), in order."""
@@ -364,32 +420,93 @@ class LiveBus:
                         self._ecam = (base, size_mib)
         return self._ecam or None
 
+    # ------------------------------------------------------------------ the flat view
+    # ``info mtree -f -o`` is the largest answer the monitor gives (~13 KB on the default
+    # machine) and the HAL asks for it around every slot assignment, whose writes mostly
+    # leave the function as it was (BAR sizing restores every register; a BAR assigned
+    # where the firmware had it).  What QEMU decodes follows from configuration space:
+    # a BAR is mapped where its register and the command register say, a chipset window
+    # where its registers say.  So a view read once holds while every function written
+    # since holds, in the dwords that count, the values it had when the view was read;
+    # they are read back (one port transfer for all) and compared before the view is
+    # used again.  The dwords that count: the 64-byte header (command, BARs, ROM, and
+    # whatever a write elsewhere resets, such as a function-level or power-state reset)
+    # and every dword written (a chipset's own base registers).  A write to a bridge or
+    # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
+    # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
+    # ports themselves).  Only on the qtest channel: over HMP the read-back costs more
+    # than the dump.
+    def _can_recheck_view(self) -> bool:
+        return self.cache and isinstance(self.ports, QtestPorts)
+
+    def _drop_view(self) -> None:
+        self._flat = None
+        self._decoded = None
+        self._view_configs = {}
+        self._view_dirty = set()
+
+    def _hold_view_on(self, key: tuple[int, int, int], offset: int, length: int) -> None:
+        """Before a write to ``key``: note what the dwords that count held (the view's values)."""
+        held = self._view_configs.setdefault(key, {})
+        wanted = [d for d in (*range(0, PCI_COMMON_HEADER, 4), *range(offset & ~3, offset + length, 4))
+                  if d not in held]
+        fn = self._functions.get(key)
+        missing = []
+        for dword in dict.fromkeys(wanted):
+            if fn is not None and fn.has(dword, 4):
+                held[dword] = int.from_bytes(fn.data[dword:dword + 4], "little")
+            else:
+                missing.append(dword)
+        held.update(zip(missing, self._config_dwords([(key, d) for d in missing])))
+
+    def _config_dwords(self, where: Sequence[tuple[tuple[int, int, int], int]]) -> list[int]:
+        """Configuration dwords, each ``(function, offset)``, in one port transfer."""
+        if not where:
+            return []
+        values = self.ports.transfer([op for key, dword in where for op in PortChannel.config_read_ops(*key, dword)])
+        self._cf8 = PortChannel.config_address(*where[-1][0], where[-1][1])
+        return values
+
+    def flat_view(self) -> dict[str, list[MtreeRegion]]:
+        """``info mtree -f -o`` parsed (:func:`~harness.qemu.layout.parse_mtree_flat`), read
+        once and kept while it holds (see above)."""
+        self._check_epoch()
+        if self._flat is not None and self._view_dirty:
+            where = [(key, dword) for key in sorted(self._view_dirty) for dword in self._view_configs[key]]
+            now = self._config_dwords(where)
+            if all(self._view_configs[key][dword] == value for (key, dword), value in zip(where, now)):
+                self._view_dirty = set()
+            else:
+                self._drop_view()
+        if self._flat is None:
+            self._flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
+        return self._flat
+
+    def adopt(self, flat_text: str, tree_text: str, query_pci: list[dict[str, Any]] | None) -> None:
+        """Take what the monitor just answered someone else on this machine (the layout
+        snapshot: ``info mtree -f -o``, ``info mtree -o -D``, query-pci or None) instead of
+        asking again; it holds from now on as if read here."""
+        self._check_epoch()
+        self._reset_state()  # the reader may have used the configuration ports too
+        self._flat = parse_mtree_flat(flat_text)
+        self._root_windows = _root_windows(parse_mtree_tree(tree_text))
+        if query_pci is not None:
+            self._take_query_pci(query_pci)
+
     # ------------------------------------------------------------------ DecodeMap
     def pci_root_windows(self) -> dict[str, list[tuple[int, int]]]:
-        """Where the host bridge forwards to PCI bus 0, from ``info mtree -o``: the I/O
-        space root region, and in system memory the ``pci`` region (QEMU 7.2 maps the whole
-        PCI memory space at priority -1) or, failing that, every alias into it."""
+        """Where the host bridge forwards to PCI bus 0 (see :func:`_root_windows`)."""
         self._check_epoch()
         if self._root_windows is None:
-            tree = parse_mtree_tree(self._hmp("info mtree -o"))
-            io_tree, mem_tree = tree.get("I/O", []), tree.get("memory", [])
-            io = [(r.start, r.end) for r in io_tree[:1]]  # the I/O space's root region
-            top = mem_tree[0].depth if mem_tree else 0
-            memory = [(r.start, r.end) for r in mem_tree
-                      if r.depth == top + 1 and not r.alias and r.name == "pci"]
-            if not memory:
-                memory = [(r.start, r.end) for r in tree.get("memory", [])
-                          if r.alias and re.search(r"@pci\b", r.name)]
-            self._root_windows = {IO_SPACE: io, MEMORY_SPACE: sorted(memory)}
+            self._root_windows = _root_windows(parse_mtree_tree(self._hmp("info mtree -o -D")))
         return {k: list(v) for k, v in self._root_windows.items()}
 
     def decoded_ranges(self) -> list[DecodedSpan]:
         """Everything decoded now (``info mtree -f -o``, the view layout.snapshot reads),
         PCI functions recognised by their qdev id or, for anonymous devices, by the QOM
         ``addr`` of the owner on the bus query-pci places it."""
-        self._check_epoch()
+        flat = self.flat_view()
         if self._decoded is None:
-            flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
             by_id: dict[str, tuple[int, int, int]] = {}
             anonymous: dict[int, list[tuple[int, int, int]]] = {}
             for bus in self.query_pci():
@@ -404,8 +521,8 @@ class LiveBus:
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
                 for region in flat.get(view, []):
-                    if region.owner_kind == "obj" and region.name.split(" @")[0] in ("io", "pci"):
-                        continue  # the bus's own background, not a device
+                    if _background(region):
+                        continue
                     owner = region.owner if region.owner_kind == "dev" else None
                     function = None
                     if owner is not None:
@@ -455,6 +572,55 @@ class LiveBus:
                     raise value
                 known[path] = int(value) if isinstance(value, int) and value >= 0 else None
         return {p: known[p] for p in paths}
+
+
+def _root_windows(tree: dict[str, list[MtreeRegion]]) -> dict[str, list[tuple[int, int]]]:
+    """Where the host bridge forwards to PCI bus 0, from ``info mtree -o -D``: the I/O
+    space's root region; in system memory the enabled ``pci`` region (QEMU 7.2 maps the
+    whole PCI memory space at priority -1) or, failing that, every enabled alias into it."""
+    io_tree, mem_tree = tree.get("I/O", []), tree.get("memory", [])
+    io = [(r.start, r.end) for r in io_tree[:1]]
+    enabled: list[MtreeRegion] = []
+    stack: list[bool] = []  # whether each open ancestor is enabled
+    for region in mem_tree:
+        del stack[region.depth - mem_tree[0].depth:]
+        on = not region.disabled and all(stack)
+        stack.append(on)
+        if on:
+            enabled.append(region)
+    top = mem_tree[0].depth if mem_tree else 0
+    memory = [(r.start, r.end) for r in enabled if r.depth == top + 1 and not r.alias and r.name == "pci"]
+    if not memory:
+        memory = [(r.start, r.end) for r in enabled if r.alias and re.search(r"@pci\b", r.name)]
+    return {IO_SPACE: io, MEMORY_SPACE: sorted(memory)}
+
+
+def _background(region: MtreeRegion) -> bool:
+    """The I/O space's or PCI memory space's own region, showing where no device decodes."""
+    return region.owner_kind == "obj" and region.name.split(" @")[0] in ("io", "pci")
+
+
+#: The most one qtest ``read`` of RAM or ROM asks for (its answer is twice as long, in hex).
+_MEMORY_READ_MAX = 0x10000
+
+
+def _xp_reads(address: int, length: int) -> list[tuple[int, int]]:
+    """The reads HMP ``xp`` makes for ``length`` bytes at ``address`` as :meth:`LiveBus.read_memory`
+    asks for them: an unaligned head (bytes, one read), whole dwords in lines of 16
+    bytes, a tail of 1-3 bytes (one read)."""
+    out: list[tuple[int, int]] = []
+    at, end = address, address + length
+    if at % 4 and at < end:
+        size = min(end - at, 4 - at % 4)
+        out.append((at, size))
+        at += size
+    while end - at >= 4:
+        size = min((end - at) & ~3, 16)
+        out.append((at, size))
+        at += size
+    if at < end:
+        out.append((at, end - at))
+    return out
 
 
 def _upper_of_64(listed: dict[int, dict[str, Any]], index: int) -> bool:

@@ -1,0 +1,163 @@
+"""LiveBus on the qtest channel: memory reads over qtest ``read`` refused where QEMU's flat
+memory map decodes nothing (as HMP ``xp`` refuses them), and the flat view (``info mtree
+-f``) kept across configuration writes that leave a function as it was, read again after
+one that does not.  Real QEMU (TCG); every expected value comes from QEMU itself (HMP
+``xp``, ``info mtree -f``, a fresh LiveBus that reads everything anew).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterator
+
+import pytest
+
+from harness.config import load_machine
+from harness.nt.hal import Hal, slot_number
+from harness.nt.resources import PCIBus
+from harness.nt.status import NTSTATUS
+from harness.qemu.layout import parse_mtree_flat, snapshot
+from harness.qemu.livebus import LiveBus, LiveBusError
+from harness.qemu.machine import Machine
+from helpers import CONFIGS, machine_spec
+
+E1000_STATUS = 0x08
+
+
+@pytest.fixture(scope="module")
+def pc() -> Iterator[Machine]:
+    """The default machine after SeaBIOS; the tests on it only read."""
+    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
+        m.run_firmware()
+        assert m.qtest is not None
+        yield m
+
+
+def monitor_commands(m: Machine, pattern: str) -> int:
+    """How many monitor commands so far matched ``pattern`` (qmp.log)."""
+    count = 0
+    for line in m.qmp_log_path.read_text().splitlines():
+        cmd = json.loads(line).get("cmd")
+        if cmd is not None:
+            text = cmd["execute"] + " " + json.dumps(cmd.get("arguments") or {})
+            count += bool(re.search(pattern, text))
+    return count
+
+
+def xp(m: Machine, address: int, count: int, unit: str = "w") -> str:
+    return m.hmp(f"xp /{count}{unit}x {address:#x}")
+
+
+def xp_values(text: str) -> list[int]:
+    return [int(v, 16) for line in text.splitlines() for v in line.split(":", 1)[1].split()]
+
+
+def unmapped_gap(m: Machine) -> int:
+    """An address in system memory that no region of QEMU's flat view decodes, checked
+    with xp (QEMU refuses it)."""
+    regions = sorted((r.start, r.end) for r in parse_mtree_flat(m.hmp("info mtree -f -o"))["memory"])
+    gap = next(end + 1 for (_, end), (start, _) in zip(regions, regions[1:]) if start > end + 0x1000)
+    assert "Cannot access memory" in xp(m, gap, 1)
+    return gap
+
+
+def test_memory_reads_over_qtest_are_xp_s_bytes(pc) -> None:
+    bus = LiveBus(pc)
+    nic0 = snapshot(pc).pci_by_id("nic0").bars[0].base
+    exchanges, xps = pc.qtest.exchanges, monitor_commands(pc, r"xp ")
+    status = bus.read_memory(nic0 + E1000_STATUS, 4)   # a device register
+    bios = bus.read_memory(0xF0001, 37)                # ROM/RAM, unaligned head and tail
+    assert monitor_commands(pc, r"xp ") == xps         # none of it over HMP
+    assert pc.qtest.exchanges - exchanges == 2
+    assert int.from_bytes(status, "little") == xp_values(xp(pc, nic0 + E1000_STATUS, 1))[0]
+    assert bios == bytes(xp_values(xp(pc, 0xF0001, 37, "b")))
+    assert bus.read_memory(0x100, 0) == b""
+
+
+def test_an_address_nothing_decodes_is_refused_as_xp_refuses_it(pc) -> None:
+    bus = LiveBus(pc)
+    gap = unmapped_gap(pc)
+    with pytest.raises(LiveBusError, match=f"nothing decodes {gap:#x}"):
+        bus.read_memory(gap, 4)
+    ram_top = max(r.end for r in parse_mtree_flat(pc.hmp("info mtree -f -o"))["memory"] if r.name == "pc.ram")
+    if ram_top + 1 < gap:  # a read that starts in RAM and runs off its end
+        assert "Cannot access memory" in xp(pc, ram_top - 3, 2)
+        with pytest.raises(LiveBusError, match=f"nothing decodes {ram_top + 1:#x}"):
+            bus.read_memory(ram_top - 3, 8)
+    # READ_REGISTER_* on a mapping of it: refused, not answered with the unassigned bytes.
+    hal = Hal(bus)
+    registers = hal.MmMapIoSpace(gap, 0x1000)
+    with pytest.raises(LiveBusError, match="nothing decodes"):
+        hal.READ_REGISTER_ULONG(registers.register(0))
+    assert pc.qtest.execute([f"read {gap:#x} 4"]) != []  # qtest alone would have answered
+
+
+def test_a_bus_adopts_the_snapshot_s_monitor_reads(pc) -> None:
+    adopted = LiveBus(pc)
+    snapshot(pc, monitor_reads_to=adopted.adopt)
+    before = monitor_commands(pc, r"info mtree|query-pci")
+    windows, functions, spans = adopted.pci_root_windows(), adopted.functions(), adopted.decoded_ranges()
+    assert monitor_commands(pc, r"info mtree|query-pci") == before
+    fresh = LiveBus(pc)
+    assert (windows, functions, spans) == (fresh.pci_root_windows(), fresh.functions(), fresh.decoded_ranges())
+    assert monitor_commands(pc, r"info mtree|query-pci") > before
+
+
+def test_the_flat_view_holds_while_written_functions_hold_their_configuration() -> None:
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: e1000, id: nic, addr: 3}\n")
+    with Machine(spec) as m:
+        m.run_firmware()
+        bus = LiveBus(m)
+        hal = Hal(bus)
+        first = bus.decoded_ranges()
+        dumps = monitor_commands(m, r"info mtree -f")
+        # Sizing writes every BAR and the command register and restores them.
+        assert hal.size_bars(0, 3, 0)
+        assert bus.decoded_ranges() == first == LiveBus(m).decoded_ranges()
+        assert monitor_commands(m, r"info mtree -f") == dumps + 1  # only the fresh bus's
+        # A BAR moved: the view is read again and shows it where QEMU maps it now.
+        bar0 = int.from_bytes(bus.read_config(0, 3, 0, 0x10, 4), "little")
+        size = next(b.size for b in hal.size_bars(0, 3, 0) if b.index == 0)
+        moved = (bar0 & ~0xF) + 4 * size
+        bus.write_config(0, 3, 0, 0x10, moved.to_bytes(4, "little"))
+        spans = bus.decoded_ranges()
+        assert monitor_commands(m, r"info mtree -f") == dumps + 2
+        assert spans == LiveBus(m).decoded_ranges()
+        assert [(s.start, s.end) for s in spans if s.function == (0, 3, 0) and s.space == "memory"] == \
+            [(moved, moved + size - 1)]
+
+
+def test_a_chipset_base_register_written_outside_the_header_counts() -> None:
+    # The PIIX4 PM function (00:01.3) decodes its ACPI registers where its PMBA (0x40)
+    # says: a write there moves them, and the view is read again.
+    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
+        m.run_firmware()
+        bus = LiveBus(m)
+        pm = next(k for k in bus.functions() if bus.read_config(*k, 0, 4) == bytes.fromhex("86801371"))
+        old = int.from_bytes(bus.read_config(*pm, 0x40, 4), "little") & 0xFFC0
+        def block(spans, base):  # the PM registers' spans, relative to the base
+            return sorted((s.start - base, s.end - base) for s in spans
+                          if s.space == "io" and s.function == pm and base <= s.start <= base + 0x3F)
+        first = block(bus.decoded_ranges(), old)
+        assert first
+        new = 0x7000 if old != 0x7000 else 0x7100
+        bus.write_config(*pm, 0x40, (new | 1).to_bytes(4, "little"))
+        spans = bus.decoded_ranges()
+        assert spans == LiveBus(m).decoded_ranges()
+        assert block(spans, new) == first and block(spans, old) == []
+        bus.write_config(*pm, 0x40, (old | 1).to_bytes(4, "little"))
+        assert block(bus.decoded_ranges(), old) == first
+
+
+def test_slot_assignment_where_the_firmware_put_the_card_reads_the_map_once() -> None:
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: e1000, id: a, addr: 3}\n  - {model: e1000, id: b, addr: 4}\n")
+    with Machine(spec) as m:
+        m.run_firmware()
+        bus = LiveBus(m)
+        hal = Hal(bus)
+        dumps = monitor_commands(m, r"info mtree -f")
+        for device in (3, 4):
+            status, _ = hal.HalAssignSlotResources("x", None, object(), object(), PCIBus, 0, slot_number(device))
+            assert status == NTSTATUS.STATUS_SUCCESS
+        assert monitor_commands(m, r"info mtree -f") == dumps + 1
