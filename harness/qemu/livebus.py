@@ -105,13 +105,10 @@ class LiveBus:
         self._ecam: tuple[int, int] | None | bool = False  # False: not looked up yet
         self._cf8: int | None = None
         self._decoded: list[DecodedSpan] | None = None
-        #: The flat view (``info mtree -f -o``) while it holds, and what it holds on: for
-        #: every function written since it was read, the dwords that count (offset ->
-        #: value when the view was read, ``_view_configs``); the functions written since
-        #: it was last checked (``_view_dirty``).
+        #: The flat view (``info mtree -f -o``) while it holds, and what it holds on.
         self._flat: dict[str, list[MtreeRegion]] | None = None
-        self._view_configs: dict[tuple[int, int, int], dict[int, int]] = {}
-        self._view_dirty: set[tuple[int, int, int]] = set()
+        self._flat_held = _Held()
+        self._query_pci_held = _Held()  # what query-pci's BAR addresses hold on
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
 
@@ -276,11 +273,8 @@ class LiveBus:
         # Decide before writing: a bridge (bus numbers, windows) or the host bridge
         # (PCIEXBAR) changes what every other access reaches.
         wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
-        if not wide and self._flat is not None:
-            if self._can_recheck_view():
-                self._hold_view_on(key, offset, len(data))
-            else:
-                self._drop_view()
+        if not wide:
+            self._note_write(key, offset, len(data))
         with self.ports.posting():  # every piece in one exchange, sent before this returns
             for piece, width in config_write_pieces(offset, len(data)):
                 value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
@@ -293,8 +287,8 @@ class LiveBus:
         else:
             self._functions.pop(key, None)
             self._written.add(key)
-            if self._flat is not None:
-                self._view_dirty.add(key)
+            for held in self._holds():
+                held.dirty.add(key)
 
     def _is_bridge_uncached(self, key: tuple[int, int, int]) -> bool:
         fn = self._functions.get(key)
@@ -320,12 +314,16 @@ class LiveBus:
         """query-pci, asked once per phase (again after a configuration write when
         ``fresh``: BAR mappings follow the writes, presence does not)."""
         self._check_epoch()
-        if self._query_pci is None or (fresh and self._written):
+        if self._query_pci is None or (fresh and self._written and not (
+                self._can_recheck and self._still_holds(self._query_pci_held))):
             self._take_query_pci(self._qmp("query-pci"))
+        elif fresh:
+            self._written = set()  # every function written since holds what query-pci says
         return self._query_pci
 
     def _take_query_pci(self, answer: list[dict[str, Any]]) -> None:
         self._written = set()
+        self._query_pci_held = _Held()
         self._query_pci = answer
         self._present = set()
         self._bridges = set()
@@ -434,30 +432,57 @@ class LiveBus:
     # and every dword written (a chipset's own base registers).  A write to a bridge or
     # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
     # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
-    # ports themselves).  Only on the qtest channel: over HMP the read-back costs more
-    # than the dump.
-    def _can_recheck_view(self) -> bool:
+    # ports themselves).  query-pci's BAR addresses are kept the same way.  Only on the
+    # qtest channel: over HMP the read-back costs more than the dump.
+    @property
+    def _can_recheck(self) -> bool:
         return self.cache and isinstance(self.ports, QtestPorts)
+
+    def _holds(self) -> list["_Held"]:
+        """What is held now on the configuration of written functions (see above)."""
+        if not self._can_recheck:
+            return []
+        return [held for held, data in ((self._flat_held, self._flat), (self._query_pci_held, self._query_pci))
+                if data is not None]
 
     def _drop_view(self) -> None:
         self._flat = None
         self._decoded = None
-        self._view_configs = {}
-        self._view_dirty = set()
+        self._flat_held = _Held()
 
-    def _hold_view_on(self, key: tuple[int, int, int], offset: int, length: int) -> None:
-        """Before a write to ``key``: note what the dwords that count held (the view's values)."""
-        held = self._view_configs.setdefault(key, {})
-        wanted = [d for d in (*range(0, PCI_COMMON_HEADER, 4), *range(offset & ~3, offset + length, 4))
-                  if d not in held]
+    def _note_write(self, key: tuple[int, int, int], offset: int, length: int) -> None:
+        """Before a (non-wide) write to ``key``: note what the dwords that count hold, for
+        each answer held, as they were when it was read (one port transfer for all)."""
+        if not self._can_recheck:
+            self._drop_view()
+            return
         fn = self._functions.get(key)
-        missing = []
-        for dword in dict.fromkeys(wanted):
-            if fn is not None and fn.has(dword, 4):
-                held[dword] = int.from_bytes(fn.data[dword:dword + 4], "little")
-            else:
-                missing.append(dword)
-        held.update(zip(missing, self._config_dwords([(key, d) for d in missing])))
+        wanted = dict.fromkeys((*range(0, PCI_COMMON_HEADER, 4), *range(offset & ~3, offset + length, 4)))
+        missing: dict[int, list[_Held]] = {}
+        for held in self._holds():
+            noted = held.configs.setdefault(key, {})
+            for dword in wanted:
+                if dword in noted:
+                    continue
+                if fn is not None and fn.has(dword, 4):
+                    noted[dword] = int.from_bytes(fn.data[dword:dword + 4], "little")
+                else:
+                    missing.setdefault(dword, []).append(held)
+        values = self._config_dwords([(key, dword) for dword in missing])
+        for (dword, holders), value in zip(missing.items(), values):
+            for held in holders:
+                held.configs[key][dword] = value
+
+    def _still_holds(self, held: "_Held") -> bool:
+        """Whether every function written since ``held``'s answer was read holds the dwords
+        that count as they were then (read back in one port transfer)."""
+        if held.dirty:
+            where = [(key, dword) for key in sorted(held.dirty) for dword in held.configs[key]]
+            now = self._config_dwords(where)
+            if any(held.configs[key][dword] != value for (key, dword), value in zip(where, now)):
+                return False
+            held.dirty = set()
+        return True
 
     def _config_dwords(self, where: Sequence[tuple[tuple[int, int, int], int]]) -> list[int]:
         """Configuration dwords, each ``(function, offset)``, in one port transfer."""
@@ -471,13 +496,8 @@ class LiveBus:
         """``info mtree -f -o`` parsed (:func:`~harness.qemu.layout.parse_mtree_flat`), read
         once and kept while it holds (see above)."""
         self._check_epoch()
-        if self._flat is not None and self._view_dirty:
-            where = [(key, dword) for key in sorted(self._view_dirty) for dword in self._view_configs[key]]
-            now = self._config_dwords(where)
-            if all(self._view_configs[key][dword] == value for (key, dword), value in zip(where, now)):
-                self._view_dirty = set()
-            else:
-                self._drop_view()
+        if self._flat is not None and not self._still_holds(self._flat_held):
+            self._drop_view()
         if self._flat is None:
             self._flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
         return self._flat
@@ -559,11 +579,9 @@ class LiveBus:
         known: dict[str, int | None] = facts.setdefault("pci-devfn", {})
         missing = [p for p in dict.fromkeys(paths) if p not in known]
         if missing:
-            if "pci-types" not in facts:
-                facts["pci-types"] = frozenset(t["name"] for t in self._qmp(
-                    "qom-list-types", {"implements": "pci-device", "abstract": False}))
+            pci_types = reader.pci_types()
             kinds = reader.qom_types(missing)
-            pci = [p for p in missing if kinds[p] in facts["pci-types"]]
+            pci = [p for p in missing if kinds[p] in pci_types]
             values = reader.ask([("qom-get", {"path": p, "property": "addr"}) for p in pci])
             self._monitor_round_trips += reader.asked
             known.update(dict.fromkeys(missing))
@@ -572,6 +590,19 @@ class LiveBus:
                     raise value
                 known[path] = int(value) if isinstance(value, int) and value >= 0 else None
         return {p: known[p] for p in paths}
+
+
+class _Held:
+    """What a monitor answer that is kept (the flat view, query-pci) holds on: for every
+    function written since it was read, the configuration dwords that count as they were
+    then (``configs``: function -> offset -> value), and the functions written since it
+    was last checked (``dirty``)."""
+
+    __slots__ = ("configs", "dirty")
+
+    def __init__(self) -> None:
+        self.configs: dict[tuple[int, int, int], dict[int, int]] = {}
+        self.dirty: set[tuple[int, int, int]] = set()
 
 
 def _root_windows(tree: dict[str, list[MtreeRegion]]) -> dict[str, list[tuple[int, int]]]:
