@@ -126,6 +126,9 @@ def test_the_flat_view_holds_while_written_functions_hold_their_configuration() 
         assert spans == LiveBus(m).decoded_ranges()
         assert [(s.start, s.end) for s in spans if s.function == (0, 3, 0) and s.space == "memory"] == \
             [(moved, moved + size - 1)]
+        queries = monitor_commands(m, r"query-pci")
+        assert bus.bar_mappings(0, 3, 0)[0] == (moved, moved + size - 1)  # query-pci asked again
+        assert monitor_commands(m, r"query-pci") == queries + 1
 
 
 def test_a_chipset_base_register_written_outside_the_header_counts() -> None:
@@ -156,8 +159,40 @@ def test_slot_assignment_where_the_firmware_put_the_card_reads_the_map_once() ->
         m.run_firmware()
         bus = LiveBus(m)
         hal = Hal(bus)
-        dumps = monitor_commands(m, r"info mtree -f")
+        dumps, queries = monitor_commands(m, r"info mtree -f"), monitor_commands(m, r"query-pci")
         for device in (3, 4):
             status, _ = hal.HalAssignSlotResources("x", None, object(), object(), PCIBus, 0, slot_number(device))
             assert status == NTSTATUS.STATUS_SUCCESS
+        # One look at the map and at query-pci: sizing restored every BAR and the
+        # assignment wrote back the firmware's addresses.
         assert monitor_commands(m, r"info mtree -f") == dumps + 1
+        assert monitor_commands(m, r"query-pci") == queries + 1
+
+
+def test_read_port_buffer_reads_one_port_count_times_in_one_exchange(pc) -> None:
+    from harness.nt.hal import HalError, PortAccess
+    hal = Hal(LiveBus(pc))
+    seen: list[PortAccess] = []
+    hal.add_port_hook(seen.append)
+    single = [hal.READ_PORT_UCHAR(0x3FD) for _ in range(3)]   # COM1's LSR: no read side effect
+    del seen[:]
+    buffer = bytearray(5)
+    exchanges = pc.qtest.exchanges
+    hal.READ_PORT_BUFFER_UCHAR(0x3FD, buffer, 3)
+    assert pc.qtest.exchanges - exchanges == 1
+    assert list(buffer[:3]) == single and buffer[3:] == bytes(2)
+    assert [(a.phase, a.port, a.size) for a in seen] == [("before", 0x3FD, 1)] * 3 + [("after", 0x3FD, 1)] * 3
+    words = bytearray(4)
+    hal.READ_PORT_BUFFER_USHORT(0x3FC, words, 2)
+    assert words == hal.READ_PORT_USHORT(0x3FC).to_bytes(2, "little") * 2
+    with pytest.raises(HalError, match="do not fit"):
+        hal.READ_PORT_BUFFER_ULONG(0x3FC, bytearray(7), 2)
+
+    def refuse(access: PortAccess) -> None:
+        if access.phase == "before":
+            raise PermissionError("not claimed")
+    hal.add_port_hook(refuse)
+    exchanges = pc.qtest.exchanges
+    with pytest.raises(PermissionError):
+        hal.READ_PORT_BUFFER_UCHAR(0x3FD, buffer, 3)
+    assert pc.qtest.exchanges == exchanges  # refused before any read reached the UART

@@ -129,7 +129,7 @@ class Ne2000Driver(NtDriver):
         self.outb(base + 0x0A, 32)                      # RBCR: 32 bytes
         self.outb(base + 0x0B, 0)
         self.outb(base + 0x00, 0x0A)                    # CR: remote read, start
-        prom = bytes(self.inb(base + 0x10) for _ in range(32))
+        prom = self.insb(base + 0x10, 32)              # data port: remote DMA, 32 bytes
         self.outb(base + 0x00, 0x21)
         if prom[28] != 0x57 or prom[30] != 0x57:        # 'W' 'W': NE2000 in word-doubled PROM
             raise DeviceNotResponding(f"NE2000 at {base:#x}: no 0x57 signature in the PROM ({prom.hex()})")

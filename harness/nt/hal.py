@@ -53,7 +53,7 @@ from .apic import ApicError, IoApic, Madt, RedirectionEntry, read_madt
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusAccessError,
-                        DecodedSpan, DecodeMap)
+                        DecodedSpan, DecodeMap, read_ports)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
@@ -478,6 +478,31 @@ class Hal:
 
     def READ_PORT_ULONG(self, Port: int) -> int:
         return self._port_read(Port, 4)
+
+    def _port_read_buffer(self, port: int, size: int, buffer: Any, count: int) -> None:
+        """``count`` reads of one port into ``buffer`` (little-endian items of ``size``
+        bytes), in one exchange on a bus that batches reads (nothing is written between
+        them, so the device sees what ``count`` single reads would show it).  Each access
+        passes the hooks: every "before" one ahead of the reads, then every "after"."""
+        if count < 0 or len(buffer) < count * size:
+            raise HalError(f"READ_PORT_BUFFER: {count} item(s) of {size} byte(s) do not fit a buffer of {len(buffer)}")
+        for hook in list(self.port_hooks):
+            for _ in range(count):
+                hook(PortAccess("before", "read", port, size, None))
+        values = read_ports(self.bus, [(port, size)] * count)
+        for hook in list(self.port_hooks):
+            for value in values:
+                hook(PortAccess("after", "read", port, size, value))
+        buffer[:count * size] = b"".join(v.to_bytes(size, "little") for v in values)
+
+    def READ_PORT_BUFFER_UCHAR(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 1, Buffer, Count)
+
+    def READ_PORT_BUFFER_USHORT(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 2, Buffer, Count)
+
+    def READ_PORT_BUFFER_ULONG(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 4, Buffer, Count)
 
     def WRITE_PORT_UCHAR(self, Port: int, Value: int) -> None:
         self._port_write(Port, Value, 1)
