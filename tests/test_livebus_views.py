@@ -196,3 +196,35 @@ def test_read_port_buffer_reads_one_port_count_times_in_one_exchange(pc) -> None
     with pytest.raises(PermissionError):
         hal.READ_PORT_BUFFER_UCHAR(0x3FD, buffer, 3)
     assert pc.qtest.exchanges == exchanges  # refused before any read reached the UART
+
+
+def test_find_pci_skips_only_what_the_hal_reports_empty() -> None:
+    # Function 2 of a multifunction card whose function 1 is empty, a card behind a
+    # bridge, a single-function card: found as a scan of all 256 slots of each bus finds them.
+    from types import SimpleNamespace
+
+    from harness.drivers import PciNicDriver
+    from harness.drivers.pci import find_pci
+    from harness.nt.resources import PCIConfiguration
+    spec = machine_spec("machine: pc\ndevices:\n"
+                        "  - {model: rtl8139, id: a, addr: '5.0', multifunction: true}\n"
+                        "  - {model: e1000, id: b, addr: '5.2'}\n"
+                        "  - {model: e1000, id: c, addr: 6}\n"
+                        "  - {model: pci-bridge, id: br, addr: 7}\n"
+                        "  - {model: e1000, id: d, bus: br, addr: 2}\n")
+    with Machine(spec) as m:
+        m.run_firmware()
+        hal = Hal(LiveBus(m))
+        everything = []
+        for bus in range(hal.no_buses):
+            for slot in range(256):
+                header = bytearray(64)
+                if hal.HalGetBusData(PCIConfiguration, bus, slot, header, 64) == 64:
+                    kind = PciNicDriver.IDS.get((int.from_bytes(header[0:2], "little"),
+                                                 int.from_bytes(header[2:4], "little")))
+                    if kind is not None:
+                        everything.append((bus, slot, bytes(header), kind))
+        found = find_pci(SimpleNamespace(hal=hal), PciNicDriver.IDS)
+        assert sorted(found) == sorted(everything)
+        assert sorted((b, s & 0x1F, s >> 5, k) for b, s, _, k in found) == \
+            [(0, 5, 0, "rtl8139"), (0, 5, 2, "e1000"), (0, 6, 0, "e1000"), (1, 2, 0, "e1000")]
