@@ -235,10 +235,11 @@ class Layout:
 
 # ---------------------------------------------------------------------- taking a snapshot
 def snapshot(machine: Any, phase: str | None = None, *,
-             monitor_reads_to: Callable[[str, str, list[dict[str, Any]] | None], None] | None = None) -> Layout:
+             monitor_reads_to: Callable[[dict[str, list["MtreeRegion"]], dict[str, list["MtreeRegion"]],
+                                         list[dict[str, Any]] | None], None] | None = None) -> Layout:
     """Read the layout of a launched, paused :class:`~harness.qemu.machine.Machine`.
-    ``monitor_reads_to`` is handed what the monitor answered (``info mtree -f -o``,
-    ``info mtree -o -D``, query-pci or None on isapc), so that a
+    ``monitor_reads_to`` is handed what the monitor answered (``info mtree -f -o`` and
+    ``info mtree -o -D`` parsed, query-pci or None on isapc), so that a
     :meth:`LiveBus.adopt <harness.qemu.livebus.LiveBus.adopt>` on the same machine need
     not ask again."""
     phase = phase or machine.phase
@@ -254,8 +255,6 @@ def snapshot(machine: Any, phase: str | None = None, *,
     for answer in (flat_text, tree_text, *query_pci):
         if isinstance(answer, BaseException):
             raise answer
-    if monitor_reads_to is not None:
-        monitor_reads_to(flat_text, tree_text, query_pci[0] if query_pci else None)
     functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
                  for d in walk_pci(b["devices"])]
     pirq_dwords = _pirq_dwords(kind)
@@ -267,6 +266,8 @@ def snapshot(machine: Any, phase: str | None = None, *,
     pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
     pci = _read_pci(query_pci[0], commands) if query_pci else []
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
+    if monitor_reads_to is not None:
+        monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     isa = reader.isa_devices()
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
@@ -682,59 +683,69 @@ class MtreeRegion:
 
 _LINE_RE = re.compile(r"^(\s*)([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ([\w/]+)\): (.*)$")
 _OWNER_RE = re.compile(r"\s+(owner|parent):\{(dev|obj) (id|path)=([^}]*)\}\s*$")
+_FLAT_AS_RE = re.compile(r'\s*AS "([^"]+)"')
+_TREE_HEAD_RE = re.compile(r"(address-space|memory-region): (.+)$")
 
 
 def _parse_line(line: str) -> MtreeRegion | None:
     match = _LINE_RE.match(line)
-    if not match:
-        return None
+    return _region(match) if match else None
+
+
+def _region(match: re.Match[str], has_children: bool = False) -> MtreeRegion:
     indent, start, end, prio, kind, rest = match.groups()
     owner_kind = owner_ref = owner = None
-    om = _OWNER_RE.search(rest)
-    if om:
-        owner_kind, owner_ref, owner = om.group(2), om.group(3), om.group(4)
-        rest = rest[:om.start()]
+    if rest.endswith("}"):  # a cheap test first: the owner, when there is one, ends the line
+        om = _OWNER_RE.search(rest)
+        if om:
+            owner_kind, owner_ref, owner = om.group(2), om.group(3), om.group(4)
+            rest = rest[:om.start()]
     disabled = " [disabled]" in rest
-    rest = rest.replace(" [disabled]", "")
-    alias = rest.startswith("alias ")
+    if disabled:
+        rest = rest.replace(" [disabled]", "")
     return MtreeRegion(len(indent) // 2, int(start, 16), int(end, 16), int(prio), kind,
-                       rest.strip(), owner_kind, owner_ref, owner, alias, disabled=disabled)
+                       rest.strip(), owner_kind, owner_ref, owner, rest.startswith("alias "),
+                       has_children, disabled)
 
 
 def parse_mtree_flat(text: str) -> dict[str, list[MtreeRegion]]:
     """``info mtree -f -o`` → {address-space name: regions} for every FlatView."""
     views: dict[str, list[MtreeRegion]] = {}
-    names: list[str] = []
     current: list[MtreeRegion] | None = None
     for line in text.splitlines():
         if line.startswith("FlatView #"):
-            names, current = [], []
+            current = []
             continue
-        m = re.match(r'\s*AS "([^"]+)"', line)
-        if m and current is not None and not current:
-            names.append(m.group(1))
-            views[m.group(1)] = current
+        if current is None:
             continue
+        if not current:  # the address spaces sharing this view come before its regions
+            m = _FLAT_AS_RE.match(line)
+            if m:
+                views[m.group(1)] = current
+                continue
         region = _parse_line(line)
-        if region is not None and current is not None:
+        if region is not None:
             current.append(region)
     return views
 
 
 def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
     """``info mtree -o`` → {address-space name: regions in tree order, with depth}."""
-    spaces: dict[str, list[MtreeRegion]] = {}
-    current: list[MtreeRegion] | None = None
+    lines: dict[str, list[re.Match[str]]] = {}
+    current: list[re.Match[str]] | None = None
     for line in text.splitlines():
-        m = re.match(r"(address-space|memory-region): (.+)$", line)
+        m = _TREE_HEAD_RE.match(line)
         if m:
-            current = spaces.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
+            current = lines.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
             continue
-        region = _parse_line(line)
-        if region is not None and current is not None:
-            if current and region.depth > current[-1].depth:
-                current[-1] = dataclasses.replace(current[-1], has_children=True)
-            current.append(region)
+        if current is not None:
+            match = _LINE_RE.match(line)
+            if match:
+                current.append(match)
+    spaces: dict[str, list[MtreeRegion]] = {}
+    for name, matches in lines.items():  # a region has children when the next line is deeper
+        depths = [len(m.group(1)) // 2 for m in matches] + [-1]
+        spaces[name] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
     return spaces
 
 

@@ -502,14 +502,15 @@ class LiveBus:
             self._flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
         return self._flat
 
-    def adopt(self, flat_text: str, tree_text: str, query_pci: list[dict[str, Any]] | None) -> None:
+    def adopt(self, flat: dict[str, list[MtreeRegion]], tree: dict[str, list[MtreeRegion]],
+              query_pci: list[dict[str, Any]] | None) -> None:
         """Take what the monitor just answered someone else on this machine (the layout
-        snapshot: ``info mtree -f -o``, ``info mtree -o -D``, query-pci or None) instead of
-        asking again; it holds from now on as if read here."""
+        snapshot: ``info mtree -f -o`` and ``info mtree -o -D`` parsed, query-pci or None)
+        instead of asking again; it holds from now on as if read here."""
         self._check_epoch()
         self._reset_state()  # the reader may have used the configuration ports too
-        self._flat = parse_mtree_flat(flat_text)
-        self._root_windows = _root_windows(parse_mtree_tree(tree_text))
+        self._flat = flat
+        self._root_windows = _root_windows(tree)
         if query_pci is not None:
             self._take_query_pci(query_pci)
 
