@@ -266,20 +266,50 @@ class LiveBus:
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
         data = bytes(data)
         check_config_range(bus, device, function, offset, len(data))
-        self._check_epoch()
         key = (bus, device, function)
-        if self.use_query_pci:
-            self.query_pci()
-        # Decide before writing: a bridge (bus numbers, windows) or the host bridge
-        # (PCIEXBAR) changes what every other access reaches.
-        wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
-        if not wide:
-            self._note_write(key, offset, len(data))
+        wide = self._before_writing(key, [(offset, len(data))])
         with self.ports.posting():  # every piece in one exchange, sent before this returns
             for piece, width in config_write_pieces(offset, len(data)):
                 value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
                 self._select(bus, device, function, piece)
                 self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+        self._after_writing(key, wide)
+
+    def probe_config(self, bus: int, device: int, function: int,
+                     probes: Sequence[tuple[int, int, int]]) -> list[int]:
+        """See :func:`harness.nt.busaccess.probe_config`: every write, read-back and
+        restore in one port transfer."""
+        for offset, pattern, original in probes:
+            check_config_range(bus, device, function, offset, 4)
+            if offset % 4 or not (0 <= pattern < 1 << 32 and 0 <= original < 1 << 32):
+                raise LiveBusError(f"bad configuration probe at {offset:#x}: {pattern:#x}, {original:#x}")
+        key = (bus, device, function)
+        wide = self._before_writing(key, [(offset, 4) for offset, _, _ in probes])
+        ops: list[Any] = []
+        for offset, pattern, original in probes:
+            ops += [("out", PCI_CONFIG_ADDRESS, 4, PortChannel.config_address(*key, offset)),
+                    ("out", PCI_CONFIG_DATA, 4, pattern), ("in", PCI_CONFIG_DATA, 4, None),
+                    ("out", PCI_CONFIG_DATA, 4, original)]
+        values = self.ports.transfer(ops)
+        if probes:
+            self._cf8 = PortChannel.config_address(*key, probes[-1][0])
+        self._after_writing(key, wide)
+        return values
+
+    def _before_writing(self, key: tuple[int, int, int], pieces: Sequence[tuple[int, int]]) -> bool:
+        """Whether writes to ``key`` are wide: to a bridge (bus numbers, windows) or the host
+        bridge (PCIEXBAR), they change what every other access reaches (decided before
+        writing).  For any other function, note what the kept answers hold on."""
+        self._check_epoch()
+        if self.use_query_pci:
+            self.query_pci()
+        wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
+        if not wide:
+            for offset, length in pieces:
+                self._note_write(key, offset, length)
+        return wide
+
+    def _after_writing(self, key: tuple[int, int, int], wide: bool) -> None:
         if wide:
             cf8 = self._cf8
             self._reset_state()
@@ -475,14 +505,19 @@ class LiveBus:
 
     def _still_holds(self, held: "_Held") -> bool:
         """Whether every function written since ``held``'s answer was read holds the dwords
-        that count as they were then (read back in one port transfer)."""
-        if held.dirty:
-            where = [(key, dword) for key in sorted(held.dirty) for dword in held.configs[key]]
-            now = self._config_dwords(where)
-            if any(held.configs[key][dword] != value for (key, dword), value in zip(where, now)):
-                return False
-            held.dirty = set()
-        return True
+        that count as they were then.  Every kept answer with functions written since is
+        checked at once (one port transfer): the flat view and query-pci are mostly
+        asked about together, after the same writes."""
+        dirty = [h for h in self._holds() if h.dirty]
+        if held in dirty:
+            where = sorted({(key, dword) for h in dirty for key in h.dirty for dword in h.configs[key]})
+            now = dict(zip(where, self._config_dwords(where)))
+            for h in dirty:
+                if all(now[key, dword] == value for key in h.dirty for dword, value in h.configs[key].items()):
+                    h.dirty = set()
+                else:
+                    h.stale = True
+        return not held.stale
 
     def _config_dwords(self, where: Sequence[tuple[tuple[int, int, int], int]]) -> list[int]:
         """Configuration dwords, each ``(function, offset)``, in one port transfer."""
@@ -599,11 +634,12 @@ class _Held:
     then (``configs``: function -> offset -> value), and the functions written since it
     was last checked (``dirty``)."""
 
-    __slots__ = ("configs", "dirty")
+    __slots__ = ("configs", "dirty", "stale")
 
     def __init__(self) -> None:
         self.configs: dict[tuple[int, int, int], dict[int, int]] = {}
         self.dirty: set[tuple[int, int, int]] = set()
+        self.stale = False  # a function written since no longer holds: the answer is gone
 
 
 def _root_windows(tree: dict[str, list[MtreeRegion]]) -> dict[str, list[tuple[int, int]]]:
