@@ -266,3 +266,20 @@ def test_bar_sizing_in_one_exchange_finds_what_probing_one_register_at_a_time_fi
         kinds = {(b.kind, b.is_64bit) for key in functions for b in fast.size_bars(*key)}
         assert {("io", False), ("memory", False), ("memory", True)} <= kinds
         assert {key: LiveBus(m).read_config(*key, 0, 256) for key in functions} == before  # all restored
+
+
+def test_the_first_configuration_read_brings_every_header_along(pc) -> None:
+    from harness.qemu.bus import HmpPorts
+    bus = LiveBus(pc)
+    functions = bus.functions()
+    assert len(functions) > 3
+    exchanges = pc.qtest.exchanges
+    bus.read_config(*functions[-1], 0x0C, 4)
+    assert pc.qtest.exchanges - exchanges == 1
+    headers = {key: bus.read_config(*key, 0, 64) for key in functions}
+    assert pc.qtest.exchanges - exchanges == 1  # every header came with the first read
+    hmp = HmpPorts(pc)
+    assert headers == {key: b"".join(hmp.read_config(*key, d, 4).to_bytes(4, "little") for d in range(0, 64, 4))
+                       for key in functions}
+    bus.read_config(*functions[0], 0x40, 4)  # beyond the header: asked for
+    assert pc.qtest.exchanges - exchanges == 2

@@ -111,6 +111,7 @@ class LiveBus:
         self._query_pci_held = _Held()  # what query-pci's BAR addresses hold on
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
+        self._headers_read = False  # every present function's header read along once
 
     def invalidate(self) -> None:
         """Forget everything cached (a new phase)."""
@@ -245,6 +246,28 @@ class LiveBus:
         key = (bus, device, function)
         if self.use_query_pci and not self._is_present(key):
             return b"\xff" * length
+        fn = self._function(key)
+        if not fn.has(offset, length):
+            ecam = self._ecam_base() if self.use_ecam else None
+            if ecam is not None and bus < ecam[1]:
+                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
+                fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
+            else:  # every missing dword in one port transfer
+                wanted = [(key, d) for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
+                if not self._headers_read and self.cache and self.use_query_pci:
+                    # The first read of a phase brings every function's header along: the
+                    # HAL's enumeration, the drivers' bus scans and BAR sizing read them all.
+                    self._headers_read = True
+                    wanted += [(other, d) for other in sorted(self._present or ())
+                               for d in range(0, PCI_COMMON_HEADER, 4)
+                               if not self._function(other).has(d, 4) and (other, d) not in wanted]
+                for (where, dword), value in zip(wanted, self._config_dwords(wanted)):
+                    self._functions.get(where, fn).put(dword, value.to_bytes(4, "little"))
+        return bytes(fn.data[offset:offset + length])
+
+    def _function(self, key: tuple[int, int, int]) -> _Function:
+        """The cached bytes of ``key`` (what query-pci says of it to start with); a fresh,
+        unkept one without the cache."""
         fn = self._functions.get(key) if self.cache else None
         if fn is None:
             fn = _Function()
@@ -252,16 +275,7 @@ class LiveBus:
                 self._functions[key] = fn
             if self.use_query_pci and key not in self._written:
                 self._seed_from_query_pci(key, fn)
-        if not fn.has(offset, length):
-            ecam = self._ecam_base() if self.use_ecam else None
-            if ecam is not None and bus < ecam[1]:
-                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
-                fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
-            else:  # every missing dword in one port transfer
-                missing = [d for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
-                for dword, value in zip(missing, self._config_dwords([(key, d) for d in missing])):
-                    fn.put(dword, value.to_bytes(4, "little"))
-        return bytes(fn.data[offset:offset + length])
+        return fn
 
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
         data = bytes(data)
