@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
@@ -32,6 +33,15 @@ def pc() -> Iterator[Machine]:
         m.run_firmware()
         assert m.qtest is not None
         yield m
+
+
+@contextmanager
+def booted(spec) -> Iterator[tuple[Machine, LiveBus, Hal]]:
+    """A machine of its own (the test writes), after SeaBIOS, with a LiveBus and a HAL on it."""
+    with Machine(spec) as m:
+        m.run_firmware()
+        bus = LiveBus(m)
+        yield m, bus, Hal(bus)
 
 
 def monitor_commands(m: Machine, pattern: str) -> int:
@@ -106,10 +116,7 @@ def test_a_bus_adopts_the_snapshot_s_monitor_reads(pc) -> None:
 
 def test_the_flat_view_holds_while_written_functions_hold_their_configuration() -> None:
     spec = machine_spec("machine: pc\ndevices:\n  - {model: e1000, id: nic, addr: 3}\n")
-    with Machine(spec) as m:
-        m.run_firmware()
-        bus = LiveBus(m)
-        hal = Hal(bus)
+    with booted(spec) as (m, bus, hal):
         first = bus.decoded_ranges()
         dumps = monitor_commands(m, r"info mtree -f")
         # Sizing writes every BAR and the command register and restores them.
@@ -134,9 +141,7 @@ def test_the_flat_view_holds_while_written_functions_hold_their_configuration() 
 def test_a_chipset_base_register_written_outside_the_header_counts() -> None:
     # The PIIX4 PM function (00:01.3) decodes its ACPI registers where its PMBA (0x40)
     # says: a write there moves them, and the view is read again.
-    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
-        m.run_firmware()
-        bus = LiveBus(m)
+    with booted(load_machine(CONFIGS / "machines" / "default.yaml")) as (m, bus, _):
         pm = next(k for k in bus.functions() if bus.read_config(*k, 0, 4) == bytes.fromhex("86801371"))
         old = int.from_bytes(bus.read_config(*pm, 0x40, 4), "little") & 0xFFC0
         def block(spans, base):  # the PM registers' spans, relative to the base
@@ -155,10 +160,7 @@ def test_a_chipset_base_register_written_outside_the_header_counts() -> None:
 
 def test_slot_assignment_where_the_firmware_put_the_card_reads_the_map_once() -> None:
     spec = machine_spec("machine: pc\ndevices:\n  - {model: e1000, id: a, addr: 3}\n  - {model: e1000, id: b, addr: 4}\n")
-    with Machine(spec) as m:
-        m.run_firmware()
-        bus = LiveBus(m)
-        hal = Hal(bus)
+    with booted(spec) as (m, bus, hal):
         dumps, queries = monitor_commands(m, r"info mtree -f"), monitor_commands(m, r"query-pci")
         for device in (3, 4):
             status, _ = hal.HalAssignSlotResources("x", None, object(), object(), PCIBus, 0, slot_number(device))
@@ -212,9 +214,7 @@ def test_find_pci_skips_only_what_the_hal_reports_empty() -> None:
                         "  - {model: e1000, id: c, addr: 6}\n"
                         "  - {model: pci-bridge, id: br, addr: 7}\n"
                         "  - {model: e1000, id: d, bus: br, addr: 2}\n")
-    with Machine(spec) as m:
-        m.run_firmware()
-        hal = Hal(LiveBus(m))
+    with booted(spec) as (m, _, hal):
         everything = []
         for bus in range(hal.no_buses):
             for slot in range(256):
@@ -250,10 +250,8 @@ def test_bar_sizing_in_one_exchange_finds_what_probing_one_register_at_a_time_fi
     # 64-bit BARs (virtio's, the bridge's SHPC), I/O and 32-bit memory BARs, a bridge.
     spec = machine_spec("machine: pc\ndevices:\n  - {model: virtio-balloon-pci, id: vb, addr: 5}\n"
                         "  - {model: e1000, id: nic, addr: 6}\n  - {model: pci-bridge, id: br, addr: 7}\n")
-    with Machine(spec) as m:
-        m.run_firmware()
-        bus = LiveBus(m)
-        fast, slow = Hal(bus), Hal(_PlainBus(LiveBus(m)))
+    with booted(spec) as (m, bus, fast):
+        slow = Hal(_PlainBus(LiveBus(m)))
         functions = bus.functions()
         before = {key: bus.read_config(*key, 0, 256) for key in functions}
         for key in functions:
