@@ -2,6 +2,7 @@
 """Benchmark: where the main job's time goes after the firmware (issue 21).
 
     .venv/bin/python benchmarks/bench_job_phases.py [--rounds 7] [--config configs/machines/default.yaml]
+                                                    [--against /path/to/another/checkout]
 
 Each round boots the machine (PIC HAL, paused after its firmware) in this process and does
 what ``harness run`` does after the firmware: the post-firmware snapshot and the HAL's
@@ -10,6 +11,10 @@ post-driver snapshot, the claims' check (:func:`harness.job.collect`) and the re
 files without picture.  For each phase it prints the median time, the QMP commands and
 the qtest exchanges it made, and the HAL calls the drivers made that cost the most
 (``HalAssignSlotResources``, ``READ_REGISTER_*``).  The boot and firmware are not timed.
+Every round runs in a fresh interpreter with Python's default bytecode caching (the first
+is a warm-up), so modules imported after the firmware count; with ``--against`` the
+rounds of another checkout (a worktree of the base branch) interleave with these, so load
+from other processes falls on both alike, and each phase's ratio is printed.
 """
 from __future__ import annotations
 
@@ -24,7 +29,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if "--repo" in sys.argv:  # a round of another checkout's harness (see --against)
+    sys.path.insert(0, sys.argv[sys.argv.index("--repo") + 1])
+else:
+    sys.path.insert(0, str(REPO))
 
 
 class Meter:
@@ -126,21 +134,60 @@ def one_round(config: Path) -> Meter:
     return meter
 
 
+def _subprocess_round(repo: Path, config: Path) -> dict[str, Any]:
+    """One round in a fresh interpreter importing ``repo``'s harness (its meter as JSON)."""
+    import json
+    import os
+    import subprocess
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # Python's default
+    done = subprocess.run([sys.executable, __file__, "--one-round", "--repo", str(repo), "--config", str(config)],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def main() -> None:
+    import json
+    import os
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "machines" / "default.yaml")
+    parser.add_argument("--repo", type=Path, default=REPO, help="the checkout whose harness is measured")
+    parser.add_argument("--against", type=Path,
+                        help="another checkout (e.g. a worktree of main): its rounds interleave with these, "
+                             "each in a fresh interpreter, and the ratios are printed")
+    parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    import os
+    if args.one_round:
+        meter = one_round(args.config)
+        print(json.dumps({"order": meter.order, "times": meter.times, "qmp": meter.qmp, "qtest": meter.qtest}))
+        return
     print(f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    meters = [one_round(args.config) for _ in range(args.rounds + 1)][1:]  # a warm-up round
-    print(f"medians of {len(meters)} rounds on {args.config.name} (PIC HAL):")
-    print(f"  {'phase':48} {'ms':>7} {'QMP':>5} {'qtest':>6}")
-    for name in meters[0].order:
-        ms = statistics.median(m.times[name] for m in meters) * 1000
-        qmp = statistics.median(m.qmp[name] for m in meters)
-        qtest = statistics.median(m.qtest[name] for m in meters)
-        print(f"  {name:48} {ms:7.1f} {qmp:5.0f} {qtest:6.0f}")
+    sides = {"this": args.repo.resolve()}
+    if args.against is not None:
+        sides["against"] = args.against.resolve()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    for index in range(args.rounds + 1):  # a warm-up round, thrown away
+        for name, repo in sides.items():
+            result = _subprocess_round(repo, args.config)
+            if index:
+                runs[name].append(result)
+    order = list(dict.fromkeys(n for r in runs.values() for n in r[0]["order"]))
+    print(f"medians of {args.rounds} rounds on {args.config.name} (PIC HAL), each round a fresh process:")
+    head = f"  {'phase':48} " + " ".join(f"{name + ' ms':>11} {'QMP':>4} {'qtest':>5}" for name in sides)
+    print(head + ("  ratio" if len(sides) == 2 else ""))
+    for phase in order:
+        cells, ms = [], []
+        for name in sides:
+            got = [r for r in runs[name] if phase in r["times"]]
+            if not got:
+                cells.append(f"{'-':>11} {'-':>4} {'-':>5}")
+                ms.append(None)
+                continue
+            ms.append(statistics.median(r["times"][phase] for r in got) * 1000)
+            cells.append(f"{ms[-1]:11.1f} {statistics.median(r['qmp'][phase] for r in got):4.0f} "
+                         f"{statistics.median(r['qtest'][phase] for r in got):5.0f}")
+        ratio = f"  {ms[0] / ms[1]:.2f}x" if len(ms) == 2 and ms[0] is not None and ms[1] else ""
+        print(f"  {phase:48} " + " ".join(cells) + ratio)
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
