@@ -526,6 +526,9 @@ class LiveBus:
         if held in dirty:
             where = sorted({(key, dword) for h in dirty for key in h.dirty for dword in h.configs[key]})
             now = dict(zip(where, self._config_dwords(where)))
+            if self.cache:  # what was read back is what the functions hold now
+                for (key, dword), value in now.items():
+                    self._function(key).put(dword, value.to_bytes(4, "little"))
             for h in dirty:
                 if all(now[key, dword] == value for key in h.dirty for dword, value in h.configs[key].items()):
                     h.dirty = set()
