@@ -182,6 +182,8 @@ class LiveBus:
         if length < 0 or address < 0 or address + length > 1 << 64:
             raise LiveBusError(f"bad memory range {address:#x}+{length:#x}")
         self._check_epoch()
+        if length == 0:
+            return b""
         if not isinstance(self.ports, QtestPorts):
             return self._xp_memory(address, length)
         chunks = self._mapped_reads(_xp_reads(address, length), address, length)
@@ -477,7 +479,10 @@ class LiveBus:
     # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
     # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
     # ports themselves).  query-pci's BAR addresses are kept the same way.  Only on the
-    # qtest channel: over HMP the read-back costs more than the dump.
+    # qtest channel: over HMP the read-back costs more than the dump.  Port writes do not
+    # drop the view (as before it was kept): no device of the catalog maps or unmaps
+    # memory or ports through its I/O registers (VGA's chain-4 switch changes what its
+    # low-memory window shows, not whether it decodes).
     @property
     def _can_recheck(self) -> bool:
         return self.cache and isinstance(self.ports, QtestPorts)
