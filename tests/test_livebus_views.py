@@ -75,10 +75,15 @@ def unmapped_gap(m: Machine) -> int:
 def test_memory_reads_over_qtest_are_xp_s_bytes(pc) -> None:
     bus = LiveBus(pc)
     nic0 = snapshot(pc).pci_by_id("nic0").bars[0].base
+    # Without the flat map the bus asks xp (a dump of the map costs more than an xp).
+    dumps, xps = monitor_commands(pc, r"info mtree -f"), monitor_commands(pc, r"xp ")
+    assert bus.read_memory(0xF0001, 3) == bytes(xp_values(xp(pc, 0xF0001, 3, "b")))
+    assert monitor_commands(pc, r"info mtree -f") == dumps and monitor_commands(pc, r"xp ") == xps + 2
+    bus.flat_view()   # held from now on: qtest, no HMP
     exchanges, xps = pc.qtest.exchanges, monitor_commands(pc, r"xp ")
     status = bus.read_memory(nic0 + E1000_STATUS, 4)   # a device register
     bios = bus.read_memory(0xF0001, 37)                # ROM/RAM, unaligned head and tail
-    assert monitor_commands(pc, r"xp ") == xps         # none of it over HMP
+    assert monitor_commands(pc, r"xp ") == xps
     assert pc.qtest.exchanges - exchanges == 2
     assert int.from_bytes(status, "little") == xp_values(xp(pc, nic0 + E1000_STATUS, 1))[0]
     assert bios == bytes(xp_values(xp(pc, 0xF0001, 37, "b")))
@@ -86,11 +91,14 @@ def test_memory_reads_over_qtest_are_xp_s_bytes(pc) -> None:
 
 
 def test_an_address_nothing_decodes_is_refused_as_xp_refuses_it(pc) -> None:
-    bus = LiveBus(pc)
     gap = unmapped_gap(pc)
+    with pytest.raises(LiveBusError, match="Cannot access memory"):
+        LiveBus(pc).read_memory(gap, 4)                # xp's refusal
+    bus = LiveBus(pc)
+    bus.flat_view()
     with pytest.raises(LiveBusError, match=f"nothing decodes {gap:#x}"):
-        bus.read_memory(gap, 4)
-    ram_top = max(r.end for r in parse_mtree_flat(pc.hmp("info mtree -f -o"))["memory"] if r.name == "pc.ram")
+        bus.read_memory(gap, 4)                        # the flat map's, before qtest
+    ram_top = max(r.end for r in bus.flat_view()["memory"] if r.name == "pc.ram")
     if ram_top + 1 < gap:  # a read that starts in RAM and runs off its end
         assert "Cannot access memory" in xp(pc, ram_top - 3, 2)
         with pytest.raises(LiveBusError, match=f"nothing decodes {ram_top + 1:#x}"):
@@ -281,3 +289,20 @@ def test_the_first_configuration_read_brings_every_header_along(pc) -> None:
                        for key in functions}
     bus.read_config(*functions[0], 0x40, 4)  # beyond the header: asked for
     assert pc.qtest.exchanges - exchanges == 2
+
+
+def test_with_the_configuration_ports_taken_only_what_is_asked_for_is_read() -> None:
+    # A UART jumpered to 0xCF8 takes every configuration access and changes with each:
+    # no header is read along, no read-back checks a kept answer.
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: evil, iobase: 0xcf8, irq: 4}\n"
+                        "  - {model: e1000, id: nic, addr: 3}\n")
+    with Machine(spec) as m:  # paused before the firmware: the UART decodes 0xCF8 from the start
+        bus = LiveBus(m)
+        bus.flat_view()
+        commands = m.qtest.commands
+        bus.read_config(0, 3, 0, 0x3C, 4)
+        assert m.qtest.commands - commands == 2    # the 0xCF8 write and the 0xCFC read, no more
+        dumps = monitor_commands(m, r"info mtree -f")
+        bus.write_config(0, 3, 0, 0x3C, b"\x0b")
+        bus.decoded_ranges()
+        assert monitor_commands(m, r"info mtree -f") == dumps + 1   # read again, not re-checked

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import UNASSIGNED, MtreeRegion, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
+from .layout import UNASSIGNED, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree, walk_pci
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -107,6 +107,7 @@ class LiveBus:
         self._decoded: list[DecodedSpan] | None = None
         #: The flat view (``info mtree -f -o``) while it holds, and what it holds on.
         self._flat: dict[str, list[MtreeRegion]] | None = None
+        self._flat_config_ports: bool | None = None  # see _config_ports_reach_host
         self._flat_held = _Held()
         self._query_pci_held = _Held()  # what query-pci's BAR addresses hold on
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
@@ -172,19 +173,20 @@ class LiveBus:
 
     # ------------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int) -> bytes:
-        """Guest-physical bytes: over qtest ``read`` when the machine has the channel, else
-        HMP ``xp``.  Either way QEMU is asked the same reads (each one
-        ``address_space_read``, so a device sees the same access widths): a run of
-        dwords in 16-byte lines, an unaligned head or a short tail alone; RAM and ROM in
-        large pieces.  ``xp`` refuses an address nothing decodes ("Cannot access
-        memory"); qtest answers it with the unassigned handler's bytes, so on qtest an
-        address outside the flat memory map (:meth:`flat_view`) is refused here first."""
+        """Guest-physical bytes: over qtest ``read`` when the machine has the channel and
+        this bus holds the flat memory map (:meth:`flat_view`), else HMP ``xp`` (the map is
+        not read for this: a dump costs more than an ``xp``).  Either way QEMU is asked
+        the same reads (each one ``address_space_read``, so a device sees the same access
+        widths): a run of dwords in 16-byte lines, an unaligned head or a short tail
+        alone; RAM and ROM in large pieces.  ``xp`` refuses an address nothing decodes
+        ("Cannot access memory"); qtest answers it with the unassigned handler's bytes, so
+        an address outside the flat map is refused here first."""
         if length < 0 or address < 0 or address + length > 1 << 64:
             raise LiveBusError(f"bad memory range {address:#x}+{length:#x}")
         self._check_epoch()
         if length == 0:
             return b""
-        if not isinstance(self.ports, QtestPorts):
+        if not (isinstance(self.ports, QtestPorts) and self._flat is not None and self._still_holds(self._flat_held)):
             return self._xp_memory(address, length)
         chunks = self._mapped_reads(_xp_reads(address, length), address, length)
         self._monitor_round_trips += len(chunks)
@@ -256,7 +258,7 @@ class LiveBus:
                 fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
             else:  # every missing dword in one port transfer
                 wanted = [(key, d) for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
-                if not self._headers_read and self.cache and self.use_query_pci:
+                if not self._headers_read and self._can_recheck and self.use_query_pci:
                     # The first read of a phase brings every function's header along: the
                     # HAL's enumeration, the drivers' bus scans and BAR sizing read them all.
                     self._headers_read = True
@@ -485,7 +487,20 @@ class LiveBus:
     # low-memory window shows, not whether it decodes).
     @property
     def _can_recheck(self) -> bool:
-        return self.cache and isinstance(self.ports, QtestPorts)
+        return self.cache and isinstance(self.ports, QtestPorts) and self._config_ports_reach_host()
+
+    def _config_ports_reach_host(self) -> bool:
+        """Whether 0xCF8 and 0xCFC-0xCFF are the host bridge's (the flat view held says so).
+        A device decoding them (a UART jumpered to 0xCF8) takes every configuration access,
+        and each extra one changes that device: then nothing is read that was not asked for."""
+        if self._flat is None:
+            return False
+        if self._flat_config_ports is None:
+            names = {_base_name(r) for r in self._flat.get("I/O", [])
+                     if r.start <= PCI_CONFIG_DATA + 3 and r.end >= PCI_CONFIG_ADDRESS
+                     and not (r.start == r.end == PCI_CONFIG_ADDRESS + 1)}  # 0xCF9: the chipset's reset register
+            self._flat_config_ports = names == {"pci-conf-idx", "pci-conf-data"}
+        return self._flat_config_ports
 
     def _holds(self) -> list["_Held"]:
         """What is held now on the configuration of written functions (see above)."""
@@ -496,6 +511,7 @@ class LiveBus:
 
     def _drop_view(self) -> None:
         self._flat = None
+        self._flat_config_ports: bool | None = None
         self._decoded = None
         self._flat_held = _Held()
 
@@ -504,6 +520,7 @@ class LiveBus:
         each answer held, as they were when it was read (one port transfer for all)."""
         if not self._can_recheck:
             self._drop_view()
+            self._query_pci_held.stale = True  # asked again when it must be fresh
             return
         fn = self._functions.get(key)
         wanted = dict.fromkeys((*range(0, PCI_COMMON_HEADER, 4), *range(offset & ~3, offset + length, 4)))
@@ -687,7 +704,7 @@ def _root_windows(tree: dict[str, list[MtreeRegion]]) -> dict[str, list[tuple[in
 
 def _background(region: MtreeRegion) -> bool:
     """The I/O space's or PCI memory space's own region, showing where no device decodes."""
-    return region.owner_kind == "obj" and region.name.split(" @")[0] in ("io", "pci")
+    return region.owner_kind == "obj" and _base_name(region) in ("io", "pci")
 
 
 #: The most one qtest ``read`` of RAM or ROM asks for (its answer is twice as long, in hex).
