@@ -11,6 +11,9 @@ post-driver snapshot, the claims' check (:func:`harness.job.collect`) and the re
 files without picture.  For each phase it prints the median time, the QMP commands and
 the qtest exchanges it made, and the HAL calls the drivers made that cost the most
 (``HalAssignSlotResources``, ``READ_REGISTER_*``).  The boot and firmware are not timed.
+``--timeline`` times whole ``harness run`` processes instead (each checkout's installed
+console script), split at the timestamps of their qmp.log: up to QEMU's greeting, the
+firmware, the wait for the harness, the job after the firmware, the exit.
 Every round runs in a fresh interpreter with Python's default bytecode caching (the first
 is a warm-up), so modules imported after the firmware count; with ``--against`` the
 rounds of another checkout (a worktree of the base branch) interleave with these, so load
@@ -145,6 +148,48 @@ def _subprocess_round(repo: Path, config: Path) -> dict[str, Any]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+#: The stretches of one ``harness run`` process, split at what its qmp.log records.
+TIMELINE = ("start -> QMP greeting", "greeting -> firmware's end (STOP)", "firmware's end -> first question after it",
+            "the job after the firmware (-> last monitor line)", "last monitor line -> process exit", "in all")
+
+
+def _timeline_round(repo: Path, config: Path, out: Path) -> list[float]:
+    """One ``harness run CONFIG --no-picture`` of ``repo`` (its installed console script),
+    split by the timestamps of its qmp.log: QMP greeting, the firmware's STOP, the first
+    question after it (query-status), the last line (QEMU's shutdown)."""
+    import json
+    import os
+    import subprocess
+    import time as clock
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    start = clock.time()
+    subprocess.run([str(repo / ".venv" / "bin" / "harness"), "run", str(config), "--no-picture", "--out", str(out)],
+                   cwd=repo, env=env, stdout=subprocess.DEVNULL, check=True, timeout=300)
+    end = clock.time()
+    rows = [json.loads(line) for line in (out / "qemu" / "qmp.log").read_text().splitlines()]
+    greeting = rows[0]["t"]
+    stop = next(r["t"] for r in rows if r.get("event", {}).get("event") == "STOP")
+    asked = next(r["t"] for r in rows if r["t"] >= stop and "cmd" in r)
+    last = rows[-1]["t"]
+    return [greeting - start, stop - greeting, asked - stop, last - asked, end - last, end - start]
+
+
+def timeline(rounds: int, config: Path, sides: dict[str, Path]) -> None:
+    """Whole ``harness run`` processes of each checkout, interleaved, split by qmp.log."""
+    runs: dict[str, list[list[float]]] = {name: [] for name in sides}
+    with tempfile.TemporaryDirectory(prefix="jobtimeline-") as tmp:
+        for index in range(rounds + 1):
+            for name, repo in sides.items():
+                split = _timeline_round(repo, config, Path(tmp) / name)
+                if index:
+                    runs[name].append(split)
+    print(f"whole `harness run {config.name} --no-picture` processes, medians of {rounds} interleaved rounds (ms):")
+    print(f"  {'stretch':52} " + " ".join(f"{name:>9}" for name in sides))
+    for column, label in enumerate(TIMELINE):
+        print(f"  {label:52} " + " ".join(f"{1000 * statistics.median(r[column] for r in runs[name]):9.0f}"
+                                           for name in sides))
+
+
 def main() -> None:
     import json
     import os
@@ -155,6 +200,9 @@ def main() -> None:
     parser.add_argument("--against", type=Path,
                         help="another checkout (e.g. a worktree of main): its rounds interleave with these, "
                              "each in a fresh interpreter, and the ratios are printed")
+    parser.add_argument("--timeline", action="store_true",
+                        help="time whole `harness run` processes instead (each checkout's .venv/bin/harness), "
+                             "split at what their qmp.log records")
     parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_round:
@@ -165,6 +213,10 @@ def main() -> None:
     sides = {"this": args.repo.resolve()}
     if args.against is not None:
         sides["against"] = args.against.resolve()
+    if args.timeline:
+        timeline(args.rounds, args.config.resolve(), sides)
+        print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     for index in range(args.rounds + 1):  # a warm-up round, thrown away
         for name, repo in sides.items():
