@@ -332,9 +332,6 @@ def _owning_device(region: "MtreeRegion") -> tuple[str, str]:
 QOM_CONTAINERS = ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon")
 
 
-_PCI_TYPES_QUERY = ("qom-list-types", {"implements": "pci-device", "abstract": False})
-
-
 class QomReader:
     """QOM look-ups, each asked once per machine: the QOM tree of a running QEMU does not
     change (the harness plugs no device after launch), so a later snapshot of the same
@@ -423,7 +420,7 @@ class QomReader:
     def pci_types(self) -> frozenset[str]:
         """Every concrete QOM type that is a PCI device."""
         if "pci-types" not in self._facts:
-            listing, = self.ask([_PCI_TYPES_QUERY])
+            listing, = self.ask([("qom-list-types", {"implements": "pci-device", "abstract": False})])
             if isinstance(listing, BaseException):
                 raise listing
             self._facts["pci-types"] = frozenset(t["name"] for t in listing)
@@ -443,14 +440,12 @@ class QomReader:
         listing: by id, and an anonymous one by type (several of one type by a property
         asked of each candidate).  When anything does not match one to one, the QOM walk
         answers instead, so the result is always the QOM walk's."""
-        pci_listing, isa_listing, *listings = self.ask(
-            [_PCI_TYPES_QUERY, ("qom-list-types", {"implements": "isa-device", "abstract": False})]
+        isa_listing, *listings = self.ask(
+            [("qom-list-types", {"implements": "isa-device", "abstract": False})]
             + [("qom-list", {"path": container}) for container in QOM_CONTAINERS]
             + [("human-monitor-command", {"command-line": "info qtree"})])
         if isinstance(isa_listing, BaseException):
             raise isa_listing
-        if not isinstance(pci_listing, BaseException):  # asked along: LiveBus needs it later
-            self._facts.setdefault("pci-types", frozenset(t["name"] for t in pci_listing))
         isa_types = {t["name"] for t in isa_listing}
         qtree = listings.pop()
         devices = self._isa_in_containers(isa_types, listings)

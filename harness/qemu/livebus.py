@@ -511,7 +511,7 @@ class LiveBus:
 
     def _drop_view(self) -> None:
         self._flat = None
-        self._flat_config_ports: bool | None = None
+        self._flat_config_ports = None
         self._decoded = None
         self._flat_held = _Held()
 
