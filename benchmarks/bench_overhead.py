@@ -58,8 +58,9 @@ def bare_argv(spec, run_dir: Path) -> list[str]:
     """The machine's QEMU command line without -S and with shutdown=poweroff: the process
     runs SeaBIOS and exits where the harness would see SHUTDOWN then STOP."""
     from harness.qemu.accel import resolve_accel
-    from harness.qemu.machine import build_argv
+    from harness.qemu.machine import build_argv, create_drive_images
     argv = build_argv(spec, run_dir, resolve_accel(spec.accel))
+    create_drive_images(spec, run_dir)
     argv.remove("-S")
     action = argv.index("-action") + 1
     if argv[action] != "reboot=shutdown,shutdown=pause":

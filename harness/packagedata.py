@@ -15,7 +15,6 @@ directory, never into site-packages or the checkout.
 from __future__ import annotations
 
 import os
-from importlib.resources import files
 from pathlib import Path
 
 #: The top-level data folders the build maps into the package.
@@ -29,6 +28,7 @@ DIST_NAME = "qemu-nt-harness"
 
 
 def _package_root() -> Path:
+    from importlib.resources import files  # not at import: the CLI's first steps need none of it
     root = files("harness")
     if not isinstance(root, Path):  # a zip import: the data could not be handed to make/QEMU
         raise RuntimeError("the harness package must be installed unpacked (not imported from a zip)")

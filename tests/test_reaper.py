@@ -35,7 +35,7 @@ def _gone_owner(**changes: int) -> Owner:
     """This process's tag with another start time: the pid lives, but as someone else
     (what a reused pid looks like)."""
     me = Owner.me("t")
-    return Owner(**{**me.__dict__, "start": me.start + 1, **changes})
+    return me._replace(**{"start": me.start + 1, **changes})
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
