@@ -4,8 +4,9 @@ A ``harness layout``/``harness run`` spends its first ~150 ms importing the harn
 reading the machine file and the device catalog, while QEMU needs about as long to start
 and run SeaBIOS.  So the command line keeps, per machine file and command, the QEMU
 command line that file produced last time (a *plan*, in the user's cache folder), and
-starts that QEMU first thing, with the firmware running, then does its imports and reads
-the machine file meanwhile on the other core.
+starts that QEMU first thing, with the firmware running and the layout's QOM questions
+(:mod:`harness.qemu.qomfacts`) already asked, then does its imports and reads the machine
+file meanwhile on the other core.
 
 The plan is only a guess.  The machine file is read and checked in full as always, and
 :class:`~harness.qemu.machine.Machine` adopts the early QEMU only if the command line it
@@ -24,6 +25,7 @@ import stat
 import zlib
 
 from .owner import KEEP_FILE
+from .qomfacts import ISA_FACT_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
 
 #: Stands for the run folder in a stored command line (no argument QEMU takes holds a NUL).
@@ -83,8 +85,9 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
             with open(os.path.join(run_dir, name), "wb") as f:
                 f.truncate(plan["image_bytes"])
         argv = [arg.replace(RUN_DIR_MARK, run_dir) for arg in plan["argv"]]
+        # The layout's QOM questions ride along: answered while SeaBIOS runs and Python imports.
         spawned = spawn_qemu(argv, token, os.path.join(run_dir, "qemu.log"), start_firmware=True,
-                             qtest=plan["qtest"])
+                             qtest=plan["qtest"], ask=ISA_FACT_QUERIES)
     except BaseException as exc:
         import shutil
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -144,6 +144,10 @@ class _StuckSignal(Exception):
         self.state = state
 
 
+def _query_key(command: str, arguments: dict[str, Any] | None) -> str:
+    return json.dumps([command, arguments], sort_keys=True)
+
+
 class _Client(QMPClient):
     """The QMP client of a QEMU whose capabilities were negotiated by commands written
     before it started (:func:`~harness.qemu.spawn.spawn_qemu`): it reads the greeting,
@@ -191,44 +195,44 @@ class Machine:
         self.qmp_timeout = qmp_timeout
         self.extra_args = tuple(extra_args)
         if early is not None and run_dir is not None and Path(run_dir) != Path(early.run_dir):
+            early.discard()
             raise HarnessError("an early-started machine keeps its own run folder")
         self._token = early.token if early is not None else os.urandom(4).hex()
-        self.accel = resolve_accel(accel or spec.accel)
+        try:
+            self.accel = resolve_accel(accel or spec.accel)
+        except BaseException:
+            if early is not None:
+                early.discard()
+            raise
         if early is not None:
             run_dir_path = Path(early.run_dir)
         else:
             run_dir_path = Path(run_dir) if run_dir is not None else Path(_new_run_dir(spec.name))
         self.run_dir = run_dir_path
         self._own_run_dir = run_dir is None
-        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.run_dir, 0o700)
-        write_owner(str(self.run_dir), self._token)
-        if keep:
-            (self.run_dir / KEEP_FILE).touch()
-        try:
-            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args, boot)
-        except BaseException:
-            if early is not None:
-                early.spawned.kill()
-            if self._own_run_dir:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-            raise
         #: The early QEMU, if it runs this machine's command line (see launch()).
         self._early: Spawned | None = None
         #: Whether this machine runs on the QEMU of an early start (its plan was right).
-        self.early_adopted = early is not None and early.argv == self.argv and boot is None
-        if early is not None:
-            if self.early_adopted:
-                self._early = early.spawned
-            else:  # the plan was stale (a model or the harness changed): start afresh
+        self.early_adopted = False
+        try:
+            self._prepare_run_dir()
+            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args, boot)
+            self.early_adopted = early is not None and early.argv == self.argv and boot is None
+            if early is not None and not self.early_adopted:
+                # The plan was stale (a model, the harness or the environment changed).
                 early.spawned.kill()
                 shutil.rmtree(self.run_dir, ignore_errors=True)
-                self.run_dir.mkdir(parents=True, mode=0o700)
-                write_owner(str(self.run_dir), self._token)
-                if keep:
-                    (self.run_dir / KEEP_FILE).touch()
-        if self._early is None:
-            create_drive_images(spec, self.run_dir)
+                self._prepare_run_dir()
+            if self.early_adopted:
+                self._early = early.spawned
+            else:
+                create_drive_images(spec, self.run_dir)
+        except BaseException:
+            if early is not None and not self.early_adopted:
+                early.spawned.kill()
+            if self._own_run_dir or early is not None:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self.phase = "not-started"
         self.qemu_version: str | None = None
         self.accel_used: str | None = None
@@ -243,11 +247,22 @@ class Machine:
         #: The qtest socket (harness.qemu.qtest): the fast channel for port I/O.
         self.qtest: QtestChannel | None = None
         self._events: list[dict[str, Any]] = []
+        #: Answers to questions written before QEMU started (spawn_qemu's ``ask``), by
+        #: :func:`_query_key`, each handed out once by :meth:`qmp_many`.
+        self._prefetched: dict[str, dict[str, Any]] = {}
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._qmp_log = None
         self._closed = False
         self._lock = threading.Lock()
+
+    def _prepare_run_dir(self) -> None:
+        """The run folder, private, tagged with this machine's owner tag (and keep mark)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.run_dir, 0o700)
+        write_owner(str(self.run_dir), self._token)
+        if self.keep:
+            (self.run_dir / KEEP_FILE).touch()
 
     # ------------------------------------------------------------------ paths and logs
     @property
@@ -340,7 +355,7 @@ class Machine:
                 early.kill()
             self.close()  # the error carries the log tails; keep=True keeps the files
             raise
-        if any(command == "cont" for _, command in early.sent):
+        if any(command == "cont" for _, command, _ in early.sent):
             self._firmware_started = (0, early.started)
             self.phase = "firmware"
         else:
@@ -350,14 +365,15 @@ class Machine:
         """Connect QMP to a QEMU :func:`~harness.qemu.spawn.spawn_qemu` started: the
         capabilities were negotiated by the commands written before it started; their
         answers are checked here, every event since is in :attr:`_events`."""
-        for ident, command in spawned.sent:
-            self._log_line("cmd", {"execute": command, "id": ident, "written": "before QEMU started"})
+        for ident, command, arguments in spawned.sent:
+            self._log_line("cmd", {"execute": command, "arguments": arguments, "id": ident,
+                                   "written": "before QEMU started"})
         if spawned.qtest is not None:
             self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
         self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
-        client = _Client(self.spec.name, [ident for ident, _ in spawned.sent])
+        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
         try:
             await client.connect(spawned.qmp)
         except Exception as exc:
@@ -365,11 +381,14 @@ class Machine:
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
-        for ident, command in spawned.sent:
+        for ident, command, arguments in spawned.sent:
             answer = await client.presented[ident]
             self._log_line("error" if "error" in answer else "ret", answer)
-            if "error" in answer:
-                raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
+            if command in ("qmp_capabilities", "cont"):
+                if "error" in answer:
+                    raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
+            else:  # a question asked ahead (harness.qemu.qomfacts): its answer waits for the asker
+                self._prefetched[_query_key(command, arguments)] = answer
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         kvm = await client.execute("query-kvm")
@@ -501,6 +520,9 @@ class Machine:
             return []
         self._require_running()
         timeout = self.qmp_timeout if timeout is None else timeout
+        keys = [_query_key(c, a) for c, a in commands]
+        if all(key in self._prefetched for key in keys):  # asked ahead, at QEMU's start
+            return [self._answer_of(command, self._prefetched.pop(key)) for (command, _), key in zip(commands, keys)]
 
         async def run() -> list[Any]:
             return await asyncio.gather(*(self._execute(c, a) for c, a in commands), return_exceptions=True)
@@ -521,6 +543,13 @@ class Machine:
                 raise answer
             out.append(answer)
         return out
+
+    def _answer_of(self, command: str, message: dict[str, Any]) -> Any:
+        """The result of an answer taken ahead of time, or the error QEMU gave, as qmp_many has them."""
+        if "error" in message:
+            return QEMUError(f"QMP {command!r} failed: {message['error'].get('desc', message['error'])}",
+                             machine=self, tail=False)
+        return message["return"]
 
     async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """One QMP command on the loop thread, with command and answer in qmp.log."""

@@ -7,8 +7,9 @@ the rest while QEMU initialises and SeaBIOS runs on the other core
 QEMU through :func:`spawn_qemu` as well, so there is one way a QEMU comes to life:
 
 * QMP on a socketpair (no filesystem path), the qtest channel on another;
-* the QMP capabilities negotiation, and ``cont`` when the firmware should start at once,
-  written into the socket before QEMU reads it.  QEMU starts paused (``-S``) and takes
+* the QMP capabilities negotiation, ``cont`` when the firmware should start at once, and
+  any questions whose answers cannot change while QEMU runs, written into the socket
+  before QEMU reads it.  QEMU starts paused (``-S``) and takes
   them as soon as its monitor runs, so the firmware starts with the monitor already in
   command mode and no QMP event of the run is lost, however late the client attaches;
 * the lifeline (:mod:`harness.qemu.lifeline`) ties QEMU's life to this process;
@@ -17,6 +18,7 @@ QEMU through :func:`spawn_qemu` as well, so there is one way a QEMU comes to lif
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -39,12 +41,12 @@ QMP_ID = f"{RESERVED_ID_PREFIX}-qmp"
 class Spawned:
     """A QEMU process just started by :func:`spawn_qemu`: the process, the harness ends
     of its QMP and qtest sockets, when it started, and the QMP commands already sent
-    (``(id, command)``, answered in order once QEMU's monitor runs)."""
+    (``(id, command, arguments)``, answered in order once QEMU's monitor runs)."""
 
     __slots__ = ("proc", "qmp", "qtest", "started", "sent")
 
     def __init__(self, proc: "subprocess.Popen[bytes]", qmp: socket.socket, qtest: "socket.socket | None",
-                 started: float, sent: "list[tuple[str, str]]") -> None:
+                 started: float, sent: "list[tuple[str, str, dict | None]]") -> None:
         self.proc, self.qmp, self.qtest, self.started, self.sent = proc, qmp, qtest, started, sent
 
     def kill(self) -> None:
@@ -64,11 +66,12 @@ class Spawned:
 
 
 def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: bool,
-               qtest: bool) -> Spawned:
+               qtest: bool, ask: "tuple[tuple[str, dict | None], ...]" = ()) -> Spawned:
     """Start QEMU with ``argv`` (which must hold ``-S``), QMP and (if ``qtest``) the qtest
     channel on socketpairs, its output appended to ``log_path``, and its monitor's first
     commands already written: the capabilities negotiation and, if ``start_firmware``,
-    ``cont``.  The parent-death signal follows the thread that calls this: call it from a
+    ``cont``, then the questions of ``ask`` (``(command, arguments)``: only ones whose
+    answers cannot change while QEMU runs, :mod:`harness.qemu.qomfacts`).  The parent-death signal follows the thread that calls this: call it from a
     thread that lives as long as the QEMU (the main thread, or the harness loop thread)."""
     if "-S" not in argv:
         raise ValueError("spawn_qemu starts QEMU paused (-S) and lets it run with cont")
@@ -78,11 +81,12 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
         raise HarnessError(f"QEMU ({argv[0]}) is not installed or not on PATH; set HARNESS_QEMU")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     qtest_ours, qtest_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest else (None, None)
-    sent = [(f"{PRESENT_ID_PREFIX}0", "qmp_capabilities")]
-    if start_firmware:
-        sent.append((f"{PRESENT_ID_PREFIX}1", "cont"))
+    commands = [("qmp_capabilities", None), *([("cont", None)] if start_firmware else []), *ask]
+    sent = [(f"{PRESENT_ID_PREFIX}{n}", command, arguments) for n, (command, arguments) in enumerate(commands)]
     # A socketpair buffers far more than these few bytes: QEMU reads them when it is ready.
-    ours.sendall("".join(f'{{"execute": "{command}", "id": "{ident}"}}\n' for ident, command in sent).encode())
+    ours.sendall("".join(json.dumps({"execute": command, "id": ident,
+                                     **({"arguments": arguments} if arguments is not None else {})}) + "\n"
+                         for ident, command, arguments in sent).encode())
     passed = [s for s in (theirs, qtest_theirs) if s is not None]
     try:
         full = [*lifeline.command(os.getpid()), binary, *argv[1:],
