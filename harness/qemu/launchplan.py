@@ -24,6 +24,7 @@ import os
 import stat
 import zlib
 
+from ..names import cache_root
 from .owner import KEEP_FILE
 from .qomfacts import ISA_FACT_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
@@ -126,9 +127,10 @@ def save(config: str, command: str, options: "dict[str, object]", machine: objec
 
 
 def _plan_path(key: str, *, create: bool) -> str:
-    from ..packagedata import user_cache_dir
-    folder = os.path.join(user_cache_dir(), "launch-plans")
+    root = cache_root()
+    folder = os.path.join(root, "launch-plans")
     if create:
+        os.makedirs(root, mode=0o700, exist_ok=True)  # private, as user_cache_dir makes it
         os.makedirs(folder, mode=0o700, exist_ok=True)
     return os.path.join(folder, f"{zlib.crc32(key.encode()):08x}.json")
 

@@ -18,7 +18,6 @@ file), which :func:`command` uses when it is there (~1 ms).  The matrix workers 
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -30,6 +29,7 @@ ORPHANED_EXIT = 125
 
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when ``parent`` dies; exit at once if it already has."""
+    import ctypes  # not at import: the CLI imports this module before it starts QEMU
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
