@@ -7,6 +7,7 @@ used: YAML tags that construct Python objects are refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,10 @@ def _load_fast(text: str, source: str) -> Any:
 
 def load_file(path: str | Path) -> Any:
     path = Path(path)
+    return _parse_bytes(_read_bytes(path), path)
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -232,6 +237,62 @@ def load_file(path: str | Path) -> Any:
         raise ConfigError("file not found", source=str(path)) from None
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", source=str(path)) from None
+    return data
+
+
+def load_files(paths: list[Path], cache: str) -> list[Any]:
+    """:func:`load_file` of each path, in order, through a cache of parsed documents named
+    ``cache`` in the user's cache folder (a folder of device models is ~70 files and ~25 ms
+    of parsing; the cache answers in ~1 ms).  A document is taken from the cache only for
+    the same path and the same bytes; anything else is parsed (and its errors reported) as
+    by :func:`load_file`.  The cache is the user's own: a file others can write, or one that
+    does not load, is ignored and rewritten."""
+    import hashlib
+    entries = [(path, _read_bytes(path)) for path in paths]
+    keys = [f"{path}\0{hashlib.sha1(data).hexdigest()}" for path, data in entries]
+    cached = _read_cache(cache)
+    documents = [cached[key] if key in cached else _parse_bytes(data, path)
+                 for key, (path, data) in zip(keys, entries)]
+    if any(key not in cached for key in keys) or len(cached) != len(keys):
+        _write_cache(cache, dict(zip(keys, documents)))
+    return documents
+
+
+def _cache_path(name: str) -> Path:
+    from .packagedata import user_cache_dir
+    return user_cache_dir() / "parsed" / f"{name}.pickle"
+
+
+def _read_cache(name: str) -> dict[str, Any]:
+    import pickle
+    import stat
+    path = _cache_path(name)
+    try:
+        for where in (path.parent, path):
+            info = where.lstat()
+            if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or stat.S_ISLNK(info.st_mode):
+                return {}
+        with open(path, "rb") as f:
+            cached = pickle.load(f)  # made by _write_cache below, in a folder only this user can write
+    except Exception:  # noqa: BLE001 - missing, truncated or from another version: parse again
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def _write_cache(name: str, documents: dict[str, Any]) -> None:
+    import pickle
+    try:
+        path = _cache_path(name)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(documents, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, pickle.PicklingError):
+        pass  # a cache that cannot be written only costs the next parse
+
+
+def _parse_bytes(data: bytes, path: Path) -> Any:
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(f"file is larger than {MAX_FILE_BYTES} bytes; these files are a few KB",
                           source=str(path))
