@@ -216,3 +216,33 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+# ---- the same from Python: cont and questions written before QEMU starts -------------
+
+def test_a_machine_launched_running_with_its_questions_asked_reads_the_same_layout() -> None:
+    from harness.qemu.layout import read_static_facts, snapshot
+    from harness.qemu.machine import Machine
+    from harness.qemu.qomfacts import ISA_FACT_QUERIES
+    from helpers import machine_spec
+    spec = machine_spec(MACHINE)
+    with Machine(spec) as usual:
+        usual.start_firmware()
+        read_static_facts(usual)
+        usual.run_firmware()
+        expected = snapshot(usual).to_dict()
+    ahead = Machine(spec)
+    try:
+        ahead.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+        assert ahead.phase == "firmware"
+        read_static_facts(ahead)   # answered from what QEMU said at its start
+        ahead.run_firmware()
+        got = snapshot(ahead).to_dict()
+        asked_later = [json.loads(line)["cmd"]["execute"] for line in ahead.qmp_log_path.read_text().splitlines()
+                       if "cmd" in json.loads(line) and "written" not in json.loads(line)["cmd"]]
+    finally:
+        ahead.close()
+    assert "qom-list-types" not in asked_later and "cont" not in asked_later
+    for layout in (expected, got):
+        layout.pop("qemu_version", None)
+    assert got == expected

@@ -330,10 +330,16 @@ class Machine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def launch(self, timeout: float = 10.0) -> None:
+    def launch(self, timeout: float = 10.0, *, start_firmware: bool = False,
+               ask: Sequence[tuple[str, dict[str, Any] | None]] = ()) -> None:
         """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails.
-        A machine built on an early start attaches to that QEMU instead (its firmware
-        already running: :attr:`phase` is then ``firmware``)."""
+
+        ``start_firmware``: QEMU runs the firmware as soon as its monitor does (``cont``
+        written before it starts: :meth:`start_firmware` without a round trip); ``ask``:
+        questions whose answers cannot change while QEMU runs
+        (:data:`harness.qemu.qomfacts.ISA_FACT_QUERIES`), answered meanwhile and handed out
+        by :meth:`qmp_many`.  A machine built on an early start attaches to that QEMU
+        instead (its firmware already running: :attr:`phase` is then ``firmware``)."""
         if self._proc is not None:
             raise HarnessError("machine already launched")
         write_text(self.run_dir / "argv.sh",
@@ -346,7 +352,8 @@ class Machine:
             if early is None:
                 # Spawned on the loop thread (see loop.py): the death signal follows that thread.
                 early = hloop.call_soon(lambda: spawn_qemu(
-                    self.argv, self._token, str(self.qemu_log), start_firmware=False, qtest=qtest_wanted()))
+                    self.argv, self._token, str(self.qemu_log), start_firmware=start_firmware,
+                    qtest=qtest_wanted(), ask=tuple(ask)))
             self._proc = early.proc
             hloop.call(lambda: self._attach(early), timeout, lambda: self._launch_failed(
                 f"QEMU did not answer QMP within {timeout:.0f} s"))
