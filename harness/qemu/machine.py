@@ -465,7 +465,7 @@ class Machine:
         quit_grace = 0.0  # unless QEMU took the quit, go straight to signals
         if proc is not None and proc.poll() is None and self._client is not None:
             try:
-                hloop.call(lambda: self._client.execute("quit"), min(QUIT_TIMEOUT, self.qmp_timeout),
+                hloop.call(lambda: self._execute("quit"), min(QUIT_TIMEOUT, self.qmp_timeout),
                            lambda: TimeoutError())
                 quit_grace = 3.0
             except TimeoutError:
