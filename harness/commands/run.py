@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _start_early(spec: Any, early: Any) -> Any:
+def _start_early(spec: Any, early: Any = None) -> Any:
     """QEMU launched and its firmware running (on the QEMU of ``early`` when its plan was
     right), so that the NT model is imported meanwhile (on another core); None if that
     failed: the job then launches it again itself and reports the failure with QEMU's logs
