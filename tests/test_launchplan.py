@@ -246,3 +246,15 @@ def test_a_machine_launched_running_with_its_questions_asked_reads_the_same_layo
     for layout in (expected, got):
         layout.pop("qemu_version", None)
     assert got == expected
+
+
+def test_a_new_run_folder_has_its_tag_before_its_name(tmp_path, monkeypatch) -> None:
+    """spawn.new_run_dir tags a staging folder whose name names the owner, then renames
+    it: the folder never exists under its own name untagged, and nothing is left over."""
+    from harness.qemu.owner import OWNER_FILE, Owner
+    from harness.qemu.spawn import new_run_dir
+    monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path))
+    folder = Path(new_run_dir("m"))
+    assert Owner.parse((folder / OWNER_FILE).read_text()).is_me()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+    assert sorted(p.name for p in folder.iterdir()) == [OWNER_FILE]

@@ -251,9 +251,14 @@ def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path],
         if owner is None and text.strip():
             skipped.append((entry, _foreign(None, text, me, None) or ""))
             continue
-        if owner is None:  # (run folders get their tag the moment they are made)
-            skipped.append((entry, "no owner tag: not a run folder of the harness"))
-            continue
+        if owner is None:
+            # A run folder gets its tag before it gets its name; only its staging name
+            # (spawn.new_run_dir) can lack one, and that name says whose it is.
+            match = _OWNED_NAME.search(entry.name)
+            if match is None:
+                skipped.append((entry, "no owner tag: not a run folder of the harness"))
+                continue
+            owner = Owner(*map(int, match.groups()))
         why = _foreign(owner, owner.text(), me, owner.pidns)
         if why is None and not owner.gone():
             why = f"its owner {owner.pid} is alive"

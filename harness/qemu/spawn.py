@@ -29,7 +29,7 @@ import time
 
 from ..names import RESERVED_ID_PREFIX
 from . import lifeline
-from .owner import OWNER_ENV, OWNER_FILE, owner_tag
+from .owner import OWNER_ENV, OWNER_FILE, owned_name, owner_tag
 
 #: Ids of the QMP commands written before QEMU starts (see :func:`spawn_qemu`); QEMU's
 #: answers carry them, so the client can tell them from its own.
@@ -126,15 +126,22 @@ def run_root() -> str:
 
 
 def new_run_dir(name: str) -> str:
-    """A fresh private run folder under :func:`run_root` for machine ``name``."""
+    """A fresh private run folder under :func:`run_root` for machine ``name``, tagged
+    with this process's owner tag from the first moment it exists under its name.
+
+    It is made under a staging name that itself names the owner (``.new-…@<owner>``, which
+    the sweep reads when a folder has no tag yet), tagged inside, then renamed into place:
+    a process killed at any point leaves nothing the sweep cannot attribute."""
+    root = run_root()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
-    folder = tempfile.mkdtemp(prefix=prefix, dir=run_root())
-    # Tagged at once, so the sweep can tell whose it is from the first moment on.
-    write_owner(folder, "")
-    return folder
-
-
+    staging = tempfile.mkdtemp(prefix=".new-", suffix=owned_name(""), dir=root)
+    write_owner(staging, "")
+    while True:
+        folder = os.path.join(root, prefix + os.urandom(6).hex())
+        if not os.path.lexists(folder):
+            os.rename(staging, folder)
+            return folder
 def write_owner(folder: str, token: str) -> None:
     """The run folder's owner file, whole or absent (the sweep may read it any time)."""
     tmp = os.path.join(folder, f".{OWNER_FILE}.{os.getpid()}.tmp")
