@@ -36,7 +36,7 @@ from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_cata
 from .names import ACCEL_POLICIES, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
 from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
-from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
+from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
 
 #: SeaBIOS writes its debug log to this port whatever decodes it (measured on QEMU 7.2:
 #: a pvpanic there panics the guest, an isa-debug-exit there ends QEMU with the first
@@ -220,12 +220,17 @@ def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
     return choice
 
 
+#: Machine files whose parsed documents the cache keeps besides the one just read.
+MACHINE_FILES_CACHED = 64
+
+
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,
                  accel: str | None = None) -> MachineSpec:
     """Read and validate a machine file (or ``example:NAME``, a shipped example).
     ``accel`` overrides the file's policy."""
     path = resolve_config(path)
-    return parse_machine(load_file(path), str(path), catalog, accel=accel)
+    document, = load_files([Path(path)], "machines", keep_others=MACHINE_FILES_CACHED)
+    return parse_machine(document, str(path), catalog, accel=accel)
 
 
 def parse_machine_text(text: str, source: str = "<inline>", catalog: Catalog | None = None, *,

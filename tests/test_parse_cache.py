@@ -82,3 +82,27 @@ def test_a_cache_file_that_cannot_be_trusted_or_read_is_ignored(tmp_path, cache_
         cache_home.write_bytes(pickle.dumps({key: "planted"}))
         cache_home.chmod(cache_home.stat().st_mode | stat.S_IWOTH)
     assert yamlio.load_files(paths, "t")[0]["value"] == 1
+
+
+def test_the_cache_keeps_a_bounded_number_of_other_files(tmp_path, cache_home) -> None:
+    import pickle
+    paths = _files(tmp_path / "m", a=1, b=2, c=3, d=4)
+    for path in paths:
+        yamlio.load_files([path], "t", keep_others=2)
+    held = pickle.loads(cache_home.read_bytes())
+    assert [key.split("\0")[0] for key in held] == [str(p) for p in paths[1:]]  # the newest three
+    assert yamlio.load_files([paths[1]], "t", keep_others=2)[0]["value"] == 2
+
+
+def test_a_warm_command_does_not_import_pyyaml(tmp_path) -> None:
+    """Machine file and catalog both answered by the cache: PyYAML stays unloaded."""
+    import subprocess
+    import sys
+    from helpers import CONFIGS, REPO
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"))
+    code = ("import sys\nfrom harness.config import load_machine\n"
+            f"load_machine({str(CONFIGS / 'machines' / 'default.yaml')!r})\n"
+            "print('yaml' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.split() for _ in range(2)]
+    assert runs == [["True"], ["False"]]
