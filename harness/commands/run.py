@@ -61,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
         from ..job import run_job
-        from ..repro import write_bundle
         out = Path(args.out) if args.out is not None else Path("runs") / spec.name
         result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos,
                          machine=machine)
@@ -71,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:
+        from ..repro import write_bundle  # (and PyYAML, to write it) only for a finding
         bundle = write_bundle(result, title=f"harness run {args.config}")
     if args.json:
         print(json.dumps(dict(result.to_dict(), bundle=str(bundle) if bundle else None), indent=1))
