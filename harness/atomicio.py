@@ -45,7 +45,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | N
             yield handle  # what the caller's block raises passes through unchanged
             try:
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         try:
@@ -57,9 +58,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | N
         raise
 
 
-def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8", sync: bool = True) -> Path:
     """Write ``text`` to ``path`` atomically; returns the path."""
-    with atomic_output(path, "w", encoding=encoding, newline="") as handle:
+    with atomic_output(path, "w", encoding=encoding, newline="", sync=sync) as handle:
         handle.write(text)
     return Path(path)
 

@@ -344,7 +344,7 @@ class Machine:
             raise HarnessError("machine already launched")
         write_text(self.run_dir / "argv.sh",
             "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP and qtest on socketpairs.\n"
-            + "exec " + shlex.join(self.argv) + "\n")
+            + "exec " + shlex.join(self.argv) + "\n", sync=False)  # the run folder is not kept durably
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
         Machine._live.add(self)
         early, self._early = self._early, None
