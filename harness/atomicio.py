@@ -25,9 +25,11 @@ class OutputError(HarnessError):
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
-                  newline: str | None = None) -> Iterator[IO[Any]]:
+                  newline: str | None = None, sync: bool = True) -> Iterator[IO[Any]]:
     """A file object to write ``path`` through; renamed over ``path`` when the block ends
-    without an exception, removed otherwise.  ``mode`` is ``"w"`` or ``"wb"``."""
+    without an exception, removed otherwise.  ``mode`` is ``"w"`` or ``"wb"``.  ``sync``:
+    flushed to disk before the rename (False for a file in a run folder that goes when the
+    machine closes: still whole or absent, only not durable)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
