@@ -536,6 +536,26 @@ class Registry:
                 self._db = None  # type: ignore[assignment]
                 self._keys.clear()
 
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the registry as it is now to a new file ``path`` (SQLite's online backup),
+        which :class:`Registry` opens like any other: how an in-memory registry that turns
+        out to matter is kept.  ``path`` must not exist yet."""
+        target = Path(path)
+        if self.in_transaction:
+            raise RegistryError("cannot save a registry in the middle of a transaction")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise RegistryFileError(f"cannot write registry file {target}: {e.strerror}") from None
+        os.close(fd)
+        try:
+            with contextlib.closing(sqlite3.connect(target)) as copy:
+                self._conn.backup(copy)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
     def __enter__(self) -> "Registry":
         return self
 
