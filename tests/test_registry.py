@@ -354,6 +354,20 @@ def test_walk_and_format_tree_enumerate_as_subkeys_does(reg):
         list(reg.walk(root + r"\nothing"))
 
 
+def test_save_writes_an_in_memory_registry_to_a_new_file(reg, tmp_path):
+    key = reg.create_key(SERIAL_KEY, volatile=True)
+    reg.set_value(key, r"\Device\Serial0.Raw", COM1)
+    path = reg.save(tmp_path / "kept.sqlite")
+    with pytest.raises(RegistryFileError, match="exists"):
+        reg.save(path)                       # never over an existing file
+    with reg.transaction(), pytest.raises(RegistryError, match="transaction"):
+        reg.save(tmp_path / "mid.sqlite")
+    assert not (tmp_path / "mid.sqlite").exists()
+    with Registry(path, create=False) as saved:
+        assert list(saved.walk(MACHINE)) == list(reg.walk(MACHINE))
+        assert saved.get(key, r"\Device\Serial0.Raw") == COM1
+
+
 def test_fold_is_per_character_upcasing():
     """Whole-string upper case where no character grows, else one character at a time."""
     assert fold("Serial0.Raw") == "SERIAL0.RAW"
