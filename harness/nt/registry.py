@@ -40,6 +40,10 @@ Storage and concurrency (one registry per machine):
   another) gets :class:`~harness.nt.errors.RegistryLockedError` instead of sharing the file.
   The lock is an OS file lock, so it disappears with a killed process.
   :func:`unique_registry_path` names files by pid, xdist worker and a random token.
+* Because no one else writes the file, an instance remembers every key it has found or
+  created (id, stored name, volatility by folded path): a look-up asks SQLite only for
+  path components it has not seen, and a delete, ``discard_volatile`` or a rollback
+  forgets them all.  :meth:`Registry.walk` reads a subtree in two queries.
 """
 
 from __future__ import annotations
