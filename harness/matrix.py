@@ -616,6 +616,7 @@ class CellResult:
 
 
 def check_artifacts(artifacts: str) -> str:
+    """``artifacts`` if it is one of :data:`ARTIFACTS`, else a HarnessError naming them."""
     if artifacts not in ARTIFACTS:
         raise HarnessError(f"artifacts {artifacts!r} is not one of {', '.join(ARTIFACTS)}")
     return artifacts
