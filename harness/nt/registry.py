@@ -114,16 +114,23 @@ _RESOURCE_TYPES = {
 _STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ)
 
 
-@functools.lru_cache(maxsize=8192)
 def fold(name: str) -> str:
     """NT-style case folding: upcase one character at a time, leaving characters whose
     upper case is not a single character (ß) alone, so lengths never change."""
+    # Names a registry sees again and again are remembered; a long value name is not.
+    return _fold_remembered(name) if len(name) <= MAX_KEY_NAME else _fold(name)
+
+
+def _fold(name: str) -> str:
     # str.upper maps each character on its own (no context), so when no character grew
     # the whole-string upper case is the per-character one.
     upper = name.upper()
     if len(upper) == len(name):
         return upper
     return "".join(u if len(u := c.upper()) == 1 else c for c in name)
+
+
+_fold_remembered = functools.lru_cache(maxsize=8192)(_fold)
 
 
 # ---------------------------------------------------------------------------------------
@@ -274,13 +281,15 @@ def split_path(path: str) -> list[str]:
     validating the syntax. Case is kept; comparisons fold later."""
     if not isinstance(path, str):
         raise InvalidPathError(f"key path must be a str, got {type(path).__name__}")
-    return list(_split(path))
+    # A job addresses a few hundred paths thousands of times: those are remembered (an
+    # invalid one raises each time: exceptions are not cached); a very long one is not.
+    return list(_split_remembered(path) if len(path) <= _REMEMBERED_PATH else _split(path))
 
 
-@functools.lru_cache(maxsize=4096)
+_REMEMBERED_PATH = 1024
+
+
 def _split(path: str) -> tuple[str, ...]:
-    """:func:`split_path` of a str, remembered: a job addresses a few hundred paths
-    thousands of times (an invalid one raises each time: exceptions are not cached)."""
     if not path.startswith("\\"):
         raise InvalidPathError(f"{path!r} is not an absolute registry path (expected "
                                r"'\Registry\Machine\...')")
@@ -302,6 +311,9 @@ def _split(path: str) -> tuple[str, ...]:
         raise InvalidPathError(f"{path!r}: only \\Registry\\Machine and \\Registry\\User "
                                "exist below \\Registry", NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
     return tuple(parts)
+
+
+_split_remembered = functools.lru_cache(maxsize=4096)(_split)
 
 
 def join_path(*parts: str) -> str:
