@@ -316,6 +316,24 @@ def test_cli_artifacts_keeps_every_file_for_failures_or_for_all(tmp_path: Path) 
         run_cells(parse_matrix_text(TINY).cells[:1], 1, tmp_path / "y", artifacts="some")
 
 
+def test_run_cell_that_raises_keeps_the_logs_and_leaves_no_machine(tmp_path: Path, monkeypatch) -> None:
+    """A cell's QEMU is launched before its job (the early launch): when the job then
+    raises, the cell is an error with QEMU's logs and the registry kept, its machine
+    is gone and its run folder removed."""
+    import harness.matrix as matrix_module
+    monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path / "run-folders"))
+
+    def broken(cell: Cell, job: object) -> tuple[str, str]:
+        raise RuntimeError("judging failed")
+    monkeypatch.setattr(matrix_module, "judge", broken)
+    result = run_cell(parse_matrix_text(TINY).cell("pc-serial"), tmp_path / "out")
+    assert (result.outcome, result.exit_code) == ("error", 2) and "RuntimeError: judging failed" in result.message
+    assert {"registry.sqlite", "qemu/argv.sh", "qemu/qemu.log"} <= _files(result.out_dir)
+    assert "report.json" not in _files(result.out_dir)
+    assert list((tmp_path / "run-folders").iterdir()) == []
+    assert not [p for p in tagged_processes() if p.owner_pid == os.getpid()]
+
+
 def write_marker(cell: Cell, outcome: object, out_dir: Path) -> Path:
     """An on_failure hook (module level: it runs in the worker process)."""
     marker = out_dir / "bundle.txt"
