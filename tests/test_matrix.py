@@ -320,17 +320,19 @@ def test_run_cell_that_raises_keeps_the_logs_and_leaves_no_machine(tmp_path: Pat
     """A cell's QEMU is launched before its job (the early launch): when the job then
     raises, the cell is an error with QEMU's logs and the registry kept, its machine
     is gone and its run folder removed."""
+    import tempfile
     import harness.matrix as matrix_module
-    monkeypatch.setenv("HARNESS_RUN_DIR", str(tmp_path / "run-folders"))
 
     def broken(cell: Cell, job: object) -> tuple[str, str]:
         raise RuntimeError("judging failed")
     monkeypatch.setattr(matrix_module, "judge", broken)
-    result = run_cell(parse_matrix_text(TINY).cell("pc-serial"), tmp_path / "out")
+    with tempfile.TemporaryDirectory(prefix="cellrun-") as runs:   # short: QEMU's unix sockets
+        monkeypatch.setenv("HARNESS_RUN_DIR", runs)
+        result = run_cell(parse_matrix_text(TINY).cell("pc-serial"), tmp_path / "out")
+        assert list(Path(runs).iterdir()) == []
     assert (result.outcome, result.exit_code) == ("error", 2) and "RuntimeError: judging failed" in result.message
     assert {"registry.sqlite", "qemu/argv.sh", "qemu/qemu.log"} <= _files(result.out_dir)
     assert "report.json" not in _files(result.out_dir)
-    assert list((tmp_path / "run-folders").iterdir()) == []
     assert not [p for p in tagged_processes() if p.owner_pid == os.getpid()]
 
 
