@@ -628,7 +628,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
     (which of them: :data:`ARTIFACTS`)."""
     import shutil
     import time
-    from .commands.run import _start_early
+    from .qemu.machine import start_running
     from .config import hal_for
 
     check_artifacts(artifacts)
@@ -639,7 +639,7 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
     try:
         # As `harness run` does: QEMU first, so that a new worker imports the NT model
         # while the firmware runs (the APIC HAL's probe guest is booted by the job).
-        machine = _start_early(cell.spec) if hal_for(cell.spec, "auto") == "pic" else None
+        machine = start_running(cell.spec) if hal_for(cell.spec, "auto") == "pic" else None
         from .job import run_job
         outcome = run_job(cell.spec, out_dir, picture=picture, machine=machine,
                           all_files=None if artifacts == "all" else lambda job: judge(cell, job)[0] == "fail")

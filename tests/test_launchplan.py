@@ -42,12 +42,12 @@ def _plans(env: dict[str, str]) -> list[Path]:
 
 
 def _early(run_dir: Path) -> bool:
-    """Whether qmp.log shows a cont written before QEMU started: only an early start does that."""
+    """Whether qmp.log says the machine ran on the QEMU its launch plan started."""
     for line in (run_dir / "qmp.log").read_text().splitlines():
-        cmd = json.loads(line).get("cmd", {})
-        if cmd.get("execute") == "cont" and "written" in cmd:
-            return True
-    return False
+        info = json.loads(line).get("info")
+        if info is not None:
+            return info["early_start"]
+    raise AssertionError(f"no info line in {run_dir / 'qmp.log'}")
 
 
 def _qemus_under(root: Path) -> list[int]:
@@ -167,6 +167,23 @@ def test_harness_run_uses_its_plan_too(tmp_path, env) -> None:
         assert _early(out / "qemu") == (attempt == 1)
     assert reports[0]["verdict"] == reports[1]["verdict"] == "clean"
     assert len(_plans(env)) == 1
+    _no_qemu_left(env)
+
+
+def test_a_firmware_that_ends_qemu_at_once_is_the_same_finding_from_a_plan(tmp_path, env) -> None:
+    """SeaBIOS's first log byte makes an isa-debug-exit end QEMU, maybe before the harness
+    has attached to the QEMU its plan started: still the firmware event, never a launch error."""
+    machine = tmp_path / "m.yaml"
+    machine.write_text("name: bye\nmachine: pc\nfirmware_log: false\ndevices:\n"
+                       "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n")
+    events = []
+    for attempt in range(2):
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(machine), "--no-picture", "--json",
+                               "--out", str(tmp_path / f"out{attempt}")], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=180)
+        assert done.returncode == 1, done.stderr
+        events.append([(e["kind"], e["devices"]) for e in json.loads(done.stdout)["events"]])
+    assert events[0] == events[1] == [("qemu-exited", ["bye"])]
     _no_qemu_left(env)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from typing import Any
 
 from ..names import ACCEL_POLICIES, HAL_CHOICES
 from ..qemu.binary import require_qemu
@@ -48,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..config import hal_for, load_machine
         spec = load_machine(args.config, accel=args.accel)
-        machine = _start_early(spec, early) if hal_for(spec, args.hal) == "pic" else None
+        from ..qemu.machine import start_running
+        machine = start_running(spec, early) if hal_for(spec, args.hal) == "pic" else None
     except BaseException:
         if early is not None:
             early.discard()
@@ -79,26 +79,3 @@ def run(args: argparse.Namespace) -> int:
         if bundle:
             print(f"Repro bundle: {bundle}  (harness repro {bundle})")
     return result.exit_code
-
-
-def _start_early(spec: Any, early: Any = None) -> Any:
-    """QEMU launched and its firmware running (on the QEMU of ``early`` when its plan was
-    right), so that the NT model is imported meanwhile (on another core); None if that
-    failed: the job then launches it again itself and reports the failure with QEMU's logs
-    in OUT/qemu, as it always has."""
-    from ..errors import HarnessError
-    from ..qemu.machine import Machine, new_run_dir
-    # A folder the machine does not own outlives its close() for the job's copy, and carries
-    # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
-    run_dir = early.run_dir if early is not None else new_run_dir(spec.name)
-    machine = Machine(spec, run_dir=run_dir, early=early)
-    try:
-        machine.launch()
-        machine.start_firmware()
-    except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us
-        machine.close()
-        shutil.rmtree(machine.run_dir, ignore_errors=True)
-        if isinstance(exc, HarnessError):
-            return None
-        raise
-    return machine

@@ -389,7 +389,11 @@ class Machine:
         self._client = client
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
         for ident, command, arguments in spawned.sent:
-            answer = await client.presented[ident]
+            answer = await self._presented_answer(client.presented[ident])
+            if answer is None:  # QEMU exited before it answered
+                if command in ("qmp_capabilities", "cont"):
+                    raise self._launch_failed(f"QEMU exited before it took {command!r}")
+                continue  # the firmware ended it (a finding, not a launch failure): asked again later
             self._log_line("error" if "error" in answer else "ret", answer)
             if command in ("qmp_capabilities", "cont"):
                 if "error" in answer:
@@ -398,9 +402,25 @@ class Machine:
                 self._prefetched[_query_key(command, arguments)] = answer
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
-        kvm = await client.execute("query-kvm")
-        self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
-        self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid})
+        if self._proc.poll() is None:
+            kvm = await client.execute("query-kvm")
+            self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
+        else:  # a firmware that ends QEMU at once; whoever looks next finds it gone
+            self.accel_used = self.accel
+        self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid,
+                                "early_start": self.early_adopted})
+
+    async def _presented_answer(self, future: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+        """The answer to a command written before QEMU started, or None if QEMU exited
+        without giving it (what it did say is still read from the socket first)."""
+        while not future.done():
+            if self._proc is not None and self._proc.poll() is not None:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), 0.5)
+                except asyncio.TimeoutError:
+                    return None
+            await asyncio.wait([future], timeout=0.02)
+        return future.result()
 
     def _qtest_closed(self, what: str) -> QEMUError:
         if self._exited_within(1.0):
@@ -1012,6 +1032,36 @@ def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:
         except subprocess.TimeoutExpired:
             continue
     return "did not exit after SIGKILL"
+
+
+def start_running(spec: MachineSpec, early: "EarlyStart | None" = None) -> "Machine | None":
+    """``spec``'s machine launched with its firmware running and the layout's QOM questions
+    asked (on the QEMU of ``early`` when its plan was right), in a run folder the caller
+    removes after :meth:`Machine.close` (the main job copies its logs first), so that the
+    caller imports the NT model while SeaBIOS runs on another core (``harness run``, matrix
+    workers).  None if QEMU could not be started: the job then launches it again itself
+    and reports the failure with QEMU's logs, as it always has."""
+    from .qomfacts import ISA_FACT_QUERIES
+    # A folder the machine does not own outlives its close() for the job's copy, and carries
+    # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
+    run_dir = Path(early.run_dir) if early is not None else new_run_dir(spec.name)
+    try:
+        machine = Machine(spec, run_dir=run_dir, early=early)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        if not machine.early_adopted:
+            machine.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+        else:
+            machine.launch()
+    except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us
+        machine.close()
+        shutil.rmtree(machine.run_dir, ignore_errors=True)
+        if isinstance(exc, HarnessError):
+            return None
+        raise
+    return machine
 
 
 def run_root() -> Path:
