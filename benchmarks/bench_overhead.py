@@ -58,8 +58,9 @@ def bare_argv(spec, run_dir: Path) -> list[str]:
     """The machine's QEMU command line without -S and with shutdown=poweroff: the process
     runs SeaBIOS and exits where the harness would see SHUTDOWN then STOP."""
     from harness.qemu.accel import resolve_accel
-    from harness.qemu.machine import build_argv
+    from harness.qemu.machine import build_argv, create_drive_images
     argv = build_argv(spec, run_dir, resolve_accel(spec.accel))
+    create_drive_images(spec, run_dir)
     argv.remove("-S")
     action = argv.index("-action") + 1
     if argv[action] != "reboot=shutdown,shutdown=pause":
@@ -314,66 +315,67 @@ def bench_channels(report: Report, rounds: int) -> None:
                f"{med['walk'] * 1000:.1f} ms", f"{med['walk'] / med['qtree']:.1f}x faster", "", None)
 
 
-def layout_phases() -> None:
-    """One layout cycle as ``harness layout --json`` does it, in this fresh process, with
-    the time of each step since the interpreter started; prints one JSON line."""
+def layout_timeline(run_root: Path) -> tuple[float, list[tuple[str, float]]]:
+    """One real ``harness layout default.yaml --json --keep`` in a fresh process, and when
+    things happened in it, read from its kept qmp.log (every line is timestamped; QMP events
+    carry QEMU's own clock): its wall time and ``(step, seconds since the previous step)``."""
     import json
-    import time as clock
-    start = clock.perf_counter() - clock.process_time()  # the interpreter's own start-up too
-    marks: list[tuple[str, float]] = []
+    start = time.time()
+    done = subprocess.run([*HARNESS, "layout", str(DEFAULT_MACHINE), "--json", "--keep"], cwd=REPO,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, HARNESS_RUN_DIR=str(run_root)))
+    wall = time.time() - start
+    if done.returncode:
+        raise SystemExit(f"harness layout exited {done.returncode}: {done.stderr[-800:]}")
+    kept = Path(next(l.split(": ", 1)[1] for l in done.stderr.splitlines() if l.startswith("run folder: ")))
+    lines = [json.loads(l) for l in (kept / "qmp.log").read_text().splitlines()]
+    shutil.rmtree(kept)
 
-    def mark(name: str) -> None:
-        marks.append((name, clock.perf_counter()))
-    mark("python start-up")
-    from harness.config import load_machine
-    mark("import harness.config (yaml, device models' code)")
-    from harness.qemu.machine import Machine
-    mark("import harness.qemu.machine (asyncio, qemu.qmp)")
-    spec = load_machine(DEFAULT_MACHINE)
-    mark("load the machine file and the device catalog")
-    machine = Machine(spec)
-    machine.launch()
-    mark("launch: QEMU up, QMP greeting, version and accelerator asked")
-    machine.start_firmware()
-    from harness.qemu.layout import read_static_facts, snapshot
-    mark("cont, import harness.qemu.layout")
-    read_static_facts(machine)
-    mark("QOM facts while the firmware runs")
-    machine.run_firmware()
-    mark("wait for the firmware's end")
-    layout = snapshot(machine)
-    mark("snapshot (info mtree x2, query-pci, one port transfer)")
-    json.dumps(layout.to_dict(), indent=1, sort_keys=True)
-    mark("JSON")
-    machine.close()
-    mark("quit, QEMU exit, run folder removed")
-    previous, steps = start, []
-    for name, at in marks:
-        steps.append([name, at - previous])
+    def event(name: str) -> float:
+        e = next(l["event"] for l in lines if l.get("event", {}).get("event") == name)
+        return e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
+    attached = lines[0]["t"]                       # the harness logs its first line once attached
+    fw_end = event("SHUTDOWN")
+    after = next(l["t"] for l in lines if "cmd" in l and "written" not in l["cmd"] and l["t"] >= fw_end)
+    quit_at = next(l["t"] for l in lines if l.get("cmd", {}).get("execute") == "quit")
+    gone = next(l["t"] for l in lines if "shutdown" in l)
+    marks = [("QEMU's monitor ran cont (the plan's QEMU up)", event("RESUME")),
+             ("Python attached (imports, machine file, catalog)", attached),
+             ("firmware end (SHUTDOWN)", fw_end),
+             ("first question after the firmware", max(after, fw_end)),
+             ("snapshot and output done, quit sent", quit_at),
+             ("QEMU gone, run folder closed", gone),
+             ("process exit", start + wall)]
+    steps, previous = [], start
+    for name, at in sorted(marks, key=lambda m: m[1]):
+        steps.append((name, at - previous))
         previous = at
-    print(json.dumps(steps))
+    return wall, steps
 
 
 def bench_phases(report: Report, rounds: int) -> None:
-    """Where a layout cycle's time goes (medians over fresh processes), with the bare cycle."""
-    import json
+    """Where a real layout cycle's time goes (medians over fresh processes), with the bare cycle."""
     from harness.config import load_machine
     spec = load_machine(DEFAULT_MACHINE)
-    runs: list[list] = []
+    runs: list[list[tuple[str, float]]] = []
+    root = Path(tempfile.mkdtemp(prefix="bench-tl-", dir="/tmp"))
 
-    def phases() -> float:
-        done = subprocess.run([sys.executable, __file__, "--layout-phases"], cwd=REPO, capture_output=True,
-                              text=True, timeout=120, check=True)
-        runs.append(json.loads(done.stdout.splitlines()[-1]))
-        return sum(s for _, s in runs[-1])
+    def timeline() -> float:
+        wall, steps = layout_timeline(root)
+        runs.append(steps)
+        return wall
 
-    times = interleave(rounds, {"bare": lambda: bare_cycle(spec), "phases": phases})
-    runs = runs[1:]  # the warm-up round
-    print(f"  where a layout cycle goes (medians of {len(runs)}; bare QEMU cycle "
-          f"{1000 * statistics.median(times['bare']):.0f} ms):")
-    for index, (name, _) in enumerate(runs[0]):
-        print(f"    {1000 * statistics.median(r[index][1] for r in runs):7.1f} ms  {name}")
-    print(f"    {1000 * statistics.median(times['phases']):7.1f} ms  in all")
+    try:
+        times = interleave(rounds, {"bare": lambda: bare_cycle(spec), "layout": timeline})
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    runs = runs[1:]  # the warm-up round (it also made the launch plan)
+    print(f"  where a layout cycle goes (medians of {len(runs)} real runs; bare QEMU cycle "
+          f"{1000 * statistics.median(times['bare']):.0f} ms), from the process's start:")
+    names = [name for name, _ in runs[-1]]
+    for index, name in enumerate(names):
+        print(f"    {1000 * statistics.median(r[index][1] for r in runs if len(r) > index):7.1f} ms  {name}")
+    print(f"    {1000 * statistics.median(times['layout']):7.1f} ms  in all")
 
 
 def main() -> None:
@@ -383,10 +385,7 @@ def main() -> None:
                         help="comparisons to run (phases: where a layout cycle's time goes)")
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--layout-phases", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.layout_phases:
-        return layout_phases()
     chosen = set(args.only.split(","))
     # Python's default is to keep compiled modules (pip compiles them at install time too);
     # with PYTHONDONTWRITEBYTECODE every harness process would compile ~150 modules from

@@ -25,9 +25,11 @@ class OutputError(HarnessError):
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
-                  newline: str | None = None) -> Iterator[IO[Any]]:
+                  newline: str | None = None, sync: bool = True) -> Iterator[IO[Any]]:
     """A file object to write ``path`` through; renamed over ``path`` when the block ends
-    without an exception, removed otherwise.  ``mode`` is ``"w"`` or ``"wb"``."""
+    without an exception, removed otherwise.  ``mode`` is ``"w"`` or ``"wb"``.  ``sync``:
+    flushed to disk before the rename (False for a file in a run folder that goes when the
+    machine closes: still whole or absent, only not durable)."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
@@ -45,7 +47,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | N
             yield handle  # what the caller's block raises passes through unchanged
             try:
                 handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    os.fsync(handle.fileno())
             except OSError as exc:
                 raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         try:
@@ -57,9 +60,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | N
         raise
 
 
-def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
+def write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8", sync: bool = True) -> Path:
     """Write ``text`` to ``path`` atomically; returns the path."""
-    with atomic_output(path, "w", encoding=encoding, newline="") as handle:
+    with atomic_output(path, "w", encoding=encoding, newline="", sync=sync) as handle:
         handle.write(text)
     return Path(path)
 

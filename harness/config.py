@@ -33,17 +33,15 @@ from .actions import Action, parse_actions
 from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
+from .names import ACCEL_POLICIES, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
 from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
-from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_text
+from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
 
-ACCEL_POLICIES = ("tcg", "kvm", "auto")
 #: SeaBIOS writes its debug log to this port whatever decodes it (measured on QEMU 7.2:
 #: a pvpanic there panics the guest, an isa-debug-exit there ends QEMU with the first
 #: byte, 'S').  With ``firmware_log: true`` the harness's own isa-debugcon sits there.
 FIRMWARE_LOG_PORT = 0x402
-#: Prefix of the ids the harness gives its own chardevs and devices.
-RESERVED_ID_PREFIX = "harness"
 #: The one ISA bus every machine kind has, as a machine file names it (QEMU's ``isa.0``).
 ISA_BUS = "isa"
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -209,7 +207,6 @@ class MachineSpec:
 #: ``apic`` over the probe guest's agent (interrupts through the I/O APIC and the local
 #: APIC, taken by the guest's CPU); ``auto`` picks ``apic`` on q35 and ``pic`` elsewhere.
 #: (Here, not in harness.job, so the CLI can decide before importing the NT model.)
-HAL_CHOICES = ("auto", "pic", "apic")
 
 
 def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
@@ -223,12 +220,17 @@ def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
     return choice
 
 
+#: Machine files whose parsed documents the cache keeps besides the one just read.
+MACHINE_FILES_CACHED = 64
+
+
 def load_machine(path: str | Path, catalog: Catalog | None = None, *,
                  accel: str | None = None) -> MachineSpec:
     """Read and validate a machine file (or ``example:NAME``, a shipped example).
     ``accel`` overrides the file's policy."""
     path = resolve_config(path)
-    return parse_machine(load_file(path), str(path), catalog, accel=accel)
+    document, = load_files([Path(path)], "machines", keep_others=MACHINE_FILES_CACHED)
+    return parse_machine(document, str(path), catalog, accel=accel)
 
 
 def parse_machine_text(text: str, source: str = "<inline>", catalog: Catalog | None = None, *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .packagedata import shipped_dir, user_model_dirs
-from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file
+from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_files
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
@@ -249,8 +250,10 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
         if not directory.is_dir():
             raise ConfigError("device model directory not found", source=str(directory))
         here: dict[str, DeviceModel] = {}
-        for path in sorted(directory.glob("*.yaml")):
-            model = parse_model(load_file(path), str(path))
+        paths = sorted(directory.glob("*.yaml"))
+        cache = f"models-{zlib.crc32(str(directory).encode()):08x}"
+        for path, document in zip(paths, load_files(paths, cache)):
+            model = parse_model(document, str(path))
             if model.name in here:
                 raise ConfigError(f"device model {model.name!r} is defined twice "
                                   f"(also in {here[model.name].source})", source=str(path))

@@ -32,6 +32,7 @@ claim, and QEMU, with no wired-OR, loses an edge); ``clean`` (exit 0) otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -39,7 +40,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .actions import ActionRecord
 from .claimants import ClaimantLine
@@ -58,6 +59,7 @@ from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout, read_static_facts
 from .qemu.actions import run_actions, run_firmware_and_steps
+from .qemu.qomfacts import ISA_FACT_QUERIES
 from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
@@ -112,7 +114,9 @@ class JobResult:
     spec: MachineSpec
     out_dir: Path
     layout: Layout
-    resource_map: str
+    #: The ResourceMap key formatted (:func:`format_resource_map`); None while not
+    #: formatted (a matrix cell that went as expected has no report to print it in).
+    resource_map: str | None
     drivers: list[DriverReport]
     error_log: list[dict[str, Any]]
     violations: list[Violation]
@@ -243,7 +247,7 @@ class JobResult:
                 out.append(f"    {dev['config']} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
         out += ["", "Claimants (every decoder and the NT component holding its claim)"]
         out += [f"  {c.describe()}" for c in self.claimants] or ["  (none)"]
-        out += ["", "ResourceMap", *("  " + line for line in self.resource_map.rstrip("\n").splitlines())]
+        out += ["", "ResourceMap", *("  " + line for line in (self.resource_map or "").rstrip("\n").splitlines())]
         out += ["", "Error log"]
         for e in self.error_log:
             out.append(f"  #{e['sequence']} {e['code']}: {e['message']}")
@@ -296,7 +300,8 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: bool = False,
             steps: Sequence[Step] | None = None, hal: str = "auto", reactos: bool = False,
-            machine: Machine | None = None) -> JobResult:
+            machine: Machine | None = None,
+            all_files: Callable[[JobResult], bool] | None = None) -> JobResult:
     """Run the main job on ``spec``; files (logs, registry, .reg export, report, picture)
     go to ``out_dir``, which is replaced if it is a previous run's folder.  ``steps``
     replaces the machine file's driver load order (a repro bundle's scenario).  ``keep``
@@ -305,7 +310,14 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     has it (it writes nothing and sees no conflict), to show what a driver meets there.
     ``machine``: for the PIC HAL, ``spec``'s machine already launched in a run folder of
     :func:`~harness.qemu.machine.new_run_dir` (its firmware may be running, :meth:`Machine.start_firmware`) by a caller that starts
-    QEMU before importing this module; the job closes it."""
+    QEMU before importing this module; the job closes it.
+
+    ``all_files``: which files the job leaves.  None (the default): all of them.  Else
+    it is asked, once the result is known, whether this result needs them (a matrix cell:
+    when it failed its expectation); when it says no, ``out_dir`` gets ``report.json``
+    alone (verdict, findings, counts, timings) and a picture if asked for: the registry
+    lives in memory and is never exported, QEMU's logs are not copied, the ResourceMap is
+    not formatted.  A job that raises keeps QEMU's logs and the registry."""
     from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
 
     apic = hal_for(spec, hal) == "apic"
@@ -316,7 +328,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     t0 = time.monotonic()
     # The job's own registry is one of its output files, none of which is fsynced (no sync
     # at each of its ~280 commits, nor at close); every commit stays atomic and kill-safe.
-    registry = Registry(out_dir / REGISTRY_FILE, sync="never")
+    # A job that may not need its files keeps the registry in memory until it knows.
+    registry = Registry(out_dir / REGISTRY_FILE if all_files is None else ":memory:", sync="never")
+    full = all_files is None
     try:
         # QEMU runs in its own short private folder (unix socket paths are limited); its
         # logs are copied next to the report once it has gone, whatever happened.
@@ -328,7 +342,11 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         else:
             run_dir = machine.run_dir
         bed: Testbed | None = None
+        finished = False
         try:
+            if not apic and machine.pid is None:
+                # The firmware starts with QEMU, the layout's QOM questions asked along.
+                machine.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
             with machine:
                 agent = bus = None
                 try:
@@ -366,24 +384,41 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         timings["drivers"] = time.monotonic() - t
                         post = run_actions(machine, spec.after_firmware, "post-drivers", bed.hal.bus)
                         shared = exercise_shared_interrupts(bed.io, machine)
-                        result = collect(bed, out_dir, timings, shared)
+                        result = collect(bed, out_dir, timings, shared, resource_map=full)
                         # post-firmware, those among the steps (a bundle's), then post-drivers
                         result.actions = actions + result.actions + post
                         result.events[:0] = [event] if event is not None else []
                     finally:
                         if agent is not None:
                             agent.agent.close()
+            full = full or all_files(result)
+            finished = True
         finally:
-            shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
-                            ignore=lambda _, names: [n for n in names if n.startswith(".")])
-            relocate_argv(out_dir / "qemu" / "argv.sh", run_dir, out_dir / "qemu")
+            full = full or not finished  # a job that raised keeps what there is to see why
+            if full:
+                shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
+                                ignore=lambda _, names: [n for n in names if n.startswith(".")])
+                relocate_argv(out_dir / "qemu" / "argv.sh", run_dir, out_dir / "qemu")
             if not keep:
                 shutil.rmtree(run_dir, ignore_errors=True)
         result.timings["total"] = time.monotonic() - t0
-        write_outputs(result, bed.io if bed is not None else None, picture=picture, registry=registry)
+        write_outputs(result, bed.io if bed is not None else None, picture=picture, registry=registry,
+                      full=full)
+        if full:
+            _keep_registry(registry, out_dir)
         return result
+    except BaseException:
+        with contextlib.suppress(Exception):  # what the job raised is the news, not this
+            _keep_registry(registry, out_dir)
+        raise
     finally:
         registry.close()
+
+
+def _keep_registry(registry: Registry, out_dir: Path) -> None:
+    """The job's registry as ``out_dir``'s registry file (one kept in memory is written out)."""
+    if registry.path == ":memory:":
+        registry.save(out_dir / REGISTRY_FILE)
 
 
 def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings: dict[str, float],
@@ -397,10 +432,11 @@ def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings:
 
 
 def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
-            shared: Sequence[SharedLine] = ()) -> JobResult:
+            shared: Sequence[SharedLine] = (), *, resource_map: bool = True) -> JobResult:
     """The job's findings on a test bed now: claims against a fresh layout snapshot, what
     the hardware does (before the drivers and now; ``shared``: what exercising the shared
-    interrupt lines showed), the ResourceMap and the error log."""
+    interrupt lines showed), the error log and (``resource_map``) the ResourceMap
+    formatted."""
     io, spec = bed.io, bed.spec
     after = bed.after()
     checks = check_claims(io, after.layout, spec, bed.board)
@@ -412,8 +448,6 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
                       if (c.kind, c.resource, c.devices) not in seen]
     collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec), after.layout.elcr)
-    registry = io.registry
-    resource_map = format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
     error_log = []
     for entry in io.error_log:
         item = entry.to_dict()
@@ -422,24 +456,36 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
             if explanation:
                 item["explanation"] = explanation
         error_log.append(item)
-    return JobResult(spec, out_dir, after.layout, resource_map, [_report(r, d) for r, d in bed.loaded],
+    return JobResult(spec, out_dir, after.layout, format_resource_map(io.registry) if resource_map else None,
+                     [_report(r, d) for r, d in bed.loaded],
                      error_log, io.violations, checks, collisions,
                      dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
                      hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat,
                      actions=list(bed.actions), claimants=bed.claimants(after.layout))
 
 
+def format_resource_map(registry: Registry) -> str:
+    """The ResourceMap key and everything below it, printed (empty when there is none)."""
+    return format_tree(registry, RESOURCE_MAP) if registry.key_exists(RESOURCE_MAP) else ""
+
+
 def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = True,
-                  registry: Registry | None = None) -> None:
+                  registry: Registry | None = None, full: bool = True) -> None:
     """report.txt / report.json / report.html, registry.reg and (optionally) resourcemap.png
-    in the result's folder.  Without an I/O manager (the firmware never finished) there is
-    no picture, and the registry is ``registry``."""
+    in the result's folder; ``full`` false: report.json (and the picture) alone.  Without
+    an I/O manager (the firmware never finished) there is no picture, and the registry is
+    ``registry``."""
     out_dir = result.out_dir
-    export_reg(io.registry if io is not None else registry, out_dir / "registry.reg")
+    registry = io.registry if io is not None else registry
     if picture and io is not None:
         from .picture import draw_resource_map
         result.picture = draw_resource_map(io, result.layout, result, out_dir / "resourcemap.png")
     write_text(out_dir / "report.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    if not full:
+        return
+    if result.resource_map is None and registry is not None:
+        result.resource_map = format_resource_map(registry)
+    export_reg(registry, out_dir / "registry.reg")
     write_text(out_dir / "report.txt", result.format_text())
     from .htmlreport import machine_report_html
     write_text(out_dir / "report.html", machine_report_html(result))

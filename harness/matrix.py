@@ -590,6 +590,10 @@ def shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
 #: A cell's outcome: the job agrees with its expectation, disagrees, raised (or its
 #: worker died or timed out), or disagrees as a known issue says it will.
 OUTCOME_WORDS = ("pass", "fail", "error", "xfail")
+#: Which cells keep every file of their main job (report.txt and .html, the registry and
+#: its .reg export, QEMU's logs): only those that fail or raise, or all of them.  A cell
+#: that goes as expected (pass, xfail) keeps its report.json, which the summary reads.
+ARTIFACTS = ("failures", "all")
 #: How long one cell may take before its worker is killed and the cell is an error
 #: (a main job takes a second or two; the firmware alone is bounded at 30 s under TCG).
 CELL_TIMEOUT = 300.0
@@ -611,29 +615,46 @@ class CellResult:
                     bundle=str(self.bundle) if self.bundle else None)
 
 
-def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: bool = False) -> CellResult:
-    """Run the main job on one cell in this process; its files go to ``out_root/<id>``."""
-    import time
-    from .job import run_job
+def check_artifacts(artifacts: str) -> str:
+    """``artifacts`` if it is one of :data:`ARTIFACTS`, else a HarnessError naming them."""
+    if artifacts not in ARTIFACTS:
+        raise HarnessError(f"artifacts {artifacts!r} is not one of {', '.join(ARTIFACTS)}")
+    return artifacts
 
+
+def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: bool = False,
+             artifacts: str = "failures") -> CellResult:
+    """Run the main job on one cell in this process; its files go to ``out_root/<id>``
+    (which of them: :data:`ARTIFACTS`)."""
+    import shutil
+    import time
+    from .qemu.machine import start_running
+    from .config import hal_for
+
+    check_artifacts(artifacts)
     out_dir = Path(out_root) / cell.id
     start = time.monotonic()
     outcome: Any
+    machine = None
     try:
-        outcome = run_job(cell.spec, out_dir, picture=picture)
+        # As `harness run` does: QEMU first, so that a new worker imports the NT model
+        # while the firmware runs (the APIC HAL's probe guest is booted by the job).
+        machine = start_running(cell.spec) if hal_for(cell.spec, "auto") == "pic" else None
+        from .job import run_job
+        outcome = run_job(cell.spec, out_dir, picture=picture, machine=machine,
+                          all_files=None if artifacts == "all" else lambda job: judge(cell, job)[0] == "fail")
     except Exception as exc:  # noqa: BLE001 - any failure of the job is the cell's error
         outcome = exc
+    finally:
+        if machine is not None:   # (the job closed it and copied what it needed)
+            machine.close()
+            shutil.rmtree(machine.run_dir, ignore_errors=True)
     seconds = time.monotonic() - start
     if isinstance(outcome, Exception):
         result = CellResult(cell.id, "error", cell.expect, 2, seconds, out_dir,
                             message=f"{type(outcome).__name__}: {str(outcome).splitlines()[0] if str(outcome) else ''}")
     else:
-        ok = outcome.verdict == cell.expect
-        word, message = ("pass", "") if ok else (
-            "fail", f"expected {cell.expect}, the job found {_verdict(outcome)}")
-        if cell.known_issue:
-            word, message = ("xfail", f"known issue: {cell.known_issue}") if not ok else (
-                "fail", f"the known issue no longer shows ({cell.known_issue}): remove known_issue")
+        word, message = judge(cell, outcome)
         result = CellResult(cell.id, word, cell.expect, outcome.exit_code, seconds, out_dir, message=message)
     if result.outcome in ("fail", "error") and on_failure is not None:
         try:
@@ -641,6 +662,15 @@ def run_cell(cell: Cell, out_root: Path, *, on_failure: Any = None, picture: boo
         except Exception as exc:  # noqa: BLE001 - a failing hook must not hide the cell's result
             result.message += f" (on_failure failed: {type(exc).__name__}: {exc})"
     return result
+
+
+def judge(cell: Cell, job: Any) -> tuple[str, str]:
+    """The cell's outcome word (pass, fail or xfail) for the main job's result, and why."""
+    ok = job.verdict == cell.expect
+    if cell.known_issue:
+        return ("xfail", f"known issue: {cell.known_issue}") if not ok else (
+            "fail", f"the known issue no longer shows ({cell.known_issue}): remove known_issue")
+    return ("pass", "") if ok else ("fail", f"expected {cell.expect}, the job found {_verdict(job)}")
 
 
 def _verdict(job: Any) -> str:
@@ -657,7 +687,7 @@ class RunAborted(KeyboardInterrupt):
 
 
 def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure: Any = None,
-              progress: Any = "auto", picture: bool = False,
+              progress: Any = "auto", picture: bool = False, artifacts: str = "failures",
               timeout: float = CELL_TIMEOUT) -> list[CellResult]:
     """Run the main job of every cell, ``jobs`` at a time, in worker processes.
 
@@ -672,12 +702,14 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     worker for every failed or erroring cell (so it must be picklable: a module-level
     function); what it returns is the result's ``bundle``.  ``progress``: "auto" (a bar
     on a terminal, else a line per cell on stderr), "bar", "lines", None, or a callable
-    ``(result, done, total)``.  Results come back in the order of ``cells``.
+    ``(result, done, total)``.  ``artifacts``: which cells keep every file of their job
+    (:data:`ARTIFACTS`).  Results come back in the order of ``cells``.
     """
     import time
     from collections import deque
     from multiprocessing.connection import wait
 
+    check_artifacts(artifacts)
     out_root = Path(out_root)
     out_root.mkdir(parents=True, exist_ok=True)
     report = _progress(progress, len(cells))
@@ -686,7 +718,7 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     workers: list[_Worker] = []
     t0 = time.monotonic()
     try:
-        workers = [_Worker(out_root, on_failure, picture) for _ in range(max(1, min(jobs, len(cells))))]
+        workers = [_Worker(out_root, on_failure, picture, artifacts) for _ in range(max(1, min(jobs, len(cells))))]
         for worker in workers:
             if queue:
                 worker.assign(queue.popleft())
@@ -702,7 +734,7 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
                     continue
                 if worker.cell is not None:  # died or overran: replace it
                     worker.kill()
-                    workers[index] = worker = _Worker(out_root, on_failure, picture)
+                    workers[index] = worker = _Worker(out_root, on_failure, picture, artifacts)
                 worker.cell = None
                 done[result.cell_id] = result
                 report(result, len(done), len(cells))
@@ -737,7 +769,7 @@ class _Worker:
     parent's ``__main__``) talking over a socketpair wrapped in a multiprocessing
     Connection; it gets the parent's ``sys.path`` first, then cells."""
 
-    def __init__(self, out_root: Path, on_failure: Any, picture: bool) -> None:
+    def __init__(self, out_root: Path, on_failure: Any, picture: bool, artifacts: str) -> None:
         import os
         import socket
         import subprocess
@@ -752,7 +784,7 @@ class _Worker:
             theirs.close()
         self.conn = Connection(ours.detach())
         self.conn.send(list(sys.path))  # first, so the hook below unpickles in the worker
-        self.conn.send((str(out_root), on_failure, picture))
+        self.conn.send((str(out_root), on_failure, picture, artifacts))
         self.cell: Cell | None = None
         self.started = 0.0
 
@@ -800,20 +832,37 @@ def _worker_main(fd: int, parent: int) -> None:
     conn = Connection(fd)
     try:
         sys.path[:] = conn.recv()
-        out_root, on_failure, picture = conn.recv()
+        out_root, on_failure, picture, artifacts = conn.recv()
         while True:
             message = conn.recv()
             if message is None:
-                return
+                break
             try:
                 result = run_cell(_cell_from_wire(message), Path(out_root), on_failure=on_failure,
-                                  picture=picture)
+                                  picture=picture, artifacts=artifacts)
             except Exception as exc:  # noqa: BLE001 - reported as the cell's error
                 result = CellResult(message["id"], "error", message["expect"], 2, 0.0,
                                     Path(out_root) / message["id"], message=f"{type(exc).__name__}: {exc}")
             conn.send(result)
     except (EOFError, OSError):
-        return
+        pass
+    _exit_now()
+
+
+def _exit_now() -> None:
+    """End a worker without the interpreter's teardown of every imported module (0.1-0.2 s
+    the parent would wait for): its files are written and closed, each cell's machine is
+    closed by its job (and any left open is closed here), so there is nothing to undo."""
+    import os
+    import sys
+    if "harness.qemu.machine" in sys.modules:
+        sys.modules["harness.qemu.machine"].close_all()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def _kill_workers(workers: list["_Worker"]) -> None:

@@ -15,7 +15,6 @@ directory, never into site-packages or the checkout.
 from __future__ import annotations
 
 import os
-from importlib.resources import files
 from pathlib import Path
 
 #: The top-level data folders the build maps into the package.
@@ -23,12 +22,11 @@ SHIPPED = ("device_models", "configs", "guest_images")
 #: Environment variable: extra device-model folders, ``os.pathsep``-separated, searched
 #: after the shipped catalog; a model there replaces a shipped model of the same name.
 MODELS_ENV = "HARNESS_DEVICE_MODELS"
-#: Environment variable: the cache root (guest images, the accelerator verdict).
-CACHE_ENV = "HARNESS_CACHE_DIR"
-DIST_NAME = "qemu-nt-harness"
+from .names import CACHE_ENV, DIST_NAME, cache_root  # noqa: F401  (CACHE_ENV re-exported)
 
 
 def _package_root() -> Path:
+    from importlib.resources import files  # not at import: the CLI's first steps need none of it
     root = files("harness")
     if not isinstance(root, Path):  # a zip import: the data could not be handed to make/QEMU
         raise RuntimeError("the harness package must be installed unpacked (not imported from a zip)")
@@ -61,12 +59,7 @@ def user_cache_dir() -> Path:
 
     Created on demand, private to the user (0700): guest images and locks live here.
     """
-    override = os.environ.get(CACHE_ENV)
-    if override:
-        root = Path(override).expanduser()
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        root = Path(base).expanduser() / DIST_NAME
+    root = Path(cache_root())
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return root
 

@@ -295,7 +295,7 @@ def test_chaos_leaves_no_process_and_no_file() -> None:
 #: the parent-death signal is armed, between arming and exec, and in QEMU's start-up.
 START_KILLS = int(os.environ.get("START_KILLS", "20"))
 STARTERS = ("pytest", "run", "verify", "matrix-worker")
-LIFELINE = b"lifeline.py"
+LIFELINE = b"lifeline"  # the script (lifeline.py) or the program (_lifeline)
 
 
 def _children(pid: int) -> list[int]:

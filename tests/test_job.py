@@ -10,7 +10,8 @@ import pytest
 from harness.cli import main
 from harness.config import load_machine, parse_machine_text
 from harness.errors import ConfigError, HarnessError
-from harness.job import run_job
+from harness.job import REGISTRY_FILE, format_resource_map, run_job
+from harness.nt.registry import Registry
 from harness.verdict import CONFLICT, EXIT_CODES, WARNING
 from helpers import CONFIGS
 
@@ -63,7 +64,8 @@ def test_shipped_machines_run_clean(name: str, tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.checks and all(c.ok for c in result.checks)
     started = [d for r in result.drivers for d in r.devices if d["device"]]
     assert started and all(d["status"] == "STATUS_SUCCESS" for r in result.drivers for d in r.devices)
-    for name in ("report.json", "report.txt", "registry.reg", "resourcemap.png", "qemu/qemu.log", "qemu/argv.sh"):
+    for name in ("report.json", "report.txt", "report.html", "registry.reg", "registry.sqlite", "resourcemap.png",
+                 "qemu/qemu.log", "qemu/argv.sh"):
         assert (tmp_path / "out" / name).is_file(), name
     assert (tmp_path / "out" / "resourcemap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Each driver's self-test interrupt really arrived: through the 8259s on pc, through
@@ -74,6 +76,41 @@ def test_shipped_machines_run_clean(name: str, tmp_path: Path) -> None:
     assert irqs and all(i.endswith(": taken") for i in irqs), irqs
     if q35:
         assert any(i.startswith("vector 0xc") and "IRQL 12" in i for i in irqs), irqs
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_all_files_decides_which_files_a_job_leaves(tmp_path: Path) -> None:
+    """``all_files`` (a matrix cell's): asked with the result; no means report.json alone
+    (the registry never left memory), yes means every file, the registry written out
+    from memory; a job that raises (here: the question itself) keeps QEMU's logs and the
+    registry whatever it would have answered."""
+    spec = load_machine(CONFIGS / "conflicts" / "serial-same-base.yaml")
+    asked = []
+    trimmed = run_job(spec, tmp_path / "trimmed", picture=False, all_files=lambda r: asked.append(r) or False)
+    assert asked == [trimmed] and trimmed.verdict == CONFLICT and trimmed.resource_map is None
+    assert _files(tmp_path / "trimmed") == {".harness-run", "report.json"}
+    doc = json.loads((tmp_path / "trimmed" / "report.json").read_text())
+    assert doc["verdict"] == CONFLICT and doc["findings"] == trimmed.findings() and doc["timings"]["total"] > 0
+
+    kept = run_job(spec, tmp_path / "kept", picture=False, all_files=lambda r: r.verdict == CONFLICT)
+    files = _files(tmp_path / "kept")
+    assert {"report.json", "report.txt", "report.html", "registry.reg", REGISTRY_FILE, "qemu/argv.sh"} <= files
+    assert kept.resource_map and "ResourceMap" in (tmp_path / "kept" / "report.txt").read_text()
+    assert kept.findings() == trimmed.findings()
+    with Registry(tmp_path / "kept" / REGISTRY_FILE, create=False) as saved:
+        assert format_resource_map(saved) == kept.resource_map
+
+    def broken(result: object) -> bool:
+        raise RuntimeError("the question failed")
+    with pytest.raises(RuntimeError, match="the question failed"):
+        run_job(spec, tmp_path / "raised", picture=False, all_files=broken)
+    files = _files(tmp_path / "raised")
+    assert {REGISTRY_FILE, "qemu/argv.sh"} <= files and "report.json" not in files
+    with Registry(tmp_path / "raised" / REGISTRY_FILE, create=False) as saved:
+        assert format_resource_map(saved) == kept.resource_map
 
 
 @pytest.mark.parametrize("path", CONFLICTS, ids=[p.stem for p in CONFLICTS])

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import REPO
 
 
@@ -18,8 +20,8 @@ def make(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _tree(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
-    (tree / "harness").mkdir(parents=True)
-    for name in ("Makefile", "pyproject.toml", "setup.py", "harness/_intervals.c"):
+    (tree / "harness" / "qemu").mkdir(parents=True)
+    for name in ("Makefile", "pyproject.toml", "setup.py", "harness/_intervals.c", "harness/qemu/_lifeline.c"):
         shutil.copy2(REPO / name, tree / name)
     stamps = tree / ".cache" / "stamps"
     stamps.mkdir(parents=True)
@@ -30,16 +32,18 @@ def _tree(tmp_path: Path) -> Path:
     return tree
 
 
-def test_a_deleted_extension_makes_the_venv_stamp_stale(tmp_path: Path) -> None:
+@pytest.mark.parametrize("built", ["harness/_intervals.cpython-311-x86_64-linux-gnu.so", "harness/qemu/_lifeline"])
+def test_a_deleted_build_output_makes_the_venv_stamp_stale(tmp_path: Path, built: str) -> None:
     tree = _tree(tmp_path)
-    built = tree / "harness" / "_intervals.cpython-311-x86_64-linux-gnu.so"
-    built.write_bytes(b"")
+    outputs = [tree / "harness" / "_intervals.cpython-311-x86_64-linux-gnu.so", tree / "harness" / "qemu" / "_lifeline"]
+    for output in outputs:
+        output.write_bytes(b"")
     assert make(tree, "-q", "setup").returncode == 0, "a complete tree must be up to date"
-    built.unlink()
+    (tree / built).unlink()
     assert make(tree, "-q", "setup").returncode == 1
     plan = make(tree, "-n", "setup").stdout
-    assert "pip install -q --no-build-isolation -e '.[test]'" in plan
-    assert "apt-get" not in plan and "venv-base" not in plan   # only the extension's step
+    assert "pip install -q --no-build-isolation --config-settings editable_mode=compat -e '.[test]'" in plan
+    assert "apt-get" not in plan and "venv-base" not in plan   # only the build's step
 
 
 def test_clean_keeps_results_and_removes_build_outputs(tmp_path: Path) -> None:

@@ -283,6 +283,59 @@ def test_cli_run_passes_fails_and_summarises(tmp_path: Path) -> None:
     assert " fail " in row and str(tmp_path / "o2" / "pc-sci") in row and "found 1 conflict(s)" in row
 
 
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+FULL_SET = {"report.json", "report.txt", "report.html", "registry.sqlite", "registry.reg", "qemu/argv.sh"}
+
+
+def test_cli_artifacts_keeps_every_file_for_failures_or_for_all(tmp_path: Path) -> None:
+    """--artifacts failures (the default): a cell that goes as expected keeps report.json
+    alone (the summary still has its findings); a failing cell keeps everything and its
+    bundle.  --artifacts all: every cell keeps everything."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("outcome: conflict", "outcome: clean"))
+    run = harness("matrix", str(bad), "--run", "--only", "machine=pc devices=serial,sci", "--out", str(tmp_path / "f"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert _files(tmp_path / "f" / "pc-serial") == {".harness-run", "report.json"}
+    assert FULL_SET | {"bundle.yaml"} <= _files(tmp_path / "f" / "pc-sci")
+    summary = json.loads((tmp_path / "f" / "summary.json").read_text())
+    sci = next(r for r in summary["results"] if r["cell_id"] == "pc-sci")
+    assert sci["outcome"] == "fail" and any("IRQ" in f or "irq" in f for f in sci["findings"]), sci
+    assert summary["seen_on"][0]["qemu"]   # read from a trimmed cell's report.json too
+
+    run = harness("matrix", str(bad), "--run", "--only", "machine=isapc devices=serial", "--artifacts", "all",
+                  "--out", str(tmp_path / "a"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert FULL_SET <= _files(tmp_path / "a" / "isapc-serial")
+
+    run = harness("matrix", str(bad), "--run", "--artifacts", "some", "--out", str(tmp_path / "x"))
+    assert run.returncode == 2 and "--artifacts" in run.stderr and "'failures', 'all'" in run.stderr, run.stderr
+    with pytest.raises(HarnessError, match="artifacts 'some' is not one of failures, all"):
+        run_cells(parse_matrix_text(TINY).cells[:1], 1, tmp_path / "y", artifacts="some")
+
+
+def test_run_cell_that_raises_keeps_the_logs_and_leaves_no_machine(tmp_path: Path, monkeypatch) -> None:
+    """A cell's QEMU is launched before its job (the early launch): when the job then
+    raises, the cell is an error with QEMU's logs and the registry kept, its machine
+    is gone and its run folder removed."""
+    import tempfile
+    import harness.matrix as matrix_module
+
+    def broken(cell: Cell, job: object) -> tuple[str, str]:
+        raise RuntimeError("judging failed")
+    monkeypatch.setattr(matrix_module, "judge", broken)
+    with tempfile.TemporaryDirectory(prefix="cellrun-") as runs:   # short: QEMU's unix sockets
+        monkeypatch.setenv("HARNESS_RUN_DIR", runs)
+        result = run_cell(parse_matrix_text(TINY).cell("pc-serial"), tmp_path / "out")
+        assert list(Path(runs).iterdir()) == []
+    assert (result.outcome, result.exit_code) == ("error", 2) and "RuntimeError: judging failed" in result.message
+    assert {"registry.sqlite", "qemu/argv.sh", "qemu/qemu.log"} <= _files(result.out_dir)
+    assert "report.json" not in _files(result.out_dir)
+    assert not [p for p in tagged_processes() if p.owner_pid == os.getpid()]
+
+
 def write_marker(cell: Cell, outcome: object, out_dir: Path) -> Path:
     """An on_failure hook (module level: it runs in the worker process)."""
     marker = out_dir / "bundle.txt"

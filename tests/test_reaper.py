@@ -35,7 +35,7 @@ def _gone_owner(**changes: int) -> Owner:
     """This process's tag with another start time: the pid lives, but as someone else
     (what a reused pid looks like)."""
     me = Owner.me("t")
-    return Owner(**{**me.__dict__, "start": me.start + 1, **changes})
+    return me._replace(**{"start": me.start + 1, **changes})
 
 
 def _wait(predicate, timeout: float = 10.0) -> bool:
@@ -161,15 +161,23 @@ def test_run_folders_and_owned_files_are_swept_by_the_same_rule(tmp_path: Path) 
     live_groups = root / f"{reaper.owned_name('xdist-groups-2')}.gw0.json"
     for path in (dead_groups, live_groups, root / "unrelated.json"):
         path.write_text("{}")
+    # Run folders killed while being made (spawn.new_run_dir): untagged, but their staging
+    # name says whose they are.
+    dead_staging = root / f".new-x1y2@{gone.stem()}"
+    live_staging = root / f".new-x3y4@{Owner.me().stem()}"
+    for staging in (dead_staging, live_staging):
+        staging.mkdir()
+        (staging / ".owner.1.tmp").write_text("half")
     foreign = _folder(root, "foreign", gone)
     if os.getuid() == 0:
         os.chown(foreign, 65534, 65534)
 
     remove, skipped = judge_run_root(root)
     why = {p.name: w for p, w in skipped}
-    assert sorted(p.name for p in remove) == sorted([dead.name, dead_groups.name]
+    assert sorted(p.name for p in remove) == sorted([dead.name, dead_groups.name, dead_staging.name]
                                                    + ([] if os.getuid() == 0 else [foreign.name]))
     assert "alive" in why["live"] and "alive" in why["live-kept"] and "alive" in why[live_groups.name]
+    assert "alive" in why[live_staging.name]
     assert "another PID namespace" in why["other-ns"]
     assert "marked keep" in why["kept"]
     assert "not a run folder" in why["untagged"]
@@ -181,7 +189,7 @@ def test_run_folders_and_owned_files_are_swept_by_the_same_rule(tmp_path: Path) 
     # A day later: the keep-marked folder of the gone owner goes too.
     removed = reaper.sweep_orphan_run_dirs(root, now=time.time() + reaper.KEEP_GRACE + 60)
     assert sorted(p.name for p in removed) == sorted(
-        [dead.name, dead_groups.name, kept.name] + ([] if os.getuid() == 0 else [foreign.name]))
+        [dead.name, dead_groups.name, kept.name, dead_staging.name] + ([] if os.getuid() == 0 else [foreign.name]))
     assert not dead.exists() and not kept.exists() and not dead_groups.exists()
     assert live.is_dir() and live_kept.is_dir() and other_ns.is_dir() and old_format.is_dir()
     assert untagged.is_dir(), "a folder without a tag is not the harness's to remove"

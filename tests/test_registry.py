@@ -300,6 +300,84 @@ def test_failed_mutation_leaves_nothing_behind(reg):
     assert not reg.key_exists(MACHINE + r"\W")
 
 
+def test_keys_found_after_a_rollback_or_delete_are_the_database_s(reg):
+    """Key look-ups are remembered per instance: what a rolled-back savepoint created, or
+    a deleted key, must not be found again, and a key made again is a new, empty key."""
+    base = reg.create_key(MACHINE + r"\Cache")
+    with reg.transaction():
+        with pytest.raises(KeyError):
+            with reg.transaction():
+                reg.create_key(base + r"\Gone\Deeper")
+                reg.set_value(base + r"\gone\deeper", "v", 1)
+                raise KeyError("inner fails")
+        assert not reg.key_exists(base + r"\GONE")
+        reg.create_key(base + r"\Kept")
+    assert reg.subkeys(base) == ["Kept"]
+    reg.set_value(base + r"\kept", "old", 1)
+    reg.delete_key(base + r"\KEPT")
+    assert not reg.key_exists(base + r"\Kept")
+    with pytest.raises(KeyNotFoundError):
+        reg.set_value(base + r"\Kept", "v", 1)
+    assert reg.create_key(base + r"\kEPT") == base + r"\kEPT"   # the new key's case
+    assert reg.values(base + r"\Kept") == []
+    reg.create_key(MACHINE + r"\Vol", volatile=True)
+    reg.discard_volatile()
+    assert not reg.key_exists(MACHINE + r"\vol")
+    reg.close()
+    with pytest.raises(RegistryError, match="closed"):
+        reg.values(base)
+
+
+def test_walk_and_format_tree_enumerate_as_subkeys_does(reg):
+    """The walk reads a subtree in two queries; its order is still the per-key
+    enumeration (subkeys sorted by folded name, values in creation order)."""
+    root = reg.create_key(MACHINE + r"\Walk")
+    for name in ("b", "A", "straße", "Ä", "a1", "_z", "C"):
+        reg.create_key(rf"{root}\{name}\Sub")
+    reg.create_key(rf"{root}\V", volatile=True)
+    for name, value in (("z", 1), ("a", "x"), ("M", 2)):
+        reg.set_value(rf"{root}\b", name, value)
+    reg.set_value(rf"{root}\b", "a", "replaced")   # keeps its slot
+
+    def by_key(path: str) -> list[tuple[str, list]]:
+        out = [(reg.canonical_path(path), reg.values(path))]
+        for name in reg.subkeys(path):
+            out += by_key(rf"{path}\{name}")
+        return out
+
+    assert list(reg.walk(root.upper())) == by_key(root)
+    assert [v.name for v in dict(reg.walk(root))[root + r"\b"]] == ["z", "a", "M"]
+    tree = format_tree(reg, root)
+    assert f"{root}\\V  [volatile]" in tree.splitlines() and f"{root}\\b" in tree.splitlines()
+    assert list(reg.walk(root + r"\A\Sub")) == [(root + r"\A\Sub", [])]
+    with pytest.raises(KeyNotFoundError):
+        list(reg.walk(root + r"\nothing"))
+
+
+def test_save_writes_an_in_memory_registry_to_a_new_file(reg, tmp_path):
+    key = reg.create_key(SERIAL_KEY, volatile=True)
+    reg.set_value(key, r"\Device\Serial0.Raw", COM1)
+    path = reg.save(tmp_path / "kept.sqlite")
+    with pytest.raises(RegistryFileError, match="exists"):
+        reg.save(path)                       # never over an existing file
+    with reg.transaction(), pytest.raises(RegistryError, match="transaction"):
+        reg.save(tmp_path / "mid.sqlite")
+    assert not (tmp_path / "mid.sqlite").exists()
+    with Registry(path, create=False) as saved:
+        assert list(saved.walk(MACHINE)) == list(reg.walk(MACHINE))
+        assert saved.get(key, r"\Device\Serial0.Raw") == COM1
+
+
+def test_fold_is_per_character_upcasing():
+    """Whole-string upper case where no character grows, else one character at a time."""
+    assert fold("Serial0.Raw") == "SERIAL0.RAW"
+    assert fold("straße") == "STRAßE"            # ß → SS would change the length
+    assert fold("ŉa") == "ŉA" and fold("ǰ") == "ǰ"
+    assert fold("ärger") == "ÄRGER" and fold("ı") == "I"
+    for text in ("ßa", "ﬀx", "İi", "σς", "", "ßa" * 200):   # (a long name is not remembered)
+        assert fold(text) == "".join(c.upper() if len(c.upper()) == 1 else c for c in text)
+
+
 # ---------------------------------------------------------------------------------------
 # Files, locking, durability
 

@@ -119,11 +119,14 @@ def project(installed: dict) -> Path:
 
 def test_the_installed_package_is_not_the_checkout(installed: dict) -> None:
     out = _run([str(installed["venv"] / "bin" / "python"), "-c",
-                "import harness, harness.packagedata as p; print(harness.__file__); print(p.shipped_dir('configs'))"],
+                "import harness, harness.packagedata as p; from harness.qemu import lifeline; print(harness.__file__); "
+                "print(p.shipped_dir('configs')); print(lifeline.command(1)[0])"],
                installed["root"], installed["env"])
-    module, configs = out.stdout.split()
+    module, configs, life = out.stdout.split()
     assert module.startswith(str(installed["venv"])) and not module.startswith(str(REPO))
     assert configs.endswith("harness/_data/configs") and configs.startswith(str(installed["venv"]))
+    # The wheel carries the compiled lifeline, executable.
+    assert life.endswith("harness/qemu/_lifeline") and life.startswith(str(installed["venv"]))
 
 
 def test_harness_run_finds_the_conflict_from_the_users_tree(installed: dict, project: Path) -> None:

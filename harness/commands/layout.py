@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from ..names import ACCEL_POLICIES
 from ..qemu.binary import require_qemu
-from ..config import ACCEL_POLICIES, load_machine
-from ..qemu.machine import Machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,10 +27,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_qemu()   # one line naming the binary, before any file is read
-    spec = load_machine(args.config, accel=args.accel)
-    with Machine(spec, keep=args.keep) as machine:
+    from ..qemu import launchplan
+    plan_options = {"accel": args.accel}
+    # The post-firmware layout starts QEMU from the last run's plan before anything is
+    # imported (launchplan.py); the machine file is still read and checked in full.
+    early = (launchplan.start(args.config, "layout", plan_options, keep=args.keep)
+             if args.phase == "post-firmware" else None)
+    try:
+        from ..config import load_machine
+        from ..qemu.machine import Machine
+        spec = load_machine(args.config, accel=args.accel)
+    except BaseException:
+        if early is not None:
+            early.discard()
+        raise
+    with Machine(spec, keep=args.keep, early=early) as machine:
         if args.phase == "post-firmware":
+            if not machine.early_adopted:
+                launchplan.save(args.config, "layout", plan_options, machine)
             machine.start_firmware()  # SeaBIOS runs while the layout code is imported
+        import json
         from ..qemu.actions import run_firmware_and_steps
         from ..qemu.layout import diff, format_text, read_static_facts, snapshot
         read_static_facts(machine)  # QOM, asked while the firmware runs

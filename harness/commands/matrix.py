@@ -13,8 +13,8 @@ from pathlib import Path
 from ..errors import HarnessError
 from ..qemu.binary import require_qemu
 from ..repro import write_cell_bundle
-from ..matrix import (Matrix, RunAborted, format_summary, load_matrix, parse_shard, run_cells,
-                      shard, shard_of)
+from ..matrix import (ARTIFACTS, Matrix, RunAborted, format_summary, load_matrix, parse_shard,
+                      run_cells, shard, shard_of)
 from .. import matrix_report
 
 EMIT_FORMATS = ("github", "gitlab", "json")
@@ -58,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                  "a shard); with merge: the merged files' folder (default "
                                                  "runs/matrix-<name>/merged)")
     parser.add_argument("--picture", action="store_true", help="with --run: draw each cell's resourcemap.png")
+    parser.add_argument("--artifacts", choices=ARTIFACTS, default="failures",
+                        help="with --run: which cells keep every file of their main job (report.txt, "
+                             "report.html, registry.sqlite, registry.reg, QEMU's logs): 'failures' "
+                             "(the default: cells that fail or error; the others keep report.json) "
+                             "or 'all'")
     parser.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto",
                         help="with --run: a bar on a terminal, a line per cell otherwise (default auto)")
     parser.set_defaults(func=run)
@@ -95,8 +100,9 @@ def run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     start = time.monotonic()
     try:
-        results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle, progress=None if args.progress == "none" else args.progress,
-                            picture=args.picture)
+        results = run_cells(cells, args.jobs, out, on_failure=write_cell_bundle,
+                            progress=None if args.progress == "none" else args.progress,
+                            picture=args.picture, artifacts=args.artifacts)
     except RunAborted as aborted:
         # What ran is still written down (a cancelled CI job keeps its JUnit file); a merge
         # names the cells that did not run as missing.

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
-from pathlib import Path
-from typing import Any
 
+from ..names import ACCEL_POLICIES, HAL_CHOICES
 from ..qemu.binary import require_qemu
-from ..config import ACCEL_POLICIES, HAL_CHOICES, hal_for, load_machine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "an edge-triggered ISA line); 2 on a usage, input or setup error.")
     parser.add_argument("config", help="machine YAML file (configs/machines/*.yaml, configs/conflicts/*.yaml)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--out", type=Path, help="folder for logs, registry, report and picture "
+    parser.add_argument("--out", help="folder for logs, registry, report and picture "
                                                  "(default: runs/<machine name>)")
     parser.add_argument("--no-picture", action="store_true", help="do not draw resourcemap.png")
     parser.add_argument("--accel", choices=ACCEL_POLICIES, help="override the config's accelerator policy")
@@ -41,14 +38,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_qemu()   # one line naming the binary, before any file is read
-    spec = load_machine(args.config, accel=args.accel)
-    out = args.out if args.out is not None else Path("runs") / spec.name
-    # The PIC HAL's machine is QEMU paused after its firmware: start it now (the APIC HAL's
-    # probe guest is booted by the job).
-    machine = _start_early(spec) if hal_for(spec, args.hal) == "pic" else None
+    from ..qemu import launchplan
+    plan_options = {"accel": args.accel, "hal": args.hal}
+    # The PIC HAL's machine is QEMU paused after its firmware: the last run's plan starts
+    # it now, before anything heavy is imported (the APIC HAL's probe guest is booted by
+    # the job, and has no plan).
+    early = launchplan.start(args.config, "run", plan_options)
     try:
+        from ..config import hal_for, load_machine
+        spec = load_machine(args.config, accel=args.accel)
+        from ..qemu.machine import start_running
+        machine = start_running(spec, early) if hal_for(spec, args.hal) == "pic" else None
+    except BaseException:
+        if early is not None:
+            early.discard()
+        raise
+    if early is not None and machine is None:
+        early.discard()
+    if machine is not None and not machine.early_adopted:
+        launchplan.save(args.config, "run", plan_options, machine)
+    try:
+        import json
+        from pathlib import Path
         from ..job import run_job
-        from ..repro import write_bundle
+        out = Path(args.out) if args.out is not None else Path("runs") / spec.name
         result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos,
                          machine=machine)
     finally:
@@ -57,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:
+        from ..repro import write_bundle  # (and PyYAML, to write it) only for a finding
         bundle = write_bundle(result, title=f"harness run {args.config}")
     if args.json:
         print(json.dumps(dict(result.to_dict(), bundle=str(bundle) if bundle else None), indent=1))
@@ -65,24 +79,3 @@ def run(args: argparse.Namespace) -> int:
         if bundle:
             print(f"Repro bundle: {bundle}  (harness repro {bundle})")
     return result.exit_code
-
-
-def _start_early(spec: Any) -> Any:
-    """QEMU launched and its firmware running, so that the NT model is imported meanwhile
-    (on another core); None if that failed: the job then launches it again itself and
-    reports the failure with QEMU's logs in OUT/qemu, as it always has."""
-    from ..errors import HarnessError
-    from ..qemu.machine import Machine, new_run_dir
-    # A folder the machine does not own outlives its close() for the job's copy, and carries
-    # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
-    machine = Machine(spec, run_dir=new_run_dir(spec.name))
-    try:
-        machine.launch()
-        machine.start_firmware()
-    except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us
-        machine.close()
-        shutil.rmtree(machine.run_dir, ignore_errors=True)
-        if isinstance(exc, HarnessError):
-            return None
-        raise
-    return machine

@@ -40,12 +40,17 @@ Storage and concurrency (one registry per machine):
   another) gets :class:`~harness.nt.errors.RegistryLockedError` instead of sharing the file.
   The lock is an OS file lock, so it disappears with a killed process.
   :func:`unique_registry_path` names files by pid, xdist worker and a random token.
+* Because no one else writes the file, an instance remembers every key it has found or
+  created (id, stored name, volatility by folded path): a look-up asks SQLite only for
+  path components it has not seen, and a delete, ``discard_volatile`` or a rollback
+  forgets them all.  :meth:`Registry.walk` reads a subtree in two queries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
 import re
 import secrets
@@ -112,7 +117,20 @@ _STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ)
 def fold(name: str) -> str:
     """NT-style case folding: upcase one character at a time, leaving characters whose
     upper case is not a single character (ß) alone, so lengths never change."""
+    # Names a registry sees again and again are remembered; a long value name is not.
+    return _fold_remembered(name) if len(name) <= MAX_KEY_NAME else _fold(name)
+
+
+def _fold(name: str) -> str:
+    # str.upper maps each character on its own (no context), so when no character grew
+    # the whole-string upper case is the per-character one.
+    upper = name.upper()
+    if len(upper) == len(name):
+        return upper
     return "".join(u if len(u := c.upper()) == 1 else c for c in name)
+
+
+_fold_remembered = functools.lru_cache(maxsize=8192)(_fold)
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,6 +281,15 @@ def split_path(path: str) -> list[str]:
     validating the syntax. Case is kept; comparisons fold later."""
     if not isinstance(path, str):
         raise InvalidPathError(f"key path must be a str, got {type(path).__name__}")
+    # A job addresses a few hundred paths thousands of times: those are remembered (an
+    # invalid one raises each time: exceptions are not cached); a very long one is not.
+    return list(_split_remembered(path) if len(path) <= _REMEMBERED_PATH else _split(path))
+
+
+_REMEMBERED_PATH = 1024
+
+
+def _split(path: str) -> tuple[str, ...]:
     if not path.startswith("\\"):
         raise InvalidPathError(f"{path!r} is not an absolute registry path (expected "
                                r"'\Registry\Machine\...')")
@@ -283,7 +310,10 @@ def split_path(path: str) -> list[str]:
     if parts and fold(parts[0]) not in _TOP_KEYS:
         raise InvalidPathError(f"{path!r}: only \\Registry\\Machine and \\Registry\\User "
                                "exist below \\Registry", NTSTATUS.STATUS_OBJECT_NAME_NOT_FOUND)
-    return parts
+    return tuple(parts)
+
+
+_split_remembered = functools.lru_cache(maxsize=4096)(_split)
 
 
 def join_path(*parts: str) -> str:
@@ -390,6 +420,10 @@ class Registry:
                  create: bool = True, timeout: float = 0.5, sync: str = "commit") -> None:
         self.path = str(path)
         self._depth = 0
+        #: Keys found or created, by their folded path below \REGISTRY: (id, stored name,
+        #: volatile).  Only this instance writes the file (its exclusive lock), so an entry
+        #: goes stale only by this instance's deletes and rollbacks, which empty it.
+        self._keys: dict[tuple[str, ...], tuple[int, str, bool]] = {}
         if sync not in SYNC_MODES:
             raise RegistryError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.sync = sync
@@ -516,6 +550,27 @@ class Registry:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+                self._keys.clear()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the registry as it is now to a new file ``path`` (SQLite's online backup),
+        which :class:`Registry` opens like any other: how an in-memory registry that turns
+        out to matter is kept.  ``path`` must not exist yet."""
+        target = Path(path)
+        if self.in_transaction:
+            raise RegistryError("cannot save a registry in the middle of a transaction")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise RegistryFileError(f"cannot write registry file {target}: {e.strerror}") from None
+        os.close(fd)
+        try:
+            with contextlib.closing(sqlite3.connect(target)) as copy:
+                self._conn.backup(copy)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
 
     def __enter__(self) -> "Registry":
         return self
@@ -546,6 +601,7 @@ class Registry:
             yield self
         except BaseException:
             self._depth = depth
+            self._keys.clear()  # it may hold keys the rollback removes
             if depth == 0:
                 db.execute("ROLLBACK")
             else:
@@ -553,7 +609,11 @@ class Registry:
                 db.execute(f"RELEASE sp{depth}")
             raise
         self._depth = depth
-        db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+        try:
+            db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
+        except BaseException:
+            self._keys.clear()  # a failed commit may have rolled back
+            raise
 
     @property
     def in_transaction(self) -> bool:
@@ -562,17 +622,27 @@ class Registry:
     # -- keys ------------------------------------------------------------------------------
     def _lookup(self, parts: Sequence[str]) -> list[tuple[int, str, bool]] | None:
         """Rows (id, stored name, volatile) from the root down, or None if a part is missing."""
+        db = self._conn
         rows = [(_ROOT_ID, "REGISTRY", False)]
-        for part in parts:
-            row = self._conn.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND "
-                                     "folded=?", (rows[-1][0], fold(part))).fetchone()
+        folded = tuple(map(fold, parts))
+        for i in range(len(folded)):
+            prefix = folded[:i + 1]
+            row = self._keys.get(prefix)
             if row is None:
-                return None
-            rows.append((row[0], row[1], bool(row[2])))
+                found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
+                                   (rows[-1][0], folded[i])).fetchone()
+                if found is None:
+                    return None
+                row = self._keys[prefix] = (found[0], found[1], bool(found[2]))
+            rows.append(row)
         return rows
 
     def _key_id(self, path: str) -> int:
-        rows = self._lookup(split_path(path))
+        parts = split_path(path)
+        row = self._keys.get(tuple(map(fold, parts)))  # (emptied when the registry closes)
+        if row is not None:
+            return row[0]
+        rows = self._lookup(parts)
         if rows is None:
             raise KeyNotFoundError(f"key {path} does not exist")
         return rows[-1][0]
@@ -592,20 +662,24 @@ class Registry:
         ZwCreateKey's REG_OPENED_EXISTING_KEY). Returns the canonical path."""
         parts = split_path(path)
         with self.transaction():
+            db = self._conn
             parent, names, parent_volatile = _ROOT_ID, [], False
-            for part in parts:
-                row = self._conn.execute("SELECT id, name, volatile FROM keys WHERE parent=? "
-                                         "AND folded=?", (parent, fold(part))).fetchone()
+            folded = tuple(map(fold, parts))
+            for i, part in enumerate(parts):
+                row = self._keys.get(folded[:i + 1])
                 if row is None:
-                    if parent_volatile and not volatile:
-                        raise VolatileParentError(
-                            f"cannot create non-volatile key {part!r} under volatile "
-                            f"{join_path(*names)}")
-                    cur = self._conn.execute("INSERT INTO keys (parent, name, folded, volatile)"
-                                             " VALUES (?,?,?,?)",
-                                             (parent, part, fold(part), int(volatile)))
-                    row = (cur.lastrowid, part, int(volatile))
-                parent, parent_volatile = row[0], bool(row[2])
+                    found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
+                                       (parent, folded[i])).fetchone()
+                    if found is None:
+                        if parent_volatile and not volatile:
+                            raise VolatileParentError(
+                                f"cannot create non-volatile key {part!r} under volatile "
+                                f"{join_path(*names)}")
+                        cur = db.execute("INSERT INTO keys (parent, name, folded, volatile) VALUES (?,?,?,?)",
+                                         (parent, part, folded[i], int(volatile)))
+                        found = (cur.lastrowid, part, volatile)
+                    row = self._keys[folded[:i + 1]] = (found[0], found[1], bool(found[2]))
+                parent, parent_volatile = row[0], row[2]
                 names.append(row[1])
         return join_path(*names)
 
@@ -639,12 +713,14 @@ class Registry:
                     "SELECT 1 FROM keys WHERE parent=? LIMIT 1", (key_id,)).fetchone():
                 raise KeyHasSubkeysError(f"key {path} has subkeys")
             self._conn.execute("DELETE FROM keys WHERE id=?", (key_id,))  # cascades
+            self._keys.clear()
 
     def discard_volatile(self) -> int:
         """Drop every volatile key (what a reboot does). Returns how many keys went."""
         with self.transaction():
             before = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
             self._conn.execute("DELETE FROM keys WHERE volatile=1")
+            self._keys.clear()
             after = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
         return before - after
 
@@ -696,13 +772,39 @@ class Registry:
 
     def walk(self, path: str = REGISTRY_ROOT) -> Iterator[tuple[str, list[RegistryValue]]]:
         """Pre-order (key path, values) for ``path`` and everything below it; subkeys in
-        enumeration order. Paths are canonical."""
-        start = self.canonical_path(path)
-        stack = [start]
+        enumeration order. Paths are canonical. The subtree is read when the iteration
+        starts (two queries, not two per key)."""
+        for key, _volatile, values in self._walk(path):
+            yield key, values
+
+    _SUBTREE = ("WITH RECURSIVE sub(id) AS (SELECT ? UNION ALL "
+                "SELECT keys.id FROM keys JOIN sub ON keys.parent = sub.id) ")
+
+    def _walk(self, path: str) -> Iterator[tuple[str, bool, list[RegistryValue]]]:
+        """:meth:`walk` with each key's volatility."""
+        rows = self._lookup(split_path(path))
+        if rows is None:
+            raise KeyNotFoundError(f"key {path} does not exist")
+        start, _, start_volatile = rows[-1]
+        db = self._conn
+        children: dict[int, list[tuple[str, int, str, bool]]] = {}
+        for key_id, parent, name, folded, volatile in db.execute(
+                self._SUBTREE + "SELECT keys.id, keys.parent, keys.name, keys.folded, keys.volatile "
+                "FROM keys JOIN sub ON keys.id = sub.id", (start,)):
+            children.setdefault(parent, []).append((folded, key_id, name, bool(volatile)))
+        values: dict[int, list[RegistryValue]] = {}
+        for key_id, name, reg_type, data in db.execute(
+                self._SUBTREE + "SELECT v.key_id, v.name, v.type, v.data FROM reg_values v "
+                "JOIN sub ON v.key_id = sub.id ORDER BY v.rowid", (start,)):
+            values.setdefault(key_id, []).append(RegistryValue(name, reg_type, bytes(data), self.arch))
+        # The enumeration order of subkeys: by folded name (SQLite's BINARY order of UTF-8
+        # text is code point order, as Python's).
+        stack = [(join_path(*(name for _, name, _ in rows[1:])), start, start_volatile)]
         while stack:
-            current = stack.pop()
-            yield current, self.values(current)
-            stack.extend(reversed([f"{current}\\{name}" for name in self.subkeys(current)]))
+            key, key_id, volatile = stack.pop()
+            yield key, volatile, values.get(key_id, [])
+            stack.extend((f"{key}\\{name}", child, vol)
+                         for _, child, name, vol in sorted(children.get(key_id, ()), reverse=True))
 
 
 # ---------------------------------------------------------------------------------------
@@ -769,9 +871,8 @@ def format_tree(registry: Registry, path: str = REGISTRY_ROOT) -> str:
     """Print a subtree like a registry viewer: each key, then its values indented, with
     resource lists decoded into type / range / share / flags rows."""
     out = []
-    for key, values in registry.walk(path):
-        info = registry.key_info(key)
-        out.append(key + ("  [volatile]" if info.volatile else ""))
+    for key, volatile, values in registry._walk(path):
+        out.append(key + ("  [volatile]" if volatile else ""))
         for v in values:
             out.extend("    " + line for line in _value_lines(v))
     return "\n".join(out) + "\n"

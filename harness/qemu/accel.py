@@ -62,7 +62,7 @@ def _cache_file() -> Path:
 
 
 def _host_key() -> str:
-    from .machine import QEMU_BINARY
+    from .binary import QEMU_BINARY
     try:
         version = subprocess.run([QEMU_BINARY, "--version"], capture_output=True, text=True,
                                  timeout=10).stdout.splitlines()[0]

@@ -8,6 +8,8 @@ import shutil
 from ..errors import HarnessError
 
 QEMU_ENV = "HARNESS_QEMU"
+#: The QEMU the harness runs: ``$HARNESS_QEMU`` or the Debian package's binary.
+QEMU_BINARY = os.environ.get(QEMU_ENV, "qemu-system-x86_64")
 
 
 class QemuMissing(HarnessError):
@@ -16,7 +18,6 @@ class QemuMissing(HarnessError):
 
 def require_qemu() -> str:
     """The path of the QEMU binary, or :class:`QemuMissing` naming it and ``HARNESS_QEMU``."""
-    from .machine import QEMU_BINARY
     found = shutil.which(QEMU_BINARY)
     if found is None:
         where = f"${QEMU_ENV} is {QEMU_BINARY!r}" if os.environ.get(QEMU_ENV) else "not on PATH"

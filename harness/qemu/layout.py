@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .bus import PortChannel, machine_ports
+from .qomfacts import ISA_FACT_QUERIES, QOM_CONTAINERS
 
 SCHEMA_VERSION = 1
 PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
@@ -329,7 +330,6 @@ def _owning_device(region: "MtreeRegion") -> tuple[str, str]:
 
 
 #: Where QEMU puts devices: what ``qom-list`` of these says names each child's type.
-QOM_CONTAINERS = ("/machine/unattached", "/machine/peripheral", "/machine/peripheral-anon")
 
 
 class QomReader:
@@ -440,10 +440,7 @@ class QomReader:
         listing: by id, and an anonymous one by type (several of one type by a property
         asked of each candidate).  When anything does not match one to one, the QOM walk
         answers instead, so the result is always the QOM walk's."""
-        isa_listing, *listings = self.ask(
-            [("qom-list-types", {"implements": "isa-device", "abstract": False})]
-            + [("qom-list", {"path": container}) for container in QOM_CONTAINERS]
-            + [("human-monitor-command", {"command-line": "info qtree"})])
+        isa_listing, *listings = self.ask(list(ISA_FACT_QUERIES))
         if isinstance(isa_listing, BaseException):
             raise isa_listing
         isa_types = {t["name"] for t in isa_listing}

@@ -14,16 +14,13 @@ import os
 import shlex
 import shutil
 import signal
-import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
@@ -35,13 +32,16 @@ from ..config import (BUILTIN_IDE, DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, ID_RE, 
                       RESERVED_ID_PREFIX, MachineSpec)
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
 from ..errors import ConfigError, HarnessError
-from . import lifeline
 from . import loop as hloop
 from .accel import resolve_accel
-from .qtest import QtestChannel, qtest_args, qtest_wanted
-from .reaper import KEEP_FILE, OWNER_ENV, OWNER_FILE, owner_tag
+from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
+from .owner import KEEP_FILE
+from .qtest import QtestChannel, qtest_wanted
+from .spawn import Spawned, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
 
-QEMU_BINARY = os.environ.get("HARNESS_QEMU", "qemu-system-x86_64")
+if TYPE_CHECKING:
+    from .launchplan import EarlyStart
+
 #: Machine kinds pinned to versioned machine types, so a QEMU upgrade that changes the
 #: ``pc``/``q35`` aliases cannot silently change the hardware under test.
 MACHINE_TYPES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2", "isapc": "isapc"}
@@ -144,6 +144,30 @@ class _StuckSignal(Exception):
         self.state = state
 
 
+def _query_key(command: str, arguments: dict[str, Any] | None) -> str:
+    return json.dumps([command, arguments], sort_keys=True)
+
+
+class _Client(QMPClient):
+    """The QMP client of a QEMU whose capabilities were negotiated by commands written
+    before it started (:func:`~harness.qemu.spawn.spawn_qemu`): it reads the greeting,
+    skips the negotiation, and hands the answers to those commands (ids ``presented``)
+    to futures instead of dropping them as unknown."""
+
+    def __init__(self, name: str, presented: Sequence[str]) -> None:
+        super().__init__(name)
+        self.negotiate = False
+        self.presented: dict[str, asyncio.Future[dict[str, Any]]] = {
+            ident: asyncio.get_running_loop().create_future() for ident in presented}
+
+    async def _on_message(self, msg: Any) -> None:
+        future = self.presented.get(msg.get("id")) if "event" not in msg else None
+        if future is not None and not future.done():
+            future.set_result(dict(msg))
+            return
+        await super()._on_message(msg)
+
+
 class Machine:
     """A QEMU machine built from a :class:`MachineSpec`.
 
@@ -158,25 +182,55 @@ class Machine:
 
     def __init__(self, spec: MachineSpec, *, run_dir: str | Path | None = None, keep: bool = False,
                  accel: str | None = None, qmp_timeout: float = DEFAULT_QMP_TIMEOUT,
-                 extra_args: tuple[str, ...] = (), boot: GuestBoot | None = None) -> None:
+                 extra_args: tuple[str, ...] = (), boot: GuestBoot | None = None,
+                 early: "EarlyStart | None" = None) -> None:
+        """``early``: a QEMU the command line started from a launch plan before ``spec``
+        was read (:mod:`harness.qemu.launchplan`).  It is adopted if it runs exactly the
+        command line built here from ``spec``; otherwise it is killed, its files removed,
+        and this machine launches as usual.  Its run folder is this machine's (given as
+        ``run_dir`` too when the caller keeps it after :meth:`close`)."""
         self.spec = spec
         self.boot = boot
         self.keep = keep
         self.qmp_timeout = qmp_timeout
         self.extra_args = tuple(extra_args)
-        self._token = os.urandom(4).hex()
-        self.accel = resolve_accel(accel or spec.accel)
-        self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(spec.name)
-        self._own_run_dir = run_dir is None
-        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.run_dir, 0o700)
-        write_text(self.run_dir / OWNER_FILE, owner_tag(self._token))  # whole or absent
-        if keep:
-            (self.run_dir / KEEP_FILE).touch()
+        if early is not None and run_dir is not None and Path(run_dir) != Path(early.run_dir):
+            early.discard()
+            raise HarnessError("an early-started machine keeps its own run folder")
+        self._token = early.token if early is not None else os.urandom(4).hex()
         try:
-            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args, boot)
+            self.accel = resolve_accel(accel or spec.accel)
         except BaseException:
-            if self._own_run_dir:
+            if early is not None:
+                early.discard()
+            raise
+        if early is not None:
+            run_dir_path = Path(early.run_dir)
+        else:
+            run_dir_path = Path(run_dir) if run_dir is not None else Path(_new_run_dir(spec.name))
+        self.run_dir = run_dir_path
+        self._own_run_dir = run_dir is None
+        #: The early QEMU, if it runs this machine's command line (see launch()).
+        self._early: Spawned | None = None
+        #: Whether this machine runs on the QEMU of an early start (its plan was right).
+        self.early_adopted = False
+        try:
+            self._prepare_run_dir()
+            self.argv = build_argv(spec, self.run_dir, self.accel, self.extra_args, boot)
+            self.early_adopted = early is not None and early.argv == self.argv and boot is None
+            if early is not None and not self.early_adopted:
+                # The plan was stale (a model, the harness or the environment changed).
+                early.spawned.kill()
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self._prepare_run_dir()
+            if self.early_adopted:
+                self._early = early.spawned
+            else:
+                create_drive_images(spec, self.run_dir)
+        except BaseException:
+            if early is not None and not self.early_adopted:
+                early.spawned.kill()
+            if self._own_run_dir or early is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
         self.phase = "not-started"
@@ -193,11 +247,22 @@ class Machine:
         #: The qtest socket (harness.qemu.qtest): the fast channel for port I/O.
         self.qtest: QtestChannel | None = None
         self._events: list[dict[str, Any]] = []
+        #: Answers to questions written before QEMU started (spawn_qemu's ``ask``), by
+        #: :func:`_query_key`, each handed out once by :meth:`qmp_many`.
+        self._prefetched: dict[str, dict[str, Any]] = {}
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._qmp_log = None
         self._closed = False
         self._lock = threading.Lock()
+
+    def _prepare_run_dir(self) -> None:
+        """The run folder, private, tagged with this machine's owner tag (and keep mark)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.run_dir, 0o700)
+        write_owner(str(self.run_dir), self._token)
+        if self.keep:
+            (self.run_dir / KEEP_FILE).touch()
 
     # ------------------------------------------------------------------ paths and logs
     @property
@@ -265,60 +330,97 @@ class Machine:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def launch(self, timeout: float = 10.0) -> None:
-        """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails."""
+    def launch(self, timeout: float = 10.0, *, start_firmware: bool = False,
+               ask: Sequence[tuple[str, dict[str, Any] | None]] = ()) -> None:
+        """Start QEMU paused and connect QMP; raise :class:`LaunchError` if it fails.
+
+        ``start_firmware``: QEMU runs the firmware as soon as its monitor does (``cont``
+        written before it starts: :meth:`start_firmware` without a round trip); ``ask``:
+        questions whose answers cannot change while QEMU runs
+        (:data:`harness.qemu.qomfacts.ISA_FACT_QUERIES`), answered meanwhile and handed out
+        by :meth:`qmp_many`.  A machine built on an early start attaches to that QEMU
+        instead (its firmware already running: :attr:`phase` is then ``firmware``)."""
         if self._proc is not None:
             raise HarnessError("machine already launched")
         write_text(self.run_dir / "argv.sh",
             "#!/bin/sh\n# The QEMU command line of this run; the harness adds QMP and qtest on socketpairs.\n"
-            + "exec " + shlex.join(self.argv) + "\n")
+            + "exec " + shlex.join(self.argv) + "\n", sync=False)  # the run folder is not kept durably
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
         Machine._live.add(self)
+        early, self._early = self._early, None
         try:
-            hloop.call(self._launch_async, timeout, lambda: self._launch_failed(
+            if early is None:
+                # Spawned on the loop thread (see loop.py): the death signal follows that thread.
+                early = hloop.call_soon(lambda: spawn_qemu(
+                    self.argv, self._token, str(self.qemu_log), start_firmware=start_firmware,
+                    qtest=qtest_wanted(), ask=tuple(ask)))
+            self._proc = early.proc
+            hloop.call(lambda: self._attach(early), timeout, lambda: self._launch_failed(
                 f"QEMU did not answer QMP within {timeout:.0f} s"))
         except BaseException:
+            if early is not None and self._proc is None:
+                early.kill()
             self.close()  # the error carries the log tails; keep=True keeps the files
             raise
-        self.phase = "pre-firmware"
+        if any(command == "cont" for _, command, _ in early.sent):
+            self._firmware_started = (0, early.started)
+            self.phase = "firmware"
+        else:
+            self.phase = "pre-firmware"
 
-    async def _launch_async(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        qtest_ours, qtest_theirs = _qtest_pair()
-        with open(self.qemu_log, "ab") as out:
-            env = dict(os.environ, **{OWNER_ENV: owner_tag(self._token)})
-            # The lifeline arms the parent-death signal, then checks the parent is still
-            # this process before it execs QEMU: no window in which a QEMU can be orphaned.
-            argv = [*lifeline.command(os.getpid()), _qemu_path(self.argv[0]), *self.argv[1:],
-                    "-chardev", f"socket,id={RESERVED_ID_PREFIX}-qmp,fd={theirs.fileno()}",
-                    "-mon", f"chardev={RESERVED_ID_PREFIX}-qmp,mode=control",
-                    *(qtest_args(qtest_theirs.fileno()) if qtest_theirs else [])]
-            # Spawned on the loop thread (see loop.py): the death signal follows that thread.
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT,
-                                          pass_fds=[s.fileno() for s in (theirs, qtest_theirs) if s],
-                                          start_new_session=True, env=env, close_fds=True)
-        theirs.close()
-        if qtest_ours is not None and qtest_theirs is not None:
-            qtest_theirs.close()
-            self.qtest = QtestChannel(qtest_ours, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
+    async def _attach(self, spawned: Spawned) -> None:
+        """Connect QMP to a QEMU :func:`~harness.qemu.spawn.spawn_qemu` started: the
+        capabilities were negotiated by the commands written before it started; their
+        answers are checked here, every event since is in :attr:`_events`."""
+        for ident, command, arguments in spawned.sent:
+            self._log_line("cmd", {"execute": command, "arguments": arguments, "id": ident,
+                                   "written": "before QEMU started"})
+        if spawned.qtest is not None:
+            self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
         self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
-        client = QMPClient(self.spec.name)
+        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
         try:
-            await client.connect(ours)
+            await client.connect(spawned.qmp)
         except Exception as exc:
             await asyncio.sleep(0.2)  # let QEMU finish writing its error
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
-        version = await client.execute("query-version")
-        q = version["qemu"]
+        for ident, command, arguments in spawned.sent:
+            answer = await self._presented_answer(client.presented[ident])
+            if answer is None:  # QEMU exited before it answered
+                if command in ("qmp_capabilities", "cont"):
+                    raise self._launch_failed(f"QEMU exited before it took {command!r}")
+                continue  # the firmware ended it (a finding, not a launch failure): asked again later
+            self._log_line("error" if "error" in answer else "ret", answer)
+            if command in ("qmp_capabilities", "cont"):
+                if "error" in answer:
+                    raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
+            else:  # a question asked ahead (harness.qemu.qomfacts): its answer waits for the asker
+                self._prefetched[_query_key(command, arguments)] = answer
+        q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
-        kvm = await client.execute("query-kvm")
-        self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
-        self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid})
+        if self._proc.poll() is None:
+            kvm = await client.execute("query-kvm")
+            self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
+        else:  # a firmware that ends QEMU at once; whoever looks next finds it gone
+            self.accel_used = self.accel
+        self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid,
+                                "early_start": self.early_adopted})
+
+    async def _presented_answer(self, future: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+        """The answer to a command written before QEMU started, or None if QEMU exited
+        without giving it (what it did say is still read from the socket first)."""
+        while not future.done():
+            if self._proc is not None and self._proc.poll() is not None:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(future), 0.5)
+                except asyncio.TimeoutError:
+                    return None
+            await asyncio.wait([future], timeout=0.02)
+        return future.result()
 
     def _qtest_closed(self, what: str) -> QEMUError:
         if self._exited_within(1.0):
@@ -383,7 +485,7 @@ class Machine:
         quit_grace = 0.0  # unless QEMU took the quit, go straight to signals
         if proc is not None and proc.poll() is None and self._client is not None:
             try:
-                hloop.call(lambda: self._client.execute("quit"), min(QUIT_TIMEOUT, self.qmp_timeout),
+                hloop.call(lambda: self._execute("quit"), min(QUIT_TIMEOUT, self.qmp_timeout),
                            lambda: TimeoutError())
                 quit_grace = 3.0
             except TimeoutError:
@@ -445,6 +547,9 @@ class Machine:
             return []
         self._require_running()
         timeout = self.qmp_timeout if timeout is None else timeout
+        keys = [_query_key(c, a) for c, a in commands]
+        if all(key in self._prefetched for key in keys):  # asked ahead, at QEMU's start
+            return [self._answer_of(command, self._prefetched.pop(key)) for (command, _), key in zip(commands, keys)]
 
         async def run() -> list[Any]:
             return await asyncio.gather(*(self._execute(c, a) for c, a in commands), return_exceptions=True)
@@ -465,6 +570,13 @@ class Machine:
                 raise answer
             out.append(answer)
         return out
+
+    def _answer_of(self, command: str, message: dict[str, Any]) -> Any:
+        """The result of an answer taken ahead of time, or the error QEMU gave, as qmp_many has them."""
+        if "error" in message:
+            return QEMUError(f"QMP {command!r} failed: {message['error'].get('desc', message['error'])}",
+                             machine=self, tail=False)
+        return message["return"]
 
     async def _execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         """One QMP command on the loop thread, with command and answer in qmp.log."""
@@ -606,7 +718,10 @@ class Machine:
     def start_firmware(self) -> None:
         """Let the firmware run (from its start, again if it ran before) without waiting
         for its end, so the caller can work meanwhile (the CLI imports the NT model while
-        SeaBIOS runs on another core); :meth:`run_firmware` then waits for the end."""
+        SeaBIOS runs on another core); :meth:`run_firmware` then waits for the end.
+        A machine whose firmware was started with QEMU (an early start) is left as it is."""
+        if self.phase == "firmware":
+            return
         if self.phase == "post-firmware":
             mark = len(self._events)
             self.qmp("set-action", {"reboot": "reset"})
@@ -816,10 +931,7 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
     elif model.backend == "audiodev":
         opts.append(f"audiodev={RESERVED_ID_PREFIX}-snd")
     elif model.backend == "drive":
-        image = run_dir / f"{dev.id}.img"
-        image_arg = _arg(str(image), "path", _RUN_DIR)
-        with open(image, "wb") as f:  # a blank 1.44 MB floppy, sparse
-            f.truncate(1474560)
+        image_arg = _arg(str(run_dir / drive_image(dev)), "path", _RUN_DIR)
         drv = f"{RESERVED_ID_PREFIX}-drv-{dev_id}"
         args += ["-drive", f"if=none,id={drv},file={image_arg},format=raw"]
         opts.append(f"drive={drv}")
@@ -863,6 +975,25 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
     return args + ["-device", ",".join(opts)]
 
 
+#: A drive device's medium: a blank 1.44 MB floppy, sparse.
+DRIVE_IMAGE_BYTES = 1474560
+
+
+def drive_image(dev: Any) -> str:
+    """The file name, in the run folder, of a drive device's blank medium."""
+    return f"{dev.id}.img"
+
+
+def create_drive_images(spec: MachineSpec, run_dir: Path) -> list[str]:
+    """Create the blank media of ``spec``'s drive devices in ``run_dir`` (before QEMU
+    opens them; :func:`build_argv` only names them); returns their file names."""
+    names = [drive_image(dev) for dev in spec.devices if dev.model.backend == "drive"]
+    for name in names:
+        with open(run_dir / name, "wb") as f:
+            f.truncate(DRIVE_IMAGE_BYTES)
+    return names
+
+
 def _chassis(dev: Any) -> int:
     # Unique per bridge within a machine and stable: derived from the id.
     import zlib
@@ -876,17 +1007,6 @@ def _check_unix_paths(run_dir: Path) -> None:
         raise HarnessError(f"run folder {run_dir} is too long for unix sockets "
                            f"({len(longest.encode())} > {UNIX_PATH_MAX} bytes); set HARNESS_RUN_DIR "
                            "to a shorter folder")
-
-
-def _qtest_pair() -> tuple[socket.socket, socket.socket] | tuple[None, None]:
-    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest_wanted() else (None, None)
-
-
-def _qemu_path(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        raise HarnessError(f"QEMU ({binary}) is not installed or not on PATH; set HARNESS_QEMU")
-    return path
 
 
 def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -914,27 +1034,45 @@ def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:
     return "did not exit after SIGKILL"
 
 
+def start_running(spec: MachineSpec, early: "EarlyStart | None" = None) -> "Machine | None":
+    """``spec``'s machine launched with its firmware running and the layout's QOM questions
+    asked (on the QEMU of ``early`` when its plan was right), in a run folder the caller
+    removes after :meth:`Machine.close` (the main job copies its logs first), so that the
+    caller imports the NT model while SeaBIOS runs on another core (``harness run``, matrix
+    workers).  None if QEMU could not be started: the job then launches it again itself
+    and reports the failure with QEMU's logs, as it always has."""
+    from .qomfacts import ISA_FACT_QUERIES
+    # A folder the machine does not own outlives its close() for the job's copy, and carries
+    # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
+    run_dir = Path(early.run_dir) if early is not None else new_run_dir(spec.name)
+    try:
+        machine = Machine(spec, run_dir=run_dir, early=early)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    try:
+        if not machine.early_adopted:
+            machine.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+        else:
+            machine.launch()
+    except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us
+        machine.close()
+        shutil.rmtree(machine.run_dir, ignore_errors=True)
+        if isinstance(exc, HarnessError):
+            return None
+        raise
+    return machine
+
+
 def run_root() -> Path:
-    """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp."""
-    root = Path(os.environ.get("HARNESS_RUN_DIR") or Path(tempfile.gettempdir()) / f"harness-{os.getuid()}")
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = root.lstat()  # not stat: a link planted in /tmp could aim the chmod anywhere
-    if not stat.S_ISDIR(info.st_mode):
-        raise HarnessError(f"run folder root {root} is a symbolic link or not a folder")
-    if info.st_uid != os.getuid():
-        raise HarnessError(f"run folder root {root} belongs to another user")
-    os.chmod(root, 0o700)
-    return root
+    """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp
+    (:func:`harness.qemu.spawn.run_root`)."""
+    return Path(_run_root())
 
 
 def new_run_dir(name: str) -> Path:
     """A fresh private run folder under :func:`run_root` for machine ``name``."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=run_root()))
-    # Tagged at once, so the sweep can tell whose it is from the first moment on.
-    write_text(folder / OWNER_FILE, owner_tag(""))
-    return folder
+    return Path(_new_run_dir(name))
 
 
 def _tail(path: Path, lines: int) -> list[str]:

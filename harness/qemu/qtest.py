@@ -31,7 +31,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from ..config import RESERVED_ID_PREFIX
+from ..names import RESERVED_ID_PREFIX
 from ..errors import HarnessError
 
 QTEST_ID = f"{RESERVED_ID_PREFIX}-qtest"

@@ -28,86 +28,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-OWNER_ENV = "HARNESS_OWNER"
-#: File in each run folder holding its owner's tag; a folder the user asked to keep has
-#: KEEP_FILE beside it.
-OWNER_FILE = "owner"
-KEEP_FILE = "keep"
+from .owner import (_OWNED_NAME, KEEP_FILE, OWNER_ENV, OWNER_FILE, Owner, _pidns, _start_time, _stat_fields,  # noqa: F401
+                    _state, owned_name, owner_tag)
+
 #: Seconds a keep-marked run folder outlives its owner (for post-mortems), then swept.
 KEEP_GRACE = 24 * 3600.0
-#: The owner part of a file name in the run root (``xdist-groups-<run>@<owner>.gw0.json``).
-_OWNED_NAME = re.compile(r"@(\d+)-(\d+)-(\d+)-(\d+)(?:\.|$)")
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Who started a QEMU or made a run folder."""
-
-    pid: int
-    #: Start time in clock ticks after boot (/proc/PID/stat field 22).
-    start: int
-    uid: int
-    #: Inode of /proc/PID/ns/pid.
-    pidns: int
-    token: str = ""
-
-    def text(self) -> str:
-        return f"{self.pid}:{self.start}:{self.uid}:{self.pidns}:{self.token}"
-
-    def stem(self) -> str:
-        """The owner for a file name (see :func:`owned_name`)."""
-        return f"{self.pid}-{self.start}-{self.uid}-{self.pidns}"
-
-    @classmethod
-    def parse(cls, text: str) -> "Owner | None":
-        parts = text.strip().split(":")
-        if len(parts) != 5 or not all(p.isdigit() for p in parts[:4]):
-            return None  # an older harness's "pid:token", or not a tag at all
-        return cls(int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), parts[4])
-
-    @classmethod
-    def me(cls, token: str = "") -> "Owner":
-        return cls(os.getpid(), _start_time("self"), os.getuid(), _pidns("self"), token)
-
-    def is_me(self) -> bool:
-        me = Owner.me()
-        return (self.pid, self.start, self.uid, self.pidns) == (me.pid, me.start, me.uid, me.pidns)
-
-    def gone(self) -> bool:
-        """Whether this owner no longer runs (only meaningful in its own namespace)."""
-        try:
-            return _start_time(str(self.pid)) != self.start or _state(str(self.pid)) == "Z"
-        except (OSError, ValueError, IndexError):
-            return True
-
-
-def owner_tag(token: str) -> str:
-    """This process's tag, as QEMU's environment and run folders carry it."""
-    return Owner.me(token).text()
-
-
-def owned_name(prefix: str) -> str:
-    """A file name in the run root that the sweep can attribute to this process."""
-    return f"{prefix}@{Owner.me().stem()}"
-
-
-def _stat_fields(pid: str) -> list[str]:
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def _start_time(pid: str) -> int:
-    return int(_stat_fields(pid)[19])  # field 22 of the whole line
-
-
-def _state(pid: str) -> str:
-    return _stat_fields(pid)[0]
-
-
-def _pidns(pid: str) -> int:
-    link = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
-    return int(link[link.index("[") + 1:-1])
-
 
 @lru_cache(maxsize=1)
 def _proc_is_ours(pid: int) -> bool:
@@ -326,9 +251,14 @@ def judge_run_root(root: Path, *, now: float | None = None) -> tuple[list[Path],
         if owner is None and text.strip():
             skipped.append((entry, _foreign(None, text, me, None) or ""))
             continue
-        if owner is None:  # (run folders get their tag the moment they are made)
-            skipped.append((entry, "no owner tag: not a run folder of the harness"))
-            continue
+        if owner is None:
+            # A run folder gets its tag before it gets its name; only its staging name
+            # (spawn.new_run_dir) can lack one, and that name says whose it is.
+            match = _OWNED_NAME.search(entry.name)
+            if match is None:
+                skipped.append((entry, "no owner tag: not a run folder of the harness"))
+                continue
+            owner = Owner(*map(int, match.groups()))
         why = _foreign(owner, owner.text(), me, owner.pidns)
         if why is None and not owner.gone():
             why = f"its owner {owner.pid} is alive"

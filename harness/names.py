@@ -1,0 +1,28 @@
+"""Names, choices and places the harness fixes, in a module with no heavy imports: the
+command line builds its parsers, and starts QEMU, before it loads the configuration layer
+(:mod:`harness.qemu.launchplan`)."""
+
+import os
+
+#: The distribution's name (pip's, the cache folder's).
+DIST_NAME = "qemu-nt-harness"
+#: Environment variable: the cache root (guest images, the accelerator verdict, launch plans).
+CACHE_ENV = "HARNESS_CACHE_DIR"
+
+#: Prefix of the ids the harness gives its own chardevs, devices and monitors; a machine
+#: file may not use it.
+RESERVED_ID_PREFIX = "harness"
+#: Accelerator policies (harness.qemu.accel): a machine file's ``accel``, ``--accel``.
+ACCEL_POLICIES = ("tcg", "kvm", "auto")
+#: The HALs a job can run (harness.config.hal_for): ``--hal``.
+HAL_CHOICES = ("auto", "pic", "apic")
+
+
+def cache_root() -> str:
+    """``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/qemu-nt-harness``, else
+    ``~/.cache/qemu-nt-harness`` (not created here: :func:`harness.packagedata.user_cache_dir`)."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return os.path.expanduser(override)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(os.path.expanduser(base), DIST_NAME)
