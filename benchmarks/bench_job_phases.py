@@ -11,8 +11,8 @@ post-driver snapshot, the claims' check (:func:`harness.job.collect`) and the re
 files without picture.  For each phase it prints the median time, the QMP commands and
 the qtest exchanges it made, and the HAL calls the drivers made that cost the most
 (``HalAssignSlotResources``, ``READ_REGISTER_*``).  The boot and firmware are not timed.
-``--timeline`` times whole ``harness run`` processes instead (each checkout's installed
-console script), split at the timestamps of their qmp.log: up to QEMU's greeting, the
+``--timeline`` times whole ``harness run`` processes instead (``python -m harness.cli`` of
+each checkout), split at the timestamps of their qmp.log: up to QEMU's greeting, the
 firmware, the wait for the harness, the job after the firmware, the exit.
 Every round runs in a fresh interpreter with Python's default bytecode caching (the first
 is a warm-up), so modules imported after the firmware count; with ``--against`` the
@@ -154,16 +154,18 @@ TIMELINE = ("start -> QMP greeting", "greeting -> firmware's end (STOP)", "firmw
 
 
 def _timeline_round(repo: Path, config: Path, out: Path) -> list[float]:
-    """One ``harness run CONFIG --no-picture`` of ``repo`` (its installed console script),
-    split by the timestamps of its qmp.log: QMP greeting, the firmware's STOP, the first
-    question after it (query-status), the last line (QEMU's shutdown)."""
+    """One ``harness run CONFIG --no-picture`` of ``repo`` (``python -m harness.cli`` with
+    the checkout first on the path: an exported tree needs no installation), split by the
+    timestamps of its qmp.log: QMP greeting, the firmware's STOP, the first question after
+    it, the last line (QEMU's shutdown)."""
     import json
     import os
     import subprocess
     import time as clock
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(repo)
     start = clock.time()
-    subprocess.run([str(repo / ".venv" / "bin" / "harness"), "run", str(config), "--no-picture", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "harness.cli", "run", str(config), "--no-picture", "--out", str(out)],
                    cwd=repo, env=env, stdout=subprocess.DEVNULL, check=True, timeout=300)
     end = clock.time()
     rows = [json.loads(line) for line in (out / "qemu" / "qmp.log").read_text().splitlines()]
@@ -201,8 +203,8 @@ def main() -> None:
                         help="another checkout (e.g. a worktree of main): its rounds interleave with these, "
                              "each in a fresh interpreter, and the ratios are printed")
     parser.add_argument("--timeline", action="store_true",
-                        help="time whole `harness run` processes instead (each checkout's .venv/bin/harness), "
-                             "split at what their qmp.log records")
+                        help="time whole `harness run` processes instead (`python -m harness.cli` of each "
+                             "checkout), split at what their qmp.log records")
     parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_round:
