@@ -26,3 +26,19 @@ def cache_root() -> str:
         return os.path.expanduser(override)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(os.path.expanduser(base), DIST_NAME)
+
+
+def private_cache_file(path: str) -> bool:
+    """Whether the cache file ``path`` and its folder are this user's, no links, and
+    nobody else can write them: what the harness reads back from its cache (a launch
+    plan becomes a QEMU command line, a pickle runs code) must be what it wrote."""
+    import stat
+    try:
+        for where in (os.path.dirname(path), path):
+            info = os.lstat(where)
+            if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or \
+                    stat.S_ISLNK(info.st_mode):
+                return False
+    except OSError:
+        return False
+    return True

@@ -284,13 +284,11 @@ def _cache_path(name: str) -> Path:
 
 def _read_cache(name: str) -> dict[str, Any]:
     import pickle
-    import stat
+    from .names import private_cache_file
     path = _cache_path(name)
+    if not private_cache_file(str(path)):
+        return {}
     try:
-        for where in (path.parent, path):
-            info = where.lstat()
-            if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or stat.S_ISLNK(info.st_mode):
-                return {}
         with open(path, "rb") as f:
             cached = pickle.load(f)  # made by _write_cache below, in a folder only this user can write
     except Exception:  # noqa: BLE001 - missing, truncated or from another version: parse again

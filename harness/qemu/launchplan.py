@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import zlib
 
-from ..names import cache_root
+from ..names import cache_root, private_cache_file
 from .owner import KEEP_FILE
 from .qomfacts import ISA_FACT_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
@@ -136,13 +135,10 @@ def _plan_path(key: str, *, create: bool) -> str:
 
 
 def _read(path: str) -> "dict | None":
-    """The plan at ``path`` if it and its folder are this user's and nobody else can
-    write them (a plan becomes a QEMU command line), else None."""
+    """The plan at ``path`` if it is privately this user's (names.private_cache_file), else None."""
+    if not private_cache_file(path):
+        return None
     try:
-        for where in (os.path.dirname(path), path):
-            info = os.lstat(where)
-            if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or stat.S_ISLNK(info.st_mode):
-                return None
         with open(path, encoding="utf-8") as f:
             plan = json.load(f)
     except (OSError, ValueError):

@@ -24,7 +24,6 @@ import shutil
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 
 from ..names import RESERVED_ID_PREFIX
@@ -112,8 +111,10 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
 
 
 def run_root() -> str:
-    """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder under /tmp."""
-    root = os.environ.get("HARNESS_RUN_DIR") or os.path.join(tempfile.gettempdir(), f"harness-{os.getuid()}")
+    """Where run folders go: ``$HARNESS_RUN_DIR`` or a private folder in the temporary
+    folder (``$TMPDIR``, ``$TEMP``, ``$TMP`` or /tmp, as :mod:`tempfile` looks)."""
+    tmp = next((os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)), "/tmp")
+    root = os.environ.get("HARNESS_RUN_DIR") or os.path.join(tmp, f"harness-{os.getuid()}")
     os.makedirs(root, mode=0o700, exist_ok=True)
     info = os.lstat(root)  # not stat: a link planted in /tmp could aim the chmod anywhere
     from ..errors import HarnessError
@@ -135,7 +136,14 @@ def new_run_dir(name: str) -> str:
     root = run_root()
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     prefix = f"{name[:24]}-{worker + '-' if worker else ''}"
-    staging = tempfile.mkdtemp(prefix=".new-", suffix=owned_name(""), dir=root)
+    owner = owned_name("")
+    while True:  # (tempfile.mkdtemp's way, without its imports: a fresh random name, 0700)
+        staging = os.path.join(root, f".new-{os.urandom(6).hex()}{owner}")
+        try:
+            os.mkdir(staging, 0o700)
+            break
+        except FileExistsError:
+            continue
     write_owner(staging, "")
     while True:
         folder = os.path.join(root, prefix + os.urandom(6).hex())
