@@ -96,7 +96,9 @@ class Testbed:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
                        ioapic_reader=lambda: read_ioapic(self.machine))
-        layout = self.firmware_layout if self.firmware_layout is not None else snapshot(self.machine, "post-firmware")
+        layout = self.firmware_layout
+        if layout is None:  # read now: the bus keeps what the monitor answered (LiveBus.adopt)
+            layout = snapshot(self.machine, "post-firmware", monitor_reads_to=getattr(bus, "adopt", None))
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)

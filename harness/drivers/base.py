@@ -374,6 +374,12 @@ class NtDriver:
     def outb(self, port: int, value: int) -> None:
         self.hal.WRITE_PORT_UCHAR(port, value)
 
+    def insb(self, port: int, count: int) -> bytes:
+        """``count`` bytes read from one port (READ_PORT_BUFFER_UCHAR: one exchange)."""
+        buffer = bytearray(count)
+        self.hal.READ_PORT_BUFFER_UCHAR(port, buffer, count)
+        return bytes(buffer)
+
 
 def parameter_configs(params: Mapping[str, Mapping[str, Any]], *, port_length: int,
                       default_irq: int | None = None) -> list[DeviceConfig]:

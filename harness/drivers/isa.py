@@ -275,8 +275,7 @@ class FloppyDriver(NtDriver):
         for _ in range(4):                         # one SENSE INTERRUPT per drive after reset
             self.outb(base + 5, 0x08)
             self._wait_msr(base, 0xC0, 0xC0)       # result phase
-            st0 = self.inb(base + 5)
-            self.inb(base + 5)                     # present cylinder
+            st0 = self.insb(base + 5, 2)[0]        # ST0, then the present cylinder
             sense.append(st0)
         self._wait_msr(base, 0x80, 0xC0)
         self.outb(base + 5, 0x10)                  # VERSION
@@ -337,7 +336,7 @@ class FloppyDriver(NtDriver):
                                          f"stalled: main status {msr:#04x} after {timeout:g} s, DMA count "
                                          f"{remaining:#06x} (the channel never moved a byte)"))
                 return DeallocateObject
-            status = bytes(self.inb(base + 5) for _ in range(7))
+            status = self.insb(base + 5, 7)            # the result phase: ST0-ST2, C, H, R, N
             done = self.io.dma.IoFlushAdapterBuffers(adapter, buffer, map_register_base, 0, SECTOR_SIZE, False)
             data = self.hal.bus.read_memory(buffer.logical_address, SECTOR_SIZE)
             ok = done and status[0] & 0xC0 == 0
@@ -406,7 +405,7 @@ class SoundBlasterDriver(NtDriver):
         if not self.inb(base + 0xE) & 0x80 or self.inb(base + 0xA) != 0xAA:
             raise DeviceNotResponding(f"no Sound Blaster DSP at {base:#x}: reset not acknowledged with 0xaa")
         self.outb(base + 0xC, 0xE1)                # DSP version
-        major, minor = self.inb(base + 0xA), self.inb(base + 0xA)
+        major, minor = self.insb(base + 0xA, 2)
         self.outb(base + 4, 0x80)                  # mixer: interrupt setup
         irq_bits = self.inb(base + 5)
         self.outb(base + 4, 0x81)                  # mixer: DMA setup

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from ..nt.hal import PCI_INVALID_VENDORID, slot_number
+from ..nt.hal import PCI_INVALID_VENDORID, PCI_MULTIFUNCTION, slot_number
 from ..nt.iomgr import DeviceObject, DriverObject
 from ..nt.resources import (CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE, CM_RESOURCE_LIST, INTERFACE_TYPE,
                             IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_LIST, CmResourceShare, Interrupt,
@@ -29,21 +29,24 @@ RDBAL_PATTERN = 0x00A5A000   # 16-byte aligned: RDBAL's low 4 bits are hard-wire
 
 
 def find_pci(driver: NtDriver, ids: dict[tuple[int, int], str]) -> list[tuple[int, int, bytes, str]]:
-    """(bus, slot number, 64-byte header, kind) of every function with one of ``ids``."""
+    """(bus, slot number, 64-byte header, kind) of every function with one of ``ids``.
+    Functions 1-7 of a device are asked for only when its function 0 is there and
+    multifunction: the HAL answers them as empty slots otherwise (HalpValidPCISlot)."""
     out = []
     for bus in range(driver.hal.no_buses):
         for device in range(32):
             for function in range(8):
                 slot = slot_number(device, function)
                 header = bytearray(64)
-                if driver.hal.HalGetBusData(PCIConfiguration, bus, slot, header, 64) != 64:
-                    continue
+                filled = driver.hal.HalGetBusData(PCIConfiguration, bus, slot, header, 64)
                 vendor = int.from_bytes(header[0:2], "little")
-                if vendor == PCI_INVALID_VENDORID:
-                    continue
-                kind = ids.get((vendor, int.from_bytes(header[2:4], "little")))
-                if kind is not None:
-                    out.append((bus, slot, bytes(header), kind))
+                if filled == 64 and vendor != PCI_INVALID_VENDORID:
+                    kind = ids.get((vendor, int.from_bytes(header[2:4], "little")))
+                    if kind is not None:
+                        out.append((bus, slot, bytes(header), kind))
+                if function == 0 and (filled != 64 or vendor == PCI_INVALID_VENDORID
+                                      or not header[0x0E] & PCI_MULTIFUNCTION):
+                    break
     return out
 
 
@@ -129,7 +132,7 @@ class Ne2000Driver(NtDriver):
         self.outb(base + 0x0A, 32)                      # RBCR: 32 bytes
         self.outb(base + 0x0B, 0)
         self.outb(base + 0x00, 0x0A)                    # CR: remote read, start
-        prom = bytes(self.inb(base + 0x10) for _ in range(32))
+        prom = self.insb(base + 0x10, 32)              # data port: remote DMA, 32 bytes
         self.outb(base + 0x00, 0x21)
         if prom[28] != 0x57 or prom[30] != 0x57:        # 'W' 'W': NE2000 in word-doubled PROM
             raise DeviceNotResponding(f"NE2000 at {base:#x}: no 0x57 signature in the PROM ({prom.hex()})")

@@ -131,6 +131,24 @@ def read_ports(bus: object, accesses: Sequence[tuple[int, int]]) -> list[int]:
     return [bus.read_port(port, size) for port, size in accesses]  # type: ignore[attr-defined]
 
 
+def probe_config(bus: object, bus_number: int, device: int, function: int,
+                 probes: Sequence[tuple[int, int, int]]) -> list[int]:
+    """For each ``(offset, pattern, original)`` in order: write the dword ``pattern`` at
+    ``offset``, read it back, write ``original`` back; return the values read back.  In
+    one exchange on a bus that can (an optional capability, ``bus.probe_config()``: the
+    accesses are the same, none depends on an earlier answer), else through
+    :meth:`BusAccess.write_config` / :meth:`BusAccess.read_config`."""
+    method = getattr(bus, "probe_config", None)
+    if method is not None:
+        return list(method(bus_number, device, function, probes))
+    out = []
+    for offset, pattern, original in probes:
+        bus.write_config(bus_number, device, function, offset, pattern.to_bytes(4, "little"))  # type: ignore[attr-defined]
+        out.append(int.from_bytes(bus.read_config(bus_number, device, function, offset, 4), "little"))  # type: ignore[attr-defined]
+        bus.write_config(bus_number, device, function, offset, original.to_bytes(4, "little"))  # type: ignore[attr-defined]
+    return out
+
+
 def check_port_access(port: int, size: int) -> None:
     if size not in (1, 2, 4):
         raise BusAccessError(f"port access size must be 1, 2 or 4 bytes, not {size}")

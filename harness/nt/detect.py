@@ -110,6 +110,8 @@ class HardwareDetector:
     def __init__(self, bus: BusAccess, hal: Hal | None = None) -> None:
         self.bus = bus
         self.hal = hal if hal is not None else Hal(bus)
+        self._detecting = False
+        self._elcr: tuple[int, ...] | None = None  # the ELCR as found, during detect()
 
     # ------------------------------------------------------------------ registers
     def _in(self, port: int) -> int:
@@ -138,7 +140,11 @@ class HardwareDetector:
 
     def probe_irq(self, request: Callable[[], None], withdraw: Callable[[], None]) -> set[int]:
         """The ISA IRQ lines that follow a device's interrupt request (module docstring)."""
-        saved = tuple(read_ports(self.bus, [(ELCR[0], 1), (ELCR[1], 1)]))
+        saved = self._elcr
+        if saved is None:
+            saved = tuple(read_ports(self.bus, [(ELCR[0], 1), (ELCR[1], 1)]))
+            if self._detecting:  # every probe puts it back: read once per detection
+                self._elcr = saved
         self._out(ELCR[0], ELCR_LEVEL_CAPABLE[0])
         self._out(ELCR[1], ELCR_LEVEL_CAPABLE[1])
         try:
@@ -263,7 +269,11 @@ class HardwareDetector:
     # ------------------------------------------------------------------ all of it
     def detect(self) -> Detection:
         with posted_writes(self.bus):  # a probe's writes ride along with its next read
-            return self._detect()
+            self._detecting = True
+            try:
+                return self._detect()
+            finally:
+                self._detecting, self._elcr = False, None
 
     def _detect(self) -> Detection:
         controllers: list[DetectedController] = []

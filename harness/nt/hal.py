@@ -53,7 +53,7 @@ from .apic import ApicError, IoApic, Madt, RedirectionEntry, read_madt
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusAccessError,
-                        DecodedSpan, DecodeMap)
+                        DecodedSpan, DecodeMap, posted_writes, probe_config, read_ports)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
@@ -478,6 +478,31 @@ class Hal:
 
     def READ_PORT_ULONG(self, Port: int) -> int:
         return self._port_read(Port, 4)
+
+    def _port_read_buffer(self, port: int, size: int, buffer: Any, count: int) -> None:
+        """``count`` reads of one port into ``buffer`` (little-endian items of ``size``
+        bytes), in one exchange on a bus that batches reads (nothing is written between
+        them, so the device sees what ``count`` single reads would show it).  Each access
+        passes the hooks: every "before" one ahead of the reads, then every "after"."""
+        if count < 0 or len(buffer) < count * size:
+            raise HalError(f"READ_PORT_BUFFER: {count} item(s) of {size} byte(s) do not fit a buffer of {len(buffer)}")
+        for hook in list(self.port_hooks):
+            for _ in range(count):
+                hook(PortAccess("before", "read", port, size, None))
+        values = read_ports(self.bus, [(port, size)] * count)
+        for hook in list(self.port_hooks):
+            for value in values:
+                hook(PortAccess("after", "read", port, size, value))
+        buffer[:count * size] = b"".join(v.to_bytes(size, "little") for v in values)
+
+    def READ_PORT_BUFFER_UCHAR(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 1, Buffer, Count)
+
+    def READ_PORT_BUFFER_USHORT(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 2, Buffer, Count)
+
+    def READ_PORT_BUFFER_ULONG(self, Port: int, Buffer: Any, Count: int) -> None:
+        self._port_read_buffer(Port, 4, Buffer, Count)
 
     def WRITE_PORT_UCHAR(self, Port: int, Value: int) -> None:
         self._port_write(Port, Value, 1)
@@ -1147,17 +1172,27 @@ class Hal:
             count, rom = 2, 0x38
         else:
             return []
+        with posted_writes(self.bus):  # the command register's writes ride along with the probes
+            return self._size_bars(bus, device, function, header, count, rom)
+
+    def _size_bars(self, bus: int, device: int, function: int, header: bytes, count: int, rom: int) -> list[PciBar]:
         command = int.from_bytes(header[4:6], "little")
         decode = command & (PCI_ENABLE_IO_SPACE | PCI_ENABLE_MEMORY_SPACE)
         if decode:
             self._write16(bus, device, function, 0x04, command & ~decode)
         bars: list[PciBar] = []
         try:
+            # Every BAR register (a 64-bit BAR's upper half too) and the ROM register get
+            # the pattern, are read back and restored, in order: one probe_config.
+            offsets = [0x10 + 4 * i for i in range(count)]
+            probes = [(offset, 0xFFFFFFFF, int.from_bytes(header[offset:offset + 4], "little")) for offset in offsets]
+            probes.append((rom, PCI_ADDRESS_ROM_ADDRESS_MASK, int.from_bytes(header[rom:rom + 4], "little")))
+            readbacks = dict(zip([*offsets, rom], probe_config(self.bus, bus, device, function, probes)))
             index = 0
             while index < count:
                 offset = 0x10 + 4 * index
                 original = int.from_bytes(header[offset:offset + 4], "little")
-                readback = self._probe32(bus, device, function, offset, 0xFFFFFFFF, original)
+                readback = readbacks[offset]
                 if readback == 0:
                     index += 1
                     continue
@@ -1173,10 +1208,8 @@ class Hal:
                 mask = readback & PCI_ADDRESS_MEMORY_ADDRESS_MASK
                 full = original
                 if is_64:
-                    upper_orig = int.from_bytes(header[offset + 4:offset + 8], "little")
-                    upper = self._probe32(bus, device, function, offset + 4, 0xFFFFFFFF, upper_orig)
-                    mask |= upper << 32
-                    full |= upper_orig << 32
+                    mask |= readbacks[offset + 4] << 32
+                    full |= int.from_bytes(header[offset + 4:offset + 8], "little") << 32
                 else:
                     mask |= 0xFFFFFFFF00000000
                 bars.append(PciBar(index, offset, "memory", _lowest_bit(mask), is_64,
@@ -1184,7 +1217,7 @@ class Hal:
                                    readback & 0xF, full))
                 index += 2 if is_64 else 1
             original = int.from_bytes(header[rom:rom + 4], "little")
-            readback = self._probe32(bus, device, function, rom, PCI_ADDRESS_ROM_ADDRESS_MASK, original)
+            readback = readbacks[rom]
             if readback & PCI_ADDRESS_ROM_ADDRESS_MASK:
                 bars.append(PciBar(6, rom, "rom", _lowest_bit(readback & PCI_ADDRESS_ROM_ADDRESS_MASK
                                                                 | 0xFFFFFFFF00000000),
@@ -1193,12 +1226,6 @@ class Hal:
             if decode:
                 self._write16(bus, device, function, 0x04, command)
         return bars
-
-    def _probe32(self, bus: int, device: int, function: int, offset: int, pattern: int, original: int) -> int:
-        self.bus.write_config(bus, device, function, offset, pattern.to_bytes(4, "little"))
-        readback = int.from_bytes(self.bus.read_config(bus, device, function, offset, 4), "little")
-        self.bus.write_config(bus, device, function, offset, original.to_bytes(4, "little"))
-        return readback
 
     def _write16(self, bus: int, device: int, function: int, offset: int, value: int) -> None:
         self.bus.write_config(bus, device, function, offset, value.to_bytes(2, "little"))

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .bus import PortChannel, machine_ports
 from .qomfacts import ISA_FACT_QUERIES, QOM_CONTAINERS
@@ -235,8 +235,14 @@ class Layout:
 
 
 # ---------------------------------------------------------------------- taking a snapshot
-def snapshot(machine: Any, phase: str | None = None) -> Layout:
-    """Read the layout of a launched, paused :class:`~harness.qemu.machine.Machine`."""
+def snapshot(machine: Any, phase: str | None = None, *,
+             monitor_reads_to: Callable[[dict[str, list["MtreeRegion"]], dict[str, list["MtreeRegion"]],
+                                         list[dict[str, Any]] | None], None] | None = None) -> Layout:
+    """Read the layout of a launched, paused :class:`~harness.qemu.machine.Machine`.
+    ``monitor_reads_to`` is handed what the monitor answered (``info mtree -f -o`` and
+    ``info mtree -o -D`` parsed, query-pci or None on isapc), so that a
+    :meth:`LiveBus.adopt <harness.qemu.livebus.LiveBus.adopt>` on the same machine need
+    not ask again."""
     phase = phase or machine.phase
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
@@ -261,6 +267,8 @@ def snapshot(machine: Any, phase: str | None = None) -> Layout:
     pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
     pci = _read_pci(query_pci[0], commands) if query_pci else []
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
+    if monitor_reads_to is not None:
+        monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     isa = reader.isa_devices()
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
@@ -408,6 +416,15 @@ class QomReader:
                     ("port", region.start, region.end) in dev.decoded_resources():
                 return dev.id, dev.model.qemu_driver
         return None, None
+
+    def pci_types(self) -> frozenset[str]:
+        """Every concrete QOM type that is a PCI device."""
+        if "pci-types" not in self._facts:
+            listing, = self.ask([("qom-list-types", {"implements": "pci-device", "abstract": False})])
+            if isinstance(listing, BaseException):
+                raise listing
+            self._facts["pci-types"] = frozenset(t["name"] for t in listing)
+        return self._facts["pci-types"]
 
     def isa_devices(self) -> list[IsaDevice]:
         if "isa-devices" not in self._facts:
@@ -658,59 +675,69 @@ class MtreeRegion:
 
 _LINE_RE = re.compile(r"^(\s*)([0-9a-f]{16})-([0-9a-f]{16}) \(prio (-?\d+), ([\w/]+)\): (.*)$")
 _OWNER_RE = re.compile(r"\s+(owner|parent):\{(dev|obj) (id|path)=([^}]*)\}\s*$")
+_FLAT_AS_RE = re.compile(r'\s*AS "([^"]+)"')
+_TREE_HEAD_RE = re.compile(r"(address-space|memory-region): (.+)$")
 
 
 def _parse_line(line: str) -> MtreeRegion | None:
     match = _LINE_RE.match(line)
-    if not match:
-        return None
+    return _region(match) if match else None
+
+
+def _region(match: re.Match[str], has_children: bool = False) -> MtreeRegion:
     indent, start, end, prio, kind, rest = match.groups()
     owner_kind = owner_ref = owner = None
-    om = _OWNER_RE.search(rest)
-    if om:
-        owner_kind, owner_ref, owner = om.group(2), om.group(3), om.group(4)
-        rest = rest[:om.start()]
+    if rest.endswith("}"):  # a cheap test first: the owner, when there is one, ends the line
+        om = _OWNER_RE.search(rest)
+        if om:
+            owner_kind, owner_ref, owner = om.group(2), om.group(3), om.group(4)
+            rest = rest[:om.start()]
     disabled = " [disabled]" in rest
-    rest = rest.replace(" [disabled]", "")
-    alias = rest.startswith("alias ")
+    if disabled:
+        rest = rest.replace(" [disabled]", "")
     return MtreeRegion(len(indent) // 2, int(start, 16), int(end, 16), int(prio), kind,
-                       rest.strip(), owner_kind, owner_ref, owner, alias, disabled=disabled)
+                       rest.strip(), owner_kind, owner_ref, owner, rest.startswith("alias "),
+                       has_children, disabled)
 
 
 def parse_mtree_flat(text: str) -> dict[str, list[MtreeRegion]]:
     """``info mtree -f -o`` → {address-space name: regions} for every FlatView."""
     views: dict[str, list[MtreeRegion]] = {}
-    names: list[str] = []
     current: list[MtreeRegion] | None = None
     for line in text.splitlines():
         if line.startswith("FlatView #"):
-            names, current = [], []
+            current = []
             continue
-        m = re.match(r'\s*AS "([^"]+)"', line)
-        if m and current is not None and not current:
-            names.append(m.group(1))
-            views[m.group(1)] = current
+        if current is None:
             continue
+        if not current:  # the address spaces sharing this view come before its regions
+            m = _FLAT_AS_RE.match(line)
+            if m:
+                views[m.group(1)] = current
+                continue
         region = _parse_line(line)
-        if region is not None and current is not None:
+        if region is not None:
             current.append(region)
     return views
 
 
 def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
     """``info mtree -o`` → {address-space name: regions in tree order, with depth}."""
-    spaces: dict[str, list[MtreeRegion]] = {}
-    current: list[MtreeRegion] | None = None
+    lines: dict[str, list[re.Match[str]]] = {}
+    current: list[re.Match[str]] | None = None
     for line in text.splitlines():
-        m = re.match(r"(address-space|memory-region): (.+)$", line)
+        m = _TREE_HEAD_RE.match(line)
         if m:
-            current = spaces.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
+            current = lines.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
             continue
-        region = _parse_line(line)
-        if region is not None and current is not None:
-            if current and region.depth > current[-1].depth:
-                current[-1] = dataclasses.replace(current[-1], has_children=True)
-            current.append(region)
+        if current is not None:
+            match = _LINE_RE.match(line)
+            if match:
+                current.append(match)
+    spaces: dict[str, list[MtreeRegion]] = {}
+    for name, matches in lines.items():  # a region has children when the next line is deeper
+        depths = [len(m.group(1)) // 2 for m in matches] + [-1]
+        spaces[name] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
     return spaces
 
 

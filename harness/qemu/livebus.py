@@ -33,19 +33,21 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from contextlib import nullcontext
 from typing import Any, Sequence
 
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
-from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
-from .layout import UNASSIGNED, QomReader, parse_mtree_flat, parse_mtree_tree, walk_pci
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
+from .layout import UNASSIGNED, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree, walk_pci
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
 PCIEXBAR = 0x60
 _XP_LINE = re.compile(r"^\s*([0-9a-fA-F]+):((?:\s+0x[0-9a-fA-F]+)+)\s*$")
 _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
+PCI_COMMON_HEADER = 0x40
 
 
 class LiveBusError(BusAccessError):
@@ -103,8 +105,14 @@ class LiveBus:
         self._ecam: tuple[int, int] | None | bool = False  # False: not looked up yet
         self._cf8: int | None = None
         self._decoded: list[DecodedSpan] | None = None
+        #: The flat view (``info mtree -f -o``) while it holds, and what it holds on.
+        self._flat: dict[str, list[MtreeRegion]] | None = None
+        self._flat_config_ports: bool | None = None  # see _config_ports_reach_host
+        self._flat_held = _Held()
+        self._query_pci_held = _Held()  # what query-pci's BAR addresses hold on
         self._root_windows: dict[str, list[tuple[int, int]]] | None = None
         self._written: set[tuple[int, int, int]] = set()  # query-pci no longer describes these
+        self._headers_read = False  # every present function's header read along once
 
     def invalidate(self) -> None:
         """Forget everything cached (a new phase)."""
@@ -165,10 +173,26 @@ class LiveBus:
 
     # ------------------------------------------------------------------ memory
     def read_memory(self, address: int, length: int) -> bytes:
-        """Guest-physical bytes through HMP ``xp`` (dwords when aligned, else bytes)."""
+        """Guest-physical bytes: over qtest ``read`` when the machine has the channel and
+        this bus holds the flat memory map (:meth:`flat_view`), else HMP ``xp`` (the map is
+        not read for this: a dump costs more than an ``xp``).  Either way QEMU is asked
+        the same reads (each one ``address_space_read``, so a device sees the same access
+        widths): a run of dwords in 16-byte lines, an unaligned head or a short tail
+        alone; RAM and ROM in large pieces.  ``xp`` refuses an address nothing decodes
+        ("Cannot access memory"); qtest answers it with the unassigned handler's bytes, so
+        an address outside the flat map is refused here first."""
         if length < 0 or address < 0 or address + length > 1 << 64:
             raise LiveBusError(f"bad memory range {address:#x}+{length:#x}")
         self._check_epoch()
+        if length == 0:
+            return b""
+        if not (isinstance(self.ports, QtestPorts) and self._flat is not None and self._still_holds(self._flat_held)):
+            return self._xp_memory(address, length)
+        chunks = self._mapped_reads(_xp_reads(address, length), address, length)
+        self._monitor_round_trips += len(chunks)
+        return self.ports.channel.read_memory(chunks)
+
+    def _xp_memory(self, address: int, length: int) -> bytes:
         out = bytearray()
         while len(out) < length:
             at = address + len(out)
@@ -180,6 +204,31 @@ class LiveBus:
                 count = min(left, 4 - at % 4 if at % 4 else left, 1024)
                 out += bytes(self._xp(at, count, "b"))
         return bytes(out)
+
+    def _mapped_reads(self, chunks: list[tuple[int, int]], address: int, length: int) -> list[tuple[int, int]]:
+        """``chunks`` checked against the flat memory map (refused where nothing decodes),
+        consecutive ones inside RAM or ROM merged."""
+        regions = sorted((r for r in self.flat_view().get("memory", []) if not _background(r)),
+                         key=lambda r: r.start)
+        starts = [r.start for r in regions]
+        out: list[tuple[int, int]] = []
+        merge = False
+        for at, size in chunks:
+            plain = True  # every byte in RAM or ROM
+            cursor, end = at, at + size - 1
+            while cursor <= end:
+                index = bisect_right(starts, cursor) - 1
+                if index < 0 or regions[index].end < cursor:
+                    raise LiveBusError(f"memory read {address:#x}+{length:#x}: nothing decodes {cursor:#x} "
+                                       "(QEMU's flat memory map, info mtree -f; xp: Cannot access memory)")
+                plain = plain and regions[index].kind in ("ram", "rom")
+                cursor = regions[index].end + 1
+            if plain and merge and out[-1][1] + size <= _MEMORY_READ_MAX:
+                out[-1] = (out[-1][0], out[-1][1] + size)
+            else:
+                out.append((at, size))
+            merge = plain
+        return out
 
     def _xp(self, address: int, count: int, unit: str) -> list[int]:
         text = self._hmp(f"xp /{count}{unit}x {address:#x}")
@@ -201,6 +250,28 @@ class LiveBus:
         key = (bus, device, function)
         if self.use_query_pci and not self._is_present(key):
             return b"\xff" * length
+        fn = self._function(key)
+        if not fn.has(offset, length):
+            ecam = self._ecam_base() if self.use_ecam else None
+            if ecam is not None and bus < ecam[1]:
+                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
+                fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
+            else:  # every missing dword in one port transfer
+                wanted = [(key, d) for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
+                if not self._headers_read and self._can_recheck and self.use_query_pci:
+                    # The first read of a phase brings every function's header along: the
+                    # HAL's enumeration, the drivers' bus scans and BAR sizing read them all.
+                    self._headers_read = True
+                    wanted += [(other, d) for other in sorted(self._present or ())
+                               for d in range(0, PCI_COMMON_HEADER, 4)
+                               if not self._function(other).has(d, 4) and (other, d) not in wanted]
+                for (where, dword), value in zip(wanted, self._config_dwords(wanted)):
+                    self._functions.get(where, fn).put(dword, value.to_bytes(4, "little"))
+        return bytes(fn.data[offset:offset + length])
+
+    def _function(self, key: tuple[int, int, int]) -> _Function:
+        """The cached bytes of ``key`` (what query-pci says of it to start with); a fresh,
+        unkept one without the cache."""
         fn = self._functions.get(key) if self.cache else None
         if fn is None:
             fn = _Function()
@@ -208,32 +279,55 @@ class LiveBus:
                 self._functions[key] = fn
             if self.use_query_pci and key not in self._written:
                 self._seed_from_query_pci(key, fn)
-        if not fn.has(offset, length):
-            ecam = self._ecam_base() if self.use_ecam else None
-            if ecam is not None and bus < ecam[1]:
-                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
-                fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
-            else:
-                for dword in range(offset & ~3, offset + length, 4):
-                    if not fn.has(dword, 4):
-                        fn.put(dword, self._cf8_read(bus, device, function, dword).to_bytes(4, "little"))
-        return bytes(fn.data[offset:offset + length])
+        return fn
 
     def write_config(self, bus: int, device: int, function: int, offset: int, data: bytes) -> None:
         data = bytes(data)
         check_config_range(bus, device, function, offset, len(data))
-        self._check_epoch()
         key = (bus, device, function)
-        if self.use_query_pci:
-            self.query_pci()
-        # Decide before writing: a bridge (bus numbers, windows) or the host bridge
-        # (PCIEXBAR) changes what every other access reaches.
-        wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
+        wide = self._before_writing(key, [(offset, len(data))])
         with self.ports.posting():  # every piece in one exchange, sent before this returns
             for piece, width in config_write_pieces(offset, len(data)):
                 value = int.from_bytes(data[piece - offset:piece - offset + width], "little")
                 self._select(bus, device, function, piece)
                 self.ports.write_port(PCI_CONFIG_DATA + (piece & 3), value, width)
+        self._after_writing(key, wide)
+
+    def probe_config(self, bus: int, device: int, function: int,
+                     probes: Sequence[tuple[int, int, int]]) -> list[int]:
+        """See :func:`harness.nt.busaccess.probe_config`: every write, read-back and
+        restore in one port transfer."""
+        for offset, pattern, original in probes:
+            check_config_range(bus, device, function, offset, 4)
+            if offset % 4 or not (0 <= pattern < 1 << 32 and 0 <= original < 1 << 32):
+                raise LiveBusError(f"bad configuration probe at {offset:#x}: {pattern:#x}, {original:#x}")
+        key = (bus, device, function)
+        wide = self._before_writing(key, [(offset, 4) for offset, _, _ in probes])
+        ops: list[Any] = []
+        for offset, pattern, original in probes:
+            ops += [("out", PCI_CONFIG_ADDRESS, 4, PortChannel.config_address(*key, offset)),
+                    ("out", PCI_CONFIG_DATA, 4, pattern), ("in", PCI_CONFIG_DATA, 4, None),
+                    ("out", PCI_CONFIG_DATA, 4, original)]
+        values = self.ports.transfer(ops)
+        if probes:
+            self._cf8 = PortChannel.config_address(*key, probes[-1][0])
+        self._after_writing(key, wide)
+        return values
+
+    def _before_writing(self, key: tuple[int, int, int], pieces: Sequence[tuple[int, int]]) -> bool:
+        """Whether writes to ``key`` are wide: to a bridge (bus numbers, windows) or the host
+        bridge (PCIEXBAR), they change what every other access reaches (decided before
+        writing).  For any other function, note what the kept answers hold on."""
+        self._check_epoch()
+        if self.use_query_pci:
+            self.query_pci()
+        wide = key == (0, 0, 0) or key in self._bridges or self._is_bridge_uncached(key)
+        if not wide:
+            for offset, length in pieces:
+                self._note_write(key, offset, length)
+        return wide
+
+    def _after_writing(self, key: tuple[int, int, int], wide: bool) -> None:
         if wide:
             cf8 = self._cf8
             self._reset_state()
@@ -241,7 +335,8 @@ class LiveBus:
         else:
             self._functions.pop(key, None)
             self._written.add(key)
-            self._decoded = None
+            for held in self._holds():
+                held.dirty.add(key)
 
     def _is_bridge_uncached(self, key: tuple[int, int, int]) -> bool:
         fn = self._functions.get(key)
@@ -267,21 +362,28 @@ class LiveBus:
         """query-pci, asked once per phase (again after a configuration write when
         ``fresh``: BAR mappings follow the writes, presence does not)."""
         self._check_epoch()
-        if self._query_pci is None or (fresh and self._written):
-            self._written = set()
-            self._query_pci = self._qmp("query-pci")
-            self._present = set()
-            self._bridges = set()
-            self._buses = set()
-            for bus in self._query_pci:
-                self._buses.add(bus["bus"])
-                for dev in walk_pci(bus["devices"]):
-                    key = (dev["bus"], dev["slot"], dev["function"])
-                    self._present.add(key)
-                    if dev.get("pci_bridge") is not None:
-                        self._bridges.add(key)
-                        self._buses.add(dev["pci_bridge"]["bus"]["secondary"])
+        if self._query_pci is None or (fresh and self._written and not (
+                self._can_recheck and self._still_holds(self._query_pci_held))):
+            self._take_query_pci(self._qmp("query-pci"))
+        elif fresh:
+            self._written = set()  # every function written since holds what query-pci says
         return self._query_pci
+
+    def _take_query_pci(self, answer: list[dict[str, Any]]) -> None:
+        self._written = set()
+        self._query_pci_held = _Held()
+        self._query_pci = answer
+        self._present = set()
+        self._bridges = set()
+        self._buses = set()
+        for bus in answer:
+            self._buses.add(bus["bus"])
+            for dev in walk_pci(bus["devices"]):
+                key = (dev["bus"], dev["slot"], dev["function"])
+                self._present.add(key)
+                if dev.get("pci_bridge") is not None:
+                    self._bridges.add(key)
+                    self._buses.add(dev["pci_bridge"]["bus"]["secondary"])
 
     def functions(self) -> list[tuple[int, int, int]]:
         """Every function QEMU lists, as (bus, device, function), in order."""
@@ -364,32 +466,142 @@ class LiveBus:
                         self._ecam = (base, size_mib)
         return self._ecam or None
 
+    # ------------------------------------------------------------------ the flat view
+    # ``info mtree -f -o`` is the largest answer the monitor gives (~13 KB on the default
+    # machine) and the HAL asks for it around every slot assignment, whose writes mostly
+    # leave the function as it was (BAR sizing restores every register; a BAR assigned
+    # where the firmware had it).  What QEMU decodes follows from configuration space:
+    # a BAR is mapped where its register and the command register say, a chipset window
+    # where its registers say.  So a view read once holds while every function written
+    # since holds, in the dwords that count, the values it had when the view was read;
+    # they are read back (one port transfer for all) and compared before the view is
+    # used again.  The dwords that count: the 64-byte header (command, BARs, ROM, and
+    # whatever a write elsewhere resets, such as a function-level or power-state reset)
+    # and every dword written (a chipset's own base registers).  A write to a bridge or
+    # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
+    # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
+    # ports themselves).  query-pci's BAR addresses are kept the same way.  Only on the
+    # qtest channel: over HMP the read-back costs more than the dump.  Port writes do not
+    # drop the view (as before it was kept): no device of the catalog maps or unmaps
+    # memory or ports through its I/O registers (VGA's chain-4 switch changes what its
+    # low-memory window shows, not whether it decodes).
+    @property
+    def _can_recheck(self) -> bool:
+        return self.cache and isinstance(self.ports, QtestPorts) and self._config_ports_reach_host()
+
+    def _config_ports_reach_host(self) -> bool:
+        """Whether 0xCF8 and 0xCFC-0xCFF are the host bridge's (the flat view held says so).
+        A device decoding them (a UART jumpered to 0xCF8) takes every configuration access,
+        and each extra one changes that device: then nothing is read that was not asked for."""
+        if self._flat is None:
+            return False
+        if self._flat_config_ports is None:
+            names = {_base_name(r) for r in self._flat.get("I/O", [])
+                     if r.start <= PCI_CONFIG_DATA + 3 and r.end >= PCI_CONFIG_ADDRESS
+                     and not (r.start == r.end == PCI_CONFIG_ADDRESS + 1)}  # 0xCF9: the chipset's reset register
+            self._flat_config_ports = names == {"pci-conf-idx", "pci-conf-data"}
+        return self._flat_config_ports
+
+    def _holds(self) -> list["_Held"]:
+        """What is held now on the configuration of written functions (see above)."""
+        if not self._can_recheck:
+            return []
+        return [held for held, data in ((self._flat_held, self._flat), (self._query_pci_held, self._query_pci))
+                if data is not None]
+
+    def _drop_view(self) -> None:
+        self._flat = None
+        self._flat_config_ports = None
+        self._decoded = None
+        self._flat_held = _Held()
+
+    def _note_write(self, key: tuple[int, int, int], offset: int, length: int) -> None:
+        """Before a (non-wide) write to ``key``: note what the dwords that count hold, for
+        each answer held, as they were when it was read (one port transfer for all)."""
+        if not self._can_recheck:
+            self._drop_view()
+            self._query_pci_held.stale = True  # asked again when it must be fresh
+            return
+        fn = self._functions.get(key)
+        wanted = dict.fromkeys((*range(0, PCI_COMMON_HEADER, 4), *range(offset & ~3, offset + length, 4)))
+        missing: dict[int, list[_Held]] = {}
+        for held in self._holds():
+            noted = held.configs.setdefault(key, {})
+            for dword in wanted:
+                if dword in noted:
+                    continue
+                if fn is not None and fn.has(dword, 4):
+                    noted[dword] = int.from_bytes(fn.data[dword:dword + 4], "little")
+                else:
+                    missing.setdefault(dword, []).append(held)
+        values = self._config_dwords([(key, dword) for dword in missing])
+        for (dword, holders), value in zip(missing.items(), values):
+            for held in holders:
+                held.configs[key][dword] = value
+
+    def _still_holds(self, held: "_Held") -> bool:
+        """Whether every function written since ``held``'s answer was read holds the dwords
+        that count as they were then.  Every kept answer with functions written since is
+        checked at once (one port transfer): the flat view and query-pci are mostly
+        asked about together, after the same writes."""
+        dirty = [h for h in self._holds() if h.dirty]
+        if held in dirty:
+            where = sorted({(key, dword) for h in dirty for key in h.dirty for dword in h.configs[key]})
+            now = dict(zip(where, self._config_dwords(where)))
+            if self.cache:  # what was read back is what the functions hold now
+                for (key, dword), value in now.items():
+                    self._function(key).put(dword, value.to_bytes(4, "little"))
+            for h in dirty:
+                if all(now[key, dword] == value for key in h.dirty for dword, value in h.configs[key].items()):
+                    h.dirty = set()
+                else:
+                    h.stale = True
+        return not held.stale
+
+    def _config_dwords(self, where: Sequence[tuple[tuple[int, int, int], int]]) -> list[int]:
+        """Configuration dwords, each ``(function, offset)``, in one port transfer."""
+        if not where:
+            return []
+        values = self.ports.transfer([op for key, dword in where for op in PortChannel.config_read_ops(*key, dword)])
+        self._cf8 = PortChannel.config_address(*where[-1][0], where[-1][1])
+        return values
+
+    def flat_view(self) -> dict[str, list[MtreeRegion]]:
+        """``info mtree -f -o`` parsed (:func:`~harness.qemu.layout.parse_mtree_flat`), read
+        once and kept while it holds (see above)."""
+        self._check_epoch()
+        if self._flat is not None and not self._still_holds(self._flat_held):
+            self._drop_view()
+        if self._flat is None:
+            self._flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
+        return self._flat
+
+    def adopt(self, flat: dict[str, list[MtreeRegion]], tree: dict[str, list[MtreeRegion]],
+              query_pci: list[dict[str, Any]] | None) -> None:
+        """Take what the monitor just answered someone else on this machine (the layout
+        snapshot: ``info mtree -f -o`` and ``info mtree -o -D`` parsed, query-pci or None)
+        instead of asking again; it holds from now on as if read here."""
+        self._check_epoch()
+        self._reset_state()  # the reader may have used the configuration ports too
+        self._flat = flat
+        self._root_windows = _root_windows(tree)
+        if query_pci is not None:
+            self._take_query_pci(query_pci)
+
     # ------------------------------------------------------------------ DecodeMap
     def pci_root_windows(self) -> dict[str, list[tuple[int, int]]]:
-        """Where the host bridge forwards to PCI bus 0, from ``info mtree -o``: the I/O
-        space root region, and in system memory the ``pci`` region (QEMU 7.2 maps the whole
-        PCI memory space at priority -1) or, failing that, every alias into it."""
+        """Where the host bridge forwards to PCI bus 0 (see :func:`_root_windows`)."""
         self._check_epoch()
         if self._root_windows is None:
-            tree = parse_mtree_tree(self._hmp("info mtree -o"))
-            io_tree, mem_tree = tree.get("I/O", []), tree.get("memory", [])
-            io = [(r.start, r.end) for r in io_tree[:1]]  # the I/O space's root region
-            top = mem_tree[0].depth if mem_tree else 0
-            memory = [(r.start, r.end) for r in mem_tree
-                      if r.depth == top + 1 and not r.alias and r.name == "pci"]
-            if not memory:
-                memory = [(r.start, r.end) for r in tree.get("memory", [])
-                          if r.alias and re.search(r"@pci\b", r.name)]
-            self._root_windows = {IO_SPACE: io, MEMORY_SPACE: sorted(memory)}
+            self._root_windows = _root_windows(parse_mtree_tree(self._hmp("info mtree -o -D")))
         return {k: list(v) for k, v in self._root_windows.items()}
 
     def decoded_ranges(self) -> list[DecodedSpan]:
         """Everything decoded now (``info mtree -f -o``, the view layout.snapshot reads),
         PCI functions recognised by their qdev id or, for anonymous devices, by the QOM
         ``addr`` of the owner on the bus query-pci places it."""
-        self._check_epoch()
+        flat = self.flat_view()
         if self._decoded is None:
-            flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
             by_id: dict[str, tuple[int, int, int]] = {}
             anonymous: dict[int, list[tuple[int, int, int]]] = {}
             for bus in self.query_pci():
@@ -404,8 +616,8 @@ class LiveBus:
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
                 for region in flat.get(view, []):
-                    if region.owner_kind == "obj" and region.name.split(" @")[0] in ("io", "pci"):
-                        continue  # the bus's own background, not a device
+                    if _background(region):
+                        continue
                     owner = region.owner if region.owner_kind == "dev" else None
                     function = None
                     if owner is not None:
@@ -442,11 +654,9 @@ class LiveBus:
         known: dict[str, int | None] = facts.setdefault("pci-devfn", {})
         missing = [p for p in dict.fromkeys(paths) if p not in known]
         if missing:
-            if "pci-types" not in facts:
-                facts["pci-types"] = frozenset(t["name"] for t in self._qmp(
-                    "qom-list-types", {"implements": "pci-device", "abstract": False}))
+            pci_types = reader.pci_types()
             kinds = reader.qom_types(missing)
-            pci = [p for p in missing if kinds[p] in facts["pci-types"]]
+            pci = [p for p in missing if kinds[p] in pci_types]
             values = reader.ask([("qom-get", {"path": p, "property": "addr"}) for p in pci])
             self._monitor_round_trips += reader.asked
             known.update(dict.fromkeys(missing))
@@ -455,6 +665,69 @@ class LiveBus:
                     raise value
                 known[path] = int(value) if isinstance(value, int) and value >= 0 else None
         return {p: known[p] for p in paths}
+
+
+class _Held:
+    """What a monitor answer that is kept (the flat view, query-pci) holds on: for every
+    function written since it was read, the configuration dwords that count as they were
+    then (``configs``: function -> offset -> value), and the functions written since it
+    was last checked (``dirty``)."""
+
+    __slots__ = ("configs", "dirty", "stale")
+
+    def __init__(self) -> None:
+        self.configs: dict[tuple[int, int, int], dict[int, int]] = {}
+        self.dirty: set[tuple[int, int, int]] = set()
+        self.stale = False  # a function written since no longer holds: the answer is gone
+
+
+def _root_windows(tree: dict[str, list[MtreeRegion]]) -> dict[str, list[tuple[int, int]]]:
+    """Where the host bridge forwards to PCI bus 0, from ``info mtree -o -D``: the I/O
+    space's root region; in system memory the enabled ``pci`` region (QEMU 7.2 maps the
+    whole PCI memory space at priority -1) or, failing that, every enabled alias into it."""
+    io_tree, mem_tree = tree.get("I/O", []), tree.get("memory", [])
+    io = [(r.start, r.end) for r in io_tree[:1]]
+    enabled: list[MtreeRegion] = []
+    stack: list[bool] = []  # whether each open ancestor is enabled
+    for region in mem_tree:
+        del stack[region.depth - mem_tree[0].depth:]
+        on = not region.disabled and all(stack)
+        stack.append(on)
+        if on:
+            enabled.append(region)
+    top = mem_tree[0].depth if mem_tree else 0
+    memory = [(r.start, r.end) for r in enabled if r.depth == top + 1 and not r.alias and r.name == "pci"]
+    if not memory:
+        memory = [(r.start, r.end) for r in enabled if r.alias and re.search(r"@pci\b", r.name)]
+    return {IO_SPACE: io, MEMORY_SPACE: sorted(memory)}
+
+
+def _background(region: MtreeRegion) -> bool:
+    """The I/O space's or PCI memory space's own region, showing where no device decodes."""
+    return region.owner_kind == "obj" and _base_name(region) in ("io", "pci")
+
+
+#: The most one qtest ``read`` of RAM or ROM asks for (its answer is twice as long, in hex).
+_MEMORY_READ_MAX = 0x10000
+
+
+def _xp_reads(address: int, length: int) -> list[tuple[int, int]]:
+    """The reads HMP ``xp`` makes for ``length`` bytes at ``address`` as :meth:`LiveBus.read_memory`
+    asks for them: an unaligned head (bytes, one read), whole dwords in lines of 16
+    bytes, a tail of 1-3 bytes (one read)."""
+    out: list[tuple[int, int]] = []
+    at, end = address, address + length
+    if at % 4 and at < end:
+        size = min(end - at, 4 - at % 4)
+        out.append((at, size))
+        at += size
+    while end - at >= 4:
+        size = min((end - at) & ~3, 16)
+        out.append((at, size))
+        at += size
+    if at < end:
+        out.append((at, end - at))
+    return out
 
 
 def _upper_of_64(listed: dict[int, dict[str, Any]], index: int) -> bool:
