@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 from .packagedata import shipped_dir, user_model_dirs
-from .yamlio import Node, get_bool, get_int, get_list, get_str, load_file, load_files
+from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
@@ -233,6 +233,11 @@ class Catalog(Mapping[str, DeviceModel]):
                                   "models are in " + os.pathsep.join(map(str, self.directories))) from None
 
 
+def _cache_name(kind: str, directory: Path) -> str:
+    """The parsed-document cache (yamlio.load_files) of one folder of ``kind``."""
+    return f"{kind}-{zlib.crc32(str(directory).encode()):08x}"
+
+
 def load_catalog(*directories: str | Path) -> Catalog:
     """The catalog of ``directories`` in order (default: :func:`default_catalog_dirs`).
 
@@ -251,8 +256,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
             raise ConfigError("device model directory not found", source=str(directory))
         here: dict[str, DeviceModel] = {}
         paths = sorted(directory.glob("*.yaml"))
-        cache = f"models-{zlib.crc32(str(directory).encode()):08x}"
-        for path, document in zip(paths, load_files(paths, cache)):
+        for path, document in zip(paths, load_files(paths, _cache_name("models", directory))):
             model = parse_model(document, str(path))
             if model.name in here:
                 raise ConfigError(f"device model {model.name!r} is defined twice "
@@ -620,8 +624,8 @@ def board_model(machine: str) -> tuple[BoardDevice, ...]:
 def _load_boards(directory: Path) -> Mapping[str, tuple[BoardDevice, ...]]:
     boards: dict[str, list[BoardDevice]] = {kind: [] for kind in MACHINE_KINDS}
     names: dict[tuple[str, str], str] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        doc = load_file(path)
+    paths = sorted(directory.glob("*.yaml"))
+    for path, doc in zip(paths, load_files(paths, _cache_name("boards", directory))):
         if not isinstance(doc, Node):
             raise ConfigError("a board file must be a YAML mapping", source=str(path))
         doc.check_keys({"machines", "devices"}, {"machines", "devices"})
