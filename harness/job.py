@@ -59,7 +59,7 @@ from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout, read_static_facts
 from .qemu.actions import run_actions, run_firmware_and_steps
-from .qemu.qomfacts import ISA_FACT_QUERIES
+from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
@@ -346,7 +346,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         try:
             if not apic and machine.pid is None:
                 # The firmware starts with QEMU, the layout's QOM questions asked along.
-                machine.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+                machine.launch(start_firmware=True, ask=STATIC_QUERIES)
             with machine:
                 agent = bus = None
                 try:

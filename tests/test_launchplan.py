@@ -240,7 +240,7 @@ def _gone(pid: int) -> bool:
 def test_a_machine_launched_running_with_its_questions_asked_reads_the_same_layout() -> None:
     from harness.qemu.layout import read_static_facts, snapshot
     from harness.qemu.machine import Machine
-    from harness.qemu.qomfacts import ISA_FACT_QUERIES
+    from harness.qemu.qomfacts import STATIC_QUERIES
     from helpers import machine_spec
     spec = machine_spec(MACHINE)
     with Machine(spec) as usual:
@@ -250,7 +250,7 @@ def test_a_machine_launched_running_with_its_questions_asked_reads_the_same_layo
         expected = snapshot(usual).to_dict()
     ahead = Machine(spec)
     try:
-        ahead.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+        ahead.launch(start_firmware=True, ask=STATIC_QUERIES)
         assert ahead.phase == "firmware"
         read_static_facts(ahead)   # answered from what QEMU said at its start
         ahead.run_firmware()

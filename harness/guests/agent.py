@@ -143,7 +143,7 @@ class AgentBus:
     def epoch(self) -> int:
         # The guest runs all the time; only a QMP event (a reset, a stop) changes the
         # hardware behind the HAL's back.
-        return len(self.machine.events())
+        return self.machine.event_count
 
     def read_port(self, port: int, size: int = 1) -> int:
         check_port_access(port, size)

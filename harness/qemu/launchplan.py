@@ -25,7 +25,7 @@ import zlib
 
 from ..names import cache_root, private_cache_file
 from .owner import KEEP_FILE
-from .qomfacts import ISA_FACT_QUERIES
+from .qomfacts import STATIC_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
 
 #: Stands for the run folder in a stored command line (no argument QEMU takes holds a NUL).
@@ -87,7 +87,7 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
         argv = [arg.replace(RUN_DIR_MARK, run_dir) for arg in plan["argv"]]
         # The layout's QOM questions ride along: answered while SeaBIOS runs and Python imports.
         spawned = spawn_qemu(argv, token, os.path.join(run_dir, "qemu.log"), start_firmware=True,
-                             qtest=plan["qtest"], ask=ISA_FACT_QUERIES)
+                             qtest=plan["qtest"], ask=STATIC_QUERIES)
     except BaseException as exc:
         import shutil
         shutil.rmtree(run_dir, ignore_errors=True)

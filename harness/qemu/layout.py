@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .bus import PortChannel, machine_ports
-from .qomfacts import ISA_FACT_QUERIES, QOM_CONTAINERS
+from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS
 
 SCHEMA_VERSION = 1
 PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
@@ -420,7 +420,7 @@ class QomReader:
     def pci_types(self) -> frozenset[str]:
         """Every concrete QOM type that is a PCI device."""
         if "pci-types" not in self._facts:
-            listing, = self.ask([("qom-list-types", {"implements": "pci-device", "abstract": False})])
+            listing, = self.ask([PCI_TYPES_QUERY])
             if isinstance(listing, BaseException):
                 raise listing
             self._facts["pci-types"] = frozenset(t["name"] for t in listing)

@@ -121,7 +121,7 @@ class LiveBus:
     @property
     def epoch(self) -> int:
         """Changes whenever the machine produced a QMP event (it ran, stopped, was reset)."""
-        return len(self.machine.events())
+        return self.machine.event_count
 
     def _check_epoch(self) -> None:
         epoch = self.epoch

@@ -337,7 +337,7 @@ class Machine:
         ``start_firmware``: QEMU runs the firmware as soon as its monitor does (``cont``
         written before it starts: :meth:`start_firmware` without a round trip); ``ask``:
         questions whose answers cannot change while QEMU runs
-        (:data:`harness.qemu.qomfacts.ISA_FACT_QUERIES`), answered meanwhile and handed out
+        (:data:`harness.qemu.qomfacts.STATIC_QUERIES`), answered meanwhile and handed out
         by :meth:`qmp_many`.  A machine built on an early start attaches to that QEMU
         instead (its firmware already running: :attr:`phase` is then ``firmware``)."""
         if self._proc is not None:
@@ -608,6 +608,11 @@ class Machine:
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self._events if name is None or e["event"] == name]
+
+    @property
+    def event_count(self) -> int:
+        """How many QMP events QEMU has sent so far (a cheap "did anything happen")."""
+        return len(self._events)
 
     def wait_event(self, name: str, *, after: int = 0, timeout: float,
                    match: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
@@ -1044,7 +1049,7 @@ def start_running(spec: MachineSpec, early: "EarlyStart | None" = None) -> "Mach
     caller imports the NT model while SeaBIOS runs on another core (``harness run``, matrix
     workers).  None if QEMU could not be started: the job then launches it again itself
     and reports the failure with QEMU's logs, as it always has."""
-    from .qomfacts import ISA_FACT_QUERIES
+    from .qomfacts import STATIC_QUERIES
     # A folder the machine does not own outlives its close() for the job's copy, and carries
     # the owner tag from the start (no keep mark: the sweep removes it if we are killed).
     run_dir = Path(early.run_dir) if early is not None else new_run_dir(spec.name)
@@ -1055,7 +1060,7 @@ def start_running(spec: MachineSpec, early: "EarlyStart | None" = None) -> "Mach
         raise
     try:
         if not machine.early_adopted:
-            machine.launch(start_firmware=True, ask=ISA_FACT_QUERIES)
+            machine.launch(start_firmware=True, ask=STATIC_QUERIES)
         else:
             machine.launch()
     except BaseException as exc:  # Ctrl-C/SIGTERM too: the folder must not outlive us

@@ -16,3 +16,9 @@ ISA_FACT_QUERIES = (
     *(("qom-list", {"path": container}) for container in QOM_CONTAINERS),
     ("human-monitor-command", {"command-line": "info qtree"}),
 )
+
+#: The PCI device types (the layout's and the bus's PCI readers, QomReader.pci_types).
+PCI_TYPES_QUERY = ("qom-list-types", {"implements": "pci-device", "abstract": False})
+
+#: Everything a launch asks ahead (harness.qemu.spawn.spawn_qemu's ``ask``).
+STATIC_QUERIES = (*ISA_FACT_QUERIES, PCI_TYPES_QUERY)
