@@ -24,6 +24,7 @@ import os
 import zlib
 
 from ..names import cache_root, private_cache_file
+from .binaryfacts import BinaryFacts
 from .owner import KEEP_FILE
 from .qomfacts import STATIC_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
@@ -85,9 +86,12 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
             with open(os.path.join(run_dir, name), "wb") as f:
                 f.truncate(plan["image_bytes"])
         argv = [arg.replace(RUN_DIR_MARK, run_dir) for arg in plan["argv"]]
-        # The layout's QOM questions ride along: answered while SeaBIOS runs and Python imports.
+        # The layout's QOM questions ride along (answered while SeaBIOS runs and Python
+        # imports), but none the binary's cache answers (harness.qemu.binaryfacts).
+        facts = BinaryFacts(argv[0])
+        ask = tuple((c, a) for c, a in STATIC_QUERIES if facts.answer(c, a) is None)
         spawned = spawn_qemu(argv, token, os.path.join(run_dir, "qemu.log"), start_firmware=True,
-                             qtest=plan["qtest"], ask=STATIC_QUERIES)
+                             qtest=plan["qtest"], ask=ask)
     except BaseException as exc:
         import shutil
         shutil.rmtree(run_dir, ignore_errors=True)

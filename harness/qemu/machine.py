@@ -34,6 +34,7 @@ from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_
 from ..errors import ConfigError, HarnessError
 from . import loop as hloop
 from .accel import resolve_accel
+from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
 from .owner import KEEP_FILE
 from .qtest import QtestChannel, qtest_wanted
@@ -144,10 +145,6 @@ class _StuckSignal(Exception):
         self.state = state
 
 
-def _query_key(command: str, arguments: dict[str, Any] | None) -> str:
-    return json.dumps([command, arguments], sort_keys=True)
-
-
 class _Client(QMPClient):
     """The QMP client of a QEMU whose capabilities were negotiated by commands written
     before it started (:func:`~harness.qemu.spawn.spawn_qemu`): it reads the greeting,
@@ -233,6 +230,8 @@ class Machine:
             if self._own_run_dir or early is not None:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
             raise
+        #: What this machine's QEMU binary answers whatever the machine (QOM type listings).
+        self.binary_facts = BinaryFacts(self.argv[0])
         self.phase = "not-started"
         self.qemu_version: str | None = None
         self.accel_used: str | None = None
@@ -348,6 +347,7 @@ class Machine:
         self._qmp_log = open(self.qmp_log_path, "a", buffering=1, encoding="utf-8")
         Machine._live.add(self)
         early, self._early = self._early, None
+        ask = [(c, a) for c, a in ask if self.binary_facts.answer(c, a) is None]
         try:
             if early is None:
                 # Spawned on the loop thread (see loop.py): the death signal follows that thread.
@@ -388,6 +388,9 @@ class Machine:
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
         self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
+        q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
+        self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
+        self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
         for ident, command, arguments in spawned.sent:
             answer = await self._presented_answer(client.presented[ident])
             if answer is None:  # QEMU exited before it answered
@@ -403,8 +406,9 @@ class Machine:
                     raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
             else:  # a question asked ahead (harness.qemu.qomfacts): its answer waits for the asker
                 self._prefetched[_query_key(command, arguments)] = answer
-        q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
-        self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
+                if "return" in answer:
+                    self.binary_facts.keep(command, arguments, answer["return"])
+        self.binary_facts.save()
         if self._proc.poll() is None:
             kvm = await client.execute("query-kvm")
             self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
@@ -550,28 +554,45 @@ class Machine:
             return []
         self._require_running()
         timeout = self.qmp_timeout if timeout is None else timeout
-        keys = [_query_key(c, a) for c, a in commands]
-        if all(key in self._prefetched for key in keys):  # asked ahead, at QEMU's start
-            return [self._answer_of(command, self._prefetched.pop(key)) for (command, _), key in zip(commands, keys)]
-
-        async def run() -> list[Any]:
-            return await asyncio.gather(*(self._execute(c, a) for c, a in commands), return_exceptions=True)
-
-        answers = hloop.call(run, timeout, lambda: QMPTimeout(
-            f"{len(commands)} QMP commands from {commands[0][0]!r} got no answer within {timeout:g} s",
-            machine=self))
+        # Answers already here: asked ahead at QEMU's start (each handed out once), or the
+        # binary's own (harness.qemu.binaryfacts).  The rest go to QEMU, all in flight.
         out: list[Any] = []
-        for (command, _), answer in zip(commands, answers):
-            if isinstance(answer, ExecuteError):
-                answer = QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False)
-            elif isinstance(answer, QMPError):
-                if self._exited_within(1.0):
-                    raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
-                                      machine=self) from None
-                raise QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False) from None
-            elif isinstance(answer, BaseException):
-                raise answer
-            out.append(answer)
+        missing: list[int] = []
+        for index, (command, arguments) in enumerate(commands):
+            prefetched = self._prefetched.pop(_query_key(command, arguments), None)
+            kept = self.binary_facts.answer(command, arguments) if prefetched is None else None
+            if prefetched is not None:
+                out.append(self._answer_of(command, prefetched))
+                if "return" in prefetched:
+                    self.binary_facts.keep(command, arguments, prefetched["return"])
+            elif kept is not None:
+                out.append(kept)
+            else:
+                out.append(None)
+                missing.append(index)
+        if missing:
+            asked = [commands[i] for i in missing]
+
+            async def run() -> list[Any]:
+                return await asyncio.gather(*(self._execute(c, a) for c, a in asked), return_exceptions=True)
+
+            answers = hloop.call(run, timeout, lambda: QMPTimeout(
+                f"{len(asked)} QMP commands from {asked[0][0]!r} got no answer within {timeout:g} s",
+                machine=self))
+            for index, (command, arguments), answer in zip(missing, asked, answers):
+                if isinstance(answer, ExecuteError):
+                    answer = QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False)
+                elif isinstance(answer, QMPError):
+                    if self._exited_within(1.0):
+                        raise MachineDied(f"QEMU exited (status {self._proc.returncode}) during {command!r}",
+                                          machine=self) from None
+                    raise QEMUError(f"QMP {command!r} failed: {answer}", machine=self, tail=False) from None
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    self.binary_facts.keep(command, arguments, answer)
+                out[index] = answer
+        self.binary_facts.save()
         return out
 
     def _answer_of(self, command: str, message: dict[str, Any]) -> Any:
