@@ -59,8 +59,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser for ``argv`` (default ``sys.argv[1:]``): the command it names is found
     with placeholders first (top-level options, ``--help`` and a missing or unknown command
     are answered there), then only that command's module is imported."""
-    chosen = _top_level(None).parse_known_args(argv)[0].command
+    chosen = _named_command(sys.argv[1:] if argv is None else argv)
+    if chosen is None:  # --help, a missing or unknown command: the placeholders answer
+        chosen = _top_level(None).parse_known_args(argv)[0].command
     return _top_level(chosen)
+
+
+def _named_command(argv: list[str]) -> str | None:
+    """The command ``argv`` names, when it plainly does: its first word after the only
+    top-level option that takes no part in choosing (``-v``), so the common case builds
+    one parser, not two (argparse's set-up is a few ms before QEMU can start)."""
+    for arg in argv:
+        if arg not in ("-v", "--verbose"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def _interrupted(signum: int, frame: object) -> None:
