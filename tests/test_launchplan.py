@@ -275,3 +275,29 @@ def test_a_new_run_folder_has_its_tag_before_its_name(tmp_path, monkeypatch) -> 
     assert Owner.parse((folder / OWNER_FILE).read_text()).is_me()
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
     assert sorted(p.name for p in folder.iterdir()) == [OWNER_FILE]
+
+
+def test_plans_ask_the_qom_questions_of_last_time_and_are_pruned(tmp_path, env, monkeypatch) -> None:
+    from harness.qemu import launchplan
+    machine = tmp_path / "m.yaml"
+    machine.write_text(MACHINE)
+    for _ in range(2):
+        done, run_dir = _layout(machine, env)
+        assert done.returncode == 0, done.stderr
+    # The second run asked ahead what the first asked after its start: nothing QOM later.
+    later = [json.loads(l)["cmd"]["execute"] for l in (run_dir / "qmp.log").read_text().splitlines()
+             if "cmd" in json.loads(l) and "written" not in json.loads(l)["cmd"]]
+    assert not {"qom-get", "qom-list", "qom-list-types"} & set(later), later
+    # A plan's questions are only QOM reads: anything else in the file is dropped.
+    assert launchplan._static_questions([["qom-get", {"path": "/machine", "property": "type"}],
+                                         ["human-monitor-command", {"command-line": "quit"}],
+                                         ["qom-get", {"path": ["x"]}], "junk"]) == \
+        [("qom-get", {"path": "/machine", "property": "type"})]
+    # Only the most recently used plans are kept.
+    monkeypatch.setattr(launchplan, "MAX_PLANS", 3)
+    plan, = _plans(env)
+    for n in range(5):
+        (plan.parent / f"old{n}.json").write_text("{}")
+        os.utime(plan.parent / f"old{n}.json", (n, n))
+    launchplan._prune(str(plan.parent))
+    assert sorted(p.name for p in plan.parent.glob("*.json")) == sorted([plan.name, "old3.json", "old4.json"])

@@ -43,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
         raise
     with Machine(spec, keep=args.keep, early=early) as machine:
         if args.phase == "post-firmware":
-            if not machine.early_adopted:
-                launchplan.save(args.config, "layout", plan_options, machine)
             machine.start_firmware()  # SeaBIOS runs while the layout code is imported
         import json
         from ..qemu.actions import run_firmware_and_steps
@@ -60,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
                       + (f" -> {record.read:#x}" if record.read is not None else "")
                       + (f" ! {record.problem}" if record.problem else ""), file=sys.stderr)
             layouts.append(snapshot(machine))
+            # The plan for next time: this QEMU's command line and the QOM questions asked.
+            launchplan.save(args.config, "layout", plan_options, machine)
         if args.keep:
             print(f"run folder: {machine.run_dir}", file=sys.stderr)
     if args.json:

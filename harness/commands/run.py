@@ -55,8 +55,6 @@ def run(args: argparse.Namespace) -> int:
         raise
     if early is not None and machine is None:
         early.discard()
-    if machine is not None and not machine.early_adopted:
-        launchplan.save(args.config, "run", plan_options, machine)
     try:
         import json
         from pathlib import Path
@@ -64,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out is not None else Path("runs") / spec.name
         result = run_job(spec, out, picture=not args.no_picture, hal=args.hal, reactos=args.reactos,
                          machine=machine)
+        if machine is not None:  # the plan for next time: command line and QOM questions asked
+            launchplan.save(args.config, "run", plan_options, machine)
     finally:
         if machine is not None:
             machine.close()

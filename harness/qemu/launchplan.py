@@ -26,13 +26,17 @@ import zlib
 from ..names import cache_root, private_cache_file
 from .binaryfacts import BinaryFacts
 from .owner import KEEP_FILE
-from .qomfacts import STATIC_QUERIES
+from .qomfacts import STATIC_COMMANDS, STATIC_QUERIES
 from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
 
 #: Stands for the run folder in a stored command line (no argument QEMU takes holds a NUL).
 RUN_DIR_MARK = "\0run\0"
 #: Bumped when the plan's form changes: older plans are then ignored.
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
+#: Most QOM questions a plan asks ahead (a machine's reader asks a handful).
+MAX_ASKED = 64
+#: Most plans kept (the most recently used).
+MAX_PLANS = 100
 
 
 class EarlyStart:
@@ -67,7 +71,8 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
     if config.startswith("example:"):
         return None  # resolving the name needs the package data; not worth it here
     key = plan_key(config, command, options)
-    plan = _read(_plan_path(key, create=False))
+    path = _plan_path(key, create=False)
+    plan = _read(path)
     if plan is None or plan.get("key") != key:
         return None
     try:
@@ -79,6 +84,7 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
         return None
     token = os.urandom(4).hex()
     try:
+        os.utime(path)  # used: the last to be pruned
         write_owner(run_dir, token)
         if keep:
             open(os.path.join(run_dir, KEEP_FILE), "w").close()
@@ -89,7 +95,8 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
         # The layout's QOM questions ride along (answered while SeaBIOS runs and Python
         # imports), but none the binary's cache answers (harness.qemu.binaryfacts).
         facts = BinaryFacts(argv[0])
-        ask = tuple((c, a) for c, a in STATIC_QUERIES if facts.answer(c, a) is None)
+        ask = tuple((c, a) for c, a in (*STATIC_QUERIES, *_static_questions(plan.get("ask", [])))
+                    if facts.answer(c, a) is None)
         spawned = spawn_qemu(argv, token, os.path.join(run_dir, "qemu.log"), start_firmware=True,
                              qtest=plan["qtest"], ask=ask)
     except BaseException as exc:
@@ -116,17 +123,39 @@ def save(config: str, command: str, options: "dict[str, object]", machine: objec
         with open(config, "rb") as f:
             text = f.read().decode("utf-8", "surrogateescape")
         key = plan_key(config, command, options)
-        plan = {"key": key, "config": text, "name": spec.name, "qtest": qtest_wanted(),
+        asked = [[c, a] for c, a in machine.static_questions  # type: ignore[attr-defined]
+                 if (c, a) not in STATIC_QUERIES][:MAX_ASKED]
+        plan = {"key": key, "config": text, "name": spec.name, "qtest": qtest_wanted(), "ask": asked,
                 "argv": [arg.replace(run_dir, RUN_DIR_MARK) for arg in argv],
                 "images": [drive_image(d) for d in spec.devices if d.model.backend == "drive"],
                 "image_bytes": DRIVE_IMAGE_BYTES}
         path = _plan_path(key, create=True)
+        if _read(path) == json.loads(json.dumps(plan)):
+            return  # unchanged (the usual case once a machine file has its plan)
         tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(plan, f)
         os.replace(tmp, path)
+        _prune(os.path.dirname(path))
     except (OSError, ValueError):
         pass
+
+
+def _prune(folder: str) -> None:
+    """Keep the :data:`MAX_PLANS` most recently used plans (machine files made in temporary
+    folders, by tests or generators, would otherwise leave one plan each forever)."""
+    plans = []
+    for name in os.listdir(folder):
+        if name.endswith(".json"):
+            try:
+                plans.append((os.stat(os.path.join(folder, name)).st_mtime, name))
+            except OSError:
+                continue
+    for _, name in sorted(plans, reverse=True)[MAX_PLANS:]:
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
 
 
 def _plan_path(key: str, *, create: bool) -> str:
@@ -136,6 +165,18 @@ def _plan_path(key: str, *, create: bool) -> str:
         os.makedirs(root, mode=0o700, exist_ok=True)  # private, as user_cache_dir makes it
         os.makedirs(folder, mode=0o700, exist_ok=True)
     return os.path.join(folder, f"{zlib.crc32(key.encode()):08x}.json")
+
+
+def _static_questions(items: object) -> "list[tuple[str, dict]]":
+    """The plan's QOM questions, each of a command that only reads the QOM tree
+    (qomfacts.STATIC_COMMANDS) with string or boolean arguments; anything else is dropped
+    (a plan's questions go to QEMU's monitor)."""
+    out: list[tuple[str, dict]] = []
+    for item in items if isinstance(items, list) else []:
+        if (isinstance(item, list) and len(item) == 2 and item[0] in STATIC_COMMANDS and isinstance(item[1], dict)
+                and all(isinstance(k, str) and isinstance(v, (str, bool)) for k, v in item[1].items())):
+            out.append((item[0], item[1]))
+    return out[:MAX_ASKED]
 
 
 def _read(path: str) -> "dict | None":

@@ -359,7 +359,7 @@ class QomReader:
         self.asked += len(commands)
         many = getattr(self.machine, "qmp_many", None)
         if many is not None:
-            return many(commands)
+            return many(commands, static=True)  # QOM facts: a launch plan may ask them ahead
         out = []
         for command, arguments in commands:
             try:

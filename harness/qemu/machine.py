@@ -249,6 +249,8 @@ class Machine:
         #: Answers to questions written before QEMU started (spawn_qemu's ``ask``), by
         #: :func:`_query_key`, each handed out once by :meth:`qmp_many`.
         self._prefetched: dict[str, dict[str, Any]] = {}
+        #: QOM questions asked of this QEMU with ``static=True`` (see :meth:`qmp_many`).
+        self.static_questions: list[tuple[str, dict[str, Any] | None]] = []
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._qmp_log = None
@@ -545,11 +547,13 @@ class Machine:
             raise QEMUError(f"QMP {command!r} failed: {exc}", machine=self, tail=False) from None
 
     def qmp_many(self, commands: Sequence[tuple[str, dict[str, Any] | None]], *,
-                 timeout: float | None = None) -> list[Any]:
+                 timeout: float | None = None, static: bool = False) -> list[Any]:
         """Execute independent QMP commands with all of them in flight at once (QEMU
         answers in order); return each result, or the :class:`QEMUError` of a command QEMU
         refused, in order.  One hop to the event loop and no waiting between commands,
-        instead of one round trip each.  A lost connection raises as :meth:`qmp` does."""
+        instead of one round trip each.  A lost connection raises as :meth:`qmp` does.
+        ``static``: QOM questions whose answers cannot change while this QEMU runs; they
+        are noted in :attr:`static_questions` (a launch plan asks them ahead next time)."""
         if not commands:
             return []
         self._require_running()
@@ -572,6 +576,8 @@ class Machine:
                 missing.append(index)
         if missing:
             asked = [commands[i] for i in missing]
+            if static:
+                self.static_questions += [q for q in asked if q not in self.static_questions]
 
             async def run() -> list[Any]:
                 return await asyncio.gather(*(self._execute(c, a) for c, a in asked), return_exceptions=True)

@@ -22,3 +22,7 @@ PCI_TYPES_QUERY = ("qom-list-types", {"implements": "pci-device", "abstract": Fa
 
 #: Everything a launch asks ahead (harness.qemu.spawn.spawn_qemu's ``ask``).
 STATIC_QUERIES = (*ISA_FACT_QUERIES, PCI_TYPES_QUERY)
+
+#: The commands a launch plan may ask ahead besides those above (what the QOM reader asked
+#: of the same machine last time; harness.qemu.launchplan); anything else in a plan is refused.
+STATIC_COMMANDS = frozenset({"qom-get", "qom-list", "qom-list-types"})
