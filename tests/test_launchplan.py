@@ -301,3 +301,17 @@ def test_plans_ask_the_qom_questions_of_last_time_and_are_pruned(tmp_path, env, 
         os.utime(plan.parent / f"old{n}.json", (n, n))
     launchplan._prune(str(plan.parent))
     assert sorted(p.name for p in plan.parent.glob("*.json")) == sorted([plan.name, "old3.json", "old4.json"])
+
+
+def test_which_finds_what_shutil_which_finds(tmp_path, monkeypatch) -> None:
+    import shutil
+    from harness.qemu.binary import which
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "tool").chmod(0o755)
+    (tmp_path / "bin" / "plain").write_text("")
+    (tmp_path / "bin" / "dir").mkdir(mode=0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    for name in ("tool", "plain", "dir", "qemu-system-x86_64", "sh", "no-such-tool", str(tmp_path / "bin" / "tool"),
+                 str(tmp_path / "bin"), "/usr/bin/env"):
+        assert which(name) == shutil.which(name), name

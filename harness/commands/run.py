@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 
 from ..names import ACCEL_POLICIES, HAL_CHOICES
@@ -67,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if machine is not None:
             machine.close()
+            import shutil
             shutil.rmtree(machine.run_dir, ignore_errors=True)  # the job copied its logs to OUT/qemu
     bundle = None
     if not result.clean:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import zlib
 
 from ..names import cache_root, private_cache_file
+from .binary import which
 
 #: The questions whose answers are the binary's (the layout's and the bus's type listings).
 BINARY_COMMANDS = frozenset({"qom-list-types"})
@@ -36,7 +36,7 @@ class BinaryFacts:
     not this binary's)."""
 
     def __init__(self, binary: str) -> None:
-        resolved = shutil.which(binary) or binary
+        resolved = which(binary) or binary
         self.path = os.path.realpath(resolved)
         try:
             info = os.stat(self.path)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import stat
 import subprocess
@@ -28,6 +27,7 @@ import time
 
 from ..names import RESERVED_ID_PREFIX
 from . import lifeline
+from .binary import which
 from .owner import OWNER_ENV, OWNER_FILE, owned_name, owner_tag
 
 #: Ids of the QMP commands written before QEMU starts (see :func:`spawn_qemu`); QEMU's
@@ -74,7 +74,7 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
     thread that lives as long as the QEMU (the main thread, or the harness loop thread)."""
     if "-S" not in argv:
         raise ValueError("spawn_qemu starts QEMU paused (-S) and lets it run with cont")
-    binary = shutil.which(argv[0])
+    binary = which(argv[0])
     if binary is None:
         from ..errors import HarnessError
         raise HarnessError(f"QEMU ({argv[0]}) is not installed or not on PATH; set HARNESS_QEMU")
