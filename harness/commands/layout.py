@@ -44,9 +44,8 @@ def run(args: argparse.Namespace) -> int:
     with Machine(spec, keep=args.keep, early=early) as machine:
         if args.phase == "post-firmware":
             machine.start_firmware()  # SeaBIOS runs while the layout code is imported
-        import json
         from ..qemu.actions import run_firmware_and_steps
-        from ..qemu.layout import diff, format_text, read_static_facts, snapshot
+        from ..qemu.layout import read_static_facts, snapshot
         read_static_facts(machine)  # QOM, asked while the firmware runs
         layouts = []
         if args.phase in ("pre-firmware", "both"):
@@ -58,18 +57,25 @@ def run(args: argparse.Namespace) -> int:
                       + (f" -> {record.read:#x}" if record.read is not None else "")
                       + (f" ! {record.problem}" if record.problem else ""), file=sys.stderr)
             layouts.append(snapshot(machine))
+        machine.quit_soon()  # QEMU tears down while the plan and the output are written
+        if args.phase == "post-firmware":
             # The plan for next time: this QEMU's command line and the QOM questions asked.
             launchplan.save(args.config, "layout", plan_options, machine)
         if args.keep:
             print(f"run folder: {machine.run_dir}", file=sys.stderr)
-    if args.json:
-        payload = [lay.to_dict() for lay in layouts]
-        print(json.dumps(payload if len(payload) > 1 else payload[0], indent=1, sort_keys=True))
-        return 0
-    for lay in layouts:
-        sys.stdout.write(format_text(lay))
-    if len(layouts) == 2:
-        print("\nChanged by the firmware")
-        for line in diff(*layouts):
-            print("  " + line)
+        text = _render(layouts, as_json=args.json)
+    sys.stdout.write(text)
     return 0
+
+
+def _render(layouts: list, *, as_json: bool) -> str:
+    import json
+    from ..qemu.layout import diff, format_text
+    if as_json:
+        payload = [lay.to_dict() for lay in layouts]
+        return json.dumps(payload if len(payload) > 1 else payload[0], indent=1, sort_keys=True) + "\n"
+    out = [format_text(lay) for lay in layouts]
+    if len(layouts) == 2:
+        out.append("\nChanged by the firmware\n")
+        out += [f"  {line}\n" for line in diff(*layouts)]
+    return "".join(out)
