@@ -170,6 +170,7 @@ def test_auto_uses_the_cached_calibration_verdict(tmp_path: Path, monkeypatch: p
 
     from harness.qemu import accel
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("HARNESS_CACHE_DIR", raising=False)  # (it would come before XDG_CACHE_HOME)
     monkeypatch.setattr(accel, "kvm_usable", lambda: True)
     monkeypatch.setattr(accel, "host_is_guest", lambda: True)
     calls = []
