@@ -315,3 +315,20 @@ def test_which_finds_what_shutil_which_finds(tmp_path, monkeypatch) -> None:
     for name in ("tool", "plain", "dir", "qemu-system-x86_64", "sh", "no-such-tool", str(tmp_path / "bin" / "tool"),
                  str(tmp_path / "bin"), "/usr/bin/env"):
         assert which(name) == shutil.which(name), name
+
+
+def test_quit_soon_lets_qemu_go_while_the_caller_works_and_close_waits_for_it() -> None:
+    from harness.qemu.machine import Machine
+    from helpers import machine_spec
+    machine = Machine(machine_spec(MACHINE))
+    machine.launch(start_firmware=True)
+    machine.run_firmware()
+    pid = machine.pid
+    machine.quit_soon()
+    machine.quit_soon()  # once is enough: the second asks nothing
+    quits = [l for l in machine.qmp_log_path.read_text().splitlines()
+             if json.loads(l).get("cmd", {}).get("execute") == "quit"]
+    machine.close()
+    assert len(quits) == 1
+    assert machine.exit_outcome == "exited after quit (status 0)"
+    assert _gone(pid)
