@@ -394,15 +394,7 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
                 raise item.error(prop_key, f"unknown property {prop!r}")
         ports.append(PortDecode(base, get_int(item, "offset", lo=0, hi=0xFFFF, default=0),
                                 get_int(item, "length", lo=1, hi=0x10000), length_property))
-    fixed = []
-    for key, kind, hi in (("fixed_ports", "port", 0xFFFF), ("fixed_memory", "memory", 2**64 - 1)):
-        for i, item in enumerate(get_list(dec, key, default=[])):
-            if not isinstance(item, Node):
-                raise dec.error(key, f"item {i} must be a mapping with start and length")
-            item.check_keys({"start", "length"}, {"start", "length"})
-            start = get_int(item, "start", lo=0, hi=hi)
-            length = get_int(item, "length", lo=1, hi=hi - start + 1)
-            fixed.append(FixedRange(kind, start, length))
+    fixed = _fixed_ranges(dec, ports_key="fixed_ports", memory_key="fixed_memory")
     irqs = tuple(_str_list(dec, "irq")) if "irq" in dec else ()
     dmas = tuple(_str_list(dec, "dma")) if "dma" in dec else ()
     for key, names in (("irq", irqs), ("dma", dmas)):
@@ -410,6 +402,20 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
             if prop not in properties:
                 raise dec.error(key, f"unknown property {prop!r}")
     return tuple(ports), tuple(fixed), irqs, dmas
+
+
+def _fixed_ranges(node: Node, *, ports_key: str, memory_key: str) -> list[FixedRange]:
+    """The fixed port and memory runs listed under ``ports_key`` and ``memory_key`` of
+    ``node`` (a model's decodes, a board device), each ``{start, length}`` inside its space."""
+    fixed = []
+    for key, kind, hi in ((ports_key, "port", 0xFFFF), (memory_key, "memory", 2**64 - 1)):
+        for i, run in enumerate(get_list(node, key, default=[])):
+            if not isinstance(run, Node):
+                raise node.error(key, f"item {i} must be a mapping with start and length")
+            run.check_keys({"start", "length"}, {"start", "length"})
+            start = get_int(run, "start", lo=0, hi=hi)
+            fixed.append(FixedRange(kind, start, get_int(run, "length", lo=1, hi=hi - start + 1)))
+    return fixed
 
 
 def _parse_probe(doc: Node, properties: dict[str, PropertySpec]):
@@ -654,14 +660,7 @@ def _parse_board_device(item: Node, source: str) -> BoardDevice:
     reason = get_str(item, "reason", default="")
     if claimant == "none" and not reason:
         raise item.error("claimant", "a device nothing claims needs a 'reason' saying why")
-    fixed = []
-    for key, kind, hi in (("ports", "port", 0xFFFF), ("memory", "memory", 2**64 - 1)):
-        for i, run in enumerate(get_list(item, key, default=[])):
-            if not isinstance(run, Node):
-                raise item.error(key, f"item {i} must be a mapping with start and length")
-            run.check_keys({"start", "length"}, {"start", "length"})
-            start = get_int(run, "start", lo=0, hi=hi)
-            fixed.append(FixedRange(kind, start, get_int(run, "length", lo=1, hi=hi - start + 1)))
+    fixed = _fixed_ranges(item, ports_key="ports", memory_key="memory")
     lines = {}
     for key, hi in (("irq", 15), ("dma", 7)):
         values = get_list(item, key, default=[])

@@ -112,7 +112,7 @@ def save(config: str, command: str, options: "dict[str, object]", machine: objec
     """Keep ``machine``'s command line (a :class:`~harness.qemu.machine.Machine` built from
     ``config``) as the plan for the next run of ``command``; quietly nothing if the cache
     cannot be written."""
-    from .machine import DRIVE_IMAGE_BYTES, drive_image
+    from .machine import DRIVE_IMAGE_BYTES, drive_images
     from .qtest import qtest_wanted
     run_dir = str(machine.run_dir)  # type: ignore[attr-defined]
     spec = machine.spec  # type: ignore[attr-defined]
@@ -127,7 +127,7 @@ def save(config: str, command: str, options: "dict[str, object]", machine: objec
                  if (c, a) not in STATIC_QUERIES][:MAX_ASKED]
         plan = {"key": key, "config": text, "name": spec.name, "qtest": qtest_wanted(), "ask": asked,
                 "argv": [arg.replace(run_dir, RUN_DIR_MARK) for arg in argv],
-                "images": [drive_image(d) for d in spec.devices if d.model.backend == "drive"],
+                "images": drive_images(spec),
                 "image_bytes": DRIVE_IMAGE_BYTES}
         path = _plan_path(key, create=True)
         if _read(path) == json.loads(json.dumps(plan)):

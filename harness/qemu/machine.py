@@ -1033,14 +1033,17 @@ def drive_image(dev: Any) -> str:
     return f"{dev.id}.img"
 
 
-def create_drive_images(spec: MachineSpec, run_dir: Path) -> list[str]:
+def drive_images(spec: MachineSpec) -> list[str]:
+    """The file names of ``spec``'s drive devices' blank media."""
+    return [drive_image(dev) for dev in spec.devices if dev.model.backend == "drive"]
+
+
+def create_drive_images(spec: MachineSpec, run_dir: Path) -> None:
     """Create the blank media of ``spec``'s drive devices in ``run_dir`` (before QEMU
-    opens them; :func:`build_argv` only names them); returns their file names."""
-    names = [drive_image(dev) for dev in spec.devices if dev.model.backend == "drive"]
-    for name in names:
+    opens them; :func:`build_argv` only names them)."""
+    for name in drive_images(spec):
         with open(run_dir / name, "wb") as f:
             f.truncate(DRIVE_IMAGE_BYTES)
-    return names
 
 
 def _chassis(dev: Any) -> int:

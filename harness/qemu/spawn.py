@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -52,7 +53,7 @@ class Spawned:
         """End this QEMU at once (SIGKILL to its process group: it is ours) and close the
         sockets; for a QEMU nobody attached to."""
         try:
-            os.killpg(self.proc.pid, 9)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         try:
