@@ -393,7 +393,8 @@ class Machine:
             self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
+        exit_watch = asyncio.get_running_loop().create_task(self._watch_process())
+        self._tasks.append(exit_watch)
         client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
         try:
             await client.connect(spawned.qmp)
@@ -405,8 +406,9 @@ class Machine:
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
+        self.accel_used = self.accel  # unless QEMU says otherwise (a firmware may end it first)
         for ident, command, arguments in spawned.sent:
-            answer = await self._presented_answer(client.presented[ident])
+            answer = await self._presented_answer(client.presented[ident], exit_watch)
             if answer is None:  # QEMU exited before it answered
                 # Up is up once its monitor ran: a firmware that ends QEMU at once can do so
                 # before the answers to cont or the questions are written (the vCPU runs the
@@ -418,30 +420,31 @@ class Machine:
             if command in ("qmp_capabilities", "cont"):
                 if "error" in answer:
                     raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
+            elif command == "query-kvm":
+                if "return" in answer:
+                    self.accel_used = "kvm" if answer["return"].get("enabled") else "tcg"
             else:  # a question asked ahead (harness.qemu.qomfacts): its answer waits for the asker
                 self._prefetched[_query_key(command, arguments)] = answer
                 if "return" in answer:
                     self.binary_facts.keep(command, arguments, answer["return"])
         self.binary_facts.save()
-        if self._proc.poll() is None:
-            kvm = await client.execute("query-kvm")
-            self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
-        else:  # a firmware that ends QEMU at once; whoever looks next finds it gone
-            self.accel_used = self.accel
         self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid,
                                 "early_start": self.early_adopted})
 
-    async def _presented_answer(self, future: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+    @staticmethod
+    async def _presented_answer(future: "asyncio.Future[dict[str, Any]]",
+                                exit_watch: "asyncio.Task[None]") -> dict[str, Any] | None:
         """The answer to a command written before QEMU started, or None if QEMU exited
-        without giving it (what it did say is still read from the socket first)."""
-        while not future.done():
-            if self._proc is not None and self._proc.poll() is not None:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), 0.5)
-                except asyncio.TimeoutError:
-                    return None
-            await asyncio.wait([future], timeout=0.02)
-        return future.result()
+        (``exit_watch`` ended) without giving it (what it did say is still read from the
+        socket first)."""
+        if not future.done():
+            await asyncio.wait([future, exit_watch], return_when=asyncio.FIRST_COMPLETED)
+        if future.done():
+            return future.result()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), 0.5)
+        except asyncio.TimeoutError:
+            return None
 
     def _qtest_closed(self, what: str) -> QEMUError:
         if self._exited_within(1.0):
@@ -458,8 +461,23 @@ class Machine:
         return LaunchError(message, machine=self, returncode=rc)
 
     async def _watch_process(self) -> None:
+        """Log QEMU's exit and wake the event waiters: woken by the exit itself through a
+        pidfd (polled every 50 ms where there are none)."""
         assert self._proc is not None
         proc = self._proc
+        try:
+            fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfds here, or already reaped
+            fd = None
+        if fd is not None:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
         while proc.poll() is None:
             await asyncio.sleep(0.05)
         self._log_line("exit", {"returncode": proc.returncode})
