@@ -281,13 +281,21 @@ def test_plans_ask_the_qom_questions_of_last_time_and_are_pruned(tmp_path, env, 
     from harness.qemu import launchplan
     machine = tmp_path / "m.yaml"
     machine.write_text(MACHINE)
-    for _ in range(2):
+    plan_files = []
+    for run in range(3):
         done, run_dir = _layout(machine, env)
         assert done.returncode == 0, done.stderr
-    # The second run asked ahead what the first asked after its start: nothing QOM later.
-    later = [json.loads(l)["cmd"]["execute"] for l in (run_dir / "qmp.log").read_text().splitlines()
-             if "cmd" in json.loads(l) and "written" not in json.loads(l)["cmd"]]
-    assert not {"qom-get", "qom-list", "qom-list-types"} & set(later), later
+        plan_files.append(os.stat(_plans(env)[0]).st_ino)
+        if run:
+            # Later runs ask ahead what the first asked after its start: nothing QOM later
+            # (the second and the third alike: the plan does not lose what it asked ahead).
+            later = [json.loads(l)["cmd"]["execute"] for l in (run_dir / "qmp.log").read_text().splitlines()
+                     if "cmd" in json.loads(l) and "written" not in json.loads(l)["cmd"]]
+            assert not {"qom-get", "qom-list", "qom-list-types"} & set(later), (run, later)
+    # The plan was written once; an unchanged plan is not written again, and it holds QOM reads only.
+    assert plan_files[1] == plan_files[2], "an unchanged plan was rewritten"
+    asked = json.loads(_plans(env)[0].read_text())["ask"]
+    assert asked and all(command in ("qom-get", "qom-list", "qom-list-types") for command, _ in asked), asked
     # A plan's questions are only QOM reads: anything else in the file is dropped.
     assert launchplan._static_questions([["qom-get", {"path": "/machine", "property": "type"}],
                                          ["human-monitor-command", {"command-line": "quit"}],

@@ -604,6 +604,8 @@ class Machine:
         # binary's own (harness.qemu.binaryfacts).  The rest go to QEMU, all in flight.
         out: list[Any] = []
         missing: list[int] = []
+        if static:  # noted however they are answered: the plan that asked them keeps them
+            self.static_questions += [q for q in commands if q not in self.static_questions]
         for index, (command, arguments) in enumerate(commands):
             prefetched = self._prefetched.pop(_query_key(command, arguments), None)
             kept = self.binary_facts.answer(command, arguments) if prefetched is None else None
@@ -618,8 +620,6 @@ class Machine:
                 missing.append(index)
         if missing:
             asked = [commands[i] for i in missing]
-            if static:
-                self.static_questions += [q for q in asked if q not in self.static_questions]
 
             async def run() -> list[Any]:
                 return await asyncio.gather(*(self._execute(c, a) for c, a in asked), return_exceptions=True)
