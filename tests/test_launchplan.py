@@ -340,3 +340,32 @@ def test_quit_soon_lets_qemu_go_while_the_caller_works_and_close_waits_for_it() 
     assert len(quits) == 1
     assert machine.exit_outcome == "exited after quit (status 0)"
     assert _gone(pid)
+
+
+def test_qemu_from_a_plan_starts_before_the_heavy_imports(tmp_path, env) -> None:
+    """What runs before a planned QEMU starts is on every command's critical path: the
+    standard library's lighter half and the spawn path, not asyncio, qemu.qmp, typing,
+    PyYAML or the NT model (they load while the firmware runs)."""
+    machine = tmp_path / "m.yaml"
+    machine.write_text(MACHINE)
+    assert _layout(machine, env)[0].returncode == 0  # the plan
+    code = ("import subprocess, sys\n"
+            "real = subprocess.Popen.__init__\n"
+            "def first(self, *a, **k):\n"
+            "    if not hasattr(first, 'seen'):\n"
+            "        first.seen = True\n"
+            "        print('AT_SPAWN', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+            "    real(self, *a, **k)\n"
+            "subprocess.Popen.__init__ = first\n"
+            "from harness.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", code, "layout", str(machine), "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line, = [l for l in done.stderr.splitlines() if l.startswith("AT_SPAWN")]
+    loaded = set(line.split()[1:])
+    assert "harness.qemu.spawn" in loaded
+    heavy = {"asyncio", "qemu.qmp", "typing", "yaml", "dataclasses", "harness.config", "harness.nt",
+             "harness.qemu.machine"}
+    assert not heavy & loaded, heavy & loaded
+    _no_qemu_left(env)
