@@ -361,14 +361,16 @@ class _Context:
 
     def dma_users(self) -> dict[int, list[str]]:
         """DMA channel → ISA devices registered on it, in creation order (board devices
-        first, then the spec's devices in order): the last one owns the channel."""
+        first, then the spec's devices in order): the last one owns the channel.  A device
+        that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit one)
+        is one user: QEMU keeps the same handler, nothing stalls."""
         order = {dev.id: i for i, dev in enumerate(self.spec.devices)}
-        users: dict[int, list[tuple[int, str]]] = {}
+        users: dict[int, set[tuple[int, str]]] = {}
         for dev in self.layout.isa:
             for prop in ("dma", "dma16"):
                 channel = dev.properties.get(prop)
                 if channel is not None and 0 <= channel <= 7:
-                    users.setdefault(channel, []).append(
+                    users.setdefault(channel, set()).add(
                         (order.get(dev.id, -1) if dev.id else -1, dev.id or f"{dev.type} ({dev.path})"))
         return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
 
