@@ -105,6 +105,8 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-irq1-keyboard": {"com2"}, "serial-irq2-cascade": {"com2"}, "serial-irq8-rtc": {"com2"},
     "serial-on-keyboard": {"com9"}, "serial-overlap-first-port": {"com4"}, "serial-overlap-last-port": {"com2"},
     "serial-shadowed-by-ne2000": {"com9"}, "serial-under-pc-pmbase": {"com3"},
+    # refused although a sibling of the same driver holds the very same ranges
+    "serial-same-base": {"com2"}, "ib700-twice": {"wd1"}, "pc-testdev-twice": {"td1"},
 }
 
 
@@ -306,3 +308,15 @@ def test_default_driver_list_follows_the_devices_last_first() -> None:
     assert [(d.name, d.devices) for d in spec.drivers] == [
         ("pcinet", ("nic0", "nic1", "nic2")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
         ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com1", "com2"))]
+
+
+def test_qemus_parallel_port_at_0x3bc_keeps_its_data_latch_at_0x3c0() -> None:
+    """The QEMU fact behind lpt-at-3bc (and the matrix's 0x3bc cells): isa-parallel picks
+    its register by ``port & 7`` (hw/char/parallel.c), so at base 0x3bc the data latch
+    answers at 0x3c0 and 0x3bc itself floats, measured on this QEMU."""
+    from harness.qemu.machine import Machine
+    with Machine(load_machine(CONFIGS / "conflicts" / "lpt-at-3bc.yaml")) as m:
+        m.hmp("o /b 0x3bc 0xaa")
+        m.hmp("o /b 0x3c0 0x5a")
+        assert m.hmp("i /b 0x3bc").split("=")[-1].strip() == "0xff"
+        assert m.hmp("i /b 0x3c0").split("=")[-1].strip() == "0x5a"
