@@ -87,6 +87,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "lpt-com4-irq7": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Serial", "irq-shared"),
     "bar-moved-onto-hpet": (None, None, "shadowed"),
     "bar-moved-onto-bios": (None, None, "shadowed"),
+    "bar-moved-onto-option-rom": (None, None, "shadowed"),
+    "bar-moved-onto-lapic": (None, None, "shadowed"),
 }
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
