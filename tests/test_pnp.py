@@ -244,8 +244,6 @@ PNP_GAPS = {
     "pc-testdev-twice": "two settingless devices pinned at the same fixed ranges are no conflict to the "
                         "solver: it calls the set satisfiable and the second still hides the first",
     "ib700-twice": "two settingless devices pinned at the same fixed ranges are no conflict to the solver",
-    "lpt-3bc-over-vga": "the PCI VGA's node holds its BARs, not the legacy VGA ranges it decodes "
-                        "(0x3b0-0x3df, 0xa0000-0xbffff), so LPT at 0x3bc-0x3c3 is left over 0x3c0-0x3c3",
 }
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
