@@ -406,7 +406,7 @@ class Machine:
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
-        self.accel_used = self.accel  # unless QEMU says otherwise (a firmware may end it first)
+        self.accel_used = self.accel  # unless query-kvm says otherwise (asked unless -accel is tcg)
         for ident, command, arguments in spawned.sent:
             answer = await self._presented_answer(client.presented[ident], exit_watch)
             if answer is None:  # QEMU exited before it answered
