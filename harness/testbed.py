@@ -34,7 +34,7 @@ from .nt.detect import detect_hardware
 from .nt.hal import Hal
 from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
 from .nt.registry import Registry
-from .qemu.layout import Layout, snapshot
+from .qemu.layout import Layout, refresh, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 from .qemu.pic import read_ioapic
@@ -91,14 +91,22 @@ class Testbed:
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
     #: What each Action step did, in order.
     actions: list[ActionRecord] = field(init=False, default_factory=list)
+    #: How the last :meth:`after` got its layout: None when it reused the post-firmware
+    #: snapshot (nothing that changes what QEMU decodes happened since), else why it took
+    #: a fresh one.
+    after_fresh_because: str | None = field(init=False, default="after() was not called")
 
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
                        ioapic_reader=lambda: read_ioapic(self.machine))
         layout = self.firmware_layout
+        #: The bus that adopted the post-firmware snapshot's monitor answers (it knows
+        #: whether they still hold: LiveBus.layout_unchanged), if one did.
+        self._adopted_by: LiveBus | None = None
         if layout is None:  # read now: the bus keeps what the monitor answered (LiveBus.adopt)
             layout = snapshot(self.machine, "post-firmware", monitor_reads_to=getattr(bus, "adopt", None))
+            self._adopted_by = bus if isinstance(bus, LiveBus) else None
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
@@ -204,6 +212,19 @@ class Testbed:
         """Every device of the machine, board devices included, and its NT claimant."""
         return claimant_lines(self.io, self.spec, self.board, layout or self.before.layout)
 
-    def after(self) -> HardwareView:
-        """The hardware now (a fresh layout snapshot with the PCI routing)."""
-        return routed_view(snapshot(self.machine, "post-drivers"), self.hal)
+    def after(self, *, fresh: bool = False) -> HardwareView:
+        """The hardware now: the post-drivers layout with the PCI routing.  The post-firmware
+        snapshot is reused (its registers read again: :func:`~harness.qemu.layout.refresh`)
+        when the bus that adopted it says nothing changed what QEMU decodes since; a fresh
+        snapshot is taken otherwise, or when ``fresh``.  :attr:`after_fresh_because` says
+        which, and why."""
+        if fresh:
+            why: str | None = "a fresh snapshot was asked for"
+        elif self._adopted_by is None:
+            why = "the post-firmware snapshot came from elsewhere (no bus adopted it)"
+        else:
+            why = self._adopted_by.layout_unchanged()
+        self.after_fresh_because = why
+        layout = (refresh(self.before.layout, self.machine, "post-drivers") if why is None
+                  else snapshot(self.machine, "post-drivers"))
+        return routed_view(layout, self.hal)
