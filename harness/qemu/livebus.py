@@ -50,15 +50,16 @@ PCIEXBAR = 0x60
 _XP_LINE = re.compile(r"^\s*([0-9a-fA-F]+):((?:\s+0x[0-9a-fA-F]+)+)\s*$")
 _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
 PCI_COMMON_HEADER = 0x40
-#: QEMU's VGA register blocks, by their name in the flat view (measured on QEMU 7.2:
-#: tests/test_snapreuse.py).  A write there can remap the VGA's legacy memory window:
-#: vga.c calls vga_update_memory_access on every sequencer (0x3C5) and graphics-controller
-#: (0x3CF) data write and on VBE bank and enable writes (0x1CF), which maps or unmaps the
-#: ``vga.chain4`` alias over 0xA0000-0xBFFFF; cirrus_vga.c maps its banks and MMIO the
-#: same way from its own registers (``cirrus-io``).  No other device of the catalog maps
-#: or unmaps anything from its I/O ports (a chipset's windows follow configuration
-#: registers, which the held view checks).
-REMAPPING_PORT_REGIONS = frozenset({"vga", "vbe", "cirrus-io"})
+#: The ports whose writes can remap memory: QEMU's VGA data ports, by the name of the
+#: register block that decodes them in the flat view (measured on QEMU 7.2:
+#: tests/test_snapreuse.py).  vga.c calls vga_update_memory_access on every sequencer
+#: (0x3C5) and graphics-controller (0x3CF) data write and on VBE data writes (0x1CF,
+#: 0x1D0: bank and enable), which maps or unmaps the ``vga.chain4`` alias over the legacy
+#: window; cirrus_vga.c remaps its banks and MMIO from the same two data ports of its
+#: ``cirrus-io`` block.  Index ports and the other registers remap nothing.  No other
+#: device of the catalog maps or unmaps anything from its I/O ports (a chipset's windows
+#: follow configuration registers, which the held view checks).
+REMAPPING_PORTS = {"vga": (0x3C5, 0x3CF), "cirrus-io": (0x3C5, 0x3CF), "vbe": (0x1CF, 0x1D0)}
 #: Monitor commands that change nothing QEMU decodes: QMP queries and QOM reads, HMP
 #: ``info``, memory dumps and port reads.  Any other command between a snapshot and its
 #: reuse (HMP ``o``, a reset, a device added, a property set) makes the next one fresh.
@@ -183,10 +184,11 @@ class LiveBus:
                 self._cf8 = value
         elif self._flat is not None:
             remapping = {_base_name(r) for r in self._flat.get("I/O", []) if r.start < port + size and r.end >= port
-                         and _base_name(r) in REMAPPING_PORT_REGIONS}
+                         and any(port <= p < port + size and r.start <= p <= r.end
+                                 for p in REMAPPING_PORTS.get(_base_name(r), ()))}
             if remapping:
                 self._drop_view(f"a port write to {port:#x} ({', '.join(sorted(remapping))}: "
-                                "it can remap the VGA's memory window)")
+                                "a VGA data port, it can remap the VGA's memory window)")
 
     def posted_writes(self) -> Any:
         """See :func:`harness.nt.busaccess.posted_writes`: on the qtest channel, writes in
