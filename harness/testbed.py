@@ -34,7 +34,7 @@ from .nt.detect import detect_hardware
 from .nt.hal import Hal
 from .nt.iomgr import DeviceObject, DriverObject, IoManager, LoadResult, ReportCall, ReportResult
 from .nt.registry import Registry
-from .qemu.layout import Layout, refresh, snapshot
+from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
 from .qemu.pic import read_ioapic
@@ -218,13 +218,16 @@ class Testbed:
         when the bus that adopted it says nothing changed what QEMU decodes since; a fresh
         snapshot is taken otherwise, or when ``fresh``.  :attr:`after_fresh_because` says
         which, and why."""
+        bus = self._adopted_by
         if fresh:
             why: str | None = "a fresh snapshot was asked for"
-        elif self._adopted_by is None:
+        elif bus is None:
             why = "the post-firmware snapshot came from elsewhere (no bus adopted it)"
         else:
-            why = self._adopted_by.layout_unchanged()
+            why = bus.layout_unchanged()
         self.after_fresh_because = why
-        layout = (refresh(self.before.layout, self.machine, "post-drivers") if why is None
-                  else snapshot(self.machine, "post-drivers"))
+        if why is None and bus is not None:
+            layout = bus.refresh(self.before.layout, "post-drivers")
+        else:
+            layout = snapshot(self.machine, "post-drivers")
         return routed_view(layout, self.hal)

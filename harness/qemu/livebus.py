@@ -42,7 +42,8 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import UNASSIGNED, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree, walk_pci
+from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree,
+                     refresh, walk_pci)
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -509,10 +510,10 @@ class LiveBus:
     # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
     # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
     # ports themselves).  query-pci's BAR addresses are kept the same way.  Only on the
-    # qtest channel: over HMP the read-back costs more than the dump.  Port writes do not
-    # drop the view (as before it was kept): no device of the catalog maps or unmaps
-    # memory or ports through its I/O registers (VGA's chain-4 switch changes what its
-    # low-memory window shows, not whether it decodes).
+    # qtest channel: over HMP the read-back costs more than the dump.  Of the port writes
+    # only those to a VGA data port drop the view (REMAPPING_PORTS: the chain-4 switch maps
+    # an alias over the legacy window, the same owner under another region name); no other
+    # device of the catalog maps or unmaps anything through its I/O registers.
     @property
     def _can_recheck(self) -> bool:
         return self.cache and isinstance(self.ports, QtestPorts) and self._config_ports_reach_host()
@@ -665,6 +666,13 @@ class LiveBus:
         if others:
             return f"{others} qtest write(s) not made through this bus"
         return _state_changing_command(self.machine.qmp_log_path, basis.log_offset)
+
+    def refresh(self, layout: Layout, phase: str) -> Layout:
+        """:func:`harness.qemu.layout.refresh` over this bus's ports (the reads' 0xCF8
+        writes are the bus's own: the snapshot stays adopted)."""
+        out = refresh(layout, self.machine, phase, self.ports)
+        self._cf8 = None  # the transfer moved it
+        return out
 
     # ------------------------------------------------------------------ DecodeMap
     def pci_root_windows(self) -> dict[str, list[tuple[int, int]]]:
