@@ -30,7 +30,11 @@ from harness.qemu.livebus import REMAPPING_PORTS, LiveBus
 from harness.qemu.machine import Machine
 from helpers import CONFIGS, machine_spec, model_items
 
-MACHINE_FILES = sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
+#: Left out: jobs that wait seconds for a stalled DMA transfer (the layout path is the
+#: same as on their devices' catalog machines below).
+SLOW_JOBS = {"dma-channel-stall", "floppy-sb16-dma2"}
+MACHINE_FILES = [p for p in sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
+                 if p.stem not in SLOW_JOBS]
 #: How many catalog models share one machine in the catalog sample.
 MODELS_PER_MACHINE = 8
 VGA_WINDOW = 0xA0000

@@ -62,8 +62,9 @@ PCI_COMMON_HEADER = 0x40
 #: follow configuration registers, which the held view checks).
 REMAPPING_PORTS = {"vga": (0x3C5, 0x3CF), "cirrus-io": (0x3C5, 0x3CF), "vbe": (0x1CF, 0x1D0)}
 #: Monitor commands that change nothing QEMU decodes: QMP queries and QOM reads, HMP
-#: ``info``, memory dumps and port reads.  Any other command between a snapshot and its
-#: reuse (HMP ``o``, a reset, a device added, a property set) makes the next one fresh.
+#: ``info``, memory dumps and port reads (a read has side effects on some devices, but
+#: none maps or unmaps anything).  Any other command between a snapshot and its reuse
+#: (HMP ``o``, a reset, a device added, a property set) makes the next one fresh.
 READ_ONLY_QMP = frozenset({"qom-get", "qom-list", "qom-list-types", "qom-list-properties",
                            "device-list-properties"})
 READ_ONLY_HMP = frozenset({"info", "xp", "x", "i"})
@@ -107,6 +108,9 @@ class LiveBus:
         #: Port I/O: the machine's qtest channel when it has one, else HMP i/o.
         self.ports = machine_ports(machine)
         self._seen_epoch = -1
+        #: Where the machine stood when a snapshot was adopted (see layout_unchanged),
+        #: None once anything may have changed it, and then why.
+        self._basis: _Basis | None = None
         self._basis_lost = "no layout snapshot was adopted"
         self._reset_state()
 
@@ -626,7 +630,7 @@ class LiveBus:
     # routes, the ELCR).  The bus that adopted a snapshot's monitor answers knows when
     # they still describe the machine: the flat view it holds is the snapshot's, and it
     # is dropped by everything that can change what QEMU decodes through the bus (see
-    # "the flat view" below, and REMAPPING_PORT_REGIONS); what did not go through the bus
+    # "the flat view" above, and REMAPPING_PORTS); what did not go through the bus
     # is seen from the machine: a QMP event, a qtest write that is not the bus's own, a
     # monitor command that is not a read (READ_ONLY_QMP, READ_ONLY_HMP; the machine's
     # qmp.log has every command sent).  A snapshot then needs only its registers read
@@ -647,9 +651,9 @@ class LiveBus:
         return None
 
     def _lose_basis(self, why: str) -> None:
-        if getattr(self, "_basis", None) is not None:
+        if self._basis is not None:
             self._basis_lost = why
-        self._basis: _Basis | None = None
+        self._basis = None
 
     def layout_unchanged(self) -> str | None:
         """None when the snapshot whose monitor answers this bus adopted (:meth:`adopt`)
