@@ -172,10 +172,14 @@ def test_nothing_decoded_changed_keeps_the_snapshot(pc: Machine) -> None:
     bus.read_config(*key, 0, 64)
     bar0 = int.from_bytes(bus.read_config(*key, 0x10, 4), "little")
     bus.probe_config(*key, [(0x10, 0xFFFFFFFF, bar0)])
+    elcr = bus.read_port(0x4D0)
+    bus.write_port(0x4D0, elcr ^ 0x20)    # IRQ 5 edge <-> level: read again, not kept
     assert bus.layout_unchanged() is None
     again = bus.refresh(kept, "post-drivers")
     assert bus.layout_unchanged() is None and bus.refresh(kept, "post-drivers") == again  # its reads are its own
     assert again.to_dict() == snapshot(pc, "post-drivers").to_dict() == refresh(kept, pc, "post-drivers").to_dict()
+    assert again.elcr == kept.elcr ^ 0x20
+    bus.write_port(0x4D0, elcr)
 
 
 def test_a_header_change_makes_it_fresh(pc: Machine) -> None:
@@ -219,6 +223,9 @@ def test_writes_behind_the_bus_make_it_fresh(pc: Machine) -> None:
     finally:
         pc.qtest.execute([f"outl {PCI_CONFIG_ADDRESS:#x} {PortChannel.config_address(*key, 0x04):#x}",
                           f"outw {PCI_CONFIG_DATA:#x} {int.from_bytes(old, 'little'):#x}"])
+    bus, kept = adopted(pc)
+    pc.qtest.execute(["writeb 0x7000 0x5a"])  # RAM: a memory write all the same
+    assert bus.layout_unchanged() == "1 qtest write(s) not made through this bus"
     bus, kept = adopted(pc)
     pc.hmp("o /b 0x80 0x12")
     assert bus.layout_unchanged() == "the monitor command 'o /b 0x80 0x12'"
