@@ -59,8 +59,10 @@ PCI_COMMON_HEADER = 0x40
 #: window; cirrus_vga.c remaps its banks and MMIO from the same two data ports of its
 #: ``cirrus-io`` block.  Index ports and the other registers remap nothing.  No other
 #: device of the catalog maps or unmaps anything from its I/O ports (a chipset's windows
-#: follow configuration registers, which the held view checks).
-REMAPPING_PORTS = {"vga": (0x3C5, 0x3CF), "cirrus-io": (0x3C5, 0x3CF), "vbe": (0x1CF, 0x1D0)}
+#: follow configuration registers, which the held view checks).  Each block: the width
+#: QEMU splits a wider access into (a word written to 0x3C4 writes 0x3C4 and 0x3C5; one
+#: written to 0x1CE is the VBE index alone), and its data ports.
+REMAPPING_PORTS = {"vga": (1, (0x3C5, 0x3CF)), "cirrus-io": (1, (0x3C5, 0x3CF)), "vbe": (2, (0x1CF, 0x1D0))}
 #: Monitor commands that change nothing QEMU decodes: QMP queries and QOM reads, HMP
 #: ``info``, memory dumps and port reads (a read has side effects on some devices, but
 #: none maps or unmaps anything).  Any other command between a snapshot and its reuse
@@ -188,9 +190,10 @@ class LiveBus:
             if port == PCI_CONFIG_ADDRESS and size == 4:
                 self._cf8 = value
         elif self._flat is not None:
-            remapping = {_base_name(r) for r in self._flat.get("I/O", []) if r.start < port + size and r.end >= port
-                         and any(port <= p < port + size and r.start <= p <= r.end
-                                 for p in REMAPPING_PORTS.get(_base_name(r), ()))}
+            remapping = {name for r in self._flat.get("I/O", [])
+                         if (name := _base_name(r)) in REMAPPING_PORTS and r.start < port + size and r.end >= port
+                         and any(r.start <= piece <= r.end and piece in REMAPPING_PORTS[name][1]
+                                 for piece in range(port, port + size, REMAPPING_PORTS[name][0]))}
             if remapping:
                 self._drop_view(f"a port write to {port:#x} ({', '.join(sorted(remapping))}: "
                                 "a VGA data port, it can remap the VGA's memory window)")
