@@ -22,7 +22,7 @@ from typing import Iterator
 import pytest
 
 from harness import job
-from harness.config import load_machine
+from harness.config import DRIVE_CONTROLLERS, PCI_CLASS_VGA, VGA_WINDOW, load_machine
 from harness.devices import load_catalog
 from harness.qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel
 from harness.qemu.layout import Layout, diff, refresh, snapshot
@@ -37,18 +37,22 @@ MACHINE_FILES = [p for p in sorted((CONFIGS / "machines").glob("*.yaml")) + sort
                  if p.stem not in SLOW_JOBS]
 #: How many catalog models share one machine in the catalog sample.
 MODELS_PER_MACHINE = 8
-VGA_WINDOW = 0xA0000
 
 
 def _display(model) -> bool:
-    """A model that decodes the legacy VGA window (at most one per machine: QEMU has one)."""
+    """A VGA: a model that decodes the legacy window, or a PCI VGA-class function."""
     return any(f.kind == "memory" and f.start == VGA_WINDOW for f in model.fixed) or (
-        model.pci is not None and model.pci.class_code == 0x0300)
+        model.pci is not None and model.pci.class_code == PCI_CLASS_VGA)
+
+
+def _exclusive(model) -> str | None:
+    """What a machine of the catalog sample holds one of: a VGA, a drive controller's bus."""
+    return "display" if _display(model) else model.bus if model.bus in DRIVE_CONTROLLERS else None
 
 
 def _catalog_machines() -> list[tuple[str, str]]:
     """(name, machine text): every catalog model on each machine type it runs on, packed
-    several to a machine; at most one display and one drive model per machine."""
+    several to a machine (:func:`_exclusive`)."""
     catalog = load_catalog()
     out = []
     for machine in ("pc", "isapc", "q35"):
@@ -57,10 +61,9 @@ def _catalog_machines() -> list[tuple[str, str]]:
             model = catalog[name]
             if machine not in model.machines or (machine != "q35" and model.bus == "pcie"):
                 continue
-            exclusive = _display(model) or model.bus in ("floppy", "ide")
+            key = _exclusive(model)
             for chunk in chunks:
-                if len(chunk) < MODELS_PER_MACHINE and not (exclusive and any(
-                        _display(catalog[n]) == _display(model) and catalog[n].bus == model.bus for n in chunk)):
+                if len(chunk) < MODELS_PER_MACHINE and (key is None or key not in {_exclusive(catalog[n]) for n in chunk}):
                     chunk.append(name)
                     break
             else:
