@@ -28,6 +28,8 @@ from harness.qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel
 from harness.qemu.layout import Layout, diff, refresh, snapshot
 from harness.qemu.livebus import REMAPPING_PORTS, LiveBus
 from harness.qemu.machine import Machine
+from harness.nt.registry import Registry
+from harness import testbed  # (the module: pytest would take a Testbed class for tests)
 from helpers import CONFIGS, machine_spec, model_items
 
 #: Left out: jobs that wait seconds for a stalled DMA transfer (the layout path is the
@@ -281,6 +283,25 @@ def test_vbe_data_writes_make_it_fresh(pc: Machine) -> None:
     bus.write_port(0x1CF, bank, 2)
     assert "0x1cf (vbe" in (bus.layout_unchanged() or "")
     assert snapshot(pc, kept.phase).to_dict() == kept.to_dict()  # the same bank: nothing moved
+
+
+@on_pc
+def test_testbed_after_reuses_until_told(pc: Machine) -> None:
+    """A test bed's after() reuses its own post-firmware snapshot, again on a second call;
+    ``fresh=True`` and a snapshot handed in from elsewhere (the pytest plugin's) take a
+    fresh one, each saying why."""
+    with Registry(":memory:") as registry:
+        bed = testbed.Testbed(pc, registry)
+        first = bed.after()
+        assert bed.after_fresh_because is None
+        assert bed.after().layout == first.layout and bed.after_fresh_because is None
+        assert first.layout.to_dict() == snapshot(pc, "post-drivers").to_dict()
+        assert bed.after(fresh=True).layout.to_dict() == first.layout.to_dict()
+        assert bed.after_fresh_because == "a fresh snapshot was asked for"
+    with Registry(":memory:") as registry:
+        handed = testbed.Testbed(pc, registry, firmware_layout=snapshot(pc, "post-firmware"))
+        assert handed.after().layout.to_dict() == first.layout.to_dict()
+        assert handed.after_fresh_because == "the post-firmware snapshot came from elsewhere (no bus adopted it)"
 
 
 @on_pc
