@@ -318,9 +318,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     alone (verdict, findings, counts, timings) and a picture if asked for: the registry
     lives in memory and is never exported, QEMU's logs are not copied, the ResourceMap is
     not formatted.  A job that raises keeps QEMU's logs and the registry."""
-    from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
-
     apic = hal_for(spec, hal) == "apic"
+    if apic:  # the probe guest's agent (~10 ms of imports a PIC job does not need)
+        from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
     if apic and machine is not None:
         raise HarnessError("an early-launched machine is for the PIC HAL; the APIC HAL boots the probe guest")
     out_dir = prepare_out_dir(out_dir)

@@ -81,7 +81,8 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
         raise HarnessError(f"QEMU ({argv[0]}) is not installed or not on PATH; set HARNESS_QEMU")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     qtest_ours, qtest_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest else (None, None)
-    commands = [("qmp_capabilities", None), *([("cont", None)] if start_firmware else []), *ask]
+    # query-kvm (which accelerator QEMU took) cannot change either: asked along, it costs no round trip.
+    commands = [("qmp_capabilities", None), *([("cont", None)] if start_firmware else []), ("query-kvm", None), *ask]
     sent = [(f"{PRESENT_ID_PREFIX}{n}", command, arguments) for n, (command, arguments) in enumerate(commands)]
     # A socketpair buffers far more than these few bytes: QEMU reads them when it is ready.
     ours.sendall("".join(json.dumps({"execute": command, "id": ident,
