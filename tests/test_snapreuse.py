@@ -6,10 +6,14 @@ afresh otherwise.  Real QEMU (TCG); every expected layout is a fresh snapshot QE
   post-drivers steps, the shared-interrupt exercise) on the machine files, the conflict
   machines and the whole catalog (several models per machine, on pc, isapc and q35), then
   a fresh snapshot right after: the layout the job reused equals it field for field.
+* What keeps it: reads, monitor queries, port writes that remap nothing (an ELCR change is
+  read again into the reused layout), BAR sizing that restores every register, a second
+  ``after()``.
 * What breaks it: a step that moves a BAR, a configuration write that changes a header, a
-  hand write to 0xCF8/0xCFC, a qtest write and an HMP ``o`` behind the bus, a VGA register
-  write that maps the chain-4 window, a QMP event: each makes the next layout fresh, and
-  the fresh one differs from the kept one where the change is.
+  hand write to 0xCF8/0xCFC, a qtest port or memory write and a non-read monitor command
+  behind the bus, a write to a VGA data port (the chain-4 window mapped; VBE), a QMP
+  event: each makes the next layout fresh, and the fresh one differs from the kept one
+  where the change is.
 """
 
 from __future__ import annotations
