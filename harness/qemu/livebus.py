@@ -32,8 +32,6 @@ implements :class:`~harness.nt.busaccess.DecodeMap` from ``info mtree`` (the sam
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from bisect import bisect_right
 from contextlib import nullcontext
@@ -635,22 +633,22 @@ class LiveBus:
     # is dropped by everything that can change what QEMU decodes through the bus (see
     # "the flat view" above, and REMAPPING_PORTS); what did not go through the bus
     # is seen from the machine: a QMP event, a qtest write that is not the bus's own, a
-    # monitor command that is not a read (READ_ONLY_QMP, READ_ONLY_HMP; the machine's
-    # qmp.log has every command sent).  A snapshot then needs only its registers read
+    # monitor command that is not a read (READ_ONLY_QMP, READ_ONLY_HMP; the machine
+    # records every command it sends, Machine.commands).  A snapshot then needs only its registers read
     # again (harness.qemu.layout.refresh).
     def _basis_now(self) -> "_Basis | None":
         """Where the machine stands now, for :meth:`layout_unchanged`; None (with the
         reason in ``_basis_lost``) when a later comparison could not be trusted."""
         channel = getattr(self.machine, "qtest", None)
-        log = getattr(self.machine, "qmp_log_path", None)
+        commands = getattr(self.machine, "commands", None)
         if getattr(self.machine, "boot", None) is not None:
             self._basis_lost = "the machine runs a guest (it changes the hardware itself)"
         elif not (isinstance(self.ports, QtestPorts) and channel is not None and self.cache):
             self._basis_lost = "no qtest channel (or the bus's cache is off)"
-        elif log is None or not os.path.exists(log):
-            self._basis_lost = "the machine keeps no monitor log"
+        elif commands is None:
+            self._basis_lost = "the machine keeps no record of its monitor commands"
         else:
-            return _Basis(channel.writes, self.ports.writes, os.path.getsize(log))
+            return _Basis(channel.writes, self.ports.writes, len(commands))
         return None
 
     def _lose_basis(self, why: str) -> None:
@@ -672,7 +670,7 @@ class LiveBus:
         others = (channel.writes - basis.channel_writes) - (self.ports.writes - basis.own_writes)
         if others:
             return f"{others} qtest write(s) not made through this bus"
-        return _state_changing_command(self.machine.qmp_log_path, basis.log_offset)
+        return _state_changing_command(self.machine.commands[basis.commands_sent:])
 
     def refresh(self, layout: Layout, phase: str) -> Layout:
         """:func:`harness.qemu.layout.refresh` over this bus's ports (the reads' 0xCF8
@@ -765,29 +763,19 @@ _CHANGED = "a configuration write changed a function's header or a register writ
 
 class _Basis:
     """Where the machine stood when a snapshot was adopted (its QMP events are the bus's
-    epoch): the qtest channel's writes and this bus's own, the length of its monitor log."""
+    epoch): the qtest channel's writes and this bus's own, the monitor commands sent."""
 
-    __slots__ = ("channel_writes", "own_writes", "log_offset")
+    __slots__ = ("channel_writes", "own_writes", "commands_sent")
 
-    def __init__(self, channel_writes: int, own_writes: int, log_offset: int) -> None:
-        self.channel_writes, self.own_writes, self.log_offset = channel_writes, own_writes, log_offset
+    def __init__(self, channel_writes: int, own_writes: int, commands_sent: int) -> None:
+        self.channel_writes, self.own_writes, self.commands_sent = channel_writes, own_writes, commands_sent
 
 
-def _state_changing_command(log: Any, offset: int) -> str | None:
-    """The first monitor command in ``log`` (the machine's qmp.log) after ``offset`` that
-    is not a read, as a reason; None when there is none."""
-    with open(log, "rb") as f:
-        f.seek(offset)
-        text = f.read()
-    for line in text.splitlines():
-        if b'"cmd"' not in line:
-            continue
-        try:
-            cmd = json.loads(line)["cmd"]
-            command = cmd["execute"]
-            command_line = (cmd.get("arguments") or {}).get("command-line", "") if command == "human-monitor-command" else ""
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return "a monitor command this bus cannot read in qmp.log"
+def _state_changing_command(commands: "Sequence[tuple[str, dict[str, Any] | None]]") -> str | None:
+    """The first of ``commands`` (the machine's :attr:`~harness.qemu.machine.Machine.commands`
+    since the snapshot) that is not a read, as a reason; None when there is none."""
+    for command, arguments in commands:
+        command_line = str((arguments or {}).get("command-line", "")) if command == "human-monitor-command" else ""
         if command == "human-monitor-command":
             if command_line.split(" ", 1)[0] not in READ_ONLY_HMP:
                 return f"the monitor command {command_line!r}"
