@@ -316,6 +316,21 @@ def _split(path: str) -> tuple[str, ...]:
 _split_remembered = functools.lru_cache(maxsize=4096)(_split)
 
 
+def _folded_path(path: str) -> tuple[str, ...]:
+    """The folded components of a path, the key of a key's row in the per-instance
+    memory (validated as :func:`split_path` does; remembered as it remembers)."""
+    if isinstance(path, str) and len(path) <= _REMEMBERED_PATH:
+        return _folded_remembered(path)
+    return _fold_parts(path)
+
+
+def _fold_parts(path: str) -> tuple[str, ...]:
+    return tuple(map(fold, split_path(path)))
+
+
+_folded_remembered = functools.lru_cache(maxsize=4096)(_fold_parts)
+
+
 def join_path(*parts: str) -> str:
     return "\\".join((REGISTRY_ROOT, *parts))
 
@@ -424,6 +439,9 @@ class Registry:
         #: volatile).  Only this instance writes the file (its exclusive lock), so an entry
         #: goes stale only by this instance's deletes and rollbacks, which empty it.
         self._keys: dict[tuple[str, ...], tuple[int, str, bool]] = {}
+        #: Ids of keys this instance created: every subkey they have is in ``_keys`` (they
+        #: began with none), so a name missing there is missing in the file, unasked.
+        self._all_children_known: set[int] = set()
         if sync not in SYNC_MODES:
             raise RegistryError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.sync = sync
@@ -550,7 +568,7 @@ class Registry:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
-                self._keys.clear()
+                self._forget_keys()
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the registry as it is now to a new file ``path`` (SQLite's online backup),
@@ -601,7 +619,7 @@ class Registry:
             yield self
         except BaseException:
             self._depth = depth
-            self._keys.clear()  # it may hold keys the rollback removes
+            self._forget_keys()  # it may hold keys the rollback removes
             if depth == 0:
                 db.execute("ROLLBACK")
             else:
@@ -612,12 +630,17 @@ class Registry:
         try:
             db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
         except BaseException:
-            self._keys.clear()  # a failed commit may have rolled back
+            self._forget_keys()  # a failed commit may have rolled back
             raise
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    def _forget_keys(self) -> None:
+        """Drop what this instance remembers of keys (after a delete or a rollback)."""
+        self._keys.clear()
+        self._all_children_known.clear()
 
     # -- keys ------------------------------------------------------------------------------
     def _lookup(self, parts: Sequence[str]) -> list[tuple[int, str, bool]] | None:
@@ -638,11 +661,10 @@ class Registry:
         return rows
 
     def _key_id(self, path: str) -> int:
-        parts = split_path(path)
-        row = self._keys.get(tuple(map(fold, parts)))  # (emptied when the registry closes)
+        row = self._keys.get(_folded_path(path))  # (emptied when the registry closes)
         if row is not None:
             return row[0]
-        rows = self._lookup(parts)
+        rows = self._lookup(split_path(path))
         if rows is None:
             raise KeyNotFoundError(f"key {path} does not exist")
         return rows[-1][0]
@@ -661,26 +683,36 @@ class Registry:
         """Create ``path`` and any missing parents (opening whatever exists, like
         ZwCreateKey's REG_OPENED_EXISTING_KEY). Returns the canonical path."""
         parts = split_path(path)
-        with self.transaction():
-            db = self._conn
-            parent, names, parent_volatile = _ROOT_ID, [], False
-            folded = tuple(map(fold, parts))
-            for i, part in enumerate(parts):
-                row = self._keys.get(folded[:i + 1])
-                if row is None:
-                    found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
-                                       (parent, folded[i])).fetchone()
-                    if found is None:
-                        if parent_volatile and not volatile:
-                            raise VolatileParentError(
-                                f"cannot create non-volatile key {part!r} under volatile "
-                                f"{join_path(*names)}")
-                        cur = db.execute("INSERT INTO keys (parent, name, folded, volatile) VALUES (?,?,?,?)",
-                                         (parent, part, folded[i], int(volatile)))
-                        found = (cur.lastrowid, part, volatile)
+        folded = _folded_path(path)
+        db = self._conn
+        # Find the first missing component (asking SQLite only where this instance does
+        # not know the answer); every component below it is missing too.
+        parent, names, parent_volatile = _ROOT_ID, [], False
+        for i, part in enumerate(parts):
+            row = self._keys.get(folded[:i + 1])
+            if row is None and parent not in self._all_children_known:
+                found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
+                                   (parent, folded[i])).fetchone()
+                if found is not None:
                     row = self._keys[folded[:i + 1]] = (found[0], found[1], bool(found[2]))
-                parent, parent_volatile = row[0], row[2]
-                names.append(row[1])
+            if row is None:
+                break
+            parent, parent_volatile = row[0], row[2]
+            names.append(row[1])
+        else:
+            return join_path(*names)
+        if parent_volatile and not volatile:
+            raise VolatileParentError(f"cannot create non-volatile key {parts[i]!r} under "
+                                      f"volatile {join_path(*names)}")
+        # One missing key is one INSERT, atomic by itself; several are one transaction.
+        with self.transaction() if i + 1 < len(parts) else contextlib.nullcontext():
+            for j in range(i, len(parts)):
+                cur = db.execute("INSERT INTO keys (parent, name, folded, volatile) VALUES (?,?,?,?)",
+                                 (parent, parts[j], folded[j], int(volatile)))
+                parent = cur.lastrowid
+                self._keys[folded[:j + 1]] = (parent, parts[j], volatile)
+                self._all_children_known.add(parent)
+                names.append(parts[j])
         return join_path(*names)
 
     def key_info(self, path: str) -> KeyInfo:
@@ -713,14 +745,14 @@ class Registry:
                     "SELECT 1 FROM keys WHERE parent=? LIMIT 1", (key_id,)).fetchone():
                 raise KeyHasSubkeysError(f"key {path} has subkeys")
             self._conn.execute("DELETE FROM keys WHERE id=?", (key_id,))  # cascades
-            self._keys.clear()
+            self._forget_keys()
 
     def discard_volatile(self) -> int:
         """Drop every volatile key (what a reboot does). Returns how many keys went."""
         with self.transaction():
             before = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
             self._conn.execute("DELETE FROM keys WHERE volatile=1")
-            self._keys.clear()
+            self._forget_keys()
             after = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
         return before - after
 
@@ -730,12 +762,12 @@ class Registry:
         how Python values map to types). A replaced value keeps its name's case and slot."""
         name = _check_value_name(name)
         reg_type, data = encode_value(value, reg_type, self.arch)
-        with self.transaction():
-            key_id = self._key_id(path)
-            self._conn.execute(
-                "INSERT INTO reg_values (key_id, name, folded, type, data) VALUES (?,?,?,?,?) "
-                "ON CONFLICT (key_id, folded) DO UPDATE SET type=excluded.type, "
-                "data=excluded.data", (key_id, name, fold(name), reg_type, data))
+        key_id = self._key_id(path)
+        # One statement: atomic by itself (its own transaction, or part of the caller's).
+        self._conn.execute(
+            "INSERT INTO reg_values (key_id, name, folded, type, data) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (key_id, folded) DO UPDATE SET type=excluded.type, "
+            "data=excluded.data", (key_id, name, fold(name), reg_type, data))
 
     def get_value(self, path: str, name: str) -> RegistryValue:
         key_id = self._key_id(path)
@@ -763,12 +795,11 @@ class Registry:
             "SELECT name, type, data FROM reg_values WHERE key_id=? ORDER BY rowid", (key_id,))]
 
     def delete_value(self, path: str, name: str, *, missing_ok: bool = False) -> None:
-        with self.transaction():
-            key_id = self._key_id(path)
-            cur = self._conn.execute("DELETE FROM reg_values WHERE key_id=? AND folded=?",
-                                     (key_id, fold(_check_value_name(name))))
-            if cur.rowcount == 0 and not missing_ok:
-                raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
+        key_id = self._key_id(path)
+        cur = self._conn.execute("DELETE FROM reg_values WHERE key_id=? AND folded=?",
+                                 (key_id, fold(_check_value_name(name))))
+        if cur.rowcount == 0 and not missing_ok:
+            raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
 
     def walk(self, path: str = REGISTRY_ROOT) -> Iterator[tuple[str, list[RegistryValue]]]:
         """Pre-order (key path, values) for ``path`` and everything below it; subkeys in
