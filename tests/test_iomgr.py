@@ -4,6 +4,8 @@ the driver life cycle and the claim-before-touch verifier, with real register I/
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -19,7 +21,7 @@ from harness.nt.resources import (CM_RESOURCE_LIST, DeviceSpecific, Interrupt, I
                                   IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
                                   Isa, Port, PortRequirement)
 from harness.nt.status import NTSTATUS, IoErrorCode
-from harness.nt.verifier import ClaimViolationError
+from harness.nt.verifier import ClaimViolationError, call_site
 from harness.drivers import ParallelDriver, PciNicDriver, SerialDriver
 from harness.qemu.livebus import LiveBus
 from harness.qemu.machine import Machine
@@ -125,6 +127,19 @@ def test_override_writes_without_logging_and_the_overrider_may_not_touch(io: IoM
     assert (v.kind, v.driver, v.port, v.size, v.access, v.other) == ("owned-by-other", "Thief", 0x3FD, 1, "read", "Holder")
     assert v.site and "test_iomgr.py" in v.site
     assert io.verifier.check_trace() == [v]
+
+
+def test_call_site_names_the_driver_line_relative_to_the_working_directory(tmp_path, monkeypatch) -> None:
+    """The site is the first frame outside harness/nt, printed relative to the current
+    directory: remembered per file, so it must follow a change of directory."""
+    here = Path(__file__).resolve()
+    def access() -> str | None:
+        return call_site()
+    line = access.__code__.co_firstlineno + 1
+    assert access() == f"{os.path.relpath(here)}:{line} (access)"
+    monkeypatch.chdir(tmp_path)
+    assert access() == f"{os.path.relpath(here, tmp_path)}:{line} (access)"
+    assert access().startswith("..")
 
 
 def test_repeated_call_replaces_and_count_zero_erases(io: IoManager) -> None:
