@@ -112,6 +112,7 @@ _RESOURCE_TYPES = {
     RegType.REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST,
 }
 _STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ)
+_NUMBER_FORMATS = {RegType.REG_DWORD: "<I", RegType.REG_DWORD_BIG_ENDIAN: ">I", RegType.REG_QWORD: "<Q"}
 
 
 def fold(name: str) -> str:
@@ -161,7 +162,7 @@ def encode_value(value: Any, reg_type: int | None = None, arch: Arch = Arch.X64,
         reg_type = _infer_type(value)
     if isinstance(reg_type, bool) or not isinstance(reg_type, int) or not 0 <= reg_type <= 0xFFFFFFFF:
         raise RegistryTypeError(f"registry type must be a ULONG, got {reg_type!r}")
-    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    known = RegType._value2member_map_.get(reg_type)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return reg_type, bytes(value)
     name = known.name if known is not None else f"type {reg_type}"
@@ -181,12 +182,9 @@ def encode_value(value: Any, reg_type: int | None = None, arch: Arch = Arch.X64,
                                         "(either would end the list)")
             parts.append(s + "\0")
         return reg_type, _utf16("".join(parts) + "\0")
-    if known in (RegType.REG_DWORD, RegType.REG_DWORD_BIG_ENDIAN, RegType.REG_QWORD) \
-            and isinstance(value, int) and not isinstance(value, bool):
-        fmt = {RegType.REG_DWORD: "<I", RegType.REG_DWORD_BIG_ENDIAN: ">I",
-               RegType.REG_QWORD: "<Q"}[known]
+    if known in _NUMBER_FORMATS and isinstance(value, int) and not isinstance(value, bool):
         try:
-            return reg_type, struct.pack(fmt, value)
+            return reg_type, struct.pack(_NUMBER_FORMATS[known], value)
         except struct.error:
             raise RegistryTypeError(f"{value} does not fit {name}") from None
     if known in _RESOURCE_TYPES and isinstance(value, _RESOURCE_TYPES[known]):
@@ -215,7 +213,7 @@ def decode_value(reg_type: int, data: bytes, arch: Arch = Arch.X64) -> Any:
     """The Python view of stored bytes: str, tuple of str, int, bytes or a resource
     structure. Raises RegistryTypeError (or ResourceFormatError for resource types) when
     the bytes do not fit the type."""
-    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    known = RegType._value2member_map_.get(reg_type)
     if known in _STRING_TYPES:
         text = _from_utf16(data, known.name)
         return text[:-1] if text.endswith("\0") else text  # the terminator is optional
