@@ -349,6 +349,7 @@ def test_writes_run_only_the_statements_they_need(reg):
     seen.clear()
     reg.create_key(base + r"\parameters")             # known: no statement at all
     reg.create_key(base + r"\Parameters\Other")       # parent made here: no look-up first
+    assert not reg.key_exists(base + r"\Parameters\Missing")   # nor to find it absent
     assert seen == ["INSERT"]
     seen.clear()
     with reg.transaction():                            # inside: no savepoint per write

@@ -650,6 +650,8 @@ class Registry:
             prefix = folded[:i + 1]
             row = self._keys.get(prefix)
             if row is None:
+                if rows[-1][0] in self._all_children_known:
+                    return None
                 found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
                                    (rows[-1][0], folded[i])).fetchone()
                 if found is None:
