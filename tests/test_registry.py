@@ -339,8 +339,10 @@ def test_writes_run_only_the_statements_they_need(reg):
     """A driver load writes ~60 values and ~50 keys per matrix cell: a value is one
     statement (atomic alone, or part of the caller's transaction), a new key under a key
     this instance made is one INSERT (its subkeys are all known), an existing one none."""
-    base = reg.create_key(MACHINE + r"\Services\Serial")
     seen = _statements(reg)
+    base = reg.create_key(MACHINE + r"\Services\Serial")  # a new registry knows all its keys
+    assert seen == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    seen.clear()
     reg.set_value(base, "Start", 1)
     assert seen == ["INSERT"]
     seen.clear()

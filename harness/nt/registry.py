@@ -536,9 +536,12 @@ class Registry:
                         ("magic", _MAGIC), ("schema", _SCHEMA_VERSION), ("arch", chosen.value)])
                     self._db.execute("INSERT INTO keys (id, parent, name, folded) "
                                      "VALUES (?, NULL, 'REGISTRY', 'REGISTRY')", (_ROOT_ID,))
+                    self._all_children_known.add(_ROOT_ID)
                     for top in _TOP_KEYS:
-                        self._db.execute("INSERT INTO keys (parent, name, folded) VALUES (?,?,?)",
-                                         (_ROOT_ID, top, top))
+                        cur = self._db.execute("INSERT INTO keys (parent, name, folded) VALUES (?,?,?)",
+                                               (_ROOT_ID, top, top))
+                        self._keys[(top,)] = (cur.lastrowid, top, False)
+                        self._all_children_known.add(cur.lastrowid)
                     return chosen
                 if meta.get("magic") != _MAGIC or meta.get("schema") != _SCHEMA_VERSION:
                     raise RegistryFileError(f"{self.path}: not a harness registry of schema "
