@@ -25,7 +25,8 @@ under ``HARDWARE\RESOURCEMAP``) and §5.1 (the ``HARDWARE\DESCRIPTION`` tree lay
 Storage and concurrency (one registry per machine):
 
 * An SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``: every
-  mutation runs in one transaction (callers can group several with
+  mutation is atomic (one SQL statement, which SQLite runs as its own transaction or as
+  part of the caller's, or one transaction; callers can group several with
   :meth:`Registry.transaction`), so a process killed at any point — even with SIGKILL in the
   middle of a claim — leaves the old state or the new one, and a committed transaction
   survives power loss. ``:memory:`` gives a private in-memory registry for tests.
@@ -42,8 +43,9 @@ Storage and concurrency (one registry per machine):
   :func:`unique_registry_path` names files by pid, xdist worker and a random token.
 * Because no one else writes the file, an instance remembers every key it has found or
   created (id, stored name, volatility by folded path): a look-up asks SQLite only for
-  path components it has not seen, and a delete, ``discard_volatile`` or a rollback
-  forgets them all.  :meth:`Registry.walk` reads a subtree in two queries.
+  path components it has not seen (none at all below a key it created itself: it knows
+  every subkey of those), and a delete, ``discard_volatile`` or a rollback forgets them
+  all.  :meth:`Registry.walk` reads a subtree in two queries.
 """
 
 from __future__ import annotations
