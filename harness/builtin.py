@@ -80,6 +80,13 @@ def builtin_settings(spec: Any, name: str) -> dict[str, int]:
     return {**BUILTIN_DEVICES[name].defaults, **spec.builtin.get(name, {})}
 
 
+def board_settings(spec: Any) -> dict[str, dict[str, int]]:
+    """Every built-in device ``spec``'s machine type has, with its settings: what a driver
+    of a board device (the floppy driver of the built-in controller) is set up with."""
+    return {name: builtin_settings(spec, name) for name, device in BUILTIN_DEVICES.items()
+            if spec.machine in device.machines}
+
+
 def apply_settings(qemu_type: str | None, decoded: list[tuple[str, int, int]],
                    builtin: Mapping[str, Mapping[str, int]]) -> list[tuple[str, int, int]]:
     """What a board device of ``qemu_type`` decodes under the machine file's ``builtin``

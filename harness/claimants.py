@@ -117,6 +117,10 @@ def pci_decoded(fn: Any) -> Decoded:
 # The report: every device and its claimant
 
 
+#: A ClaimantLine's status when its claimant holds every range the device decodes.
+CLAIMED = "claimed"
+
+
 @dataclass(frozen=True)
 class ClaimantLine:
     """One device (``board:<name>`` for a built-in one) and who claims it."""
@@ -182,14 +186,17 @@ def _line(io: IoManager, held: Mapping[str, list[Claim]], device: str, claimant:
     ranges = [r for r in decoded if r[0] in ("port", "memory")] or list(decoded)
     if not ranges:   # a floppy drive: what its driver claims is its controller
         if any(not c.empty for c in claims):
-            return ClaimantLine(device, service, "claimed", "decodes nothing itself; its controller is claimed")
+            return ClaimantLine(device, service, CLAIMED, "decodes nothing itself; its controller is claimed")
         return ClaimantLine(device, service, "unclaimed", f"{service} holds no claim for its controller")
     missing = [r for r in ranges if not _covered(claims, *r)]
-    if not missing:
-        holders = sorted({c.owner.device or c.owner.driver for c in claims
-                          if any(c.start <= r[2] and r[1] <= c.end for r in ranges)})
-        return ClaimantLine(device, service, "claimed", ", ".join(holders) if claimant != "hal" else "")
     fate = _fate(io, service, config_name) if claimant != "hal" else ""
+    if not missing:
+        holders = ", ".join(sorted({c.owner.device or c.owner.driver for c in claims
+                                    if any(c.start <= r[2] and r[1] <= c.end for r in ranges)}))
+        if fate:   # covered by another device of its driver (two cards at one base): not its claim
+            return ClaimantLine(device, service, "refused", f"{service} holds what it decodes for {holders} "
+                                                            f"only, not for it ({fate})")
+        return ClaimantLine(device, service, CLAIMED, holders if claimant != "hal" else "")
     shown = ", ".join(f"{k} {a:#x}-{b:#x}" if k in ("port", "memory") else f"{k} {a}" for k, a, b in missing)
     return ClaimantLine(device, service, "refused" if fate else "unclaimed",
                         f"{service} holds no claim on {shown}" + (f" ({fate})" if fate else ""))

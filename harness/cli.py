@@ -37,8 +37,11 @@ COMMANDS = {
 
 
 def _top_level(chosen: str | None) -> argparse.ArgumentParser:
-    """The parser with ``chosen``'s module registered and every other command a
-    placeholder (a name and its help line, options passed through)."""
+    """With ``chosen`` None: the parser of every command as a placeholder (a name and its
+    help line, options passed through), which answers ``--help`` and a missing or unknown
+    command.  Else the parser of ``chosen`` alone, its module registered: nothing it
+    prints names another command (the top-level usage says COMMAND), and each placeholder
+    is an ArgumentParser more to build before QEMU can start."""
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -50,7 +53,7 @@ def _top_level(chosen: str | None) -> argparse.ArgumentParser:
                 "--models", action="append", default=[], metavar="DIR",
                 help="a folder of your own device models, layered over the shipped catalog "
                      "(repeatable; also $HARNESS_DEVICE_MODELS)")
-        else:
+        elif chosen is None:
             subparsers.add_parser(name, help=help_line, add_help=False)
     return parser
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .actions import ActionRecord
-from .claimants import ClaimantLine
+from .claimants import CLAIMED, ClaimantLine
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
@@ -148,13 +148,22 @@ class JobResult:
         return [c for c in self.checks if not c.ok]
 
     @property
+    def unclaimed(self) -> list[ClaimantLine]:
+        """Decoders whose claimant was there but holds no claim on them (refused, or its
+        driver did not find the device where it decodes): the arbiter cannot see a
+        conflict with what they decode.  A decoder nothing is meant to claim (``claimant:
+        none`` on the board, ``driver: none``, left out of ``drivers``) has no claimant."""
+        return [c for c in self.claimants if c.claimant is not None and c.status != CLAIMED]
+
+    @property
     def warnings(self) -> list[Collision]:
         return [c for c in self.collisions if c.level == WARNING]
 
     @property
     def verdict(self) -> str:
         """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
-        if self.events or self.conflicts or self.mismatches or self.violations or self.failed_actions:
+        if (self.events or self.conflicts or self.mismatches or self.violations or self.failed_actions
+                or self.unclaimed):
             return CONFLICT
         return worst(c.level for c in self.collisions)
 
@@ -180,6 +189,7 @@ class JobResult:
         out += [f"{'warning' if c.level == WARNING else 'hardware'} [{c.phase}] {c.kind}: {c.resource}: "
                 f"{', '.join(c.devices)}" for c in self.collisions]
         out += [f"step {a.action.describe()}: {a.problem}" for a in self.failed_actions]
+        out += [f"unclaimed {c.device}: {c.detail}" for c in self.unclaimed]
         # QOM's numbering of unnamed board devices shifts when a device is added or removed.
         return list(dict.fromkeys(" ".join(_UNATTACHED.sub("(board device)", line).split()) for line in out))
 
@@ -225,7 +235,8 @@ class JobResult:
         parts = [(len(self.events), "firmware event(s)"), (len(self.conflicts), "conflict(s)"),
                  (len(self.mismatches), "mismatch(es)"), (len(self.violations), "violation(s)"),
                  (len(self.collisions) - len(self.warnings), "hardware collision(s)"),
-                 (len(self.warnings), "warning(s)"), (len(self.failed_actions), "failed step(s)")]
+                 (len(self.warnings), "warning(s)"), (len(self.failed_actions), "failed step(s)"),
+                 (len(self.unclaimed), "decoder(s) without a claim")]
         return ", ".join(f"{n} {word}" for n, word in parts if n) or "nothing"
 
     def _format_examined(self, out: list[str]) -> None:
@@ -318,9 +329,9 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     alone (verdict, findings, counts, timings) and a picture if asked for: the registry
     lives in memory and is never exported, QEMU's logs are not copied, the ResourceMap is
     not formatted.  A job that raises keeps QEMU's logs and the registry."""
-    from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
-
     apic = hal_for(spec, hal) == "apic"
+    if apic:  # the probe guest's agent (~10 ms of imports a PIC job does not need)
+        from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
     if apic and machine is not None:
         raise HarnessError("an early-launched machine is for the PIC HAL; the APIC HAL boots the probe guest")
     out_dir = prepare_out_dir(out_dir)

@@ -253,9 +253,11 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         pnp.query_configurations(node)
     # A device with nothing to set (pc-testdev) stays where it is: kept clear of as its
     # model decodes it, not only as much as the flat view shows (a device realized later
-    # over it hides part of it there).
+    # over it hides part of it there).  So do the fixed ranges a PCI device decodes beside
+    # its BARs (a VGA's legacy ports and window).
     pinned = {dev.id: dev.decoded_resources() for dev in spec.devices
-              if dev.model.bus == "isa" and not dev.model.settings}
+              if (dev.model.bus == "isa" and not dev.model.settings)
+              or (dev.model.pci is not None and dev.decoded_resources())}
     base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes, pinned)
     fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)

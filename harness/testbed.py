@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .actions import Action, ActionRecord, parse_step
+from .builtin import board_settings
 from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, claimant_lines, legacy_parameters,
                         resolve_board)
 from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
@@ -141,9 +142,9 @@ class Testbed:
         elif name == VGA_DRIVER:
             params = legacy_parameters(devices, self.before.layout, VGA_ACCESS_RANGES)
         elif not chosen and hasattr(cls, "board_parameters"):
-            params = cls.board_parameters()   # loaded for a board device alone
+            params = cls.board_parameters(board_settings(self.spec))   # loaded for a board device alone
         else:
-            params = cls.parameters_for(devices, claim)
+            params = cls.parameters_for(devices, claim, board_settings(self.spec))
         with posted_writes(self.hal.bus):  # a driver's port writes ride along with its next read
             result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))

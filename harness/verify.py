@@ -29,7 +29,7 @@ from typing import Any
 
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
-from .qemu.layout import LEGACY_IDE_IRQS
+from .qemu.layout import ISA_IRQ_PROPERTIES, LEGACY_IDE_IRQS
 
 #: PCI class 01h subclass 01h: an IDE controller.
 PCI_CLASS_IDE = 0x0101
@@ -253,7 +253,7 @@ def reconcile(spec: MachineSpec, hardware: HardwareView, *, probe: Any = None, l
             rows += ctx.isa_rows(dev)
     if claims is not None:
         rows += [ctx.claim_row(claim) for claim in claims]
-    conflicts = ctx.hardware_conflicts()
+    conflicts = ctx.hardware_conflicts() + ctx.board_shadowed()
     if hardware.event is not None:
         conflicts.insert(0, event_finding(hardware.event))
     for view, error in (guest_failures or {}).items():
@@ -349,8 +349,19 @@ class _Context:
         for dev in self.layout.isa:
             if dev.id and dev.id.startswith(RESERVED_ID_PREFIX):
                 continue  # the harness's own channels (the agent's UART never enables its IRQ)
-            for prop in ("irq", "kbd-irq", "mouse-irq"):
+            for prop in ISA_IRQ_PROPERTIES:
                 add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
+        # A board part whose line is no QOM property (the 8254 drives IRQ 0 through a GPIO,
+        # or through the HPET's legacy route): its line is the board model's (checked
+        # against QEMU by tests/test_boards.py).  The cascade has a finding of its own.
+        from .devices import board_model
+        for device in board_model(self.spec.machine):
+            for dev in self.layout.isa:
+                if dev.id is None and dev.type == device.qemu_type and \
+                        not any(p in dev.properties for p in ISA_IRQ_PROPERTIES):
+                    for irq in device.irqs:
+                        if irq != CASCADE_IRQ:
+                            add(irq, f"{dev.type} ({dev.path})")
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             if route is not None:
@@ -368,14 +379,16 @@ class _Context:
 
     def dma_users(self) -> dict[int, list[str]]:
         """DMA channel → ISA devices registered on it, in creation order (board devices
-        first, then the spec's devices in order): the last one owns the channel."""
+        first, then the spec's devices in order): the last one owns the channel.  A device
+        that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit one)
+        is one user: QEMU keeps the same handler, nothing stalls."""
         order = {dev.id: i for i, dev in enumerate(self.spec.devices)}
-        users: dict[int, list[tuple[int, str]]] = {}
+        users: dict[int, set[tuple[int, str]]] = {}
         for dev in self.layout.isa:
             for prop in ("dma", "dma16"):
                 channel = dev.properties.get(prop)
                 if channel is not None and 0 <= channel <= 7:
-                    users.setdefault(channel, []).append(
+                    users.setdefault(channel, set()).add(
                         (order.get(dev.id, -1) if dev.id else -1, dev.id or f"{dev.type} ({dev.path})"))
         return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
 
@@ -511,6 +524,10 @@ class _Context:
                 explanation = SHADOWED
             if seen.irqs == (winner_irq,):
                 row.differ("probe", explanation, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
+                return
+            if winner_irq is None and not seen.irqs:   # a board device's registers: none to make it interrupt
+                row.differ("probe", explanation, f"its ports answer for {self.describe(winner)}, so nothing "
+                                                 "reaches its registers to make it interrupt")
                 return
         if irq == CASCADE_IRQ:
             row.differ("probe", CASCADE, CASCADE_REASON)
@@ -721,6 +738,14 @@ class _Context:
         return None
 
     # ------------------------------------------------------------ conflicts in the hardware
+    def board_shadowed(self) -> list[Finding]:
+        """Addresses a built-in device loses to a device of the machine file (an ISA card
+        over the PIC, the RTC, GPE0): no row shows them, the board device has none."""
+        ids = {dev.id for dev in self.spec.devices}
+        return [Finding(", ".join(ids.intersection(s.hidden_by)), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware",
+                        SHADOWED, f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}")
+                for s in self.layout.shadowed if s.owner not in ids and ids.intersection(s.hidden_by)]
+
     def hardware_conflicts(self) -> list[Finding]:
         found = []
         isa_owners = {dev.id or f"{dev.type} ({dev.path})" for dev in self.layout.isa}

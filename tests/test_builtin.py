@@ -98,19 +98,19 @@ def test_settings_move_the_board_decode_they_change() -> None:
 @pytest.mark.qemu
 def test_board_claimants_claim_where_the_settings_put_the_device(tmp_path) -> None:
     """The board's FDC moved to 0x370/IRQ 5/DMA 3 and the mouse moved to IRQ 11 are seen
-    where the settings put them, not at QEMU's defaults: the mouse is claimed on IRQ 11; the
-    FDC is reported unclaimed at 0x371 (the floppy driver finds controllers through
-    detection, which reports the BIOS's one at 0x3f0: here the file's isa-fdc), instead of
-    being taken as claimed because the added card's claim covers its default ports."""
+    where the settings put them, not at QEMU's defaults: the mouse is claimed on IRQ 11;
+    the floppy driver claims the board's FDC at 0x371 (setup writes the board controller's
+    Parameters from the builtin settings) beside the file's isa-fdc at 0x3f0, so every
+    decoder has its claim and the job is clean."""
     spec = parse_machine_text("machine: pc\nfirmware_log: false\n"
                               "builtin:\n  fdc: {iobase: 0x370, irq: 5, dma: 3}\n  i8042: {mouse-irq: 11}\n"
                               "devices:\n  - {model: isa-fdc, id: fdc2, iobase: 0x3f0, irq: 6, dma: 2}\n")
     result = run_job(spec, tmp_path / "out", picture=False)
     assert result.exit_code == 0, result.format_text()
     lines = {c.device: c for c in result.claimants}
-    board_fdc = lines["board:floppy-controller"]
-    assert board_fdc.status == "unclaimed" and "0x371-0x375" in board_fdc.detail, result.format_text()
+    assert lines["board:floppy-controller"].status == "claimed" and not result.unclaimed, result.format_text()
     claims = resource_map_claims(Registry(tmp_path / "out" / REGISTRY_FILE))
     held = {(c.owner.split("\\")[1], c.kind, c.start, c.end) for c in claims}
     assert ("Floppy", "port", 0x3F1, 0x3F5) in held and ("Floppy", "dma", 2, 2) in held, held  # fdc2
+    assert {("Floppy", "port", 0x371, 0x375), ("Floppy", "irq", 5, 5), ("Floppy", "dma", 3, 3)} <= held, held
     assert {c.start for c in claims if c.kind == "irq" and c.owner.split("\\")[1] == "i8042prt"} == {1, 11}

@@ -281,13 +281,21 @@ def test_plans_ask_the_qom_questions_of_last_time_and_are_pruned(tmp_path, env, 
     from harness.qemu import launchplan
     machine = tmp_path / "m.yaml"
     machine.write_text(MACHINE)
-    for _ in range(2):
+    plan_files = []
+    for run in range(3):
         done, run_dir = _layout(machine, env)
         assert done.returncode == 0, done.stderr
-    # The second run asked ahead what the first asked after its start: nothing QOM later.
-    later = [json.loads(l)["cmd"]["execute"] for l in (run_dir / "qmp.log").read_text().splitlines()
-             if "cmd" in json.loads(l) and "written" not in json.loads(l)["cmd"]]
-    assert not {"qom-get", "qom-list", "qom-list-types"} & set(later), later
+        plan_files.append(os.stat(_plans(env)[0]).st_ino)
+        if run:
+            # Later runs ask ahead what the first asked after its start: nothing QOM later
+            # (the second and the third alike: the plan does not lose what it asked ahead).
+            later = [json.loads(l)["cmd"]["execute"] for l in (run_dir / "qmp.log").read_text().splitlines()
+                     if "cmd" in json.loads(l) and "written" not in json.loads(l)["cmd"]]
+            assert not {"qom-get", "qom-list", "qom-list-types"} & set(later), (run, later)
+    # The plan was written once; an unchanged plan is not written again, and it holds QOM reads only.
+    assert plan_files[1] == plan_files[2], "an unchanged plan was rewritten"
+    asked = json.loads(_plans(env)[0].read_text())["ask"]
+    assert asked and all(command in ("qom-get", "qom-list", "qom-list-types") for command, _ in asked), asked
     # A plan's questions are only QOM reads: anything else in the file is dropped.
     assert launchplan._static_questions([["qom-get", {"path": "/machine", "property": "type"}],
                                          ["human-monitor-command", {"command-line": "quit"}],
@@ -332,3 +340,32 @@ def test_quit_soon_lets_qemu_go_while_the_caller_works_and_close_waits_for_it() 
     assert len(quits) == 1
     assert machine.exit_outcome == "exited after quit (status 0)"
     assert _gone(pid)
+
+
+def test_qemu_from_a_plan_starts_before_the_heavy_imports(tmp_path, env) -> None:
+    """What runs before a planned QEMU starts is on every command's critical path: the
+    standard library's lighter half and the spawn path, not asyncio, qemu.qmp, typing,
+    PyYAML or the NT model (they load while the firmware runs)."""
+    machine = tmp_path / "m.yaml"
+    machine.write_text(MACHINE)
+    assert _layout(machine, env)[0].returncode == 0  # the plan
+    code = ("import subprocess, sys\n"
+            "real = subprocess.Popen.__init__\n"
+            "def first(self, *a, **k):\n"
+            "    if not hasattr(first, 'seen'):\n"
+            "        first.seen = True\n"
+            "        print('AT_SPAWN', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+            "    real(self, *a, **k)\n"
+            "subprocess.Popen.__init__ = first\n"
+            "from harness.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    done = subprocess.run([sys.executable, "-c", code, "layout", str(machine), "--json"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line, = [l for l in done.stderr.splitlines() if l.startswith("AT_SPAWN")]
+    loaded = set(line.split()[1:])
+    assert "harness.qemu.spawn" in loaded
+    heavy = {"asyncio", "qemu.qmp", "typing", "yaml", "dataclasses", "harness.config", "harness.nt",
+             "harness.qemu.machine"}
+    assert not heavy & loaded, heavy & loaded
+    _no_qemu_left(env)

@@ -65,6 +65,23 @@ def test_qmp_log_records_commands_and_events() -> None:
     shutil.rmtree(log.parent)
 
 
+def test_qmp_messages_are_pretty_printed_only_for_a_debug_log(monkeypatch, caplog) -> None:
+    """qemu.qmp's message hooks log each message at DEBUG; its text (json.dumps with
+    indent) is built only when that level is on, and then the messages are logged."""
+    import logging
+    from qemu.qmp.message import Message
+    printed = []
+    real = Message.__str__
+    monkeypatch.setattr(Message, "__str__", lambda msg: printed.append(1) or real(msg))
+    with Machine(machine_spec(SERIAL)) as m:
+        m.hmp("info pic")
+        assert printed == [], "no text built while DEBUG is off"
+        with caplog.at_level(logging.DEBUG, logger="qemu.qmp"):
+            m.hmp("info pic")
+    assert printed, "with DEBUG on the messages are printed"
+    assert any("<--" in r.getMessage() and "return" in r.getMessage() for r in caplog.records)
+
+
 def test_launch_failure_carries_argv_status_and_qemu_output() -> None:
     m = Machine(machine_spec(SERIAL), extra_args=("-device", "no-such-device"))
     with pytest.raises(LaunchError) as info:

@@ -22,17 +22,23 @@ pytestmark = pytest.mark.qemu
 
 SHIPPED = sorted((CONFIGS / "machines").glob("*.yaml")) + sorted((CONFIGS / "conflicts").glob("*.yaml"))
 #: Conflict configs whose conflict only the NT arbiter sees (a HAL claim over a port QEMU
-#: leaves undecoded, a block claim over a companion chip) or whose configured device wins
-#: every port it decodes from a board device (verify lists the machine file's devices,
-#: not the board's; the main job's claimants and collisions show those).
-ARBITER_ONLY = {"debugcon-in-hal-hole", "sb16-block-adlib", "isa-ide-over-board-ide", "ne2000-over-isapc-ide",
-                "serial-on-keyboard"}
+#: leaves undecoded, a block claim over a companion chip).  (A configured device that
+#: wins ports from a board device is a hardware finding: Context.board_shadowed.)
+ARBITER_ONLY = {"debugcon-in-hal-hole", "sb16-block-adlib"}
+#: Differences verify cannot explain from the views, and rightly so: the device decodes
+#: its ports and does not answer there.  QEMU's isa-parallel at 0x3bc has its registers
+#: at port & 7 (tests/test_job.py); an ib700 is write-only, so no probe can see it.
+UNEXPLAINED_HERE = {"lpt-at-3bc": {("lpt3", "probe")}, "lpt-3bc-over-vga": {("lpt3", "probe")},
+                    "ib700-twice": {("wd1", "probe")}}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_every_shipped_config_reconciles_with_explanations(path: Path, harness_verify) -> None:
     rec = harness_verify(path, guest="probe")
-    rec.assert_explained()
+    if path.stem in UNEXPLAINED_HERE:
+        assert {(f.device, f.view) for f in rec.unexplained} == UNEXPLAINED_HERE[path.stem], format_table(rec)
+    else:
+        rec.assert_explained()
     if path.parent.name == "conflicts" and load_machine(path).expect != "clean" and path.stem not in ARBITER_ONLY:
         assert rec.findings, f"a conflict scenario must produce findings:\n{format_table(rec)}"
     if rec.views["probe"] != "probe-guest":  # only a guest whose PCI config ports are gone may fail

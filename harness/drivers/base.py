@@ -23,6 +23,7 @@ kept in :attr:`NtDriver.outcomes` for the main job's report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, Sequence
 
 from ..nt.hal import Hal
@@ -134,10 +135,13 @@ class NtDriver:
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
+    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded",
+                       board: Mapping[str, Mapping[str, int]] = MappingProxyType({})) -> dict[str, Any]:
         """The Parameters subkeys setup would write for the configured devices: one per
         device id, with its settings under their NT names and, unless ``claim`` is
-        ``block``, the port runs the device decodes (:data:`DECODED_PORTS`)."""
+        ``block``, the port runs the device decodes (:data:`DECODED_PORTS`).  ``board``:
+        the settings of the board's own devices (harness.builtin.board_settings), for a
+        driver that drives one of them too."""
         out: dict[str, Any] = {}
         for dev in devices:
             values: dict[str, Any] = {PARAMETER_NAMES[k]: v for k, v in dev.settings.items() if k in PARAMETER_NAMES}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
 from ..nt.dma import DeallocateObject
@@ -21,13 +22,11 @@ from ..nt.iomgr import DeviceObject
 from ..nt.resources import (CM_FLOPPY_DEVICE_DATA, CM_RESOURCE_LIST, CM_SERIAL_DEVICE_DATA,
                             CmResourceShare, DeviceSpecific, Dma, Interrupt, Isa, Port)
 from ..nt.status import NTSTATUS, IoErrorCode
-from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
+from .base import PARAMETER_NAMES, DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 
 UART_CLOCK = 1843200
 COM_NAMES = {0x3F8: "COM1", 0x2F8: "COM2", 0x3E8: "COM3", 0x2E8: "COM4"}
 LPT_NAMES = {0x378: "LPT1", 0x278: "LPT2", 0x3BC: "LPT1"}
-#: The floppy controller a PC board has built in: base, IRQ, DMA channel.
-PC_FLOPPY_CONTROLLER = (0x3F0, 6, 2)
 SECTOR_SIZE = 512
 #: How long a DMA sector read may take (QEMU moves it in a bottom half within a few ms).
 DMA_READ_TIMEOUT = 0.5
@@ -212,26 +211,30 @@ class FloppyDriver(NtDriver):
     #: Parameters value (driver-wide) asking for the retail claim.
     WHOLE_BLOCK = "ClaimWholeBlock"
 
+    #: The Parameters subkey of the board's own controller.
+    BOARD_CONTROLLER = "BoardController"
+
     @classmethod
-    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded") -> dict[str, Any]:
+    def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded",
+                       board: Mapping[str, Mapping[str, int]] = MappingProxyType({})) -> dict[str, Any]:
         """Setup's view: each isa-fdc with its settings, and the board's own controller
-        (PC/AT standard 0x3f0, IRQ 6, DMA 2) when a drive hangs off it; with ``claim:
-        block`` the driver-wide :attr:`WHOLE_BLOCK` value."""
+        (``board["fdc"]``: where the machine file's ``builtin`` put it), with DriveCount 0
+        (nothing to read a sector from) unless a drive hangs off it; with ``claim: block``
+        the driver-wide :attr:`WHOLE_BLOCK` value."""
         out = super().parameters_for(devices, "block")
         if claim == "block":
             out[cls.WHOLE_BLOCK] = 1
-        if any(d.model.name == "floppy" and d.bus is None for d in devices):
-            base, irq, dma = PC_FLOPPY_CONTROLLER
-            out.setdefault("BoardController", {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma})
+        if "fdc" in board:
+            values = {PARAMETER_NAMES[k]: v for k, v in board["fdc"].items() if k in PARAMETER_NAMES}
+            if not any(d.model.name == "floppy" and d.bus is None for d in devices):
+                values["DriveCount"] = 0
+            out[cls.BOARD_CONTROLLER] = values
         return out
 
     @classmethod
-    def board_parameters(cls) -> dict[str, Any]:
-        """The board's own controller when no drive hangs off it (DriveCount 0: nothing
-        to read a sector from)."""
-        base, irq, dma = PC_FLOPPY_CONTROLLER
-        return {"BoardController": {"IoBaseAddress": base, "InterruptNumber": irq, "DmaChannel": dma,
-                                    "DriveCount": 0}}
+    def board_parameters(cls, board: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+        """Loaded for the board's own controller alone (no device of the file)."""
+        return cls.parameters_for((), board=board)
 
     def _runs(self, registry_path: str, base: int) -> list[tuple[int, int]]:
         key = registry_path + "\\Parameters"

@@ -23,6 +23,8 @@ from .base import DeviceConfig, DeviceNotResponding, NtDriver, parameter_configs
 #: The ISA bus pin "IRQ 2" reaches the slave 8259 as IRQ 9 on an AT.
 AT_IRQ2_REDIRECT = 9
 NE2000_PORTS = 0x20          # registers +0x00..0x0f, data port +0x10, reset +0x1f
+#: The NE2000's register block is the PCI card's I/O BAR 0.
+NE2000_PCI_BAR = 0
 #: Intel 8254x registers (offsets in the register BAR).
 E1000_STATUS, E1000_RDBAL, E1000_RAL0, E1000_RAH0 = 0x0008, 0x2800, 0x5400, 0x5404
 RDBAL_PATTERN = 0x00A5A000   # 16-byte aligned: RDBAL's low 4 bits are hard-wired to 0
@@ -54,8 +56,9 @@ def _pci_name(bus: int, slot: int) -> str:
     return f"PCI {bus:02x}:{slot & 0x1F:02x}.{slot >> 5 & 7}"
 
 
-def _io_bar(resources: CM_RESOURCE_LIST) -> int:
-    return next(p.start for _, p in resources.partials() if isinstance(p, Port))
+def _io_bar(resources: CM_RESOURCE_LIST) -> tuple[int, int]:
+    """The first I/O range of ``resources``: (start, length)."""
+    return next((p.start, p.length) for _, p in resources.partials() if isinstance(p, Port))
 
 
 class Ne2000Driver(NtDriver):
@@ -75,11 +78,19 @@ class Ne2000Driver(NtDriver):
         for bus, slot, header, _ in find_pci(self, {(0x10EC, 0x8029): "ne2k_pci"}):
             bar0 = int.from_bytes(header[0x10:0x14], "little")
             line = header[0x3C]
+            ports = [(bar0 & ~3, self._bar_length(bus, slot))] if bar0 & 1 and bar0 & ~3 else []
             out.append(DeviceConfig(
-                _pci_name(bus, slot), "PCI", [(bar0 & ~3, NE2000_PORTS)] if bar0 & 1 and bar0 & ~3 else [],
+                _pci_name(bus, slot), "PCI", ports,
                 None if line in (0, 0xFF) else line, interface_type=PCIBus, bus_number=bus, slot=slot,
                 irq_share=CmResourceShare.CmResourceShareShared, irq_flags=CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE))
         return out
+
+    def _bar_length(self, bus: int, slot: int) -> int:
+        """How many ports the card's I/O BAR decodes (sized through the HAL): the claim
+        covers all of them, not only the 8390's 0x20 (QEMU's card decodes 0x100), so
+        nothing the arbiter could give away lies under the BAR."""
+        bars = self.hal.size_bars(bus, slot & 0x1F, slot >> 5 & 7)
+        return next((b.size for b in bars if b.index == NE2000_PCI_BAR and b.kind == "io"), NE2000_PORTS)
 
     def filter_resource_requirements(self, node: Any, requirements: Any) -> Any:
         """ISA cards: drop the IRQ 9 alternatives.  The card's "IRQ 2" jumper drives the
@@ -114,7 +125,7 @@ class Ne2000Driver(NtDriver):
             driver_object.registry_path, self.resource_class, driver_object, device, PCIBus,
             config.bus_number, config.slot)
         if NT_SUCCESS(status) and resources is not None:
-            config.ports = [(_io_bar(resources), NE2000_PORTS)]
+            config.ports = [_io_bar(resources)]
             config.extra["moved_by"] = "HalAssignSlotResources"
         return status, resources
 

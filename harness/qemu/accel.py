@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import time
 from pathlib import Path
@@ -68,7 +67,8 @@ def _host_key() -> str:
                                  timeout=10).stdout.splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         version = "unknown"
-    return f"{platform.node()}|{platform.release()}|{version}"
+    host = os.uname()  # what platform.node() and platform.release() read, without importing platform
+    return f"{host.nodename}|{host.release}|{version}"
 
 
 def _calibrated_choice() -> str:

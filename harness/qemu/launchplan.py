@@ -123,8 +123,9 @@ def save(config: str, command: str, options: "dict[str, object]", machine: objec
         with open(config, "rb") as f:
             text = f.read().decode("utf-8", "surrogateescape")
         key = plan_key(config, command, options)
-        asked = [[c, a] for c, a in machine.static_questions  # type: ignore[attr-defined]
-                 if (c, a) not in STATIC_QUERIES][:MAX_ASKED]
+        # Only what a plan may ask (the rule start() reads it with), so an unchanged plan compares equal.
+        asked = [[c, a] for c, a in _static_questions([[c, a] for c, a in machine.static_questions])  # type: ignore[attr-defined]
+                 if (c, a) not in STATIC_QUERIES]
         plan = {"key": key, "config": text, "name": spec.name, "qtest": qtest_wanted(), "ask": asked,
                 "argv": [arg.replace(run_dir, RUN_DIR_MARK) for arg in argv],
                 "images": drive_images(spec),

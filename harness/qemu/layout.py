@@ -252,7 +252,7 @@ def snapshot(machine: Any, phase: str | None = None, *,
     flat_text, tree_text, *query_pci = reader.ask(
         [("human-monitor-command", {"command-line": "info mtree -f -o"}),
          ("human-monitor-command", {"command-line": "info mtree -o -D"}),  # -D: disabled regions
-         *([("query-pci", None)] if kind != "isapc" else [])])
+         *([("query-pci", None)] if kind != "isapc" else [])], static=False)  # the hardware now
     for answer in (flat_text, tree_text, *query_pci):
         if isinstance(answer, BaseException):
             raise answer
@@ -354,12 +354,13 @@ class QomReader:
         """The machine's static facts (see :attr:`Machine.static_facts`)."""
         return self._facts
 
-    def ask(self, commands: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
-        """Answers in order; an exception object for a command QEMU refused."""
+    def ask(self, commands: list[tuple[str, dict[str, Any] | None]], *, static: bool = True) -> list[Any]:
+        """Answers in order; an exception object for a command QEMU refused.  ``static``:
+        QOM facts, which a launch plan may ask ahead."""
         self.asked += len(commands)
         many = getattr(self.machine, "qmp_many", None)
         if many is not None:
-            return many(commands, static=True)  # QOM facts: a launch plan may ask them ahead
+            return many(commands, static=static)
         out = []
         for command, arguments in commands:
             try:

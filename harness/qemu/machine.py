@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import select
 import shlex
@@ -157,6 +158,15 @@ class _Client(QMPClient):
         self.negotiate = False
         self.presented: dict[str, asyncio.Future[dict[str, Any]]] = {
             ident: asyncio.get_running_loop().create_future() for ident in presented}
+
+    # The library's message hooks log every message at DEBUG, and build the text first
+    # (json.dumps with indent: the pure-Python encoder) whether or not DEBUG is on: about
+    # 2 ms of CPU per machine for the monitor's larger answers.  Built only when logged.
+    def _cb_inbound(self, msg: Any) -> Any:
+        return super()._cb_inbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
+
+    def _cb_outbound(self, msg: Any) -> Any:
+        return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
     async def _on_message(self, msg: Any) -> None:
         future = self.presented.get(msg.get("id")) if "event" not in msg else None
@@ -383,7 +393,8 @@ class Machine:
             self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
-        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_process()))
+        exit_watch = asyncio.get_running_loop().create_task(self._watch_process())
+        self._tasks.append(exit_watch)
         client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
         try:
             await client.connect(spawned.qmp)
@@ -395,8 +406,9 @@ class Machine:
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
+        self.accel_used = self.accel  # unless query-kvm says otherwise (asked unless -accel is tcg)
         for ident, command, arguments in spawned.sent:
-            answer = await self._presented_answer(client.presented[ident])
+            answer = await self._presented_answer(client.presented[ident], exit_watch)
             if answer is None:  # QEMU exited before it answered
                 # Up is up once its monitor ran: a firmware that ends QEMU at once can do so
                 # before the answers to cont or the questions are written (the vCPU runs the
@@ -408,30 +420,31 @@ class Machine:
             if command in ("qmp_capabilities", "cont"):
                 if "error" in answer:
                     raise self._launch_failed(f"QEMU refused {command!r}: {answer['error'].get('desc', answer)}")
+            elif command == "query-kvm":
+                if "return" in answer:
+                    self.accel_used = "kvm" if answer["return"].get("enabled") else "tcg"
             else:  # a question asked ahead (harness.qemu.qomfacts): its answer waits for the asker
                 self._prefetched[_query_key(command, arguments)] = answer
                 if "return" in answer:
                     self.binary_facts.keep(command, arguments, answer["return"])
         self.binary_facts.save()
-        if self._proc.poll() is None:
-            kvm = await client.execute("query-kvm")
-            self.accel_used = "kvm" if kvm.get("enabled") else "tcg"
-        else:  # a firmware that ends QEMU at once; whoever looks next finds it gone
-            self.accel_used = self.accel
         self._log_line("info", {"qemu": self.qemu_version, "accel": self.accel_used, "pid": self.pid,
                                 "early_start": self.early_adopted})
 
-    async def _presented_answer(self, future: "asyncio.Future[dict[str, Any]]") -> dict[str, Any] | None:
+    @staticmethod
+    async def _presented_answer(future: "asyncio.Future[dict[str, Any]]",
+                                exit_watch: "asyncio.Task[None]") -> dict[str, Any] | None:
         """The answer to a command written before QEMU started, or None if QEMU exited
-        without giving it (what it did say is still read from the socket first)."""
-        while not future.done():
-            if self._proc is not None and self._proc.poll() is not None:
-                try:
-                    return await asyncio.wait_for(asyncio.shield(future), 0.5)
-                except asyncio.TimeoutError:
-                    return None
-            await asyncio.wait([future], timeout=0.02)
-        return future.result()
+        (``exit_watch`` ended) without giving it (what it did say is still read from the
+        socket first)."""
+        if not future.done():
+            await asyncio.wait([future, exit_watch], return_when=asyncio.FIRST_COMPLETED)
+        if future.done():
+            return future.result()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), 0.5)
+        except asyncio.TimeoutError:
+            return None
 
     def _qtest_closed(self, what: str) -> QEMUError:
         if self._exited_within(1.0):
@@ -448,8 +461,23 @@ class Machine:
         return LaunchError(message, machine=self, returncode=rc)
 
     async def _watch_process(self) -> None:
+        """Log QEMU's exit and wake the event waiters: woken by the exit itself through a
+        pidfd (polled every 50 ms where there are none)."""
         assert self._proc is not None
         proc = self._proc
+        try:
+            fd: int | None = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfds here, or already reaped
+            fd = None
+        if fd is not None:
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+            loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+            try:
+                await exited
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
         while proc.poll() is None:
             await asyncio.sleep(0.05)
         self._log_line("exit", {"returncode": proc.returncode})
@@ -576,6 +604,8 @@ class Machine:
         # binary's own (harness.qemu.binaryfacts).  The rest go to QEMU, all in flight.
         out: list[Any] = []
         missing: list[int] = []
+        if static:  # noted however they are answered: the plan that asked them keeps them
+            self.static_questions += [q for q in commands if q not in self.static_questions]
         for index, (command, arguments) in enumerate(commands):
             prefetched = self._prefetched.pop(_query_key(command, arguments), None)
             kept = self.binary_facts.answer(command, arguments) if prefetched is None else None
@@ -590,8 +620,6 @@ class Machine:
                 missing.append(index)
         if missing:
             asked = [commands[i] for i in missing]
-            if static:
-                self.static_questions += [q for q in asked if q not in self.static_questions]
 
             async def run() -> list[Any]:
                 return await asyncio.gather(*(self._execute(c, a) for c, a in asked), return_exceptions=True)

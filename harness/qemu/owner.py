@@ -44,7 +44,10 @@ class Owner(namedtuple("Owner", "pid start uid pidns token", defaults=("",))):
 
     @classmethod
     def me(cls, token: str = "") -> "Owner":
-        return cls(os.getpid(), _start_time("self"), os.getuid(), _pidns("self"), token)
+        pid = os.getpid()
+        if _ME[0] != pid:  # read once per process (a forked child reads its own)
+            _ME[:] = [pid, (pid, _start_time("self"), os.getuid(), _pidns("self"))]
+        return cls(*_ME[1], token)
 
     def is_me(self) -> bool:
         me = Owner.me()
@@ -56,6 +59,10 @@ class Owner(namedtuple("Owner", "pid start uid pidns token", defaults=("",))):
             return _start_time(str(self.pid)) != self.start or _state(str(self.pid)) == "Z"
         except (OSError, ValueError, IndexError):
             return True
+
+
+#: This process's (pid, start, uid, pidns), and the pid it was read in.
+_ME: list = [None, None]
 
 
 def owner_tag(token: str) -> str:

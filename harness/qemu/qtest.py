@@ -29,7 +29,9 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+TYPE_CHECKING = False  # typing itself takes ms to import, on the way to QEMU's start (spawn.py)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, Sequence
 
 from ..names import RESERVED_ID_PREFIX
 from ..errors import HarnessError

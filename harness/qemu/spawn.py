@@ -81,7 +81,11 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
         raise HarnessError(f"QEMU ({argv[0]}) is not installed or not on PATH; set HARNESS_QEMU")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     qtest_ours, qtest_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest else (None, None)
-    commands = [("qmp_capabilities", None), *([("cont", None)] if start_firmware else []), *ask]
+    # Which accelerator QEMU took cannot change either: asked along, it costs no round trip;
+    # under "-accel tcg" alone there is nothing to ask (each QMP command costs QEMU ~0.4 ms).
+    accel = argv[argv.index("-accel") + 1] if "-accel" in argv[:-1] else None
+    commands = [("qmp_capabilities", None), *([("cont", None)] if start_firmware else []),
+                *([("query-kvm", None)] if accel != "tcg" else []), *ask]
     sent = [(f"{PRESENT_ID_PREFIX}{n}", command, arguments) for n, (command, arguments) in enumerate(commands)]
     # A socketpair buffers far more than these few bytes: QEMU reads them when it is ready.
     ours.sendall("".join(json.dumps({"execute": command, "id": ident,
