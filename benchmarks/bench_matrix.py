@@ -150,7 +150,9 @@ def main() -> None:
     print(f"ratio: matrix at {100 * matrix_rate / bare_rate:.0f} % of bare QEMU (target >= 80 %)")
     keys = sorted({k for t in timings for k in t})
     print("main job timings, mean per cell: "
-          + ", ".join(f"{k} {statistics.mean(t.get(k, 0.0) for t in timings):.3f} s" for k in keys))
+          + ", ".join(f"{k} {100 * statistics.mean(t.get(k, 0.0) for t in timings):.0f} % of cells"
+                      if k.endswith(" reused") else  # a 0/1 flag among the seconds
+                      f"{k} {statistics.mean(t.get(k, 0.0) for t in timings):.3f} s" for k in keys))
     if args.cpu:
         cpu_per_cell(cells)
 

@@ -443,21 +443,30 @@ def _stopped_result(spec: MachineSpec, machine: Machine, out_dir: Path, timings:
 
 
 def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None,
-            shared: Sequence[SharedLine] = (), *, resource_map: bool = True) -> JobResult:
-    """The job's findings on a test bed now: claims against a fresh layout snapshot, what
-    the hardware does (before the drivers and now; ``shared``: what exercising the shared
-    interrupt lines showed), the error log and (``resource_map``) the ResourceMap
-    formatted."""
+            shared: Sequence[SharedLine] = (), *, resource_map: bool = True,
+            fresh_layout: bool = False) -> JobResult:
+    """The job's findings on a test bed now: claims against the post-drivers layout (the
+    post-firmware snapshot reused when nothing changed what QEMU decodes since, a fresh one
+    otherwise or with ``fresh_layout``: :meth:`Testbed.after`), what the hardware does
+    (before the drivers and now; ``shared``: what exercising the shared interrupt lines
+    showed), the error log and (``resource_map``) the ResourceMap formatted.  The timings
+    get the post-drivers layout's seconds and whether it was reused (1.0) or not (0.0)."""
     io, spec = bed.io, bed.spec
-    after = bed.after()
+    timings = dict(timings or {})
+    t = time.monotonic()
+    after = bed.after(fresh=fresh_layout)
+    timings["post-drivers layout"] = time.monotonic() - t
+    timings["post-drivers layout reused"] = float(bed.after_fresh_because is None)
     checks = check_claims(io, after.layout, spec, bed.board)
     collisions = hardware_collisions(after, spec)
     collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
                    for s in shared if s.lost]
     seen = {(c.kind, c.resource, c.devices) for c in collisions}
-    # What the firmware left that the drivers then resolved (a moved BAR) counts too.
-    collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
-                      if (c.kind, c.resource, c.devices) not in seen]
+    # What the firmware left that the drivers then resolved (a moved BAR) counts too;
+    # the same view (reused, or unchanged) has nothing to add.
+    if not _same_view(bed.before, after):
+        collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
+                          if (c.kind, c.resource, c.devices) not in seen]
     collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec), after.layout.elcr)
     error_log = []
     for entry in io.error_log:
@@ -470,9 +479,16 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     return JobResult(spec, out_dir, after.layout, format_resource_map(io.registry) if resource_map else None,
                      [_report(r, d) for r, d in bed.loaded],
                      error_log, io.violations, checks, collisions,
-                     dict(timings or {}), unreadable=io.unreadable, shared_lines=list(shared),
+                     timings, unreadable=io.unreadable, shared_lines=list(shared),
                      hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat,
                      actions=list(bed.actions), claimants=bed.claimants(after.layout))
+
+
+def _same_view(before: HardwareView, after: HardwareView) -> bool:
+    """Whether two views show the same hardware (their phases aside): then every collision
+    of one is a collision of the other."""
+    return (before.routes == after.routes and before.sci == after.sci
+            and dataclasses.replace(after.layout, phase=before.layout.phase) == before.layout)
 
 
 def format_resource_map(registry: Registry) -> str:

@@ -92,14 +92,22 @@ class Testbed:
     _objects: dict[str, Any] = field(init=False, default_factory=dict)
     #: What each Action step did, in order.
     actions: list[ActionRecord] = field(init=False, default_factory=list)
+    #: How the last :meth:`after` got its layout: None when it reused the post-firmware
+    #: snapshot (nothing that changes what QEMU decodes happened since), else why it took
+    #: a fresh one.
+    after_fresh_because: str | None = field(init=False, default="after() was not called")
 
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
                        ioapic_reader=lambda: read_ioapic(self.machine))
         layout = self.firmware_layout
+        #: The bus that adopted the post-firmware snapshot's monitor answers (it knows
+        #: whether they still hold: LiveBus.layout_unchanged), if one did.
+        self._adopted_by: LiveBus | None = None
         if layout is None:  # read now: the bus keeps what the monitor answered (LiveBus.adopt)
             layout = snapshot(self.machine, "post-firmware", monitor_reads_to=getattr(bus, "adopt", None))
+            self._adopted_by = bus if isinstance(bus, LiveBus) else None
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
@@ -205,6 +213,22 @@ class Testbed:
         """Every device of the machine, board devices included, and its NT claimant."""
         return claimant_lines(self.io, self.spec, self.board, layout or self.before.layout)
 
-    def after(self) -> HardwareView:
-        """The hardware now (a fresh layout snapshot with the PCI routing)."""
-        return routed_view(snapshot(self.machine, "post-drivers"), self.hal)
+    def after(self, *, fresh: bool = False) -> HardwareView:
+        """The hardware now: the post-drivers layout with the PCI routing.  The post-firmware
+        snapshot is reused (its registers read again: :func:`~harness.qemu.layout.refresh`)
+        when the bus that adopted it says nothing changed what QEMU decodes since; a fresh
+        snapshot is taken otherwise, or when ``fresh``.  :attr:`after_fresh_because` says
+        which, and why."""
+        bus = self._adopted_by
+        if fresh:
+            why: str | None = "a fresh snapshot was asked for"
+        elif bus is None:
+            why = "the post-firmware snapshot came from elsewhere (no bus adopted it)"
+        else:
+            why = bus.layout_unchanged()
+        self.after_fresh_because = why
+        if why is None and bus is not None:
+            layout = bus.refresh(self.before.layout, "post-drivers")
+        else:
+            layout = snapshot(self.machine, "post-drivers")
+        return routed_view(layout, self.hal)

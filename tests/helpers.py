@@ -125,29 +125,36 @@ def model_spec(name: str):
     """A valid machine holding model ``name`` as its last device, with whatever it needs
     in front (a bridge for a PCI device, a controller for a floppy)."""
     import json
+    machine, items = model_items(name)
+    return machine_spec(f"machine: {machine}\ndevices:\n" + "".join(f"  - {json.dumps(i)}\n" for i in items))
+
+
+def model_items(name: str, prefix: str = "") -> tuple[str, list[dict]]:
+    """:func:`model_spec`'s machine type and device items, every id (and every reference to
+    one) prefixed with ``prefix``, so several models' items fit in one machine."""
     model = load_catalog()[name]
     machine = "q35" if model.bus == "pcie" else "pc" if "pc" in model.machines else model.machines[0]
     items = []
     if model.bus in ("pci", "pcie") and not model.bridge:
-        items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": "br"})
+        items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": f"{prefix}br"})
     from harness.config import DRIVE_CONTROLLERS
     if model.bus in DRIVE_CONTROLLERS:
-        items.append({"model": DRIVE_CONTROLLERS[model.bus], "id": "fdc1",
+        items.append({"model": DRIVE_CONTROLLERS[model.bus], "id": f"{prefix}fdc1",
                       **({"iobase": 0x370} if model.bus == "floppy" else {})})
-    item = {"model": name, "id": "dut"}
+    item = {"model": name, "id": f"{prefix}dut"}
     # On a named bus, so the bus is in the baseline command line too.
     if model.bus in DRIVE_CONTROLLERS:
-        item["controller"] = "fdc1"
+        item["controller"] = f"{prefix}fdc1"
     elif model.bus == "isa":
         item["bus"] = "isa"
     elif not model.bridge:
-        item["bus"] = "br"
+        item["bus"] = f"{prefix}br"
     # Every property set (a first choice, or a small valid value), so each field's value
     # is in the baseline command line.
     for prop, spec in model.properties.items():
         item[prop] = spec.choices[0] if spec.choices else {"bool": False, "str": "x"}.get(spec.kind, 1)
     items.append(item)
-    return machine_spec(f"machine: {machine}\ndevices:\n" + "".join(f"  - {json.dumps(i)}\n" for i in items))
+    return machine, items
 
 
 def with_last_device(spec, **device_changes):

@@ -41,10 +41,11 @@ class PortAccessError(HarnessError):
 
 class PortChannel:
     """Port and PCI-config access; subclasses say how a batch of accesses reaches QEMU.
-    ``round_trips`` counts the port accesses made."""
+    ``round_trips`` counts the port accesses made, ``writes`` the ``out`` ones among them."""
 
     def __init__(self) -> None:
         self.round_trips = 0
+        self.writes = 0
 
     def transfer(self, ops: Sequence[PortOp]) -> list[int]:
         """Do ``ops`` in order; return the values the ``in`` accesses read, in order."""
@@ -54,6 +55,7 @@ class PortChannel:
             if kind == "out" and not 0 <= value < (1 << (8 * size)):  # type: ignore[operator]
                 raise PortAccessError(f"value {value:#x} does not fit in {size} byte(s)")
         self.round_trips += len(ops)
+        self.writes += sum(kind == "out" for kind, *_ in ops)
         return self._transfer(ops)
 
     def _transfer(self, ops: Sequence[PortOp]) -> list[int]:

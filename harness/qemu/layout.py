@@ -258,13 +258,7 @@ def snapshot(machine: Any, phase: str | None = None, *,
             raise answer
     functions = [(d["bus"], d["slot"], d["function"]) for b in (query_pci[0] if query_pci else [])
                  for d in walk_pci(b["devices"])]
-    pirq_dwords = _pirq_dwords(kind)
-    ops = [op for key in functions for op in PortChannel.config_read_ops(*key, 0x04, 2)]
-    ops += [op for *key, offset in pirq_dwords for op in PortChannel.config_read_ops(*key, offset, 4)]
-    ops += [("in", port, 1, None) for port in ELCR_PORTS]
-    values = machine_ports(machine).transfer(ops)
-    commands = dict(zip(functions, values))
-    pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
+    commands, pirq, elcr = _read_registers(machine, functions)
     pci = _read_pci(query_pci[0], commands) if query_pci else []
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
     if monitor_reads_to is not None:
@@ -285,12 +279,41 @@ def snapshot(machine: Any, phase: str | None = None, *,
         accel=machine.accel_used or machine.accel,
         pci=tuple(sorted(pci, key=lambda f: (f.bus, f.slot, f.function))),
         pirq=pirq,
-        elcr=values[-2] | values[-1] << 8,
+        elcr=elcr,
         isa=tuple(sorted(isa, key=lambda d: (d.type, d.path))),
         io=tuple(sorted(io, key=_range_key)),
         memory=tuple(sorted(memory, key=_range_key)),
         shadowed=tuple(sorted(shadowed, key=lambda s: (s.space, s.start, s.end, s.owner or ""))),
     )
+
+
+def _read_registers(machine: Any, functions: list[tuple[int, int, int]], ports: PortChannel | None = None
+                    ) -> tuple[dict[tuple[int, int, int], int], PirqRouting | None, int]:
+    """What a snapshot reads that changes without changing what QEMU decodes, in one port
+    transfer (over ``ports``, else the machine's fastest channel): each function's command
+    word, the chipset's PIRQ routes, the ELCR."""
+    kind = machine.spec.machine
+    pirq_dwords = _pirq_dwords(kind)
+    ops = [op for key in functions for op in PortChannel.config_read_ops(*key, 0x04, 2)]
+    ops += [op for *key, offset in pirq_dwords for op in PortChannel.config_read_ops(*key, offset, 4)]
+    ops += [("in", port, 1, None) for port in ELCR_PORTS]
+    values = (ports or machine_ports(machine)).transfer(ops)
+    pirq = _pirq_routing(kind, values[len(functions):len(functions) + len(pirq_dwords)])
+    return dict(zip(functions, values)), pirq, values[-2] | values[-1] << 8
+
+
+def refresh(layout: Layout, machine: Any, phase: str, ports: PortChannel | None = None) -> Layout:
+    """``layout`` of ``machine`` again, in ``phase``, when nothing that changes what QEMU
+    decodes happened since it was taken (:meth:`LiveBus.layout_unchanged
+    <harness.qemu.livebus.LiveBus.layout_unchanged>` says so): the registers that change
+    without changing it (:func:`_read_registers`, over ``ports``) are read again, the rest
+    is kept.  Equal to a fresh :func:`snapshot`, field for field, but for the phase."""
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
+    commands, pirq, elcr = _read_registers(machine, [(f.bus, f.slot, f.function) for f in layout.pci], ports)
+    pci = tuple(fn if fn.command == commands[fn.bus, fn.slot, fn.function]
+                else dataclasses.replace(fn, command=commands[fn.bus, fn.slot, fn.function]) for fn in layout.pci)
+    return dataclasses.replace(layout, phase=phase, pci=pci, pirq=pirq, elcr=elcr)
 
 
 def read_static_facts(machine: Any) -> None:

@@ -40,7 +40,8 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import UNASSIGNED, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree, walk_pci
+from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree,
+                     refresh, walk_pci)
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -48,6 +49,25 @@ PCIEXBAR = 0x60
 _XP_LINE = re.compile(r"^\s*([0-9a-fA-F]+):((?:\s+0x[0-9a-fA-F]+)+)\s*$")
 _ALL_KNOWN = (1 << PCI_CONFIG_SIZE) - 1
 PCI_COMMON_HEADER = 0x40
+#: The ports whose writes can remap memory: QEMU's VGA data ports, by the name of the
+#: register block that decodes them in the flat view (measured on QEMU 7.2:
+#: tests/test_snapreuse.py).  vga.c calls vga_update_memory_access on every sequencer
+#: (0x3C5) and graphics-controller (0x3CF) data write and on VBE data writes (0x1CF,
+#: 0x1D0: bank and enable), which maps or unmaps the ``vga.chain4`` alias over the legacy
+#: window; cirrus_vga.c remaps its banks and MMIO from the same two data ports of its
+#: ``cirrus-io`` block.  Index ports and the other registers remap nothing.  No other
+#: device of the catalog maps or unmaps anything from its I/O ports (a chipset's windows
+#: follow configuration registers, which the held view checks).  Each block: the width
+#: QEMU splits a wider access into (a word written to 0x3C4 writes 0x3C4 and 0x3C5; one
+#: written to 0x1CE is the VBE index alone), and its data ports.
+REMAPPING_PORTS = {"vga": (1, (0x3C5, 0x3CF)), "cirrus-io": (1, (0x3C5, 0x3CF)), "vbe": (2, (0x1CF, 0x1D0))}
+#: Monitor commands that change nothing QEMU decodes: QMP queries and QOM reads, HMP
+#: ``info``, memory dumps and port reads (a read has side effects on some devices, but
+#: none maps or unmaps anything).  Any other command between a snapshot and its reuse
+#: (HMP ``o``, a reset, a device added, a property set) makes the next one fresh.
+READ_ONLY_QMP = frozenset({"qom-get", "qom-list", "qom-list-types", "qom-list-properties",
+                           "device-list-properties"})
+READ_ONLY_HMP = frozenset({"info", "xp", "x", "i"})
 
 
 class LiveBusError(BusAccessError):
@@ -88,6 +108,10 @@ class LiveBus:
         #: Port I/O: the machine's qtest channel when it has one, else HMP i/o.
         self.ports = machine_ports(machine)
         self._seen_epoch = -1
+        #: Where the machine stood when a snapshot was adopted (see layout_unchanged),
+        #: None once anything may have changed it, and then why.
+        self._basis: _Basis | None = None
+        self._basis_lost = "no layout snapshot was adopted"
         self._reset_state()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -96,7 +120,8 @@ class LiveBus:
         """Monitor commands and port accesses this object made."""
         return self._monitor_round_trips + self.ports.round_trips
 
-    def _reset_state(self) -> None:
+    def _reset_state(self, why: str = "") -> None:
+        self._lose_basis(why or "the bus forgot what it had read")
         self._functions: dict[tuple[int, int, int], _Function] = {}
         self._present: set[tuple[int, int, int]] | None = None
         self._bridges: set[tuple[int, int, int]] = set()
@@ -116,7 +141,7 @@ class LiveBus:
 
     def invalidate(self) -> None:
         """Forget everything cached (a new phase)."""
-        self._reset_state()
+        self._reset_state("the bus was invalidated")
 
     @property
     def epoch(self) -> int:
@@ -126,7 +151,7 @@ class LiveBus:
     def _check_epoch(self) -> None:
         epoch = self.epoch
         if epoch != self._seen_epoch:
-            self._reset_state()
+            self._reset_state("a QMP event (the machine ran, stopped or was reset)")
             self._seen_epoch = epoch
 
     def _hmp(self, command_line: str, *, timeout: float | None = None) -> str:
@@ -158,10 +183,18 @@ class LiveBus:
         self.ports.write_port(port, value, size)
         if port <= PCI_CONFIG_DATA + 3 and port + size > PCI_CONFIG_ADDRESS:
             # Someone drives the configuration mechanism by hand: nothing cached holds.
-            self._reset_state()
+            self._reset_state(f"a port write to {port:#x} (the configuration mechanism, by hand)")
             self._seen_epoch = self.epoch
             if port == PCI_CONFIG_ADDRESS and size == 4:
                 self._cf8 = value
+        elif self._flat is not None:
+            remapping = {name for r in self._flat.get("I/O", [])
+                         if (name := _base_name(r)) in REMAPPING_PORTS and r.start < port + size and r.end >= port
+                         and any(r.start <= piece <= r.end and piece in REMAPPING_PORTS[name][1]
+                                 for piece in range(port, port + size, REMAPPING_PORTS[name][0]))}
+            if remapping:
+                self._drop_view(f"a port write to {port:#x} ({', '.join(sorted(remapping))}: "
+                                "a VGA data port, it can remap the VGA's memory window)")
 
     def posted_writes(self) -> Any:
         """See :func:`harness.nt.busaccess.posted_writes`: on the qtest channel, writes in
@@ -330,7 +363,8 @@ class LiveBus:
     def _after_writing(self, key: tuple[int, int, int], wide: bool) -> None:
         if wide:
             cf8 = self._cf8
-            self._reset_state()
+            self._reset_state(f"a configuration write to {key[0]:02x}:{key[1]:02x}.{key[2]} "
+                              "(a bridge or the host bridge: it changes what every access reaches)")
             self._cf8 = cf8
         else:
             self._functions.pop(key, None)
@@ -481,10 +515,10 @@ class LiveBus:
     # the host bridge (windows, bus numbers, resets of a whole bus) drops the view, as
     # does anything that starts a new phase (the machine ran, a write to the 0xCF8-0xCFF
     # ports themselves).  query-pci's BAR addresses are kept the same way.  Only on the
-    # qtest channel: over HMP the read-back costs more than the dump.  Port writes do not
-    # drop the view (as before it was kept): no device of the catalog maps or unmaps
-    # memory or ports through its I/O registers (VGA's chain-4 switch changes what its
-    # low-memory window shows, not whether it decodes).
+    # qtest channel: over HMP the read-back costs more than the dump.  Of the port writes
+    # only those to a VGA data port drop the view (REMAPPING_PORTS: the chain-4 switch maps
+    # an alias over the legacy window, the same owner under another region name); no other
+    # device of the catalog maps or unmaps anything through its I/O registers.
     @property
     def _can_recheck(self) -> bool:
         return self.cache and isinstance(self.ports, QtestPorts) and self._config_ports_reach_host()
@@ -509,7 +543,8 @@ class LiveBus:
         return [held for held, data in ((self._flat_held, self._flat), (self._query_pci_held, self._query_pci))
                 if data is not None]
 
-    def _drop_view(self) -> None:
+    def _drop_view(self, why: str) -> None:
+        self._lose_basis(why)
         self._flat = None
         self._flat_config_ports = None
         self._decoded = None
@@ -519,7 +554,8 @@ class LiveBus:
         """Before a (non-wide) write to ``key``: note what the dwords that count hold, for
         each answer held, as they were when it was read (one port transfer for all)."""
         if not self._can_recheck:
-            self._drop_view()
+            self._drop_view(f"a configuration write to {key[0]:02x}:{key[1]:02x}.{key[2]} "
+                            "(not read back here: no qtest channel, or 0xCF8-0xCFF are not the host bridge's)")
             self._query_pci_held.stale = True  # asked again when it must be fresh
             return
         fn = self._functions.get(key)
@@ -571,7 +607,7 @@ class LiveBus:
         once and kept while it holds (see above)."""
         self._check_epoch()
         if self._flat is not None and not self._still_holds(self._flat_held):
-            self._drop_view()
+            self._drop_view(_CHANGED)
         if self._flat is None:
             self._flat = parse_mtree_flat(self._hmp("info mtree -f -o"))
         return self._flat
@@ -587,6 +623,61 @@ class LiveBus:
         self._root_windows = _root_windows(tree)
         if query_pci is not None:
             self._take_query_pci(query_pci)
+        self._basis = self._basis_now()
+
+    # ------------------------------------------------------------------ reusing a snapshot
+    # A layout snapshot is what QEMU decodes (the flat and full memory trees, query-pci)
+    # plus a few registers that change without changing that (PCI command words, PIRQ
+    # routes, the ELCR).  The bus that adopted a snapshot's monitor answers knows when
+    # they still describe the machine: the flat view it holds is the snapshot's, and it
+    # is dropped by everything that can change what QEMU decodes through the bus (see
+    # "the flat view" above, and REMAPPING_PORTS); what did not go through the bus
+    # is seen from the machine: a QMP event, a qtest write that is not the bus's own, a
+    # monitor command that is not a read (READ_ONLY_QMP, READ_ONLY_HMP; the machine
+    # records every command it sends, Machine.commands).  A snapshot then needs only its registers read
+    # again (harness.qemu.layout.refresh).
+    def _basis_now(self) -> "_Basis | None":
+        """Where the machine stands now, for :meth:`layout_unchanged`; None (with the
+        reason in ``_basis_lost``) when a later comparison could not be trusted."""
+        channel = getattr(self.machine, "qtest", None)
+        commands = getattr(self.machine, "commands", None)
+        if getattr(self.machine, "boot", None) is not None:
+            self._basis_lost = "the machine runs a guest (it changes the hardware itself)"
+        elif not (isinstance(self.ports, QtestPorts) and channel is not None and self.cache):
+            self._basis_lost = "no qtest channel (or the bus's cache is off)"
+        elif commands is None:
+            self._basis_lost = "the machine keeps no record of its monitor commands"
+        else:
+            return _Basis(channel.writes, self.ports.writes, len(commands))
+        return None
+
+    def _lose_basis(self, why: str) -> None:
+        if self._basis is not None:
+            self._basis_lost = why
+        self._basis = None
+
+    def layout_unchanged(self) -> str | None:
+        """None when the snapshot whose monitor answers this bus adopted (:meth:`adopt`)
+        still describes what QEMU decodes; else why not (for reports)."""
+        self._check_epoch()
+        basis = self._basis
+        if basis is None:
+            return self._basis_lost
+        if not (self._still_holds(self._flat_held) and self._still_holds(self._query_pci_held)):
+            self._drop_view(_CHANGED)
+            return self._basis_lost
+        channel = self.machine.qtest
+        others = (channel.writes - basis.channel_writes) - (self.ports.writes - basis.own_writes)
+        if others:
+            return f"{others} qtest write(s) not made through this bus"
+        return _state_changing_command(self.machine.commands[basis.commands_sent:])
+
+    def refresh(self, layout: Layout, phase: str) -> Layout:
+        """:func:`harness.qemu.layout.refresh` over this bus's ports (the reads' 0xCF8
+        writes are the bus's own: the snapshot stays adopted)."""
+        out = refresh(layout, self.machine, phase, self.ports)
+        self._cf8 = None  # the transfer moved it
+        return out
 
     # ------------------------------------------------------------------ DecodeMap
     def pci_root_windows(self) -> dict[str, list[tuple[int, int]]]:
@@ -665,6 +756,32 @@ class LiveBus:
                     raise value
                 known[path] = int(value) if isinstance(value, int) and value >= 0 else None
         return {p: known[p] for p in paths}
+
+
+_CHANGED = "a configuration write changed a function's header or a register written"
+
+
+class _Basis:
+    """Where the machine stood when a snapshot was adopted (its QMP events are the bus's
+    epoch): the qtest channel's writes and this bus's own, the monitor commands sent."""
+
+    __slots__ = ("channel_writes", "own_writes", "commands_sent")
+
+    def __init__(self, channel_writes: int, own_writes: int, commands_sent: int) -> None:
+        self.channel_writes, self.own_writes, self.commands_sent = channel_writes, own_writes, commands_sent
+
+
+def _state_changing_command(commands: "Sequence[tuple[str, dict[str, Any] | None]]") -> str | None:
+    """The first of ``commands`` (the machine's :attr:`~harness.qemu.machine.Machine.commands`
+    since the snapshot) that is not a read, as a reason; None when there is none."""
+    for command, arguments in commands:
+        command_line = str((arguments or {}).get("command-line", "")) if command == "human-monitor-command" else ""
+        if command == "human-monitor-command":
+            if command_line.split(" ", 1)[0] not in READ_ONLY_HMP:
+                return f"the monitor command {command_line!r}"
+        elif not (command.startswith("query-") or command in READ_ONLY_QMP):
+            return f"the QMP command {command!r}"
+    return None
 
 
 class _Held:

@@ -262,6 +262,9 @@ class Machine:
         self._prefetched: dict[str, dict[str, Any]] = {}
         #: QOM questions asked of this QEMU with ``static=True`` (see :meth:`qmp_many`).
         self.static_questions: list[tuple[str, dict[str, Any] | None]] = []
+        #: Every monitor command sent, in order (those written before QEMU started first):
+        #: what may have changed the machine behind a bus that keeps what it read.
+        self.commands: list[tuple[str, dict[str, Any] | None]] = []
         self._event_cond: asyncio.Condition | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._qmp_log = None
@@ -389,6 +392,7 @@ class Machine:
         for ident, command, arguments in spawned.sent:
             self._log_line("cmd", {"execute": command, "arguments": arguments, "id": ident,
                                    "written": "before QEMU started"})
+            self.commands.append((command, arguments))
         if spawned.qtest is not None:
             self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
@@ -654,6 +658,7 @@ class Machine:
         """One QMP command on the loop thread, with command and answer in qmp.log."""
         assert self._client is not None
         self._log_line("cmd", {"execute": command, "arguments": arguments})
+        self.commands.append((command, arguments))
         try:
             result = await self._client.execute(command, arguments)
         except QMPError as exc:

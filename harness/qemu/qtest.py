@@ -39,6 +39,8 @@ from ..errors import HarnessError
 QTEST_ID = f"{RESERVED_ID_PREFIX}-qtest"
 #: Lines QEMU sends unasked (only with irq_intercept_*, which the harness does not use).
 _UNSOLICITED = ("IRQ ",)
+#: The qtest commands that only read; every other one may change the machine.
+_READS = frozenset({"inb", "inw", "inl", "read", "readb", "readw", "readl", "readq", "b64read"})
 
 
 class QtestError(HarnessError):
@@ -72,6 +74,9 @@ class QtestChannel:
         self._posting = 0  # depth of nested posting() blocks
         self.commands = 0  # lines sent, for benchmarks and tests
         self.exchanges = 0  # sends that waited for answers
+        #: Lines sent (or posted) that may change the machine (port and memory writes):
+        #: LiveBus compares it with its own writes to see writes made behind its back.
+        self.writes = 0
 
     @contextmanager
     def posting(self) -> Iterator[None]:
@@ -91,6 +96,7 @@ class QtestChannel:
             if any("\n" in line for line in lines):
                 raise HarnessError("a qtest command is one line")
             self._posted.extend(lines)
+            self.writes += _writes_in(lines)
         else:
             self.execute(lines)
 
@@ -104,6 +110,7 @@ class QtestChannel:
         ``""`` for a write, ``"0x..."`` for a read)."""
         if any("\n" in line for line in lines):
             raise HarnessError("a qtest command is one line")
+        self.writes += _writes_in(lines)  # (posted ones were counted when posted)
         with self._lock:
             lines = [*self._posted, *lines]
             posted, self._posted = len(self._posted), []
@@ -185,6 +192,10 @@ class QtestChannel:
             self._sock.close()
         except OSError:
             pass
+
+
+def _writes_in(lines: Sequence[str]) -> int:
+    return sum(line.split(" ", 1)[0] not in _READS for line in lines)
 
 
 def qtest_wanted() -> bool:
