@@ -148,9 +148,12 @@ def service_of(claimant: str) -> str:
     return DRIVERS[claimant].service_name
 
 
+_KINDS = {"port": ResourceKind.PORT, "memory": ResourceKind.MEMORY, "irq": ResourceKind.INTERRUPT,
+          "dma": ResourceKind.DMA}
+
+
 def _covered(claims: list[Claim], kind: str, first: int, last: int) -> bool:
-    wanted = {"port": ResourceKind.PORT, "memory": ResourceKind.MEMORY, "irq": ResourceKind.INTERRUPT,
-              "dma": ResourceKind.DMA}[kind]
+    wanted = _KINDS[kind]
     spans = sorted((c.start, c.end) for c in claims if c.kind is wanted and not c.empty)
     cursor = first
     for start, end in spans:
@@ -171,15 +174,15 @@ def _fate(io: IoManager, service: str, name: str) -> str:
     return ""
 
 
-def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded: Iterable[tuple[str, int, int]],
-          config_name: str) -> ClaimantLine:
+def _line(io: IoManager, held: Mapping[str, list[Claim]], device: str, claimant: str | None, reason: str,
+          decoded: Iterable[tuple[str, int, int]], config_name: str) -> ClaimantLine:
     if claimant is None:
         return ClaimantLine(device, None, "unclaimed", reason)
     service = service_of(claimant)
     if service not in io.drivers and claimant != "hal":
         return ClaimantLine(device, None, "unclaimed", f"its driver {service} was not loaded "
                                                         "(the machine file's drivers list leaves it out)")
-    claims = [c for c in io.arbiter.claims() if c.owner.driver == service]
+    claims = held.get(service, [])
     ranges = [r for r in decoded if r[0] in ("port", "memory")] or list(decoded)
     if not ranges:   # a floppy drive: what its driver claims is its controller
         if any(not c.empty for c in claims):
@@ -202,8 +205,11 @@ def _line(io: IoManager, device: str, claimant: str | None, reason: str, decoded
 def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoardDevice],
                    layout: Layout) -> list[ClaimantLine]:
     """Every device of the machine, the board's first, with its NT claimant's claim."""
-    out = [_line(io, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded, r.device.name)
+    held: dict[str, list[Claim]] = {}  # each service's claims, in the arbiter's order
+    for claim in io.arbiter.claims():
+        held.setdefault(claim.owner.driver, []).append(claim)
+    out = [_line(io, held, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded, r.device.name)
            for r in board]
     for dev in spec.devices:
-        out.append(_line(io, dev.id, dev.driver, dev.unclaimed_reason, device_decoded(dev, layout), dev.id))
+        out.append(_line(io, held, dev.id, dev.driver, dev.unclaimed_reason, device_decoded(dev, layout), dev.id))
     return out

@@ -276,6 +276,7 @@ class _Context:
         self.pci_ids = {fn.qdev_id for fn in self.layout.pci if fn.qdev_id}
         self.owner_types = {r.owner: r.owner_type for r in self.layout.io + self.layout.memory
                             if r.owner and r.owner_type}
+        self._irq_users: dict[int, list[str]] | None = None
 
     # ------------------------------------------------------------ who is where in QEMU
     def owners(self, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
@@ -332,7 +333,13 @@ class _Context:
             f" (ELCR bit {irq} {'set' if self.layout.elcr >> irq & 1 else 'clear'})"
 
     def irq_users(self) -> dict[int, list[str]]:
-        """IRQ line → devices that drive it in QEMU (ISA properties, routed PCI pins, SCI)."""
+        """IRQ line → devices that drive it in QEMU (ISA properties, routed PCI pins, SCI);
+        worked out once per context (its views do not change), not to be modified."""
+        if self._irq_users is None:
+            self._irq_users = self._find_irq_users()
+        return self._irq_users
+
+    def _find_irq_users(self) -> dict[int, list[str]]:
         users: dict[int, list[str]] = {}
 
         def add(irq: int | None, who: str) -> None:

@@ -4,6 +4,8 @@ the driver life cycle and the claim-before-touch verifier, with real register I/
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -15,11 +17,11 @@ from harness.nt.hal import Hal, slot_number
 from harness.nt.iomgr import (DEFAULT_RESOURCE_CLASS, HAL_NAME, IoManager, RAW_SUFFIX,
                               TRANSLATED_SUFFIX)
 from harness.nt.registry import RESOURCE_MAP, Registry
-from harness.nt.resources import (CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
+from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
                                   Isa, Port, PortRequirement)
 from harness.nt.status import NTSTATUS, IoErrorCode
-from harness.nt.verifier import ClaimViolationError
+from harness.nt.verifier import ClaimViolationError, call_site
 from harness.drivers import ParallelDriver, PciNicDriver, SerialDriver
 from harness.qemu.livebus import LiveBus
 from harness.qemu.machine import Machine
@@ -85,6 +87,18 @@ def test_a_claim_is_written_raw_and_translated(io: IoManager) -> None:
     port, irq = (p for _, p in translated.partials())
     assert port == Port(0x3F8, 8) and (irq.vector, irq.level) == (0x34, 23)   # IDT vector 0x30+4, IRQL 27-4
     assert translated.size() == COM1.size()
+    # Identity translations are the raw values themselves (no copy built and packed again);
+    # what changes, and a list whose version the translation does not keep, is built anew.
+    copy = io.translate(COM1)
+    assert copy == translated and copy.descriptors[0].partials[0] is COM1.descriptors[0].partials[0]
+    ports = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8), Port(0x2F8, 8))
+    assert io.translate(ports) is ports
+    tailed = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8, union_tail=b"\x01"))
+    assert io.translate(tailed).descriptors[0].partials[0] == Port(0x3F8, 8)
+    v2 = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(0x3F8, 8), version=2),))
+    assert io.translate(v2).descriptors[0].partial_resource_list.version == 1
+    memory_port = CM_RESOURCE_LIST.single(Isa, 0, Port(0xD0000, 16, flags=0))   # a port in memory space
+    assert io.translate(memory_port) == memory_port
     # a named class gets its own key; the HAL's own list is there too
     d2, (dev2,) = driver(io, "Par")
     report(io, d2, dev2, CM_RESOURCE_LIST.single(Isa, 0, Port(0x378, 3)), cls="PARALLEL PORTS")
@@ -125,6 +139,19 @@ def test_override_writes_without_logging_and_the_overrider_may_not_touch(io: IoM
     assert (v.kind, v.driver, v.port, v.size, v.access, v.other) == ("owned-by-other", "Thief", 0x3FD, 1, "read", "Holder")
     assert v.site and "test_iomgr.py" in v.site
     assert io.verifier.check_trace() == [v]
+
+
+def test_call_site_names_the_driver_line_relative_to_the_working_directory(tmp_path, monkeypatch) -> None:
+    """The site is the first frame outside harness/nt, printed relative to the current
+    directory: remembered per file, so it must follow a change of directory."""
+    here = Path(__file__).resolve()
+    def access() -> str | None:
+        return call_site()
+    line = access.__code__.co_firstlineno + 1
+    assert access() == f"{os.path.relpath(here)}:{line} (access)"
+    monkeypatch.chdir(tmp_path)
+    assert access() == f"{os.path.relpath(here, tmp_path)}:{line} (access)"
+    assert access().startswith("..")
 
 
 def test_repeated_call_replaces_and_count_zero_erases(io: IoManager) -> None:

@@ -162,6 +162,10 @@ def test_all_files_decides_which_files_a_job_leaves(tmp_path: Path) -> None:
     assert {"report.json", "report.txt", "report.html", "registry.reg", REGISTRY_FILE, "qemu/argv.sh"} <= files
     assert kept.resource_map and "ResourceMap" in (tmp_path / "kept" / "report.txt").read_text()
     assert kept.findings() == trimmed.findings()
+    # Alone, report.json is compact (one line, for programs); with the other files indented.
+    compact, indented = ((tmp_path / d / "report.json").read_text() for d in ("trimmed", "kept"))
+    assert compact.count("\n") == 1 and indented.count("\n") > 20 and indented.startswith('{\n "')
+    assert json.loads(compact).keys() == json.loads(indented).keys()
     with Registry(tmp_path / "kept" / REGISTRY_FILE, create=False) as saved:
         assert format_resource_map(saved) == kept.resource_map
 

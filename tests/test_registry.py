@@ -328,6 +328,62 @@ def test_keys_found_after_a_rollback_or_delete_are_the_database_s(reg):
         reg.values(base)
 
 
+def _statements(reg: Registry) -> list[str]:
+    """Every SQL statement the registry runs from now on (SQLite's trace hook)."""
+    seen: list[str] = []
+    reg._conn.set_trace_callback(lambda sql: seen.append(sql.split()[0].upper()))
+    return seen
+
+
+def test_writes_run_only_the_statements_they_need(reg):
+    """A driver load writes ~60 values and ~50 keys per matrix cell: a value is one
+    statement (atomic alone, or part of the caller's transaction), a new key under a key
+    this instance made is one INSERT (its subkeys are all known), an existing one none."""
+    seen = _statements(reg)
+    base = reg.create_key(MACHINE + r"\Services\Serial")  # a new registry knows all its keys
+    assert seen == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    seen.clear()
+    reg.set_value(base, "Start", 1)
+    assert seen == ["INSERT"]
+    seen.clear()
+    reg.create_key(base + r"\Parameters\Deeper")     # two new keys: one transaction
+    assert seen == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    seen.clear()
+    reg.create_key(base + r"\parameters")             # known: no statement at all
+    reg.create_key(base + r"\Parameters\Other")       # parent made here: no look-up first
+    assert not reg.key_exists(base + r"\Parameters\Missing")   # nor to find it absent
+    assert seen == ["INSERT"]
+    seen.clear()
+    with reg.transaction():                            # inside: no savepoint per write
+        reg.set_value(base + r"\Parameters", "a", 1)
+        reg.delete_value(base + r"\Parameters", "a")
+    assert seen == ["BEGIN", "INSERT", "DELETE", "COMMIT"]
+    # After a delete, what the instance knew is forgotten: a name is asked for again.
+    reg.delete_key(base + r"\Parameters\Other")
+    seen.clear()
+    assert reg.create_key(base + r"\PARAMETERS\other") == base + r"\Parameters\other"
+    assert seen == ["SELECT"] * 5 + ["INSERT"]   # MACHINE, Services, Serial, Parameters, other
+
+
+def test_a_single_write_that_fails_leaves_the_outer_transaction_usable(reg):
+    """Without a savepoint of its own, a failed one-statement write must still change
+    nothing and leave the caller's transaction to commit or roll back as before."""
+    vol = reg.create_key(MACHINE + r"\Vol", volatile=True)
+    with reg.transaction():
+        reg.set_value(vol, "kept", 1)
+        with pytest.raises(VolatileParentError):
+            reg.create_key(vol + r"\NotVolatile")
+        with pytest.raises(KeyNotFoundError):
+            reg.set_value(vol + r"\Missing", "v", 1)
+        with pytest.raises(RegistryTypeError):
+            reg.set_value(vol, "bad", object())
+        with pytest.raises(ValueNotFoundError):
+            reg.delete_value(vol, "absent")
+        reg.create_key(vol + r"\Child", volatile=True)
+    assert [v.name for v in reg.values(vol)] == ["kept"]
+    assert reg.subkeys(vol) == ["Child"]
+
+
 def test_walk_and_format_tree_enumerate_as_subkeys_does(reg):
     """The walk reads a subtree in two queries; its order is still the per-key
     enumeration (subkeys sorted by folded name, values in creation order)."""

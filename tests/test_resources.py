@@ -457,6 +457,34 @@ def test_pci_registry_info_and_slot_number():
         PCI_SLOT_NUMBER(0, 8)
 
 
+def test_decoding_is_remembered_per_bytes_and_layout_and_errors_are_not():
+    """Decoded structures are immutable and shared: the same bytes in the same layout
+    decode once; other bytes, the other layout, a bytearray, a refused buffer and the
+    c_array rule all still go their own way, every time."""
+    com = CM_RESOURCE_LIST.single(Isa, 0, Port(0x3F8, 8), Interrupt(4, 4, affinity=0x1))
+    x64, x86 = com.pack(X64), com.pack(X86)
+    first = CM_RESOURCE_LIST.unpack(x64, X64)
+    assert first == com and CM_RESOURCE_LIST.unpack(x64, X64) is first
+    assert CM_RESOURCE_LIST.unpack(bytearray(x64), X64) == com
+    assert CM_RESOURCE_LIST.unpack(x86, X86) == com
+    with pytest.raises(SizeMismatchError):   # x64 bytes do not read as x86 ones
+        CM_RESOURCE_LIST.unpack(x64, X86)
+    for _ in range(2):
+        with pytest.raises(TruncatedError, match="CM_RESOURCE_LIST"):
+            CM_RESOURCE_LIST.unpack(x64[:-1], X64)
+    two_fulls = CM_RESOURCE_LIST([CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(1, 1), Port(2, 1)),
+                                  CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(3, 1))]).pack()
+    assert CM_RESOURCE_LIST.unpack(two_fulls).count == 2
+    for _ in range(2):
+        with pytest.raises(LayoutRuleError):
+            CM_RESOURCE_LIST.unpack(two_fulls, c_array=True)
+    # Another structure over the same bytes is decoded as that structure.
+    full = com.descriptors[0].pack(X64)
+    assert CM_FULL_RESOURCE_DESCRIPTOR.unpack(full) == com.descriptors[0]
+    with pytest.raises(ResourceFormatError):
+        CM_RESOURCE_LIST.unpack(full)
+
+
 # ---------------------------------------------------------------------------------------
 # The C-array rule (§1.3, seed 002)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol
 
@@ -271,20 +272,30 @@ class IoManager:
                     self.registry.delete_key(key)
             return
         self.registry.create_key(key, volatile=True)
-        self.registry.set_value(key, base + RAW_SUFFIX, raw, RegType.REG_RESOURCE_LIST)
-        self.registry.set_value(key, base + TRANSLATED_SUFFIX, self.translate(raw),
+        packed = raw.pack(self.registry.arch)
+        translated = self.translate(raw)
+        self.registry.set_value(key, base + RAW_SUFFIX, packed, RegType.REG_RESOURCE_LIST)
+        self.registry.set_value(key, base + TRANSLATED_SUFFIX, packed if translated is raw else translated,
                                 RegType.REG_RESOURCE_LIST)
 
     def translate(self, raw: CM_RESOURCE_LIST) -> CM_RESOURCE_LIST:
         """The ``.Translated`` twin of a raw list: each port and memory range through
         HalTranslateBusAddress, each interrupt through HalGetInterruptVector (§2.4).  A
-        descriptor the HAL cannot translate is kept as it is, so both lists keep one size."""
+        descriptor the HAL cannot translate is kept as it is, so both lists keep one size.
+        What translates to itself (a PC's ports) is the raw object itself, and a list that
+        does entirely is ``raw``: no equal copies to build and pack again."""
         if self.hal is None:
             return raw
         fulls = []
         for full in raw.descriptors:
             partials = [self._translate_one(full, p) for p in full.partials]
-            fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(full.interface_type, full.bus_number, *partials))
+            prl = full.partial_resource_list
+            if (prl.version, prl.revision) == (1, 1) and all(map(operator.is_, partials, full.partials)):
+                fulls.append(full)
+            else:
+                fulls.append(CM_FULL_RESOURCE_DESCRIPTOR.of(full.interface_type, full.bus_number, *partials))
+        if all(map(operator.is_, fulls, raw.descriptors)):
+            return raw
         return CM_RESOURCE_LIST(tuple(fulls))
 
     def _translate_one(self, full: CM_FULL_RESOURCE_DESCRIPTOR, p: Any) -> Any:
@@ -293,10 +304,14 @@ class IoManager:
             t = self.hal.HalTranslateBusAddress(full.interface_type, full.bus_number, p.start, space)
             if not t:
                 return p
-            if t.address_space == 1:
-                return Port(t.translated_address, p.length, share=p.share, flags=p.flags | CM_RESOURCE_PORT_IO)
-            flags = p.flags & ~CM_RESOURCE_PORT_IO if isinstance(p, Port) else p.flags
-            return Memory(t.translated_address, p.length, share=p.share, flags=flags)
+            kind = Port if t.address_space == 1 else Memory
+            if kind is Port:
+                flags = p.flags | CM_RESOURCE_PORT_IO
+            else:
+                flags = p.flags & ~CM_RESOURCE_PORT_IO if isinstance(p, Port) else p.flags
+            if type(p) is kind and t.translated_address == p.start and flags == p.flags and not p.union_tail:
+                return p  # what the HAL would build is this very value
+            return kind(t.translated_address, p.length, share=p.share, flags=flags)
         if isinstance(p, Interrupt):
             v = self.hal.HalGetInterruptVector(full.interface_type, full.bus_number, p.level or p.vector,
                                                p.vector or p.level)

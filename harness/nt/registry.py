@@ -25,7 +25,8 @@ under ``HARDWARE\RESOURCEMAP``) and §5.1 (the ``HARDWARE\DESCRIPTION`` tree lay
 Storage and concurrency (one registry per machine):
 
 * An SQLite file (stdlib :mod:`sqlite3`) in WAL mode with ``synchronous=FULL``: every
-  mutation runs in one transaction (callers can group several with
+  mutation is atomic (one SQL statement, which SQLite runs as its own transaction or as
+  part of the caller's, or one transaction; callers can group several with
   :meth:`Registry.transaction`), so a process killed at any point — even with SIGKILL in the
   middle of a claim — leaves the old state or the new one, and a committed transaction
   survives power loss. ``:memory:`` gives a private in-memory registry for tests.
@@ -42,8 +43,9 @@ Storage and concurrency (one registry per machine):
   :func:`unique_registry_path` names files by pid, xdist worker and a random token.
 * Because no one else writes the file, an instance remembers every key it has found or
   created (id, stored name, volatility by folded path): a look-up asks SQLite only for
-  path components it has not seen, and a delete, ``discard_volatile`` or a rollback
-  forgets them all.  :meth:`Registry.walk` reads a subtree in two queries.
+  path components it has not seen (none at all below a key it created itself: it knows
+  every subkey of those), and a delete, ``discard_volatile`` or a rollback forgets them
+  all.  :meth:`Registry.walk` reads a subtree in two queries.
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ _RESOURCE_TYPES = {
     RegType.REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST,
 }
 _STRING_TYPES = (RegType.REG_SZ, RegType.REG_EXPAND_SZ)
+_NUMBER_FORMATS = {RegType.REG_DWORD: "<I", RegType.REG_DWORD_BIG_ENDIAN: ">I", RegType.REG_QWORD: "<Q"}
 
 
 def fold(name: str) -> str:
@@ -161,7 +164,7 @@ def encode_value(value: Any, reg_type: int | None = None, arch: Arch = Arch.X64,
         reg_type = _infer_type(value)
     if isinstance(reg_type, bool) or not isinstance(reg_type, int) or not 0 <= reg_type <= 0xFFFFFFFF:
         raise RegistryTypeError(f"registry type must be a ULONG, got {reg_type!r}")
-    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    known = RegType._value2member_map_.get(reg_type)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return reg_type, bytes(value)
     name = known.name if known is not None else f"type {reg_type}"
@@ -181,12 +184,9 @@ def encode_value(value: Any, reg_type: int | None = None, arch: Arch = Arch.X64,
                                         "(either would end the list)")
             parts.append(s + "\0")
         return reg_type, _utf16("".join(parts) + "\0")
-    if known in (RegType.REG_DWORD, RegType.REG_DWORD_BIG_ENDIAN, RegType.REG_QWORD) \
-            and isinstance(value, int) and not isinstance(value, bool):
-        fmt = {RegType.REG_DWORD: "<I", RegType.REG_DWORD_BIG_ENDIAN: ">I",
-               RegType.REG_QWORD: "<Q"}[known]
+    if known in _NUMBER_FORMATS and isinstance(value, int) and not isinstance(value, bool):
         try:
-            return reg_type, struct.pack(fmt, value)
+            return reg_type, struct.pack(_NUMBER_FORMATS[known], value)
         except struct.error:
             raise RegistryTypeError(f"{value} does not fit {name}") from None
     if known in _RESOURCE_TYPES and isinstance(value, _RESOURCE_TYPES[known]):
@@ -215,7 +215,7 @@ def decode_value(reg_type: int, data: bytes, arch: Arch = Arch.X64) -> Any:
     """The Python view of stored bytes: str, tuple of str, int, bytes or a resource
     structure. Raises RegistryTypeError (or ResourceFormatError for resource types) when
     the bytes do not fit the type."""
-    known = RegType(reg_type) if reg_type in RegType._value2member_map_ else None
+    known = RegType._value2member_map_.get(reg_type)
     if known in _STRING_TYPES:
         text = _from_utf16(data, known.name)
         return text[:-1] if text.endswith("\0") else text  # the terminator is optional
@@ -314,6 +314,21 @@ def _split(path: str) -> tuple[str, ...]:
 
 
 _split_remembered = functools.lru_cache(maxsize=4096)(_split)
+
+
+def _folded_path(path: str) -> tuple[str, ...]:
+    """The folded components of a path, the key of a key's row in the per-instance
+    memory (validated as :func:`split_path` does; remembered as it remembers)."""
+    if isinstance(path, str) and len(path) <= _REMEMBERED_PATH:
+        return _folded_remembered(path)
+    return _fold_parts(path)
+
+
+def _fold_parts(path: str) -> tuple[str, ...]:
+    return tuple(map(fold, split_path(path)))
+
+
+_folded_remembered = functools.lru_cache(maxsize=4096)(_fold_parts)
 
 
 def join_path(*parts: str) -> str:
@@ -424,6 +439,9 @@ class Registry:
         #: volatile).  Only this instance writes the file (its exclusive lock), so an entry
         #: goes stale only by this instance's deletes and rollbacks, which empty it.
         self._keys: dict[tuple[str, ...], tuple[int, str, bool]] = {}
+        #: Ids of keys this instance created: every subkey they have is in ``_keys`` (they
+        #: began with none), so a name missing there is missing in the file, unasked.
+        self._all_children_known: set[int] = set()
         if sync not in SYNC_MODES:
             raise RegistryError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.sync = sync
@@ -520,9 +538,12 @@ class Registry:
                         ("magic", _MAGIC), ("schema", _SCHEMA_VERSION), ("arch", chosen.value)])
                     self._db.execute("INSERT INTO keys (id, parent, name, folded) "
                                      "VALUES (?, NULL, 'REGISTRY', 'REGISTRY')", (_ROOT_ID,))
+                    self._all_children_known.add(_ROOT_ID)
                     for top in _TOP_KEYS:
-                        self._db.execute("INSERT INTO keys (parent, name, folded) VALUES (?,?,?)",
-                                         (_ROOT_ID, top, top))
+                        cur = self._db.execute("INSERT INTO keys (parent, name, folded) VALUES (?,?,?)",
+                                               (_ROOT_ID, top, top))
+                        self._keys[(top,)] = (cur.lastrowid, top, False)
+                        self._all_children_known.add(cur.lastrowid)
                     return chosen
                 if meta.get("magic") != _MAGIC or meta.get("schema") != _SCHEMA_VERSION:
                     raise RegistryFileError(f"{self.path}: not a harness registry of schema "
@@ -550,7 +571,7 @@ class Registry:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
-                self._keys.clear()
+                self._forget_keys()
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the registry as it is now to a new file ``path`` (SQLite's online backup),
@@ -601,7 +622,7 @@ class Registry:
             yield self
         except BaseException:
             self._depth = depth
-            self._keys.clear()  # it may hold keys the rollback removes
+            self._forget_keys()  # it may hold keys the rollback removes
             if depth == 0:
                 db.execute("ROLLBACK")
             else:
@@ -612,12 +633,17 @@ class Registry:
         try:
             db.execute("COMMIT" if depth == 0 else f"RELEASE sp{depth}")
         except BaseException:
-            self._keys.clear()  # a failed commit may have rolled back
+            self._forget_keys()  # a failed commit may have rolled back
             raise
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    def _forget_keys(self) -> None:
+        """Drop what this instance remembers of keys (after a delete or a rollback)."""
+        self._keys.clear()
+        self._all_children_known.clear()
 
     # -- keys ------------------------------------------------------------------------------
     def _lookup(self, parts: Sequence[str]) -> list[tuple[int, str, bool]] | None:
@@ -629,6 +655,8 @@ class Registry:
             prefix = folded[:i + 1]
             row = self._keys.get(prefix)
             if row is None:
+                if rows[-1][0] in self._all_children_known:
+                    return None
                 found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
                                    (rows[-1][0], folded[i])).fetchone()
                 if found is None:
@@ -638,11 +666,10 @@ class Registry:
         return rows
 
     def _key_id(self, path: str) -> int:
-        parts = split_path(path)
-        row = self._keys.get(tuple(map(fold, parts)))  # (emptied when the registry closes)
+        row = self._keys.get(_folded_path(path))  # (emptied when the registry closes)
         if row is not None:
             return row[0]
-        rows = self._lookup(parts)
+        rows = self._lookup(split_path(path))
         if rows is None:
             raise KeyNotFoundError(f"key {path} does not exist")
         return rows[-1][0]
@@ -661,26 +688,36 @@ class Registry:
         """Create ``path`` and any missing parents (opening whatever exists, like
         ZwCreateKey's REG_OPENED_EXISTING_KEY). Returns the canonical path."""
         parts = split_path(path)
-        with self.transaction():
-            db = self._conn
-            parent, names, parent_volatile = _ROOT_ID, [], False
-            folded = tuple(map(fold, parts))
-            for i, part in enumerate(parts):
-                row = self._keys.get(folded[:i + 1])
-                if row is None:
-                    found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
-                                       (parent, folded[i])).fetchone()
-                    if found is None:
-                        if parent_volatile and not volatile:
-                            raise VolatileParentError(
-                                f"cannot create non-volatile key {part!r} under volatile "
-                                f"{join_path(*names)}")
-                        cur = db.execute("INSERT INTO keys (parent, name, folded, volatile) VALUES (?,?,?,?)",
-                                         (parent, part, folded[i], int(volatile)))
-                        found = (cur.lastrowid, part, volatile)
+        folded = _folded_path(path)
+        db = self._conn
+        # Find the first missing component (asking SQLite only where this instance does
+        # not know the answer); every component below it is missing too.
+        parent, names, parent_volatile = _ROOT_ID, [], False
+        for i, part in enumerate(parts):
+            row = self._keys.get(folded[:i + 1])
+            if row is None and parent not in self._all_children_known:
+                found = db.execute("SELECT id, name, volatile FROM keys WHERE parent=? AND folded=?",
+                                   (parent, folded[i])).fetchone()
+                if found is not None:
                     row = self._keys[folded[:i + 1]] = (found[0], found[1], bool(found[2]))
-                parent, parent_volatile = row[0], row[2]
-                names.append(row[1])
+            if row is None:
+                break
+            parent, parent_volatile = row[0], row[2]
+            names.append(row[1])
+        else:
+            return join_path(*names)
+        if parent_volatile and not volatile:
+            raise VolatileParentError(f"cannot create non-volatile key {parts[i]!r} under "
+                                      f"volatile {join_path(*names)}")
+        # One missing key is one INSERT, atomic by itself; several are one transaction.
+        with self.transaction() if i + 1 < len(parts) else contextlib.nullcontext():
+            for j in range(i, len(parts)):
+                cur = db.execute("INSERT INTO keys (parent, name, folded, volatile) VALUES (?,?,?,?)",
+                                 (parent, parts[j], folded[j], int(volatile)))
+                parent = cur.lastrowid
+                self._keys[folded[:j + 1]] = (parent, parts[j], volatile)
+                self._all_children_known.add(parent)
+                names.append(parts[j])
         return join_path(*names)
 
     def key_info(self, path: str) -> KeyInfo:
@@ -713,14 +750,14 @@ class Registry:
                     "SELECT 1 FROM keys WHERE parent=? LIMIT 1", (key_id,)).fetchone():
                 raise KeyHasSubkeysError(f"key {path} has subkeys")
             self._conn.execute("DELETE FROM keys WHERE id=?", (key_id,))  # cascades
-            self._keys.clear()
+            self._forget_keys()
 
     def discard_volatile(self) -> int:
         """Drop every volatile key (what a reboot does). Returns how many keys went."""
         with self.transaction():
             before = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
             self._conn.execute("DELETE FROM keys WHERE volatile=1")
-            self._keys.clear()
+            self._forget_keys()
             after = self._conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
         return before - after
 
@@ -730,12 +767,12 @@ class Registry:
         how Python values map to types). A replaced value keeps its name's case and slot."""
         name = _check_value_name(name)
         reg_type, data = encode_value(value, reg_type, self.arch)
-        with self.transaction():
-            key_id = self._key_id(path)
-            self._conn.execute(
-                "INSERT INTO reg_values (key_id, name, folded, type, data) VALUES (?,?,?,?,?) "
-                "ON CONFLICT (key_id, folded) DO UPDATE SET type=excluded.type, "
-                "data=excluded.data", (key_id, name, fold(name), reg_type, data))
+        key_id = self._key_id(path)
+        # One statement: atomic by itself (its own transaction, or part of the caller's).
+        self._conn.execute(
+            "INSERT INTO reg_values (key_id, name, folded, type, data) VALUES (?,?,?,?,?) "
+            "ON CONFLICT (key_id, folded) DO UPDATE SET type=excluded.type, "
+            "data=excluded.data", (key_id, name, fold(name), reg_type, data))
 
     def get_value(self, path: str, name: str) -> RegistryValue:
         key_id = self._key_id(path)
@@ -763,12 +800,11 @@ class Registry:
             "SELECT name, type, data FROM reg_values WHERE key_id=? ORDER BY rowid", (key_id,))]
 
     def delete_value(self, path: str, name: str, *, missing_ok: bool = False) -> None:
-        with self.transaction():
-            key_id = self._key_id(path)
-            cur = self._conn.execute("DELETE FROM reg_values WHERE key_id=? AND folded=?",
-                                     (key_id, fold(_check_value_name(name))))
-            if cur.rowcount == 0 and not missing_ok:
-                raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
+        key_id = self._key_id(path)
+        cur = self._conn.execute("DELETE FROM reg_values WHERE key_id=? AND folded=?",
+                                 (key_id, fold(_check_value_name(name))))
+        if cur.rowcount == 0 and not missing_ok:
+            raise ValueNotFoundError(f"value {name!r} does not exist under {path}")
 
     def walk(self, path: str = REGISTRY_ROOT) -> Iterator[tuple[str, list[RegistryValue]]]:
         """Pre-order (key path, values) for ``path`` and everything below it; subkeys in

@@ -60,9 +60,9 @@ Decisions (documented here once):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
+import functools
 import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
@@ -387,6 +387,11 @@ def _to_enum(enum_cls: type[enum.IntEnum], value: Any, cfield: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, int):
         raise UnknownTypeError(f"expected an integer {enum_cls.__name__}, got {value!r}",
                                field=cfield)
+    # The enum's own value table first: EnumType.__call__ costs ~10x a dict look-up, and
+    # every descriptor built or decoded converts two or three fields.
+    member = enum_cls._value2member_map_.get(value)
+    if member is not None:
+        return member
     try:
         return enum_cls(value)
     except ValueError:
@@ -430,34 +435,33 @@ class _Reader:
                                  offset=self.pos)
 
 
-def _wrap_errors(path: str, offset: int):
+class _wrap_errors:
     """Context manager: prefix constructor errors raised while decoding with ``path``."""
-    class _Ctx:
-        def __enter__(self) -> None:
-            return None
 
-        def __exit__(self, et, ev, tb) -> bool:
-            if isinstance(ev, ResourceFormatError) and ev.offset is None:
-                raise ev.within(path, offset) from None
-            return False
-    return _Ctx()
+    __slots__ = ("path", "offset")
 
+    def __init__(self, path: str, offset: int) -> None:
+        self.path = path
+        self.offset = offset
 
-@contextlib.contextmanager
-def _packing(path: str) -> Iterator[None]:
-    """Context manager: prefix errors raised while packing a member with its C path."""
-    try:
-        yield
-    except ResourceFormatError as e:
-        raise e.within(path) from None
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et, ev, tb) -> bool:
+        if isinstance(ev, ResourceFormatError) and ev.offset is None:
+            raise ev.within(self.path, self.offset) from None
+        return False
 
 
 def _pack_items(items: tuple, arch: Any, cfield: str) -> bytes:
     """``item.pack(arch)`` of each array element, concatenated; errors name ``cfield[i]``."""
     out = []
-    for i, item in enumerate(items):
-        with _packing(f"{cfield}[{i}]"):
+    i = 0
+    try:  # (the element's path is built only for an error)
+        for i, item in enumerate(items):
             out.append(item.pack(arch))
+    except ResourceFormatError as e:
+        raise e.within(f"{cfield}[{i}]") from None
     return b"".join(out)
 
 
@@ -537,6 +541,15 @@ class _Structure(_ReprMixin):
 
     @classmethod
     def unpack(cls, data: bytes, arch: Arch = Arch.X64) -> Any:
+        # Structures are immutable, and a job decodes the same few values again and again
+        # (a driver reads back the lists its service key was given): decoded once per
+        # (structure, bytes, layout).  Errors are not remembered; they are raised each time.
+        if type(data) is bytes and len(data) <= _REMEMBERED_DECODE and isinstance(arch, Arch):
+            return _unpack_remembered(cls, data, arch)
+        return cls._unpack(data, arch)
+
+    @classmethod
+    def _unpack(cls, data: bytes, arch: Arch) -> Any:
         obj, end = cls.unpack_from(data, 0, arch)
         _finish(data, end, cls._C_NAME)
         return obj
@@ -547,6 +560,14 @@ class _Structure(_ReprMixin):
         r = _Reader(bytes(data), offset)
         obj = cls._read(r, Arch.parse(arch), cls._C_NAME)
         return obj, r.pos
+
+
+_REMEMBERED_DECODE = 4096  # bytes: a resource list is ~100; a fuzzer's inputs are not kept
+
+
+@functools.lru_cache(maxsize=256)
+def _unpack_remembered(cls: type[_Structure], data: bytes, arch: Arch) -> Any:
+    return cls._unpack(data, arch)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1160,8 +1181,10 @@ class CM_FULL_RESOURCE_DESCRIPTOR(_Structure):
         return 8 + self.partial_resource_list.size(arch)
 
     def pack(self, arch: Arch = Arch.X64) -> bytes:
-        with _packing("PartialResourceList"):
+        try:
             body = self.partial_resource_list.pack(arch)
+        except ResourceFormatError as e:
+            raise e.within("PartialResourceList") from None
         return _iI.pack(self.interface_type, self.bus_number) + body
 
     @classmethod

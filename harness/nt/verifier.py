@@ -19,6 +19,7 @@ in one batch with the interval index.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -83,12 +84,24 @@ class TraceEntry:
 def call_site() -> str | None:
     """The first frame outside the NT model: the driver's line that made the access."""
     frame = sys._getframe(1)
+    cwd = os.getcwd()  # (relative file names and the printed path depend on it)
     while frame is not None:
-        filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_NT_DIR):
-            return f"{os.path.relpath(filename)}:{frame.f_lineno} ({frame.f_code.co_name})"
+        code = frame.f_code
+        if not _in_nt_model(code.co_filename, cwd):
+            return f"{_relative(code.co_filename, cwd)}:{frame.f_lineno} ({code.co_name})"
         frame = frame.f_back
     return None
+
+
+# Every port access a driver makes asks for its call site: path arithmetic once per file.
+@functools.lru_cache(maxsize=1024)
+def _in_nt_model(filename: str, cwd: str) -> bool:
+    return os.path.abspath(os.path.join(cwd, filename)).startswith(_NT_DIR)
+
+
+@functools.lru_cache(maxsize=1024)
+def _relative(filename: str, cwd: str) -> str:
+    return os.path.relpath(filename, cwd)
 
 
 class ClaimVerifier:
