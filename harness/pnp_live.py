@@ -48,7 +48,7 @@ from .errors import HarnessError
 from .nt import pnp
 from .nt.arbiter import Arbiter, Claim, Owner, ResourceKind, range_claim
 from .nt.detect import HardwareDetector
-from .nt.hal import Hal, slot_number
+from .nt.hal import ISA_MEMORY_LIMIT, Hal, slot_number
 from .nt.iomgr import IoManager
 from .nt.pnp import ConfigType, DeviceNode, with_priority
 from .nt.registry import Registry
@@ -206,9 +206,22 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         node.driver = model_driver(io, hal) if model_driver else None
         pci_nodes[node.extra["key"]] = node
         nodes.append(node)
-    # ISA devices of the machine file.
+    # ISA devices of the machine file.  One with nothing to set (pc-testdev, ib700) is a
+    # node too, with its one hard-wired configuration: two of them over the same ports
+    # make the set unsatisfiable, as they are, instead of both being kept clear of.
     for dev in spec.devices:
-        if dev.model.bus != "isa" or not dev.model.settings:
+        if dev.model.bus != "isa":
+            continue
+        if not dev.model.settings:
+            # What an ISA card can decode; beyond (pc-testdev's MMIO page near 4 GiB, which
+            # no ISA bus translates) is kept clear of, below.
+            ranges = [r for r in dev.decoded_resources() if not (r[0] == "memory" and r[2] > ISA_MEMORY_LIMIT)]
+            node = DeviceNode(_legacy_path(dev.model.name.replace("-", "_"), counts), dev.id,
+                              _hardwired(ranges), movable=False, description=dev.model.description,
+                              extra={"bus": "fixed", "device": dev.id, "model": dev.model.name})
+            nodes.append(node)
+            owned.add(dev.id)
+            owned.update(dev.model.ownerless_regions)
             continue
         settings = dict(dev.settings)
         boot = CM_RESOURCE_LIST.single(Isa, 0, *(_isa_partials(*r) for r in dev.decoded_resources()))
@@ -240,10 +253,7 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         ranges += [("irq", v, v) for k, v in sorted(dev.properties.items()) if IRQ_PROPERTY_MARK in k and v >= 0]
         ranges += [("dma", v, v) for k, v in sorted(dev.properties.items())
                    if k.startswith(DMA_PROPERTY_PREFIX) and 0 <= v <= 7]
-        node = DeviceNode(_legacy_path(c.kind, counts), f"{c.kind}@{c.base:#x}",
-                          {ConfigType.BOOT: CM_RESOURCE_LIST.single(Isa, 0, *(_isa_partials(*r) for r in ranges)),
-                           ConfigType.BASIC: IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (with_priority(
-                               LCPRI_HARDWIRED, *(_fixed_requirement(*r) for r in ranges)),))},
+        node = DeviceNode(_legacy_path(c.kind, counts), f"{c.kind}@{c.base:#x}", _hardwired(ranges),
                           movable=False, description=f"{c.kind} found by detection ({dev.type} on the board)",
                           extra={"bus": "board", "qemu": dev.id or dev.path})
         nodes.append(node)
@@ -251,17 +261,26 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     for i, node in enumerate(nodes):
         node.extra["pdo"] = f"\\Device\\{i + 1:08X}"
         pnp.query_configurations(node)
-    # A device with nothing to set (pc-testdev) stays where it is: kept clear of as its
-    # model decodes it, not only as much as the flat view shows (a device realized later
-    # over it hides part of it there).  So do the fixed ranges a PCI device decodes beside
-    # its BARs (a VGA's legacy ports and window).
+    # The fixed ranges a PCI device decodes beside its BARs (a VGA's legacy ports and
+    # window) are kept clear of as its model decodes them, not only as much as the flat
+    # view shows (a device realized later over them hides part of them there).
     pinned = {dev.id: dev.decoded_resources() for dev in spec.devices
-              if (dev.model.bus == "isa" and not dev.model.settings)
-              or (dev.model.pci is not None and dev.decoded_resources())}
+              if dev.model.pci is not None and dev.decoded_resources()}
+    pinned.update({dev.id: beyond for dev in spec.devices if dev.model.bus == "isa" and not dev.model.settings
+                   for beyond in [[r for r in dev.decoded_resources() if r[0] == "memory" and r[2] > ISA_MEMORY_LIMIT]]
+                   if beyond})
     base, fixed = _fixed_claims(io.arbiter, hal, layout, decoded, owned, pci_nodes, pinned)
     fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
+
+
+def _hardwired(ranges: list[tuple[str, int, int]]) -> dict[ConfigType, Any]:
+    """The configurations of a node that cannot move: ``ranges`` ((kind, first, last)) as
+    it decodes them now and as its one hard-wired requirement."""
+    return {ConfigType.BOOT: CM_RESOURCE_LIST.single(Isa, 0, *(_isa_partials(*r) for r in ranges)),
+            ConfigType.BASIC: IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (with_priority(
+                LCPRI_HARDWIRED, *(_fixed_requirement(*r) for r in ranges)),))}
 
 
 def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[DeviceNode]) -> list[str]:

@@ -239,20 +239,16 @@ def test_registry_round_trip():
 # ------------------------------------------------------------------ live
 
 
-#: Conflict configs the live PnP assignment does not resolve yet (strict: a fix shows).
-PNP_GAPS = {
-    "pc-testdev-twice": "two settingless devices pinned at the same fixed ranges are no conflict to the "
-                        "solver: it calls the set satisfiable and the second still hides the first",
-    "ib700-twice": "two settingless devices pinned at the same fixed ranges are no conflict to the solver",
-}
+#: Conflict configs no assignment can resolve: two devices with nothing to set, one
+#: wired over the other (test_two_devices_with_nothing_to_set_on_the_same_ports_*).
+UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1")}
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
 NOTHING_TO_MOVE = {"lpt-at-3bc"}
 LIVE_CONFIGS = [CONFIGS / "machines" / "default.yaml", *sorted((CONFIGS / "conflicts").glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=PNP_GAPS[p.stem]))
-                                  if p.stem in PNP_GAPS else p for p in LIVE_CONFIGS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in LIVE_CONFIGS if p.stem not in UNSATISFIABLE], ids=lambda p: p.stem)
 def test_live_assignment_is_conflict_free_after_apply(path: Path):
     from harness.pnp_live import run_pnp
     spec = load_machine(path)
@@ -271,6 +267,19 @@ def test_live_assignment_is_conflict_free_after_apply(path: Path):
     # Every PCI BAR is compared with SeaBIOS's, and a difference carries its holder.
     for bar in report.bars:
         assert bar.same or "held by" in bar.explanation or "unassigned" in bar.explanation
+
+
+@pytest.mark.parametrize("name", sorted(UNSATISFIABLE))
+def test_two_devices_with_nothing_to_set_on_the_same_ports_cannot_both_be_placed(name: str):
+    """Each is a node with its one hard-wired configuration, so the pair is the set's
+    minimum core and the one the PnP manager reaches second gets Code 12 (they were kept
+    clear of as fixed claims, where nothing conflicts: the set looked satisfiable)."""
+    from harness.pnp_live import run_pnp
+    report = run_pnp(load_machine(CONFIGS / "conflicts" / f"{name}.yaml"))
+    first, second = UNSATISFIABLE[name]
+    assert not report.solution.satisfiable and report.exit_code == 1
+    assert report.core is not None and report.core.minimum and sorted(report.core.devices) == [first, second]
+    assert [(n.name, n.problem) for n in report.problems] == [(second, 0x0C)]
 
 
 def test_live_impossible_set_reports_its_minimum_core(capsys):
@@ -407,13 +416,17 @@ def test_a_device_that_takes_any_port_may_move_across_the_isa_card_area():
 
 
 def test_a_device_with_nothing_to_set_keeps_all_it_decodes():
-    """pc-testdev has no settings: the search keeps clear of every run its model decodes,
-    also the 0xe4 run the IPMI BT realized after it hides in the flat view, and moves the
-    IPMI BT (whose own ownerless region does not hold it back) out of 0xe0-0xeb."""
+    """pc-testdev has no settings: it is a node wired where its model decodes, also the
+    0xe4 run the IPMI BT realized after it hides in the flat view, and the IPMI BT (whose
+    own ownerless region does not hold it back) moves out of 0xe0-0xeb."""
     from harness.pnp_live import run_pnp
     report = run_pnp(load_machine(CONFIGS / "conflicts" / "ipmi-bt-on-testdev.yaml"))
     assert report.solution.satisfiable, report.format_text()
     (old, new), = report.changes["bmcbt"].values()
     assert old == 0xe4 and not 0xe0 <= new <= 0xeb
-    assert "held by <decoded by the hardware> (testdev)" in report.format_text()
-    assert "(ipmi-bt)" not in report.format_text() and "bmcbt: ioport 0xe4 -> " in report.format_text()
+    text = report.format_text()
+    testdev, = [n for n in report.nodes if n.name == "testdev"]   # a node with its one configuration
+    assert f"port 0xe4-0xe7 (length 0x4) held by PnpManager ({testdev.extra['pdo']})" in text
+    # Its MMIO page near 4 GiB, which no ISA bus translates, is kept clear of beside it.
+    assert any(f.startswith("testdev: memory 0xff000000-") for f in report.fixed), report.fixed
+    assert "(ipmi-bt)" not in text and "bmcbt: ioport 0xe4 -> " in text
