@@ -82,6 +82,38 @@ def test_qmp_messages_are_pretty_printed_only_for_a_debug_log(monkeypatch, caplo
     assert any("<--" in r.getMessage() and "return" in r.getMessage() for r in caplog.records)
 
 
+def test_an_interrupt_while_qemu_is_being_spawned_leaves_no_qemu(monkeypatch) -> None:
+    """SIGTERM/Ctrl-C in the caller while the loop thread spawns QEMU: the caller never
+    hears back from the spawn, yet the QEMU it started is killed before launch() re-raises
+    (not left to the parent-death signal, which only fires when this process is gone)."""
+    import threading
+    from harness.qemu import machine as machine_module
+    real = machine_module.spawn_qemu
+    spawned = []
+
+    def spawn_then_interrupt(*args, **kwargs):
+        result = real(*args, **kwargs)
+        spawned.append(result.proc.pid)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # the caller is waiting
+        time.sleep(0.2)  # so the interrupt lands before the caller hears back
+        return result
+
+    monkeypatch.setattr(machine_module, "spawn_qemu", spawn_then_interrupt)
+    m = Machine(machine_spec(SERIAL))
+    with pytest.raises(KeyboardInterrupt):
+        m.launch()
+    assert spawned and not _alive_pid(spawned[0]), "the QEMU spawned during the interrupt is still running"
+    assert not m.run_dir.exists()
+
+
+def _alive_pid(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_launch_failure_carries_argv_status_and_qemu_output() -> None:
     m = Machine(machine_spec(SERIAL), extra_args=("-device", "no-such-device"))
     with pytest.raises(LaunchError) as info:

@@ -9,6 +9,7 @@ timeout error says what was waited for and shows the tail of the logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -365,16 +366,28 @@ class Machine:
         Machine._live.add(self)
         early, self._early = self._early, None
         ask = [(c, a) for c, a in ask if self.binary_facts.answer(c, a) is None]
+        started: list[Spawned] = []  # what the loop thread spawned, even if we never hear back
+
+        def spawn() -> Spawned:
+            started.append(spawn_qemu(self.argv, self._token, str(self.qemu_log), start_firmware=start_firmware,
+                                      qtest=qtest_wanted(), ask=tuple(ask)))
+            return started[0]
+
         try:
             if early is None:
                 # Spawned on the loop thread (see loop.py): the death signal follows that thread.
-                early = hloop.call_soon(lambda: spawn_qemu(
-                    self.argv, self._token, str(self.qemu_log), start_firmware=start_firmware,
-                    qtest=qtest_wanted(), ask=tuple(ask)))
+                early = hloop.call_soon(spawn)
             self._proc = early.proc
             hloop.call(lambda: self._attach(early), timeout, lambda: self._launch_failed(
                 f"QEMU did not answer QMP within {timeout:.0f} s"))
         except BaseException:
+            if early is None:
+                # Interrupted (SIGTERM, Ctrl-C) while the loop thread spawned QEMU: its
+                # callbacks run in order, so once a later one has run the spawn is over,
+                # and what it started is killed here, not left to the parent-death signal.
+                with contextlib.suppress(BaseException):
+                    hloop.call_soon(lambda: None, timeout=QUIT_TIMEOUT)
+                early = started[0] if started else None
             if early is not None and self._proc is None:
                 early.kill()
             self.close()  # the error carries the log tails; keep=True keeps the files
