@@ -4,17 +4,20 @@ bytes Windows wrote."""
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 
-from harness.nt.regfile import import_reg
+from harness.nt.errors import RegFileError
+from harness.nt.regfile import HEADER, import_reg, import_text
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
 from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   IO_RESOURCE_REQUIREMENTS_LIST, Arch, InterfaceTypeUndefined,
-                                  ConfigDataRequirement, DevicePrivateRequirement, GenericPartial,
+                                  ConfigDataRequirement, DevicePrivateRequirement, DeviceSpecific,
+                                  GenericPartial, Isa,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
                                   private_copy_of)
 
@@ -111,3 +114,40 @@ def test_x64_cpu_configuration_data(arch):
                 full.partial_resource_list.revision, full.partials) == (0xFFFFFFFF, 0, 0, ())
         assert full.pack(arch) == value.data
         assert "InterfaceTypeUndefined bus 4294967295 (version 0.0, 0 partial(s))" in format_tree(reg)
+
+
+EFI_MFA = DATA / "x64-efi-multifunction.reg"
+DISK0 = DESCRIPTION_SYSTEM + r"\MultifunctionAdapter\0\DiskController\0\DiskPeripheral\0"
+
+
+def test_x64_efi_disk_geometry_is_device_specific_data_in_20_byte_partials():
+    """The boot disk's CM_DISK_GEOMETRY_DEVICE_DATA (BytesPerSector 512, no CHS geometry
+    under EFI) follows a 20-byte x64 partial: only the x64 layout fits all 52 bytes."""
+    with Registry(arch=Arch.X64) as reg:
+        assert import_reg(reg, EFI_MFA) == 8
+        value = reg.get_value(DISK0, "Configuration Data")
+        assert len(value.data) == 52 and value.value.pack(Arch.X64) == value.data
+        assert detect_arch(value.data, CM_FULL_RESOURCE_DESCRIPTOR) is Arch.X64
+        (part,) = value.value.partials
+        assert isinstance(part, DeviceSpecific) and len(part.data) == 16
+        assert struct.unpack("<4I", part.data) == (512, 0, 0, 0)  # bytes/sector, cyl, spt, heads
+        fulls = [v for _, vs in reg.walk(DESCRIPTION_SYSTEM) for v in vs
+                 if v.type == REG_FULL_RESOURCE_DESCRIPTOR]
+        assert len(fulls) == 3 and all(v.value.interface_type == Isa for v in fulls)
+        assert all(v.value.pack(Arch.X64) == v.data for v in fulls)
+        assert "DeviceSpecific 16 bytes: 00 02 00 00" in format_tree(reg)
+
+
+def test_x64_export_into_an_x86_registry_is_refused_with_the_layout_that_fits():
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, EFI_MFA)
+        text = str(err.value)
+        assert f"{EFI_MFA}:25" in text and "Configuration Data" in text
+        assert "4 trailing bytes" in text and "decodes in the x64 layout" in text
+        assert not reg.key_exists(DESCRIPTION_SYSTEM + r"\MultifunctionAdapter")  # nothing half-written
+        # Bytes that fit neither layout get no such hint.
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, f"{HEADER}\n\n[HKEY_LOCAL_MACHINE\\HARDWARE]\n\"C\"=hex(9):01,00,00,00,00\n")
+        assert "not a valid REG_FULL_RESOURCE_DESCRIPTOR" in str(err.value)
+        assert "decodes in" not in str(err.value)

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..atomicio import write_bytes
 from .errors import RegFileError, RegistryError, ResourceFormatError
+from .resources import Arch
 from .registry import (MACHINE, USER, RegType, Registry, RegistryValue, _RESOURCE_TYPES,
                        decode_value, encode_value, fold, split_path)
 
@@ -497,6 +498,20 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list
     return _Parser(text, source, unicode).run()
 
 
+def _other_layout_hint(op: RegOperation, arch: Arch) -> str:
+    """An export from a machine of the other word size fails only by its layout (x64
+    partials are 20 bytes, x86 16): say which layout the bytes do fit."""
+    for other in Arch:
+        if other is not arch:
+            try:
+                decode_value(op.type, op.data, other)
+            except ResourceFormatError:
+                continue
+            return (f"; it decodes in the {other.value} layout (exported from an "
+                    f"{other.value} machine? import it into an {other.value} registry)")
+    return ""
+
+
 def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str = "<reg>",
                      volatile: bool = False, validate: bool = True) -> int:
     """Apply parsed operations in one transaction (all or nothing). With ``validate``,
@@ -520,7 +535,8 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
             except ResourceFormatError as e:  # e.message: RegFileError adds the status
                 raise RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} "
                                    f"in the registry's {registry.arch.value} layout: "
-                                   f"{e.message}", source=source, line=op.line) from None
+                                   f"{e.message}{_other_layout_hint(op, registry.arch)}",
+                                   source=source, line=op.line) from None
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
