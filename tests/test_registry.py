@@ -841,3 +841,11 @@ def test_cli_errors(tmp_path, capsys):
     assert cli_main(["registry", "import", str(DATA / "sample_hardware.reg"),
                      str(tmp_path / "x86.sqlite"), "--arch", "x86"]) == 2
     assert "x86 layout" in capsys.readouterr().err  # the sample holds x64 lists
+    # A refused import leaves no database it created behind (nor its WAL files) ...
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.reg"]
+    # ... and an existing one as it was.
+    db = tmp_path / "kept.sqlite"
+    assert cli_main(["registry", "import", str(DATA / "sample_hardware.reg"), str(db)]) == 0
+    before = db.read_bytes()
+    assert cli_main(["registry", "import", str(bad), str(db)]) == 2
+    assert db.exists() and db.read_bytes() == before

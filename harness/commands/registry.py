@@ -9,6 +9,8 @@ r"""``harness registry``: inspect a machine's registry database and move it to/f
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 from ..nt.regfile import export_reg, import_reg
@@ -60,8 +62,18 @@ def run_dump(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    with Registry(args.dbfile, arch=args.arch) as registry:
-        count = import_reg(registry, args.regfile, volatile=args.volatile,
-                           validate=args.validate)
+    created = not os.path.lexists(args.dbfile)
+    try:
+        with Registry(args.dbfile, arch=args.arch) as registry:
+            count = import_reg(registry, args.regfile, volatile=args.volatile,
+                               validate=args.validate)
+    except BaseException:
+        # The import wrote nothing (it is one transaction); a database it created for
+        # itself is then empty: none is left behind.
+        if created:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(args.dbfile + suffix)
+        raise
     print(f"imported {count} value(s) from {args.regfile} into {args.dbfile}", file=sys.stderr)
     return 0
