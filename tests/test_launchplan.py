@@ -365,7 +365,7 @@ def test_qemu_from_a_plan_starts_before_the_heavy_imports(tmp_path, env) -> None
     line, = [l for l in done.stderr.splitlines() if l.startswith("AT_SPAWN")]
     loaded = set(line.split()[1:])
     assert "harness.qemu.spawn" in loaded
-    heavy = {"asyncio", "qemu.qmp", "typing", "yaml", "dataclasses", "harness.config", "harness.nt",
+    heavy = {"asyncio", "qemu.qmp", "typing", "socket", "yaml", "dataclasses", "harness.config", "harness.nt",
              "harness.qemu.machine"}
     assert not heavy & loaded, heavy & loaded
     _no_qemu_left(env)

@@ -41,7 +41,7 @@ from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
 from .owner import KEEP_FILE
 from .qtest import QtestChannel, qtest_wanted
-from .spawn import Spawned, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
+from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
 
 if TYPE_CHECKING:
     from .launchplan import EarlyStart
@@ -407,14 +407,14 @@ class Machine:
                                    "written": "before QEMU started"})
             self.commands.append((command, arguments))
         if spawned.qtest is not None:
-            self.qtest = QtestChannel(spawned.qtest, timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
+            self.qtest = QtestChannel(as_socket(spawned.qtest), timeout=self.qmp_timeout, on_timeout=lambda what, t: QMPTimeout(
                 f"qtest {what!r} got no answer within {t:g} s", machine=self), on_closed=self._qtest_closed)
         self._event_cond = asyncio.Condition()
         exit_watch = asyncio.get_running_loop().create_task(self._watch_process())
         self._tasks.append(exit_watch)
         client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
         try:
-            await client.connect(spawned.qmp)
+            await client.connect(as_socket(spawned.qmp))
         except Exception as exc:
             await asyncio.sleep(0.2)  # let QEMU finish writing its error
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import os
 import select
-import socket
 import threading
 import time
 from contextlib import contextmanager
 TYPE_CHECKING = False  # typing itself takes ms to import, on the way to QEMU's start (spawn.py)
 if TYPE_CHECKING:
+    import socket
     from typing import Callable, Iterator, Sequence
 
 from ..names import RESERVED_ID_PREFIX

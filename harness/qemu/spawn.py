@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
+import _socket  # socket.py's C core: socket.py itself (its enum classes) is ~3 ms before QEMU can start
 import stat
 import subprocess
 import time
@@ -45,7 +45,7 @@ class Spawned:
 
     __slots__ = ("proc", "qmp", "qtest", "started", "sent")
 
-    def __init__(self, proc: "subprocess.Popen[bytes]", qmp: socket.socket, qtest: "socket.socket | None",
+    def __init__(self, proc: "subprocess.Popen[bytes]", qmp: "_socket.socket", qtest: "_socket.socket | None",
                  started: float, sent: "list[tuple[str, str, dict | None]]") -> None:
         self.proc, self.qmp, self.qtest, self.started, self.sent = proc, qmp, qtest, started, sent
 
@@ -79,8 +79,8 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
     if binary is None:
         from ..errors import HarnessError
         raise HarnessError(f"QEMU ({argv[0]}) is not installed or not on PATH; set HARNESS_QEMU")
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    qtest_ours, qtest_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) if qtest else (None, None)
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    qtest_ours, qtest_theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM) if qtest else (None, None)
     # Which accelerator QEMU took cannot change either: asked along, it costs no round trip;
     # under "-accel tcg" alone there is nothing to ask (each QMP command costs QEMU ~0.4 ms).
     accel = argv[argv.index("-accel") + 1] if "-accel" in argv[:-1] else None
@@ -113,6 +113,13 @@ def spawn_qemu(argv: "list[str]", token: str, log_path: str, *, start_firmware: 
         for sock in passed:
             sock.close()
     return Spawned(proc, ours, qtest_ours, started, sent)
+
+
+def as_socket(raw: "_socket.socket") -> "socket.socket":
+    """One of :class:`Spawned`'s socket ends as the socket module's object (what asyncio
+    and qemu.qmp take), once importing that module no longer delays QEMU's start."""
+    import socket
+    return socket.socket(fileno=raw.detach())
 
 
 def run_root() -> str:
