@@ -65,6 +65,8 @@ REMAPPING_PORTS = {"vga": (1, (0x3C5, 0x3CF)), "cirrus-io": (1, (0x3C5, 0x3CF)),
 #: ``info``, memory dumps and port reads (a read has side effects on some devices, but
 #: none maps or unmaps anything).  Any other command between a snapshot and its reuse
 #: (HMP ``o``, a reset, a device added, a property set) makes the next one fresh.
+#: Every port of REMAPPING_PORTS: a write touching none of them needs no look at the map.
+_REMAPPING_PORT_SET = frozenset(p for _, ports in REMAPPING_PORTS.values() for p in ports)
 READ_ONLY_QMP = frozenset({"qom-get", "qom-list", "qom-list-types", "qom-list-properties",
                            "device-list-properties"})
 READ_ONLY_HMP = frozenset({"info", "xp", "x", "i"})
@@ -187,7 +189,7 @@ class LiveBus:
             self._seen_epoch = self.epoch
             if port == PCI_CONFIG_ADDRESS and size == 4:
                 self._cf8 = value
-        elif self._flat is not None:
+        elif self._flat is not None and not _REMAPPING_PORT_SET.isdisjoint(range(port, port + size)):
             remapping = {name for r in self._flat.get("I/O", [])
                          if (name := _base_name(r)) in REMAPPING_PORTS and r.start < port + size and r.end >= port
                          and any(r.start <= piece <= r.end and piece in REMAPPING_PORTS[name][1]
