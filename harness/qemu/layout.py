@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .bus import PortChannel, machine_ports
-from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS
+from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS, parse_qom_tree
 
 SCHEMA_VERSION = 1
 PHASES = ("pre-firmware", "post-firmware", "post-pnp", "post-drivers", "post-os")
@@ -361,9 +361,9 @@ class QomReader:
     machine (post-drivers after post-firmware) reuses them from ``machine.static_facts``.
 
     Independent questions go out together (:meth:`Machine.qmp_many
-    <harness.qemu.machine.Machine.qmp_many>`): the containers' listings, then every ISA
-    device's properties, then their values, then the types of the owners not listed in a
-    container; a machine without ``qmp_many`` is asked one command at a time."""
+    <harness.qemu.machine.Machine.qmp_many>`): the QOM tree (every object's type, the
+    containers' children) with the ISA devices' properties (``info qtree``), then what
+    those leave open; a machine without ``qmp_many`` is asked one command at a time."""
 
     def __init__(self, machine: Any) -> None:
         self.machine = machine
@@ -394,6 +394,8 @@ class QomReader:
 
     def qom_type(self, path: str) -> str | None:
         """The QOM type of the object at ``path``; None if there is none."""
+        if path in self._types:  # the usual case: read with the QOM tree
+            return self._types[path]
         return self.qom_types([path])[path]
 
     def qom_types(self, paths: Iterable[str]) -> dict[str, str | None]:
@@ -403,6 +405,8 @@ class QomReader:
         return {p: self._types[p] for p in paths}
 
     def _fetch_types(self, paths: list[str]) -> None:
+        if not paths:
+            return
         answers = self.ask([("qom-get", {"path": path, "property": "type"}) for path in paths])
         for path, answer in zip(paths, answers):
             self._types[path] = None if isinstance(answer, BaseException) else answer
@@ -464,17 +468,36 @@ class QomReader:
         listing: by id, and an anonymous one by type (several of one type by a property
         asked of each candidate).  When anything does not match one to one, the QOM walk
         answers instead, so the result is always the QOM walk's."""
-        isa_listing, *listings = self.ask(list(ISA_FACT_QUERIES))
+        isa_listing, tree, qtree = self.ask(list(ISA_FACT_QUERIES))
         if isinstance(isa_listing, BaseException):
             raise isa_listing
         isa_types = {t["name"] for t in isa_listing}
-        qtree = listings.pop()
-        devices = self._isa_in_containers(isa_types, listings)
+        devices = self._isa_in_tree(isa_types, tree)
+        if devices is None:  # no QOM tree to read: each container's listing says the same
+            devices = self._isa_in_containers(isa_types, self.ask([("qom-list", {"path": c}) for c in QOM_CONTAINERS]))
         if not isinstance(qtree, BaseException):
             matched = self._match_qtree(devices, parse_qtree_isa(qtree))
             if matched is not None:
                 return matched
         return self._walk_isa_devices(devices)
+
+    def _isa_in_tree(self, isa_types: set[str], tree: Any) -> list[tuple[str, str | None, str]] | None:
+        """(path, id, type) of each ISA device among the containers' children in the answer
+        to ``info qom-tree`` (qomfacts.QOM_TREE_QUERY), whose every object's type is kept
+        as ``qom-get type`` would say it; None if the answer is an error or not read."""
+        objects = None if isinstance(tree, BaseException) or not isinstance(tree, str) else parse_qom_tree(tree)
+        if objects is None:
+            return None
+        devices = []  # (path, id, type) of each ISA device, in container order
+        children: dict[str, list[tuple[str, str]]] = {}
+        for path, parent, kind in objects:
+            self._types.setdefault(path, kind)
+            children.setdefault(parent, []).append((path, kind))
+        for container in QOM_CONTAINERS:
+            for path, kind in children.get(container, ()):
+                if kind in isa_types:
+                    devices.append((path, path[len(container) + 1:] if container == "/machine/peripheral" else None, kind))
+        return devices
 
     def _isa_in_containers(self, isa_types: set[str], listings: list[Any]) -> list[tuple[str, str | None, str]]:
         """(path, id, type) of each ISA device in the containers' listings, in their order."""
