@@ -293,7 +293,7 @@ def test_detection_batched_finds_what_one_access_at_a_time_finds() -> None:
             self._bus = bus
 
         def __getattr__(self, name):
-            if name in ("read_ports", "posted_writes"):
+            if name in ("read_ports", "posted_writes", "post_reads"):
                 raise AttributeError(name)
             return getattr(self._bus, name)
 
@@ -302,9 +302,14 @@ def test_detection_batched_finds_what_one_access_at_a_time_finds() -> None:
         # The first detection finds the keyboard's IRQ 1 edge fresh, later ones find it
         # latched (and fall back to the PC/AT line): compare in the later state.
         HardwareDetector(LiveBus(m)).detect()
+        sent: list[bytes] = []  # every qtest line, in the order QEMU gets them
+        send = m.qtest._send
+        m.qtest._send = lambda data, *rest: (sent.extend(data.splitlines()), send(data, *rest))[1]
         before = m.qtest.exchanges
         batched = HardwareDetector(LiveBus(m)).detect()
-        middle = m.qtest.exchanges
+        middle, batched_lines = m.qtest.exchanges, len(sent)
         plain = HardwareDetector(OneAtATime(LiveBus(m))).detect()
         assert batched == plain and len(batched.controllers) >= 5
         assert middle - before < m.qtest.exchanges - middle
+        # The same accesses in the same order, reads posted or not: only the exchanges differ.
+        assert sent[:batched_lines] == sent[batched_lines:]

@@ -121,6 +121,21 @@ def posted_writes(bus: object) -> AbstractContextManager[None]:
     return method() if method is not None else nullcontext()
 
 
+def posted_reads(bus: object, accesses: Sequence[tuple[int, int]]) -> None:
+    """Read ``(port, size)`` after ``(port, size)`` for the reads' side effects alone
+    (acknowledging an interrupt, draining a FIFO), the values unwanted: inside
+    :func:`posted_writes` a bus that can (an optional capability, ``bus.post_reads()``)
+    holds them back like writes, in order, to go out with the next access; else one
+    :meth:`BusAccess.read_port` each, now.  Either way the device sees the same accesses
+    in the same order."""
+    method = getattr(bus, "post_reads", None)
+    if method is not None:
+        method(accesses)
+        return
+    for port, size in accesses:
+        bus.read_port(port, size)  # type: ignore[attr-defined]
+
+
 def read_ports(bus: object, accesses: Sequence[tuple[int, int]]) -> list[int]:
     """Read ``(port, size)`` after ``(port, size)`` in order, nothing written between: in
     one exchange on a bus that can (an optional capability, ``bus.read_ports()``), else one
@@ -185,4 +200,4 @@ def config_write_pieces(offset: int, length: int) -> list[tuple[int, int]]:
 
 __all__ = ["BusAccess", "BusAccessError", "DecodeMap", "DecodedSpan", "IO_SPACE", "MEMORY_SPACE",
            "PCI_CONFIG_SIZE", "PORT_SPACE_END", "check_config_range", "check_port_access",
-           "config_write_pieces", "posted_writes", "read_ports"]
+           "config_write_pieces", "posted_reads", "posted_writes", "read_ports"]

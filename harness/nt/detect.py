@@ -45,7 +45,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .busaccess import BusAccess, posted_writes, read_ports
+from .busaccess import BusAccess, posted_reads, posted_writes, read_ports
 from .hal import Hal
 from .registry import DESCRIPTION_SYSTEM, REG_BINARY, REG_FULL_RESOURCE_DESCRIPTOR, Registry
 from .resources import (CM_FLOPPY_DEVICE_DATA, CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_INTERRUPT_LATCHED,
@@ -119,6 +119,10 @@ class HardwareDetector:
 
     def _out(self, port: int, value: int) -> None:
         self.bus.write_port(port, value & 0xFF, 1)
+
+    def _ack(self, port: int) -> None:
+        """A read for its side effect (acknowledge, drain): it rides with the next access."""
+        posted_reads(self.bus, [(port, 1)])
 
     def _holds(self, port: int) -> bool:
         """Does a read/write register at ``port`` keep what is written (two patterns)?"""
@@ -199,10 +203,10 @@ class HardwareDetector:
             self._out(base + 2, 0x1C)  # with IRQ enable already on: the acknowledge interrupt
 
         def withdraw() -> None:
-            self._in(base + 1)          # reading the status register acknowledges it
+            self._ack(base + 1)         # reading the status register acknowledges it
         irq = self._one(self.probe_irq(request, withdraw))
         self._out(base + 2, control & 0x3F)
-        self._in(base + 1)  # restoring the control word can re-arm it: acknowledge again
+        self._ack(base + 1)  # restoring the control word can re-arm it: acknowledge again
         return DetectedController("ParallelController", "", [(base, PARALLEL_REGISTER_LENGTH)], irq,
                                   irq is not None, flags=FLAG_OUTPUT)
 
@@ -220,7 +224,7 @@ class HardwareDetector:
                 self._out(base + 5, 0x08)
                 for _ in range(2):
                     if self._in(base + 4) & 0xC0 == 0xC0:
-                        self._in(base + 5)
+                        self._ack(base + 5)
         irq = self._one(self.probe_irq(request, withdraw))
         self._out(base + 2, dor)
         return DetectedController("DiskController", "", [(base, FLOPPY_REGISTER_LENGTH)], irq, irq is not None,
@@ -235,7 +239,7 @@ class HardwareDetector:
             self._out(KEYBOARD_DATA, 0xAA)
 
         def withdraw() -> None:
-            self._in(KEYBOARD_DATA)
+            self._ack(KEYBOARD_DATA)
         lines = self.probe_irq(request, withdraw)
         irq = self._one(lines)
         probed = irq is not None

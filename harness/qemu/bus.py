@@ -49,6 +49,18 @@ class PortChannel:
 
     def transfer(self, ops: Sequence[PortOp]) -> list[int]:
         """Do ``ops`` in order; return the values the ``in`` accesses read, in order."""
+        self._count(ops)
+        return self._transfer(ops)
+
+    def post(self, ops: Sequence[PortOp]) -> None:
+        """Do ``ops`` in order for their effects alone: writes, and reads whose value
+        nobody wants (one that acknowledges an interrupt or drains a FIFO).  Inside
+        :meth:`posting` a channel that can holds them back, in order, until the next
+        transfer; this one does them now."""
+        self.transfer(ops)
+
+    def _count(self, ops: Sequence[PortOp]) -> None:
+        """Refuse a bad access before any is made; count them."""
         for kind, port, size, value in ops:
             _size(size)
             _check_port(port, size)
@@ -56,7 +68,6 @@ class PortChannel:
                 raise PortAccessError(f"value {value:#x} does not fit in {size} byte(s)")
         self.round_trips += len(ops)
         self.writes += sum(kind == "out" for kind, *_ in ops)
-        return self._transfer(ops)
 
     def _transfer(self, ops: Sequence[PortOp]) -> list[int]:
         raise NotImplementedError
@@ -128,9 +139,17 @@ class QtestPorts(PortChannel):
         super().__init__()
         self.channel = channel
 
+    @staticmethod
+    def _lines(ops: Sequence[PortOp]) -> list[str]:
+        return [f"in{_QTEST_SUFFIX[size]} {port:#x}" if kind == "in"
+                else f"out{_QTEST_SUFFIX[size]} {port:#x} {value:#x}" for kind, port, size, value in ops]
+
+    def post(self, ops: Sequence[PortOp]) -> None:
+        self._count(ops)
+        self.channel.post(self._lines(ops))  # a read's answer is checked and dropped
+
     def _transfer(self, ops: Sequence[PortOp]) -> list[int]:
-        lines = [f"in{_QTEST_SUFFIX[size]} {port:#x}" if kind == "in"
-                 else f"out{_QTEST_SUFFIX[size]} {port:#x} {value:#x}" for kind, port, size, value in ops]
+        lines = self._lines(ops)
         if all(kind == "out" for kind, *_ in ops):
             self.channel.post(lines)
             return []

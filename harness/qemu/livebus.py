@@ -177,6 +177,14 @@ class LiveBus:
         self._check_epoch()
         return self.ports.transfer([("in", port, size, None) for port, size in accesses])
 
+    def post_reads(self, accesses: Sequence[tuple[int, int]]) -> None:
+        """See :func:`harness.nt.busaccess.posted_reads`: inside :meth:`posted_writes`
+        on the qtest channel they go out, in order, with the next access."""
+        for port, size in accesses:
+            check_port_access(port, size)
+        self._check_epoch()
+        self.ports.post([("in", port, size, None) for port, size in accesses])
+
     def write_port(self, port: int, value: int, size: int = 1) -> None:
         check_port_access(port, size)
         if not 0 <= value < 1 << (8 * size):
