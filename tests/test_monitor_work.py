@@ -140,3 +140,49 @@ def test_a_snapshot_asks_no_qom_question_after_the_firmware_and_equals_one_that_
         assert asked.count("qom-list") == len(QOM_CONTAINERS) and "qom-get" in asked, asked
         assert slow.to_dict() == fast.to_dict()
         assert any(r.owner_type for r in fast.io) and reader.facts["isa-devices"]
+
+
+# ---- anonymous ISA devices of one type, told apart --------------------------------------
+
+class _Qom:
+    """A monitor that answers ``qom-get`` from ``values`` ({(path, property): value}) and
+    counts what it was asked."""
+
+    def __init__(self, values: dict[tuple[str, str], int]) -> None:
+        self.values, self.asked, self.static_facts = values, [], {}
+
+    def qmp_many(self, commands: Any, **kw: Any) -> list[Any]:
+        self.asked += [(a["path"], a["property"]) for _, a in commands]
+        return [self.values[a["path"], a["property"]] for _, a in commands]
+
+
+def test_anonymous_devices_of_one_type_are_told_apart_asking_all_but_the_last() -> None:
+    paths = [f"/machine/unattached/device[{n}]" for n in (4, 5, 6)]
+    bases = {paths[0]: 0xA0, paths[1]: 0x20, paths[2]: 0x4D0}
+    devices = [(p, None, "isa-i8259") for p in paths]
+    qtree = [("isa-i8259", None, {"iobase": b}) for b in (0x20, 0xA0, 0x4D0)]
+    monitor = _Qom({(p, "iobase"): b for p, b in bases.items()})
+    got = QomReader(monitor)._match_qtree(devices, qtree)
+    assert got is not None and {d.path: d.properties["iobase"] for d in got} == bases
+    assert monitor.asked == [(paths[0], "iobase"), (paths[1], "iobase")]  # the last by elimination
+    # An answer no entry fits, or one that fits two different entries: not used.
+    wrong = _Qom({(paths[0], "iobase"): 0x3F8, (paths[1], "iobase"): 0x20})
+    assert QomReader(wrong)._match_qtree(devices, qtree) is None
+    # Alike entries need no question at all.
+    alike = _Qom({})
+    assert QomReader(alike)._match_qtree(devices, [("isa-i8259", None, {"iobase": 0x20})] * 3) is not None
+    assert alike.asked == []
+
+
+def test_a_board_s_two_pics_are_told_apart_with_one_question() -> None:
+    """The pc board's two i8259s (anonymous, iobase 0x20 and 0xa0): one ``qom-get`` where
+    there were two, and the same devices as the QOM walk finds."""
+    with Machine(machine_spec("machine: pc\n")) as m:
+        reader = QomReader(m)
+        fast = reader._read_isa_devices()
+        asked = [(c, a) for c, a in m.commands if c == "qom-get"]
+        pics = [d for d in fast if d.type == "isa-i8259"]
+        assert sorted(d.properties["iobase"] for d in pics) == [0x20, 0xA0]
+        assert len(asked) == 1 and asked[0][1]["property"] == "iobase", asked
+        assert {d.path: d.properties for d in fast} == {
+            d.path: d.properties for d in reader._walk_isa_devices([(d.path, d.id, d.type) for d in fast])}

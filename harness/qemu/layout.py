@@ -545,17 +545,19 @@ class QomReader:
             if all(e == entries[0] for e in entries):
                 found.update(dict.fromkeys(paths, entries[0]))  # alike: any pairing is exact
                 continue
-            # Told apart by the properties whose values differ: ask those of each path.
+            # Told apart by the properties whose values differ: ask those of each path but
+            # the last, which gets the one entry left (as many paths as entries, one to one).
             names = sorted({n for e in entries for n in e if any(o.get(n) != e.get(n) for o in entries)})
-            answers = iter(self.ask([("qom-get", {"path": p, "property": n}) for p in paths for n in names]))
+            answers = iter(self.ask([("qom-get", {"path": p, "property": n}) for p in paths[:-1] for n in names]))
             left = list(entries)
-            for path in paths:
+            for path in paths[:-1]:
                 asked = {n: next(answers) for n in names}
                 fits = [e for e in left if all(_same(e.get(n), v) for n, v in asked.items())]
                 if not fits or any(f != fits[0] for f in fits):
                     return None
                 left.remove(fits[0])
                 found[path] = fits[0]
+            found[paths[-1]] = left[0]
         return [IsaDevice(path, dev_id, kind, dict(found[path])) for path, dev_id, kind in devices]
 
     def _walk_isa_devices(self, devices: list[tuple[str, str | None, str]]) -> list[IsaDevice]:
