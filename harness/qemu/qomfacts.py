@@ -43,31 +43,27 @@ def parse_qom_tree(text: str, root: str = QOM_TREE_ROOT) -> "list[tuple[str, str
     spaces than their parent), in QEMU's order; None when any line is not of that form
     (the caller then asks QOM object by object instead of guessing).  A name is whatever
     stands between the slash and the last `` (``: a type name holds no space or bracket."""
-    lines = text.replace("\r\n", "\n").rstrip("\n").split("\n")
-    out: list[tuple[str, str, str]] = []
-    stack: list[str] = []  # the path at each depth down to the last line's
-    seen: set[str] = set()
-    for line in lines:
-        body = line.lstrip(" ")
-        indent = len(line) - len(body)
-        cut = body.rfind(" (")
-        if indent % 2 or indent // 2 > len(stack) or not body.startswith("/") or not body.endswith(")") or cut < 2:
+    import re  # here, not above: launch plans import this module on the way to QEMU's start
+    line_form = re.compile(r"( *)/(.+) \(([^\s()]+)\)\r?").fullmatch  # (re keeps it compiled)
+    lines = text.rstrip("\r\n").split("\n")
+    first = line_form(lines[0])
+    if first is None or first.group(1) or first.group(2) != root.rsplit("/", 1)[-1]:
+        return None  # the tree of the root asked for, the root first
+    out = [(root, root.rsplit("/", 1)[0] or "/", first.group(3))]
+    stack = [root]  # the path at each depth down to the last line's
+    for line in lines[1:]:
+        match = line_form(line)
+        if match is None:
             return None
-        name, kind = body[1:cut], body[cut + 2:-1]
-        if not kind or any(c in kind for c in " ()\t"):
+        indent, name, kind = match.groups()
+        depth = len(indent) >> 1
+        if len(indent) & 1 or not 0 < depth <= len(stack):
             return None
-        depth = indent // 2
-        if depth == 0:
-            if out or name != root.rsplit("/", 1)[-1]:
-                return None  # one root, the one asked for
-            path, parent = root, root.rsplit("/", 1)[0] or "/"
-        else:
-            parent = stack[depth - 1]
-            path = f"{parent}/{name}"
-        if path in seen:
-            return None
-        seen.add(path)
+        parent = stack[depth - 1]
+        path = f"{parent}/{name}"
         del stack[depth:]
         stack.append(path)
         out.append((path, parent, kind))
-    return out or None
+    if len({path for path, _, _ in out}) != len(out):
+        return None  # one path twice: not a tree
+    return out
