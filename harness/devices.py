@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from .errors import ConfigError
-from .packagedata import shipped_dir, user_model_dirs
+from .packagedata import MODELS_ENV, shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 
 MACHINE_KINDS = ("pc", "q35", "isapc")
@@ -244,8 +244,17 @@ def load_catalog(*directories: str | Path) -> Catalog:
     A later folder's model replaces an earlier one of the same name, so a user's folder can
     override a shipped model; within one folder a name may be defined once.
     """
-    dirs = tuple(Path(d) for d in directories) or default_catalog_dirs()
-    return _load_catalog(tuple(d.resolve() for d in dirs))
+    if not directories:
+        return _load_catalog(_resolved_default_dirs(os.environ.get(MODELS_ENV, ""), os.getcwd()))
+    return _load_catalog(tuple(Path(d).resolve() for d in directories))
+
+
+@lru_cache(maxsize=8)
+def _resolved_default_dirs(models_env: str, cwd: str) -> tuple[Path, ...]:
+    """:func:`default_catalog_dirs` resolved, once per value of ``$HARNESS_DEVICE_MODELS``
+    and working directory (what the result depends on: the key): a job asks for the
+    catalog several times, and resolving costs a stat per path component each time."""
+    return tuple(d.resolve() for d in default_catalog_dirs())
 
 
 @lru_cache(maxsize=8)

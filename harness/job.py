@@ -40,7 +40,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .actions import ActionRecord
 from .claimants import CLAIMED, ClaimantLine
@@ -537,10 +537,20 @@ def _label(r: Any) -> str:
     return r.owner or r.name.split(" @")[0]
 
 
+def _board_labels(board: Sequence[Any], layout: Layout) -> dict[str, tuple[str, ...]]:
+    """Each board device's name -> the owners, or owner-less region names, of its ranges
+    in ``layout`` (one pass over the layout for the whole board)."""
+    by_type: dict[str | None, list[Any]] = {}
+    for r in (*layout.io, *layout.memory):
+        by_type.setdefault(r.owner_type, []).append(r)
+    return {d.name: tuple(sorted({_label(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)}))
+            for d in (resolved.device for resolved in board)}
+
+
 def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: MachineSpec,
-                      board: Sequence[Any] = ()) -> tuple[str, ...]:
+                      board_labels: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
     """The machine-file device ids a claim is for (for a board claimant's claim: the
-    owners, or owner-less region names, of the board device's ranges)."""
+    owners, or owner-less region names, of the board device's ranges: ``board_labels``)."""
     driver_object = io.drivers.get(claim.owner.driver)
     config = None
     if driver_object is not None:
@@ -556,10 +566,8 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     if config is not None:
         if any(d.id == config.name for d in spec.devices):
             return (config.name,)
-        device = next((r.device for r in board if r.device.name == config.name), None)
-        if device is not None:
-            return tuple(sorted({_label(r) for r in (*layout.io, *layout.memory)
-                                 if device.matches(r.owner_type, r.name)}))
+        if board_labels and config.name in board_labels:
+            return board_labels[config.name]
         # Found by detection: whichever device of this driver's kinds sits at that base,
         # configured or built into the board (then named by its QOM path, as the map does).
         kinds = _qemu_types_of(claim.owner.driver)
@@ -578,10 +586,11 @@ def _qemu_types_of(service_name: str) -> set[str]:
 def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
                  board: Sequence[Any] = ()) -> list[ClaimCheck]:
     checks = []
+    board_labels = _board_labels(board, layout)
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
-        expected = _expected_devices(claim, io, layout, spec, board)
+        expected = _expected_devices(claim, io, layout, spec, board_labels)
         check = ClaimCheck(claim.owner.driver, claim.owner.device, expected,
                            f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
         if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):

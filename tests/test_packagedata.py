@@ -48,6 +48,24 @@ def test_user_model_folders_layer_over_the_shipped_catalog(tmp_path, monkeypatch
     assert spec.devices[0].model.name == "my-console"
 
 
+def test_the_default_catalog_follows_the_setting_and_the_working_directory(tmp_path, monkeypatch):
+    """load_catalog() remembers its resolved folders per setting and working directory:
+    a changed $HARNESS_DEVICE_MODELS, or a relative entry seen from another folder, is
+    a different catalog."""
+    for name in ("a", "b"):
+        (tmp_path / name / "models").mkdir(parents=True)
+        _model(tmp_path / name / "models", "my-console", f"the model in {name}")
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", "models")
+    monkeypatch.chdir(tmp_path / "a")
+    assert load_catalog()["my-console"].description == "the model in a"
+    monkeypatch.chdir(tmp_path / "b")
+    assert load_catalog()["my-console"].description == "the model in b"
+    monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(tmp_path / "a" / "models"))
+    assert load_catalog()["my-console"].description == "the model in a"
+    monkeypatch.delenv("HARNESS_DEVICE_MODELS")
+    assert "my-console" not in load_catalog()
+
+
 def test_missing_user_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DEVICE_MODELS", str(tmp_path / "nowhere"))
     with pytest.raises(Exception, match="device model directory not found") as info:
