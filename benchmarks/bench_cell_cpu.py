@@ -109,49 +109,72 @@ def one_round(cells_wanted: int) -> dict[str, float]:
     return figures
 
 
-def _subprocess_round(repo: Path, cells: int) -> dict[str, float]:
+def _subprocess_round(repo: Path, cells: int, script: Path = Path(__file__)) -> dict[str, float]:
+    """One round of ``script`` (this benchmark, or one shaped like it: ``--repo``, ``--one``,
+    ``--cells``, a JSON line out) on checkout ``repo``, in a fresh process."""
     env = dict(os.environ, PYTHONPATH=str(repo))
     # cwd = the checkout: the cell's worker code and data come from it, not this one
-    answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--repo", str(repo),
+    answer = subprocess.run([sys.executable, str(script.resolve()), "--repo", str(repo),
                              "--one", "--cells", str(cells)], cwd=repo, env=env, check=True,
                             capture_output=True, text=True, timeout=900)
     return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+def interleaved_rounds(sides: dict[str, Path], rounds: int, cells: int,
+                       script: Path = Path(__file__)) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of each side (name -> checkout), one side after the other, so that
+    load from other processes falls on both alike."""
+    out: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, repo in sides.items():
+            out[side].append(_subprocess_round(repo, cells, script))
+    return out
+
+
+def add_round_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark run in interleaved rounds: ``--against`` a checkout, and
+    the hidden ones of the round run in a fresh process (``--repo``, ``--one``)."""
+    parser.add_argument("--against", type=Path, help="another checkout to interleave rounds with")
+    parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+
+
+def print_medians(rounds: dict[str, list[dict[str, float]]], labels: list[str], width: int = 40) -> None:
+    """Each label's median per side, with this side's ratio to the other's when there is one."""
+    against = "against" in rounds
+    print(f"  {'phase':{width}} {'this':>8}" + (f" {'against':>8}  ratio" if against else ""))
+    for label in labels:
+        mine = statistics.median(r.get(label, 0.0) for r in rounds["this"])
+        line = f"  {label:{width}} {mine:8.2f}"
+        if against:
+            theirs = statistics.median(r.get(label, 0.0) for r in rounds["against"])
+            line += f" {theirs:8.2f}  {mine / theirs:.2f}x" if theirs else f" {theirs:8.2f}"
+        print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--against", type=Path, help="another checkout to interleave rounds with")
-    parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    add_round_options(parser)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_round(args.cells)))
         return
     sides = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
-    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     print("load average at start " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    for _ in range(args.rounds):
-        for side, repo in sides.items():
-            rounds[side].append(_subprocess_round(repo, args.cells))
-    labels = [TOTAL, LOOP, *(label for _, _, label in PHASES), STATEMENTS]
+    rounds = interleaved_rounds(sides, args.rounds, args.cells)
     print(f"Python CPU per cell (ms; statements: count), medians of {args.rounds} rounds of "
           f"{args.cells} cells; load average at end {os.getloadavg()[0]:.2f}")
-    header = f"  {'phase':40} {'this':>8}" + (f" {'against':>8}  ratio" if args.against else "")
-    print(header)
-    for label in labels:
-        mine = statistics.median(r.get(label, 0.0) for r in rounds["this"])
-        line = f"  {label:40} {mine:8.2f}"
-        if args.against:
-            theirs = statistics.median(r.get(label, 0.0) for r in rounds["against"])
-            line += f" {theirs:8.2f}  {mine / theirs:.2f}x" if theirs else f" {theirs:8.2f}"
-        print(line)
+    print_medians(rounds, [TOTAL, LOOP, *(label for _, _, label in PHASES), STATEMENTS])
+
+
+def run_on_checkout(main: Any, repo: Path = REPO) -> None:
+    """Run a benchmark's ``main`` with the harness of ``--repo`` (a round in a fresh
+    process) or else of ``repo`` first on the path."""
+    sys.path.insert(0, sys.argv[sys.argv.index("--repo") + 1] if "--repo" in sys.argv else str(repo))
+    main()
 
 
 if __name__ == "__main__":
-    if "--repo" in sys.argv:
-        sys.path.insert(0, sys.argv[sys.argv.index("--repo") + 1])
-    else:
-        sys.path.insert(0, str(REPO))
-    main()
+    run_on_checkout(main)

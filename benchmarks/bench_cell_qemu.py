@@ -31,7 +31,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -152,22 +151,13 @@ def one_round(cells_wanted: int) -> dict[str, float]:
             "qtest exchanges": statistics.mean(s[3] for s in seen), "machines": len(seen)}
 
 
-def _subprocess_round(repo: Path, cells: int) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    answer = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--repo", str(repo),
-                             "--one", "--cells", str(cells)], cwd=repo, env=env, check=True,
-                            capture_output=True, text=True, timeout=900)
-    return json.loads(answer.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
+    from bench_cell_cpu import add_round_options, interleaved_rounds, print_medians  # (this script's folder)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of the question sets (0: none)")
     parser.add_argument("--cells", type=int, default=20)
-    parser.add_argument("--cell-rounds", type=int, default=3)
-    parser.add_argument("--against", type=Path, help="another checkout to interleave cell rounds with")
-    parser.add_argument("--repo", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cell-rounds", type=int, default=3, help="rounds of cells per side (0: none)")
+    add_round_options(parser)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_round(args.cells)))
@@ -177,28 +167,15 @@ def main() -> None:
     if not args.cell_rounds:
         return
     sides = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
-    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     load = os.getloadavg()[0]
     started = time.monotonic()
-    for _ in range(args.cell_rounds):
-        for side, repo in sides.items():
-            rounds[side].append(_subprocess_round(repo, args.cells))
+    rounds = interleaved_rounds(sides, args.cell_rounds, args.cells, Path(__file__))
     print(f"Per cell, medians of {args.cell_rounds} rounds of {args.cells} cells ({time.monotonic() - started:.0f} s); "
           f"load average {load:.2f} -> {os.getloadavg()[0]:.2f}")
-    print(f"  {'':28} {'this':>8}" + (f" {'against':>8}  ratio" if args.against else ""))
-    for label in ("children's CPU (ms)", "QEMU CPU at close (ms)", "of which after the firmware",
-                  "monitor commands", "qtest exchanges"):
-        mine = statistics.median(r[label] for r in rounds["this"])
-        line = f"  {label:28} {mine:8.2f}"
-        if args.against:
-            theirs = statistics.median(r[label] for r in rounds["against"])
-            line += f" {theirs:8.2f}  {mine / theirs:.2f}x"
-        print(line)
+    print_medians(rounds, ["children's CPU (ms)", "QEMU CPU at close (ms)", "of which after the firmware",
+                           "monitor commands", "qtest exchanges"], width=28)
 
 
 if __name__ == "__main__":
-    if "--repo" in sys.argv:
-        sys.path.insert(0, sys.argv[sys.argv.index("--repo") + 1])
-    else:
-        sys.path.insert(0, str(REPO))
-    main()
+    from bench_cell_cpu import run_on_checkout
+    run_on_checkout(main, REPO)
