@@ -102,6 +102,8 @@ class Collision:
 
 @dataclass
 class DriverReport:
+    """One driver's load in the main job: its status, its devices' outcomes and its violations."""
+
     name: str
     status: str
     devices: list[dict[str, Any]]
@@ -110,6 +112,8 @@ class DriverReport:
 
 @dataclass
 class JobResult:
+    """Everything the main job found on one machine: what its reports are written from."""
+
     spec: MachineSpec
     out_dir: Path
     layout: Layout

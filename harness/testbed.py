@@ -73,6 +73,8 @@ def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
 
 @dataclass
 class Testbed:
+    """One machine's NT model: HAL, registry and I/O manager over a booted machine (module docstring)."""
+
     machine: Machine
     registry: Registry
     #: The bus the HAL uses: None for QEMU's HMP on the paused machine (the PIC HAL), or

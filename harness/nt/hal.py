@@ -390,6 +390,8 @@ def _space_of(partial: Any) -> str | None:
 
 @dataclass
 class _Topology:
+    """The PCI buses, functions and bridges the HAL found, with the bus epoch it was read at."""
+
     epoch: int
     no_buses: int
     functions: list[tuple[int, int, int]]

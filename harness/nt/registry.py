@@ -263,6 +263,8 @@ class RegistryValue:
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """What :meth:`Registry.key_info` tells about one key."""
+
     path: str          # canonical path, with the stored case of every component
     name: str
     volatile: bool
