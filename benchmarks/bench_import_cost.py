@@ -15,7 +15,7 @@ every import, the work; QEMU's CPU is not in it):
   the first cell, and the first cell's extra over the second (what the worker's start-up
   costs that a warm worker does not pay);
 * ``layout``  ``harness layout configs/machines/default.yaml --json``: CPU when QEMU is
-  spawned (the first ``subprocess.Popen``) and at the command's exit;
+  spawned (the first ``subprocess.Popen``) and at the command's exit, and its wall time;
 * ``run``     ``harness run configs/machines/default.yaml --no-picture``: the same.
 
 With ``--against`` the rounds of another checkout (e.g. a worktree of the base branch,
@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,12 +101,17 @@ def measure(repo: Path, path: str, wire: Path, *, importtime: bool = False) -> t
             argv = [sys.executable, *flags, "-c", _WORKER, str(wire), tmp]
         else:
             argv = [sys.executable, *flags, "-c", _CLI, *_cli_argv(path)]
+        start = time.perf_counter()
         done = subprocess.run(argv, cwd=repo, env=_env(repo), capture_output=True, text=True, timeout=300)
+        wall = time.perf_counter() - start
     ok = (0,) if path != "run" else (0, 1)
     if done.returncode not in ok:
         raise SystemExit(f"{path} in {repo} exited {done.returncode}: {done.stderr[-1500:]}")
     stream = done.stdout if path == "worker" else done.stderr
-    return _figures(stream), done.stderr
+    figures = _figures(stream)
+    if path != "worker":
+        figures["wall"] = 1000 * wall  # the command's own time, start to exit (not CPU)
+    return figures, done.stderr
 
 
 def write_wire(repo: Path, folder: Path) -> Path:
