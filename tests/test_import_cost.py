@@ -4,6 +4,7 @@ the modules a worker's first cell must not load."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -119,3 +120,31 @@ def test_a_matrix_workers_first_cell_stays_light(tmp_path) -> None:
     loaded = set(lines["MODULES"].split())
     assert "harness.job" in loaded and "harness.qemu.layout" in loaded  # (the cell ran)
     assert not WORKER_NEVER & loaded, WORKER_NEVER & loaded
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """``parser`` and every subcommand's parser below it."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                out += _parsers(sub)
+    return out
+
+
+@pytest.mark.parametrize("columns", ["30", "100", "junk", None])
+def test_the_cli_formats_help_as_argparse_does(monkeypatch, columns) -> None:
+    """The CLI's own help formatter (it spares shutil's import before QEMU starts) sizes
+    and prints help, usage and errors exactly as argparse's own does."""
+    from harness import cli
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    for command in (None, *cli.COMMANDS):
+        parsers = _parsers(cli._top_level(command))
+        ours = [(p.format_help(), p.format_usage()) for p in parsers]
+        assert all(p.formatter_class is cli._HelpFormatter for p in parsers)
+        for p in parsers:
+            p.formatter_class = argparse.HelpFormatter
+        assert [(p.format_help(), p.format_usage()) for p in parsers] == ours, command

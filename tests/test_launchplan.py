@@ -366,7 +366,7 @@ def test_qemu_from_a_plan_starts_before_the_heavy_imports(tmp_path, env) -> None
     loaded = set(line.split()[1:])
     assert "harness.qemu.spawn" in loaded
     heavy = {"asyncio", "qemu.qmp", "typing", "socket", "yaml", "dataclasses", "harness.config", "harness.nt",
-             "harness.qemu.machine", "hashlib", "pickle", "tempfile", "zipfile", "importlib.resources"}
+             "harness.qemu.machine", "hashlib", "pickle", "tempfile", "zipfile", "importlib.resources", "shutil"}
     assert not heavy & loaded, heavy & loaded
     _no_qemu_left(env)
 
