@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -33,7 +32,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str | N
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")  # (secrets.token_hex, without its imports)
     try:
         # O_EXCL|O_NOFOLLOW: never through a link planted at the temporary name; 0o666
         # so the file gets the user's umask like any other output.

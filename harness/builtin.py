@@ -31,6 +31,8 @@ from .yamlio import Node
 
 @dataclass(frozen=True)
 class BuiltinDevice:
+    """A device every board of ``machines`` has built in, and the properties a machine file may set on it."""
+
     qemu_type: str
     machines: tuple[str, ...]
     properties: Mapping[str, PropertySpec]

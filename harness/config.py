@@ -144,6 +144,8 @@ class DriverSpec:
 
 @dataclass(frozen=True)
 class MachineSpec:
+    """A validated machine file: the machine type, accelerator, memory, devices and drivers."""
+
     name: str
     machine: str
     accel: str

@@ -18,7 +18,6 @@ from typing import Any
 
 from .nt.interrupts import KINTERRUPT, TakenInterrupt
 from .nt.iomgr import IoManager
-from .qemu.pic import raise_counts
 
 
 @dataclass
@@ -74,6 +73,7 @@ def exercise_shared_interrupts(io: IoManager, machine: Any) -> list[SharedLine]:
     for vector, chain in sorted(io.interrupts.vectors.items()):
         if len(chain) < 2:
             continue
+        from .qemu.pic import raise_counts  # (only a shared line is counted: most machines have none)
         controller = io.interrupts.controller.qemu_name
         line = SharedLine(chain[0].irq, vector, chain[0].mode_name, [i.name for i in chain],
                           input_name="GSI" if controller == "ioapic" else "IRQ")

@@ -52,6 +52,8 @@ def default_catalog_dirs() -> tuple[Path, ...]:
 
 @dataclass(frozen=True)
 class PropertySpec:
+    """One property a device model accepts in a machine file: its name, kind and allowed values."""
+
     name: str
     kind: str
     choices: tuple[Any, ...] = ()
@@ -72,6 +74,8 @@ class PortDecode:
 
 @dataclass(frozen=True)
 class FixedRange:
+    """A port or memory range a model decodes at a fixed place, whatever its settings."""
+
     kind: str  # "port" or "memory"
     start: int
     length: int
@@ -89,6 +93,8 @@ class ProbeStep:
 
 @dataclass(frozen=True)
 class Bar:
+    """One BAR of a PCI model (index, I/O or memory, size), as the model file declares it."""
+
     index: int  # 0-5, or 6 for the expansion ROM
     kind: str  # "io" or "memory"
     size: int
@@ -98,6 +104,8 @@ class Bar:
 
 @dataclass(frozen=True)
 class PciIdentity:
+    """What a PCI model shows in configuration space: IDs, class, interrupt pin and BARs."""
+
     vendor: int
     device: int
     class_code: int  # base class << 8 | subclass, as query-pci reports it
@@ -107,6 +115,8 @@ class PciIdentity:
 
 @dataclass(frozen=True)
 class DeviceModel:
+    """One device model of the catalog (a file under device_models/), validated."""
+
     name: str
     description: str
     qemu_driver: str

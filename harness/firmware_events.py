@@ -45,6 +45,8 @@ WATCHDOG_DEVICES = ("ib700",)
 
 @dataclass(frozen=True)
 class FirmwareEvent:
+    """An event that stopped or cut short the firmware (module docstring), and its cause."""
+
     kind: str                    # see the module doc
     detail: str                  # what QEMU reported
     devices: tuple[str, ...]     # configured devices that caused it (may be empty)

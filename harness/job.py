@@ -53,7 +53,6 @@ from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
-from .nt.regfile import export_reg
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
@@ -103,6 +102,8 @@ class Collision:
 
 @dataclass
 class DriverReport:
+    """One driver's load in the main job: its status, its devices' outcomes and its violations."""
+
     name: str
     status: str
     devices: list[dict[str, Any]]
@@ -111,6 +112,8 @@ class DriverReport:
 
 @dataclass
 class JobResult:
+    """Everything the main job found on one machine: what its reports are written from."""
+
     spec: MachineSpec
     out_dir: Path
     layout: Layout
@@ -515,6 +518,7 @@ def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = Tr
         return
     if result.resource_map is None and registry is not None:
         result.resource_map = format_resource_map(registry)
+    from .nt.regfile import export_reg  # (a passing matrix cell writes no .reg file)
     export_reg(registry, out_dir / "registry.reg")
     write_text(out_dir / "report.txt", result.format_text())
     from .htmlreport import machine_report_html

@@ -759,8 +759,10 @@ def _cell_to_wire(cell: Cell) -> dict[str, Any]:
 
 def _cell_from_wire(data: dict[str, Any]) -> Cell:
     import json
-    from .config import parse_machine_text
-    spec = parse_machine_text(json.dumps(data["spec"]), data["source"])
+    from .config import parse_machine
+    from .yamlio import load_json
+    # Checked again in full, as a machine file is; JSON's own parser, not PyYAML's (same document).
+    spec = parse_machine(load_json(json.dumps(data["spec"]), data["source"]), data["source"])
     return Cell(data["id"], data["axes"], spec, data["expect"], data["why"], data["known_issue"])
 
 

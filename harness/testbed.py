@@ -38,7 +38,6 @@ from .nt.registry import Registry
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
-from .qemu.pic import read_ioapic
 from .verify import HardwareView, routed_view
 
 
@@ -61,6 +60,12 @@ def load_steps(spec: MachineSpec) -> list[LoadStep]:
     return [LoadStep(d.name, d.devices, d.override_conflict, d.claim) for d in spec.drivers]
 
 
+def _live_ioapic(machine: Machine) -> list[int]:
+    """The I/O APIC's redirection table of ``machine`` (HMP), for the HAL's APIC routing."""
+    from .qemu.pic import read_ioapic  # (here: a PIC machine's job never reads it)
+    return read_ioapic(machine)
+
+
 def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
     """The devices of ``spec`` that the sample driver ``name`` drives."""
     return tuple(d.id for d in spec.devices if d.driver == name)
@@ -68,6 +73,8 @@ def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
 
 @dataclass
 class Testbed:
+    """One machine's NT model: HAL, registry and I/O manager over a booted machine (module docstring)."""
+
     machine: Machine
     registry: Registry
     #: The bus the HAL uses: None for QEMU's HMP on the paused machine (the PIC HAL), or
@@ -100,7 +107,7 @@ class Testbed:
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
-                       ioapic_reader=lambda: read_ioapic(self.machine))
+                       ioapic_reader=lambda: _live_ioapic(self.machine))
         layout = self.firmware_layout
         #: The bus that adopted the post-firmware snapshot's monitor answers (it knows
         #: whether they still hold: LiveBus.layout_unchanged), if one did.

@@ -71,6 +71,8 @@ ABSENT = "-"
 
 @dataclass(frozen=True)
 class Finding:
+    """One difference between two views of a device's resource, and what explains it (if anything)."""
+
     device: str
     resource: str
     view: str  # the view that differs ("qemu", "probe", "linux", "resourcemap", or "hardware")
@@ -84,6 +86,8 @@ class Finding:
 
 @dataclass
 class Row:
+    """One device resource across every view compared: each view's value and the differences found."""
+
     device: str
     resource: str
     cells: dict[str, str]
@@ -95,6 +99,8 @@ class Row:
 
 @dataclass
 class Reconciliation:
+    """The comparison of one machine's views: its rows and the conflicts found in the hardware."""
+
     machine: str
     source: str
     views: dict[str, str]  # view → phase

@@ -218,6 +218,48 @@ def load_text(text: str, source: str) -> Any:
     return document
 
 
+class _LeftToYaml(Exception):
+    """A JSON text whose YAML reading could differ from JSON's (see :func:`load_json`)."""
+
+
+def _refuse_json_value(_text: str) -> Any:
+    raise _LeftToYaml
+
+
+def load_json(text: str, source: str) -> Any:
+    """A one-line JSON text as :func:`load_text` parses it, without PyYAML (a matrix worker
+    gets its cells as JSON; importing PyYAML was ~12 ms of its start-up).  JSON on one line
+    is YAML flow style, so the document is the same: each mapping a :class:`Node` whose
+    keys are on line 1.  Where the two readings could differ, the text goes to
+    :func:`load_text`: more than one line (other line numbers), tabs, non-ASCII text
+    (YAML's character check), ``\\uD800``-``\\uDFFF`` escapes (YAML decodes a surrogate pair as two
+    code points, JSON as one), floats and NaN (YAML 1.1 reads ``1e5`` as a string),
+    integers longer than MAX_INT_CHARS, a key given twice, and anything JSON refuses (so
+    every error reads as before)."""
+    if any(c in text for c in "\n\r\t") or not text.isascii() or "\\ud" in text.lower():
+        return load_text(text, source)
+    import json
+
+    def mapping(pairs: list[tuple[str, Any]]) -> Node:
+        data = dict(pairs)
+        if len(data) != len(pairs):
+            raise _LeftToYaml
+        return Node(data, dict.fromkeys(data, 1), source, 1)
+
+    def integer(digits: str) -> int:
+        if len(digits) > MAX_INT_CHARS:
+            raise _LeftToYaml
+        return int(digits)
+
+    try:
+        document = json.loads(text, object_pairs_hook=mapping, parse_int=integer,
+                              parse_float=_refuse_json_value, parse_constant=_refuse_json_value)
+    except (_LeftToYaml, ValueError, RecursionError):
+        return load_text(text, source)
+    _set_fields(document, source)
+    return document
+
+
 #: Largest file a reader takes: machine files, models, matrices and bundles are a few KB.
 MAX_FILE_BYTES = 1 << 20
 

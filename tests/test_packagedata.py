@@ -139,3 +139,21 @@ def test_cli_models_option_and_examples_command(tmp_path):
     again = subprocess.run(cli + ["examples", "--copy", "serial-at-cf8", "--to", str(tmp_path / "c")],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "not overwriting" in again.stderr
+
+
+def test_package_root_is_what_importlib_resources_finds():
+    from importlib.resources import files
+    from harness.packagedata import _package_root
+    assert _package_root() == files("harness")
+
+
+def test_a_package_imported_from_a_zip_is_refused_by_name(tmp_path):
+    archive = tmp_path / "harness.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for source in (REPO / "harness").glob("*.py"):
+            zf.write(source, f"harness/{source.name}")
+    code = ("from harness.packagedata import shipped_dir\ntry:\n    shipped_dir('configs')\n"
+            "except RuntimeError as exc:\n    print('REFUSED', exc)\n")
+    done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(archive)!r})\n" + code],
+                          capture_output=True, text=True, timeout=60)
+    assert "REFUSED the harness package must be installed unpacked" in done.stdout, done.stderr

@@ -73,6 +73,8 @@ ELCR_LEVEL_CAPABLE = (0xF8, 0xDE)  # lines 0-2, 8 and 13 are edge-only on a PC
 
 @dataclass
 class DetectedPeripheral:
+    """A peripheral found behind a controller (a floppy drive, a keyboard)."""
+
     kind: str                 # CONFIGURATION_TYPE name, e.g. "FloppyDiskPeripheral"
     identifier: str
     device_specific: bytes = b""
@@ -80,6 +82,8 @@ class DetectedPeripheral:
 
 @dataclass
 class DetectedController:
+    """A controller hardware detection found, with the resources it probed."""
+
     kind: str                 # "SerialController", "ParallelController", ...
     identifier: str
     ports: list[tuple[int, int]]
@@ -97,6 +101,8 @@ class DetectedController:
 
 @dataclass
 class Detection:
+    """What hardware detection found: the number of PCI buses and the controllers."""
+
     pci_buses: int
     controllers: list[DetectedController]
 

@@ -61,6 +61,8 @@ class CommonBuffer:
 
 @dataclass
 class _Channel:
+    """One DMA adapter channel: its owner, its map registers and the requests waiting for it."""
+
     owner: Any = None
     map_registers: int = 0
     waiting: list[tuple[Any, int, ExecutionRoutine, Any]] = field(default_factory=list)

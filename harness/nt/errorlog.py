@@ -76,6 +76,8 @@ def setting(claim: Claim) -> str:
 
 @dataclass(frozen=True)
 class ErrorLogEntry:
+    """One entry of the error log: a conflict the I/O manager logged, or a driver's IoWriteErrorLogEntry."""
+
     sequence: int
     error_code: IoErrorCode
     final_status: NTSTATUS

@@ -47,9 +47,8 @@ Model decisions (each also at its routine):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
 
-from .apic import ApicError, IoApic, Madt, RedirectionEntry, read_madt
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusAccessError,
@@ -62,6 +61,9 @@ from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURC
                         IO_RESOURCE_REQUIREMENTS_LIST, Memory, MemoryLarge, MemoryLargeRequirement,
                         MemoryRequirement, PCI_SLOT_NUMBER, Port, PortRequirement)
 from .status import NT_SUCCESS, NTSTATUS
+
+if TYPE_CHECKING:  # .apic loads when an APIC is read: a PIC machine's HAL never needs it
+    from .apic import Madt, RedirectionEntry
 
 # ---------------------------------------------------------------------------------------
 # Constants (§1.12, §4.2)
@@ -388,6 +390,8 @@ def _space_of(partial: Any) -> str | None:
 
 @dataclass
 class _Topology:
+    """The PCI buses, functions and bridges the HAL found, with the bus epoch it was read at."""
+
     epoch: int
     no_buses: int
     functions: list[tuple[int, int, int]]
@@ -924,6 +928,7 @@ class Hal:
     def madt(self) -> Madt | None:
         """The firmware's MADT (read once from the bus; None without ACPI or an I/O APIC)."""
         if not self._madt_read:
+            from .apic import ApicError, read_madt
             self._madt_read = True
             try:
                 self._madt = read_madt(self.bus)
@@ -936,6 +941,7 @@ class Hal:
         ``ioapic_reader`` when given (one HMP command for the whole table), else through
         the MMIO window when the bus writes memory (the guest agent); None when neither
         can reach it."""
+        from .apic import IoApic, RedirectionEntry
         if self.ioapic_reader is not None:
             return [RedirectionEntry(raw) for raw in self.ioapic_reader()]
         if hasattr(self.bus, "write_memory") and self.madt is not None and self.madt.ioapics:

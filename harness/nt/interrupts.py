@@ -48,7 +48,6 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ContextManager, Protocol, runtime_checkable
 
-from .apic import SPURIOUS_VECTOR, IoApic, LocalApic, RedirectionEntry, LAPIC_DEFAULT_ADDRESS, LAPIC_ID
 from .hal import CASCADE_IRQ, ISA_IRQS, PRIMARY_VECTOR_BASE, Hal
 from .resources import CM_RESOURCE_INTERRUPT_LATCHED
 from .status import NTSTATUS
@@ -225,6 +224,8 @@ class ApicController(Controller):
             raise ValueError("the APIC HAL takes interrupts through the CPU: its bus must be the probe "
                              "guest's agent (accept_interrupt and write_memory), not "
                              f"{type(hal.bus).__name__}")
+        # (.apic loads here, not with this module: a PIC machine's job never needs it)
+        from .apic import IoApic, LocalApic, LAPIC_DEFAULT_ADDRESS
         madt = hal.madt
         if madt is None or not madt.ioapics:
             raise ValueError("the APIC HAL needs an I/O APIC, and the firmware's MADT lists none")
@@ -239,6 +240,7 @@ class ApicController(Controller):
         self.bus.write_port(PIC_MASTER + 1, 0xFF)
         self.bus.write_port(PIC_SLAVE + 1, 0xFF)
         self.lapic.enable()
+        from .apic import LAPIC_ID
         self.destination = self.lapic.read(LAPIC_ID) >> 24
 
     def line_of(self, vector: int) -> int | None:
@@ -249,12 +251,14 @@ class ApicController(Controller):
         if not enabled:
             self.ioapic.mask(line)
             return
+        from .apic import RedirectionEntry
         source = self.hal.apic_lines[vector]
         self.ioapic.set_entry(line, RedirectionEntry.build(vector, level=mode == LevelSensitive,
                                                            active_low=source.active_low,
                                                            destination=self.destination))
 
     def acknowledge(self) -> tuple[int, int] | int | None:
+        from .apic import SPURIOUS_VECTOR
         vector = self.bus.accept_interrupt()
         if vector == 0:
             return None

@@ -151,6 +151,8 @@ class PoolBlock:
 
 @dataclass
 class _Reinit:
+    """A reinitialization routine a driver registered (IoRegisterDriverReinitialization)."""
+
     driver_object: DriverObject
     routine: DriverRoutine
     context: Any

@@ -55,10 +55,8 @@ import enum
 import functools
 import os
 import re
-import secrets
 import sqlite3
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -265,6 +263,8 @@ class RegistryValue:
 
 @dataclass(frozen=True)
 class KeyInfo:
+    """What :meth:`Registry.key_info` tells about one key."""
+
     path: str          # canonical path, with the stored case of every component
     name: str
     volatile: bool
@@ -380,9 +380,12 @@ def unique_registry_path(directory: str | os.PathLike | None = None, *,
     ``<dir>/<machine>-<pid>-<worker>-<random>.sqlite`` (dir defaults to the temp dir)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", machine) or "machine"
-    base = Path(directory) if directory is not None else Path(tempfile.gettempdir())
+    if directory is None:
+        import tempfile  # (only here: with random, ~1 ms of every process that opens a registry)
+        directory = tempfile.gettempdir()
+    base = Path(directory)
     base.mkdir(parents=True, exist_ok=True)
-    return base / f"{safe}-{os.getpid()}-{worker}-{secrets.token_hex(6)}.sqlite"
+    return base / f"{safe}-{os.getpid()}-{worker}-{os.urandom(6).hex()}.sqlite"
 
 
 # ---------------------------------------------------------------------------------------

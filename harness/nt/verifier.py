@@ -69,6 +69,8 @@ class ClaimViolationError(HarnessError):
 
 @dataclass(frozen=True)
 class TraceEntry:
+    """One register access a driver made, as the claim verifier records it."""
+
     driver: str
     access: str
     port: int              # port, or physical address for a memory register
