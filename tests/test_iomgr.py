@@ -575,3 +575,24 @@ def test_a_resource_map_left_behind_is_read_as_the_detector_reads_it() -> None:
     assert [(c.owner.resource_class, c.owner.driver, c.start) for c in io.arbiter.claims()] == [("Odd", "Owner", 0x2F8)]
     assert [u.split(":")[0].rsplit("\\", 1)[-1] for u in io.unreadable] == ["cut.Raw"]
     registry.close()
+
+
+def test_io_assign_resources_slots_follow_the_registry_path(bare: IoManager) -> None:
+    """§3.1 "one call per device with a unique RegistryPath subkey string": with no
+    DeviceObject, a RegistryPath below the driver's Services key is its own slot (values
+    ``<subkey>.Raw``/``.Translated``), the Services key itself the driver-wide slot; each
+    keeps its assignment, and RequestedResources NULL erases only its own."""
+    d, _ = driver(bare, "Multi", devices=0)
+    window = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((PortRequirement(8, 8, 0x300, 0x33F),)),))
+    paths = (d.registry_path + r"\Dev0", d.registry_path + r"\Dev1", d.registry_path)
+    starts = []
+    for path in paths:
+        status, got = bare.IoAssignResources(path, None, d, None, window)
+        assert status == OK
+        starts.append(got.descriptors[0].partials[0].start)
+    assert len(set(starts)) == 3
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Multi"
+    assert {v.name for v in bare.registry.values(key)} == {
+        base + suffix for base in ("Dev0", "Dev1", "") for suffix in (RAW_SUFFIX, TRANSLATED_SUFFIX)}
+    assert bare.IoAssignResources(paths[0], None, d, None, None) == (OK, None)
+    assert sorted(c.start for c in bare.claims_of_driver("Multi")) == sorted(starts[1:])
