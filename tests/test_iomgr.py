@@ -596,3 +596,23 @@ def test_io_assign_resources_slots_follow_the_registry_path(bare: IoManager) -> 
         base + suffix for base in ("Dev0", "Dev1", "") for suffix in (RAW_SUFFIX, TRANSLATED_SUFFIX)}
     assert bare.IoAssignResources(paths[0], None, d, None, None) == (OK, None)
     assert sorted(c.start for c in bare.claims_of_driver("Multi")) == sorted(starts[1:])
+
+
+def test_a_long_conflict_entry_is_cut_to_240_bytes_with_whole_strings(bare: IoManager) -> None:
+    """§1.14/§7: an entry is at most ERROR_LOG_LIMIT_SIZE bytes; names that do not fit are
+    cut on a character, each kept string still NUL-terminated and NumberOfStrings counting
+    only the strings present, so a reader never runs past the packet."""
+    long_name = "HolderWithAVeryLongServiceNameIndeed"
+    a, (deva,) = driver(bare, long_name)
+    b, (devb,) = driver(bare, "LateComerWithAnEquallyLongServiceName")
+    report(bare, a, deva, one(Port(0x300, 8)))
+    assert report(bare, b, devb, one(Port(0x300, 8))) == (CONFLICT, True)
+    (entry,) = bare.error_log
+    packet = entry.pack()
+    count, offset = int.from_bytes(packet[4:6], "little"), int.from_bytes(packet[6:8], "little")
+    assert len(packet) <= ERROR_LOG_LIMIT_SIZE and (len(packet) - offset) % 2 == 0
+    texts = packet[offset:].decode("utf-16-le")
+    assert texts.endswith("\0") and texts.count("\0") == count
+    kept = texts.split("\0")[:count]
+    assert count == 3 and kept[:2] == list(entry.strings[:2])
+    assert kept[2] and len(kept[2]) < len(entry.strings[2]) and entry.strings[2].startswith(kept[2])
