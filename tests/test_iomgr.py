@@ -616,3 +616,22 @@ def test_a_long_conflict_entry_is_cut_to_240_bytes_with_whole_strings(bare: IoMa
     kept = texts.split("\0")[:count]
     assert count == 3 and kept[:2] == list(entry.strings[:2])
     assert kept[2] and len(kept[2]) < len(entry.strings[2]) and entry.strings[2].startswith(kept[2])
+
+
+def test_re_reporting_grows_and_a_count_zero_driver_list_erases_only_the_driver_slot(bare: IoManager) -> None:
+    """§2.1 items 7-8, §9.10: a repeated call replaces its slot (here with a longer list, no
+    self-conflict); an empty DriverList erases the driver-wide values and leaves the device
+    list's; releasing a slot never claimed is a no-op; the key goes with its last value."""
+    d, (dev,) = driver(bare, "Grow")
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Grow"
+    assert report(bare, d, dev, one(Port(0x3F8, 8))) == (OK, False)
+    assert report(bare, d, dev, one(Port(0x3F8, 8), Interrupt(4, 4), Dma(2))) == (OK, False)
+    assert sorted(c.kind.value for c in bare.claims_of_driver("Grow")) == ["dma", "interrupt", "port"]
+    common = one(Port(0x2E8, 8))
+    assert bare.IoReportResourceUsage(None, d, common, common.size(), None, None, 0, False) == (OK, False)
+    empty = CM_RESOURCE_LIST()
+    assert bare.IoReportResourceUsage(None, d, empty, empty.size(), None, None, 0, False) == (OK, False)
+    assert {v.name for v in bare.registry.values(key)} == {dev.name + RAW_SUFFIX, dev.name + TRANSLATED_SUFFIX}
+    assert bare.IoReportResourceUsage(None, d, empty, empty.size(), None, None, 0, False) == (OK, False)
+    assert report(bare, d, dev, empty) == (OK, False)
+    assert not bare.registry.key_exists(key) and bare.claims_of_driver("Grow") == []
