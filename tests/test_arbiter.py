@@ -46,6 +46,12 @@ def conflicts(arbiter: Arbiter, owner: Owner, *partials, iface=Isa) -> list:
     (Interrupt(0, 5), Interrupt(5, 9), True),       # Level 0: the Vector names it
     (Interrupt(5, 5), Interrupt(6, 5), False),
     (BusNumber(1, 2), BusNumber(2, 1), True),
+    # §9.8: a shared level-sensitive PCI IRQ and an exclusive latched ISA IRQ on one line
+    (Interrupt(11, 11, share=S.CmResourceShareShared), Interrupt(11, 11, flags=1), True),
+    (Interrupt(11, 11, flags=1), Interrupt(11, 11, share=S.CmResourceShareShared), True),
+    (Interrupt(11, 11, share=S.CmResourceShareShared), Interrupt(11, 11, share=S.CmResourceShareShared), False),
+    (BusNumber(0xFFFFFF00, 0x100), BusNumber(0xFFFFFFFF, 1), True),   # §9.6: ends exactly at 2**32
+    (Port(0x3F8, 8), Port(0x3F8, 8, flags=0), True),  # §9.9: PORT_MEMORY is still a port
 ])
 def test_conflict_rule(held, asked, clash) -> None:
     assert bool(conflicts(holding(A, held), B, asked)) is clash

@@ -332,3 +332,37 @@ def test_a_driver_finds_translates_maps_and_claims_everything(name: str) -> None
                     adapter, registers = hal.HalGetAdapter(DEVICE_DESCRIPTION(dma_channel=p.channel, dma_width=width,
                                                                               maximum_length=0x4800))
                     assert adapter is not None and adapter.dma_channel == p.channel and registers == 6
+
+
+def test_description_values_have_the_section_5_1_types_and_bytes() -> None:
+    """§5.1: every node has Component Information (REG_BINARY, 16 bytes: Flags, Version,
+    Revision, Key, AffinityMask), Identifier (REG_SZ) only when there is one, and
+    Configuration Data (REG_FULL_RESOURCE_DESCRIPTOR) naming the enclosing bus, whose
+    partial list is Version/Revision/Count 0 when the node has no resources (§1.3,
+    RX-cmconfig; the real-world x64 CentralProcessor export has the same bytes)."""
+    from harness.nt.detect import DetectedPeripheral
+    from harness.nt.registry import RegType
+    reg = Registry()
+    floppy = DetectedController("DiskController", "", [(0x3F0, 8)], 6, dma=2,
+                                peripherals=[DetectedPeripheral("FloppyDiskPeripheral", "FLOPPY1")])
+    written = write_description(reg, Detection(1, [DetectedController("SerialController", "COM1", [(0x3F8, 7)], 4),
+                                                   DetectedController("SerialController", "COM2", [(0x2F8, 7)], 3),
+                                                   floppy]))
+    isa = DESCRIPTION_SYSTEM + r"\MultifunctionAdapter\1"
+    for path in written:
+        values = {v.name: v for v in reg.values(path)}
+        info = values["Component Information"]
+        assert info.type == RegType.REG_BINARY and len(info.data) == 16
+        assert values["Configuration Data"].type == RegType.REG_FULL_RESOURCE_DESCRIPTOR
+        assert values.get("Identifier") is None or values["Identifier"].type == RegType.REG_SZ
+        config = values["Configuration Data"].value
+        if path.startswith(isa):
+            assert (config.interface_type, config.bus_number) == (Isa, 0)
+        if not config.partials:
+            assert values["Configuration Data"].data[8:16] == bytes(8)   # Version 0, Revision 0, Count 0
+    assert "Identifier" not in {v.name for v in reg.values(isa + r"\DiskController\0")}
+    flags, version, revision, key, affinity = struct.unpack("<IHHII", reg.get(isa + r"\SerialController\1",
+                                                                              "Component Information"))
+    assert (key, affinity) == (1, 0xFFFFFFFF)
+    empty = reg.get_value(isa + r"\DiskController\0\FloppyDiskPeripheral\0", "Configuration Data").data
+    assert empty == struct.pack("<iI", Isa, 0) + bytes(8)

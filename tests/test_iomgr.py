@@ -384,3 +384,254 @@ def test_a_new_manager_takes_over_the_resource_map(io: IoManager) -> None:
     assert len(again.unreadable) == 1 and "junk.Raw" in again.unreadable[0]
     e, (deve,) = driver(again, "Newcomer")
     assert report(again, e, deve, COM1)[0] == NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+
+
+# ---------------------------------------------------------------------------------------
+# nt-semantics.md rules checked on the model alone (no HAL, no machine): each test names
+# the section it pins.
+
+from harness.nt.resources import (Dma, DmaRequirement, IO_RESOURCE_DEFAULT, IO_RESOURCE_PREFERRED,  # noqa: E402
+                                  Memory, MemoryRequirement, CmResourceShare as S)
+from harness.nt.registry import RegType  # noqa: E402
+
+OK, CONFLICT = NTSTATUS.STATUS_SUCCESS, NTSTATUS.STATUS_CONFLICTING_ADDRESSES
+
+
+@pytest.fixture
+def bare() -> Iterator[IoManager]:
+    """An I/O manager with no HAL (the translated list is the raw one) and no machine."""
+    registry = Registry(":memory:")
+    yield IoManager(registry)
+    registry.close()
+
+
+def one(*partials) -> CM_RESOURCE_LIST:
+    return CM_RESOURCE_LIST.single(Isa, 0, *partials)
+
+
+def test_resource_map_values_are_two_resource_lists_of_one_size(bare: IoManager) -> None:
+    """§2.4: ``<device>.Raw`` / ``<device>.Translated`` (``.Raw`` / ``.Translated`` for a
+    driver-wide list), both REG_RESOURCE_LIST, same byte size, in a volatile key."""
+    d, (dev,) = driver(bare, "Types")
+    payload = one(Port(0x2E8, 8), DeviceSpecific(b"\x01" * 8))
+    assert bare.IoReportResourceUsage("SERIALCOMM", d, one(Port(0x2F8, 8)), 40, dev, payload,
+                                      payload.size(), False) == (OK, False)
+    key = rf"{RESOURCE_MAP}\SERIALCOMM\Types"
+    values = {v.name: v for v in bare.registry.values(key)}
+    assert set(values) == {RAW_SUFFIX, TRANSLATED_SUFFIX, dev.name + RAW_SUFFIX, dev.name + TRANSLATED_SUFFIX}
+    assert {v.type for v in values.values()} == {RegType.REG_RESOURCE_LIST}
+    assert len(values[dev.name + RAW_SUFFIX].data) == len(values[dev.name + TRANSLATED_SUFFIX].data) \
+        == payload.size(bare.registry.arch)           # §1.3: the DeviceSpecificData payload counts
+    assert bare.registry.key_info(key).volatile
+
+
+def test_overlapping_ranges_inside_one_list_are_not_a_conflict(bare: IoManager) -> None:
+    """§2.3: the detector compares the caller's list with *stored* lists only, and the
+    slot being replaced is excluded (§2.5): a list overlapping itself is accepted, and so
+    is the same list reported again."""
+    d, (dev,) = driver(bare, "Self")
+    twice = one(Port(0x300, 8), Port(0x304, 8), Interrupt(5, 5), Interrupt(5, 5))
+    assert report(bare, d, dev, twice) == (OK, False)
+    assert report(bare, d, dev, twice) == (OK, False)
+    assert len(bare.error_log) == 0
+
+
+def test_one_call_with_both_lists_conflicts_as_two_calls_would(bare: IoManager) -> None:
+    """§9.10/§9.12: the driver-wide list and a device list are distinct slots, so their
+    DeviceExclusive ports conflict whether claimed in two calls or in one; otherwise a
+    device list accepted once would be refused when reported again unchanged (§2.1 item 7).
+    Refused, neither list is written; with OverrideConflict both are, ConflictDetected TRUE."""
+    d, (dev,) = driver(bare, "Both")
+    common = one(Port(0x3F8, 8))
+    assert bare.IoReportResourceUsage(None, d, common, common.size(), dev, COM1, COM1.size(), False) \
+        == (CONFLICT, True)
+    assert bare.claims_of_driver("Both") == []
+    (entry,) = bare.error_log
+    assert entry.error_code == IoErrorCode.IO_ERR_PORT_CONFLICT_DETECTED and entry.strings == (dev.name, "Both", "")
+    assert bare.IoReportResourceUsage(None, d, common, common.size(), dev, COM1, COM1.size(), True) == (OK, True)
+    assert len(bare.claims_of_driver("Both")) == 3
+    # shareable across the two lists: Shared on both sides, or DriverExclusive (one driver, §2.5)
+    for share in (S.CmResourceShareShared, S.CmResourceShareDriverExclusive):
+        mine = one(Port(0x3F8, 8, share=share))
+        assert bare.IoReportResourceUsage(None, d, mine, mine.size(), dev, mine, mine.size(), False) == (OK, False)
+
+
+def test_zero_length_claims_follow_the_half_open_rule(bare: IoManager) -> None:
+    """§9.4 through IoReportResourceUsage: Length 0 at either boundary of a held range is
+    no conflict; strictly inside it is."""
+    a, (deva,) = driver(bare, "Holder")
+    b, (devb,) = driver(bare, "Empty")
+    report(bare, a, deva, one(Port(0x3F8, 8)))
+    assert report(bare, b, devb, one(Port(0x3F8, 0))) == (OK, False)
+    assert report(bare, b, devb, one(Port(0x400, 0))) == (OK, False)
+    assert report(bare, b, devb, one(Port(0x3FF, 0))) == (CONFLICT, True)
+    assert bare.registry.get(rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Empty", devb.name + RAW_SUFFIX) \
+        == one(Port(0x400, 0))                        # the refused call left the earlier claim
+
+
+@pytest.mark.parametrize("held, asked, same_driver, expected", [
+    (S.CmResourceShareShared, S.CmResourceShareShared, False, (OK, False)),
+    (S.CmResourceShareShared, S.CmResourceShareDeviceExclusive, False, (CONFLICT, True)),
+    (S.CmResourceShareUndetermined, S.CmResourceShareShared, False, (CONFLICT, True)),
+    (S.CmResourceShareDriverExclusive, S.CmResourceShareDriverExclusive, True, (OK, False)),
+    (S.CmResourceShareDriverExclusive, S.CmResourceShareDriverExclusive, False, (CONFLICT, True)),
+    (S.CmResourceShareDeviceExclusive, S.CmResourceShareDeviceExclusive, True, (CONFLICT, True)),
+])
+def test_share_dispositions_give_the_documented_status(bare: IoManager, held, asked, same_driver,
+                                                       expected) -> None:
+    """§9.7 / §2.5 return codes: the share matrix as IoReportResourceUsage reports it."""
+    a, (deva, deva2) = driver(bare, "First", devices=2)
+    report(bare, a, deva, one(Memory(0xD0000, 0x4000, share=held)))
+    if same_driver:
+        d, dev = a, deva2
+    else:
+        d, (dev,) = driver(bare, "Second")
+    assert report(bare, d, dev, one(Memory(0xD2000, 0x1000, share=asked))) == expected
+    assert len(bare.error_log) == (expected[0] == CONFLICT)
+
+
+def test_conflict_entries_for_memory_interrupt_and_dma(bare: IoManager) -> None:
+    """§7 and §1.14: one *_CONFLICT_DETECTED entry per conflicting resource, ErrorCode at
+    0x0C, UniqueErrorValue 0x10, FinalStatus 0x14, DumpData from 0x28 holding the holder's
+    resource (memory: Start low, high, Length; IRQ: Level, Vector, Affinity; DMA: Channel,
+    Port), DumpDataSize 12 or 8, strings %1 the caller's device, %2/%3 the holder."""
+    a, (deva,) = driver(bare, "Holder")
+    b, (devb,) = driver(bare, "Late")
+    report(bare, a, deva, one(Memory(0x1_000D0000, 0x1000), Interrupt(5, 5, 1), Dma(3, 0x10)))
+    result = report(bare, b, devb, one(Memory(0x1_000D0800, 0x10), Interrupt(5, 5), Dma(3), Dma(1)))
+    assert result == (CONFLICT, True)
+    entries = list(bare.error_log)
+    assert [e.error_code for e in entries] == [IoErrorCode.IO_ERR_MEMORY_CONFLICT_DETECTED,
+                                               IoErrorCode.IO_ERR_IRQ_CONFLICT_DETECTED,
+                                               IoErrorCode.IO_ERR_DMA_CONFLICT_DETECTED]
+    expected_dump = [(0x000D0000, 1, 0x1000), (5, 5, 1), (3, 0x10)]
+    for entry, dump in zip(entries, expected_dump):
+        packet = entry.pack()
+        field = lambda off: int.from_bytes(packet[off:off + 4], "little")  # noqa: E731
+        assert entry.dump_data == dump and entry.strings == (devb.name, "Holder", deva.name)
+        assert int.from_bytes(packet[2:4], "little") == 4 * len(dump)          # DumpDataSize
+        assert int.from_bytes(packet[4:6], "little") == 3                      # NumberOfStrings
+        assert int.from_bytes(packet[6:8], "little") == 0x28 + 4 * len(dump)   # StringOffset
+        assert (field(0x0C), field(0x10), field(0x14)) == (int(entry.error_code), 0, 0xC0000018)
+        assert tuple(field(0x28 + 4 * i) for i in range(len(dump))) == dump
+        assert packet[0x28 + 4 * len(dump):].decode("utf-16-le").split("\0")[:3] == list(entry.strings)
+
+
+def test_io_assign_resources_edge_requirements(bare: IoManager) -> None:
+    """§3.1/§3.4/§9.4/§9.6/§9.15/§9.16: a zero-length requirement is placed inside its
+    window but never strictly inside a held range; Length > Max+1 and an Alignment no
+    start in the window satisfies fail at once (no ReactOS-style hang); IO_RESOURCE_DEFAULT
+    is ignored; a trailing PREFERRED with no alternatives is a plain requirement; an
+    ALTERNATIVE is not taken when the descriptor before it fits; empty requirements erase."""
+    a, (deva,) = driver(bare, "Holder")
+    report(bare, a, deva, one(Port(0x3F0, 0x10), Memory(0xD0000, 0x10000)))
+    b, (devb,) = driver(bare, "Asker")
+
+    def assign(*descriptors, lists=None):
+        lists = lists if lists is not None else (IO_RESOURCE_LIST(descriptors),)
+        return bare.IoAssignResources(b.registry_path, None, b, devb, IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, lists))
+
+    status, got = assign(PortRequirement(0, 1, 0x3F8, 0x40F))
+    (port,) = (p for _, p in got.partials())
+    assert status == OK and 0x400 <= port.start <= 0x40F and port.length == 0
+    assert assign(PortRequirement(0, 1, 0x3F8, 0x3FF)) == (CONFLICT, None)   # every place strictly inside
+    for impossible in (MemoryRequirement(0x2000, 1, 0, 0xFFF),          # Length > Max+1
+                       PortRequirement(8, 0x1000, 0x1008, 0x1100),       # no aligned start in the window
+                       PortRequirement(8, 1, 0x400, 0x300)):             # Max below Min
+        status, none = assign(impossible)
+        assert none is None and status in (NTSTATUS.STATUS_INSUFFICIENT_RESOURCES, CONFLICT)
+    assert [c.descriptor for c in bare.claims_of_driver("Asker")] == [port]   # failures change nothing
+    status, got = assign(PortRequirement(8, 8, 0x2F8, 0x2FF, option=IO_RESOURCE_DEFAULT))
+    assert [p for _, p in got.partials()] == [Port(0x2F8, 8)]
+    status, got = assign(MemoryRequirement(0x1000, 0x1000, 0xD0000, 0xDFFFF, option=IO_RESOURCE_PREFERRED))
+    assert (status, got) == (CONFLICT, None)          # nothing to fall back to: no list
+    status, got = assign(PortRequirement(8, 8, 0x2E8, 0x2EF), PortRequirement(8, 8, 0x3E8, 0x3EF,
+                                                                                 option=IO_RESOURCE_ALTERNATIVE),
+                         DmaRequirement(1, 1))
+    assert [p for _, p in got.partials()] == [Port(0x2E8, 8), Dma(1)]
+    for empty in ((), (IO_RESOURCE_LIST(()),)):       # §9.14: no lists, or List[0].Count 0
+        assert assign(lists=empty) == (OK, None) and bare.claims_of_driver("Asker") == []
+        assign(PortRequirement(8, 8, 0x2E8, 0x2EF))
+
+
+def test_a_resource_map_left_behind_is_read_as_the_detector_reads_it() -> None:
+    """§2.3 / §9.21: only values of ``class\\owner`` keys are claims; a name containing
+    ".Translated" anywhere (any case) is skipped; any other value is parsed as a
+    CM_RESOURCE_LIST whatever its type; values under a class key or three levels down are
+    not read; a value that does not parse is listed, not fatal."""
+    registry = Registry(":memory:")
+    arch = registry.arch
+    cls = rf"{RESOURCE_MAP}\Odd"
+    registry.create_key(cls + r"\Owner\Deeper", volatile=True)
+    put = lambda key, name, start, rtype=RegType.REG_RESOURCE_LIST: registry.set_value(  # noqa: E731
+        key, name, one(Port(start, 8)).pack(arch), rtype)
+    put(cls, "UnderTheClass.Raw", 0x100)
+    put(cls + r"\Owner", "Binary", 0x2F8, RegType.REG_BINARY)
+    put(cls + r"\Owner", "x.Translated.Raw", 0x3E8)
+    put(cls + r"\Owner", "x.TRANSLATED", 0x2E8)
+    put(cls + r"\Owner\Deeper", "deep.Raw", 0x278)
+    registry.set_value(cls + r"\Owner", "cut.Raw", one(Port(0x3F8, 8)).pack(arch)[:-3], RegType.REG_RESOURCE_LIST)
+    io = IoManager(registry)
+    assert [(c.owner.resource_class, c.owner.driver, c.start) for c in io.arbiter.claims()] == [("Odd", "Owner", 0x2F8)]
+    assert [u.split(":")[0].rsplit("\\", 1)[-1] for u in io.unreadable] == ["cut.Raw"]
+    registry.close()
+
+
+def test_io_assign_resources_slots_follow_the_registry_path(bare: IoManager) -> None:
+    """§3.1 "one call per device with a unique RegistryPath subkey string": with no
+    DeviceObject, a RegistryPath below the driver's Services key is its own slot (values
+    ``<subkey>.Raw``/``.Translated``), the Services key itself the driver-wide slot; each
+    keeps its assignment, and RequestedResources NULL erases only its own."""
+    d, _ = driver(bare, "Multi", devices=0)
+    window = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((PortRequirement(8, 8, 0x300, 0x33F),)),))
+    paths = (d.registry_path + r"\Dev0", d.registry_path + r"\Dev1", d.registry_path)
+    starts = []
+    for path in paths:
+        status, got = bare.IoAssignResources(path, None, d, None, window)
+        assert status == OK
+        starts.append(got.descriptors[0].partials[0].start)
+    assert len(set(starts)) == 3
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Multi"
+    assert {v.name for v in bare.registry.values(key)} == {
+        base + suffix for base in ("Dev0", "Dev1", "") for suffix in (RAW_SUFFIX, TRANSLATED_SUFFIX)}
+    assert bare.IoAssignResources(paths[0], None, d, None, None) == (OK, None)
+    assert sorted(c.start for c in bare.claims_of_driver("Multi")) == sorted(starts[1:])
+
+
+def test_a_long_conflict_entry_is_cut_to_240_bytes_with_whole_strings(bare: IoManager) -> None:
+    """§1.14/§7: an entry is at most ERROR_LOG_LIMIT_SIZE bytes; names that do not fit are
+    cut on a character, each kept string still NUL-terminated and NumberOfStrings counting
+    only the strings present, so a reader never runs past the packet."""
+    long_name = "HolderWithAVeryLongServiceNameIndeed"
+    a, (deva,) = driver(bare, long_name)
+    b, (devb,) = driver(bare, "LateComerWithAnEquallyLongServiceName")
+    report(bare, a, deva, one(Port(0x300, 8)))
+    assert report(bare, b, devb, one(Port(0x300, 8))) == (CONFLICT, True)
+    (entry,) = bare.error_log
+    packet = entry.pack()
+    count, offset = int.from_bytes(packet[4:6], "little"), int.from_bytes(packet[6:8], "little")
+    assert len(packet) <= ERROR_LOG_LIMIT_SIZE and (len(packet) - offset) % 2 == 0
+    texts = packet[offset:].decode("utf-16-le")
+    assert texts.endswith("\0") and texts.count("\0") == count
+    kept = texts.split("\0")[:count]
+    assert count == 3 and kept[:2] == list(entry.strings[:2])
+    assert kept[2] and len(kept[2]) < len(entry.strings[2]) and entry.strings[2].startswith(kept[2])
+
+
+def test_re_reporting_grows_and_a_count_zero_driver_list_erases_only_the_driver_slot(bare: IoManager) -> None:
+    """§2.1 items 7-8, §9.10: a repeated call replaces its slot (here with a longer list, no
+    self-conflict); an empty DriverList erases the driver-wide values and leaves the device
+    list's; releasing a slot never claimed is a no-op; the key goes with its last value."""
+    d, (dev,) = driver(bare, "Grow")
+    key = rf"{RESOURCE_MAP}\{DEFAULT_RESOURCE_CLASS}\Grow"
+    assert report(bare, d, dev, one(Port(0x3F8, 8))) == (OK, False)
+    assert report(bare, d, dev, one(Port(0x3F8, 8), Interrupt(4, 4), Dma(2))) == (OK, False)
+    assert sorted(c.kind.value for c in bare.claims_of_driver("Grow")) == ["dma", "interrupt", "port"]
+    common = one(Port(0x2E8, 8))
+    assert bare.IoReportResourceUsage(None, d, common, common.size(), None, None, 0, False) == (OK, False)
+    empty = CM_RESOURCE_LIST()
+    assert bare.IoReportResourceUsage(None, d, empty, empty.size(), None, None, 0, False) == (OK, False)
+    assert {v.name for v in bare.registry.values(key)} == {dev.name + RAW_SUFFIX, dev.name + TRANSLATED_SUFFIX}
+    assert bare.IoReportResourceUsage(None, d, empty, empty.size(), None, None, 0, False) == (OK, False)
+    assert report(bare, d, dev, empty) == (OK, False)
+    assert not bare.registry.key_exists(key) and bare.claims_of_driver("Grow") == []

@@ -482,6 +482,14 @@ def _align_down(value: int, align: int) -> int:
     return value // align * align if value >= 0 else -1
 
 
+def conflicts_between(claims: Iterable[Claim], others: Iterable[Claim]) -> list[Conflict]:
+    """``claims`` against ``others`` not yet stored (another slot written in the same
+    step), by the rule :meth:`Arbiter.conflicts_with` applies to stored claims."""
+    others = list(others)
+    return [Conflict(claim, held) for claim in claims for held in others
+            if claim.kind is held.kind and _meet(claim, held) and not compatible(claim, held)]
+
+
 def unique_conflicts(conflicts: Iterable[Conflict], side: str = "holder") -> list[Conflict]:
     """The first conflict per distinct ``side`` claim ("holder" or "requested"), in order."""
     out, keys = [], set()

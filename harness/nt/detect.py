@@ -311,6 +311,8 @@ def component_information(flags: int = 0, key: int = 0, version: int = 0, revisi
 
 def _node(registry: Registry, path: str, identifier: str | None, config: CM_FULL_RESOURCE_DESCRIPTOR,
           *, flags: int = 0, key: int = 0) -> None:
+    if not config.partials:  # a node without resources: Version/Revision/Count 0 (§1.3, §5.1)
+        config = CM_FULL_RESOURCE_DESCRIPTOR.of(config.interface_type, config.bus_number, version=0, revision=0)
     registry.create_key(path, volatile=True)
     registry.set_value(path, "Component Information", component_information(flags, key), REG_BINARY)
     if identifier:

@@ -95,15 +95,24 @@ class ErrorLogEntry:
 
     def pack(self) -> bytes:
         """The IO_ERROR_LOG_PACKET bytes: header, DumpData ULONGs, then the insertion
-        strings as NUL-terminated UTF-16 at StringOffset, truncated to the 240-byte limit."""
-        dump = struct.pack(f"<{len(self.dump_data)}I", *self.dump_data)
+        strings as NUL-terminated UTF-16 at StringOffset, within the 240-byte limit: what
+        does not fit is cut at a whole ULONG / character and every string kept still ends
+        in its NUL, NumberOfStrings counting only those (a reader walks to the NUL)."""
+        room = ERROR_LOG_LIMIT_SIZE - _PACKET_HEADER.size
+        dump = struct.pack(f"<{len(self.dump_data)}I", *self.dump_data)[:room // 4 * 4]
         offset = _PACKET_HEADER.size + len(dump)
-        strings = b"".join(s.encode("utf-16-le") + b"\0\0" for s in self.strings)
-        body = dump + strings
-        header = _PACKET_HEADER.pack(0, 0, len(dump), len(self.strings), offset, 0,
+        room -= len(dump)
+        strings = []
+        for text in self.strings:
+            if room < 2:
+                break
+            encoded = text.encode("utf-16-le")[:(room - 2) // 2 * 2] + b"\0\0"
+            strings.append(encoded)
+            room -= len(encoded)
+        header = _PACKET_HEADER.pack(0, 0, len(dump), len(strings), offset, 0,
                                      int(self.error_code), self.unique_error_value,
                                      int(self.final_status) & 0xFFFFFFFF, self.sequence, 0, 0)
-        return (header + body)[:ERROR_LOG_LIMIT_SIZE]
+        return header + dump + b"".join(strings)
 
     def to_dict(self) -> dict:
         out = {"sequence": self.sequence, "code": self.error_code.name,

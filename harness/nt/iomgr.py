@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol
 
 from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind, claims_of,
-                      unique_conflicts)
+                      conflicts_between, unique_conflicts)
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
 from .errors import NtStatusError, ResourceFormatError
@@ -370,7 +370,8 @@ class IoManager:
         * The class key is DriverClassName, or :data:`DEFAULT_RESOURCE_CLASS` when None;
           a new name creates its key.
         * The lists are checked against every claim in the ResourceMap except the slots
-          this call replaces (the driver's driver-wide list, and this device's list).
+          this call replaces (the driver's driver-wide list, and this device's list),
+          and the device list against the driver list: two slots, as in two calls.
         * No conflict: the lists are written (replacing the earlier ones; Count 0 erases),
           STATUS_SUCCESS, ConflictDetected FALSE.
         * Conflict, OverrideConflict FALSE: one error-log entry per conflicting resource
@@ -408,6 +409,10 @@ class IoManager:
             replaced = [owner for owner, _ in requests]
             conflicts = [c for owner, resources in requests
                          for c in self.arbiter.find_conflicts(claims_of(owner, resources), replaced)]
+            if len(requests) == 2:  # the two slots of one call meet as if claimed one after the other
+                (driver_slot, driver_list), (device_slot, device_list) = requests
+                conflicts += conflicts_between(claims_of(device_slot, device_list),
+                                               claims_of(driver_slot, driver_list))
             if conflicts and not OverrideConflict:
                 for conflict in _first_per_resource(conflicts):
                     self.error_log.log_conflict(conflict)
