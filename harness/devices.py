@@ -583,6 +583,9 @@ class BoardDevice:
     source: str = field(compare=False, default="")
     #: The PCI function signals through INTx: its routed line (config 0x3C) is its IRQ.
     pci_interrupt: bool = False
+    #: The accelerators under which QEMU wires ``irqs`` (empty: all); QEMU connects the
+    #: x87 FERR line to IRQ 13 under TCG only.
+    irq_accel: tuple[str, ...] = ()
 
     def matches(self, owner_type: str | None, region: str) -> bool:
         """Whether a flat-map region (owner's QOM type, region name) is this device's."""
@@ -651,7 +654,7 @@ def _load_boards(directory: Path) -> Mapping[str, tuple[BoardDevice, ...]]:
 
 _BOARD_KEYS = frozenset({"name", "description", "qemu_type", "regions", "claimant", "reason", "ports",
                          "memory", "irq", "dma", "pci", "config_ports", "config_memory", "bars",
-                         "pci_interrupt"})
+                         "pci_interrupt", "irq_accel"})
 
 
 def _parse_board_device(item: Node, source: str) -> BoardDevice:
@@ -704,4 +707,5 @@ def _parse_board_device(item: Node, source: str) -> BoardDevice:
         regions=tuple(_str_list(item, "regions")) if "regions" in item else (),
         claimant=None if claimant == "none" else claimant, reason=reason, fixed=tuple(fixed),
         irqs=lines["irq"], dmas=lines["dma"], pci=pci, config=tuple(config), bars=tuple(bars), source=source,
-        pci_interrupt=pci_interrupt)
+        pci_interrupt=pci_interrupt,
+        irq_accel=tuple(_str_list(item, "irq_accel")) if "irq_accel" in item else ())

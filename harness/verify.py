@@ -362,6 +362,13 @@ class _Context:
                     for irq in device.irqs:
                         if irq != CASCADE_IRQ:
                             add(irq, f"{dev.type} ({dev.path})")
+            # a board part with no QOM device (the x87 FERR line): present when its
+            # regions decode, wired under the accelerators its model names
+            if device.qemu_type is None and device.irqs and \
+                    (not device.irq_accel or self.layout.accel in device.irq_accel) and \
+                    any(device.matches(r.owner_type, r.name) for r in self.layout.io):
+                for irq in device.irqs:
+                    add(irq, f"{device.name} (board)")
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             if route is not None:

@@ -90,6 +90,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "bar-moved-onto-option-rom": (None, None, "shadowed"),
     "serial-irq0-timer": (None, None, "irq-shared"),
     "bar-moved-onto-lapic": (None, None, "shadowed"),
+    # Scenarios of the second QA pass.
+    "serial-irq13-fpu": (None, None, "irq-shared"),
 }
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
@@ -342,3 +344,21 @@ def test_the_8254_drives_irq_0_without_an_irq_property() -> None:
             m.run_firmware()
             counts = dict(line.split(":") for line in m.hmp("info irq").splitlines()[1:] if ":" in line)
             assert int(counts.get(" 0", 0)) > 0, (machine, counts)
+
+
+def test_seabios_treats_irq_13_as_the_fpu_error_line() -> None:
+    """The fact behind serial-irq13-fpu: QEMU wires the x87 FERR output to IRQ 13 under
+    TCG (x86_register_ferr_irq(gsi[13]), no QOM property), and the firmware treats the
+    line as live: SeaBIOS gives IRQ 13 a handler of its own and unmasks it, while lines
+    nothing drives (10, 11) stay masked on one shared default handler."""
+    from harness.qemu.machine import Machine
+    with Machine(parse_machine_text("name: bare-pc\nmachine: pc\n", "<test>")) as m:
+        m.run_firmware()
+        pics = {line.split(":")[0]: dict(kv.split("=") for kv in line.split(":", 1)[1].split())
+                for line in m.hmp("info pic").splitlines() if line.startswith("pic")}
+        imr, base = int(pics["pic1"]["imr"], 16), int(pics["pic1"]["irq_base"], 16)
+
+        def handler(irq: int) -> str:
+            return m.hmp(f"xp /1wx {(base + irq - 8) * 4}").split(":")[1].strip()
+        assert not imr >> (13 - 8) & 1 and imr >> (10 - 8) & 1 and imr >> (11 - 8) & 1, pics
+        assert handler(13) != handler(10) == handler(11)
