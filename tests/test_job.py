@@ -51,7 +51,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "cs4231a-shadows-sb16": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "serial-shadowed-by-ne2000": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
     # Scenarios of the QA pass: board devices, one-port overlaps, lines, channels, builtin settings.
-    "serial-overlap-last-port": (None, None, "shadowed"),
+    "serial-overlap-last-port": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
     "serial-overlap-first-port": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
     "ipmi-bt-over-pic": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
     "ipmi-bt-over-pit": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
@@ -96,13 +96,13 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
-# whose claim is refused is one; one its driver could not find (lpt-at-3bc, the shadowed
-# UART of serial-overlap-last-port, a hidden board FDC) is one too, conflict or not.
+# whose claim is refused is one; one its driver could not find (lpt-at-3bc, a hidden
+# board FDC) is one too, conflict or not.
 UNCLAIMED: dict[str, set[str]] = {
     "applesmc-in-ne2000": {"ne0"}, "applesmc-on-post-port": {"smc"}, "bar-moved-onto-isa-memory": {"nic0"},
     "builtin-mouse-irq5-sb16": {"sb0"}, "cs4231a-shadows-sb16": {"sb0"}, "debugcon-in-hal-hole": {"dbg0"},
     "debugcon-in-q35-acpi": {"dbg0"}, "floppy-sb16-dma2": {"board:floppy-controller", "fd0"},
-    "gus-cs4231a-dma3": {"wss"}, "gus-midi-under-ne2000": {"gus0"}, "gus-sb16-dma5": {"sb0"},
+    "gus-cs4231a-dma3": {"gus0"}, "gus-midi-under-ne2000": {"gus0"}, "gus-sb16-dma5": {"sb0"},
     "ipmi-bt-on-gpe0": {"bt0"}, "ipmi-bt-on-pc-smbus": {"bt0"}, "ipmi-bt-on-q35-tco": {"bt0"},
     "ipmi-bt-on-testdev": {"testdev"}, "ipmi-bt-over-fdc-and-ide": {"board:floppy-controller", "bt0"},
     "ipmi-bt-over-pic": {"bt0"}, "ipmi-bt-over-pit": {"bt0"}, "ipmi-bt-over-rtc": {"bt0"}, "isa-ide-over-board-ide": {"ide9"}, "lpt-3bc-over-vga": {"lpt3"},
@@ -110,10 +110,10 @@ UNCLAIMED: dict[str, set[str]] = {
     "ne2000-over-isapc-ide": {"ne0"}, "pvpanic-under-reset-control": {"pp"}, "q35-fdc-cs4231a-dma3": {"fdc0"},
     "sb16-block-adlib": {"opl0"}, "sb16-ne2000-irq5": {"ne0"}, "serial-at-cf8": {"com1"},
     "serial-irq1-keyboard": {"com2"}, "serial-irq2-cascade": {"com2"}, "serial-irq8-rtc": {"com2"},
-    "serial-on-keyboard": {"com9"}, "serial-overlap-first-port": {"com4"}, "serial-overlap-last-port": {"com2"},
+    "serial-on-keyboard": {"com9"}, "serial-overlap-first-port": {"com2"}, "serial-overlap-last-port": {"com2"},
     "serial-shadowed-by-ne2000": {"com9"}, "serial-under-pc-pmbase": {"com3"},
-    # refused although a sibling of the same driver holds the very same ranges
-    "serial-same-base": {"com2"}, "ib700-twice": {"wd1"}, "pc-testdev-twice": {"td1"},
+    # refused: a sibling of the same driver, mapped later, started first and holds the ranges
+    "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
 }
 
 
@@ -210,7 +210,7 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
 def test_shared_interrupt_configs_show_what_the_line_does(tmp_path: Path) -> None:
     edge = run_job(load_machine(CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"), tmp_path / "e", picture=False)
     (line,) = edge.shared_lines
-    assert line.irq == 4 and line.no_edge == ["com3 (\\Device\\Serial1)"] and not line.left_pending
+    assert line.irq == 4 and line.no_edge == ["com1 (\\Device\\Serial1)"] and not line.left_pending
     pci = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared.yaml"), tmp_path / "p", picture=False)
     (line,) = pci.shared_lines
     assert line.mode == "LevelSensitive" and len(line.taken) == 2 and not line.lost
@@ -222,7 +222,7 @@ def test_the_shared_interrupt_exercise_runs_through_the_ioapic_on_q35(tmp_path: 
     assert edge.hal == "apic"
     (line,) = edge.shared_lines
     assert (line.input_name, line.irq, line.mode) == ("GSI", 4, "Latched")
-    assert line.vector >= 0x50 and line.no_edge == ["com3 (\\Device\\Serial1)"] and not line.left_pending
+    assert line.vector >= 0x50 and line.no_edge == ["com1 (\\Device\\Serial1)"] and not line.left_pending
     assert "at the I/O APIC" in line.describe()
     pci = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared-q35.yaml"), tmp_path / "p", picture=False)
     (line,) = pci.shared_lines
@@ -269,9 +269,14 @@ def test_the_dma_stall_config_shows_the_stalled_read(tmp_path: Path) -> None:
 
 
 def test_the_serial_pair_shows_which_uart_answers(tmp_path: Path) -> None:
+    """com2, mapped last, answers at 0x3f8: the Serial driver starts it first, so its claim
+    is what the hardware decodes and com1's is refused (it used to be the other way round:
+    com1's claim decoded by com2)."""
     result = run_job(load_machine(CONFIGS / "conflicts" / "serial-same-base.yaml"), tmp_path / "o", picture=False)
-    (bad,) = [c for c in result.checks if not c.ok]
-    assert bad.expected == ("com1",) and "shadowed by com2" in " ".join(bad.findings)
+    assert all(c.ok for c in result.checks), result.format_text()
+    (serial,) = [r for r in result.drivers if r.name == "Serial"]
+    assert [(d["config"], bool(d["device"])) for d in serial.devices] == [("com2", True), ("com1", False)]
+    assert any(c.kind == "shadowed" and "com1" in c.devices for c in result.collisions)
 
 
 def test_a_moved_pci_bar_resolves_the_isa_overlap(tmp_path: Path) -> None:
@@ -317,8 +322,8 @@ def test_bad_driver_sections_are_refused_with_their_line(text: str, message: str
 def test_default_driver_list_follows_the_devices_last_first() -> None:
     spec = load_machine(CONFIGS / "machines" / "default.yaml")
     assert [(d.name, d.devices) for d in spec.drivers] == [
-        ("pcinet", ("nic0", "nic1", "nic2")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
-        ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com1", "com2"))]
+        ("pcinet", ("nic2", "nic1", "nic0")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
+        ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com2", "com1"))]
 
 
 def test_qemus_parallel_port_at_0x3bc_keeps_its_data_latch_at_0x3c0() -> None:
