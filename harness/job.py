@@ -676,13 +676,18 @@ def grade_shared_lines(collisions: list[Collision], consented: dict[int, set[str
 def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     """Why a conflict between two claims is one card's: one side is a chip QEMU emulates as
     a separate device model (a companion, like the SB16's OPL) and the other a retail
-    driver's claim of the card's whole block over it.  Empty when it is not."""
+    driver's claim of the card's whole block over it.  Empty when it is not, and for
+    anything but ports: a block claim covers ports only, and a line or channel the two
+    claim says nothing of which devices hold the claims."""
+    if requested.kind is not ResourceKind.PORT or holder.kind is not ResourceKind.PORT:
+        return ""
+
     def devices_of(claim: Claim) -> list[Any]:
         out = []
         for dev in spec.devices:
             if dev.driver is None or DRIVERS[dev.driver].service_name != claim.owner.driver:
                 continue
-            if claim.kind is ResourceKind.PORT and not any(
+            if not any(
                     k == "port" and a <= claim.end and claim.start <= b for k, a, b in dev.decoded_resources()):
                 continue
             out.append(dev)

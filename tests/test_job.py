@@ -92,6 +92,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "bar-moved-onto-lapic": (None, None, "shadowed"),
     # Scenarios of the second QA pass.
     "serial-irq13-fpu": (None, None, "irq-shared"),
+    "sb16-adlib-kcs-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Legacy", "irq-shared"),
 }
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
@@ -113,6 +114,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-on-keyboard": {"com9"}, "serial-overlap-first-port": {"com2"}, "serial-overlap-last-port": {"com2"},
     "serial-shadowed-by-ne2000": {"com9"}, "serial-under-pc-pmbase": {"com3"},
     # refused: a sibling of the same driver, mapped later, started first and holds the ranges
+    "sb16-adlib-kcs-irq5": {"sb0"},
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
 }
 
@@ -187,6 +189,8 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
     result = run_job(spec, tmp_path / "out", picture=False, all_files=lambda r: False)  # report.json only
     expected = EXPECTED[path.stem]
     assert {c.device for c in result.unclaimed} == UNCLAIMED.get(path.stem, set()), result.format_text()
+    # the one-card explanation is about a block claim over a chip's ports, never a line
+    assert all(e["code"] == "IO_ERR_PORT_CONFLICT_DETECTED" for e in result.conflicts if "explanation" in e)
     if expected is None:
         assert spec.expect == "clean" and result.exit_code == 0, result.format_text()
         return
