@@ -711,9 +711,26 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     ids = {d.id for d in spec.devices}
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
-    out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}", layout.phase)
-           for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
+    # One device's regions that overlap or touch (the RTC's 'rtc-index' inside its 'rtc')
+    # and lose to the same winners for the same reason are one collision, not one each.
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for s in layout.shadowed:
+        if s.owner in ids or ids.intersection(s.hidden_by):
+            groups.setdefault((s.space, s.owner or s.name, tuple(s.hidden_by), s.reason()), []).append(s)
+    shadowed: list[tuple[str, int, Collision]] = []
+    for (space, loser, winners, reason), group in groups.items():
+        runs: list[list[Any]] = []
+        for s in sorted(group, key=lambda s: (s.start, s.end)):
+            if runs and s.start <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], s.end)
+                runs[-1][2] = list(dict.fromkeys([*runs[-1][2], s.name]))
+            else:
+                runs.append([s.start, s.end, [s.name]])
+        shadowed += [(space, start, Collision(
+            "shadowed", f"{space} {start:#x}-{end:#x}", (loser, *winners),
+            f"{loser} ({', '.join(names)}) no longer answers there: {reason}", layout.phase))
+            for start, end, names in runs]
+    out = [c for _, _, c in sorted(shadowed, key=lambda t: t[:2])]   # in address order, as the layout
     out += [Collision(f.explanation, f.resource, tuple(f.device.split(", ")), f.reason, layout.phase)
             for f in hardware_conflicts(spec, hardware)]
     return out
