@@ -562,9 +562,14 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
                                  if device.matches(r.owner_type, r.name)}))
         # Found by detection: whichever device of this driver's kinds sits at that base,
         # configured or built into the board (then named by its QOM path, as the map does).
+        # The driver knows one controller per base, so of two there its claims are for the
+        # one that answers at the ports it claimed; the shadowed one has no claim.
         kinds = _qemu_types_of(claim.owner.driver)
-        return tuple(dev.id or dev.path for dev in layout.isa
-                     if dev.type in kinds and dev.properties.get("iobase") == config.base)
+        found = [dev.id or dev.path for dev in layout.isa
+                 if dev.type in kinds and dev.properties.get("iobase") == config.base]
+        answering = {_label(r) for start, length in config.ports for r in layout.io
+                     if r.start <= start + length - 1 and start <= r.end}
+        return tuple([name for name in found if name in answering] or found)
     return ()
 
 
