@@ -58,6 +58,9 @@ class PropertySpec:
     #: True for properties that place the device (iobase, irq, dma): they take part in
     #: resource assignment and their choices are the card's jumper settings.
     setting: bool = False
+    #: The value that leaves the line unconnected (QEMU's IPMI interfaces wire no IRQ
+    #: for irq 0); None: every value is a line.
+    unwired: int | None = None
 
 
 @dataclass(frozen=True)
@@ -169,13 +172,19 @@ class DeviceModel:
         for fixed in self.fixed:
             out.append((fixed.kind, fixed.start, fixed.start + fixed.length - 1))
         for prop in self.irq_properties:
-            if settings.get(prop) is not None and int(settings[prop]) >= 0:
+            if self.wires_irq(prop, settings.get(prop)):
                 out.append(("irq", int(settings[prop]), int(settings[prop])))
         for prop in self.dma_properties:
             if settings.get(prop) is not None and int(settings[prop]) >= 0:
                 out.append(("dma", int(settings[prop]), int(settings[prop])))
         return out
 
+
+    def wires_irq(self, prop: str, value: Any) -> bool:
+        """Whether ``value`` of the irq property ``prop`` connects a line (not unset,
+        negative, or the property's ``unwired`` value)."""
+        spec = self.properties.get(prop)
+        return value is not None and int(value) >= 0 and (spec is None or spec.unwired != int(value))
 
     def presence_ports(self, settings: Mapping[str, Any]) -> tuple[int, int] | None:
         """The decoded port range whose reads show the device is there: for a model the
@@ -340,13 +349,16 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
     for name in props:
         check_qemu_name(props, name, name)
         spec = props.child(name)
-        spec.check_keys({"kind", "choices", "setting"}, {"kind"})
+        spec.check_keys({"kind", "choices", "setting", "unwired"}, {"kind"})
         kind = get_str(spec, "kind", choices=tuple(PROPERTY_KINDS))
         choices = tuple(get_list(spec, "choices", default=[]))
         for value in choices:
             _check_value(spec, "choices", kind, value)
         setting = get_bool(spec, "setting", default=kind in ("port", "irq", "dma"))
-        out[name] = PropertySpec(name, kind, choices, setting)
+        if "unwired" in spec and kind != "irq":
+            raise spec.error("unwired", "only an irq property has a value that leaves its line unconnected")
+        unwired = get_int(spec, "unwired", lo=0, hi=15, default=None)
+        out[name] = PropertySpec(name, kind, choices, setting, unwired)
     return out
 
 

@@ -346,11 +346,15 @@ class _Context:
             if irq is not None and irq >= 0 and who not in users.setdefault(irq, []):
                 users[irq].append(who)
 
+        models = {d.id: d.model for d in self.spec.devices}
         for dev in self.layout.isa:
             if dev.id and dev.id.startswith(RESERVED_ID_PREFIX):
                 continue  # the harness's own channels (the agent's UART never enables its IRQ)
             for prop in ISA_IRQ_PROPERTIES:
-                add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
+                value = dev.properties.get(prop)
+                if dev.id in models and not models[dev.id].wires_irq(prop, value):
+                    continue  # a value its model says connects no line (an IPMI interface's 0)
+                add(value, dev.id or f"{dev.type} ({dev.path})")
         # A board part whose line is no QOM property (the 8254 drives IRQ 0 through a GPIO,
         # or through the HPET's legacy route): its line is the board model's (checked
         # against QEMU by tests/test_boards.py).  The cascade has a finding of its own.

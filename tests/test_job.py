@@ -93,6 +93,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     # Scenarios of the second QA pass.
     "serial-irq13-fpu": (None, None, "irq-shared"),
     "sb16-adlib-kcs-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Legacy", "irq-shared"),
+    "ipmi-kcs-irq0": None,
 }
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
