@@ -94,6 +94,26 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-irq13-fpu": (None, None, "irq-shared"),
     "sb16-adlib-kcs-irq5": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Legacy", "irq-shared"),
     "ipmi-kcs-irq0": None,
+    "serial-irq13-fpu-claimed": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-shared"),
+    "serial-alias-6f8": None,
+    "ports-at-top": None,
+    "debugcon-at-port-0": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "shadowed"),
+    "serial-in-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
+    "uart-at-3c0-beside-non-vga-displays": None,
+    "two-pci-vgas": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    "isa-cirrus-over-pci-vga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    "pci-intx-pair-and-isa-uart": (None, None, "irq-shared"),
+    "uhci-intx-and-isa-uart": (None, None, "irq-shared"),
+    "ne2000-irq10-pc": None,
+    "ne2000-irq10-q35": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PnpManager", "irq-shared"),
+    "ne2000-irq10-isapc": None,
+    "isapc-floppy-sb16-dma2": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma-shared"),
+    "three-way-0x300": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "three-way-ide-alt-status": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "full-clean-pc": None,
+    "full-clean-q35": None,
+    "full-clean-isapc": None,
+    "debugcon-in-fw-cfg-gap": None,
 }
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
@@ -116,6 +136,10 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-shadowed-by-ne2000": {"com9"}, "serial-under-pc-pmbase": {"com3"},
     # refused: a sibling of the same driver, mapped later, started first and holds the ranges
     "sb16-adlib-kcs-irq5": {"sb0"}, "isa-fdc-over-board-fdc": {"board:floppy-controller"},
+    "serial-irq13-fpu-claimed": {"com2"}, "debugcon-at-port-0": {"dbg0"}, "serial-in-vga-ports": {"vga0"},
+    "two-pci-vgas": {"vga0"}, "isa-cirrus-over-pci-vga": {"vga0"}, "ne2000-irq10-q35": {"ne0"},
+    "isapc-floppy-sb16-dma2": {"board:floppy-controller"}, "three-way-0x300": {"com9", "ne0"},
+    "three-way-ide-alt-status": {"com9", "bt0"},
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
 }
 
@@ -123,7 +147,7 @@ UNCLAIMED: dict[str, set[str]] = {
 # Configs where the device that answers holds the claim and a shadowed one is refused or
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
-                  "isa-fdc-over-board-fdc"}
+                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports"}
 
 
 def test_every_conflict_config_is_covered() -> None:
