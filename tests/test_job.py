@@ -414,3 +414,16 @@ def test_seabios_treats_irq_13_as_the_fpu_error_line() -> None:
             return m.hmp(f"xp /1wx {(base + irq - 8) * 4}").split(":")[1].strip()
         assert not imr >> (13 - 8) & 1 and imr >> (10 - 8) & 1 and imr >> (11 - 8) & 1, pics
         assert handler(13) != handler(10) == handler(11)
+
+
+def test_qemu_decodes_16_address_bits_so_0x6f8_is_no_alias_of_0x2f8() -> None:
+    """The fact behind serial-alias-6f8: a 10-bit ISA decoder answers at base + 0x400
+    too; QEMU's dispatch uses all 16 bits, so the UARTs at 0x2f8 and 0x6f8 keep scratch
+    registers of their own and a port with nothing behind it (0xaff) floats."""
+    from harness.qemu.machine import Machine
+    with Machine(load_machine(CONFIGS / "conflicts" / "serial-alias-6f8.yaml")) as m:
+        m.hmp("o /b 0x2ff 0x11")
+        m.hmp("o /b 0x6ff 0x22")
+        m.hmp("o /b 0xaff 0x33")
+        assert [m.hmp(f"i /b {port:#x}").split("=")[-1].strip() for port in (0x2ff, 0x6ff, 0xaff)] == \
+            ["0x11", "0x22", "0xff"]
