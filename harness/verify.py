@@ -451,7 +451,9 @@ class _Context:
         except KeyError:
             return None
 
-    def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
+    def _port_row(self, dev: DeviceSpec, lo: int, hi: int) -> tuple[Row, list[tuple[int, int]]]:
+        """A row for ports the device decodes, with QEMU's view of them, and the pieces
+        it lost to others."""
         row = Row(dev.id, f"port {lo:#x}-{hi:#x}", {"model": f"{lo:#x}-{hi:#x}"})
         pieces = self.owners(lo, hi)
         row.cells["qemu"] = ", ".join(f"{a:#x}-{b:#x} {o or 'nothing'}" if (a, b) != (lo, hi) else (o or "nothing")
@@ -459,6 +461,10 @@ class _Context:
         lost = [(a, b) for a, b, o in pieces if o != dev.id]
         if lost:
             row.differ("qemu", *self.explain_lost_ports(dev.id, lo, hi))
+        return row, lost
+
+    def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
+        row, lost = self._port_row(dev, lo, hi)
         if self.probe is not None:
             if probed_here or (seen is not None and seen.port == lo):
                 self._probe_presence(row, dev, seen, lo, hi)
@@ -594,6 +600,15 @@ class _Context:
                 self._linux_bar(row, fn, bar.index, actual)
         if dev.model.pci.interrupt_pin:
             rows.append(self._pci_irq_row(dev, fn))
+        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df): QEMU's view alone,
+        # the guests read configuration space and BARs.
+        for kind, lo, hi in dev.decoded_resources():
+            if kind == "port":
+                row, _ = self._port_row(dev, lo, hi)
+                for view in ("probe", "linux"):
+                    if getattr(self, view) is not None:
+                        row.cells[view] = NOT_APPLICABLE
+                rows.append(row)
         return rows
 
     def explain_unassigned(self) -> tuple[str, str]:

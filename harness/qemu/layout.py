@@ -800,7 +800,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
     counts as decoding.  A disabled region and everything under it maps
     nothing (``info mtree -D`` marks it; without -D QEMU hides its line but prints its
     subregions one level too deep, which is recognised too).  Skipped as well: the root,
-    RAM, negative priorities,
+    RAM no device owns (a device's RAM, such as isa-vga's VBE frame buffer, decodes and
+    can be lost like any of its regions), negative priorities,
     and everything inside an alias (its addresses are the alias target's, not absolute;
     devices behind bridges appear in the flat view).  The cause comes from where the two
     regions meet in the tree: the winner's branch has the higher priority there, or the
@@ -833,8 +834,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
         if region.alias:
             alias_depth = region.depth
             continue
-        if region.depth <= 1 or region.priority < 0 or region.kind == "ram":
-            continue
+        if region.depth <= 1 or region.priority < 0 or (region.kind == "ram" and region.owner_kind != "dev"):
+            continue   # system RAM decodes nobody's claims; a device's RAM (vga.vram) is the device
         if (region.has_children and (region.owner_key, region.name) not in shown
                 and _shows_through(region, children.get(id(region), []), flat)):
             continue  # a container
