@@ -65,6 +65,10 @@ CASCADE_IRQ = 2
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
+#: Where the machine has an I/O APIC (pc, q35), ISA IRQ 2 also reaches its pin 2, where
+#: QEMU delivers ISA IRQ 0 as well (hw/intc/ioapic.c ioapic_set_irq: "IRQ0 ... maps to GSI 2").
+CASCADE_IOAPIC_REASON = ("; the I/O APIC takes it on pin 2, where QEMU also delivers the 8254's IRQ 0, "
+                         "so under an APIC HAL the device's requests arrive as the timer's GSI 2")
 NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
 ABSENT = "-"
 
@@ -796,8 +800,10 @@ class _Context:
                                      f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)} "
                                      "and QEMU has no wired-OR: a request made while another device holds "
                                      "the line makes no edge and is lost (the last writer wins)"))
+        ioapic = any(r.owner_type == "ioapic" for r in self.layout.memory)
         for user in self.irq_users().get(CASCADE_IRQ, []):
-            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE, CASCADE_REASON))
+            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE,
+                                 CASCADE_REASON + (CASCADE_IOAPIC_REASON if ioapic else "")))
         for channel, users in sorted(self.dma_users().items()):
             if len(users) > 1:
                 found.append(Finding(", ".join(users), f"dma {channel}", "hardware", DMA_SHARED,
