@@ -116,6 +116,9 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "debugcon-in-fw-cfg-gap": None,
     "bar-moved-onto-vbe-lfb": ("IO_ERR_MEMORY_CONFLICT_DETECTED", "PciNet", "shadowed"),
     "serial-irq2-q35": (None, None, "pic-cascade"),
+    "serial-shadowed-beside-lsi": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
+    "full-clean-pci-pc": None,
+    "full-clean-pci-q35": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -144,7 +147,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-irq13-fpu-claimed": {"com2"}, "debugcon-at-port-0": {"dbg0"}, "serial-in-vga-ports": {"vga0"},
     "two-pci-vgas": {"vga0"}, "isa-cirrus-over-pci-vga": {"vga0"}, "ne2000-irq10-q35": {"ne0"},
     "isapc-floppy-sb16-dma2": {"board:floppy-controller"}, "three-way-0x300": {"com9", "ne0"},
-    "three-way-ide-alt-status": {"com9", "bt0"}, "bar-moved-onto-vbe-lfb": {"vga0"},
+    "three-way-ide-alt-status": {"com9", "bt0"}, "serial-shadowed-beside-lsi": {"com9"}, "bar-moved-onto-vbe-lfb": {"vga0"},
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
 }
 

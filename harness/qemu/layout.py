@@ -746,13 +746,20 @@ def parse_mtree_flat(text: str) -> dict[str, list[MtreeRegion]]:
 
 
 def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
-    """``info mtree -o`` → {address-space name: regions in tree order, with depth}."""
+    """``info mtree -o`` → {address-space name: regions in tree order, with depth}.
+    Address spaces with one root region are printed as consecutive headers over one tree
+    (``address-space: I/O`` then ``address-space: lsi-pci-io``): each gets that tree."""
     lines: dict[str, list[re.Match[str]]] = {}
     current: list[re.Match[str]] | None = None
     for line in text.splitlines():
         m = _TREE_HEAD_RE.match(line)
         if m:
-            current = lines.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
+            if m.group(1) != "address-space":
+                current = None
+            elif current is not None and not current:    # the header before it has no tree yet
+                lines[m.group(2).strip()] = current
+            else:
+                current = lines.setdefault(m.group(2).strip(), [])
             continue
         if current is not None:
             match = _LINE_RE.match(line)
