@@ -725,7 +725,14 @@ class _Context:
             row.cells["qemu"] = ", ".join(owners) or "nothing"
             if any(o is None for _, _, o in pieces):
                 bar = self._bar_of_size(claim.kind, claim.end - claim.start + 1)
-                if not owners and bar is not None:
+                here = self._bar_at(claim.kind, claim.start, claim.end)
+                if not owners and here is not None:
+                    # mapped right there, yet no register behind it: e1000e's dummy flash
+                    # BAR, a bare memory_region_init container QEMU maps for probing drivers
+                    row.cells["qemu"] = f"{here[0]} BAR{here[1]} (no registers)"
+                    row.differ("qemu", NOT_PRESENT, f"{here[0]}'s BAR{here[1]} is mapped there but QEMU "
+                                                    "decodes nothing behind it")
+                elif not owners and bar is not None:
                     row.differ("qemu", FIRMWARE_REASSIGNED, f"no device decodes it; the firmware put "
                                                             f"{bar[0]}'s BAR{bar[1]} of that size at {bar[2]:#x}")
                 else:
@@ -761,6 +768,15 @@ class _Context:
             if not users:
                 row.differ("qemu", NOT_PRESENT, f"no device uses DMA channel {claim.start}")
         return row
+
+    def _bar_at(self, kind: str, start: int, end: int) -> tuple[str, int] | None:
+        """The PCI function and BAR index mapped exactly at start-end, if any."""
+        wanted = "io" if kind == "port" else "memory"
+        for fn in self.layout.pci:
+            for bar in fn.bars:
+                if bar.kind == wanted and (bar.base, bar.end) == (start, end):
+                    return fn.qdev_id or fn.bdf, bar.index
+        return None
 
     def _bar_of_size(self, kind: str, size: int) -> tuple[str, int, int] | None:
         wanted = "io" if kind == "port" else "memory"
