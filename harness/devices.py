@@ -142,6 +142,9 @@ class DeviceModel:
     #: (the SB16's OPL is the adlib model): a retail driver's claim of the card's whole
     #: block covers them.
     companions: tuple[str, ...] = ()
+    #: Ports the device's option ROM writes while the firmware runs, though the device
+    #: decodes nothing there (sgabios drives COM1): what a device over them meets.
+    firmware_writes: tuple[FixedRange, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -282,7 +285,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property",
+                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions"})
 
 
@@ -322,6 +325,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
         instance_property=_parse_instance_property(doc, properties),
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
+        firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
     )
 
 

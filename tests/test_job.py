@@ -119,6 +119,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-shadowed-beside-lsi": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
     "full-clean-pci-pc": None,
     "full-clean-pci-q35": None,
+    "pvpanic-at-com1": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
