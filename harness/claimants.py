@@ -25,7 +25,7 @@ from .nt.arbiter import Claim, ResourceKind
 from .nt.hal import Hal
 from .nt.iomgr import HAL_NAME, IoManager
 from .nt.resources import INTERFACE_TYPE, PCIBus
-from .qemu.layout import Layout
+from .qemu.layout import Layout, ShadowedRange
 
 Decoded = list[tuple[str, int, int]]
 
@@ -154,7 +154,12 @@ _KINDS = {"port": ResourceKind.PORT, "memory": ResourceKind.MEMORY, "irq": Resou
 
 def _covered(claims: list[Claim], kind: str, first: int, last: int) -> bool:
     wanted = _KINDS[kind]
-    spans = sorted((c.start, c.end) for c in claims if c.kind is wanted and not c.empty)
+    return _covered_spans([(c.start, c.end) for c in claims if c.kind is wanted and not c.empty], first, last)
+
+
+def _covered_spans(spans: list[tuple[int, int]], first: int, last: int) -> bool:
+    """Whether the (start, end) spans together cover first..last."""
+    spans = sorted(spans)
     cursor = first
     for start, end in spans:
         if start <= cursor <= end:
@@ -175,7 +180,7 @@ def _fate(io: IoManager, service: str, name: str) -> str:
 
 
 def _line(io: IoManager, held: Mapping[str, list[Claim]], device: str, claimant: str | None, reason: str,
-          decoded: Iterable[tuple[str, int, int]], config_name: str) -> ClaimantLine:
+          decoded: Iterable[tuple[str, int, int]], config_name: str, hidden_by: Sequence[str] = ()) -> ClaimantLine:
     if claimant is None:
         return ClaimantLine(device, None, "unclaimed", reason)
     service = service_of(claimant)
@@ -196,6 +201,9 @@ def _line(io: IoManager, held: Mapping[str, list[Claim]], device: str, claimant:
         if fate:   # covered by another device of its driver (two cards at one base): not its claim
             return ClaimantLine(device, service, "refused", f"{service} holds what it decodes for {holders} "
                                                             f"only, not for it ({fate})")
+        if hidden_by:   # the same, found in the hardware: a sibling answers wherever it decodes
+            return ClaimantLine(device, service, "unclaimed", f"{service} holds what it decodes for {holders} "
+                                                              f"only: {', '.join(hidden_by)} answers there instead")
         return ClaimantLine(device, service, CLAIMED, holders if claimant != "hal" else "")
     shown = ", ".join(f"{k} {a:#x}-{b:#x}" if k in ("port", "memory") else f"{k} {a}" for k, a, b in missing)
     return ClaimantLine(device, service, "refused" if fate else "unclaimed",
@@ -208,8 +216,33 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
     held: dict[str, list[Claim]] = {}  # each service's claims, in the arbiter's order
     for claim in io.arbiter.claims():
         held.setdefault(claim.owner.driver, []).append(claim)
-    out = [_line(io, held, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded, r.device.name)
-           for r in board]
+    service = {d.id: service_of(d.driver) for d in spec.devices if d.driver}
+
+    def won_by_sibling(claimant: str | None, decoded: Iterable[tuple[str, int, int]],
+                       lost: list[ShadowedRange]) -> list[str]:
+        """The devices of the same claimant that take every range this one decodes (two
+        controllers at one base: the driver's one claim there is theirs), else []."""
+        if claimant is None or not lost:
+            return []
+        mine = service_of(claimant)
+        winners = {w for s in lost for w in s.hidden_by}
+        if any(service.get(w) != mine for w in winners):
+            return []
+        spans = [("port" if s.space == "io" else "memory", s.start, s.end) for s in lost]
+        for kind, first, last in decoded:
+            if kind in ("port", "memory") and not _covered_spans(
+                    [(a, b) for k, a, b in spans if k == kind], first, last):
+                return []
+        return sorted(winners)
+
+    out = []
+    for r in board:
+        lost = [s for s in layout.shadowed if r.device.matches(s.owner_type, s.name)]
+        out.append(_line(io, held, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded,
+                         r.device.name, won_by_sibling(r.device.claimant, r.decoded, lost)))
     for dev in spec.devices:
-        out.append(_line(io, held, dev.id, dev.driver, dev.unclaimed_reason, device_decoded(dev, layout), dev.id))
+        decoded = device_decoded(dev, layout)
+        lost = [s for s in layout.shadowed if s.owner == dev.id]
+        out.append(_line(io, held, dev.id, dev.driver, dev.unclaimed_reason, decoded, dev.id,
+                         won_by_sibling(dev.driver, decoded, lost)))
     return out

@@ -60,6 +60,9 @@ class PropertySpec:
     #: True for properties that place the device (iobase, irq, dma): they take part in
     #: resource assignment and their choices are the card's jumper settings.
     setting: bool = False
+    #: The value that leaves the line unconnected (QEMU's IPMI interfaces wire no IRQ
+    #: for irq 0); None: every value is a line.
+    unwired: int | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,9 @@ class DeviceModel:
     #: (the SB16's OPL is the adlib model): a retail driver's claim of the card's whole
     #: block covers them.
     companions: tuple[str, ...] = ()
+    #: Ports the device's option ROM writes while the firmware runs, though the device
+    #: decodes nothing there (sgabios drives COM1): what a device over them meets.
+    firmware_writes: tuple[FixedRange, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -179,13 +185,19 @@ class DeviceModel:
         for fixed in self.fixed:
             out.append((fixed.kind, fixed.start, fixed.start + fixed.length - 1))
         for prop in self.irq_properties:
-            if settings.get(prop) is not None and int(settings[prop]) >= 0:
+            if self.wires_irq(prop, settings.get(prop)):
                 out.append(("irq", int(settings[prop]), int(settings[prop])))
         for prop in self.dma_properties:
             if settings.get(prop) is not None and int(settings[prop]) >= 0:
                 out.append(("dma", int(settings[prop]), int(settings[prop])))
         return out
 
+
+    def wires_irq(self, prop: str, value: Any) -> bool:
+        """Whether ``value`` of the irq property ``prop`` connects a line (not unset,
+        negative, or the property's ``unwired`` value)."""
+        spec = self.properties.get(prop)
+        return value is not None and int(value) >= 0 and (spec is None or spec.unwired != int(value))
 
     def presence_ports(self, settings: Mapping[str, Any]) -> tuple[int, int] | None:
         """The decoded port range whose reads show the device is there: for a model the
@@ -292,7 +304,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
-                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property",
+                         "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions"})
 
 
@@ -332,6 +344,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
         instance_property=_parse_instance_property(doc, properties),
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
+        firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
     )
 
 
@@ -359,13 +372,16 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
     for name in props:
         check_qemu_name(props, name, name)
         spec = props.child(name)
-        spec.check_keys({"kind", "choices", "setting"}, {"kind"})
+        spec.check_keys({"kind", "choices", "setting", "unwired"}, {"kind"})
         kind = get_str(spec, "kind", choices=tuple(PROPERTY_KINDS))
         choices = tuple(get_list(spec, "choices", default=[]))
         for value in choices:
             _check_value(spec, "choices", kind, value)
         setting = get_bool(spec, "setting", default=kind in ("port", "irq", "dma"))
-        out[name] = PropertySpec(name, kind, choices, setting)
+        if "unwired" in spec and kind != "irq":
+            raise spec.error("unwired", "only an irq property has a value that leaves its line unconnected")
+        unwired = get_int(spec, "unwired", lo=0, hi=15, default=None)
+        out[name] = PropertySpec(name, kind, choices, setting, unwired)
     return out
 
 
@@ -602,6 +618,9 @@ class BoardDevice:
     source: str = field(compare=False, default="")
     #: The PCI function signals through INTx: its routed line (config 0x3C) is its IRQ.
     pci_interrupt: bool = False
+    #: The accelerators under which QEMU wires ``irqs`` (empty: all); QEMU connects the
+    #: x87 FERR line to IRQ 13 under TCG only.
+    irq_accel: tuple[str, ...] = ()
 
     def matches(self, owner_type: str | None, region: str) -> bool:
         """Whether a flat-map region (owner's QOM type, region name) is this device's."""
@@ -670,7 +689,7 @@ def _load_boards(directory: Path) -> Mapping[str, tuple[BoardDevice, ...]]:
 
 _BOARD_KEYS = frozenset({"name", "description", "qemu_type", "regions", "claimant", "reason", "ports",
                          "memory", "irq", "dma", "pci", "config_ports", "config_memory", "bars",
-                         "pci_interrupt"})
+                         "pci_interrupt", "irq_accel"})
 
 
 def _parse_board_device(item: Node, source: str) -> BoardDevice:
@@ -723,4 +742,5 @@ def _parse_board_device(item: Node, source: str) -> BoardDevice:
         regions=tuple(_str_list(item, "regions")) if "regions" in item else (),
         claimant=None if claimant == "none" else claimant, reason=reason, fixed=tuple(fixed),
         irqs=lines["irq"], dmas=lines["dma"], pci=pci, config=tuple(config), bars=tuple(bars), source=source,
-        pci_interrupt=pci_interrupt)
+        pci_interrupt=pci_interrupt,
+        irq_accel=tuple(_str_list(item, "irq_accel")) if "irq_accel" in item else ())

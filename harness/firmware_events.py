@@ -90,12 +90,17 @@ def _bare_board(spec: MachineSpec, devices: list[DeviceSpec]) -> Any:
         return None
 
 
-def _where(dev: DeviceSpec, board: Any) -> str:
-    """Why the firmware writes where ``dev`` sits: SeaBIOS's log port, or the board
-    device the firmware meant to reach there."""
+def _where(dev: DeviceSpec, board: Any, spec: MachineSpec) -> str:
+    """Why the firmware writes where ``dev`` sits: SeaBIOS's log port, an option ROM of
+    another device that writes there, or the board device the firmware meant to reach."""
     if on_firmware_log_port(dev.decoded_resources()):
         return (f"{FIRMWARE_LOG_PORT:#x} is SeaBIOS's debug-log port, which it writes whether or not "
                 "anything listens")
+    roms = [f"{other.id} ({other.model.name})" for other in spec.devices if other is not dev
+            for run in other.model.firmware_writes
+            if any(lo <= run.start + run.length - 1 and run.start <= hi for lo, hi in _ports(dev))]
+    if roms:
+        return f"the option ROM of {', '.join(dict.fromkeys(roms))} writes there while the firmware runs"
     spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
     for lo, hi in _ports(dev):
         for r in board.io if board is not None else ():
@@ -134,7 +139,7 @@ def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:
     if state == "guest-panicked":
         panics = _of_type(spec, PANIC_DEVICES)
         board = _bare_board(spec, panics)
-        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board)}, and a value with bit 0 "
+        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board, spec)}, and a value with bit 0 "
                           "set there is a panic event" for d in panics) or \
             "the guest reported a panic and no configured device explains it"
         return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
@@ -154,7 +159,7 @@ def _exited(spec: MachineSpec, machine: Any) -> FirmwareEvent:
         value = status >> 1
         shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
         board = _bare_board(spec, exits)
-        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board)}; the firmware "
+        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board, spec)}; the firmware "
                           f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
         return FirmwareEvent("qemu-exited", detail, tuple(d.id for d in exits), cause, True)
     return FirmwareEvent("qemu-exited", detail, (), "no configured device explains it; see qemu.log", True)

@@ -574,9 +574,14 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
             return board_labels[config.name]
         # Found by detection: whichever device of this driver's kinds sits at that base,
         # configured or built into the board (then named by its QOM path, as the map does).
+        # The driver knows one controller per base, so of two there its claims are for the
+        # one that answers at the ports it claimed; the shadowed one has no claim.
         kinds = _qemu_types_of(claim.owner.driver)
-        return tuple(dev.id or dev.path for dev in layout.isa
-                     if dev.type in kinds and dev.properties.get("iobase") == config.base)
+        found = [dev.id or dev.path for dev in layout.isa
+                 if dev.type in kinds and dev.properties.get("iobase") == config.base]
+        answering = {_label(r) for start, length in config.ports for r in layout.io
+                     if r.start <= start + length - 1 and start <= r.end}
+        return tuple([name for name in found if name in answering] or found)
     return ()
 
 
@@ -689,13 +694,18 @@ def grade_shared_lines(collisions: list[Collision], consented: dict[int, set[str
 def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     """Why a conflict between two claims is one card's: one side is a chip QEMU emulates as
     a separate device model (a companion, like the SB16's OPL) and the other a retail
-    driver's claim of the card's whole block over it.  Empty when it is not."""
+    driver's claim of the card's whole block over it.  Empty when it is not, and for
+    anything but ports: a block claim covers ports only, and a line or channel the two
+    claim says nothing of which devices hold the claims."""
+    if requested.kind is not ResourceKind.PORT or holder.kind is not ResourceKind.PORT:
+        return ""
+
     def devices_of(claim: Claim) -> list[Any]:
         out = []
         for dev in spec.devices:
             if dev.driver is None or DRIVERS[dev.driver].service_name != claim.owner.driver:
                 continue
-            if claim.kind is ResourceKind.PORT and not any(
+            if not any(
                     k == "port" and a <= claim.end and claim.start <= b for k, a, b in dev.decoded_resources()):
                 continue
             out.append(dev)
@@ -719,9 +729,26 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     ids = {d.id for d in spec.devices}
     # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
     # register over the host bridge, RAM over the option ROM area) are by design.
-    out = [Collision("shadowed", f"{s.space} {s.start:#x}-{s.end:#x}", (s.owner or s.name, *s.hidden_by),
-                     f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}", layout.phase)
-           for s in layout.shadowed if s.owner in ids or ids.intersection(s.hidden_by)]
+    # One device's regions that overlap or touch (the RTC's 'rtc-index' inside its 'rtc')
+    # and lose to the same winners for the same reason are one collision, not one each.
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for s in layout.shadowed:
+        if s.owner in ids or ids.intersection(s.hidden_by):
+            groups.setdefault((s.space, s.owner or s.name, tuple(s.hidden_by), s.reason()), []).append(s)
+    shadowed: list[tuple[str, int, Collision]] = []
+    for (space, loser, winners, reason), group in groups.items():
+        runs: list[list[Any]] = []
+        for s in sorted(group, key=lambda s: (s.start, s.end)):
+            if runs and s.start <= runs[-1][1] + 1:
+                runs[-1][1] = max(runs[-1][1], s.end)
+                runs[-1][2] = list(dict.fromkeys([*runs[-1][2], s.name]))
+            else:
+                runs.append([s.start, s.end, [s.name]])
+        shadowed += [(space, start, Collision(
+            "shadowed", f"{space} {start:#x}-{end:#x}", (loser, *winners),
+            f"{loser} ({', '.join(names)}) no longer answers there: {reason}", layout.phase))
+            for start, end, names in runs]
+    out = [c for _, _, c in sorted(shadowed, key=lambda t: t[:2])]   # in address order, as the layout
     out += [Collision(f.explanation, f.resource, tuple(f.device.split(", ")), f.reason, layout.phase)
             for f in hardware_conflicts(spec, hardware)]
     return out

@@ -194,12 +194,20 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
             continue
         requirements, boot = hal.slot_configuration(fn.bus, slot_number(fn.slot, fn.function))
         name = fn.qdev_id or fn.bdf
+        # What the function decodes beside its BARs (a VGA's legacy ports and window) is
+        # part of every configuration it can have: two such functions over one range
+        # cannot both be placed (they were kept clear of, each unchecked against the other).
+        legacy = _legacy_decodes(spec, fn.qdev_id)
+        if legacy:
+            requirements, boot = _with_legacy(requirements, boot, legacy)
+            owned.add(fn.qdev_id)
         node = DeviceNode(f"PCI\\VEN_{fn.vendor:04X}&DEV_{fn.device:04X}\\"
                           f"BUS_{fn.bus:02X}&DEV_{fn.slot:02X}&FUNC_{fn.function}", name,
                           {ConfigType.BASIC: requirements}, movable=True,
                           description=fn.description or name,
                           extra={"bus": "pci", "bdf": fn.bdf, "key": (fn.bus, fn.slot, fn.function),
-                                 "bars": [(b.index, b.kind, b.size, b.base) for b in fn.bars]})
+                                 "bars": [(b.index, b.kind, b.size, b.base) for b in fn.bars],
+                                 "legacy": legacy})
         if boot is not None:
             node.configs[ConfigType.BOOT] = boot
         model_driver = _spec_driver(spec, fn.qdev_id)
@@ -265,7 +273,7 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     # window) are kept clear of as its model decodes them, not only as much as the flat
     # view shows (a device realized later over them hides part of them there).
     pinned = {dev.id: dev.decoded_resources() for dev in spec.devices
-              if dev.model.pci is not None and dev.decoded_resources()}
+              if dev.model.pci is not None and dev.decoded_resources() and dev.id not in owned}
     pinned.update({dev.id: beyond for dev in spec.devices if dev.model.bus == "isa" and not dev.model.settings
                    for beyond in [[r for r in dev.decoded_resources() if r[0] == "memory" and r[2] > ISA_MEMORY_LIMIT]]
                    if beyond})
@@ -273,6 +281,37 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
+
+
+def _legacy_decodes(spec: MachineSpec, device_id: str) -> list[tuple[str, int, int]]:
+    """The fixed ports and memory the machine file's PCI device ``device_id`` decodes
+    beside its BARs, as its model says ([] for a board function or a device without)."""
+    dev = next((d for d in spec.devices if d.id == device_id), None)
+    return [] if dev is None else [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+
+
+def _with_legacy(requirements: IO_RESOURCE_REQUIREMENTS_LIST, boot: CM_RESOURCE_LIST | None,
+                 legacy: list[tuple[str, int, int]]) -> tuple[IO_RESOURCE_REQUIREMENTS_LIST, CM_RESOURCE_LIST | None]:
+    """A PCI function's requirements and boot configuration with its fixed legacy decodes
+    in every alternative (after the BARs, which HalAssignSlotResources places in order)."""
+    fixed = tuple(_fixed_requirement(*r) for r in legacy)
+    requirements = dataclasses.replace(requirements, lists=tuple(
+        dataclasses.replace(alt, descriptors=(*alt.descriptors, *fixed)) for alt in requirements.lists))
+    if boot is not None:
+        full = boot.descriptors[0]
+        boot = CM_RESOURCE_LIST.single(full.interface_type, full.bus_number, *full.partials,
+                                       *(_isa_partials(*r) for r in legacy))
+    return requirements, boot
+
+
+def _bars_only(node: DeviceNode, resources: CM_RESOURCE_LIST) -> CM_RESOURCE_LIST:
+    """The part of a PCI node's assignment HalAssignSlotResources programs: its BARs, not
+    the fixed legacy decodes (:func:`_with_legacy`) that ride along in the claim."""
+    legacy = len(node.extra.get("legacy", ()))
+    if not legacy:
+        return resources
+    full = resources.descriptors[0]
+    return CM_RESOURCE_LIST.single(full.interface_type, full.bus_number, *full.partials[:-legacy])
 
 
 def _hardwired(ranges: list[tuple[str, int, int]]) -> dict[ConfigType, Any]:
@@ -713,7 +752,8 @@ def apply_on(machine: Machine, spec: MachineSpec, nodes: list[DeviceNode], solut
         io = IoManager(registry, hal)
         io.report_hal_resources(hal.HalReportResourceUsage())
         pci = [n for n in nodes if n.extra.get("bus") == "pci"]
-        by_slot = {(n.extra["key"][0], slot_number(*n.extra["key"][1:])): solution.resources(n.name) for n in pci}
+        by_slot = {(n.extra["key"][0], slot_number(*n.extra["key"][1:])): _bars_only(n, solution.resources(n.name))
+                   for n in pci}
         # Moving BARs one by one could briefly overlap one not moved yet: decode off first.
         for n in pci:
             if solution.resources(n.name) != n.get(ConfigType.BOOT):

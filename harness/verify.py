@@ -65,6 +65,10 @@ CASCADE_IRQ = 2
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
+#: Where the machine has an I/O APIC (pc, q35), ISA IRQ 2 also reaches its pin 2, where
+#: QEMU delivers ISA IRQ 0 as well (hw/intc/ioapic.c ioapic_set_irq: "IRQ0 ... maps to GSI 2").
+CASCADE_IOAPIC_REASON = ("; the I/O APIC takes it on pin 2, where QEMU also delivers the 8254's IRQ 0, "
+                         "so under an APIC HAL the device's requests arrive as the timer's GSI 2")
 NOT_APPLICABLE = "n/a"  # the view cannot see this kind of resource
 ABSENT = "-"
 
@@ -352,11 +356,15 @@ class _Context:
             if irq is not None and irq >= 0 and who not in users.setdefault(irq, []):
                 users[irq].append(who)
 
+        models = {d.id: d.model for d in self.spec.devices}
         for dev in self.layout.isa:
             if dev.id and dev.id.startswith(RESERVED_ID_PREFIX):
                 continue  # the harness's own channels (the agent's UART never enables its IRQ)
             for prop in ISA_IRQ_PROPERTIES:
-                add(dev.properties.get(prop), dev.id or f"{dev.type} ({dev.path})")
+                value = dev.properties.get(prop)
+                if dev.id in models and not models[dev.id].wires_irq(prop, value):
+                    continue  # a value its model says connects no line (an IPMI interface's 0)
+                add(value, dev.id or f"{dev.type} ({dev.path})")
         # A board part whose line is no QOM property (the 8254 drives IRQ 0 through a GPIO,
         # or through the HPET's legacy route): its line is the board model's (checked
         # against QEMU by tests/test_boards.py).  The cascade has a finding of its own.
@@ -368,6 +376,13 @@ class _Context:
                     for irq in device.irqs:
                         if irq != CASCADE_IRQ:
                             add(irq, f"{dev.type} ({dev.path})")
+            # a board part with no QOM device (the x87 FERR line): present when its
+            # regions decode, wired under the accelerators its model names
+            if device.qemu_type is None and device.irqs and \
+                    (not device.irq_accel or self.layout.accel in device.irq_accel) and \
+                    any(device.matches(r.owner_type, r.name) for r in self.layout.io):
+                for irq in device.irqs:
+                    add(irq, f"{device.name} (board)")
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             if route is not None:
@@ -446,7 +461,9 @@ class _Context:
         except KeyError:
             return None
 
-    def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
+    def _port_row(self, dev: DeviceSpec, lo: int, hi: int) -> tuple[Row, list[tuple[int, int]]]:
+        """A row for ports the device decodes, with QEMU's view of them, and the pieces
+        it lost to others."""
         row = Row(dev.id, f"port {lo:#x}-{hi:#x}", {"model": f"{lo:#x}-{hi:#x}"})
         pieces = self.owners(lo, hi)
         row.cells["qemu"] = ", ".join(f"{a:#x}-{b:#x} {o or 'nothing'}" if (a, b) != (lo, hi) else (o or "nothing")
@@ -454,6 +471,10 @@ class _Context:
         lost = [(a, b) for a, b, o in pieces if o != dev.id]
         if lost:
             row.differ("qemu", *self.explain_lost_ports(dev.id, lo, hi))
+        return row, lost
+
+    def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
+        row, lost = self._port_row(dev, lo, hi)
         if self.probe is not None:
             if probed_here or (seen is not None and seen.port == lo):
                 self._probe_presence(row, dev, seen, lo, hi)
@@ -589,6 +610,15 @@ class _Context:
                 self._linux_bar(row, fn, bar.index, actual)
         if dev.model.pci.interrupt_pin:
             rows.append(self._pci_irq_row(dev, fn))
+        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df): QEMU's view alone,
+        # the guests read configuration space and BARs.
+        for kind, lo, hi in dev.decoded_resources():
+            if kind == "port":
+                row, _ = self._port_row(dev, lo, hi)
+                for view in ("probe", "linux"):
+                    if getattr(self, view) is not None:
+                        row.cells[view] = NOT_APPLICABLE
+                rows.append(row)
         return rows
 
     def explain_unassigned(self) -> tuple[str, str]:
@@ -622,8 +652,11 @@ class _Context:
             return
         seen = next((b for b in seen_fn.bars if b.index == index), None)
         row.cells["probe"] = ABSENT if seen is None else f"{seen.base:#x}-{seen.end:#x}"
+        # A memory BAR under 16 bytes (pvpanic-pci's 2) sizes as 16 through its read-only
+        # type bits: the guest's 16 at QEMU's base is the same BAR.
+        sized = None if actual is None else (max(actual.size, 16) if actual.kind == "memory" else actual.size)
         if actual is not None and actual.base is not None and (
-                seen is None or (seen.base, seen.size) != (actual.base, actual.size)):
+                seen is None or (seen.base, seen.size) not in ((actual.base, actual.size), (actual.base, sized))):
             if self._moved_after_firmware(fn, index, actual.base):
                 row.differ("probe", OS_REASSIGNED, f"a post-firmware move_bar step put it at {actual.base:#x}, "
                                                    "as an OS would; the probe guest's machine ran the firmware only")
@@ -698,7 +731,14 @@ class _Context:
             row.cells["qemu"] = ", ".join(owners) or "nothing"
             if any(o is None for _, _, o in pieces):
                 bar = self._bar_of_size(claim.kind, claim.end - claim.start + 1)
-                if not owners and bar is not None:
+                here = self._bar_at(claim.kind, claim.start, claim.end)
+                if not owners and here is not None:
+                    # mapped right there, yet no register behind it: e1000e's dummy flash
+                    # BAR, a bare memory_region_init container QEMU maps for probing drivers
+                    row.cells["qemu"] = f"{here[0]} BAR{here[1]} (no registers)"
+                    row.differ("qemu", NOT_PRESENT, f"{here[0]}'s BAR{here[1]} is mapped there but QEMU "
+                                                    "decodes nothing behind it")
+                elif not owners and bar is not None:
                     row.differ("qemu", FIRMWARE_REASSIGNED, f"no device decodes it; the firmware put "
                                                             f"{bar[0]}'s BAR{bar[1]} of that size at {bar[2]:#x}")
                 else:
@@ -734,6 +774,15 @@ class _Context:
             if not users:
                 row.differ("qemu", NOT_PRESENT, f"no device uses DMA channel {claim.start}")
         return row
+
+    def _bar_at(self, kind: str, start: int, end: int) -> tuple[str, int] | None:
+        """The PCI function and BAR index mapped exactly at start-end, if any."""
+        wanted = "io" if kind == "port" else "memory"
+        for fn in self.layout.pci:
+            for bar in fn.bars:
+                if bar.kind == wanted and (bar.base, bar.end) == (start, end):
+                    return fn.qdev_id or fn.bdf, bar.index
+        return None
 
     def _bar_of_size(self, kind: str, size: int) -> tuple[str, int, int] | None:
         wanted = "io" if kind == "port" else "memory"
@@ -776,8 +825,10 @@ class _Context:
                                      f"IRQ {irq} is driven by {', '.join(users)}: the line is {self.trigger(irq)} "
                                      "and QEMU has no wired-OR: a request made while another device holds "
                                      "the line makes no edge and is lost (the last writer wins)"))
+        ioapic = any(r.owner_type == "ioapic" for r in self.layout.memory)
         for user in self.irq_users().get(CASCADE_IRQ, []):
-            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE, CASCADE_REASON))
+            found.append(Finding(user, f"irq {CASCADE_IRQ}", "hardware", CASCADE,
+                                 CASCADE_REASON + (CASCADE_IOAPIC_REASON if ioapic else "")))
         for channel, users in sorted(self.dma_users().items()):
             if len(users) > 1:
                 found.append(Finding(", ".join(users), f"dma {channel}", "hardware", DMA_SHARED,

@@ -120,6 +120,10 @@ def test_a_config_refers_to_a_catalog_model_that_the_machine_supports(tmp_path: 
      "  romfile: {kind: str, choices: ['a,b']}\n", "inject"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: 'x,bootindex=1'}\n", "inject"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nalways: {romfile: [1]}\n", "expected a string"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  iobase: {kind: port, unwired: 0}\n",
+     "only an irq property"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  irq: {kind: irq, unwired: 16}\n",
+     "unwired"),
 ])
 def test_bad_device_models_are_refused(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "m.yaml"
@@ -142,3 +146,14 @@ def test_pci_topology_is_checked() -> None:
     assert "not a PCI device" in str(err)
     err = error_of("machine: q35\ndevices:\n  - {model: floppy, id: f}\n")
     assert "no built-in floppy controller" in str(err)
+
+
+def test_an_unwired_irq_value_decodes_no_line() -> None:
+    """QEMU's IPMI interfaces wire no IRQ for irq 0 (``isairq > 0`` in their realize);
+    their models say so with ``unwired: 0``, and the value is then no line at all."""
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-ipmi-kcs, id: k, irq: 0}\n"
+                              "  - {model: isa-ipmi-bt, id: b, irq: 10}\n", "m.yaml")
+    assert [r for r in spec.device("k").decoded_resources() if r[0] == "irq"] == []
+    assert ("irq", 10, 10) in spec.device("b").decoded_resources()
+    serial = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: s, irq: 0}\n", "m.yaml")
+    assert ("irq", 0, 0) in serial.device("s").decoded_resources()   # a UART's 0 is IRQ 0

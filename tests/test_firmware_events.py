@@ -57,6 +57,12 @@ EVENTS = {
     "debug-exit-on-cmos": ("machine: pc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0x70, iosize: 2}\n",
                            "qemu-exited", ("bye",), "mc146818rtc (0x70-0x71), which the device displaces; "
                                                     "the firmware wrote 0xf"),
+    # sga decodes nothing, but its option ROM (sgabios) writes the BIOS's text to COM1's
+    # data port: a pvpanic there panics the guest, one without the sga runs clean
+    # (configs/conflicts/pvpanic-at-com1.yaml); the cause names the option ROM.
+    "pvpanic-under-sgabios": ("machine: pc\ndevices:\n  - {model: sga, id: sga0}\n"
+                              "  - {model: pvpanic, id: panic0, ioport: 0x3f8}\n",
+                              "guest-panicked", ("panic0",), "the option ROM of sga0 (sga) writes there"),
     "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
                                "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
                                "qemu-exited", ("bye",), "wrote 0x53 ('S')"),

@@ -294,3 +294,19 @@ def test_isa_vga_maps_its_vbe_frame_buffer_from_the_start() -> None:
             pieces = [r for r in lay.memory if r.start <= hi and lo <= r.end]
             assert [(r.start, r.end, r.owner) for r in pieces] == [(lo, hi, "vga")], format_text(lay)
     assert ("memory", 0xE0000000, 0xE07FFFFF) in expected
+
+
+def test_address_spaces_printed_over_one_tree_each_get_it() -> None:
+    """QEMU prints address spaces that share a root region as consecutive headers over one
+    tree (an lsi53c895a's ``lsi-pci-io`` is an address space on the I/O root): the tree is
+    every one's, not only the last header's (the I/O tree came out empty, so no I/O range
+    was ever found shadowed and the HAL saw no PCI I/O window on such a machine)."""
+    from harness.qemu.layout import parse_mtree_tree
+    text = ("address-space: I/O\naddress-space: lsi-pci-io\n"
+            "  0000000000000000-000000000000ffff (prio 0, i/o): io owner:{obj path=/machine/unattached}\n"
+            "    00000000000003f8-00000000000003ff (prio 0, i/o): serial owner:{dev id=com1}\n\n"
+            "address-space: tulip\n"
+            "  0000000000000000-ffffffffffffffff (prio 0, i/o): bus master container owner:{dev id=t}\n")
+    tree = parse_mtree_tree(text)
+    assert tree["I/O"] == tree["lsi-pci-io"] and [r.name for r in tree["I/O"]] == ["io", "serial"]
+    assert [r.name for r in tree["tulip"]] == ["bus master container"]

@@ -240,8 +240,10 @@ def test_registry_round_trip():
 
 
 #: Conflict configs no assignment can resolve: two devices with nothing to set, one
-#: wired over the other (test_two_devices_with_nothing_to_set_on_the_same_ports_*).
-UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1")}
+#: wired over the other (test_two_devices_with_nothing_to_set_on_the_same_ports_*); two
+#: VGAs, whose legacy decodes are part of every configuration a PCI VGA can have too.
+UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1"),
+                 "two-pci-vgas": ("vga0", "vga1"), "isa-cirrus-over-pci-vga": ("vga0", "vga1")}
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
 NOTHING_TO_MOVE = {"lpt-at-3bc"}

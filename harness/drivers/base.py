@@ -127,10 +127,14 @@ class NtDriver:
     #: make the device take one real interrupt (:meth:`raise_interrupt`).
     takes_interrupts: ClassVar[bool] = False
 
-    def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False) -> None:
+    def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False,
+                 start_order: Sequence[str] = ()) -> None:
         self.io = io
         self.hal = hal
         self.override_conflict = override_conflict
+        #: Configured device names in the order setup lists them (the device QEMU maps
+        #: last first); the Parameters subkeys enumerate sorted by name instead.
+        self.start_order = tuple(start_order)
         self.outcomes: list[DeviceOutcome] = []
 
     # ------------------------------------------------------------------ configuration
@@ -176,7 +180,7 @@ class NtDriver:
         return self._driver_entry(DriverObject, RegistryPath, self.io.ExAllocatePool("configuration"))
 
     def _driver_entry(self, DriverObject: DriverObject, RegistryPath: str, memory: Any) -> NTSTATUS:
-        memory.contents = configs = self.gather(RegistryPath)       # stages 1-2
+        memory.contents = configs = self._in_start_order(self.gather(RegistryPath))  # stages 1-2
         DriverObject.driver_unload = self.DriverUnload               # stage 3
         DriverObject.major_function[IRP_MJ_CREATE] = self.dispatch_create_close
         DriverObject.major_function[IRP_MJ_CLOSE] = self.dispatch_create_close
@@ -196,6 +200,12 @@ class NtDriver:
             return NTSTATUS.STATUS_SUCCESS
         self.io.ExFreePool(memory)
         return next(o.status for o in self.outcomes if not o.started)
+
+    def _in_start_order(self, configs: list[DeviceConfig]) -> list[DeviceConfig]:
+        """``configs`` with the configured ones in :attr:`start_order`; the rest (what
+        detection alone found) after them, as gathered."""
+        rank = {name: i for i, name in enumerate(self.start_order)}
+        return sorted(configs, key=lambda c: rank.get(c.name, len(rank)))
 
     def Reinitialize(self, DriverObject: DriverObject, Context: Any, Count: int) -> None:
         """Runs once every driver has loaded: note it on each device, then free the

@@ -1218,9 +1218,12 @@ class Hal:
                     full |= int.from_bytes(header[offset + 4:offset + 8], "little") << 32
                 else:
                     mask |= 0xFFFFFFFF00000000
+                # The type bits are read-only on a PCI device, so the sizing readback and
+                # the original agree on them; QEMU lets a BAR smaller than 16 bytes
+                # (pvpanic-pci's 2) keep writable bits there, which must not be kept.
                 bars.append(PciBar(index, offset, "memory", _lowest_bit(mask), is_64,
                                    bool(readback & PCI_ADDRESS_MEMORY_PREFETCHABLE),
-                                   readback & 0xF, full))
+                                   readback & original & 0xF, full))
                 index += 2 if is_64 else 1
             original = int.from_bytes(header[rom:rom + 4], "little")
             readback = readbacks[rom]
@@ -1421,7 +1424,10 @@ class Hal:
             space = IO_SPACE if bar.kind == "io" else MEMORY_SPACE
             start, end = partial.start, partial.start + partial.length - 1
             where = mapped.get(bar.index)
-            if where != (start, end):
+            # A memory BAR under 16 bytes (QEMU's pvpanic-pci: 2) sizes as 16 by its type
+            # bits but is mapped at its own size from the same start.
+            if where != (start, end) and not (where is not None and where[0] == start and where[1] < end
+                                              and space == MEMORY_SPACE and partial.length == 16):
                 shown = "unmapped" if where is None else f"{where[0]:#x}-{where[1]:#x}"
                 problems.append(f"BAR{bar.index} {space} {start:#x}-{end:#x}: the platform maps it {shown}")
             others = [s for s in spans if s.space == space and s.start <= end and s.end >= start

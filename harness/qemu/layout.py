@@ -771,13 +771,20 @@ def parse_mtree_flat(text: str) -> dict[str, list[MtreeRegion]]:
 
 
 def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
-    """``info mtree -o`` → {address-space name: regions in tree order, with depth}."""
+    """``info mtree -o`` → {address-space name: regions in tree order, with depth}.
+    Address spaces with one root region are printed as consecutive headers over one tree
+    (``address-space: I/O`` then ``address-space: lsi-pci-io``): each gets that tree."""
     lines: dict[str, list[re.Match[str]]] = {}
     current: list[re.Match[str]] | None = None
     for line in text.splitlines():
         m = _TREE_HEAD_RE.match(line)
         if m:
-            current = lines.setdefault(m.group(2).strip(), []) if m.group(1) == "address-space" else None
+            if m.group(1) != "address-space":
+                current = None
+            elif current is not None and not current:    # the header before it has no tree yet
+                lines[m.group(2).strip()] = current
+            else:
+                current = lines.setdefault(m.group(2).strip(), [])
             continue
         if current is not None:
             match = _LINE_RE.match(line)
@@ -825,7 +832,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
     counts as decoding.  A disabled region and everything under it maps
     nothing (``info mtree -D`` marks it; without -D QEMU hides its line but prints its
     subregions one level too deep, which is recognised too).  Skipped as well: the root,
-    RAM, negative priorities,
+    RAM no device owns (a device's RAM, such as isa-vga's VBE frame buffer, decodes and
+    can be lost like any of its regions), negative priorities,
     and everything inside an alias (its addresses are the alias target's, not absolute;
     devices behind bridges appear in the flat view).  The cause comes from where the two
     regions meet in the tree: the winner's branch has the higher priority there, or the
@@ -858,8 +866,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
         if region.alias:
             alias_depth = region.depth
             continue
-        if region.depth <= 1 or region.priority < 0 or region.kind == "ram":
-            continue
+        if region.depth <= 1 or region.priority < 0 or (region.kind == "ram" and region.owner_kind != "dev"):
+            continue   # system RAM decodes nobody's claims; a device's RAM (vga.vram) is the device
         if (region.has_children and (region.owner_key, region.name) not in shown
                 and _shows_through(region, children.get(id(region), []), flat)):
             continue  # a container

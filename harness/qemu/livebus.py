@@ -40,7 +40,7 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, parse_mtree_flat, parse_mtree_tree,
+from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, _owning_device, parse_mtree_flat, parse_mtree_tree,
                      refresh, walk_pci)
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
@@ -712,14 +712,17 @@ class LiveBus:
                         by_id[dev["qdev_id"]] = key
                     else:
                         anonymous.setdefault(dev["slot"] << 3 | dev["function"], []).append(key)
-            devfns = self._devfns([r.owner for view in ("I/O", "memory") for r in flat.get(view, [])
-                                   if r.owner_kind == "dev" and r.owner_ref == "path" and r.owner not in by_id])
+            # A region of a device embedded in one created with -device (qemu-xhci's
+            # xhci-core) is that device's, as in the layout (_owning_device).
+            devfns = self._devfns([_owning_device(r)[0] for view in ("I/O", "memory") for r in flat.get(view, [])
+                                   if r.owner_kind == "dev" and r.owner_ref == "path"
+                                   and _owning_device(r)[0] not in by_id])
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
                 for region in flat.get(view, []):
                     if _background(region):
                         continue
-                    owner = region.owner if region.owner_kind == "dev" else None
+                    owner = _owning_device(region)[0] if region.owner_kind == "dev" else None
                     function = None
                     if owner is not None:
                         function = by_id.get(owner)
