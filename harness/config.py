@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from .actions import Action, parse_actions
 from .builtin import parse_builtin
@@ -274,25 +274,19 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
     )
 
 
-def start_order(devices: Sequence[DeviceSpec], driver: str) -> tuple[str, ...]:
-    """The devices ``driver`` drives, in the order it starts them: the device mapped last
-    first, as drivers load (QEMU gives a contested port to the device mapped last, so a
-    shadowed sibling meets its claim in the arbiter instead of failing its probe)."""
-    return tuple(d.id for d in reversed(devices) if d.driver == driver)
-
-
 def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog) -> tuple[DriverSpec, ...]:
     """The ``drivers`` list (a name, or a mapping with ``name``, ``devices`` and
     ``override_conflict``); when absent, every driver the devices need, in reverse device
     order: QEMU maps devices in file order and gives a contested port, IRQ line or DMA
     channel to the device mapped last, so its driver starts first and the shadowed
     device's driver meets that claim before it touches a register (an NT conflict, not a
-    device that does not answer).  A driver starts its own devices by the same rule, the
-    device mapped last first (:func:`start_order`); a ``devices`` list is its order."""
+    device that does not answer).  Each driver's own devices stay in file order (a driver
+    starts siblings that contest a resource last-mapped first itself: NtDriver.start_order)."""
     known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
         order = list(dict.fromkeys(d.driver for d in reversed(devices) if d.driver))
-        return tuple(DriverSpec(name, start_order(devices, name)) for name in order)
+        return tuple(DriverSpec(name, tuple(d.id for d in devices if d.driver == name))
+                     for name in order)
     out: list[DriverSpec] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(get_list(doc, "drivers")):
@@ -318,7 +312,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")
         seen[name] = line
-        mine = list(start_order(devices, name))
+        mine = [d.id for d in devices if d.driver == name]
         if wanted is None:
             chosen = tuple(mine)
         else:

@@ -26,7 +26,7 @@ from .actions import Action, ActionRecord, parse_step
 from .builtin import board_settings
 from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, claimant_lines, legacy_parameters,
                         resolve_board)
-from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec, start_order
+from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
 from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
@@ -67,9 +67,8 @@ def _live_ioapic(machine: Machine) -> list[int]:
 
 
 def devices_driven_by(spec: MachineSpec, name: str) -> tuple[str, ...]:
-    """The devices of ``spec`` that the sample driver ``name`` drives, in the order it
-    starts them (:func:`harness.config.start_order`)."""
-    return start_order(spec.devices, name)
+    """The devices of ``spec`` that the sample driver ``name`` drives."""
+    return tuple(d.id for d in spec.devices if d.driver == name)
 
 
 @dataclass
@@ -151,7 +150,8 @@ class Testbed:
             raise HarnessError(f"{', '.join(stray)}: not a device of machine {self.spec.name} that {name} drives "
                                f"(those are: {', '.join(mine) or 'none'})")
         self.io.journal.append(LoadStep(name, chosen, override_conflict, claim))
-        driver = cls(self.io, self.hal, override_conflict=override_conflict, start_order=chosen)
+        driver = cls(self.io, self.hal, override_conflict=override_conflict,
+                     mapping_order=[d.id for d in self.spec.devices])
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
             params = legacy_parameters(devices, self.before.layout)

@@ -293,6 +293,34 @@ def test_serial_driver_life_cycle_on_the_real_uarts(io: IoManager) -> None:
     assert io.unload_driver("Serial") == [] and io.claims_of_driver("Serial") == []
 
 
+def test_only_siblings_contesting_a_resource_start_last_mapped_first(io: IoManager) -> None:
+    """A driver starts (and numbers) its devices as gathered; only siblings contesting a
+    port, memory or a DMA channel (what QEMU gives the device mapped last) swap, within
+    the places their group holds.  Sharing an IRQ line is no contest (both drive it)."""
+    from harness.drivers.base import DeviceConfig
+
+    def uart(name: str, base: int, irq: int = 4, dma: list[int] | None = None) -> DeviceConfig:
+        return DeviceConfig(name, "Parameters", ports=[(base, 8)], irq=irq, dma=dma or [])
+
+    configs = [uart("com1", 0x3F8), uart("com2", 0x2F8, 3), uart("com3", 0x3E8), uart("late", 0x3FF)]
+    driver = SerialDriver(io, io.hal, mapping_order=["com1", "com2", "com3", "late"])
+    # late (mapped last) overlaps com1 at 0x3ff: it takes com1's place, com1 late's; com2
+    # and com3 keep theirs (com3 shares com1's IRQ 4: no contest).
+    assert [c.name for c in driver.start_order(configs)] == ["late", "com2", "com3", "com1"]
+    # A chain: a overlaps b, b overlaps c (a and c do not meet): one group of three.
+    chain = [uart("a", 0x300), uart("b", 0x306), uart("c", 0x30C), uart("x", 0x2E8)]
+    driver = SerialDriver(io, io.hal, mapping_order=["x", "a", "b", "c"])
+    assert [c.name for c in driver.start_order(chain)] == ["c", "b", "a", "x"]
+    # A DMA channel in common is a contest; the file order decides, not the gathered one.
+    dmas = [uart("p", 0x300, dma=[3]), uart("q", 0x310, dma=[3]), uart("r", 0x320, dma=[1])]
+    driver = SerialDriver(io, io.hal, mapping_order=["q", "r", "p"])
+    assert [c.name for c in driver.start_order(dmas)] == ["p", "q", "r"]
+    driver = SerialDriver(io, io.hal, mapping_order=["p", "r", "q"])
+    assert [c.name for c in driver.start_order(dmas)] == ["q", "p", "r"]
+    # What detection alone found (no configured name) keeps its place.
+    assert [c.name for c in SerialDriver(io, io.hal).start_order(configs)] == ["com1", "com2", "com3", "late"]
+
+
 def test_a_failing_driver_that_keeps_its_claims_is_caught(io: IoManager) -> None:
     def body(d, path):
         dev = io.IoCreateDevice(d, r"\Device\Sloppy0")[1]

@@ -269,7 +269,7 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
 def test_shared_interrupt_configs_show_what_the_line_does(tmp_path: Path) -> None:
     edge = run_job(load_machine(CONFIGS / "conflicts" / "shared-isa-irq-edge.yaml"), tmp_path / "e", picture=False)
     (line,) = edge.shared_lines
-    assert line.irq == 4 and line.no_edge == ["com1 (\\Device\\Serial1)"] and not line.left_pending
+    assert line.irq == 4 and line.no_edge == ["com3 (\\Device\\Serial1)"] and not line.left_pending
     pci = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared.yaml"), tmp_path / "p", picture=False)
     (line,) = pci.shared_lines
     assert line.mode == "LevelSensitive" and len(line.taken) == 2 and not line.lost
@@ -281,7 +281,7 @@ def test_the_shared_interrupt_exercise_runs_through_the_ioapic_on_q35(tmp_path: 
     assert edge.hal == "apic"
     (line,) = edge.shared_lines
     assert (line.input_name, line.irq, line.mode) == ("GSI", 4, "Latched")
-    assert line.vector >= 0x50 and line.no_edge == ["com1 (\\Device\\Serial1)"] and not line.left_pending
+    assert line.vector >= 0x50 and line.no_edge == ["com3 (\\Device\\Serial1)"] and not line.left_pending
     assert "at the I/O APIC" in line.describe()
     pci = run_job(load_machine(CONFIGS / "conflicts" / "pci-intx-shared-q35.yaml"), tmp_path / "p", picture=False)
     (line,) = pci.shared_lines
@@ -351,6 +351,12 @@ def test_cli_run_exit_codes_and_json(tmp_path: Path, capsys) -> None:
                  "--out", str(tmp_path / "a")]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["clean"] and report["machine_type"] == "pc-i440fx-7.2"
+    # Devices that contest nothing are numbered as gathered: COM1 (0x3f8) is Serial0, as NT
+    # numbers it, and the PCI NICs follow the bus scan.
+    numbered = {r["name"]: [(d["config"], d["device"]) for d in r["devices"]] for r in report["drivers"]}
+    assert numbered["Serial"] == [("com1", "\\Device\\Serial0"), ("com2", "\\Device\\Serial1")]
+    assert [d for _, d in numbered["PciNet"]] == ["\\Device\\PciNet0", "\\Device\\PciNet1", "\\Device\\PciNet2"]
+    assert [c for c, _ in numbered["PciNet"]] == ["PCI 00:03.0", "PCI 00:04.0", "PCI 01:01.0"]
     assert main(["run", str(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), "--no-picture",
                  "--out", str(tmp_path / "b")]) == 1
     assert "IO_ERR_PORT_CONFLICT_DETECTED" in capsys.readouterr().out
@@ -381,8 +387,8 @@ def test_bad_driver_sections_are_refused_with_their_line(text: str, message: str
 def test_default_driver_list_follows_the_devices_last_first() -> None:
     spec = load_machine(CONFIGS / "machines" / "default.yaml")
     assert [(d.name, d.devices) for d in spec.drivers] == [
-        ("pcinet", ("nic2", "nic1", "nic0")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
-        ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com2", "com1"))]
+        ("pcinet", ("nic0", "nic1", "nic2")), ("sb16", ("sb0",)), ("ne2000", ("ne0",)),
+        ("floppy", ("fd0",)), ("parallel", ("lpt1",)), ("serial", ("com1", "com2"))]
 
 
 def test_qemus_parallel_port_at_0x3bc_keeps_its_data_latch_at_0x3c0() -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar, Mapping, Sequence
 
+from ..nt.arbiter import Owner, ResourceKind, claims_of, conflicts_between
 from ..nt.hal import Hal
 from ..nt.interrupts import KINTERRUPT, interrupt_mode
 from ..nt.iomgr import DeviceObject, DriverObject, IoManager
@@ -34,6 +35,9 @@ from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT
                             CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, CmResourceShare, DeviceSpecific,
                             Dma, INTERFACE_TYPE, Interrupt, Memory, Port)
 from ..nt.status import NT_SUCCESS, NTSTATUS, IoErrorCode
+
+#: What QEMU gives the device mapped last when two decode it (NtDriver.start_order).
+_CONTESTED_KINDS = (ResourceKind.PORT, ResourceKind.MEMORY, ResourceKind.DMA)
 
 IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_DEVICE_CONTROL = 0x00, 0x02, 0x03, 0x04, 0x0E
 
@@ -128,13 +132,13 @@ class NtDriver:
     takes_interrupts: ClassVar[bool] = False
 
     def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False,
-                 start_order: Sequence[str] = ()) -> None:
+                 mapping_order: Sequence[str] = ()) -> None:
         self.io = io
         self.hal = hal
         self.override_conflict = override_conflict
-        #: Configured device names in the order setup lists them (the device QEMU maps
-        #: last first); the Parameters subkeys enumerate sorted by name instead.
-        self.start_order = tuple(start_order)
+        #: The configured devices' names in the order QEMU maps them (the machine file's):
+        #: where siblings contest a resource, it tells who answers (:meth:`start_order`).
+        self.mapping_order = tuple(mapping_order)
         self.outcomes: list[DeviceOutcome] = []
 
     # ------------------------------------------------------------------ configuration
@@ -180,7 +184,7 @@ class NtDriver:
         return self._driver_entry(DriverObject, RegistryPath, self.io.ExAllocatePool("configuration"))
 
     def _driver_entry(self, DriverObject: DriverObject, RegistryPath: str, memory: Any) -> NTSTATUS:
-        memory.contents = configs = self._in_start_order(self.gather(RegistryPath))  # stages 1-2
+        memory.contents = configs = self.start_order(self.gather(RegistryPath))  # stages 1-2
         DriverObject.driver_unload = self.DriverUnload               # stage 3
         DriverObject.major_function[IRP_MJ_CREATE] = self.dispatch_create_close
         DriverObject.major_function[IRP_MJ_CLOSE] = self.dispatch_create_close
@@ -201,11 +205,27 @@ class NtDriver:
         self.io.ExFreePool(memory)
         return next(o.status for o in self.outcomes if not o.started)
 
-    def _in_start_order(self, configs: list[DeviceConfig]) -> list[DeviceConfig]:
-        """``configs`` with the configured ones in :attr:`start_order`; the rest (what
-        detection alone found) after them, as gathered."""
-        rank = {name: i for i, name in enumerate(self.start_order)}
-        return sorted(configs, key=lambda c: rank.get(c.name, len(rank)))
+    def start_order(self, configs: list[DeviceConfig]) -> list[DeviceConfig]:
+        """``configs`` in the order the driver starts (and numbers) them: as gathered, except
+        that configured siblings contesting what QEMU gives to the device mapped last (a
+        port, memory, a DMA channel's handler; an IRQ line both simply drive) start
+        last-mapped first, in the places their group holds.  The device that answers at
+        the contested resources then holds the claim, and its shadowed sibling meets that
+        claim in the arbiter before a register of it is touched; every other device keeps
+        its place and number (``\\Device\\Serial0`` stays the first gathered)."""
+        mapped = {name: i for i, name in enumerate(self.mapping_order)}
+        ranked = [i for i, c in enumerate(configs) if c.name in mapped]
+        claims = {i: [c for c in claims_of(Owner(self.service_name, configs[i].name), self.claimed_list(configs[i]))
+                      if c.kind in _CONTESTED_KINDS] for i in ranked}
+        groups: list[list[int]] = []
+        for i in ranked:   # siblings contesting something, transitively
+            joined = [g for g in groups if any(conflicts_between(claims[i], claims[j]) for j in g)]
+            groups = [g for g in groups if g not in joined] + [[i, *(j for g in joined for j in g)]]
+        out = list(configs)
+        for group in groups:
+            for place, i in zip(sorted(group), sorted(group, key=lambda i: -mapped[configs[i].name])):
+                out[place] = configs[i]
+        return out
 
     def Reinitialize(self, DriverObject: DriverObject, Context: Any, Count: int) -> None:
         """Runs once every driver has loaded: note it on each device, then free the
@@ -250,10 +270,16 @@ class NtDriver:
         """The device object's name: the prefix and the driver's device number."""
         return f"{self.device_prefix}{number}"
 
+    @staticmethod
+    def claimed_list(config: DeviceConfig) -> CM_RESOURCE_LIST:
+        """The raw list a device's claim reports: a list the gathering made, else the
+        config's own (:meth:`DeviceConfig.resource_list`)."""
+        return config.extra.get("resources") or config.resource_list()
+
     def claim(self, driver_object: DriverObject, device: DeviceObject,
               config: DeviceConfig) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         """Stage 4 by IoReportResourceUsage of the gathered list (DeviceList)."""
-        resources = config.extra.get("resources") or config.resource_list()
+        resources = self.claimed_list(config)
         result = self.io.IoReportResourceUsage(self.resource_class, driver_object, None, 0, device,
                                                resources, resources.size(self.io.registry.arch),
                                                self.override_conflict)
