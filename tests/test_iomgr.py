@@ -16,7 +16,7 @@ from harness.nt.errorlog import ERROR_LOG_LIMIT_SIZE
 from harness.nt.hal import Hal, slot_number
 from harness.nt.iomgr import (DEFAULT_RESOURCE_CLASS, HAL_NAME, IoManager, RAW_SUFFIX,
                               TRANSLATED_SUFFIX)
-from harness.nt.registry import RESOURCE_MAP, Registry
+from harness.nt.registry import DEVICE_MAP, RESOURCE_MAP, Registry, RegType
 from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
                                   Isa, Port, PortRequirement)
@@ -281,16 +281,52 @@ def test_hal_assign_slot_resources_moves_a_bar_whose_place_is_claimed(io: IoMana
     assert io.claims_of_driver("PciNet") == []
 
 
+def _device_map(io: IoManager, key: str) -> dict[str, tuple[int, str]]:
+    """DEVICEMAP\\<key> as {value name: (type, data)}; {} when the key is absent."""
+    path = rf"{DEVICE_MAP}\{key}"
+    if not io.registry.key_exists(path):
+        return {}
+    assert io.registry.key_info(path).volatile   # gone at the next boot, as in NT
+    return {v.name: (v.type, v.value) for v in io.registry.values(path)}
+
+
 def test_serial_driver_life_cycle_on_the_real_uarts(io: IoManager) -> None:
+    """SERIALCOMM as NT4 (and the 2000+ serial sample) writes it: the device object's name
+    = the bare COM name, REG_SZ.  The claims live under NT4 serial.sys's own ResourceMap
+    class, "LOADED SERIAL DRIVER RESOURCES", not under SERIALCOMM
+    (tests/data/realworld-devicemap/README.md)."""
     serial = SerialDriver(io, io.hal)
     result = io.load_driver(serial, {"com1": {"IoBaseAddress": 0x3F8, "InterruptNumber": 4}})
     assert result.ok and [o.device for o in serial.outcomes] == [r"\Device\Serial0", r"\Device\Serial1"]
     assert serial.outcomes[0].facts["uart"] == "16550A"
-    assert io.registry.get(r"\REGISTRY\MACHINE\HARDWARE\DEVICEMAP\SERIALCOMM", r"\Device\Serial0") == "COM1"
+    assert _device_map(io, "SERIALCOMM") == {r"\Device\Serial0": (RegType.REG_SZ, "COM1"),
+                                             r"\Device\Serial1": (RegType.REG_SZ, "COM2")}
     assert {c.start for c in io.claims_of_driver("Serial")} == {0x3F8, 0x2F8, 4, 3} and io.violations == []
-    raw = io.registry.get(rf"{RESOURCE_MAP}\SERIALCOMM\Serial", r"\Device\Serial0" + RAW_SUFFIX)
+    raw = io.registry.get(rf"{RESOURCE_MAP}\LOADED SERIAL DRIVER RESOURCES\Serial", r"\Device\Serial0" + RAW_SUFFIX)
     assert any(isinstance(p, DeviceSpecific) for _, p in raw.partials())   # the baud clock
+    assert not io.registry.key_exists(rf"{RESOURCE_MAP}\SERIALCOMM")
     assert io.unload_driver("Serial") == [] and io.claims_of_driver("Serial") == []
+    assert _device_map(io, "SERIALCOMM") == {}
+
+
+def test_parallel_ports_device_map_names_the_class_device_and_its_dos_link(io: IoManager) -> None:
+    """PARALLEL PORTS as NT4 writes it: parport.sys owns \\Device\\ParallelPortN and claims
+    under "LOADED PARALLEL DRIVER RESOURCES"; the class driver's \\Device\\ParallelN over
+    it is the value name, its link \\DosDevices\\LPT(N+1) the REG_SZ data.  The LPT number
+    follows the port number, not the base: a configured port at 0x278 that does not
+    answer takes no number, so the LPT at 0x378 is still port 0 and LPT1."""
+    parport = ParallelDriver(io, io.hal)
+    result = io.load_driver(parport, {"dead": {"IoBaseAddress": 0x278, "InterruptNumber": 5},
+                                      "lpt1": {"IoBaseAddress": 0x378, "InterruptNumber": 7}})
+    assert result.ok and [(o.config, o.device) for o in parport.outcomes] == [
+        ("dead", None), ("lpt1", r"\Device\ParallelPort0")]
+    assert _device_map(io, "PARALLEL PORTS") == {r"\Device\Parallel0": (RegType.REG_SZ, r"\DosDevices\LPT1")}
+    assert io.registry.key_exists(rf"{RESOURCE_MAP}\LOADED PARALLEL DRIVER RESOURCES\Parport")
+    assert io.registry.get(rf"{RESOURCE_MAP}\LOADED PARALLEL DRIVER RESOURCES\Parport",
+                           r"\Device\ParallelPort0" + RAW_SUFFIX) is not None
+    assert not io.registry.key_exists(rf"{RESOURCE_MAP}\PARALLEL PORTS")
+    io.run_reinitialization()
+    assert io.unload_driver("Parport") == [] and _device_map(io, "PARALLEL PORTS") == {}
 
 
 def test_only_siblings_contesting_a_resource_start_last_mapped_first(io: IoManager) -> None:

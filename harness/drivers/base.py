@@ -389,8 +389,21 @@ class NtDriver:
         return None
 
     # ------------------------------------------------------------------ DeviceMap
+    # One REG_SZ value per started device under DEVICEMAP\<device_map_key> (volatile), as
+    # RtlWriteRegistryValue(RTL_REGISTRY_DEVICEMAP, ...) writes it; the names and data are
+    # those of genuine NT4 (tests/data/realworld-devicemap/README.md).
+    def device_number(self, device: DeviceObject) -> int:
+        r"""The driver's number of a device (``\Device\Serial1`` -> 1)."""
+        return int(device.name[len(self.device_prefix):])
+
     def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
+        """The DeviceMap value's data: the device's Win32 name (None: no entry)."""
         return None
+
+    def device_map_name(self, device: DeviceObject) -> str:
+        """The DeviceMap value's name: the device object's name unless a class driver's
+        device above it is the one Win32 opens (:class:`~.isa.ParallelDriver`)."""
+        return device.name
 
     def write_device_map(self, device: DeviceObject, config: DeviceConfig) -> None:
         name = self.dos_name(device, config)
@@ -398,14 +411,14 @@ class NtDriver:
             return
         key = f"{DEVICE_MAP}\\{self.device_map_key}"
         self.io.registry.create_key(key, volatile=True)
-        self.io.registry.set_value(key, device.name, name)
+        self.io.registry.set_value(key, self.device_map_name(device), name)
 
     def remove_device_map(self, device: DeviceObject) -> None:
         if self.device_map_key is None:
             return
         key = f"{DEVICE_MAP}\\{self.device_map_key}"
         if self.io.registry.key_exists(key):
-            self.io.registry.delete_value(key, device.name, missing_ok=True)
+            self.io.registry.delete_value(key, self.device_map_name(device), missing_ok=True)
 
     # ------------------------------------------------------------------ register helpers
     def inb(self, port: int) -> int:

@@ -26,7 +26,6 @@ from .base import PARAMETER_NAMES, DeviceConfig, DeviceNotResponding, NtDriver, 
 
 UART_CLOCK = 1843200
 COM_NAMES = {0x3F8: "COM1", 0x2F8: "COM2", 0x3E8: "COM3", 0x2E8: "COM4"}
-LPT_NAMES = {0x378: "LPT1", 0x278: "LPT2", 0x3BC: "LPT1"}
 SECTOR_SIZE = 512
 #: How long a DMA sector read may take (QEMU moves it in a bottom half within a few ms).
 DMA_READ_TIMEOUT = 0.5
@@ -94,7 +93,8 @@ class SerialDriver(NtDriver):
 
     service_name = "Serial"
     device_prefix = "\\Device\\Serial"
-    resource_class = "SERIALCOMM"
+    #: NT4's serial.sys claims under this class (not under its DeviceMap key's name).
+    resource_class = "LOADED SERIAL DRIVER RESOURCES"
     device_map_key = "SERIALCOMM"
     takes_interrupts = True
 
@@ -164,7 +164,7 @@ class SerialDriver(NtDriver):
         self.outb(base + 4, 0x00)
 
     def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
-        return COM_NAMES.get(config.base, f"COM{5 + int(device.name.rsplit('Serial', 1)[1])}")
+        return COM_NAMES.get(config.base, f"COM{5 + self.device_number(device)}")
 
 
 class ParallelDriver(NtDriver):
@@ -172,8 +172,12 @@ class ParallelDriver(NtDriver):
 
     service_name = "Parport"
     device_prefix = "\\Device\\ParallelPort"
-    resource_class = "PARALLEL PORTS"
+    #: NT4's parport.sys claims under this class (not under its DeviceMap key's name).
+    resource_class = "LOADED PARALLEL DRIVER RESOURCES"
     device_map_key = "PARALLEL PORTS"
+    #: The parallel class driver's device over port N (NT4 parallel.sys): the one Win32
+    #: opens, so the one DEVICEMAP\PARALLEL PORTS lists.
+    class_device_prefix = "\\Device\\Parallel"
     uses_reinitialization = True
 
     def gather(self, registry_path: str) -> list[DeviceConfig]:
@@ -191,8 +195,13 @@ class ParallelDriver(NtDriver):
         status = self.inb(base + 1)
         return {"status": f"{status:#04x}", "busy": not status & 0x80}
 
+    def device_map_name(self, device: DeviceObject) -> str:
+        return f"{self.class_device_prefix}{self.device_number(device)}"
+
     def dos_name(self, device: DeviceObject, config: DeviceConfig) -> str | None:
-        return LPT_NAMES.get(config.base)
+        """The symbolic link itself, numbered after the port (not its base): port N is
+        LPT(N+1), as NT4's parallel.sys names it."""
+        return f"\\DosDevices\\LPT{self.device_number(device) + 1}"
 
 
 class FloppyDriver(NtDriver):
