@@ -148,6 +148,47 @@ def test_pci_topology_is_checked() -> None:
     assert "no built-in floppy controller" in str(err)
 
 
+_PCI = "machine: {machine}\ndevices:\n"
+
+
+@pytest.mark.parametrize("machine, devices, line, field, words", [
+    # the board's own functions
+    ("pc", ["{model: e1000, id: a, addr: 1}"], 3, "addr", "the board's PIIX3 ISA bridge"),
+    ("q35", ["{model: e1000, id: a, addr: 0x1f}"], 3, "addr", "the board's ICH9 LPC bridge"),
+    ("q35", ["{model: e1000, id: a, addr: '0.2'}"], 3, "addr", "function 0 there is the board's MCH host bridge"),
+    # a single-function function 0, either order
+    ("pc", ["{model: e1000, id: a, addr: '3.0'}", "{model: e1000, id: b, addr: '3.1'}"], 4, "addr",
+     "function 0 there is 'a', a single-function device"),
+    ("pc", ["{model: e1000, id: b, addr: '3.1'}", "{model: e1000, id: a, addr: 3}"], 4, "addr",
+     "already holds 'b' at a function > 0"),
+    # no function 0 at all: no PCI scan finds the slot
+    ("pc", ["{model: e1000, id: b, addr: '5.2'}"], 3, "addr", "has no function 0"),
+    # a device without addr takes the lowest free slot (2 on pc) before a later explicit one
+    ("pc", ["{model: VGA, id: v}", "{model: e1000, id: a, addr: 2}"], 4, "addr",
+     "already used by 'v' (it has no addr"),
+    # behind a PCIe root port only slot 0, explicit or as the second device placed there
+    ("q35", ["{model: pcie-root-port, id: rp, addr: 8}", "{model: e1000e, id: a, bus: rp, addr: 1}"], 4,
+     "addr", "QEMU hides slot 0x1 behind 'rp'"),
+    ("q35", ["{model: pcie-root-port, id: rp, addr: 8}", "{model: e1000e, id: a, bus: rp}",
+             "{model: e1000e, id: b, bus: rp}"], 5, "model", "QEMU hides slot 0x1 behind 'rp'"),
+])
+def test_pci_addresses_qemu_refuses_or_hides_are_refused(machine: str, devices: list[str], line: int,
+                                                         field: str, words: str) -> None:
+    err = error_of(_PCI.format(machine=machine) + "".join(f"  - {d}\n" for d in devices))
+    assert (err.line, err.field.rsplit(".", 1)[-1]) == (line, field), str(err)
+    assert words in str(err)
+
+
+def test_pci_functions_qemu_accepts_are_placed_as_qemu_places_them() -> None:
+    from harness.config import place_pci_functions
+    spec = parse_machine_text(_PCI.format(machine="pc") + "".join(f"  - {d}\n" for d in [
+        "{model: rtl8139, id: b, addr: '4.1'}", "{model: e1000, id: a, addr: 4, multifunction: true}",
+        "{model: e1000, id: c}", "{model: e1000, id: d, addr: '1.2'}", "{model: pci-bridge, id: br}",
+        "{model: e1000, id: e, bus: br}"]), "m.yaml")
+    assert place_pci_functions("pc", spec.devices) == {
+        "b": (4, 1), "a": (4, 0), "c": (2, 0), "d": (1, 2), "br": (3, 0), "e": (0, 0)}
+
+
 def test_an_unwired_irq_value_decodes_no_line() -> None:
     """QEMU's IPMI interfaces wire no IRQ for irq 0 (``isairq > 0`` in their realize);
     their models say so with ``unwired: 0``, and the value is then no line at all."""
