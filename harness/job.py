@@ -410,8 +410,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         finally:
             full = full or not finished  # a job that raised keeps what there is to see why
             if full:
-                shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
-                                ignore=lambda _, names: [n for n in names if n.startswith(".")])
+                keep_run_files(run_dir, out_dir / "qemu")
                 relocate_argv(out_dir / "qemu" / "argv.sh", run_dir, out_dir / "qemu")
             if not keep:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -427,6 +426,16 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         raise
     finally:
         registry.close()
+
+
+def keep_run_files(run_dir: Path, target: Path) -> None:
+    """Copy the run folder's files to ``target``: not hidden ones, and not QEMU's sockets
+    (agent.sock, console.sock), which cannot be copied and are left behind when QEMU exits
+    early (copying one raised over the job's own error, hiding QEMU's message)."""
+    def skipped(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".")
+                or not (Path(folder, n).is_file() or Path(folder, n).is_dir())]
+    shutil.copytree(run_dir, target, dirs_exist_ok=True, ignore=skipped)
 
 
 def _keep_registry(registry: Registry, out_dir: Path) -> None:

@@ -188,6 +188,26 @@ def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
+def test_a_failed_run_keeps_its_files_but_not_qemus_sockets(tmp_path: Path) -> None:
+    """QEMU that exits early leaves agent.sock behind (q35's probe guest); copying it raised
+    over the job's own error, so 'QEMU exited before its monitor ran' and QEMU's message
+    came out as an unreadable socket list (measured: a q35 e1000 at 00:1f.0, before the
+    config refused that address)."""
+    import socket
+    from harness.job import keep_run_files
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "qemu.log").write_text("qemu-system-x86_64: refused\n")
+    (run_dir / ".lock").write_text("")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(run_dir / "agent.sock"))
+        keep_run_files(run_dir, tmp_path / "out" / "qemu")
+    finally:
+        listener.close()
+    assert sorted(p.name for p in (tmp_path / "out" / "qemu").iterdir()) == ["qemu.log"]
+
+
 def test_all_files_decides_which_files_a_job_leaves(tmp_path: Path) -> None:
     """``all_files`` (a matrix cell's): asked with the result; no means report.json alone
     (the registry never left memory), yes means every file, the registry written out
