@@ -120,10 +120,26 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "full-clean-pci-pc": None,
     "full-clean-pci-q35": None,
     "pvpanic-at-com1": None,
+    # Scenarios of the third QA pass: q35's board, BARs (64-bit, sibling functions), builtin.
+    "bar-moved-onto-q35-rcba": (None, None, "shadowed"),
+    "bar-moved-onto-mmconfig": (None, None, "shadowed"),
+    "serial-on-q35-smbus": ("IO_ERR_PORT_CONFLICT_DETECTED", "PnpManager", "shadowed"),
+    "serial-on-q35-cpu-hotplug": ("IO_ERR_PORT_CONFLICT_DETECTED", "ACPI", "shadowed"),
+    "builtin-kbd-irq4-q35": ("IO_ERR_IRQ_CONFLICT_DETECTED", "i8042prt", "irq-shared"),
+    "builtin-fdc-onto-serial": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "bar-moved-onto-sibling-function": (None, None, "shadowed"),
+    "bar64-moved-onto-bar": (None, None, "shadowed"),
+    "bar64-above-4g-q35": None,
+    "serial-in-root-port-window": (None, None, "shadowed"),
+    "multifunction-pair-q35": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
-COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error"}
+COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
+                  # a board device is named as the claimants name it, not by its QOM path
+                  "bar-moved-onto-q35-rcba": "board:root-complex-registers wins them",
+                  "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
+                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -150,6 +166,8 @@ UNCLAIMED: dict[str, set[str]] = {
     "isapc-floppy-sb16-dma2": {"board:floppy-controller"}, "three-way-0x300": {"com9", "ne0"},
     "three-way-ide-alt-status": {"com9", "bt0"}, "serial-shadowed-beside-lsi": {"com9"}, "bar-moved-onto-vbe-lfb": {"vga0"},
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
+    "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
+    "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
 }
 
 
