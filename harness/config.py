@@ -121,7 +121,8 @@ class DeviceSpec:
         if self.no_driver:
             return f"driver: none (line {self.line})"
         if self.model.bridge:
-            return "a bridge: the HAL's PCI bus handler programs its windows, it decodes nothing for itself"
+            return ("a bridge: the HAL's PCI bus handler programs its windows; no NT driver claims the "
+                    "bridge's own BAR (QEMU's MSI-X table of a root port, a pci-bridge's SHPC)")
         if self.driver is None:
             return "decodes nothing itself (its controller does)"
         return ""

@@ -132,6 +132,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "bar64-above-4g-q35": None,
     "serial-in-root-port-window": (None, None, "shadowed"),
     "multifunction-pair-q35": None,
+    "bridge-msix-bar-onto-nic": (None, None, "shadowed"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
