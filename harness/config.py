@@ -33,7 +33,7 @@ from .actions import Action, parse_actions
 from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
-from .names import ACCEL_POLICIES, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
+from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
 from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
@@ -339,7 +339,7 @@ def _name(doc: Node, source: str) -> str:
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
-    seen_ids: dict[str, tuple[str, int]] = {}
+    seen_ids: dict[str, tuple[str, str, int]] = {}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -354,11 +354,16 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
-        if dev_id in seen_ids:   # the first may come from another file (a matrix's base)
-            first_source, first_line = seen_ids[dev_id]
+        # Case-blind: each id names a registry key (Services\<driver>\Parameters\<id>),
+        # and registry keys are case-insensitive, so 'COM3' would overwrite 'com3''s settings.
+        if dev_id.lower() in seen_ids:   # the first may come from another file (a matrix's base)
+            first_id, first_source, first_line = seen_ids[dev_id.lower()]
             first = f"line {first_line}" if first_source == item.source else f"{first_source}:{first_line}"
-            raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
-        seen_ids[dev_id] = (item.source, item.line)
+            if first_id == dev_id:
+                raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
+            raise item.error("id", f"id {dev_id!r} differs from {first_id!r} (on {first}) only in case: "
+                                   "it names the same registry key (Parameters\\<id>; keys are case-insensitive)")
+        seen_ids[dev_id.lower()] = (dev_id, item.source, item.line)
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")
@@ -402,6 +407,10 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
             channel=channel, line=item.line, no_driver=no_driver))
+    for dev, item in zip(out, items):
+        if dev.driver == "floppy" and dev.id.lower() == BOARD_CONTROLLER_KEY.lower():
+            raise item.error("id", f"{dev.id!r} is the Floppy driver's Parameters subkey for the board's "
+                                   "own controller: give this controller another id")
     _check_topology(doc, machine, out, items)
     place_pci_functions(machine, out, items)
     _check_drive_places(machine, out, items)

@@ -57,6 +57,12 @@ def test_defaults_follow_qemu_instance_order() -> None:
     ("machine: pc\ndevices:\n  - isa-serial\n", 2, "devices", "must be a mapping"),
     ("machine: pc\ndevices:\n  - {model: isa-serial}\n", 3, "devices[0]", "missing required field 'id'"),
     ("machine: pc\nmachine: q35\n", 2, "machine", "duplicate key"),
+    # ids name registry keys, which are case-insensitive (the second UART's settings
+    # replaced the first's: false mismatches); the Floppy driver keeps one subkey itself
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: com3}\n  - {model: isa-serial, id: COM3}\n", 4,
+     "devices[1].id", "only in case"),
+    ("machine: pc\ndevices:\n  - {model: isa-fdc, id: boardController, iobase: 0x370}\n", 3,
+     "devices[0].id", "the Floppy driver's Parameters subkey"),
 ])
 def test_bad_machine_files_name_line_and_field(text: str, line: int, field: str, words: str) -> None:
     err = error_of(text)
