@@ -63,6 +63,9 @@ def test_defaults_follow_qemu_instance_order() -> None:
      "devices[1].id", "only in case"),
     ("machine: pc\ndevices:\n  - {model: isa-fdc, id: boardController, iobase: 0x370}\n", 3,
      "devices[0].id", "the Floppy driver's Parameters subkey"),
+    # a board device's name: the claim checks took the ACPI driver's claims for the device's
+    ("machine: q35\ndevices:\n  - {model: isa-debugcon, id: ACPI, iobase: 0x3ff}\n", 3,
+     "devices[0].id", "the name of a device of the q35 board"),
 ])
 def test_bad_machine_files_name_line_and_field(text: str, line: int, field: str, words: str) -> None:
     err = error_of(text)
