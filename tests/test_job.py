@@ -133,6 +133,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-in-root-port-window": (None, None, "shadowed"),
     "multifunction-pair-q35": None,
     "bridge-msix-bar-onto-nic": (None, None, "shadowed"),
+    "bar-moved-outside-bridge-window": (None, None, None),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
