@@ -143,18 +143,14 @@ def test_bad_board_files_are_refused_with_file_line_and_field(tmp_path, item: st
 
 
 def test_pci_functions_sit_where_place_pci_functions_says() -> None:
-    """QEMU's placement (no addr: the lowest slot with function 0 free, in file order; a
-    function beside a multifunction function 0, the board's PIIX3 included; slot 0 behind a
-    bridge) against config.place_pci_functions, measured on one boot."""
-    spec = parse_machine_text("machine: pc\ndevices:\n" + "".join(f"  - {d}\n" for d in [
-        "{model: rtl8139, id: b, addr: '4.1'}", "{model: e1000, id: a, addr: 4, multifunction: true}",
-        "{model: e1000, id: c}", "{model: e1000, id: d, addr: '1.2'}", "{model: pci-bridge, id: br}",
-        "{model: e1000, id: e, bus: br}"]), "<placement>")
+    """QEMU's placement against config.place_pci_functions (helpers.PLACEMENT), one boot."""
+    from helpers import PLACEMENT, PLACEMENT_MACHINE
+    spec = parse_machine_text(PLACEMENT_MACHINE, "<placement>")
     with Machine(spec) as machine:
         machine.run_firmware()
         layout = snapshot(machine)
-    assert {f.qdev_id: (f.slot, f.function) for f in layout.pci if f.qdev_id} == \
-        place_pci_functions("pc", spec.devices)
+    measured = {f.qdev_id: (f.slot, f.function) for f in layout.pci if f.qdev_id}
+    assert measured == place_pci_functions("pc", spec.devices) == PLACEMENT
 
 
 @pytest.mark.parametrize("machine, addr, words", [

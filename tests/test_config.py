@@ -190,12 +190,8 @@ def test_pci_addresses_qemu_refuses_or_hides_are_refused(machine: str, devices: 
 
 def test_pci_functions_qemu_accepts_are_placed_as_qemu_places_them() -> None:
     from harness.config import place_pci_functions
-    spec = parse_machine_text(_PCI.format(machine="pc") + "".join(f"  - {d}\n" for d in [
-        "{model: rtl8139, id: b, addr: '4.1'}", "{model: e1000, id: a, addr: 4, multifunction: true}",
-        "{model: e1000, id: c}", "{model: e1000, id: d, addr: '1.2'}", "{model: pci-bridge, id: br}",
-        "{model: e1000, id: e, bus: br}"]), "m.yaml")
-    assert place_pci_functions("pc", spec.devices) == {
-        "b": (4, 1), "a": (4, 0), "c": (2, 0), "d": (1, 2), "br": (3, 0), "e": (0, 0)}
+    from helpers import PLACEMENT, PLACEMENT_MACHINE
+    assert place_pci_functions("pc", parse_machine_text(PLACEMENT_MACHINE, "m.yaml").devices) == PLACEMENT
 
 
 def test_an_unwired_irq_value_decodes_no_line() -> None:
