@@ -27,13 +27,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .actions import Action, parse_actions
 from .builtin import parse_builtin
 from .packagedata import resolve_config
-from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
-from .names import ACCEL_POLICIES, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
+from .devices import MACHINE_KINDS, Catalog, DeviceModel, board_model, check_value, load_catalog
+from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
 from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
@@ -121,7 +121,8 @@ class DeviceSpec:
         if self.no_driver:
             return f"driver: none (line {self.line})"
         if self.model.bridge:
-            return "a bridge: the HAL's PCI bus handler programs its windows, it decodes nothing for itself"
+            return ("a bridge: the HAL's PCI bus handler programs its windows; no NT driver claims the "
+                    "bridge's own BAR (QEMU's MSI-X table of a root port, a pci-bridge's SHPC)")
         if self.driver is None:
             return "decodes nothing itself (its controller does)"
         return ""
@@ -338,7 +339,8 @@ def _name(doc: Node, source: str) -> str:
 
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
-    seen_ids: dict[str, tuple[str, int]] = {}
+    seen_ids: dict[str, tuple[str, str, int]] = {}
+    board_names = {d.name.lower() for d in board_model(machine)}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -353,11 +355,19 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         if dev_id.lower().startswith(RESERVED_ID_PREFIX):
             raise item.error("id", f"ids starting with {RESERVED_ID_PREFIX!r} are reserved for "
                                    "the harness's own chardevs and devices")
-        if dev_id in seen_ids:   # the first may come from another file (a matrix's base)
-            first_source, first_line = seen_ids[dev_id]
+        # Case-blind: each id names a registry key (Services\<driver>\Parameters\<id>),
+        # and registry keys are case-insensitive, so 'COM3' would overwrite 'com3''s settings.
+        if dev_id.lower() in seen_ids:   # the first may come from another file (a matrix's base)
+            first_id, first_source, first_line = seen_ids[dev_id.lower()]
             first = f"line {first_line}" if first_source == item.source else f"{first_source}:{first_line}"
-            raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
-        seen_ids[dev_id] = (item.source, item.line)
+            if first_id == dev_id:
+                raise item.error("id", f"duplicate id {dev_id!r} (first on {first})")
+            raise item.error("id", f"id {dev_id!r} differs from {first_id!r} (on {first}) only in case: "
+                                   "it names the same registry key (Parameters\\<id>; keys are case-insensitive)")
+        seen_ids[dev_id.lower()] = (dev_id, item.source, item.line)
+        if dev_id.lower() in board_names:
+            raise item.error("id", f"{dev_id!r} is the name of a device of the {machine} board (its claims "
+                                   f"and checks go by that name): give this device another id")
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")
@@ -401,7 +411,12 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             explicit=frozenset(explicit), bus=bus, slot=slot, function=function,
             multifunction=get_bool(item, "multifunction", default=False), unit=unit,
             channel=channel, line=item.line, no_driver=no_driver))
+    for dev, item in zip(out, items):
+        if dev.driver == "floppy" and dev.id.lower() == BOARD_CONTROLLER_KEY.lower():
+            raise item.error("id", f"{dev.id!r} is the Floppy driver's Parameters subkey for the board's "
+                                   "own controller: give this controller another id")
     _check_topology(doc, machine, out, items)
+    place_pci_functions(machine, out, items)
     _check_drive_places(machine, out, items)
     return tuple(out)
 
@@ -483,9 +498,82 @@ def _parse_addr(item: Node) -> tuple[int, int]:
     return slot, function
 
 
+#: The board's own PCI functions on bus 0 (slot, function) -> (what, multifunction slot),
+#: measured in tests/test_config.py::test_board_pci_functions_are_measured: QEMU refuses
+#: a -device on them, and a function > 0 beside a single-function function 0.
+BOARD_PCI_FUNCTIONS: Mapping[str, Mapping[tuple[int, int], tuple[str, bool]]] = {
+    "pc": {(0, 0): ("i440FX host bridge", False), (1, 0): ("PIIX3 ISA bridge", True),
+           (1, 1): ("PIIX3 IDE", True), (1, 3): ("PIIX4 power management", True)},
+    "q35": {(0, 0): ("MCH host bridge", False), (0x1F, 0): ("ICH9 LPC bridge", True),
+            (0x1F, 2): ("ICH9 AHCI", True), (0x1F, 3): ("ICH9 SMBus", True)},
+}
+
+
+def place_pci_functions(machine: str, devices: Sequence[DeviceSpec],
+                        items: Sequence[Node] | None = None) -> dict[str, tuple[int, int]]:
+    """Each PCI device's (slot, function) on its bus as QEMU 7.2 places it, devices created
+    in file order after the board's own; a device without ``addr`` gets the lowest slot
+    whose function 0 is free (pci_bus_devfn_available).  Refused, naming the file, line and
+    field (with ``items``, else HarnessError), what QEMU refuses or hides from every PCI scan:
+    a taken address, a function > 0 beside a single-function function 0 (either order), a
+    function > 0 of a slot with no function 0 (SeaBIOS and NT skip the slot, measured: its
+    BARs stay unassigned), a slot other than 0 behind a PCIe root port (its config reads
+    return all ones, measured: pcie_has_upstream_port)."""
+    taken: dict[tuple[str | None, int, int], str] = {
+        (None, slot, fn): f"the board's {what}" for (slot, fn), (what, _) in BOARD_PCI_FUNCTIONS.get(machine, {}).items()}
+    single: dict[tuple[str | None, int], str] = {
+        (None, slot): f"the board's {what}" for (slot, fn), (what, multi) in BOARD_PCI_FUNCTIONS.get(machine, {}).items()
+        if fn == 0 and not multi}
+    bridges = {d.id: d.model.bridge for d in devices if d.model.bridge}
+    placed: dict[str, tuple[int, int]] = {}
+    where: dict[tuple[str | None, int], int] = {}
+
+    def refuse(index: int, field: str, message: str) -> HarnessError:
+        if items is not None:
+            return items[index].error(field, message)
+        return HarnessError(f"{devices[index].id}: {message}")
+
+    for index, dev in enumerate(devices):
+        if dev.model.bus not in ("pci", "pcie") and not dev.model.bridge:
+            continue
+        bus_name = dev.bus or "pci.0"
+        if dev.slot is None:
+            free = [s for s in range(32) if (dev.bus, s, 0) not in taken]
+            if not free:
+                raise refuse(index, "model", f"no free PCI slot left on bus {bus_name} for {dev.id!r}")
+            slot, function = free[0], 0
+        else:
+            slot, function = dev.slot, dev.function
+        field = "addr" if dev.slot is not None else "model"
+        if (dev.bus, slot, function) in taken:
+            raise refuse(index, field, f"PCI address {slot:#x}.{function} on bus {bus_name} is already "
+                                       f"used by {taken[dev.bus, slot, function]}")
+        if bridges.get(dev.bus) == "pcie-root-port" and slot != 0:
+            raise refuse(index, field, f"a PCIe root port has one device, at slot 0: QEMU hides slot "
+                                       f"{slot:#x} behind {dev.bus!r} (its configuration reads return all ones)")
+        if function > 0 and (dev.bus, slot) in single:
+            raise refuse(index, field, f"function {function} of slot {slot:#x} on bus {bus_name}: function 0 "
+                                       f"there is {single[dev.bus, slot]}, a single-function device "
+                                       "(give it 'multifunction: true')")
+        if function == 0 and not dev.multifunction:
+            others = [owner for (b, s, f), owner in taken.items() if (b, s) == (dev.bus, slot) and f > 0]
+            if others:
+                raise refuse(index, field, f"slot {slot:#x} on bus {bus_name} already holds {others[0]} at a "
+                                           "function > 0, so function 0 needs 'multifunction: true'")
+            single[dev.bus, slot] = repr(dev.id)
+        taken[dev.bus, slot, function] = repr(dev.id) + ("" if dev.slot is not None else
+                                                         " (it has no addr: QEMU gave it the lowest free slot)")
+        placed[dev.id] = (slot, function)
+        where.setdefault((dev.bus, slot), index)
+    for (bus, slot), index in where.items():
+        if (bus, slot, 0) not in taken:
+            raise refuse(index, "addr", f"slot {slot:#x} on bus {bus or 'pci.0'} has no function 0: a PCI scan "
+                                        "(SeaBIOS, NT) skips the slot, so nothing would find this function")
+    return placed
+
+
 def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: list[Node]) -> None:
     by_id = {d.id: (d, items[i]) for i, d in enumerate(devices)}
-    used_addrs: dict[tuple[str | None, int, int], str] = {}
     for dev, item in ((d, items[i]) for i, d in enumerate(devices)):
         if dev.model.bus in ("pci", "pcie"):
             if machine == "isapc":
@@ -497,12 +585,6 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
                                             "pcie-root-port defined earlier in this file")
                 if devices.index(parent[0]) > devices.index(dev):
                     raise item.error("bus", f"bridge {dev.bus!r} must be listed before the devices behind it")
-            if dev.slot is not None:
-                key = (dev.bus, dev.slot, dev.function)
-                if key in used_addrs:
-                    raise item.error("addr", f"PCI address {dev.slot:#x}.{dev.function} on bus "
-                                             f"{dev.bus or 'pci.0'} is already used by {used_addrs[key]!r}")
-                used_addrs[key] = dev.id
         if dev.model.bus == "isa" and dev.bus not in (None, ISA_BUS):
             raise item.error("bus", f"{dev.bus[:80]!r} is not a bus of this machine: an ISA device "
                                     f"sits on the board's ISA bus ({ISA_BUS!r}, or leave 'bus' out)")

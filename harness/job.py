@@ -47,7 +47,7 @@ from .claimants import CLAIMED, ClaimantLine
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import load_catalog
+from .devices import board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
@@ -410,8 +410,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         finally:
             full = full or not finished  # a job that raised keeps what there is to see why
             if full:
-                shutil.copytree(run_dir, out_dir / "qemu", dirs_exist_ok=True,
-                                ignore=lambda _, names: [n for n in names if n.startswith(".")])
+                keep_run_files(run_dir, out_dir / "qemu")
                 relocate_argv(out_dir / "qemu" / "argv.sh", run_dir, out_dir / "qemu")
             if not keep:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -427,6 +426,16 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
         raise
     finally:
         registry.close()
+
+
+def keep_run_files(run_dir: Path, target: Path) -> None:
+    """Copy the run folder's files to ``target``: not hidden ones, and not QEMU's sockets
+    (agent.sock, console.sock), which cannot be copied and are left behind when QEMU exits
+    early (copying one raised over the job's own error, hiding QEMU's message)."""
+    def skipped(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith(".")
+                or not (Path(folder, n).is_file() or Path(folder, n).is_dir())]
+    shutil.copytree(run_dir, target, dirs_exist_ok=True, ignore=skipped)
 
 
 def _keep_registry(registry: Registry, out_dir: Path) -> None:
@@ -721,6 +730,25 @@ def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     return ""
 
 
+def _board_name(board: Sequence[Any], owner_type: str | None, region: str, fallback: str) -> str:
+    """``board:NAME`` of the board device a flat-map region is (as the claimants list names
+    it), else ``fallback``: a QOM path says neither which board device it is nor stays put
+    when a device is added (/machine/unattached/device[N])."""
+    for device in board:
+        if device.matches(owner_type, region):
+            return f"board:{device.name}"
+    return fallback
+
+
+def _winner_name(board: Sequence[Any], layout: Layout, lost: Any, winner: str) -> str:
+    """The board name of ``winner`` (an owner, or a region name) where it wins ``lost``'s
+    addresses: its decoded region there says which board device it is."""
+    for r in (layout.io if lost.space == "io" else layout.memory):
+        if (r.owner or r.name) == winner and r.start <= lost.end and lost.start <= r.end:
+            return _board_name(board, r.owner_type, r.name, winner)
+    return winner
+
+
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:
     """What the emulated hardware does with devices that share a resource: ranges a
     configured device lost to a later one (the layout's shadowed ranges), and the shared
@@ -732,9 +760,13 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     # One device's regions that overlap or touch (the RTC's 'rtc-index' inside its 'rtc')
     # and lose to the same winners for the same reason are one collision, not one each.
     groups: dict[tuple[Any, ...], list[Any]] = {}
+    board = board_model(spec.machine)
     for s in layout.shadowed:
         if s.owner in ids or ids.intersection(s.hidden_by):
-            groups.setdefault((s.space, s.owner or s.name, tuple(s.hidden_by), s.reason()), []).append(s)
+            loser = s.owner if s.owner in ids else _board_name(board, s.owner_type, s.name, s.owner or s.name)
+            winners = tuple(w if w in ids else _winner_name(board, layout, s, w) for w in s.hidden_by)
+            reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")
+            groups.setdefault((s.space, loser, winners, reason), []).append(s)
     shadowed: list[tuple[str, int, Collision]] = []
     for (space, loser, winners, reason), group in groups.items():
         runs: list[list[Any]] = []

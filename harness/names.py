@@ -12,6 +12,9 @@ CACHE_ENV = "HARNESS_CACHE_DIR"
 #: Prefix of the ids the harness gives its own chardevs, devices and monitors; a machine
 #: file may not use it.
 RESERVED_ID_PREFIX = "harness"
+#: The Floppy driver's Parameters subkey for the board's own controller (the other
+#: subkeys are device ids, so no floppy controller of a machine file may take this id).
+BOARD_CONTROLLER_KEY = "BoardController"
 #: Accelerator policies (harness.qemu.accel): a machine file's ``accel``, ``--accel``.
 ACCEL_POLICIES = ("tcg", "kvm", "auto")
 #: The HALs a job can run (harness.config.hal_for): ``--hal``.

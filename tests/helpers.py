@@ -17,6 +17,16 @@ def machine_spec(text: str, source: str = "<test>") -> MachineSpec:
     return parse_machine_text(text, source)
 
 
+#: PCI functions QEMU accepts, placed as QEMU places them (harness.config.place_pci_functions):
+#: a function > 0 before its multifunction function 0, a device without addr in the lowest
+#: free slot, a function beside the board's PIIX3, slot 0 behind a bridge.
+PLACEMENT_MACHINE = "machine: pc\ndevices:\n" + "".join(f"  - {d}\n" for d in [
+    "{model: rtl8139, id: b, addr: '4.1'}", "{model: e1000, id: a, addr: 4, multifunction: true}",
+    "{model: e1000, id: c}", "{model: e1000, id: d, addr: '1.2'}", "{model: pci-bridge, id: br}",
+    "{model: e1000, id: e, bus: br}"])
+PLACEMENT = {"b": (4, 1), "a": (4, 0), "c": (2, 0), "d": (1, 2), "br": (3, 0), "e": (0, 0)}
+
+
 def qemu_pids() -> set[int]:
     """Pids of every running qemu-system process on this machine."""
     out = subprocess.run(["pgrep", "-f", "^[^ ]*qemu-system"], capture_output=True, text=True).stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from harness.claimants import resolve_board
-from harness.config import parse_machine_text
+from harness.config import BOARD_PCI_FUNCTIONS, parse_machine_text, place_pci_functions
 from harness.devices import BOARD_CLAIMANTS, MACHINE_KINDS, board_model
 from harness.drivers.legacy import BOARD_DRIVERS, OTHER_BOARD_CLAIMANTS
 from harness.nt.registry import Registry
@@ -84,6 +84,12 @@ def test_board_model_matches_qemu(kind: str, tmp_path) -> None:
                                         (by_bdf[pci.bdf].vendor, by_bdf[pci.bdf].device) != pci.ids):
                     found = [f.bdf for f in layout.pci if (f.vendor, f.device) == pci.ids]
                     failures.append(f"{resolved.device.name}: model {pci.bdf}, query-pci has its IDs at {found}")
+            # 3b'. The board's own PCI functions are config.BOARD_PCI_FUNCTIONS (the addresses
+            # a machine file may not use).
+            board_fns = {(f.slot, f.function) for f in layout.pci if f.bus == 0 and not f.qdev_id}
+            if board_fns != set(BOARD_PCI_FUNCTIONS.get(kind, {})):
+                failures.append(f"board PCI functions {sorted(board_fns)}, BOARD_PCI_FUNCTIONS "
+                                f"{sorted(BOARD_PCI_FUNCTIONS.get(kind, {}))}")
             # 3b. A board PCI function's routed INTx line is the model's interrupt.
             for resolved in board:
                 if resolved.device.pci_interrupt:
@@ -134,3 +140,28 @@ def test_bad_board_files_are_refused_with_file_line_and_field(tmp_path, item: st
     (tmp_path / "b.yaml").write_text(f"machines: [pc]\ndevices:\n  - {item}\n")
     with pytest.raises(ConfigError, match=message):
         _load_boards(tmp_path)
+
+
+def test_pci_functions_sit_where_place_pci_functions_says() -> None:
+    """QEMU's placement against config.place_pci_functions (helpers.PLACEMENT), one boot."""
+    from helpers import PLACEMENT, PLACEMENT_MACHINE
+    spec = parse_machine_text(PLACEMENT_MACHINE, "<placement>")
+    with Machine(spec) as machine:
+        machine.run_firmware()
+        layout = snapshot(machine)
+    measured = {f.qdev_id: (f.slot, f.function) for f in layout.pci if f.qdev_id}
+    assert measured == place_pci_functions("pc", spec.devices) == PLACEMENT
+
+
+@pytest.mark.parametrize("machine, addr, words", [
+    ("pc-i440fx-7.2", "0.1", "single function device can't be populated in function 0.1"),
+    ("pc-q35-7.2", "0x1f.2", "not available for e1000, in use by ich9-ahci"),
+])
+def test_qemu_refuses_what_board_pci_functions_forbids(machine: str, addr: str, words: str) -> None:
+    """Why config refuses those addresses: QEMU itself exits on them (no machine runs)."""
+    import subprocess
+    from harness.qemu.binary import QEMU_BINARY
+    done = subprocess.run([QEMU_BINARY, "-machine", machine, "-nodefaults", "-display", "none", "-S",
+                           "-monitor", "none", "-device", f"e1000,addr={addr}"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0 and words in done.stderr, done.stderr

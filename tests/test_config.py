@@ -57,6 +57,15 @@ def test_defaults_follow_qemu_instance_order() -> None:
     ("machine: pc\ndevices:\n  - isa-serial\n", 2, "devices", "must be a mapping"),
     ("machine: pc\ndevices:\n  - {model: isa-serial}\n", 3, "devices[0]", "missing required field 'id'"),
     ("machine: pc\nmachine: q35\n", 2, "machine", "duplicate key"),
+    # ids name registry keys, which are case-insensitive (the second UART's settings
+    # replaced the first's: false mismatches); the Floppy driver keeps one subkey itself
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: com3}\n  - {model: isa-serial, id: COM3}\n", 4,
+     "devices[1].id", "only in case"),
+    ("machine: pc\ndevices:\n  - {model: isa-fdc, id: boardController, iobase: 0x370}\n", 3,
+     "devices[0].id", "the Floppy driver's Parameters subkey"),
+    # a board device's name: the claim checks took the ACPI driver's claims for the device's
+    ("machine: q35\ndevices:\n  - {model: isa-debugcon, id: ACPI, iobase: 0x3ff}\n", 3,
+     "devices[0].id", "the name of a device of the q35 board"),
 ])
 def test_bad_machine_files_name_line_and_field(text: str, line: int, field: str, words: str) -> None:
     err = error_of(text)
@@ -146,6 +155,43 @@ def test_pci_topology_is_checked() -> None:
     assert "not a PCI device" in str(err)
     err = error_of("machine: q35\ndevices:\n  - {model: floppy, id: f}\n")
     assert "no built-in floppy controller" in str(err)
+
+
+_PCI = "machine: {machine}\ndevices:\n"
+
+
+@pytest.mark.parametrize("machine, devices, line, field, words", [
+    # the board's own functions
+    ("pc", ["{model: e1000, id: a, addr: 1}"], 3, "addr", "the board's PIIX3 ISA bridge"),
+    ("q35", ["{model: e1000, id: a, addr: 0x1f}"], 3, "addr", "the board's ICH9 LPC bridge"),
+    ("q35", ["{model: e1000, id: a, addr: '0.2'}"], 3, "addr", "function 0 there is the board's MCH host bridge"),
+    # a single-function function 0, either order
+    ("pc", ["{model: e1000, id: a, addr: '3.0'}", "{model: e1000, id: b, addr: '3.1'}"], 4, "addr",
+     "function 0 there is 'a', a single-function device"),
+    ("pc", ["{model: e1000, id: b, addr: '3.1'}", "{model: e1000, id: a, addr: 3}"], 4, "addr",
+     "already holds 'b' at a function > 0"),
+    # no function 0 at all: no PCI scan finds the slot
+    ("pc", ["{model: e1000, id: b, addr: '5.2'}"], 3, "addr", "has no function 0"),
+    # a device without addr takes the lowest free slot (2 on pc) before a later explicit one
+    ("pc", ["{model: VGA, id: v}", "{model: e1000, id: a, addr: 2}"], 4, "addr",
+     "already used by 'v' (it has no addr"),
+    # behind a PCIe root port only slot 0, explicit or as the second device placed there
+    ("q35", ["{model: pcie-root-port, id: rp, addr: 8}", "{model: e1000e, id: a, bus: rp, addr: 1}"], 4,
+     "addr", "QEMU hides slot 0x1 behind 'rp'"),
+    ("q35", ["{model: pcie-root-port, id: rp, addr: 8}", "{model: e1000e, id: a, bus: rp}",
+             "{model: e1000e, id: b, bus: rp}"], 5, "model", "QEMU hides slot 0x1 behind 'rp'"),
+])
+def test_pci_addresses_qemu_refuses_or_hides_are_refused(machine: str, devices: list[str], line: int,
+                                                         field: str, words: str) -> None:
+    err = error_of(_PCI.format(machine=machine) + "".join(f"  - {d}\n" for d in devices))
+    assert (err.line, err.field.rsplit(".", 1)[-1]) == (line, field), str(err)
+    assert words in str(err)
+
+
+def test_pci_functions_qemu_accepts_are_placed_as_qemu_places_them() -> None:
+    from harness.config import place_pci_functions
+    from helpers import PLACEMENT, PLACEMENT_MACHINE
+    assert place_pci_functions("pc", parse_machine_text(PLACEMENT_MACHINE, "m.yaml").devices) == PLACEMENT
 
 
 def test_an_unwired_irq_value_decodes_no_line() -> None:

@@ -120,10 +120,28 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "full-clean-pci-pc": None,
     "full-clean-pci-q35": None,
     "pvpanic-at-com1": None,
+    # Scenarios of the third QA pass: q35's board, BARs (64-bit, sibling functions), builtin.
+    "bar-moved-onto-q35-rcba": (None, None, "shadowed"),
+    "bar-moved-onto-mmconfig": (None, None, "shadowed"),
+    "serial-on-q35-smbus": ("IO_ERR_PORT_CONFLICT_DETECTED", "PnpManager", "shadowed"),
+    "serial-on-q35-cpu-hotplug": ("IO_ERR_PORT_CONFLICT_DETECTED", "ACPI", "shadowed"),
+    "builtin-kbd-irq4-q35": ("IO_ERR_IRQ_CONFLICT_DETECTED", "i8042prt", "irq-shared"),
+    "builtin-fdc-onto-serial": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "bar-moved-onto-sibling-function": (None, None, "shadowed"),
+    "bar64-moved-onto-bar": (None, None, "shadowed"),
+    "bar64-above-4g-q35": None,
+    "serial-in-root-port-window": (None, None, "shadowed"),
+    "multifunction-pair-q35": None,
+    "bridge-msix-bar-onto-nic": (None, None, "shadowed"),
+    "bar-moved-outside-bridge-window": (None, None, None),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
-COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error"}
+COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
+                  # a board device is named as the claimants name it, not by its QOM path
+                  "bar-moved-onto-q35-rcba": "board:root-complex-registers wins them",
+                  "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
+                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -150,6 +168,8 @@ UNCLAIMED: dict[str, set[str]] = {
     "isapc-floppy-sb16-dma2": {"board:floppy-controller"}, "three-way-0x300": {"com9", "ne0"},
     "three-way-ide-alt-status": {"com9", "bt0"}, "serial-shadowed-beside-lsi": {"com9"}, "bar-moved-onto-vbe-lfb": {"vga0"},
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
+    "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
+    "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
 }
 
 
@@ -186,6 +206,26 @@ def test_shipped_machines_run_clean(name: str, tmp_path: Path) -> None:
 
 def _files(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_failed_run_keeps_its_files_but_not_qemus_sockets(tmp_path: Path) -> None:
+    """QEMU that exits early leaves agent.sock behind (q35's probe guest); copying it raised
+    over the job's own error, so 'QEMU exited before its monitor ran' and QEMU's message
+    came out as an unreadable socket list (measured: a q35 e1000 at 00:1f.0, before the
+    config refused that address)."""
+    import socket
+    from harness.job import keep_run_files
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "qemu.log").write_text("qemu-system-x86_64: refused\n")
+    (run_dir / ".lock").write_text("")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(run_dir / "agent.sock"))
+        keep_run_files(run_dir, tmp_path / "out" / "qemu")
+    finally:
+        listener.close()
+    assert sorted(p.name for p in (tmp_path / "out" / "qemu").iterdir()) == ["qemu.log"]
 
 
 def test_all_files_decides_which_files_a_job_leaves(tmp_path: Path) -> None:

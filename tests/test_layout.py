@@ -9,7 +9,8 @@ import pytest
 from harness.qemu.bus import HmpPorts
 from harness.qemu.layout import Layout, diff, format_text, snapshot
 from harness.qemu.machine import Machine
-from helpers import machine_spec
+from harness.config import load_machine
+from helpers import CONFIGS, machine_spec
 
 PC_PCI = """
 machine: pc
@@ -244,6 +245,24 @@ devices:
     assert not any(s.owner in ("gap", lpc) for s in lay.shadowed), format_text(lay)
     (smi,) = [s for s in lay.shadowed if s.owner == "smi"]
     assert (smi.start, smi.end, smi.hidden_by) == (0x630, 0x637, (lpc,)) and "mapped later" in smi.cause
+
+
+def test_an_msix_bar_over_another_bar_is_a_container() -> None:
+    # A pcie-root-port's exclusive MSI-X BAR (an ops-less "pcie-root-port-msix" container
+    # holding msix-table and msix-pba) moved onto an e1000's BAR0 (where the firmware put
+    # it: configs/conflicts/bridge-msix-bar-onto-nic.yaml): the e1000 keeps every address
+    # but the table's and the PBA's, and the root port loses nothing (the e1000-covered
+    # gaps came out as "rp0 no longer answers there").
+    from harness.qemu.actions import run_firmware_and_steps
+    spec = load_machine(CONFIGS / "conflicts" / "bridge-msix-bar-onto-nic.yaml")
+    with Machine(spec) as m:
+        (step,) = run_firmware_and_steps(m)
+        lay = snapshot(m)
+    base = lay.pci_by_id("nic0").bars[0].base
+    assert step.ok and lay.pci_by_id("rp0").bars[0].base == base
+    assert not [s for s in lay.shadowed if s.owner == "rp0"], format_text(lay)
+    assert sorted((s.start - base, s.end - base) for s in lay.shadowed if s.owner == "nic0") == \
+        [(0, 0xF), (0x800, 0x807)]
 
 
 def test_a_region_with_subregions_that_decodes_still_loses_its_own_ports() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
+from ..names import BOARD_CONTROLLER_KEY
 from ..nt.description import CONFIGURATION_TYPE, IoQueryDeviceConfigurationData
 from ..nt.dma import DeallocateObject
 from ..nt.hal import DEVICE_DESCRIPTION, DEVICE_DESCRIPTION_VERSION1, Width8Bits, Width16Bits
@@ -221,7 +222,7 @@ class FloppyDriver(NtDriver):
     WHOLE_BLOCK = "ClaimWholeBlock"
 
     #: The Parameters subkey of the board's own controller.
-    BOARD_CONTROLLER = "BoardController"
+    BOARD_CONTROLLER = BOARD_CONTROLLER_KEY
 
     @classmethod
     def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded",

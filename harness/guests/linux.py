@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomicio import write_bytes
-from ..config import MachineSpec
+from ..config import BOARD_PCI_FUNCTIONS, MachineSpec, place_pci_functions
 from ..errors import HarnessError
 from ..qemu.machine import Machine
 from .cache import GUEST_IMAGES, cache_root, content_hash, locked, progress
@@ -267,10 +267,11 @@ def console_slot(spec: MachineSpec) -> int:
     if spec.machine == "isapc":
         raise LinuxUnsupported("isapc has no PCI bus for the harness console, and its 486 CPU cannot "
                                "run the amd64 kernel")
-    used = {dev.slot for dev in spec.devices if dev.bus is None and dev.slot is not None}
-    reserved = {0, 1} | ({0x1F} if spec.machine == "q35" else set())  # host bridge, chipset
-    for slot in range(0x1F, 1, -1):
-        if slot not in used and slot not in reserved:
+    placed = place_pci_functions(spec.machine, spec.devices)
+    used = {placed[dev.id][0] for dev in spec.devices if dev.id in placed and dev.bus is None}
+    used |= {slot for slot, _ in BOARD_PCI_FUNCTIONS[spec.machine]}
+    for slot in range(0x1F, 0, -1):
+        if slot not in used:
             return slot
     raise LinuxUnsupported("no free PCI slot on bus 0 for the harness console")
 

@@ -852,9 +852,11 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
         chains.append(tuple(r for r, _ in stack))
         mapped.append(on)
     children: dict[int, list[tuple[int, int]]] = {}   # id(region) -> its subregions' spans
+    child_names: dict[int, set[str]] = {}
     for region, chain in zip(tree, chains):
         if len(chain) > 1:
             children.setdefault(id(chain[-2]), []).append((region.start, region.end))
+            child_names.setdefault(id(chain[-2]), set()).add(region.name)
     alias_depth: int | None = None
     for region, chain, on in zip(tree, chains, mapped):
         if not on:
@@ -868,8 +870,9 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             continue
         if region.depth <= 1 or region.priority < 0 or (region.kind == "ram" and region.owner_kind != "dev"):
             continue   # system RAM decodes nobody's claims; a device's RAM (vga.vram) is the device
-        if (region.has_children and (region.owner_key, region.name) not in shown
-                and _shows_through(region, children.get(id(region), []), flat)):
+        if region.has_children and (region.owner_key, region.name) not in shown and (
+                _shows_through(region, children.get(id(region), []), flat)
+                or _msix_bar(region, child_names.get(id(region), set()))):
             continue  # a container
         key = region.owner_key
         visible = [f for f in flat if f.start <= region.end and f.end >= region.start]
@@ -879,6 +882,19 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
                     out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
                                       _why_wins(chain, _chain_of(f, tree, chains))))
     return _merge_runs(out)
+
+
+#: The subregions QEMU's msix_init() maps into a BAR.
+MSIX_REGIONS = frozenset({"msix-table", "msix-pba"})
+
+
+def _msix_bar(region: MtreeRegion, subregions: set[str]) -> bool:
+    """Whether ``region`` is an exclusive MSI-X BAR: QEMU's msix_init_exclusive_bar() makes
+    it with memory_region_init() (no ops: it decodes nothing itself), names it
+    "<type>-msix" and maps only the table and the PBA in it.  A device's BAR moved over
+    another's is a container the flat view cannot tell apart when the other covers its gaps
+    (a pcie-root-port's BAR over an e1000's: the e1000 answers there)."""
+    return region.name.endswith("-msix") and bool(subregions) and subregions <= MSIX_REGIONS
 
 
 def _shows_through(region: MtreeRegion, subregions: list[tuple[int, int]], flat: list[MtreeRegion]) -> bool:
