@@ -40,7 +40,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .actions import ActionRecord
 from .claimants import CLAIMED, ClaimantLine
@@ -550,12 +550,15 @@ def _label(r: Any) -> str:
     return r.owner or r.name.split(" @")[0]
 
 
-def _board_labels(board: Sequence[Any], layout: Layout) -> dict[str, tuple[str, ...]]:
+def _board_labels(board: Sequence[Any], layout: Layout, configured: Collection[str]) -> dict[str, tuple[str, ...]]:
     """Each board device's name -> the owners, or owner-less region names, of its ranges
-    in ``layout`` (one pass over the layout for the whole board)."""
+    in ``layout`` (one pass over the layout for the whole board).  A range of a device
+    the machine file ``configured`` is never the board's, though its type may be (an
+    isa-ide or isa-fdc of the file on isapc, whose own IDE and FDC are of those types)."""
     by_type: dict[str | None, list[Any]] = {}
     for r in (*layout.io, *layout.memory):
-        by_type.setdefault(r.owner_type, []).append(r)
+        if r.owner not in configured:
+            by_type.setdefault(r.owner_type, []).append(r)
     return {d.name: tuple(sorted({_label(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)}))
             for d in (resolved.device for resolved in board)}
 
@@ -604,7 +607,7 @@ def _qemu_types_of(service_name: str) -> set[str]:
 def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
                  board: Sequence[Any] = ()) -> list[ClaimCheck]:
     checks = []
-    board_labels = _board_labels(board, layout)
+    board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue

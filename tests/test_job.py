@@ -134,6 +134,9 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "multifunction-pair-q35": None,
     "bridge-msix-bar-onto-nic": (None, None, "shadowed"),
     "bar-moved-outside-bridge-window": (None, None, None),
+    # Scenarios of the fourth QA pass: isapc's ISA-only board, ownerless regions, DMA channels.
+    "isapc-isa-ide-third": None,
+    "isapc-ne2000-over-two-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -170,6 +173,8 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
     "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
+    # the fourth QA pass
+    "isapc-ne2000-over-two-ide": {"ne0"},
 }
 
 
