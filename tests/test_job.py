@@ -137,6 +137,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     # Scenarios of the fourth QA pass: isapc's ISA-only board, ownerless regions, DMA channels.
     "isapc-isa-ide-third": None,
     "isapc-ne2000-over-two-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "ipmi-bt-twice": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "ipmi-kcs-under-bt-partial": (None, None, "shadowed"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -144,7 +146,9 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
                   # a board device is named as the claimants name it, not by its QOM path
                   "bar-moved-onto-q35-rcba": "board:root-complex-registers wins them",
                   "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
-                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers"}
+                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers",
+                  # a piece of an ownerless region left in the flat view is its device's
+                  "ipmi-kcs-under-bt-partial": "bt0 (ipmi-bt) no longer answers there: kcs0 wins"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -174,14 +178,15 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
     # the fourth QA pass
-    "isapc-ne2000-over-two-ide": {"ne0"},
+    "isapc-ne2000-over-two-ide": {"ne0"}, "ipmi-bt-twice": {"bt0"},
 }
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
-                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports"}
+                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
+                  "ipmi-bt-twice"}
 
 
 def test_every_conflict_config_is_covered() -> None:
@@ -490,3 +495,14 @@ def test_qemu_decodes_16_address_bits_so_0x6f8_is_no_alias_of_0x2f8() -> None:
         m.hmp("o /b 0xaff 0x33")
         assert [m.hmp(f"i /b {port:#x}").split("=")[-1].strip() for port in (0x2ff, 0x6ff, 0xaff)] == \
             ["0x11", "0x22", "0xff"]
+
+
+def test_a_piece_of_an_ownerless_region_is_its_devices(tmp_path: Path) -> None:
+    """The flat view keeps 0xe4-0xe6 of the BT's ownerless 'ipmi-bt' (the KCS, mapped later,
+    takes 0xe7): that piece is bt0 decoding, so the claim's one fault is the port it lost."""
+    result = run_job(load_machine(CONFIGS / "conflicts" / "ipmi-kcs-under-bt-partial.yaml"), tmp_path / "o",
+                     picture=False, all_files=lambda r: False)
+    check, = [c for c in result.checks if c.device == r"\Device\Legacy_bt0" and c.resource.startswith("port")]
+    assert check.findings == ["also decoded by kcs0 0xe7-0xe8",
+                              "bt0's 0xe7-0xe7 is shadowed by kcs0 (being mapped later (equal priority 0: "
+                              "the last mapped wins, address by address))"], result.format_text()
