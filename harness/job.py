@@ -62,7 +62,7 @@ from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
-from .verify import IRQ_SHARED, HardwareView, hardware_conflicts
+from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -655,6 +655,15 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
     devices = {dev.id or dev.path: dev for dev in layout.isa}
     ids = {d.id for d in spec.devices}
     board = [devices[n] for n in check.expected if n not in ids and n in devices]
+    if claim.kind is ResourceKind.DMA:
+        # QEMU's 8237 keeps one handler per channel, the last registered: the claim is
+        # what its device decodes only where that device is the channel's owner.
+        users = dma_channel_users(spec, layout).get(value, [])
+        if len(users) > 1 and (users[-1].id or users[-1].path) not in check.expected and \
+                any((u.id or u.path) in check.expected for u in users):
+            owner = users[-1].id or f"{users[-1].type} ({users[-1].path})"
+            check.findings.append(f"channel {value} is owned by {owner}, registered last: the claimed "
+                                  "device's transfers stall")
     if check.expected and not set(check.expected) & ids:
         # A board claimant's line: one of the board device's ISA parts drives it, or the
         # board model (checked against QEMU by tests/test_boards.py) says it is wired so.

@@ -195,6 +195,22 @@ def resource_map_claims(registry: Any) -> list[MapClaim]:
 
 
 # ---------------------------------------------------------------------- the hardware view
+def dma_channel_users(spec: MachineSpec, layout: Any) -> dict[int, list[Any]]:
+    """DMA channel → the ISA devices (layout IsaDevice) registered on it, in creation order
+    (board devices first, then the spec's devices in order): the last one owns the channel.
+    A device that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit
+    one) is one user: QEMU keeps the same handler, nothing stalls."""
+    order = {dev.id: i for i, dev in enumerate(spec.devices)}
+    users: dict[int, dict[str, tuple[int, Any]]] = {}
+    for dev in layout.isa:
+        for prop in ("dma", "dma16"):
+            channel = dev.properties.get(prop)
+            if channel is not None and 0 <= channel <= 7:
+                users.setdefault(channel, {})[dev.id or dev.path] = (order.get(dev.id, -1) if dev.id else -1, dev)
+    return {ch: [dev for _, dev in sorted(found.values(), key=lambda t: (t[0], t[1].id or f"{t[1].type} ({t[1].path})"))]
+            for ch, found in users.items()}
+
+
 @dataclass(frozen=True)
 class HardwareView:
     """QEMU's decode after the firmware: the snapshot plus each PCI pin's real route."""
@@ -399,19 +415,9 @@ class _Context:
         return users
 
     def dma_users(self) -> dict[int, list[str]]:
-        """DMA channel → ISA devices registered on it, in creation order (board devices
-        first, then the spec's devices in order): the last one owns the channel.  A device
-        that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit one)
-        is one user: QEMU keeps the same handler, nothing stalls."""
-        order = {dev.id: i for i, dev in enumerate(self.spec.devices)}
-        users: dict[int, set[tuple[int, str]]] = {}
-        for dev in self.layout.isa:
-            for prop in ("dma", "dma16"):
-                channel = dev.properties.get(prop)
-                if channel is not None and 0 <= channel <= 7:
-                    users.setdefault(channel, set()).add(
-                        (order.get(dev.id, -1) if dev.id else -1, dev.id or f"{dev.type} ({dev.path})"))
-        return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
+        """:func:`dma_channel_users`, each device named by its id, else type and QOM path."""
+        return {ch: [dev.id or f"{dev.type} ({dev.path})" for dev in users]
+                for ch, users in dma_channel_users(self.spec, self.layout).items()}
 
     def config_ports_winners(self) -> list[str]:
         """Who decodes the PCI host's configuration address (0xCF8) or data (0xCFC-0xCFF)

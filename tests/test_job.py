@@ -139,6 +139,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "isapc-ne2000-over-two-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "ipmi-bt-twice": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "ipmi-kcs-under-bt-partial": (None, None, "shadowed"),
+    "isapc-sb16-gus-dma1-driverless": (None, None, "dma-shared"),
+    "isapc-second-fdc-on-irq6-dma2": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Floppy", "dma-shared"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -178,8 +180,13 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
     # the fourth QA pass
-    "isapc-ne2000-over-two-ide": {"ne0"}, "ipmi-bt-twice": {"bt0"},
+    "isapc-ne2000-over-two-ide": {"ne0"}, "ipmi-bt-twice": {"bt0"}, "isapc-second-fdc-on-irq6-dma2": {"fdc1"},
 }
+
+# Words a config's claims check must say of some claim (a claim that is not what its device decodes).
+CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, registered last",
+              "isapc-second-fdc-on-irq6-dma2": "channel 2 is owned by fdc1, registered last",
+              "dma-channel-stall": "channel 2 is owned by sb0, registered last"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
@@ -292,6 +299,8 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
     if path.stem in COLLISION_SAYS:
         assert any(COLLISION_SAYS[path.stem] in f"{c.devices} {c.consequence}" for c in result.collisions), \
             result.format_text()
+    if path.stem in CHECK_SAYS:
+        assert any(CHECK_SAYS[path.stem] in f for c in result.checks for f in c.findings), result.format_text()
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
