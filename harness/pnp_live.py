@@ -127,7 +127,7 @@ def isa_requirements(model: DeviceModel, settings: dict[str, Any]) -> IO_RESOURC
     as the model decodes them from that base), each IRQ / DMA property one group of its
     choices, every list LCPRI_HARDRECONFIG."""
     bases = list(dict.fromkeys(d.base for d in model.ports))
-    lines = [p for p in (*model.irq_properties, *model.dma_properties) if settings.get(p) is not None]
+    lines = _set_lines(model, settings)
     lists = []
     import itertools
     for combo in itertools.product(*(_choices(model, b, settings[b]) for b in bases)):
@@ -148,14 +148,21 @@ def settings_of(model: DeviceModel, resources: CM_RESOURCE_LIST, current: dict[s
     :func:`isa_requirements`): tried over every choice combination, current values first."""
     import itertools
     wanted = sorted(_key(p) for _, p in resources.partials())
-    props = [p for p in (*dict.fromkeys(d.base for d in model.ports), *model.irq_properties,
-                         *model.dma_properties) if current.get(p) is not None]
+    props = [p for p in dict.fromkeys(d.base for d in model.ports) if current.get(p) is not None]
+    props += _set_lines(model, current)
     options = [[current[p], *[c for c in _choices(model, p, current[p]) if c != current[p]]] for p in props]
     for combo in itertools.product(*options):
         variant = dict(current, **dict(zip(props, combo)))
         if sorted(_key(_isa_partials(*r)) for r in model.decoded_resources(variant)) == wanted:
             return variant
     raise PnpLiveError(f"no setting of {model.name} gives {pnp.describe_resources(resources)}")
+
+
+def _set_lines(model: DeviceModel, settings: dict[str, Any]) -> list[str]:
+    """The IRQ and DMA properties set in ``settings`` that use a line: an IRQ left at its
+    ``unwired`` value (an IPMI interface's irq 0) connects none, and stays so."""
+    return [p for p in (*model.irq_properties, *model.dma_properties) if settings.get(p) is not None
+            and (p not in model.irq_properties or model.wires_irq(p, settings[p]))]
 
 
 def _key(partial: Any) -> tuple:

@@ -421,6 +421,21 @@ def test_a_device_that_takes_any_port_may_move_across_the_isa_card_area():
     assert _choices(load_catalog()["isa-ipmi-kcs"], "ioport", 0xca2) == [0xca2, 0xca8]
 
 
+def test_an_unwired_irq_stays_unwired_in_every_configuration():
+    """An IPMI interface left at irq 0 wires no line (QEMU connects an IRQ only for irq > 0):
+    its configurations ask for none, so moving it off a port does not wire it to a line
+    the machine file left free (two BTs at 0xe4 gave 'bt1: irq 0 -> 5')."""
+    from harness.devices import load_catalog
+    from harness.pnp_live import _isa_partials, isa_requirements, settings_of
+    model = load_catalog()["isa-ipmi-bt"]
+    requirements = isa_requirements(model, {"ioport": 0xe4, "irq": 0})
+    assert not [d for lst in requirements.lists for d in lst.descriptors if isinstance(d, InterruptRequirement)]
+    wired = isa_requirements(model, {"ioport": 0xe4, "irq": 5})
+    assert all(any(isinstance(d, InterruptRequirement) for d in lst.descriptors) for lst in wired.lists)
+    moved = CM_RESOURCE_LIST.single(Isa, 0, _isa_partials("port", 0x100, 0x103))
+    assert settings_of(model, moved, {"ioport": 0xe4, "irq": 0}) == {"ioport": 0x100, "irq": 0}
+
+
 def test_a_device_with_nothing_to_set_keeps_all_it_decodes():
     """pc-testdev has no settings: it is a node wired where its model decodes, also the
     0xe4 run the IPMI BT realized after it hides in the flat view, and the IPMI BT (whose
