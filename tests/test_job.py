@@ -142,6 +142,17 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "isapc-sb16-gus-dma1-driverless": (None, None, "dma-shared"),
     "isapc-second-fdc-on-irq6-dma2": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Floppy", "dma-shared"),
     "isapc-second-fdc-clean": None,
+    "q35-pirq-rerouted-onto-serial": (None, None, "irq-shared"),
+    "pirq-rerouted-onto-sb16": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PciNet", "irq-shared"),
+    "pci-line-register-rewritten": None,
+    "io-bar-moved-onto-com1-post-drivers": (None, None, "shadowed"),
+    "command-register-cleared-post-drivers": (None, None, None),
+    "builtin-mouse-irq9-sci": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "acpi-sci"),
+    "isapc-ne2000-over-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
+    "bar-moved-onto-testdev-mmio": (None, None, "shadowed"),
+    "q35-serial-irq6-no-fdc": None,
+    "isapc-serial-irq13-fpu": (None, None, "irq-shared"),
+    "isapc-sb16-gus-adlib-240": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -151,7 +162,10 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
                   "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
                   "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers",
                   # a piece of an ownerless region left in the flat view is its device's
-                  "ipmi-kcs-under-bt-partial": "bt0 (ipmi-bt) no longer answers there: kcs0 wins"}
+                  "ipmi-kcs-under-bt-partial": "bt0 (ipmi-bt) no longer answers there: kcs0 wins",
+                  # a PIRQ routed to an ISA line drives it also where the NIC's claim is a GSI
+                  "q35-pirq-rerouted-onto-serial": "IRQ 4 is driven by com1, nic0",
+                  "isapc-serial-irq13-fpu": "fpu-error"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -182,19 +196,23 @@ UNCLAIMED: dict[str, set[str]] = {
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
     # the fourth QA pass
     "isapc-ne2000-over-two-ide": {"ne0"}, "ipmi-bt-twice": {"bt0"},
-    "isapc-second-fdc-on-irq6-dma2": {"board:floppy-controller"},
+    "isapc-second-fdc-on-irq6-dma2": {"board:floppy-controller"}, "pirq-rerouted-onto-sb16": {"sb0"},
+    "io-bar-moved-onto-com1-post-drivers": {"nic0"}, "builtin-mouse-irq9-sci": {"board:keyboard-controller"},
+    "isapc-ne2000-over-vga-ports": {"vga0"}, "isapc-sb16-gus-adlib-240": {"gus0", "sb0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
 CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, registered last",
-              "dma-channel-stall": "channel 2 is owned by sb0, registered last"}
+              "dma-channel-stall": "channel 2 is owned by sb0, registered last",
+              "io-bar-moved-onto-com1-post-drivers": "decoded by nic0 (rtl8139 0x300-0x3ff)",
+              "command-register-cleared-post-drivers": "nothing decodes this range"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
                   "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
-                  "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2"}
+                  "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio"}
 
 
 def test_every_conflict_config_is_covered() -> None:
