@@ -101,7 +101,14 @@ def device_decoded(dev: DeviceSpec, layout: Layout) -> Decoded:
         fn = layout.pci_by_id(dev.id)
     except KeyError:
         return []
-    return pci_decoded(fn) + [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+    fixed = [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+    if fn.bus != 0:
+        # Behind a bridge a fixed legacy decode reaches the CPU only where the bridges
+        # forward it (a VGA's 0x3b0-0x3bb, 0x3c0-0x3df and 0xa0000-0xbffff under the VGA
+        # enable; never the Bochs VBE ports 0x1ce-0x1d1): where the flat view shows it.
+        shown = [(r.start, r.end) for r in (*layout.io, *layout.memory) if r.owner == dev.id]
+        fixed = [r for r in fixed if any(a <= r[2] and r[1] <= b for a, b in shown)]
+    return pci_decoded(fn) + fixed
 
 
 def pci_decoded(fn: Any) -> Decoded:

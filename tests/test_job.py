@@ -153,6 +153,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "q35-serial-irq6-no-fdc": None,
     "isapc-serial-irq13-fpu": (None, None, "irq-shared"),
     "isapc-sb16-gus-adlib-240": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "vga-behind-bridge": None,
+    "q35-vga-behind-root-port": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
