@@ -155,6 +155,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "isapc-sb16-gus-adlib-240": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "vga-behind-bridge": None,
     "q35-vga-behind-root-port": None,
+    "builtin-fdc-dma1-sb16": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma-shared"),
+    "builtin-fdc-370-isapc": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -201,6 +203,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "isapc-second-fdc-on-irq6-dma2": {"board:floppy-controller"}, "pirq-rerouted-onto-sb16": {"sb0"},
     "io-bar-moved-onto-com1-post-drivers": {"nic0"}, "builtin-mouse-irq9-sci": {"board:keyboard-controller"},
     "isapc-ne2000-over-vga-ports": {"vga0"}, "isapc-sb16-gus-adlib-240": {"gus0", "sb0"},
+    "builtin-fdc-dma1-sb16": {"board:floppy-controller", "fd0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
