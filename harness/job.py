@@ -469,7 +469,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after(fresh=fresh_layout)
     timings["post-drivers layout"] = time.monotonic() - t
     timings["post-drivers layout reused"] = float(bed.after_fresh_because is None)
-    checks = check_claims(io, after.layout, spec, bed.board)
+    checks = check_claims(io, after.layout, spec, bed.board, after.routes)
     collisions = hardware_collisions(after, spec)
     collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
                    for s in shared if s.lost]
@@ -605,7 +605,9 @@ def _qemu_types_of(service_name: str) -> set[str]:
 
 
 def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
-                 board: Sequence[Any] = ()) -> list[ClaimCheck]:
+                 board: Sequence[Any] = (), routes: Mapping[str, Any] | None = None) -> list[ClaimCheck]:
+    """Every claim compared with what QEMU decodes (``routes``: each PCI function's live
+    interrupt route, bdf → PciRoute, as a HardwareView holds them)."""
     checks = []
     board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
     for claim in io.arbiter.claims():
@@ -618,6 +620,8 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
             _check_range(check, claim, layout)
         elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
             _check_line(check, claim, layout, spec)
+        elif claim.kind is ResourceKind.INTERRUPT and routes is not None:
+            _check_pci_line(check, claim, layout, routes)
         check.ok = not check.findings
         checks.append(check)
     return checks
@@ -680,6 +684,22 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
         if not any(dev.properties.get(p) == value for p in prop):
             shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def _check_pci_line(check: ClaimCheck, claim: Claim, layout: Layout, routes: Mapping[str, Any]) -> None:
+    """A PCI function's interrupt claim against where the chipset routes its pin now: a
+    PIRQ register rewritten after the drivers claimed moves the interrupt, not the claim.
+    Either the ISA line (PIC HAL) or the I/O APIC input (APIC HAL) is the pin's."""
+    value = interrupt_line(claim.descriptor)
+    for name in check.expected:
+        try:
+            fn = layout.pci_by_id(name)
+        except KeyError:
+            continue
+        route = routes.get(fn.bdf)
+        if route is not None and route.irq is not None and value not in (route.irq, route.gsi):
+            check.findings.append(f"{route.link_name} routes {name}'s INT{'ABCD'[route.pin - 1]}# to IRQ {route.irq}"
+                                  f", the claim says {value}")
 
 
 def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec) -> dict[int, set[str]]:

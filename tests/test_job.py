@@ -157,6 +157,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "q35-vga-behind-root-port": None,
     "builtin-fdc-dma1-sb16": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma-shared"),
     "builtin-fdc-370-isapc": None,
+    "pirq-rerouted-after-drivers": (None, None, "irq-shared"),
+    "pci-intx-disabled-beside-uart": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -210,7 +212,8 @@ UNCLAIMED: dict[str, set[str]] = {
 CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, registered last",
               "dma-channel-stall": "channel 2 is owned by sb0, registered last",
               "io-bar-moved-onto-com1-post-drivers": "decoded by nic0 (rtl8139 0x300-0x3ff)",
-              "command-register-cleared-post-drivers": "nothing decodes this range"}
+              "command-register-cleared-post-drivers": "nothing decodes this range",
+              "pirq-rerouted-after-drivers": "PIRQC routes nic0's INTA# to IRQ 4, the claim says 11"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
