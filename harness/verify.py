@@ -57,6 +57,7 @@ EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIG
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, BOARD_CLAIM, DMA_SHARED,
                 OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, UNEXPLAINED)
 
+PCI_COMMAND_INTX_DISABLE = 0x400  # command register bit 10
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
 PCI_CONFIG_DATA = 0xCFC
 PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
@@ -414,7 +415,9 @@ class _Context:
                     add(irq, f"{device.name} (board)")
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
-            if route is not None:
+            # a function whose command register disables INTx cannot assert its pin
+            # (QEMU's pci_irq_handler drops the level: pci_irq_disabled)
+            if route is not None and not (fn.command or 0) & PCI_COMMAND_INTX_DISABLE:
                 add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
         # A PCI IDE function in compatibility mode drives the legacy channels' lines (an
         # ISA IDE device has its irq property above).

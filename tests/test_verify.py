@@ -265,3 +265,35 @@ def test_a_fixed_decode_a_bridge_does_not_forward_is_explained() -> None:
     found = _findings(rec, NOT_FORWARDED)
     assert [(f.device, f.resource) for f in found] == [("vga0", "port 0x1ce-0x1d1")], format_table(rec)
     assert not rec.unexplained
+
+
+def test_a_pci_function_with_intx_disabled_drives_no_line() -> None:
+    """The fact behind pci-intx-disabled-beside-uart: a function whose command register
+    sets Interrupt Disable (bit 10) cannot assert its pin (QEMU's pci_irq_handler), so it
+    drives no ISA line.  Measured: an ne2k_pci at 00:03 (PIRQC -> 11) raises its remote-DMA
+    interrupt, IRQ 11 goes high on the slave 8259 (irr bit 3), drops with the bit set and
+    comes back without it."""
+    from harness.qemu.machine import Machine
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: ne2k_pci, id: nic0, addr: 3}\n")
+
+    def irq11(m: Machine) -> bool:
+        pic1 = next(line for line in m.hmp("info pic").splitlines() if line.startswith("pic1"))
+        return bool(int(pic1.split("irr=")[1].split()[0], 16) & 0x08)
+
+    def command(m: Machine, value: int) -> None:
+        m.hmp(f"o /w 0xcf8 {0x80000000 | 3 << 11 | 0x04:#x}")
+        m.hmp(f"o /h 0xcfc {value:#x}")
+
+    with Machine(spec) as m:
+        m.run_firmware()
+        m.hmp(f"o /w 0xcf8 {0x80000000 | 3 << 11 | 0x10:#x}")
+        io = int(m.hmp("i /w 0xcfc").split("=")[-1], 16) & ~3
+        m.hmp(f"o /b {io + 0xf:#x} 0x40")    # IMR: remote DMA complete
+        m.hmp(f"o /b {io:#x} 0x0a")          # CR: a remote read of 0 bytes completes at once
+        assert irq11(m)
+        command(m, 0x503)
+        assert not irq11(m)
+        command(m, 0x103)
+        assert irq11(m)
+    rec = verify(load_machine(CONFIGS / "conflicts" / "pci-intx-disabled-beside-uart.yaml"))
+    assert not [f for f in rec.findings if f.explanation == IRQ_SHARED], format_table(rec)
