@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .claimants import resolve_board
+from .claimants import forwarded_legacy, resolve_board
 from .config import MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
@@ -61,7 +61,7 @@ from .nt.status import NT_SUCCESS, NTSTATUS
 from .qemu.layout import LEGACY_IDE_IRQS, Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
-from .verify import (ABSENT, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
+from .verify import (ABSENT, NOT_FORWARDED, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
                      routed_view)
 
 EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
@@ -204,7 +204,7 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         # What the function decodes beside its BARs (a VGA's legacy ports and window) is
         # part of every configuration it can have: two such functions over one range
         # cannot both be placed (they were kept clear of, each unchecked against the other).
-        legacy = _legacy_decodes(spec, fn.qdev_id)
+        legacy = _legacy_decodes(spec, fn, layout)
         if legacy:
             requirements, boot = _with_legacy(requirements, boot, legacy)
             owned.add(fn.qdev_id)
@@ -290,11 +290,12 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     return Tree(nodes, base, io, fixed)
 
 
-def _legacy_decodes(spec: MachineSpec, device_id: str) -> list[tuple[str, int, int]]:
-    """The fixed ports and memory the machine file's PCI device ``device_id`` decodes
-    beside its BARs, as its model says ([] for a board function or a device without)."""
-    dev = next((d for d in spec.devices if d.id == device_id), None)
-    return [] if dev is None else [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+def _legacy_decodes(spec: MachineSpec, fn: Any, layout: Layout) -> list[tuple[str, int, int]]:
+    """The fixed ports and memory the machine file's PCI function ``fn`` decodes beside
+    its BARs where the CPU reaches them (:func:`~harness.claimants.forwarded_legacy`; []
+    for a board function or a device without)."""
+    dev = next((d for d in spec.devices if d.id == fn.qdev_id), None)
+    return [] if dev is None else forwarded_legacy(dev, fn, layout)
 
 
 def _with_legacy(requirements: IO_RESOURCE_REQUIREMENTS_LIST, boot: CM_RESOURCE_LIST | None,
@@ -466,10 +467,11 @@ class ApplyResult:
     def blocking(self) -> list[Finding]:
         """Findings that contradict a conflict-free assignment: every hardware conflict
         and every row finding, except a claim the right device decodes only in part (a
-        BAR larger than the registers behind it, e.g. the bridge's SHPC)."""
+        BAR larger than the registers behind it, e.g. the bridge's SHPC) and a model's
+        fixed decode no bridge forwards (not-forwarded: nothing there to assign)."""
         rec = self.reconciliation
-        out = [f for row in rec.rows for f in row.findings
-               if not (f.explanation == NOT_PRESENT and row.cells.get("qemu") not in ("nothing", ABSENT))]
+        out = [f for row in rec.rows for f in row.findings if f.explanation != NOT_FORWARDED
+               and not (f.explanation == NOT_PRESENT and row.cells.get("qemu") not in ("nothing", ABSENT))]
         return out + rec.conflicts
 
     @property
