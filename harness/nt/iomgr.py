@@ -40,6 +40,7 @@ from .errors import NtStatusError, ResourceFormatError
 from .dma import DmaManager
 from .interrupts import KINTERRUPT, InterruptAcceptor, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
+from .reactos_assign import ReactosAssignment, fixup_resource_list
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
 from .status import NT_SUCCESS, NTSTATUS, IoErrorCode
@@ -162,6 +163,20 @@ class _Reinit:
 # The I/O manager
 
 
+class _SlotAllocator:
+    """The HAL's allocator for HalAssignSlotResources: IoAssignResources as documented,
+    whatever ``reactos_compat`` says (see IoManager.IoAssignResources)."""
+
+    def __init__(self, io: IoManager) -> None:
+        self.io = io
+
+    def IoAssignResources(self, RegistryPath: str, DriverClassName: str | None, DriverObject: Any,
+                          DeviceObject: Any, RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST,
+                          ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        return self.io._assign_documented(RegistryPath, DriverClassName, DriverObject, DeviceObject,
+                                          RequestedResources)
+
+
 class IoManager:
     """One machine's I/O manager over a registry and (optionally) a HAL.
 
@@ -203,8 +218,10 @@ class IoManager:
         self.interrupts: InterruptManager | None = None
         #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
         self.dma: DmaManager | None = DmaManager(hal.bus) if hal is not None else None
+        #: What each IoAssignResources under ``reactos_compat`` did (its notes say why).
+        self.reactos_assignments: list[ReactosAssignment] = []
         if hal is not None:
-            hal.allocator = self
+            hal.allocator = _SlotAllocator(self)
             hal.add_port_hook(self.verifier)
             if hal.interrupt_model == "pic" or isinstance(hal.bus, InterruptAcceptor):
                 self.interrupts = InterruptManager(
@@ -454,7 +471,32 @@ class IoManager:
         IO_ERR_*_RESOURCE_CONFLICT entry per holder that blocked the first list, or
         STATUS_INSUFFICIENT_RESOURCES when nothing was in the way (the windows are too
         small).  Nothing is claimed on failure.
+
+        ``reactos_compat``: what ReactOS does instead (§3.2, §3.3,
+        :mod:`harness.nt.reactos_assign`): no requirements (None, no alternative lists, or
+        an empty first list) is STATUS_NOT_IMPLEMENTED; otherwise its allocator runs against
+        the ResourceMap and its status and list are returned as they are, and nothing is
+        written or logged.  (HalAssignSlotResources keeps the documented path: ReactOS's
+        does not call IoAssignResources at all, §3.5, and that is not modelled.)
         """
+        if self.reactos_compat:
+            return self._assign_like_reactos(RequestedResources)
+        return self._assign_documented(RegistryPath, DriverClassName, DriverObject, DeviceObject,
+                                       RequestedResources)
+
+    def _assign_like_reactos(self, req: IO_RESOURCE_REQUIREMENTS_LIST | None,
+                             ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        if req is None or not req.lists or not req.lists[0].descriptors:
+            return NTSTATUS.STATUS_NOT_IMPLEMENTED, None  # "release" is not implemented there
+        with self.arbiter.lock:
+            result = fixup_resource_list(req, [c.descriptor for c in self.arbiter.claims()])
+        self.reactos_assignments.append(result)
+        return result.status, result.resources
+
+    def _assign_documented(self, RegistryPath: str, DriverClassName: str | None,
+                           DriverObject: DriverObject | Any, DeviceObject: DeviceObject | Any,
+                           RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST | None,
+                           ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         owner = self._assign_owner(RegistryPath, DriverClassName, DriverObject, DeviceObject)
         if not _one_key_name(owner.resource_class, owner.driver):
             return NTSTATUS.STATUS_OBJECT_NAME_INVALID, None
