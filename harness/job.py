@@ -206,7 +206,8 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "hal": self.hal, "hal_flavour": self.hal_flavour, "reactos": self.reactos, "clean": self.clean,
+            "accel": self.layout.accel, "hal": self.hal, "hal_flavour": self.hal_flavour, "reactos": self.reactos,
+            "clean": self.clean,
             "verdict": self.verdict, "exit_code": self.exit_code, "findings": self.findings(),
             "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,

@@ -83,6 +83,8 @@ class Testbed:
     bus: Any = None
     #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
     reactos_compat: bool = False
+    #: IoAssignResources' search in port and memory windows (harness.nt.iomgr.ASSIGN_SEARCHES).
+    assign_search: str = "top-down"
     #: The machine's post-firmware snapshot when the caller already has it (the pytest
     #: plugin keeps one per reused machine); taken here otherwise.
     firmware_layout: Layout | None = None
@@ -117,7 +119,8 @@ class Testbed:
             self._adopted_by = bus if isinstance(bus, LiveBus) else None
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
-        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
+        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat,
+                            assign_search=self.assign_search)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
         self.board = resolve_board(self.spec.machine, self.hal, self.spec.builtin)
         for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first

@@ -258,6 +258,20 @@ def test_the_allocator_alone_and_the_hal_keeps_the_documented_path() -> None:
     assert (result.status, result.resources, result.list_index) == (OK, None, 0)
     hal = Hal(ReplayBus({"format": "harness-bus-transcript", "version": 1, "calls": []}))
     io = IoManager(Registry(":memory:"), hal, reactos_compat=True)
-    status, got = hal.allocator.IoAssignResources("Slot", None, None, None, requirements([PortRequirement(8, 8, 0x300, 0x30F)]))
+    window = requirements([PortRequirement(8, 8, 0x300, 0x30F)])
+    status, got = hal.allocator.IoAssignResources("Slot", None, None, None, window)
     assert status == OK and [c.descriptor for c in io.claims_of_driver("Slot")] == partials(got)
     assert HAL_NAME not in {c.owner.driver for c in io.arbiter.claims()}
+
+
+def test_the_documented_search_direction_is_a_policy() -> None:
+    """§3.4 MODEL: top-down (Windows' RtlFindRange) by default, bottom-up on request; the
+    start is a multiple of Alignment either way (Min rounded up, Max - Length rounded down)."""
+    window = [PortRequirement(0x10, 0x10, 0x1003, 0x10F8)]
+    top = manager(reactos=False)
+    bottom = IoManager(Registry(":memory:"), assign_search="bottom-up")
+    assert top.assign_search == "top-down"
+    assert partials(assign(top, window)[1]) == [Port(0x10E0, 0x10)]
+    assert partials(assign(bottom, window)[1]) == [Port(0x1010, 0x10)]
+    with pytest.raises(ValueError, match="top-down, bottom-up"):
+        IoManager(Registry(":memory:"), assign_search="middle-out")

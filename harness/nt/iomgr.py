@@ -52,6 +52,9 @@ DEFAULT_RESOURCE_CLASS = "Other"
 #: What the PC/AT HAL's own claims are filed under (§2.4).
 HAL_RESOURCE_CLASS = "Hardware Abstraction Layer"
 HAL_NAME = "PC Compatible Eisa/Isa HAL"
+#: IoAssignResources' search in a port or memory window (IoManager ``assign_search``):
+#: from the top, as Windows' range arbiter (RtlFindRange, §3.4), or from the bottom.
+ASSIGN_SEARCHES = ("top-down", "bottom-up")
 RAW_SUFFIX = ".Raw"
 MAX_REINITIALIZE_ROUNDS = 100
 TRANSLATED_SUFFIX = ".Translated"
@@ -187,7 +190,13 @@ class IoManager:
     """
 
     def __init__(self, registry: Registry, hal: Any = None, *, strict_verifier: bool = False,
-                 default_class: str = DEFAULT_RESOURCE_CLASS, reactos_compat: bool = False) -> None:
+                 default_class: str = DEFAULT_RESOURCE_CLASS, reactos_compat: bool = False,
+                 assign_search: str = "top-down") -> None:
+        if assign_search not in ASSIGN_SEARCHES:
+            raise ValueError(f"assign_search must be one of {', '.join(ASSIGN_SEARCHES)}, not {assign_search!r}")
+        #: Where IoAssignResources starts in a port or memory window (§3.4 MODEL: a policy;
+        #: NT4's direction is not confirmed).  IRQs, DMA channels, bus numbers: ascending.
+        self.assign_search = assign_search
         self.registry = registry
         self.hal = hal
         self.default_class = default_class
@@ -464,7 +473,8 @@ class IoManager:
         RegistryPath other than the driver's own Services key names a per-device slot).
         RequestedResources None, with no alternative lists, or whose first list is empty
         erases the slot's claim (STATUS_SUCCESS, no list).  Otherwise the arbiter places
-        it against every other claim (the caller's previous assignment in this slot may
+        it (from the top of each port or memory window, or the bottom: ``assign_search``)
+        against every other claim (the caller's previous assignment in this slot may
         move); for a PCI function the ranges the hardware already decodes for other
         devices are avoided too.  Success: the raw CM_RESOURCE_LIST is written to the
         ResourceMap and returned.  No list fits: STATUS_CONFLICTING_ADDRESSES with an
@@ -505,7 +515,8 @@ class IoManager:
             if req is None or not req.lists or not req.lists[0].descriptors:
                 self._write((owner, CM_RESOURCE_LIST()))
                 return NTSTATUS.STATUS_SUCCESS, None
-            allocation = self.arbiter.allocate(owner, req, reserved=self._decoded_elsewhere(req, owner))
+            allocation = self.arbiter.allocate(owner, req, reserved=self._decoded_elsewhere(req, owner),
+                                               top_down=self.assign_search == "top-down")
             if allocation.resources is None:
                 return self._allocation_failed(allocation), None
             self._write((owner, allocation.resources))
@@ -780,4 +791,5 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
 
 
 __all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult", "PoolBlock",
-           "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "RAW_SUFFIX", "TRANSLATED_SUFFIX"]
+           "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "ASSIGN_SEARCHES", "RAW_SUFFIX",
+           "TRANSLATED_SUFFIX"]
