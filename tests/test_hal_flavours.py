@@ -132,3 +132,28 @@ def test_acpi_tables_decide_where_the_acpi_flavour_can_run() -> None:
             assert acpi.HalTranslateBusAddress(Isa, 0, 0x1000000, 0) == (True, 0, 0x1000000)
             assert Hal(bus, interrupt_model="auto").flavour == "acpi"  # the MADT names an I/O APIC
     assert found == {"isapc": (False, False), "default": (False, True), "q35": (False, True)}
+
+
+def test_the_flavour_shows_in_what_pnp_gets() -> None:
+    """Downstream of HalTranslateBusAddress: ISA memory above 16 MiB is CM_PROB_TRANSLATION_FAILED
+    (code 33) on the PC/AT HAL and fine on the ACPI HAL; IRQ 2 fails on both (§9.17, §9.8)."""
+    from harness.nt import pnp
+    from harness.nt.resources import (IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
+                                      MemoryRequirement)
+
+    def nodes() -> list[pnp.DeviceNode]:
+        out = []
+        for name, wants in (("isamem", MemoryRequirement(0x1000, 0x1000, 0x1000000, 0x1000FFF)),
+                            ("cascade", InterruptRequirement(2, 2))):
+            n = pnp.DeviceNode(f"Root\\TEST\\{name}", name)
+            n.configs[pnp.ConfigType.BASIC] = IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, 0, (IO_RESOURCE_LIST((wants,)),))
+            out.append(n)
+        return out
+
+    problems = {}
+    for flavour in HAL_FLAVOURS:
+        found = nodes()
+        pnp.assign(found, translate=pnp.hal_translator(hal(flavour)))
+        problems[flavour] = [n.problem for n in found]
+    assert problems == {"legacy": [pnp.CM_PROB_TRANSLATION_FAILED] * 2,
+                        "acpi": [0, pnp.CM_PROB_TRANSLATION_FAILED]}
