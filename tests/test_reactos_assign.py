@@ -275,3 +275,24 @@ def test_the_documented_search_direction_is_a_policy() -> None:
     assert partials(assign(bottom, window)[1]) == [Port(0x1010, 0x10)]
     with pytest.raises(ValueError, match="top-down, bottom-up"):
         IoManager(Registry(":memory:"), assign_search="middle-out")
+
+
+def test_on_a_live_pc_the_detector_sees_the_hals_own_claims() -> None:
+    """On the default pc after SeaBIOS the HAL claims what it reads from the chipset (the
+    ACPI SCI among its IRQs); ReactOS's allocator walks past those from the bottom:
+    ports 0x00, 0x20 and 0x60 conflict (DMA 1, PIC 1, the speaker gate 0x61), so Start goes
+    0 -> 0x20 -> 0x60 -> 0xE0 (2*Start + 0x10 + 0x10), the first free candidate."""
+    from harness.config import load_machine
+    from harness.qemu.livebus import LiveBus
+    from harness.qemu.machine import Machine
+    from helpers import CONFIGS
+    with Machine(load_machine(CONFIGS / "machines" / "default.yaml")) as m:
+        m.run_firmware()
+        hal = Hal(LiveBus(m))
+        io = IoManager(Registry(":memory:"), hal, reactos_compat=True)
+        io.report_hal_resources(hal.HalReportResourceUsage())
+        held_irqs = {p.vector for _, p in hal.HalReportResourceUsage().partials() if isinstance(p, Interrupt)}
+        assert hal.sci_irq() in held_irqs and 8 in held_irqs
+        (irq,) = partials(assign(io, [InterruptRequirement(8, 15)])[1])
+        assert irq.vector == min(set(range(8, 16)) - held_irqs)
+        assert partials(assign(io, [PortRequirement(0x10, 0x10, 0, 0xFF)])[1]) == [Port(0xE0, 0x10)]
