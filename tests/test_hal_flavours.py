@@ -131,6 +131,12 @@ def test_acpi_tables_decide_where_the_acpi_flavour_can_run() -> None:
             assert not legacy.HalTranslateBusAddress(Isa, 0, 0x1000000, 0)
             assert acpi.HalTranslateBusAddress(Isa, 0, 0x1000000, 0) == (True, 0, 0x1000000)
             assert Hal(bus, interrupt_model="auto").flavour == "acpi"  # the MADT names an I/O APIC
+            if name == "default":  # the test bed takes the setting through to its HAL
+                from harness.nt.registry import Registry
+                from harness.testbed import Testbed
+                bed = Testbed(m, Registry(":memory:"), hal_flavour="acpi")
+                assert (bed.hal.interrupt_model, bed.hal.flavour) == ("pic", "acpi")
+                assert bed.hal.HalTranslateBusAddress(Eisa, 0, 0x3F8, 1) == (True, 1, 0x3F8)
     assert found == {"isapc": (False, False), "default": (False, True), "q35": (False, True)}
 
 
