@@ -767,30 +767,37 @@ def _cell_from_wire(data: dict[str, Any]) -> Cell:
 
 
 class _Worker:
-    """A worker process (``python -c``, not multiprocessing's spawn, which re-runs the
-    parent's ``__main__``) talking over a socketpair wrapped in a multiprocessing
-    Connection; it gets the parent's ``sys.path`` first, then cells."""
+    """A worker process talking over a socketpair wrapped in a multiprocessing Connection;
+    it gets the parent's ``sys.path`` first, then cells.
+
+    Forked from this process when it runs no other thread (``harness matrix`` does not):
+    the child starts with what this process has already imported (the CLI, the matrix and
+    the catalog, ~140 modules) and no interpreter start, instead of paying both again in
+    every worker.  Otherwise (a test process with the harness's event-loop thread, say)
+    it is a fresh ``python -c``: forking a threaded process copies locks other threads
+    may hold.  Not multiprocessing's spawn, which re-runs the parent's ``__main__``."""
 
     def __init__(self, out_root: Path, on_failure: Any, picture: bool, artifacts: str) -> None:
         import os
         import socket
-        import subprocess
         import sys
         from multiprocessing.connection import Connection
         ours, theirs = socket.socketpair()
-        # The collector stays off until the first cell is done (_worker_main): its passes
-        # during the ~240 imports find nothing to free and cost ~8 ms of the start-up.
-        code = f"import gc; gc.disable(); import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})"
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
-                                         stdin=subprocess.DEVNULL, cwd=os.getcwd())
+            self.forked = _can_fork()
+            self.proc: Any = _fork_worker(theirs) if self.forked else _spawn_worker(theirs)
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
+        _PARENT_ENDS.add(self.conn)
         self.conn.send(list(sys.path))  # first, so the hook below unpickles in the worker
         self.conn.send((str(out_root), on_failure, picture, artifacts))
         self.cell: Cell | None = None
         self.started = 0.0
+
+    def close(self) -> None:
+        _PARENT_ENDS.discard(self.conn)
+        self.conn.close()
 
     def assign(self, cell: Cell) -> None:
         import time
@@ -822,8 +829,95 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
+        self.close()
         from .qemu.reaper import kill_qemus_of
         kill_qemus_of({self.proc.pid})
+
+
+#: This process's ends of its workers' socketpairs: a forked worker closes its copies,
+#: so that a worker sees the end of its stream when the runner closes its end.
+_PARENT_ENDS: set[Any] = set()
+
+
+def _can_fork() -> bool:
+    import os
+    import threading
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _spawn_worker(theirs: Any) -> Any:
+    import os
+    import subprocess
+    import sys
+    # The collector stays off until the first cell is done (_worker_main): its passes
+    # during the ~240 imports find nothing to free and cost ~8 ms of the start-up.
+    code = f"import gc; gc.disable(); import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})"
+    return subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
+                            stdin=subprocess.DEVNULL, cwd=os.getcwd())
+
+
+def _fork_worker(theirs: Any) -> "_ForkedProcess":
+    import gc
+    import os
+    import sys
+    parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):   # or the child would write the buffers again
+        stream.flush()
+    pid = os.fork()
+    if pid:
+        return _ForkedProcess(pid)
+    try:   # the child: never returns into the runner's frames
+        import signal
+        for conn in _PARENT_ENDS:
+            conn.close()
+        _PARENT_ENDS.clear()
+        # the CLI's SIGTERM/SIGHUP handlers raise in the runner; a worker dies of them,
+        # as a spawned one does (SIGINT: _worker_main ignores it)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        gc.disable()   # as a spawned worker: off until its first cell is done
+        _worker_main(theirs.fileno(), parent)
+    except BaseException:  # noqa: BLE001 - shown, then the worker ends; the runner sees it die
+        import traceback
+        traceback.print_exc()
+    os._exit(1)
+
+
+class _ForkedProcess:
+    """What the runner uses of a Popen (pid, returncode, poll, wait, kill), for a forked
+    worker; waits are bounded on a pidfd, the kill goes through it (no pid reuse)."""
+
+    def __init__(self, pid: int) -> None:
+        import os
+        self.pid = pid
+        self.returncode: int | None = None
+        self._fd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        import os
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                os.close(self._fd)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        import select
+        import subprocess
+        if self.poll() is None:
+            select.select([self._fd], [], [], timeout)
+            if self.poll() is None:
+                raise subprocess.TimeoutExpired(f"matrix worker {self.pid}", timeout)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        import signal
+        if self.poll() is None:
+            signal.pidfd_send_signal(self._fd, signal.SIGKILL)
 
 
 def _worker_main(fd: int, parent: int) -> None:
@@ -904,7 +998,7 @@ def _stop_workers(workers: list["_Worker"]) -> None:
             worker.proc.wait(5)
         except subprocess.TimeoutExpired:
             worker.kill()
-        worker.conn.close()
+        worker.close()
 
 
 # ---------------------------------------------------------------------------- reporting
