@@ -718,6 +718,8 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     workers: list[_Worker] = []
     t0 = time.monotonic()
     try:
+        if _can_fork():
+            _preload()
         workers = [_Worker(out_root, on_failure, picture, artifacts) for _ in range(max(1, min(jobs, len(cells))))]
         for worker in workers:
             if queue:
@@ -843,6 +845,15 @@ def _can_fork() -> bool:
     import os
     import threading
     return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _preload() -> None:
+    """Import here, once, what a worker's first cell imports (the QEMU layer, the job, the
+    NT model: ~100 modules, most of a worker's start-up), so that every forked worker starts
+    with it instead of importing it again."""
+    import ctypes  # noqa: F401 - die_with_parent's
+    from . import job  # noqa: F401
+    from .qemu import machine  # noqa: F401
 
 
 def _spawn_worker(theirs: Any) -> Any:
