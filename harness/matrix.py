@@ -691,9 +691,10 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
               timeout: float = CELL_TIMEOUT) -> list[CellResult]:
     """Run the main job of every cell, ``jobs`` at a time, in worker processes.
 
-    Each worker is a fresh (spawned) Python process that runs cells one after another
-    (imports are paid once per worker, not per cell); it dies with this process (a
-    parent-death signal) and its QEMUs die with it.  A worker that dies or overruns
+    Each worker is a process that runs cells one after another, forked from this one when
+    it has no other thread (after importing what the cells need, once for every worker),
+    otherwise a fresh Python (:class:`_Worker`); it dies with this process (a parent-death
+    signal) and its QEMUs die with it.  A worker that dies or overruns
     ``timeout`` seconds on a cell is killed, the cell is an error and a new worker takes
     over.  On Ctrl-C every worker is killed, then any QEMU a worker started that is still
     there, and :class:`RunAborted` is raised with the finished results.
