@@ -843,9 +843,15 @@ _PARENT_ENDS: set[Any] = set()
 
 
 def _can_fork() -> bool:
+    """Whether this process runs one thread, Python's or any other (a fork copies the locks
+    other threads hold, such as the harness's event loop's)."""
     import os
-    import threading
-    return hasattr(os, "fork") and threading.active_count() == 1
+    if not hasattr(os, "pidfd_open"):   # (_ForkedProcess waits on one)
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def _preload() -> None:
