@@ -881,8 +881,16 @@ def _fork_worker(theirs: Any) -> "_ForkedProcess":
     parent = os.getpid()
     for stream in (sys.stdout, sys.stderr):   # or the child would write the buffers again
         stream.flush()
+    # What the worker inherits is frozen in it: its collection after the first cell then
+    # walks only what that cell made (and writes no collector header into inherited pages,
+    # each a page copied): ~15-20 ms of CPU a worker.  This process stays as it was.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     pid = os.fork()
     if pid:
+        if freeze:
+            gc.unfreeze()
         return _ForkedProcess(pid)
     try:   # the child: never returns into the runner's frames
         import signal

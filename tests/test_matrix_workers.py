@@ -29,7 +29,7 @@ expect:
 #: Runs in a fresh interpreter (no thread but the main one, as in ``harness matrix``),
 #: prints one JSON line per scenario.
 SCRIPT = textwrap.dedent('''
-    import json, os, sys, tempfile, threading, time
+    import gc, json, os, sys, tempfile, threading, time
     import harness.job
     import harness.matrix as hm
     from harness.qemu.reaper import tagged_processes
@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent('''
         made.clear()
         results = hm.run_cells(cells, 2, out, progress=None, **kwargs)
         pids = {pid for _, pid in made}
-        print(json.dumps({"scenario": name, "forked": [f for f, _ in made],
+        print(json.dumps({"scenario": name, "forked": [f for f, _ in made], "frozen": gc.get_freeze_count(),
                           "results": [[r.cell_id, r.outcome, r.message] for r in results],
                           "workers_alive": [p for p in pids if os.path.exists(f"/proc/{p}")],
                           "qemus_left": [p.pid for p in tagged_processes() if p.owner_pid in pids]}),
@@ -91,6 +91,7 @@ def test_workers_forked_spawned_replaced_and_cleaned_up() -> None:
     assert set(runs) == {"plain", "died", "overran", "threaded"}, proc.stdout
     for name, run in runs.items():
         assert run["workers_alive"] == [] and run["qemus_left"] == [], run
+        assert run["frozen"] == 0, run   # the runner's collector as it was (workers get theirs frozen)
         assert run["forked"] and run["forked"] == [name != "threaded"] * len(run["forked"]), run
 
     assert [r[:2] for r in runs["plain"]["results"]] == [["pc-serial", "pass"], ["pc-sci", "pass"]]
