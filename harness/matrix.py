@@ -877,30 +877,44 @@ def _spawn_worker(theirs: Any) -> Any:
 def _fork_worker(theirs: Any) -> "_ForkedProcess":
     import gc
     import os
+    import signal
     import sys
     parent = os.getpid()
     for stream in (sys.stdout, sys.stderr):   # or the child would write the buffers again
-        stream.flush()
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
     # What the worker inherits is frozen in it: its collection after the first cell then
     # walks only what that cell made (and writes no collector header into inherited pages,
     # each a page copied): ~15-20 ms of CPU a worker.  This process stays as it was.
     freeze = gc.get_freeze_count() == 0
     if freeze:
         gc.freeze()
-    pid = os.fork()
+    # Ctrl-C, SIGTERM and SIGHUP wait until each side has its handlers: the runner's (the
+    # CLI's raise KeyboardInterrupt) must never run in the child.
+    stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        raise
     if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if freeze:
             gc.unfreeze()
         return _ForkedProcess(pid)
     try:   # the child: never returns into the runner's frames
-        import signal
+        # the runner decides about Ctrl-C (it kills us); SIGTERM and SIGHUP end a worker,
+        # as they end a spawned one
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         for conn in _PARENT_ENDS:
             conn.close()
         _PARENT_ENDS.clear()
-        # the CLI's SIGTERM/SIGHUP handlers raise in the runner; a worker dies of them,
-        # as a spawned one does (SIGINT: _worker_main ignores it)
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)

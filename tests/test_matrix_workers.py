@@ -29,7 +29,7 @@ expect:
 #: Runs in a fresh interpreter (no thread but the main one, as in ``harness matrix``),
 #: prints one JSON line per scenario.
 SCRIPT = textwrap.dedent('''
-    import gc, json, os, sys, tempfile, threading, time
+    import gc, json, os, signal, sys, tempfile, threading, time
     import harness.job
     import harness.matrix as hm
     from harness.qemu.reaper import tagged_processes
@@ -41,8 +41,14 @@ SCRIPT = textwrap.dedent('''
         made.append((self.forked, self.proc.pid))
     hm._Worker.__init__ = init
 
-    def die(cell, outcome, out_dir):       # on_failure, in the worker: it dies
+    def die(cell, outcome, out_dir):       # on_failure, in the worker: SIGTERM ends it
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
         os._exit(3)
+
+    def interrupted(signum, frame):       # as the CLI's SIGTERM handler: for the runner only
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
 
     cells = hm.parse_matrix_text(sys.argv[1]).cells
     out = tempfile.mkdtemp(prefix="workers-")
@@ -59,7 +65,7 @@ SCRIPT = textwrap.dedent('''
 
     sys.stdout.write("said once before the workers fork\\n")   # left in the buffer on purpose
     run("plain")
-    # the sci cell fails (it expects clean) and its worker dies in the hook
+    # the sci cell fails (it expects clean) and its worker dies of SIGTERM in the hook
     expected = cells
     cells = [hm.Cell(c.id, c.axes, c.spec, "clean", c.why, c.known_issue) for c in expected]
     run("died", on_failure=die)
@@ -96,10 +102,11 @@ def test_workers_forked_spawned_replaced_and_cleaned_up() -> None:
 
     assert [r[:2] for r in runs["plain"]["results"]] == [["pc-serial", "pass"], ["pc-sci", "pass"]]
     assert [r[:2] for r in runs["threaded"]["results"]] == [["pc-serial", "pass"], ["pc-sci", "pass"]]
-    # the dead worker's cell is an error naming its exit status; the other cell passed
+    # the dead worker's cell is an error naming its exit status (SIGTERM's default
+    # action, not the runner's handler); the other cell passed
     died = dict((r[0], r[1:]) for r in runs["died"]["results"])
     assert died["pc-serial"][0] == "pass", died
-    assert died["pc-sci"] == ["error", "the worker process died (exit status 3)"], died
+    assert died["pc-sci"] == ["error", "the worker process died (exit status -15)"], died
     # both cells overran: each worker was killed and replaced
     for cell_id, outcome, message in runs["overran"]["results"]:
         assert (outcome, message) == ("error", "no result within 1 s: the worker was killed"), cell_id
