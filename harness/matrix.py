@@ -788,7 +788,7 @@ class _Worker:
         ours, theirs = socket.socketpair()
         try:
             self.forked = _can_fork()
-            self.proc: Any = _fork_worker(theirs) if self.forked else _spawn_worker(theirs)
+            self.proc: Any = _fork_worker(theirs, ours) if self.forked else _spawn_worker(theirs)
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
@@ -874,7 +874,7 @@ def _spawn_worker(theirs: Any) -> Any:
                             stdin=subprocess.DEVNULL, cwd=os.getcwd())
 
 
-def _fork_worker(theirs: Any) -> "_ForkedProcess":
+def _fork_worker(theirs: Any, ours: Any) -> "_ForkedProcess":
     import gc
     import os
     import signal
@@ -904,7 +904,12 @@ def _fork_worker(theirs: Any) -> "_ForkedProcess":
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if freeze:
             gc.unfreeze()
-        return _ForkedProcess(pid)
+        try:
+            return _ForkedProcess(pid)
+        except BaseException:   # (no pidfd: the worker must not outlive its handle)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
     try:   # the child: never returns into the runner's frames
         # the runner decides about Ctrl-C (it kills us); SIGTERM and SIGHUP end a worker,
         # as they end a spawned one
@@ -912,6 +917,7 @@ def _fork_worker(theirs: Any) -> "_ForkedProcess":
         for sig in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        ours.close()   # the worker sees the end of its stream when the runner closes it
         for conn in _PARENT_ENDS:
             conn.close()
         _PARENT_ENDS.clear()

@@ -30,6 +30,7 @@ expect:
 #: prints one JSON line per scenario.
 SCRIPT = textwrap.dedent('''
     import gc, json, os, signal, sys, tempfile, threading, time
+    from pathlib import Path
     import harness.job
     import harness.matrix as hm
     from harness.qemu.reaper import tagged_processes
@@ -75,6 +76,12 @@ SCRIPT = textwrap.dedent('''
     harness.job.run_job = lambda *args, **kwargs: time.sleep(120)
     run("overran", timeout=1.0)
     harness.job.run_job = real
+    # a runner that closes its end without a word: the worker sees the end and exits
+    worker = hm._Worker(Path(out), None, False, "failures")
+    worker.close()
+    print(json.dumps({"scenario": "closed", "forked": [worker.forked], "frozen": gc.get_freeze_count(),
+                      "results": [], "exit": worker.proc.wait(20), "workers_alive": [], "qemus_left": []}),
+          flush=True)
     # another thread in the runner: fresh interpreters instead
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, args=(60,))
@@ -94,7 +101,7 @@ def test_workers_forked_spawned_replaced_and_cleaned_up() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("said once before the workers fork") == 1, proc.stdout
     runs = {r["scenario"]: r for r in map(json.loads, proc.stdout.splitlines()[1:])}
-    assert set(runs) == {"plain", "died", "overran", "threaded"}, proc.stdout
+    assert set(runs) == {"plain", "died", "overran", "closed", "threaded"}, proc.stdout
     for name, run in runs.items():
         assert run["workers_alive"] == [] and run["qemus_left"] == [], run
         assert run["frozen"] == 0, run   # the runner's collector as it was (workers get theirs frozen)
@@ -111,6 +118,7 @@ def test_workers_forked_spawned_replaced_and_cleaned_up() -> None:
     for cell_id, outcome, message in runs["overran"]["results"]:
         assert (outcome, message) == ("error", "no result within 1 s: the worker was killed"), cell_id
     assert len(runs["overran"]["forked"]) == 4, runs["overran"]
+    assert runs["closed"]["exit"] == 0, runs["closed"]
 
 
 def test_only_a_runner_without_other_threads_forks() -> None:
