@@ -11,6 +11,8 @@ import sys
 import textwrap
 import threading
 
+import pytest
+
 from harness import matrix
 from helpers import REPO
 
@@ -93,6 +95,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.qemu
 def test_workers_forked_spawned_replaced_and_cleaned_up() -> None:
     # buffered output, as a runner's stdout to a pipe or file has (unless PYTHONUNBUFFERED)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
