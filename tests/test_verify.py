@@ -123,7 +123,8 @@ devices:
     assert [(f.resource, f.device) for f in sci] == [("irq 9", "ne1")]
     dma = _findings(rec, DMA_SHARED)
     assert [f.resource for f in dma] == ["dma 2"]
-    assert "isa-fdc" in dma[0].device and dma[0].reason.endswith("the last, sb0, owns the channel and the others stall")
+    # the board's controller named as the claimants and the job's collisions name it
+    assert dma[0].device == "board:floppy-controller, sb0" and dma[0].reason.endswith("the last, sb0, owns the channel and the others stall")
     assert not rec.unexplained
 
 
