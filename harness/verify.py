@@ -723,7 +723,7 @@ class _Context:
             if device.claimant is not None and service_of(device.claimant) == service:
                 runs = [(f.start, f.start + f.length - 1) for f in device.fixed if f.kind == claim.kind]
                 if any(a <= claim.end and claim.start <= b for a, b in runs):
-                    held[device.name] = runs
+                    held[device.label] = runs
         cursor = claim.start
         for a, b in sorted(run for runs in held.values() for run in runs):
             if a <= cursor <= b:

@@ -198,7 +198,7 @@ def test_resource_map_view_against_the_hardware(default_hardware) -> None:
     ghost = by_resource[("OtherDrivers\\Ghost\\\\Device\\Ghost", "port 0x100-0x103")]
     assert ghost.findings[0].explanation == NOT_PRESENT
     elcr = by_resource[("Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL\\(driver)", "port 0x4d0-0x4d1")]
-    assert elcr.findings[0].explanation == BOARD_CLAIM and "interrupt-controllers" in elcr.findings[0].reason
+    assert elcr.findings[0].explanation == BOARD_CLAIM and "board:interrupt-controllers" in elcr.findings[0].reason
     odd = by_resource[("OtherDrivers\\Odd\\\\Device\\Odd", "port 0x4d0-0x4d1")]
     assert odd.findings[0].explanation == UNEXPLAINED
     assert "resourcemap (model)" in format_table(rec)
