@@ -107,3 +107,29 @@ def _parameters_keys(out_dir: Path) -> set[tuple[str, str]]:
     reg = (out_dir / "registry.reg").read_text(encoding="utf-16")
     return set(re.findall(r"^\[HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Services\\([^\\\]]+)\\Parameters"
                           r"\\([^\\\]]+)\]$", reg, re.M))
+
+
+def test_a_winner_is_a_device_by_its_region_not_by_its_name() -> None:
+    # hidden_by names a winner by its owner, or by its region name when it has none: the
+    # region that wins says which ('ide' is the PIIX's owner-less regions and may be an id).
+    from harness.qemu.layout import DecodedRange, Layout, ShadowedRange
+    lost = ShadowedRange("io", 0x170, 0x177, "serial", "com3", "isa-serial", ("ide",))
+
+    def layout(owner: str | None) -> Layout:
+        return Layout("m", "pc", "post-firmware", "7.2", "tcg", io=(
+            DecodedRange("io", 0x170, 0x177, "ide", owner, "isa-ide" if owner else None, 0, "i/o"),
+            DecodedRange("io", 0x3f8, 0x3ff, "serial", "ide", "isa-serial", 0, "i/o")), shadowed=(lost,))
+
+    ids = {"com3", "ide"}
+    assert lost.device_winners(layout(None), ids) == ()
+    assert [r.start for r in lost.winning_regions(layout(None))] == [0x170]
+    assert lost.device_winners(layout("ide"), ids) == ("ide",)
+    assert lost.device_winners(layout("ide"), {"com3"}) == ()
+
+    # The job's collision names the owner-less winner as the board device it is.
+    from harness.job import hardware_collisions
+    from harness.verify import HardwareView
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: com3, iobase: 0x170, irq: 4}\n"
+                              "  - {model: isa-serial, id: ide, iobase: 0x3f8, irq: 3}\n")
+    [collision] = hardware_collisions(HardwareView(layout(None), {}), spec)
+    assert collision.devices == ("com3", board_label("ide-legacy")), collision
