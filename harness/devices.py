@@ -679,6 +679,14 @@ def board_device_of(board: Iterable[BoardDevice], owner_type: str | None,
     return None
 
 
+def board_label_of(board: Iterable[BoardDevice], owner_type: str | None, region: str, fallback: str) -> str:
+    """The label of the board device a flat-map region is, else ``fallback``: a QOM path
+    says neither which board device it is nor stays put when a device is added
+    (/machine/unattached/device[N])."""
+    device = board_device_of(board, owner_type, region)
+    return device.label if device is not None else fallback
+
+
 def board_dir() -> Path:
     return shipped_dir("device_models") / "boards"
 

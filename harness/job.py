@@ -47,7 +47,7 @@ from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import board_device_of, board_model, load_catalog
+from .devices import board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
@@ -755,20 +755,12 @@ def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     return ""
 
 
-def _board_name(board: Sequence[Any], owner_type: str | None, region: str, fallback: str) -> str:
-    """The label of the board device a flat-map region is (as the claimants list names
-    it), else ``fallback``: a QOM path says neither which board device it is nor stays put
-    when a device is added (/machine/unattached/device[N])."""
-    device = board_device_of(board, owner_type, region)
-    return device.label if device is not None else fallback
-
-
 def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]) -> tuple[str, ...]:
     """Who wins ``lost``'s addresses: a machine-file device by its id, anything else by
     the board name its decoded region there gives it."""
     mine = lost.device_winners(layout, ids)
     regions = lost.winning_regions(layout)
-    return tuple(w if w in mine else next((_board_name(board, r.owner_type, r.name, w)
+    return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
                                            for r in regions if (r.owner or r.name) == w), w)
                  for w in lost.hidden_by)
 
@@ -787,7 +779,7 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     board = board_model(spec.machine)
     for s in layout.shadowed:
         if s.owner in ids or s.device_winners(layout, ids):
-            loser = s.owner if s.owner in ids else _board_name(board, s.owner_type, s.name, s.owner or s.name)
+            loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)
             winners = _winner_names(board, layout, s, ids)
             reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")
             groups.setdefault((s.space, loser, winners, reason), []).append(s)

@@ -805,11 +805,17 @@ class _Context:
     def board_shadowed(self) -> list[Finding]:
         """Addresses a built-in device loses to a device of the machine file (an ISA card
         over the PIC, the RTC, GPE0): no row shows them, the board device has none."""
+        from .devices import board_label_of, board_model
         ids = {dev.id for dev in self.spec.devices}
-        return [Finding(", ".join(winners), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware",
-                        SHADOWED, f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}")
-                for s in self.layout.shadowed if s.owner not in ids
-                for winners in [s.device_winners(self.layout, ids)] if winners]
+        board = board_model(self.spec.machine)
+        out = []
+        for s in self.layout.shadowed:
+            winners = s.device_winners(self.layout, ids) if s.owner not in ids else ()
+            if winners:   # the loser named as the job's collisions name it
+                loser = board_label_of(board, s.owner_type, s.name, s.owner or s.name)
+                out.append(Finding(", ".join(winners), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware", SHADOWED,
+                                   f"{loser} ({s.name}) no longer answers there: {s.reason()}"))
+        return out
 
     def hardware_conflicts(self) -> list[Finding]:
         found = []
