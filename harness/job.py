@@ -52,6 +52,7 @@ from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
+from .nt.hal import hal_flavour_for
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
@@ -139,6 +140,11 @@ class JobResult:
     events: list[FirmwareEvent] = field(default_factory=list)
 
     @property
+    def hal_flavour(self) -> str:
+        """The HAL flavour that interrupt model runs (harness.nt.hal.hal_flavour_for)."""
+        return hal_flavour_for(self.hal)
+
+    @property
     def failed_actions(self) -> list[ActionRecord]:
         return [a for a in self.actions if not a.ok]
 
@@ -200,7 +206,8 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean,
+            "accel": self.layout.accel, "hal": self.hal, "hal_flavour": self.hal_flavour, "reactos": self.reactos,
+            "clean": self.clean,
             "verdict": self.verdict, "exit_code": self.exit_code, "findings": self.findings(),
             "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
@@ -218,7 +225,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL, {self.hal_flavour} flavour)", ""]
         if self.events:
             out.append("Firmware events")
             out += [f"  {e.describe()}" for e in self.events]
