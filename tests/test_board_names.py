@@ -24,7 +24,7 @@ from helpers import CONFIGS
 
 # (machine file, board device names of its machine type its devices take in turn).  The
 # ids and the names are paired in sorted order: a driver numbers its devices in the order
-# of their Parameters subkeys (\\Device\\Serial0 is the first id), which a rename keeps.
+# of their Parameters subkeys (\Device\Serial0 is the first id), which a rename keeps.
 CASES = [
     # 'ide' is no board device's name but that of the PIIX's owner-less legacy IDE regions,
     # which is whom the IDE miniport's claims are for
