@@ -112,7 +112,20 @@ def device_decoded(dev: DeviceSpec, layout: Layout) -> Decoded:
         fn = layout.pci_by_id(dev.id)
     except KeyError:
         return []
-    return pci_decoded(fn) + [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+    return pci_decoded(fn) + forwarded_legacy(dev, fn, layout)
+
+
+def forwarded_legacy(dev: DeviceSpec, fn: Any, layout: Layout) -> Decoded:
+    """The fixed ports and memory a machine-file PCI device decodes beside its BARs (a
+    VGA's legacy ports and window), as its model says, where the CPU reaches them: behind
+    a bridge only what the bridges forward (a VGA's 0x3b0-0x3bb, 0x3c0-0x3df and
+    0xa0000-0xbffff under the VGA enable; never the Bochs VBE ports 0x1ce-0x1d1), which
+    is where the flat view shows the device."""
+    fixed = [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+    if fn.bus == 0:
+        return fixed
+    shown = [(r.start, r.end) for r in (*layout.io, *layout.memory) if r.owner == dev.id]
+    return [r for r in fixed if any(a <= r[2] and r[1] <= b for a, b in shown)]
 
 
 def pci_decoded(fn: Any) -> Decoded:

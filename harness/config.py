@@ -414,6 +414,7 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
     _check_topology(doc, machine, out, items)
     place_pci_functions(machine, out, items)
     _check_drive_places(machine, out, items)
+    _check_one_per_machine(out, items)
     return tuple(out)
 
 
@@ -438,6 +439,21 @@ def on_firmware_log_port(resources: list[tuple[str, int, int]]) -> tuple[int, in
     """The port range among ``resources`` (as ``decoded_resources`` lists them) that
     holds :data:`FIRMWARE_LOG_PORT`, or None."""
     return next(((lo, hi) for kind, lo, hi in resources if kind == "port" and lo <= FIRMWARE_LOG_PORT <= hi), None)
+
+
+def _check_one_per_machine(devices: list[DeviceSpec], items: list[Node]) -> None:
+    """QEMU exits at launch on a second device of what it takes one of per machine (the
+    models' ``one_per_machine``): say so here, at the second one's line."""
+    first: dict[str, tuple[DeviceSpec, Node]] = {}
+    for dev, item in zip(devices, items):
+        kind = dev.model.one_per_machine
+        if kind is None:
+            continue
+        if kind in first:
+            other, where = first[kind]
+            raise item.error("model", f"QEMU takes one {kind} device per machine: {other.id!r} "
+                                      f"({other.model.name}, line {where.line}) is one already")
+        first[kind] = (dev, item)
 
 
 def _check_drive_places(machine: str, devices: list[DeviceSpec], items: list[Node]) -> None:

@@ -155,6 +155,10 @@ class DeviceModel:
     #: Ports the device's option ROM writes while the firmware runs, though the device
     #: decodes nothing there (sgabios drives COM1): what a device over them meets.
     firmware_writes: tuple[FixedRange, ...] = ()
+    #: What QEMU takes one of per machine, the models sharing it named alike: QEMU exits
+    #: at launch on a second (two ISA VGAs: "Only one global VGA device can be used at a
+    #: time"; two pvpanic: "duplicate fw_cfg file name: etc/pvpanic-port").
+    one_per_machine: str | None = None
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -305,7 +309,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
-                         "companions"})
+                         "companions", "one_per_machine"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -345,6 +349,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         instance_property=_parse_instance_property(doc, properties),
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
         firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
+        one_per_machine=get_str(doc, "one_per_machine", default=None),
     )
 
 

@@ -40,14 +40,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .actions import ActionRecord
 from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import board_label_of, board_model, load_catalog
+from .devices import board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
@@ -63,7 +63,7 @@ from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
-from .verify import IRQ_SHARED, HardwareView, hardware_conflicts
+from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -476,7 +476,7 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     after = bed.after(fresh=fresh_layout)
     timings["post-drivers layout"] = time.monotonic() - t
     timings["post-drivers layout reused"] = float(bed.after_fresh_because is None)
-    checks = check_claims(io, after.layout, spec, bed.board)
+    checks = check_claims(io, after.layout, spec, bed.board, after.routes)
     collisions = hardware_collisions(after, spec)
     collisions += [Collision("irq-lost", f"{s.input_name.lower()} {s.irq}", tuple(s.devices), s.describe())
                    for s in shared if s.lost]
@@ -573,12 +573,16 @@ def _labels(whos: Sequence[Who]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(label for _, label in whos))
 
 
-def _board_labels(board: Sequence[ResolvedBoardDevice], layout: Layout) -> dict[str, tuple[Who, ...]]:
+def _board_labels(board: Sequence[ResolvedBoardDevice], layout: Layout,
+                  configured: Collection[str]) -> dict[str, tuple[Who, ...]]:
     """Each board device's name -> the owners, or owner-less region names, of its ranges
-    in ``layout`` (one pass over the layout for the whole board)."""
+    in ``layout`` (one pass over the layout for the whole board).  A range of a device
+    the machine file ``configured`` is never the board's, though its type may be (an
+    isa-ide or isa-fdc of the file on isapc, whose own IDE and FDC are of those types)."""
     by_type: dict[str | None, list[Any]] = {}
     for r in (*layout.io, *layout.memory):
-        by_type.setdefault(r.owner_type, []).append(r)
+        if r.owner not in configured:
+            by_type.setdefault(r.owner_type, []).append(r)
     return {d.name: tuple(sorted({_who(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)},
                                  key=lambda who: (who[1], who[0])))
             for d in (resolved.device for resolved in board)}
@@ -606,7 +610,7 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
         board_device = board_device_gathered(board, claim.owner.driver, config.name)
         if board_device is not None:
             if board_labels is None:
-                board_labels = _board_labels(board, layout)
+                board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
             return board_labels.get(board_device.name, ())
         if any(d.id == config.name for d in spec.devices):
             return ((True, config.name),)
@@ -631,9 +635,12 @@ def _qemu_types_of(service_name: str) -> set[str]:
 
 
 def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
-                 board: Sequence[ResolvedBoardDevice] = ()) -> list[ClaimCheck]:
+                 board: Sequence[ResolvedBoardDevice] = (),
+                 routes: Mapping[str, Any] | None = None) -> list[ClaimCheck]:
+    """Every claim compared with what QEMU decodes (``routes``: each PCI function's live
+    interrupt route, bdf → PciRoute, as a HardwareView holds them)."""
     checks = []
-    board_labels = _board_labels(board, layout)
+    board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
@@ -644,6 +651,8 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
             _check_range(check, claim, layout, whos)
         elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
             _check_line(check, claim, layout, spec, whos)
+        elif claim.kind is ResourceKind.INTERRUPT and routes is not None:
+            _check_pci_line(check, claim, layout, routes)
         check.ok = not check.findings
         checks.append(check)
     return checks
@@ -682,6 +691,17 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
     ids = {d.id for d in spec.devices}
     owners = [name for owned, name in whos if owned]
     board = [devices[n] for n in owners if n not in ids and n in devices]
+    if claim.kind is ResourceKind.DMA:
+        # QEMU's 8237 keeps one handler per channel, the last registered: the claim is
+        # what its device decodes only where that device is the channel's owner.
+        users = dma_channel_users(spec, layout).get(value, [])
+        if len(users) > 1 and (users[-1].id or users[-1].path) not in owners and \
+                any((u.id or u.path) in owners for u in users):
+            last = users[-1]
+            owner = last.id or getattr(board_device_of(board_model(spec.machine), last.type), "label",
+                                       f"{last.type} ({last.path})")
+            check.findings.append(f"channel {value} is owned by {owner}, registered last: the claimed "
+                                  "device's transfers stall")
     if whos and not ids.intersection(owners):
         # A board claimant's line: one of the board device's ISA parts drives it, or the
         # board model (checked against QEMU by tests/test_boards.py) says it is wired so.
@@ -698,6 +718,22 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
         if not any(dev.properties.get(p) == value for p in prop):
             shown = ", ".join(f"{p} {dev.properties[p]}" for p in prop if p in dev.properties)
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
+
+
+def _check_pci_line(check: ClaimCheck, claim: Claim, layout: Layout, routes: Mapping[str, Any]) -> None:
+    """A PCI function's interrupt claim against where the chipset routes its pin now: a
+    PIRQ register rewritten after the drivers claimed moves the interrupt, not the claim.
+    Either the ISA line (PIC HAL) or the I/O APIC input (APIC HAL) is the pin's."""
+    value = interrupt_line(claim.descriptor)
+    for name in check.expected:
+        try:
+            fn = layout.pci_by_id(name)
+        except KeyError:
+            continue
+        route = routes.get(fn.bdf)
+        if route is not None and route.irq is not None and value not in (route.irq, route.gsi):
+            check.findings.append(f"{route.link_name} routes {name}'s INT{'ABCD'[route.pin - 1]}# to IRQ {route.irq}"
+                                  f", the claim says {value}")
 
 
 def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec,

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from .claimants import resolve_board
+from .claimants import forwarded_legacy, resolve_board
 from .config import MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
@@ -61,7 +61,7 @@ from .nt.status import NT_SUCCESS, NTSTATUS
 from .qemu.layout import LEGACY_IDE_IRQS, Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
-from .verify import (ABSENT, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
+from .verify import (ABSENT, NOT_FORWARDED, NOT_PRESENT, Finding, Reconciliation, reconcile, resource_map_claims,
                      routed_view)
 
 EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
@@ -127,7 +127,7 @@ def isa_requirements(model: DeviceModel, settings: dict[str, Any]) -> IO_RESOURC
     as the model decodes them from that base), each IRQ / DMA property one group of its
     choices, every list LCPRI_HARDRECONFIG."""
     bases = list(dict.fromkeys(d.base for d in model.ports))
-    lines = [p for p in (*model.irq_properties, *model.dma_properties) if settings.get(p) is not None]
+    lines = _set_lines(model, settings)
     lists = []
     import itertools
     for combo in itertools.product(*(_choices(model, b, settings[b]) for b in bases)):
@@ -148,14 +148,21 @@ def settings_of(model: DeviceModel, resources: CM_RESOURCE_LIST, current: dict[s
     :func:`isa_requirements`): tried over every choice combination, current values first."""
     import itertools
     wanted = sorted(_key(p) for _, p in resources.partials())
-    props = [p for p in (*dict.fromkeys(d.base for d in model.ports), *model.irq_properties,
-                         *model.dma_properties) if current.get(p) is not None]
+    props = [p for p in dict.fromkeys(d.base for d in model.ports) if current.get(p) is not None]
+    props += _set_lines(model, current)
     options = [[current[p], *[c for c in _choices(model, p, current[p]) if c != current[p]]] for p in props]
     for combo in itertools.product(*options):
         variant = dict(current, **dict(zip(props, combo)))
         if sorted(_key(_isa_partials(*r)) for r in model.decoded_resources(variant)) == wanted:
             return variant
     raise PnpLiveError(f"no setting of {model.name} gives {pnp.describe_resources(resources)}")
+
+
+def _set_lines(model: DeviceModel, settings: dict[str, Any]) -> list[str]:
+    """The IRQ and DMA properties set in ``settings`` that use a line: an IRQ left at its
+    ``unwired`` value (an IPMI interface's irq 0) connects none, and stays so."""
+    return [p for p in (*model.irq_properties, *model.dma_properties) if settings.get(p) is not None
+            and (p not in model.irq_properties or model.wires_irq(p, settings[p]))]
 
 
 def _key(partial: Any) -> tuple:
@@ -197,7 +204,7 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         # What the function decodes beside its BARs (a VGA's legacy ports and window) is
         # part of every configuration it can have: two such functions over one range
         # cannot both be placed (they were kept clear of, each unchecked against the other).
-        legacy = _legacy_decodes(spec, fn.qdev_id)
+        legacy = _legacy_decodes(spec, fn, layout)
         if legacy:
             requirements, boot = _with_legacy(requirements, boot, legacy)
             owned.add(fn.qdev_id)
@@ -283,11 +290,12 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     return Tree(nodes, base, io, fixed)
 
 
-def _legacy_decodes(spec: MachineSpec, device_id: str) -> list[tuple[str, int, int]]:
-    """The fixed ports and memory the machine file's PCI device ``device_id`` decodes
-    beside its BARs, as its model says ([] for a board function or a device without)."""
-    dev = next((d for d in spec.devices if d.id == device_id), None)
-    return [] if dev is None else [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+def _legacy_decodes(spec: MachineSpec, fn: Any, layout: Layout) -> list[tuple[str, int, int]]:
+    """The fixed ports and memory the machine file's PCI function ``fn`` decodes beside
+    its BARs where the CPU reaches them (:func:`~harness.claimants.forwarded_legacy`; []
+    for a board function or a device without)."""
+    dev = next((d for d in spec.devices if d.id == fn.qdev_id), None)
+    return [] if dev is None else forwarded_legacy(dev, fn, layout)
 
 
 def _with_legacy(requirements: IO_RESOURCE_REQUIREMENTS_LIST, boot: CM_RESOURCE_LIST | None,
@@ -459,10 +467,11 @@ class ApplyResult:
     def blocking(self) -> list[Finding]:
         """Findings that contradict a conflict-free assignment: every hardware conflict
         and every row finding, except a claim the right device decodes only in part (a
-        BAR larger than the registers behind it, e.g. the bridge's SHPC)."""
+        BAR larger than the registers behind it, e.g. the bridge's SHPC) and a model's
+        fixed decode no bridge forwards (not-forwarded: nothing there to assign)."""
         rec = self.reconciliation
-        out = [f for row in rec.rows for f in row.findings
-               if not (f.explanation == NOT_PRESENT and row.cells.get("qemu") not in ("nothing", ABSENT))]
+        out = [f for row in rec.rows for f in row.findings if f.explanation != NOT_FORWARDED
+               and not (f.explanation == NOT_PRESENT and row.cells.get("qemu") not in ("nothing", ABSENT))]
         return out + rec.conflicts
 
     @property

@@ -30,6 +30,7 @@ from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
 from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
+from .names import BOARD_CONTROLLER_KEY
 from .nt.busaccess import posted_writes
 from .nt.detect import detect_hardware
 from .nt.hal import Hal
@@ -155,8 +156,10 @@ class Testbed:
             raise HarnessError(f"{', '.join(stray)}: not a device of machine {self.spec.name} that {name} drives "
                                f"(those are: {', '.join(mine) or 'none'})")
         self.io.journal.append(LoadStep(name, chosen, override_conflict, claim))
+        # The board's own devices are realized with the machine, before every -device:
+        # its floppy controller (the Floppy driver's BoardController) is mapped first.
         driver = cls(self.io, self.hal, override_conflict=override_conflict,
-                     mapping_order=[d.id for d in self.spec.devices])
+                     mapping_order=[BOARD_CONTROLLER_KEY, *(d.id for d in self.spec.devices)])
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
             params = legacy_parameters(devices, self.before.layout)

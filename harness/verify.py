@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
-from .qemu.layout import ISA_IRQ_PROPERTIES, LEGACY_IDE_IRQS
+from .qemu.layout import ISA_IRQ_PROPERTIES, LEGACY_IDE_IRQS, PIRQ_REGISTERS
 
 #: PCI class 01h subclass 01h: an IDE controller.
 PCI_CLASS_IDE = 0x0101
@@ -50,11 +51,13 @@ DMA_SHARED = "dma-shared"                    # several devices registered one ch
 OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, probe failure)
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
 FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
+NOT_FORWARDED = "not-forwarded"              # behind a bridge that does not forward it
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, BOARD_CLAIM, DMA_SHARED,
-                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, UNEXPLAINED)
+                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, UNEXPLAINED)
 
+PCI_COMMAND_INTX_DISABLE = 0x400  # command register bit 10
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
 PCI_CONFIG_DATA = 0xCFC
 PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
@@ -195,6 +198,28 @@ def resource_map_claims(registry: Any) -> list[MapClaim]:
 
 
 # ---------------------------------------------------------------------- the hardware view
+def _bdf_of(target: str | None) -> tuple[int, int, int] | None:
+    """(bus, slot, function) of a step's bus-address target ('00:1f.0'); None for a device id."""
+    match = re.fullmatch(r"([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])", target or "")
+    return None if match is None else (int(match[1], 16), int(match[2], 16), int(match[3]))
+
+
+def dma_channel_users(spec: MachineSpec, layout: Any) -> dict[int, list[Any]]:
+    """DMA channel → the ISA devices (layout IsaDevice) registered on it, in creation order
+    (board devices first, then the spec's devices in order): the last one owns the channel.
+    A device that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit
+    one) is one user: QEMU keeps the same handler, nothing stalls."""
+    order = {dev.id: i for i, dev in enumerate(spec.devices)}
+    users: dict[int, dict[str, tuple[int, Any]]] = {}
+    for dev in layout.isa:
+        for prop in ("dma", "dma16"):
+            channel = dev.properties.get(prop)
+            if channel is not None and 0 <= channel <= 7:
+                users.setdefault(channel, {})[dev.id or dev.path] = (order.get(dev.id, -1) if dev.id else -1, dev)
+    return {ch: [dev for _, dev in sorted(found.values(), key=lambda t: (t[0], t[1].id or f"{t[1].type} ({t[1].path})"))]
+            for ch, found in users.items()}
+
+
 @dataclass(frozen=True)
 class HardwareView:
     """QEMU's decode after the firmware: the snapshot plus each PCI pin's real route."""
@@ -327,6 +352,11 @@ class _Context:
             return SHADOWED, f"shadowed by {', '.join(map(self.describe, winners))} ({lost})"
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
+        fn = next((f for f in self.layout.pci if f.qdev_id == owner), None)
+        if fn is not None and fn.bus != 0 and all(who is None for *_, who in self.owners(lo, hi)):
+            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only
+            return NOT_FORWARDED, (f"{owner} sits behind a bridge on bus {fn.bus}, which does not "
+                                   f"forward {lo:#x}-{hi:#x}: nothing decodes them")
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:
@@ -385,7 +415,9 @@ class _Context:
                     add(irq, device.label)
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
-            if route is not None:
+            # a function whose command register disables INTx cannot assert its pin
+            # (QEMU's pci_irq_handler drops the level: pci_irq_disabled)
+            if route is not None and not (fn.command or 0) & PCI_COMMAND_INTX_DISABLE:
                 add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
         # A PCI IDE function in compatibility mode drives the legacy channels' lines (an
         # ISA IDE device has its irq property above).
@@ -399,19 +431,9 @@ class _Context:
         return users
 
     def dma_users(self) -> dict[int, list[str]]:
-        """DMA channel → ISA devices registered on it, in creation order (board devices
-        first, then the spec's devices in order): the last one owns the channel.  A device
-        that registers one channel twice (an SB16 whose 16-bit channel is its 8-bit one)
-        is one user: QEMU keeps the same handler, nothing stalls."""
-        order = {dev.id: i for i, dev in enumerate(self.spec.devices)}
-        users: dict[int, set[tuple[int, str]]] = {}
-        for dev in self.layout.isa:
-            for prop in ("dma", "dma16"):
-                channel = dev.properties.get(prop)
-                if channel is not None and 0 <= channel <= 7:
-                    users.setdefault(channel, set()).add(
-                        (order.get(dev.id, -1) if dev.id else -1, self.isa_name(dev)))
-        return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
+        """:func:`dma_channel_users`, each device named as the report names it."""
+        return {ch: [self.isa_name(dev) for dev in users]
+                for ch, users in dma_channel_users(self.spec, self.layout).items()}
 
     def config_ports_winners(self) -> list[str]:
         """Who decodes the PCI host's configuration address (0xCF8) or data (0xCFC-0xCFF)
@@ -677,6 +699,13 @@ class _Context:
         return any(a.kind == "move_bar" and a.phase == "post-firmware" and a.target in (fn.qdev_id, fn.bdf)
                    and a.bar == index and a.address == base for a in self.spec.after_firmware)
 
+    def _rerouted_after_firmware(self, route: Any) -> bool:
+        """Whether a post-firmware step of the machine file wrote the chipset register
+        holding ``route``'s link (the PIIX3's or ICH9's PIRQ route registers)."""
+        router = PIRQ_REGISTERS.get(self.spec.machine, (None,))[0]
+        return any(a.kind == "pci_write" and a.phase == "post-firmware" and _bdf_of(a.target) == router
+                   and a.offset <= route.register < a.offset + a.size for a in self.spec.after_firmware)
+
     def _pci_irq_row(self, dev: DeviceSpec, fn: Any) -> Row:
         pin = dev.model.pci.interrupt_pin
         row = Row(dev.id, f"INT{'ABCD'[pin - 1]}#", {"model": f"INT{'ABCD'[pin - 1]}#"})
@@ -704,8 +733,13 @@ class _Context:
                     row.differ("probe", PIRQ_ROUTED, f"config 0x3C says {seen.interrupt_line}, but "
                                                      f"{route.link_name} routes the pin to IRQ {route.irq}")
                 if observed is not None and observed != (route.irq,):
-                    row.differ("probe", UNEXPLAINED, f"INTx arrives on {observed}, "
-                                                     f"{route.link_name} routes it to IRQ {route.irq}")
+                    if self._rerouted_after_firmware(route):
+                        row.differ("probe", OS_REASSIGNED, f"a post-firmware pci_write step routed {route.link_name} "
+                                                           f"to IRQ {route.irq}, as an OS would; the probe guest's "
+                                                           f"machine ran the firmware only (INTx arrives on {observed})")
+                    else:
+                        row.differ("probe", UNEXPLAINED, f"INTx arrives on {observed}, "
+                                                         f"{route.link_name} routes it to IRQ {route.irq}")
         if self.linux is not None:
             self._linux_pci_irq(row, fn, route)
         return row

@@ -214,3 +214,37 @@ def test_ids_may_be_board_device_names(machine: str) -> None:
         f"  - {{model: isa-debugcon, id: {name.upper() if i % 2 else name}}}\n" for i, name in enumerate(names))
     spec = parse_machine_text(text)
     assert [d.id.lower() for d in spec.devices] == [n.lower() for n in names]
+
+
+def _one_per_machine_pairs() -> list[tuple[str, str]]:
+    catalog = load_catalog()
+    groups: dict[str, list[str]] = {}
+    for model in catalog.values():
+        if model.one_per_machine:
+            groups.setdefault(model.one_per_machine, []).append(model.name)
+    return [(a, b) for names in groups.values() for a in sorted(names) for b in sorted(names)]
+
+
+@pytest.mark.parametrize("first, second", _one_per_machine_pairs())
+def test_qemu_takes_one_of_a_one_per_machine_kind(first: str, second: str) -> None:
+    """Every two devices of a ``one_per_machine`` kind (one model twice too) stop QEMU at
+    launch, so a machine file holding them is refused at the second one's line."""
+    import subprocess
+    from harness.qemu.binary import QEMU_BINARY
+    catalog = load_catalog()
+    machine = next(m for m in catalog[first].machines if m in catalog[second].machines)
+    done = subprocess.run([QEMU_BINARY, "-machine", machine, "-nodefaults", "-display", "none", "-S",
+                           "-monitor", "none", "-device", catalog[first].qemu_driver,
+                           "-device", catalog[second].qemu_driver],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode != 0 and f"-device {catalog[second].qemu_driver}:" in done.stderr, done.stderr
+    err = error_of(f"machine: {machine}\ndevices:\n  - {{model: {first}, id: a}}\n  - {{model: {second}, id: b}}\n")
+    assert (err.line, err.field.rsplit(".", 1)[-1]) == (4, "model"), str(err)
+    assert f"QEMU takes one {catalog[first].one_per_machine} device per machine: 'a'" in str(err)
+
+
+def test_one_per_machine_leaves_other_kinds_alone() -> None:
+    """A PCI VGA beside an ISA one, and a pvpanic-pci beside a pvpanic, are no second of a kind."""
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: VGA, id: v}\n  - {model: isa-vga, id: w}\n"
+                              "  - {model: pvpanic, id: p}\n  - {model: pvpanic-pci, id: q}\n", "m.yaml")
+    assert [d.id for d in spec.devices] == ["v", "w", "p", "q"]

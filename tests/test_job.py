@@ -134,6 +134,32 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "multifunction-pair-q35": None,
     "bridge-msix-bar-onto-nic": (None, None, "shadowed"),
     "bar-moved-outside-bridge-window": (None, None, None),
+    # Scenarios of the fourth QA pass: isapc's ISA-only board, ownerless regions, DMA channels.
+    "isapc-isa-ide-third": None,
+    "isapc-ne2000-over-two-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "ipmi-bt-twice": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "ipmi-kcs-under-bt-partial": (None, None, "shadowed"),
+    "isapc-sb16-gus-dma1-driverless": (None, None, "dma-shared"),
+    "isapc-second-fdc-on-irq6-dma2": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Floppy", "dma-shared"),
+    "isapc-second-fdc-clean": None,
+    "q35-pirq-rerouted-onto-serial": (None, None, "irq-shared"),
+    "pirq-rerouted-onto-sb16": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PciNet", "irq-shared"),
+    "pci-line-register-rewritten": None,
+    "io-bar-moved-onto-com1-post-drivers": (None, None, "shadowed"),
+    "command-register-cleared-post-drivers": (None, None, None),
+    "builtin-mouse-irq9-sci": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "acpi-sci"),
+    "isapc-ne2000-over-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
+    "bar-moved-onto-testdev-mmio": (None, None, "shadowed"),
+    "q35-serial-irq6-no-fdc": None,
+    "isapc-serial-irq13-fpu": (None, None, "irq-shared"),
+    "isapc-sb16-gus-adlib-240": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "vga-behind-bridge": None,
+    "q35-vga-behind-root-port": None,
+    "builtin-fdc-dma1-sb16": ("IO_ERR_DMA_CONFLICT_DETECTED", "Sndblst", "dma-shared"),
+    "builtin-fdc-370-isapc": None,
+    "pirq-rerouted-after-drivers": (None, None, "irq-shared"),
+    "pci-intx-disabled-beside-uart": None,
+    "serial-in-bridge-window-gap": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -141,7 +167,12 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
                   # a board device is named as the claimants name it, not by its QOM path
                   "bar-moved-onto-q35-rcba": "board:root-complex-registers wins them",
                   "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
-                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers"}
+                  "builtin-fdc-onto-serial": "board:ide-legacy (ide) no longer answers",
+                  # a piece of an ownerless region left in the flat view is its device's
+                  "ipmi-kcs-under-bt-partial": "bt0 (ipmi-bt) no longer answers there: kcs0 wins",
+                  # a PIRQ routed to an ISA line drives it also where the NIC's claim is a GSI
+                  "q35-pirq-rerouted-onto-serial": "IRQ 4 is driven by com1, nic0",
+                  "isapc-serial-irq13-fpu": "fpu-error"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -170,13 +201,27 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
     "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
+    # the fourth QA pass
+    "isapc-ne2000-over-two-ide": {"ne0"}, "ipmi-bt-twice": {"bt0"},
+    "isapc-second-fdc-on-irq6-dma2": {"board:floppy-controller"}, "pirq-rerouted-onto-sb16": {"sb0"},
+    "io-bar-moved-onto-com1-post-drivers": {"nic0"}, "builtin-mouse-irq9-sci": {"board:keyboard-controller"},
+    "isapc-ne2000-over-vga-ports": {"vga0"}, "isapc-sb16-gus-adlib-240": {"gus0", "sb0"},
+    "builtin-fdc-dma1-sb16": {"board:floppy-controller", "fd0"},
 }
+
+# Words a config's claims check must say of some claim (a claim that is not what its device decodes).
+CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, registered last",
+              "dma-channel-stall": "channel 2 is owned by sb0, registered last",
+              "io-bar-moved-onto-com1-post-drivers": "decoded by nic0 (rtl8139 0x300-0x3ff)",
+              "command-register-cleared-post-drivers": "nothing decodes this range",
+              "pirq-rerouted-after-drivers": "PIRQC routes nic0's INTA# to IRQ 4, the claim says 11"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
-                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports"}
+                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
+                  "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio"}
 
 
 def test_every_conflict_config_is_covered() -> None:
@@ -282,12 +327,15 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
     if path.stem in COLLISION_SAYS:
         assert any(COLLISION_SAYS[path.stem] in f"{c.devices} {c.consequence}" for c in result.collisions), \
             result.format_text()
+    if path.stem in CHECK_SAYS:
+        assert any(CHECK_SAYS[path.stem] in f for c in result.checks for f in c.findings), result.format_text()
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
     assert all(e["code"] == "IO_ERR_PORT_CONFLICT_DETECTED" for e in result.conflicts if "explanation" in e)
     if expected is None:
         assert spec.expect == "clean" and result.exit_code == 0, result.format_text()
+        assert not result.error_log, result.format_text()
         return
     assert spec.expect in (CONFLICT, WARNING)
     code, holder, consequence = expected
@@ -487,3 +535,14 @@ def test_qemu_decodes_16_address_bits_so_0x6f8_is_no_alias_of_0x2f8() -> None:
         m.hmp("o /b 0xaff 0x33")
         assert [m.hmp(f"i /b {port:#x}").split("=")[-1].strip() for port in (0x2ff, 0x6ff, 0xaff)] == \
             ["0x11", "0x22", "0xff"]
+
+
+def test_a_piece_of_an_ownerless_region_is_its_devices(tmp_path: Path) -> None:
+    """The flat view keeps 0xe4-0xe6 of the BT's ownerless 'ipmi-bt' (the KCS, mapped later,
+    takes 0xe7): that piece is bt0 decoding, so the claim's one fault is the port it lost."""
+    result = run_job(load_machine(CONFIGS / "conflicts" / "ipmi-kcs-under-bt-partial.yaml"), tmp_path / "o",
+                     picture=False, all_files=lambda r: False)
+    check, = [c for c in result.checks if c.device == r"\Device\Legacy_bt0" and c.resource.startswith("port")]
+    assert check.findings == ["also decoded by kcs0 0xe7-0xe8",
+                              "bt0's 0xe7-0xe7 is shadowed by kcs0 (being mapped later (equal priority 0: "
+                              "the last mapped wins, address by address))"], result.format_text()

@@ -244,6 +244,13 @@ def test_registry_round_trip():
 #: VGAs, whose legacy decodes are part of every configuration a PCI VGA can have too.
 UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1"),
                  "two-pci-vgas": ("vga0", "vga1"), "isa-cirrus-over-pci-vga": ("vga0", "vga1")}
+#: Conflict configs whose `builtin` setting puts a board device on a resource the HAL
+#: holds: a board device has its one hard-wired configuration, so it is the core alone.
+BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
+#: Configs the assignment changes although they have steps after the firmware: PnP lays
+#: out requirements, and a PCI function's routed line stays in its configuration whatever
+#: its command register says (INTx disabled), so a UART on that line moves.
+MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart"}
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
 NOTHING_TO_MOVE = {"lpt-at-3bc"}
@@ -254,7 +261,8 @@ BARS_ONLY = {"serial-in-root-port-window"}
 LIVE_CONFIGS = [CONFIGS / "machines" / "default.yaml", *sorted((CONFIGS / "conflicts").glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("path", [p for p in LIVE_CONFIGS if p.stem not in UNSATISFIABLE], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in LIVE_CONFIGS if p.stem not in {*UNSATISFIABLE, *BOARD_SETTING_CORES}],
+                         ids=lambda p: p.stem)
 def test_live_assignment_is_conflict_free_after_apply(path: Path):
     from harness.pnp_live import run_pnp
     spec = load_machine(path)
@@ -267,7 +275,8 @@ def test_live_assignment_is_conflict_free_after_apply(path: Path):
     # not of the settings, nor one made after the firmware (after_firmware steps: PnP
     # lays out what the firmware left, where nothing collides).
     moves = (spec.expect != "clean" and not any(d.claim == "block" for d in spec.drivers)
-             and not spec.after_firmware and path.stem not in NOTHING_TO_MOVE | BARS_ONLY)
+             and not spec.after_firmware and path.stem not in NOTHING_TO_MOVE | BARS_ONLY) \
+        or path.stem in MOVES_DESPITE_STEPS
     assert applied.relaunched == moves == bool(report.changes)
     assert applied.claims >= len(report.nodes)
     # Every PCI BAR is compared with SeaBIOS's, and a difference carries its holder.
@@ -286,6 +295,15 @@ def test_two_devices_with_nothing_to_set_on_the_same_ports_cannot_both_be_placed
     assert not report.solution.satisfiable and report.exit_code == 1
     assert report.core is not None and report.core.minimum and sorted(report.core.devices) == [first, second]
     assert [(n.name, n.problem) for n in report.problems] == [(second, 0x0C)]
+
+
+@pytest.mark.parametrize("name", sorted(BOARD_SETTING_CORES))
+def test_a_board_device_set_onto_a_hal_resource_is_the_core_alone(name: str):
+    from harness.pnp_live import run_pnp
+    report = run_pnp(load_machine(CONFIGS / "conflicts" / f"{name}.yaml"))
+    assert not report.solution.satisfiable and report.exit_code == 1
+    assert report.core is not None and report.core.devices == [BOARD_SETTING_CORES[name]]
+    assert [(n.name, n.problem) for n in report.problems] == [(BOARD_SETTING_CORES[name], 0x0C)]
 
 
 def test_live_impossible_set_reports_its_minimum_core(capsys):
@@ -419,6 +437,21 @@ def test_a_device_that_takes_any_port_may_move_across_the_isa_card_area():
     assert len(lists) == len(bases)
     # a property with choices keeps exactly them (jumpers)
     assert _choices(load_catalog()["isa-ipmi-kcs"], "ioport", 0xca2) == [0xca2, 0xca8]
+
+
+def test_an_unwired_irq_stays_unwired_in_every_configuration():
+    """An IPMI interface left at irq 0 wires no line (QEMU connects an IRQ only for irq > 0):
+    its configurations ask for none, so moving it off a port does not wire it to a line
+    the machine file left free (two BTs at 0xe4 gave 'bt1: irq 0 -> 5')."""
+    from harness.devices import load_catalog
+    from harness.pnp_live import _isa_partials, isa_requirements, settings_of
+    model = load_catalog()["isa-ipmi-bt"]
+    requirements = isa_requirements(model, {"ioport": 0xe4, "irq": 0})
+    assert not [d for lst in requirements.lists for d in lst.descriptors if isinstance(d, InterruptRequirement)]
+    wired = isa_requirements(model, {"ioport": 0xe4, "irq": 5})
+    assert all(any(isinstance(d, InterruptRequirement) for d in lst.descriptors) for lst in wired.lists)
+    moved = CM_RESOURCE_LIST.single(Isa, 0, _isa_partials("port", 0x100, 0x103))
+    assert settings_of(model, moved, {"ioport": 0xe4, "irq": 0}) == {"ioport": 0x100, "irq": 0}
 
 
 def test_a_device_with_nothing_to_set_keeps_all_it_decodes():

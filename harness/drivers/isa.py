@@ -228,10 +228,13 @@ class FloppyDriver(NtDriver):
     def parameters_for(cls, devices: Sequence[Any], claim: str = "decoded",
                        board: Mapping[str, Mapping[str, int]] = MappingProxyType({})) -> dict[str, Any]:
         """Setup's view: each isa-fdc with its settings, and the board's own controller
-        (``board["fdc"]``: where the machine file's ``builtin`` put it), with DriveCount 0
-        (nothing to read a sector from) unless a drive hangs off it; with ``claim: block``
-        the driver-wide :attr:`WHOLE_BLOCK` value."""
+        (``board["fdc"]``: where the machine file's ``builtin`` put it), each with its
+        DriveCount, 0 (nothing to read a sector from) unless a drive hangs off it; with
+        ``claim: block`` the driver-wide :attr:`WHOLE_BLOCK` value."""
         out = super().parameters_for(devices, "block")
+        for dev in devices:   # a controller of the file: as many drives as hang off it
+            if dev.id in out and dev.model.name != "floppy":
+                out[dev.id]["DriveCount"] = sum(d.model.name == "floppy" and d.bus == dev.id for d in devices)
         if claim == "block":
             out[cls.WHOLE_BLOCK] = 1
         if "fdc" in board:

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from .bus import PortChannel, machine_ports
 from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS, parse_qom_tree
@@ -279,6 +279,9 @@ def snapshot(machine: Any, phase: str | None = None, *,
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
     if monitor_reads_to is not None:
         monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
+    devices = getattr(machine.spec, "devices", ())
+    flat = {space: own_ownerless(regions, devices, flat=True) for space, regions in flat.items()}
+    tree = {space: own_ownerless(regions, devices, flat=False) for space, regions in tree.items()}
     isa = reader.isa_devices()
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
@@ -447,19 +450,9 @@ class QomReader:
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":
-            return self._ownerless_owner(region)
+            return None, None
         owner, path = _owning_device(region)
         return owner, self.qom_type(path)
-
-    def _ownerless_owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
-        """A region QEMU registered with no owner device (the IPMI interfaces): the device
-        of the machine file whose model names that region and decodes exactly its range."""
-        spec = getattr(self.machine, "spec", None)
-        for dev in getattr(spec, "devices", ()):
-            if region.name in dev.model.ownerless_regions and \
-                    ("port", region.start, region.end) in dev.decoded_resources():
-                return dev.id, dev.model.qemu_driver
-        return None, None
 
     def pci_types(self) -> frozenset[str]:
         """Every concrete QOM type that is a PCI device."""
@@ -811,6 +804,43 @@ def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
         depths = [len(m.group(1)) // 2 for m in matches] + [-1]
         spaces[name] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
     return spaces
+
+
+def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: bool) -> list[MtreeRegion]:
+    """``regions`` with each region QEMU registered without an owner device (the IPMI
+    interfaces: their model's ``ownerless_regions``) given to the machine-file device it
+    is, as if QEMU had named that device its owner.  Several devices of one type register
+    regions of one name under one parent, so name and parent cannot tell them apart (two
+    BT interfaces at 0xe4 were one owner: neither shadowed the other, and the claim of
+    the one that answers was "decoded by" the other).  ISA devices are realized in file
+    order at priority 0, where the one mapped last wins every address it shares:
+
+    * in the tree a region is the device whose model decodes exactly its range, and of
+      several such devices QEMU lists the one mapped last first (memory_region_add_subregion
+      puts a subregion before its equal-priority siblings);
+    * in the flat view a range (all of a region, or what is left of it, ``name @offset``)
+      is the device mapped last of those that decode all of it."""
+    if not any(dev.model.ownerless_regions for dev in devices):
+        return regions
+    handed: set[tuple[str, str]] = set()
+    out = []
+    for region in regions:
+        name = region.name.split(" @")[0]
+        if region.owner_kind == "dev" or region.kind != "i/o":
+            out.append(region)
+            continue
+        candidates = [dev for dev in devices if name in dev.model.ownerless_regions and any(
+            kind == "port" and (lo, hi) == (region.start, region.end) if not flat else
+            kind == "port" and lo <= region.start and region.end <= hi for kind, lo, hi in dev.decoded_resources())]
+        if not flat:
+            candidates = [dev for dev in candidates if (dev.id, name) not in handed]
+        if not candidates:
+            out.append(region)
+            continue
+        owner = candidates[-1]
+        handed.add((owner.id, name))
+        out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=owner.id))
+    return out
 
 
 def _is_background(region: MtreeRegion) -> bool:
