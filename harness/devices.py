@@ -26,6 +26,7 @@ MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
 #: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
 BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
+GRAPHIC_CONSOLE = ("none", "creates", "first")
 #: Kinds of settable property, with the values QEMU accepts without aborting or
 #: silently truncating (qemu-facts.md §2 "Property validation").
 PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
@@ -155,6 +156,9 @@ class DeviceModel:
     #: Ports the device's option ROM writes while the firmware runs, though the device
     #: decodes nothing there (sgabios drives COM1): what a device over them meets.
     firmware_writes: tuple[FixedRange, ...] = ()
+    #: Whether QEMU gives the device a graphic console: "none", "creates" one, or "first"
+    #: (it must be console 0, the first display of the command line, as a primary qxl-vga).
+    graphic_console: str = "none"
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -305,7 +309,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
-                         "companions"})
+                         "companions", "graphic_console"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -345,6 +349,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         instance_property=_parse_instance_property(doc, properties),
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
         firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
+        graphic_console=get_str(doc, "graphic_console", choices=GRAPHIC_CONSOLE, default="none"),
     )
 
 

@@ -358,7 +358,9 @@ def plan(machine: str, cases: list[tuple[str, dict[str, Any]]]) -> list[list[Mem
         for members, used in boots:
             if len(members) < MAX_PER_BOOT and not _clash(foot, used) \
                     and not (model.bridge and any(CATALOG[m.model].bridge for m in members)) \
-                    and not any(_uses(name, m.model) for m in members):
+                    and not any(_uses(name, m.model) for m in members) \
+                    and not (model.graphic_console == "first"
+                             and any(CATALOG[m.model].graphic_console == "first" for m in members)):
                 break
         else:
             members, used = [], []
@@ -371,7 +373,8 @@ def plan(machine: str, cases: list[tuple[str, dict[str, Any]]]) -> list[list[Mem
 def _machine_text(machine: str, members: list[Member]) -> str:
     lines = ""
     slot = FIRST_SLOT
-    for member in members:
+    # A model that must be QEMU's console 0 (qxl-vga) goes first (config enforces it).
+    for member in sorted(members, key=lambda m: CATALOG[m.model].graphic_console != "first"):
         model = CATALOG[member.model]
         extra = dict(member.settings)
         if model.pci is not None:
@@ -542,6 +545,65 @@ def test_serial_and_parallel_index_pick_the_port() -> None:
                         f"{dev_id}: settings {dict(dut.settings)}")
             check_isa(fails, dut, layout, machine, qtree)
         fails.raise_if_any("isa-serial/isa-parallel index")
+
+
+# ---------------------------------------------------------------------- graphic consoles
+#: The model whose launch shows which devices take a graphic console: QEMU refuses it
+#: unless it is console 0.
+CONSOLE_0 = "qxl-vga"
+CONSOLE_0_SLOT = 0x1E  # free on pc and q35, above the boot plans' slots
+
+
+def _qemu_answer(text: str, last: str, tmp_path) -> str:
+    """Launch the machine of ``text`` (-S, no firmware run) with device ``last`` moved to
+    the end of QEMU's command line, the order config refuses for a console-0 model; quit
+    at once.  QEMU's error output ('' if it started)."""
+    import subprocess
+    from harness.qemu.machine import build_argv, create_drive_images
+    spec = parse_machine_text(text, "<graphic consoles>")
+    create_drive_images(spec, tmp_path)
+    argv = build_argv(spec, tmp_path, "tcg")
+    at = next(i for i, a in enumerate(argv) if a.startswith(f"{CATALOG[last].qemu_driver},id={last},"))
+    argv = argv[:at - 1] + argv[at + 1:] + argv[at - 1:at + 1] + ["-monitor", "stdio"]
+    done = subprocess.run(argv, input="quit\n", capture_output=True, text=True, timeout=60)
+    return done.stderr if done.returncode else ""
+
+
+def _console_machine(model: DeviceModel) -> str | None:
+    return next((m for m in ("pc", "q35") if m in model.machines), None)
+
+
+def test_graphic_console_flags_are_what_qemu_does(tmp_path) -> None:
+    """Every model that takes a graphic console says so (config then keeps a console-0
+    model first): QEMU refuses a qxl-vga after exactly those.  Models that take none are
+    launched in their shared boot plans with the qxl-vga last, which QEMU accepts."""
+    fails = Failures()
+    console_line = _device_line(CONSOLE_0, CONSOLE_0, addr=CONSOLE_0_SLOT)
+    for name, model in sorted(CATALOG.items()):
+        machine = _console_machine(model)
+        if model.graphic_console != "none" and name != CONSOLE_0 and machine:
+            text = f"machine: {machine}\nfirmware_log: false\ndevices:\n{console_line}" \
+                   + _device_line(name, "dut", **({"addr": FIRST_SLOT} if model.pci else {}))
+            err = _qemu_answer(text, CONSOLE_0, tmp_path)
+            fails.check("console 0" in err, f"{name}: a qxl-vga after it was not refused ({err.strip()!r})")
+    for machine in ("pc", "q35"):
+        quiet = [(n, {}) for n, m in sorted(CATALOG.items()) if m.graphic_console == "none" and n not in OWN_TESTS
+                 and _console_machine(m) == machine]
+        for members in plan(machine, quiet):
+            text = _machine_text(machine, members) + console_line
+            err = _qemu_answer(text, CONSOLE_0, tmp_path)
+            fails.check(not err, f"{[m.model for m in members]} + {CONSOLE_0} last on {machine}: {err.strip()!r}")
+    fails.raise_if_any("graphic consoles")
+
+
+def test_config_keeps_a_console_0_model_first() -> None:
+    consoles = sorted(n for n, m in CATALOG.items() if m.graphic_console == "creates" and "pc" in m.machines)
+    assert consoles, "no display model to put before the qxl-vga"
+    before = f"machine: pc\ndevices:\n{_device_line(consoles[0], 'vga0')}{_device_line(CONSOLE_0, 'q0')}"
+    with pytest.raises(Exception, match=r"<f>:4: devices\[1\]\.model: .*must be the first display device.*'vga0'"):
+        parse_machine_text(before, "<f>")
+    after = f"machine: pc\ndevices:\n{_device_line(CONSOLE_0, 'q0')}{_device_line(consoles[0], 'vga0')}"
+    assert [d.id for d in parse_machine_text(after, "<f>").devices] == ["q0", "vga0"]
 
 
 # ---------------------------------------------------------------------- floppy
