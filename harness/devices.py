@@ -78,9 +78,10 @@ class PortDecode:
 
 @dataclass(frozen=True)
 class FixedRange:
-    """A port or memory range a model decodes at a fixed place, whatever its settings."""
+    """A port or memory range, or an ISA IRQ line (length 1), a model decodes at a fixed
+    place, whatever its settings."""
 
-    kind: str  # "port" or "memory"
+    kind: str  # "port", "memory" or "irq"
     start: int
     length: int
 
@@ -421,7 +422,7 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
     if "decodes" not in doc:
         return (), (), (), ()
     dec = doc.child("decodes")
-    dec.check_keys({"ports", "fixed_ports", "fixed_memory", "irq", "dma"})
+    dec.check_keys({"ports", "fixed_ports", "fixed_memory", "irq", "dma", "fixed_irq"})
     ports = []
     for i, item in enumerate(get_list(dec, "ports", default=[])):
         if not isinstance(item, Node):
@@ -435,6 +436,12 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
         ports.append(PortDecode(base, get_int(item, "offset", lo=0, hi=0xFFFF, default=0),
                                 get_int(item, "length", lo=1, hi=0x10000), length_property))
     fixed = _fixed_ranges(dec, ports_key="fixed_ports", memory_key="fixed_memory")
+    # ISA lines wired at realize with no property to move them (a PCI IDE function's
+    # compatibility channels raise IRQ 14 and 15).
+    for i, line in enumerate(get_list(dec, "fixed_irq", default=[])):
+        if isinstance(line, bool) or not isinstance(line, int) or not 0 <= line <= 15:
+            raise dec.error("fixed_irq", f"item {i} is {line!r}; expected an ISA IRQ 0-15")
+        fixed.append(FixedRange("irq", line, 1))
     irqs = tuple(_str_list(dec, "irq")) if "irq" in dec else ()
     dmas = tuple(_str_list(dec, "dma")) if "dma" in dec else ()
     for key, names in (("irq", irqs), ("dma", dmas)):

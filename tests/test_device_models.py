@@ -682,6 +682,50 @@ def test_ide_drives_on_builtin_buses(machine_kind: str) -> None:
         fails.raise_if_any(f"IDE drives on {machine_kind}")
 
 
+#: The PCI IDE models in compatibility mode, which decode the legacy channels and raise
+#: their ISA lines (fixed_irq) with no property to say so.
+PCI_IDE_MODELS = sorted(n for n, m in CATALOG.items() if m.pci and m.pci.class_code == 0x0101)
+
+
+@pytest.mark.parametrize("name", PCI_IDE_MODELS)
+def test_pci_ide_raises_its_fixed_isa_lines(name: str, tmp_path) -> None:
+    """A disk on each channel of a compatibility-mode PCI IDE function (on pc, beside the
+    board's own PIIX3 IDE, whose channels have no disk): the legacy command blocks answer
+    with the device's disks (the device, mapped later, wins the ports), and IDENTIFY on
+    each channel raises the model's fixed ISA line, read back from the slave 8259's IRR."""
+    model = CATALOG[name]
+    lines = sorted(f.start for f in model.fixed if f.kind == "irq")
+    blocks = sorted(f.start for f in model.fixed if f.kind == "port" and f.length == 8)
+    assert len(lines) == len(blocks) == 2, "one line and one command block per channel"
+    extra: list[str] = []
+    for channel in (0, 1):
+        image = tmp_path / f"disk{channel}.img"
+        image.write_bytes(b"\0" * 0x100000)
+        extra += ["-drive", f"if=none,id=disk{channel},file={image},format=raw",
+                  "-device", f"ide-hd,drive=disk{channel},bus=dut.{channel}"]
+    spec = parse_machine_text(f"machine: pc\nfirmware_log: false\ndevices:\n{_device_line(name, 'dut', addr=FIRST_SLOT)}",
+                              "<pci ide>")
+    fails = Failures()
+    with Machine(spec, extra_args=tuple(extra)) as machine:
+        machine.run_firmware()
+        ports = HmpPorts(machine)
+        # Which channel drives which line: the primary block (0x1f0) the lower one.
+        for base, line in zip(sorted(blocks, reverse=True), lines):
+            ports.write_port(base + 0x206, 0x08)   # device control: nIEN clear (SeaBIOS sets it)
+            ports.write_port(base + 6, 0xA0)       # select the master
+            status = ports.read_port(base + 7)
+            fails.check(status & 0xD0 == ATA_READY, f"{base:#x}: status {status:#x}, expected the device's disk")
+            ports.write_port(0xA0, 0x0A)           # slave 8259 OCW3: reads give the IRR
+            before = ports.read_port(0xA0)
+            ports.write_port(base + 7, 0xEC)       # IDENTIFY DEVICE
+            after = ports.read_port(0xA0)
+            bit = 1 << (line - 8)
+            fails.check(not before & bit and after & bit,
+                        f"IDENTIFY on {base:#x}: slave IRR {before:#04x} -> {after:#04x}, expected IRQ {line}")
+            ports.read_port(base + 7)              # status read: the drive drops its request
+    fails.raise_if_any(f"{name} compatibility channels")
+
+
 def check_bridge(fails: Failures, fn, layout: Layout, behind_id: str) -> None:
     """The device behind the bridge is on its secondary bus, its BARs inside the windows."""
     br = fn.bridge
