@@ -27,6 +27,10 @@ BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
 #: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
 BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
 GRAPHIC_CONSOLE = ("none", "creates", "first")
+#: Bridge kinds (a conventional PCI secondary bus; a PCI Express link with one slot) and
+#: the properties QEMU's own bridges of each kind take for their chassis number.
+BRIDGE_CHASSIS: dict[str | None, tuple[str, ...]] = {"pci-bridge": ("chassis_nr",),
+                                                     "pcie-root-port": ("chassis", "slot")}
 #: Kinds of settable property, with the values QEMU accepts without aborting or
 #: silently truncating (qemu-facts.md §2 "Property validation").
 PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
@@ -160,6 +164,9 @@ class DeviceModel:
     #: Whether QEMU gives the device a graphic console: "none", "creates" one, or "first"
     #: (it must be console 0, the first display of the command line, as a primary qxl-vga).
     graphic_console: str = "none"
+    #: The bridge's properties that get its per-machine chassis number (hot-plug needs
+    #: one unique per bridge); by default what its kind takes (see BRIDGE_CHASSIS).
+    chassis_properties: tuple[str, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -310,7 +317,7 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
-                         "companions", "graphic_console"})
+                         "companions", "graphic_console", "chassis_properties"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -328,6 +335,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
     ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
     probe_base, probe, guest_probe = _parse_probe(doc, properties)
     pci = _parse_pci(doc) if "pci" in doc else None
+    bridge = get_str(doc, "bridge", choices=tuple(BRIDGE_CHASSIS), default=None)
     check_qemu_name(doc, "qemu_driver", get_str(doc, "qemu_driver"))
     if bus in ("pci", "pcie") and pci is None:
         raise doc.error(None, "a PCI device model needs a 'pci' section")
@@ -343,7 +351,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         always=MappingProxyType(always),
         ports=ports, fixed=fixed, irq_properties=irqs, dma_properties=dmas,
         probe_base=probe_base, probe=probe, guest_probe=guest_probe, pci=pci,
-        bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
+        bridge=bridge,
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
         ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
@@ -351,7 +359,19 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
         firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
         graphic_console=get_str(doc, "graphic_console", choices=GRAPHIC_CONSOLE, default="none"),
+        chassis_properties=_parse_chassis(doc, bridge),
     )
+
+
+def _parse_chassis(doc: Node, bridge: str | None) -> tuple[str, ...]:
+    if "chassis_properties" not in doc:
+        return BRIDGE_CHASSIS.get(bridge, ())
+    if bridge is None:
+        raise doc.error("chassis_properties", "only a bridge has a chassis number")
+    names = tuple(_str_list(doc, "chassis_properties"))
+    for name in names:
+        check_qemu_name(doc, "chassis_properties", name)
+    return names
 
 
 def _parse_instance_property(doc: Node, properties: dict[str, PropertySpec]) -> str | None:

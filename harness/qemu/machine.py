@@ -1046,10 +1046,8 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         name = _arg(key, "qemu-name", of_model(f"properties.{key}"))
         choices = prop.choices if prop.kind == "str" else ()
         opts.append(f"{name}={_arg(dev.settings[key], prop.kind, at(key), choices=choices)}")
-    if model.bridge == "pci-bridge":
-        opts.append(f"chassis_nr={_chassis(dev)}")
-    elif model.bridge == "pcie-root-port":
-        opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
+    opts += [f"{_arg(name, 'qemu-name', of_model('chassis_properties'))}={_chassis(dev)}"
+             for name in model.chassis_properties]
     if dev.bus is not None:
         where = at("controller" if model.bus in DRIVE_CONTROLLERS else "bus")
         buses = machine_buses(spec, index)
