@@ -25,7 +25,7 @@ from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
 #: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
-BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
+BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc", "canbus")
 GRAPHIC_CONSOLE = ("none", "creates", "first")
 #: Bridge kinds (a conventional PCI secondary bus; a PCI Express link with one slot) and
 #: the properties QEMU's own bridges of each kind take for their chassis number.
@@ -167,6 +167,9 @@ class DeviceModel:
     #: The bridge's properties that get its per-machine chassis number (hot-plug needs
     #: one unique per bridge); by default what its kind takes (see BRIDGE_CHASSIS).
     chassis_properties: tuple[str, ...] = ()
+    #: The link properties that take a ``canbus`` backend's bus (kvaser_pci has one,
+    #: the two-channel cards canbus0 and canbus1): QEMU refuses the card unconnected.
+    canbus_properties: tuple[str, ...] = ()
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -317,7 +320,8 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
-                         "companions", "graphic_console", "chassis_properties"})
+                         "companions", "graphic_console", "chassis_properties",
+                         "canbus_properties"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -360,7 +364,23 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
         graphic_console=get_str(doc, "graphic_console", choices=GRAPHIC_CONSOLE, default="none"),
         chassis_properties=_parse_chassis(doc, bridge),
+        canbus_properties=_parse_canbus(doc),
     )
+
+
+def _parse_canbus(doc: Node) -> tuple[str, ...]:
+    backend = get_str(doc, "backend", choices=BACKENDS, default="none")
+    if backend != "canbus":
+        if "canbus_properties" in doc:
+            raise doc.error("canbus_properties", "only a model with 'backend: canbus' connects to a CAN bus")
+        return ()
+    names = tuple(_str_list(doc, "canbus_properties")) if "canbus_properties" in doc else ()
+    if not names:
+        raise doc.error("canbus_properties" if "canbus_properties" in doc else "backend",
+                        "a canbus model lists the link properties that take the bus (canbus_properties)")
+    for name in names:
+        check_qemu_name(doc, "canbus_properties", name)
+    return names
 
 
 def _parse_chassis(doc: Node, bridge: str | None) -> tuple[str, ...]:

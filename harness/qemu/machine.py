@@ -1034,6 +1034,11 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
         args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
         opts.append(f"bmc={bmc}")
+    elif model.backend == "canbus":
+        # a bus of its own (the card's channels on it), so no two cards talk
+        bus = f"{RESERVED_ID_PREFIX}-can-{dev_id}"
+        args += ["-object", f"can-bus,id={bus}"]
+        opts += [f"{_arg(name, 'qemu-name', of_model('canbus_properties'))}={bus}" for name in model.canbus_properties]
     for key, value in model.always.items():
         where = of_model(f"always.{key}")
         opts.append(f"{_arg(key, 'qemu-name', where)}={_arg(value, _form_of(value), where)}")
