@@ -425,7 +425,8 @@ class QomReader:
                             region.priority, region.kind)
 
     def attribute_shadow(self, item: "Shadow") -> ShadowedRange:
-        owner, owner_type = self._owner(item.region)
+        owner, owner_type = (self._owner(item.region) if not item.twin
+                             else self._ownerless_owner(item.region, item.twin))
         return ShadowedRange(item.space, item.start, item.end, item.region.name, owner, owner_type,
                              (self._owner(item.winner)[0] or item.winner.name,), item.cause)
 
@@ -435,14 +436,19 @@ class QomReader:
         owner, path = _owning_device(region)
         return owner, self.qom_type(path)
 
-    def _ownerless_owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
+    def _ownerless_owner(self, region: "MtreeRegion", twin: int = 0) -> tuple[str | None, str | None]:
         """A region QEMU registered with no owner device (the IPMI interfaces): the device
-        of the machine file whose model names that region and decodes exactly its range."""
+        of the machine file whose model names that region and decodes exactly its range.
+        Of identical twins, the ``twin``-th mapped before the last: the machine file's
+        devices are mapped after the board's and in file order, so the twins go to those
+        devices last first, then to the board (None: a board device named by region)."""
         spec = getattr(self.machine, "spec", None)
-        for dev in getattr(spec, "devices", ()):
-            if region.name in dev.model.ownerless_regions and \
-                    ("port", region.start, region.end) in dev.decoded_resources():
-                return dev.id, dev.model.qemu_driver
+        candidates = [dev for dev in getattr(spec, "devices", ())
+                      if region.name in dev.model.ownerless_regions
+                      and ("port", region.start, region.end) in dev.decoded_resources()]
+        candidates.reverse()
+        if twin < len(candidates):
+            return candidates[twin].id, candidates[twin].model.qemu_driver
         return None, None
 
     def pci_types(self) -> frozenset[str]:
@@ -813,6 +819,10 @@ class Shadow:
     winner: MtreeRegion
     space: str
     cause: str
+    #: For an ownerless region with an identical twin listed before it (two PIIX IDE
+    #: functions' "ide" ports): how many twins come first.  QEMU lists equal-priority
+    #: siblings last mapped first, so the first twin is the one the flat view shows.
+    twin: int = 0
 
 
 def _base_name(region: MtreeRegion) -> str:
@@ -858,6 +868,7 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             children.setdefault(id(chain[-2]), []).append((region.start, region.end))
             child_names.setdefault(id(chain[-2]), set()).add(region.name)
     alias_depth: int | None = None
+    twins: dict[tuple[Any, ...], int] = {}
     for region, chain, on in zip(tree, chains, mapped):
         if not on:
             continue
@@ -875,12 +886,18 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
                 or _msix_bar(region, child_names.get(id(region), set()))):
             continue  # a container
         key = region.owner_key
+        twin = 0
+        if region.owner_kind != "dev":
+            # ownerless twins (same name, range and parent object) differ only by place
+            twin = twins.get((key, region.start, region.end, chain[:-1]), 0)
+            twins[key, region.start, region.end, chain[:-1]] = twin + 1
         visible = [f for f in flat if f.start <= region.end and f.end >= region.start]
-        for lo, hi in _gaps(region.start, region.end, [(f.start, f.end) for f in visible if f.owner_key == key]):
+        own = [(f.start, f.end) for f in visible if f.owner_key == key] if not twin else []
+        for lo, hi in _gaps(region.start, region.end, own):
             for f in visible:
-                if f.start <= hi and f.end >= lo and f.owner_key != key and not _is_background(f):
+                if f.start <= hi and f.end >= lo and (twin or f.owner_key != key) and not _is_background(f):
                     out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
-                                      _why_wins(chain, _chain_of(f, tree, chains))))
+                                      _why_wins(chain, _chain_of(f, tree, chains)), twin))
     return _merge_runs(out)
 
 
