@@ -101,6 +101,10 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-in-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
     "uart-at-3c0-beside-non-vga-displays": None,
     "two-pci-vgas": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    # models of issue "models2": a second compatibility IDE, two new VGA-class cards
+    "second-pci-ide-over-board-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "qxl-vga-and-vmware-svga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    "isa-ide-over-pci-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "isa-cirrus-over-pci-vga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
     "pci-intx-pair-and-isa-uart": (None, None, "irq-shared"),
     "uhci-intx-and-isa-uart": (None, None, "irq-shared"),
@@ -170,13 +174,16 @@ UNCLAIMED: dict[str, set[str]] = {
     "serial-same-base": {"com1"}, "ib700-twice": {"wd0"}, "pc-testdev-twice": {"td0"},
     "serial-on-q35-smbus": {"com3"}, "serial-on-q35-cpu-hotplug": {"com3"}, "builtin-kbd-irq4-q35": {"com1"},
     "builtin-fdc-onto-serial": {"board:floppy-controller", "com3"}, "serial-in-root-port-window": {"com3"},
+    "second-pci-ide-over-board-ide": {"ide2"}, "qxl-vga-and-vmware-svga": {"qxl0"},
+    "isa-ide-over-pci-ide-q35": {"pciide"},
 }
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
-                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports"}
+                  "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
+                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35"}
 
 
 def test_every_conflict_config_is_covered() -> None:
