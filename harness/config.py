@@ -419,7 +419,21 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
     place_pci_functions(machine, out, items)
     _check_drive_places(machine, out, items)
     _check_graphic_consoles(out, items)
+    _check_one_per_machine(out, items)
     return tuple(out)
+
+
+def _check_one_per_machine(devices: list[DeviceSpec], items: list[Node]) -> None:
+    """A second device of a group QEMU takes once per machine (its balloon) stops QEMU at
+    launch: say so at its line (measured in tests/test_device_models.py)."""
+    first: dict[str, DeviceSpec] = {}
+    for dev, item in zip(devices, items):
+        group = dev.model.one_per_machine
+        if group is not None and group in first:
+            raise item.error("model", f"QEMU takes one {group} device per machine, and {first[group].id!r} "
+                                      f"({first[group].model.name}) is one already")
+        if group is not None:
+            first[group] = dev
 
 
 def _check_graphic_consoles(devices: list[DeviceSpec], items: list[Node]) -> None:

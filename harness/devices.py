@@ -170,6 +170,9 @@ class DeviceModel:
     #: The link properties that take a ``canbus`` backend's bus (kvaser_pci has one,
     #: the two-channel cards canbus0 and canbus1): QEMU refuses the card unconnected.
     canbus_properties: tuple[str, ...] = ()
+    #: Models of one group of which QEMU takes one per machine (its balloon: "Only one
+    #: balloon device is supported"); None: no such limit.
+    one_per_machine: str | None = None
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -321,7 +324,7 @@ _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines"
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions", "graphic_console", "chassis_properties",
-                         "canbus_properties"})
+                         "canbus_properties", "one_per_machine"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -365,6 +368,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         graphic_console=get_str(doc, "graphic_console", choices=GRAPHIC_CONSOLE, default="none"),
         chassis_properties=_parse_chassis(doc, bridge),
         canbus_properties=_parse_canbus(doc),
+        one_per_machine=get_str(doc, "one_per_machine", default=None),
     )
 
 

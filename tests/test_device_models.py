@@ -360,7 +360,9 @@ def plan(machine: str, cases: list[tuple[str, dict[str, Any]]]) -> list[list[Mem
                     and not (model.bridge and any(CATALOG[m.model].bridge for m in members)) \
                     and not any(_uses(name, m.model) for m in members) \
                     and not (model.graphic_console == "first"
-                             and any(CATALOG[m.model].graphic_console == "first" for m in members)):
+                             and any(CATALOG[m.model].graphic_console == "first" for m in members)) \
+                    and not (model.one_per_machine
+                             and any(CATALOG[m.model].one_per_machine == model.one_per_machine for m in members)):
                 break
         else:
             members, used = [], []
@@ -554,18 +556,32 @@ CONSOLE_0 = "qxl-vga"
 CONSOLE_0_SLOT = 0x1E  # free on pc and q35, above the boot plans' slots
 
 
-def _qemu_answer(text: str, last: str, tmp_path) -> str:
-    """Launch the machine of ``text`` (-S, no firmware run) with device ``last`` moved to
-    the end of QEMU's command line, the order config refuses for a console-0 model; quit
-    at once.  QEMU's error output ('' if it started)."""
-    import subprocess
+def _argv(text: str, tmp_path) -> list[str]:
     from harness.qemu.machine import build_argv, create_drive_images
-    spec = parse_machine_text(text, "<graphic consoles>")
+    spec = parse_machine_text(text, "<launch>")
     create_drive_images(spec, tmp_path)
-    argv = build_argv(spec, tmp_path, "tcg")
-    at = next(i for i, a in enumerate(argv) if a.startswith(f"{CATALOG[last].qemu_driver},id={last},"))
-    argv = argv[:at - 1] + argv[at + 1:] + argv[at - 1:at + 1] + ["-monitor", "stdio"]
-    done = subprocess.run(argv, input="quit\n", capture_output=True, text=True, timeout=60)
+    return build_argv(spec, tmp_path, "tcg")
+
+
+def _device_arg(argv: list[str], dev_id: str) -> int:
+    """The index of device ``dev_id``'s -device value in ``argv``."""
+    return next(i for i, a in enumerate(argv) if i and argv[i - 1] == "-device" and f",id={dev_id}," in a + ",")
+
+
+def _qemu_answer(text: str, last: str, tmp_path, then: str | None = None) -> str:
+    """Launch the machine of ``text`` (-S, no firmware run) with device ``last`` moved to
+    the end of QEMU's command line (the order config refuses for a console-0 model), or
+    with the device of machine text ``then`` added after it (a pair config refuses);
+    quit at once.  QEMU's error output ('' if it started)."""
+    import subprocess
+    argv = _argv(text, tmp_path)
+    at = _device_arg(argv, last)
+    argv = argv[:at - 1] + argv[at + 1:] + argv[at - 1:at + 1]
+    if then is not None:
+        more = _argv(then, tmp_path)
+        at = _device_arg(more, "b")
+        argv += more[at - 1:at + 1]
+    done = subprocess.run(argv + ["-monitor", "stdio"], input="quit\n", capture_output=True, text=True, timeout=60)
     return done.stderr if done.returncode else ""
 
 
@@ -594,6 +610,28 @@ def test_graphic_console_flags_are_what_qemu_does(tmp_path) -> None:
             err = _qemu_answer(text, CONSOLE_0, tmp_path)
             fails.check(not err, f"{[m.model for m in members]} + {CONSOLE_0} last on {machine}: {err.strip()!r}")
     fails.raise_if_any("graphic consoles")
+
+
+def test_one_per_machine_groups_are_what_qemu_does(tmp_path) -> None:
+    """Two devices of a one-per-machine group (config refuses the pair): QEMU refuses them
+    too, for every model of the group, paired with itself and with the group's first.
+    That no other model needs the key shows in the shared-plan launches above."""
+    groups: dict[str, list[str]] = {}
+    for name, model in sorted(CATALOG.items()):
+        if model.one_per_machine:
+            groups.setdefault(model.one_per_machine, []).append(name)
+    assert groups, "no one-per-machine model left to measure"
+    fails = Failures()
+    for group, names in groups.items():
+        for name in names:
+            for other in dict.fromkeys((name, names[0])):
+                head = f"machine: {_console_machine(CATALOG[name])}\nfirmware_log: false\ndevices:\n"
+                first, second = _device_line(other, "a", addr=FIRST_SLOT), _device_line(name, "b", addr=FIRST_SLOT + 1)
+                err = _qemu_answer(head + first, "a", tmp_path, then=head + second)
+                fails.check(bool(err), f"{other} then {name}: QEMU took both ({group})")
+                with pytest.raises(Exception, match=f"one {group} device per machine"):
+                    parse_machine_text(head + first + second, "<pair>")
+    fails.raise_if_any("one per machine")
 
 
 def test_config_keeps_a_console_0_model_first() -> None:
