@@ -25,7 +25,7 @@ from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
 #: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
-BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc", "canbus")
+BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc", "canbus", "memdev")
 GRAPHIC_CONSOLE = ("none", "creates", "first")
 #: Bridge kinds (a conventional PCI secondary bus; a PCI Express link with one slot) and
 #: the properties QEMU's own bridges of each kind take for their chassis number.
@@ -173,6 +173,8 @@ class DeviceModel:
     #: Models of one group of which QEMU takes one per machine (its balloon: "Only one
     #: balloon device is supported"); None: no such limit.
     one_per_machine: str | None = None
+    #: The size of a ``memdev`` backend's RAM (an ivshmem-plain's shared memory, its BAR2).
+    memdev_size: int | None = None
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -324,7 +326,8 @@ _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines"
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions", "graphic_console", "chassis_properties",
-                         "canbus_properties", "one_per_machine"})
+                         "canbus_properties", "one_per_machine",
+                         "memdev_size"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -369,7 +372,21 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         chassis_properties=_parse_chassis(doc, bridge),
         canbus_properties=_parse_canbus(doc),
         one_per_machine=get_str(doc, "one_per_machine", default=None),
+        memdev_size=_parse_memdev_size(doc),
     )
+
+
+def _parse_memdev_size(doc: Node) -> int | None:
+    memdev = get_str(doc, "backend", choices=BACKENDS, default="none") == "memdev"
+    if memdev != ("memdev_size" in doc):
+        raise doc.error("memdev_size" if not memdev else "backend",
+                        "a model has 'memdev_size' exactly when its backend is memdev (the RAM QEMU shares)")
+    if not memdev:
+        return None
+    size = get_int(doc, "memdev_size", lo=0x1000, hi=1 << 30)
+    if size & (size - 1):
+        raise doc.error("memdev_size", f"{size:#x} is not a power of two")
+    return size
 
 
 def _parse_canbus(doc: Node) -> tuple[str, ...]:

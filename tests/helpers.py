@@ -69,7 +69,7 @@ QEMU_OPTIONS = {"-name": True, "-machine": True, "-accel": True, "-m": True, "-d
                 "-global": True, "-object": True}
 #: -device keys the harness adds itself (the others must be the model's own properties).
 DEVICE_KEYS = {"id", "bus", "addr", "multifunction", "unit", "chardev", "drive", "audiodev",
-               "chassis_nr", "chassis", "slot", "bmc"}
+               "chassis_nr", "chassis", "slot", "bmc", "memdev"}
 
 
 def qemu_opts(text: str) -> list[str]:
@@ -114,8 +114,9 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
         for key in ("path", "file"):
             if key in pairs and Path(pairs[key]).resolve().parent != run_dir.resolve():
                 bad.append(f"{option} {key}={pairs[key]!r} is outside the run folder {run_dir}")
-        if option == "-object" and not value.startswith(f"can-bus,id={RESERVED_ID_PREFIX}-can-"):
-            bad.append(f"-object {value!r} is not a CAN bus of the harness's own")
+        if option == "-object" and not value.startswith((f"can-bus,id={RESERVED_ID_PREFIX}-can-",
+                                                         f"memory-backend-ram,id={RESERVED_ID_PREFIX}-mem-")):
+            bad.append(f"-object {value!r} is not a CAN bus or RAM backend of the harness's own")
         if option == "-global":
             # Only the board's own devices, only their declared properties, only integers.
             from harness.builtin import BUILTIN_DEVICES

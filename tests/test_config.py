@@ -140,6 +140,9 @@ def test_a_config_refers_to_a_catalog_model_that_the_machine_supports(tmp_path: 
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\ncanbus_properties: [canbus]\n", "backend: canbus"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: canbus\n", "lists the link properties"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: canbus\ncanbus_properties: ['a,b']\n", "not a valid QEMU name"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: memdev\n", "exactly when its backend is memdev"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nmemdev_size: 0x1000\n", "exactly when its backend is memdev"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: memdev\nmemdev_size: 0x3000\n", "power of two"),
 ])
 def test_bad_device_models_are_refused(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "m.yaml"

@@ -1034,6 +1034,11 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
         args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
         opts.append(f"bmc={bmc}")
+    elif model.backend == "memdev":
+        mem = f"{RESERVED_ID_PREFIX}-mem-{dev_id}"
+        size = _int_in(model.memdev_size, 0x1000, 1 << 30, of_model("memdev_size"))
+        args += ["-object", f"memory-backend-ram,id={mem},size={size}"]
+        opts.append(f"memdev={mem}")
     elif model.backend == "canbus":
         # a bus of its own (the card's channels on it), so no two cards talk
         bus = f"{RESERVED_ID_PREFIX}-can-{dev_id}"
