@@ -314,6 +314,10 @@ def check_pci(fails: Failures, dut: DeviceSpec, layout: Layout, machine: Machine
             outside.add((a, b))
     fails.check(outside == mem_fixed, f"memory outside every BAR {_fmt_ranges(outside)}, "
                                       f"model's fixed memory {_fmt_ranges(mem_fixed)}")
+    if model.memdev_size is not None:  # its RAM backend, owned by an object, is the device's BAR
+        shared = {(b.base, b.end) for b in fn.bars if b.kind == "memory" and b.size == model.memdev_size}
+        fails.check(bool(shared) and shared <= _owned(layout, dut, "memory"),
+                    f"the RAM backend's BAR {_fmt_ranges(shared)} is not {dut.id}'s in the flat view")
     if model.bridge:
         check_bridge(fails, fn, layout, f"{dut.id}b")
 

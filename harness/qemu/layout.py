@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..names import memdev_backend_id
 from .bus import PortChannel, machine_ports
 from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS, parse_qom_tree
 
@@ -443,6 +444,9 @@ class QomReader:
         devices are mapped after the board's and in file order, so the twins go to those
         devices last first, then to the board (None: a board device named by region)."""
         spec = getattr(self.machine, "spec", None)
+        for dev in getattr(spec, "devices", ()):
+            if dev.model.backend == "memdev" and region.owner == f"/objects/{memdev_backend_id(dev.id)}":
+                return dev.id, dev.model.qemu_driver   # its RAM backend, mapped as its BAR
         candidates = [dev for dev in getattr(spec, "devices", ())
                       if region.name in dev.model.ownerless_regions
                       and ("port", region.start, region.end) in dev.decoded_resources()]

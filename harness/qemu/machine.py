@@ -31,6 +31,7 @@ from qemu.qmp.error import QMPError
 
 from ..atomicio import write_text
 from ..builtin import global_args
+from ..names import memdev_backend_id
 from ..config import (BUILTIN_IDE, DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE,
                       RESERVED_ID_PREFIX, MachineSpec)
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
@@ -1035,7 +1036,7 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
         opts.append(f"bmc={bmc}")
     elif model.backend == "memdev":
-        mem = f"{RESERVED_ID_PREFIX}-mem-{dev_id}"
+        mem = memdev_backend_id(dev_id)
         size = _int_in(model.memdev_size, 0x1000, 1 << 30, of_model("memdev_size"))
         args += ["-object", f"memory-backend-ram,id={mem},size={size}"]
         opts.append(f"memdev={mem}")
