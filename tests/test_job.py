@@ -105,6 +105,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "second-pci-ide-over-board-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "qxl-vga-and-vmware-svga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
     "isa-ide-over-pci-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "pcie-switch-clean-q35": None,
     "isa-cirrus-over-pci-vga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
     "pci-intx-pair-and-isa-uart": (None, None, "irq-shared"),
     "uhci-intx-and-isa-uart": (None, None, "irq-shared"),
