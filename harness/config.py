@@ -607,6 +607,8 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
         if dev.model.bus in ("pci", "pcie"):
             if machine == "isapc":
                 raise item.error("model", "isapc has no PCI bus")
+            if dev.bus is not None and dev.model.root_bus_only:
+                raise item.error("bus", f"QEMU takes a {dev.model.name} only on the root bus, not behind a bridge")
             if dev.bus is not None:
                 parent = by_id.get(dev.bus)
                 if parent is None or not parent[0].model.bridge:

@@ -175,6 +175,9 @@ class DeviceModel:
     one_per_machine: str | None = None
     #: The size of a ``memdev`` backend's RAM (an ivshmem-plain's shared memory, its BAR2).
     memdev_size: int | None = None
+    #: QEMU takes it only on the root bus, never behind a bridge ("virtio-iommu-pci must be
+    #: plugged on the root bus").
+    root_bus_only: bool = False
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -327,7 +330,7 @@ _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines"
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions", "graphic_console", "chassis_properties",
                          "canbus_properties", "one_per_machine",
-                         "memdev_size"})
+                         "memdev_size", "root_bus_only"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -373,6 +376,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         canbus_properties=_parse_canbus(doc),
         one_per_machine=get_str(doc, "one_per_machine", default=None),
         memdev_size=_parse_memdev_size(doc),
+        root_bus_only=get_bool(doc, "root_bus_only", default=False),
     )
 
 

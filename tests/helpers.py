@@ -149,7 +149,8 @@ def model_items(name: str, prefix: str = "") -> tuple[str, list[dict]]:
     model = load_catalog()[name]
     machine = "q35" if model.bus == "pcie" else "pc" if "pc" in model.machines else model.machines[0]
     items = []
-    if model.bus in ("pci", "pcie") and not model.bridge:
+    behind_bridge = model.bus in ("pci", "pcie") and not model.bridge and not model.root_bus_only
+    if behind_bridge:
         items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": f"{prefix}br"})
     from harness.config import DRIVE_CONTROLLERS
     if model.bus in DRIVE_CONTROLLERS:
@@ -161,7 +162,7 @@ def model_items(name: str, prefix: str = "") -> tuple[str, list[dict]]:
         item["controller"] = f"{prefix}fdc1"
     elif model.bus == "isa":
         item["bus"] = "isa"
-    elif not model.bridge:
+    elif behind_bridge:
         item["bus"] = f"{prefix}br"
     # Every property set (a first choice, or a small valid value), so each field's value
     # is in the baseline command line.

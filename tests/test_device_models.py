@@ -577,7 +577,6 @@ def _qemu_answer(text: str, last: str, tmp_path, then: str | None = None) -> str
     the end of QEMU's command line (the order config refuses for a console-0 model), or
     with the device of machine text ``then`` added after it (a pair config refuses);
     quit at once.  QEMU's error output ('' if it started)."""
-    import subprocess
     argv = _argv(text, tmp_path)
     at = _device_arg(argv, last)
     argv = argv[:at - 1] + argv[at + 1:] + argv[at - 1:at + 1]
@@ -585,8 +584,33 @@ def _qemu_answer(text: str, last: str, tmp_path, then: str | None = None) -> str
         more = _argv(then, tmp_path)
         at = _device_arg(more, "b")
         argv += more[at - 1:at + 1]
+    return _launch(argv)
+
+
+def _launch(argv: list[str]) -> str:
+    """Start QEMU paused and quit at once: its error output ('' if it started)."""
+    import subprocess
     done = subprocess.run(argv + ["-monitor", "stdio"], input="quit\n", capture_output=True, text=True, timeout=60)
     return done.stderr if done.returncode else ""
+
+
+def test_root_bus_only_models_are_what_qemu_does(tmp_path) -> None:
+    """A model QEMU takes only on the root bus: behind a pci-bridge QEMU refuses it (config
+    refuses the file first); that no other PCI model needs the key shows in
+    tests/test_snapreuse.py, which boots every PCI model behind a bridge."""
+    names = sorted(n for n, m in CATALOG.items() if m.root_bus_only)
+    assert names, "no root-bus-only model left to measure"
+    fails = Failures()
+    for name in names:
+        head = f"machine: pc\nfirmware_log: false\ndevices:\n{_device_line('pci-bridge', 'br', addr=FIRST_SLOT)}"
+        argv = _argv(head + _device_line(name, "b", addr=FIRST_SLOT + 1), tmp_path)
+        at = _device_arg(argv, "b")
+        argv[at] = argv[at].replace(f",addr={FIRST_SLOT + 1:#x}.0", ",bus=br,addr=0x1.0")
+        err = _launch(argv)
+        fails.check("root bus" in err, f"{name} behind a pci-bridge: QEMU said {err.strip()!r}")
+        with pytest.raises(Exception, match="only on the root bus"):
+            parse_machine_text(head + _device_line(name, "b", bus="br", addr=1), "<behind>")
+    fails.raise_if_any("root bus only")
 
 
 def _console_machine(model: DeviceModel) -> str | None:
