@@ -201,6 +201,8 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         if legacy:
             requirements, boot = _with_legacy(requirements, boot, legacy)
             owned.add(fn.qdev_id)
+            # its legacy regions registered without an owner (a PCI IDE's channels), as an ISA node's
+            owned.update(next(d for d in spec.devices if d.id == fn.qdev_id).model.ownerless_regions)
         node = DeviceNode(f"PCI\\VEN_{fn.vendor:04X}&DEV_{fn.device:04X}\\"
                           f"BUS_{fn.bus:02X}&DEV_{fn.slot:02X}&FUNC_{fn.function}", name,
                           {ConfigType.BASIC: requirements}, movable=True,
@@ -284,10 +286,11 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
 
 
 def _legacy_decodes(spec: MachineSpec, device_id: str) -> list[tuple[str, int, int]]:
-    """The fixed ports and memory the machine file's PCI device ``device_id`` decodes
-    beside its BARs, as its model says ([] for a board function or a device without)."""
+    """The fixed ports, memory and ISA lines the machine file's PCI device ``device_id``
+    decodes beside its BARs, as its model says ([] for a board function or a device
+    without): a VGA's legacy block, a compatibility IDE's channels and IRQ 14 and 15."""
     dev = next((d for d in spec.devices if d.id == device_id), None)
-    return [] if dev is None else [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
+    return [] if dev is None else [r for r in dev.decoded_resources() if r[0] in ("port", "memory", "irq")]
 
 
 def _with_legacy(requirements: IO_RESOURCE_REQUIREMENTS_LIST, boot: CM_RESOURCE_LIST | None,
