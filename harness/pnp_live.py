@@ -378,6 +378,8 @@ def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, 
             continue
         if s.function in pci_nodes and _inside_bars(s, pci_nodes[s.function]):
             continue
+        if s.function is None and s.space != "io" and any(_inside_bars(s, n) for n in pci_nodes.values()):
+            continue  # memory a device maps into its own BAR with no owner (vmsvga.fifo, an ivshmem backend)
         who = Owner("<decoded by the hardware>", s.owner or "?")
         by_owner.setdefault(s.owner or "?", []).append(
             range_claim(who, "io" if s.space == "io" else "memory", s.start, s.end))

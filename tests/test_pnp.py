@@ -20,7 +20,7 @@ from harness.nt.resources import (CM_RESOURCE_LIST, IO_RESOURCE_ALTERNATIVE, IO_
                                   IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_DESIRED, LCPRI_NORMAL,
                                   LCPRI_SUBOPTIMAL, Interrupt, InterruptRequirement, Isa, Port,
                                   PortRequirement)
-from helpers import CONFIGS
+from helpers import CONFIGS, machine_spec
 
 
 def port_req(start: int, length: int = 8, **kw) -> PortRequirement:
@@ -316,6 +316,19 @@ def test_a_pci_ide_node_keeps_its_channels_and_lines_and_an_isa_channel_moves_of
     assert set(report.changes) == {"isaide"}, report.format_text()   # the PCI function keeps all
     new = {prop: after for prop, (_, after) in report.changes["isaide"].items()}
     assert new["iobase"] not in (0x1F0, 0x170) and new["irq"] not in (14, 15), new
+
+
+def test_memory_a_device_maps_into_its_own_bar_without_an_owner_stays_its_own():
+    """vmware-svga's FIFO RAM (registered with no owner) and ivshmem-plain's RAM backend
+    (owned by the backend object) fill their BAR2s: the assignment keeps both BARs where
+    the firmware put them instead of moving each off its own memory."""
+    from harness.pnp_live import run_pnp
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: vmware-svga, id: svga0, addr: 3}\n"
+                        "  - {model: ivshmem-plain, id: shm0, addr: 4}\n")
+    report = run_pnp(spec)
+    assert report.solution.satisfiable and not report.problems, report.format_text()
+    bar2 = [b for b in report.bars if b.device in ("svga0", "shm0") and b.bar.startswith("BAR2 ")]
+    assert len(bar2) == 2 and all(b.same for b in bar2), report.format_text()
 
 
 def test_live_impossible_set_reports_its_minimum_core(capsys):
