@@ -14,8 +14,10 @@ reports medians, so load from other processes moves both sides alike:
 * ``layout``  ``harness layout configs/machines/default.yaml --json`` against the bare cycle;
 * ``run``     ``harness run configs/machines/default.yaml --no-picture`` against the bare cycle;
 * ``matrix``  ``harness.matrix.run_cells`` at ``--jobs`` on ``--cells`` cells spread over
-  configs/matrices/devices.yaml (worker start-up included) against the same cells' bare
-  processes ``--jobs`` at a time: cells/s as a share of bare cycles/s;
+  configs/matrices/devices.yaml, in a fresh process each round with the matrix loaded (as
+  ``harness matrix --run``; worker start-up included), against the same cells' bare
+  processes ``--jobs`` at a time: cells/s as a share of bare cycles/s
+  (``--matrix-workers fork,spawn``: also with workers started as fresh interpreters);
 * ``channels`` what the faster channels save (port reads over qtest against HMP, batched
   reads, QOM facts from ``info qtree`` against the per-device QOM walk);
 * ``phases``  where one layout cycle's time goes, step by step, in fresh processes;
@@ -32,6 +34,7 @@ harness has them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -150,13 +153,38 @@ def bench_machine_command(report: Report, rounds: int, label: str, argv: list[st
                f"{cmd / bare:.2f}x", f"<= {target:g}x", cmd / bare <= target)
 
 
-def bench_matrix(report: Report, rounds: int, cells_wanted: int, jobs: int) -> None:
-    from harness.matrix import load_matrix, run_cells, shard
-    matrix = load_matrix(REPO / "configs" / "matrices" / "devices.yaml")
+#: One matrix round in a fresh process, as ``harness matrix --run`` runs it: the matrix is
+#: loaded first (the CLI does that before it runs anything), then ``run_cells`` is timed
+#: with its CPU and that of every worker and QEMU.  A fresh process each round: a process
+#: that ran a matrix before would fork its workers with the job already imported.
+#: ``spawn``: workers as fresh interpreters (what a runner with other threads gets).
+MATRIX_ROUND = """
+import json, resource, sys, time
+import harness.matrix as hm
+count, jobs, out, workers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+matrix = hm.load_matrix(sys.argv[5])
+cells = [hm.shard(matrix.cells, i, count)[0] for i in range(1, count + 1)]
+if workers == "spawn":
+    hm._can_fork = lambda: False
+def cpu():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+start, used = time.perf_counter(), cpu()
+results = hm.run_cells(cells, jobs, out, progress=None)
+seconds = time.perf_counter() - start
+bad = [f"{r.cell_id}: {r.outcome}: {r.message}" for r in results if r.outcome not in ("pass", "xfail")]
+print(json.dumps({"rate": count / seconds, "cpu": (cpu() - used) / count, "bad": bad}))
+"""
+
+
+def bench_matrix(report: Report, rounds: int, cells_wanted: int, jobs: int, workers: list[str]) -> None:
+    from harness.matrix import load_matrix, shard
+    source = REPO / "configs" / "matrices" / "devices.yaml"
+    matrix = load_matrix(source)
     count = min(cells_wanted, len(matrix.cells))
     cells = [shard(matrix.cells, i, count)[0] for i in range(1, count + 1)]
     out = Path(tempfile.mkdtemp(prefix="bench-overhead-matrix-"))
-    cpu: dict[str, list[float]] = {"bare": [], "matrix": []}  # CPU per cell of each run
+    cpu: dict[str, list[float]] = {"bare": [], **{w: [] for w in workers}}  # CPU per cell of each run
 
     def all_cpu() -> float:
         """This process's CPU and that of its waited-for descendants (workers, QEMUs)."""
@@ -171,29 +199,38 @@ def bench_matrix(report: Report, rounds: int, cells_wanted: int, jobs: int) -> N
         cpu["bare"].append((all_cpu() - used) / count)
         return count / (time.perf_counter() - start)
 
-    def harness() -> float:
-        shutil.rmtree(out, ignore_errors=True)
-        start, used = time.perf_counter(), all_cpu()
-        results = run_cells(cells, jobs, out, progress=None)
-        rate = count / (time.perf_counter() - start)
-        cpu["matrix"].append((all_cpu() - used) / count)
-        bad = [r for r in results if r.outcome not in ("pass", "xfail")]
-        if bad:
-            raise SystemExit(f"{len(bad)} cell(s) did not pass: {bad[0].cell_id}: {bad[0].message}")
-        return rate
+    def harness(kind: str) -> Callable[[], float]:
+        def run() -> float:
+            shutil.rmtree(out, ignore_errors=True)
+            done = subprocess.run([sys.executable, "-c", MATRIX_ROUND, str(count), str(jobs), str(out), kind,
+                                   str(source)], cwd=REPO, capture_output=True, text=True, timeout=900)
+            if done.returncode != 0:
+                raise SystemExit(f"the matrix round failed:\n{done.stderr[-3000:]}")
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            if figures["bad"]:
+                raise SystemExit(f"{len(figures['bad'])} cell(s) did not pass: {figures['bad'][0]}")
+            cpu[kind].append(figures["cpu"])
+            return figures["rate"]
+        return run
 
     try:
-        rates = interleave(max(1, rounds // 3), {"bare": bare, "matrix": harness})
+        rates = interleave(max(1, rounds // 3), {"bare": bare, **{w: harness(w) for w in workers}})
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    b, m = statistics.median(rates["bare"]), statistics.median(rates["matrix"])
-    report.add(f"matrix, {count} cells at -j {jobs} (cells/s)", f"{m:.2f}/s", f"{b:.2f}/s (bare QEMU processes)",
-               f"{100 * m / b:.0f} %", ">= 80 %", m / b >= 0.8)
+    b = statistics.median(rates["bare"])
+    for kind in workers:
+        m = statistics.median(rates[kind])
+        label = f"matrix, {count} cells at -j {jobs} (cells/s)" + ("" if kind == "fork" else f", {kind}ed workers")
+        report.add(label, f"{m:.2f}/s", f"{b:.2f}/s (bare QEMU processes)", f"{100 * m / b:.0f} %", ">= 80 %",
+                   m / b >= 0.8)
     # Both sides are CPU-bound at -j 2 on 2 CPUs: the CPU ratio is the throughput ratio's
     # ceiling, and it moves less with the load (the warm-up round is in these too).
-    bare_cpu, cell_cpu = statistics.median(cpu["bare"]), statistics.median(cpu["matrix"])
-    print(f"  CPU per cell (the run's processes, workers and QEMUs included): bare {1000 * bare_cpu:.0f} ms, "
-          f"matrix {1000 * cell_cpu:.0f} ms -> {100 * bare_cpu / cell_cpu:.0f} %", flush=True)
+    bare_cpu = statistics.median(cpu["bare"])
+    for kind in workers:
+        cell_cpu = statistics.median(cpu[kind])
+        print(f"  CPU per cell (the run's processes, workers and QEMUs included), {kind}ed workers: "
+              f"bare {1000 * bare_cpu:.0f} ms, matrix {1000 * cell_cpu:.0f} ms -> {100 * bare_cpu / cell_cpu:.0f} %",
+              flush=True)
 
 
 PYTEST_FILE = '''import pytest
@@ -399,6 +436,9 @@ def main() -> None:
                         help="comparisons to run (phases: where a layout cycle's time goes)")
     parser.add_argument("--cells", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--matrix-workers", default="fork", choices=["fork", "spawn", "fork,spawn", "spawn,fork"],
+                        help="matrix workers forked from the runner (what harness matrix does), fresh "
+                             "interpreters (spawn), or both interleaved")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
     # Python's default is to keep compiled modules (pip compiles them at install time too);
@@ -422,7 +462,7 @@ def main() -> None:
                                   [*HARNESS, "run", str(DEFAULT_MACHINE), "--no-picture", "--out",
                                    str(Path(out) / "run")], 2.5)
     if "matrix" in chosen:
-        bench_matrix(report, args.rounds, args.cells, args.jobs)
+        bench_matrix(report, args.rounds, args.cells, args.jobs, args.matrix_workers.split(","))
     if "pytest" in chosen:
         bench_pytest(report, args.rounds)
     if "phases" in chosen:

@@ -69,6 +69,17 @@ def board_parameters(board: Iterable[ResolvedBoardDevice], claimant: str) -> dic
             for r in board if r.device.claimant == claimant and r.decoded}
 
 
+def board_device_gathered(board: Iterable[ResolvedBoardDevice], service: str, key: str) -> BoardDevice | None:
+    """The board device whose Parameters subkey under ``service`` is ``key``, as
+    :func:`board_parameters` writes them: what a board claimant gathered under that name is
+    the board device's, whatever ids the machine file gives its own devices."""
+    for r in board:
+        claimant = r.device.claimant
+        if claimant in BOARD_DRIVERS and BOARD_DRIVERS[claimant].service_name == service and r.device.name == key:
+            return r.device
+    return None
+
+
 def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
                       also: Sequence[tuple[str, int, int]] = ()) -> dict[str, Any]:
     """The generic legacy driver's Parameters: per device, what its model decodes with its
@@ -123,7 +134,7 @@ CLAIMED = "claimed"
 
 @dataclass(frozen=True)
 class ClaimantLine:
-    """One device (``board:<name>`` for a built-in one) and who claims it."""
+    """One device (a built-in one by its :attr:`BoardDevice.label`) and who claims it."""
 
     device: str
     claimant: str | None     # the NT service holding its claims (None: nothing claims it)
@@ -225,9 +236,12 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
         if claimant is None or not lost:
             return []
         mine = service_of(claimant)
-        winners = {w for s in lost for w in s.hidden_by}
-        if any(service.get(w) != mine for w in winners):
-            return []
+        winners = set()
+        for s in lost:   # by the winning region: an owner-less one may bear a device's id
+            devices = s.device_winners(layout, service)
+            if len(devices) != len(s.hidden_by) or any(service[w] != mine for w in devices):
+                return []
+            winners.update(devices)
         spans = [("port" if s.space == "io" else "memory", s.start, s.end) for s in lost]
         for kind, first, last in decoded:
             if kind in ("port", "memory") and not _covered_spans(
@@ -238,7 +252,7 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
     out = []
     for r in board:
         lost = [s for s in layout.shadowed if r.device.matches(s.owner_type, s.name)]
-        out.append(_line(io, held, f"board:{r.device.name}", r.device.claimant, r.device.reason, r.decoded,
+        out.append(_line(io, held, r.device.label, r.device.claimant, r.device.reason, r.decoded,
                          r.device.name, won_by_sibling(r.device.claimant, r.decoded, lost)))
     for dev in spec.devices:
         decoded = device_decoded(dev, layout)

@@ -32,7 +32,7 @@ from typing import Any, Mapping, Sequence
 from .actions import Action, parse_actions
 from .builtin import parse_builtin
 from .packagedata import resolve_config
-from .devices import MACHINE_KINDS, Catalog, DeviceModel, board_model, check_value, load_catalog
+from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
 from .errors import ConfigError, HarnessError
 from .verdict import CLEAN, VERDICTS
@@ -340,7 +340,6 @@ def _name(doc: Node, source: str) -> str:
 def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpec, ...]:
     items = get_list(doc, "devices", default=[])
     seen_ids: dict[str, tuple[str, str, int]] = {}
-    board_names = {d.name.lower() for d in board_model(machine)}
     instances: dict[str, int] = {}
     out: list[DeviceSpec] = []
     for index, item in enumerate(items):
@@ -365,9 +364,6 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             raise item.error("id", f"id {dev_id!r} differs from {first_id!r} (on {first}) only in case: "
                                    "it names the same registry key (Parameters\\<id>; keys are case-insensitive)")
         seen_ids[dev_id.lower()] = (dev_id, item.source, item.line)
-        if dev_id.lower() in board_names:
-            raise item.error("id", f"{dev_id!r} is the name of a device of the {machine} board (its claims "
-                                   f"and checks go by that name): give this device another id")
         if machine not in model.machines:
             raise item.error("model", f"{model.name} is not available on machine type {machine!r} "
                                       f"(supported: {', '.join(model.machines)})")

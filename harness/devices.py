@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 from .packagedata import MODELS_ENV, shipped_dir, user_model_dirs
@@ -699,6 +699,11 @@ class BoardDevice:
     #: x87 FERR line to IRQ 13 under TCG only.
     irq_accel: tuple[str, ...] = ()
 
+    @property
+    def label(self) -> str:
+        """How every report names this device (:func:`board_label`)."""
+        return board_label(self.name)
+
     def matches(self, owner_type: str | None, region: str) -> bool:
         """Whether a flat-map region (owner's QOM type, region name) is this device's."""
         return owner_type == self.qemu_type and (not self.regions or region.split(" @")[0] in self.regions)
@@ -728,6 +733,35 @@ class BoardDevice:
         out += [("irq", n, n) for n in self.irqs]
         out += [("dma", n, n) for n in self.dmas]
         return out
+
+
+#: What a board device's name is prefixed with wherever devices are named: a machine-file
+#: id cannot hold ':' (harness.config.ID_RE), so 'board:acpi' is never the id 'acpi'.
+BOARD_LABEL_PREFIX = "board:"
+
+
+def board_label(name: str) -> str:
+    """The one name of board device ``name`` in claimant lines, checks, collisions and rows."""
+    return BOARD_LABEL_PREFIX + name
+
+
+def board_device_of(board: Iterable[BoardDevice], owner_type: str | None,
+                    region: str | None = None) -> BoardDevice | None:
+    """The board device a flat-map region (its owner's QOM type and name), or with no
+    ``region`` a QOM device of type ``owner_type``, belongs to; None if none of ``board``."""
+    for device in board:
+        if (owner_type is not None and device.qemu_type == owner_type) if region is None \
+                else device.matches(owner_type, region):
+            return device
+    return None
+
+
+def board_label_of(board: Iterable[BoardDevice], owner_type: str | None, region: str, fallback: str) -> str:
+    """The label of the board device a flat-map region is, else ``fallback``: a QOM path
+    says neither which board device it is nor stays put when a device is added
+    (/machine/unattached/device[N])."""
+    device = board_device_of(board, owner_type, region)
+    return device.label if device is not None else fallback
 
 
 def board_dir() -> Path:

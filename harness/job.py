@@ -43,15 +43,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .actions import ActionRecord
-from .claimants import CLAIMED, ClaimantLine
+from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import board_model, load_catalog
+from .devices import board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
+from .nt.hal import hal_flavour_for
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
@@ -75,7 +76,7 @@ class ClaimCheck:
 
     driver: str
     device: str | None
-    expected: tuple[str, ...]        # device ids the claim is for
+    expected: tuple[str, ...]        # device ids the claim is for (a board device's: its ranges' owners)
     resource: str                    # "port 0x3f8-0x3ff" ...
     ok: bool
     findings: list[str] = field(default_factory=list)
@@ -139,6 +140,11 @@ class JobResult:
     events: list[FirmwareEvent] = field(default_factory=list)
 
     @property
+    def hal_flavour(self) -> str:
+        """The HAL flavour that interrupt model runs (harness.nt.hal.hal_flavour_for)."""
+        return hal_flavour_for(self.hal)
+
+    @property
     def failed_actions(self) -> list[ActionRecord]:
         return [a for a in self.actions if not a.ok]
 
@@ -200,7 +206,8 @@ class JobResult:
         return {
             "machine": self.spec.name, "source": self.spec.source, "config_hash": self.spec.config_hash(),
             "machine_type": self.layout.machine_type, "qemu_version": self.layout.qemu_version,
-            "accel": self.layout.accel, "hal": self.hal, "reactos": self.reactos, "clean": self.clean,
+            "accel": self.layout.accel, "hal": self.hal, "hal_flavour": self.hal_flavour, "reactos": self.reactos,
+            "clean": self.clean,
             "verdict": self.verdict, "exit_code": self.exit_code, "findings": self.findings(),
             "events": [e.to_dict() for e in self.events],
             "drivers": [d.__dict__ for d in self.drivers], "error_log": self.error_log,
@@ -218,7 +225,7 @@ class JobResult:
 
     def format_text(self) -> str:
         out = [f"machine {self.spec.name} ({self.layout.machine_type}, {self.layout.accel}, "
-               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL)", ""]
+               f"QEMU {self.layout.qemu_version}, {self.hal.upper()} HAL, {self.hal_flavour} flavour)", ""]
         if self.events:
             out.append("Firmware events")
             out += [f"  {e.describe()}" for e in self.events]
@@ -479,7 +486,8 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
     if not _same_view(bed.before, after):
         collisions[:0] = [c for c in hardware_collisions(bed.before, spec)
                           if (c.kind, c.resource, c.devices) not in seen]
-    collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec), after.layout.elcr)
+    collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec, bed.board),
+                                    after.layout.elcr)
     error_log = []
     for entry in io.error_log:
         item = entry.to_dict()
@@ -550,20 +558,38 @@ def _label(r: Any) -> str:
     return r.owner or r.name.split(" @")[0]
 
 
-def _board_labels(board: Sequence[Any], layout: Layout) -> dict[str, tuple[str, ...]]:
+#: Whom a claim is for, as the checks compare it with a decoded range (:func:`_who`):
+#: (owned, label): a device by its owner (an id, or a board device's QOM path), or an
+#: owner-less region by its name, which a machine-file id may equal ('ide').
+Who = tuple[bool, str]
+
+
+def _who(r: Any) -> Who:
+    return (r.owner is not None, _label(r))
+
+
+def _labels(whos: Sequence[Who]) -> tuple[str, ...]:
+    """What the report shows of ``whos``: their labels."""
+    return tuple(dict.fromkeys(label for _, label in whos))
+
+
+def _board_labels(board: Sequence[ResolvedBoardDevice], layout: Layout) -> dict[str, tuple[Who, ...]]:
     """Each board device's name -> the owners, or owner-less region names, of its ranges
     in ``layout`` (one pass over the layout for the whole board)."""
     by_type: dict[str | None, list[Any]] = {}
     for r in (*layout.io, *layout.memory):
         by_type.setdefault(r.owner_type, []).append(r)
-    return {d.name: tuple(sorted({_label(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)}))
+    return {d.name: tuple(sorted({_who(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)},
+                                 key=lambda who: (who[1], who[0])))
             for d in (resolved.device for resolved in board)}
 
 
 def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: MachineSpec,
-                      board_labels: Mapping[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
-    """The machine-file device ids a claim is for (for a board claimant's claim: the
-    owners, or owner-less region names, of the board device's ranges: ``board_labels``)."""
+                      board: Sequence[ResolvedBoardDevice] = (),
+                      board_labels: Mapping[str, tuple[Who, ...]] | None = None) -> tuple[Who, ...]:
+    """Whom a claim is for: a machine-file device, or for what a board claimant gathered
+    as a board device (by its Parameters subkey, never by an id of the same name) the
+    owners, or owner-less region names, of the board device's ranges (``board_labels``)."""
     driver_object = io.drivers.get(claim.owner.driver)
     config = None
     if driver_object is not None:
@@ -573,24 +599,27 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     if claim.interface_type == PCIBus and config is not None and config.slot is not None:
         bdf = f"{claim.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}"
         try:
-            return (layout.pci_function(bdf).qdev_id,)
+            return ((True, layout.pci_function(bdf).qdev_id),)
         except KeyError:
             return ()
     if config is not None:
+        board_device = board_device_gathered(board, claim.owner.driver, config.name)
+        if board_device is not None:
+            if board_labels is None:
+                board_labels = _board_labels(board, layout)
+            return board_labels.get(board_device.name, ())
         if any(d.id == config.name for d in spec.devices):
-            return (config.name,)
-        if board_labels and config.name in board_labels:
-            return board_labels[config.name]
+            return ((True, config.name),)
         # Found by detection: whichever device of this driver's kinds sits at that base,
         # configured or built into the board (then named by its QOM path, as the map does).
         # The driver knows one controller per base, so of two there its claims are for the
         # one that answers at the ports it claimed; the shadowed one has no claim.
         kinds = _qemu_types_of(claim.owner.driver)
-        found = [dev.id or dev.path for dev in layout.isa
-                 if dev.type in kinds and dev.properties.get("iobase") == config.base]
-        answering = {_label(r) for start, length in config.ports for r in layout.io
+        found: list[Who] = [(True, dev.id or dev.path) for dev in layout.isa
+                            if dev.type in kinds and dev.properties.get("iobase") == config.base]
+        answering = {_who(r) for start, length in config.ports for r in layout.io
                      if r.start <= start + length - 1 and start <= r.end}
-        return tuple([name for name in found if name in answering] or found)
+        return tuple([who for who in found if who in answering] or found)
     return ()
 
 
@@ -602,32 +631,32 @@ def _qemu_types_of(service_name: str) -> set[str]:
 
 
 def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
-                 board: Sequence[Any] = ()) -> list[ClaimCheck]:
+                 board: Sequence[ResolvedBoardDevice] = ()) -> list[ClaimCheck]:
     checks = []
     board_labels = _board_labels(board, layout)
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
-        expected = _expected_devices(claim, io, layout, spec, board_labels)
-        check = ClaimCheck(claim.owner.driver, claim.owner.device, expected,
+        whos = _expected_devices(claim, io, layout, spec, board, board_labels)
+        check = ClaimCheck(claim.owner.driver, claim.owner.device, _labels(whos),
                            f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
         if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):
-            _check_range(check, claim, layout)
+            _check_range(check, claim, layout, whos)
         elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
-            _check_line(check, claim, layout, spec)
+            _check_line(check, claim, layout, spec, whos)
         check.ok = not check.findings
         checks.append(check)
     return checks
 
 
-def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
+def _check_range(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence[Who]) -> None:
     space = "io" if claim.kind is ResourceKind.PORT else "memory"
     # System RAM (no owning device) decodes nobody's claim; RAM a device owns, such as a
     # frame buffer behind a BAR (vga.vram), is that device decoding it.
     decoded = [r for r in (layout.io if space == "io" else layout.memory)
                if r.start <= claim.end and claim.start <= r.end and (r.kind != "ram" or r.owner is not None)]
-    mine = [r for r in decoded if _label(r) in check.expected]
-    others = [r for r in decoded if _label(r) not in check.expected and r.owner is not None]
+    mine = [r for r in decoded if _who(r) in whos]
+    others = [r for r in decoded if _who(r) not in whos and r.owner is not None]
     if not mine:
         if others:
             check.findings.append("decoded by " + ", ".join(sorted({f"{r.owner} ({r.name} {r.start:#x}-{r.end:#x})"
@@ -637,7 +666,7 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
     elif others:
         check.findings.append("also decoded by " + ", ".join(sorted({f"{r.owner} {r.start:#x}-{r.end:#x}" for r in others})))
     for s in layout.shadowed:
-        if s.space == space and s.owner in check.expected and s.start <= claim.end and claim.start <= s.end:
+        if s.space == space and (True, s.owner) in whos and s.start <= claim.end and claim.start <= s.end:
             check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}"
                                   + (f" ({s.cause})" if s.cause else ""))
     covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)
@@ -646,13 +675,14 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout) -> None:
                            "claimed byte(s) decoded by no device")
 
 
-def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSpec) -> None:
+def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSpec, whos: Sequence[Who]) -> None:
     prop = ISA_IRQ_PROPERTIES if claim.kind is ResourceKind.INTERRUPT else ("dma", "dma16")
     value = interrupt_line(claim.descriptor) if claim.kind is ResourceKind.INTERRUPT else claim.descriptor.channel
     devices = {dev.id or dev.path: dev for dev in layout.isa}
     ids = {d.id for d in spec.devices}
-    board = [devices[n] for n in check.expected if n not in ids and n in devices]
-    if check.expected and not set(check.expected) & ids:
+    owners = [name for owned, name in whos if owned]
+    board = [devices[n] for n in owners if n not in ids and n in devices]
+    if whos and not ids.intersection(owners):
         # A board claimant's line: one of the board device's ISA parts drives it, or the
         # board model (checked against QEMU by tests/test_boards.py) says it is wired so.
         if board and not any(dev.properties.get(p) == value for dev in board for p in prop):
@@ -660,7 +690,7 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
         elif not board:
             check.notes.append(f"{claim.kind.value} {value}: wired on the board (board model)")
         return
-    for name in check.expected:
+    for name in owners:
         dev = devices.get(name)
         if dev is None:
             check.findings.append(f"{name} is not an ISA device QEMU knows")
@@ -670,14 +700,16 @@ def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSp
             check.findings.append(f"QEMU has {name} on {shown}, the claim says {value}")
 
 
-def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec) -> dict[int, set[str]]:
-    """ISA IRQ line -> the devices whose Shared claim on it the arbiter granted."""
+def _consented_lines(io: IoManager, layout: Layout, spec: MachineSpec,
+                     board: Sequence[ResolvedBoardDevice]) -> dict[int, set[str]]:
+    """ISA IRQ line -> the machine-file devices whose Shared claim on it the arbiter granted."""
+    ids = {d.id for d in spec.devices}
     out: dict[int, set[str]] = {}
     for claim in io.arbiter.claims():
         if claim.kind is ResourceKind.INTERRUPT and claim.interface_type != PCIBus \
                 and claim.share == CmResourceShare.CmResourceShareShared:
             out.setdefault(interrupt_line(claim.descriptor), set()).update(
-                _expected_devices(claim, io, layout, spec))
+                name for owned, name in _expected_devices(claim, io, layout, spec, board) if owned and name in ids)
     return out
 
 
@@ -730,23 +762,14 @@ def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     return ""
 
 
-def _board_name(board: Sequence[Any], owner_type: str | None, region: str, fallback: str) -> str:
-    """``board:NAME`` of the board device a flat-map region is (as the claimants list names
-    it), else ``fallback``: a QOM path says neither which board device it is nor stays put
-    when a device is added (/machine/unattached/device[N])."""
-    for device in board:
-        if device.matches(owner_type, region):
-            return f"board:{device.name}"
-    return fallback
-
-
-def _winner_name(board: Sequence[Any], layout: Layout, lost: Any, winner: str) -> str:
-    """The board name of ``winner`` (an owner, or a region name) where it wins ``lost``'s
-    addresses: its decoded region there says which board device it is."""
-    for r in (layout.io if lost.space == "io" else layout.memory):
-        if (r.owner or r.name) == winner and r.start <= lost.end and lost.start <= r.end:
-            return _board_name(board, r.owner_type, r.name, winner)
-    return winner
+def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]) -> tuple[str, ...]:
+    """Who wins ``lost``'s addresses: a machine-file device by its id, anything else by
+    the board name its decoded region there gives it."""
+    mine = lost.device_winners(layout, ids)
+    regions = lost.winning_regions(layout)
+    return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
+                                           for r in regions if (r.owner or r.name) == w), w)
+                 for w in lost.hidden_by)
 
 
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:
@@ -762,9 +785,9 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     groups: dict[tuple[Any, ...], list[Any]] = {}
     board = board_model(spec.machine)
     for s in layout.shadowed:
-        if s.owner in ids or ids.intersection(s.hidden_by):
-            loser = s.owner if s.owner in ids else _board_name(board, s.owner_type, s.name, s.owner or s.name)
-            winners = tuple(w if w in ids else _winner_name(board, layout, s, w) for w in s.hidden_by)
+        if s.owner in ids or s.device_winners(layout, ids):
+            loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)
+            winners = _winner_names(board, layout, s, ids)
             reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")
             groups.setdefault((s.space, loser, winners, reason), []).append(s)
     shadowed: list[tuple[str, int, Collision]] = []

@@ -691,9 +691,10 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
               timeout: float = CELL_TIMEOUT) -> list[CellResult]:
     """Run the main job of every cell, ``jobs`` at a time, in worker processes.
 
-    Each worker is a fresh (spawned) Python process that runs cells one after another
-    (imports are paid once per worker, not per cell); it dies with this process (a
-    parent-death signal) and its QEMUs die with it.  A worker that dies or overruns
+    Each worker is a process that runs cells one after another, forked from this one when
+    it has no other thread (after importing what the cells need, once for every worker),
+    otherwise a fresh Python (:class:`_Worker`); it dies with this process (a parent-death
+    signal) and its QEMUs die with it.  A worker that dies or overruns
     ``timeout`` seconds on a cell is killed, the cell is an error and a new worker takes
     over.  On Ctrl-C every worker is killed, then any QEMU a worker started that is still
     there, and :class:`RunAborted` is raised with the finished results.
@@ -718,6 +719,8 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     workers: list[_Worker] = []
     t0 = time.monotonic()
     try:
+        if _can_fork():
+            _preload()
         workers = [_Worker(out_root, on_failure, picture, artifacts) for _ in range(max(1, min(jobs, len(cells))))]
         for worker in workers:
             if queue:
@@ -767,30 +770,37 @@ def _cell_from_wire(data: dict[str, Any]) -> Cell:
 
 
 class _Worker:
-    """A worker process (``python -c``, not multiprocessing's spawn, which re-runs the
-    parent's ``__main__``) talking over a socketpair wrapped in a multiprocessing
-    Connection; it gets the parent's ``sys.path`` first, then cells."""
+    """A worker process talking over a socketpair wrapped in a multiprocessing Connection;
+    it gets the parent's ``sys.path`` first, then cells.
+
+    Forked from this process when it runs no other thread (``harness matrix`` does not):
+    the child starts with what this process has already imported (the CLI, the matrix and
+    the catalog, ~140 modules) and no interpreter start, instead of paying both again in
+    every worker.  Otherwise (a test process with the harness's event-loop thread, say)
+    it is a fresh ``python -c``: forking a threaded process copies locks other threads
+    may hold.  Not multiprocessing's spawn, which re-runs the parent's ``__main__``."""
 
     def __init__(self, out_root: Path, on_failure: Any, picture: bool, artifacts: str) -> None:
         import os
         import socket
-        import subprocess
         import sys
         from multiprocessing.connection import Connection
         ours, theirs = socket.socketpair()
-        # The collector stays off until the first cell is done (_worker_main): its passes
-        # during the ~240 imports find nothing to free and cost ~8 ms of the start-up.
-        code = f"import gc; gc.disable(); import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})"
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
-                                         stdin=subprocess.DEVNULL, cwd=os.getcwd())
+            self.forked = _can_fork()
+            self.proc: Any = _fork_worker(theirs, ours) if self.forked else _spawn_worker(theirs)
         finally:
             theirs.close()
         self.conn = Connection(ours.detach())
+        _PARENT_ENDS.add(self.conn)
         self.conn.send(list(sys.path))  # first, so the hook below unpickles in the worker
         self.conn.send((str(out_root), on_failure, picture, artifacts))
         self.cell: Cell | None = None
         self.started = 0.0
+
+    def close(self) -> None:
+        _PARENT_ENDS.discard(self.conn)
+        self.conn.close()
 
     def assign(self, cell: Cell) -> None:
         import time
@@ -822,8 +832,138 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(5)
+        self.close()
         from .qemu.reaper import kill_qemus_of
         kill_qemus_of({self.proc.pid})
+
+
+#: This process's ends of its workers' socketpairs: a forked worker closes its copies,
+#: so that a worker sees the end of its stream when the runner closes its end.
+_PARENT_ENDS: set[Any] = set()
+
+
+def _can_fork() -> bool:
+    """Whether this process runs one thread, Python's or any other (a fork copies the locks
+    other threads hold, such as the harness's event loop's)."""
+    import os
+    if not hasattr(os, "pidfd_open"):   # (_ForkedProcess waits on one)
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _preload() -> None:
+    """Import here, once, what a worker's first cell imports (the QEMU layer, the job, the
+    NT model: ~100 modules, most of a worker's start-up), so that every forked worker starts
+    with it instead of importing it again."""
+    import ctypes  # noqa: F401 - die_with_parent's
+    from . import job  # noqa: F401
+    from .qemu import machine  # noqa: F401
+
+
+def _spawn_worker(theirs: Any) -> Any:
+    import os
+    import subprocess
+    import sys
+    # The collector stays off until the first cell is done (_worker_main): its passes
+    # during the ~240 imports find nothing to free and cost ~8 ms of the start-up.
+    code = f"import gc; gc.disable(); import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})"
+    return subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
+                            stdin=subprocess.DEVNULL, cwd=os.getcwd())
+
+
+def _fork_worker(theirs: Any, ours: Any) -> "_ForkedProcess":
+    import gc
+    import os
+    import signal
+    import sys
+    parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):   # or the child would write the buffers again
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    # What the worker inherits is frozen in it: its collection after the first cell then
+    # walks only what that cell made (and writes no collector header into inherited pages,
+    # each a page copied): ~15-20 ms of CPU a worker.  This process stays as it was.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    # Ctrl-C, SIGTERM and SIGHUP wait until each side has its handlers: the runner's (the
+    # CLI's raise KeyboardInterrupt) must never run in the child.
+    stopping = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        raise
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        if freeze:
+            gc.unfreeze()
+        try:
+            return _ForkedProcess(pid)
+        except BaseException:   # (no pidfd: the worker must not outlive its handle)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise
+    try:   # the child: never returns into the runner's frames
+        # the runner decides about Ctrl-C (it kills us); SIGTERM and SIGHUP end a worker,
+        # as they end a spawned one
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        ours.close()   # the worker sees the end of its stream when the runner closes it
+        for conn in _PARENT_ENDS:
+            conn.close()
+        _PARENT_ENDS.clear()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        gc.disable()   # as a spawned worker: off until its first cell is done
+        _worker_main(theirs.fileno(), parent)
+    except BaseException:  # noqa: BLE001 - shown, then the worker ends; the runner sees it die
+        import traceback
+        traceback.print_exc()
+    os._exit(1)
+
+
+class _ForkedProcess:
+    """What the runner uses of a Popen (pid, returncode, poll, wait, kill), for a forked
+    worker; waits are bounded on a pidfd, the kill goes through it (no pid reuse)."""
+
+    def __init__(self, pid: int) -> None:
+        import os
+        self.pid = pid
+        self.returncode: int | None = None
+        self._fd = os.pidfd_open(pid)
+
+    def poll(self) -> int | None:
+        import os
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                os.close(self._fd)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        import select
+        import subprocess
+        if self.poll() is None:
+            select.select([self._fd], [], [], timeout)
+            if self.poll() is None:
+                raise subprocess.TimeoutExpired(f"matrix worker {self.pid}", timeout)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        import signal
+        if self.poll() is None:
+            signal.pidfd_send_signal(self._fd, signal.SIGKILL)
 
 
 def _worker_main(fd: int, parent: int) -> None:
@@ -904,7 +1044,7 @@ def _stop_workers(workers: list["_Worker"]) -> None:
             worker.proc.wait(5)
         except subprocess.TimeoutExpired:
             worker.kill()
-        worker.conn.close()
+        worker.close()
 
 
 # ---------------------------------------------------------------------------- reporting

@@ -347,7 +347,7 @@ def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[Device
                        for kind, first, _ in resolved.decoded if kind in ("irq", "dma")]
         if claims:
             base.replace(who, claims)
-            out.append(f"board {device.name}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}"
+            out.append(f"{device.label}: " + ", ".join(f"{c.kind.value} {c.start:#x}-{c.end:#x}"
                                                              for c in claims[:4])
                        + (f" (+{len(claims) - 4})" if len(claims) > 4 else ""))
     return out

@@ -83,6 +83,10 @@ class Testbed:
     bus: Any = None
     #: IoReportResourceUsage as ReactOS has it (nt-semantics.md §2.5's switch).
     reactos_compat: bool = False
+    #: The HAL flavour (harness.nt.hal.HAL_FLAVOURS); None: the one its interrupt model is.
+    hal_flavour: str | None = None
+    #: IoAssignResources' search in port and memory windows (harness.nt.iomgr.ASSIGN_SEARCHES).
+    assign_search: str = "top-down"
     #: The machine's post-firmware snapshot when the caller already has it (the pytest
     #: plugin keeps one per reused machine); taken here otherwise.
     firmware_layout: Layout | None = None
@@ -107,7 +111,7 @@ class Testbed:
     def __post_init__(self) -> None:
         bus = LiveBus(self.machine) if self.bus is None else self.bus
         self.hal = Hal(bus, interrupt_model="pic" if self.bus is None else "auto",
-                       ioapic_reader=lambda: _live_ioapic(self.machine))
+                       ioapic_reader=lambda: _live_ioapic(self.machine), flavour=self.hal_flavour)
         layout = self.firmware_layout
         #: The bus that adopted the post-firmware snapshot's monitor answers (it knows
         #: whether they still hold: LiveBus.layout_unchanged), if one did.
@@ -117,7 +121,8 @@ class Testbed:
             self._adopted_by = bus if isinstance(bus, LiveBus) else None
         self.before = routed_view(layout, self.hal)
         detect_hardware(bus, self.registry, self.hal)
-        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat)
+        self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat,
+                            assign_search=self.assign_search)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
         self.board = resolve_board(self.spec.machine, self.hal, self.spec.builtin)
         for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first

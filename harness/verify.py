@@ -364,7 +364,7 @@ class _Context:
                 value = dev.properties.get(prop)
                 if dev.id in models and not models[dev.id].wires_irq(prop, value):
                     continue  # a value its model says connects no line (an IPMI interface's 0)
-                add(value, dev.id or f"{dev.type} ({dev.path})")
+                add(value, self.isa_name(dev))
         # A board part whose line is no QOM property (the 8254 drives IRQ 0 through a GPIO,
         # or through the HPET's legacy route): its line is the board model's (checked
         # against QEMU by tests/test_boards.py).  The cascade has a finding of its own.
@@ -375,14 +375,14 @@ class _Context:
                         not any(p in dev.properties for p in ISA_IRQ_PROPERTIES):
                     for irq in device.irqs:
                         if irq != CASCADE_IRQ:
-                            add(irq, f"{dev.type} ({dev.path})")
+                            add(irq, device.label)
             # a board part with no QOM device (the x87 FERR line): present when its
             # regions decode, wired under the accelerators its model names
             if device.qemu_type is None and device.irqs and \
                     (not device.irq_accel or self.layout.accel in device.irq_accel) and \
                     any(device.matches(r.owner_type, r.name) for r in self.layout.io):
                 for irq in device.irqs:
-                    add(irq, f"{device.name} (board)")
+                    add(irq, device.label)
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             if route is not None:
@@ -410,7 +410,7 @@ class _Context:
                 channel = dev.properties.get(prop)
                 if channel is not None and 0 <= channel <= 7:
                     users.setdefault(channel, set()).add(
-                        (order.get(dev.id, -1) if dev.id else -1, dev.id or f"{dev.type} ({dev.path})"))
+                        (order.get(dev.id, -1) if dev.id else -1, self.isa_name(dev)))
         return {ch: [name for _, name in sorted(found)] for ch, found in users.items()}
 
     def config_ports_winners(self) -> list[str]:
@@ -426,6 +426,15 @@ class _Context:
                 if name not in found:
                     found.append(name)
         return found
+
+    def isa_name(self, dev: Any) -> str:
+        """An ISA device (a layout IsaDevice) as every report names it: its id, a board
+        device's label (:func:`harness.devices.board_label`), else its type and QOM path."""
+        if dev.id:
+            return dev.id
+        from .devices import board_device_of, board_model
+        device = board_device_of(board_model(self.spec.machine), dev.type)
+        return device.label if device is not None else f"{dev.type} ({dev.path})"
 
     def describe(self, owner: str) -> str:
         """A device id as it is; a board device's QOM path with its type."""
@@ -714,7 +723,7 @@ class _Context:
             if device.claimant is not None and service_of(device.claimant) == service:
                 runs = [(f.start, f.start + f.length - 1) for f in device.fixed if f.kind == claim.kind]
                 if any(a <= claim.end and claim.start <= b for a, b in runs):
-                    held[device.name] = runs
+                    held[device.label] = runs
         cursor = claim.start
         for a, b in sorted(run for runs in held.values() for run in runs):
             if a <= cursor <= b:
@@ -796,14 +805,21 @@ class _Context:
     def board_shadowed(self) -> list[Finding]:
         """Addresses a built-in device loses to a device of the machine file (an ISA card
         over the PIC, the RTC, GPE0): no row shows them, the board device has none."""
+        from .devices import board_label_of, board_model
         ids = {dev.id for dev in self.spec.devices}
-        return [Finding(", ".join(ids.intersection(s.hidden_by)), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware",
-                        SHADOWED, f"{s.owner or s.name} ({s.name}) no longer answers there: {s.reason()}")
-                for s in self.layout.shadowed if s.owner not in ids and ids.intersection(s.hidden_by)]
+        board = board_model(self.spec.machine)
+        out = []
+        for s in self.layout.shadowed:
+            winners = s.device_winners(self.layout, ids) if s.owner not in ids else ()
+            if winners:   # the loser named as the job's collisions name it
+                loser = board_label_of(board, s.owner_type, s.name, s.owner or s.name)
+                out.append(Finding(", ".join(winners), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware", SHADOWED,
+                                   f"{loser} ({s.name}) no longer answers there: {s.reason()}"))
+        return out
 
     def hardware_conflicts(self) -> list[Finding]:
         found = []
-        isa_owners = {dev.id or f"{dev.type} ({dev.path})" for dev in self.layout.isa}
+        isa_owners = {self.isa_name(dev) for dev in self.layout.isa}
         sci = self.sci
         for irq, users in sorted(self.irq_users().items()):
             # PCI functions may share a line (level-triggered, ORed by the chipset).

@@ -196,6 +196,26 @@ def test_cmos_bus_data(machine) -> None:
     assert hal.get_bus_data(Cmos, 0, 0x100, 0, 4) == b""
 
 
+def test_bus_data_offsets_at_the_end_of_config_space_and_cmos_buses(pc) -> None:
+    """§4.3/§4.4 corners: Offset+Length clamped to 256 (MODEL), Offset >= 256 reads and writes
+    nothing; an empty slot at Offset 1 fills exactly one byte (0xFF) and leaves the rest of
+    the buffer alone; Cmos ignores BusNumber (RX-busemul passes bus 0)."""
+    m, _, hal = pc
+    nic = snapshot(m).pci_by_id("nic0")
+    slot = slot_number(nic.slot, nic.function)
+    buf = bytearray(b"\x11" * 8)
+    assert hal.HalGetBusDataByOffset(PCIConfiguration, 0, slot, buf, 0xFF, 8) == 1
+    assert bytes(buf[1:]) == b"\x11" * 7
+    for offset in (0x100, 0x12C):
+        assert hal.HalGetBusDataByOffset(PCIConfiguration, 0, slot, buf, offset, 8) == 0
+        assert hal.HalSetBusDataByOffset(PCIConfiguration, 0, slot, b"\0" * 8, offset, 8) == 0
+    empty = next(d for d in range(32) if (0, d, 0) not in hal.pci_functions())
+    buf = bytearray(b"\x11" * 8)
+    assert hal.HalGetBusDataByOffset(PCIConfiguration, 0, slot_number(empty), buf, 1, 8) == 1
+    assert bytes(buf) == b"\xff" + b"\x11" * 7
+    assert hal.get_bus_data(Cmos, 1, 0x0A, 0, 1) == hal.get_bus_data(Cmos, 0, 0x0A, 0, 1) == b"\x26"
+
+
 def test_set_bus_data_writes_through() -> None:
     spec = machine_spec("machine: pc\ndevices:\n  - {model: rtl8139, id: nic, addr: 4}\n")
     with booted(spec) as m:

@@ -345,6 +345,8 @@ def test_the_shared_interrupt_exercise_runs_through_the_ioapic_on_q35(tmp_path: 
                  picture=False, hal="apic")
     (line,) = pc.shared_lines
     assert pc.clean and (pc.hal, line.input_name, line.irq, len(line.taken)) == ("apic", "GSI", 11, 2)
+    # The APIC HAL is an ACPI HAL (harness.nt.hal.hal_flavour_for): the report says so.
+    assert pc.to_dict()["hal_flavour"] == "acpi" and "APIC HAL, acpi flavour)" in pc.format_text()
 
 
 def test_the_reactos_switch_shows_what_a_driver_meets_there(tmp_path: Path) -> None:

@@ -123,7 +123,8 @@ devices:
     assert [(f.resource, f.device) for f in sci] == [("irq 9", "ne1")]
     dma = _findings(rec, DMA_SHARED)
     assert [f.resource for f in dma] == ["dma 2"]
-    assert "isa-fdc" in dma[0].device and dma[0].reason.endswith("the last, sb0, owns the channel and the others stall")
+    # the board's controller named as the claimants and the job's collisions name it
+    assert dma[0].device == "board:floppy-controller, sb0" and dma[0].reason.endswith("the last, sb0, owns the channel and the others stall")
     assert not rec.unexplained
 
 
@@ -197,7 +198,7 @@ def test_resource_map_view_against_the_hardware(default_hardware) -> None:
     ghost = by_resource[("OtherDrivers\\Ghost\\\\Device\\Ghost", "port 0x100-0x103")]
     assert ghost.findings[0].explanation == NOT_PRESENT
     elcr = by_resource[("Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL\\(driver)", "port 0x4d0-0x4d1")]
-    assert elcr.findings[0].explanation == BOARD_CLAIM and "interrupt-controllers" in elcr.findings[0].reason
+    assert elcr.findings[0].explanation == BOARD_CLAIM and "board:interrupt-controllers" in elcr.findings[0].reason
     odd = by_resource[("OtherDrivers\\Odd\\\\Device\\Odd", "port 0x4d0-0x4d1")]
     assert odd.findings[0].explanation == UNEXPLAINED
     assert "resourcemap (model)" in format_table(rec)

@@ -26,8 +26,9 @@ port: IRQ enable and an acknowledge cycle; FDC: a controller reset; 8042: a comm
 fills its output buffer), the 8259 interrupt request registers are read with OCW3 while
 the request is up and after it is withdrawn, and the line that followed is the device's.
 Every register touched is restored; the FDC is left reset and its interrupt acknowledged.
-A line that cannot be put in level mode (0-2) is recognised by its rising edge only; the
-keyboard controller falls back to the PC/AT IRQ 1 when its edge was already latched.
+A line that cannot be put in level mode (0-2) is recognised by its rising edge only, so a
+request already latched there (a timer tick the paused machine never took) is acknowledged
+first; the keyboard controller falls back to the PC/AT IRQ 1 when its edge still was.
 DMA channels cannot be observed without a transfer: the floppy controller gets the PC/AT
 channel 2, as the loader reports.
 
@@ -69,6 +70,9 @@ FLOPPY_DENSITY = {1: 360, 2: 1200, 3: 720, 4: 1440, 5: 2880, 6: 2880}
 FLAG_INPUT, FLAG_OUTPUT, FLAG_CONSOLE_IN = 0x20, 0x40, 0x08
 ELCR = (0x4D0, 0x4D1)
 ELCR_LEVEL_CAPABLE = (0xF8, 0xDE)  # lines 0-2, 8 and 13 are edge-only on a PC
+LEVEL_CAPABLE_LINES = ELCR_LEVEL_CAPABLE[0] | ELCR_LEVEL_CAPABLE[1] << 8 | 1 << 2  # (2: the cascade)
+PIC_COMMAND, PIC_DATA = (0x20, 0xA0), (0x21, 0xA1)   # master, slave
+OCW3_READ_IRR, OCW3_POLL, SPECIFIC_EOI = 0x0A, 0x0C, 0x60
 
 
 @dataclass
@@ -143,10 +147,36 @@ class HardwareDetector:
             self._out(port, saved)
 
     def _irr(self) -> int:
-        self._out(0x20, 0x0A)  # OCW3: read IRR
-        self._out(0xA0, 0x0A)
-        master, slave = read_ports(self.bus, [(0x20, 1), (0xA0, 1)])
+        self._out(PIC_COMMAND[0], OCW3_READ_IRR)
+        self._out(PIC_COMMAND[1], OCW3_READ_IRR)
+        master, slave = read_ports(self.bus, [(PIC_COMMAND[0], 1), (PIC_COMMAND[1], 1)])
         return (master | slave << 8) & ~(1 << 2)  # not the cascade
+
+    def _acknowledge_latched_edges(self, lines: int) -> None:
+        """Acknowledge the requests latched on edge-only ``lines`` (a bit mask), so that a
+        device on one of them can make an edge the probe sees.
+
+        A paused machine can hold a timer tick (IRQ 0) latched in the IRR, depending on the
+        moment the firmware ended: a UART sharing that line then made no visible edge and
+        was detected without its IRQ in about one run of eight.  Each controller is polled
+        (OCW3 poll: the read is the acknowledge cycle) with only those lines unmasked, and
+        each answer gets its specific EOI; the IMR is put back.  The acknowledged requests
+        are the one thing detection does not restore."""
+        for command, data, mask in ((PIC_COMMAND[0], PIC_DATA[0], lines & 0xFF),
+                                    (PIC_COMMAND[1], PIC_DATA[1], lines >> 8 & 0xFF)):
+            if not mask:
+                continue
+            imr = self._in(data)
+            self._out(data, ~mask)
+            try:
+                for _ in range(bin(mask).count("1")):
+                    self._out(command, OCW3_POLL)
+                    answer = self._in(command)
+                    if not answer & 0x80:   # nothing (left) it may acknowledge
+                        break
+                    self._out(command, SPECIFIC_EOI | answer & 7)
+            finally:
+                self._out(data, imr)
 
     def probe_irq(self, request: Callable[[], None], withdraw: Callable[[], None]) -> set[int]:
         """The ISA IRQ lines that follow a device's interrupt request (module docstring)."""
@@ -158,7 +188,11 @@ class HardwareDetector:
         self._out(ELCR[0], ELCR_LEVEL_CAPABLE[0])
         self._out(ELCR[1], ELCR_LEVEL_CAPABLE[1])
         try:
+            withdraw()  # the device's line starts low: an edge-only line shows it rise
             before = self._irr()
+            if before & ~LEVEL_CAPABLE_LINES:
+                self._acknowledge_latched_edges(before & ~LEVEL_CAPABLE_LINES)
+                before = self._irr()
             request()
             up = self._irr()
             withdraw()
@@ -188,6 +222,10 @@ class HardwareDetector:
                 self._out(base + 1, 0x02)         # THR empty interrupt: pending at once
 
             def withdraw() -> None:
+                # The UART drives its line only when IER changes, so it passes through
+                # line-status interrupts (none pending on an idle UART) on the way to 0:
+                # the line is driven low even when IER was 0 already.
+                self._out(base + 1, 0x04)
                 self._out(base + 1, 0x00)
             irq = self._one(self.probe_irq(request, withdraw))
             self._out(base + 1, ier)

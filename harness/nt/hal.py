@@ -39,6 +39,10 @@ Model decisions (each also at its routine):
   configuration space, and only when its command register enables forwarding),
   intersected with its parent's (:meth:`Hal.bus_windows`; the slot allocator always uses
   these).
+* **Flavour.** That table is the legacy (PC/AT) HAL's; the ``acpi`` flavour
+  (:data:`HAL_FLAVOURS`, chosen by :func:`hal_flavour_for`: the APIC HAL's) has no bus
+  handlers, so every translation is the identity and TRUE and HalGetInterruptVector does
+  not check the bus (§4.1 last paragraph, §9.17).
 * **Allocation.** ``HalAssignSlotResources`` asks a :class:`SlotAllocator`: the I/O
   manager (``IoAssignResources``, which records the claim in the ResourceMap) once one is
   attached, else :class:`FirstFitAllocator`, the same arbiter with a private record.
@@ -135,6 +139,13 @@ PCI_CONFIG_PORTS = (0xCF8, 8)
 
 
 INTERRUPT_MODELS = ("pic", "apic", "auto")
+#: Which HAL's bus routines run (nt-semantics.md §4.1, §9.17): ``legacy`` is the PC/AT HAL
+#: with bus handlers (ReactOS hal/halx86/legacy, NT 4's only x86 HAL; HalName "PC Compatible
+#: Eisa/Isa HAL"); ``acpi`` the ACPI HAL, which has none (ReactOS hal/halx86/acpi/busemul.c).
+#: The choice, in one place (:func:`hal_flavour_for`): the PIC HAL is the PC/AT HAL (its
+#: own claims are usage.c's PC/AT table, its name halpcat.c's), so ``legacy``; the APIC HAL
+#: finds its I/O APIC in the ACPI MADT, so it is an ACPI HAL (halaacpi), so ``acpi``.
+HAL_FLAVOURS = ("legacy", "acpi")
 #: HalTranslateBusAddress on a PCI bus: the §4.1 table, or the windows that reach the bus.
 PCI_TRANSLATIONS = ("table", "decoded")
 
@@ -400,10 +411,32 @@ class _Topology:
     router: tuple[str, tuple[int, int, int]] | None = None
 
 
+def hal_flavour_for(interrupt_model: str, flavour: str | None = None) -> str:
+    """The HAL flavour (:data:`HAL_FLAVOURS`) a HAL with ``interrupt_model`` (``pic`` or
+    ``apic``) runs: ``flavour`` when given and possible, else the one that model is.
+
+    ``acpi`` with the PIC is the ACPI PIC HAL (halacpi): the firmware must then have ACPI
+    tables, which :class:`Hal` checks on its bus.  ``legacy`` with the APIC would be an MPS
+    HAL reading the MP table, which is not modelled (the APIC model reads the MADT)."""
+    if interrupt_model not in ("pic", "apic"):
+        raise ValueError(f"interrupt_model must be pic or apic here, not {interrupt_model!r}")
+    if flavour is None:
+        return "acpi" if interrupt_model == "apic" else "legacy"
+    if flavour not in HAL_FLAVOURS:
+        raise ValueError(f"hal flavour must be one of {', '.join(HAL_FLAVOURS)}, not {flavour!r}")
+    if flavour == "legacy" and interrupt_model == "apic":
+        raise ValueError("the APIC HAL finds its I/O APIC in the ACPI MADT: it is an ACPI HAL "
+                         "(a legacy MPS APIC HAL is not modelled)")
+    return flavour
+
+
 class Hal:
     """The HAL of one machine, reached through ``bus``.
 
-    ``interrupt_model`` is ``"pic"`` (the PC/AT HAL, §4.2) or ``"apic"``;
+    ``interrupt_model`` is ``"pic"`` (the PC/AT HAL, §4.2) or ``"apic"``; ``flavour`` is
+    ``"legacy"`` or ``"acpi"`` (:data:`HAL_FLAVOURS`; default: the one the interrupt model
+    is, :func:`hal_flavour_for`), which decides HalTranslateBusAddress and the bus checks
+    of HalGetInterruptVector;
     ``processors`` gives the active-processor affinity mask; ``kd_port`` is the base port
     of the kernel debugger's COM port, if any (its IRQ then never maps, as in ReactOS);
     ``pin_to_line`` replaces PCI InterruptLine with the really routed line (module
@@ -415,7 +448,7 @@ class Hal:
                  allocator: SlotAllocator | None = None, verify_assignments: bool = True,
                  madt: Madt | None = None,
                  ioapic_reader: Callable[[], Sequence[int]] | None = None,
-                 pci_translation: str = "table") -> None:
+                 pci_translation: str = "table", flavour: str | None = None) -> None:
         if pci_translation not in PCI_TRANSLATIONS:
             raise ValueError(f"pci_translation must be one of {', '.join(PCI_TRANSLATIONS)}, not {pci_translation!r}")
         self.pci_translation = pci_translation
@@ -432,6 +465,10 @@ class Hal:
         if interrupt_model == "auto":
             interrupt_model = "apic" if self.madt is not None and self.madt.ioapics else "pic"
         self.interrupt_model = interrupt_model
+        self.flavour = hal_flavour_for(interrupt_model, flavour)
+        if self.flavour == "acpi" and interrupt_model == "pic" and not self._has_acpi_tables():
+            raise HalError("the ACPI HAL needs the firmware's ACPI tables and this machine has none "
+                           "(QEMU's isapc has none: tests/test_hal_flavours.py measures it)")
         self.active_processors = (1 << processors) - 1
         self.kd_port = kd_port
         self.pin_to_line = pin_to_line
@@ -924,6 +961,18 @@ class Hal:
         return None
 
     # ================================================================== HalGetInterruptVector
+    def _has_acpi_tables(self) -> bool:
+        """Whether the firmware left ACPI tables (what setup looks for to install an ACPI
+        HAL): an RSDP, or, once SeaBIOS has given up and restored its pristine image over
+        the RSDP, the RSDT it loaded at the top of RAM (harness.nt.apic.find_rsdt_in_ram)."""
+        if self._madt is not None:
+            return True
+        from .apic import find_rsdp, find_rsdt_in_ram
+        try:
+            return find_rsdp(self.bus) is not None or find_rsdt_in_ram(self.bus) is not None
+        except BusAccessError as exc:
+            raise HalError(f"the firmware's ACPI tables cannot be looked for: {exc}") from exc
+
     @property
     def madt(self) -> Madt | None:
         """The firmware's MADT (read once from the bus; None without ACPI or an I/O APIC)."""
@@ -966,15 +1015,16 @@ class Hal:
         it), else the first one neither this HAL nor another input's live entry uses from IRQL CLOCK_LEVEL-1 down to CMCI_LEVEL, offsets
         0-14 (x64: vector = IRQL*16 + offset); IRQL = vector >> 4 (the MODEL of §4.2: NT's
         own numbering is not documented).
+
+        The ``acpi`` flavour has no bus handlers: InterfaceType and BusNumber are not
+        checked (an Eisa or Isa-bus-1 level maps like an ISA IRQ), as ReactOS's ACPI HAL
+        hands only the level and vector to its root translator (busemul.c
+        HalGetInterruptVector); the line checks above stay.
         """
         failed = InterruptVector(0, 0, 0)
-        if InterfaceType in (INTERFACE_TYPE.Internal, INTERFACE_TYPE.Isa):
-            if BusNumber != 0:
-                return failed
-        elif InterfaceType == INTERFACE_TYPE.PCIBus:
-            if not self._pci_bus_exists(BusNumber) or BusInterruptLevel < 1:
-                return failed
-        else:
+        if InterfaceType == INTERFACE_TYPE.PCIBus and BusInterruptLevel < 1:
+            return failed  # a PCI line of 0: no interrupt (§9.8)
+        if self.flavour == "legacy" and not self._has_interrupt_handler(InterfaceType, BusNumber):
             return failed
         line = BusInterruptLevel
         if not 0 <= line < IOAPIC_PINS or line == CASCADE_IRQ \
@@ -993,6 +1043,12 @@ class Hal:
             self._apic_vectors[apic_line.gsi] = vector
             self.apic_lines[vector] = apic_line
         return InterruptVector(vector, vector >> 4, self.active_processors)
+
+    def _has_interrupt_handler(self, interface_type: int, bus_number: int) -> bool:
+        """The legacy HAL's bus handlers for interrupts: Internal 0, Isa 0, each PCI bus."""
+        if interface_type in (INTERFACE_TYPE.Internal, INTERFACE_TYPE.Isa):
+            return bus_number == 0
+        return interface_type == INTERFACE_TYPE.PCIBus and self._pci_bus_exists(bus_number)
 
     def _apic_line(self, interface_type: int, line: int) -> ApicLine | None:
         madt = self.madt
@@ -1085,9 +1141,19 @@ class Hal:
         ``pci_translation="decoded"`` a PCI bus's real windows: module docstring);
         translation is the identity on a PC.  On success AddressSpace out is the system
         space the address lives in (0: map it with MmMapIoSpace, 1: use port I/O).
+
+        The ``acpi`` flavour (§4.1 last paragraph, §9.17): every bus translates as the
+        identity and TRUE, whatever the bus number, address or AddressSpace (left as given);
+        a PCI bus too, unless ``pci_translation="decoded"`` asks for its real windows.
         """
         refused = Translation(False, AddressSpace, 0)
-        if AddressSpace not in (0, 1) or BusAddress < 0:
+        if BusAddress < 0:
+            return refused
+        if self.flavour == "acpi" and (InterfaceType != INTERFACE_TYPE.PCIBus or self.pci_translation == "table"):
+            # busemul.c: identity, TRUE, AddressSpace untouched, no window, no bus check;
+            # its PCI path (HalPciTranslateBusAddress) defaults to the same routine.
+            return Translation(True, AddressSpace, BusAddress)
+        if AddressSpace not in (0, 1):
             return refused
         if InterfaceType == INTERFACE_TYPE.PCIBus and self.pci_translation == "table":
             windows = ({IO_SPACE: [(0, PORT_LIMIT)], MEMORY_SPACE: [(0, INTERNAL_MEMORY_LIMIT)]}

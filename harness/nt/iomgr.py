@@ -40,6 +40,7 @@ from .errors import NtStatusError, ResourceFormatError
 from .dma import DmaManager
 from .interrupts import KINTERRUPT, InterruptAcceptor, InterruptManager
 from .registry import RESOURCE_MAP, SERVICES, Registry, RegType
+from .reactos_assign import ReactosAssignment, fixup_resource_list
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_PORT_IO,
                         INTERFACE_TYPE, IO_RESOURCE_REQUIREMENTS_LIST, Interrupt, Memory, Port)
 from .status import NT_SUCCESS, NTSTATUS, IoErrorCode
@@ -51,6 +52,9 @@ DEFAULT_RESOURCE_CLASS = "Other"
 #: What the PC/AT HAL's own claims are filed under (§2.4).
 HAL_RESOURCE_CLASS = "Hardware Abstraction Layer"
 HAL_NAME = "PC Compatible Eisa/Isa HAL"
+#: IoAssignResources' search in a port or memory window (IoManager ``assign_search``):
+#: from the top, as Windows' range arbiter (RtlFindRange, §3.4), or from the bottom.
+ASSIGN_SEARCHES = ("top-down", "bottom-up")
 RAW_SUFFIX = ".Raw"
 MAX_REINITIALIZE_ROUNDS = 100
 TRANSLATED_SUFFIX = ".Translated"
@@ -162,6 +166,20 @@ class _Reinit:
 # The I/O manager
 
 
+class _SlotAllocator:
+    """The HAL's allocator for HalAssignSlotResources: IoAssignResources as documented,
+    whatever ``reactos_compat`` says (see IoManager.IoAssignResources)."""
+
+    def __init__(self, io: IoManager) -> None:
+        self.io = io
+
+    def IoAssignResources(self, RegistryPath: str, DriverClassName: str | None, DriverObject: Any,
+                          DeviceObject: Any, RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST,
+                          ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        return self.io._assign_documented(RegistryPath, DriverClassName, DriverObject, DeviceObject,
+                                          RequestedResources)
+
+
 class IoManager:
     """One machine's I/O manager over a registry and (optionally) a HAL.
 
@@ -172,7 +190,13 @@ class IoManager:
     """
 
     def __init__(self, registry: Registry, hal: Any = None, *, strict_verifier: bool = False,
-                 default_class: str = DEFAULT_RESOURCE_CLASS, reactos_compat: bool = False) -> None:
+                 default_class: str = DEFAULT_RESOURCE_CLASS, reactos_compat: bool = False,
+                 assign_search: str = "top-down") -> None:
+        if assign_search not in ASSIGN_SEARCHES:
+            raise ValueError(f"assign_search must be one of {', '.join(ASSIGN_SEARCHES)}, not {assign_search!r}")
+        #: Where IoAssignResources starts in a port or memory window (§3.4 MODEL: a policy;
+        #: NT4's direction is not confirmed).  IRQs, DMA channels, bus numbers: ascending.
+        self.assign_search = assign_search
         self.registry = registry
         self.hal = hal
         self.default_class = default_class
@@ -203,8 +227,10 @@ class IoManager:
         self.interrupts: InterruptManager | None = None
         #: Adapter channels and common buffers (IoAllocateAdapterChannel, HalAllocateCommonBuffer).
         self.dma: DmaManager | None = DmaManager(hal.bus) if hal is not None else None
+        #: What each IoAssignResources under ``reactos_compat`` did (its notes say why).
+        self.reactos_assignments: list[ReactosAssignment] = []
         if hal is not None:
-            hal.allocator = self
+            hal.allocator = _SlotAllocator(self)
             hal.add_port_hook(self.verifier)
             if hal.interrupt_model == "pic" or isinstance(hal.bus, InterruptAcceptor):
                 self.interrupts = InterruptManager(
@@ -447,14 +473,40 @@ class IoManager:
         RegistryPath other than the driver's own Services key names a per-device slot).
         RequestedResources None, with no alternative lists, or whose first list is empty
         erases the slot's claim (STATUS_SUCCESS, no list).  Otherwise the arbiter places
-        it against every other claim (the caller's previous assignment in this slot may
+        it (from the top of each port or memory window, or the bottom: ``assign_search``)
+        against every other claim (the caller's previous assignment in this slot may
         move); for a PCI function the ranges the hardware already decodes for other
         devices are avoided too.  Success: the raw CM_RESOURCE_LIST is written to the
         ResourceMap and returned.  No list fits: STATUS_CONFLICTING_ADDRESSES with an
         IO_ERR_*_RESOURCE_CONFLICT entry per holder that blocked the first list, or
         STATUS_INSUFFICIENT_RESOURCES when nothing was in the way (the windows are too
         small).  Nothing is claimed on failure.
+
+        ``reactos_compat``: what ReactOS does instead (§3.2, §3.3,
+        :mod:`harness.nt.reactos_assign`): no requirements (None, no alternative lists, or
+        an empty first list) is STATUS_NOT_IMPLEMENTED; otherwise its allocator runs against
+        the ResourceMap and its status and list are returned as they are, and nothing is
+        written or logged.  (HalAssignSlotResources keeps the documented path: ReactOS's
+        does not call IoAssignResources at all, §3.5, and that is not modelled.)
         """
+        if self.reactos_compat:
+            return self._assign_like_reactos(RequestedResources)
+        return self._assign_documented(RegistryPath, DriverClassName, DriverObject, DeviceObject,
+                                       RequestedResources)
+
+    def _assign_like_reactos(self, req: IO_RESOURCE_REQUIREMENTS_LIST | None,
+                             ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
+        if req is None or not req.lists or not req.lists[0].descriptors:
+            return NTSTATUS.STATUS_NOT_IMPLEMENTED, None  # "release" is not implemented there
+        with self.arbiter.lock:
+            result = fixup_resource_list(req, [c.descriptor for c in self.arbiter.claims()])
+        self.reactos_assignments.append(result)
+        return result.status, result.resources
+
+    def _assign_documented(self, RegistryPath: str, DriverClassName: str | None,
+                           DriverObject: DriverObject | Any, DeviceObject: DeviceObject | Any,
+                           RequestedResources: IO_RESOURCE_REQUIREMENTS_LIST | None,
+                           ) -> tuple[NTSTATUS, CM_RESOURCE_LIST | None]:
         owner = self._assign_owner(RegistryPath, DriverClassName, DriverObject, DeviceObject)
         if not _one_key_name(owner.resource_class, owner.driver):
             return NTSTATUS.STATUS_OBJECT_NAME_INVALID, None
@@ -463,7 +515,8 @@ class IoManager:
             if req is None or not req.lists or not req.lists[0].descriptors:
                 self._write((owner, CM_RESOURCE_LIST()))
                 return NTSTATUS.STATUS_SUCCESS, None
-            allocation = self.arbiter.allocate(owner, req, reserved=self._decoded_elsewhere(req, owner))
+            allocation = self.arbiter.allocate(owner, req, reserved=self._decoded_elsewhere(req, owner),
+                                               top_down=self.assign_search == "top-down")
             if allocation.resources is None:
                 return self._allocation_failed(allocation), None
             self._write((owner, allocation.resources))
@@ -738,4 +791,5 @@ def _write_parameters(registry: Registry, key: str, parameters: Mapping[str, Any
 
 
 __all__ = ["IoManager", "DriverObject", "DeviceObject", "Driver", "ReportResult", "LoadResult", "PoolBlock",
-           "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "RAW_SUFFIX", "TRANSLATED_SUFFIX"]
+           "DEFAULT_RESOURCE_CLASS", "HAL_RESOURCE_CLASS", "HAL_NAME", "ASSIGN_SEARCHES", "RAW_SUFFIX",
+           "TRANSLATED_SUFFIX"]

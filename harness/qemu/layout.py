@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from ..names import memdev_backend_id
 from .bus import PortChannel, machine_ports
@@ -152,6 +152,22 @@ class ShadowedRange:
     def reason(self) -> str:
         """One clause: who wins these addresses, and why."""
         return f"{', '.join(self.hidden_by)} wins them" + (f" by {self.cause}" if self.cause else "")
+
+    def winning_regions(self, layout: "Layout") -> list[DecodedRange]:
+        """The regions of ``layout``'s flat map that answer here instead: :attr:`hidden_by`
+        names a winner by its owner, or by its region name when it has none, and only the
+        region tells which (an owner-less region may bear a machine-file id's name)."""
+        return [r for r in (layout.io if self.space == "io" else layout.memory)
+                if r.start <= self.end and self.start <= r.end
+                and (r.owner or r.name) in self.hidden_by]
+
+    def device_winners(self, layout: "Layout", ids: Collection[str]) -> tuple[str, ...]:
+        """The winners that are devices of ``ids`` (a machine file's), not owner-less
+        regions of the same name."""
+        regions = self.winning_regions(layout)
+        return tuple(w for w in self.hidden_by if w in ids and (
+            any(r.owner == w for r in regions)
+            or not any(r.owner is None and r.name == w for r in regions)))
 
 
 @dataclass(frozen=True)
