@@ -414,8 +414,23 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
     _check_topology(doc, machine, out, items)
     place_pci_functions(machine, out, items)
     _check_drive_places(machine, out, items)
+    _check_graphic_consoles(out, items)
     _check_one_per_machine(out, items)
     return tuple(out)
+
+
+def _check_graphic_consoles(devices: list[DeviceSpec], items: list[Node]) -> None:
+    """QEMU numbers graphic consoles in command-line (file) order, and a device that must
+    be console 0 (a primary qxl-vga) stops QEMU at launch behind another display: say so
+    here, at its line (measured in tests/test_device_models.py)."""
+    first: DeviceSpec | None = None
+    for dev, item in zip(devices, items):
+        if dev.model.graphic_console == "first" and first is not None:
+            raise item.error("model", f"{dev.model.name} {dev.id!r} must be the first display device of the "
+                                      f"machine (QEMU's console 0), but {first.model.name} {first.id!r} comes "
+                                      f"before it: list {dev.id!r} first")
+        if dev.model.graphic_console != "none" and first is None:
+            first = dev
 
 
 def _keep_firmware_log_port_free(doc: Node, devices: tuple[DeviceSpec, ...]) -> None:
@@ -590,6 +605,8 @@ def _check_topology(doc: Node, machine: str, devices: list[DeviceSpec], items: l
         if dev.model.bus in ("pci", "pcie"):
             if machine == "isapc":
                 raise item.error("model", "isapc has no PCI bus")
+            if dev.bus is not None and dev.model.root_bus_only:
+                raise item.error("bus", f"QEMU takes a {dev.model.name} only on the root bus, not behind a bridge")
             if dev.bus is not None:
                 parent = by_id.get(dev.bus)
                 if parent is None or not parent[0].model.bridge:

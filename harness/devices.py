@@ -25,7 +25,12 @@ from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 MACHINE_KINDS = ("pc", "q35", "isapc")
 BUS_KINDS = ("isa", "pci", "pcie", "floppy", "ide")
 #: "bmc": the harness adds an ipmi-bmc-sim for the device (one BMC serves one interface).
-BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc")
+BACKENDS = ("none", "chardev", "audiodev", "drive", "bmc", "canbus", "memdev")
+GRAPHIC_CONSOLE = ("none", "creates", "first")
+#: Bridge kinds (a conventional PCI secondary bus; a PCI Express link with one slot) and
+#: the properties QEMU's own bridges of each kind take for their chassis number.
+BRIDGE_CHASSIS: dict[str | None, tuple[str, ...]] = {"pci-bridge": ("chassis_nr",),
+                                                     "pcie-root-port": ("chassis", "slot")}
 #: Kinds of settable property, with the values QEMU accepts without aborting or
 #: silently truncating (qemu-facts.md §2 "Property validation").
 PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
@@ -77,9 +82,10 @@ class PortDecode:
 
 @dataclass(frozen=True)
 class FixedRange:
-    """A port or memory range a model decodes at a fixed place, whatever its settings."""
+    """A port or memory range, or an ISA IRQ line (length 1), a model decodes at a fixed
+    place, whatever its settings."""
 
-    kind: str  # "port" or "memory"
+    kind: str  # "port", "memory" or "irq"
     start: int
     length: int
 
@@ -155,10 +161,23 @@ class DeviceModel:
     #: Ports the device's option ROM writes while the firmware runs, though the device
     #: decodes nothing there (sgabios drives COM1): what a device over them meets.
     firmware_writes: tuple[FixedRange, ...] = ()
-    #: What QEMU takes one of per machine, the models sharing it named alike: QEMU exits
-    #: at launch on a second (two ISA VGAs: "Only one global VGA device can be used at a
-    #: time"; two pvpanic: "duplicate fw_cfg file name: etc/pvpanic-port").
+    #: Whether QEMU gives the device a graphic console: "none", "creates" one, or "first"
+    #: (it must be console 0, the first display of the command line, as a primary qxl-vga).
+    graphic_console: str = "none"
+    #: The bridge's properties that get its per-machine chassis number (hot-plug needs
+    #: one unique per bridge); by default what its kind takes (see BRIDGE_CHASSIS).
+    chassis_properties: tuple[str, ...] = ()
+    #: The link properties that take a ``canbus`` backend's bus (kvaser_pci has one,
+    #: the two-channel cards canbus0 and canbus1): QEMU refuses the card unconnected.
+    canbus_properties: tuple[str, ...] = ()
+    #: Models of one group of which QEMU takes one per machine (its balloon: "Only one
+    #: balloon device is supported"); None: no such limit.
     one_per_machine: str | None = None
+    #: The size of a ``memdev`` backend's RAM (an ivshmem-plain's shared memory, its BAR2).
+    memdev_size: int | None = None
+    #: QEMU takes it only on the root bus, never behind a bridge ("virtio-iommu-pci must be
+    #: plugged on the root bus").
+    root_bus_only: bool = False
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -309,7 +328,9 @@ def _load_catalog(directories: tuple[Path, ...]) -> Catalog:
 _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines", "backend",
                          "properties", "instance_defaults", "always", "decodes", "probe",
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
-                         "companions", "one_per_machine"})
+                         "companions", "graphic_console", "chassis_properties",
+                         "canbus_properties", "one_per_machine",
+                         "memdev_size", "root_bus_only"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -327,6 +348,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
     ports, fixed, irqs, dmas = _parse_decodes(doc, properties)
     probe_base, probe, guest_probe = _parse_probe(doc, properties)
     pci = _parse_pci(doc) if "pci" in doc else None
+    bridge = get_str(doc, "bridge", choices=tuple(BRIDGE_CHASSIS), default=None)
     check_qemu_name(doc, "qemu_driver", get_str(doc, "qemu_driver"))
     if bus in ("pci", "pcie") and pci is None:
         raise doc.error(None, "a PCI device model needs a 'pci' section")
@@ -342,15 +364,59 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         always=MappingProxyType(always),
         ports=ports, fixed=fixed, irq_properties=irqs, dma_properties=dmas,
         probe_base=probe_base, probe=probe, guest_probe=guest_probe, pci=pci,
-        bridge=get_str(doc, "bridge", choices=("pci-bridge", "pcie-root-port"), default=None),
+        bridge=bridge,
         nt_driver=get_str(doc, "nt_driver", default=None),
         source=source,
         ownerless_regions=tuple(_str_list(doc, "ownerless_regions")) if "ownerless_regions" in doc else (),
         instance_property=_parse_instance_property(doc, properties),
         companions=tuple(_str_list(doc, "companions")) if "companions" in doc else (),
         firmware_writes=tuple(_fixed_ranges(doc, ports_key="firmware_writes", memory_key="firmware_writes_memory")),
+        graphic_console=get_str(doc, "graphic_console", choices=GRAPHIC_CONSOLE, default="none"),
+        chassis_properties=_parse_chassis(doc, bridge),
+        canbus_properties=_parse_canbus(doc),
         one_per_machine=get_str(doc, "one_per_machine", default=None),
+        memdev_size=_parse_memdev_size(doc),
+        root_bus_only=get_bool(doc, "root_bus_only", default=False),
     )
+
+
+def _parse_memdev_size(doc: Node) -> int | None:
+    memdev = get_str(doc, "backend", choices=BACKENDS, default="none") == "memdev"
+    if memdev != ("memdev_size" in doc):
+        raise doc.error("memdev_size" if not memdev else "backend",
+                        "a model has 'memdev_size' exactly when its backend is memdev (the RAM QEMU shares)")
+    if not memdev:
+        return None
+    size = get_int(doc, "memdev_size", lo=0x1000, hi=1 << 30)
+    if size & (size - 1):
+        raise doc.error("memdev_size", f"{size:#x} is not a power of two")
+    return size
+
+
+def _parse_canbus(doc: Node) -> tuple[str, ...]:
+    backend = get_str(doc, "backend", choices=BACKENDS, default="none")
+    if backend != "canbus":
+        if "canbus_properties" in doc:
+            raise doc.error("canbus_properties", "only a model with 'backend: canbus' connects to a CAN bus")
+        return ()
+    names = tuple(_str_list(doc, "canbus_properties")) if "canbus_properties" in doc else ()
+    if not names:
+        raise doc.error("canbus_properties" if "canbus_properties" in doc else "backend",
+                        "a canbus model lists the link properties that take the bus (canbus_properties)")
+    for name in names:
+        check_qemu_name(doc, "canbus_properties", name)
+    return names
+
+
+def _parse_chassis(doc: Node, bridge: str | None) -> tuple[str, ...]:
+    if "chassis_properties" not in doc:
+        return BRIDGE_CHASSIS.get(bridge, ())
+    if bridge is None:
+        raise doc.error("chassis_properties", "only a bridge has a chassis number")
+    names = tuple(_str_list(doc, "chassis_properties"))
+    for name in names:
+        check_qemu_name(doc, "chassis_properties", name)
+    return names
 
 
 def _parse_instance_property(doc: Node, properties: dict[str, PropertySpec]) -> str | None:
@@ -421,7 +487,7 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
     if "decodes" not in doc:
         return (), (), (), ()
     dec = doc.child("decodes")
-    dec.check_keys({"ports", "fixed_ports", "fixed_memory", "irq", "dma"})
+    dec.check_keys({"ports", "fixed_ports", "fixed_memory", "irq", "dma", "fixed_irq"})
     ports = []
     for i, item in enumerate(get_list(dec, "ports", default=[])):
         if not isinstance(item, Node):
@@ -435,6 +501,12 @@ def _parse_decodes(doc: Node, properties: dict[str, PropertySpec]):
         ports.append(PortDecode(base, get_int(item, "offset", lo=0, hi=0xFFFF, default=0),
                                 get_int(item, "length", lo=1, hi=0x10000), length_property))
     fixed = _fixed_ranges(dec, ports_key="fixed_ports", memory_key="fixed_memory")
+    # ISA lines wired at realize with no property to move them (a PCI IDE function's
+    # compatibility channels raise IRQ 14 and 15).
+    for i, line in enumerate(get_list(dec, "fixed_irq", default=[])):
+        if isinstance(line, bool) or not isinstance(line, int) or not 0 <= line <= 15:
+            raise dec.error("fixed_irq", f"item {i} is {line!r}; expected an ISA IRQ 0-15")
+        fixed.append(FixedRange("irq", line, 1))
     irqs = tuple(_str_list(dec, "irq")) if "irq" in dec else ()
     dmas = tuple(_str_list(dec, "dma")) if "dma" in dec else ()
     for key, names in (("irq", irqs), ("dma", dmas)):

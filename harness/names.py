@@ -12,6 +12,14 @@ CACHE_ENV = "HARNESS_CACHE_DIR"
 #: Prefix of the ids the harness gives its own chardevs, devices and monitors; a machine
 #: file may not use it.
 RESERVED_ID_PREFIX = "harness"
+
+
+def memdev_backend_id(dev_id: str) -> str:
+    """The id of the RAM backend the harness gives a device with a memdev backend
+    (ivshmem-plain): QEMU's flat view names that object, not the device, as the RAM's owner."""
+    return f"{RESERVED_ID_PREFIX}-mem-{dev_id}"
+
+
 #: The Floppy driver's Parameters subkey for the board's own controller (the other
 #: subkeys are device ids, so no floppy controller of a machine file may take this id).
 BOARD_CONTROLLER_KEY = "BoardController"

@@ -208,6 +208,8 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         if legacy:
             requirements, boot = _with_legacy(requirements, boot, legacy)
             owned.add(fn.qdev_id)
+            # its legacy regions registered without an owner (a PCI IDE's channels), as an ISA node's
+            owned.update(next(d for d in spec.devices if d.id == fn.qdev_id).model.ownerless_regions)
         node = DeviceNode(f"PCI\\VEN_{fn.vendor:04X}&DEV_{fn.device:04X}\\"
                           f"BUS_{fn.bus:02X}&DEV_{fn.slot:02X}&FUNC_{fn.function}", name,
                           {ConfigType.BASIC: requirements}, movable=True,
@@ -292,10 +294,14 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
 
 def _legacy_decodes(spec: MachineSpec, fn: Any, layout: Layout) -> list[tuple[str, int, int]]:
     """The fixed ports and memory the machine file's PCI function ``fn`` decodes beside
-    its BARs where the CPU reaches them (:func:`~harness.claimants.forwarded_legacy`; []
-    for a board function or a device without)."""
+    its BARs where the CPU reaches them (:func:`~harness.claimants.forwarded_legacy`), and
+    the ISA lines its model says it raises (a compatibility IDE's 14 and 15); [] for a
+    board function or a device without."""
     dev = next((d for d in spec.devices if d.id == fn.qdev_id), None)
-    return [] if dev is None else forwarded_legacy(dev, fn, layout)
+    if dev is None:
+        return []
+    return forwarded_legacy(dev, fn, layout) + [r for r in dev.decoded_resources() if r[0] == "irq"]
+
 
 
 def _with_legacy(requirements: IO_RESOURCE_REQUIREMENTS_LIST, boot: CM_RESOURCE_LIST | None,
@@ -383,6 +389,8 @@ def _fixed_claims(hal_claims: Arbiter, hal: Hal, layout: Layout, decoded: list, 
             continue
         if s.function in pci_nodes and _inside_bars(s, pci_nodes[s.function]):
             continue
+        if s.function is None and s.space != "io" and any(_inside_bars(s, n) for n in pci_nodes.values()):
+            continue  # memory a device maps into its own BAR with no owner (vmsvga.fifo, an ivshmem backend)
         who = Owner("<decoded by the hardware>", s.owner or "?")
         by_owner.setdefault(s.owner or "?", []).append(
             range_claim(who, "io" if s.space == "io" else "memory", s.start, s.end))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.config import MachineSpec, parse_machine_text
+from harness.config import RESERVED_ID_PREFIX, MachineSpec, parse_machine_text
 from harness.devices import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,10 +66,10 @@ def record_figures(name: str, **figures: object) -> None:
 QEMU_OPTIONS = {"-name": True, "-machine": True, "-accel": True, "-m": True, "-display": True,
                 "-boot": True, "-action": True, "-chardev": True, "-device": True,
                 "-audiodev": True, "-drive": True, "-cpu": True, "-nodefaults": False, "-S": False,
-                "-global": True}
+                "-global": True, "-object": True}
 #: -device keys the harness adds itself (the others must be the model's own properties).
 DEVICE_KEYS = {"id", "bus", "addr", "multifunction", "unit", "chardev", "drive", "audiodev",
-               "chassis_nr", "chassis", "slot", "bmc"}
+               "chassis_nr", "chassis", "slot", "bmc", "memdev"}
 
 
 def qemu_opts(text: str) -> list[str]:
@@ -114,6 +114,9 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
         for key in ("path", "file"):
             if key in pairs and Path(pairs[key]).resolve().parent != run_dir.resolve():
                 bad.append(f"{option} {key}={pairs[key]!r} is outside the run folder {run_dir}")
+        if option == "-object" and not value.startswith((f"can-bus,id={RESERVED_ID_PREFIX}-can-",
+                                                         f"memory-backend-ram,id={RESERVED_ID_PREFIX}-mem-")):
+            bad.append(f"-object {value!r} is not a CAN bus or RAM backend of the harness's own")
         if option == "-global":
             # Only the board's own devices, only their declared properties, only integers.
             from harness.builtin import BUILTIN_DEVICES
@@ -124,7 +127,8 @@ def argv_violations(argv: list[str], spec: MachineSpec, run_dir: Path) -> list[s
         if option == "-device":
             model = models.get(pairs.get("id", ""))
             # A device without a model is the harness's own firmware-log isa-debugcon.
-            own = set(model.properties) | set(model.always) if model else {"iobase"}
+            own = set(model.properties) | set(model.always) | set(model.canbus_properties) \
+                | set(model.chassis_properties) if model else {"iobase"}
             bad += [f"-device key {k!r} in {value!r}" for k in pairs if k not in DEVICE_KEYS | own]
             bad += [f"-device element {p!r} in {value!r}" for p in opts[1:] if "=" not in p]
     return bad
@@ -145,7 +149,8 @@ def model_items(name: str, prefix: str = "") -> tuple[str, list[dict]]:
     model = load_catalog()[name]
     machine = "q35" if model.bus == "pcie" else "pc" if "pc" in model.machines else model.machines[0]
     items = []
-    if model.bus in ("pci", "pcie") and not model.bridge:
+    behind_bridge = model.bus in ("pci", "pcie") and not model.bridge and not model.root_bus_only
+    if behind_bridge:
         items.append({"model": "pcie-root-port" if model.bus == "pcie" else "pci-bridge", "id": f"{prefix}br"})
     from harness.config import DRIVE_CONTROLLERS
     if model.bus in DRIVE_CONTROLLERS:
@@ -157,7 +162,7 @@ def model_items(name: str, prefix: str = "") -> tuple[str, list[dict]]:
         item["controller"] = f"{prefix}fdc1"
     elif model.bus == "isa":
         item["bus"] = "isa"
-    elif not model.bridge:
+    elif behind_bridge:
         item["bus"] = f"{prefix}br"
     # Every property set (a first choice, or a small valid value), so each field's value
     # is in the baseline command line.

@@ -130,6 +130,16 @@ def test_a_config_refers_to_a_catalog_model_that_the_machine_supports(tmp_path: 
      "only an irq property"),
     ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nproperties:\n  irq: {kind: irq, unwired: 16}\n",
      "unwired"),
+    # keys of issue "models2": fixed ISA lines, graphic consoles, chassis and CAN links
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\ndecodes: {fixed_irq: [16]}\n", "expected an ISA IRQ 0-15"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\ngraphic_console: yes-please\n", "not one of"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nchassis_properties: [chassis]\n", "only a bridge"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\ncanbus_properties: [canbus]\n", "backend: canbus"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: canbus\n", "lists the link properties"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: canbus\ncanbus_properties: ['a,b']\n", "not a valid QEMU name"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: memdev\n", "exactly when its backend is memdev"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nmemdev_size: 0x1000\n", "exactly when its backend is memdev"),
+    ("name: m\nqemu_driver: x\nbus: isa\nmachines: [pc]\nbackend: memdev\nmemdev_size: 0x3000\n", "power of two"),
 ])
 def test_bad_device_models_are_refused(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "m.yaml"

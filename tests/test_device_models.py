@@ -314,6 +314,10 @@ def check_pci(fails: Failures, dut: DeviceSpec, layout: Layout, machine: Machine
             outside.add((a, b))
     fails.check(outside == mem_fixed, f"memory outside every BAR {_fmt_ranges(outside)}, "
                                       f"model's fixed memory {_fmt_ranges(mem_fixed)}")
+    if model.memdev_size is not None:  # its RAM backend, owned by an object, is the device's BAR
+        shared = {(b.base, b.end) for b in fn.bars if b.kind == "memory" and b.size == model.memdev_size}
+        fails.check(bool(shared) and shared <= _owned(layout, dut, "memory"),
+                    f"the RAM backend's BAR {_fmt_ranges(shared)} is not {dut.id}'s in the flat view")
     if model.bridge:
         check_bridge(fails, fn, layout, f"{dut.id}b")
 
@@ -358,7 +362,11 @@ def plan(machine: str, cases: list[tuple[str, dict[str, Any]]]) -> list[list[Mem
         for members, used in boots:
             if len(members) < MAX_PER_BOOT and not _clash(foot, used) \
                     and not (model.bridge and any(CATALOG[m.model].bridge for m in members)) \
-                    and not any(_uses(name, m.model) for m in members):
+                    and not any(_uses(name, m.model) for m in members) \
+                    and not (model.graphic_console == "first"
+                             and any(CATALOG[m.model].graphic_console == "first" for m in members)) \
+                    and not (model.one_per_machine
+                             and any(CATALOG[m.model].one_per_machine == model.one_per_machine for m in members)):
                 break
         else:
             members, used = [], []
@@ -371,7 +379,8 @@ def plan(machine: str, cases: list[tuple[str, dict[str, Any]]]) -> list[list[Mem
 def _machine_text(machine: str, members: list[Member]) -> str:
     lines = ""
     slot = FIRST_SLOT
-    for member in members:
+    # A model that must be QEMU's console 0 (qxl-vga) goes first (config enforces it).
+    for member in sorted(members, key=lambda m: CATALOG[m.model].graphic_console != "first"):
         model = CATALOG[member.model]
         extra = dict(member.settings)
         if model.pci is not None:
@@ -544,6 +553,125 @@ def test_serial_and_parallel_index_pick_the_port() -> None:
         fails.raise_if_any("isa-serial/isa-parallel index")
 
 
+# ---------------------------------------------------------------------- graphic consoles
+#: The model whose launch shows which devices take a graphic console: QEMU refuses it
+#: unless it is console 0.
+CONSOLE_0 = "qxl-vga"
+CONSOLE_0_SLOT = 0x1E  # free on pc and q35, above the boot plans' slots
+
+
+def _argv(text: str, tmp_path) -> list[str]:
+    from harness.qemu.machine import build_argv, create_drive_images
+    spec = parse_machine_text(text, "<launch>")
+    create_drive_images(spec, tmp_path)
+    return build_argv(spec, tmp_path, "tcg")
+
+
+def _device_arg(argv: list[str], dev_id: str) -> int:
+    """The index of device ``dev_id``'s -device value in ``argv``."""
+    return next(i for i, a in enumerate(argv) if i and argv[i - 1] == "-device" and f",id={dev_id}," in a + ",")
+
+
+def _qemu_answer(text: str, last: str, tmp_path, then: str | None = None) -> str:
+    """Launch the machine of ``text`` (-S, no firmware run) with device ``last`` moved to
+    the end of QEMU's command line (the order config refuses for a console-0 model), or
+    with the device of machine text ``then`` added after it (a pair config refuses);
+    quit at once.  QEMU's error output ('' if it started)."""
+    argv = _argv(text, tmp_path)
+    at = _device_arg(argv, last)
+    argv = argv[:at - 1] + argv[at + 1:] + argv[at - 1:at + 1]
+    if then is not None:
+        more = _argv(then, tmp_path)
+        at = _device_arg(more, "b")
+        argv += more[at - 1:at + 1]
+    return _launch(argv)
+
+
+def _launch(argv: list[str]) -> str:
+    """Start QEMU paused and quit at once: its error output ('' if it started)."""
+    import subprocess
+    done = subprocess.run(argv + ["-monitor", "stdio"], input="quit\n", capture_output=True, text=True, timeout=60)
+    return done.stderr if done.returncode else ""
+
+
+def test_root_bus_only_models_are_what_qemu_does(tmp_path) -> None:
+    """A model QEMU takes only on the root bus: behind a pci-bridge QEMU refuses it (config
+    refuses the file first); that no other PCI model needs the key shows in
+    tests/test_snapreuse.py, which boots every PCI model behind a bridge."""
+    names = sorted(n for n, m in CATALOG.items() if m.root_bus_only)
+    assert names, "no root-bus-only model left to measure"
+    fails = Failures()
+    for name in names:
+        head = f"machine: pc\nfirmware_log: false\ndevices:\n{_device_line('pci-bridge', 'br', addr=FIRST_SLOT)}"
+        argv = _argv(head + _device_line(name, "b", addr=FIRST_SLOT + 1), tmp_path)
+        at = _device_arg(argv, "b")
+        argv[at] = argv[at].replace(f",addr={FIRST_SLOT + 1:#x}.0", ",bus=br,addr=0x1.0")
+        err = _launch(argv)
+        fails.check("root bus" in err, f"{name} behind a pci-bridge: QEMU said {err.strip()!r}")
+        with pytest.raises(Exception, match="only on the root bus"):
+            parse_machine_text(head + _device_line(name, "b", bus="br", addr=1), "<behind>")
+    fails.raise_if_any("root bus only")
+
+
+def _console_machine(model: DeviceModel) -> str | None:
+    return next((m for m in ("pc", "q35") if m in model.machines), None)
+
+
+def test_graphic_console_flags_are_what_qemu_does(tmp_path) -> None:
+    """Every model that takes a graphic console says so (config then keeps a console-0
+    model first): QEMU refuses a qxl-vga after exactly those.  Models that take none are
+    launched in their shared boot plans with the qxl-vga last, which QEMU accepts."""
+    fails = Failures()
+    console_line = _device_line(CONSOLE_0, CONSOLE_0, addr=CONSOLE_0_SLOT)
+    for name, model in sorted(CATALOG.items()):
+        machine = _console_machine(model)
+        if model.graphic_console != "none" and name != CONSOLE_0 and machine:
+            text = f"machine: {machine}\nfirmware_log: false\ndevices:\n{console_line}" \
+                   + _device_line(name, "dut", **({"addr": FIRST_SLOT} if model.pci else {}))
+            err = _qemu_answer(text, CONSOLE_0, tmp_path)
+            fails.check("console 0" in err, f"{name}: a qxl-vga after it was not refused ({err.strip()!r})")
+    for machine in ("pc", "q35"):
+        quiet = [(n, {}) for n, m in sorted(CATALOG.items()) if m.graphic_console == "none" and n not in OWN_TESTS
+                 and _console_machine(m) == machine]
+        for members in plan(machine, quiet):
+            text = _machine_text(machine, members) + console_line
+            err = _qemu_answer(text, CONSOLE_0, tmp_path)
+            fails.check(not err, f"{[m.model for m in members]} + {CONSOLE_0} last on {machine}: {err.strip()!r}")
+    fails.raise_if_any("graphic consoles")
+
+
+def test_one_per_machine_groups_are_what_qemu_does(tmp_path) -> None:
+    """Two devices of a one-per-machine group (config refuses the pair): QEMU refuses them
+    too, for every model of the group, paired with itself and with the group's first.
+    That no other model needs the key shows in the shared-plan launches above."""
+    groups: dict[str, list[str]] = {}
+    for name, model in sorted(CATALOG.items()):
+        if model.one_per_machine:
+            groups.setdefault(model.one_per_machine, []).append(name)
+    assert groups, "no one-per-machine model left to measure"
+    fails = Failures()
+    for group, names in groups.items():
+        for name in names:
+            for other in dict.fromkeys((name, names[0])):
+                head = f"machine: {_console_machine(CATALOG[name])}\nfirmware_log: false\ndevices:\n"
+                first, second = _device_line(other, "a", addr=FIRST_SLOT), _device_line(name, "b", addr=FIRST_SLOT + 1)
+                err = _qemu_answer(head + first, "a", tmp_path, then=head + second)
+                fails.check(bool(err), f"{other} then {name}: QEMU took both ({group})")
+                with pytest.raises(Exception, match=f"one {group} device per machine"):
+                    parse_machine_text(head + first + second, "<pair>")
+    fails.raise_if_any("one per machine")
+
+
+def test_config_keeps_a_console_0_model_first() -> None:
+    consoles = sorted(n for n, m in CATALOG.items() if m.graphic_console == "creates" and "pc" in m.machines)
+    assert consoles, "no display model to put before the qxl-vga"
+    before = f"machine: pc\ndevices:\n{_device_line(consoles[0], 'vga0')}{_device_line(CONSOLE_0, 'q0')}"
+    with pytest.raises(Exception, match=r"<f>:4: devices\[1\]\.model: .*must be the first display device.*'vga0'"):
+        parse_machine_text(before, "<f>")
+    after = f"machine: pc\ndevices:\n{_device_line(CONSOLE_0, 'q0')}{_device_line(consoles[0], 'vga0')}"
+    assert [d.id for d in parse_machine_text(after, "<f>").devices] == ["q0", "vga0"]
+
+
 # ---------------------------------------------------------------------- floppy
 @pytest.mark.parametrize(("name", "machine_kind"), [pytest.param("floppy", m, id=f"floppy-{m}") for m in CATALOG["floppy"].machines])
 def test_floppy_model(name: str, machine_kind: str) -> None:
@@ -618,6 +746,50 @@ def test_ide_drives_on_builtin_buses(machine_kind: str) -> None:
             status = ports.read_port(0x1F7)
             fails.check(status & 0xD0 == ATA_READY, f"ide.0 master status {status:#x}, expected DRDY")
         fails.raise_if_any(f"IDE drives on {machine_kind}")
+
+
+#: The PCI IDE models in compatibility mode, which decode the legacy channels and raise
+#: their ISA lines (fixed_irq) with no property to say so.
+PCI_IDE_MODELS = sorted(n for n, m in CATALOG.items() if m.pci and m.pci.class_code == 0x0101)
+
+
+@pytest.mark.parametrize("name", PCI_IDE_MODELS)
+def test_pci_ide_raises_its_fixed_isa_lines(name: str, tmp_path) -> None:
+    """A disk on each channel of a compatibility-mode PCI IDE function (on pc, beside the
+    board's own PIIX3 IDE, whose channels have no disk): the legacy command blocks answer
+    with the device's disks (the device, mapped later, wins the ports), and IDENTIFY on
+    each channel raises the model's fixed ISA line, read back from the slave 8259's IRR."""
+    model = CATALOG[name]
+    lines = sorted(f.start for f in model.fixed if f.kind == "irq")
+    blocks = sorted(f.start for f in model.fixed if f.kind == "port" and f.length == 8)
+    assert len(lines) == len(blocks) == 2, "one line and one command block per channel"
+    extra: list[str] = []
+    for channel in (0, 1):
+        image = tmp_path / f"disk{channel}.img"
+        image.write_bytes(b"\0" * 0x100000)
+        extra += ["-drive", f"if=none,id=disk{channel},file={image},format=raw",
+                  "-device", f"ide-hd,drive=disk{channel},bus=dut.{channel}"]
+    spec = parse_machine_text(f"machine: pc\nfirmware_log: false\ndevices:\n{_device_line(name, 'dut', addr=FIRST_SLOT)}",
+                              "<pci ide>")
+    fails = Failures()
+    with Machine(spec, extra_args=tuple(extra)) as machine:
+        machine.run_firmware()
+        ports = HmpPorts(machine)
+        # Which channel drives which line: the primary block (0x1f0) the lower one.
+        for base, line in zip(sorted(blocks, reverse=True), lines):
+            ports.write_port(base + 0x206, 0x08)   # device control: nIEN clear (SeaBIOS sets it)
+            ports.write_port(base + 6, 0xA0)       # select the master
+            status = ports.read_port(base + 7)
+            fails.check(status & 0xD0 == ATA_READY, f"{base:#x}: status {status:#x}, expected the device's disk")
+            ports.write_port(0xA0, 0x0A)           # slave 8259 OCW3: reads give the IRR
+            before = ports.read_port(0xA0)
+            ports.write_port(base + 7, 0xEC)       # IDENTIFY DEVICE
+            after = ports.read_port(0xA0)
+            bit = 1 << (line - 8)
+            fails.check(not before & bit and after & bit,
+                        f"IDENTIFY on {base:#x}: slave IRR {before:#04x} -> {after:#04x}, expected IRQ {line}")
+            ports.read_port(base + 7)              # status read: the drive drops its request
+    fails.raise_if_any(f"{name} compatibility channels")
 
 
 def check_bridge(fails: Failures, fn, layout: Layout, behind_id: str) -> None:

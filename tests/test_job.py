@@ -101,6 +101,11 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-in-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
     "uart-at-3c0-beside-non-vga-displays": None,
     "two-pci-vgas": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    # models of issue "models2": a second compatibility IDE, two new VGA-class cards
+    "second-pci-ide-over-board-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "qxl-vga-and-vmware-svga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    "isa-ide-over-pci-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "pcie-switch-clean-q35": None,
     "isa-cirrus-over-pci-vga": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
     "pci-intx-pair-and-isa-uart": (None, None, "irq-shared"),
     "uhci-intx-and-isa-uart": (None, None, "irq-shared"),
@@ -207,6 +212,9 @@ UNCLAIMED: dict[str, set[str]] = {
     "io-bar-moved-onto-com1-post-drivers": {"nic0"}, "builtin-mouse-irq9-sci": {"board:keyboard-controller"},
     "isapc-ne2000-over-vga-ports": {"vga0"}, "isapc-sb16-gus-adlib-240": {"gus0", "sb0"},
     "builtin-fdc-dma1-sb16": {"board:floppy-controller", "fd0"},
+    # models2
+    "second-pci-ide-over-board-ide": {"ide2"}, "qxl-vga-and-vmware-svga": {"qxl0"},
+    "isa-ide-over-pci-ide-q35": {"pciide"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
@@ -221,7 +229,8 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
 # unclaimed, so every claim is decoded as claimed (the job's "Claims against the hardware").
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
                   "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
-                  "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio"}
+                  "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio",
+                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35"}
 
 
 def test_every_conflict_config_is_covered() -> None:

@@ -265,6 +265,28 @@ def test_an_msix_bar_over_another_bar_is_a_container() -> None:
         [(0, 0xF), (0x800, 0x807)]
 
 
+def test_identical_ownerless_twins_lose_to_the_last_mapped() -> None:
+    # Three PIIX IDE functions in compatibility mode on pc (the board's, then two of the
+    # file's) register the same ownerless "ide" ports under one parent: info mtree lists
+    # them alike, last mapped first.  The flat view's is the last device's; the other
+    # device and the board (owner None, board:ide-legacy) lose them to it.  Before, twins
+    # shared one key and nobody lost anything.
+    spec = machine_spec("""
+machine: pc
+devices:
+  - {model: piix3-ide, id: ide1, addr: 5}
+  - {model: piix4-ide, id: ide2, addr: 6}
+""")
+    with Machine(spec) as m:
+        lay = snapshot(m)
+    assert lay.owner_at(0x1F0).owner == "ide2"
+    lost = sorted((s.owner or "", s.start, s.end, s.hidden_by) for s in lay.shadowed if s.start == 0x1F0)
+    assert lost == [("", 0x1F0, 0x1F7, ("ide2",)), ("ide1", 0x1F0, 0x1F7, ("ide2",))], format_text(lay)
+    assert all("mapped later" in s.cause for s in lay.shadowed if s.start == 0x1F0)
+    assert {(s.start, s.end) for s in lay.shadowed if s.owner == "ide1"} == \
+        {(0x1F0, 0x1F7), (0x3F6, 0x3F6), (0x170, 0x177), (0x376, 0x376)}
+
+
 def test_a_region_with_subregions_that_decodes_still_loses_its_own_ports() -> None:
     # The RTC's region (0x70-0x71) holds its index port (0x70) as a subregion and decodes
     # 0x71 itself; a debugcon there takes 0x71, and that is a loss, not a container gap.

@@ -20,7 +20,7 @@ from harness.nt.resources import (CM_RESOURCE_LIST, IO_RESOURCE_ALTERNATIVE, IO_
                                   IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_DESIRED, LCPRI_NORMAL,
                                   LCPRI_SUBOPTIMAL, Interrupt, InterruptRequirement, Isa, Port,
                                   PortRequirement)
-from helpers import CONFIGS
+from helpers import CONFIGS, machine_spec
 
 
 def port_req(start: int, length: int = 8, **kw) -> PortRequirement:
@@ -243,7 +243,8 @@ def test_registry_round_trip():
 #: wired over the other (test_two_devices_with_nothing_to_set_on_the_same_ports_*); two
 #: VGAs, whose legacy decodes are part of every configuration a PCI VGA can have too.
 UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1"),
-                 "two-pci-vgas": ("vga0", "vga1"), "isa-cirrus-over-pci-vga": ("vga0", "vga1")}
+                 "two-pci-vgas": ("vga0", "vga1"), "isa-cirrus-over-pci-vga": ("vga0", "vga1"),
+                 "qxl-vga-and-vmware-svga": ("qxl0", "svga0")}
 #: Conflict configs whose `builtin` setting puts a board device on a resource the HAL
 #: holds: a board device has its one hard-wired configuration, so it is the core alone.
 BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
@@ -251,6 +252,10 @@ BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
 #: out requirements, and a PCI function's routed line stays in its configuration whatever
 #: its command register says (INTx disabled), so a UART on that line moves.
 MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart"}
+#: Conflict configs where a device's every configuration meets a board device's fixed
+#: decode: a second compatibility-mode IDE function on pc (the board's IDE holds the
+#: legacy channels and lines).
+HELD_BY_BOARD = {"second-pci-ide-over-board-ide": ("ide2", "ide-legacy")}
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
 NOTHING_TO_MOVE = {"lpt-at-3bc"}
@@ -261,7 +266,8 @@ BARS_ONLY = {"serial-in-root-port-window"}
 LIVE_CONFIGS = [CONFIGS / "machines" / "default.yaml", *sorted((CONFIGS / "conflicts").glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("path", [p for p in LIVE_CONFIGS if p.stem not in {*UNSATISFIABLE, *BOARD_SETTING_CORES}],
+@pytest.mark.parametrize("path", [p for p in LIVE_CONFIGS
+                                  if p.stem not in {*UNSATISFIABLE, *BOARD_SETTING_CORES, *HELD_BY_BOARD}],
                          ids=lambda p: p.stem)
 def test_live_assignment_is_conflict_free_after_apply(path: Path):
     from harness.pnp_live import run_pnp
@@ -304,6 +310,43 @@ def test_a_board_device_set_onto_a_hal_resource_is_the_core_alone(name: str):
     assert not report.solution.satisfiable and report.exit_code == 1
     assert report.core is not None and report.core.devices == [BOARD_SETTING_CORES[name]]
     assert [(n.name, n.problem) for n in report.problems] == [(BOARD_SETTING_CORES[name], 0x0C)]
+
+
+@pytest.mark.parametrize("name", sorted(HELD_BY_BOARD))
+def test_a_device_whose_fixed_decode_a_board_device_holds_cannot_be_placed(name: str):
+    from harness.pnp_live import run_pnp
+    report = run_pnp(load_machine(CONFIGS / "conflicts" / f"{name}.yaml"))
+    device, board = HELD_BY_BOARD[name]
+    assert not report.solution.satisfiable and report.exit_code == 1
+    assert report.core is not None and sorted(report.core.devices) == [device]
+    assert [(n.name, n.problem) for n in report.problems] == [(device, 0x0C)]
+    assert f"held by <board device> ({board})" in report.problems[0].problem_detail
+
+
+def test_a_pci_ide_node_keeps_its_channels_and_lines_and_an_isa_channel_moves_off_them():
+    """A piix3-ide on q35 holds the legacy channels and IRQ 14/15 (its model's fixed
+    decodes, the channels registered with no owner): the ISA channel over its primary
+    moves to a free place and line instead of the PCI function being refused for its own
+    ports (they were taken for another device's decode) or sharing its line."""
+    from harness.pnp_live import run_pnp
+    report = run_pnp(load_machine(CONFIGS / "conflicts" / "isa-ide-over-pci-ide-q35.yaml"))
+    assert report.solution.satisfiable and not report.problems, report.format_text()
+    assert set(report.changes) == {"isaide"}, report.format_text()   # the PCI function keeps all
+    new = {prop: after for prop, (_, after) in report.changes["isaide"].items()}
+    assert new["iobase"] not in (0x1F0, 0x170) and new["irq"] not in (14, 15), new
+
+
+def test_memory_a_device_maps_into_its_own_bar_without_an_owner_stays_its_own():
+    """vmware-svga's FIFO RAM (registered with no owner) and ivshmem-plain's RAM backend
+    (owned by the backend object) fill their BAR2s: the assignment keeps both BARs where
+    the firmware put them instead of moving each off its own memory."""
+    from harness.pnp_live import run_pnp
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: vmware-svga, id: svga0, addr: 3}\n"
+                        "  - {model: ivshmem-plain, id: shm0, addr: 4}\n")
+    report = run_pnp(spec)
+    assert report.solution.satisfiable and not report.problems, report.format_text()
+    bar2 = [b for b in report.bars if b.device in ("svga0", "shm0") and b.bar.startswith("BAR2 ")]
+    assert len(bar2) == 2 and all(b.same for b in bar2), report.format_text()
 
 
 def test_live_impossible_set_reports_its_minimum_core(capsys):

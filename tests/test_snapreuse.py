@@ -52,8 +52,11 @@ def _display(model) -> bool:
 
 
 def _exclusive(model) -> str | None:
-    """What a machine of the catalog sample holds one of: a VGA, a drive controller's bus."""
-    return "display" if _display(model) else model.bus if model.bus in DRIVE_CONTROLLERS else None
+    """What a machine of the catalog sample holds one of: a VGA, a drive controller's bus,
+    a device QEMU takes once per machine."""
+    if _display(model):
+        return "display"
+    return model.bus if model.bus in DRIVE_CONTROLLERS else model.one_per_machine
 
 
 def _catalog_machines() -> list[tuple[str, str]]:
@@ -75,6 +78,7 @@ def _catalog_machines() -> list[tuple[str, str]]:
             else:
                 chunks.append([name])
         for index, chunk in enumerate(chunks):
+            chunk.sort(key=lambda n: catalog[n].graphic_console != "first")  # QEMU's console 0 first
             items = [item for i, name in enumerate(chunk) for item in model_items(name, f"m{i}-")[1]]
             text = f"machine: {machine}\ndevices:\n" + "".join(f"  - {json.dumps(i)}\n" for i in items)
             out.append((f"{machine}-{index}:{'+'.join(chunk)}", text))

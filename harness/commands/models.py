@@ -71,7 +71,10 @@ def decodes_text(model: DeviceModel) -> str:
              else f"ports {d.base}..+{d.length - 1:#x}" for d in model.ports]
     for fixed in model.fixed:
         end = fixed.start + fixed.length - 1
-        parts.append(f"{'ports' if fixed.kind == 'port' else 'memory'} {fixed.start:#x}-{end:#x}")
+        if fixed.kind == "irq":
+            parts.append(f"IRQ {fixed.start}")
+        else:
+            parts.append(f"{'ports' if fixed.kind == 'port' else 'memory'} {fixed.start:#x}-{end:#x}")
     parts += [f"IRQ {p}" for p in model.irq_properties] + [f"DMA {p}" for p in model.dma_properties]
     if model.pci is not None:
         pci = model.pci

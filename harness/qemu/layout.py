@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Iterable, Sequence
 
+from ..names import memdev_backend_id
 from .bus import PortChannel, machine_ports
 from .qomfacts import ISA_FACT_QUERIES, PCI_TYPES_QUERY, QOM_CONTAINERS, parse_qom_tree
 
@@ -819,12 +820,19 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
       several such devices QEMU lists the one mapped last first (memory_region_add_subregion
       puts a subregion before its equal-priority siblings);
     * in the flat view a range (all of a region, or what is left of it, ``name @offset``)
-      is the device mapped last of those that decode all of it."""
-    if not any(dev.model.ownerless_regions for dev in devices):
+      is the device mapped last of those that decode all of it.
+
+    A ``memdev`` device's RAM (an ivshmem-plain's BAR2) is owned by its backend object,
+    ``/objects/harness-mem-<id>``: it is given to the device whose backend it is."""
+    backends = {f"/objects/{memdev_backend_id(dev.id)}": dev.id for dev in devices if dev.model.backend == "memdev"}
+    if not backends and not any(dev.model.ownerless_regions for dev in devices):
         return regions
     handed: set[tuple[str, str]] = set()
     out = []
     for region in regions:
+        if region.owner_kind != "dev" and region.owner in backends:
+            out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=backends[region.owner]))
+            continue
         name = region.name.split(" @")[0]
         if region.owner_kind == "dev" or region.kind != "i/o":
             out.append(region)

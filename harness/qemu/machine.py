@@ -31,6 +31,7 @@ from qemu.qmp.error import QMPError
 
 from ..atomicio import write_text
 from ..builtin import global_args
+from ..names import memdev_backend_id
 from ..config import (BUILTIN_IDE, DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, ID_RE, ID_RULE, ISA_BUS, NAME_RE, NAME_RULE,
                       RESERVED_ID_PREFIX, MachineSpec)
 from ..devices import PROPERTY_KINDS, QEMU_NAME_RE, QEMU_NAME_RULE, QEMU_STRING_RE, QEMU_STRING_RULE
@@ -1034,6 +1035,16 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         bmc = f"{RESERVED_ID_PREFIX}-bmc-{dev.id}"
         args += ["-device", f"ipmi-bmc-sim,id={bmc}"]
         opts.append(f"bmc={bmc}")
+    elif model.backend == "memdev":
+        mem = memdev_backend_id(dev_id)
+        size = _int_in(model.memdev_size, 0x1000, 1 << 30, of_model("memdev_size"))
+        args += ["-object", f"memory-backend-ram,id={mem},size={size}"]
+        opts.append(f"memdev={mem}")
+    elif model.backend == "canbus":
+        # a bus of its own (the card's channels on it), so no two cards talk
+        bus = f"{RESERVED_ID_PREFIX}-can-{dev_id}"
+        args += ["-object", f"can-bus,id={bus}"]
+        opts += [f"{_arg(name, 'qemu-name', of_model('canbus_properties'))}={bus}" for name in model.canbus_properties]
     for key, value in model.always.items():
         where = of_model(f"always.{key}")
         opts.append(f"{_arg(key, 'qemu-name', where)}={_arg(value, _form_of(value), where)}")
@@ -1046,10 +1057,8 @@ def _device_args(spec: MachineSpec, index: int, run_dir: Path) -> list[str]:
         name = _arg(key, "qemu-name", of_model(f"properties.{key}"))
         choices = prop.choices if prop.kind == "str" else ()
         opts.append(f"{name}={_arg(dev.settings[key], prop.kind, at(key), choices=choices)}")
-    if model.bridge == "pci-bridge":
-        opts.append(f"chassis_nr={_chassis(dev)}")
-    elif model.bridge == "pcie-root-port":
-        opts += [f"chassis={_chassis(dev)}", f"slot={_chassis(dev)}"]
+    opts += [f"{_arg(name, 'qemu-name', of_model('chassis_properties'))}={_chassis(dev)}"
+             for name in model.chassis_properties]
     if dev.bus is not None:
         where = at("controller" if model.bus in DRIVE_CONTROLLERS else "bus")
         buses = machine_buses(spec, index)
