@@ -4,13 +4,16 @@ bytes Windows wrote."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import pytest
 
-from harness.nt.errors import RegFileError
-from harness.nt.regfile import HEADER, import_reg, import_text
+from harness.cli import main as cli_main
+from harness.nt.arbiter import interrupt_line
+from harness.nt.errors import RegFileError, ResourceFormatError
+from harness.nt.regfile import HEADER, export_text, import_reg, import_text
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -19,7 +22,8 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   ConfigDataRequirement, DevicePrivateRequirement, DeviceSpecific,
                                   GenericPartial, Isa,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
-                                  private_copy_of)
+                                  CmResourceShare, CmResourceType, Interrupt, Port,
+                                  fitting_layouts, private_copy_of)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -151,3 +155,167 @@ def test_x64_export_into_an_x86_registry_is_refused_with_the_layout_that_fits():
             import_text(reg, f"{HEADER}\n\n[HKEY_LOCAL_MACHINE\\HARDWARE]\n\"C\"=hex(9):01,00,00,00,00\n")
         assert "not a valid REG_FULL_RESOURCE_DESCRIPTOR" in str(err.value)
         assert "decodes in" not in str(err.value)
+
+
+# --- Two genuine SYSTEM hives: Windows 7 x86 (REGEDIT4, ANSI) and an x64 Windows (5.00) ---
+
+WIN7 = DATA / "win7-x86-system.reg"
+VBOX = DATA / "x64-virtualbox-system.reg"
+SYSTEM = MACHINE + r"\SYSTEM\ControlSet001"
+RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
+HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13)]
+RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
+                  REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
+                  REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST}
+
+
+def resource_values(reg, root=MACHINE):
+    return [(path, v) for path, vs in reg.walk(root) for v in vs if v.type in RESOURCE_TYPES]
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific):
+    """Every value decodes; the resource lists with partials fit one layout only, the
+    machine's, but for the one value Windows keeps in the x86 layout on x64 (below)."""
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, file) == count
+        values = resource_values(reg)
+        assert len(values) == count
+        only = {a: 0 for a in Arch}
+        for path, v in values:
+            kind = RESOURCE_TYPES[v.type]
+            fits = fitting_layouts(v.data, kind)
+            assert fits, (path, v.name)
+            layout = arch if arch in fits else fits[0]
+            assert kind.unpack(v.data, layout).pack(layout) == v.data, (path, v.name)
+            if len(fits) == 1:
+                only[fits[0]] += 1
+            if v.type == REG_RESOURCE_REQUIREMENTS_LIST:
+                assert detect_arch(v.data, kind) is None  # 32-byte descriptors in both
+        foreign = 1 if arch is Arch.X64 else 0
+        assert only == {arch: layout_specific, **{a: foreign for a in Arch if a is not arch}}
+        text = format_tree(reg)
+        assert "undecodable" not in text
+        assert text.count("not this registry's") == foreign
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific):
+    with Registry(arch=arch) as reg, Registry(arch=arch) as again:
+        import_reg(reg, file)
+        assert import_text(again, export_text(reg, MACHINE)) == count
+        assert [(p, v.name, v.type, v.data) for p, v in resource_values(again)] == \
+            [(p, v.name, v.type, v.data) for p, v in resource_values(reg)]
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific,
+                                                       tmp_path, capsys):
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(file), db, "--arch", arch.value]) == 0
+    assert f"imported {count} value(s)" in capsys.readouterr().err
+    assert cli_main(["registry", "dump", db, "--path", SYSTEM + r"\Enum"]) == 0
+    dump = capsys.readouterr().out
+    assert dump.count("LogConf\n") >= 13 and "undecodable" not in dump
+    other = next(a for a in Arch if a is not arch)
+    refused = str(tmp_path / "other.db")
+    assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
+    err = capsys.readouterr().err
+    assert f"decodes in the {arch.value} layout, as {layout_specific} of the file's" in err
+    assert not os.path.exists(refused)  # nothing half-written
+
+
+def test_x64_windows_keeps_the_isa_reserved_resources_in_the_x86_layout():
+    """Setup's ``SystemResources\\ReservedResources\\Isa`` (ports of the 8514/A and ATI
+    aliases, IRQs 1 3 4 6 12 14, 4 MB below 4 GB, all Shared but port 0..0xFF) is the same
+    660 bytes on both machines: 40 partials of 16 bytes, which no x64 list can be."""
+    with Registry(arch=Arch.X64) as x64, Registry(arch=Arch.X86) as x86:
+        import_reg(x64, VBOX)
+        import_reg(x86, WIN7)
+        data = x64.get_value(*RESERVED_ISA).data
+        assert data == x86.get_value(*RESERVED_ISA).data and len(data) == 660
+        assert fitting_layouts(data) == (Arch.X86,)
+        with pytest.raises(ResourceFormatError):
+            x64.get_value(*RESERVED_ISA).value  # the registry's own view stays strict
+        isa = CM_RESOURCE_LIST.unpack(data, Arch.X86)
+        (full,) = isa.descriptors
+        assert full.interface_type == Isa and len(full.partials) == 40
+        assert sorted(interrupt_line(p) for p in full.partials if isinstance(p, Interrupt)) \
+            == [1, 3, 4, 6, 12, 14]
+        unshared = [p for p in full.partials if p.share != CmResourceShare.CmResourceShareShared]
+        assert [(type(p), p.start, p.length) for p in unshared] == [(Port, 0, 0x100)]
+        assert ("Isa : REG_RESOURCE_LIST (660 bytes, x86 layout, not this registry's x64, "
+                "1 full descriptor(s))") in format_tree(x64)
+
+
+@pytest.mark.parametrize("file,arch,pic", [(WIN7, Arch.X86, r"ACPI\PNP0001\4&25ee97c0&0"),
+                                           (VBOX, Arch.X64, r"ACPI\PNP0000\4&3a61fada&0")])
+def test_the_pic_cascade_irq2_is_a_null_descriptor_keeping_its_interrupt_union(file, arch, pic):
+    """Windows writes the PIC's IRQ 2 (the cascade) as a CmResourceTypeNull descriptor
+    that keeps Flags 1 (latched) and an interrupt's union (Level 2, Vector 2), in the
+    BootConfig and, with the requirement union (Minimum 2, Maximum 2), BasicConfigVector."""
+    with Registry(arch=arch) as reg:
+        import_reg(reg, file)
+        logconf = SYSTEM + "\\Enum\\" + pic + r"\LogConf"
+        boot = reg.get_value(logconf, "BootConfig").value
+        (null,) = [p for _, p in boot.partials() if isinstance(p, GenericPartial)]
+        assert (null.type, null.share, null.flags) == (CmResourceType.CmResourceTypeNull,
+                                                       CmResourceShare.CmResourceShareDeviceExclusive, 1)
+        assert struct.unpack_from("<II", null.data) == (2, 2)
+        (req,) = [d for d in descriptors(reg.get_value(logconf, "BasicConfigVector").value)
+                  if isinstance(d, GenericRequirement)]
+        assert req.type == CmResourceType.CmResourceTypeNull and struct.unpack_from("<II", req.data) == (2, 2)
+
+
+# --- The layout vote, on cases of our own making ---
+
+X64_ONLY = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(0x3F8, 8)),)).pack(Arch.X64)
+X86_ONLY = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(
+    Isa, 0, Port(0x2F8, 8), Interrupt(3, 3)),)).pack(Arch.X86)
+BOTH = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0),)).pack(Arch.X86)
+
+
+def reg_file(*values: bytes) -> str:
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T]"]
+    lines += [f'"v{i}"=hex(8):' + ",".join(f"{b:02x}" for b in data) for i, data in enumerate(values)]
+    return "\n".join(lines) + "\n"
+
+
+def test_vote_material_fits_as_meant():
+    assert fitting_layouts(X64_ONLY) == (Arch.X64,)
+    assert fitting_layouts(X86_ONLY) == (Arch.X86,)
+    assert set(fitting_layouts(BOTH)) == set(Arch)
+
+
+def test_a_minority_layout_value_is_kept_and_shown_in_its_layout():
+    text = reg_file(X64_ONLY, X86_ONLY, BOTH, X64_ONLY)
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, text) == 4
+        assert reg.get_value(r"\Registry\Machine\HARDWARE\T", "v1").data == X86_ONLY
+        dump = format_tree(reg)
+        assert dump.count("not this registry's x64") == 1 and "Port" in dump
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="mix.reg")
+        assert "mix.reg:4:" in str(err.value) and "'v0'" in str(err.value)  # the first x64-only value
+        assert "as 2 of the file's values that fit one layout only do (against 1 in x86)" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+
+
+@pytest.mark.parametrize("values,line", [((X64_ONLY, X86_ONLY), 5), ((BOTH, X86_ONLY), 5),
+                                         ((X86_ONLY,), 4)])
+def test_without_a_majority_for_the_registry_layout_the_file_is_refused(values, line):
+    """A tie, or other-layout values with nothing but layout-neutral ones beside them."""
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, reg_file(*values), source="t.reg")
+        assert f"t.reg:{line}:" in str(err.value) and "decodes in the x86 layout" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+
+
+def test_a_value_fitting_no_layout_is_refused_even_beside_a_majority():
+    broken = X64_ONLY[:-1]
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, reg_file(X64_ONLY, X64_ONLY, broken), source="t.reg")
+        assert "t.reg:6:" in str(err.value) and "decodes in" not in str(err.value)

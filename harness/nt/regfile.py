@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..atomicio import write_bytes
 from .errors import RegFileError, RegistryError, ResourceFormatError
-from .resources import Arch
+from .resources import Arch, fitting_layouts
 from .registry import (MACHINE, USER, RegType, Registry, RegistryValue, _RESOURCE_TYPES,
                        decode_value, encode_value, fold, split_path)
 
@@ -498,24 +498,58 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list
     return _Parser(text, source, unicode).run()
 
 
-def _other_layout_hint(op: RegOperation, arch: Arch) -> str:
-    """An export from a machine of the other word size fails only by its layout (x64
-    partials are 20 bytes, x86 16): say which layout the bytes do fit."""
+def _check_layouts(ops: list[RegOperation], arch: Arch, source: str) -> None:
+    r"""Refuse resource values that do not fit ``arch``, the registry's layout, except where
+    the file shows it comes from a machine of that layout.
+
+    Windows keeps values of the other layout: an x64 SYSTEM hive holds
+    ``Control\SystemResources\ReservedResources\Isa`` in the x86 layout, as setup ships it
+    (tests/data/realworld-resources/README.md).  So a file's layout is the one most of its
+    values that fit only one layout fit; a value that fits only the minority layout is
+    stored unchanged, as Windows has it.  A file whose values fit only the other layout (or
+    as many the one as the other) is refused at the first such value, naming the layout."""
+    resource_ops = [op for op in ops if op.kind == "value" and op.type in _RESOURCE_TYPES]
+    only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
+    for op in resource_ops:
+        fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
+        if not fits:
+            raise _not_valid(op, arch, source, _format_error(op, arch), "")
+        if len(fits) == 1:
+            only[fits[0]].append(op)
+    own = len(only[arch])
     for other in Arch:
-        if other is not arch:
-            try:
-                decode_value(op.type, op.data, other)
-            except ResourceFormatError:
-                continue
-            return (f"; it decodes in the {other.value} layout (exported from an "
-                    f"{other.value} machine? import it into an {other.value} registry)")
-    return ""
+        foreign = only[other]
+        if other is arch or not foreign or own > len(foreign):
+            continue
+        first = foreign[0]
+        raise _not_valid(first, arch, source, _format_error(first, arch),
+                         f"; it decodes in the {other.value} layout, as {len(foreign)} of the "
+                         f"file's values that fit one layout only do (against {own} in "
+                         f"{arch.value}): exported from an {other.value} machine? import it "
+                         f"into an {other.value} registry")
+
+
+def _format_error(op: RegOperation, arch: Arch) -> str:
+    try:
+        decode_value(op.type, op.data, arch)
+    except ResourceFormatError as e:  # e.message: RegFileError adds the status
+        return e.message
+    raise AssertionError("value decodes")  # pragma: no cover - callers pass misfits only
+
+
+def _not_valid(op: RegOperation, arch: Arch, source: str, why: str, hint: str) -> RegFileError:
+    return RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} in the "
+                        f"registry's {arch.value} layout: {why}{hint}", source=source, line=op.line)
 
 
 def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str = "<reg>",
                      volatile: bool = False, validate: bool = True) -> int:
     """Apply parsed operations in one transaction (all or nothing). With ``validate``,
-    resource-typed values must decode in the registry's layout. Returns values written."""
+    resource-typed values must decode in the registry's layout, or in the other layout
+    when the file is shown to come from a machine of the registry's (see
+    :func:`_check_layouts`). Returns values written."""
+    if validate:
+        _check_layouts(ops, registry.arch, source)
     written = 0
     with registry.transaction():
         for op in ops:
@@ -528,15 +562,8 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                 elif op.kind == "delete_value":
                     registry.delete_value(op.path, op.name, missing_ok=True)
                 else:
-                    if validate and op.type in _RESOURCE_TYPES:
-                        decode_value(op.type, op.data, registry.arch)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
-            except ResourceFormatError as e:  # e.message: RegFileError adds the status
-                raise RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} "
-                                   f"in the registry's {registry.arch.value} layout: "
-                                   f"{e.message}{_other_layout_hint(op, registry.arch)}",
-                                   source=source, line=op.line) from None
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise

@@ -1275,9 +1275,9 @@ class CM_RESOURCE_LIST(_Structure):
         return cls(fulls)
 
 
-def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
-    """Return the one layout under which ``data`` decodes exactly as ``kind`` (a CM list
-    type), or None if neither or both do — for lists of unknown origin, e.g. a .reg file."""
+def fitting_layouts(data: bytes, kind: type = CM_RESOURCE_LIST) -> tuple[Arch, ...]:
+    """Every layout under which ``data`` decodes exactly as ``kind`` (a resource list
+    type): none, one, or both (a list with no partial descriptor, a requirements list)."""
     fits = []
     for arch in Arch:
         try:
@@ -1285,6 +1285,13 @@ def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
         except ResourceFormatError:
             continue
         fits.append(arch)
+    return tuple(fits)
+
+
+def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
+    """Return the one layout under which ``data`` decodes exactly as ``kind`` (a CM list
+    type), or None if neither or both do — for lists of unknown origin, e.g. a .reg file."""
+    fits = fitting_layouts(data, kind)
     return fits[0] if len(fits) == 1 else None
 
 
@@ -1986,7 +1993,7 @@ __all__ = [
     "DevicePrivateRequirement", "GenericRequirement", "IO_RESOURCE_LIST",
     "IO_RESOURCE_REQUIREMENTS_LIST", "CM_SERIAL_DEVICE_DATA", "CM_FLOPPY_DEVICE_DATA",
     "PCI_REGISTRY_INFO", "PCI_SLOT_NUMBER", "CM_PARTIAL_DESCRIPTOR_CLASSES",
-    "IO_DESCRIPTOR_CLASSES", "detect_arch", "format_flags", "format_option", "describe_range",
+    "IO_DESCRIPTOR_CLASSES", "detect_arch", "fitting_layouts", "format_flags", "format_option", "describe_range",
     "type_name", "descriptor_type_name", "private_copy_of", "CM_TYPE_NAMES", "IO_TYPE_NAMES",
     "share_name",
 ]
