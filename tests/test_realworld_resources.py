@@ -319,3 +319,27 @@ def test_a_value_fitting_no_layout_is_refused_even_beside_a_majority():
         with pytest.raises(RegFileError) as err:
             import_text(reg, reg_file(X64_ONLY, X64_ONLY, broken), source="t.reg")
         assert "t.reg:6:" in str(err.value) and "decodes in" not in str(err.value)
+
+
+def hex8(name: str, data: bytes) -> str:
+    return f'"{name}"=hex(8):' + ",".join(f"{b:02x}" for b in data)
+
+
+@pytest.mark.parametrize("tail", [
+    [hex8("a", X86_ONLY)],                                    # a's x64 list overwritten
+    ['"a"=-'],                                                # a deleted
+    [r"[-HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]"],                # a's key deleted
+])
+def test_only_values_left_stored_vote(tail):
+    """x64 2 : x86 1 as written, but what is left after the file's own overwrites and
+    deletions is 1 : 1, which an export of the result would show too: refused."""
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]", hex8("a", X64_ONLY),
+             r"[HKEY_LOCAL_MACHINE\HARDWARE\T]", hex8("b", X64_ONLY), hex8("c", X86_ONLY),
+             r"[HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]", *tail]
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, "\n".join(lines) + "\n", source="t.reg")
+        assert "against 1 in x64" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+    with Registry(arch=Arch.X64) as reg:  # the same file less its tail imports
+        assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3

@@ -498,22 +498,21 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list
     return _Parser(text, source, unicode).run()
 
 
-def _check_layouts(ops: list[RegOperation], arch: Arch, source: str) -> None:
-    r"""Refuse resource values that do not fit ``arch``, the registry's layout, except where
-    the file shows it comes from a machine of that layout.
+def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: Arch,
+                    source: str) -> None:
+    r"""Refuse the file unless the values it leaves stored show it comes from a machine of
+    ``arch``, the registry's layout; ``stored`` pairs each with the layouts it fits.
 
     Windows keeps values of the other layout: an x64 SYSTEM hive holds
     ``Control\SystemResources\ReservedResources\Isa`` in the x86 layout, as setup ships it
     (tests/data/realworld-resources/README.md).  So a file's layout is the one most of its
     values that fit only one layout fit; a value that fits only the minority layout is
     stored unchanged, as Windows has it.  A file whose values fit only the other layout (or
-    as many the one as the other) is refused at the first such value, naming the layout."""
-    resource_ops = [op for op in ops if op.kind == "value" and op.type in _RESOURCE_TYPES]
+    as many the one as the other) is refused at the first such value, naming the layout.
+    Only what is left stored votes (not a value overwritten or deleted later in the file),
+    so exporting what was imported and importing that again gives the same verdict."""
     only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
-    for op in resource_ops:
-        fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
-        if not fits:
-            raise _not_valid(op, arch, source, _format_error(op, arch), "")
+    for op, fits in sorted(stored, key=lambda item: item[0].line):
         if len(fits) == 1:
             only[fits[0]].append(op)
     own = len(only[arch])
@@ -547,10 +546,9 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
     """Apply parsed operations in one transaction (all or nothing). With ``validate``,
     resource-typed values must decode in the registry's layout, or in the other layout
     when the file is shown to come from a machine of the registry's (see
-    :func:`_check_layouts`). Returns values written."""
-    if validate:
-        _check_layouts(ops, registry.arch, source)
+    :func:`_vote_on_layout`). Returns values written."""
     written = 0
+    stored: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
     with registry.transaction():
         for op in ops:
             try:
@@ -559,15 +557,28 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                 elif op.kind == "delete_key":
                     if registry.key_exists(op.path):
                         registry.delete_key(op.path, recursive=True)
+                    gone = fold(op.path)
+                    stored = {k: v for k, v in stored.items()
+                              if k[0] != gone and not k[0].startswith(gone + "\\")}
                 elif op.kind == "delete_value":
                     registry.delete_value(op.path, op.name, missing_ok=True)
+                    stored.pop((fold(op.path), fold(op.name)), None)
                 else:
+                    if validate and op.type in _RESOURCE_TYPES:
+                        fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
+                        if not fits:
+                            raise _not_valid(op, registry.arch, source,
+                                             _format_error(op, registry.arch), "")
+                        stored[(fold(op.path), fold(op.name))] = (op, fits)
+                    else:
+                        stored.pop((fold(op.path), fold(op.name)), None)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
                 raise RegFileError(e.message, source=source, line=op.line) from None
+        _vote_on_layout(list(stored.values()), registry.arch, source)
     return written
 
 
