@@ -161,9 +161,10 @@ def test_x64_export_into_an_x86_registry_is_refused_with_the_layout_that_fits():
 
 WIN7 = DATA / "win7-x86-system.reg"
 VBOX = DATA / "x64-virtualbox-system.reg"
+DELL = DATA / "x64-dell-laptop-system.reg"
 SYSTEM = MACHINE + r"\SYSTEM\ControlSet001"
 RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
-HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13)]
+HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13), (DELL, Arch.X64, 85, 35)]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
                   REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST}
@@ -173,7 +174,7 @@ def resource_values(reg, root=MACHINE):
     return [(path, v) for path, vs in reg.walk(root) for v in vs if v.type in RESOURCE_TYPES]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
 def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific):
     """Every value decodes; the resource lists with partials fit one layout only, the
     machine's, but for the one value Windows keeps in the x86 layout on x64 (below)."""
@@ -199,7 +200,7 @@ def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, la
         assert text.count("not this registry's") == foreign
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
 def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific):
     with Registry(arch=arch) as reg, Registry(arch=arch) as again:
         import_reg(reg, file)
@@ -208,7 +209,7 @@ def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_speci
             [(p, v.name, v.type, v.data) for p, v in resource_values(reg)]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
 def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific,
                                                        tmp_path, capsys):
     db = str(tmp_path / "machine.db")
@@ -343,3 +344,24 @@ def test_only_values_left_stored_vote(tail):
         assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
     with Registry(arch=Arch.X64) as reg:  # the same file less its tail imports
         assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3
+
+
+@pytest.mark.parametrize("file,arch,count,first,last", [(WIN7, Arch.X86, 110, 81, 190),
+                                                        (VBOX, Arch.X64, 367, 81, 511),
+                                                        (DELL, Arch.X64, 407, 54, 511)])
+def test_the_acpi_hal_boot_config_reserves_idt_vectors_not_irq_lines(file, arch, count, first, last):
+    """``ACPI_HAL\\PNP0C08``'s BootConfig is one DeviceExclusive Interrupt per IDT vector
+    (PNPBus, bus 0xFFFFFFFF), each vector once, Level a small number shared by many: read
+    as IRQ lines (Level when nonzero), they would hold IRQs 3 to 12 against every device."""
+    with Registry(arch=arch) as reg:
+        import_reg(reg, file)
+        boot = reg.get_value(SYSTEM + r"\Enum\ACPI_HAL\PNP0C08\0\LogConf", "BootConfig").value
+        (full,) = boot.descriptors
+        assert (full.interface_type.name, full.bus_number) == ("PNPBus", 0xFFFFFFFF)
+        partials = full.partials
+        assert all(isinstance(p, Interrupt) and p.share == CmResourceShare.CmResourceShareDeviceExclusive
+                   for p in partials)
+        vectors = [p.vector for p in partials]
+        assert len(set(vectors)) == len(vectors) and min(vectors) == first
+        assert (len(vectors), max(vectors)) == (count, last)
+        assert len({p.level for p in partials}) <= 10 < len(partials)
