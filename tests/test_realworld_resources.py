@@ -365,3 +365,29 @@ def test_the_acpi_hal_boot_config_reserves_idt_vectors_not_irq_lines(file, arch,
         assert len(set(vectors)) == len(vectors) and min(vectors) == first
         assert (len(vectors), max(vectors)) == (count, last)
         assert len({p.level for p in partials}) <= 10 < len(partials)
+
+
+@pytest.mark.parametrize("name,cut,pad,expected", [
+    ("BootConfig", 1, 0, "needs at least 64 bytes but only 63 remain"),
+    ("BootConfig", 0, 4, "4 trailing bytes after the structure (84 of 88 bytes used)"),
+    ("BasicConfigVector", 2, 0, "ListSize 168 runs past the end of the buffer (166 bytes)"),
+    ("BasicConfigVector", 0, 32, "32 trailing bytes after the structure (168 of 200 bytes used)"),
+])
+def test_a_cut_or_padded_genuine_value_is_refused_naming_file_line_value_and_why(name, cut, pad, expected):
+    """Genuine bytes (Win7's PIC) one cut short or padded, amid the machine's other values:
+    the whole file is refused at that value's line and nothing is written."""
+    with Registry(arch=Arch.X86) as reg:
+        import_reg(reg, WIN7)
+        data = reg.get_value(SYSTEM + r"\Enum\ACPI\PNP0001\4&25ee97c0&0\LogConf", name).data
+        damaged = data[:len(data) - cut] + bytes(pad)
+        reg_type = "8" if name == "BootConfig" else "a"
+        text = export_text(reg, MACHINE) + ("\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\Damaged]\r\n"
+                                             f'"{name}"=hex({reg_type}):' + damaged.hex(",") + "\r\n")
+    line = text.count("\n")
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="damaged.reg")
+        message = str(err.value)
+        assert message.startswith(f"damaged.reg:{line}: value '{name}' is not a valid ")
+        assert expected in message and "in the registry's x86 layout" in message
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
