@@ -222,7 +222,7 @@ def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_
     refused = str(tmp_path / "other.db")
     assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
     err = capsys.readouterr().err
-    assert f"decodes in the {arch.value} layout, as {layout_specific} of the file's" in err
+    assert f"decodes in the {arch.value} layout, as do {layout_specific} of the" in err
     assert not os.path.exists(refused)  # nothing half-written
 
 
@@ -299,7 +299,7 @@ def test_a_minority_layout_value_is_kept_and_shown_in_its_layout():
         with pytest.raises(RegFileError) as err:
             import_text(reg, text, source="mix.reg")
         assert "mix.reg:4:" in str(err.value) and "'v0'" in str(err.value)  # the first x64-only value
-        assert "as 2 of the file's values that fit one layout only do (against 1 in x86)" in str(err.value)
+        assert "as do 2 of the 3 values here that fit one layout only (1 fit x86)" in str(err.value)
         assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
 
 
@@ -340,7 +340,7 @@ def test_only_values_left_stored_vote(tail):
     with Registry(arch=Arch.X64) as reg:
         with pytest.raises(RegFileError) as err:
             import_text(reg, "\n".join(lines) + "\n", source="t.reg")
-        assert "against 1 in x64" in str(err.value)
+        assert "(1 fit x64)" in str(err.value)
         assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
     with Registry(arch=Arch.X64) as reg:  # the same file less its tail imports
         assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3

@@ -522,10 +522,10 @@ def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: A
             continue
         first = foreign[0]
         raise _not_valid(first, arch, source, _format_error(first, arch),
-                         f"; it decodes in the {other.value} layout, as {len(foreign)} of the "
-                         f"file's values that fit one layout only do (against {own} in "
-                         f"{arch.value}): exported from an {other.value} machine? import it "
-                         f"into an {other.value} registry")
+                         f"; it decodes in the {other.value} layout, as do {len(foreign)} of "
+                         f"the {len(foreign) + own} values here that fit one layout only "
+                         f"({own} fit {arch.value}): exported from an {other.value} machine? "
+                         f"import it into an {other.value} registry")
 
 
 def _format_error(op: RegOperation, arch: Arch) -> str:
