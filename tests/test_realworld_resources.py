@@ -23,6 +23,7 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   GenericPartial, Isa,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
                                   CmResourceShare, CmResourceType, Interrupt, Port,
+                                  CM_RESOURCE_INTERRUPT_MESSAGE, InterruptRequirement,
                                   fitting_layouts, private_copy_of)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
@@ -162,9 +163,11 @@ def test_x64_export_into_an_x86_registry_is_refused_with_the_layout_that_fits():
 WIN7 = DATA / "win7-x86-system.reg"
 VBOX = DATA / "x64-virtualbox-system.reg"
 DELL = DATA / "x64-dell-laptop-system.reg"
+WIN10 = DATA / "win10-1709-x64-system.reg"
 SYSTEM = MACHINE + r"\SYSTEM\ControlSet001"
 RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
-HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13), (DELL, Arch.X64, 85, 35)]
+HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13), (DELL, Arch.X64, 85, 35),
+         (WIN10, Arch.X64, 128, 58)]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
                   REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST}
@@ -174,7 +177,7 @@ def resource_values(reg, root=MACHINE):
     return [(path, v) for path, vs in reg.walk(root) for v in vs if v.type in RESOURCE_TYPES]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
 def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific):
     """Every value decodes; the resource lists with partials fit one layout only, the
     machine's, but for the one value Windows keeps in the x86 layout on x64 (below)."""
@@ -200,7 +203,7 @@ def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, la
         assert text.count("not this registry's") == foreign
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
 def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific):
     with Registry(arch=arch) as reg, Registry(arch=arch) as again:
         import_reg(reg, file)
@@ -209,7 +212,7 @@ def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_speci
             [(p, v.name, v.type, v.data) for p, v in resource_values(reg)]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell"])
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
 def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific,
                                                        tmp_path, capsys):
     db = str(tmp_path / "machine.db")
@@ -391,3 +394,21 @@ def test_a_cut_or_padded_genuine_value_is_refused_naming_file_line_value_and_why
         assert message.startswith(f"damaged.reg:{line}: value '{name}' is not a valid ")
         assert expected in message and "in the registry's x86 layout" in message
         assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_windows_10_counts_an_unwritten_descriptor_in_list_size():
+    """Three PCI BasicConfigVector values of Windows 10 1709 (two alternative lists:
+    message-signalled interrupts, then a line-based fallback) have ListSize (= the value's
+    length) 32 bytes past the lists: a zeroed descriptor slot, kept as ``slack``, shown in
+    the dump."""
+    with Registry(arch=Arch.X64) as reg:
+        import_reg(reg, WIN10)
+        slack = [(path, v.value) for path, v in resource_values(reg)
+                 if v.type == REG_RESOURCE_REQUIREMENTS_LIST and v.value.slack]
+        assert len(slack) == 3
+        for path, req in slack:
+            assert "\\Enum\\PCI\\" in path and req.slack == bytes(32)
+            msi, lines = ([bool(d.flags & CM_RESOURCE_INTERRUPT_MESSAGE) for d in lst.descriptors
+                           if isinstance(d, InterruptRequirement)] for lst in req.lists)
+            assert all(msi) and lines[-1] is False and req.alternative_lists == 2
+        assert format_tree(reg).count("32 bytes after the lists, inside ListSize: zero") == 3

@@ -893,6 +893,9 @@ def _value_lines(v: RegistryValue) -> list[str]:
                 if j and private_copy_of(d, lst.descriptors[j - 1], v.arch):
                     lines.append(f"            (a copy of the union of Descriptors[{j - 1}], the "
                                  "rule XP's PCI driver follows: the tail is its end)")
+        if decoded.slack:
+            what = "zero" if not any(decoded.slack) else decoded.slack.hex(" ")
+            lines.append(f"    {len(decoded.slack)} bytes after the lists, inside ListSize: {what}")
         return lines
     if isinstance(decoded, str):
         return [f'{label} "{decoded}"']

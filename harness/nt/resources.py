@@ -1620,13 +1620,20 @@ _REQ_HEADER = struct.Struct("<IiII3II")  # ListSize, InterfaceType, BusNumber, S
 @dataclass(frozen=True, repr=False)
 class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
     """What a device can use: alternative IO_RESOURCE_LISTs for one bus slot.
-    ListSize and AlternativeLists are computed (§1.4: 32 + Σ(8 + 32×Count))."""
+    ListSize and AlternativeLists are computed (§1.4: 32 + Σ(8 + 32×Count), plus
+    ``slack``).
+
+    ``slack`` is what ListSize covers after the last list, kept verbatim: Windows 10's PCI
+    driver writes BasicConfigVector values whose second alternative list is one
+    descriptor shorter than the first, with ListSize (and the value) still counting that
+    descriptor's 32 bytes, zeroed (tests/data/realworld-resources/README.md)."""
 
     interface_type: INTERFACE_TYPE
     bus_number: int
     slot_number: int = 0
     lists: tuple[IO_RESOURCE_LIST, ...] = ()
     reserved: tuple[int, int, int] = field(default=(0, 0, 0), kw_only=True)
+    slack: bytes = field(default=b"", kw_only=True)
 
     _C_NAME: ClassVar[str] = "IO_RESOURCE_REQUIREMENTS_LIST"
 
@@ -1637,13 +1644,14 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
         _check_uint(self.slot_number, 32, "SlotNumber")
         _set(self, "lists", _tuple_of(self.lists, IO_RESOURCE_LIST, "List"))
         _set(self, "reserved", _three_ulongs(self.reserved, "Reserved"))
+        _set(self, "slack", bytes(self.slack))
 
     @property
     def alternative_lists(self) -> int:
         return len(self.lists)
 
     def size(self, arch: Arch = Arch.X64) -> int:
-        return _REQ_HEADER.size + sum(lst.size(arch) for lst in self.lists)
+        return _REQ_HEADER.size + sum(lst.size(arch) for lst in self.lists) + len(self.slack)
 
     @property
     def list_size(self) -> int:
@@ -1652,7 +1660,7 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         header = _REQ_HEADER.pack(self.size(arch), self.interface_type, self.bus_number,
                                   self.slot_number, *self.reserved, len(self.lists))
-        return header + _pack_items(self.lists, arch, "IO_RESOURCE_REQUIREMENTS_LIST.List")
+        return header + _pack_items(self.lists, arch, "IO_RESOURCE_REQUIREMENTS_LIST.List") + self.slack
 
     @classmethod
     def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_REQUIREMENTS_LIST":
@@ -1671,13 +1679,11 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
         # 8: the smallest IO_RESOURCE_LIST, Version + Revision + Count with no descriptor.
         lists = _read_items(body, arch, IO_RESOURCE_LIST._read, alternatives, 8,
                             f"{path}.AlternativeLists", f"{path}.List")
-        if body.pos != offset + list_size:
-            raise SizeMismatchError(f"ListSize {list_size} but the lists end after "
-                                    f"{body.pos - offset} bytes", field=f"{path}.ListSize",
-                                    offset=offset)
+        end = offset + list_size
         with _wrap_errors(path, offset):
-            obj = cls(interface_type, bus_number, slot, lists, reserved=(res0, res1, res2))
-        r.pos = body.pos
+            obj = cls(interface_type, bus_number, slot, lists, reserved=(res0, res1, res2),
+                      slack=data[body.pos:end])
+        r.pos = end
         return obj
 
 
