@@ -652,6 +652,8 @@ def test_list_size_past_the_lists_is_slack_kept_verbatim(slack):
         req.interface_type, req.bus_number, req.slot_number, req.lists, slack=slack)
     with pytest.raises(SizeMismatchError, match="1 trailing"):
         IO_RESOURCE_REQUIREMENTS_LIST.unpack(raw + b"\0")
+    with pytest.raises(FieldRangeError, match="slack"):
+        IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, slack=None)
 
 
 @pytest.mark.parametrize("cls", [CM_RESOURCE_LIST, CM_FULL_RESOURCE_DESCRIPTOR,

@@ -1644,6 +1644,8 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
         _check_uint(self.slot_number, 32, "SlotNumber")
         _set(self, "lists", _tuple_of(self.lists, IO_RESOURCE_LIST, "List"))
         _set(self, "reserved", _three_ulongs(self.reserved, "Reserved"))
+        if not isinstance(self.slack, (bytes, bytearray, memoryview)):
+            raise FieldRangeError(f"expected bytes, got {type(self.slack).__name__}", field="slack")
         _set(self, "slack", bytes(self.slack))
 
     @property
