@@ -4,13 +4,16 @@ bytes Windows wrote."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import pytest
 
-from harness.nt.errors import RegFileError
-from harness.nt.regfile import HEADER, import_reg, import_text
+from harness.cli import main as cli_main
+from harness.nt.arbiter import interrupt_line
+from harness.nt.errors import RegFileError, ResourceFormatError
+from harness.nt.regfile import HEADER, export_text, import_reg, import_text
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -19,7 +22,9 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   ConfigDataRequirement, DevicePrivateRequirement, DeviceSpecific,
                                   GenericPartial, Isa,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
-                                  private_copy_of)
+                                  CmResourceShare, CmResourceType, Interrupt, Port,
+                                  CM_RESOURCE_INTERRUPT_MESSAGE, InterruptRequirement,
+                                  fitting_layouts, private_copy_of)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -151,3 +156,259 @@ def test_x64_export_into_an_x86_registry_is_refused_with_the_layout_that_fits():
             import_text(reg, f"{HEADER}\n\n[HKEY_LOCAL_MACHINE\\HARDWARE]\n\"C\"=hex(9):01,00,00,00,00\n")
         assert "not a valid REG_FULL_RESOURCE_DESCRIPTOR" in str(err.value)
         assert "decodes in" not in str(err.value)
+
+
+# --- Two genuine SYSTEM hives: Windows 7 x86 (REGEDIT4, ANSI) and an x64 Windows (5.00) ---
+
+WIN7 = DATA / "win7-x86-system.reg"
+VBOX = DATA / "x64-virtualbox-system.reg"
+DELL = DATA / "x64-dell-laptop-system.reg"
+WIN10 = DATA / "win10-1709-x64-system.reg"
+SYSTEM = MACHINE + r"\SYSTEM\ControlSet001"
+RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
+HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13), (DELL, Arch.X64, 85, 35),
+         (WIN10, Arch.X64, 128, 58)]
+RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
+                  REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
+                  REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST}
+
+
+def resource_values(reg, root=MACHINE):
+    return [(path, v) for path, vs in reg.walk(root) for v in vs if v.type in RESOURCE_TYPES]
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
+def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific):
+    """Every value decodes; the resource lists with partials fit one layout only, the
+    machine's, but for the one value Windows keeps in the x86 layout on x64 (below)."""
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, file) == count
+        values = resource_values(reg)
+        assert len(values) == count
+        only = {a: 0 for a in Arch}
+        for path, v in values:
+            kind = RESOURCE_TYPES[v.type]
+            fits = fitting_layouts(v.data, kind)
+            assert fits, (path, v.name)
+            layout = arch if arch in fits else fits[0]
+            assert kind.unpack(v.data, layout).pack(layout) == v.data, (path, v.name)
+            if len(fits) == 1:
+                only[fits[0]] += 1
+            if v.type == REG_RESOURCE_REQUIREMENTS_LIST:
+                assert detect_arch(v.data, kind) is None  # 32-byte descriptors in both
+        foreign = 1 if arch is Arch.X64 else 0
+        assert only == {arch: layout_specific, **{a: foreign for a in Arch if a is not arch}}
+        text = format_tree(reg)
+        assert "undecodable" not in text
+        assert text.count("not this registry's") == foreign
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
+def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific):
+    with Registry(arch=arch) as reg, Registry(arch=arch) as again:
+        import_reg(reg, file)
+        assert import_text(again, export_text(reg, MACHINE)) == count
+        assert [(p, v.name, v.type, v.data) for p, v in resource_values(again)] == \
+            [(p, v.name, v.type, v.data) for p, v in resource_values(reg)]
+
+
+@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
+def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific,
+                                                       tmp_path, capsys):
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(file), db, "--arch", arch.value]) == 0
+    assert f"imported {count} value(s)" in capsys.readouterr().err
+    assert cli_main(["registry", "dump", db, "--path", SYSTEM + r"\Enum"]) == 0
+    dump = capsys.readouterr().out
+    assert dump.count("LogConf\n") >= 13 and "undecodable" not in dump
+    other = next(a for a in Arch if a is not arch)
+    refused = str(tmp_path / "other.db")
+    assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
+    err = capsys.readouterr().err
+    assert f"decodes in the {arch.value} layout, as do {layout_specific} of the" in err
+    assert not os.path.exists(refused)  # nothing half-written
+
+
+def test_x64_windows_keeps_the_isa_reserved_resources_in_the_x86_layout():
+    """Setup's ``SystemResources\\ReservedResources\\Isa`` (ports of the 8514/A and ATI
+    aliases, IRQs 1 3 4 6 12 14, 4 MB below 4 GB, all Shared but port 0..0xFF) is the same
+    660 bytes on both machines: 40 partials of 16 bytes, which no x64 list can be."""
+    with Registry(arch=Arch.X64) as x64, Registry(arch=Arch.X86) as x86:
+        import_reg(x64, VBOX)
+        import_reg(x86, WIN7)
+        data = x64.get_value(*RESERVED_ISA).data
+        assert data == x86.get_value(*RESERVED_ISA).data and len(data) == 660
+        assert fitting_layouts(data) == (Arch.X86,)
+        with pytest.raises(ResourceFormatError):
+            x64.get_value(*RESERVED_ISA).value  # the registry's own view stays strict
+        isa = CM_RESOURCE_LIST.unpack(data, Arch.X86)
+        (full,) = isa.descriptors
+        assert full.interface_type == Isa and len(full.partials) == 40
+        assert sorted(interrupt_line(p) for p in full.partials if isinstance(p, Interrupt)) \
+            == [1, 3, 4, 6, 12, 14]
+        unshared = [p for p in full.partials if p.share != CmResourceShare.CmResourceShareShared]
+        assert [(type(p), p.start, p.length) for p in unshared] == [(Port, 0, 0x100)]
+        assert ("Isa : REG_RESOURCE_LIST (660 bytes, x86 layout, not this registry's x64, "
+                "1 full descriptor(s))") in format_tree(x64)
+
+
+@pytest.mark.parametrize("file,arch,pic", [(WIN7, Arch.X86, r"ACPI\PNP0001\4&25ee97c0&0"),
+                                           (VBOX, Arch.X64, r"ACPI\PNP0000\4&3a61fada&0")])
+def test_the_pic_cascade_irq2_is_a_null_descriptor_keeping_its_interrupt_union(file, arch, pic):
+    """Windows writes the PIC's IRQ 2 (the cascade) as a CmResourceTypeNull descriptor
+    that keeps Flags 1 (latched) and an interrupt's union (Level 2, Vector 2), in the
+    BootConfig and, with the requirement union (Minimum 2, Maximum 2), BasicConfigVector."""
+    with Registry(arch=arch) as reg:
+        import_reg(reg, file)
+        logconf = SYSTEM + "\\Enum\\" + pic + r"\LogConf"
+        boot = reg.get_value(logconf, "BootConfig").value
+        (null,) = [p for _, p in boot.partials() if isinstance(p, GenericPartial)]
+        assert (null.type, null.share, null.flags) == (CmResourceType.CmResourceTypeNull,
+                                                       CmResourceShare.CmResourceShareDeviceExclusive, 1)
+        assert struct.unpack_from("<II", null.data) == (2, 2)
+        (req,) = [d for d in descriptors(reg.get_value(logconf, "BasicConfigVector").value)
+                  if isinstance(d, GenericRequirement)]
+        assert req.type == CmResourceType.CmResourceTypeNull and struct.unpack_from("<II", req.data) == (2, 2)
+
+
+# --- The layout vote, on cases of our own making ---
+
+X64_ONLY = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0, Port(0x3F8, 8)),)).pack(Arch.X64)
+X86_ONLY = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(
+    Isa, 0, Port(0x2F8, 8), Interrupt(3, 3)),)).pack(Arch.X86)
+BOTH = CM_RESOURCE_LIST((CM_FULL_RESOURCE_DESCRIPTOR.of(Isa, 0),)).pack(Arch.X86)
+
+
+def reg_file(*values: bytes) -> str:
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T]"]
+    lines += [f'"v{i}"=hex(8):' + ",".join(f"{b:02x}" for b in data) for i, data in enumerate(values)]
+    return "\n".join(lines) + "\n"
+
+
+def test_vote_material_fits_as_meant():
+    assert fitting_layouts(X64_ONLY) == (Arch.X64,)
+    assert fitting_layouts(X86_ONLY) == (Arch.X86,)
+    assert set(fitting_layouts(BOTH)) == set(Arch)
+
+
+def test_a_minority_layout_value_is_kept_and_shown_in_its_layout():
+    text = reg_file(X64_ONLY, X86_ONLY, BOTH, X64_ONLY)
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, text) == 4
+        assert reg.get_value(r"\Registry\Machine\HARDWARE\T", "v1").data == X86_ONLY
+        dump = format_tree(reg)
+        assert dump.count("not this registry's x64") == 1 and "Port" in dump
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="mix.reg")
+        assert "mix.reg:4:" in str(err.value) and "'v0'" in str(err.value)  # the first x64-only value
+        assert "as do 2 of the 3 values here that fit one layout only (1 fit x86)" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+
+
+@pytest.mark.parametrize("values,line", [((X64_ONLY, X86_ONLY), 5), ((BOTH, X86_ONLY), 5),
+                                         ((X86_ONLY,), 4)])
+def test_without_a_majority_for_the_registry_layout_the_file_is_refused(values, line):
+    """A tie, or other-layout values with nothing but layout-neutral ones beside them."""
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, reg_file(*values), source="t.reg")
+        assert f"t.reg:{line}:" in str(err.value) and "decodes in the x86 layout" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+
+
+def test_a_value_fitting_no_layout_is_refused_even_beside_a_majority():
+    broken = X64_ONLY[:-1]
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, reg_file(X64_ONLY, X64_ONLY, broken), source="t.reg")
+        assert "t.reg:6:" in str(err.value) and "decodes in" not in str(err.value)
+
+
+def hex8(name: str, data: bytes) -> str:
+    return f'"{name}"=hex(8):' + ",".join(f"{b:02x}" for b in data)
+
+
+@pytest.mark.parametrize("tail", [
+    [hex8("a", X86_ONLY)],                                    # a's x64 list overwritten
+    ['"a"=-'],                                                # a deleted
+    [r"[-HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]"],                # a's key deleted
+])
+def test_only_values_left_stored_vote(tail):
+    """x64 2 : x86 1 as written, but what is left after the file's own overwrites and
+    deletions is 1 : 1, which an export of the result would show too: refused."""
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]", hex8("a", X64_ONLY),
+             r"[HKEY_LOCAL_MACHINE\HARDWARE\T]", hex8("b", X64_ONLY), hex8("c", X86_ONLY),
+             r"[HKEY_LOCAL_MACHINE\HARDWARE\T\Sub]", *tail]
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, "\n".join(lines) + "\n", source="t.reg")
+        assert "(1 fit x64)" in str(err.value)
+        assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
+    with Registry(arch=Arch.X64) as reg:  # the same file less its tail imports
+        assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3
+
+
+@pytest.mark.parametrize("file,arch,count,first,last", [(WIN7, Arch.X86, 110, 81, 190),
+                                                        (VBOX, Arch.X64, 367, 81, 511),
+                                                        (DELL, Arch.X64, 407, 54, 511)])
+def test_the_acpi_hal_boot_config_reserves_idt_vectors_not_irq_lines(file, arch, count, first, last):
+    """``ACPI_HAL\\PNP0C08``'s BootConfig is one DeviceExclusive Interrupt per IDT vector
+    (PNPBus, bus 0xFFFFFFFF), each vector once, Level a small number shared by many: read
+    as IRQ lines (Level when nonzero), they would hold IRQs 3 to 12 against every device."""
+    with Registry(arch=arch) as reg:
+        import_reg(reg, file)
+        boot = reg.get_value(SYSTEM + r"\Enum\ACPI_HAL\PNP0C08\0\LogConf", "BootConfig").value
+        (full,) = boot.descriptors
+        assert (full.interface_type.name, full.bus_number) == ("PNPBus", 0xFFFFFFFF)
+        partials = full.partials
+        assert all(isinstance(p, Interrupt) and p.share == CmResourceShare.CmResourceShareDeviceExclusive
+                   for p in partials)
+        vectors = [p.vector for p in partials]
+        assert len(set(vectors)) == len(vectors) and min(vectors) == first
+        assert (len(vectors), max(vectors)) == (count, last)
+        assert len({p.level for p in partials}) <= 10 < len(partials)
+
+
+@pytest.mark.parametrize("name,cut,pad,expected", [
+    ("BootConfig", 1, 0, "needs at least 64 bytes but only 63 remain"),
+    ("BootConfig", 0, 4, "4 trailing bytes after the structure (84 of 88 bytes used)"),
+    ("BasicConfigVector", 2, 0, "ListSize 168 runs past the end of the buffer (166 bytes)"),
+    ("BasicConfigVector", 0, 32, "32 trailing bytes after the structure (168 of 200 bytes used)"),
+])
+def test_a_cut_or_padded_genuine_value_is_refused_naming_file_line_value_and_why(name, cut, pad, expected):
+    """Genuine bytes (Win7's PIC) one cut short or padded, amid the machine's other values:
+    the whole file is refused at that value's line and nothing is written."""
+    with Registry(arch=Arch.X86) as reg:
+        import_reg(reg, WIN7)
+        data = reg.get_value(SYSTEM + r"\Enum\ACPI\PNP0001\4&25ee97c0&0\LogConf", name).data
+        damaged = data[:len(data) - cut] + bytes(pad)
+        reg_type = "8" if name == "BootConfig" else "a"
+        text = export_text(reg, MACHINE) + ("\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\Damaged]\r\n"
+                                             f'"{name}"=hex({reg_type}):' + damaged.hex(",") + "\r\n")
+    line = text.count("\n")
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="damaged.reg")
+        message = str(err.value)
+        assert message.startswith(f"damaged.reg:{line}: value '{name}' is not a valid ")
+        assert expected in message and "in the registry's x86 layout" in message
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_windows_10_counts_an_unwritten_descriptor_in_list_size():
+    """Three PCI BasicConfigVector values of Windows 10 1709 (two alternative lists:
+    message-signalled interrupts, then a line-based fallback) have ListSize (= the value's
+    length) 32 bytes past the lists: a zeroed descriptor slot, kept as ``slack``, shown in
+    the dump."""
+    with Registry(arch=Arch.X64) as reg:
+        import_reg(reg, WIN10)
+        slack = [(path, v.value) for path, v in resource_values(reg)
+                 if v.type == REG_RESOURCE_REQUIREMENTS_LIST and v.value.slack]
+        assert len(slack) == 3
+        for path, req in slack:
+            assert "\\Enum\\PCI\\" in path and req.slack == bytes(32)
+            msi, lines = ([bool(d.flags & CM_RESOURCE_INTERRUPT_MESSAGE) for d in lst.descriptors
+                           if isinstance(d, InterruptRequirement)] for lst in req.lists)
+            assert all(msi) and lines[-1] is False and req.alternative_lists == 2
+        assert format_tree(reg).count("32 bytes after the lists, inside ListSize: zero") == 3

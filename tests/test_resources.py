@@ -633,11 +633,27 @@ def test_list_size_mismatches():
     for corrupt, error, match in [
         (with_ulong(good, 0, len(good) + 8), TruncatedError, "ListSize"),          # ListSize
         (with_ulong(good, 0, 31), SizeMismatchError, "header"),
-        (with_ulong(good + bytes(8), 0, len(good) + 8), SizeMismatchError, "lists end"),
         (with_ulong(good, 28, 2), TruncatedError, "IO_RESOURCE_REQUIREMENTS_LIST"),  # AlternativeLists
     ]:
         with pytest.raises(error, match=match):
             IO_RESOURCE_REQUIREMENTS_LIST.unpack(corrupt)
+
+
+@pytest.mark.parametrize("slack", [bytes(32), bytes(8), b"\x01\x02\x03"])
+def test_list_size_past_the_lists_is_slack_kept_verbatim(slack):
+    """Windows 10 counts a zeroed 32-byte descriptor after the last list in ListSize (a
+    genuine case in tests/test_realworld_resources.py); any such slack round-trips, and
+    bytes past ListSize are still refused."""
+    good = req_list(1, 0, 0, io_list(io_desc(0, 1, 1, 1, b"")))
+    raw = with_ulong(good + slack, 0, len(good) + len(slack))
+    req = IO_RESOURCE_REQUIREMENTS_LIST.unpack(raw)
+    assert req.slack == slack and req.size() == len(raw) and req.pack() == raw
+    assert req == IO_RESOURCE_REQUIREMENTS_LIST.unpack(good).__class__(
+        req.interface_type, req.bus_number, req.slot_number, req.lists, slack=slack)
+    with pytest.raises(SizeMismatchError, match="1 trailing"):
+        IO_RESOURCE_REQUIREMENTS_LIST.unpack(raw + b"\0")
+    with pytest.raises(FieldRangeError, match="slack"):
+        IO_RESOURCE_REQUIREMENTS_LIST(Isa, 0, slack=None)
 
 
 @pytest.mark.parametrize("cls", [CM_RESOURCE_LIST, CM_FULL_RESOURCE_DESCRIPTOR,

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..atomicio import write_bytes
 from .errors import RegFileError, RegistryError, ResourceFormatError
-from .resources import Arch
+from .resources import Arch, fitting_layouts
 from .registry import (MACHINE, USER, RegType, Registry, RegistryValue, _RESOURCE_TYPES,
                        decode_value, encode_value, fold, split_path)
 
@@ -498,25 +498,57 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list
     return _Parser(text, source, unicode).run()
 
 
-def _other_layout_hint(op: RegOperation, arch: Arch) -> str:
-    """An export from a machine of the other word size fails only by its layout (x64
-    partials are 20 bytes, x86 16): say which layout the bytes do fit."""
+def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: Arch,
+                    source: str) -> None:
+    r"""Refuse the file unless the values it leaves stored show it comes from a machine of
+    ``arch``, the registry's layout; ``stored`` pairs each with the layouts it fits.
+
+    Windows keeps values of the other layout: an x64 SYSTEM hive holds
+    ``Control\SystemResources\ReservedResources\Isa`` in the x86 layout, as setup ships it
+    (tests/data/realworld-resources/README.md).  So a file's layout is the one most of its
+    values that fit only one layout fit; a value that fits only the minority layout is
+    stored unchanged, as Windows has it.  A file whose values fit only the other layout (or
+    as many the one as the other) is refused at the first such value, naming the layout.
+    Only what is left stored votes (not a value overwritten or deleted later in the file),
+    so exporting what was imported and importing that again gives the same verdict."""
+    only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
+    for op, fits in sorted(stored, key=lambda item: item[0].line):
+        if len(fits) == 1:
+            only[fits[0]].append(op)
+    own = len(only[arch])
     for other in Arch:
-        if other is not arch:
-            try:
-                decode_value(op.type, op.data, other)
-            except ResourceFormatError:
-                continue
-            return (f"; it decodes in the {other.value} layout (exported from an "
-                    f"{other.value} machine? import it into an {other.value} registry)")
-    return ""
+        foreign = only[other]
+        if other is arch or not foreign or own > len(foreign):
+            continue
+        first = foreign[0]
+        raise _not_valid(first, arch, source, _format_error(first, arch),
+                         f"; it decodes in the {other.value} layout, as do {len(foreign)} of "
+                         f"the {len(foreign) + own} values here that fit one layout only "
+                         f"({own} fit {arch.value}): exported from an {other.value} machine? "
+                         f"import it into an {other.value} registry")
+
+
+def _format_error(op: RegOperation, arch: Arch) -> str:
+    try:
+        decode_value(op.type, op.data, arch)
+    except ResourceFormatError as e:  # e.message: RegFileError adds the status
+        return e.message
+    raise AssertionError("value decodes")  # pragma: no cover - callers pass misfits only
+
+
+def _not_valid(op: RegOperation, arch: Arch, source: str, why: str, hint: str) -> RegFileError:
+    return RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} in the "
+                        f"registry's {arch.value} layout: {why}{hint}", source=source, line=op.line)
 
 
 def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str = "<reg>",
                      volatile: bool = False, validate: bool = True) -> int:
     """Apply parsed operations in one transaction (all or nothing). With ``validate``,
-    resource-typed values must decode in the registry's layout. Returns values written."""
+    resource-typed values must decode in the registry's layout, or in the other layout
+    when the file is shown to come from a machine of the registry's (see
+    :func:`_vote_on_layout`). Returns values written."""
     written = 0
+    stored: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
     with registry.transaction():
         for op in ops:
             try:
@@ -525,22 +557,28 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                 elif op.kind == "delete_key":
                     if registry.key_exists(op.path):
                         registry.delete_key(op.path, recursive=True)
+                    gone = fold(op.path)
+                    stored = {k: v for k, v in stored.items()
+                              if k[0] != gone and not k[0].startswith(gone + "\\")}
                 elif op.kind == "delete_value":
                     registry.delete_value(op.path, op.name, missing_ok=True)
+                    stored.pop((fold(op.path), fold(op.name)), None)
                 else:
                     if validate and op.type in _RESOURCE_TYPES:
-                        decode_value(op.type, op.data, registry.arch)
+                        fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
+                        if not fits:
+                            raise _not_valid(op, registry.arch, source,
+                                             _format_error(op, registry.arch), "")
+                        stored[(fold(op.path), fold(op.name))] = (op, fits)
+                    else:
+                        stored.pop((fold(op.path), fold(op.name)), None)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
-            except ResourceFormatError as e:  # e.message: RegFileError adds the status
-                raise RegFileError(f"value {op.name!r} is not a valid {RegType(op.type).name} "
-                                   f"in the registry's {registry.arch.value} layout: "
-                                   f"{e.message}{_other_layout_hint(op, registry.arch)}",
-                                   source=source, line=op.line) from None
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
                 raise RegFileError(e.message, source=source, line=op.line) from None
+        _vote_on_layout(list(stored.values()), registry.arch, source)
     return written
 
 

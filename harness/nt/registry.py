@@ -66,7 +66,8 @@ from .errors import (InvalidPathError, KeyHasSubkeysError, KeyNotFoundError, Reg
                      ResourceFormatError, ValueNotFoundError, VolatileParentError)
 from .resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, Arch,
                         IO_RESOURCE_REQUIREMENTS_LIST, describe_range, descriptor_type_name,
-                        format_flags, format_option, private_copy_of, share_name)
+                        fitting_layouts, format_flags, format_option, private_copy_of,
+                        share_name)
 from .status import NTSTATUS
 
 
@@ -850,20 +851,34 @@ class Registry:
 # Readable tree print
 
 
+def _decoded_in_a_layout(v: RegistryValue) -> tuple[Any, str]:
+    r"""The value decoded, and for resource types the layout used with a note when it is
+    not the registry's: Windows keeps a few values in the other layout (an x64 hive's
+    ``SystemResources\ReservedResources\Isa`` is x86), and the import takes them."""
+    try:
+        return v.value, v.arch.value
+    except ResourceFormatError:
+        fits = fitting_layouts(v.data, _RESOURCE_TYPES[RegType(v.type)])
+        if not fits:
+            raise
+        return (decode_value(v.type, v.data, fits[0]),
+                f"{fits[0].value} layout, not this registry's {v.arch.value}")
+
+
 def _value_lines(v: RegistryValue) -> list[str]:
     label = f"{v.name or '(Default)'} : {v.type_name}"
     try:
-        decoded = v.value
+        decoded, layout = _decoded_in_a_layout(v)
     except (RegistryTypeError, ResourceFormatError) as e:
         return [f"{label} <undecodable: {e}>", *_hex_lines(v.data)]
     if isinstance(decoded, CM_RESOURCE_LIST):
-        lines = [f"{label} ({len(v.data)} bytes, {v.arch.value}, {decoded.count} full "
+        lines = [f"{label} ({len(v.data)} bytes, {layout}, {decoded.count} full "
                  "descriptor(s))"]
         for i, full in enumerate(decoded.descriptors):
             lines += ["    " + s for s in _full_lines(full, f"List[{i}] ")]
         return lines
     if isinstance(decoded, CM_FULL_RESOURCE_DESCRIPTOR):
-        return [f"{label} ({len(v.data)} bytes, {v.arch.value})",
+        return [f"{label} ({len(v.data)} bytes, {layout})",
                 *("    " + s for s in _full_lines(decoded, ""))]
     if isinstance(decoded, IO_RESOURCE_REQUIREMENTS_LIST):
         reserved = (" reserved " + " ".join(f"{r:#x}" for r in decoded.reserved)
@@ -878,6 +893,9 @@ def _value_lines(v: RegistryValue) -> list[str]:
                 if j and private_copy_of(d, lst.descriptors[j - 1], v.arch):
                     lines.append(f"            (a copy of the union of Descriptors[{j - 1}], the "
                                  "rule XP's PCI driver follows: the tail is its end)")
+        if decoded.slack:
+            what = "zero" if not any(decoded.slack) else decoded.slack.hex(" ")
+            lines.append(f"    {len(decoded.slack)} bytes after the lists, inside ListSize: {what}")
         return lines
     if isinstance(decoded, str):
         return [f'{label} "{decoded}"']

@@ -1275,9 +1275,9 @@ class CM_RESOURCE_LIST(_Structure):
         return cls(fulls)
 
 
-def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
-    """Return the one layout under which ``data`` decodes exactly as ``kind`` (a CM list
-    type), or None if neither or both do — for lists of unknown origin, e.g. a .reg file."""
+def fitting_layouts(data: bytes, kind: type = CM_RESOURCE_LIST) -> tuple[Arch, ...]:
+    """Every layout under which ``data`` decodes exactly as ``kind`` (a resource list
+    type): none, one, or both (a list with no partial descriptor, a requirements list)."""
     fits = []
     for arch in Arch:
         try:
@@ -1285,6 +1285,13 @@ def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
         except ResourceFormatError:
             continue
         fits.append(arch)
+    return tuple(fits)
+
+
+def detect_arch(data: bytes, kind: type = CM_RESOURCE_LIST) -> Arch | None:
+    """Return the one layout under which ``data`` decodes exactly as ``kind`` (a CM list
+    type), or None if neither or both do — for lists of unknown origin, e.g. a .reg file."""
+    fits = fitting_layouts(data, kind)
     return fits[0] if len(fits) == 1 else None
 
 
@@ -1613,13 +1620,20 @@ _REQ_HEADER = struct.Struct("<IiII3II")  # ListSize, InterfaceType, BusNumber, S
 @dataclass(frozen=True, repr=False)
 class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
     """What a device can use: alternative IO_RESOURCE_LISTs for one bus slot.
-    ListSize and AlternativeLists are computed (§1.4: 32 + Σ(8 + 32×Count))."""
+    ListSize and AlternativeLists are computed (§1.4: 32 + Σ(8 + 32×Count), plus
+    ``slack``).
+
+    ``slack`` is what ListSize covers after the last list, kept verbatim: Windows 10's PCI
+    driver writes BasicConfigVector values whose second alternative list is one
+    descriptor shorter than the first, with ListSize (and the value) still counting that
+    descriptor's 32 bytes, zeroed (tests/data/realworld-resources/README.md)."""
 
     interface_type: INTERFACE_TYPE
     bus_number: int
     slot_number: int = 0
     lists: tuple[IO_RESOURCE_LIST, ...] = ()
     reserved: tuple[int, int, int] = field(default=(0, 0, 0), kw_only=True)
+    slack: bytes = field(default=b"", kw_only=True)
 
     _C_NAME: ClassVar[str] = "IO_RESOURCE_REQUIREMENTS_LIST"
 
@@ -1630,13 +1644,16 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
         _check_uint(self.slot_number, 32, "SlotNumber")
         _set(self, "lists", _tuple_of(self.lists, IO_RESOURCE_LIST, "List"))
         _set(self, "reserved", _three_ulongs(self.reserved, "Reserved"))
+        if not isinstance(self.slack, (bytes, bytearray, memoryview)):
+            raise FieldRangeError(f"expected bytes, got {type(self.slack).__name__}", field="slack")
+        _set(self, "slack", bytes(self.slack))
 
     @property
     def alternative_lists(self) -> int:
         return len(self.lists)
 
     def size(self, arch: Arch = Arch.X64) -> int:
-        return _REQ_HEADER.size + sum(lst.size(arch) for lst in self.lists)
+        return _REQ_HEADER.size + sum(lst.size(arch) for lst in self.lists) + len(self.slack)
 
     @property
     def list_size(self) -> int:
@@ -1645,7 +1662,7 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
     def pack(self, arch: Arch = Arch.X64) -> bytes:
         header = _REQ_HEADER.pack(self.size(arch), self.interface_type, self.bus_number,
                                   self.slot_number, *self.reserved, len(self.lists))
-        return header + _pack_items(self.lists, arch, "IO_RESOURCE_REQUIREMENTS_LIST.List")
+        return header + _pack_items(self.lists, arch, "IO_RESOURCE_REQUIREMENTS_LIST.List") + self.slack
 
     @classmethod
     def _read(cls, r: _Reader, arch: Arch, path: str) -> "IO_RESOURCE_REQUIREMENTS_LIST":
@@ -1664,13 +1681,11 @@ class IO_RESOURCE_REQUIREMENTS_LIST(_Structure):
         # 8: the smallest IO_RESOURCE_LIST, Version + Revision + Count with no descriptor.
         lists = _read_items(body, arch, IO_RESOURCE_LIST._read, alternatives, 8,
                             f"{path}.AlternativeLists", f"{path}.List")
-        if body.pos != offset + list_size:
-            raise SizeMismatchError(f"ListSize {list_size} but the lists end after "
-                                    f"{body.pos - offset} bytes", field=f"{path}.ListSize",
-                                    offset=offset)
+        end = offset + list_size
         with _wrap_errors(path, offset):
-            obj = cls(interface_type, bus_number, slot, lists, reserved=(res0, res1, res2))
-        r.pos = body.pos
+            obj = cls(interface_type, bus_number, slot, lists, reserved=(res0, res1, res2),
+                      slack=data[body.pos:end])
+        r.pos = end
         return obj
 
 
@@ -1986,7 +2001,7 @@ __all__ = [
     "DevicePrivateRequirement", "GenericRequirement", "IO_RESOURCE_LIST",
     "IO_RESOURCE_REQUIREMENTS_LIST", "CM_SERIAL_DEVICE_DATA", "CM_FLOPPY_DEVICE_DATA",
     "PCI_REGISTRY_INFO", "PCI_SLOT_NUMBER", "CM_PARTIAL_DESCRIPTOR_CLASSES",
-    "IO_DESCRIPTOR_CLASSES", "detect_arch", "format_flags", "format_option", "describe_range",
+    "IO_DESCRIPTOR_CLASSES", "detect_arch", "fitting_layouts", "format_flags", "format_option", "describe_range",
     "type_name", "descriptor_type_name", "private_copy_of", "CM_TYPE_NAMES", "IO_TYPE_NAMES",
     "share_name",
 ]
