@@ -827,7 +827,7 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
     backends = {f"/objects/{memdev_backend_id(dev.id)}": dev.id for dev in devices if dev.model.backend == "memdev"}
     if not backends and not any(dev.model.ownerless_regions for dev in devices):
         return regions
-    handed: set[tuple[str, str]] = set()
+    handed: set[tuple[str, str, int, int]] = set()   # (device, region name, range): one each
     out = []
     for region in regions:
         if region.owner_kind != "dev" and region.owner in backends:
@@ -841,12 +841,12 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
             kind == "port" and (lo, hi) == (region.start, region.end) if not flat else
             kind == "port" and lo <= region.start and region.end <= hi for kind, lo, hi in dev.decoded_resources())]
         if not flat:
-            candidates = [dev for dev in candidates if (dev.id, name) not in handed]
+            candidates = [dev for dev in candidates if (dev.id, name, region.start, region.end) not in handed]
         if not candidates:
             out.append(region)
             continue
         owner = candidates[-1]
-        handed.add((owner.id, name))
+        handed.add((owner.id, name, region.start, region.end))
         out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=owner.id))
     return out
 
