@@ -642,7 +642,8 @@ def test_graphic_console_flags_are_what_qemu_does(tmp_path) -> None:
 
 def test_one_per_machine_groups_are_what_qemu_does(tmp_path) -> None:
     """Two devices of a one-per-machine group (config refuses the pair): QEMU refuses them
-    too, for every model of the group, paired with itself and with the group's first.
+    too, for every model of the group (ISA VGAs, pvpanic, sga, balloons), paired with
+    itself and with the group's first.
     That no other model needs the key shows in the shared-plan launches above."""
     groups: dict[str, list[str]] = {}
     for name, model in sorted(CATALOG.items()):
@@ -654,7 +655,8 @@ def test_one_per_machine_groups_are_what_qemu_does(tmp_path) -> None:
         for name in names:
             for other in dict.fromkeys((name, names[0])):
                 head = f"machine: {_console_machine(CATALOG[name])}\nfirmware_log: false\ndevices:\n"
-                first, second = _device_line(other, "a", addr=FIRST_SLOT), _device_line(name, "b", addr=FIRST_SLOT + 1)
+                first, second = (_device_line(m, i, **({"addr": slot} if CATALOG[m].bus == "pci" else {}))
+                                 for m, i, slot in ((other, "a", FIRST_SLOT), (name, "b", FIRST_SLOT + 1)))
                 err = _qemu_answer(head + first, "a", tmp_path, then=head + second)
                 fails.check(bool(err), f"{other} then {name}: QEMU took both ({group})")
                 with pytest.raises(Exception, match=f"one {group} device per machine"):
