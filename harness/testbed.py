@@ -39,7 +39,7 @@ from .nt.registry import Registry
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
-from .verify import HardwareView, routed_view
+from .verify import HardwareView, routed_view, who_answers
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,8 @@ class Testbed:
         # The board's own devices are realized with the machine, before every -device:
         # its floppy controller (the Floppy driver's BoardController) is mapped first.
         driver = cls(self.io, self.hal, override_conflict=override_conflict,
-                     mapping_order=[BOARD_CONTROLLER_KEY, *(d.id for d in self.spec.devices)])
+                     mapping_order=[BOARD_CONTROLLER_KEY, *(d.id for d in self.spec.devices)],
+                     prefers=who_answers(self.spec, self.before.layout))
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
             params = legacy_parameters(devices, self.before.layout)
