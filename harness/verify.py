@@ -388,10 +388,14 @@ class _Context:
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         fn = next((f for f in self.layout.pci if f.qdev_id == owner), None)
-        if fn is not None and fn.bus != 0 and all(who is None for *_, who in self.owners(lo, hi)):
-            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only
+        others = {who for *_, who in self.owners(lo, hi)} - {None}
+        if fn is not None and fn.bus != 0 and owner not in others:
+            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only;
+            # another bridge's VGA enable may forward them to someone else
+            answer = (f"{', '.join(map(self.describe, sorted(others)))} answer(s) there instead" if others
+                      else "nothing decodes them")
             return NOT_FORWARDED, (f"{owner} sits behind a bridge on bus {fn.bus}, which does not "
-                                   f"forward {lo:#x}-{hi:#x}: nothing decodes them")
+                                   f"forward {lo:#x}-{hi:#x}: {answer}")
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:
