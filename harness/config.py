@@ -282,7 +282,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
     channel to the device mapped last, so its driver starts first and the shadowed
     device's driver meets that claim before it touches a register (an NT conflict, not a
     device that does not answer).  Each driver's own devices stay in file order (a driver
-    starts siblings that contest a resource last-mapped first itself: NtDriver.start_order)."""
+    starts the sibling QEMU gives a contested resource first itself: NtDriver.start_order)."""
     known = [*catalog.nt_drivers, GENERIC_DRIVER, VGA_DRIVER]
     if "drivers" not in doc:
         order = list(dict.fromkeys(d.driver for d in reversed(devices) if d.driver))

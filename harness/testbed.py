@@ -20,7 +20,7 @@ written down as a repro bundle (:mod:`harness.repro`) and done again on a fresh 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .actions import Action, ActionRecord, parse_step
 from .builtin import board_settings
@@ -39,7 +39,7 @@ from .nt.registry import Registry
 from .qemu.layout import Layout, snapshot
 from .qemu.livebus import LiveBus
 from .qemu.machine import Machine
-from .verify import HardwareView, routed_view
+from .verify import HardwareView, routed_view, who_answers
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,8 @@ class Testbed:
         # The board's own devices are realized with the machine, before every -device:
         # its floppy controller (the Floppy driver's BoardController) is mapped first.
         driver = cls(self.io, self.hal, override_conflict=override_conflict,
-                     mapping_order=[BOARD_CONTROLLER_KEY, *(d.id for d in self.spec.devices)])
+                     mapping_order=[BOARD_CONTROLLER_KEY, *(d.id for d in self.spec.devices)],
+                     prefers=self._who_answers())
         devices = [self.spec.device(d) for d in chosen]
         if name == GENERIC_DRIVER:
             params = legacy_parameters(devices, self.before.layout)
@@ -173,6 +174,22 @@ class Testbed:
             result = self.io.load_driver(driver, params)
         self.loaded.append((result, driver))
         return result
+
+    def _who_answers(self) -> Callable[[str, int, int, str, str], bool | None]:
+        """harness.verify.who_answers on what QEMU decodes when a driver first asks (only a
+        driver with contesting siblings does): the post-firmware snapshot while the bus that
+        adopted it says nothing changed since (LiveBus.layout_unchanged), else a fresh one
+        (a step before the load may have moved a BAR)."""
+        found: list[Callable[[str, int, int, str, str], bool | None]] = []
+
+        def prefers(kind: str, start: int, end: int, a: str, b: str) -> bool | None:
+            if not found:
+                bus, layout = self._adopted_by, self.before.layout
+                if bus is not None and bus.layout_unchanged() is not None:
+                    layout = snapshot(self.machine, "post-drivers")   # drivers are loading
+                found.append(who_answers(self.spec, layout))
+            return found[0](kind, start, end, a, b)
+        return prefers
 
     def report(self, call: ReportCall) -> ReportResult:
         """Make a recorded IoReportResourceUsage again, with driver and device objects of

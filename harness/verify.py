@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
@@ -220,6 +220,53 @@ def dma_channel_users(spec: MachineSpec, layout: Any) -> dict[int, list[Any]]:
             for ch, found in users.items()}
 
 
+def owner_pieces(layout: Any, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
+    """(start, end, owner) pieces of ``layout``'s flat view covering [lo, hi] of ``space``
+    ("io" or "memory"); owner None where nothing decodes, a region's name where it has no
+    owner."""
+    pieces: list[tuple[int, int, str | None]] = []
+    cursor = lo
+    for r in (layout.io if space == "io" else layout.memory):
+        if r.end < lo or r.start > hi:
+            continue
+        if r.start > cursor:
+            pieces.append((cursor, r.start - 1, None))
+        start = max(r.start, cursor)
+        pieces.append((start, min(r.end, hi), r.owner or r.name))
+        cursor = min(r.end, hi) + 1
+    if cursor <= hi:
+        pieces.append((cursor, hi, None))
+    return pieces
+
+
+def who_answers(spec: MachineSpec, layout: Any) -> Callable[[str, int, int, str, str], bool | None]:
+    """What a driver asks to start first the sibling QEMU gives a contested resource to
+    (NtDriver.start_order): ``prefers(kind, start, end, a, b)`` is True when QEMU gives
+    device ``a`` those addresses (or that DMA channel) rather than ``b``, False when it
+    gives them to ``b``, None when ``layout`` cannot tell.  For "port" and "memory": the
+    one whose sibling's addresses there it shadows (Layout.shadowed, so a bridge's VGA
+    window of priority 1 beats an ISA card mapped later), else the one the flat view shows
+    there at all (a VGA behind a bridge without the VGA enable shows nowhere); for "dma":
+    the channel's owner, the handler registered last (:func:`dma_channel_users`)."""
+    dma_owner = {ch: users[-1].id for ch, users in dma_channel_users(spec, layout).items()}
+
+    def beats(winner: str, loser: str, space: str, start: int, end: int) -> bool:
+        return any(s.owner == loser and winner in s.hidden_by and s.space == space
+                   and s.start <= end and start <= s.end for s in layout.shadowed)
+
+    def prefers(kind: str, start: int, end: int, a: str, b: str) -> bool | None:
+        if kind == "dma":
+            owner = dma_owner.get(start)
+            return True if owner == a else False if owner == b else None
+        space = "io" if kind == "port" else "memory"
+        a_wins, b_wins = beats(a, b, space, start, end), beats(b, a, space, start, end)
+        if a_wins != b_wins:
+            return a_wins
+        shown = {owner for *_, owner in owner_pieces(layout, start, end, space)}
+        return (a in shown) if (a in shown) != (b in shown) else None
+    return prefers
+
+
 @dataclass(frozen=True)
 class HardwareView:
     """QEMU's decode after the firmware: the snapshot plus each PCI pin's real route."""
@@ -316,19 +363,7 @@ class _Context:
     # ------------------------------------------------------------ who is where in QEMU
     def owners(self, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
         """(start, end, owner) pieces covering [lo, hi]; owner None where nothing decodes."""
-        pieces = []
-        cursor = lo
-        for r in (self.layout.io if space == "io" else self.layout.memory):
-            if r.end < lo or r.start > hi:
-                continue
-            if r.start > cursor:
-                pieces.append((cursor, r.start - 1, None))
-            start = max(r.start, cursor)
-            pieces.append((start, min(r.end, hi), r.owner or r.name))
-            cursor = min(r.end, hi) + 1
-        if cursor <= hi:
-            pieces.append((cursor, hi, None))
-        return pieces
+        return owner_pieces(self.layout, lo, hi, space)
 
     def shadows_over(self, owner: str, lo: int, hi: int) -> list[Any]:
         """The layout's shadowed ranges of ``owner`` within [lo, hi]."""
@@ -353,10 +388,14 @@ class _Context:
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         fn = next((f for f in self.layout.pci if f.qdev_id == owner), None)
-        if fn is not None and fn.bus != 0 and all(who is None for *_, who in self.owners(lo, hi)):
-            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only
+        others = {who for *_, who in self.owners(lo, hi)} - {None}
+        if fn is not None and fn.bus != 0 and owner not in others:
+            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only;
+            # another bridge's VGA enable may forward them to someone else
+            answer = (f"{', '.join(map(self.describe, sorted(others)))} answer(s) there instead" if others
+                      else "nothing decodes them")
             return NOT_FORWARDED, (f"{owner} sits behind a bridge on bus {fn.bus}, which does not "
-                                   f"forward {lo:#x}-{hi:#x}: nothing decodes them")
+                                   f"forward {lo:#x}-{hi:#x}: {answer}")
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:

@@ -357,6 +357,47 @@ def test_only_siblings_contesting_a_resource_start_last_mapped_first(io: IoManag
     assert [c.name for c in SerialDriver(io, io.hal).start_order(configs)] == ["com1", "com2", "com3", "late"]
 
 
+def test_contesting_siblings_start_as_the_hardware_answers_else_last_mapped_first(io: IoManager) -> None:
+    """Where the layout says who QEMU gives a contested range (a bridge's VGA window of
+    priority 1 beats an ISA card mapped later), that device starts first whatever the
+    mapping order; where it cannot tell (None), the one mapped last does.  Only contesting
+    siblings move, within their places; the ranges each verdict is asked of are the
+    contested ones."""
+    from harness.drivers.base import DeviceConfig
+
+    def card(name: str, base: int, dma: list[int] | None = None) -> DeviceConfig:
+        return DeviceConfig(name, "Parameters", ports=[(base, 8)], irq=4, dma=dma or [])
+
+    asked: list[tuple[str, int, int, str, str]] = []
+
+    def prefers(winners: dict[tuple[str, int], str]):
+        def verdict(kind: str, start: int, end: int, a: str, b: str) -> bool | None:
+            asked.append((kind, start, end, a, b))
+            winner = winners.get((kind, start))
+            return None if winner is None else winner == a
+        return verdict
+
+    configs = [card("com1", 0x3F8), card("early", 0x300), card("late", 0x304)]
+    # early/late meet at 0x304-0x307, and the hardware gives it to early, mapped first
+    driver = SerialDriver(io, io.hal, mapping_order=["com1", "early", "late"],
+                          prefers=prefers({("port", 0x304): "early"}))
+    assert [c.name for c in driver.start_order(configs)] == ["com1", "early", "late"]
+    assert {(k, lo, hi) for k, lo, hi, *_ in asked} == {("port", 0x304, 0x307)}
+    # the layout cannot tell: the one mapped last starts first, as before
+    driver = SerialDriver(io, io.hal, mapping_order=["com1", "early", "late"], prefers=prefers({}))
+    assert [c.name for c in driver.start_order(configs)] == ["com1", "late", "early"]
+    # a DMA channel's owner decides for it, whatever the mapping order
+    dmas = [card("p", 0x300, dma=[3]), card("q", 0x310, dma=[3]), card("r", 0x320, dma=[1])]
+    driver = SerialDriver(io, io.hal, mapping_order=["p", "r", "q"], prefers=prefers({("dma", 3): "p"}))
+    assert [c.name for c in driver.start_order(dmas)] == ["p", "q", "r"]
+    # a chain a-b-c with b winning both of its contests: b first; a and c (who never meet)
+    # keep mapping order between them
+    chain = [card("a", 0x300), card("b", 0x306), card("c", 0x30C)]
+    driver = SerialDriver(io, io.hal, mapping_order=["a", "b", "c"],
+                          prefers=prefers({("port", 0x306): "b", ("port", 0x30C): "b"}))
+    assert [c.name for c in driver.start_order(chain)] == ["b", "c", "a"]
+
+
 def test_a_failing_driver_that_keeps_its_claims_is_caught(io: IoManager) -> None:
     def body(d, path):
         dev = io.IoCreateDevice(d, r"\Device\Sloppy0")[1]

@@ -165,6 +165,9 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "pirq-rerouted-after-drivers": (None, None, "irq-shared"),
     "pci-intx-disabled-beside-uart": None,
     "serial-in-bridge-window-gap": None,
+    # issue "startorder": who answers a contested range is the flat view's, not the last mapped
+    "isa-cirrus-beside-vga-behind-bridge": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
+    "two-vgas-behind-two-bridges": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", None),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -215,6 +218,8 @@ UNCLAIMED: dict[str, set[str]] = {
     # models2
     "second-pci-ide-over-board-ide": {"ide2"}, "qxl-vga-and-vmware-svga": {"qxl0"},
     "isa-ide-over-pci-ide-q35": {"pciide"},
+    # startorder: the device the bridge's VGA window forwards to holds the claim
+    "isa-cirrus-beside-vga-behind-bridge": {"vga1"}, "two-vgas-behind-two-bridges": {"vga1"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
@@ -230,7 +235,7 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
                   "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
                   "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio",
-                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35"}
+                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35", "two-vgas-behind-two-bridges"}
 
 
 def test_every_conflict_config_is_covered() -> None:

@@ -298,3 +298,34 @@ def test_a_pci_function_with_intx_disabled_drives_no_line() -> None:
         assert irq11(m)
     rec = verify(load_machine(CONFIGS / "conflicts" / "pci-intx-disabled-beside-uart.yaml"))
     assert not [f for f in rec.findings if f.explanation == IRQ_SHARED], format_table(rec)
+
+
+def test_who_answers_a_contested_range_is_the_layouts_not_the_last_mapped() -> None:
+    """harness.verify.who_answers, on a layout of our own making: a sibling that shadows
+    the other there wins (whatever the order: priority beats mapping), else the one the
+    flat view shows there at all, else nobody can tell; a DMA channel goes to the handler
+    registered last."""
+    from harness.qemu.layout import DecodedRange, IsaDevice, Layout, ShadowedRange
+    from harness.verify import who_answers
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: sb16, id: sb0}\n  - {model: gus, id: gus0}\n")
+    io = (DecodedRange("io", 0x3c0, 0x3cf, "vga", "vga0", "VGA", 1, "i/o"),
+          DecodedRange("io", 0x3d0, 0x3d3, "cirrus-io", "vga1", "isa-cirrus-vga", 0, "i/o"),
+          DecodedRange("io", 0x3d4, 0x3d5, "vga", "vga0", "VGA", 1, "i/o"))
+    layout = Layout("m", "pc", "post-firmware", "7.2", "tcg", io=io,
+                    memory=(DecodedRange("memory", 0xa0000, 0xbffff, "vga-lowmem", "vga0", "VGA", 1, "i/o"),),
+                    shadowed=(ShadowedRange("io", 0x3c0, 0x3cf, "cirrus-io", "vga1", "isa-cirrus-vga", ("vga0",),
+                                            "higher priority (1 over 0)"),),
+                    isa=(IsaDevice("/a", "sb0", "sb16", {"dma": 1}), IsaDevice("/b", "gus0", "gus", {"dma": 1})))
+    prefers = who_answers(spec, layout)
+    # shadowing decides, even where the loser still answers part of the range
+    assert prefers("port", 0x3b0, 0x3df, "vga0", "vga1") is True
+    assert prefers("port", 0x3b0, 0x3df, "vga1", "vga0") is False
+    # no shadowing there: the one the flat view shows at all (vga1 shows nowhere)
+    assert prefers("memory", 0xa0000, 0xbffff, "vga1", "vga0") is False
+    assert prefers("port", 0x3d0, 0x3d3, "vga1", "vga0") is True
+    # both shown and nobody shadowed there, or neither shown: cannot tell
+    assert prefers("port", 0x3d0, 0x3d5, "vga1", "vga0") is None
+    assert prefers("port", 0x300, 0x307, "vga0", "vga1") is None
+    # DMA: the handler registered last owns the channel; an unknown channel cannot tell
+    assert prefers("dma", 1, 1, "sb0", "gus0") is False and prefers("dma", 1, 1, "gus0", "sb0") is True
+    assert prefers("dma", 3, 3, "sb0", "gus0") is None

@@ -23,8 +23,9 @@ kept in :attr:`NtDriver.outcomes` for the main job's report.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cmp_to_key
 from types import MappingProxyType
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from ..nt.arbiter import Owner, ResourceKind, claims_of, conflicts_between
 from ..nt.hal import Hal
@@ -36,7 +37,7 @@ from ..nt.resources import (CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT
                             Dma, INTERFACE_TYPE, Interrupt, Memory, Port)
 from ..nt.status import NT_SUCCESS, NTSTATUS, IoErrorCode
 
-#: What QEMU gives the device mapped last when two decode it (NtDriver.start_order).
+#: What QEMU gives one device only when two decode it (NtDriver.start_order).
 _CONTESTED_KINDS = (ResourceKind.PORT, ResourceKind.MEMORY, ResourceKind.DMA)
 
 IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_READ, IRP_MJ_WRITE, IRP_MJ_DEVICE_CONTROL = 0x00, 0x02, 0x03, 0x04, 0x0E
@@ -132,13 +133,20 @@ class NtDriver:
     takes_interrupts: ClassVar[bool] = False
 
     def __init__(self, io: IoManager, hal: Hal, *, override_conflict: bool = False,
-                 mapping_order: Sequence[str] = ()) -> None:
+                 mapping_order: Sequence[str] = (),
+                 prefers: Callable[[str, int, int, str, str], bool | None] | None = None) -> None:
         self.io = io
         self.hal = hal
         self.override_conflict = override_conflict
         #: The configured devices' names in the order QEMU maps them (the machine file's):
-        #: where siblings contest a resource, it tells who answers (:meth:`start_order`).
+        #: where siblings contest a resource and :attr:`prefers` cannot tell, the one
+        #: mapped last answers (:meth:`start_order`).
         self.mapping_order = tuple(mapping_order)
+        #: ``prefers(kind, start, end, a, b)``: True when QEMU gives device ``a`` those
+        #: addresses (kind a ResourceKind value; for a DMA channel start == end) rather than
+        #: ``b``, False for ``b``, None when unknown; the test bed reads it off the
+        #: hardware (harness.verify.who_answers).
+        self.prefers = prefers
         self.outcomes: list[DeviceOutcome] = []
 
     # ------------------------------------------------------------------ configuration
@@ -207,12 +215,15 @@ class NtDriver:
 
     def start_order(self, configs: list[DeviceConfig]) -> list[DeviceConfig]:
         """``configs`` in the order the driver starts (and numbers) them: as gathered, except
-        that configured siblings contesting what QEMU gives to the device mapped last (a
-        port, memory, a DMA channel's handler; an IRQ line both simply drive) start
-        last-mapped first, in the places their group holds.  The device that answers at
-        the contested resources then holds the claim, and its shadowed sibling meets that
-        claim in the arbiter before a register of it is touched; every other device keeps
-        its place and number (``\\Device\\Serial0`` stays the first gathered)."""
+        that configured siblings contesting what QEMU gives to one device only (a port,
+        memory, a DMA channel's handler; an IRQ line both simply drive) start the one that
+        answers first, in the places their group holds.  Who answers is what
+        :attr:`prefers` says of the contested ranges (the most of them wins); where it
+        cannot tell (or is not given), the device mapped last, QEMU's rule for
+        equal-priority siblings.  The device that answers then holds the claim, and its
+        shadowed sibling meets that claim in the arbiter before a register of it is
+        touched; every other device keeps its place and number (``\\Device\\Serial0``
+        stays the first gathered)."""
         mapped = {name: i for i, name in enumerate(self.mapping_order)}
         ranked = [i for i, c in enumerate(configs) if c.name in mapped]
         claims = {i: [c for c in claims_of(Owner(self.service_name, configs[i].name), self.claimed_list(configs[i]))
@@ -221,9 +232,22 @@ class NtDriver:
         for i in ranked:   # siblings contesting something, transitively
             joined = [g for g in groups if any(conflicts_between(claims[i], claims[j]) for j in g)]
             groups = [g for g in groups if g not in joined] + [[i, *(j for g in joined for j in g)]]
+
+        def first(i: int, j: int) -> int:   # < 0: i starts before j
+            a, b = configs[i].name, configs[j].name
+            if self.prefers is not None:
+                votes = 0   # contested ranges QEMU gives i, minus those it gives j
+                for conflict in conflicts_between(claims[i], claims[j]):
+                    mine, theirs = conflict.requested, conflict.holder
+                    verdict = self.prefers(mine.kind.value, max(mine.start, theirs.start),
+                                           min(mine.end, theirs.end), a, b)
+                    votes += 0 if verdict is None else 1 if verdict else -1
+                if votes:
+                    return -votes
+            return mapped[b] - mapped[a]
         out = list(configs)
         for group in groups:
-            for place, i in zip(sorted(group), sorted(group, key=lambda i: -mapped[configs[i].name])):
+            for place, i in zip(sorted(group), sorted(group, key=cmp_to_key(first))):
                 out[place] = configs[i]
         return out
 
