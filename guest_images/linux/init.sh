@@ -7,7 +7,7 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # Report on the harness's PCI console (gl_con=<PCI address>), whatever ttyS number the
 # kernel gave it: ISA UARTs under test may take any of the others.
-for t in /sys/bus/pci/devices/"$gl_con"/tty/*; do exec >"/dev/${t##*/}" 2>&1 </dev/null; done
+for t in /sys/bus/pci/devices/"$gl_con"/tty/*; do con="/dev/${t##*/}"; exec >"$con" 2>&1 </dev/null; done
 echo "@@GL-UP@@ $(cut -d' ' -f1 /proc/uptime)"
 # Modules in dependency order (the kernel hands gl_mods=a,b,c to init as a variable).
 for m in $(echo "$gl_mods" | tr ',' ' '); do insmod "/lib/modules/$m.ko" 2>&1; done
@@ -19,4 +19,8 @@ for d in /sys/bus/pci/devices/*; do section "$d/resource"; section "$d/irq"; don
 for d in /sys/bus/pnp/devices/*; do section "$d/id"; section "$d/resources"; done
 echo "@@GL-BEGIN dmesg"; dmesg; echo "@@GL-END dmesg"
 echo "@@GL-DONE"
+# poweroff -f does not wait for the tty: on a loaded host KBs of the report were still in
+# its buffer and were lost.  Setting the console's own settings again (tcsetattr with
+# TCSADRAIN) returns only when everything written has left the UART.
+stty -F "$con" "$(stty -F "$con" -g)"
 poweroff -f
