@@ -28,6 +28,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .claimants import forwarded_legacy
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
 from .qemu.layout import ISA_IRQ_PROPERTIES, LEGACY_IDE_IRQS, PIRQ_REGISTERS
@@ -641,9 +642,11 @@ class _Context:
                 self._linux_bar(row, fn, bar.index, actual)
         if dev.model.pci.interrupt_pin:
             rows.append(self._pci_irq_row(dev, fn))
-        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df): QEMU's view alone,
-        # the guests read configuration space and BARs.
-        for kind, lo, hi in dev.decoded_resources():
+        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df) where they reach the CPU
+        # (behind a bridge, only under its VGA enable): QEMU's view alone, the guests read
+        # configuration space and BARs.
+        fixed = dev.decoded_resources() if fn is None else forwarded_legacy(dev, fn, self.layout)
+        for kind, lo, hi in fixed:
             if kind == "port":
                 row, _ = self._port_row(dev, lo, hi)
                 for view in ("probe", "linux"):
