@@ -354,10 +354,15 @@ class _Context:
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         fn = next((f for f in self.layout.pci if f.qdev_id == owner), None)
-        if fn is not None and fn.bus != 0 and all(who is None for *_, who in self.owners(lo, hi)):
+        dev = next((d for d in self.spec.devices if d.id == owner), None)
+        if fn is not None and fn.bus != 0 and dev is not None and not any(
+                a <= hi and lo <= b for _, a, b in forwarded_legacy(dev, fn, self.layout)):
             # a bridge forwards its windows and, with its VGA enable, the VGA ranges only
+            # (SeaBIOS sets it on the way to the primary VGA alone)
+            others = sorted({self.describe(who) for *_, who in self.owners(lo, hi) if who is not None})
             return NOT_FORWARDED, (f"{owner} sits behind a bridge on bus {fn.bus}, which does not "
-                                   f"forward {lo:#x}-{hi:#x}: nothing decodes them")
+                                   f"forward {lo:#x}-{hi:#x}: "
+                                   + (f"{', '.join(others)} decode them" if others else "nothing decodes them"))
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:
@@ -642,11 +647,9 @@ class _Context:
                 self._linux_bar(row, fn, bar.index, actual)
         if dev.model.pci.interrupt_pin:
             rows.append(self._pci_irq_row(dev, fn))
-        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df) where they reach the CPU
-        # (behind a bridge, only under its VGA enable): QEMU's view alone, the guests read
-        # configuration space and BARs.
-        fixed = dev.decoded_resources() if fn is None else forwarded_legacy(dev, fn, self.layout)
-        for kind, lo, hi in fixed:
+        # Fixed legacy ports beside the BARs (a VGA's 0x3b0-0x3df): QEMU's view alone,
+        # the guests read configuration space and BARs.
+        for kind, lo, hi in dev.decoded_resources():
             if kind == "port":
                 row, _ = self._port_row(dev, lo, hi)
                 for view in ("probe", "linux"):

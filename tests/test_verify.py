@@ -298,3 +298,14 @@ def test_a_pci_function_with_intx_disabled_drives_no_line() -> None:
         assert irq11(m)
     rec = verify(load_machine(CONFIGS / "conflicts" / "pci-intx-disabled-beside-uart.yaml"))
     assert not [f for f in rec.findings if f.explanation == IRQ_SHARED], format_table(rec)
+
+
+def test_a_second_display_behind_a_bridge_is_not_forwarded_where_the_primary_answers() -> None:
+    """The bridge above the ATI has no VGA enable (SeaBIOS sets it for the primary VGA
+    alone), so its legacy ports reach no CPU; the SVGA on bus 0 decodes them there.  Not
+    forwarded, naming who answers; before, 'someone else and no shadowing' (unexplained)."""
+    rec = verify(load_machine(CONFIGS / "conflicts" / "second-display-behind-bridge-beside-svga.yaml"))
+    found = _findings(rec, NOT_FORWARDED)
+    assert {f.device for f in found} == {"ati0"} and "port 0x3c0-0x3cf" in {f.resource for f in found}
+    assert all("svga0 decode them" in f.reason for f in found if f.resource != "port 0x1ce-0x1d1"), format_table(rec)
+    assert not rec.unexplained, format_table(rec)
