@@ -177,6 +177,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "eepro100-io-bar-onto-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "serial-over-second-piix3-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     "piix4-ide-beside-isa-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "q35-second-display-behind-root-port": None,
+    "eepro100-bar-onto-hyperv-post-drivers": (None, None, "shadowed"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -232,6 +234,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "can-io-bar-over-com1": {"can0", "com1", "board:floppy-controller"}, "ne2000-over-svga-io-bar": {"ne0"},
     "ne2000-in-virtio-vga-ports": {"vv0"}, "eepro100-io-bar-onto-ide": {"nic0"},
     "serial-over-second-piix3-ide": {"ide9", "com9"}, "piix4-ide-beside-isa-ide-q35": {"ide9"},
+    "eepro100-bar-onto-hyperv-post-drivers": {"hv0", "nic0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
@@ -242,7 +245,8 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
               "pirq-rerouted-after-drivers": "PIRQC routes nic0's INTA# to IRQ 4, the claim says 11",
               # qa5
               "can-io-bar-over-com1": "decoded by can0 (kvaser_pci-sja 0x380-0x3ff)",
-              "eepro100-io-bar-onto-ide": "decoded by nic0 (eepro100-io 0x140-0x17f)"}
+              "eepro100-io-bar-onto-ide": "decoded by nic0 (eepro100-io 0x140-0x17f)",
+              "eepro100-bar-onto-hyperv-post-drivers": "decoded by nic0 (eepro100-io 0x3000-0x303f)"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
@@ -254,7 +258,7 @@ CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overl
                   # qa5
                   "second-display-behind-bridge-beside-svga", "serial-in-ati-vga-crtc",
                   "hyperv-testdev-under-serial-q35", "ivshmem-bar-onto-nic", "ne2000-over-svga-io-bar",
-                  "ne2000-in-virtio-vga-ports", "piix4-ide-beside-isa-ide-q35"}
+                  "ne2000-in-virtio-vga-ports", "piix4-ide-beside-isa-ide-q35", "q35-second-display-behind-root-port"}
 
 
 def test_every_conflict_config_is_covered() -> None:
