@@ -179,6 +179,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "piix4-ide-beside-isa-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
     "q35-second-display-behind-root-port": None,
     "eepro100-bar-onto-hyperv-post-drivers": (None, None, "shadowed"),
+    "switch-bar-moved-onto-sibling-reassigned": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
