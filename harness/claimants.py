@@ -85,7 +85,11 @@ def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
     """The generic legacy driver's Parameters: per device, what its model decodes with its
     settings (ISA) or what its BARs and interrupt line are where the firmware put them
     (PCI, bus-relative as HalGetBusData gives them), and its model's probe.  ``also``:
-    ranges the driver claims beside them (the VGA miniport's access ranges)."""
+    ranges the driver claims beside them (the VGA miniport's access ranges), for a PCI
+    device only where its fixed ranges reach the CPU: a VGA behind a bridge whose VGA
+    enable the firmware left off (a second display; SeaBIOS sets it for the primary
+    only) answers at its BARs alone, and claiming the legacy block for it would refuse
+    the display that does answer there."""
     out: dict[str, Any] = {}
     for dev in devices:
         model = dev.model
@@ -94,7 +98,8 @@ def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
             if not decoded:
                 continue
             fn = layout.pci_by_id(dev.id)
-            out[dev.id] = resource_parameters(resources_of([*decoded, *also], PCIBus, fn.bus,
+            beside = also if forwarded_legacy(dev, fn, layout) else ()
+            out[dev.id] = resource_parameters(resources_of([*decoded, *beside], PCIBus, fn.bus,
                                                            level_sensitive_shared=True))
             continue
         probe_base = dev.settings.get(model.probe_base) if model.probe_base else None

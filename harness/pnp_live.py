@@ -41,7 +41,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .claimants import forwarded_legacy, resolve_board
-from .config import MachineSpec
+from .config import DeviceSpec, MachineSpec
 from .devices import DeviceModel
 from .drivers import DRIVERS
 from .errors import HarnessError
@@ -280,9 +280,12 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
         pnp.query_configurations(node)
     # The fixed ranges a PCI device decodes beside its BARs (a VGA's legacy ports and
     # window) are kept clear of as its model decodes them, not only as much as the flat
-    # view shows (a device realized later over them hides part of them there).
+    # view shows (a device realized later over them hides part of them there); a device
+    # whose legacy decodes reach no CPU (a VGA behind a bridge without the VGA enable)
+    # pins nothing.
     pinned = {dev.id: dev.decoded_resources() for dev in spec.devices
-              if dev.model.pci is not None and dev.decoded_resources() and dev.id not in owned}
+              if dev.model.pci is not None and dev.decoded_resources() and dev.id not in owned
+              and _reaches_cpu(dev, layout)}
     pinned.update({dev.id: beyond for dev in spec.devices if dev.model.bus == "isa" and not dev.model.settings
                    for beyond in [[r for r in dev.decoded_resources() if r[0] == "memory" and r[2] > ISA_MEMORY_LIMIT]]
                    if beyond})
@@ -290,6 +293,17 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
     fixed += _board_claims(base, spec, hal, nodes)
     _bridge_windows(nodes, hal, layout)
     return Tree(nodes, base, io, fixed)
+
+
+def _reaches_cpu(dev: DeviceSpec, layout: Layout) -> bool:
+    """Whether a machine-file PCI device's fixed decodes (a VGA's legacy ranges) reach the
+    CPU somewhere (:func:`~harness.claimants.forwarded_legacy`); a device the firmware's
+    layout lacks keeps its model's."""
+    try:
+        fn = layout.pci_by_id(dev.id)
+    except KeyError:
+        return True
+    return bool(forwarded_legacy(dev, fn, layout))
 
 
 def _legacy_decodes(spec: MachineSpec, fn: Any, layout: Layout) -> list[tuple[str, int, int]]:

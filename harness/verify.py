@@ -28,6 +28,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from .claimants import forwarded_legacy
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
 from .errors import HarnessError
 from .qemu.layout import ISA_IRQ_PROPERTIES, LEGACY_IDE_IRQS, PIRQ_REGISTERS
@@ -388,14 +389,15 @@ class _Context:
         if not any(r.owner == owner for r in self.layout.io + self.layout.memory):
             return NOT_PRESENT, f"QEMU decodes nothing for {owner}"
         fn = next((f for f in self.layout.pci if f.qdev_id == owner), None)
-        others = {who for *_, who in self.owners(lo, hi)} - {None}
-        if fn is not None and fn.bus != 0 and owner not in others:
-            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only;
-            # another bridge's VGA enable may forward them to someone else
-            answer = (f"{', '.join(map(self.describe, sorted(others)))} answer(s) there instead" if others
-                      else "nothing decodes them")
+        dev = next((d for d in self.spec.devices if d.id == owner), None)
+        if fn is not None and fn.bus != 0 and dev is not None and not any(
+                a <= hi and lo <= b for _, a, b in forwarded_legacy(dev, fn, self.layout)):
+            # a bridge forwards its windows and, with its VGA enable, the VGA ranges only
+            # (SeaBIOS sets it on the way to the primary VGA alone)
+            others = sorted({self.describe(who) for *_, who in self.owners(lo, hi) if who is not None})
             return NOT_FORWARDED, (f"{owner} sits behind a bridge on bus {fn.bus}, which does not "
-                                   f"forward {lo:#x}-{hi:#x}: {answer}")
+                                   f"forward {lo:#x}-{hi:#x}: "
+                                   + (f"{', '.join(others)} decode them" if others else "nothing decodes them"))
         return UNEXPLAINED, "QEMU gives these addresses to someone else and shows no shadowing"
 
     def isa_props(self, device_id: str) -> dict[str, int]:

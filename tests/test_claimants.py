@@ -305,3 +305,46 @@ def test_a_user_device_that_is_the_boards_chip_is_claimed_by_its_own_driver(
     assert (built_in.vendor, built_in.device) == (user.vendor, user.device)
     assert _claimed_ranges(result, f"\\Device\\{board_device}") == _bars(built_in)
     assert _claimed_ranges(result, "\\Device\\Legacy_twin") == _bars(user)
+
+
+# --- a second display behind a bridge; a BAR's ownerless RAM (qa5) ---------------------
+
+def _vga_pair() -> tuple[list, "Layout"]:
+    """svga0 on bus 0, ati0 behind a bridge whose VGA enable is off: the flat view shows
+    only svga0 at the legacy VGA ranges (as QEMU 7.2 does after SeaBIOS)."""
+    from harness.qemu.layout import Bar, DecodedRange, PciFunction
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: vmware-svga, id: svga0, addr: 2}\n"
+                              "  - {model: pci-bridge, id: br0, addr: 5}\n"
+                              "  - {model: ati-vga, id: ati0, bus: br0, addr: 1}\n", "<t>")
+
+    def fn(bus: int, slot: int, qdev_id: str, bars: tuple) -> PciFunction:
+        return PciFunction(bus, slot, 0, 0, 0, 0, 0, 0x300, "VGA", 0, 3, 0, None, qdev_id, bars)
+    pci = (fn(0, 2, "svga0", (Bar(0, "io", 0xd010, 0x10),)), fn(1, 1, "ati0", (Bar(1, "io", 0xc000, 0x100),)))
+    io = tuple(DecodedRange("io", a, b, "vga", "svga0", "vmware-svga", 0, "i/o")
+               for a, b in ((0x3b4, 0x3b5), (0x3c0, 0x3cf), (0x3d4, 0x3d5)))
+    layout = Layout("t", "pc", "post-firmware", "7.2", "tcg", pci=pci, io=io)
+    return [spec.device("svga0"), spec.device("ati0")], layout
+
+
+def _ports(params: dict) -> set[tuple[int, int]]:
+    return {(p.start, p.start + p.length - 1) for _, p in params["Resources"].partials() if isinstance(p, Port)}
+
+
+def test_the_vga_block_is_claimed_only_for_the_display_that_reaches_the_cpu() -> None:
+    devices, layout = _vga_pair()
+    params = legacy_parameters(devices, layout, (("port", 0x3B0, 0x3BB), ("port", 0x3C0, 0x3DF)))
+    assert {(0x3b0, 0x3bb), (0x3c0, 0x3df), (0xd010, 0xd01f)} <= _ports(params["svga0"])
+    assert _ports(params["ati0"]) == {(0xc000, 0xc0ff)}   # its BAR alone: its VGA ports reach nobody
+
+
+def test_an_ownerless_region_inside_a_bar_is_the_bar_devices() -> None:
+    from harness.qemu.layout import MtreeRegion, own_ownerless
+    devices, _ = _vga_pair()
+    fifo = MtreeRegion(0, 0xfe000000, 0xfe00ffff, 1, "ram", "vmsvga.fifo", None, None, None)
+    stray = MtreeRegion(0, 0xfe100000, 0xfe10ffff, 1, "ram", "vmsvga.fifo", None, None, None)
+    bars = {"svga0": [(0xfe000000, 0xfe00ffff)], "ati0": [(0xfe100000, 0xfe10ffff)]}
+    for flat in (True, False):
+        mine, other = own_ownerless([fifo, stray], devices, flat=flat, bars=bars)
+        assert (mine.owner_kind, mine.owner) == ("dev", "svga0")
+        assert other.owner is None      # inside ati0's BAR, but no ati-vga region of that name
+    assert own_ownerless([fifo], devices, flat=True)[0].owner is None   # no BARs given: nobody's

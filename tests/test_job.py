@@ -168,6 +168,21 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     # issue "startorder": who answers a contested range is the flat view's, not the last mapped
     "isa-cirrus-beside-vga-behind-bridge": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
     "two-vgas-behind-two-bridges": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", None),
+    # qa5: the newly modelled devices beside ISA cards and board devices
+    "second-display-behind-bridge-beside-svga": None,
+    "serial-in-ati-vga-crtc": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
+    "hyperv-testdev-beside-serial-isapc": None,
+    "hyperv-testdev-under-serial-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
+    "ivshmem-bar-onto-nic": (None, None, "shadowed"),
+    "can-io-bar-over-com1": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "ne2000-over-svga-io-bar": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "ne2000-in-virtio-vga-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "Ne2000", "shadowed"),
+    "eepro100-io-bar-onto-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "serial-over-second-piix3-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "piix4-ide-beside-isa-ide-q35": ("IO_ERR_PORT_CONFLICT_DETECTED", "Legacy", "shadowed"),
+    "q35-second-display-behind-root-port": None,
+    "eepro100-bar-onto-hyperv-post-drivers": (None, None, "shadowed"),
+    "switch-bar-moved-onto-sibling-reassigned": None,
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -220,6 +235,12 @@ UNCLAIMED: dict[str, set[str]] = {
     "isa-ide-over-pci-ide-q35": {"pciide"},
     # startorder: the device the bridge's VGA window forwards to holds the claim
     "isa-cirrus-beside-vga-behind-bridge": {"vga1"}, "two-vgas-behind-two-bridges": {"vga1"},
+    # qa5
+    "serial-in-ati-vga-crtc": {"ati0"}, "hyperv-testdev-under-serial-q35": {"hv0"},
+    "can-io-bar-over-com1": {"can0", "com1", "board:floppy-controller"}, "ne2000-over-svga-io-bar": {"ne0"},
+    "ne2000-in-virtio-vga-ports": {"vv0"}, "eepro100-io-bar-onto-ide": {"nic0"},
+    "serial-over-second-piix3-ide": {"ide9", "com9"}, "piix4-ide-beside-isa-ide-q35": {"ide9"},
+    "eepro100-bar-onto-hyperv-post-drivers": {"hv0", "nic0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
@@ -227,7 +248,11 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
               "dma-channel-stall": "channel 2 is owned by sb0, registered last",
               "io-bar-moved-onto-com1-post-drivers": "decoded by nic0 (rtl8139 0x300-0x3ff)",
               "command-register-cleared-post-drivers": "nothing decodes this range",
-              "pirq-rerouted-after-drivers": "PIRQC routes nic0's INTA# to IRQ 4, the claim says 11"}
+              "pirq-rerouted-after-drivers": "PIRQC routes nic0's INTA# to IRQ 4, the claim says 11",
+              # qa5
+              "can-io-bar-over-com1": "decoded by can0 (kvaser_pci-sja 0x380-0x3ff)",
+              "eepro100-io-bar-onto-ide": "decoded by nic0 (eepro100-io 0x140-0x17f)",
+              "eepro100-bar-onto-hyperv-post-drivers": "decoded by nic0 (eepro100-io 0x3000-0x303f)"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
@@ -235,7 +260,12 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
 CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overlap-last-port", "gus-cs4231a-dma3",
                   "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
                   "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio",
-                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35", "two-vgas-behind-two-bridges"}
+                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35", "two-vgas-behind-two-bridges",
+                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35",
+                  # qa5
+                  "second-display-behind-bridge-beside-svga", "serial-in-ati-vga-crtc",
+                  "hyperv-testdev-under-serial-q35", "ivshmem-bar-onto-nic", "ne2000-over-svga-io-bar",
+                  "ne2000-in-virtio-vga-ports", "piix4-ide-beside-isa-ide-q35", "q35-second-display-behind-root-port"}
 
 
 def test_every_conflict_config_is_covered() -> None:

@@ -257,7 +257,8 @@ MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart"}
 #: Conflict configs where a device's every configuration meets a board device's fixed
 #: decode: a second compatibility-mode IDE function on pc (the board's IDE holds the
 #: legacy channels and lines).
-HELD_BY_BOARD = {"second-pci-ide-over-board-ide": ("ide2", "ide-legacy")}
+HELD_BY_BOARD = {"second-pci-ide-over-board-ide": ("ide2", "ide-legacy"),
+                 "serial-over-second-piix3-ide": ("ide9", "ide-legacy")}
 #: Conflict configs with no resource to move: the conflict is a decoder its driver cannot
 #: find (QEMU's parallel port at 0x3bc keeps its registers at port & 7).
 NOTHING_TO_MOVE = {"lpt-at-3bc"}

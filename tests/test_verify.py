@@ -329,3 +329,14 @@ def test_who_answers_a_contested_range_is_the_layouts_not_the_last_mapped() -> N
     # DMA: the handler registered last owns the channel; an unknown channel cannot tell
     assert prefers("dma", 1, 1, "sb0", "gus0") is False and prefers("dma", 1, 1, "gus0", "sb0") is True
     assert prefers("dma", 3, 3, "sb0", "gus0") is None
+
+
+def test_a_second_display_behind_a_bridge_is_not_forwarded_where_the_primary_answers() -> None:
+    """The bridge above the ATI has no VGA enable (SeaBIOS sets it for the primary VGA
+    alone), so its legacy ports reach no CPU; the SVGA on bus 0 decodes them there.  Not
+    forwarded, naming who answers; before, 'someone else and no shadowing' (unexplained)."""
+    rec = verify(load_machine(CONFIGS / "conflicts" / "second-display-behind-bridge-beside-svga.yaml"))
+    found = _findings(rec, NOT_FORWARDED)
+    assert {f.device for f in found} == {"ati0"} and "port 0x3c0-0x3cf" in {f.resource for f in found}
+    assert all("svga0 decode them" in f.reason for f in found if f.resource != "port 0x1ce-0x1d1"), format_table(rec)
+    assert not rec.unexplained, format_table(rec)

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 from ..names import memdev_backend_id
 from .bus import PortChannel, machine_ports
@@ -281,8 +281,9 @@ def snapshot(machine: Any, phase: str | None = None, *,
     if monitor_reads_to is not None:
         monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     devices = getattr(machine.spec, "devices", ())
-    flat = {space: own_ownerless(regions, devices, flat=True) for space, regions in flat.items()}
-    tree = {space: own_ownerless(regions, devices, flat=False) for space, regions in tree.items()}
+    bars = {space: bar_ranges(pci, "io" if space == "I/O" else "memory") for space in {*flat, *tree}}
+    flat = {space: own_ownerless(regions, devices, flat=True, bars=bars[space]) for space, regions in flat.items()}
+    tree = {space: own_ownerless(regions, devices, flat=False, bars=bars[space]) for space, regions in tree.items()}
     isa = reader.isa_devices()
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
@@ -807,7 +808,19 @@ def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
     return spaces
 
 
-def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: bool) -> list[MtreeRegion]:
+def bar_ranges(pci: Sequence[PciFunction], kind: str) -> dict[str, list[tuple[int, int]]]:
+    """Per machine-file PCI device (qdev id), the assigned BARs of ``kind`` ("io" or
+    "memory"; a memory kind takes the ROM too) as (start, end)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for fn in pci:
+        for bar in fn.bars:
+            if fn.qdev_id and bar.base is not None and (bar.kind == "io") == (kind == "io"):
+                out.setdefault(fn.qdev_id, []).append((bar.base, bar.base + bar.size - 1))
+    return out
+
+
+def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: bool,
+                  bars: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> list[MtreeRegion]:
     """``regions`` with each region QEMU registered without an owner device (the IPMI
     interfaces: their model's ``ownerless_regions``) given to the machine-file device it
     is, as if QEMU had named that device its owner.  Several devices of one type register
@@ -822,6 +835,11 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
     * in the flat view a range (all of a region, or what is left of it, ``name @offset``)
       is the device mapped last of those that decode all of it.
 
+    A PCI device's ownerless region (QEMU 7.2's vmsvga.fifo, a BAR's RAM registered with
+    no owner) is the device's when it lies inside one of its BARs of the space (``bars``,
+    per device id: :func:`bar_ranges`); the tree shows it at the BAR, the flat view at
+    what of the BAR no other device wins.
+
     A ``memdev`` device's RAM (an ivshmem-plain's BAR2) is owned by its backend object,
     ``/objects/harness-mem-<id>``: it is given to the device whose backend it is."""
     backends = {f"/objects/{memdev_backend_id(dev.id)}": dev.id for dev in devices if dev.model.backend == "memdev"}
@@ -834,12 +852,15 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
             out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=backends[region.owner]))
             continue
         name = region.name.split(" @")[0]
-        if region.owner_kind == "dev" or region.kind != "i/o":
+        if region.owner_kind == "dev":
             out.append(region)
             continue
-        candidates = [dev for dev in devices if name in dev.model.ownerless_regions and any(
-            kind == "port" and (lo, hi) == (region.start, region.end) if not flat else
-            kind == "port" and lo <= region.start and region.end <= hi for kind, lo, hi in dev.decoded_resources())]
+        candidates = [dev for dev in devices if name in dev.model.ownerless_regions and (any(
+            lo <= region.start and region.end <= hi for lo, hi in (bars or {}).get(dev.id, ())) or (
+            region.kind == "i/o" and any(
+                kind == "port" and (lo, hi) == (region.start, region.end) if not flat else
+                kind == "port" and lo <= region.start and region.end <= hi
+                for kind, lo, hi in dev.decoded_resources())))]
         if not flat:
             candidates = [dev for dev in candidates if (dev.id, name, region.start, region.end) not in handed]
         if not candidates:

@@ -40,8 +40,8 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, _owning_device, parse_mtree_flat, parse_mtree_tree,
-                     refresh, walk_pci)
+from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, _owning_device, own_ownerless,
+                     parse_mtree_flat, parse_mtree_tree, refresh, walk_pci)
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
 Q35_MCH_ID = (0x8086, 0x29C0)
@@ -717,9 +717,21 @@ class LiveBus:
             devfns = self._devfns([_owning_device(r)[0] for view in ("I/O", "memory") for r in flat.get(view, [])
                                    if r.owner_kind == "dev" and r.owner_ref == "path"
                                    and _owning_device(r)[0] not in by_id])
+            # A region QEMU registers with no owner inside a machine-file device's BAR (the
+            # vmware-svga FIFO) is that device's, as in the layout (own_ownerless).
+            bars: dict[str, dict[str, list[tuple[int, int]]]] = {"io": {}, "memory": {}}
+            for bus in self.query_pci():
+                for dev in walk_pci(bus["devices"]):
+                    for r in dev.get("regions", []) if dev.get("qdev_id") else ():
+                        if r["address"] not in (UNASSIGNED, -1):
+                            bars["io" if r.get("type") == "io" else "memory"].setdefault(
+                                dev["qdev_id"], []).append((r["address"], r["address"] + r["size"] - 1))
+            devices = [d for d in getattr(self.machine.spec, "devices", ()) if d.model.pci is not None]
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
-                for region in flat.get(view, []):
+                regions = own_ownerless(flat.get(view, []), devices, flat=True,
+                                        bars=bars["io" if view == "I/O" else "memory"])
+                for region in regions:
                     if _background(region):
                         continue
                     owner = _owning_device(region)[0] if region.owner_kind == "dev" else None
