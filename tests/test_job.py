@@ -261,7 +261,6 @@ CLAIMS_DECODED = {"serial-same-base", "serial-overlap-first-port", "serial-overl
                   "isa-fdc-over-board-fdc", "two-pci-vgas", "isa-cirrus-over-pci-vga", "serial-in-vga-ports",
                   "ipmi-bt-twice", "isapc-second-fdc-on-irq6-dma2", "pirq-rerouted-onto-sb16", "bar-moved-onto-testdev-mmio",
                   "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35", "two-vgas-behind-two-bridges",
-                  "qxl-vga-and-vmware-svga", "isa-ide-over-pci-ide-q35",
                   # qa5
                   "second-display-behind-bridge-beside-svga", "serial-in-ati-vga-crtc",
                   "hyperv-testdev-under-serial-q35", "ivshmem-bar-onto-nic", "ne2000-over-svga-io-bar",
