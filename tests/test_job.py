@@ -167,7 +167,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-in-bridge-window-gap": None,
     # issue "startorder": who answers a contested range is the flat view's, not the last mapped
     "isa-cirrus-beside-vga-behind-bridge": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", "shadowed"),
-    "two-vgas-behind-two-bridges": ("IO_ERR_PORT_CONFLICT_DETECTED", "VgaSave", None),
+    "two-vgas-behind-two-bridges": None,
     # qa5: the newly modelled devices beside ISA cards and board devices
     "second-display-behind-bridge-beside-svga": None,
     "serial-in-ati-vga-crtc": ("IO_ERR_PORT_CONFLICT_DETECTED", "Serial", "shadowed"),
@@ -234,7 +234,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "second-pci-ide-over-board-ide": {"ide2"}, "qxl-vga-and-vmware-svga": {"qxl0"},
     "isa-ide-over-pci-ide-q35": {"pciide"},
     # startorder: the device the bridge's VGA window forwards to holds the claim
-    "isa-cirrus-beside-vga-behind-bridge": {"vga1"}, "two-vgas-behind-two-bridges": {"vga1"},
+    "isa-cirrus-beside-vga-behind-bridge": {"vga1"},
     # qa5
     "serial-in-ati-vga-crtc": {"ati0"}, "hyperv-testdev-under-serial-q35": {"hv0"},
     "can-io-bar-over-com1": {"can0", "com1", "board:floppy-controller"}, "ne2000-over-svga-io-bar": {"ne0"},

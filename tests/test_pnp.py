@@ -245,8 +245,7 @@ def test_registry_round_trip():
 UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1"),
                  "two-pci-vgas": ("vga0", "vga1"), "isa-cirrus-over-pci-vga": ("vga0", "vga1"),
                  "qxl-vga-and-vmware-svga": ("qxl0", "svga0"),
-                 "isa-cirrus-beside-vga-behind-bridge": ("vga0", "vga1"),
-                 "two-vgas-behind-two-bridges": ("vga0", "vga1")}
+                 "isa-cirrus-beside-vga-behind-bridge": ("vga0", "vga1")}
 #: Conflict configs whose `builtin` setting puts a board device on a resource the HAL
 #: holds: a board device has its one hard-wired configuration, so it is the core alone.
 BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
@@ -293,14 +292,7 @@ def test_live_assignment_is_conflict_free_after_apply(path: Path):
         assert bar.same or "held by" in bar.explanation or "unassigned" in bar.explanation
 
 
-#: Known PnP gaps, each a strict xfail (it fails loudly once fixed).  pnp_live takes vga1's
-#: model's legacy VGA decodes as decoded by the hardware although its bridge forwards none
-#: (no VGA enable): vga0 alone is the core, Code 12 (found by issue "startorder").
-PNP_KNOWN_GAPS = {"two-vgas-behind-two-bridges": "pnp_live pins a VGA's legacy decodes its bridge does not forward"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=PNP_KNOWN_GAPS[n], strict=True))
-                                  if n in PNP_KNOWN_GAPS else n for n in sorted(UNSATISFIABLE)])
+@pytest.mark.parametrize("name", sorted(UNSATISFIABLE))
 def test_two_devices_with_nothing_to_set_on_the_same_ports_cannot_both_be_placed(name: str):
     """Each is a node with its one hard-wired configuration, so the pair is the set's
     minimum core and the one the PnP manager reaches second gets Code 12 (they were kept
