@@ -102,7 +102,7 @@ def test_the_reaper_kills_only_our_orphaned_qemus(tmp_path: Path) -> None:
         assert "another PID namespace" in skipped[foreign[0]]
         assert "not a QEMU" in skipped[sleeper.pid]
         assert "uid 65534" in skipped[other_user.pid]
-        assert orphan.pid in {p.pid for p in verdicts.orphans}
+        assert orphan.pid in {p.pid for p in verdicts.orphans}, skipped.get(orphan.pid, "not among the tagged processes")
         assert not {foreign[0], sleeper.pid, other_user.pid} & {p.pid for p in verdicts.orphans}
         # Kill what the reaper would, restricted to this test's own processes.
         mine = [p for p in verdicts.orphans if p.pid in {s.pid for s in started} | set(foreign)]
