@@ -281,7 +281,8 @@ def snapshot(machine: Any, phase: str | None = None, *,
     if monitor_reads_to is not None:
         monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     devices = getattr(machine.spec, "devices", ())
-    bars = {space: bar_ranges(pci, "io" if space == "I/O" else "memory") for space in {*flat, *tree}}
+    bars = {space: bar_ranges(query_pci[0] if query_pci else [], "io" if space == "I/O" else "memory")
+            for space in {*flat, *tree}}
     flat = {space: own_ownerless(regions, devices, flat=True, bars=bars[space]) for space, regions in flat.items()}
     tree = {space: own_ownerless(regions, devices, flat=False, bars=bars[space]) for space, regions in tree.items()}
     isa = reader.isa_devices()
@@ -808,14 +809,15 @@ def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
     return spaces
 
 
-def bar_ranges(pci: Sequence[PciFunction], kind: str) -> dict[str, list[tuple[int, int]]]:
-    """Per machine-file PCI device (qdev id), the assigned BARs of ``kind`` ("io" or
-    "memory"; a memory kind takes the ROM too) as (start, end)."""
+def bar_ranges(query_pci: Sequence[dict[str, Any]], kind: str) -> dict[str, list[tuple[int, int]]]:
+    """Per machine-file PCI device (qdev id), its assigned BARs of ``kind`` ("io" or
+    "memory"; a memory kind takes the ROM too) as (start, end), from query-pci's buses."""
     out: dict[str, list[tuple[int, int]]] = {}
-    for fn in pci:
-        for bar in fn.bars:
-            if fn.qdev_id and bar.base is not None and (bar.kind == "io") == (kind == "io"):
-                out.setdefault(fn.qdev_id, []).append((bar.base, bar.base + bar.size - 1))
+    for bus in query_pci:
+        for dev in walk_pci(bus["devices"]):
+            for region in dev.get("regions", []) if dev.get("qdev_id") else ():
+                if region["address"] not in (UNASSIGNED, -1) and (region["type"] == "io") == (kind == "io"):
+                    out.setdefault(dev["qdev_id"], []).append((region["address"], region["address"] + region["size"] - 1))
     return out
 
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 from ..nt.busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccessError, DecodedSpan,
                             check_config_range, check_port_access, config_write_pieces)
 from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, QtestPorts, machine_ports
-from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, _owning_device, own_ownerless,
+from .layout import (UNASSIGNED, Layout, MtreeRegion, QomReader, _base_name, _owning_device, bar_ranges, own_ownerless,
                      parse_mtree_flat, parse_mtree_tree, refresh, walk_pci)
 
 #: The Q35 MCH (host bridge 00:00.0) and its PCIEXBAR register (qemu-facts.md §4).
@@ -705,7 +705,8 @@ class LiveBus:
         if self._decoded is None:
             by_id: dict[str, tuple[int, int, int]] = {}
             anonymous: dict[int, list[tuple[int, int, int]]] = {}
-            for bus in self.query_pci():
+            query = self.query_pci()
+            for bus in query:
                 for dev in walk_pci(bus["devices"]):
                     key = (dev["bus"], dev["slot"], dev["function"])
                     if dev.get("qdev_id"):
@@ -719,13 +720,7 @@ class LiveBus:
                                    and _owning_device(r)[0] not in by_id])
             # A region QEMU registers with no owner inside a machine-file device's BAR (the
             # vmware-svga FIFO) is that device's, as in the layout (own_ownerless).
-            bars: dict[str, dict[str, list[tuple[int, int]]]] = {"io": {}, "memory": {}}
-            for bus in self.query_pci():
-                for dev in walk_pci(bus["devices"]):
-                    for r in dev.get("regions", []) if dev.get("qdev_id") else ():
-                        if r["address"] not in (UNASSIGNED, -1):
-                            bars["io" if r.get("type") == "io" else "memory"].setdefault(
-                                dev["qdev_id"], []).append((r["address"], r["address"] + r["size"] - 1))
+            bars = {kind: bar_ranges(query, kind) for kind in ("io", "memory")}
             devices = [d for d in getattr(self.machine.spec, "devices", ()) if d.model.pci is not None]
             spans = []
             for space, view in ((IO_SPACE, "I/O"), (MEMORY_SPACE, "memory")):
