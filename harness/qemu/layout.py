@@ -291,8 +291,9 @@ def snapshot(machine: Any, phase: str | None = None, *,
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
     memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
     shadowed = tuple(reader.attribute_shadow(s) for s in
-                     compute_shadowed(tree.get("I/O", []), flat.get("I/O", []), "io")
-                     + compute_shadowed(tree.get("memory", []), flat.get("memory", []), "memory"))
+                     compute_shadowed(tree.get("I/O", []), flat.get("I/O", []), "io", bars.get("I/O"))
+                     + compute_shadowed(tree.get("memory", []), flat.get("memory", []), "memory",
+                                        bars.get("memory")))
     return Layout(
         machine=machine.spec.name,
         machine_type=_machine_type(machine),
@@ -896,7 +897,8 @@ def _base_name(region: MtreeRegion) -> str:
     return region.name.split(" @")[0]
 
 
-def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str) -> list[Shadow]:
+def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str,
+                     bars: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> list[Shadow]:
     """The addresses each decoding region of the tree loses to another owner in the flat
     view, one :class:`Shadow` per (region, winner) run.
 
@@ -912,7 +914,9 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
     RAM no device owns (a device's RAM, such as isa-vga's VBE frame buffer, decodes and
     can be lost like any of its regions), negative priorities,
     and everything inside an alias (its addresses are the alias target's, not absolute;
-    devices behind bridges appear in the flat view).  The cause comes from where the two
+    devices behind bridges appear in the flat view).  An alias that is a PCI device's BAR
+    (``bars``: :func:`bar_ranges`) decodes like any region: an RTL8139's memory BAR is an
+    alias of its I/O registers, and moved under the HPET whole it was lost without a trace.  The cause comes from where the two
     regions meet in the tree: the winner's branch has the higher priority there, or the
     priorities are equal and QEMU gives the addresses to the one mapped last.
     """
@@ -944,7 +948,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             alias_depth = None
         if region.alias:
             alias_depth = region.depth
-            continue
+            if not _bar_alias(region, bars or {}):
+                continue
         if region.depth <= 1 or region.priority < 0 or (region.kind == "ram" and region.owner_kind != "dev"):
             continue   # system RAM decodes nobody's claims; a device's RAM (vga.vram) is the device
         if region.has_children and (region.owner_key, region.name) not in shown and (
@@ -959,6 +964,12 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
                     out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
                                       _why_wins(chain, _chain_of(f, tree, chains))))
     return _merge_runs(out)
+
+
+def _bar_alias(region: MtreeRegion, bars: Mapping[str, Sequence[tuple[int, int]]]) -> bool:
+    """Whether alias ``region`` is one of its device's BARs, mapped where query-pci says."""
+    return (region.owner_kind == "dev" and region.owner_ref == "id" and region.owner is not None
+            and (region.start, region.end) in bars.get(region.owner, ()))
 
 
 #: The subregions QEMU's msix_init() maps into a BAR.
