@@ -448,18 +448,23 @@ class _Context:
                         if irq != CASCADE_IRQ:
                             add(irq, device.label)
             # a board part with no QOM device (the x87 FERR line): present when its
-            # regions decode, wired under the accelerators its model names
+            # regions decode, wired under the accelerators its model names; a card that
+            # takes its port does not unwire its line
             if device.qemu_type is None and device.irqs and \
                     (not device.irq_accel or self.layout.accel in device.irq_accel) and \
-                    any(device.matches(r.owner_type, r.name) for r in self.layout.io):
+                    any(device.matches(r.owner_type, r.name) for r in (*self.layout.io, *self.layout.shadowed)):
                 for irq in device.irqs:
                     add(irq, device.label)
+        # a built-in function that signals through INTx is named as the claimants name it
+        board_functions = {(d.pci.bdf, d.pci.ids): d.label for d in board_model(self.spec.machine)
+                           if d.pci is not None and d.pci_interrupt}
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             # a function whose command register disables INTx cannot assert its pin
             # (QEMU's pci_irq_handler drops the level: pci_irq_disabled)
             if route is not None and not (fn.command or 0) & PCI_COMMAND_INTX_DISABLE:
-                add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
+                add(route.irq, fn.qdev_id or board_functions.get((fn.bdf, (fn.vendor, fn.device)),
+                                                                 f"{fn.bdf} {fn.description}"))
         # A PCI IDE function in compatibility mode drives the legacy channels' lines (an
         # ISA IDE device has its irq property above).
         pci_ide = [fn for fn in self.layout.pci if fn.class_code == PCI_CLASS_IDE]

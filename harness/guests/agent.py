@@ -84,6 +84,13 @@ class GuestAgent:
             text = self.machine.report_path.read_text(errors="replace") if self.machine.report_path.exists() else ""
             if '"hello"' in text and path.exists():
                 break
+            # A reset or shutdown on the way (-action pauses QEMU there) means no guest
+            # will ever say hello: no need to wait out the bound.
+            stops = self.machine.events("SHUTDOWN")
+            if stops:
+                reason = stops[0].get("data", {}).get("reason", "?")
+                raise AgentError(f"the guest stopped the machine ({reason}) before its agent said hello"
+                                 + self.machine.log_tails())
             if self.machine.pid is None or time.monotonic() > deadline:
                 raise AgentError(f"the guest agent did not say hello within {timeout:g} s"
                                  + self.machine.log_tails())

@@ -507,7 +507,12 @@ class LiveBus:
                     size_mib = {0: 256, 1: 128, 2: 64}.get(low >> 1 & 3)
                     if size_mib is not None:
                         base = (high << 32 | low) & ~(size_mib * (1 << 20) - 1) & ((1 << 36) - 1)
-                        self._ecam = (base, size_mib)
+                        # Read through 0xCF8/0xCFC: where a card decodes those ports the
+                        # value is the card's, so the window must be where QEMU maps it.
+                        if self._config_ports_reach_host() or any(
+                                _base_name(r) == "pcie-mmcfg-mmio" and r.start == base
+                                for r in self.flat_view().get("memory", [])):
+                            self._ecam = (base, size_mib)
         return self._ecam or None
 
     # ------------------------------------------------------------------ the flat view
