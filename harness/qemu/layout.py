@@ -449,7 +449,10 @@ class QomReader:
 
     def attribute_shadow(self, item: "Shadow") -> ShadowedRange:
         owner, owner_type = self._owner(item.region)
-        return ShadowedRange(item.space, item.start, item.end, item.region.name, owner, owner_type,
+        name = item.region.name
+        if item.region.alias:   # a BAR alias: "alias rtl8139-mem @rtl8139 0-ff" is rtl8139-mem
+            name = name.removeprefix("alias ").split(" @")[0]
+        return ShadowedRange(item.space, item.start, item.end, name, owner, owner_type,
                              (self._owner(item.winner)[0] or item.winner.name,), item.cause)
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
