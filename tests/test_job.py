@@ -190,6 +190,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "rtl8139-bar-moved-onto-hpet": (None, None, "shadowed"),
     "serial-on-q35-sata-smbus-line": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PnpManager", "irq-shared"),
     "debugcon-on-q35-pci-config-data": (None, None, None),
+    "elcr-port-taken-shared-irq3": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-lost"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -208,7 +209,9 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
                   "fpu-port-and-line-taken": "IRQ 13 is driven by ne0, board:fpu-error",
                   "rtl8139-bar-moved-onto-hpet": "nic0 (rtl8139-mem) no longer answers there: board:hpet wins them",
                   "serial-on-q35-sata-smbus-line": "IRQ 10 is driven by com1, board:sata, board:smbus",
-                  "keyboard-lines-both-taken": "IRQ 12 is driven by board:keyboard-controller, com1"}
+                  "keyboard-lines-both-taken": "IRQ 12 is driven by board:keyboard-controller, com1",
+                  # the ELCR as the 8259s hold it, not the byte a card on 0x4d0 answers
+                  "elcr-port-taken-shared-irq3": "edge-triggered (ELCR bit 3 clear)"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -257,6 +260,7 @@ UNCLAIMED: dict[str, set[str]] = {
     # qa6
     "fpu-port-and-line-taken": {"dbg0", "ne0"}, "keyboard-ports-both-taken": {"d60", "d64"},
     "keyboard-lines-both-taken": {"ne0", "com1"}, "serial-on-q35-sata-smbus-line": {"com1"},
+    "elcr-port-taken-shared-irq3": {"dbg0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).

@@ -278,6 +278,7 @@ def snapshot(machine: Any, phase: str | None = None, *,
     commands, pirq, elcr = _read_registers(machine, functions)
     pci = _read_pci(query_pci[0], commands) if query_pci else []
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
+    elcr = _elcr_held(machine, flat.get("I/O", []), elcr)
     if monitor_reads_to is not None:
         monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     devices = getattr(machine.spec, "devices", ())
@@ -325,6 +326,21 @@ def _read_registers(machine: Any, functions: list[tuple[int, int, int]], ports: 
     return dict(zip(functions, values)), pirq, values[-2] | values[-1] << 8
 
 
+_PIC_ELCR = re.compile(r"^(pic[01]):.*\belcr=([0-9a-f]+)", re.M)
+
+
+def _elcr_held(machine: Any, io: Iterable[Any], read: int) -> int:
+    """The ELCR ``read`` through its ports, unless a device other than the 8259s decodes one
+    of them (a card on 0x4d0 answers with its own byte): then what the 8259s hold, from
+    ``info pic`` (pic0 the master, pic1 the slave)."""
+    if all(_base_name(r) == "elcr" for r in io if any(r.start <= p <= r.end for p in ELCR_PORTS)):
+        return read
+    held = dict(_PIC_ELCR.findall(machine.hmp("info pic")))
+    if set(held) != {"pic0", "pic1"}:
+        return read
+    return int(held["pic0"], 16) | int(held["pic1"], 16) << 8
+
+
 def refresh(layout: Layout, machine: Any, phase: str, ports: PortChannel | None = None) -> Layout:
     """``layout`` of ``machine`` again, in ``phase``, when nothing that changes what QEMU
     decodes happened since it was taken (:meth:`LiveBus.layout_unchanged
@@ -334,6 +350,7 @@ def refresh(layout: Layout, machine: Any, phase: str, ports: PortChannel | None 
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
     commands, pirq, elcr = _read_registers(machine, [(f.bus, f.slot, f.function) for f in layout.pci], ports)
+    elcr = _elcr_held(machine, layout.io, elcr)
     pci = tuple(fn if fn.command == commands[fn.bus, fn.slot, fn.function]
                 else dataclasses.replace(fn, command=commands[fn.bus, fn.slot, fn.function]) for fn in layout.pci)
     return dataclasses.replace(layout, phase=phase, pci=pci, pirq=pirq, elcr=elcr)
