@@ -167,6 +167,15 @@ def test_a_card_over_each_board_decoder_meets_its_claimant(kind: str, tmp_path: 
     assert not problems, "\n".join(problems)
 
 
+def test_a_card_on_the_harness_firmware_log_port_is_refused() -> None:
+    """The one board-side decoder no card is generated for: 0x402, the harness's own
+    firmware-log console while ``firmware_log`` is on, refused at the card's line."""
+    from harness.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"m.yaml:4: devices\[0\]\.iobase: .*firmware-log port"):
+        parse_machine_text("machine: pc\nfirmware_log: true\ndevices:\n  - {model: isa-debugcon, id: d, iobase: 0x402}\n",
+                           "m.yaml")
+
+
 @pytest.mark.slow
 def test_a_card_on_these_ports_stops_the_firmware() -> None:
     """The fact behind FIRMWARE_STOPS: with a debug console on one of these ports SeaBIOS
