@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from board_overlaps import FIRMWARE_PLACES, FIRMWARE_STOPS, Overlap, Target, board_targets, machine, plan
+from board_overlaps import FIRMWARE_STOPS, Overlap, Target, board_targets, machine, plan
 from harness.claimants import service_of
 from harness.config import parse_machine_text
 from harness.devices import board_device_of, board_model
@@ -160,10 +160,7 @@ def test_a_card_over_each_board_decoder_meets_its_claimant(kind: str, tmp_path: 
             assert result.verdict == CONFLICT and not any(e.stopped for e in result.events), result.format_text()
         for o in overlaps:
             problems += overlap_problems(result, o, sci)
-        if not any(o.target.board.name in FIRMWARE_PLACES for o in overlaps):
-            # (With a card on the configuration ports the claimants read the chipset's
-            # registers through them: q35's ACPI claims a PM block at what the card answers.)
-            problems += claims_beyond_the_board(result, kind, layout, {o.card for o in overlaps})
+        problems += claims_beyond_the_board(result, kind, layout, {o.card for o in overlaps})
     assert not problems, "\n".join(problems)
 
 
