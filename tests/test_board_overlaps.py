@@ -33,9 +33,8 @@ from harness.verify import ACPI_SCI, CASCADE
 pytestmark = pytest.mark.qemu
 
 KINDS = ("isapc", "pc", "q35")
-#: The line the HAL claims for a board device's (the SCI is the ACPI function's line, but
-#: the HAL's claim: device_models/boards/pc.yaml); by hardware-collision kind, the board
-#: part a collision of that kind names in its kind (the cascade, the SCI).
+#: Hardware collisions whose kind names the board part (the cascade is the 8259s' line,
+#: the SCI the ACPI function's): they list only the card.
 NAMED_BY_KIND = {CASCADE: "interrupt-controllers", ACPI_SCI: "acpi"}
 
 
@@ -69,6 +68,8 @@ def _covers(resource: str, target: Target, at: int) -> bool:
 
 
 def _claimant_service(target: Target, sci: int | None) -> str | None:
+    """Who claims ``target`` on NT: its board device's claimant, but the SCI, the ACPI
+    function's line, is the HAL's claim (device_models/boards/pc.yaml)."""
     if target.space == "irq" and target.board.name == "acpi" and target.start == sci:
         return service_of("hal")
     return service_of(target.board.claimant) if target.board.claimant else None
