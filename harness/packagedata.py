@@ -35,17 +35,24 @@ def _package_root() -> Path:
     return root
 
 
+#: shipped_dir's answers: an installed package does not move while it runs, and the board
+#: model is asked for on every device a report names (several stat calls each).
+_found: dict[str, Path] = {}
+
+
 def shipped_dir(name: str) -> Path:
     """The shipped data folder ``name`` (one of :data:`SHIPPED`)."""
+    if name in _found:
+        return _found[name]
     if name not in SHIPPED:
         raise ValueError(f"unknown shipped data folder {name!r}; expected one of {SHIPPED}")
     package = _package_root()
     installed = package / "_data" / name
     if installed.is_dir():
-        return installed
+        return _found.setdefault(name, installed)
     source_tree = package.parent / name
     if source_tree.is_dir() and (package.parent / "pyproject.toml").is_file():
-        return source_tree
+        return _found.setdefault(name, source_tree)
     raise FileNotFoundError(f"the harness package at {package} carries no {name}/ data; "
                             f"reinstall {DIST_NAME} from a wheel or sdist built by its own build")
 
