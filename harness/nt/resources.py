@@ -1063,10 +1063,18 @@ _CONNECTION = struct.Struct("<BBBBII")  # Class, Type, Reserved1, Reserved2, IdL
 CONNECTION_CLASS_NAMES = {1: "GPIO", 2: "SERIAL", 3: "FUNCTION_CONFIG"}
 
 
+@dataclass(frozen=True, repr=False)
 class _ConnectionMember:
     """u.Connection (Win8+), the same 12 bytes in both unions (§1.2, §1.4): Class and Type
     UCHARs, two reserved UCHARs, then the 64-bit connection id a driver opens through the
     resource hub, as IdLowPart and IdHighPart. Not an arbitrated range."""
+
+    connection_class: int
+    connection_type: int
+    reserved1: int = 0
+    reserved2: int = 0
+    id_low_part: int = 0
+    id_high_part: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()  # type: ignore[misc]
@@ -1094,13 +1102,6 @@ class _ConnectionMember:
 @dataclass(frozen=True, repr=False)
 class Connection(_ConnectionMember, CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """CmResourceTypeConnection: a GPIO or serial-bus connection id (see _ConnectionMember)."""
-
-    connection_class: int
-    connection_type: int
-    reserved1: int = 0
-    reserved2: int = 0
-    id_low_part: int = 0
-    id_high_part: int = 0
 
 
 @dataclass(frozen=True, repr=False)
@@ -1637,13 +1638,6 @@ class DevicePrivateRequirement(_PrivateData, IO_RESOURCE_DESCRIPTOR):
 @dataclass(frozen=True, repr=False)
 class ConnectionRequirement(_ConnectionMember, IO_RESOURCE_DESCRIPTOR):
     """CmResourceTypeConnection in a requirement list: the same fields as :class:`Connection`."""
-
-    connection_class: int
-    connection_type: int
-    reserved1: int = 0
-    reserved2: int = 0
-    id_low_part: int = 0
-    id_high_part: int = 0
 
 
 @dataclass(frozen=True, repr=False)
