@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.nt.errors import RegFileError
-from harness.nt.regfile import import_reg
+from harness.nt.regfile import import_reg, read_reg_bytes
 from harness.nt.registry import (MACHINE, REG_BINARY, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ,
                                  REG_NONE, REG_QWORD, REG_SZ, Registry)
 
@@ -80,3 +80,15 @@ def test_refused_file_names_file_and_line_and_applies_nothing(name, encoding):
             import_reg(reg, path)
         assert info.value.line == line and str(info.value).startswith(f"{path}:{line}: ")
         assert reg.subkeys(MACHINE) == []
+
+
+@pytest.mark.parametrize("header", [MAKE.H5, MAKE.H4])
+def test_utf16le_without_a_bom_is_named_as_such(header):
+    """Tools that drop the BOM leave "W\\0i\\0n\\0..." (or "R\\0E\\0G\\0..."): refused at line
+    1 saying what was found, not as a stray NUL; with the BOM the same text imports."""
+    text = f"{header}\r\n\r\n{MAKE.K}\r\n\"v\"=dword:00000001\r\n"
+    with pytest.raises(RegFileError) as err:
+        read_reg_bytes(text.encode("utf-16-le"), source="nobom.reg")
+    assert str(err.value).startswith("nobom.reg:1: UTF-16LE text without a byte-order mark")
+    assert read_reg_bytes(b"\xff\xfe" + text.encode("utf-16-le")).text == text
+    assert read_reg_bytes(text.encode("utf-8")).text == text  # ASCII is not mistaken for it

@@ -194,6 +194,9 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
                            "with BOM or UTF-8)", source=source, line=1)
     elif raw.startswith(b"\xef\xbb\xbf"):
         codec, body = "utf-8", raw[3:]
+    elif _utf16le_without_bom(raw):
+        raise RegFileError("UTF-16LE text without a byte-order mark (expected UTF-16LE with "
+                           "the BOM FF FE that regedit writes, or UTF-8)", source=source, line=1)
     else:
         codec, body = "utf-8", raw
     try:
@@ -203,6 +206,14 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
         raise RegFileError(f"invalid {codec.upper()} at byte {e.start} (expected UTF-16LE "
                            "with BOM or UTF-8)", source=source, line=line) from None
     return RegText(text, codec == "utf-16-le")
+
+
+def _utf16le_without_bom(raw: bytes) -> bool:
+    """A header line in UTF-16LE ("W\\0i\\0n\\0..." or "R\\0E\\0G\\0..."): ASCII
+    characters each followed by a NUL, as the first few bytes of the file."""
+    head = raw[:16]
+    return (len(head) >= 8 and not any(head[1::2])
+            and all(0x20 <= b < 0x7F for b in head[0::2]))
 
 
 def decode_reg_bytes(raw: bytes, source: str = "<reg>") -> str:
