@@ -28,7 +28,7 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   CM_RESOURCE_MEMORY_LARGE_40, CM_SERIAL_DEVICE_DATA, Connection,
                                   ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
-                                  MemoryLargeRequirement)
+                                  MemoryLargeRequirement, PortRequirement)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -657,3 +657,23 @@ def test_a_genuine_export_in_other_encodings(encode, accepted, tmp_path):
             assert f"{other}:1:" in str(err.value) and accepted in str(err.value)
             assert "expected UTF-16LE with" in str(err.value)
             assert not got.key_exists(MACHINE + r"\SYSTEM")
+
+
+# --- Known issue outside this module's reach (harness/nt/pnp.py), kept as a strict xfail ---
+
+@pytest.mark.xfail(strict=True, raises=ResourceFormatError,
+                   reason="pnp._points expands a zero-length window requirement into places "
+                          "whose MaximumAddress is Start - 1 (-1 at Start 0)")
+def test_pnp_candidates_of_a_pci_bridge_with_a_zero_length_window():
+    """Windows 7's 440BX AGP bridge (and every PCI bridge of the VMware and Dell machines)
+    asks for bridge windows of Length 0 (nothing behind them): a port window [0, 0xFFFF]
+    aligned to 0x1000 has 16 places, few enough to be expanded, and each place must stay a
+    valid descriptor."""
+    from harness.nt import pnp
+    with imported(WIN7, Arch.X86) as reg:
+        key = SYSTEM + r"\Enum\PCI\VEN_8086&DEV_7191&SUBSYS_00000000&REV_01\3&18d45aa6&0&08\LogConf"
+        basic = reg.get_value(key, "BasicConfigVector").value
+    assert [d for d in descriptors(basic)
+            if isinstance(d, PortRequirement) and d.length == 0 and d.alignment == 0x1000]
+    node = pnp.DeviceNode("PCI\\bridge\\0", "bridge", configs={pnp.ConfigType.BASIC: basic})
+    assert pnp.candidates(node)
