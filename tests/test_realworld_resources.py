@@ -677,3 +677,29 @@ def test_pnp_candidates_of_a_pci_bridge_with_a_zero_length_window():
             if isinstance(d, PortRequirement) and d.length == 0 and d.alignment == 0x1000]
     node = pnp.DeviceNode("PCI\\bridge\\0", "bridge", configs={pnp.ConfigType.BASIC: basic})
     assert pnp.candidates(node)
+
+
+def test_a_regedit4_export_in_a_windows_code_page_via_the_command(tmp_path, capsys):
+    """Windows 7's REGEDIT4 export with a key of a German machine's names added in its code
+    page (cp1252): refused as UTF-8 at that line, nothing written; with ``--ansi-codepage
+    1252`` every genuine value imports unchanged beside the new key."""
+    raw = WIN7.read_bytes()
+    assert raw.startswith(b"REGEDIT4\r\n")
+    added = ("\r\n[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Control\\Class\\Anschlüsse]\r\n"
+             '"Class"="Ports"\r\n').encode("cp1252")
+    source = tmp_path / "de.reg"
+    source.write_bytes(raw + added)
+    line = (raw + added).count(b"\n") - 1
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(source), db, "--arch", "x86"]) == 2
+    err = capsys.readouterr().err
+    at = len(raw) + added.index("ü".encode("cp1252"))
+    assert f"{source}:{line}: invalid UTF-8 at byte {at}" in err
+    assert "--ansi-codepage" in err and not os.path.exists(db)
+    assert cli_main(["registry", "import", str(source), db, "--arch", "x86",
+                     "--ansi-codepage", "1252"]) == 0
+    capsys.readouterr()
+    with Registry(db, create=False) as got, imported(WIN7, Arch.X86) as want:
+        assert [(p, v.name, v.data) for p, v in resource_values(got)] == \
+            [(p, v.name, v.data) for p, v in resource_values(want)]
+        assert got.get(SYSTEM + r"\Control\Class\Anschlüsse", "Class") == "Ports"

@@ -26,7 +26,9 @@ Import reads the dialect regedit accepts, as Wine's regedit implements it
 
 * the header on line 1 (blanks before it allowed): ``Windows Registry Editor Version 5.00``
   or ``REGEDIT4``; the encoding comes from the bytes, not the header: UTF-16LE with a BOM,
-  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed). In an ANSI file string types in
+  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed, or in the Windows code page the
+  caller names: ``ansi_codepage="cp1252"``, ``--ansi-codepage``, for a REGEDIT4 export of a
+  machine whose names are not ASCII; no code page is guessed). In an ANSI file string types in
   hex form (``hex(1)``, ``hex(2)``, ``hex(7)``) are ANSI bytes, stored as UTF-16LE with a
   terminating NUL added when missing; in a UTF-16 file they are stored as written (Wine
   would add a missing terminator there too; the exact bytes keep export→import lossless);
@@ -53,6 +55,7 @@ nothing is applied: the import is one transaction.
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,18 +178,41 @@ class RegOperation:
     data: bytes = b""
 
 
+#: How an "ANSI" file is read unless the caller names its Windows code page.
+DEFAULT_ANSI = "utf-8"
+
+
+def ansi_codec(name: str) -> str:
+    """The Python codec of an ANSI code page name (``cp1252``, ``1252``, ``windows-1251``,
+    ``utf-8``...), or ValueError saying what is accepted."""
+    text = str(name).strip()
+    candidate = f"cp{text}" if text.isdigit() else text
+    try:
+        info = codecs.lookup(candidate)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True) or \
+            info.name.startswith(("utf-16", "utf-32")):
+        raise ValueError(f"{name!r} is not a code page (expected e.g. cp1252, 1251, cp932 or "
+                         "utf-8)")
+    return info.name
+
+
 @dataclass(frozen=True)
 class RegText:
     """The text of a .reg file and how it was stored: ``unicode`` for UTF-16LE with a BOM
     (what regedit 5.00 writes); otherwise the file is "ANSI" (REGEDIT4's encoding, read
-    as UTF-8 here, with or without a UTF-8 BOM)."""
+    as UTF-8 here, with or without a UTF-8 BOM, unless the caller named its code page)."""
 
     text: str
     unicode: bool
+    ansi: str = DEFAULT_ANSI  # the codec of an ANSI file's hex(1)/(2)/(7) string bytes
 
 
-def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
-    """Decode a .reg file: UTF-16LE with BOM, or ANSI/UTF-8 (with or without BOM)."""
+def read_reg_bytes(raw: bytes, source: str = "<reg>", ansi: str = DEFAULT_ANSI) -> RegText:
+    """Decode a .reg file: UTF-16LE with BOM, UTF-8 with BOM, or ANSI (``ansi`` names its
+    code page; UTF-8 unless told)."""
+    ansi = ansi_codec(ansi)
     if raw.startswith(b"\xff\xfe"):
         codec, body = "utf-16-le", raw[2:]
     elif raw.startswith(b"\xfe\xff"):
@@ -198,14 +224,21 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
         raise RegFileError("UTF-16LE text without a byte-order mark (expected UTF-16LE with "
                            "the BOM FF FE that regedit writes, or UTF-8)", source=source, line=1)
     else:
-        codec, body = "utf-8", raw
+        codec, body = ansi, raw
     try:
         text = body.decode(codec, "surrogatepass" if codec == "utf-16-le" else "strict")
     except UnicodeDecodeError as e:
         line = body[:e.start].count(b"\n" if codec == "utf-8" else b"\n\0") + 1
-        raise RegFileError(f"invalid {codec.upper()} at byte {e.start} (expected UTF-16LE "
-                           "with BOM or UTF-8)", source=source, line=line) from None
-    return RegText(text, codec == "utf-16-le")
+        at = len(raw) - len(body) + e.start  # a byte offset in the file, BOM included
+        if codec == "utf-16-le" and len(body) % 2:
+            why = f"the file ends inside a UTF-16 code unit at byte {at} (cut short?)"
+        else:
+            why = f"invalid {codec.upper()} at byte {at}"
+        hint = ("; a REGEDIT4 file in a Windows code page needs that code page named "
+                "(--ansi-codepage, e.g. cp1252)" if body is raw and codec == DEFAULT_ANSI else "")
+        raise RegFileError(f"{why} (expected UTF-16LE with BOM or UTF-8{hint})", source=source,
+                           line=line) from None
+    return RegText(text, codec == "utf-16-le", ansi if codec == "utf-16-le" else codec)
 
 
 def _utf16le_without_bom(raw: bytes) -> bool:
@@ -272,10 +305,11 @@ class _Parser:
     """regproc.c's state machine, reading lines; where Wine would skip a line (after a
     message, or silently) this parser refuses the file naming ``source:line``."""
 
-    def __init__(self, text: str, source: str, unicode: bool) -> None:
+    def __init__(self, text: str, source: str, unicode: bool, ansi: str = DEFAULT_ANSI) -> None:
         self.lines = _physical_lines(text)
         self.source = source
         self.unicode = unicode
+        self.ansi = ansi_codec(ansi)
         self.index = 0
         self.current: str | None = None
         self.ops: list[RegOperation] = []
@@ -496,17 +530,20 @@ class _Parser:
         if raw[-1:] != b"\0":
             raw += b"\0"
         try:
-            return raw.decode("utf-8").encode("utf-16-le", "surrogatepass")
+            return raw.decode(self.ansi).encode("utf-16-le", "surrogatepass")
         except UnicodeDecodeError as e:
-            raise self.error(lineno, f"string data in hex form is not valid UTF-8 at byte "
-                                     f"{e.start} (an ANSI file's strings are UTF-8 here)") from None
+            raise self.error(lineno, f"string data in hex form is not valid {self.ansi.upper()} at "
+                                     f"byte {e.start} (an ANSI file's strings are in its code "
+                                     "page, UTF-8 unless --ansi-codepage names another)") from None
 
 
-def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list[RegOperation]:
+def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True,
+              ansi: str = DEFAULT_ANSI) -> list[RegOperation]:
     """Parse .reg text into operations; every error names ``source:line`` and what was
     expected there. ``unicode`` says the text came from a UTF-16 file (see
-    :class:`RegText`): in an ANSI file hex(1)/hex(2)/hex(7) data are ANSI bytes."""
-    return _Parser(text, source, unicode).run()
+    :class:`RegText`): in an ANSI file hex(1)/hex(2)/hex(7) data are bytes of the code
+    page ``ansi``."""
+    return _Parser(text, source, unicode, ansi).run()
 
 
 def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: Arch,
@@ -594,25 +631,26 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
 
 
 def import_text(registry: Registry, text: str, *, source: str = "<reg>", volatile: bool = False,
-                validate: bool = True, unicode: bool = True) -> int:
-    """Parse and apply .reg text atomically (``unicode``: see :func:`parse_reg`)."""
-    return apply_operations(registry, parse_reg(text, source, unicode=unicode), source=source,
-                            volatile=volatile, validate=validate)
+                validate: bool = True, unicode: bool = True, ansi: str = DEFAULT_ANSI) -> int:
+    """Parse and apply .reg text atomically (``unicode``, ``ansi``: see :func:`parse_reg`)."""
+    return apply_operations(registry, parse_reg(text, source, unicode=unicode, ansi=ansi),
+                            source=source, volatile=volatile, validate=validate)
 
 
 def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = False,
-               validate: bool = True) -> int:
-    """Load a .reg file (UTF-16LE with BOM or UTF-8) into ``registry`` atomically."""
+               validate: bool = True, ansi_codepage: str = DEFAULT_ANSI) -> int:
+    """Load a .reg file (UTF-16LE with BOM, UTF-8, or ANSI in ``ansi_codepage``) into
+    ``registry`` atomically."""
     source = str(file)
     try:
         raw = Path(file).read_bytes()
     except OSError as e:
         raise RegFileError(f"cannot read: {e.strerror}", source=source) from None
-    decoded = read_reg_bytes(raw, source)
+    decoded = read_reg_bytes(raw, source, ansi_codepage)
     return import_text(registry, decoded.text, source=source, volatile=volatile,
-                       validate=validate, unicode=decoded.unicode)
+                       validate=validate, unicode=decoded.unicode, ansi=decoded.ansi)
 
 
 __all__ = ["HEADER", "HEADER_4", "to_hkey", "from_hkey", "export_text", "export_reg", "parse_reg",
            "apply_operations", "import_text", "import_reg", "decode_reg_bytes", "read_reg_bytes",
-           "RegText", "RegOperation"]
+           "RegText", "RegOperation", "DEFAULT_ANSI", "ansi_codec"]
