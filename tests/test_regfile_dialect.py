@@ -127,3 +127,20 @@ def test_an_ansi_file_in_a_windows_code_page(codepage, name, text):
     with Registry() as reg:
         assert import_text(reg, decoded.text, unicode=False, ansi=decoded.ansi) == 1
         assert reg.get(MACHINE + "\\SOFTWARE\\" + name, "e") == text
+
+
+def test_encoding_errors_give_the_file_byte_offset():
+    """Offsets count the BOM: a UTF-16 file cut inside a code unit, a bad UTF-8 byte after
+    a UTF-8 BOM."""
+    text = f"{MAKE.H5}\r\n\r\n{MAKE.K}\r\n\"v\"=dword:00000001\r\n"
+    raw = b"\xff\xfe" + text.encode("utf-16-le")
+    with pytest.raises(RegFileError) as err:
+        read_reg_bytes(raw[:-1], source="cut.reg")
+    assert str(err.value).startswith(f"cut.reg:4: the file ends inside a UTF-16 code unit at "
+                                     f"byte {len(raw) - 2} (cut short?)")
+    bad = b"\xef\xbb\xbf" + text.encode("utf-8").replace(b"dword", b"dw\xffrd")
+    with pytest.raises(RegFileError) as err:
+        read_reg_bytes(bad, source="bad.reg")
+    at = bad.index(bytes([0xFF]))
+    assert f"bad.reg:4: invalid UTF-8 at byte {at}" in str(err.value)
+    assert "--ansi-codepage" not in str(err.value)  # a UTF-8 BOM says the file is UTF-8
