@@ -28,7 +28,8 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   CM_RESOURCE_MEMORY_LARGE_40, CM_SERIAL_DEVICE_DATA, Connection,
                                   ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
-                                  MemoryLargeRequirement, PortRequirement)
+                                  MemoryLargeRequirement, PortRequirement, IO_RESOURCE_DEFAULT,
+                                  LCPRI_DESIRED, LCPRI_NORMAL)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -173,6 +174,8 @@ RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
 XP_VMWARE = DATA / "xp-sp3-x86-vmware-system.reg"
 MAC = DATA / "win10-mac-t2-carved.reg"
 QEMU_GUEST = DATA / "x64-qemu-guest-logs.reg"
+M57_PAT = DATA / "xp-sp3-x86-m57-pat-system.reg"
+OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -186,6 +189,8 @@ HIVES = [
     pytest.param(XP_VMWARE, Arch.X86, 48, 22, 0, SYSTEM + r"\Enum", 22, id="xp-sp3-vmware"),
     pytest.param(MAC, Arch.X64, 64, 29, 0, CARVED, 35, id="win10-mac-carved"),
     pytest.param(QEMU_GUEST, Arch.X64, 35, 14, 0, SYSTEM + r"\Enum", 13, id="x64-qemu-logs"),
+    pytest.param(M57_PAT, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 27, id="xp-sp3-m57-pat"),
+    pytest.param(OFIARA, Arch.X86, 118, 54, 0, SYSTEM + r"\Enum", 56, id="xp-sp3-vmware-ofiara"),
 ]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
@@ -505,12 +510,13 @@ def test_windows_10_asks_for_msi_messages_by_token():
 XP_ENUM = SYSTEM + r"\Enum"
 
 
-def test_xp_counts_list_size_past_its_lists_too():
-    """XP's ISA PnP read-data port: ListSize 1120 (the value's length), one list of 16
-    port descriptors ending at 552, then 568 zero bytes (not whole descriptors): kept as
-    slack, as Windows 10's unwritten descriptor is. Its BootConfig's partial list is
-    Version 0, Revision 0x3000."""
-    with imported(XP_VMWARE, Arch.X86) as reg:
+@pytest.mark.parametrize("file", [XP_VMWARE, M57_PAT, OFIARA])
+def test_xp_counts_list_size_past_its_lists_too(file):
+    """XP's ISA PnP read-data port, on three machines alike: ListSize 1120 (the value's
+    length), one list of 16 port descriptors ending at 552, then 568 zero bytes (not whole
+    descriptors): kept as slack, as Windows 10's unwritten descriptor is. Its BootConfig's
+    partial list is Version 0, Revision 0x3000."""
+    with imported(file, Arch.X86) as reg:
         key = XP_ENUM + r"\ISAPNP\ReadDataPort\0\LogConf"
         value = reg.get_value(key, "BasicConfigVector")
         req = value.value
@@ -542,6 +548,22 @@ def test_xp_legacy_serial_boot_config_carries_the_uart_clock():
             assert (type(line), interrupt_line(line), line.share) == \
                 (Interrupt, irq, CmResourceShare.CmResourceShareUndetermined)
             assert CM_SERIAL_DEVICE_DATA.unpack(specific.data) == CM_SERIAL_DEVICE_DATA(0, 0, 1843200)
+
+
+def test_a_legacy_game_port_asks_with_io_resource_default_and_two_priorities():
+    """XP's LEGACY\\JOYSTICK (OFIARA): two alternative lists, each led by a ConfigData of
+    LCPRI_DESIRED then LCPRI_NORMAL, every descriptor with Option IO_RESOURCE_DEFAULT (the
+    flag the DDK calls unused): ports 0x200 or 0x208..0x21F, 8 aligned to 8."""
+    with imported(OFIARA, Arch.X86) as reg:
+        (value,) = [v for path, vs in reg.walk(XP_ENUM + r"\LEGACY\JOYSTICK") for v in vs]
+        req = value.value
+        assert (req.interface_type, req.alternative_lists) == (Isa, 2)
+        heads = [lst.descriptors[0] for lst in req.lists]
+        assert [h.priority for h in heads] == [LCPRI_DESIRED, LCPRI_NORMAL]
+        assert {d.option for d in descriptors(req)} == {IO_RESOURCE_DEFAULT}
+        ports = [(d.minimum_address, d.maximum_address, d.length, d.alignment)
+                 for d in descriptors(req) if isinstance(d, PortRequirement)]
+        assert ports == [(0x200, 0x207, 8, 8), (0x208, 0x21F, 8, 8)]
 
 
 def test_qemu_guests_root_bus_leaves_out_qemus_own_ports():
