@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.nt.arbiter import interrupt_line, kind_of
+from harness.nt.arbiter import Owner, claims_of, conflicts_between, interrupt_line, kind_of
 from harness.nt.errors import RegFileError, ResourceFormatError
 from harness.nt.regfile import HEADER, export_text, import_reg, import_text
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
@@ -548,6 +548,22 @@ def test_xp_legacy_serial_boot_config_carries_the_uart_clock():
             assert (type(line), interrupt_line(line), line.share) == \
                 (Interrupt, irq, CmResourceShare.CmResourceShareUndetermined)
             assert CM_SERIAL_DEVICE_DATA.unpack(specific.data) == CM_SERIAL_DEVICE_DATA(0, 0, 1843200)
+
+
+def test_xp_lists_each_com_port_twice_mapper_and_acpi():
+    """The firmware mapper's COM1/COM2 (Isa, 7 ports, IRQ share Undetermined) and ACPI's
+    (PNPBus, 8 ports from the same base, IRQ DeviceExclusive) side by side in one LogConf
+    tree: under the ResourceMap rule they would collide, so LogConf values are no claims."""
+    with imported(XP_VMWARE, Arch.X86) as reg:
+        for mapper, acpi, base in (("1_0_17_0_0_0", "1", 0x3F8), ("1_0_17_1_0_0", "2", 0x2F8)):
+            boots = [reg.get_value(XP_ENUM + key + r"\LogConf", "BootConfig").value
+                     for key in ("\\Root\\*PNP0501\\" + mapper, "\\ACPI\\PNP0501\\" + acpi)]
+            (old, new) = [[(p.start, p.length) for _, p in b.partials() if isinstance(p, Port)]
+                          for b in boots]
+            assert (old, new) == ([(base, 7)], [(base, 8)])
+            assert [b.descriptors[0].interface_type.name for b in boots] == ["Isa", "PNPBus"]
+            claims = [claims_of(Owner(str(i)), b) for i, b in enumerate(boots)]
+            assert conflicts_between(*claims)
 
 
 def test_a_legacy_game_port_asks_with_io_resource_default_and_two_priorities():
