@@ -176,6 +176,7 @@ MAC = DATA / "win10-mac-t2-carved.reg"
 QEMU_GUEST = DATA / "x64-qemu-guest-logs.reg"
 M57_PAT = DATA / "xp-sp3-x86-m57-pat-system.reg"
 OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
+XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -191,6 +192,7 @@ HIVES = [
     pytest.param(QEMU_GUEST, Arch.X64, 35, 14, 0, SYSTEM + r"\Enum", 13, id="x64-qemu-logs"),
     pytest.param(M57_PAT, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 27, id="xp-sp3-m57-pat"),
     pytest.param(OFIARA, Arch.X86, 118, 54, 0, SYSTEM + r"\Enum", 56, id="xp-sp3-vmware-ofiara"),
+    pytest.param(XP_X64, Arch.X64, 41, 16, 1, SYSTEM + r"\Enum", 16, id="xp-x64-vbox"),
 ]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
@@ -275,6 +277,20 @@ def test_x64_windows_keeps_the_isa_reserved_resources_in_the_x86_layout():
         assert [(type(p), p.start, p.length) for p in unshared] == [(Port, 0, 0x100)]
         assert ("Isa : REG_RESOURCE_LIST (660 bytes, x86 layout, not this registry's x64, "
                 "1 full descriptor(s))") in format_tree(x64)
+
+
+def test_setup_writes_the_same_isa_reserved_resources_on_every_windows():
+    """XP x86 and x64, Windows 7 x86 and later x64 Windows: every hive here that has
+    ``SystemResources\\ReservedResources\\Isa`` has the same 660 bytes, in the x86 layout."""
+    found = {}
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            if reg.key_exists(RESERVED_ISA[0]):
+                found[file.name] = reg.get_value(*RESERVED_ISA).data
+    assert len(found) >= 7 and {XP_X64.name, M57_PAT.name, WIN7.name} <= set(found)
+    assert {len(d) for d in found.values()} == {660} and len(set(found.values())) == 1
+    assert fitting_layouts(found[XP_X64.name]) == (Arch.X86,)
 
 
 @pytest.mark.parametrize("file,arch,pic", [(WIN7, Arch.X86, r"ACPI\PNP0001\4&25ee97c0&0"),
