@@ -29,7 +29,7 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
                                   MemoryLargeRequirement, PortRequirement, IO_RESOURCE_DEFAULT,
-                                  LCPRI_DESIRED, LCPRI_NORMAL)
+                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -564,6 +564,32 @@ def test_xp_legacy_serial_boot_config_carries_the_uart_clock():
             assert (type(line), interrupt_line(line), line.share) == \
                 (Interrupt, irq, CmResourceShare.CmResourceShareUndetermined)
             assert CM_SERIAL_DEVICE_DATA.unpack(specific.data) == CM_SERIAL_DEVICE_DATA(0, 0, 1843200)
+
+
+@pytest.mark.parametrize("file,arch,key,repeats", [
+    (XP_X64, Arch.X64, r"\ACPI\PNP0A03\0", 2),
+    (QEMU_GUEST, Arch.X64, r"\ACPI\PNP0A03\1", 1),
+])
+def test_root_bus_windows_are_followed_by_private_type_and_start(file, arch, key, repeats):
+    """After each window of the PCI root bus's BasicConfigVector: on XP x64 the window's
+    copy (XP's rule), then on both DevicePrivate (type 1 port / 3 memory, the window's
+    start, 0) with Flags 0x6000, then (0, 0, 0) with Flags 1 -- twice each on XP x64,
+    once on the later x64 guest."""
+    with imported(file, arch) as reg:
+        req = reg.get_value(XP_ENUM + key + r"\LogConf", "BasicConfigVector").value
+        (lst,) = req.lists
+        ds = list(lst.descriptors)
+        windows = [i for i, d in enumerate(ds) if isinstance(d, (PortRequirement, MemoryRequirement))]
+        assert len(windows) >= 4
+        for i in windows:
+            window = ds[i]
+            after = ds[i + 1:i + 1 + 2 * repeats + (repeats == 2)]
+            if repeats == 2:  # XP's copy of the window first
+                assert private_copy_of(after[0], window, arch)
+                after = after[1:]
+            kind = 1 if isinstance(window, PortRequirement) else 3
+            assert [(d.data, d.flags) for d in after] == \
+                [((kind, window.minimum_address, 0), 0x6000)] * repeats + [((0, 0, 0), 1)] * repeats
 
 
 def test_xp_lists_each_com_port_twice_mapper_and_acpi():
