@@ -1,6 +1,7 @@
-"""Genuine resource lists of a Windows XP machine (tests/data/realworld-resources/README.md):
-each decodes with dedicated descriptor classes only, dumps, and re-encodes to exactly the
-bytes Windows wrote."""
+"""Genuine resource lists of real Windows machines, XP to 10, x86 and x64
+(tests/data/realworld-resources/README.md names each source): each decodes, dumps, and
+re-encodes to exactly the bytes Windows wrote; damaged copies of them are refused naming
+file, line, value and what was expected, with nothing written."""
 
 from __future__ import annotations
 
