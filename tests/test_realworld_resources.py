@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main as cli_main
 from harness.nt.arbiter import Owner, claims_of, conflicts_between, interrupt_line, kind_of
 from harness.nt.errors import RegFileError, ResourceFormatError
-from harness.nt.regfile import HEADER, export_text, import_reg, import_text
+from harness.nt.regfile import HEADER, export_text, file_layout, import_reg, import_text, parse_reg
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -389,6 +389,37 @@ def test_only_values_left_stored_vote(tail):
         assert not reg.key_exists(r"\Registry\Machine\HARDWARE\T")
     with Registry(arch=Arch.X64) as reg:  # the same file less its tail imports
         assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3
+
+
+@pytest.mark.parametrize("values,layout", [
+    ((X64_ONLY, X86_ONLY, BOTH, X64_ONLY), Arch.X64),
+    ((X86_ONLY, BOTH), Arch.X86),
+    ((BOTH,), None),                        # nothing tells
+    ((X64_ONLY, X86_ONLY), None),           # a tie
+    ((), None),
+])
+def test_file_layout_is_the_vote_of_the_values_left_stored(values, layout):
+    assert file_layout(parse_reg(reg_file(*values))) is layout
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T]", hex8("a", X86_ONLY),
+             hex8("b", X86_ONLY), hex8("c", X64_ONLY)]
+    assert file_layout(parse_reg("\n".join(lines) + "\n")) is Arch.X86
+    assert file_layout(parse_reg("\n".join(lines + ['"a"=-']) + "\n")) is None  # 1 : 1 left
+
+
+@pytest.mark.parametrize("file,arch", [(WIN7, Arch.X86), (M57_PAT, Arch.X86), (XP_X64, Arch.X64),
+                                       (QEMU_GUEST, Arch.X64), (DATA / "x64-cpu.reg", Arch.X64)])
+def test_a_new_database_takes_the_files_layout(file, arch, tmp_path, capsys):
+    """Without ``--arch`` a new database gets the layout the file's values show (XP x64's
+    one x86-only value is outvoted; a file whose values fit both is x64, the default); an
+    existing database keeps its own and refuses a file of the other."""
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(file), db]) == 0
+    with Registry(db, create=False) as reg:
+        assert reg.arch is arch
+    other = WIN7 if arch is Arch.X64 else XP_X64
+    assert cli_main(["registry", "import", str(other), db]) == 2
+    assert f"import it into an {next(a for a in Arch if a is not arch).value} registry" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("file,arch,count,first,last", [(WIN7, Arch.X86, 110, 81, 190),

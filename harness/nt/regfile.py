@@ -546,10 +546,56 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True,
     return _Parser(text, source, unicode, ansi).run()
 
 
-def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: Arch,
-                    source: str) -> None:
+class _StoredResources:
+    """The resource values a file leaves stored, each with the layouts it fits: a value
+    the file overwrites or deletes later (or whose key it deletes) drops out."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
+
+    def keep(self, op: RegOperation, fits: tuple[Arch, ...]) -> None:
+        self._by_name[(fold(op.path), fold(op.name))] = (op, fits)
+
+    def drop_value(self, op: RegOperation) -> None:
+        self._by_name.pop((fold(op.path), fold(op.name)), None)
+
+    def drop_key(self, path: str) -> None:
+        gone = fold(path)
+        self._by_name = {k: v for k, v in self._by_name.items()
+                         if k[0] != gone and not k[0].startswith(gone + "\\")}
+
+    def single_layout(self) -> dict[Arch, list[RegOperation]]:
+        """The values that fit one layout only, by that layout, in file order."""
+        only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
+        for op, fits in sorted(self._by_name.values(), key=lambda item: item[0].line):
+            if len(fits) == 1:
+                only[fits[0]].append(op)
+        return only
+
+
+def file_layout(ops: list[RegOperation]) -> Arch | None:
+    """The layout of the machine a file comes from, as :func:`_vote_on_layout` reads it:
+    the one most of the resource values it leaves stored fit when only one layout fits
+    them; None when none tells, or as many fit one as the other."""
+    stored = _StoredResources()
+    for op in ops:
+        if op.kind == "delete_key":
+            stored.drop_key(op.path)
+        elif op.kind != "key":
+            kind = _RESOURCE_TYPES.get(op.type) if op.kind == "value" else None
+            fits = fitting_layouts(op.data, kind) if kind is not None else ()
+            if fits:
+                stored.keep(op, fits)
+            else:
+                stored.drop_value(op)
+    counts = {a: len(v) for a, v in stored.single_layout().items()}
+    best = max(counts, key=counts.__getitem__)
+    return best if sum(n == counts[best] for n in counts.values()) == 1 and counts[best] else None
+
+
+def _vote_on_layout(stored: _StoredResources, arch: Arch, source: str) -> None:
     r"""Refuse the file unless the values it leaves stored show it comes from a machine of
-    ``arch``, the registry's layout; ``stored`` pairs each with the layouts it fits.
+    ``arch``, the registry's layout.
 
     Windows keeps values of the other layout: an x64 SYSTEM hive holds
     ``Control\SystemResources\ReservedResources\Isa`` in the x86 layout, as setup ships it
@@ -559,10 +605,7 @@ def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: A
     as many the one as the other) is refused at the first such value, naming the layout.
     Only what is left stored votes (not a value overwritten or deleted later in the file),
     so exporting what was imported and importing that again gives the same verdict."""
-    only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
-    for op, fits in sorted(stored, key=lambda item: item[0].line):
-        if len(fits) == 1:
-            only[fits[0]].append(op)
+    only = stored.single_layout()
     own = len(only[arch])
     for other in Arch:
         foreign = only[other]
@@ -596,7 +639,7 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
     when the file is shown to come from a machine of the registry's (see
     :func:`_vote_on_layout`). Returns values written."""
     written = 0
-    stored: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
+    stored = _StoredResources()
     with registry.transaction():
         for op in ops:
             try:
@@ -605,28 +648,26 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                 elif op.kind == "delete_key":
                     if registry.key_exists(op.path):
                         registry.delete_key(op.path, recursive=True)
-                    gone = fold(op.path)
-                    stored = {k: v for k, v in stored.items()
-                              if k[0] != gone and not k[0].startswith(gone + "\\")}
+                    stored.drop_key(op.path)
                 elif op.kind == "delete_value":
                     registry.delete_value(op.path, op.name, missing_ok=True)
-                    stored.pop((fold(op.path), fold(op.name)), None)
+                    stored.drop_value(op)
                 else:
                     if validate and op.type in _RESOURCE_TYPES:
                         fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
                         if not fits:
                             raise _not_valid(op, registry.arch, source,
                                              _format_error(op, registry.arch), "")
-                        stored[(fold(op.path), fold(op.name))] = (op, fits)
+                        stored.keep(op, fits)
                     else:
-                        stored.pop((fold(op.path), fold(op.name)), None)
+                        stored.drop_value(op)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
                 raise RegFileError(e.message, source=source, line=op.line) from None
-        _vote_on_layout(list(stored.values()), registry.arch, source)
+        _vote_on_layout(stored, registry.arch, source)
     return written
 
 
@@ -637,20 +678,27 @@ def import_text(registry: Registry, text: str, *, source: str = "<reg>", volatil
                             source=source, volatile=volatile, validate=validate)
 
 
-def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = False,
-               validate: bool = True, ansi_codepage: str = DEFAULT_ANSI) -> int:
-    """Load a .reg file (UTF-16LE with BOM, UTF-8, or ANSI in ``ansi_codepage``) into
-    ``registry`` atomically."""
+def read_reg_file(file: str | os.PathLike, *, ansi_codepage: str = DEFAULT_ANSI
+                  ) -> list[RegOperation]:
+    """The operations of a .reg file (UTF-16LE with BOM, UTF-8, or ANSI in
+    ``ansi_codepage``), parsed and not applied."""
     source = str(file)
     try:
         raw = Path(file).read_bytes()
     except OSError as e:
         raise RegFileError(f"cannot read: {e.strerror}", source=source) from None
     decoded = read_reg_bytes(raw, source, ansi_codepage)
-    return import_text(registry, decoded.text, source=source, volatile=volatile,
-                       validate=validate, unicode=decoded.unicode, ansi=decoded.ansi)
+    return parse_reg(decoded.text, source, unicode=decoded.unicode, ansi=decoded.ansi)
+
+
+def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = False,
+               validate: bool = True, ansi_codepage: str = DEFAULT_ANSI) -> int:
+    """Load a .reg file (see :func:`read_reg_file`) into ``registry`` atomically."""
+    return apply_operations(registry, read_reg_file(file, ansi_codepage=ansi_codepage),
+                            source=str(file), volatile=volatile, validate=validate)
 
 
 __all__ = ["HEADER", "HEADER_4", "to_hkey", "from_hkey", "export_text", "export_reg", "parse_reg",
            "apply_operations", "import_text", "import_reg", "decode_reg_bytes", "read_reg_bytes",
-           "RegText", "RegOperation", "DEFAULT_ANSI", "ansi_codec"]
+           "RegText", "RegOperation", "DEFAULT_ANSI", "ansi_codec", "read_reg_file",
+           "file_layout"]
