@@ -398,8 +398,11 @@ def test_only_values_left_stored_vote(tail):
     ((X64_ONLY, X86_ONLY), None),           # a tie
     ((), None),
 ])
-def test_file_layout_is_the_vote_of_the_values_left_stored(values, layout):
+def test_file_layout_is_the_vote_of_the_single_layout_values(values, layout):
     assert file_layout(parse_reg(reg_file(*values))) is layout
+
+
+def test_file_layout_counts_only_the_values_left_stored():
     lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T]", hex8("a", X86_ONLY),
              hex8("b", X86_ONLY), hex8("c", X64_ONLY)]
     assert file_layout(parse_reg("\n".join(lines) + "\n")) is Arch.X86
