@@ -774,11 +774,9 @@ def test_a_genuine_export_in_other_encodings(encode, accepted, tmp_path):
             assert not got.key_exists(MACHINE + r"\SYSTEM")
 
 
-# --- Known issue outside this module's reach (harness/nt/pnp.py), kept as a strict xfail ---
+# --- PnP on genuine requirement lists ---
 
-@pytest.mark.xfail(strict=True, raises=ResourceFormatError,
-                   reason="pnp._points expands a zero-length window requirement into places "
-                          "whose MaximumAddress is Start - 1 (-1 at Start 0)")
+
 def test_pnp_candidates_of_a_pci_bridge_with_a_zero_length_window():
     """Windows 7's 440BX AGP bridge (and every PCI bridge of the VMware and Dell machines)
     asks for bridge windows of Length 0 (nothing behind them): a port window [0, 0xFFFF]
