@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     # like Ctrl-C: every QEMU is shut down and every run folder removed on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupted)
+    from .dataclass_cache import install
+    install()  # before a command imports the model (its classes' methods, compiled once)
     try:
         if args.models:
             from .packagedata import add_user_model_dirs

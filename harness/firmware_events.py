@@ -101,16 +101,19 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec) -> str:
             if any(lo <= run.start + run.length - 1 and run.start <= hi for lo, hi in _ports(dev))]
     if roms:
         return f"the option ROM of {', '.join(dict.fromkeys(roms))} writes there while the firmware runs"
+    from .devices import board_label_of, board_model
+    devices = board_model(spec.machine)
     spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
     for lo, hi in _ports(dev):
         for r in board.io if board is not None else ():
             if r.owner and r.start <= hi and lo <= r.end:
-                name = r.owner_type or r.owner
+                # named as every report names a board device (board:rtc), its type otherwise
+                name = board_label_of(devices, r.owner_type, r.name, f"the board's {r.owner_type or r.owner}")
                 first, last = spans.get(name, (r.start, r.end))
                 spans[name] = (min(first, r.start), max(last, r.end))
     if spans:
         meant = ", ".join(f"{name} ({a:#x}-{b:#x})" if a != b else f"{name} ({a:#x})" for name, (a, b) in spans.items())
-        return f"the firmware writes there to the board's {meant}, which the device displaces"
+        return f"the firmware writes there to {meant}, which the device displaces"
     return "the firmware writes there"
 
 
