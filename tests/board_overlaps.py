@@ -28,12 +28,13 @@ from harness.config import MachineSpec, parse_machine_text
 from harness.devices import BoardDevice, board_device_of, board_model
 from harness.qemu.layout import Layout
 
-#: Ports where a card stops SeaBIOS for good (measured: tests/test_board_overlaps.py
-#: test_a_card_on_these_ports_stops_the_firmware): the RTC's index and data (SeaBIOS waits
-#: for the update-in-progress bit, which a debugcon reads as set), the APM/SMI command
-#: port (the SMI that relocates SMBASE never comes), fw_cfg's selector and data (the
-#: signature never reads "QEMU"), and on isapc, which has no PM timer, the 8254's
-#: counter 0 (SeaBIOS calibrates the TSC on it).
+#: Ports where a debug console keeps SeaBIOS from its end (measured: tests/test_board_overlaps.py
+#: test_a_card_on_these_ports_stops_the_firmware; SeaBIOS's last log line, pc, measured
+#: with a 4 s bound): on the RTC's index 0x70 "Unimplemented shutdown status: 02" (the CMOS
+#: index writes go to the console), on 0x71 and the APM/SMI port 0xb2 "PCI: No VGA devices
+#: found"; on fw_cfg's 0x510 "No bootable device.  Retrying in 60 seconds." (the harness's
+#: reboot-timeout=0 travels through fw_cfg); on isapc's 8254 counter 0 "ATA controller 1 at
+#: 1f0/3f4/0".  The second port of each pair was measured alike.
 FIRMWARE_STOPS: dict[str, frozenset[int]] = {
     "pc": frozenset({0x70, 0x71, 0xB2, 0xB3, 0x510, 0x511}),
     "q35": frozenset({0x70, 0x71, 0xB2, 0xB3, 0x510, 0x511}),
