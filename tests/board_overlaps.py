@@ -7,17 +7,21 @@ A board range is a region of ``info mtree -f`` of a machine with no cards (what
 which tests/test_boards.py measures against QEMU's properties.  Each range gets a card:
 
 * I/O ports: an ``isa-debugcon`` (one port, any base, claimed by the generic legacy
-  driver) on the range's first port where the firmware still finishes with it there;
+  driver) on the range's first port where the firmware still finishes with it there; where
+  it finishes with none (pc, q35), an e1000e whose 0x20-port I/O BAR a step after the
+  firmware moves over the range (a BAR's priority 1 beats the board's ISA devices);
 * memory (pc, q35): an RTL8139 whose 256-byte memory BAR a step after the firmware moves
   onto the range (isapc has no PCI and no ISA card with a movable memory window);
 * IRQ lines: an ISA NE2000 jumpered to the line; the DMA channel: an SB16 on it.
 
-One boot takes many overlaps: each card overlaps one range and nothing else.  Boots of
-their own: the ranges whose loss changes what the firmware places (the PCI configuration
-ports: without them SeaBIOS configures no PCI device, so no PMBASE, SMBus or BAR is
-placed), the PCI cards (they move where the firmware puts the board's own BARs), and the
-line and channel cards (a card on a device's ports changes what detection finds of its
-line: isapc's floppy controller, its ports taken, is described without its IRQ 6).
+One boot takes many overlaps: each card overlaps one range (an I/O BAR a 0x20 block) and
+nothing else.  Boots of their own: the ranges whose loss changes what the firmware places
+(the PCI configuration ports: without them SeaBIOS configures no PCI device, so no PMBASE,
+SMBus or BAR is placed); the memory BAR cards, and apart from them the I/O BAR cards (PCI
+cards move where the firmware puts the board's own BARs, such as q35's AHCI ABAR, which
+the memory cards aim at where the bare machine has it); and the line and channel cards (a
+card on a device's ports changes what detection finds of its line: isapc's floppy
+controller, its ports taken, is described without its IRQ 6).
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ FIRMWARE_LOG = "harness-fwlog"
 #: Free bases for the line cards (an NE2000 decodes 0x20 ports) and the DMA card.
 NE2000_BASES = (0x200, 0x240, 0x260, 0x280, 0x2a0, 0x2c0, 0x2e0, 0x300, 0x320, 0x340, 0x360)
 SB16_BASE = 0x220
-#: Where the moved memory BARs come from (pci slots for the RTL8139s).
+#: Where the moved BARs come from (PCI slots for the RTL8139s and e1000es), and the
+#: e1000e's I/O BAR (0x20 ports, so moved onto the 0x20-aligned block round a port).
 FIRST_SLOT = 3
+IO_BAR, IO_BAR_SIZE = 2, 0x20
 
 
 @dataclass(frozen=True)
@@ -114,17 +120,29 @@ def port_for(kind: str, target: Target) -> int | None:
 
 def plan(kind: str, targets: list[Target]) -> tuple[list[list[Overlap]], list[Target]]:
     """The boots (each a list of overlaps) that cover ``targets``, and the targets no card
-    can overlap without stopping the firmware."""
+    can overlap without stopping the firmware (isapc's: it has no PCI BAR to move)."""
     ordinary: list[Overlap] = []
     apart: list[Overlap] = []
     moved: list[Overlap] = []
     left: list[Target] = []
     lines: list[Target] = []
+    bars: list[Overlap] = []
+    io_bars: dict[int, str] = {}   # 0x20-port block -> its card
     slot = FIRST_SLOT
     for t in targets:
-        n = len(ordinary) + len(apart) + len(moved)
+        n = len(ordinary) + len(apart) + len(moved) + len(bars)
         if t.space == "io":
             port = port_for(kind, t)
+            if port is None and kind != "isapc":
+                # No card there lets the firmware finish: an I/O BAR moved over it after.
+                block = t.start & ~(IO_BAR_SIZE - 1)
+                card = io_bars.get(block)
+                device = ""
+                if card is None:   # one card a block (the RTC's two ports share it)
+                    card = io_bars[block] = f"b{n}"
+                    device = f"{{model: e1000e, id: {card}, addr: {FIRST_SLOT + len(io_bars)}}}"
+                bars.append(Overlap(card, t, device, t.start, f"{{move_bar: {card}, bar: {IO_BAR}, address: {block:#x}}}"))
+                continue
             if port is None:
                 left.append(t)
                 continue
@@ -155,14 +173,14 @@ def plan(kind: str, targets: list[Target]) -> tuple[list[list[Overlap]], list[Ta
         else:
             wired.append(Overlap(card, t, f"{{model: sb16, id: {card}, iobase: {SB16_BASE:#x}, irq: 5, "
                                              f"dma: {t.start}, dma16: 5}}", t.start))
-    return [b for b in (ordinary, wired, apart, moved) if b], left
+    return [b for b in (ordinary, wired, apart, moved, bars) if b], left
 
 
 def machine(kind: str, name: str, overlaps: list[Overlap]) -> MachineSpec:
     """The machine file of one boot."""
     text = [f"name: {name}", f"machine: {kind}", "expect: conflict", "devices:"]
     text += [f"  - {o.device}" for o in overlaps if o.device]
-    steps = [o.step for o in overlaps if o.step]
+    steps = list(dict.fromkeys(o.step for o in overlaps if o.step))
     if steps:
         text += ["after_firmware:", *(f"  - {s}" for s in steps)]
     return parse_machine_text("\n".join(text) + "\n", f"<{name}>")
