@@ -127,15 +127,22 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
 
 
 def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
-    """After a guest boot that never answered (the APIC HAL's agent guest, whose wait
-    does not watch QEMU): the finding when QEMU exited or froze meanwhile, else None."""
+    """After a guest boot that never answered (the APIC HAL's agent guest): the finding
+    when QEMU exited or froze meanwhile, or the guest reset or shut down before its agent
+    ran (a card on the PCI configuration ports resets SeaBIOS at once), else None.  With
+    no agent there is no bus: the job ends there (``stopped``)."""
     if machine.returncode is not None:
         return _exited(spec, machine)
     try:
         state = machine.status()
     except HarnessError:
         return None
-    return _frozen(spec, state) if state in STUCK_STATES else None
+    if state in STUCK_STATES:
+        return _frozen(spec, state)
+    if machine.events("SHUTDOWN"):
+        event = cut_short(spec, machine)
+        return dataclasses.replace(event, stopped=True) if event is not None else None
+    return None
 
 
 def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:

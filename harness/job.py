@@ -580,7 +580,9 @@ def _board_labels(board: Sequence[ResolvedBoardDevice], layout: Layout,
     the machine file ``configured`` is never the board's, though its type may be (an
     isa-ide or isa-fdc of the file on isapc, whose own IDE and FDC are of those types)."""
     by_type: dict[str | None, list[Any]] = {}
-    for r in (*layout.io, *layout.memory):
+    # Shadowed regions too: a board device whose every range another device took (an
+    # i8042 with a card on 0x60 and one on 0x64) is still the one its claims are for.
+    for r in (*layout.io, *layout.memory, *layout.shadowed):
         if r.owner not in configured:
             by_type.setdefault(r.owner_type, []).append(r)
     return {d.name: tuple(sorted({_who(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)},
