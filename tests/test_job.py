@@ -277,7 +277,9 @@ CHECK_SAYS = {"isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, reg
               "eepro100-io-bar-onto-ide": "decoded by nic0 (eepro100-io 0x140-0x17f)",
               "eepro100-bar-onto-hyperv-post-drivers": "decoded by nic0 (eepro100-io 0x3000-0x303f)",
               # qa6: the 8042 lost both ports and is still whom i8042prt's claims are for
-              "keyboard-ports-both-taken": "'s 0x64-0x64 is shadowed by kcs0"}
+              "keyboard-ports-both-taken": "'s 0x64-0x64 is shadowed by kcs0",
+              # a board device named as every report names it, not by its QOM path
+              "serial-on-keyboard": "board:keyboard-controller's 0x60-0x60 is shadowed by com9"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or
