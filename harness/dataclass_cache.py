@@ -16,10 +16,12 @@ builtin); a source not in the cache, or an entry that does not load, is compiled
 before, so a class is always exactly what ``@dataclass`` makes of it.  The cache is
 written once, at exit, when something new was compiled.
 
-Only the harness's own processes install it, before they import the model: the command
-line (after its parser: ``--help`` never pays for it) and the matrix workers it spawns
-(forked ones inherit it).  A user's process that imports the harness (a pytest run, a
-script calling :func:`harness.matrix.run_cells`) keeps its dataclasses module as it is.
+Only the harness's own processes install it, before they import the model: the
+``harness`` program (:func:`harness.cli.entry`, before its parser, which loads the chosen
+command's module; not when help is asked) and the matrix workers it spawns (forked ones
+inherit it).  A user's process that imports the harness (a pytest run, a script calling
+:func:`harness.cli.main` or :func:`harness.matrix.run_cells`) keeps its dataclasses
+module as it is.
 """
 
 from __future__ import annotations

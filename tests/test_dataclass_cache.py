@@ -135,37 +135,46 @@ def test_a_cache_others_could_write_is_not_read(tmp_path: Path) -> None:
     assert _run("cache", cache_dir)["compiled"] > 0
 
 
-def test_install_keeps_someone_elses_exec_and_uninstall_restores_the_builtin() -> None:
-    import dataclasses
-
-    from harness import dataclass_cache
-    assert "exec" not in vars(dataclasses)   # this (pytest) process is the user's: not installed
-    dataclasses.exec = exec   # type: ignore[attr-defined]  (someone else's)
-    try:
-        dataclass_cache.install()
-        assert dataclasses.exec is exec   # type: ignore[attr-defined]
-    finally:
-        del dataclasses.exec   # type: ignore[attr-defined]
-    dataclass_cache.install()
-    try:
-        assert vars(dataclasses)["exec"] is dataclass_cache._cached_exec
-
-        @dataclasses.dataclass(frozen=True)
-        class Point:
-            x: int
-        assert Point(1) == Point(1) and hash(Point(1)) == hash(Point(1))
-    finally:
-        dataclass_cache.uninstall()
-    assert "exec" not in vars(dataclasses)
-
-
-def test_help_does_not_install_it_and_a_command_does(tmp_path: Path) -> None:
+def test_install_keeps_someone_elses_exec_and_uninstall_restores_the_builtin(tmp_path: Path) -> None:
+    """In a fresh interpreter (this one may have it installed by another test's CLI run)."""
+    probe = """
+import dataclasses
+from harness import dataclass_cache
+assert "exec" not in vars(dataclasses)
+dataclasses.exec = exec   # someone else's
+dataclass_cache.install()
+assert dataclasses.exec is exec
+del dataclasses.exec
+dataclass_cache.install()
+assert vars(dataclasses)["exec"] is dataclass_cache._cached_exec
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+assert Point(1) == Point(1) and hash(Point(1)) == hash(Point(1))
+dataclass_cache.uninstall()
+assert "exec" not in vars(dataclasses)
+print("ok")
+"""
     env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(REPO))
-    probe = ("import sys\nfrom harness import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-             "import dataclasses\nprint('exec' in vars(dataclasses))")
-    helped = subprocess.run([sys.executable, "-c", probe, "--help"], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
-    assert helped.stdout.strip().splitlines()[-1] == "False"
-    listed = subprocess.run([sys.executable, "-c", probe, "examples"], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=60)
-    assert listed.stdout.strip().splitlines()[-1] == "True"
+    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_harness_program_installs_it_after_help_and_a_caller_of_main_keeps_its_own(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(cache_dir), PYTHONPATH=str(REPO))
+
+    def program(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "harness.cli", *args], env=env, cwd=REPO,
+                       capture_output=True, timeout=120, check=True)
+    program("--help")
+    assert _cache_files(cache_dir) == []      # --help never loads it
+    program("run", "--help")
+    assert _cache_files(cache_dir) == []
+    program("models", "isa-serial")
+    assert len(_cache_files(cache_dir)) == 1  # a command does, and keeps what it compiled
+    probe = ("import dataclasses\nfrom harness import cli\ncli.main(['models', 'isa-serial'])\n"
+             "print('exec' in vars(dataclasses))")
+    called = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert called.stdout.strip().splitlines()[-1] == "False"   # main() in a caller's process
