@@ -824,9 +824,12 @@ def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
             if match:
                 current.append(match)
     spaces: dict[str, list[MtreeRegion]] = {}
+    parsed: dict[int, list[MtreeRegion]] = {}  # a tree several spaces share is parsed once
     for name, matches in lines.items():  # a region has children when the next line is deeper
-        depths = [len(m.group(1)) // 2 for m in matches] + [-1]
-        spaces[name] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
+        if id(matches) not in parsed:
+            depths = [len(m.group(1)) // 2 for m in matches] + [-1]
+            parsed[id(matches)] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
+        spaces[name] = list(parsed[id(matches)])
     return spaces
 
 
