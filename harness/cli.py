@@ -35,6 +35,10 @@ COMMANDS = {
                  "list the shipped example machines and matrices (usable as example:NAME)"),
 }
 
+#: Commands that start QEMU before they import anything heavy (harness.qemu.launchplan):
+#: they install the dataclass code cache themselves, once QEMU is on its way.
+EARLY_QEMU = frozenset({"run", "layout"})
+
 
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's help formatter, sized to the terminal as argparse sizes it, without
@@ -122,12 +126,14 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     """Run one command; its exit status.  ``own_process``: this process is the ``harness``
     program's own (:func:`entry`), so process-wide speed-ups may be installed (the
     dataclass code cache); a caller's process, such as a test's, is left as it is."""
-    if own_process and not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+    words = sys.argv[1:] if argv is None else argv
+    if own_process and not {"-h", "--help"} & set(words) and _named_command(words) not in EARLY_QEMU:
         # Before the parser: a command's module may import the model as it is loaded.
         from .dataclass_cache import install
         install()  # its classes' methods compiled once, not at each start (not for --help)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.own_process = own_process  # (an EARLY_QEMU command installs the cache itself)
     # SIGTERM (kill, CI cancelling a job) and SIGHUP (a closed terminal) end a command
     # like Ctrl-C: every QEMU is shut down and every run folder removed on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):

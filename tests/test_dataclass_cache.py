@@ -171,6 +171,10 @@ def test_the_harness_program_installs_it_after_help_and_a_caller_of_main_keeps_i
     assert _cache_files(cache_dir) == []      # --help never loads it
     program("run", "--help")
     assert _cache_files(cache_dir) == []
+    program("layout", "configs/machines/default.yaml", "--json")   # installs it after QEMU's start
+    assert len(_cache_files(cache_dir)) == 1
+    for path in _cache_files(cache_dir):
+        path.unlink()
     program("models", "isa-serial")
     assert len(_cache_files(cache_dir)) == 1  # a command does, and keeps what it compiled
     probe = ("import dataclasses\nfrom harness import cli\ncli.main(['models', 'isa-serial'])\n"
