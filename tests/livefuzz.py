@@ -43,14 +43,16 @@ from typing import Any, Iterable
 import yaml
 
 from harness.builtin import BUILTIN_DEVICES
-from harness.config import DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, MachineSpec, parse_machine_text
+from harness.config import DRIVE_CONTROLLERS, VGA_DRIVER, MachineSpec, parse_machine_text
 from harness.devices import BOARD_LABEL_PREFIX, DeviceModel, board_device_of, board_model, load_catalog
 from harness.errors import ConfigError
 from harness.names import RESERVED_ID_PREFIX
+from harness.drivers.legacy import VGA_ACCESS_RANGES
 from harness.qemu.layout import ISA_IRQ_PROPERTIES, Layout
+from harness.verify import ACPI_SCI, CASCADE
 
 MACHINE_TYPES = ("isapc", "pc", "q35")
-INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim")
+INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "checker")
 #: The ACPI SCI's line on pc and q35 (qemu-facts.md §1: "The SCI is IRQ9"; the PIIX4 PM
 #: and the ICH9 LPC drive GSI 9 directly, not through the PCI interrupt router).
 SCI_IRQ = {"pc": 9, "q35": 9}
@@ -60,6 +62,8 @@ PCI_COMMAND_INTX_DISABLE = 0x400
 #: Report fields that differ between two runs of one machine by design.
 _VOLATILE = ("timings", "out_dir", "picture")
 BOARD = "board"
+#: Collisions on a line the board holds by design: their report line names the device alone.
+BOARD_LINE_KINDS = (ACPI_SCI, CASCADE)
 #: QEMU's name of system RAM's regions (the copies below 1 MiB included, whatever PAM makes them).
 SYSTEM_RAM = "pc.ram"
 
@@ -327,7 +331,9 @@ def _report_pairs(report: dict[str, Any], ids: set[str]) -> list[set[str]]:
     def party(label: str | None) -> str:
         return label if label in ids else BOARD   # a holder with no device is the HAL's own
 
-    pairs = [{party(d) for d in c["devices"]} for c in report["collisions"]]
+    # a collision on a board line (the SCI, the cascade) names the device only: the line is the board's
+    pairs = [{party(d) for d in c["devices"]} | ({BOARD} if c["kind"] in BOARD_LINE_KINDS else set())
+             for c in report["collisions"]]
     nt_names = {dev["device"]: dev["config"] for d in report["drivers"] for dev in d["devices"] if dev["device"]}
     for e in report["error_log"]:
         c = e.get("conflict")
@@ -380,8 +386,13 @@ def check_claimants(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -
 
 
 def _decoded_by(layout: Layout, owner: str, space: str) -> list[tuple[int, int]]:
+    """What ``owner`` decodes in ``space``: its flat-view ranges, those it lost to another,
+    and its PCI BARs as configuration space places them (a BAR is the device's whole
+    window, holes between QEMU's subregions included)."""
     ranges = layout.io if space == "io" else layout.memory
-    return sorted([(r.start, r.end) for r in ranges if r.owner == owner] +
+    bars = [(b.base, b.end) for fn in layout.pci if fn.qdev_id == owner for b in fn.bars
+            if b.base is not None and b.end is not None and (b.kind == "io") == (space == "io")]
+    return sorted([(r.start, r.end) for r in ranges if r.owner == owner] + bars +
                   [(s.start, s.end) for s in layout.shadowed if s.owner == owner and s.space == space])
 
 
@@ -401,6 +412,7 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
     """A port or memory claim the report calls ok lies where its machine-file device decodes
     (its flat-view ranges and those it lost to another: it decodes them still)."""
     ids = {d.id for d in spec.devices}
+    vgas = {d.id for d in spec.devices if d.driver == VGA_DRIVER}
     out = []
     for c in report["checks"]:
         match = _CLAIMED.match(c["resource"])
@@ -408,6 +420,8 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
         if not c["ok"] or match is None or not mine:
             continue
         kind, lo, hi = match[1], int(match[2], 16), int(match[3] or match[2], 16)
+        if set(mine) <= vgas and any(k == kind and a <= lo and hi <= b for k, a, b in VGA_ACCESS_RANGES):
+            continue   # the VGA miniport claims the legacy VGA block whole, as NT's VgaSave does
         spans = sorted(s for e in mine for s in _decoded_by(layout, e, "io" if kind == "port" else "memory"))
         if not _covered(spans, lo, hi):
             out.append(f"{c['device'] or c['driver']}: {c['resource']} called ok, but "
@@ -428,7 +442,8 @@ def _run_once(spec: MachineSpec, out: Path) -> tuple[Any, dict[str, Any], bytes]
 
 
 def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = True) -> dict[str, list[str]]:
-    """Run one machine (twice for determinism) and return invariant → failures."""
+    """Run one machine (twice for determinism) and return invariant → failures; the
+    report's verdict is under the key ``verdict`` (not an invariant)."""
     failures: dict[str, list[str]] = {}
     try:
         result, report, registry = _run_once(spec, work / "a")
@@ -441,7 +456,8 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
                 failures["determinism"] = ["registry.reg differs between two runs"]
     except Exception as exc:   # noqa: BLE001  what the invariant is about
         return {"error": [f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6)]}
-    if result.events and any(e.stopped for e in result.events):
+    failures["verdict"] = [report["verdict"] + (" (firmware stopped)" if any(e.stopped for e in result.events) else "")]
+    if any(e.stopped for e in result.events):
         return failures   # the firmware stopped: no layout to hold the report to
     for name, check in (("overlap", check_overlaps), ("claimant", check_claimants), ("claim", check_claims)):
         found = check(spec, result.layout, report)
@@ -484,7 +500,11 @@ def fuzz_one(seed: int, out_root: str | None = None, shrink: bool = True) -> dic
     text, spec, refused = valid_machine(seed)
     t = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="livefuzz-") as tmp:
-        failures = check_machine(text, spec, Path(tmp))
+        try:
+            failures = check_machine(text, spec, Path(tmp))
+        except Exception:   # noqa: BLE001  the checker's own bug: keep the file, go on
+            failures = {"checker": [traceback.format_exc(limit=4)]}
+        verdict = failures.pop("verdict", ["error"])[0]
         if failures and out_root:
             folder = Path(out_root) / "failures"
             folder.mkdir(parents=True, exist_ok=True)
@@ -543,6 +563,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({refused} generated files refused by validation first, each at a file line)")
     for name in INVARIANTS:
         print(f"  {name:<12} {per_invariant[name]:>4} failing")
+    print("verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(Counter(r["verdict"] for r in results).items())))
     failing = sum(1 for r in results if r["failures"])
     print(f"failing machines: {failing}; files under {out / 'failures'}")
     return 1 if failing else 0
