@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import os
 import random
 import re
 import shutil
@@ -49,6 +50,7 @@ from harness.errors import ConfigError
 from harness.names import RESERVED_ID_PREFIX
 from harness.drivers.legacy import VGA_ACCESS_RANGES
 from harness.qemu.layout import ISA_IRQ_PROPERTIES, Layout
+from harness.qemu.lifeline import die_with_parent
 from harness.verify import ACPI_SCI, CASCADE
 
 MACHINE_TYPES = ("isapc", "pc", "q35")
@@ -555,7 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     per_invariant: Counter[str] = Counter()
     results = []
     t0 = time.monotonic()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    # workers (and so their QEMUs) die with this process, however it ends
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent,
+                                                initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(fuzz_one, args.seed + i, str(out), not args.no_shrink) for i in range(args.count)]
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
