@@ -435,6 +435,24 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
     return out
 
 
+def over_board_ports(spec: MachineSpec) -> list[str]:
+    """Which board devices' ports the machine file's devices decode over, by the models
+    (what a firmware that never finishes may have met there)."""
+    out = []
+    for part in board_model(spec.machine):
+        ports = [(lo, hi) for kind, lo, hi in part.decoded_resources() if kind == "port"]
+        for dev in spec.devices:
+            hit = [(max(a, lo), min(b, hi)) for kind, a, b in dev.decoded_resources() if kind == "port"
+                   for lo, hi in ports if a <= hi and lo <= b]
+            out += [f"{dev.id} over {part.label} {lo:#x}-{hi:#x}" for lo, hi in hit]
+    return out
+
+
+def error_class(lines: list[str]) -> str:
+    """An error's class for the summary: its exception and message, numbers dropped."""
+    return re.sub(r"0x[0-9a-f]+|\d+", "N", lines[0].splitlines()[0])[:90]
+
+
 def normalised(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k not in _VOLATILE}
 
@@ -461,7 +479,8 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
             elif registry != registry2:
                 failures["determinism"] = ["registry.reg differs between two runs"]
     except Exception as exc:   # noqa: BLE001  what the invariant is about
-        return {"error": [f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6)]}
+        return {"error": [f"{type(exc).__name__}: {exc}", f"board ports under the devices: "
+                          f"{', '.join(over_board_ports(spec)) or 'none'}", traceback.format_exc(limit=6)]}
     failures["verdict"] = [report["verdict"] + (" (firmware stopped)" if any(e.stopped for e in result.events) else "")]
     if any(e.stopped for e in result.events):
         return failures   # the firmware stopped: no layout to hold the report to
@@ -574,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({refused} generated files refused by validation first, each at a file line)")
     for name in INVARIANTS:
         print(f"  {name:<12} {per_invariant[name]:>4} failing")
+    errors = Counter(error_class(r["failures"]["error"]) for r in results if "error" in r["failures"])
+    for cls, n in errors.most_common():
+        print(f"    error {n:>3}: {cls}")
     print("verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(Counter(r["verdict"] for r in results).items())))
     failing = sum(1 for r in results if r["failures"])
     print(f"failing machines: {failing}; files under {out / 'failures'}")

@@ -149,9 +149,10 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
 
 
 # ---------------------------------------------------------------------------- smoke
-#: Seeds of machines that hold a collision the report must name (and one clean one):
+#: Seeds of machines (isapc and pc, steps after the firmware and builtin settings among
+#: them) that hold collisions the report must name:
 #: a handful through the main job twice, so the generator and the checker cannot rot.
-SMOKE_SEEDS = (4, 5, 8, 116)
+SMOKE_SEEDS = (5, 12, 22, 28, 36)
 
 
 @pytest.mark.parametrize("seed", SMOKE_SEEDS)
