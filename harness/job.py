@@ -409,6 +409,13 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         # post-firmware, those among the steps (a bundle's), then post-drivers
                         result.actions = actions + result.actions + post
                         result.events[:0] = [event] if event is not None else []
+                    except MachineDied as exc:
+                        # a device the HAL or a driver wrote ended QEMU (an isa-debug-exit
+                        # over their ports): a finding like one the firmware meets (livefuzz)
+                        bed = None
+                        result = _stopped_result(spec, machine, out_dir, timings,
+                                                 stopped_by(spec, machine, exc, after_firmware=True),
+                                                 hal="apic" if apic else "pic", reactos=reactos)
                     finally:
                         if agent is not None:
                             agent.agent.close()
