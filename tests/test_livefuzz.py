@@ -143,18 +143,6 @@ def test_qemu_aborts_with_an_adlib_above_0x380(iobase: int, aborts: bool) -> Non
     assert load_catalog()["adlib"].properties["iobase"].maximum == 0x380
 
 
-def test_qemu_refuses_a_second_vmmouse_and_so_does_validation() -> None:
-    """livefuzz met QEMU refusing the second one of two vmmouse devices at start."""
-    assert _bare_qemu("vmmouse", "id=m1", "i8042=i8042").returncode == 0
-    twice = subprocess.run(["qemu-system-x86_64", "-M", "pc", "-nodefaults", "-S", "-display", "none",
-                            "-qmp", "stdio", "-device", "vmmouse,id=m1,i8042=i8042",
-                            "-device", "vmmouse,id=m2,i8042=i8042"], input='{"execute": "quit"}\n',
-                           capture_output=True, text=True, timeout=30)
-    assert twice.returncode == 1 and "does not uniquely identify" in twice.stderr, twice.stderr
-    machine_error("machine: pc\ndevices:\n  - {model: vmmouse, id: m1}\n  - {model: vmmouse, id: m2}\n", 4,
-                  "devices[1]", "vmmouse")
-
-
 def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
     machine_error("machine: isapc\ndevices:\n  - {model: adlib, id: fm, iobase: 0x3f3}\n", 3,
                   "devices[0].iobase", "0x3f3 is above 0x380, the highest iobase QEMU takes")
