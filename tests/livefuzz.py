@@ -426,9 +426,9 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
         if not c["ok"] or match is None or not mine:
             continue
         kind, lo, hi = match[1], int(match[2], 16), int(match[3] or match[2], 16)
-        if set(mine) <= vgas and any(k == kind and a <= lo and hi <= b for k, a, b in VGA_ACCESS_RANGES):
-            continue   # the VGA miniport claims the legacy VGA block whole, as NT's VgaSave does
         spans = sorted(s for e in mine for s in _decoded_by(layout, e, "io" if kind == "port" else "memory"))
+        if set(mine) <= vgas:   # the VGA miniport claims the legacy VGA blocks whole, as NT's VgaSave does
+            spans = sorted(spans + [(a, b) for k, a, b in VGA_ACCESS_RANGES if k == kind])
         if not _covered(spans, lo, hi):
             out.append(f"{c['device'] or c['driver']}: {c['resource']} called ok, but "
                        f"{', '.join(mine)} decode(s) only {', '.join(f'{a:#x}-{b:#x}' for a, b in spans) or 'nothing'}")
