@@ -162,6 +162,7 @@ def _bare_qemu(*device: str) -> subprocess.CompletedProcess:
         input='{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n', capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("iobase, aborts", [(0x380, False), (0x381, True), (0x3F3, True)])
 def test_qemu_aborts_with_an_adlib_above_0x380(iobase: int, aborts: bool) -> None:
     """QEMU registers adlib's base+0..3, base+8..9 and 0x388 as one ascending port list
@@ -185,6 +186,7 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
 SMOKE_SEEDS = (5, 12, 22, 28, 36)
 
 
+@pytest.mark.qemu
 @pytest.mark.parametrize("seed", SMOKE_SEEDS)
 def test_seeded_machines_keep_every_invariant(seed: int, tmp_path: Path) -> None:
     text, spec, _ = livefuzz.valid_machine(seed)
