@@ -155,6 +155,20 @@ def test_a_lone_edge_only_line_must_rise_twice(rises: tuple[int, ...], found: se
     assert _Ticks(*rises).detector.probe_irq(lambda: None, lambda: None) == found
 
 
+@pytest.mark.qemu
+def test_a_step_on_a_device_behind_an_unnumbered_bridge_is_a_failed_step(tmp_path: Path) -> None:
+    """livefuzz: with 0xcf8-0xcfa under an IPMI BT the firmware resets early and never
+    numbers the bridge's bus, so query-pci shows no rtl8139; its step raised (a job error)."""
+    from harness.job import run_job
+    result = run_job(machine_spec("machine: pc\ndevices:\n  - {model: pci-bridge-seat, id: br, addr: 0x12}\n"
+                                  "  - {model: isa-ipmi-bt, id: bt, ioport: 0xcf7}\n"
+                                  "  - {model: rtl8139, id: nic, bus: br, addr: 5}\n"
+                                  "after_firmware:\n  - {move_bar: nic, bar: 0, address: 0, phase: post-drivers}\n"),
+                     tmp_path / "out", picture=False)
+    (failed,) = result.failed_actions
+    assert "is on no PCI bus QEMU reports" in failed.problem and result.verdict == "conflict"
+
+
 # ---------------------------------------------------------------------------- QEMU facts
 def _bare_qemu(*device: str) -> subprocess.CompletedProcess:
     """QEMU with ``device`` on isapc, told over QMP on stdin to quit at once."""
