@@ -30,7 +30,7 @@ from types import MappingProxyType
 from typing import Any, Mapping, Sequence
 
 from .actions import Action, parse_actions
-from .builtin import BUILTIN_DEVICES, parse_builtin
+from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
@@ -42,11 +42,6 @@ from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load
 #: a pvpanic there panics the guest, an isa-debug-exit there ends QEMU with the first
 #: byte, 'S').  With ``firmware_log: true`` the harness's own isa-debugcon sits there.
 FIRMWARE_LOG_PORT = 0x402
-#: fw_cfg's ports SeaBIOS cannot do without: with a device on the selector, the data port or
-#: the DMA address register's low word it never finishes, on pc, q35 and isapc (measured on
-#: QEMU 7.2 by livefuzz with a one-port isa-debugcon: 0x512, 0x514-0x515, 0x519-0x51b did
-#: not stop it; tests/test_livefuzz.py keeps 0x510 and 0x512).
-FW_CFG_FIRMWARE_PORTS = (0x510, 0x511, 0x518)
 #: The one ISA bus every machine kind has, as a machine file names it (QEMU's ``isa.0``).
 ISA_BUS = "isa"
 ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
@@ -264,8 +259,6 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
     firmware_log = get_bool(doc, "firmware_log", default=True)
     if firmware_log:
         _keep_firmware_log_port_free(doc, devices)
-    builtin = parse_builtin(doc, machine)
-    _keep_fw_cfg_ports_free(doc, devices, builtin, catalog)
     return MachineSpec(
         name=_name(doc, source),
         machine=machine,
@@ -278,7 +271,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         drivers=drivers,
         expect=get_str(doc, "expect", choices=VERDICTS, default=CLEAN),
         after_firmware=parse_actions(doc, devices, machine),
-        builtin=builtin,
+        builtin=parse_builtin(doc, machine),
     )
 
 
@@ -455,34 +448,6 @@ def _keep_firmware_log_port_free(doc: Node, devices: tuple[DeviceSpec, ...]) -> 
                              f"{FIRMWARE_LOG_PORT:#x}, the harness's firmware-log port (SeaBIOS writes "
                              "its debug log there); move the device, or set 'firmware_log: false' to "
                              "give the port to it (the firmware then writes its log to the device)")
-
-
-def _keep_fw_cfg_ports_free(doc: Node, devices: tuple[DeviceSpec, ...], builtin: Mapping[str, Mapping[str, int]],
-                            catalog: Catalog) -> None:
-    """Refuse a device (or a built-in one moved) on a port SeaBIOS needs of fw_cfg: the
-    firmware then never finishes, and the job could only end in an error after the
-    firmware bound (30 s)."""
-    def fw_cfg_port(resources: list[tuple[str, int, int]]) -> int | None:
-        return next((port for kind, lo, hi in resources if kind == "port"
-                     for port in FW_CFG_FIRMWARE_PORTS if lo <= port <= hi), None)
-
-    def refuse(node: Node, key: str, what: str, port: int) -> ConfigError:
-        return node.error(key, f"{what} decodes port {port:#x}, which is fw_cfg's "
-                               f"({', '.join(f'{p:#x}' for p in FW_CFG_FIRMWARE_PORTS)}: selector, data, DMA "
-                               "address): SeaBIOS never finishes with a device there; move the device")
-    for dev, item in zip(devices, get_list(doc, "devices", default=[])):
-        hit = fw_cfg_port(dev.decoded_resources())
-        if hit is not None:
-            placed = [p for p in sorted(dev.explicit) if dev.model.properties[p].kind == "port"]
-            raise refuse(item, placed[0] if placed else "model", f"{dev.model.name} {dev.id!r}", hit)
-    for name, given in builtin.items():   # the built-in FDC moved there (its model decodes it)
-        device = BUILTIN_DEVICES[name]
-        model = next((m for m in catalog.values() if m.qemu_driver == device.qemu_type), None)
-        hit = fw_cfg_port(model.decoded_resources({**device.defaults, **given})) if model else None
-        if hit is not None:
-            settings = doc.child("builtin").child(name)
-            placed = [p for p in given if device.properties[p].kind == "port"]
-            raise refuse(settings, placed[0] if placed else next(iter(given)), f"the built-in {name}", hit)
 
 
 def on_firmware_log_port(resources: list[tuple[str, int, int]]) -> tuple[int, int] | None:

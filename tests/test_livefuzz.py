@@ -4,10 +4,8 @@ facts its findings rest on."""
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from collections import Counter
-from types import MappingProxyType
 from pathlib import Path
 
 import pytest
@@ -188,33 +186,6 @@ def test_qemu_aborts_with_an_adlib_above_0x380(iobase: int, aborts: bool) -> Non
     if not aborts:
         assert done.returncode == 0, done.stderr
     assert load_catalog()["adlib"].properties["iobase"].maximum == 0x380
-
-
-#: Long enough for SeaBIOS on isapc many times over (about 0.1 s under TCG); a load spike
-#: can only make the hang look longer.
-HANG_SECONDS = 5
-
-
-@pytest.mark.qemu
-def test_seabios_never_finishes_with_a_device_on_fw_cfg_and_validation_refuses_it() -> None:
-    """livefuzz: 13 of 22 machines whose firmware never finished had a device over fw_cfg
-    (config.FW_CFG_FIRMWARE_PORTS).  Measured here: a console at 0x512, in fw_cfg's gap,
-    lets SeaBIOS finish; the same console moved onto the selector 0x510 (behind
-    validation's back) does not."""
-    from harness.qemu.machine import Machine, QMPTimeout
-    spec = machine_spec("machine: isapc\ndevices:\n  - {model: isa-debugcon, id: d, iobase: 0x512}\n")
-    with Machine(spec) as machine:
-        machine.run_firmware()
-    dev = spec.devices[0]
-    moved = dataclasses.replace(dev, settings=MappingProxyType({**dev.settings, "iobase": 0x510}))
-    with Machine(dataclasses.replace(spec, devices=(moved,))) as machine:
-        with pytest.raises(QMPTimeout):
-            machine.run_firmware(timeout=HANG_SECONDS)
-    machine_error("machine: isapc\ndevices:\n  - {model: isa-debugcon, id: d, iobase: 0x510}\n", 3,
-                  "devices[0].iobase", "decodes port 0x510, which is fw_cfg's")
-    # the built-in FDC at 0x514 decodes 0x515-0x519 (livefuzz met it)
-    machine_error("machine: pc\nbuiltin:\n  fdc: {iobase: 0x514}\n", 3, "builtin.fdc.iobase",
-                  "the built-in fdc decodes port 0x518, which is fw_cfg's")
 
 
 def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
