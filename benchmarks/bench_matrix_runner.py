@@ -50,6 +50,8 @@ _matrix.run_cell = _timed(_matrix.run_cell)
 
 ROUND = '''
 import json, os, resource, subprocess, sys, time
+import harness.dataclass_cache
+harness.dataclass_cache.install()  # as the command line does before any command
 import harness.matrix as hm
 count, jobs, out, workers, timing = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 matrix = hm.load_matrix(sys.argv[6])
@@ -57,7 +59,8 @@ cells = [hm.shard(matrix.cells, i, count)[0] for i in range(1, count + 1)]
 if workers == "spawn":
     hm._can_fork = lambda: False
     def spawn(theirs):
-        code = (f"import gc; gc.disable(); import harness.matrix as m; exec({timing!r}); "
+        code = (f"import gc; gc.disable(); import harness.dataclass_cache as d; d.install(); "
+                f"import harness.matrix as m; exec({timing!r}); "
                 f"m._worker_main({theirs.fileno()}, {os.getpid()})")
         return subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
     hm._spawn_worker = spawn

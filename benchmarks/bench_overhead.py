@@ -160,6 +160,8 @@ def bench_machine_command(report: Report, rounds: int, label: str, argv: list[st
 #: ``spawn``: workers as fresh interpreters (what a runner with other threads gets).
 MATRIX_ROUND = """
 import json, resource, sys, time
+import harness.dataclass_cache
+harness.dataclass_cache.install()  # as the command line does before any command
 import harness.matrix as hm
 count, jobs, out, workers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 matrix = hm.load_matrix(sys.argv[5])

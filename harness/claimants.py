@@ -50,15 +50,32 @@ def pci_config_reader(hal: Hal, pci: BoardPci) -> Callable[[int, int], int | Non
 
 
 def resolve_board(machine: str, hal: Hal,
-                  builtin: Mapping[str, Mapping[str, int]] = MappingProxyType({})) -> list[ResolvedBoardDevice]:
+                  builtin: Mapping[str, Mapping[str, int]] = MappingProxyType({}),
+                  layout: Layout | None = None) -> list[ResolvedBoardDevice]:
     """The board devices of ``machine`` with what each decodes now, under the machine
-    file's ``builtin`` settings (a moved floppy controller claims where it decodes)."""
+    file's ``builtin`` settings (a moved floppy controller claims where it decodes).
+    With ``layout`` (QEMU's map now), a range a chipset register places counts only where
+    QEMU maps a region of the device over it (shadowed or not): the registers are read
+    through 0xCF8/0xCFC, and where a card decodes those ports it answers for them (q35's
+    ACPI claimed a PM block at 0xff80 from a debug console's 0xe9 bytes)."""
     out = []
     for device in board_model(machine):
         reader = pci_config_reader(hal, device.pci) if device.pci is not None and hal.no_buses else None
         decoded = apply_settings(device.qemu_type, device.decoded_resources(reader), builtin)
+        if layout is not None and reader is not None:
+            fixed = {(f.kind, f.start, f.start + f.length - 1) for f in device.fixed}
+            decoded = [r for r in decoded if r[0] not in ("port", "memory") or r in fixed
+                       or _mapped_there(device, r, layout)]
         out.append(ResolvedBoardDevice(device, tuple(decoded)))
     return out
+
+
+def _mapped_there(device: BoardDevice, resource: tuple[str, int, int], layout: Layout) -> bool:
+    kind, first, last = resource
+    space = "io" if kind == "port" else "memory"
+    return any(r.start <= last and first <= r.end and device.matches(r.owner_type, r.name)
+               for r in (*(layout.io if space == "io" else layout.memory),
+                         *(s for s in layout.shadowed if s.space == space)))
 
 
 def board_parameters(board: Iterable[ResolvedBoardDevice], claimant: str) -> dict[str, Any]:

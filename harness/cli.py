@@ -118,7 +118,14 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
+    """Run one command; its exit status.  ``own_process``: this process is the ``harness``
+    program's own (:func:`entry`), so process-wide speed-ups may be installed (the
+    dataclass code cache); a caller's process, such as a test's, is left as it is."""
+    if own_process and not {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        # Before the parser: a command's module may import the model as it is loaded.
+        from .dataclass_cache import install
+        install()  # its classes' methods compiled once, not at each start (not for --help)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     # SIGTERM (kill, CI cancelling a job) and SIGHUP (a closed terminal) end a command
@@ -149,7 +156,7 @@ def entry() -> None:
     interpreter's tear-down of the ~300 modules a command imports (35-170 ms measured,
     longer than some commands' own work) is skipped when no other thread has work left.
     ``main`` itself, which tests and callers use in-process, returns normally."""
-    code = main()
+    code = main(own_process=True)
     import atexit
     import threading
     atexit._run_exitfuncs()

@@ -788,7 +788,7 @@ def board_model(machine: str) -> tuple[BoardDevice, ...]:
     """The built-in devices of machine type ``machine`` (every board file naming it)."""
     if machine not in MACHINE_KINDS:
         raise ValueError(f"machine type must be one of {MACHINE_KINDS}, not {machine!r}")
-    return _load_boards(board_dir().resolve())[machine]
+    return _load_boards(board_dir())[machine]
 
 
 @lru_cache(maxsize=2)

@@ -101,16 +101,19 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec, writer: str = "the fi
             if any(lo <= run.start + run.length - 1 and run.start <= hi for lo, hi in _ports(dev))]
     if roms:
         return f"the option ROM of {', '.join(dict.fromkeys(roms))} writes there while the firmware runs"
+    from .devices import board_label_of, board_model
+    devices = board_model(spec.machine)
     spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
     for lo, hi in _ports(dev):
         for r in board.io if board is not None else ():
             if r.owner and r.start <= hi and lo <= r.end:
-                name = r.owner_type or r.owner
+                # named as every report names a board device (board:rtc), its type otherwise
+                name = board_label_of(devices, r.owner_type, r.name, f"the board's {r.owner_type or r.owner}")
                 first, last = spans.get(name, (r.start, r.end))
                 spans[name] = (min(first, r.start), max(last, r.end))
     if spans:
         meant = ", ".join(f"{name} ({a:#x}-{b:#x})" if a != b else f"{name} ({a:#x})" for name, (a, b) in spans.items())
-        return f"{writer} writes there to the board's {meant}, which the device displaces"
+        return f"{writer} writes there to {meant}, which the device displaces"
     return f"{writer} writes there"
 
 
@@ -130,15 +133,22 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
 
 
 def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
-    """After a guest boot that never answered (the APIC HAL's agent guest, whose wait
-    does not watch QEMU): the finding when QEMU exited or froze meanwhile, else None."""
+    """After a guest boot that never answered (the APIC HAL's agent guest): the finding
+    when QEMU exited or froze meanwhile, or the guest reset or shut down before its agent
+    ran (a card on the PCI configuration ports resets SeaBIOS at once), else None.  With
+    no agent there is no bus: the job ends there (``stopped``)."""
     if machine.returncode is not None:
         return _exited(spec, machine)
     try:
         state = machine.status()
     except HarnessError:
         return None
-    return _frozen(spec, state) if state in STUCK_STATES else None
+    if state in STUCK_STATES:
+        return _frozen(spec, state)
+    if machine.events("SHUTDOWN"):
+        event = cut_short(spec, machine)
+        return dataclasses.replace(event, stopped=True) if event is not None else None
+    return None
 
 
 def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:

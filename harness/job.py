@@ -587,7 +587,9 @@ def _board_labels(board: Sequence[ResolvedBoardDevice], layout: Layout,
     the machine file ``configured`` is never the board's, though its type may be (an
     isa-ide or isa-fdc of the file on isapc, whose own IDE and FDC are of those types)."""
     by_type: dict[str | None, list[Any]] = {}
-    for r in (*layout.io, *layout.memory):
+    # Shadowed regions too: a board device whose every range another device took (an
+    # i8042 with a card on 0x60 and one on 0x64) is still the one its claims are for.
+    for r in (*layout.io, *layout.memory, *layout.shadowed):
         if r.owner not in configured:
             by_type.setdefault(r.owner_type, []).append(r)
     return {d.name: tuple(sorted({_who(r) for r in by_type.get(d.qemu_type, ()) if d.matches(r.owner_type, r.name)},
@@ -648,6 +650,7 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
     interrupt route, bdf → PciRoute, as a HardwareView holds them)."""
     checks = []
     board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
+    shown = _board_namer(spec.machine)
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
@@ -655,7 +658,7 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
         check = ClaimCheck(claim.owner.driver, claim.owner.device, _labels(whos),
                            f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
         if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):
-            _check_range(check, claim, layout, whos)
+            _check_range(check, claim, layout, whos, shown)
         elif claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA) and claim.interface_type != PCIBus:
             _check_line(check, claim, layout, spec, whos)
         elif claim.kind is ResourceKind.INTERRUPT and routes is not None:
@@ -665,7 +668,21 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
     return checks
 
 
-def _check_range(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence[Who]) -> None:
+def _board_namer(machine: str) -> Callable[[Any], str]:
+    """How a finding names a region's owner: a board device as every report does
+    (board:keyboard-controller), not by its QOM path, which shifts as devices are added;
+    a machine-file device by its id."""
+    devices = board_model(machine)
+
+    def name(r: Any) -> str:
+        if r.owner is None or not r.owner.startswith("/machine/"):
+            return r.owner
+        return board_label_of(devices, r.owner_type, r.name, r.owner)
+    return name
+
+
+def _check_range(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence[Who],
+                 shown: Callable[[Any], str]) -> None:
     space = "io" if claim.kind is ResourceKind.PORT else "memory"
     # System RAM (no owning device) decodes nobody's claim; RAM a device owns, such as a
     # frame buffer behind a BAR (vga.vram), is that device decoding it.
@@ -675,15 +692,18 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence
     others = [r for r in decoded if _who(r) not in whos and r.owner is not None]
     if not mine:
         if others:
-            check.findings.append("decoded by " + ", ".join(sorted({f"{r.owner} ({r.name} {r.start:#x}-{r.end:#x})"
-                                                                   for r in others})) + ", not by the expected device")
+            check.findings.append("decoded by " + ", ".join(sorted({f"{shown(r)} ({r.name} "
+                                                                   f"{r.start:#x}-{r.end:#x})" for r in others}))
+                                  + ", not by the expected device")
         else:
             check.findings.append("nothing decodes this range")
     elif others:
-        check.findings.append("also decoded by " + ", ".join(sorted({f"{r.owner} {r.start:#x}-{r.end:#x}" for r in others})))
+        check.findings.append("also decoded by " + ", ".join(sorted({f"{shown(r)} "
+                                                                     f"{r.start:#x}-{r.end:#x}" for r in others})))
     for s in layout.shadowed:
         if s.space == space and (True, s.owner) in whos and s.start <= claim.end and claim.start <= s.end:
-            check.findings.append(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed by {', '.join(s.hidden_by)}"
+            check.findings.append(f"{shown(s)}'s {s.start:#x}-{s.end:#x} is shadowed by "
+                                  f"{', '.join(s.hidden_by)}"
                                   + (f" ({s.cause})" if s.cause else ""))
     _check_outside_bars(check, claim, layout, whos, space, mine)
     covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)

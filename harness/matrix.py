@@ -869,7 +869,8 @@ def _spawn_worker(theirs: Any) -> Any:
     import sys
     # The collector stays off until the first cell is done (_worker_main): its passes
     # during the ~240 imports find nothing to free and cost ~8 ms of the start-up.
-    code = f"import gc; gc.disable(); import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})"
+    code = (f"import gc; gc.disable(); import harness.dataclass_cache as d; d.install(); "
+            f"import harness.matrix as m; m._worker_main({theirs.fileno()}, {os.getpid()})")
     return subprocess.Popen([sys.executable, "-c", code], pass_fds=[theirs.fileno()],
                             stdin=subprocess.DEVNULL, cwd=os.getcwd())
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+TYPE_CHECKING = False  # (typing is not imported on the way to --help)
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The top-level data folders the build maps into the package.
 SHIPPED = ("device_models", "configs", "guest_images")
@@ -35,17 +38,24 @@ def _package_root() -> Path:
     return root
 
 
+#: shipped_dir's answers: an installed package does not move while it runs, and the board
+#: model is asked for on every device a report names (several stat calls each).
+_found: dict[str, Path] = {}
+
+
 def shipped_dir(name: str) -> Path:
     """The shipped data folder ``name`` (one of :data:`SHIPPED`)."""
+    if name in _found:
+        return _found[name]
     if name not in SHIPPED:
         raise ValueError(f"unknown shipped data folder {name!r}; expected one of {SHIPPED}")
     package = _package_root()
     installed = package / "_data" / name
     if installed.is_dir():
-        return installed
+        return _found.setdefault(name, installed)
     source_tree = package.parent / name
     if source_tree.is_dir() and (package.parent / "pyproject.toml").is_file():
-        return source_tree
+        return _found.setdefault(name, source_tree)
     raise FileNotFoundError(f"the harness package at {package} carries no {name}/ data; "
                             f"reinstall {DIST_NAME} from a wheel or sdist built by its own build")
 
@@ -64,6 +74,41 @@ def user_cache_dir() -> Path:
     root = Path(cache_root())
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return root
+
+
+def _cache_file(name: str) -> Path:
+    return user_cache_dir() / "parsed" / f"{name}.pickle"
+
+
+def read_cache(name: str) -> dict[Any, Any]:
+    """The dict last stored as cache ``name`` by :func:`write_cache`, else an empty one: a
+    cache that is missing, does not load, or that someone else could have written (a
+    pickle runs code) is no cache."""
+    import pickle
+    from .names import private_cache_file
+    path = _cache_file(name)
+    if not private_cache_file(str(path)):
+        return {}
+    try:
+        with open(path, "rb") as f:
+            cached = pickle.load(f)
+    except Exception:  # noqa: BLE001 - missing, truncated or from another version: no cache
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+def write_cache(name: str, data: dict[Any, Any]) -> None:
+    """Store ``data`` as cache ``name`` (atomically: readers see the old or the new one)."""
+    import pickle
+    try:
+        path = _cache_file(name)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except (OSError, pickle.PicklingError):
+        pass  # a cache that cannot be written only costs the next run its work
 
 
 def add_user_model_dirs(directories: "list[str | Path] | tuple[str | Path, ...]", base: Path | None = None) -> None:

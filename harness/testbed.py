@@ -125,7 +125,7 @@ class Testbed:
         self.io = IoManager(self.registry, self.hal, reactos_compat=self.reactos_compat,
                             assign_search=self.assign_search)
         self.io.report_hal_resources(self.hal.HalReportResourceUsage())
-        self.board = resolve_board(self.spec.machine, self.hal, self.spec.builtin)
+        self.board = resolve_board(self.spec.machine, self.hal, self.spec.builtin, layout)
         for claimant, cls in BOARD_DRIVERS.items():   # the board's claimants start first
             params = board_parameters(self.board, claimant)
             if params:

@@ -360,6 +360,7 @@ class _Context:
         self.owner_types = {r.owner: r.owner_type for r in self.layout.io + self.layout.memory
                             if r.owner and r.owner_type}
         self._irq_users: dict[int, list[str]] | None = None
+        self._legacy_ide: set[str] = set()   # PCI functions driving IRQ 14/15 as ISA devices do
 
     # ------------------------------------------------------------ who is where in QEMU
     def owners(self, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
@@ -452,25 +453,35 @@ class _Context:
                         if irq != CASCADE_IRQ:
                             add(irq, device.label)
             # a board part with no QOM device (the x87 FERR line): present when its
-            # regions decode, wired under the accelerators its model names
+            # regions decode, wired under the accelerators its model names; a card that
+            # takes its port does not unwire its line
             if device.qemu_type is None and device.irqs and \
                     (not device.irq_accel or self.layout.accel in device.irq_accel) and \
-                    any(device.matches(r.owner_type, r.name) for r in self.layout.io):
+                    any(device.matches(r.owner_type, r.name) for r in (*self.layout.io, *self.layout.shadowed)):
                 for irq in device.irqs:
                     add(irq, device.label)
+        # a built-in function that signals through INTx is named as the claimants name it
+        board_functions = {(d.pci.bdf, d.pci.ids): d.label for d in board_model(self.spec.machine)
+                           if d.pci is not None and d.pci_interrupt}
         for fn in self.layout.pci:
             route = self.routes.get(fn.bdf)
             # a function whose command register disables INTx cannot assert its pin
             # (QEMU's pci_irq_handler drops the level: pci_irq_disabled)
             if route is not None and not (fn.command or 0) & PCI_COMMAND_INTX_DISABLE:
-                add(route.irq, fn.qdev_id or f"{fn.bdf} {fn.description}")
-        # A PCI IDE function in compatibility mode drives the legacy channels' lines (an
-        # ISA IDE device has its irq property above).
-        pci_ide = [fn for fn in self.layout.pci if fn.class_code == PCI_CLASS_IDE]
-        for port, irq in LEGACY_IDE_IRQS.items():
-            decoded = self.layout.owner_at(port, "io")
-            if pci_ide and decoded is not None and decoded.owner in (None, pci_ide[0].qdev_id or None):
-                add(irq, f"{pci_ide[0].bdf} {pci_ide[0].description} (legacy channel {port:#x})")
+                add(route.irq, fn.qdev_id or board_functions.get((fn.bdf, (fn.vendor, fn.device)),
+                                                                 f"{fn.bdf} {fn.description}"))
+        # A PCI IDE function in compatibility mode drives the legacy channels' lines itself
+        # (QEMU 7.2's pci_piix_init_ports wires each channel to isa_get_irq(14 / 15)),
+        # whichever function answers at the ports: every one that registers a channel's
+        # ports, shadowed or not (an ISA IDE device has its irq property above).  The
+        # board's own is board:ide-legacy, a board part above.
+        for fn in self.layout.pci:
+            if fn.class_code == PCI_CLASS_IDE and fn.qdev_id:
+                for port, irq in LEGACY_IDE_IRQS.items():
+                    if any(r.owner == fn.qdev_id and r.start == port and r.name.split(" @")[0] == "ide"
+                           for r in (*self.layout.io, *self.layout.shadowed)):
+                        add(irq, fn.qdev_id)
+                        self._legacy_ide.add(fn.qdev_id)
         if self.sci is not None:
             add(self.sci, "ACPI SCI")
         return users
@@ -898,9 +909,10 @@ class _Context:
 
     def hardware_conflicts(self) -> list[Finding]:
         found = []
-        isa_owners = {self.isa_name(dev) for dev in self.layout.isa}
+        users_of = self.irq_users()
+        isa_owners = {self.isa_name(dev) for dev in self.layout.isa} | self._legacy_ide
         sci = self.sci
-        for irq, users in sorted(self.irq_users().items()):
+        for irq, users in sorted(users_of.items()):
             # PCI functions may share a line (level-triggered, ORed by the chipset).
             if len(users) < 2 or not any(u in isa_owners for u in users):
                 continue

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .packagedata import read_cache, write_cache
 
 if TYPE_CHECKING:
     import yaml
@@ -309,46 +310,14 @@ def load_files(paths: list[Path], cache: str, *, keep_others: int = 0) -> list[A
     import hashlib
     entries = [(path, _read_bytes(path)) for path in paths]
     keys = [f"{path}\0{hashlib.sha1(data).hexdigest()}" for path, data in entries]
-    cached = _read_cache(cache)
+    cached = read_cache(cache)
     documents = [cached[key] if key in cached else _parse_bytes(data, path)
                  for key, (path, data) in zip(keys, entries)]
     if any(key not in cached for key in keys) or len(cached) > len(keys) + keep_others:
         fresh = dict(zip(keys, documents))
         others = [(k, v) for k, v in reversed(cached.items()) if k not in fresh][:keep_others]
-        _write_cache(cache, {**dict(reversed(others)), **fresh})  # oldest first, as read back
+        write_cache(cache, {**dict(reversed(others)), **fresh})  # oldest first, as read back
     return documents
-
-
-def _cache_path(name: str) -> Path:
-    from .packagedata import user_cache_dir
-    return user_cache_dir() / "parsed" / f"{name}.pickle"
-
-
-def _read_cache(name: str) -> dict[str, Any]:
-    import pickle
-    from .names import private_cache_file
-    path = _cache_path(name)
-    if not private_cache_file(str(path)):
-        return {}
-    try:
-        with open(path, "rb") as f:
-            cached = pickle.load(f)  # made by _write_cache below, in a folder only this user can write
-    except Exception:  # noqa: BLE001 - missing, truncated or from another version: parse again
-        return {}
-    return cached if isinstance(cached, dict) else {}
-
-
-def _write_cache(name: str, documents: dict[str, Any]) -> None:
-    import pickle
-    try:
-        path = _cache_path(name)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(documents, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except (OSError, pickle.PicklingError):
-        pass  # a cache that cannot be written only costs the next parse
 
 
 def _parse_bytes(data: bytes, path: Path) -> Any:

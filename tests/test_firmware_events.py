@@ -51,11 +51,11 @@ EVENTS = {
                             "guest-panicked", ("panic0",), "SeaBIOS's debug-log port"),
     # CMOS index writes with bit 0 set (0x0f, 0x8f...) are panic events for a pvpanic there.
     "pvpanic-on-cmos-index": ("machine: isapc\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x70}\n",
-                              "guest-panicked", ("panic0",), "writes there to the board's mc146818rtc (0x70)"),
+                              "guest-panicked", ("panic0",), "writes there to board:rtc (0x70)"),
     # ... and an isa-debug-exit there ends QEMU with the first index written: 0x0f, the
     # CMOS shutdown-status register.
     "debug-exit-on-cmos": ("machine: pc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0x70, iosize: 2}\n",
-                           "qemu-exited", ("bye",), "mc146818rtc (0x70-0x71), which the device displaces; "
+                           "qemu-exited", ("bye",), "board:rtc (0x70-0x71), which the device displaces; "
                                                     "the firmware wrote 0xf"),
     # sga decodes nothing, but its option ROM (sgabios) writes the BIOS's text to COM1's
     # data port: a pvpanic there panics the guest, one without the sga runs clean
@@ -218,4 +218,4 @@ def test_a_guest_boot_that_never_answers_is_checked_for_a_frozen_or_gone_qemu() 
         machine.wait_event("GUEST_PANICKED", timeout=30)
         event = stopped_during_boot(spec, machine)
     assert event is not None and (event.kind, event.devices) == ("guest-panicked", ("panic0",))
-    assert "mc146818rtc (0x70)" in event.cause
+    assert "board:rtc (0x70)" in event.cause

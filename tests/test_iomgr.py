@@ -19,7 +19,7 @@ from harness.nt.iomgr import (DEFAULT_RESOURCE_CLASS, HAL_NAME, IoManager, RAW_S
 from harness.nt.registry import DEVICE_MAP, RESOURCE_MAP, Registry, RegType
 from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, DeviceSpecific, Interrupt, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST, InterruptRequirement,
-                                  Isa, Port, PortRequirement)
+                                  Internal, Isa, Port, PortRequirement)
 from harness.nt.status import NTSTATUS, IoErrorCode
 from harness.nt.verifier import ClaimViolationError, call_site
 from harness.drivers import ParallelDriver, PciNicDriver, SerialDriver
@@ -104,6 +104,37 @@ def test_a_claim_is_written_raw_and_translated(io: IoManager) -> None:
     report(io, d2, dev2, CM_RESOURCE_LIST.single(Isa, 0, Port(0x378, 3)), cls="PARALLEL PORTS")
     assert io.registry.key_exists(rf"{RESOURCE_MAP}\PARALLEL PORTS\Par")
     assert io.registry.key_exists(rf"{RESOURCE_MAP}\Hardware Abstraction Layer\{HAL_NAME}")
+
+
+def test_the_hal_reports_device_usage_under_its_bus_type_then_internal_usage(machine: Machine) -> None:
+    """§2.4 (ReactOS HalpReportResourceUsage's two passes): the kernel debugger's COM IRQ
+    is device usage, in an Isa full descriptor written first; the HAL's own interrupts and
+    ports, the debugger port's 8 among them, are Internal.  Without a debugger port, or
+    with one whose IRQ the HAL does not know, there is no device usage to write."""
+    bus = LiveBus(machine)
+    plain = Hal(bus).HalReportResourceUsage()
+    assert [f.interface_type for f in plain.descriptors] == [Internal]
+    with_kd = Hal(bus, kd_port=0x2F8).HalReportResourceUsage()
+    device, internal = with_kd.descriptors
+    assert device.interface_type == Isa and [(p.level, p.vector) for p in device.partials] == [(3, 3)]
+    assert 3 not in {p.level for p in internal.partials if isinstance(p, Interrupt)}
+    assert (0x2F8, 8) in {(p.start, p.length) for p in internal.partials if isinstance(p, Port)}
+    added = set(internal.partials) - set(plain.descriptors[0].partials)
+    assert [(p.start, p.length) for p in added] == [(0x2F8, 8)]
+    unknown = Hal(bus, kd_port=0x2000).HalReportResourceUsage()
+    assert [f.interface_type for f in unknown.descriptors] == [Internal]
+    interrupts = [p for _, p in plain.partials() if isinstance(p, Interrupt)]
+    assert [p for _, p in unknown.partials() if isinstance(p, Interrupt)] == interrupts   # no IRQ for it
+    registry = Registry()
+    try:
+        manager = IoManager(registry, Hal(bus, kd_port=0x2F8))
+        manager.report_hal_resources(with_kd)
+        key = rf"{RESOURCE_MAP}\Hardware Abstraction Layer\{HAL_NAME}"
+        values = {v.name: v.value for v in registry.values(key)}
+        raw, translated = (next(v for n, v in values.items() if n.endswith(suffix)) for suffix in (RAW_SUFFIX, TRANSLATED_SUFFIX))
+        assert [f.interface_type for f in raw.descriptors] == [Isa, Internal] == [f.interface_type for f in translated.descriptors]
+    finally:
+        registry.close()
 
 
 def test_conflict_without_override_logs_and_writes_nothing(io: IoManager) -> None:

@@ -189,6 +189,14 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "debugcon-between-vga-blocks-behind-bridge": None,
     # livefuzz: a BAR moved out of a claim of several contiguous BARs
     "bar-moved-out-of-a-merged-claim": (None, None, None),
+    # qa6: what a card over each board decoder showed (tests/test_board_overlaps.py)
+    "fpu-port-and-line-taken": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-shared"),
+    "keyboard-ports-both-taken": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
+    "keyboard-lines-both-taken": ("IO_ERR_IRQ_CONFLICT_DETECTED", "i8042prt", "irq-shared"),
+    "rtl8139-bar-moved-onto-hpet": (None, None, "shadowed"),
+    "serial-on-q35-sata-smbus-line": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PnpManager", "irq-shared"),
+    "serial-on-q35-pci-config-ports": (None, None, None),
+    "elcr-port-taken-shared-irq3": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-lost"),
 }
 
 # Words a config's hardware collision must say (what the line or range really does there).
@@ -201,7 +209,18 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
                   "ipmi-kcs-under-bt-partial": "bt0 (ipmi-bt) no longer answers there: kcs0 wins",
                   # a PIRQ routed to an ISA line drives it also where the NIC's claim is a GSI
                   "q35-pirq-rerouted-onto-serial": "IRQ 4 is driven by com1, nic0",
-                  "isapc-serial-irq13-fpu": "fpu-error"}
+                  "isapc-serial-irq13-fpu": "fpu-error",
+                  # qa6: the FERR line stays wired with 0xf0 taken; an alias BAR lost whole;
+                  # built-in PCI functions named as the claimants name them
+                  "fpu-port-and-line-taken": "IRQ 13 is driven by ne0, board:fpu-error",
+                  "rtl8139-bar-moved-onto-hpet": "nic0 (rtl8139-mem) no longer answers there: board:hpet wins them",
+                  "serial-on-q35-sata-smbus-line": "IRQ 10 is driven by com1, board:sata, board:smbus",
+                  "keyboard-lines-both-taken": "IRQ 12 is driven by board:keyboard-controller, com1",
+                  # the ELCR as the 8259s hold it, not the byte a card on 0x4d0 answers
+                  "elcr-port-taken-shared-irq3": "edge-triggered (ELCR bit 3 clear)",
+                  # every compatibility-mode PCI IDE function drives IRQ 14/15 (QEMU's
+                  # pci_piix_init_ports), the one that answers at the ports or not
+                  "second-pci-ide-over-board-ide": "IRQ 14 is driven by board:ide-legacy, ide2"}
 
 # The decoders each config leaves without a claim (JobResult.unclaimed: refused, or not
 # found by their driver where they decode); every other config leaves none.  A device
@@ -248,6 +267,10 @@ UNCLAIMED: dict[str, set[str]] = {
     "ne2000-in-virtio-vga-ports": {"vv0"}, "eepro100-io-bar-onto-ide": {"nic0"},
     "serial-over-second-piix3-ide": {"ide9", "com9"}, "piix4-ide-beside-isa-ide-q35": {"ide9"},
     "eepro100-bar-onto-hyperv-post-drivers": {"hv0", "nic0"},
+    # qa6
+    "fpu-port-and-line-taken": {"dbg0", "ne0"}, "keyboard-ports-both-taken": {"d60", "kcs0"},
+    "keyboard-lines-both-taken": {"ne0", "com1"}, "serial-on-q35-sata-smbus-line": {"com1"},
+    "elcr-port-taken-shared-irq3": {"dbg0"},
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
@@ -260,7 +283,11 @@ CHECK_SAYS = {"bar-moved-out-of-a-merged-claim": "outside the device's BARs and 
               # qa5
               "can-io-bar-over-com1": "decoded by can0 (kvaser_pci-sja 0x380-0x3ff)",
               "eepro100-io-bar-onto-ide": "decoded by nic0 (eepro100-io 0x140-0x17f)",
-              "eepro100-bar-onto-hyperv-post-drivers": "decoded by nic0 (eepro100-io 0x3000-0x303f)"}
+              "eepro100-bar-onto-hyperv-post-drivers": "decoded by nic0 (eepro100-io 0x3000-0x303f)",
+              # qa6: the 8042 lost both ports and is still whom i8042prt's claims are for
+              "keyboard-ports-both-taken": "'s 0x64-0x64 is shadowed by kcs0",
+              # a board device named as every report names it, not by its QOM path
+              "serial-on-keyboard": "board:keyboard-controller's 0x60-0x60 is shadowed by com9"}
 
 
 # Configs where the device that answers holds the claim and a shadowed one is refused or

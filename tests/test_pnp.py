@@ -514,3 +514,21 @@ def test_a_device_with_nothing_to_set_keeps_all_it_decodes():
     # Its MMIO page near 4 GiB, which no ISA bus translates, is kept clear of beside it.
     assert any(f.startswith("testdev: memory 0xff000000-") for f in report.fixed), report.fixed
     assert "(ipmi-bt)" not in text and "bmcbt: ioport 0xe4 -> " in text
+
+
+def test_a_zero_length_window_asks_for_nothing_and_is_not_split_into_places():
+    """Genuine PCI bridges (Windows 7's 440BX AGP bridge, every bridge of the VMware and
+    Dell machines in tests/data/realworld-resources) ask for windows of Length 0 when
+    nothing is behind them: [0, 0xFFFF] aligned to 0x1000 is 16 places, few enough to be
+    split, and a place of length 0 ends before it starts (MaximumAddress = Start - 1, -1 at
+    0): no valid descriptor.  The window stays one requirement, and a device with it is
+    placed beside a card that holds ports anywhere in it."""
+    from harness.nt.resources import MemoryRequirement
+    empty = [PortRequirement(0, 0x1000, 0, 0xFFFF), MemoryRequirement(0, 0x100000, 0, 0xFFFFFFFF)]
+    n = node("bridge", IO_RESOURCE_LIST((*empty, port_req(0x300))))
+    found = pnp.candidates(n)
+    assert len(found) == 1 and all(d.length == 0 for d in found[0].requirements.lists[0].descriptors[:2])
+    solution = pnp.solve([n], held(0x0, 0x1000, 0x8000))
+    assert solution.satisfiable
+    got = [(p.start, p.length) for _, p in solution.resources("bridge").partials() if isinstance(p, Port)]
+    assert (0x300, 8) in got and all(length in (0, 8) for _, length in got)

@@ -1,6 +1,7 @@
-"""Genuine resource lists of a Windows XP machine (tests/data/realworld-resources/README.md):
-each decodes with dedicated descriptor classes only, dumps, and re-encodes to exactly the
-bytes Windows wrote."""
+"""Genuine resource lists of real Windows machines, XP to 10, x86 and x64
+(tests/data/realworld-resources/README.md names each source): each decodes, dumps, and
+re-encodes to exactly the bytes Windows wrote; damaged copies of them are refused naming
+file, line, value and what was expected, with nothing written."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.nt.arbiter import interrupt_line
+from harness.nt.arbiter import Owner, claims_of, conflicts_between, interrupt_line, kind_of
 from harness.nt.errors import RegFileError, ResourceFormatError
-from harness.nt.regfile import HEADER, export_text, import_reg, import_text
+from harness.nt.regfile import HEADER, export_text, file_layout, import_reg, import_text, parse_reg
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -24,7 +25,12 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   GenericRequirement, IO_RESOURCE_DESCRIPTOR, detect_arch,
                                   CmResourceShare, CmResourceType, Interrupt, Port,
                                   CM_RESOURCE_INTERRUPT_MESSAGE, InterruptRequirement,
-                                  fitting_layouts, private_copy_of)
+                                  fitting_layouts, private_copy_of, CM_RESOURCE_MEMORY_LARGE,
+                                  CM_RESOURCE_MEMORY_LARGE_40, CM_SERIAL_DEVICE_DATA, Connection,
+                                  ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
+                                  IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
+                                  MemoryLargeRequirement, PortRequirement, IO_RESOURCE_DEFAULT,
+                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -166,8 +172,29 @@ DELL = DATA / "x64-dell-laptop-system.reg"
 WIN10 = DATA / "win10-1709-x64-system.reg"
 SYSTEM = MACHINE + r"\SYSTEM\ControlSet001"
 RESERVED_ISA = (SYSTEM + r"\Control\SystemResources\ReservedResources", "Isa")
-HIVES = [(WIN7, Arch.X86, 131, 60), (VBOX, Arch.X64, 36, 13), (DELL, Arch.X64, 85, 35),
-         (WIN10, Arch.X64, 128, 58)]
+XP_VMWARE = DATA / "xp-sp3-x86-vmware-system.reg"
+MAC = DATA / "win10-mac-t2-carved.reg"
+QEMU_GUEST = DATA / "x64-qemu-guest-logs.reg"
+M57_PAT = DATA / "xp-sp3-x86-m57-pat-system.reg"
+OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
+XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
+CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
+# file, layout, values, values fitting that layout only, values fitting the other layout
+# only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
+# below and at least how many there are
+HIVE_ARGS = "file,arch,count,layout_specific,foreign,logconf_root,logconfs"
+HIVES = [
+    pytest.param(WIN7, Arch.X86, 131, 60, 0, SYSTEM + r"\Enum", 13, id="win7-x86"),
+    pytest.param(VBOX, Arch.X64, 36, 13, 1, SYSTEM + r"\Enum", 13, id="x64-vbox"),
+    pytest.param(DELL, Arch.X64, 85, 35, 1, SYSTEM + r"\Enum", 13, id="x64-dell"),
+    pytest.param(WIN10, Arch.X64, 128, 58, 1, SYSTEM + r"\Enum", 13, id="win10-x64"),
+    pytest.param(XP_VMWARE, Arch.X86, 48, 22, 0, SYSTEM + r"\Enum", 22, id="xp-sp3-vmware"),
+    pytest.param(MAC, Arch.X64, 64, 29, 0, CARVED, 35, id="win10-mac-carved"),
+    pytest.param(QEMU_GUEST, Arch.X64, 35, 14, 0, SYSTEM + r"\Enum", 13, id="x64-qemu-logs"),
+    pytest.param(M57_PAT, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 27, id="xp-sp3-m57-pat"),
+    pytest.param(OFIARA, Arch.X86, 118, 54, 0, SYSTEM + r"\Enum", 56, id="xp-sp3-vmware-ofiara"),
+    pytest.param(XP_X64, Arch.X64, 41, 16, 1, SYSTEM + r"\Enum", 16, id="xp-x64-vbox"),
+]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
                   REG_RESOURCE_REQUIREMENTS_LIST: IO_RESOURCE_REQUIREMENTS_LIST}
@@ -177,8 +204,9 @@ def resource_values(reg, root=MACHINE):
     return [(path, v) for path, vs in reg.walk(root) for v in vs if v.type in RESOURCE_TYPES]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
-def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific):
+@pytest.mark.parametrize(HIVE_ARGS, HIVES)
+def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, layout_specific,
+                                                           foreign, logconf_root, logconfs):
     """Every value decodes; the resource lists with partials fit one layout only, the
     machine's, but for the one value Windows keeps in the x86 layout on x64 (below)."""
     with Registry(arch=arch) as reg:
@@ -196,15 +224,15 @@ def test_hive_values_decode_in_their_layout_and_round_trip(file, arch, count, la
                 only[fits[0]] += 1
             if v.type == REG_RESOURCE_REQUIREMENTS_LIST:
                 assert detect_arch(v.data, kind) is None  # 32-byte descriptors in both
-        foreign = 1 if arch is Arch.X64 else 0
         assert only == {arch: layout_specific, **{a: foreign for a in Arch if a is not arch}}
         text = format_tree(reg)
         assert "undecodable" not in text
         assert text.count("not this registry's") == foreign
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
-def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific):
+@pytest.mark.parametrize(HIVE_ARGS, HIVES)
+def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_specific, foreign,
+                                                 logconf_root, logconfs):
     with Registry(arch=arch) as reg, Registry(arch=arch) as again:
         import_reg(reg, file)
         assert import_text(again, export_text(reg, MACHINE)) == count
@@ -212,15 +240,15 @@ def test_hive_export_reimports_to_the_same_bytes(file, arch, count, layout_speci
             [(p, v.name, v.type, v.data) for p, v in resource_values(reg)]
 
 
-@pytest.mark.parametrize("file,arch,count,layout_specific", HIVES, ids=["win7-x86", "x64-vbox", "x64-dell", "win10-x64"])
-def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific,
-                                                       tmp_path, capsys):
+@pytest.mark.parametrize(HIVE_ARGS, HIVES)
+def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_specific, foreign,
+                                                       logconf_root, logconfs, tmp_path, capsys):
     db = str(tmp_path / "machine.db")
     assert cli_main(["registry", "import", str(file), db, "--arch", arch.value]) == 0
     assert f"imported {count} value(s)" in capsys.readouterr().err
-    assert cli_main(["registry", "dump", db, "--path", SYSTEM + r"\Enum"]) == 0
+    assert cli_main(["registry", "dump", db, "--path", logconf_root]) == 0
     dump = capsys.readouterr().out
-    assert dump.count("LogConf\n") >= 13 and "undecodable" not in dump
+    assert dump.count("LogConf\n") >= logconfs and "undecodable" not in dump
     other = next(a for a in Arch if a is not arch)
     refused = str(tmp_path / "other.db")
     assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
@@ -250,6 +278,20 @@ def test_x64_windows_keeps_the_isa_reserved_resources_in_the_x86_layout():
         assert [(type(p), p.start, p.length) for p in unshared] == [(Port, 0, 0x100)]
         assert ("Isa : REG_RESOURCE_LIST (660 bytes, x86 layout, not this registry's x64, "
                 "1 full descriptor(s))") in format_tree(x64)
+
+
+def test_setup_writes_the_same_isa_reserved_resources_on_every_windows():
+    """XP x86 and x64, Windows 7 x86 and later x64 Windows: every hive here that has
+    ``SystemResources\\ReservedResources\\Isa`` has the same 660 bytes, in the x86 layout."""
+    found = {}
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            if reg.key_exists(RESERVED_ISA[0]):
+                found[file.name] = reg.get_value(*RESERVED_ISA).data
+    assert len(found) >= 7 and {XP_X64.name, M57_PAT.name, WIN7.name} <= set(found)
+    assert {len(d) for d in found.values()} == {660} and len(set(found.values())) == 1
+    assert fitting_layouts(found[XP_X64.name]) == (Arch.X86,)
 
 
 @pytest.mark.parametrize("file,arch,pic", [(WIN7, Arch.X86, r"ACPI\PNP0001\4&25ee97c0&0"),
@@ -349,6 +391,40 @@ def test_only_values_left_stored_vote(tail):
         assert import_text(reg, "\n".join(lines[:-1]) + "\n") == 3
 
 
+@pytest.mark.parametrize("values,layout", [
+    ((X64_ONLY, X86_ONLY, BOTH, X64_ONLY), Arch.X64),
+    ((X86_ONLY, BOTH), Arch.X86),
+    ((BOTH,), None),                        # nothing tells
+    ((X64_ONLY, X86_ONLY), None),           # a tie
+    ((), None),
+])
+def test_file_layout_is_the_vote_of_the_single_layout_values(values, layout):
+    assert file_layout(parse_reg(reg_file(*values))) is layout
+
+
+def test_file_layout_counts_only_the_values_left_stored():
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\HARDWARE\T]", hex8("a", X86_ONLY),
+             hex8("b", X86_ONLY), hex8("c", X64_ONLY)]
+    assert file_layout(parse_reg("\n".join(lines) + "\n")) is Arch.X86
+    assert file_layout(parse_reg("\n".join(lines + ['"a"=-']) + "\n")) is None  # 1 : 1 left
+
+
+@pytest.mark.parametrize("file,arch", [(WIN7, Arch.X86), (M57_PAT, Arch.X86), (XP_X64, Arch.X64),
+                                       (QEMU_GUEST, Arch.X64), (DATA / "x64-cpu.reg", Arch.X64)])
+def test_a_new_database_takes_the_files_layout(file, arch, tmp_path, capsys):
+    """Without ``--arch`` a new database gets the layout the file's values show (XP x64's
+    one x86-only value is outvoted; a file whose values fit both is x64, the default); an
+    existing database keeps its own and refuses a file of the other."""
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(file), db]) == 0
+    with Registry(db, create=False) as reg:
+        assert reg.arch is arch
+    other = WIN7 if arch is Arch.X64 else XP_X64
+    assert cli_main(["registry", "import", str(other), db]) == 2
+    assert f"import it into an {next(a for a in Arch if a is not arch).value} registry" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("file,arch,count,first,last", [(WIN7, Arch.X86, 110, 81, 190),
                                                         (VBOX, Arch.X64, 367, 81, 511),
                                                         (DELL, Arch.X64, 407, 54, 511)])
@@ -412,3 +488,331 @@ def test_windows_10_counts_an_unwritten_descriptor_in_list_size():
                            if isinstance(d, InterruptRequirement)] for lst in req.lists)
             assert all(msi) and lines[-1] is False and req.alternative_lists == 2
         assert format_tree(reg).count("32 bytes after the lists, inside ListSize: zero") == 3
+
+
+# --- Third pass: XP SP3 (damaged hive), Windows 10 on a Mac (carved), a QEMU guest (logs) ---
+
+def imported(file, arch):
+    reg = Registry(arch=arch)
+    import_reg(reg, file)
+    return reg
+
+
+def one_value(reg, under, key_tail, name):
+    """The value ``name`` of the one key below ``under`` whose path ends in ``key_tail``."""
+    (found,) = [v for path, vs in reg.walk(under) if path.endswith(key_tail)
+                for v in vs if v.name == name]
+    return found
+
+
+def test_memory40_window_of_the_macs_pcie_root_bus():
+    """Windows 10 on a Mac reserves 256 GB of MMIO above 256 GB for its PCIe root bus: a
+    MemoryLarge partial with CM_RESOURCE_MEMORY_LARGE_40 whose stored Length40 is the
+    length >> 8, and the same window as a requirement."""
+    with imported(MAC, Arch.X64) as reg:
+        boot = one_value(reg, CARVED, r"\PNP0A08\0\LogConf", "BootConfig")
+        (large,) = [p for _, p in boot.value.partials() if isinstance(p, MemoryLarge)]
+        assert (large.start, large.length) == (0x40_0000_0000, 0x40_0000_0000)
+        assert large.flags & CM_RESOURCE_MEMORY_LARGE == CM_RESOURCE_MEMORY_LARGE_40
+        raw = large.pack(Arch.X64)
+        assert raw in boot.data and struct.unpack_from("<QI", raw, 4) == (0x40_0000_0000, 0x4000_0000)
+        basic = one_value(reg, CARVED, r"\PNP0A08\0\LogConf", "BasicConfigVector")
+        (req,) = [d for d in descriptors(basic.value) if isinstance(d, MemoryLargeRequirement)]
+        assert (req.length, req.minimum_address, req.maximum_address) == \
+            (0x40_0000_0000, 0x40_0000_0000, 0x7F_FFFF_FFFF)
+        assert req.flags & CM_RESOURCE_MEMORY_LARGE == CM_RESOURCE_MEMORY_LARGE_40
+        text = format_tree(reg, CARVED)
+        assert "MemoryLarge    0x4000000000-0x7fffffffff (length 0x4000000000) Shared           LARGE_40" in text
+
+
+def test_the_macs_bluetooth_uart_is_a_connection_id_not_a_range():
+    """BCM2E7C's BootConfig and BasicConfigVector hold one CmResourceTypeConnection: class
+    SERIAL (2), type 3, connection id 1; the arbiter has nothing to arbitrate in it."""
+    with imported(MAC, Arch.X64) as reg:
+        boot = one_value(reg, CARVED, r"\BCM2E7C\1\LogConf", "BootConfig").value
+        (conn,) = [p for _, p in boot.partials()]
+        assert isinstance(conn, Connection) and kind_of(conn) is None
+        assert (conn.connection_class, conn.connection_type, conn.connection_id) == (2, 3, 1)
+        basic = one_value(reg, CARVED, r"\BCM2E7C\1\LogConf", "BasicConfigVector").value
+        (req,) = descriptors(basic)
+        assert isinstance(req, ConnectionRequirement) and req.connection_id == 1
+        assert not [d for _, p in resource_values(reg) for d in descriptors(p.value)
+                    if isinstance(d, (GenericPartial, GenericRequirement)) and int(d.type) == 0x84]
+        assert format_tree(reg, CARVED).count("Connection     class 2 (SERIAL) type 3 id 0x1 ") == 2
+
+
+def test_windows_10_asks_for_msi_messages_by_token():
+    """PCI requirement lists of the Mac ask for message-signalled interrupts as the WDK
+    says: MaximumVector = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN, MinimumVector = token -
+    count + 1; a power of two up to MSI's 32 (8 or 16 preferred, 1 as the alternative, or
+    1 alone)."""
+    with imported(MAC, Arch.X64) as reg:
+        asks = []
+        for _, v in resource_values(reg):
+            if v.type == REG_RESOURCE_REQUIREMENTS_LIST:
+                asks += [(d.message_count, d.option) for d in descriptors(v.value)
+                         if isinstance(d, InterruptRequirement) and d.flags & CM_RESOURCE_INTERRUPT_MESSAGE]
+        assert asks and {count for count, _ in asks} == {1, 8, 16}
+        assert (8, IO_RESOURCE_PREFERRED) in asks and (1, IO_RESOURCE_ALTERNATIVE) in asks
+        text = format_tree(reg, CARVED)
+        assert "message token, 8 message(s)" in text and "vector 4294967" not in text
+
+
+XP_ENUM = SYSTEM + r"\Enum"
+
+
+@pytest.mark.parametrize("file", [XP_VMWARE, M57_PAT, OFIARA])
+def test_xp_counts_list_size_past_its_lists_too(file):
+    """XP's ISA PnP read-data port, on three machines alike: ListSize 1120 (the value's
+    length), one list of 16 port descriptors ending at 552, then 568 zero bytes (not whole
+    descriptors): kept as slack, as Windows 10's unwritten descriptor is. Its BootConfig's
+    partial list is Version 0, Revision 0x3000."""
+    with imported(file, Arch.X86) as reg:
+        key = XP_ENUM + r"\ISAPNP\ReadDataPort\0\LogConf"
+        value = reg.get_value(key, "BasicConfigVector")
+        req = value.value
+        assert struct.unpack_from("<I", value.data)[0] == len(value.data) == 1120
+        assert (req.interface_type.name, len(req.lists), len(req.lists[0].descriptors)) == ("Internal", 1, 16)
+        assert req.slack == bytes(568) and len(value.data) - len(req.slack) == 552
+        assert req.pack(Arch.X86) == value.data
+        boot = reg.get_value(key, "BootConfig").value
+        (full,) = boot.descriptors
+        plist = full.partial_resource_list
+        assert (plist.version, plist.revision) == (0, 0x3000)
+        assert [(p.start, p.length) for p in full.partials] == [(0xA79, 1), (0x279, 1)]
+        assert "568 bytes after the lists, inside ListSize: zero" in format_tree(reg, key)
+
+
+def test_xp_legacy_serial_boot_config_carries_the_uart_clock():
+    """The firmware mapper's COM1 (Enum\\Root\\*PNP0501): Isa, partial list Version 0.0,
+    ports 0x3F8 length 7, IRQ 4 with ShareDisposition Undetermined, and 8 bytes of
+    CM_SERIAL_DEVICE_DATA: BaudClock 1843200; COM2 the same at 0x2F8, IRQ 3."""
+    with imported(XP_VMWARE, Arch.X86) as reg:
+        for instance, base, irq in (("1_0_17_0_0_0", 0x3F8, 4), ("1_0_17_1_0_0", 0x2F8, 3)):
+            boot = reg.get_value(XP_ENUM + "\\Root\\*PNP0501\\" + instance + r"\LogConf",
+                                 "BootConfig").value
+            (full,) = boot.descriptors
+            assert full.interface_type == Isa
+            assert (full.partial_resource_list.version, full.partial_resource_list.revision) == (0, 0)
+            port, line, specific = full.partials
+            assert (type(port), port.start, port.length) == (Port, base, 7)
+            assert (type(line), interrupt_line(line), line.share) == \
+                (Interrupt, irq, CmResourceShare.CmResourceShareUndetermined)
+            assert CM_SERIAL_DEVICE_DATA.unpack(specific.data) == CM_SERIAL_DEVICE_DATA(0, 0, 1843200)
+
+
+@pytest.mark.parametrize("file,arch,key,repeats", [
+    (XP_X64, Arch.X64, r"\ACPI\PNP0A03\0", 2),
+    (QEMU_GUEST, Arch.X64, r"\ACPI\PNP0A03\1", 1),
+])
+def test_root_bus_windows_are_followed_by_private_type_and_start(file, arch, key, repeats):
+    """After each window of the PCI root bus's BasicConfigVector: on XP x64 the window's
+    copy (XP's rule), then on both DevicePrivate (type 1 port / 3 memory, the window's
+    start, 0) with Flags 0x6000, then (0, 0, 0) with Flags 1 -- twice each on XP x64,
+    once on the later x64 guest."""
+    with imported(file, arch) as reg:
+        req = reg.get_value(XP_ENUM + key + r"\LogConf", "BasicConfigVector").value
+        (lst,) = req.lists
+        ds = list(lst.descriptors)
+        windows = [i for i, d in enumerate(ds) if isinstance(d, (PortRequirement, MemoryRequirement))]
+        assert len(windows) >= 4
+        for i in windows:
+            window = ds[i]
+            after = ds[i + 1:i + 1 + 2 * repeats + (repeats == 2)]
+            if repeats == 2:  # XP's copy of the window first
+                assert private_copy_of(after[0], window, arch)
+                after = after[1:]
+            kind = 1 if isinstance(window, PortRequirement) else 3
+            assert [(d.data, d.flags) for d in after] == \
+                [((kind, window.minimum_address, 0), 0x6000)] * repeats + [((0, 0, 0), 1)] * repeats
+
+
+def test_xp_lists_each_com_port_twice_mapper_and_acpi():
+    """The firmware mapper's COM1/COM2 (Isa, 7 ports, IRQ share Undetermined) and ACPI's
+    (PNPBus, 8 ports from the same base, IRQ DeviceExclusive) side by side in one LogConf
+    tree: under the ResourceMap rule they would collide, so LogConf values are no claims."""
+    with imported(XP_VMWARE, Arch.X86) as reg:
+        for mapper, acpi, base in (("1_0_17_0_0_0", "1", 0x3F8), ("1_0_17_1_0_0", "2", 0x2F8)):
+            boots = [reg.get_value(XP_ENUM + key + r"\LogConf", "BootConfig").value
+                     for key in ("\\Root\\*PNP0501\\" + mapper, "\\ACPI\\PNP0501\\" + acpi)]
+            (old, new) = [[(p.start, p.length) for _, p in b.partials() if isinstance(p, Port)]
+                          for b in boots]
+            assert (old, new) == ([(base, 7)], [(base, 8)])
+            assert [b.descriptors[0].interface_type.name for b in boots] == ["Isa", "PNPBus"]
+            claims = [claims_of(Owner(str(i)), b) for i, b in enumerate(boots)]
+            assert conflicts_between(*claims)
+
+
+def test_a_legacy_game_port_asks_with_io_resource_default_and_two_priorities():
+    """XP's LEGACY\\JOYSTICK (OFIARA): two alternative lists, each led by a ConfigData of
+    LCPRI_DESIRED then LCPRI_NORMAL, every descriptor with Option IO_RESOURCE_DEFAULT (the
+    flag the DDK calls unused): ports 0x200 or 0x208..0x21F, 8 aligned to 8."""
+    with imported(OFIARA, Arch.X86) as reg:
+        (value,) = [v for path, vs in reg.walk(XP_ENUM + r"\LEGACY\JOYSTICK") for v in vs]
+        req = value.value
+        assert (req.interface_type, req.alternative_lists) == (Isa, 2)
+        heads = [lst.descriptors[0] for lst in req.lists]
+        assert [h.priority for h in heads] == [LCPRI_DESIRED, LCPRI_NORMAL]
+        assert {d.option for d in descriptors(req)} == {IO_RESOURCE_DEFAULT}
+        ports = [(d.minimum_address, d.maximum_address, d.length, d.alignment)
+                 for d in descriptors(req) if isinstance(d, PortRequirement)]
+        assert ports == [(0x200, 0x207, 8, 8), (0x208, 0x21F, 8, 8)]
+
+
+def test_qemu_guests_root_bus_leaves_out_qemus_own_ports():
+    """The x64 guest's PCI root bus (PNP0A03) windows, as Windows read them from QEMU's
+    ACPI: the gaps between the port windows are QEMU's PCI configuration ports and its
+    ACPI hotplug registers; the memory window starts above the guest's 1 GB of RAM."""
+    with imported(QEMU_GUEST, Arch.X64) as reg:
+        boot = reg.get_value(XP_ENUM + r"\ACPI\PNP0A03\1\LogConf", "BootConfig").value
+        ports = sorted((p.start, p.end - 1) for _, p in boot.partials() if isinstance(p, Port))
+        gaps = [(a_end + 1, b_start - 1) for (_, a_end), (b_start, _) in zip(ports, ports[1:])]
+        assert ports[0][0] == 0 and ports[-1][1] == 0xFFFF
+        assert gaps == [(0xCF8, 0xCFF), (0xAE00, 0xAE0E), (0xAF00, 0xAF1F), (0xAFE0, 0xAFE3)]
+        assert all(p.share == CmResourceShare.CmResourceShareShared
+                   for _, p in boot.partials() if isinstance(p, (Port, Memory)))
+        memory = [(p.start, p.end - 1) for _, p in boot.partials() if isinstance(p, Memory)]
+        assert memory == [(0xA0000, 0xBFFFF), (0x4000_0000, 0xFEBF_FFFF)]
+
+
+# --- Bad real-world input made from the genuine files ---
+
+def with_damaged_value(file, arch, key, name, damage):
+    """The genuine file's export with a damaged copy of one of its values appended under a
+    new key, and the line that copy is on."""
+    with imported(file, arch) as reg:
+        value = reg.get_value(key, name)
+        data = damage(bytearray(value.data))
+        text = export_text(reg, MACHINE)
+    text += ("\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\Damaged]\r\n"
+             f'"{name}"=hex({value.type:x}):' + bytes(data).hex(",") + "\r\n")
+    return text, text.count("\n")
+
+
+def put(offset, fmt, value):
+    def damage(data):
+        struct.pack_into(fmt, data, offset, value)
+        return data
+    return damage
+
+
+MAC_ROOT = CARVED + r"\08045660\PNP0A08\0\LogConf"
+MAC_UART = CARVED + r"\08048660\BCM2E7C\1\LogConf"
+XP_READ_PORT = XP_ENUM + r"\ISAPNP\ReadDataPort\0\LogConf"
+
+
+@pytest.mark.parametrize("file,arch,key,name,damage,expected", [
+    (MAC, Arch.X64, MAC_ROOT, "BootConfig", lambda d: d[:-1],
+     "needs at least"),                                                     # cut by one byte
+    (MAC, Arch.X64, MAC_ROOT, "BootConfig", put(16, "<I", 57),               # Count 56 -> 57
+     "Count 57 needs at least 1140 bytes but only 1120 remain"),
+    (MAC, Arch.X64, MAC_UART, "BootConfig", put(20, "<B", 0x85),            # unknown Type
+     "133 is not a CmResourceType (valid: 0, 1, 2, 3, 4, 5, 6, 7, 128, 129, 130, 131, 132)"),
+    (MAC, Arch.X64, MAC_UART, "BasicConfigVector", put(41, "<B", 0x40),     # unknown Type
+     "64 is not a CmResourceType"),
+    (XP_VMWARE, Arch.X86, XP_READ_PORT, "BasicConfigVector", put(0, "<I", 1121),
+     "ListSize 1121 runs past the end of the buffer (1120 bytes)"),
+    (XP_VMWARE, Arch.X86, XP_READ_PORT, "BasicConfigVector", put(0, "<I", 551),
+     "Count 16 needs at least 512 bytes but only 511 remain"),
+    (XP_VMWARE, Arch.X86, XP_READ_PORT, "BasicConfigVector", put(0, "<I", 16),
+     "ListSize 16 is smaller than the 32-byte header"),
+])
+def test_a_damaged_genuine_value_refuses_the_file_at_its_line(file, arch, key, name, damage,
+                                                               expected):
+    """A genuine value cut short, with a count, ListSize or Type code made wrong, amid the
+    machine's other values: the error names the file, the line, the value and what was
+    expected, and nothing of the file is written."""
+    text, line = with_damaged_value(file, arch, key, name, damage)
+    with Registry(arch=arch) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="damaged.reg")
+        message = str(err.value)
+        assert message.startswith(f"damaged.reg:{line}: value '{name}' is not a valid "), message
+        assert expected in message
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_the_damaged_values_are_stored_as_they_are_without_validation(tmp_path, capsys):
+    """``--no-validate`` keeps such a value (bytes unchanged) and the dump marks it."""
+    text, _ = with_damaged_value(MAC, Arch.X64, MAC_UART, "BootConfig", put(20, "<B", 0x85))
+    source = tmp_path / "damaged.reg"
+    source.write_text(text, encoding="utf-8")
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(source), db, "--no-validate"]) == 0
+    capsys.readouterr()
+    assert cli_main(["registry", "dump", db, "--path", r"\Registry\Machine\HARDWARE\Damaged"]) == 0
+    dump = capsys.readouterr().out
+    assert "undecodable" in dump and "133 is not a CmResourceType" in dump
+
+
+@pytest.mark.parametrize("encode,accepted", [
+    (lambda text: text.encode("utf-8"), True),                            # re-saved as UTF-8
+    (lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"), True),           # ... with a BOM
+    (lambda text: text.replace("\r\n", "\n").encode("utf-8"), True),      # LF line ends
+    (lambda text: text.encode("utf-16-le"), "UTF-16LE text without a byte-order mark"),
+    (lambda text: "\ufeff".encode("utf-16-be") + text.encode("utf-16-be"), "big-endian UTF-16"),
+])
+def test_a_genuine_export_in_other_encodings(encode, accepted, tmp_path):
+    """The Mac's UTF-16LE export re-encoded as editors and tools do: the same values, or a
+    refusal at line 1 that says which encoding was found and which are expected."""
+    raw = MAC.read_bytes()
+    assert raw.startswith(b"\xff\xfe")
+    text = raw[2:].decode("utf-16-le")
+    other = tmp_path / "other.reg"
+    other.write_bytes(encode(text))
+    with Registry(arch=Arch.X64) as want, Registry(arch=Arch.X64) as got:
+        import_reg(want, MAC)
+        if accepted is True:
+            assert import_reg(got, other) == 64
+            assert [(p, v.name, v.data) for p, v in resource_values(got)] == \
+                [(p, v.name, v.data) for p, v in resource_values(want)]
+        else:
+            with pytest.raises(RegFileError) as err:
+                import_reg(got, other)
+            assert f"{other}:1:" in str(err.value) and accepted in str(err.value)
+            assert "expected UTF-16LE with" in str(err.value)
+            assert not got.key_exists(MACHINE + r"\SYSTEM")
+
+
+# --- PnP on genuine requirement lists ---
+
+
+def test_pnp_candidates_of_a_pci_bridge_with_a_zero_length_window():
+    """Windows 7's 440BX AGP bridge (and every PCI bridge of the VMware and Dell machines)
+    asks for bridge windows of Length 0 (nothing behind them): a port window [0, 0xFFFF]
+    aligned to 0x1000 has 16 places, few enough to be expanded, and each place must stay a
+    valid descriptor."""
+    from harness.nt import pnp
+    with imported(WIN7, Arch.X86) as reg:
+        key = SYSTEM + r"\Enum\PCI\VEN_8086&DEV_7191&SUBSYS_00000000&REV_01\3&18d45aa6&0&08\LogConf"
+        basic = reg.get_value(key, "BasicConfigVector").value
+    assert [d for d in descriptors(basic)
+            if isinstance(d, PortRequirement) and d.length == 0 and d.alignment == 0x1000]
+    node = pnp.DeviceNode("PCI\\bridge\\0", "bridge", configs={pnp.ConfigType.BASIC: basic})
+    assert pnp.candidates(node)
+
+
+def test_a_regedit4_export_in_a_windows_code_page_via_the_command(tmp_path, capsys):
+    """Windows 7's REGEDIT4 export with a key of a German machine's names added in its code
+    page (cp1252): refused as UTF-8 at that line, nothing written; with ``--ansi-codepage
+    1252`` every genuine value imports unchanged beside the new key."""
+    raw = WIN7.read_bytes()
+    assert raw.startswith(b"REGEDIT4\r\n")
+    added = ("\r\n[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Control\\Class\\Anschlüsse]\r\n"
+             '"Class"="Ports"\r\n').encode("cp1252")
+    source = tmp_path / "de.reg"
+    source.write_bytes(raw + added)
+    line = (raw + added).count(b"\n") - 1
+    db = str(tmp_path / "machine.db")
+    assert cli_main(["registry", "import", str(source), db, "--arch", "x86"]) == 2
+    err = capsys.readouterr().err
+    at = len(raw) + added.index("ü".encode("cp1252"))
+    assert f"{source}:{line}: invalid UTF-8 at byte {at}" in err
+    assert "--ansi-codepage" in err and not os.path.exists(db)
+    assert cli_main(["registry", "import", str(source), db, "--arch", "x86",
+                     "--ansi-codepage", "1252"]) == 0
+    capsys.readouterr()
+    with Registry(db, create=False) as got, imported(WIN7, Arch.X86) as want:
+        assert [(p, v.name, v.data) for p, v in resource_values(got)] == \
+            [(p, v.name, v.data) for p, v in resource_values(want)]
+        assert got.get(SYSTEM + r"\Control\Class\Anschlüsse", "Class") == "Ports"

@@ -31,6 +31,32 @@ SERIAL = "machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
 BARE_QEMU = [QEMU_BINARY, "-machine", "none", "-nodefaults", "-display", "none", "-S"]
 
 
+#: Run in a PID namespace of its own: a QEMU carrying the tag of a gone owner (this
+#: process's pid with another start time) is judged an orphan, and killed.
+ORPHAN_CONTROL = f"""
+import os, subprocess, sys, time
+from harness.qemu import reaper
+from harness.qemu.owner import Owner
+me = Owner.me("t")
+gone = me._replace(start=me.start + 1).text()
+orphan = subprocess.Popen({BARE_QEMU!r}, env={{**os.environ, reaper.OWNER_ENV: gone}})
+def started():  # exec'd, with its environment in place (exe changes before the kernel sets it)
+    try:
+        environ = open(f"/proc/{{orphan.pid}}/environ", "rb").read()
+        return reaper.is_qemu(os.readlink(f"/proc/{{orphan.pid}}/exe")) and gone.encode() in environ
+    except OSError:
+        return False
+deadline = time.monotonic() + 10
+while not started() and time.monotonic() < deadline:
+    time.sleep(0.02)
+verdicts = reaper.judge_processes()
+why = dict((p.pid, w) for p, w in verdicts.skipped).get(orphan.pid, "not among the tagged processes")
+print("orphan" if orphan.pid in [p.pid for p in verdicts.orphans] else "not-an-orphan: " + why)
+mine = [p for p in verdicts.orphans if p.pid == orphan.pid]
+print("killed" if reaper._kill(mine) == [orphan.pid] and orphan.wait(5) is not None else "not-killed")
+"""
+
+
 def _gone_owner(**changes: int) -> Owner:
     """This process's tag with another start time: the pid lives, but as someone else
     (what a reused pid looks like)."""
@@ -92,22 +118,28 @@ def test_the_reaper_kills_only_our_orphaned_qemus(tmp_path: Path) -> None:
         # 3. A QEMU of another user with the tag of a gone owner.
         other_user = subprocess.Popen(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
                                        *BARE_QEMU], env={**env, OWNER_ENV: gone}, stderr=subprocess.DEVNULL)
-        # 4. The positive control: our QEMU whose owner is gone.
-        orphan = subprocess.Popen(BARE_QEMU, env={**env, OWNER_ENV: gone})
-        started += [sleeper, other_user, orphan]
-        assert _wait(lambda: all(reaper.is_qemu(_exe(p.pid)) for p in (other_user, orphan)))
+        started += [sleeper, other_user]
+        # exec'd, with the tag readable (/proc/PID/exe changes before the environment is set)
+        assert _wait(lambda: reaper.is_qemu(_exe(other_user.pid)) and
+                     {sleeper.pid, other_user.pid} <= {p.pid for p in reaper.tagged_processes()})
 
         verdicts = judge_processes()
         skipped = {proc.pid: why for proc, why in verdicts.skipped}
         assert "another PID namespace" in skipped[foreign[0]]
         assert "not a QEMU" in skipped[sleeper.pid]
         assert "uid 65534" in skipped[other_user.pid]
-        assert orphan.pid in {p.pid for p in verdicts.orphans}, skipped.get(orphan.pid, "not among the tagged processes")
         assert not {foreign[0], sleeper.pid, other_user.pid} & {p.pid for p in verdicts.orphans}
-        # Kill what the reaper would, restricted to this test's own processes.
-        mine = [p for p in verdicts.orphans if p.pid in {s.pid for s in started} | set(foreign)]
-        assert reaper._kill(mine) == [orphan.pid]
-        orphan.wait(5)
+        # 4. The positive control: our QEMU whose owner is gone is judged an orphan and
+        # killed.  It runs in a PID namespace of its own: any reaper of this uid on the host
+        # (every pytest session this suite starts reaps at its start) would rightly kill it
+        # before it is judged here.  And it is judged once its environment can be read:
+        # /proc/PID/exe names QEMU a moment before the kernel has set up the new
+        # environment, and a process whose tag cannot be read is no tagged process (1 run
+        # in 5 failed so).
+        control = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+                                  sys.executable, "-c", ORPHAN_CONTROL], env=env, capture_output=True,
+                                 text=True, timeout=60)
+        assert control.returncode == 0 and control.stdout.split() == ["orphan", "killed"], control
         assert _alive(foreign[0]) and sleeper.poll() is None and other_user.poll() is None
 
         # The contained harness's run folder: another namespace's, so never swept.

@@ -222,13 +222,31 @@ def test_memory_large_flags_as_nt_decodes_them(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("code", [0, 128, 130, 131, 132])
+@pytest.mark.parametrize("code", [0, 128, 130, 131])
 def test_generic_types_keep_their_union_bytes(arch, code):
     union = bytes(range(1, 13))
     raw = cm_hdr(code, 1, 0x55) + union + cm_tail(arch)
     obj = CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(raw, arch)
     assert isinstance(obj, GenericPartial) and obj.type == code and obj.data == union
     assert obj.flags == 0x55 and obj.pack(arch) == raw
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_connection_fields_in_a_partial(arch):
+    """u.Connection: Class, Type, two reserved UCHARs, IdLowPart, IdHighPart (§1.2)."""
+    union = bytes(range(1, 13))
+    raw = cm_hdr(132, 0, 0) + union + cm_tail(arch)
+    obj = CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(raw, arch)
+    assert obj == Connection(1, 2, 3, 4, 0x08070605, 0x0C0B0A09, share=0)
+    assert obj.connection_id == 0x0C0B0A0908070605 and obj.pack(arch) == raw
+    assert describe_range(obj) == "class 1 (GPIO) type 2 id 0xc0b0a0908070605 reserved 0x3 0x4"
+    if arch is X64:  # the x64 union's last 4 bytes are not the member's: kept as the tail
+        raw = raw[:-4] + b"\x01\x02\x03\x04"
+        assert CM_PARTIAL_RESOURCE_DESCRIPTOR.unpack(raw, arch).union_tail == b"\x01\x02\x03\x04"
+    with pytest.raises(FieldRangeError, match=r"u\.Connection\.Class"):
+        Connection(256, 0)
+    with pytest.raises(FieldRangeError, match=r"u\.Connection\.IdHighPart"):
+        Connection(2, 3, id_high_part=2**32)
 
 
 def test_x64_union_tail_is_kept():
@@ -388,10 +406,41 @@ def test_requirements_list_with_no_lists():
 
 def test_generic_requirement_keeps_24_bytes():
     union = bytes(range(24))
-    raw = io_desc(0, 132, 1, 0, union)
+    raw = io_desc(0, 130, 1, 0, union)
     obj = IO_RESOURCE_DESCRIPTOR.unpack(raw)
-    assert obj == GenericRequirement(CmResourceTypeConnection, union)
+    assert obj == GenericRequirement(CmResourceTypePcCardConfig, union)
     assert obj.pack() == raw
+
+
+TOKEN = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+MSG = CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE
+
+
+@pytest.mark.parametrize("lo,hi,flags,count", [
+    (TOKEN - 7, TOKEN, MSG, 8),              # MSI: Maximum - Minimum + 1 messages
+    (TOKEN, TOKEN, MSG, 1),                  # one message (each MSI-X descriptor)
+    (TOKEN - 7, TOKEN, CM_RESOURCE_INTERRUPT_LATCHED, None),  # no MESSAGE flag: vectors
+    (5, 9, MSG, None),                       # MESSAGE but not the token: shown as vectors
+    (TOKEN + 1, TOKEN, MSG, None),           # Minimum above the token
+])
+def test_message_interrupt_requirement_count(lo, hi, flags, count):
+    req = InterruptRequirement(lo, hi, flags=flags)
+    assert req.message_count == count
+    expected = (f"message token, {count} message(s)" if count else f"vector {lo}..{hi}")
+    assert describe_range(req) == expected
+
+
+def test_connection_requirement_fields():
+    """Class @8, Type @9, IdLowPart @12, IdHighPart @16 of the descriptor (§1.4); the 12
+    union bytes after them are the tail."""
+    union = bytes([2, 3, 0, 0]) + struct.pack("<II", 7, 1) + bytes(range(1, 13))
+    raw = io_desc(0, 132, 0, 0, union)
+    obj = IO_RESOURCE_DESCRIPTOR.unpack(raw)
+    assert isinstance(obj, ConnectionRequirement) and obj.union_tail == bytes(range(1, 13))
+    assert (obj.connection_class, obj.connection_type, obj.connection_id) == (2, 3, 0x1_00000007)
+    assert obj.pack() == raw
+    assert describe_range(obj) == ("class 2 (SERIAL) type 3 id 0x100000007 tail "
+                                   "01 02 03 04 05 06 07 08 09 0a 0b 0c")
 
 
 # ---------------------------------------------------------------------------------------
@@ -866,7 +915,9 @@ def _large(shift_bits):
 LARGE = [(CM_RESOURCE_MEMORY_LARGE_40, 8), (CM_RESOURCE_MEMORY_LARGE_48, 16),
          (CM_RESOURCE_MEMORY_LARGE_64, 32)]
 GENERIC_CM = [CmResourceTypeNull, CmResourceTypeNonArbitrated, CmResourceTypePcCardConfig,
-              CmResourceTypeMfCardConfig, CmResourceTypeConnection]
+              CmResourceTypeMfCardConfig]
+connection_fields = st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255),
+                              st.integers(0, 255), u32, u32)
 
 partials = st.one_of(
     st.builds(lambda r, sh, f: Port(*r, share=sh, flags=f), _range(2**64 - 1, 2**32 - 1, 2**64),
@@ -888,6 +939,8 @@ partials = st.one_of(
               st.binary(max_size=24), u32, u32, shares, flags16),
     st.builds(lambda t, d, sh, f: GenericPartial(t, d, share=sh, flags=f),
               st.sampled_from(GENERIC_CM), st.binary(min_size=12, max_size=12), shares, flags16),
+    st.builds(lambda c, sh, f: Connection(*c, share=sh, flags=f), connection_fields, shares,
+              flags16),
 )
 fulls = st.builds(
     lambda it, bus, ps, v, r: CM_FULL_RESOURCE_DESCRIPTOR(
@@ -919,8 +972,9 @@ requirements = st.one_of(
               io_common),
     st.builds(lambda t, d, k: GenericRequirement(t, d, **k),
               st.sampled_from([CmResourceTypeNull, CmResourceTypePcCardConfig,
-                               CmResourceTypeMfCardConfig, CmResourceTypeConnection]),
+                               CmResourceTypeMfCardConfig]),
               st.binary(min_size=24, max_size=24), io_common),
+    st.builds(lambda c, k: ConnectionRequirement(*c, **k), connection_fields, io_common),
 )
 io_lists = st.builds(lambda ds, v, r: IO_RESOURCE_LIST(ds, version=v, revision=r),
                      st.lists(requirements, max_size=4), u16, u16)

@@ -76,14 +76,22 @@ class GuestAgent:
         self.seconds = 0.0
         self._sock: socket.socket | None = None
 
-    def connect(self, timeout: float = BOOT_TIMEOUT) -> None:
-        """Wait (bounded) for the guest's hello line, connect, and check with a ping."""
+    def connect(self, timeout: float = BOOT_TIMEOUT, *, after_event: int = 0) -> None:
+        """Wait (bounded) for the guest's hello line, connect, and check with a ping; a
+        reset or shutdown (event number ``after_event`` or later) ends the wait at once."""
         deadline = time.monotonic() + timeout
         path = self.machine.agent_socket
         while True:
             text = self.machine.report_path.read_text(errors="replace") if self.machine.report_path.exists() else ""
             if '"hello"' in text and path.exists():
                 break
+            # A reset or shutdown on the way (-action pauses QEMU there) means no guest
+            # will ever say hello: no need to wait out the bound.
+            stops = [e for e in self.machine.events()[after_event:] if e["event"] == "SHUTDOWN"]
+            if stops:
+                reason = stops[0].get("data", {}).get("reason", "?")
+                raise AgentError(f"the guest stopped the machine ({reason}) before its agent said hello"
+                                 + self.machine.log_tails())
             if self.machine.pid is None or time.monotonic() > deadline:
                 raise AgentError(f"the guest agent did not say hello within {timeout:g} s"
                                  + self.machine.log_tails())
@@ -241,10 +249,11 @@ def agent_boot(spec: MachineSpec) -> GuestBoot:
 def connect_agent(machine: Machine, timeout: float = BOOT_TIMEOUT) -> AgentBus:
     """Resume a launched machine booted with :func:`agent_boot` and connect to its agent
     (bounded); the caller closes ``bus.agent`` when done."""
+    mark = machine.event_count
     machine.resume()
     agent = GuestAgent(machine)
     try:
-        agent.connect(timeout)
+        agent.connect(timeout, after_event=mark)
     except BaseException:
         agent.close()
         raise

@@ -58,7 +58,8 @@ from ..errors import HarnessError
 from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusAccessError,
                         DecodedSpan, DecodeMap, posted_writes, probe_config, read_ports)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
-                        CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE, CM_RESOURCE_MEMORY_READ_ONLY,
+                        CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE,
+                        CM_RESOURCE_MEMORY_READ_ONLY,
                         CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
                         CmResourceShare, Interrupt, InterruptRequirement,
                         IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED,
@@ -919,12 +920,19 @@ class Hal:
     # ================================================================== HalReportResourceUsage
     def HalReportResourceUsage(self) -> CM_RESOURCE_LIST:
         """What the PC/AT HAL claims for itself (§2.4), raw, for the I/O manager to file
-        under ``Hardware Abstraction Layer``: its interrupts (clock, cascade, RTC, x87
-        error, the ACPI SCI when the chipset has one, the debugger port's IRQ) and its
-        ports (8237s and page registers, PICs, PITs, port A, CMOS/RTC, x87, PCI
-        configuration when there is a PCI bus, the debugger port), all DriverExclusive,
-        interrupts before ports as the HAL sorts them."""
+        under ``Hardware Abstraction Layer``, all DriverExclusive, in the HAL's two passes:
+        first device usage, in a full descriptor of the machine's bus type (Isa): the
+        kernel debugger's COM port IRQ when it uses a port whose IRQ the HAL knows (as
+        ReactOS registers it, IDT_DEVICE); then internal usage, InterfaceType Internal: its
+        interrupts (clock, cascade, RTC, x87 error, the ACPI SCI when the chipset has one)
+        and its ports (8237s and page registers, PICs, PITs, port A, CMOS/RTC, x87, PCI
+        configuration when there is a PCI bus, the debugger port's 8).  A descriptor with
+        nothing in it is not written; within each, interrupts come before ports."""
         exclusive = CmResourceShare.CmResourceShareDriverExclusive
+
+        def interrupts(irqs: Iterable[int]) -> list[Interrupt]:
+            return [Interrupt(irq, irq, self.active_processors, share=exclusive,
+                              flags=CM_RESOURCE_INTERRUPT_LATCHED) for irq in sorted(set(irqs))]
         irqs = list(HAL_INTERRUPTS)
         sci = self.sci_irq()
         if sci is not None:
@@ -932,14 +940,16 @@ class Hal:
         ports = list(HAL_PORTS)
         if self._pci_bus_exists(0):
             ports.append(PCI_CONFIG_PORTS)
+        device_irqs = []
         if self.kd_port is not None:
             ports.append((self.kd_port, 8))
-            irqs.append(KD_PORT_IRQS.get(self.kd_port, 0))
-        partials = [Interrupt(irq, irq, self.active_processors, share=exclusive,
-                              flags=CM_RESOURCE_INTERRUPT_LATCHED) for irq in sorted(set(irqs))]
-        partials += [Port(start, length, share=exclusive, flags=CM_RESOURCE_PORT_IO)
-                     for start, length in sorted(ports)]
-        return CM_RESOURCE_LIST.single(INTERFACE_TYPE.Internal, 0, *partials)
+            if self.kd_port in KD_PORT_IRQS:
+                device_irqs.append(KD_PORT_IRQS[self.kd_port])
+        internal = interrupts(irqs) + [Port(start, length, share=exclusive, flags=CM_RESOURCE_PORT_IO)
+                                       for start, length in sorted(ports)]
+        device = [CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE.Isa, 0, *interrupts(device_irqs))] \
+            if device_irqs else []
+        return CM_RESOURCE_LIST((*device, CM_FULL_RESOURCE_DESCRIPTOR.of(INTERFACE_TYPE.Internal, 0, *internal)))
 
     def sci_irq(self) -> int | None:
         """The ISA IRQ the chipset's ACPI SCI is wired to, read from the chipset: PIIX4 PM

@@ -416,6 +416,8 @@ def _points(d: IO_RESOURCE_DESCRIPTOR) -> list[IO_RESOURCE_DESCRIPTOR]:
             return [replace(fixed, minimum_vector=v, maximum_vector=v) for v in range(lo, hi + 1)]
         return [replace(fixed, minimum_channel=c, maximum_channel=c) for c in range(lo, hi + 1)]
     if isinstance(d, (PortRequirement, MemoryRequirement)):
+        if d.length == 0:  # asks for nothing (a bridge window with nothing behind it): no places
+            return [fixed]
         align = max(d.alignment, 1)
         first = -(-d.minimum_address // align) * align
         last = d.maximum_address - max(d.length, 1) + 1

@@ -26,7 +26,9 @@ Import reads the dialect regedit accepts, as Wine's regedit implements it
 
 * the header on line 1 (blanks before it allowed): ``Windows Registry Editor Version 5.00``
   or ``REGEDIT4``; the encoding comes from the bytes, not the header: UTF-16LE with a BOM,
-  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed). In an ANSI file string types in
+  or an "ANSI" file (read as UTF-8, a UTF-8 BOM allowed, or in the Windows code page the
+  caller names: ``ansi_codepage="cp1252"``, ``--ansi-codepage``, for a REGEDIT4 export of a
+  machine whose names are not ASCII; no code page is guessed). In an ANSI file string types in
   hex form (``hex(1)``, ``hex(2)``, ``hex(7)``) are ANSI bytes, stored as UTF-16LE with a
   terminating NUL added when missing; in a UTF-16 file they are stored as written (Wine
   would add a missing terminator there too; the exact bytes keep export→import lossless);
@@ -53,6 +55,7 @@ nothing is applied: the import is one transaction.
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,18 +178,41 @@ class RegOperation:
     data: bytes = b""
 
 
+#: How an "ANSI" file is read unless the caller names its Windows code page.
+DEFAULT_ANSI = "utf-8"
+
+
+def ansi_codec(name: str) -> str:
+    """The Python codec of an ANSI code page name (``cp1252``, ``1252``, ``windows-1251``,
+    ``utf-8``...), or ValueError saying what is accepted."""
+    text = str(name).strip()
+    candidate = f"cp{text}" if text.isdigit() else text
+    try:
+        info = codecs.lookup(candidate)
+    except LookupError:
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True) or \
+            info.name.startswith(("utf-16", "utf-32")):
+        raise ValueError(f"{name!r} is not a code page (expected e.g. cp1252, 1251, cp932 or "
+                         "utf-8)")
+    return info.name
+
+
 @dataclass(frozen=True)
 class RegText:
     """The text of a .reg file and how it was stored: ``unicode`` for UTF-16LE with a BOM
     (what regedit 5.00 writes); otherwise the file is "ANSI" (REGEDIT4's encoding, read
-    as UTF-8 here, with or without a UTF-8 BOM)."""
+    as UTF-8 here, with or without a UTF-8 BOM, unless the caller named its code page)."""
 
     text: str
     unicode: bool
+    ansi: str = DEFAULT_ANSI  # the codec of an ANSI file's hex(1)/(2)/(7) string bytes
 
 
-def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
-    """Decode a .reg file: UTF-16LE with BOM, or ANSI/UTF-8 (with or without BOM)."""
+def read_reg_bytes(raw: bytes, source: str = "<reg>", ansi: str = DEFAULT_ANSI) -> RegText:
+    """Decode a .reg file: UTF-16LE with BOM, UTF-8 with BOM, or ANSI (``ansi`` names its
+    code page; UTF-8 unless told)."""
+    ansi = ansi_codec(ansi)
     if raw.startswith(b"\xff\xfe"):
         codec, body = "utf-16-le", raw[2:]
     elif raw.startswith(b"\xfe\xff"):
@@ -194,15 +220,33 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>") -> RegText:
                            "with BOM or UTF-8)", source=source, line=1)
     elif raw.startswith(b"\xef\xbb\xbf"):
         codec, body = "utf-8", raw[3:]
+    elif _utf16le_without_bom(raw):
+        raise RegFileError("UTF-16LE text without a byte-order mark (expected UTF-16LE with "
+                           "the BOM FF FE that regedit writes, or UTF-8)", source=source, line=1)
     else:
-        codec, body = "utf-8", raw
+        codec, body = ansi, raw
     try:
         text = body.decode(codec, "surrogatepass" if codec == "utf-16-le" else "strict")
     except UnicodeDecodeError as e:
         line = body[:e.start].count(b"\n" if codec == "utf-8" else b"\n\0") + 1
-        raise RegFileError(f"invalid {codec.upper()} at byte {e.start} (expected UTF-16LE "
-                           "with BOM or UTF-8)", source=source, line=line) from None
-    return RegText(text, codec == "utf-16-le")
+        at = len(raw) - len(body) + e.start  # a byte offset in the file, BOM included
+        if codec == "utf-16-le" and len(body) % 2:
+            why = f"the file ends inside a UTF-16 code unit at byte {at} (cut short?)"
+        else:
+            why = f"invalid {codec.upper()} at byte {at}"
+        hint = ("; a REGEDIT4 file in a Windows code page needs that code page named "
+                "(--ansi-codepage, e.g. cp1252)" if body is raw and codec == DEFAULT_ANSI else "")
+        raise RegFileError(f"{why} (expected UTF-16LE with BOM or UTF-8{hint})", source=source,
+                           line=line) from None
+    return RegText(text, codec == "utf-16-le", ansi if codec == "utf-16-le" else codec)
+
+
+def _utf16le_without_bom(raw: bytes) -> bool:
+    """A header line in UTF-16LE ("W\\0i\\0n\\0..." or "R\\0E\\0G\\0..."): ASCII
+    characters each followed by a NUL, as the first few bytes of the file."""
+    head = raw[:16]
+    return (len(head) >= 8 and not any(head[1::2])
+            and all(0x20 <= b < 0x7F for b in head[0::2]))
 
 
 def decode_reg_bytes(raw: bytes, source: str = "<reg>") -> str:
@@ -261,10 +305,11 @@ class _Parser:
     """regproc.c's state machine, reading lines; where Wine would skip a line (after a
     message, or silently) this parser refuses the file naming ``source:line``."""
 
-    def __init__(self, text: str, source: str, unicode: bool) -> None:
+    def __init__(self, text: str, source: str, unicode: bool, ansi: str = DEFAULT_ANSI) -> None:
         self.lines = _physical_lines(text)
         self.source = source
         self.unicode = unicode
+        self.ansi = ansi_codec(ansi)
         self.index = 0
         self.current: str | None = None
         self.ops: list[RegOperation] = []
@@ -485,23 +530,72 @@ class _Parser:
         if raw[-1:] != b"\0":
             raw += b"\0"
         try:
-            return raw.decode("utf-8").encode("utf-16-le", "surrogatepass")
+            return raw.decode(self.ansi).encode("utf-16-le", "surrogatepass")
         except UnicodeDecodeError as e:
-            raise self.error(lineno, f"string data in hex form is not valid UTF-8 at byte "
-                                     f"{e.start} (an ANSI file's strings are UTF-8 here)") from None
+            raise self.error(lineno, f"string data in hex form is not valid {self.ansi.upper()} at "
+                                     f"byte {e.start} (an ANSI file's strings are in its code "
+                                     "page, UTF-8 unless --ansi-codepage names another)") from None
 
 
-def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True) -> list[RegOperation]:
+def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True,
+              ansi: str = DEFAULT_ANSI) -> list[RegOperation]:
     """Parse .reg text into operations; every error names ``source:line`` and what was
     expected there. ``unicode`` says the text came from a UTF-16 file (see
-    :class:`RegText`): in an ANSI file hex(1)/hex(2)/hex(7) data are ANSI bytes."""
-    return _Parser(text, source, unicode).run()
+    :class:`RegText`): in an ANSI file hex(1)/hex(2)/hex(7) data are bytes of the code
+    page ``ansi``."""
+    return _Parser(text, source, unicode, ansi).run()
 
 
-def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: Arch,
-                    source: str) -> None:
+class _StoredResources:
+    """The resource values a file leaves stored, each with the layouts it fits: a value
+    the file overwrites or deletes later (or whose key it deletes) drops out."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
+
+    def keep(self, op: RegOperation, fits: tuple[Arch, ...]) -> None:
+        self._by_name[(fold(op.path), fold(op.name))] = (op, fits)
+
+    def drop_value(self, op: RegOperation) -> None:
+        self._by_name.pop((fold(op.path), fold(op.name)), None)
+
+    def drop_key(self, path: str) -> None:
+        gone = fold(path)
+        self._by_name = {k: v for k, v in self._by_name.items()
+                         if k[0] != gone and not k[0].startswith(gone + "\\")}
+
+    def single_layout(self) -> dict[Arch, list[RegOperation]]:
+        """The values that fit one layout only, by that layout, in file order."""
+        only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
+        for op, fits in sorted(self._by_name.values(), key=lambda item: item[0].line):
+            if len(fits) == 1:
+                only[fits[0]].append(op)
+        return only
+
+
+def file_layout(ops: list[RegOperation]) -> Arch | None:
+    """The layout of the machine a file comes from, as :func:`_vote_on_layout` reads it:
+    the one most of the resource values it leaves stored fit when only one layout fits
+    them; None when none tells, or as many fit one as the other."""
+    stored = _StoredResources()
+    for op in ops:
+        if op.kind == "delete_key":
+            stored.drop_key(op.path)
+        elif op.kind != "key":
+            kind = _RESOURCE_TYPES.get(op.type) if op.kind == "value" else None
+            fits = fitting_layouts(op.data, kind) if kind is not None else ()
+            if fits:
+                stored.keep(op, fits)
+            else:
+                stored.drop_value(op)
+    counts = {a: len(v) for a, v in stored.single_layout().items()}
+    best = max(counts, key=counts.__getitem__)
+    return best if sum(n == counts[best] for n in counts.values()) == 1 and counts[best] else None
+
+
+def _vote_on_layout(stored: _StoredResources, arch: Arch, source: str) -> None:
     r"""Refuse the file unless the values it leaves stored show it comes from a machine of
-    ``arch``, the registry's layout; ``stored`` pairs each with the layouts it fits.
+    ``arch``, the registry's layout.
 
     Windows keeps values of the other layout: an x64 SYSTEM hive holds
     ``Control\SystemResources\ReservedResources\Isa`` in the x86 layout, as setup ships it
@@ -511,10 +605,7 @@ def _vote_on_layout(stored: list[tuple[RegOperation, tuple[Arch, ...]]], arch: A
     as many the one as the other) is refused at the first such value, naming the layout.
     Only what is left stored votes (not a value overwritten or deleted later in the file),
     so exporting what was imported and importing that again gives the same verdict."""
-    only: dict[Arch, list[RegOperation]] = {a: [] for a in Arch}
-    for op, fits in sorted(stored, key=lambda item: item[0].line):
-        if len(fits) == 1:
-            only[fits[0]].append(op)
+    only = stored.single_layout()
     own = len(only[arch])
     for other in Arch:
         foreign = only[other]
@@ -548,7 +639,7 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
     when the file is shown to come from a machine of the registry's (see
     :func:`_vote_on_layout`). Returns values written."""
     written = 0
-    stored: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
+    stored = _StoredResources()
     with registry.transaction():
         for op in ops:
             try:
@@ -557,51 +648,57 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                 elif op.kind == "delete_key":
                     if registry.key_exists(op.path):
                         registry.delete_key(op.path, recursive=True)
-                    gone = fold(op.path)
-                    stored = {k: v for k, v in stored.items()
-                              if k[0] != gone and not k[0].startswith(gone + "\\")}
+                    stored.drop_key(op.path)
                 elif op.kind == "delete_value":
                     registry.delete_value(op.path, op.name, missing_ok=True)
-                    stored.pop((fold(op.path), fold(op.name)), None)
+                    stored.drop_value(op)
                 else:
                     if validate and op.type in _RESOURCE_TYPES:
                         fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
                         if not fits:
                             raise _not_valid(op, registry.arch, source,
                                              _format_error(op, registry.arch), "")
-                        stored[(fold(op.path), fold(op.name))] = (op, fits)
+                        stored.keep(op, fits)
                     else:
-                        stored.pop((fold(op.path), fold(op.name)), None)
+                        stored.drop_value(op)
                     registry.set_value(op.path, op.name, op.data, op.type)
                     written += 1
             except RegistryError as e:
                 if isinstance(e, RegFileError):
                     raise
                 raise RegFileError(e.message, source=source, line=op.line) from None
-        _vote_on_layout(list(stored.values()), registry.arch, source)
+        _vote_on_layout(stored, registry.arch, source)
     return written
 
 
 def import_text(registry: Registry, text: str, *, source: str = "<reg>", volatile: bool = False,
-                validate: bool = True, unicode: bool = True) -> int:
-    """Parse and apply .reg text atomically (``unicode``: see :func:`parse_reg`)."""
-    return apply_operations(registry, parse_reg(text, source, unicode=unicode), source=source,
-                            volatile=volatile, validate=validate)
+                validate: bool = True, unicode: bool = True, ansi: str = DEFAULT_ANSI) -> int:
+    """Parse and apply .reg text atomically (``unicode``, ``ansi``: see :func:`parse_reg`)."""
+    return apply_operations(registry, parse_reg(text, source, unicode=unicode, ansi=ansi),
+                            source=source, volatile=volatile, validate=validate)
 
 
-def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = False,
-               validate: bool = True) -> int:
-    """Load a .reg file (UTF-16LE with BOM or UTF-8) into ``registry`` atomically."""
+def read_reg_file(file: str | os.PathLike, *, ansi_codepage: str = DEFAULT_ANSI
+                  ) -> list[RegOperation]:
+    """The operations of a .reg file (UTF-16LE with BOM, UTF-8, or ANSI in
+    ``ansi_codepage``), parsed and not applied."""
     source = str(file)
     try:
         raw = Path(file).read_bytes()
     except OSError as e:
         raise RegFileError(f"cannot read: {e.strerror}", source=source) from None
-    decoded = read_reg_bytes(raw, source)
-    return import_text(registry, decoded.text, source=source, volatile=volatile,
-                       validate=validate, unicode=decoded.unicode)
+    decoded = read_reg_bytes(raw, source, ansi_codepage)
+    return parse_reg(decoded.text, source, unicode=decoded.unicode, ansi=decoded.ansi)
+
+
+def import_reg(registry: Registry, file: str | os.PathLike, *, volatile: bool = False,
+               validate: bool = True, ansi_codepage: str = DEFAULT_ANSI) -> int:
+    """Load a .reg file (see :func:`read_reg_file`) into ``registry`` atomically."""
+    return apply_operations(registry, read_reg_file(file, ansi_codepage=ansi_codepage),
+                            source=str(file), volatile=volatile, validate=validate)
 
 
 __all__ = ["HEADER", "HEADER_4", "to_hkey", "from_hkey", "export_text", "export_reg", "parse_reg",
            "apply_operations", "import_text", "import_reg", "decode_reg_bytes", "read_reg_bytes",
-           "RegText", "RegOperation"]
+           "RegText", "RegOperation", "DEFAULT_ANSI", "ansi_codec", "read_reg_file",
+           "file_layout"]

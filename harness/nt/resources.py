@@ -5,13 +5,14 @@ Implements nt-semantics.md §1 (binary layouts and constants):
 * ``CM_RESOURCE_LIST`` → ``CM_FULL_RESOURCE_DESCRIPTOR`` → ``CM_PARTIAL_RESOURCE_LIST`` →
   partial descriptors (:class:`Port`, :class:`Interrupt`, :class:`Memory`, :class:`Dma`,
   :class:`DeviceSpecific`, :class:`BusNumber`, :class:`MemoryLarge`, :class:`DevicePrivate`,
-  :class:`GenericPartial` for the remaining §1.5 types), all subclasses of
-  ``CM_PARTIAL_RESOURCE_DESCRIPTOR`` (§1.2, §1.3);
+  :class:`Connection`, :class:`GenericPartial` for the remaining §1.5 types), all
+  subclasses of ``CM_PARTIAL_RESOURCE_DESCRIPTOR`` (§1.2, §1.3);
 * ``IO_RESOURCE_REQUIREMENTS_LIST`` → ``IO_RESOURCE_LIST`` → requirement descriptors
   (:class:`PortRequirement`, :class:`MemoryRequirement`, :class:`InterruptRequirement`,
   :class:`DmaRequirement`, :class:`BusNumberRequirement`, :class:`MemoryLargeRequirement`,
   :class:`ConfigDataRequirement`, :class:`DevicePrivateRequirement`,
-  :class:`GenericRequirement`), subclasses of ``IO_RESOURCE_DESCRIPTOR`` (§1.4);
+  :class:`ConnectionRequirement`, :class:`GenericRequirement`), subclasses of
+  ``IO_RESOURCE_DESCRIPTOR`` (§1.4);
 * DeviceSpecificData payloads :class:`CM_SERIAL_DEVICE_DATA`, :class:`CM_FLOPPY_DEVICE_DATA`,
   :class:`PCI_REGISTRY_INFO` (§1.14, §5.1) and :class:`PCI_SLOT_NUMBER` (§1.11);
 * every constant of §1.5–§1.9 (type codes, share codes, flag bits, Option bits,
@@ -1057,10 +1058,56 @@ class DeviceSpecific(CM_PARTIAL_RESOURCE_DESCRIPTOR):
         return cls(data, reserved1, reserved2, **common)
 
 
+_CONNECTION = struct.Struct("<BBBBII")  # Class, Type, Reserved1, Reserved2, IdLowPart, IdHighPart
+#: u.Connection.Class (wdm.h): which resource hub serves the connection id.
+CONNECTION_CLASS_NAMES = {1: "GPIO", 2: "SERIAL", 3: "FUNCTION_CONFIG"}
+
+
+@dataclass(frozen=True, repr=False)
+class _ConnectionMember:
+    """u.Connection (Win8+), the same 12 bytes in both unions (§1.2, §1.4): Class and Type
+    UCHARs, two reserved UCHARs, then the 64-bit connection id a driver opens through the
+    resource hub, as IdLowPart and IdHighPart. Not an arbitrated range."""
+
+    connection_class: int
+    connection_type: int
+    reserved1: int = 0
+    reserved2: int = 0
+    id_low_part: int = 0
+    id_high_part: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[misc]
+        for name, cname, bits in (("connection_class", "Class", 8), ("connection_type", "Type", 8),
+                                  ("reserved1", "Reserved1", 8), ("reserved2", "Reserved2", 8),
+                                  ("id_low_part", "IdLowPart", 32),
+                                  ("id_high_part", "IdHighPart", 32)):
+            _check_uint(getattr(self, name), bits, self._f(cname))  # type: ignore[attr-defined]
+
+    @property
+    def connection_id(self) -> int:
+        return self.id_high_part << 32 | self.id_low_part  # type: ignore[attr-defined]
+
+    def _union_bytes(self, arch: Arch) -> bytes:
+        return _CONNECTION.pack(self.connection_class, self.connection_type,  # type: ignore[attr-defined]
+                                self.reserved1, self.reserved2,  # type: ignore[attr-defined]
+                                self.id_low_part, self.id_high_part)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _from_union(cls, union, arch, common, r, path):
+        return cls(*_CONNECTION.unpack_from(union), **common)
+
+
+@_kind(CmResourceType.CmResourceTypeConnection, "Connection")
+@dataclass(frozen=True, repr=False)
+class Connection(_ConnectionMember, CM_PARTIAL_RESOURCE_DESCRIPTOR):
+    """CmResourceTypeConnection: a GPIO or serial-bus connection id (see _ConnectionMember)."""
+
+
 @dataclass(frozen=True, repr=False)
 class GenericPartial(CM_PARTIAL_RESOURCE_DESCRIPTOR):
     """A §1.5 type without a dedicated view here (Null, NonArbitrated/ConfigData,
-    PcCardConfig, MfCardConfig, Connection): its 12 union bytes, kept verbatim."""
+    PcCardConfig, MfCardConfig): its 12 union bytes, kept verbatim."""
 
     type: CmResourceType  # type: ignore[misc]
     data: bytes = bytes(_CM_UNION_BYTES)
@@ -1475,6 +1522,18 @@ class InterruptRequirement(IO_RESOURCE_DESCRIPTOR):
         _set(self, "targeted_processors",
              _check_affinity(self.targeted_processors, self._f("TargetedProcessors")))
 
+    @property
+    def message_count(self) -> int | None:
+        """How many message-signalled interrupts the descriptor asks for: with
+        CM_RESOURCE_INTERRUPT_MESSAGE, MaximumVector is CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+        and MinimumVector is the token - count + 1 (WDK, "Using Interrupt Resource
+        Descriptors"); None for a line-based (or not token-shaped) requirement."""
+        if (not self.flags & CM_RESOURCE_INTERRUPT_MESSAGE
+                or self.maximum_vector != CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+                or self.minimum_vector > self.maximum_vector):
+            return None
+        return self.maximum_vector - self.minimum_vector + 1
+
     def _union_bytes(self, arch: Arch) -> bytes:
         mask = _pack_affinity(self.targeted_processors, arch)
         if mask is None:  # (this message, unlike Interrupt's, has never named the width)
@@ -1575,10 +1634,16 @@ class DevicePrivateRequirement(_PrivateData, IO_RESOURCE_DESCRIPTOR):
     data: tuple[int, int, int] = (0, 0, 0)
 
 
+@_kind(CmResourceType.CmResourceTypeConnection, "Connection")
+@dataclass(frozen=True, repr=False)
+class ConnectionRequirement(_ConnectionMember, IO_RESOURCE_DESCRIPTOR):
+    """CmResourceTypeConnection in a requirement list: the same fields as :class:`Connection`."""
+
+
 @dataclass(frozen=True, repr=False)
 class GenericRequirement(IO_RESOURCE_DESCRIPTOR):
-    """A §1.5 type without a dedicated view (Null, PcCardConfig, MfCardConfig,
-    Connection): its 24 union bytes verbatim."""
+    """A §1.5 type without a dedicated view (Null, PcCardConfig, MfCardConfig): its 24
+    union bytes verbatim."""
 
     type: CmResourceType  # type: ignore[misc]
     data: bytes = bytes(_IO_UNION_BYTES)
@@ -1933,11 +1998,19 @@ def _describe_member(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR)
         return (f"length {d.length:#x} align {d.alignment:#x} in "
                 f"[{d.minimum_address:#x}, {d.maximum_address:#x}]")
     if isinstance(d, InterruptRequirement):
+        if d.message_count is not None:
+            return f"message token, {d.message_count} message(s)"
         return f"vector {d.minimum_vector}..{d.maximum_vector}"
     if isinstance(d, DmaRequirement):
         return f"channel {d.minimum_channel}..{d.maximum_channel}"
     if isinstance(d, BusNumberRequirement):
         return f"length {d.length} in [{d.minimum_bus_number}, {d.maximum_bus_number}]"
+    if isinstance(d, (Connection, ConnectionRequirement)):
+        name = CONNECTION_CLASS_NAMES.get(d.connection_class)
+        kind = f"{d.connection_class} ({name})" if name else str(d.connection_class)
+        reserved = (f" reserved {d.reserved1:#x} {d.reserved2:#x}"
+                    if d.reserved1 or d.reserved2 else "")
+        return f"class {kind} type {d.connection_type} id {d.connection_id:#x}{reserved}"
     if isinstance(d, ConfigDataRequirement):
         reserved = (f" reserved {d.reserved1:#x} {d.reserved2:#x}"
                     if d.reserved1 or d.reserved2 else "")
@@ -1994,11 +2067,12 @@ __all__ = [
     *[n for n in list(globals()) if n.startswith(("CM_RESOURCE_", "IO_RESOURCE_", "LCPRI_"))
       and isinstance(globals()[n], int)],
     "CM_PARTIAL_RESOURCE_DESCRIPTOR", "Port", "Interrupt", "Memory", "MemoryLarge", "Dma",
-    "DeviceSpecific", "BusNumber", "DevicePrivate", "GenericPartial",
+    "DeviceSpecific", "BusNumber", "DevicePrivate", "Connection", "GenericPartial",
     "CM_PARTIAL_RESOURCE_LIST", "CM_FULL_RESOURCE_DESCRIPTOR", "CM_RESOURCE_LIST",
     "IO_RESOURCE_DESCRIPTOR", "PortRequirement", "MemoryRequirement", "MemoryLargeRequirement",
     "InterruptRequirement", "DmaRequirement", "BusNumberRequirement", "ConfigDataRequirement",
-    "DevicePrivateRequirement", "GenericRequirement", "IO_RESOURCE_LIST",
+    "DevicePrivateRequirement", "ConnectionRequirement", "GenericRequirement",
+    "CONNECTION_CLASS_NAMES", "IO_RESOURCE_LIST",
     "IO_RESOURCE_REQUIREMENTS_LIST", "CM_SERIAL_DEVICE_DATA", "CM_FLOPPY_DEVICE_DATA",
     "PCI_REGISTRY_INFO", "PCI_SLOT_NUMBER", "CM_PARTIAL_DESCRIPTOR_CLASSES",
     "IO_DESCRIPTOR_CLASSES", "detect_arch", "fitting_layouts", "format_flags", "format_option", "describe_range",

@@ -278,6 +278,7 @@ def snapshot(machine: Any, phase: str | None = None, *,
     commands, pirq, elcr = _read_registers(machine, functions)
     pci = _read_pci(query_pci[0], commands) if query_pci else []
     flat, tree = parse_mtree_flat(flat_text), parse_mtree_tree(tree_text)
+    elcr = _elcr_held(machine, flat.get("I/O", []), elcr)
     if monitor_reads_to is not None:
         monitor_reads_to(flat, tree, query_pci[0] if query_pci else None)
     devices = getattr(machine.spec, "devices", ())
@@ -291,8 +292,9 @@ def snapshot(machine: Any, phase: str | None = None, *,
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
     memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
     shadowed = tuple(reader.attribute_shadow(s) for s in
-                     compute_shadowed(tree.get("I/O", []), flat.get("I/O", []), "io")
-                     + compute_shadowed(tree.get("memory", []), flat.get("memory", []), "memory"))
+                     compute_shadowed(tree.get("I/O", []), flat.get("I/O", []), "io", bars.get("I/O"))
+                     + compute_shadowed(tree.get("memory", []), flat.get("memory", []), "memory",
+                                        bars.get("memory")))
     return Layout(
         machine=machine.spec.name,
         machine_type=_machine_type(machine),
@@ -324,6 +326,21 @@ def _read_registers(machine: Any, functions: list[tuple[int, int, int]], ports: 
     return dict(zip(functions, values)), pirq, values[-2] | values[-1] << 8
 
 
+_PIC_ELCR = re.compile(r"^(pic[01]):.*\belcr=([0-9a-f]+)", re.M)
+
+
+def _elcr_held(machine: Any, io: Iterable[Any], read: int) -> int:
+    """The ELCR ``read`` through its ports, unless a device other than the 8259s decodes one
+    of them (a card on 0x4d0 answers with its own byte): then what the 8259s hold, from
+    ``info pic`` (pic0 the master, pic1 the slave)."""
+    if all(_base_name(r) == "elcr" for r in io if any(r.start <= p <= r.end for p in ELCR_PORTS)):
+        return read
+    held = dict(_PIC_ELCR.findall(machine.hmp("info pic")))
+    if set(held) != {"pic0", "pic1"}:
+        return read
+    return int(held["pic0"], 16) | int(held["pic1"], 16) << 8
+
+
 def refresh(layout: Layout, machine: Any, phase: str, ports: PortChannel | None = None) -> Layout:
     """``layout`` of ``machine`` again, in ``phase``, when nothing that changes what QEMU
     decodes happened since it was taken (:meth:`LiveBus.layout_unchanged
@@ -333,6 +350,7 @@ def refresh(layout: Layout, machine: Any, phase: str, ports: PortChannel | None 
     if phase not in PHASES:
         raise ValueError(f"phase must be one of {PHASES}, not {phase!r}")
     commands, pirq, elcr = _read_registers(machine, [(f.bus, f.slot, f.function) for f in layout.pci], ports)
+    elcr = _elcr_held(machine, layout.io, elcr)
     pci = tuple(fn if fn.command == commands[fn.bus, fn.slot, fn.function]
                 else dataclasses.replace(fn, command=commands[fn.bus, fn.slot, fn.function]) for fn in layout.pci)
     return dataclasses.replace(layout, phase=phase, pci=pci, pirq=pirq, elcr=elcr)
@@ -448,7 +466,10 @@ class QomReader:
 
     def attribute_shadow(self, item: "Shadow") -> ShadowedRange:
         owner, owner_type = self._owner(item.region)
-        return ShadowedRange(item.space, item.start, item.end, item.region.name, owner, owner_type,
+        name = item.region.name
+        if item.region.alias:   # a BAR alias: "alias rtl8139-mem @rtl8139 0-ff" is rtl8139-mem
+            name = name.removeprefix("alias ").split(" @")[0]
+        return ShadowedRange(item.space, item.start, item.end, name, owner, owner_type,
                              (self._owner(item.winner)[0] or item.winner.name,), item.cause)
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
@@ -803,9 +824,12 @@ def parse_mtree_tree(text: str) -> dict[str, list[MtreeRegion]]:
             if match:
                 current.append(match)
     spaces: dict[str, list[MtreeRegion]] = {}
+    parsed: dict[int, list[MtreeRegion]] = {}  # a tree several spaces share is parsed once
     for name, matches in lines.items():  # a region has children when the next line is deeper
-        depths = [len(m.group(1)) // 2 for m in matches] + [-1]
-        spaces[name] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
+        if id(matches) not in parsed:
+            depths = [len(m.group(1)) // 2 for m in matches] + [-1]
+            parsed[id(matches)] = [_region(m, depths[i + 1] > depths[i]) for i, m in enumerate(matches)]
+        spaces[name] = list(parsed[id(matches)])
     return spaces
 
 
@@ -896,7 +920,8 @@ def _base_name(region: MtreeRegion) -> str:
     return region.name.split(" @")[0]
 
 
-def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str) -> list[Shadow]:
+def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: str,
+                     bars: Mapping[str, Sequence[tuple[int, int]]] | None = None) -> list[Shadow]:
     """The addresses each decoding region of the tree loses to another owner in the flat
     view, one :class:`Shadow` per (region, winner) run.
 
@@ -912,7 +937,9 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
     RAM no device owns (a device's RAM, such as isa-vga's VBE frame buffer, decodes and
     can be lost like any of its regions), negative priorities,
     and everything inside an alias (its addresses are the alias target's, not absolute;
-    devices behind bridges appear in the flat view).  The cause comes from where the two
+    devices behind bridges appear in the flat view).  An alias that is a PCI device's BAR
+    (``bars``: :func:`bar_ranges`) decodes like any region: an RTL8139's memory BAR is an
+    alias of its I/O registers, and moved under the HPET whole it was lost without a trace.  The cause comes from where the two
     regions meet in the tree: the winner's branch has the higher priority there, or the
     priorities are equal and QEMU gives the addresses to the one mapped last.
     """
@@ -944,7 +971,8 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
             alias_depth = None
         if region.alias:
             alias_depth = region.depth
-            continue
+            if not _bar_alias(region, bars or {}):
+                continue
         if region.depth <= 1 or region.priority < 0 or (region.kind == "ram" and region.owner_kind != "dev"):
             continue   # system RAM decodes nobody's claims; a device's RAM (vga.vram) is the device
         if region.has_children and (region.owner_key, region.name) not in shown and (
@@ -959,6 +987,12 @@ def compute_shadowed(tree: list[MtreeRegion], flat: list[MtreeRegion], space: st
                     out.append(Shadow(region, max(lo, f.start), min(hi, f.end), f, space,
                                       _why_wins(chain, _chain_of(f, tree, chains))))
     return _merge_runs(out)
+
+
+def _bar_alias(region: MtreeRegion, bars: Mapping[str, Sequence[tuple[int, int]]]) -> bool:
+    """Whether alias ``region`` is one of its device's BARs, mapped where query-pci says."""
+    return (region.owner_kind == "dev" and region.owner_ref == "id" and region.owner is not None
+            and (region.start, region.end) in bars.get(region.owner, ()))
 
 
 #: The subregions QEMU's msix_init() maps into a BAR.

@@ -296,8 +296,8 @@ class LiveBus:
         fn = self._function(key)
         if not fn.has(offset, length):
             ecam = self._ecam_base() if self.use_ecam else None
-            if ecam is not None and bus < ecam[1]:
-                words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
+            words = self._ecam_words(ecam, key, fn) if ecam is not None and bus < ecam[1] else None
+            if words is not None:
                 fn.put(0, b"".join(w.to_bytes(4, "little") for w in words))
             else:  # every missing dword in one port transfer
                 wanted = [(key, d) for d in range(offset & ~3, offset + length, 4) if not fn.has(d, 4)]
@@ -493,6 +493,21 @@ class LiveBus:
                 fn.put(offset, bytes(4))
 
     # ------------------------------------------------------------------ ECAM
+    def _ecam_words(self, ecam: tuple[int, int], key: tuple[int, int, int], fn: _Function) -> list[int] | None:
+        """A function's 64 dwords through the MMCONFIG window, or None (and the window
+        dropped) when it is none: PCIEXBAR is read through 0xCF8/0xCFC, and where a card
+        decodes those ports the value is the card's (nothing there, or not the IDs
+        query-pci gave the function)."""
+        bus, device, function = key
+        try:
+            words = self._xp(ecam[0] + (bus << 20 | device << 15 | function << 12), 64, "w")
+        except LiveBusError:
+            words = None
+        if words is None or (fn.has(0, 4) and words[0].to_bytes(4, "little") != bytes(fn.data[:4])):
+            self._ecam = None
+            return None
+        return words
+
     def _ecam_base(self) -> tuple[int, int] | None:
         """(base, bus count) of the q35 MMCONFIG window when the MCH has it enabled."""
         if self._ecam is False:
