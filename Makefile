@@ -165,3 +165,11 @@ bench-pnp: setup
 	$(BIN)/python benchmarks/bench_pnp.py
 
 bench: bench-pnp
+
+# ---- random valid machines against the live layout (tests/livefuzz.py), not in make test ----
+# Each machine runs through the main job twice; failing files (shrunk) go to runs/livefuzz/failures.
+FUZZ_MACHINES     ?= 300
+FUZZ_MACHINE_SEED ?= 1
+.PHONY: fuzz-machines
+fuzz-machines: setup
+	$(BIN)/python tests/livefuzz.py --count $(FUZZ_MACHINES) --seed $(FUZZ_MACHINE_SEED) -j $(JOBS) --out runs/livefuzz

@@ -146,8 +146,12 @@ def forwarded_legacy(dev: DeviceSpec, fn: Any, layout: Layout) -> Decoded:
     fixed = [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
     if fn.bus == 0:
         return fixed
-    shown = [(r.start, r.end) for r in (*layout.io, *layout.memory) if r.owner == dev.id]
-    return [r for r in fixed if any(a <= r[2] and r[1] <= b for a, b in shown)]
+    # clipped to what is shown: a cirrus decodes 0x3b0-0x3df whole, but the bridges pass
+    # on neither 0x3bc-0x3bf nor anything else between the VGA blocks (livefuzz)
+    shown = {"port": [(r.start, r.end) for r in layout.io if r.owner == dev.id],
+             "memory": [(r.start, r.end) for r in layout.memory if r.owner == dev.id]}
+    return [(kind, max(lo, a), min(hi, b)) for kind, lo, hi in fixed for a, b in shown[kind]
+            if a <= hi and lo <= b]
 
 
 def pci_decoded(fn: Any) -> Decoded:

@@ -68,6 +68,10 @@ class PropertySpec:
     #: The value that leaves the line unconnected (QEMU's IPMI interfaces wire no IRQ
     #: for irq 0); None: every value is a line.
     unwired: int | None = None
+    #: The highest value QEMU takes without failing (None: the kind's bound) and why, as
+    #: the model file says it (adlib's iobase: QEMU aborts above 0x380).
+    maximum: int | None = None
+    maximum_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -443,7 +447,7 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
     for name in props:
         check_qemu_name(props, name, name)
         spec = props.child(name)
-        spec.check_keys({"kind", "choices", "setting", "unwired"}, {"kind"})
+        spec.check_keys({"kind", "choices", "setting", "unwired", "max", "max_why"}, {"kind"})
         kind = get_str(spec, "kind", choices=tuple(PROPERTY_KINDS))
         choices = tuple(get_list(spec, "choices", default=[]))
         for value in choices:
@@ -452,7 +456,16 @@ def _parse_properties(doc: Node) -> dict[str, PropertySpec]:
         if "unwired" in spec and kind != "irq":
             raise spec.error("unwired", "only an irq property has a value that leaves its line unconnected")
         unwired = get_int(spec, "unwired", lo=0, hi=15, default=None)
-        out[name] = PropertySpec(name, kind, choices, setting, unwired)
+        maximum = None
+        if "max" in spec:
+            _check_value(spec, "max", kind, spec["max"])
+            maximum = spec["max"]
+            if any(value > maximum for value in choices):
+                raise spec.error("choices", f"a choice lies above max {maximum:#x}")
+        why = get_str(spec, "max_why", default="") if maximum is not None else ""
+        if maximum is not None and not why:
+            raise spec.error("max", "say why QEMU takes nothing above it: max_why")
+        out[name] = PropertySpec(name, kind, choices, setting, unwired, maximum, why)
     return out
 
 
@@ -628,6 +641,9 @@ def check_value(node: Node, key: str, spec: PropertySpec, value: Any) -> None:
     with choices takes only those (QEMU's enumerations), while numeric choices are the
     card's jumpers and other values stay allowed (conflict scenarios need them)."""
     _check_value(node, key, spec.kind, value)
+    if spec.maximum is not None and value > spec.maximum:
+        raise node.error(key, f"{value:#x} is above {spec.maximum:#x}, the highest {spec.name} QEMU takes: "
+                              f"{spec.maximum_why}")
     if spec.kind == "str" and spec.choices and value not in spec.choices:
         raise node.error(key, f"{value!r} is not one of: {', '.join(map(str, spec.choices))}")
 

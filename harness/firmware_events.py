@@ -90,9 +90,9 @@ def _bare_board(spec: MachineSpec, devices: list[DeviceSpec]) -> Any:
         return None
 
 
-def _where(dev: DeviceSpec, board: Any, spec: MachineSpec) -> str:
-    """Why the firmware writes where ``dev`` sits: SeaBIOS's log port, an option ROM of
-    another device that writes there, or the board device the firmware meant to reach."""
+def _where(dev: DeviceSpec, board: Any, spec: MachineSpec, writer: str = "the firmware") -> str:
+    """Why ``writer`` (the firmware) writes where ``dev`` sits: SeaBIOS's log port, an option
+    ROM of another device that writes there, or the board device it meant to reach."""
     if on_firmware_log_port(dev.decoded_resources()):
         return (f"{FIRMWARE_LOG_PORT:#x} is SeaBIOS's debug-log port, which it writes whether or not "
                 "anything listens")
@@ -113,16 +113,22 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec) -> str:
                 spans[name] = (min(first, r.start), max(last, r.end))
     if spans:
         meant = ", ".join(f"{name} ({a:#x}-{b:#x})" if a != b else f"{name} ({a:#x})" for name, (a, b) in spans.items())
-        return f"the firmware writes there to {meant}, which the device displaces"
-    return "the firmware writes there"
+        return f"{writer} writes there to {meant}, which the device displaces"
+    return f"{writer} writes there"
 
 
-def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDied) -> FirmwareEvent:
+def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDied, *,
+               after_firmware: bool = False) -> FirmwareEvent:
     """The finding for QEMU freezing the guest (:class:`MachineStuck`) or exiting
-    (:class:`MachineDied`) during :meth:`Machine.run_firmware`.  A timeout stays an
+    (:class:`MachineDied`) during :meth:`Machine.run_firmware`, or (``after_firmware``)
+    while the HAL and the drivers touch the machine after it: an isa-debug-exit over the
+    keyboard controller ends QEMU at the HAL's first write there.  A timeout stays an
     error: a slow host and a hung firmware look alike."""
     if isinstance(error, MachineStuck):
         return _frozen(spec, error.state)
+    if after_firmware:
+        return _exited(spec, machine, "after the firmware, as the HAL and the drivers touched the machine "
+                       f"({str(error).splitlines()[0]})", "the HAL or a driver")
     return _exited(spec, machine)
 
 
@@ -161,15 +167,16 @@ def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:
                          or "QEMU stopped the guest; see qemu.log and qmp.log", True)
 
 
-def _exited(spec: MachineSpec, machine: Any) -> FirmwareEvent:
+def _exited(spec: MachineSpec, machine: Any, when: str = "during the firmware",
+            writer: str = "the firmware") -> FirmwareEvent:
     status = machine.returncode
     exits = _of_type(spec, EXIT_DEVICES)
-    detail = f"QEMU exited with status {status} during the firmware"
+    detail = f"QEMU exited with status {status} {when}"
     if status is not None and status > 0 and status & 1 and exits:
         value = status >> 1
         shown = f"{value:#x}" + (f" ({chr(value)!r})" if 0x20 <= value < 0x7F else "")
         board = _bare_board(spec, exits)
-        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board, spec)}; the firmware "
+        cause = "; ".join(f"isa-debug-exit {d.id} decodes {_ranges(d)}: {_where(d, board, spec, writer)}; {writer} "
                           f"wrote {shown}, and QEMU exits with (value << 1) | 1" for d in exits)
         return FirmwareEvent("qemu-exited", detail, tuple(d.id for d in exits), cause, True)
     return FirmwareEvent("qemu-exited", detail, (), "no configured device explains it; see qemu.log", True)

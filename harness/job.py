@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 from .actions import ActionRecord
-from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered
+from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered, service_of
 from .atomicio import OutputError, write_text
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
@@ -409,6 +409,13 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         # post-firmware, those among the steps (a bundle's), then post-drivers
                         result.actions = actions + result.actions + post
                         result.events[:0] = [event] if event is not None else []
+                    except MachineDied as exc:
+                        # a device the HAL or a driver wrote ended QEMU (an isa-debug-exit
+                        # over their ports): a finding like one the firmware meets (livefuzz)
+                        bed = None
+                        result = _stopped_result(spec, machine, out_dir, timings,
+                                                 stopped_by(spec, machine, exc, after_firmware=True),
+                                                 hal="apic" if apic else "pic", reactos=reactos)
                     finally:
                         if agent is not None:
                             agent.agent.close()
@@ -698,10 +705,40 @@ def _check_range(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence
             check.findings.append(f"{shown(s)}'s {s.start:#x}-{s.end:#x} is shadowed by "
                                   f"{', '.join(s.hidden_by)}"
                                   + (f" ({s.cause})" if s.cause else ""))
+    _check_outside_bars(check, claim, layout, whos, space, mine)
     covered = sum(min(r.end, claim.end) - max(r.start, claim.start) + 1 for r in decoded)
     if mine and covered < claim.end - claim.start + 1:
         check.notes.append(f"{claim.end - claim.start + 1 - covered} of {claim.end - claim.start + 1} "
                            "claimed byte(s) decoded by no device")
+
+
+def _check_outside_bars(check: ClaimCheck, claim: Claim, layout: Layout, whos: Sequence[Who], space: str,
+                        mine: Sequence[Any]) -> None:
+    """A claim over a PCI device's BARs holds no byte outside them and its decode: holes
+    between QEMU's subregions inside a BAR are the device's, but a byte outside every BAR
+    is one the device no longer decodes (a BAR moved away after the claim; livefuzz: two
+    contiguous BARs claimed as one run hid that).  The VGA miniport's legacy blocks aside."""
+    if claim.owner.driver == service_of("vga"):
+        return
+    bars = [(b.base, b.end) for owned, name in whos if owned for fn in layout.pci if fn.qdev_id == name
+            for b in fn.bars if b.base is not None and b.end is not None and (b.kind == "io") == (space == "io")]
+    if not any(lo <= claim.end and claim.start <= hi for lo, hi in bars):
+        return
+    cursor, outside = claim.start, []
+    for lo, hi in sorted([*bars, *((r.start, r.end) for r in mine)]):
+        if hi < cursor:
+            continue
+        if lo > cursor:
+            outside.append((cursor, min(lo - 1, claim.end)))
+        cursor = max(cursor, hi + 1)
+        if cursor > claim.end:
+            break
+    if cursor <= claim.end:
+        outside.append((cursor, claim.end))
+    outside = [(lo, hi) for lo, hi in outside if lo <= hi]
+    if outside:
+        check.findings.append("outside the device's BARs and decode: " + ", ".join(
+            f"{lo:#x}-{hi:#x}" for lo, hi in outside) + " (decoded by it no longer)")
 
 
 def _check_line(check: ClaimCheck, claim: Claim, layout: Layout, spec: MachineSpec, whos: Sequence[Who]) -> None:

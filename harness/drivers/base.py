@@ -273,6 +273,11 @@ class NtDriver:
                 break
         if claimed is None:
             self.io.IoDeleteDevice(device)
+            if NT_SUCCESS(last):
+                # granted nothing: the bus showed no resources (a BAR over the configuration
+                # ports hides the slot's header): no device to start, not a started one
+                return DeviceOutcome(config.name, None, NTSTATUS.STATUS_NO_SUCH_DEVICE,
+                                     "nothing to claim: the bus reported no resources for it", attempts=attempts)
             return DeviceOutcome(config.name, None, last, "could not claim " + config.describe(),
                                  attempts=attempts)
         try:                                                           # stage 5

@@ -98,7 +98,15 @@ def do_action(machine: Any, action: Action, bus: LiveBus) -> ActionRecord:
         record.read = int.from_bytes(data, "little")
         rec.commands.append(f"xp /1{_LETTER[action.size]}x {action.address:#x}  -> {record.read:#x}")
     else:
-        bdf = pci_address_of(machine, action.target, action)
+        try:
+            bdf = pci_address_of(machine, action.target, action)
+        except ActionError:
+            # validated, so created: behind a bridge the firmware never numbered (the PCI
+            # configuration ports taken), QEMU shows no bus it sits on (livefuzz)
+            record.ok = False
+            record.problem = (f"{action.target!r} is on no PCI bus QEMU reports (query-pci): behind a bridge "
+                              "the firmware never gave a bus number?")
+            return record
         if action.kind == "move_bar":
             rec.write_config(bdf, action.offset, action.address & 0xFFFFFFFF, 4)
             if action.bar_64bit:

@@ -1,0 +1,606 @@
+"""Random valid machines against the hardware's own answer (``make fuzz-machines``).
+
+A seeded generator writes machine files from the catalog (isapc, pc, q35; 1-5 devices;
+settings, ``builtin:`` settings and ``after_firmware`` steps), mostly placed near what
+the board or another device already uses, so that conflicts are common.  Each file runs
+through the main job (:func:`harness.job.run_job`) twice and is checked against
+invariants the live layout decides, never the job's own verdict:
+
+``error``        no exception and no error outcome: what QEMU refuses, validation refuses
+``determinism``  two runs give the same report and the same registry
+``overlap``      every overlap of two parties' decodes the layout shows (a shadowed range;
+                 an ISA IRQ line with several drivers, the PCI router's wired-OR of INTx
+                 counting as one; a DMA channel registered by several devices) is in the
+                 report as a collision or an error-log conflict between the same parties,
+                 so a clean verdict means there is none
+``claimant``     every decoder of the flat views has a claimant line
+``claim``        no claim the report calls ok lies outside what its device decodes
+
+    python tests/livefuzz.py --count 300 --seed 1 -j 2 --out runs/livefuzz
+
+prints a summary per invariant and writes each failing machine file (shrunk: devices,
+steps and builtin settings dropped while the same invariant still fails) with what
+failed to ``--out``/failures/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from harness.builtin import BUILTIN_DEVICES
+from harness.config import DRIVE_CONTROLLERS, VGA_DRIVER, MachineSpec, parse_machine_text
+from harness.devices import BOARD_LABEL_PREFIX, DeviceModel, board_device_of, board_model, load_catalog
+from harness.errors import ConfigError
+from harness.names import RESERVED_ID_PREFIX
+from harness.drivers.legacy import VGA_ACCESS_RANGES
+from harness.qemu.layout import ISA_IRQ_PROPERTIES, Layout
+from harness.qemu.lifeline import die_with_parent
+from harness.verify import ACPI_SCI, CASCADE
+
+MACHINE_TYPES = ("isapc", "pc", "q35")
+INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "checker")
+#: The ACPI SCI's line on pc and q35 (qemu-facts.md §1: "The SCI is IRQ9"; the PIIX4 PM
+#: and the ICH9 LPC drive GSI 9 directly, not through the PCI interrupt router).
+SCI_IRQ = {"pc": 9, "q35": 9}
+#: The master 8259's input the slave 8259 cascades into.
+CASCADE_IRQ = 2
+PCI_COMMAND_INTX_DISABLE = 0x400
+#: Report fields that differ between two runs of one machine by design.
+_VOLATILE = ("timings", "out_dir", "picture")
+BOARD = "board"
+#: Seconds a failing machine's runs may have taken for shrinking it to be worth its reruns.
+SHRINK_WHEN_UNDER = 20
+#: Collisions on a line the board holds by design: their report line names the device alone.
+BOARD_LINE_KINDS = (ACPI_SCI, CASCADE)
+#: QEMU's name of system RAM's regions (the copies below 1 MiB included, whatever PAM makes them).
+SYSTEM_RAM = "pc.ram"
+
+
+# ---------------------------------------------------------------------------- generator
+@dataclass
+class _Hot:
+    """What the board and the devices so far use: where a new setting collides."""
+
+    ports: list[tuple[int, int]] = field(default_factory=list)
+    memory: list[tuple[int, int]] = field(default_factory=list)
+    irqs: list[int] = field(default_factory=list)
+    dmas: list[int] = field(default_factory=list)
+
+    def add(self, resources: Iterable[tuple[str, int, int]]) -> None:
+        for kind, lo, hi in resources:
+            if kind == "port":
+                self.ports.append((lo, hi))
+            elif kind == "memory":
+                self.memory.append((lo, hi))
+            elif kind == "irq":
+                self.irqs.append(lo)
+            elif kind == "dma":
+                self.dmas.append(lo)
+
+
+def _usable(model: DeviceModel, machine: str) -> bool:
+    # drives need a controller's place; the rest of the catalog stands alone
+    return machine in model.machines and model.bus not in DRIVE_CONTROLLERS
+
+
+def _near_port(rng: random.Random, model: DeviceModel | None, prop: str, hot: _Hot) -> int:
+    """A base for port property ``prop`` that puts one of its decoded runs on a hot range."""
+    decodes = [d for d in (model.ports if model else ()) if d.base == prop] or [None]
+    decode = rng.choice(decodes)
+    offset, length = (decode.offset, decode.length) if decode else (0, 1)
+    lo, hi = rng.choice(hot.ports)
+    base = rng.randint(lo - offset - length + 1, hi - offset)
+    if rng.random() < 0.5:
+        base &= ~3
+    return min(max(base, 0), 0xFFFF)
+
+
+def _setting(rng: random.Random, model: DeviceModel | None, prop: Any, hot: _Hot) -> int | None:
+    """A value for setting ``prop``: None (QEMU's default), a jumper choice, or a hot value."""
+    roll = rng.random()
+    if roll < 0.25:
+        return None
+    if roll < 0.5 and prop.choices:
+        return rng.choice(prop.choices)
+    if prop.kind == "port" and hot.ports:
+        return _near_port(rng, model, prop.name, hot)
+    if prop.kind == "irq":
+        return rng.choice(hot.irqs) if hot.irqs and rng.random() < 0.8 else rng.randint(1, 15)
+    if prop.kind == "dma":
+        return rng.choice(hot.dmas) if hot.dmas and rng.random() < 0.8 else rng.choice((0, 1, 2, 3, 5, 6, 7))
+    return rng.choice(prop.choices) if prop.choices else None
+
+
+def _bar_step(rng: random.Random, dev: dict[str, Any], model: DeviceModel, hot: _Hot) -> dict[str, Any] | None:
+    bars = model.pci.bars if model.pci else ()
+    if not bars:
+        return None
+    bar = rng.choice(bars)
+    places = hot.ports if bar.kind == "io" else hot.memory
+    if not places:
+        return None
+    lo, _hi = rng.choice(places)
+    step = {"move_bar": dev["id"], "bar": bar.index, "address": lo & ~(bar.size - 1)}
+    if rng.random() < 0.3:
+        step["phase"] = "post-drivers"
+    return step
+
+
+def generate(seed: int | str, catalog: Any = None) -> dict[str, Any]:
+    """One random machine file (a dict) from ``seed``; the same seed gives the same file."""
+    rng = random.Random(str(seed))
+    catalog = catalog or load_catalog()
+    machine = rng.choice(MACHINE_TYPES)
+    hot = _Hot()
+    board = board_model(machine)
+    for device in board:
+        hot.add(device.decoded_resources())
+    if machine in SCI_IRQ:
+        hot.irqs.append(SCI_IRQ[machine])
+    models = sorted((m for m in catalog.values() if _usable(m, machine)), key=lambda m: m.name)
+    isa = [m for m in models if m.bus == "isa"]
+    pci = [m for m in models if m.bus != "isa" and not m.bridge]
+    bridges = [m for m in models if m.bridge]
+    doc: dict[str, Any] = {"name": f"fuzz-{seed}".replace(":", "-"), "machine": machine, "devices": []}
+    devices: list[dict[str, Any]] = doc["devices"]
+    bridge_ids: list[str] = []
+    for n in range(rng.randint(1, 5)):
+        roll = rng.random()
+        pool = isa if (roll < 0.55 or not pci) else bridges if (roll < 0.7 and bridges and n < 3) else pci
+        model = rng.choice(pool)
+        dev: dict[str, Any] = {"model": model.name, "id": f"d{n}"}
+        for prop in model.settings:
+            value = _setting(rng, model, prop, hot)
+            if value is not None:
+                dev[prop.name] = value
+        if model.bus != "isa" and bridge_ids and not model.bridge and rng.random() < 0.6:
+            parent = rng.choice(bridge_ids)
+            dev["bus"] = parent
+            parent_model = catalog[next(d["model"] for d in devices if d["id"] == parent)]
+            dev["addr"] = 0 if parent_model.bridge == "pcie-root-port" else rng.randint(1, 6)
+        elif model.bus != "isa" and rng.random() < 0.3:
+            dev["addr"] = rng.randint(2, 0x1E)   # else QEMU's lowest free slot
+        if model.bridge:
+            bridge_ids.append(dev["id"])
+        if rng.random() < 0.05 and not model.bridge:
+            dev["driver"] = "none"
+        devices.append(dev)
+        settings = {**model.defaults_for(0), **{k: v for k, v in dev.items() if k in model.properties}}
+        hot.add(model.decoded_resources(settings))
+    builtins = [name for name, b in BUILTIN_DEVICES.items() if machine in b.machines]
+    if builtins and rng.random() < 0.2:
+        name = rng.choice(builtins)
+        spec = BUILTIN_DEVICES[name]
+        values = {p.name: _setting(rng, None, p, hot) for p in spec.properties.values()}
+        doc["builtin"] = {name: {k: v for k, v in values.items() if v is not None}}
+    steps = [s for s in (_bar_step(rng, d, catalog[d["model"]], hot) for d in devices
+                         if rng.random() < 0.35) if s is not None]
+    if steps:
+        doc["after_firmware"] = steps
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    """Addresses in hex, as people write them in machine files."""
+
+
+_Dumper.add_representer(int, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", hex(v) if v > 15 else str(v)))
+
+
+def machine_text(doc: dict[str, Any]) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=200)
+
+
+def valid_machine(seed: int, catalog: Any = None, tries: int = 20) -> tuple[str, MachineSpec, int]:
+    """The first file of sub-seeds ``seed:0``, ``seed:1``, ... that validation accepts, and
+    how many it refused first (each refusal names a file line: checked here)."""
+    catalog = catalog or load_catalog()
+    for attempt in range(tries):
+        text = machine_text(generate(f"{seed}:{attempt}", catalog))
+        try:
+            return text, parse_machine_text(text, f"fuzz-{seed}.yaml", catalog), attempt
+        except ConfigError as exc:
+            if f"fuzz-{seed}.yaml:" not in str(exc):
+                raise AssertionError(f"a refusal that names no file line: {exc}") from None
+    raise RuntimeError(f"seed {seed}: {tries} files in a row refused")
+
+
+# ---------------------------------------------------------------------------- invariants
+@dataclass(frozen=True)
+class Overlap:
+    """Two parties (a machine-file id, or BOARD) on one resource, as the layout shows it."""
+
+    kind: str  # "port", "memory", "irq", "dma"
+    resource: str
+    parties: tuple[str, str]
+
+
+class _Parties:
+    """Names of the layout's owners as the checker compares them with the report."""
+
+    def __init__(self, spec: MachineSpec) -> None:
+        self.ids = {d.id for d in spec.devices}
+
+    def of(self, owner: str | None) -> str | None:
+        """A machine-file id, BOARD, or None for the harness's own devices."""
+        if owner and owner.lower().startswith(RESERVED_ID_PREFIX):
+            return None
+        return owner if owner in self.ids else BOARD
+
+
+def layout_overlaps(spec: MachineSpec, layout: Layout) -> list[Overlap]:
+    """Every overlap of two parties' decodes in ``layout`` that involves a machine-file
+    device (the board's own overlaps, 0xcf9 inside the configuration ports, are by design)."""
+    parties = _Parties(spec)
+    found: set[Overlap] = set()
+
+    def add(kind: str, resource: str, a: str | None, b: str | None) -> None:
+        if a and b and a != b and (a in parties.ids or b in parties.ids):
+            found.add(Overlap(kind, resource, tuple(sorted((a, b)))))   # type: ignore[arg-type]
+
+    for s in layout.shadowed:
+        for winner in s.hidden_by:
+            add("port" if s.space == "io" else "memory", f"{s.space} {s.start:#x}-{s.end:#x}",
+                parties.of(s.owner or s.name), parties.of(winner))
+    for irq, drivers in irq_drivers(spec, layout).items():
+        for i, a in enumerate(drivers):
+            for b in drivers[i + 1:]:
+                add("irq", f"irq {irq}", a, b)
+    for channel, users in dma_registrations(spec, layout).items():
+        for i, a in enumerate(users):
+            for b in users[i + 1:]:
+                add("dma", f"dma {channel}", a, b)
+    return sorted(found, key=lambda o: (o.kind, o.resource, o.parties))
+
+
+def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
+    """ISA IRQ line → the parties that drive it separately: each ISA device (its QOM
+    properties), each board part wired there, the SCI, and the PCI interrupt router once
+    for every INTx routed there (it ORs them).  A party may appear once per source."""
+    parties = _Parties(spec)
+    models = {d.id: d.model for d in spec.devices}
+    out: dict[int, list[str]] = {}
+
+    def add(irq: Any, who: str | None) -> None:
+        if who is not None and isinstance(irq, int) and 0 <= irq <= 15:
+            out.setdefault(irq, []).append(who)
+
+    board = board_model(spec.machine)
+    covered: set[str] = set()
+    for dev in layout.isa:
+        for prop in ISA_IRQ_PROPERTIES:
+            value = dev.properties.get(prop)
+            if value is None or (dev.id in models and not models[dev.id].wires_irq(prop, value)):
+                continue
+            add(value, parties.of(dev.id))
+            part = board_device_of(board, dev.type) if dev.id is None else None
+            if part is not None:
+                covered.add(part.name)
+    present = {d.type for d in layout.isa} | {r.owner_type for r in layout.io} | \
+        {r.name.split(" @")[0] for r in layout.io}
+    for part in board:
+        if part.name in covered or not part.irqs or (part.irq_accel and layout.accel not in part.irq_accel):
+            continue
+        if part.qemu_type in present or any(r in present for r in part.regions):
+            for irq in part.irqs:
+                add(irq, BOARD)
+    if spec.machine in SCI_IRQ:
+        add(SCI_IRQ[spec.machine], BOARD)
+    add(CASCADE_IRQ, BOARD)
+    routed: dict[int, str] = {}
+    board_pci = {(p.pci.vendor, p.pci.device): p for p in board if p.pci is not None}
+    for fn in layout.pci:
+        part = board_pci.get((fn.vendor, fn.device)) if not fn.qdev_id else None
+        if not fn.interrupt_pin or fn.command & PCI_COMMAND_INTX_DISABLE or (part is not None and not part.pci_interrupt):
+            continue
+        line = fn.interrupt_line   # what the firmware routed the pin to (steps may change it)
+        if line is not None and 0 < line < 16:
+            # one source per line: the router; a machine-file function stands for it
+            if routed.get(line) in (None, BOARD):
+                routed[line] = parties.of(fn.qdev_id) if fn.qdev_id else BOARD
+    for line, who in routed.items():
+        add(line, who)
+    return out
+
+
+def dma_registrations(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
+    """DMA channel → the parties whose devices registered it (a device once per channel)."""
+    parties = _Parties(spec)
+    out: dict[int, list[str]] = {}
+    for dev in layout.isa:
+        for channel in {dev.properties.get("dma"), dev.properties.get("dma16")}:
+            who = parties.of(dev.id)
+            if isinstance(channel, int) and 0 <= channel <= 7 and who is not None:
+                out.setdefault(channel, []).append(who)
+    return out
+
+
+def _report_pairs(report: dict[str, Any], ids: set[str]) -> list[set[str]]:
+    """The parties each collision and each error-log conflict of a report names (a board
+    device as BOARD), machine-file ids found through the drivers' device lists."""
+    def party(label: str | None) -> str:
+        return label if label in ids else BOARD   # a holder with no device is the HAL's own
+
+    # a collision on a board line (the SCI, the cascade) names the device only: the line is the board's
+    pairs = [{party(d) for d in c["devices"]} | ({BOARD} if c["kind"] in BOARD_LINE_KINDS else set())
+             for c in report["collisions"]]
+    nt_names = {dev["device"]: dev["config"] for d in report["drivers"] for dev in d["devices"] if dev["device"]}
+    for e in report["error_log"]:
+        c = e.get("conflict")
+        if c:
+            pairs.append({party(nt_names.get(e["device"], e["device"])),
+                          party(nt_names.get(c["holder_device"], c["holder_device"]))})
+    return pairs
+
+
+def _parties_named(overlap: Overlap, named: set[str]) -> bool:
+    """Whether a report item naming ``named`` is between the overlap's two parties (a
+    board party: any board device; two board parts in one item count as both)."""
+    a, b = overlap.parties
+    if a == b:
+        return a in named
+    return a in named and b in named
+
+
+def check_overlaps(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> list[str]:
+    overlaps = layout_overlaps(spec, layout)
+    pairs = _report_pairs(report, {d.id for d in spec.devices})
+    out = [f"{o.resource}: {o.parties[0]} and {o.parties[1]} overlap in the layout, the report has no "
+           f"collision or conflict between them" for o in overlaps
+           if not any(_parties_named(o, named) for named in pairs)]
+    if report["verdict"] == "clean" and overlaps and not out:
+        out.append(f"clean verdict with {len(overlaps)} overlaps in the layout")
+    return out
+
+
+def check_claimants(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> list[str]:
+    """Every decoder of the flat views (a machine-file device, a board device) has a line."""
+    lines = {c["device"] for c in report["claimants"]}
+    parties = _Parties(spec)
+    board = board_model(spec.machine)
+    out: list[str] = []
+    for r in (*layout.io, *layout.memory):
+        who = parties.of(r.owner)
+        if who is None or (r.owner is None and r.name.startswith(SYSTEM_RAM)):
+            continue   # the harness's own; system RAM (and its shadow below 1 MiB) decodes nobody's
+        if who != BOARD:
+            if who not in lines:
+                out.append(f"{r.space} {r.start:#x}-{r.end:#x} ({r.name}) decoded by {who}: no claimant line")
+            continue
+        part = board_device_of(board, r.owner_type, r.name)
+        if part is None:
+            out.append(f"{r.space} {r.start:#x}-{r.end:#x} ({r.name}, {r.owner_type}): no board device describes it")
+        elif part.label not in lines:
+            out.append(f"{r.space} {r.start:#x}-{r.end:#x} ({r.name}): {part.label} has no claimant line")
+    return list(dict.fromkeys(out))
+
+
+def _decoded_by(layout: Layout, owner: str, space: str) -> list[tuple[int, int]]:
+    """What ``owner`` decodes in ``space``: its flat-view ranges, those it lost to another,
+    and its PCI BARs as configuration space places them (a BAR is the device's whole
+    window, holes between QEMU's subregions included)."""
+    ranges = layout.io if space == "io" else layout.memory
+    bars = [(b.base, b.end) for fn in layout.pci if fn.qdev_id == owner for b in fn.bars
+            if b.base is not None and b.end is not None and (b.kind == "io") == (space == "io")]
+    return sorted([(r.start, r.end) for r in ranges if r.owner == owner] + bars +
+                  [(s.start, s.end) for s in layout.shadowed if s.owner == owner and s.space == space])
+
+
+def _covered(spans: list[tuple[int, int]], lo: int, hi: int) -> bool:
+    for start, end in spans:
+        if start <= lo <= end:
+            lo = end + 1
+            if lo > hi:
+                return True
+    return False
+
+
+_CLAIMED = re.compile(r"(port|memory) (0x[0-9a-f]+)(?:-(0x[0-9a-f]+))?")
+
+
+def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> list[str]:
+    """A port or memory claim the report calls ok lies where its machine-file device decodes
+    (its flat-view ranges and those it lost to another: it decodes them still)."""
+    ids = {d.id for d in spec.devices}
+    vgas = {d.id for d in spec.devices if d.driver == VGA_DRIVER}
+    out = []
+    for c in report["checks"]:
+        match = _CLAIMED.match(c["resource"])
+        mine = [e for e in c["expected"] if e in ids]
+        if not c["ok"] or match is None or not mine:
+            continue
+        kind, lo, hi = match[1], int(match[2], 16), int(match[3] or match[2], 16)
+        spans = sorted(s for e in mine for s in _decoded_by(layout, e, "io" if kind == "port" else "memory"))
+        if set(mine) <= vgas:   # the VGA miniport claims the legacy VGA blocks whole, as NT's VgaSave does
+            spans = sorted(spans + [(a, b) for k, a, b in VGA_ACCESS_RANGES if k == kind])
+        if not _covered(spans, lo, hi):
+            out.append(f"{c['device'] or c['driver']}: {c['resource']} called ok, but "
+                       f"{', '.join(mine)} decode(s) only {', '.join(f'{a:#x}-{b:#x}' for a, b in spans) or 'nothing'}")
+    return out
+
+
+def over_board_ports(spec: MachineSpec) -> list[str]:
+    """Which board devices' ports the machine file's devices decode over, by the models
+    (what a firmware that never finishes may have met there)."""
+    out = []
+    for part in board_model(spec.machine):
+        ports = [(lo, hi) for kind, lo, hi in part.decoded_resources() if kind == "port"]
+        for dev in spec.devices:
+            hit = [(max(a, lo), min(b, hi)) for kind, a, b in dev.decoded_resources() if kind == "port"
+                   for lo, hi in ports if a <= hi and lo <= b]
+            out += [f"{dev.id} over {part.label} {lo:#x}-{hi:#x}" for lo, hi in hit]
+    return out
+
+
+def error_class(lines: list[str]) -> str:
+    """An error's class for the summary: its exception and message, numbers dropped."""
+    return re.sub(r"0x[0-9a-f]+|\d+", "N", lines[0].splitlines()[0])[:90]
+
+
+def normalised(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in report.items() if k not in _VOLATILE}
+
+
+# ---------------------------------------------------------------------------- the runner
+def _run_once(spec: MachineSpec, out: Path) -> tuple[Any, dict[str, Any], bytes]:
+    from harness.job import run_job
+    result = run_job(spec, out, picture=False)
+    report = json.loads((out / "report.json").read_text())
+    return result, report, (out / "registry.reg").read_bytes()
+
+
+def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = True) -> dict[str, list[str]]:
+    """Run one machine (twice for determinism) and return invariant → failures; the
+    report's verdict is under the key ``verdict`` (not an invariant)."""
+    failures: dict[str, list[str]] = {}
+    try:
+        result, report, registry = _run_once(spec, work / "a")
+        if twice:
+            _, report2, registry2 = _run_once(spec, work / "b")
+            if normalised(report) != normalised(report2):
+                diff = [k for k in report if k not in _VOLATILE and report.get(k) != report2.get(k)]
+                failures["determinism"] = [f"report fields differ between two runs: {', '.join(diff)}"]
+            elif registry != registry2:
+                failures["determinism"] = ["registry.reg differs between two runs"]
+    except Exception as exc:   # noqa: BLE001  what the invariant is about
+        return {"error": [f"{type(exc).__name__}: {exc}", f"board ports under the devices: "
+                          f"{', '.join(over_board_ports(spec)) or 'none'}", traceback.format_exc(limit=6)]}
+    failures["verdict"] = [report["verdict"] + (" (firmware stopped)" if any(e.stopped for e in result.events) else "")]
+    if any(e.stopped for e in result.events):
+        return failures   # the firmware stopped: no layout to hold the report to
+    for name, check in (("overlap", check_overlaps), ("claimant", check_claimants), ("claim", check_claims)):
+        found = check(spec, result.layout, report)
+        if found:
+            failures[name] = found
+    return failures
+
+
+def _shrink(text: str, invariant: str, work: Path, budget: int = 8) -> str:
+    """Drop devices, steps and builtin settings one at a time while ``invariant`` still fails."""
+    doc = yaml.safe_load(text)
+    for key in ("after_firmware", "builtin", "devices"):
+        items = doc.get(key)
+        if not items:
+            continue
+        for index in reversed(range(len(items) if isinstance(items, list) else 1)):
+            if budget <= 0:
+                return machine_text(doc)
+            trial = json.loads(json.dumps(doc))
+            if isinstance(items, list):
+                del trial[key][index]
+                if not trial[key]:
+                    del trial[key]
+            else:
+                del trial[key]
+            try:
+                spec = parse_machine_text(machine_text(trial), "shrink.yaml")
+            except ConfigError:
+                continue   # a step naming the dropped device, a bus gone
+            if key == "devices" and not spec.devices:
+                continue
+            budget -= 1
+            if invariant in check_machine(machine_text(trial), spec, work / f"s{budget}", twice=invariant == "determinism"):
+                doc = trial
+    return machine_text(doc)
+
+
+def fuzz_one(seed: int, out_root: str | None = None, shrink: bool = True) -> dict[str, Any]:
+    """Worker: generate machine ``seed``, check it, keep its file when it fails."""
+    text, spec, refused = valid_machine(seed)
+    t = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="livefuzz-") as tmp:
+        try:
+            failures = check_machine(text, spec, Path(tmp))
+        except Exception:   # noqa: BLE001  the checker's own bug: keep the file, go on
+            failures = {"checker": [traceback.format_exc(limit=4)]}
+        verdict = failures.pop("verdict", ["error"])[0]
+        if failures and out_root:
+            folder = Path(out_root) / "failures"
+            folder.mkdir(parents=True, exist_ok=True)
+            first = next(iter(failures))
+            # a machine that took long hit a bound (a hung firmware): each trial would too
+            quick = time.monotonic() - t < SHRINK_WHEN_UNDER
+            shrunk = _shrink(text, first, Path(tmp)) if shrink and quick else text
+            comment = "".join(f"# {inv}: {part}\n" for inv, lines in failures.items()
+                              for line in lines[:5] for part in line.rstrip().splitlines())
+            (folder / f"fuzz-{seed}.yaml").write_text(comment + text)
+            if shrunk != text:
+                (folder / f"fuzz-{seed}.shrunk.yaml").write_text(f"# shrunk for {first}\n" + shrunk)
+    return {"seed": seed, "machine": spec.machine, "refused": refused, "failures": failures, "verdict": verdict,
+            "seconds": round(time.monotonic() - t, 2)}
+
+
+def _check_file(path: Path) -> int:
+    spec = parse_machine_text(path.read_text(), str(path))
+    with tempfile.TemporaryDirectory(prefix="livefuzz-") as tmp:
+        failures = check_machine(path.read_text(), spec, Path(tmp))
+        report = Path(tmp) / "a" / "report.json"
+        if report.exists():
+            print("findings:", *json.loads(report.read_text())["findings"], sep="\n  ")
+    for name, lines in failures.items():
+        print(f"{name}:", *lines, sep="\n  ")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1, help="first seed; machine i has seed SEED+i")
+    parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--out", default="runs/livefuzz")
+    parser.add_argument("--no-shrink", action="store_true")
+    parser.add_argument("--file", help="check this one machine file and print what failed and the report's findings")
+    args = parser.parse_args(argv)
+    if args.file:
+        return _check_file(Path(args.file))
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out / "failures", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    per_invariant: Counter[str] = Counter()
+    results = []
+    t0 = time.monotonic()
+    # workers (and so their QEMUs) die with this process, however it ends
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent,
+                                                initargs=(os.getpid(),)) as pool:
+        futures = [pool.submit(fuzz_one, args.seed + i, str(out), not args.no_shrink) for i in range(args.count)]
+        for future in concurrent.futures.as_completed(futures):
+            r = future.result()
+            results.append(r)
+            per_invariant.update(r["failures"].keys())
+            mark = "FAIL " + ",".join(r["failures"]) if r["failures"] else "ok"
+            print(f"seed {r['seed']:>6} {r['machine']:<5} {r['seconds']:>6.1f}s {mark}", flush=True)
+    results.sort(key=lambda r: r["seed"])
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    refused = sum(r["refused"] for r in results)
+    print(f"\n{len(results)} machines in {time.monotonic() - t0:.0f} s "
+          f"({refused} generated files refused by validation first, each at a file line)")
+    for name in INVARIANTS:
+        print(f"  {name:<12} {per_invariant[name]:>4} failing")
+    errors = Counter(error_class(r["failures"]["error"]) for r in results if "error" in r["failures"])
+    for cls, n in errors.most_common():
+        print(f"    error {n:>3}: {cls}")
+    print("verdicts: " + ", ".join(f"{v} {n}" for v, n in sorted(Counter(r["verdict"] for r in results).items())))
+    failing = sum(1 for r in results if r["failures"])
+    print(f"failing machines: {failing}; files under {out / 'failures'}")
+    return 1 if failing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
