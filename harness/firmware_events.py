@@ -18,8 +18,12 @@ and that is a finding about the machine, not a harness error:
 Each becomes a :class:`FirmwareEvent`; the cause names the configured devices that can
 produce it, the ports they decode and what the firmware meant to reach there (SeaBIOS's
 log port, or the board device a bare QEMU of the same type decodes at those ports).
-A firmware that never finishes is not among them: after the firmware bound a hung
-firmware and an overloaded host look alike, so that stays an error.
+* ``firmware-stalled``: the firmware did not finish within its bound while a configured
+  device decodes ports a board device decodes in a bare machine of the same type (SeaBIOS
+  waits there for an answer: a card on fw_cfg's 0x510, the RTC or the PIT).
+
+A firmware that never finishes with nothing in its way is not among them: after the
+firmware bound a hung firmware and an overloaded host look alike, so that stays an error.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 
 from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
 from .errors import HarnessError
-from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
+from .qemu.machine import STUCK_STATES, FirmwareTimeout, Machine, MachineDied, MachineStuck
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -132,6 +136,33 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     return _exited(spec, machine)
 
 
+def stalled(spec: MachineSpec, machine: Any, error: FirmwareTimeout) -> FirmwareEvent | None:
+    """The finding for a firmware that did not finish within its bound while configured
+    devices decode ports that a board device of a bare machine of the same type decodes:
+    SeaBIOS waits there for an answer the device does not give (fw_cfg, the RTC, the PIT,
+    the 8259s and 8237s; measured in tests/board_overlaps.py), else None.  With nothing in
+    the firmware's way a hung firmware and an overloaded host look alike: the timeout
+    stays an error."""
+    with_ports = [d for d in spec.devices if _ports(d)]
+    board = _bare_board(spec, with_ports) if with_ports else None
+    if board is None:
+        return None
+    blockers = [d for d in with_ports
+                if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+    if not blockers:
+        return None
+    cause = "; ".join(f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec)}" for d in blockers)
+    try:
+        log = machine.firmware_log.read_bytes() if spec.firmware_log else b""
+    except OSError:
+        log = b""
+    last = next((line.decode(errors="replace").strip() for line in reversed(log.splitlines()) if line.strip()), None)
+    if last is not None:
+        cause += f"; SeaBIOS's last log line: {last!r}"
+    return FirmwareEvent("firmware-stalled", f"the firmware did not finish within {error.seconds:g} s",
+                         tuple(d.id for d in blockers), cause, True)
+
+
 def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
     """After a guest boot that never answered (the APIC HAL's agent guest): the finding
     when QEMU exited or froze meanwhile, or the guest reset or shut down before its agent
@@ -211,4 +242,4 @@ def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
                          tuple(d.id for d in blockers), cause, False)
 
 
-__all__ = ["FirmwareEvent", "cut_short", "stopped_by", "stopped_during_boot"]
+__all__ = ["FirmwareEvent", "cut_short", "stalled", "stopped_by", "stopped_during_boot"]

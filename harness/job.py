@@ -50,7 +50,7 @@ from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
-from .firmware_events import FirmwareEvent, cut_short, stopped_by, stopped_during_boot
+from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.hal import hal_flavour_for
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
@@ -60,7 +60,7 @@ from .nt.verifier import Violation
 from .qemu.layout import ISA_IRQ_PROPERTIES, Layout, read_static_facts
 from .qemu.actions import run_actions, run_firmware_and_steps
 from .qemu.qomfacts import STATIC_QUERIES
-from .qemu.machine import MACHINE_TYPES, Machine, MachineDied, MachineStuck, new_run_dir
+from .qemu.machine import MACHINE_TYPES, FirmwareTimeout, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
 from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
@@ -391,6 +391,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         event = cut_short(spec, machine)
                 except (MachineStuck, MachineDied) as exc:
                     event = stopped_by(spec, machine, exc)
+                except FirmwareTimeout as exc:
+                    event = stalled(spec, machine, exc)
+                    if event is None:   # nothing in the firmware's way: a slow host, or unknown
+                        raise
                 timings["boot+firmware"] = time.monotonic() - t0
                 if event is not None and event.stopped:
                     result = _stopped_result(spec, machine, out_dir, timings, event,

@@ -219,3 +219,23 @@ def test_a_guest_boot_that_never_answers_is_checked_for_a_frozen_or_gone_qemu() 
         event = stopped_during_boot(spec, machine)
     assert event is not None and (event.kind, event.devices) == ("guest-panicked", ("panic0",))
     assert "board:rtc (0x70)" in event.cause
+
+
+def test_a_firmware_held_up_by_a_card_is_a_finding_and_with_nothing_in_its_way_an_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A card on fw_cfg's selector port keeps SeaBIOS from finishing (measured:
+    tests/board_overlaps.py): past the firmware bound that is a ``firmware-stalled`` event
+    naming the card and the board device it displaces (a conflict, exit 1, not a harness
+    error).  A firmware that runs past the bound with nothing in its way stays an error."""
+    from harness.qemu import machine as machine_module
+    monkeypatch.setitem(machine_module.FIRMWARE_TIMEOUT, "tcg", 4.0)
+    spec = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-debugcon, id: dbg, iobase: 0x510}\n", "m.yaml")
+    result = run_job(spec, tmp_path / "held", picture=False)
+    (event,) = result.events
+    assert (event.kind, event.devices, event.stopped) == ("firmware-stalled", ("dbg",), True)
+    assert "board:fw_cfg (0x510" in event.cause and "within 4 s" in event.detail
+    assert result.verdict == CONFLICT and result.exit_code == EXIT_CODES[CONFLICT]
+    monkeypatch.setitem(machine_module.FIRMWARE_TIMEOUT, "tcg", 0.05)
+    clean = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n", "clean.yaml")
+    with pytest.raises(machine_module.FirmwareTimeout):
+        run_job(clean, tmp_path / "slow", picture=False)

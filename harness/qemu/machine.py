@@ -121,6 +121,15 @@ class QMPTimeout(QEMUError):
     pass
 
 
+class FirmwareTimeout(QMPTimeout):
+    """The firmware did not reach its end within its bound (:data:`FIRMWARE_TIMEOUT`); QEMU
+    still runs.  A hung firmware and an overloaded host look alike from here."""
+
+    def __init__(self, message: str, *, machine: "Machine | None" = None, seconds: float = 0.0) -> None:
+        super().__init__(message, machine=machine)
+        self.seconds = seconds
+
+
 class MachineDied(QEMUError):
     pass
 
@@ -801,7 +810,13 @@ class Machine:
         if self.phase != "firmware":
             self.start_firmware()
         mark, start = self._firmware_started
-        self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
+        try:
+            self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
+        except QMPTimeout:
+            if self._proc is None or self._proc.poll() is not None:
+                raise
+            raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s", machine=self,
+                                  seconds=timeout) from None
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
         state = self.status()
