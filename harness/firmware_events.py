@@ -34,7 +34,7 @@ from typing import Any
 
 from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
 from .errors import HarnessError
-from .qemu.machine import STUCK_STATES, FirmwareTimeout, Machine, MachineDied, MachineStuck
+from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -136,13 +136,14 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     return _exited(spec, machine)
 
 
-def stalled(spec: MachineSpec, machine: Any, error: FirmwareTimeout) -> FirmwareEvent | None:
-    """The finding for a firmware that did not finish within its bound while configured
-    devices decode ports that a board device of a bare machine of the same type decodes:
-    SeaBIOS waits there for an answer the device does not give (fw_cfg, the RTC, the PIT,
-    the 8259s and 8237s; measured in tests/board_overlaps.py), else None.  With nothing in
-    the firmware's way a hung firmware and an overloaded host look alike: the timeout
-    stays an error."""
+def stalled(spec: MachineSpec, machine: Any, detail: str) -> FirmwareEvent | None:
+    """The finding (``detail``: what did not finish) for a firmware that did not finish
+    within its bound (a :class:`~harness.qemu.machine.FirmwareTimeout`; under the APIC HAL,
+    the agent guest's wait on the way) while configured devices decode ports that a board
+    device of a bare machine of the same type decodes: SeaBIOS waits there for an answer
+    the device does not give (fw_cfg, the RTC, the PIT, the 8259s and 8237s; measured in
+    tests/board_overlaps.py), else None.  With nothing in the firmware's way a hung
+    firmware and an overloaded host look alike: the timeout stays an error."""
     with_ports = [d for d in spec.devices if _ports(d)]
     board = _bare_board(spec, with_ports) if with_ports else None
     if board is None:
@@ -159,8 +160,7 @@ def stalled(spec: MachineSpec, machine: Any, error: FirmwareTimeout) -> Firmware
     last = next((line.decode(errors="replace").strip() for line in reversed(log.splitlines()) if line.strip()), None)
     if last is not None:
         cause += f"; SeaBIOS's last log line: {last!r}"
-    return FirmwareEvent("firmware-stalled", f"the firmware did not finish within {error.seconds:g} s",
-                         tuple(d.id for d in blockers), cause, True)
+    return FirmwareEvent("firmware-stalled", detail, tuple(d.id for d in blockers), cause, True)
 
 
 def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:

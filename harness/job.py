@@ -374,8 +374,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                     if apic:
                         try:
                             agent = connect_agent(machine)  # the firmware ran, the guest serves the bus
-                        except AgentError:
-                            event = stopped_during_boot(spec, machine)
+                        except AgentError as exc:
+                            event = stopped_during_boot(spec, machine) or stalled(
+                                spec, machine, "the agent guest never answered: the firmware or its boot did not "
+                                f"finish ({str(exc).splitlines()[0]})")
                             if event is None:
                                 raise
                         else:
@@ -392,7 +394,7 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                 except (MachineStuck, MachineDied) as exc:
                     event = stopped_by(spec, machine, exc)
                 except FirmwareTimeout as exc:
-                    event = stalled(spec, machine, exc)
+                    event = stalled(spec, machine, f"the firmware did not finish within {exc.seconds:g} s")
                     if event is None:   # nothing in the firmware's way: a slow host, or unknown
                         raise
                 timings["boot+firmware"] = time.monotonic() - t0

@@ -239,3 +239,12 @@ def test_a_firmware_held_up_by_a_card_is_a_finding_and_with_nothing_in_its_way_a
     clean = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n", "clean.yaml")
     with pytest.raises(machine_module.FirmwareTimeout):
         run_job(clean, tmp_path / "slow", picture=False)
+
+    # Under the APIC HAL the firmware runs on the way to the agent guest, whose wait gives up.
+    from harness.guests import agent
+    monkeypatch.setattr(agent.connect_agent, "__defaults__", (6.0,))
+    q35 = parse_machine_text("machine: q35\ndevices:\n  - {model: isa-debugcon, id: dbg, iobase: 0x510}\n", "q.yaml")
+    result = run_job(q35, tmp_path / "apic", picture=False)
+    (event,) = result.events
+    assert (event.kind, event.devices) == ("firmware-stalled", ("dbg",)) and "agent guest never answered" in event.detail
+    assert "board:fw_cfg (0x510" in event.cause and result.exit_code == EXIT_CODES[CONFLICT]
