@@ -40,7 +40,7 @@ from . import loop as hloop
 from .accel import resolve_accel
 from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
-from .owner import KEEP_FILE
+from .owner import KEEP_FILE, _state
 from .qtest import QtestChannel, qtest_wanted
 from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
 
@@ -812,11 +812,11 @@ class Machine:
         mark, start = self._firmware_started
         try:
             self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
-        except QMPTimeout:
-            if self._proc is None or self._proc.poll() is not None:
-                raise
-            raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s", machine=self,
-                                  seconds=timeout) from None
+        except QMPTimeout as exc:
+            if self._proc is None or self._proc.poll() is not None or _frozen(self._proc.pid):
+                raise  # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
+            raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s "
+                                  f"({str(exc).splitlines()[0]})", machine=self, seconds=timeout) from None
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
         state = self.status()
@@ -1140,6 +1140,14 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
             proc.send_signal(sig)
         except ProcessLookupError:
             pass
+
+
+def _frozen(pid: int) -> bool:
+    """Whether the process is stopped by a signal (SIGSTOP, a debugger), not running."""
+    try:
+        return _state(str(pid)) in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:
