@@ -36,8 +36,17 @@ COMMANDS = {
 }
 
 #: Commands that start QEMU before they import anything heavy (harness.qemu.launchplan):
-#: they install the dataclass code cache themselves, once QEMU is on its way.
+#: they call :func:`qemu_started` once QEMU is on its way.
 EARLY_QEMU = frozenset({"run", "layout"})
+
+
+def qemu_started(args: argparse.Namespace) -> None:
+    """What an :data:`EARLY_QEMU` command calls once its QEMU is on its way, before it
+    imports the model: in the program's own process, the dataclass code cache (installed
+    before the parser for every other command)."""
+    if getattr(args, "own_process", False):
+        from .dataclass_cache import install
+        install()
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
         install()  # its classes' methods compiled once, not at each start (not for --help)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    args.own_process = own_process  # (an EARLY_QEMU command installs the cache itself)
+    args.own_process = own_process  # (for qemu_started)
     # SIGTERM (kill, CI cancelling a job) and SIGHUP (a closed terminal) end a command
     # like Ctrl-C: every QEMU is shut down and every run folder removed on the way out.
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -33,9 +33,8 @@ def run(args: argparse.Namespace) -> int:
     # imported (launchplan.py); the machine file is still read and checked in full.
     early = (launchplan.start(args.config, "layout", plan_options, keep=args.keep)
              if args.phase == "post-firmware" else None)
-    if getattr(args, "own_process", False):
-        from ..dataclass_cache import install
-        install()  # (cli.EARLY_QEMU: after QEMU's start, before the model is imported)
+    from ..cli import qemu_started
+    qemu_started(args)
     try:
         from ..config import load_machine
         from ..qemu.machine import Machine

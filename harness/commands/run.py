@@ -43,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
     # it now, before anything heavy is imported (the APIC HAL's probe guest is booted by
     # the job, and has no plan).
     early = launchplan.start(args.config, "run", plan_options)
-    if getattr(args, "own_process", False):
-        from ..dataclass_cache import install
-        install()  # (cli.EARLY_QEMU: after QEMU's start, before the model is imported)
+    from ..cli import qemu_started
+    qemu_started(args)
     try:
         from ..config import hal_for, load_machine
         spec = load_machine(args.config, accel=args.accel)

@@ -59,8 +59,8 @@ from .busaccess import (IO_SPACE, MEMORY_SPACE, PCI_CONFIG_SIZE, BusAccess, BusA
                         DecodedSpan, DecodeMap, posted_writes, probe_config, read_ports)
 from .resources import (BUS_DATA_TYPE, CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_LEVEL_SENSITIVE,
                         CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_PREFETCHABLE,
-                        CM_RESOURCE_MEMORY_READ_ONLY,
-                        CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO, INTERFACE_TYPE,
+                        CM_RESOURCE_MEMORY_READ_ONLY, CM_RESOURCE_MEMORY_READ_WRITE, CM_RESOURCE_PORT_IO,
+                        INTERFACE_TYPE,
                         CmResourceShare, Interrupt, InterruptRequirement,
                         IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR, IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED,
                         IO_RESOURCE_REQUIREMENTS_LIST, Memory, MemoryLarge, MemoryLargeRequirement,
