@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.qemu.machine import LaunchError, Machine, MachineDied, QMPTimeout
+from harness.qemu.machine import LaunchError, Machine, MachineDied, QMPTimeout, _wait_exit
 from harness.qemu.reaper import OWNER_ENV, reap_own, sweep_orphan_run_dirs, tagged_processes
 from helpers import REPO, machine_spec, qemu_pids
 
@@ -52,6 +53,32 @@ def test_launch_firmware_rerun_and_clean_shutdown() -> None:
     assert not (m.run_dir / "keep").exists()
     assert not run_dir.exists(), "the run folder is removed unless keep=True"
     assert _wait_gone(pid)
+
+
+def test_an_exit_reaped_by_another_thread_counts_as_an_exit() -> None:
+    """The loop thread's exit watcher and close() both reap QEMU.  While one holds Popen's
+    waitpid lock, poll() in the other answers None: close() once took that for a QEMU that
+    ignored quit and sent it SIGTERM (a CI failure: "exited after SIGTERM (status 0)")."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_reap_lock() -> None:
+        with proc._waitpid_lock:  # what Popen.wait() holds while it reaps
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_reap_lock)
+    holder.start()
+    try:
+        held.wait(10)
+        threading.Timer(0.8, release.set).start()  # the other thread reaps after the exit
+        start = time.monotonic()
+        assert _wait_exit(proc, 3.0), "an exited process must not be escalated to signals"
+        assert 0.15 < time.monotonic() - start < 2.5 and proc.returncode == 0
+    finally:
+        release.set()
+        holder.join(10)
+        proc.wait(10)
 
 
 def test_qmp_log_records_commands_and_events() -> None:

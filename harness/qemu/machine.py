@@ -57,6 +57,9 @@ FIRMWARE_TIMEOUT = {"tcg": 30.0, "kvm": 180.0}  # nested KVM runs SeaBIOS 30-50x
 #: How long ``quit`` may go unanswered before QEMU counts as hung (a round trip is 0.3 ms;
 #: 2 s was once exceeded on a loaded 2-core host, and QEMU was then shut down by SIGTERM).
 QUIT_TIMEOUT = 5.0
+#: How long reaping a QEMU whose pidfd says it exited may take (another thread may hold the
+#: waitpid lock; the reap itself takes microseconds).
+EXITED_REAP_TIMEOUT = 5.0
 #: Run states QEMU pauses itself in and never leaves on its own: a KVM internal error, an
 #: I/O error under rerror/werror=stop, a guest panic, a watchdog with action=pause.
 STUCK_STATES = frozenset({"internal-error", "io-error", "guest-panicked", "watchdog"})
@@ -1179,10 +1182,19 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
             pass
         return proc.poll() is not None
     try:
-        select.select([fd], [], [], timeout)
+        ready, _, _ = select.select([fd], [], [], timeout)
     finally:
         os.close(fd)
-    return proc.poll() is not None
+    if not ready:
+        return proc.poll() is not None
+    # It has exited.  poll() answers None while another thread (the loop's exit watcher)
+    # holds Popen's waitpid lock to reap it, so wait for whichever reaps it: a plain poll()
+    # here once sent SIGTERM to a QEMU that had already quit.
+    try:
+        proc.wait(EXITED_REAP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def start_running(spec: MachineSpec, early: "EarlyStart | None" = None) -> "Machine | None":
