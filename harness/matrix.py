@@ -70,7 +70,7 @@ from .config import FIRMWARE_LOG_PORT, MachineSpec, on_firmware_log_port, parse_
 from .devices import Catalog, DeviceModel, load_catalog
 from .packagedata import resolve_config
 from .verdict import VERDICTS
-from .errors import ConfigError, HarnessError
+from .errors import COMMAND_LINE, ConfigError, HarnessError
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
 _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclude", "expect"})
@@ -153,7 +153,7 @@ class Matrix:
             try:
                 parsed.append(parse_filter(text, f"--only {text!r}", self.axes))
             except ConfigError as exc:
-                raise ConfigError(exc.message, source="the command line", field=f"--only {text!r}") from None
+                raise ConfigError(exc.message, source=COMMAND_LINE, field=f"--only {text!r}") from None
         return [c for c in self.cells if not parsed or any(f.matches(c.axes) for f in parsed)]
 
 

@@ -61,3 +61,34 @@ def test_a_missing_qemu_is_one_line(command, tmp_path) -> None:
     assert done.stderr.splitlines() == [
         f"harness {command[0]}: error: QEMU binary 'no-such-qemu-binary' not found ($HARNESS_QEMU is "
         "'no-such-qemu-binary'): install QEMU (Debian: apt-get install qemu-system-x86) or set HARNESS_QEMU to its path"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["pnp", "--timeout", "nan"], "error: the command line: --timeout: must be a positive number of seconds, not nan"),
+    (["pnp", "--timeout", "inf"], "error: the command line: --timeout: must be a positive number of seconds, not inf"),
+    (["pnp", "--timeout", "0"], "error: the command line: --timeout: must be a positive number of seconds, not 0"),
+    (["pnp", "--budget", "0"], "error: the command line: --budget: must be at least 1, not 0"),
+])
+def test_out_of_range_options_name_the_option_and_what_was_expected(args, says) -> None:
+    # nan passed 'timeout <= 0' and ran the search with no time limit
+    result = harness(*args[:1], str(CONFIGS / "machines" / "default.yaml"), *args[1:])
+    assert result.returncode == 2 and result.stderr.splitlines() == [f"harness {args[0]}: {says}"]
+
+
+def test_a_very_long_value_is_shown_cut_in_its_error(tmp_path: Path) -> None:
+    bad = tmp_path / "long.yaml"
+    bad.write_text(f"machine: pc\ndevices:\n  - {{model: isa-serial, id: {'a' * 5000}}}\n")
+    result = harness("run", str(bad))
+    line, = result.stderr.splitlines()
+    assert result.returncode == 2 and len(line) < 300, line
+    assert f"{bad}:3: devices[0].id: '{'a' * 60}...' (5000 characters) is not a valid id" in line
+
+
+def test_examples_copy_into_a_folder_it_cannot_make_names_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = harness("examples", "--copy", "machines/default", "--to", str(blocker / "sub"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"harness examples: error: --to {blocker / 'sub'}: cannot make the folder")
+    result = harness("examples", "--copy", "machines/default", "--to", str(tmp_path / "mine"))
+    assert result.returncode == 0 and (tmp_path / "mine" / "default.yaml").read_text().startswith("#")
