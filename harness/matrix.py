@@ -62,7 +62,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -77,7 +77,7 @@ _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclud
 #: Machine-file keys a fragment may set (the cell's id is its name; expectations come
 #: from the ``expect`` rules).
 _FRAGMENT_KEYS = frozenset({"description", "machine", "accel", "memory", "devices",
-                            "firmware_log", "drivers"})
+                            "firmware_log", "drivers", "builtin", "after_firmware"})
 _RULE_KEYS = frozenset({"when", "outcome", "why", "known_issue"})
 OUTCOMES = VERDICTS
 GENERATORS = ("each_model", "each_setting")
@@ -756,8 +756,16 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
 
 def _cell_to_wire(cell: Cell) -> dict[str, Any]:
     """A picklable form of a cell (a MachineSpec holds mapping proxies, which are not)."""
+    spec = cell.spec
     return {"id": cell.id, "axes": dict(cell.axes), "expect": cell.expect, "why": cell.why,
-            "known_issue": cell.known_issue, "source": cell.spec.source, "spec": cell.spec.to_dict()}
+            "known_issue": cell.known_issue, "source": spec.source, "spec": spec.to_dict(),
+            "lines": {key: [item.line for item in getattr(spec, key)] for key in _LINED}}
+
+
+#: The MachineSpec fields whose items keep the line of the file they came from: the worker
+#: parses the spec from one line of JSON, so it takes them from the wire (a report's
+#: "line N" of a step or a driverless device named line 1 of every matrix).
+_LINED = ("devices", "drivers", "after_firmware")
 
 
 def _cell_from_wire(data: dict[str, Any]) -> Cell:
@@ -766,6 +774,9 @@ def _cell_from_wire(data: dict[str, Any]) -> Cell:
     from .yamlio import load_json
     # Checked again in full, as a machine file is; JSON's own parser, not PyYAML's (same document).
     spec = parse_machine(load_json(json.dumps(data["spec"]), data["source"]), data["source"])
+    spec = replace(spec, **{key: tuple(replace(item, line=line) for item, line
+                                       in zip(getattr(spec, key), data["lines"][key], strict=True))
+                            for key in _LINED})
     return Cell(data["id"], data["axes"], spec, data["expect"], data["why"], data["known_issue"])
 
 
