@@ -197,7 +197,18 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "serial-on-q35-sata-smbus-line": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PnpManager", "irq-shared"),
     "serial-on-q35-pci-config-ports": (None, None, None),
     "elcr-port-taken-shared-irq3": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-lost"),
+    # qa7: scenarios as users write them from the README
+    "isa-ide-over-floppy-ports": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    "ne2000-serial-irq4": ("IO_ERR_IRQ_CONFLICT_DETECTED", "Ne2000", "irq-shared"),
+    "sb16-cs4231a-dma1": ("IO_ERR_DMA_CONFLICT_DETECTED", "Legacy", "dma-shared"),
+    "builtin-kbd-irq3-com2": ("IO_ERR_IRQ_CONFLICT_DETECTED", "i8042prt", "irq-shared"),
+    "bar-moved-onto-cirrus-lowmem": (None, None, "shadowed"),
+    "q35-root-ports-beside-isa-clean": None,
 }
+
+# Whom a config's failed claim check must say the claim was for: a board device by its
+# label, as every report names it (it showed an owner-less region's name, 'ide').
+CHECK_FOR = {"isa-ide-over-floppy-ports": ("board:ide-legacy",)}
 
 # Words a config's hardware collision must say (what the line or range really does there).
 COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
@@ -227,6 +238,8 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
 # whose claim is refused is one; one its driver could not find (lpt-at-3bc, a hidden
 # board FDC) is one too, conflict or not.
 UNCLAIMED: dict[str, set[str]] = {
+    "isa-ide-over-floppy-ports": {"board:floppy-controller", "fd0", "ide2"}, "ne2000-serial-irq4": {"com1"},
+    "sb16-cs4231a-dma1": {"sb0"}, "builtin-kbd-irq3-com2": {"com2"},   # qa7
     "io-bar-moved-onto-config-ports-q35": {"nic0"}, "bar-moved-out-of-a-merged-claim": {"nic0"},   # livefuzz
     "applesmc-in-ne2000": {"ne0"}, "applesmc-on-post-port": {"smc"}, "bar-moved-onto-isa-memory": {"nic0"},
     "builtin-mouse-irq5-sb16": {"sb0"}, "cs4231a-shadows-sb16": {"sb0"}, "debugcon-in-hal-hole": {"dbg0"},
@@ -409,6 +422,10 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
             result.format_text()
     if path.stem in CHECK_SAYS:
         assert any(CHECK_SAYS[path.stem] in f for c in result.checks for f in c.findings), result.format_text()
+    # a check names whom a claim is for as the rest of the report does: never a QOM path
+    assert not [c for c in result.checks if any(e.startswith("/machine/") for e in c.expected)], result.format_text()
+    if path.stem in CHECK_FOR:
+        assert [c.expected for c in result.checks if not c.ok] == [CHECK_FOR[path.stem]], result.format_text()
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
