@@ -322,7 +322,7 @@ def test_a_device_whose_fixed_decode_a_board_device_holds_cannot_be_placed(name:
     assert not report.solution.satisfiable and report.exit_code == 1
     assert report.core is not None and sorted(report.core.devices) == [device]
     assert [(n.name, n.problem) for n in report.problems] == [(device, 0x0C)]
-    assert f"held by <board device> ({board})" in report.problems[0].problem_detail
+    assert f"held by board:{board}" in report.problems[0].problem_detail
 
 
 def test_a_pci_ide_node_keeps_its_channels_and_lines_and_an_isa_channel_moves_off_them():
