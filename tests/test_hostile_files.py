@@ -279,3 +279,11 @@ def test_bundle_fields_are_bounded_and_located(tmp_path: Path) -> None:
     huge = tmp_path / "huge.yaml"
     huge.write_text(head + "title: '" + "x" * (2 << 20) + "'\n")
     assert "larger than" in _error(load_bundle, huge).message
+    # a report step whose call could only return STATUS_OBJECT_NAME_INVALID (which no
+    # report shows: the replay looked like one without the step) is refused at its field
+    for key, name in (("driver", "''"), ("driver", "'a\\b'"), ("class", "'x\\y'")):
+        other = "" if key == "driver" else "      driver: serial\n"
+        bundle.write_text(head + f"steps:\n  - report:\n      {key}: {name}\n{other}      device: com1\n"
+                          "      device_list: [{resources: [{port: 0x3f8, length: 8}]}]\n")
+        exc = _error(load_bundle, bundle)
+        assert (exc.line, exc.field) == (5, f"steps[0].report.{key}") and "STATUS_OBJECT_NAME_INVALID" in str(exc), exc
