@@ -66,6 +66,12 @@ PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
 #: (measured: a UART on IRQ 2 raises nothing the CPU takes as IRQ 2); on an AT bus the IRQ 2
 #: pin is IRQ 9 instead, which is why cards label IRQ 9 "2".
 CASCADE_IRQ = 2
+#: The PIIX4 PM function (pc's ACPI) and the ISA line QEMU wires its SCI to whatever its
+#: interrupt line register says (pc_piix.c: piix4_pm_init(..., x86ms->gsi[9], ...)): the
+#: register is the firmware's note, and rewritten to 5 the SCI still raises IRQ 9
+#: (measured: tests/test_job.py).  ICH9 (q35) routes its SCI by ACPI_CNTL, as the HAL reads.
+PIIX4_PM_ID = (0x8086, 0x7113)
+PIIX4_PM_SCI = 9
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
@@ -279,10 +285,13 @@ class HardwareView:
 
 
 def routed_view(layout: Any, hal: Any) -> HardwareView:
-    """A layout with each PCI pin's route and the SCI line read through the HAL."""
+    """A layout with each PCI pin's route read through the HAL, and the line the ACPI SCI
+    really raises: PIIX4's wired one (whatever its register, or what the HAL reads through
+    configuration ports a card has taken, says), else the HAL's reading of the chipset."""
     routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
               for fn in layout.pci if fn.interrupt_pin}
-    return HardwareView(layout, routes, hal.sci_irq())
+    wired = any((fn.vendor, fn.device) == PIIX4_PM_ID for fn in layout.pci)
+    return HardwareView(layout, routes, PIIX4_PM_SCI if wired else hal.sci_irq())
 
 
 def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Finding]:

@@ -204,6 +204,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "builtin-kbd-irq3-com2": ("IO_ERR_IRQ_CONFLICT_DETECTED", "i8042prt", "irq-shared"),
     "bar-moved-onto-cirrus-lowmem": (None, None, "shadowed"),
     "q35-root-ports-beside-isa-clean": None,
+    "sci-line-register-rewritten": (None, None, "acpi-sci"),
 }
 
 # Whom a config's failed claim check must say the claim was for: a board device by its
@@ -619,6 +620,27 @@ def test_seabios_treats_irq_13_as_the_fpu_error_line() -> None:
             return m.hmp(f"xp /1wx {(base + irq - 8) * 4}").split(":")[1].strip()
         assert not imr >> (13 - 8) & 1 and imr >> (10 - 8) & 1 and imr >> (11 - 8) & 1, pics
         assert handler(13) != handler(10) == handler(11)
+
+
+def test_pcs_sci_raises_irq_9_whatever_the_pm_line_register_says() -> None:
+    """The fact behind sci-line-register-rewritten: QEMU wires the PIIX4 PM's SCI to ISA
+    IRQ 9 (pc_piix.c: piix4_pm_init(..., x86ms->gsi[9], ...)); its interrupt line register
+    0x3C is the firmware's note.  Rewritten to 5, a power-button SCI (SCI_EN, PWRBTN_EN,
+    system_powerdown) still sets IRR bit 9 at the slave 8259 and nothing at IRQ 5."""
+    from harness.qemu.bus import machine_ports
+    from harness.qemu.machine import Machine
+    with Machine(parse_machine_text("name: bare-pc\nmachine: pc\n", "<test>")) as m:
+        m.run_firmware()
+        ports = machine_ports(m)
+        address = 0x80000000 | 1 << 11 | 3 << 8   # 00:01.3, the PIIX4 PM
+        pmbase = ports.transfer([("out", 0xCF8, 4, address | 0x40), ("in", 0xCFC, 4, None)])[0] & 0xFFC0
+        ports.transfer([("out", 0xCF8, 4, address | 0x3C), ("out", 0xCFC, 1, 5)])
+        assert ports.transfer([("out", 0xCF8, 4, address | 0x3C), ("in", 0xCFC, 1, None)]) == [5]
+        ports.transfer([("out", pmbase + 4, 2, 1), ("out", pmbase + 2, 2, 0x100)])   # PM1_CNT.SCI_EN, PM1_EN.PWRBTN_EN
+        m.qmp("system_powerdown")
+        irr = {line.split(":")[0]: int(line.split("irr=")[1].split()[0], 16)
+               for line in m.hmp("info pic").splitlines() if line.startswith("pic")}
+        assert irr["pic1"] >> (9 - 8) & 1 and not irr["pic0"] >> 5 & 1, irr
 
 
 def test_qemu_decodes_16_address_bits_so_0x6f8_is_no_alias_of_0x2f8() -> None:

@@ -251,8 +251,9 @@ UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1
 BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
 #: Configs the assignment changes although they have steps after the firmware: PnP lays
 #: out requirements, and a PCI function's routed line stays in its configuration whatever
-#: its command register says (INTx disabled), so a UART on that line moves.
-MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart"}
+#: its command register says (INTx disabled), so a UART on that line moves; the SCI's
+#: IRQ 9 is the HAL's whatever a step writes to the PM's line register, so an NE2000 there moves.
+MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart", "sci-line-register-rewritten"}
 #: Conflict configs where a device's every configuration meets a board device's fixed
 #: decode: a second compatibility-mode IDE function on pc (the board's IDE holds the
 #: legacy channels and lines).
