@@ -284,14 +284,45 @@ class HardwareView:
     event: Any = None  # harness.firmware_events.FirmwareEvent that cut the firmware short
 
 
+def config_port_takers(layout: Any) -> list[Any]:
+    """The flat I/O regions decoding the PCI host's configuration address (0xCF8) or data
+    (0xCFC-0xCFF) ports instead of QEMU's pci-conf-* regions.  0xCF9 does not count: the
+    chipset's reset register always sits there and configuration access works around it."""
+    return [r for r in layout.io
+            if (r.start <= PCI_CONFIG_PORTS[0] <= r.end or (r.start <= PCI_CONFIG_PORTS[1] and r.end >= PCI_CONFIG_DATA))
+            and not r.name.startswith(PCI_CONFIG_REGIONS)]
+
+
 def routed_view(layout: Any, hal: Any) -> HardwareView:
     """A layout with each PCI pin's route read through the HAL, and the line the ACPI SCI
     really raises: PIIX4's wired one (whatever its register, or what the HAL reads through
-    configuration ports a card has taken, says), else the HAL's reading of the chipset."""
-    routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
+    configuration ports a card has taken, says), else the HAL's reading of the chipset.
+
+    With the configuration ports taken, the HAL's read of a PIRQ route register reaches the
+    card, not the chipset (a PCI pin showed on IRQ 0); the chipset keeps the route the
+    firmware gave it, which nothing can rewrite while the ports are the card's and which
+    the firmware noted in each function's interrupt line register (query-pci's ``irq``)."""
+    kept = config_port_takers(layout) and layout.pirq is not None and layout.pirq.chipset == "piix3"
+    routes = {fn.bdf: _kept_piix3_route(layout, fn) if kept else hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
               for fn in layout.pci if fn.interrupt_pin}
     wired = any((fn.vendor, fn.device) == PIIX4_PM_ID for fn in layout.pci)
     return HardwareView(layout, routes, PIIX4_PM_SCI if wired else hal.sci_irq())
+
+
+def _kept_piix3_route(layout: Any, fn: Any) -> Any:
+    """``fn``'s pin through the bridges to its PIIX3 link, routed where the firmware left
+    it (its interrupt line register, from query-pci), all from the layout: nothing read
+    over configuration ports a card holds.  None for a function whose line is no INTx."""
+    from .nt.hal import NON_INTX_FUNCTIONS, PciRoute, piix3_link, swizzle_to_bus0
+    if (fn.vendor, fn.device) in NON_INTX_FUNCTIONS:
+        return None
+    parent = {f.bridge.secondary: (f.bus, f.slot) for f in layout.pci if f.bridge is not None}
+    root = swizzle_to_bus0(fn.bus, fn.slot, fn.interrupt_pin, parent)
+    if root is None:
+        return None
+    link = piix3_link(*root)
+    irq = fn.interrupt_line if fn.interrupt_line is not None and 0 < fn.interrupt_line < 16 else None
+    return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "piix3", link, 0x60 + link, irq, irq)
 
 
 def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Finding]:
@@ -505,13 +536,10 @@ class _Context:
         ports instead of QEMU's pci-conf-* regions.  0xCF9 does not count: the chipset's
         reset register always sits there and configuration access works around it."""
         found: list[str] = []
-        for r in self.layout.io:
-            covers = r.start <= PCI_CONFIG_PORTS[0] <= r.end or (
-                r.start <= PCI_CONFIG_PORTS[1] and r.end >= PCI_CONFIG_DATA)
-            if covers and not r.name.startswith(PCI_CONFIG_REGIONS):
-                name = self.describe(r.owner or r.name)
-                if name not in found:
-                    found.append(name)
+        for r in config_port_takers(self.layout):
+            name = self.describe(r.owner or r.name)
+            if name not in found:
+                found.append(name)
         return found
 
     def isa_name(self, dev: Any) -> str:

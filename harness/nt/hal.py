@@ -51,7 +51,7 @@ Model decisions (each also at its routine):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
@@ -198,6 +198,26 @@ class InterruptVector(NamedTuple):
 
     def __bool__(self) -> bool:
         return self.vector != 0
+
+
+def swizzle_to_bus0(bus: int, device: int, pin: int,
+                    parent: Mapping[int, tuple[int, ...]]) -> tuple[int, int] | None:
+    """(slot on bus 0, 0-based pin there) of ``pin`` (1 = INTA#) of a function at
+    ``bus``:``device``, through each PCI-to-PCI bridge's swizzle (``parent``: secondary bus
+    -> the bridge's (bus, slot, ...)); None when no bridge leads to the bus."""
+    root_slot, root_pin0, at = device, pin - 1, bus
+    while at != 0:
+        bridge = parent.get(at)
+        if bridge is None:
+            return None
+        root_pin0 = (root_pin0 + root_slot) % 4
+        at, root_slot = bridge[0], bridge[1]
+    return root_slot, root_pin0
+
+
+def piix3_link(root_slot: int, root_pin0: int) -> int:
+    """The PIRQ link (0 = A) the PIIX3 wires a bus-0 slot's pin to."""
+    return (root_pin0 + root_slot - 1) & 3
 
 
 @dataclass(frozen=True)
@@ -867,17 +887,13 @@ class Hal:
         pin = self.bus.read_config(bus, device, function, 0x3D, 1)[0]
         if not 1 <= pin <= 4 or topo.router is None or self._not_intx(bus, device, function):
             return None
-        root_slot, root_pin0 = device, pin - 1
-        at = bus
-        while at != 0:
-            bridge = topo.parent.get(at)
-            if bridge is None:
-                return None  # not reachable from bus 0
-            root_pin0 = (root_pin0 + root_slot) % 4  # the PCI-to-PCI bridge swizzle
-            at, root_slot = bridge[0], bridge[1]
+        root = swizzle_to_bus0(bus, device, pin, topo.parent)
+        if root is None:
+            return None  # not reachable from bus 0
+        root_slot, root_pin0 = root
         kind, router = topo.router
         if kind == "piix3":
-            link = (root_pin0 + root_slot - 1) & 3
+            link = piix3_link(root_slot, root_pin0)
         else:
             link = self._ich9_link(router, root_slot, root_pin0)
             if link is None:
