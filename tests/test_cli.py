@@ -92,3 +92,14 @@ def test_examples_copy_into_a_folder_it_cannot_make_names_it(tmp_path: Path) -> 
     assert result.stderr.startswith(f"harness examples: error: --to {blocker / 'sub'}: cannot make the folder")
     result = harness("examples", "--copy", "machines/default", "--to", str(tmp_path / "mine"))
     assert result.returncode == 0 and (tmp_path / "mine" / "default.yaml").read_text().startswith("#")
+
+
+def test_a_run_folder_root_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = dict(os.environ, HARNESS_RUN_DIR=str(blocker))
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "layout", str(CONFIGS / "machines" / "isapc.yaml")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    # it said "[Errno 17] File exists: '...'"
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"harness layout: error: run folder root {blocker} (HARNESS_RUN_DIR) cannot be made: File exists"]
