@@ -103,3 +103,15 @@ def test_a_run_folder_root_that_cannot_be_made_is_named_with_its_variable(tmp_pa
     # it said "[Errno 17] File exists: '...'"
     assert done.returncode == 2 and done.stderr.splitlines() == [
         f"harness layout: error: run folder root {blocker} (HARNESS_RUN_DIR) cannot be made: File exists"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(blocker))
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(CONFIGS / "machines" / "isapc.yaml"),
+                           "--out", str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"harness run: error: cache folder {blocker} (from HARNESS_CACHE_DIR) cannot be made: File exists"]
+    assert not (tmp_path / "out").exists()
