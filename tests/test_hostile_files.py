@@ -287,3 +287,20 @@ def test_bundle_fields_are_bounded_and_located(tmp_path: Path) -> None:
                           "      device_list: [{resources: [{port: 0x3f8, length: 8}]}]\n")
         exc = _error(load_bundle, bundle)
         assert (exc.line, exc.field) == (5, f"steps[0].report.{key}") and "STATUS_OBJECT_NAME_INVALID" in str(exc), exc
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[" * 100_000, "not JSON"),                       # a RecursionError traceback, exit 1
+    ("[1]", "summary schema None"),                    # 'list' object has no attribute 'get'
+    ('{"schema": 2}', "matrix: expected"),             # KeyError: 'results'
+    ('{"schema": 2, "matrix": "m", "source": "m.yaml", "axes": {}, "selection": {"cells": ["a"]}, '
+     '"shards": ["all"], "results": [{"cell_id": "a"}]}', "results[0]: expected a cell"),
+])
+def test_matrix_merge_refuses_a_damaged_summary_naming_it(tmp_path: Path, text: str, says: str, capsys) -> None:
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    (shard / "summary.json").write_text(text)
+    assert main(["matrix", "merge", str(shard), "--out", str(tmp_path / "merged")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness matrix: error: merge: {shard / 'summary.json'}: ") and says in err, err
+    assert not (tmp_path / "merged").exists()
