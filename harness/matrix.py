@@ -711,8 +711,8 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     from multiprocessing.connection import wait
 
     check_artifacts(artifacts)
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    from .atomicio import output_folder
+    out_root = output_folder(out_root)   # before any worker starts
     report = _progress(progress, len(cells))
     queue = deque(cells)
     done: dict[str, CellResult] = {}

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .atomicio import write_text
+from .atomicio import output_folder, write_text
 from .errors import HarnessError
 from .matrix import OUTCOME_WORDS, CellResult, Matrix, format_summary
 
@@ -91,7 +91,7 @@ def _findings(report: Path) -> list[str]:
 def write_outputs(summary: Mapping[str, Any], out: Path) -> None:
     """summary.json, junit.xml, report.txt and report.html of ``summary`` in ``out``."""
     from .htmlreport import matrix_report_html
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
     write_text(out / JUNIT, junit_xml(summary))
     write_text(out / REPORT_TXT, format_text(summary))

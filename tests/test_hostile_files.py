@@ -304,3 +304,18 @@ def test_matrix_merge_refuses_a_damaged_summary_naming_it(tmp_path: Path, text: 
     err = capsys.readouterr().err
     assert err.startswith(f"harness matrix: error: merge: {shard / 'summary.json'}: ") and says in err, err
     assert not (tmp_path / "merged").exists()
+
+
+def test_matrix_output_onto_a_file_is_refused_before_any_cell_runs(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("name: m\naxes:\n  machine: {isapc: {machine: isapc}}\n")
+    for argv in (["matrix", str(matrix), "--run", "--out", str(blocker)],
+                 ["matrix", "merge", str(tmp_path), "--out", str(blocker)]):
+        if argv[1] == "merge":   # a shard folder to merge, so the output folder is what fails
+            (tmp_path / "summary.json").write_text('{"schema": 2, "matrix": "m", "source": "m.yaml", "axes": {}, '
+                                                   '"selection": {"cells": []}, "shards": ["all"], "results": []}')
+        assert main(argv) == 2
+        assert f"error: cannot make the output folder {blocker}: File exists" in capsys.readouterr().err
+        assert blocker.read_text() == "mine\n"   # it said "[Errno 17] File exists"
