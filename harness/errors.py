@@ -11,7 +11,8 @@ import re
 #: A quoted value of the input longer than this is shown cut (its start and its length):
 #: an error repeating a 5000-character id or name whole is one unreadable line.
 QUOTED_SHOWN = 80
-_LONG_QUOTED = re.compile(r"'([^'\n]{%d,})'" % (QUOTED_SHOWN + 1))
+#: A whole quoted literal, not the text between two: its quotes hug it, the outer sides do not.
+_LONG_QUOTED = re.compile(r"(?<![\w'])'(?=\S)([^'\n]{%d,})(?<=\S)'(?!\w)" % (QUOTED_SHOWN + 1))
 
 
 #: The ``source`` of an error in a command's options rather than in a file.

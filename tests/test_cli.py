@@ -115,3 +115,13 @@ def test_a_cache_folder_that_cannot_be_made_is_named_with_its_variable(tmp_path:
     assert done.returncode == 2 and done.stderr.splitlines() == [
         f"harness run: error: cache folder {blocker} (from HARNESS_CACHE_DIR) cannot be made: File exists"]
     assert not (tmp_path / "out").exists()
+
+
+def test_only_a_long_quoted_value_is_cut_never_the_text_between_two() -> None:
+    from harness.errors import ConfigError
+    # the text between two short literals ('abc,drive=x' ... '-') was once taken for one
+    rule = "at most 128 letters, digits and _.:+-, not starting with '-' (commas and '=' would inject QEMU options)"
+    assert str(ConfigError(f"'abc,drive=x' is not a valid QEMU value: {rule}")).endswith(rule)
+    between = "'x-' and then " + "long words " * 12 + "'y'"
+    assert str(ConfigError(between)) == f"<config>: {between}"
+    assert str(ConfigError("'" + "a" * 100 + "' is bad")) == f"<config>: '{'a' * 60}...' (100 characters) is bad"
