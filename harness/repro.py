@@ -155,6 +155,10 @@ def load_bundle(path: str | Path) -> Bundle:
 def parse_bundle(doc: Any, source: str) -> Bundle:
     if not isinstance(doc, Node):
         raise ConfigError("a repro bundle must be a YAML mapping", source=source)
+    if "harness_repro" not in doc and isinstance(doc.get("machine"), str):
+        # a machine type where a bundle has the machine mapping: a machine file given for a bundle
+        raise doc.error(None, "this is a machine file, not a repro bundle: 'harness run' takes it and writes "
+                              "one (bundle.yaml beside its report) when the machine is not clean")
     doc.check_keys(_KEYS, {"harness_repro", "machine"})
     version = get_int(doc, "harness_repro")
     if version != BUNDLE_VERSION:
