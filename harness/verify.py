@@ -71,6 +71,7 @@ CASCADE_IRQ = 2
 #: register is the firmware's note, and rewritten to 5 the SCI still raises IRQ 9
 #: (measured: tests/test_job.py).  ICH9 (q35) routes its SCI by ACPI_CNTL, as the HAL reads.
 PIIX4_PM_ID = (0x8086, 0x7113)
+ICH9_RCRB_REGION = "lpc-rcrb-mmio"   # QEMU's region of the ICH9 chipset configuration registers (RCBA)
 PIIX4_PM_SCI = 9
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
@@ -302,27 +303,41 @@ def routed_view(layout: Any, hal: Any) -> HardwareView:
     card, not the chipset (a PCI pin showed on IRQ 0); the chipset keeps the route the
     firmware gave it, which nothing can rewrite while the ports are the card's and which
     the firmware noted in each function's interrupt line register (query-pci's ``irq``)."""
-    kept = config_port_takers(layout) and layout.pirq is not None and layout.pirq.chipset == "piix3"
-    routes = {fn.bdf: _kept_piix3_route(layout, fn) if kept else hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
+    kept = config_port_takers(layout) and layout.pirq is not None
+    routes = {fn.bdf: _kept_route(layout, fn, hal) if kept else hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
               for fn in layout.pci if fn.interrupt_pin}
     wired = any((fn.vendor, fn.device) == PIIX4_PM_ID for fn in layout.pci)
     return HardwareView(layout, routes, PIIX4_PM_SCI if wired else hal.sci_irq())
 
 
-def _kept_piix3_route(layout: Any, fn: Any) -> Any:
-    """``fn``'s pin through the bridges to its PIIX3 link, routed where the firmware left
-    it (its interrupt line register, from query-pci), all from the layout: nothing read
-    over configuration ports a card holds.  None for a function whose line is no INTx."""
-    from .nt.hal import NON_INTX_FUNCTIONS, PciRoute, piix3_link, swizzle_to_bus0
+def _kept_route(layout: Any, fn: Any, hal: Any) -> Any:
+    """``fn``'s pin through the bridges to its PIRQ link, routed where the firmware left it
+    (its interrupt line register, from query-pci), from the layout and memory: nothing read
+    over configuration ports a card holds (q35's board slots: their D2xIR registers, at the
+    RCBA window the layout shows).  None for a function whose line is no INTx, or whose
+    link cannot be told."""
+    from .nt.hal import (ICH9_DIR_OFFSETS, ISA_IRQS, NON_INTX_FUNCTIONS, PciRoute, ich9_link, piix3_link,
+                         pirq_register, swizzle_to_bus0)
     if (fn.vendor, fn.device) in NON_INTX_FUNCTIONS:
         return None
     parent = {f.bridge.secondary: (f.bus, f.slot) for f in layout.pci if f.bridge is not None}
     root = swizzle_to_bus0(fn.bus, fn.slot, fn.interrupt_pin, parent)
     if root is None:
         return None
-    link = piix3_link(*root)
-    irq = fn.interrupt_line if fn.interrupt_line is not None and 0 < fn.interrupt_line < 16 else None
-    return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "piix3", link, 0x60 + link, irq, irq)
+    irq = fn.interrupt_line if fn.interrupt_line is not None and 0 < fn.interrupt_line < ISA_IRQS else None
+    if layout.pirq.chipset == "piix3":
+        link = piix3_link(*root)
+        return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "piix3", link, pirq_register(link), irq, irq)
+    rcrb = next((r.start for r in layout.memory if r.name == ICH9_RCRB_REGION), None)
+
+    def read_dir(slot: int) -> int | None:
+        if rcrb is None:
+            return None
+        return int.from_bytes(hal.bus.read_memory(rcrb + ICH9_DIR_OFFSETS[slot], 2), "little")
+    link = ich9_link(*root, read_dir)
+    if link is None:
+        return None
+    return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "ich9", link, pirq_register(link), irq, ISA_IRQS + link)
 
 
 def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Finding]:

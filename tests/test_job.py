@@ -207,6 +207,7 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "sci-line-register-rewritten": (None, None, "acpi-sci"),
     # livefuzz's leftover on pc: the SCI and the NIC's firmware route, not the card's bytes
     "io-bar-moved-onto-config-ports-pc": (None, None, "acpi-sci"),
+    "q35-io-bar-onto-config-ports-beside-uart": (None, None, "irq-shared"),
 }
 
 # Whom a config's failed claim check must say the claim was for: a board device by its
@@ -216,6 +217,7 @@ CHECK_FOR = {"isa-ide-over-floppy-ports": ("board:ide-legacy",)}
 # Words a config's hardware collision must say (what the line or range really does there).
 COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
                   "io-bar-moved-onto-config-ports-pc": "IRQ 11 is driven by com4, nic0",
+                  "q35-io-bar-onto-config-ports-beside-uart": "IRQ 11 is driven by com4, nic0",
                   # a board device is named as the claimants name it, not by its QOM path
                   "bar-moved-onto-q35-rcba": "board:root-complex-registers wins them",
                   "bar-moved-onto-mmconfig": "board:pci-express-configuration wins them",
@@ -243,7 +245,7 @@ COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "f
 # board FDC) is one too, conflict or not.
 UNCLAIMED: dict[str, set[str]] = {
     "isa-ide-over-floppy-ports": {"board:floppy-controller", "fd0", "ide2"}, "ne2000-serial-irq4": {"com1"},
-    "io-bar-moved-onto-config-ports-pc": {"nic0"},
+    "io-bar-moved-onto-config-ports-pc": {"nic0"}, "q35-io-bar-onto-config-ports-beside-uart": {"nic0"},
     "sb16-cs4231a-dma1": {"sb0"}, "builtin-kbd-irq3-com2": {"com2"},   # qa7
     "io-bar-moved-onto-config-ports-q35": {"nic0"}, "bar-moved-out-of-a-merged-claim": {"nic0"},   # livefuzz
     "applesmc-in-ne2000": {"ne0"}, "applesmc-on-post-port": {"smc"}, "bar-moved-onto-isa-memory": {"nic0"},

@@ -255,7 +255,7 @@ BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
 #: IRQ 9 is the HAL's whatever a step writes to the PM's line register, so an NE2000 there moves
 #: (and, beside a BAR over the configuration ports, so does a UART on the NIC's routed line).
 MOVES_DESPITE_STEPS = {"pci-intx-disabled-beside-uart", "sci-line-register-rewritten",
-                       "io-bar-moved-onto-config-ports-pc"}
+                       "io-bar-moved-onto-config-ports-pc", "q35-io-bar-onto-config-ports-beside-uart"}
 #: Conflict configs where a device's every configuration meets a board device's fixed
 #: decode: a second compatibility-mode IDE function on pc (the board's IDE holds the
 #: legacy channels and lines).
