@@ -71,8 +71,8 @@ CASCADE_IRQ = 2
 #: register is the firmware's note, and rewritten to 5 the SCI still raises IRQ 9
 #: (measured: tests/test_job.py).  ICH9 (q35) routes its SCI by ACPI_CNTL, as the HAL reads.
 PIIX4_PM_ID = (0x8086, 0x7113)
-ICH9_RCRB_REGION = "lpc-rcrb-mmio"   # QEMU's region of the ICH9 chipset configuration registers (RCBA)
 PIIX4_PM_SCI = 9
+ICH9_RCRB_REGION = "lpc-rcrb-mmio"   # QEMU's region of the ICH9 chipset configuration registers (RCBA)
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
