@@ -42,6 +42,13 @@ then the second, ...), which :func:`exhaustive_solve` — plain enumeration of e
 combination in the same order — finds too; tests and ``make bench-pnp`` compare them.
 Every search has a node budget and a deadline (:class:`PnpSearchLimit`).
 
+Bus windows (:mod:`harness.nt.arbiter`, "Bus windows"): a bus's or bridge's windows are not
+claims its devices collide with.  A node's :attr:`DeviceNode.parent` names the bus it sits
+on; the working arbiter gets that tree, so a device's claims must fit its bus's windows (an
+allocation searches inside them), a bus's windows must keep its placed children inside,
+and sibling buses' windows must not overlap.  Genuine LogConf trees name no parents: their
+windows then meet only other windows, and only when neither holds the other.
+
 Device problem codes (§6.3; cfg.h CM_PROB_*): :func:`assign` is what the PnP manager
 makes of the search for a whole tree.  Devices join in tree order (the order NT
 enumerates and starts them), each one only if it and every device already in can still
