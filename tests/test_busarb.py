@@ -318,6 +318,8 @@ def test_a_zero_length_window_holds_nothing_and_meets_nothing() -> None:
     nodes = [root(), empty, child]
     assert not pnp.solve(nodes).satisfiable
     assert pnp.unsatisfiable_core(nodes).devices == ["empty", "child"]
+    anywhere = ranged("anywhere", MemoryRequirement(0x1000, 0x1000, 0, 0xFFFFFFFF, share=EXCLUSIVE), parent="empty")
+    assert not pnp.solve([root(), empty, anywhere]).satisfiable
     # It has no port window at all, so its child's ports are not bound by it.
     ports = fixed("ports", Port(0xE000, 0x10, share=EXCLUSIVE), parent="empty", iface=PCIBus)
     assert pnp.solve([root(), empty, ports]).satisfiable

@@ -35,9 +35,9 @@ conflicting claim rather than stepping one unit at a time.
 
 Bus windows (:func:`window_positions`, :meth:`Arbiter.conflicts_with`): a bus or bridge's
 window is what its children are arbitrated *from*, not a claim they collide with.  Windows
-does not keep one flat list there: the PnP manager's root arbiters hand a bus its windows,
-and the children of a bus are arbitrated inside them (the bus driver's arbiter, pci.sys's
-for a bridge; ACPI's translator gives the root bus's).  How Windows marks a window, from the
+arbitrates per bus, not in one flat list: the PnP manager's root arbiters hand a bus its
+windows, and the bus's children are arbitrated inside them (pci.sys's arbiters for a
+bridge; acpi.sys's translator maps the root bus's).  How Windows marks a window, from the
 genuine LogConf data (``tests/data/realworld-resources``) and its producers:
 
 * ACPI root buses (PNP0A03/PNP0A08): acpi.sys turns each ResourceProducer address-space
@@ -64,7 +64,7 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from .._intervals import ADDRESS_MAX, IntervalIndex
 from .resources import (BusNumber, BusNumberRequirement, CM_PARTIAL_RESOURCE_DESCRIPTOR,
@@ -276,7 +276,7 @@ def _nested(a: Claim, b: Claim) -> bool:
     return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
 
 
-def collide(a: Claim, b: Claim, related: Any = None) -> bool:
+def collide(a: Claim, b: Claim, related: Callable[[Owner, Owner], "bool | None"] | None = None) -> bool:
     """The one conflict rule for two claims on the same kind (module docstring):
     ``related(a, b)`` says True when one owner's bus is the other's ancestor, False when
     the tree says they are not, None when it does not know."""
@@ -613,8 +613,8 @@ class _Trial:
         kind = ResourceKind.BUS_NUMBER if isinstance(d, BusNumberRequirement) else \
             (ResourceKind.PORT if isinstance(d, PortRequirement) else ResourceKind.MEMORY)
         bus = self.arbiter.parent_of(self.owner)
-        windows = [w for w in (self.arbiter.windows(bus, kind) if bus is not None else []) if not w.empty]
-        spans = sorted(((max(lo, w.start), min(hi, w.end)) for w in windows), reverse=top) \
+        windows = self.arbiter.windows(bus, kind) if bus is not None else []
+        spans = sorted(((max(lo, w.start), min(hi, w.end)) for w in windows if not w.empty), reverse=top) \
             if windows else [(lo, hi)]
         for span_lo, span_hi in spans:
             if span_lo <= span_hi:
