@@ -6,6 +6,7 @@ zero-length window, nested bridges.  No QEMU: the NT model alone."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,9 @@ def test_the_dell_cannot_solve_because_its_motherboard_resources_overlap_devices
     assert all(c.holder.share == c.requested.share == EXCLUSIVE for c in conflicts)
     rest = [n for n in nodes if "PNP0C02" not in n.name and "PNP0C01" not in n.name]
     assert pnp.solve(rest, timeout=120).satisfiable
+    # Assigned as NT would, in tree order: only the three PNP0C02 devices get Code 12.
+    pnp.assign(nodes, timeout=120)
+    assert sorted(n.name.split("\\")[-2] for n in nodes if n.problem) == ["PNP0C02"] * 3
 
 
 def test_the_carved_mac_cannot_solve_because_two_apple_devices_claim_one_page_block() -> None:
@@ -152,6 +156,15 @@ def test_the_carved_mac_cannot_solve_because_two_apple_devices_claim_one_page_bl
     conflicts = core_conflicts(nodes, core.devices)
     assert conflicts and all(not c.requested.window and not c.holder.window for c in conflicts)
     assert {c.holder.start for c in conflicts} == {0xFE0B0000}
+    # Assigned in tree order, every other device that gets Code 12 is held off by a device
+    # of another carved run (an older copy of the same hive: the same devices twice).
+    pnp.assign(nodes, timeout=120)
+    failed = [n for n in nodes if n.problem and "APP000B" not in n.name]
+    assert len(failed) == 6
+    for n in failed:
+        run = n.name.split("\\")[1]
+        holders = re.findall(r"held by PnpManager \(\\Device\\CarvedFragments\\([0-9a-f]+)", n.problem_detail)
+        assert holders and all(h != run for h in holders), n.name
 
 
 def test_genuine_xp_alloc_configs_filed_as_pnp_manager_values_do_not_conflict() -> None:
