@@ -39,16 +39,9 @@ def genuine(name: str) -> list[DeviceNode]:
     """Every device node of a genuine SYSTEM export that has LogConf values, named by its
     path below SYSTEM (a carved file's fragments included)."""
     arch = Arch.X86 if ("x86" in name or "win7" in name) else Arch.X64
-    reg = Registry(arch=arch)
-    import_reg(reg, DATA / name)
-    nodes = []
-    for path, _ in reg.walk(SYSTEM):
-        if path.lower().endswith("\\logconf"):
-            node = pnp.load_node(reg, path[len(SYSTEM) + 1:-len("\\LogConf")], SYSTEM)
-            if node.configs:
-                nodes.append(node)
-    reg.close()
-    return nodes
+    with Registry(arch=arch) as reg:
+        import_reg(reg, DATA / name)
+        return pnp.logconf_nodes(reg, SYSTEM)
 
 
 #: Machine -> its devices with LogConf values (counted from the files).

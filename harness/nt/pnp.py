@@ -380,6 +380,19 @@ def load_node(registry: Registry, instance_path: str, enum: str = ENUM) -> Devic
     return node
 
 
+def logconf_nodes(registry: Registry, under: str) -> list[DeviceNode]:
+    r"""Every device node with LogConf configurations anywhere below ``under`` (a genuine
+    SYSTEM export's ``ControlSet001\Enum``, or carved hive fragments whose key paths stop
+    short of Enum), each named by its path below ``under``; no tree (no parents)."""
+    nodes = []
+    for path, _ in registry.walk(under):
+        if path.lower().endswith("\\" + LOG_CONF.lower()) and len(path) > len(under) + len(LOG_CONF) + 1:
+            node = load_node(registry, path[len(under) + 1:-len(LOG_CONF) - 1], under)
+            if node.configs:
+                nodes.append(node)
+    return nodes
+
+
 def stored_nodes(registry: Registry, enum: str = ENUM) -> list[str]:
     r"""Every ``<enumerator>\<device id>\<instance>`` under Enum, in key order."""
     if not registry.key_exists(enum):
@@ -924,7 +937,7 @@ def describe_conflicts(conflicts: Iterable[Conflict], limit: int = 3) -> str:
 
 __all__ = ["ConfigType", "DeviceNode", "Candidate", "Choice", "Solution", "SearchStats", "Core",
            "PnpError", "PnpSearchLimit", "Irp", "send_pnp_irp", "query_configurations",
-           "store_node", "load_node", "stored_nodes", "enum_key", "candidates", "solve",
+           "store_node", "load_node", "stored_nodes", "logconf_nodes", "enum_key", "candidates", "solve",
            "exhaustive_solve", "unsatisfiable_core", "exhaustive_minimum_core", "with_priority",
            "list_priority", "static_order", "ENUM", "IRP_MJ_PNP", "IRP_MN_QUERY_RESOURCES",
            "IRP_MN_QUERY_RESOURCE_REQUIREMENTS", "IRP_MN_FILTER_RESOURCE_REQUIREMENTS",
