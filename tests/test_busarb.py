@@ -269,6 +269,13 @@ def test_a_device_outside_every_window_of_its_bus_is_refused_saying_so() -> None
     assert stray.problem == pnp.CM_PROB_NORMAL_CONFLICT
     assert "outside every port window of its bus PnpManager (\\Device\\root)" in stray.problem_detail
     assert "0xd00-0xffff" in stray.problem_detail
+    # Asked as a range the bus does not forward, the allocation says the same of it.
+    bridge = fixed("bridge", bridge_window(Port, 0xE000, 0xEFFF), parent="root", iface=PCIBus)
+    low = ranged("low", PortRequirement(0x10, 0x10, 0x1000, 0x1FFF, share=EXCLUSIVE), parent="bridge")
+    assert pnp.candidates(low)[0].requirements is not None     # left to the allocation
+    pnp.assign([root(), bridge, low])
+    assert "outside every port window of its bus PnpManager (\\Device\\bridge) (0xe000-0xefff" \
+        in low.problem_detail
     # Not on that bus (no tree), the same ports are free.
     assert pnp.solve([root(), keyboard(), fixed("stray", Port(0xCF8, 8, share=EXCLUSIVE))]).satisfiable
 

@@ -616,11 +616,13 @@ class _Trial:
         windows = self.arbiter.windows(bus, kind) if bus is not None else []
         spans = sorted(((max(lo, w.start), min(hi, w.end)) for w in windows if not w.empty), reverse=top) \
             if windows else [(lo, hi)]
+        spans = [(a, b) for a, b in spans if a <= b]
         for span_lo, span_hi in spans:
-            if span_lo <= span_hi:
-                found = self._search(span_lo, span_hi, length, align, top, make, seen)
-                if found is not None:
-                    return found
+            found = self._search(span_lo, span_hi, length, align, top, make, seen)
+            if found is not None:
+                return found
+        if windows and not spans:  # say why: its range lies outside every window of its bus
+            seen.extend(_outside(self._claim(make(_align_up(lo, align))), windows, bus))
         return None
 
     def _search(self, lo: int, hi: int, length: int, align: int, top: bool, make: Any,
