@@ -144,7 +144,7 @@ def test_ids_are_stable_when_values_are_added_or_reordered() -> None:
     ("axes:\n  m: {pc: {machine: pc}, isapc: {machine: isapc}}\n  d: {nic: {devices: [{model: e1000, id: n}]}}\n"
      "expect:\n  - {when: {m: isapc}, outcome: conflict, why: x}\n", 5, "expect[0].when", "matches no cell"),
     ("axes:\n  m: {pc: {machine: pc}}\n  d:\n    x: {devices: [{model: isa-serial, id: c, irq: 16}]}\n", 4,
-     "axes.d.x.devices[0].irq", "out of range 0x0..0xf (in cell pc-x)"),
+     "axes.d.x.devices[0].irq", "out of range 0..15 (in cell pc-x)"),
     ("axes:\n  m: {a-b: {machine: pc}, a: {machine: pc}}\n  d: {c: {}, b-c: {}}\n", 1, "axes", "two cells get the id"),
     ("axes:\n  m: {pc: {machine: pc}}\nno:\n  - m=pc\n", 3, None, "the list of filters that drop cells is 'exclude'"),
     ("base: nowhere.yaml\naxes:\n  m: {pc: {machine: pc}}\n", 1, "base", "cannot load base machine"),
