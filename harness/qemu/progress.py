@@ -150,16 +150,23 @@ class FirmwareWatch:
         if self._cpu_last is None or cpu - self._cpu_last > 0 or now - self._halt_checked < HALT_CHECK_INTERVAL:
             return None  # QEMU used CPU since the last poll: not halted
         self._halt_checked = now
-        from ..errors import HarnessError
-        try:
-            registers = self.machine.hmp("info registers")
-        except HarnessError:
+        state = vcpu_halt_state(self.machine)
+        if state is None or not state[0] or state[1] & EFLAGS_IF:
             return None
-        eflags = _EFLAGS.search(registers)
-        if not _HALTED.search(registers) or eflags is None or int(eflags.group(1), 16) & EFLAGS_IF:
-            return None
-        return Stall("halt", f"the vCPU halted with interrupts off (EFLAGS {int(eflags.group(1), 16):#x}) "
+        return Stall("halt", f"the vCPU halted with interrupts off (EFLAGS {state[1]:#x}) "
                      f"after {self._after()}: nothing in the machine can wake it", now - self.start, self._line)
 
 
-__all__ = ["FirmwareWatch", "Stall", "last_line"]
+def vcpu_halt_state(machine: Any) -> tuple[bool, int] | None:
+    """Whether the (first) vCPU is halted, and its EFLAGS, from ``info registers``; None
+    when the monitor does not answer or says neither."""
+    from ..errors import HarnessError
+    try:
+        registers = machine.hmp("info registers")
+    except HarnessError:
+        return None
+    eflags = _EFLAGS.search(registers)
+    return (bool(_HALTED.search(registers)), int(eflags.group(1), 16)) if eflags is not None else None
+
+
+__all__ = ["FirmwareWatch", "Stall", "last_line", "vcpu_halt_state"]
