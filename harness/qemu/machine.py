@@ -40,7 +40,7 @@ from . import loop as hloop
 from .accel import resolve_accel
 from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
-from .owner import KEEP_FILE, _state
+from .owner import KEEP_FILE, stopped_by_signal
 from .progress import POLL_INTERVAL, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
 from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
@@ -152,12 +152,14 @@ class FirmwareStalled(FirmwareTimeout):
 
     def __init__(self, stall: "Stall", *, machine: "Machine", waited_for: str = "the firmware's end") -> None:
         self.stall = stall
+        self.waited_for = waited_for
         super().__init__(f"{waited_for} will never come: the firmware stopped after {stall.seconds:.1f} s "
                          f"({stall.how})", machine=machine, seconds=stall.seconds)
 
     @property
     def what(self) -> str:
-        return f"the firmware stopped making progress ({self.stall.rule}, found after {self.seconds:.1f} s)"
+        text = f"the firmware stopped making progress ({self.stall.rule}, found after {self.seconds:.1f} s)"
+        return text if self.waited_for == "the firmware's end" else f"{text}: {self.waited_for} will never come"
 
     @property
     def how(self) -> str | None:
@@ -851,15 +853,16 @@ class Machine:
             # In steps, asking the watch between them whether the firmware still moves.
             left = deadline - time.monotonic()
             try:
-                self.wait_event("SHUTDOWN", after=mark, timeout=max(0.0, min(POLL_INTERVAL, left)),
-                                tail=left <= POLL_INTERVAL)
+                self.wait_event("SHUTDOWN", after=mark, timeout=max(0.0, min(POLL_INTERVAL, left)), tail=False)
                 break
-            except QMPTimeout as exc:
-                if self._proc is None or self._proc.poll() is not None or _frozen(self._proc.pid):
-                    raise  # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
+            except QMPTimeout:
                 if left <= POLL_INTERVAL:
-                    raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s "
-                                          f"({str(exc).splitlines()[0]})", machine=self, seconds=timeout) from None
+                    waited = f"event SHUTDOWN did not arrive within {timeout:g} s"
+                    if self._proc is None or self._proc.poll() is not None or stopped_by_signal(self._proc.pid):
+                        # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
+                        raise QMPTimeout(waited, machine=self) from None
+                    raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s ({waited})",
+                                          machine=self, seconds=timeout) from None
             stall = watch.poll()
             if stall is not None and not self.events("SHUTDOWN")[mark:]:
                 raise FirmwareStalled(stall, machine=self)
@@ -1188,12 +1191,6 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
             pass
 
 
-def _frozen(pid: int) -> bool:
-    """Whether the process is stopped by a signal (SIGSTOP, a debugger), not running."""
-    try:
-        return _state(str(pid)) in ("T", "t")
-    except (OSError, IndexError):
-        return False
 
 
 def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:

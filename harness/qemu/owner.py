@@ -98,6 +98,14 @@ def _state(pid: str) -> str:
     return _stat_fields(pid)[0]
 
 
+def stopped_by_signal(pid: int) -> bool:
+    """Whether the process is stopped by a signal (SIGSTOP, a debugger), not running."""
+    try:
+        return _state(str(pid)) in ("T", "t")
+    except (OSError, IndexError):
+        return False
+
+
 def _pidns(pid: str) -> int:
     link = os.readlink(f"/proc/{pid}/ns/pid")  # "pid:[4026531836]"
     return int(link[link.index("[") + 1:-1])

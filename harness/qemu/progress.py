@@ -8,14 +8,16 @@ here; none of them reads wall-clock silence alone, so a loaded host (QEMU slow, 
 stuck) never trips them:
 
 * **spin**: the vCPU loops on a port that never answers (fw_cfg's DMA port 0x518, the
-  RTC data port, the APM port, the PIT on isapc).  A whole clean firmware costs QEMU under
-  0.1 s of CPU, at most 0.04 s between two log lines; the rule wants :data:`SPIN_CPU`
-  seconds of QEMU's own CPU time (/proc/PID/stat: it only grows while QEMU runs) since
-  the last log line.  SeaBIOS also spins in waits bounded by its timer (guest time, which
-  under TCG follows the host clock): 5 s at most (``FLOPPY_IRQ_TIMEOUT``, a SCSI unit's
-  first readiness wait) short of its 30 s and longer ones, which outlast the firmware bound
-  anyway.  So the rule also wants :data:`SILENT_WAIT` seconds since that line: a wait the
-  firmware would have left in time is over by then.
+  RTC data port, the APM port, the PIT on isapc).  A bare machine's whole firmware costs
+  QEMU under 0.1 s of CPU, at most 0.04 s between two log lines; the rule wants
+  :data:`SPIN_CPU` seconds of QEMU's own CPU time (/proc/PID/stat: it only grows while
+  QEMU runs, so a starved QEMU never trips it) since the last log line.  SeaBIOS also
+  spins in waits bounded by its timer (guest time, which under TCG follows the host
+  clock): 5 s at most (``FLOPPY_IRQ_TIMEOUT``, a SCSI unit's first readiness wait) short
+  of its 30 s and longer ones, which outlast the firmware bound anyway; a floppy whose
+  IRQ or DMA channel a card takes spends those 5 s in a clean machine of configs/.  So the
+  rule also wants :data:`SILENT_WAIT` seconds since that line: a wait the firmware would
+  have left in time is over by then.
 * **halt**: the vCPU halted with interrupts off (``HLT=1`` with EFLAGS.IF clear in
   ``info registers``, read only while QEMU uses no CPU): only an NMI, SMI or INIT wakes it,
   and a harness machine has one CPU and nothing that sends those.  SeaBIOS does so after
@@ -37,14 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from .owner import cpu_seconds
+from .owner import cpu_seconds, stopped_by_signal
 
 #: QEMU CPU seconds since the last log line before a spin counts (per accelerator; TCG
 #: measured: a clean firmware's largest gap is 0.04 s, the whole run under 0.1 s).
 SPIN_CPU = {"tcg": 2.0}
 #: Seconds since the last log line before a spin counts: longer than SeaBIOS's longest
-#: timer-bounded wait that can end within the firmware bound (5 s) with a margin.
-SILENT_WAIT = 6.0
+#: timer-bounded wait that can end within the firmware bound (5 s; measured in configs/:
+#: a floppy IRQ timeout, 5.04 s between two log lines) with a margin.
+SILENT_WAIT = 7.0
 #: How often a waiter asks the watch (seconds).
 POLL_INTERVAL = 0.1
 #: How often at most the halt rule reads the vCPU's registers (a monitor round trip).
@@ -92,11 +95,13 @@ class FirmwareWatch:
         self._halt_checked = 0.0
 
     def _cpu(self) -> float | None:
+        """QEMU's CPU time, or None when it is gone or stopped by a signal (SIGSTOP, a
+        debugger): neither is the firmware's doing, and its waiter deals with both."""
         pid = self.machine.pid
         try:
-            return cpu_seconds(pid) if pid is not None else None
+            return cpu_seconds(pid) if pid is not None and not stopped_by_signal(pid) else None
         except (OSError, IndexError, ValueError):
-            return None  # QEMU gone: its waiter sees that itself
+            return None
 
     def _sizes_now(self) -> tuple[int, ...]:
         sizes = []
@@ -119,7 +124,8 @@ class FirmwareWatch:
                 except OSError:
                     pass
         if cpu is None or self._cpu_at_line is None:
-            self._cpu_last = cpu
+            # No judgement across a stop: the spin and halt rules start again after it.
+            self._cpu_last, self._cpu_at_line, self._line_at = cpu, cpu, now
             return None
         found = self._retry(now) or self._spin(now, cpu) or self._halt(now, cpu)
         self._cpu_last = cpu

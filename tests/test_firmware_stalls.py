@@ -1,0 +1,98 @@
+"""The firmware progress watch (harness.qemu.progress): a firmware a card holds up ends its
+wait early (FirmwareStalled) by the rule measured for it; a clean one, slowed or not, is
+never cut short (real QEMU, TCG).  Every port's rule: tests/test_board_overlaps.py
+test_a_card_on_these_ports_stops_the_firmware; the figures: benchmarks/bench_firmware_stalls.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from harness.config import parse_machine_text
+from harness.qemu import progress
+from harness.qemu.machine import FIRMWARE_TIMEOUT, FirmwareStalled, FirmwareTimeout, Machine
+from harness.qemu.progress import FirmwareWatch
+
+
+def card(kind: str, port: int) -> str:
+    return f"machine: {kind}\ndevices:\n  - {{model: isa-debugcon, id: d, iobase: {port:#x}}}\n"
+
+
+def _starve(pid: int, done: threading.Event) -> None:
+    """A host too loaded to run QEMU: stopped for longer than the spin rule's silent wait,
+    then let run one part in five until ``done``."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        done.wait(progress.SILENT_WAIT + 1.0)
+        while not done.is_set():
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.005)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.02)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("kind", ["pc", "q35", "isapc"])
+def test_a_clean_firmware_starved_of_cpu_is_not_cut_short(kind: str) -> None:
+    """Wall-clock silence is no stall: QEMU stopped past SILENT_WAIT right after the
+    firmware's start, then slowed five-fold, still finishes under the watch."""
+    with Machine(parse_machine_text(f"machine: {kind}\n", "<clean>")) as m:
+        m.start_firmware()
+        done = threading.Event()
+        starver = threading.Thread(target=_starve, args=(m.pid, done))
+        starver.start()
+        try:
+            took = m.run_firmware()
+        finally:
+            done.set()
+            starver.join()
+        assert took > progress.SILENT_WAIT
+        assert b"No bootable device" in m.firmware_log.read_bytes() or kind == "isapc"
+        took_again = m.run_firmware()  # and unstarved, the same machine again
+        assert took_again < took
+
+
+@pytest.mark.parametrize("port, rule, kind", [(0x70, "halt", "pc"), (0x510, "retry", "pc"), (0x518, "spin", "q35")])
+def test_a_held_up_firmware_ends_early_by_its_rule(port: int, rule: str, kind: str) -> None:
+    """One port of each stop class (test_board_overlaps has them all): the wait ends with
+    FirmwareStalled, a FirmwareTimeout, well before the bound, saying how it knew."""
+    with Machine(parse_machine_text(card(kind, port), "<held>")) as m:
+        start = time.monotonic()
+        with pytest.raises(FirmwareTimeout) as info:
+            m.run_firmware()
+        waited = time.monotonic() - start
+        assert m.running and m.status() == "running"   # the machine is left as it was
+    stall = info.value.stall if isinstance(info.value, FirmwareStalled) else None
+    assert stall is not None and stall.rule == rule, str(info.value)
+    assert waited < FIRMWARE_TIMEOUT["tcg"] / 2 and stall.seconds <= waited
+    assert stall.last_line and repr(stall.last_line) in stall.how
+    if rule == "spin":
+        # both halves of the rule: QEMU's CPU and the silence past SeaBIOS's timed waits
+        spent = float(stall.how.split("no progress in ")[1].split(" s")[0])
+        assert spent >= progress.SPIN_CPU["tcg"] and stall.seconds >= progress.SILENT_WAIT
+
+
+def test_a_reboot_wait_inside_the_bound_is_waited_for() -> None:
+    """The retry rule fires only when SeaBIOS's reboot comes past the waiter's bound: with
+    a bound beyond its 60 s the same sleeping firmware is no stall (nor a halt: its
+    interrupts are on)."""
+    with Machine(parse_machine_text(card("pc", 0x510), "<retry>")) as m:
+        m.start_firmware()
+        far = FirmwareWatch(m, time.monotonic() + 90.0)
+        near = FirmwareWatch(m, time.monotonic() + 30.0)
+        end = time.monotonic() + 3.0
+        found_far = found_near = None
+        while time.monotonic() < end and found_near is None:
+            found_far = found_far or far.poll()
+            found_near = near.poll()
+            time.sleep(progress.POLL_INTERVAL)
+        for _ in range(int(1.0 / progress.POLL_INTERVAL)):  # halt checks on the sleeping vCPU
+            found_far = found_far or far.poll()
+            time.sleep(progress.POLL_INTERVAL)
+    assert found_near is not None and found_near.rule == "retry" and "waits 60 s" in found_near.how
+    assert found_far is None
