@@ -14,10 +14,12 @@ stuck) never trips them:
   QEMU runs, so a starved QEMU never trips it) since the last log line.  SeaBIOS also
   spins in waits bounded by its timer (guest time, which under TCG follows the host
   clock): 5 s at most (``FLOPPY_IRQ_TIMEOUT``, a SCSI unit's first readiness wait) short
-  of its 30 s and longer ones, which outlast the firmware bound anyway; a floppy whose
-  IRQ or DMA channel a card takes spends those 5 s in a clean machine of configs/.  So the
-  rule also wants :data:`SILENT_WAIT` seconds since that line: a wait the firmware would
-  have left in time is over by then.
+  of its 30 s and longer ones (:data:`LONG_TIMED_WAIT`), which outlast the firmware bound;
+  a floppy whose IRQ or DMA channel a card takes spends those 5 s in a clean machine of
+  configs/.  So the rule also wants :data:`SILENT_WAIT` seconds since that line, a wait the
+  firmware would have left in time being over by then, and applies only while a long wait
+  begun at that line would end past the waiter's bound (a bound longer than 30 s, given
+  by a caller, turns it off until then).
 * **halt**: the vCPU halted with interrupts off (``HLT=1`` with EFLAGS.IF clear in
   ``info registers``, read only while QEMU uses no CPU): only an NMI, SMI or INIT wakes it,
   and a harness machine has one CPU and nothing that sends those.  SeaBIOS does so after
@@ -48,6 +50,10 @@ SPIN_CPU = {"tcg": 2.0}
 #: timer-bounded wait that can end within the firmware bound (5 s; measured in configs/:
 #: a floppy IRQ timeout, 5.04 s between two log lines) with a margin.
 SILENT_WAIT = 7.0
+#: SeaBIOS's shortest timed wait beyond that (a SCSI unit's 30 s; ATA and AHCI wait 32 s,
+#: measured: a card on 0x1f7 holds pc's firmware 32.2 s): a spin that starts less than
+#: this before the waiter's bound cannot be such a wait ending in time.
+LONG_TIMED_WAIT = 30.0
 #: How often a waiter asks the watch (seconds).
 POLL_INTERVAL = 0.1
 #: How often at most the halt rule reads the vCPU's registers (a monitor round trip).
@@ -147,7 +153,8 @@ class FirmwareWatch:
 
     def _spin(self, now: float, cpu: float) -> Stall | None:
         spent = cpu - self._cpu_at_line
-        if self.spin_cpu is None or spent < self.spin_cpu or now - self._line_at < SILENT_WAIT:
+        if self.spin_cpu is None or spent < self.spin_cpu or now - self._line_at < SILENT_WAIT \
+                or self._line_at + LONG_TIMED_WAIT <= self.deadline:
             return None
         return Stall("spin", f"no progress in {spent:.1f} s of QEMU CPU ({now - self._line_at:.1f} s) after "
                      f"{self._after()}: the vCPU spins", now - self.start, self._line)
