@@ -1191,8 +1191,6 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
             pass
 
 
-
-
 def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:
     for sig, grace, label in ((None, quit_grace, "quit"), (signal.SIGTERM, 2.0, "SIGTERM"),
                               (signal.SIGKILL, 5.0, "SIGKILL")):

@@ -59,7 +59,7 @@ POLL_INTERVAL = 0.1
 #: How often at most the halt rule reads the vCPU's registers (a monitor round trip).
 HALT_CHECK_INTERVAL = 0.5
 #: SeaBIOS's words when it gives up booting and waits N seconds before its reboot.
-RETRY_LINE = re.compile(rb"No bootable device\.\s+Retrying in (\d+) seconds\.")
+RETRY_LINE = re.compile(r"No bootable device\.\s+Retrying in (\d+) seconds\.")
 _HALTED = re.compile(r"\bHLT=1\b")
 _EFLAGS = re.compile(r"\bEFL=([0-9a-fA-F]+)")
 EFLAGS_IF = 1 << 9
@@ -96,8 +96,10 @@ class FirmwareWatch:
         self._sizes: tuple[int, ...] = ()
         self._line: str | None = None
         self._line_at = self.start          # wall time of the last progress
-        self._cpu_at_line = self._cpu()     # QEMU CPU time then
-        self._cpu_last = self._cpu_at_line  # at the previous poll
+        # Where the silence the spin rule judges began (the last progress, or the end of a
+        # stop by a signal) and QEMU's CPU time then; QEMU's CPU time at the previous poll.
+        self._silent_from = self.start
+        self._cpu_from = self._cpu_last = self._cpu()
         self._halt_checked = 0.0
 
     def _cpu(self) -> float | None:
@@ -123,15 +125,15 @@ class FirmwareWatch:
         cpu = self._cpu()
         sizes = self._sizes_now()
         if sizes != self._sizes:
-            self._sizes, self._line_at, self._cpu_at_line = sizes, now, cpu
+            self._sizes, self._line_at, self._silent_from, self._cpu_from = sizes, now, now, cpu
             if self.log is not None:
                 try:
                     self._line = last_line(self.log.read_bytes())
                 except OSError:
                     pass
-        if cpu is None or self._cpu_at_line is None:
+        if cpu is None or self._cpu_from is None:
             # No judgement across a stop: the spin and halt rules start again after it.
-            self._cpu_last, self._cpu_at_line, self._line_at = cpu, cpu, now
+            self._cpu_last, self._cpu_from, self._silent_from = cpu, cpu, now
             return None
         found = self._retry(now) or self._spin(now, cpu) or self._halt(now, cpu)
         self._cpu_last = cpu
@@ -141,7 +143,7 @@ class FirmwareWatch:
         return f"SeaBIOS's last log line {self._line!r}" if self._line is not None else "the firmware's start"
 
     def _retry(self, now: float) -> Stall | None:
-        match = RETRY_LINE.search((self._line or "").encode())
+        match = RETRY_LINE.search(self._line or "")
         if match is None or int(match.group(1)) == 0:
             return None
         wait = int(match.group(1))
@@ -152,11 +154,11 @@ class FirmwareWatch:
                      "fw_cfg, and the reboot would come past the bound", now - self.start, self._line)
 
     def _spin(self, now: float, cpu: float) -> Stall | None:
-        spent = cpu - self._cpu_at_line
-        if self.spin_cpu is None or spent < self.spin_cpu or now - self._line_at < SILENT_WAIT \
+        spent = cpu - self._cpu_from
+        if self.spin_cpu is None or spent < self.spin_cpu or now - self._silent_from < SILENT_WAIT \
                 or self._line_at + LONG_TIMED_WAIT <= self.deadline:
             return None
-        return Stall("spin", f"no progress in {spent:.1f} s of QEMU CPU ({now - self._line_at:.1f} s) after "
+        return Stall("spin", f"no progress in {spent:.1f} s of QEMU CPU ({now - self._silent_from:.1f} s) after "
                      f"{self._after()}: the vCPU spins", now - self.start, self._line)
 
     def _halt(self, now: float, cpu: float) -> Stall | None:
