@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import HarnessError
 from .owner import cpu_seconds, stopped_by_signal
 
 #: QEMU CPU seconds since the last log line before a spin counts (per accelerator; TCG
@@ -175,7 +176,6 @@ class FirmwareWatch:
 def vcpu_halt_state(machine: Any) -> tuple[bool, int] | None:
     """Whether the (first) vCPU is halted, and its EFLAGS, from ``info registers``; None
     when the monitor does not answer or says neither."""
-    from ..errors import HarnessError
     try:
         registers = machine.hmp("info registers")
     except HarnessError:
