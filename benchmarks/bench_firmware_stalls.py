@@ -2,6 +2,7 @@
 """Measurement: how a firmware held up by a card ends, and how much a clean one moves.
 
     .venv/bin/python benchmarks/bench_firmware_stalls.py [--stops] [--clean] [--job]
+    (make bench-firmware-stalls: all three; last figures in RESULTS-firmware-stalls.md)
 
 ``--stops`` (default: all three): for every port of tests/board_overlaps.py's
 FIRMWARE_STOPS and fw_cfg's DMA port 0x518, per machine type, an isa-debugcon there; the
