@@ -99,3 +99,16 @@ def test_a_wait_that_could_end_inside_the_bound_is_waited_for(kind: str, port: i
             time.sleep(progress.POLL_INTERVAL)
     assert found_near is not None and found_near.rule == rule, found_near
     assert found_far is None, found_far
+
+
+def test_under_the_apic_hal_a_panic_in_the_firmware_ends_the_agent_wait_at_once(tmp_path) -> None:
+    """QEMU pausing the guest for good (a pvpanic on SeaBIOS's log port) while the agent
+    guest's wait runs: the event comes at once, not after the wait's bound."""
+    from harness.guests.agent import BOOT_TIMEOUT
+    from harness.job import run_job
+    spec = parse_machine_text("machine: q35\nfirmware_log: false\ndevices:\n"
+                              "  - {model: pvpanic, id: panic0, ioport: 0x402}\n", "panic.yaml")
+    result = run_job(spec, tmp_path / "out", picture=False, hal="apic")
+    (event,) = result.events
+    assert (event.kind, event.devices) == ("guest-panicked", ("panic0",))
+    assert result.timings["boot+firmware"] < BOOT_TIMEOUT / 2
