@@ -16,6 +16,7 @@ from harness.config import parse_machine_text
 from harness.qemu import progress
 from harness.qemu.machine import FIRMWARE_TIMEOUT, FirmwareStalled, FirmwareTimeout, Machine
 from harness.qemu.progress import FirmwareWatch
+from helpers import SPIN_FOREVER, tiny_bios_args
 
 
 def card(kind: str, port: int) -> str:
@@ -112,3 +113,35 @@ def test_under_the_apic_hal_a_panic_in_the_firmware_ends_the_agent_wait_at_once(
     (event,) = result.events
     assert (event.kind, event.devices) == ("guest-panicked", ("panic0",))
     assert result.timings["boot+firmware"] < BOOT_TIMEOUT / 2
+
+
+#: Firmware of our own making at the reset vector: halted with interrupts off, and halted
+#: with them on (a timer could wake it: no stall).
+HALT_INTERRUPTS_OFF = bytes([0xFA, 0xF4, 0xEB, 0xFD])   # cli; 1: hlt; jmp 1b
+HALT_INTERRUPTS_ON = bytes([0xFB, 0xF4, 0xEB, 0xFD])    # sti; 1: hlt; jmp 1b
+
+
+def test_a_firmware_that_spins_from_its_first_instruction_is_a_spin(tmp_path) -> None:
+    """No log line at all: the silence counts from the firmware's start."""
+    with Machine(parse_machine_text("machine: pc\n", "<spin>"), extra_args=tiny_bios_args(tmp_path, SPIN_FOREVER)) as m:
+        with pytest.raises(FirmwareStalled) as info:
+            m.run_firmware()
+    assert info.value.stall.rule == "spin" and "after the firmware's start" in info.value.stall.how
+    assert progress.SILENT_WAIT <= info.value.seconds < FIRMWARE_TIMEOUT["tcg"]
+
+
+def test_only_a_halt_with_interrupts_off_is_a_stall(tmp_path) -> None:
+    found = {}
+    for name, code in (("off", HALT_INTERRUPTS_OFF), ("on", HALT_INTERRUPTS_ON)):
+        with Machine(parse_machine_text("machine: pc\n", f"<halt-{name}>"), extra_args=tiny_bios_args(tmp_path, code)) as m:
+            m.start_firmware()
+            watch = FirmwareWatch(m, time.monotonic() + FIRMWARE_TIMEOUT["tcg"])
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end and name not in found:
+                stall = watch.poll()
+                if stall is not None:
+                    found[name] = stall
+                time.sleep(progress.POLL_INTERVAL)
+            assert progress.vcpu_halt_state(m)[0]   # halted in both cases
+    assert found["off"].rule == "halt" and "EFLAGS 0x2" in found["off"].how
+    assert "on" not in found
