@@ -38,11 +38,10 @@ def _starve(pid: int, done: threading.Event) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-@pytest.mark.parametrize("kind", ["pc", "q35", "isapc"])
-def test_a_clean_firmware_starved_of_cpu_is_not_cut_short(kind: str) -> None:
+def test_a_clean_firmware_starved_of_cpu_is_not_cut_short() -> None:
     """Wall-clock silence is no stall: QEMU stopped past SILENT_WAIT right after the
     firmware's start, then slowed five-fold, still finishes under the watch."""
-    with Machine(parse_machine_text(f"machine: {kind}\n", "<clean>")) as m:
+    with Machine(parse_machine_text("machine: pc\n", "<clean>")) as m:
         m.start_firmware()
         done = threading.Event()
         starver = threading.Thread(target=_starve, args=(m.pid, done))
@@ -52,15 +51,15 @@ def test_a_clean_firmware_starved_of_cpu_is_not_cut_short(kind: str) -> None:
         finally:
             done.set()
             starver.join()
-        assert took > progress.SILENT_WAIT
-        assert b"No bootable device" in m.firmware_log.read_bytes() or kind == "isapc"
+        assert took > progress.SILENT_WAIT and b"No bootable device" in m.firmware_log.read_bytes()
         took_again = m.run_firmware()  # and unstarved, the same machine again
         assert took_again < took
 
 
-@pytest.mark.parametrize("port, rule, kind", [(0x70, "halt", "pc"), (0x510, "retry", "pc"), (0x518, "spin", "q35")])
+@pytest.mark.parametrize("port, rule, kind", [(0x70, "halt", "pc"), (0x510, "retry", "q35")])
 def test_a_held_up_firmware_ends_early_by_its_rule(port: int, rule: str, kind: str) -> None:
-    """One port of each stop class (test_board_overlaps has them all): the wait ends with
+    """A port of each stop class that ends at once (test_board_overlaps has them all; a
+    spin: the firmware below that spins from its first instruction): the wait ends with
     FirmwareStalled, a FirmwareTimeout, well before the bound, saying how it knew."""
     with Machine(parse_machine_text(card(kind, port), "<held>")) as m:
         start = time.monotonic()
@@ -72,10 +71,6 @@ def test_a_held_up_firmware_ends_early_by_its_rule(port: int, rule: str, kind: s
     assert stall is not None and stall.rule == rule, str(info.value)
     assert waited < FIRMWARE_TIMEOUT["tcg"] / 2 and stall.seconds <= waited
     assert stall.last_line and repr(stall.last_line) in stall.how
-    if rule == "spin":
-        # both halves of the rule: QEMU's CPU and the silence past SeaBIOS's timed waits
-        spent = float(stall.how.split("no progress in ")[1].split(" s")[0])
-        assert spent >= progress.SPIN_CPU["tcg"] and stall.seconds >= progress.SILENT_WAIT
 
 
 @pytest.mark.parametrize("kind, port, rule", [("pc", 0x510, "retry"), ("pc", 0x518, "spin")])
@@ -126,8 +121,11 @@ def test_a_firmware_that_spins_from_its_first_instruction_is_a_spin(tmp_path) ->
     with Machine(parse_machine_text("machine: pc\n", "<spin>"), extra_args=tiny_bios_args(tmp_path, SPIN_FOREVER)) as m:
         with pytest.raises(FirmwareStalled) as info:
             m.run_firmware()
-    assert info.value.stall.rule == "spin" and "after the firmware's start" in info.value.stall.how
-    assert progress.SILENT_WAIT <= info.value.seconds < FIRMWARE_TIMEOUT["tcg"]
+    stall = info.value.stall
+    assert stall.rule == "spin" and "after the firmware's start" in stall.how and stall.last_line is None
+    # both halves of the rule: QEMU's CPU and the silence past SeaBIOS's timed waits
+    spent = float(stall.how.split("no progress in ")[1].split(" s")[0])
+    assert spent >= progress.SPIN_CPU["tcg"] and progress.SILENT_WAIT <= stall.seconds < FIRMWARE_TIMEOUT["tcg"]
 
 
 def test_only_a_halt_with_interrupts_off_is_a_stall(tmp_path) -> None:
