@@ -27,7 +27,8 @@ stuck) never trips them:
 * **retry**: SeaBIOS's last words are "No bootable device.  Retrying in N seconds." with
   N > 0, and its reboot comes N s later, past the wait's bound: it never read the
   harness's ``reboot-timeout=0`` (fw_cfg ``etc/boot-fail-wait``), because a card displaces
-  fw_cfg (0x510, 0x511).  It sleeps on the timer meanwhile (halted, interrupts on).
+  fw_cfg (0x510, 0x511).  It sleeps on the timer meanwhile (halted, interrupts on).  The
+  rule reads the firmware log: with ``firmware_log: false`` the bound ends that wait.
 
 The spin rule's CPU figure is measured under TCG; under KVM (unmeasured here) only the
 halt and retry rules apply, and the bound stays the backstop in every case.
