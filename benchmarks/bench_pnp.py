@@ -4,7 +4,7 @@
   each, 32 ports per list in a tight pool of places, some cards with an IRQ group) with a
   planted solution hidden among each card's alternatives (so one exists and greedy
   first-fit does not find it), plus PCI functions with memory and I/O BARs inside bridge
-  windows (placed by the arbiter).
+  windows (placed by the arbiter), given as address bounds or as a tree of bridge nodes.
 * Agreement with :func:`harness.nt.pnp.exhaustive_solve` (every combination) on small
   random instances: same verdict, same assignment; both timed.
 
@@ -21,11 +21,14 @@ from pathlib import Path
 
 from harness.nt import pnp
 from harness.nt.pnp import ConfigType, DeviceNode, with_priority
-from harness.nt.resources import (IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_LIST, IO_RESOURCE_REQUIREMENTS_LIST,
-                                  LCPRI_HARDRECONFIG, LCPRI_NORMAL, InterruptRequirement, Isa,
-                                  MemoryRequirement, PCIBus, PortRequirement)
+from harness.nt.resources import (CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_WINDOW_DECODE,
+                                  CM_RESOURCE_PORT_WINDOW_DECODE, IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_LIST,
+                                  IO_RESOURCE_REQUIREMENTS_LIST, LCPRI_HARDRECONFIG, LCPRI_NORMAL,
+                                  CmResourceShare, InterruptRequirement, Isa, Memory, MemoryRequirement,
+                                  PCIBus, Port, PortRequirement)
 
 ISA_LINES = (3, 4, 5, 7, 9, 10, 11, 12, 15)
+EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
 PORT_BASE, PORT_LEN = 0x1000, 0x20
 
 
@@ -55,20 +58,31 @@ def isa_set(rng: random.Random, cards: int, slack: float = 1.5) -> list[DeviceNo
     return nodes
 
 
-def pci_set(rng: random.Random, bridges: int, per_bridge: int) -> list[DeviceNode]:
+def pci_set(rng: random.Random, bridges: int, per_bridge: int, tree: bool = False) -> list[DeviceNode]:
     """Functions behind ``bridges`` bridges, each bridge a 4 MiB memory and 4 KiB I/O
-    window; each function two memory BARs (4 KiB-256 KiB) and one I/O BAR (16-64 ports)."""
+    window; each function two memory BARs (4 KiB-256 KiB) and one I/O BAR (16-64 ports).
+    Without ``tree`` the windows are the BARs' address bounds; with it each bridge is a
+    node of its own holding WINDOW_DECODE windows, and its functions, asking for any
+    address, sit on it (``DeviceNode.parent``): the arbiter places them inside."""
     nodes = []
     for b in range(bridges):
         mem_lo, io_lo = 0xF0000000 + b * 0x400000, 0xC000 + b * 0x1000
+        if tree:
+            nodes.append(DeviceNode(f"PCI\\BENCH\\BRIDGE{b:02X}", f"bridge{b}", {
+                ConfigType.BOOT: CM_RESOURCE_LIST.single(
+                    PCIBus, 0, Memory(mem_lo, 0x400000, share=EXCLUSIVE, flags=CM_RESOURCE_MEMORY_WINDOW_DECODE),
+                    Port(io_lo, 0x1000, share=EXCLUSIVE, flags=CM_RESOURCE_PORT_WINDOW_DECODE))}))
+        mem_bounds = (0, 0xFFFFFFFF) if tree else (mem_lo, mem_lo + 0x3FFFFF)
+        io_bounds = (0, 0xFFFF) if tree else (io_lo, io_lo + 0xFFF)
         for f in range(per_bridge):
-            descriptors = [MemoryRequirement(size, size, mem_lo, mem_lo + 0x3FFFFF)
+            descriptors = [MemoryRequirement(size, size, *mem_bounds)
                            for size in (1 << rng.randint(12, 18), 1 << rng.randint(12, 18))]
             size = 1 << rng.randint(4, 6)
-            descriptors.append(PortRequirement(size, size, io_lo, io_lo + 0xFFF))
+            descriptors.append(PortRequirement(size, size, *io_bounds))
             nodes.append(DeviceNode(f"PCI\\BENCH\\{b:02X}{f:02X}", f"pci{b}.{f}", {
                 ConfigType.BASIC: IO_RESOURCE_REQUIREMENTS_LIST(
-                    PCIBus, b + 1, f, (with_priority(LCPRI_NORMAL, *descriptors),))}))
+                    PCIBus, b + 1, f, (with_priority(LCPRI_NORMAL, *descriptors),))},
+                parent=f"bridge{b}" if tree else None))
     return nodes
 
 
@@ -100,13 +114,15 @@ def main() -> int:
     rows = ["| set | devices | candidates | placements | backtracks | pruned | solve (median) |",
             "|---|---|---|---|---|---|---|"]
     budget = 50_000
-    for cards, bridges, per_bridge, slack in ((16, 0, 0, 1.5), (32, 0, 0, 1.5), (64, 0, 0, 1.5),
-                                              (64, 4, 8, 1.5), (64, 0, 0, 1.25), (128, 4, 8, 1.5)):
+    for cards, bridges, per_bridge, slack, tree in (
+            (16, 0, 0, 1.5, False), (32, 0, 0, 1.5, False), (64, 0, 0, 1.5, False), (64, 4, 8, 1.5, False),
+            (64, 4, 8, 1.5, True), (64, 0, 0, 1.25, False), (128, 4, 8, 1.5, False)):
         rng = random.Random(cards * 1000 + bridges + int(slack * 100))
-        nodes = isa_set(rng, cards, slack) + pci_set(rng, bridges, per_bridge)
+        nodes = isa_set(rng, cards, slack) + pci_set(rng, bridges, per_bridge, tree)
         count = sum(len(pnp.candidates(n)) for n in nodes)
         label = (f"{cards} ISA, {int(cards * slack)} places" +
-                 (f" + {bridges}×{per_bridge} PCI in bridge windows" if bridges else ""))
+                 (f" + {bridges}×{per_bridge} PCI {'on bridge nodes (the tree)' if tree else 'in bridge windows'}"
+                  if bridges else ""))
         try:
             seconds, solution = timed(lambda: pnp.solve(nodes, budget=budget), 3)
         except pnp.PnpSearchLimit as exc:

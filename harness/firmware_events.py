@@ -132,7 +132,7 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     keyboard controller ends QEMU at the HAL's first write there.  A timeout stays an
     error: a slow host and a hung firmware look alike."""
     if isinstance(error, MachineStuck):
-        return _frozen(spec, error.state)
+        return _frozen(spec, error.state, after_firmware=after_firmware)
     if after_firmware:
         return _exited(spec, machine, "after the firmware, as the HAL and the drivers touched the machine "
                        f"({str(error).splitlines()[0]})", "the HAL or a driver")
@@ -193,17 +193,34 @@ def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None
     return None
 
 
-def _frozen(spec: MachineSpec, state: str) -> FirmwareEvent:
+def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> FirmwareEvent | None:
+    """Under the APIC HAL, after the firmware: the finding when the agent guest stopped
+    answering (``error``) because QEMU exited or paused it for good as the HAL and the
+    drivers touched the machine (a pvpanic over the ELCR at 0x4d1 panics at the HAL's
+    write there, livefuzz), as :func:`stopped_by` finds it under the PIC HAL; else None
+    (the error stands)."""
+    if machine.returncode is not None:
+        return stopped_by(spec, machine, MachineDied(str(error)), after_firmware=True)
+    try:
+        state = machine.status()
+    except HarnessError:
+        return None
+    return _frozen(spec, state, after_firmware=True) if state in STUCK_STATES else None
+
+
+def _frozen(spec: MachineSpec, state: str, *, after_firmware: bool = False) -> FirmwareEvent:
+    writer, when = ("the HAL or a driver", " after the firmware, as the HAL and the drivers touched the machine") \
+        if after_firmware else ("the firmware", "")
     if state == "guest-panicked":
         panics = _of_type(spec, PANIC_DEVICES)
         board = _bare_board(spec, panics)
-        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board, spec)}, and a value with bit 0 "
-                          "set there is a panic event" for d in panics) or \
+        cause = "; ".join(f"pvpanic {d.id} decodes {_ranges(d)}: {_where(d, board, spec, writer)}, and a value "
+                          "with bit 0 set there is a panic event" for d in panics) or \
             "the guest reported a panic and no configured device explains it"
-        return FirmwareEvent(state, "QEMU paused the guest for good (GUEST_PANICKED)",
+        return FirmwareEvent(state, f"QEMU paused the guest for good (GUEST_PANICKED){when}",
                              tuple(d.id for d in panics), cause, True)
     dogs = _of_type(spec, WATCHDOG_DEVICES) if state == "watchdog" else []
-    return FirmwareEvent(state, f"QEMU paused the guest for good in state {state!r}",
+    return FirmwareEvent(state, f"QEMU paused the guest for good in state {state!r}{when}",
                          tuple(d.id for d in dogs),
                          "; ".join(f"watchdog {d.id} fired" for d in dogs)
                          or "QEMU stopped the guest; see qemu.log and qmp.log", True)
@@ -252,4 +269,4 @@ def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
                          tuple(d.id for d in blockers), cause, False)
 
 
-__all__ = ["FirmwareEvent", "cut_short", "stalled", "stopped_by", "stopped_during_boot"]
+__all__ = ["FirmwareEvent", "cut_short", "stalled", "stopped_by", "stopped_during_boot", "stopped_under_agent"]

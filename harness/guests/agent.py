@@ -41,6 +41,8 @@ AGENT_PORTS = (0x2E0, 0x1E0, 0x6E0)
 #: ISA lines tried for it: the secondary IDE line first (no drive ever raises it).
 AGENT_IRQS = (15, 14, 7, 5, 3, 4, 12)
 REQUEST_TIMEOUT = 5.0
+#: How often a request's wait looks whether QEMU stopped the guest meanwhile.
+STOP_CHECK_INTERVAL = 0.2
 #: Memory reads longer than this go through HMP (:meth:`AgentBus.read_memory`).
 BULK_READ = 64
 BOOT_TIMEOUT = 30.0  # SeaBIOS and the multiboot load take ~1 s under TCG
@@ -128,18 +130,32 @@ class GuestAgent:
         if self._sock is None:
             raise AgentError("the guest agent is not connected")
         start = time.monotonic()
+        deadline = start + self.timeout
+        # Waited for in slices: a guest that QEMU stopped (a device over the port the
+        # request wrote paused it: a pvpanic, a reset) never answers, and that is known
+        # from the events at once, not after the whole bound.
         self._sock.settimeout(self.timeout)
         try:
             self._sock.sendall(_REQUEST.pack(op, size, address & 0xFFFFFFFF, value & 0xFFFFFFFF))
+            self._sock.settimeout(STOP_CHECK_INTERVAL)
             answer = b""
             while len(answer) < _ANSWER.size:
-                chunk = self._sock.recv(_ANSWER.size - len(answer))
+                try:
+                    chunk = self._sock.recv(_ANSWER.size - len(answer))
+                except socket.timeout:
+                    stop = self._stopped()
+                    if stop is None and time.monotonic() < deadline:
+                        continue
+                    self.close()  # the stream may be out of step now: no further requests
+                    why = f"within {self.timeout:g} s" if stop is None else f"({stop})"
+                    raise AgentError(f"the guest agent did not answer {op.decode()} {address:#x} {why}"
+                                     + self.machine.log_tails()) from None
                 if not chunk:
                     raise AgentError("the guest agent's channel closed")
                 answer += chunk
-        except socket.timeout:
-            self.close()  # the stream may be out of step now: no further requests
-            raise AgentError(f"the guest agent did not answer {op.decode()} {address:#x} within "
+        except socket.timeout:  # sendall: the guest does not read its UART
+            self.close()
+            raise AgentError(f"the guest agent did not take {op.decode()} {address:#x} within "
                              f"{self.timeout:g} s" + self.machine.log_tails()) from None
         status, out = _ANSWER.unpack(answer)
         self.requests += 1
@@ -147,6 +163,23 @@ class GuestAgent:
         if status != b"k":
             raise AgentError(f"the guest agent refused request {op!r} (status {status!r})")
         return out
+
+    def _stopped(self) -> str | None:
+        """What keeps the guest from answering: QEMU exited, or it is paused (its last
+        STOP came after its last RESUME: a panic, or a reset or shutdown that ``-action``
+        pauses; the write that caused it may have been answered before the pause took
+        effect), else None."""
+        if self.machine.returncode is not None:
+            return f"QEMU exited with status {self.machine.returncode}"
+        after: list[str] = []
+        for event in reversed(self.machine.events()):
+            if event["event"] == "RESUME":
+                break
+            after.append(event["event"])
+        if "STOP" not in after:
+            return None
+        named = [name for name in reversed(after) if name != "STOP"]
+        return "QEMU stopped the guest" + (f" ({', '.join(named)})" if named else "")
 
     def quit(self) -> None:
         """Ask the guest to leave through isa-debug-exit (QEMU exits)."""

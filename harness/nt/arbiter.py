@@ -32,18 +32,44 @@ in part (ReactOS does, §3.3; not here).  Ranges are placed at a multiple of Ali
 (0 counts as 1) inside ``[MinimumAddress, MaximumAddress]``, memory and ports top-down and
 IRQs, DMA channels and bus numbers ascending by default (§3.4), moving past each
 conflicting claim rather than stepping one unit at a time.
+
+Bus windows (:func:`window_positions`, :meth:`Arbiter.conflicts_with`): a bus or bridge's
+window is what its children are arbitrated *from*, not a claim they collide with.  Windows
+arbitrates per bus, not in one flat list: the PnP manager's root arbiters hand a bus its
+windows, and the bus's children are arbitrated inside them (pci.sys's arbiters for a
+bridge; acpi.sys's translator maps the root bus's).  How Windows marks a window, from the
+genuine LogConf data (``tests/data/realworld-resources``) and its producers:
+
+* ACPI root buses (PNP0A03/PNP0A08): acpi.sys turns each ResourceProducer address-space
+  descriptor of ``_CRS`` into the range (Shared: it is not ``ResourceConsumer``;
+  POSITIVE_DECODE unless subtractive) followed by a DevicePrivate with Flags
+  ``TRANSLATION_DATA_PARENT_ADDRESS`` (0x6000) holding the parent-side type and start
+  (acpi.sys ``PnpiBiosAddressToIoDescriptor``; the ``BRIDGE_WINDOW`` translator beside
+  it).  Every genuine root bus, XP to 10, carries that mark after each window; a
+  ``ResourceConsumer`` range of the same form is DeviceExclusive and stays a claim.
+* PCI-to-PCI bridges: pci.sys flags the window CM_RESOURCE_PORT_WINDOW_DECODE (0x80) or
+  CM_RESOURCE_MEMORY_WINDOW_DECODE (0x40) (the Dell's PCIe root ports; wdm.h names them).
+
+The one rule, after Linux ``kernel/resource.c`` (a non-busy window is nested into, §8):
+a window never conflicts with a claim that is not a window; two windows that overlap
+conflict unless one bus is the other's ancestor (or, with no tree to say, one window
+holds the other: a bridge inside its root bus); a claim of a device whose bus the tree
+names (:meth:`Arbiter.set_parent`) must lie inside that bus's windows of its kind (when
+the bus holds any), and a bus's windows must keep every claim of its children inside
+them (:meth:`Arbiter.find_conflicts`).  A zero-length window holds nothing and meets nothing.
 """
 
 from __future__ import annotations
 
 import enum
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
 
 from .._intervals import ADDRESS_MAX, IntervalIndex
 from .resources import (BusNumber, BusNumberRequirement, CM_PARTIAL_RESOURCE_DESCRIPTOR,
-                        CM_RESOURCE_LIST, CmResourceShare, ConfigDataRequirement,
+                        CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_WINDOW_DECODE,
+                        CM_RESOURCE_PORT_WINDOW_DECODE, CmResourceShare, ConfigDataRequirement,
                         DevicePrivate, DevicePrivateRequirement, Dma, DmaRequirement,
                         INTERFACE_TYPE, IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR,
                         IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED, IO_RESOURCE_REQUIREMENTS_LIST,
@@ -55,6 +81,8 @@ Shared = CmResourceShare.CmResourceShareShared
 DriverExclusive = CmResourceShare.CmResourceShareDriverExclusive
 
 BUS_NUMBER_MAX = 0xFFFFFFFF
+#: acpi.sys's DevicePrivate Flags after a bus window: the window's parent-side address follows.
+TRANSLATION_DATA_PARENT_ADDRESS = 0x6000
 
 
 class ResourceKind(str, enum.Enum):
@@ -99,6 +127,8 @@ class Claim:
     descriptor: CM_PARTIAL_RESOURCE_DESCRIPTOR
     interface_type: INTERFACE_TYPE = INTERFACE_TYPE.Isa
     bus_number: int = 0
+    #: A bus's window (:func:`window_positions`): what its children are placed in.
+    window: bool = False
 
     @property
     def share(self) -> CmResourceShare:
@@ -109,7 +139,8 @@ class Claim:
         return self.end < self.start
 
     def describe(self) -> str:
-        return f"{self.kind.value} {describe_range(self.descriptor)} [{share_name(self.share)}]"
+        what = "window" if self.window else share_name(self.share)
+        return f"{self.kind.value} {describe_range(self.descriptor)} [{what}]"
 
 
 def range_claim(owner: Owner, space: str, start: int, end: int) -> Claim:
@@ -128,8 +159,12 @@ class Conflict:
 
     requested: Claim
     holder: Claim
+    #: Set when the two do not overlap but break the window rule (a claim outside its bus).
+    reason: str = ""
 
     def describe(self) -> str:
+        if self.reason:
+            return f"{self.requested.owner} wants {self.requested.describe()}: {self.reason}"
         return (f"{self.requested.owner} wants {self.requested.describe()}, "
                 f"held by {self.holder.owner}: {self.holder.describe()}")
 
@@ -173,19 +208,53 @@ def interrupt_line(descriptor: Interrupt) -> int:
     return descriptor.level or descriptor.vector
 
 
-def claims_of(owner: Owner, resources: CM_RESOURCE_LIST) -> list[Claim]:
-    """The arbitrated claims of a resource list, in list order."""
-    out = []
-    for full, partial in resources.partials():
-        kind = kind_of(partial)
-        if kind is None:
+_RANGES = (Port, Memory, MemoryLarge, PortRequirement, MemoryRequirement, MemoryLargeRequirement)
+_PRIVATE = (DevicePrivate, DevicePrivateRequirement)
+
+
+def window_positions(descriptors: Sequence[Any]) -> set[int]:
+    """The indices of the bus windows among one list's descriptors (resource or
+    requirement descriptors alike; module docstring): a port or memory range flagged
+    WINDOW_DECODE (pci.sys's bridge windows), or a Shared one followed, before the next
+    other descriptor, by a DevicePrivate with TRANSLATION_DATA_PARENT_ADDRESS (acpi.sys's
+    ResourceProducer windows of a root bus)."""
+    found = set()
+    for i, d in enumerate(descriptors):
+        if not isinstance(d, _RANGES):
             continue
-        if kind in (ResourceKind.INTERRUPT, ResourceKind.DMA):
-            point = interrupt_line(partial) if kind is ResourceKind.INTERRUPT else partial.channel
-            start, end = point, point
-        else:
-            start, end = partial.start, partial.start + partial.length - 1
-        out.append(Claim(owner, kind, start, end, partial, full.interface_type, full.bus_number))
+        bit = CM_RESOURCE_PORT_WINDOW_DECODE if isinstance(d, (Port, PortRequirement)) \
+            else CM_RESOURCE_MEMORY_WINDOW_DECODE
+        if d.flags & bit:
+            found.add(i)
+            continue
+        if d.share != Shared:
+            continue
+        for after in descriptors[i + 1:]:
+            if not isinstance(after, _PRIVATE):
+                break
+            if after.flags & TRANSLATION_DATA_PARENT_ADDRESS == TRANSLATION_DATA_PARENT_ADDRESS:
+                found.add(i)
+                break
+    return found
+
+
+def claims_of(owner: Owner, resources: CM_RESOURCE_LIST) -> list[Claim]:
+    """The arbitrated claims of a resource list, in list order; bus windows marked."""
+    out = []
+    for full in resources.descriptors:
+        partials = full.partials
+        windows = window_positions(partials)
+        for i, partial in enumerate(partials):
+            kind = kind_of(partial)
+            if kind is None:
+                continue
+            if kind in (ResourceKind.INTERRUPT, ResourceKind.DMA):
+                point = interrupt_line(partial) if kind is ResourceKind.INTERRUPT else partial.channel
+                start, end = point, point
+            else:
+                start, end = partial.start, partial.start + partial.length - 1
+            out.append(Claim(owner, kind, start, end, partial, full.interface_type, full.bus_number,
+                             i in windows))
     return out
 
 
@@ -196,6 +265,27 @@ def compatible(a: Claim, b: Claim) -> bool:
     if a.owner.driver != b.owner.driver:
         return False
     return DriverExclusive in (a.share, b.share) and {a.share, b.share} <= {Shared, DriverExclusive}
+
+
+def _windows_overlap(a: Claim, b: Claim) -> bool:
+    """Two windows share an address (a zero-length window holds nothing)."""
+    return not a.empty and not b.empty and a.start <= b.end and b.start <= a.end
+
+
+def _nested(a: Claim, b: Claim) -> bool:
+    return (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
+
+
+def collide(a: Claim, b: Claim, related: Callable[[Owner, Owner], "bool | None"] | None = None) -> bool:
+    """The one conflict rule for two claims on the same kind (module docstring):
+    ``related(a, b)`` says True when one owner's bus is the other's ancestor, False when
+    the tree says they are not, None when it does not know."""
+    if a.window or b.window:
+        if not (a.window and b.window) or not _windows_overlap(a, b):
+            return False
+        kin = related(a.owner, b.owner) if related is not None else None
+        return not (kin or (kin is None and _nested(a, b)))
+    return _meet(a, b) and not compatible(a, b)
 
 
 def _meet(a: Claim, b: Claim) -> bool:
@@ -222,6 +312,8 @@ class Arbiter:
         self._owner_ids: dict[Owner, int] = {}
         self._generation: dict[Owner, int] = {}   # when each slot was last written
         self._clock = 0
+        #: The bus each slot's device sits on, where a device tree says so (set_parent).
+        self._parent: dict[Owner, Owner] = {}
 
     # ------------------------------------------------------------------ reading
     @property
@@ -248,9 +340,47 @@ class Arbiter:
         with self._lock:
             return sum(len(t) for t in self._by_handle.values()) + len(self._empty)
 
+    # ------------------------------------------------------------------ the device tree
+    def set_parent(self, child: Owner, bus: Owner | None) -> None:
+        """Say which bus ``child``'s device sits on (None: forget it).  Its claims must then
+        lie inside that bus's windows, and its windows may nest in the bus's."""
+        with self._lock:
+            if bus is None:
+                self._parent.pop(child, None)
+                return
+            walk: Owner | None = bus
+            while walk is not None:
+                if walk == child:
+                    raise ValueError(f"{child} cannot sit on {bus}: that bus is below it")
+                walk = self._parent.get(walk)
+            self._parent[child] = bus
+
+    def parent_of(self, owner: Owner) -> Owner | None:
+        return self._parent.get(owner)
+
+    def related(self, a: Owner, b: Owner) -> bool | None:
+        """True when one of the two devices is on a bus below the other (or they are one
+        device), False when the tree places both and neither is, None when it cannot say."""
+        if a == b or self._below(a, b) or self._below(b, a):
+            return True
+        return False if a in self._parent and b in self._parent else None
+
+    def _below(self, a: Owner, b: Owner) -> bool:
+        walk = self._parent.get(a)
+        while walk is not None:
+            if walk == b:
+                return True
+            walk = self._parent.get(walk)
+        return False
+
+    def windows(self, owner: Owner, kind: ResourceKind) -> list[Claim]:
+        with self._lock:
+            return [c for _, _, c in self._slots.get(owner, ()) if c.window and c.kind is kind]
+
     # ------------------------------------------------------------------ conflicts
     def conflicts_with(self, claim: Claim, exclude: Iterable[Owner] = ()) -> list[Conflict]:
-        """Every stored claim ``claim`` conflicts with, in address order."""
+        """Every stored claim ``claim`` conflicts with, in address order, then, when it
+        does not fit its bus's windows, that refusal (module docstring)."""
         excluded = set(exclude)
         with self._lock:
             if claim.empty:
@@ -261,13 +391,33 @@ class Arbiter:
             else:
                 candidates = self.holders(claim.kind, claim.start, claim.end)
             candidates += [e for e in self._empty if e.kind is claim.kind]
-            return [Conflict(claim, held) for held in candidates
-                    if held.owner not in excluded and _meet(claim, held)
-                    and not compatible(claim, held)]
+            found = [Conflict(claim, held) for held in candidates
+                     if held.owner not in excluded and collide(claim, held, self.related)]
+            bus = self._parent.get(claim.owner)
+            if bus is not None and bus not in excluded:
+                found += _outside(claim, self.windows(bus, claim.kind), bus)
+            return found
 
     def find_conflicts(self, claims: Iterable[Claim], exclude: Iterable[Owner] = ()) -> list[Conflict]:
+        """:meth:`conflicts_with` for each claim of one slot, and, for the windows among
+        them, every stored claim of a device on that bus the windows would leave outside."""
         excluded = tuple(exclude)
-        return [c for claim in claims for c in self.conflicts_with(claim, excluded)]
+        claims = list(claims)
+        found = [c for claim in claims for c in self.conflicts_with(claim, excluded)]
+        mine = {c.owner for c in claims}
+        with self._lock:
+            for kind in {c.kind for c in claims if c.window}:
+                for bus in mine:
+                    windows = [c for c in claims if c.window and c.kind is kind and c.owner == bus]
+                    children = [o for o, parent in self._parent.items()
+                                if parent == bus and o not in excluded and o not in mine]
+                    for child in children:
+                        for held in self.claims(child):
+                            if held.kind is kind and _outside(held, windows, bus):
+                                found.append(Conflict(windows[0], held, (
+                                    f"its {kind.value} windows would leave {held.owner}'s "
+                                    f"{held.describe()} outside them")))
+        return found
 
     # ------------------------------------------------------------------ writing
     def replace(self, owner: Owner, claims: Sequence[Claim]) -> None:
@@ -376,13 +526,16 @@ class _Trial:
         self.iface = requirements.interface_type
         self.bus = requirements.bus_number
         self.top_down = top_down
+        self.placing_window = False
 
     def satisfy(self, alternative: IO_RESOURCE_LIST, attempt: ListAttempt) -> list | None:
         partials = []
+        windows = {id(alternative.descriptors[i]) for i in window_positions(alternative.descriptors)}
         for group in groups_of(alternative):
             found = None
             seen: list[Conflict] = []
             for d in group:
+                self.placing_window = id(d) in windows
                 found = self._place(d, seen)
                 if found is not None:
                     break
@@ -395,7 +548,7 @@ class _Trial:
             partials.append(found)
             # Later groups must avoid this placement; it belongs to the same driver.
             slot = Owner(self.owner.driver, f"<placement {len(partials)}>", self.owner.resource_class)
-            self.scratch.replace(slot, claims_of(slot, CM_RESOURCE_LIST.single(self.iface, self.bus, found)))
+            self.scratch.replace(slot, [replace(c, owner=slot) for c in self._claims(found)])
         return partials
 
     # Each candidate is checked against the real claims (minus the owner's own slot) and
@@ -421,8 +574,13 @@ class _Trial:
             return DevicePrivate(d.data, share=d.share, flags=d.flags)
         return None  # a kind the arbiter does not assign
 
+    def _claims(self, partial: Any) -> list[Claim]:
+        """The placement's claim, a window when its descriptor is one of the list's windows."""
+        return [replace(c, window=self.placing_window)
+                for c in claims_of(self.owner, CM_RESOURCE_LIST.single(self.iface, self.bus, partial))]
+
     def _claim(self, partial: Any) -> Claim:
-        return claims_of(self.owner, CM_RESOURCE_LIST.single(self.iface, self.bus, partial))[0]
+        return self._claims(partial)[0]
 
     def _place_point(self, d: Any, lo: int, hi: int, seen: list[Conflict], make: Any) -> Any:
         for value in range(lo, hi + 1) if hi >= lo else ():
@@ -451,6 +609,24 @@ class _Trial:
                 return cls(start, length, share=d.share, flags=d.flags)
         if hi < lo or length > hi - lo + 1 or lo > limit:
             return None
+        # A device on a bus with windows of this kind is placed inside them, window by window.
+        kind = ResourceKind.BUS_NUMBER if isinstance(d, BusNumberRequirement) else \
+            (ResourceKind.PORT if isinstance(d, PortRequirement) else ResourceKind.MEMORY)
+        bus = self.arbiter.parent_of(self.owner)
+        windows = self.arbiter.windows(bus, kind) if bus is not None else []
+        spans = sorted(((max(lo, w.start), min(hi, w.end)) for w in windows if not w.empty), reverse=top) \
+            if windows else [(lo, hi)]
+        spans = [(a, b) for a, b in spans if a <= b]
+        for span_lo, span_hi in spans:
+            found = self._search(span_lo, span_hi, length, align, top, make, seen)
+            if found is not None:
+                return found
+        if windows and not spans:  # say why: its range lies outside every window of its bus
+            seen.extend(_outside(self._claim(make(_align_up(lo, align))), windows, bus))
+        return None
+
+    def _search(self, lo: int, hi: int, length: int, align: int, top: bool, make: Any,
+                seen: list[Conflict]) -> Any:
         first = _align_down(hi - max(length, 1) + 1, align) if top else _align_up(lo, align)
         start = first
         # Bounded: every step moves past at least one blocker or ends the search.
@@ -482,12 +658,27 @@ def _align_down(value: int, align: int) -> int:
     return value // align * align if value >= 0 else -1
 
 
+def _outside(claim: Claim, windows: Sequence[Claim], bus: Owner) -> list[Conflict]:
+    """A refusal when ``claim`` does not lie inside one of its bus's ``windows`` of its
+    kind; none when the bus has no window of that kind (nothing says where it decodes)."""
+    if not windows or claim.kind in (ResourceKind.INTERRUPT, ResourceKind.DMA):
+        return []
+    for w in windows:
+        if claim.empty and w.start <= claim.start <= w.end + 1 and not w.empty:
+            return []
+        if not claim.empty and w.start <= claim.start and claim.end <= w.end:
+            return []
+    spans = ", ".join(describe_range(w.descriptor) for w in windows)
+    return [Conflict(claim, windows[0],
+                     f"outside every {claim.kind.value} window of its bus {bus} ({spans})")]
+
+
 def conflicts_between(claims: Iterable[Claim], others: Iterable[Claim]) -> list[Conflict]:
     """``claims`` against ``others`` not yet stored (another slot written in the same
     step), by the rule :meth:`Arbiter.conflicts_with` applies to stored claims."""
     others = list(others)
     return [Conflict(claim, held) for claim in claims for held in others
-            if claim.kind is held.kind and _meet(claim, held) and not compatible(claim, held)]
+            if claim.kind is held.kind and collide(claim, held)]
 
 
 def unique_conflicts(conflicts: Iterable[Conflict], side: str = "holder") -> list[Conflict]:

@@ -42,6 +42,13 @@ then the second, ...), which :func:`exhaustive_solve` — plain enumeration of e
 combination in the same order — finds too; tests and ``make bench-pnp`` compare them.
 Every search has a node budget and a deadline (:class:`PnpSearchLimit`).
 
+Bus windows (:mod:`harness.nt.arbiter`, "Bus windows"): a bus's or bridge's windows are not
+claims its devices collide with.  A node's :attr:`DeviceNode.parent` names the bus it sits
+on; the working arbiter gets that tree, so a device's claims must fit its bus's windows (an
+allocation searches inside them), a bus's windows must keep its placed children inside,
+and sibling buses' windows must not overlap.  Genuine LogConf trees name no parents: their
+windows then meet only other windows, and only when neither holds the other.
+
 Device problem codes (§6.3; cfg.h CM_PROB_*): :func:`assign` is what the PnP manager
 makes of the search for a whole tree.  Devices join in tree order (the order NT
 enumerates and starts them), each one only if it and every device already in can still
@@ -178,6 +185,9 @@ class DeviceNode:
     description: str = ""
     #: Fixed claims only this device must keep clear of (e.g. windows of bridges it is not behind).
     avoid: tuple[Claim, ...] = ()
+    #: The name of the node whose bus this device sits on, when the tree is known: its
+    #: claims must then fit that bus's windows (:mod:`harness.nt.arbiter`, bus windows).
+    parent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     #: CM_PROB_* set by :func:`assign` (0: none) and why, in words.
     problem: int = 0
@@ -347,9 +357,10 @@ def store_node(registry: Registry, node: DeviceNode) -> None:
             registry.delete_value(control, STATUS_VALUE, missing_ok=True)
 
 
-def load_node(registry: Registry, instance_path: str) -> DeviceNode:
-    """A node as :func:`store_node` left it (configurations only; no driver)."""
-    key = f"{ENUM}\\{instance_path}"
+def load_node(registry: Registry, instance_path: str, enum: str = ENUM) -> DeviceNode:
+    """A node as :func:`store_node` left it (configurations only; no driver); ``enum``:
+    another Enum key (a SYSTEM export's ``ControlSet001\\Enum``)."""
+    key = f"{enum}\\{instance_path}"
     node = DeviceNode(instance_path, registry.get(key, "LocationInformation", instance_path),
                       description=registry.get(key, "DeviceDesc", ""))
     logconf = f"{key}\\{LOG_CONF}"
@@ -369,12 +380,25 @@ def load_node(registry: Registry, instance_path: str) -> DeviceNode:
     return node
 
 
-def stored_nodes(registry: Registry) -> list[str]:
+def logconf_nodes(registry: Registry, under: str) -> list[DeviceNode]:
+    r"""Every device node with LogConf configurations anywhere below ``under`` (a genuine
+    SYSTEM export's ``ControlSet001\Enum``, or carved hive fragments whose key paths stop
+    short of Enum), each named by its path below ``under``; no tree (no parents)."""
+    nodes = []
+    for path, _ in registry.walk(under):
+        if path.lower().endswith("\\" + LOG_CONF.lower()) and len(path) > len(under) + len(LOG_CONF) + 1:
+            node = load_node(registry, path[len(under) + 1:-len(LOG_CONF) - 1], under)
+            if node.configs:
+                nodes.append(node)
+    return nodes
+
+
+def stored_nodes(registry: Registry, enum: str = ENUM) -> list[str]:
     r"""Every ``<enumerator>\<device id>\<instance>`` under Enum, in key order."""
-    if not registry.key_exists(ENUM):
+    if not registry.key_exists(enum):
         return []
-    return [f"{e}\\{d}\\{i}" for e in registry.subkeys(ENUM)
-            for d in registry.subkeys(f"{ENUM}\\{e}") for i in registry.subkeys(f"{ENUM}\\{e}\\{d}")]
+    return [f"{e}\\{d}\\{i}" for e in registry.subkeys(enum)
+            for d in registry.subkeys(f"{enum}\\{e}") for i in registry.subkeys(f"{enum}\\{e}\\{d}")]
 
 
 # ---------------------------------------------------------------------------------------
@@ -431,7 +455,8 @@ def _points(d: IO_RESOURCE_DESCRIPTOR) -> list[IO_RESOURCE_DESCRIPTOR]:
     return [fixed]
 
 
-def _is_window(d: IO_RESOURCE_DESCRIPTOR) -> bool:
+def _has_room(d: IO_RESOURCE_DESCRIPTOR) -> bool:
+    """A requirement with more than one place (left to the arbiter's allocation)."""
     if isinstance(d, (PortRequirement, MemoryRequirement)):
         return d.maximum_address - d.minimum_address + 1 > max(d.length, 1)
     if isinstance(d, InterruptRequirement):
@@ -477,7 +502,7 @@ def candidates(node: DeviceNode, *, limit: int = MAX_CANDIDATES) -> list[Candida
             single = IO_RESOURCE_REQUIREMENTS_LIST(req.interface_type, req.bus_number, req.slot_number,
                                                    (IO_RESOURCE_LIST((*head, *combo)),))
             priority = list_priority(alternative)
-            if any(_is_window(d) for d in combo):
+            if any(_has_room(d) for d in combo):
                 add(Candidate(kind, priority, index, number, None, single))
                 continue
             placed = empty.allocate(node.owner, single).resources
@@ -544,11 +569,16 @@ class _Budget:
 
 
 def _working_arbiter(base: Arbiter | None, nodes: Sequence[DeviceNode]) -> Arbiter:
-    """A private arbiter with every claim of ``base`` except the nodes' own slots."""
+    """A private arbiter with every claim of ``base`` except the nodes' own slots, and
+    the device tree: each node's bus (:attr:`DeviceNode.parent`) among the nodes."""
     working = Arbiter()
+    owners = {n.name: n.owner for n in nodes}
+    for n in nodes:
+        if n.parent is not None and n.parent in owners:
+            working.set_parent(n.owner, owners[n.parent])
     if base is None:
         return working
-    mine = {n.owner for n in nodes}
+    mine = set(owners.values())
     for owner in base.owners():
         if owner not in mine:
             working.replace(owner, base.claims(owner))
@@ -556,9 +586,14 @@ def _working_arbiter(base: Arbiter | None, nodes: Sequence[DeviceNode]) -> Arbit
 
 
 def static_order(nodes: Sequence[DeviceNode], cands: dict[str, list[Candidate]]) -> list[DeviceNode]:
-    """Forced devices first, then fewest candidates first, ties in tree order."""
+    """Forced devices first, then fewest candidates first, ties in tree order; a device
+    whose every candidate is left to the arbiter's allocation goes after the others (it
+    adapts to what is placed, the others cannot: a BAR with "any IRQ" placed first would
+    take the timer's IRQ 0 and leave the timer nothing, as on the genuine Dell)."""
     index = {id(n): i for i, n in enumerate(nodes)}
-    return sorted(nodes, key=lambda n: (n.get(ConfigType.FORCED) is None, len(cands[n.name]), index[id(n)]))
+    return sorted(nodes, key=lambda n: (n.get(ConfigType.FORCED) is None,
+                                        bool(cands[n.name]) and not any(c.concrete for c in cands[n.name]),
+                                        len(cands[n.name]), index[id(n)]))
 
 
 class _Avoid:
@@ -594,7 +629,10 @@ def _realise(node: DeviceNode, cand: Candidate, working: Arbiter, avoid: _Avoid,
     if allocation.resources is None:
         conflicts = [c for a in allocation.attempts for c in a.conflicts]
         return None, [], conflicts
-    return allocation.resources, claims_of(owner, allocation.resources), []
+    claims = claims_of(owner, allocation.resources)
+    # The whole list at once: a bus's placed windows must still hold its children's claims.
+    blockers = working.find_conflicts(claims, exclude=(owner,))
+    return (None if blockers else allocation.resources), claims, blockers
 
 
 def solve(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *,
@@ -802,6 +840,14 @@ def _check_names(nodes: Sequence[DeviceNode]) -> None:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise PnpError(f"device names must be unique: {', '.join(dup)}")
+    parents = {n.name: n.parent for n in nodes}
+    for n in nodes:
+        seen, walk = {n.name}, n.parent
+        while walk is not None and walk in parents:
+            if walk in seen:
+                raise PnpError(f"{n.name}: its parent chain loops back through {walk}")
+            seen.add(walk)
+            walk = parents[walk]
 
 
 # ---------------------------------------------------------------------------------------
@@ -883,14 +929,15 @@ def describe_conflicts(conflicts: Iterable[Conflict], limit: int = 3) -> str:
         if key in seen:
             continue
         seen.add(key)
-        out.append(f"{c.holder.kind.value} {describe_range(c.holder.descriptor)} held by {c.holder.owner}")
+        out.append(c.describe() if c.reason else
+                   f"{c.holder.kind.value} {describe_range(c.holder.descriptor)} held by {c.holder.owner}")
     more = f" (+{len(out) - limit} more)" if len(out) > limit else ""
     return "; ".join(out[:limit]) + more if out else "no room left in its windows"
 
 
 __all__ = ["ConfigType", "DeviceNode", "Candidate", "Choice", "Solution", "SearchStats", "Core",
            "PnpError", "PnpSearchLimit", "Irp", "send_pnp_irp", "query_configurations",
-           "store_node", "load_node", "stored_nodes", "enum_key", "candidates", "solve",
+           "store_node", "load_node", "stored_nodes", "logconf_nodes", "enum_key", "candidates", "solve",
            "exhaustive_solve", "unsatisfiable_core", "exhaustive_minimum_core", "with_priority",
            "list_priority", "static_order", "ENUM", "IRP_MJ_PNP", "IRP_MN_QUERY_RESOURCES",
            "IRP_MN_QUERY_RESOURCE_REQUIREMENTS", "IRP_MN_FILTER_RESOURCE_REQUIREMENTS",
