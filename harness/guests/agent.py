@@ -32,7 +32,7 @@ from ..nt.busaccess import (BusAccessError, check_config_range, check_port_acces
                             config_write_pieces)
 from ..qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
 from ..qemu.livebus import LiveBus
-from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, STUCK_STATES, FirmwareStalled, GuestBoot, Machine
+from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, FirmwareStalled, GuestBoot, Machine
 from ..qemu.progress import POLL_INTERVAL, FirmwareWatch
 from .probe import build_probe, channel_ports
 
@@ -87,7 +87,6 @@ class GuestAgent:
         # SeaBIOS runs first: a firmware that provably stopped ends the wait at once.
         watch = FirmwareWatch(self.machine, deadline, also=(self.machine.report_path,))
         polled = time.monotonic()
-        paused = 0  # STOP events checked (a panic may come before the caller's mark)
         while True:
             text = self.machine.report_path.read_text(errors="replace") if self.machine.report_path.exists() else ""
             if '"hello"' in text and path.exists():
@@ -99,11 +98,10 @@ class GuestAgent:
                 reason = stops[0].get("data", {}).get("reason", "?")
                 raise AgentError(f"the guest stopped the machine ({reason}) before its agent said hello"
                                  + self.machine.log_tails())
-            # Nor when QEMU paused the guest for good (a pvpanic the firmware wrote).
-            if len(self.machine.events("STOP")) > paused and self.machine.status() in STUCK_STATES:
-                raise AgentError(f"QEMU paused the guest in state {self.machine.status()!r} before its agent "
-                                 "said hello" + self.machine.log_tails())
-            paused = len(self.machine.events("STOP"))
+            # Nor when QEMU exited or paused the guest (a pvpanic the firmware wrote).
+            stop = self._stopped()
+            if stop is not None:
+                raise AgentError(f"{stop} before its agent said hello" + self.machine.log_tails())
             if self.machine.pid is None or time.monotonic() > deadline:
                 raise AgentError(f"the guest agent did not say hello within {timeout:g} s"
                                  + self.machine.log_tails())
