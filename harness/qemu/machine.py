@@ -864,7 +864,7 @@ class Machine:
                     raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s ({waited})",
                                           machine=self, seconds=timeout) from None
             stall = watch.poll()
-            if stall is not None and not self.events("SHUTDOWN")[mark:]:
+            if stall is not None and not any(e["event"] == "SHUTDOWN" for e in self._events[mark:]):
                 raise FirmwareStalled(stall, machine=self)
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
