@@ -149,12 +149,7 @@ def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None
     not give (fw_cfg, the RTC, the PIT, the 8259s and 8237s; measured in
     tests/board_overlaps.py), else None.  With nothing in the firmware's way the harness
     cannot explain the stop: the error stays an error."""
-    with_ports = [d for d in spec.devices if _ports(d)]
-    board = _bare_board(spec, with_ports) if with_ports else None
-    if board is None:
-        return None
-    blockers = [d for d in with_ports
-                if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+    board, blockers = _over_board(spec)
     if not blockers:
         return None
     cause = "; ".join(f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec)}" for d in blockers)
@@ -165,6 +160,17 @@ def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None
         if last is not None:
             cause += f"; SeaBIOS's last log line: {last!r}"
     return FirmwareEvent("firmware-stalled", detail, tuple(d.id for d in blockers), cause, True)
+
+
+def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
+    """A bare machine's board layout and the configured devices that decode ports a board
+    device decodes there (none: no board read)."""
+    with_ports = [d for d in spec.devices if _ports(d)]
+    board = _bare_board(spec, with_ports) if with_ports else None
+    if board is None:
+        return None, []
+    return board, [d for d in with_ports
+                   if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
 
 
 def _last_log_line(spec: MachineSpec, machine: Any) -> str | None:
@@ -198,14 +204,28 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     answering (``error``) because QEMU exited or paused it for good as the HAL and the
     drivers touched the machine (a pvpanic over the ELCR at 0x4d1 panics at the HAL's
     write there, livefuzz), as :func:`stopped_by` finds it under the PIC HAL; else None
-    (the error stands)."""
+    (the error stands); a reset or shutdown of the guest then is a `shutdown` event."""
     if machine.returncode is not None:
         return stopped_by(spec, machine, MachineDied(str(error)), after_firmware=True)
     try:
         state = machine.status()
     except HarnessError:
         return None
-    return _frozen(spec, state, after_firmware=True) if state in STUCK_STATES else None
+    if state in STUCK_STATES:
+        return _frozen(spec, state, after_firmware=True)
+    stops = machine.events("SHUTDOWN")
+    if state != "shutdown" or not stops:
+        return None
+    # The guest reset or shut down (-action pauses QEMU there): with a card over the 8259's
+    # mask port the agent guest takes an interrupt it never masked and resets (livefuzz).
+    reason = stops[-1].get("data", {}).get("reason", "?")
+    board, over = _over_board(spec)
+    causes = [f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec, 'the HAL or a driver')}" for d in over]
+    causes += [f"the machine file's step {a.describe()}" for a in spec.after_firmware
+               if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
+    cause = "; ".join(causes) or "no configured device sits on a board device's ports, and no step wrote; see qmp.log"
+    return FirmwareEvent("shutdown", f"the guest stopped the machine ({reason}) after the firmware, as the HAL "
+                         "and the drivers touched the machine", tuple(d.id for d in over), cause, True)
 
 
 def _frozen(spec: MachineSpec, state: str, *, after_firmware: bool = False) -> FirmwareEvent:

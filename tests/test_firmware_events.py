@@ -94,6 +94,24 @@ def test_a_firmware_event_is_a_finding_with_its_cause(name: str, tmp_path: Path)
     assert (tmp_path / "out" / "qemu" / "qmp.log").is_file()
 
 
+def test_a_guest_reset_after_the_firmware_under_the_apic_hal_is_a_finding(tmp_path: Path) -> None:
+    """The agent guest serves the bus: a write that resets it (here a step through 0xcf9;
+    livefuzz: a card over the 8259's mask port, whose stray interrupt resets the guest
+    now and then) silences the agent.  That is a `shutdown` event naming the writer, not
+    "the guest agent did not answer"."""
+    result = run_job(machine_spec("""
+machine: q35
+devices:
+  - {model: isa-serial, id: com1, iobase: 0x3f8, irq: 4}
+after_firmware:
+  - {port_write: 0xcf9, value: 0x06, phase: post-drivers}
+"""), tmp_path / "out", picture=False)
+    (event,) = result.events
+    assert (event.kind, event.stopped, result.hal) == ("shutdown", True, "apic"), result.format_text()
+    assert "(guest-reset) after the firmware" in event.detail and "o /b 0xcf9 0x6" in event.cause
+    assert result.verdict == CONFLICT and result.exit_code == 1
+
+
 def test_near_the_firmware_writes_the_job_stays_clean(tmp_path: Path) -> None:
     result = run_job(machine_spec("""
 machine: pc
