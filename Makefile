@@ -166,6 +166,13 @@ bench-pnp: setup
 
 bench: bench-pnp
 
+# ---- firmware stalls (harness/qemu/progress.py): how a held-up firmware ends, the watch's margins ----
+.PHONY: bench-firmware-stalls
+bench-firmware-stalls: setup
+	$(BIN)/python benchmarks/bench_firmware_stalls.py
+
+bench: bench-firmware-stalls
+
 # ---- random valid machines against the live layout (tests/livefuzz.py), not in make test ----
 # Each machine runs through the main job twice; failing files (shrunk) go to runs/livefuzz/failures.
 FUZZ_MACHINES     ?= 300

@@ -18,12 +18,14 @@ and that is a finding about the machine, not a harness error:
 Each becomes a :class:`FirmwareEvent`; the cause names the configured devices that can
 produce it, the ports they decode and what the firmware meant to reach there (SeaBIOS's
 log port, or the board device a bare QEMU of the same type decodes at those ports).
-* ``firmware-stalled``: the firmware did not finish within its bound while a configured
-  device decodes ports a board device decodes in a bare machine of the same type (SeaBIOS
-  waits there for an answer: a card on fw_cfg's 0x510, the RTC or the PIT).
+* ``firmware-stalled``: the firmware did not finish within its bound, or the progress
+  watch (:mod:`harness.qemu.progress`) saw it stop before, while a configured device
+  decodes ports a board device decodes in a bare machine of the same type (SeaBIOS waits
+  there for an answer: a card on fw_cfg's 0x510, the RTC or the PIT).
 
-A firmware that never finishes with nothing in its way is not among them: after the
-firmware bound a hung firmware and an overloaded host look alike, so that stays an error.
+A firmware that never finishes with nothing in its way is not among them: no configured
+device explains it (and after the bound a hung firmware and an overloaded host look
+alike), so that stays an error.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 from .config import FIRMWARE_LOG_PORT, DeviceSpec, MachineSpec, on_firmware_log_port
 from .errors import HarnessError
 from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
+from .qemu.progress import last_line
 from .verify import PCI_CONFIG_PORTS
 
 #: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
@@ -136,31 +139,45 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     return _exited(spec, machine)
 
 
-def stalled(spec: MachineSpec, machine: Any, detail: str) -> FirmwareEvent | None:
+def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None) -> FirmwareEvent | None:
     """The finding (``detail``: what did not finish) for a firmware that did not finish
     within its bound (a :class:`~harness.qemu.machine.FirmwareTimeout`; under the APIC HAL,
-    the agent guest's wait on the way) while configured devices decode ports that a board
-    device of a bare machine of the same type decodes: SeaBIOS waits there for an answer
-    the device does not give (fw_cfg, the RTC, the PIT, the 8259s and 8237s; measured in
-    tests/board_overlaps.py), else None.  With nothing in the firmware's way a hung
-    firmware and an overloaded host look alike: the timeout stays an error."""
-    with_ports = [d for d in spec.devices if _ports(d)]
-    board = _bare_board(spec, with_ports) if with_ports else None
-    if board is None:
-        return None
-    blockers = [d for d in with_ports
-                if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+    the agent guest's wait on the way) or that the progress watch saw stop before it
+    (:class:`~harness.qemu.machine.FirmwareStalled`; ``how`` it knew, which names SeaBIOS's
+    last log line) while configured devices decode ports that a board device of a bare
+    machine of the same type decodes: SeaBIOS waits there for an answer the device does
+    not give (fw_cfg, the RTC, the PIT, the 8259s and 8237s; measured in
+    tests/board_overlaps.py), else None.  With nothing in the firmware's way the harness
+    cannot explain the stop: the error stays an error."""
+    board, blockers = _over_board(spec)
     if not blockers:
         return None
     cause = "; ".join(f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec)}" for d in blockers)
-    try:
-        log = machine.firmware_log.read_bytes() if spec.firmware_log else b""
-    except OSError:
-        log = b""
-    last = next((line.decode(errors="replace").strip() for line in reversed(log.splitlines()) if line.strip()), None)
-    if last is not None:
-        cause += f"; SeaBIOS's last log line: {last!r}"
+    if how is not None:
+        cause += f"; the harness knew before the bound: {how}"
+    else:
+        last = _last_log_line(spec, machine)
+        if last is not None:
+            cause += f"; SeaBIOS's last log line: {last!r}"
     return FirmwareEvent("firmware-stalled", detail, tuple(d.id for d in blockers), cause, True)
+
+
+def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
+    """A bare machine's board layout and the configured devices that decode ports a board
+    device decodes there (none: no board read)."""
+    with_ports = [d for d in spec.devices if _ports(d)]
+    board = _bare_board(spec, with_ports) if with_ports else None
+    if board is None:
+        return None, []
+    return board, [d for d in with_ports
+                   if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+
+
+def _last_log_line(spec: MachineSpec, machine: Any) -> str | None:
+    try:
+        return last_line(machine.firmware_log.read_bytes()) if spec.firmware_log else None
+    except OSError:
+        return None
 
 
 def stopped_during_boot(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
@@ -187,14 +204,28 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     answering (``error``) because QEMU exited or paused it for good as the HAL and the
     drivers touched the machine (a pvpanic over the ELCR at 0x4d1 panics at the HAL's
     write there, livefuzz), as :func:`stopped_by` finds it under the PIC HAL; else None
-    (the error stands)."""
+    (the error stands); a reset or shutdown of the guest then is a `shutdown` event."""
     if machine.returncode is not None:
         return stopped_by(spec, machine, MachineDied(str(error)), after_firmware=True)
     try:
         state = machine.status()
     except HarnessError:
         return None
-    return _frozen(spec, state, after_firmware=True) if state in STUCK_STATES else None
+    if state in STUCK_STATES:
+        return _frozen(spec, state, after_firmware=True)
+    stops = machine.events("SHUTDOWN")
+    if state != "shutdown" or not stops:
+        return None
+    # The guest reset or shut down (-action pauses QEMU there): with a card over the 8259's
+    # mask port the agent guest takes an interrupt it never masked and resets (livefuzz).
+    reason = stops[-1].get("data", {}).get("reason", "?")
+    board, over = _over_board(spec)
+    causes = [f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec, 'the HAL or a driver')}" for d in over]
+    causes += [f"the machine file's step {a.describe()}" for a in spec.after_firmware
+               if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
+    cause = "; ".join(causes) or "no configured device sits on a board device's ports, and no step wrote; see qmp.log"
+    return FirmwareEvent("shutdown", f"the guest stopped the machine ({reason}) after the firmware, as the HAL "
+                         "and the drivers touched the machine", tuple(d.id for d in over), cause, True)
 
 
 def _frozen(spec: MachineSpec, state: str, *, after_firmware: bool = False) -> FirmwareEvent:
@@ -246,8 +277,7 @@ def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
         return None
     if FIRMWARE_DONE_TEXT in log:
         return None
-    last = next((line.decode(errors="replace").strip() for line in reversed(log.splitlines()) if line.strip()),
-                "(nothing)")
+    last = last_line(log) or "(nothing)"
     blockers = [d for d in spec.devices
                 if any(lo <= PCI_CONFIG_PORTS[1] and PCI_CONFIG_PORTS[0] <= hi for lo, hi in _ports(d))]
     cause = f"SeaBIOS's last log line: {last!r}"

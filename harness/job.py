@@ -395,8 +395,8 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         event = cut_short(spec, machine)
                 except (MachineStuck, MachineDied) as exc:
                     event = stopped_by(spec, machine, exc)
-                except FirmwareTimeout as exc:
-                    event = stalled(spec, machine, f"the firmware did not finish within {exc.seconds:g} s")
+                except FirmwareTimeout as exc:   # (FirmwareStalled too: the watch knew before the bound)
+                    event = stalled(spec, machine, exc.what, how=exc.how)
                     if event is None:   # nothing in the firmware's way: a slow host, or unknown
                         raise
                 timings["boot+firmware"] = time.monotonic() - t0

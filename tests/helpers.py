@@ -47,6 +47,13 @@ def tiny_bios(code: bytes) -> bytes:
 
 
 #: Real-mode code for tiny_bios: spin forever (``jmp $``) / write 1 to pvpanic's port 0x505.
+def tiny_bios_args(folder: Path, code: bytes) -> tuple[str, str]:
+    """QEMU arguments that run :func:`tiny_bios` of ``code`` (written into ``folder``)."""
+    path = folder / "bios.bin"
+    path.write_bytes(tiny_bios(code))
+    return ("-bios", str(path))
+
+
 SPIN_FOREVER = bytes([0xEB, 0xFE])
 PANIC_VIA_PVPANIC = bytes([0xBA, 0x05, 0x05, 0xB0, 0x01, 0xEE, 0xF4, 0xEB, 0xFD])
 

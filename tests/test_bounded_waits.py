@@ -17,7 +17,7 @@ import pytest
 
 from harness.qemu.machine import (QUIT_TIMEOUT, LaunchError, Machine, MachineStuck, QMPTimeout)
 from helpers import (PANIC_VIA_PVPANIC, SPIN_FOREVER, machine_spec, qemu_pids, record_figures,
-                     tiny_bios)
+                     tiny_bios_args)
 
 BARE = "machine: pc\n"
 #: Slack on top of a bound: scheduling on a loaded 2-core host, plus the log-tail read.
@@ -31,12 +31,6 @@ def _gone(pid: int, within: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def _bios(tmp_path: Path, code: bytes) -> tuple[str, str]:
-    path = tmp_path / "bios.bin"
-    path.write_bytes(tiny_bios(code))
-    return ("-bios", str(path))
 
 
 def test_a_qemu_that_never_greets_fails_the_launch_within_its_bound() -> None:
@@ -80,7 +74,7 @@ def test_a_qmp_call_to_a_hung_qemu_times_out_and_close_is_bounded() -> None:
 
 
 def test_a_firmware_that_never_finishes_times_out_naming_the_event(tmp_path: Path) -> None:
-    with Machine(machine_spec(BARE), extra_args=_bios(tmp_path, SPIN_FOREVER)) as m:
+    with Machine(machine_spec(BARE), extra_args=tiny_bios_args(tmp_path, SPIN_FOREVER)) as m:
         start = time.monotonic()
         with pytest.raises(QMPTimeout) as info:
             m.run_firmware(timeout=1.0)
@@ -109,7 +103,7 @@ def test_a_qemu_paused_forever_is_noticed_at_once_and_ended(tmp_path: Path, stat
         spec, args, event = machine_spec(BARE), _io_error_args(tmp_path), "BLOCK_IO_ERROR"
     else:
         spec = machine_spec("machine: pc\ndevices:\n  - {model: pvpanic, id: panic}\n")
-        args, event = _bios(tmp_path, PANIC_VIA_PVPANIC), "GUEST_PANICKED"
+        args, event = tiny_bios_args(tmp_path, PANIC_VIA_PVPANIC), "GUEST_PANICKED"
     with Machine(spec, extra_args=args) as m:
         pid = m.pid
         start = time.monotonic()

@@ -32,7 +32,8 @@ from ..nt.busaccess import (BusAccessError, check_config_range, check_port_acces
                             config_write_pieces)
 from ..qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
 from ..qemu.livebus import LiveBus
-from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, GuestBoot, Machine
+from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, FirmwareStalled, GuestBoot, Machine
+from ..qemu.progress import POLL_INTERVAL, FirmwareWatch
 from .probe import build_probe, channel_ports
 
 #: Port blocks tried for the agent's UART (nothing on a PC board decodes them).
@@ -83,6 +84,9 @@ class GuestAgent:
         reset or shutdown (event number ``after_event`` or later) ends the wait at once."""
         deadline = time.monotonic() + timeout
         path = self.machine.agent_socket
+        # SeaBIOS runs first: a firmware that provably stopped ends the wait at once.
+        watch = FirmwareWatch(self.machine, deadline, also=(self.machine.report_path,))
+        polled = time.monotonic()
         while True:
             text = self.machine.report_path.read_text(errors="replace") if self.machine.report_path.exists() else ""
             if '"hello"' in text and path.exists():
@@ -94,9 +98,18 @@ class GuestAgent:
                 reason = stops[0].get("data", {}).get("reason", "?")
                 raise AgentError(f"the guest stopped the machine ({reason}) before its agent said hello"
                                  + self.machine.log_tails())
+            # Nor when QEMU exited or paused the guest (a pvpanic the firmware wrote).
+            stop = self._stopped()
+            if stop is not None:
+                raise AgentError(f"{stop} before its agent said hello" + self.machine.log_tails())
             if self.machine.pid is None or time.monotonic() > deadline:
                 raise AgentError(f"the guest agent did not say hello within {timeout:g} s"
                                  + self.machine.log_tails())
+            if time.monotonic() - polled >= POLL_INTERVAL:
+                polled = time.monotonic()
+                stall = watch.poll()
+                if stall is not None:
+                    raise FirmwareStalled(stall, machine=self.machine, waited_for="the guest agent's hello")
             time.sleep(0.01)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(max(0.1, deadline - time.monotonic()))

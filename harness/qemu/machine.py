@@ -40,12 +40,14 @@ from . import loop as hloop
 from .accel import resolve_accel
 from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
-from .owner import KEEP_FILE, _state
+from .owner import KEEP_FILE, stopped_by_signal
+from .progress import POLL_INTERVAL, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
 from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
 
 if TYPE_CHECKING:
     from .launchplan import EarlyStart
+    from .progress import Stall
 
 #: Machine kinds pinned to versioned machine types, so a QEMU upgrade that changes the
 #: ``pc``/``q35`` aliases cannot silently change the hardware under test.
@@ -131,6 +133,37 @@ class FirmwareTimeout(QMPTimeout):
     def __init__(self, message: str, *, machine: "Machine | None" = None, seconds: float = 0.0) -> None:
         super().__init__(message, machine=machine)
         self.seconds = seconds
+
+    @property
+    def what(self) -> str:
+        """What did not happen, for a finding."""
+        return f"the firmware did not finish within {self.seconds:g} s"
+
+    @property
+    def how(self) -> str | None:
+        """How the harness knew before the bound (:class:`FirmwareStalled`), else None."""
+        return None
+
+
+class FirmwareStalled(FirmwareTimeout):
+    """The firmware provably stopped making progress before its bound (the watch of
+    :mod:`harness.qemu.progress`: a spin, a halt with interrupts off, or a reboot wait
+    past the bound); QEMU still runs.  ``seconds``: when the watch knew."""
+
+    def __init__(self, stall: "Stall", *, machine: "Machine", waited_for: str = "the firmware's end") -> None:
+        self.stall = stall
+        self.waited_for = waited_for
+        super().__init__(f"{waited_for} will never come: the firmware stopped after {stall.seconds:.1f} s "
+                         f"({stall.how})", machine=machine, seconds=stall.seconds)
+
+    @property
+    def what(self) -> str:
+        text = f"the firmware stopped making progress ({self.stall.rule}, found after {self.seconds:.1f} s)"
+        return text if self.waited_for == "the firmware's end" else f"{text}: {self.waited_for} will never come"
+
+    @property
+    def how(self) -> str | None:
+        return self.stall.how
 
 
 class MachineDied(QEMUError):
@@ -716,8 +749,9 @@ class Machine:
         return len(self._events)
 
     def wait_event(self, name: str, *, after: int = 0, timeout: float,
-                   match: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
-        """Wait for event ``name`` among events numbered ``after`` and later.
+                   match: Callable[[dict[str, Any]], bool] | None = None, tail: bool = True) -> dict[str, Any]:
+        """Wait for event ``name`` among events numbered ``after`` and later (``tail``: the
+        timeout error shows the log tails; a caller that waits in steps skips reading them).
 
         A STOP on the way is checked: if QEMU paused itself in a state it never leaves
         (:data:`STUCK_STATES`), the event cannot come, so the machine is ended at once and
@@ -753,7 +787,7 @@ class Machine:
 
         try:
             return hloop.call(run, timeout, lambda: QMPTimeout(
-                f"event {name} did not arrive within {timeout:g} s", machine=self))
+                f"event {name} did not arrive within {timeout:g} s", machine=self, tail=tail))
         except _StuckSignal as stuck:
             error = MachineStuck(
                 f"QEMU paused itself in state {stuck.state!r}, which it never leaves, "
@@ -813,13 +847,25 @@ class Machine:
         if self.phase != "firmware":
             self.start_firmware()
         mark, start = self._firmware_started
-        try:
-            self.wait_event("SHUTDOWN", after=mark, timeout=timeout)
-        except QMPTimeout as exc:
-            if self._proc is None or self._proc.poll() is not None or _frozen(self._proc.pid):
-                raise  # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
-            raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s "
-                                  f"({str(exc).splitlines()[0]})", machine=self, seconds=timeout) from None
+        deadline = time.monotonic() + timeout
+        watch = FirmwareWatch(self, deadline)
+        while True:
+            # In steps, asking the watch between them whether the firmware still moves.
+            left = deadline - time.monotonic()
+            try:
+                self.wait_event("SHUTDOWN", after=mark, timeout=max(0.0, min(POLL_INTERVAL, left)), tail=False)
+                break
+            except QMPTimeout:
+                if left <= POLL_INTERVAL:
+                    waited = f"event SHUTDOWN did not arrive within {timeout:g} s"
+                    if self._proc is None or self._proc.poll() is not None or stopped_by_signal(self._proc.pid):
+                        # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
+                        raise QMPTimeout(waited, machine=self) from None
+                    raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s ({waited})",
+                                          machine=self, seconds=timeout) from None
+            stall = watch.poll()
+            if stall is not None and not any(e["event"] == "SHUTDOWN" for e in self._events[mark:]):
+                raise FirmwareStalled(stall, machine=self)
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
         state = self.status()
@@ -1143,14 +1189,6 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
             proc.send_signal(sig)
         except ProcessLookupError:
             pass
-
-
-def _frozen(pid: int) -> bool:
-    """Whether the process is stopped by a signal (SIGSTOP, a debugger), not running."""
-    try:
-        return _state(str(pid)) in ("T", "t")
-    except (OSError, IndexError):
-        return False
 
 
 def _wait_or_escalate(proc: subprocess.Popen[bytes], quit_grace: float) -> str:

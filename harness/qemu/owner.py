@@ -81,12 +81,29 @@ def _stat_fields(pid: str) -> list[str]:
         return f.read().rsplit(")", 1)[1].split()
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system, all threads) process ``pid`` has used so far."""
+    fields = _stat_fields(str(pid))
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS  # fields 14 and 15 of the line
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 def _start_time(pid: str) -> int:
     return int(_stat_fields(pid)[19])  # field 22 of the whole line
 
 
 def _state(pid: str) -> str:
     return _stat_fields(pid)[0]
+
+
+def stopped_by_signal(pid: int) -> bool:
+    """Whether the process is stopped by a signal (SIGSTOP, a debugger), not running."""
+    try:
+        return _state(str(pid)) in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def _pidns(pid: str) -> int:
