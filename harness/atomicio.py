@@ -71,3 +71,14 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_output(path, "wb") as handle:
         handle.write(data)
     return Path(path)
+
+
+def output_folder(path: str | os.PathLike) -> Path:
+    """``path`` made as a folder (with its parents) if it is not one; an :class:`OutputError`
+    naming it when it cannot be (a file there, no permission)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot make the output folder {path}: {exc.strerror}") from None
+    return path

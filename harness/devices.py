@@ -607,7 +607,10 @@ def _check_value(node: Node, key: str, kind: str, value: Any) -> None:
             raise node.error(key, f"expected an integer ({kind}), got {value!r}")
         assert bounds is not None
         if not bounds[0] <= value <= bounds[1]:
-            raise node.error(key, f"{kind} value {value:#x} out of range {bounds[0]:#x}..{bounds[1]:#x}")
+            # ports in hex, as machine files and QEMU write them; a line or a channel as its
+            # number ('irq value 99', not 'irq value 0x63')
+            shown = (lambda v: f"{v:#x}") if kind in ("port", "int") else str
+            raise node.error(key, f"{kind} value {shown(value)} out of range {shown(bounds[0])}..{shown(bounds[1])}")
         if kind == "dma" and value == 4:
             raise node.error(key, "DMA channel 4 is the cascade between the two 8237s")
 

@@ -620,13 +620,8 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     """Whom a claim is for: a machine-file device, or for what a board claimant gathered
     as a board device (by its Parameters subkey, never by an id of the same name) the
     owners, or owner-less region names, of the board device's ranges (``board_labels``)."""
-    driver_object = io.drivers.get(claim.owner.driver)
-    config = None
-    if driver_object is not None:
-        for dev in driver_object.device_objects:
-            if dev.name == claim.owner.device:
-                config = dev.device_extension.get("config")
-    if claim.interface_type == PCIBus and config is not None and config.slot is not None:
+    config = _claim_config(claim, io)
+    if _is_pci_slot_claim(claim, config):
         bdf = f"{claim.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}"
         try:
             return ((True, layout.pci_function(bdf).qdev_id),)
@@ -653,6 +648,32 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     return ()
 
 
+def _claim_config(claim: Claim, io: IoManager) -> Any:
+    """The configuration the claiming driver gathered for the claim's device, or None."""
+    driver_object = io.drivers.get(claim.owner.driver)
+    if driver_object is not None:
+        for dev in driver_object.device_objects:
+            if dev.name == claim.owner.device:
+                return dev.device_extension.get("config")
+    return None
+
+
+def _is_pci_slot_claim(claim: Claim, config: Any) -> bool:
+    return claim.interface_type == PCIBus and config is not None and config.slot is not None
+
+
+def _shown_expected(claim: Claim, io: IoManager, whos: Sequence[Who], board: Sequence[ResolvedBoardDevice],
+                    detected: Mapping[Who, str]) -> tuple[str, ...]:
+    """Whom a check says the claim is for: a board device by its label (board:ide-legacy),
+    as every report names it, not by its ranges' QOM paths or owner-less region names."""
+    config = _claim_config(claim, io)
+    if config is not None and not _is_pci_slot_claim(claim, config):
+        gathered = board_device_gathered(board, claim.owner.driver, config.name)
+        if gathered is not None:
+            return (gathered.label,)
+    return tuple(dict.fromkeys(detected.get(who, who[1]) for who in whos))
+
+
 def _qemu_types_of(service_name: str) -> set[str]:
     """QEMU device types driven by the driver with this service name."""
     catalog = load_catalog()
@@ -668,11 +689,13 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
     checks = []
     board_labels = _board_labels(board, layout, {d.id for d in spec.devices})
     shown = _board_namer(spec.machine)
+    detected = _detected_board_controllers(layout, spec)
     for claim in io.arbiter.claims():
         if claim.owner.driver == HAL_NAME or claim.empty:
             continue
         whos = _expected_devices(claim, io, layout, spec, board, board_labels)
-        check = ClaimCheck(claim.owner.driver, claim.owner.device, _labels(whos),
+        check = ClaimCheck(claim.owner.driver, claim.owner.device,
+                           _shown_expected(claim, io, whos, board, detected),
                            f"{claim.kind.value} {describe_range(claim.descriptor)}", True)
         if claim.kind in (ResourceKind.PORT, ResourceKind.MEMORY):
             _check_range(check, claim, layout, whos, shown)
@@ -683,6 +706,16 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
         check.ok = not check.findings
         checks.append(check)
     return checks
+
+
+def _detected_board_controllers(layout: Layout, spec: MachineSpec) -> dict[Who, str]:
+    """The board label of each built-in ISA device by its QOM path: the board's floppy
+    controller, which the Floppy driver finds by detection and claims as a base, not as
+    a board device's Parameters."""
+    devices = board_model(spec.machine)
+    configured = {d.id for d in spec.devices}
+    return {(True, dev.id or dev.path): found.label for dev in layout.isa
+            if dev.id not in configured and (found := board_device_of(devices, dev.type)) is not None}
 
 
 def _board_namer(machine: str) -> Callable[[Any], str]:

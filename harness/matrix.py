@@ -62,7 +62,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -70,14 +70,14 @@ from .config import FIRMWARE_LOG_PORT, MachineSpec, on_firmware_log_port, parse_
 from .devices import Catalog, DeviceModel, load_catalog
 from .packagedata import resolve_config
 from .verdict import VERDICTS
-from .errors import ConfigError, HarnessError
+from .errors import COMMAND_LINE, ConfigError, HarnessError
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
 _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclude", "expect"})
 #: Machine-file keys a fragment may set (the cell's id is its name; expectations come
 #: from the ``expect`` rules).
 _FRAGMENT_KEYS = frozenset({"description", "machine", "accel", "memory", "devices",
-                            "firmware_log", "drivers"})
+                            "firmware_log", "drivers", "builtin", "after_firmware"})
 _RULE_KEYS = frozenset({"when", "outcome", "why", "known_issue"})
 OUTCOMES = VERDICTS
 GENERATORS = ("each_model", "each_setting")
@@ -153,7 +153,7 @@ class Matrix:
             try:
                 parsed.append(parse_filter(text, f"--only {text!r}", self.axes))
             except ConfigError as exc:
-                raise ConfigError(exc.message, source="the command line", field=f"--only {text!r}") from None
+                raise ConfigError(exc.message, source=COMMAND_LINE, field=f"--only {text!r}") from None
         return [c for c in self.cells if not parsed or any(f.matches(c.axes) for f in parsed)]
 
 
@@ -711,8 +711,8 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
     from multiprocessing.connection import wait
 
     check_artifacts(artifacts)
-    out_root = Path(out_root)
-    out_root.mkdir(parents=True, exist_ok=True)
+    from .atomicio import output_folder
+    out_root = output_folder(out_root)   # before any worker starts
     report = _progress(progress, len(cells))
     queue = deque(cells)
     done: dict[str, CellResult] = {}
@@ -756,8 +756,16 @@ def run_cells(cells: list[Cell], jobs: int, out_root: str | Path, *, on_failure:
 
 def _cell_to_wire(cell: Cell) -> dict[str, Any]:
     """A picklable form of a cell (a MachineSpec holds mapping proxies, which are not)."""
+    spec = cell.spec
     return {"id": cell.id, "axes": dict(cell.axes), "expect": cell.expect, "why": cell.why,
-            "known_issue": cell.known_issue, "source": cell.spec.source, "spec": cell.spec.to_dict()}
+            "known_issue": cell.known_issue, "source": spec.source, "spec": spec.to_dict(),
+            "lines": {key: [item.line for item in getattr(spec, key)] for key in _LINED}}
+
+
+#: The MachineSpec fields whose items keep the line of the file they came from: the worker
+#: parses the spec from one line of JSON, so it takes them from the wire (a report's
+#: "line N" of a step or a driverless device named line 1 of every matrix).
+_LINED = ("devices", "drivers", "after_firmware")
 
 
 def _cell_from_wire(data: dict[str, Any]) -> Cell:
@@ -766,6 +774,9 @@ def _cell_from_wire(data: dict[str, Any]) -> Cell:
     from .yamlio import load_json
     # Checked again in full, as a machine file is; JSON's own parser, not PyYAML's (same document).
     spec = parse_machine(load_json(json.dumps(data["spec"]), data["source"]), data["source"])
+    spec = replace(spec, **{key: tuple(replace(item, line=line) for item, line
+                                       in zip(getattr(spec, key), data["lines"][key], strict=True))
+                            for key in _LINED})
     return Cell(data["id"], data["axes"], spec, data["expect"], data["why"], data["known_issue"])
 
 

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .atomicio import write_text
+from .atomicio import output_folder, write_text
 from .errors import HarnessError
 from .matrix import OUTCOME_WORDS, CellResult, Matrix, format_summary
 
@@ -91,7 +91,7 @@ def _findings(report: Path) -> list[str]:
 def write_outputs(summary: Mapping[str, Any], out: Path) -> None:
     """summary.json, junit.xml, report.txt and report.html of ``summary`` in ``out``."""
     from .htmlreport import matrix_report_html
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     write_text(out / SUMMARY, json.dumps(summary, indent=1) + "\n")
     write_text(out / JUNIT, junit_xml(summary))
     write_text(out / REPORT_TXT, format_text(summary))
@@ -172,10 +172,12 @@ def merge(folders: list[Path], out: Path | None = None) -> tuple[dict[str, Any],
             raise HarnessError(f"merge: {folder} has no {SUMMARY} (not the --out folder of 'harness matrix --run')")
         try:
             doc = json.loads(path.read_text())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:   # RecursionError: nested deeper than any summary
             raise HarnessError(f"merge: {path}: not JSON ({exc})") from None
-        if doc.get("schema") != SCHEMA:
-            raise HarnessError(f"merge: {path}: summary schema {doc.get('schema')!r}, expected {SCHEMA}")
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            schema = doc.get("schema") if isinstance(doc, dict) else None
+            raise HarnessError(f"merge: {path}: summary schema {schema!r}, expected {SCHEMA}")
+        _check_summary(path, doc)
         summaries.append((folder, doc))
     first_folder, first = summaries[0]
     for folder, doc in summaries[1:]:
@@ -208,6 +210,27 @@ def merge(folders: list[Path], out: Path | None = None) -> tuple[dict[str, Any],
         "missing": missing,
         "left_out": first.get("left_out", []),
     }, out
+
+
+def _check_summary(path: Path, doc: dict[str, Any]) -> None:
+    """What :func:`merge` reads of a summary is there, of the types :func:`build_summary`
+    writes: an edited or damaged file is refused naming it and the field, not a traceback."""
+    def need(ok: bool, field: str, expected: str) -> None:
+        if not ok:
+            raise HarnessError(f"merge: {path}: {field}: expected {expected} (not a summary 'harness matrix "
+                               "--run' wrote, or edited)")
+    need(isinstance(doc.get("matrix"), str), "matrix", "the matrix's name")
+    need(isinstance(doc.get("source"), str), "source", "a path")
+    need(isinstance(doc.get("axes"), dict), "axes", "a mapping")
+    selection = doc.get("selection")
+    need(isinstance(selection, dict) and isinstance(selection.get("cells"), list)
+         and all(isinstance(c, str) for c in selection["cells"]), "selection.cells", "a list of cell ids")
+    need(isinstance(doc.get("shards"), list) and bool(doc["shards"]), "shards", "a list of shards")
+    need(isinstance(doc.get("results"), list), "results", "a list of cells")
+    for i, r in enumerate(doc["results"]):
+        need(isinstance(r, dict) and isinstance(r.get("cell_id"), str) and isinstance(r.get("out_dir"), str)
+             and isinstance(r.get("bundle"), (str, type(None))), f"results[{i}]",
+             "a cell with cell_id, out_dir and bundle")
 
 
 def outcome_counts(summary: Mapping[str, Any]) -> str:

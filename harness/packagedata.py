@@ -72,7 +72,12 @@ def user_cache_dir() -> Path:
     Created on demand, private to the user (0700): guest images and locks live here.
     """
     root = Path(cache_root())
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:   # a file there, or a parent that cannot be made
+        from .errors import HarnessError
+        where = CACHE_ENV if os.environ.get(CACHE_ENV) else "XDG_CACHE_HOME or HOME"
+        raise HarnessError(f"cache folder {root} (from {where}) cannot be made: {exc.strerror}") from None
     return root
 
 

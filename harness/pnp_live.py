@@ -362,7 +362,7 @@ def _board_claims(base: Arbiter, spec: MachineSpec, hal: Hal, nodes: list[Device
         device = resolved.device
         if device.claimant is None or device.bars:
             continue
-        who = Owner("<board device>", device.name)
+        who = Owner(device.label)   # named as every report names a board device (board:ide-legacy)
         claims = [range_claim(who, "io" if kind == "port" else "memory", first, last)
                   for kind, first, last in resolved.decoded if kind in ("port", "memory")
                   and not any(a <= last and first <= b for a, b in taken)]

@@ -48,7 +48,7 @@ from .actions import ACTION_KINDS, Action, is_action, parse_step
 from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
 from .errors import ConfigError, HarnessError
 from .job import HAL_CHOICES, JobResult, run_job
-from .nt.iomgr import ReportCall
+from .nt.iomgr import ReportCall, _one_key_name
 from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_RESOURCE_LIST, INTERFACE_TYPE, CmResourceShare, Dma,
                            Interrupt, Memory, Port)
 from .nt.errors import ResourceFormatError
@@ -155,6 +155,10 @@ def load_bundle(path: str | Path) -> Bundle:
 def parse_bundle(doc: Any, source: str) -> Bundle:
     if not isinstance(doc, Node):
         raise ConfigError("a repro bundle must be a YAML mapping", source=source)
+    if "harness_repro" not in doc and isinstance(doc.get("machine"), str):
+        # a machine type where a bundle has the machine mapping: a machine file given for a bundle
+        raise doc.error(None, "this is a machine file, not a repro bundle: 'harness run' takes it and writes "
+                              "one (bundle.yaml beside its report) when the machine is not clean")
     doc.check_keys(_KEYS, {"harness_repro", "machine"})
     version = get_int(doc, "harness_repro")
     if version != BUNDLE_VERSION:
@@ -228,7 +232,13 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
     device = get_str(report, "device", default=None)
     if "device_list" in lists and device is None:
         raise report.error("device_list", "a device list needs the 'device' it is for")
-    return ReportCall(get_str(report, "driver"), device, get_str(report, "class", default=None),
+    names = {key: get_str(report, key, default=None) for key in ("driver", "class")}
+    for key, name in names.items():
+        # the call would only return STATUS_OBJECT_NAME_INVALID, which no report shows
+        if name is not None and not _one_key_name(name):
+            raise report.error(key, f"{name!r} cannot be a registry key name (empty, or holds '\\'): "
+                                    "IoReportResourceUsage would refuse it with STATUS_OBJECT_NAME_INVALID")
+    return ReportCall(names["driver"], device, names["class"],
                       lists.get("driver_list"), lists.get("device_list"), get_bool(report, "override", default=False))
 
 

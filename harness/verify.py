@@ -66,6 +66,13 @@ PCI_CONFIG_REGIONS = ("pci-conf-idx", "pci-conf-data")  # QEMU's names for them
 #: (measured: a UART on IRQ 2 raises nothing the CPU takes as IRQ 2); on an AT bus the IRQ 2
 #: pin is IRQ 9 instead, which is why cards label IRQ 9 "2".
 CASCADE_IRQ = 2
+#: The PIIX4 PM function (pc's ACPI) and the ISA line QEMU wires its SCI to whatever its
+#: interrupt line register says (pc_piix.c: piix4_pm_init(..., x86ms->gsi[9], ...)): the
+#: register is the firmware's note, and rewritten to 5 the SCI still raises IRQ 9
+#: (measured: tests/test_job.py).  ICH9 (q35) routes its SCI by ACPI_CNTL, as the HAL reads.
+PIIX4_PM_ID = (0x8086, 0x7113)
+PIIX4_PM_SCI = 9
+ICH9_RCRB_REGION = "lpc-rcrb-mmio"   # QEMU's region of the ICH9 chipset configuration registers (RCBA)
 CASCADE_REASON = (f"IRQ {CASCADE_IRQ} is the 8259 cascade: QEMU wires ISA IRQ {CASCADE_IRQ} to the master PIC's "
                   "input the slave PIC signals on, so the device's request never arrives as "
                   f"IRQ {CASCADE_IRQ} (on an AT bus the IRQ 2 pin is IRQ 9)")
@@ -278,11 +285,59 @@ class HardwareView:
     event: Any = None  # harness.firmware_events.FirmwareEvent that cut the firmware short
 
 
+def config_port_takers(layout: Any) -> list[Any]:
+    """The flat I/O regions decoding the PCI host's configuration address (0xCF8) or data
+    (0xCFC-0xCFF) ports instead of QEMU's pci-conf-* regions.  0xCF9 does not count: the
+    chipset's reset register always sits there and configuration access works around it."""
+    return [r for r in layout.io
+            if (r.start <= PCI_CONFIG_PORTS[0] <= r.end or (r.start <= PCI_CONFIG_PORTS[1] and r.end >= PCI_CONFIG_DATA))
+            and not r.name.startswith(PCI_CONFIG_REGIONS)]
+
+
 def routed_view(layout: Any, hal: Any) -> HardwareView:
-    """A layout with each PCI pin's route and the SCI line read through the HAL."""
-    routes = {fn.bdf: hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
+    """A layout with each PCI pin's route read through the HAL, and the line the ACPI SCI
+    really raises: PIIX4's wired one (whatever its register, or what the HAL reads through
+    configuration ports a card has taken, says), else the HAL's reading of the chipset.
+
+    With the configuration ports taken, the HAL's read of a PIRQ route register reaches the
+    card, not the chipset (a PCI pin showed on IRQ 0); the chipset keeps the route the
+    firmware gave it, which nothing can rewrite while the ports are the card's and which
+    the firmware noted in each function's interrupt line register (query-pci's ``irq``)."""
+    kept = config_port_takers(layout) and layout.pirq is not None
+    routes = {fn.bdf: _kept_route(layout, fn, hal) if kept else hal.pci_interrupt_route(fn.bus, fn.slot, fn.function)
               for fn in layout.pci if fn.interrupt_pin}
-    return HardwareView(layout, routes, hal.sci_irq())
+    wired = any((fn.vendor, fn.device) == PIIX4_PM_ID for fn in layout.pci)
+    return HardwareView(layout, routes, PIIX4_PM_SCI if wired else hal.sci_irq())
+
+
+def _kept_route(layout: Any, fn: Any, hal: Any) -> Any:
+    """``fn``'s pin through the bridges to its PIRQ link, routed where the firmware left it
+    (its interrupt line register, from query-pci), from the layout and memory: nothing read
+    over configuration ports a card holds (q35's board slots: their D2xIR registers, at the
+    RCBA window the layout shows).  None for a function whose line is no INTx, or whose
+    link cannot be told."""
+    from .nt.hal import (ICH9_DIR_OFFSETS, ISA_IRQS, NON_INTX_FUNCTIONS, PciRoute, ich9_link, piix3_link,
+                         pirq_register, swizzle_to_bus0)
+    if (fn.vendor, fn.device) in NON_INTX_FUNCTIONS:
+        return None
+    parent = {f.bridge.secondary: (f.bus, f.slot) for f in layout.pci if f.bridge is not None}
+    root = swizzle_to_bus0(fn.bus, fn.slot, fn.interrupt_pin, parent)
+    if root is None:
+        return None
+    irq = fn.interrupt_line if fn.interrupt_line is not None and 0 < fn.interrupt_line < ISA_IRQS else None
+    if layout.pirq.chipset == "piix3":
+        link = piix3_link(*root)
+        return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "piix3", link, pirq_register(link), irq, irq)
+    rcrb = next((r.start for r in layout.memory if r.name == ICH9_RCRB_REGION), None)
+
+    def read_dir(slot: int) -> int | None:
+        if rcrb is None:
+            return None
+        return int.from_bytes(hal.bus.read_memory(rcrb + ICH9_DIR_OFFSETS[slot], 2), "little")
+    link = ich9_link(*root, read_dir)
+    if link is None:
+        return None
+    return PciRoute(fn.interrupt_pin, root[0], root[1] + 1, "ich9", link, pirq_register(link), irq, ISA_IRQS + link)
 
 
 def hardware_conflicts(spec: MachineSpec, hardware: HardwareView) -> list[Finding]:
@@ -496,13 +551,10 @@ class _Context:
         ports instead of QEMU's pci-conf-* regions.  0xCF9 does not count: the chipset's
         reset register always sits there and configuration access works around it."""
         found: list[str] = []
-        for r in self.layout.io:
-            covers = r.start <= PCI_CONFIG_PORTS[0] <= r.end or (
-                r.start <= PCI_CONFIG_PORTS[1] and r.end >= PCI_CONFIG_DATA)
-            if covers and not r.name.startswith(PCI_CONFIG_REGIONS):
-                name = self.describe(r.owner or r.name)
-                if name not in found:
-                    found.append(name)
+        for r in config_port_takers(self.layout):
+            name = self.describe(r.owner or r.name)
+            if name not in found:
+                found.append(name)
         return found
 
     def isa_name(self, dev: Any) -> str:

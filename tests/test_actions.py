@@ -100,11 +100,15 @@ def test_port_and_command_steps_and_a_failed_expectation(tmp_path: Path) -> None
             "  - {port_write: 0x3ff, value: 0x5a}\n"             # the 16550's scratch register
             "  - {port_read: 0x3ff, expect: 0x5a}\n"
             "  - {port_read: 0x3fd, expect: 0x00}\n"             # wrong on purpose: LSR is 0x60
+            "  - {memory_read: 0xd0000000, size: 4}\n"          # nothing decodes it: QEMU's xp refuses
             "  - {set_command: ne, value: 0x0, phase: post-drivers}\n")  # I/O decode off
     spec = parse_machine_text(text, "steps.yaml")
     result = run_job(spec, tmp_path / "run", picture=False)
-    assert [(a.ok, a.read) for a in result.actions] == [(True, None), (True, 0x5A), (False, 0x60), (True, None)]
+    assert [(a.ok, a.read) for a in result.actions] == [(True, None), (True, 0x5A), (False, 0x60), (False, None),
+                                                        (True, None)]
     assert result.actions[2].problem == "read 0x60, expected 0x0 under mask 0xff"
+    # a refused read is what the step found (it ended the job with exit 2 and no report)
+    assert result.actions[3].problem.startswith("the read was refused: ") and "0xd0000000" in result.actions[3].problem
     assert "step [post-firmware] i /b 0x3fd, expect 0x0: read 0x60, expected 0x0 under mask 0xff" in result.findings()
     fn = result.layout.pci_by_id("ne")
     assert fn.command & 0x3 == 0, "the post-drivers snapshot sees the decode switched off"

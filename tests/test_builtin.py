@@ -17,7 +17,7 @@ from helpers import machine_error
 
 @pytest.mark.parametrize(("text", "field", "message"), [
     ("machine: pc\nbuiltin:\n  fdc: {iobase: 0x10000}\n", "builtin.fdc.iobase", "out of range 0x0..0xffff"),
-    ("machine: pc\nbuiltin:\n  i8042: {kbd-irq: 16}\n", "builtin.i8042.kbd-irq", "out of range 0x0..0xf"),
+    ("machine: pc\nbuiltin:\n  i8042: {kbd-irq: 16}\n", "builtin.i8042.kbd-irq", "irq value 16 out of range 0..15"),
     ("machine: pc\nbuiltin:\n  fdc: {dma: 4}\n", "builtin.fdc.dma", "cascade"),
     ("machine: pc\nbuiltin:\n  i8042: {kbd-irq: '1,iobase=2'}\n", "builtin.i8042.kbd-irq", "expected an integer"),
     ("machine: pc\nbuiltin:\n  ide: {irq: 14}\n", "builtin.ide", "expected one of: fdc, i8042"),

@@ -61,3 +61,67 @@ def test_a_missing_qemu_is_one_line(command, tmp_path) -> None:
     assert done.stderr.splitlines() == [
         f"harness {command[0]}: error: QEMU binary 'no-such-qemu-binary' not found ($HARNESS_QEMU is "
         "'no-such-qemu-binary'): install QEMU (Debian: apt-get install qemu-system-x86) or set HARNESS_QEMU to its path"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["pnp", "--timeout", "nan"], "error: the command line: --timeout: must be a positive number of seconds, not nan"),
+    (["pnp", "--timeout", "inf"], "error: the command line: --timeout: must be a positive number of seconds, not inf"),
+    (["pnp", "--timeout", "0"], "error: the command line: --timeout: must be a positive number of seconds, not 0"),
+    (["pnp", "--budget", "0"], "error: the command line: --budget: must be at least 1, not 0"),
+])
+def test_out_of_range_options_name_the_option_and_what_was_expected(args, says) -> None:
+    # nan passed 'timeout <= 0' and ran the search with no time limit
+    result = harness(*args[:1], str(CONFIGS / "machines" / "default.yaml"), *args[1:])
+    assert result.returncode == 2 and result.stderr.splitlines() == [f"harness {args[0]}: {says}"]
+
+
+def test_a_very_long_value_is_shown_cut_in_its_error(tmp_path: Path) -> None:
+    bad = tmp_path / "long.yaml"
+    bad.write_text(f"machine: pc\ndevices:\n  - {{model: isa-serial, id: {'a' * 5000}}}\n")
+    result = harness("run", str(bad))
+    line, = result.stderr.splitlines()
+    assert result.returncode == 2 and len(line) < 300, line
+    assert f"{bad}:3: devices[0].id: '{'a' * 60}...' (5000 characters) is not a valid id" in line
+
+
+def test_examples_copy_into_a_folder_it_cannot_make_names_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = harness("examples", "--copy", "machines/default", "--to", str(blocker / "sub"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"harness examples: error: --to {blocker / 'sub'}: cannot make the folder")
+    result = harness("examples", "--copy", "machines/default", "--to", str(tmp_path / "mine"))
+    assert result.returncode == 0 and (tmp_path / "mine" / "default.yaml").read_text().startswith("#")
+
+
+def test_a_run_folder_root_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = dict(os.environ, HARNESS_RUN_DIR=str(blocker))
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "layout", str(CONFIGS / "machines" / "isapc.yaml")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    # it said "[Errno 17] File exists: '...'"
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"harness layout: error: run folder root {blocker} (HARNESS_RUN_DIR) cannot be made: File exists"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_named_with_its_variable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(blocker))
+    done = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(CONFIGS / "machines" / "isapc.yaml"),
+                           "--out", str(tmp_path / "out")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"harness run: error: cache folder {blocker} (from HARNESS_CACHE_DIR) cannot be made: File exists"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_a_long_quoted_value_is_cut_never_the_text_between_two() -> None:
+    from harness.errors import ConfigError
+    # the text between two short literals ('abc,drive=x' ... '-') was once taken for one
+    rule = "at most 128 letters, digits and _.:+-, not starting with '-' (commas and '=' would inject QEMU options)"
+    assert str(ConfigError(f"'abc,drive=x' is not a valid QEMU value: {rule}")).endswith(rule)
+    between = "'x-' and then " + "long words " * 12 + "'y'"
+    assert str(ConfigError(between)) == f"<config>: {between}"
+    assert str(ConfigError("'" + "a" * 100 + "' is bad")) == f"<config>: '{'a' * 60}...' (100 characters) is bad"

@@ -279,3 +279,46 @@ def test_bundle_fields_are_bounded_and_located(tmp_path: Path) -> None:
     huge = tmp_path / "huge.yaml"
     huge.write_text(head + "title: '" + "x" * (2 << 20) + "'\n")
     assert "larger than" in _error(load_bundle, huge).message
+    # a machine file given for a bundle says so (it said: unknown field 'name')
+    bundle.write_text("name: m\nmachine: pc\ndevices: []\n")
+    assert "this is a machine file, not a repro bundle: 'harness run' takes it" in str(_error(load_bundle, bundle))
+    # a report step whose call could only return STATUS_OBJECT_NAME_INVALID (which no
+    # report shows: the replay looked like one without the step) is refused at its field
+    for key, name in (("driver", "''"), ("driver", "'a\\b'"), ("class", "'x\\y'")):
+        other = "" if key == "driver" else "      driver: serial\n"
+        bundle.write_text(head + f"steps:\n  - report:\n      {key}: {name}\n{other}      device: com1\n"
+                          "      device_list: [{resources: [{port: 0x3f8, length: 8}]}]\n")
+        exc = _error(load_bundle, bundle)
+        assert (exc.line, exc.field) == (5, f"steps[0].report.{key}") and "STATUS_OBJECT_NAME_INVALID" in str(exc), exc
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[" * 100_000, "not JSON"),                       # a RecursionError traceback, exit 1
+    ("[1]", "summary schema None"),                    # 'list' object has no attribute 'get'
+    ('{"schema": 2}', "matrix: expected"),             # KeyError: 'results'
+    ('{"schema": 2, "matrix": "m", "source": "m.yaml", "axes": {}, "selection": {"cells": ["a"]}, '
+     '"shards": ["all"], "results": [{"cell_id": "a"}]}', "results[0]: expected a cell"),
+])
+def test_matrix_merge_refuses_a_damaged_summary_naming_it(tmp_path: Path, text: str, says: str, capsys) -> None:
+    shard = tmp_path / "shard"
+    shard.mkdir()
+    (shard / "summary.json").write_text(text)
+    assert main(["matrix", "merge", str(shard), "--out", str(tmp_path / "merged")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness matrix: error: merge: {shard / 'summary.json'}: ") and says in err, err
+    assert not (tmp_path / "merged").exists()
+
+
+def test_matrix_output_onto_a_file_is_refused_before_any_cell_runs(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("mine\n")
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text("name: m\naxes:\n  machine: {isapc: {machine: isapc}}\n")
+    for argv in (["matrix", str(matrix), "--run", "--out", str(blocker)],
+                 ["matrix", "merge", str(tmp_path), "--out", str(blocker)]):
+        if argv[1] == "merge":   # a shard folder to merge, so the output folder is what fails
+            (tmp_path / "summary.json").write_text('{"schema": 2, "matrix": "m", "source": "m.yaml", "axes": {}, '
+                                                   '"selection": {"cells": []}, "shards": ["all"], "results": []}')
+        assert main(argv) == 2
+        assert f"error: cannot make the output folder {blocker}: File exists" in capsys.readouterr().err
+        assert blocker.read_text() == "mine\n"   # it said "[Errno 17] File exists"

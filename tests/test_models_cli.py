@@ -64,7 +64,7 @@ def test_models_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     ("{model: ide-cd, id: d, bus: x}", "devices[0].bus", "names its 'controller'"),
     ("{model: ide-cd, id: d, controller: nope}", "devices[0].controller", "not the id of an isa-ide"),
     ("{model: isa-serial, id: d, channel: 0}", "devices[0].channel", "only IDE drives have a channel"),
-    ("{model: isa-serial, id: d, index: 4}", "devices[0].index", "out of range 0x0..0x3"),
+    ("{model: isa-serial, id: d, index: 4}", "devices[0].index", "index value 4 out of range 0..3"),
     ("{model: isa-serial, id: d, index: '1'}", "devices[0].index", "expected an integer"),
 ])
 def test_new_device_keys_are_validated(device: str, field: str, message: str) -> None:

@@ -241,7 +241,7 @@ import pytest
 @pytest.mark.machine("machine: pc\\ndevices: [{model: isa-serial, id: com1, irq: 16}]")
 def test_x(machine):
     pass
-""", "*<test_bad.py::test_x>:2: devices[[]0[]].irq: irq value 0x10 out of range*"),
+""", "*<test_bad.py::test_x>:2: devices[[]0[]].irq: irq value 16 out of range 0..15*"),
     "bad requires keyword": ("""
 import pytest
 

@@ -29,10 +29,7 @@ ARBITER_ONLY = {"debugcon-in-hal-hole", "sb16-block-adlib"}
 #: its ports and does not answer there.  QEMU's isa-parallel at 0x3bc has its registers
 #: at port & 7 (tests/test_job.py); an ib700 is write-only, so no probe can see it.
 UNEXPLAINED_HERE = {"lpt-at-3bc": {("lpt3", "probe")}, "lpt-3bc-over-vga": {("lpt3", "probe")},
-                    "ib700-twice": {("wd1", "probe")},
-                    # livefuzz, not fixed: the NIC's BAR holds 0xcf8-0xcff, so the HAL reads the
-                    # PIRQ registers through it (routed to IRQ 0) while QEMU routes INTx to 11
-                    "io-bar-moved-onto-config-ports-q35": {("nic0", "probe")}}
+                    "ib700-twice": {("wd1", "probe")}}
 
 
 def _after_drivers_only(path: Path) -> bool:

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
+from ..atomicio import write_bytes
 from ..errors import HarnessError
 from ..packagedata import EXAMPLE_PREFIX, examples, resolve_config
 
@@ -30,8 +30,12 @@ def run(args: argparse.Namespace) -> int:
         target = args.to / source.name
         if target.exists():
             raise HarnessError(f"{target} exists; not overwriting it")
-        args.to.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        try:
+            args.to.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarnessError(f"--to {args.to}: cannot make the folder to copy {args.copy} into: "
+                               f"{exc.strerror}") from None
+        write_bytes(target, source.read_bytes())   # whole or not at all, naming the file if it fails
         print(target)
         return 0
     found = examples()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
-from ..errors import ConfigError
+from ..errors import COMMAND_LINE, ConfigError
 from ..nt.pnp import DEFAULT_NODE_BUDGET, DEFAULT_TIMEOUT
 
 
@@ -37,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..pnp_live import report_json, run_pnp
     if args.budget < 1:
-        raise ConfigError(f"--budget must be at least 1, not {args.budget}", field="--budget")
-    if args.timeout <= 0:
-        raise ConfigError(f"--timeout must be positive, not {args.timeout:g}", field="--timeout")
+        raise ConfigError(f"must be at least 1, not {args.budget}", source=COMMAND_LINE, field="--budget")
+    if not 0 < args.timeout < math.inf:   # also refuses nan, which every comparison passes over
+        raise ConfigError(f"must be a positive number of seconds, not {args.timeout:g}",
+                          source=COMMAND_LINE, field="--timeout")
     spec = load_machine(args.config, accel=args.accel)
     require_qemu()   # one line naming the binary (the SeaBIOS comparison boots the machine)
     report = run_pnp(spec, apply=args.apply, budget=args.budget, timeout=args.timeout, keep=args.keep)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import COMMAND_LINE, ConfigError
 from ..qemu.binary import require_qemu
 from ..repro import load_bundle, replay, shrink
 
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     require_qemu()   # one line naming the binary, before any file is read
     if args.max_runs < 1:
-        raise ConfigError(f"must be at least 1, not {args.max_runs}", field="--max-runs")
+        raise ConfigError(f"must be at least 1, not {args.max_runs}", source=COMMAND_LINE, field="--max-runs")
     bundle = load_bundle(args.bundle)
     out = args.out if args.out is not None else Path("runs") / f"repro-{args.bundle.stem}"
     if args.shrink:

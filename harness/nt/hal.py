@@ -51,7 +51,7 @@ Model decisions (each also at its routine):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 from .arbiter import Arbiter, Claim, Owner, claims_of, range_claim
 from ..errors import HarnessError
@@ -198,6 +198,43 @@ class InterruptVector(NamedTuple):
 
     def __bool__(self) -> bool:
         return self.vector != 0
+
+
+def swizzle_to_bus0(bus: int, device: int, pin: int,
+                    parent: Mapping[int, tuple[int, ...]]) -> tuple[int, int] | None:
+    """(slot on bus 0, 0-based pin there) of ``pin`` (1 = INTA#) of a function at
+    ``bus``:``device``, through each PCI-to-PCI bridge's swizzle (``parent``: secondary bus
+    -> the bridge's (bus, slot, ...)); None when no bridge leads to the bus."""
+    root_slot, root_pin0, at = device, pin - 1, bus
+    while at != 0:
+        bridge = parent.get(at)
+        if bridge is None:
+            return None
+        root_pin0 = (root_pin0 + root_slot) % 4
+        at, root_slot = bridge[0], bridge[1]
+    return root_slot, root_pin0
+
+
+def piix3_link(root_slot: int, root_pin0: int) -> int:
+    """The PIRQ link (0 = A) the PIIX3 wires a bus-0 slot's pin to."""
+    return (root_pin0 + root_slot - 1) & 3
+
+
+def ich9_link(slot: int, pin0: int, read_dir: Callable[[int], int | None]) -> int | None:
+    """The PIRQ link (0 = A) the ICH9 wires a bus-0 slot's pin to: slots 0-24 to PIRQ E-H by
+    pin and slot, the DMI-to-PCI bridge (30) by pin, the board's slots by their D2xIR
+    register (``read_dir(slot)``; None when it cannot be read)."""
+    if slot <= 24:
+        return 4 + ((pin0 + slot) & 3)
+    if slot == 30:
+        return 4 + pin0  # the DMI-to-PCI bridge is wired to PIRQ E-H
+    ir = read_dir(slot)
+    return None if ir is None else (ir >> (4 * pin0)) & 0x7
+
+
+def pirq_register(link: int) -> int:
+    """The router's configuration offset holding PIRQ ``link``'s route (A-D 0x60-0x63, E-H 0x68-0x6b)."""
+    return 0x60 + link if link < 4 else 0x68 + link - 4
 
 
 @dataclass(frozen=True)
@@ -867,22 +904,18 @@ class Hal:
         pin = self.bus.read_config(bus, device, function, 0x3D, 1)[0]
         if not 1 <= pin <= 4 or topo.router is None or self._not_intx(bus, device, function):
             return None
-        root_slot, root_pin0 = device, pin - 1
-        at = bus
-        while at != 0:
-            bridge = topo.parent.get(at)
-            if bridge is None:
-                return None  # not reachable from bus 0
-            root_pin0 = (root_pin0 + root_slot) % 4  # the PCI-to-PCI bridge swizzle
-            at, root_slot = bridge[0], bridge[1]
+        root = swizzle_to_bus0(bus, device, pin, topo.parent)
+        if root is None:
+            return None  # not reachable from bus 0
+        root_slot, root_pin0 = root
         kind, router = topo.router
         if kind == "piix3":
-            link = (root_pin0 + root_slot - 1) & 3
+            link = piix3_link(root_slot, root_pin0)
         else:
-            link = self._ich9_link(router, root_slot, root_pin0)
+            link = ich9_link(root_slot, root_pin0, lambda slot: self._ich9_dir(router, slot))
             if link is None:
                 return None
-        register = 0x60 + link if link < 4 else 0x68 + link - 4
+        register = pirq_register(link)
         route = self.bus.read_config(*router, register, 1)[0]
         if kind == "piix3":
             irq = route if route < ISA_IRQS else None  # QEMU routes any value below 16
@@ -892,16 +925,12 @@ class Hal:
             gsi = ISA_IRQS + link
         return PciRoute(pin, root_slot, root_pin0 + 1, kind, link, register, irq, gsi)
 
-    def _ich9_link(self, router: tuple[int, int, int], slot: int, pin0: int) -> int | None:
-        if slot <= 24:
-            return 4 + ((pin0 + slot) & 3)
-        if slot == 30:
-            return 4 + pin0  # the DMI-to-PCI bridge is wired to PIRQ E-H
+    def _ich9_dir(self, router: tuple[int, int, int], slot: int) -> int | None:
+        """Slot ``slot``'s D2xIR register through the RCBA the LPC bridge holds, or None."""
         rcba = int.from_bytes(self.bus.read_config(*router, ICH9_RCBA, 4), "little")
         if not rcba & 1:
             return None  # the D25IR-D31IR registers are not reachable
-        ir = int.from_bytes(self.bus.read_memory((rcba & 0xFFFFC000) + ICH9_DIR_OFFSETS[slot], 2), "little")
-        return (ir >> (4 * pin0)) & 0x7
+        return int.from_bytes(self.bus.read_memory((rcba & 0xFFFFC000) + ICH9_DIR_OFFSETS[slot], 2), "little")
 
     def _not_intx(self, bus: int, device: int, function: int) -> bool:
         ident = self.bus.read_config(bus, device, function, 0, 4)

@@ -127,9 +127,13 @@ def run_root() -> str:
     folder (``$TMPDIR``, ``$TEMP``, ``$TMP`` or /tmp, as :mod:`tempfile` looks)."""
     tmp = next((os.environ[v] for v in ("TMPDIR", "TEMP", "TMP") if os.environ.get(v)), "/tmp")
     root = os.environ.get("HARNESS_RUN_DIR") or os.path.join(tmp, f"harness-{os.getuid()}")
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    info = os.lstat(root)  # not stat: a link planted in /tmp could aim the chmod anywhere
     from ..errors import HarnessError
+    try:
+        os.makedirs(root, mode=0o700, exist_ok=True)
+    except OSError as exc:   # a file there, or a parent that cannot be made
+        where = "HARNESS_RUN_DIR" if os.environ.get("HARNESS_RUN_DIR") else "the temporary folder"
+        raise HarnessError(f"run folder root {root} ({where}) cannot be made: {exc.strerror}") from None
+    info = os.lstat(root)  # not stat: a link planted in /tmp could aim the chmod anywhere
     if not stat.S_ISDIR(info.st_mode):
         raise HarnessError(f"run folder root {root} is a symbolic link or not a folder")
     if info.st_uid != os.getuid():
