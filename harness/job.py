@@ -49,6 +49,7 @@ from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
+from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot, stopped_under_agent
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
@@ -767,15 +768,17 @@ def _check_outside_bars(check: ClaimCheck, claim: Claim, layout: Layout, whos: S
     """A claim over a PCI device's BARs holds no byte outside them and its decode: holes
     between QEMU's subregions inside a BAR are the device's, but a byte outside every BAR
     is one the device no longer decodes (a BAR moved away after the claim; livefuzz: two
-    contiguous BARs claimed as one run hid that).  The VGA miniport's legacy blocks aside."""
-    if claim.owner.driver == service_of("vga"):
-        return
+    contiguous BARs claimed as one run hid that).  The VGA miniport's legacy blocks count
+    as its decode (it claims them whole, as VgaSave does); its BARs do not escape the check
+    (livefuzz: a qxl-vga's BAR0 moved away left its claim of all three BARs called ok)."""
     bars = [(b.base, b.end) for owned, name in whos if owned for fn in layout.pci if fn.qdev_id == name
             for b in fn.bars if b.base is not None and b.end is not None and (b.kind == "io") == (space == "io")]
     if not any(lo <= claim.end and claim.start <= hi for lo, hi in bars):
         return
+    legacy = [(lo, hi) for kind, lo, hi in VGA_ACCESS_RANGES if (kind == "port") == (space == "io")] \
+        if claim.owner.driver == service_of("vga") else []
     cursor, outside = claim.start, []
-    for lo, hi in sorted([*bars, *((r.start, r.end) for r in mine)]):
+    for lo, hi in sorted([*bars, *legacy, *((r.start, r.end) for r in mine)]):
         if hi < cursor:
             continue
         if lo > cursor:
