@@ -116,6 +116,23 @@ def test_two_isa_devices_on_one_line_overlap_but_routed_pci_pins_are_one_source(
     assert not [o for o in livefuzz.layout_overlaps(pci_spec, layout) if o.resource == "irq 11"]
 
 
+def test_a_pci_pin_is_on_the_line_its_pirq_route_says_not_its_line_register() -> None:
+    """livefuzz round two: a step rewrote a NIC's interrupt line register (0x3c) to 9 and the
+    checker took that note for the line the pin drives (an SCI overlap the hardware does not
+    have); slot 3's INTA# on the PIIX3 is PIRQC, routed to 11."""
+    from harness.qemu.layout import PciFunction, PirqRouting
+    nic = PciFunction(0, 3, 0, 0x10EC, 0x8029, 0, 0, 0x200, "nic", 0, 3, 1, 9, "n1", ())
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: ne2k_pci, id: n1, addr: 3}\n")
+    routes = PirqRouting("piix3", {"A": 10, "B": 10, "C": 11, "D": 11}, {})
+    layout = Layout("m", "pc", "post-drivers", "7.2.22", "tcg", pci=(nic,), pirq=routes)
+    assert livefuzz.pci_pin_line(layout, nic) == 11
+    assert "n1" in livefuzz.irq_drivers(spec, layout)[11] and "n1" not in livefuzz.irq_drivers(spec, layout).get(9, [])
+    disabled = PirqRouting("piix3", {**routes.routes, "C": None}, {})
+    assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": disabled}), nic) is None
+    # no router read (isapc's layout has none): the register is all there is
+    assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": None}), nic) == 9
+
+
 def test_a_board_line_collision_names_the_board_implicitly() -> None:
     isa = [IsaDevice("/p/com1", "com1", "isa-serial", {"irq": 2})]
     overlaps = livefuzz.layout_overlaps(SPEC, _layout(isa))
