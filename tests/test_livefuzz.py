@@ -205,6 +205,34 @@ def _bare_qemu(*device: str) -> subprocess.CompletedProcess:
         input='{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n', capture_output=True, text=True, timeout=30)
 
 
+def _flat_io(*args: str) -> list[tuple[int, int, str]]:
+    """QEMU's flat I/O view (start, end, region) of isapc with ``args`` (paused, never run)."""
+    import json
+    from harness.qemu.layout import parse_mtree_flat
+    done = subprocess.run(
+        ["qemu-system-x86_64", "-M", "isapc", "-nodefaults", "-S", "-display", "none", "-qmp", "stdio", *args],
+        input='{"execute": "qmp_capabilities"}\n{"execute": "human-monitor-command", '
+              '"arguments": {"command-line": "info mtree -f -o"}}\n{"execute": "quit"}\n',
+        capture_output=True, text=True, timeout=30)
+    text = next(json.loads(line)["return"] for line in done.stdout.splitlines()
+                if line.startswith('{"return": "'))
+    return [(r.start, r.end, r.name) for r in parse_mtree_flat(text)["I/O"]]
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("model, settings, args, regions", [
+    # livefuzz round two: +0x1e of 0xfff4 is 0x12 (the run's start is a uint16_t in QEMU)
+    ("isa-applesmc", {"iobase": 0xFFF4}, ("-device", "isa-applesmc,iobase=0xfff4"), ("applesmc",)),
+    # a run that starts below 0xffff and reaches past it is cut at the end of the space
+    ("isa-serial", {"iobase": 0xFFFC, "irq": 4}, ("-chardev", "null,id=c", "-device", "isa-serial,iobase=0xfffc,chardev=c"),
+     ("serial",)),
+])
+def test_qemu_wraps_a_port_run_past_0xffff_as_the_model_says(model, settings, args, regions) -> None:
+    flat = {(lo, hi) for lo, hi, name in _flat_io(*args) if name.startswith(regions)}
+    decoded = {(lo, hi) for kind, lo, hi in load_catalog()[model].decoded_resources(settings) if kind == "port"}
+    assert flat == decoded and all(hi <= 0xFFFF for _, hi in decoded), (flat, decoded)
+
+
 @pytest.mark.qemu
 @pytest.mark.parametrize("iobase, aborts", [(0x380, False), (0x381, True), (0x3F3, True)])
 def test_qemu_aborts_with_an_adlib_above_0x380(iobase: int, aborts: bool) -> None:

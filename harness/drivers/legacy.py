@@ -26,6 +26,9 @@ from ..nt.iomgr import DeviceObject
 from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
 
+#: An IN or OUT takes its port from DX: base + offset wraps at 16 bits on the CPU (as
+#: QEMU's ISA bus wraps the card's run: an isa-applesmc at 0xfff4 answers at 0x12).
+X86_PORT_MASK = 0xFFFF
 #: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
 #: expected under mask), mask.
 PROBE_STEP = struct.Struct("<BHBII")
@@ -83,7 +86,7 @@ class ResourceListDriver(NtDriver):
             return {}
         reads = 0
         for op, offset, size, value, mask in PROBE_STEP.iter_unpack(probe):
-            port = base + offset
+            port = (base + offset) & X86_PORT_MASK
             if op == _WRITE:
                 self._write(port, size, value)
                 continue
