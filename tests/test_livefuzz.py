@@ -133,6 +133,20 @@ def test_a_pci_pin_is_on_the_line_its_pirq_route_says_not_its_line_register() ->
     assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": None}), nic) == 9
 
 
+def test_determinism_ignores_the_seconds_a_stall_took_to_find_but_not_how_it_was_found() -> None:
+    """livefuzz round two (seeds 200061, 200180): a firmware event's text carries measured
+    seconds ("found after 7.1 s", "2.9 s of QEMU CPU"), which differ from run to run."""
+    def report(detail: str) -> dict:
+        return {**_report(), "findings": [f"event [firmware] firmware-stalled: d0: {detail}"], "timings": {"job": 1.0}}
+    spin = report("the firmware stopped making progress (spin, found after 7.1 s): 2.9 s of QEMU CPU")
+    assert livefuzz.normalised(spin) == livefuzz.normalised(
+        report("the firmware stopped making progress (spin, found after 7.4 s): 3.1 s of QEMU CPU"))
+    assert livefuzz.normalised(spin) != livefuzz.normalised(
+        report("the firmware stopped making progress (halt, found after 7.1 s): 2.9 s of QEMU CPU"))
+    assert livefuzz.normalised(report("waits 60 s before its reboot")) != livefuzz.normalised(
+        report("waits 30 s before its reboot"))   # SeaBIOS's own words are no measurement
+
+
 def test_a_board_line_collision_names_the_board_implicitly() -> None:
     isa = [IsaDevice("/p/com1", "com1", "isa-serial", {"irq": 2})]
     overlaps = livefuzz.layout_overlaps(SPEC, _layout(isa))
