@@ -439,7 +439,7 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
         part = board_pci.get((fn.vendor, fn.device)) if not fn.qdev_id else None
         if not fn.interrupt_pin or fn.command & PCI_COMMAND_INTX_DISABLE or (part is not None and not part.pci_interrupt):
             continue
-        line = pci_pin_line(layout, fn)
+        line = pci_pin_line(layout, fn, _line_rewritten(spec, fn))
         if line is not None and 0 < line < 16:
             # one source per line: the router; a machine-file function stands for it
             if routed.get(line) in (None, BOARD):
@@ -449,24 +449,31 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
     return out
 
 
-def pci_pin_line(layout: Layout, fn: Any) -> int | None:
+def _line_rewritten(spec: MachineSpec, fn: Any) -> bool:
+    """Whether a step of the file wrote ``fn``'s interrupt line register."""
+    return any(a.kind == "pci_write" and a.target in (fn.qdev_id, fn.bdf) and
+               a.offset <= PCI_INTERRUPT_LINE < a.offset + a.size for a in spec.after_firmware)
+
+
+def pci_pin_line(layout: Layout, fn: Any, rewritten: bool = False) -> int | None:
     """The ISA line ``fn``'s interrupt pin raises: through the bridges' swizzle to its
     PIRQ link and the route the layout read from the chipset.  The interrupt line register
     is only the firmware's note of that route (a step may rewrite it: livefuzz round two),
     so it stands in only where the route cannot be read: no router (isapc), configuration
     ports under a card (the layout's reads reached the card), q35's board slots (their
-    D2xIR registers)."""
+    D2xIR registers); and not there either once a step ``rewritten`` it (unknown: None)."""
     from harness.nt.hal import ich9_link, piix3_link, swizzle_to_bus0
     from harness.verify import config_port_takers
+    note = None if rewritten else fn.interrupt_line
     if layout.pirq is None or config_port_takers(layout):
-        return fn.interrupt_line
+        return note
     parent = {f.bridge.secondary: (f.bus, f.slot) for f in layout.pci if f.bridge is not None}
     root = swizzle_to_bus0(fn.bus, fn.slot, fn.interrupt_pin, parent)
     if root is None:
         return None   # behind a bridge the firmware never numbered: no route to any line
     link = piix3_link(*root) if layout.pirq.chipset == "piix3" else ich9_link(*root, lambda slot: None)
     if link is None:
-        return fn.interrupt_line
+        return note
     return layout.pirq.routes.get("ABCDEFGH"[link])
 
 

@@ -129,8 +129,16 @@ def test_a_pci_pin_is_on_the_line_its_pirq_route_says_not_its_line_register() ->
     assert "n1" in livefuzz.irq_drivers(spec, layout)[11] and "n1" not in livefuzz.irq_drivers(spec, layout).get(9, [])
     disabled = PirqRouting("piix3", {**routes.routes, "C": None}, {})
     assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": disabled}), nic) is None
-    # no router read (isapc's layout has none): the register is all there is
+    # no router read (isapc's layout has none): the register is all there is, unless a
+    # step wrote it (seed 300160: q35's board slot 0x1c, whose D2xIR the layout lacks)
     assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": None}), nic) == 9
+    assert livefuzz.pci_pin_line(Layout(**{**layout.__dict__, "pirq": None}), nic, rewritten=True) is None
+    board_slot = PciFunction(0, 0x1C, 0, 0x8086, 0x100E, 0, 0, 0x200, "nic", 0, 3, 1, 13, "mf0", ())
+    q35 = Layout("m", "q35", "post-drivers", "7.2.22", "tcg", pci=(board_slot,),
+                 pirq=PirqRouting("ich9", {k: 10 for k in "ABCDEFGH"}, {}))
+    stepped = machine_spec("machine: q35\ndevices:\n  - {model: e1000, id: mf0, addr: 0x1c}\n"
+                           "after_firmware:\n  - {pci_write: mf0, offset: 0x3c, size: 1, value: 13}\n")
+    assert 13 not in livefuzz.irq_drivers(stepped, q35)
 
 
 def test_determinism_ignores_the_seconds_a_stall_took_to_find_but_not_how_it_was_found() -> None:
