@@ -722,6 +722,7 @@ def _check_file(path: Path) -> int:
         report = Path(tmp) / "a" / "report.json"
         if report.exists():
             print("findings:", *json.loads(report.read_text())["findings"], sep="\n  ")
+    print("verdict:", *failures.pop("verdict", ["error"]))   # the job's, not an invariant
     for name, lines in failures.items():
         print(f"{name}:", *lines, sep="\n  ")
     return 1 if failures else 0
