@@ -2,7 +2,10 @@
 
 A seeded generator writes machine files from the catalog (isapc, pc, q35; 1-5 devices;
 settings, ``builtin:`` settings and ``after_firmware`` steps), mostly placed near what
-the board or another device already uses, so that conflicts are common.  Each file runs
+the board or another device already uses, so that conflicts are common; a second round
+(its own stream) adds the APIC HAL on pc, ports at the decode edges, IRQ 2 beside 9,
+16-bit DMA, multifunction slots, PCIe switches, every built-in device's settings,
+``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps.  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
