@@ -26,9 +26,6 @@ from ..nt.iomgr import DeviceObject
 from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
 
-#: An IN or OUT takes its port from DX: base + offset wraps at 16 bits on the CPU (as
-#: QEMU's ISA bus wraps the card's run: an isa-applesmc at 0xfff4 answers at 0x12).
-X86_PORT_MASK = 0xFFFF
 #: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
 #: expected under mask), mask.
 PROBE_STEP = struct.Struct("<BHBII")
@@ -86,7 +83,7 @@ class ResourceListDriver(NtDriver):
             return {}
         reads = 0
         for op, offset, size, value, mask in PROBE_STEP.iter_unpack(probe):
-            port = (base + offset) & X86_PORT_MASK
+            port = base + offset   # the HAL's port functions wrap it at 16 bits, as DX does
             if op == _WRITE:
                 self._write(port, size, value)
                 continue
