@@ -247,7 +247,9 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     except HarnessError:
         return None
     if state in STUCK_STATES:
-        return _frozen(spec, state, after_firmware=True)
+        frozen = _frozen(spec, state, after_firmware=True)
+        steps = _writing_steps(spec)
+        return dataclasses.replace(frozen, cause="; ".join([frozen.cause, *steps])) if steps else frozen
     stops = machine.events("SHUTDOWN")
     if state != "shutdown" or not stops:
         return None
@@ -256,11 +258,16 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     reason = stops[-1].get("data", {}).get("reason", "?")
     board, over = _over_board(spec)
     causes = [f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec, 'the HAL or a driver')}" for d in over]
-    causes += [f"the machine file's step {a.describe()}" for a in spec.after_firmware
-               if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
+    causes += _writing_steps(spec)
     cause = "; ".join(causes) or "no configured device sits on a board device's ports, and no step wrote; see qmp.log"
     return FirmwareEvent("shutdown", f"the guest stopped the machine ({reason}) after the firmware, as the HAL "
                          "and the drivers touched the machine", tuple(d.id for d in over), cause, True)
+
+
+def _writing_steps(spec: MachineSpec) -> list[str]:
+    """The machine file's steps that write (what may have stopped the guest besides the HAL)."""
+    return [f"the machine file's step {a.describe()}" for a in spec.after_firmware
+            if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
 
 
 def _frozen(spec: MachineSpec, state: str, *, after_firmware: bool = False) -> FirmwareEvent:

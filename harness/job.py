@@ -53,7 +53,7 @@ from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot, stopped_under_agent
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
-from .nt.hal import hal_flavour_for
+from .nt.hal import HalError, hal_flavour_for
 from .nt.iomgr import HAL_NAME, IoManager, LoadResult
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
@@ -425,10 +425,12 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                         result = _stopped_result(spec, machine, out_dir, timings,
                                                  stopped_by(spec, machine, exc, after_firmware=True),
                                                  hal="apic" if apic else "pic", reactos=reactos)
-                    except agent_errors as exc:
+                    except (*agent_errors, HalError) as exc:
                         # the same under the APIC HAL, where the guest serves the bus: a
-                        # write paused it (a pvpanic over the ELCR) or ended QEMU
-                        lost = stopped_under_agent(spec, machine, exc)
+                        # write paused it (a pvpanic over the ELCR; a step's write, before
+                        # the HAL's first read, which it wraps in a HalError) or ended QEMU
+                        silent = exc if isinstance(exc, agent_errors) else exc.__cause__
+                        lost = stopped_under_agent(spec, machine, silent) if isinstance(silent, agent_errors) else None
                         if lost is None:
                             raise
                         bed = None
