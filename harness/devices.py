@@ -45,6 +45,11 @@ PROPERTY_KINDS: Mapping[str, tuple[int, int] | None] = MappingProxyType({
     "index": (0, 3),
 })
 RESOURCE_KINDS = ("port", "memory", "irq", "dma")
+#: QEMU 7.2 places a device's port run at base + offset cut to 16 bits (isa_register_ioport
+#: takes a uint16_t start) and clips a run past 0xffff at the end of the I/O space:
+#: measured, an isa-applesmc at 0xfff4 has its error port (+0x1e) at 0x12 and an isa-serial
+#: at 0xfffc decodes 0xfffc-0xffff (tests/test_livefuzz.py).
+ISA_PORT_START_MASK = 0xFFFF
 #: Handshakes the probe guest (guest_images/probe/probe.c) knows; a model without one is
 #: only checked for "does any of its ports answer".
 GUEST_PROBES = ("uart", "lpt", "ne2000", "sb16", "fdc", "ide")
@@ -207,8 +212,8 @@ class DeviceModel:
             length = decode.length
             if decode.length_property is not None:
                 length = int(settings.get(decode.length_property, decode.length))
-            start = int(base) + decode.offset
-            out.append(("port", start, start + length - 1))
+            start = (int(base) + decode.offset) & ISA_PORT_START_MASK
+            out.append(("port", start, min(start + length - 1, ISA_PORT_START_MASK)))
         for fixed in self.fixed:
             out.append((fixed.kind, fixed.start, fixed.start + fixed.length - 1))
         for prop in self.irq_properties:

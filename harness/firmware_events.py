@@ -75,7 +75,7 @@ def _ports(dev: DeviceSpec) -> list[tuple[int, int]]:
 
 
 def _ranges(dev: DeviceSpec) -> str:
-    return ", ".join(f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}" for lo, hi in _ports(dev))
+    return _spans(_ports(dev))
 
 
 def _of_type(spec: MachineSpec, types: tuple[str, ...]) -> list[DeviceSpec]:
@@ -88,7 +88,7 @@ def _bare_board(spec: MachineSpec, devices: list[DeviceSpec]) -> Any:
     a stopped firmware, whose own machine is gone, and only when a device is elsewhere
     than on the log port), or None."""
     from .qemu.layout import snapshot
-    if all(on_firmware_log_port(d.decoded_resources()) for d in devices):
+    if devices and all(on_firmware_log_port(d.decoded_resources()) for d in devices):
         return None
     try:
         with Machine(dataclasses.replace(spec, devices=(), drivers=())) as bare:
@@ -150,16 +150,20 @@ def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None
     tests/board_overlaps.py), else None.  With nothing in the firmware's way the harness
     cannot explain the stop: the error stays an error."""
     board, blockers = _over_board(spec)
-    if not blockers:
+    moved = _builtins_over_board(spec)
+    if not blockers and not moved:
         return None
-    cause = "; ".join(f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec)}" for d in blockers)
+    cause = "; ".join([f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec)}" for d in blockers] +
+                      [f"the built-in {label}, moved by the machine file's builtin settings, decodes "
+                       f"{_spans(ports)} over {', '.join(over)}" for label, ports, over in moved])
     if how is not None:
         cause += f"; the harness knew before the bound: {how}"
     else:
         last = _last_log_line(spec, machine)
         if last is not None:
             cause += f"; SeaBIOS's last log line: {last!r}"
-    return FirmwareEvent("firmware-stalled", detail, tuple(d.id for d in blockers), cause, True)
+    return FirmwareEvent("firmware-stalled", detail, tuple(d.id for d in blockers) + tuple(m[0] for m in moved),
+                         cause, True)
 
 
 def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
@@ -171,6 +175,37 @@ def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
         return None, []
     return board, [d for d in with_ports
                    if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+
+
+def _builtins_over_board(spec: MachineSpec) -> list[tuple[str, list[tuple[int, int]], list[str]]]:
+    """The built-in devices the file's ``builtin`` settings moved onto ports another board
+    device decodes (livefuzz: pc's FDC at 0x516 covers fw_cfg's DMA port 0x518 and the
+    firmware spins): (label, its ports, the board regions under them)."""
+    from .builtin import BUILTIN_DEVICES, apply_settings
+    from .devices import board_model
+    moving = [BUILTIN_DEVICES[name].qemu_type for name, settings in spec.builtin.items()
+              if any(BUILTIN_DEVICES[name].properties[p].kind == "port" for p in settings)]
+    if not moving:
+        return []
+    # the board as QEMU builds it unconfigured: what the moved device lands on
+    board = _bare_board(dataclasses.replace(spec, builtin={}), [])
+    if board is None:
+        return []
+    out = []
+    for part in board_model(spec.machine):
+        if part.qemu_type not in moving:
+            continue
+        ports = [(lo, hi) for kind, lo, hi in apply_settings(part.qemu_type, part.decoded_resources(), spec.builtin)
+                 if kind == "port"]
+        over = sorted({f"{r.name} ({r.start:#x}-{r.end:#x})" for r in board.io for lo, hi in ports
+                       if r.owner and r.owner_type != part.qemu_type and r.start <= hi and lo <= r.end})
+        if over:
+            out.append((part.label, ports, over))
+    return out
+
+
+def _spans(ports: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{lo:#x}" if lo == hi else f"{lo:#x}-{hi:#x}" for lo, hi in ports)
 
 
 def _last_log_line(spec: MachineSpec, machine: Any) -> str | None:
@@ -212,7 +247,9 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     except HarnessError:
         return None
     if state in STUCK_STATES:
-        return _frozen(spec, state, after_firmware=True)
+        frozen = _frozen(spec, state, after_firmware=True)
+        steps = _writing_steps(spec)
+        return dataclasses.replace(frozen, cause="; ".join([frozen.cause, *steps])) if steps else frozen
     stops = machine.events("SHUTDOWN")
     if state != "shutdown" or not stops:
         return None
@@ -221,11 +258,16 @@ def stopped_under_agent(spec: MachineSpec, machine: Any, error: Exception) -> Fi
     reason = stops[-1].get("data", {}).get("reason", "?")
     board, over = _over_board(spec)
     causes = [f"{d.id} decodes {_ranges(d)}: {_where(d, board, spec, 'the HAL or a driver')}" for d in over]
-    causes += [f"the machine file's step {a.describe()}" for a in spec.after_firmware
-               if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
+    causes += _writing_steps(spec)
     cause = "; ".join(causes) or "no configured device sits on a board device's ports, and no step wrote; see qmp.log"
     return FirmwareEvent("shutdown", f"the guest stopped the machine ({reason}) after the firmware, as the HAL "
                          "and the drivers touched the machine", tuple(d.id for d in over), cause, True)
+
+
+def _writing_steps(spec: MachineSpec) -> list[str]:
+    """The machine file's steps that write (what may have stopped the guest besides the HAL)."""
+    return [f"the machine file's step {a.describe()}" for a in spec.after_firmware
+            if a.kind in ("port_write", "memory_write", "pci_write", "set_command")]
 
 
 def _frozen(spec: MachineSpec, state: str, *, after_firmware: bool = False) -> FirmwareEvent:

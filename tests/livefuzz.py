@@ -2,7 +2,10 @@
 
 A seeded generator writes machine files from the catalog (isapc, pc, q35; 1-5 devices;
 settings, ``builtin:`` settings and ``after_firmware`` steps), mostly placed near what
-the board or another device already uses, so that conflicts are common.  Each file runs
+the board or another device already uses, so that conflicts are common; a second round
+(its own stream) adds the APIC HAL on pc, ports at the decode edges, IRQ 2 beside 9,
+16-bit DMA, multifunction slots, PCIe switches, every built-in device's settings,
+``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps.  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
@@ -44,7 +47,7 @@ from typing import Any, Iterable
 import yaml
 
 from harness.builtin import BUILTIN_DEVICES
-from harness.config import DRIVE_CONTROLLERS, VGA_DRIVER, MachineSpec, parse_machine_text
+from harness.config import DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, VGA_DRIVER, MachineSpec, parse_machine_text
 from harness.devices import BOARD_LABEL_PREFIX, DeviceModel, board_device_of, board_model, load_catalog
 from harness.errors import ConfigError
 from harness.names import RESERVED_ID_PREFIX
@@ -193,7 +196,123 @@ def generate(seed: int | str, catalog: Any = None) -> dict[str, Any]:
                          if rng.random() < 0.35) if s is not None]
     if steps:
         doc["after_firmware"] = steps
+    # the second round's classes draw from their own stream: the first round's files stay as they were
+    _second_round(random.Random(f"{seed}:2"), doc, catalog, hot, models)
     return doc
+
+
+# ---------------------------------------------------------------------------- second round
+#: Memory a moved memory BAR may land on besides the hot ranges: RAM below 1 MiB (the IVT,
+#: the EBDA's neighbourhood), the VGA window, the option-ROM and BIOS areas, and where
+#: SeaBIOS places BARs (so a BAR lands on another device's BAR) and the VGA's framebuffer.
+LOW_MEMORY_TARGETS = (0x0, 0x80000, 0x90000, 0xA0000, 0xB8000, 0xC0000, 0xE0000, 0xF0000)
+BAR_AREA_TARGETS = (0xFC000000, 0xFD000000, 0xFE000000, 0xFEB80000, 0xFEBC0000, 0xFEBF0000)
+#: PCI command values a step writes: decode off, I/O or memory only, bus master off, INTx off.
+COMMAND_VALUES = (0x0, 0x1, 0x2, 0x3, 0x5, 0x6, 0x7 | PCI_COMMAND_INTX_DISABLE, 0x3 | PCI_COMMAND_INTX_DISABLE)
+PCI_INTERRUPT_LINE = 0x3C
+#: Where a 10-bit ISA decoder's ports repeat: every 0x400 (the alias a 16-bit QEMU does not decode).
+ISA_ALIAS_STRIDE = 0x400
+
+
+def _hal_choice(rng: random.Random, machine: str) -> str:
+    """The HAL the job runs: ``auto`` (APIC on q35, PIC elsewhere), or the APIC HAL on pc."""
+    return "apic" if machine == "pc" and rng.random() < 0.35 else "auto"
+
+
+def _pci_ids(doc: dict[str, Any], catalog: Any) -> list[str]:
+    return [d["id"] for d in doc["devices"] if catalog[d["model"]].pci is not None and not catalog[d["model"]].bridge]
+
+
+def _edge_port(rng: random.Random, hot: _Hot) -> int:
+    """A port at the edge of ISA decode: a hot port's 10-bit alias (+0x400·k), the top of
+    the 10-bit space (0x3fc-0x400) or of the 16-bit one."""
+    roll = rng.random()
+    if roll < 0.5 and hot.ports:
+        lo, _hi = rng.choice(hot.ports)
+        return (lo % ISA_ALIAS_STRIDE + ISA_ALIAS_STRIDE * rng.randint(1, 63)) & 0xFFFF
+    if roll < 0.8:
+        return rng.randint(0x3F8, 0x401)
+    return rng.randint(0xFFF0, 0xFFFF)
+
+
+def _second_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _Hot,
+                  models: list[DeviceModel]) -> None:
+    """What the first round's generator never or rarely writes (the fuzz2 round): the APIC
+    HAL on pc, ISA ports at the decode edges, IRQ 2 beside 9, 16-bit DMA channels,
+    multifunction slots, PCIe switches on q35, several built-in devices' settings,
+    ``firmware_log: false`` and PCI command, interrupt-line, port and memory-BAR steps."""
+    machine = doc["machine"]
+    devices: list[dict[str, Any]] = doc["devices"]
+    hal = _hal_choice(rng, machine)
+    if hal != "auto":
+        doc[HAL_KEY] = hal
+    isa_ports = [(d, p.name) for d in devices for p in catalog[d["model"]].settings
+                 if catalog[d["model"]].bus == "isa" and p.kind == "port"]
+    if isa_ports and rng.random() < 0.25:
+        dev, prop = rng.choice(isa_ports)
+        dev[prop] = _edge_port(rng, hot)
+    isa_irqs = [(d, p.name) for d in devices for p in catalog[d["model"]].settings
+                if catalog[d["model"]].bus == "isa" and p.kind == "irq"]
+    if isa_irqs and rng.random() < 0.2:   # IRQ 2 is the slave's 9 on the bus: one line
+        for (dev, prop), irq in zip(rng.sample(isa_irqs, min(2, len(isa_irqs))), rng.sample((2, 9), 2)):
+            dev[prop] = irq
+    by_name = {m.name: m for m in models}
+    if rng.random() < 0.12 and "sb16" in by_name:
+        channel = rng.choice((5, 6, 7))
+        devices.append({"model": "sb16", "id": "dma16", "dma16": channel, **({"dma": 0} if rng.random() < 0.5 else {})})
+        if "gus" in by_name and rng.random() < 0.6:
+            devices.append({"model": "gus", "id": "gus16", "dma": rng.choice((channel, 5, 6, 7))})
+    pci = [m for m in models if m.bus != "isa" and not m.bridge and m.pci is not None]
+    if pci and rng.random() < 0.15:
+        slot = rng.randint(0x10, 0x1E)
+        functions = sorted(rng.sample(range(1, 8), rng.randint(1, 2)))
+        devices.append({"model": rng.choice(pci).name, "id": "mf0", "addr": f"{slot:x}.0", "multifunction": True})
+        devices += [{"model": rng.choice(pci).name, "id": f"mf{f}", "addr": f"{slot:x}.{f}"} for f in functions]
+    if machine == "q35" and pci and rng.random() < 0.25:
+        devices += [{"model": "pcie-root-port", "id": "swrp"},
+                    {"model": "x3130-upstream", "id": "swup", "bus": "swrp", "addr": 0}]
+        for n in range(rng.randint(1, 2)):
+            devices += [{"model": "xio3130-downstream", "id": f"swdn{n}", "bus": "swup", "addr": n},
+                        {"model": rng.choice(pci).name, "id": f"swd{n}", "bus": f"swdn{n}", "addr": 0}]
+    builtins = [name for name, b in BUILTIN_DEVICES.items() if machine in b.machines]
+    if builtins and rng.random() < 0.15:
+        every = {name: {p.name: v for p in BUILTIN_DEVICES[name].properties.values()
+                        if (v := _setting(rng, None, p, hot)) is not None} for name in builtins}
+        if any(every.values()):
+            doc["builtin"] = {name: values for name, values in every.items() if values}
+    if rng.random() < 0.08:
+        doc["firmware_log"] = False
+        if isa_ports:   # the log port is free then: a device may take it
+            dev, prop = rng.choice(isa_ports)
+            dev[prop] = FIRMWARE_LOG_PORT
+    steps = doc.get("after_firmware", [])
+    ids = _pci_ids(doc, catalog) if machine != "isapc" else []
+    for target in ids:
+        roll = rng.random()
+        if roll < 0.12:
+            steps.append({"set_command": target, "value": rng.choice(COMMAND_VALUES)})
+        elif roll < 0.2:
+            steps.append({"pci_write": target, "offset": PCI_INTERRUPT_LINE, "size": 1,
+                          "value": rng.choice((2, 9, *(hot.irqs or [5])))})
+        elif roll < 0.35:
+            dev = next(d for d in devices if d["id"] == target)
+            bars = [b for b in catalog[dev["model"]].pci.bars if b.kind != "io"]
+            if bars:
+                bar = rng.choice(bars)
+                address = rng.choice(LOW_MEMORY_TARGETS + BAR_AREA_TARGETS) & ~(bar.size - 1)
+                steps.append({"move_bar": target, "bar": bar.index, "address": address})
+        if steps and steps[-1].get("phase") is None and rng.random() < 0.3:
+            steps[-1]["phase"] = "post-drivers"
+    if hot.ports and rng.random() < 0.1:
+        mine = [(lo, hi) for d in devices for kind, lo, hi in
+                catalog[d["model"]].decoded_resources({**catalog[d["model"]].defaults_for(0),
+                                                       **{k: v for k, v in d.items() if k in catalog[d["model"]].properties}})
+                if kind == "port"]
+        if mine:
+            lo, hi = rng.choice(mine)
+            steps.append({"port_write": rng.randint(lo, hi), "value": rng.randint(0, 0xFF)})
+    if steps:
+        doc["after_firmware"] = steps
 
 
 class _Dumper(yaml.SafeDumper):
@@ -203,8 +322,22 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(int, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", hex(v) if v > 15 else str(v)))
 
 
+#: The generator's key for the HAL the job runs; a machine file has no such key, so the
+#: file carries it as its first comment line (``# hal: apic``), which ``hal_of`` reads back.
+HAL_KEY = "hal"
+_HAL_LINE = re.compile(rf"^# {HAL_KEY}: (\w+)$", re.M)
+
+
 def machine_text(doc: dict[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=200)
+    body = {k: v for k, v in doc.items() if k != HAL_KEY}
+    text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=200)
+    return f"# {HAL_KEY}: {doc[HAL_KEY]}\n{text}" if HAL_KEY in doc else text
+
+
+def hal_of(text: str) -> str:
+    """The HAL a generated file's job runs (its ``# hal:`` line; ``auto`` without one)."""
+    found = _HAL_LINE.search(text)
+    return found[1] if found else "auto"
 
 
 def valid_machine(seed: int, catalog: Any = None, tries: int = 20) -> tuple[str, MachineSpec, int]:
@@ -309,7 +442,7 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
         part = board_pci.get((fn.vendor, fn.device)) if not fn.qdev_id else None
         if not fn.interrupt_pin or fn.command & PCI_COMMAND_INTX_DISABLE or (part is not None and not part.pci_interrupt):
             continue
-        line = fn.interrupt_line   # what the firmware routed the pin to (steps may change it)
+        line = pci_pin_line(layout, fn, _line_rewritten(spec, fn))
         if line is not None and 0 < line < 16:
             # one source per line: the router; a machine-file function stands for it
             if routed.get(line) in (None, BOARD):
@@ -317,6 +450,34 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
     for line, who in routed.items():
         add(line, who)
     return out
+
+
+def _line_rewritten(spec: MachineSpec, fn: Any) -> bool:
+    """Whether a step of the file wrote ``fn``'s interrupt line register."""
+    return any(a.kind == "pci_write" and a.target in (fn.qdev_id, fn.bdf) and
+               a.offset <= PCI_INTERRUPT_LINE < a.offset + a.size for a in spec.after_firmware)
+
+
+def pci_pin_line(layout: Layout, fn: Any, rewritten: bool = False) -> int | None:
+    """The ISA line ``fn``'s interrupt pin raises: through the bridges' swizzle to its
+    PIRQ link and the route the layout read from the chipset.  The interrupt line register
+    is only the firmware's note of that route (a step may rewrite it: livefuzz round two),
+    so it stands in only where the route cannot be read: no router (isapc), configuration
+    ports under a card (the layout's reads reached the card), q35's board slots (their
+    D2xIR registers); and not there either once a step ``rewritten`` it (unknown: None)."""
+    from harness.nt.hal import ich9_link, piix3_link, swizzle_to_bus0
+    from harness.verify import config_port_takers
+    note = None if rewritten else fn.interrupt_line
+    if layout.pirq is None or config_port_takers(layout):
+        return note
+    parent = {f.bridge.secondary: (f.bus, f.slot) for f in layout.pci if f.bridge is not None}
+    root = swizzle_to_bus0(fn.bus, fn.slot, fn.interrupt_pin, parent)
+    if root is None:
+        return None   # behind a bridge the firmware never numbered: no route to any line
+    link = piix3_link(*root) if layout.pirq.chipset == "piix3" else ich9_link(*root, lambda slot: None)
+    if link is None:
+        return note
+    return layout.pirq.routes.get("ABCDEFGH"[link])
 
 
 def dma_registrations(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
@@ -453,14 +614,22 @@ def error_class(lines: list[str]) -> str:
     return re.sub(r"0x[0-9a-f]+|\d+", "N", lines[0].splitlines()[0])[:90]
 
 
+#: A figure the harness measured in seconds inside a report's text ("found after 7.1 s",
+#: "2.9 s of QEMU CPU"): a firmware event's timing, different each run by nature.
+_MEASURED_SECONDS = re.compile(r"\b\d+\.\d+ s\b")
+
+
 def normalised(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k not in _VOLATILE}
+    """The report without the fields and the measured seconds that differ between runs by
+    design (which rule found a stalled firmware, and every other word, still count)."""
+    kept = json.dumps({k: v for k, v in report.items() if k not in _VOLATILE})
+    return json.loads(_MEASURED_SECONDS.sub("N s", kept))
 
 
 # ---------------------------------------------------------------------------- the runner
-def _run_once(spec: MachineSpec, out: Path) -> tuple[Any, dict[str, Any], bytes]:
+def _run_once(spec: MachineSpec, out: Path, hal: str) -> tuple[Any, dict[str, Any], bytes]:
     from harness.job import run_job
-    result = run_job(spec, out, picture=False)
+    result = run_job(spec, out, picture=False, hal=hal)
     report = json.loads((out / "report.json").read_text())
     return result, report, (out / "registry.reg").read_bytes()
 
@@ -470,11 +639,12 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
     report's verdict is under the key ``verdict`` (not an invariant)."""
     failures: dict[str, list[str]] = {}
     try:
-        result, report, registry = _run_once(spec, work / "a")
+        result, report, registry = _run_once(spec, work / "a", hal_of(text))
         if twice:
-            _, report2, registry2 = _run_once(spec, work / "b")
-            if normalised(report) != normalised(report2):
-                diff = [k for k in report if k not in _VOLATILE and report.get(k) != report2.get(k)]
+            _, report2, registry2 = _run_once(spec, work / "b", hal_of(text))
+            first, second = normalised(report), normalised(report2)
+            if first != second:
+                diff = [k for k in first if first[k] != second.get(k)]
                 failures["determinism"] = [f"report fields differ between two runs: {', '.join(diff)}"]
             elif registry != registry2:
                 failures["determinism"] = ["registry.reg differs between two runs"]
@@ -494,6 +664,8 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
 def _shrink(text: str, invariant: str, work: Path, budget: int = 8) -> str:
     """Drop devices, steps and builtin settings one at a time while ``invariant`` still fails."""
     doc = yaml.safe_load(text)
+    if hal_of(text) != "auto":
+        doc[HAL_KEY] = hal_of(text)
     for key in ("after_firmware", "builtin", "devices"):
         items = doc.get(key)
         if not items:
@@ -553,6 +725,7 @@ def _check_file(path: Path) -> int:
         report = Path(tmp) / "a" / "report.json"
         if report.exists():
             print("findings:", *json.loads(report.read_text())["findings"], sep="\n  ")
+    print("verdict:", *failures.pop("verdict", ["error"]))   # the job's, not an invariant
     for name, lines in failures.items():
         print(f"{name}:", *lines, sep="\n  ")
     return 1 if failures else 0

@@ -70,6 +70,19 @@ EVENTS = {
     # speaker gate) ends QEMU: an event after the firmware, not a job error.
     "debug-exit-on-keyboard-port": ("machine: pc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0x60}\n",
                                     "qemu-exited", ("bye",), "the HAL or a driver wrote 0x2a"),
+    # livefuzz round two (seed 300074): the built-in FDC moved over fw_cfg holds the
+    # firmware up as a card there does; it was a job error (no configured device in the way)
+    "builtin-fdc-moved-onto-fw-cfg": ("machine: pc\ndevices: []\nbuiltin:\n  fdc: {iobase: 0x50f}\n",
+                                      "firmware-stalled", ("board:floppy-controller",),
+                                      "moved by the machine file's builtin settings, decodes 0x510-0x514, 0x516 "
+                                      "over fwcfg (0x510-0x511)"),
+    # livefuzz round two (seeds 400054, 400142): a step's write to a pvpanic panics the
+    # agent guest before the HAL's first read (the MADT), which wrapped the silent agent in
+    # a HalError: a job error; now the event, naming the step
+    "pvpanic-written-by-a-step-under-the-apic-hal": (
+        "machine: q35\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 4}\n"
+        "after_firmware:\n  - {port_write: 4, value: 0x9f}\n",
+        "guest-panicked", ("panic0",), "the machine file's step"),
     # livefuzz: under the APIC HAL the guest serves the bus; the HAL's write to the ELCR
     # panics it and its agent falls silent: the same finding, not "did not answer".
     "pvpanic-on-elcr-under-the-apic-hal": ((CONFIGS / "conflicts" / "pvpanic-on-elcr-q35.yaml").read_text(),

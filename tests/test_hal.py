@@ -133,6 +133,25 @@ def test_livebus_reads_memory_and_refuses_bad_ports(q35) -> None:
         bus.read_port(0xFFFF, 2)
 
 
+def test_the_hals_port_functions_wrap_at_16_bits_as_dx_does(pc) -> None:
+    """livefuzz round two: a UART at 0xfffb has its scratch register at +7, 0x10002; the
+    x86 HAL's ``in al, dx`` reaches port 0x2 (the Serial driver raised a job error)."""
+    _, _, hal = pc
+    seen: list[int] = []
+    hook = lambda access: seen.append(access.port)   # noqa: E731
+    hal.add_port_hook(hook)
+    try:
+        mask = hal.READ_PORT_UCHAR(0x21)
+        assert hal.READ_PORT_UCHAR(0x10021) == mask   # the master 8259's mask register again
+        hal.WRITE_PORT_UCHAR(0x10021, mask)
+        buffer = bytearray(2)
+        hal.READ_PORT_BUFFER_UCHAR(0x10021, buffer, 2)
+        assert buffer == bytes((mask, mask))
+    finally:
+        hal.remove_port_hook(hook)
+    assert set(seen) == {0x21}   # the verifier sees the port the bus saw
+
+
 # ---------------------------------------------------------------------------------------
 # HalGetBusData / HalGetBusDataByOffset
 

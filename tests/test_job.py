@@ -192,6 +192,10 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "debugcon-between-vga-blocks-behind-bridge": None,
     # livefuzz: a BAR moved out of a claim of several contiguous BARs
     "bar-moved-out-of-a-merged-claim": (None, None, None),
+    # livefuzz round two: the VGA miniport's claim of its BARs is checked like any other
+    "vga-bar-moved-out-of-its-claim": (None, None, None),
+    # livefuzz round two: an ISA port past 0xffff wraps to 16 bits, onto the HAL's DMA block
+    "applesmc-port-wraps-past-0xffff": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", None),
     # qa6: what a card over each board decoder showed (tests/test_board_overlaps.py)
     "fpu-port-and-line-taken": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-shared"),
     "keyboard-ports-both-taken": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
@@ -294,10 +298,12 @@ UNCLAIMED: dict[str, set[str]] = {
     "fpu-port-and-line-taken": {"dbg0", "ne0"}, "keyboard-ports-both-taken": {"d60", "kcs0"},
     "keyboard-lines-both-taken": {"ne0", "com1"}, "serial-on-q35-sata-smbus-line": {"com1"},
     "elcr-port-taken-shared-irq3": {"dbg0"},
+    "applesmc-port-wraps-past-0xffff": {"smc0"},   # livefuzz round two
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).
 CHECK_SAYS = {"bar-moved-out-of-a-merged-claim": "outside the device's BARs and decode: 0xfebfe000-0xfebfefff",
+              "vga-bar-moved-out-of-its-claim": "outside the device's BARs and decode: 0xf4000000-0xf7ffffff",
               "isapc-sb16-gus-dma1-driverless": "channel 1 is owned by gus0, registered last",
               "dma-channel-stall": "channel 2 is owned by sb0, registered last",
               "io-bar-moved-onto-com1-post-drivers": "decoded by nic0 (rtl8139 0x300-0x3ff)",

@@ -83,7 +83,7 @@ class ResourceListDriver(NtDriver):
             return {}
         reads = 0
         for op, offset, size, value, mask in PROBE_STEP.iter_unpack(probe):
-            port = base + offset
+            port = base + offset   # the HAL's port functions wrap it at 16 bits, as DX does
             if op == _WRITE:
                 self._write(port, size, value)
                 continue

@@ -74,6 +74,10 @@ if TYPE_CHECKING:  # .apic loads when an APIC is read: a PIC machine's HAL never
 # Constants (§1.12, §4.2)
 
 PCI_COMMON_HDR_LENGTH = 64
+#: READ_PORT_* / WRITE_PORT_* put the port in DX (``in al, dx``): only its low 16 bits
+#: reach the bus, so a driver's base + offset past 0xffff wraps (as QEMU wraps a card's
+#: run: an isa-applesmc at 0xfff4 answers at 0x12; a UART at 0xfffb's +7 is 0x2).
+X86_PORT_MASK = 0xFFFF
 PCI_INVALID_VENDORID = 0xFFFF
 PCI_MAX_DEVICES = 32
 PCI_MULTIFUNCTION = 0x80
@@ -533,6 +537,7 @@ class Hal:
         self.port_hooks.remove(hook)
 
     def _port_read(self, port: int, size: int) -> int:
+        port &= X86_PORT_MASK
         for hook in list(self.port_hooks):
             hook(PortAccess("before", "read", port, size, None))
         value = self.bus.read_port(port, size)
@@ -543,6 +548,7 @@ class Hal:
     def _port_write(self, port: int, value: int, size: int) -> None:
         if not 0 <= value < 1 << (8 * size):
             raise HalError(f"value {value:#x} does not fit in {size} byte(s)")
+        port &= X86_PORT_MASK
         for hook in list(self.port_hooks):
             hook(PortAccess("before", "write", port, size, value))
         self.bus.write_port(port, value, size)
@@ -565,6 +571,7 @@ class Hal:
         passes the hooks: every "before" one ahead of the reads, then every "after"."""
         if count < 0 or len(buffer) < count * size:
             raise HalError(f"READ_PORT_BUFFER: {count} item(s) of {size} byte(s) do not fit a buffer of {len(buffer)}")
+        port &= X86_PORT_MASK
         for hook in list(self.port_hooks):
             for _ in range(count):
                 hook(PortAccess("before", "read", port, size, None))
