@@ -158,12 +158,13 @@ class FirmwareStalled(FirmwareTimeout):
 
     @property
     def what(self) -> str:
-        text = f"the firmware stopped making progress ({self.stall.rule}, found after {self.seconds:.1f} s)"
+        # A finding's line: the same every run (a repro bundle compares it), so no timings.
+        text = f"the firmware stopped making progress ({self.stall.rule})"
         return text if self.waited_for == "the firmware's end" else f"{text}: {self.waited_for} will never come"
 
     @property
     def how(self) -> str | None:
-        return self.stall.how
+        return f"{self.stall.how}, found after {self.seconds:.1f} s"
 
 
 class MachineDied(QEMUError):
