@@ -112,8 +112,8 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec, writer: str = "the fi
     devices = board_model(spec.machine)
     spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
     for lo, hi in _ports(dev):
-        for r in board.io if board is not None else ():
-            if r.owner and r.start <= hi and lo <= r.end:
+        for r in _board_decoders(spec, board):
+            if r.start <= hi and lo <= r.end:
                 # named as every report names a board device (board:rtc), its type otherwise
                 name = board_label_of(devices, r.owner_type, r.name, f"the board's {r.owner_type or r.owner}")
                 first, last = spans.get(name, (r.start, r.end))
@@ -173,8 +173,18 @@ def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
     board = _bare_board(spec, with_ports) if with_ports else None
     if board is None:
         return None, []
+    decoders = _board_decoders(spec, board)
     return board, [d for d in with_ports
-                   if any(r.owner and r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in board.io)]
+                   if any(r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in decoders)]
+
+
+def _board_decoders(spec: MachineSpec, board: Any) -> list[Any]:
+    """The I/O regions of a bare machine's layout that a board device decodes: by owner,
+    or, where QEMU gives none (pc's PIIX IDE ports, 0x80, 0xf0), by the board model's name."""
+    from .devices import board_device_of, board_model
+    devices = board_model(spec.machine)
+    return [r for r in (board.io if board is not None else ())
+            if r.owner or board_device_of(devices, r.owner_type, r.name) is not None]
 
 
 def _builtins_over_board(spec: MachineSpec) -> list[tuple[str, list[tuple[int, int]], list[str]]]:
