@@ -111,8 +111,9 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec, writer: str = "the fi
     from .devices import board_label_of, board_model
     devices = board_model(spec.machine)
     spans: dict[str, tuple[int, int]] = {}   # board device -> the span of it the device covers
+    decoders = _board_decoders(spec, board)
     for lo, hi in _ports(dev):
-        for r in _board_decoders(spec, board):
+        for r in decoders:
             if r.start <= hi and lo <= r.end:
                 # named as every report names a board device (board:rtc), its type otherwise
                 name = board_label_of(devices, r.owner_type, r.name, f"the board's {r.owner_type or r.owner}")
