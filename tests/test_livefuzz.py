@@ -267,6 +267,33 @@ def test_qemu_aborts_with_an_adlib_above_0x380(iobase: int, aborts: bool) -> Non
     assert load_catalog()["adlib"].properties["iobase"].maximum == 0x380
 
 
+@pytest.mark.qemu
+@pytest.mark.parametrize("model", sorted(n for n, m in load_catalog().items() if m.instance_property))
+def test_qemu_numbers_isa_ports_in_order_and_refuses_one_past_the_models_last_index(model: str) -> None:
+    """livefuzz round three (seed 900135): a fourth isa-parallel, every one at its own base,
+    made QEMU exit ("Max. supported number of parallel ports is 3"): QEMU numbers them in
+    -device order whatever their bases; an explicit index takes the place of the count."""
+    index = load_catalog()[model].instance_property
+    count = len(load_catalog()[model].properties[index].choices)
+
+    def ports(n: int, *last: str) -> list[str]:
+        args = []
+        for i in range(n):
+            args += ["-chardev", f"null,id=c{i}", "-device",
+                     ",".join((model, f"chardev=c{i}", f"iobase={0x100 + 8 * i:#x}", *(last if i == n - 1 else ())))]
+        return args
+    for args, refused in ((ports(count), False), (ports(count + 1), True), (ports(count + 1, f"{index}=0"), False)):
+        done = subprocess.run(["qemu-system-x86_64", "-M", "isapc", "-nodefaults", "-S", "-display", "none",
+                               "-qmp", "stdio", *args], input='{"execute": "qmp_capabilities"}\n{"execute": "quit"}\n',
+                              capture_output=True, text=True, timeout=30)
+        assert (done.returncode != 0 and "Max. supported number" in done.stderr) == refused, (args, done.stderr)
+    head = "machine: isapc\ndevices:\n" + "".join(f"  - {{model: {model}, id: p{i}, iobase: {0x100 + 8 * i:#x}}}\n"
+                                                   for i in range(count))
+    machine_error(head + f"  - {{model: {model}, id: last, iobase: 0x200}}\n", count + 3, f"devices[{count}].model",
+                  f"QEMU gives it {index} {count} and takes {index} 0-{count - 1} only")
+    machine_spec(head + f"  - {{model: {model}, id: last, iobase: 0x200, {index}: 0}}\n")
+
+
 def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
     machine_error("machine: isapc\ndevices:\n  - {model: adlib, id: fm, iobase: 0x3f3}\n", 3,
                   "devices[0].iobase", "0x3f3 is above 0x380, the highest iobase QEMU takes")
