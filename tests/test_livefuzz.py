@@ -364,7 +364,10 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
 #: a handful through the main job twice, so the generator and the checker cannot rot.
 #: Round two: 122 (the APIC HAL on pc, a multifunction slot, a command step, a port above
 #: 0x3ff), 86 (a PCIe switch on q35, interrupt-line and command steps).
-SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86)
+#: Round three: 230 (a pci-bridge behind a q35 root port with a window step, memory_write
+#: into a moved BAR, a drivers list with claim: block), 387 (pc's APIC HAL with a
+#: memory_write, override_conflict), 205 (isapc with eleven legacy cards, several of one model).
+SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205)
 
 
 @pytest.mark.qemu
