@@ -54,6 +54,20 @@ def test_the_agent_uart_keeps_clear_of_an_io_bar_a_step_moves() -> None:
     assert agent_channel(machine_spec(memory))[0] == AGENT_PORTS[0]
 
 
+@pytest.mark.parametrize("serials, index", [
+    ((), 0), (("",), 1), (("", "index: 1"), 2),       # the second is numbered 1 by its order, and says so
+    (("index: 2", ""), 0),                                # the second is numbered 1 by its order
+    (("", "", "", ""), 0),                                # all four taken: 0, whose defaults the agent overrides
+])
+def test_the_agent_uart_takes_a_serial_index_no_com_port_has(serials: tuple[str, ...], index: int) -> None:
+    """livefuzz round three (seed 900794; configs/conflicts/four-com-ports-beside-the-agent-q35):
+    beside four COM ports the agent's isa-serial was QEMU's fifth and QEMU exited."""
+    from harness.qemu.machine import _agent_serial_index
+    lines = "".join(f"  - {{model: isa-serial, id: com{n}, iobase: {0x100 + 8 * n:#x}{', ' + extra if extra else ''}}}\n"
+                    for n, extra in enumerate(serials))
+    assert _agent_serial_index(machine_spec(f"machine: q35\ndevices:\n{lines or '  - {model: e1000, id: nic0}'}\n")) == index
+
+
 def test_agent_port_and_memory_accesses_are_the_cpu_s(agent) -> None:
     machine, bus = agent
     live = LiveBus(machine)
