@@ -981,6 +981,21 @@ def _run_once(spec: MachineSpec, out: Path, hal: str) -> tuple[Any, dict[str, An
     return result, report, (out / "registry.reg").read_bytes()
 
 
+def registry_diff(first: bytes, second: bytes, most: int = 6) -> str:
+    """Where two .reg exports differ (the lines of each, with the key above them), for a
+    determinism failure's comment: which key a run wrote differently says why."""
+    import difflib
+    a, b = (data.decode("utf-16", errors="replace").splitlines() for data in (first, second))
+    keys, key, out = {}, "", []
+    for n, line in enumerate(a):
+        key = line if line.startswith("[") else key
+        keys[n] = key
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            out.append(f"{keys.get(i1, key)} {a[i1:i2][:2]} -> {b[j1:j2][:2]}")
+    return "; ".join(out[:most]) or "the same lines"
+
+
 def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = True) -> dict[str, list[str]]:
     """Run one machine (twice for determinism) and return invariant → failures; the
     report's verdict is under the key ``verdict`` (not an invariant)."""
@@ -994,7 +1009,7 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
                 diff = [k for k in first if first[k] != second.get(k)]
                 failures["determinism"] = [f"report fields differ between two runs: {', '.join(diff)}"]
             elif registry != registry2:
-                failures["determinism"] = ["registry.reg differs between two runs"]
+                failures["determinism"] = ["registry.reg differs between two runs: " + registry_diff(registry, registry2)]
     except Exception as exc:   # noqa: BLE001  what the invariant is about
         return {"error": [f"{type(exc).__name__}: {exc}", f"board ports under the devices: "
                           f"{', '.join(over_board_ports(spec)) or 'none'}", traceback.format_exc(limit=6)]}

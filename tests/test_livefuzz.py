@@ -177,6 +177,15 @@ def test_determinism_ignores_the_seconds_a_stall_took_to_find_but_not_how_it_was
         report("waits 30 s before its reboot"))   # SeaBIOS's own words are no measurement
 
 
+def test_a_registry_difference_names_its_key_and_lines() -> None:
+    def reg(value: str) -> bytes:
+        return ("\ufeffWindows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\A]\r\n"
+                f'"Irq"=dword:{value}\r\n').encode("utf-16-le")
+    assert livefuzz.registry_diff(reg("00000001"), reg("00000001")) == "the same lines"
+    found = livefuzz.registry_diff(reg("00000001"), reg("00000000"))
+    assert "[HKEY_LOCAL_MACHINE\\HARDWARE\\A]" in found and "dword:00000001" in found and "dword:00000000" in found
+
+
 def test_a_board_line_collision_names_the_board_implicitly() -> None:
     isa = [IsaDevice("/p/com1", "com1", "isa-serial", {"irq": 2})]
     overlaps = livefuzz.layout_overlaps(SPEC, _layout(isa))
