@@ -494,8 +494,8 @@ def _third_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _Ho
     several ISA cards of one model, an isapc with many legacy cards, conventional
     pci-bridges on pc and behind q35 root ports with devices behind them and their windows
     and BARs moved, two displays with legacy faces, the PIC HAL on q35, ``memory_write``,
-    ``memory_read`` and ``port_read`` steps, and ``drivers:`` lists (order, ``claim:
-    block``, ``override_conflict``)."""
+    ``memory_read`` and ``port_read`` steps, ``drivers:`` lists (order, ``claim:
+    block``, ``override_conflict``), and jobs with ReactOS's IoReportResourceUsage."""
     machine = doc["machine"]
     devices: list[dict[str, Any]] = doc["devices"]
     usable = sorted((m for m in catalog.values() if machine in m.machines), key=lambda m: m.name)
@@ -550,6 +550,8 @@ def _third_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _Ho
         doc["after_firmware"] = doc.get("after_firmware", []) + steps
     if rng.random() < 0.15 and (drivers := _drivers_list(rng, doc, catalog)) is not None:
         doc["drivers"] = drivers
+    if rng.random() < 0.08:   # IoReportResourceUsage as ReactOS has it: it files nothing
+        doc[REACTOS_KEY] = True
 
 
 class _Dumper(yaml.SafeDumper):
@@ -559,22 +561,35 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(int, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", hex(v) if v > 15 else str(v)))
 
 
-#: The generator's key for the HAL the job runs; a machine file has no such key, so the
-#: file carries it as its first comment line (``# hal: apic``), which ``hal_of`` reads back.
+#: The generator's keys for how the job runs: the HAL (``--hal``) and ReactOS's
+#: IoReportResourceUsage (``--reactos``); a machine file has no such keys, so the file
+#: carries them as its first comment lines (``# hal: apic``, ``# reactos: true``), which
+#: ``job_options`` reads back.
 HAL_KEY = "hal"
-_HAL_LINE = re.compile(rf"^# {HAL_KEY}: (\w+)$", re.M)
+REACTOS_KEY = "reactos"
+JOB_KEYS = (HAL_KEY, REACTOS_KEY)
+_JOB_LINE = re.compile(rf"^# ({'|'.join(JOB_KEYS)}): (\w+)$", re.M)
 
 
 def machine_text(doc: dict[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != HAL_KEY}
+    body = {k: v for k, v in doc.items() if k not in JOB_KEYS}
     text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=200)
-    return f"# {HAL_KEY}: {doc[HAL_KEY]}\n{text}" if HAL_KEY in doc else text
+    return "".join(f"# {k}: {str(doc[k]).lower()}\n" for k in JOB_KEYS if k in doc) + text
+
+
+def job_options(text: str) -> dict[str, str]:
+    """A generated file's job options, from its first comment lines (none: the defaults)."""
+    return {m[1]: m[2] for m in _JOB_LINE.finditer(text)}
 
 
 def hal_of(text: str) -> str:
     """The HAL a generated file's job runs (its ``# hal:`` line; ``auto`` without one)."""
-    found = _HAL_LINE.search(text)
-    return found[1] if found else "auto"
+    return job_options(text).get(HAL_KEY, "auto")
+
+
+def reactos_of(text: str) -> bool:
+    """Whether a generated file's job runs IoReportResourceUsage as ReactOS has it."""
+    return job_options(text).get(REACTOS_KEY) == "true"
 
 
 def valid_machine(seed: int, catalog: Any = None, tries: int = 20) -> tuple[str, MachineSpec, int]:
@@ -624,6 +639,7 @@ def classes_of(text: str, spec: MachineSpec) -> Counter[str]:
         "drivers: list": "\ndrivers:" in text,
         "claim: block": any(d.claim == "block" for d in spec.drivers),
         "override_conflict": any(d.override_conflict for d in spec.drivers),
+        "ReactOS's IoReportResourceUsage": reactos_of(text),
     }
     found.update({f"step {a.kind} {a.phase}": True for a in spec.after_firmware})
     return Counter(name for name, hit in found.items() if hit)
@@ -974,9 +990,10 @@ def normalised(report: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the runner
-def _run_once(spec: MachineSpec, out: Path, hal: str) -> tuple[Any, dict[str, Any], bytes]:
+def _run_once(spec: MachineSpec, out: Path, text: str) -> tuple[Any, dict[str, Any], bytes]:
+    """The main job on ``spec`` with the job options of its generated ``text``."""
     from harness.job import run_job
-    result = run_job(spec, out, picture=False, hal=hal)
+    result = run_job(spec, out, picture=False, hal=hal_of(text), reactos=reactos_of(text))
     report = json.loads((out / "report.json").read_text())
     return result, report, (out / "registry.reg").read_bytes()
 
@@ -1001,9 +1018,9 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
     report's verdict is under the key ``verdict`` (not an invariant)."""
     failures: dict[str, list[str]] = {}
     try:
-        result, report, registry = _run_once(spec, work / "a", hal_of(text))
+        result, report, registry = _run_once(spec, work / "a", text)
         if twice:
-            _, report2, registry2 = _run_once(spec, work / "b", hal_of(text))
+            _, report2, registry2 = _run_once(spec, work / "b", text)
             first, second = normalised(report), normalised(report2)
             if first != second:
                 diff = [k for k in first if first[k] != second.get(k)]
@@ -1026,9 +1043,7 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
 
 def _shrink(text: str, invariant: str, work: Path, budget: int = 8) -> str:
     """Drop devices, steps and builtin settings one at a time while ``invariant`` still fails."""
-    doc = yaml.safe_load(text)
-    if hal_of(text) != "auto":
-        doc[HAL_KEY] = hal_of(text)
+    doc = {**yaml.safe_load(text), **job_options(text)}
     for key in ("after_firmware", "builtin", "devices"):
         items = doc.get(key)
         if not items:
