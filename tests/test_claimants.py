@@ -15,6 +15,7 @@ from harness.drivers import DRIVERS
 from harness.drivers.base import DECODED_PORTS, NtDriver, resources_of
 from harness.errors import ConfigError
 from harness.job import run_job
+from harness.nt.registry import DEVICE_MAP, Registry
 from harness.nt.resources import Dma, Interrupt, Isa, Port
 from harness.qemu.layout import Layout
 from helpers import CONFIGS
@@ -125,10 +126,16 @@ def test_the_default_machine_shows_board_devices_under_their_nt_owners(tmp_path:
     # every device of the machine file and of the board has a line, claimed or explained
     assert {d.id for d in result.spec.devices} <= set(lines)
     assert all(c.status == "claimed" or c.detail for c in result.claimants)
-    for key in ("ScsiAdapter\\atapi", "PnP Manager\\ACPI", "Hardware Abstraction Layer", "Other\\i8042prt"):
+    for key in ("ScsiAdapter\\atapi", "PnP Manager\\ACPI", "Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL",
+                "KeyboardPort/PointerPort\\i8042prt  [volatile]\n    \\Device\\KeyboardPort0.Raw"):
         assert key in result.resource_map, key
     report = (tmp_path / "out" / "report.txt").read_text()
     assert "board:keyboard-controller: claimed by i8042prt" in report
+    # i8042prt names its port device, and the pointer port's link to it, in the DeviceMap
+    with Registry(tmp_path / "out" / "registry.sqlite", create=False) as registry:
+        service = registry.get(f"{DEVICE_MAP}\\KeyboardPort", "\\Device\\KeyboardPort0")
+        assert service.endswith("\\Services\\i8042prt")
+        assert registry.get(f"{DEVICE_MAP}\\PointerPort", "\\Device\\PointerPort0") == service
 
 
 @pytest.mark.qemu
