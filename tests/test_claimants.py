@@ -207,6 +207,10 @@ def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
     assert line.status == "claimed" and line.claimant == "VgaSave", line
     for shown in ("0x3b0-0x3bb", "0x3c0-0x3df", "0xa0000-0xbffff", "0x1ce-0x1d1"):
         assert shown in result.resource_map, shown
+    # the video port driver lists its device, and the highest number, for win32k
+    with Registry(tmp_path / "out" / "registry.sqlite", create=False) as registry:
+        assert registry.get(f"{DEVICE_MAP}\\VIDEO", "\\Device\\Video0").endswith("\\Services\\VgaSave\\Device0")
+        assert registry.get(f"{DEVICE_MAP}\\VIDEO", "MaxObjectNumber") == 0
 
 
 def test_a_bundle_keeps_claim_style_and_driver_none() -> None:

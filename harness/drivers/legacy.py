@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Iterable
 
 from ..nt.iomgr import DeviceObject
 from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
-from ..nt.registry import DEVICE_MAP
+from ..nt.registry import DEVICE_MAP, RegType
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
 
 #: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
@@ -141,6 +141,35 @@ class KeyboardPortDriver(ResourceListDriver):
                 self.io.registry.delete_value(key, name, missing_ok=True)
 
 
+class VideoMiniportDriver(ResourceListDriver):
+    r"""Board claimant ``vga`` (and every display of the machine file): the VGA miniport
+    under the video port driver, which names its devices ``\Device\Video<n>``, claims
+    under ``VIDEO`` and lists each device in ``DEVICEMAP\VIDEO``: the device's name with
+    its registry key (the service's, then ``Device<n>``) as data, and ``MaxObjectNumber``
+    (REG_DWORD), the highest number, which win32k reads to find them all (ReactOS
+    videoprt.c and win32k's EngpUpdateGraphicsDeviceList)."""
+
+    service_name = "VgaSave"
+    resource_class = "VIDEO"
+    device_prefix = "\\Device\\Video"
+    device_name = NtDriver.device_name   # numbered, as the video port driver does
+    MAX_OBJECT_NUMBER = "MaxObjectNumber"
+
+    def write_device_map(self, device: DeviceObject, config: DeviceConfig) -> None:
+        key = f"{DEVICE_MAP}\\VIDEO"
+        number = self.device_number(device)
+        self.io.registry.create_key(key, volatile=True)
+        self.io.registry.set_value(key, device.name, f"{device.driver_object.registry_path}\\Device{number}")
+        highest = self.io.registry.get(key, self.MAX_OBJECT_NUMBER, None)
+        if highest is None or highest < number:
+            self.io.registry.set_value(key, self.MAX_OBJECT_NUMBER, number, RegType.REG_DWORD)
+
+    def remove_device_map(self, device: DeviceObject) -> None:
+        key = f"{DEVICE_MAP}\\VIDEO"
+        if self.io.registry.key_exists(key):
+            self.io.registry.delete_value(key, device.name, missing_ok=True)
+
+
 def _board_driver(claimant: str, service: str, resource_class: str | None, prefix: str) -> type[ResourceListDriver]:
     return type(f"{service}Driver", (ResourceListDriver,), {
         "__doc__": f"Board claimant {claimant!r}: service {service}, ResourceMap class "
@@ -156,7 +185,7 @@ BOARD_DRIVERS: dict[str, type[ResourceListDriver]] = {
     "pnp": _board_driver("pnp", "PnpManager", "PnP Manager", "\\Device\\PnpReserved_"),
     "atapi": _board_driver("atapi", "atapi", "ScsiAdapter", "\\Device\\Ide_"),
     "i8042prt": KeyboardPortDriver,
-    "vga": _board_driver("vga", "VgaSave", "VIDEO", "\\Device\\Video_"),
+    "vga": VideoMiniportDriver,
 }
 #: What the VGA miniport claims beside its device's own decode (VgaSave's access ranges):
 #: the VGA register blocks and the legacy frame buffer window.
@@ -166,5 +195,5 @@ VGA_ACCESS_RANGES = (("port", 0x3B0, 0x3BB), ("port", 0x3C0, 0x3DF), ("memory", 
 OTHER_BOARD_CLAIMANTS = ("hal", "floppy")
 
 
-__all__ = ["ResourceListDriver", "LegacyDriver", "KeyboardPortDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
+__all__ = ["ResourceListDriver", "LegacyDriver", "KeyboardPortDriver", "VideoMiniportDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
            "resource_parameters", "resources_of", "VGA_ACCESS_RANGES"]
