@@ -189,10 +189,11 @@ class ClaimantLine:
         return dict(self.__dict__)
 
 
-def service_of(claimant: str) -> str:
-    """The NT service name under which claimant ``claimant`` holds its claims."""
+def service_of(claimant: str, hal_name: str = HAL_NAME) -> str:
+    """The NT service name under which claimant ``claimant`` holds its claims (the HAL's:
+    ``hal_name``, the name of the HAL that runs, IoManager.hal_name)."""
     if claimant == "hal":
-        return HAL_NAME
+        return hal_name
     if claimant in BOARD_DRIVERS:
         return BOARD_DRIVERS[claimant].service_name
     return DRIVERS[claimant].service_name
@@ -233,7 +234,7 @@ def _line(io: IoManager, held: Mapping[str, list[Claim]], device: str, claimant:
           decoded: Iterable[tuple[str, int, int]], config_name: str, hidden_by: Sequence[str] = ()) -> ClaimantLine:
     if claimant is None:
         return ClaimantLine(device, None, "unclaimed", reason)
-    service = service_of(claimant)
+    service = service_of(claimant, io.hal_name)
     if service not in io.drivers and claimant != "hal":
         return ClaimantLine(device, None, "unclaimed", f"its driver {service} was not loaded "
                                                         "(the machine file's drivers list leaves it out)")
@@ -266,7 +267,7 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
     held: dict[str, list[Claim]] = {}  # each service's claims, in the arbiter's order
     for claim in io.arbiter.claims():
         held.setdefault(claim.owner.driver, []).append(claim)
-    service = {d.id: service_of(d.driver) for d in spec.devices if d.driver}
+    service = {d.id: service_of(d.driver, io.hal_name) for d in spec.devices if d.driver}
 
     def won_by_sibling(claimant: str | None, decoded: Iterable[tuple[str, int, int]],
                        lost: list[ShadowedRange]) -> list[str]:
@@ -274,7 +275,7 @@ def claimant_lines(io: IoManager, spec: MachineSpec, board: Sequence[ResolvedBoa
         controllers at one base: the driver's one claim there is theirs), else []."""
         if claimant is None or not lost:
             return []
-        mine = service_of(claimant)
+        mine = service_of(claimant, io.hal_name)
         winners = set()
         for s in lost:   # by the winning region: an owner-less one may bear a device's id
             devices = s.device_winners(layout, service)

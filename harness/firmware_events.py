@@ -25,7 +25,9 @@ log port, or the board device a bare QEMU of the same type decodes at those port
 
 A firmware that never finishes with nothing in its way is not among them: no configured
 device explains it (and after the bound a hung firmware and an overloaded host look
-alike), so that stays an error.
+alike), so that stays an error.  So does an ``internal-error`` nothing in the machine can
+have caused (:class:`EmulatorFailed`): the accelerator failed, not the machine (this
+host's nested KVM stops a plain isapc there).
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ FIRMWARE_DONE_REASON = "guest-reset"
 PANIC_DEVICES = ("pvpanic",)
 EXIT_DEVICES = ("isa-debug-exit",)
 WATCHDOG_DEVICES = ("ib700",)
+
+
+#: The state QEMU pauses in when its accelerator fails (KVM's emulation failure), not a device.
+EMULATOR_FAILURE_STATE = "internal-error"
+
+
+class EmulatorFailed(HarnessError):
+    """QEMU stopped the guest in :data:`EMULATOR_FAILURE_STATE` and nothing in the machine
+    reaches what the firmware, the HAL or the drivers use: an error, not a finding."""
 
 
 @dataclass(frozen=True)
@@ -133,11 +144,30 @@ def stopped_by(spec: MachineSpec, machine: Any, error: MachineStuck | MachineDie
     keyboard controller ends QEMU at the HAL's first write there.  A timeout stays an
     error: a slow host and a hung firmware look alike."""
     if isinstance(error, MachineStuck):
+        if error.state == EMULATOR_FAILURE_STATE:
+            _check_explained(spec, machine, after_firmware)
         return _frozen(spec, error.state, after_firmware=after_firmware)
     if after_firmware:
         return _exited(spec, machine, "after the firmware, as the HAL and the drivers touched the machine "
                        f"({str(error).splitlines()[0]})", "the HAL or a driver")
     return _exited(spec, machine)
+
+
+def _check_explained(spec: MachineSpec, machine: Any, after_firmware: bool) -> None:
+    """Raise :class:`EmulatorFailed` unless something in the machine may have stopped the
+    guest: a configured device with a fixed memory decode or on a board device's ports, a
+    built-in device moved onto another's ports, or (after the firmware) a step that wrote."""
+    if (any(kind == "memory" for d in spec.devices for kind, _, _ in d.decoded_resources())
+            or _over_board(spec)[1] or _builtins_over_board(spec)
+            or (after_firmware and _writing_steps(spec))):
+        return
+    accel = getattr(machine, "accel", None) or spec.accel
+    hint = "; run it under TCG (--accel tcg)" if accel == "kvm" else ""
+    when = "after the firmware" if after_firmware else "during the firmware"
+    raise EmulatorFailed(f"QEMU stopped the guest in state {EMULATOR_FAILURE_STATE!r} {when}, and nothing in "
+                         "the machine file reaches the board (no device on its ports or with a fixed memory "
+                         f"decode, no moved built-in device, no writing step): the accelerator ({accel}) failed, "
+                         f"not the machine; see qemu.log{hint}")
 
 
 def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None) -> FirmwareEvent | None:

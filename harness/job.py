@@ -54,7 +54,7 @@ from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot, stopped_under_agent
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
 from .nt.hal import HalError, hal_flavour_for
-from .nt.iomgr import HAL_NAME, IoManager, LoadResult
+from .nt.iomgr import IoManager, LoadResult
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
 from .nt.verifier import Violation
@@ -694,7 +694,7 @@ def check_claims(io: IoManager, layout: Layout, spec: MachineSpec,
     shown = _board_namer(spec.machine)
     detected = _detected_board_controllers(layout, spec)
     for claim in io.arbiter.claims():
-        if claim.owner.driver == HAL_NAME or claim.empty:
+        if claim.owner.driver == io.hal_name or claim.empty:
             continue
         whos = _expected_devices(claim, io, layout, spec, board, board_labels)
         check = ClaimCheck(claim.owner.driver, claim.owner.device,

@@ -859,10 +859,13 @@ class _Context:
         edge/level registers, 0x4d0-0x4d1, in one descriptor); else nothing."""
         from .claimants import service_of
         from .devices import board_model
+        from .nt.iomgr import HAL_NAME, HAL_RESOURCE_CLASS
         service = claim.owner.split("\\")[1] if claim.owner.count("\\") >= 2 else ""
+        # the HAL's key is named after the HAL that ran
+        hal_name = service if claim.owner.split("\\")[0] == HAL_RESOURCE_CLASS else HAL_NAME
         held: dict[str, list[tuple[int, int]]] = {}
         for device in board_model(self.spec.machine):
-            if device.claimant is not None and service_of(device.claimant) == service:
+            if device.claimant is not None and service_of(device.claimant, hal_name) == service:
                 runs = [(f.start, f.start + f.length - 1) for f in device.fixed if f.kind == claim.kind]
                 if any(a <= claim.end and claim.start <= b for a, b in runs):
                     held[device.label] = runs

@@ -15,6 +15,7 @@ from harness.drivers import DRIVERS
 from harness.drivers.base import DECODED_PORTS, NtDriver, resources_of
 from harness.errors import ConfigError
 from harness.job import run_job
+from harness.nt.registry import DEVICE_MAP, Registry
 from harness.nt.resources import Dma, Interrupt, Isa, Port
 from harness.qemu.layout import Layout
 from helpers import CONFIGS
@@ -125,10 +126,16 @@ def test_the_default_machine_shows_board_devices_under_their_nt_owners(tmp_path:
     # every device of the machine file and of the board has a line, claimed or explained
     assert {d.id for d in result.spec.devices} <= set(lines)
     assert all(c.status == "claimed" or c.detail for c in result.claimants)
-    for key in ("ScsiAdapter\\atapi", "PnP Manager\\ACPI", "Hardware Abstraction Layer", "Other\\i8042prt"):
+    for key in ("ScsiAdapter\\atapi", "PnP Manager\\ACPI", "Hardware Abstraction Layer\\PC Compatible Eisa/Isa HAL",
+                "KeyboardPort/PointerPort\\i8042prt  [volatile]\n    \\Device\\KeyboardPort0.Raw"):
         assert key in result.resource_map, key
     report = (tmp_path / "out" / "report.txt").read_text()
     assert "board:keyboard-controller: claimed by i8042prt" in report
+    # i8042prt names its port device, and the pointer port's link to it, in the DeviceMap
+    with Registry(tmp_path / "out" / "registry.sqlite", create=False) as registry:
+        service = registry.get(f"{DEVICE_MAP}\\KeyboardPort", "\\Device\\KeyboardPort0")
+        assert service.endswith("\\Services\\i8042prt")
+        assert registry.get(f"{DEVICE_MAP}\\PointerPort", "\\Device\\PointerPort0") == service
 
 
 @pytest.mark.qemu
@@ -200,6 +207,10 @@ def test_the_vga_miniport_claims_the_legacy_vga_ranges(tmp_path: Path) -> None:
     assert line.status == "claimed" and line.claimant == "VgaSave", line
     for shown in ("0x3b0-0x3bb", "0x3c0-0x3df", "0xa0000-0xbffff", "0x1ce-0x1d1"):
         assert shown in result.resource_map, shown
+    # the video port driver lists its device, and the highest number, for win32k
+    with Registry(tmp_path / "out" / "registry.sqlite", create=False) as registry:
+        assert registry.get(f"{DEVICE_MAP}\\VIDEO", "\\Device\\Video0").endswith("\\Services\\VgaSave\\Device0")
+        assert registry.get(f"{DEVICE_MAP}\\VIDEO", "MaxObjectNumber") == 0
 
 
 def test_a_bundle_keeps_claim_style_and_driver_none() -> None:

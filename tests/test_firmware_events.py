@@ -208,13 +208,45 @@ devices:
 @pytest.mark.parametrize("state, devices", [("internal-error", ()), ("io-error", ()), ("watchdog", ("dog",))])
 def test_other_frozen_states_are_findings_too(state: str, devices: tuple[str, ...]) -> None:
     # QEMU enters these under KVM or with a guest that arms the watchdog; the cause is
-    # derived from the state and the spec alone (the machine is already gone).
+    # derived from the state and the spec alone (the machine is already gone).  A UART
+    # over the RTC's index port is something in the machine that may stop the guest.
     from harness.firmware_events import stopped_by
     from harness.qemu.machine import MachineStuck
-    spec = machine_spec("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n")
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n"
+                        "  - {model: isa-serial, id: com, iobase: 0x70, irq: 4}\n")
     event = stopped_by(spec, None, MachineStuck("stuck", machine=None, state=state))
     assert (event.kind, event.devices, event.stopped) == (state, devices, True)
     assert state in event.detail
+
+
+@pytest.mark.parametrize("text, after_firmware, failed", [
+    ("machine: isapc\n", False, True),                                   # this host's KVM on a plain isapc
+    ("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n", False, True),  # nowhere near the board
+    ("machine: pc\ndevices:\n  - {model: ib700, id: dog}\n", True, True),
+    ("machine: isapc\nafter_firmware:\n  - {port_write: 0x80, value: 1}\n", True, False),  # a step wrote
+    ("machine: isapc\nafter_firmware:\n  - {port_write: 0x80, value: 1}\n", False, True),  # not yet
+    ("machine: isapc\ndevices:\n  - {model: isa-vga, id: vga}\n", False, False),  # fixed memory decode
+    ("machine: pc\nbuiltin:\n  fdc: {iobase: 0x516}\n", False, False),  # a moved FDC over fw_cfg
+])
+def test_an_internal_error_nothing_in_the_machine_explains_is_the_emulators(text: str, after_firmware: bool,
+                                                                             failed: bool) -> None:
+    """KVM stops a guest in internal-error when it cannot emulate something (measured here:
+    the nested KVM of this host does so for a plain isapc's firmware): with nothing in the
+    machine file that reaches the board, the verdict would blame a machine that is not at
+    fault, so it is an error naming the accelerator."""
+    from harness.firmware_events import EmulatorFailed, stopped_by
+    from harness.qemu.machine import MachineStuck
+
+    class Kvm:
+        accel = "kvm"
+    stuck = MachineStuck("stuck", machine=None, state="internal-error")
+    spec = machine_spec(text)
+    if failed:
+        with pytest.raises(EmulatorFailed, match=r"the accelerator \(kvm\) failed, not the machine.*--accel tcg"):
+            stopped_by(spec, Kvm(), stuck, after_firmware=after_firmware)
+    else:
+        event = stopped_by(spec, Kvm(), stuck, after_firmware=after_firmware)
+        assert (event.kind, event.stopped) == ("internal-error", True)
 
 
 def test_a_matrix_leaves_out_cells_on_the_firmware_log_port() -> None:

@@ -13,6 +13,8 @@ import pytest
 from harness.config import hal_for, load_machine
 from harness.nt.apic import Madt, find_rsdp, find_rsdt_in_ram
 from harness.nt.hal import HAL_FLAVOURS, Hal, HalError, hal_flavour_for
+from harness.nt.iomgr import HAL_RESOURCE_CLASS
+from harness.nt.registry import RESOURCE_MAP
 from harness.nt.recorded import ReplayBus
 from harness.nt.resources import INTERFACE_TYPE, Eisa, Internal, Isa, MicroChannel, PCIBus
 from harness.qemu.livebus import LiveBus
@@ -45,6 +47,9 @@ def test_each_interrupt_model_has_its_flavour_and_bad_choices_are_refused() -> N
     with pytest.raises(ValueError, match="legacy, acpi"):
         hal("mps")
     assert hal().flavour == "legacy" and hal(interrupt_model="apic").flavour == "acpi"
+    # Each files its own claims under its own name, as ReactOS's halpcat.c, halacpi.c, apicacpi.c.
+    assert [h.name for h in (hal(), hal("acpi"), hal(interrupt_model="apic"))] == [
+        "PC Compatible Eisa/Isa HAL", "ACPI Compatible Eisa/Isa HAL", "ACPI 1.0 - APIC platform UP"]
     # What a job runs on each machine file (harness.config.hal_for's automatic choice).
     chosen = {name: hal_flavour_for(hal_for(load_machine(CONFIGS / "machines" / f"{name}.yaml")))
               for name in ("isapc", "default", "q35")}
@@ -137,6 +142,8 @@ def test_acpi_tables_decide_where_the_acpi_flavour_can_run() -> None:
                 bed = Testbed(m, Registry(":memory:"), hal_flavour="acpi")
                 assert (bed.hal.interrupt_model, bed.hal.flavour) == ("pic", "acpi")
                 assert bed.hal.HalTranslateBusAddress(Eisa, 0, 0x3F8, 1) == (True, 1, 0x3F8)
+                hal_keys = bed.io.registry.subkeys(f"{RESOURCE_MAP}\\{HAL_RESOURCE_CLASS}")
+                assert hal_keys == ["ACPI Compatible Eisa/Isa HAL"] == [bed.io.hal_name]
     assert found == {"isapc": (False, False), "default": (False, True), "q35": (False, True)}
 
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Iterable
 
 from ..nt.iomgr import DeviceObject
 from ..nt.resources import CM_RESOURCE_LIST, Dma, Interrupt, Memory, Port
+from ..nt.registry import DEVICE_MAP, RegType
 from .base import DeviceConfig, DeviceNotResponding, NtDriver, resources_of
 
 #: One probe step: op (0 read, 1 write), offset from ProbeBase, size, value (written, or
@@ -107,6 +108,68 @@ class LegacyDriver(ResourceListDriver):
     """The machine file's devices without a sample driver (``legacy``)."""
 
 
+class KeyboardPortDriver(ResourceListDriver):
+    r"""Board claimant ``i8042prt``: the 8042 as NT 4's keyboard port driver files it (its
+    DDK sample, as VirtualBox's NT 4 PS/2 driver VBoxPS2NT.cpp keeps it, with the names of
+    kbdmou.h): one device object ``\Device\KeyboardPort<n>`` for the keyboard and the aux
+    port (``\Device\PointerPort<n>`` is a symbolic link to it); its one claim, both
+    interrupts and the ports, under the class made of the two DeviceMap base names,
+    ``KeyboardPort/PointerPort``; and ``DEVICEMAP\KeyboardPort`` and ``\PointerPort``
+    naming the two with the driver's registry path as data (RtlWriteRegistryValue,
+    REG_SZ)."""
+
+    #: kbdmou.h's DD_KEYBOARD_PORT_BASE_NAME_U and DD_POINTER_PORT_BASE_NAME_U: the
+    #: DeviceMap keys and the device names' bases.
+    DEVICE_MAP_KEYS = ("KeyboardPort", "PointerPort")
+    service_name = "i8042prt"
+    resource_class = "/".join(DEVICE_MAP_KEYS)
+    device_prefix = f"\\Device\\{DEVICE_MAP_KEYS[0]}"
+    device_name = NtDriver.device_name   # numbered, as the port driver tries 0, 1, ...
+
+    def _device_map_values(self, device: DeviceObject) -> list[tuple[str, str]]:
+        number = self.device_number(device)
+        return [(f"{DEVICE_MAP}\\{key}", f"\\Device\\{key}{number}") for key in self.DEVICE_MAP_KEYS]
+
+    def write_device_map(self, device: DeviceObject, config: DeviceConfig) -> None:
+        for key, name in self._device_map_values(device):
+            self.io.registry.create_key(key, volatile=True)
+            self.io.registry.set_value(key, name, device.driver_object.registry_path)
+
+    def remove_device_map(self, device: DeviceObject) -> None:
+        for key, name in self._device_map_values(device):
+            if self.io.registry.key_exists(key):
+                self.io.registry.delete_value(key, name, missing_ok=True)
+
+
+class VideoMiniportDriver(ResourceListDriver):
+    r"""Board claimant ``vga`` (and every display of the machine file): the VGA miniport
+    under the video port driver, which names its devices ``\Device\Video<n>``, claims
+    under ``VIDEO`` and lists each device in ``DEVICEMAP\VIDEO``: the device's name with
+    its registry key (the service's, then ``Device<n>``) as data, and ``MaxObjectNumber``
+    (REG_DWORD), the highest number, which win32k reads to find them all (ReactOS
+    videoprt.c and win32k's EngpUpdateGraphicsDeviceList)."""
+
+    service_name = "VgaSave"
+    resource_class = "VIDEO"
+    device_prefix = "\\Device\\Video"
+    device_name = NtDriver.device_name   # numbered, as the video port driver does
+    MAX_OBJECT_NUMBER = "MaxObjectNumber"
+
+    def write_device_map(self, device: DeviceObject, config: DeviceConfig) -> None:
+        key = f"{DEVICE_MAP}\\VIDEO"
+        number = self.device_number(device)
+        self.io.registry.create_key(key, volatile=True)
+        self.io.registry.set_value(key, device.name, f"{device.driver_object.registry_path}\\Device{number}")
+        highest = self.io.registry.get(key, self.MAX_OBJECT_NUMBER, None)
+        if highest is None or highest < number:
+            self.io.registry.set_value(key, self.MAX_OBJECT_NUMBER, number, RegType.REG_DWORD)
+
+    def remove_device_map(self, device: DeviceObject) -> None:
+        key = f"{DEVICE_MAP}\\VIDEO"
+        if self.io.registry.key_exists(key):
+            self.io.registry.delete_value(key, device.name, missing_ok=True)
+
+
 def _board_driver(claimant: str, service: str, resource_class: str | None, prefix: str) -> type[ResourceListDriver]:
     return type(f"{service}Driver", (ResourceListDriver,), {
         "__doc__": f"Board claimant {claimant!r}: service {service}, ResourceMap class "
@@ -121,8 +184,8 @@ BOARD_DRIVERS: dict[str, type[ResourceListDriver]] = {
     "acpi": _board_driver("acpi", "ACPI", "PnP Manager", "\\Device\\ACPI_"),
     "pnp": _board_driver("pnp", "PnpManager", "PnP Manager", "\\Device\\PnpReserved_"),
     "atapi": _board_driver("atapi", "atapi", "ScsiAdapter", "\\Device\\Ide_"),
-    "i8042prt": _board_driver("i8042prt", "i8042prt", None, "\\Device\\KeyboardPort_"),
-    "vga": _board_driver("vga", "VgaSave", "VIDEO", "\\Device\\Video_"),
+    "i8042prt": KeyboardPortDriver,
+    "vga": VideoMiniportDriver,
 }
 #: What the VGA miniport claims beside its device's own decode (VgaSave's access ranges):
 #: the VGA register blocks and the legacy frame buffer window.
@@ -132,5 +195,5 @@ VGA_ACCESS_RANGES = (("port", 0x3B0, 0x3BB), ("port", 0x3C0, 0x3DF), ("memory", 
 OTHER_BOARD_CLAIMANTS = ("hal", "floppy")
 
 
-__all__ = ["ResourceListDriver", "LegacyDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
+__all__ = ["ResourceListDriver", "LegacyDriver", "KeyboardPortDriver", "VideoMiniportDriver", "BOARD_DRIVERS", "OTHER_BOARD_CLAIMANTS", "pack_probe",
            "resource_parameters", "resources_of", "VGA_ACCESS_RANGES"]

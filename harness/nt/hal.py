@@ -151,6 +151,13 @@ INTERRUPT_MODELS = ("pic", "apic", "auto")
 #: own claims are usage.c's PC/AT table, its name halpcat.c's), so ``legacy``; the APIC HAL
 #: finds its I/O APIC in the ACPI MADT, so it is an ACPI HAL (halaacpi), so ``acpi``.
 HAL_FLAVOURS = ("legacy", "acpi")
+#: The name a HAL files its own claims under (``RESOURCEMAP\Hardware Abstraction Layer\<name>``,
+#: nt-semantics.md §2.4), by (flavour, interrupt model), as ReactOS's HALs spell it: the PC/AT
+#: HAL's in hal/halx86/legacy/halpcat.c, the ACPI PIC HAL's (halacpi) in hal/halx86/acpi/halacpi.c,
+#: the ACPI APIC HAL's (halaacpi) in hal/halx86/apic/apicacpi.c (Vadim Galyant's APIC HAL, 2020).
+HAL_NAMES = {("legacy", "pic"): "PC Compatible Eisa/Isa HAL",
+             ("acpi", "pic"): "ACPI Compatible Eisa/Isa HAL",
+             ("acpi", "apic"): "ACPI 1.0 - APIC platform UP"}
 #: HalTranslateBusAddress on a PCI bus: the §4.1 table, or the windows that reach the bus.
 PCI_TRANSLATIONS = ("table", "decoded")
 
@@ -508,6 +515,8 @@ class Hal:
             interrupt_model = "apic" if self.madt is not None and self.madt.ioapics else "pic"
         self.interrupt_model = interrupt_model
         self.flavour = hal_flavour_for(interrupt_model, flavour)
+        #: Where this HAL's own claims are filed (:data:`HAL_NAMES`).
+        self.name = HAL_NAMES[self.flavour, interrupt_model]
         if self.flavour == "acpi" and interrupt_model == "pic" and not self._has_acpi_tables():
             raise HalError("the ACPI HAL needs the firmware's ACPI tables and this machine has none "
                            "(QEMU's isapc has none: tests/test_hal_flavours.py measures it)")

@@ -36,6 +36,7 @@ from .arbiter import (Allocation, Arbiter, Claim, Conflict, Owner, ResourceKind,
                       conflicts_between, unique_conflicts)
 from .description import IoQueryDeviceDescription as _query_description
 from .errorlog import ErrorLog
+from .hal import HAL_NAMES
 from .errors import NtStatusError, ResourceFormatError
 from .dma import DmaManager
 from .interrupts import KINTERRUPT, InterruptAcceptor, InterruptManager
@@ -49,9 +50,10 @@ from .verifier import ClaimVerifier, Violation
 #: The class key a claim goes under when DriverClassName is NULL: "Other" in the DDK text
 #: (seed 002); real systems are reported to use "OtherDrivers" (§2.4).
 DEFAULT_RESOURCE_CLASS = "Other"
-#: What the PC/AT HAL's own claims are filed under (§2.4).
+#: What a HAL's own claims are filed under (§2.4): this class, then the HAL's name
+#: (:data:`harness.nt.hal.HAL_NAMES`; the PC/AT HAL's when the manager has no HAL).
 HAL_RESOURCE_CLASS = "Hardware Abstraction Layer"
-HAL_NAME = "PC Compatible Eisa/Isa HAL"
+HAL_NAME = HAL_NAMES["legacy", "pic"]
 #: IoAssignResources' search in a port or memory window (IoManager ``assign_search``):
 #: from the top, as Windows' range arbiter (RtlFindRange, §3.4), or from the bottom.
 ASSIGN_SEARCHES = ("top-down", "bottom-up")
@@ -355,10 +357,15 @@ class IoManager:
         with self.arbiter.lock:
             self._write((owner, resources))
 
+    @property
+    def hal_name(self) -> str:
+        """The name the HAL's own claims are filed under: its own, or the PC/AT HAL's."""
+        return getattr(self.hal, "name", HAL_NAME)
+
     def report_hal_resources(self, resources: CM_RESOURCE_LIST) -> None:
         """The HAL's own claims, under ``Hardware Abstraction Layer\\<HAL name>`` (§2.4)."""
         with self.arbiter.lock:
-            self._write((Owner(HAL_NAME, None, HAL_RESOURCE_CLASS), resources))
+            self._write((Owner(self.hal_name, None, HAL_RESOURCE_CLASS), resources))
 
     # ------------------------------------------------------------------ devices
     def IoCreateDevice(self, DriverObject: DriverObject, DeviceName: str, DeviceType: int = 0,
