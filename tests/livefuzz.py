@@ -5,7 +5,11 @@ settings, ``builtin:`` settings and ``after_firmware`` steps), mostly placed nea
 the board or another device already uses, so that conflicts are common; a second round
 (its own stream) adds the APIC HAL on pc, ports at the decode edges, IRQ 2 beside 9,
 16-bit DMA, multifunction slots, PCIe switches, every built-in device's settings,
-``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps.  Each file runs
+``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps; a third
+(``seed:3``, fuzz3) the whole catalog at one rate with drives, several ISA cards of one model,
+pci-bridges with bridge-window steps, two displays, the PIC HAL on q35, ReactOS's
+IoReportResourceUsage, memory and port-read steps and ``drivers:`` lists (``--coverage``
+prints what the generator writes, without QEMU).  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
