@@ -274,6 +274,17 @@ def test_a_lone_edge_only_line_must_rise_twice(rises: tuple[int, ...], found: se
 
 
 @pytest.mark.qemu
+def test_a_probe_over_a_running_counter_reports_the_same_line_every_run(tmp_path: Path) -> None:
+    """livefuzz round three (seed 903118): with ReactOS's IoReportResourceUsage nothing
+    refuses a CS4231A at 0x608 under q35's PM timer, the generic driver's probe reads the
+    counter, and the finding quoted the value read: 0x2c, 0xa0, 0x7f, 0xff run to run (a
+    repro bundle of it never reproduced)."""
+    text = "# reactos: true\nmachine: q35\ndevices:\n  - {model: cs4231a, id: d2, iobase: 0x608, irq: 2, dma: 5}\n"
+    failures = livefuzz.check_machine(text, machine_spec(text), tmp_path)
+    assert failures.pop("verdict") == ["conflict"] and failures == {}, failures
+
+
+@pytest.mark.qemu
 def test_a_step_on_a_device_behind_an_unnumbered_bridge_is_a_failed_step(tmp_path: Path) -> None:
     """livefuzz: with 0xcf8-0xcfa under an IPMI BT the firmware resets early and never
     numbers the bridge's bus, so query-pci shows no rtl8139; its step raised (a job error)."""
