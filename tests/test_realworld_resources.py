@@ -178,6 +178,8 @@ QEMU_GUEST = DATA / "x64-qemu-guest-logs.reg"
 M57_PAT = DATA / "xp-sp3-x86-m57-pat-system.reg"
 OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
 XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
+XP_VPC = DATA / "xp-sp3-x86-virtualpc-system.reg"
+WIN10_NVME = DATA / "win10-2004-x64-vmware-nvme-system.reg"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -194,6 +196,8 @@ HIVES = [
     pytest.param(M57_PAT, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 27, id="xp-sp3-m57-pat"),
     pytest.param(OFIARA, Arch.X86, 118, 54, 0, SYSTEM + r"\Enum", 56, id="xp-sp3-vmware-ofiara"),
     pytest.param(XP_X64, Arch.X64, 41, 16, 1, SYSTEM + r"\Enum", 16, id="xp-x64-vbox"),
+    pytest.param(XP_VPC, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 28, id="xp-sp3-virtualpc"),
+    pytest.param(WIN10_NVME, Arch.X64, 127, 56, 1, SYSTEM + r"\Enum", 60, id="win10-2004-vmware"),
 ]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
