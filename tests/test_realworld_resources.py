@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.nt.arbiter import Owner, claims_of, conflicts_between, interrupt_line, kind_of
+from harness.nt.arbiter import (Arbiter, Owner, ResourceKind, claims_of, conflicts_between,
+                                interrupt_line, kind_of)
 from harness.nt.errors import RegFileError, ResourceFormatError
 from harness.nt.regfile import HEADER, export_text, file_layout, import_reg, import_text, parse_reg
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
@@ -30,7 +31,10 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
                                   MemoryLargeRequirement, PortRequirement, IO_RESOURCE_DEFAULT,
-                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement)
+                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement,
+                                  CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN,
+                                  CM_RESOURCE_INTERRUPT_POLICY_INCLUDED, INTERFACE_TYPE,
+                                  IO_RESOURCE_LIST, describe_range)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -820,3 +824,163 @@ def test_a_regedit4_export_in_a_windows_code_page_via_the_command(tmp_path, caps
         assert [(p, v.name, v.data) for p, v in resource_values(got)] == \
             [(p, v.name, v.data) for p, v in resource_values(want)]
         assert got.get(SYSTEM + r"\Control\Class\Anschlüsse", "Class") == "Ports"
+
+
+# --- Fourth pass: an ISA PnP card (XP on Virtual PC), NVMe and MSI-X (Windows 10 2004) ---
+
+SB16 = XP_ENUM + r"\ISAPNP\TBA03b0\FFFFFFFF\LogConf"
+E1000E = (XP_ENUM + r"\PCI\VEN_8086&DEV_10D3&SUBSYS_07D015AD&REV_00\000C29FFFF661AA200"
+          r"\LogConf")
+
+
+def test_xp_isa_pnp_sound_blaster_numbers_its_descriptors_in_spare2():
+    """Virtual PC's ISA PnP Sound Blaster 16 (ISAPNP\\TBA03b0): BootConfig ports 0x220 and
+    0x380 (10-bit decode), DMA 1 and 5, IRQ 5, partial list Revision 0x3000 as the read-data
+    port's; its BasicConfigVector (list Revision 0x30, led by ConfigData LCPRI_DESIRED)
+    has Spare1 0x80 on every resource descriptor and numbers the DMA and port ones 1..4 in
+    Spare2, with pool addresses (0xe1......) in the header's Reserved[2], the ConfigData's
+    tail and the interrupt's Vista+ policy fields; the dump shows every one of them."""
+    with imported(XP_VPC, Arch.X86) as reg:
+        boot = reg.get_value(SB16, "BootConfig").value
+        (full,) = boot.descriptors
+        assert (full.interface_type, full.partial_resource_list.revision) == (Isa, 0x3000)
+        assert sorted((type(p).__name__, p.start if isinstance(p, Port) else
+                       p.channel if hasattr(p, "channel") else interrupt_line(p))
+                      for p in full.partials) == [("Dma", 1), ("Dma", 5), ("Interrupt", 5),
+                                                  ("Port", 0x220), ("Port", 0x380)]
+        req = reg.get_value(SB16, "BasicConfigVector").value
+        (lst,) = req.lists
+        assert (lst.version, lst.revision, req.reserved[2] >> 24) == (1, 0x30, 0xE1)
+        head, *rest = lst.descriptors
+        assert isinstance(head, ConfigDataRequirement) and head.priority == LCPRI_DESIRED
+        assert head.union_tail.endswith(struct.pack("<I", req.reserved[2]))
+        assert [(d.spare1, d.spare2) for d in rest] == [(0x80, 0), (0x80, 1), (0x80, 2),
+                                                        (0x80, 3), (0x80, 4)]
+        irq = rest[0]
+        assert isinstance(irq, InterruptRequirement) and irq.priority_policy >> 24 == 0xE1
+        text = format_tree(reg, SB16)
+        assert "priority 0xe1017388 targets 0xe1017348 spare 0x80 0x0" in text
+        assert text.count("spare 0x80 ") == 5
+        assert "in [0x380, 0x38f] spare 0x80 0x4" in text
+
+
+def test_a_dump_tells_apart_descriptors_that_differ_only_in_unsaid_fields():
+    """Two requirement lists alike but for Spare1/Spare2 or an interrupt's policy fields
+    used to dump to the same text."""
+    plain = InterruptRequirement(5, 5)
+    variants = [plain, InterruptRequirement(5, 5, spare1=0x80, spare2=1),
+                InterruptRequirement(5, 5, group=0xFFFF),
+                InterruptRequirement(5, 5, targeted_processors=-1),
+                PortRequirement(0x10, 1, 0x220, 0x22F, spare2=3)]
+    rows = [describe_range(d) for d in variants]
+    assert len(set(rows)) == len(rows)
+    assert rows[0] == "vector 5..5"
+    assert rows[2].endswith("group 0xffff priority 0x0 targets 0x0")
+    assert rows[3].endswith("targets all") and rows[4].endswith("spare 0x0 0x3")
+
+
+NVME = XP_ENUM + r"\PCI\VEN_15AD&DEV_07F0&SUBSYS_07F015AD&REV_00\4&3b50545d&0&00B8\LogConf"
+ROOT_PORT = XP_ENUM + r"\PCI\VEN_15AD&DEV_07A0&SUBSYS_07A015AD&REV_01\3&61aaa01&0&A8\LogConf"
+
+
+def msi_asks(reg, key, index=0):
+    req = reg.get_value(key, "BasicConfigVector").value
+    return [d for d in req.lists[index].descriptors if isinstance(d, InterruptRequirement)]
+
+
+def test_windows_10_asks_msi_x_one_message_a_descriptor_with_its_policy():
+    """Windows 10 2004 asks MSI-X one 1-message descriptor per vector, POLICY_INCLUDED:
+    the NVMe controller 16, IrqPolicySpecifiedProcessors (4) at IrqPriorityHigh (3),
+    targeted at CPU 0 and CPU 1 in turn (a queue per processor); the e1000e (82574L) 3 with
+    the policy fields zero; each PCIe root port one for Group 0xFFFF (all groups). The
+    e1000e's lists also hold a zeroed CmResourceTypeNull descriptor in the slot of its
+    unimplemented BAR 2 (the DevicePrivate after each BAR names BARs 0, 1 and 3)."""
+    with imported(WIN10_NVME, Arch.X64) as reg:
+        nvme = msi_asks(reg, NVME)
+        assert all(d.message_count == 1 and d.flags & CM_RESOURCE_INTERRUPT_POLICY_INCLUDED
+                   for d in nvme)
+        assert [(d.affinity_policy, d.priority_policy, d.targeted_processors) for d in nvme] == \
+            [(4, 3, 1), (4, 3, 2)] * 8
+        nic = msi_asks(reg, E1000E)
+        assert [(d.message_count, d.affinity_policy, d.group, d.priority_policy,
+                 d.targeted_processors) for d in nic] == [(1, 0, 0, 0, 0)] * 3
+        assert [d.message_count for d in msi_asks(reg, E1000E, 1)] == [1, None]
+        (port,) = msi_asks(reg, ROOT_PORT)
+        assert (port.message_count, port.group) == (1, 0xFFFF)
+        for lst in reg.get_value(E1000E, "BasicConfigVector").value.lists:
+            (null,) = [d for d in lst.descriptors if isinstance(d, GenericRequirement)]
+            assert null.type == CmResourceType.CmResourceTypeNull and null.data == bytes(24)
+            assert [d.data[1] for d in lst.descriptors
+                    if isinstance(d, DevicePrivateRequirement)] == [0, 1, 3]
+        text = format_tree(reg, NVME)
+        assert text.count("policy 0x4 group 0x0 priority 0x3 targets 0x2") == 8
+
+
+def requirements(*descriptors, iface=INTERFACE_TYPE.PCIBus):
+    return IO_RESOURCE_REQUIREMENTS_LIST(iface, 0, 0, (IO_RESOURCE_LIST(tuple(descriptors)),))
+
+
+MSI = CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE
+EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
+
+
+def test_a_null_requirement_asks_for_nothing_and_keeps_its_place():
+    """A zeroed Null descriptor between two BARs (pci.sys's unimplemented BAR) was a
+    descriptor the arbiter could not satisfy, so the device could never be given resources."""
+    null = GenericRequirement(CmResourceType.CmResourceTypeNull)
+    asked = requirements(MemoryRequirement(0x1000, 0x1000, 0, 0xFFFFFFFF), null,
+                         PortRequirement(0x20, 0x20, 0, 0xFFFF))
+    placed = Arbiter().allocate(Owner("nic"), asked).resources
+    assert placed is not None
+    kinds = [type(p) for _, p in placed.partials()]
+    assert kinds == [Memory, GenericPartial, Port]
+    assert [p for _, p in placed.partials()][1].type == CmResourceType.CmResourceTypeNull
+    assert [c.kind for c in claims_of(Owner("nic"), placed)] == [ResourceKind.MEMORY, ResourceKind.PORT]
+    # Other generic kinds are still refused, naming the descriptor.
+    other = requirements(GenericRequirement(CmResourceType.CmResourceTypePcCardConfig))
+    attempt = Arbiter().allocate(Owner("card"), other)
+    assert attempt.resources is None and "cannot satisfy" in attempt.attempts[0].reason
+
+
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_message_interrupts_take_no_irq_line(count):
+    """MSI/MSI-X asks (the token form) are not IRQ lines: several 1-message descriptors of
+    one device and another device's messages all fit beside a line-based IRQ, which is still
+    arbitrated; the placement is the raw MessageInterrupt form (MessageCount in Level's high
+    half, the Vector the token)."""
+    token = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+    arbiter = Arbiter()
+    line = arbiter.allocate(Owner("old"), requirements(InterruptRequirement(9, 9, share=EXCLUSIVE)))
+    arbiter.replace(Owner("old"), claims_of(Owner("old"), line.resources))
+    for name in ("nic", "nvme"):
+        asked = requirements(*[InterruptRequirement(token - count + 1, token, share=EXCLUSIVE, flags=MSI)
+                               for _ in range(3)])
+        placed = arbiter.allocate(Owner(name), asked).resources
+        assert placed is not None, name
+        messages = [p for _, p in placed.partials()]
+        assert [(p.level, p.vector) for p in messages] == [(count << 16, token)] * 3
+        assert claims_of(Owner(name), placed) == [] and all(kind_of(p) is None for p in messages)
+        arbiter.replace(Owner(name), claims_of(Owner(name), placed))
+    again = arbiter.allocate(Owner("late"), requirements(InterruptRequirement(9, 9, share=EXCLUSIVE)))
+    assert again.resources is None and again.attempts[0].conflicts  # IRQ 9 is still held
+
+
+def test_the_windows_10_vmware_machine_solves_but_for_its_motherboard_resources():
+    """Before the two rules above the e1000e alone had no assignment (its Null BAR slot,
+    then its three MSI-X messages on one 'vector'), so neither had the machine. Now what
+    keeps it from solving is VMware's ACPI: motherboard resources (PNP0C02) ask for ports
+    0x72-0x77 DeviceExclusive over the RTC's 0x70-0x73, as the Dell's PNP0C02 overlap."""
+    from harness.nt import pnp
+    with imported(WIN10_NVME, Arch.X64) as reg:
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+    assert len(nodes) == 60
+    nic = next(n for n in nodes if "DEV_10D3" in n.name)
+    assert pnp.solve([nic], timeout=60).satisfiable
+    rest = [n for n in nodes if "PNP0C02" not in n.name]
+    solution = pnp.solve(rest, timeout=120)
+    assert solution.satisfiable
+    placed = [p for _, p in solution.resources(nic.name).partials()]
+    assert sum(isinstance(p, Interrupt) and bool(p.flags & CM_RESOURCE_INTERRUPT_MESSAGE) for p in placed) == 3
+    core = pnp.unsatisfiable_core(nodes, timeout=120, subset_budget=2000)
+    assert core is not None and core.minimum
+    assert sorted(d.split("\\")[-2] for d in core.devices) == ["PNP0B00", "PNP0C02"]
