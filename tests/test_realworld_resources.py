@@ -184,6 +184,7 @@ OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
 XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
 XP_VPC = DATA / "xp-sp3-x86-virtualpc-system.reg"
 WIN10_NVME = DATA / "win10-2004-x64-vmware-nvme-system.reg"
+EC2_LOGS = DATA / "x64-server2019-ec2-xen-logs.reg"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -202,6 +203,7 @@ HIVES = [
     pytest.param(XP_X64, Arch.X64, 41, 16, 1, SYSTEM + r"\Enum", 16, id="xp-x64-vbox"),
     pytest.param(XP_VPC, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 28, id="xp-sp3-virtualpc"),
     pytest.param(WIN10_NVME, Arch.X64, 127, 56, 1, SYSTEM + r"\Enum", 60, id="win10-2004-vmware"),
+    pytest.param(EC2_LOGS, Arch.X64, 35, 12, 0, MACHINE + r"\SYSTEM", 15, id="server2019-ec2-logs"),
 ]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
@@ -984,3 +986,34 @@ def test_the_windows_10_vmware_machine_solves_but_for_its_motherboard_resources(
     core = pnp.unsatisfiable_core(nodes, timeout=120, subset_budget=2000)
     assert core is not None and core.minimum
     assert sorted(d.split("\\")[-2] for d in core.devices) == ["PNP0B00", "PNP0C02"]
+
+
+XENBUS = MACHINE + r"\SYSTEM\ControlSet002\Enum\XENBUS"
+
+
+def test_xen_pv_devices_ask_a_page_and_any_line_for_one_close_processor():
+    """AWS's Xen PV devices under Windows Server 2019 (VBD disk, VIF network, IFACE): each
+    asks, on the Internal bus, 4 KB of prefetchable cacheable memory anywhere in the 64-bit
+    space and one level-triggered interrupt of any vector (0..0xFFFFFFFF), DeviceExclusive,
+    IrqPolicyOneCloseProcessor for all processor groups; the machine's 15 LogConf devices
+    solve, each PV device on a line of its own."""
+    from harness.nt import pnp
+    with imported(EC2_LOGS, Arch.X64) as reg:
+        asks = {path.split("\\")[-3]: v.value for path, vs in reg.walk(XENBUS) for v in vs}
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+    assert sorted(k.split("&")[1] for k in asks) == ["DEV_IFACE", "DEV_VBD", "DEV_VIF"]
+    for req in asks.values():
+        assert req.interface_type.name == "Internal"
+        (lst,) = req.lists
+        memory, line = lst.descriptors
+        assert (type(memory), memory.length, memory.alignment, memory.maximum_address) == \
+            (MemoryRequirement, 0x1000, 0x1000, 0xFFFF_FFFF_FFFF_FFFF)
+        assert isinstance(line, InterruptRequirement) and line.message_count is None
+        assert (line.minimum_vector, line.maximum_vector, line.affinity_policy, line.group,
+                line.share) == (0, 0xFFFFFFFF, 2, 0xFFFF, EXCLUSIVE)
+    assert len(nodes) == 15
+    solution = pnp.solve(nodes, timeout=120)
+    assert solution.satisfiable
+    lines = [interrupt_line(p) for n in nodes if "XENBUS" in n.name
+             for _, p in solution.resources(n.name).partials() if isinstance(p, Interrupt)]
+    assert len(lines) == 3 == len(set(lines))
