@@ -1017,3 +1017,108 @@ def test_xen_pv_devices_ask_a_page_and_any_line_for_one_close_processor():
     lines = [interrupt_line(p) for n in nodes if "XENBUS" in n.name
              for _, p in solution.resources(n.name).partials() if isinstance(p, Interrupt)]
     assert len(lines) == 3 == len(set(lines))
+
+
+# --- Bad real-world input made from the fourth pass's files ---
+
+def write(tmp_path, raw: bytes):
+    path = tmp_path / "joined.reg"
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("file,arch,encode", [
+    (XP_VPC, Arch.X86, lambda raw: raw),                                    # UTF-16LE, BOM
+    (EC2_LOGS, Arch.X64, lambda raw: raw),                                  # REGEDIT4, ASCII
+    (WIN10_NVME, Arch.X64, lambda raw: raw),                                # UTF-8, BOM, LF
+])
+def test_two_exports_joined_are_refused_at_the_second_header(file, arch, encode, tmp_path):
+    """``copy /b a.reg+b.reg`` (or ``cat``) leaves the second file's byte-order mark and
+    header mid-file: refused at that line, saying what it is; nothing is written."""
+    raw = file.read_bytes()
+    joined = write(tmp_path, raw + raw)
+    text = raw.decode("utf-16") if raw.startswith(b"\xff\xfe") else raw.decode("utf-8-sig")
+    line = len(text.splitlines()) + 1
+    with Registry(arch=arch) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, joined)
+        assert f"{joined}:{line}: a second file header" in str(err.value)
+        assert "import each file on its own" in str(err.value)
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_ansi_text_appended_to_a_utf16_export_is_named_as_such(tmp_path):
+    """A key typed in an ANSI editor and appended to XP's UTF-16LE export: its bytes pair up
+    into CJK-looking characters; the error says so instead of showing them alone."""
+    raw = XP_VPC.read_bytes()
+    tail = b'[HKEY_LOCAL_MACHINE\\HARDWARE\\Added]\r\n"Name"="Sound"\r\n'
+    joined = write(tmp_path, raw + tail)
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, joined)
+        message = str(err.value)
+        assert "read as UTF-16LE are ASCII text ('[HKEY_LOCAL_MACHINE" in message
+        assert "Expected the whole file in one encoding" in message
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+@pytest.mark.parametrize("split,accepted", [
+    (lambda h: h[:12] + "\\\r\n  " + h[12:], True),       # after a comma, as regedit wraps
+    (lambda h: h[:12] + "\\\r\n" + h[12:], True),         # no indent on the continuation
+    (lambda h: h[:12] + "\\\r\n\r\n; note\r\n  " + h[12:], True),  # blank, comment inside
+    (lambda h: h[:11] + "\\\r\n  " + h[11:], "expected ',' between hex bytes, got '\\\\'"),
+    (lambda h: h[:10] + "\\\r\n  " + h[10:], "expected ',' between hex bytes, got '\\\\'"),
+    (lambda h: h[:12] + "," + h[12:], "expected a hex byte like '0a', got ''"),
+])
+def test_a_genuine_value_split_across_lines(split, accepted):
+    """The Sound Blaster's BootConfig wrapped as regedit does, and wrapped oddly: inside a
+    byte or before its comma (Wine's parser fails there too), or with a doubled comma."""
+    with imported(XP_VPC, Arch.X86) as reg:
+        data = reg.get_value(SB16, "BootConfig").data
+    text = f'{HEADER}\r\n\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\T]\r\n"B"=hex(8):{split(data.hex(","))}\r\n'
+    with Registry(arch=Arch.X86) as reg:
+        if accepted is True:
+            assert import_text(reg, text) == 1
+            assert reg.get_value(MACHINE + r"\HARDWARE\T", "B").data == data
+        else:
+            with pytest.raises(RegFileError) as err:
+                import_text(reg, text, source="split.reg")
+            assert str(err.value).startswith("split.reg:4: ") and accepted in str(err.value)
+            assert not reg.key_exists(MACHINE + r"\HARDWARE\T")
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "after-backslash", "after-line-end", "mid-byte"])
+def test_an_export_cut_short_inside_a_value_says_so(cut, tmp_path):
+    """The EC2 export cut inside its second requirement list (a download or copy that
+    stopped): regedit reads the value up to the end of the file, so the error names that
+    value and line and says the file ends inside it; nothing is written."""
+    raw = EC2_LOGS.read_bytes()
+    start = raw.index(b"hex(a):", raw.index(b"hex(a):") + 1)
+    backslash = raw.index(b"\\\r\n", start)
+    end = {"mid-line": backslash - 7, "after-backslash": backslash + 1,
+           "after-line-end": backslash + 3, "mid-byte": backslash - 1}[cut]
+    short = write(tmp_path, raw[:end])
+    line = raw[:start].count(b"\n") + 1
+    name = raw[raw.rindex(b"\n", 0, start) + 1:start].decode("ascii").strip('"=')
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, short)
+        message = str(err.value)
+        assert message.startswith(f"{short}:{line}: value '{name}' is not a valid")
+        assert message.endswith("; the file ends inside this value: cut short? "
+                                "[STATUS_INVALID_PARAMETER]")
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_a_whole_value_without_a_final_line_end_is_not_called_cut():
+    """The hint is for values that do not decode: a complete file that only lacks its last
+    line end imports, and a broken value inside the file gets no such hint."""
+    raw = EC2_LOGS.read_bytes().rstrip(b"\r\n")
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, raw.decode("ascii"), unicode=False) == 35
+    broken = X64_ONLY[:-1]
+    text = reg_file(broken, X64_ONLY).rstrip("\n")
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="t.reg")
+        assert "t.reg:4:" in str(err.value) and "cut short" not in str(err.value)
