@@ -1122,3 +1122,25 @@ def test_a_whole_value_without_a_final_line_end_is_not_called_cut():
         with pytest.raises(RegFileError) as err:
             import_text(reg, text, source="t.reg")
         assert "t.reg:4:" in str(err.value) and "cut short" not in str(err.value)
+
+
+def test_the_virtual_pc_machine_solves_and_its_isa_pnp_card_asks_for_its_boot_config():
+    """XP on Virtual PC: the 28 LogConf devices solve; the Sound Blaster keeps its
+    BootConfig, and its requirement list alone (one PREFERRED choice per descriptor) is
+    placed on the same ports, DMA channels and IRQ."""
+    from harness.nt import pnp
+    with imported(XP_VPC, Arch.X86) as reg:
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+        asked = reg.get_value(SB16, "BasicConfigVector").value
+        boot = reg.get_value(SB16, "BootConfig").value
+    assert len(nodes) == 28
+    solution = pnp.solve(nodes, timeout=120)
+    assert solution.satisfiable
+    card = next(n for n in nodes if "TBA03b0" in n.name)
+    assert solution.resources(card.name) == boot
+
+    def ranges(resources):
+        return sorted((kind_of(p).value, claim.start, claim.end)
+                      for claim in claims_of(Owner("sb16"), resources) for p in [claim.descriptor])
+    placed = Arbiter().allocate(Owner("sb16"), asked).resources
+    assert placed is not None and ranges(placed) == ranges(boot)
