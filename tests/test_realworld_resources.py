@@ -1144,3 +1144,26 @@ def test_the_virtual_pc_machine_solves_and_its_isa_pnp_card_asks_for_its_boot_co
                       for claim in claims_of(Owner("sb16"), resources) for p in [claim.descriptor])
     placed = Arbiter().allocate(Owner("sb16"), asked).resources
     assert placed is not None and ranges(placed) == ranges(boot)
+
+
+@pytest.mark.parametrize("encoding,accepted", [("utf-16-le", False), ("ascii", True)])
+def test_a_unicode_string_line_pasted_into_a_regedit4_export(encoding, accepted):
+    """The Sound Blaster's HardwareID (REG_MULTI_SZ 'ISAPNP\\TBA03b0', '*PNPb003') as a
+    5.00 export writes it, UTF-16LE bytes, pasted into the REGEDIT4 EC2 export: read as
+    ANSI it would become one string per character; refused at its line, nothing written.
+    The same strings as ANSI bytes are what a REGEDIT4 file holds, stored as UTF-16LE."""
+    strings = "ISAPNP\\TBA03b0\0*PNPb003\0\0"
+    raw = EC2_LOGS.read_bytes().decode("ascii")
+    text = raw + ("[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet002\\Enum\\ISAPNP\\TBA03b0\\FFFFFFFF]\r\n"
+                  f'"HardwareID"=hex(7):{strings.encode(encoding).hex(",")}\r\n')
+    key = MACHINE + r"\SYSTEM\ControlSet002\Enum\ISAPNP\TBA03b0\FFFFFFFF"
+    with Registry(arch=Arch.X64) as reg:
+        if accepted:
+            assert import_text(reg, text, unicode=False) == 36
+            assert reg.get_value(key, "HardwareID").data == strings.encode("utf-16-le")
+            return
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, unicode=False, source="pasted.reg")
+        assert str(err.value).startswith(f"pasted.reg:{text.count(chr(10))}: REG_MULTI_SZ data "
+                                         "in hex form are UTF-16LE")
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")

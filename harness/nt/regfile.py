@@ -490,7 +490,7 @@ class _Parser:
             reg_type = int(digits, 16)
             raw = self.hex_data(lineno, data[close + 2:])
             if not self.unicode and reg_type in _STRING_TYPES and raw:
-                raw = self.ansi_string(lineno, raw)
+                raw = self.ansi_string(lineno, raw, reg_type)
             self.set(lineno, name, reg_type, raw, ends_file=self.index == len(self.lines)
                      and (self.unterminated or self.ran_out))
         else:
@@ -569,9 +569,19 @@ class _Parser:
             return False
         return False
 
-    def ansi_string(self, lineno: int, raw: bytes) -> bytes:
+    def ansi_string(self, lineno: int, raw: bytes, reg_type: int) -> bytes:
         """String types in hex form in an ANSI file are ANSI bytes: stored as UTF-16LE,
-        NUL-terminated (regproc.c's prepare_hex_string_data)."""
+        NUL-terminated (regproc.c's prepare_hex_string_data). UTF-16LE bytes there (a
+        line from a 5.00 export in a REGEDIT4 file) are refused: read as ANSI they would
+        store each character as a string of its own, cut at the first NUL."""
+        terminator = 4 if reg_type == RegType.REG_MULTI_SZ else 2
+        if (len(raw) >= 4 and len(raw) % 2 == 0 and not any(raw[1::2])
+                and sum(map(bool, raw[0::2])) >= 2 and not any(raw[-terminator:])):
+            raise self.error(lineno, f"{RegType(reg_type).name} data in hex form are UTF-16LE "
+                                     "(every second byte 0) in an ANSI (REGEDIT4) file, where "
+                                     "they are read as ANSI bytes: a line from a 'Windows "
+                                     "Registry Editor Version 5.00' export? Expected the "
+                                     "string's bytes in the file's code page")
         if raw[-1:] != b"\0":
             raw += b"\0"
         try:
