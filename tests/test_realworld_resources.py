@@ -967,6 +967,14 @@ def test_message_interrupts_take_no_irq_line(count):
     assert again.resources is None and again.attempts[0].conflicts  # IRQ 9 is still held
 
 
+def test_more_messages_than_message_count_holds_are_refused_naming_the_ask():
+    token = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+    asked = requirements(InterruptRequirement(token - 0x10000, token, share=EXCLUSIVE, flags=MSI))
+    attempt = Arbiter().allocate(Owner("odd"), asked)
+    assert attempt.resources is None
+    assert attempt.attempts[0].reason == "cannot satisfy message token, 65537 message(s)"
+
+
 def test_the_windows_10_vmware_machine_solves_but_for_its_motherboard_resources():
     """Before the two rules above the e1000e alone had no assignment (its Null BAR slot,
     then its three MSI-X messages on one 'vector'), so neither had the machine. Now what

@@ -570,8 +570,10 @@ class _Trial:
         if isinstance(d, BusNumberRequirement):
             return self._place_range(d, seen)
         if isinstance(d, InterruptRequirement) and d.message_count:
-            # The raw MessageInterrupt form: MessageCount in Level's high half; the Vector
-            # stays the token, as no IDT vector is chosen here.
+            # The raw MessageInterrupt form: MessageCount (a USHORT) in Level's high half;
+            # the Vector stays the token, as no IDT vector is chosen here.
+            if d.message_count > 0xFFFF:
+                return None
             return Interrupt(d.message_count << 16, d.maximum_vector, -1, share=d.share,
                              flags=d.flags)
         if isinstance(d, InterruptRequirement):
