@@ -15,7 +15,8 @@ from harness.cli import main as cli_main
 from harness.nt.arbiter import (Arbiter, Owner, ResourceKind, claims_of, conflicts_between,
                                 interrupt_line, kind_of)
 from harness.nt.errors import RegFileError, ResourceFormatError
-from harness.nt.regfile import HEADER, export_text, file_layout, import_reg, import_text, parse_reg
+from harness.nt.regfile import (HEADER, export_text, file_layout, import_reg, import_text,
+                                parse_reg, read_reg_file)
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -185,6 +186,8 @@ XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
 XP_VPC = DATA / "xp-sp3-x86-virtualpc-system.reg"
 WIN10_NVME = DATA / "win10-2004-x64-vmware-nvme-system.reg"
 EC2_LOGS = DATA / "x64-server2019-ec2-xen-logs.reg"
+HIVESYS = DATA / "x64-setup-hivesys-inf.reg"
+SYSTEM_RESOURCES = r"\Control\SystemResources"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -263,7 +266,11 @@ def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_
     refused = str(tmp_path / "other.db")
     assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
     err = capsys.readouterr().err
-    assert f"decodes in the {arch.value} layout, as do {layout_specific} of the" in err
+    # Setup's SystemResources values (the same x86 bytes on every Windows) do not vote.
+    with imported(file, arch) as reg:
+        literal = sum(fitting_layouts(v.data, RESOURCE_TYPES[v.type]) == (arch,)
+                      for path, v in resource_values(reg) if "\\Control\\SystemResources" in path)
+    assert f"decodes in the {arch.value} layout, as do {layout_specific - literal} of the" in err
     assert not os.path.exists(refused)  # nothing half-written
 
 
@@ -423,7 +430,8 @@ def test_file_layout_counts_only_the_values_left_stored():
                                        (QEMU_GUEST, Arch.X64), (DATA / "x64-cpu.reg", Arch.X64)])
 def test_a_new_database_takes_the_files_layout(file, arch, tmp_path, capsys):
     """Without ``--arch`` a new database gets the layout the file's values show (XP x64's
-    one x86-only value is outvoted; a file whose values fit both is x64, the default); an
+    one x86-only value, setup's Isa, does not vote; a file whose values fit both is x64, the
+    default); an
     existing database keeps its own and refuses a file of the other."""
     db = str(tmp_path / "machine.db")
     assert cli_main(["registry", "import", str(file), db]) == 0
@@ -1175,3 +1183,71 @@ def test_a_unicode_string_line_pasted_into_a_regedit4_export(encoding, accepted)
         assert str(err.value).startswith(f"pasted.reg:{text.count(chr(10))}: REG_MULTI_SZ data "
                                          "in hex form are UTF-16LE")
         assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+
+# --- Setup's own copy: the SystemResources values of hivesys.inf ---
+
+def system_resources(reg, control_set):
+    root = MACHINE + "\\SYSTEM\\" + control_set + SYSTEM_RESOURCES
+    return {(path[len(root):], v.name): v.data for path, vs in reg.walk(root) for v in vs
+            if v.type in RESOURCE_TYPES} if reg.key_exists(root) else {}
+
+
+def test_every_windows_holds_hivesys_infs_system_resources_byte_for_byte():
+    """XP x64 setup's AMD64\\HIVESYS.INF AddReg lines for AssignmentOrdering PCFlat and PCI
+    and ReservedResources Isa: every hive here that has them, x86 and x64, XP to Windows 10
+    2004, holds the same bytes -- which is why x64 Windows keeps Isa in the x86 layout."""
+    with imported(HIVESYS, Arch.X64) as reg:
+        inf = system_resources(reg, "CurrentControlSet")
+    assert sorted(inf) == [(r"\AssignmentOrdering", "PCFlat"), (r"\AssignmentOrdering", "PCI"),
+                           (r"\ReservedResources", "Isa")]
+    same = []
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            held = system_resources(reg, "ControlSet001")
+        if held:
+            assert held == inf, file.name
+            same.append(arch)
+    assert len(same) >= 9 and set(same) == set(Arch)
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_an_x64_system_resources_export_imports_into_either_layout(arch, tmp_path, capsys):
+    """The SystemResources key of an x64 machine holds one value that fits the x86 layout
+    only: it was refused for an x64 registry as 'exported from an x86 machine?'. Setup's
+    literal values do not tell a file's layout; a new database keeps the default."""
+    assert file_layout(read_reg_file(HIVESYS)) is None
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, HIVESYS) == 3
+        text = format_tree(reg)
+    assert ("x86 layout, not this registry's x64" in text) is (arch is Arch.X64)
+    db = str(tmp_path / "new.db")
+    assert cli_main(["registry", "import", str(HIVESYS), db]) == 0
+    with Registry(db, create=False) as reg:
+        assert reg.arch is Arch.X64
+
+
+def test_setup_literals_do_not_vote_but_other_values_still_do():
+    """Beside Isa (x86 bytes, not counted) one x64-only LogConf value makes the file x64:
+    an x86 registry refuses it naming that value, with 0 values counted for x86."""
+    isa = import_values(HIVESYS, Arch.X64)[(r"\ReservedResources", "Isa")]
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Control\SystemResources\ReservedResources]",
+             hex8("Isa", isa), r"[HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Enum\Root\X\0000\LogConf]",
+             hex8("BootConfig", X64_ONLY)]
+    text = "\n".join(lines) + "\n"
+    assert file_layout(parse_reg(text)) is Arch.X64
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, text) == 2
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="mixed.reg")
+        assert "mixed.reg:6: value 'BootConfig'" in str(err.value)
+        assert "as do 1 of the 1 values here that fit one layout only (0 fit x86)" in str(err.value)
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def import_values(file, arch):
+    with imported(file, arch) as reg:
+        return system_resources(reg, "CurrentControlSet")

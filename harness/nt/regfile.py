@@ -601,14 +601,27 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True,
     return _Parser(text, source, unicode, ansi).run()
 
 
+def _setup_literal(path: str) -> bool:
+    r"""A key below ``SYSTEM\<control set>\Control\SystemResources``: setup copies its
+    resource values byte for byte from hivesys.inf's AddReg lines, the same bytes on every
+    architecture (``ReservedResources\Isa`` is in the x86 layout on x64 Windows too), so
+    they tell nothing of the layout of the machine a file comes from."""
+    parts = fold(path).split("\\")
+    return len(parts) >= 7 and parts[1:4] == ["REGISTRY", "MACHINE", "SYSTEM"] \
+        and parts[5:7] == ["CONTROL", "SYSTEMRESOURCES"]
+
+
 class _StoredResources:
     """The resource values a file leaves stored, each with the layouts it fits: a value
-    the file overwrites or deletes later (or whose key it deletes) drops out."""
+    the file overwrites or deletes later (or whose key it deletes) drops out. Setup's
+    literal values (:func:`_setup_literal`) are kept as fitting any layout."""
 
     def __init__(self) -> None:
         self._by_name: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
 
     def keep(self, op: RegOperation, fits: tuple[Arch, ...]) -> None:
+        if _setup_literal(op.path):
+            fits = tuple(Arch)
         self._by_name[(fold(op.path), fold(op.name))] = (op, fits)
 
     def drop_value(self, op: RegOperation) -> None:
