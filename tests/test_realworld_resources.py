@@ -187,6 +187,7 @@ XP_VPC = DATA / "xp-sp3-x86-virtualpc-system.reg"
 WIN10_NVME = DATA / "win10-2004-x64-vmware-nvme-system.reg"
 EC2_LOGS = DATA / "x64-server2019-ec2-xen-logs.reg"
 HIVESYS = DATA / "x64-setup-hivesys-inf.reg"
+SETUPREG = DATA / "x64-setup-setupreg-hiv.reg"
 SYSTEM_RESOURCES = r"\Control\SystemResources"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
@@ -1251,3 +1252,67 @@ def test_setup_literals_do_not_vote_but_other_values_still_do():
 def import_values(file, arch):
     with imported(file, arch) as reg:
         return system_resources(reg, "CurrentControlSet")
+
+
+
+def values_below(reg, root):
+    return {(path[len(root):], v.name): v.data for path, vs in reg.walk(root) for v in vs
+            if v.type in RESOURCE_TYPES} if reg.key_exists(root) else {}
+
+
+def test_text_mode_setups_hive_holds_the_arbiters_values_every_windows_keeps():
+    """The XP x64 media's SETUPREG.HIV (text-mode setup's SYSTEM hive): its four
+    Arbiters\\ReservedResources lists are the same bytes on every machine here, XP to
+    Server 2019; its AllocationOrder Pci and Root are XP's (x86 and x64), later Windows
+    changed them; its SystemResources are text-mode setup's own (PCI 296 bytes, Isa 628 and
+    Eisa 292 in the x86 layout), which GUI setup's hivesys.inf replaces."""
+    arbiters = MACHINE + r"\SYSTEM\ControlSet001\Control\Arbiters"
+    with imported(SETUPREG, Arch.X64) as reg:
+        setup = values_below(reg, arbiters)
+        literal = values_below(reg, MACHINE + r"\SYSTEM\ControlSet001" + SYSTEM_RESOURCES)
+    reserved = {k: v for k, v in setup.items() if k[0] == r"\ReservedResources"}
+    assert sorted(name for _, name in reserved) == ["BrokenMemAtF8", "BrokenVideo",
+                                                     "Gateway9500Workaround", "PCStandard"]
+    alike, xp = 0, []
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            for control_set in ("ControlSet001", "ControlSet002"):
+                held = values_below(reg, MACHINE + "\\SYSTEM\\" + control_set + r"\Control\Arbiters")
+                if held:
+                    break
+        if not held:
+            continue
+        assert {k: held[k] for k in reserved} == reserved, file.name
+        alike += 1
+        if file.name.startswith("xp-"):
+            xp.append(file.name)
+            assert {k: v for k, v in held.items() if k[0] == r"\AllocationOrder"} == \
+                {k: v for k, v in setup.items() if k[0] == r"\AllocationOrder"}, file.name
+    assert alike >= 12 and len(xp) >= 4
+    sizes = {name: len(data) for (_, name), data in literal.items()}
+    assert sizes == {"PCFlat": 1192, "PCI": 296, "Isa": 628, "Eisa": 292}
+    assert [name for (_, name), data in literal.items()
+            if fitting_layouts(data, RESOURCE_TYPES[REG_RESOURCE_LIST]) == (Arch.X86,)] == ["Isa", "Eisa"]
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_the_setup_hive_of_x64_media_imports_into_either_layout(arch):
+    """Two x86-only values (Isa, Eisa), all under SystemResources, and nothing else that
+    tells: the file has no layout of its own, and an x64 registry takes it."""
+    assert file_layout(read_reg_file(SETUPREG)) is None
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, SETUPREG) == 10
+        assert format_tree(reg).count("not this registry's") == (2 if arch is Arch.X64 else 0)
+
+
+@pytest.mark.parametrize("file,count", [(HIVESYS, 3), (SETUPREG, 10)])
+def test_setup_media_values_round_trip_and_dump(file, count):
+    with Registry(arch=Arch.X64) as reg, Registry(arch=Arch.X64) as again:
+        assert import_reg(reg, file) == count
+        for path, v in resource_values(reg):
+            fits = fitting_layouts(v.data, RESOURCE_TYPES[v.type])
+            assert RESOURCE_TYPES[v.type].unpack(v.data, fits[0]).pack(fits[0]) == v.data, (path, v.name)
+        assert "undecodable" not in format_tree(reg)
+        assert import_text(again, export_text(reg, MACHINE)) == count
+        assert [(p, v.data) for p, v in resource_values(again)] == [(p, v.data) for p, v in resource_values(reg)]
