@@ -43,7 +43,8 @@ from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
 from .owner import KEEP_FILE, stopped_by_signal
 from .progress import POLL_INTERVAL, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
-from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
+from .spawn import (Spawned, as_socket, folder_token, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu,
+                    write_owner)
 
 if TYPE_CHECKING:
     from .launchplan import EarlyStart
@@ -254,7 +255,6 @@ class Machine:
         if early is not None and run_dir is not None and Path(run_dir) != Path(early.run_dir):
             early.discard()
             raise HarnessError("an early-started machine keeps its own run folder")
-        self._token = early.token if early is not None else os.urandom(4).hex()
         try:
             self.accel = resolve_accel(accel or spec.accel)
         except BaseException:
@@ -265,6 +265,8 @@ class Machine:
             run_dir_path = Path(early.run_dir)
         else:
             run_dir_path = Path(run_dir) if run_dir is not None else Path(_new_run_dir(spec.name))
+        # A folder new_run_dir made carries its machine's token already (folder_token).
+        self._token = early.token if early is not None else folder_token(run_dir_path) or os.urandom(4).hex()
         self.run_dir = run_dir_path
         self._own_run_dir = run_dir is None
         #: The early QEMU, if it runs this machine's command line (see launch()).
@@ -325,7 +327,8 @@ class Machine:
         """The run folder, private, tagged with this machine's owner tag (and keep mark)."""
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
-        write_owner(str(self.run_dir), self._token)
+        if folder_token(self.run_dir) != self._token:   # (tagged once where new_run_dir made it)
+            write_owner(str(self.run_dir), self._token)
         if self.keep:
             (self.run_dir / KEEP_FILE).touch()
 
