@@ -301,3 +301,16 @@ def test_a_run_folder_is_tagged_once_with_its_machines_token(tmp_path):
     finally:
         import shutil
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_event_sent_before_an_answer_is_kept_when_the_command_returns():
+    """Events reach the machine in the order QEMU sends them (the client hands each over
+    as it reads it, no queue and reader task between): QEMU sends RESUME before cont's
+    answer and STOP before stop's, so each is in events() once the command returns."""
+    with Machine(machine_spec("machine: isapc\n")) as machine:   # launched paused
+        for command, event in (("cont", "RESUME"), ("stop", "STOP"), ("cont", "RESUME"), ("stop", "STOP")):
+            before = machine.event_count
+            machine.qmp(command)
+            assert [e["event"] for e in machine.events()[before:]][:1] == [event]
+        log = machine.qmp_log_path.read_text()
+        assert log.count('"event": "RESUME"') == 2 and log.count('"event": "STOP"') >= 2

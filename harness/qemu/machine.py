@@ -23,7 +23,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
@@ -203,11 +203,13 @@ class _Client(QMPClient):
     skips the negotiation, and hands the answers to those commands (ids ``presented``)
     to futures instead of dropping them as unknown."""
 
-    def __init__(self, name: str, presented: Sequence[str]) -> None:
+    def __init__(self, name: str, presented: Sequence[str],
+                 on_event: Callable[[Any], Awaitable[None]]) -> None:
         super().__init__(name)
         self.negotiate = False
         self.presented: dict[str, asyncio.Future[dict[str, Any]]] = {
             ident: asyncio.get_running_loop().create_future() for ident in presented}
+        self.on_event = on_event
 
     # The library's message hooks log every message at DEBUG, and build the text first
     # (json.dumps with indent: the pure-Python encoder) whether or not DEBUG is on: about
@@ -219,7 +221,12 @@ class _Client(QMPClient):
         return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
     async def _on_message(self, msg: Any) -> None:
-        future = self.presented.get(msg.get("id")) if "event" not in msg else None
+        if "event" in msg:
+            # Straight to the machine, in the order QEMU sent it: not through the library's
+            # event queue to a reader task (a task wake-up and a queue per event).
+            await self.on_event(msg)
+            return
+        future = self.presented.get(msg.get("id"))
         if future is not None and not future.done():
             future.set_result(dict(msg))
             return
@@ -463,14 +470,13 @@ class Machine:
         self._event_cond = asyncio.Condition()
         exit_watch = asyncio.get_running_loop().create_task(self._watch_process())
         self._tasks.append(exit_watch)
-        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
+        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent], self._take_event)
         try:
             await client.connect(as_socket(spawned.qmp))
         except Exception as exc:
             await asyncio.sleep(0.2)  # let QEMU finish writing its error
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
-        self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
@@ -553,18 +559,15 @@ class Machine:
         async with self._event_cond:
             self._event_cond.notify_all()
 
-    async def _read_events(self) -> None:
-        assert self._client is not None and self._event_cond is not None
-        try:
-            async for event in self._client.events:
-                self._log_line("event", dict(event))
-                async with self._event_cond:
-                    self._events.append(dict(event))
-                    self._event_cond.notify_all()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the connection ended
-            self._log_line("event-reader-ended", {"error": repr(exc)})
+    async def _take_event(self, message: Any) -> None:
+        """A QMP event, as QEMU sends it (on the loop thread, from the client's reader):
+        logged, kept, and every waiter woken."""
+        assert self._event_cond is not None
+        event = dict(message)
+        self._log_line("event", event)
+        async with self._event_cond:
+            self._events.append(event)
+            self._event_cond.notify_all()
 
     def _log_line(self, kind: str, payload: Any) -> None:
         if self._qmp_log is not None and not self._qmp_log.closed:
