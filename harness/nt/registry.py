@@ -423,9 +423,10 @@ _ROW_TYPES = {
                   "typeof(type)='integer' AND typeof(data)='blob'",
 }
 _MAGIC = "harness-nt-registry"
-#: The empty in-memory registry of each (process, layout), with the keys it knows
-#: (Registry._copy_empty); its connection is only read, under the lock, from any thread.
-_EMPTY: dict[tuple[int, Any], tuple[sqlite3.Connection, dict[tuple[str, ...], tuple[int, str, bool]], set[int]]] = {}
+#: The empty in-memory registry of each (process, layout): its connection, the keys it
+#: knows and those whose children it knows (Registry._copy_empty); its connection is only
+#: read, under the lock, from any thread.
+_EMPTY: dict[tuple[int, Any], tuple[sqlite3.Connection, dict[Any, Any], set[int]]] = {}
 _EMPTY_LOCK = threading.Lock()
 _SCHEMA_VERSION = "1"
 _ROOT_ID = 1
@@ -572,9 +573,10 @@ class Registry:
 
     def _copy_empty(self, arch: Arch | str | None) -> Arch:
         """An in-memory registry as :meth:`_initialise` makes it, copied (SQLite's online
-        backup, ~35 µs) from the first one this process made for that layout: making the
-        tables and top keys costs ~400 µs, and every matrix cell opens one (issue 21's tenth
-        round).  What is copied is that empty registry alone, never a later write."""
+        backup) from the first one this process made for that layout: open, first write
+        and close 332 -> 175 µs, and every matrix cell opens one (issue 21's tenth round;
+        the copy's schema is read again at its first statement).  What is copied is that
+        empty registry alone, never a later write."""
         chosen = Arch.parse(arch) if arch is not None else Arch.X64
         key = (os.getpid(), chosen)   # a forked child makes its own (no connection crosses a fork)
         with _EMPTY_LOCK:
