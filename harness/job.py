@@ -53,7 +53,7 @@ from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
 from .firmware_events import FirmwareEvent, cut_short, stalled, stopped_by, stopped_during_boot, stopped_under_agent
 from .nt.arbiter import Claim, ResourceKind, interrupt_line
-from .nt.hal import HalError, hal_flavour_for
+from .nt.hal import HAL_NAMES, HalError, hal_flavour_for
 from .nt.iomgr import IoManager, LoadResult
 from .nt.registry import RESOURCE_MAP, Registry, format_tree
 from .nt.resources import CmResourceShare, PCIBus, describe_range
@@ -144,6 +144,11 @@ class JobResult:
     def hal_flavour(self) -> str:
         """The HAL flavour that interrupt model runs (harness.nt.hal.hal_flavour_for)."""
         return hal_flavour_for(self.hal)
+
+    @property
+    def hal_name(self) -> str:
+        """The name the HAL filed its own claims under (harness.nt.hal.HAL_NAMES)."""
+        return HAL_NAMES[self.hal_flavour, self.hal]
 
     @property
     def failed_actions(self) -> list[ActionRecord]:

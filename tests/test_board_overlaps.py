@@ -67,19 +67,20 @@ def _covers(resource: str, target: Target, at: int) -> bool:
     return m is not None and int(m.group(1), 16) <= at <= int(m.group(2), 16)
 
 
-def _claimant_service(target: Target, sci: int | None) -> str | None:
-    """Who claims ``target`` on NT: its board device's claimant, but the SCI, the ACPI
-    function's line, is the HAL's claim (device_models/boards/pc.yaml)."""
+def _claimant_service(target: Target, sci: int | None, hal_name: str) -> str | None:
+    """Who claims ``target`` on NT: its board device's claimant (the HAL under the name of
+    the HAL that ran), but the SCI, the ACPI function's line, is the HAL's claim
+    (device_models/boards/pc.yaml)."""
     if target.space == "irq" and target.board.name == "acpi" and target.start == sci:
-        return service_of("hal")
-    return service_of(target.board.claimant) if target.board.claimant else None
+        return hal_name
+    return service_of(target.board.claimant, hal_name) if target.board.claimant else None
 
 
 def overlap_problems(result: JobResult, o: Overlap, sci: int | None) -> list[str]:
     """What is wrong with how the job reports card ``o.card`` over its board target."""
     t = o.target
     what = f"{o.card} over {t.describe()}"
-    board = _claimant_service(t, sci)
+    board = _claimant_service(t, sci, result.hal_name)
     card = next((c.claimant for c in result.claimants if c.device == o.card), None)
     problems = []
     met = [e for e in result.conflicts

@@ -351,3 +351,31 @@ def test_address_spaces_printed_over_one_tree_each_get_it() -> None:
     tree = parse_mtree_tree(text)
     assert tree["I/O"] == tree["lsi-pci-io"] and [r.name for r in tree["I/O"]] == ["io", "serial"]
     assert [r.name for r in tree["tulip"]] == ["bus master container"]
+
+
+def test_a_parsed_region_is_what_its_constructor_makes() -> None:
+    """The parser builds regions without their ``__init__`` (layout._new_region, a matrix
+    cell's hottest line): each must equal, hash, print and replace as the constructor's."""
+    import dataclasses
+    import pickle
+    from pathlib import Path
+
+    from harness.qemu.layout import MtreeRegion, _parse_line, parse_mtree_flat, parse_mtree_tree
+    assert "__post_init__" not in vars(MtreeRegion) and not hasattr(MtreeRegion, "__slots__")
+    data = Path(__file__).parent / "data"
+    regions = [r for spaces in (parse_mtree_flat((data / "mtree-flat-serial-overlap.txt").read_text()),
+                                parse_mtree_tree((data / "mtree-tree-serial-overlap.txt").read_text()))
+               for space in spaces.values() for r in space]
+    regions.append(_parse_line("    0000000000000600-000000000000063f (prio 0, i/o): piix4-pm [disabled] "
+                               "owner:{dev path=/machine/i440fx/pci.0/piix4_pm}"))
+    regions.append(_parse_line("0000000000000000-000000000000ffff (prio 0, i/o): io"))
+    assert len(regions) > 100 and any(r.disabled for r in regions) and any(r.has_children for r in regions)
+    assert any(r.alias for r in regions) and any(r.owner is None for r in regions)
+    for region in regions:
+        made = MtreeRegion(*(getattr(region, f.name) for f in dataclasses.fields(MtreeRegion)))
+        assert region == made and hash(region) == hash(made) and repr(region) == repr(made)
+        assert vars(region) == vars(made) and list(vars(region)) == list(vars(made))
+        assert pickle.loads(pickle.dumps(region)) == made
+        assert dataclasses.replace(region, start=0) == dataclasses.replace(made, start=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        regions[0].start = 1

@@ -271,3 +271,46 @@ def test_a_qmp_error_answer_is_reported_at_once() -> None:
             m.qmp("qom-get", {"path": "/machine/peripheral/com1", "property": "no-such-property"})
         assert time.monotonic() - start < 0.5, "an error answer must not wait for a process exit"
         assert m.status() == "prelaunch"
+
+
+def test_a_run_folder_is_tagged_once_with_its_machines_token(tmp_path):
+    """new_run_dir tags a fresh folder with a token of its own; the machine made on it takes
+    that token (its QEMU's environment carries the same tag) and writes no second tag; a
+    folder it is given untagged gets its tag from the machine."""
+    from harness.qemu.owner import OWNER_FILE, Owner
+    from harness.qemu.spawn import folder_token, new_run_dir
+    folder = Path(new_run_dir("tagged"))
+    made = (folder / OWNER_FILE).stat()
+    token = folder_token(folder)
+    assert token and Owner.parse((folder / OWNER_FILE).read_text()).is_me()
+    assert folder_token(tmp_path) is None
+    try:
+        machine = Machine(machine_spec("machine: isapc\n"), run_dir=folder)
+        try:
+            machine.launch()
+            environ = Path(f"/proc/{machine.pid}/environ").read_bytes().split(b"\0")
+            tag = next(v for v in environ if v.startswith(OWNER_ENV.encode() + b"="))
+            assert Owner.parse(tag.split(b"=", 1)[1].decode()).token == token
+            after = (folder / OWNER_FILE).stat()
+            assert (after.st_ino, after.st_mtime_ns) == (made.st_ino, made.st_mtime_ns)   # not written again
+        finally:
+            machine.close()
+        given = tmp_path / "given"
+        with Machine(machine_spec("machine: isapc\n"), run_dir=given) as other:
+            assert folder_token(given) == other._token and other._token != token
+    finally:
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_an_event_sent_before_an_answer_is_kept_when_the_command_returns():
+    """Events reach the machine in the order QEMU sends them (the client hands each over
+    as it reads it, no queue and reader task between): QEMU sends RESUME before cont's
+    answer and STOP before stop's, so each is in events() once the command returns."""
+    with Machine(machine_spec("machine: isapc\n")) as machine:   # launched paused
+        for command, event in (("cont", "RESUME"), ("stop", "STOP"), ("cont", "RESUME"), ("stop", "STOP")):
+            before = machine.event_count
+            machine.qmp(command)
+            assert [e["event"] for e in machine.events()[before:]][:1] == [event]
+        log = machine.qmp_log_path.read_text()
+        assert log.count('"event": "RESUME"') == 2 and log.count('"event": "STOP"') >= 2

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.nt.arbiter import Owner, claims_of, conflicts_between, interrupt_line, kind_of
+from harness.nt.arbiter import (Arbiter, Owner, ResourceKind, claims_of, conflicts_between,
+                                interrupt_line, kind_of)
 from harness.nt.errors import RegFileError, ResourceFormatError
-from harness.nt.regfile import HEADER, export_text, file_layout, import_reg, import_text, parse_reg
+from harness.nt.regfile import (HEADER, export_text, file_layout, import_reg, import_text,
+                                parse_reg, read_reg_file)
 from harness.nt.registry import (DESCRIPTION_SYSTEM, MACHINE, REG_FULL_RESOURCE_DESCRIPTOR,
                                  REG_RESOURCE_LIST, REG_RESOURCE_REQUIREMENTS_LIST, Registry,
                                  format_tree)
@@ -30,7 +32,10 @@ from harness.nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_LIST,
                                   ConnectionRequirement, IO_RESOURCE_ALTERNATIVE,
                                   IO_RESOURCE_PREFERRED, Memory, MemoryLarge,
                                   MemoryLargeRequirement, PortRequirement, IO_RESOURCE_DEFAULT,
-                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement)
+                                  LCPRI_DESIRED, LCPRI_NORMAL, MemoryRequirement,
+                                  CM_RESOURCE_INTERRUPT_LATCHED, CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN,
+                                  CM_RESOURCE_INTERRUPT_POLICY_INCLUDED, INTERFACE_TYPE,
+                                  IO_RESOURCE_LIST, describe_range)
 
 DATA = Path(__file__).parent / "data" / "realworld-resources"
 CORPUS = DATA / "xp-x86-acpi.reg"
@@ -178,6 +183,12 @@ QEMU_GUEST = DATA / "x64-qemu-guest-logs.reg"
 M57_PAT = DATA / "xp-sp3-x86-m57-pat-system.reg"
 OFIARA = DATA / "xp-sp3-x86-vmware-ofiara-system.reg"
 XP_X64 = DATA / "xp-x64-virtualbox-system.reg"
+XP_VPC = DATA / "xp-sp3-x86-virtualpc-system.reg"
+WIN10_NVME = DATA / "win10-2004-x64-vmware-nvme-system.reg"
+EC2_LOGS = DATA / "x64-server2019-ec2-xen-logs.reg"
+HIVESYS = DATA / "x64-setup-hivesys-inf.reg"
+SETUPREG = DATA / "x64-setup-setupreg-hiv.reg"
+SYSTEM_RESOURCES = r"\Control\SystemResources"
 CARVED = MACHINE + r"\SYSTEM\CarvedFragments"
 # file, layout, values, values fitting that layout only, values fitting the other layout
 # only (x64 Windows' x86 ReservedResources\Isa, below), the key the LogConf keys are
@@ -194,6 +205,9 @@ HIVES = [
     pytest.param(M57_PAT, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 27, id="xp-sp3-m57-pat"),
     pytest.param(OFIARA, Arch.X86, 118, 54, 0, SYSTEM + r"\Enum", 56, id="xp-sp3-vmware-ofiara"),
     pytest.param(XP_X64, Arch.X64, 41, 16, 1, SYSTEM + r"\Enum", 16, id="xp-x64-vbox"),
+    pytest.param(XP_VPC, Arch.X86, 62, 28, 0, SYSTEM + r"\Enum", 28, id="xp-sp3-virtualpc"),
+    pytest.param(WIN10_NVME, Arch.X64, 127, 56, 1, SYSTEM + r"\Enum", 60, id="win10-2004-vmware"),
+    pytest.param(EC2_LOGS, Arch.X64, 35, 12, 0, MACHINE + r"\SYSTEM", 15, id="server2019-ec2-logs"),
 ]
 RESOURCE_TYPES = {REG_RESOURCE_LIST: CM_RESOURCE_LIST,
                   REG_FULL_RESOURCE_DESCRIPTOR: CM_FULL_RESOURCE_DESCRIPTOR,
@@ -253,7 +267,11 @@ def test_registry_command_imports_and_dumps_each_hive(file, arch, count, layout_
     refused = str(tmp_path / "other.db")
     assert cli_main(["registry", "import", str(file), refused, "--arch", other.value]) == 2
     err = capsys.readouterr().err
-    assert f"decodes in the {arch.value} layout, as do {layout_specific} of the" in err
+    # Setup's SystemResources values (the same x86 bytes on every Windows) do not vote.
+    with imported(file, arch) as reg:
+        literal = sum(fitting_layouts(v.data, RESOURCE_TYPES[v.type]) == (arch,)
+                      for path, v in resource_values(reg) if "\\Control\\SystemResources" in path)
+    assert f"decodes in the {arch.value} layout, as do {layout_specific - literal} of the" in err
     assert not os.path.exists(refused)  # nothing half-written
 
 
@@ -413,7 +431,8 @@ def test_file_layout_counts_only_the_values_left_stored():
                                        (QEMU_GUEST, Arch.X64), (DATA / "x64-cpu.reg", Arch.X64)])
 def test_a_new_database_takes_the_files_layout(file, arch, tmp_path, capsys):
     """Without ``--arch`` a new database gets the layout the file's values show (XP x64's
-    one x86-only value is outvoted; a file whose values fit both is x64, the default); an
+    one x86-only value, setup's Isa, does not vote; a file whose values fit both is x64, the
+    default); an
     existing database keeps its own and refuses a file of the other."""
     db = str(tmp_path / "machine.db")
     assert cli_main(["registry", "import", str(file), db]) == 0
@@ -816,3 +835,484 @@ def test_a_regedit4_export_in_a_windows_code_page_via_the_command(tmp_path, caps
         assert [(p, v.name, v.data) for p, v in resource_values(got)] == \
             [(p, v.name, v.data) for p, v in resource_values(want)]
         assert got.get(SYSTEM + r"\Control\Class\Anschlüsse", "Class") == "Ports"
+
+
+# --- Fourth pass: an ISA PnP card (XP on Virtual PC), NVMe and MSI-X (Windows 10 2004) ---
+
+SB16 = XP_ENUM + r"\ISAPNP\TBA03b0\FFFFFFFF\LogConf"
+E1000E = (XP_ENUM + r"\PCI\VEN_8086&DEV_10D3&SUBSYS_07D015AD&REV_00\000C29FFFF661AA200"
+          r"\LogConf")
+
+
+def test_xp_isa_pnp_sound_blaster_numbers_its_descriptors_in_spare2():
+    """Virtual PC's ISA PnP Sound Blaster 16 (ISAPNP\\TBA03b0): BootConfig ports 0x220 and
+    0x380 (10-bit decode), DMA 1 and 5, IRQ 5, partial list Revision 0x3000 as the read-data
+    port's; its BasicConfigVector (list Revision 0x30, led by ConfigData LCPRI_DESIRED)
+    has Spare1 0x80 on every resource descriptor and numbers the DMA and port ones 1..4 in
+    Spare2, with pool addresses (0xe1......) in the header's Reserved[2], the ConfigData's
+    tail and the interrupt's Vista+ policy fields; the dump shows every one of them."""
+    with imported(XP_VPC, Arch.X86) as reg:
+        boot = reg.get_value(SB16, "BootConfig").value
+        (full,) = boot.descriptors
+        assert (full.interface_type, full.partial_resource_list.revision) == (Isa, 0x3000)
+        assert sorted((type(p).__name__, p.start if isinstance(p, Port) else
+                       p.channel if hasattr(p, "channel") else interrupt_line(p))
+                      for p in full.partials) == [("Dma", 1), ("Dma", 5), ("Interrupt", 5),
+                                                  ("Port", 0x220), ("Port", 0x380)]
+        req = reg.get_value(SB16, "BasicConfigVector").value
+        (lst,) = req.lists
+        assert (lst.version, lst.revision, req.reserved[2] >> 24) == (1, 0x30, 0xE1)
+        head, *rest = lst.descriptors
+        assert isinstance(head, ConfigDataRequirement) and head.priority == LCPRI_DESIRED
+        assert head.union_tail.endswith(struct.pack("<I", req.reserved[2]))
+        assert [(d.spare1, d.spare2) for d in rest] == [(0x80, 0), (0x80, 1), (0x80, 2),
+                                                        (0x80, 3), (0x80, 4)]
+        irq = rest[0]
+        assert isinstance(irq, InterruptRequirement) and irq.priority_policy >> 24 == 0xE1
+        text = format_tree(reg, SB16)
+        assert "priority 0xe1017388 targets 0xe1017348 spare 0x80 0x0" in text
+        assert text.count("spare 0x80 ") == 5
+        assert "in [0x380, 0x38f] spare 0x80 0x4" in text
+
+
+def test_a_dump_tells_apart_descriptors_that_differ_only_in_unsaid_fields():
+    """Two requirement lists alike but for Spare1/Spare2 or an interrupt's policy fields
+    used to dump to the same text."""
+    plain = InterruptRequirement(5, 5)
+    variants = [plain, InterruptRequirement(5, 5, spare1=0x80, spare2=1),
+                InterruptRequirement(5, 5, group=0xFFFF),
+                InterruptRequirement(5, 5, targeted_processors=-1),
+                PortRequirement(0x10, 1, 0x220, 0x22F, spare2=3)]
+    rows = [describe_range(d) for d in variants]
+    assert len(set(rows)) == len(rows)
+    assert rows[0] == "vector 5..5"
+    assert rows[2].endswith("group 0xffff priority 0x0 targets 0x0")
+    assert rows[3].endswith("targets all") and rows[4].endswith("spare 0x0 0x3")
+
+
+NVME = XP_ENUM + r"\PCI\VEN_15AD&DEV_07F0&SUBSYS_07F015AD&REV_00\4&3b50545d&0&00B8\LogConf"
+ROOT_PORT = XP_ENUM + r"\PCI\VEN_15AD&DEV_07A0&SUBSYS_07A015AD&REV_01\3&61aaa01&0&A8\LogConf"
+
+
+def msi_asks(reg, key, index=0):
+    req = reg.get_value(key, "BasicConfigVector").value
+    return [d for d in req.lists[index].descriptors if isinstance(d, InterruptRequirement)]
+
+
+def test_windows_10_asks_msi_x_one_message_a_descriptor_with_its_policy():
+    """Windows 10 2004 asks MSI-X one 1-message descriptor per vector, POLICY_INCLUDED:
+    the NVMe controller 16, IrqPolicySpecifiedProcessors (4) at IrqPriorityHigh (3),
+    targeted at CPU 0 and CPU 1 in turn (a queue per processor); the e1000e (82574L) 3 with
+    the policy fields zero; each PCIe root port one for Group 0xFFFF (all groups). The
+    e1000e's lists also hold a zeroed CmResourceTypeNull descriptor in the slot of its
+    unimplemented BAR 2 (the DevicePrivate after each BAR names BARs 0, 1 and 3)."""
+    with imported(WIN10_NVME, Arch.X64) as reg:
+        nvme = msi_asks(reg, NVME)
+        assert all(d.message_count == 1 and d.flags & CM_RESOURCE_INTERRUPT_POLICY_INCLUDED
+                   for d in nvme)
+        assert [(d.affinity_policy, d.priority_policy, d.targeted_processors) for d in nvme] == \
+            [(4, 3, 1), (4, 3, 2)] * 8
+        nic = msi_asks(reg, E1000E)
+        assert [(d.message_count, d.affinity_policy, d.group, d.priority_policy,
+                 d.targeted_processors) for d in nic] == [(1, 0, 0, 0, 0)] * 3
+        assert [d.message_count for d in msi_asks(reg, E1000E, 1)] == [1, None]
+        (port,) = msi_asks(reg, ROOT_PORT)
+        assert (port.message_count, port.group) == (1, 0xFFFF)
+        for lst in reg.get_value(E1000E, "BasicConfigVector").value.lists:
+            (null,) = [d for d in lst.descriptors if isinstance(d, GenericRequirement)]
+            assert null.type == CmResourceType.CmResourceTypeNull and null.data == bytes(24)
+            assert [d.data[1] for d in lst.descriptors
+                    if isinstance(d, DevicePrivateRequirement)] == [0, 1, 3]
+        text = format_tree(reg, NVME)
+        assert text.count("policy 0x4 group 0x0 priority 0x3 targets 0x2") == 8
+
+
+def requirements(*descriptors, iface=INTERFACE_TYPE.PCIBus):
+    return IO_RESOURCE_REQUIREMENTS_LIST(iface, 0, 0, (IO_RESOURCE_LIST(tuple(descriptors)),))
+
+
+MSI = CM_RESOURCE_INTERRUPT_LATCHED | CM_RESOURCE_INTERRUPT_MESSAGE
+EXCLUSIVE = CmResourceShare.CmResourceShareDeviceExclusive
+
+
+def test_a_null_requirement_asks_for_nothing_and_keeps_its_place():
+    """A zeroed Null descriptor between two BARs (pci.sys's unimplemented BAR) was a
+    descriptor the arbiter could not satisfy, so the device could never be given resources."""
+    null = GenericRequirement(CmResourceType.CmResourceTypeNull)
+    asked = requirements(MemoryRequirement(0x1000, 0x1000, 0, 0xFFFFFFFF), null,
+                         PortRequirement(0x20, 0x20, 0, 0xFFFF))
+    placed = Arbiter().allocate(Owner("nic"), asked).resources
+    assert placed is not None
+    kinds = [type(p) for _, p in placed.partials()]
+    assert kinds == [Memory, GenericPartial, Port]
+    assert [p for _, p in placed.partials()][1].type == CmResourceType.CmResourceTypeNull
+    assert [c.kind for c in claims_of(Owner("nic"), placed)] == [ResourceKind.MEMORY, ResourceKind.PORT]
+    # Other generic kinds are still refused, naming the descriptor.
+    other = requirements(GenericRequirement(CmResourceType.CmResourceTypePcCardConfig))
+    attempt = Arbiter().allocate(Owner("card"), other)
+    assert attempt.resources is None and "cannot satisfy" in attempt.attempts[0].reason
+
+
+@pytest.mark.parametrize("count", [1, 3, 8])
+def test_message_interrupts_take_no_irq_line(count):
+    """MSI/MSI-X asks (the token form) are not IRQ lines: several 1-message descriptors of
+    one device and another device's messages all fit beside a line-based IRQ, which is still
+    arbitrated; the placement is the raw MessageInterrupt form (MessageCount in Level's high
+    half, the Vector the token)."""
+    token = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+    arbiter = Arbiter()
+    line = arbiter.allocate(Owner("old"), requirements(InterruptRequirement(9, 9, share=EXCLUSIVE)))
+    arbiter.replace(Owner("old"), claims_of(Owner("old"), line.resources))
+    for name in ("nic", "nvme"):
+        asked = requirements(*[InterruptRequirement(token - count + 1, token, share=EXCLUSIVE, flags=MSI)
+                               for _ in range(3)])
+        placed = arbiter.allocate(Owner(name), asked).resources
+        assert placed is not None, name
+        messages = [p for _, p in placed.partials()]
+        assert [(p.level, p.vector) for p in messages] == [(count << 16, token)] * 3
+        assert claims_of(Owner(name), placed) == [] and all(kind_of(p) is None for p in messages)
+        arbiter.replace(Owner(name), claims_of(Owner(name), placed))
+    again = arbiter.allocate(Owner("late"), requirements(InterruptRequirement(9, 9, share=EXCLUSIVE)))
+    assert again.resources is None and again.attempts[0].conflicts  # IRQ 9 is still held
+
+
+def test_more_messages_than_message_count_holds_are_refused_naming_the_ask():
+    token = CM_RESOURCE_INTERRUPT_MESSAGE_TOKEN
+    asked = requirements(InterruptRequirement(token - 0x10000, token, share=EXCLUSIVE, flags=MSI))
+    attempt = Arbiter().allocate(Owner("odd"), asked)
+    assert attempt.resources is None
+    assert attempt.attempts[0].reason == "cannot satisfy message token, 65537 message(s)"
+
+
+def test_the_windows_10_vmware_machine_solves_but_for_its_motherboard_resources():
+    """Before the two rules above the e1000e alone had no assignment (its Null BAR slot,
+    then its three MSI-X messages on one 'vector'), so neither had the machine. Now what
+    keeps it from solving is VMware's ACPI: motherboard resources (PNP0C02) ask for ports
+    0x72-0x77 DeviceExclusive over the RTC's 0x70-0x73, as the Dell's PNP0C02 overlap."""
+    from harness.nt import pnp
+    with imported(WIN10_NVME, Arch.X64) as reg:
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+    assert len(nodes) == 60
+    nic = next(n for n in nodes if "DEV_10D3" in n.name)
+    assert pnp.solve([nic], timeout=60).satisfiable
+    rest = [n for n in nodes if "PNP0C02" not in n.name]
+    solution = pnp.solve(rest, timeout=120)
+    assert solution.satisfiable
+    placed = [p for _, p in solution.resources(nic.name).partials()]
+    assert sum(isinstance(p, Interrupt) and bool(p.flags & CM_RESOURCE_INTERRUPT_MESSAGE) for p in placed) == 3
+    core = pnp.unsatisfiable_core(nodes, timeout=120, subset_budget=2000)
+    assert core is not None and core.minimum
+    assert sorted(d.split("\\")[-2] for d in core.devices) == ["PNP0B00", "PNP0C02"]
+
+
+XENBUS = MACHINE + r"\SYSTEM\ControlSet002\Enum\XENBUS"
+
+
+def test_xen_pv_devices_ask_a_page_and_any_line_for_one_close_processor():
+    """AWS's Xen PV devices under Windows Server 2019 (VBD disk, VIF network, IFACE): each
+    asks, on the Internal bus, 4 KB of prefetchable cacheable memory anywhere in the 64-bit
+    space and one level-triggered interrupt of any vector (0..0xFFFFFFFF), DeviceExclusive,
+    IrqPolicyOneCloseProcessor for all processor groups; the machine's 15 LogConf devices
+    solve, each PV device on a line of its own."""
+    from harness.nt import pnp
+    with imported(EC2_LOGS, Arch.X64) as reg:
+        asks = {path.split("\\")[-3]: v.value for path, vs in reg.walk(XENBUS) for v in vs}
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+    assert sorted(k.split("&")[1] for k in asks) == ["DEV_IFACE", "DEV_VBD", "DEV_VIF"]
+    for req in asks.values():
+        assert req.interface_type.name == "Internal"
+        (lst,) = req.lists
+        memory, line = lst.descriptors
+        assert (type(memory), memory.length, memory.alignment, memory.maximum_address) == \
+            (MemoryRequirement, 0x1000, 0x1000, 0xFFFF_FFFF_FFFF_FFFF)
+        assert isinstance(line, InterruptRequirement) and line.message_count is None
+        assert (line.minimum_vector, line.maximum_vector, line.affinity_policy, line.group,
+                line.share) == (0, 0xFFFFFFFF, 2, 0xFFFF, EXCLUSIVE)
+    assert len(nodes) == 15
+    solution = pnp.solve(nodes, timeout=120)
+    assert solution.satisfiable
+    lines = [interrupt_line(p) for n in nodes if "XENBUS" in n.name
+             for _, p in solution.resources(n.name).partials() if isinstance(p, Interrupt)]
+    assert len(lines) == 3 == len(set(lines))
+
+
+# --- Bad real-world input made from the fourth pass's files ---
+
+def write(tmp_path, raw: bytes):
+    path = tmp_path / "joined.reg"
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("file,arch,encode", [
+    (XP_VPC, Arch.X86, lambda raw: raw),                                    # UTF-16LE, BOM
+    (EC2_LOGS, Arch.X64, lambda raw: raw),                                  # REGEDIT4, ASCII
+    (WIN10_NVME, Arch.X64, lambda raw: raw),                                # UTF-8, BOM, LF
+])
+def test_two_exports_joined_are_refused_at_the_second_header(file, arch, encode, tmp_path):
+    """``copy /b a.reg+b.reg`` (or ``cat``) leaves the second file's byte-order mark and
+    header mid-file: refused at that line, saying what it is; nothing is written."""
+    raw = file.read_bytes()
+    joined = write(tmp_path, raw + raw)
+    text = raw.decode("utf-16") if raw.startswith(b"\xff\xfe") else raw.decode("utf-8-sig")
+    line = len(text.splitlines()) + 1
+    with Registry(arch=arch) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, joined)
+        assert f"{joined}:{line}: a second file header" in str(err.value)
+        assert "import each file on its own" in str(err.value)
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_ansi_text_appended_to_a_utf16_export_is_named_as_such(tmp_path):
+    """A key typed in an ANSI editor and appended to XP's UTF-16LE export: its bytes pair up
+    into CJK-looking characters; the error says so instead of showing them alone."""
+    raw = XP_VPC.read_bytes()
+    tail = b'[HKEY_LOCAL_MACHINE\\HARDWARE\\Added]\r\n"Name"="Sound"\r\n'
+    joined = write(tmp_path, raw + tail)
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, joined)
+        message = str(err.value)
+        assert "read as UTF-16LE are ASCII text ('[HKEY_LOCAL_MACHINE" in message
+        assert "Expected the whole file in one encoding" in message
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+@pytest.mark.parametrize("split,accepted", [
+    (lambda h: h[:12] + "\\\r\n  " + h[12:], True),       # after a comma, as regedit wraps
+    (lambda h: h[:12] + "\\\r\n" + h[12:], True),         # no indent on the continuation
+    (lambda h: h[:12] + "\\\r\n\r\n; note\r\n  " + h[12:], True),  # blank, comment inside
+    (lambda h: h[:11] + "\\\r\n  " + h[11:], "expected ',' between hex bytes, got '\\\\'"),
+    (lambda h: h[:10] + "\\\r\n  " + h[10:], "expected ',' between hex bytes, got '\\\\'"),
+    (lambda h: h[:12] + "," + h[12:], "expected a hex byte like '0a', got ''"),
+])
+def test_a_genuine_value_split_across_lines(split, accepted):
+    """The Sound Blaster's BootConfig wrapped as regedit does, and wrapped oddly: inside a
+    byte or before its comma (Wine's parser fails there too), or with a doubled comma."""
+    with imported(XP_VPC, Arch.X86) as reg:
+        data = reg.get_value(SB16, "BootConfig").data
+    text = f'{HEADER}\r\n\r\n[HKEY_LOCAL_MACHINE\\HARDWARE\\T]\r\n"B"=hex(8):{split(data.hex(","))}\r\n'
+    with Registry(arch=Arch.X86) as reg:
+        if accepted is True:
+            assert import_text(reg, text) == 1
+            assert reg.get_value(MACHINE + r"\HARDWARE\T", "B").data == data
+        else:
+            with pytest.raises(RegFileError) as err:
+                import_text(reg, text, source="split.reg")
+            assert str(err.value).startswith("split.reg:4: ") and accepted in str(err.value)
+            assert not reg.key_exists(MACHINE + r"\HARDWARE\T")
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "after-backslash", "after-line-end", "mid-byte"])
+def test_an_export_cut_short_inside_a_value_says_so(cut, tmp_path):
+    """The EC2 export cut inside its second requirement list (a download or copy that
+    stopped): regedit reads the value up to the end of the file, so the error names that
+    value and line and says the file ends inside it; nothing is written."""
+    raw = EC2_LOGS.read_bytes()
+    start = raw.index(b"hex(a):", raw.index(b"hex(a):") + 1)
+    backslash = raw.index(b"\\\r\n", start)
+    end = {"mid-line": backslash - 7, "after-backslash": backslash + 1,
+           "after-line-end": backslash + 3, "mid-byte": backslash - 1}[cut]
+    short = write(tmp_path, raw[:end])
+    line = raw[:start].count(b"\n") + 1
+    name = raw[raw.rindex(b"\n", 0, start) + 1:start].decode("ascii").strip('"=')
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_reg(reg, short)
+        message = str(err.value)
+        assert message.startswith(f"{short}:{line}: value '{name}' is not a valid")
+        assert message.endswith("; the file ends inside this value: cut short? "
+                                "[STATUS_INVALID_PARAMETER]")
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def test_a_whole_value_without_a_final_line_end_is_not_called_cut():
+    """The hint is for values that do not decode: a complete file that only lacks its last
+    line end imports, and a broken value inside the file gets no such hint."""
+    raw = EC2_LOGS.read_bytes().rstrip(b"\r\n")
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, raw.decode("ascii"), unicode=False) == 35
+    broken = X64_ONLY[:-1]
+    text = reg_file(broken, X64_ONLY).rstrip("\n")
+    with Registry(arch=Arch.X64) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="t.reg")
+        assert "t.reg:4:" in str(err.value) and "cut short" not in str(err.value)
+
+
+def test_the_virtual_pc_machine_solves_and_its_isa_pnp_card_asks_for_its_boot_config():
+    """XP on Virtual PC: the 28 LogConf devices solve; the Sound Blaster keeps its
+    BootConfig, and its requirement list alone (one PREFERRED choice per descriptor) is
+    placed on the same ports, DMA channels and IRQ."""
+    from harness.nt import pnp
+    with imported(XP_VPC, Arch.X86) as reg:
+        nodes = pnp.logconf_nodes(reg, MACHINE + r"\SYSTEM")
+        asked = reg.get_value(SB16, "BasicConfigVector").value
+        boot = reg.get_value(SB16, "BootConfig").value
+    assert len(nodes) == 28
+    solution = pnp.solve(nodes, timeout=120)
+    assert solution.satisfiable
+    card = next(n for n in nodes if "TBA03b0" in n.name)
+    assert solution.resources(card.name) == boot
+
+    def ranges(resources):
+        return sorted((kind_of(p).value, claim.start, claim.end)
+                      for claim in claims_of(Owner("sb16"), resources) for p in [claim.descriptor])
+    placed = Arbiter().allocate(Owner("sb16"), asked).resources
+    assert placed is not None and ranges(placed) == ranges(boot)
+
+
+@pytest.mark.parametrize("encoding,accepted", [("utf-16-le", False), ("ascii", True)])
+def test_a_unicode_string_line_pasted_into_a_regedit4_export(encoding, accepted):
+    """The Sound Blaster's HardwareID (REG_MULTI_SZ 'ISAPNP\\TBA03b0', '*PNPb003') as a
+    5.00 export writes it, UTF-16LE bytes, pasted into the REGEDIT4 EC2 export: read as
+    ANSI it would become one string per character; refused at its line, nothing written.
+    The same strings as ANSI bytes are what a REGEDIT4 file holds, stored as UTF-16LE."""
+    strings = "ISAPNP\\TBA03b0\0*PNPb003\0\0"
+    raw = EC2_LOGS.read_bytes().decode("ascii")
+    text = raw + ("[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet002\\Enum\\ISAPNP\\TBA03b0\\FFFFFFFF]\r\n"
+                  f'"HardwareID"=hex(7):{strings.encode(encoding).hex(",")}\r\n')
+    key = MACHINE + r"\SYSTEM\ControlSet002\Enum\ISAPNP\TBA03b0\FFFFFFFF"
+    with Registry(arch=Arch.X64) as reg:
+        if accepted:
+            assert import_text(reg, text, unicode=False) == 36
+            assert reg.get_value(key, "HardwareID").data == strings.encode("utf-16-le")
+            return
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, unicode=False, source="pasted.reg")
+        assert str(err.value).startswith(f"pasted.reg:{text.count(chr(10))}: REG_MULTI_SZ data "
+                                         "in hex form are UTF-16LE")
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+
+# --- Setup's own copy: the SystemResources values of hivesys.inf ---
+
+def system_resources(reg, control_set):
+    root = MACHINE + "\\SYSTEM\\" + control_set + SYSTEM_RESOURCES
+    return {(path[len(root):], v.name): v.data for path, vs in reg.walk(root) for v in vs
+            if v.type in RESOURCE_TYPES} if reg.key_exists(root) else {}
+
+
+def test_every_windows_holds_hivesys_infs_system_resources_byte_for_byte():
+    """XP x64 setup's AMD64\\HIVESYS.INF AddReg lines for AssignmentOrdering PCFlat and PCI
+    and ReservedResources Isa: every hive here that has them, x86 and x64, XP to Windows 10
+    2004, holds the same bytes -- which is why x64 Windows keeps Isa in the x86 layout."""
+    with imported(HIVESYS, Arch.X64) as reg:
+        inf = system_resources(reg, "CurrentControlSet")
+    assert sorted(inf) == [(r"\AssignmentOrdering", "PCFlat"), (r"\AssignmentOrdering", "PCI"),
+                           (r"\ReservedResources", "Isa")]
+    same = []
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            held = system_resources(reg, "ControlSet001")
+        if held:
+            assert held == inf, file.name
+            same.append(arch)
+    assert len(same) >= 9 and set(same) == set(Arch)
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_an_x64_system_resources_export_imports_into_either_layout(arch, tmp_path, capsys):
+    """The SystemResources key of an x64 machine holds one value that fits the x86 layout
+    only: it was refused for an x64 registry as 'exported from an x86 machine?'. Setup's
+    literal values do not tell a file's layout; a new database keeps the default."""
+    assert file_layout(read_reg_file(HIVESYS)) is None
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, HIVESYS) == 3
+        text = format_tree(reg)
+    assert ("x86 layout, not this registry's x64" in text) is (arch is Arch.X64)
+    db = str(tmp_path / "new.db")
+    assert cli_main(["registry", "import", str(HIVESYS), db]) == 0
+    with Registry(db, create=False) as reg:
+        assert reg.arch is Arch.X64
+
+
+def test_setup_literals_do_not_vote_but_other_values_still_do():
+    """Beside Isa (x86 bytes, not counted) one x64-only LogConf value makes the file x64:
+    an x86 registry refuses it naming that value, with 0 values counted for x86."""
+    isa = import_values(HIVESYS, Arch.X64)[(r"\ReservedResources", "Isa")]
+    lines = [HEADER, "", r"[HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Control\SystemResources\ReservedResources]",
+             hex8("Isa", isa), r"[HKEY_LOCAL_MACHINE\SYSTEM\ControlSet001\Enum\Root\X\0000\LogConf]",
+             hex8("BootConfig", X64_ONLY)]
+    text = "\n".join(lines) + "\n"
+    assert file_layout(parse_reg(text)) is Arch.X64
+    with Registry(arch=Arch.X64) as reg:
+        assert import_text(reg, text) == 2
+    with Registry(arch=Arch.X86) as reg:
+        with pytest.raises(RegFileError) as err:
+            import_text(reg, text, source="mixed.reg")
+        assert "mixed.reg:6: value 'BootConfig'" in str(err.value)
+        assert "as do 1 of the 1 values here that fit one layout only (0 fit x86)" in str(err.value)
+        assert not reg.key_exists(MACHINE + r"\SYSTEM")
+
+
+def import_values(file, arch):
+    with imported(file, arch) as reg:
+        return system_resources(reg, "CurrentControlSet")
+
+
+
+def values_below(reg, root):
+    return {(path[len(root):], v.name): v.data for path, vs in reg.walk(root) for v in vs
+            if v.type in RESOURCE_TYPES} if reg.key_exists(root) else {}
+
+
+def test_text_mode_setups_hive_holds_the_arbiters_values_every_windows_keeps():
+    """The XP x64 media's SETUPREG.HIV (text-mode setup's SYSTEM hive): its four
+    Arbiters\\ReservedResources lists are the same bytes on every machine here, XP to
+    Server 2019; its AllocationOrder Pci and Root are XP's (x86 and x64), later Windows
+    changed them; its SystemResources are text-mode setup's own (PCI 296 bytes, Isa 628 and
+    Eisa 292 in the x86 layout), which GUI setup's hivesys.inf replaces."""
+    arbiters = MACHINE + r"\SYSTEM\ControlSet001\Control\Arbiters"
+    with imported(SETUPREG, Arch.X64) as reg:
+        setup = values_below(reg, arbiters)
+        literal = values_below(reg, MACHINE + r"\SYSTEM\ControlSet001" + SYSTEM_RESOURCES)
+    reserved = {k: v for k, v in setup.items() if k[0] == r"\ReservedResources"}
+    assert sorted(name for _, name in reserved) == ["BrokenMemAtF8", "BrokenVideo",
+                                                     "Gateway9500Workaround", "PCStandard"]
+    alike, xp = 0, []
+    for param in HIVES:
+        file, arch = param.values[:2]
+        with imported(file, arch) as reg:
+            for control_set in ("ControlSet001", "ControlSet002"):
+                held = values_below(reg, MACHINE + "\\SYSTEM\\" + control_set + r"\Control\Arbiters")
+                if held:
+                    break
+        if not held:
+            continue
+        assert {k: held[k] for k in reserved} == reserved, file.name
+        alike += 1
+        if file.name.startswith("xp-"):
+            xp.append(file.name)
+            assert {k: v for k, v in held.items() if k[0] == r"\AllocationOrder"} == \
+                {k: v for k, v in setup.items() if k[0] == r"\AllocationOrder"}, file.name
+    assert alike >= 12 and len(xp) >= 4
+    sizes = {name: len(data) for (_, name), data in literal.items()}
+    assert sizes == {"PCFlat": 1192, "PCI": 296, "Isa": 628, "Eisa": 292}
+    assert [name for (_, name), data in literal.items()
+            if fitting_layouts(data, RESOURCE_TYPES[REG_RESOURCE_LIST]) == (Arch.X86,)] == ["Isa", "Eisa"]
+
+
+@pytest.mark.parametrize("arch", list(Arch))
+def test_the_setup_hive_of_x64_media_imports_into_either_layout(arch):
+    """Two x86-only values (Isa, Eisa), all under SystemResources, and nothing else that
+    tells: the file has no layout of its own, and an x64 registry takes it."""
+    assert file_layout(read_reg_file(SETUPREG)) is None
+    with Registry(arch=arch) as reg:
+        assert import_reg(reg, SETUPREG) == 10
+        assert format_tree(reg).count("not this registry's") == (2 if arch is Arch.X64 else 0)
+
+
+@pytest.mark.parametrize("file,count", [(HIVESYS, 3), (SETUPREG, 10)])
+def test_setup_media_values_round_trip_and_dump(file, count):
+    with Registry(arch=Arch.X64) as reg, Registry(arch=Arch.X64) as again:
+        assert import_reg(reg, file) == count
+        for path, v in resource_values(reg):
+            fits = fitting_layouts(v.data, RESOURCE_TYPES[v.type])
+            assert RESOURCE_TYPES[v.type].unpack(v.data, fits[0]).pack(fits[0]) == v.data, (path, v.name)
+        assert "undecodable" not in format_tree(reg)
+        assert import_text(again, export_text(reg, MACHINE)) == count
+        assert [(p, v.data) for p, v in resource_values(again)] == [(p, v.data) for p, v in resource_values(reg)]

@@ -849,3 +849,51 @@ def test_cli_errors(tmp_path, capsys):
     before = db.read_bytes()
     assert cli_main(["registry", "import", str(bad), str(db)]) == 2
     assert db.exists() and db.read_bytes() == before
+
+
+def _everything(registry: Registry) -> tuple:
+    """A registry's whole state: its SQLite schema and rows, and the keys it remembers."""
+    db = registry._conn
+    tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    return (list(db.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name")),
+            {t: list(db.execute(f"SELECT * FROM {t} ORDER BY rowid")) for t in tables},
+            dict(registry._keys), set(registry._all_children_known), registry.arch)
+
+
+@pytest.mark.parametrize("arch", [None, "x86", "x64"])
+def test_an_in_memory_registry_is_a_fresh_empty_one_however_it_is_made(tmp_path, arch):
+    """In-memory registries after the first are copies of this process's first empty one
+    (Registry._copy_empty): each must be what making one from scratch gives (as a file
+    is made), and nothing one registry wrote may show in the next."""
+    here = rf"{MACHINE}\HARDWARE\Written\Here"
+    first = Registry(":memory:", arch=arch)
+    first.create_key(here)
+    first.set_value(here, "Value", 7)
+    copy = Registry(":memory:", arch=arch)
+    with Registry(tmp_path / "made.sqlite", arch=arch) as made:
+        assert _everything(copy) == _everything(made)
+    assert not copy.key_exists(rf"{MACHINE}\HARDWARE\Written")
+    copy.create_key(here)
+    assert _everything(copy)[1]["keys"] == _everything(first)[1]["keys"]   # the same ids
+    assert copy.values(here) == [] and first.get(here, "Value") == 7
+    with Registry(copy.save(tmp_path / "copy.sqlite")) as saved:
+        assert saved.key_exists(here) and saved.arch is copy.arch
+    first.close()
+    copy.close()
+
+
+def test_in_memory_registries_are_made_from_any_thread():
+    import threading
+    Registry(":memory:").close()   # this thread's first
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            with Registry(":memory:") as registry:
+                registry.create_key(rf"{MACHINE}\HARDWARE\Thread")
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join(30)
+    assert errors == []

@@ -68,10 +68,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .._intervals import ADDRESS_MAX, IntervalIndex
 from .resources import (BusNumber, BusNumberRequirement, CM_PARTIAL_RESOURCE_DESCRIPTOR,
-                        CM_RESOURCE_LIST, CM_RESOURCE_MEMORY_WINDOW_DECODE,
-                        CM_RESOURCE_PORT_WINDOW_DECODE, CmResourceShare, ConfigDataRequirement,
-                        DevicePrivate, DevicePrivateRequirement, Dma, DmaRequirement,
-                        INTERFACE_TYPE, IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR,
+                        CM_RESOURCE_INTERRUPT_MESSAGE, CM_RESOURCE_LIST,
+                        CM_RESOURCE_MEMORY_WINDOW_DECODE,
+                        CM_RESOURCE_PORT_WINDOW_DECODE, CmResourceShare, CmResourceType,
+                        ConfigDataRequirement, DevicePrivate, DevicePrivateRequirement, Dma,
+                        DmaRequirement, GenericPartial, GenericRequirement, INTERFACE_TYPE,
+                        IO_RESOURCE_ALTERNATIVE, IO_RESOURCE_DESCRIPTOR,
                         IO_RESOURCE_LIST, IO_RESOURCE_PREFERRED, IO_RESOURCE_REQUIREMENTS_LIST,
                         Interrupt, InterruptRequirement, LCPRI_NORMAL, Memory, MemoryLarge,
                         MemoryLargeRequirement, MemoryRequirement, Port, PortRequirement,
@@ -195,7 +197,10 @@ def kind_of(descriptor: Any) -> ResourceKind | None:
     if isinstance(descriptor, (Memory, MemoryLarge)):
         return ResourceKind.MEMORY
     if isinstance(descriptor, Interrupt):
-        return ResourceKind.INTERRUPT
+        # A message-signalled interrupt holds IDT vectors the HAL hands out per message,
+        # no IRQ line (its Level is Group and MessageCount, nt-semantics §1): nothing to
+        # arbitrate, as the Mac's Connection ids.
+        return None if descriptor.flags & CM_RESOURCE_INTERRUPT_MESSAGE else ResourceKind.INTERRUPT
     if isinstance(descriptor, Dma):
         return ResourceKind.DMA
     if isinstance(descriptor, BusNumber):
@@ -564,6 +569,13 @@ class _Trial:
             return self._place_range(d, seen)
         if isinstance(d, BusNumberRequirement):
             return self._place_range(d, seen)
+        if isinstance(d, InterruptRequirement) and d.message_count:
+            # The raw MessageInterrupt form: MessageCount (a USHORT) in Level's high half;
+            # the Vector stays the token, as no IDT vector is chosen here.
+            if d.message_count > 0xFFFF:
+                return None
+            return Interrupt(d.message_count << 16, d.maximum_vector, -1, share=d.share,
+                             flags=d.flags)
         if isinstance(d, InterruptRequirement):
             return self._place_point(d, d.minimum_vector, d.maximum_vector, seen,
                                      lambda v: Interrupt(v, v, -1, share=d.share, flags=d.flags))
@@ -572,6 +584,10 @@ class _Trial:
                                      lambda c: Dma(c, 0, share=d.share, flags=d.flags))
         if isinstance(d, DevicePrivateRequirement):
             return DevicePrivate(d.data, share=d.share, flags=d.flags)
+        if isinstance(d, GenericRequirement) and d.type == CmResourceType.CmResourceTypeNull:
+            # Asks for nothing (pci.sys fills an unimplemented BAR's slot with a zeroed Null
+            # descriptor): a Null partial keeps its place in the assigned list.
+            return GenericPartial(CmResourceType.CmResourceTypeNull, share=d.share, flags=d.flags)
         return None  # a kind the arbiter does not assign
 
     def _claims(self, partial: Any) -> list[Claim]:
@@ -585,7 +601,8 @@ class _Trial:
     def _place_point(self, d: Any, lo: int, hi: int, seen: list[Conflict], make: Any) -> Any:
         for value in range(lo, hi + 1) if hi >= lo else ():
             partial = make(value)
-            blockers = self._blockers(self._claim(partial))
+            # (no claim at all for a message interrupt not in the token form: kind_of)
+            blockers = [b for claim in self._claims(partial) for b in self._blockers(claim)]
             if not blockers:
                 return partial
             seen.extend(blockers)

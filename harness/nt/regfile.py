@@ -176,6 +176,9 @@ class RegOperation:
     name: str = ""
     type: int = 0
     data: bytes = b""
+    #: The value's bytes run to the end of the file with no line end after them: a file
+    #: cut short there would read the same, so an undecodable value says so.
+    ends_file: bool = False
 
 
 #: How an "ANSI" file is read unless the caller names its Windows code page.
@@ -230,6 +233,11 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>", ansi: str = DEFAULT_ANSI) 
     except UnicodeDecodeError as e:
         line = body[:e.start].count(b"\n" if codec == "utf-8" else b"\n\0") + 1
         at = len(raw) - len(body) + e.start  # a byte offset in the file, BOM included
+        appended = _ascii_tail(body) if codec == "utf-16-le" else None
+        if appended is not None:
+            start, tail = appended
+            raise RegFileError(_ascii_in_utf16(tail), source=source,
+                               line=body[:start].count(b"\n\0") + 1) from None
         if codec == "utf-16-le" and len(body) % 2:
             why = f"the file ends inside a UTF-16 code unit at byte {at} (cut short?)"
         else:
@@ -239,6 +247,24 @@ def read_reg_bytes(raw: bytes, source: str = "<reg>", ansi: str = DEFAULT_ANSI) 
         raise RegFileError(f"{why} (expected UTF-16LE with BOM or UTF-8{hint})", source=source,
                            line=line) from None
     return RegText(text, codec == "utf-16-le", ansi if codec == "utf-16-le" else codec)
+
+
+def _ascii_in_utf16(text: bytes) -> str:
+    """The error for ASCII bytes where a UTF-16LE file goes on."""
+    return (f"bytes read as UTF-16LE are ASCII text ({text[:40].decode('ascii')!r}): ANSI or "
+            "UTF-8 text appended to a UTF-16LE file? Expected the whole file in one encoding")
+
+
+def _is_ascii_text(data: bytes) -> bool:
+    return len(data) > 1 and all(0x20 <= b < 0x7F or b in (9, 10, 13) for b in data)
+
+
+def _ascii_tail(body: bytes) -> tuple[int, bytes] | None:
+    """Where a UTF-16LE body turns into ASCII text after its last line end, if it does:
+    (offset, the ASCII bytes)."""
+    start = body.rfind(b"\n\0")
+    start = 0 if start < 0 else start + 2
+    return (start, body[start:]) if _is_ascii_text(body[start:]) else None
 
 
 def _utf16le_without_bom(raw: bytes) -> bool:
@@ -307,12 +333,14 @@ class _Parser:
 
     def __init__(self, text: str, source: str, unicode: bool, ansi: str = DEFAULT_ANSI) -> None:
         self.lines = _physical_lines(text)
+        self.unterminated = not text.endswith(("\n", "\r"))  # the last line has no line end
         self.source = source
         self.unicode = unicode
         self.ansi = ansi_codec(ansi)
         self.index = 0
         self.current: str | None = None
         self.ops: list[RegOperation] = []
+        self.ran_out = False  # the last hex value's continuation met the end of the file
 
     def error(self, lineno: int, message: str) -> RegFileError:
         return RegFileError(message, source=self.source, line=lineno)
@@ -361,9 +389,21 @@ class _Parser:
                 name, rest = self.quoted(lineno, body[1:], "value name")
                 self.value(lineno, name, rest)
             else:
-                raise self.error(lineno, "expected '[KEY]', '\"name\"=…', '@=…', a ';' comment "
-                                         f"or a blank line, got {body[:40]!r}")
+                raise self.error(lineno, self._unexpected_line(body))
         return self.ops
+
+    def _unexpected_line(self, body: str) -> str:
+        """What a line that is no key, value or comment is, when it looks like the work of
+        joining files: a second export's header (``copy /b a.reg+b.reg``), or ANSI/UTF-8
+        text appended to a UTF-16 file (each pair of its bytes read as one character)."""
+        if body.lstrip("\ufeff" + _BLANK) in (HEADER, HEADER_4):
+            return (f"a second file header {body.lstrip(chr(0xFEFF))!r}: two exports joined into "
+                    "one file? Expected the header only on line 1 (import each file on its own)")
+        pairs = body.encode("utf-16-le", "surrogatepass")
+        if self.unicode and _is_ascii_text(pairs):
+            return _ascii_in_utf16(pairs)
+        return ("expected '[KEY]', '\"name\"=…', '@=…', a ';' comment or a blank line, got "
+                f"{body[:40]!r}")
 
     def key_line(self, lineno: int, body: str) -> None:
         end = body.rfind("]")  # regedit: the key name ends at the last ']' of the line
@@ -450,15 +490,18 @@ class _Parser:
             reg_type = int(digits, 16)
             raw = self.hex_data(lineno, data[close + 2:])
             if not self.unicode and reg_type in _STRING_TYPES and raw:
-                raw = self.ansi_string(lineno, raw)
-            self.set(lineno, name, reg_type, raw)
+                raw = self.ansi_string(lineno, raw, reg_type)
+            self.set(lineno, name, reg_type, raw, ends_file=self.index == len(self.lines)
+                     and (self.unterminated or self.ran_out))
         else:
             raise self.error(lineno, "expected a quoted string, dword:XXXXXXXX, hex:…, hex(N):… "
                                      f"or '-' after '=', got {data[:30]!r}")
 
-    def set(self, lineno: int, name: str, reg_type: int, data: bytes) -> None:
+    def set(self, lineno: int, name: str, reg_type: int, data: bytes, *,
+            ends_file: bool = False) -> None:
         assert self.current is not None
-        self.ops.append(RegOperation(lineno, "value", self.current, name, reg_type, data))
+        self.ops.append(RegOperation(lineno, "value", self.current, name, reg_type, data,
+                                     ends_file))
 
     def dword(self, lineno: int, text: str) -> int:
         text = text.lstrip(_BLANK)
@@ -475,6 +518,7 @@ class _Parser:
         and ';' comment lines in between are skipped; the end of the file ends the value)."""
         out = bytearray()
         first = lineno
+        self.ran_out = False
         while True:
             continued = self._hex_csv(lineno, text, out)
             if not continued:
@@ -482,6 +526,7 @@ class _Parser:
             while True:
                 item = self.next_line()
                 if item is None:
+                    self.ran_out = True
                     return bytes(out)  # as regedit: the value ends with the file
                 lineno, line = item
                 text = line.lstrip(_BLANK)
@@ -524,9 +569,19 @@ class _Parser:
             return False
         return False
 
-    def ansi_string(self, lineno: int, raw: bytes) -> bytes:
+    def ansi_string(self, lineno: int, raw: bytes, reg_type: int) -> bytes:
         """String types in hex form in an ANSI file are ANSI bytes: stored as UTF-16LE,
-        NUL-terminated (regproc.c's prepare_hex_string_data)."""
+        NUL-terminated (regproc.c's prepare_hex_string_data). UTF-16LE bytes there (a
+        line from a 5.00 export in a REGEDIT4 file) are refused: read as ANSI they would
+        store each character as a string of its own, cut at the first NUL."""
+        terminator = 4 if reg_type == RegType.REG_MULTI_SZ else 2
+        if (len(raw) >= 4 and len(raw) % 2 == 0 and not any(raw[1::2])
+                and sum(map(bool, raw[0::2])) >= 2 and not any(raw[-terminator:])):
+            raise self.error(lineno, f"{RegType(reg_type).name} data in hex form are UTF-16LE "
+                                     "(every second byte 0) in an ANSI (REGEDIT4) file, where "
+                                     "they are read as ANSI bytes: a line from a 'Windows "
+                                     "Registry Editor Version 5.00' export? Expected the "
+                                     "string's bytes in the file's code page")
         if raw[-1:] != b"\0":
             raw += b"\0"
         try:
@@ -546,14 +601,27 @@ def parse_reg(text: str, source: str = "<reg>", *, unicode: bool = True,
     return _Parser(text, source, unicode, ansi).run()
 
 
+def _setup_literal(path: str) -> bool:
+    r"""A key below ``SYSTEM\<control set>\Control\SystemResources``: setup copies its
+    resource values byte for byte from hivesys.inf's AddReg lines, the same bytes on every
+    architecture (``ReservedResources\Isa`` is in the x86 layout on x64 Windows too), so
+    they tell nothing of the layout of the machine a file comes from."""
+    parts = fold(path).split("\\")
+    return len(parts) >= 7 and parts[1:4] == ["REGISTRY", "MACHINE", "SYSTEM"] \
+        and parts[5:7] == ["CONTROL", "SYSTEMRESOURCES"]
+
+
 class _StoredResources:
     """The resource values a file leaves stored, each with the layouts it fits: a value
-    the file overwrites or deletes later (or whose key it deletes) drops out."""
+    the file overwrites or deletes later (or whose key it deletes) drops out. Setup's
+    literal values (:func:`_setup_literal`) are kept as fitting any layout."""
 
     def __init__(self) -> None:
         self._by_name: dict[tuple[str, str], tuple[RegOperation, tuple[Arch, ...]]] = {}
 
     def keep(self, op: RegOperation, fits: tuple[Arch, ...]) -> None:
+        if _setup_literal(op.path):
+            fits = tuple(Arch)
         self._by_name[(fold(op.path), fold(op.name))] = (op, fits)
 
     def drop_value(self, op: RegOperation) -> None:
@@ -657,7 +725,9 @@ def apply_operations(registry: Registry, ops: list[RegOperation], *, source: str
                         fits = fitting_layouts(op.data, _RESOURCE_TYPES[op.type])
                         if not fits:
                             raise _not_valid(op, registry.arch, source,
-                                             _format_error(op, registry.arch), "")
+                                             _format_error(op, registry.arch),
+                                             "; the file ends inside this value: cut short?"
+                                             if op.ends_file else "")
                         stored.keep(op, fits)
                     else:
                         stored.drop_value(op)

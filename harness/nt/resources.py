@@ -1972,9 +1972,26 @@ def _tail_note(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> st
 
 def describe_range(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:
     """One-line summary of what a descriptor covers, as a resource viewer shows it; a
-    non-zero union tail (bytes after the member) is shown after it."""
+    non-zero union tail (bytes after the member) and the non-zero fields the summary
+    leaves out (:func:`_unsaid_fields`) are shown after it."""
     return _describe_member(d) + ("" if isinstance(d, (DevicePrivate, DevicePrivateRequirement))
-                                  else _tail_note(d))
+                                  else _tail_note(d)) + _unsaid_fields(d)
+
+
+def _unsaid_fields(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:
+    """A requirement's Spare1/Spare2 and an interrupt requirement's Vista+ policy fields,
+    when not zero: XP's ISA PnP bus driver sets Spare1 0x80 and numbers its descriptors in
+    Spare2, and leaves pool bytes where later Windows keeps the policy (a dump that hid
+    them would show two different values alike)."""
+    notes = ""
+    if isinstance(d, InterruptRequirement) and (d.affinity_policy or d.group or d.priority_policy
+                                                or d.targeted_processors):
+        targets = "all" if d.targeted_processors == -1 else f"{d.targeted_processors:#x}"
+        notes += (f" policy {d.affinity_policy:#x} group {d.group:#x} priority "
+                  f"{d.priority_policy:#x} targets {targets}")
+    if isinstance(d, IO_RESOURCE_DESCRIPTOR) and (d.spare1 or d.spare2):
+        notes += f" spare {d.spare1:#x} {d.spare2:#x}"
+    return notes
 
 
 def _describe_member(d: CM_PARTIAL_RESOURCE_DESCRIPTOR | IO_RESOURCE_DESCRIPTOR) -> str:

@@ -27,7 +27,7 @@ from ..names import cache_root, private_cache_file
 from .binaryfacts import BinaryFacts
 from .owner import KEEP_FILE
 from .qomfacts import STATIC_COMMANDS, STATIC_QUERIES
-from .spawn import Spawned, new_run_dir, spawn_qemu, write_owner
+from .spawn import Spawned, folder_token, new_run_dir, spawn_qemu
 
 #: Stands for the run folder in a stored command line (no argument QEMU takes holds a NUL).
 RUN_DIR_MARK = "\0run\0"
@@ -82,10 +82,9 @@ def start(config: str, command: str, options: "dict[str, object]", *, keep: bool
         run_dir = new_run_dir(plan["name"])
     except (OSError, KeyError, TypeError):
         return None
-    token = os.urandom(4).hex()
+    token = folder_token(run_dir) or ""   # new_run_dir tagged it for this QEMU
     try:
         os.utime(path)  # used: the last to be pruned
-        write_owner(run_dir, token)
         if keep:
             open(os.path.join(run_dir, KEEP_FILE), "w").close()
         for name in plan["images"]:

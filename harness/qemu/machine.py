@@ -23,7 +23,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from qemu.qmp import QMPClient
 from qemu.qmp import ExecuteError
@@ -43,7 +43,8 @@ from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
 from .owner import KEEP_FILE, stopped_by_signal
 from .progress import POLL_INTERVAL, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
-from .spawn import Spawned, as_socket, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu, write_owner
+from .spawn import (Spawned, as_socket, folder_token, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu,
+                    write_owner)
 
 if TYPE_CHECKING:
     from .launchplan import EarlyStart
@@ -202,11 +203,13 @@ class _Client(QMPClient):
     skips the negotiation, and hands the answers to those commands (ids ``presented``)
     to futures instead of dropping them as unknown."""
 
-    def __init__(self, name: str, presented: Sequence[str]) -> None:
+    def __init__(self, name: str, presented: Sequence[str],
+                 on_event: Callable[[Any], Awaitable[None]]) -> None:
         super().__init__(name)
         self.negotiate = False
         self.presented: dict[str, asyncio.Future[dict[str, Any]]] = {
             ident: asyncio.get_running_loop().create_future() for ident in presented}
+        self.on_event = on_event
 
     # The library's message hooks log every message at DEBUG, and build the text first
     # (json.dumps with indent: the pure-Python encoder) whether or not DEBUG is on: about
@@ -218,7 +221,12 @@ class _Client(QMPClient):
         return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
     async def _on_message(self, msg: Any) -> None:
-        future = self.presented.get(msg.get("id")) if "event" not in msg else None
+        if "event" in msg:
+            # Straight to the machine, in the order QEMU sent it: not through the library's
+            # event queue to a reader task (a task wake-up and a queue per event).
+            await self.on_event(msg)
+            return
+        future = self.presented.get(msg.get("id"))
         if future is not None and not future.done():
             future.set_result(dict(msg))
             return
@@ -254,7 +262,6 @@ class Machine:
         if early is not None and run_dir is not None and Path(run_dir) != Path(early.run_dir):
             early.discard()
             raise HarnessError("an early-started machine keeps its own run folder")
-        self._token = early.token if early is not None else os.urandom(4).hex()
         try:
             self.accel = resolve_accel(accel or spec.accel)
         except BaseException:
@@ -265,6 +272,8 @@ class Machine:
             run_dir_path = Path(early.run_dir)
         else:
             run_dir_path = Path(run_dir) if run_dir is not None else Path(_new_run_dir(spec.name))
+        # A folder new_run_dir made carries its machine's token already (folder_token).
+        self._token = early.token if early is not None else folder_token(run_dir_path) or os.urandom(4).hex()
         self.run_dir = run_dir_path
         self._own_run_dir = run_dir is None
         #: The early QEMU, if it runs this machine's command line (see launch()).
@@ -325,7 +334,8 @@ class Machine:
         """The run folder, private, tagged with this machine's owner tag (and keep mark)."""
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.run_dir, 0o700)
-        write_owner(str(self.run_dir), self._token)
+        if folder_token(self.run_dir) != self._token:   # (tagged once where new_run_dir made it)
+            write_owner(str(self.run_dir), self._token)
         if self.keep:
             (self.run_dir / KEEP_FILE).touch()
 
@@ -460,14 +470,13 @@ class Machine:
         self._event_cond = asyncio.Condition()
         exit_watch = asyncio.get_running_loop().create_task(self._watch_process())
         self._tasks.append(exit_watch)
-        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent])
+        client = _Client(self.spec.name, [ident for ident, _, _ in spawned.sent], self._take_event)
         try:
             await client.connect(as_socket(spawned.qmp))
         except Exception as exc:
             await asyncio.sleep(0.2)  # let QEMU finish writing its error
             raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
-        self._tasks.append(asyncio.get_running_loop().create_task(self._read_events()))
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
         self.binary_facts.check_version(f"{self.qemu_version} {client.greeting.QMP.version.get('package', '')}")
@@ -550,18 +559,15 @@ class Machine:
         async with self._event_cond:
             self._event_cond.notify_all()
 
-    async def _read_events(self) -> None:
-        assert self._client is not None and self._event_cond is not None
-        try:
-            async for event in self._client.events:
-                self._log_line("event", dict(event))
-                async with self._event_cond:
-                    self._events.append(dict(event))
-                    self._event_cond.notify_all()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the connection ended
-            self._log_line("event-reader-ended", {"error": repr(exc)})
+    async def _take_event(self, message: Any) -> None:
+        """A QMP event, as QEMU sends it (on the loop thread, from the client's reader):
+        logged, kept, and every waiter woken."""
+        assert self._event_cond is not None
+        event = dict(message)
+        self._log_line("event", event)
+        async with self._event_cond:
+            self._events.append(event)
+            self._event_cond.notify_all()
 
     def _log_line(self, kind: str, payload: Any) -> None:
         if self._qmp_log is not None and not self._qmp_log.closed:

@@ -29,7 +29,7 @@ import time
 from ..names import RESERVED_ID_PREFIX
 from . import lifeline
 from .binary import which
-from .owner import OWNER_ENV, OWNER_FILE, owned_name, owner_tag
+from .owner import OWNER_ENV, OWNER_FILE, Owner, owned_name, owner_tag
 
 #: Ids of the QMP commands written before QEMU starts (see :func:`spawn_qemu`); QEMU's
 #: answers carry them, so the client can tell them from its own.
@@ -144,7 +144,8 @@ def run_root() -> str:
 
 def new_run_dir(name: str) -> str:
     """A fresh private run folder under :func:`run_root` for machine ``name``, tagged
-    with this process's owner tag from the first moment it exists under its name.
+    with this process's owner tag (and a fresh token: the machine's, :func:`folder_token`)
+    from the first moment it exists under its name.
 
     It is made under a staging name that itself names the owner (``.new-…@<owner>``, which
     the sweep reads when a folder has no tag yet), tagged inside, then renamed into place:
@@ -160,12 +161,25 @@ def new_run_dir(name: str) -> str:
             break
         except FileExistsError:
             continue
-    write_owner(staging, "")
+    write_owner(staging, os.urandom(4).hex())
     while True:
         folder = os.path.join(root, prefix + os.urandom(6).hex())
         if not os.path.lexists(folder):
             os.rename(staging, folder)
             return folder
+def folder_token(folder: "str | os.PathLike[str]") -> "str | None":
+    """The token of ``folder``'s owner tag when this process wrote it (None otherwise): a
+    folder :func:`new_run_dir` made is its machine's, tagged once (a file made costs
+    ~0.25 ms of CPU on this ext4; reading one, ~0.02)."""
+    try:
+        fd = os.open(os.path.join(folder, OWNER_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        owner = Owner.parse(f.read(200))
+    return owner.token if owner is not None and owner.is_me() else None
+
+
 def write_owner(folder: str, token: str) -> None:
     """The run folder's owner file, whole or absent (the sweep may read it any time)."""
     tmp = os.path.join(folder, f".{OWNER_FILE}.{os.getpid()}.tmp")
