@@ -374,6 +374,13 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
             # QEMU's 'index' picks the port's defaults (COM2 is index 1), not the count.
             check_value(item, chosen, model.properties[chosen], item[chosen])
             instance = item[chosen]
+        elif chosen is not None and instance not in model.properties[chosen].choices:
+            # QEMU numbers them in -device order and refuses one numbered past the last
+            # ("Max. supported number of parallel ports is 3"; livefuzz round three)
+            highest = max(model.properties[chosen].choices)
+            raise item.error("model", f"this is {model.name} number {instance + 1}: QEMU gives it {chosen} {instance} "
+                                      f"and takes {chosen} 0-{highest} only; give it an explicit {chosen!r} "
+                                      f"of 0-{highest} (it then takes that one's default base and IRQ)")
         settings = dict(model.defaults_for(instance))
         explicit = set()
         for prop, spec in model.properties.items():

@@ -5,7 +5,11 @@ settings, ``builtin:`` settings and ``after_firmware`` steps), mostly placed nea
 the board or another device already uses, so that conflicts are common; a second round
 (its own stream) adds the APIC HAL on pc, ports at the decode edges, IRQ 2 beside 9,
 16-bit DMA, multifunction slots, PCIe switches, every built-in device's settings,
-``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps.  Each file runs
+``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps; a third
+(``seed:3``, fuzz3) the whole catalog at one rate with drives, several ISA cards of one model,
+pci-bridges with bridge-window steps, two displays, the PIC HAL on q35, ReactOS's
+IoReportResourceUsage, memory and port-read steps and ``drivers:`` lists (``--coverage``
+prints what the generator writes, without QEMU).  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
@@ -18,6 +22,9 @@ invariants the live layout decides, never the job's own verdict:
                  so a clean verdict means there is none
 ``claimant``     every decoder of the flat views has a claimant line
 ``claim``        no claim the report calls ok lies outside what its device decodes
+``decode``       a device whose claimant line says claimed has every range it decodes in
+                 the flat views inside a claim of its claimant (the claim invariant's
+                 other way round: fuzz3)
 
     python tests/livefuzz.py --count 300 --seed 1 -j 2 --out runs/livefuzz
 
@@ -47,17 +54,18 @@ from typing import Any, Iterable
 import yaml
 
 from harness.builtin import BUILTIN_DEVICES
-from harness.config import DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, VGA_DRIVER, MachineSpec, parse_machine_text
+from harness.config import DRIVE_CONTROLLERS, FIRMWARE_LOG_PORT, VGA_DRIVER, VGA_WINDOW, MachineSpec, parse_machine_text
 from harness.devices import BOARD_LABEL_PREFIX, DeviceModel, board_device_of, board_model, load_catalog
 from harness.errors import ConfigError
 from harness.names import RESERVED_ID_PREFIX
+from harness.drivers import DRIVERS
 from harness.drivers.legacy import VGA_ACCESS_RANGES
 from harness.qemu.layout import ISA_IRQ_PROPERTIES, Layout
 from harness.qemu.lifeline import die_with_parent
 from harness.verify import ACPI_SCI, CASCADE
 
 MACHINE_TYPES = ("isapc", "pc", "q35")
-INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "checker")
+INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "decode", "checker")
 #: The ACPI SCI's line on pc and q35 (qemu-facts.md §1: "The SCI is IRQ9"; the PIIX4 PM
 #: and the ICH9 LPC drive GSI 9 directly, not through the PCI interrupt router).
 SCI_IRQ = {"pc": 9, "q35": 9}
@@ -198,6 +206,8 @@ def generate(seed: int | str, catalog: Any = None) -> dict[str, Any]:
         doc["after_firmware"] = steps
     # the second round's classes draw from their own stream: the first round's files stay as they were
     _second_round(random.Random(f"{seed}:2"), doc, catalog, hot, models)
+    # the third round's likewise: the first two rounds' files stay as they were
+    _third_round(random.Random(f"{seed}:3"), doc, catalog, hot)
     return doc
 
 
@@ -315,6 +325,239 @@ def _second_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _H
         doc["after_firmware"] = steps
 
 
+# ---------------------------------------------------------------------------- third round
+#: A PCI-PCI bridge's window registers (PCI-to-PCI Bridge Architecture 1.2, 3.2.5.6-3.2.5.9):
+#: the I/O base and limit (a byte each, address bits 15:12), the memory and the
+#: prefetchable base and limit (16 bits each, address bits 31:20).
+BRIDGE_IO_WINDOW = 0x1C
+BRIDGE_MEMORY_WINDOW = 0x20
+BRIDGE_PREFETCH_WINDOW = 0x24
+IO_WINDOW_GRAIN = 0x1000
+MEMORY_WINDOW_GRAIN = 0x100000
+#: Memory no board device, no RAM (128 MiB by default) and no BAR SeaBIOS places decodes on
+#: pc and q35 (SeaBIOS puts BARs at 0xc0000000 and above; q35's MMCONFIG is 0xb0000000): a
+#: ``memory_write`` there is dropped by the bus, and a memory BAR a step moves there first
+#: is the only decoder of it.
+UNUSED_MEMORY = 0x20000000
+#: PCI classes whose devices SeaBIOS may have left bus-mastering (disks, USB: it boots from
+#: them): a write into their registers could start DMA into the probe guest's memory.
+BUS_MASTER_CLASSES = (0x01, 0x0C)
+#: How many legacy cards an isapc at its limits gets on top of the first rounds'.
+MANY_LEGACY_CARDS = (5, 9)
+#: Cap on a file's devices (QEMU and the board take more; a machine of 20 runs slowly).
+MAX_DEVICES = 20
+
+
+def _settings_of(dev: dict[str, Any], model: DeviceModel) -> dict[str, Any]:
+    return {**model.defaults_for(0), **{k: v for k, v in dev.items() if k in model.properties}}
+
+
+def _one_more_fits(model: DeviceModel, devices: list[dict[str, Any]], catalog: Any) -> bool:
+    """Whether QEMU takes another ``model`` beside ``devices`` (a model of which QEMU takes
+    one per machine, a global VGA, a pvpanic: validation refuses a second)."""
+    return model.one_per_machine is None or all(
+        catalog[d["model"]].one_per_machine != model.one_per_machine for d in devices if d["model"] in catalog)
+
+
+def _new_id(devices: list[dict[str, Any]], prefix: str) -> str:
+    taken = {d["id"] for d in devices}
+    return next(f"{prefix}{n}" for n in range(len(devices) + 1) if f"{prefix}{n}" not in taken)
+
+
+def _card(rng: random.Random, model: DeviceModel, dev_id: str, hot: _Hot) -> dict[str, Any]:
+    """A device of ``model`` with random settings (as the first round draws them), its
+    resources added to ``hot``."""
+    dev: dict[str, Any] = {"model": model.name, "id": dev_id}
+    for prop in model.settings:
+        value = _setting(rng, model, prop, hot)
+        if value is not None:
+            dev[prop.name] = value
+    hot.add(model.decoded_resources(_settings_of(dev, model)))
+    return dev
+
+
+def _drive(rng: random.Random, doc: dict[str, Any], model: DeviceModel) -> dict[str, Any] | None:
+    """A floppy or IDE drive on a controller of the file (an isa-fdc, an isa-ide) or on the
+    board's own (pc and isapc's FDC, an IDE channel); None where there is none."""
+    devices, machine = doc["devices"], doc["machine"]
+    controller = DRIVE_CONTROLLERS[model.bus]
+    mine = [d["id"] for d in devices if d["model"] == controller]
+    dev: dict[str, Any] = {"model": model.name, "id": _new_id(devices, "drv")}
+    if mine and rng.random() < 0.6:
+        dev["controller"] = rng.choice(mine)
+    elif model.bus == "floppy" and machine == "q35":
+        return None   # q35 has no floppy controller of its own
+    elif model.bus == "ide":
+        dev["channel"] = rng.randint(0, 1)
+    return dev
+
+
+def _bridge_window_step(rng: random.Random, bridge: str, hot: _Hot) -> dict[str, Any]:
+    """A ``pci_write`` of one of ``bridge``'s windows: onto a hot range (a board device's
+    ports, the VGA window), onto where SeaBIOS places BARs, or closed (base above limit)."""
+    register = rng.choice((BRIDGE_IO_WINDOW, BRIDGE_MEMORY_WINDOW, BRIDGE_PREFETCH_WINDOW))
+    if register == BRIDGE_IO_WINDOW:
+        lo = rng.choice(hot.ports)[0] if hot.ports and rng.random() < 0.7 else rng.choice((0x1000, 0xC000, 0xF000))
+        base = lo & ~(IO_WINDOW_GRAIN - 1) & 0xFFFF
+        limit = base + IO_WINDOW_GRAIN * rng.randint(0, 1) if rng.random() < 0.9 else base - IO_WINDOW_GRAIN
+        if limit < 0 or limit > 0xFFFF:
+            limit = base
+        value = ((limit >> 8) & 0xF0) << 8 | (base >> 8) & 0xF0
+        return {"pci_write": bridge, "offset": register, "size": 2, "value": value}
+    targets = [lo for lo, _hi in hot.memory if lo >= MEMORY_WINDOW_GRAIN] + list(BAR_AREA_TARGETS) + [VGA_WINDOW]
+    base = rng.choice(targets) & ~(MEMORY_WINDOW_GRAIN - 1)
+    size = MEMORY_WINDOW_GRAIN * rng.choice((1, 2, 16))
+    limit = min(base + size - 1, 0xFFFFFFFF) if rng.random() < 0.9 else base - MEMORY_WINDOW_GRAIN
+    limit = max(limit, 0)
+    value = ((limit >> 16) & 0xFFF0) << 16 | (base >> 16) & 0xFFF0
+    return {"pci_write": bridge, "offset": register, "size": 4, "value": value}
+
+
+def _bridge_tree(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _Hot,
+                 pci: list[DeviceModel]) -> list[dict[str, Any]]:
+    """A conventional PCI-PCI bridge (pci-bridge) on pc's root bus or behind a q35 root
+    port, one to three devices behind it, and steps that move its windows and the BARs
+    behind it; the steps are returned."""
+    devices = doc["devices"]
+    steps: list[dict[str, Any]] = []
+    parent: dict[str, Any] = {}
+    if doc["machine"] == "q35":
+        port = _new_id(devices, "rp")
+        devices.append({"model": "pcie-root-port", "id": port})
+        parent = {"bus": port, "addr": 0}
+    bridge = _new_id(devices, "br")
+    devices.append({"model": "pci-bridge", "id": bridge, **parent})
+    behind = []
+    for slot in rng.sample(range(1, 8), rng.randint(1, 3)):
+        model = rng.choice(pci)
+        if not _one_more_fits(model, devices, catalog):
+            continue
+        dev = {"model": model.name, "id": _new_id(devices, "bd"), "bus": bridge, "addr": slot}
+        devices.append(dev)
+        behind.append((dev, model))
+    if rng.random() < 0.6:
+        steps.append(_bridge_window_step(rng, bridge, hot))
+    if rng.random() < 0.2:
+        steps.append({"set_command": bridge, "value": rng.choice(COMMAND_VALUES)})
+    for dev, model in behind:
+        if rng.random() < 0.3 and (step := _bar_step(rng, dev, model, hot)) is not None:
+            steps.append(step)
+    return steps
+
+
+def _memory_steps(rng: random.Random, doc: dict[str, Any], catalog: Any) -> list[dict[str, Any]]:
+    """``memory_write`` steps (the APIC HAL's guest agent writes them) only where the write
+    cannot reset or stop the probe guest, whose RAM, local APIC, I/O APIC and HPET the
+    agent runs on: unused space (:data:`UNUSED_MEMORY`: the bus drops the write), or a
+    device's own memory BAR that a step first moves there (no disk or USB controller, which
+    may be bus-mastering: a register write could start DMA into the guest); a
+    ``memory_read`` beside them, and a ``port_read`` of a port a device decodes."""
+    steps: list[dict[str, Any]] = []
+    movable = [(d, b) for d in doc["devices"] for b in (catalog[d["model"]].pci.bars if catalog[d["model"]].pci else ())
+               if b.kind != "io" and not catalog[d["model"]].bridge and 4 <= b.size <= 0x1000000
+               and catalog[d["model"]].pci.class_code >> 8 not in BUS_MASTER_CLASSES]
+    if movable and rng.random() < 0.6:
+        dev, bar = rng.choice(movable)
+        steps.append({"move_bar": dev["id"], "bar": bar.index, "address": UNUSED_MEMORY})
+        steps.append({"memory_write": UNUSED_MEMORY + 4 * rng.randint(0, min(bar.size, 0x100) // 4 - 1),
+                      "size": 4, "value": 0})
+    else:
+        steps.append({"memory_write": UNUSED_MEMORY + 4 * rng.randint(0, 0x3FF), "size": rng.choice((1, 2, 4)),
+                      "value": rng.randint(0, 0xFF)})
+    steps.append({"memory_read": rng.choice((UNUSED_MEMORY, VGA_WINDOW, *BAR_AREA_TARGETS)), "size": 4})
+    return steps
+
+
+def _drivers_list(rng: random.Random, doc: dict[str, Any], catalog: Any) -> list[Any] | None:
+    """A ``drivers:`` list other than the default: the drivers in another order (so a
+    shadowed device's driver may claim first), some listed by name alone, a sample driver
+    with ``claim: block`` (the card's whole jumper block), ``override_conflict``; None
+    where the file does not parse or has no driver."""
+    try:
+        spec = parse_machine_text(machine_text(doc), "drivers.yaml", catalog)
+    except ConfigError:
+        return None
+    names = [d.name for d in spec.drivers]
+    if not names:
+        return None
+    rng.shuffle(names)
+    out: list[Any] = []
+    for name in names:
+        item: dict[str, Any] = {"name": name}
+        if name in catalog.nt_drivers and rng.random() < 0.4:
+            item["claim"] = "block"
+        if rng.random() < 0.15:
+            item["override_conflict"] = True
+        out.append(item if len(item) > 1 or rng.random() < 0.5 else name)
+    return out
+
+
+def _third_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _Hot) -> None:
+    """What the first two rounds never or rarely write (the fuzz3 round): every catalog
+    model at one rate (drives on the board's controllers or the file's included),
+    several ISA cards of one model, an isapc with many legacy cards, conventional
+    pci-bridges on pc and behind q35 root ports with devices behind them and their windows
+    and BARs moved, two displays with legacy faces, the PIC HAL on q35, ``memory_write``,
+    ``memory_read`` and ``port_read`` steps, ``drivers:`` lists (order, ``claim:
+    block``, ``override_conflict``), and jobs with ReactOS's IoReportResourceUsage."""
+    machine = doc["machine"]
+    devices: list[dict[str, Any]] = doc["devices"]
+    usable = sorted((m for m in catalog.values() if machine in m.machines), key=lambda m: m.name)
+    pci = [m for m in usable if m.pci is not None and not m.bridge and not m.root_bus_only]
+    isa = [m for m in usable if m.bus == "isa"]
+    steps: list[dict[str, Any]] = []
+
+    def add(dev: dict[str, Any]) -> None:
+        if len(devices) < MAX_DEVICES:
+            devices.append(dev)
+    if rng.random() < 0.3:   # the whole catalog at one rate: a rare model is as likely as sb16
+        model = rng.choice(usable)
+        if model.bus in DRIVE_CONTROLLERS:
+            drive = _drive(rng, doc, model)
+            if drive is not None:
+                add(drive)
+        elif not model.bridge and _one_more_fits(model, devices, catalog):
+            add(_card(rng, model, _new_id(devices, "any"), hot))
+    drives = [m for m in usable if m.bus in DRIVE_CONTROLLERS]
+    if drives and rng.random() < 0.06 and (drive := _drive(rng, doc, rng.choice(drives))) is not None:
+        add(drive)   # drives again: three models of the catalog's 132 are drives
+    several = [m for m in isa if m.one_per_machine is None]
+    if rng.random() < 0.12:
+        model = rng.choice(several)
+        for _ in range(rng.randint(2, 4)):
+            add(_card(rng, model, _new_id(devices, "same"), hot))
+    if machine == "isapc" and rng.random() < 0.25:
+        for _ in range(rng.randint(*MANY_LEGACY_CARDS)):
+            model = rng.choice(isa)
+            if _one_more_fits(model, devices, catalog):
+                add(_card(rng, model, _new_id(devices, "leg"), hot))
+    if machine != "isapc" and pci and rng.random() < 0.2 and len(devices) < MAX_DEVICES - 5:
+        steps += _bridge_tree(rng, doc, catalog, hot, pci)
+    displays = [m for m in usable if m.fixed and any(f.start == VGA_WINDOW for f in m.fixed)]
+    if len(displays) > 1 and rng.random() < 0.08:
+        for model in rng.sample(displays, 2):
+            if _one_more_fits(model, devices, catalog):
+                add(_card(rng, model, _new_id(devices, "vga"), hot))
+    if machine == "q35" and rng.random() < 0.2:
+        doc[HAL_KEY] = "pic"
+    apic = doc.get(HAL_KEY) == "apic" or (machine == "q35" and HAL_KEY not in doc)
+    if apic and rng.random() < 0.25:
+        steps += _memory_steps(rng, doc, catalog)
+    if rng.random() < 0.1:
+        mine = [(lo, hi) for d in devices if d["model"] in catalog
+                for kind, lo, hi in catalog[d["model"]].decoded_resources(_settings_of(d, catalog[d["model"]]))
+                if kind == "port"]
+        if mine:
+            lo, hi = rng.choice(mine)
+            steps.append({"port_read": rng.randint(lo, hi), "expect": rng.randint(0, 0xFF), "mask": 0xFF})
+    if steps:
+        doc["after_firmware"] = doc.get("after_firmware", []) + steps
+    if rng.random() < 0.15 and (drivers := _drivers_list(rng, doc, catalog)) is not None:
+        doc["drivers"] = drivers
+    if rng.random() < 0.08:   # IoReportResourceUsage as ReactOS has it: it files nothing
+        doc[REACTOS_KEY] = True
+
+
 class _Dumper(yaml.SafeDumper):
     """Addresses in hex, as people write them in machine files."""
 
@@ -322,22 +565,35 @@ class _Dumper(yaml.SafeDumper):
 _Dumper.add_representer(int, lambda d, v: d.represent_scalar("tag:yaml.org,2002:int", hex(v) if v > 15 else str(v)))
 
 
-#: The generator's key for the HAL the job runs; a machine file has no such key, so the
-#: file carries it as its first comment line (``# hal: apic``), which ``hal_of`` reads back.
+#: The generator's keys for how the job runs: the HAL (``--hal``) and ReactOS's
+#: IoReportResourceUsage (``--reactos``); a machine file has no such keys, so the file
+#: carries them as its first comment lines (``# hal: apic``, ``# reactos: true``), which
+#: ``job_options`` reads back.
 HAL_KEY = "hal"
-_HAL_LINE = re.compile(rf"^# {HAL_KEY}: (\w+)$", re.M)
+REACTOS_KEY = "reactos"
+JOB_KEYS = (HAL_KEY, REACTOS_KEY)
+_JOB_LINE = re.compile(rf"^# ({'|'.join(JOB_KEYS)}): (\w+)$", re.M)
 
 
 def machine_text(doc: dict[str, Any]) -> str:
-    body = {k: v for k, v in doc.items() if k != HAL_KEY}
+    body = {k: v for k, v in doc.items() if k not in JOB_KEYS}
     text = yaml.dump(body, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=200)
-    return f"# {HAL_KEY}: {doc[HAL_KEY]}\n{text}" if HAL_KEY in doc else text
+    return "".join(f"# {k}: {str(doc[k]).lower()}\n" for k in JOB_KEYS if k in doc) + text
+
+
+def job_options(text: str) -> dict[str, str]:
+    """A generated file's job options, from its first comment lines (none: the defaults)."""
+    return {m[1]: m[2] for m in _JOB_LINE.finditer(text)}
 
 
 def hal_of(text: str) -> str:
     """The HAL a generated file's job runs (its ``# hal:`` line; ``auto`` without one)."""
-    found = _HAL_LINE.search(text)
-    return found[1] if found else "auto"
+    return job_options(text).get(HAL_KEY, "auto")
+
+
+def reactos_of(text: str) -> bool:
+    """Whether a generated file's job runs IoReportResourceUsage as ReactOS has it."""
+    return job_options(text).get(REACTOS_KEY) == "true"
 
 
 def valid_machine(seed: int, catalog: Any = None, tries: int = 20) -> tuple[str, MachineSpec, int]:
@@ -352,6 +608,76 @@ def valid_machine(seed: int, catalog: Any = None, tries: int = 20) -> tuple[str,
             if f"fuzz-{seed}.yaml:" not in str(exc):
                 raise AssertionError(f"a refusal that names no file line: {exc}") from None
     raise RuntimeError(f"seed {seed}: {tries} files in a row refused")
+
+
+# ---------------------------------------------------------------------------- coverage
+def _placement(spec: MachineSpec, dev: Any) -> str:
+    """Where a PCI device sits: the root bus, or behind which bridge model (behind what)."""
+    by_id = {d.id: d for d in spec.devices}
+    parent = by_id.get(dev.bus) if dev.bus else None
+    if parent is None:
+        return f"{spec.machine} root bus"
+    grand = by_id.get(parent.bus) if parent.bus else None
+    return f"{spec.machine} behind {parent.model.name}" + (f" behind {grand.model.name}" if grand else "")
+
+
+def classes_of(text: str, spec: MachineSpec) -> Counter[str]:
+    """The classes one generated file holds (one count each), as :func:`coverage` tallies them."""
+    by_id = {d.id: d for d in spec.devices}
+    isa_models = Counter(d.model.name for d in spec.devices if d.model.bus == "isa")
+    found = {
+        f"machine {spec.machine}, HAL {hal_of(text)}": True,
+        "driver: none": any(d.no_driver for d in spec.devices),
+        "drive": any(d.model.bus in DRIVE_CONTROLLERS for d in spec.devices),
+        "several ISA cards of one model": any(n > 1 for n in isa_models.values()),
+        f"isapc with {MANY_LEGACY_CARDS[0] + 2}+ ISA cards": spec.machine == "isapc" and
+        sum(isa_models.values()) >= MANY_LEGACY_CARDS[0] + 2,
+        "two displays with the VGA window": sum(any(f.start == VGA_WINDOW for f in d.model.fixed)
+                                                for d in spec.devices) > 1,
+        "pci-bridge with devices behind it": any(d.bus in by_id and by_id[d.bus].model.name == "pci-bridge"
+                                                 for d in spec.devices),
+        "pci-bridge behind a root port": any(d.model.name == "pci-bridge" and d.bus in by_id and
+                                             by_id[d.bus].model.bridge == "pcie-root-port" for d in spec.devices),
+        "bridge window step": any(a.kind == "pci_write" and a.target in by_id and by_id[a.target].model.bridge
+                                  for a in spec.after_firmware),
+        "drivers: list": "\ndrivers:" in text,
+        "claim: block": any(d.claim == "block" for d in spec.drivers),
+        "override_conflict": any(d.override_conflict for d in spec.drivers),
+        "ReactOS's IoReportResourceUsage": reactos_of(text),
+    }
+    found.update({f"step {a.kind} {a.phase}": True for a in spec.after_firmware})
+    return Counter(name for name, hit in found.items() if hit)
+
+
+def coverage(seeds: Iterable[int], catalog: Any = None) -> dict[str, Counter[str]]:
+    """What the generator writes over ``seeds`` (generation only, no QEMU): how many
+    files hold each catalog model, each explicit setting, each placement of a PCI device,
+    each class (:func:`classes_of`); ``refused``: the files validation refused first."""
+    catalog = catalog or load_catalog()
+    out: dict[str, Counter[str]] = {k: Counter() for k in ("models", "settings", "placements", "classes", "refused")}
+    for seed in seeds:
+        text, spec, refused = valid_machine(seed, catalog)
+        out["refused"]["files"] += refused
+        out["models"].update({d.model.name for d in spec.devices})
+        out["settings"].update({f"{d.model.name}.{s}" for d in spec.devices for s in d.explicit
+                                if s in {p.name for p in d.model.settings}})
+        out["placements"].update({_placement(spec, d) for d in spec.devices if d.model.pci is not None})
+        out["classes"] += classes_of(text, spec)
+    return out
+
+
+def print_coverage(count: int, first: int) -> None:
+    catalog = load_catalog()
+    found = coverage(range(first, first + count), catalog)
+    settings = sorted(f"{m.name}.{p.name}" for m in catalog.values() for p in m.settings)
+    print(f"{count} files (seeds {first}-{first + count - 1}), {found['refused']['files']} refused by validation first")
+    for what, every, counted in (("models", sorted(catalog), found["models"]), ("settings", settings, found["settings"])):
+        never = [n for n in every if not counted[n]]
+        rarest = sorted(every, key=lambda n: (counted[n], n))[:6]
+        print(f"{what}: {len(every) - len(never)} of {len(every)} in some file; never: {', '.join(never) or 'none'}; "
+              f"rarest: {', '.join(f'{n} {counted[n]}' for n in rarest)}")
+    for what in ("placements", "classes"):
+        print(f"{what}:", *(f"{n:>6}  {k}" for k, n in sorted(found[what].items())), sep="\n")
 
 
 # ---------------------------------------------------------------------------- invariants
@@ -572,6 +898,17 @@ def _covered(spans: list[tuple[int, int]], lo: int, hi: int) -> bool:
     return False
 
 
+def _undecoded(layout: Layout, space: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The holes of ``lo``-``hi`` no range of the flat view decodes (system RAM included)."""
+    cursor, out = lo, []
+    for r in sorted((r for r in (layout.io if space == "io" else layout.memory) if r.start <= hi and lo <= r.end),
+                    key=lambda r: r.start):
+        if r.start > cursor:
+            out.append((cursor, r.start - 1))
+        cursor = max(cursor, r.end + 1)
+    return out + ([(cursor, hi)] if cursor <= hi else [])
+
+
 _CLAIMED = re.compile(r"(port|memory) (0x[0-9a-f]+)(?:-(0x[0-9a-f]+))?")
 
 
@@ -580,6 +917,7 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
     (its flat-view ranges and those it lost to another: it decodes them still)."""
     ids = {d.id for d in spec.devices}
     vgas = {d.id for d in spec.devices if d.driver == VGA_DRIVER}
+    blocks = {DRIVERS[d.name].service_name for d in spec.drivers if d.claim == "block"}
     out = []
     for c in report["checks"]:
         match = _CLAIMED.match(c["resource"])
@@ -590,9 +928,38 @@ def check_claims(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> l
         spans = sorted(s for e in mine for s in _decoded_by(layout, e, "io" if kind == "port" else "memory"))
         if set(mine) <= vgas:   # the VGA miniport claims the legacy VGA blocks whole, as NT's VgaSave does
             spans = sorted(spans + [(a, b) for k, a, b in VGA_ACCESS_RANGES if k == kind])
+        if c["driver"] in blocks and any(a <= hi and lo <= b for a, b in spans):
+            # a retail claim of the card's whole jumper block (claim: block): its holes
+            # are the card's where nothing else decodes them (a byte another device
+            # decodes is the job's "also decoded by", not ok)
+            spans = sorted(spans + _undecoded(layout, "io" if kind == "port" else "memory", lo, hi))
         if not _covered(spans, lo, hi):
             out.append(f"{c['device'] or c['driver']}: {c['resource']} called ok, but "
                        f"{', '.join(mine)} decode(s) only {', '.join(f'{a:#x}-{b:#x}' for a, b in spans) or 'nothing'}")
+    return out
+
+
+def check_decodes_claimed(spec: MachineSpec, layout: Layout, report: dict[str, Any]) -> list[str]:
+    """The other way round from :func:`check_claims`: a machine-file device whose claimant
+    line says ``claimed`` has every range the live flat views show it decoding inside a
+    claim of its claimant (a model narrower than what QEMU decodes would leave a decoder
+    half-owned and call it claimed)."""
+    ids = {d.id for d in spec.devices}
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for c in report["checks"]:
+        match = _CLAIMED.match(c["resource"])
+        if match:
+            space = "io" if match[1] == "port" else "memory"
+            spans.setdefault((c["driver"], space), []).append((int(match[2], 16), int(match[3] or match[2], 16)))
+    out = []
+    for line in report["claimants"]:
+        if line["status"] != "claimed" or line["device"] not in ids:
+            continue
+        for r in (*layout.io, *layout.memory):
+            if r.owner == line["device"] and not _covered(sorted(spans.get((line["claimant"], r.space), [])),
+                                                          r.start, r.end):
+                out.append(f"{line['device']} decodes {r.space} {r.start:#x}-{r.end:#x} ({r.name}) and its line "
+                           f"says claimed by {line['claimant']}, which claims no such range")
     return out
 
 
@@ -627,11 +994,27 @@ def normalised(report: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the runner
-def _run_once(spec: MachineSpec, out: Path, hal: str) -> tuple[Any, dict[str, Any], bytes]:
+def _run_once(spec: MachineSpec, out: Path, text: str) -> tuple[Any, dict[str, Any], bytes]:
+    """The main job on ``spec`` with the job options of its generated ``text``."""
     from harness.job import run_job
-    result = run_job(spec, out, picture=False, hal=hal)
+    result = run_job(spec, out, picture=False, hal=hal_of(text), reactos=reactos_of(text))
     report = json.loads((out / "report.json").read_text())
     return result, report, (out / "registry.reg").read_bytes()
+
+
+def registry_diff(first: bytes, second: bytes, most: int = 6) -> str:
+    """Where two .reg exports differ (the lines of each, with the key above them), for a
+    determinism failure's comment: which key a run wrote differently says why."""
+    import difflib
+    a, b = (data.decode("utf-16", errors="replace").splitlines() for data in (first, second))
+    keys, key, out = {}, "", []
+    for n, line in enumerate(a):
+        key = line if line.startswith("[") else key
+        keys[n] = key
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag != "equal":
+            out.append(f"{keys.get(i1, key)} {a[i1:i2][:2]} -> {b[j1:j2][:2]}")
+    return "; ".join(out[:most]) or "the same lines"
 
 
 def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = True) -> dict[str, list[str]]:
@@ -639,22 +1022,23 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
     report's verdict is under the key ``verdict`` (not an invariant)."""
     failures: dict[str, list[str]] = {}
     try:
-        result, report, registry = _run_once(spec, work / "a", hal_of(text))
+        result, report, registry = _run_once(spec, work / "a", text)
         if twice:
-            _, report2, registry2 = _run_once(spec, work / "b", hal_of(text))
+            _, report2, registry2 = _run_once(spec, work / "b", text)
             first, second = normalised(report), normalised(report2)
             if first != second:
                 diff = [k for k in first if first[k] != second.get(k)]
                 failures["determinism"] = [f"report fields differ between two runs: {', '.join(diff)}"]
             elif registry != registry2:
-                failures["determinism"] = ["registry.reg differs between two runs"]
+                failures["determinism"] = ["registry.reg differs between two runs: " + registry_diff(registry, registry2)]
     except Exception as exc:   # noqa: BLE001  what the invariant is about
         return {"error": [f"{type(exc).__name__}: {exc}", f"board ports under the devices: "
                           f"{', '.join(over_board_ports(spec)) or 'none'}", traceback.format_exc(limit=6)]}
     failures["verdict"] = [report["verdict"] + (" (firmware stopped)" if any(e.stopped for e in result.events) else "")]
     if any(e.stopped for e in result.events):
         return failures   # the firmware stopped: no layout to hold the report to
-    for name, check in (("overlap", check_overlaps), ("claimant", check_claimants), ("claim", check_claims)):
+    for name, check in (("overlap", check_overlaps), ("claimant", check_claimants), ("claim", check_claims),
+                        ("decode", check_decodes_claimed)):
         found = check(spec, result.layout, report)
         if found:
             failures[name] = found
@@ -663,9 +1047,7 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, twice: bool = Tru
 
 def _shrink(text: str, invariant: str, work: Path, budget: int = 8) -> str:
     """Drop devices, steps and builtin settings one at a time while ``invariant`` still fails."""
-    doc = yaml.safe_load(text)
-    if hal_of(text) != "auto":
-        doc[HAL_KEY] = hal_of(text)
+    doc = {**yaml.safe_load(text), **job_options(text)}
     for key in ("after_firmware", "builtin", "devices"):
         items = doc.get(key)
         if not items:
@@ -739,9 +1121,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/livefuzz")
     parser.add_argument("--no-shrink", action="store_true")
     parser.add_argument("--file", help="check this one machine file and print what failed and the report's findings")
+    parser.add_argument("--coverage", action="store_true",
+                        help="generate COUNT files from SEED (no QEMU) and print what they cover")
     args = parser.parse_args(argv)
     if args.file:
         return _check_file(Path(args.file))
+    if args.coverage:
+        print_coverage(args.count, args.seed)
+        return 0
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out / "failures", ignore_errors=True)

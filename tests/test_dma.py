@@ -62,6 +62,25 @@ def _floppy(io: IoManager) -> FloppyDriver:
     return driver
 
 
+@pytest.mark.parametrize("timeout", [0.01, 0.3])
+def test_a_controller_that_never_answers_is_read_a_fixed_number_of_times(machine: Machine, timeout: float) -> None:
+    """livefuzz round three (seed 901228): with the board FDC moved into ACPI's ports the
+    driver's wait read the main status register for a second of wall-clock time, 1,585 to
+    3,990 reads a run, each a violation, and two runs' reports differed.  Nothing decodes
+    0x2a4 (it reads 0xff, never ready): the same count whatever the wait's bound."""
+    from harness.drivers.base import DeviceNotResponding
+    from harness.drivers.isa import MSR_POLLS
+    io = _io(machine)
+    driver = _floppy(io)
+    reads: list[int] = []
+    real = driver.inb
+    driver.inb = lambda port: reads.append(port) or real(port)   # type: ignore[method-assign]
+    with pytest.raises(DeviceNotResponding, match="main status 0xff"):
+        driver._wait_msr(0x2A0, 0x80, 0xC0, timeout)
+    assert reads == [0x2A4] * MSR_POLLS
+    io.unload_driver("Floppy")
+
+
 def test_a_floppy_sector_arrives_in_guest_memory_through_dma(machine: Machine) -> None:
     io = _io(machine)
     driver = _floppy(io)

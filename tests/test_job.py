@@ -196,6 +196,10 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "vga-bar-moved-out-of-its-claim": (None, None, None),
     # livefuzz round two: an ISA port past 0xffff wraps to 16 bits, onto the HAL's DMA block
     "applesmc-port-wraps-past-0xffff": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", None),
+    # livefuzz round three: the guest agent's port keeps clear of an I/O BAR a step moves
+    "io-bar-moved-over-the-agent-port-q35": (None, None, "shadowed"),
+    # livefuzz round three: the agent's UART beside four COM ports is no fifth isa-serial
+    "four-com-ports-beside-the-agent-q35": None,
     # qa6: what a card over each board decoder showed (tests/test_board_overlaps.py)
     "fpu-port-and-line-taken": ("IO_ERR_IRQ_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", "irq-shared"),
     "keyboard-ports-both-taken": ("IO_ERR_PORT_CONFLICT_DETECTED", "i8042prt", "shadowed"),
@@ -299,6 +303,7 @@ UNCLAIMED: dict[str, set[str]] = {
     "keyboard-lines-both-taken": {"ne0", "com1"}, "serial-on-q35-sata-smbus-line": {"com1"},
     "elcr-port-taken-shared-irq3": {"dbg0"},
     "applesmc-port-wraps-past-0xffff": {"smc0"},   # livefuzz round two
+    "io-bar-moved-over-the-agent-port-q35": {"snd0"},   # livefuzz round three: its claim is where SeaBIOS put it
 }
 
 # Words a config's claims check must say of some claim (a claim that is not what its device decodes).

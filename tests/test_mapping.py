@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from harness.drivers import PciNicDriver
-from harness.guests.agent import AgentBus, AgentError, agent_channel, agent_machine
+from harness.guests.agent import AGENT_PORTS, AgentBus, AgentError, agent_channel, agent_machine
 from harness.nt.hal import Hal, HalError
 from harness.nt.iomgr import IoManager
 from harness.nt.registry import Registry
@@ -40,6 +40,32 @@ def test_the_agent_uart_is_the_harness_s_and_clear_of_the_machine(agent) -> None
     assert irq not in (4, 10, 11) and not 0x3F8 <= port <= 0x3FF
     owners = [line for line in machine.hmp("info mtree -f -o").splitlines() if f"dev id={AGENT_ID}" in line]
     assert owners and f"{port:016x}-{port + 7:016x}" in owners[0]      # all 8 ports, nobody else's
+
+
+def test_the_agent_uart_keeps_clear_of_an_io_bar_a_step_moves() -> None:
+    """livefuzz round three (seed 900144; configs/conflicts/io-bar-moved-over-the-agent-port-q35):
+    an ES1370's 256-byte I/O BAR moved to 0x200 after the drivers covered the agent's
+    0x2e0 and cut the harness off from the guest; a memory BAR moved there does not count."""
+    head = "machine: q35\ndevices:\n  - {model: ES1370, id: snd0}\n  - {model: e1000, id: nic0}\n"
+    assert agent_channel(machine_spec(head))[0] == AGENT_PORTS[0]
+    moved = head + "after_firmware:\n  - {move_bar: snd0, bar: 0, address: 0x200, phase: post-drivers}\n"
+    assert agent_channel(machine_spec(moved))[0] == AGENT_PORTS[1]
+    memory = head + "after_firmware:\n  - {move_bar: nic0, bar: 0, address: 0x0}\n"
+    assert agent_channel(machine_spec(memory))[0] == AGENT_PORTS[0]
+
+
+@pytest.mark.parametrize("serials, index", [
+    ((), 0), (("",), 1), (("", "index: 1"), 2),       # the second is numbered 1 by its order, and says so
+    (("index: 2", ""), 0),                                # the second is numbered 1 by its order
+    (("", "", "", ""), 0),                                # all four taken: 0, whose defaults the agent overrides
+])
+def test_the_agent_uart_takes_a_serial_index_no_com_port_has(serials: tuple[str, ...], index: int) -> None:
+    """livefuzz round three (seed 900794; configs/conflicts/four-com-ports-beside-the-agent-q35):
+    beside four COM ports the agent's isa-serial was QEMU's fifth and QEMU exited."""
+    from harness.qemu.machine import _agent_serial_index
+    lines = "".join(f"  - {{model: isa-serial, id: com{n}, iobase: {0x100 + 8 * n:#x}{', ' + extra if extra else ''}}}\n"
+                    for n, extra in enumerate(serials))
+    assert _agent_serial_index(machine_spec(f"machine: q35\ndevices:\n{lines or '  - {model: e1000, id: nic0}'}\n")) == index
 
 
 def test_agent_port_and_memory_accesses_are_the_cpu_s(agent) -> None:

@@ -91,8 +91,10 @@ class ResourceListDriver(NtDriver):
             got = self._read(port, size)
             reads += 1
             if got & mask != value:
-                raise DeviceNotResponding(f"{config.name}: probe read of {port:#x} gave {got:#x}, "
-                                          f"expected {value:#x} under mask {mask:#x}")
+                # not the value read: a counter answering there (q35's PM timer at 0x608)
+                # reads differently every run, and a finding is one stable line (livefuzz)
+                raise DeviceNotResponding(f"{config.name}: probe read of {port:#x} did not give {value:#x} "
+                                          f"under mask {mask:#x}")
         return {"probe": f"{reads} read(s) answered"}
 
     def _read(self, port: int, size: int) -> int:

@@ -34,7 +34,7 @@ from ..qemu.bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, HmpPorts
 from ..qemu.livebus import LiveBus
 from ..qemu.machine import AGENT_PORTS as AGENT_PORT_COUNT, FirmwareStalled, GuestBoot, Machine
 from ..qemu.progress import POLL_INTERVAL, FirmwareWatch
-from .probe import build_probe, channel_ports
+from .probe import build_probe, channel_ports, ports_in_use
 
 #: Port blocks tried for the agent's UART (nothing on a PC board decodes them).
 AGENT_PORTS = (0x2E0, 0x1E0, 0x6E0)
@@ -55,8 +55,9 @@ class AgentError(BusAccessError):
 
 
 def agent_channel(spec: MachineSpec) -> tuple[int, int]:
-    """(port, IRQ) for the agent's UART on ``spec``: clear of every modelled device."""
-    taken = [(lo, hi) for dev in spec.devices for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+    """(port, IRQ) for the agent's UART on ``spec``: clear of every modelled device and of
+    every I/O BAR a step moves (:func:`~harness.guests.probe.ports_in_use`)."""
+    taken = ports_in_use(spec)
     report, exit_port = channel_ports(spec)
     taken += [(report, report), (exit_port, exit_port + 3)]
     port = next((p for p in AGENT_PORTS

@@ -117,8 +117,22 @@ def config_reads(spec: MachineSpec) -> list[tuple[int, int, int, int]]:
     return [(bus, slot, fn, off) for off in sorted({o & ~3 for o in registers.values()})]
 
 
-def channel_ports(spec: MachineSpec) -> tuple[int, int]:
+def ports_in_use(spec: MachineSpec) -> list[tuple[int, int]]:
+    """The ports ``spec`` puts a decoder on, which the guest's own channels keep clear of:
+    every device's, and every I/O BAR the file's ``move_bar`` steps place (a post-drivers
+    move over the agent's UART cut the harness off from the guest; livefuzz round three)."""
     taken = [(lo, hi) for dev in spec.devices for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+    ids = {dev.id: dev for dev in spec.devices}
+    for step in spec.after_firmware:
+        dev = ids.get(step.target or "")
+        if step.kind == "move_bar" and dev is not None and dev.model.pci is not None and any(
+                b.index == step.bar and b.kind == "io" for b in dev.model.pci.bars):
+            taken.append((step.address, step.address + step.bar_size - 1))
+    return taken
+
+
+def channel_ports(spec: MachineSpec) -> tuple[int, int]:
+    taken = ports_in_use(spec)
     for report, exit_port in CHANNEL_PORTS:
         if not any(lo <= p + n - 1 and p <= hi for lo, hi in taken for p, n in ((report, 1), (exit_port, 4))):
             return report, exit_port

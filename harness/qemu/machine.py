@@ -1028,6 +1028,20 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
     return argv + list(extra_args)
 
 
+def _agent_serial_index(spec: MachineSpec) -> int:
+    """The ``index`` of the agent's isa-serial, which comes after the file's devices: QEMU
+    numbers isa-serials in -device order (an explicit index aside) and refuses one numbered
+    past the last, so beside four COM ports the agent was a fifth and QEMU exited (livefuzz
+    round three).  An index no COM port of the file has, else 0: the index only picks the
+    default base and IRQ, which the agent's are not."""
+    serials = [d for d in spec.devices if d.model.qemu_driver == "isa-serial"]
+    if not serials:
+        return 0
+    index = serials[0].model.instance_property or "index"
+    used = {d.settings[index] if index in d.explicit else n for n, d in enumerate(serials)}
+    return next((i for i in serials[0].model.properties[index].choices if i not in used), 0)
+
+
 def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
     """-kernel/-initrd/-append and the guest's channels, each checked against the spec."""
     args: list[str] = []
@@ -1071,7 +1085,8 @@ def _boot_args(spec: MachineSpec, boot: GuestBoot, run_dir: Path) -> list[str]:
                                f"(devices use {sorted(set(used_irqs.values()))})")
         chardev = f"{AGENT_ID}-chr"
         args += ["-chardev", f"socket,id={chardev},path={path('agent.sock')},server=on,wait=off",
-                 "-device", f"isa-serial,id={AGENT_ID},iobase={boot.agent_port:#x},irq={irq},chardev={chardev}"]
+                 "-device", f"isa-serial,id={AGENT_ID},iobase={boot.agent_port:#x},irq={irq},chardev={chardev},"
+                            f"index={_agent_serial_index(spec)}"]
     if boot.console_slot is not None:
         used = {dev.slot for dev in spec.devices if dev.bus is None and dev.slot is not None}
         if spec.machine == "isapc" or not 1 <= boot.console_slot <= 31 or boot.console_slot in used:
