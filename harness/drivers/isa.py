@@ -161,7 +161,9 @@ class SerialDriver(NtDriver):
         iir = self.inb(base + 2)
         lsr = self.inb(base + 5)
         if not lsr & 0x20:
-            raise DeviceNotResponding(f"UART at {base:#x}: transmitter holding register never empties (LSR {lsr:#04x})")
+            # what was wanted, not the value read: a finding is one stable line (see the floppy's)
+            raise DeviceNotResponding(f"UART at {base:#x}: transmitter holding register never empties "
+                                      "(LSR bit 5 clear)")
         return {"uart": "16550A" if iir & 0xC0 == 0xC0 else "16450", "baud": clock // (16 * divisor),
                 "divisor": divisor}
 
@@ -384,8 +386,10 @@ class FloppyDriver(NtDriver):
                 return msr
             if poll < MSR_POLLS - 1:
                 time.sleep(timeout / MSR_POLLS)
-        raise DeviceNotResponding(f"floppy controller at {base:#x}: main status {msr:#04x}, "
-                                  f"waited for {want:#04x} under mask {mask:#04x}")
+        # what was wanted, not the value read: a counter answering there (a timer under the
+        # controller's ports) reads differently every run, and a finding is one stable line
+        raise DeviceNotResponding(f"floppy controller at {base:#x}: main status never showed {want:#04x} "
+                                  f"under mask {mask:#04x}")
 
 
 @dataclass(frozen=True)
