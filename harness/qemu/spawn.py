@@ -167,6 +167,8 @@ def new_run_dir(name: str) -> str:
         if not os.path.lexists(folder):
             os.rename(staging, folder)
             return folder
+
+
 def folder_token(folder: "str | os.PathLike[str]") -> "str | None":
     """The token of ``folder``'s owner tag when this process wrote it (None otherwise): a
     folder :func:`new_run_dir` made is its machine's, tagged once (a file made costs
