@@ -114,6 +114,13 @@ bench-overhead: setup
 
 bench: bench-overhead
 
+# ---- the firmware's end: SeaBIOS's last line against its reboot (issue 21) ----
+.PHONY: bench-firmware-end
+bench-firmware-end: setup
+	$(BIN)/python benchmarks/bench_firmware_end.py
+
+bench: bench-firmware-end
+
 # ---- guest images (guest_images/; outputs cached in .cache/guests, built on first use too) ----
 guests: setup
 	$(BIN)/python -m harness.guests

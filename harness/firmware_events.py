@@ -1,7 +1,8 @@
 """Events that stop or cut short the firmware, as findings with their cause.
 
-The main job runs SeaBIOS to its end (a "no bootable device" reboot that the harness
-turns into a pause).  A device placed where the firmware writes can end that run early,
+The main job runs SeaBIOS to its end (where it gives up booting: the harness stops the
+machine at that line of its log, or, without the log, at the reboot that follows, which
+``-action`` turns into a pause).  A device placed where the firmware writes can end that run early,
 and that is a finding about the machine, not a harness error:
 
 * ``guest-panicked``: a pvpanic decodes a port the firmware writes (SeaBIOS's debug log
@@ -42,9 +43,10 @@ from .qemu.machine import STUCK_STATES, Machine, MachineDied, MachineStuck
 from .qemu.progress import last_line
 from .verify import PCI_CONFIG_PORTS
 
-#: SeaBIOS's last words before the reboot that ends every firmware run of the harness.
+#: SeaBIOS's words when it gives up booting, before the reboot that ends a firmware run
+#: whose log the harness does not watch (``firmware_log: false``).
 FIRMWARE_DONE_TEXT = b"No bootable device"
-#: The reboot that ends the firmware run (QMP SHUTDOWN reason).
+#: That reboot (QMP SHUTDOWN reason).
 FIRMWARE_DONE_REASON = "guest-reset"
 #: QEMU types that turn a guest write into an event, and what the event is.
 PANIC_DEVICES = ("pvpanic",)
@@ -346,7 +348,9 @@ def _exited(spec: MachineSpec, machine: Any, when: str = "during the firmware",
 
 def cut_short(spec: MachineSpec, machine: Any) -> FirmwareEvent | None:
     """After a firmware run that ended in a pause: the finding when it was not SeaBIOS's
-    final reboot (a shutdown, or a reset before it gave up booting), else None."""
+    end (a shutdown, or a reset before it gave up booting), else None."""
+    if machine.firmware_end == "log":
+        return None  # the harness saw SeaBIOS give up booting; a reset or shutdown would have come first
     stops = machine.events("SHUTDOWN")
     reason = stops[0].get("data", {}).get("reason", "?") if stops else "?"
     if reason != FIRMWARE_DONE_REASON:

@@ -320,7 +320,7 @@ def test_a_firmware_held_up_by_a_card_is_a_finding_and_with_nothing_in_its_way_a
     (event,) = result.events
     assert (event.kind, event.devices) == ("firmware-stalled", ("dbg",)) and "within 3 s" in event.detail
     assert "SeaBIOS's last log line: 'QEMU fw_cfg DMA interface supported'" in event.cause
-    monkeypatch.setitem(machine_module.FIRMWARE_TIMEOUT, "tcg", 0.05)
+    monkeypatch.setitem(machine_module.FIRMWARE_TIMEOUT, "tcg", 0.01)  # SeaBIOS needs ~50 ms
     clean = parse_machine_text("machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n", "clean.yaml")
     with pytest.raises(machine_module.FirmwareTimeout):
         run_job(clean, tmp_path / "slow", picture=False)

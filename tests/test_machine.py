@@ -15,6 +15,7 @@ import pytest
 
 from harness.qemu.machine import LaunchError, Machine, MachineDied, QMPTimeout, _wait_exit
 from harness.qemu.reaper import OWNER_ENV, reap_own, sweep_orphan_run_dirs, tagged_processes
+from harness.qemu.progress import END_LINE, END_RETRY_SECONDS
 from helpers import REPO, machine_spec, qemu_pids
 
 SERIAL = "machine: pc\ndevices:\n  - {model: isa-serial, id: com1}\n"
@@ -35,24 +36,40 @@ def test_launch_firmware_rerun_and_clean_shutdown() -> None:
         assert m.status() == "prelaunch"  # -S: nothing has run yet
         assert m.accel_used == "tcg" and m.qemu_version.count(".") == 2
         first = m.run_firmware()
-        assert m.phase == "post-firmware" and m.status() == "shutdown"
+        # The harness stopped the machine at SeaBIOS's last line: no reboot ran.
+        assert (m.phase, m.firmware_end, m.status()) == ("post-firmware", "log", "paused")
         names = [e["event"] for e in m.events()]
-        # SeaBIOS's reboot became a shutdown, and the shutdown a pause.  (SeaBIOS may try a
-        # second reset method before the pause lands: a trailing SHUTDOWN is harmless.)
-        assert names[:3] == ["RESUME", "SHUTDOWN", "STOP"], names
-        assert m.events("SHUTDOWN")[0]["data"]["reason"] == "guest-reset"
+        assert names == ["RESUME", "STOP"], names
+        assert m.firmware_log.read_bytes().rstrip().endswith(END_LINE)
+        size = m.firmware_log.stat().st_size
         second = m.run_firmware()  # re-run the firmware in the same process
         assert m.events("RESET"), "the re-run must go through a real reset"
+        assert m.firmware_end == "log" and not m.events("SHUTDOWN")
+        assert m.firmware_log.read_bytes()[size:].rstrip().endswith(END_LINE), "the re-run's own end"
         assert 0 < first < 30 and 0 < second < 30
-        assert b"No bootable device" in m.firmware_log.read_bytes()
         run_dir, pid = m.run_dir, m.pid
         argv = (run_dir / "argv.sh").read_text()
         assert "-nodefaults" in argv and "isa-serial,id=com1" in argv
+        assert f"reboot-timeout={END_RETRY_SECONDS * 1000}" in argv
         assert oct(run_dir.stat().st_mode & 0o777) == "0o700"
     assert m.exit_outcome.startswith("exited after quit")
     assert not (m.run_dir / "keep").exists()
     assert not run_dir.exists(), "the run folder is removed unless keep=True"
     assert _wait_gone(pid)
+
+
+def test_without_the_firmware_log_the_reboot_ends_the_firmware() -> None:
+    with Machine(machine_spec(SERIAL + "firmware_log: false\n")) as m:
+        m.run_firmware()
+        assert (m.phase, m.firmware_end, m.status()) == ("post-firmware", "reboot", "shutdown")
+        names = [e["event"] for e in m.events()]
+        # SeaBIOS's reboot became a shutdown, and the shutdown a pause.  (SeaBIOS may try a
+        # second reset method before the pause lands: a trailing SHUTDOWN is harmless.)
+        assert names[:3] == ["RESUME", "SHUTDOWN", "STOP"], names
+        assert m.events("SHUTDOWN")[0]["data"]["reason"] == "guest-reset"
+        m.run_firmware()
+        assert m.firmware_end == "reboot" and m.events("RESET")
+        assert "reboot-timeout=0" in (m.run_dir / "argv.sh").read_text()
 
 
 def test_an_exit_reaped_by_another_thread_counts_as_an_exit() -> None:

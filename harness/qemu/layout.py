@@ -290,7 +290,7 @@ def snapshot(machine: Any, phase: str | None = None, *,
     reader.prefetch_types([*flat.get("I/O", []), *flat.get("memory", []),
                            *tree.get("I/O", []), *tree.get("memory", [])])
     io = tuple(reader.attribute(r, "io") for r in flat.get("I/O", []) if not _is_background(r))
-    memory = tuple(reader.attribute(r, "memory") for r in flat.get("memory", []))
+    memory = tuple(reader.attribute(r, "memory") for r in _system_ram_as_ram(flat.get("memory", [])))
     shadowed = tuple(reader.attribute_shadow(s) for s in
                      compute_shadowed(tree.get("I/O", []), flat.get("I/O", []), "io", bars.get("I/O"))
                      + compute_shadowed(tree.get("memory", []), flat.get("memory", []), "memory",
@@ -910,6 +910,16 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
         handed.add((owner.id, name, region.start, region.end))
         out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=owner.id))
     return out
+
+
+def _system_ram_as_ram(flat: list[MtreeRegion]) -> list[MtreeRegion]:
+    """The flat memory map with system RAM shown as RAM where it is read-only: SeaBIOS hands
+    over with its own and the option ROMs' shadows locked (PAM), which the flat map shows as
+    "rom" views of the RAM block (``pc.ram @00000000000f0000``).  Still RAM, that decodes
+    nobody's claim, as the rest of the block (kind "ram", no owning device)."""
+    ram = {r.name.split(" @")[0] for r in flat if r.kind == "ram" and r.owner_kind != "dev"}
+    return [dataclasses.replace(r, kind="ram") if r.kind == "rom" and r.owner_kind != "dev"
+            and r.name.split(" @")[0] in ram else r for r in flat]
 
 
 def _is_background(region: MtreeRegion) -> bool:

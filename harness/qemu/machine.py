@@ -41,7 +41,7 @@ from .accel import resolve_accel
 from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
 from .owner import KEEP_FILE, stopped_by_signal
-from .progress import POLL_INTERVAL, FirmwareWatch
+from .progress import END_POLL, END_RETRY_SECONDS, POLL_INTERVAL, FirmwareEnd, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
 from .spawn import (Spawned, as_socket, folder_token, new_run_dir as _new_run_dir, run_root as _run_root, spawn_qemu,
                     write_owner)
@@ -305,8 +305,13 @@ class Machine:
         self.qemu_version: str | None = None
         self.accel_used: str | None = None
         self.firmware_seconds: float | None = None
+        #: How the last firmware run ended: "log" (the harness stopped the machine at
+        #: SeaBIOS's last line, :class:`~harness.qemu.progress.FirmwareEnd`) or "reboot"
+        #: (its reboot, paused by the ``-action`` policy).
+        self.firmware_end: str | None = None
         self.exit_outcome: str | None = None
         self._firmware_started = (0, 0.0)  # (event mark, monotonic start) of the firmware run
+        self._firmware_log_from = 0  # where the firmware run's log starts in firmware.log
         #: What cannot change while this QEMU runs (its QOM tree: devices, their types and
         #: ISA resource properties), cached by the readers that ask (layout snapshots).
         self.static_facts: dict[str, Any] = {}
@@ -845,10 +850,16 @@ class Machine:
     def run_firmware(self, timeout: float | None = None) -> float:
         """Run SeaBIOS to its end and leave the machine paused with its state intact.
 
-        With ``-boot reboot-timeout=0 -action reboot=shutdown,shutdown=pause`` the BIOS's
-        "no bootable device" reboot becomes a pause: wait for SHUTDOWN then STOP
-        (qemu-facts.md §4).  A second call re-runs the firmware in the same process.
-        Returns the seconds the firmware took.  After :meth:`start_firmware` it only waits.
+        The end is where SeaBIOS gives up booting.  With the firmware's log the harness
+        watches for that line (:class:`~harness.qemu.progress.FirmwareEnd`: "No bootable
+        device.  Retrying in 5 seconds.") and stops the machine there, as SeaBIOS sleeps:
+        its devices as it hands them to a boot loader, and its reboot (~40 ms of QEMU CPU
+        under TCG) never runs.  Without the log, ``-boot reboot-timeout=0 -action
+        reboot=shutdown,shutdown=pause`` make that reboot a pause: wait for SHUTDOWN then
+        STOP (qemu-facts.md §4); that is also the end if the line never shows.
+        :attr:`firmware_end` says which.  A second call re-runs the firmware in the same
+        process.  Returns the seconds the firmware took.  After :meth:`start_firmware` it
+        only waits.
         """
         timeout = FIRMWARE_TIMEOUT[self.accel_used or self.accel] if timeout is None else timeout
         if self.phase != "firmware":
@@ -856,32 +867,63 @@ class Machine:
         mark, start = self._firmware_started
         deadline = time.monotonic() + timeout
         watch = FirmwareWatch(self, deadline)
-        while True:
-            # In steps, asking the watch between them whether the firmware still moves.
-            left = deadline - time.monotonic()
-            try:
-                self.wait_event("SHUTDOWN", after=mark, timeout=max(0.0, min(POLL_INTERVAL, left)), tail=False)
-                break
-            except QMPTimeout:
-                if left <= POLL_INTERVAL:
-                    waited = f"event SHUTDOWN did not arrive within {timeout:g} s"
-                    if self._proc is None or self._proc.poll() is not None or stopped_by_signal(self._proc.pid):
-                        # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
-                        raise QMPTimeout(waited, machine=self) from None
-                    raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s ({waited})",
-                                          machine=self, seconds=timeout) from None
-            stall = watch.poll()
-            if stall is not None and not any(e["event"] == "SHUTDOWN" for e in self._events[mark:]):
-                raise FirmwareStalled(stall, machine=self)
+        end = FirmwareEnd(self.firmware_log, self._firmware_log_from) \
+            if reboot_timeout_ms(self.spec, self.boot) else None
+        ended_by = "reboot"
+        try:
+            while True:
+                # In steps, asking the watch between them whether the firmware still moves.
+                left = deadline - time.monotonic()
+                step = max(0.0, min(POLL_INTERVAL, left))
+                if end is not None and self._until_end(end, mark, step):
+                    ended_by = "log"
+                    self.qmp("stop")
+                    break
+                try:
+                    self.wait_event("SHUTDOWN", after=mark, timeout=step if end is None else min(step, END_POLL),
+                                    tail=False)
+                    break
+                except QMPTimeout:
+                    if left <= POLL_INTERVAL:
+                        waited = f"event SHUTDOWN did not arrive within {timeout:g} s"
+                        if self._proc is None or self._proc.poll() is not None or stopped_by_signal(self._proc.pid):
+                            # QEMU gone, or stopped (SIGSTOP): not the firmware's doing
+                            raise QMPTimeout(waited, machine=self) from None
+                        raise FirmwareTimeout(f"the firmware did not finish within {timeout:g} s ({waited})",
+                                              machine=self, seconds=timeout) from None
+                stall = watch.poll()
+                if stall is not None and not any(e["event"] == "SHUTDOWN" for e in self._events[mark:]):
+                    raise FirmwareStalled(stall, machine=self)
+        finally:
+            if end is not None:
+                end.close()
         self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
         elapsed = time.monotonic() - start
         state = self.status()
-        if state != "shutdown":
+        expected = "paused" if ended_by == "log" else "shutdown"
+        if state != expected:
             # (A stuck state already ended the machine in wait_event.)
-            raise QEMUError(f"firmware run ended in state {state!r}, expected 'shutdown'", machine=self)
+            raise QEMUError(f"firmware run ended in state {state!r}, expected {expected!r}", machine=self)
         self.phase = "post-firmware"
         self.firmware_seconds = elapsed
+        self.firmware_end = ended_by
         return elapsed
+
+    def _until_end(self, end: FirmwareEnd, mark: int, seconds: float) -> bool:
+        """Sleep in short slices for up to ``seconds`` while nothing happens: True as soon
+        as the firmware's log shows its end; False at once when QEMU sent an event since
+        ``mark`` or exited (:meth:`wait_event` judges those), or when the time is up."""
+        until = time.monotonic() + seconds
+        seen = len(self._events)
+        while True:
+            if end.reached():
+                return True
+            if len(self._events) != seen or self._proc is None or self._proc.poll() is not None:
+                return False
+            left = until - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(END_POLL, left))
 
     def start_firmware(self) -> None:
         """Let the firmware run (from its start, again if it ran before) without waiting
@@ -890,14 +932,27 @@ class Machine:
         A machine whose firmware was started with QEMU (an early start) is left as it is."""
         if self.phase == "firmware":
             return
+        running = False
         if self.phase == "post-firmware":
             mark = len(self._events)
             self.qmp("set-action", {"reboot": "reset"})
             self.qmp("system_reset")
             self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
+            if self.firmware_end == "log":
+                # Stopped before its reboot, SeaBIOS never put its pristine copy back over
+                # the shadowed one (which QEMU's reset keeps): reset, it resumes into that
+                # reboot, which copies and resets the guest again (measured: "In resume").
+                mark = len(self._events)
+                self.qmp("cont")
+                self.wait_event("RESET", after=mark, timeout=self.qmp_timeout,
+                                match=lambda event: event.get("data", {}).get("guest") is True)
+                running = True
             self.qmp("set-action", {"reboot": "shutdown"})
+        with contextlib.suppress(OSError):
+            self._firmware_log_from = self.firmware_log.stat().st_size  # this run's log follows
         self._firmware_started = (len(self._events), time.monotonic())
-        self.qmp("cont")
+        if not running:
+            self.qmp("cont")
         self.phase = "firmware"
 
 
@@ -1001,7 +1056,8 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
             "-machine", machine_opts, "-accel", accel,
             "-m", str(_int_in(spec.memory_mib, 1, 1 << 20, at("memory"))),
             "-nodefaults", "-display", "none", "-S",
-            "-boot", "reboot-timeout=0", "-action", "reboot=shutdown,shutdown=pause"]
+            "-boot", f"reboot-timeout={reboot_timeout_ms(spec, boot)}",
+            "-action", "reboot=shutdown,shutdown=pause"]
     if accel == "kvm":
         # HMP port I/O cannot reach the in-kernel PIC (qemu-facts.md §6); split keeps it in QEMU.
         argv[argv.index(machine_opts)] = machine_opts + ",kernel-irqchip=split"
@@ -1026,6 +1082,13 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         argv += _boot_args(spec, boot, run_dir)
     _check_unix_paths(run_dir)
     return argv + list(extra_args)
+
+
+def reboot_timeout_ms(spec: MachineSpec, boot: GuestBoot | None = None) -> int:
+    """SeaBIOS's wait before its reboot when nothing boots: the firmware's end is the log's
+    line about that wait when the harness reads the log (no guest to boot), else the reboot
+    itself (:meth:`Machine.run_firmware`)."""
+    return END_RETRY_SECONDS * 1000 if spec.firmware_log and boot is None else 0
 
 
 def _agent_serial_index(spec: MachineSpec) -> int:
