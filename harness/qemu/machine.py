@@ -877,7 +877,6 @@ class Machine:
                 step = max(0.0, min(POLL_INTERVAL, left))
                 if end is not None and self._until_end(end, mark, step):
                     ended_by = "log"
-                    self.qmp("stop")
                     break
                 try:
                     self.wait_event("SHUTDOWN", after=mark, timeout=step if end is None else min(step, END_POLL),
@@ -897,9 +896,17 @@ class Machine:
         finally:
             if end is not None:
                 end.close()
-        self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
+        if ended_by == "log":
+            # Both in flight: QEMU answers "stop" once the vCPU stopped (its STOP event first).
+            stopped, status = self.qmp_many([("stop", None), ("query-status", None)])
+            for answer in (stopped, status):
+                if isinstance(answer, QEMUError):
+                    raise answer
+            state = status["status"]
+        else:
+            self.wait_event("STOP", after=mark, timeout=max(1.0, timeout - (time.monotonic() - start)))
+            state = self.status()
         elapsed = time.monotonic() - start
-        state = self.status()
         expected = "paused" if ended_by == "log" else "shutdown"
         if state != expected:
             # (A stuck state already ended the machine in wait_event.)
