@@ -428,13 +428,18 @@ def layout_timeline(run_root: Path) -> tuple[float, list[tuple[str, float]]]:
         e = next(l["event"] for l in lines if l.get("event", {}).get("event") == name)
         return e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
     attached = lines[0]["t"]                       # the harness logs its first line once attached
-    fw_end = event("SHUTDOWN")
-    after = next(l["t"] for l in lines if "cmd" in l and "written" not in l["cmd"] and l["t"] >= fw_end)
+    # The harness stops the machine at SeaBIOS's last line ("stop"); without the log, its
+    # reboot's SHUTDOWN is the end.
+    ends = ("stop", "query-status")
+    stopped = next((l["t"] for l in lines if l.get("cmd", {}).get("execute") == "stop"), None)
+    fw_end = stopped if stopped is not None else event("SHUTDOWN")
+    after = next(l["t"] for l in lines if "cmd" in l and "written" not in l["cmd"] and l["t"] >= fw_end
+                 and l["cmd"].get("execute") not in ends)
     quit_at = next(l["t"] for l in lines if l.get("cmd", {}).get("execute") == "quit")
     gone = next(l["t"] for l in lines if "shutdown" in l)
     marks = [("QEMU's monitor ran cont (the plan's QEMU up)", event("RESUME")),
              ("Python attached (imports, machine file, catalog)", attached),
-             ("firmware end (SHUTDOWN)", fw_end),
+             ("firmware end (the harness's stop at SeaBIOS's last line)", fw_end),
              ("first question after the firmware", max(after, fw_end)),
              ("snapshot and output done, quit sent", quit_at),
              ("QEMU gone, run folder closed", gone),
