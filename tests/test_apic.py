@@ -11,7 +11,7 @@ import pytest
 
 from harness.guests.agent import AgentBus, agent_machine
 from harness.nt.apic import (IOAPIC_DEFAULT_ADDRESS, LAPIC_DEFAULT_ADDRESS, IoApic, LocalApic, Madt,
-                             RedirectionEntry, SourceOverride, parse_madt)
+                             RedirectionEntry, SourceOverride, find_rsdp, parse_madt)
 from harness.nt.hal import CLOCK_LEVEL, CMCI_LEVEL, Hal, slot_number
 from harness.nt.interrupts import Latched, LevelSensitive
 from harness.nt.iomgr import IoManager
@@ -119,9 +119,11 @@ def test_the_madt_lists_one_ioapic_and_qemus_overrides(live) -> None:
         route = madt.isa_route(irq)
         assert (route.gsi, route.level, route.active_low) == (irq, False, False)
     assert madt.isa_irq_of(2) == 0 and madt.isa_irq_of(20) is None
-    # The same tables after SeaBIOS gave up (RSDP gone from the F segment, found in RAM).
-    with Machine(machine_spec("machine: q35\ndevices: []\n")) as paused:
+    # The same tables where SeaBIOS's reboot wiped the RSDP from the F segment (a firmware
+    # run without the log ends there): found through the RSDT at the top of RAM.
+    with Machine(machine_spec("machine: q35\nfirmware_log: false\ndevices: []\n")) as paused:
         paused.run_firmware()
+        assert paused.firmware_end == "reboot" and find_rsdp(LiveBus(paused)) is None
         again = Hal(LiveBus(paused), interrupt_model="auto").madt
         assert again is not None and dataclasses.replace(again, address=0) == dataclasses.replace(madt, address=0)
 

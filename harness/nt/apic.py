@@ -320,10 +320,11 @@ def _ram_top(bus: Any) -> int:
 def find_rsdt_in_ram(bus: Any) -> int | None:
     """An RSDT with a valid checksum in the last :data:`RAM_TABLE_SPAN` bytes of RAM.
 
-    The fallback for a machine whose firmware has given up (the harness's post-firmware
-    state): SeaBIOS restores the pristine BIOS image over 0xE0000-0xFFFFF before its
-    reboot, which takes the RSDP with it, while the tables stay where it loaded them,
-    at the top of RAM (measured, tests/test_apic.py)."""
+    The fallback for a machine stopped at SeaBIOS's reboot (a firmware run without the
+    log): SeaBIOS restores the pristine BIOS image over 0xE0000-0xFFFFF before its reboot,
+    which takes the RSDP with it, while the tables stay where it loaded them, at the top
+    of RAM (measured, tests/test_apic.py).  Where the harness stops SeaBIOS as it gives up
+    booting, the RSDP is still there."""
     top = _ram_top(bus)
     start = max(0x100000, top - RAM_TABLE_SPAN)
     data = bus.read_memory(start, top - start)

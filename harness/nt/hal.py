@@ -1018,8 +1018,9 @@ class Hal:
     # ================================================================== HalGetInterruptVector
     def _has_acpi_tables(self) -> bool:
         """Whether the firmware left ACPI tables (what setup looks for to install an ACPI
-        HAL): an RSDP, or, once SeaBIOS has given up and restored its pristine image over
-        the RSDP, the RSDT it loaded at the top of RAM (harness.nt.apic.find_rsdt_in_ram)."""
+        HAL): an RSDP, or, after SeaBIOS's reboot restored its pristine image over the RSDP
+        (a firmware run without the log ends there), the RSDT it loaded at the top of RAM
+        (harness.nt.apic.find_rsdt_in_ram)."""
         if self._madt is not None:
             return True
         from .apic import find_rsdp, find_rsdt_in_ram
