@@ -221,6 +221,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "q35-io-bar-onto-config-ports-beside-uart": (None, None, "irq-shared"),
     # qa8: a board device `builtin` moved onto another board device's port
     "builtin-fdc-371-under-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
+    # qa8: the SB16's mixer IRQ select moves no line in QEMU (its steps measure it)
+    "sb16-mixer-irq-select-keeps-its-line": None,
 }
 
 # Whom a config's failed claim check must say the claim was for: a board device by its
