@@ -221,7 +221,7 @@ def _parse_one(item: Node, kind: str, phase: str, by_id: dict[str, Any], machine
         return Action(kind, phase, target, offset=offset, size=size,
                       value=get_int(item, "value", lo=0, hi=(1 << 8 * size) - 1), line=item.line)
     # move_bar
-    bar_index = get_int(item, "bar", lo=0, hi=5)
+    bar_index = get_int(item, "bar", lo=0, hi=5, decimal=True)
     bar = None
     if dev is not None:
         bars = {b.index: b for b in dev.model.pci.bars}

@@ -120,6 +120,15 @@ def apply_settings(qemu_type: str | None, decoded: list[tuple[str, int, int]],
     return out
 
 
+def moved_port_types(builtin: Mapping[str, Mapping[str, int]]) -> frozenset[str]:
+    """QEMU types of the built-in devices whose ports the machine file's ``builtin`` moved
+    off QEMU's defaults: their overlaps with the rest of the board are the file's doing,
+    not the board's design."""
+    return frozenset(device.qemu_type for name, device in BUILTIN_DEVICES.items()
+                     for prop, value in builtin.get(name, {}).items()
+                     if device.properties[prop].kind == "port" and int(value) != device.defaults[prop])
+
+
 def global_args(builtin: Mapping[str, Mapping[str, int]]) -> list[str]:
     """``-global`` arguments for the configured built-in settings (values are validated
     integers: nothing from the file reaches the command line as text)."""

@@ -131,6 +131,33 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+#: Exit status when the reader of standard output went away (``harness models | head``):
+#: what a shell reports for a program SIGPIPE ended, which Python ignores.
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll says POLLERR), so a
+    broken pipe came from there and not from a socket or file of the command's own."""
+    import select
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout)
+        return False
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the flush at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     """Run one command; its exit status.  ``own_process``: this process is the ``harness``
     program's own (:func:`entry`), so process-wide speed-ups may be installed (the
@@ -153,6 +180,11 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
             add_user_model_dirs(args.models)
         return int(args.func(args) or 0)
     except (HarnessError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_closed():
+            # The reader of the output went away (a pager quit, `| head`): nothing to
+            # say, and no one left to say it to.  Machines were closed on the way out.
+            _silence_stdout()
+            return EXIT_OUTPUT_CLOSED
         # Refused input or an environment the command cannot use (a file it cannot read
         # or write): a usage error, never 1 (which means "found a problem").
         if args.verbose:
@@ -181,7 +213,9 @@ def entry() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
+    except BrokenPipeError:
+        code = EXIT_OUTPUT_CLOSED
+    except ValueError:
         code = code or 1
     os._exit(code)
 

@@ -263,7 +263,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
         name=_name(doc, source),
         machine=machine,
         accel=policy,
-        memory_mib=get_int(doc, "memory", lo=16, hi=16384, default=128),
+        memory_mib=get_int(doc, "memory", lo=16, hi=16384, default=128, decimal=True),
         devices=devices,
         firmware_log=firmware_log,
         description=get_str(doc, "description", default=""),
@@ -405,7 +405,7 @@ def _parse_devices(doc: Node, machine: str, catalog: Catalog) -> tuple[DeviceSpe
         no_driver = False
         if "driver" in item:
             no_driver = get_str(item, "driver", choices=(NO_DRIVER,)) == NO_DRIVER
-        unit = get_int(item, "unit", lo=0, hi=1, default=None)
+        unit = get_int(item, "unit", lo=0, hi=1, default=None, decimal=True)
         if unit is not None and model.bus not in DRIVE_CONTROLLERS:
             raise item.error("unit", "only floppy and IDE drives have a unit")
         channel = _parse_channel(item, machine, model, controller, unit)
@@ -512,7 +512,7 @@ def _parse_channel(item: Node, machine: str, model: DeviceModel, controller: str
             raise item.error("channel", "a drive on an isa-ide has no channel: the isa-ide is one")
         return None
     channels, units = BUILTIN_IDE[machine]
-    channel = get_int(item, "channel", lo=0, hi=channels - 1, default=0)
+    channel = get_int(item, "channel", lo=0, hi=channels - 1, default=0, decimal=True)
     if unit is not None and unit >= units:
         raise item.error("unit", f"{machine}'s built-in IDE buses take one drive each (unit 0)")
     return channel

@@ -45,6 +45,7 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 from .actions import ActionRecord
 from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered, service_of
 from .atomicio import OutputError, write_text
+from .builtin import moved_port_types
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import board_device_of, board_label_of, board_model, load_catalog
@@ -931,14 +932,17 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     IRQ lines and DMA channels :func:`harness.verify.hardware_conflicts` finds."""
     layout = hardware.layout
     ids = {d.id for d in spec.devices}
-    # Only where a configured device is involved: the board's own overlaps (0xcf9 reset
-    # register over the host bridge, RAM over the option ROM area) are by design.
+    # Only where a configured device, or a board device the file's `builtin` moved, is
+    # involved: the board's own overlaps (0xcf9 reset register over the host bridge, RAM
+    # over the option ROM area) are by design.
     # One device's regions that overlap or touch (the RTC's 'rtc-index' inside its 'rtc')
     # and lose to the same winners for the same reason are one collision, not one each.
     groups: dict[tuple[Any, ...], list[Any]] = {}
     board = board_model(spec.machine)
+    moved = moved_port_types(spec.builtin)
     for s in layout.shadowed:
-        if s.owner in ids or s.device_winners(layout, ids):
+        if (s.owner in ids or s.device_winners(layout, ids)
+                or moved & {s.owner_type, *(r.owner_type for r in s.winning_regions(layout))}):
             loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)
             winners = _winner_names(board, layout, s, ids)
             reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")

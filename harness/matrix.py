@@ -444,6 +444,7 @@ def _merge(doc: Node, source: str, base: Node | None, axis_names: list[str],
     merged: dict[str, Any] = {}
     lines: dict[str, int] = {}
     sources: dict[str, str] = {}  # the file each top-level key came from (base or matrix)
+    paths: dict[str, str] = {}    # and where in the matrix file, for a key an axis value sets
     devices: list[Any] = []
     if base is not None:
         for key in base:
@@ -459,13 +460,14 @@ def _merge(doc: Node, source: str, base: Node | None, axis_names: list[str],
             else:
                 merged[key], lines[key] = value.fragment[key], value.fragment.line_of(key)
                 sources[key] = value.fragment.source
+                paths[key] = value.fragment.path(key)
     machine = merged.get("machine")
     for value in combo:
         if value.model is not None:
             devices += _generated_devices(value, machine if isinstance(machine, str) else None, source)
     merged["devices"] = devices
     lines["devices"] = doc.line_of("axes")
-    return {"data": merged, "lines": lines, "sources": sources, "axes_line": doc.line_of("axes")}
+    return {"data": merged, "lines": lines, "sources": sources, "paths": paths, "axes_line": doc.line_of("axes")}
 
 
 def _generated_devices(value: _Value, machine: str | None, source: str) -> list[Node]:
@@ -515,8 +517,11 @@ def _cell_spec(merged: dict[str, Any], cell_id: str, expect: str, source: str, m
         # base file.  Say which cell it broke.
         top = re.split(r"[.\[]", exc.field or "", maxsplit=1)[0]
         origin = merged["sources"].get(top, exc.source) if exc.source == source else exc.source
+        # a key an axis value sets is named where it stands (axes.machine.pc.memory, not memory)
+        field = (merged["paths"][top] + exc.field[len(top):]
+                 if exc.source == source and exc.field and top in merged["paths"] else exc.field)
         raise ConfigError(f"{exc.message} (in cell {cell_id})", source=origin, line=exc.line,
-                          field=exc.field) from None
+                          field=field) from None
 
 
 def _axes_text(axes: Mapping[str, str]) -> str:

@@ -267,6 +267,11 @@ def build_tree(spec: MachineSpec, hal: Hal, layout: Layout, registry: Registry) 
             continue
         dev = board[0]
         ranges = [("port", s.start, s.end) for s in decoded if s.space == "io" and s.owner == (dev.id or dev.path)]
+        # and what it decodes but lost to a device mapped later (a board FDC moved by
+        # `builtin` to 0x371 loses 0x376 to the IDE): hard-wired there too, so the loss is
+        # a conflict of the set, not a port nobody needs
+        ranges += [("port", s.start, s.end) for s in layout.shadowed
+                   if s.space == "io" and s.owner == (dev.id or dev.path)]
         ranges += [("irq", v, v) for k, v in sorted(dev.properties.items()) if IRQ_PROPERTY_MARK in k and v >= 0]
         ranges += [("dma", v, v) for k, v in sorted(dev.properties.items())
                    if k.startswith(DMA_PROPERTY_PREFIX) and 0 <= v <= 7]
@@ -581,7 +586,7 @@ class PnpReport:
                 continue
             out.append(f"  {n.name:<22} {c.candidate.describe()}: {pnp.describe_resources(c.resources)}")
             for cand, conflicts in sol.refused.get(n.name, []):
-                out.append(f"  {'':<22}   not {cand.describe()}: {pnp.describe_conflicts(conflicts)}")
+                out.append(f"  {'':<22}   not {cand.describe()}: {pnp.describe_conflicts(conflicts, nodes=self.nodes)}")
         if self.problems:
             return "\n".join(out) + "\n"
         out += ["", "ISA settings to change (QEMU cannot move them while it runs: relaunch)"]
@@ -661,7 +666,7 @@ def compare_seabios(nodes: list[DeviceNode], solution: pnp.Solution) -> list[Bar
             elif base is None:
                 why = "SeaBIOS left it unassigned; the assignment places it in its bus window"
             elif boot_refusal is not None:
-                why = ("SeaBIOS does not know what else needs it: " + pnp.describe_conflicts(boot_refusal)
+                why = ("SeaBIOS does not know what else needs it: " + pnp.describe_conflicts(boot_refusal, nodes=nodes)
                        + f"; placed by {choice.candidate.describe()}")
             else:
                 why = f"another BAR of the function had to move; placed by {choice.candidate.describe()}"

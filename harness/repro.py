@@ -149,6 +149,11 @@ def write_cell_bundle(cell: Any, outcome: Any, out_dir: Path) -> Path | None:
 
 
 def load_bundle(path: str | Path) -> Bundle:
+    if str(path).startswith("example:"):
+        # (it said "file not found": the name of a shipped machine given for a bundle)
+        raise ConfigError(f"shipped examples are machine files and matrices, not repro bundles: 'harness run "
+                          f"{path}' writes one (bundle.yaml beside its report) when the machine is not clean",
+                          source=str(path))
     return parse_bundle(load_file(path), str(path))
 
 

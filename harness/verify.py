@@ -949,13 +949,22 @@ class _Context:
     # ------------------------------------------------------------ conflicts in the hardware
     def board_shadowed(self) -> list[Finding]:
         """Addresses a built-in device loses to a device of the machine file (an ISA card
-        over the PIC, the RTC, GPE0): no row shows them, the board device has none."""
+        over the PIC, the RTC, GPE0), or, between two built-in devices, where the file's
+        `builtin` moved one (the FDC at 0x371 under the IDE's 0x376): no row shows them,
+        the board device has none."""
+        from .builtin import moved_port_types
         from .devices import board_label_of, board_model
         ids = {dev.id for dev in self.spec.devices}
         board = board_model(self.spec.machine)
+        moved = moved_port_types(self.spec.builtin)
         out = []
         for s in self.layout.shadowed:
             winners = s.device_winners(self.layout, ids) if s.owner not in ids else ()
+            if not winners and s.owner not in ids and moved:
+                regions = s.winning_regions(self.layout)
+                if moved & {s.owner_type, *(r.owner_type for r in regions)}:
+                    winners = tuple(dict.fromkeys(board_label_of(board, r.owner_type, r.name, r.owner or r.name)
+                                                  for r in regions))
             if winners:   # the loser named as the job's collisions name it
                 loser = board_label_of(board, s.owner_type, s.name, s.owner or s.name)
                 out.append(Finding(", ".join(winners), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware", SHADOWED,

@@ -135,6 +135,7 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> Node:
     data: dict[str, Any] = {}
     lines: dict[str, int] = {}
     source = loader.name
+    duplicate = None
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
@@ -142,11 +143,24 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode) -> Node:
             raise ConfigError(f"mapping keys must be strings, got {_kind(key)} {key!r}",
                               source=source, line=line)
         if key in data:
-            raise ConfigError(f"duplicate key {key!r} (first on line {lines[key]})",
-                              source=source, line=line, field=key)
+            duplicate = duplicate or (key, line)
+            continue
         data[key] = loader.construct_object(value_node, deep=True)
         lines[key] = line
-    return Node(data, lines, source, node.start_mark.line + 1)
+    mapping = Node(data, lines, source, node.start_mark.line + 1)
+    if duplicate:
+        # Reported once the document's field paths are known (devices[0].irq, not irq).
+        loader.duplicates.append((mapping, *duplicate))
+    return mapping
+
+
+def _refuse_duplicates(loader: Any) -> None:
+    """A key given twice in one mapping, the first in the document, at its full field path
+    (the document's fields set)."""
+    if loader.duplicates:
+        mapping, key, line = min(loader.duplicates, key=lambda d: d[2])
+        raise ConfigError(f"duplicate key {key!r} (first on line {mapping.line_of(key)})",
+                          source=mapping.source, line=line, field=mapping.path(key))
 
 
 #: Every number in these files fits 64 bits; a longer integer is refused before Python
@@ -197,6 +211,7 @@ def load_text(text: str, source: str) -> Any:
     try:
         loader = _loaders()[0](text)  # checks every character up front
         loader.name = source
+        loader.duplicates = []
         document = loader.get_single_data()
     except ConfigError:
         raise
@@ -216,6 +231,7 @@ def load_text(text: str, source: str) -> Any:
         if loader is not None:
             loader.dispose()
     _set_fields(document, source)
+    _refuse_duplicates(loader)
     return document
 
 
@@ -275,8 +291,11 @@ def _load_fast(text: str, source: str) -> Any:
         return _REFUSED
     loader = fast(text)
     loader.name = source
+    loader.duplicates = []
     try:
-        return loader.get_single_data()
+        document = loader.get_single_data()
+        # a key given twice: the Python loader reports it, as every other error
+        return _REFUSED if loader.duplicates else document
     except (yaml.YAMLError, ConfigError, RecursionError, ValueError, TypeError, KeyError, AttributeError):
         return _REFUSED  # the Python loader says what is wrong, with the line
     finally:
@@ -356,7 +375,9 @@ def _closest(name: str, options: set[str] | frozenset[str]) -> str | None:
 # Typed accessors: each checks one field and raises a located error.
 
 def get_int(node: Node, key: str, *, lo: int | None = None, hi: int | None = None,
-            default: Any = ...) -> Any:
+            default: Any = ..., decimal: bool = False) -> Any:
+    """``node[key]`` as an integer in ``lo..hi``; ``decimal``: a count or an index (MiB,
+    a BAR number, a unit), said in decimal in the error as it is written, not as an address."""
     if key not in node:
         if default is ...:
             raise node.error(None, f"missing required field {key!r}")
@@ -365,7 +386,8 @@ def get_int(node: Node, key: str, *, lo: int | None = None, hi: int | None = Non
     if isinstance(value, bool) or not isinstance(value, int):
         raise node.error(key, f"expected an integer, got {_kind(value)} {value!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise node.error(key, f"{value:#x} is out of range; expected {_range_text(lo, hi)}")
+        shown = str(value) if decimal else f"{value:#x}"
+        raise node.error(key, f"{shown} is out of range; expected {_range_text(lo, hi, decimal)}")
     return value
 
 
@@ -402,9 +424,10 @@ def get_list(node: Node, key: str, *, default: Any = ...) -> Any:
     return value
 
 
-def _range_text(lo: int | None, hi: int | None) -> str:
+def _range_text(lo: int | None, hi: int | None, decimal: bool = False) -> str:
+    fmt = "d" if decimal else "#x"
     if lo is not None and hi is not None:
-        return f"{lo:#x}..{hi:#x}"
+        return f"{lo:{fmt}}..{hi:{fmt}}"
     if lo is not None:
-        return f">= {lo:#x}"
-    return f"<= {hi:#x}"
+        return f">= {lo:{fmt}}"
+    return f"<= {hi:{fmt}}"

@@ -125,3 +125,32 @@ def test_only_a_long_quoted_value_is_cut_never_the_text_between_two() -> None:
     between = "'x-' and then " + "long words " * 12 + "'y'"
     assert str(ConfigError(between)) == f"<config>: {between}"
     assert str(ConfigError("'" + "a" * 100 + "' is bad")) == f"<config>: '{'a' * 60}...' (100 characters) is bad"
+
+
+@pytest.mark.parametrize("command", [
+    ["models"], ["models", "sb16"], ["examples"], ["matrix", "example:matrices/devices", "--list"],
+    ["run", "example:machines/isapc", "--no-picture", "--out", "{tmp}/out"],
+])
+def test_output_to_a_reader_that_went_away_ends_quietly(command, tmp_path) -> None:
+    """`harness models | head`: once the reader is gone the command stops without an error
+    line, with the status a shell gives a program SIGPIPE ended (it said "error: [Errno 32]
+    Broken pipe" with exit 2, a usage error); a job still writes its files first."""
+    import shutil
+    import tempfile
+    from harness.cli import EXIT_OUTPUT_CLOSED
+    live = Path(tempfile.mkdtemp(prefix="qa8-", dir="/tmp"))   # short: QEMU's sockets live there
+    env = dict(os.environ, HARNESS_RUN_DIR=str(live))
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *(a.format(tmp=tmp_path) for a in command)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # no reader from the start: the first write meets a broken pipe
+    try:
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == EXIT_OUTPUT_CLOSED == 141, err
+    finally:
+        proc.kill()
+        left = list(live.rglob("*"))
+        shutil.rmtree(live, ignore_errors=True)
+    assert err == ""
+    assert not left   # the machine's run folder is gone
+    if command[0] == "run":
+        assert (tmp_path / "out" / "report.json").is_file()

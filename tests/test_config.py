@@ -52,11 +52,18 @@ def test_defaults_follow_qemu_instance_order() -> None:
     ("machine: pc\ndevices:\n  - {model: isa-serial, id: a, baudbase: x}\n", 3, "devices[0].baudbase", "expected an integer"),
     ("machine: pdp11\n", 1, "machine", "not one of"),
     ("machine: pc\naccel: hvf\n", 2, "accel", "not one of"),
-    ("machine: pc\nmemory: 4\n", 2, "memory", "out of range"),
+    # a count is said in decimal as written (it said 0x4 ... 0x10..0x4000)
+    ("machine: pc\nmemory: 4\n", 2, "memory", "4 is out of range; expected 16..16384"),
+    ("machine: pc\ndevices:\n  - {model: ide-hd, id: d, channel: 2}\n", 3, "devices[0].channel",
+     "2 is out of range; expected 0..1"),
     ("machine: pc\nmachien: pc\n", 2, "machien", "unknown field"),
     ("machine: pc\ndevices:\n  - isa-serial\n", 2, "devices", "must be a mapping"),
     ("machine: pc\ndevices:\n  - {model: isa-serial}\n", 3, "devices[0]", "missing required field 'id'"),
     ("machine: pc\nmachine: q35\n", 2, "machine", "duplicate key"),
+    # a key given twice inside a device or a builtin entry is named at its full path (was 'irq')
+    ("machine: pc\ndevices:\n  - {model: isa-serial, id: a}\n  - model: isa-serial\n    id: b\n    irq: 4\n"
+     "    irq: 3\n", 7, "devices[1].irq", "duplicate key 'irq' (first on line 6)"),
+    ("machine: pc\nbuiltin:\n  fdc: {irq: 6, irq: 5}\n", 3, "builtin.fdc.irq", "duplicate key"),
     # ids name registry keys, which are case-insensitive (the second UART's settings
     # replaced the first's: false mismatches); the Floppy driver keeps one subkey itself
     ("machine: pc\ndevices:\n  - {model: isa-serial, id: com3}\n  - {model: isa-serial, id: COM3}\n", 4,

@@ -282,6 +282,9 @@ def test_bundle_fields_are_bounded_and_located(tmp_path: Path) -> None:
     # a machine file given for a bundle says so (it said: unknown field 'name')
     bundle.write_text("name: m\nmachine: pc\ndevices: []\n")
     assert "this is a machine file, not a repro bundle: 'harness run' takes it" in str(_error(load_bundle, bundle))
+    # so does a shipped example's name (it said "file not found")
+    assert "shipped examples are machine files and matrices, not repro bundles" in str(
+        _error(load_bundle, "example:conflicts/sb16-ne2000-irq5"))
     # a report step whose call could only return STATUS_OBJECT_NAME_INVALID (which no
     # report shows: the replay looked like one without the step) is refused at its field
     for key, name in (("driver", "''"), ("driver", "'a\\b'"), ("class", "'x\\y'")):

@@ -145,6 +145,8 @@ def test_ids_are_stable_when_values_are_added_or_reordered() -> None:
      "expect:\n  - {when: {m: isapc}, outcome: conflict, why: x}\n", 5, "expect[0].when", "matches no cell"),
     ("axes:\n  m: {pc: {machine: pc}}\n  d:\n    x: {devices: [{model: isa-serial, id: c, irq: 16}]}\n", 4,
      "axes.d.x.devices[0].irq", "out of range 0..15 (in cell pc-x)"),
+    # a top-level key an axis value sets is named where it stands (it said 'memory') (qa8)
+    ("axes:\n  m: {pc: {machine: pc, memory: 1}}\n", 2, "axes.m.pc.memory", "1 is out of range; expected 16..16384"),
     ("axes:\n  m: {a-b: {machine: pc}, a: {machine: pc}}\n  d: {c: {}, b-c: {}}\n", 1, "axes", "two cells get the id"),
     ("axes:\n  m: {pc: {machine: pc}}\nno:\n  - m=pc\n", 3, None, "the list of filters that drop cells is 'exclude'"),
     ("base: nowhere.yaml\naxes:\n  m: {pc: {machine: pc}}\n", 1, "base", "cannot load base machine"),

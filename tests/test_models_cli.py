@@ -43,6 +43,23 @@ def test_update_text_needs_one_pair_of_markers(tmp_path: Path) -> None:
     assert update_text(text, CATALOG) == text  # idempotent
 
 
+@pytest.mark.parametrize("content, says", [
+    (None, "cannot read file: No such file or directory"),
+    (b"\x7fELF\x02\xd0\x00", "not UTF-8 text (byte 5: invalid continuation byte)"),
+    (b"no markers\n", "exactly one pair of markers"),
+])
+def test_update_readme_refuses_a_file_it_cannot_use_naming_it(tmp_path: Path, capsys, content, says) -> None:
+    """One line naming the file, exit 2, the file untouched (a binary file raised a
+    UnicodeDecodeError traceback; a missing one said '[Errno 2] ...')."""
+    page = tmp_path / "page.md"
+    if content is not None:
+        page.write_bytes(content)
+    assert main(["models", "--update-readme", str(page)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness models: error: {page}: ") and says in err and "Traceback" not in err
+    assert (page.read_bytes() if content is not None else None) == content
+
+
 def test_models_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -248,7 +248,10 @@ UNSATISFIABLE = {"pc-testdev-twice": ("td0", "td1"), "ib700-twice": ("wd0", "wd1
                  "isa-cirrus-beside-vga-behind-bridge": ("vga0", "vga1")}
 #: Conflict configs whose `builtin` setting puts a board device on a resource the HAL
 #: holds: a board device has its one hard-wired configuration, so it is the core alone.
-BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60"}
+BOARD_SETTING_CORES = {"builtin-mouse-irq9-sci": "KeyboardController@0x60",
+                       # the FDC at 0x371 decodes 0x376, which it lost to the IDE mapped later:
+                       # its node needs it too (it was left out as the flat view left it out)
+                       "builtin-fdc-371-under-ide": "DiskController@0x370"}
 #: Configs the assignment changes although they have steps after the firmware: PnP lays
 #: out requirements, and a PCI function's routed line stays in its configuration whatever
 #: its command register says (INTx disabled), so a UART on that line moves; the SCI's
@@ -366,7 +369,9 @@ def test_live_impossible_set_reports_its_minimum_core(capsys):
     problems = out.split("Device problems", 1)[1].split("Assignment", 1)[0]
     assert "lpt3                   CM_PROB_NORMAL_CONFLICT (Code 12)" in problems
     assert "registry: Root\\LEGACY_PARPORT\\0002\\Control: Problem = 0xc, StatusFlags = 0x400" in problems
-    assert "lpt1" not in problems and "lpt2" not in problems
+    assert not [line for line in problems.splitlines() if line.split()[:1] in (["lpt1"], ["lpt2"])], problems
+    # lpt3's holders by name (they were numbered PDOs only: PnpManager (\Device\00000003))
+    assert "held by lpt1 (PnpManager \\Device\\" in problems or "held by lpt2 (PnpManager" in problems, problems
     assert "lpt3                   none (CM_PROB_NORMAL_CONFLICT)" in out
     code = cli_main(["pnp", "--json", str(CONFIGS / "pnp" / "three-parallel-ports.yaml")])
     devices = {d["name"]: d for d in json.loads(capsys.readouterr().out)["devices"]}
@@ -513,7 +518,8 @@ def test_a_device_with_nothing_to_set_keeps_all_it_decodes():
     assert old == 0xe4 and not 0xe0 <= new <= 0xeb
     text = report.format_text()
     testdev, = [n for n in report.nodes if n.name == "testdev"]   # a node with its one configuration
-    assert f"port 0xe4-0xe7 (length 0x4) held by PnpManager ({testdev.extra['pdo']})" in text
+    # the holder by its name first: its numbered PDO alone names no one (was 'PnpManager (\\Device\\0000000N)')
+    assert f"port 0xe4-0xe7 (length 0x4) held by testdev (PnpManager {testdev.extra['pdo']})" in text
     # Its MMIO page near 4 GiB, which no ISA bus translates, is kept clear of beside it.
     assert any(f.startswith("testdev: memory 0xff000000-") for f in report.fixed), report.fixed
     assert "(ipmi-bt)" not in text and "bmcbt: ioport 0xe4 -> " in text
@@ -535,3 +541,13 @@ def test_a_zero_length_window_asks_for_nothing_and_is_not_split_into_places():
     assert solution.satisfiable
     got = [(p.start, p.length) for _, p in solution.resources("bridge").partials() if isinstance(p, Port)]
     assert (0x300, 8) in got and all(length in (0, 8) for _, length in got)
+
+
+def test_a_device_that_cannot_join_names_the_device_node_holding_it():
+    """A holder that is another device node is named by its name first: its numbered PDO
+    (\\Device\\00000001, as the live tree numbers them) alone named no one."""
+    first, second = node("dx0", IO_RESOURCE_LIST((port_req(0x500),))), node("pp0", IO_RESOURCE_LIST((port_req(0x500),)))
+    first.extra["pdo"], second.extra["pdo"] = "\\Device\\00000001", "\\Device\\00000002"
+    pnp.assign([first, second])
+    assert (first.problem, second.problem) == (0, pnp.CM_PROB_NORMAL_CONFLICT)
+    assert "held by dx0 (PnpManager \\Device\\00000001)" in second.problem_detail, second.problem_detail

@@ -116,6 +116,15 @@ def test_cli_exit_codes(recorded, tmp_path: Path) -> None:
     broken.write_text(path.read_text().replace("load_driver: parallel", "load_driver: paralel"))
     bad = subprocess.run(cli + [str(broken)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and f"{broken}:" in bad.stderr and "unknown driver 'paralel'" in bad.stderr
+    # a --shrink output that cannot be written is refused before any replay (it was refused
+    # after them all, minutes later), and nothing is left in the folder (qa8)
+    for target in (tmp_path / "a-folder", Path("/proc/no-such/min.yaml")):
+        target.mkdir() if target.parent == tmp_path else None
+        unwritable = subprocess.run(cli + [str(path), "--shrink", "-o", str(target), "--out", str(tmp_path / "c")],
+                                    capture_output=True, text=True, timeout=60)
+        assert unwritable.returncode == 2 and f"cannot write {target}" in unwritable.stderr, unwritable.stderr
+        assert "shrinking" not in unwritable.stdout and not (tmp_path / "c").exists()
+    assert not list((tmp_path / "a-folder").iterdir())
 
 
 def test_harness_run_leaves_a_bundle_only_when_not_clean(tmp_path: Path) -> None:

@@ -33,8 +33,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     if args.update_readme:
+        from ..atomicio import write_text
         path = Path(args.update_readme)
-        path.write_text(update_text(path.read_text(), catalog))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HarnessError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise HarnessError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+        try:
+            updated = update_text(text, catalog)
+        except HarnessError as exc:
+            raise HarnessError(f"{path}: {exc}") from None
+        write_text(path, updated, sync=False)  # the old file or the new one, never half of it
         print(f"{path}: model table of {len(catalog)} models written")
         return 0
     if args.markdown:

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs") / f"repro-{args.bundle.stem}"
     if args.shrink:
         target = args.output or args.bundle.with_name(args.bundle.name.removesuffix(".yaml") + ".min.yaml")
+        _can_write(target)   # before minutes of replays, not after them
         print(f"shrinking {args.bundle}: {len(bundle.spec.devices)} device(s), {len(bundle.steps)} step(s)")
         shrunk = shrink(bundle, out, max_runs=args.max_runs, log=lambda line: print(line, flush=True))
         shrunk.bundle.title = f"{bundle.title} (shrunk)" if bundle.title else "shrunk"
@@ -57,3 +58,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result.result.format_text() + "\n" + result.format_text())
     return 0 if result.reproduces else 1
+
+
+class _Probe(Exception):
+    pass
+
+
+def _can_write(target: Path) -> None:
+    """Refuse a --shrink output that cannot be written, as the end would: its folder made
+    (as Bundle.write does) and a temporary file made and removed there."""
+    from ..atomicio import OutputError, atomic_output
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: Is a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        with atomic_output(target, sync=False):
+            raise _Probe
+    except _Probe:
+        pass

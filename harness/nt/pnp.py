@@ -770,7 +770,7 @@ def assign(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *, translat
             if node.problem:
                 blockers = [c for rank, cand in enumerate(cands[node.name])
                             for c in _realise(node, cand, everything, avoid, {}, rank)[2]]
-                node.problem_detail = ("no candidate configuration is free: " + describe_conflicts(blockers)
+                node.problem_detail = ("no candidate configuration is free: " + describe_conflicts(blockers, nodes=nodes)
                                        if cands[node.name] else "it has no candidate configuration")
     if translate is not None:
         for name, choice in list(solution.choices.items()):
@@ -922,15 +922,21 @@ def describe_resources(resources: CM_RESOURCE_LIST | None) -> str:
     return ", ".join(describe_range(p) for _, p in resources.partials()) or "(nothing)"
 
 
-def describe_conflicts(conflicts: Iterable[Conflict], limit: int = 3) -> str:
+def describe_conflicts(conflicts: Iterable[Conflict], limit: int = 3, nodes: Iterable[DeviceNode] = ()) -> str:
+    """The holders of what ``conflicts`` refused; a holder that is one of ``nodes`` by its
+    name first (``dx0 (PnpManager \\Device\\00000002)``: the numbered PDO alone names no one)."""
+    names = {n.pdo_name: n.name for n in nodes}
     seen, out = set(), []
     for c in conflicts:
         key = (str(c.holder.owner), c.holder.kind, c.holder.start)
         if key in seen:
             continue
         seen.add(key)
+        owner = c.holder.owner
+        holder = (f"{names[owner.device]} ({owner.driver} {owner.device})"
+                  if owner.driver == PNP_MANAGER and owner.device in names else str(owner))
         out.append(c.describe() if c.reason else
-                   f"{c.holder.kind.value} {describe_range(c.holder.descriptor)} held by {c.holder.owner}")
+                   f"{c.holder.kind.value} {describe_range(c.holder.descriptor)} held by {holder}")
     more = f" (+{len(out) - limit} more)" if len(out) > limit else ""
     return "; ".join(out[:limit]) + more if out else "no room left in its windows"
 
