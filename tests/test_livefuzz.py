@@ -77,6 +77,30 @@ def test_the_third_round_writes_every_catalog_model_and_its_classes() -> None:
     assert found["refused"]["files"] < len(COVERAGE_SEEDS) // 4
 
 
+#: The fourth round's classes (fuzz4: the firmware's end moved to SeaBIOS's last log line),
+#: each in at least 3 % of :data:`COVERAGE_SEEDS`'s files.
+FOURTH_ROUND = ("firmware_log: false (the reboot is the end)", "both firmware ends checked",
+                "firmware run twice in one QEMU", "a device on an end-path port (0x70/0x71/0xcf9/0x92/0x64/fw_cfg)",
+                "memory BAR moved into 0xc0000-0xfffff", "memory_read in 0xc0000-0xfffff", "machine q35, HAL pic",
+                "step memory_read post-drivers")
+
+
+def test_the_fourth_round_writes_the_firmware_end_classes() -> None:
+    found = livefuzz.coverage(COVERAGE_SEEDS, load_catalog())["classes"]
+    assert {c: found[c] for c in FOURTH_ROUND if found[c] < len(COVERAGE_SEEDS) * 3 // 100} == {}
+
+
+def test_the_other_end_flips_the_log_in_place_and_keeps_every_line() -> None:
+    text = "# ends: both\nmachine: pc\ndevices:\n- {model: ib700, id: w, driver: none}\n"
+    flipped, spec = livefuzz.other_end(text)
+    assert not spec.firmware_log and flipped.splitlines()[:4] == text.splitlines()
+    back, spec = livefuzz.other_end(flipped)
+    assert spec.firmware_log and back.splitlines()[:4] == text.splitlines()
+    assert livefuzz.other_end(text.replace("# ends: both\n", "")) is None     # not asked for
+    on_log_port = "# ends: both\nmachine: pc\nfirmware_log: false\ndevices:\n- {model: pvpanic, id: p, ioport: 0x402}\n"
+    assert livefuzz.other_end(on_log_port) is None   # the log on would be refused: the file keeps its end
+
+
 def _collides(spec) -> bool:
     """Whether a device's decode meets the board's or another device's (ports, IRQ, DMA)."""
     taken: list[tuple[str, int, int]] = []
