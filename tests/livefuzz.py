@@ -619,8 +619,9 @@ def _fourth_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _H
         steps.append({"memory_read": rng.randrange(BIOS_WINDOW[0], BIOS_WINDOW[1], 4), "size": 4})
     if steps:
         doc["after_firmware"] = doc.get("after_firmware", []) + steps
-    if machine == "q35" and HAL_KEY not in doc and rng.random() < 0.15:
-        doc[HAL_KEY] = "pic"
+    agent_steps = any("memory_write" in step for step in doc.get("after_firmware", []))
+    if machine == "q35" and HAL_KEY not in doc and not agent_steps and rng.random() < 0.15:
+        doc[HAL_KEY] = "pic"   # (memory writes need the APIC HAL's guest agent)
     if rng.random() < 0.15:
         doc["firmware_log"] = False
     if rng.random() < 0.2:
