@@ -921,7 +921,7 @@ def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]
     mine = lost.device_winners(layout, ids)
     regions = lost.winning_regions(layout)
     return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
-                                           for r in regions if (r.owner or r.name) == w), w)
+                                           for r in regions if r.label == w), w)
                  for w in lost.hidden_by)
 
 
