@@ -8,8 +8,11 @@ the board or another device already uses, so that conflicts are common; a second
 ``firmware_log: false`` and command, interrupt-line, port and memory-BAR steps; a third
 (``seed:3``, fuzz3) the whole catalog at one rate with drives, several ISA cards of one model,
 pci-bridges with bridge-window steps, two displays, the PIC HAL on q35, ReactOS's
-IoReportResourceUsage, memory and port-read steps and ``drivers:`` lists (``--coverage``
-prints what the generator writes, without QEMU).  Each file runs
+IoReportResourceUsage, memory and port-read steps and ``drivers:`` lists; a fourth
+(``seed:4``, fuzz4) the firmware's end at SeaBIOS's last log line: ``firmware_log: false``
+(the reboot's end), files checked at both ends, cards on the end path's, the RTC's and
+fw_cfg's ports, memory BARs moved into the BIOS window, the firmware run twice in one QEMU
+(``--coverage`` prints what the generator writes, without QEMU).  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
@@ -25,6 +28,12 @@ invariants the live layout decides, never the job's own verdict:
 ``decode``       a device whose claimant line says claimed has every range it decodes in
                  the flat views inside a claim of its claimant (the claim invariant's
                  other way round: fuzz3)
+``ends``         (``# ends: both``) the job with ``firmware_log`` flipped gives the same
+                 verdict, events (kind, devices), findings, collisions, claims, claimants
+                 and error log: the firmware's end (its log's line or its reboot) changes
+                 nothing the drivers meet, but what only the log shows (fuzz4)
+``rerun``        (``# rerun: true``) the firmware run again in the same QEMU ends as the
+                 first did and leaves the same layout (fuzz4)
 
     python tests/livefuzz.py --count 300 --seed 1 -j 2 --out runs/livefuzz
 
