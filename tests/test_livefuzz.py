@@ -86,6 +86,10 @@ FOURTH_ROUND = ("firmware_log: false (the reboot is the end)", "both firmware en
 
 
 def test_the_fourth_round_writes_the_firmware_end_classes() -> None:
+    catalog = load_catalog()
+    for seed, classes in ((161, FOURTH_ROUND[:4]), (30, FOURTH_ROUND[2:5])):   # the smoke's
+        text, spec, _ = livefuzz.valid_machine(seed, catalog)
+        assert set(classes) <= set(livefuzz.classes_of(text, spec)), seed
     found = livefuzz.coverage(COVERAGE_SEEDS, load_catalog())["classes"]
     assert {c: found[c] for c in FOURTH_ROUND if found[c] < len(COVERAGE_SEEDS) * 3 // 100} == {}
 
@@ -413,7 +417,9 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
 #: into a moved BAR, a drivers list with claim: block), 387 (pc's APIC HAL with a
 #: memory_write, override_conflict), 205 (isapc with eleven legacy cards, several of one model),
 #: 18 (ReactOS's IoReportResourceUsage under pc's APIC HAL).
-SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18)
+#: Round four: 161 (pc with firmware_log: false checked at both ends, the firmware run twice,
+#: a card on an end-path port), 30 (q35 run twice, a memory BAR moved into 0xc0000-0xfffff).
+SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18, 161, 30)
 
 
 @pytest.mark.qemu
