@@ -407,6 +407,39 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
                   "devices[0].iobase", "0x3f3 is above 0x380, the highest iobase QEMU takes")
 
 
+def test_only_a_card_on_the_rtc_index_excuses_a_reboot_end_that_stopped() -> None:
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com9, iobase: 0x70, irq: 4}\n"
+                        "  - {model: isa-serial, id: com8, iobase: 0x2e8, irq: 3}\n")
+    halted = {"events": [{"kind": "firmware-stalled", "devices": ["com9"], "stopped": True}]}
+    assert livefuzz._reboot_met(spec, {"events": []}, halted)
+    assert not livefuzz._reboot_met(spec, halted, halted)        # the log's end stopped too: compared
+    other = {"events": [{"kind": "firmware-stalled", "devices": ["com8"], "stopped": True}]}
+    assert not livefuzz._reboot_met(spec, {"events": []}, other)  # a card the reboot does not meet
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("machine", ["pc", "isapc"])
+def test_seabios_reboot_writes_the_rtc_index_and_stops_on_a_card_there(machine: str) -> None:
+    """The ends invariant's exception, measured: a debug console on the RTC's index port
+    records what SeaBIOS writes there.  Stopped at its last log line it wrote some bytes;
+    going on into its reboot (the end without the log) it writes the shutdown-status index
+    0x8f more, reads the status from the RTC it no longer reaches, and halts for good."""
+    from harness.qemu.machine import FirmwareStalled, Machine
+    written = {}
+    for log in (True, False):
+        text = (f"machine: {machine}\nfirmware_log: {str(log).lower()}\n"
+                f"devices:\n  - {{model: isa-debugcon, id: dc, iobase: {livefuzz.REBOOT_STOPS_AT:#x}}}\n")
+        with Machine(machine_spec(text)) as m:
+            if log:
+                m.run_firmware()
+                assert m.firmware_end == "log"
+            else:
+                with pytest.raises(FirmwareStalled, match="halt"):
+                    m.run_firmware()
+            written[log] = m.chardev_path("dc").read_bytes()
+    assert written[False].startswith(written[True]) and set(written[False][len(written[True]):]) == {0x8F}
+
+
 # ---------------------------------------------------------------------------- smoke
 #: Seeds of machines (isapc and pc, steps after the firmware and builtin settings among
 #: them) that hold collisions the report must name:
