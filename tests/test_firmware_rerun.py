@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.qemu.actions import run_firmware_and_steps
 from harness.qemu.bus import machine_ports
 from harness.qemu.layout import snapshot
 from harness.qemu.machine import PAM_COUNT, PAM_REGISTERS, Machine
@@ -55,3 +56,17 @@ def test_the_firmware_runs_again_from_its_rom_with_a_card_on_the_rtc_index(machi
         assert m.firmware_end == "log" and again.rstrip().endswith(END_LINE)
         assert RESUME_LINE not in again
         assert snapshot(m, "post-firmware").to_dict() == before
+
+
+@pytest.mark.qemu
+def test_the_pam_registers_are_reset_where_a_step_moved_a_bar_over_the_config_ports() -> None:
+    """A step moved an I/O BAR over 0xcf8-0xcff after the firmware: the PAM writes go after
+    the reset, which takes the BAR away, so they reach the host bridge (before it they went
+    to the card, and SeaBIOS resumed from its shadow into its reboot: a 'reboot' end)."""
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: rtl8139, id: nic0}\n"
+                        "after_firmware:\n  - {move_bar: nic0, bar: 0, address: 0xc00}\n")
+    with Machine(spec) as m:
+        run_firmware_and_steps(m)
+        size = m.firmware_log.stat().st_size
+        run_firmware_and_steps(m)
+        assert m.firmware_end == "log" and RESUME_LINE not in m.firmware_log.read_bytes()[size:]

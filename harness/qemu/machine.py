@@ -941,13 +941,14 @@ class Machine:
         if self.phase == "firmware":
             return
         if self.phase == "post-firmware":
-            if self.firmware_end == "log" and self.spec.machine in PAM_REGISTERS:
-                self._unshadow_bios()
             mark = len(self._events)
             self.qmp("set-action", {"reboot": "reset"})
             self.qmp("system_reset")
             self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
             self.qmp("set-action", {"reboot": "shutdown"})
+            if self.firmware_end == "log" and self.spec.machine in PAM_REGISTERS:
+                # after the reset: no BAR a step moved over 0xcf8-0xcff is left there
+                self._unshadow_bios()
         with contextlib.suppress(OSError):
             self._firmware_log_from = self.firmware_log.stat().st_size  # this run's log follows
         self._firmware_started = (len(self._events), time.monotonic())
