@@ -961,7 +961,7 @@ class Machine:
         shadow (its qemu_prep_reset), and QEMU's reset keeps the PAM registers: reset, it
         would find its own shadow, resume (measured: "In resume") and read the CMOS
         shutdown status, where a card on 0x70 halts it for good.  With the PAM registers
-        at 0 the reset POSTs from the ROM, which copies itself into the shadow again."""
+        at 0 the CPU leaving that reset POSTs from the ROM, which copies itself into the shadow again."""
         first = PAM_REGISTERS[self.spec.machine]
         ports = machine_ports(self)
         ports.transfer([op for offset in range(first, first + PAM_COUNT)
