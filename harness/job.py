@@ -393,7 +393,14 @@ def run_job(spec: MachineSpec, out_dir: Path, *, picture: bool = True, keep: boo
                             bus = AgentLiveBus(machine, agent)
                             event = None  # the firmware ended by booting the guest, not by its reboot
                             # What an OS or driver did once the firmware was done comes before NT looks.
-                            actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
+                            try:
+                                actions = run_actions(machine, spec.after_firmware, "post-firmware", bus)
+                            except AgentError as exc:
+                                # a step's write paused or ended the guest (a pvpanic's port):
+                                # the next step's request finds it silent (livefuzz round four)
+                                event = stopped_under_agent(spec, machine, exc)
+                                if event is None:
+                                    raise
                     else:
                         if machine.phase != "firmware":
                             machine.start_firmware()
@@ -922,7 +929,7 @@ def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]
     mine = lost.device_winners(layout, ids)
     regions = lost.winning_regions(layout)
     return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
-                                           for r in regions if (r.owner or r.name) == w), w)
+                                           for r in regions if r.label == w), w)
                  for w in lost.hidden_by)
 
 

@@ -84,6 +84,13 @@ EVENTS = {
         "machine: q35\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 4}\n"
         "after_firmware:\n  - {port_write: 4, value: 0x9f}\n",
         "guest-panicked", ("panic0",), "the machine file's step"),
+    # livefuzz round four (seed 4003018): the step that panics the agent guest is followed
+    # by a memory_write step, whose request (through the agent) found it silent: a job error
+    # (AgentError); now the same event
+    "pvpanic-written-by-a-step-before-an-agent-step": (
+        "machine: q35\ndevices:\n  - {model: pvpanic, id: panic0}\n"
+        "after_firmware:\n  - {port_write: 0x505, value: 0xa9}\n  - {memory_write: 0x20000734, size: 2, value: 0x76}\n",
+        "guest-panicked", ("panic0",), "the machine file's step"),
     # livefuzz: pc's PIIX IDE ports have no owner in QEMU's flat view; a UART over them
     # holds SeaBIOS in its ATA wait (a spin) and the board device is still named.
     "uart-over-pc-ide-ports": ("machine: pc\ndevices:\n  - {model: isa-serial, id: com9, iobase: 0x1f1, irq: 3}\n",

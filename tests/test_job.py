@@ -198,6 +198,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "applesmc-port-wraps-past-0xffff": ("IO_ERR_PORT_CONFLICT_DETECTED", "PC Compatible Eisa/Isa HAL", None),
     # livefuzz round three: the guest agent's port keeps clear of an I/O BAR a step moves
     "io-bar-moved-over-the-agent-port-q35": (None, None, "shadowed"),
+    # livefuzz round four: a BAR under SeaBIOS's shadow RAM loses to the RAM block, named alike at either end
+    "bar-moved-into-the-bios-shadow-q35": (None, None, "shadowed"),
     # livefuzz round three: the agent's UART beside four COM ports is no fifth isa-serial
     "four-com-ports-beside-the-agent-q35": None,
     # qa6: what a card over each board decoder showed (tests/test_board_overlaps.py)
@@ -230,7 +232,8 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
 CHECK_FOR = {"isa-ide-over-floppy-ports": ("board:ide-legacy",)}
 
 # Words a config's hardware collision must say (what the line or range really does there).
-COLLISION_SAYS = {"serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
+COLLISION_SAYS = {"bar-moved-into-the-bios-shadow-q35": "no longer answers there: pc.ram wins them",   # livefuzz round four
+                  "serial-irq2-q35": "the timer's GSI 2", "serial-irq13-fpu": "fpu-error",
                   "io-bar-moved-onto-config-ports-pc": "IRQ 11 is driven by com4, nic0",
                   "q35-io-bar-onto-config-ports-beside-uart": "IRQ 11 is driven by com4, nic0",
                   # a board device is named as the claimants name it, not by its QOM path

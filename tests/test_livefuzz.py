@@ -77,6 +77,34 @@ def test_the_third_round_writes_every_catalog_model_and_its_classes() -> None:
     assert found["refused"]["files"] < len(COVERAGE_SEEDS) // 4
 
 
+#: The fourth round's classes (fuzz4: the firmware's end moved to SeaBIOS's last log line),
+#: each in at least 3 % of :data:`COVERAGE_SEEDS`'s files.
+FOURTH_ROUND = ("firmware_log: false (the reboot is the end)", "both firmware ends checked",
+                "firmware run twice in one QEMU", "a device on an end-path port (0x70/0x71/0xcf9/0x92/0x64/fw_cfg)",
+                "memory BAR moved into 0xc0000-0xfffff", "memory_read in 0xc0000-0xfffff", "machine q35, HAL pic",
+                "step memory_read post-drivers")
+
+
+def test_the_fourth_round_writes_the_firmware_end_classes() -> None:
+    catalog = load_catalog()
+    for seed, classes in ((161, FOURTH_ROUND[:4]), (30, FOURTH_ROUND[2:5])):   # the smoke's
+        text, spec, _ = livefuzz.valid_machine(seed, catalog)
+        assert set(classes) <= set(livefuzz.classes_of(text, spec)), seed
+    found = livefuzz.coverage(COVERAGE_SEEDS, load_catalog())["classes"]
+    assert {c: found[c] for c in FOURTH_ROUND if found[c] < len(COVERAGE_SEEDS) * 3 // 100} == {}
+
+
+def test_the_other_end_flips_the_log_in_place_and_keeps_every_line() -> None:
+    text = "# ends: both\nmachine: pc\ndevices:\n- {model: ib700, id: w, driver: none}\n"
+    flipped, spec = livefuzz.other_end(text)
+    assert not spec.firmware_log and flipped.splitlines()[:4] == text.splitlines()
+    back, spec = livefuzz.other_end(flipped)
+    assert spec.firmware_log and back.splitlines()[:4] == text.splitlines()
+    assert livefuzz.other_end(text.replace("# ends: both\n", "")) is None     # not asked for
+    on_log_port = "# ends: both\nmachine: pc\nfirmware_log: false\ndevices:\n- {model: pvpanic, id: p, ioport: 0x402}\n"
+    assert livefuzz.other_end(on_log_port) is None   # the log on would be refused: the file keeps its end
+
+
 def _collides(spec) -> bool:
     """Whether a device's decode meets the board's or another device's (ports, IRQ, DMA)."""
     taken: list[tuple[str, int, int]] = []
@@ -379,6 +407,39 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
                   "devices[0].iobase", "0x3f3 is above 0x380, the highest iobase QEMU takes")
 
 
+def test_only_a_card_on_the_rtc_index_excuses_a_reboot_end_that_stopped() -> None:
+    spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com9, iobase: 0x70, irq: 4}\n"
+                        "  - {model: isa-serial, id: com8, iobase: 0x2e8, irq: 3}\n")
+    halted = {"events": [{"kind": "firmware-stalled", "devices": ["com9"], "stopped": True}]}
+    assert livefuzz._reboot_met(spec, {"events": []}, halted)
+    assert not livefuzz._reboot_met(spec, halted, halted)        # the log's end stopped too: compared
+    other = {"events": [{"kind": "firmware-stalled", "devices": ["com8"], "stopped": True}]}
+    assert not livefuzz._reboot_met(spec, {"events": []}, other)  # a card the reboot does not meet
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("machine", ["pc", "isapc"])
+def test_seabios_reboot_writes_the_rtc_index_and_stops_on_a_card_there(machine: str) -> None:
+    """The ends invariant's exception, measured: a debug console on the RTC's index port
+    records what SeaBIOS writes there.  Stopped at its last log line it wrote some bytes;
+    going on into its reboot (the end without the log) it writes the shutdown-status index
+    0x8f more, reads the status from the RTC it no longer reaches, and halts for good."""
+    from harness.qemu.machine import FirmwareStalled, Machine
+    written = {}
+    for log in (True, False):
+        text = (f"machine: {machine}\nfirmware_log: {str(log).lower()}\n"
+                f"devices:\n  - {{model: isa-debugcon, id: dc, iobase: {livefuzz.REBOOT_STOPS_AT:#x}}}\n")
+        with Machine(machine_spec(text)) as m:
+            if log:
+                m.run_firmware()
+                assert m.firmware_end == "log"
+            else:
+                with pytest.raises(FirmwareStalled, match="halt"):
+                    m.run_firmware()
+            written[log] = m.chardev_path("dc").read_bytes()
+    assert written[False].startswith(written[True]) and set(written[False][len(written[True]):]) == {0x8F}
+
+
 # ---------------------------------------------------------------------------- smoke
 #: Seeds of machines (isapc and pc, steps after the firmware and builtin settings among
 #: them) that hold collisions the report must name:
@@ -389,7 +450,9 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
 #: into a moved BAR, a drivers list with claim: block), 387 (pc's APIC HAL with a
 #: memory_write, override_conflict), 205 (isapc with eleven legacy cards, several of one model),
 #: 18 (ReactOS's IoReportResourceUsage under pc's APIC HAL).
-SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18)
+#: Round four: 161 (pc with firmware_log: false checked at both ends, the firmware run twice,
+#: a card on an end-path port), 30 (q35 run twice, a memory BAR moved into 0xc0000-0xfffff).
+SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18, 161, 30)
 
 
 @pytest.mark.qemu

@@ -135,6 +135,13 @@ class DecodedRange:
     priority: int
     kind: str  # "i/o", "ram", "rom", "romd"
 
+    @property
+    def label(self) -> str:
+        """Who this range is as a winner: its owner, else its region's name without the
+        flat view's offset into it (``pc.ram @00000000000c3000`` is ``pc.ram``: where
+        SeaBIOS left its shadow read-only splits system RAM there, differently by end)."""
+        return self.owner or self.name.split(" @")[0]
+
 
 @dataclass(frozen=True)
 class ShadowedRange:
@@ -158,8 +165,7 @@ class ShadowedRange:
         names a winner by its owner, or by its region name when it has none, and only the
         region tells which (an owner-less region may bear a machine-file id's name)."""
         return [r for r in (layout.io if self.space == "io" else layout.memory)
-                if r.start <= self.end and self.start <= r.end
-                and (r.owner or r.name) in self.hidden_by]
+                if r.start <= self.end and self.start <= r.end and r.label in self.hidden_by]
 
     def device_winners(self, layout: "Layout", ids: Collection[str]) -> tuple[str, ...]:
         """The winners that are devices of ``ids`` (a machine file's), not owner-less
@@ -167,7 +173,7 @@ class ShadowedRange:
         regions = self.winning_regions(layout)
         return tuple(w for w in self.hidden_by if w in ids and (
             any(r.owner == w for r in regions)
-            or not any(r.owner is None and r.name == w for r in regions)))
+            or not any(r.owner is None and r.label == w for r in regions)))
 
 
 @dataclass(frozen=True)
@@ -470,7 +476,7 @@ class QomReader:
         if item.region.alias:   # a BAR alias: "alias rtl8139-mem @rtl8139 0-ff" is rtl8139-mem
             name = name.removeprefix("alias ").split(" @")[0]
         return ShadowedRange(item.space, item.start, item.end, name, owner, owner_type,
-                             (self._owner(item.winner)[0] or item.winner.name,), item.cause)
+                             (self._owner(item.winner)[0] or _base_name(item.winner),), item.cause)
 
     def _owner(self, region: "MtreeRegion") -> tuple[str | None, str | None]:
         if region.owner_kind != "dev":

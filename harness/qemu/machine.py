@@ -40,6 +40,7 @@ from . import loop as hloop
 from .accel import resolve_accel
 from .binaryfacts import BinaryFacts, query_key as _query_key
 from .binary import QEMU_BINARY  # noqa: F401  (re-exported: argv[0])
+from .bus import PCI_CONFIG_ADDRESS, PCI_CONFIG_DATA, PortChannel, machine_ports
 from .owner import KEEP_FILE, stopped_by_signal
 from .progress import END_POLL, END_RETRY_SECONDS, POLL_INTERVAL, FirmwareEnd, FirmwareWatch
 from .qtest import QtestChannel, qtest_wanted
@@ -939,28 +940,33 @@ class Machine:
         A machine whose firmware was started with QEMU (an early start) is left as it is."""
         if self.phase == "firmware":
             return
-        running = False
         if self.phase == "post-firmware":
             mark = len(self._events)
             self.qmp("set-action", {"reboot": "reset"})
             self.qmp("system_reset")
             self.wait_event("RESET", after=mark, timeout=self.qmp_timeout)
-            if self.firmware_end == "log":
-                # Stopped before its reboot, SeaBIOS never put its pristine copy back over
-                # the shadowed one (which QEMU's reset keeps): reset, it resumes into that
-                # reboot, which copies and resets the guest again (measured: "In resume").
-                mark = len(self._events)
-                self.qmp("cont")
-                self.wait_event("RESET", after=mark, timeout=self.qmp_timeout,
-                                match=lambda event: event.get("data", {}).get("guest") is True)
-                running = True
             self.qmp("set-action", {"reboot": "shutdown"})
+            if self.firmware_end == "log" and self.spec.machine in PAM_REGISTERS:
+                # after the reset: no BAR a step moved over 0xcf8-0xcff is left there
+                self._unshadow_bios()
         with contextlib.suppress(OSError):
             self._firmware_log_from = self.firmware_log.stat().st_size  # this run's log follows
         self._firmware_started = (len(self._events), time.monotonic())
-        if not running:
-            self.qmp("cont")
+        self.qmp("cont")
         self.phase = "firmware"
+
+    def _unshadow_bios(self) -> None:
+        """Give the BIOS window back to the ROM, as the chipset's power-on PAM value does.
+        Stopped before its reboot, SeaBIOS never copied its pristine image back over its
+        shadow (its qemu_prep_reset), and QEMU's reset keeps the PAM registers: reset, it
+        would find its own shadow, resume (measured: "In resume") and read the CMOS
+        shutdown status, where a card on 0x70 halts it for good.  With the PAM registers
+        at 0 the CPU leaving that reset POSTs from the ROM, which copies itself into the shadow again."""
+        first = PAM_REGISTERS[self.spec.machine]
+        ports = machine_ports(self)
+        ports.transfer([op for offset in range(first, first + PAM_COUNT)
+                        for op in (("out", PCI_CONFIG_ADDRESS, 4, PortChannel.config_address(0, 0, 0, offset)),
+                                   ("out", PCI_CONFIG_DATA + (offset & 3), 1, 0))])
 
 
 # ---------------------------------------------------------------------- argv
@@ -1089,6 +1095,13 @@ def build_argv(spec: MachineSpec, run_dir: Path, accel: str, extra_args: tuple[s
         argv += _boot_args(spec, boot, run_dir)
     _check_unix_paths(run_dir)
     return argv + list(extra_args)
+
+
+#: The host bridge's PAM registers (shadow-RAM control of 0xc0000-0xfffff; the i440FX's
+#: PAM0-6 at 0x59, the Q35 MCH's at 0x90), 0 at power-on: every segment reads ROM or the
+#: bus.  isapc has none.
+PAM_REGISTERS = {"pc": 0x59, "q35": 0x90}
+PAM_COUNT = 7
 
 
 def reboot_timeout_ms(spec: MachineSpec, boot: GuestBoot | None = None) -> int:
