@@ -854,7 +854,7 @@ class Machine:
         The end is where SeaBIOS gives up booting.  With the firmware's log the harness
         watches for that line (:class:`~harness.qemu.progress.FirmwareEnd`: "No bootable
         device.  Retrying in 5 seconds.") and stops the machine there, as SeaBIOS sleeps:
-        its devices as it hands them to a boot loader, and its reboot (~40 ms of QEMU CPU
+        its devices as it hands them to a boot loader, and its reboot (25-45 ms of QEMU CPU
         under TCG) never runs.  Without the log, ``-boot reboot-timeout=0 -action
         reboot=shutdown,shutdown=pause`` make that reboot a pause: wait for SHUTDOWN then
         STOP (qemu-facts.md §4); that is also the end if the line never shows.
@@ -876,7 +876,7 @@ class Machine:
                 # In steps, asking the watch between them whether the firmware still moves.
                 left = deadline - time.monotonic()
                 step = max(0.0, min(POLL_INTERVAL, left))
-                if end is not None and self._until_end(end, mark, step):
+                if end is not None and self._until_end(end, step):
                     ended_by = "log"
                     break
                 try:
@@ -917,10 +917,10 @@ class Machine:
         self.firmware_end = ended_by
         return elapsed
 
-    def _until_end(self, end: FirmwareEnd, mark: int, seconds: float) -> bool:
+    def _until_end(self, end: FirmwareEnd, seconds: float) -> bool:
         """Sleep in short slices for up to ``seconds`` while nothing happens: True as soon
-        as the firmware's log shows its end; False at once when QEMU sent an event since
-        ``mark`` or exited (:meth:`wait_event` judges those), or when the time is up."""
+        as the firmware's log shows its end; False at once when QEMU sends an event or
+        exits (:meth:`wait_event` judges those), or when the time is up."""
         until = time.monotonic() + seconds
         seen = len(self._events)
         while True:
@@ -961,7 +961,8 @@ class Machine:
         shadow (its qemu_prep_reset), and QEMU's reset keeps the PAM registers: reset, it
         would find its own shadow, resume (measured: "In resume") and read the CMOS
         shutdown status, where a card on 0x70 halts it for good.  With the PAM registers
-        at 0 the CPU leaving that reset POSTs from the ROM, which copies itself into the shadow again."""
+        at 0 the CPU leaving that reset POSTs from the ROM, which copies itself into the
+        shadow again."""
         first = PAM_REGISTERS[self.spec.machine]
         ports = machine_ports(self)
         ports.transfer([op for offset in range(first, first + PAM_COUNT)
