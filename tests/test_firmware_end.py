@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.qemu.layout import snapshot
 from harness.qemu.machine import Machine
 from harness.qemu.owner import cpu_seconds
-from harness.qemu.progress import END_LINE, END_RETRY_SECONDS, FirmwareEnd
+from harness.qemu.progress import END_LINE, FirmwareEnd
 from helpers import machine_spec
 
 
@@ -67,4 +67,3 @@ def test_the_end_is_sleep_and_the_bios_as_handed_to_a_boot_loader() -> None:
     for layout in (lay, rebooting):
         low = [r for r in layout.memory if r.start <= 0xF0000 <= r.end]
         assert [(r.kind, r.owner) for r in low] == [("ram", None)], low
-    assert END_RETRY_SECONDS > 0
