@@ -897,7 +897,7 @@ def own_ownerless(regions: list[MtreeRegion], devices: Sequence[Any], *, flat: b
         if region.owner_kind != "dev" and region.owner in backends:
             out.append(dataclasses.replace(region, owner_kind="dev", owner_ref="id", owner=backends[region.owner]))
             continue
-        name = region.name.split(" @")[0]
+        name = _base_name(region)
         if region.owner_kind == "dev":
             out.append(region)
             continue
@@ -923,14 +923,14 @@ def _system_ram_as_ram(flat: list[MtreeRegion]) -> list[MtreeRegion]:
     over with its own and the option ROMs' shadows locked (PAM), which the flat map shows as
     "rom" views of the RAM block (``pc.ram @00000000000f0000``).  Still RAM, that decodes
     nobody's claim, as the rest of the block (kind "ram", no owning device)."""
-    ram = {r.name.split(" @")[0] for r in flat if r.kind == "ram" and r.owner_kind != "dev"}
+    ram = {_base_name(r) for r in flat if r.kind == "ram" and r.owner_kind != "dev"}
     return [dataclasses.replace(r, kind="ram") if r.kind == "rom" and r.owner_kind != "dev"
-            and r.name.split(" @")[0] in ram else r for r in flat]
+            and _base_name(r) in ram else r for r in flat]
 
 
 def _is_background(region: MtreeRegion) -> bool:
     """The PCI I/O space's own region shows through where no device decodes: not a device."""
-    return region.owner_kind == "obj" and region.name.split(" @")[0] == "io"
+    return region.owner_kind == "obj" and _base_name(region) == "io"
 
 
 @dataclass(frozen=True)
