@@ -119,6 +119,26 @@ def test_a_firmware_event_is_a_finding_with_its_cause(name: str, tmp_path: Path)
     assert (tmp_path / "out" / "qemu" / "qmp.log").is_file()
 
 
+
+def test_a_qemu_gone_before_the_harness_attaches_is_the_same_finding(tmp_path: Path, monkeypatch) -> None:
+    """A firmware that ends QEMU at once can do so before the harness's QMP client has
+    connected: QEMU greeted, answered ``qmp_capabilities`` and ``cont`` and hung up, and the
+    library found its session ending inside ``connect()`` (CI saw a launch error).  Made
+    certain here: QEMU is asked nothing else, and the harness attaches after it exited."""
+    from harness.qemu import machine as machine_module
+    spawn = machine_module.spawn_qemu
+
+    def spawn_then_wait_for_the_exit(*args, **kwargs):
+        spawned = spawn(*args, **{**kwargs, "ask": ()})
+        spawned.proc.wait(60)
+        return spawned
+
+    monkeypatch.setattr(machine_module, "spawn_qemu", spawn_then_wait_for_the_exit)
+    text, kind, devices, cause = EVENTS["debug-exit-on-log-port"]
+    result = run_job(machine_spec(text), tmp_path / "out", picture=False)
+    assert [(e.kind, e.devices) for e in result.events] == [(kind, devices)]
+    assert cause in result.events[0].cause and result.exit_code == 1
+
 def test_a_guest_reset_after_the_firmware_under_the_apic_hal_is_a_finding(tmp_path: Path) -> None:
     """The agent guest serves the bus: a write that resets it (here a step through 0xcf9;
     livefuzz: a card over the 8259's mask port, whose stray interrupt resets the guest

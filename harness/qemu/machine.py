@@ -480,8 +480,13 @@ class Machine:
         try:
             await client.connect(as_socket(spawned.qmp))
         except Exception as exc:
-            await asyncio.sleep(0.2)  # let QEMU finish writing its error
-            raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
+            # A firmware that ends QEMU at once can do so before connect() returns: QEMU
+            # greeted, answered what it could and hung up, and the library, finding its
+            # session already ending, fails the connect.  Up is up once QEMU greeted; what
+            # it answered is handed out below.
+            if client.greeting is None or not await _ended(exit_watch, 1.0):
+                await asyncio.sleep(0.2)  # let QEMU finish writing its error
+                raise self._launch_failed(f"QEMU failed to start ({type(exc).__name__}: {exc})") from None
         self._client = client
         q = client.greeting.QMP.version["qemu"]  # the greeting tells the version
         self.qemu_version = f"{q['major']}.{q['minor']}.{q['micro']}"
@@ -998,6 +1003,12 @@ _FORMS = {
     "qemu-name": (QEMU_NAME_RE, QEMU_NAME_RULE),
 }
 _RUN_DIR = _Where("the run folder (HARNESS_RUN_DIR)", None, "run_dir")
+
+
+async def _ended(task: "asyncio.Task[Any]", timeout: float) -> bool:
+    """Whether ``task`` is done within ``timeout`` seconds (it is left running if not)."""
+    await asyncio.wait([task], timeout=timeout)
+    return task.done()
 
 
 def _show(value: Any) -> str:
