@@ -23,11 +23,13 @@ reset: :mod:`harness.firmware_events`) is a finding too; when it leaves no machi
 examine, the report holds that finding alone.
 
 The result (:class:`JobResult`) renders as text or JSON with a verdict
-(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds a conflict, a
+(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds an entry of
+error severity (a conflict, or a driver's own error such as IO_ERR_INCORRECT_IRQL), a
 claim mismatches the hardware, a driver broke a rule, the hardware collides in a way
 nobody agreed to, or the firmware was stopped; ``warning`` (exit 3) when the only findings
 are legal but lossy (every device on an edge-triggered ISA line holds a granted Shared
-claim, and QEMU, with no wired-OR, loses an edge); ``clean`` (exit 0) otherwise.
+claim, and QEMU, with no wired-OR, loses an edge; a driver's warning-severity entry);
+``clean`` (exit 0) otherwise.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from .qemu.actions import run_actions, run_firmware_and_steps
 from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, FirmwareTimeout, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
-from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
+from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, error_log_verdict, worst
 from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
 
 OUTPUT_MARKER = ".harness-run"
@@ -176,12 +178,18 @@ class JobResult:
         return [c for c in self.collisions if c.level == WARNING]
 
     @property
+    def driver_errors(self) -> list[dict[str, Any]]:
+        """Error-log entries a driver wrote of its own (IoWriteErrorLogEntry, not a conflict)
+        whose severity weighs on the verdict (a warning or an error; a retry's success does not)."""
+        return [e for e in self.error_log if "conflict" not in e and error_log_verdict(e) != CLEAN]
+
+    @property
     def verdict(self) -> str:
-        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
-        if (self.events or self.conflicts or self.mismatches or self.violations or self.failed_actions
-                or self.unclaimed):
+        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc); an
+        error-log entry weighs what its severity does (:func:`harness.verdict.error_log_verdict`)."""
+        if self.events or self.mismatches or self.violations or self.failed_actions or self.unclaimed:
             return CONFLICT
-        return worst(c.level for c in self.collisions)
+        return worst([*(c.level for c in self.collisions), *map(error_log_verdict, self.error_log)])
 
     @property
     def clean(self) -> bool:
@@ -199,6 +207,7 @@ class JobResult:
             c = e["conflict"]
             out.append(f"conflict {e['code']}: {e['driver']} {e['device'] or ''} {c['requested']} "
                        f"held by {c['holder_driver']} {c['holder_device'] or ''}".replace("  ", " "))
+        out += [f"error-log {e['code']} ({e['severity']}): {e['message']}" for e in self.driver_errors]
         out += [f"mismatch {c.device or c.driver}: {c.resource}: {f}" for c in self.mismatches for f in c.findings]
         out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
                 for v in self.violations]
@@ -250,6 +259,7 @@ class JobResult:
     def counts(self) -> str:
         """How many findings of each sort there are, in one line (the sorts found)."""
         parts = [(len(self.events), "firmware event(s)"), (len(self.conflicts), "conflict(s)"),
+                 (len(self.driver_errors), "driver error-log record(s)"),
                  (len(self.mismatches), "mismatch(es)"), (len(self.violations), "violation(s)"),
                  (len(self.collisions) - len(self.warnings), "hardware collision(s)"),
                  (len(self.warnings), "warning(s)"), (len(self.failed_actions), "failed step(s)"),
@@ -278,7 +288,7 @@ class JobResult:
         out += ["", "ResourceMap", *("  " + line for line in (self.resource_map or "").rstrip("\n").splitlines())]
         out += ["", "Error log"]
         for e in self.error_log:
-            out.append(f"  #{e['sequence']} {e['code']}: {e['message']}")
+            out.append(f"  #{e['sequence']} {e['code']} ({e['severity']}): {e['message']}")
             if "explanation" in e:
                 out.append(f"      = {e['explanation']}")
         if not self.error_log:

@@ -225,7 +225,22 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "builtin-fdc-371-under-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     # qa8: the SB16's mixer IRQ select moves no line in QEMU (its steps measure it)
     "sb16-mixer-irq-select-keeps-its-line": None,
+    # qa9: a driver's own error-log entry (no conflict) is a conflict by its error severity
+    "sb16-mixer-irq-select-before-drivers": (None, None, None),
 }
+
+# The error-log entries drivers write of their own (IoWriteErrorLogEntry, no conflict) in
+# each config that has any, in order: each weighs on the verdict by its severity (README,
+# "Verdict levels and exit codes"); every other config has none.
+INVALID_IOBASE, TIMEOUT = "IO_ERR_INVALID_IOBASE", "IO_ERR_TIMEOUT"
+DRIVER_ERRORS = {"sb16-mixer-irq-select-before-drivers": ["IO_ERR_INCORRECT_IRQL"],
+                 # a device its driver claimed does not answer where it was told to look
+                 "builtin-fdc-onto-serial": [INVALID_IOBASE], "can-io-bar-over-com1": [INVALID_IOBASE] * 2,
+                 "ipmi-bt-over-fdc-and-ide": [INVALID_IOBASE], "isa-ide-over-floppy-ports": [INVALID_IOBASE],
+                 "isapc-sb16-gus-adlib-240": [INVALID_IOBASE], "lpt-3bc-over-vga": [INVALID_IOBASE],
+                 "lpt-at-3bc": [INVALID_IOBASE], "serial-in-root-port-window": [INVALID_IOBASE],
+                 # the floppy driver's DMA read of sector 1 never completes
+                 "dma-channel-stall": [TIMEOUT], "ipmi-bt-over-rtc": [TIMEOUT]}
 
 # Whom a config's failed claim check must say the claim was for: a board device by its
 # label, as every report names it (it showed an owner-less region's name, 'ide').
@@ -459,6 +474,7 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
         assert [c.expected for c in result.checks if not c.ok] == [CHECK_FOR[path.stem]], result.format_text()
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
+    assert [e["code"] for e in result.driver_errors] == DRIVER_ERRORS.get(path.stem, []), result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
     assert all(e["code"] == "IO_ERR_PORT_CONFLICT_DETECTED" for e in result.conflicts if "explanation" in e)
     if expected is None:
