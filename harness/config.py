@@ -34,7 +34,7 @@ from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
-from .errors import ConfigError, HarnessError
+from .errors import ConfigError, HarnessError, unknown_name
 from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
 
@@ -304,11 +304,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
         else:
             raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
         if name not in known:
-            import difflib
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise node.error("name" if isinstance(item, Node) else "drivers",
-                             f"unknown driver {name!r}{hint}; drivers: {', '.join(known)}")
+            raise node.error("name" if isinstance(item, Node) else "drivers", unknown_name("driver", name, known))
         if name in seen:
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")

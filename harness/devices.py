@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, unknown_name
 from .packagedata import MODELS_ENV, shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 
@@ -280,11 +280,8 @@ class Catalog(Mapping[str, DeviceModel]):
         try:
             return self._models[name]
         except KeyError:
-            import difflib
-            close = difflib.get_close_matches(name, sorted(self._models), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise node.error(key, f"unknown device model {name!r}{hint}; "
-                                  "models are in " + os.pathsep.join(map(str, self.directories))) from None
+            raise node.error(key, unknown_name("device model", name, sorted(self._models), listed_by="harness models")
+                             + "; models are in " + os.pathsep.join(map(str, self.directories))) from None
 
 
 def _cache_name(kind: str, directory: Path) -> str:

@@ -154,3 +154,22 @@ def test_output_to_a_reader_that_went_away_ends_quietly(command, tmp_path) -> No
     assert not left   # the machine's run folder is gone
     if command[0] == "run":
         assert (tmp_path / "out" / "report.json").is_file()
+
+
+@pytest.mark.parametrize("args, says", [
+    # every unknown name the same way: unknown, the closest names, where the whole list is
+    (["run", "example:nope"], "error: example:nope: unknown shipped example 'nope'; 'harness examples' lists all "),
+    (["layout", "example:machines/q53"], "error: example:machines/q53: unknown shipped example 'machines/q53' "
+     "(did you mean 'machines/q35'?); 'harness examples' lists all "),
+    (["models", "sb61"], "error: unknown device model 'sb61' (did you mean 'sb16'?); 'harness models' lists all "),
+    (["matrix", "example:matrices/devices", "--only", "machin=pc"], "error: the command line: --only 'machin=pc': "
+     "unknown axis 'machin' (did you mean 'machine'?); axes: machine, accel, devices"),
+    (["matrix", "example:matrices/devices", "--only", "machine=pcc"], "error: the command line: --only "
+     "'machine=pcc': unknown axis 'machine' value 'pcc' (did you mean 'pc'?); values: pc, q35, isapc"),
+])
+def test_an_unknown_name_says_so_with_the_closest_names_and_where_the_list_is(args, says) -> None:
+    # 'harness run example:nope' printed all ~180 examples on one line
+    result = harness(*args)
+    line, = result.stderr.splitlines()
+    assert result.returncode == 2 and line.startswith(f"harness {args[0]}: {says}"), line
+    assert len(line) < 250, line
