@@ -38,12 +38,12 @@ def closest_names(name: str, known: Iterable[str], most: int = 3, cutoff: float 
 
 
 def unknown_name(what: str, name: str, known: Iterable[str], *, listed_by: str | None = None,
-                 label: str | None = None) -> str:
+                 label: str | None = None, shown: int | None = NAMES_SHOWN) -> str:
     """The one message for a name that is none of ``known`` (a device model, an example, a
     driver, a matrix axis or value, a field): ``unknown WHAT 'NAME'``, the closest known names
     (``did you mean``), then where the others are: the command that lists them
-    (``listed_by``), else the names themselves (``label``, default ``WHATs``), the first
-    :data:`NAMES_SHOWN` of them and how many there are."""
+    (``listed_by``), else the names themselves (``label``, default ``WHATs``): the first
+    ``shown`` of them and how many there are (None: all, where no command lists them)."""
     names = list(dict.fromkeys(known))
     close = closest_names(name, names)
     text = f"unknown {what} {name!r}"
@@ -52,8 +52,9 @@ def unknown_name(what: str, name: str, known: Iterable[str], *, listed_by: str |
         text += f" (did you mean {' or '.join(filter(None, (', '.join(quoted[:-1]), quoted[-1])))}?)"
     if listed_by:
         return text + f"; '{listed_by}' lists all {len(names)}"
-    shown = ", ".join(names[:NAMES_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > NAMES_SHOWN else "")
-    return text + f"; {label or what + 's'}: {shown or '(none)'}"
+    cut = names if shown is None else names[:shown]
+    listed = ", ".join(cut) + (f", ... ({len(names)} in all)" if len(cut) < len(names) else "")
+    return text + f"; {label or what + 's'}: {listed or '(none)'}"
 
 
 class HarnessError(Exception):

@@ -71,7 +71,7 @@ class Node(Mapping[str, Any]):
         """Refuse unknown keys (with the closest allowed name) and missing required ones."""
         for key in self._data:
             if key not in allowed:
-                raise self.error(key, unknown_name("field", key, sorted(allowed), label="expected one of"))
+                raise self.error(key, unknown_name("field", key, sorted(allowed), label="expected one of", shown=None))
         for key in sorted(required):
             if key not in self._data:
                 raise self.error(None, f"missing required field {key!r}")
