@@ -67,7 +67,7 @@ from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, FirmwareTimeout, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
 from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, error_log_verdict, worst
-from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
+from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts, lost_reason, winner_names
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -933,16 +933,6 @@ def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     return ""
 
 
-def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]) -> tuple[str, ...]:
-    """Who wins ``lost``'s addresses: a machine-file device by its id, anything else by
-    the board name its decoded region there gives it."""
-    mine = lost.device_winners(layout, ids)
-    regions = lost.winning_regions(layout)
-    return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
-                                           for r in regions if r.label == w), w)
-                 for w in lost.hidden_by)
-
-
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:
     """What the emulated hardware does with devices that share a resource: ranges a
     configured device lost to a later one (the layout's shadowed ranges), and the shared
@@ -961,8 +951,8 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
         if (s.owner in ids or s.device_winners(layout, ids)
                 or moved & {s.owner_type, *(r.owner_type for r in s.winning_regions(layout))}):
             loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)
-            winners = _winner_names(board, layout, s, ids)
-            reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")
+            winners = winner_names(board, layout, s, ids)
+            reason = lost_reason(s, winners)
             groups.setdefault((s.space, loser, winners, reason), []).append(s)
     shadowed: list[tuple[str, int, Collision]] = []
     for (space, loser, winners, reason), group in groups.items():

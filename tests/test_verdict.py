@@ -61,3 +61,7 @@ def test_a_drivers_own_entries_weigh_on_the_jobs_verdict_by_severity(tmp_path: P
     assert warned.counts() == "1 driver error-log record(s)"
     assert failed.findings()[-1] == "error-log IO_ERR_INCORRECT_IRQL (error): the card is set to IRQ 3"
     assert failed.to_dict()["error_log"][-1]["severity"] == "error"
+    # the HTML page says the report's verdict (it said 'findings' for a warning too)
+    from harness.htmlreport import machine_report_html
+    assert '<p class="warn" id="verdict">Verdict: <b>warning</b> (exit 3; 1 finding(s))</p>' in machine_report_html(warned)
+    assert '<p class="ok" id="verdict">Verdict: <b>clean</b> (exit 0; 0 finding(s))</p>' in machine_report_html(retried)
