@@ -970,7 +970,10 @@ class _Context:
             space = "io" if claim.kind == "port" else "memory"
             pieces = self.owners(claim.start, claim.end, space)
             owners = sorted({o for _, _, o in pieces if o is not None})
-            row.cells["qemu"] = ", ".join(owners) or "nothing"
+            # named as every report names them (a board device by its label, not its QOM path)
+            named = ", ".join(dict.fromkeys(o for _, _, o in owner_pieces(
+                self.layout, claim.start, claim.end, space, name=self.region_name) if o is not None))
+            row.cells["qemu"] = named or "nothing"
             if any(o is None for _, _, o in pieces):
                 bar = self._bar_of_size(claim.kind, claim.end - claim.start + 1)
                 here = self._bar_at(claim.kind, claim.start, claim.end)
@@ -997,7 +1000,7 @@ class _Context:
                     row.differ("qemu", BOARD_CLAIM, f"one claim of its built-in {', '.join(board)}, "
                                                     f"which QEMU builds as {len(owners)} devices")
                 else:
-                    row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
+                    row.differ("qemu", UNEXPLAINED, f"the claim spans {len(owners)} QEMU devices' decodes: {named}")
         elif claim.kind == "irq":
             users = self.irq_users().get(claim.start, [])
             row.cells["qemu"] = ", ".join(users) or "nothing"

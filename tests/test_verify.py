@@ -212,6 +212,11 @@ def test_resource_map_view_against_the_hardware(default_hardware) -> None:
     assert elcr.findings[0].explanation == BOARD_CLAIM and "board:interrupt-controllers" in elcr.findings[0].reason
     odd = by_resource[("OtherDrivers\\Odd\\\\Device\\Odd", "port 0x4d0-0x4d1")]
     assert odd.findings[0].explanation == UNEXPLAINED
+    # QEMU's side named as every report names it: never a QOM path or an owner-less region's name
+    assert elcr.cells["qemu"] == odd.cells["qemu"] == "board:interrupt-controllers", elcr.cells
+    assert odd.findings[0].reason.endswith("decodes: board:interrupt-controllers"), odd.findings[0].reason
+    assert not [r for r in rec.rows if "/machine/" in r.cells.get("qemu", "") + "".join(f.reason for f in r.findings)
+                or r.cells.get("qemu") in ("ide", "ioportF0")], format_table(rec)
     assert "resourcemap (model)" in format_table(rec)
 
 
