@@ -50,7 +50,7 @@ from .atomicio import OutputError, write_text
 from .builtin import moved_port_types
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import board_device_of, board_label_of, board_model, load_catalog
+from .devices import BOARD_LABEL_PREFIX, board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
@@ -282,13 +282,20 @@ class JobResult:
                 where = dev["device"] or "(not started)"
                 extra = f" — {dev['detail']}" if dev["detail"] else ""
                 facts = ", ".join(f"{k} {v}" for k, v in dev["facts"].items())
-                out.append(f"    {dev['config']} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
+                known = dev.get("id") or dev["config"]
+                # what the driver gathered it as, where that is not the name itself
+                name = known if dev["config"] in (known, known.removeprefix(BOARD_LABEL_PREFIX)) \
+                    else f"{known} ({dev['config']})"
+                out.append(f"    {name} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
         out += ["", "Claimants (every decoder and the NT component holding its claim)"]
         out += [f"  {c.describe()}" for c in self.claimants] or ["  (none)"]
         out += ["", "ResourceMap", *("  " + line for line in (self.resource_map or "").rstrip("\n").splitlines())]
         out += ["", "Error log"]
         for e in self.error_log:
-            out.append(f"  #{e['sequence']} {e['code']} ({e['severity']}): {e['message']}")
+            whose = [e["device_id"]] if "device_id" in e else []
+            whose += [f"held for {e['holder_id']}"] if "holder_id" in e else []
+            out.append(f"  #{e['sequence']} {e['code']} ({e['severity']}): {e['message']}"
+                       + (f" [{'; '.join(whose)}]" if whose else ""))
             if "explanation" in e:
                 out.append(f"      = {e['explanation']}")
         if not self.error_log:
@@ -538,16 +545,17 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
                           if (c.kind, c.resource, c.devices) not in seen]
     collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec, bed.board),
                                     after.layout.elcr)
+    names = _user_names(bed, after.layout)
     error_log = []
     for entry in io.error_log:
-        item = entry.to_dict()
+        item = _named(entry.to_dict(), names)
         if entry.conflict is not None:
             explanation = same_card(spec, entry.conflict.requested, entry.conflict.holder)
             if explanation:
                 item["explanation"] = explanation
         error_log.append(item)
     return JobResult(spec, out_dir, after.layout, format_resource_map(io.registry) if resource_map else None,
-                     [_report(r, d) for r, d in bed.loaded],
+                     [_report(r, d, names) for r, d in bed.loaded],
                      error_log, io.violations, checks, collisions,
                      timings, unreadable=io.unreadable, shared_lines=list(shared),
                      hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat,
@@ -592,10 +600,63 @@ def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = Tr
     write_text(out_dir / "report.html", machine_report_html(result))
 
 
-def _report(result: LoadResult, driver: NtDriver) -> DriverReport:
+def _report(result: LoadResult, driver: NtDriver, names: Mapping[str, str]) -> DriverReport:
+    """One driver's load; each device with ``id``, the name the user knows it by (``names``:
+    the device object the driver made for it -> that name), beside what the driver gathered."""
     return DriverReport(result.name, result.status.name, [
-        {"config": o.config, "device": o.device, "status": o.status.name, "detail": o.detail,
-         "facts": o.facts} for o in driver.outcomes], [str(v) for v in result.violations])
+        {"config": o.config, "id": names.get(o.attempted or ""), "device": o.device, "status": o.status.name,
+         "detail": o.detail, "facts": o.facts} for o in driver.outcomes], [str(v) for v in result.violations])
+
+
+def _known_as(config: Any, driver: NtDriver, spec: MachineSpec, board: Sequence[ResolvedBoardDevice],
+              layout: Layout) -> str | None:
+    """The name the user knows the device a driver gathered (``config``) by: a machine-file
+    id, a board device's label (what a board claimant, or the Floppy driver under its
+    BoardController subkey, gathered), a PCI function's id; None for one it found alone."""
+    if config is None:
+        return None
+    # a board claimant's subkey is the board device's, whatever ids the file has
+    gathered = board_device_gathered(board, driver.service_name, config.name)
+    if gathered is None and config.name == getattr(driver, "BOARD_CONTROLLER", None):
+        gathered = next((r.device for r in board if r.device.claimant in DRIVERS
+                         and DRIVERS[r.device.claimant] is type(driver)), None)
+    if gathered is not None:
+        return gathered.label
+    if any(d.id == config.name for d in spec.devices):
+        return config.name
+    if config.slot is not None and config.interface_type == PCIBus:
+        try:
+            fn = layout.pci_function(f"{config.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}")
+        except KeyError:
+            return None
+        return fn.qdev_id or next((r.device.label for r in board
+                                   if r.device.pci is not None and r.device.pci.bdf == fn.bdf), None)
+    # found by detection (the board's FDC as DiskController 0): the one device of the
+    # driver's kinds at that base
+    kinds = _qemu_types_of(driver.service_name)
+    there = [dev for dev in layout.isa if dev.type in kinds and dev.properties.get("iobase") == config.base]
+    if len(there) == 1:
+        device = board_device_of([r.device for r in board], there[0].type)
+        return there[0].id or (device.label if device is not None else None)
+    return None
+
+
+def _user_names(bed: Testbed, layout: Layout) -> dict[str, str]:
+    """Each device object a driver made (started or not) -> the name the user knows its device by."""
+    return {o.attempted: name for _, driver in bed.loaded for o in driver.outcomes
+            if o.attempted and (name := _known_as(o.gathered, driver, bed.spec, bed.board, layout))}
+
+
+def _named(entry: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """An error-log entry with the names the user knows its devices by (``device_id``, and
+    ``holder_id`` for a conflict's holder), where they are known."""
+    out = dict(entry)
+    if entry.get("device") in names:
+        out["device_id"] = names[entry["device"]]
+    holder = (entry.get("conflict") or {}).get("holder_device")
+    if holder in names:
+        out["holder_id"] = names[holder]
+    return out
 
 
 # ---------------------------------------------------------------------------------------

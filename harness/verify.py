@@ -453,6 +453,12 @@ class _Context:
         """The layout's shadowed ranges of ``owner`` within [lo, hi]."""
         return [s for s in self.layout.shadowed if s.owner == owner and s.start <= hi and s.end >= lo]
 
+    def inside_bar(self, function: str, space: str, start: int, end: int) -> bool:
+        """Whether [start, end] of ``space`` lies in a BAR of PCI function ``function`` (an id)."""
+        kind = "io" if space == "io" else "memory"
+        return any(b.kind == kind and b.base is not None and b.base <= start and end <= b.end
+                   for b in self.layout.pci_by_id(function).bars)
+
     def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
         return list(dict.fromkeys(w for s in self.shadows_over(owner, lo, hi) for w in s.hidden_by))
 
@@ -465,7 +471,10 @@ class _Context:
             winners = list(dict.fromkeys(w for s in shadows for w in named[id(s)]))
             lost = "; ".join(f"{max(s.start, lo):#x}-{min(s.end, hi):#x}: {lost_reason(s, named[id(s)])}"
                              for s in shadows)
-            pci = [w for w in winners if w in self.pci_ids]
+            # a PCI function wins through a BAR (priority 1), or through a fixed legacy decode
+            # like any ISA device (a second VGA's 0x3c0, mapped later): only the first is a BAR
+            pci = list(dict.fromkeys(r.owner for s in shadows for r in s.winning_regions(self.layout)
+                                     if r.owner in self.pci_ids and self.inside_bar(r.owner, s.space, s.start, s.end)))
             if pci:
                 return UNDER_PCI_BAR, f"under the BAR of PCI device {', '.join(pci)} ({lost})"
             return SHADOWED, f"shadowed by {', '.join(map(self.describe, winners))} ({lost})"
@@ -770,9 +779,10 @@ class _Context:
         answering = self.layout.owner_at(self._probed_port(_ports_of(dev.decoded_resources()), seen))
         winner = answering.owner if answering is not None else None
         if winner not in (None, dev.id):
-            if winner in self.pci_ids:  # a PCI BAR over the ISA ports: its INTx line answers
+            if winner in self.pci_ids:  # a PCI function over the ISA ports: its INTx line answers
                 winner_irq = self.layout.pci_by_id(winner).interrupt_line
-                explanation = UNDER_PCI_BAR
+                explanation = UNDER_PCI_BAR if self.inside_bar(winner, "io", answering.start, answering.end) \
+                    else SHADOWED
             else:
                 winner_irq = self.isa_props(winner).get("irq")
                 explanation = SHADOWED

@@ -232,6 +232,12 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
 # The error-log entries drivers write of their own (IoWriteErrorLogEntry, no conflict) in
 # each config that has any, in order: each weighs on the verdict by its severity (README,
 # "Verdict levels and exit codes"); every other config has none.
+# The first conflict entry's two devices as the user knows them (device_id, holder_id in
+# report.json, "[ne0; held for sb0]" in report.txt): the error log itself names NT's
+# device objects, \Device\Ne2000_0 (deleted when its claim was refused) and \Device\SoundBlaster0.
+CONFLICT_NAMES = {"sb16-ne2000-irq5": ("ne0", "sb0"), "serial-on-keyboard": ("com9", "board:keyboard-controller"),
+                  "isa-ide-over-board-ide": ("ide9", "board:ide-legacy"), "ipmi-bt-on-testdev": ("testdev", "bmcbt")}
+
 INVALID_IOBASE, TIMEOUT = "IO_ERR_INVALID_IOBASE", "IO_ERR_TIMEOUT"
 DRIVER_ERRORS = {"sb16-mixer-irq-select-before-drivers": ["IO_ERR_INCORRECT_IRQL"],
                  # a device its driver claimed does not answer where it was told to look
@@ -475,6 +481,10 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
     assert [e["code"] for e in result.driver_errors] == DRIVER_ERRORS.get(path.stem, []), result.format_text()
+    if path.stem in CONFLICT_NAMES:
+        first = result.conflicts[0]
+        assert (first.get("device_id"), first.get("holder_id")) == CONFLICT_NAMES[path.stem], first
+        assert f"[{first['device_id']}; held for {first['holder_id']}]" in result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
     assert all(e["code"] == "IO_ERR_PORT_CONFLICT_DETECTED" for e in result.conflicts if "explanation" in e)
     if expected is None:
@@ -591,6 +601,10 @@ def test_cli_run_exit_codes_and_json(tmp_path: Path, capsys) -> None:
     assert numbered["Serial"] == [("com1", "\\Device\\Serial0"), ("com2", "\\Device\\Serial1")]
     assert [d for _, d in numbered["PciNet"]] == ["\\Device\\PciNet0", "\\Device\\PciNet1", "\\Device\\PciNet2"]
     assert [c for c, _ in numbered["PciNet"]] == ["PCI 00:03.0", "PCI 00:04.0", "PCI 01:01.0"]
+    # each beside the name the user knows it by: the file's id, a board device's label
+    known = {r["name"]: [d["id"] for d in r["devices"]] for r in report["drivers"]}
+    assert known["PciNet"] == ["nic0", "nic1", "nic2"] and known["Serial"] == ["com1", "com2"]
+    assert known["Floppy"] == ["board:floppy-controller"] and known["ACPI"] == ["board:acpi"], known
     assert main(["run", str(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), "--no-picture",
                  "--out", str(tmp_path / "b")]) == 1
     assert "IO_ERR_PORT_CONFLICT_DETECTED" in capsys.readouterr().out

@@ -385,3 +385,13 @@ def test_an_isa_property_a_post_firmware_step_rewrote_is_the_steps_doing() -> No
     assert (finding.device, finding.resource, finding.explanation) == ("sb0", "irq", OS_REASSIGNED), format_table(rec)
     assert finding.reason.startswith("QEMU's irq property is 7 after the post-firmware step(s) writing its ports "
                                      "(line 16: [post-firmware] o /b 0x224 0x80, line 17:"), finding.reason
+
+
+def test_a_pci_function_winning_through_a_fixed_legacy_decode_is_no_bar() -> None:
+    # the second PCI VGA takes the first one's VGA ports by being mapped later (priority
+    # 0, like an ISA device): verify said 'under the BAR of PCI device vga1'
+    rec = verify(load_machine(CONFIGS / "conflicts" / "two-pci-vgas.yaml"), guest="none")
+    lost = [f for f in rec.findings if f.device == "vga0" and f.resource.startswith("port 0x3")]
+    assert lost and {f.explanation for f in lost} == {SHADOWED}, format_table(rec)
+    assert all(f.reason.startswith("shadowed by vga1 (") and "mapped later" in f.reason for f in lost)
+    assert not _findings(rec, UNDER_PCI_BAR), format_table(rec)
