@@ -53,10 +53,11 @@ OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, pr
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
 FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
 NOT_FORWARDED = "not-forwarded"              # behind a bridge that does not forward it
+REGISTERS_MISPLACED = "registers-misplaced"  # QEMU picks registers by port & 7, off an aligned base
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, BOARD_CLAIM, DMA_SHARED,
-                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, UNEXPLAINED)
+                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, REGISTERS_MISPLACED, UNEXPLAINED)
 
 PCI_COMMAND_INTX_DISABLE = 0x400  # command register bit 10
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
@@ -662,7 +663,8 @@ class _Context:
         row, lost = self._port_row(dev.id, dev.id, lo, hi)
         if self.probe is not None:
             if probed_here or (seen is not None and seen.port == lo):
-                self._probe_presence(row, dev.id, _ports_of(dev.decoded_resources()), seen, lo, hi)
+                self._probe_presence(row, dev.id, _ports_of(dev.decoded_resources()), seen, lo, hi,
+                                     dev.model.register_block)
             else:
                 row.cells["probe"] = NOT_APPLICABLE
         if self.linux is not None:
@@ -680,7 +682,9 @@ class _Context:
         return ports[0][0]
 
     def _probe_presence(self, row: Row, owner: str, ports: list[tuple[int, int]], seen: Any,
-                        lo: int, hi: int) -> None:
+                        lo: int, hi: int, register_block: int | None = None) -> None:
+        """The probe guest's view of a device's presence; ``register_block``: its model's
+        (QEMU picks its registers by the port's place in an aligned block of that many)."""
         if seen is None:
             row.cells["probe"] = ABSENT
             row.differ("probe", UNEXPLAINED, "the probe guest did not report this device")
@@ -691,6 +695,14 @@ class _Context:
         if seen.present and answering_owner not in (None, owner):
             row.cells["probe"] += f" (answers: {self.region_name(answering)})"
             row.differ("probe", *self.explain_lost_ports(owner, lo, hi))
+        elif not seen.present and register_block and seen.port % register_block:
+            # the probe reads base+N, where QEMU has another register: not a loss of ports
+            first = next((p for a, b in ports for p in range(a, b + 1) if p % register_block == 0), None)
+            row.differ("probe", REGISTERS_MISPLACED,
+                       f"QEMU picks a register by the port's low bits (port & {register_block - 1}), not by its "
+                       f"offset from the base: register N answers at the decoded port whose low bits are N"
+                       + (f" (register 0 at {first:#x})" if first is not None else "")
+                       + f", not at {seen.port:#x}+N where the probe reads it")
         elif not seen.present:
             lost = any(who != owner for _, _, who in self.owners(lo, hi))
             explanation = self.explain_lost_ports(owner, lo, hi) if answering_owner != owner or lost else (
@@ -734,7 +746,7 @@ class _Context:
         properties, against QEMU's decode and QOM and the probe guest, as for a device
         of the file.  Its claims are the ResourceMap's rows, as every driver's are."""
         from .builtin import BUILTIN_DEVICES, apply_settings, builtin_settings
-        from .devices import board_device_of
+        from .devices import board_device_of, load_catalog
         rows: list[Row] = []
         for name in self.spec.builtin:
             builtin = BUILTIN_DEVICES[name]
@@ -745,11 +757,13 @@ class _Context:
                                   f"QEMU's device tree or the {self.spec.machine} board model")
             ports = _ports_of(apply_settings(builtin.qemu_type, device.decoded_resources(), self.spec.builtin))
             seen = self._probe_isa(qom.path)
+            model = next((m for m in load_catalog().values() if m.qemu_driver == builtin.qemu_type), None)
             for lo, hi in ports:
                 row, _ = self._port_row(device.label, qom.path, lo, hi)
                 if self.probe is not None:
                     if seen is not None and (lo, hi) == ports[0]:
-                        self._probe_presence(row, qom.path, ports, seen, lo, hi)
+                        self._probe_presence(row, qom.path, ports, seen, lo, hi,
+                                             model.register_block if model is not None else None)
                     else:
                         row.cells["probe"] = NOT_APPLICABLE
                 rows.append(row)

@@ -651,6 +651,21 @@ def test_qemus_parallel_port_at_0x3bc_keeps_its_data_latch_at_0x3c0() -> None:
         assert m.hmp("i /b 0x3c0").split("=")[-1].strip() == "0x5a"
 
 
+def test_qemus_floppy_controller_off_an_aligned_base_keeps_its_msr_at_port_and_7() -> None:
+    """The fact behind isa-fdc's register_block (as isa-parallel's above): the board's FDC
+    moved to 0x371 answers its main status register (idle: 0x80) at 0x374, whose low bits
+    are 4, not at base+4 = 0x375 (the data FIFO there), measured on this QEMU."""
+    from harness.config import parse_machine_text
+    from harness.qemu.machine import Machine
+    from harness.devices import load_catalog
+    assert load_catalog()["isa-fdc"].register_block == load_catalog()["isa-parallel"].register_block == 8
+    with Machine(parse_machine_text("machine: pc\nbuiltin:\n  fdc: {iobase: 0x371}\n")) as m:
+        m.run_firmware()
+        msr = int(m.hmp("i /b 0x374").split("=")[-1], 16)
+        fifo = int(m.hmp("i /b 0x375").split("=")[-1], 16)
+    assert msr & 0xC0 == 0x80 and fifo & 0xC0 != 0x80, (hex(msr), hex(fifo))
+
+
 def test_the_8254_drives_irq_0_without_an_irq_property() -> None:
     """The fact behind serial-irq0-timer: QEMU's PIT has no irq property (wired by a GPIO;
     on pc and q35 through the HPET's legacy route), yet SeaBIOS's timer interrupts are
