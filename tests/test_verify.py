@@ -34,9 +34,9 @@ ARBITER_ONLY = {"debugcon-in-hal-hole", "sb16-block-adlib",
 #: register_block: registers-misplaced.)
 UNEXPLAINED_HERE = {"ib700-twice": {("wd1", "probe")}}
 #: What the probe guest finds at a base off its model's register block (registers-misplaced).
-MISPLACED = {"lpt-at-3bc": ("lpt3", "register 0 at 0x3c0, not at 0x3bc+N"),
-             "lpt-3bc-over-vga": ("lpt3", "register 0 at 0x3c0, not at 0x3bc+N"),
-             "builtin-fdc-371-under-ide": ("board:floppy-controller", "register 0 at 0x378, not at 0x371+N")}
+MISPLACED = {"lpt-at-3bc": ("lpt3", "register 0 at 0x3c0), not at 0x3bc+N"),
+             "lpt-3bc-over-vga": ("lpt3", "register 0 at 0x3c0), not at 0x3bc+N"),
+             "builtin-fdc-371-under-ide": ("board:floppy-controller", "register 0 at 0x378), not at 0x371+N")}
 
 
 def _after_drivers_only(path: Path) -> bool:
@@ -246,7 +246,8 @@ def test_cli_prints_the_table_and_fails_on_unexplained_differences(tmp_path: Pat
     bad = subprocess.run([sys.executable, "-m", "harness.cli", "verify", str(config), "--guest", "none",
                           "--registry", str(path)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert bad.returncode == 1, bad.stdout + bad.stderr
-    assert f"[{UNEXPLAINED}]" in bad.stdout and "spans several devices" in bad.stdout
+    assert f"[{UNEXPLAINED}]" in bad.stdout and "the claim spans 3 QEMU devices' decodes: " in bad.stdout
+    assert "board:floppy-controller" in bad.stdout and "/machine/" not in bad.stdout, bad.stdout
     missing = subprocess.run([sys.executable, "-m", "harness.cli", "verify", str(config), "--registry",
                               str(tmp_path / "nope.sqlite")], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
