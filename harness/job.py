@@ -626,7 +626,7 @@ def _known_as(config: Any, driver: NtDriver, spec: MachineSpec, board: Sequence[
         return config.name
     if config.slot is not None and config.interface_type == PCIBus:
         try:
-            fn = layout.pci_function(f"{config.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}")
+            fn = layout.pci_function(_bdf(config.bus_number, config.slot))
         except KeyError:
             return None
         return fn.qdev_id or next((r.device.label for r in board
@@ -639,6 +639,11 @@ def _known_as(config: Any, driver: NtDriver, spec: MachineSpec, board: Sequence[
         device = board_device_of([r.device for r in board], there[0].type)
         return there[0].id or (device.label if device is not None else None)
     return None
+
+
+def _bdf(bus: int, slot: int) -> str:
+    """The layout's BB:SS.F of a PCI_SLOT_NUMBER ``slot`` on ``bus``."""
+    return f"{bus:02x}:{slot & 0x1F:02x}.{slot >> 5 & 7}"
 
 
 def _user_names(bed: Testbed, layout: Layout) -> dict[str, str]:
@@ -709,7 +714,7 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     owners, or owner-less region names, of the board device's ranges (``board_labels``)."""
     config = _claim_config(claim, io)
     if _is_pci_slot_claim(claim, config):
-        bdf = f"{claim.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}"
+        bdf = _bdf(claim.bus_number, config.slot)
         try:
             return ((True, layout.pci_function(bdf).qdev_id),)
         except KeyError:
