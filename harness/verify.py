@@ -460,9 +460,6 @@ class _Context:
         return any(b.kind == kind and b.base is not None and b.base <= start and end <= b.end
                    for b in self.layout.pci_by_id(function).bars)
 
-    def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
-        return list(dict.fromkeys(w for s in self.shadows_over(owner, lo, hi) for w in s.hidden_by))
-
     def explain_lost_ports(self, owner: str, lo: int, hi: int) -> tuple[str, str]:
         """Why ``owner`` does not decode (all of) [lo, hi] in QEMU: the addresses it
         really loses, to whom, and by which of QEMU's rules."""
