@@ -70,6 +70,7 @@ from typing import Any, Iterator
 import pytest
 
 from .atomicio import write_text
+from .errors import unknown_name
 from .qemu.machine import close_all, run_root
 from .qemu.reaper import judge_processes, owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
@@ -528,10 +529,13 @@ def _check_requires_marker(item: pytest.Item) -> None:
     marker = item.get_closest_marker("requires")
     if marker is None:
         return
-    unknown = set(marker.kwargs) - set(REQUIREMENT_KEYS)
-    if unknown or marker.args:
+    unknown = sorted(set(marker.kwargs) - set(REQUIREMENT_KEYS))
+    if unknown:
+        raise pytest.UsageError(f"{item.nodeid}: requires(): "
+                                + unknown_name("keyword", unknown[0], REQUIREMENT_KEYS, label="keywords"))
+    if marker.args:
         raise pytest.UsageError(f"{item.nodeid}: requires() takes keywords {', '.join(REQUIREMENT_KEYS)}; "
-                                f"got {', '.join(sorted(unknown)) or marker.args}")
+                                f"got {marker.args}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -249,7 +249,7 @@ import pytest
 @pytest.mark.machine("example:machines/isapc")
 def test_x(machine):
     pass
-""", "*test_bad.py::test_x: requires() takes keywords machine, *; got machnie*"),
+""", "*test_bad.py::test_x: requires(): unknown keyword 'machnie' (did you mean 'machine'?); keywords: machine, *"),
     "bad matrix marker": ("""
 import pytest
 
