@@ -215,7 +215,7 @@ class MachineSpec:
 def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
     """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
     if choice not in HAL_CHOICES:
-        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+        raise HarnessError(unknown_name("HAL", choice, HAL_CHOICES, label="HALs"))
     if choice == "auto":
         return "apic" if spec.machine == "q35" else "pic"
     if choice == "apic" and spec.machine == "isapc":
@@ -251,8 +251,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
     policy = get_str(doc, "accel", choices=ACCEL_POLICIES, default="tcg")
     if accel is not None:
         if accel not in ACCEL_POLICIES:
-            raise ConfigError(f"accelerator {accel!r} is not one of {', '.join(ACCEL_POLICIES)}",
-                              field="accel")
+            raise ConfigError(unknown_name("accelerator", accel, ACCEL_POLICIES), field="accel")
         policy = accel
     devices = _parse_devices(doc, machine, catalog)
     drivers = _parse_drivers(doc, devices, catalog)

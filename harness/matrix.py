@@ -611,7 +611,7 @@ class CellResult:
 def check_artifacts(artifacts: str) -> str:
     """``artifacts`` if it is one of :data:`ARTIFACTS`, else a HarnessError naming them."""
     if artifacts not in ARTIFACTS:
-        raise HarnessError(f"artifacts {artifacts!r} is not one of {', '.join(ARTIFACTS)}")
+        raise HarnessError("artifacts: " + unknown_name("value", artifacts, ARTIFACTS, label="expected one of"))
     return artifacts
 
 

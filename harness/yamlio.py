@@ -391,7 +391,7 @@ def get_str(node: Node, key: str, *, choices: tuple[str, ...] | None = None, def
     if not isinstance(value, str):
         raise node.error(key, f"expected a string, got {_kind(value)} {value!r}")
     if choices is not None and value not in choices:
-        raise node.error(key, f"{value!r} is not one of: {', '.join(choices)}")
+        raise node.error(key, unknown_name("value", value, choices, label="expected one of", shown=None))
     return value
 
 
