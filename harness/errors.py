@@ -7,7 +7,10 @@ a test can tell "the library refused this input" from "the library has a bug".
 from __future__ import annotations
 
 import re
-from typing import Iterable
+
+TYPE_CHECKING = False  # (typing is not imported on the way to QEMU's start or --help)
+if TYPE_CHECKING:
+    from typing import Iterable
 
 #: A quoted value of the input longer than this is shown cut (its start and its length):
 #: an error repeating a 5000-character id or name whole is one unreadable line.
