@@ -767,6 +767,10 @@ class _Context:
             settings = builtin_settings(self.spec, name)
             rows += [self._property_row(device.label, prop.kind, key, int(settings[key]), qom.properties.get(key))
                      for key, prop in builtin.properties.items() if prop.kind in ("irq", "dma")]
+        for row in rows:   # what the guests do not compare for a board device (the Linux guest at all)
+            for view in ("probe", "linux"):
+                if getattr(self, view) is not None:
+                    row.cells.setdefault(view, NOT_APPLICABLE)
         return rows
 
     def _isa_irq_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
