@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 
-from .errors import HarnessError
+from .errors import HarnessError, unknown_name
 
 #: Subcommands in the order ``harness --help`` lists them: name -> (module, one-line help).
 COMMANDS = {
@@ -83,6 +83,14 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        # a value that is none of an option's choices (a HAL, a guest, a command) is said
+        # as every unknown name is (argparse: "invalid choice", with no closest name)
+        if action.choices is not None and value not in action.choices:
+            what = "command" if isinstance(action, argparse._SubParsersAction) else "choice"
+            raise argparse.ArgumentError(action, unknown_name(what, str(value), map(str, action.choices),
+                                                              label="choose from"))
 
 
 def _top_level(chosen: str | None) -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from .builtin import parse_builtin
 from .packagedata import resolve_config
 from .devices import MACHINE_KINDS, Catalog, DeviceModel, check_value, load_catalog
 from .names import ACCEL_POLICIES, BOARD_CONTROLLER_KEY, HAL_CHOICES, RESERVED_ID_PREFIX  # noqa: F401  (re-exported)
-from .errors import ConfigError, HarnessError
+from .errors import ConfigError, HarnessError, unknown_name
 from .verdict import CLEAN, VERDICTS
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files, load_text
 
@@ -215,7 +215,7 @@ class MachineSpec:
 def hal_for(spec: MachineSpec, choice: str = "auto") -> str:
     """The HAL ``choice`` means on ``spec`` (``pic`` or ``apic``)."""
     if choice not in HAL_CHOICES:
-        raise HarnessError(f"HAL {choice!r} is not one of {', '.join(HAL_CHOICES)}")
+        raise HarnessError(unknown_name("HAL", choice, HAL_CHOICES, label="HALs"))
     if choice == "auto":
         return "apic" if spec.machine == "q35" else "pic"
     if choice == "apic" and spec.machine == "isapc":
@@ -251,8 +251,7 @@ def parse_machine(doc: Any, source: str, catalog: Catalog | None = None, *,
     policy = get_str(doc, "accel", choices=ACCEL_POLICIES, default="tcg")
     if accel is not None:
         if accel not in ACCEL_POLICIES:
-            raise ConfigError(f"accelerator {accel!r} is not one of {', '.join(ACCEL_POLICIES)}",
-                              field="accel")
+            raise ConfigError(unknown_name("accelerator", accel, ACCEL_POLICIES), field="accel")
         policy = accel
     devices = _parse_devices(doc, machine, catalog)
     drivers = _parse_drivers(doc, devices, catalog)
@@ -304,11 +303,7 @@ def _parse_drivers(doc: Node, devices: tuple[DeviceSpec, ...], catalog: Catalog)
         else:
             raise doc.error("drivers", f"item {index} must be a driver name or a mapping with 'name'")
         if name not in known:
-            import difflib
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise node.error("name" if isinstance(item, Node) else "drivers",
-                             f"unknown driver {name!r}{hint}; drivers: {', '.join(known)}")
+            raise node.error("name" if isinstance(item, Node) else "drivers", unknown_name("driver", name, known))
         if name in seen:
             raise node.error("name" if isinstance(item, Node) else "drivers",
                              f"driver {name!r} is listed twice (first on line {seen[name]})")

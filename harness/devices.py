@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, unknown_name
 from .packagedata import MODELS_ENV, shipped_dir, user_model_dirs
 from .yamlio import Node, get_bool, get_int, get_list, get_str, load_files
 
@@ -187,6 +187,10 @@ class DeviceModel:
     #: QEMU takes it only on the root bus, never behind a bridge ("virtio-iommu-pci must be
     #: plugged on the root bus").
     root_bus_only: bool = False
+    #: QEMU picks the register a port reaches by its place in an aligned block of this many
+    #: ports (``port & 7``), not by its offset from iobase: at a base off that alignment
+    #: the registers answer at the block's start + N (measured for isa-parallel, isa-fdc).
+    register_block: int | None = None
 
     @property
     def settings(self) -> tuple[PropertySpec, ...]:
@@ -280,11 +284,8 @@ class Catalog(Mapping[str, DeviceModel]):
         try:
             return self._models[name]
         except KeyError:
-            import difflib
-            close = difflib.get_close_matches(name, sorted(self._models), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise node.error(key, f"unknown device model {name!r}{hint}; "
-                                  "models are in " + os.pathsep.join(map(str, self.directories))) from None
+            raise node.error(key, unknown_name("device model", name, sorted(self._models), listed_by="harness models")
+                             + "; models are in " + os.pathsep.join(map(str, self.directories))) from None
 
 
 def _cache_name(kind: str, directory: Path) -> str:
@@ -339,7 +340,7 @@ _MODEL_KEYS = frozenset({"name", "description", "qemu_driver", "bus", "machines"
                          "pci", "bridge", "nt_driver", "ownerless_regions", "instance_property", "firmware_writes",
                          "companions", "graphic_console", "chassis_properties",
                          "canbus_properties", "one_per_machine",
-                         "memdev_size", "root_bus_only"})
+                         "memdev_size", "root_bus_only", "register_block"})
 
 
 def parse_model(doc: Any, source: str) -> DeviceModel:
@@ -386,6 +387,7 @@ def parse_model(doc: Any, source: str) -> DeviceModel:
         one_per_machine=get_str(doc, "one_per_machine", default=None),
         memdev_size=_parse_memdev_size(doc),
         root_bus_only=get_bool(doc, "root_bus_only", default=False),
+        register_block=get_int(doc, "register_block", lo=2, hi=256, default=None, decimal=True),
     )
 
 

@@ -17,8 +17,8 @@ from itertools import product
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-#: Outcome word → colour class (a matrix cell's outcome; a machine's "clean"/"findings").
-_CLASSES = {"pass": "ok", "clean": "ok", "xfail": "known", "fail": "bad", "findings": "bad",
+#: Outcome word → colour class (a matrix cell's outcome; a machine's verdict, harness.verdict).
+_CLASSES = {"pass": "ok", "clean": "ok", "xfail": "known", "fail": "bad", "conflict": "bad", "warning": "warn",
             "error": "err", "missing": "missing"}
 
 _STYLE = """
@@ -26,7 +26,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em;margin:.2em 0}
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:left}
 th{background:#eee}td.cell{text-align:center;min-width:5em}
-.ok{background:#d7f5d7}.bad{background:#f8caca}.err{background:#f6dd9a}.known{background:#dde4f7}
+.ok{background:#d7f5d7}.bad{background:#f8caca}.err{background:#f6dd9a}.warn{background:#fbeec2}.known{background:#dde4f7}
 .missing{background:#ddd;color:#555}.left{color:#888;font-size:.85em}
 pre{background:#f6f6f6;padding:.6em;overflow:auto;font-size:.85em}
 .detail{border:1px solid #ccc;padding:.5em .8em;margin:.6em 0}
@@ -67,14 +67,14 @@ def machine_report_html(result: Any) -> str:
     """The main job's report for ``result`` (a :class:`harness.job.JobResult`): verdict,
     findings, the resource-map picture and the full text report."""
     findings = result.findings()
-    verdict = "clean" if not findings else "findings"
+    verdict = result.verdict   # the report's own (clean, warning, conflict), as report.txt ends
     out_dir = Path(result.out_dir)
     bundle = out_dir / "bundle.yaml"
     body = [f"<h1>Machine {esc(result.spec.name)}</h1>",
             f"<p>{esc(result.layout.machine_type)}, {esc(result.layout.accel)}, QEMU "
             f"{esc(result.layout.qemu_version)}; config {esc(result.spec.source)}</p>",
             f'<p class="{_CLASSES[verdict]}" id="verdict">Verdict: <b>{verdict}</b> '
-            f"({len(findings)} finding(s))</p>"]
+            f"(exit {result.exit_code}; {len(findings)} finding(s))</p>"]
     if findings:
         body += ["<h2>Findings</h2>", "<ul>", *(f"<li>{esc(f)}</li>" for f in findings), "</ul>"]
     if bundle.is_file():

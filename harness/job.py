@@ -23,11 +23,13 @@ reset: :mod:`harness.firmware_events`) is a finding too; when it leaves no machi
 examine, the report holds that finding alone.
 
 The result (:class:`JobResult`) renders as text or JSON with a verdict
-(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds a conflict, a
+(:mod:`harness.verdict`): ``conflict`` (exit 1) when the error log holds an entry of
+error severity (a conflict, or a driver's own error such as IO_ERR_INCORRECT_IRQL), a
 claim mismatches the hardware, a driver broke a rule, the hardware collides in a way
 nobody agreed to, or the firmware was stopped; ``warning`` (exit 3) when the only findings
 are legal but lossy (every device on an edge-triggered ISA line holds a granted Shared
-claim, and QEMU, with no wired-OR, loses an edge); ``clean`` (exit 0) otherwise.
+claim, and QEMU, with no wired-OR, loses an edge; a driver's warning-severity entry);
+``clean`` (exit 0) otherwise.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from .atomicio import OutputError, write_text
 from .builtin import moved_port_types
 from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
-from .devices import board_device_of, board_label_of, board_model, load_catalog
+from .devices import BOARD_LABEL_PREFIX, board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
 from .errors import HarnessError
@@ -64,8 +66,8 @@ from .qemu.actions import run_actions, run_firmware_and_steps
 from .qemu.qomfacts import STATIC_QUERIES
 from .qemu.machine import MACHINE_TYPES, FirmwareTimeout, Machine, MachineDied, MachineStuck, new_run_dir
 from .testbed import Step, Testbed, load_steps
-from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, worst
-from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts
+from .verdict import CLEAN, CONFLICT, EXIT_CODES, WARNING, error_log_verdict, worst
+from .verify import IRQ_SHARED, HardwareView, dma_channel_users, hardware_conflicts, lost_reason, winner_names
 
 OUTPUT_MARKER = ".harness-run"
 _UNATTACHED = re.compile(r"\(?/machine/unattached/device\[\d+\]\)?")
@@ -176,12 +178,18 @@ class JobResult:
         return [c for c in self.collisions if c.level == WARNING]
 
     @property
+    def driver_errors(self) -> list[dict[str, Any]]:
+        """Error-log entries a driver wrote of its own (IoWriteErrorLogEntry, not a conflict)
+        whose severity weighs on the verdict (a warning or an error; a retry's success does not)."""
+        return [e for e in self.error_log if "conflict" not in e and error_log_verdict(e) != CLEAN]
+
+    @property
     def verdict(self) -> str:
-        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc)."""
-        if (self.events or self.conflicts or self.mismatches or self.violations or self.failed_actions
-                or self.unclaimed):
+        """:data:`harness.verdict.CLEAN`, ``WARNING`` or ``CONFLICT`` (module doc); an
+        error-log entry weighs what its severity does (:func:`harness.verdict.error_log_verdict`)."""
+        if self.events or self.mismatches or self.violations or self.failed_actions or self.unclaimed:
             return CONFLICT
-        return worst(c.level for c in self.collisions)
+        return worst([*(c.level for c in self.collisions), *map(error_log_verdict, self.error_log)])
 
     @property
     def clean(self) -> bool:
@@ -199,6 +207,7 @@ class JobResult:
             c = e["conflict"]
             out.append(f"conflict {e['code']}: {e['driver']} {e['device'] or ''} {c['requested']} "
                        f"held by {c['holder_driver']} {c['holder_device'] or ''}".replace("  ", " "))
+        out += [f"error-log {e['code']} ({e['severity']}): {e['message']}" for e in self.driver_errors]
         out += [f"mismatch {c.device or c.driver}: {c.resource}: {f}" for c in self.mismatches for f in c.findings]
         out += [f"violation {v.driver}: {v.kind}" + (f" {v.access} {v.space} {v.port:#x}" if v.port is not None else "")
                 for v in self.violations]
@@ -250,6 +259,7 @@ class JobResult:
     def counts(self) -> str:
         """How many findings of each sort there are, in one line (the sorts found)."""
         parts = [(len(self.events), "firmware event(s)"), (len(self.conflicts), "conflict(s)"),
+                 (len(self.driver_errors), "driver error-log record(s)"),
                  (len(self.mismatches), "mismatch(es)"), (len(self.violations), "violation(s)"),
                  (len(self.collisions) - len(self.warnings), "hardware collision(s)"),
                  (len(self.warnings), "warning(s)"), (len(self.failed_actions), "failed step(s)"),
@@ -272,13 +282,20 @@ class JobResult:
                 where = dev["device"] or "(not started)"
                 extra = f" — {dev['detail']}" if dev["detail"] else ""
                 facts = ", ".join(f"{k} {v}" for k, v in dev["facts"].items())
-                out.append(f"    {dev['config']} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
+                known = dev.get("id") or dev["config"]
+                # what the driver gathered it as, where that is not the name itself
+                name = known if dev["config"] in (known, known.removeprefix(BOARD_LABEL_PREFIX)) \
+                    else f"{known} ({dev['config']})"
+                out.append(f"    {name} -> {where}: {dev['status']}{extra}" + (f" [{facts}]" if facts else ""))
         out += ["", "Claimants (every decoder and the NT component holding its claim)"]
         out += [f"  {c.describe()}" for c in self.claimants] or ["  (none)"]
         out += ["", "ResourceMap", *("  " + line for line in (self.resource_map or "").rstrip("\n").splitlines())]
         out += ["", "Error log"]
         for e in self.error_log:
-            out.append(f"  #{e['sequence']} {e['code']}: {e['message']}")
+            whose = [e["device_id"]] if "device_id" in e else []
+            whose += [f"held for {e['holder_id']}"] if "holder_id" in e else []
+            out.append(f"  #{e['sequence']} {e['code']} ({e['severity']}): {e['message']}"
+                       + (f" [{'; '.join(whose)}]" if whose else ""))
             if "explanation" in e:
                 out.append(f"      = {e['explanation']}")
         if not self.error_log:
@@ -528,16 +545,17 @@ def collect(bed: Testbed, out_dir: Path, timings: dict[str, float] | None = None
                           if (c.kind, c.resource, c.devices) not in seen]
     collisions = grade_shared_lines(collisions, _consented_lines(io, after.layout, spec, bed.board),
                                     after.layout.elcr)
+    names = _user_names(bed, after.layout)
     error_log = []
     for entry in io.error_log:
-        item = entry.to_dict()
+        item = _named(entry.to_dict(), names)
         if entry.conflict is not None:
             explanation = same_card(spec, entry.conflict.requested, entry.conflict.holder)
             if explanation:
                 item["explanation"] = explanation
         error_log.append(item)
     return JobResult(spec, out_dir, after.layout, format_resource_map(io.registry) if resource_map else None,
-                     [_report(r, d) for r, d in bed.loaded],
+                     [_report(r, d, names) for r, d in bed.loaded],
                      error_log, io.violations, checks, collisions,
                      timings, unreadable=io.unreadable, shared_lines=list(shared),
                      hal=bed.hal.interrupt_model, reactos=bed.io.reactos_compat,
@@ -582,10 +600,68 @@ def write_outputs(result: JobResult, io: IoManager | None, *, picture: bool = Tr
     write_text(out_dir / "report.html", machine_report_html(result))
 
 
-def _report(result: LoadResult, driver: NtDriver) -> DriverReport:
+def _report(result: LoadResult, driver: NtDriver, names: Mapping[str, str]) -> DriverReport:
+    """One driver's load; each device with ``id``, the name the user knows it by (``names``:
+    the device object the driver made for it -> that name), beside what the driver gathered."""
     return DriverReport(result.name, result.status.name, [
-        {"config": o.config, "device": o.device, "status": o.status.name, "detail": o.detail,
-         "facts": o.facts} for o in driver.outcomes], [str(v) for v in result.violations])
+        {"config": o.config, "id": names.get(o.attempted or ""), "device": o.device, "status": o.status.name,
+         "detail": o.detail, "facts": o.facts} for o in driver.outcomes], [str(v) for v in result.violations])
+
+
+def _known_as(config: Any, driver: NtDriver, spec: MachineSpec, board: Sequence[ResolvedBoardDevice],
+              layout: Layout) -> str | None:
+    """The name the user knows the device a driver gathered (``config``) by: a machine-file
+    id, a board device's label (what a board claimant, or the Floppy driver under its
+    BoardController subkey, gathered), a PCI function's id; None for one it found alone."""
+    if config is None:
+        return None
+    # a board claimant's subkey is the board device's, whatever ids the file has
+    gathered = board_device_gathered(board, driver.service_name, config.name)
+    if gathered is None and config.name == getattr(driver, "BOARD_CONTROLLER", None):
+        gathered = next((r.device for r in board if r.device.claimant in DRIVERS
+                         and DRIVERS[r.device.claimant] is type(driver)), None)
+    if gathered is not None:
+        return gathered.label
+    if any(d.id == config.name for d in spec.devices):
+        return config.name
+    if config.slot is not None and config.interface_type == PCIBus:
+        try:
+            fn = layout.pci_function(_bdf(config.bus_number, config.slot))
+        except KeyError:
+            return None
+        return fn.qdev_id or next((r.device.label for r in board
+                                   if r.device.pci is not None and r.device.pci.bdf == fn.bdf), None)
+    # found by detection (the board's FDC as DiskController 0): the one device of the
+    # driver's kinds at that base
+    kinds = _qemu_types_of(driver.service_name)
+    there = [dev for dev in layout.isa if dev.type in kinds and dev.properties.get("iobase") == config.base]
+    if len(there) == 1:
+        device = board_device_of([r.device for r in board], there[0].type)
+        return there[0].id or (device.label if device is not None else None)
+    return None
+
+
+def _bdf(bus: int, slot: int) -> str:
+    """The layout's BB:SS.F of a PCI_SLOT_NUMBER ``slot`` on ``bus``."""
+    return f"{bus:02x}:{slot & 0x1F:02x}.{slot >> 5 & 7}"
+
+
+def _user_names(bed: Testbed, layout: Layout) -> dict[str, str]:
+    """Each device object a driver made (started or not) -> the name the user knows its device by."""
+    return {o.attempted: name for _, driver in bed.loaded for o in driver.outcomes
+            if o.attempted and (name := _known_as(o.gathered, driver, bed.spec, bed.board, layout))}
+
+
+def _named(entry: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """An error-log entry with the names the user knows its devices by (``device_id``, and
+    ``holder_id`` for a conflict's holder), where they are known."""
+    out = dict(entry)
+    if entry.get("device") in names:
+        out["device_id"] = names[entry["device"]]
+    holder = (entry.get("conflict") or {}).get("holder_device")
+    if holder in names:
+        out["holder_id"] = names[holder]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -638,7 +714,7 @@ def _expected_devices(claim: Claim, io: IoManager, layout: Layout, spec: Machine
     owners, or owner-less region names, of the board device's ranges (``board_labels``)."""
     config = _claim_config(claim, io)
     if _is_pci_slot_claim(claim, config):
-        bdf = f"{claim.bus_number:02x}:{config.slot & 0x1F:02x}.{config.slot >> 5 & 7}"
+        bdf = _bdf(claim.bus_number, config.slot)
         try:
             return ((True, layout.pci_function(bdf).qdev_id),)
         except KeyError:
@@ -923,16 +999,6 @@ def same_card(spec: MachineSpec, requested: Claim, holder: Claim) -> str:
     return ""
 
 
-def _winner_names(board: Sequence[Any], layout: Layout, lost: Any, ids: set[str]) -> tuple[str, ...]:
-    """Who wins ``lost``'s addresses: a machine-file device by its id, anything else by
-    the board name its decoded region there gives it."""
-    mine = lost.device_winners(layout, ids)
-    regions = lost.winning_regions(layout)
-    return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
-                                           for r in regions if r.label == w), w)
-                 for w in lost.hidden_by)
-
-
 def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Collision]:
     """What the emulated hardware does with devices that share a resource: ranges a
     configured device lost to a later one (the layout's shadowed ranges), and the shared
@@ -951,8 +1017,8 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
         if (s.owner in ids or s.device_winners(layout, ids)
                 or moved & {s.owner_type, *(r.owner_type for r in s.winning_regions(layout))}):
             loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)
-            winners = _winner_names(board, layout, s, ids)
-            reason = f"{', '.join(winners)} wins them" + (f" by {s.cause}" if s.cause else "")
+            winners = winner_names(board, layout, s, ids)
+            reason = lost_reason(s, winners)
             groups.setdefault((s.space, loser, winners, reason), []).append(s)
     shadowed: list[tuple[str, int, Collision]] = []
     for (space, loser, winners, reason), group in groups.items():

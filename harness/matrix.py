@@ -70,7 +70,7 @@ from .config import FIRMWARE_LOG_PORT, MachineSpec, on_firmware_log_port, parse_
 from .devices import Catalog, DeviceModel, load_catalog
 from .packagedata import resolve_config
 from .verdict import VERDICTS
-from .errors import COMMAND_LINE, ConfigError, HarnessError
+from .errors import COMMAND_LINE, ConfigError, HarnessError, unknown_name
 from .yamlio import Node, get_list, get_str, load_file, load_text
 
 _MATRIX_KEYS = frozenset({"name", "description", "base", "axes", "only", "exclude", "expect"})
@@ -378,22 +378,16 @@ def parse_filter(item: Any, where: str, axes: Mapping[str, tuple[str, ...]],
         raw = dict(item)
     else:
         raise fail("a filter is a mapping {axis: value or [values]} or a string 'axis=value ...'")
-    import difflib  # for the error's suggestion; not on a worker's way to its first cell
     patterns: dict[str, tuple[str, ...]] = {}
     for axis, value in raw.items():
         if axis not in axes:
-            close = difflib.get_close_matches(axis, list(axes), n=1)
-            raise fail(f"unknown axis {axis!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                       + f"; axes: {', '.join(axes)}")
+            raise fail(unknown_name("axis", axis, axes, label="axes"))
         pats = value if isinstance(value, list) else [value]
         if not pats or not all(isinstance(p, str) and p for p in pats):
             raise fail(f"axis {axis!r}: expected a value name (or glob) or a list of them, got {value!r}")
         for pat in pats:
             if not any(fnmatch.fnmatchcase(v, pat) for v in axes[axis]):
-                close = difflib.get_close_matches(pat, list(axes[axis]), n=1)
-                raise fail(f"{pat!r} matches no value of axis {axis!r}"
-                           + (f" (did you mean {close[0]!r}?)" if close else "")
-                           + f"; values: {_shorten(axes[axis])}")
+                raise fail(unknown_name(f"axis {axis!r} value", pat, axes[axis], label="values"))
         patterns[axis] = tuple(pats)
     return Filter(patterns, where)
 
@@ -528,12 +522,6 @@ def _axes_text(axes: Mapping[str, str]) -> str:
     return " ".join(f"{a}={v}" for a, v in axes.items())
 
 
-def _shorten(values: Iterable[str], most: int = 12) -> str:
-    values = list(values)
-    text = ", ".join(values[:most])
-    return text + (f", ... ({len(values)} in all)" if len(values) > most else "")
-
-
 # ---------------------------------------------------------------------------- sharding
 
 #: Most shards a matrix splits into (a CI fan-out; shard_of costs cells x shards).
@@ -623,7 +611,7 @@ class CellResult:
 def check_artifacts(artifacts: str) -> str:
     """``artifacts`` if it is one of :data:`ARTIFACTS`, else a HarnessError naming them."""
     if artifacts not in ARTIFACTS:
-        raise HarnessError(f"artifacts {artifacts!r} is not one of {', '.join(ARTIFACTS)}")
+        raise HarnessError("artifacts: " + unknown_name("value", artifacts, ARTIFACTS, label="expected one of"))
     return artifacts
 
 

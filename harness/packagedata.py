@@ -153,6 +153,8 @@ def resolve_config(path: "str | Path") -> Path:
     by_stem = [p for key, p in found.items() if key.rsplit("/", 1)[-1] == name]
     if len(by_stem) == 1:
         return by_stem[0]
-    from .errors import ConfigError
-    raise ConfigError(f"no shipped example {name!r}" + (" (ambiguous)" if by_stem else "")
-                      + f"; 'harness examples' lists them: {', '.join(found)}", source=text)
+    from .errors import ConfigError, unknown_name
+    if by_stem:
+        raise ConfigError(f"example {name!r} is ambiguous: it is " + " and ".join(
+            EXAMPLE_PREFIX + key for key in found if key.rsplit("/", 1)[-1] == name), source=text)
+    raise ConfigError(unknown_name("shipped example", name, found, listed_by="harness examples"), source=text)

@@ -79,7 +79,7 @@ def draw_resource_map(io: Any, layout: Layout, result: Any, path: Path) -> Path:
     axes[0].set_yticks(range(len(labels)))
     axes[0].set_yticklabels(labels, fontsize=8)
     axes[0].invert_yaxis()
-    verdict = {CLEAN: "clean", WARNING: "warnings only: legal but lossy shared lines"}.get(
+    verdict = {CLEAN: "clean", WARNING: "warnings only: legal but lossy"}.get(
         result.verdict, "conflicts: refused claims hatched red, holders outlined red")
     fig.suptitle(f"{layout.machine} ({layout.machine_type}): ResourceMap against QEMU's decode — {verdict}")
     fig.tight_layout()

@@ -70,6 +70,8 @@ from typing import Any, Iterator
 import pytest
 
 from .atomicio import write_text
+from .errors import unknown_name
+from .names import ACCEL_POLICIES
 from .qemu.machine import close_all, run_root
 from .qemu.reaper import judge_processes, owned_name, reap_orphans, reap_own, sweep_orphan_run_dirs
 
@@ -148,8 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
         from .packagedata import add_user_model_dirs
         add_user_model_dirs(models)
     accel = _option(config, "harness_accel")
-    if accel is not None and accel not in ("tcg", "kvm", "auto"):
-        raise pytest.UsageError(f"--harness-accel: {accel!r} is not one of tcg, kvm, auto")
+    if accel is not None and accel not in ACCEL_POLICIES:
+        raise pytest.UsageError(f"--harness-accel: {unknown_name('choice', accel, ACCEL_POLICIES, label='choose from')}")
     shard = _option(config, "harness_shard")
     if shard is not None:
         from .matrix import parse_shard
@@ -270,7 +272,8 @@ def _resolve(item: pytest.Item) -> Resolved | None:
     if marker is not None:
         reset = marker.kwargs.get("reset", "none")
         if reset not in RESETS:
-            raise pytest.UsageError(f"{item.nodeid}: machine marker: reset={reset!r} is not one of {', '.join(RESETS)}")
+            raise pytest.UsageError(f"{item.nodeid}: machine marker: reset: "
+                                    + unknown_name("value", str(reset), RESETS, label="expected one of"))
         unknown = set(marker.kwargs) - {"reset"}
         if unknown or len(marker.args) != 1 or not isinstance(marker.args[0], (str, Path)):
             raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.machine(\"path/or inline yaml\", "
@@ -528,10 +531,13 @@ def _check_requires_marker(item: pytest.Item) -> None:
     marker = item.get_closest_marker("requires")
     if marker is None:
         return
-    unknown = set(marker.kwargs) - set(REQUIREMENT_KEYS)
-    if unknown or marker.args:
+    unknown = sorted(set(marker.kwargs) - set(REQUIREMENT_KEYS))
+    if unknown:
+        raise pytest.UsageError(f"{item.nodeid}: requires(): "
+                                + unknown_name("keyword", unknown[0], REQUIREMENT_KEYS, label="keywords"))
+    if marker.args:
         raise pytest.UsageError(f"{item.nodeid}: requires() takes keywords {', '.join(REQUIREMENT_KEYS)}; "
-                                f"got {', '.join(sorted(unknown)) or marker.args}")
+                                f"got {marker.args}")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -46,7 +46,7 @@ from .atomicio import write_text
 from . import __version__
 from .actions import ACTION_KINDS, Action, is_action, parse_step
 from .config import CLAIM_STYLES, MachineSpec, parse_machine, parse_machine_text
-from .errors import ConfigError, HarnessError
+from .errors import ConfigError, HarnessError, unknown_name
 from .job import HAL_CHOICES, JobResult, run_job
 from .nt.iomgr import ReportCall, _one_key_name
 from .nt.resources import (CM_FULL_RESOURCE_DESCRIPTOR, CM_RESOURCE_PORT_IO, CM_RESOURCE_LIST, INTERFACE_TYPE, CmResourceShare, Dma,
@@ -218,7 +218,7 @@ def _parse_step(item: Any, doc: Node, index: int, spec: MachineSpec) -> Step:
         name = get_str(item, "load_driver")
         mine = list(devices_driven_by(spec, name))
         if name not in DRIVERS:
-            raise item.error("load_driver", f"unknown driver {name!r}; drivers: {', '.join(DRIVERS)}")
+            raise item.error("load_driver", unknown_name("driver", name, DRIVERS))
         devices = get_list(item, "devices", default=mine)
         for dev in devices:
             if dev not in mine:

@@ -29,7 +29,7 @@ from .claimants import (ClaimantLine, ResolvedBoardDevice, board_parameters, cla
 from .config import GENERIC_DRIVER, VGA_DRIVER, MachineSpec
 from .drivers import BOARD_DRIVERS, DRIVERS, NtDriver
 from .drivers.legacy import VGA_ACCESS_RANGES
-from .errors import HarnessError
+from .errors import HarnessError, unknown_name
 from .names import BOARD_CONTROLLER_KEY
 from .nt.busaccess import posted_writes
 from .nt.detect import detect_hardware
@@ -148,7 +148,7 @@ class Testbed:
         (default: every device of the machine it drives), with their Parameters."""
         cls = DRIVERS.get(name)
         if cls is None:
-            raise HarnessError(f"unknown driver {name!r}; drivers: {', '.join(DRIVERS)}")
+            raise HarnessError(unknown_name("driver", name, DRIVERS))
         mine = devices_driven_by(self.spec, name)
         chosen = mine if devices is None else tuple(devices)
         stray = [d for d in chosen if d not in mine]

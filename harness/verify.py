@@ -26,7 +26,7 @@ import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Sequence
 
 from .claimants import forwarded_legacy
 from .config import RESERVED_ID_PREFIX, DeviceSpec, MachineSpec
@@ -53,10 +53,11 @@ OS_CONFLICT = "os-conflict"                  # the kernel refused it (genirq, pr
 NO_DRIVER = "driver-never-claimed"           # the OS has no driver or description for it
 FIRMWARE_EVENT = "firmware-event"            # a device stopped or cut short the firmware
 NOT_FORWARDED = "not-forwarded"              # behind a bridge that does not forward it
+REGISTERS_MISPLACED = "registers-misplaced"  # QEMU picks registers by port & 7, off an aligned base
 UNEXPLAINED = "unexplained"
 EXPLANATIONS = (SHADOWED, UNDER_PCI_BAR, CONFIG_PORTS_SHADOWED, FIRMWARE_REASSIGNED,
                 OS_REASSIGNED, PIRQ_ROUTED, NOT_PRESENT, IRQ_SHARED, ACPI_SCI, CASCADE, BOARD_CLAIM, DMA_SHARED,
-                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, UNEXPLAINED)
+                OS_CONFLICT, NO_DRIVER, FIRMWARE_EVENT, NOT_FORWARDED, REGISTERS_MISPLACED, UNEXPLAINED)
 
 PCI_COMMAND_INTX_DISABLE = 0x400  # command register bit 10
 PCI_CONFIG_PORTS = (0xCF8, 0xCFF)
@@ -228,10 +229,11 @@ def dma_channel_users(spec: MachineSpec, layout: Any) -> dict[int, list[Any]]:
             for ch, found in users.items()}
 
 
-def owner_pieces(layout: Any, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
+def owner_pieces(layout: Any, lo: int, hi: int, space: str = "io",
+                 name: Callable[[Any], str] | None = None) -> list[tuple[int, int, str | None]]:
     """(start, end, owner) pieces of ``layout``'s flat view covering [lo, hi] of ``space``
     ("io" or "memory"); owner None where nothing decodes, a region's name where it has no
-    owner."""
+    owner; ``name(region)`` names them instead (as a report does)."""
     pieces: list[tuple[int, int, str | None]] = []
     cursor = lo
     for r in (layout.io if space == "io" else layout.memory):
@@ -240,11 +242,33 @@ def owner_pieces(layout: Any, lo: int, hi: int, space: str = "io") -> list[tuple
         if r.start > cursor:
             pieces.append((cursor, r.start - 1, None))
         start = max(r.start, cursor)
-        pieces.append((start, min(r.end, hi), r.owner or r.name))
+        pieces.append((start, min(r.end, hi), name(r) if name else r.owner or r.name))
         cursor = min(r.end, hi) + 1
     if cursor <= hi:
         pieces.append((cursor, hi, None))
     return pieces
+
+
+def _ports_of(decoded: list[tuple[str, int, int]]) -> list[tuple[int, int]]:
+    """The port runs of a (kind, first, last) decode."""
+    return [(lo, hi) for kind, lo, hi in decoded if kind == "port"]
+
+
+def winner_names(board: Any, layout: Any, lost: Any, ids: Collection[str]) -> tuple[str, ...]:
+    """Who wins the addresses of ``lost`` (a layout ShadowedRange), as every report names
+    devices: a machine-file device by its id, anything else by the board name its decoded
+    region there gives it (``board:ide-legacy``, not the owner-less region ``ide``)."""
+    from .devices import board_label_of
+    mine = lost.device_winners(layout, ids)
+    regions = lost.winning_regions(layout)
+    return tuple(w if w in mine else next((board_label_of(board, r.owner_type, r.name, w)
+                                           for r in regions if r.label == w), w)
+                 for w in lost.hidden_by)
+
+
+def lost_reason(lost: Any, winners: Sequence[str]) -> str:
+    """One clause: who (``winners``, named by :func:`winner_names`) wins ``lost``'s addresses, and why."""
+    return f"{', '.join(winners)} wins them" + (f" by {lost.cause}" if lost.cause else "")
 
 
 def who_answers(spec: MachineSpec, layout: Any) -> Callable[[str, int, int, str, str], bool | None]:
@@ -389,6 +413,7 @@ def reconcile(spec: MachineSpec, hardware: HardwareView, *, probe: Any = None, l
             rows += ctx.pci_rows(dev)
         else:
             rows += ctx.isa_rows(dev)
+    rows += ctx.builtin_rows()
     if claims is not None:
         rows += [ctx.claim_row(claim) for claim in claims]
     conflicts = ctx.hardware_conflicts() + ctx.board_shadowed()
@@ -416,6 +441,9 @@ class _Context:
                             if r.owner and r.owner_type}
         self._irq_users: dict[int, list[str]] | None = None
         self._legacy_ide: set[str] = set()   # PCI functions driving IRQ 14/15 as ISA devices do
+        from .devices import board_model
+        self.board = board_model(spec.machine)
+        self.ids = {dev.id for dev in spec.devices}
 
     # ------------------------------------------------------------ who is where in QEMU
     def owners(self, lo: int, hi: int, space: str = "io") -> list[tuple[int, int, str | None]]:
@@ -426,19 +454,25 @@ class _Context:
         """The layout's shadowed ranges of ``owner`` within [lo, hi]."""
         return [s for s in self.layout.shadowed if s.owner == owner and s.start <= hi and s.end >= lo]
 
-    def winners_over(self, owner: str, lo: int, hi: int) -> list[str]:
-        return list(dict.fromkeys(w for s in self.shadows_over(owner, lo, hi) for w in s.hidden_by))
+    def inside_bar(self, function: str, space: str, start: int, end: int) -> bool:
+        """Whether [start, end] of ``space`` lies in a BAR of PCI function ``function`` (an id)."""
+        kind = "io" if space == "io" else "memory"
+        return any(b.kind == kind and b.base is not None and b.base <= start and end <= b.end
+                   for b in self.layout.pci_by_id(function).bars)
 
     def explain_lost_ports(self, owner: str, lo: int, hi: int) -> tuple[str, str]:
         """Why ``owner`` does not decode (all of) [lo, hi] in QEMU: the addresses it
         really loses, to whom, and by which of QEMU's rules."""
         shadows = self.shadows_over(owner, lo, hi)
         if shadows:
-            winners = self.winners_over(owner, lo, hi)
-            lost = "; ".join(f"{max(s.start, lo):#x}-{min(s.end, hi):#x}: "
-                             f"{', '.join(map(self.describe, s.hidden_by))} wins"
-                             + (f" by {s.cause}" if s.cause else "") for s in shadows)
-            pci = [w for w in winners if w in self.pci_ids]
+            named = {id(s): winner_names(self.board, self.layout, s, self.ids) for s in shadows}
+            winners = list(dict.fromkeys(w for s in shadows for w in named[id(s)]))
+            lost = "; ".join(f"{max(s.start, lo):#x}-{min(s.end, hi):#x}: {lost_reason(s, named[id(s)])}"
+                             for s in shadows)
+            # a PCI function wins through a BAR (priority 1), or through a fixed legacy decode
+            # like any ISA device (a second VGA's 0x3c0, mapped later): only the first is a BAR
+            pci = list(dict.fromkeys(r.owner for s in shadows for r in s.winning_regions(self.layout)
+                                     if r.owner in self.pci_ids and self.inside_bar(r.owner, s.space, s.start, s.end)))
             if pci:
                 return UNDER_PCI_BAR, f"under the BAR of PCI device {', '.join(pci)} ({lost})"
             return SHADOWED, f"shadowed by {', '.join(map(self.describe, winners))} ({lost})"
@@ -552,7 +586,7 @@ class _Context:
         reset register always sits there and configuration access works around it."""
         found: list[str] = []
         for r in config_port_takers(self.layout):
-            name = self.describe(r.owner or r.name)
+            name = self.region_name(r)
             if name not in found:
                 found.append(name)
         return found
@@ -567,11 +601,21 @@ class _Context:
         return device.label if device is not None else f"{dev.type} ({dev.path})"
 
     def describe(self, owner: str) -> str:
-        """A device id as it is; a board device's QOM path with its type."""
+        """A device id as it is; a board device's QOM path by its board label where its
+        type is one board device's (else with its type: only a region tells which)."""
         if not owner.startswith("/machine/"):
             return owner
         kind = self.owner_types.get(owner)
-        return f"{kind} ({owner})" if kind else owner
+        devices = [d for d in self.board if kind is not None and d.qemu_type == kind]
+        return devices[0].label if len(devices) == 1 else f"{kind} ({owner})" if kind else owner
+
+    def region_name(self, region: Any) -> str:
+        """Whose a layout region (decoded or shadowed) is, as every report names it: a
+        machine-file device by its id, a board device by its label."""
+        from .devices import board_label_of
+        if region.owner in self.ids:
+            return region.owner
+        return board_label_of(self.board, region.owner_type, region.name, region.owner or region.name)
 
     # ------------------------------------------------------------ ISA devices
     def isa_rows(self, dev: DeviceSpec) -> list[Row]:
@@ -600,23 +644,24 @@ class _Context:
         except KeyError:
             return None
 
-    def _port_row(self, dev: DeviceSpec, lo: int, hi: int) -> tuple[Row, list[tuple[int, int]]]:
-        """A row for ports the device decodes, with QEMU's view of them, and the pieces
+    def _port_row(self, name: str, owner: str, lo: int, hi: int) -> tuple[Row, list[tuple[int, int]]]:
+        """A row of device ``name`` (whose regions ``owner`` owns: its id, or a board
+        device's QOM path) for ports it decodes, with QEMU's view of them, and the pieces
         it lost to others."""
-        row = Row(dev.id, f"port {lo:#x}-{hi:#x}", {"model": f"{lo:#x}-{hi:#x}"})
-        pieces = self.owners(lo, hi)
+        row = Row(name, f"port {lo:#x}-{hi:#x}", {"model": f"{lo:#x}-{hi:#x}"})
         row.cells["qemu"] = ", ".join(f"{a:#x}-{b:#x} {o or 'nothing'}" if (a, b) != (lo, hi) else (o or "nothing")
-                                      for a, b, o in pieces)
-        lost = [(a, b) for a, b, o in pieces if o != dev.id]
+                                      for a, b, o in owner_pieces(self.layout, lo, hi, name=self.region_name))
+        lost = [(a, b) for a, b, o in self.owners(lo, hi) if o != owner]
         if lost:
-            row.differ("qemu", *self.explain_lost_ports(dev.id, lo, hi))
+            row.differ("qemu", *self.explain_lost_ports(owner, lo, hi))
         return row, lost
 
     def _isa_port_row(self, dev: DeviceSpec, lo: int, hi: int, seen: Any, probed_here: bool) -> Row:
-        row, lost = self._port_row(dev, lo, hi)
+        row, lost = self._port_row(dev.id, dev.id, lo, hi)
         if self.probe is not None:
             if probed_here or (seen is not None and seen.port == lo):
-                self._probe_presence(row, dev, seen, lo, hi)
+                self._probe_presence(row, dev.id, _ports_of(dev.decoded_resources()), seen, lo, hi,
+                                     dev.model.register_block)
             else:
                 row.cells["probe"] = NOT_APPLICABLE
         if self.linux is not None:
@@ -624,42 +669,109 @@ class _Context:
         return row
 
     @staticmethod
-    def _probed_port(dev: DeviceSpec, seen: Any) -> int:
+    def _probed_port(ports: list[tuple[int, int]], seen: Any) -> int:
         """The port whose owner answered the probe: the reported base, or, for a device
-        that does not decode its own base (an SB16's base+0..3 is its OPL's), its first
-        decoded port."""
-        ports = sorted((a, b) for kind, a, b in dev.decoded_resources() if kind == "port")
+        that does not decode its own base (an SB16's base+0..3 is its OPL's), the first
+        of its decoded ``ports``."""
+        ports = sorted(ports)
         if not ports or any(a <= seen.port <= b for a, b in ports):
             return seen.port
         return ports[0][0]
 
-    def _probe_presence(self, row: Row, dev: DeviceSpec, seen: Any, lo: int, hi: int) -> None:
+    def _probe_presence(self, row: Row, owner: str, ports: list[tuple[int, int]], seen: Any,
+                        lo: int, hi: int, register_block: int | None = None) -> None:
+        """The probe guest's view of a device's presence; ``register_block``: its model's
+        (QEMU picks its registers by the port's place in an aligned block of that many)."""
         if seen is None:
             row.cells["probe"] = ABSENT
             row.differ("probe", UNEXPLAINED, "the probe guest did not report this device")
             return
-        answering = self.layout.owner_at(self._probed_port(dev, seen))
+        answering = self.layout.owner_at(self._probed_port(ports, seen))
         answering_owner = answering.owner if answering is not None else None
         row.cells["probe"] = "present" if seen.present else "absent"
-        if seen.present and answering_owner not in (None, dev.id):
-            row.cells["probe"] += f" (answers: {answering_owner})"
-            row.differ("probe", *self.explain_lost_ports(dev.id, lo, hi))
+        if seen.present and answering_owner not in (None, owner):
+            row.cells["probe"] += f" (answers: {self.region_name(answering)})"
+            row.differ("probe", *self.explain_lost_ports(owner, lo, hi))
+        elif not seen.present and register_block and seen.port % register_block:
+            # the probe reads base+N, where QEMU has another register: not a loss of ports
+            first = next((p for a, b in ports for p in range(a, b + 1) if p % register_block == 0), None)
+            row.differ("probe", REGISTERS_MISPLACED,
+                       f"QEMU picks a register by the port's low bits (port & {register_block - 1}), not by its "
+                       f"offset from the base: register N answers at the decoded port whose low bits are N"
+                       + (f" (register 0 at {first:#x})" if first is not None else "")
+                       + f", not at {seen.port:#x}+N where the probe reads it")
         elif not seen.present:
-            lost = any(owner != dev.id for _, _, owner in self.owners(lo, hi))
-            explanation = self.explain_lost_ports(dev.id, lo, hi) if answering_owner != dev.id or lost else (
+            lost = any(who != owner for _, _, who in self.owners(lo, hi))
+            explanation = self.explain_lost_ports(owner, lo, hi) if answering_owner != owner or lost else (
                 UNEXPLAINED, "QEMU decodes the ports for this device, but it does not answer")
             row.differ("probe", *explanation)
 
     def _isa_property_row(self, dev: DeviceSpec, kind: str, prop: str) -> tuple[Row, int]:
-        """A row for an IRQ or DMA property, with QEMU's value of it (QOM)."""
+        """A row for an IRQ or DMA property, with QEMU's value of it (QOM); one that a
+        post-firmware step's write to the device's ports changed is the step's doing
+        (an SB16's mixer IRQ select: QEMU stores it in the property, though the card keeps
+        raising the line it took at realize, sb16-mixer-irq-select-keeps-its-line)."""
         value = int(dev.settings[prop])
-        row = Row(dev.id, f"{kind} ({prop})" if prop != kind else kind, {"model": str(value)})
         actual = self.isa_props(dev.id).get(prop)
+        row = self._property_row(dev.id, kind, prop, value, actual)
+        ports = _ports_of(dev.decoded_resources())
+        steps = [a for a in self.spec.after_firmware if a.kind == "port_write" and a.phase == "post-firmware"
+                 and any(lo <= a.port + i <= hi for i in range(a.size) for lo, hi in ports)]
+        if actual is not None and actual != value and steps:
+            done = ", ".join(f"line {a.line}: {a.describe()}" for a in steps)
+            row.findings[-1:] = [Finding(dev.id, row.resource, "qemu", OS_REASSIGNED,
+                                         f"QEMU's {prop} property is {actual} after the post-firmware step(s) "
+                                         f"writing its ports ({done}), as an OS or a driver would")]
+        return row, value
+
+    @staticmethod
+    def _property_row(name: str, kind: str, prop: str, value: int, actual: int | None) -> Row:
+        """A row of device ``name`` for its IRQ or DMA property ``prop``: ``value`` as set,
+        ``actual`` as QEMU holds it (QOM; None: no such property)."""
+        row = Row(name, f"{kind} ({prop})" if prop != kind else kind, {"model": str(value)})
         row.cells["qemu"] = ABSENT if actual is None else str(actual)
         if actual != value:
             row.differ("qemu", NOT_PRESENT if actual is None else UNEXPLAINED,
                        f"QEMU's {prop} property is {actual}")
-        return row, value
+        return row
+
+    # ------------------------------------------------------------ built-in devices the file sets
+    def builtin_rows(self) -> list[Row]:
+        """Rows for each built-in device the machine file's ``builtin`` configures (the
+        board's FDC moved to 0x371), named by its board label: what its board model
+        decodes with those settings (harness.builtin.apply_settings) and its IRQ and DMA
+        properties, against QEMU's decode and QOM and the probe guest, as for a device
+        of the file.  Its claims are the ResourceMap's rows, as every driver's are."""
+        from .builtin import BUILTIN_DEVICES, apply_settings, builtin_settings
+        from .devices import board_device_of, load_catalog
+        rows: list[Row] = []
+        for name in self.spec.builtin:
+            builtin = BUILTIN_DEVICES[name]
+            device = board_device_of(self.board, builtin.qemu_type)
+            qom = next((d for d in self.layout.isa if d.id is None and d.type == builtin.qemu_type), None)
+            if device is None or qom is None:
+                raise VerifyError(f"{self.spec.source}: the board's {name} ({builtin.qemu_type}) is not in "
+                                  f"QEMU's device tree or the {self.spec.machine} board model")
+            ports = _ports_of(apply_settings(builtin.qemu_type, device.decoded_resources(), self.spec.builtin))
+            seen = self._probe_isa(qom.path)
+            model = next((m for m in load_catalog().values() if m.qemu_driver == builtin.qemu_type), None)
+            for lo, hi in ports:
+                row, _ = self._port_row(device.label, qom.path, lo, hi)
+                if self.probe is not None:
+                    if seen is not None and (lo, hi) == ports[0]:
+                        self._probe_presence(row, qom.path, ports, seen, lo, hi,
+                                             model.register_block if model is not None else None)
+                    else:
+                        row.cells["probe"] = NOT_APPLICABLE
+                rows.append(row)
+            settings = builtin_settings(self.spec, name)
+            rows += [self._property_row(device.label, prop.kind, key, int(settings[key]), qom.properties.get(key))
+                     for key, prop in builtin.properties.items() if prop.kind in ("irq", "dma")]
+        for row in rows:   # what the guests do not compare for a board device (the Linux guest at all)
+            for view in ("probe", "linux"):
+                if getattr(self, view) is not None:
+                    row.cells.setdefault(view, NOT_APPLICABLE)
+        return rows
 
     def _isa_irq_row(self, dev: DeviceSpec, prop: str, seen: Any) -> Row:
         row, irq = self._isa_property_row(dev, "irq", prop)
@@ -679,20 +791,21 @@ class _Context:
         row.cells["probe"] = ",".join(map(str, seen.irqs)) or "none seen"
         if seen.irqs == (irq,):
             return
-        answering = self.layout.owner_at(self._probed_port(dev, seen))
+        answering = self.layout.owner_at(self._probed_port(_ports_of(dev.decoded_resources()), seen))
         winner = answering.owner if answering is not None else None
         if winner not in (None, dev.id):
-            if winner in self.pci_ids:  # a PCI BAR over the ISA ports: its INTx line answers
+            if winner in self.pci_ids:  # a PCI function over the ISA ports: its INTx line answers
                 winner_irq = self.layout.pci_by_id(winner).interrupt_line
-                explanation = UNDER_PCI_BAR
+                explanation = UNDER_PCI_BAR if self.inside_bar(winner, "io", answering.start, answering.end) \
+                    else SHADOWED
             else:
                 winner_irq = self.isa_props(winner).get("irq")
                 explanation = SHADOWED
             if seen.irqs == (winner_irq,):
-                row.differ("probe", explanation, f"its ports answer for {winner}, which drives IRQ {winner_irq}")
+                row.differ("probe", explanation, f"its ports answer for {self.region_name(answering)}, which drives IRQ {winner_irq}")
                 return
             if winner_irq is None and not seen.irqs:   # a board device's registers: none to make it interrupt
-                row.differ("probe", explanation, f"its ports answer for {self.describe(winner)}, so nothing "
+                row.differ("probe", explanation, f"its ports answer for {self.region_name(answering)}, so nothing "
                                                  "reaches its registers to make it interrupt")
                 return
         if irq == CASCADE_IRQ:
@@ -753,7 +866,7 @@ class _Context:
         # the guests read configuration space and BARs.
         for kind, lo, hi in dev.decoded_resources():
             if kind == "port":
-                row, _ = self._port_row(dev, lo, hi)
+                row, _ = self._port_row(dev.id, dev.id, lo, hi)
                 for view in ("probe", "linux"):
                     if getattr(self, view) is not None:
                         row.cells[view] = NOT_APPLICABLE
@@ -882,7 +995,10 @@ class _Context:
             space = "io" if claim.kind == "port" else "memory"
             pieces = self.owners(claim.start, claim.end, space)
             owners = sorted({o for _, _, o in pieces if o is not None})
-            row.cells["qemu"] = ", ".join(owners) or "nothing"
+            # named as every report names them (a board device by its label, not its QOM path)
+            named = ", ".join(dict.fromkeys(o for _, _, o in owner_pieces(
+                self.layout, claim.start, claim.end, space, name=self.region_name) if o is not None))
+            row.cells["qemu"] = named or "nothing"
             if any(o is None for _, _, o in pieces):
                 bar = self._bar_of_size(claim.kind, claim.end - claim.start + 1)
                 here = self._bar_at(claim.kind, claim.start, claim.end)
@@ -902,13 +1018,14 @@ class _Context:
                 hidden = [s for s in self.layout.shadowed
                           if s.space == space and s.start <= claim.end and s.end >= claim.start]
                 if hidden:
-                    row.differ("qemu", SHADOWED, "; ".join(f"{s.owner}'s {s.start:#x}-{s.end:#x} is shadowed: "
-                                                           f"{s.reason()}" for s in hidden))
+                    row.differ("qemu", SHADOWED, "; ".join(
+                        f"{self.region_name(s)}'s {s.start:#x}-{s.end:#x} is shadowed: "
+                        f"{lost_reason(s, winner_names(self.board, self.layout, s, self.ids))}" for s in hidden))
                 elif board := self._board_devices_held(claim):
                     row.differ("qemu", BOARD_CLAIM, f"one claim of its built-in {', '.join(board)}, "
                                                     f"which QEMU builds as {len(owners)} devices")
                 else:
-                    row.differ("qemu", UNEXPLAINED, f"the claim spans several devices: {', '.join(owners)}")
+                    row.differ("qemu", UNEXPLAINED, f"the claim spans {len(owners)} QEMU devices' decodes: {named}")
         elif claim.kind == "irq":
             users = self.irq_users().get(claim.start, [])
             row.cells["qemu"] = ", ".join(users) or "nothing"
@@ -953,22 +1070,18 @@ class _Context:
         `builtin` moved one (the FDC at 0x371 under the IDE's 0x376): no row shows them,
         the board device has none."""
         from .builtin import moved_port_types
-        from .devices import board_label_of, board_model
-        ids = {dev.id for dev in self.spec.devices}
-        board = board_model(self.spec.machine)
+        ids = self.ids
         moved = moved_port_types(self.spec.builtin)
         out = []
         for s in self.layout.shadowed:
             winners = s.device_winners(self.layout, ids) if s.owner not in ids else ()
             if not winners and s.owner not in ids and moved:
-                regions = s.winning_regions(self.layout)
-                if moved & {s.owner_type, *(r.owner_type for r in regions)}:
-                    winners = tuple(dict.fromkeys(board_label_of(board, r.owner_type, r.name, r.owner or r.name)
-                                                  for r in regions))
+                if moved & {s.owner_type, *(r.owner_type for r in s.winning_regions(self.layout))}:
+                    winners = winner_names(self.board, self.layout, s, ids)
             if winners:   # the loser named as the job's collisions name it
-                loser = board_label_of(board, s.owner_type, s.name, s.owner or s.name)
                 out.append(Finding(", ".join(winners), f"{s.space} {s.start:#x}-{s.end:#x}", "hardware", SHADOWED,
-                                   f"{loser} ({s.name}) no longer answers there: {s.reason()}"))
+                                   f"{self.region_name(s)} ({s.name}) no longer answers there: "
+                                   f"{lost_reason(s, winner_names(self.board, self.layout, s, ids))}"))
         return out
 
     def hardware_conflicts(self) -> list[Finding]:

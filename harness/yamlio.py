@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, unknown_name
 from .packagedata import read_cache, write_cache
 
 if TYPE_CHECKING:
@@ -71,10 +71,7 @@ class Node(Mapping[str, Any]):
         """Refuse unknown keys (with the closest allowed name) and missing required ones."""
         for key in self._data:
             if key not in allowed:
-                hint = _closest(key, allowed)
-                raise self.error(key, f"unknown field {key!r}"
-                                 + (f" (did you mean {hint!r}?)" if hint else "")
-                                 + f"; expected one of: {', '.join(sorted(allowed))}")
+                raise self.error(key, unknown_name("field", key, sorted(allowed), label="expected one of", shown=None))
         for key in sorted(required):
             if key not in self._data:
                 raise self.error(None, f"missing required field {key!r}")
@@ -366,12 +363,6 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _closest(name: str, options: set[str] | frozenset[str]) -> str | None:
-    import difflib
-    matches = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
 # Typed accessors: each checks one field and raises a located error.
 
 def get_int(node: Node, key: str, *, lo: int | None = None, hi: int | None = None,
@@ -400,7 +391,7 @@ def get_str(node: Node, key: str, *, choices: tuple[str, ...] | None = None, def
     if not isinstance(value, str):
         raise node.error(key, f"expected a string, got {_kind(value)} {value!r}")
     if choices is not None and value not in choices:
-        raise node.error(key, f"{value!r} is not one of: {', '.join(choices)}")
+        raise node.error(key, unknown_name("value", value, choices, label="expected one of", shown=None))
     return value
 
 

@@ -123,7 +123,7 @@ def _merged(ranges) -> list[tuple[str, int, int]]:
 @pytest.mark.parametrize("item, message", [
     ("{name: x, qemu_type: null, claimant: none, ports: [{start: 0x80, length: 1}]}",
      r"b.yaml:3: devices\[0\].claimant: a device nothing claims needs a 'reason'"),
-    ("{name: x, qemu_type: t, claimant: hall}", r"b.yaml:3: devices\[0\].claimant: 'hall' is not one of"),
+    ("{name: x, qemu_type: t, claimant: hall}", r"b.yaml:3: devices\[0\].claimant: unknown value 'hall' \(did you mean 'hal'\?\); expected one of"),
     ("{name: x, qemu_type: t, claimant: hal, bars: [{bar: 4, kind: io, size: 16}]}",
      r"b.yaml:3: devices\[0\].bars: register-placed resources need the 'pci' function"),
     ("{name: x, qemu_type: t, claimant: hal, pci: {vendor: 0x8086, device: 0x7010}}",

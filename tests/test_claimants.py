@@ -55,9 +55,9 @@ def test_driver_none_leaves_the_device_unclaimed() -> None:
 
 
 @pytest.mark.parametrize("text, message", [
-    (_one("gus", ", driver: nobody"), r"t.yaml:3: devices\[0\].driver: 'nobody' is not one of: none"),
+    (_one("gus", ", driver: nobody"), r"t.yaml:3: devices\[0\].driver: unknown value 'nobody'; expected one of: none"),
     (_one("gus", ", driver: 0"), r"t.yaml:3: devices\[0\].driver: expected a string"),
-    (_one("sb16") + "drivers: [{name: sb16, claim: wide}]", r"t.yaml:4: drivers\[0\].claim: 'wide' is not one of"),
+    (_one("sb16") + "drivers: [{name: sb16, claim: wide}]", r"t.yaml:4: drivers\[0\].claim: unknown value 'wide'; expected one of"),
     (_one("gus") + "drivers: [{name: legacy, claim: block}]", r"t.yaml:4: drivers\[0\].claim: legacy claims what"),
 ])
 def test_bad_claimant_settings_name_file_line_and_field(text: str, message: str) -> None:

@@ -45,7 +45,7 @@ def test_bad_config_exits_2_with_file_line_and_field(tmp_path: Path) -> None:
 
 def test_bad_arguments_are_refused_by_the_parser() -> None:
     result = harness("layout", "x.yaml", "--phase", "later")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert result.returncode == 2 and "argument --phase: unknown choice 'later'; choose from: " in result.stderr
 
 
 @pytest.mark.parametrize("command", [
@@ -154,3 +154,26 @@ def test_output_to_a_reader_that_went_away_ends_quietly(command, tmp_path) -> No
     assert not left   # the machine's run folder is gone
     if command[0] == "run":
         assert (tmp_path / "out" / "report.json").is_file()
+
+
+@pytest.mark.parametrize("args, says", [
+    # every unknown name the same way: unknown, the closest names, where the whole list is
+    (["run", "example:nope"], "error: example:nope: unknown shipped example 'nope'; 'harness examples' lists all "),
+    (["layout", "example:machines/q53"], "error: example:machines/q53: unknown shipped example 'machines/q53' "
+     "(did you mean 'machines/q35'?); 'harness examples' lists all "),
+    (["models", "sb61"], "error: unknown device model 'sb61' (did you mean 'sb16'?); 'harness models' lists all "),
+    (["matrix", "example:matrices/devices", "--only", "machin=pc"], "error: the command line: --only 'machin=pc': "
+     "unknown axis 'machin' (did you mean 'machine'?); axes: machine, accel, devices"),
+    (["matrix", "example:matrices/devices", "--only", "machine=pcc"], "error: the command line: --only "
+     "'machine=pcc': unknown axis 'machine' value 'pcc' (did you mean 'pc'?); values: pc, q35, isapc"),
+    (["run", "--hal", "apix", "x.yaml"], "error: argument --hal: unknown choice 'apix' (did you mean 'apic'?); "
+     "choose from: auto, pic, apic"),
+    (["runn"], "error: argument COMMAND: unknown command 'runn' (did you mean 'run'?); choose from: run, layout, "),
+])
+def test_an_unknown_name_says_so_with_the_closest_names_and_where_the_list_is(args, says) -> None:
+    # 'harness run example:nope' printed all ~180 examples on one line
+    result = harness(*args)
+    line = result.stderr.splitlines()[-1]   # (after argparse's usage lines)
+    command = "harness" if args[0] == "runn" else f"harness {args[0]}"
+    assert result.returncode == 2 and line.startswith(f"{command}: {says}"), line
+    assert len(line) < 250, line

@@ -225,7 +225,28 @@ EXPECTED: dict[str, tuple[str | None, str | None, str | None] | None] = {
     "builtin-fdc-371-under-ide": ("IO_ERR_PORT_CONFLICT_DETECTED", "atapi", "shadowed"),
     # qa8: the SB16's mixer IRQ select moves no line in QEMU (its steps measure it)
     "sb16-mixer-irq-select-keeps-its-line": None,
+    # qa9: a driver's own error-log entry (no conflict) is a conflict by its error severity
+    "sb16-mixer-irq-select-before-drivers": (None, None, None),
 }
+
+# The error-log entries drivers write of their own (IoWriteErrorLogEntry, no conflict) in
+# each config that has any, in order: each weighs on the verdict by its severity (README,
+# "Verdict levels and exit codes"); every other config has none.
+# The first conflict entry's two devices as the user knows them (device_id, holder_id in
+# report.json, "[ne0; held for sb0]" in report.txt): the error log itself names NT's
+# device objects, \Device\Ne2000_0 (deleted when its claim was refused) and \Device\SoundBlaster0.
+CONFLICT_NAMES = {"sb16-ne2000-irq5": ("ne0", "sb0"), "serial-on-keyboard": ("com9", "board:keyboard-controller"),
+                  "isa-ide-over-board-ide": ("ide9", "board:ide-legacy"), "ipmi-bt-on-testdev": ("testdev", "bmcbt")}
+
+INVALID_IOBASE, TIMEOUT = "IO_ERR_INVALID_IOBASE", "IO_ERR_TIMEOUT"
+DRIVER_ERRORS = {"sb16-mixer-irq-select-before-drivers": ["IO_ERR_INCORRECT_IRQL"],
+                 # a device its driver claimed does not answer where it was told to look
+                 "builtin-fdc-onto-serial": [INVALID_IOBASE], "can-io-bar-over-com1": [INVALID_IOBASE] * 2,
+                 "ipmi-bt-over-fdc-and-ide": [INVALID_IOBASE], "isa-ide-over-floppy-ports": [INVALID_IOBASE],
+                 "isapc-sb16-gus-adlib-240": [INVALID_IOBASE], "lpt-3bc-over-vga": [INVALID_IOBASE],
+                 "lpt-at-3bc": [INVALID_IOBASE], "serial-in-root-port-window": [INVALID_IOBASE],
+                 # the floppy driver's DMA read of sector 1 never completes
+                 "dma-channel-stall": [TIMEOUT], "ipmi-bt-over-rtc": [TIMEOUT]}
 
 # Whom a config's failed claim check must say the claim was for: a board device by its
 # label, as every report names it (it showed an owner-less region's name, 'ide').
@@ -459,6 +480,11 @@ def test_conflict_configs_report_their_conflict(path: Path, tmp_path: Path) -> N
         assert [c.expected for c in result.checks if not c.ok] == [CHECK_FOR[path.stem]], result.format_text()
     if path.stem in CLAIMS_DECODED:
         assert all(c.ok for c in result.checks), result.format_text()
+    assert [e["code"] for e in result.driver_errors] == DRIVER_ERRORS.get(path.stem, []), result.format_text()
+    if path.stem in CONFLICT_NAMES:
+        first = result.conflicts[0]
+        assert (first.get("device_id"), first.get("holder_id")) == CONFLICT_NAMES[path.stem], first
+        assert f"[{first['device_id']}; held for {first['holder_id']}]" in result.format_text()
     # the one-card explanation is about a block claim over a chip's ports, never a line
     assert all(e["code"] == "IO_ERR_PORT_CONFLICT_DETECTED" for e in result.conflicts if "explanation" in e)
     if expected is None:
@@ -534,7 +560,7 @@ def test_the_hal_choice_is_checked() -> None:
     assert (hal_for(q35), hal_for(default), hal_for(isapc), hal_for(default, "apic")) == ("apic", "pic", "pic", "apic")
     with pytest.raises(HarnessError, match="no I/O APIC"):
         hal_for(isapc, "apic")
-    with pytest.raises(HarnessError, match="not one of"):
+    with pytest.raises(HarnessError, match="unknown HAL .x2apic. \\(did you mean .apic. or .pic.\\?\\); HALs: auto, pic, apic"):
         hal_for(q35, "x2apic")
 
 
@@ -575,6 +601,10 @@ def test_cli_run_exit_codes_and_json(tmp_path: Path, capsys) -> None:
     assert numbered["Serial"] == [("com1", "\\Device\\Serial0"), ("com2", "\\Device\\Serial1")]
     assert [d for _, d in numbered["PciNet"]] == ["\\Device\\PciNet0", "\\Device\\PciNet1", "\\Device\\PciNet2"]
     assert [c for c, _ in numbered["PciNet"]] == ["PCI 00:03.0", "PCI 00:04.0", "PCI 01:01.0"]
+    # each beside the name the user knows it by: the file's id, a board device's label
+    known = {r["name"]: [d["id"] for d in r["devices"]] for r in report["drivers"]}
+    assert known["PciNet"] == ["nic0", "nic1", "nic2"] and known["Serial"] == ["com1", "com2"]
+    assert known["Floppy"] == ["board:floppy-controller"] and known["ACPI"] == ["board:acpi"], known
     assert main(["run", str(CONFIGS / "conflicts" / "serial-at-cf8.yaml"), "--no-picture",
                  "--out", str(tmp_path / "b")]) == 1
     assert "IO_ERR_PORT_CONFLICT_DETECTED" in capsys.readouterr().out
@@ -619,6 +649,21 @@ def test_qemus_parallel_port_at_0x3bc_keeps_its_data_latch_at_0x3c0() -> None:
         m.hmp("o /b 0x3c0 0x5a")
         assert m.hmp("i /b 0x3bc").split("=")[-1].strip() == "0xff"
         assert m.hmp("i /b 0x3c0").split("=")[-1].strip() == "0x5a"
+
+
+def test_qemus_floppy_controller_off_an_aligned_base_keeps_its_msr_at_port_and_7() -> None:
+    """The fact behind isa-fdc's register_block (as isa-parallel's above): the board's FDC
+    moved to 0x371 answers its main status register (idle: 0x80) at 0x374, whose low bits
+    are 4, not at base+4 = 0x375 (the data FIFO there), measured on this QEMU."""
+    from harness.config import parse_machine_text
+    from harness.qemu.machine import Machine
+    from harness.devices import load_catalog
+    assert load_catalog()["isa-fdc"].register_block == load_catalog()["isa-parallel"].register_block == 8
+    with Machine(parse_machine_text("machine: pc\nbuiltin:\n  fdc: {iobase: 0x371}\n")) as m:
+        m.run_firmware()
+        msr = int(m.hmp("i /b 0x374").split("=")[-1], 16)
+        fifo = int(m.hmp("i /b 0x375").split("=")[-1], 16)
+    assert msr & 0xC0 == 0x80 and fifo & 0xC0 != 0x80, (hex(msr), hex(fifo))
 
 
 def test_the_8254_drives_irq_0_without_an_irq_property() -> None:

@@ -136,11 +136,11 @@ def test_ids_are_stable_when_values_are_added_or_reordered() -> None:
     ("axes:\n  m:\n    'p c': {machine: pc}\n", 3, "axes.m.p c", "not a valid value name"),
     ("axes:\n  machine: {pc: {machine: pc}}\nonly:\n  - {machin: pc}\n", 4, None, "did you mean 'machine'"),
     ("axes:\n  m: {pc: {machine: pc}}\nonly:\n  - {m: pcc}\n", 4, None, "did you mean 'pc'"),
-    ("axes:\n  m: {pc: {machine: pc}}\nexclude:\n  - m=isa*\n", 3, "exclude[0]", "matches no value"),
+    ("axes:\n  m: {pc: {machine: pc}}\nexclude:\n  - m=isa*\n", 3, "exclude[0]", "unknown axis 'm' value 'isa*'; values: pc"),
     ("axes:\n  m: {pc: {machine: pc}}\nonly:\n  - m:pc\n", 3, "only[0]", "is not of the form"),
     ("axes:\n  m: {pc: {machine: pc}}\n  a: {x: {machine: q35}}\n", 3, "axes.a.x.machine", "both set 'machine'"),
     ("axes:\n  m: {pc: {machine: pc}}\nexpect:\n  - {when: {m: pc}, outcome: dirty, why: x}\n", 4,
-     "expect[0].outcome", "'dirty' is not one of"),
+     "expect[0].outcome", "unknown value 'dirty'; expected one of"),
     ("axes:\n  m: {pc: {machine: pc}, isapc: {machine: isapc}}\n  d: {nic: {devices: [{model: e1000, id: n}]}}\n"
      "expect:\n  - {when: {m: isapc}, outcome: conflict, why: x}\n", 5, "expect[0].when", "matches no cell"),
     ("axes:\n  m: {pc: {machine: pc}}\n  d:\n    x: {devices: [{model: isa-serial, id: c, irq: 16}]}\n", 4,
@@ -334,8 +334,9 @@ def test_cli_artifacts_keeps_every_file_for_failures_or_for_all(tmp_path: Path) 
     assert FULL_SET <= _files(tmp_path / "a" / "isapc-serial")
 
     run = harness("matrix", str(bad), "--run", "--artifacts", "some", "--out", str(tmp_path / "x"))
-    assert run.returncode == 2 and "--artifacts" in run.stderr and "'failures', 'all'" in run.stderr, run.stderr
-    with pytest.raises(HarnessError, match="artifacts 'some' is not one of failures, all"):
+    assert run.returncode == 2 and "argument --artifacts: unknown choice 'some'; choose from: failures, all" in run.stderr, \
+        run.stderr
+    with pytest.raises(HarnessError, match="artifacts: unknown value 'some'; expected one of: failures, all"):
         run_cells(parse_matrix_text(TINY).cells[:1], 1, tmp_path / "y", artifacts="some")
 
 

@@ -71,7 +71,7 @@ def test_models_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     shown = capsys.readouterr().out
     assert "instance 1   iobase 0x2f8, irq 3" in shown and "property     index (index) choices 0, 1, 2, 3" in shown
     assert main(["models", "isa-serail"]) == 2
-    assert "did you mean isa-serial" in capsys.readouterr().err
+    assert "unknown device model 'isa-serail' (did you mean 'isa-serial'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- machine-file keys

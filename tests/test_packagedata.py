@@ -105,8 +105,16 @@ def test_example_names_resolve_to_shipped_configs():
     assert resolve_config("example:sb16-ne2000-irq5") == found["conflicts/sb16-ne2000-irq5"]
     assert resolve_config("example:matrices/devices.yaml") == found["matrices/devices"]
     assert resolve_config("plain/path.yaml") == Path("plain/path.yaml")
-    with pytest.raises(ConfigError, match="no shipped example 'nosuch'; 'harness examples' lists them"):
+    # an unknown name: said so, the closest names, and how to list them all (not all of them)
+    with pytest.raises(ConfigError, match=r"^example:nosuch: unknown shipped example 'nosuch'; "
+                                          rf"'harness examples' lists all {len(found)}$"):
         resolve_config("example:nosuch")
+    with pytest.raises(ConfigError, match=r"unknown shipped example 'machines/defualt' \(did you mean "
+                                          r"'machines/default'\?\); 'harness examples' lists all"):
+        resolve_config("example:machines/defualt")
+    # a name typed without its folder is compared by its last part
+    with pytest.raises(ConfigError, match=r"\(did you mean 'conflicts/sb16-ne2000-irq5', "):
+        resolve_config("example:sb16-ne2000-irq6")
 
 
 def test_added_model_folders_extend_the_environment(tmp_path, monkeypatch):

@@ -100,7 +100,7 @@ def test_the_main_jobs_html_report_renders(tmp_path: Path) -> None:
     page = tmp_path / "r" / "report.html"
     dom, console = render(page)
     assert console == []
-    assert "Verdict: <b>findings</b>" in dom and "IO_ERR_IRQ_CONFLICT_DETECTED" in dom
+    assert "Verdict: <b>conflict</b> (exit 1; " in dom and "IO_ERR_IRQ_CONFLICT_DETECTED" in dom
     assert '<a href="bundle.yaml">' in dom and 'src="data:image/png;base64,' in dom
 
 

@@ -158,9 +158,9 @@ machine:
      ":7: steps[0].report.device_list[0].resources", "exactly one of port, memory, interrupt, dma"),
     ("steps:\n  - report:\n      driver: P\n      device: D\n      device_list:\n"
      "        - resources: [{port: 0x10, length: 1, share: sometimes}]\n",
-     ":11: steps[0].report.device_list[0].resources[0].share", "'sometimes' is not one of"),
-    ("expect: {outcome: maybe}\n", ":6: expect.outcome", "'maybe' is not one of: clean, warning, conflict"),
-    ("hal: x2apic\n", ":6: hal", "'x2apic' is not one of: auto, pic, apic"),
+     ":11: steps[0].report.device_list[0].resources[0].share", "unknown value 'sometimes'"),
+    ("expect: {outcome: maybe}\n", ":6: expect.outcome", "unknown value 'maybe'; expected one of: clean, warning, conflict"),
+    ("hal: x2apic\n", ":6: hal", "unknown value 'x2apic' (did you mean 'apic' or 'pic'?); expected one of: auto, pic, apic"),
     ("reactos: perhaps\n", ":6: reactos", "expected"),
     ("drivers: [serial]\nsteps: []\n", ":6: drivers", "unknown field 'drivers'; expected one of: claims,"),
 ])

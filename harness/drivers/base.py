@@ -22,7 +22,7 @@ kept in :attr:`NtDriver.outcomes` for the main job's report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cmp_to_key
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -114,6 +114,10 @@ class DeviceOutcome:
     resources: CM_RESOURCE_LIST | None = None
     attempts: int = 1
     facts: dict[str, Any] = field(default_factory=dict)
+    #: What the driver gathered for it, and the device object it made for it (kept after a
+    #: refused claim deleted it: the error log names it): whom the report names it for.
+    gathered: DeviceConfig | None = None
+    attempted: str | None = None
 
     @property
     def started(self) -> bool:
@@ -203,7 +207,9 @@ class NtDriver:
             self.io.ExFreePool(memory)
             return NTSTATUS.STATUS_NO_SUCH_DEVICE
         for config in configs:
-            self.outcomes.append(self._start(DriverObject, config, len(DriverObject.device_objects)))
+            number = len(DriverObject.device_objects)
+            self.outcomes.append(replace(self._start(DriverObject, config, number), gathered=config,
+                                                     attempted=self.device_name(config, number)))
         if DriverObject.device_objects:                              # stage 6
             if self.uses_reinitialization:
                 self.io.IoRegisterDriverReinitialization(DriverObject, self.Reinitialize, memory)

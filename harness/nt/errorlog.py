@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from .arbiter import Claim, Conflict, ResourceKind, interrupt_line
-from .status import NTSTATUS, IoErrorCode
+from .status import NTSTATUS, IoErrorCode, severity
 
 #: IO_ERROR_LOG_PACKET header up to DumpData (§1.14) and the size limit of one entry.
 _PACKET_HEADER = struct.Struct("<BBHHHH2xIIIIIQ")
@@ -93,6 +93,11 @@ class ErrorLogEntry:
     def kind(self) -> ResourceKind | None:
         return self.conflict.requested.kind if self.conflict else None
 
+    @property
+    def severity(self) -> str:
+        """The severity the code carries (``error``, ``warning``, ``informational``, ``success``)."""
+        return severity(self.error_code)
+
     def pack(self) -> bytes:
         """The IO_ERROR_LOG_PACKET bytes: header, DumpData ULONGs, then the insertion
         strings as NUL-terminated UTF-16 at StringOffset, within the 240-byte limit: what
@@ -116,7 +121,8 @@ class ErrorLogEntry:
 
     def to_dict(self) -> dict:
         out = {"sequence": self.sequence, "code": self.error_code.name,
-               "code_value": f"{int(self.error_code):#010x}", "status": self.final_status.name,
+               "code_value": f"{int(self.error_code):#010x}", "severity": self.severity,
+               "status": self.final_status.name,
                "driver": self.driver, "device": self.device, "message": self.message,
                "dump_data": [f"{v:#x}" for v in self.dump_data], "strings": list(self.strings)}
         if self.conflict is not None:

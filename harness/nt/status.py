@@ -72,9 +72,22 @@ def NT_ERROR(status: int) -> bool:
     return (int(status) & 0xFFFFFFFF) >> 30 == 3
 
 
-class IoErrorCode(_Code):
-    """IO_ERROR_LOG_PACKET.ErrorCode values (nt-semantics.md §7; facility IO = 4)."""
+#: STATUS_SEVERITY_SUCCESS, _INFORMATIONAL, _WARNING, _ERROR (ntstatus.h, ntiologc.h): the
+#: top two bits of a status or an IO_ERR code, by name.
+SEVERITIES = ("success", "informational", "warning", "error")
 
+
+def severity(code: int) -> str:
+    """The severity a status or IO_ERR code carries in its top two bits (:data:`SEVERITIES`)."""
+    return SEVERITIES[(int(code) & 0xFFFFFFFF) >> 30]
+
+
+class IoErrorCode(_Code):
+    """IO_ERROR_LOG_PACKET.ErrorCode values (nt-semantics.md §7; facility IO = 4).  Most
+    are of error severity; the retry's success and the firmware warning carry theirs as
+    ntiologc.h gives them (Severity=Success, Severity=Warning)."""
+
+    IO_ERR_RETRY_SUCCEEDED = 0x00040001
     IO_ERR_INSUFFICIENT_RESOURCES = 0xC0040002
     IO_ERR_CONFIGURATION_ERROR = 0xC0040003
     IO_ERR_TIMEOUT = 0xC0040009
@@ -84,6 +97,7 @@ class IoErrorCode(_Code):
     IO_ERR_PORT_CONFLICT_DETECTED = 0xC0040016
     IO_ERR_DMA_CONFLICT_DETECTED = 0xC0040017
     IO_ERR_IRQ_CONFLICT_DETECTED = 0xC0040018
+    IO_WRN_BAD_FIRMWARE = 0x8004001A
     IO_ERR_DMA_RESOURCE_CONFLICT = 0xC004001B
     IO_ERR_INTERRUPT_RESOURCE_CONFLICT = 0xC004001C
     IO_ERR_MEMORY_RESOURCE_CONFLICT = 0xC004001D
@@ -112,4 +126,4 @@ class NtStatusError(HarnessError):
 
 
 __all__ = ["NTSTATUS", "IoErrorCode", "NtStatusError", "NT_SUCCESS", "NT_INFORMATION",
-           "NT_WARNING", "NT_ERROR", *NTSTATUS.__members__, *IoErrorCode.__members__]
+           "NT_WARNING", "NT_ERROR", "SEVERITIES", "severity", *NTSTATUS.__members__, *IoErrorCode.__members__]

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..atomicio import write_text
 from ..packagedata import user_cache_dir
-from ..errors import HarnessError
+from ..errors import HarnessError, unknown_name
+from ..names import ACCEL_POLICIES
 
 KVM_DEVICE = "/dev/kvm"
 
@@ -53,7 +54,7 @@ def resolve_accel(policy: str) -> str:
         if not host_is_guest():
             return "kvm"
         return _calibrated_choice()
-    raise HarnessError(f"unknown accelerator policy {policy!r}; expected tcg, kvm or auto")
+    raise HarnessError(unknown_name("accelerator policy", policy, ACCEL_POLICIES, label="policies"))
 
 
 def _cache_file() -> Path:
