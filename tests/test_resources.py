@@ -875,8 +875,13 @@ def test_ntstatus_and_io_err_codes():
     assert NT_ERROR(status.STATUS_NOT_FOUND)
     assert IoErrorCode.IO_ERR_PORT_CONFLICT_DETECTED == 0xC0040016
     assert status.IO_ERR_IRQ_CONFLICT_DETECTED == 0xC0040018
-    # facility IO (4) in bits 16..27, error severity in the top two bits
-    assert all((c >> 16) & 0xFFF == 4 and c >> 30 == 3 for c in IoErrorCode)
+    # facility IO (4) in bits 16..27; the severity in the top two bits, as the name says
+    # (ntiologc.h: IO_ERR_RETRY_SUCCEEDED is a success, IO_WRN_* warnings, the rest errors)
+    assert all((c >> 16) & 0xFFF == 4 for c in IoErrorCode)
+    severities = {c.name: status.severity(c) for c in IoErrorCode}
+    assert severities.pop("IO_ERR_RETRY_SUCCEEDED") == "success"
+    assert {n for n, s in severities.items() if s == "warning"} == {n for n in severities if n.startswith("IO_WRN_")} != set()
+    assert all(s == "error" for n, s in severities.items() if n.startswith("IO_ERR_"))
     err = NtStatusError("boom", NTSTATUS.STATUS_CONFLICTING_ADDRESSES)
     assert err.status == 0xC0000018 and "STATUS_CONFLICTING_ADDRESSES" in str(err)
 
