@@ -65,6 +65,13 @@ EVENTS = {
     "pvpanic-under-sgabios": ("machine: pc\ndevices:\n  - {model: sga, id: sga0}\n"
                               "  - {model: pvpanic, id: panic0, ioport: 0x3f8}\n",
                               "guest-panicked", ("panic0",), "the option ROM of sga0 (sga) writes there"),
+    # livefuzz round five (seed 5001046): sgabios waits on COM1's line status register for
+    # a transmitter that is never empty, and a pvpanic there answers its events mask
+    # forever: the firmware spins (it was an error, exit 2: no board device in the way)
+    "pvpanic-on-com1-status-under-sgabios": ("machine: isapc\ndevices:\n  - {model: sga, id: sga0}\n"
+                                             "  - {model: pvpanic, id: panic0, ioport: 0x3fd}\n",
+                                             "firmware-stalled", ("panic0",),
+                                             "the option ROM of sga0 (sga) writes there"),
     "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
                                "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
                                "qemu-exited", ("bye",), "wrote 0x53 ('S')"),
