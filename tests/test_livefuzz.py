@@ -94,6 +94,36 @@ def test_the_fourth_round_writes_the_firmware_end_classes() -> None:
     assert {c: found[c] for c in FOURTH_ROUND if found[c] < len(COVERAGE_SEEDS) * 3 // 100} == {}
 
 
+#: The fifth round's classes (fuzz5), each in at least 3 % of :data:`COVERAGE_SEEDS`'s files.
+FIFTH_ROUND = ("PnP solution applied and run again", "slowed at attach", "slowed at qmp", "slowed at qtest",
+               *(f"a stopper on a port {phase} writes" for phase in livefuzz.STOP_PHASES))
+
+
+def test_the_fifth_round_writes_stoppers_at_every_moment_slowed_runs_and_pnp_files() -> None:
+    catalog = load_catalog()
+    for seed, classes in ((222, FIFTH_ROUND[:1]), (20, ("slowed at qmp", "a stopper on a port step writes"))):
+        text, spec, _ = livefuzz.valid_machine(seed, catalog)   # the smoke's
+        assert set(classes) <= set(livefuzz.classes_of(text, spec)), seed
+    found = livefuzz.coverage(COVERAGE_SEEDS, catalog)["classes"]
+    assert {c: found[c] for c in FIFTH_ROUND if found[c] < len(COVERAGE_SEEDS) * 3 // 100} == {}
+
+
+def test_a_solution_file_sets_the_moved_settings_and_moves_the_moved_bars() -> None:
+    from types import SimpleNamespace
+    from harness.pnp_live import BarComparison
+    text = "# pnp: true\nmachine: pc\ndevices:\n- {model: isa-serial, id: com1, iobase: 0x3f8, irq: 4}\n" \
+           "- {model: rtl8139, id: nic0}\n"
+    report = SimpleNamespace(changes={"com1": {"iobase": (0x3F8, 0x2F8), "irq": (4, 3)}},
+                             bars=[BarComparison("nic0", "BAR0 io size 0x100", "0xc000-0xc0ff", "0xc100-0xc1ff", False, ""),
+                                   BarComparison("nic0", "BAR1 memory size 0x100", "0xfebf1000-0xfebf10ff",
+                                                 "0xfebf1000-0xfebf10ff", True, "")])
+    copy = livefuzz.solution_file(text, report)
+    spec = livefuzz.parse_machine_text(copy, "copy.yaml")
+    assert livefuzz.job_options(copy) == {"pnp": "true"}
+    assert dict(spec.device("com1").settings)["iobase"] == 0x2F8 and dict(spec.device("com1").settings)["irq"] == 3
+    assert [(a.kind, a.target, a.address) for a in spec.after_firmware] == [("move_bar", "nic0", 0xC100)]
+
+
 def test_the_other_end_flips_the_log_in_place_and_keeps_every_line() -> None:
     text = "# ends: both\nmachine: pc\ndevices:\n- {model: ib700, id: w, driver: none}\n"
     flipped, spec = livefuzz.other_end(text)
@@ -452,7 +482,9 @@ def test_seabios_reboot_writes_the_rtc_index_and_stops_on_a_card_there(machine: 
 #: 18 (ReactOS's IoReportResourceUsage under pc's APIC HAL).
 #: Round four: 161 (pc with firmware_log: false checked at both ends, the firmware run twice,
 #: a card on an end-path port), 30 (q35 run twice, a memory BAR moved into 0xc0000-0xfffff).
-SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18, 161, 30)
+#: Round five: 222 (isapc whose PnP solution moves three cards, applied and run again), 20
+#: (q35, a pvpanic a post-drivers step writes, run again with every QMP command slowed).
+SMOKE_SEEDS = (5, 12, 22, 28, 36, 122, 86, 230, 387, 205, 18, 161, 30, 222, 20)
 
 
 @pytest.mark.qemu
