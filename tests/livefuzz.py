@@ -1502,6 +1502,7 @@ def _decodes_by_party(spec: MachineSpec, layout: Layout) -> dict[str, set[tuple[
     for r in (*layout.io, *layout.memory, *layout.shadowed):
         if r.owner in out:
             spans.setdefault((r.owner, r.space), []).append((r.start, r.end))
+    from harness.nt.verifier import _merged
     for (owner, space), ranges in spans.items():   # whole: where another device shadows it moves with that device
         for lo, hi in _merged(ranges):
             out[owner].add((space, lo, hi))
@@ -1511,16 +1512,6 @@ def _decodes_by_party(spec: MachineSpec, layout: Layout) -> dict[str, set[tuple[
     for fn in layout.pci:
         if fn.qdev_id in out:
             out[fn.qdev_id] |= {("bar", b.index, b.base) for b in fn.bars}
-    return out
-
-
-def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
     return out
 
 
