@@ -1626,6 +1626,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/livefuzz")
     parser.add_argument("--no-shrink", action="store_true")
     parser.add_argument("--file", help="check this one machine file and print what failed and the report's findings")
+    parser.add_argument("--only", choices=JOB_KEYS, metavar="KEY",
+                        help="check only the files among COUNT that carry job option KEY (# pnp:, # timing:, ...)")
     parser.add_argument("--coverage", action="store_true",
                         help="generate COUNT files from SEED (no QEMU) and print what they cover")
     args = parser.parse_args(argv)
@@ -1644,7 +1646,10 @@ def main(argv: list[str] | None = None) -> int:
     # workers (and so their QEMUs) die with this process, however it ends
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent,
                                                 initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(fuzz_one, args.seed + i, str(out), not args.no_shrink) for i in range(args.count)]
+        seeds = [args.seed + i for i in range(args.count)]
+        if args.only:
+            seeds = [seed for seed in seeds if args.only in job_options(valid_machine(seed)[0])]
+        futures = [pool.submit(fuzz_one, seed, str(out), not args.no_shrink) for seed in seeds]
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
             results.append(r)
