@@ -437,7 +437,7 @@ def test_validation_refuses_the_adlib_qemu_aborts_on() -> None:
                   "devices[0].iobase", "0x3f3 is above 0x380, the highest iobase QEMU takes")
 
 
-def test_only_a_card_on_the_rtc_index_excuses_a_reboot_end_that_stopped() -> None:
+def test_only_a_card_where_the_reboot_writes_excuses_a_reboot_end_that_stopped() -> None:
     spec = machine_spec("machine: pc\ndevices:\n  - {model: isa-serial, id: com9, iobase: 0x70, irq: 4}\n"
                         "  - {model: isa-serial, id: com8, iobase: 0x2e8, irq: 3}\n")
     halted = {"events": [{"kind": "firmware-stalled", "devices": ["com9"], "stopped": True}]}
@@ -445,6 +445,9 @@ def test_only_a_card_on_the_rtc_index_excuses_a_reboot_end_that_stopped() -> Non
     assert not livefuzz._reboot_met(spec, halted, halted)        # the log's end stopped too: compared
     other = {"events": [{"kind": "firmware-stalled", "devices": ["com8"], "stopped": True}]}
     assert not livefuzz._reboot_met(spec, {"events": []}, other)  # a card the reboot does not meet
+    isapc = machine_spec("machine: isapc\ndevices:\n  - {model: isa-debug-exit, id: bye, iobase: 0xcf9}\n")
+    exited = {"events": [{"kind": "qemu-exited", "devices": ["bye"], "stopped": True}]}
+    assert livefuzz._reboot_met(isapc, {"events": []}, exited)   # isapc's reboot writes 0xcf9 (seed 5002256)
 
 
 @pytest.mark.qemu
