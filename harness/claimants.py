@@ -112,8 +112,8 @@ def legacy_parameters(devices: Sequence[DeviceSpec], layout: Layout,
         model = dev.model
         if model.pci is not None:
             decoded = device_decoded(dev, layout)
-            if not decoded:
-                continue
+            if not decoded or dev.id not in {f.qdev_id for f in layout.pci}:
+                continue   # (on no bus QEMU reports: no bus scan finds it)
             fn = layout.pci_by_id(dev.id)
             beside = also if forwarded_legacy(dev, fn, layout) else ()
             out[dev.id] = resource_parameters(resources_of([*decoded, *beside], PCIBus, fn.bus,
@@ -133,7 +133,10 @@ def device_decoded(dev: DeviceSpec, layout: Layout) -> Decoded:
     try:
         fn = layout.pci_by_id(dev.id)
     except KeyError:
-        return []
+        # on no bus QEMU reports (behind a bridge the firmware never numbered): no BARs, but
+        # the ports QEMU registers for it itself (a PIIX IDE's compatibility channels) still
+        # decode where the flat view shows them (livefuzz round five, seed 5001013)
+        return _shown(dev, layout)
     return pci_decoded(fn) + forwarded_legacy(dev, fn, layout)
 
 
@@ -143,11 +146,16 @@ def forwarded_legacy(dev: DeviceSpec, fn: Any, layout: Layout) -> Decoded:
     a bridge only what the bridges forward (a VGA's 0x3b0-0x3bb, 0x3c0-0x3df and
     0xa0000-0xbffff under the VGA enable; never the Bochs VBE ports 0x1ce-0x1d1), which
     is where the flat view shows the device."""
-    fixed = [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
     if fn.bus == 0:
-        return fixed
+        return [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
     # clipped to what is shown: a cirrus decodes 0x3b0-0x3df whole, but the bridges pass
     # on neither 0x3bc-0x3bf nor anything else between the VGA blocks (livefuzz)
+    return _shown(dev, layout)
+
+
+def _shown(dev: DeviceSpec, layout: Layout) -> Decoded:
+    """The fixed ports and memory of ``dev``'s model where the flat view shows ``dev``."""
+    fixed = [r for r in dev.decoded_resources() if r[0] in ("port", "memory")]
     shown = {"port": [(r.start, r.end) for r in layout.io if r.owner == dev.id],
              "memory": [(r.start, r.end) for r in layout.memory if r.owner == dev.id]}
     return [(kind, max(lo, a), min(hi, b)) for kind, lo, hi in fixed for a, b in shown[kind]

@@ -116,9 +116,7 @@ def _where(dev: DeviceSpec, board: Any, spec: MachineSpec, writer: str = "the fi
     if on_firmware_log_port(dev.decoded_resources()):
         return (f"{FIRMWARE_LOG_PORT:#x} is SeaBIOS's debug-log port, which it writes whether or not "
                 "anything listens")
-    roms = [f"{other.id} ({other.model.name})" for other in spec.devices if other is not dev
-            for run in other.model.firmware_writes
-            if any(lo <= run.start + run.length - 1 and run.start <= hi for lo, hi in _ports(dev))]
+    roms = [f"{other.id} ({other.model.name})" for other in _roms_over(dev, spec)]
     if roms:
         return f"the option ROM of {', '.join(dict.fromkeys(roms))} writes there while the firmware runs"
     from .devices import board_label_of, board_model
@@ -183,6 +181,7 @@ def stalled(spec: MachineSpec, machine: Any, detail: str, how: str | None = None
     tests/board_overlaps.py), else None.  With nothing in the firmware's way the harness
     cannot explain the stop: the error stays an error."""
     board, blockers = _over_board(spec)
+    blockers += [d for d in _under_option_roms(spec) if d not in blockers]
     moved = _builtins_over_board(spec)
     if not blockers and not moved:
         return None
@@ -209,6 +208,20 @@ def _over_board(spec: MachineSpec) -> tuple[Any, list[DeviceSpec]]:
     decoders = _board_decoders(spec, board)
     return board, [d for d in with_ports
                    if any(r.start <= hi and lo <= r.end for lo, hi in _ports(d) for r in decoders)]
+
+
+def _under_option_roms(spec: MachineSpec) -> list[DeviceSpec]:
+    """The configured devices on ports another device's option ROM writes while the
+    firmware runs (a model's ``firmware_writes``: sgabios waits on COM1's line status, and
+    a pvpanic at 0x3fd never says the transmitter is empty: livefuzz round five)."""
+    return [d for d in spec.devices if _roms_over(d, spec)]
+
+
+def _roms_over(dev: DeviceSpec, spec: MachineSpec) -> list[DeviceSpec]:
+    """The other devices of ``spec`` whose option ROM writes on ``dev``'s ports."""
+    return [other for other in spec.devices if other is not dev and any(
+        lo <= run.start + run.length - 1 and run.start <= hi
+        for run in other.model.firmware_writes for lo, hi in _ports(dev))]
 
 
 def _board_decoders(spec: MachineSpec, board: Any) -> list[Any]:

@@ -48,7 +48,7 @@ from .actions import ActionRecord
 from .claimants import CLAIMED, ClaimantLine, ResolvedBoardDevice, board_device_gathered, service_of
 from .atomicio import OutputError, write_text
 from .builtin import moved_port_types
-from .config import HAL_CHOICES, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
+from .config import HAL_CHOICES, RESERVED_ID_PREFIX, MachineSpec, hal_for  # noqa: F401 (HAL_CHOICES: re-exported)
 from .consequences import SharedLine, exercise_shared_interrupts
 from .devices import BOARD_LABEL_PREFIX, board_device_of, board_label_of, board_model, load_catalog
 from .drivers import DRIVERS, NtDriver
@@ -1014,6 +1014,8 @@ def hardware_collisions(hardware: HardwareView, spec: MachineSpec) -> list[Colli
     board = board_model(spec.machine)
     moved = moved_port_types(spec.builtin)
     for s in layout.shadowed:
+        if s.owner and s.owner.lower().startswith(RESERVED_ID_PREFIX):
+            continue   # the harness's own instrument lost (the firmware-log console under a BAR a step moved)
         if (s.owner in ids or s.device_winners(layout, ids)
                 or moved & {s.owner_type, *(r.owner_type for r in s.winning_regions(layout))}):
             loser = s.owner if s.owner in ids else board_label_of(board, s.owner_type, s.name, s.owner or s.name)

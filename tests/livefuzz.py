@@ -12,7 +12,10 @@ IoReportResourceUsage, memory and port-read steps and ``drivers:`` lists; a four
 (``seed:4``, fuzz4) the firmware's end at SeaBIOS's last log line: ``firmware_log: false``
 (the reboot's end), files checked at both ends, cards on the end path's, the RTC's and
 fw_cfg's ports, memory BARs moved into the BIOS window, the firmware run twice in one QEMU
-(``--coverage`` prints what the generator writes, without QEMU).  Each file runs
+(``--coverage`` prints what the generator writes, without QEMU); a fifth (``seed:5``, fuzz5)
+stoppers (an isa-debug-exit, a pvpanic) on the ports each moment of a run writes (SeaBIOS's
+first log byte, its end path, the HAL's start-up, another device's probe, a step), files run
+again with the harness slowed, and PnP solutions applied and run again.  Each file runs
 through the main job (:func:`harness.job.run_job`) twice and is checked against
 invariants the live layout decides, never the job's own verdict:
 
@@ -34,6 +37,20 @@ invariants the live layout decides, never the job's own verdict:
                  nothing the drivers meet, but what only the log shows (fuzz4)
 ``rerun``        (``# rerun: true``) the firmware run again in the same QEMU ends as the
                  first did and leaves the same layout (fuzz4)
+``timing``       (``# timing: attach|qmp|qtest``) the job again with the harness held back
+                 there (:func:`slowed`: 0.5 s before it attaches to the running QEMU, 20 ms
+                 before each QMP command or qtest exchange) gives the same verdict, events
+                 (kind, devices, cause, stopped), findings, collisions, claims, claimants and
+                 error log: where QEMU's end falls against the harness's I/O changes nothing
+``pnp``          (``# pnp: true``, the file's own steps dropped: ``harness pnp`` boots
+                 without them) where the search finds a conflict-free assignment and
+                 ``--apply``'s reconciliation proves it on the live machine, that solution
+                 written into a copy of the file (ISA settings set, moved BARs as
+                 ``move_bar`` steps: :func:`solution_file`) and run through the job shows no
+                 overlap in its layout of a device the solution placed, and every device
+                 the solution did not move decodes in the copy's layout what it decoded in
+                 the file's (ranges whole, ISA lines and channels, BARs).  A run with a
+                 firmware event has nothing to solve (fuzz5)
 
     python tests/livefuzz.py --count 300 --seed 1 -j 2 --out runs/livefuzz
 
@@ -45,7 +62,9 @@ failed to ``--out``/failures/.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import random
@@ -58,7 +77,7 @@ import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -74,7 +93,9 @@ from harness.qemu.lifeline import die_with_parent
 from harness.verify import ACPI_SCI, CASCADE
 
 MACHINE_TYPES = ("isapc", "pc", "q35")
-INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "decode", "ends", "rerun", "checker")
+Q35 = "q35"
+INVARIANTS = ("error", "determinism", "overlap", "claimant", "claim", "decode", "ends", "rerun", "timing", "pnp",
+              "checker")
 #: The ACPI SCI's line on pc and q35 (qemu-facts.md §1: "The SCI is IRQ9"; the PIIX4 PM
 #: and the ICH9 LPC drive GSI 9 directly, not through the PCI interrupt router).
 SCI_IRQ = {"pc": 9, "q35": 9}
@@ -219,6 +240,8 @@ def generate(seed: int | str, catalog: Any = None) -> dict[str, Any]:
     _third_round(random.Random(f"{seed}:3"), doc, catalog, hot)
     # and the fourth's: the first three rounds' files stay as they were
     _fourth_round(random.Random(f"{seed}:4"), doc, catalog, hot)
+    # and the fifth's: the first four rounds' files stay as they were
+    _fifth_round(random.Random(f"{seed}:5"), doc, catalog)
     return doc
 
 
@@ -639,6 +662,88 @@ def _fourth_round(rng: random.Random, doc: dict[str, Any], catalog: Any, hot: _H
         doc[RERUN_KEY] = True
 
 
+# ---------------------------------------------------------------------------- fifth round
+#: Devices that stop the run when written: an isa-debug-exit ends QEMU at any write, a
+#: pvpanic pauses the guest for good at a write with bit 0 set.
+STOPPERS = ("isa-debug-exit", "pvpanic")
+#: The ports each moment of a run writes, where a stopper ends it then: SeaBIOS's first
+#: log byte (0x402, with ``firmware_log: false``: the harness's debug console holds it
+#: otherwise), its end path and reboot (:data:`END_PATH_PORTS`), the HAL's start-up (the
+#: 8259s' command and mask ports, the ELCR, the PIT, port 0x61 and the PCI configuration
+#: ports; its qtest batches write the 8259s' initialization words in one go).  ``driver``
+#: (a port another device of the file decodes: its driver's probe writes there) and
+#: ``step`` (a ``port_write`` step onto the stopper's own port, after the firmware or after
+#: the drivers) are drawn from the file itself.
+PHASE_PORTS = {"log": (FIRMWARE_LOG_PORT,), "end": END_PATH_PORTS,
+               "hal": (0x20, 0x21, 0xA0, 0xA1, 0x4D0, 0x4D1, 0x40, 0x43, 0x61, 0xCF8, 0xCFC)}
+STOP_PHASES = (*PHASE_PORTS, "driver", "step")
+#: Where the timing invariant slows the harness (:func:`slowed`): the attach to a QEMU
+#: already running its firmware (as bbf85a1's test does), every QMP command, every qtest
+#: exchange (a batch of posted writes included).
+SLOW_POINTS = ("attach", "qmp", "qtest")
+
+
+def stopper_phase(spec: MachineSpec) -> str | None:
+    """The moment of the run a stopper of ``spec`` sits on (:data:`STOP_PHASES`), if any."""
+    stoppers = [d for d in spec.devices if d.model.name in STOPPERS]
+    others = [(lo, hi) for d in spec.devices if d.model.name not in STOPPERS
+              for kind, lo, hi in d.decoded_resources() if kind == "port"]
+    for dev in stoppers:
+        ports = [(lo, hi) for kind, lo, hi in dev.decoded_resources() if kind == "port"]
+        if any(a.kind == "port_write" and any(lo <= a.port <= hi for lo, hi in ports) for a in spec.after_firmware):
+            return "step"
+        for phase, targets in PHASE_PORTS.items():
+            if any(lo <= t <= hi for lo, hi in ports for t in targets):
+                return phase
+        if any(a <= hi and lo <= b for lo, hi in ports for a, b in others):
+            return "driver"
+    return None
+
+
+def _fifth_round(rng: random.Random, doc: dict[str, Any], catalog: Any) -> None:
+    """What four rounds never wrote or never checked (the fuzz5 round): a stopper (an
+    isa-debug-exit or a pvpanic) on a port each moment of the run writes
+    (:data:`STOP_PHASES`), sometimes with the firmware run twice; files run again with the
+    harness slowed at one point (``# timing: attach|qmp|qtest``, the ``timing``
+    invariant: QEMU's end falls elsewhere relative to the harness's I/O and the finding
+    must not change); and files whose PnP solution is applied and run again (``# pnp:
+    true``, the ``pnp`` invariant; their own steps dropped, as ``harness pnp`` boots
+    without them)."""
+    devices: list[dict[str, Any]] = doc["devices"]
+    stopper = False
+    if rng.random() < 0.35 and len(devices) < MAX_DEVICES:
+        model = catalog[rng.choice(STOPPERS)]
+        if _one_more_fits(model, devices, catalog):
+            prop = next(p.name for p in model.settings if p.kind == "port")
+            phase = rng.choice(STOP_PHASES)
+            dev: dict[str, Any] = {"model": model.name, "id": _new_id(devices, "stop")}
+            others = [(lo, hi) for d in devices if d["model"] in catalog
+                      for kind, lo, hi in catalog[d["model"]].decoded_resources(_settings_of(d, catalog[d["model"]]))
+                      if kind == "port"]
+            if phase == "driver" and others:
+                lo, hi = rng.choice(others)
+                dev[prop] = _over_port(rng, model, prop, rng.randint(lo, hi))
+            elif phase == "step" or (phase == "driver" and not others):
+                dev[prop] = model.defaults_for(0)[prop]
+                step: dict[str, Any] = {"port_write": dev[prop], "value": rng.choice((0, 1, 3, 0x53, 0xFF))}
+                if rng.random() < 0.5:
+                    step["phase"] = "post-drivers"
+                doc["after_firmware"] = doc.get("after_firmware", []) + [step]
+            else:
+                if phase == "log":
+                    doc["firmware_log"] = False
+                dev[prop] = _over_port(rng, model, prop, rng.choice(PHASE_PORTS[phase]))
+            devices.append(dev)
+            stopper = True
+            if rng.random() < 0.25:
+                doc[RERUN_KEY] = True
+    if rng.random() < (0.5 if stopper else 0.08):
+        doc[TIMING_KEY] = rng.choice(SLOW_POINTS)
+    if not stopper and rng.random() < 0.2:
+        doc[PNP_KEY] = True
+        doc.pop("after_firmware", None)
+
+
 class _Dumper(yaml.SafeDumper):
     """Addresses in hex, as people write them in machine files."""
 
@@ -657,7 +762,11 @@ REACTOS_KEY = "reactos"
 #: run twice in one QEMU).
 ENDS_KEY = "ends"
 RERUN_KEY = "rerun"
-JOB_KEYS = (HAL_KEY, REACTOS_KEY, ENDS_KEY, RERUN_KEY)
+#: The fifth round's: ``# timing: attach`` (the job again with the harness slowed there:
+#: :data:`SLOW_POINTS`) and ``# pnp: true`` (the PnP solution applied and run again).
+TIMING_KEY = "timing"
+PNP_KEY = "pnp"
+JOB_KEYS = (HAL_KEY, REACTOS_KEY, ENDS_KEY, RERUN_KEY, TIMING_KEY, PNP_KEY)
 _JOB_LINE = re.compile(rf"^# ({'|'.join(JOB_KEYS)}): (\w+)$", re.M)
 
 
@@ -763,6 +872,13 @@ def classes_of(text: str, spec: MachineSpec) -> Counter[str]:
                                               for a in spec.after_firmware),
     }
     found.update({f"step {a.kind} {a.phase}": True for a in spec.after_firmware})
+    phase = stopper_phase(spec)
+    found.update({
+        f"a stopper on a port {phase} writes": phase is not None,
+        "a stopper, the firmware run twice": phase is not None and job_options(text).get(RERUN_KEY) == "true",
+        f"slowed at {job_options(text).get(TIMING_KEY)}": TIMING_KEY in job_options(text),
+        "PnP solution applied and run again": job_options(text).get(PNP_KEY) == "true",
+    })
     return Counter(name for name, hit in found.items() if hit)
 
 
@@ -876,7 +992,7 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
         if part.qemu_type in present or any(r in present for r in part.regions):
             for irq in part.irqs:
                 add(irq, BOARD)
-    if spec.machine in SCI_IRQ:
+    if spec.machine in SCI_IRQ and not (spec.machine == Q35 and _config_ports_taken(layout)):
         add(SCI_IRQ[spec.machine], BOARD)
     add(CASCADE_IRQ, BOARD)
     routed: dict[int, str] = {}
@@ -893,6 +1009,16 @@ def irq_drivers(spec: MachineSpec, layout: Layout) -> dict[int, list[str]]:
     for line, who in routed.items():
         add(line, who)
     return out
+
+
+def _config_ports_taken(layout: Layout) -> bool:
+    """Whether a card decodes the PCI configuration ports: q35's SCI line is then unknown
+    to the layout and the job alike (ICH9 selects it in an LPC register only configuration
+    space reaches; README "Random machines against the hardware", round two's note), and
+    with the ports taken during the firmware SeaBIOS never enabled ACPI at all (livefuzz
+    round five, seed 5001025: an NE2000 on IRQ 9 beside a card over 0xcf8-0xcff)."""
+    from harness.verify import config_port_takers
+    return bool(config_port_takers(layout))
 
 
 def _line_rewritten(spec: MachineSpec, fn: Any) -> bool:
@@ -1155,13 +1281,17 @@ def check_machine(text: str, spec: MachineSpec, work: Path, *, only: str | None 
                           f"{', '.join(over_board_ports(spec)) or 'none'}", traceback.format_exc(limit=6)]}
     failures["verdict"] = [report["verdict"] + (" (firmware stopped)" if any(e.stopped for e in result.events) else "")]
     for name, check in (("ends", lambda: check_ends(text, spec, report, work / "other-end")),
-                        ("rerun", lambda: check_rerun(spec) if job_options(text).get(RERUN_KEY) == "true" else [])):
+                        ("rerun", lambda: check_rerun(spec) if job_options(text).get(RERUN_KEY) == "true" else []),
+                        ("timing", lambda: check_timing(text, spec, report, work / "slowed")),
+                        ("pnp", lambda: check_pnp(text, spec, result, work / "pnp"))):
         if only not in (None, name):
             continue
         try:
             found = check()
         except Exception as exc:   # noqa: BLE001  what the invariant is about
             found = [f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=6)]
+        if found is not None and name in ("timing", "pnp"):
+            failures.setdefault("checked", []).append(name)   # how many files each held on
         if found:
             failures[name] = found
     if any(e.stopped for e in result.events):
@@ -1188,10 +1318,13 @@ def check_ends(text: str, spec: MachineSpec, report: dict[str, Any], work: Path)
         return []   # the reboot's end cannot see it: no like to compare
     if _reboot_met(spec, logged, rebooted):
         return []
-    first, second = _at_either_end(report), _at_either_end(report2)
+    written = _reboot_written(spec)
+    first, second = _at_either_end(report, written), _at_either_end(report2, written)
     ends = {True: "the log's line", False: "the reboot"}
     out = []
     for key in ENDS_COMPARED:
+        if written and key in ("verdict", "exit_code"):
+            continue   # decided by the cards the reboot wrote too
         a, b = first.get(key), second.get(key)
         if a != b:
             if isinstance(a, list) and isinstance(b, list):   # the items only one end has
@@ -1216,10 +1349,27 @@ REBOOT_STOPS_AT = 0x70
 
 def _reboot_met(spec: MachineSpec, logged: dict[str, Any], rebooted: dict[str, Any]) -> bool:
     """Whether the reboot's end stopped where the log's end went on because the reboot met
-    a card (:data:`REBOOT_STOPS_AT`): nothing after the firmware is there to compare."""
-    at_rtc = {d.id for d in spec.devices for kind, lo, hi in d.decoded_resources()
-              if kind == "port" and lo <= REBOOT_STOPS_AT <= hi}
-    return not logged["events"] and any(e["stopped"] and at_rtc & set(e["devices"]) for e in rebooted["events"])
+    a card on a port it writes (:data:`REBOOT_WRITES`: a card on the RTC's index halts it,
+    an isa-debug-exit on isapc's 0xcf9 ends QEMU: seed 5002256): nothing after the
+    firmware is there to compare."""
+    written = _reboot_written(spec)
+    return not logged["events"] and any(e["stopped"] and written & set(e["devices"]) for e in rebooted["events"])
+
+
+#: The ports SeaBIOS's reboot (the end without the log) writes after where the log's end
+#: stops it, by machine type: the RTC's index (0x70: the shutdown-status index 0x8f), port
+#: 92, and on isapc the RTC's data port and the reset control register 0xcf9 (0x02, 0x06:
+#: no chipset tells it there is none).  Measured with a debug console at each end-path port
+#: (test_livefuzz).  A card there meets those writes at one end only, and a card with state
+#: (an IPMI KCS at 0xcf9 takes them as a command: livefuzz round five, seed 5002075)
+#: answers its driver differently afterwards: the hardware, not the harness.
+REBOOT_WRITES = {"isapc": (0x70, 0x71, 0x92, 0xCF9), "pc": (0x70, 0x92), "q35": (0x70, 0x92)}
+
+
+def _reboot_written(spec: MachineSpec) -> set[str]:
+    """The file's devices on a port the reboot writes (:data:`REBOOT_WRITES`)."""
+    return {d.id for d in spec.devices for kind, lo, hi in d.decoded_resources()
+            if kind == "port" and any(lo <= p <= hi for p in REBOOT_WRITES[spec.machine])}
 
 
 #: What the firmware's end must not change in a report (events by kind and devices).
@@ -1227,13 +1377,19 @@ ENDS_COMPARED = ("verdict", "exit_code", "events", "findings", "collisions", "ch
                  "violations")
 
 
-def _at_either_end(report: dict[str, Any]) -> dict[str, Any]:
+def _at_either_end(report: dict[str, Any], written: set[str] = frozenset()) -> dict[str, Any]:
     """The report as both firmware ends must give it: a firmware event by its kind and
     devices, not how the harness knew (the progress watch's retry rule and the cause's
-    last log line read the log: without it the bound ends the wait) nor its finding's line."""
+    last log line read the log: without it the bound ends the wait) nor its finding's line;
+    without the items that name a device of ``written`` (:func:`_reboot_written`)."""
     out = normalised(report)
     out["events"] = [{k: e.get(k) for k in ("kind", "devices")} for e in out["events"]]
     out["findings"] = [f for f in out["findings"] if not f.startswith("event [")]
+    if written:
+        names = re.compile(rf"\b({'|'.join(map(re.escape, sorted(written)))})\b")
+        for key in ENDS_COMPARED:
+            if isinstance(out.get(key), list):
+                out[key] = [item for item in out[key] if not names.search(json.dumps(item))]
     return out
 
 
@@ -1266,6 +1422,156 @@ def check_rerun(spec: MachineSpec) -> list[str]:
         if machine.firmware_end != end:
             out.append(f"the firmware's first run ended at the {end}, its second at the {machine.firmware_end}")
         return out
+
+
+#: How long each slowing point of :func:`slowed` holds the harness back: the attach long
+#: enough for a firmware that ends QEMU at its first log byte to have done so (bbf85a1),
+#: each QMP command and qtest exchange long enough for a running guest to move on.
+ATTACH_DELAY = 0.5
+COMMAND_DELAY = 0.02
+
+
+@contextlib.contextmanager
+def slowed(point: str) -> Iterator[None]:
+    """The harness held back at ``point`` (:data:`SLOW_POINTS`) while QEMU runs on: after
+    QEMU is spawned and before the harness attaches; before each QMP command; before each
+    qtest exchange.  In this process only (a fuzz worker runs one machine at a time)."""
+    from harness.qemu import machine as machine_module
+    from harness.qemu.qtest import QtestChannel
+    if point == "attach":
+        owner, name = machine_module, "spawn_qemu"
+        spawn = machine_module.spawn_qemu
+
+        def late(*args: Any, **kwargs: Any) -> Any:
+            spawned = spawn(*args, **kwargs)
+            time.sleep(ATTACH_DELAY)
+            return spawned
+        replacement: Any = late
+    elif point == "qmp":
+        owner, name = machine_module.Machine, "_execute"
+        execute = machine_module.Machine._execute
+
+        async def slow_command(self: Any, command: str, arguments: Any = None) -> Any:
+            await asyncio.sleep(COMMAND_DELAY)
+            return await execute(self, command, arguments)
+        replacement = slow_command
+    elif point == "qtest":
+        owner, name = QtestChannel, "execute"
+        exchange = QtestChannel.execute
+
+        def slow_exchange(self: Any, lines: Any, **kwargs: Any) -> Any:
+            time.sleep(COMMAND_DELAY)
+            return exchange(self, lines, **kwargs)
+        replacement = slow_exchange
+    else:
+        raise ValueError(f"no slowing point {point!r}: one of {', '.join(SLOW_POINTS)}")
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+#: What the harness's speed must not change in a report: the ends invariant's fields,
+#: events compared with their cause and whether they stopped the machine.
+TIMING_COMPARED = ENDS_COMPARED
+
+
+def _timing_view(report: dict[str, Any]) -> dict[str, Any]:
+    out = normalised(report)
+    out["events"] = [{k: e.get(k) for k in ("kind", "devices", "stopped", "cause")} for e in out["events"]]
+    return out
+
+
+def check_timing(text: str, spec: MachineSpec, report: dict[str, Any], work: Path) -> list[str] | None:
+    """The job again with the harness slowed at the file's point (``# timing:``) gives the
+    same verdict, events (kind, devices, cause, stopped), findings, collisions, claims,
+    claimants and error log: where QEMU's end falls relative to the harness's I/O
+    changes nothing a user reads."""
+    point = job_options(text).get(TIMING_KEY)
+    if point is None:
+        return None
+    with slowed(point):
+        _, report2, _ = _run_once(spec, work, text)
+    first, second = _timing_view(report), _timing_view(report2)
+    out = []
+    for key in TIMING_COMPARED:
+        a, b = first.get(key), second.get(key)
+        if a != b:
+            if isinstance(a, list) and isinstance(b, list):
+                a, b = [x for x in a if x not in b], [x for x in b if x not in a]
+            out.append(f"{key} differs with the harness slowed at {point} (as it ran: {_short(a)}; slowed: {_short(b)})")
+    return out
+
+
+def solution_file(text: str, report: Any) -> str:
+    """``text`` with a PnP solution written into it: each ISA setting the solution changes
+    set on its device, each PCI BAR it moves a ``move_bar`` step after the firmware (as
+    ``harness pnp --apply`` programs it through HalAssignSlotResources there)."""
+    doc = {**yaml.safe_load(text), **job_options(text)}
+    for dev in doc["devices"]:
+        for prop, (_old, new) in report.changes.get(dev["id"], {}).items():
+            dev[prop] = new
+    steps = [{"move_bar": b.device, "bar": int(b.bar.split()[0][len("BAR"):]),
+              "address": int(b.assigned.split("-")[0], 16)} for b in report.bars if not b.same]
+    if steps:
+        doc["after_firmware"] = doc.get("after_firmware", []) + steps
+    return machine_text(doc)
+
+
+def _decodes_by_party(spec: MachineSpec, layout: Layout) -> dict[str, set[tuple[Any, ...]]]:
+    """Each machine-file device's decode in ``layout``: its flat-view and shadowed ranges,
+    its ISA lines and channels, its BARs (what the pnp invariant says must not move)."""
+    out: dict[str, set[tuple[Any, ...]]] = {d.id: set() for d in spec.devices}
+    spans: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for r in (*layout.io, *layout.memory, *layout.shadowed):
+        if r.owner in out:
+            spans.setdefault((r.owner, r.space), []).append((r.start, r.end))
+    from harness.nt.verifier import _merged
+    for (owner, space), ranges in spans.items():   # whole: where another device shadows it moves with that device
+        for lo, hi in _merged(ranges):
+            out[owner].add((space, lo, hi))
+    for dev in layout.isa:
+        if dev.id in out:
+            out[dev.id] |= {(k, v) for k, v in dev.properties.items() if k in ISA_IRQ_PROPERTIES or k.startswith("dma")}
+    for fn in layout.pci:
+        if fn.qdev_id in out:
+            out[fn.qdev_id] |= {("bar", b.index, b.base) for b in fn.bars}
+    return out
+
+
+def check_pnp(text: str, spec: MachineSpec, result: Any, work: Path) -> list[str] | None:
+    """``# pnp: true``: ``harness pnp --apply``'s solution, written into a copy of the file
+    (:func:`solution_file`) and run through the job, holds on the live layout: where the
+    search says every device it placed is clear of every other (satisfiable) and the
+    reconciliation proved it on the live machine, the copy's layout shows no overlap of a
+    machine-file device the solution placed (:func:`layout_overlaps`), and every device
+    the solution did not move decodes in the copy what it decoded in the file (its
+    ranges, lines, BARs).  A run whose firmware or HAL met an event is the job's finding:
+    nothing to solve."""
+    if job_options(text).get(PNP_KEY) != "true" or result.events:
+        return None
+    from harness.pnp_live import run_pnp
+    report = run_pnp(spec, apply=True)
+    if not report.solution.satisfiable or report.applied is None or not report.applied.proved:
+        return None   # pnp says itself it has no conflict-free answer (the core, the findings)
+    copy = solution_file(text, report)
+    copy_spec = parse_machine_text(copy, "pnp-solution.yaml")
+    applied, _, _ = _run_once(copy_spec, work, copy)
+    if applied.events:
+        return [f"the solution's file met a firmware event the file did not: "
+                f"{', '.join(f'{e.kind} ({e.cause})' for e in applied.events)}"]
+    placed = {n.name for n in report.nodes if n.name in report.solution.choices}
+    out = [f"{o.resource}: {o.parties[0]} and {o.parties[1]} overlap after the solution was applied, which "
+           f"placed {', '.join(p for p in o.parties if p in placed)} clear of everything"
+           for o in layout_overlaps(copy_spec, applied.layout) if set(o.parties) & placed]
+    moved = set(report.changes) | {b.device for b in report.bars if not b.same}
+    before, after = _decodes_by_party(spec, result.layout), _decodes_by_party(copy_spec, applied.layout)
+    out += [f"{dev} moved though the solution left it where it was: {_short(sorted(map(str, before[dev] - after[dev])))}"
+            f" -> {_short(sorted(map(str, after[dev] - before[dev])))}"
+            for dev in before if dev not in moved and before[dev] != after.get(dev)]
+    return out
 
 
 def _shrink(text: str, invariant: str, work: Path, budget: int = 8) -> str:
@@ -1307,6 +1613,7 @@ def fuzz_one(seed: int, out_root: str | None = None, shrink: bool = True) -> dic
         except Exception:   # noqa: BLE001  the checker's own bug: keep the file, go on
             failures = {"checker": [traceback.format_exc(limit=4)]}
         verdict = failures.pop("verdict", ["error"])[0]
+        checked = failures.pop("checked", [])
         if failures and out_root:
             folder = Path(out_root) / "failures"
             folder.mkdir(parents=True, exist_ok=True)
@@ -1320,7 +1627,7 @@ def fuzz_one(seed: int, out_root: str | None = None, shrink: bool = True) -> dic
             if shrunk != text:
                 (folder / f"fuzz-{seed}.shrunk.yaml").write_text(f"# shrunk for {first}\n" + shrunk)
     return {"seed": seed, "machine": spec.machine, "refused": refused, "failures": failures, "verdict": verdict,
-            "seconds": round(time.monotonic() - t, 2)}
+            "checked": checked, "seconds": round(time.monotonic() - t, 2)}
 
 
 def _check_file(path: Path) -> int:
@@ -1331,6 +1638,7 @@ def _check_file(path: Path) -> int:
         if report.exists():
             print("findings:", *json.loads(report.read_text())["findings"], sep="\n  ")
     print("verdict:", *failures.pop("verdict", ["error"]))   # the job's, not an invariant
+    print("checked:", *failures.pop("checked", ["-"]))
     for name, lines in failures.items():
         print(f"{name}:", *lines, sep="\n  ")
     return 1 if failures else 0
@@ -1344,6 +1652,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/livefuzz")
     parser.add_argument("--no-shrink", action="store_true")
     parser.add_argument("--file", help="check this one machine file and print what failed and the report's findings")
+    parser.add_argument("--only", choices=JOB_KEYS, metavar="KEY",
+                        help="check only the files among COUNT that carry job option KEY (# pnp:, # timing:, ...)")
     parser.add_argument("--coverage", action="store_true",
                         help="generate COUNT files from SEED (no QEMU) and print what they cover")
     args = parser.parse_args(argv)
@@ -1362,7 +1672,10 @@ def main(argv: list[str] | None = None) -> int:
     # workers (and so their QEMUs) die with this process, however it ends
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent,
                                                 initargs=(os.getpid(),)) as pool:
-        futures = [pool.submit(fuzz_one, args.seed + i, str(out), not args.no_shrink) for i in range(args.count)]
+        seeds = [args.seed + i for i in range(args.count)]
+        if args.only:
+            seeds = [seed for seed in seeds if args.only in job_options(valid_machine(seed)[0])]
+        futures = [pool.submit(fuzz_one, seed, str(out), not args.no_shrink) for seed in seeds]
         for future in concurrent.futures.as_completed(futures):
             r = future.result()
             results.append(r)
@@ -1374,8 +1687,9 @@ def main(argv: list[str] | None = None) -> int:
     refused = sum(r["refused"] for r in results)
     print(f"\n{len(results)} machines in {time.monotonic() - t0:.0f} s "
           f"({refused} generated files refused by validation first, each at a file line)")
+    held = Counter(name for r in results for name in r["checked"])
     for name in INVARIANTS:
-        print(f"  {name:<12} {per_invariant[name]:>4} failing")
+        print(f"  {name:<12} {per_invariant[name]:>4} failing" + (f" of {held[name]} checked" if name in held else ""))
     errors = Counter(error_class(r["failures"]["error"]) for r in results if "error" in r["failures"])
     for cls, n in errors.most_common():
         print(f"    error {n:>3}: {cls}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,13 @@ EVENTS = {
     "pvpanic-under-sgabios": ("machine: pc\ndevices:\n  - {model: sga, id: sga0}\n"
                               "  - {model: pvpanic, id: panic0, ioport: 0x3f8}\n",
                               "guest-panicked", ("panic0",), "the option ROM of sga0 (sga) writes there"),
+    # livefuzz round five (seed 5001046): sgabios waits on COM1's line status register for
+    # a transmitter that is never empty, and a pvpanic there answers its events mask
+    # forever: the firmware spins (it was an error, exit 2: no board device in the way)
+    "pvpanic-on-com1-status-under-sgabios": ("machine: isapc\ndevices:\n  - {model: sga, id: sga0}\n"
+                                             "  - {model: pvpanic, id: panic0, ioport: 0x3fd}\n",
+                                             "firmware-stalled", ("panic0",),
+                                             "the option ROM of sga0 (sga) writes there"),
     "debug-exit-on-log-port": ("machine: pc\nfirmware_log: false\ndevices:\n"
                                "  - {model: isa-debug-exit, id: bye, iobase: 0x402, iosize: 1}\n",
                                "qemu-exited", ("bye",), "wrote 0x53 ('S')"),
@@ -138,6 +146,36 @@ def test_a_qemu_gone_before_the_harness_attaches_is_the_same_finding(tmp_path: P
     result = run_job(machine_spec(text), tmp_path / "out", picture=False)
     assert [(e.kind, e.devices) for e in result.events] == [(kind, devices)]
     assert cause in result.events[0].cause and result.exit_code == 1
+
+#: How long each QMP command is held back in the slow-monitor test: more than the 3 ms
+#: slices the firmware's wait listens in (progress.END_POLL), as a loaded host does.
+SLOW_MONITOR = 0.02
+
+
+@pytest.mark.parametrize("name", ["pvpanic-on-cmos-index", "pvpanic-under-sgabios", "pvpanic-on-pic"])
+def test_a_panic_the_harness_hears_late_is_the_same_finding(name: str, tmp_path: Path, monkeypatch) -> None:
+    """livefuzz round five (seed 5000002, the timing invariant): a pvpanic over the 8259's
+    0x20 panicked the guest before the firmware's wait began; that wait listens in 3 ms
+    slices and asked QEMU's state inside one, so with the monitor slower than a slice
+    (20 ms here, a loaded host) the answer never came in time, the panic went unseen and
+    the job reported a firmware stalled 30 s later instead of the guest-panicked event."""
+    import asyncio
+    from harness.qemu.machine import Machine
+    execute = Machine._execute
+
+    async def slow(self, command, arguments=None):
+        await asyncio.sleep(SLOW_MONITOR)
+        return await execute(self, command, arguments)
+
+    monkeypatch.setattr(Machine, "_execute", slow)
+    text, kind, devices, cause = EVENTS.get(name) or (
+        "machine: pc\ndevices:\n  - {model: pvpanic, id: panic0, ioport: 0x20}\n",
+        "guest-panicked", ("panic0",), "writes there to board:interrupt-controllers")
+    start = time.monotonic()
+    result = run_job(machine_spec(text), tmp_path / "out", picture=False)
+    assert [(e.kind, e.devices) for e in result.events] == [(kind, devices)]
+    assert cause in result.events[0].cause and time.monotonic() - start < 10
+
 
 def test_a_guest_reset_after_the_firmware_under_the_apic_hal_is_a_finding(tmp_path: Path) -> None:
     """The agent guest serves the bus: a write that resets it (here a step through 0xcf9;

@@ -8,8 +8,8 @@ import sys
 
 from ..qemu.binary import require_qemu
 from ..config import ACCEL_POLICIES, load_machine
-from ..errors import COMMAND_LINE, ConfigError
-from ..nt.pnp import DEFAULT_NODE_BUDGET, DEFAULT_TIMEOUT
+from ..errors import COMMAND_LINE, ConfigError, HarnessError
+from ..nt.pnp import DEFAULT_NODE_BUDGET, DEFAULT_TIMEOUT, PnpSearchLimit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
                           source=COMMAND_LINE, field="--timeout")
     spec = load_machine(args.config, accel=args.accel)
     require_qemu()   # one line naming the binary (the SeaBIOS comparison boots the machine)
-    report = run_pnp(spec, apply=args.apply, budget=args.budget, timeout=args.timeout, keep=args.keep)
+    try:
+        report = run_pnp(spec, apply=args.apply, budget=args.budget, timeout=args.timeout, keep=args.keep)
+    except PnpSearchLimit as exc:   # no verdict either way: not "a problem found" (exit 1)
+        raise HarnessError(f"{exc}; --budget and --timeout give the search more") from None
     sys.stdout.write(report_json(report) + "\n" if args.json else report.format_text())
     return report.exit_code

@@ -613,6 +613,51 @@ class _Avoid:
         return a.find_conflicts(claims) if a is not None else []
 
 
+def _fixed_part(node: DeviceNode, cand: Candidate) -> list[Claim]:
+    """The claims a candidate left to the arbiter's allocation holds wherever it places
+    the rest: its descriptors with a single place (a PCI VGA's legacy ranges beside its
+    BARs), on which forward checking prunes it (it kept every such candidate)."""
+    req = cand.requirements
+    fixed = tuple(d for d in req.lists[0].descriptors
+                  if isinstance(d, (PortRequirement, MemoryRequirement, InterruptRequirement, DmaRequirement))
+                  and not _has_room(d))
+    if not fixed:
+        return []
+    placed = Arbiter().allocate(node.owner, IO_RESOURCE_REQUIREMENTS_LIST(
+        req.interface_type, req.bus_number, req.slot_number, (IO_RESOURCE_LIST(fixed),))).resources
+    return claims_of(node.owner, placed) if placed is not None else []
+
+
+def _held_whatever(node: DeviceNode, cands: Sequence[Candidate]) -> list[Claim]:
+    """The claims every candidate of ``node`` holds (a GUS's AdLib ports in each of its
+    configurations; none for a node without candidates)."""
+    held = [{(c.kind, c.start, c.end): c for c in (claims_of(node.owner, cand.resources) if cand.concrete
+                                                    else _fixed_part(node, cand))} for cand in cands]
+    if not held:
+        return []
+    common = set(held[0]).intersection(*held[1:])
+    return [claim for key, claim in held[0].items() if key in common]
+
+
+def _two_never_fit(order: Sequence[DeviceNode], cands: dict[str, list[Candidate]], working: Arbiter) -> bool:
+    """Whether two nodes hold conflicting claims in every configuration each can have:
+    then no assignment exists, whatever the others get.  The search would learn it only
+    at the later of the two, once for each choice of each device whose placement pruned
+    some of its candidates (livefuzz round five, seed 5001226: two GUS cards, which both
+    decode the AdLib's 0x388 in all of their 211 configurations, beside an SB16's 144: no
+    verdict within 30 s)."""
+    held = [(n, claims) for n in order if (claims := _held_whatever(n, cands[n.name]))]
+    for i, (a, mine) in enumerate(held):
+        working.replace(a.owner, mine)
+        try:
+            if any(c.holder.owner == a.owner for b, theirs in held[i + 1:]
+                   for c in working.find_conflicts(theirs, exclude=(b.owner,))):
+                return True
+        finally:
+            working.release(a.owner)
+    return False
+
+
 def _realise(node: DeviceNode, cand: Candidate, working: Arbiter, avoid: _Avoid,
              claim_cache: dict[tuple[str, int], list[Claim]], rank: int,
              ) -> tuple[CM_RESOURCE_LIST | None, list[Claim], list[Conflict]]:
@@ -650,32 +695,56 @@ def solve(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *,
     stats = SearchStats()
     limit = _Budget(budget, timeout, f"PnP assignment of {len(nodes)} device(s)")
     cache: dict[tuple[str, int], list[Claim]] = {}
+    if _two_never_fit(order, cands, working):
+        stats.seconds = time.monotonic() - t0
+        return Solution(False, {}, [n.name for n in order], stats)
     alive: dict[str, list[int]] = {n.name: list(range(len(cands[n.name]))) for n in order}
     chosen: dict[str, Choice] = {}
 
+    depth = {n.owner: i for i, n in enumerate(order)}
+    #: Which depth set each (node, rank) aside (forward checking), and per depth the
+    #: earlier depths whose placements its candidates failed against: conflict-directed
+    #: backjumping goes back to the latest of those, over placements that had no part in
+    #: the failure (three IPMI cards for two places were tried again under every choice of
+    #: every unrelated PCI function placed before them: livefuzz round five, seed 5001044).
+    #: A placement the arbiter allocated (not a concrete candidate) lies where the claims
+    #: before it left room: blaming it blames every depth up to it.
+    pruner: dict[tuple[str, int], int] = {}
+    blamed: list[set[int]] = [set() for _ in order]
+    behind: list[set[int]] = [set() for _ in order]
+
+    def pruned_by(node: DeviceNode) -> set[int]:
+        alive_now = set(alive[node.name])
+        return set().union(*(behind[pruner[(node.name, r)]] for r in range(len(cands[node.name]))
+                             if r not in alive_now))
+
+    def holders(conflicts: Sequence[Conflict], k: int) -> set[int]:
+        """The depths before ``k`` behind the placed nodes holding what blocked."""
+        return set().union(*(behind[depth[c.holder.owner]] for c in conflicts if depth.get(c.holder.owner, k) < k))
+
     def prune_after(k: int) -> list[tuple[str, list[int]]] | None:
-        """Forward checking: drop later concrete candidates that now conflict; None if a
-        device is left with nothing (the undo list is returned either way via ``undo``)."""
+        """Forward checking: drop later candidates that now conflict (a candidate left to
+        the arbiter by the part it holds wherever it goes: :func:`_fixed_part`); the
+        undo list ends with ("<dead>", [name]) if a device is left with nothing."""
         undo: list[tuple[str, list[int]]] = []
         for later in order[k + 1:]:
             keep = []
             for rank in alive[later.name]:
                 cand = cands[later.name][rank]
-                if not cand.concrete:
-                    keep.append(rank)
-                    continue
                 claims = cache.get((later.name, rank))
                 if claims is None:
-                    claims = cache[(later.name, rank)] = claims_of(later.owner, cand.resources)
-                if working.find_conflicts(claims, exclude=(later.owner,)):
+                    claims = cache[(later.name, rank)] = claims_of(later.owner, cand.resources) \
+                        if cand.concrete else _fixed_part(later, cand)
+                if claims and working.find_conflicts(claims, exclude=(later.owner,)):
                     stats.pruned += 1
+                    pruner[(later.name, rank)] = k
                 else:
                     keep.append(rank)
             if len(keep) != len(alive[later.name]):
                 undo.append((later.name, alive[later.name]))
                 alive[later.name] = keep
                 if not keep:
-                    return undo + [("<dead>", [])]
+                    return undo + [("<dead>", [later.name])]
         return undo
 
     def restore(undo: list[tuple[str, list[int]]]) -> None:
@@ -683,30 +752,48 @@ def solve(nodes: Sequence[DeviceNode], base: Arbiter | None = None, *,
             if name != "<dead>":
                 alive[name] = previous
 
-    def descend(k: int) -> bool:
+    def descend(k: int) -> bool | int:
+        """True when every node from depth ``k`` on is placed; else the depth to go back to
+        (-1: none, no assignment exists)."""
         if k == len(order):
             return True
         node = order[k]
+        blamed[k] = set()
         for rank in list(alive[node.name]):
             limit.spend(stats)
             cand = cands[node.name][rank]
-            resources, claims, _ = _realise(node, cand, working, avoid, cache, rank)
+            resources, claims, blockers = _realise(node, cand, working, avoid, cache, rank)
             if resources is None:
+                # an allocation that found no room failed on what every claim before it left
+                blamed[k] |= holders(blockers, k) if cand.concrete else set(range(k))
                 continue
+            behind[k] = {k} if cand.concrete else set(range(k + 1))
             working.replace(node.owner, claims)
             undo = prune_after(k) if forward_check else []
             dead = bool(undo) and undo[-1][0] == "<dead>"
-            if not dead:
+            back: bool | int = k
+            if dead:
+                wiped = next(n for n in order if n.name == undo[-1][1][0])
+                blamed[k] |= pruned_by(wiped) - {k}
+            else:
                 chosen[node.name] = Choice(node, cand, resources, rank)
-                if descend(k + 1):
+                back = descend(k + 1)
+                if back is True:
                     return True
                 del chosen[node.name]
             stats.backtracks += 1
             restore(undo)
             working.release(node.owner)
-        return False
+            if back < k:
+                return back   # this node's placement had no part in the failure below
+        culprits = blamed[k] | pruned_by(node)
+        if not culprits:
+            return -1
+        h = max(culprits)
+        blamed[h] |= culprits - {h}
+        return h
 
-    ok = descend(0)
+    ok = descend(0) is True
     stats.seconds = time.monotonic() - t0
     solution = Solution(ok, chosen if ok else {}, [n.name for n in order], stats)
     if ok:

@@ -190,14 +190,6 @@ class MachineStuck(QEMUError):
         super().__init__(message, machine=machine)
 
 
-class _StuckSignal(Exception):
-    """Raised on the loop thread when a wait sees a stuck state; turned into MachineStuck
-    by the caller's thread, which can end the machine."""
-
-    def __init__(self, state: str) -> None:
-        self.state = state
-
-
 class _Client(QMPClient):
     """The QMP client of a QEMU whose capabilities were negotiated by commands written
     before it started (:func:`~harness.qemu.spawn.spawn_qemu`): it reads the greeting,
@@ -777,42 +769,49 @@ class Machine:
         """
         self._require_running()
         start = time.monotonic()
+        seen = after
 
-        async def run() -> dict[str, Any]:
+        async def run() -> dict[str, Any] | None:
+            """The event, or None at a STOP (its state is asked outside this wait)."""
+            nonlocal seen
             assert self._event_cond is not None
-            seen = after
-            while True:
-                async with self._event_cond:
+            async with self._event_cond:
+                while True:
                     stopped = False
-                    while True:
-                        for event in self._events[seen:]:
-                            if event["event"] == name and (match is None or match(event)):
-                                return event
-                            stopped = stopped or event["event"] == "STOP"
-                        seen = len(self._events)
-                        if stopped:
-                            break
-                        if self._proc is not None and self._proc.poll() is not None:
-                            raise MachineDied(f"QEMU exited (status {self._proc.returncode}) "
-                                              f"while waiting for event {name}", machine=self)
-                        await self._event_cond.wait()
-                try:
-                    state = (await self._execute("query-status"))["status"]
-                except QMPError:
-                    continue  # the connection dropped: QEMU exited, which the next pass reports
-                if state in STUCK_STATES:
-                    raise _StuckSignal(state)
+                    for event in self._events[seen:]:
+                        if event["event"] == name and (match is None or match(event)):
+                            return event
+                        stopped = stopped or event["event"] == "STOP"
+                    seen = len(self._events)
+                    if stopped:
+                        return None
+                    if self._proc is not None and self._proc.poll() is not None:
+                        raise MachineDied(f"QEMU exited (status {self._proc.returncode}) "
+                                          f"while waiting for event {name}", machine=self)
+                    await self._event_cond.wait()
 
-        try:
-            return hloop.call(run, timeout, lambda: QMPTimeout(
+        while True:
+            left = max(0.0, timeout - (time.monotonic() - start))
+            found = hloop.call(run, left, lambda: QMPTimeout(
                 f"event {name} did not arrive within {timeout:g} s", machine=self, tail=tail))
-        except _StuckSignal as stuck:
-            error = MachineStuck(
-                f"QEMU paused itself in state {stuck.state!r}, which it never leaves, "
-                f"{time.monotonic() - start:.2f} s into waiting for event {name} "
-                f"(limit {timeout:g} s); the harness ended it", machine=self, state=stuck.state)
-            self.close()
-            raise error from None
+            if found is not None:
+                return found
+            # The state is asked with the monitor's own bound, not what is left of this
+            # wait: the firmware's wait listens in 3 ms slices, and a panic before it began
+            # went unseen whenever the answer took longer (livefuzz round five, the timing
+            # invariant), to be reported as a firmware stalled 30 s later.
+            try:
+                state = self.status()
+            except MachineDied:
+                raise MachineDied(f"QEMU exited (status {self._proc.returncode}) while waiting for event {name}",
+                                  machine=self) from None
+            if state in STUCK_STATES:
+                error = MachineStuck(
+                    f"QEMU paused itself in state {state!r}, which it never leaves, "
+                    f"{time.monotonic() - start:.2f} s into waiting for event {name} "
+                    f"(limit {timeout:g} s); the harness ended it", machine=self, state=state)
+                self.close()
+                raise error
 
     def status(self) -> str:
         return self.qmp("query-status")["status"]
