@@ -36,7 +36,8 @@ UNEXPLAINED_HERE = {"ib700-twice": {("wd1", "probe")}}
 #: What the probe guest finds at a base off its model's register block (registers-misplaced).
 MISPLACED = {"lpt-at-3bc": ("lpt3", "register 0 at 0x3c0), not at 0x3bc+N"),
              "lpt-3bc-over-vga": ("lpt3", "register 0 at 0x3c0), not at 0x3bc+N"),
-             "builtin-fdc-371-under-ide": ("board:floppy-controller", "register 0 at 0x378), not at 0x371+N")}
+             "builtin-fdc-371-under-ide": ("board:floppy-controller", "register 0 at 0x378), not at 0x371+N"),
+             "pci-ide-behind-an-unnumbered-bridge-pc": ("board:floppy-controller", "register 0 at 0xd00), not at 0xcfc+N")}
 
 
 def _after_drivers_only(path: Path) -> bool:
